@@ -1,0 +1,350 @@
+"""Clusters: EKS through pulumi-aws, or an existing cluster through its kubeconfig.
+
+Both yield a `ClusterHandle`, so the rest of the program never asks which kind it has.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.versions import EKS_ADDONS
+
+
+@dataclass(frozen=True)
+class ClusterHandle:
+    """What every other component needs to know about a cluster."""
+
+    role: str  # "control-plane", "dev" or "prod"
+    provider: k8s.Provider
+    endpoint: pulumi.Output[str]  # API server URL reachable from the control plane
+    ca_data: pulumi.Output[str]  # base64 PEM bundle of the API server's CA
+    kubernetes_version: str
+    oidc_issuer_url: pulumi.Output[str] | None = None  # service-account issuer, where known
+    is_eks: bool = False
+    aws_provider: aws.Provider | None = None
+    oidc_provider_arn: pulumi.Output[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.role
+
+
+def kubernetes_provider_name(role: str) -> str:
+    """The provider's resource name; the offline plan maps it back to the cluster."""
+    return f"{role}-k8s"
+
+
+# --- existing clusters ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExistingClusterArgs:
+    role: str
+    server: str
+    ca_data: str
+    kubernetes_version: str
+    kubeconfig_path: str | None = None
+    kubeconfig_content: pulumi.Input[str] | None = None  # a Pulumi secret
+    context: str | None = None
+    service_account_issuer: str | None = None
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """A cluster the platform does not create (kind, k3s, on-prem), reached by kubeconfig."""
+
+    handle: ClusterHandle
+
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:cluster:ExistingCluster", name, None, opts)
+        kubeconfig = args.kubeconfig_content if args.kubeconfig_content is not None else args.kubeconfig_path
+        provider = k8s.Provider(
+            kubernetes_provider_name(args.role),
+            kubeconfig=kubeconfig,
+            context=args.context,
+            # Never fall back to whatever cluster the caller's environment points at.
+            delete_unreachable=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.handle = ClusterHandle(
+            role=args.role,
+            provider=provider,
+            endpoint=pulumi.Output.from_input(args.server),
+            ca_data=pulumi.Output.from_input(args.ca_data),
+            kubernetes_version=args.kubernetes_version,
+            oidc_issuer_url=(
+                pulumi.Output.from_input(args.service_account_issuer) if args.service_account_issuer else None
+            ),
+        )
+        self.register_outputs({"endpoint": self.handle.endpoint})
+
+
+# --- EKS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeGroupArgs:
+    name: str
+    instance_types: list[str]
+    min_size: int
+    max_size: int
+    desired_size: int
+    disk_size_gib: int = 50
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EksClusterArgs:
+    role: str
+    region: str
+    kubernetes_version: str
+    node_groups: list[NodeGroupArgs]
+    admin_principal_arns: list[str]
+    vpc_cidr: str | None = None  # a new VPC, or
+    availability_zones: list[str] = field(default_factory=list)
+    private_subnet_ids: list[str] = field(default_factory=list)  # existing subnets
+    public_subnet_ids: list[str] = field(default_factory=list)
+    endpoint_public: bool = False
+    endpoint_private: bool = True
+    public_access_cidrs: list[str] = field(default_factory=list)
+    protect: bool = False
+
+
+_CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
+_NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+
+
+def _assume_role_policy(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+class EksCluster(pulumi.ComponentResource):
+    """An EKS cluster in access-entry mode, with its network, node groups and workload identity."""
+
+    handle: ClusterHandle
+
+    def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:cluster:EksCluster", name, None, opts)
+        tags = {"platform.io/cluster": args.role, "platform.io/managed-by": "platform-bootstrap"}
+        aws_provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
+
+        private_ids, public_ids = (
+            self._network(name, args, tags, child)
+            if args.vpc_cidr
+            else (args.private_subnet_ids, args.public_subnet_ids)
+        )
+
+        cluster_role = self._role(f"{name}-cluster", "eks.amazonaws.com", _CLUSTER_POLICIES, tags, child)
+        cluster = aws.eks.Cluster(
+            name,
+            role_arn=cluster_role.arn,
+            version=args.kubernetes_version,
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False
+            ),
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=[*private_ids, *public_ids],
+                endpoint_private_access=args.endpoint_private,
+                endpoint_public_access=args.endpoint_public,
+                public_access_cidrs=args.public_access_cidrs or None,
+            ),
+            enabled_cluster_log_types=["api", "audit", "authenticator"],
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)),
+        )
+
+        for index, arn in enumerate(args.admin_principal_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{index}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{index}",
+                cluster_name=cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=child,
+            )
+
+        node_role = self._role(f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, tags, child)
+        node_groups = [
+            aws.eks.NodeGroup(
+                f"{name}-{group.name}",
+                cluster_name=cluster.name,
+                node_role_arn=node_role.arn,
+                subnet_ids=list(private_ids),
+                instance_types=group.instance_types,
+                disk_size=group.disk_size_gib,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                    min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
+                ),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                labels=group.labels or None,
+                tags=tags,
+                # The autoscaler owns the running size once the group exists.
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
+                ),
+            )
+            for group in args.node_groups
+        ]
+
+        issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
+        oidc_provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
+        )
+
+        # Add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
+        for addon, version in EKS_ADDONS[args.kubernetes_version].items():
+            aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=cluster.name,
+                addon_name=addon,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+                tags=tags,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=node_groups)),
+            )
+
+        ca_data = cluster.certificate_authority.apply(lambda ca: ca["data"])
+        provider = k8s.Provider(
+            kubernetes_provider_name(args.role),
+            kubeconfig=pulumi.Output.all(cluster.endpoint, ca_data, cluster.name).apply(
+                lambda a: _exec_kubeconfig(a[0], a[1], a[2], args.region)
+            ),
+            delete_unreachable=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+        )
+        self.handle = ClusterHandle(
+            role=args.role,
+            provider=provider,
+            endpoint=cluster.endpoint,
+            ca_data=ca_data,
+            kubernetes_version=args.kubernetes_version,
+            oidc_issuer_url=issuer,
+            is_eks=True,
+            aws_provider=aws_provider,
+            oidc_provider_arn=oidc_provider.arn,
+        )
+        self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
+
+    def _role(
+        self, name: str, service: str, policies: tuple[str, ...], tags: dict[str, str], opts: pulumi.ResourceOptions
+    ) -> aws.iam.Role:
+        role = aws.iam.Role(name, assume_role_policy=_assume_role_policy(service), tags=tags, opts=opts)
+        for policy in policies:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{policy}", role=role.name, policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=opts
+            )
+        return role
+
+    def _network(
+        self, name: str, args: EksClusterArgs, tags: dict[str, str], opts: pulumi.ResourceOptions
+    ) -> tuple[list[pulumi.Output[str]], list[pulumi.Output[str]]]:
+        """A VPC with one public and one private subnet per availability zone."""
+        assert args.vpc_cidr is not None
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=args.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**tags, "Name": f"{name}-vpc"},
+            opts=opts,
+        )
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=opts)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+            tags=tags,
+            opts=opts,
+        )
+        # Two subnets per zone, carved from the VPC in order: public ones first.
+        zones = args.availability_zones
+        blocks = list(ipaddress.ip_network(args.vpc_cidr).subnets(new_prefix=_subnet_prefix(args.vpc_cidr, 2 * len(zones))))
+        public_ids, private_ids = [], []
+        nat = None
+        for index, zone in enumerate(zones):
+            public = aws.ec2.Subnet(
+                f"{name}-public-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=str(blocks[index]),
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={**tags, "kubernetes.io/role/elb": "1", "Name": f"{name}-public-{zone}"},
+                opts=opts,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{zone}", subnet_id=public.id, route_table_id=public_routes.id, opts=opts
+            )
+            public_ids.append(public.id)
+            if nat is None:
+                # One NAT gateway keeps cost down; private subnets in every zone route through it.
+                eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=opts)
+                nat = aws.ec2.NatGateway(
+                    f"{name}-nat", allocation_id=eip.id, subnet_id=public.id, tags=tags, opts=opts
+                )
+        private_routes = aws.ec2.RouteTable(
+            f"{name}-private",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+            tags=tags,
+            opts=opts,
+        )
+        for index, zone in enumerate(zones):
+            private = aws.ec2.Subnet(
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=str(blocks[len(zones) + index]),
+                availability_zone=zone,
+                tags={**tags, "kubernetes.io/role/internal-elb": "1", "Name": f"{name}-private-{zone}"},
+                opts=opts,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{zone}", subnet_id=private.id, route_table_id=private_routes.id, opts=opts
+            )
+            private_ids.append(private.id)
+        return private_ids, public_ids
+
+
+def _subnet_prefix(cidr: str, count: int) -> int:
+    """The longest prefix that still fits `count` equal subnets in `cidr`."""
+    prefix = ipaddress.ip_network(cidr).prefixlen
+    return prefix + max(1, (count - 1).bit_length())
+
+
+def _exec_kubeconfig(endpoint: str, ca_data: str, cluster_name: str, region: str) -> str:
+    """A kubeconfig whose credential is a short-lived token from `aws eks get-token`: nothing stored."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
+                        }
+                    },
+                }
+            ],
+        }
+    )

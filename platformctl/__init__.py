@@ -1,0 +1,1 @@
+"""platformctl: the engineers' command line for the offline plan."""

@@ -1,0 +1,25 @@
+"""`python -m platformctl <command>`: render, diff and comment on the offline plan."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# The program's packages (stacks, components) live beside platformctl.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from platformctl import comment, diff, render  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m platformctl", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in (render, diff, comment):
+        module.register(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

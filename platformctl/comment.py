@@ -1,0 +1,343 @@
+"""`platformctl comment`: post the merge-request preview as one note, updated in place.
+
+The note is found again on every push by a hidden marker on its first line, so a
+merge request carries exactly one platform note however many pipelines ran.
+Inputs are already redacted renders; lines that still look like credentials are
+masked anyway, because a note is readable by everyone who can see the MR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import gitlab
+import requests
+
+MARKER = "<!-- platform-bootstrap:preview -->"
+# GitLab rejects notes longer than this many characters (Note validation).
+NOTE_LIMIT = 1_000_000
+# Cut well before the limit: the server may count differently than Python does
+# (e.g. after normalising line endings), and 1 % of headroom costs reviewers nothing.
+NOTE_MARGIN = 10_000
+# Blocks longer than this are folded into <details> so the note stays scannable.
+FOLD_LINES = 40
+FOLD_CHARS = 4_000
+DEFAULT_TITLE = "Platform preview"
+DEFAULT_TOKEN_ENV = "PLATFORM_MR_TOKEN"
+EXIT_OK, EXIT_ERROR = 0, 2
+
+# Credential formats that must never reach a note; a match masks the whole line.
+SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
+    "GitLab token": re.compile(
+        r"\bgl(?:pat|dt|rt|ptt|oas|cbt|ft|imt|agent|soat|ffct|wt)-[0-9A-Za-z_-]{20,}"
+        r"|\bGR1348941[0-9A-Za-z_-]{20,}"
+    ),
+    "private key": re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
+    "AWS access key": re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    "AWS secret key": re.compile(
+        r"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}\b"
+    ),
+    "GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}"),
+    "Slack token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    "Pulumi token": re.compile(r"\bpul-[0-9a-f]{40}\b"),
+    "Vault token": re.compile(r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}"),
+    "JSON web token": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),
+    "HTTP credentials": re.compile(r"(?i)\bauthorization:\s*(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"),
+}
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+
+
+class CommentError(Exception):
+    """A problem the user can fix; reported as one line, exit code 2."""
+
+
+def mask_secrets(text: str) -> tuple[str, list[str]]:
+    """Mask every line that looks like a credential; return the text and what was found.
+
+    A PEM private key is masked from its BEGIN line through its END line, since the
+    base64 body lines match no pattern on their own.
+    """
+    out: list[str] = []
+    found: list[str] = []
+    in_pem = False
+    for line in text.splitlines(keepends=True):
+        newline = line[len(line.rstrip("\r\n")):]
+        kind = "private key" if in_pem else next(
+            (name for name, pattern in SECRET_PATTERNS.items() if pattern.search(line)), None
+        )
+        if kind == "private key":
+            begin = SECRET_PATTERNS["private key"].search(line)
+            # Still inside the block unless this line closes it (after its BEGIN, if any).
+            in_pem = not _PEM_END.search(line, begin.end() if begin else 0)
+        if kind is None:
+            out.append(line)
+        else:
+            found.append(kind)
+            out.append(f"[masked: this line looked like a secret ({kind})]{newline}")
+    return "".join(out), found
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One section of the note. Fold state and fence come from the full text, so
+    they do not change when the text is cut (the size budget depends on them)."""
+
+    label: str
+    text: str
+    code: bool  # previews are shown verbatim in a code fence; summaries are markdown
+    folded: bool
+    fence: str
+
+
+def _block(label: str, text: str, code: bool) -> _Block:
+    lines = text.count("\n") + 1
+    folded = lines > FOLD_LINES or len(text) > FOLD_CHARS
+    # A fence longer than any backtick run inside, so the content cannot close it.
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return _Block(f"{label} ({lines} lines)", text, code, folded, "`" * max(3, longest + 1))
+
+
+def _cut_notice(shown: int, total: int) -> str:
+    return (
+        f"> :scissors: **Output cut:** showing the first {shown:,} of {total:,} characters "
+        f"(GitLab notes are limited to {NOTE_LIMIT:,}). The full text is in the job artifacts."
+    )
+
+
+def _render_block(block: _Block, text: str, notice: str) -> str:
+    body = f"{block.fence}text\n{text.rstrip(chr(10))}\n{block.fence}" if block.code else text.strip("\n")
+    if notice:
+        body += f"\n\n{notice}"
+    if block.folded:
+        # Blank lines around the content let GitLab render markdown inside <details>.
+        return f"<details><summary>{block.label}</summary>\n\n{body}\n\n</details>"
+    return body
+
+
+def _render(head: str, blocks: list[_Block], texts: list[str], notices: list[str]) -> str:
+    parts = [head] + [_render_block(b, t, n) for b, t, n in zip(blocks, texts, notices)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _shares(lengths: list[int], budget: int) -> list[int]:
+    """Characters each block may keep: short blocks stay whole, the longest are cut evenly."""
+    allowed = list(lengths)
+    remaining = budget
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for position, index in enumerate(order):
+        allowed[index] = min(lengths[index], remaining // (len(order) - position))
+        remaining -= allowed[index]
+    return allowed
+
+
+def _cut(text: str, keep: int) -> str:
+    if len(text) <= keep:
+        return text
+    head = text[:keep]
+    newline = head.rfind("\n")
+    return head[: newline + 1] if newline > 0 else head  # end on a whole line when possible
+
+
+def build_note(
+    summary: str,
+    previews: list[tuple[str, str]],
+    limit: int,
+    title: str = DEFAULT_TITLE,
+) -> str:
+    """The complete note body: marker, title, summary, folded previews; at most `limit` characters.
+
+    previews: (label, text) pairs, e.g. ("preview-dev.txt", <pulumi preview --diff output>).
+    """
+    found: list[str] = []
+    title, kinds = mask_secrets(" ".join(title.split()) or DEFAULT_TITLE)
+    found += kinds
+    blocks: list[_Block] = []
+    for label, text, code in [("Summary", summary, False)] + [(l, t, True) for l, t in previews]:
+        masked, kinds = mask_secrets(text)
+        masked_label, label_kinds = mask_secrets(" ".join(label.split()))
+        found += kinds + label_kinds
+        blocks.append(_block(masked_label, masked, code))
+
+    head = f"{MARKER}\n### {title}"
+    if found:
+        head += (
+            f"\n\n> **Note:** {len(found)} line(s) that looked like secrets "
+            f"({', '.join(sorted(set(found)))}) were masked."
+        )
+
+    texts = [b.text for b in blocks]
+    body = _render(head, blocks, texts, [""] * len(blocks))
+    if len(body) <= limit:
+        return body
+
+    # Everything but the texts, with the longest notice each block could get.
+    worst = [_cut_notice(len(t), len(t)) for t in texts]
+    overhead = len(_render(head, blocks, [""] * len(blocks), worst))
+    if overhead >= limit:
+        raise ValueError(f"limit {limit} is too small for the note's fixed parts ({overhead} characters)")
+    keep = _shares([len(t) for t in texts], limit - overhead)
+    cut = [_cut(t, k) for t, k in zip(texts, keep)]
+    notices = [_cut_notice(len(c), len(t)) if c != t else "" for c, t in zip(cut, texts)]
+    body = _render(head, blocks, cut, notices)
+    assert len(body) <= limit, (len(body), limit)  # guaranteed by the overhead computation
+    return body
+
+
+def upsert_note(gl_project_mr: Any, body: str, author_id: int | None = None) -> str:
+    """Update the MR's marked note in place, or create it; returns "created" or "updated".
+
+    Only a note whose first line is the marker counts, and, when author_id is given,
+    only one written by that user: a human who pasted the marker keeps their note.
+    """
+    if not body.startswith(MARKER):
+        raise ValueError("note body must start with the marker, or it would never be found again")
+    # Oldest first, so the note keeps its place in the discussion; iterator=True follows every page.
+    for note in gl_project_mr.notes.list(iterator=True, sort="asc", order_by="created_at", per_page=100):
+        if note.system or not note.body.startswith(MARKER):
+            continue
+        if author_id is not None and note.author.get("id") != author_id:
+            continue
+        note.body = body
+        note.save()
+        return "updated"
+    gl_project_mr.notes.create({"body": body})
+    return "created"
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    token: str
+    token_env: str
+    project: str
+    mr_iid: int
+
+
+def _target(args: argparse.Namespace, env: Mapping[str, str]) -> _Target:
+    """Where to post, from flags first and the CI job's predefined variables second."""
+    if args.token_env == "CI_JOB_TOKEN":
+        raise CommentError(
+            "CI_JOB_TOKEN cannot write merge-request notes; store a project access token "
+            f"(api scope, Reporter) in a masked variable such as {DEFAULT_TOKEN_ENV}"
+        )
+    url = args.gitlab_url
+    if not url and env.get("CI_API_V4_URL"):
+        api = env["CI_API_V4_URL"].rstrip("/")
+        if not api.endswith("/api/v4"):
+            raise CommentError(f"CI_API_V4_URL does not end with /api/v4: {api}")
+        url = api.removesuffix("/api/v4")
+    url = url or env.get("CI_SERVER_URL", "")
+    project = args.project or env.get("CI_PROJECT_ID", "")
+    mr_iid = args.mr_iid or env.get("CI_MERGE_REQUEST_IID", "")
+    token = env.get(args.token_env, "")
+    missing = [
+        what
+        for what, value in [
+            ("GitLab URL (CI_API_V4_URL, CI_SERVER_URL or --gitlab-url)", url),
+            ("project (CI_PROJECT_ID or --project)", project),
+            ("merge request (CI_MERGE_REQUEST_IID or --mr-iid)", mr_iid),
+            (f"token (environment variable {args.token_env})", token),
+        ]
+        if not value
+    ]
+    if missing:
+        raise CommentError("missing " + "; ".join(missing))
+    if not str(mr_iid).isdigit():
+        raise CommentError(f"merge request IID must be a number, got {mr_iid!r}")
+    return _Target(url.rstrip("/"), token, args.token_env, str(project), int(mr_iid))
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise CommentError(f"cannot read {what} file {path}: {err.strerror or err}") from None
+
+
+def _one_line(message: Any, limit: int = 200) -> str:
+    text = str(message)
+    if "<html" in text.lower():  # a proxy's error page: its title is the only useful part
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        text = title.group(1) if title else ""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _api_error(err: gitlab.GitlabError, step: str, target: _Target) -> str:
+    code = err.response_code
+    hint = {
+        401: f"the token in ${target.token_env} is invalid, expired or revoked",
+        403: f"the token in ${target.token_env} lacks permission (needs api scope and Reporter on the project)",
+        404: "not found, or not visible to this token",
+    }.get(code or 0, "GitLab server error, retry the job" if (code or 0) >= 500 else "")
+    status = f"HTTP {code}" if code else "no HTTP status"
+    detail = _one_line(err.error_message)
+    return f"GitLab refused to {step} ({status}): {hint}{'; ' if hint and detail else ''}{detail}"
+
+
+def run(args: argparse.Namespace) -> int:
+    step = "start"
+    target: _Target | None = None
+    try:
+        target = _target(args, os.environ)
+        summary = "\n\n".join(_read(p, "summary") for p in args.summary)
+        previews = [(p.name, _read(p, "preview")) for p in args.preview]
+        body = build_note(summary, previews, NOTE_LIMIT - NOTE_MARGIN, title=args.title)
+        gl = gitlab.Gitlab(target.url, private_token=target.token, timeout=30)
+        step = "authenticate the token"
+        gl.auth()  # also tells us who we are, so only our own note is ever updated
+        step = f"read project {target.project}"
+        project = gl.projects.get(target.project)
+        step = f"read merge request !{target.mr_iid} of project {target.project}"
+        mr = project.mergerequests.get(target.mr_iid)
+        step = f"write the note on merge request !{target.mr_iid}"
+        outcome = upsert_note(mr, body, author_id=gl.user.id if gl.user else None)
+    except CommentError as err:
+        return _fail(str(err))
+    except gitlab.GitlabError as err:
+        assert target is not None  # API calls start only after the target is known
+        return _fail(_api_error(err, step, target))
+    except requests.RequestException as err:
+        assert target is not None
+        return _fail(f"cannot reach GitLab at {target.url} to {step}: {type(err).__name__}")
+    print(
+        f"platformctl comment: {outcome} the note on merge request !{target.mr_iid} "
+        f"({len(body):,} characters)"
+    )
+    return EXIT_OK
+
+
+def _fail(message: str) -> int:
+    print(f"platformctl comment: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "comment",
+        help="post the summary and previews as one merge-request note, updated in place",
+        description=(
+            "Post the platform summary (and Pulumi previews when present) as one note on the "
+            "merge request, updating the same note on every push. GitLab location comes from "
+            "CI_API_V4_URL or CI_SERVER_URL, CI_PROJECT_ID and CI_MERGE_REQUEST_IID unless given."
+        ),
+    )
+    # action="extend" with nargs="+": `--summary a b` and `--summary a --summary b` both work.
+    parser.add_argument("--summary", type=Path, nargs="+", action="extend", required=True,
+                        metavar="FILE", help="markdown summary file(s), e.g. output of `platformctl diff`")
+    parser.add_argument("--preview", type=Path, nargs="+", action="extend", default=[],
+                        metavar="FILE", help="`pulumi preview --diff` output file(s), folded into <details>")
+    parser.add_argument("--title", default=DEFAULT_TITLE, help=f"note heading (default: {DEFAULT_TITLE!r})")
+    parser.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
+                        help=f"environment variable holding the API token (default: {DEFAULT_TOKEN_ENV}); "
+                        "CI_JOB_TOKEN is refused because it cannot write notes")
+    parser.add_argument("--gitlab-url", help="GitLab base URL (default: from CI_API_V4_URL or CI_SERVER_URL)")
+    parser.add_argument("--project", help="project ID or path (default: CI_PROJECT_ID)")
+    parser.add_argument("--mr-iid", help="merge request IID (default: CI_MERGE_REQUEST_IID)")
+    parser.set_defaults(run=run)

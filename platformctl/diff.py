@@ -1,0 +1,140 @@
+"""`platformctl diff A B`: what changes between two renders, as Markdown.
+
+Resources are matched by URN. A changed secret shows as its path only: renders hold no
+secret values, and the diff reads only their fingerprints.
+Exit status: 0 equal, 1 different, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platformctl.render import FINGERPRINTS
+
+_COMPARED = ("type", "parent", "provider", "cluster", "dependsOn", "options", "inputs")
+
+
+@dataclass
+class PlanDiff:
+    added: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.outputs)
+
+
+def load_render(directory: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    try:
+        plan = json.loads((directory / "plan.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{directory}: not a render directory ({err})") from None
+    fingerprints_file = directory / FINGERPRINTS
+    fingerprints = json.loads(fingerprints_file.read_text()) if fingerprints_file.exists() else {}
+    return plan, fingerprints
+
+
+def changed_paths(before: Any, after: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ, down to the leaves."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        paths = []
+        for key in sorted(set(before) | set(after)):
+            sub = f"{path}.{key}" if path else key
+            paths += changed_paths(before.get(key), after.get(key), sub) if key in before and key in after else [sub]
+        return paths
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [p for i, (b, a) in enumerate(zip(before, after)) for p in changed_paths(b, a, f"{path}[{i}]")]
+    return [] if before == after else [path]
+
+
+def diff_renders(
+    base: tuple[dict[str, Any], dict[str, dict[str, str]]], head: tuple[dict[str, Any], dict[str, dict[str, str]]]
+) -> PlanDiff:
+    (old_plan, old_secrets), (new_plan, new_secrets) = base, head
+    old = {r["urn"]: r for r in old_plan["resources"]}
+    new = {r["urn"]: r for r in new_plan["resources"]}
+    result = PlanDiff(
+        added=[new[u] for u in new if u not in old],
+        removed=[old[u] for u in old if u not in new],
+        outputs=changed_paths(old_plan.get("outputs", {}), new_plan.get("outputs", {})),
+    )
+    for urn in (u for u in new if u in old):
+        paths = [
+            p
+            for key in _COMPARED
+            for p in changed_paths(old[urn].get(key), new[urn].get(key), key)
+        ]
+        secret_before, secret_after = old_secrets.get(urn, {}), new_secrets.get(urn, {})
+        paths += [
+            f"inputs.{p} (secret)"
+            for p in sorted(set(secret_before) | set(secret_after))
+            if secret_before.get(p) != secret_after.get(p) and f"inputs.{p}" not in paths
+        ]
+        if paths:
+            result.changed.append((new[urn], paths))
+    return result
+
+
+def _group_key(resource: dict[str, Any], plan_resources: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    component, current = "(top level)", resource
+    while current is not None:
+        if current["type"].startswith("platform:") and current is not resource:
+            component = f"{current['type']} {current['name']}"
+            break
+        current = plan_resources.get(current["parent"] or "")
+    return resource["cluster"] or "(not Kubernetes)", component
+
+
+def to_markdown(result: PlanDiff, base_plan: dict[str, Any], head_plan: dict[str, Any], title: str) -> str:
+    everything = {r["urn"]: r for r in base_plan["resources"]} | {r["urn"]: r for r in head_plan["resources"]}
+    lines = [
+        f"### {title}",
+        "",
+        f"**{len(result.added)} to add, {len(result.changed)} to change, {len(result.removed)} to remove**",
+    ]
+    if result.empty:
+        return "\n".join([*lines, "", "No changes."]) + "\n"
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for marker, resources in (("+", result.added), ("-", result.removed)):
+        for resource in resources:
+            groups[_group_key(resource, everything)].append(f"- `{marker}` `{resource['type']}` **{resource['name']}**")
+    for resource, paths in result.changed:
+        shown = ", ".join(f"`{p}`" for p in paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20 else "")
+        groups[_group_key(resource, everything)].append(f"- `~` `{resource['type']}` **{resource['name']}**: {shown}")
+    cluster = None
+    for (group_cluster, component), entries in sorted(groups.items()):
+        if group_cluster != cluster:
+            cluster = group_cluster
+            lines += ["", f"#### Cluster: {cluster}"]
+        lines += ["", f"*{component}*", "", *sorted(entries)]
+    if result.outputs:
+        lines += ["", "#### Stack outputs", "", *(f"- `~` `{p}`" for p in result.outputs)]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        base, head = load_render(Path(args.base)), load_render(Path(args.head))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = diff_renders(base, head)
+    title = args.title or f"Plan diff: {head[0].get('stack', '?')}"
+    print(to_markdown(result, base[0], head[0], title), end="")
+    return 0 if result.empty else 1
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("diff", help="compare two render directories, print Markdown")
+    parser.add_argument("base", help="render directory before the change")
+    parser.add_argument("head", help="render directory after the change")
+    parser.add_argument("--title", help="heading of the Markdown summary")
+    parser.set_defaults(run=run)

@@ -1,0 +1,203 @@
+"""A mock Pulumi engine that records what the program asks for.
+
+`PlatformMocks` answers like the real providers where the program reads their outputs
+(auto-names, ARNs, EKS endpoint/CA/issuer, random results, keys and certificates), with
+stable fake values derived from the resource's identity, so two renders are identical.
+`RecordingMonitor` records every registration and, unlike the stock mock monitor, keeps
+`additionalSecretOutputs` secret, as the engine does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from typing import Any
+
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _sync_await
+
+ACCOUNT = "123456789012"
+# Every generated secret's mock value starts with this, so tests can prove none leaks.
+SECRET_MARK = "mock-secret-"
+REDACTED = "[secret]"
+
+
+def _digest(*parts: str, length: int = 8) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+class InvokeNotAllowed(Exception):
+    """The program must not look anything up at run time: everything is declared."""
+
+
+def _kubernetes_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    inputs = dict(args.inputs)
+    if args.typ.startswith("kubernetes:helm.sh/"):
+        release = inputs.get("name") or f"{args.name}-{_digest(args.typ, args.name)}"
+        namespace = inputs.get("namespace", "default")
+        status = {"name": release, "namespace": namespace, "status": "deployed", "version": inputs.get("version")}
+        return f"{namespace}/{release}", {**inputs, "name": release, "status": status}
+    metadata = dict(inputs.get("metadata") or {})
+    # The provider auto-names objects without metadata.name: resource name plus a suffix.
+    metadata.setdefault("name", f"{args.name}-{_digest(args.typ, args.name)}")
+    inputs["metadata"] = metadata
+    namespace = metadata.get("namespace")
+    return (f"{namespace}/{metadata['name']}" if namespace else metadata["name"]), inputs
+
+
+def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
+    inputs = dict(args.inputs)
+    service = args.typ.split(":")[1].split("/")[0]
+    name = inputs.get("name") or f"{args.name}-{_digest(args.typ, args.name, length=7)}"
+    region = "eu-west-1"
+    out: dict[str, Any] = {**inputs, "name": name, "arn": f"arn:aws:{service}::{ACCOUNT}:{service}/{name}"}
+    if args.typ == "aws:iam/role:Role":
+        out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    elif args.typ == "aws:eks/cluster:Cluster":
+        cluster_id = _digest(args.name, length=32).upper()
+        out["endpoint"] = f"https://{cluster_id}.gr7.{region}.eks.amazonaws.com"
+        out["certificateAuthority"] = {"data": base64.b64encode(f"mock-ca-{args.name}".encode()).decode()}
+        out["identities"] = [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{cluster_id}"}]}]
+    elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+        out["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}"
+    return out
+
+
+def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
+    """random and tls resources: results derived from the resource name, marked by SECRET_MARK."""
+    inputs = dict(args.inputs)
+    value = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
+    if args.typ.startswith("random:"):
+        return {**inputs, "result": value, "bcryptHash": f"$2a$10${value}", "hex": _digest(args.name), "b64Std": value}
+    if args.typ == "tls:index/privateKey:PrivateKey":
+        key = f"-----BEGIN PRIVATE KEY-----\n{value}\n-----END PRIVATE KEY-----\n"
+        return {
+            **inputs,
+            "privateKeyPem": key,
+            "privateKeyOpenssh": key,
+            "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nmock-public-{_digest(args.name)}\n-----END PUBLIC KEY-----\n",
+            "publicKeyOpenssh": f"ssh-ed25519 AAAAmock{_digest(args.name, length=16)}\n",
+        }
+    if args.typ.startswith("tls:"):
+        cert = f"-----BEGIN CERTIFICATE-----\nmock-cert-{_digest(args.name, length=16)}\n-----END CERTIFICATE-----\n"
+        return {**inputs, "certPem": cert, "certRequestPem": cert}
+    return inputs
+
+
+class PlatformMocks(Mocks):
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        provider = args.typ.split(":")[0]
+        if args.typ.startswith("pulumi:providers:"):
+            return f"{args.name}-id", dict(args.inputs)
+        if provider == "kubernetes":
+            return _kubernetes_outputs(args)
+        if provider == "aws":
+            out = _aws_outputs(args)
+            return f"{out['name']}-id", out
+        if provider in ("random", "tls"):
+            return f"{args.name}-{_digest(args.typ, args.name)}", _generated_outputs(args)
+        return f"{args.name}-{_digest(args.typ, args.name)}", dict(args.inputs)
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise InvokeNotAllowed(f"the program invoked {args.token}; declare the value in config instead")
+
+
+def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """Replace every secret in a deserialized property value by REDACTED.
+
+    Returns the redacted value and, per secret path, a fingerprint (a hash of the mock or
+    placeholder value: offline renders never hold a real secret), so `platformctl diff`
+    can tell that a secret changed without showing it.
+    """
+    if rpc.is_rpc_secret(value):
+        plain = json.dumps(rpc.unwrap_rpc_secret(value), sort_keys=True, default=str)
+        return REDACTED, {path: hashlib.sha256(plain.encode()).hexdigest()[:16]}
+    if isinstance(value, dict):
+        out, secrets = {}, {}
+        for key in sorted(value):
+            if key.startswith("__"):
+                continue  # engine-internal, such as a dynamic provider's pickled code
+            out[key], sub = redact(value[key], f"{path}.{key}" if path else key)
+            secrets.update(sub)
+        return out, secrets
+    if isinstance(value, list):
+        out_list, secrets = [], {}
+        for index, item in enumerate(value):
+            item_out, sub = redact(item, f"{path}[{index}]")
+            out_list.append(item_out)
+            secrets.update(sub)
+        return out_list, secrets
+    return value, {}
+
+
+def _provider_urn(reference: str) -> str | None:
+    # A provider reference is "<urn>::<id>"; URNs contain "::" themselves.
+    return reference.rsplit("::", 1)[0] if reference else None
+
+
+class RecordingMonitor(MockMonitor):
+    """The stock mock monitor, plus a record of every registration and real secret handling."""
+
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.records: list[dict[str, Any]] = []
+        self.fingerprints: dict[str, dict[str, str]] = {}
+        self.provider_clusters: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        secret_outputs = list(request.additionalSecretOutputs)
+        if secret_outputs:
+            state = rpc.deserialize_properties(response.object, keep_unknowns=True)
+            for key in secret_outputs:
+                if key in state and not rpc.is_rpc_secret(state[key]):
+                    state[key] = rpc.wrap_rpc_secret(state[key])
+            obj = _sync_await(rpc.serialize_properties(state, {}))
+            response = resource_pb2.RegisterResourceResponse(urn=response.urn, id=response.id, object=obj)
+        self._record(request, response.urn)
+        return response
+
+    def _record(self, request: Any, urn: str) -> None:
+        inputs, secrets = redact(rpc.deserialize_properties(request.object, keep_unknowns=True))
+        dependencies = set(request.dependencies)
+        for deps in request.propertyDependencies.values():
+            dependencies.update(deps.urns)
+        provider = _provider_urn(request.provider)
+        with self._lock:
+            if request.type == "pulumi:providers:kubernetes":
+                self.provider_clusters[urn] = request.name.removesuffix("-k8s")
+                cluster = self.provider_clusters[urn]
+            elif request.type.startswith("kubernetes:"):
+                cluster = self.provider_clusters.get(provider or "")
+            else:
+                cluster = None
+            self.records.append(
+                {
+                    "urn": urn,
+                    "type": request.type,
+                    "name": request.name,
+                    "custom": bool(request.custom),
+                    "parent": request.parent or None,
+                    "provider": provider,
+                    "cluster": cluster,
+                    "dependsOn": sorted(d for d in dependencies if d),
+                    "options": {
+                        "protect": bool(request.protect),
+                        "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                        "retainOnDelete": bool(request.retainOnDelete),
+                        "ignoreChanges": sorted(request.ignoreChanges),
+                        "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
+                    },
+                    "inputs": inputs,
+                    "secretPaths": sorted(secrets),
+                }
+            )
+            if secrets:
+                self.fingerprints[urn] = secrets

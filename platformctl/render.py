@@ -1,0 +1,271 @@
+"""`platformctl render`: run the real program under the mock engine and write the plan.
+
+Writes plan.json, manifests/<cluster>/... and graph.mmd into --out, and prints a summary.
+No CLI, no network, no credentials: the stack file is read directly, `secure:` values
+become placeholder secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import hashlib
+import heapq
+import json
+import runpy
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop
+
+from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
+from stacks.config import ConfigError, load_platform_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "platform-bootstrap"
+PLACEHOLDER = "placeholder-for-secure-value"
+
+
+class RenderError(Exception):
+    """The render could not run; the message says why."""
+
+
+def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
+    """A stack file's config as the engine hands it to the program: strings, JSON for objects.
+
+    `secure:` values cannot be decrypted offline; they become placeholders and their
+    top-level keys are secret, as `pulumi config set --secret` would make them.
+    """
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise RenderError(f"{path}: cannot read stack file: {err}") from None
+    entries = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(entries, dict):
+        raise RenderError(f"{path}: no 'config:' mapping")
+    raw: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    for key, value in entries.items():
+        key = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
+        value, had_secret = _replace_secure(value)
+        if had_secret:
+            secret_keys.add(key)
+        if isinstance(value, bool):
+            raw[key] = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            raw[key] = json.dumps(value)
+        else:
+            raw[key] = "" if value is None else str(value)
+    return raw, secret_keys
+
+
+def _replace_secure(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            # Derived from the ciphertext, so a changed secret shows in `platformctl diff`.
+            return f"{PLACEHOLDER}-{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:12]}", True
+        items = {k: _replace_secure(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+    if isinstance(value, list):
+        items_list = [_replace_secure(v) for v in value]
+        return [v for v, _ in items_list], any(s for _, s in items_list)
+    return value, False
+
+
+@dataclass(frozen=True)
+class Render:
+    plan: dict[str, Any]
+    # Per URN, per secret input path: a hash of the mock value, for `platformctl diff`.
+    fingerprints: dict[str, dict[str, str]]
+
+
+def render_plan(config_file: Path, stack: str) -> dict[str, Any]:
+    """The plan.json document for `stack` rendered from `config_file`."""
+    return render(config_file, stack).plan
+
+
+def render(config_file: Path, stack: str) -> Render:
+    """Run the program for `stack` with `config_file` under mocks."""
+    raw, secret_keys = read_stack_file(config_file)
+    # Validate before anything is registered, so a bad file registers nothing.
+    load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
+    # A fresh context per render: Pulumi keeps its settings, config and root stack in
+    # context variables, so renders in one process never see each other.
+    return contextvars.Context().run(_render_in_context, raw, secret_keys, stack)
+
+
+def _render_in_context(raw: dict[str, str], secret_keys: set[str], stack: str) -> Render:
+    loop = _ensure_event_loop()
+    runtime_config.set_all_config(raw, sorted(secret_keys))
+    monitor = RecordingMonitor(PlatformMocks())
+    runtime_mocks.set_mocks(PlatformMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    outputs: dict[str, Any] = {}
+
+    async def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__")
+
+    loop.run_until_complete(run_pulumi_func(program))
+    stack_resource = pulumi.runtime.get_root_resource()
+    assert stack_resource is not None
+    for name, value in sorted(stack_resource.outputs.items()):
+        output = pulumi.Output.from_input(value)
+        resolved = loop.run_until_complete(output.future(with_unknowns=True))
+        is_secret = loop.run_until_complete(output.is_secret())
+        outputs[name] = REDACTED if is_secret else redact(resolved)[0]
+    resources = creation_order(monitor.records)
+    plan = {"schema": 1, "project": PROJECT, "stack": stack, "resources": resources, "outputs": outputs}
+    return Render(plan, dict(sorted(monitor.fingerprints.items())))
+
+
+def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Parents and dependencies before dependents, ties by URN.
+
+    The SDK's own registration order varies between runs (it keeps dependencies in sets of
+    resources hashed by identity), so the plan uses this canonical order instead.
+    """
+    by_urn = {r["urn"]: r for r in records}
+    waiting_on = {urn: {d for d in [r["parent"], r["provider"], *r["dependsOn"]] if d in by_urn} for urn, r in by_urn.items()}
+    dependents: dict[str, list[str]] = {urn: [] for urn in by_urn}
+    for urn, before in waiting_on.items():
+        for other in before:
+            dependents[other].append(urn)
+    ready = [urn for urn, before in waiting_on.items() if not before]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        urn = heapq.heappop(ready)
+        ordered.append(by_urn[urn])
+        for dependent in dependents[urn]:
+            waiting_on[dependent].discard(urn)
+            if not waiting_on[dependent]:
+                heapq.heappush(ready, dependent)
+    assert len(ordered) == len(records), "dependency cycle in the plan"
+    return ordered
+
+
+def _object_file(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """Where a declared Kubernetes object or Helm release goes under manifests/, and its text."""
+    inputs, cluster = resource["inputs"], resource["cluster"] or "_unbound"
+    if resource["type"].startswith("kubernetes:helm.sh/"):
+        namespace = inputs.get("namespace", "default")
+        repo = (inputs.get("repositoryOpts") or {}).get("repo", "")
+        header = f"# chart: {inputs.get('chart')}\n# repository: {repo}\n# version: {inputs.get('version')}\n"
+        body = yaml.safe_dump(inputs.get("values") or {}, sort_keys=True)
+        return f"{cluster}/{namespace}/helm-{resource['name']}.values.yaml", header + body
+    if not resource["type"].startswith("kubernetes:") or "kind" not in inputs:
+        return None
+    metadata = inputs.get("metadata") or {}
+    namespace = metadata.get("namespace", "_cluster")
+    name = metadata.get("name", resource["name"])
+    return f"{cluster}/{namespace}/{inputs['kind']}-{name}.yaml", yaml.safe_dump(inputs, sort_keys=True)
+
+
+def _component_of(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) -> str | None:
+    """The URN of the nearest enclosing platform component."""
+    current = resource
+    while current is not None:
+        if current["type"].startswith("platform:"):
+            return current["urn"]
+        current = by_urn.get(current["parent"] or "")
+    return None
+
+
+def mermaid_graph(plan: dict[str, Any]) -> str:
+    """Components as nodes; an edge where something in one depends on something in another."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    ids: dict[str, str] = {}
+    lines = ["graph LR"]
+    for resource in plan["resources"]:
+        if resource["type"].startswith("platform:"):
+            ids[resource["urn"]] = f"c{len(ids)}"
+            lines.append(f'  {ids[resource["urn"]]}["{resource["name"]}<br/>{resource["type"]}"]')
+    edges = set()
+    for resource in plan["resources"]:
+        source = _component_of(resource, by_urn)
+        for dependency in resource["dependsOn"]:
+            target = _component_of(by_urn[dependency], by_urn) if dependency in by_urn else None
+            if source and target and source != target:
+                edges.add((ids[source], ids[target]))
+    lines += [f"  {a} --> {b}" for a, b in sorted(edges)]
+    return "\n".join(lines) + "\n"
+
+
+FINGERPRINTS = "secret-fingerprints.json"
+
+
+def write_render(result: Render, out: Path) -> None:
+    plan = result.plan
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
+    (out / FINGERPRINTS).write_text(json.dumps(result.fingerprints, indent=1) + "\n")
+    manifests = out / "manifests"
+    if manifests.exists():
+        for old in sorted(manifests.rglob("*"), reverse=True):
+            old.unlink() if old.is_file() else old.rmdir()
+    for resource in plan["resources"]:
+        placed = _object_file(resource)
+        if placed:
+            path = manifests / placed[0]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(placed[1])
+    (out / "graph.mmd").write_text(mermaid_graph(plan))
+
+
+def summary(plan: dict[str, Any], out: Path) -> str:
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    clusters = Counter(r["cluster"] or "(not Kubernetes)" for r in plan["resources"] if r["custom"])
+    components = Counter()
+    for resource in plan["resources"]:
+        if resource["custom"]:
+            component = _component_of(resource, by_urn)
+            components[by_urn[component]["type"] if component else "(top level)"] += 1
+    lines = [
+        f"Rendered stack '{plan['stack']}': {sum(clusters.values())} resources, "
+        f"{len(plan['resources'])} registrations with components.",
+        "By cluster:",
+        *(f"  {name:<24} {count:>6}" for name, count in sorted(clusters.items())),
+        "By component:",
+        *(f"  {name:<40} {count:>6}" for name, count in sorted(components.items())),
+        f"Plan: {out / 'plan.json'}",
+        f"Manifests: {out / 'manifests'}",
+        f"Graph: {out / 'graph.mmd'}",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    config_file = Path(args.config_file) if args.config_file else ROOT / f"Pulumi.{args.stack}.yaml"
+    try:
+        result = render(config_file, args.stack)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except RenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    write_render(result, out)
+    print(summary(result.plan, out))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("render", help="render a stack offline into plan.json, manifests and a graph")
+    parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
+    parser.add_argument("--config-file", help="stack file to render (default: Pulumi.<stack>.yaml)")
+    parser.add_argument("--out", default=None, help="output directory (default: build/render/<stack>)")
+    parser.set_defaults(run=lambda args: run(_with_default_out(args)))
+
+
+def _with_default_out(args: argparse.Namespace) -> argparse.Namespace:
+    if args.out is None:
+        args.out = str(Path("build") / "render" / args.stack)
+    return args

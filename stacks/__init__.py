@@ -1,0 +1,1 @@
+"""Stack configuration and the composition of what each cluster role receives."""

@@ -1,0 +1,432 @@
+"""The typed stack configuration: every key under the `platform:` namespace.
+
+Stack YAML -> `load_platform_config` -> `PlatformConfig` (validated, frozen) -> components.
+A bad file raises `ConfigError`, whose message has one line per problem naming the
+stack file, the key path (`platform:tenants[2].owners`), what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components.versions import EKS_ADDONS
+
+NAMESPACE = "platform"
+CLUSTER_ROLES = ("controlPlane", "dev", "prod")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_K8S_VERSION = re.compile(r"^1\.(2[89]|3[0-9])$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+_CHART_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$")
+
+
+class ConfigError(Exception):
+    """A stack file that does not describe a valid platform. `problems` holds one line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _check(pattern: re.Pattern[str], allowed: str):
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not valid; allowed: {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+DnsLabel = Annotated[
+    str,
+    Field(max_length=40),
+    _check(_DNS_LABEL, "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric"),
+]
+DnsName = Annotated[str, _check(_DNS_NAME, "a lower-case DNS name with at least two labels, e.g. 'platform.example.com'")]
+Quantity = Annotated[str, _check(_QUANTITY, "a Kubernetes quantity such as '8', '500m', '16Gi'")]
+UserId = Annotated[str, _check(_USER_ID, "a user id of the identity source: letters, digits, '.', '_', '@', '-'")]
+KubernetesVersion = Annotated[str, _check(_K8S_VERSION, "a supported minor version '1.28' to '1.39', as a string")]
+Region = Annotated[str, _check(_REGION, "an AWS region such as 'eu-west-1'")]
+ChartVersion = Annotated[str, _check(_CHART_VERSION, "an exact chart version such as '1.19.1' (no ranges, no 'latest')")]
+SubnetId = Annotated[str, _check(_SUBNET_ID, "an EC2 subnet id such as 'subnet-0abc12345def67890'")]
+IamArn = Annotated[str, _check(_ARN, "an IAM role or user ARN such as 'arn:aws:iam::123456789012:role/admin'")]
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '10.40.0.0/16'") from None
+    if net.version != 4 or not 16 <= net.prefixlen <= 24:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network from /16 to /24")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+class Model(BaseModel):
+    """Stack YAML uses camelCase keys, as Pulumi config does; unknown keys are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True
+    )
+
+
+# --- clusters -------------------------------------------------------------------------
+
+
+class NodeGroup(Model):
+    name: DnsLabel
+    instance_types: list[str] = Field(min_length=1)
+    min_size: int = Field(ge=0, le=1000)
+    max_size: int = Field(ge=1, le=1000)
+    desired_size: int = Field(ge=0, le=1000)
+    disk_size_gib: int = Field(default=50, ge=20, le=16384)
+    labels: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _sizes(self) -> NodeGroup:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError("sizes must satisfy minSize <= desiredSize <= maxSize")
+        return self
+
+
+class ExistingSubnets(Model):
+    private: list[SubnetId] = Field(min_length=2)
+    public: list[SubnetId] = []
+
+
+class NewVpc(Model):
+    cidr: Cidr
+    # Empty means the region's zones a, b and c.
+    availability_zones: list[Annotated[str, _check(re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$"), "a zone such as 'eu-west-1a'")]] = Field(default=[], max_length=6)
+
+
+class EndpointAccess(Model):
+    public: bool = False
+    private: bool = True
+    public_cidrs: list[Cidr] = []
+
+    @model_validator(mode="after")
+    def _some_access(self) -> EndpointAccess:
+        if not (self.public or self.private):
+            raise ValueError("at least one of public and private must be true")
+        if self.public_cidrs and not self.public:
+            raise ValueError("publicCidrs needs public: true")
+        return self
+
+
+EksVersion = Annotated[
+    str, _check(re.compile("^(" + "|".join(re.escape(v) for v in EKS_ADDONS) + ")$"), f"one of {', '.join(EKS_ADDONS)} (versions with pinned add-ons)")
+]
+
+
+class EksSpec(Model):
+    region: Region
+    kubernetes_version: EksVersion
+    vpc: NewVpc | None = None
+    subnets: ExistingSubnets | None = None
+    node_groups: list[NodeGroup] = Field(min_length=1)
+    endpoint_access: EndpointAccess = EndpointAccess()
+    admin_principal_arns: list[IamArn] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _network(self) -> EksSpec:
+        if (self.vpc is None) == (self.subnets is None):
+            raise ValueError("set exactly one of 'vpc' (a new VPC) and 'subnets' (existing subnet ids)")
+        names = [g.name for g in self.node_groups]
+        if len(set(names)) != len(names):
+            raise ValueError("node group names must be unique")
+        return self
+
+
+_CA_DATA = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+HttpsUrl = Annotated[str, _check(re.compile(r"^https://[^\s/]+(/[^\s]*)?$"), "an https:// URL")]
+
+
+class KubeconfigSpec(Model):
+    path: str | None = None
+    content: SecretStr | None = None
+    context: str | None = None
+    # How the control plane reaches this API server, and the CA that signs it: what ArgoCD
+    # and Vault need to trust the cluster, declared so the plan never reads a live kubeconfig.
+    server: HttpsUrl
+    ca_data: Annotated[str, _check(_CA_DATA, "the base64 PEM CA bundle, as in a kubeconfig's certificate-authority-data")]
+    service_account_issuer: HttpsUrl | None = None
+    kubernetes_version: KubernetesVersion = "1.33"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubeconfigSpec:
+        if (self.path is None) == (self.content is None):
+            raise ValueError("set exactly one of 'path' and 'content' (content with `pulumi config set --secret`)")
+        return self
+
+
+class ClusterSpec(Model):
+    eks: EksSpec | None = None
+    kubeconfig: KubeconfigSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ClusterSpec:
+        if (self.eks is None) == (self.kubeconfig is None):
+            raise ValueError("set exactly one of 'eks' and 'kubeconfig'")
+        return self
+
+    @property
+    def kubernetes_version(self) -> str:
+        spec = self.eks or self.kubeconfig
+        assert spec is not None
+        return spec.kubernetes_version
+
+
+class Clusters(Model):
+    control_plane: ClusterSpec
+    dev: ClusterSpec
+    prod: ClusterSpec
+
+
+# --- identity -------------------------------------------------------------------------
+
+
+class OidcSource(Model):
+    issuer: Annotated[str, Field(pattern=r"^https://[^\s]+$")]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scopes: list[str] = ["openid", "email", "profile", "groups"]
+    user_claim: str = "sub"
+    groups_claim: str = "groups"
+
+
+class LdapSource(Model):
+    url: Annotated[str, Field(pattern=r"^ldaps://[^\s]+$")]
+    bind_dn: str = Field(min_length=1)
+    bind_password: SecretStr
+    search_base: str = Field(min_length=1)
+    user_attribute: str = "uid"
+    group_attribute: str = "memberOf"
+
+
+class Identity(Model):
+    oidc: OidcSource | None = None
+    ldap: LdapSource | None = None
+    cluster_admins: list[str] = Field(min_length=1)
+    system_approvers: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Identity:
+        if (self.oidc is None) == (self.ldap is None):
+            raise ValueError("set exactly one upstream identity source: 'oidc' or 'ldap'")
+        return self
+
+
+# --- services -------------------------------------------------------------------------
+
+
+class Sizing(Model):
+    replicas: int = Field(default=1, ge=1, le=9)
+    storage: Quantity = "10Gi"
+
+
+class Service(Model):
+    enabled: bool = True
+    chart_version: ChartVersion | None = None
+    sizing: Sizing = Sizing()
+
+
+class Services(Model):
+    cert_manager: Service = Service()
+    ingress: Service = Service()
+    openunison: Service = Service()
+    gitlab: Service = Service()
+    harbor: Service = Service()
+    argocd: Service = Service()
+    vault: Service = Service(sizing=Sizing(replicas=3))
+    gatekeeper: Service = Service()
+    external_secrets: Service = Service()
+
+
+# --- tenants --------------------------------------------------------------------------
+
+
+class Quota(Model):
+    cpu: Quantity = "8"
+    memory: Quantity = "16Gi"
+    storage: Quantity = "100Gi"
+
+
+class Tenant(Model):
+    name: DnsLabel
+    owners: list[UserId] = Field(min_length=1)
+    developers: list[UserId] = []
+    ops: list[UserId] = []
+    isolation: Literal["namespace", "vcluster"] = "namespace"
+    quota: Quota = Quota()
+
+    @model_validator(mode="after")
+    def _one_role_per_user(self) -> Tenant:
+        seen: dict[str, str] = {}
+        for role in ("owners", "developers", "ops"):
+            for user in getattr(self, role):
+                if user in seen:
+                    raise ValueError(f"user {user!r} is listed in both {seen[user]} and {role}; give each user one role")
+                seen[user] = role
+        return self
+
+
+# --- the whole platform ---------------------------------------------------------------
+
+
+class PlatformConfig(Model):
+    domain: DnsName
+    clusters: Clusters
+    identity: Identity
+    services: Services = Services()
+    tenants: list[Tenant] = []
+    protect: bool | None = None
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
+        names = [t.name for t in tenants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tenant names must be unique; repeated: {', '.join(dupes)}")
+        return tenants
+
+
+# Secret-bearing fields: they must come from `pulumi config set --secret`.
+SECRET_FIELDS = {
+    "clusters": ("kubeconfig.content",),
+    "identity": ("oidc.clientSecret", "ldap.bindPassword"),
+}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = f"{NAMESPACE}:{loc[0]}" if loc else f"{NAMESPACE}"
+    for part in loc[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at the parent of `loc`, for 'unknown key' messages."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return []
+        current = _model_of(field.annotation)
+        if current is None:
+            return []
+    return sorted(f.alias or n for n, f in current.model_fields.items())
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind in _TYPE_NAMES:
+        return f"got {type(error['input']).__name__} {json.dumps(error['input'], default=str)[:60]}; allowed: {_TYPE_NAMES[kind]}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _parse(value: Any) -> Any:
+    """Pulumi hands config values over as strings; objects and lists are JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def load_platform_config(
+    raw: Mapping[str, Any], *, stack: str, source: str, secret_keys: set[str]
+) -> PlatformConfig:
+    """Validate the `platform:*` entries of a stack's config.
+
+    `raw` maps fully qualified keys (`platform:domain`) to their values as Pulumi hands
+    them over; keys of other namespaces are ignored. `secret_keys` are the keys set with
+    `--secret`. Raises ConfigError with every problem found.
+    """
+    values = {k.split(":", 1)[1]: _parse(v) for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    problems: list[str] = []
+    try:
+        config = PlatformConfig.model_validate(values)
+    except ValidationError as err:
+        for e in err.errors():
+            loc = tuple(e["loc"])
+            line = f"{_key_path(loc)}: {_describe(e)}"
+            if e["type"] == "extra_forbidden":
+                allowed = _allowed_keys(PlatformConfig, loc)
+                line = f"{_key_path(loc)}: unknown key; allowed: {', '.join(allowed)}"
+            problems.append(line)
+        raise ConfigError(source, problems) from None
+
+    for key, fields in SECRET_FIELDS.items():
+        for dotted in fields:
+            if f"{NAMESPACE}:{key}" not in secret_keys and _has_secret_field(values.get(key), dotted):
+                problems.append(
+                    f"{NAMESPACE}:{key}: holds {dotted} in plain text; "
+                    f"allowed: set it with `pulumi config set --secret --path '{NAMESPACE}:{key}.<...>.{dotted.split('.')[-1]}'`"
+                )
+    if problems:
+        raise ConfigError(source, problems)
+    if config.protect is None:
+        config = config.model_copy(update={"protect": stack == "prod"})
+    return config
+
+
+def _has_secret_field(value: Any, dotted: str) -> bool:
+    """True when `dotted` (e.g. 'kubeconfig.content') is set in `value` or any mapping one level below it."""
+    head, _, rest = dotted.partition(".")
+    candidates = [value] + (list(value.values()) if isinstance(value, dict) else [])
+    for candidate in candidates:
+        if isinstance(candidate, dict) and isinstance(candidate.get(head), dict) and rest in candidate[head]:
+            return True
+    return False

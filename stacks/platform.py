@@ -1,0 +1,76 @@
+"""Composition: which components each cluster role receives, built from the validated config.
+
+This is the only place (with `stacks.runtime`) that knows about stack configuration;
+components receive typed Args.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.cluster import (
+    ClusterHandle,
+    EksCluster,
+    EksClusterArgs,
+    ExistingCluster,
+    ExistingClusterArgs,
+    NodeGroupArgs,
+)
+from stacks.config import ClusterSpec, PlatformConfig
+
+# Config keys (camelCase) to the cluster names used in resource names and the plan.
+CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
+
+
+def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
+    if spec.kubeconfig is not None:
+        kc = spec.kubeconfig
+        return ExistingCluster(
+            role,
+            ExistingClusterArgs(
+                role=role,
+                server=kc.server,
+                ca_data=kc.ca_data,
+                kubernetes_version=kc.kubernetes_version,
+                kubeconfig_path=kc.path,
+                kubeconfig_content=pulumi.Output.secret(kc.content.get_secret_value()) if kc.content else None,
+                context=kc.context,
+                service_account_issuer=kc.service_account_issuer,
+            ),
+        ).handle
+    eks = spec.eks
+    assert eks is not None
+    return EksCluster(
+        role,
+        EksClusterArgs(
+            role=role,
+            region=eks.region,
+            kubernetes_version=eks.kubernetes_version,
+            node_groups=[NodeGroupArgs(**group.model_dump()) for group in eks.node_groups],
+            admin_principal_arns=list(eks.admin_principal_arns),
+            vpc_cidr=eks.vpc.cidr if eks.vpc else None,
+            availability_zones=(
+                list(eks.vpc.availability_zones or [f"{eks.region}{zone}" for zone in "abc"]) if eks.vpc else []
+            ),
+            private_subnet_ids=list(eks.subnets.private) if eks.subnets else [],
+            public_subnet_ids=list(eks.subnets.public) if eks.subnets else [],
+            endpoint_public=eks.endpoint_access.public,
+            endpoint_private=eks.endpoint_access.private,
+            public_access_cidrs=list(eks.endpoint_access.public_cidrs),
+            protect=protect,
+        ),
+    ).handle
+
+
+def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
+    """Declare the whole platform; returns the stack outputs."""
+    clusters = {
+        CLUSTER_NAMES[key]: cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect))
+        for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
+    }
+    return {
+        "clusters": {
+            name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
+            for name, handle in clusters.items()
+        },
+    }

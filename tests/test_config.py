@@ -1,0 +1,240 @@
+"""The stack-config model: bad files fail clearly, with the key path and the file, and register nothing."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from platformctl.render import read_stack_file, render_plan
+from stacks.config import ConfigError, load_platform_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+PROD = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+
+
+def _set(doc: dict[str, Any], path: list[Any], value: Any) -> None:
+    for part in path[:-1]:
+        doc = doc[part]
+    doc[path[-1]] = value
+
+
+def _delete(doc: dict[str, Any], path: list[Any]) -> None:
+    for part in path[:-1]:
+        doc = doc[part]
+    del doc[path[-1]]
+
+
+def setting(*path: Any, value: Any) -> Callable[[dict], None]:
+    return lambda doc: _set(doc["config"], list(path), value)
+
+
+def deleting(*path: Any) -> Callable[[dict], None]:
+    return lambda doc: _delete(doc["config"], list(path))
+
+
+C = "platform:clusters"
+T = "platform:tenants"
+I = "platform:identity"
+
+# (case, base document, mutation, key path expected in the message, words expected in the message)
+BAD_CONFIGS = [
+    ("domain missing", DEV, deleting("platform:domain"), "platform:domain", "required"),
+    ("domain not a DNS name", DEV, setting("platform:domain", value="Not A Domain"), "platform:domain", "allowed"),
+    ("unknown top-level key", DEV, setting("platform:colour", value="blue"), "platform:colour", "unknown key"),
+    ("unknown nested key", DEV, setting(C, "dev", "kubeconfig", "flavour", value="x"),
+     "platform:clusters.dev.kubeconfig.flavour", "allowed: caData"),
+    ("cluster role missing", DEV, deleting(C, "prod"), "platform:clusters.prod", "required"),
+    ("unknown cluster role", DEV, setting(C, "staging", value={"kubeconfig": {}}), "platform:clusters.staging",
+     "allowed: controlPlane, dev, prod"),
+    ("cluster with both kinds", PROD, setting(C, "dev", "kubeconfig", value={"path": "x", "server": "https://a.b",
+     "caData": "QUJD"}), "platform:clusters.dev", "exactly one of 'eks' and 'kubeconfig'"),
+    ("cluster with neither kind", DEV, setting(C, "dev", value={}), "platform:clusters.dev",
+     "exactly one of 'eks' and 'kubeconfig'"),
+    ("kubeconfig without path or content", DEV, deleting(C, "dev", "kubeconfig", "path"),
+     "platform:clusters.dev.kubeconfig", "exactly one of 'path' and 'content'"),
+    ("kubeconfig server not https", DEV, setting(C, "dev", "kubeconfig", "server", value="http://dev:6443"),
+     "platform:clusters.dev.kubeconfig.server", "https://"),
+    ("kubeconfig content in plain text", DEV, lambda d: (_delete(d["config"], [C, "dev", "kubeconfig", "path"]),
+     _set(d["config"], [C, "dev", "kubeconfig", "content"], "apiVersion: v1")), "platform:clusters",
+     "config set --secret"),
+    ("EKS without VPC or subnets", PROD, deleting(C, "dev", "eks", "vpc"), "platform:clusters.dev.eks",
+     "exactly one of 'vpc'"),
+    ("EKS with VPC and subnets", PROD, setting(C, "dev", "eks", "subnets", value={
+     "private": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]}), "platform:clusters.dev.eks",
+     "exactly one of 'vpc'"),
+    ("EKS bad subnet id", PROD, lambda d: (_delete(d["config"], [C, "dev", "eks", "vpc"]), _set(
+     d["config"], [C, "dev", "eks", "subnets"], {"private": ["sn-1", "subnet-0123456789abcdef1"]})),
+     "platform:clusters.dev.eks.subnets.private[0]", "subnet id"),
+    ("EKS bad CIDR", PROD, setting(C, "dev", "eks", "vpc", "cidr", value="10.0.0.0/33"),
+     "platform:clusters.dev.eks.vpc.cidr", "CIDR"),
+    ("EKS unpinned Kubernetes version", PROD, setting(C, "prod", "eks", "kubernetesVersion", value="1.20"),
+     "platform:clusters.prod.eks.kubernetesVersion", "pinned add-ons"),
+    ("EKS version as a number", PROD, setting(C, "prod", "eks", "kubernetesVersion", value=1.33),
+     "platform:clusters.prod.eks.kubernetesVersion", "a string"),
+    ("EKS no node groups", PROD, setting(C, "prod", "eks", "nodeGroups", value=[]),
+     "platform:clusters.prod.eks.nodeGroups", "at least 1"),
+    ("node group sizes inverted", PROD, setting(C, "prod", "eks", "nodeGroups", 0, "minSize", value=30),
+     "platform:clusters.prod.eks.nodeGroups[0]", "minSize <= desiredSize <= maxSize"),
+    ("node group size not a number", PROD, setting(C, "prod", "eks", "nodeGroups", 0, "maxSize", value="many"),
+     "platform:clusters.prod.eks.nodeGroups[0].maxSize", "whole number"),
+    ("EKS region invalid", PROD, setting(C, "prod", "eks", "region", value="mars-1"),
+     "platform:clusters.prod.eks.region", "AWS region"),
+    ("EKS admin ARN invalid", PROD, setting(C, "prod", "eks", "adminPrincipalArns", value=["admin"]),
+     "platform:clusters.prod.eks.adminPrincipalArns[0]", "ARN"),
+    ("identity with no source", DEV, deleting(I, "oidc"), "platform:identity", "'oidc' or 'ldap'"),
+    ("identity issuer not https", DEV, setting(I, "oidc", "issuer", value="http://login"),
+     "platform:identity.oidc.issuer", "https"),
+    ("identity without cluster admins", DEV, deleting(I, "clusterAdmins"), "platform:identity.clusterAdmins",
+     "required"),
+    ("service chart version range", DEV, setting("platform:services", "harbor", value={"chartVersion": "^1.0"}),
+     "platform:services.harbor.chartVersion", "exact chart version"),
+    ("unknown service", DEV, setting("platform:services", "jenkins", value={"enabled": True}),
+     "platform:services.jenkins", "unknown key"),
+    ("tenants not a list", DEV, setting(T, value={"name": "x"}), "platform:tenants", "a list"),
+    ("tenant name invalid", DEV, setting(T, 0, "name", value="Payments_Team"), "platform:tenants[0].name",
+     "DNS-1123"),
+    ("tenant without owners", DEV, deleting(T, 1, "owners"), "platform:tenants[1].owners", "required"),
+    ("tenant owners empty", DEV, setting(T, 1, "owners", value=[]), "platform:tenants[1].owners", "at least 1"),
+    ("tenant unknown role key", DEV, setting(T, 0, "admins", value=["zoe"]), "platform:tenants[0].admins",
+     "allowed: developers, isolation, name, ops, owners, quota"),
+    ("tenant isolation unknown", DEV, setting(T, 0, "isolation", value="cluster"), "platform:tenants[0].isolation",
+     "'namespace' or 'vcluster'"),
+    ("duplicate tenant names", DEV, setting(T, 1, "name", value="payments"), "platform:tenants", "repeated: payments"),
+    ("user in two roles", DEV, setting(T, 0, "ops", value=["alice"]), "platform:tenants[0]",
+     "both owners and ops"),
+    ("quota not a quantity", DEV, setting(T, 0, "quota", "memory", value="lots"), "platform:tenants[0].quota.memory",
+     "Kubernetes quantity"),
+    ("user id invalid", DEV, setting(T, 0, "developers", value=["bob smith"]), "platform:tenants[0].developers[0]",
+     "user id"),
+    ("protect not a boolean", DEV, setting("platform:protect", value="sometimes"), "platform:protect", "true or false"),
+]
+
+
+def _write(tmp_path: Path, base: dict, mutate: Callable[[dict], Any]) -> Path:
+    doc = copy.deepcopy(base)
+    mutate(doc)
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _problems(path: Path, stack: str = "dev") -> list[str]:
+    raw, secret_keys = read_stack_file(path)
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack=stack, source=str(path), secret_keys=secret_keys)
+    return str(caught.value).splitlines()
+
+
+def test_enough_bad_configs() -> None:
+    assert len(BAD_CONFIGS) >= 20
+
+
+@pytest.mark.parametrize(("case", "base", "mutate", "key", "words"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_names_key_and_file(tmp_path: Path, case: str, base: dict, mutate, key: str, words: str) -> None:
+    path = _write(tmp_path, base, mutate)
+    lines = _problems(path)
+    matching = [line for line in lines if f": {key}:" in line or f": {key}[" in line or f": {key}." in line]
+    assert matching, f"no line names {key}: {lines}"
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert any(words in line for line in matching), lines
+
+
+def test_each_problem_on_its_own_line(tmp_path: Path) -> None:
+    def two_problems(doc: dict) -> None:
+        doc["config"]["platform:domain"] = "x"
+        doc["config"][T][0]["name"] = "Bad"
+
+    lines = _problems(_write(tmp_path, DEV, two_problems))
+    assert len(lines) == 2
+    assert "platform:domain" in lines[0] and "platform:tenants[0].name" in lines[1]
+
+
+@pytest.mark.parametrize("case", [BAD_CONFIGS[0], BAD_CONFIGS[11], BAD_CONFIGS[34]], ids=lambda c: c[0])
+def test_cli_fails_without_traceback_and_writes_nothing(tmp_path: Path, case) -> None:
+    _, base, mutate, key, _ = case
+    path = _write(tmp_path, base, mutate)
+    out = tmp_path / "render"
+    stack = "prod" if base is PROD else "dev"
+    proc = subprocess.run(
+        [sys.executable, "-m", "platformctl", "render", "--stack", stack, "--config-file", str(path), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert key in proc.stderr and str(path) in proc.stderr
+    assert not out.exists(), "a failed render must not write a plan"
+
+
+def test_protect_defaults_to_true_only_in_prod() -> None:
+    raw, secrets = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw.pop("platform:protect", None)
+    assert load_platform_config(raw, stack="prod", source="x", secret_keys=secrets).protect is True
+    assert load_platform_config(raw, stack="dev", source="x", secret_keys=secrets).protect is False
+
+
+# --- random mutations never produce a traceback --------------------------------------------
+
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 100000), st.floats(allow_nan=False),
+    st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), base=st.sampled_from([DEV, PROD]))
+def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base: dict) -> None:
+    doc = copy.deepcopy(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = _paths(doc["config"])
+        path = list(data.draw(st.sampled_from(paths)))
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            _set(doc["config"], path, data.draw(_LEAVES))
+        elif action == "delete":
+            _delete(doc["config"], path)
+        else:
+            parent = doc["config"]
+            for part in path[:-1]:
+                parent = parent[part]
+            if isinstance(parent, dict):
+                parent[data.draw(st.text(min_size=1, max_size=8))] = data.draw(_LEAVES)
+    file = tmp_path / "Pulumi.random.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    stack = "prod" if base is PROD else "dev"
+    try:
+        raw, secrets = read_stack_file(file)
+        load_platform_config(raw, stack=stack, source=str(file), secret_keys=secrets)
+    except ConfigError as err:
+        assert err.problems and all(p.startswith("platform") for p in err.problems)
+        return
+    # Still valid: the whole program must then run.
+    assert render_plan(file, stack)["resources"]
+
+
+def test_readme_documents_every_key() -> None:
+    from stacks.reference import markdown
+
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    documented = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert documented.strip() == markdown().strip(), "README config reference is stale: python -m stacks.reference"

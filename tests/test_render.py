@@ -1,0 +1,204 @@
+"""The offline plan: clusters of both stacks, determinism, no network, and `platformctl diff`."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from platformctl.diff import diff_renders, load_render, to_markdown
+from platformctl.render import FINGERPRINTS, Render, render, write_render
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN_KEYS = {"urn", "type", "name", "custom", "parent", "provider", "cluster", "dependsOn", "options", "inputs", "secretPaths"}
+
+
+def of_type(plan: dict, type_: str) -> list[dict]:
+    return [r for r in plan["resources"] if r["type"] == type_]
+
+
+def test_plan_shape(plan: dict) -> None:
+    assert plan["schema"] == 1 and plan["project"] == "platform-bootstrap"
+    assert plan["resources"], "an empty plan"
+    for resource in plan["resources"]:
+        assert set(resource) == PLAN_KEYS, resource["urn"]
+        assert set(resource["options"]) == {
+            "protect", "deleteBeforeReplace", "retainOnDelete", "ignoreChanges", "additionalSecretOutputs"
+        }
+        assert resource["dependsOn"] == sorted(resource["dependsOn"])
+    urns = [r["urn"] for r in plan["resources"]]
+    assert len(urns) == len(set(urns))
+    # Creation order: a resource's parent, provider and dependencies come before it.
+    position = {urn: i for i, urn in enumerate(urns)}
+    for resource in plan["resources"]:
+        for before in [resource["parent"], resource["provider"], *resource["dependsOn"]]:
+            if before in position:
+                assert position[before] < position[resource["urn"]], (before, resource["urn"])
+
+
+def test_every_kubernetes_resource_is_bound_to_a_cluster(plan: dict) -> None:
+    for resource in plan["resources"]:
+        if resource["type"].startswith("kubernetes:"):
+            assert resource["cluster"] is not None and resource["provider"], resource["urn"]
+        elif not resource["type"].startswith("pulumi:providers:kubernetes"):
+            assert resource["cluster"] is None, resource["urn"]
+
+
+def test_dev_stack_uses_three_kubeconfig_clusters(renders: dict[str, Render]) -> None:
+    plan = renders["dev"].plan
+    providers = of_type(plan, "pulumi:providers:kubernetes")
+    assert sorted(p["cluster"] for p in providers if p["name"].removesuffix("-k8s") in ("control-plane", "dev", "prod")) == [
+        "control-plane", "dev", "prod"
+    ]
+    contexts = {p["name"]: p["inputs"]["context"] for p in providers if "context" in p["inputs"]}
+    assert contexts == {"control-plane-k8s": "kind-control-plane", "dev-k8s": "kind-dev", "prod-k8s": "kind-prod"}
+    assert not [r for r in plan["resources"] if r["type"].startswith("aws:")]
+    assert len(of_type(plan, "platform:cluster:ExistingCluster")) == 3
+
+
+def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> None:
+    plan = renders["prod"].plan
+    clusters = {r["name"]: r for r in of_type(plan, "aws:eks/cluster:Cluster")}
+    assert sorted(clusters) == ["control-plane", "dev", "prod"]
+    for name, cluster in clusters.items():
+        assert cluster["inputs"]["accessConfig"] == {
+            "authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False
+        }
+        assert cluster["inputs"]["version"] == "1.33"
+        assert cluster["options"]["protect"] is True  # platform:protect in prod
+        assert len(cluster["inputs"]["vpcConfig"]["subnetIds"]) == 6  # 3 private + 3 public
+    assert len(of_type(plan, "aws:ec2/vpc:Vpc")) == 3
+    assert len(of_type(plan, "aws:ec2/subnet:Subnet")) == 18
+    assert len(of_type(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 3
+    groups = of_type(plan, "aws:eks/nodeGroup:NodeGroup")
+    assert sorted(g["name"] for g in groups) == ["control-plane-system", "dev-general", "prod-general"]
+    system = next(g for g in groups if g["name"] == "control-plane-system")
+    assert system["inputs"]["scalingConfig"] == {"desiredSize": 3, "maxSize": 6, "minSize": 3}
+    admin = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert len(admin) == 3 and all(a["inputs"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy") for a in admin)
+    # Each cluster's Kubernetes provider is bound to that cluster (its kubeconfig is built from it).
+    providers = {p["cluster"]: p for p in of_type(plan, "pulumi:providers:kubernetes")}
+    assert sorted(providers) == ["control-plane", "dev", "prod"]
+    for role, provider in providers.items():
+        assert clusters[role]["urn"] in provider["dependsOn"]
+        kubeconfig = json.loads(provider["inputs"]["kubeconfig"])
+        assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"  # short-lived tokens, nothing stored
+        assert "token" not in json.dumps(kubeconfig["users"][0]["user"]).replace("get-token", "")
+
+
+def test_eks_issuer_output_comes_from_the_cluster(renders: dict[str, Render]) -> None:
+    outputs = renders["prod"].plan["outputs"]["clusters"]
+    assert outputs["prod"]["oidcIssuerUrl"].startswith("https://oidc.eks.eu-west-1.amazonaws.com/id/")
+    assert outputs["prod"]["eks"] is True
+
+
+def test_two_renders_are_byte_identical(tmp_path: Path) -> None:
+    # Separate processes: hash seeds and memory addresses differ between them.
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        subprocess.run(
+            [sys.executable, "-m", "platformctl", "render", "--stack", "prod", "--out", str(out)],
+            cwd=ROOT, check=True, capture_output=True, timeout=300,
+        )
+    comparison = filecmp.dircmp(outs[0], outs[1])
+    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    for name in ("plan.json", "graph.mmd", FINGERPRINTS):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+def test_render_cli_prints_summary_and_where_the_plan_is(tmp_path: Path) -> None:
+    out = tmp_path / "dev"
+    proc = subprocess.run(
+        [sys.executable, "-m", "platformctl", "render", "--stack", "dev", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert f"Plan: {out / 'plan.json'}" in proc.stdout
+    assert "By cluster:" in proc.stdout and "By component:" in proc.stdout
+    assert json.loads((out / "plan.json").read_text())["stack"] == "dev"
+    assert (out / "graph.mmd").read_text().startswith("graph LR")
+
+
+def test_no_network_while_the_program_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        opened.append(args)
+        raise AssertionError(f"network access attempted: {args}")
+
+    for name in ("connect", "connect_ex", "bind", "sendto"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    for stack in ("dev", "prod"):
+        assert render(ROOT / f"Pulumi.{stack}.yaml", stack).plan["resources"]
+    assert opened == []
+
+
+def test_the_guard_above_would_catch_a_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: (_ for _ in ()).throw(AssertionError("blocked")))
+    with pytest.raises(AssertionError, match="blocked"), socket.socket() as s:
+        s.connect(("127.0.0.1", 9))
+
+
+def _render_variant(tmp_path: Path, name: str, edit) -> Path:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    edit(doc["config"])
+    stack_file = tmp_path / f"{name}.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    out = tmp_path / name
+    write_render(render(stack_file, "dev"), out)
+    return out
+
+
+def _with_secret_kubeconfig(ciphertext: str):
+    def edit(config: dict) -> None:
+        kubeconfig = config["platform:clusters"]["dev"]["kubeconfig"]
+        del kubeconfig["path"]
+        kubeconfig["content"] = {"secure": ciphertext}
+    return edit
+
+
+def test_diff_reports_exactly_the_changed_value(tmp_path: Path) -> None:
+    base = _render_variant(tmp_path, "base", lambda c: None)
+    head = _render_variant(
+        tmp_path, "head", lambda c: c["platform:clusters"]["prod"]["kubeconfig"].update(context="kind-prod-blue")
+    )
+    result = diff_renders(load_render(base), load_render(head))
+    assert not result.added and not result.removed
+    assert [(r["name"], paths) for r, paths in result.changed] == [("prod-k8s", ["inputs.context"])]
+    markdown = to_markdown(result, load_render(base)[0], load_render(head)[0], "dev")
+    assert "prod-k8s" in markdown and "`inputs.context`" in markdown and "1 to change" in markdown
+    same = diff_renders(load_render(base), load_render(base))
+    assert same.empty
+
+
+def test_diff_reports_a_changed_secret_without_its_value(tmp_path: Path) -> None:
+    base = _render_variant(tmp_path, "base", _with_secret_kubeconfig("v1:AAAA"))
+    head = _render_variant(tmp_path, "head", _with_secret_kubeconfig("v1:BBBB"))
+    plan = load_render(head)[0]
+    provider = next(r for r in plan["resources"] if r["name"] == "dev-k8s")
+    assert provider["inputs"]["kubeconfig"] == "[secret]" and provider["secretPaths"] == ["kubeconfig"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "platformctl", "diff", str(base), str(head)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "dev-k8s" in proc.stdout and "`inputs.kubeconfig (secret)`" in proc.stdout
+    everything = "".join(p.read_text() for p in head.rglob("*") if p.is_file()) + proc.stdout
+    assert "placeholder-for-secure-value" not in everything
+
+
+def test_diff_exit_codes(tmp_path: Path) -> None:
+    base = _render_variant(tmp_path, "base", lambda c: None)
+    same = subprocess.run([sys.executable, "-m", "platformctl", "diff", str(base), str(base)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert same.returncode == 0 and "No changes." in same.stdout
+    missing = subprocess.run([sys.executable, "-m", "platformctl", "diff", str(base), str(tmp_path / "nope")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "not a render directory" in missing.stderr and "Traceback" not in missing.stderr
