@@ -6,6 +6,8 @@ merge request and the preview shows exactly what moves.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 # EKS managed add-ons, by Kubernetes minor version. Refresh with
 # `aws eks describe-addon-versions --kubernetes-version <v> --addon-name <name>`.
 EKS_ADDONS: dict[str, dict[str, str]] = {
@@ -16,4 +18,28 @@ EKS_ADDONS: dict[str, dict[str, str]] = {
         "eks-pod-identity-agent": "v1.3.7-eksbuild.2",
         "aws-ebs-csi-driver": "v1.44.0-eksbuild.1",
     },
+}
+
+
+class Chart(NamedTuple):
+    """A Helm chart pinned to an exact version in its upstream repository."""
+
+    chart: str
+    repo: str
+    version: str
+
+
+CHARTS: dict[str, Chart] = {
+    "gatekeeper": Chart("gatekeeper", "https://open-policy-agent.github.io/gatekeeper/charts", "3.23.0"),
+    "external-secrets": Chart("external-secrets", "https://charts.external-secrets.io", "2.9.0"),
+    "cert-manager": Chart("cert-manager", "https://charts.jetstack.io", "v1.21.1"),
+    "argo-cd": Chart("argo-cd", "https://argoproj.github.io/argo-helm", "10.1.1"),
+    "harbor": Chart("harbor", "https://helm.goharbor.io", "1.19.1"),
+    "vault": Chart("vault", "https://helm.releases.hashicorp.com", "0.34.1"),
+    "vcluster": Chart("vcluster", "https://charts.loft.sh", "0.36.1"),
+    "gitlab": Chart("gitlab", "https://charts.gitlab.io", "9.9.1"),
+    "openunison-operator": Chart("openunison-operator", "https://nexus.tremolo.io/repository/helm", "3.0.25"),
+    "orchestra": Chart("orchestra", "https://nexus.tremolo.io/repository/helm", "3.1.40"),
+    "orchestra-login-portal": Chart("orchestra-login-portal", "https://nexus.tremolo.io/repository/helm", "2.3.88"),
+    "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
 }

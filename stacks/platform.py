@@ -16,10 +16,14 @@ from components.cluster import (
     ExistingClusterArgs,
     NodeGroupArgs,
 )
+from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
+from components.gatekeeper import Gatekeeper, GatekeeperArgs
 from stacks.config import ClusterSpec, PlatformConfig
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
+# Tenant namespaces carry this label; the tenant-only Gatekeeper constraints select it.
+TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
@@ -62,12 +66,39 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHan
     ).handle
 
 
+def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> None:
+    """What every cluster receives: policy and secret sync."""
+    services = config.services
+    if services.gatekeeper.enabled:
+        Gatekeeper(
+            f"{cluster.role}-gatekeeper",
+            cluster,
+            GatekeeperArgs(
+                allowed_registries=[f"harbor.{config.domain}"],
+                tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
+                replicas=services.gatekeeper.sizing.replicas,
+                chart_version=services.gatekeeper.chart_version,
+            ),
+        )
+    if services.external_secrets.enabled:
+        ExternalSecrets(
+            f"{cluster.role}-external-secrets",
+            cluster,
+            ExternalSecretsArgs(
+                replicas=services.external_secrets.sizing.replicas,
+                chart_version=services.external_secrets.chart_version,
+            ),
+        )
+
+
 def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     """Declare the whole platform; returns the stack outputs."""
     clusters = {
         CLUSTER_NAMES[key]: cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect))
         for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
     }
+    for handle in clusters.values():
+        add_cluster_baseline(handle, config)
     return {
         "clusters": {
             name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}

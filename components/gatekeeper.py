@@ -1,0 +1,70 @@
+"""Gatekeeper on a cluster: the release, the platform's ConstraintTemplates and Constraints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster import ClusterHandle
+from components.helm import namespace, release
+from policy.gatekeeper import PLATFORM_NAMESPACES, cluster_constraints, templates
+
+NAMESPACE = "gatekeeper-system"
+
+
+@dataclass(frozen=True)
+class GatekeeperArgs:
+    allowed_registries: list[str]
+    tenant_namespace_selector: dict[str, Any]
+    # Extra constraints for this cluster, such as the tenants' ArgoCD scopes.
+    extra_constraints: list[dict[str, Any]] = field(default_factory=list)
+    replicas: int = 3
+    chart_version: str | None = None
+
+
+class Gatekeeper(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gatekeeper:Gatekeeper", name, None, opts)
+        ns = namespace(NAMESPACE, cluster, self, {"admission.gatekeeper.sh/ignore": "no-self-managing"})
+        self.release = release(
+            "gatekeeper",
+            "gatekeeper",
+            ns,
+            {
+                "replicas": args.replicas,
+                # Fail closed for everyone but the platform's own namespaces, which are exempt so
+                # a Gatekeeper outage can never lock the platform out of repairing itself.
+                "validatingWebhookFailurePolicy": "Fail",
+                "controllerManager": {"exemptNamespaces": list(PLATFORM_NAMESPACES)},
+                "auditInterval": 60,
+            },
+            cluster,
+            self,
+            version=args.chart_version,
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
+        installed: dict[str, k8s.apiextensions.CustomResource] = {}
+        for template in templates():
+            installed[template["spec"]["crd"]["spec"]["names"]["kind"]] = _custom_resource(
+                f"{cluster.role}-{template['metadata']['name']}", template, child
+            )
+        # A constraint's kind is a CRD its template creates: each waits for its template.
+        for constraint in [*cluster_constraints(args.allowed_registries, args.tenant_namespace_selector), *args.extra_constraints]:
+            _custom_resource(
+                f"{cluster.role}-{constraint['metadata']['name']}",
+                constraint,
+                pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[installed[constraint["kind"]]])),
+            )
+        self.register_outputs({"release": self.release.status})
+
+
+def _custom_resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    extra = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    return k8s.apiextensions.CustomResource(
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], opts=opts, **extra
+    )

@@ -1,0 +1,55 @@
+"""A pinned Helm release in a namespace of its own: the shape every add-on shares."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster import ClusterHandle
+from components.versions import CHARTS
+
+
+def namespace(
+    name: str, cluster: ClusterHandle, parent: pulumi.Resource, labels: dict[str, str] | None = None
+) -> k8s.core.v1.Namespace:
+    return k8s.core.v1.Namespace(
+        f"{cluster.role}-{name}",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name, labels={"platform.io/managed-by": "platform-bootstrap", **(labels or {})}
+        ),
+        opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
+    )
+
+
+def release(
+    name: str,
+    chart_key: str,
+    ns: k8s.core.v1.Namespace,
+    values: pulumi.Input[dict[str, Any]],
+    cluster: ClusterHandle,
+    parent: pulumi.Resource,
+    *,
+    version: str | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+    protect: bool = False,
+) -> k8s.helm.v3.Release:
+    """Release `name` of a chart pinned in `components.versions.CHARTS`, waiting until it is ready."""
+    chart = CHARTS[chart_key]
+    return k8s.helm.v3.Release(
+        f"{cluster.role}-{name}",
+        name=name,
+        chart=chart.chart,
+        version=version or chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+        namespace=ns.metadata.name,
+        create_namespace=False,
+        values=values,
+        atomic=True,
+        cleanup_on_fail=True,
+        timeout=900,
+        opts=pulumi.ResourceOptions(
+            parent=parent, provider=cluster.provider, depends_on=[ns, *depends_on], protect=protect
+        ),
+    )

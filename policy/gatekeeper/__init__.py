@@ -1,0 +1,139 @@
+"""Gatekeeper policy for every cluster of the platform: ConstraintTemplates and their Constraints.
+
+The templates live as YAML files in `templates/` (one ConstraintTemplate each, Rego with
+`import rego.v1`) and are applied unchanged; this module reads them and builds the Constraints
+from stack configuration, so the program never writes Rego or match rules inline.
+
+Two scopes:
+* cluster constraints, on every cluster: images from the platform's registry, no `latest` or
+  untagged images and CPU/memory requests and limits everywhere except the platform's own
+  namespaces; probes, pod security and no `cluster-admin` RoleBinding in tenant namespaces;
+* one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
+  within its own AppProjects, namespaces and clusters.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+CONSTRAINTS_API_VERSION = "constraints.gatekeeper.sh/v1beta1"
+
+# Namespaces of the platform itself, exempt from the image, tag and resource constraints and
+# from the tenant ones. This is the one place they are listed: the platform's charts pull from
+# upstream registries, and some of them legitimately need host access.
+PLATFORM_NAMESPACES: tuple[str, ...] = (
+    "kube-system",  # Kubernetes and the cluster add-ons (CNI, DNS, kube-proxy, CSI)
+    "kube-public",  # cluster-info, readable by everyone
+    "kube-node-lease",  # node heartbeats
+    "gatekeeper-system",  # Gatekeeper itself: a broken policy must not lock it out
+    "cert-manager",  # certificate issuance
+    "external-secrets",  # External Secrets operator, syncs Vault into tenant namespaces
+    "argocd",  # ArgoCD; tenant Applications there are held by the tenant constraint instead
+    "vault",  # Vault, the platform's secret store
+    "gitlab",  # GitLab, git and CI
+    "harbor",  # Harbor, the registry the other constraints point at
+    "openunison",  # OpenUnison, the identity provider and token API
+    "envoy-gateway-system",  # the ingress controller (Envoy Gateway)
+    "kube-oidc-proxy",  # the management-API proxy that trusts control-plane tokens
+)
+
+# The objects that carry a pod spec; the templates' Rego finds the spec in each of these.
+POD_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "kinds": ["Pod"]},
+    {"apiGroups": ["apps"], "kinds": ["DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"]},
+    {"apiGroups": ["batch"], "kinds": ["CronJob", "Job"]},
+]
+ROLEBINDING_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": ["rbac.authorization.k8s.io"], "kinds": ["RoleBinding"]},
+]
+ARGO_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
+]
+
+ARGOCD_NAMESPACE = "argocd"
+TENANT_LABEL = "platform.io/tenant"
+
+# A registry host, optional port and optional path prefix, as the allowed-registries template's
+# parameter schema accepts it: "harbor.example.com", "harbor.example.com:8443/team-a/".
+_REGISTRY_PREFIX = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*/?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@cache
+def _load_templates() -> tuple[str, ...]:
+    # Cached as text so every caller gets its own freshly parsed dicts to mutate.
+    return tuple(p.read_text() for p in sorted(TEMPLATES_DIR.glob("*.yaml")))
+
+
+def templates() -> list[dict[str, Any]]:
+    """Every ConstraintTemplate, parsed, in file-name order."""
+    return [yaml.safe_load(text) for text in _load_templates()]
+
+
+def _constraint(kind: str, name: str, match: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"enforcementAction": "deny", "match": copy.deepcopy(match)}
+    if parameters is not None:
+        spec["parameters"] = copy.deepcopy(parameters)
+    return {"apiVersion": CONSTRAINTS_API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def cluster_constraints(allowed_registries: list[str], tenant_namespace_selector: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Constraints every cluster gets.
+
+    `allowed_registries`: image prefixes, e.g. ["harbor.example.com"] (a trailing "/" is implied).
+    `tenant_namespace_selector`: a label selector for tenant namespaces, e.g.
+    {"matchLabels": {"platform.io/tenant-namespace": "true"}}.
+    """
+    if not allowed_registries:
+        raise ValueError("allowed_registries must name at least one registry")
+    for prefix in allowed_registries:
+        if not _REGISTRY_PREFIX.match(prefix):
+            raise ValueError(f"allowed registry {prefix!r} is not a registry host[:port][/path] prefix, e.g. 'harbor.example.com'")
+    if not (tenant_namespace_selector.get("matchLabels") or tenant_namespace_selector.get("matchExpressions")):
+        # An empty selector matches every namespace, which would hold the whole cluster to tenant rules.
+        raise ValueError("tenant_namespace_selector must have matchLabels or matchExpressions")
+
+    excluded = list(PLATFORM_NAMESPACES)
+    everywhere = {"kinds": POD_KINDS, "excludedNamespaces": excluded}
+    tenant_pods = {"kinds": POD_KINDS, "namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
+    tenant_bindings = {"kinds": ROLEBINDING_KINDS, "namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
+    return [
+        _constraint("PlatformAllowedRegistries", "platform-allowed-registries", everywhere, {"registries": list(allowed_registries)}),
+        _constraint("PlatformDisallowedTags", "platform-disallowed-tags", everywhere),
+        _constraint("PlatformContainerResources", "platform-container-resources", everywhere),
+        _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),
+        _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods),
+        _constraint("PlatformNoClusterAdminBinding", "platform-no-cluster-admin-binding", tenant_bindings),
+    ]
+
+
+def tenant_argo_constraint(
+    tenant: str, projects: list[str], namespaces: list[str], cluster_labels: dict[str, str], clusters: list[str]
+) -> dict[str, Any]:
+    """The Constraint holding tenant `tenant`'s ArgoCD Applications and ApplicationSets to its scope.
+
+    It matches objects in the ArgoCD namespace labelled `platform.io/tenant: <tenant>`. An empty
+    `cluster_labels` forbids the tenant any ApplicationSet clusters generator.
+    """
+    if not _DNS_LABEL.match(tenant):
+        raise ValueError(f"tenant {tenant!r} is not a DNS label")
+    match = {
+        "kinds": ARGO_KINDS,
+        "namespaces": [ARGOCD_NAMESPACE],
+        "labelSelector": {"matchLabels": {TENANT_LABEL: tenant}},
+    }
+    parameters = {
+        "project": list(projects),
+        "namespaces": list(namespaces),
+        "clusterLabels": dict(cluster_labels),
+        "clusters": list(clusters),
+    }
+    return _constraint("PlatformTenantArgoScope", f"tenant-{tenant}-argo-scope", match, parameters)

@@ -1,0 +1,255 @@
+"""`.gitlab-ci.yml`: what can be checked without a GitLab instance.
+
+Structure (jobs have scripts, images are pinned, keywords exist), wiring (every
+`python -m platformctl <sub>` and repository path it names exists, pulumi
+subcommands are known, deploys apply the plan a needed job saved) and the security
+rules from the issue (AWS only through ID tokens, write role only on protected refs,
+no secrets in the file).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from platformctl.comment import mask_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_FILE = ROOT / ".gitlab-ci.yml"
+
+GLOBAL_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "image", "services",
+                   "cache", "before_script", "after_script", "spec"}
+JOB_KEYWORDS = {"after_script", "allow_failure", "artifacts", "before_script", "cache", "coverage",
+                "dast_configuration", "dependencies", "environment", "extends", "hooks", "id_tokens",
+                "identity", "image", "inherit", "interruptible", "needs", "pages", "parallel", "release",
+                "resource_group", "retry", "rules", "script", "secrets", "services", "stage", "tags",
+                "timeout", "trigger", "variables", "when"}
+KNOWN_PULUMI = {"preview", "up", "destroy", "stack", "login", "refresh"}
+# Paths the pipeline itself creates; everything else it names must be in the repository.
+GENERATED = ("build/", "venv/", ".cache/")
+PATHLIKE_SUFFIX = re.compile(r"\.(?:ya?ml|py|txt|sh|json|toml|cfg|ini|md|lock)$")
+PROTECTED_ONLY = re.compile(r"\$CI_COMMIT_BRANCH == \$CI_DEFAULT_BRANCH|\$CI_PIPELINE_SOURCE == \"schedule\"")
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """GitLab's `extends`: hashes merge key by key, everything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture(scope="module")
+def ci() -> dict[str, Any]:
+    document = yaml.safe_load(CI_FILE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def _resolve(ci: dict[str, Any], name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    assert name not in seen, f"extends cycle: {seen + (name,)}"
+    assert name in ci, f"{seen[-1] if seen else name}: extends unknown {name!r}"
+    job = ci[name]
+    parents = job.get("extends", [])
+    merged: dict[str, Any] = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        merged = _deep_merge(merged, _resolve(ci, parent, seen + (name,)))
+    return _deep_merge(merged, {k: v for k, v in job.items() if k != "extends"})
+
+
+@pytest.fixture(scope="module")
+def jobs(ci: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    names = [k for k in ci if k not in GLOBAL_KEYWORDS and not k.startswith(".")]
+    assert names, "no jobs"
+    return {name: _resolve(ci, name) for name in names}
+
+
+def _lines(value: Any) -> Iterator[str]:
+    """Script lines, flattening nested lists and multi-line strings."""
+    if isinstance(value, str):
+        yield from value.splitlines()
+    elif isinstance(value, list):
+        for item in value:
+            yield from _lines(item)
+
+
+def _script(job: dict[str, Any]) -> list[str]:
+    return [line for key in ("before_script", "script", "after_script") for line in _lines(job.get(key))]
+
+
+def _all_lines(jobs: dict[str, dict[str, Any]]) -> list[str]:
+    return [line for job in jobs.values() for line in _script(job)]
+
+
+def _referenced_paths(lines: list[str]) -> set[str]:
+    paths = set()
+    for line in lines:
+        for word in re.findall(r"[^\s\"'()|;&<>]+", line):  # split on shell punctuation too
+            word = re.sub(r"^\w+=", "", word)  # `report=build/x.txt` names build/x.txt
+            if "$" in word or "://" in word or word.startswith(("-", "/", "~", "+")):
+                continue
+            if ("/" in word or PATHLIKE_SUFFIX.search(word)) and not word.startswith(GENERATED):
+                paths.add(word.rstrip("/"))
+    return paths
+
+
+def _images(ci: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for key, value in ci.items():
+        if isinstance(value, dict):
+            if "image" in value:
+                yield key, value["image"]
+            for service in value.get("services", []) or []:
+                yield f"{key} service", service
+
+
+# --- structure ------------------------------------------------------------------------
+
+
+def test_every_job_has_a_script_and_known_keywords(ci: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
+    for name, job in jobs.items():
+        assert _script(job) and job.get("script"), f"{name}: no script"
+        assert set(job) <= JOB_KEYWORDS, f"{name}: unknown keywords {set(job) - JOB_KEYWORDS}"
+        assert job.get("stage") in ci["stages"], f"{name}: stage {job.get('stage')!r} not in stages"
+    for key, value in ci.items():
+        if key.startswith(".") and isinstance(value, dict) and key != ".rules":
+            assert set(value) <= JOB_KEYWORDS, f"{key}: unknown keywords {set(value) - JOB_KEYWORDS}"
+
+
+def test_images_have_an_exact_tag_never_latest(ci: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
+    images = list(_images(ci))
+    assert images, "no image anywhere: jobs would run in the runner's default image"
+    for where, image in images:
+        ref = image["name"] if isinstance(image, dict) else image
+        name, _, tag = ref.split("@")[0].rpartition(":")
+        assert name and "/" not in tag, f"{where}: image {ref!r} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{where}: image {ref!r} is not an exact version"
+    for name, job in jobs.items():  # no job falls back to the runner's default image
+        assert "image" in job or "image" in ci.get("default", {}), f"{name}: no image"
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def test_platformctl_subcommands_exist(jobs: dict[str, dict[str, Any]]) -> None:
+    used = {m.group(1) for line in _all_lines(jobs) for m in re.finditer(r"python3? -m platformctl (\w+)", line)}
+    assert {"render", "diff", "comment"} <= used
+    for sub in sorted(used):
+        module = ROOT / "platformctl" / f"{sub}.py"
+        assert module.is_file(), f"`python -m platformctl {sub}`: {module.relative_to(ROOT)} does not exist"
+        tree = ast.parse(module.read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "register" in functions, f"{module.relative_to(ROOT)} has no register(subparsers)"
+
+
+def test_referenced_repository_paths_exist(jobs: dict[str, dict[str, Any]]) -> None:
+    lines = _all_lines(jobs)
+    paths = _referenced_paths(lines)
+    assert {".ci/run", "requirements.txt"} <= paths  # the extraction itself works
+    stacks = {m.group(1) for line in lines for m in re.finditer(r"--stack[ =](\w+)", line)}
+    assert stacks == {"dev", "prod"}
+    paths |= {f"Pulumi.{stack}.yaml" for stack in stacks} | {"Pulumi.yaml"}
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"the CI file names paths that are not in the repository: {missing}"
+
+
+def test_pulumi_subcommands_are_known(jobs: dict[str, dict[str, Any]]) -> None:
+    used = {m.group(1) for line in _all_lines(jobs) for m in re.finditer(r"(?<![\w/.-])pulumi\s+([a-z][\w-]*)", line)}
+    assert {"preview", "up", "destroy"} <= used
+    assert used <= KNOWN_PULUMI, f"unknown pulumi subcommands: {used - KNOWN_PULUMI}"
+
+
+def test_platformctl_diff_exit_1_is_not_a_failure(jobs: dict[str, dict[str, Any]]) -> None:
+    diff_lines = [line for line in _all_lines(jobs) if "platformctl diff" in line]
+    assert len(diff_lines) == 2
+    for line in diff_lines:  # exit 1 means "different"; only 2 and above may fail the job
+        assert "|| rc=$?" in line and 'test "$rc" -le 1' in line, line
+
+
+def test_deploys_apply_the_plan_a_needed_preview_saved(jobs: dict[str, dict[str, Any]]) -> None:
+    applied = 0
+    for name, job in jobs.items():
+        for line in _script(job):
+            plan = re.search(r"pulumi up .*--plan[ =](\S+)", line)
+            if not plan:
+                continue
+            applied += 1
+            needs = [n if isinstance(n, str) else n["job"] for n in job.get("needs", [])]
+            savers = [n for n in needs if any(f"--save-plan {plan.group(1)}" in l for l in _script(jobs[n]))]
+            assert savers, f"{name}: applies {plan.group(1)} but no job in needs saves it"
+            for saver in savers:  # and keeps it as an artifact, or the deploy has nothing to apply
+                assert any(fnmatch(plan.group(1), p) for p in jobs[saver]["artifacts"]["paths"]), saver
+    assert applied == 2
+
+
+def test_prod_deploy_is_manual_in_the_protected_prod_environment(jobs: dict[str, dict[str, Any]]) -> None:
+    prod = [j for j in jobs.values() if any(re.search(r"pulumi up .*--stack prod", l) for l in _script(j))]
+    assert len(prod) == 1
+    (job,) = prod
+    assert job["environment"]["name"] == "prod"
+    assert [rule.get("when") for rule in job["rules"]] == ["manual"]
+    assert job.get("allow_failure") is False  # a manual job that can be skipped silently is no gate
+
+
+def test_drift_detection_fails_on_changes_for_both_stacks(jobs: dict[str, dict[str, Any]]) -> None:
+    drift = {}
+    for job in jobs.values():
+        for line in _script(job):
+            if "pulumi preview" in line and "--refresh" in line and "--expect-no-changes" in line:
+                drift[re.search(r"--stack (\w+)", line).group(1)] = job
+    assert set(drift) == {"dev", "prod"}
+    for job in drift.values():
+        assert all('$CI_PIPELINE_SOURCE == "schedule"' in rule["if"] for rule in job["rules"])
+
+
+def test_dev_rebuild_keeps_a_report(jobs: dict[str, dict[str, Any]]) -> None:
+    (job,) = [j for j in jobs.values() if any("pulumi destroy" in l for l in _script(j))]
+    script = "\n".join(_script(job))
+    assert script.index("pulumi destroy --yes") < script.index("pulumi up --yes")
+    assert "--stack dev" in script and "--stack prod" not in script
+    assert job["artifacts"]["when"] == "always" and job["artifacts"]["paths"]
+
+
+# --- security -------------------------------------------------------------------------------
+
+
+def test_aws_access_only_through_id_tokens(jobs: dict[str, dict[str, Any]]) -> None:
+    pulumi_jobs = {n: j for n, j in jobs.items() if any(re.search(r"\bpulumi\s", l) for l in _script(j))}
+    assert pulumi_jobs
+    for name, job in pulumi_jobs.items():
+        variables = job.get("variables", {})
+        assert variables.get("AWS_ROLE_ARN") in ("$PREVIEW_ROLE_ARN", "$DEPLOY_ROLE_ARN"), name
+        assert variables.get("AWS_WEB_IDENTITY_TOKEN_FILE"), name
+        (token,) = job["id_tokens"].values()
+        assert token["aud"] == "sts.amazonaws.com", name
+        assert any("AWS_WEB_IDENTITY_TOKEN_FILE" in l for l in _script(job)), f"{name}: token file never written"
+
+
+def test_write_role_only_for_writes_and_only_on_protected_refs(jobs: dict[str, dict[str, Any]]) -> None:
+    for name, job in jobs.items():
+        writes = any(re.search(r"pulumi (up|destroy)\b", l) for l in _script(job))
+        write_role = job.get("variables", {}).get("AWS_ROLE_ARN") == "$DEPLOY_ROLE_ARN"
+        assert writes == write_role, f"{name}: write role {'missing' if writes else 'not needed'}"
+        if writes:
+            for rule in job["rules"]:
+                assert PROTECTED_ONLY.search(rule["if"]) and "merge_request_event" not in rule["if"], name
+            assert job.get("interruptible") is False, f"{name}: a running update must not be cancelled"
+            assert job.get("resource_group"), f"{name}: concurrent updates of one stack"
+
+
+def test_no_secrets_in_the_file(ci: dict[str, Any]) -> None:
+    _, found = mask_secrets(CI_FILE.read_text())
+    assert found == []
+    blocks = [ci.get("variables", {})] + [v.get("variables", {}) for v in ci.values() if isinstance(v, dict)]
+    for variables in blocks:
+        for key, value in variables.items():
+            if re.search(r"TOKEN|PASSWORD|SECRET|_KEY", key) and not key.endswith("_FILE"):
+                assert str(value).startswith("$"), f"{key} has a literal value in the CI file"

@@ -1,0 +1,579 @@
+"""The Gatekeeper ConstraintTemplates, evaluated by the real OPA engine on admission reviews.
+
+Every template gets allowed and disallowed review objects of its own, and the pod policies also
+run the Gatekeeper library's sample suites (tests/fixtures/gatekeeper-library) against the
+platform's templates, with the library's parameters translated to ours. Where our policy
+deliberately decides a library sample differently, UPSTREAM_DIFFERENCES says so and why.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from policy.gatekeeper import (
+    PLATFORM_NAMESPACES,
+    POD_KINDS,
+    cluster_constraints,
+    templates,
+    tenant_argo_constraint,
+)
+from tests.opa import evaluate, review, violations
+
+LIBRARY = Path(__file__).parent / "fixtures" / "gatekeeper-library"
+TEMPLATES = {t["metadata"]["name"]: t for t in templates()}
+POD_TEMPLATES = [
+    "platformallowedregistries",
+    "platformdisallowedtags",
+    "platformcontainerresources",
+    "platformrequiredprobes",
+    "platformpodsecurity",
+]
+
+HARBOR = "harbor.example.com"
+REGISTRIES = {"registries": [HARBOR]}
+IMAGE = f"{HARBOR}/team-a/web:1.4.2"
+DIGEST = "sha256:" + "0" * 64
+TENANT_SELECTOR = {"matchLabels": {"platform.io/tenant-namespace": "true"}}
+
+
+def check(template: str, obj: dict[str, Any], parameters: dict[str, Any] | None = None, **kwargs: Any) -> list[str]:
+    """The violation messages of `template` for `obj`; every violation must carry a message."""
+    found = violations(TEMPLATES[template], obj, parameters, **kwargs)
+    messages = [v.get("msg") for v in found]
+    assert all(isinstance(m, str) and m.strip() for m in messages), f"violation without a message: {found}"
+    return sorted(messages)
+
+
+def assert_messages(messages: list[str], fragments: list[str]) -> None:
+    """Exactly one violation per fragment, each naming what is wrong."""
+    assert len(messages) == len(fragments), messages
+    for fragment in fragments:
+        assert any(fragment in m for m in messages), f"no violation mentions {fragment!r}: {messages}"
+
+
+# --- objects ----------------------------------------------------------------------------------
+
+PROBE = {"httpGet": {"path": "/healthz", "port": 8080}}
+RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+
+def container(name: str = "app", image: str = IMAGE, **fields: Any) -> dict[str, Any]:
+    """A container every pod policy allows; `fields` override or (with None) remove a field."""
+    c = {"name": name, "image": image, "resources": copy.deepcopy(RESOURCES), "livenessProbe": PROBE, "readinessProbe": PROBE}
+    c.update(fields)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def init_container(name: str = "migrate", image: str = IMAGE, **fields: Any) -> dict[str, Any]:
+    return container(name, image, livenessProbe=None, readinessProbe=None, **fields)
+
+
+def pod_spec(*containers: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"containers": list(containers) or [container()], **fields}
+
+
+def workload(kind: str, spec: dict[str, Any], name: str = "web") -> dict[str, Any]:
+    """`kind` carrying pod spec `spec` where that kind keeps it."""
+    template = {"metadata": {"labels": {"app": name}}, "spec": spec}
+    api, body = {
+        "Pod": ("v1", spec),
+        "Deployment": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
+        "StatefulSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "serviceName": name, "template": template}),
+        "DaemonSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
+        "ReplicaSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
+        "Job": ("batch/v1", {"template": {**template, "spec": {**spec, "restartPolicy": "Never"}}}),
+        "CronJob": (
+            "batch/v1",
+            {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {**template, "spec": {**spec, "restartPolicy": "Never"}}}}},
+        ),
+    }[kind]
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "team-a-dev"}, "spec": body}
+
+
+def pod(*containers: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return workload("Pod", pod_spec(*containers, **fields))
+
+
+WORKLOAD_KINDS = [kind for group in POD_KINDS for kind in group["kinds"]]
+
+
+# --- every template: allowed and disallowed cases -----------------------------------------------
+
+# (template, id, object, parameters, review options)
+ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, Any]]] = [
+    ("platformallowedregistries", "harbor-image", pod(), REGISTRIES, {}),
+    ("platformallowedregistries", "prefix-with-slash-and-digest", pod(container(image=f"{HARBOR}/team-a/web@{DIGEST}")),
+     {"registries": [f"{HARBOR}/"]}, {}),
+    ("platformallowedregistries", "registry-port-and-project-prefix",
+     workload("CronJob", pod_spec(container(image=f"{HARBOR}:8443/team-a/job:2"), initContainers=[init_container(image=f"{HARBOR}:8443/team-a/m:1")])),
+     {"registries": [f"{HARBOR}:8443/team-a"]}, {}),
+    ("platformdisallowedtags", "version-tag", pod(), None, {}),
+    ("platformdisallowedtags", "registry-port-with-tag", pod(container(image="registry.local:5000/app:1.0")), None, {}),
+    ("platformdisallowedtags", "digest-pinned", pod(container(image=f"{HARBOR}/team-a/web@{DIGEST}")), None, {}),
+    ("platformdisallowedtags", "latest-but-digest-pinned", pod(container(image=f"{HARBOR}/team-a/web:latest@{DIGEST}")), None, {}),
+    ("platformcontainerresources", "all-set", workload("Job", pod_spec(initContainers=[init_container()])), None, {}),
+    ("platformcontainerresources", "ephemeral-container-without-resources",
+     pod(ephemeralContainers=[{"name": "debug", "image": f"{HARBOR}/tools/debug:1"}]), None, {}),
+    ("platformcontainerresources", "pod-update-is-immutable", pod(container(resources=None)), None, {"operation": "UPDATE"}),
+    ("platformrequiredprobes", "http-probes", workload("Deployment", pod_spec()), None, {}),
+    ("platformrequiredprobes", "grpc-tcp-and-exec-probes-init-without",
+     pod(container(livenessProbe={"grpc": {"port": 9090}}, readinessProbe={"tcpSocket": {"port": 8080}}),
+         container("sidecar", livenessProbe={"exec": {"command": ["true"]}}), initContainers=[init_container()]), None, {}),
+    ("platformrequiredprobes", "pod-update-is-immutable", pod(container(livenessProbe=None)), None, {"operation": "UPDATE"}),
+    ("platformpodsecurity", "plain", workload("StatefulSet", pod_spec()), None, {}),
+    ("platformpodsecurity", "explicitly-unprivileged",
+     pod(container(securityContext={"privileged": False, "allowPrivilegeEscalation": False}), hostNetwork=False, hostPID=False,
+         hostIPC=False, volumes=[{"name": "cache", "emptyDir": {}}, {"name": "conf", "configMap": {"name": "web"}}]), None, {}),
+    ("platformpodsecurity", "pod-update-keeps-existing-privileged-ephemeral",
+     pod(ephemeralContainers=[{"name": "debug", "image": IMAGE, "securityContext": {"privileged": True}}], hostNetwork=True),
+     None, {"operation": "UPDATE", "old_object": pod(ephemeralContainers=[{"name": "debug", "image": IMAGE}], hostNetwork=True)}),
+    ("platformnoclusteradminbinding", "clusterrole-admin", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "devs", "namespace": "team-a-dev"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "Group", "name": "team-a-developers", "apiGroup": "rbac.authorization.k8s.io"}]}, None, {}),
+    ("platformnoclusteradminbinding", "namespaced-role-named-cluster-admin", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "x", "namespace": "team-a-dev"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "team-a-dev"}]}, None, {}),
+]
+
+# (template, id, object, parameters, review options, one fragment per expected violation)
+DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, Any], list[str]]] = [
+    ("platformallowedregistries", "look-alike-host", pod(container(image=f"{HARBOR}.evil.io/team-a/web:1")), REGISTRIES, {},
+     [f"container <app> image <{HARBOR}.evil.io/team-a/web:1> is not from an allowed registry"]),
+    ("platformallowedregistries", "docker-hub-init-and-ephemeral",
+     workload("Pod", pod_spec(initContainers=[init_container(image="busybox:1.36")],
+                              ephemeralContainers=[{"name": "debug", "image": "nicolaka/netshoot:v0.13"}])), REGISTRIES, {},
+     ["initContainer <migrate> image <busybox:1.36>", "ephemeralContainer <debug> image <nicolaka/netshoot:v0.13>"]),
+    ("platformallowedregistries", "other-port-and-sibling-project",
+     pod(container(image=f"{HARBOR}:8443/team-a/web:1"), container("b", image=f"{HARBOR}/team-ab/web:1")),
+     {"registries": [f"{HARBOR}/team-a"]}, {}, [f"<{HARBOR}:8443/team-a/web:1>", f"<{HARBOR}/team-ab/web:1>"]),
+    ("platformallowedregistries", "no-parameters-fails-closed", pod(), None, {}, [f"image <{IMAGE}>"]),
+    ("platformallowedregistries", "pod-update-changing-image", pod(container(image="nginx:1.27")), REGISTRIES,
+     {"operation": "UPDATE"}, ["image <nginx:1.27>"]),
+    ("platformdisallowedtags", "latest", pod(container(image=f"{HARBOR}/team-a/web:latest")), None, {},
+     [f"container <app> image <{HARBOR}/team-a/web:latest> uses the mutable tag latest"]),
+    ("platformdisallowedtags", "untagged-with-registry-port-in-cronjob",
+     workload("CronJob", pod_spec(container(image="registry.local:5000/app"))), None, {},
+     ["container <app> image <registry.local:5000/app> has no tag"]),
+    ("platformdisallowedtags", "untagged-init-and-latest-ephemeral",
+     pod(initContainers=[init_container(image=f"{HARBOR}/team-a/migrate")],
+         ephemeralContainers=[{"name": "debug", "image": f"{HARBOR}/tools/debug:latest"}]), None, {},
+     ["initContainer <migrate>", "ephemeralContainer <debug>"]),
+    ("platformdisallowedtags", "empty-tag", pod(container(image=f"{HARBOR}/team-a/web:")), None, {}, ["has no tag"]),
+    ("platformcontainerresources", "limits-only",
+     pod(container(resources={"limits": {"cpu": "1", "memory": "1Gi"}})), None, {},
+     ["container <app> (image <%s>) must set resources.requests.cpu, resources.requests.memory" % IMAGE]),
+    ("platformcontainerresources", "init-container-without-and-empty-memory-limit",
+     workload("DaemonSet", pod_spec(container(resources={**RESOURCES, "limits": {"cpu": "1", "memory": ""}}),
+                                    initContainers=[init_container(resources=None)])), None, {},
+     ["container <app> (image <%s>) must set resources.limits.memory" % IMAGE,
+      "initContainer <migrate> (image <%s>) must set resources.requests.cpu, resources.requests.memory, "
+      "resources.limits.cpu, resources.limits.memory" % IMAGE]),
+    ("platformrequiredprobes", "no-readiness", pod(container(readinessProbe=None)), None, {},
+     ["container <app> (image <%s>) has no readinessProbe" % IMAGE]),
+    ("platformrequiredprobes", "probe-without-handler-and-missing",
+     workload("ReplicaSet", pod_spec(container(livenessProbe={"initialDelaySeconds": 5}, readinessProbe=None))), None, {},
+     ["has no livenessProbe", "has no readinessProbe"]),
+    ("platformpodsecurity", "privileged-container-and-init-in-cronjob",
+     workload("CronJob", pod_spec(container(securityContext={"privileged": True}),
+                                  initContainers=[init_container(securityContext={"privileged": True})])), None, {},
+     ["container <app> (image <%s>) must not run privileged" % IMAGE, "initContainer <migrate>"]),
+    ("platformpodsecurity", "host-namespaces", pod(hostNetwork=True, hostPID=True, hostIPC=True), None, {},
+     ["Pod <web> must not share the host namespace: hostNetwork is true", "hostPID is true", "hostIPC is true"]),
+    ("platformpodsecurity", "host-path-volume",
+     workload("Deployment", pod_spec(volumes=[{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}])), None, {},
+     ["Deployment <web> volume <docker> must not mount the host path </var/run/docker.sock>"]),
+    ("platformpodsecurity", "pod-update-adding-privileged-ephemeral",
+     pod(ephemeralContainers=[{"name": "debug", "image": IMAGE, "securityContext": {"privileged": True}}]), None,
+     {"operation": "UPDATE", "old_object": pod()}, ["ephemeralContainer <debug>"]),
+    ("platformnoclusteradminbinding", "user-bound-to-cluster-admin", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "oops", "namespace": "team-a-dev"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}, None, {},
+     ["RoleBinding <oops> must not grant ClusterRole <cluster-admin>"]),
+    ("platformnoclusteradminbinding", "service-account-bound-to-cluster-admin", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "ci", "namespace": "team-a-prod"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a-prod"}]}, None, {},
+     ["RoleBinding <ci>"]),
+]
+
+
+@pytest.mark.parametrize(("template", "obj", "parameters", "options"),
+                         [pytest.param(t, o, p, opts, id=f"{t}-{i}") for t, i, o, p, opts in ALLOWED])
+def test_allowed(template: str, obj: dict[str, Any], parameters: dict[str, Any] | None, options: dict[str, Any]) -> None:
+    assert check(template, obj, parameters, **options) == []
+
+
+@pytest.mark.parametrize(("template", "obj", "parameters", "options", "fragments"),
+                         [pytest.param(t, o, p, opts, f, id=f"{t}-{i}") for t, i, o, p, opts, f in DISALLOWED])
+def test_disallowed(template: str, obj: dict[str, Any], parameters: dict[str, Any] | None, options: dict[str, Any],
+                    fragments: list[str]) -> None:
+    assert_messages(check(template, obj, parameters, **options), fragments)
+
+
+def test_every_template_has_two_allowed_and_two_disallowed_cases() -> None:
+    tenant_cases = {"platformtenantargoscope": (len(ARGO_ALLOWED), len(ARGO_DISALLOWED))}
+    for name in TEMPLATES:
+        allowed, disallowed = tenant_cases.get(name, (sum(c[0] == name for c in ALLOWED), sum(c[0] == name for c in DISALLOWED)))
+        assert allowed >= 2 and disallowed >= 2, name
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+@pytest.mark.parametrize("template", POD_TEMPLATES)
+def test_pod_policies_read_every_workload_kind(template: str, kind: str) -> None:
+    # One container breaking every pod policy at once, so each template must find it in `kind`.
+    bad = container(image="nginx", resources=None, livenessProbe=None, securityContext={"privileged": True})
+    assert check(template, workload(kind, pod_spec()), REGISTRIES) == []
+    assert check(template, workload(kind, pod_spec(bad)), REGISTRIES) != []
+
+
+# --- tenant ArgoCD scope ------------------------------------------------------------------------
+
+ARGO = {
+    "project": ["team-a"],
+    "namespaces": ["team-a-dev", "team-a-prod"],
+    "clusterLabels": {"platform.io/tenant-team-a": "true"},
+    "clusters": ["dev", "prod", "https://dev.k8s.example.com"],
+}
+TENANT_SELECTOR_LABELS = {"platform.io/tenant-team-a": "true", "platform.io/environment": "dev"}
+
+
+def application(project: str = "team-a", **destination: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "argocd", "labels": {"platform.io/tenant": "team-a"}},
+        "spec": {
+            "project": project,
+            "source": {"repoURL": "https://gitlab.example.com/team-a/ops.git", "path": "web", "targetRevision": "main"},
+            "destination": destination if destination else {"name": "dev", "namespace": "team-a-dev"},
+        },
+    }
+
+
+def clusters_generator(labels: dict[str, str] | None = TENANT_SELECTOR_LABELS) -> dict[str, Any]:
+    return {"clusters": {"selector": {"matchLabels": labels}} if labels is not None else {}}
+
+
+GIT_GENERATOR = {"git": {"repoURL": "https://gitlab.example.com/team-a/ops.git", "revision": "main", "directories": [{"path": "apps/*"}]}}
+
+
+def application_set(generators: list[dict[str, Any]], destination: dict[str, str] | None = None, project: str = "team-a",
+                    **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "web", "namespace": "argocd", "labels": {"platform.io/tenant": "team-a"}},
+        "spec": {
+            "generators": generators,
+            "template": {
+                "metadata": {"name": "web-{{name}}"},
+                "spec": {
+                    "project": project,
+                    "source": {"repoURL": "https://gitlab.example.com/team-a/ops.git", "path": "web", "targetRevision": "main"},
+                    "destination": destination or {"name": "{{name}}", "namespace": "team-a-dev"},
+                },
+            },
+            **spec,
+        },
+    }
+
+
+ARGO_ALLOWED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("application-by-name", application(), ARGO),
+    ("application-by-server", application(server="https://dev.k8s.example.com", namespace="team-a-prod"), ARGO),
+    ("appset-clusters-generator-with-tenant-labels", application_set([clusters_generator()]), ARGO),
+    ("appset-go-template-matrix-git-by-clusters",
+     application_set([{"matrix": {"generators": [GIT_GENERATOR, clusters_generator()]}}], {"name": "{{.name}}", "namespace": "team-a-dev"},
+                     goTemplate=True), ARGO),
+    ("appset-list-generator-literal-destination",
+     application_set([{"list": {"elements": [{"env": "prod"}]}}], {"name": "prod", "namespace": "team-a-prod"}), ARGO),
+    ("appset-generator-template-within-scope",
+     application_set([{"clusters": {**clusters_generator()["clusters"], "template": {
+         "metadata": {}, "spec": {"project": "team-a", "destination": {"namespace": "team-a-prod"}}}}}]), ARGO),
+]
+
+ARGO_DISALLOWED: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
+    ("application-default-project", application(project="default"), ARGO,
+     ["Application <web> spec.project <default> is not one of the tenant's AppProjects"]),
+    ("application-other-namespace-and-in-cluster-server",
+     application(server="https://kubernetes.default.svc", namespace="kube-system"), ARGO,
+     ["spec.destination.namespace <kube-system>", "spec.destination.server <https://kubernetes.default.svc>"]),
+    ("application-without-cluster", application(namespace="team-a-dev"), ARGO, ["spec.destination must set name or server"]),
+    ("application-cannot-use-placeholder", application(name="{{name}}", namespace="team-a-dev"), ARGO,
+     ["spec.destination.name <{{name}}>"]),
+    ("appset-clusters-generator-without-selector", application_set([clusters_generator(None)]), ARGO,
+     ["spec.generators[0].clusters must select clusters with selector.matchLabels including",
+      "spec.template.spec.destination.name <{{name}}>"]),
+    ("appset-clusters-generator-wrong-label-value",
+     application_set([clusters_generator({"platform.io/tenant-team-a": "false"})]), ARGO,
+     ["spec.generators[0].clusters", "destination.name <{{name}}>"]),
+    ("appset-nested-clusters-generator-without-labels",
+     application_set([{"matrix": {"generators": [GIT_GENERATOR, {"merge": {"mergeKeys": ["server"], "generators": [
+         clusters_generator({"env": "dev"}), {"list": {"elements": []}}]}}]}}]), ARGO,
+     ["spec.generators[0].matrix.generators[1].merge.generators[0].clusters", "destination.name <{{name}}>"]),
+    ("appset-generator-template-overrides-project",
+     application_set([{"list": {"elements": [{"env": "prod"}], "template": {"metadata": {}, "spec": {"project": "default"}}}}],
+                     {"name": "prod", "namespace": "team-a-prod"}), ARGO,
+     ["spec.generators[0].list.template.spec.project <default>"]),
+    ("appset-template-patch", application_set([clusters_generator()], templatePatch='spec: {project: "default"}'), ARGO,
+     ["must not set spec.templatePatch"]),
+    ("appset-templated-server-and-namespace",
+     application_set([clusters_generator()], {"server": "{{server}}", "namespace": "{{metadata.labels.ns}}"}), ARGO,
+     ["destination.server <{{server}}>", "destination.namespace <{{metadata.labels.ns}}>"]),
+    ("appset-clusters-generator-but-tenant-has-no-labels", application_set([clusters_generator()]), {**ARGO, "clusterLabels": {}},
+     ["clusters is not allowed: the tenant has no cluster labels", "destination.name <{{name}}>"]),
+    ("no-parameters-fails-closed", application(), {}, ["spec.project", "destination.namespace", "destination.name"]),
+]
+
+
+@pytest.mark.parametrize(("obj", "parameters"), [pytest.param(o, p, id=i) for i, o, p in ARGO_ALLOWED])
+def test_argo_scope_allowed(obj: dict[str, Any], parameters: dict[str, Any]) -> None:
+    assert check("platformtenantargoscope", obj, parameters) == []
+
+
+@pytest.mark.parametrize(("obj", "parameters", "fragments"), [pytest.param(o, p, f, id=i) for i, o, p, f in ARGO_DISALLOWED])
+def test_argo_scope_disallowed(obj: dict[str, Any], parameters: dict[str, Any], fragments: list[str]) -> None:
+    assert_messages(check("platformtenantargoscope", obj, parameters), fragments)
+
+
+# --- the Gatekeeper library's samples, run against our templates ---------------------------------
+
+def _same(parameters: dict[str, Any], **expected: Any) -> None:
+    """Our template hard-codes what these library parameters say; fail if a sample asks otherwise."""
+    for key, value in expected.items():
+        assert parameters.get(key) == value, f"library parameter {key}={parameters.get(key)!r}, ours is fixed to {value!r}"
+
+
+def _translate(library: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """Our template and parameters for a library policy and its constraint's parameters."""
+    if library == "allowedrepos":
+        return "platformallowedregistries", {"registries": parameters["repos"]}
+    if library == "disallowedtags":
+        _same(parameters, tags=["latest"])  # exemptImages: we exempt platform namespaces, never images
+        return "platformdisallowedtags", None
+    if library == "containerlimits":  # cpu/memory maximums: we require requests and limits, not their size
+        return "platformcontainerresources", None
+    if library == "requiredprobes":
+        assert sorted(parameters["probes"]) == ["livenessProbe", "readinessProbe"]
+        assert set(parameters["probeTypes"]) <= {"exec", "grpc", "httpGet", "tcpSocket"}
+        return "platformrequiredprobes", None
+    if library in ("privileged-containers", "host-namespaces"):  # exemptImages: see disallowedtags
+        return "platformpodsecurity", None
+    raise AssertionError(f"no platform template for library policy {library}")
+
+
+# Library samples our policy decides differently on purpose: (library, sample file) -> (we allow it, why).
+UPSTREAM_DIFFERENCES: dict[tuple[str, str], tuple[bool, str]] = {
+    ("disallowedtags", "example_exempt_image_w_disallowed_tag.yaml"): (
+        False, "no image exemptions: :latest is rejected for every image; platform namespaces are exempt by name instead"),
+    ("privileged-containers", "example_allowed_exempt.yaml"): (
+        False, "no image exemptions: a privileged container is rejected whatever its image"),
+    ("containerlimits", "container-must-have-limits/example_allowed.yaml"): (
+        False, "requests are required as well as limits, and the sample sets limits only"),
+    ("containerlimits", "container-ignore-cpu-limits/example_allowed.yaml"): (
+        False, "requests and a CPU limit are required; the sample sets a memory limit only"),
+}
+
+
+def _library_cases() -> list[Any]:
+    cases = []
+    for suite_file in sorted(LIBRARY.glob("*/suite.yaml")):
+        library = suite_file.parent.name
+        suite = yaml.safe_load(suite_file.read_text())
+        for test in suite["tests"]:
+            constraint = yaml.safe_load((suite_file.parent / test["constraint"]).read_text())
+            for case in test["cases"]:
+                key = next((k for k in UPSTREAM_DIFFERENCES if k[0] == library and case["object"].endswith(k[1])), None)
+                cases.append(pytest.param(library, constraint, suite_file.parent / case["object"], case["assertions"], key,
+                                          id=f"{test['name']}-{case['name']}"))
+    return cases
+
+
+def _library_review(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    if doc["kind"] == "AdmissionReview":  # update samples: an admission request, not an object
+        return review(doc["request"]["object"], operation=doc["request"]["operation"])
+    return review(doc)
+
+
+def _count(messages: list[str], assertion: dict[str, Any]) -> tuple[int, Any]:
+    """What a gator assertion counts in `messages` and what it expects (True: at least one)."""
+    matching = [m for m in messages if re.search(assertion["message"], m)] if "message" in assertion else messages
+    expected = {"yes": True, "no": 0, True: True, False: 0}.get(assertion["violations"], assertion["violations"])
+    return len(matching), expected
+
+
+@pytest.mark.parametrize(("library", "constraint", "sample", "assertions", "difference"), _library_cases())
+def test_gatekeeper_library_sample(library: str, constraint: dict[str, Any], sample: Path, assertions: list[dict[str, Any]],
+                                   difference: tuple[str, str] | None) -> None:
+    template, parameters = _translate(library, constraint["spec"].get("parameters", {}))
+    found = evaluate(TEMPLATES[template], _library_review(sample), parameters)
+    messages = [v["msg"] for v in found]
+    assert all(m.strip() for m in messages)
+    if difference is not None:
+        we_allow, _why = UPSTREAM_DIFFERENCES[difference]
+        assert (messages == []) is we_allow, messages
+        return
+    for assertion in assertions:  # as gator checks a suite: counts, optionally of messages matching a regex
+        count, expected = _count(messages, assertion)
+        assert count >= 1 if expected is True else count == expected, (assertion, messages)
+
+
+def test_library_samples_cover_each_policy_with_allowed_and_disallowed() -> None:
+    upstream_verdicts: dict[str, set[bool]] = {}
+    used_differences = set()
+    for param in _library_cases():
+        library, _constraint, _sample, assertions, difference = param.values
+        upstream_verdicts.setdefault(library, set()).add(all(_count([], a)[1] == 0 for a in assertions))
+        used_differences.add(difference)
+    libraries = ["allowedrepos", "containerlimits", "disallowedtags", "host-namespaces", "privileged-containers", "requiredprobes"]
+    assert upstream_verdicts == {library: {True, False} for library in libraries}
+    assert set(UPSTREAM_DIFFERENCES) <= used_differences, "an UPSTREAM_DIFFERENCES entry names no library sample"
+
+
+# --- the templates as Kubernetes objects ---------------------------------------------------------
+
+def _closed(schema: Any) -> Any:
+    """`schema` with unknown fields rejected wherever the API server would prune them silently."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {k: _closed(v) for k, v in schema.items()}
+    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        closed["additionalProperties"] = False
+    return closed
+
+
+CONSTRAINT_TEMPLATE_SCHEMA = _closed(json.loads((LIBRARY / "constrainttemplate_v1.json").read_text()))
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_template_is_a_valid_constraint_template(name: str) -> None:
+    template = TEMPLATES[name]
+    jsonschema.validate(template, CONSTRAINT_TEMPLATE_SCHEMA)
+    assert template["apiVersion"] == "templates.gatekeeper.sh/v1" and template["kind"] == "ConstraintTemplate"
+    kind = template["spec"]["crd"]["spec"]["names"]["kind"]
+    assert name == kind.lower() and kind.startswith("Platform")  # Gatekeeper requires name == lowercase kind
+    schema = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
+    assert schema["type"] == "object"
+    jsonschema.Draft7Validator.check_schema(schema)
+    [target] = template["spec"]["targets"]
+    assert target["target"] == "admission.k8s.gatekeeper.sh"
+    assert target["rego"].startswith(f"package {name}\n\nimport rego.v1\n")
+    assert re.search(r"^violation contains \{\"msg\": msg\} if \{$", target["rego"], re.MULTILINE)
+    assert all(re.match(r"package lib\.[\w.]+\n\nimport rego\.v1\n", lib) for lib in target.get("libs", []))
+
+
+def test_pod_templates_share_one_copy_of_the_pod_library() -> None:
+    libs = {name: TEMPLATES[name]["spec"]["targets"][0].get("libs") for name in TEMPLATES}
+    assert {name for name, lib in libs.items() if lib} == set(POD_TEMPLATES)
+    assert len({tuple(libs[name]) for name in POD_TEMPLATES}) == 1, "the pod library differs between templates; keep them identical"
+    # The kinds the library reads are the kinds the constraints match.
+    lib = libs[POD_TEMPLATES[0]][0]
+    read = set(re.findall(r'^\t\["([\w.]*)", "(\w+)"\]:', lib, re.MULTILINE))
+    assert read == {(g, k) for group in POD_KINDS for g in group["apiGroups"] for k in group["kinds"]}
+
+
+def test_templates_are_loaded_in_a_stable_order_as_fresh_copies() -> None:
+    first = templates()
+    assert [t["metadata"]["name"] for t in first] == sorted(TEMPLATES)
+    first[0]["metadata"]["name"] = "changed"
+    assert templates()[0]["metadata"]["name"] == sorted(TEMPLATES)[0]
+
+
+# --- constraints --------------------------------------------------------------------------------
+
+def _template_for(constraint: dict[str, Any]) -> dict[str, Any]:
+    [template] = [t for t in TEMPLATES.values() if t["spec"]["crd"]["spec"]["names"]["kind"] == constraint["kind"]]
+    return template
+
+
+def _all_constraints() -> list[dict[str, Any]]:
+    return [*cluster_constraints([HARBOR], TENANT_SELECTOR),
+            tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"])]
+
+
+def test_constraints_cover_every_template_and_validate_against_its_schema() -> None:
+    constraints = _all_constraints()
+    assert sorted(c["kind"].lower() for c in constraints) == sorted(TEMPLATES)
+    for constraint in constraints:
+        template = _template_for(constraint)
+        assert constraint["apiVersion"] == "constraints.gatekeeper.sh/v1beta1"
+        assert constraint["spec"]["enforcementAction"] == "deny"
+        assert constraint["spec"]["match"]["kinds"], "match kinds must be explicit"
+        jsonschema.validate(constraint["spec"].get("parameters", {}), template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"])
+
+
+def test_cluster_constraints_scope() -> None:
+    by_name = {c["metadata"]["name"]: c["spec"]["match"] for c in cluster_constraints([HARBOR], TENANT_SELECTOR)}
+    everywhere = {"platform-allowed-registries", "platform-disallowed-tags", "platform-container-resources"}
+    tenant_only = {"platform-required-probes", "platform-pod-security", "platform-no-cluster-admin-binding"}
+    assert set(by_name) == everywhere | tenant_only
+    for name, match in by_name.items():
+        assert match["excludedNamespaces"] == list(PLATFORM_NAMESPACES)
+        assert ("namespaceSelector" in match) == (name in tenant_only)
+        if name in tenant_only:
+            assert match["namespaceSelector"] == TENANT_SELECTOR
+        expected_kinds = ["RoleBinding"] if name == "platform-no-cluster-admin-binding" else WORKLOAD_KINDS
+        assert [k for group in match["kinds"] for k in group["kinds"]] == expected_kinds
+
+
+def test_constraint_parameters_drive_the_templates() -> None:
+    # The parameter names the program writes are the ones the Rego reads: a compliant object
+    # passes and a non-compliant one fails under each constraint's own parameters.
+    good_pod = pod()
+    bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
+                            securityContext={"privileged": True}))
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "%s"}, "subjects": []}
+    good = {"RoleBinding": json.loads(json.dumps(binding) % "view"), "Application": application()}
+    bad = {"RoleBinding": json.loads(json.dumps(binding) % "cluster-admin"), "Application": application(project="default")}
+    for constraint in _all_constraints():
+        template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
+        kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]
+        assert violations(template, good.get(kind, good_pod), parameters) == [], constraint["kind"]
+        assert violations(template, bad.get(kind, bad_pod), parameters) != [], constraint["kind"]
+
+
+def test_tenant_argo_constraint() -> None:
+    constraint = tenant_argo_constraint("team-a", ["team-a"], ["team-a-dev"], {"platform.io/tenant-team-a": "true"}, ["dev"])
+    assert constraint["metadata"]["name"] == "tenant-team-a-argo-scope"
+    assert constraint["spec"]["match"] == {
+        "kinds": [{"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]}],
+        "namespaces": ["argocd"],
+        "labelSelector": {"matchLabels": {"platform.io/tenant": "team-a"}},
+    }
+    assert constraint["spec"]["parameters"] == {
+        "project": ["team-a"], "namespaces": ["team-a-dev"], "clusterLabels": {"platform.io/tenant-team-a": "true"}, "clusters": ["dev"]}
+
+
+@pytest.mark.parametrize(("registries", "selector"), [
+    ([], TENANT_SELECTOR),
+    (["https://harbor.example.com"], TENANT_SELECTOR),
+    (["harbor.example.com/*"], TENANT_SELECTOR),
+    ([HARBOR], {}),
+])
+def test_cluster_constraints_reject_bad_arguments(registries: list[str], selector: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        cluster_constraints(registries, selector)
+
+
+def test_tenant_argo_constraint_rejects_a_bad_tenant_name() -> None:
+    with pytest.raises(ValueError, match="DNS label"):
+        tenant_argo_constraint("Team_A", ["team-a"], [], {}, [])
+
+
+def test_platform_namespaces() -> None:
+    assert len(set(PLATFORM_NAMESPACES)) == len(PLATFORM_NAMESPACES)
+    assert {"kube-system", "gatekeeper-system", "argocd", "harbor", "vault"} <= set(PLATFORM_NAMESPACES)
+    assert all(re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", ns) for ns in PLATFORM_NAMESPACES)
