@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.common import AwsWorkloadIdentity
 from components.versions import EKS_ADDONS
 
 
@@ -29,10 +30,18 @@ class ClusterHandle:
     is_eks: bool = False
     aws_provider: aws.Provider | None = None
     oidc_provider_arn: pulumi.Output[str] | None = None
+    region: str | None = None
 
     @property
     def name(self) -> str:
         return self.role
+
+    @property
+    def aws_identity(self) -> AwsWorkloadIdentity | None:
+        """What IAM roles for this cluster's service accounts need (EKS only)."""
+        if not (self.aws_provider and self.oidc_provider_arn and self.oidc_issuer_url and self.region):
+            return None
+        return AwsWorkloadIdentity(self.aws_provider, self.oidc_provider_arn, self.oidc_issuer_url, self.region)
 
 
 def kubernetes_provider_name(role: str) -> str:
@@ -237,6 +246,7 @@ class EksCluster(pulumi.ComponentResource):
             is_eks=True,
             aws_provider=aws_provider,
             oidc_provider_arn=oidc_provider.arn,
+            region=args.region,
         )
         self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
 

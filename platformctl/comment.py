@@ -9,6 +9,7 @@ masked anyway, because a note is readable by everyone who can see the MR.
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import re
 import sys
@@ -100,7 +101,8 @@ def _block(label: str, text: str, code: bool) -> _Block:
     folded = lines > FOLD_LINES or len(text) > FOLD_CHARS
     # A fence longer than any backtick run inside, so the content cannot close it.
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    return _Block(f"{label} ({lines} lines)", text, code, folded, "`" * max(3, longest + 1))
+    # The label sits inside HTML (<summary>): escape it.
+    return _Block(html.escape(f"{label} ({lines} lines)"), text, code, folded, "`" * max(3, longest + 1))
 
 
 def _cut_notice(shown: int, total: int) -> str:
@@ -111,7 +113,10 @@ def _cut_notice(shown: int, total: int) -> str:
 
 
 def _render_block(block: _Block, text: str, notice: str) -> str:
-    body = f"{block.fence}text\n{text.rstrip(chr(10))}\n{block.fence}" if block.code else text.strip("\n")
+    if block.code:
+        body = block.fence + "text\n" + text.rstrip("\n") + "\n" + block.fence
+    else:
+        body = text.strip("\n")
     if notice:
         body += f"\n\n{notice}"
     if block.folded:
@@ -158,7 +163,7 @@ def build_note(
     title, kinds = mask_secrets(" ".join(title.split()) or DEFAULT_TITLE)
     found += kinds
     blocks: list[_Block] = []
-    for label, text, code in [("Summary", summary, False)] + [(l, t, True) for l, t in previews]:
+    for label, text, code in [("Summary", summary, False)] + [(name, out, True) for name, out in previews]:
         masked, kinds = mask_secrets(text)
         masked_label, label_kinds = mask_secrets(" ".join(label.split()))
         found += kinds + label_kinds

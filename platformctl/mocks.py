@@ -41,6 +41,13 @@ def _kubernetes_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         namespace = inputs.get("namespace", "default")
         status = {"name": release, "namespace": namespace, "status": "deployed", "version": inputs.get("version")}
         return f"{namespace}/{release}", {**inputs, "name": release, "status": status}
+    if args.resource_id:  # a read of an existing object: its id is "namespace/name"
+        namespace, _, name = str(args.resource_id).rpartition("/")
+        state = {"metadata": {"name": name, **({"namespace": namespace} if namespace else {})}}
+        if args.typ == "kubernetes:core/v1:Service":
+            host = f"{name}-{_digest(args.name, length=16)}.elb.eu-west-1.amazonaws.com"
+            state["status"] = {"loadBalancer": {"ingress": [{"hostname": host}]}}
+        return str(args.resource_id), state
     metadata = dict(inputs.get("metadata") or {})
     # The provider auto-names objects without metadata.name: resource name plus a suffix.
     metadata.setdefault("name", f"{args.name}-{_digest(args.typ, args.name)}")
@@ -164,10 +171,18 @@ class RecordingMonitor(MockMonitor):
         self._record(request, response.urn)
         return response
 
-    def _record(self, request: Any, urn: str) -> None:
-        inputs, secrets = redact(rpc.deserialize_properties(request.object, keep_unknowns=True))
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        # Reads are in the engine's state too; their "input" is the id read.
+        self._record(request, response.urn, inputs={"id": request.id})
+        return response
+
+    def _record(self, request: Any, urn: str, inputs: dict[str, Any] | None = None) -> None:
+        secrets: dict[str, str] = {}
+        if inputs is None:
+            inputs, secrets = redact(rpc.deserialize_properties(request.object, keep_unknowns=True))
         dependencies = set(request.dependencies)
-        for deps in request.propertyDependencies.values():
+        for deps in getattr(request, "propertyDependencies", {}).values():
             dependencies.update(deps.urns)
         provider = _provider_urn(request.provider)
         with self._lock:
@@ -183,17 +198,17 @@ class RecordingMonitor(MockMonitor):
                     "urn": urn,
                     "type": request.type,
                     "name": request.name,
-                    "custom": bool(request.custom),
+                    "custom": bool(getattr(request, "custom", True)),
                     "parent": request.parent or None,
                     "provider": provider,
                     "cluster": cluster,
                     "dependsOn": sorted(d for d in dependencies if d),
                     "options": {
-                        "protect": bool(request.protect),
-                        "deleteBeforeReplace": bool(request.deleteBeforeReplace),
-                        "retainOnDelete": bool(request.retainOnDelete),
-                        "ignoreChanges": sorted(request.ignoreChanges),
-                        "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
+                        "protect": bool(getattr(request, "protect", False)),
+                        "deleteBeforeReplace": bool(getattr(request, "deleteBeforeReplace", False)),
+                        "retainOnDelete": bool(getattr(request, "retainOnDelete", False)),
+                        "ignoreChanges": sorted(getattr(request, "ignoreChanges", [])),
+                        "additionalSecretOutputs": sorted(getattr(request, "additionalSecretOutputs", [])),
                     },
                     "inputs": inputs,
                     "secretPaths": sorted(secrets),

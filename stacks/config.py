@@ -295,6 +295,17 @@ class Tenant(Model):
         return self
 
 
+# --- DNS and public certificates (EKS) ------------------------------------------------
+
+
+class Dns(Model):
+    """Route 53 zone for the platform's hostnames and ACME DNS-01 (needed when the control plane is EKS)."""
+
+    hosted_zone_id: Annotated[str, _check(re.compile(r"^Z[A-Z0-9]{6,31}$"), "a Route 53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")]
+    acme_email: Annotated[str, _check(re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"), "an e-mail address for the ACME account")]
+    acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
+
+
 # --- the whole platform ---------------------------------------------------------------
 
 
@@ -302,6 +313,7 @@ class PlatformConfig(Model):
     domain: DnsName
     clusters: Clusters
     identity: Identity
+    dns: Dns | None = None
     services: Services = Services()
     tenants: list[Tenant] = []
     protect: bool | None = None
@@ -415,6 +427,8 @@ def load_platform_config(
                     f"{NAMESPACE}:{key}: holds {dotted} in plain text; "
                     f"allowed: set it with `pulumi config set --secret --path '{NAMESPACE}:{key}.<...>.{dotted.split('.')[-1]}'`"
                 )
+    if config.clusters.control_plane.eks is not None and config.dns is None:
+        problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

@@ -19,6 +19,7 @@ from components.cluster import (
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
 from stacks.config import ClusterSpec, PlatformConfig
+from stacks.control_plane import build_control_plane
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
@@ -99,7 +100,9 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     }
     for handle in clusters.values():
         add_cluster_baseline(handle, config)
+    control_plane = build_control_plane(clusters["control-plane"], config)
     return {
+        **control_plane,
         "clusters": {
             name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
             for name, handle in clusters.items()

@@ -1,6 +1,6 @@
 """The config reference in the README, generated from the model so the two never drift.
 
-`python -m stacks.reference` prints it; a test checks the README holds the current text.
+`python -m stacks.reference` rewrites it in README.md; a test checks the README is current.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -87,5 +88,14 @@ def markdown() -> str:
     )
 
 
+START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+
+
+def documented(readme: str) -> str:
+    return readme[readme.index(START) + len(START) : readme.index(END)]
+
+
 if __name__ == "__main__":
-    print(markdown())
+    path = Path(__file__).resolve().parent.parent / "README.md"
+    text = path.read_text()
+    path.write_text(text.replace(documented(text), markdown() + "\n"))

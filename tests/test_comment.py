@@ -23,7 +23,7 @@ from platformctl.comment import (
     mask_secrets,
     upsert_note,
 )
-from tests.gitlab_stub import BOT, GitLabStub
+from gitlab_stub import BOT, GitLabStub
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN = {"id": 5, "username": "alice", "name": "Alice"}
@@ -59,6 +59,11 @@ def test_long_preview_is_folded_into_details() -> None:
     body = build_note("summary", [("preview-prod.txt", preview)], 100_000)
     assert f"<details><summary>preview-prod.txt ({FOLD_LINES + 5} lines)</summary>\n\n```text\n" in body
     assert "cm-44 create\n```\n\n</details>" in body
+
+
+def test_preview_label_cannot_inject_html() -> None:
+    body = build_note("s", [("<img src=x>.txt", "line\n" * (FOLD_LINES + 1))], 10_000)
+    assert f"<summary>&lt;img src=x&gt;.txt ({FOLD_LINES + 2} lines)</summary>" in body and "<img" not in body
 
 
 def test_fence_is_longer_than_backticks_inside_the_preview() -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -136,9 +137,15 @@ def test_structured_map_named_like_labels_is_still_checked() -> None:
 
 
 def test_pass_through_key_with_non_empty_default_accepts_any_key() -> None:
-    # webservice's resources default is {requests: {...}}; limits is plain Kubernetes.
-    values = {"gitlab": {"webservice": {"resources": {"limits": {"memory": "4G"}}}}}
-    assert unknown_value_paths("gitlab", values) == []
+    # gatekeeper's audit.resources default has limits.memory only; limits.cpu is plain Kubernetes.
+    assert unknown_value_paths("gatekeeper", {"audit": {"resources": {"limits": {"cpu": "1"}}}}) == []
+    assert unknown_value_paths("gatekeeper", {"audit": {"resourcez": {}}}) == ["audit.resourcez"]
+
+
+def test_chart_specific_affinity_is_still_checked() -> None:
+    # argo-cd's global.affinity is {podAntiAffinity: soft, nodeAffinity: {type: hard, ...}}, not Kubernetes'.
+    values = {"global": {"affinity": {"podAntiAffinity": "hard", "podAntiAffinty": "hard"}}}
+    assert unknown_value_paths("argo-cd", values) == ["global.affinity.podAntiAffinty"]
 
 
 def test_caller_freeform_globs_accept_only_what_they_match() -> None:
@@ -167,7 +174,8 @@ def test_keys_documented_only_in_comments_are_accepted() -> None:
 
 def test_commented_key_paths_rule() -> None:
     text = "\n".join([
-        "## Note: prose, not a key",
+        "## see: prose, not a key",
+        "# Example: capitalised prose, not a key",
         "server:",
         "  image: x",
         "  # priorityClassName: \"\"",
@@ -198,6 +206,13 @@ def test_commented_example_under_a_scalar_becomes_a_sibling() -> None:
     tree = v._documented(v.CHARTS_DIR / "cert-manager")
     assert "type" in tree["strategy"].children
     assert "strategy" not in tree["replicaCount"].children
+
+
+def test_commented_list_items_are_not_read_as_keys() -> None:
+    # argo-cd: `hostAliases: []` then "# - ip: 10.20.30.40\n#   hostnames:" (a list item example).
+    global_ = v._documented(v.CHARTS_DIR / "argo-cd")["global"]
+    assert global_.children["hostAliases"].children == {}
+    assert "hostnames" not in global_.children
 
 
 def test_unknown_chart_is_loud() -> None:
@@ -235,6 +250,38 @@ def test_gitlab_subchart_schema_is_applied_under_its_key() -> None:
 def test_chart_without_schema_has_no_schema_errors() -> None:
     assert not (v.CHARTS_DIR / "argo-cd" / "values.schema.json").exists()
     assert schema_errors("argo-cd", {"server": {"replicas": "three"}}) == []
+
+
+def test_subchart_schema_sees_parent_globals_conditions_and_null_deletes(tmp_path: Path) -> None:
+    """Helm semantics on a two-chart tree: parent globals reach the subchart's
+    schema, a disabled subchart is not validated, and null removes a default."""
+    sub = tmp_path / "parent" / "charts" / "sub"
+    sub.mkdir(parents=True)
+    (tmp_path / "parent" / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: parent\nversion: 0.1.0\n"
+        "dependencies:\n- name: sub\n  version: 0.1.0\n  condition: sub.enabled\n"
+    )
+    (tmp_path / "parent" / "values.yaml").write_text("global:\n  domain: example.com\nsub:\n  enabled: true\n")
+    (sub / "Chart.yaml").write_text("apiVersion: v2\nname: sub\nversion: 0.1.0\n")
+    (sub / "values.yaml").write_text("replicas: 1\nglobal: {}\n")
+    (sub / "values.schema.json").write_text(json.dumps({
+        "type": "object",
+        "required": ["replicas"],
+        "properties": {
+            "replicas": {"type": "integer"},
+            "global": {"type": "object", "properties": {"domain": {"type": "string"}}, "required": ["domain"]},
+        },
+    }))
+
+    def errors(values: dict[str, Any]) -> list[str]:
+        found: list[str] = []
+        v._schema_errors(tmp_path / "parent", values, "", found)
+        return found
+
+    assert errors({}) == []
+    assert errors({"global": {"domain": 42}}) == ["sub.global.domain: 42 is not of type 'string'"]
+    assert errors({"sub": {"replicas": None}}) == ["sub.<root>: 'replicas' is a required property"]
+    assert errors({"sub": {"enabled": False, "replicas": "x"}}) == []
 
 
 def test_draft_follows_dollar_schema() -> None:
@@ -352,6 +399,19 @@ def test_int_or_string_accepts_both() -> None:
     assert custom_resource_errors(app) == []
     app["spec"]["source"]["kustomize"]["replicas"][0]["count"] = 2.5
     assert [e.split(":")[0] for e in custom_resource_errors(app)] == ["spec.source.kustomize.replicas.0.count"]
+
+
+def test_strict_rewrite_of_bare_objects_and_int_or_string() -> None:
+    schema = v._strict({"type": "object", "properties": {
+        "port": {"x-kubernetes-int-or-string": True},
+        "marker": {"type": "object"},  # no properties: the API server keeps no field of it
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    }})
+    validator = jsonschema.Draft4Validator(schema)
+    assert validator.is_valid({"port": 8080, "marker": {}, "free": {"any": {"thing": 1}}})
+    assert validator.is_valid({"port": "http"})
+    assert not validator.is_valid({"port": [8080]})
+    assert not validator.is_valid({"marker": {"field": 1}})
 
 
 def test_kind_without_schema_fixture_is_loud() -> None:

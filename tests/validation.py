@@ -23,7 +23,7 @@ import fnmatch
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,25 +56,23 @@ class MissingFixtureError(LookupError):
 # ---------------------------------------------------------------------------
 
 # Keys (last path segment, case-insensitive) whose value is handed to Kubernetes
-# or to a config file as a whole, so any sub-key is legitimate.  Kept short on
-# purpose: every entry here is a place where a typo goes unnoticed.
-# securityContext is NOT here: some charts (vault: securityContext.pod/.container)
-# give it their own structure.  Pass `freeform=` for such cases.
-_FREEFORM_SUFFIXES = ("annotations", "labels")
-_FREEFORM_NAMES = frozenset(
-    {"nodeselector", "affinity", "resources", "env", "extraenv", "extraenvvars", "extraenvironmentvars"}
-)
+# as a whole, so any sub-key is legitimate.  Kept short on purpose: every entry
+# is a place where a typo goes unnoticed.  securityContext is NOT here: vault
+# gives it its own structure (securityContext.pod/.container).
+_FREEFORM_NAMES = frozenset({"nodeselector", "resources", "env", "extraenv", "extraenvvars", "extraenvironmentvars"})
+# Free-form only when the default is not a structured map: argo-cd's
+# controller.metrics.applicationLabels is {enabled: false, labels: []} and GitLab's
+# and argo-cd's `affinity` is {podAntiAffinity: ..., nodeAffinity: {key: ...}}.
+_FREEFORM_SUFFIXES_UNLESS_STRUCTURED = ("annotations", "labels")
 
 
 def _is_freeform_name(key: str, default: Any) -> bool:
     k = key.lower()
     if k in _FREEFORM_NAMES:
         return True
-    # `*Labels`/`*Annotations` only when the default looks like a string map:
-    # argo-cd's controller.metrics.applicationLabels is {enabled: false, labels: []}.
-    return k.endswith(_FREEFORM_SUFFIXES) and (
-        not isinstance(default, dict) or all(isinstance(x, str) for x in default.values())
-    )
+    if not (k == "affinity" or k.endswith(_FREEFORM_SUFFIXES_UNLESS_STRUCTURED)):
+        return False
+    return not (isinstance(default, dict) and any(not isinstance(x, str) for x in default.values()))
 
 
 @dataclass
@@ -139,13 +137,16 @@ def commented_key_paths(values_yaml: str) -> list[tuple[str, ...]]:
     * Its parent is the chain of real (uncommented) keys above it with a smaller
       indentation, followed by the commented keys of the same comment block with
       a smaller indentation.  A real key line ends the comment block.
-    * Only lower-case-initial keys count and ``##`` lines are skipped, so prose
-      such as ``# Example:`` or ``## Note: ...`` is not read as a key.  Text inside
-      block scalars (``config: |``) is skipped.
+    * Only a lower-case-initial key right after ``#`` and spaces counts, so
+      prose such as ``# Example:`` or ``## see: ...`` is not read as a key
+      (lower-case prose like ``# ref: https://...`` is, harmlessly).  Text
+      inside block scalars (``config: |``) is skipped.
 
-    Known over-acceptance: a commented example placed *above* its real key is
-    attached to the previous real sibling's parent.  The paths it adds are odd
-    ones nobody writes by mistake, so this is accepted in exchange for simplicity.
+    ``_add_commented`` then fits each path to the real defaults (under a list:
+    dropped; under a scalar: re-homed as its sibling).  What is left over-accepts
+    a little: prose such as ``#   runAsNonRoot: true`` after "The default is:"
+    documents a key under whatever real key precedes it.  Such paths are odd ones
+    nobody writes by mistake, a fair price for a rule this simple.
     """
     real: list[tuple[int, str]] = []  # (indent, key) of real keys above
     block: list[tuple[int, str]] = []  # commented keys of the current comment block
@@ -161,8 +162,6 @@ def commented_key_paths(values_yaml: str) -> list[tuple[str, ...]]:
         if not stripped:
             continue
         if stripped.startswith("#"):
-            if stripped.startswith("##"):
-                continue
             m = _COMMENTED_KEY.match(line)
             if not m:
                 continue
@@ -252,8 +251,8 @@ def _documented(chart_dir: Path) -> dict[str, _Doc]:
             tree.setdefault(dep.key, _Doc(default={})).freeform = True
             continue
         sub = copy.deepcopy(_documented(dep.chart_dir))
-        # `global` is shared by the whole chart tree: every subchart's globals
-        # are valid at the top too (and vice versa, for the subchart's copy).
+        # `global` is shared by the whole chart tree: a global that only a
+        # subchart reads is still set at the top (Helm copies globals down).
         if "global" in sub:
             _merge_docs(tree.setdefault("global", _Doc(default={})).children, sub["global"].children)
         _merge_docs(tree.setdefault(dep.key, _Doc(default={})).children, sub)
@@ -285,9 +284,9 @@ def unknown_value_paths(chart: str, values: dict[str, Any], freeform: Iterable[s
     Below a defined key:
 
     * default is a non-empty map: sub-keys are checked recursively;
-    * default is ``{}``, or the key is a pass-through (nodeSelector, affinity,
-      resources, env, extraEnv..., and ``*Annotations``/``*Labels`` unless the
-      default is a structured map rather than a string map), or the
+    * default is ``{}``, or the key is a pass-through (nodeSelector, resources,
+      env, extraEnv...; ``*Annotations``, ``*Labels`` and ``affinity`` unless
+      the default is a structured map rather than a string map), or the
       path matches a glob in ``freeform`` (fnmatch on the dotted path, ``*``
       crosses dots): anything below is accepted; ``freeform`` also accepts the
       matched key itself, as the caller's explicit, reviewed exception;
@@ -364,13 +363,17 @@ def _defaults(chart_dir: Path) -> dict[str, Any]:
 
 
 def _coalesce(defaults: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's merge of user values over chart defaults (null deletes a default)."""
+    """Helm's merge of user values over chart defaults.
+
+    null deletes a default; where this chart has no such default the null is
+    kept, as Helm does, so it can still delete a subchart's default below.
+    """
     out = copy.deepcopy(dict(defaults))
     for key, value in values.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _coalesce(out[key], value)
+        elif value is None and key in out:
+            del out[key]
         else:
             out[key] = copy.deepcopy(value)
     return out

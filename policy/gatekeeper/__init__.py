@@ -61,9 +61,6 @@ ARGO_KINDS: list[dict[str, list[str]]] = [
 ARGOCD_NAMESPACE = "argocd"
 TENANT_LABEL = "platform.io/tenant"
 
-# A registry host, optional port and optional path prefix, as the allowed-registries template's
-# parameter schema accepts it: "harbor.example.com", "harbor.example.com:8443/team-a/".
-_REGISTRY_PREFIX = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*/?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -78,14 +75,27 @@ def templates() -> list[dict[str, Any]]:
     return [yaml.safe_load(text) for text in _load_templates()]
 
 
-def _constraint(kind: str, name: str, match: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+def _registry_prefix() -> re.Pattern[str]:
+    # The allowed-registries template's parameter schema is the one definition of a valid
+    # prefix ("harbor.example.com", "harbor.example.com:8443/team-a/"): fail here, not at apply time.
+    [template] = [t for t in templates() if t["spec"]["crd"]["spec"]["names"]["kind"] == "PlatformAllowedRegistries"]
+    schema = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
+    return re.compile(schema["properties"]["registries"]["items"]["pattern"])
+
+
+def _constraint(
+    kind: str, name: str, match: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    # Deep copies: callers get objects that share nothing with each other or this module.
     spec: dict[str, Any] = {"enforcementAction": "deny", "match": copy.deepcopy(match)}
     if parameters is not None:
         spec["parameters"] = copy.deepcopy(parameters)
     return {"apiVersion": CONSTRAINTS_API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def cluster_constraints(allowed_registries: list[str], tenant_namespace_selector: dict[str, Any]) -> list[dict[str, Any]]:
+def cluster_constraints(
+    allowed_registries: list[str], tenant_namespace_selector: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The Constraints every cluster gets.
 
     `allowed_registries`: image prefixes, e.g. ["harbor.example.com"] (a trailing "/" is implied).
@@ -94,19 +104,24 @@ def cluster_constraints(allowed_registries: list[str], tenant_namespace_selector
     """
     if not allowed_registries:
         raise ValueError("allowed_registries must name at least one registry")
+    valid = _registry_prefix()
     for prefix in allowed_registries:
-        if not _REGISTRY_PREFIX.match(prefix):
-            raise ValueError(f"allowed registry {prefix!r} is not a registry host[:port][/path] prefix, e.g. 'harbor.example.com'")
+        if not valid.match(prefix):
+            raise ValueError(f"allowed registry {prefix!r} is not a host[:port][/path] prefix such as 'harbor.example.com'")
     if not (tenant_namespace_selector.get("matchLabels") or tenant_namespace_selector.get("matchExpressions")):
         # An empty selector matches every namespace, which would hold the whole cluster to tenant rules.
         raise ValueError("tenant_namespace_selector must have matchLabels or matchExpressions")
 
+    # Platform namespaces are excluded by name from the tenant constraints too, so a stray
+    # tenant label can never hold the platform's own workloads to tenant rules.
     excluded = list(PLATFORM_NAMESPACES)
     everywhere = {"kinds": POD_KINDS, "excludedNamespaces": excluded}
-    tenant_pods = {"kinds": POD_KINDS, "namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
-    tenant_bindings = {"kinds": ROLEBINDING_KINDS, "namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
+    tenants = {"namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
+    tenant_pods = {"kinds": POD_KINDS, **tenants}
+    tenant_bindings = {"kinds": ROLEBINDING_KINDS, **tenants}
+    registries = {"registries": list(allowed_registries)}
     return [
-        _constraint("PlatformAllowedRegistries", "platform-allowed-registries", everywhere, {"registries": list(allowed_registries)}),
+        _constraint("PlatformAllowedRegistries", "platform-allowed-registries", everywhere, registries),
         _constraint("PlatformDisallowedTags", "platform-disallowed-tags", everywhere),
         _constraint("PlatformContainerResources", "platform-container-resources", everywhere),
         _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),

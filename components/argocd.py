@@ -1,0 +1,93 @@
+"""ArgoCD on the control plane: single sign-on through OpenUnison, RBAC from the platform groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.cluster import ClusterHandle
+from components.common import Exposure, OidcClient, PlatformGroups
+from components.helm import namespace, release
+
+NAMESPACE = "argocd"
+OIDC_SECRET = "argocd-oidc"
+
+
+@dataclass(frozen=True)
+class ArgoCdArgs:
+    exposure: Exposure
+    oidc: OidcClient
+    groups: PlatformGroups
+    replicas: int = 1
+    chart_version: str | None = None
+
+
+def rbac_policy(groups: PlatformGroups) -> str:
+    """Cluster admins administer ArgoCD; system approvers may look at everything. Nobody else by default."""
+    lines = [f"g, {group}, role:admin" for group in groups.cluster_admins]
+    lines += [f"g, {group}, role:readonly" for group in groups.system_approvers]
+    return "\n".join(lines) + "\n"
+
+
+class ArgoCd(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    url: str
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: ArgoCdArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:argocd:ArgoCd", name, None, opts)
+        ns = namespace(NAMESPACE, cluster, self)
+        # The client secret stays in a Secret; argocd-cm only names it ($secret:key).
+        oidc_secret = k8s.core.v1.Secret(
+            f"{name}-oidc",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=OIDC_SECRET, namespace=NAMESPACE, labels={"app.kubernetes.io/part-of": "argocd"}
+            ),
+            string_data={"clientSecret": args.oidc.client_secret},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+        )
+        oidc_config = args.exposure.ca_bundle.apply(
+            lambda ca: yaml.safe_dump(
+                {
+                    "name": "OpenUnison",
+                    "issuer": args.oidc.issuer_url,
+                    "clientID": args.oidc.client_id,
+                    "clientSecret": f"${OIDC_SECRET}:clientSecret",
+                    "requestedScopes": list(args.oidc.scopes),
+                    # Trust the platform CA for the issuer; empty on EKS (public roots).
+                    **({"rootCA": ca} if ca else {}),
+                },
+                sort_keys=True,
+            )
+        )
+        self.url = args.exposure.url
+        self.release = release(
+            "argocd",
+            "argo-cd",
+            ns,
+            {
+                "global": {"domain": args.exposure.hostname},
+                "configs": {
+                    "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
+                    "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
+                },
+                "dex": {"enabled": False},
+                "controller": {"replicas": args.replicas},
+                "server": {
+                    "ingress": {
+                        "enabled": True,
+                        "ingressClassName": args.exposure.ingress_class,
+                        "hostname": args.exposure.hostname,
+                        "tls": True,
+                        "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
+                    }
+                },
+            },
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[oidc_secret],
+        )
+        self.register_outputs({"url": self.url})
