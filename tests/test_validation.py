@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-import validation as v
-from validation import (
+from tests import validation as v
+from tests.validation import (
     FIXTURES,
     MissingFixtureError,
     custom_resource_errors,

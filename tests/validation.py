@@ -10,8 +10,8 @@ Tests call these on the plan (``platformctl.render.render_plan``):
 * ``is_custom_resource`` - which of the last two applies.
 
 Every contract file is a copy under ``tests/fixtures`` (source table in
-``tests/fixtures/UPSTREAM.md``), so the checks need neither network nor
-``/work/shared``.  Nothing here evaluates chart templates, CEL rules
+``tests/fixtures/UPSTREAM.md``), so the checks need neither network nor the
+shared upstream collection.  Nothing here evaluates chart templates, CEL rules
 (``x-kubernetes-validations``) or OpenAPI ``format``s: those are out of reach
 offline, and a test should not claim more than was checked.
 """

@@ -41,7 +41,7 @@ PLATFORM_NAMESPACES: tuple[str, ...] = (
     "gitlab",  # GitLab, git and CI
     "harbor",  # Harbor, the registry the other constraints point at
     "openunison",  # OpenUnison, the identity provider and token API
-    "envoy-gateway-system",  # the ingress controller (Envoy Gateway)
+    "traefik",  # the ingress controller (components/ingress.py)
     "kube-oidc-proxy",  # the management-API proxy that trusts control-plane tokens
 )
 

@@ -1,0 +1,241 @@
+"""What every stack's plan must satisfy, whatever component emitted it.
+
+Helm values are known to the pinned chart; Kubernetes objects and custom resources pass
+strict schema validation; no credential is plain; nothing disables TLS or floats an
+image tag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator
+
+import pytest
+
+from platformctl.mocks import REDACTED, SECRET_MARK
+from platformctl.render import PLACEHOLDER
+from policy.gatekeeper import templates
+from validation import (
+    available_charts,
+    custom_resource_errors,
+    is_custom_resource,
+    kubernetes_errors,
+    schema_errors,
+    unknown_value_paths,
+)
+
+# Charts whose upstream values are not vendored (see components/versions.py): the keys the
+# program may set, checked by hand against the pinned chart's values.yaml.
+UNVENDORED_CHART_KEYS = {
+    "traefik": {
+        "deployment.replicas",
+        "ingressClass.enabled",
+        "ingressClass.isDefaultClass",
+        "ingressClass.name",
+        "providers.kubernetesIngress.enabled",
+        "providers.kubernetesIngress.publishedService.enabled",
+        "ports.web.redirections.entryPoint.to",
+        "ports.web.redirections.entryPoint.scheme",
+        "ports.web.redirections.entryPoint.permanent",
+        "service.type",
+        "service.annotations.*",
+    },
+}
+# Values that are free-form by the chart's design although their default is not `{}`.
+FREEFORM = {
+    "argo-cd": ["configs.cm.*", "configs.rbac.*", "configs.params.*"],
+    # Documented only in comments upstream; the pod security context is Kubernetes' own type.
+    "cert-manager": ["serviceAccount.annotations.*", "securityContext.*"],
+}
+
+
+def releases(plan: dict) -> list[dict]:
+    return [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release"]
+
+
+def declared_objects(plan: dict) -> list[dict]:
+    """Kubernetes objects the program declares directly (not Helm releases, not reads)."""
+    return [
+        r
+        for r in plan["resources"]
+        if r["type"].startswith("kubernetes:") and "kind" in r["inputs"] and "helm.sh" not in r["type"]
+    ]
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _leaf_paths(item, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix
+
+
+def _allowed(path: str, allowed: set[str]) -> bool:
+    return any(path == a or (a.endswith(".*") and path.startswith(a[:-1])) for a in allowed)
+
+
+def test_every_release_is_pinned_to_a_known_chart(plan: dict) -> None:
+    known = set(available_charts()) | set(UNVENDORED_CHART_KEYS)
+    for release in releases(plan):
+        inputs = release["inputs"]
+        assert inputs["chart"] in known, f"{release['name']}: no upstream values for chart {inputs['chart']}"
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", inputs["version"]), f"{release['name']}: version {inputs['version']}"
+        assert inputs["repositoryOpts"]["repo"].startswith("https://")
+
+
+def test_helm_values_are_known_to_the_pinned_chart(plan: dict) -> None:
+    problems = []
+    for release in releases(plan):
+        chart, values = release["inputs"]["chart"], release["inputs"].get("values") or {}
+        if chart in UNVENDORED_CHART_KEYS:
+            unknown = [p for p in _leaf_paths(values) if not _allowed(p, UNVENDORED_CHART_KEYS[chart])]
+        else:
+            unknown = unknown_value_paths(chart, values, FREEFORM.get(chart, ()))
+            unknown += [f"schema: {e}" for e in schema_errors(chart, values)]
+        problems += [f"{release['cluster']}/{release['name']} ({chart}): {p}" for p in unknown]
+    assert not problems, "\n".join(problems)
+
+
+def _unredacted(inputs: dict) -> dict:
+    """Secret maps (Secret data) are redacted as a whole; validate them as an opaque map."""
+    obj = {k: v for k, v in inputs.items()}
+    for key in ("data", "stringData"):
+        if obj.get(key) == REDACTED:
+            obj[key] = {"redacted": REDACTED}
+    return obj
+
+
+def _constraint_schemas() -> dict[str, dict]:
+    return {
+        t["spec"]["crd"]["spec"]["names"]["kind"]: t["spec"]["crd"]["spec"].get("validation", {}).get("openAPIV3Schema", {})
+        for t in templates()
+    }
+
+
+def test_declared_objects_pass_strict_schema_validation(renders: dict, plan: dict) -> None:
+    import jsonschema
+
+    constraint_schemas = _constraint_schemas()
+    problems = []
+    for resource in declared_objects(plan):
+        obj = _unredacted(resource["inputs"])
+        where = f"{resource['cluster']}/{resource['name']} {obj['kind']}"
+        if obj["apiVersion"].startswith("constraints.gatekeeper.sh/"):
+            # Constraint kinds are generated from their templates: check the parameters against them.
+            schema = constraint_schemas[obj["kind"]]
+            params = obj["spec"].get("parameters", {})
+            problems += [f"{where}: parameters: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(params)]
+            continue
+        errors = custom_resource_errors(obj) if is_custom_resource(obj) else kubernetes_errors(obj, "1.33")
+        problems += [f"{where}: {e}" for e in errors]
+    assert not problems, "\n".join(problems)
+
+
+def test_external_secrets_objects_use_v1(plan: dict) -> None:
+    for resource in declared_objects(plan):
+        if resource["inputs"]["apiVersion"].startswith("external-secrets.io/"):
+            assert resource["inputs"]["apiVersion"] == "external-secrets.io/v1", resource["name"]
+
+
+_CREDENTIAL_KEY = re.compile(
+    r"(password|passwd|token|secret|credentials?|private_?key(pem)?|api_?key|access_?key|secret_?key|client_?secret)$",
+    re.IGNORECASE,
+)
+# Keys that name or point at a credential rather than hold one.
+_REFERENCE_KEY = re.compile(r"(name|ref|existing\w*|path|file|secrets?mount\w*|type|enabled)$", re.IGNORECASE)
+
+
+def _plain_credentials(value: Any, path: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if (
+                isinstance(item, str)
+                and _CREDENTIAL_KEY.search(str(key))
+                and not _REFERENCE_KEY.search(str(key))
+                and item not in (REDACTED, "")
+                and not item.startswith("$")  # ArgoCD's `$secret:key` reference
+            ):
+                yield f"{sub} = {item[:40]!r}"
+            else:
+                yield from _plain_credentials(item, sub)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _plain_credentials(item, f"{path}[{index}]")
+
+
+def test_no_plain_credential_in_the_plan(plan: dict) -> None:
+    problems = [f"{r['name']}: {p}" for r in plan["resources"] for p in _plain_credentials(r["inputs"])]
+    assert not problems, "\n".join(problems)
+    text = json.dumps(plan)
+    # Every generated secret's mock value carries SECRET_MARK; config secrets become PLACEHOLDER.
+    assert SECRET_MARK not in text
+    assert PLACEHOLDER not in text
+
+
+def test_generated_secrets_are_secret_outputs(plan: dict) -> None:
+    for resource in plan["resources"]:
+        if resource["type"] == "random:index/randomPassword:RandomPassword":
+            assert "result" in resource["options"]["additionalSecretOutputs"], resource["name"]
+        if resource["type"] == "tls:index/privateKey:PrivateKey":
+            assert "privateKeyPem" in resource["options"]["additionalSecretOutputs"], resource["name"]
+
+
+_INSECURE_KEY = re.compile(r"insecure|skip_?tls_?verify|tls_?skip_?verify|insecureskipverify|verify_?ssl", re.IGNORECASE)
+
+
+def _insecure(value: Any, path: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if _INSECURE_KEY.search(str(key)) and item not in (False, "false", None):
+                yield f"{sub} = {item!r}"
+            yield from _insecure(item, sub)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _insecure(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        if re.search(r"--insecure\b|--insecure-skip-tls-verify|insecure:\s*true|skip_tls_verify\s*=\s*true", value):
+            yield f"{path} contains an insecure flag"
+
+
+def test_nothing_disables_tls(plan: dict) -> None:
+    problems = [f"{r['name']}: {p}" for r in plan["resources"] for p in _insecure(r["inputs"])]
+    assert not problems, "\n".join(problems)
+
+
+_IMAGE = re.compile(r"^(?P<name>[^@\s]+?)(:(?P<tag>[\w][\w.-]{0,127}))?(@sha256:[0-9a-f]{64})?$")
+
+
+def _images(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "image" and isinstance(item, str):
+                yield sub, item
+            else:
+                yield from _images(item, sub)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _images(item, f"{path}[{index}]")
+
+
+def test_every_declared_image_is_pinned(plan: dict) -> None:
+    problems = []
+    for resource in plan["resources"]:
+        for path, image in _images(resource["inputs"]):
+            match = _IMAGE.match(image)
+            pinned = match and ("@sha256:" in image or (match.group("tag") and match.group("tag") != "latest"))
+            if not pinned:
+                problems.append(f"{resource['name']}: {path} = {image!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_insecure_scanner_catches_what_it_should() -> None:
+    assert list(_insecure({"server": {"insecure": True}}))
+    assert list(_insecure({"args": ["--insecure"]}))
+    assert not list(_insecure({"server": {"insecure": False}}))
+    assert list(_plain_credentials({"adminPassword": "hunter2"}))
+    assert not list(_plain_credentials({"adminPassword": REDACTED, "existingSecretName": "x"}))
+    assert not _IMAGE.match("repo:tag with space")
