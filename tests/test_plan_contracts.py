@@ -16,7 +16,7 @@ import pytest
 from platformctl.mocks import REDACTED, SECRET_MARK
 from platformctl.render import PLACEHOLDER
 from policy.gatekeeper import templates
-from validation import (
+from tests.validation import (
     available_charts,
     custom_resource_errors,
     is_custom_resource,
