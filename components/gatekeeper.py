@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release
-from policy.gatekeeper import PLATFORM_NAMESPACES, cluster_constraints, templates
+from policy.gatekeeper import ARGOCD_NAMESPACE, PLATFORM_NAMESPACES, cluster_constraints, templates
 
 NAMESPACE = "gatekeeper-system"
 
@@ -38,9 +38,10 @@ class Gatekeeper(pulumi.ComponentResource):
             {
                 "replicas": args.replicas,
                 # Fail closed for everyone but the platform's own namespaces, which are exempt so
-                # a Gatekeeper outage can never lock the platform out of repairing itself.
+                # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
+                # namespace stays checked: tenant Applications there are held by their constraints.
                 "validatingWebhookFailurePolicy": "Fail",
-                "controllerManager": {"exemptNamespaces": list(PLATFORM_NAMESPACES)},
+                "controllerManager": {"exemptNamespaces": [n for n in PLATFORM_NAMESPACES if n != ARGOCD_NAMESPACE]},
                 "auditInterval": 60,
             },
             cluster,

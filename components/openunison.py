@@ -1,0 +1,434 @@
+"""OpenUnison on the control plane: the platform's identity provider.
+
+Three Tremolo charts, installed the way OpenUnison's own tooling does it (one values document
+shared by orchestra and the login portal):
+
+* ``openunison-operator`` (release ``openunison``) installs the ``openunison.tremolo.io`` CRDs
+  and the operator that turns the ``OpenUnison`` object into a deployment;
+* ``orchestra`` (release ``orchestra``) is OpenUnison itself, configured from the values here
+  and from the Secret ``orchestra-secrets-source``;
+* ``orchestra-login-portal`` (release ``orchestra-login-portal``) adds the login portal, the
+  authentication chains and the ``k8sIdp`` OpenID Connect identity provider.
+
+The upstream identity source is either an OIDC provider (the charts' ``oidc`` section) or an
+LDAP directory over ldaps (the charts' ``active_directory`` section). Every relying party
+(GitLab, Harbor, ArgoCD, Vault) gets an OpenUnison ``Trust`` whose client secret is one
+``RandomPassword``: the same Output is written to the Secret the Trust reads and handed, as
+``OidcClient.client_secret``, to the component that configures the client side.
+
+Kubernetes is the exception: the login portal already declares the public ``kubernetes``
+client in its ``k8sIdp`` application (no secret, redirects to localhost for kubectl
+plugins), and the portal hands out kubeconfigs for it. A ``Trust`` with the same client id
+would shadow it, so none is created; use ``OpenUnison.kubernetes_client_id``.
+
+Login-only deployment: no provisioning database, so OpenUnison passes the upstream groups
+through unchanged in the ``groups`` claim and downstream RBAC binds those names. The platform
+groups are also declared to OpenUnison with ``GroupMetaData``, as the
+``openunison-k8s-cluster-management`` chart does for its external administrator groups.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.cluster import ClusterHandle
+from components.common import Exposure, OidcClient, PlatformGroups
+from components.helm import namespace, release
+
+NAMESPACE = "openunison"
+# Release names the charts refer to each other by (orchestra's `openunison.portal_release_name`
+# defaults to "orchestra-login-portal"; the OpenUnison object and its Service are named after
+# the orchestra release).
+OPERATOR_RELEASE = "openunison"
+ORCHESTRA_RELEASE = "orchestra"
+PORTAL_RELEASE = "orchestra-login-portal"
+
+# The login portal's OpenID Connect IdP application (templates/openunison/applications/k8sidp.yaml:
+# `uri: /auth/idp/k8sIdp`); its discovery document is <issuer>/.well-known/openid-configuration.
+ISSUER_PATH = "/auth/idp/k8sIdp"
+# The public client the portal declares inside k8sIdp for kubectl and the API servers.
+KUBERNETES_CLIENT_ID = "kubernetes"
+
+# The Secret the operator reads OpenUnison's own secrets from (the OpenUnison object's
+# `source_secret`); its keys are the chart's `secret_data` plus the upstream IdP's secret.
+SOURCE_SECRET = "orchestra-secrets-source"
+CLIENT_SECRET_KEY = "client-secret"
+
+# Trust settings shared by every confidential client. The key and the chain are the ones the
+# charts' own trusts use: `lastmile-oidc` is a static key of the OpenUnison object and
+# `login-service` the chain that sends users to the upstream identity source.
+LAST_MILE_KEY = "lastmile-oidc"
+AUTH_CHAIN = "login-service"
+TOKEN_LIFETIME_MILLIS = 60_000  # one-minute tokens, as for the kubernetes client
+TOKEN_SKEW_MILLIS = 120_000
+CODE_SKEW_MILLIS = 60_000
+
+# Internal names OpenUnison gives the external cluster-admin and administrator groups
+# (openunison-k8s-cluster-management templates/group-mappings.yaml with the charts' default
+# external suffix "-external").
+OPENUNISON_GROUPS = {
+    "cluster-admins": "k8s-cluster-k8s-administrators-external",
+    "system-approvers": "administrators-external",
+}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
+
+
+@dataclass(frozen=True)
+class OidcUpstream:
+    """An upstream OpenID Connect provider OpenUnison sends users to."""
+
+    issuer: str  # https://...; OpenUnison reads <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: pulumi.Output[str]  # a Pulumi secret
+    scopes: tuple[str, ...] = ("openid", "email", "profile", "groups")
+    user_claim: str = "sub"
+    groups_claim: str = "groups"
+    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the provider's CA is not the platform's
+
+
+@dataclass(frozen=True)
+class LdapUpstream:
+    """An upstream LDAP directory, through the charts' `active_directory` (ldaps) support.
+
+    That support maps users by sAMAccountName and reads groups from memberOf (MyVD's
+    ADLdapInsert); other schemas need a MyVD configuration of their own, so other
+    attribute names are rejected rather than silently ignored.
+    """
+
+    url: str  # ldaps://host[:port]
+    bind_dn: str
+    bind_password: pulumi.Output[str]  # a Pulumi secret
+    search_base: str
+    user_attribute: str = "sAMAccountName"
+    group_attribute: str = "memberOf"
+    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the directory's CA is not the platform's
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """A confidential relying party: where OpenUnison may send its users back to."""
+
+    redirect_uris: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertTemplate:
+    """Subject of the keys the operator generates for OpenUnison's internal TLS and signing."""
+
+    ou: str = "Platform"
+    o: str = "platform-bootstrap"
+    l: str = "control-plane"  # noqa: E741 - the chart's key
+    st: str = "Unspecified"
+    c: str = "Unspecified"
+
+
+@dataclass(frozen=True)
+class OpenUnisonArgs:
+    domain: str
+    exposure: Exposure  # the portal host, e.g. k8sou.<domain>
+    groups: PlatformGroups
+    clients: Mapping[str, ClientSpec]  # client id -> redirect URIs (gitlab, harbor, argocd, vault)
+    cert_manager: pulumi.Resource  # issues the ingress certificate (cert-manager.io/cluster-issuer)
+    oidc_upstream: OidcUpstream | None = None
+    ldap_upstream: LdapUpstream | None = None
+    cert_template: CertTemplate = field(default_factory=CertTemplate)
+    operator_chart_version: str | None = None
+    orchestra_chart_version: str | None = None
+    portal_chart_version: str | None = None
+    # Protects the operator release: its chart owns the CRDs, so uninstalling it deletes every
+    # OpenUnison object (Trusts included) with them.
+    protect: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.oidc_upstream is None) == (self.ldap_upstream is None):
+            raise ValueError("OpenUnison needs exactly one upstream identity source: oidc_upstream or ldap_upstream")
+        if self.oidc_upstream is not None and not self.oidc_upstream.issuer.startswith("https://"):
+            raise ValueError(f"the upstream OIDC issuer must be https://, got {self.oidc_upstream.issuer!r}")
+        if self.ldap_upstream is not None:
+            _ldap_host_port(self.ldap_upstream.url)
+            if (self.ldap_upstream.user_attribute, self.ldap_upstream.group_attribute) != ("sAMAccountName", "memberOf"):
+                raise ValueError(
+                    "the orchestra charts' LDAP support maps users by sAMAccountName and groups by memberOf; "
+                    f"got user_attribute={self.ldap_upstream.user_attribute!r}, "
+                    f"group_attribute={self.ldap_upstream.group_attribute!r}"
+                )
+        if self.exposure.ingress_class != "nginx":
+            # The chart's nginx Ingress hard-codes `kubernetes.io/ingress.class: nginx`.
+            raise ValueError(f"OpenUnison's Ingress is class 'nginx'; got ingress_class={self.exposure.ingress_class!r}")
+        if not self.groups.cluster_admins or not self.groups.system_approvers:
+            raise ValueError("platform groups: cluster_admins and system_approvers must each name at least one group")
+        for name, spec in self.clients.items():
+            if name == KUBERNETES_CLIENT_ID:
+                raise ValueError(
+                    "'kubernetes' is the login portal's built-in public client (no secret); "
+                    "do not declare it, use OpenUnison.kubernetes_client_id"
+                )
+            if not _DNS_LABEL.match(name):
+                raise ValueError(f"OIDC client name {name!r} must be a DNS label (it names a Secret and a Trust)")
+            if not spec.redirect_uris:
+                raise ValueError(f"OIDC client {name!r} needs at least one redirect URI")
+            for uri in spec.redirect_uris:
+                if not uri.startswith("https://"):
+                    raise ValueError(f"OIDC client {name!r}: redirect URI {uri!r} must be https://")
+
+
+def _ldap_host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "ldaps" or not parts.hostname:
+        raise ValueError(f"the upstream LDAP URL must be ldaps://host[:port], got {url!r}")
+    return parts.hostname, parts.port or 636
+
+
+def _trusted_certs(bundles: list[tuple[str, pulumi.Input[str]]]) -> pulumi.Output[list[dict[str, str]]]:
+    """The charts' `trusted_certs`: one entry per certificate, PEM base64-encoded (`pem_b64`)."""
+
+    def entries(pems: list[str]) -> list[dict[str, str]]:
+        out = []
+        for (prefix, _), pem in zip(bundles, pems):
+            certs = _PEM_CERT.findall(pem)
+            if not certs:
+                raise ValueError(f"{prefix}: no PEM certificate in the CA bundle")
+            for index, cert in enumerate(certs):
+                out.append({"name": f"{prefix}-{index}", "pem_b64": base64.b64encode(f"{cert}\n".encode()).decode()})
+        return out
+
+    return pulumi.Output.all(*[bundle for _, bundle in bundles]).apply(lambda pems: entries(list(pems)))
+
+
+def _object_name(prefix: str, value: str) -> str:
+    """A stable DNS name for an object keyed by a free-form value (a group name or a DN)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:40].strip("-")
+    return f"{prefix}-{slug}-{hashlib.sha256(value.encode()).hexdigest()[:6]}"
+
+
+class OpenUnison(pulumi.ComponentResource):
+    issuer_url: str
+    portal_url: str
+    clients: dict[str, OidcClient]
+    kubernetes_client_id: str
+    operator_release: k8s.helm.v3.Release
+    orchestra_release: k8s.helm.v3.Release
+    portal_release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: OpenUnisonArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:openunison:OpenUnison", name, None, opts)
+        host = args.exposure.hostname
+        self.portal_url = f"https://{host}/"
+        self.issuer_url = f"https://{host}{ISSUER_PATH}"
+        self.kubernetes_client_id = KUBERNETES_CLIENT_ID
+
+        ns = namespace(NAMESPACE, cluster, self)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+
+        self.operator_release = release(
+            OPERATOR_RELEASE, "openunison-operator", ns, {}, cluster, self,
+            version=args.operator_chart_version, protect=args.protect,
+        )
+
+        source_secret = self._source_secret(cluster, args, ns, in_ns)
+        values = self._values(cluster, args)
+        # cert-manager issues the Ingress certificate (ou-tls-certificate) from the annotation.
+        self.orchestra_release = release(
+            ORCHESTRA_RELEASE, "orchestra", ns, values, cluster, self,
+            version=args.orchestra_chart_version,
+            depends_on=[self.operator_release, source_secret, args.cert_manager],
+        )
+        # The portal's objects are OpenUnison custom resources for the running orchestra.
+        self.portal_release = release(
+            PORTAL_RELEASE, "orchestra-login-portal", ns, values, cluster, self,
+            version=args.portal_chart_version, depends_on=[self.orchestra_release],
+        )
+
+        # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
+        crd_ready = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, self.operator_release]))
+        self.clients = {
+            client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
+            for client, spec in sorted(args.clients.items())
+        }
+        self._group_metadata(cluster, args.groups, ns, crd_ready)
+
+        self.register_outputs(
+            {
+                "issuerUrl": self.issuer_url,
+                "portalUrl": self.portal_url,
+                "kubernetesClientId": self.kubernetes_client_id,
+                "clientIds": sorted(self.clients),
+            }
+        )
+
+    def _source_secret(
+        self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.Secret:
+        """OpenUnison's own secrets: generated once, plus the upstream identity source's credential."""
+        generated = {
+            # Client secret of the chart's internal trusts (dashboard, k8s apps).
+            "K8S_DB_SECRET": random.RandomPassword("openunison-k8s-db-secret", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)),
+            # Password of the keystore the operator builds (TLS keys, signing keys, static keys).
+            "unisonKeystorePassword": random.RandomPassword("openunison-keystore-password", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)),
+        }
+        data: dict[str, pulumi.Input[str]] = {key: pw.result for key, pw in generated.items()}
+        # Output.secret: stays a secret even if a caller passed a plain Output.
+        if args.oidc_upstream is not None:
+            data["OIDC_CLIENT_SECRET"] = pulumi.Output.secret(args.oidc_upstream.client_secret)
+        if args.ldap_upstream is not None:
+            data["AD_BIND_PASSWORD"] = pulumi.Output.secret(args.ldap_upstream.bind_password)
+        return k8s.core.v1.Secret(
+            f"{cluster.role}-{SOURCE_SECRET}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SOURCE_SECRET, namespace=ns.metadata.name, labels=_labels()),
+            type="Opaque",
+            string_data=data,
+            opts=opts,
+        )
+
+    def _values(self, cluster: ClusterHandle, args: OpenUnisonArgs) -> dict[str, Any]:
+        """One values document for orchestra and the login portal; every key exists in both charts."""
+        exposure = args.exposure
+        trusted = [("platform-ca", exposure.ca_bundle)]
+        upstream_ca = (args.oidc_upstream or args.ldap_upstream).ca_bundle  # type: ignore[union-attr]
+        if upstream_ca is not None:
+            trusted.append(("upstream-idp", upstream_ca))
+        values: dict[str, Any] = {
+            "network": {
+                "openunison_host": exposure.hostname,
+                # Unused (no dashboard, no impersonation) but rendered into the objects: keep them ours.
+                "dashboard_host": f"k8sdb.{args.domain}",
+                "api_server_host": f"k8sapi.{args.domain}",
+                # Without impersonation this is K8S_URL: the API server in portal-issued kubeconfigs.
+                "k8s_url": cluster.endpoint,
+                # cert-manager signs the Ingress certificate with the platform CA, not the operator.
+                "createIngressCertificate": False,
+                "ingress_type": "nginx",
+                "ingress_annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
+            },
+            "cert_template": {
+                "ou": args.cert_template.ou,
+                "o": args.cert_template.o,
+                "l": args.cert_template.l,
+                "st": args.cert_template.st,
+                "c": args.cert_template.c,
+            },
+            "k8s_cluster_name": cluster.role,
+            # Users reach clusters with OpenUnison's tokens (OIDC), not through an impersonating proxy.
+            "enable_impersonation": False,
+            "headlamp": {"enabled": False},
+            # OpenUnison calls the services and the upstream IdP over TLS: trust the platform CA.
+            "trusted_certs": _trusted_certs(trusted),
+            # Short-lived TokenRequest tokens for OpenUnison's own service account.
+            "services": {"enable_tokenrequest": True},
+            "openunison": {
+                "non_secret_data": {
+                    "K8S_DEPLOYMENT_NAME": f"{cluster.role} ({args.domain})",
+                    # The kubernetes client's token lifetime (the chart's default, stated).
+                    "K8S_TOKEN_LIFE_MILLIS": str(TOKEN_LIFETIME_MILLIS),
+                },
+            },
+        }
+        if args.oidc_upstream is not None:
+            oidc = args.oidc_upstream
+            # Read by templates/openunison/authentication_chains/standard-chains.yaml; the secret
+            # comes from orchestra-secrets-source key OIDC_CLIENT_SECRET.
+            values["oidc"] = {
+                "client_id": oidc.client_id,
+                "issuer": oidc.issuer,
+                "scopes": " ".join(oidc.scopes),
+                "domain": "",
+                "user_in_idtoken": False,
+                "claims": {
+                    "sub": oidc.user_claim,
+                    "email": "email",
+                    "given_name": "given_name",
+                    "family_name": "family_name",
+                    "display_name": "name",
+                    "groups": oidc.groups_claim,
+                },
+            }
+        if args.ldap_upstream is not None:
+            ldap = args.ldap_upstream
+            ldap_host, ldap_port = _ldap_host_port(ldap.url)
+            # The bind password is AD_BIND_PASSWORD in orchestra-secrets-source.
+            values["active_directory"] = {
+                "base": ldap.search_base,
+                "host": ldap_host,
+                "port": str(ldap_port),
+                "bind_dn": ldap.bind_dn,
+                "con_type": "ldaps",
+                "srv_dns": "false",
+            }
+        return values
+
+    def _client(
+        self,
+        cluster: ClusterHandle,
+        client: str,
+        spec: ClientSpec,
+        ns: k8s.core.v1.Namespace,
+        in_ns: pulumi.ResourceOptions,
+        crd_ready: pulumi.ResourceOptions,
+    ) -> OidcClient:
+        # Generated once: the name is stable, so the value only changes if this resource is replaced.
+        password = random.RandomPassword(f"oidc-{client}", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        secret_name = f"oidc-client-{client}"
+        secret = k8s.core.v1.Secret(
+            f"{cluster.role}-{secret_name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=secret_name, namespace=ns.metadata.name, labels={**_labels(), "platform.io/oidc-client": client}
+            ),
+            type="Opaque",
+            string_data={CLIENT_SECRET_KEY: password.result},
+            opts=in_ns,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{cluster.role}-trust-{client}",
+            api_version="openunison.tremolo.io/v1",
+            kind="Trust",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=client, namespace=ns.metadata.name, labels=_labels()),
+            spec={
+                "clientId": client,
+                "clientSecret": {"secretName": secret_name, "keyName": CLIENT_SECRET_KEY},
+                "publicEndpoint": False,
+                "redirectURI": list(spec.redirect_uris),
+                "codeLastMileKeyName": LAST_MILE_KEY,
+                "authChainName": AUTH_CHAIN,
+                "codeTokenSkewMilis": CODE_SKEW_MILLIS,
+                "accessTokenTimeToLive": TOKEN_LIFETIME_MILLIS,
+                "accessTokenSkewMillis": TOKEN_SKEW_MILLIS,
+                # Plain JSON from userinfo: what GitLab, Harbor, ArgoCD and Vault expect.
+                "signedUserInfo": False,
+                "verifyRedirect": True,
+            },
+            # The IdP application (login portal) must exist for the client to be usable.
+            opts=pulumi.ResourceOptions.merge(crd_ready, pulumi.ResourceOptions(depends_on=[secret, self.portal_release])),
+        )
+        return OidcClient(client_id=client, client_secret=password.result, issuer_url=self.issuer_url)
+
+    def _group_metadata(
+        self, cluster: ClusterHandle, groups: PlatformGroups, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions
+    ) -> None:
+        for role, external_groups in (("cluster-admins", groups.cluster_admins), ("system-approvers", groups.system_approvers)):
+            for external in external_groups:
+                object_name = _object_name(role, external)
+                k8s.apiextensions.CustomResource(
+                    f"{cluster.role}-{object_name}",
+                    api_version="openunison.tremolo.io/v1",
+                    kind="GroupMetaData",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=object_name, namespace=ns.metadata.name, labels={**_labels(), "platform.io/group-role": role}
+                    ),
+                    spec={"groupName": OPENUNISON_GROUPS[role], "externalName": external},
+                    opts=opts,
+                )
+
+
+def _labels() -> dict[str, str]:
+    return {"platform.io/managed-by": "platform-bootstrap"}
