@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -22,4 +23,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # `platformctl render | head` should stop quietly, like any Unix tool.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -18,13 +18,12 @@ from components.cluster import (
 )
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
+from components.tenant import TENANT_NAMESPACE_LABEL, Tenant, TenantArgs, TenantQuota
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
-# Tenant namespaces carry this label; the tenant-only Gatekeeper constraints select it.
-TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
@@ -101,6 +100,18 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     for handle in clusters.values():
         add_cluster_baseline(handle, config)
     control_plane = build_control_plane(clusters["control-plane"], config)
+    for tenant in config.tenants:
+        Tenant(
+            TenantArgs(
+                name=tenant.name,
+                owners=list(tenant.owners),
+                developers=list(tenant.developers),
+                ops=list(tenant.ops),
+                quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
+                isolation=tenant.isolation,
+            ),
+            clusters,
+        )
     return {
         **control_plane,
         "clusters": {

@@ -1,0 +1,512 @@
+"""Vault on the control plane: HA raft behind TLS, initialised by the program, configured by pulumi-vault.
+
+* TLS end to end: a cert-manager Certificate from the platform ClusterIssuer serves the Vault
+  listener, raft `retry_join` and the ingress; ingress-nginx re-encrypts to Vault and verifies
+  it against the platform CA. Nothing in here turns verification off.
+* Unsealing: on EKS, `seal "awskms"` with a KMS key the `vault` service account reaches
+  through workload identity (IRSA); elsewhere Shamir keys, which `VaultInit`
+  (components/vault_init.py) creates and applies from `pulumi up` and keeps only as secrets
+  in the Pulumi state. Both kinds are initialised by `VaultInit` (recovery keys on EKS).
+* Every raft peer the program must reach by itself (all of them with Shamir, the first with
+  auto-unseal) gets its own Service and Ingress, `vault-<i>.<domain>`: unseal keys go to one
+  node at a time, which a load-balanced address cannot do.
+* pulumi-vault then configures OIDC login for people mapped to platform groups, the audit
+  device and the admin policies, through an explicit provider that later components reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_vault as vault
+
+from components.cluster import ClusterHandle
+from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.helm import namespace, release
+from components.vault_init import VaultInit
+
+NAMESPACE = "vault"
+RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-internal; service account vault
+SERVICE_ACCOUNT = "vault"
+TLS_SECRET = "vault-tls"  # written by cert-manager: tls.crt, tls.key
+CA_SECRET = "vault-ca"  # the platform CA bundle as ca.crt, for Vault and ingress-nginx
+TLS_DIR = "/vault/userconfig/vault-tls"
+CA_DIR = "/vault/userconfig/vault-ca"
+CA_FILE = f"{CA_DIR}/ca.crt"
+API_PORT = 8200
+OIDC_PATH = "oidc"
+OIDC_ROLE = "platform"
+TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
+ADMIN_POLICY_NAME = "platform-admin"
+APPROVER_POLICY_NAME = "platform-approver"
+
+# Ready while sealed or uninitialised: the release waits for readiness, and only after it is
+# ready can the program initialise and unseal Vault. Traffic still reaches only the unsealed
+# leader: the ingress points at the vault-active service.
+READINESS_PATH = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204&uninitcode=204"
+
+# ingress-nginx terminates TLS with Vault's certificate, re-encrypts to Vault and verifies
+# Vault's certificate against the platform CA (a CA-only secret is enough for proxy-ssl-secret).
+BACKEND_TLS_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+    "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+    "nginx.ingress.kubernetes.io/proxy-ssl-secret": f"{NAMESPACE}/{CA_SECRET}",
+    "nginx.ingress.kubernetes.io/proxy-ssl-name": f"{RELEASE}.{NAMESPACE}.svc",
+    "nginx.ingress.kubernetes.io/proxy-ssl-server-name": "on",
+}
+
+# Full administration, for the platform's cluster admins (through OIDC only). It is everything
+# root can do except the root-token-only operations (such as generate-root's last step).
+ADMIN_POLICY = """\
+# platform-admin: full administration of Vault, for the platform's cluster admins.
+path "*" {
+  capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
+}
+"""
+
+# Read-only view of Vault's configuration and identities, for system approvers: enough to
+# review what a change did, nothing that reads a secret or changes anything.
+APPROVER_POLICY = """\
+# platform-approver: read-only on sys/ and identity/, for system approvers.
+path "sys/*" {
+  capabilities = ["read", "list"]
+}
+path "sys/raw/*" {
+  capabilities = ["deny"]
+}
+path "identity/*" {
+  capabilities = ["read", "list"]
+}
+"""
+
+
+@dataclass(frozen=True)
+class VaultArgs:
+    exposure: Exposure  # hostname such as vault.<domain>; its ClusterIssuer must sign in-cluster names too
+    oidc: OidcClient
+    groups: PlatformGroups
+    cert_manager: pulumi.Resource  # the cert-manager release: the Certificate needs its CRDs
+    replicas: int = 3
+    storage: str = "10Gi"
+    protect: bool = False
+    chart_version: str | None = None
+    aws: AwsWorkloadIdentity | None = None  # set on EKS: KMS auto-unseal through workload identity
+
+
+class Vault(pulumi.ComponentResource):
+    url: str
+    root_token: pulumi.Output[str]  # secret; for the program's own Vault provider only
+    provider: vault.Provider  # for later components' Vault resources
+    ca_bundle: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+    init: VaultInit  # its root_token and unseal_keys are secrets
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: VaultArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:vault:Vault", name, None, opts)
+        exposure = args.exposure
+        role = cluster.role
+        ns = namespace(NAMESPACE, cluster, self)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        peers = [f"{RELEASE}-{index}" for index in range(args.replicas)]
+        # The nodes the program talks to one by one: all of them to unseal (Shamir), the first to init.
+        reached = peers if args.aws is None else peers[:1]
+        public = {peer: pod_hostname(exposure.hostname, index) for index, peer in enumerate(peers)}
+
+        ca_secret = k8s.core.v1.Secret(
+            f"{role}-vault-ca",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=CA_SECRET, namespace=NAMESPACE),
+            type="Opaque",
+            string_data={"ca.crt": exposure.ca_bundle},  # public: the CA certificate, not its key
+            opts=in_ns,
+        )
+        certificate = k8s.apiextensions.CustomResource(
+            f"{role}-vault-tls",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata={
+                "name": TLS_SECRET,
+                "namespace": NAMESPACE,
+                # The release mounts the secret: let Pulumi wait until cert-manager has issued it.
+                "annotations": {"pulumi.com/waitFor": "condition=Ready"},
+            },
+            spec={
+                "secretName": TLS_SECRET,
+                "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+                "dnsNames": [*service_dns_names(), exposure.hostname, *(public[peer] for peer in reached)],
+                "ipAddresses": ["127.0.0.1"],  # the chart's VAULT_ADDR inside each pod
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "usages": ["server auth", "digital signature"],
+            },
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
+        )
+
+        server: dict[str, Any] = {}
+        if args.aws is not None:
+            key, unseal_role = self._kms_unseal(role, args.aws, args.protect)
+            region = args.aws.region
+            # The resource id of a KMS key is its key id.
+            config: pulumi.Input[str] = key.id.apply(lambda key_id: raft_config(args.replicas, kms=(region, key_id)))
+            server["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": unseal_role.arn}}
+        else:
+            config = raft_config(args.replicas, kms=None)
+        self.release = release(
+            RELEASE,
+            "vault",
+            ns,
+            release_values(args, config, server),
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[certificate, ca_secret],
+            protect=args.protect,  # the raft volumes belong to the release
+        )
+
+        endpoints = [
+            self._node_endpoint(role, peer, public[peer], exposure.ingress_class, in_ns, [certificate, ca_secret])
+            for peer in reached
+        ]
+        self.init = init = VaultInit(
+            f"{role}-vault-init",
+            init_address=f"https://{public[peers[0]]}",
+            unseal_addresses=[] if args.aws is not None else [f"https://{public[peer]}" for peer in reached],
+            ca_bundle=exposure.ca_bundle,
+            auto_unseal=args.aws is not None,
+            # Deleting it from the state would lose the only copy of the keys.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *endpoints], protect=args.protect),
+        )
+
+        self.url = exposure.url
+        self.root_token = pulumi.Output.secret(init.root_token)
+        self.ca_bundle = exposure.ca_bundle
+        self.provider = vault.Provider(
+            f"{role}-vault",
+            address=exposure.url,
+            token=self.root_token,
+            # terraform-provider-vault takes its CA only as a file path; see provider_ca_file.
+            ca_cert_file=pulumi.Output.from_input(exposure.ca_bundle).apply(provider_ca_file),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._configure(role, args)
+        self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _kms_unseal(
+        self, role: str, identity: AwsWorkloadIdentity, protect: bool
+    ) -> tuple[aws.kms.Key, aws.iam.Role]:
+        """The auto-unseal key and the role the `vault` service account assumes to use it."""
+        opts = pulumi.ResourceOptions(parent=self, provider=identity.provider)
+        key = aws.kms.Key(
+            f"{role}-vault-unseal",
+            description=f"Auto-unseal key of the platform Vault on the {role} cluster",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags={"platform.io/cluster": role, "platform.io/managed-by": "platform-bootstrap"},
+            # Losing this key loses Vault's data.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
+        )
+        trust = pulumi.Output.all(identity.oidc_provider_arn, identity.oidc_issuer_url).apply(
+            lambda a: json.dumps(irsa_trust_policy(a[0], a[1]))
+        )
+        unseal_role = aws.iam.Role(f"{role}-vault-unseal", assume_role_policy=trust, opts=opts)
+        aws.iam.RolePolicy(
+            f"{role}-vault-unseal",
+            role=unseal_role.name,
+            policy=key.arn.apply(lambda arn: json.dumps(kms_policy(arn))),
+            opts=opts,
+        )
+        return key, unseal_role
+
+    def _node_endpoint(
+        self,
+        role: str,
+        peer: str,
+        host: str,
+        ingress_class: str,
+        opts: pulumi.ResourceOptions,
+        tls_objects: list[pulumi.Resource],
+    ) -> k8s.networking.v1.Ingress:
+        """`https://<host>` reaching exactly one raft peer, for init and unseal."""
+        name = f"{peer}-node"
+        service = k8s.core.v1.Service(
+            f"{role}-{name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector={
+                    "app.kubernetes.io/name": RELEASE,
+                    "app.kubernetes.io/instance": RELEASE,
+                    "component": "server",
+                    "statefulset.kubernetes.io/pod-name": peer,
+                },
+                ports=[k8s.core.v1.ServicePortArgs(name="https", port=API_PORT, target_port=API_PORT)],
+                publish_not_ready_addresses=True,  # a sealed node is exactly the one to reach
+            ),
+            opts=opts,
+        )
+        return k8s.networking.v1.Ingress(
+            f"{role}-{name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=ingress_class,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=TLS_SECRET)],
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=host,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=name, port=k8s.networking.v1.ServiceBackendPortArgs(number=API_PORT)
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service, *tls_objects])),
+        )
+
+    def _configure(self, role: str, args: VaultArgs) -> None:
+        """OIDC login mapped to platform groups, the audit device and the platform policies."""
+        opts = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        vault.Audit(
+            f"{role}-vault-audit-stdout",
+            type="file",
+            path="stdout",
+            # stdout: the cluster's log pipeline collects it; no audit volume to fill up.
+            options={"file_path": "stdout"},
+            description="Audit log to the container's stdout",
+            opts=opts,
+        )
+        policies = {
+            ADMIN_POLICY_NAME: vault.Policy(f"{role}-vault-policy-{ADMIN_POLICY_NAME}", name=ADMIN_POLICY_NAME, policy=ADMIN_POLICY, opts=opts),
+            APPROVER_POLICY_NAME: vault.Policy(
+                f"{role}-vault-policy-{APPROVER_POLICY_NAME}", name=APPROVER_POLICY_NAME, policy=APPROVER_POLICY, opts=opts
+            ),
+        }
+        oidc = vault.jwt.AuthBackend(
+            f"{role}-vault-oidc",
+            type="oidc",
+            path=OIDC_PATH,
+            description="Platform single sign-on (OpenUnison)",
+            oidc_discovery_url=args.oidc.issuer_url,
+            oidc_discovery_ca_pem=args.exposure.ca_bundle,
+            oidc_client_id=args.oidc.client_id,
+            oidc_client_secret=args.oidc.client_secret,
+            bound_issuer=args.oidc.issuer_url,
+            default_role=OIDC_ROLE,
+            tune=vault.jwt.AuthBackendTuneArgs(
+                default_lease_ttl="1h", max_lease_ttl="1h", listing_visibility="unauth", token_type="default-service"
+            ),
+            opts=opts,
+        )
+        vault.jwt.AuthBackendRole(
+            f"{role}-vault-oidc-{OIDC_ROLE}",
+            backend=oidc.path,
+            role_name=OIDC_ROLE,
+            role_type="oidc",
+            user_claim="sub",
+            groups_claim="groups",
+            bound_audiences=[args.oidc.client_id],
+            # Vault always asks for "openid" itself.
+            oidc_scopes=[scope for scope in args.oidc.scopes if scope != "openid"],
+            allowed_redirect_uris=[
+                f"{args.exposure.url}/ui/vault/auth/{OIDC_PATH}/oidc/callback",
+                "http://localhost:8250/oidc/callback",  # `vault login -method=oidc` on the user's machine
+            ],
+            token_ttl=TOKEN_TTL_SECONDS,
+            token_max_ttl=TOKEN_TTL_SECONDS,
+            token_policies=["default"],  # the rest comes from group membership
+            opts=opts,
+        )
+        for group, names in group_policies(args.groups).items():
+            vault_group = vault.identity.Group(
+                f"{role}-vault-group-{group}",
+                name=group,
+                type="external",  # membership comes from the OIDC groups claim at each login
+                policies=names,
+                metadata={"source": "platform-groups"},
+                opts=pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(depends_on=[policies[n] for n in names])
+                ),
+            )
+            vault.identity.GroupAlias(
+                f"{role}-vault-group-{group}",
+                name=group,
+                mount_accessor=oidc.accessor,
+                canonical_id=vault_group.id,
+                opts=opts,
+            )
+
+
+def pod_hostname(hostname: str, index: int) -> str:
+    """vault.example.com -> vault-0.example.com: one name per raft peer, under the same DNS zone."""
+    first, _, rest = hostname.partition(".")
+    return f"{first}-{index}.{rest}"
+
+
+def service_dns_names() -> list[str]:
+    """The in-cluster names clients and raft peers use to reach Vault."""
+    names = []
+    for service in (RELEASE, f"{RELEASE}-active"):
+        names += [service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc", f"{service}.{NAMESPACE}.svc.cluster.local"]
+    internal = f"*.{RELEASE}-internal"  # each peer: vault-0.vault-internal, ...
+    return [*names, internal, f"{internal}.{NAMESPACE}.svc", f"{internal}.{NAMESPACE}.svc.cluster.local"]
+
+
+def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
+    """Vault's server configuration (HCL): TLS listener, raft with retry_join over TLS, optional KMS seal."""
+    joins = "".join(
+        textwrap.indent(
+            textwrap.dedent(
+                f"""\
+                retry_join {{
+                  leader_api_addr     = "https://{RELEASE}-{index}.{RELEASE}-internal:{API_PORT}"
+                  leader_ca_cert_file = "{CA_FILE}"
+                }}
+                """
+            ),
+            "  ",
+        )
+        for index in range(replicas)
+    )
+    seal = ""
+    if kms is not None:
+        region, key_id = kms
+        seal = f'\nseal "awskms" {{\n  region     = "{region}"\n  kms_key_id = "{key_id}"\n}}\n'
+    return (
+        textwrap.dedent(
+            f"""\
+            ui            = true
+            disable_mlock = true
+
+            listener "tcp" {{
+              address         = "[::]:{API_PORT}"
+              cluster_address = "[::]:8201"
+              tls_disable     = false
+              tls_cert_file   = "{TLS_DIR}/tls.crt"
+              tls_key_file    = "{TLS_DIR}/tls.key"
+              tls_min_version = "tls12"
+            }}
+
+            storage "raft" {{
+              path = "/vault/data"
+            """
+        )
+        + joins
+        + "}\n\nservice_registration \"kubernetes\" {}\n"
+        + seal
+    )
+
+
+def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dict[str, Any]) -> dict[str, Any]:
+    exposure = args.exposure
+    return {
+        "global": {"tlsDisable": False},
+        # External Secrets delivers secrets to workloads: no mutating webhook.
+        "injector": {"enabled": False},
+        "server": {
+            "dev": {"enabled": False},
+            "standalone": {"enabled": False},
+            "ha": {
+                "enabled": True,
+                "replicas": args.replicas,
+                # Redirects go to a name the certificate holds, not to the pod IP.
+                "apiAddr": f"https://$(HOSTNAME).{RELEASE}-internal.{NAMESPACE}.svc:{API_PORT}",
+                "raft": {"enabled": True, "setNodeId": True, "config": config},
+            },
+            "dataStorage": {"enabled": True, "size": args.storage},
+            "readinessProbe": {"enabled": True, "path": READINESS_PATH},
+            "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},  # the vault CLI inside the pods
+            "volumes": [
+                {"name": "vault-tls", "secret": {"secretName": TLS_SECRET}},
+                {"name": "vault-ca", "secret": {"secretName": CA_SECRET}},
+            ],
+            "volumeMounts": [
+                {"name": "vault-tls", "mountPath": TLS_DIR, "readOnly": True},
+                {"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True},
+            ],
+            "ingress": {
+                "enabled": True,
+                "ingressClassName": exposure.ingress_class,
+                "activeService": True,  # only the unsealed leader answers the public name
+                "pathType": "Prefix",
+                "annotations": BACKEND_TLS_ANNOTATIONS,
+                "hosts": [{"host": exposure.hostname, "paths": ["/"]}],
+                "tls": [{"hosts": [exposure.hostname], "secretName": TLS_SECRET}],
+            },
+            **server_extra,
+        },
+    }
+
+
+def irsa_trust_policy(oidc_provider_arn: str, issuer_url: str) -> dict[str, Any]:
+    """Only the `vault` service account of the `vault` namespace may assume the role."""
+    issuer = issuer_url.removeprefix("https://")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}",
+                        f"{issuer}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ],
+    }
+
+
+def kms_policy(key_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": key_arn}
+        ],
+    }
+
+
+def group_policies(groups: PlatformGroups) -> dict[str, list[str]]:
+    """Upstream group -> Vault policies; one external group each (Vault allows one alias per mount)."""
+    out: dict[str, list[str]] = {}
+    for group in groups.cluster_admins:
+        out.setdefault(group, []).append(ADMIN_POLICY_NAME)
+    for group in groups.system_approvers:
+        out.setdefault(group, []).append(APPROVER_POLICY_NAME)
+    return out
+
+
+def provider_ca_file(pem: str) -> str:
+    """The CA bundle as a file for pulumi-vault, which accepts a CA only as a path.
+
+    terraform-provider-vault has `ca_cert_file`/`ca_cert_dir` and no inline PEM (open upstream:
+    hashicorp/terraform-provider-vault#1453, #972; PR #1565 unmerged). Its only other source is
+    the environment of the `pulumi` CLI, which the program cannot set. The bundle is public, so
+    it is written here, named by its hash: the same bundle always gives the same path, and the
+    file exists before the provider is configured because the path is derived from it.
+    """
+    path = Path(tempfile.gettempdir()) / "platform-bootstrap" / f"vault-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.is_file() or path.read_text() != pem:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(pem)
+        os.replace(partial, path)  # atomic: a concurrent run never reads half a file
+    return str(path)

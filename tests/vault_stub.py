@@ -1,0 +1,251 @@
+"""A small stateful Vault on 127.0.0.1, served over TLS, for the `VaultInit` provider tests.
+
+It implements what initialising and unsealing use, with Vault's status codes and messages:
+`GET/PUT /v1/sys/init`, `GET /v1/sys/seal-status`, `PUT /v1/sys/unseal` (key or reset) and
+`GET /v1/sys/health`. A node is either a leader (it can be initialised) or a follower of one,
+as raft `retry_join` makes it: a follower reports "not initialised" and refuses unseal keys
+until its leader is unsealed, then accepts the leader's keys. `auto_unseal` nodes unseal
+themselves (as with a KMS seal) and return recovery keys from init.
+
+`make_ca(dir)` issues a throwaway CA and a server certificate for 127.0.0.1 with `cryptography`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import secrets
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca_pem: str
+    cert_file: Path
+    key_file: Path
+
+
+def make_ca(directory: Path, name: str = "stub") -> Tls:
+    """A CA and a certificate for 127.0.0.1 signed by it, written under `directory`."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return Tls(ca.public_bytes(serialization.Encoding.PEM).decode(), cert_file, key_file)
+
+
+@dataclass
+class VaultStub:
+    tls: Tls
+    leader: VaultStub | None = None  # set: a raft follower of that node
+    auto_unseal: bool = False
+    fail_status: int | None = None  # answer every request with this status (a broken Vault or ingress)
+    initialized: bool = False
+    sealed: bool = True
+    threshold: int = 0
+    keys: list[str] = field(default_factory=list)
+    recovery_keys: list[str] = field(default_factory=list)
+    root_token: str = ""
+    progress: int = 0
+    requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (method, path, body)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> VaultStub:
+        stub = self
+
+        class Handler(_Handler):
+            state = stub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # ephemeral port, loopback only
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "use the stub as a context manager"
+        host, port = self._server.server_address[:2]
+        return f"https://{host}:{port}"
+
+    def restart(self) -> None:
+        """What a pod restart does to a Shamir-sealed node: sealed again, data kept."""
+        with self._lock:
+            self.sealed = not self.auto_unseal
+            self.progress = 0
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        return [body for _, p, body in self.requests if p == path]
+
+    # --- Vault's behaviour -------------------------------------------------------
+    def _is_initialized(self) -> bool:
+        # A follower has no data of its own until it joins its (unsealed) leader.
+        return self.initialized
+
+    def seal_status(self) -> dict[str, Any]:
+        source = self.leader or self
+        return {
+            "type": "awskms" if self.auto_unseal else "shamir",
+            "initialized": self._is_initialized(),
+            "sealed": self.sealed,
+            "t": source.threshold,
+            "n": len(source.recovery_keys if self.auto_unseal else source.keys),
+            "progress": self.progress,
+            "nonce": "",
+            "version": "1.21.0",
+            "recovery_seal": self.auto_unseal,
+        }
+
+    def init(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.leader is not None:
+            return 400, {"errors": ["raft follower: initialise the leader"]}
+        if self.initialized:
+            return 400, {"errors": ["Vault is already initialized"]}
+        if self.auto_unseal:
+            shares, threshold = body.get("recovery_shares"), body.get("recovery_threshold")
+        else:
+            shares, threshold = body.get("secret_shares"), body.get("secret_threshold")
+        if not isinstance(shares, int) or not isinstance(threshold, int) or not 1 <= threshold <= shares:
+            return 400, {"errors": [f"invalid shares/threshold: {shares}/{threshold}"]}
+        generated = [secrets.token_hex(32) for _ in range(shares)]
+        self.initialized, self.threshold, self.root_token = True, threshold, f"hvs.{secrets.token_urlsafe(18)}"
+        if self.auto_unseal:
+            self.recovery_keys, self.sealed = generated, False
+            return 200, {"keys": [], "keys_base64": [], "recovery_keys": generated,
+                         "recovery_keys_base64": generated, "root_token": self.root_token}
+        self.keys = generated
+        return 200, {"keys": generated, "keys_base64": generated, "root_token": self.root_token}
+
+    def unseal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("reset"):
+            self.progress = 0
+            return 200, self.seal_status()
+        leader = self.leader or self
+        if self.leader is not None and (not leader.initialized or leader.sealed):
+            # retry_join has no unsealed leader to join yet
+            return 400, {"errors": ["Vault is not initialized"]}
+        if not leader.initialized:
+            return 400, {"errors": ["Vault is not initialized"]}
+        if not self.sealed:
+            return 200, self.seal_status()
+        if body.get("key") not in leader.keys:
+            return 400, {"errors": ["invalid key"]}
+        self.progress += 1
+        if self.progress >= leader.threshold:
+            self.sealed, self.progress, self.initialized = False, 0, True
+        return 200, self.seal_status()
+
+    def health(self, query: dict[str, list[str]]) -> int:
+        def code(name: str, default: int) -> int:
+            return int(query.get(name, [default])[0])
+
+        if not self._is_initialized():
+            return code("uninitcode", 501)
+        if self.sealed:
+            return code("sealedcode", 503)
+        if self.leader is not None:
+            return 200 if query.get("standbyok", ["false"])[0] == "true" else code("standbycode", 429)
+        return code("activecode", 200)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: VaultStub
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def _reply(self, status: int, body: dict[str, Any] | None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _handle(self) -> None:
+        stub = self.state
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        with stub._lock:
+            stub.requests.append((self.command, split.path, body))
+            if stub.fail_status is not None:
+                self._reply(stub.fail_status, {"errors": [f"stub failing with {stub.fail_status}"]})
+                return
+            route = (self.command, split.path)
+            if route == ("GET", "/v1/sys/init"):
+                self._reply(200, {"initialized": stub._is_initialized()})
+            elif route in (("PUT", "/v1/sys/init"), ("POST", "/v1/sys/init")):
+                self._reply(*stub.init(body))
+            elif route == ("GET", "/v1/sys/seal-status"):
+                self._reply(200, stub.seal_status())
+            elif route in (("PUT", "/v1/sys/unseal"), ("POST", "/v1/sys/unseal")):
+                self._reply(*stub.unseal(body))
+            elif split.path == "/v1/sys/health" and self.command in ("GET", "HEAD"):
+                status = stub.health(parse_qs(split.query))
+                self._reply(status, {"initialized": stub._is_initialized(), "sealed": stub.sealed,
+                                     "standby": stub.leader is not None})
+            else:
+                self._reply(404, {"errors": [f"no handler for {self.command} {split.path}"]})
+
+    do_GET = do_PUT = do_POST = do_HEAD = _handle
