@@ -10,6 +10,14 @@ shared by orchestra and the login portal):
 * ``orchestra-login-portal`` (release ``orchestra-login-portal``) adds the login portal, the
   authentication chains and the ``k8sIdp`` OpenID Connect identity provider.
 
+The portal is published by an Ingress of our own on the platform's ingress class with a
+cert-manager certificate from the platform issuer. The charts' own routes do not fit: their
+nginx Ingress hard-codes the nginx class and their Traefik route re-encrypts with
+``insecureSkipVerify: true`` (OpenUnison's backend certificate comes from the operator's own
+CA, which nothing outside its keystore can verify). So TLS ends at the ingress controller and
+the hop to OpenUnison's HTTP port stays inside the cluster, as in the charts' Gateway API
+mode, admitted by the chart's NetworkPolicy from the ingress namespace only.
+
 The upstream identity source is either an OIDC provider (the charts' ``oidc`` section) or an
 LDAP directory over ldaps (the charts' ``active_directory`` section). Every relying party
 (GitLab, Harbor, ArgoCD, Vault) gets an OpenUnison ``Trust`` whose client secret is one
@@ -61,6 +69,11 @@ KUBERNETES_CLIENT_ID = "kubernetes"
 # The Secret the operator reads OpenUnison's own secrets from (the OpenUnison object's
 # `source_secret`); its keys are the chart's `secret_data` plus the upstream IdP's secret.
 SOURCE_SECRET = "orchestra-secrets-source"
+# The orchestra chart's Service (openunison-<release>): 443 -> 8443 (TLS), 80 -> 8080 (HTTP).
+SERVICE = f"openunison-{ORCHESTRA_RELEASE}"
+SERVICE_HTTP_PORT = 80
+# The Ingress certificate's Secret, the name the charts use for it.
+TLS_SECRET = "ou-tls-certificate"
 CLIENT_SECRET_KEY = "client-secret"
 
 # Trust settings shared by every confidential client. The key and the chain are the ones the
@@ -140,6 +153,7 @@ class OpenUnisonArgs:
     groups: PlatformGroups
     clients: Mapping[str, ClientSpec]  # client id -> redirect URIs (gitlab, harbor, argocd, vault)
     cert_manager: pulumi.Resource  # issues the ingress certificate (cert-manager.io/cluster-issuer)
+    ingress_namespace: str  # where the ingress controller runs: the only namespace let in
     oidc_upstream: OidcUpstream | None = None
     ldap_upstream: LdapUpstream | None = None
     cert_template: CertTemplate = field(default_factory=CertTemplate)
@@ -163,9 +177,6 @@ class OpenUnisonArgs:
                     f"got user_attribute={self.ldap_upstream.user_attribute!r}, "
                     f"group_attribute={self.ldap_upstream.group_attribute!r}"
                 )
-        if self.exposure.ingress_class != "nginx":
-            # The chart's nginx Ingress hard-codes `kubernetes.io/ingress.class: nginx`.
-            raise ValueError(f"OpenUnison's Ingress is class 'nginx'; got ingress_class={self.exposure.ingress_class!r}")
         if not self.groups.cluster_admins or not self.groups.system_approvers:
             raise ValueError("platform groups: cluster_admins and system_approvers must each name at least one group")
         for name, spec in self.clients.items():
@@ -179,8 +190,17 @@ class OpenUnisonArgs:
             if not spec.redirect_uris:
                 raise ValueError(f"OIDC client {name!r} needs at least one redirect URI")
             for uri in spec.redirect_uris:
-                if not uri.startswith("https://"):
-                    raise ValueError(f"OIDC client {name!r}: redirect URI {uri!r} must be https://")
+                if not (uri.startswith("https://") or _is_loopback(uri)):
+                    raise ValueError(
+                        f"OIDC client {name!r}: redirect URI {uri!r} must be https:// "
+                        "(or http on the loopback, for CLIs such as `vault login -method=oidc`)"
+                    )
+
+
+def _is_loopback(uri: str) -> bool:
+    """A native app's redirect to itself (RFC 8252): never leaves the user's machine."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
 
 
 def _ldap_host_port(url: str) -> tuple[str, int]:
@@ -196,6 +216,8 @@ def _trusted_certs(bundles: list[tuple[str, pulumi.Input[str]]]) -> pulumi.Outpu
     def entries(pems: list[str]) -> list[dict[str, str]]:
         out = []
         for (prefix, _), pem in zip(bundles, pems):
+            if not (pem or "").strip():
+                continue  # ACME on EKS: public roots, nothing to add
             certs = _PEM_CERT.findall(pem)
             if not certs:
                 raise ValueError(f"{prefix}: no PEM certificate in the CA bundle")
@@ -238,16 +260,61 @@ class OpenUnison(pulumi.ComponentResource):
 
         source_secret = self._source_secret(cluster, args, ns, in_ns)
         values = self._values(cluster, args)
-        # cert-manager issues the Ingress certificate (ou-tls-certificate) from the annotation.
+        orchestra_values = {
+            **values,
+            # Only the ingress controller reaches OpenUnison; the chart's monitoring rule with
+            # its default (no labels) would admit every namespace.
+            "network_policies": {
+                "ingress": {"labels": {"kubernetes.io/metadata.name": args.ingress_namespace}},
+                "monitoring": {"enabled": False},
+            },
+        }
         self.orchestra_release = release(
-            ORCHESTRA_RELEASE, "orchestra", ns, values, cluster, self,
+            ORCHESTRA_RELEASE, "orchestra", ns, orchestra_values, cluster, self,
             version=args.orchestra_chart_version,
-            depends_on=[self.operator_release, source_secret, args.cert_manager],
+            depends_on=[self.operator_release, source_secret],
         )
         # The portal's objects are OpenUnison custom resources for the running orchestra.
         self.portal_release = release(
             PORTAL_RELEASE, "orchestra-login-portal", ns, values, cluster, self,
             version=args.portal_chart_version, depends_on=[self.orchestra_release],
+        )
+
+        # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
+        k8s.networking.v1.Ingress(
+            f"{cluster.role}-openunison-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="openunison",
+                namespace=ns.metadata.name,
+                labels=_labels(),
+                annotations={"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
+            ),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=args.exposure.ingress_class,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=TLS_SECRET)],
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=host,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=SERVICE,
+                                            port=k8s.networking.v1.ServiceBackendPortArgs(number=SERVICE_HTTP_PORT),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                in_ns, pulumi.ResourceOptions(depends_on=[self.orchestra_release, args.cert_manager])
+            ),
         )
 
         # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
@@ -306,10 +373,10 @@ class OpenUnison(pulumi.ComponentResource):
                 "api_server_host": f"k8sapi.{args.domain}",
                 # Without impersonation this is K8S_URL: the API server in portal-issued kubeconfigs.
                 "k8s_url": cluster.endpoint,
-                # cert-manager signs the Ingress certificate with the platform CA, not the operator.
+                # cert-manager signs the Ingress certificate with the platform issuer, not the operator.
                 "createIngressCertificate": False,
-                "ingress_type": "nginx",
-                "ingress_annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
+                # No chart route (see the module docstring): "none" matches none of the chart's types.
+                "ingress_type": "none",
             },
             "cert_template": {
                 "ou": args.cert_template.ou,

@@ -46,3 +46,12 @@ CHARTS: dict[str, Chart] = {
     "orchestra-login-portal": Chart("orchestra-login-portal", "https://nexus.tremolo.io/repository/helm", "2.3.88"),
     "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
 }
+
+# GitLab's kubectl image, run by the platform's own admin-token Job (components/gitlab.py).
+# Same GitLab version as CHARTS["gitlab"] (chart 9.x.y ships GitLab 18.x.y): bump together.
+# GITLAB_KUBECTL_DIGEST is the tag's manifest digest ("sha256:..."). It could not be resolved
+# offline when this pin was added, so the image is pinned by tag alone until it is filled in
+# (`crane digest registry.gitlab.com/gitlab-org/build/cng/kubectl:<tag>`); fill it on every bump.
+GITLAB_KUBECTL_IMAGE = "registry.gitlab.com/gitlab-org/build/cng/kubectl"
+GITLAB_KUBECTL_TAG = "v18.9.1"
+GITLAB_KUBECTL_DIGEST = ""

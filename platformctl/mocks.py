@@ -138,6 +138,9 @@ def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
             out_list.append(item_out)
             secrets.update(sub)
         return out_list, secrets
+    if isinstance(value, float) and value.is_integer():
+        # The wire format carries every number as a double; the API server receives 60000.
+        return int(value), {}
     return value, {}
 
 

@@ -224,8 +224,9 @@ class LdapSource(Model):
     bind_dn: str = Field(min_length=1)
     bind_password: SecretStr
     search_base: str = Field(min_length=1)
-    user_attribute: str = "uid"
-    group_attribute: str = "memberOf"
+    # OpenUnison's directory support is Active Directory's schema.
+    user_attribute: Literal["sAMAccountName"] = "sAMAccountName"
+    group_attribute: Literal["memberOf"] = "memberOf"
 
 
 class Identity(Model):

@@ -6,11 +6,23 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import ingress as ingress_component
+from components.argocd import ArgoCd, ArgoCdArgs
 from components.cluster import ClusterHandle
-from components.common import Exposure
+from components.common import Exposure, PlatformGroups
 from components.ingress import Ingress, IngressArgs, Route53Args
+from components.openunison import ClientSpec, LdapUpstream, OidcUpstream, OpenUnison, OpenUnisonArgs
 from components.tls import AcmeArgs, PlatformTls, PlatformTlsArgs
-from stacks.config import PlatformConfig
+from stacks.config import Identity, PlatformConfig
+
+# Where each service sends people back after signing in with OpenUnison.
+REDIRECTS = {
+    "gitlab": ("https://{host}/users/auth/openid_connect/callback",),
+    "harbor": ("https://{host}/c/oidc/callback",),
+    "argocd": ("https://{host}/auth/callback",),
+    # Vault's CLI (`vault login -method=oidc`) listens on localhost for its callback.
+    "vault": ("https://{host}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,75 @@ def build_edge(cluster: ClusterHandle, config: PlatformConfig) -> Edge:
     return Edge(tls, ingress, config.domain)
 
 
+def upstream_identity(identity: Identity) -> dict[str, OidcUpstream | LdapUpstream]:
+    """OpenUnison's upstream identity source, its secret kept a Pulumi secret."""
+    if identity.oidc is not None:
+        oidc = identity.oidc
+        return {
+            "oidc_upstream": OidcUpstream(
+                issuer=oidc.issuer,
+                client_id=oidc.client_id,
+                client_secret=pulumi.Output.secret(oidc.client_secret.get_secret_value()),
+                scopes=tuple(oidc.scopes),
+                user_claim=oidc.user_claim,
+                groups_claim=oidc.groups_claim,
+            )
+        }
+    ldap = identity.ldap
+    assert ldap is not None
+    return {
+        "ldap_upstream": LdapUpstream(
+            url=ldap.url,
+            bind_dn=ldap.bind_dn,
+            bind_password=pulumi.Output.secret(ldap.bind_password.get_secret_value()),
+            search_base=ldap.search_base,
+            user_attribute=ldap.user_attribute,
+            group_attribute=ldap.group_attribute,
+        )
+    }
+
+
 def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     """Declare the shared services; returns their stack outputs."""
+    services = config.services
     edge = build_edge(cluster, config)
-    return {"caBundle": edge.tls.ca_bundle}
+    groups = PlatformGroups(list(config.identity.cluster_admins), list(config.identity.system_approvers))
+    clients = {
+        client: ClientSpec(tuple(uri.format(host=f"{client}.{config.domain}") for uri in uris))
+        for client, uris in REDIRECTS.items()
+        if getattr(services, client).enabled
+    }
+    identity = OpenUnison(
+        "openunison",
+        cluster,
+        OpenUnisonArgs(
+            domain=config.domain,
+            exposure=edge.expose("k8sou"),
+            groups=groups,
+            clients=clients,
+            cert_manager=edge.tls.release,
+            ingress_namespace=ingress_component.NAMESPACE,
+            operator_chart_version=services.openunison.chart_version,
+            protect=bool(config.protect),
+            **upstream_identity(config.identity),
+        ),
+    )
+    outputs: dict[str, pulumi.Input[object]] = {
+        "caBundle": edge.tls.ca_bundle,
+        "issuerUrl": identity.issuer_url,
+        "urls": {"openunison": identity.portal_url},
+    }
+    if services.argocd.enabled:
+        argocd = ArgoCd(
+            "argocd",
+            cluster,
+            ArgoCdArgs(
+                exposure=edge.expose("argocd"),
+                oidc=identity.clients["argocd"],
+                groups=groups,
+                replicas=services.argocd.sizing.replicas,
+                chart_version=services.argocd.chart_version,
+            ),
+        )
+        outputs["urls"]["argocd"] = argocd.url
+    return outputs

@@ -49,7 +49,7 @@ CLIENTS = {
     "gitlab": ("https://gitlab.example.test/users/auth/openid_connect/callback",),
     "harbor": ("https://harbor.example.test/c/oidc/callback",),
     "argocd": ("https://argocd.example.test/auth/callback",),
-    "vault": ("https://vault.example.test/ui/vault/auth/oidc/oidc/callback", "https://vault.example.test/oidc/callback"),
+    "vault": ("https://vault.example.test/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
 }
 GROUPS = PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers", "CN=Approvers,OU=Groups,DC=example,DC=test"])
 CHART_OF_RELEASE = {"openunison": "openunison-operator", "orchestra": "orchestra", "orchestra-login-portal": "orchestra-login-portal"}
@@ -153,8 +153,9 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
     args: dict[str, Any] = {
         "domain": DOMAIN,
         "exposure": Exposure(
-            hostname=HOST, ingress_class="nginx", cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
+            hostname=HOST, ingress_class="traefik", cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
         ),
+        "ingress_namespace": "traefik",
         "groups": GROUPS,
         "clients": {name: ClientSpec(redirect_uris=uris) for name, uris in CLIENTS.items()},
         "cert_manager": cert_manager,
@@ -165,7 +166,7 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
     return OpenUnisonArgs(**args)
 
 
-def build(upstream: str) -> Run:
+def build(upstream: str, **overrides: Any) -> Run:
     def program() -> OpenUnison:
         cluster = ExistingCluster(
             "control-plane",
@@ -182,7 +183,7 @@ def build(upstream: str) -> Run:
         kind = {"oidc_upstream": oidc_upstream(), "ldap_upstream": None} if upstream == "oidc" else {
             "oidc_upstream": None, "ldap_upstream": ldap_upstream()
         }
-        ou = OpenUnison("openunison", cluster, make_args(cert_manager, **kind))
+        ou = OpenUnison("openunison", cluster, make_args(cert_manager, **{**kind, **overrides}))
         # The client side: what a service component does with its OidcClient.
         for name, client in ou.clients.items():
             k8s.core.v1.Secret(
@@ -368,9 +369,35 @@ def test_trusts_the_platform_ca(run: Run) -> None:
         trusted = releases(run)[name]["inputs"]["values"]["trusted_certs"]
         assert [entry["name"] for entry in trusted] == ["platform-ca-0", "platform-ca-1"]
         assert [base64.b64decode(entry["pem_b64"]).decode().strip() for entry in trusted] == pems
-    values = releases(run)["orchestra"]["inputs"]["values"]
-    assert values["network"]["createIngressCertificate"] is False
-    assert values["network"]["ingress_annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
+
+
+def test_public_roots_add_no_trusted_cert() -> None:
+    """On EKS the platform certificates chain to public roots: the bundle is empty."""
+    exposure = Exposure(hostname=HOST, ingress_class="traefik", cluster_issuer="letsencrypt", ca_bundle=pulumi.Output.from_input(""))
+    run = build("oidc", exposure=exposure)
+    assert releases(run)["orchestra"]["inputs"]["values"]["trusted_certs"] == []
+
+
+def test_published_by_our_ingress_with_a_platform_certificate(run: Run) -> None:
+    found = releases(run)
+    for name in ("orchestra", "orchestra-login-portal"):
+        network = found[name]["inputs"]["values"]["network"]
+        # No chart route: its nginx Ingress hard-codes the class, its Traefik route skips verification.
+        assert (network["ingress_type"], network["createIngressCertificate"]) == ("none", False)
+        assert network["openunison_host"] == HOST
+    [ingress] = run.by_type("kubernetes:networking.k8s.io/v1:Ingress")
+    inputs = ingress["inputs"]
+    assert inputs["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
+    assert inputs["spec"]["ingressClassName"] == "traefik"
+    assert inputs["spec"]["tls"] == [{"hosts": [HOST], "secretName": "ou-tls-certificate"}]
+    [rule] = inputs["spec"]["rules"]
+    assert rule["host"] == HOST
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "openunison-orchestra", "port": {"number": 80}}
+    cert_manager = run.one("kubernetes:core/v1:Namespace", "control-plane-cert-manager")
+    assert {found["orchestra"]["urn"], cert_manager["urn"]} <= set(ingress["dependsOn"])
+    # The in-cluster HTTP hop is open to the ingress namespace only.
+    policies = found["orchestra"]["inputs"]["values"]["network_policies"]
+    assert policies == {"ingress": {"labels": {"kubernetes.io/metadata.name": "traefik"}}, "monitoring": {"enabled": False}}
 
 
 # --- upstream identity -----------------------------------------------------------------------
@@ -415,14 +442,13 @@ def test_dependencies(run: Run) -> None:
     found = releases(run)
     operator, orchestra, portal = found["openunison"], found["orchestra"], found["orchestra-login-portal"]
     source = run.one("kubernetes:core/v1:Secret", "control-plane-orchestra-secrets-source")
-    cert_manager = run.one("kubernetes:core/v1:Namespace", "control-plane-cert-manager")
     for resource in run.resources:
         inputs = resource["inputs"]
         if resource["type"].startswith("kubernetes:") and (inputs.get("namespace") == "openunison" or (inputs.get("metadata") or {}).get("namespace") == "openunison"):
             assert namespace["urn"] in resource["dependsOn"], resource["urn"]
         if k8s_object(resource) and is_custom_resource(inputs):
             assert operator["urn"] in resource["dependsOn"], resource["urn"]
-    assert {operator["urn"], source["urn"], cert_manager["urn"]} <= set(orchestra["dependsOn"])
+    assert {operator["urn"], source["urn"]} <= set(orchestra["dependsOn"])
     assert orchestra["urn"] in portal["dependsOn"]
     assert operator["options"]["protect"] is True
     assert all(r["provider"] and r["cluster"] == "control-plane" for r in run.resources if r["type"].startswith("kubernetes:"))
@@ -444,6 +470,7 @@ def test_names_are_stable() -> None:
         ({"ldap_upstream": "set below"}, "exactly one upstream"),
         ({"clients": {"kubernetes": ClientSpec(("https://x.example.test/cb",))}}, "built-in public client"),
         ({"clients": {"gitlab": ClientSpec(("http://gitlab.example.test/cb",))}}, "must be https://"),
+        ({"clients": {"gitlab": ClientSpec(("http://localhost.example.test:8250/cb",))}}, "must be https://"),
         ({"clients": {"GitLab": ClientSpec(("https://gitlab.example.test/cb",))}}, "DNS label"),
         ({"clients": {"gitlab": ClientSpec(())}}, "at least one redirect URI"),
         ({"groups": PlatformGroups(cluster_admins=[], system_approvers=["a"])}, "at least one group"),
@@ -464,5 +491,3 @@ def test_bad_upstreams_and_exposure() -> None:
         replace(base, oidc_upstream=None, ldap_upstream=replace(ldap_upstream(), user_attribute="uid"))
     with pytest.raises(ValueError, match="https://"):
         replace(base, oidc_upstream=replace(oidc_upstream(), issuer="http://login.example.test"))
-    with pytest.raises(ValueError, match="class 'nginx'"):
-        replace(base, exposure=replace(base.exposure, ingress_class="traefik"))
