@@ -47,6 +47,10 @@ def _kubernetes_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if args.typ == "kubernetes:core/v1:Service":
             host = f"{name}-{_digest(args.name, length=16)}.elb.eu-west-1.amazonaws.com"
             state["status"] = {"loadBalancer": {"ingress": [{"hostname": host}]}}
+        if args.typ == "kubernetes:core/v1:Secret":
+            # A Secret filled in by the cluster (the GitLab admin token): base64 as the API serves it.
+            token = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
+            state["data"] = {"token": base64.b64encode(token.encode()).decode()}
         return str(args.resource_id), state
     metadata = dict(inputs.get("metadata") or {})
     # The provider auto-names objects without metadata.name: resource name plus a suffix.
@@ -105,6 +109,8 @@ class PlatformMocks(Mocks):
         if provider == "aws":
             out = _aws_outputs(args)
             return f"{out['name']}-id", out
+        if args.typ == "time:index/rotating:Rotating":
+            return f"{args.name}-{_digest(args.typ, args.name)}", {**args.inputs, "rfc3339": "2026-01-01T00:00:00Z"}
         if provider in ("random", "tls"):
             return f"{args.name}-{_digest(args.typ, args.name)}", _generated_outputs(args)
         return f"{args.name}-{_digest(args.typ, args.name)}", dict(args.inputs)

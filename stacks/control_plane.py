@@ -8,6 +8,8 @@ import pulumi
 
 from components import ingress as ingress_component
 from components.argocd import ArgoCd, ArgoCdArgs
+from components.gitlab import GitLab, GitLabArgs
+from components.harbor import Harbor, HarborArgs
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.ingress import Ingress, IngressArgs, Route53Args
@@ -130,6 +132,42 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[
         "issuerUrl": identity.issuer_url,
         "urls": {"openunison": identity.portal_url},
     }
+    if services.gitlab.enabled:
+        gitlab = GitLab(
+            "gitlab",
+            cluster,
+            GitLabArgs(
+                exposure=edge.expose("gitlab"),
+                oidc=identity.clients["gitlab"],
+                groups=groups,
+                cert_manager=edge.tls.release,
+                protect=bool(config.protect),
+                chart_version=services.gitlab.chart_version,
+                replicas=services.gitlab.sizing.replicas,
+                storage=services.gitlab.sizing.storage,
+                aws=cluster.aws_identity,
+                depends_on=[edge.ingress.release],
+            ),
+        )
+        outputs["urls"]["gitlab"] = gitlab.url
+    if services.harbor.enabled:
+        harbor = Harbor(
+            "harbor",
+            cluster,
+            HarborArgs(
+                exposure=edge.expose("harbor"),
+                oidc=identity.clients["harbor"],
+                groups=groups,
+                cert_manager=edge.tls.release,
+                protect=bool(config.protect),
+                chart_version=services.harbor.chart_version,
+                replicas=services.harbor.sizing.replicas,
+                storage=services.harbor.sizing.storage,
+                aws=cluster.aws_identity,
+                depends_on=[edge.ingress.release],
+            ),
+        )
+        outputs["urls"]["harbor"] = harbor.url
     if services.argocd.enabled:
         argocd = ArgoCd(
             "argocd",

@@ -150,7 +150,7 @@ _CREDENTIAL_KEY = re.compile(
 _REFERENCE_KEY = re.compile(r"(name|ref|existing\w*|path|file|secrets?mount\w*|type|enabled)$", re.IGNORECASE)
 
 
-def _plain_credentials(value: Any, path: str = "") -> Iterator[str]:
+def _plain_credentials(value: Any, path: str = "", references: frozenset[str] = frozenset()) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
             sub = f"{path}.{key}" if path else str(key)
@@ -160,17 +160,21 @@ def _plain_credentials(value: Any, path: str = "") -> Iterator[str]:
                 and not _REFERENCE_KEY.search(str(key))
                 and item not in (REDACTED, "")
                 and not item.startswith("$")  # ArgoCD's `$secret:key` reference
+                and item not in references  # the name of a Secret the plan declares (GitLab's `secret:` keys)
             ):
                 yield f"{sub} = {item[:40]!r}"
             else:
-                yield from _plain_credentials(item, sub)
+                yield from _plain_credentials(item, sub, references)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _plain_credentials(item, f"{path}[{index}]")
+            yield from _plain_credentials(item, f"{path}[{index}]", references)
 
 
 def test_no_plain_credential_in_the_plan(plan: dict) -> None:
-    problems = [f"{r['name']}: {p}" for r in plan["resources"] for p in _plain_credentials(r["inputs"])]
+    secret_names = frozenset(
+        r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Secret" and "metadata" in r["inputs"]
+    )
+    problems = [f"{r['name']}: {p}" for r in plan["resources"] for p in _plain_credentials(r["inputs"], references=secret_names)]
     assert not problems, "\n".join(problems)
     text = json.dumps(plan)
     # Every generated secret's mock value carries SECRET_MARK; config secrets become PLACEHOLDER.
@@ -242,4 +246,6 @@ def test_insecure_scanner_catches_what_it_should() -> None:
     assert not list(_insecure({"server": {"insecure": False}}))
     assert list(_plain_credentials({"adminPassword": "hunter2"}))
     assert not list(_plain_credentials({"adminPassword": REDACTED, "existingSecretName": "x"}))
+    assert not list(_plain_credentials({"initialRootPassword": {"secret": "root"}}, references=frozenset({"root"})))
+    assert list(_plain_credentials({"initialRootPassword": {"secret": "root"}}))
     assert not _IMAGE.match("repo:tag with space")

@@ -1,0 +1,667 @@
+"""GitLab on the control plane: minimal chart, OIDC through OpenUnison, S3 on EKS, and the
+platform's own admin API token, created and rotated without a human step.
+
+The admin token (see `AdminToken`): a Job in the cluster asks the chart's toolbox pod to run
+`gitlab-rails runner` (no credential needed there: it talks to the database) to ensure a
+`platform-bot` admin user and a personal access token that is active with more than 15 of
+its 30 days left, creating a new one otherwise. The Job writes the value into one
+Kubernetes Secret (its only write permission), the program reads that Secret back in the
+engine after the Job has completed, and the value configures the pulumi-gitlab provider as a
+Pulumi secret. A CronJob runs the same check hourly, so a revoked, expired or deleted token,
+or a blocked bot, is repaired in the cluster between runs, and the Job is re-created every
+15 days (`pulumiverse_time.Rotating`, on `pulumi up --refresh`) so a run checks it too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gitlab as gitlab
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumiverse_time as time
+import yaml
+
+from components.cluster import ClusterHandle
+from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.helm import namespace, release
+from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
+
+NAMESPACE = "gitlab"
+RELEASE = "gitlab"
+TOOLBOX_DEPLOYMENT = f"{RELEASE}-toolbox"  # the chart's toolbox Deployment, container "toolbox"
+
+# Secrets the chart reads by name.
+ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
+OMNIAUTH_SECRET = "gitlab-omniauth-openunison"
+OBJECT_STORE_SECRET = "gitlab-object-storage"
+CA_SECRET = "platform-ca"
+TLS_SECRET = "gitlab-tls"  # issued by cert-manager from the ingress annotation
+SERVICE_ACCOUNT = "gitlab"  # every GitLab pod on EKS: carries the IAM role for S3
+
+# The admin token.
+BOT_USERNAME = "platform-bot"
+TOKEN_NAME = "platform-bootstrap"
+TOKEN_SECRET = "gitlab-platform-bot-token"
+TOKEN_SCOPES = ("api",)
+TOKEN_LIFETIME_DAYS = 30
+TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rotation period
+
+# Object types GitLab stores in object storage; bucket suffix per chart key.
+OBJECT_TYPES = {"lfs": "lfs", "artifacts": "artifacts", "uploads": "uploads", "packages": "packages"}
+
+OIDC_PROVIDER = "openid_connect"
+
+
+def kubectl_image() -> str:
+    """The pinned GitLab kubectl image, by digest when one is recorded."""
+    ref = f"{GITLAB_KUBECTL_IMAGE}:{GITLAB_KUBECTL_TAG}"
+    return f"{ref}@{GITLAB_KUBECTL_DIGEST}" if GITLAB_KUBECTL_DIGEST else ref
+
+
+def redirect_uri(hostname: str) -> str:
+    """The OIDC redirect URI OpenUnison must allow for GitLab."""
+    return f"https://{hostname}/users/auth/{OIDC_PROVIDER}/callback"
+
+
+@dataclass(frozen=True)
+class GitLabArgs:
+    exposure: Exposure
+    oidc: OidcClient
+    groups: PlatformGroups
+    cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
+    protect: bool = False
+    chart_version: str | None = None
+    replicas: int = 1  # webservice, sidekiq and gitlab-shell minimum replicas
+    storage: str = "50Gi"  # Gitaly's repository volume
+    aws: AwsWorkloadIdentity | None = None  # on EKS: object storage on S3 through workload identity
+    depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
+    # PEM file with the platform CA on the machine that runs `pulumi up`, for the gitlab
+    # provider; None: the system trust store (SSL_CERT_FILE), as for every Go provider.
+    provider_ca_file: str | None = None
+
+
+class GitLab(pulumi.ComponentResource):
+    url: str
+    oidc_redirect_uri: str
+    release: k8s.helm.v3.Release
+    root_password: pulumi.Output[str]  # a Pulumi secret; not exported
+    admin_token: pulumi.Output[str]  # a Pulumi secret; not exported
+    provider: gitlab.Provider
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: GitLabArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gitlab:GitLab", name, None, opts)
+        self.url = args.exposure.url
+        self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
+        ns = namespace(NAMESPACE, cluster, self)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+
+        root_password = random.RandomPassword(
+            f"{name}-root-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.root_password = root_password.result
+        # Everything the release reads by name, so it waits for all of it.
+        prerequisites: list[pulumi.Resource] = [
+            _secret(f"{name}-root-password", ROOT_PASSWORD_SECRET, ns, {"password": root_password.result}, k8s_opts),
+            _secret(
+                f"{name}-omniauth",
+                OMNIAUTH_SECRET,
+                ns,
+                {"provider": omniauth_provider(args.oidc, args.exposure.hostname, args.groups)},
+                k8s_opts,
+            ),
+            # GitLab's OmniAuth calls OpenUnison: it must trust the platform CA, not skip checks.
+            _secret(f"{name}-platform-ca", CA_SECRET, ns, {"ca.crt": args.exposure.ca_bundle}, k8s_opts),
+        ]
+
+        buckets: dict[str, pulumi.Output[str]] = {}
+        if args.aws is not None:
+            for key, suffix in OBJECT_TYPES.items():
+                bucket = private_bucket(
+                    f"{name}-{suffix}", bucket_name(args.exposure.hostname, suffix), args.aws, args.protect, self
+                )
+                buckets[key] = bucket.bucket
+            role = workload_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
+            prerequisites.append(
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-service-account",
+                    metadata=_meta(SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
+                    automount_service_account_token=False,
+                    opts=k8s_opts,
+                )
+            )
+            # No keys: the AWS SDK in every GitLab pod takes the role from the projected token.
+            connection = {"provider": "AWS", "region": args.aws.region, "use_iam_profile": True}
+            prerequisites.append(
+                _secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": yaml.safe_dump(connection)}, k8s_opts)
+            )
+
+        self.release = release(
+            RELEASE,
+            "gitlab",
+            ns,
+            gitlab_values(args, buckets),
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
+            # Gitaly, PostgreSQL and Redis keep their data on volumes.
+            protect=args.protect,
+        )
+
+        token = AdminToken(
+            f"{name}-admin-token",
+            cluster,
+            AdminTokenArgs(namespace=ns, release=self.release, email=f"{BOT_USERNAME}@{_parent_domain(args.exposure.hostname)}"),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.admin_token = token.value
+        self.provider = gitlab.Provider(
+            f"{name}-gitlab",
+            base_url=f"{self.url}/api/v4/",
+            token=token.value,
+            cacert_file=args.provider_ca_file,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
+        )
+        self.register_outputs({"url": self.url, "release": self.release.status})
+
+
+def gitlab_values(args: GitLabArgs, buckets: dict[str, pulumi.Output[str]]) -> dict[str, Any]:
+    """The chart values: GitLab alone, behind the platform's ingress, cert-manager and IdP."""
+    exposure = args.exposure
+    app_config: dict[str, Any] = {
+        "omniauth": {
+            "enabled": True,
+            "autoSignInWithProvider": OIDC_PROVIDER,
+            "allowSingleSignOn": [OIDC_PROVIDER],
+            "blockAutoCreatedUsers": False,
+            "syncProfileFromProvider": [OIDC_PROVIDER],
+            "syncProfileAttributes": ["email", "name"],
+            "providers": [{"secret": OMNIAUTH_SECRET, "key": "provider"}],
+        },
+        # Accounts come from OpenUnison only.
+        "initialDefaults": {"signupEnabled": False},
+    }
+    global_values: dict[str, Any] = {
+        "hosts": {"domain": _parent_domain(exposure.hostname), "https": True, "gitlab": {"name": exposure.hostname}},
+        "ingress": {
+            "configureCertmanager": False,  # also leaves the chart's certmanager-issuer out
+            "class": exposure.ingress_class,
+            "annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
+            "tls": {"enabled": True},
+        },
+        "initialRootPassword": {"secret": ROOT_PASSWORD_SECRET, "key": "password"},
+        "appConfig": app_config,
+        "certificates": {"customCAs": [{"secret": CA_SECRET, "keys": ["ca.crt"]}]},
+        "registry": {"enabled": False},  # Harbor is the registry
+        "kas": {"enabled": False},  # ArgoCD deploys; no GitLab agent
+    }
+    values: dict[str, Any] = {
+        "global": global_values,
+        "installCertmanager": False,
+        "nginx-ingress": {"enabled": False},
+        "prometheus": {"install": False},
+        "gitlab-runner": {"install": False},
+        "registry": {"enabled": False},
+        "gitlab": {
+            "webservice": {"minReplicas": args.replicas, "ingress": {"tls": {"secretName": TLS_SECRET}}},
+            "sidekiq": {"minReplicas": args.replicas},
+            "gitlab-shell": {"minReplicas": args.replicas},
+            "gitaly": {"persistence": {"size": args.storage}},
+        },
+    }
+    if buckets:
+        global_values["minio"] = {"enabled": False}
+        global_values["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
+        app_config["object_store"] = {
+            "enabled": True,
+            "proxy_download": True,
+            "connection": {"secret": OBJECT_STORE_SECRET, "key": "connection"},
+        }
+        for key, bucket in buckets.items():
+            app_config[key] = {"bucket": bucket}
+    else:
+        # The bundled MinIO stays cluster-internal; GitLab proxies downloads.
+        values["minio"] = {"ingress": {"enabled": False}}
+    return values
+
+
+def omniauth_provider(oidc: OidcClient, hostname: str, groups: PlatformGroups) -> pulumi.Output[str]:
+    """The OmniAuth provider document (a Pulumi secret: it holds the client secret)."""
+    return pulumi.Output.secret(oidc.client_secret).apply(
+        lambda secret: omniauth_provider_document(oidc, hostname, groups, secret)
+    )
+
+
+def omniauth_provider_document(oidc: OidcClient, hostname: str, groups: PlatformGroups, client_secret: str) -> str:
+    document = {
+        "name": OIDC_PROVIDER,
+        "label": "OpenUnison",
+        "args": {
+            "name": OIDC_PROVIDER,
+            "scope": list(oidc.scopes),
+            "response_type": "code",
+            "issuer": oidc.issuer_url,
+            "discovery": True,
+            "client_auth_method": "basic",
+            "pkce": True,
+            # Platform cluster admins administer GitLab too (a Premium feature; ignored on Free).
+            "gitlab": {"groups_attribute": "groups", "admin_groups": list(groups.cluster_admins)},
+            "client_options": {
+                "identifier": oidc.client_id,
+                "secret": client_secret,
+                "redirect_uri": redirect_uri(hostname),
+            },
+        },
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+# --- the admin API token ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminTokenArgs:
+    namespace: k8s.core.v1.Namespace
+    release: k8s.helm.v3.Release  # the GitLab release whose toolbox runs the script
+    email: str
+
+
+class AdminToken(pulumi.ComponentResource):
+    """The platform-bot admin token: ensured in the cluster, read back as a Pulumi secret."""
+
+    job: k8s.batch.v1.Job
+    value: pulumi.Output[str]
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: AdminTokenArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gitlab:AdminToken", name, None, opts)
+        ns = args.namespace
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+
+        # Created empty; only the Job writes its data, so Pulumi never resets it.
+        holder = k8s.core.v1.Secret(
+            f"{name}-holder",
+            metadata=_meta(TOKEN_SECRET, ns),
+            type="Opaque",
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(ignore_changes=["data", "stringData"])),
+        )
+        script = k8s.core.v1.ConfigMap(
+            f"{name}-script",
+            metadata=_meta("gitlab-platform-bot-script", ns),
+            data={"ensure_admin_token.rb": ensure_token_ruby(args.email), "ensure-admin-token.sh": ENSURE_TOKEN_SH},
+            opts=k8s_opts,
+        )
+        account = k8s.core.v1.ServiceAccount(f"{name}-runner", metadata=_meta("gitlab-platform-bot", ns), opts=k8s_opts)
+        role = k8s.rbac.v1.Role(
+            f"{name}-runner",
+            metadata=_meta("gitlab-platform-bot", ns),
+            rules=[
+                # Write access to exactly one Secret; it exists already, so no "create".
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["secrets"], resource_names=[TOKEN_SECRET], verbs=["get", "patch"]
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["apps"], resources=["deployments"], resource_names=[TOOLBOX_DEPLOYMENT], verbs=["get"]
+                ),
+                # `kubectl exec deploy/...` lists the Deployment's pods; exec uses POST or a
+                # websocket GET (kubectl >= 1.30). Pod names are random, so no resourceNames.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/exec"], verbs=["create", "get"]),
+            ],
+            opts=k8s_opts,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-runner",
+            metadata=_meta("gitlab-platform-bot", ns),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="gitlab-platform-bot"),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="gitlab-platform-bot", namespace=NAMESPACE)],
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[role, account])),
+        )
+        after_gitlab = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[args.release, holder, script, binding])
+        )
+
+        # A new rotation epoch changes the pod template, which replaces the Job: every
+        # TOKEN_MIN_DAYS_LEFT days a `pulumi up --refresh` re-runs the check itself.
+        rotation = time.Rotating(
+            f"{name}-rotation", rotation_days=TOKEN_MIN_DAYS_LEFT, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.job = k8s.batch.v1.Job(
+            f"{name}-ensure",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=ns.metadata.name,
+                labels={"app.kubernetes.io/name": "gitlab-platform-bot"},
+                # A failed Job (GitLab not ready, a bad token) is replaced on the next run.
+                annotations={"pulumi.com/replaceUnready": "true"},
+            ),
+            spec=_job_spec(rotation.rfc3339, backoff_limit=6),
+            opts=after_gitlab,
+        )
+        k8s.batch.v1.CronJob(
+            f"{name}-probe",
+            metadata=_meta("gitlab-platform-bot-probe", ns),
+            spec=k8s.batch.v1.CronJobSpecArgs(
+                schedule="23 * * * *",
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=600,
+                successful_jobs_history_limit=1,
+                failed_jobs_history_limit=3,
+                job_template=k8s.batch.v1.JobTemplateSpecArgs(spec=_job_spec(None, backoff_limit=2)),
+            ),
+            opts=after_gitlab,
+        )
+
+        # Read in the engine once the Job has finished: the id depends on the Job's status,
+        # which is unknown in a preview that (re)creates the Job, so no stale value is read.
+        read = k8s.core.v1.Secret.get(
+            f"{name}-value",
+            self.job.status.apply(lambda _: f"{NAMESPACE}/{TOKEN_SECRET}"),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.job]),
+        )
+        self.value = pulumi.Output.secret(read.data.apply(_decode_token))
+        self.register_outputs({"job": self.job.metadata.name})
+
+
+def _decode_token(data: dict[str, str] | None) -> str:
+    encoded = (data or {}).get("token")
+    if not encoded:
+        raise ValueError(f"Secret {NAMESPACE}/{TOKEN_SECRET} has no 'token': see the logs of the gitlab-platform-bot Job")
+    return base64.b64decode(encoded).decode()
+
+
+def _job_spec(rotation_epoch: pulumi.Input[str] | None, backoff_limit: int) -> k8s.batch.v1.JobSpecArgs:
+    env = [
+        k8s.core.v1.EnvVarArgs(name="NAMESPACE", value=NAMESPACE),
+        k8s.core.v1.EnvVarArgs(name="TOKEN_SECRET", value=TOKEN_SECRET),
+        k8s.core.v1.EnvVarArgs(name="TOOLBOX_DEPLOYMENT", value=TOOLBOX_DEPLOYMENT),
+        k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),  # kubectl's cache; the root fs is read-only
+    ]
+    if rotation_epoch is not None:
+        env.append(k8s.core.v1.EnvVarArgs(name="ROTATION_EPOCH", value=rotation_epoch))
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=1800,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app.kubernetes.io/name": "gitlab-platform-bot"}),
+            spec=k8s.core.v1.PodSpecArgs(
+                service_account_name="gitlab-platform-bot",
+                restart_policy="Never",
+                security_context=k8s.core.v1.PodSecurityContextArgs(
+                    run_as_non_root=True,
+                    run_as_user=65534,
+                    run_as_group=65534,
+                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                ),
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name="ensure-admin-token",
+                        image=kubectl_image(),
+                        command=["/bin/sh", "/scripts/ensure-admin-token.sh"],
+                        env=env,
+                        security_context=k8s.core.v1.SecurityContextArgs(
+                            allow_privilege_escalation=False,
+                            read_only_root_filesystem=True,
+                            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                        ),
+                        resources=k8s.core.v1.ResourceRequirementsArgs(
+                            requests={"cpu": "10m", "memory": "64Mi"}, limits={"memory": "128Mi"}
+                        ),
+                        volume_mounts=[
+                            k8s.core.v1.VolumeMountArgs(name="scripts", mount_path="/scripts", read_only=True),
+                            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                        ],
+                    )
+                ],
+                volumes=[
+                    k8s.core.v1.VolumeArgs(
+                        name="scripts",
+                        config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name="gitlab-platform-bot-script"),
+                    ),
+                    k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                ],
+            ),
+        ),
+    )
+
+
+# Runs in the Job's pod. The token only travels through pipes and shell variables, never
+# through an argument list (visible in /proc and in the API server's exec audit records).
+ENSURE_TOKEN_SH = r"""set -eu
+k() { kubectl --namespace "$NAMESPACE" "$@"; }
+current=$(k get secret "$TOKEN_SECRET" -o 'go-template={{with .data.token}}{{base64decode .}}{{end}}')
+# Only token characters may reach the Ruby source; anything else counts as no token.
+case "$current" in *[!A-Za-z0-9._-]*) current="" ;; esac
+out=$( { printf "CURRENT_TOKEN = '%s'\n" "$current"; cat /scripts/ensure_admin_token.rb; } \
+  | k exec -i "deploy/$TOOLBOX_DEPLOYMENT" -c toolbox -- gitlab-rails runner - )
+new=$(printf '%s\n' "$out" | sed -n 's/^NEW_TOKEN=//p')
+case "$new" in *[!A-Za-z0-9._-]*) echo "unexpected token format from gitlab-rails" >&2; exit 1 ;; esac
+if [ -n "$new" ]; then
+  printf '{"stringData":{"token":"%s"}}' "$new" | k patch secret "$TOKEN_SECRET" --type merge --patch-file /dev/stdin >/dev/null
+  echo "stored a new platform-bot token in $TOKEN_SECRET"
+else
+  echo "the platform-bot token in $TOKEN_SECRET is valid"
+fi
+"""
+
+
+def ensure_token_ruby(email: str) -> str:
+    """The gitlab-rails script; the Job prepends `CURRENT_TOKEN = '...'`."""
+    return _ENSURE_TOKEN_RB.format(
+        username=json.dumps(BOT_USERNAME),
+        email=json.dumps(email),
+        token_name=json.dumps(TOKEN_NAME),
+        scopes=json.dumps(list(TOKEN_SCOPES)),
+        lifetime=TOKEN_LIFETIME_DAYS,
+        min_left=TOKEN_MIN_DAYS_LEFT,
+    )
+
+
+_ENSURE_TOKEN_RB = """# Ensures the platform's API identity: an admin user and a personal access token that is active
+# with more than MIN_DAYS_LEFT days left. Prints NEW_TOKEN=<value> on stdout only when it
+# created a token; every other message goes to stderr, so no secret reaches the logs.
+USERNAME = {username}
+EMAIL = {email}
+TOKEN_NAME = {token_name}
+SCOPES = {scopes}
+LIFETIME_DAYS = {lifetime}
+MIN_DAYS_LEFT = {min_left}
+
+def log(message)
+  $stderr.puts("[platform-bot] #{{message}}")
+end
+
+bot = User.find_by_username(USERNAME)
+if bot.nil?
+  result = Users::CreateService.new(
+    nil,
+    username: USERNAME, name: 'Platform Bot', email: EMAIL, password: SecureRandom.alphanumeric(64),
+    skip_confirmation: true, organization_id: Organizations::Organization.default_organization.id
+  ).execute
+  bot = result.respond_to?(:payload) ? result.payload[:user] : result
+  abort("[platform-bot] cannot create #{{USERNAME}}: #{{result.respond_to?(:message) ? result.message : bot&.errors&.full_messages}}") unless bot&.persisted?
+  log("created user #{{USERNAME}}")
+end
+# A probe that fails because the bot was blocked or demoted is repaired, and says so.
+if bot.blocked?
+  bot.activate!
+  log("unblocked #{{USERNAME}}")
+end
+unless bot.admin?
+  bot.update!(admin: true)
+  log("made #{{USERNAME}} an administrator")
+end
+
+current = CURRENT_TOKEN.empty? ? nil : PersonalAccessToken.find_by_token(CURRENT_TOKEN)
+if current && current.user_id == bot.id && current.active? && current.expires_at > Date.current + MIN_DAYS_LEFT
+  log("token valid until #{{current.expires_at}}")
+  exit 0
+end
+
+attributes = {{ name: TOKEN_NAME, scopes: SCOPES, expires_at: Date.current + LIFETIME_DAYS }}
+# Newer GitLab scopes tokens to an organization; older schemas have no such column.
+attributes[:organization_id] = bot.namespace.organization_id if PersonalAccessToken.column_names.include?('organization_id')
+token = bot.personal_access_tokens.create!(attributes)
+# The Secret is about to hold the new token: the previous ones go.
+bot.personal_access_tokens.active.where(name: TOKEN_NAME).where.not(id: token.id).find_each(&:revoke!)
+log("created a token valid until #{{token.expires_at}}")
+puts("NEW_TOKEN=#{{token.token}}")
+"""
+
+
+# --- object storage on S3 through workload identity (also used by components/harbor.py) ---
+
+
+def bucket_name(hostname: str, suffix: str) -> str:
+    """A stable, globally unique-enough S3 bucket name derived from the service's hostname."""
+    name = f"{hostname.replace('.', '-')}-{suffix}"
+    if len(name) > 63:
+        raise ValueError(f"S3 bucket name {name!r} is longer than 63 characters; use a shorter hostname")
+    return name
+
+
+def private_bucket(
+    name: str, bucket: str, identity: AwsWorkloadIdentity, protect: bool, parent: pulumi.Resource
+) -> aws.s3.Bucket:
+    """An S3 bucket that is encrypted, owner-only and never public; protected when asked."""
+    opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
+    created = aws.s3.Bucket(
+        name,
+        bucket=bucket,
+        force_destroy=False,
+        tags={"platform.io/managed-by": "platform-bootstrap"},
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
+    )
+    aws.s3.BucketPublicAccessBlock(
+        name,
+        bucket=created.bucket,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=opts,
+    )
+    aws.s3.BucketOwnershipControls(
+        name,
+        bucket=created.bucket,
+        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+        opts=opts,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        name,
+        bucket=created.bucket,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"
+                ),
+                bucket_key_enabled=True,
+            )
+        ],
+        opts=opts,
+    )
+    return created
+
+
+def workload_role(
+    name: str,
+    identity: AwsWorkloadIdentity,
+    namespace_name: str,
+    service_account: str,
+    buckets: list[pulumi.Output[str]],
+    parent: pulumi.Resource,
+) -> aws.iam.Role:
+    """An IAM role that one Kubernetes service account assumes (IRSA), allowed into `buckets` only."""
+    opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
+    trust = pulumi.Output.all(identity.oidc_provider_arn, identity.oidc_issuer_url).apply(
+        lambda a: _web_identity_trust(a[0], a[1], namespace_name, service_account)
+    )
+    role = aws.iam.Role(name, assume_role_policy=trust, tags={"platform.io/managed-by": "platform-bootstrap"}, opts=opts)
+    aws.iam.RolePolicy(name, role=role.name, policy=pulumi.Output.all(*buckets).apply(_bucket_policy), opts=opts)
+    return role
+
+
+def _web_identity_trust(provider_arn: str, issuer_url: str, namespace_name: str, service_account: str) -> str:
+    issuer = issuer_url.removeprefix("https://")
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{issuer}:sub": f"system:serviceaccount:{namespace_name}:{service_account}",
+                            f"{issuer}:aud": "sts.amazonaws.com",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _bucket_policy(buckets: list[str]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                    "Resource": [f"arn:aws:s3:::{b}" for b in buckets],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListMultipartUploadParts",
+                    ],
+                    "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets],
+                },
+            ],
+        }
+    )
+
+
+# --- small helpers --------------------------------------------------------------------
+
+
+def _meta(
+    name: str, ns: k8s.core.v1.Namespace, annotations: dict[str, pulumi.Input[str]] | None = None
+) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name,
+        namespace=ns.metadata.name,
+        labels={"platform.io/managed-by": "platform-bootstrap"},
+        annotations=annotations,
+    )
+
+
+def _secret(
+    resource_name: str,
+    name: str,
+    ns: k8s.core.v1.Namespace,
+    string_data: dict[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata=_meta(name, ns),
+        type="Opaque",
+        string_data=string_data,
+        opts=opts,
+    )
+
+
+def _parent_domain(hostname: str) -> str:
+    return hostname.split(".", 1)[1]

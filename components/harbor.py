@@ -1,0 +1,286 @@
+"""Harbor on the control plane: the platform's registry, OIDC sign-in through OpenUnison,
+Trivy scanning, S3 storage through workload identity on EKS.
+
+Every secret the chart would otherwise randomize on each render (core, job service and
+registry secrets, the XSRF key, the token-signing certificate, the registry's htpasswd) or
+ship with a well-known default (admin and database passwords, the encryption key) comes from
+`pulumi_random` / `pulumi_tls`, so upgrades are stable and nothing is guessable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumi_tls as tls
+import pulumiverse_harbor as harbor
+
+from components.cluster import ClusterHandle
+from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.gitlab import bucket_name, private_bucket, workload_role
+from components.helm import namespace, release
+
+NAMESPACE = "harbor"
+RELEASE = "harbor"
+ADMIN_USER = "admin"
+REGISTRY_USER = "harbor_registry_user"  # the chart's registry.credentials.username default
+REGISTRY_SERVICE_ACCOUNT = "harbor-registry"  # on EKS: carries the IAM role for S3
+TLS_SECRET = "harbor-tls"  # issued by cert-manager from the ingress annotation
+CA_SECRET = "platform-ca"
+
+# Secrets the chart reads by name, with the keys it expects in each.
+ADMIN_SECRET = ("harbor-admin", "HARBOR_ADMIN_PASSWORD")
+SECRET_KEY_SECRET = ("harbor-secret-key", "secretKey")
+CORE_SECRET = ("harbor-core", "secret")
+XSRF_SECRET = ("harbor-xsrf", "CSRF_KEY")
+JOBSERVICE_SECRET = ("harbor-jobservice", "JOBSERVICE_SECRET")
+REGISTRY_HTTP_SECRET = ("harbor-registry-http", "REGISTRY_HTTP_SECRET")
+REGISTRY_CREDENTIALS_SECRET = "harbor-registry-credentials"  # REGISTRY_PASSWD and REGISTRY_HTPASSWD
+TOKEN_CERT_SECRET = "harbor-token-service"  # tls.crt and tls.key
+DATABASE_SECRET = f"{RELEASE}-database"  # the chart's own name for it: POSTGRES_PASSWORD
+
+OIDC_GROUPS_CLAIM = "groups"
+
+
+def redirect_uri(hostname: str) -> str:
+    """The OIDC redirect URI OpenUnison must allow for Harbor."""
+    return f"https://{hostname}/c/oidc/callback"
+
+
+@dataclass(frozen=True)
+class HarborArgs:
+    exposure: Exposure
+    oidc: OidcClient
+    groups: PlatformGroups
+    cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
+    protect: bool = False
+    chart_version: str | None = None
+    replicas: int = 1  # core, portal, job service; registry too when on S3
+    storage: str = "50Gi"  # the registry volume when not on S3
+    aws: AwsWorkloadIdentity | None = None  # on EKS: images on S3 through workload identity
+    depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
+
+
+class Harbor(pulumi.ComponentResource):
+    url: str
+    oidc_redirect_uri: str
+    release: k8s.helm.v3.Release
+    admin_password: pulumi.Output[str]  # a Pulumi secret; not exported
+    provider: harbor.Provider
+    auth: harbor.ConfigAuth
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: HarborArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:harbor:Harbor", name, None, opts)
+        self.url = args.exposure.url
+        self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
+        ns = namespace(NAMESPACE, cluster, self)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        generated = pulumi.ResourceOptions(parent=self)
+
+        def password(suffix: str, length: int) -> random.RandomPassword:
+            # Letters and digits only: several of these must be exactly 16 or 32 characters
+            # and end up in URLs, htpasswd lines and environment variables.
+            return random.RandomPassword(f"{name}-{suffix}", length=length, special=False, opts=generated)
+
+        def secret(
+            suffix: str, secret_name: str, string_data: dict[str, pulumi.Input[str]], kind: str = "Opaque"
+        ) -> k8s.core.v1.Secret:
+            return k8s.core.v1.Secret(
+                f"{name}-{suffix}", metadata=_meta(secret_name, ns), type=kind, string_data=string_data, opts=k8s_opts
+            )
+
+        # The admin password only takes effect on the first start: it must never rotate.
+        admin = random.RandomPassword(
+            f"{name}-admin-password", length=32, special=False, min_upper=1, min_lower=1, min_numeric=1, opts=generated
+        )
+        self.admin_password = admin.result
+        registry_password = password("registry-password", 32)
+        token_key = tls.PrivateKey(f"{name}-token-service", algorithm="RSA", rsa_bits=4096, opts=generated)
+        token_cert = tls.SelfSignedCert(
+            f"{name}-token-service",
+            private_key_pem=token_key.private_key_pem,  # PKCS#1 for RSA, as Harbor's token service needs
+            subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-token-service"),
+            validity_period_hours=10 * 365 * 24,
+            early_renewal_hours=30 * 24,
+            allowed_uses=["digital_signature", "key_encipherment"],
+            opts=generated,
+        )
+        # Everything the release reads by name, so it waits for all of it.
+        prerequisites: list[pulumi.Resource] = [
+            secret("admin", ADMIN_SECRET[0], {ADMIN_SECRET[1]: admin.result}),
+            secret("secret-key", SECRET_KEY_SECRET[0], {SECRET_KEY_SECRET[1]: password("secret-key", 16).result}),
+            secret("core", CORE_SECRET[0], {CORE_SECRET[1]: password("core-secret", 16).result}),
+            secret("xsrf", XSRF_SECRET[0], {XSRF_SECRET[1]: password("xsrf-key", 32).result}),
+            secret("jobservice", JOBSERVICE_SECRET[0], {JOBSERVICE_SECRET[1]: password("jobservice-secret", 16).result}),
+            secret(
+                "registry-http", REGISTRY_HTTP_SECRET[0], {REGISTRY_HTTP_SECRET[1]: password("registry-http-secret", 16).result}
+            ),
+            secret(
+                "registry-credentials",
+                REGISTRY_CREDENTIALS_SECRET,
+                {
+                    "REGISTRY_PASSWD": registry_password.result,
+                    # bcrypt, the only scheme the registry accepts; stable, unlike the chart's htpasswd().
+                    "REGISTRY_HTPASSWD": pulumi.Output.concat(f"{REGISTRY_USER}:", registry_password.bcrypt_hash),
+                },
+            ),
+            secret(
+                "token-service",
+                TOKEN_CERT_SECRET,
+                {"tls.crt": token_cert.cert_pem, "tls.key": token_key.private_key_pem},
+                kind="kubernetes.io/tls",
+            ),
+            # Harbor core calls OpenUnison (OIDC) and verifies it against the platform CA.
+            secret("platform-ca", CA_SECRET, {"ca.crt": args.exposure.ca_bundle}),
+            # The internal database takes its password only as a chart value, and a secret in
+            # the values would make the whole values a secret (unreviewable). With the value
+            # empty, the chart reads POSTGRES_PASSWORD from its own Secret if that exists
+            # (`lookup`); this is that Secret, marked so that Helm adopts it.
+            k8s.core.v1.Secret(
+                f"{name}-database",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=DATABASE_SECRET,
+                    namespace=ns.metadata.name,
+                    labels={"app.kubernetes.io/managed-by": "Helm"},
+                    annotations={"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE},
+                ),
+                type="Opaque",
+                string_data={"POSTGRES_PASSWORD": password("database-password", 32).result},
+                opts=k8s_opts,
+            ),
+        ]
+
+        storage: dict[str, Any] = {"type": "filesystem"}
+        if args.aws is not None:
+            bucket = private_bucket(
+                f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
+            )
+            role = workload_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
+            prerequisites.append(
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-registry",
+                    metadata=_meta(REGISTRY_SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
+                    automount_service_account_token=False,
+                    opts=k8s_opts,
+                )
+            )
+            # No access keys: the registry's AWS SDK takes the role from the projected token.
+            storage = {
+                "type": "s3",
+                "s3": {"region": args.aws.region, "bucket": bucket.bucket, "encrypt": True, "secure": True, "v4auth": True},
+            }
+
+        self.release = release(
+            RELEASE,
+            "harbor",
+            ns,
+            harbor_values(args, storage),
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
+            # The database, Redis, Trivy and (off S3) the registry keep data on volumes.
+            protect=args.protect,
+        )
+
+        # The pulumiverse-harbor SDK defaults `insecure` to true when it is not set: say false.
+        self.provider = harbor.Provider(
+            f"{name}-harbor",
+            url=self.url,
+            username=ADMIN_USER,
+            password=admin.result,
+            insecure=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        configured = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.release])
+        scopes = list(dict.fromkeys([*args.oidc.scopes, "offline_access"]))  # refresh tokens for the CLI secret
+        self.auth = harbor.ConfigAuth(
+            f"{name}-auth",
+            auth_mode="oidc_auth",
+            primary_auth_mode=True,
+            oidc_name="OpenUnison",
+            oidc_endpoint=args.oidc.issuer_url,
+            oidc_client_id=args.oidc.client_id,
+            oidc_client_secret=pulumi.Output.secret(args.oidc.client_secret),
+            oidc_scope=",".join(scopes),
+            oidc_groups_claim=OIDC_GROUPS_CLAIM,
+            oidc_admin_group=args.groups.cluster_admins[0] if args.groups.cluster_admins else None,
+            oidc_user_claim="sub",
+            oidc_verify_cert=True,
+            oidc_auto_onboard=True,
+            opts=configured,
+        )
+        harbor.ConfigSystem(f"{name}-system", project_creation_restriction="adminonly", opts=configured)
+        self.register_outputs({"url": self.url, "release": self.release.status})
+
+
+def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
+    """The chart values: every generated secret by reference, none by value."""
+    exposure = args.exposure
+    on_s3 = storage["type"] == "s3"
+    registry: dict[str, Any] = {
+        # A filesystem registry sits on one ReadWriteOnce volume: one replica.
+        "replicas": args.replicas if on_s3 else 1,
+        "existingSecret": REGISTRY_HTTP_SECRET[0],
+        "existingSecretKey": REGISTRY_HTTP_SECRET[1],
+        "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_CREDENTIALS_SECRET},
+    }
+    if on_s3:
+        registry["serviceAccountName"] = REGISTRY_SERVICE_ACCOUNT
+    return {
+        "externalURL": exposure.url,
+        "expose": {
+            "type": "ingress",
+            "tls": {"enabled": True, "certSource": "secret", "secret": {"secretName": TLS_SECRET}},
+            "ingress": {
+                "hosts": {"core": exposure.hostname},
+                "className": exposure.ingress_class,
+                "annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
+            },
+        },
+        "caBundleSecretName": CA_SECRET,
+        "existingSecretAdminPassword": ADMIN_SECRET[0],
+        "existingSecretAdminPasswordKey": ADMIN_SECRET[1],
+        "existingSecretSecretKey": SECRET_KEY_SECRET[0],
+        "core": {
+            "replicas": args.replicas,
+            "existingSecret": CORE_SECRET[0],
+            "secretName": TOKEN_CERT_SECRET,
+            "existingXsrfSecret": XSRF_SECRET[0],
+            "existingXsrfSecretKey": XSRF_SECRET[1],
+        },
+        "portal": {"replicas": args.replicas},
+        "jobservice": {
+            "replicas": args.replicas,
+            # Job logs in the database: no ReadWriteOnce log volume pinning the job service.
+            "jobLoggers": ["database"],
+            "existingSecret": JOBSERVICE_SECRET[0],
+            "existingSecretKey": JOBSERVICE_SECRET[1],
+        },
+        "registry": registry,
+        "trivy": {"enabled": True},
+        # Empty: the chart takes the password from DATABASE_SECRET (not the default "changeit").
+        "database": {"type": "internal", "internal": {"password": ""}},
+        "persistence": {
+            "enabled": True,
+            "resourcePolicy": "keep",
+            "persistentVolumeClaim": {"registry": {"size": args.storage}},
+            "imageChartStorage": storage,
+        },
+        # Volumes are ReadWriteOnce: old pods release them before new ones start.
+        "updateStrategy": {"type": "Recreate"},
+    }
+
+
+def _meta(
+    name: str, ns: k8s.core.v1.Namespace, annotations: dict[str, pulumi.Input[str]] | None = None
+) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name,
+        namespace=ns.metadata.name,
+        labels={"platform.io/managed-by": "platform-bootstrap"},
+        annotations=annotations,
+    )
