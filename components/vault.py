@@ -1,15 +1,18 @@
 """Vault on the control plane: HA raft behind TLS, initialised by the program, configured by pulumi-vault.
 
-* TLS end to end: a cert-manager Certificate from the platform ClusterIssuer serves the Vault
-  listener, raft `retry_join` and the ingress; ingress-nginx re-encrypts to Vault and verifies
-  it against the platform CA. Nothing in here turns verification off.
+* TLS on every hop, always verified. Vault's own listener, raft `retry_join` and the hop from
+  the ingress controller use a Vault-internal CA that cert-manager keeps in the `vault`
+  namespace (the platform issuer may be ACME, which cannot sign in-cluster names). The public
+  name gets its certificate from the platform ClusterIssuer, so clients trust the platform
+  CA bundle (or, with ACME, their system roots). Traefik re-encrypts to Vault through a
+  `ServersTransport` that trusts the internal CA.
 * Unsealing: on EKS, `seal "awskms"` with a KMS key the `vault` service account reaches
   through workload identity (IRSA); elsewhere Shamir keys, which `VaultInit`
   (components/vault_init.py) creates and applies from `pulumi up` and keeps only as secrets
   in the Pulumi state. Both kinds are initialised by `VaultInit` (recovery keys on EKS).
-* Every raft peer the program must reach by itself (all of them with Shamir, the first with
-  auto-unseal) gets its own Service and Ingress, `vault-<i>.<domain>`: unseal keys go to one
-  node at a time, which a load-balanced address cannot do.
+* Unseal keys go to one raft peer at a time, which the load-balanced public name cannot do:
+  `https://<vault host>/node/vault-<i>` reaches exactly peer i (all peers with Shamir, the
+  first with auto-unseal, where it is needed only for init).
 * pulumi-vault then configures OIDC login for people mapped to platform groups, the audit
   device and the admin policies, through an explicit provider that later components reuse.
 """
@@ -38,12 +41,13 @@ from components.vault_init import VaultInit
 NAMESPACE = "vault"
 RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-internal; service account vault
 SERVICE_ACCOUNT = "vault"
-TLS_SECRET = "vault-tls"  # written by cert-manager: tls.crt, tls.key
-CA_SECRET = "vault-ca"  # the platform CA bundle as ca.crt, for Vault and ingress-nginx
+TLS_SECRET = "vault-tls"  # Vault's serving certificate from the internal CA: tls.crt, tls.key, ca.crt
+PUBLIC_TLS_SECRET = "vault-public-tls"  # the public name's certificate, served by the ingress
+INTERNAL_CA_SECRET = "vault-internal-ca"
 TLS_DIR = "/vault/userconfig/vault-tls"
-CA_DIR = "/vault/userconfig/vault-ca"
-CA_FILE = f"{CA_DIR}/ca.crt"
+CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
 API_PORT = 8200
+NODE_PATH = "/node"  # https://<host>/node/vault-<i>: one raft peer
 OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
 TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
@@ -51,19 +55,18 @@ ADMIN_POLICY_NAME = "platform-admin"
 APPROVER_POLICY_NAME = "platform-approver"
 
 # Ready while sealed or uninitialised: the release waits for readiness, and only after it is
-# ready can the program initialise and unseal Vault. Traffic still reaches only the unsealed
-# leader: the ingress points at the vault-active service.
+# ready can the program initialise and unseal Vault. People still reach only the unsealed
+# leader: the public name points at the vault-active service.
 READINESS_PATH = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204&uninitcode=204"
 
-# ingress-nginx terminates TLS with Vault's certificate, re-encrypts to Vault and verifies
-# Vault's certificate against the platform CA (a CA-only secret is enough for proxy-ssl-secret).
+# Traefik (the platform's ingress controller) speaks TLS to Vault and verifies it against the
+# internal CA: annotations on each backend Service, naming the ServersTransport below.
+SERVERS_TRANSPORT = "vault"
 BACKEND_TLS_ANNOTATIONS = {
-    "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
-    "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
-    "nginx.ingress.kubernetes.io/proxy-ssl-secret": f"{NAMESPACE}/{CA_SECRET}",
-    "nginx.ingress.kubernetes.io/proxy-ssl-name": f"{RELEASE}.{NAMESPACE}.svc",
-    "nginx.ingress.kubernetes.io/proxy-ssl-server-name": "on",
+    "traefik.ingress.kubernetes.io/service.serversscheme": "https",
+    "traefik.ingress.kubernetes.io/service.serverstransport": f"{NAMESPACE}-{SERVERS_TRANSPORT}@kubernetescrd",
 }
+NODE_PREFIX_MIDDLEWARE = "vault-node-prefix"
 
 # Full administration, for the platform's cluster admins (through OIDC only). It is everything
 # root can do except the root-token-only operations (such as generate-root's last step).
@@ -92,10 +95,11 @@ path "identity/*" {
 
 @dataclass(frozen=True)
 class VaultArgs:
-    exposure: Exposure  # hostname such as vault.<domain>; its ClusterIssuer must sign in-cluster names too
+    exposure: Exposure  # the public name, vault.<domain>, and the platform issuer and CA bundle
     oidc: OidcClient
     groups: PlatformGroups
-    cert_manager: pulumi.Resource  # the cert-manager release: the Certificate needs its CRDs
+    cert_manager: pulumi.Resource  # the cert-manager release: Certificates and Issuers need its CRDs
+    ingress_controller: pulumi.Resource  # the Traefik release: ServersTransport and Middleware need its CRDs
     replicas: int = 3
     storage: str = "10Gi"
     protect: bool = False
@@ -107,7 +111,7 @@ class Vault(pulumi.ComponentResource):
     url: str
     root_token: pulumi.Output[str]  # secret; for the program's own Vault provider only
     provider: vault.Provider  # for later components' Vault resources
-    ca_bundle: pulumi.Output[str]
+    ca_bundle: pulumi.Output[str]  # what clients of `url` trust; "" means the system roots
     release: k8s.helm.v3.Release
     init: VaultInit  # its root_token and unseal_keys are secrets
 
@@ -118,36 +122,15 @@ class Vault(pulumi.ComponentResource):
         ns = namespace(NAMESPACE, cluster, self)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         peers = [f"{RELEASE}-{index}" for index in range(args.replicas)]
-        # The nodes the program talks to one by one: all of them to unseal (Shamir), the first to init.
+        # The peers the program talks to one by one: all of them to unseal (Shamir), the first to init.
         reached = peers if args.aws is None else peers[:1]
-        public = {peer: pod_hostname(exposure.hostname, index) for index, peer in enumerate(peers)}
 
-        ca_secret = k8s.core.v1.Secret(
-            f"{role}-vault-ca",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=CA_SECRET, namespace=NAMESPACE),
-            type="Opaque",
-            string_data={"ca.crt": exposure.ca_bundle},  # public: the CA certificate, not its key
-            opts=in_ns,
-        )
-        certificate = k8s.apiextensions.CustomResource(
-            f"{role}-vault-tls",
-            api_version="cert-manager.io/v1",
-            kind="Certificate",
-            metadata={
-                "name": TLS_SECRET,
-                "namespace": NAMESPACE,
-                # The release mounts the secret: let Pulumi wait until cert-manager has issued it.
-                "annotations": {"pulumi.com/waitFor": "condition=Ready"},
-            },
-            spec={
-                "secretName": TLS_SECRET,
-                "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
-                "dnsNames": [*service_dns_names(), exposure.hostname, *(public[peer] for peer in reached)],
-                "ipAddresses": ["127.0.0.1"],  # the chart's VAULT_ADDR inside each pod
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "usages": ["server auth", "digital signature"],
-            },
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
+        serving_cert, public_cert = self._certificates(role, exposure, ns, in_ns, args.cert_manager)
+        after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
+        transport = _custom_resource(
+            f"{role}-vault-servers-transport", "traefik.io/v1alpha1", "ServersTransport", SERVERS_TRANSPORT,
+            {"serverName": f"{RELEASE}-active.{NAMESPACE}.svc", "rootCAsSecrets": [TLS_SECRET]},
+            after_traefik,
         )
 
         server: dict[str, Any] = {}
@@ -167,37 +150,91 @@ class Vault(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[certificate, ca_secret],
+            depends_on=[serving_cert, public_cert, transport],
             protect=args.protect,  # the raft volumes belong to the release
         )
 
-        endpoints = [
-            self._node_endpoint(role, peer, public[peer], exposure.ingress_class, in_ns, [certificate, ca_secret])
-            for peer in reached
-        ]
-        self.init = init = VaultInit(
+        node_routes = self._node_routes(role, reached, exposure, in_ns, after_traefik, [public_cert, transport])
+        node_url = lambda peer: f"{exposure.url}{NODE_PATH}/{peer}"  # noqa: E731
+        self.init = VaultInit(
             f"{role}-vault-init",
-            init_address=f"https://{public[peers[0]]}",
-            unseal_addresses=[] if args.aws is not None else [f"https://{public[peer]}" for peer in reached],
+            init_address=node_url(peers[0]),
+            unseal_addresses=[] if args.aws is not None else [node_url(peer) for peer in reached],
             ca_bundle=exposure.ca_bundle,
             auto_unseal=args.aws is not None,
             # Deleting it from the state would lose the only copy of the keys.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *endpoints], protect=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, node_routes], protect=args.protect),
         )
 
         self.url = exposure.url
-        self.root_token = pulumi.Output.secret(init.root_token)
-        self.ca_bundle = exposure.ca_bundle
+        self.root_token = pulumi.Output.secret(self.init.root_token)
+        self.ca_bundle = pulumi.Output.from_input(exposure.ca_bundle)
         self.provider = vault.Provider(
             f"{role}-vault",
             address=exposure.url,
             token=self.root_token,
-            # terraform-provider-vault takes its CA only as a file path; see provider_ca_file.
-            ca_cert_file=pulumi.Output.from_input(exposure.ca_bundle).apply(provider_ca_file),
+            # terraform-provider-vault takes a CA only as a file; none means the system roots.
+            ca_cert_file=self.ca_bundle.apply(lambda pem: provider_ca_file(pem) if pem else None),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._configure(role, args)
         self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _certificates(
+        self,
+        role: str,
+        exposure: Exposure,
+        ns: k8s.core.v1.Namespace,
+        in_ns: pulumi.ResourceOptions,
+        cert_manager: pulumi.Resource,
+    ) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResource]:
+        """Vault's serving certificate from an internal CA, and the public name's from the platform issuer."""
+        opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
+        # A self-signed issuer exists only to sign the internal CA; the CA's key never leaves the cluster.
+        bootstrap = _custom_resource(f"{role}-vault-selfsigned", "cert-manager.io/v1", "Issuer", "vault-selfsigned", {"selfSigned": {}}, opts)
+        ca = _custom_resource(
+            f"{role}-vault-internal-ca", "cert-manager.io/v1", "Certificate", INTERNAL_CA_SECRET,
+            {
+                "isCA": True,
+                "commonName": f"{NAMESPACE} internal CA",
+                "secretName": INTERNAL_CA_SECRET,
+                "duration": "87600h",
+                "renewBefore": "720h",
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {"name": "vault-selfsigned", "kind": "Issuer", "group": "cert-manager.io"},
+            },
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, bootstrap])),
+        )
+        issuer = _custom_resource(
+            f"{role}-vault-internal-issuer", "cert-manager.io/v1", "Issuer", INTERNAL_CA_SECRET,
+            {"ca": {"secretName": INTERNAL_CA_SECRET}},
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, ca])),
+        )
+        serving = _custom_resource(
+            f"{role}-vault-tls", "cert-manager.io/v1", "Certificate", TLS_SECRET,
+            {
+                "secretName": TLS_SECRET,
+                "issuerRef": {"name": INTERNAL_CA_SECRET, "kind": "Issuer", "group": "cert-manager.io"},
+                "dnsNames": service_dns_names(),
+                "ipAddresses": ["127.0.0.1"],  # the chart's VAULT_ADDR inside each pod
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "usages": ["server auth", "digital signature"],
+            },
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, issuer])),
+            wait=True,  # the release mounts the secret
+        )
+        public = _custom_resource(
+            f"{role}-vault-public-tls", "cert-manager.io/v1", "Certificate", PUBLIC_TLS_SECRET,
+            {
+                "secretName": PUBLIC_TLS_SECRET,
+                "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+                "dnsNames": [exposure.hostname],
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            },
+            opts,
+            wait=True,  # VaultInit's first request must meet this certificate, not a default one
+        )
+        return serving, public
 
     def _kms_unseal(
         self, role: str, identity: AwsWorkloadIdentity, protect: bool
@@ -225,59 +262,69 @@ class Vault(pulumi.ComponentResource):
         )
         return key, unseal_role
 
-    def _node_endpoint(
+    def _node_routes(
         self,
         role: str,
-        peer: str,
-        host: str,
-        ingress_class: str,
-        opts: pulumi.ResourceOptions,
-        tls_objects: list[pulumi.Resource],
+        peers: list[str],
+        exposure: Exposure,
+        in_ns: pulumi.ResourceOptions,
+        after_traefik: pulumi.ResourceOptions,
+        route_needs: list[pulumi.Resource],
     ) -> k8s.networking.v1.Ingress:
-        """`https://<host>` reaching exactly one raft peer, for init and unseal."""
-        name = f"{peer}-node"
-        service = k8s.core.v1.Service(
-            f"{role}-{name}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector={
-                    "app.kubernetes.io/name": RELEASE,
-                    "app.kubernetes.io/instance": RELEASE,
-                    "component": "server",
-                    "statefulset.kubernetes.io/pod-name": peer,
-                },
-                ports=[k8s.core.v1.ServicePortArgs(name="https", port=API_PORT, target_port=API_PORT)],
-                publish_not_ready_addresses=True,  # a sealed node is exactly the one to reach
-            ),
-            opts=opts,
+        """`https://<host>/node/<peer>/...` reaching exactly one raft peer, for init and unseal."""
+        prefixes = [f"{NODE_PATH}/{peer}" for peer in peers]
+        strip = _custom_resource(
+            f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE,
+            {"stripPrefix": {"prefixes": prefixes}}, after_traefik,
         )
+        services = [
+            k8s.core.v1.Service(
+                f"{role}-{peer}-node",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{peer}-node", namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS),
+                spec=k8s.core.v1.ServiceSpecArgs(
+                    type="ClusterIP",
+                    selector={
+                        "app.kubernetes.io/name": RELEASE,
+                        "app.kubernetes.io/instance": RELEASE,
+                        "component": "server",
+                        "statefulset.kubernetes.io/pod-name": peer,
+                    },
+                    ports=[k8s.core.v1.ServicePortArgs(name="https", port=API_PORT, target_port=API_PORT)],
+                    publish_not_ready_addresses=True,  # a sealed peer is exactly the one to reach
+                ),
+                opts=in_ns,
+            )
+            for peer in peers
+        ]
+        paths = [
+            k8s.networking.v1.HTTPIngressPathArgs(
+                path=prefix,
+                path_type="Prefix",
+                backend=k8s.networking.v1.IngressBackendArgs(
+                    service=k8s.networking.v1.IngressServiceBackendArgs(
+                        name=f"{peer}-node", port=k8s.networking.v1.ServiceBackendPortArgs(number=API_PORT)
+                    )
+                ),
+            )
+            for peer, prefix in zip(peers, prefixes)
+        ]
         return k8s.networking.v1.Ingress(
-            f"{role}-{name}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS),
+            f"{role}-vault-nodes",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="vault-nodes",
+                namespace=NAMESPACE,
+                annotations={"traefik.ingress.kubernetes.io/router.middlewares": f"{NAMESPACE}-{NODE_PREFIX_MIDDLEWARE}@kubernetescrd"},
+            ),
             spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=ingress_class,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=TLS_SECRET)],
+                ingress_class_name=exposure.ingress_class,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[exposure.hostname], secret_name=PUBLIC_TLS_SECRET)],
                 rules=[
                     k8s.networking.v1.IngressRuleArgs(
-                        host=host,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/",
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=name, port=k8s.networking.v1.ServiceBackendPortArgs(number=API_PORT)
-                                        )
-                                    ),
-                                )
-                            ]
-                        ),
+                        host=exposure.hostname, http=k8s.networking.v1.HTTPIngressRuleValueArgs(paths=paths)
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service, *tls_objects])),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[*services, strip, *route_needs])),
         )
 
     def _configure(self, role: str, args: VaultArgs) -> None:
@@ -304,7 +351,8 @@ class Vault(pulumi.ComponentResource):
             path=OIDC_PATH,
             description="Platform single sign-on (OpenUnison)",
             oidc_discovery_url=args.oidc.issuer_url,
-            oidc_discovery_ca_pem=args.exposure.ca_bundle,
+            # The issuer's certificate comes from the platform issuer too; "" means the system roots.
+            oidc_discovery_ca_pem=pulumi.Output.from_input(args.exposure.ca_bundle).apply(lambda pem: pem or None),
             oidc_client_id=args.oidc.client_id,
             oidc_client_secret=args.oidc.client_secret,
             bound_issuer=args.oidc.issuer_url,
@@ -353,10 +401,15 @@ class Vault(pulumi.ComponentResource):
             )
 
 
-def pod_hostname(hostname: str, index: int) -> str:
-    """vault.example.com -> vault-0.example.com: one name per raft peer, under the same DNS zone."""
-    first, _, rest = hostname.partition(".")
-    return f"{first}-{index}.{rest}"
+def _custom_resource(
+    name: str, api_version: str, kind: str, object_name: str, spec: dict[str, Any], opts: pulumi.ResourceOptions,
+    wait: bool = False,
+) -> k8s.apiextensions.CustomResource:
+    metadata: dict[str, Any] = {"name": object_name, "namespace": NAMESPACE}
+    if wait:
+        # Pulumi waits until cert-manager reports the certificate issued.
+        metadata["annotations"] = {"pulumi.com/waitFor": "condition=Ready"}
+    return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, metadata=metadata, spec=spec, opts=opts)
 
 
 def service_dns_names() -> list[str]:
@@ -432,22 +485,17 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
             "dataStorage": {"enabled": True, "size": args.storage},
             "readinessProbe": {"enabled": True, "path": READINESS_PATH},
             "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},  # the vault CLI inside the pods
-            "volumes": [
-                {"name": "vault-tls", "secret": {"secretName": TLS_SECRET}},
-                {"name": "vault-ca", "secret": {"secretName": CA_SECRET}},
-            ],
-            "volumeMounts": [
-                {"name": "vault-tls", "mountPath": TLS_DIR, "readOnly": True},
-                {"name": "vault-ca", "mountPath": CA_DIR, "readOnly": True},
-            ],
+            "volumes": [{"name": "vault-tls", "secret": {"secretName": TLS_SECRET}}],
+            "volumeMounts": [{"name": "vault-tls", "mountPath": TLS_DIR, "readOnly": True}],
+            # The public name reaches the active node; Traefik re-encrypts to it (annotations).
+            "service": {"active": {"annotations": BACKEND_TLS_ANNOTATIONS}},
             "ingress": {
                 "enabled": True,
                 "ingressClassName": exposure.ingress_class,
                 "activeService": True,  # only the unsealed leader answers the public name
                 "pathType": "Prefix",
-                "annotations": BACKEND_TLS_ANNOTATIONS,
                 "hosts": [{"host": exposure.hostname, "paths": ["/"]}],
-                "tls": [{"hosts": [exposure.hostname], "secretName": TLS_SECRET}],
+                "tls": [{"hosts": [exposure.hostname], "secretName": PUBLIC_TLS_SECRET}],
             },
             **server_extra,
         },

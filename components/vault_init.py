@@ -1,9 +1,10 @@
 """Initialise and unseal Vault from `pulumi up`: a dynamic provider built on hvac.
 
 `VaultInit` runs only when the engine runs it (create/diff/update), never while the program
-is being evaluated, and only against the addresses it is given, verifying TLS with the CA
-bundle it is given. Its outputs `root_token` and `unseal_keys` exist nowhere but the Pulumi
-state, where they are secrets (`additional_secret_outputs`).
+is being evaluated, and only against the https addresses it is given, verifying TLS with the
+CA bundle it is given (an empty bundle means the system roots, as with ACME certificates;
+nothing turns verification off). Its outputs `root_token` and `unseal_keys` exist nowhere
+but the Pulumi state, where they are secrets (`additional_secret_outputs`).
 
 * create(): initialise the Vault at `init_address` (Shamir unseal keys, or recovery keys when
   `auto_unseal`), then unseal every node in `unseal_addresses` (Shamir only).
@@ -72,8 +73,8 @@ class VaultInitProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._raise_on_problems(props)
-        with self._ca_file(props["ca_bundle"]) as ca_file:
-            client = self._client(props["init_address"], ca_file)
+        with self._verify(props["ca_bundle"]) as verify:
+            client = self._client(props["init_address"], verify)
             deadline = self._deadline(props)
             status = self._retry(client.sys.read_init_status, props["init_address"], deadline, props)
             if status["initialized"]:
@@ -125,10 +126,10 @@ class VaultInitProvider(ResourceProvider):
         if _unknown(addresses) or any(_unknown(a) for a in addresses) or _unknown(props.get("ca_bundle")):
             return []
         needing = []
-        with self._ca_file(props["ca_bundle"]) as ca_file:
+        with self._verify(props["ca_bundle"]) as verify:
             for address in addresses:
                 try:
-                    if self._client(address, ca_file).sys.read_seal_status()["sealed"]:
+                    if self._client(address, verify).sys.read_seal_status()["sealed"]:
                         needing.append(address)
                 except Exception:  # noqa: BLE001 - not answering also needs update() to look again
                     needing.append(address)
@@ -143,8 +144,8 @@ class VaultInitProvider(ResourceProvider):
         """
         keys = list(props["unseal_keys"])[: int(props["key_threshold"])]
         deadline = self._deadline(props)
-        with self._ca_file(props["ca_bundle"]) as ca_file:
-            pending = {address: self._client(address, ca_file) for address in props["unseal_addresses"]}
+        with self._verify(props["ca_bundle"]) as verify:
+            pending = {address: self._client(address, verify) for address in props["unseal_addresses"]}
             errors: dict[str, str] = {}
             while True:
                 for address, client in list(pending.items()):
@@ -180,8 +181,8 @@ class VaultInitProvider(ResourceProvider):
             if not _unknown(value) and not (isinstance(value, str) and value.startswith("https://")):
                 problems.append((key, f"{value!r} is not an https:// URL"))
         bundle = props.get("ca_bundle")
-        if not _unknown(bundle) and "-----BEGIN CERTIFICATE-----" not in str(bundle or ""):
-            problems.append(("ca_bundle", "must be a PEM bundle of the CA that signs Vault's certificate"))
+        if not _unknown(bundle) and bundle and "-----BEGIN CERTIFICATE-----" not in str(bundle):
+            problems.append(("ca_bundle", "must be a PEM bundle of the CA that signs Vault's certificate, or empty for the system roots"))
         shares, threshold = props.get("key_shares"), props.get("key_threshold")
         if not (_unknown(shares) or _unknown(threshold)):
             if not (isinstance(shares, (int, float)) and isinstance(threshold, (int, float)) and 1 <= threshold <= shares):
@@ -193,17 +194,20 @@ class VaultInitProvider(ResourceProvider):
         if problems:
             raise VaultInitError("; ".join(f"{key}: {reason}" for key, reason in problems))
 
-    def _client(self, address: str, ca_file: str) -> Any:
+    def _client(self, address: str, verify: str | bool) -> Any:
         import hvac  # imported where used: the engine loads this provider in a process of its own
 
         if not address.startswith("https://"):
             raise VaultInitError(f"{address!r} is not an https:// URL")
         # token="": never pick up VAULT_TOKEN or ~/.vault-token from the machine running `pulumi up`.
-        return hvac.Client(url=address, token="", verify=ca_file, timeout=15)
+        return hvac.Client(url=address, token="", verify=verify, timeout=15)
 
     @contextlib.contextmanager
-    def _ca_file(self, pem: str) -> Iterator[str]:
-        """The CA bundle as a file for requests' `verify=`, removed afterwards."""
+    def _verify(self, pem: str) -> Iterator[str | bool]:
+        """requests' `verify=`: the CA bundle as a file, removed afterwards; "" means the system roots."""
+        if not pem:
+            yield True
+            return
         handle, path = tempfile.mkstemp(prefix="vault-ca-", suffix=".pem")
         try:
             with os.fdopen(handle, "w") as f:

@@ -133,8 +133,9 @@ class VaultStub:
             self.sealed = not self.auto_unseal
             self.progress = 0
 
-    def calls(self, path: str) -> list[dict[str, Any]]:
-        return [body for _, p, body in self.requests if p == path]
+    def calls(self, path: str, *methods: str) -> list[dict[str, Any]]:
+        """Request bodies sent to `path`, by any of `methods` (default: all)."""
+        return [body for method, p, body in self.requests if p == path and (not methods or method in methods)]
 
     # --- Vault's behaviour -------------------------------------------------------
     def _is_initialized(self) -> bool:
