@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release
-from policy.gatekeeper import ARGOCD_NAMESPACE, PLATFORM_NAMESPACES, cluster_constraints, templates
+from policy.gatekeeper import GATEKEEPER_EXEMPT, cluster_constraints, templates
 
 NAMESPACE = "gatekeeper-system"
 
@@ -30,7 +30,7 @@ class Gatekeeper(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:gatekeeper:Gatekeeper", name, None, opts)
-        ns = namespace(NAMESPACE, cluster, self, {"admission.gatekeeper.sh/ignore": "no-self-managing"})
+        ns = namespace(NAMESPACE, cluster, self)
         self.release = release(
             "gatekeeper",
             "gatekeeper",
@@ -41,7 +41,7 @@ class Gatekeeper(pulumi.ComponentResource):
                 # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
                 # namespace stays checked: tenant Applications there are held by their constraints.
                 "validatingWebhookFailurePolicy": "Fail",
-                "controllerManager": {"exemptNamespaces": [n for n in PLATFORM_NAMESPACES if n != ARGOCD_NAMESPACE]},
+                "controllerManager": {"exemptNamespaces": list(GATEKEEPER_EXEMPT)},
                 "auditInterval": 60,
             },
             cluster,

@@ -9,15 +9,21 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.versions import CHARTS
+from policy.gatekeeper import GATEKEEPER_EXEMPT
+
+
+# Gatekeeper skips a namespace only when it is both in its exempt list and labelled so.
+GATEKEEPER_IGNORE = {"admission.gatekeeper.sh/ignore": "platform-namespace"}
 
 
 def namespace(
     name: str, cluster: ClusterHandle, parent: pulumi.Resource, labels: dict[str, str] | None = None
 ) -> k8s.core.v1.Namespace:
+    exempt = GATEKEEPER_IGNORE if name in GATEKEEPER_EXEMPT else {}
     return k8s.core.v1.Namespace(
         f"{cluster.role}-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=name, labels={"platform.io/managed-by": "platform-bootstrap", **(labels or {})}
+            name=name, labels={"platform.io/managed-by": "platform-bootstrap", **exempt, **(labels or {})}
         ),
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
     )

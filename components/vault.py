@@ -191,7 +191,9 @@ class Vault(pulumi.ComponentResource):
         """Vault's serving certificate from an internal CA, and the public name's from the platform issuer."""
         opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
         # A self-signed issuer exists only to sign the internal CA; the CA's key never leaves the cluster.
-        bootstrap = _custom_resource(f"{role}-vault-selfsigned", "cert-manager.io/v1", "Issuer", "vault-selfsigned", {"selfSigned": {}}, opts)
+        bootstrap = _custom_resource(
+            f"{role}-vault-selfsigned", "cert-manager.io/v1", "Issuer", "vault-selfsigned", {"selfSigned": {}}, opts
+        )
         ca = _custom_resource(
             f"{role}-vault-internal-ca", "cert-manager.io/v1", "Certificate", INTERNAL_CA_SECRET,
             {
@@ -280,7 +282,9 @@ class Vault(pulumi.ComponentResource):
         services = [
             k8s.core.v1.Service(
                 f"{role}-{peer}-node",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{peer}-node", namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{peer}-node", namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS
+                ),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="ClusterIP",
                     selector={
@@ -313,7 +317,9 @@ class Vault(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="vault-nodes",
                 namespace=NAMESPACE,
-                annotations={"traefik.ingress.kubernetes.io/router.middlewares": f"{NAMESPACE}-{NODE_PREFIX_MIDDLEWARE}@kubernetescrd"},
+                annotations={
+                    "traefik.ingress.kubernetes.io/router.middlewares": f"{NAMESPACE}-{NODE_PREFIX_MIDDLEWARE}@kubernetescrd"
+                },
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=exposure.ingress_class,
@@ -340,10 +346,8 @@ class Vault(pulumi.ComponentResource):
             opts=opts,
         )
         policies = {
-            ADMIN_POLICY_NAME: vault.Policy(f"{role}-vault-policy-{ADMIN_POLICY_NAME}", name=ADMIN_POLICY_NAME, policy=ADMIN_POLICY, opts=opts),
-            APPROVER_POLICY_NAME: vault.Policy(
-                f"{role}-vault-policy-{APPROVER_POLICY_NAME}", name=APPROVER_POLICY_NAME, policy=APPROVER_POLICY, opts=opts
-            ),
+            name: vault.Policy(f"{role}-vault-policy-{name}", name=name, policy=text, opts=opts)
+            for name, text in ((ADMIN_POLICY_NAME, ADMIN_POLICY), (APPROVER_POLICY_NAME, APPROVER_POLICY))
         }
         oidc = vault.jwt.AuthBackend(
             f"{role}-vault-oidc",

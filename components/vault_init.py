@@ -96,7 +96,7 @@ class VaultInitProvider(ResourceProvider):
         outs = {**props, "root_token": result["root_token"], "unseal_keys": keys}
         try:
             self.unseal_sealed_nodes(outs)
-        except VaultInitError as err:
+        except Exception as err:  # noqa: BLE001 - whatever went wrong, the keys must not be lost
             # A failed create() records nothing, and these keys exist nowhere else: return them so
             # they reach the state. Sealed nodes show as a change in the next preview and
             # `pulumi up` unseals them (diff/update).
@@ -182,7 +182,9 @@ class VaultInitProvider(ResourceProvider):
                 problems.append((key, f"{value!r} is not an https:// URL"))
         bundle = props.get("ca_bundle")
         if not _unknown(bundle) and bundle and "-----BEGIN CERTIFICATE-----" not in str(bundle):
-            problems.append(("ca_bundle", "must be a PEM bundle of the CA that signs Vault's certificate, or empty for the system roots"))
+            problems.append(
+                ("ca_bundle", "must be a PEM bundle of the CA that signs Vault's certificate, or empty for the system roots")
+            )
         shares, threshold = props.get("key_shares"), props.get("key_threshold")
         if not (_unknown(shares) or _unknown(threshold)):
             if not (isinstance(shares, (int, float)) and isinstance(threshold, (int, float)) and 1 <= threshold <= shares):

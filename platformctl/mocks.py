@@ -30,6 +30,10 @@ def _digest(*parts: str, length: int = 8) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+class DuplicateResource(Exception):
+    """Two registrations with one URN: the engine would fail the update."""
+
+
 class InvokeNotAllowed(Exception):
     """The program must not look anything up at run time: everything is declared."""
 
@@ -109,6 +113,17 @@ class PlatformMocks(Mocks):
         if provider == "aws":
             out = _aws_outputs(args)
             return f"{out['name']}-id", out
+        if args.typ == "pulumi-python:dynamic/vault:Init":
+            # VaultInit's create() runs only in the engine: model its outputs (secret through
+            # additionalSecretOutputs, which RecordingMonitor honours), stable per resource.
+            value = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
+            shares = int(args.inputs.get("key_shares", 5))
+            outputs = {**args.inputs, "root_token": f"hvs.{value}", "unseal_keys": [f"{value}-{i}" for i in range(shares)]}
+            return f"{args.name}-{_digest(args.typ, args.name)}", outputs
+        if args.typ == "vault:jwt/authBackend:AuthBackend":
+            # The mount accessor Vault assigns; group aliases bind to it.
+            outputs = {**args.inputs, "accessor": f"auth_{args.inputs.get('type', 'jwt')}_{_digest(args.name)}"}
+            return f"{args.name}-{_digest(args.typ, args.name)}", outputs
         if args.typ == "time:index/rotating:Rotating":
             return f"{args.name}-{_digest(args.typ, args.name)}", {**args.inputs, "rfc3339": "2026-01-01T00:00:00Z"}
         if provider in ("random", "tls"):
@@ -162,6 +177,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.records: list[dict[str, Any]] = []
         self.fingerprints: dict[str, dict[str, str]] = {}
+        self._seen: set[str] = set()
         self.provider_clusters: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -195,6 +211,10 @@ class RecordingMonitor(MockMonitor):
             dependencies.update(deps.urns)
         provider = _provider_urn(request.provider)
         with self._lock:
+            if urn in self._seen:
+                # The engine refuses a second resource with the same URN; so does the render.
+                raise DuplicateResource(f"two resources would have the URN {urn}")
+            self._seen.add(urn)
             if request.type == "pulumi:providers:kubernetes":
                 self.provider_clusters[urn] = request.name.removesuffix("-k8s")
                 cluster = self.provider_clusters[urn]

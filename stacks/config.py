@@ -229,11 +229,23 @@ class LdapSource(Model):
     group_attribute: Literal["memberOf"] = "memberOf"
 
 
+GroupName = Annotated[
+    str, _check(re.compile(r"^\S(.{0,254}\S)?$"), "a group name of the identity source (or an LDAP DN), no leading or trailing spaces")
+]
+
+
 class Identity(Model):
     oidc: OidcSource | None = None
     ldap: LdapSource | None = None
-    cluster_admins: list[str] = Field(min_length=1)
-    system_approvers: list[str] = Field(min_length=1)
+    cluster_admins: list[GroupName] = Field(min_length=1)
+    system_approvers: list[GroupName] = Field(min_length=1)
+
+    @field_validator("cluster_admins", "system_approvers")
+    @classmethod
+    def _unique(cls, groups: list[str]) -> list[str]:
+        if len(set(groups)) != len(groups):
+            raise ValueError("each group may be listed once")
+        return groups
 
     @model_validator(mode="after")
     def _one_source(self) -> Identity:

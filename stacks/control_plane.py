@@ -15,6 +15,7 @@ from components.common import Exposure, PlatformGroups
 from components.ingress import Ingress, IngressArgs, Route53Args
 from components.openunison import ClientSpec, LdapUpstream, OidcUpstream, OpenUnison, OpenUnisonArgs
 from components.tls import AcmeArgs, PlatformTls, PlatformTlsArgs
+from components.vault import Vault, VaultArgs
 from stacks.config import Identity, PlatformConfig
 
 # Where each service sends people back after signing in with OpenUnison.
@@ -168,6 +169,24 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[
             ),
         )
         outputs["urls"]["harbor"] = harbor.url
+    if services.vault.enabled:
+        vault = Vault(
+            "vault",
+            cluster,
+            VaultArgs(
+                exposure=edge.expose("vault"),
+                oidc=identity.clients["vault"],
+                groups=groups,
+                cert_manager=edge.tls.release,
+                ingress_controller=edge.ingress.release,
+                replicas=services.vault.sizing.replicas,
+                storage=services.vault.sizing.storage,
+                protect=bool(config.protect),
+                chart_version=services.vault.chart_version,
+                aws=cluster.aws_identity,
+            ),
+        )
+        outputs["urls"]["vault"] = vault.url
     if services.argocd.enabled:
         argocd = ArgoCd(
             "argocd",

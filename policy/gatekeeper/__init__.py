@@ -45,6 +45,11 @@ PLATFORM_NAMESPACES: tuple[str, ...] = (
     "kube-oidc-proxy",  # the management-API proxy that trusts control-plane tokens
 )
 
+ARGOCD_NAMESPACE = "argocd"
+# What Gatekeeper's webhook skips entirely (its exempt list plus the namespace label): the
+# platform's namespaces but ArgoCD's, where tenant Applications are held by their constraints.
+GATEKEEPER_EXEMPT: tuple[str, ...] = tuple(n for n in PLATFORM_NAMESPACES if n != ARGOCD_NAMESPACE)
+
 # The objects that carry a pod spec; the templates' Rego finds the spec in each of these.
 POD_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "kinds": ["Pod"]},
@@ -58,7 +63,6 @@ ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
 ]
 
-ARGOCD_NAMESPACE = "argocd"
 TENANT_LABEL = "platform.io/tenant"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

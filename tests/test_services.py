@@ -1,0 +1,86 @@
+"""The control-plane services, as the plans of both stacks declare them."""
+
+from __future__ import annotations
+
+import pytest
+
+from platformctl.mocks import REDACTED
+
+
+def by_type(plan: dict, type_: str) -> list[dict]:
+    return [r for r in plan["resources"] if r["type"] == type_]
+
+
+def component_of(plan: dict, resource: dict) -> str | None:
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    current = by_urn.get(resource["parent"] or "")
+    while current is not None and not current["type"].startswith("platform:"):
+        current = by_urn.get(current["parent"] or "")
+    return current["type"] if current else None
+
+
+def test_each_oidc_client_secret_is_one_secret_shared_by_idp_and_client(plan: dict) -> None:
+    passwords = {r["name"].removeprefix("oidc-"): r for r in by_type(plan, "random:index/randomPassword:RandomPassword")
+                 if r["name"].startswith("oidc-")}
+    assert "argocd" in passwords, sorted(passwords)
+    for client, password in passwords.items():
+        assert "result" in password["options"]["additionalSecretOutputs"]
+        users = [r for r in plan["resources"] if password["urn"] in r["dependsOn"]]
+        idp = [r for r in users if component_of(plan, r) == "platform:openunison:OpenUnison"]
+        service = [r for r in users if component_of(plan, r) not in (None, "platform:openunison:OpenUnison")]
+        assert idp, f"{client}: OpenUnison never receives its secret"
+        assert service, f"{client}: the service never receives its secret"
+        for resource in idp + service:
+            assert resource["secretPaths"], f"{client}: {resource['name']} holds the client secret in plain text"
+
+
+def test_argocd_signs_in_through_openunison_and_maps_platform_groups(plan: dict) -> None:
+    (argocd,) = [r for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "argo-cd"]
+    values = argocd["inputs"]["values"]
+    oidc = values["configs"]["cm"]["oidc.config"]
+    assert "issuer: https://k8sou." in oidc and "/auth/idp/k8sIdp" in oidc
+    assert "clientSecret: $argocd-oidc:clientSecret" in oidc  # a reference, never the value
+    assert values["configs"]["rbac"]["policy.default"] == ""
+    assert "g, platform-admins, role:admin" in values["configs"]["rbac"]["policy.csv"]
+    assert values["dex"]["enabled"] is False and values["configs"]["cm"]["admin.enabled"] is False
+    if plan["stack"] == "dev":
+        assert "rootCA:" in oidc  # the private platform CA, not a disabled check
+
+
+def test_platform_ca_is_a_secret_key_behind_a_cluster_issuer(renders: dict) -> None:
+    plan = renders["dev"].plan
+    (key,) = [k for k in by_type(plan, "tls:index/privateKey:PrivateKey") if k["name"] == "platform-tls-ca"]
+    assert "privateKeyPem" in key["options"]["additionalSecretOutputs"]
+    (secret,) = [
+        r for r in by_type(plan, "kubernetes:core/v1:Secret")
+        if r["inputs"].get("metadata", {}) == {"name": "platform-ca", "namespace": "cert-manager"}
+    ]
+    assert secret["inputs"]["stringData"] == REDACTED and secret["inputs"]["type"] == "kubernetes.io/tls"
+    issuers = [r for r in by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")]
+    assert [i["inputs"]["spec"] for i in issuers] == [{"ca": {"secretName": "platform-ca"}}]
+
+
+def test_eks_uses_acme_through_route53_with_workload_identity(renders: dict) -> None:
+    plan = renders["prod"].plan
+    (issuer,) = by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")
+    solver = issuer["inputs"]["spec"]["acme"]["solvers"][0]["dns01"]["route53"]
+    assert solver == {"hostedZoneID": "Z0123456789ABCDEFGHIJ", "region": "eu-west-1"}
+    assert not [k for k in by_type(plan, "tls:index/privateKey:PrivateKey") if k["name"] == "platform-tls-ca"]
+    role = next(r for r in by_type(plan, "aws:iam/role:Role") if r["name"] == "platform-tls-route53")
+    assert "system:serviceaccount:cert-manager:cert-manager" in role["inputs"]["assumeRolePolicy"]
+    records = {r["inputs"]["name"] for r in by_type(plan, "aws:route53/record:Record")}
+    assert {"k8sou.platform.example.com", "argocd.platform.example.com"} <= records
+
+
+@pytest.mark.parametrize("cluster", ["control-plane", "dev", "prod"])
+def test_gatekeeper_and_external_secrets_on_every_cluster(plan: dict, cluster: str) -> None:
+    charts = {r["inputs"]["chart"] for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["cluster"] == cluster}
+    assert {"gatekeeper", "external-secrets"} <= charts
+
+
+def test_stack_outputs_name_every_service_url_the_issuer_and_the_ca(plan: dict) -> None:
+    outputs = plan["outputs"]
+    assert outputs["issuerUrl"].endswith("/auth/idp/k8sIdp")
+    assert set(outputs["urls"]) >= {"openunison", "argocd"}
+    assert all(url.startswith("https://") for url in outputs["urls"].values())
+    assert "caBundle" in outputs

@@ -1,0 +1,600 @@
+"""Vault: the hvac init/unseal provider against a TLS stub Vault, and the component under mocks.
+
+Part 1 drives `VaultInitProvider` with real hvac over real TLS (tests/vault_stub.py, a
+throwaway CA made here). Part 2 runs a tiny program with the Vault component under the
+platform's mock engine and checks what the engine would be asked to create.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import hcl  # pyhcl: HCL1, the dialect of Vault's configuration files
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pytest
+import requests
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime.mocks import MockResourceArgs
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop
+
+from components.cluster import ClusterHandle
+from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.vault import CA_FILE, TOKEN_TTL_SECONDS, Vault, VaultArgs
+from components.vault_init import VaultInit, VaultInitError, VaultInitProvider
+from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, RecordingMonitor
+from tests.validation import custom_resource_errors, kubernetes_errors, schema_errors, unknown_value_paths
+from tests.vault_stub import Tls, VaultStub, make_ca
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# =====================================================================================
+# Part 1: the dynamic provider against the stub
+# =====================================================================================
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_ca(tmp_path_factory.mktemp("tls"), "platform")
+
+
+@pytest.fixture(scope="module")
+def other_tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_ca(tmp_path_factory.mktemp("other-tls"), "other")
+
+
+def props(tls: Tls, init: VaultStub | str, unseal: list[VaultStub | str], **overrides: Any) -> dict[str, Any]:
+    url = lambda node: node if isinstance(node, str) else node.url  # noqa: E731
+    return {
+        "init_address": url(init),
+        "unseal_addresses": [url(node) for node in unseal],
+        "ca_bundle": tls.ca_pem,
+        "auto_unseal": False,
+        "key_shares": 5,
+        "key_threshold": 3,
+        "timeout_seconds": 2,
+        "poll_seconds": 0.02,
+        **overrides,
+    }
+
+
+def refused_address() -> str:
+    """An https URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def cluster(tls: Tls) -> Iterator[tuple[VaultStub, VaultStub, VaultStub]]:
+    """Three raft peers: a leader and two followers joining it."""
+    with VaultStub(tls) as leader, VaultStub(tls, leader=leader) as first, VaultStub(tls, leader=leader) as second:
+        yield leader, first, second
+
+
+def test_create_initialises_and_unseals_every_node(tls: Tls, cluster: tuple[VaultStub, ...]) -> None:
+    leader, *followers = cluster
+    result = VaultInitProvider().create(props(tls, leader, list(cluster)))
+
+    [body] = leader.calls("/v1/sys/init", "PUT", "POST")
+    assert (body["secret_shares"], body["secret_threshold"]) == (5, 3)
+    assert result.outs["root_token"] == leader.root_token
+    assert result.outs["unseal_keys"] == leader.keys and len(leader.keys) == 5
+    assert [node.sealed for node in cluster] == [False, False, False]
+    # Vault's own health semantics agree: an active leader, unsealed standbys.
+    assert requests.get(f"{leader.url}/v1/sys/health", verify=tls_file(tls)).status_code == 200
+    assert all(requests.get(f"{f.url}/v1/sys/health?standbyok=true", verify=tls_file(tls)).status_code == 200
+               for f in followers)
+    # Only the threshold of keys was ever sent to a node.
+    assert all(len([b for b in node.calls("/v1/sys/unseal") if "key" in b]) == 3 for node in cluster)
+
+
+def tls_file(tls: Tls) -> str:
+    path = tls.cert_file.with_name("ca-for-requests.pem")
+    path.write_text(tls.ca_pem)
+    return str(path)
+
+
+def test_followers_listed_first_are_unsealed_once_their_leader_is(tls: Tls, cluster: tuple[VaultStub, ...]) -> None:
+    leader, first, second = cluster
+    VaultInitProvider().create(props(tls, leader, [second, first, leader]))
+    assert [node.sealed for node in cluster] == [False, False, False]
+    # Tried first, refused while their leader was sealed, and tried again once it was not.
+    assert len([body for body in second.calls("/v1/sys/unseal") if "key" in body]) > 3
+
+
+def test_auto_unseal_initialises_with_recovery_keys_and_sends_no_unseal_keys(tls: Tls) -> None:
+    with VaultStub(tls, auto_unseal=True) as node:
+        result = VaultInitProvider().create(props(tls, node, [], auto_unseal=True))
+        [body] = node.calls("/v1/sys/init", "PUT", "POST")
+        assert (body["recovery_shares"], body["recovery_threshold"]) == (5, 3)
+        assert body.get("secret_shares") is None
+        assert result.outs["unseal_keys"] == node.recovery_keys and len(node.recovery_keys) == 5
+        assert result.outs["root_token"] == node.root_token
+        assert node.calls("/v1/sys/unseal") == []
+        assert not node.sealed
+
+
+def test_restarted_pods_are_unsealed_on_the_next_up_with_the_stored_keys(tls: Tls, cluster: tuple[VaultStub, ...]) -> None:
+    leader, first, second = cluster
+    provider = VaultInitProvider()
+    inputs = props(tls, leader, list(cluster))
+    outs = provider.create(inputs).outs
+    assert provider.diff("id", outs, inputs).changes is False  # nothing to do while all are unsealed
+
+    leader.restart()
+    second.restart()
+    assert requests.get(f"{leader.url}/v1/sys/health", verify=tls_file(tls)).status_code == 503
+    diff = provider.diff("id", outs, inputs)
+    assert diff.changes is True and not diff.replaces  # preview shows an update, never a re-init
+
+    updated = provider.update("id", outs, inputs).outs
+    assert [node.sealed for node in cluster] == [False, False, False]
+    assert (updated["root_token"], updated["unseal_keys"]) == (outs["root_token"], outs["unseal_keys"])
+    assert len(leader.calls("/v1/sys/init", "PUT", "POST")) == 1  # never initialised twice
+    assert provider.diff("id", updated, inputs).changes is False
+
+
+def test_create_refuses_an_initialised_vault_whose_keys_it_does_not_hold(tls: Tls) -> None:
+    with VaultStub(tls, initialized=True, sealed=False) as node:
+        with pytest.raises(VaultInitError, match="already initialised.*no keys"):
+            VaultInitProvider().create(props(tls, node, [node]))
+        assert node.calls("/v1/sys/init", "PUT", "POST") == []
+
+
+def test_keys_are_returned_even_when_unsealing_fails_after_init(tls: Tls, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failed create() records nothing: the keys must reach the state anyway."""
+    gone = refused_address()
+    with VaultStub(tls) as leader:
+        outs = VaultInitProvider().create(props(tls, leader, [leader, gone], timeout_seconds=0.5)).outs
+        assert outs["unseal_keys"] == leader.keys and outs["root_token"] == leader.root_token
+        assert not leader.sealed
+        assert "unsealing failed" in capsys.readouterr().err
+        # The unreachable node shows as a change in the next preview.
+        assert VaultInitProvider().diff("id", outs, props(tls, leader, [leader, gone])).changes is True
+
+
+def test_server_errors_end_in_a_clear_error_naming_the_address(tls: Tls) -> None:
+    with VaultStub(tls, fail_status=503) as node:
+        started = time.monotonic()
+        with pytest.raises(VaultInitError) as err:
+            VaultInitProvider().create(props(tls, node, [node], timeout_seconds=0.3))
+        assert node.url in str(err.value) and "within 0.3s" in str(err.value) and "503" in str(err.value)
+        assert len(node.requests) > 1  # retried while waiting
+        assert time.monotonic() - started < 5
+
+
+def test_refused_connections_end_in_a_clear_error(tls: Tls) -> None:
+    address = refused_address()
+    with pytest.raises(VaultInitError, match=r"could not reach https://127\.0\.0\.1:\d+ within 0\.3s.*[Rr]efused"):
+        VaultInitProvider().create(props(tls, address, [address], timeout_seconds=0.3))
+
+
+def test_wrong_keys_end_in_a_clear_error(tls: Tls, cluster: tuple[VaultStub, ...]) -> None:
+    leader = cluster[0]
+    outs = VaultInitProvider().create(props(tls, leader, [leader])).outs
+    leader.restart()
+    stored = {**outs, "unseal_keys": ["0" * 64] * 5}  # the state holds keys of another Vault
+    with pytest.raises(VaultInitError, match=f"could not unseal {re.escape(leader.url)}.*invalid key"):
+        VaultInitProvider().update("id", stored, {**outs, "timeout_seconds": 0.3})
+    assert leader.sealed
+
+
+def test_a_certificate_from_another_ca_fails_at_once(tls: Tls, other_tls: Tls) -> None:
+    with VaultStub(tls) as node:
+        started = time.monotonic()
+        with pytest.raises(VaultInitError, match="TLS verification of .* failed"):
+            VaultInitProvider().create(props(other_tls, node, [node], timeout_seconds=30))
+        assert time.monotonic() - started < 10  # not retried until the deadline
+        assert not node.initialized
+
+
+def test_an_empty_bundle_means_the_system_roots_not_no_verification(tls: Tls) -> None:
+    """With ACME certificates (EKS) the bundle is empty: the system roots must then vouch for Vault."""
+    with VaultStub(tls) as node:
+        with pytest.raises(VaultInitError, match="TLS verification of .* failed"):
+            VaultInitProvider().create(props(tls, node, [node], ca_bundle="", timeout_seconds=30))
+        assert not node.initialized
+    assert VaultInitProvider().check({}, props(tls, node.url, [], ca_bundle="")).failures == []
+
+
+def test_only_https_addresses_and_a_pem_bundle_are_accepted() -> None:
+    provider = VaultInitProvider()
+    bad = {"init_address": "http://127.0.0.1:8200", "unseal_addresses": ["vault-0:8200"], "ca_bundle": "not a PEM",
+           "auto_unseal": False, "key_shares": 5, "key_threshold": 6}
+    failures = {(f.property, f.reason) for f in provider.check({}, bad).failures}
+    assert {p for p, _ in failures} == {"init_address", "unseal_addresses", "ca_bundle", "key_threshold"}
+    with pytest.raises(VaultInitError, match="not an https:// URL"):
+        provider.create(bad)
+
+
+def test_how_vault_was_initialised_cannot_be_changed_by_a_config_change(tls: Tls) -> None:
+    olds = props(tls, "https://vault-0.example.com", ["https://vault-0.example.com"])
+    failures = VaultInitProvider().check(olds, {**olds, "key_shares": 7, "auto_unseal": True}).failures
+    assert sorted(f.property for f in failures) == ["auto_unseal", "key_shares"]
+    assert all("rekey" in f.reason for f in failures)
+    assert VaultInitProvider().check(olds, {**olds, "timeout_seconds": 900}).failures == []
+
+
+def test_the_engine_can_load_the_provider_in_a_process_of_its_own() -> None:
+    """The engine stores the provider pickled in the state and loads it in a separate process."""
+    blob = serialize_provider(VaultInitProvider())
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+         "print(type(p).__name__, callable(p.unseal_sealed_nodes))"],
+        input=blob, capture_output=True, text=True, cwd=ROOT, check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["VaultInitProvider", "True"]
+
+
+# =====================================================================================
+# Part 2: the component under the mock engine
+# =====================================================================================
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nmock-platform-ca\n-----END CERTIFICATE-----\n"
+HOST = "vault.dev.platform.example.com"
+ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
+OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
+
+
+class VaultMocks(PlatformMocks):
+    """PlatformMocks plus the outputs the lead is asked to model in platformctl/mocks.py."""
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        resource_id, outs = super().new_resource(args)
+        digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()
+        if args.typ == VaultInit.TYPE:
+            value = f"{SECRET_MARK}{digest[:24]}"
+            shares = int(args.inputs.get("key_shares", 5))
+            outs = {**outs, "root_token": f"hvs.{value}", "unseal_keys": [f"{value}-{i}" for i in range(shares)]}
+        elif args.typ == "vault:jwt/authBackend:AuthBackend":
+            outs = {**outs, "accessor": f"auth_{args.inputs.get('type', 'jwt')}_{digest[:8]}"}
+        return resource_id, outs
+
+
+def render_vault(eks: bool, protect: bool) -> dict[str, Any]:
+    """Run a program holding one Vault under mocks; returns the records and the secrets it exposes.
+
+    As the platform has it: a private CA on kubeconfig clusters, ACME with an empty bundle on EKS.
+    """
+
+    def run() -> dict[str, Any]:
+        loop = _ensure_event_loop()
+        monitor = RecordingMonitor(VaultMocks())
+        runtime_mocks.set_mocks(VaultMocks(), project="platform-bootstrap", stack="test", preview=False, monitor=monitor)
+        built: list[Vault] = []
+
+        async def program() -> None:
+            provider = k8s.Provider("control-plane-k8s", kubeconfig="{}")
+            on_cluster = pulumi.ResourceOptions(provider=provider)
+            cert_manager = k8s.helm.v3.Release("control-plane-cert-manager", chart="cert-manager", opts=on_cluster)
+            traefik = k8s.helm.v3.Release("control-plane-traefik", chart="traefik", opts=on_cluster)
+            identity = None
+            if eks:
+                identity = AwsWorkloadIdentity(
+                    provider=aws.Provider("control-plane-aws", region="eu-west-1"),
+                    oidc_provider_arn=pulumi.Output.from_input(OIDC_ARN),
+                    oidc_issuer_url=pulumi.Output.from_input(ISSUER),
+                    region="eu-west-1",
+                )
+            cluster = ClusterHandle(
+                role="control-plane", provider=provider, endpoint=pulumi.Output.from_input("https://cp:6443"),
+                ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=eks,
+            )
+            exposure = Exposure(HOST, "traefik", "platform-acme" if eks else "platform-ca",
+                                pulumi.Output.from_input("" if eks else CA_PEM))
+            built.append(Vault("control-plane-vault", cluster, VaultArgs(
+                exposure=exposure,
+                oidc=OidcClient("vault", pulumi.Output.secret(f"{SECRET_MARK}oidc"), "https://k8sou.dev.platform.example.com/auth/idp/k8sIdp"),
+                groups=PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers"]),
+                cert_manager=cert_manager, ingress_controller=traefik, protect=protect, aws=identity,
+            )))
+
+        loop.run_until_complete(run_pulumi_func(program))
+        component = built[0]
+
+        def resolved(output: pulumi.Output[Any]) -> tuple[Any, bool]:
+            return loop.run_until_complete(output.future()), loop.run_until_complete(output.is_secret())
+
+        return {
+            "records": monitor.records,
+            "root_token": resolved(component.root_token),
+            "unseal_keys": resolved(component.init.unseal_keys),
+        }
+
+    return contextvars.Context().run(run)
+
+
+@pytest.fixture(scope="module", params=[(False, False), (True, True)], ids=["kubeconfig", "eks-protected"])
+def rendered(request: pytest.FixtureRequest) -> dict[str, Any]:
+    eks, protect = request.param
+    return {**render_vault(eks, protect), "eks": eks, "protect": protect}
+
+
+def one(records: list[dict[str, Any]], typ: str) -> dict[str, Any]:
+    found = [r for r in records if r["type"] == typ]
+    assert len(found) == 1, f"{typ}: {len(found)} records"
+    return found[0]
+
+
+def all_of(records: list[dict[str, Any]], typ: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == typ]
+
+
+def vault_release(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in all_of(records, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "vault")
+
+
+def by_kind(records: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """Declared objects of `kind`, by metadata.name."""
+    return {r["inputs"]["metadata"]["name"]: r for r in records if r["inputs"].get("kind") == kind}
+
+
+def test_release_is_ha_raft_over_tls_and_never_dev_mode(rendered: dict[str, Any]) -> None:
+    release = vault_release(rendered["records"])
+    values = release["inputs"]["values"]
+    assert unknown_value_paths("vault", values) == []
+    assert schema_errors("vault", values) == []
+    server = values["server"]
+    assert server["ha"]["enabled"] is True and server["ha"]["raft"]["enabled"] is True and server["ha"]["replicas"] == 3
+    assert server["dev"]["enabled"] is False and server["standalone"]["enabled"] is False
+    assert values["global"]["tlsDisable"] is False and values["injector"]["enabled"] is False
+    assert server["dataStorage"] == {"enabled": True, "size": "10Gi"}
+    assert release["options"]["protect"] is rendered["protect"]  # the raft volumes
+
+    config = hcl.loads(server["ha"]["raft"]["config"])
+    listener = config["listener"]["tcp"]
+    assert listener["tls_disable"] is False
+    assert (listener["tls_cert_file"], listener["tls_key_file"]) == ("/vault/userconfig/vault-tls/tls.crt", "/vault/userconfig/vault-tls/tls.key")
+    assert server["volumes"] == [{"name": "vault-tls", "secret": {"secretName": "vault-tls"}}]
+    assert server["volumeMounts"][0]["mountPath"] == "/vault/userconfig/vault-tls" and CA_FILE.startswith("/vault/userconfig/vault-tls/")
+    joins = config["storage"]["raft"]["retry_join"]
+    assert [j["leader_api_addr"] for j in joins] == [f"https://vault-{i}.vault-internal:8200" for i in range(3)]
+    assert all(j["leader_ca_cert_file"] == CA_FILE for j in joins)
+
+    # The public name: the active node, through Traefik re-encrypting with the internal CA.
+    ingress = server["ingress"]
+    assert ingress["ingressClassName"] == "traefik" and ingress["activeService"] is True
+    assert ingress["hosts"] == [{"host": HOST, "paths": ["/"]}]
+    assert ingress["tls"] == [{"hosts": [HOST], "secretName": "vault-public-tls"}]
+    assert server["service"]["active"]["annotations"] == {
+        "traefik.ingress.kubernetes.io/service.serversscheme": "https",
+        "traefik.ingress.kubernetes.io/service.serverstransport": "vault-vault@kubernetescrd",
+    }
+
+    if rendered["eks"]:
+        seal = config["seal"]["awskms"]
+        assert seal["region"] == "eu-west-1" and seal["kms_key_id"].startswith("control-plane-vault-unseal-")
+        role_arn = server["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert role_arn.startswith("arn:aws:iam::123456789012:role/control-plane-vault-unseal-")
+    else:
+        assert "seal" not in config and "serviceAccount" not in server
+
+
+def test_certificates_internal_ca_for_vault_platform_issuer_for_the_public_name(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    certificates = by_kind(records, "Certificate")
+    issuers = by_kind(records, "Issuer")
+    for obj in [*certificates.values(), *issuers.values()]:
+        assert custom_resource_errors(obj["inputs"]) == [], obj["name"]
+
+    # Vault's own certificate: every in-cluster name, from the internal CA (an ACME issuer could not sign them).
+    serving = certificates["vault-tls"]["inputs"]
+    assert serving["spec"]["issuerRef"] == {"name": "vault-internal-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    for name in ["vault.vault.svc", "vault-active.vault.svc", "*.vault-internal", "*.vault-internal.vault.svc"]:
+        assert name in serving["spec"]["dnsNames"]
+    assert serving["spec"]["ipAddresses"] == ["127.0.0.1"]
+    assert issuers["vault-internal-ca"]["inputs"]["spec"] == {"ca": {"secretName": "vault-internal-ca"}}
+    ca = certificates["vault-internal-ca"]["inputs"]["spec"]
+    assert ca["isCA"] is True and ca["issuerRef"]["name"] == "vault-selfsigned"
+    assert issuers["vault-selfsigned"]["inputs"]["spec"] == {"selfSigned": {}}
+
+    # The public name: the platform's ClusterIssuer, whatever kind it is.
+    public = certificates["vault-public-tls"]["inputs"]["spec"]
+    assert public["issuerRef"] == {"name": "platform-acme" if rendered["eks"] else "platform-ca", "kind": "ClusterIssuer",
+                                   "group": "cert-manager.io"}
+    assert public["dnsNames"] == [HOST]
+
+    # Issued before use: Pulumi waits for Ready, and each step waits for the one it needs.
+    for name in ("vault-tls", "vault-public-tls"):
+        assert certificates[name]["inputs"]["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
+    cert_manager = next(r for r in records if r["name"] == "control-plane-cert-manager")
+    assert all(cert_manager["urn"] in r["dependsOn"] for r in [*certificates.values(), *issuers.values()])
+    assert issuers["vault-internal-ca"]["urn"] in certificates["vault-tls"]["dependsOn"]
+    assert {certificates["vault-tls"]["urn"], certificates["vault-public-tls"]["urn"]} <= set(vault_release(records)["dependsOn"])
+
+
+def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    namespace = one(records, "kubernetes:core/v1:Namespace")
+    provider = one(records, "pulumi:providers:kubernetes")
+    objects = [r for r in records if r["type"].startswith("kubernetes:") and "helm.sh" not in r["type"]]
+    assert {r["inputs"]["kind"] for r in objects} == {
+        "Namespace", "Issuer", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress"
+    }
+    for obj in objects:
+        assert obj["provider"] == provider["urn"]
+        if obj["inputs"]["apiVersion"] in ("v1", "networking.k8s.io/v1"):
+            assert kubernetes_errors(obj["inputs"]) == [], obj["name"]
+        if obj is not namespace:
+            assert namespace["urn"] in obj["dependsOn"], obj["name"]
+
+
+def test_traefik_reaches_vault_over_verified_tls(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    transport = one(records, "kubernetes:traefik.io/v1alpha1:ServersTransport")
+    # Verified against the internal CA (ca.crt of the serving certificate's secret), never skipped.
+    assert transport["inputs"]["spec"] == {"serverName": "vault-active.vault.svc", "rootCAsSecrets": ["vault-tls"]}
+    assert transport["inputs"]["metadata"] == {"name": "vault", "namespace": "vault"}
+    traefik = next(r for r in records if r["name"] == "control-plane-traefik")
+    middleware = one(records, "kubernetes:traefik.io/v1alpha1:Middleware")
+    assert traefik["urn"] in transport["dependsOn"] and traefik["urn"] in middleware["dependsOn"]
+    assert "vault-active.vault.svc" in by_kind(records, "Certificate")["vault-tls"]["inputs"]["spec"]["dnsNames"]
+
+
+def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    reached = [f"vault-{n}" for n in range(1 if rendered["eks"] else 3)]  # auto-unseal: only init, on the first
+    [ingress] = all_of(records, "kubernetes:networking.k8s.io/v1:Ingress")
+    spec = ingress["inputs"]["spec"]
+    assert spec["ingressClassName"] == "traefik"
+    assert spec["tls"] == [{"hosts": [HOST], "secretName": "vault-public-tls"}]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in spec["rules"][0]["http"]["paths"]] == [
+        (f"/node/{peer}", f"{peer}-node") for peer in reached
+    ]
+    assert spec["rules"][0]["host"] == HOST
+    middleware = one(records, "kubernetes:traefik.io/v1alpha1:Middleware")["inputs"]
+    assert middleware["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}" for peer in reached]}}
+    assert ingress["inputs"]["metadata"]["annotations"] == {
+        "traefik.ingress.kubernetes.io/router.middlewares": f"vault-{middleware['metadata']['name']}@kubernetescrd"
+    }
+    services = {s["inputs"]["metadata"]["name"]: s["inputs"] for s in all_of(records, "kubernetes:core/v1:Service")}
+    assert sorted(services) == [f"{peer}-node" for peer in reached]
+    for peer in reached:
+        service = services[f"{peer}-node"]
+        assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == peer
+        assert service["spec"]["publishNotReadyAddresses"] is True  # a sealed peer must be reachable
+        assert service["metadata"]["annotations"]["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
+
+
+def test_init_resource_keeps_its_keys_secret_and_runs_after_the_release(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    init = one(records, VaultInit.TYPE)
+    assert init["options"]["additionalSecretOutputs"] == ["root_token", "unseal_keys"]
+    assert init["options"]["protect"] is rendered["protect"]
+    inputs = init["inputs"]
+    assert inputs["init_address"] == f"https://{HOST}/node/vault-0"
+    assert inputs["auto_unseal"] is rendered["eks"]
+    assert inputs["unseal_addresses"] == ([] if rendered["eks"] else [f"https://{HOST}/node/vault-{n}" for n in range(3)])
+    assert inputs["ca_bundle"] == ("" if rendered["eks"] else CA_PEM)
+    assert "__provider" not in inputs  # the pickled provider never shows in the plan
+    ingress = one(records, "kubernetes:networking.k8s.io/v1:Ingress")
+    assert {vault_release(records)["urn"], ingress["urn"]} <= set(init["dependsOn"])
+
+    token, token_secret = rendered["root_token"]
+    keys, keys_secret = rendered["unseal_keys"]
+    assert token_secret and keys_secret
+    assert token.startswith(f"hvs.{SECRET_MARK}") and len(keys) == 5
+
+
+def test_vault_provider_trusts_the_ca_and_holds_the_token_as_a_secret(rendered: dict[str, Any]) -> None:
+    provider = one(rendered["records"], "pulumi:providers:vault")
+    inputs = provider["inputs"]
+    assert inputs["address"] == f"https://{HOST}"
+    assert inputs["token"] == REDACTED and "token" in provider["secretPaths"]
+    if rendered["eks"]:
+        assert "caCertFile" not in inputs  # ACME: the system roots
+    else:
+        assert Path(inputs["caCertFile"]).read_text() == CA_PEM
+    init = one(rendered["records"], VaultInit.TYPE)
+    assert init["urn"] in provider["dependsOn"]
+    # Every Vault resource goes through this provider.
+    vault_resources = [r for r in rendered["records"] if r["type"].startswith("vault:")]
+    assert vault_resources and all(r["provider"] == provider["urn"] for r in vault_resources)
+
+
+def test_oidc_login_is_mapped_to_platform_groups_with_short_tokens(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    backend = one(records, "vault:jwt/authBackend:AuthBackend")
+    assert backend["inputs"]["type"] == "oidc" and backend["inputs"]["path"] == "oidc"
+    assert backend["inputs"]["oidcClientSecret"] == REDACTED and "oidcClientSecret" in backend["secretPaths"]
+    assert backend["inputs"].get("oidcDiscoveryCaPem") == (None if rendered["eks"] else CA_PEM)
+    assert backend["inputs"]["defaultRole"] == "platform"
+    assert backend["inputs"]["tune"]["maxLeaseTtl"] == "1h"
+
+    role = one(records, "vault:jwt/authBackendRole:AuthBackendRole")["inputs"]
+    assert role["roleName"] == "platform" and role["userClaim"] == "sub" and role["groupsClaim"] == "groups"
+    assert TOKEN_TTL_SECONDS == 3600
+    assert 0 < role["tokenTtl"] <= 3600 and 0 < role["tokenMaxTtl"] <= 3600
+    assert role["allowedRedirectUris"] == [
+        f"https://{HOST}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"
+    ]
+    assert role["tokenPolicies"] == ["default"]
+
+    groups = {g["inputs"]["name"]: g for g in all_of(records, "vault:identity/group:Group")}
+    assert {n: (g["inputs"]["type"], g["inputs"]["policies"]) for n, g in groups.items()} == {
+        "platform-admins": ("external", ["platform-admin"]),
+        "platform-approvers": ("external", ["platform-approver"]),
+    }
+    aliases = all_of(records, "vault:identity/groupAlias:GroupAlias")
+    assert sorted(a["inputs"]["name"] for a in aliases) == ["platform-admins", "platform-approvers"]
+    # Bound to the oidc mount's accessor and to its own group.
+    assert all(a["inputs"]["mountAccessor"].startswith("auth_oidc_") and backend["urn"] in a["dependsOn"] for a in aliases)
+    assert all({groups[a["inputs"]["name"]]["urn"]} <= set(a["dependsOn"]) for a in aliases)
+
+    policies = {p["inputs"]["name"]: p["inputs"]["policy"] for p in all_of(records, "vault:index/policy:Policy")}
+    admin = hcl.loads(policies["platform-admin"])["path"]["*"]["capabilities"]
+    assert "sudo" in admin and "delete" in admin
+    approver = hcl.loads(policies["platform-approver"])["path"]
+    assert approver["sys/*"]["capabilities"] == ["read", "list"] and approver["identity/*"]["capabilities"] == ["read", "list"]
+    assert approver["sys/raw/*"]["capabilities"] == ["deny"]
+
+
+def test_audit_device_writes_to_stdout(rendered: dict[str, Any]) -> None:
+    audit = one(rendered["records"], "vault:index/audit:Audit")["inputs"]
+    assert audit["type"] == "file" and audit["options"] == {"file_path": "stdout"}
+
+
+INSECURE = re.compile(r"skip_?tls_?verify|tls_?skip_?verify|tls-skip-verify|insecure|tls_disable\s*=\s*(true|1)\b", re.I)
+
+
+def test_nothing_in_vault_turns_tls_verification_off(rendered: dict[str, Any]) -> None:
+    text = json.dumps([r["inputs"] for r in rendered["records"]])
+    assert INSECURE.findall(text) == []
+    # The check itself catches what it is meant to catch.
+    assert INSECURE.search(json.dumps({"skipTlsVerify": True})) and INSECURE.search("tls_disable = 1")
+
+
+def test_auto_unseal_key_and_role_on_eks_only(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    if not rendered["eks"]:
+        assert [r for r in records if r["type"].startswith("aws:")] == []
+        return
+    aws_provider = one(records, "pulumi:providers:aws")
+    key = one(records, "aws:kms/key:Key")
+    assert key["inputs"]["enableKeyRotation"] is True
+    assert key["options"]["protect"] is rendered["protect"]
+    trust = json.loads(one(records, "aws:iam/role:Role")["inputs"]["assumeRolePolicy"])["Statement"]
+    issuer = ISSUER.removeprefix("https://")
+    assert trust == [{
+        "Effect": "Allow",
+        "Principal": {"Federated": OIDC_ARN},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{issuer}:sub": "system:serviceaccount:vault:vault",
+                                       f"{issuer}:aud": "sts.amazonaws.com"}},
+    }]
+    # The seal's key id and the policy's key ARN name the same key (mock ids are "<name>-id").
+    key_name = hcl.loads(vault_release(records)["inputs"]["values"]["server"]["ha"]["raft"]["config"])["seal"]["awskms"]["kms_key_id"]
+    policy = json.loads(one(records, "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])["Statement"]
+    assert policy == [{"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+                       "Resource": f"arn:aws:kms::123456789012:kms/{key_name.removesuffix('-id')}"}]
+    assert all(r["provider"] == aws_provider["urn"] for r in records if r["type"].startswith("aws:"))
+
+
+def test_everything_belongs_to_the_vault_component(rendered: dict[str, Any]) -> None:
+    records = rendered["records"]
+    component = one(records, "platform:vault:Vault")
+    by_urn = {r["urn"]: r for r in records}
+    outside = {"control-plane-k8s", "control-plane-cert-manager", "control-plane-traefik", "control-plane-aws", "control-plane-vault"}
+    for record in records:
+        if record["name"] in outside and record["type"] != "pulumi:providers:vault":
+            continue
+        ancestor = record
+        while ancestor["parent"] and ancestor["urn"] != component["urn"]:
+            ancestor = by_urn.get(ancestor["parent"], {"urn": None, "parent": None})
+        assert ancestor["urn"] == component["urn"], record["urn"]
