@@ -133,59 +133,29 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[
         "issuerUrl": identity.issuer_url,
         "urls": {"openunison": identity.portal_url},
     }
-    if services.gitlab.enabled:
-        gitlab = GitLab(
-            "gitlab",
-            cluster,
-            GitLabArgs(
-                exposure=edge.expose("gitlab"),
-                oidc=identity.clients["gitlab"],
-                groups=groups,
-                cert_manager=edge.tls.release,
-                protect=bool(config.protect),
-                chart_version=services.gitlab.chart_version,
-                replicas=services.gitlab.sizing.replicas,
-                storage=services.gitlab.sizing.storage,
-                aws=cluster.aws_identity,
-                depends_on=[edge.ingress.release],
-            ),
+    def stateful(name: str) -> dict:
+        """What GitLab, Harbor and Vault share: a hostname, an OIDC client, sizing, storage."""
+        service = getattr(services, name)
+        return dict(
+            exposure=edge.expose(name),
+            oidc=identity.clients[name],
+            groups=groups,
+            cert_manager=edge.tls.release,
+            protect=bool(config.protect),
+            chart_version=service.chart_version,
+            replicas=service.sizing.replicas,
+            storage=service.sizing.storage,
+            aws=cluster.aws_identity,
         )
+
+    if services.gitlab.enabled:
+        gitlab = GitLab("gitlab", cluster, GitLabArgs(**stateful("gitlab"), depends_on=[edge.ingress.release]))
         outputs["urls"]["gitlab"] = gitlab.url
     if services.harbor.enabled:
-        harbor = Harbor(
-            "harbor",
-            cluster,
-            HarborArgs(
-                exposure=edge.expose("harbor"),
-                oidc=identity.clients["harbor"],
-                groups=groups,
-                cert_manager=edge.tls.release,
-                protect=bool(config.protect),
-                chart_version=services.harbor.chart_version,
-                replicas=services.harbor.sizing.replicas,
-                storage=services.harbor.sizing.storage,
-                aws=cluster.aws_identity,
-                depends_on=[edge.ingress.release],
-            ),
-        )
+        harbor = Harbor("harbor", cluster, HarborArgs(**stateful("harbor"), depends_on=[edge.ingress.release]))
         outputs["urls"]["harbor"] = harbor.url
     if services.vault.enabled:
-        vault = Vault(
-            "vault",
-            cluster,
-            VaultArgs(
-                exposure=edge.expose("vault"),
-                oidc=identity.clients["vault"],
-                groups=groups,
-                cert_manager=edge.tls.release,
-                ingress_controller=edge.ingress.release,
-                replicas=services.vault.sizing.replicas,
-                storage=services.vault.sizing.storage,
-                protect=bool(config.protect),
-                chart_version=services.vault.chart_version,
-                aws=cluster.aws_identity,
-            ),
-        )
+        vault = Vault("vault", cluster, VaultArgs(**stateful("vault"), ingress_controller=edge.ingress.release))
         outputs["urls"]["vault"] = vault.url
     if services.argocd.enabled:
         argocd = ArgoCd(
