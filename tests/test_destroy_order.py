@@ -108,3 +108,15 @@ def test_the_closure_sees_indirect_dependencies() -> None:
         {"urn": "a", "dependsOn": []}, {"urn": "b", "dependsOn": ["a"]}, {"urn": "c", "dependsOn": ["b"]},
     ]}
     assert _closure(plan)["c"] == {"a", "b"}
+
+
+def test_the_argocd_check_fails_without_the_dependency() -> None:
+    release = {"urn": "argocd", "type": "kubernetes:helm.sh/v3:Release", "custom": True, "dependsOn": [],
+               "inputs": {"chart": "argo-cd", "namespace": "argocd"}, "cluster": "control-plane"}
+    app = {"urn": "app", "type": "kubernetes:argoproj.io/v1alpha1:AppProject", "custom": True, "dependsOn": [],
+           "inputs": {"apiVersion": "argoproj.io/v1alpha1", "metadata": {"name": "p", "namespace": "argocd"}},
+           "cluster": "control-plane"}
+    with pytest.raises(AssertionError):
+        test_argocd_objects_are_deleted_before_argocd({"resources": [release, app]})
+    app["dependsOn"] = ["argocd"]
+    test_argocd_objects_are_deleted_before_argocd({"resources": [release, app]})
