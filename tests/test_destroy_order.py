@@ -111,9 +111,9 @@ def test_the_closure_sees_indirect_dependencies() -> None:
 
 
 def test_the_argocd_check_fails_without_the_dependency() -> None:
-    release = {"urn": "argocd", "type": "kubernetes:helm.sh/v3:Release", "custom": True, "dependsOn": [],
+    release = {"urn": "argocd", "name": "argocd", "type": "kubernetes:helm.sh/v3:Release", "custom": True, "dependsOn": [],
                "inputs": {"chart": "argo-cd", "namespace": "argocd"}, "cluster": "control-plane"}
-    app = {"urn": "app", "type": "kubernetes:argoproj.io/v1alpha1:AppProject", "custom": True, "dependsOn": [],
+    app = {"urn": "app", "name": "p", "type": "kubernetes:argoproj.io/v1alpha1:AppProject", "custom": True, "dependsOn": [],
            "inputs": {"apiVersion": "argoproj.io/v1alpha1", "metadata": {"name": "p", "namespace": "argocd"}},
            "cluster": "control-plane"}
     with pytest.raises(AssertionError):
