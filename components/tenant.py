@@ -13,11 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-
-ENVIRONMENTS = ("dev", "prod")
-TENANT_LABEL = "platform.io/tenant"
-TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-ENVIRONMENT_LABEL = "platform.io/environment"
+from components.tenancy import ENVIRONMENT_LABEL, ENVIRONMENTS, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Role -> the ClusterRole it is bound to, per environment.
 ROLE_BINDINGS: dict[str, dict[str, str]] = {

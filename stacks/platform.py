@@ -18,7 +18,8 @@ from components.cluster import (
 )
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
-from components.tenant import TENANT_NAMESPACE_LABEL, Tenant, TenantArgs, TenantQuota
+from components.tenancy import TENANT_NAMESPACE_LABEL
+from components.tenant import Tenant, TenantArgs, TenantQuota
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
 

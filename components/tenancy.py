@@ -1,0 +1,94 @@
+"""What every tenant hooks into: the platform's providers and shared settings, typed.
+
+The composition (stacks/) builds one `TenantPlatform`; each `Tenant` component receives
+it, so tenant code never reaches into the service components' internals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_vault as vault
+
+from components.cluster import ClusterHandle
+
+TENANT_LABEL = "platform.io/tenant"
+TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
+ENVIRONMENT_LABEL = "platform.io/environment"
+CLUSTER_LABEL = "platform.io/cluster"
+ENVIRONMENTS = ("dev", "prod")
+ROLES = ("owners", "developers", "ops")
+
+# Where tenants' secrets live in Vault (a KV v2 mount), and the keys of the Harbor pull
+# credentials that the External Secrets pull secret is built from.
+KV_MOUNT = "tenants"
+HARBOR_PULL_KEYS = ("registry", "username", "password")
+
+
+def tenant_group(tenant: str, role: str) -> str:
+    """The identity group of a tenant role, as OpenUnison puts it in tokens: `payments-owners`."""
+    return f"{tenant}-{role}"
+
+
+def harbor_pull_path(tenant: str) -> str:
+    return f"{tenant}/harbor-pull"
+
+
+@dataclass(frozen=True)
+class VaultTenancy:
+    provider: vault.Provider
+    url: str
+    kv_mount: pulumi.Resource  # the `tenants` KV v2 mount
+    oidc_accessor: pulumi.Output[str] | None = None  # people's OIDC mount, for tenant group aliases
+
+    def write(self, name: str, path: str, data: pulumi.Input[dict[str, Any]], parent: pulumi.Resource) -> vault.kv.SecretV2:
+        """Store `data` (kept secret) at `tenants/<path>`."""
+        return vault.kv.SecretV2(
+            name,
+            mount=KV_MOUNT,
+            name=path,
+            data_json=pulumi.Output.secret(pulumi.Output.from_input(data).apply(lambda d: json.dumps(d, sort_keys=True))),
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self.kv_mount]),
+        )
+
+
+@dataclass(frozen=True)
+class GitLabTenancy:
+    provider: pulumi.ProviderResource
+    url: str  # https://gitlab.<domain>
+    ssh_host: str  # gitlab.<domain>
+    users: dict[str, pulumi.Resource] = field(default_factory=dict)  # user id -> gitlab.User
+
+
+@dataclass(frozen=True)
+class HarborTenancy:
+    provider: pulumi.ProviderResource
+    host: str  # harbor.<domain>
+
+
+@dataclass(frozen=True)
+class ArgoTenancy:
+    release: pulumi.Resource  # the argo-cd release: every ArgoCD object depends on it
+    provider: pulumi.ProviderResource  # the control-plane cluster's Kubernetes provider
+    namespace: str
+    url: str
+    webhook_secret: pulumi.Output[str] | None = None  # shared with GitLab's webhooks; a Pulumi secret
+
+
+@dataclass(frozen=True)
+class TenantPlatform:
+    domain: str
+    clusters: dict[str, ClusterHandle]  # control-plane, dev, prod
+    ca_bundle: pulumi.Output[str]  # PEM the platform's endpoints are signed by; "" means public roots
+    issuer_url: str  # OpenUnison, trusted by virtual clusters
+    kubernetes_client_id: str
+    vault: VaultTenancy | None = None
+    gitlab: GitLabTenancy | None = None
+    harbor: HarborTenancy | None = None
+    argocd: ArgoTenancy | None = None
+    # The control plane's Gatekeeper template resources by constraint kind: each tenant's
+    # constraint waits for its template.
+    gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
