@@ -49,9 +49,10 @@ class Gatekeeper(pulumi.ComponentResource):
             version=args.chart_version,
         )
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
-        installed: dict[str, k8s.apiextensions.CustomResource] = {}
+        # The ConstraintTemplates by the constraint kind they define; constraints wait for them.
+        self.templates: dict[str, k8s.apiextensions.CustomResource] = {}
         for template in templates():
-            installed[template["spec"]["crd"]["spec"]["names"]["kind"]] = _custom_resource(
+            self.templates[template["spec"]["crd"]["spec"]["names"]["kind"]] = _custom_resource(
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
@@ -59,7 +60,7 @@ class Gatekeeper(pulumi.ComponentResource):
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
                 constraint,
-                pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[installed[constraint["kind"]]])),
+                pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])),
             )
         self.register_outputs({"release": self.release.status})
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_vault as vault
 
 from components.cluster import ClusterHandle
+from policy.gatekeeper import ENVIRONMENT_LABEL, TENANT_LABEL  # noqa: F401 (the labels tenants carry)
 
-TENANT_LABEL = "platform.io/tenant"
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-ENVIRONMENT_LABEL = "platform.io/environment"
 CLUSTER_LABEL = "platform.io/cluster"
 ENVIRONMENTS = ("dev", "prod")
 ROLES = ("owners", "developers", "ops")
@@ -37,11 +36,28 @@ def harbor_pull_path(tenant: str) -> str:
     return f"{tenant}/harbor-pull"
 
 
+class WorkloadBinder(Protocol):
+    """Vault roles trusting short-lived identities (components/vault_federation.py)."""
+
+    def bind_workload(
+        self, resource_name: str, cluster: str, namespaces: list[str], service_accounts: list[str],
+        policies: list[str], parent: pulumi.Resource,
+    ) -> pulumi.CustomResource: ...
+
+    def bind_ci(
+        self, resource_name: str, project_paths: list[str], refs: list[str] | None, policies: list[str],
+        parent: pulumi.Resource,
+    ) -> pulumi.CustomResource: ...
+
+    def auth_path(self, cluster: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class VaultTenancy:
     provider: vault.Provider
     url: str
     kv_mount: pulumi.Resource  # the `tenants` KV v2 mount
+    federation: WorkloadBinder
     oidc_accessor: pulumi.Output[str] | None = None  # people's OIDC mount, for tenant group aliases
 
     def write(self, name: str, path: str, data: pulumi.Input[dict[str, Any]], parent: pulumi.Resource) -> vault.kv.SecretV2:

@@ -64,6 +64,7 @@ ARGO_KINDS: list[dict[str, list[str]]] = [
 ]
 
 TENANT_LABEL = "platform.io/tenant"
+ENVIRONMENT_LABEL = "platform.io/environment"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -135,19 +136,26 @@ def cluster_constraints(
 
 
 def tenant_argo_constraint(
-    tenant: str, projects: list[str], namespaces: list[str], cluster_labels: dict[str, str], clusters: list[str]
+    tenant: str,
+    projects: list[str],
+    namespaces: list[str],
+    cluster_labels: dict[str, str],
+    clusters: list[str],
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """The Constraint holding tenant `tenant`'s ArgoCD Applications and ApplicationSets to its scope.
 
-    It matches objects in the ArgoCD namespace labelled `platform.io/tenant: <tenant>`. An empty
-    `cluster_labels` forbids the tenant any ApplicationSet clusters generator.
+    It matches objects in the ArgoCD namespace labelled `platform.io/tenant: <tenant>` (and, with
+    `environment`, `platform.io/environment: <environment>`: one constraint per environment, whose
+    clusters carry different labels). An empty `cluster_labels` forbids any clusters generator.
     """
     if not _DNS_LABEL.match(tenant):
         raise ValueError(f"tenant {tenant!r} is not a DNS label")
+    labels = {TENANT_LABEL: tenant, **({ENVIRONMENT_LABEL: environment} if environment else {})}
     match = {
         "kinds": ARGO_KINDS,
         "namespaces": [ARGOCD_NAMESPACE],
-        "labelSelector": {"matchLabels": {TENANT_LABEL: tenant}},
+        "labelSelector": {"matchLabels": labels},
     }
     parameters = {
         "project": list(projects),
@@ -155,4 +163,5 @@ def tenant_argo_constraint(
         "clusterLabels": dict(cluster_labels),
         "clusters": list(clusters),
     }
-    return _constraint("PlatformTenantArgoScope", f"tenant-{tenant}-argo-scope", match, parameters)
+    name = f"tenant-{tenant}-{environment}-argo-scope" if environment else f"tenant-{tenant}-argo-scope"
+    return _constraint("PlatformTenantArgoScope", name, match, parameters)

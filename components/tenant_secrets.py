@@ -1,0 +1,151 @@
+"""A tenant's secrets: its Vault path, policies and roles, and External Secrets in its namespaces.
+
+Workloads read `tenants/<tenant>/*` with a Vault role bound to exactly their namespace's
+`vault-secrets` service account; CI reads it with its job's id_token; owners write it
+when signed in. The Harbor pull secret reaches each namespace through External Secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_vault as vault
+
+from components.tenancy import KV_MOUNT, TenantPlatform, harbor_pull_path, tenant_group
+
+SECRETS_SERVICE_ACCOUNT = "vault-secrets"
+STORE = "vault"
+PULL_SECRET = "harbor-pull"
+# The Docker config External Secrets renders from the pull robot's keys in Vault.
+_DOCKER_CONFIG = (
+    '{"auths":{"{{ .registry }}":{"username":"{{ .username }}","password":"{{ .password }}",'
+    '"auth":"{{ printf "%s:%s" .username .password | b64enc }}"}}}'
+)
+
+
+def read_policy(tenant: str) -> str:
+    return "\n".join(
+        [
+            f'path "{KV_MOUNT}/data/{tenant}/*" {{ capabilities = ["read"] }}',
+            f'path "{KV_MOUNT}/metadata/{tenant}/*" {{ capabilities = ["read", "list"] }}',
+        ]
+    ) + "\n"
+
+
+def write_policy(tenant: str) -> str:
+    return "\n".join(
+        [
+            f'path "{KV_MOUNT}/data/{tenant}/*" {{ capabilities = ["create", "read", "update", "patch", "delete"] }}',
+            f'path "{KV_MOUNT}/metadata/{tenant}/*" {{ capabilities = ["read", "list", "delete"] }}',
+        ]
+    ) + "\n"
+
+
+@dataclass(frozen=True)
+class TenantSecretsArgs:
+    tenant: str
+    namespaces: dict[str, str]  # environment -> the namespace on that environment's cluster
+    namespace_resources: dict[str, pulumi.Resource]  # environment -> its Namespace
+    ci_project_paths: list[str]  # GitLab projects whose pipelines may read the tenant's secrets
+    external_secrets: dict[str, pulumi.Resource]  # environment -> the External Secrets release
+    platform: TenantPlatform
+
+
+def secret_store_spec(vault_url: str, auth_path: str, jwt: bool, role: str, ca_bundle: str) -> dict:
+    """A Vault SecretStore that logs in with a short-lived token of the namespace's service account."""
+    account = {"serviceAccountRef": {"name": SECRETS_SERVICE_ACCOUNT}}
+    auth = (
+        {"jwt": {"path": auth_path, "role": role, "kubernetesServiceAccountToken": {**account, "expirationSeconds": 600}}}
+        if jwt
+        else {"kubernetes": {"mountPath": auth_path, "role": role, **account}}
+    )
+    provider = {"server": vault_url, "path": KV_MOUNT, "version": "v2", "auth": auth}
+    if ca_bundle:
+        provider["caBundle"] = base64.b64encode(ca_bundle.encode()).decode()
+    return {"provider": {"vault": provider}}
+
+
+class TenantSecrets(pulumi.ComponentResource):
+    def __init__(self, name: str, args: TenantSecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:tenant:TenantSecrets", name, None, opts)
+        platform, tenant = args.platform, args.tenant
+        assert platform.vault is not None
+        on_vault = pulumi.ResourceOptions(parent=self, provider=platform.vault.provider)
+        read = vault.Policy(f"{name}-read", name=f"tenant-{tenant}-read", policy=read_policy(tenant), opts=on_vault)
+        write = vault.Policy(f"{name}-write", name=f"tenant-{tenant}-write", policy=write_policy(tenant), opts=on_vault)
+
+        # Owners write the tenant's secrets when signed in through OpenUnison.
+        if platform.vault.oidc_accessor is not None:
+            owners = vault.identity.Group(
+                f"{name}-owners", name=tenant_group(tenant, "owners"), type="external", policies=[write.name], opts=on_vault
+            )
+            vault.identity.GroupAlias(
+                f"{name}-owners",
+                name=tenant_group(tenant, "owners"),
+                mount_accessor=platform.vault.oidc_accessor,
+                canonical_id=owners.id,
+                opts=on_vault,
+            )
+        federation = platform.vault.federation
+        federation.bind_ci(f"{name}-ci", args.ci_project_paths, None, [f"tenant-{tenant}-read"], self)
+
+        for environment, namespace in args.namespaces.items():
+            cluster = platform.clusters[environment]
+            role = federation.bind_workload(
+                f"{name}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT], [f"tenant-{tenant}-read"], self
+            )
+            on_cluster = pulumi.ResourceOptions(
+                parent=self,
+                provider=cluster.provider,
+                depends_on=[args.namespace_resources[environment], args.external_secrets[environment]],
+            )
+            account = k8s.core.v1.ServiceAccount(
+                f"{name}-{environment}-vault",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRETS_SERVICE_ACCOUNT, namespace=namespace),
+                automount_service_account_token=False,
+                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
+            )
+            store = k8s.apiextensions.CustomResource(
+                f"{name}-{environment}-store",
+                api_version="external-secrets.io/v1",
+                kind="SecretStore",
+                metadata={"name": STORE, "namespace": namespace},
+                spec=platform.ca_bundle.apply(
+                    lambda ca, environment=environment: secret_store_spec(
+                        platform.vault.url,  # type: ignore[union-attr]
+                        federation.auth_path(environment),
+                        cluster.is_eks,
+                        f"{tenant}-{environment}",
+                        ca,
+                    )
+                ),
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[account, role, read])),
+            )
+            k8s.apiextensions.CustomResource(
+                f"{name}-{environment}-pull",
+                api_version="external-secrets.io/v1",
+                kind="ExternalSecret",
+                metadata={"name": PULL_SECRET, "namespace": namespace},
+                spec={
+                    "refreshInterval": "1h",
+                    "secretStoreRef": {"name": STORE, "kind": "SecretStore"},
+                    "target": {
+                        "name": PULL_SECRET,
+                        "template": {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": _DOCKER_CONFIG}},
+                    },
+                    "dataFrom": [{"extract": {"key": harbor_pull_path(tenant)}}],
+                },
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[store])),
+            )
+            # The namespace's default service account pulls with it.
+            k8s.core.v1.ServiceAccountPatch(
+                f"{name}-{environment}-default",
+                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name="default", namespace=namespace),
+                image_pull_secrets=[k8s.core.v1.LocalObjectReferencePatchArgs(name=PULL_SECRET)],
+                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
+            )
+        self.register_outputs({"readPolicy": read.name})
+
