@@ -10,6 +10,7 @@ import yaml
 
 from components.cluster import ClusterHandle
 from components.common import Exposure, OidcClient, PlatformGroups
+from components.federation import CredentialPlugin
 from components.helm import namespace, release
 
 NAMESPACE = "argocd"
@@ -23,6 +24,7 @@ class ArgoCdArgs:
     groups: PlatformGroups
     replicas: int = 1
     chart_version: str | None = None
+    credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -63,31 +65,34 @@ class ArgoCd(pulumi.ComponentResource):
             )
         )
         self.url = args.exposure.url
+        values = {
+            "global": {"domain": args.exposure.hostname},
+            "configs": {
+                "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
+                "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
+            },
+            "dex": {"enabled": False},
+            "controller": {"replicas": args.replicas},
+            "server": {
+                "ingress": {
+                    "enabled": True,
+                    "ingressClassName": args.exposure.ingress_class,
+                    "hostname": args.exposure.hostname,
+                    "tls": True,
+                    "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
+                }
+            },
+        }
+        plugin = args.credential_plugin
+        plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
         self.release = release(
             "argocd",
             "argo-cd",
             ns,
-            {
-                "global": {"domain": args.exposure.hostname},
-                "configs": {
-                    "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
-                    "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
-                },
-                "dex": {"enabled": False},
-                "controller": {"replicas": args.replicas},
-                "server": {
-                    "ingress": {
-                        "enabled": True,
-                        "ingressClassName": args.exposure.ingress_class,
-                        "hostname": args.exposure.hostname,
-                        "tls": True,
-                        "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
-                    }
-                },
-            },
+            plugin.merge_into(values) if plugin else values,
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[oidc_secret],
+            depends_on=[oidc_secret, *plugin_files],
         )
         self.register_outputs({"url": self.url})

@@ -31,6 +31,7 @@ class ClusterHandle:
     aws_provider: aws.Provider | None = None
     oidc_provider_arn: pulumi.Output[str] | None = None
     region: str | None = None
+    eks_cluster_name: pulumi.Output[str] | None = None  # the aws.eks.Cluster's name (EKS only)
 
     @property
     def name(self) -> str:
@@ -247,6 +248,7 @@ class EksCluster(pulumi.ComponentResource):
             aws_provider=aws_provider,
             oidc_provider_arn=oidc_provider.arn,
             region=args.region,
+            eks_cluster_name=cluster.name,
         )
         self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
 

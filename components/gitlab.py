@@ -179,6 +179,8 @@ def gitlab_values(args: GitLabArgs, buckets: dict[str, pulumi.Output[str]]) -> d
             "enabled": True,
             "autoSignInWithProvider": OIDC_PROVIDER,
             "allowSingleSignOn": [OIDC_PROVIDER],
+            # Tenant users are declared (components/platform_users.py); sign-in links them by e-mail.
+            "autoLinkUser": [OIDC_PROVIDER],
             "blockAutoCreatedUsers": False,
             "syncProfileFromProvider": [OIDC_PROVIDER],
             "syncProfileAttributes": ["email", "name"],

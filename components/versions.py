@@ -55,3 +55,38 @@ CHARTS: dict[str, Chart] = {
 GITLAB_KUBECTL_IMAGE = "registry.gitlab.com/gitlab-org/build/cng/kubectl"
 GITLAB_KUBECTL_TAG = "v18.9.1"
 GITLAB_KUBECTL_DIGEST = ""
+
+
+class Image(NamedTuple):
+    """A container image pinned by digest; the tag is for people, the digest is what runs."""
+
+    repository: str
+    tag: str  # "" when the digest's tag was not recorded where the digest was found
+    digest: str  # "sha256:..."
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}{':' + self.tag if self.tag else ''}@{self.digest}"
+
+
+# Token federation (components/federation.py, components/kube_oidc_proxy.py). Digests were read
+# from public repositories that pin them, not from the registries (offline); confirm on every
+# bump with `crane digest <repository>:<tag>`.
+# The management-API proxy: OpenUnison's fork of kube-oidc-proxy, the image orchestra's
+# `mgmt-proxy.yaml` runs (chart default 1.0.11; 1.0.12 is the newest with a known digest).
+KUBE_OIDC_PROXY_IMAGE = Image(
+    "ghcr.io/tremolosecurity/kube-oidc-proxy", "1.0.12",
+    "sha256:d7747f308042216acd31eb48af4baefb2f508afc2023736451931b2d323907e9",
+)
+# Static (musl) busybox: copies itself into the ArgoCD controller's plugin volume so the next
+# init container, whose image has no shell, can copy curl out.
+BUSYBOX_IMAGE = Image(
+    "docker.io/library/busybox", "1.37.0-musl",
+    "sha256:222ad6d973c0d198014546a65cd02c5fdedcc172123c5b4c2bf0af636550bd94",
+)
+# A fully static curl in a `scratch` image (github.com/tarampampam/curl-docker): runs unchanged
+# in the glibc ArgoCD image. The tag of this digest was not recorded where it was found.
+CURL_IMAGE = Image(
+    "docker.io/tarampampam/curl", "",
+    "sha256:617b3306349beaacb7ad82bddda8d6876a40c3bad06d7a28981504d230802d7e",
+)

@@ -103,6 +103,23 @@ def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
     return inputs
 
 
+def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | None:
+    """GitLab and Harbor: integer ids, and the robot's full name and generated secret."""
+    inputs = dict(args.inputs)
+    number = int(_digest(args.typ, args.name, length=6), 16)  # both APIs number their objects
+    if args.typ in ("gitlab:index/group:Group", "gitlab:index/project:Project", "gitlab:index/user:User"):
+        return str(number), inputs
+    if args.typ == "harbor:index/project:Project":
+        return f"/projects/{number}", {**inputs, "projectId": number}
+    if args.typ == "harbor:index/robotAccount:RobotAccount":
+        project = (inputs.get("permissions") or [{}])[0].get("namespace", "")
+        short = inputs.get("name", args.name)
+        full_name = f"robot${project}+{short}" if inputs.get("level") == "project" else f"robot${short}"
+        secret = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
+        return f"/robots/{number}", {**inputs, "fullName": full_name, "robotId": str(number), "secret": secret}
+    return None
+
+
 class PlatformMocks(Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         provider = args.typ.split(":")[0]
@@ -128,6 +145,9 @@ class PlatformMocks(Mocks):
             return f"{args.name}-{_digest(args.typ, args.name)}", {**args.inputs, "rfc3339": "2026-01-01T00:00:00Z"}
         if provider in ("random", "tls"):
             return f"{args.name}-{_digest(args.typ, args.name)}", _generated_outputs(args)
+        service = _service_outputs(args)
+        if service is not None:
+            return service
         return f"{args.name}-{_digest(args.typ, args.name)}", dict(args.inputs)
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

@@ -32,7 +32,8 @@ CLUSTER_ROLES = ("controlPlane", "dev", "prod")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+# Also a GitLab username: no '@', and not ending in '.' or '.git'.
+_USER_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 _K8S_VERSION = re.compile(r"^1\.(2[89]|3[0-9])$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 _CHART_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
@@ -65,7 +66,7 @@ DnsLabel = Annotated[
 ]
 DnsName = Annotated[str, _check(_DNS_NAME, "a lower-case DNS name with at least two labels, e.g. 'platform.example.com'")]
 Quantity = Annotated[str, _check(_QUANTITY, "a Kubernetes quantity such as '8', '500m', '16Gi'")]
-UserId = Annotated[str, _check(_USER_ID, "a user id of the identity source: letters, digits, '.', '_', '@', '-'")]
+UserId = Annotated[str, _check(_USER_ID, "a user id of the identity source that is also a GitLab username: letters, digits, '.', '_', '-', not ending in '.'")]
 KubernetesVersion = Annotated[str, _check(_K8S_VERSION, "a supported minor version '1.28' to '1.39', as a string")]
 Region = Annotated[str, _check(_REGION, "an AWS region such as 'eu-west-1'")]
 ChartVersion = Annotated[str, _check(_CHART_VERSION, "an exact chart version such as '1.19.1' (no ranges, no 'latest')")]
@@ -239,6 +240,9 @@ class Identity(Model):
     ldap: LdapSource | None = None
     cluster_admins: list[GroupName] = Field(min_length=1)
     system_approvers: list[GroupName] = Field(min_length=1)
+    # Tenant users' GitLab accounts get <user>@<emailDomain>, the address the identity
+    # source asserts, so OIDC sign-in links them.
+    email_domain: DnsName
 
     @field_validator("cluster_admins", "system_approvers")
     @classmethod
@@ -319,6 +323,23 @@ class Dns(Model):
     acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
 
 
+# --- the platform's own pipeline ------------------------------------------------------
+
+GitLabProjectPath = Annotated[
+    str,
+    _check(
+        re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$"),
+        "a GitLab project path 'group/project' (subgroups allowed)",
+    ),
+]
+
+
+class Pipeline(Model):
+    """This repository in the platform's GitLab: on EKS its pipelines get the preview and deploy roles."""
+
+    project_path: GitLabProjectPath = "platform/platform-bootstrap"
+
+
 # --- the whole platform ---------------------------------------------------------------
 
 
@@ -330,6 +351,7 @@ class PlatformConfig(Model):
     services: Services = Services()
     tenants: list[Tenant] = []
     protect: bool | None = None
+    pipeline: Pipeline = Pipeline()
 
     @field_validator("tenants")
     @classmethod

@@ -12,6 +12,7 @@ from components.gitlab import GitLab, GitLabArgs
 from components.harbor import Harbor, HarborArgs
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
+from components.federation import CredentialPlugin
 from components.ingress import Ingress, IngressArgs, Route53Args
 from components.openunison import ClientSpec, LdapUpstream, OidcUpstream, OpenUnison, OpenUnisonArgs
 from components.tls import AcmeArgs, PlatformTls, PlatformTlsArgs
@@ -103,8 +104,21 @@ def upstream_identity(identity: Identity) -> dict[str, OidcUpstream | LdapUpstre
     }
 
 
-def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
-    """Declare the shared services; returns their stack outputs."""
+@dataclass(frozen=True)
+class ControlPlane:
+    """The stack outputs of the shared services, and the services other stacks build on."""
+
+    outputs: dict[str, pulumi.Input[object]]
+    edge: Edge
+    identity: OpenUnison
+    argocd: ArgoCd | None = None
+    vault: Vault | None = None
+    gitlab: GitLab | None = None
+    harbor: Harbor | None = None
+
+
+def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> ControlPlane:
+    """Declare the shared services; returns them with their stack outputs."""
     services = config.services
     edge = build_edge(cluster, config)
     groups = PlatformGroups(list(config.identity.cluster_admins), list(config.identity.system_approvers))
@@ -148,6 +162,7 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[
             aws=cluster.aws_identity,
         )
 
+    gitlab = harbor = vault = argocd = None
     if services.gitlab.enabled:
         gitlab = GitLab("gitlab", cluster, GitLabArgs(**stateful("gitlab"), depends_on=[edge.ingress.release]))
         outputs["urls"]["gitlab"] = gitlab.url
@@ -167,7 +182,9 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> dict[
                 groups=groups,
                 replicas=services.argocd.sizing.replicas,
                 chart_version=services.argocd.chart_version,
+                # ArgoCD reaches the remote clusters with OpenUnison's short-lived tokens.
+                credential_plugin=CredentialPlugin(identity.portal_url.rstrip("/"), edge.tls.ca_bundle),
             ),
         )
         outputs["urls"]["argocd"] = argocd.url
-    return outputs
+    return ControlPlane(outputs, edge, identity, argocd, vault, gitlab, harbor)

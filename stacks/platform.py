@@ -22,6 +22,8 @@ from components.tenancy import TENANT_NAMESPACE_LABEL
 from components.tenant import Tenant, TenantArgs, TenantQuota
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
+from stacks.federation import build_federation
+from stacks.vault_federation import build_vault_federation
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
@@ -100,7 +102,10 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     }
     for handle in clusters.values():
         add_cluster_baseline(handle, config)
-    control_plane = build_control_plane(clusters["control-plane"], config)
+    plane = build_control_plane(clusters["control-plane"], config)
+    control_plane = plane.outputs
+    build_federation(clusters, config, plane)
+    federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab)
     for tenant in config.tenants:
         Tenant(
             TenantArgs(
@@ -115,6 +120,7 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
         )
     return {
         **control_plane,
+        **federation.outputs(),  # last: tenants register their credentials first
         "clusters": {
             name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
             for name, handle in clusters.items()

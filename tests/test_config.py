@@ -119,6 +119,9 @@ BAD_CONFIGS = [
      "Kubernetes quantity"),
     ("user id invalid", DEV, setting(T, 0, "developers", value=["bob smith"]), "platform:tenants[0].developers[0]",
      "user id"),
+    ("user id not a GitLab username", DEV, setting(T, 0, "owners", value=["alice@example.com"]),
+     "platform:tenants[0].owners[0]", "GitLab username"),
+    ("identity without e-mail domain", DEV, deleting(I, "emailDomain"), "platform:identity.emailDomain", "required"),
     ("protect not a boolean", DEV, setting("platform:protect", value="sometimes"), "platform:protect", "true or false"),
 ]
 

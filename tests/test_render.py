@@ -75,7 +75,10 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
         assert len(cluster["inputs"]["vpcConfig"]["subnetIds"]) == 6  # 3 private + 3 public
     assert len(of_type(plan, "aws:ec2/vpc:Vpc")) == 3
     assert len(of_type(plan, "aws:ec2/subnet:Subnet")) == 18
-    assert len(of_type(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 3
+    # One per cluster for workload identity, and GitLab's for this repository's pipeline.
+    assert sorted(p["name"] for p in of_type(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == [
+        "control-plane-oidc", "dev-oidc", "platform-pipeline-gitlab", "prod-oidc"
+    ]
     groups = of_type(plan, "aws:eks/nodeGroup:NodeGroup")
     assert sorted(g["name"] for g in groups) == ["control-plane-system", "dev-general", "prod-general"]
     system = next(g for g in groups if g["name"] == "control-plane-system")

@@ -1,0 +1,147 @@
+"""AWS access for this repository's own pipeline, through GitLab ID tokens only (EKS stacks).
+
+The platform's GitLab becomes an IAM OIDC identity provider (audience `sts.amazonaws.com`,
+what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
+
+* preview (`PREVIEW_ROLE_ARN`): any branch's pipeline of the project, merge requests included
+  (`sub` like `project_path:<path>:ref_type:branch:ref:*`). AWS ReadOnlyAccess, minus the
+  reads that return stored data rather than describe infrastructure (S3 objects such as
+  registry images and CI artifacts, secret and parameter values, KMS decryption): whoever can
+  push a branch can assume it, and `pulumi preview` needs none of that data.
+* deploy (`DEPLOY_ROLE_ARN`): only pipelines of the deploy branch (`sub` exactly
+  `project_path:<path>:ref_type:branch:ref:main`). AWS cannot test GitLab's `ref_protected`
+  claim (an IAM condition only sees `aud` and `sub` of a generic OIDC provider), so this is
+  as strong as the branch's protection in GitLab: keep `main` protected, maintainers only.
+  AdministratorAccess: the program creates IAM roles and attaches policies to them (IRSA for
+  cert-manager, Vault, GitLab, Harbor; these very roles), which is administrator power
+  whatever a narrower policy says; a scoped policy would only look safer.
+
+Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
+the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.inventory import Credential, CredentialInventory
+
+AUDIENCE = "sts.amazonaws.com"
+SESSION_SECONDS = 3600
+READ_ONLY_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+# Reads that return stored data (object contents, secret values, plaintext), not descriptions.
+DATA_READS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "secretsmanager:GetSecretValue",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "kms:Decrypt",
+)
+
+
+def subject(project_path: str, branch: str) -> str:
+    """GitLab's `sub` claim of a job on a branch (`*` for any branch, with StringLike)."""
+    return f"project_path:{project_path}:ref_type:branch:ref:{branch}"
+
+
+def pipeline_trust_policy(provider_arn: str, issuer_url: str, project_path: str, branch: str | None) -> dict[str, Any]:
+    """Jobs of `project_path` on `branch` (None: on any branch) may assume the role."""
+    host = issuer_url.removeprefix("https://")  # IAM's condition keys are <host>:aud and <host>:sub
+    if branch is None:
+        condition = {"StringEquals": {f"{host}:aud": AUDIENCE}, "StringLike": {f"{host}:sub": subject(project_path, "*")}}
+    else:
+        condition = {"StringEquals": {f"{host}:aud": AUDIENCE, f"{host}:sub": subject(project_path, branch)}}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": condition,
+            }
+        ],
+    }
+
+
+def no_data_reads_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "DescribeDoNotRead", "Effect": "Deny", "Action": list(DATA_READS), "Resource": "*"}],
+    }
+
+
+@dataclass(frozen=True)
+class PipelineIdentityArgs:
+    aws_provider: pulumi.ProviderResource  # IAM is global: the control plane's provider
+    gitlab_url: str  # https://gitlab.<domain>, the ID tokens' issuer
+    project_path: str  # this repository in GitLab, e.g. platform/platform-bootstrap
+    inventory: CredentialInventory
+    deploy_branch: str = "main"
+    # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class PipelineIdentity(pulumi.ComponentResource):
+    preview_role_arn: pulumi.Output[str]
+    deploy_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PipelineIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:ci_identity:PipelineIdentity", name, None, opts)
+        on_aws = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        tags = {"platform.io/managed-by": "platform-bootstrap"}
+        provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-gitlab",
+            url=args.gitlab_url,
+            client_id_lists=[AUDIENCE],
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
+        )
+
+        def role(suffix: str, description: str, branch: str | None, policy_arn: str) -> aws.iam.Role:
+            created = aws.iam.Role(
+                f"{name}-{suffix}",
+                description=description,
+                assume_role_policy=provider.arn.apply(
+                    lambda arn: json.dumps(pipeline_trust_policy(arn, args.gitlab_url, args.project_path, branch))
+                ),
+                max_session_duration=SESSION_SECONDS,
+                tags=tags,
+                opts=on_aws,
+            )
+            aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=created.name, policy_arn=policy_arn, opts=on_aws)
+            return created
+
+        preview = role("preview", f"pulumi preview from any branch of {args.project_path}", None, READ_ONLY_POLICY)
+        aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data_reads_policy()), opts=on_aws)
+        deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
+        self.preview_role_arn = preview.arn
+        self.deploy_role_arn = deploy.arn
+
+        for what, holder, scope, resource in (
+            ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
+             "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt)", f"{name}-preview"),
+            ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
+             "AdministratorAccess", f"{name}-deploy"),
+        ):
+            args.inventory.register(
+                Credential(
+                    what=what,
+                    category="federated",
+                    issuer=f"AWS STS, trusting {args.gitlab_url} (ID tokens with aud {AUDIENCE})",
+                    holder=holder,
+                    scope=scope,
+                    lifetime_seconds=SESSION_SECONDS,
+                    rotation="each job assumes the role with its own ID token",
+                    resources=(resource,),
+                )
+            )
+        self.register_outputs({"previewRoleArn": self.preview_role_arn, "deployRoleArn": self.deploy_role_arn})

@@ -1,0 +1,110 @@
+"""The credential inventory: every credential the program creates or configures, as data.
+
+Whoever creates a credential registers one `Credential` in the run's `CredentialInventory`
+(components through their Args, the composition for what it wires); the stack output
+`credentials` is `CredentialInventory.entries()`, and `policy/inventory.py` checks that
+output together with the plan. The check also finds every credential-bearing resource of the
+plan (random passwords, private keys, robots, deploy keys, Vault roles, web-identity IAM
+roles, ...) and fails on any that no entry names in `resources`, so forgetting to register
+is a test failure, not a silent gap.
+
+Categories: the issue's rule ("no expiry, or more than 90 days, fails") is about
+credentials presented by one system to another. Everything is listed; only what crosses a
+system boundary at run time is held to the rule, and each other category has a structural
+condition the check enforces, so it cannot be used to hide a cross-system credential:
+
+* `federated`   minted per use from an identity the holder already has (service-account
+                token -> Vault token, CI ID token -> AWS session). Must expire, <= 90 days.
+* `issued`      a stored bearer credential one system issued to another (GitLab token,
+                Harbor robot, deploy key, OIDC client secret). Must expire, <= 90 days.
+* `internal`    a secret among the components of one system (Harbor's database password).
+                `issuer` and `holder` must name the same system.
+* `signing-key` signs other credentials and is never presented to anyone (a CA key); what
+                it signs is listed and checked on its own.
+* `bootstrap`   the program's own administrative or recovery material for a system it
+                creates (Vault's root token and unseal keys, Harbor's admin password),
+                kept in the encrypted stack state: `holder` must name the Pulumi state.
+                Whoever can decrypt the state can rebuild the platform anyway (README).
+* `external`    its lifetime is set by a party outside the program (the upstream identity
+                provider's client secret, a kubeconfig's credential, the ACME account key):
+                listed with who sets it (`lifetime`) and how to rotate it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Category = Literal["federated", "issued", "internal", "signing-key", "bootstrap", "external"]
+CATEGORIES: tuple[str, ...] = ("federated", "issued", "internal", "signing-key", "bootstrap", "external")
+CHECKED_CATEGORIES = ("federated", "issued")  # held to the 90-day rule
+STATE_HOLDER = "Pulumi state"  # what a `bootstrap` holder must name
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def describe_seconds(seconds: int | None) -> str:
+    """A lifetime in words: 'never expires', '1 minute', '20 minutes', '1 hour', '30 days'."""
+    if seconds is None:
+        return "never expires"
+    for unit, size in (("day", DAY), ("hour", HOUR), ("minute", MINUTE)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class Credential:
+    what: str
+    category: Category
+    issuer: str  # who mints or generates it (for `internal`: the system it belongs to)
+    holder: str  # who keeps and presents it
+    scope: str  # what it allows
+    lifetime_seconds: int | None  # None: it never expires (or, for `external`, the program cannot know)
+    rotation: str  # how a new one replaces it
+    resources: tuple[str, ...] = ()  # the plan resources (Pulumi names) that create or configure it
+    lifetime: str | None = None  # words, when the seconds alone mislead ("the job's timeout")
+
+    def __post_init__(self) -> None:
+        # Fail in the program, at the registration that is wrong, not later in a check.
+        for name in ("what", "issuer", "holder", "scope", "rotation"):
+            if not str(getattr(self, name)).strip():
+                raise ValueError(f"credential {self.what!r}: '{name}' is empty")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"credential {self.what!r}: category {self.category!r} is not one of {', '.join(CATEGORIES)}")
+        if self.lifetime_seconds is not None and (isinstance(self.lifetime_seconds, bool) or self.lifetime_seconds <= 0):
+            raise ValueError(f"credential {self.what!r}: lifetime_seconds must be a positive number of seconds or None")
+
+    def to_output(self) -> dict[str, Any]:
+        """The stack output's form (camelCase, like every other output)."""
+        return {
+            "what": self.what,
+            "category": self.category,
+            "issuer": self.issuer,
+            "holder": self.holder,
+            "scope": self.scope,
+            "lifetime": self.lifetime or describe_seconds(self.lifetime_seconds),
+            "lifetimeSeconds": self.lifetime_seconds,
+            "rotation": self.rotation,
+            "resources": list(self.resources),
+        }
+
+
+@dataclass
+class CredentialInventory:
+    """One per program run: created by the composition and handed to whoever creates credentials.
+
+    Register synchronously while declaring resources (not inside `apply`): the composition reads
+    `entries()` when it builds the stack outputs, after every component has been declared.
+    """
+
+    _entries: list[Credential] = field(default_factory=list)
+
+    def register(self, credential: Credential) -> Credential:
+        self._entries.append(credential)
+        return credential
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The stack output `credentials`, in registration order."""
+        return [credential.to_output() for credential in self._entries]

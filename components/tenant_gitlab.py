@@ -1,0 +1,258 @@
+"""A tenant's repositories in GitLab: its group, projects, access, deploy keys and webhooks.
+
+Per tenant: a private group `<tenant>` holding `app` (the application), `ops` (what ArgoCD
+deploys to prod) and `ops-dev`, a fork of `ops` in the same group (what ArgoCD deploys to
+dev; changes are promoted by a merge request from `ops-dev` into `ops`).
+
+Access is granted on the group, by role: owners are GitLab owners, developers and ops are
+GitLab developers. `main` is protected in every project: nobody pushes to it, and merging
+needs the maintainer level, which only owners hold, so only owners merge (approve) changes.
+
+ArgoCD reads each ops project with a read-only deploy key (ed25519, pulumi_tls). The private
+half goes to Vault (`tenants/<tenant>/deploy-keys/<project>`) and to ArgoCD's repository
+Secret, nowhere else. Keys live 90 days and are replaced from 45 days on: a
+`pulumiverse_time.Rotating` expires after 45 days, and on the next `pulumi up --refresh` its
+new timestamp is the key's `replacement_trigger`, so a new key pair, deploy key, Vault
+version and repository Secret are made in that run (the new deploy key exists before the
+old one is deleted). A project webhook tells ArgoCD about pushes, authenticated with the
+platform's shared GitLab webhook secret.
+
+CI variables only say where things are (Harbor, Vault, the Vault role): jobs log in to Vault
+with their `id_tokens` and read their secrets there, so no secret is a CI variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence, cast
+
+import pulumi
+import pulumi_gitlab as gitlab
+import pulumi_kubernetes as k8s
+import pulumi_tls as tls
+import pulumiverse_time as time
+
+from components.tenancy import ROLES, TENANT_LABEL, TenantPlatform
+
+APP_PROJECT = "app"
+OPS_PROJECT = "ops"  # prod
+OPS_DEV_PROJECT = "ops-dev"  # dev: a fork of ops
+PROJECTS = (APP_PROJECT, OPS_PROJECT, OPS_DEV_PROJECT)
+# Ops project -> the environment ArgoCD deploys it to.
+OPS_ENVIRONMENTS = {OPS_DEV_PROJECT: "dev", OPS_PROJECT: "prod"}
+MAIN = "main"
+
+# Tenant role -> GitLab access level on the group. Only owners reach "maintainer" (merge).
+ACCESS_LEVELS = {"owners": "owner", "developers": "developer", "ops": "developer"}
+MERGE_ACCESS_LEVEL = "maintainer"
+PUSH_ACCESS_LEVEL = "no one"
+
+DEPLOY_KEY_LIFETIME_DAYS = 90
+DEPLOY_KEY_ROTATION_DAYS = DEPLOY_KEY_LIFETIME_DAYS // 2
+
+# Where GitLab CI jobs log in to Vault (JWT auth with their id_token), shared with the Vault side.
+VAULT_CI_AUTH_PATH = "jwt-gitlab"
+
+ARGOCD_REPOSITORY_LABEL = {"argocd.argoproj.io/secret-type": "repository"}
+
+
+def ci_role(tenant: str) -> str:
+    """The Vault role a tenant's CI jobs log in with."""
+    return f"{tenant}-ci"
+
+
+def app_project_name(tenant: str, environment: str) -> str:
+    """The tenant's ArgoCD AppProject for an environment."""
+    return f"{tenant}-{environment}"
+
+
+def ssh_url(ssh_host: str, tenant: str, project: str) -> str:
+    return f"git@{ssh_host}:{tenant}/{project}.git"
+
+
+def deploy_key_path(tenant: str, project: str) -> str:
+    """Where the private half of an ops project's deploy key is kept (under the `tenants` KV mount)."""
+    return f"{tenant}/deploy-keys/{project}"
+
+
+def expires_after(rfc3339: str, days: int) -> str:
+    """`rfc3339` plus `days`, in the form the GitLab API takes (`2026-04-01T00:00:00Z`)."""
+    start = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    return (start + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class TenantRepositoriesArgs:
+    tenant: str
+    owners: Sequence[str]
+    developers: Sequence[str]
+    ops: Sequence[str]
+    platform: TenantPlatform  # needs .gitlab (with .users), .vault, .harbor and .argocd (with .webhook_secret)
+    webhook_url: str  # ArgoCD's webhook endpoint: https://argocd.<domain>/api/webhook
+    protect: bool = False  # the group and projects hold the tenant's history: protect them on real stacks
+    # Where and as whom CI jobs log in to Vault (must match the Vault side's GitLab JWT mount and CI role).
+    vault_ci_auth_path: str = VAULT_CI_AUTH_PATH
+    vault_ci_role: str | None = None  # default: ci_role(tenant)
+
+    def members(self, role: str) -> list[str]:
+        return sorted(getattr(self, role))
+
+
+class TenantRepositories(pulumi.ComponentResource):
+    group: gitlab.Group
+    projects: dict[str, gitlab.Project]  # app, ops, ops-dev
+    argocd_repositories: dict[str, k8s.core.v1.Secret]  # "dev"/"prod" -> ArgoCD repository Secret
+    ops_repo_urls: dict[str, str]  # "dev"/"prod" -> ssh URL of ops-dev/ops
+    project_paths: list[str]  # <tenant>/app, <tenant>/ops, <tenant>/ops-dev
+
+    def __init__(self, name: str, args: TenantRepositoriesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:tenant:TenantRepositories", name, None, opts)
+        platform = args.platform
+        if platform.gitlab is None or platform.vault is None or platform.argocd is None or platform.harbor is None:
+            raise ValueError(f"tenant {args.tenant}: repositories need GitLab, Vault, Harbor and ArgoCD on the platform")
+        if platform.argocd.webhook_secret is None:
+            raise ValueError(f"tenant {args.tenant}: the ArgoCD webhook secret is missing; GitLab hooks must authenticate")
+        tenant, gl, argocd = args.tenant, platform.gitlab, platform.argocd
+        on_gitlab = pulumi.ResourceOptions(parent=self, provider=gl.provider)
+        kept = pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect))
+
+        self.group = gitlab.Group(
+            f"{name}-group",
+            name=tenant,
+            path=tenant,
+            description=f"Tenant {tenant}: managed by platform-bootstrap",
+            visibility_level="private",
+            default_branch=MAIN,
+            request_access_enabled=False,  # members come from the stack config only
+            opts=kept,
+        )
+        group_id = self.group.id.apply(int)
+
+        for role in ROLES:
+            for user in args.members(role):
+                if user not in gl.users:
+                    raise ValueError(f"tenant {tenant}: {role} member {user!r} has no GitLab user (PlatformUsers)")
+                account = cast(pulumi.CustomResource, gl.users[user])
+                # Named by user alone: moving someone to another role updates the membership in place.
+                gitlab.GroupMembership(
+                    f"{name}-member-{user}",
+                    group_id=group_id,
+                    user_id=account.id.apply(int),
+                    access_level=ACCESS_LEVELS[role],
+                    opts=on_gitlab,
+                )
+
+        def project(path: str, forked_from: gitlab.Project | None = None) -> gitlab.Project:
+            return gitlab.Project(
+                f"{name}-{path}",
+                name=path,
+                path=path,
+                namespace_id=group_id,
+                visibility_level="private",
+                default_branch=MAIN,
+                # A README creates `main` (nobody may push to it later); a fork copies it instead.
+                initialize_with_readme=None if forked_from else True,
+                forked_from_project_id=forked_from.id.apply(int) if forked_from else None,
+                opts=kept,
+            )
+
+        app = project(APP_PROJECT)
+        ops = project(OPS_PROJECT)
+        ops_dev = project(OPS_DEV_PROJECT, forked_from=ops)
+        self.projects = {APP_PROJECT: app, OPS_PROJECT: ops, OPS_DEV_PROJECT: ops_dev}
+
+        variables = {
+            "HARBOR_REGISTRY": platform.harbor.host,
+            "HARBOR_PROJECT": tenant,
+            "VAULT_ADDR": platform.vault.url,
+            "VAULT_AUTH_PATH": args.vault_ci_auth_path,
+            "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
+        }
+        for project_name, resource in self.projects.items():
+            gitlab.BranchProtection(
+                f"{name}-{project_name}-main",
+                project=resource.id,
+                branch=MAIN,
+                push_access_level=PUSH_ACCESS_LEVEL,
+                merge_access_level=MERGE_ACCESS_LEVEL,
+                allow_force_push=False,
+                opts=on_gitlab,
+            )
+            for key, value in variables.items():
+                gitlab.ProjectVariable(
+                    f"{name}-{project_name}-{key.lower()}",
+                    project=resource.id,
+                    key=key,
+                    value=value,
+                    masked=False,
+                    protected=False,  # feature branches build too; nothing here is secret
+                    raw=True,
+                    opts=on_gitlab,
+                )
+
+        self.argocd_repositories = {}
+        self.ops_repo_urls = {}
+        for project_name, environment in OPS_ENVIRONMENTS.items():
+            resource = self.projects[project_name]
+            url = ssh_url(gl.ssh_host, tenant, project_name)
+            self.ops_repo_urls[environment] = url
+            prefix = f"{name}-{project_name}"
+
+            rotation = time.Rotating(
+                f"{prefix}-key-rotation", rotation_days=DEPLOY_KEY_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
+            )
+            # The key has no input that could change, so the rotation's timestamp is its
+            # replacement trigger: a new timestamp means a new key pair.
+            key = tls.PrivateKey(
+                f"{prefix}-deploy-key",
+                algorithm="ED25519",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[rotation], replacement_trigger=rotation.rfc3339),
+            )
+            gitlab.DeployKey(
+                f"{prefix}-deploy-key",
+                project=resource.id,
+                title=f"argocd-{environment}",
+                key=key.public_key_openssh.apply(lambda k: k.strip()),
+                can_push=False,
+                # Expires on its own should rotation stop; the key changes (and so does this) every 45 days.
+                expires_at=rotation.rfc3339.apply(lambda t: expires_after(t, DEPLOY_KEY_LIFETIME_DAYS)),
+                opts=on_gitlab,
+            )
+            platform.vault.write(
+                f"{prefix}-deploy-key",
+                deploy_key_path(tenant, project_name),
+                {"sshPrivateKey": key.private_key_openssh, "sshPublicKey": key.public_key_openssh, "url": url},
+                self,
+            )
+            self.argocd_repositories[environment] = k8s.core.v1.Secret(
+                f"{prefix}-argocd-repository",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"repo-{tenant}-{project_name}",
+                    namespace=argocd.namespace,
+                    labels={**ARGOCD_REPOSITORY_LABEL, TENANT_LABEL: tenant},
+                ),
+                type="Opaque",
+                string_data={
+                    "type": "git",
+                    "url": url,
+                    "project": app_project_name(tenant, environment),
+                    "sshPrivateKey": key.private_key_openssh,
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[argocd.release]),
+            )
+            # ArgoCD refreshes the applications of this repository on a push instead of polling.
+            gitlab.ProjectHook(
+                f"{prefix}-argocd-webhook",
+                project=resource.id,
+                url=args.webhook_url,
+                token=pulumi.Output.secret(argocd.webhook_secret),
+                push_events=True,
+                tag_push_events=False,
+                merge_requests_events=False,
+                enable_ssl_verification=True,
+                opts=on_gitlab,
+            )
+
+        self.project_paths = [f"{tenant}/{p}" for p in PROJECTS]
+        self.register_outputs({"opsRepoUrls": self.ops_repo_urls, "projectPaths": self.project_paths})

@@ -1,0 +1,157 @@
+"""A tenant's Harbor project: quota, scanning, members by role and two expiring robots.
+
+The project `<tenant>` is private, scans every image on push and has a storage quota.
+Members are the tenant's OIDC groups (as OpenUnison names them in tokens): owners are
+project admins, ops maintainers, developers developers.
+
+Two robot accounts, the one static credential Kubernetes forces on us:
+* `robot$<tenant>+push` (push and pull): CI jobs read it from Vault at `<tenant>/harbor-push`;
+* `robot$<tenant>+pull` (pull only): External Secrets syncs it from Vault
+  (`components.tenancy.harbor_pull_path`) into each tenant namespace as the image-pull secret.
+Each expires after 30 days. A `pulumiverse_time.Rotating` of 15 days is each robot's
+`replacement_trigger`: the first `pulumi up --refresh` past half its life deletes the robot and
+creates it again (Harbor robot names are unique, hence delete before replace) with a new
+secret and a new expiry, and writes the new secret to Vault in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumiverse_harbor as harbor
+import pulumiverse_time as time
+import pulumi_vault as vault
+
+from components.tenancy import TenantPlatform, harbor_pull_path
+
+# Tenant role -> Harbor project role.
+PROJECT_ROLES = {"owners": "projectadmin", "ops": "maintainer", "developers": "developer"}
+
+ROBOT_LIFETIME_DAYS = 30
+ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
+# Robot short name -> what it may do on the project's repositories.
+ROBOT_ACTIONS = {"push": ("push", "pull"), "pull": ("pull",)}
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_FACTORS = {
+    None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+
+
+def storage_gib(quantity: str) -> int:
+    """A Kubernetes quantity as whole GiB, rounded up: the unit of Harbor's `storage_quota`
+    (the provider multiplies it by 2^30). "100Gi" -> 100, "100G" -> 94, "1Ti" -> 1024."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    size = float(match.group(1)) * _FACTORS[match.group(2)]
+    return max(1, math.ceil(size / 2**30))
+
+
+def harbor_push_path(tenant: str) -> str:
+    """Where CI finds the push robot's credentials (under the `tenants` KV mount)."""
+    return f"{tenant}/harbor-push"
+
+
+def robot_full_name(tenant: str, robot: str) -> str:
+    """The name Harbor gives a project robot (with its default `robot$` prefix)."""
+    return f"robot${tenant}+{robot}"
+
+
+@dataclass(frozen=True)
+class TenantRegistryArgs:
+    tenant: str
+    owners_group: str  # OIDC group names: components.tenancy.tenant_group(tenant, role)
+    developers_group: str
+    ops_group: str
+    storage_gb: int  # GiB, see storage_gib()
+    platform: TenantPlatform  # needs .harbor and .vault
+    protect: bool = False  # the project holds the tenant's images: protect it on real stacks
+
+    def group(self, role: str) -> str:
+        return {"owners": self.owners_group, "developers": self.developers_group, "ops": self.ops_group}[role]
+
+
+class TenantRegistry(pulumi.ComponentResource):
+    project: harbor.Project
+    robots: dict[str, harbor.RobotAccount]  # "push", "pull"
+    secrets: dict[str, vault.kv.SecretV2]  # "push", "pull": their credentials in Vault
+    pull_secret_path: str
+    push_secret_path: str
+
+    def __init__(self, name: str, args: TenantRegistryArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:tenant:TenantRegistry", name, None, opts)
+        platform = args.platform
+        if platform.harbor is None or platform.vault is None:
+            raise ValueError(f"tenant {args.tenant}: the registry needs Harbor and Vault on the platform")
+        if args.storage_gb < 1:
+            raise ValueError(f"tenant {args.tenant}: storage quota {args.storage_gb} GiB must be at least 1")
+        tenant, host = args.tenant, platform.harbor.host
+        on_harbor = pulumi.ResourceOptions(parent=self, provider=platform.harbor.provider)
+
+        self.project = harbor.Project(
+            f"{name}-project",
+            name=tenant,
+            public=False,
+            storage_quota=args.storage_gb,
+            vulnerability_scanning=True,  # scan on push
+            force_destroy=False,  # Harbor refuses to delete a project that still holds images
+            opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(protect=args.protect)),
+        )
+        for role, project_role in PROJECT_ROLES.items():
+            harbor.ProjectMemberGroup(
+                f"{name}-{role}",
+                project_id=self.project.id,
+                group_name=args.group(role),
+                role=project_role,
+                type="oidc",
+                opts=on_harbor,
+            )
+
+        self.pull_secret_path = harbor_pull_path(tenant)
+        self.push_secret_path = harbor_push_path(tenant)
+        paths = {"push": self.push_secret_path, "pull": self.pull_secret_path}
+        self.robots, self.secrets = {}, {}
+        for robot, actions in ROBOT_ACTIONS.items():
+            rotation = time.Rotating(
+                f"{name}-{robot}-rotation", rotation_days=ROBOT_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
+            )
+            account = harbor.RobotAccount(
+                f"{name}-{robot}",
+                name=robot,
+                level="project",
+                description=rotation.rfc3339.apply(
+                    lambda t, robot=robot: f"{robot} for tenant {tenant}; platform-bootstrap, rotation of {t}"
+                ),
+                duration=ROBOT_LIFETIME_DAYS,
+                permissions=[
+                    harbor.RobotAccountPermissionArgs(
+                        kind="project",
+                        namespace=self.project.name,
+                        accesses=[
+                            harbor.RobotAccountPermissionAccessArgs(action=action, resource="repository")
+                            for action in actions
+                        ],
+                    )
+                ],
+                opts=pulumi.ResourceOptions.merge(
+                    on_harbor,
+                    pulumi.ResourceOptions(
+                        replacement_trigger=rotation.rfc3339,
+                        # The name is taken until the old robot is gone.
+                        delete_before_replace=True,
+                    ),
+                ),
+            )
+            self.robots[robot] = account
+            # Both robots' credentials have the keys the pull secret is built from (HARBOR_PULL_KEYS).
+            credentials = {"registry": host, "username": account.full_name, "password": account.secret}
+            self.secrets[robot] = platform.vault.write(f"{name}-{robot}", paths[robot], credentials, self)
+
+        self.register_outputs(
+            {"project": self.project.name, "pullSecretPath": self.pull_secret_path, "pushSecretPath": self.push_secret_path}
+        )

@@ -1,0 +1,346 @@
+"""Vault trusts short-lived identities: each cluster's service accounts, and GitLab CI jobs.
+
+No reviewer token and no other long-lived credential is stored anywhere:
+
+* EKS clusters: a JWT auth mount `jwt-<cluster>` verifies service-account tokens offline
+  against the cluster's OIDC discovery document (`oidc_discovery_url` = its issuer, public
+  and signed by public roots). Roles bind audience `vault` (what External Secrets requests by
+  default) and the exact `sub` claims `system:serviceaccount:<namespace>:<name>`.
+* Other clusters: a Kubernetes auth mount `kubernetes-<cluster>` with no `token_reviewer_jwt`
+  and `disable_local_ca_jwt`, so Vault calls the cluster's TokenReview API with the client's
+  own token: checked live (a deleted pod or service account is refused), nothing stored.
+  The client's token is therefore its own reviewer: it must carry the API server's audience
+  (External Secrets' `auth.kubernetes.serviceAccountRef` without `audiences` does), so roles
+  set no `audience`; and each bound service account needs `create` on `tokenreviews`. It
+  gets exactly that, from one ClusterRoleBinding per account to `platform-vault-tokenreview`:
+  the built-in `system:auth-delegator` would add SubjectAccessReviews, which would let a
+  tenant's account ask what everybody else may do. (The group-based alternative, binding
+  `system:serviceaccounts:<namespace>`, would grant every account of the namespace: not used.)
+* GitLab CI: a JWT auth mount `jwt-gitlab` trusting `https://gitlab.<domain>` (discovery
+  verified with the platform CA bundle when there is one). Roles bind the Vault URL as
+  audience and exact `project_path` (and, if given, `ref` of a branch) claims.
+
+Tokens live at most an hour for workloads and five minutes for CI jobs; every role and mount
+is registered in the credential inventory (components/inventory.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_vault as vault
+
+from components.cluster import ClusterHandle
+from components.inventory import Credential, CredentialInventory
+
+GITLAB_PATH = "jwt-gitlab"
+WORKLOAD_AUDIENCE = "vault"  # External Secrets' default TokenRequest audience for Vault JWT auth
+WORKLOAD_TOKEN_TTL = 900
+WORKLOAD_TOKEN_MAX_TTL = 3600  # one hour at most
+CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
+TOKEN_REVIEW_ROLE = "platform-vault-tokenreview"
+# Copied from a CI job's ID token into its Vault token's metadata, so the audit log names the job.
+CI_CLAIM_MAPPINGS = {claim: claim for claim in ("project_path", "ref", "pipeline_id", "job_id", "user_login")}
+
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS label: never a dot
+_ACCOUNT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a DNS subdomain
+_PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$")
+_REF = re.compile(r"^[^\s*,]+$")
+
+
+def mount_path(cluster: ClusterHandle) -> str:
+    return f"jwt-{cluster.name}" if cluster.is_eks else f"kubernetes-{cluster.name}"
+
+
+def service_account_subjects(namespaces: Sequence[str], service_accounts: Sequence[str]) -> list[str]:
+    """The `sub` claims of the accounts a role binds: every account name in every namespace,
+    as Kubernetes auth's bound names x bound namespaces do."""
+    return [f"system:serviceaccount:{ns}:{sa}" for ns, sa in itertools.product(namespaces, service_accounts)]
+
+
+def _checked(what: str, values: Sequence[str] | None, pattern: re.Pattern[str], allowed: str) -> list[str]:
+    """A non-empty list of exact values: no `*`, no commas (the provider splits bound claims on them)."""
+    if not values:
+        raise ValueError(f"{what}: give at least one value; an empty list would bind nothing or everything")
+    for value in values:
+        if "*" in value or "," in value or not pattern.match(value):
+            raise ValueError(f"{what}: {value!r} is not allowed; {allowed}, never '*'")
+    return list(values)
+
+
+@dataclass(frozen=True)
+class _Mount:
+    path: str
+    jwt: bool  # True: JWT auth (EKS); False: Kubernetes auth
+    ready: pulumi.Resource  # what a role waits for: the mount, or its configuration
+
+
+@dataclass(frozen=True)
+class VaultFederationArgs:
+    provider: vault.Provider  # the platform Vault's provider
+    vault_url: str  # https://vault.<domain>: the audience CI jobs ask for
+    clusters: dict[str, ClusterHandle]  # control-plane, dev, prod: a mount each
+    inventory: CredentialInventory
+    gitlab_url: str | None = None  # https://gitlab.<domain>; None: no GitLab, no CI mount
+    ca_bundle: pulumi.Input[str] = ""  # what GitLab's certificate chains to; "" means the system roots
+    gitlab_ready: Sequence[pulumi.Resource] = ()  # Vault fetches GitLab's discovery document when configured
+
+
+class VaultFederation(pulumi.ComponentResource):
+    """Auth mounts for every cluster and for GitLab CI; tenants bind roles with `bind_workload` and `bind_ci`."""
+
+    def __init__(self, name: str, args: VaultFederationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:vault_federation:VaultFederation", name, None, opts)
+        self.provider = args.provider
+        self.ci_audience = args.vault_url
+        self._clusters = args.clusters
+        self._inventory = args.inventory
+        self._reviewers: dict[tuple[str, str, str], k8s.rbac.v1.ClusterRoleBinding] = {}
+        self._review_roles: dict[str, k8s.rbac.v1.ClusterRole] = {}
+        for key, handle in args.clusters.items():
+            if key != handle.name:
+                raise ValueError(f"cluster {key!r} is keyed by another name than its handle's ({handle.name!r})")
+        self._mounts = {cluster: self._cluster_mount(name, handle) for cluster, handle in args.clusters.items()}
+        self._gitlab = self._gitlab_mount(name, args) if args.gitlab_url else None
+        self.register_outputs({"mounts": {cluster: m.path for cluster, m in self._mounts.items()}})
+
+    # --- mounts -----------------------------------------------------------------------
+
+    def _cluster_mount(self, name: str, cluster: ClusterHandle) -> _Mount:
+        on_vault = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        path = mount_path(cluster)
+        # A mount's tokens never outlive an hour, whatever a role says.
+        if cluster.is_eks:
+            assert cluster.oidc_issuer_url is not None, f"EKS cluster {cluster.name} has no OIDC issuer"
+            mount = vault.jwt.AuthBackend(
+                f"{name}-{path}",
+                type="jwt",
+                path=path,
+                description=f"Service accounts of the {cluster.name} cluster (EKS OIDC issuer)",
+                oidc_discovery_url=cluster.oidc_issuer_url,
+                bound_issuer=cluster.oidc_issuer_url,
+                tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="1h", max_lease_ttl="1h", token_type="default-service"),
+                opts=on_vault,
+            )
+            ready: pulumi.Resource = mount
+        else:
+            backend = vault.AuthBackend(
+                f"{name}-{path}",
+                type="kubernetes",
+                path=path,
+                description=f"Service accounts of the {cluster.name} cluster (TokenReview with the client's token)",
+                tune=vault.AuthBackendTuneArgs(default_lease_ttl="1h", max_lease_ttl="1h", token_type="default-service"),
+                opts=on_vault,
+            )
+            ready = vault.kubernetes.AuthBackendConfig(
+                f"{name}-{path}",
+                backend=backend.path,
+                kubernetes_host=cluster.endpoint,
+                kubernetes_ca_cert=cluster.ca_data.apply(lambda data: base64.b64decode(data).decode()),
+                # No token_reviewer_jwt, and not Vault's own pod token: the client's token reviews itself.
+                disable_local_ca_jwt=True,
+                opts=on_vault,
+            )
+            self._review_roles[cluster.name] = k8s.rbac.v1.ClusterRole(
+                f"{cluster.name}-{TOKEN_REVIEW_ROLE}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_REVIEW_ROLE, labels=_managed()),
+                rules=[
+                    k8s.rbac.v1.PolicyRuleArgs(
+                        api_groups=["authentication.k8s.io"], resources=["tokenreviews"], verbs=["create"]
+                    )
+                ],
+                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+            )
+        self._inventory.register(
+            Credential(
+                what=f"service-account tokens of the {cluster.name} cluster, presented to Vault",
+                category="federated",
+                issuer=f"the {cluster.name} cluster's service-account issuer (TokenRequest)",
+                holder="the bound service accounts' clients (External Secrets)",
+                scope=(
+                    f"log in at auth/{path} to roles bound to the exact account"
+                    + ("" if cluster.is_eks else "; Vault presents the same token to the cluster's TokenReview API")
+                ),
+                lifetime_seconds=3600,
+                lifetime="the TokenRequest's expirationSeconds, at most 1 hour (checked); External Secrets asks for 10 minutes",
+                rotation="a new TokenRequest for every login",
+            )
+        )
+        return _Mount(path=path, jwt=cluster.is_eks, ready=ready)
+
+    def _gitlab_mount(self, name: str, args: VaultFederationArgs) -> _Mount:
+        mount = vault.jwt.AuthBackend(
+            f"{name}-{GITLAB_PATH}",
+            type="jwt",
+            path=GITLAB_PATH,
+            description="GitLab CI jobs (id_tokens)",
+            oidc_discovery_url=args.gitlab_url,
+            oidc_discovery_ca_pem=pulumi.Output.from_input(args.ca_bundle).apply(lambda pem: pem or None),
+            bound_issuer=args.gitlab_url,
+            tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="5m", max_lease_ttl="5m", token_type="default-service"),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.gitlab_ready)),
+        )
+        return _Mount(path=GITLAB_PATH, jwt=True, ready=mount)
+
+    # --- what tenants call -------------------------------------------------------------
+
+    def auth_path(self, cluster: str) -> str:
+        """The mount a cluster's workloads log in at: `jwt-<cluster>` on EKS, else `kubernetes-<cluster>`."""
+        return self._mount(cluster).path
+
+    def bind_workload(
+        self,
+        resource_name: str,
+        cluster: str,
+        namespaces: list[str],
+        service_accounts: list[str],
+        policies: list[str],
+        parent: pulumi.Resource,
+    ) -> pulumi.CustomResource:
+        """A role named `resource_name` on `cluster`'s mount for exactly these accounts.
+
+        Every name in `service_accounts` in every namespace of `namespaces` may log in and get
+        `policies` for at most an hour. Raises ValueError on `*`, commas or empty lists.
+        """
+        mount = self._mount(cluster)
+        role_name = _checked("Vault role name", [resource_name], _ROLE_NAME, "letters, digits, '.', '_', '-'")[0]
+        namespaces = _checked(f"role {role_name}: namespaces", namespaces, _NAMESPACE, "Kubernetes namespace names")
+        accounts = _checked(f"role {role_name}: service accounts", service_accounts, _ACCOUNT, "service-account names")
+        policies = _policies(role_name, policies)
+        opts = pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[mount.ready])
+        role: pulumi.CustomResource
+        if mount.jwt:
+            role = vault.jwt.AuthBackendRole(
+                resource_name,
+                backend=mount.path,
+                role_name=role_name,
+                role_type="jwt",
+                bound_audiences=[WORKLOAD_AUDIENCE],
+                # Exact subjects; the provider turns the comma-separated list into a list claim.
+                bound_claims={"sub": ",".join(service_account_subjects(namespaces, accounts))},
+                bound_claims_type="string",
+                user_claim="sub",
+                token_ttl=WORKLOAD_TOKEN_TTL,
+                token_max_ttl=WORKLOAD_TOKEN_MAX_TTL,
+                token_policies=policies,
+                opts=opts,
+            )
+        else:
+            role = vault.kubernetes.AuthBackendRole(
+                resource_name,
+                backend=mount.path,
+                role_name=role_name,
+                bound_service_account_names=accounts,
+                bound_service_account_namespaces=namespaces,
+                token_ttl=WORKLOAD_TOKEN_TTL,
+                token_max_ttl=WORKLOAD_TOKEN_MAX_TTL,
+                token_policies=policies,
+                opts=opts,
+            )
+            for namespace, account in itertools.product(namespaces, accounts):
+                self._token_reviewer(cluster, namespace, account, parent)
+        self._inventory.register(
+            Credential(
+                what=f"Vault tokens of role {role_name} ({cluster})",
+                category="federated",
+                issuer=f"Vault, auth/{mount.path}",
+                holder=f"service accounts {', '.join(accounts)} in {', '.join(namespaces)} on {cluster}",
+                scope=f"Vault policies {', '.join(policies)}",
+                lifetime_seconds=WORKLOAD_TOKEN_MAX_TTL,
+                rotation="log in again with a new service-account token",
+                resources=(resource_name,),
+            )
+        )
+        return role
+
+    def bind_ci(
+        self,
+        resource_name: str,
+        project_paths: list[str],
+        refs: list[str] | None,
+        policies: list[str],
+        parent: pulumi.Resource,
+    ) -> pulumi.CustomResource:
+        """A role named `resource_name` on `jwt-gitlab` for CI jobs of exactly these projects.
+
+        `refs`: branch names the job must run on (None: any ref of those projects). Tokens last
+        five minutes. Raises ValueError on `*`, commas or empty lists, or without GitLab.
+        """
+        if self._gitlab is None:
+            raise ValueError(f"role {resource_name}: GitLab is not enabled, so Vault has no CI mount")
+        role_name = _checked("Vault role name", [resource_name], _ROLE_NAME, "letters, digits, '.', '_', '-'")[0]
+        paths = _checked(f"role {role_name}: project paths", project_paths, _PROJECT_PATH, "GitLab project paths 'group/project'")
+        claims = {"project_path": ",".join(paths)}
+        if refs is not None:
+            claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
+            # A tag named like a protected branch must not pass for it.
+            claims["ref_type"] = "branch"
+        policies = _policies(role_name, policies)
+        role = vault.jwt.AuthBackendRole(
+            resource_name,
+            backend=self._gitlab.path,
+            role_name=role_name,
+            role_type="jwt",
+            bound_audiences=[self.ci_audience],
+            bound_claims=claims,
+            bound_claims_type="string",  # exact values, never globs
+            user_claim="sub",
+            claim_mappings=CI_CLAIM_MAPPINGS,
+            token_ttl=CI_TOKEN_TTL,
+            token_max_ttl=CI_TOKEN_TTL,
+            token_policies=policies,
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self._gitlab.ready]),
+        )
+        self._inventory.register(
+            Credential(
+                what=f"Vault tokens of CI role {role_name}",
+                category="federated",
+                issuer=f"Vault, auth/{GITLAB_PATH}",
+                holder=f"CI jobs of {', '.join(paths)}" + (f" on {', '.join(refs)}" if refs else " on any ref"),
+                scope=f"Vault policies {', '.join(policies)}",
+                lifetime_seconds=CI_TOKEN_TTL,
+                rotation="each job logs in with its own ID token",
+                resources=(resource_name,),
+            )
+        )
+        return role
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _mount(self, cluster: str) -> _Mount:
+        if cluster not in self._mounts:
+            raise ValueError(f"no Vault auth mount for cluster {cluster!r}; clusters: {', '.join(sorted(self._mounts))}")
+        return self._mounts[cluster]
+
+    def _token_reviewer(self, cluster: str, namespace: str, account: str, parent: pulumi.Resource) -> None:
+        """Let one service account review its own token (once per account, however many roles bind it)."""
+        key = (cluster, namespace, account)
+        if key in self._reviewers:
+            return
+        handle = self._clusters[cluster]
+        # Namespaces hold no dots and RBAC names allow colons: neither name can belong to two accounts.
+        self._reviewers[key] = k8s.rbac.v1.ClusterRoleBinding(
+            f"{cluster}-vault-tokenreview-{namespace}.{account}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TOKEN_REVIEW_ROLE}:{namespace}:{account}", labels=_managed()),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=TOKEN_REVIEW_ROLE),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account, namespace=namespace)],
+            opts=pulumi.ResourceOptions(parent=parent, provider=handle.provider, depends_on=[self._review_roles[cluster]]),
+        )
+
+
+def _policies(role_name: str, policies: list[str]) -> list[str]:
+    names = _checked(f"role {role_name}: policies", policies, re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"), "policy names")
+    if "root" in names:
+        raise ValueError(f"role {role_name}: the root policy is never bound to a login role")
+    return names
+
+
+def _managed() -> dict[str, str]:
+    return {"platform.io/managed-by": "platform-bootstrap"}

@@ -1,0 +1,78 @@
+"""Composition of issue 4's second half: Vault federation, the pipeline's AWS roles, the inventory.
+
+The lead calls `build_vault_federation` once, after the control plane, and hands
+`Federation.vault` (a `components.tenancy.WorkloadBinder`) and `Federation.inventory` to the
+tenants; `Federation.outputs()` goes into the stack outputs last, after every tenant has
+registered its credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.ci_identity import PipelineIdentity, PipelineIdentityArgs
+from components.cluster import ClusterHandle
+from components.gitlab import GitLab
+from components.inventory import CredentialInventory
+from components.vault import Vault
+from components.vault_federation import VaultFederation, VaultFederationArgs
+from stacks.config import PlatformConfig
+from stacks.credentials import CONTROL_PLANE, register_platform_credentials
+
+
+@dataclass(frozen=True)
+class Federation:
+    inventory: CredentialInventory
+    vault: VaultFederation | None  # None when Vault is disabled
+    pipeline: PipelineIdentity | None  # EKS stacks with GitLab only
+
+    def outputs(self) -> dict[str, pulumi.Input[object]]:
+        """`credentials` (read now: call this after the tenants), and the CI role ARNs on EKS."""
+        outputs: dict[str, pulumi.Input[object]] = {"credentials": self.inventory.entries()}
+        if self.pipeline is not None:
+            # .gitlab-ci.yml: PREVIEW_ROLE_ARN and DEPLOY_ROLE_ARN (protected variable).
+            outputs["previewRoleArn"] = self.pipeline.preview_role_arn
+            outputs["deployRoleArn"] = self.pipeline.deploy_role_arn
+        return outputs
+
+
+def build_vault_federation(
+    config: PlatformConfig,
+    clusters: dict[str, ClusterHandle],
+    vault: Vault | None,
+    gitlab: GitLab | None,
+    inventory: CredentialInventory | None = None,
+) -> Federation:
+    """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
+    inventory = inventory if inventory is not None else CredentialInventory()
+    register_platform_credentials(inventory, config, clusters)
+    federation = None
+    if vault is not None:
+        federation = VaultFederation(
+            "vault-federation",
+            VaultFederationArgs(
+                provider=vault.provider,
+                vault_url=vault.url,
+                clusters=clusters,
+                inventory=inventory,
+                gitlab_url=gitlab.url if gitlab is not None else None,
+                ca_bundle=vault.ca_bundle,  # the platform bundle, which GitLab's certificate chains to as well
+                gitlab_ready=[gitlab.release] if gitlab is not None else [],
+            ),
+        )
+    pipeline = None
+    identity = clusters[CONTROL_PLANE].aws_identity
+    if gitlab is not None and identity is not None:
+        pipeline = PipelineIdentity(
+            "platform-pipeline",
+            PipelineIdentityArgs(
+                aws_provider=identity.provider,
+                gitlab_url=gitlab.url,
+                project_path=config.pipeline.project_path,
+                inventory=inventory,
+                depends_on=[gitlab.release],
+            ),
+        )
+    return Federation(inventory, federation, pipeline)
