@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
@@ -15,6 +17,7 @@ from components.helm import namespace, release
 
 NAMESPACE = "argocd"
 OIDC_SECRET = "argocd-oidc"
+WEBHOOK_ROTATION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,25 @@ class ArgoCd(pulumi.ComponentResource):
             string_data={"clientSecret": args.oidc.client_secret},
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )
+        # GitLab's webhooks authenticate with a shared secret, rotated every 30 days: both sides
+        # take the new value on the same `pulumi up --refresh`. The chart would put it in its
+        # values; the platform keeps argocd-secret itself so the values hold no secret.
+        rotation = time.Rotating(f"{name}-webhook-rotation", rotation_days=WEBHOOK_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self))
+        webhook = random.RandomPassword(
+            f"{name}-webhook",
+            length=40,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=rotation.rfc3339),
+        )
+        self.webhook_secret = webhook.result
+        argocd_secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="argocd-secret", namespace=NAMESPACE, labels={"app.kubernetes.io/part-of": "argocd"}
+            ),
+            string_data={"webhook.gitlab.secret": webhook.result},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+        )
         oidc_config = args.exposure.ca_bundle.apply(
             lambda ca: yaml.safe_dump(
                 {
@@ -69,6 +91,7 @@ class ArgoCd(pulumi.ComponentResource):
             "global": {"domain": args.exposure.hostname},
             "configs": {
                 "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
+                "secret": {"createSecret": False},
                 "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
             },
             "dex": {"enabled": False},
@@ -93,6 +116,6 @@ class ArgoCd(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[oidc_secret, *plugin_files],
+            depends_on=[oidc_secret, argocd_secret, *plugin_files],
         )
         self.register_outputs({"url": self.url})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -72,4 +73,17 @@ def web_identity_policy(identity: AwsWorkloadIdentity, namespace: str, service_a
                 ],
             }
         )
+    )
+
+
+def checksum(secret: pulumi.Input[str]) -> pulumi.Output[str]:
+    """SHA-256 of a secret, for annotations that make its readers reload when it changes.
+
+    Plain on purpose, as Helm's `checksum/...` annotations are: the hash of a value holding 48
+    random characters reveals nothing, while one secret value inside `metadata` or Helm
+    `values` would make the SDK send that whole property as a secret (unreadable in diffs
+    and in the plan).
+    """
+    return pulumi.Output.unsecret(
+        pulumi.Output.from_input(secret).apply(lambda value: hashlib.sha256(value.encode()).hexdigest())
     )

@@ -30,6 +30,7 @@ import yaml
 from components.cluster import ClusterHandle
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.helm import namespace, release
+from components.common import checksum
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
 
 NAMESPACE = "gitlab"
@@ -56,6 +57,9 @@ TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rot
 OBJECT_TYPES = {"lfs": "lfs", "artifacts": "artifacts", "uploads": "uploads", "packages": "packages"}
 
 OIDC_PROVIDER = "openid_connect"
+# On the webservice pods: GitLab reads its OmniAuth providers only at start, so a new
+# document (a rotated client secret) must restart them.
+OMNIAUTH_CHECKSUM_ANNOTATION = "platform.io/omniauth-checksum"
 
 
 def kubectl_image() -> str:
@@ -211,7 +215,15 @@ def gitlab_values(args: GitLabArgs, buckets: dict[str, pulumi.Output[str]]) -> d
         "gitlab-runner": {"install": False},
         "registry": {"enabled": False},
         "gitlab": {
-            "webservice": {"minReplicas": args.replicas, "ingress": {"tls": {"secretName": TLS_SECRET}}},
+            "webservice": {
+                "minReplicas": args.replicas,
+                "ingress": {"tls": {"secretName": TLS_SECRET}},
+                # The chart's pod annotations. Only webservice signs people in (sidekiq and
+                # toolbox load the providers but never redeem a code).
+                "annotations": {
+                    OMNIAUTH_CHECKSUM_ANNOTATION: checksum(omniauth_provider(args.oidc, exposure.hostname, args.groups))
+                },
+            },
             "sidekiq": {"minReplicas": args.replicas},
             "gitlab-shell": {"minReplicas": args.replicas},
             "gitaly": {"persistence": {"size": args.storage}},

@@ -106,5 +106,5 @@ class CredentialInventory:
         return credential
 
     def entries(self) -> list[dict[str, Any]]:
-        """The stack output `credentials`, in registration order."""
-        return [credential.to_output() for credential in self._entries]
+        """The stack output `credentials`, sorted so the order of tenants in the config does not matter."""
+        return sorted((credential.to_output() for credential in self._entries), key=lambda c: (c["what"], c["resources"]))

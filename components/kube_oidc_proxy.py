@@ -15,7 +15,10 @@ lives in Pulumi state as a secret and in this namespace's TLS Secret, nowhere el
 is involved (the platform CA's stays in components/tls.py), no cert-manager is needed on the
 workload cluster, and ArgoCD's cluster Secret pins exactly this certificate as `caData`, so
 the certificate of one cluster's proxy is worthless for any other. Rotation is a `pulumi up`:
-the certificate is renewed 30 days before it expires and the ArgoCD Secret changes with it.
+the certificate lives at most 90 days and is re-issued from half its life on (pulumi-tls's
+early renewal); ArgoCD's Secret and OpenUnison's Target pin the new one in the same run, and
+the pods restart on its checksum rather than trusting the proxy to reload its files. The key
+pair is kept across renewals (replace `<name>-key` to change it).
 
 Exposure: a LoadBalancer Service straight to the proxy, TLS end to end. An Ingress would end
 TLS at an ingress controller (the workload clusters have none) and would have to re-encrypt
@@ -25,6 +28,7 @@ to the proxy; the bearer tokens should be decrypted by the proxy only.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 
 import pulumi
@@ -33,6 +37,7 @@ import pulumi_tls as tls
 
 from components.cluster import ClusterHandle
 from components.helm import namespace
+from components.inventory import HOUR, Credential, CredentialInventory
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 
 NAMESPACE = "kube-oidc-proxy"  # exempt from Gatekeeper's webhook (policy/gatekeeper)
@@ -43,6 +48,9 @@ SECURE_PORT = 8443
 HEALTH_PORT = 8080
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # in the image: for public issuers
 _UID = 10001  # as OpenUnison runs it
+MAX_CERTIFICATE_VALIDITY_HOURS = 90 * 24  # a serving certificate between systems: at most 90 days
+# On the pod template: the pods restart when their certificate is re-issued.
+CERTIFICATE_CHECKSUM_ANNOTATION = "platform.io/serving-certificate-checksum"
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,17 @@ class KubeOidcProxyArgs:
     username_prefix: str
     impersonable_users: list[str]  # who the proxy may act as: the federated user(s)
     issuer_ca_bundle: pulumi.Output[str]  # PEM that signs the issuer's certificate; "" = public roots
+    inventory: CredentialInventory  # the serving key and certificate are registered there
     replicas: int = 2
     load_balancer_source_ranges: list[str] = field(default_factory=list)  # e.g. the control plane's egress
-    certificate_validity_hours: int = 365 * 24
+    certificate_validity_hours: int = MAX_CERTIFICATE_VALIDITY_HOURS  # re-issued from half of it on
+
+    def __post_init__(self) -> None:
+        if not 0 < self.certificate_validity_hours <= MAX_CERTIFICATE_VALIDITY_HOURS:
+            raise ValueError(
+                f"{self.hostname}: certificate_validity_hours must be between 1 and {MAX_CERTIFICATE_VALIDITY_HOURS} "
+                f"(90 days), got {self.certificate_validity_hours}"
+            )
 
 
 class KubeOidcProxy(pulumi.ComponentResource):
@@ -79,7 +95,8 @@ class KubeOidcProxy(pulumi.ComponentResource):
             f"{name}-cert",
             private_key_pem=key.private_key_pem,
             validity_period_hours=args.certificate_validity_hours,
-            early_renewal_hours=30 * 24,
+            # `pulumi up` replaces the certificate once less than this is left: at half life.
+            early_renewal_hours=args.certificate_validity_hours // 2,
             is_ca_certificate=False,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             dns_names=[args.hostname],
@@ -87,6 +104,19 @@ class KubeOidcProxy(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.ca_data = certificate.cert_pem.apply(lambda pem: base64.b64encode(pem.encode()).decode())
+        args.inventory.register(Credential(
+            what=f"serving key and certificate of the {cluster.role} kube-oidc-proxy",
+            category="issued",
+            issuer="the program (pulumi_tls, self-signed, pinned by ArgoCD and OpenUnison)",
+            holder=f"kube-oidc-proxy on {cluster.role} (Secret {NAMESPACE}/{TLS_SECRET}) and the Pulumi state",
+            scope=f"authenticates {args.hostname} to ArgoCD and OpenUnison; for that name only",
+            lifetime_seconds=args.certificate_validity_hours * HOUR,
+            rotation=(
+                f"`pulumi up` re-issues the certificate {args.certificate_validity_hours // 2 // 24} days before it "
+                "expires (early renewal); the pins change and the pods restart in that run; the key pair is kept"
+            ),
+            resources=(f"{name}-key", f"{name}-cert"),
+        ))
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",
             metadata=metadata(TLS_SECRET),
@@ -135,7 +165,15 @@ class KubeOidcProxy(pulumi.ComponentResource):
                 replicas=args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, **selector}),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels={**labels, **selector},
+                        # A re-issued certificate restarts the pods: no reliance on a file reload.
+                        annotations={
+                            CERTIFICATE_CHECKSUM_ANNOTATION: certificate.cert_pem.apply(
+                                lambda pem: hashlib.sha256(pem.encode()).hexdigest()
+                            )
+                        },
+                    ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=NAME,
                         security_context=k8s.core.v1.PodSecurityContextArgs(

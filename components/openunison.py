@@ -24,6 +24,13 @@ LDAP directory over ldaps (the charts' ``active_directory`` section). Every rely
 ``RandomPassword``: the same Output is written to the Secret the Trust reads and handed, as
 ``OidcClient.client_secret``, to the component that configures the client side.
 
+Client secrets rotate every 30 days: a ``pulumiverse_time.Rotating`` per client is the
+password's ``replacement_trigger``, so the first ``pulumi up --refresh`` after 30 days makes
+a new password and both sides take it in that run. OpenUnison reads a Trust's Secret only
+when the Trust itself is added or modified (its Trust watch), so the Trust carries a checksum
+of the secret and changes with it; the client side restarts or reloads as its component says
+(GitLab restarts its webservice pods on the OmniAuth Secret's checksum).
+
 Kubernetes is the exception: the login portal already declares the public ``kubernetes``
 client in its ``k8sIdp`` application (no secret, redirects to localhost for kubectl
 plugins), and the portal hands out kubeconfigs for it. A ``Trust`` with the same client id
@@ -47,9 +54,10 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumiverse_time as time
 
 from components.cluster import ClusterHandle
-from components.common import Exposure, OidcClient, PlatformGroups
+from components.common import Exposure, OidcClient, PlatformGroups, checksum
 from components.helm import namespace, release
 
 NAMESPACE = "openunison"
@@ -75,6 +83,9 @@ SERVICE_HTTP_PORT = 80
 # The Ingress certificate's Secret, the name the charts use for it.
 TLS_SECRET = "ou-tls-certificate"
 CLIENT_SECRET_KEY = "client-secret"
+CLIENT_SECRET_ROTATION_DAYS = 30  # a confidential client's secret is replaced after this
+# On each Trust: changes with its client secret, so OpenUnison re-reads the Secret.
+CLIENT_CHECKSUM_ANNOTATION = "platform.io/oidc-client-checksum"
 
 # Trust settings shared by every confidential client. The key and the chain are the ones the
 # charts' own trusts use: `lastmile-oidc` is a static key of the OpenUnison object and
@@ -443,8 +454,16 @@ class OpenUnison(pulumi.ComponentResource):
         in_ns: pulumi.ResourceOptions,
         crd_ready: pulumi.ResourceOptions,
     ) -> OidcClient:
-        # Generated once: the name is stable, so the value only changes if this resource is replaced.
-        password = random.RandomPassword(f"oidc-{client}", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        # Replaced when its rotation comes due (on `pulumi up --refresh`); both sides read this Output.
+        rotation = time.Rotating(
+            f"oidc-{client}-rotation", rotation_days=CLIENT_SECRET_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
+        )
+        password = random.RandomPassword(
+            f"oidc-{client}",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[rotation], replacement_trigger=rotation.rfc3339),
+        )
         secret_name = f"oidc-client-{client}"
         secret = k8s.core.v1.Secret(
             f"{cluster.role}-{secret_name}",
@@ -459,7 +478,12 @@ class OpenUnison(pulumi.ComponentResource):
             f"{cluster.role}-trust-{client}",
             api_version="openunison.tremolo.io/v1",
             kind="Trust",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=client, namespace=ns.metadata.name, labels=_labels()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=client,
+                namespace=ns.metadata.name,
+                labels=_labels(),
+                annotations={CLIENT_CHECKSUM_ANNOTATION: checksum(password.result)},
+            ),
             spec={
                 "clientId": client,
                 "clientSecret": {"secretName": secret_name, "keyName": CLIENT_SECRET_KEY},

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_vault as vault
 
 from components.cluster import ClusterHandle
+from components.inventory import CredentialInventory
 from policy.gatekeeper import ENVIRONMENT_LABEL, TENANT_LABEL  # noqa: F401 (the labels tenants carry)
 
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
@@ -108,3 +109,5 @@ class TenantPlatform:
     # The control plane's Gatekeeper template resources by constraint kind: each tenant's
     # constraint waits for its template.
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
+    inventory: CredentialInventory | None = None  # tenants register the credentials they create
+    protect: bool = False  # protect tenants' repositories and registry projects

@@ -1,19 +1,37 @@
-"""A tenant's footprint on the workload clusters, derived from its name only.
+"""A tenant: everything a team needs, derived from its name only.
 
 Per environment (dev, prod): a namespace labelled for the policies, RoleBindings by role,
 a ResourceQuota, a LimitRange and a default-deny NetworkPolicy that allows DNS and
-same-namespace traffic.
+same-namespace traffic. With `isolation: vcluster` that namespace hosts a virtual cluster
+whose API server trusts the control plane's issuer; the tenant's roles are bound inside
+it, and the quota, limits and network policy still hold its pods on the host.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from components.cluster import ClusterHandle
-from components.tenancy import ENVIRONMENT_LABEL, ENVIRONMENTS, TENANT_LABEL, TENANT_NAMESPACE_LABEL
+from components.helm import release
+from components.tenancy import (
+    CLUSTER_LABEL,
+    ENVIRONMENT_LABEL,
+    ENVIRONMENTS,
+    TENANT_LABEL,
+    TENANT_NAMESPACE_LABEL,
+    TenantPlatform,
+    tenant_group,
+)
+from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
+from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
+from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
+from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
 
 # Role -> the ClusterRole it is bound to, per environment.
 ROLE_BINDINGS: dict[str, dict[str, str]] = {
@@ -47,13 +65,84 @@ def namespace_name(tenant: str, environment: str) -> str:
     return f"{tenant}-{environment}"
 
 
+@dataclass(frozen=True)
+class VirtualClusterArgs:
+    hostname: str  # how ArgoCD reaches the virtual API server
+    issuer_url: str  # OpenUnison, whose tokens the virtual API server accepts
+    client_id: str
+    ca_bundle: pulumi.Output[str]  # the issuer's CA; "" means public roots
+    pull_secret: str  # synced from the host namespace into the tenant's virtual namespace
+    chart_version: str | None = None
+
+
+def virtual_cluster_manifests(tenant: TenantArgs, environment: str) -> str:
+    """What the virtual cluster applies at start: the tenant's namespace and role bindings.
+
+    The whole virtual cluster is the tenant's, so roles bind cluster-wide inside it.
+    """
+    documents: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant.name}}]
+    for role, per_environment in ROLE_BINDINGS.items():
+        users = sorted(tenant.members(role))
+        if users:
+            documents.append(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": f"tenant-{role}"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": per_environment[environment]},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in users],
+                }
+            )
+    return yaml.safe_dump_all(documents, sort_keys=True)
+
+
+def virtual_cluster_values(tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str) -> dict:
+    oidc = [
+        f"--oidc-issuer-url={args.issuer_url}",
+        f"--oidc-client-id={args.client_id}",
+        "--oidc-username-claim=sub",
+        "--oidc-groups-claim=groups",
+    ]
+    control_plane: dict = {
+        "distro": {"k8s": {"apiServer": {"extraArgs": oidc + (["--oidc-ca-file=/etc/platform-ca/ca.crt"] if ca else [])}}},
+        "proxy": {"extraSANs": [args.hostname]},
+        "service": {"spec": {"type": "LoadBalancer"}},
+    }
+    if ca:
+        control_plane["statefulSet"] = {
+            "persistence": {
+                "addVolumes": [{"name": "platform-ca", "configMap": {"name": "platform-ca"}}],
+                "addVolumeMounts": [{"name": "platform-ca", "mountPath": "/etc/platform-ca", "readOnly": True}],
+            }
+        }
+    host_namespace = namespace_name(tenant.name, environment)
+    return {
+        "controlPlane": control_plane,
+        "sync": {
+            "fromHost": {
+                "secrets": {
+                    "enabled": True,
+                    "mappings": {"byName": {f"{host_namespace}/{args.pull_secret}": f"{tenant.name}/{args.pull_secret}"}},
+                }
+            }
+        },
+        "experimental": {"deploy": {"vcluster": {"manifests": virtual_cluster_manifests(tenant, environment)}}},
+    }
+
+
 class TenantNamespace(pulumi.ComponentResource):
     """One tenant environment on its cluster: namespace, access, quota, limits and isolation."""
 
     namespace: k8s.core.v1.Namespace
 
     def __init__(
-        self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        cluster: ClusterHandle,
+        tenant: TenantArgs,
+        environment: str,
+        virtual: VirtualClusterArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("platform:tenant:TenantNamespace", name, None, opts)
         ns_name = namespace_name(tenant.name, environment)
@@ -67,9 +156,12 @@ class TenantNamespace(pulumi.ComponentResource):
         def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns_name, labels=labels)
 
+        self.virtual_cluster: k8s.helm.v3.Release | None = None
+        if virtual is not None:
+            self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside)
         for role, per_environment in ROLE_BINDINGS.items():
             users = tenant.members(role)
-            if not users:
+            if not users or virtual is not None:  # virtual clusters bind roles inside
                 continue
             k8s.rbac.v1.RoleBinding(
                 f"{name}-{role}",
@@ -142,6 +234,29 @@ class TenantNamespace(pulumi.ComponentResource):
         )
         self.register_outputs({"namespace": ns_name})
 
+    def _virtual_cluster(
+        self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,
+        virtual: VirtualClusterArgs, inside: pulumi.ResourceOptions,
+    ) -> k8s.helm.v3.Release:
+        ns_name = namespace_name(tenant.name, environment)
+        # The issuer's CA for the virtual API server's --oidc-ca-file (empty on public roots).
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-platform-ca",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-ca", namespace=ns_name),
+            data={"ca.crt": virtual.ca_bundle},
+            opts=inside,
+        )
+        return release(
+            ns_name,
+            "vcluster",
+            self.namespace,
+            virtual.ca_bundle.apply(lambda ca: virtual_cluster_values(tenant, environment, virtual, ca)),
+            cluster,
+            self,
+            version=virtual.chart_version,
+            depends_on=[config_map],
+        )
+
 
 class Tenant(pulumi.ComponentResource):
     """Everything a team needs, from its entry in `platform:tenants`."""
@@ -149,17 +264,118 @@ class Tenant(pulumi.ComponentResource):
     namespaces: dict[str, TenantNamespace]
 
     def __init__(
-        self, args: TenantArgs, clusters: dict[str, ClusterHandle], opts: pulumi.ResourceOptions | None = None
+        self,
+        args: TenantArgs,
+        platform: TenantPlatform,
+        external_secrets: dict[str, pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("platform:tenant:Tenant", args.name, None, opts)
+        tenant, child = args.name, pulumi.ResourceOptions(parent=self)
         self.namespaces = {
             environment: TenantNamespace(
-                f"{args.name}-{environment}",
-                clusters[environment],
+                f"{tenant}-{environment}",
+                platform.clusters[environment],
                 args,
                 environment,
-                pulumi.ResourceOptions(parent=self),
+                virtual_cluster_args(platform, tenant, environment) if args.isolation == "vcluster" else None,
+                child,
             )
             for environment in ENVIRONMENTS
         }
-        self.register_outputs({"namespaces": {e: n.namespace.metadata.name for e, n in self.namespaces.items()}})
+        repositories = None
+        if platform.gitlab and platform.vault and platform.argocd:
+            repositories = TenantRepositories(
+                f"{tenant}-repositories",
+                TenantRepositoriesArgs(
+                    tenant=tenant,
+                    owners=list(args.owners),
+                    developers=list(args.developers),
+                    ops=list(args.ops),
+                    platform=platform,
+                    webhook_url=f"{platform.argocd.url}/api/webhook",
+                    protect=platform.protect,
+                ),
+                child,
+            )
+        if platform.harbor and platform.vault:
+            TenantRegistry(
+                f"{tenant}-registry",
+                TenantRegistryArgs(
+                    tenant=tenant,
+                    owners_group=tenant_group(tenant, "owners"),
+                    developers_group=tenant_group(tenant, "developers"),
+                    ops_group=tenant_group(tenant, "ops"),
+                    storage_gb=storage_gib(args.quota.storage),
+                    platform=platform,
+                    protect=platform.protect,
+                ),
+                child,
+            )
+        host_namespaces = {e: namespace_name(tenant, e) for e in ENVIRONMENTS}
+        if platform.vault:
+            TenantSecrets(
+                f"{tenant}-secrets",
+                TenantSecretsArgs(
+                    tenant=tenant,
+                    namespaces=host_namespaces,
+                    namespace_resources={e: n.namespace for e, n in self.namespaces.items()},
+                    ci_project_paths=repositories.project_paths if repositories else [],
+                    external_secrets=external_secrets,
+                    platform=platform,
+                ),
+                child,
+            )
+        if platform.argocd and repositories:
+            TenantDelivery(
+                f"{tenant}-delivery",
+                TenantDeliveryArgs(
+                    tenant=tenant,
+                    destinations={e: destination(args, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS},
+                    platform=platform,
+                ),
+                child,
+            )
+        self.register_outputs({"namespaces": host_namespaces})
+
+
+
+def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:
+    return VirtualClusterArgs(
+        hostname=f"{namespace_name(tenant, environment)}.vc.{platform.domain}",
+        issuer_url=platform.issuer_url,
+        client_id=platform.kubernetes_client_id,
+        ca_bundle=platform.ca_bundle,
+        pull_secret=PULL_SECRET,
+    )
+
+
+SANDBOX_QUOTA = TenantQuota(cpu="2", memory="4Gi", storage="10Gi")
+
+
+def sandbox_name(user: str) -> str:
+    """A DNS label for a user's sandbox; ids that need changing get a hash, so two never collide."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-")[:40]
+    if slug != user:
+        slug = f"{slug}-{hashlib.sha256(user.encode()).hexdigest()[:6]}".strip("-")
+    return f"sandbox-{slug}"
+
+
+class Sandbox(pulumi.ComponentResource):
+    """A developer's personal namespace on the dev cluster: admin there, held by the tenant policies."""
+
+    def __init__(self, user: str, cluster: ClusterHandle, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:tenant:Sandbox", user, None, opts)
+        name = sandbox_name(user)
+        space = TenantNamespace(
+            name, cluster, TenantArgs(name, [user], [], [], SANDBOX_QUOTA), "dev", None, pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs({"namespace": space.namespace.metadata.name})
+
+
+def destination(args: TenantArgs, environment: str, repo_url: str) -> Destination:
+    """Where a tenant environment deploys: its namespace, or the namespace inside its virtual cluster."""
+    if args.isolation == "vcluster":
+        name = namespace_name(args.name, environment)
+        return Destination(name, args.name, {CLUSTER_LABEL: name, TENANT_LABEL: args.name}, repo_url)
+    return Destination(environment, namespace_name(args.name, environment), {CLUSTER_LABEL: environment}, repo_url)

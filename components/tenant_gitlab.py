@@ -33,6 +33,8 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 import pulumiverse_time as time
 
+from components.inventory import DAY, Credential
+
 from components.tenancy import ROLES, TENANT_LABEL, TenantPlatform
 
 APP_PROJECT = "app"
@@ -241,6 +243,17 @@ class TenantRepositories(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[argocd.release]),
             )
+            if platform.inventory is not None:
+                platform.inventory.register(Credential(
+                    what=f"read-only deploy key of {tenant}/{project_name}",
+                    category="issued",
+                    issuer="Pulumi (pulumi-tls ed25519), registered in GitLab",
+                    holder=f"ArgoCD (repository secret repo-{tenant}-{project_name}) and Vault",
+                    scope=f"read {tenant}/{project_name} over SSH",
+                    lifetime_seconds=DEPLOY_KEY_LIFETIME_DAYS * DAY,
+                    rotation=f"replaced by `pulumi up --refresh` every {DEPLOY_KEY_ROTATION_DAYS} days",
+                    resources=(f"{prefix}-deploy-key",),
+                ))
             # ArgoCD refreshes the applications of this repository on a push instead of polling.
             gitlab.ProjectHook(
                 f"{prefix}-argocd-webhook",

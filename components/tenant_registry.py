@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumiverse_harbor as harbor
 import pulumiverse_time as time
+
+from components.inventory import DAY, Credential
 import pulumi_vault as vault
 
 from components.tenancy import TenantPlatform, harbor_pull_path
@@ -151,6 +153,17 @@ class TenantRegistry(pulumi.ComponentResource):
             # Both robots' credentials have the keys the pull secret is built from (HARBOR_PULL_KEYS).
             credentials = {"registry": host, "username": account.full_name, "password": account.secret}
             self.secrets[robot] = platform.vault.write(f"{name}-{robot}", paths[robot], credentials, self)
+            if platform.inventory is not None:
+                platform.inventory.register(Credential(
+                    what=f"Harbor {robot} robot of tenant {tenant}",
+                    category="issued",
+                    issuer="Harbor",
+                    holder=f"Vault ({paths[robot]}); " + ("the tenant's CI jobs" if robot == "push" else "the tenant's namespaces, through External Secrets"),
+                    scope=f"{', '.join(actions)} on Harbor project {tenant}",
+                    lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
+                    rotation=f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days",
+                    resources=(f"{name}-{robot}",),
+                ))
 
         self.register_outputs(
             {"project": self.project.name, "pullSecretPath": self.pull_secret_path, "pushSecretPath": self.push_secret_path}

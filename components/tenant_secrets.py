@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
 from components.tenancy import KV_MOUNT, TenantPlatform, harbor_pull_path, tenant_group
+from components.tenant_gitlab import ci_role
 
 SECRETS_SERVICE_ACCOUNT = "vault-secrets"
 STORE = "vault"
@@ -90,12 +91,14 @@ class TenantSecrets(pulumi.ComponentResource):
                 opts=on_vault,
             )
         federation = platform.vault.federation
-        federation.bind_ci(f"{name}-ci", args.ci_project_paths, None, [f"tenant-{tenant}-read"], self)
+        # Vault role names are what the tenant's SecretStores and CI variables name.
+        if args.ci_project_paths:
+            federation.bind_ci(ci_role(tenant), args.ci_project_paths, None, [f"tenant-{tenant}-read"], self)
 
         for environment, namespace in args.namespaces.items():
             cluster = platform.clusters[environment]
             role = federation.bind_workload(
-                f"{name}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT], [f"tenant-{tenant}-read"], self
+                f"{tenant}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT], [f"tenant-{tenant}-read"], self
             )
             on_cluster = pulumi.ResourceOptions(
                 parent=self,

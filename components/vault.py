@@ -349,7 +349,7 @@ class Vault(pulumi.ComponentResource):
             name: vault.Policy(f"{role}-vault-policy-{name}", name=name, policy=text, opts=opts)
             for name, text in ((ADMIN_POLICY_NAME, ADMIN_POLICY), (APPROVER_POLICY_NAME, APPROVER_POLICY))
         }
-        oidc = vault.jwt.AuthBackend(
+        oidc = self.oidc = vault.jwt.AuthBackend(
             f"{role}-vault-oidc",
             type="oidc",
             path=OIDC_PATH,

@@ -15,6 +15,7 @@ import json
 import runpy
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,20 +100,44 @@ def render(config_file: Path, stack: str) -> Render:
     load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
     # A fresh context per render: Pulumi keeps its settings, config and root stack in
     # context variables, so renders in one process never see each other.
-    return contextvars.Context().run(_render_in_context, raw, secret_keys, stack)
+    return contextvars.Context().run(
+        run_under_mocks,
+        lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__"),
+        stack=stack,
+        config=raw,
+        secret_keys=secret_keys,
+    )
 
 
-def _render_in_context(raw: dict[str, str], secret_keys: set[str], stack: str) -> Render:
+def run_under_mocks(
+    program: Callable[[], object],
+    *,
+    stack: str,
+    project: str = PROJECT,
+    config: Mapping[str, str] | None = None,
+    secret_keys: Iterable[str] = (),
+    monitor: RecordingMonitor | None = None,
+) -> Render:
+    """Run `program` as a Pulumi program under the recording mock engine; what it declares.
+
+    The one way to run a program offline, for `render` and for the tests' small programs
+    (tests/mock_program.py). It configures Pulumi in the *current* context: call it in a fresh
+    `contextvars.Context` (as `render` does). `config` holds fully qualified keys
+    ("<project>:<key>") and string values; `monitor` defaults to a RecordingMonitor over
+    PlatformMocks.
+    """
     loop = _ensure_event_loop()
-    runtime_config.set_all_config(raw, sorted(secret_keys))
-    monitor = RecordingMonitor(PlatformMocks())
-    runtime_mocks.set_mocks(PlatformMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    runtime_config.set_all_config(dict(config or {}), sorted(secret_keys))
+    if monitor is None:
+        monitor = RecordingMonitor(PlatformMocks())
+    # With a monitor given, set_mocks only needs its mocks for the signature.
+    runtime_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
 
-    async def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__")
+    async def main() -> None:
+        program()
 
-    loop.run_until_complete(run_pulumi_func(program))
+    loop.run_until_complete(run_pulumi_func(main))
     stack_resource = pulumi.runtime.get_root_resource()
     assert stack_resource is not None
     for name, value in sorted(stack_resource.outputs.items()):
@@ -121,7 +146,7 @@ def _render_in_context(raw: dict[str, str], secret_keys: set[str], stack: str) -
         is_secret = loop.run_until_complete(output.is_secret())
         outputs[name] = REDACTED if is_secret else redact(resolved)[0]
     resources = creation_order(monitor.records)
-    plan = {"schema": 1, "project": PROJECT, "stack": stack, "resources": resources, "outputs": outputs}
+    plan = {"schema": 1, "project": project, "stack": stack, "resources": resources, "outputs": outputs}
     return Render(plan, dict(sorted(monitor.fingerprints.items())))
 
 

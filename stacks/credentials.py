@@ -145,6 +145,7 @@ def register_platform_credentials(
         lifetime_seconds=openunison_component.TOKEN_LIFETIME_MILLIS // 1000,
         rotation="refreshed by the client; a new sign-in when the session ends",
     ))
+    rotation_days = openunison_component.CLIENT_SECRET_ROTATION_DAYS
     for client in sorted(c for c in REDIRECTS if getattr(services, c).enabled):
         add(Credential(
             what=f"OIDC client secret of {client}",
@@ -152,8 +153,10 @@ def register_platform_credentials(
             issuer="the program (pulumi_random), registered in OpenUnison's Trust",
             holder=f"{client} and OpenUnison (Secret openunison/oidc-client-{client})",
             scope=f"{client} redeems sign-in codes at OpenUnison's token endpoint",
-            lifetime_seconds=None,
-            rotation="none yet: generated once (components/openunison.py)",
+            lifetime_seconds=rotation_days * DAY,
+            # Nothing expires it on its own: the 30 days hold as long as refreshes run.
+            lifetime=f"{rotation_days} days, as long as `pulumi up --refresh` runs (OpenUnison sets no expiry)",
+            rotation=f"replaced by `pulumi up --refresh` every {rotation_days} days; both sides take it in that run",
             resources=(f"oidc-{client}",),
         ))
     for resource, what in (

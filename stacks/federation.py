@@ -35,6 +35,7 @@ from components.federation import (
     TokenBrokerArgs,
     target_name,
 )
+from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import KubeOidcProxy, KubeOidcProxyArgs
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
@@ -104,8 +105,10 @@ class Federation:
         return target
 
 
-def build_federation(clusters: dict[str, ClusterHandle], config: PlatformConfig, control_plane: ControlPlane) -> Federation:
-    """Trust between the control plane and the workload clusters, for ArgoCD."""
+def build_federation(
+    clusters: dict[str, ClusterHandle], config: PlatformConfig, control_plane: ControlPlane, inventory: CredentialInventory
+) -> Federation:
+    """Trust between the control plane and the workload clusters, for ArgoCD; the proxies' keys go to `inventory`."""
     if control_plane.argocd is None:
         return Federation()  # nothing asks for tokens
     identity = control_plane.identity
@@ -145,6 +148,7 @@ def build_federation(clusters: dict[str, ClusterHandle], config: PlatformConfig,
                     username_prefix=USERNAME_PREFIX,
                     impersonable_users=[FEDERATED_USER],
                     issuer_ca_bundle=openunison.ca_bundle,
+                    inventory=inventory,
                 ),
             )
             trust.append(proxy)

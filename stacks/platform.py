@@ -6,6 +6,8 @@ components receive typed Args.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from components.cluster import (
@@ -18,10 +20,11 @@ from components.cluster import (
 )
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
+from components.inventory import CredentialInventory
 from components.tenancy import TENANT_NAMESPACE_LABEL
-from components.tenant import Tenant, TenantArgs, TenantQuota
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
+from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
 from stacks.vault_federation import build_vault_federation
 
@@ -69,11 +72,18 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHan
     ).handle
 
 
-def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> None:
+@dataclass(frozen=True)
+class Baseline:
+    gatekeeper: Gatekeeper | None
+    external_secrets: ExternalSecrets | None
+
+
+def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Baseline:
     """What every cluster receives: policy and secret sync."""
     services = config.services
+    gatekeeper = external_secrets = None
     if services.gatekeeper.enabled:
-        Gatekeeper(
+        gatekeeper = Gatekeeper(
             f"{cluster.role}-gatekeeper",
             cluster,
             GatekeeperArgs(
@@ -84,7 +94,7 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> None
             ),
         )
     if services.external_secrets.enabled:
-        ExternalSecrets(
+        external_secrets = ExternalSecrets(
             f"{cluster.role}-external-secrets",
             cluster,
             ExternalSecretsArgs(
@@ -92,32 +102,30 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> None
                 chart_version=services.external_secrets.chart_version,
             ),
         )
+    return Baseline(gatekeeper, external_secrets)
 
 
 def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     """Declare the whole platform; returns the stack outputs."""
+    inventory = CredentialInventory()  # one per run: every part registers what it creates
     clusters = {
         CLUSTER_NAMES[key]: cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect))
         for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
     }
-    for handle in clusters.values():
-        add_cluster_baseline(handle, config)
+    baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
     plane = build_control_plane(clusters["control-plane"], config)
     control_plane = plane.outputs
-    build_federation(clusters, config, plane)
-    federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab)
-    for tenant in config.tenants:
-        Tenant(
-            TenantArgs(
-                name=tenant.name,
-                owners=list(tenant.owners),
-                developers=list(tenant.developers),
-                ops=list(tenant.ops),
-                quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
-                isolation=tenant.isolation,
-            ),
-            clusters,
-        )
+    build_federation(clusters, config, plane, inventory)
+    federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
+    gatekeeper = baselines["control-plane"].gatekeeper
+    platform = tenant_platform(
+        config, clusters, plane, federation.vault, gatekeeper.templates if gatekeeper else {}, federation.inventory
+    )
+    build_tenants(
+        platform,
+        config,
+        {e: b.external_secrets.release for e, b in baselines.items() if b.external_secrets is not None},
+    )
     return {
         **control_plane,
         **federation.outputs(),  # last: tenants register their credentials first

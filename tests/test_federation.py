@@ -13,13 +13,14 @@ JavaScript (run by node when there is one), and the Secret's config as the engin
 from __future__ import annotations
 
 import base64
-import contextvars
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,11 +28,6 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime import rpc
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components.cluster import ClusterHandle, ExistingCluster, ExistingClusterArgs
 from components.federation import (
@@ -61,10 +57,11 @@ from components.federation import (
     token_api_uri,
     token_filter_script,
 )
-from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
-from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor
-from platformctl.render import PROJECT, creation_order
+from components.inventory import CredentialInventory
+from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE, KubeOidcProxyArgs
+from platformctl.mocks import REDACTED
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
+from tests.mock_program import run_program
 
 # Keys an ArgoCD cluster config may hold that carry or replace a credential, or skip TLS checks.
 FORBIDDEN_CONFIG_KEYS = {"bearerToken", "password", "username", "keyData", "certData", "insecure"}
@@ -166,8 +163,8 @@ def test_the_eks_trust_names_its_cluster_issuer_and_audience() -> None:
         EksOidcTrust("dev-oidc-trust", handle, EksOidcTrustArgs(cluster.name, "https://k8sou.example.test/auth/idp/remotek8s", "federation-dev"))
 
     run = run_program(program)
-    [config] = [r for r in run.records if r["type"] == "aws:eks/identityProviderConfig:IdentityProviderConfig"]
-    [cluster] = [r for r in run.records if r["type"] == "aws:eks/cluster:Cluster"]
+    [config] = [r for r in run.resources if r["type"] == "aws:eks/identityProviderConfig:IdentityProviderConfig"]
+    [cluster] = [r for r in run.resources if r["type"] == "aws:eks/cluster:Cluster"]
     assert config["inputs"]["clusterName"].startswith("dev-") and cluster["urn"] in config["dependsOn"]
     assert config["inputs"]["oidc"] == {
         "identityProviderConfigName": "openunison",
@@ -215,6 +212,23 @@ def test_kubeconfig_workload_clusters_run_a_management_proxy(renders: dict) -> N
         # ArgoCD pins the proxy's own certificate.
         assert base64.b64decode(params(target)["certificate"]).decode().startswith("-----BEGIN CERTIFICATE-----")
         assert certificate["urn"] in closure(plan, target["urn"])
+        # A re-issued certificate (early renewal) restarts the pods that serve it.
+        pinned = base64.b64decode(params(target)["certificate"])
+        assert deployment["inputs"]["spec"]["template"]["metadata"]["annotations"] == {
+            "platform.io/serving-certificate-checksum": hashlib.sha256(pinned).hexdigest()
+        }
+
+
+def test_the_proxy_certificate_lives_at_most_90_days() -> None:
+    args = KubeOidcProxyArgs(
+        hostname="oumgmt-proxy.dev.example.test", issuer_url="https://k8sou.example.test/auth/idp/remotek8s",
+        audience="federation-dev", username_prefix=USERNAME_PREFIX, impersonable_users=[FEDERATED_USER],
+        issuer_ca_bundle=pulumi.Output.from_input(""), inventory=CredentialInventory(),
+    )
+    assert args.certificate_validity_hours == 90 * 24
+    for hours in (91 * 24, 0):
+        with pytest.raises(ValueError, match="certificate_validity_hours must be between 1 and 2160"):
+            replace(args, certificate_validity_hours=hours)
 
 
 def test_the_proxy_may_impersonate_only_the_federated_user(renders: dict) -> None:
@@ -535,50 +549,6 @@ def test_token_filter_serves_only_its_target_to_the_controller(tmp_path: Path, w
 # --- the Secret as the engine receives it -------------------------------------------------------------
 
 
-class RawMonitor(RecordingMonitor):
-    """Keeps each registration's inputs with secrets unwrapped, to look inside Secret stringData."""
-
-    def __init__(self, mocks: PlatformMocks):
-        super().__init__(mocks)
-        self.raw: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        self.raw[response.urn] = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True))
-        return response
-
-
-def _unwrap(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return _unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items() if not str(k).startswith("__")}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
-class Run:
-    def __init__(self, records: list[dict], raw: dict[str, Any]):
-        self.records, self.raw = records, raw
-
-
-def run_program(program: Callable[[], None]) -> Run:
-    def in_context() -> Run:
-        loop = _ensure_event_loop()
-        runtime_config.set_all_config({}, [])
-        monitor = RawMonitor(PlatformMocks())
-        runtime_mocks.set_mocks(PlatformMocks(), project=PROJECT, stack="test", preview=False, monitor=monitor)
-
-        async def main() -> None:
-            program()
-
-        loop.run_until_complete(run_pulumi_func(main))
-        return Run(creation_order(monitor.records), monitor.raw)
-
-    return contextvars.Context().run(in_context)
-
-
 def control_plane_handle() -> ClusterHandle:
     return ExistingCluster(
         "control-plane",
@@ -603,7 +573,7 @@ def test_the_secret_the_engine_receives_holds_exactly_the_config() -> None:
         )
 
     run = run_program(program)
-    [secret] = [r for r in run.records if r["type"] == "kubernetes:core/v1:Secret"]
+    [secret] = [r for r in run.resources if r["type"] == "kubernetes:core/v1:Secret"]
     assert secret["inputs"]["stringData"] == REDACTED  # what the plan shows
     raw = run.raw[secret["urn"]]
     assert set(raw["stringData"]) == {"name", "server", "config"}

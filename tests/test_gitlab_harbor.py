@@ -9,8 +9,8 @@ pinned defaults; the admin-token shell step runs for real against a fake `kubect
 from __future__ import annotations
 
 import base64
-import contextvars
 import functools
+import hashlib
 import json
 import os
 import re
@@ -25,90 +25,30 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockResourceArgs
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components import gitlab as gitlab_component
 from components import harbor as harbor_component
 from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
-from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, RecordingMonitor
-from platformctl.render import creation_order
+from platformctl.mocks import REDACTED, SECRET_MARK
+from tests.mock_program import run_program
 from tests.validation import kubernetes_errors, schema_errors, unknown_value_paths
 
 DOMAIN = "platform.example.com"
 ISSUER = f"https://login.{DOMAIN}/auth/idp/k8sIdp"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nplatform-ca\n-----END CERTIFICATE-----\n"
 OIDC_SECRET = f"{SECRET_MARK}oidc-client-secret"
-TOKEN_SECRET_READ = f"{SECRET_MARK}gitlab-admin-token"
-ROTATED_AT = "2026-01-01T00:00:00Z"
 
 
 # --- running a small program under the mock engine ----------------------------------------
 
 
-class _Mocks(PlatformMocks):
-    """PlatformMocks plus what these components read back, until platformctl/mocks.py has it:
-    the rotation time of `time:index/rotating:Rotating` and the data of a Secret read."""
-
-    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        resource_id, state = super().new_resource(args)
-        if args.typ == "time:index/rotating:Rotating":
-            state.setdefault("rfc3339", ROTATED_AT)
-        if args.resource_id and args.typ == "kubernetes:core/v1:Secret":
-            state.setdefault("data", {"token": base64.b64encode(TOKEN_SECRET_READ.encode()).decode()})
-        return resource_id, state
-
-
-class _Monitor(RecordingMonitor):
-    """Also keeps each registration's inputs with secrets unwrapped, by URN, so tests can see
-    which key of a Secret holds what (the plan redacts a Secret's whole `stringData`)."""
-
-    def __init__(self, mocks: PlatformMocks):
-        super().__init__(mocks)
-        self.raw: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        self.raw[response.urn] = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True))
-        return response
-
-
-def _unwrap(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return _unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items() if not k.startswith("__")}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
 def run(build: Callable[[], None]) -> list[dict[str, Any]]:
-    """Run `build` as a Pulumi program in a fresh context; the recorded resources, in creation order."""
-
-    def in_context() -> list[dict[str, Any]]:
-        loop = _ensure_event_loop()
-        runtime_config.set_all_config({}, [])
-        mocks = _Mocks()
-        monitor = _Monitor(mocks)
-        runtime_mocks.set_mocks(mocks, project="platform-bootstrap", stack="test", preview=False, monitor=monitor)
-
-        async def program() -> None:
-            build()
-
-        loop.run_until_complete(run_pulumi_func(program))
-        records = creation_order(monitor.records)
-        for record in records:  # test-only: never part of a plan
-            record["raw"] = monitor.raw.get(record["urn"], record["inputs"])
-        return records
-
-    return contextvars.Context().run(in_context)
+    """Run `build` under the mock engine; the plan's resources, each also with its inputs with
+    secrets revealed under "raw" (test-only: never part of a plan)."""
+    program = run_program(build)
+    return [{**record, "raw": program.raw.get(record["urn"], record["inputs"])} for record in program.resources]
 
 
 def _cluster() -> ExistingCluster:
@@ -418,6 +358,21 @@ def test_gitlab_root_password_and_omniauth_come_from_secrets(gitlab: Any) -> Non
     document = string_data(k8s_object(records, "Secret", provider["secret"]))[provider["key"]]
     options = yaml.safe_load(document)["args"]["client_options"]
     assert options["secret"] == OIDC_SECRET and options["identifier"] == "gitlab"
+
+
+def test_gitlab_webservice_restarts_when_its_omniauth_secret_changes(gitlab: Any) -> None:
+    # GitLab reads OmniAuth providers at start only: a rotated OIDC client secret changes this
+    # checksum of the provider document, and with it the webservice pods' template.
+    records = gitlab[1]
+    release = one(records, "kubernetes:helm.sh/v3:Release", "control-plane-gitlab")
+    (provider,) = dig(release["inputs"]["values"], "global.appConfig.omniauth.providers")
+    document = string_data(k8s_object(records, "Secret", provider["secret"]))[provider["key"]]
+    assert OIDC_SECRET in document
+    # A plain hash: one secret inside `values` would make the SDK send all of them as a secret.
+    assert dig(release["inputs"]["values"], "gitlab.webservice.annotations") == {
+        "platform.io/omniauth-checksum": hashlib.sha256(document.encode()).hexdigest()
+    }
+    assert release["secretPaths"] == []
 
 
 def test_gitlab_trusts_the_platform_ca(gitlab: Any) -> None:

@@ -15,15 +15,6 @@ from components.inventory import Credential, CredentialInventory, describe_secon
 from policy.inventory import MAX_LIFETIME_SECONDS, check_credentials
 from stacks.vault_federation import Federation
 
-# What the check finds on today's plans, each reported with its fix. Any other finding fails
-# the test, and so does a gap that no longer occurs (then delete its line here).
-KNOWN_GAPS = {
-    r"^credential 'OIDC client secret of (argocd|gitlab|harbor|vault)' \(issued\) never expires":
-        "OpenUnison's confidential-client secrets are generated once and never rotate "
-        "(components/openunison.py): rotate them, and restart GitLab when its omniauth Secret changes",
-    r"^tls:index/privateKey:PrivateKey '(dev|prod)-kube-oidc-proxy-key' creates a credential the inventory does not list":
-        "kube-oidc-proxy's serving key (first half of issue 4): register it in the inventory",
-}
 ENTRY_KEYS = {"what", "category", "issuer", "holder", "scope", "lifetime", "lifetimeSeconds", "rotation", "resources"}
 
 
@@ -42,14 +33,9 @@ def test_each_plan_exports_its_credential_inventory(plan: dict) -> None:
     assert len({e["what"] for e in entries}) == len(entries), "two entries describe the same credential"
 
 
-def test_the_check_finds_exactly_the_reported_gaps(renders: dict) -> None:
-    seen = set()
+def test_the_check_passes_on_both_stacks(renders: dict) -> None:
     for stack, render in renders.items():
-        for finding in check_credentials(render.plan):
-            gap = next((pattern for pattern in KNOWN_GAPS if re.search(pattern, finding)), None)
-            assert gap is not None, f"{stack}: {finding}"
-            seen.add(gap)
-    assert seen == set(KNOWN_GAPS), f"no longer found, delete from KNOWN_GAPS: {set(KNOWN_GAPS) - seen}"
+        assert check_credentials(render.plan) == [], stack
 
 
 def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
@@ -80,15 +66,61 @@ def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
         assert entries["AWS sessions of the preview role"]["resources"] == ["platform-pipeline-preview"]
 
 
-def test_every_credential_resource_of_the_plan_is_listed_once_the_gaps_are_set_aside(plan: dict) -> None:
+def _resource_named(plan: dict, name: str) -> dict:
+    [found] = [r for r in plan["resources"] if r["name"] == name]
+    return found
+
+
+def test_oidc_client_secrets_are_replaced_by_a_30_day_rotation(plan: dict) -> None:
+    entries = [e for e in plan["outputs"]["credentials"] if e["what"].startswith("OIDC client secret of ")]
+    assert sorted(e["what"].removeprefix("OIDC client secret of ") for e in entries) == ["argocd", "gitlab", "harbor", "vault"]
+    for entry in entries:
+        assert (entry["category"], entry["lifetimeSeconds"]) == ("issued", 30 * 86400)
+        assert "pulumi up --refresh" in entry["rotation"] and "pulumi up --refresh" in entry["lifetime"]
+        [name] = entry["resources"]
+        # What the entry claims is what the plan does: the password hangs on its own 30-day rotation.
+        password = _resource_named(plan, name)
+        rotation = _resource_named(plan, f"{name}-rotation")
+        assert rotation["type"] == "time:index/rotating:Rotating" and rotation["inputs"]["rotationDays"] == 30
+        assert rotation["urn"] in password["dependsOn"]
+
+
+def test_the_kube_oidc_proxies_serving_certificates_live_90_days_and_renew_at_half_life(plan: dict) -> None:
+    entries = {e["what"]: e for e in plan["outputs"]["credentials"] if "kube-oidc-proxy" in e["what"]}
+    proxies = [r["name"].removesuffix("-kube-oidc-proxy-cert") for r in plan["resources"]
+               if r["type"] == "tls:index/selfSignedCert:SelfSignedCert" and r["name"].endswith("-kube-oidc-proxy-cert")]
+    eks = plan["outputs"]["clusters"]["dev"]["eks"]
+    assert sorted(proxies) == ([] if eks else ["dev", "prod"])  # EKS trusts the issuer itself: no proxy
+    assert len(entries) == len(proxies)
+    for cluster in proxies:
+        entry = entries[f"serving key and certificate of the {cluster} kube-oidc-proxy"]
+        assert entry["category"] == "issued" and entry["lifetimeSeconds"] == MAX_LIFETIME_SECONDS
+        assert entry["resources"] == [f"{cluster}-kube-oidc-proxy-key", f"{cluster}-kube-oidc-proxy-cert"]
+        certificate = _resource_named(plan, f"{cluster}-kube-oidc-proxy-cert")["inputs"]
+        assert certificate["validityPeriodHours"] * 3600 == entry["lifetimeSeconds"]
+        assert certificate["earlyRenewalHours"] * 2 == certificate["validityPeriodHours"]
+
+
+@pytest.mark.parametrize("what, reported", [
+    ("Harbor database password", "random:index/randomPassword:RandomPassword 'harbor-database-password'"),
+    ("OIDC client secret of gitlab", "random:index/randomPassword:RandomPassword 'oidc-gitlab'"),
+    ("serving key and certificate of the dev kube-oidc-proxy", "tls:index/privateKey:PrivateKey 'dev-kube-oidc-proxy-key'"),
+])
+def test_every_credential_resource_of_the_plan_is_listed(renders: dict, what: str, reported: str) -> None:
     # Coverage really is checked: remove one entry and its resource is reported.
-    broken = copy.deepcopy(plan)
-    broken["outputs"]["credentials"] = [e for e in broken["outputs"]["credentials"] if e["what"] != "Harbor database password"]
-    new = set(check_credentials(broken)) - set(check_credentials(plan))
-    assert new == {
-        "random:index/randomPassword:RandomPassword 'harbor-database-password' creates a credential the inventory "
-        "does not list: register a Credential naming it in `resources` (components/inventory.py)"
-    }
+    checked = []
+    for stack, render in renders.items():
+        plan = render.plan
+        if what not in entries_by_what(plan):
+            continue  # the kube-oidc-proxies exist on kubeconfig clusters only
+        broken = copy.deepcopy(plan)
+        broken["outputs"]["credentials"] = [e for e in broken["outputs"]["credentials"] if e["what"] != what]
+        assert set(check_credentials(broken)) - set(check_credentials(plan)) == {
+            f"{reported} creates a credential the inventory does not list: "
+            "register a Credential naming it in `resources` (components/inventory.py)"
+        }, stack
+        checked.append(stack)
+    assert "dev" in checked
 
 
 # --- deliberately bad resources ------------------------------------------------------------------------

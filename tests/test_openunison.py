@@ -8,20 +8,15 @@ as the GitLab/Harbor/ArgoCD/Vault components will be), then asserts on the recor
 from __future__ import annotations
 
 import base64
-import contextvars
+import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import rpc
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.common import Exposure, PlatformGroups
@@ -33,8 +28,8 @@ from components.openunison import (
     OpenUnisonArgs,
 )
 from components.versions import CHARTS
-from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, RecordingMonitor
-from platformctl.render import PROJECT, creation_order
+from platformctl.mocks import REDACTED, SECRET_MARK
+from tests.mock_program import ProgramRun, run_program
 from tests.validation import custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
 
 DOMAIN = "example.test"
@@ -45,6 +40,7 @@ CA_PEM = (
     "-----BEGIN CERTIFICATE-----\nbW9jay1wbGF0Zm9ybS1pbnRlcm1lZGlhdGU=\n-----END CERTIFICATE-----\n"
 )
 UPSTREAM_SECRET = "upstream-plain-value-must-never-show"
+MOCK_ROTATION_TIME = "2026-01-01T00:00:00Z"  # what PlatformMocks answers for a Rotating
 CLIENTS = {
     "gitlab": ("https://gitlab.example.test/users/auth/openid_connect/callback",),
     "harbor": ("https://harbor.example.test/c/oidc/callback",),
@@ -69,67 +65,7 @@ CREDENTIAL_KEY = re.compile(r"password|secret|token|key", re.I)
 INSECURE = re.compile(r"insecure|skip[-_]?tls[-_]?verify|tls[-_]?skip[-_]?verify|skipverify", re.I)
 
 
-class RawRecordingMonitor(RecordingMonitor):
-    """Also keeps each registration's inputs with secrets unwrapped (by URN), so a test can look
-    inside `stringData`, which the Kubernetes SDK marks secret as a whole (the plan shows only
-    "[secret]" and the secret path "stringData")."""
-
-    def __init__(self, mocks: PlatformMocks):
-        super().__init__(mocks)
-        self.raw: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        self.raw[response.urn] = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True))
-        return response
-
-
-def _unwrap(value: Any) -> Any:
-    """Secrets revealed, and integral numbers as ints: the engine's wire format (protobuf Struct)
-    carries every number as a double, the provider sends 60000, not 60000.0, to the API server."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if rpc.is_rpc_secret(value):
-        return _unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items() if not str(k).startswith("__")}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
-@dataclass
-class Run:
-    resources: list[dict[str, Any]]
-    fingerprints: dict[str, dict[str, str]]
-    raw: dict[str, Any]  # URN -> inputs with secrets revealed (mock values only)
-    component: OpenUnison
-
-    def by_type(self, type_: str) -> list[dict[str, Any]]:
-        return [r for r in self.resources if r["type"] == type_]
-
-    def one(self, type_: str, name: str) -> dict[str, Any]:
-        [found] = [r for r in self.resources if r["type"] == type_ and r["name"] == name]
-        return found
-
-
-def run_program(program: Callable[[], OpenUnison]) -> Run:
-    """Run `program` under the recording mock engine, in a fresh context as platformctl render does."""
-
-    def in_context() -> Run:
-        loop = _ensure_event_loop()
-        runtime_config.set_all_config({}, [])
-        monitor = RawRecordingMonitor(PlatformMocks())
-        runtime_mocks.set_mocks(PlatformMocks(), project=PROJECT, stack="test", preview=False, monitor=monitor)
-        built: list[OpenUnison] = []
-
-        async def main() -> None:
-            built.append(program())
-
-        loop.run_until_complete(run_pulumi_func(main))
-        return Run(creation_order(monitor.records), dict(monitor.fingerprints), monitor.raw, built[0])
-
-    return contextvars.Context().run(in_context)
+Run = ProgramRun[OpenUnison]  # `result` is the component
 
 
 def oidc_upstream() -> OidcUpstream:
@@ -217,7 +153,7 @@ def k8s_object(resource: dict[str, Any]) -> bool:
 
 
 def releases(run: Run) -> dict[str, dict[str, Any]]:
-    return {r["inputs"]["name"]: r for r in run.by_type("kubernetes:helm.sh/v3:Release")}
+    return {r["inputs"]["name"]: r for r in run.of_type("kubernetes:helm.sh/v3:Release")}
 
 
 # --- the objects are what the APIs and charts accept ----------------------------------------
@@ -258,7 +194,7 @@ def test_unknown_value_check_is_not_blind(oidc_run: Run) -> None:
 
 
 def test_one_random_password_per_client(run: Run) -> None:
-    passwords = {r["name"]: r for r in run.by_type("random:index/randomPassword:RandomPassword")}
+    passwords = {r["name"]: r for r in run.of_type("random:index/randomPassword:RandomPassword")}
     client_passwords = {name: r for name, r in passwords.items() if name.startswith("oidc-")}
     assert set(client_passwords) == {f"oidc-{name}" for name in CLIENTS}
     for resource in client_passwords.values():
@@ -285,11 +221,30 @@ def test_client_secret_is_one_secret_on_both_sides(run: Run) -> None:
     assert len(values) == len(CLIENTS)
 
 
+def test_client_secrets_rotate_every_30_days_and_openunison_rereads_them(run: Run) -> None:
+    for name in CLIENTS:
+        password = run.one("random:index/randomPassword:RandomPassword", f"oidc-{name}")
+        rotation = run.one("time:index/rotating:Rotating", f"oidc-{name}-rotation")
+        assert rotation["inputs"] == {"rotationDays": 30}
+        # The rotation's timestamp is the password's replacement trigger: a new time, a new password.
+        assert run.triggers[password["urn"]] == MOCK_ROTATION_TIME and rotation["urn"] in password["dependsOn"]
+        # OpenUnison reads a Trust's Secret when the Trust changes: the Trust carries the secret's checksum.
+        trust = run.one("kubernetes:openunison.tremolo.io/v1:Trust", f"control-plane-trust-{name}")
+        value = run.raw[run.one("kubernetes:core/v1:Secret", f"control-plane-oidc-client-{name}")["urn"]]["stringData"]["client-secret"]
+        assert value.startswith(SECRET_MARK)
+        assert trust["inputs"]["metadata"]["annotations"] == {
+            "platform.io/oidc-client-checksum": hashlib.sha256(value.encode()).hexdigest()
+        }
+        assert trust["secretPaths"] == []  # the hash is plain, so the Trust stays readable
+    assert not [p for p in run.of_type("random:index/randomPassword:RandomPassword")
+                if p["name"].startswith("oidc-") and p["urn"] not in run.triggers]
+
+
 def test_trust_per_client_references_its_secret(run: Run) -> None:
     operator = releases(run)["openunison"]
     portal = releases(run)["orchestra-login-portal"]
     namespace = run.one("kubernetes:core/v1:Namespace", "control-plane-openunison")
-    trusts = {r["inputs"]["spec"]["clientId"]: r for r in run.by_type("kubernetes:openunison.tremolo.io/v1:Trust")}
+    trusts = {r["inputs"]["spec"]["clientId"]: r for r in run.of_type("kubernetes:openunison.tremolo.io/v1:Trust")}
     assert set(trusts) == set(CLIENTS)  # no Trust for kubernetes: the portal declares that public client
     for name, trust in trusts.items():
         spec = trust["inputs"]["spec"]
@@ -304,7 +259,7 @@ def test_trust_per_client_references_its_secret(run: Run) -> None:
 
 
 def test_outputs(oidc_run: Run) -> None:
-    ou = oidc_run.component
+    ou = oidc_run.result
     assert ou.issuer_url == f"https://{HOST}/auth/idp/k8sIdp"
     assert ou.portal_url == f"https://{HOST}/"
     assert ou.kubernetes_client_id == "kubernetes"
@@ -385,7 +340,7 @@ def test_published_by_our_ingress_with_a_platform_certificate(run: Run) -> None:
         # No chart route: its nginx Ingress hard-codes the class, its Traefik route skips verification.
         assert (network["ingress_type"], network["createIngressCertificate"]) == ("none", False)
         assert network["openunison_host"] == HOST
-    [ingress] = run.by_type("kubernetes:networking.k8s.io/v1:Ingress")
+    [ingress] = run.of_type("kubernetes:networking.k8s.io/v1:Ingress")
     inputs = ingress["inputs"]
     assert inputs["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
     assert inputs["spec"]["ingressClassName"] == "traefik"
@@ -426,7 +381,7 @@ def test_ldap_upstream(ldap_run: Run) -> None:
 def test_platform_groups(run: Run) -> None:
     mapped = sorted(
         (r["inputs"]["spec"]["groupName"], r["inputs"]["spec"]["externalName"])
-        for r in run.by_type("kubernetes:openunison.tremolo.io/v1:GroupMetaData")
+        for r in run.of_type("kubernetes:openunison.tremolo.io/v1:GroupMetaData")
     )
     assert mapped == sorted(
         [("k8s-cluster-k8s-administrators-external", g) for g in GROUPS.cluster_admins]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
-from platformctl.mocks import REDACTED
+from platformctl.mocks import REDACTED, SECRET_MARK
 
 
 def by_type(plan: dict, type_: str) -> list[dict]:
@@ -31,7 +34,21 @@ def test_each_oidc_client_secret_is_one_secret_shared_by_idp_and_client(plan: di
         assert idp, f"{client}: OpenUnison never receives its secret"
         assert service, f"{client}: the service never receives its secret"
         for resource in idp + service:
-            assert resource["secretPaths"], f"{client}: {resource['name']} holds the client secret in plain text"
+            # Holders keep it secret; the Trust and GitLab's pods depend on it only for a checksum
+            # annotation (to re-read it when it changes), which is plain, so they hold no secret.
+            assert resource["secretPaths"] or _checksums(resource["inputs"]), f"{client}: {resource['name']}"
+            in_plain = SECRET_MARK in json.dumps(resource["inputs"])
+            assert not in_plain, f"{client}: {resource['name']} holds the client secret in plain text"
+
+
+def _checksums(value: object) -> list[str]:
+    """Values of `*-checksum` keys (annotations) that are SHA-256 digests, anywhere in `value`."""
+    if isinstance(value, dict):
+        found = [v for k, v in value.items() if str(k).endswith("-checksum") and re.fullmatch(r"[0-9a-f]{64}", str(v))]
+        return found + [c for v in value.values() for c in _checksums(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _checksums(v)]
+    return []
 
 
 def test_argocd_signs_in_through_openunison_and_maps_platform_groups(plan: dict) -> None:

@@ -8,7 +8,6 @@ look inside a secret, on the inputs with secrets revealed (mock values only).
 
 from __future__ import annotations
 
-import contextvars
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,13 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 import pytest
-from google.protobuf import json_format
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockResourceArgs
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users, gitlab_username_problem
@@ -42,9 +35,9 @@ from components.tenancy import (
 )
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs, expires_after
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
-from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, RecordingMonitor, _digest
-from platformctl.render import creation_order
+from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, _digest
 from policy.pack.checks import check_harbor_robot_expires, check_no_insecure_tls, check_no_plain_secrets
+from tests.mock_program import ProgramRun, run_program
 
 DOMAIN = "platform.example.com"
 EMAIL_DOMAIN = "example.com"
@@ -78,31 +71,9 @@ K8S_SECRET = "kubernetes:core/v1:Secret"
 # --- the mock engine ------------------------------------------------------------------------
 
 
-def service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | None:
-    """What GitLab and Harbor compute and the tenant components read: integer ids, the robot's
-    full name and secret. Proposed verbatim for platformctl/mocks.py (PlatformMocks)."""
-    inputs = dict(args.inputs)
-    number = int(_digest(args.typ, args.name, length=6), 16)  # both APIs number their objects
-    if args.typ in ("gitlab:index/group:Group", "gitlab:index/project:Project", "gitlab:index/user:User"):
-        return str(number), inputs
-    if args.typ == "harbor:index/project:Project":
-        return f"/projects/{number}", {**inputs, "projectId": number}
-    if args.typ == "harbor:index/robotAccount:RobotAccount":
-        # Harbor names a project robot robot$<project>+<name> (default prefix) and generates its secret.
-        project = (inputs.get("permissions") or [{}])[0].get("namespace", "")
-        short = inputs.get("name", args.name)
-        full_name = f"robot${project}+{short}" if inputs.get("level") == "project" else f"robot${short}"
-        secret = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
-        return f"/robots/{number}", {**inputs, "fullName": full_name, "robotId": str(number), "secret": secret}
-    return None
-
-
 class _Mocks(PlatformMocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         resource_id, state = super().new_resource(args)
-        service = service_outputs(args)
-        if service is not None:
-            return service
         if args.typ == ROTATING:
             # Test only: a distinct time per rotation, so a test can tell which one feeds what.
             state["rfc3339"] = _mock_time(args.name)
@@ -119,56 +90,41 @@ def _rfc3339(rotation: dict[str, Any]) -> str:
     return _mock_time(rotation["name"])
 
 
-class _Monitor(RecordingMonitor):
-    """Also keeps, by URN, the inputs with secrets revealed, the id and the replacement trigger."""
-
-    def __init__(self, mocks: PlatformMocks):
-        super().__init__(mocks)
-        self.raw: dict[str, Any] = {}
-        self.ids: dict[str, str] = {}
-        self.triggers: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        self.raw[response.urn] = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True))
-        self.ids[response.urn] = response.id
-        if request.HasField("replacement_trigger"):
-            self.triggers[response.urn] = json_format.MessageToDict(request.replacement_trigger)
-        return response
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # the wire carries numbers as doubles
-    if rpc.is_rpc_secret(value):
-        return _unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items() if not str(k).startswith("__")}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
+Built = tuple[dict[str, TenantRepositories], dict[str, TenantRegistry]]
 
 
 @dataclass
 class Run:
-    records: list[dict[str, Any]]
-    monitor: _Monitor
-    repositories: dict[str, TenantRepositories]
-    registries: dict[str, TenantRegistry]
+    """A run of the tenants' program (tests/mock_program.py), with lookups by tenant."""
+
+    program: ProgramRun[Built]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.program.resources
+
+    @property
+    def repositories(self) -> dict[str, TenantRepositories]:
+        return self.program.result[0]
+
+    @property
+    def registries(self) -> dict[str, TenantRegistry]:
+        return self.program.result[1]
 
     def raw(self, record: dict[str, Any]) -> dict[str, Any]:
-        return self.monitor.raw[record["urn"]]
+        return self.program.raw[record["urn"]]
 
     def id(self, record: dict[str, Any]) -> str:
-        return self.monitor.ids[record["urn"]]
+        return self.program.ids[record["urn"]]
+
+    def trigger(self, record: dict[str, Any]) -> Any:
+        return self.program.triggers[record["urn"]]
 
     def all(self, typ: str) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["type"] == typ]
+        return self.program.of_type(typ)
 
     def one(self, typ: str, name: str | None = None) -> dict[str, Any]:
-        found = [r for r in self.all(typ) if name is None or r["name"] == name]
-        assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r['name'] for r in found]}"
-        return found[0]
+        return self.program.one(typ, name)
 
     def by_urn(self, urn: str) -> dict[str, Any]:
         return next(r for r in self.records if r["urn"] == urn)
@@ -188,25 +144,9 @@ class Run:
         return [r for r in self.of_tenant(tenant) if r["type"] == typ]
 
 
-def run(build: Callable[[], tuple[dict[str, TenantRepositories], dict[str, TenantRegistry]]]) -> Run:
-    """Run `build` as a Pulumi program in a fresh context, as `platformctl render` does."""
-
-    def in_context() -> Run:
-        loop = _ensure_event_loop()
-        runtime_config.set_all_config({}, [])
-        mocks = _Mocks()
-        monitor = _Monitor(mocks)
-        runtime_mocks.set_mocks(mocks, project="platform-bootstrap", stack="test", preview=False, monitor=monitor)
-        built: list[Any] = []
-
-        async def program() -> None:
-            built.append(build())
-
-        loop.run_until_complete(run_pulumi_func(program))
-        repositories, registries = built[0]
-        return Run(creation_order(monitor.records), monitor, repositories, registries)
-
-    return contextvars.Context().run(in_context)
+def run(build: Callable[[], Built]) -> Run:
+    """Run `build` under the mock engine, as `platformctl render` runs the program."""
+    return Run(run_program(build, mocks=_Mocks()))
 
 
 class _NoFederation:
@@ -479,7 +419,7 @@ def test_deploy_keys_rotate_at_half_their_life(plan: Run) -> None:
             rotated_at = _rfc3339(rotations[rotation_urn])
             assert rotations[rotation_urn]["inputs"]["rotationDays"] == 45
             # A new rotation timestamp replaces the key pair ...
-            assert plan.monitor.triggers[private["urn"]] == rotated_at
+            assert plan.trigger(private) == rotated_at
             # ... and the deploy key built from it, which also expires on its own after 90 days.
             [deploy_key] = [k for k in plan.tenant_records(tenant, DEPLOY_KEY) if private["urn"] in k["dependsOn"]]
             assert rotation_urn in deploy_key["dependsOn"]
@@ -599,7 +539,7 @@ def test_robots_are_recreated_past_half_their_life(plan: Run) -> None:
             [rotation_urn] = [d for d in robot["dependsOn"] if d in rotations]
             rotation = rotations[rotation_urn]
             assert rotation["inputs"]["rotationDays"] * 2 <= robot["inputs"]["duration"]
-            assert plan.monitor.triggers[robot["urn"]] == _rfc3339(rotation)
+            assert plan.trigger(robot) == _rfc3339(rotation)
             assert _rfc3339(rotation) in robot["inputs"]["description"]
             fed.add(rotation_urn)
         assert fed == set(rotations)  # one rotation per robot

@@ -7,8 +7,6 @@ platform's mock engine and checks what the engine would be asked to create.
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
 import json
 import re
 import socket
@@ -25,16 +23,13 @@ import pulumi_kubernetes as k8s
 import pytest
 import requests
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime.mocks import MockResourceArgs
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components.cluster import ClusterHandle
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.vault import CA_FILE, TOKEN_TTL_SECONDS, Vault, VaultArgs
 from components.vault_init import VaultInit, VaultInitError, VaultInitProvider
-from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, RecordingMonitor
+from platformctl.mocks import REDACTED, SECRET_MARK
+from tests.mock_program import run_program
 from tests.validation import custom_resource_errors, kubernetes_errors, schema_errors, unknown_value_paths
 from tests.vault_stub import Tls, VaultStub, make_ca
 
@@ -252,72 +247,44 @@ ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
 
 
-class VaultMocks(PlatformMocks):
-    """PlatformMocks plus the outputs the lead is asked to model in platformctl/mocks.py."""
-
-    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        resource_id, outs = super().new_resource(args)
-        digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()
-        if args.typ == VaultInit.TYPE:
-            value = f"{SECRET_MARK}{digest[:24]}"
-            shares = int(args.inputs.get("key_shares", 5))
-            outs = {**outs, "root_token": f"hvs.{value}", "unseal_keys": [f"{value}-{i}" for i in range(shares)]}
-        elif args.typ == "vault:jwt/authBackend:AuthBackend":
-            outs = {**outs, "accessor": f"auth_{args.inputs.get('type', 'jwt')}_{digest[:8]}"}
-        return resource_id, outs
-
-
 def render_vault(eks: bool, protect: bool) -> dict[str, Any]:
     """Run a program holding one Vault under mocks; returns the records and the secrets it exposes.
 
     As the platform has it: a private CA on kubeconfig clusters, ACME with an empty bundle on EKS.
     """
 
-    def run() -> dict[str, Any]:
-        loop = _ensure_event_loop()
-        monitor = RecordingMonitor(VaultMocks())
-        runtime_mocks.set_mocks(VaultMocks(), project="platform-bootstrap", stack="test", preview=False, monitor=monitor)
-        built: list[Vault] = []
-
-        async def program() -> None:
-            provider = k8s.Provider("control-plane-k8s", kubeconfig="{}")
-            on_cluster = pulumi.ResourceOptions(provider=provider)
-            cert_manager = k8s.helm.v3.Release("control-plane-cert-manager", chart="cert-manager", opts=on_cluster)
-            traefik = k8s.helm.v3.Release("control-plane-traefik", chart="traefik", opts=on_cluster)
-            identity = None
-            if eks:
-                identity = AwsWorkloadIdentity(
-                    provider=aws.Provider("control-plane-aws", region="eu-west-1"),
-                    oidc_provider_arn=pulumi.Output.from_input(OIDC_ARN),
-                    oidc_issuer_url=pulumi.Output.from_input(ISSUER),
-                    region="eu-west-1",
-                )
-            cluster = ClusterHandle(
-                role="control-plane", provider=provider, endpoint=pulumi.Output.from_input("https://cp:6443"),
-                ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=eks,
+    def program() -> Vault:
+        provider = k8s.Provider("control-plane-k8s", kubeconfig="{}")
+        on_cluster = pulumi.ResourceOptions(provider=provider)
+        cert_manager = k8s.helm.v3.Release("control-plane-cert-manager", chart="cert-manager", opts=on_cluster)
+        traefik = k8s.helm.v3.Release("control-plane-traefik", chart="traefik", opts=on_cluster)
+        identity = None
+        if eks:
+            identity = AwsWorkloadIdentity(
+                provider=aws.Provider("control-plane-aws", region="eu-west-1"),
+                oidc_provider_arn=pulumi.Output.from_input(OIDC_ARN),
+                oidc_issuer_url=pulumi.Output.from_input(ISSUER),
+                region="eu-west-1",
             )
-            exposure = Exposure(HOST, "traefik", "platform-acme" if eks else "platform-ca",
-                                pulumi.Output.from_input("" if eks else CA_PEM))
-            built.append(Vault("control-plane-vault", cluster, VaultArgs(
-                exposure=exposure,
-                oidc=OidcClient("vault", pulumi.Output.secret(f"{SECRET_MARK}oidc"), "https://k8sou.dev.platform.example.com/auth/idp/k8sIdp"),
-                groups=PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers"]),
-                cert_manager=cert_manager, ingress_controller=traefik, protect=protect, aws=identity,
-            )))
+        cluster = ClusterHandle(
+            role="control-plane", provider=provider, endpoint=pulumi.Output.from_input("https://cp:6443"),
+            ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=eks,
+        )
+        exposure = Exposure(HOST, "traefik", "platform-acme" if eks else "platform-ca",
+                            pulumi.Output.from_input("" if eks else CA_PEM))
+        return Vault("control-plane-vault", cluster, VaultArgs(
+            exposure=exposure,
+            oidc=OidcClient("vault", pulumi.Output.secret(f"{SECRET_MARK}oidc"), "https://k8sou.dev.platform.example.com/auth/idp/k8sIdp"),
+            groups=PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers"]),
+            cert_manager=cert_manager, ingress_controller=traefik, protect=protect, aws=identity,
+        ))
 
-        loop.run_until_complete(run_pulumi_func(program))
-        component = built[0]
-
-        def resolved(output: pulumi.Output[Any]) -> tuple[Any, bool]:
-            return loop.run_until_complete(output.future()), loop.run_until_complete(output.is_secret())
-
-        return {
-            "records": monitor.records,
-            "root_token": resolved(component.root_token),
-            "unseal_keys": resolved(component.init.unseal_keys),
-        }
-
-    return contextvars.Context().run(run)
+    run = run_program(program)
+    return {
+        "records": run.resources,
+        "root_token": run.resolve(run.result.root_token),
+        "unseal_keys": run.resolve(run.result.init.unseal_keys),
+    }
 
 
 @pytest.fixture(scope="module", params=[(False, False), (True, True)], ids=["kubeconfig", "eks-protected"])

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import base64
-import contextvars
 import inspect
 import json
 from pathlib import Path
@@ -16,9 +15,6 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 import pytest
 import yaml
-from pulumi.runtime import mocks as runtime_mocks
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop
 
 from components.ci_identity import DATA_READS, pipeline_trust_policy
 from components.cluster import ClusterHandle
@@ -31,9 +27,9 @@ from components.vault_federation import (
     VaultFederation,
     VaultFederationArgs,
 )
-from platformctl.mocks import PlatformMocks, RecordingMonitor
 from policy.inventory import check_credentials
 from policy.pack.checks import check_vault_role_bound
+from tests.mock_program import run_program
 from tests.validation import kubernetes_errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,40 +167,32 @@ EKS_ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC"
 
 def run(program: Callable[[VaultFederation, pulumi.Resource], None], gitlab: bool = True) -> dict[str, Any]:
     """A federation over an EKS cluster ("prod") and a kubeconfig cluster ("dev"); `program` binds roles."""
+    inventory = CredentialInventory()
 
-    def body() -> dict[str, Any]:
-        loop = _ensure_event_loop()
-        monitor = RecordingMonitor(PlatformMocks())
-        runtime_mocks.set_mocks(PlatformMocks(), project="platform-bootstrap", stack="test", preview=False, monitor=monitor)
-        inventory = CredentialInventory()
-
-        async def main() -> None:
-            def handle(name: str, eks: bool) -> ClusterHandle:
-                return ClusterHandle(
-                    role=name, provider=k8s.Provider(f"{name}-k8s", kubeconfig="{}"),
-                    endpoint=pulumi.Output.from_input(f"https://{name}:6443"),
-                    ca_data=pulumi.Output.from_input(base64.b64encode(b"PEM").decode()),
-                    kubernetes_version="1.33", is_eks=eks,
-                    oidc_issuer_url=pulumi.Output.from_input(EKS_ISSUER) if eks else None,
-                )
-
-            federation = VaultFederation(
-                "vault-federation",
-                VaultFederationArgs(
-                    provider=vault.Provider("control-plane-vault", address=VAULT_URL),
-                    vault_url=VAULT_URL,
-                    clusters={"prod": handle("prod", True), "dev": handle("dev", False)},
-                    inventory=inventory,
-                    gitlab_url=GITLAB_URL if gitlab else None,
-                ),
+    def main() -> None:
+        def handle(name: str, eks: bool) -> ClusterHandle:
+            return ClusterHandle(
+                role=name, provider=k8s.Provider(f"{name}-k8s", kubeconfig="{}"),
+                endpoint=pulumi.Output.from_input(f"https://{name}:6443"),
+                ca_data=pulumi.Output.from_input(base64.b64encode(b"PEM").decode()),
+                kubernetes_version="1.33", is_eks=eks,
+                oidc_issuer_url=pulumi.Output.from_input(EKS_ISSUER) if eks else None,
             )
-            tenant = pulumi.ComponentResource("platform:tenant:Tenant", "payments")
-            program(federation, tenant)
 
-        loop.run_until_complete(run_pulumi_func(main))
-        return {"records": monitor.records, "credentials": inventory.entries()}
+        federation = VaultFederation(
+            "vault-federation",
+            VaultFederationArgs(
+                provider=vault.Provider("control-plane-vault", address=VAULT_URL),
+                vault_url=VAULT_URL,
+                clusters={"prod": handle("prod", True), "dev": handle("dev", False)},
+                inventory=inventory,
+                gitlab_url=GITLAB_URL if gitlab else None,
+            ),
+        )
+        tenant = pulumi.ComponentResource("platform:tenant:Tenant", "payments")
+        program(federation, tenant)
 
-    return contextvars.Context().run(body)
+    return {"records": run_program(main).resources, "credentials": inventory.entries()}
 
 
 def _bind_examples(federation: VaultFederation, tenant: pulumi.Resource) -> None:

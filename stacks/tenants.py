@@ -1,0 +1,105 @@
+"""Composition of the tenants: the shared `TenantPlatform`, GitLab users, sandboxes, and one
+`Tenant` per entry of `platform:tenants`.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_vault as vault
+
+from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
+from components.cluster import ClusterHandle
+from components.inventory import DAY, Credential, CredentialInventory
+from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
+from components.tenancy import (
+    KV_MOUNT,
+    ArgoTenancy,
+    GitLabTenancy,
+    HarborTenancy,
+    TenantPlatform,
+    VaultTenancy,
+)
+from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
+from components.vault_federation import VaultFederation
+from stacks.config import PlatformConfig
+from stacks.control_plane import ControlPlane
+
+WEBHOOK_ROTATION_DAYS = 30
+
+
+def tenant_platform(
+    config: PlatformConfig,
+    clusters: dict[str, ClusterHandle],
+    plane: ControlPlane,
+    federation: VaultFederation | None,
+    gatekeeper_templates: dict[str, pulumi.Resource],
+    inventory: CredentialInventory,
+) -> TenantPlatform:
+    """What every tenant hooks into; a service that is disabled leaves its part out."""
+    users = distinct_users(*(t.owners for t in config.tenants), *(t.developers for t in config.tenants),
+                           *(t.ops for t in config.tenants))
+    vault_part = None
+    if plane.vault is not None and federation is not None:
+        kv = vault.Mount(
+            "tenants-kv",
+            path=KV_MOUNT,
+            type="kv",
+            options={"version": "2"},
+            description="Tenants' secrets: tenants/<tenant>/...",
+            opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+        )
+        vault_part = VaultTenancy(plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor)
+    gitlab_part = None
+    if plane.gitlab is not None:
+        platform_users = PlatformUsers(
+            "platform-users", PlatformUsersArgs(users, config.identity.email_domain, plane.gitlab.provider)
+        )
+        gitlab_part = GitLabTenancy(plane.gitlab.provider, plane.gitlab.url, f"gitlab.{config.domain}", dict(platform_users.users))
+    argocd_part = None
+    if plane.argocd is not None:
+        argocd_part = ArgoTenancy(
+            plane.argocd.release, clusters["control-plane"].provider, ARGOCD_NAMESPACE, plane.argocd.url,
+            plane.argocd.webhook_secret,
+        )
+        inventory.register(Credential(
+            what="GitLab webhook secret of ArgoCD",
+            category="issued",
+            issuer="Pulumi (pulumi-random)",
+            holder="ArgoCD (argocd-secret) and every tenant ops project's webhook",
+            scope="lets GitLab tell ArgoCD that a repository changed; grants no access",
+            lifetime_seconds=WEBHOOK_ROTATION_DAYS * DAY,
+            rotation=f"replaced by `pulumi up --refresh` every {WEBHOOK_ROTATION_DAYS} days, on both sides at once",
+            resources=("argocd-webhook",),
+        ))
+    return TenantPlatform(
+        domain=config.domain,
+        clusters=clusters,
+        ca_bundle=plane.edge.tls.ca_bundle,
+        issuer_url=plane.identity.issuer_url,
+        kubernetes_client_id=plane.identity.kubernetes_client_id,
+        vault=vault_part,
+        gitlab=gitlab_part,
+        harbor=HarborTenancy(plane.harbor.provider, f"harbor.{config.domain}") if plane.harbor is not None else None,
+        argocd=argocd_part,
+        gatekeeper_templates=gatekeeper_templates,
+        inventory=inventory,
+        protect=bool(config.protect),
+    )
+
+
+def build_tenants(platform: TenantPlatform, config: PlatformConfig, external_secrets: dict[str, pulumi.Resource]) -> None:
+    for developer in distinct_users(*(t.developers for t in config.tenants)):
+        Sandbox(developer, platform.clusters["dev"])
+    for tenant in config.tenants:
+        Tenant(
+            TenantArgs(
+                name=tenant.name,
+                owners=list(tenant.owners),
+                developers=list(tenant.developers),
+                ops=list(tenant.ops),
+                quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
+                isolation=tenant.isolation,
+            ),
+            platform,
+            external_secrets,
+        )

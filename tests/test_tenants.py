@@ -1,0 +1,281 @@
+"""Tenants from stack config: each tenant's footprint, who gets what, isolation, and stable diffs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from platformctl.diff import diff_renders, load_render
+from platformctl.render import read_stack_file, render, write_render
+from stacks.config import Tenant as TenantConfig
+from stacks.config import load_platform_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("dev", "prod")
+ROLE_CLUSTER_ROLES = {"owners": {"dev": "admin", "prod": "admin"}, "developers": {"dev": "admin", "prod": "view"},
+                      "ops": {"dev": "admin", "prod": "edit"}}
+GITLAB_ACCESS = {"owners": "owner", "developers": "developer", "ops": "developer"}
+HARBOR_ROLES = {"owners": "projectadmin", "developers": "developer", "ops": "maintainer"}
+
+
+def dev_config():
+    raw, secrets = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    return load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secrets)
+
+
+def tenant_of(plan: dict) -> dict[str, str | None]:
+    """URN -> the tenant whose component (transitively) holds it."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    owners: dict[str, str | None] = {}
+    for resource in plan["resources"]:
+        current, tenant = resource, None
+        while current is not None:
+            if current["type"] == "platform:tenant:Tenant":
+                tenant = current["name"]
+                break
+            current = by_urn.get(current["parent"] or "")
+        owners[resource["urn"]] = tenant
+    return owners
+
+
+def resources_of(plan: dict, tenant: str) -> list[dict]:
+    owners = tenant_of(plan)
+    return [r for r in plan["resources"] if owners[r["urn"]] == tenant and r["custom"]]
+
+
+def expected_types(tenant: TenantConfig) -> Counter:
+    """What the tenants issue lists for one tenant on the dev stack (kubeconfig clusters), by type."""
+    users = {*tenant.owners, *tenant.developers, *tenant.ops}
+    roles_with_members = sum(1 for role in ("owners", "developers", "ops") if getattr(tenant, role))
+    vcluster = tenant.isolation == "vcluster"
+    per_environment = {
+        # Kubernetes: namespace, access, quota, limits, default-deny policy (a vCluster binds inside).
+        "kubernetes:core/v1:Namespace": 1,
+        "kubernetes:core/v1:ResourceQuota": 1,
+        "kubernetes:core/v1:LimitRange": 1,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members,
+        "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
+        "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
+        # Secrets: the namespace's Vault identity, its store, the pull secret, the default account.
+        "kubernetes:core/v1:ServiceAccount": 1,
+        "kubernetes:external-secrets.io/v1:SecretStore": 1,
+        "kubernetes:external-secrets.io/v1:ExternalSecret": 1,
+        "kubernetes:core/v1:ServiceAccountPatch": 1,
+        "vault:kubernetes/authBackendRole:AuthBackendRole": 1,
+        "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": 1,  # its token may review itself
+        # ArgoCD and the Gatekeeper scope.
+        "kubernetes:argoproj.io/v1alpha1:AppProject": 1,
+        "kubernetes:argoproj.io/v1alpha1:ApplicationSet": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantArgoScope": 1,
+    }
+    once = {
+        # Vault: read and write policies, the owners' group, the CI role.
+        "vault:index/policy:Policy": 2,
+        "vault:identity/group:Group": 1,
+        "vault:identity/groupAlias:GroupAlias": 1,
+        "vault:jwt/authBackendRole:AuthBackendRole": 1,
+        # GitLab: group, app/ops/ops-dev, members, protected main, CI variables, deploy keys, hooks.
+        "gitlab:index/group:Group": 1,
+        "gitlab:index/project:Project": 3,
+        "gitlab:index/groupMembership:GroupMembership": len(users),
+        "gitlab:index/branchProtection:BranchProtection": 3,
+        "gitlab:index/projectVariable:ProjectVariable": 3 * 5,
+        "tls:index/privateKey:PrivateKey": 2,
+        "gitlab:index/deployKey:DeployKey": 2,
+        "gitlab:index/projectHook:ProjectHook": 2,
+        "kubernetes:core/v1:Secret": 2,  # ArgoCD repository secrets
+        # Harbor: project, members by role, push and pull robots; their secrets and the keys' in Vault.
+        "harbor:index/project:Project": 1,
+        "harbor:index/projectMemberGroup:ProjectMemberGroup": 3,
+        "harbor:index/robotAccount:RobotAccount": 2,
+        "vault:kv/secretV2:SecretV2": 2 + 2,
+        "time:index/rotating:Rotating": 2 + 2,  # robots and deploy keys
+    }
+    expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
+    expected.update(once)
+    return +expected  # drop zero counts
+
+
+@pytest.fixture(scope="module")
+def dev_plan(renders: dict) -> dict:
+    return renders["dev"].plan
+
+
+def test_the_dev_stack_has_three_tenants_one_of_them_a_vcluster() -> None:
+    tenants = dev_config().tenants
+    assert len(tenants) == 3 and [t.isolation for t in tenants].count("vcluster") == 1
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_each_tenant_has_exactly_the_resources_the_issue_lists(dev_plan: dict, tenant: TenantConfig) -> None:
+    actual = Counter(r["type"] for r in resources_of(dev_plan, tenant.name))
+    assert actual == expected_types(tenant)
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_tenant_resource_names_derive_from_the_tenant_name(dev_plan: dict, tenant: TenantConfig) -> None:
+    own = re.compile(rf"(?<![a-z0-9]){re.escape(tenant.name)}(?![a-z0-9])")
+    for resource in resources_of(dev_plan, tenant.name):
+        assert own.search(resource["name"]), resource["name"]
+
+
+def test_every_developer_gets_a_sandbox_on_dev(dev_plan: dict) -> None:
+    developers = {d for t in dev_config().tenants for d in t.developers}
+    sandboxes = {r["name"] for r in dev_plan["resources"] if r["type"] == "platform:tenant:Sandbox"}
+    assert sandboxes == developers
+    namespaces = {r["inputs"]["metadata"]["name"]: r for r in dev_plan["resources"]
+                  if r["type"] == "kubernetes:core/v1:Namespace" and r["inputs"]["metadata"]["name"].startswith("sandbox-")}
+    assert len(namespaces) == len(developers) and all(n["cluster"] == "dev" for n in namespaces.values())
+    for developer in developers:
+        binding = next(r for r in dev_plan["resources"] if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+                       and r["inputs"]["metadata"]["namespace"] == f"sandbox-{developer}-dev")
+        assert [s["name"] for s in binding["inputs"]["subjects"]] == [developer]
+        assert binding["inputs"]["roleRef"]["name"] == "admin"
+
+
+# --- role x system x environment ------------------------------------------------------------
+
+
+def _bindings(plan: dict, tenant: TenantConfig, environment: str) -> dict[str, set[str]]:
+    """ClusterRole -> users, for the tenant's environment (host RoleBindings or the vCluster's own)."""
+    found: dict[str, set[str]] = {}
+    namespace = f"{tenant.name}-{environment}"
+    if tenant.isolation == "vcluster":
+        release = next(r for r in resources_of(plan, tenant.name)
+                       if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["namespace"] == namespace)
+        manifests = release["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["manifests"]
+        for doc in yaml.safe_load_all(manifests):
+            if doc["kind"] == "ClusterRoleBinding":
+                found.setdefault(doc["roleRef"]["name"], set()).update(s["name"] for s in doc["subjects"])
+        return found
+    for r in resources_of(plan, tenant.name):
+        if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding" and r["inputs"]["metadata"]["namespace"] == namespace:
+            found.setdefault(r["inputs"]["roleRef"]["name"], set()).update(s["name"] for s in r["inputs"]["subjects"])
+    return found
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_kubernetes_access_by_role_and_environment(dev_plan: dict, tenant: TenantConfig, environment: str) -> None:
+    expected: dict[str, set[str]] = {}
+    for role, per_environment in ROLE_CLUSTER_ROLES.items():
+        for user in getattr(tenant, role):
+            expected.setdefault(per_environment[environment], set()).add(user)
+    assert _bindings(dev_plan, tenant, environment) == expected
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_gitlab_harbor_vault_and_argocd_access_by_role(dev_plan: dict, tenant: TenantConfig) -> None:
+    mine = resources_of(dev_plan, tenant.name)
+    memberships = {r["name"]: r["inputs"]["accessLevel"] for r in mine if r["type"] == "gitlab:index/groupMembership:GroupMembership"}
+    expected_memberships = {user: GITLAB_ACCESS[role] for role in GITLAB_ACCESS for user in getattr(tenant, role)}
+    assert {name.rsplit("-", 1)[-1]: level for name, level in memberships.items()} == expected_memberships
+    groups = {r["inputs"]["groupName"]: r["inputs"]["role"] for r in mine if r["type"] == "harbor:index/projectMemberGroup:ProjectMemberGroup"}
+    assert groups == {f"{tenant.name}-{role}": HARBOR_ROLES[role] for role in HARBOR_ROLES}
+    (vault_group,) = [r for r in mine if r["type"] == "vault:identity/group:Group"]
+    assert vault_group["inputs"]["name"] == f"{tenant.name}-owners" and vault_group["inputs"]["policies"] == [f"tenant-{tenant.name}-write"]
+    for project in (r for r in mine if r["type"] == "kubernetes:argoproj.io/v1alpha1:AppProject"):
+        roles = {role["name"]: set(role["groups"]) for role in project["inputs"]["spec"]["roles"]}
+        assert roles == {"sync": {f"{tenant.name}-owners", f"{tenant.name}-ops"}, "read": {f"{tenant.name}-developers"}}
+
+
+# --- isolation ------------------------------------------------------------------------------
+
+
+def test_no_tenant_resource_references_another_tenant(dev_plan: dict) -> None:
+    tenants = [t.name for t in dev_config().tenants]
+    problems = []
+    for tenant in tenants:
+        text_by_resource = {r["name"]: json.dumps(r["inputs"]) + r["name"] for r in resources_of(dev_plan, tenant)}
+        for other in tenants:
+            if other == tenant:
+                continue
+            token = re.compile(rf"(?<![a-z0-9]){re.escape(other)}(?![a-z0-9])")
+            problems += [f"{tenant}/{name} mentions {other}" for name, text in text_by_resource.items() if token.search(text)]
+    assert not problems, "\n".join(problems)
+
+
+def test_each_tenant_environment_is_held_to_its_own_scope(dev_plan: dict) -> None:
+    for tenant in dev_config().tenants:
+        for environment in ENVIRONMENTS:
+            (constraint,) = [r for r in resources_of(dev_plan, tenant.name)
+                             if r["type"].endswith(":PlatformTenantArgoScope") and r["inputs"]["metadata"]["name"].endswith(f"-{environment}-argo-scope")]
+            params = constraint["inputs"]["spec"]["parameters"]
+            assert params["project"] == [f"{tenant.name}-{environment}"]
+            inner = tenant.name if tenant.isolation == "vcluster" else f"{tenant.name}-{environment}"
+            assert params["namespaces"] == [inner]
+            (appset,) = [r for r in resources_of(dev_plan, tenant.name) if r["type"].endswith(":ApplicationSet")
+                         and r["inputs"]["metadata"]["name"] == f"{tenant.name}-{environment}"]
+            selector = appset["inputs"]["spec"]["generators"][0]["clusters"]["selector"]["matchLabels"]
+            assert selector == params["clusterLabels"]
+            # The guard is in place before what it guards.
+            assert constraint["urn"] in appset["dependsOn"]
+
+
+# --- adding, removing and reordering tenants ------------------------------------------------
+
+
+def _stack_with(tmp_path: Path, name: str, tenants: list[dict]) -> Path:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["platform:tenants"] = tenants
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _synthetic(index: int) -> dict:
+    return {"name": f"team{index:03d}", "owners": [f"owner{index:03d}"], "developers": [f"dev{index:03d}"], "ops": [f"ops{index:03d}"]}
+
+
+@pytest.fixture(scope="module")
+def fifty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    tmp = tmp_path_factory.mktemp("fifty")
+    tenants = [_synthetic(i) for i in range(1, 51)]
+    out = tmp / "base"
+    write_render(render(_stack_with(tmp, "base", tenants), "dev"), out)
+    return out, tenants
+
+
+def _rendered(tmp_path: Path, name: str, tenants: list[dict]):
+    out = tmp_path / name
+    write_render(render(_stack_with(tmp_path, name, tenants), "dev"), out)
+    return load_render(out)
+
+
+def test_adding_a_tenant_adds_only_its_resources(tmp_path: Path, fifty) -> None:
+    base_dir, tenants = fifty
+    base = load_render(base_dir)
+    head = _rendered(tmp_path, "added", [*tenants, _synthetic(51)])
+    result = diff_renders(base, head)
+    assert not result.removed and not result.changed, [r["name"] for r, _ in result.changed][:10]
+    owners = tenant_of(head[0])
+    newcomers = {"owner051", "dev051", "ops051"}
+    for resource in result.added:
+        assert owners[resource["urn"]] == "team051" or any(u in resource["name"] for u in newcomers), resource["name"]
+    assert len(result.added) > 50
+
+
+def test_removing_a_tenant_removes_only_its_resources(tmp_path: Path, fifty) -> None:
+    base_dir, tenants = fifty
+    base = load_render(base_dir)
+    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team025"])
+    result = diff_renders(base, head)
+    assert not result.added and not result.changed
+    owners = tenant_of(base[0])
+    leavers = {"owner025", "dev025", "ops025"}
+    assert result.removed
+    for resource in result.removed:
+        assert owners[resource["urn"]] == "team025" or any(u in resource["name"] for u in leavers), resource["name"]
+
+
+def test_reordering_tenants_changes_nothing(tmp_path: Path, fifty) -> None:
+    base_dir, tenants = fifty
+    result = diff_renders(load_render(base_dir), _rendered(tmp_path, "reordered", list(reversed(tenants))))
+    assert result.empty, (len(result.added), len(result.removed), [r["name"] for r, _ in result.changed][:5])
