@@ -43,6 +43,10 @@ TOKEN_CERT_SECRET = "harbor-token-service"  # tls.crt and tls.key
 DATABASE_SECRET = f"{RELEASE}-database"  # the chart's own name for it: POSTGRES_PASSWORD
 
 OIDC_GROUPS_CLAIM = "groups"
+# Harbor's six-field cron (seconds first): rescan everything nightly against the newest
+# vulnerability data, collect garbage (incl. untagged artifacts retention left) weekly.
+SCAN_ALL_SCHEDULE = "0 0 2 * * *"
+GC_SCHEDULE = "0 0 4 * * 0"
 
 
 def redirect_uri(hostname: str) -> str:
@@ -214,6 +218,10 @@ class Harbor(pulumi.ComponentResource):
             opts=configured,
         )
         harbor.ConfigSystem(f"{name}-system", project_creation_restriction="adminonly", opts=configured)
+        harbor.InterrogationServices(f"{name}-scan-all", vulnerability_scan_policy=SCAN_ALL_SCHEDULE, opts=configured)
+        harbor.GarbageCollection(
+            f"{name}-gc", schedule=GC_SCHEDULE, delete_untagged=True, workers=1, opts=configured
+        )
         self.register_outputs({"url": self.url, "release": self.release.status})
 
 

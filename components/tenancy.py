@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 import pulumi
@@ -37,6 +38,31 @@ def harbor_pull_path(tenant: str) -> str:
     return f"{tenant}/harbor-pull"
 
 
+# Where the tenants' cosign keys live in Vault (a transit mount, one key per tenant).
+TRANSIT_MOUNT = "transit"
+
+
+def cosign_key(tenant: str) -> str:
+    """The tenant's signing key in the transit mount; cosign names it `hashivault://<this>`."""
+    return f"{tenant}-cosign"
+
+
+@dataclass(frozen=True)
+class SupplyChainPolicy:
+    """Registry policy for every tenant project (stack config `platform:supplyChain`)."""
+
+    severity: str = "high"  # Harbor refuses pulls of images with a vulnerability at or above it
+    cve_allowlist: tuple[tuple[str, str], ...] = ()  # (CVE id, expiry YYYY-MM-DD inclusive)
+    keep_last: int = 10  # retention: the N most recently pushed artifacts per repository
+    pulled_within_days: int = 30  # retention: and whatever was pulled in this many days ("deployed")
+
+    def active_cves(self, today: date) -> list[str]:
+        """The allowlisted CVEs not yet expired on `today`. Harbor's project allowlist has one
+        expiry for the whole list, so expiry is enforced here, per entry: each `pulumi up`
+        (the robots' rotation runs one at least every 15 days) drops what has expired."""
+        return sorted(cve for cve, expires in self.cve_allowlist if date.fromisoformat(expires) >= today)
+
+
 class WorkloadBinder(Protocol):
     """Vault roles trusting short-lived identities (components/vault_federation.py)."""
 
@@ -60,6 +86,7 @@ class VaultTenancy:
     kv_mount: pulumi.Resource  # the `tenants` KV v2 mount
     federation: WorkloadBinder
     oidc_accessor: pulumi.Output[str] | None = None  # people's OIDC mount, for tenant group aliases
+    transit_mount: pulumi.Resource | None = None  # the `transit` mount holding tenants' cosign keys
 
     def write(self, name: str, path: str, data: pulumi.Input[dict[str, Any]], parent: pulumi.Resource) -> vault.kv.SecretV2:
         """Store `data` (kept secret) at `tenants/<path>`."""
@@ -110,4 +137,5 @@ class TenantPlatform:
     # constraint waits for its template.
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
     inventory: CredentialInventory | None = None  # tenants register the credentials they create
+    supply_chain: SupplyChainPolicy = SupplyChainPolicy()
     protect: bool = False  # protect tenants' repositories and registry projects

@@ -17,8 +17,12 @@ version and repository Secret are made in that run (the new deploy key exists be
 old one is deleted). A project webhook tells ArgoCD about pushes, authenticated with the
 platform's shared GitLab webhook secret.
 
-CI variables only say where things are (Harbor, Vault, the Vault role): jobs log in to Vault
-with their `id_tokens` and read their secrets there, so no secret is a CI variable.
+CI variables only say where things are (Harbor, Vault, the Vault role): jobs log in to Vault with their `id_tokens` and read their secrets there,
+so no secret is a CI variable.
+
+Starter content (components/tenant_supply_chain.starter_files) is committed once to a new
+tenant's `main`, before it is protected: never overwritten, never updated afterwards. The
+ops projects let their job token push (a branch and a merge request bumping the image).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import pulumiverse_time as time
 from components.inventory import DAY, Credential
 
 from components.tenancy import ROLES, TENANT_LABEL, TenantPlatform
+from components.tenant_supply_chain import starter_files
 
 APP_PROJECT = "app"
 OPS_PROJECT = "ops"  # prod
@@ -156,6 +161,8 @@ class TenantRepositories(pulumi.ComponentResource):
                 # A README creates `main` (nobody may push to it later); a fork copies it instead.
                 initialize_with_readme=None if forked_from else True,
                 forked_from_project_id=forked_from.id.apply(int) if forked_from else None,
+                # Ops projects: the bump job pushes a branch with its job token (GitLab >= 17.2).
+                ci_push_repository_for_job_token_allowed=True if path in OPS_ENVIRONMENTS else None,
                 opts=kept,
             )
 
@@ -171,7 +178,23 @@ class TenantRepositories(pulumi.ComponentResource):
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
+        starter = starter_files(tenant, platform.harbor.host, platform.supply_chain.severity)
         for project_name, resource in self.projects.items():
+            files = [
+                gitlab.RepositoryFile(
+                    f"{name}-{project_name}-starter-{path.strip('.').replace('.', '-')}",
+                    project=resource.id,
+                    branch=MAIN,
+                    file_path=path,
+                    content=content,
+                    encoding="text",
+                    overwrite_on_create=False,  # never replace what a tenant already has
+                    commit_message=f"Add {path} (platform starter)",
+                    # Written once: later edits are the tenant's.
+                    opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(ignore_changes=["content"])),
+                )
+                for path, content in starter[project_name].items()
+            ]
             gitlab.BranchProtection(
                 f"{name}-{project_name}-main",
                 project=resource.id,
@@ -179,7 +202,8 @@ class TenantRepositories(pulumi.ComponentResource):
                 push_access_level=PUSH_ACCESS_LEVEL,
                 merge_access_level=MERGE_ACCESS_LEVEL,
                 allow_force_push=False,
-                opts=on_gitlab,
+                # Nobody may push to a protected main, so the starter files go in first.
+                opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(depends_on=files)),
             )
             for key, value in variables.items():
                 gitlab.ProjectVariable(

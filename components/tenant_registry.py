@@ -8,6 +8,17 @@ Two robot accounts, the one static credential Kubernetes forces on us:
 * `robot$<tenant>+push` (push and pull): CI jobs read it from Vault at `<tenant>/harbor-push`;
 * `robot$<tenant>+pull` (pull only): External Secrets syncs it from Vault
   (`components.tenancy.harbor_pull_path`) into each tenant namespace as the image-pull secret.
+Supply-chain policy (`TenantPlatform.supply_chain`, stack config `platform:supplyChain`):
+* pulls of images with a vulnerability at or above `severity` are refused (`deployment_security`),
+  except for allowlisted CVEs; Harbor's allowlist has one expiry for all entries, so each entry's
+  own expiry is applied at deploy time (`SupplyChainPolicy.active_cves`);
+* release tags `v*.*.*` are immutable (never re-pushed, never removed by retention);
+* retention keeps the last `keepLast` pushed artifacts of each repository and everything pulled
+  in the last 30 days (a pull is our proxy for "deployed"); the rest is removed daily;
+* cosign: Harbor serves only images signed with cosign (`enable_content_trust_cosign`). One
+  project serves dev and prod; the tenant's CI signs every image right after pushing it
+  (its Vault transit key), so enforcing it for both costs nothing and keeps one promotion path.
+
 Each expires after 30 days. A `pulumiverse_time.Rotating` of 15 days is each robot's
 `replacement_trigger`: the first `pulumi up --refresh` past half its life deletes the robot and
 creates it again (Harbor robot names are unique, hence delete before replace) with a new
@@ -19,6 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 
 import pulumi
 import pulumiverse_harbor as harbor
@@ -31,6 +43,10 @@ from components.tenancy import TenantPlatform, harbor_pull_path
 
 # Tenant role -> Harbor project role.
 PROJECT_ROLES = {"owners": "projectadmin", "ops": "maintainer", "developers": "developer"}
+
+# Semantic-version release tags, in Harbor's doublestar syntax: immutable once pushed.
+RELEASE_TAGS = "v*.*.*"
+RETENTION_SCHEDULE = "Daily"
 
 ROBOT_LIFETIME_DAYS = 30
 ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
@@ -80,6 +96,8 @@ class TenantRegistryArgs:
 
 class TenantRegistry(pulumi.ComponentResource):
     project: harbor.Project
+    immutable_releases: harbor.ImmutableTagRule
+    retention: harbor.RetentionPolicy
     robots: dict[str, harbor.RobotAccount]  # "push", "pull"
     secrets: dict[str, vault.kv.SecretV2]  # "push", "pull": their credentials in Vault
     pull_secret_path: str
@@ -94,6 +112,7 @@ class TenantRegistry(pulumi.ComponentResource):
             raise ValueError(f"tenant {args.tenant}: storage quota {args.storage_gb} GiB must be at least 1")
         tenant, host = args.tenant, platform.harbor.host
         on_harbor = pulumi.ResourceOptions(parent=self, provider=platform.harbor.provider)
+        policy = platform.supply_chain
 
         self.project = harbor.Project(
             f"{name}-project",
@@ -101,8 +120,33 @@ class TenantRegistry(pulumi.ComponentResource):
             public=False,
             storage_quota=args.storage_gb,
             vulnerability_scanning=True,  # scan on push
+            deployment_security=policy.severity,
+            cve_allowlists=policy.active_cves(date.today()),
+            enable_content_trust_cosign=True,  # only cosign-signed images are served
             force_destroy=False,  # Harbor refuses to delete a project that still holds images
             opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(protect=args.protect)),
+        )
+        self.immutable_releases = harbor.ImmutableTagRule(
+            f"{name}-immutable-releases",
+            project_id=self.project.id,
+            repo_matching="**",
+            tag_matching=RELEASE_TAGS,
+            opts=on_harbor,
+        )
+        self.retention = harbor.RetentionPolicy(
+            f"{name}-retention",
+            scope=self.project.id,
+            schedule=RETENTION_SCHEDULE,
+            # Harbor keeps an artifact that any rule retains.
+            rules=[
+                harbor.RetentionPolicyRuleArgs(
+                    repo_matching="**", tag_matching="**", most_recently_pushed=policy.keep_last
+                ),
+                harbor.RetentionPolicyRuleArgs(
+                    repo_matching="**", tag_matching="**", n_days_since_last_pull=policy.pulled_within_days
+                ),
+            ],
+            opts=on_harbor,
         )
         for role, project_role in PROJECT_ROLES.items():
             harbor.ProjectMemberGroup(

@@ -3,6 +3,10 @@
 Workloads read `tenants/<tenant>/*` with a Vault role bound to exactly their namespace's
 `vault-secrets` service account; CI reads it with its job's id_token; owners write it
 when signed in. The Harbor pull secret reaches each namespace through External Secrets.
+
+Signing: the tenant's cosign key `<tenant>-cosign` (ECDSA P-256, not exportable) lives in the
+platform's transit mount; policy `tenant-<tenant>-sign` lets the CI role sign with it and read
+its public key, nothing else (components/tenant_supply_chain.sign_policy).
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.tenancy import KV_MOUNT, TenantPlatform, harbor_pull_path, tenant_group
+from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, cosign_key, harbor_pull_path, tenant_group
 from components.tenant_gitlab import ci_role
+from components.tenant_supply_chain import sign_policy
 
 SECRETS_SERVICE_ACCOUNT = "vault-secrets"
 STORE = "vault"
@@ -90,10 +95,29 @@ class TenantSecrets(pulumi.ComponentResource):
                 canonical_id=owners.id,
                 opts=on_vault,
             )
+        ci_policies = [f"tenant-{tenant}-read"]
+        if platform.vault.transit_mount is not None:
+            key = vault.transit.SecretBackendKey(
+                f"{name}-cosign",
+                backend=TRANSIT_MOUNT,
+                name=cosign_key(tenant),
+                type="ecdsa-p256",
+                exportable=False,  # the private key never leaves Vault
+                allow_plaintext_backup=False,
+                deletion_allowed=False,  # signatures made with it must stay verifiable
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=platform.vault.provider, depends_on=[platform.vault.transit_mount]
+                ),
+            )
+            vault.Policy(
+                f"{name}-sign", name=f"tenant-{tenant}-sign", policy=sign_policy(tenant),
+                opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(depends_on=[key])),
+            )
+            ci_policies.append(f"tenant-{tenant}-sign")
         federation = platform.vault.federation
         # Vault role names are what the tenant's SecretStores and CI variables name.
         if args.ci_project_paths:
-            federation.bind_ci(ci_role(tenant), args.ci_project_paths, None, [f"tenant-{tenant}-read"], self)
+            federation.bind_ci(ci_role(tenant), args.ci_project_paths, None, ci_policies, self)
 
         for environment, namespace in args.namespaces.items():
             cluster = platform.clusters[environment]

@@ -254,7 +254,7 @@ def summary(plan: dict[str, Any], out: Path) -> str:
             components[by_urn[component]["type"] if component else "(top level)"] += 1
     lines = [
         f"Rendered stack '{plan['stack']}': {sum(clusters.values())} resources, "
-        f"{len(plan['resources'])} registrations with components.",
+        f"{len(plan['resources'])} registrations including components.",
         "By cluster:",
         *(f"  {name:<24} {count:>6}" for name, count in sorted(clusters.items())),
         "By component:",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from datetime import date
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (
@@ -340,6 +341,53 @@ class Pipeline(Model):
     project_path: GitLabProjectPath = "platform/platform-bootstrap"
 
 
+# --- software supply chain -------------------------------------------------------------
+
+Severity = Literal["none", "low", "medium", "high", "critical"]
+# Public registries the platform can proxy-cache (components/tenant_supply_chain.PUBLIC_REGISTRIES).
+PublicRegistry = Literal["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "mcr.microsoft.com"]
+
+
+def _iso_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not valid; allowed: a date YYYY-MM-DD such as '2026-06-30'") from None
+    return value
+
+
+class CveException(Model):
+    """One accepted vulnerability: ignored by the severity gate until `expires` (inclusive)."""
+
+    id: Annotated[str, _check(re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$"), "a CVE id such as 'CVE-2024-12345'")]
+    expires: Annotated[str, _check(re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "a date YYYY-MM-DD"), AfterValidator(_iso_date)]
+
+
+class SupplyChain(Model):
+    """Harbor policy for every tenant project, and the public registries proxied into quarantine."""
+
+    severity: Severity = "high"  # pulls of images with a vulnerability at or above it are refused
+    cve_allowlist: list[CveException] = []
+    keep_last: int = Field(default=10, ge=1, le=1000)  # retention: the N most recently pushed per repository
+    public_registries: list[PublicRegistry] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+
+    @field_validator("cve_allowlist")
+    @classmethod
+    def _unique_cves(cls, entries: list[CveException]) -> list[CveException]:
+        ids = [e.id for e in entries]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"each CVE may be listed once; repeated: {', '.join(dupes)}")
+        return entries
+
+    @field_validator("public_registries")
+    @classmethod
+    def _unique_registries(cls, registries: list[str]) -> list[str]:
+        if len(set(registries)) != len(registries):
+            raise ValueError("each registry may be listed once")
+        return registries
+
+
 # --- the whole platform ---------------------------------------------------------------
 
 
@@ -352,6 +400,7 @@ class PlatformConfig(Model):
     tenants: list[Tenant] = []
     protect: bool | None = None
     pipeline: Pipeline = Pipeline()
+    supply_chain: SupplyChain = SupplyChain()
 
     @field_validator("tenants")
     @classmethod

@@ -13,13 +13,16 @@ from components.inventory import DAY, Credential, CredentialInventory
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
 from components.tenancy import (
     KV_MOUNT,
+    TRANSIT_MOUNT,
     ArgoTenancy,
     GitLabTenancy,
     HarborTenancy,
+    SupplyChainPolicy,
     TenantPlatform,
     VaultTenancy,
 )
 from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
+from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQuarantineArgs
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
@@ -48,7 +51,28 @@ def tenant_platform(
             description="Tenants' secrets: tenants/<tenant>/...",
             opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
         )
-        vault_part = VaultTenancy(plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor)
+        # Tenants' cosign keys (one per tenant, components/tenant_secrets.py).
+        transit = vault.Mount(
+            "tenants-transit",
+            path=TRANSIT_MOUNT,
+            type="transit",
+            description="Tenants' signing keys: transit/keys/<tenant>-cosign",
+            opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+        )
+        vault_part = VaultTenancy(
+            plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor, transit_mount=transit
+        )
+    supply_chain = SupplyChainPolicy(
+        severity=config.supply_chain.severity,
+        cve_allowlist=tuple((e.id, e.expires) for e in config.supply_chain.cve_allowlist),
+        keep_last=config.supply_chain.keep_last,
+    )
+    if plane.harbor is not None:
+        PublicImageQuarantine(
+            "public-images",
+            plane.harbor.provider,
+            PublicImageQuarantineArgs(list(config.supply_chain.public_registries), supply_chain),
+        )
     gitlab_part = None
     if plane.gitlab is not None:
         platform_users = PlatformUsers(
@@ -84,6 +108,7 @@ def tenant_platform(
         gatekeeper_templates=gatekeeper_templates,
         inventory=inventory,
         protect=bool(config.protect),
+        supply_chain=supply_chain,
     )
 
 

@@ -76,8 +76,9 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantArgoScope": 1,
     }
     once = {
-        # Vault: read and write policies, the owners' group, the CI role.
-        "vault:index/policy:Policy": 2,
+        # Vault: read, write and sign policies, the owners' group, the CI role, the cosign key.
+        "vault:index/policy:Policy": 3,
+        "vault:transit/secretBackendKey:SecretBackendKey": 1,
         "vault:identity/group:Group": 1,
         "vault:identity/groupAlias:GroupAlias": 1,
         "vault:jwt/authBackendRole:AuthBackendRole": 1,
@@ -87,6 +88,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "gitlab:index/groupMembership:GroupMembership": len(users),
         "gitlab:index/branchProtection:BranchProtection": 3,
         "gitlab:index/projectVariable:ProjectVariable": 3 * 5,
+        "gitlab:index/repositoryFile:RepositoryFile": 1 + 2 + 2,  # starter: app CI; ops and ops-dev CI + manifests
         "tls:index/privateKey:PrivateKey": 2,
         "gitlab:index/deployKey:DeployKey": 2,
         "gitlab:index/projectHook:ProjectHook": 2,
@@ -95,6 +97,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "harbor:index/project:Project": 1,
         "harbor:index/projectMemberGroup:ProjectMemberGroup": 3,
         "harbor:index/robotAccount:RobotAccount": 2,
+        "harbor:index/immutableTagRule:ImmutableTagRule": 1,
+        "harbor:index/retentionPolicy:RetentionPolicy": 1,
         "vault:kv/secretV2:SecretV2": 2 + 2,
         "time:index/rotating:Rotating": 2 + 2,  # robots and deploy keys
     }

@@ -1,0 +1,300 @@
+"""Software supply chain: public images in quarantine, tenants' signing keys, starter content.
+
+* Quarantine (`PublicImageQuarantine`, platform level): one Harbor proxy-cache project per
+  public registry (`proxy-docker-io`, ...). Caches are private and scanned: no tenant robot can
+  pull from them. Images the platform team has vetted are copied into the public-read
+  `approved` project (the `promote-image` job of this repository's pipeline), where tenants'
+  builds and workloads take them from.
+* Signing: each tenant has an ECDSA P-256 key `<tenant>-cosign` in Vault's `transit` mount,
+  never exportable. `sign_policy()` lets the tenant's CI role sign with that key and read its
+  public half, nothing else (attached in components/tenant_secrets.py).
+* Starter content (`starter_files()`), written once into a new tenant's projects: a pipeline
+  in `app` (rootless build, scan, push, sign, bump ops-dev) and, in `ops` and `ops-dev`, the
+  manifests of a Deployment that passes the platform's Gatekeeper constraints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumiverse_harbor as harbor
+import yaml
+
+from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, SupplyChainPolicy, cosign_key
+
+# Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
+PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
+    "docker.io": ("docker-hub", "https://hub.docker.com"),
+    "ghcr.io": ("github", "https://ghcr.io"),
+    "quay.io": ("quay", "https://quay.io"),
+    "registry.k8s.io": ("docker-registry", "https://registry.k8s.io"),
+    "gcr.io": ("google", "https://gcr.io"),
+    "mcr.microsoft.com": ("docker-registry", "https://mcr.microsoft.com"),
+}
+APPROVED_PROJECT = "approved"
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+
+
+def proxy_project_name(host: str) -> str:
+    """`docker.io` -> `proxy-docker-io`."""
+    return "proxy-" + host.replace(".", "-")
+
+
+def sign_policy(tenant: str) -> str:
+    """Sign with the tenant's cosign key and read its public key; nothing else in transit."""
+    key = cosign_key(tenant)
+    return "\n".join(
+        [
+            f'path "{TRANSIT_MOUNT}/sign/{key}" {{ capabilities = ["update"] }}',
+            f'path "{TRANSIT_MOUNT}/sign/{key}/*" {{ capabilities = ["update"] }}',
+            f'path "{TRANSIT_MOUNT}/keys/{key}" {{ capabilities = ["read"] }}',
+        ]
+    ) + "\n"
+
+
+@dataclass(frozen=True)
+class PublicImageQuarantineArgs:
+    registries: list[str]  # hosts of PUBLIC_REGISTRIES
+    policy: SupplyChainPolicy
+
+
+class PublicImageQuarantine(pulumi.ComponentResource):
+    """Proxy caches of public registries (quarantine) and the `approved` project."""
+
+    proxies: dict[str, harbor.Project]  # host -> its proxy-cache project
+    approved: harbor.Project
+
+    def __init__(self, name: str, provider: pulumi.ProviderResource, args: PublicImageQuarantineArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:harbor:PublicImageQuarantine", name, None, opts)
+        on_harbor = pulumi.ResourceOptions(parent=self, provider=provider)
+        self.proxies = {}
+        for host in args.registries:
+            adapter, endpoint = PUBLIC_REGISTRIES[host]
+            project = proxy_project_name(host)
+            registry = harbor.Registry(
+                f"{name}-{project}", name=host, provider_name=adapter, endpoint_url=endpoint, insecure=False, opts=on_harbor
+            )
+            self.proxies[host] = harbor.Project(
+                f"{name}-{project}",
+                name=project,
+                registry_id=registry.registry_id,
+                public=False,  # quarantine: only the platform team and promotion pull from it
+                vulnerability_scanning=True,
+                deployment_security=args.policy.severity,
+                opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(depends_on=[registry])),
+            )
+        # Vetted public images: readable by everyone (they are public images), pushed only by promotion.
+        self.approved = harbor.Project(
+            f"{name}-{APPROVED_PROJECT}",
+            name=APPROVED_PROJECT,
+            public=True,
+            vulnerability_scanning=True,
+            deployment_security=args.policy.severity,
+            force_destroy=False,
+            opts=on_harbor,
+        )
+        self.register_outputs({"proxies": [proxy_project_name(h) for h in args.registries], "approved": APPROVED_PROJECT})
+
+
+# --- starter content ----------------------------------------------------------------------
+
+# Tool images, taken from the `approved` project (promote them first: see the report/README).
+BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"
+TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
+COSIGN_IMAGE = "ghcr.io/sigstore/cosign/cosign:v2.4.1-dev"  # -dev: with a (busybox) shell
+GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
+
+APP_IMAGE = "app"  # the repository in the tenant's Harbor project
+STARTER_TAG = "v0.1.0"  # pinned; the bump merge requests replace it
+MANIFEST_FILE = "app.yaml"
+PORT = 8080
+RELEASE_TAG_RULE = r"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/"
+
+
+def approved(host: str, image: str) -> str:
+    return f"{host}/{APPROVED_PROJECT}/{image}"
+
+
+def trivy_severities(severity: str) -> str:
+    """Trivy's list of the severities at or above `severity` ("" for none: nothing fails)."""
+    if severity == "none":
+        return ""
+    return ",".join(s.upper() for s in SEVERITIES[SEVERITIES.index(severity):])
+
+
+# Log in to Vault with the job's ID token (no secret CI variable): sets VAULT_TOKEN.
+_VAULT_LOGIN = (
+    'export VAULT_TOKEN="$({fetch} "$VAULT_ADDR/v1/auth/$VAULT_AUTH_PATH/login" '
+    '| sed -n \'s/.*"client_token":"\\([^"]*\\)".*/\\1/p\')"'
+)
+
+
+def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
+    """The `app` project's .gitlab-ci.yml: build (rootless buildah), scan (trivy), push, sign
+    (cosign with the Vault transit key) and, for a release tag, a merge request in ops-dev."""
+    def id_tokens() -> dict[str, Any]:  # a fresh dict per job: no YAML anchors in the file
+        return {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}
+
+    login_body = '{"role":"\'"$VAULT_ROLE"\'","jwt":"\'"$VAULT_ID_TOKEN"\'"}'
+    curl_login = _VAULT_LOGIN.format(fetch=f"curl -sf --data '{login_body}'")
+    wget_login = _VAULT_LOGIN.format(fetch=f"wget -qO- --post-data '{login_body}'")
+    return {
+        "stages": ["build", "scan", "release", "deploy"],
+        "variables": {
+            "IMAGE": f"$HARBOR_REGISTRY/$HARBOR_PROJECT/{APP_IMAGE}",
+            "STORAGE_DRIVER": "vfs",  # rootless buildah without fuse
+            "BUILDAH_ISOLATION": "chroot",
+            # The scan gate, as Harbor's pull gate was configured when the project was created
+            # (platform:supplyChain.severity); Harbor's gate stays the one that follows the config.
+            "TRIVY_SEVERITY": trivy_severities(severity),
+        },
+        "default": {"before_script": ['export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"']},
+        "build": {
+            "stage": "build",
+            "image": approved(host, BUILDAH_IMAGE),
+            "script": [
+                'buildah build --format oci --tag "$IMAGE:$TAG" .',
+                'buildah push "$IMAGE:$TAG" oci-archive:image.tar',
+            ],
+            "artifacts": {"paths": ["image.tar"], "expire_in": "1 day"},
+        },
+        "scan": {
+            "stage": "scan",
+            "image": {"name": approved(host, TRIVY_IMAGE), "entrypoint": [""]},
+            # Empty (severity "none"): report only.
+            "script": ['trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"'],
+        },
+        "push": {
+            "stage": "release",
+            "image": approved(host, BUILDAH_IMAGE),
+            "id_tokens": id_tokens(),
+            "script": [
+                curl_login,
+                # The push robot's credentials, read from Vault with the job's own token.
+                f'curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/{KV_MOUNT}/data/$HARBOR_PROJECT/harbor-push" > push.json',
+                'ROBOT="$(sed -n \'s/.*"username":"\\([^"]*\\)".*/\\1/p\' push.json)"',
+                'SECRET="$(sed -n \'s/.*"password":"\\([^"]*\\)".*/\\1/p\' push.json)"; rm push.json',
+                'buildah push --creds "$ROBOT:$SECRET" --digestfile digest oci-archive:image.tar "docker://$IMAGE:$TAG"',
+            ],
+            "artifacts": {"paths": ["digest"], "expire_in": "1 day"},
+        },
+        "sign": {
+            "stage": "release",
+            "needs": ["push"],
+            "image": {"name": approved(host, COSIGN_IMAGE), "entrypoint": [""]},
+            "id_tokens": id_tokens(),
+            "variables": {"TRANSIT_SECRET_ENGINE_PATH": TRANSIT_MOUNT},
+            "script": [
+                wget_login,
+                f'wget -qO- --header "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/{KV_MOUNT}/data/$HARBOR_PROJECT/harbor-push" > push.json',
+                'cosign login "$HARBOR_REGISTRY" -u "$(sed -n \'s/.*"username":"\\([^"]*\\)".*/\\1/p\' push.json)" '
+                '-p "$(sed -n \'s/.*"password":"\\([^"]*\\)".*/\\1/p\' push.json)"; rm push.json',
+                # Sign the pushed digest with the tenant's transit key (it never leaves Vault).
+                f'cosign sign --yes --tlog-upload=false --key hashivault://{cosign_key(tenant)} "$IMAGE@$(cat digest)"',
+            ],
+        },
+        "bump-ops-dev": {
+            "stage": "deploy",
+            "rules": [{"if": RELEASE_TAG_RULE}],
+            # A downstream pipeline in ops-dev opens the merge request with its own job token.
+            "variables": {"IMAGE_TAG": "$CI_COMMIT_TAG"},
+            "trigger": {"project": f"{tenant}/ops-dev", "branch": "main"},
+        },
+    }
+
+
+def ops_pipeline(host: str) -> dict[str, Any]:
+    """The ops projects' .gitlab-ci.yml: on a trigger from `app`, a branch that bumps the image
+    and a merge request (git push options), pushed with the job token: no secret variable."""
+    return {
+        "bump-image": {
+            "image": {"name": approved(host, GIT_IMAGE), "entrypoint": [""]},
+            "rules": [{"if": '$CI_PIPELINE_SOURCE == "pipeline" && $IMAGE_TAG =~ /^v[0-9]+\\.[0-9]+\\.[0-9]+$/'}],
+            "script": [
+                'git config user.name "$GITLAB_USER_NAME" && git config user.email "$GITLAB_USER_EMAIL"',
+                'git remote set-url origin "https://gitlab-ci-token:${CI_JOB_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git"',
+                'git switch -c "bump/app-$IMAGE_TAG"',
+                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {MANIFEST_FILE}',
+                f'git commit -am "Deploy {APP_IMAGE} $IMAGE_TAG"',
+                'git push -o merge_request.create -o merge_request.target=main '
+                '-o "merge_request.title=Deploy app $IMAGE_TAG" origin "bump/app-$IMAGE_TAG"',
+            ],
+        }
+    }
+
+
+def ops_manifests(tenant: str, host: str) -> list[dict[str, Any]]:
+    """A Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget that pass the
+    platform's constraints: image from the tenant's Harbor project by tag, requests and limits,
+    probes, no host access. No namespace: ArgoCD deploys them to the tenant's."""
+    labels = {"app.kubernetes.io/name": APP_IMAGE, "app.kubernetes.io/part-of": tenant}
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    container = {
+        "name": APP_IMAGE,
+        "image": f"{host}/{tenant}/{APP_IMAGE}:{STARTER_TAG}",
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "readinessProbe": {**probe, "initialDelaySeconds": 5},
+        "livenessProbe": {**probe, "initialDelaySeconds": 15},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": APP_IMAGE, "labels": labels},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": APP_IMAGE, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": APP_IMAGE, "labels": labels},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP_IMAGE},
+                "minReplicas": 2,
+                "maxReplicas": 6,
+                "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 75}}}
+                ],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": APP_IMAGE, "labels": labels},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}},
+        },
+    ]
+
+
+def starter_files(tenant: str, host: str, severity: str) -> dict[str, dict[str, str]]:
+    """Project -> file path -> content: what a new tenant's projects start with."""
+    ops = {
+        ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),
+        MANIFEST_FILE: yaml.safe_dump_all(ops_manifests(tenant, host), sort_keys=False),
+    }
+    return {
+        "app": {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)},
+        "ops": ops,
+        "ops-dev": dict(ops),
+    }
