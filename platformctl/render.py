@@ -8,6 +8,7 @@ become placeholder secrets.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import hashlib
 import heapq
@@ -15,7 +16,7 @@ import json
 import runpy
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime import resource as runtime_resource
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop
 
@@ -137,7 +140,8 @@ def run_under_mocks(
     async def main() -> None:
         program()
 
-    loop.run_until_complete(run_pulumi_func(main))
+    with _without_stack_traces():
+        loop.run_until_complete(run_pulumi_func(main))
     stack_resource = pulumi.runtime.get_root_resource()
     assert stack_resource is not None
     for name, value in sorted(stack_resource.outputs.items()):
@@ -148,6 +152,24 @@ def run_under_mocks(
     resources = creation_order(monitor.records)
     plan = {"schema": 1, "project": project, "stack": stack, "resources": resources, "outputs": outputs}
     return Render(plan, dict(sorted(monitor.fingerprints.items())))
+
+
+@contextlib.contextmanager
+def _without_stack_traces() -> Iterator[None]:
+    """Skip the SDK's per-registration stack capture while the program runs.
+
+    Why: the SDK records a stack trace and source position for every resource
+    (traceback.extract_stack, a source line read and a file URI per frame) for the engine's
+    diagnostics; the mock engine and the plan never use them, and at 1,000 tenants that is
+    ~10 % of the render's time. An empty StackTrace is what the SDK itself sends when it
+    cannot find the caller's frame, so the registrations are otherwise unchanged.
+    """
+    original = runtime_resource._get_stack_trace
+    runtime_resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        runtime_resource._get_stack_trace = original
 
 
 def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

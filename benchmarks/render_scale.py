@@ -1,0 +1,306 @@
+"""How the offline render scales with the number of tenants (issue "Fast at scale").
+
+Renders synthetic dev stacks (Pulumi.dev.yaml with `platform:tenants` replaced by
+`team0001...`, each with its own owner, developer and ops user) and prints per size:
+wall time, peak RSS, resource count, resources per tenant, time per resource and the
+*floor ratio*: render time divided by the time the same mock engine (RecordingMonitor over
+PlatformMocks, through `run_under_mocks` like the render) takes to register as many plain
+ConfigMaps with a provider and no program logic, measured in the same process right after.
+Each size runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that size only.
+
+It also prints the fresh-stack critical path (longest chain of the plan's dependency graph,
+dependsOn + parent + provider edges, weighted by the typical creation times in CREATION_SECONDS),
+the Helm releases whose chain includes another service's release, and checks that adding one
+tenant to the stack changes nothing but that tenant's resources (`platformctl.diff`).
+
+    /work/venv/bin/python benchmarks/render_scale.py                # 10, 100, 1000 tenants
+    /work/venv/bin/python benchmarks/render_scale.py --sizes 10,100 # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pulumi  # noqa: E402
+import pulumi_kubernetes as k8s  # noqa: E402
+import yaml  # noqa: E402
+
+from platformctl.diff import diff_renders  # noqa: E402
+from platformctl.render import render, run_under_mocks, write_render  # noqa: E402
+
+# Typical creation time in seconds of one resource on a fresh stack, by kind: what a real
+# `pulumi up` waits for (EKS control plane ~10 min, node group ~5 min, a Helm release until
+# its pods are ready, GitLab's chart much longer); objects the API server stores at once ~2 s.
+CREATION_SECONDS = {
+    "eks-cluster": 600.0,
+    "eks-node-group": 300.0,
+    "helm-release": 120.0,
+    "helm-release-gitlab": 600.0,
+    "custom-resource": 5.0,  # a CRD instance: admission webhooks, controllers' first reconcile
+    "kubernetes-object": 2.0,
+    "cloud-resource": 10.0,  # AWS, Vault, GitLab and Harbor API objects, dynamic providers
+    "generated": 0.0,  # random, tls, time: computed locally
+    "logical": 0.0,  # components, providers, the stack
+}
+# API groups built into Kubernetes: objects of any other group are custom resources.
+BUILTIN_GROUPS = {
+    "core", "apps", "batch", "policy", "autoscaling", "rbac.authorization.k8s.io", "networking.k8s.io",
+    "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io",
+    "coordination.k8s.io", "certificates.k8s.io", "discovery.k8s.io", "node.k8s.io", "apiregistration.k8s.io",
+}
+
+
+def creation_kind(r: dict[str, Any]) -> str:
+    type_ = r["type"]
+    if not r["custom"] or type_.startswith("pulumi:"):
+        return "logical"
+    if type_ == "aws:eks/cluster:Cluster":
+        return "eks-cluster"
+    if type_ == "aws:eks/nodeGroup:NodeGroup":
+        return "eks-node-group"
+    if type_.startswith("kubernetes:helm.sh/"):
+        return "helm-release-gitlab" if r["inputs"].get("chart") == "gitlab" else "helm-release"
+    if type_.startswith("kubernetes:"):
+        group = type_.split(":")[1].rsplit("/", 1)[0]
+        return "kubernetes-object" if group in BUILTIN_GROUPS else "custom-resource"
+    if type_.split(":")[0] in ("random", "tls", "time"):
+        return "generated"
+    return "cloud-resource"
+
+
+def edges(r: dict[str, Any], known: dict[str, Any]) -> list[str]:
+    return [u for u in {r["parent"], r["provider"], *r["dependsOn"]} if u and u in known]
+
+
+def critical_path(plan: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+    """Longest weighted chain; plan order is a topological order (creation_order)."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    finish: dict[str, float] = {}
+    before: dict[str, str | None] = {}
+    for r in plan["resources"]:
+        deps = edges(r, by_urn)
+        first = max(deps, key=lambda u: (finish[u], u), default=None)
+        finish[r["urn"]] = CREATION_SECONDS[creation_kind(r)] + (finish[first] if first else 0.0)
+        before[r["urn"]] = first
+    end = max(finish, key=lambda u: (finish[u], u))
+    chain: list[dict[str, Any]] = []
+    current: str | None = end
+    while current:
+        chain.append(by_urn[current])
+        current = before[current]
+    chain.reverse()
+    # Only members that take time: components and providers are bookkeeping.
+    members = [
+        {"name": r["name"], "type": r["type"], "seconds": CREATION_SECONDS[creation_kind(r)],
+         "finishes": finish[r["urn"]]}
+        for r in chain if CREATION_SECONDS[creation_kind(r)] > 0
+    ]
+    return finish[end], members
+
+
+def serialized_releases(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per Helm release, the other releases it waits for (transitively), with the first hop.
+
+    Whether each wait is a real need (a CRD, a webhook, an issuer, a credential) is for a
+    human to judge; the script only lists them.
+    """
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    upstream: dict[str, set[str]] = {}  # URN -> releases it transitively waits for
+    for r in plan["resources"]:
+        waits: set[str] = set()
+        for dep in edges(r, by_urn):
+            waits |= upstream[dep]
+            if by_urn[dep]["type"].startswith("kubernetes:helm.sh/"):
+                waits.add(dep)
+        upstream[r["urn"]] = waits
+    report = []
+    for r in plan["resources"]:
+        if r["type"].startswith("kubernetes:helm.sh/") and upstream[r["urn"]]:
+            direct = {d for d in r["dependsOn"] if d in upstream[r["urn"]]}
+            report.append({
+                "release": r["name"],
+                "cluster": r["cluster"],
+                "waitsFor": sorted(by_urn[u]["name"] for u in upstream[r["urn"]]),
+                "direct": sorted(by_urn[u]["name"] for u in direct),
+            })
+    return report
+
+
+def synthetic_tenants(count: int) -> list[dict[str, Any]]:
+    return [
+        {"name": f"team{i:04d}", "owners": [f"owner{i:04d}"], "developers": [f"dev{i:04d}"], "ops": [f"ops{i:04d}"]}
+        for i in range(1, count + 1)
+    ]
+
+
+def stack_file(directory: Path, tenants: list[dict[str, Any]]) -> Path:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["platform:tenants"] = tenants
+    path = directory / f"Pulumi.bench-{len(tenants)}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def floor_seconds(count: int) -> float:
+    """The mock engine alone: `count` plain ConfigMaps with a provider, as render runs programs."""
+
+    def program() -> None:
+        provider = k8s.Provider("floor-k8s", kubeconfig="{}")
+        opts = pulumi.ResourceOptions(provider=provider)
+        for i in range(count - 1):
+            k8s.core.v1.ConfigMap(f"cm-{i}", metadata={"name": f"cm-{i}", "namespace": "default"},
+                                  data={"key": "value"}, opts=opts)
+
+    start = time.perf_counter()
+    contextvars.Context().run(run_under_mocks, program, stack="floor")
+    return time.perf_counter() - start
+
+
+def as_json(render_result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    # What `platformctl diff` reads back from disk, without writing manifests.
+    return json.loads(json.dumps(render_result.plan)), json.loads(json.dumps(render_result.fingerprints))
+
+
+def tenant_of(plan: dict[str, Any]) -> dict[str, str | None]:
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    owners: dict[str, str | None] = {}
+    for r in plan["resources"]:
+        current, tenant = r, None
+        while current is not None:
+            if current["type"] == "platform:tenant:Tenant":
+                tenant = current["name"]
+                break
+            current = by_urn.get(current["parent"] or "")
+        owners[r["urn"]] = tenant
+    return owners
+
+
+def worker(count: int, with_diff: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"tenants": count}
+    with tempfile.TemporaryDirectory() as tmp:
+        tenants = synthetic_tenants(count)
+        path = stack_file(Path(tmp), tenants)
+        gc.collect()
+        start = time.perf_counter()
+        rendered = render(path, "dev")
+        result["render_s"] = time.perf_counter() - start
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        plan = rendered.plan
+        result["registrations"] = len(plan["resources"])
+        result["resources"] = sum(1 for r in plan["resources"] if r["custom"])
+        start = time.perf_counter()
+        write_render(rendered, Path(tmp) / "out")
+        result["write_s"] = time.perf_counter() - start
+        result["critical_path_s"], result["critical_path"] = critical_path(plan)
+        result["serialized"] = serialized_releases(plan)
+        if with_diff:
+            base = as_json(rendered)
+            del rendered, plan
+            newcomer = synthetic_tenants(count + 1)[-1]
+            start = time.perf_counter()
+            head = as_json(render(stack_file(Path(tmp), [*tenants, newcomer]), "dev"))
+            result["diff_render_s"] = time.perf_counter() - start
+            diff = diff_renders(base, head)
+            owners = tenant_of(head[0])
+            users = {u for role in ("owners", "developers", "ops") for u in newcomer[role]}
+            foreign = [
+                r["name"] for r in diff.added
+                if owners[r["urn"]] != newcomer["name"] and not any(u in r["name"] for u in users)
+            ]
+            result["diff"] = {
+                "added": len(diff.added), "removed": len(diff.removed), "changed": len(diff.changed),
+                "outputs": diff.outputs[:10], "foreign_added": foreign[:10],
+                # Stack outputs may list the newcomer's credentials (the inventory); shown, not failed.
+                "ok": bool(diff.added) and not (diff.removed or diff.changed or foreign),
+            }
+            del base, head
+        else:
+            del rendered, plan
+    gc.collect()
+    result["floor_s"] = floor_seconds(result["registrations"])
+    return result
+
+
+def run_size(count: int, with_diff: bool) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(count)]
+    if with_diff:
+        command.append("--diff")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"size {count} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    print(f"{'tenants':>7} {'resources':>9} {'regs':>7} {'res/tenant':>10} {'render s':>9} {'ms/res':>7} "
+          f"{'floor s':>8} {'floor x':>7} {'write s':>8} {'peak MiB':>9} {'crit path':>10} {'diff +1':>22}")
+    for r in results:
+        per_tenant = r["resources"] / r["tenants"]
+        diff = r.get("diff")
+        diff_text = "skipped" if diff is None else (
+            f"{'ok' if diff['ok'] else 'FAIL'} +{diff['added']} -{diff['removed']} ~{diff['changed']}")
+        print(f"{r['tenants']:>7} {r['resources']:>9} {r['registrations']:>7} {per_tenant:>10.1f} "
+              f"{r['render_s']:>9.2f} {1000 * r['render_s'] / r['registrations']:>7.2f} {r['floor_s']:>8.2f} "
+              f"{r['render_s'] / r['floor_s']:>7.2f} {r['write_s']:>8.2f} {r['peak_rss_mib']:>9.0f} "
+              f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>22}")
+    by_size = {r["tenants"]: r for r in results}
+    if 100 in by_size and 1000 in by_size:
+        print(f"t(1000)/t(100) = {by_size[1000]['render_s'] / by_size[100]['render_s']:.2f}")
+    for r in results:
+        if r.get("diff") and (r["diff"]["outputs"] or r["diff"]["foreign_added"]):
+            print(f"diff +1 at {r['tenants']}: outputs changed {r['diff']['outputs']}, "
+                  f"foreign additions {r['diff']['foreign_added']}")
+    largest = results[-1]
+    print(f"\nCritical path at {largest['tenants']} tenants: {largest['critical_path_s']:.0f} s "
+          f"({largest['critical_path_s'] / 60:.1f} min); weights: {CREATION_SECONDS}")
+    for member in largest["critical_path"]:
+        print(f"  {member['finishes']:>6.0f} s  +{member['seconds']:>4.0f}  {member['type']}  {member['name']}")
+    print("\nHelm releases waiting for other releases (judge whether each wait is a real need):")
+    seen = set()
+    for entry in largest["serialized"]:
+        # Tenants' vCluster releases repeat one pattern; show each pattern once.
+        key = (tuple(entry["waitsFor"]), tuple(entry["direct"]))
+        if entry["release"].startswith("team") and key in seen:
+            continue
+        seen.add(key)
+        print(f"  {entry['cluster']}/{entry['release']}: waits for {', '.join(entry['waitsFor'])}"
+              f" (directly: {', '.join(entry['direct']) or 'none, through its component or namespace'})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000", help="tenant counts, comma-separated")
+    parser.add_argument("--diff-max", type=int, default=1000,
+                        help="check the add-one-tenant diff up to this size (it costs a second render)")
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--diff", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args.worker, args.diff)))
+        return 0
+    results = []
+    for size in sorted(int(s) for s in args.sizes.split(",")):
+        results.append(run_size(size, size <= args.diff_max))
+        print(f"# {size} tenants done: render {results[-1]['render_s']:.1f} s", file=sys.stderr, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print_report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
