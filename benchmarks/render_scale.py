@@ -39,7 +39,7 @@ import pulumi_kubernetes as k8s  # noqa: E402
 import yaml  # noqa: E402
 
 from platformctl.diff import diff_renders  # noqa: E402
-from platformctl.render import render, run_under_mocks, write_render  # noqa: E402
+from platformctl.render import enclosing, render, run_under_mocks, write_render  # noqa: E402
 
 # Typical creation time in seconds of one resource on a fresh stack, by kind: what a real
 # `pulumi up` waits for (EKS control plane ~10 min, node group ~5 min, a Helm release until
@@ -175,17 +175,7 @@ def as_json(render_result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def tenant_of(plan: dict[str, Any]) -> dict[str, str | None]:
-    by_urn = {r["urn"]: r for r in plan["resources"]}
-    owners: dict[str, str | None] = {}
-    for r in plan["resources"]:
-        current, tenant = r, None
-        while current is not None:
-            if current["type"] == "platform:tenant:Tenant":
-                tenant = current["name"]
-                break
-            current = by_urn.get(current["parent"] or "")
-        owners[r["urn"]] = tenant
-    return owners
+    return enclosing(plan, "platform:tenant:Tenant")
 
 
 def worker(count: int, with_diff: bool) -> dict[str, Any]:

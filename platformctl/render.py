@@ -225,6 +225,21 @@ def _component_of(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) -
     return None
 
 
+def enclosing(plan: dict[str, Any], component_type: str) -> dict[str, str | None]:
+    """URN -> the name of the nearest enclosing component of `component_type` (or None)."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    found: dict[str, str | None] = {}
+    for resource in plan["resources"]:
+        current, name = resource, None
+        while current is not None:
+            if current["type"] == component_type:
+                name = current["name"]
+                break
+            current = by_urn.get(current["parent"] or "")
+        found[resource["urn"]] = name
+    return found
+
+
 def mermaid_graph(plan: dict[str, Any]) -> str:
     """Components as nodes; an edge where something in one depends on something in another."""
     by_urn = {r["urn"]: r for r in plan["resources"]}

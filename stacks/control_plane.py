@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -9,7 +10,9 @@ import pulumi
 from components import ingress as ingress_component
 from components.argocd import ArgoCd, ArgoCdArgs
 from components.gitlab import GitLab, GitLabArgs
+from components.gitlab import redirect_uri as gitlab_redirect_uri
 from components.harbor import Harbor, HarborArgs
+from components.harbor import redirect_uri as harbor_redirect_uri
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.federation import CredentialPlugin
@@ -20,12 +23,12 @@ from components.vault import Vault, VaultArgs
 from stacks.config import Identity, PlatformConfig
 
 # Where each service sends people back after signing in with OpenUnison.
-REDIRECTS = {
-    "gitlab": ("https://{host}/users/auth/openid_connect/callback",),
-    "harbor": ("https://{host}/c/oidc/callback",),
-    "argocd": ("https://{host}/auth/callback",),
+REDIRECTS: dict[str, Callable[[str], tuple[str, ...]]] = {
+    "gitlab": lambda host: (gitlab_redirect_uri(host),),
+    "harbor": lambda host: (harbor_redirect_uri(host),),
+    "argocd": lambda host: (f"https://{host}/auth/callback",),
     # Vault's CLI (`vault login -method=oidc`) listens on localhost for its callback.
-    "vault": ("https://{host}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
+    "vault": lambda host: (f"https://{host}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
 }
 
 
@@ -123,7 +126,7 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> Contr
     edge = build_edge(cluster, config)
     groups = PlatformGroups(list(config.identity.cluster_admins), list(config.identity.system_approvers))
     clients = {
-        client: ClientSpec(tuple(uri.format(host=f"{client}.{config.domain}") for uri in uris))
+        client: ClientSpec(uris(f"{client}.{config.domain}"))
         for client, uris in REDIRECTS.items()
         if getattr(services, client).enabled
     }

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from platformctl.diff import diff_renders, load_render
-from platformctl.render import read_stack_file, render, write_render
+from platformctl.render import enclosing, read_stack_file, render, write_render
 from stacks.config import Tenant as TenantConfig
 from stacks.config import load_platform_config
 
@@ -31,17 +31,7 @@ def dev_config():
 
 def tenant_of(plan: dict) -> dict[str, str | None]:
     """URN -> the tenant whose component (transitively) holds it."""
-    by_urn = {r["urn"]: r for r in plan["resources"]}
-    owners: dict[str, str | None] = {}
-    for resource in plan["resources"]:
-        current, tenant = resource, None
-        while current is not None:
-            if current["type"] == "platform:tenant:Tenant":
-                tenant = current["name"]
-                break
-            current = by_urn.get(current["parent"] or "")
-        owners[resource["urn"]] = tenant
-    return owners
+    return enclosing(plan, "platform:tenant:Tenant")
 
 
 def resources_of(plan: dict, tenant: str) -> list[dict]:
