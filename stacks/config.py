@@ -51,6 +51,13 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
+def _refuse_repeats(values: list[str], what: str) -> None:
+    """One error naming every value listed more than once."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"each {what} may be listed once; repeated: {', '.join(repeated)}")
+
+
 def _check(pattern: re.Pattern[str], allowed: str):
     def check(value: str) -> str:
         if not pattern.match(value):
@@ -158,9 +165,7 @@ class EksSpec(Model):
     def _network(self) -> EksSpec:
         if (self.vpc is None) == (self.subnets is None):
             raise ValueError("set exactly one of 'vpc' (a new VPC) and 'subnets' (existing subnet ids)")
-        names = [g.name for g in self.node_groups]
-        if len(set(names)) != len(names):
-            raise ValueError("node group names must be unique")
+        _refuse_repeats([g.name for g in self.node_groups], "node group name")
         return self
 
 
@@ -248,8 +253,7 @@ class Identity(Model):
     @field_validator("cluster_admins", "system_approvers")
     @classmethod
     def _unique(cls, groups: list[str]) -> list[str]:
-        if len(set(groups)) != len(groups):
-            raise ValueError("each group may be listed once")
+        _refuse_repeats(groups, "group")
         return groups
 
     @model_validator(mode="after")
@@ -374,17 +378,13 @@ class SupplyChain(Model):
     @field_validator("cve_allowlist")
     @classmethod
     def _unique_cves(cls, entries: list[CveException]) -> list[CveException]:
-        ids = [e.id for e in entries]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"each CVE may be listed once; repeated: {', '.join(dupes)}")
+        _refuse_repeats([e.id for e in entries], "CVE")
         return entries
 
     @field_validator("public_registries")
     @classmethod
     def _unique_registries(cls, registries: list[str]) -> list[str]:
-        if len(set(registries)) != len(registries):
-            raise ValueError("each registry may be listed once")
+        _refuse_repeats(registries, "registry")
         return registries
 
 
@@ -405,10 +405,7 @@ class PlatformConfig(Model):
     @field_validator("tenants")
     @classmethod
     def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
-        names = [t.name for t in tenants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"tenant names must be unique; repeated: {', '.join(dupes)}")
+        _refuse_repeats([t.name for t in tenants], "tenant name")
         return tenants
 
 
