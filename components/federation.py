@@ -120,6 +120,19 @@ class OpenUnisonRefs:
         return f"{self.url}{REMOTE_ISSUER_PATH}"
 
 
+@dataclass(frozen=True)
+class RemoteCluster:
+    """A cluster ArgoCD deploys to through federation (see stacks/federation.py)."""
+
+    name: str  # the ArgoCD cluster name: dev, prod, search-dev
+    server_url: pulumi.Input[str]
+    ca_data: pulumi.Input[str]  # base64 PEM
+    environment: str  # dev or prod
+    tenant: str | None = None  # a tenant's own virtual cluster
+    depends_on: Sequence[pulumi.Resource] = ()  # the cluster's trust in OpenUnison, its RBAC
+    parent: pulumi.Resource | None = None  # the tenant, for a virtual cluster: its Target and Secret go with it
+
+
 # --- the exec credential plugin -----------------------------------------------------------------
 
 
@@ -565,6 +578,21 @@ class FederatedAccessArgs:
     role_name: str = "platform-argocd-federated"
 
 
+def federated_access_manifests(args: FederatedAccessArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ClusterRole and its binding to the federated user, as manifests (a virtual cluster
+    applies them itself; FederatedAccess declares them on the clusters Pulumi reaches)."""
+    metadata = {"name": args.role_name, "labels": _labels()}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": metadata, "rules": federated_rules()}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": args.role_name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": args.username}],
+    }
+    return role, binding
+
+
 class FederatedAccess(pulumi.ComponentResource):
     """On a remote cluster: the federated ArgoCD user may deploy tenant workloads."""
 
@@ -573,17 +601,13 @@ class FederatedAccess(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: FederatedAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:federation:FederatedAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        role = k8s.rbac.v1.ClusterRole(
-            f"{name}-role",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.role_name, labels=_labels()),
-            rules=federated_rules(),
-            opts=child,
-        )
+        role_manifest, binding_manifest = federated_access_manifests(args)
+        role = k8s.rbac.v1.ClusterRole(f"{name}-role", metadata=role_manifest["metadata"], rules=role_manifest["rules"], opts=child)
         self.binding = k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-binding",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.role_name, labels=_labels()),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=args.role_name),
-            subjects=[k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io", kind="User", name=args.username)],
+            metadata=binding_manifest["metadata"],
+            role_ref=binding_manifest["roleRef"],
+            subjects=binding_manifest["subjects"],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[role])),
         )
         self.register_outputs({"user": args.username, "role": args.role_name})

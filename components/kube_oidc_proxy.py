@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -51,6 +52,7 @@ _UID = 10001  # as OpenUnison runs it
 MAX_CERTIFICATE_VALIDITY_HOURS = 90 * 24  # a serving certificate between systems: at most 90 days
 # On the pod template: the pods restart when their certificate is re-issued.
 CERTIFICATE_CHECKSUM_ANNOTATION = "platform.io/serving-certificate-checksum"
+IMPERSONATOR = f"{NAME}-impersonator"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class KubeOidcProxyArgs:
     replicas: int = 2
     load_balancer_source_ranges: list[str] = field(default_factory=list)  # e.g. the control plane's egress
     certificate_validity_hours: int = MAX_CERTIFICATE_VALIDITY_HOURS  # re-issued from half of it on
+    image: str = KUBE_OIDC_PROXY_IMAGE.ref  # a tenant's virtual cluster pulls it through Harbor
 
     def __post_init__(self) -> None:
         if not 0 < self.certificate_validity_hours <= MAX_CERTIFICATE_VALIDITY_HOURS:
@@ -72,28 +75,18 @@ class KubeOidcProxyArgs:
                 f"{self.hostname}: certificate_validity_hours must be between 1 and {MAX_CERTIFICATE_VALIDITY_HOURS} "
                 f"(90 days), got {self.certificate_validity_hours}"
             )
+        if not self.impersonable_users:
+            raise ValueError(f"{self.hostname}: the proxy must be allowed to impersonate at least one user")
 
 
-class KubeOidcProxy(pulumi.ComponentResource):
-    server_url: str  # https://<hostname>
-    ca_data: pulumi.Output[str]  # base64 PEM ArgoCD trusts the proxy with (its own certificate)
-    service: k8s.core.v1.Service
-    deployment: k8s.apps.v1.Deployment
+class ServingCertificate:
+    """The proxy's self-signed serving certificate (see the module docstring), registered in the inventory."""
 
-    def __init__(self, name: str, cluster: ClusterHandle, args: KubeOidcProxyArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:kube_oidc_proxy:KubeOidcProxy", name, None, opts)
-        if not args.impersonable_users:
-            raise ValueError(f"{cluster.role}: the proxy must be allowed to impersonate at least one user")
-        self.server_url = f"https://{args.hostname}"
-        ns = namespace(NAMESPACE, cluster, self)
-        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
-        labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "management-proxy"}
-        metadata = lambda n: k8s.meta.v1.ObjectMetaArgs(name=n, namespace=NAMESPACE, labels=labels)  # noqa: E731
-
-        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
-        certificate = tls.SelfSignedCert(
+    def __init__(self, name: str, where: str, holder: str, args: KubeOidcProxyArgs, parent: pulumi.Resource):
+        self.key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=parent))
+        self.certificate = tls.SelfSignedCert(
             f"{name}-cert",
-            private_key_pem=key.private_key_pem,
+            private_key_pem=self.key.private_key_pem,
             validity_period_hours=args.certificate_validity_hours,
             # `pulumi up` replaces the certificate once less than this is left: at half life.
             early_renewal_hours=args.certificate_validity_hours // 2,
@@ -101,14 +94,15 @@ class KubeOidcProxy(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             dns_names=[args.hostname],
             subject=tls.SelfSignedCertSubjectArgs(common_name=args.hostname, organization="platform-bootstrap"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=parent),
         )
-        self.ca_data = certificate.cert_pem.apply(lambda pem: base64.b64encode(pem.encode()).decode())
+        self.ca_data = self.certificate.cert_pem.apply(lambda pem: base64.b64encode(pem.encode()).decode())
+        self.checksum = self.certificate.cert_pem.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest())
         args.inventory.register(Credential(
-            what=f"serving key and certificate of the {cluster.role} kube-oidc-proxy",
+            what=f"serving key and certificate of the {where} kube-oidc-proxy",
             category="issued",
             issuer="the program (pulumi_tls, self-signed, pinned by ArgoCD and OpenUnison)",
-            holder=f"kube-oidc-proxy on {cluster.role} (Secret {NAMESPACE}/{TLS_SECRET}) and the Pulumi state",
+            holder=f"kube-oidc-proxy on {where} ({holder}) and the Pulumi state",
             scope=f"authenticates {args.hostname} to ArgoCD and OpenUnison; for that name only",
             lifetime_seconds=args.certificate_validity_hours * HOUR,
             rotation=(
@@ -117,142 +111,229 @@ class KubeOidcProxy(pulumi.ComponentResource):
             ),
             resources=(f"{name}-key", f"{name}-cert"),
         ))
+
+    def tls_data(self) -> dict[str, pulumi.Output[str]]:
+        return {"tls.crt": self.certificate.cert_pem, "tls.key": self.key.private_key_pem}
+
+
+@dataclass(frozen=True)
+class ProxyObjects:
+    """The proxy's Kubernetes objects as manifests (camelCase; values may be Outputs), all in
+    NAMESPACE, without the TLS Secret: declared one by one on a cluster Pulumi reaches, or
+    handed whole to a virtual cluster, which applies them itself."""
+
+    service_account: dict[str, Any]
+    role: dict[str, Any]
+    binding: dict[str, Any]
+    issuer_ca: dict[str, Any]
+    deployment: dict[str, Any]
+    disruption_budget: dict[str, Any] | None
+    service: dict[str, Any]
+
+    def manifests(self) -> list[dict[str, Any]]:
+        objects = [self.service_account, self.role, self.binding, self.issuer_ca, self.deployment]
+        return objects + ([self.disruption_budget] if self.disruption_budget else []) + [self.service]
+
+
+def proxy_objects(args: KubeOidcProxyArgs, certificate_checksum: pulumi.Input[str]) -> ProxyObjects:
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "management-proxy"}
+    selector = {"app.kubernetes.io/name": NAME}
+
+    def metadata(name: str = NAME, namespaced: bool = True) -> dict[str, Any]:
+        return {"name": name, **({"namespace": NAMESPACE} if namespaced else {}), "labels": dict(labels)}
+
+    ca_file = args.issuer_ca_bundle.apply(lambda pem: "/etc/oidc/ca/ca.crt" if pem.strip() else SYSTEM_CA_FILE)
+    ready = {"httpGet": {"path": "/ready", "port": "health"}}
+    container = {
+        "name": NAME,
+        "image": args.image,
+        "command": ["kube-oidc-proxy"],
+        "args": [
+            f"--secure-port={SECURE_PORT}",
+            "--tls-cert-file=/etc/oidc/tls/tls.crt",
+            "--tls-private-key-file=/etc/oidc/tls/tls.key",
+            "--tls-min-version=VersionTLS12",
+            f"--oidc-issuer-url={args.issuer_url}",
+            f"--oidc-client-id={args.audience}",
+            "--oidc-username-claim=sub",
+            f"--oidc-username-prefix={args.username_prefix}",
+            "--oidc-groups-claim=groups",
+            "--oidc-signing-algs=RS256",
+            ca_file.apply(lambda path: f"--oidc-ca-file={path}"),
+        ],
+        "ports": [{"name": "https", "containerPort": SECURE_PORT}, {"name": "health", "containerPort": HEALTH_PORT}],
+        "readinessProbe": {**ready, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "livenessProbe": {**ready, "initialDelaySeconds": 15, "periodSeconds": 20},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "tls", "mountPath": "/etc/oidc/tls", "readOnly": True},
+            {"name": "issuer-ca", "mountPath": "/etc/oidc/ca", "readOnly": True},
+        ],
+    }
+    service_spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "selector": selector,
+        "ports": [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}],
+    }
+    if args.load_balancer_source_ranges:
+        service_spec["loadBalancerSourceRanges"] = list(args.load_balancer_source_ranges)
+    return ProxyObjects(
+        service_account={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata()},
+        # OpenUnison's management-proxy rules, limited to the users this proxy serves.
+        role={
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": metadata(IMPERSONATOR, namespaced=False),
+            "rules": [
+                {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": list(args.impersonable_users)},
+                {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["system:authenticated"]},
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["userextras/scopes", "userextras/remote-client-ip", "tokenreviews"],
+                    "verbs": ["create", "impersonate"],
+                },
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            ],
+        },
+        binding={
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": metadata(IMPERSONATOR, namespaced=False),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": IMPERSONATOR},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+        },
+        issuer_ca={
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(ISSUER_CA_CONFIG_MAP),
+            "data": args.issuer_ca_bundle.apply(lambda pem: {"ca.crt": pem} if pem.strip() else {}),
+        },
+        deployment={
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(),
+            "spec": {
+                "replicas": args.replicas,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    # A re-issued certificate restarts the pods: no reliance on a file reload.
+                    "metadata": {"labels": {**labels, **selector}, "annotations": {CERTIFICATE_CHECKSUM_ANNOTATION: certificate_checksum}},
+                    "spec": {
+                        "serviceAccountName": NAME,
+                        "securityContext": {
+                            "runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID, "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "tls", "secret": {"secretName": TLS_SECRET}},
+                            {"name": "issuer-ca", "configMap": {"name": ISSUER_CA_CONFIG_MAP}},
+                        ],
+                    },
+                },
+            },
+        },
+        # One replica may always be drained; with one, none could.
+        disruption_budget={
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata(),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+        } if args.replicas > 1 else None,
+        service={"apiVersion": "v1", "kind": "Service", "metadata": metadata(), "spec": service_spec},
+    )
+
+
+class KubeOidcProxy(pulumi.ComponentResource):
+    """The proxy on a cluster Pulumi reaches: its objects declared one by one."""
+
+    server_url: str  # https://<hostname>
+    ca_data: pulumi.Output[str]  # base64 PEM ArgoCD trusts the proxy with (its own certificate)
+    service: k8s.core.v1.Service
+    deployment: k8s.apps.v1.Deployment
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: KubeOidcProxyArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:kube_oidc_proxy:KubeOidcProxy", name, None, opts)
+        self.server_url = f"https://{args.hostname}"
+        ns = namespace(NAMESPACE, cluster, self)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        certificate = ServingCertificate(name, cluster.role, f"Secret {NAMESPACE}/{TLS_SECRET}", args, self)
+        self.ca_data = certificate.ca_data
+        objects = proxy_objects(args, certificate.checksum)
+
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",
-            metadata=metadata(TLS_SECRET),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TLS_SECRET, namespace=NAMESPACE, labels=objects.service_account["metadata"]["labels"]),
             type="kubernetes.io/tls",
-            string_data={"tls.crt": certificate.cert_pem, "tls.key": key.private_key_pem},
+            string_data=certificate.tls_data(),
             opts=in_ns,
         )
         issuer_ca = k8s.core.v1.ConfigMap(
-            f"{name}-issuer-ca",
-            metadata=metadata(ISSUER_CA_CONFIG_MAP),
-            data=args.issuer_ca_bundle.apply(lambda pem: {"ca.crt": pem} if pem.strip() else {}),
-            opts=in_ns,
+            f"{name}-issuer-ca", metadata=objects.issuer_ca["metadata"], data=objects.issuer_ca["data"], opts=in_ns
         )
-        ca_file = args.issuer_ca_bundle.apply(lambda pem: "/etc/oidc/ca/ca.crt" if pem.strip() else SYSTEM_CA_FILE)
-
-        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=metadata(NAME), opts=in_ns)
-        # OpenUnison's management-proxy rules, limited to the users this proxy serves.
+        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=objects.service_account["metadata"], opts=in_ns)
         role = k8s.rbac.v1.ClusterRole(
-            f"{name}-impersonator",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{NAME}-impersonator", labels=labels),
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["users"], verbs=["impersonate"], resource_names=list(args.impersonable_users)),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["groups"], verbs=["impersonate"], resource_names=["system:authenticated"]),
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["authentication.k8s.io"],
-                    resources=["userextras/scopes", "userextras/remote-client-ip", "tokenreviews"],
-                    verbs=["create", "impersonate"],
-                ),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["authorization.k8s.io"], resources=["subjectaccessreviews"], verbs=["create"]),
-            ],
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+            f"{name}-impersonator", metadata=objects.role["metadata"], rules=objects.role["rules"], opts=on_cluster
         )
         k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-impersonator",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{NAME}-impersonator", labels=labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=f"{NAME}-impersonator"),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=NAMESPACE)],
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[role, account]),
+            metadata=objects.binding["metadata"],
+            role_ref=objects.binding["roleRef"],
+            subjects=objects.binding["subjects"],
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[role, account])),
         )
-
-        selector = {"app.kubernetes.io/name": NAME}
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=metadata(NAME),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels={**labels, **selector},
-                        # A re-issued certificate restarts the pods: no reliance on a file reload.
-                        annotations={
-                            CERTIFICATE_CHECKSUM_ANNOTATION: certificate.cert_pem.apply(
-                                lambda pem: hashlib.sha256(pem.encode()).hexdigest()
-                            )
-                        },
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=NAME,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True, run_as_user=_UID, run_as_group=_UID,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=NAME,
-                                image=KUBE_OIDC_PROXY_IMAGE.ref,
-                                command=["kube-oidc-proxy"],
-                                args=[
-                                    f"--secure-port={SECURE_PORT}",
-                                    "--tls-cert-file=/etc/oidc/tls/tls.crt",
-                                    "--tls-private-key-file=/etc/oidc/tls/tls.key",
-                                    "--tls-min-version=VersionTLS12",
-                                    f"--oidc-issuer-url={args.issuer_url}",
-                                    f"--oidc-client-id={args.audience}",
-                                    "--oidc-username-claim=sub",
-                                    f"--oidc-username-prefix={args.username_prefix}",
-                                    "--oidc-groups-claim=groups",
-                                    "--oidc-signing-algs=RS256",
-                                    ca_file.apply(lambda path: f"--oidc-ca-file={path}"),
-                                ],
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(name="https", container_port=SECURE_PORT),
-                                    k8s.core.v1.ContainerPortArgs(name="health", container_port=HEALTH_PORT),
-                                ],
-                                readiness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port="health"),
-                                    initial_delay_seconds=5, period_seconds=10,
-                                ),
-                                liveness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port="health"),
-                                    initial_delay_seconds=15, period_seconds=20,
-                                ),
-                                resources=k8s.core.v1.ResourceRequirementsArgs(
-                                    requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
-                                ),
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="tls", mount_path="/etc/oidc/tls", read_only=True),
-                                    k8s.core.v1.VolumeMountArgs(name="issuer-ca", mount_path="/etc/oidc/ca", read_only=True),
-                                ],
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=TLS_SECRET)),
-                            k8s.core.v1.VolumeArgs(
-                                name="issuer-ca", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=ISSUER_CA_CONFIG_MAP)
-                            ),
-                        ],
-                    ),
-                ),
-            ),
+            metadata=objects.deployment["metadata"],
+            spec=objects.deployment["spec"],
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[tls_secret, issuer_ca, account])),
         )
-        if args.replicas > 1:  # one replica may always be drained; with one, none could
+        if objects.disruption_budget:
             k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata=metadata(NAME),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    min_available=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
-                ),
-                opts=in_ns,
+                f"{name}-pdb", metadata=objects.disruption_budget["metadata"], spec=objects.disruption_budget["spec"], opts=in_ns
             )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=metadata(NAME),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="LoadBalancer",
-                selector=selector,
-                ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="https", protocol="TCP")],
-                load_balancer_source_ranges=list(args.load_balancer_source_ranges) or None,
-            ),
+            metadata=objects.service["metadata"],
+            spec=objects.service["spec"],
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[self.deployment])),
         )
+        self.register_outputs({"serverUrl": self.server_url, "hostname": args.hostname})
+
+
+class VirtualClusterProxy(pulumi.ComponentResource):
+    """The proxy inside a tenant's virtual cluster, which Pulumi does not reach: the virtual
+    cluster applies its objects at start (`manifests`), and syncs in the TLS Secret declared
+    here in its host namespace (`secret_mapping`, for the chart's `sync.fromHost.secrets`).
+
+    Why a proxy rather than the virtual API server trusting the issuer itself: the virtual
+    cluster generates its own CA at first start, so nothing could pin its certificate ahead
+    of time; the proxy's certificate is the program's, pinned by ArgoCD and OpenUnison."""
+
+    server_url: str
+    ca_data: pulumi.Output[str]
+    manifests: pulumi.Output[list[dict[str, Any]]]
+    secret_mapping: dict[str, str]
+    tls_secret: k8s.core.v1.Secret
+
+    def __init__(
+        self, name: str, cluster: ClusterHandle, host_namespace: pulumi.Resource, host_namespace_name: str,
+        args: KubeOidcProxyArgs, opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("platform:kube_oidc_proxy:VirtualClusterProxy", name, None, opts)
+        self.server_url = f"https://{args.hostname}"
+        certificate = ServingCertificate(name, f"virtual cluster {host_namespace_name}", f"Secret {host_namespace_name}/{TLS_SECRET}", args, self)
+        self.ca_data = certificate.ca_data
+        objects = proxy_objects(args, certificate.checksum)
+        self.tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TLS_SECRET, namespace=host_namespace_name),
+            type="kubernetes.io/tls",
+            string_data=certificate.tls_data(),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[host_namespace]),
+        )
+        self.secret_mapping = {f"{host_namespace_name}/{TLS_SECRET}": f"{NAMESPACE}/{TLS_SECRET}"}
+        namespace_object = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        self.manifests = pulumi.Output.from_input([namespace_object, *objects.manifests()])  # type: ignore[arg-type]
         self.register_outputs({"serverUrl": self.server_url, "hostname": args.hostname})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pulumi
 import pulumi_vault as vault
@@ -17,6 +17,9 @@ import pulumi_vault as vault
 from components.cluster import ClusterHandle
 from components.inventory import CredentialInventory
 from policy.gatekeeper import ENVIRONMENT_LABEL, TENANT_LABEL  # noqa: F401 (the labels tenants carry)
+
+if TYPE_CHECKING:  # components.federation imports this module's labels
+    from components.federation import RemoteCluster
 
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
 CLUSTER_LABEL = "platform.io/cluster"
@@ -99,6 +102,21 @@ class VaultTenancy:
         )
 
 
+class RemoteClusters(Protocol):
+    """ArgoCD's federated clusters and OpenUnison's targets (stacks/federation.py)."""
+
+    def add_remote_cluster(self, remote: RemoteCluster) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FederationTenancy:
+    """How a tenant's virtual cluster joins token federation."""
+
+    clusters: RemoteClusters
+    issuer_url: str  # OpenUnison's remotek8s issuer: the tokens ArgoCD presents
+    issuer_ca_bundle: pulumi.Output[str]  # PEM that signs the issuer's certificate; "" = public roots
+
+
 @dataclass(frozen=True)
 class GitLabTenancy:
     provider: pulumi.ProviderResource
@@ -137,5 +155,6 @@ class TenantPlatform:
     # constraint waits for its template.
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
     inventory: CredentialInventory | None = None  # tenants register the credentials they create
+    federation: FederationTenancy | None = None  # None: ArgoCD is off, nothing asks for tokens
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
     protect: bool = False  # protect tenants' repositories and registry projects

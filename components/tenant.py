@@ -3,8 +3,11 @@
 Per environment (dev, prod): a namespace labelled for the policies, RoleBindings by role,
 a ResourceQuota, a LimitRange and a default-deny NetworkPolicy that allows DNS and
 same-namespace traffic. With `isolation: vcluster` that namespace hosts a virtual cluster
-whose API server trusts the control plane's issuer; the tenant's roles are bound inside
-it, and the quota, limits and network policy still hold its pods on the host.
+whose API server trusts the control plane's issuer for people; the tenant's roles are bound
+inside it, and the quota, limits and network policy still hold its pods on the host. ArgoCD
+reaches the virtual cluster through token federation like any workload cluster: a
+kube-oidc-proxy inside it (components/kube_oidc_proxy.py) accepts OpenUnison's tokens for its
+own audience, and the federated user gets the same ClusterRole there as on dev and prod.
 """
 
 from __future__ import annotations
@@ -18,13 +21,26 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.cluster import ClusterHandle
+from components.federation import (
+    FEDERATED_USER,
+    USERNAME_PREFIX,
+    FederatedAccessArgs,
+    RemoteCluster,
+    federated_access_manifests,
+    target_name,
+)
 from components.helm import release
+from components.inventory import CredentialInventory
+from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
+from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
+from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.tenancy import (
     CLUSTER_LABEL,
     ENVIRONMENT_LABEL,
     ENVIRONMENTS,
     TENANT_LABEL,
     TENANT_NAMESPACE_LABEL,
+    FederationTenancy,
     TenantPlatform,
     tenant_group,
 )
@@ -32,6 +48,12 @@ from components.tenant_delivery import Destination, TenantDelivery, TenantDelive
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
+from components.tenant_supply_chain import approved
+from components.versions import KUBE_OIDC_PROXY_IMAGE
+
+# Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
+VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
+VCLUSTER_MANAGED_BY_LABEL = "vcluster.loft.sh/managed-by"
 
 # Role -> the ClusterRole it is bound to, per environment.
 ROLE_BINDINGS: dict[str, dict[str, str]] = {
@@ -72,11 +94,21 @@ class VirtualClusterArgs:
     client_id: str
     ca_bundle: pulumi.Output[str]  # the issuer's CA; "" means public roots
     pull_secret: str  # synced from the host namespace into the tenant's virtual namespace
+    registry_host: str  # harbor.<domain>: the proxy's image comes from its `approved` project
+    federation: FederationTenancy | None = None  # None: no ArgoCD, no proxy
+    inventory: CredentialInventory | None = None  # where the proxy's certificate is registered
     chart_version: str | None = None
 
+    @property
+    def proxy_hostname(self) -> str:
+        """Where ArgoCD and OpenUnison reach the virtual cluster's kube-oidc-proxy (a DNS record
+        for its LoadBalancer, owned by the cluster's operators like the workload clusters' ones)."""
+        return f"oumgmt-proxy.{self.hostname}"
 
-def virtual_cluster_manifests(tenant: TenantArgs, environment: str) -> str:
-    """What the virtual cluster applies at start: the tenant's namespace and role bindings.
+
+def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: bool) -> list[dict]:
+    """What the virtual cluster applies at start: the tenant's namespace and role bindings,
+    and with federation the federated ArgoCD user's ClusterRole and binding.
 
     The whole virtual cluster is the tenant's, so roles bind cluster-wide inside it.
     """
@@ -93,10 +125,15 @@ def virtual_cluster_manifests(tenant: TenantArgs, environment: str) -> str:
                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in users],
                 }
             )
-    return yaml.safe_dump_all(documents, sort_keys=True)
+    if federated:
+        documents.extend(federated_access_manifests(FederatedAccessArgs()))
+    return documents
 
 
-def virtual_cluster_values(tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str) -> dict:
+def virtual_cluster_values(
+    tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str, documents: list[dict],
+    secret_mappings: dict[str, str],
+) -> dict:
     oidc = [
         f"--oidc-issuer-url={args.issuer_url}",
         f"--oidc-client-id={args.client_id}",
@@ -122,11 +159,13 @@ def virtual_cluster_values(tenant: TenantArgs, environment: str, args: VirtualCl
             "fromHost": {
                 "secrets": {
                     "enabled": True,
-                    "mappings": {"byName": {f"{host_namespace}/{args.pull_secret}": f"{tenant.name}/{args.pull_secret}"}},
+                    "mappings": {
+                        "byName": {f"{host_namespace}/{args.pull_secret}": f"{tenant.name}/{args.pull_secret}", **secret_mappings}
+                    },
                 }
             }
         },
-        "experimental": {"deploy": {"vcluster": {"manifests": virtual_cluster_manifests(tenant, environment)}}},
+        "experimental": {"deploy": {"vcluster": {"manifests": yaml.safe_dump_all(documents, sort_keys=True)}}},
     }
 
 
@@ -157,6 +196,7 @@ class TenantNamespace(pulumi.ComponentResource):
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns_name, labels=labels)
 
         self.virtual_cluster: k8s.helm.v3.Release | None = None
+        self.proxy: VirtualClusterProxy | None = None
         if virtual is not None:
             self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside)
         for role, per_environment in ROLE_BINDINGS.items():
@@ -246,16 +286,75 @@ class TenantNamespace(pulumi.ComponentResource):
             data={"ca.crt": virtual.ca_bundle},
             opts=inside,
         )
+        self._virtual_cluster_traffic(name, ns_name, virtual.federation is not None, inside)
+        proxy_manifests: pulumi.Output[list[dict]] = pulumi.Output.from_input([])
+        secret_mappings: dict[str, str] = {}
+        depends_on: list[pulumi.Resource] = [config_map]
+        if virtual.federation is not None:
+            assert virtual.inventory is not None, "a virtual cluster's proxy needs the credential inventory"
+            self.proxy = VirtualClusterProxy(
+                f"{name}-federation-proxy",
+                cluster,
+                self.namespace,
+                ns_name,
+                KubeOidcProxyArgs(
+                    hostname=virtual.proxy_hostname,
+                    issuer_url=virtual.federation.issuer_url,
+                    audience=target_name(ns_name),
+                    username_prefix=USERNAME_PREFIX,
+                    impersonable_users=[FEDERATED_USER],
+                    issuer_ca_bundle=virtual.federation.issuer_ca_bundle,
+                    inventory=virtual.inventory,
+                    # Tenant namespaces pull only from Harbor (the allowed-registries constraint).
+                    image=approved(virtual.registry_host, KUBE_OIDC_PROXY_IMAGE.ref),
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            proxy_manifests, secret_mappings = self.proxy.manifests, self.proxy.secret_mapping
+            depends_on.append(self.proxy.tls_secret)
+        documents = virtual_cluster_documents(tenant, environment, federated=virtual.federation is not None)
         return release(
             ns_name,
             "vcluster",
             self.namespace,
-            virtual.ca_bundle.apply(lambda ca: virtual_cluster_values(tenant, environment, virtual, ca)),
+            pulumi.Output.all(virtual.ca_bundle, proxy_manifests).apply(
+                lambda resolved: virtual_cluster_values(
+                    tenant, environment, virtual, resolved[0], documents + resolved[1], secret_mappings
+                )
+            ),
             cluster,
             self,
             version=virtual.chart_version,
-            depends_on=[config_map],
+            depends_on=depends_on,
         )
+
+    def _virtual_cluster_traffic(self, name: str, ns_name: str, federated: bool, inside: pulumi.ResourceOptions) -> None:
+        """What the default-deny policy must let through for the virtual cluster itself: its
+        control plane talks to the host API server and to the issuer, and serves people on its
+        LoadBalancer; the kube-oidc-proxy serves ArgoCD and fetches the issuer's keys."""
+        anywhere = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0"))]
+
+        def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+            return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in ports]
+
+        # The chart's control-plane pods; 8443 is the virtual API server's port.
+        parts = [("control-plane", {"app": "vcluster", "release": ns_name}, 8443, (443, 6443))]
+        if federated:  # the proxy's pods as the virtual cluster syncs them to the host
+            parts.append(
+                ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, PROXY_PORT, (443,))
+            )
+        for suffix, selector, ingress_port, egress_ports in parts:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-vcluster-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vcluster-{suffix}", namespace=ns_name),
+                spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                    policy_types=["Ingress", "Egress"],
+                    ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=anywhere, ports=tcp(ingress_port))],
+                    egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=anywhere, ports=tcp(*egress_ports))],
+                ),
+                opts=inside,
+            )
 
 
 class Tenant(pulumi.ComponentResource):
@@ -283,6 +382,18 @@ class Tenant(pulumi.ComponentResource):
             )
             for environment in ENVIRONMENTS
         }
+        for environment, space in self.namespaces.items():
+            if space.proxy is not None and platform.federation is not None:
+                assert space.virtual_cluster is not None
+                platform.federation.clusters.add_remote_cluster(RemoteCluster(
+                    name=namespace_name(tenant, environment),
+                    server_url=space.proxy.server_url,
+                    ca_data=space.proxy.ca_data,
+                    environment=environment,
+                    tenant=tenant,
+                    depends_on=[space.virtual_cluster],
+                    parent=self,
+                ))
         repositories = None
         if platform.gitlab and platform.vault and platform.argocd:
             repositories = TenantRepositories(
@@ -347,6 +458,9 @@ def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str
         client_id=platform.kubernetes_client_id,
         ca_bundle=platform.ca_bundle,
         pull_secret=PULL_SECRET,
+        registry_host=f"harbor.{platform.domain}",
+        federation=platform.federation,
+        inventory=platform.inventory,
     )
 
 

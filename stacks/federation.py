@@ -13,7 +13,7 @@ are its owner's part.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pulumi
 
@@ -31,6 +31,7 @@ from components.federation import (
     OpenUnisonRefs,
     OpenUnisonTarget,
     OpenUnisonTargetArgs,
+    RemoteCluster,
     TokenBroker,
     TokenBrokerArgs,
     target_name,
@@ -46,16 +47,6 @@ WORKLOAD_CLUSTERS = ("dev", "prod")
 def proxy_hostname(cluster: str, domain: str) -> str:
     """Where the control plane reaches a kubeconfig cluster's proxy: a DNS record its operators own."""
     return f"oumgmt-proxy.{cluster}.{domain}"
-
-
-@dataclass(frozen=True)
-class RemoteCluster:
-    name: str  # the ArgoCD cluster name: dev, prod, payments-dev
-    server_url: pulumi.Input[str]
-    ca_data: pulumi.Input[str]  # base64 PEM
-    environment: str  # dev or prod
-    tenant: str | None = None  # a tenant's own virtual cluster
-    depends_on: Sequence[pulumi.Resource] = ()  # the cluster's trust in OpenUnison, its RBAC
 
 
 @dataclass
@@ -85,6 +76,7 @@ class Federation:
             f"{remote.name}-federation",
             self.control_plane,
             OpenUnisonTargetArgs(remote.name, remote.server_url, remote.ca_data, self.openunison, self.broker),
+            pulumi.ResourceOptions(parent=remote.parent),
         )
         self.targets[remote.name] = target
         self.cluster_secrets[remote.name] = ArgoClusterSecret(
@@ -100,6 +92,7 @@ class Federation:
                 tenant=remote.tenant,
                 depends_on=[target.api, *remote.depends_on],
             ),
+            pulumi.ResourceOptions(parent=remote.parent),
         )
         self.outputs.setdefault("clusters", {})[remote.name] = {"server": remote.server_url, "target": target.name}
         return target

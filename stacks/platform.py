@@ -115,11 +115,12 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
     baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
     plane = build_control_plane(clusters["control-plane"], config)
     control_plane = plane.outputs
-    build_federation(clusters, config, plane, inventory)
+    argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
     gatekeeper = baselines["control-plane"].gatekeeper
     platform = tenant_platform(
-        config, clusters, plane, federation.vault, gatekeeper.templates if gatekeeper else {}, federation.inventory
+        config, clusters, plane, federation.vault, gatekeeper.templates if gatekeeper else {}, federation.inventory,
+        argocd_federation,
     )
     build_tenants(
         platform,

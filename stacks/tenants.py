@@ -15,6 +15,7 @@ from components.tenancy import (
     KV_MOUNT,
     TRANSIT_MOUNT,
     ArgoTenancy,
+    FederationTenancy,
     GitLabTenancy,
     HarborTenancy,
     SupplyChainPolicy,
@@ -26,6 +27,7 @@ from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQua
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
+from stacks.federation import Federation
 
 WEBHOOK_ROTATION_DAYS = 30
 
@@ -37,6 +39,7 @@ def tenant_platform(
     federation: VaultFederation | None,
     gatekeeper_templates: dict[str, pulumi.Resource],
     inventory: CredentialInventory,
+    argocd_federation: Federation,
 ) -> TenantPlatform:
     """What every tenant hooks into; a service that is disabled leaves its part out."""
     users = distinct_users(*(t.owners for t in config.tenants), *(t.developers for t in config.tenants),
@@ -107,6 +110,11 @@ def tenant_platform(
         argocd=argocd_part,
         gatekeeper_templates=gatekeeper_templates,
         inventory=inventory,
+        federation=(
+            FederationTenancy(argocd_federation, argocd_federation.openunison.issuer_url, argocd_federation.openunison.ca_bundle)
+            if argocd_federation.enabled and argocd_federation.openunison
+            else None
+        ),
         protect=bool(config.protect),
         supply_chain=supply_chain,
     )

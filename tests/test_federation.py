@@ -28,6 +28,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 from components.cluster import ClusterHandle, ExistingCluster, ExistingClusterArgs
 from components.federation import (
@@ -59,7 +60,9 @@ from components.federation import (
 )
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE, KubeOidcProxyArgs
+from components.versions import KUBE_OIDC_PROXY_IMAGE
 from platformctl.mocks import REDACTED
+from platformctl.render import enclosing
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
 from tests.mock_program import run_program
 
@@ -111,6 +114,15 @@ def remote_issuer(plan: dict) -> str:
 
 def is_eks(plan: dict, cluster: str) -> bool:
     return bool(plan["outputs"]["clusters"][cluster]["eks"])
+
+
+def virtual_clusters(plan: dict) -> set[str]:
+    """Tenants' virtual clusters, from their vcluster releases (each named after its host namespace)."""
+    return {r["inputs"]["name"] for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "vcluster"}
+
+
+def remote_clusters(plan: dict) -> set[str]:
+    return set(WORKLOAD_CLUSTERS) | virtual_clusters(plan)
 
 
 def targets(plan: dict) -> dict[str, dict]:
@@ -219,6 +231,56 @@ def test_kubeconfig_workload_clusters_run_a_management_proxy(renders: dict) -> N
         }
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_tenant_virtual_clusters_join_federation_through_their_own_proxy(renders: dict, stack: str) -> None:
+    plan = renders[stack].plan
+    owner = enclosing(plan, "platform:tenant:Tenant")
+    releases = {r["inputs"]["name"]: r for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "vcluster"}
+    assert releases
+    for name, release in releases.items():
+        tenant = owner[release["urn"]]
+        assert tenant and name.startswith(f"{tenant}-")
+        values = release["inputs"]["values"]
+        documents = list(yaml.safe_load_all(values["experimental"]["deploy"]["vcluster"]["manifests"]))
+        inside = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in documents}
+        # The proxy runs inside the virtual cluster (its in-cluster API is the virtual one),
+        # accepts OpenUnison's tokens for this virtual cluster's audience only...
+        deployment = inside[("Deployment", PROXY_NAMESPACE, "kube-oidc-proxy")]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+        assert (args["oidc-issuer-url"], args["oidc-client-id"]) == (remote_issuer(plan), target_name(name))
+        assert args["oidc-username-prefix"] == USERNAME_PREFIX
+        # ...pulls its image through Harbor, by the same digest as everywhere else...
+        domain = values["controlPlane"]["proxy"]["extraSANs"][0].split(".vc.", 1)[1]  # <name>.vc.<domain>
+        assert container["image"] == f"harbor.{domain}/approved/{KUBE_OIDC_PROXY_IMAGE.ref}"
+        # ...may impersonate only the federated user, who gets the workload clusters' ClusterRole.
+        impersonator = inside[("ClusterRole", None, "kube-oidc-proxy-impersonator")]
+        assert [r["resourceNames"] for r in impersonator["rules"] if r["resources"] == ["users"]] == [[FEDERATED_USER]]
+        assert inside[("ClusterRole", None, "platform-argocd-federated")]["rules"] == federated_rules()
+        binding = inside[("ClusterRoleBinding", None, "platform-argocd-federated")]
+        assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FEDERATED_USER}]
+        # Its TLS Secret is declared on the host and synced in; the key never enters the values.
+        tls_secret = one([r for r in objects(plan, "Secret") if r["inputs"]["metadata"] == {"name": "kube-oidc-proxy-tls", "namespace": name}])
+        assert tls_secret["cluster"] == release["cluster"] and tls_secret["inputs"]["stringData"] == REDACTED
+        assert values["sync"]["fromHost"]["secrets"]["mappings"]["byName"][f"{name}/kube-oidc-proxy-tls"] == f"{PROXY_NAMESPACE}/kube-oidc-proxy-tls"
+        assert tls_secret["urn"] in release["dependsOn"] and release["secretPaths"] == []
+        # OpenUnison's target and ArgoCD's Secret pin the proxy's own certificate, and go with the tenant.
+        target = targets(plan)[target_name(name)]
+        assert params(target)["url"] == f"https://oumgmt-proxy.{values['controlPlane']['proxy']['extraSANs'][0]}"
+        pinned = base64.b64decode(params(target)["certificate"])
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"platform.io/serving-certificate-checksum": hashlib.sha256(pinned).hexdigest()}
+        assert owner[target["urn"]] == tenant and release["urn"] in closure(plan, one([
+            s for s in objects(plan, "Secret") if s["inputs"]["metadata"]["name"] == f"cluster-{name}"
+        ])["urn"])
+        # The host's default-deny lets ArgoCD reach the proxy and the proxy reach the issuer.
+        policy = one([r for r in objects(plan, "NetworkPolicy") if r["inputs"]["metadata"] == {"name": "vcluster-federation-proxy", "namespace": name}])
+        spec = policy["inputs"]["spec"]
+        assert spec["podSelector"]["matchLabels"] == {"vcluster.loft.sh/namespace": PROXY_NAMESPACE, "vcluster.loft.sh/managed-by": name}
+        assert spec["ingress"][0]["ports"] == [{"port": 8443, "protocol": "TCP"}]
+        assert spec["egress"][0]["ports"] == [{"port": 443, "protocol": "TCP"}]
+
+
 def test_the_proxy_certificate_lives_at_most_90_days() -> None:
     args = KubeOidcProxyArgs(
         hostname="oumgmt-proxy.dev.example.test", issuer_url="https://k8sou.example.test/auth/idp/remotek8s",
@@ -278,7 +340,8 @@ def test_federated_rules_cover_what_argocd_deploys() -> None:
 
 def test_openunison_has_a_target_per_remote_cluster_minting_short_tokens(plan: dict) -> None:
     found = targets(plan)
-    assert set(found) == {target_name(c) for c in WORKLOAD_CLUSTERS}
+    assert virtual_clusters(plan), "the stacks' tenants include a virtual cluster"
+    assert set(found) == {target_name(c) for c in remote_clusters(plan)}
     operator = one([r for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "openunison-operator"])
     for name, target in found.items():
         spec, values = target["inputs"]["spec"], params(target)
@@ -358,12 +421,16 @@ def test_argocd_has_a_cluster_secret_per_remote_cluster_asking_openunison(plan: 
     argocd = one([r for r in by_type(plan, "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "argo-cd"])
     secrets = [s for s in objects(plan, "Secret") if (s["inputs"]["metadata"].get("labels") or {}).get("argocd.argoproj.io/secret-type") == "cluster"]
     apis = {served_target(a): a for a in token_apis(plan)}
-    assert {s["inputs"]["metadata"]["labels"]["platform.io/cluster"] for s in secrets} == set(WORKLOAD_CLUSTERS)
+    assert {s["inputs"]["metadata"]["labels"]["platform.io/cluster"] for s in secrets} == remote_clusters(plan)
     for secret in secrets:
         metadata = secret["inputs"]["metadata"]
         cluster = metadata["labels"]["platform.io/cluster"]
         assert secret["cluster"] == "control-plane" and metadata["namespace"] == "argocd"
-        assert metadata["labels"]["platform.io/environment"] == cluster and "platform.io/tenant" not in metadata["labels"]
+        if cluster in WORKLOAD_CLUSTERS:
+            assert metadata["labels"]["platform.io/environment"] == cluster and "platform.io/tenant" not in metadata["labels"]
+        else:  # a tenant's virtual cluster, <tenant>-<environment>: its ApplicationSets select these labels
+            tenant, environment = cluster.rsplit("-", 1)
+            assert (metadata["labels"]["platform.io/tenant"], metadata["labels"]["platform.io/environment"]) == (tenant, environment)
         # The plan redacts stringData as a whole; the digest is of the config the function builds
         # from what the plan shows (the target and the CA it pins).
         assert secret["secretPaths"] == ["stringData"] and secret["inputs"]["stringData"] == REDACTED

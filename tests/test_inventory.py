@@ -87,16 +87,19 @@ def test_oidc_client_secrets_are_replaced_by_a_30_day_rotation(plan: dict) -> No
 
 def test_the_kube_oidc_proxies_serving_certificates_live_90_days_and_renew_at_half_life(plan: dict) -> None:
     entries = {e["what"]: e for e in plan["outputs"]["credentials"] if "kube-oidc-proxy" in e["what"]}
-    proxies = [r["name"].removesuffix("-kube-oidc-proxy-cert") for r in plan["resources"]
-               if r["type"] == "tls:index/selfSignedCert:SelfSignedCert" and r["name"].endswith("-kube-oidc-proxy-cert")]
+    certificates = [r["name"] for r in plan["resources"] if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"]
+    proxies = {n.removesuffix("-kube-oidc-proxy-cert"): n for n in certificates if n.endswith("-kube-oidc-proxy-cert")}
+    # Tenants' virtual clusters (<tenant>-<environment>) run their own proxy, on EKS too.
+    virtual = {n.removesuffix("-federation-proxy-cert"): n for n in certificates if n.endswith("-federation-proxy-cert")}
     eks = plan["outputs"]["clusters"]["dev"]["eks"]
     assert sorted(proxies) == ([] if eks else ["dev", "prod"])  # EKS trusts the issuer itself: no proxy
-    assert len(entries) == len(proxies)
-    for cluster in proxies:
-        entry = entries[f"serving key and certificate of the {cluster} kube-oidc-proxy"]
+    assert virtual and len(entries) == len(proxies) + len(virtual)
+    where = {**{f"the {c}": n for c, n in proxies.items()}, **{f"the virtual cluster {c}": n for c, n in virtual.items()}}
+    for place, cert_name in where.items():
+        entry = entries[f"serving key and certificate of {place} kube-oidc-proxy"]
         assert entry["category"] == "issued" and entry["lifetimeSeconds"] == MAX_LIFETIME_SECONDS
-        assert entry["resources"] == [f"{cluster}-kube-oidc-proxy-key", f"{cluster}-kube-oidc-proxy-cert"]
-        certificate = _resource_named(plan, f"{cluster}-kube-oidc-proxy-cert")["inputs"]
+        assert entry["resources"] == [cert_name.removesuffix("-cert") + "-key", cert_name]
+        certificate = _resource_named(plan, cert_name)["inputs"]
         assert certificate["validityPeriodHours"] * 3600 == entry["lifetimeSeconds"]
         assert certificate["earlyRenewalHours"] * 2 == certificate["validityPeriodHours"]
 

@@ -53,6 +53,14 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members,
         "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
         "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
+        # A vCluster joins federation: its kube-oidc-proxy's certificate and TLS Secret, the
+        # traffic its control plane and proxy need, OpenUnison's target and token URL, and
+        # ArgoCD's cluster Secret (both on the control plane, but the tenant's).
+        "tls:index/privateKey:PrivateKey": 1 if vcluster else 0,
+        "tls:index/selfSignedCert:SelfSignedCert": 1 if vcluster else 0,
+        "kubernetes:openunison.tremolo.io/v1:Target": 1 if vcluster else 0,
+        "kubernetes:openunison.tremolo.io/v2:Application": 1 if vcluster else 0,
+        "kubernetes:core/v1:Secret": 2 if vcluster else 0,
         # Secrets: the namespace's Vault identity, its store, the pull secret, the default account.
         "kubernetes:core/v1:ServiceAccount": 1,
         "kubernetes:external-secrets.io/v1:SecretStore": 1,
@@ -93,6 +101,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "time:index/rotating:Rotating": 2 + 2,  # robots and deploy keys
     }
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
+    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
     return +expected  # drop zero counts
 
@@ -146,7 +155,8 @@ def _bindings(plan: dict, tenant: TenantConfig, environment: str) -> dict[str, s
                        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["namespace"] == namespace)
         manifests = release["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["manifests"]
         for doc in yaml.safe_load_all(manifests):
-            if doc["kind"] == "ClusterRoleBinding":
+            # The tenant's roles; the platform's federated ArgoCD user and proxy are checked in test_federation.
+            if doc["kind"] == "ClusterRoleBinding" and doc["metadata"]["name"].startswith("tenant-"):
                 found.setdefault(doc["roleRef"]["name"], set()).update(s["name"] for s in doc["subjects"])
         return found
     for r in resources_of(plan, tenant.name):
