@@ -48,7 +48,7 @@ from components.tenant_delivery import Destination, TenantDelivery, TenantDelive
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
-from components.tenant_supply_chain import approved
+from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
@@ -130,6 +130,16 @@ def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: b
     return documents
 
 
+# The open-source build: the chart defaults to vcluster-pro, whose extra modules stay off here.
+VCLUSTER_REPOSITORY = "loft-sh/vcluster-oss"
+
+
+def virtual_cluster_registry(registry_host: str) -> str:
+    """Where virtual clusters pull their own images: `<harbor>/approved/vcluster/<repository>:<tag>`
+    (promote e.g. ghcr.io/loft-sh/vcluster-oss:<chart version> to approved/vcluster/loft-sh/vcluster-oss)."""
+    return f"{registry_host}/{APPROVED_PROJECT}/vcluster"
+
+
 def virtual_cluster_values(
     tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str, documents: list[dict],
     secret_mappings: dict[str, str],
@@ -144,13 +154,16 @@ def virtual_cluster_values(
         "distro": {"k8s": {"apiServer": {"extraArgs": oidc + (["--oidc-ca-file=/etc/platform-ca/ca.crt"] if ca else [])}}},
         "proxy": {"extraSANs": [args.hostname]},
         "service": {"spec": {"type": "LoadBalancer"}},
+        # The host namespace pulls only from Harbor (the allowed-registries constraint), so the
+        # vCluster's own images (its syncer, the Kubernetes distro, CoreDNS) come from the
+        # `approved` project, under the chart's default repositories and tags.
+        "advanced": {"defaultImageRegistry": virtual_cluster_registry(args.registry_host)},
+        "statefulSet": {"image": {"repository": VCLUSTER_REPOSITORY}},
     }
     if ca:
-        control_plane["statefulSet"] = {
-            "persistence": {
-                "addVolumes": [{"name": "platform-ca", "configMap": {"name": "platform-ca"}}],
-                "addVolumeMounts": [{"name": "platform-ca", "mountPath": "/etc/platform-ca", "readOnly": True}],
-            }
+        control_plane["statefulSet"]["persistence"] = {
+            "addVolumes": [{"name": "platform-ca", "configMap": {"name": "platform-ca"}}],
+            "addVolumeMounts": [{"name": "platform-ca", "mountPath": "/etc/platform-ca", "readOnly": True}],
         }
     host_namespace = namespace_name(tenant.name, environment)
     return {

@@ -129,6 +129,18 @@ def test_tenant_resource_names_derive_from_the_tenant_name(dev_plan: dict, tenan
         assert own.search(resource["name"]), resource["name"]
 
 
+def test_virtual_clusters_pull_their_own_images_through_harbor(dev_plan: dict) -> None:
+    # Their host namespaces are tenant namespaces, where the allowed-registries constraint
+    # admits only Harbor: the vCluster's syncer, distro and CoreDNS images come from `approved`.
+    releases = [r for r in dev_plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "vcluster"]
+    assert len(releases) == len(ENVIRONMENTS)
+    domain = dev_config().domain
+    for release in releases:
+        control_plane = release["inputs"]["values"]["controlPlane"]
+        assert control_plane["advanced"]["defaultImageRegistry"] == f"harbor.{domain}/approved/vcluster"
+        assert control_plane["statefulSet"]["image"] == {"repository": "loft-sh/vcluster-oss"}
+
+
 def test_every_developer_gets_a_sandbox_on_dev(dev_plan: dict) -> None:
     developers = {d for t in dev_config().tenants for d in t.developers}
     sandboxes = {r["name"] for r in dev_plan["resources"] if r["type"] == "platform:tenant:Sandbox"}
