@@ -28,6 +28,8 @@ class ArgoCdArgs:
     replicas: int = 1
     chart_version: str | None = None
     credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
+    # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
+    ssh_known_hosts: pulumi.Input[str] | None = None
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -106,6 +108,10 @@ class ArgoCd(pulumi.ComponentResource):
                 }
             },
         }
+        if args.ssh_known_hosts is not None:
+            # Replaces the chart's list of public forges: ArgoCD reads the platform's GitLab only,
+            # and trusts exactly its host keys (a key it does not list is refused, never added).
+            values["configs"]["ssh"] = {"knownHosts": args.ssh_known_hosts}
         plugin = args.credential_plugin
         plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
         self.release = release(

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_tls as tls
+import pulumiverse_time as time
 
 
 @dataclass(frozen=True)
@@ -86,4 +88,21 @@ def checksum(secret: pulumi.Input[str]) -> pulumi.Output[str]:
     """
     return pulumi.Output.unsecret(
         pulumi.Output.from_input(secret).apply(lambda value: hashlib.sha256(value.encode()).hexdigest())
+    )
+
+
+def rotated_key(
+    name: str, rotation: time.Rotating, parent: pulumi.Resource, algorithm: str = "ED25519", ecdsa_curve: str | None = None
+) -> tls.PrivateKey:
+    """A key pair that is replaced whenever `rotation` starts a new period (`pulumi up --refresh`).
+
+    The key has no input that could change, so the rotation's timestamp is its replacement
+    trigger: a new timestamp means a new key pair, and everything built from the key changes
+    in the same run.
+    """
+    return tls.PrivateKey(
+        name,
+        algorithm=algorithm,
+        ecdsa_curve=ecdsa_curve,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[rotation], replacement_trigger=rotation.rfc3339),
     )

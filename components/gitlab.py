@@ -10,6 +10,13 @@ engine after the Job has completed, and the value configures the pulumi-gitlab p
 Pulumi secret. A CronJob runs the same check hourly, so a revoked, expired or deleted token,
 or a blocked bot, is repaired in the cluster between runs, and the Job is re-created every
 15 days (`pulumiverse_time.Rotating`, on `pulumi up --refresh`) so a run checks it too.
+
+SSH (see `SshHostKeys`): gitlab-shell presents host keys the program generates (pulumi-tls,
+ed25519 and ECDSA P-256) and hands to the chart as a Secret, so ArgoCD's known_hosts can list
+exactly them: keys the chart's secrets Job made up would be unknown to the program until
+someone scanned them, and trusting a scanned key is trusting whoever answered the scan.
+Clients reach gitlab-shell through the ingress load balancer's SSH entrypoint
+(components/ingress.py), on the port GitLab shows in clone URLs.
 """
 
 from __future__ import annotations
@@ -24,13 +31,15 @@ import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumi_tls as tls
 import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups, checksum, rotated_key
 from components.helm import namespace, release
-from components.common import checksum
+from components.ingress import TcpEntrypoint, tcp_route
+from components.inventory import DAY, Credential, CredentialInventory
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
 
 NAMESPACE = "gitlab"
@@ -61,6 +70,19 @@ OIDC_PROVIDER = "openid_connect"
 # document (a rotated client secret) must restart them.
 OMNIAUTH_CHECKSUM_ANNOTATION = "platform.io/omniauth-checksum"
 
+# SSH. The chart's gitlab-shell Service, and its port: the chart's default `global.shell.port`,
+# which is also the port GitLab shows in clone URLs.
+SHELL_SERVICE = f"{RELEASE}-gitlab-shell"
+SHELL_PORT = 22
+HOST_KEYS_SECRET = "gitlab-ssh-host-keys"  # keys `ssh_host_<type>_key` and `.pub`, as gitlab-shell reads them
+# Host key type -> (pulumi-tls algorithm, ECDSA curve). No RSA: OpenSSH and ArgoCD's Go SSH
+# client both speak ed25519 and ECDSA, and gitlab-shell serves the keys it is given.
+HOST_KEY_TYPES: dict[str, tuple[str, str | None]] = {"ed25519": ("ED25519", None), "ecdsa": ("ECDSA", "P256")}
+HOST_KEY_LIFETIME_DAYS = 90
+HOST_KEY_ROTATION_DAYS = HOST_KEY_LIFETIME_DAYS // 2
+# On the gitlab-shell pods: they copy the host keys at start, so new keys must restart them.
+HOST_KEYS_CHECKSUM_ANNOTATION = "platform.io/ssh-host-keys-checksum"
+
 
 def kubectl_image() -> str:
     """The pinned GitLab kubectl image, by digest when one is recorded."""
@@ -88,10 +110,16 @@ class GitLabArgs:
     # PEM file with the platform CA on the machine that runs `pulumi up`, for the gitlab
     # provider; None: the system trust store (SSL_CERT_FILE), as for every Go provider.
     provider_ca_file: str | None = None
+    # git over SSH from outside the cluster: routed from this ingress entrypoint, with host keys
+    # the program owns. None: no route, and gitlab-shell keeps the host keys the chart makes.
+    ssh: TcpEntrypoint | None = None
+    inventory: CredentialInventory | None = None  # where the SSH host keys are registered
 
 
 class GitLab(pulumi.ComponentResource):
     url: str
+    ssh_host: str  # gitlab.<domain>, as in git@gitlab.<domain>:<group>/<project>.git
+    ssh_known_hosts: pulumi.Output[str] | None  # known_hosts lines of gitlab-shell's host keys (public); None without SSH
     oidc_redirect_uri: str
     release: k8s.helm.v3.Release
     root_password: pulumi.Output[str]  # a Pulumi secret; not exported
@@ -100,10 +128,25 @@ class GitLab(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: GitLabArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:gitlab:GitLab", name, None, opts)
+        if args.ssh is not None and args.ssh.port != SHELL_PORT:
+            # Clone URLs, known_hosts lines and the load balancer must all name one port.
+            raise ValueError(f"GitLab advertises SSH on port {SHELL_PORT}; the ingress SSH entrypoint uses {args.ssh.port}")
         self.url = args.exposure.url
+        self.ssh_host = args.exposure.hostname
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
         ns = namespace(NAMESPACE, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        host_keys: SshHostKeys | None = None
+        self.ssh_known_hosts = None
+        if args.ssh is not None:
+            host_keys = SshHostKeys(
+                f"{name}-ssh-host-keys",
+                cluster,
+                SshHostKeysArgs(namespace=ns, hostname=self.ssh_host, port=SHELL_PORT, inventory=args.inventory),
+                pulumi.ResourceOptions(parent=self),
+            )
+            self.ssh_known_hosts = host_keys.known_hosts
+            tcp_route(f"{name}-ssh", args.ssh, ns, SHELL_SERVICE, SHELL_PORT, cluster, self)
 
         root_password = random.RandomPassword(
             f"{name}-root-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -122,6 +165,8 @@ class GitLab(pulumi.ComponentResource):
             # GitLab's OmniAuth calls OpenUnison: it must trust the platform CA, not skip checks.
             _secret(f"{name}-platform-ca", CA_SECRET, ns, {"ca.crt": args.exposure.ca_bundle}, k8s_opts),
         ]
+        if host_keys is not None:
+            prerequisites.append(host_keys.secret)
 
         buckets: dict[str, pulumi.Output[str]] = {}
         if args.aws is not None:
@@ -149,7 +194,7 @@ class GitLab(pulumi.ComponentResource):
             RELEASE,
             "gitlab",
             ns,
-            gitlab_values(args, buckets),
+            gitlab_values(args, buckets, host_keys),
             cluster,
             self,
             version=args.chart_version,
@@ -175,7 +220,9 @@ class GitLab(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "release": self.release.status})
 
 
-def gitlab_values(args: GitLabArgs, buckets: dict[str, pulumi.Output[str]]) -> dict[str, Any]:
+def gitlab_values(
+    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None
+) -> dict[str, Any]:
     """The chart values: GitLab alone, behind the platform's ingress, cert-manager and IdP."""
     exposure = args.exposure
     app_config: dict[str, Any] = {
@@ -242,6 +289,11 @@ def gitlab_values(args: GitLabArgs, buckets: dict[str, pulumi.Output[str]]) -> d
     else:
         # The bundled MinIO stays cluster-internal; GitLab proxies downloads.
         values["minio"] = {"ingress": {"enabled": False}}
+    if host_keys is not None:
+        # The program's host keys, not ones the chart's secrets Job would make up; the pods'
+        # annotation changes with them, which restarts gitlab-shell.
+        global_values["shell"] = {"hostKeys": {"secret": HOST_KEYS_SECRET}}
+        values["gitlab"]["gitlab-shell"]["annotations"] = {HOST_KEYS_CHECKSUM_ANNOTATION: host_keys.checksum}
     return values
 
 
@@ -274,6 +326,83 @@ def omniauth_provider_document(oidc: OidcClient, hostname: str, groups: Platform
         },
     }
     return yaml.safe_dump(document, sort_keys=False)
+
+
+# --- SSH host keys ----------------------------------------------------------------------
+
+
+def known_hosts_line(host: str, port: int, public_key_openssh: str) -> str:
+    """One known_hosts line: `host type base64`, the host as `[host]:port` off port 22."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {public_key_openssh.strip()}\n"
+
+
+@dataclass(frozen=True)
+class SshHostKeysArgs:
+    namespace: k8s.core.v1.Namespace
+    hostname: str  # what SSH clients connect to
+    port: int
+    inventory: CredentialInventory | None = None
+
+
+class SshHostKeys(pulumi.ComponentResource):
+    """gitlab-shell's host keys: generated, rotated every HOST_KEY_ROTATION_DAYS, kept in a Secret.
+
+    All keys share one rotation, so one `pulumi up --refresh` replaces them together: the Secret
+    gets the new keys, `checksum` (a gitlab-shell pod annotation) restarts gitlab-shell, and
+    `known_hosts` (ArgoCD's) lists the new public keys. Until ArgoCD's repo-server sees its new
+    known_hosts file and every gitlab-shell pod has restarted (a minute or two), its fetches fail
+    and are retried. People's own known_hosts must drop the old keys (`ssh-keygen -R <host>`).
+    """
+
+    secret: k8s.core.v1.Secret
+    checksum: pulumi.Output[str]  # plain SHA-256 of the Secret's content
+    known_hosts: pulumi.Output[str]  # public, not secret
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: SshHostKeysArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gitlab:SshHostKeys", name, None, opts)
+        rotation = time.Rotating(
+            f"{name}-rotation", rotation_days=HOST_KEY_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
+        )
+        keys = {
+            kind: rotated_key(f"{name}-{kind}", rotation, self, algorithm, curve)
+            for kind, (algorithm, curve) in HOST_KEY_TYPES.items()
+        }
+        files: dict[str, pulumi.Input[str]] = {}
+        for kind, key in keys.items():
+            files[f"ssh_host_{kind}_key"] = key.private_key_openssh
+            files[f"ssh_host_{kind}_key.pub"] = key.public_key_openssh
+        self.secret = _secret(
+            name,
+            HOST_KEYS_SECRET,
+            args.namespace,
+            files,
+            pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace]),
+        )
+        self.checksum = checksum(pulumi.Output.all(**files).apply(lambda content: json.dumps(content, sort_keys=True)))
+        self.known_hosts = pulumi.Output.all(*(key.public_key_openssh for key in keys.values())).apply(
+            lambda public_keys: "".join(known_hosts_line(args.hostname, args.port, k) for k in public_keys)
+        )
+        if args.inventory is not None:
+            args.inventory.register(Credential(
+                what="SSH host keys of GitLab (gitlab-shell)",
+                category="issued",
+                issuer="Pulumi (pulumi-tls ed25519 and ECDSA P-256)",
+                holder=f"gitlab-shell (Secret {NAMESPACE}/{HOST_KEYS_SECRET}); ArgoCD's known_hosts lists the public halves",
+                scope=f"proves to SSH clients (ArgoCD, git) that {args.hostname} is the platform's GitLab",
+                lifetime_seconds=HOST_KEY_LIFETIME_DAYS * DAY,
+                # Counted like the deploy keys; unlike them it cannot expire by itself.
+                lifetime=(
+                    f"until the first `pulumi up --refresh` after {HOST_KEY_ROTATION_DAYS} days "
+                    "(an SSH host key has no expiry of its own)"
+                ),
+                rotation=(
+                    f"replaced by `pulumi up --refresh` every {HOST_KEY_ROTATION_DAYS} days; the same run "
+                    "restarts gitlab-shell and updates ArgoCD's known_hosts"
+                ),
+                resources=tuple(f"{name}-{kind}" for kind in HOST_KEY_TYPES),
+            ))
+        self.register_outputs({"knownHosts": self.known_hosts})
 
 
 # --- the admin API token ----------------------------------------------------------------

@@ -2,6 +2,14 @@
 
 Traefik: maintained upstream, serves the Kubernetes Ingress API that the GitLab, Harbor,
 ArgoCD, Vault and OpenUnison charts emit, so no chart needs a controller-specific route.
+
+SSH (git over SSH to GitLab) goes through the same load balancer: a TCP entrypoint on port 22
+and an `IngressRouteTCP` per backend (`tcp_route`). One load balancer keeps one address per
+hostname, so `git@gitlab.<domain>` resolves to the name the web UI already publishes; a
+LoadBalancer Service of gitlab-shell's own would need a second address and DNS name (and a
+second NLB on EKS). Only `web` and `websecure` are default entrypoints, so the Ingress API's
+HTTP routers never attach to the SSH port: with TCP routes alone there, Traefik hands each
+connection straight to its route, without the read deadline it keeps for HTTP.
 """
 
 from __future__ import annotations
@@ -17,6 +25,19 @@ from components.helm import namespace, release
 
 NAMESPACE = "traefik"
 INGRESS_CLASS = "traefik"
+SSH_ENTRYPOINT = "ssh"
+SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
+SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
+TRAEFIK_API = "traefik.io/v1alpha1"
+
+
+@dataclass(frozen=True)
+class TcpEntrypoint:
+    """A Traefik entrypoint for plain TCP routes, exposed on the ingress load balancer."""
+
+    name: str
+    port: int  # the port clients connect to on the load balancer
+    controller: pulumi.Resource  # the Traefik release: serves the entrypoint, installs the IngressRouteTCP CRD
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,7 @@ class IngressArgs:
 class Ingress(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     ingress_class: str = INGRESS_CLASS
+    ssh: TcpEntrypoint
 
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ingress:Ingress", name, None, opts)
@@ -51,14 +73,27 @@ class Ingress(pulumi.ComponentResource):
                 "deployment": {"replicas": args.replicas},
                 "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
                 "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
-                # Plain HTTP only redirects: every hostname is served with a platform certificate.
-                "ports": {"web": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
+                "ports": {
+                    # Plain HTTP only redirects: every hostname is served with a platform certificate.
+                    "web": {
+                        "asDefault": True,
+                        "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}},
+                    },
+                    "websecure": {"asDefault": True},
+                    SSH_ENTRYPOINT: {
+                        "port": SSH_CONTAINER_PORT,
+                        "exposedPort": SSH_PORT,
+                        "expose": {"default": True},
+                        "protocol": "TCP",
+                    },
+                },
                 "service": service,
             },
             cluster,
             self,
             version=args.chart_version,
         )
+        self.ssh = TcpEntrypoint(SSH_ENTRYPOINT, SSH_PORT, self.release)
         self._load_balancer: pulumi.Output[str] | None = None
         if args.route53 is not None:
             # Read back after the release: the engine reads it during `up`, the program never does.
@@ -83,3 +118,33 @@ class Ingress(pulumi.ComponentResource):
             records=[self._load_balancer],
             opts=pulumi.ResourceOptions(parent=self, provider=self._args.route53.provider),
         )
+
+
+def tcp_route(
+    name: str,
+    entrypoint: TcpEntrypoint,
+    ns: k8s.core.v1.Namespace,
+    service: str,
+    port: int,
+    cluster: ClusterHandle,
+    parent: pulumi.Resource,
+) -> k8s.apiextensions.CustomResource:
+    """Every connection to `entrypoint` goes to `service`:`port` in `ns`, unchanged.
+
+    No `tls`: the route passes the bytes through, so a protocol with its own encryption and
+    server authentication (SSH) keeps them end to end. Plain TCP carries no host name, so the
+    route matches every connection (HostSNI `*`): one backend per entrypoint.
+    """
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=TRAEFIK_API,
+        kind="IngressRouteTCP",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=service, namespace=ns.metadata.name, labels={"platform.io/managed-by": "platform-bootstrap"}
+        ),
+        spec={
+            "entryPoints": [entrypoint.name],
+            "routes": [{"match": "HostSNI(`*`)", "services": [{"name": service, "port": port}]}],
+        },
+        opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[ns, entrypoint.controller]),
+    )

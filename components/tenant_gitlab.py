@@ -34,9 +34,9 @@ from typing import Sequence, cast
 import pulumi
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
-import pulumi_tls as tls
 import pulumiverse_time as time
 
+from components.common import rotated_key
 from components.inventory import DAY, Credential
 
 from components.tenancy import ROLES, TENANT_LABEL, TenantPlatform
@@ -228,13 +228,7 @@ class TenantRepositories(pulumi.ComponentResource):
             rotation = time.Rotating(
                 f"{prefix}-key-rotation", rotation_days=DEPLOY_KEY_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
             )
-            # The key has no input that could change, so the rotation's timestamp is its
-            # replacement trigger: a new timestamp means a new key pair.
-            key = tls.PrivateKey(
-                f"{prefix}-deploy-key",
-                algorithm="ED25519",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[rotation], replacement_trigger=rotation.rfc3339),
-            )
+            key = rotated_key(f"{prefix}-deploy-key", rotation, self)
             gitlab.DeployKey(
                 f"{prefix}-deploy-key",
                 project=resource.id,

@@ -17,6 +17,7 @@ from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.federation import CredentialPlugin
 from components.ingress import Ingress, IngressArgs, Route53Args
+from components.inventory import CredentialInventory
 from components.openunison import ClientSpec, LdapUpstream, OidcUpstream, OpenUnison, OpenUnisonArgs
 from components.tls import AcmeArgs, PlatformTls, PlatformTlsArgs
 from components.vault import Vault, VaultArgs
@@ -120,8 +121,11 @@ class ControlPlane:
     harbor: Harbor | None = None
 
 
-def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> ControlPlane:
-    """Declare the shared services; returns them with their stack outputs."""
+def build_control_plane(
+    cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory | None = None
+) -> ControlPlane:
+    """Declare the shared services; returns them with their stack outputs. Services that
+    register their own credentials (GitLab's SSH host keys) register them in `inventory`."""
     services = config.services
     edge = build_edge(cluster, config)
     groups = PlatformGroups(list(config.identity.cluster_admins), list(config.identity.system_approvers))
@@ -167,8 +171,16 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> Contr
 
     gitlab = harbor = vault = argocd = None
     if services.gitlab.enabled:
-        gitlab = GitLab("gitlab", cluster, GitLabArgs(**stateful("gitlab"), depends_on=[edge.ingress.release]))
+        gitlab = GitLab(
+            "gitlab",
+            cluster,
+            GitLabArgs(
+                **stateful("gitlab"), depends_on=[edge.ingress.release], ssh=edge.ingress.ssh, inventory=inventory
+            ),
+        )
         outputs["urls"]["gitlab"] = gitlab.url
+        # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
+        outputs["sshKnownHosts"] = gitlab.ssh_known_hosts
     if services.harbor.enabled:
         harbor = Harbor("harbor", cluster, HarborArgs(**stateful("harbor"), depends_on=[edge.ingress.release]))
         outputs["urls"]["harbor"] = harbor.url
@@ -187,6 +199,8 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig) -> Contr
                 chart_version=services.argocd.chart_version,
                 # ArgoCD reaches the remote clusters with OpenUnison's short-lived tokens.
                 credential_plugin=CredentialPlugin(identity.portal_url.rstrip("/"), edge.tls.ca_bundle),
+                # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
+                ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
             ),
         )
         outputs["urls"]["argocd"] = argocd.url

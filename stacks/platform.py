@@ -113,7 +113,7 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
         for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
     }
     baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
-    plane = build_control_plane(clusters["control-plane"], config)
+    plane = build_control_plane(clusters["control-plane"], config, inventory)
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)

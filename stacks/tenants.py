@@ -81,7 +81,7 @@ def tenant_platform(
         platform_users = PlatformUsers(
             "platform-users", PlatformUsersArgs(users, config.identity.email_domain, plane.gitlab.provider)
         )
-        gitlab_part = GitLabTenancy(plane.gitlab.provider, plane.gitlab.url, f"gitlab.{config.domain}", dict(platform_users.users))
+        gitlab_part = GitLabTenancy(plane.gitlab.provider, plane.gitlab.url, plane.gitlab.ssh_host, dict(platform_users.users))
     argocd_part = None
     if plane.argocd is not None:
         argocd_part = ArgoTenancy(

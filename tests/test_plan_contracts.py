@@ -35,9 +35,16 @@ UNVENDORED_CHART_KEYS = {
         "ingressClass.name",
         "providers.kubernetesIngress.enabled",
         "providers.kubernetesIngress.publishedService.enabled",
+        "ports.web.asDefault",
         "ports.web.redirections.entryPoint.to",
         "ports.web.redirections.entryPoint.scheme",
         "ports.web.redirections.entryPoint.permanent",
+        "ports.websecure.asDefault",
+        # A custom entrypoint: the chart turns every `ports.<name>` into one (SSH to GitLab).
+        "ports.ssh.port",
+        "ports.ssh.exposedPort",
+        "ports.ssh.expose.default",
+        "ports.ssh.protocol",
         "service.type",
         "service.annotations.*",
     },
@@ -47,6 +54,8 @@ UNVENDORED_CHART_KEYS = {
 UNVENDORED_CRD_FIELDS = {
     ("traefik.io/v1alpha1", "Middleware"): {"stripPrefix.prefixes"},
     ("traefik.io/v1alpha1", "ServersTransport"): {"rootCAsSecrets", "serverName"},
+    # Lists are leaves here; tests/test_gitlab_ssh.py checks the route's items.
+    ("traefik.io/v1alpha1", "IngressRouteTCP"): {"entryPoints", "routes"},
 }
 
 # Values that are free-form by the chart's design although their default is not `{}`.
