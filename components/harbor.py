@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import pulumiverse_harbor as harbor
+import pulumiverse_time as time
 
 from components.cluster import ClusterHandle
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
@@ -47,6 +48,12 @@ OIDC_GROUPS_CLAIM = "groups"
 # vulnerability data, collect garbage (incl. untagged artifacts retention left) weekly.
 SCAN_ALL_SCHEDULE = "0 0 2 * * *"
 GC_SCHEDULE = "0 0 4 * * 0"
+
+# Robot accounts (tenants' push and pull robots, the platform's promoter) expire after 30 days
+# and are re-created past half their life: see expiring_robot().
+ROBOT_LIFETIME_DAYS = 30
+ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
+ROBOT_ROTATION = f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days"  # for the credential inventory
 
 
 def redirect_uri(hostname: str) -> str:
@@ -291,4 +298,40 @@ def _meta(
         namespace=ns.metadata.name,
         labels={"platform.io/managed-by": "platform-bootstrap"},
         annotations=annotations,
+    )
+
+
+def expiring_robot(
+    resource_name: str,
+    robot_name: str,
+    level: str,
+    description: str,
+    permissions: Sequence[harbor.RobotAccountPermissionArgs],
+    parent: pulumi.Resource,
+    provider: pulumi.ProviderResource,
+) -> harbor.RobotAccount:
+    """A robot account that expires after ROBOT_LIFETIME_DAYS and is replaced at half its life.
+
+    A `pulumiverse_time.Rotating` of ROBOT_ROTATION_DAYS is the robot's `replacement_trigger`:
+    the first `pulumi up --refresh` past it deletes the robot and creates it again (Harbor robot
+    names are unique, hence delete before replace) with a new secret and a new expiry; whatever
+    stores `.secret` (Vault) is updated in the same run. The rotation time is in the description,
+    so Harbor's UI shows which rotation a robot belongs to.
+    """
+    rotation = time.Rotating(
+        f"{resource_name}-rotation", rotation_days=ROBOT_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    return harbor.RobotAccount(
+        resource_name,
+        name=robot_name,
+        level=level,
+        description=rotation.rfc3339.apply(lambda t: f"{description}, rotation of {t}"),
+        duration=ROBOT_LIFETIME_DAYS,
+        permissions=list(permissions),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            provider=provider,
+            replacement_trigger=rotation.rfc3339,
+            delete_before_replace=True,  # the name is taken until the old robot is gone
+        ),
     )

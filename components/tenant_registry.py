@@ -19,10 +19,8 @@ Supply-chain policy (`TenantPlatform.supply_chain`, stack config `platform:suppl
   project serves dev and prod; the tenant's CI signs every image right after pushing it
   (its Vault transit key), so enforcing it for both costs nothing and keeps one promotion path.
 
-Each expires after 30 days. A `pulumiverse_time.Rotating` of 15 days is each robot's
-`replacement_trigger`: the first `pulumi up --refresh` past half its life deletes the robot and
-creates it again (Harbor robot names are unique, hence delete before replace) with a new
-secret and a new expiry, and writes the new secret to Vault in the same run.
+Each expires after 30 days and is re-created past half its life, its new secret written to
+Vault in the same run (components.harbor.expiring_robot, shared with the platform's promoter).
 """
 
 from __future__ import annotations
@@ -33,12 +31,11 @@ from dataclasses import dataclass
 from datetime import date
 
 import pulumi
-import pulumiverse_harbor as harbor
-import pulumiverse_time as time
-
-from components.inventory import DAY, Credential
 import pulumi_vault as vault
+import pulumiverse_harbor as harbor
 
+from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot
+from components.inventory import DAY, Credential
 from components.tenancy import TenantPlatform, harbor_pull_path
 
 # Tenant role -> Harbor project role.
@@ -48,8 +45,6 @@ PROJECT_ROLES = {"owners": "projectadmin", "ops": "maintainer", "developers": "d
 RELEASE_TAGS = "v*.*.*"
 RETENTION_SCHEDULE = "Daily"
 
-ROBOT_LIFETIME_DAYS = 30
-ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
 # Robot short name -> what it may do on the project's repositories.
 ROBOT_ACTIONS = {"push": ("push", "pull"), "pull": ("pull",)}
 
@@ -163,18 +158,12 @@ class TenantRegistry(pulumi.ComponentResource):
         paths = {"push": self.push_secret_path, "pull": self.pull_secret_path}
         self.robots, self.secrets = {}, {}
         for robot, actions in ROBOT_ACTIONS.items():
-            rotation = time.Rotating(
-                f"{name}-{robot}-rotation", rotation_days=ROBOT_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
-            )
-            account = harbor.RobotAccount(
+            account = expiring_robot(
                 f"{name}-{robot}",
-                name=robot,
-                level="project",
-                description=rotation.rfc3339.apply(
-                    lambda t, robot=robot: f"{robot} for tenant {tenant}; platform-bootstrap, rotation of {t}"
-                ),
-                duration=ROBOT_LIFETIME_DAYS,
-                permissions=[
+                robot,
+                "project",
+                f"{robot} for tenant {tenant}; platform-bootstrap",
+                [
                     harbor.RobotAccountPermissionArgs(
                         kind="project",
                         namespace=self.project.name,
@@ -184,14 +173,8 @@ class TenantRegistry(pulumi.ComponentResource):
                         ],
                     )
                 ],
-                opts=pulumi.ResourceOptions.merge(
-                    on_harbor,
-                    pulumi.ResourceOptions(
-                        replacement_trigger=rotation.rfc3339,
-                        # The name is taken until the old robot is gone.
-                        delete_before_replace=True,
-                    ),
-                ),
+                parent=self,
+                provider=platform.harbor.provider,
             )
             self.robots[robot] = account
             # Both robots' credentials have the keys the pull secret is built from (HARBOR_PULL_KEYS).
@@ -205,7 +188,7 @@ class TenantRegistry(pulumi.ComponentResource):
                     holder=f"Vault ({paths[robot]}); " + ("the tenant's CI jobs" if robot == "push" else "the tenant's namespaces, through External Secrets"),
                     scope=f"{', '.join(actions)} on Harbor project {tenant}",
                     lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
-                    rotation=f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days",
+                    rotation=ROBOT_ROTATION,
                     resources=(f"{name}-{robot}",),
                 ))
 

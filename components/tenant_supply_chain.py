@@ -101,7 +101,8 @@ class PublicImageQuarantine(pulumi.ComponentResource):
 
 # --- starter content ----------------------------------------------------------------------
 
-# Tool images, taken from the `approved` project (promote them first: see the report/README).
+# Tool images, taken from the `approved` project: promote them first with the `promote-image`
+# job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
 BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"
 TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
 COSIGN_IMAGE = "ghcr.io/sigstore/cosign/cosign:v2.4.1-dev"  # -dev: with a (busybox) shell

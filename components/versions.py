@@ -90,3 +90,13 @@ CURL_IMAGE = Image(
     "docker.io/tarampampam/curl", "",
     "sha256:617b3306349beaacb7ad82bddda8d6876a40c3bad06d7a28981504d230802d7e",
 )
+
+# The platform pipeline's `promote-image` job (.gitlab-ci.yml, .ci/promote-image.py: standard
+# library only, so a plain Python image with the Debian CA roots). Pulled from Docker Hub, not
+# from `approved`: this job is what fills `approved`. The digest was read from public
+# repositories that pin it, not from the registry (offline); confirm on every bump with
+# `crane digest docker.io/library/python:<tag>`.
+PROMOTE_IMAGE = Image(
+    "docker.io/library/python", "3.12.8-slim-bookworm",
+    "sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0",
+)

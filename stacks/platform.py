@@ -24,6 +24,7 @@ from components.inventory import CredentialInventory
 from components.tenancy import TENANT_NAMESPACE_LABEL
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
+from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
 from stacks.vault_federation import build_vault_federation
@@ -122,6 +123,7 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
         config, clusters, plane, federation.vault, gatekeeper.templates if gatekeeper else {}, federation.inventory,
         argocd_federation,
     )
+    build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(
         platform,
         config,

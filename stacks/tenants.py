@@ -23,7 +23,6 @@ from components.tenancy import (
     VaultTenancy,
 )
 from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
-from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQuarantineArgs
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
@@ -70,12 +69,6 @@ def tenant_platform(
         cve_allowlist=tuple((e.id, e.expires) for e in config.supply_chain.cve_allowlist),
         keep_last=config.supply_chain.keep_last,
     )
-    if plane.harbor is not None:
-        PublicImageQuarantine(
-            "public-images",
-            plane.harbor.provider,
-            PublicImageQuarantineArgs(list(config.supply_chain.public_registries), supply_chain),
-        )
     gitlab_part = None
     if plane.gitlab is not None:
         platform_users = PlatformUsers(

@@ -1,0 +1,119 @@
+"""Promotion of public images out of quarantine: the promoter robot and who may use it.
+
+Public images reach Harbor only through the proxy-cache projects `proxy-<registry>`
+(components/tenant_supply_chain.PublicImageQuarantine); clusters and tenants' builds take
+them from `approved`. The `promote-image` job of this repository's pipeline moves one there
+(.ci/promote-image.py): it pulls the image through the cache (Harbor caches and scans it),
+refuses it at or above the configured severity, and pushes the same manifests, by digest, to
+`approved/<registry>/<repository>`.
+
+What it needs, and nothing long-lived:
+* the Harbor system robot `robot$promoter`: pull and artifact read (the scan results) on the
+  proxy caches, push and pull on `approved`, nothing else. It expires after 30 days and is
+  re-created past half its life (components.harbor.expiring_robot, as tenants' robots are);
+* its credentials in Vault, written the way tenants' robots are (`VaultTenancy.write`), at
+  `PROMOTER_SECRET_PATH`, a path no tenant can be named after;
+* a policy reading that one path, bound to a `jwt-gitlab` role for this repository's jobs on
+  the default branch only; tokens live five minutes (VaultFederation.bind_ci).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import pulumi
+import pulumi_vault as vault
+import pulumiverse_harbor as harbor
+
+from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot
+from components.inventory import DAY, Credential, CredentialInventory
+from components.tenancy import KV_MOUNT, VaultTenancy
+from components.tenant_supply_chain import APPROVED_PROJECT, proxy_project_name
+
+ROBOT_NAME = "promoter"  # Harbor calls a system robot `robot$<name>`
+# Under the `tenants` KV mount, but tenants are DNS labels: none can be called `_platform`,
+# so no tenant policy (`tenants/data/<tenant>/*`) ever covers it.
+PROMOTER_SECRET_PATH = "_platform/harbor-promoter"
+VAULT_ROLE = "platform-promote-image"  # on the jwt-gitlab mount; .gitlab-ci.yml names it
+VAULT_POLICY = "platform-promote-image"
+DEFAULT_BRANCH = "main"  # the protected branch whose jobs may promote (ci_identity's deploy branch too)
+
+SOURCE_ACCESSES = (("pull", "repository"), ("read", "artifact"))  # the image and its scan results
+TARGET_ACCESSES = (("push", "repository"), ("pull", "repository"))
+
+
+def promoter_data_path() -> str:
+    """The KV v2 API path of the robot's credentials: what the policy allows and the job reads."""
+    return f"{KV_MOUNT}/data/{PROMOTER_SECRET_PATH}"
+
+
+def read_policy() -> str:
+    return f'path "{promoter_data_path()}" {{ capabilities = ["read"] }}\n'
+
+
+def _permission(project: pulumi.Input[str], accesses: tuple[tuple[str, str], ...]) -> harbor.RobotAccountPermissionArgs:
+    return harbor.RobotAccountPermissionArgs(
+        kind="project",
+        namespace=project,
+        accesses=[harbor.RobotAccountPermissionAccessArgs(action=a, resource=r) for a, r in accesses],
+    )
+
+
+@dataclass(frozen=True)
+class ImagePromotionArgs:
+    proxies: Mapping[str, harbor.Project]  # public registry host -> its proxy-cache project
+    approved: harbor.Project
+    registry_host: str  # harbor.<domain>
+    vault: VaultTenancy  # where the credentials go; its federation binds the CI role
+    pipeline_project: str  # this repository in the platform's GitLab (platform:pipeline.projectPath)
+    branch: str = DEFAULT_BRANCH
+    inventory: CredentialInventory | None = None
+
+
+class ImagePromotion(pulumi.ComponentResource):
+    robot: harbor.RobotAccount
+    secret: vault.kv.SecretV2
+    policy: vault.Policy
+    role: pulumi.CustomResource
+
+    def __init__(self, name: str, provider: pulumi.ProviderResource, args: ImagePromotionArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:image_promotion:ImagePromotion", name, None, opts)
+        if not args.proxies:
+            raise ValueError("image promotion: no proxy-cache project to promote from (platform:supplyChain.publicRegistries)")
+        # Project names as the projects' outputs: the robot waits for them (Harbor checks they exist).
+        self.robot = expiring_robot(
+            f"{name}-{ROBOT_NAME}",
+            ROBOT_NAME,
+            "system",
+            f"promotes vetted public images into {APPROVED_PROJECT}; platform-bootstrap",
+            [_permission(project.name, SOURCE_ACCESSES) for project in args.proxies.values()]
+            + [_permission(args.approved.name, TARGET_ACCESSES)],
+            parent=self,
+            provider=provider,
+        )
+        credentials = {"registry": args.registry_host, "username": self.robot.full_name, "password": self.robot.secret}
+        self.secret = args.vault.write(f"{name}-{ROBOT_NAME}", PROMOTER_SECRET_PATH, credentials, self)
+        self.policy = vault.Policy(
+            f"{name}-read",
+            name=VAULT_POLICY,
+            policy=read_policy(),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.vault.provider),
+        )
+        self.role = args.vault.federation.bind_ci(VAULT_ROLE, [args.pipeline_project], [args.branch], [VAULT_POLICY], self)
+        if args.inventory is not None:
+            args.inventory.register(Credential(
+                what=f"Harbor system robot {ROBOT_NAME}",
+                category="issued",
+                issuer="Harbor",
+                holder=f"Vault ({KV_MOUNT}/{PROMOTER_SECRET_PATH}); the promote-image job of {args.pipeline_project} on {args.branch}",
+                scope=(
+                    f"pull and read artifacts (scan results) on {', '.join(sorted(map(proxy_project_name, args.proxies)))}; "
+                    f"push and pull on {APPROVED_PROJECT}"
+                ),
+                lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
+                rotation=ROBOT_ROTATION,
+                resources=(f"{name}-{ROBOT_NAME}",),
+            ))
+        self.register_outputs({"robot": self.robot.full_name, "secretPath": PROMOTER_SECRET_PATH, "vaultRole": VAULT_ROLE})

@@ -1,0 +1,52 @@
+"""Composition of public images: the quarantine (proxy caches, `approved`) and their promotion.
+
+stacks/platform.py calls `build_public_images` once, after `tenant_platform` (it takes the
+Harbor and Vault parts and the inventory from the `TenantPlatform`) and before the stack
+outputs are built (the promoter registers its credentials in the inventory).
+
+The quarantine is declared here, with the same resource name it had in stacks/tenants.py
+(so its URNs do not change), because the promoter robot's permissions name its projects and
+must wait for them: Harbor refuses a robot whose permissions name a project that does not
+exist yet, which would break every rebuild of the dev stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.image_promotion import ImagePromotion, ImagePromotionArgs
+from components.tenancy import TenantPlatform
+from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQuarantineArgs
+from stacks.config import PlatformConfig
+
+
+@dataclass(frozen=True)
+class PublicImages:
+    quarantine: PublicImageQuarantine
+    promotion: ImagePromotion | None  # None without Vault or GitLab: nothing could use the robot
+
+
+def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> PublicImages | None:
+    """Declare the quarantine and, when Vault and GitLab are on, the promoter. None without Harbor."""
+    if platform.harbor is None:
+        return None
+    quarantine = PublicImageQuarantine(
+        "public-images",
+        platform.harbor.provider,
+        PublicImageQuarantineArgs(list(config.supply_chain.public_registries), platform.supply_chain),
+    )
+    promotion = None
+    if platform.vault is not None and platform.gitlab is not None and quarantine.proxies:
+        promotion = ImagePromotion(
+            "image-promotion",
+            platform.harbor.provider,
+            ImagePromotionArgs(
+                proxies=quarantine.proxies,
+                approved=quarantine.approved,
+                registry_host=platform.harbor.host,
+                vault=platform.vault,
+                pipeline_project=config.pipeline.project_path,
+                inventory=platform.inventory,
+            ),
+        )
+    return PublicImages(quarantine, promotion)
