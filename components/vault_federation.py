@@ -280,8 +280,10 @@ class VaultFederation(pulumi.ComponentResource):
         claims = {"project_path": ",".join(paths)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
-            # A tag named like a protected branch must not pass for it.
+            # A tag named like a protected branch must not pass for it, nor the branch itself
+            # once someone lifts its protection (GitLab's `ref_protected` claim).
             claims["ref_type"] = "branch"
+            claims["ref_protected"] = "true"
         policies = _policies(role_name, policies)
         role = vault.jwt.AuthBackendRole(
             resource_name,

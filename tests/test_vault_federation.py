@@ -261,7 +261,7 @@ def test_ci_roles_bind_projects_exactly_and_refs_as_branches(bound: dict[str, An
         assert inputs["claimMappings"]["project_path"] == "project_path"
     assert any_ref["boundClaims"] == {"project_path": "payments/app,payments/ops"}
     # A tag named "main" must not pass for the branch.
-    assert deploy["boundClaims"] == {"project_path": "payments/ops", "ref": "main", "ref_type": "branch"}
+    assert deploy["boundClaims"] == {"project_path": "payments/ops", "ref": "main", "ref_type": "branch", "ref_protected": "true"}
 
 
 def test_every_bound_role_passes_the_policy_pack_and_the_inventory(bound: dict[str, Any]) -> None:
