@@ -37,9 +37,17 @@ plugins), and the portal hands out kubeconfigs for it. A ``Trust`` with the same
 would shadow it, so none is created; use ``OpenUnison.kubernetes_client_id``.
 
 Login-only deployment: no provisioning database, so OpenUnison passes the upstream groups
-through unchanged in the ``groups`` claim and downstream RBAC binds those names. The platform
+through in the ``groups`` claim and downstream RBAC binds those names. The platform
 groups are also declared to OpenUnison with ``GroupMetaData``, as the
 ``openunison-k8s-cluster-management`` chart does for its external administrator groups.
+
+Local groups (tenants' roles, ``<tenant>-owners`` ...) come from the stack config, not from
+the upstream source: each tenant declares a ConfigMap labelled ``LOCAL_GROUPS_LABEL`` in this
+namespace (``LocalGroups``), and the login chain's JIT workflow ``jitdb`` (ours, replacing the
+login portal's standard one, same steps plus one) adds the groups a user is listed in and
+drops any upstream group of the same name, so only the stack grants them. The JIT step then
+provisions the user's ``User`` object with exactly those groups, which the token's ``groups``
+claim is read from. Changes apply at each user's next login.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_time as time
+import yaml
 
 from components.cluster import ClusterHandle
 from components.common import Exposure, OidcClient, PlatformGroups, checksum
@@ -95,6 +104,15 @@ AUTH_CHAIN = "login-service"
 TOKEN_LIFETIME_MILLIS = 60_000  # one-minute tokens, as for the kubernetes client
 TOKEN_SKEW_MILLIS = 120_000
 CODE_SKEW_MILLIS = 60_000
+
+# Local groups (see the module docstring). The login chain runs the JIT workflow `jitdb`
+# (orchestra-login-portal templates/openunison/authentication_chains/standard-chains.yaml);
+# OpenUnison's service account is `openunison-<orchestra release>` (orchestra templates/rbac.yaml).
+LOCAL_GROUPS_LABEL = "platform.io/openunison-local-groups"
+JIT_WORKFLOW = "jitdb"
+JIT_TARGET = "jitdb"  # the portal's K8sCrdUserProvider target: the `User` objects (templates/openunison/login/targets.yaml)
+OPENUNISON_SERVICE_ACCOUNT = f"openunison-{ORCHESTRA_RELEASE}"
+ROOT_ORG_ID = "687da09f-8ec1-48ac-b035-f2f182b9bd1e"  # the charts' root organization
 
 # Internal names OpenUnison gives the external cluster-admin and administrator groups
 # (openunison-k8s-cluster-management templates/group-mappings.yaml with the charts' default
@@ -286,8 +304,10 @@ class OpenUnison(pulumi.ComponentResource):
             depends_on=[self.operator_release, source_secret],
         )
         # The portal's objects are OpenUnison custom resources for the running orchestra.
+        # Our `jitdb` replaces the portal's standard one (local groups).
+        portal_values = {**values, "openunison": {**values["openunison"], "use_standard_jit_workflow": False}}
         self.portal_release = release(
-            PORTAL_RELEASE, "orchestra-login-portal", ns, values, cluster, self,
+            PORTAL_RELEASE, "orchestra-login-portal", ns, portal_values, cluster, self,
             version=args.portal_chart_version, depends_on=[self.orchestra_release],
         )
 
@@ -335,6 +355,7 @@ class OpenUnison(pulumi.ComponentResource):
             for client, spec in sorted(args.clients.items())
         }
         self._group_metadata(cluster, args.groups, ns, crd_ready)
+        self._local_groups_jit(cluster, ns, in_ns, crd_ready)
 
         self.register_outputs(
             {
@@ -503,6 +524,43 @@ class OpenUnison(pulumi.ComponentResource):
         )
         return OidcClient(client_id=client, client_secret=password.result, issuer_url=self.issuer_url)
 
+    def _local_groups_jit(
+        self, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions, crd_ready: pulumi.ResourceOptions
+    ) -> None:
+        """The JIT workflow that applies local groups, and OpenUnison's right to read their ConfigMaps."""
+        reader = k8s.rbac.v1.Role(
+            f"{cluster.role}-openunison-local-groups",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=_labels()),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])],
+            opts=in_ns,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{cluster.role}-openunison-local-groups",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=_labels()),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="platform-local-groups"),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=OPENUNISON_SERVICE_ACCOUNT, namespace=NAMESPACE)],
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[reader])),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{cluster.role}-openunison-jit-workflow",
+            api_version="openunison.tremolo.io/v1",
+            kind="Workflow",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=JIT_WORKFLOW, namespace=ns.metadata.name, labels={**_labels(), "tremolo.io/wf-type": "login"}
+            ),
+            spec={
+                "description": "JIT with the platform's local groups",
+                "inList": False,
+                "label": "JIT",
+                "orgId": ROOT_ORG_ID,
+                "dynamicConfiguration": {"dynamic": False, "className": "", "params": []},
+                "tasks": jit_workflow_tasks(),
+            },
+            # After the portal release: on a stack that ran the portal's own `jitdb`, Helm
+            # removes it before this one takes the name.
+            opts=pulumi.ResourceOptions.merge(crd_ready, pulumi.ResourceOptions(depends_on=[self.portal_release])),
+        )
+
     def _group_metadata(
         self, cluster: ClusterHandle, groups: PlatformGroups, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions
     ) -> None:
@@ -519,6 +577,149 @@ class OpenUnison(pulumi.ComponentResource):
                     spec={"groupName": OPENUNISON_GROUPS[role], "externalName": external},
                     opts=opts,
                 )
+
+
+def local_groups_script() -> str:
+    """The JIT task (a JavaScriptTask) applying local groups to the user logging in.
+
+    Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
+    `k8s` target (OpenUnison's own service account); each key is a group, each value the
+    member ids one per line. A failure to read them fails the login: the groups it would
+    have removed must never pass through from upstream."""
+    return f"""// Local groups from the platform's stack config (components/openunison.py).
+var GlobalEntries = Java.type("com.tremolosecurity.server.GlobalEntries");
+var SELECTOR = "{LOCAL_GROUPS_LABEL}";
+var NAMESPACE = "{NAMESPACE}";
+
+function init(task, params) {{
+}}
+
+function reInit(task) {{
+}}
+
+function readLocalGroups() {{
+  var k8s = GlobalEntries.getGlobalEntries().getConfigManager().getProvisioningEngine().getTarget("k8s").getProvider();
+  var con = k8s.createClient();
+  try {{
+    var uri = "/api/v1/namespaces/" + NAMESPACE + "/configmaps?labelSelector=" + encodeURIComponent(SELECTOR);
+    var list = JSON.parse(String(k8s.callWS(k8s.getAuthToken(), con, uri)));
+    if (list.kind !== "ConfigMapList") {{
+      throw "local groups: unexpected answer " + list.kind;
+    }}
+    return list.items;
+  }} finally {{
+    con.getHttp().close();
+    con.getBcm().close();
+  }}
+}}
+
+function doTask(user, request) {{
+  var uid = user.getAttribs().get("uid");
+  var id = uid == null ? null : String(uid.getValues().get(0));
+  var managed = {{}};
+  var mine = [];
+  readLocalGroups().forEach(function (configMap) {{
+    var data = configMap.data || {{}};
+    Object.keys(data).forEach(function (group) {{
+      managed[group] = true;
+      var members = data[group].split("\\n").filter(function (member) {{ return member !== ""; }});
+      if (id !== null && members.indexOf(id) >= 0) {{
+        mine.push(group);
+      }}
+    }});
+  }});
+  var groups = user.getGroups();
+  var keep = [];
+  for (var i = 0; i < groups.size(); i++) {{
+    var name = String(groups.get(i));
+    if (!managed[name] && keep.indexOf(name) < 0) {{
+      keep.push(name);
+    }}
+  }}
+  mine.forEach(function (name) {{
+    if (keep.indexOf(name) < 0) {{
+      keep.push(name);
+    }}
+  }});
+  groups.clear();
+  keep.forEach(function (name) {{
+    groups.add(name);
+  }});
+  return true;
+}}
+"""
+
+
+def jit_workflow_tasks() -> str:
+    """The login portal's standard `jitdb` tasks (orchestra-login-portal
+    templates/openunison/login/workflows.yaml, non-GitHub branch) with the local-groups task
+    right after the upstream groups become the user's groups."""
+    user = lambda target, source: {"targetAttributeName": target, "sourceType": "user", "targetAttributeSource": source}  # noqa: E731
+    tasks = [
+        {
+            "taskType": "customTask",
+            "className": "com.tremolosecurity.provisioning.customTasks.Attribute2Groups",
+            "params": {"attributeName": "memberOf"},
+        },
+        {
+            "taskType": "customTask",
+            "className": "com.tremolosecurity.provisioning.customTasks.JavaScriptTask",
+            "params": {"javaScript": local_groups_script()},
+        },
+        {
+            "taskType": "mapping",
+            "strict": True,
+            "map": [
+                user("TREMOLO_USER_ID", "uid"),
+                user("sub", "uid"),
+                {"targetAttributeName": "email", "sourceType": "custom", "targetAttributeSource": "com.tremolosecurity.mapping.DefaultEmail"},
+                user("first_name", "givenName"),
+                user("last_name", "sn"),
+                user("uid", "uid"),
+            ],
+            "onSuccess": [
+                {
+                    "taskType": "provision",
+                    "sync": True,
+                    "target": JIT_TARGET,
+                    "setPassword": False,
+                    "onlyPassedInAttributes": True,
+                    "attributes": ["sub", "email", "first_name", "last_name", "uid"],
+                },
+                {"taskType": "resync", "keepExternalAttrs": False, "changeRoot": True, "newRoot": "o=Tremolo"},
+            ],
+        },
+    ]
+    return yaml.safe_dump(tasks, sort_keys=False, width=1000)
+
+
+@dataclass(frozen=True)
+class LocalGroupsArgs:
+    owner: str  # who declares these groups (a tenant): names the ConfigMap `local-groups-<owner>`
+    groups: Mapping[str, list[str]]  # group name -> member ids (the upstream source's user ids)
+    ready: pulumi.Resource  # the login portal's release: OpenUnison's namespace and its JIT
+
+
+class LocalGroups(pulumi.ComponentResource):
+    """Groups OpenUnison adds to its members' tokens at login (see the module docstring)."""
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: LocalGroupsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:openunison:LocalGroups", name, None, opts)
+        for group, members in args.groups.items():
+            if not _DNS_LABEL.match(group):
+                raise ValueError(f"{name}: local group {group!r} must be a DNS label")
+            if any("\n" in m or not m.strip() for m in members):
+                raise ValueError(f"{name}: members of {group!r} must be non-empty single-line ids")
+        k8s.core.v1.ConfigMap(
+            f"{name}-config-map",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"local-groups-{args.owner}", namespace=NAMESPACE, labels={**_labels(), LOCAL_GROUPS_LABEL: "true"}
+            ),
+            # Every group, even empty: its name is then reserved (no upstream group passes for it).
+            data={group: "\n".join(sorted(members)) for group, members in sorted(args.groups.items())},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.ready]),
+        )
+        self.register_outputs({"groups": sorted(args.groups)})
 
 
 def _labels() -> dict[str, str]:

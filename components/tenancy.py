@@ -102,6 +102,14 @@ class VaultTenancy:
         )
 
 
+@dataclass(frozen=True)
+class IdentityTenancy:
+    """Where tenants declare their role groups to OpenUnison (components/openunison.py LocalGroups)."""
+
+    cluster: ClusterHandle  # the control plane
+    ready: pulumi.Resource  # the login portal's release
+
+
 class RemoteClusters(Protocol):
     """ArgoCD's federated clusters and OpenUnison's targets (stacks/federation.py)."""
 
@@ -156,5 +164,6 @@ class TenantPlatform:
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
     inventory: CredentialInventory | None = None  # tenants register the credentials they create
     federation: FederationTenancy | None = None  # None: ArgoCD is off, nothing asks for tokens
+    identity: IdentityTenancy | None = None
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
     protect: bool = False  # protect tenants' repositories and registry projects

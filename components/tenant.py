@@ -34,10 +34,12 @@ from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
+from components.openunison import LocalGroups, LocalGroupsArgs
 from components.tenancy import (
     CLUSTER_LABEL,
     ENVIRONMENT_LABEL,
     ENVIRONMENTS,
+    ROLES,
     TENANT_LABEL,
     TENANT_NAMESPACE_LABEL,
     FederationTenancy,
@@ -407,6 +409,14 @@ class Tenant(pulumi.ComponentResource):
                     depends_on=[space.virtual_cluster],
                     parent=self,
                 ))
+        if platform.identity is not None:
+            # The role groups ArgoCD, Harbor and Vault authorize on, in the members' tokens.
+            LocalGroups(
+                f"{tenant}-groups",
+                platform.identity.cluster,
+                LocalGroupsArgs(tenant, {tenant_group(tenant, role): args.members(role) for role in ROLES}, platform.identity.ready),
+                child,
+            )
         repositories = None
         if platform.gitlab and platform.vault and platform.argocd:
             repositories = TenantRepositories(

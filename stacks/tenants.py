@@ -17,6 +17,7 @@ from components.tenancy import (
     ArgoTenancy,
     FederationTenancy,
     GitLabTenancy,
+    IdentityTenancy,
     HarborTenancy,
     SupplyChainPolicy,
     TenantPlatform,
@@ -108,6 +109,7 @@ def tenant_platform(
             if argocd_federation.enabled and argocd_federation.openunison
             else None
         ),
+        identity=IdentityTenancy(clusters["control-plane"], plane.identity.portal_release),
         protect=bool(config.protect),
         supply_chain=supply_chain,
     )

@@ -162,7 +162,7 @@ def releases(run: Run) -> dict[str, dict[str, Any]]:
 def test_every_object_validates(run: Run) -> None:
     objects = [r for r in run.resources if k8s_object(r)]
     custom = [r for r in objects if is_custom_resource(r["inputs"])]
-    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "GroupMetaData"}
+    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "GroupMetaData", "Workflow"}
     for resource in objects:
         # Validated with secrets revealed: a redacted "[secret]" is not of the schema's type.
         check = custom_resource_errors if is_custom_resource(resource["inputs"]) else kubernetes_errors

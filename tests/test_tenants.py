@@ -99,6 +99,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "harbor:index/retentionPolicy:RetentionPolicy": 1,
         "vault:kv/secretV2:SecretV2": 2 + 2,
         "time:index/rotating:Rotating": 2 + 2,  # robots and deploy keys
+        # OpenUnison: the role groups in members' tokens (a ConfigMap its JIT reads).
+        "kubernetes:core/v1:ConfigMap": 1,
     }
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
     expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
