@@ -23,6 +23,7 @@ import pulumiverse_harbor as harbor
 import yaml
 
 from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, SupplyChainPolicy, cosign_key
+from components.versions import COSIGN_IMAGE as COSIGN_PIN
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
 PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
@@ -103,9 +104,11 @@ class PublicImageQuarantine(pulumi.ComponentResource):
 
 # Tool images, taken from the `approved` project: promote them first with the `promote-image`
 # job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
-BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"
+BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"  # Fedora: bash, curl (OpenSSL) and the system CA roots
 TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
-COSIGN_IMAGE = "ghcr.io/sigstore/cosign/cosign:v2.4.1-dev"  # -dev: with a (busybox) shell
+# cosign's release image, as promoted (tag); the sign job pulls it by digest (COSIGN_PIN). It has
+# no shell, so it is not a job image: the sign job runs in the buildah image and copies cosign out.
+COSIGN_IMAGE = f"{COSIGN_PIN.repository}:{COSIGN_PIN.tag}"
 GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
 
 APP_IMAGE = "app"  # the repository in the tenant's Harbor project
@@ -126,22 +129,40 @@ def trivy_severities(severity: str) -> str:
     return ",".join(s.upper() for s in SEVERITIES[SEVERITIES.index(severity):])
 
 
-# Log in to Vault with the job's ID token (no secret CI variable): sets VAULT_TOKEN.
-_VAULT_LOGIN = (
-    'export VAULT_TOKEN="$({fetch} "$VAULT_ADDR/v1/auth/$VAULT_AUTH_PATH/login" '
-    '| sed -n \'s/.*"client_token":"\\([^"]*\\)".*/\\1/p\')"'
-)
+# TLS in the jobs that run in the buildah image: the system roots plus, where the platform CA is
+# private, the runner's CA (CI_SERVER_TLS_CA_FILE), as .ci/promote-image.py trusts; never skipped.
+# curl gets the bundle with --cacert, buildah and cosign (Go) through SSL_CERT_FILE. It lives
+# outside the project directory, so it is never an artifact (it holds no secret anyway).
+SYSTEM_CA_FILE = "/etc/pki/tls/certs/ca-bundle.crt"  # Fedora's bundle, in BUILDAH_IMAGE
+CA_BUNDLE = "/tmp/ca-bundle.pem"
+TRUST = [
+    f'cat {SYSTEM_CA_FILE} ${{CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"}} > {CA_BUNDLE}',
+    f"export SSL_CERT_FILE={CA_BUNDLE}",
+]
+# The only HTTP client of the starter pipeline: HTTPS only, the certificate verified against the
+# bundle above, failing on HTTP errors. (BusyBox wget, in cosign's -dev image, verifies nothing.)
+CURL = 'curl --silent --show-error --fail --proto =https --cacert "$SSL_CERT_FILE"'
+# Log in to Vault with the job's ID token (no secret CI variable) and read the tenant's push robot.
+# The JWT and the Vault token reach curl on stdin (printf is a shell builtin), not on a command
+# line; the token stays in the job's shell (cosign reads it from the environment), never in a file.
+VAULT_ROBOT = [
+    'VAULT_TOKEN="$(printf \'{"role":"%s","jwt":"%s"}\' "$VAULT_ROLE" "$VAULT_ID_TOKEN" | '
+    + CURL + ' --data @- "$VAULT_ADDR/v1/auth/$VAULT_AUTH_PATH/login" '
+    + '| sed -n \'s/.*"client_token": *"\\([^"]*\\)".*/\\1/p\')"',
+    'export VAULT_TOKEN="${VAULT_TOKEN:?Vault login failed}"',
+    'ROBOT_JSON="$(printf \'X-Vault-Token: %s\\n\' "$VAULT_TOKEN" | '
+    + CURL + f' --header @- "$VAULT_ADDR/v1/{KV_MOUNT}/data/$HARBOR_PROJECT/harbor-push")"',
+    'ROBOT="$(printf \'%s\' "$ROBOT_JSON" | sed -n \'s/.*"username": *"\\([^"]*\\)".*/\\1/p\')"',
+    'SECRET="$(printf \'%s\' "$ROBOT_JSON" | sed -n \'s/.*"password": *"\\([^"]*\\)".*/\\1/p\')"',
+]
+TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
+COSIGN_DIR = "/tmp/cosign"
 
 
 def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
     """The `app` project's .gitlab-ci.yml: build (rootless buildah), scan (trivy), push, sign
     (cosign with the Vault transit key) and, for a release tag, a merge request in ops-dev."""
-    def id_tokens() -> dict[str, Any]:  # a fresh dict per job: no YAML anchors in the file
-        return {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}
-
-    login_body = '{"role":"\'"$VAULT_ROLE"\'","jwt":"\'"$VAULT_ID_TOKEN"\'"}'
-    curl_login = _VAULT_LOGIN.format(fetch=f"curl -sf --data '{login_body}'")
-    wget_login = _VAULT_LOGIN.format(fetch=f"wget -qO- --post-data '{login_body}'")
+    cosign_source = f"{approved(host, COSIGN_PIN.repository)}@{COSIGN_PIN.digest}"
     return {
         "stages": ["build", "scan", "release", "deploy"],
         "variables": {
@@ -152,11 +173,12 @@ def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
             # (platform:supplyChain.severity); Harbor's gate stays the one that follows the config.
             "TRIVY_SEVERITY": trivy_severities(severity),
         },
-        "default": {"before_script": ['export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"']},
+        "default": {"before_script": [TAG_LINE]},
         "build": {
             "stage": "build",
             "image": approved(host, BUILDAH_IMAGE),
             "script": [
+                *TRUST,  # base images come from Harbor
                 'buildah build --format oci --tag "$IMAGE:$TAG" .',
                 'buildah push "$IMAGE:$TAG" oci-archive:image.tar',
             ],
@@ -168,33 +190,36 @@ def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
             # Empty (severity "none"): report only.
             "script": ['trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"'],
         },
+        # push and sign share the Vault login and the robot read (GitLab `extends`). They stay two
+        # jobs: a release tag is immutable in Harbor, so a failed signature is retried alone.
+        ".harbor-robot": {
+            "image": approved(host, BUILDAH_IMAGE),
+            "id_tokens": {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}},
+            "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT],
+        },
         "push": {
             "stage": "release",
-            "image": approved(host, BUILDAH_IMAGE),
-            "id_tokens": id_tokens(),
+            "extends": ".harbor-robot",
             "script": [
-                curl_login,
-                # The push robot's credentials, read from Vault with the job's own token.
-                f'curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/{KV_MOUNT}/data/$HARBOR_PROJECT/harbor-push" > push.json',
-                'ROBOT="$(sed -n \'s/.*"username":"\\([^"]*\\)".*/\\1/p\' push.json)"',
-                'SECRET="$(sed -n \'s/.*"password":"\\([^"]*\\)".*/\\1/p\' push.json)"; rm push.json',
                 'buildah push --creds "$ROBOT:$SECRET" --digestfile digest oci-archive:image.tar "docker://$IMAGE:$TAG"',
             ],
             "artifacts": {"paths": ["digest"], "expire_in": "1 day"},
         },
         "sign": {
             "stage": "release",
+            "extends": ".harbor-robot",
             "needs": ["push"],
-            "image": {"name": approved(host, COSIGN_IMAGE), "entrypoint": [""]},
-            "id_tokens": id_tokens(),
             "variables": {"TRANSIT_SECRET_ENGINE_PATH": TRANSIT_MOUNT},
             "script": [
-                wget_login,
-                f'wget -qO- --header "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/{KV_MOUNT}/data/$HARBOR_PROJECT/harbor-push" > push.json',
-                'cosign login "$HARBOR_REGISTRY" -u "$(sed -n \'s/.*"username":"\\([^"]*\\)".*/\\1/p\' push.json)" '
-                '-p "$(sed -n \'s/.*"password":"\\([^"]*\\)".*/\\1/p\' push.json)"; rm push.json',
+                # cosign, copied out of its release image pinned by digest and pulled through
+                # `approved` (nothing downloaded from the internet): a build with no RUN step, so
+                # rootless with the settings above exactly as the build job.
+                f"printf 'FROM {cosign_source} AS cosign\\nFROM scratch\\nCOPY --from=cosign /ko-app/cosign /cosign\\n' "
+                f"| buildah build --quiet --output type=local,dest={COSIGN_DIR} -f -",
+                f'{COSIGN_DIR}/cosign login "$HARBOR_REGISTRY" -u "$ROBOT" -p "$SECRET"',
                 # Sign the pushed digest with the tenant's transit key (it never leaves Vault).
-                f'cosign sign --yes --tlog-upload=false --key hashivault://{cosign_key(tenant)} "$IMAGE@$(cat digest)"',
+                f'{COSIGN_DIR}/cosign sign --yes --tlog-upload=false --key hashivault://{cosign_key(tenant)} '
+                '"$IMAGE@$(cat digest)"',
             ],
         },
         "bump-ops-dev": {

@@ -100,3 +100,13 @@ PROMOTE_IMAGE = Image(
     "docker.io/library/python", "3.12.8-slim-bookworm",
     "sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0",
 )
+
+# cosign's release image (static, no shell; the binary is /ko-app/cosign, ko's layout): the tenants'
+# starter `sign` job copies cosign out of it into the buildah image (components/tenant_supply_chain.py).
+# The digest was read from several public repositories that pin this tag and copy /ko-app/cosign
+# out of it, not from the registry (offline); confirm on every bump with
+# `crane digest ghcr.io/sigstore/cosign/cosign:<tag>`.
+COSIGN_IMAGE = Image(
+    "ghcr.io/sigstore/cosign/cosign", "v2.4.1",
+    "sha256:b03690aa52bfe94054187142fba24dc54137650682810633901767d8a3e15b31",
+)

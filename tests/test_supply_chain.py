@@ -14,6 +14,7 @@ import yaml
 
 from components.tenancy import TENANT_NAMESPACE_LABEL, SupplyChainPolicy
 from components.tenant_supply_chain import sign_policy, trivy_severities
+from components.versions import COSIGN_IMAGE as COSIGN_PIN
 from platformctl.render import read_stack_file
 from policy.gatekeeper import cluster_constraints, templates
 from stacks.config import SupplyChain, load_platform_config
@@ -235,7 +236,33 @@ def test_the_constraints_can_fail_on_a_bad_starter() -> None:
 
 
 def _jobs(pipeline: dict) -> dict[str, dict]:
-    return {k: v for k, v in pipeline.items() if isinstance(v, dict) and ("script" in v or "trigger" in v)}
+    """The pipeline's jobs (not hidden ones), each with its `extends` applied as GitLab does."""
+    return {
+        k: _resolved(pipeline, k) for k, v in pipeline.items()
+        if not k.startswith(".") and isinstance(v, dict) and ("script" in v or "trigger" in v)
+    }
+
+
+def _merged(base: Any, override: Any) -> Any:
+    # GitLab's `extends`: hashes merge key by key, anything else (lists included) is replaced.
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def _resolved(pipeline: dict, name: str) -> dict:
+    job = pipeline[name]
+    parents = job.get("extends", [])
+    resolved: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        resolved = _merged(resolved, _resolved(pipeline, parent))
+    return _merged(resolved, {k: v for k, v in job.items() if k != "extends"})
+
+
+def _script_lines(pipeline: dict, job: dict) -> list[str]:
+    """What the job's shell runs, in order (its before_script, else the default one)."""
+    before = job.get("before_script", pipeline.get("default", {}).get("before_script", []))
+    return [*before, *job.get("script", []), *job.get("after_script", [])]
 
 
 def _all_strings(value: Any) -> list[str]:
@@ -250,8 +277,8 @@ def _all_strings(value: Any) -> list[str]:
 # components/tenant_gitlab.py), the file's, and shell variables filled from Vault at run time.
 ALLOWED_VARIABLES = {
     "HARBOR_REGISTRY", "HARBOR_PROJECT", "VAULT_ADDR", "VAULT_AUTH_PATH", "VAULT_ROLE",  # project variables
-    "VAULT_ID_TOKEN", "VAULT_TOKEN", "IMAGE", "IMAGE_TAG", "TAG", "TRIVY_SEVERITY", "ROBOT", "SECRET",
-    "GITLAB_USER_NAME", "GITLAB_USER_EMAIL",
+    "VAULT_ID_TOKEN", "VAULT_TOKEN", "IMAGE", "IMAGE_TAG", "TAG", "TRIVY_SEVERITY", "ROBOT", "SECRET", "ROBOT_JSON",
+    "SSL_CERT_FILE", "GITLAB_USER_NAME", "GITLAB_USER_EMAIL",
 }
 
 
@@ -300,3 +327,156 @@ def test_the_ops_pipeline_opens_a_merge_request_with_the_job_token(plan: dict, t
 def test_the_scan_gate_follows_the_config(plan: dict, tenant: str) -> None:
     pipeline = yaml.safe_load(_starter(plan, tenant, "app", ".gitlab-ci.yml")["inputs"]["content"])
     assert pipeline["variables"]["TRIVY_SEVERITY"] == "HIGH,CRITICAL"
+
+
+# --- starter pipeline: TLS always verified ---------------------------------------------------------
+
+# Anything in a pipeline that turns certificate verification off, or talks without TLS.
+INSECURE = [
+    re.compile(r"\bwget\b"),  # BusyBox wget (cosign's -dev image) verifies no certificate
+    re.compile(r"(?<![\w-])-[A-Za-z]*k[A-Za-z]*(?![\w-])"),  # curl -k, -sk, -kL ...
+    re.compile(r"insecure", re.I),  # --insecure, insecure-skip-tls-verify, --allow-insecure-registry ...
+    re.compile(r"no-check-certificate", re.I),
+    re.compile(r"skip[-_]?(tls[-_]?)?verify", re.I),  # VAULT_SKIP_VERIFY, --skip-tls-verify, tls_skip_verify
+    re.compile(r"tls[-_]?verify\W*(false|0|no)\b", re.I),  # buildah/skopeo --tls-verify=false
+    re.compile(r"ssl[-_]?(no[-_]?)?verify", re.I),  # GIT_SSL_NO_VERIFY, http.sslVerify
+    re.compile(r"reject[-_]?unauthorized", re.I),  # NODE_TLS_REJECT_UNAUTHORIZED
+    re.compile(r"allow-http", re.I),  # cosign --allow-http-registry
+    re.compile(r"\bhttp://", re.I),
+]
+HTTP_CLIENTS = re.compile(r"\b(curl|wget|busybox|nc|ncat|socat|openssl|python3?|perl|ruby|node|vault)\b")
+# The bundle the jobs verify with: the system roots of the (Fedora) buildah image plus the runner's
+# CA (the platform CA on private-CA stacks), outside the project directory (never an artifact).
+TRUST_BUNDLE = re.compile(
+    r'^cat /etc/pki/tls/certs/ca-bundle\.crt \$\{CI_SERVER_TLS_CA_FILE:\+"\$CI_SERVER_TLS_CA_FILE"\} > (/tmp/\S+)$'
+)
+
+
+def insecure_findings(text: str) -> list[str]:
+    return [p.pattern for p in INSECURE if p.search(text)]
+
+
+def _verifying_curl(line: str) -> bool:
+    """Every curl on the line: HTTPS only and the job's CA bundle; and no other HTTP client."""
+    calls = [segment for segment in re.split(r"[|;&()]", line) if HTTP_CLIENTS.search(segment)]
+    return bool(calls) and all(
+        HTTP_CLIENTS.findall(segment) == ["curl"] and "--proto =https" in segment
+        and '--cacert "$SSL_CERT_FILE"' in segment
+        for segment in calls
+    ) and not insecure_findings(line)
+
+
+def tls_problems(pipeline: dict) -> list[str]:
+    """Why this pipeline's TLS is not verified everywhere ([] when it is)."""
+    problems = [f"insecure: {p}" for p in insecure_findings("\n".join(_all_strings(pipeline)))]
+    for name, job in _jobs(pipeline).items():
+        lines = _script_lines(pipeline, job)
+        trusted_from = next((i for i, line in enumerate(lines) if line.startswith("export SSL_CERT_FILE=")), None)
+        if trusted_from is not None:
+            bundle = TRUST_BUNDLE.match(lines[trusted_from - 1]) if trusted_from else None
+            if not bundle or lines[trusted_from] != f"export SSL_CERT_FILE={bundle.group(1)}":
+                problems.append(f"{name}: SSL_CERT_FILE is not the system roots plus CI_SERVER_TLS_CA_FILE")
+        for i, line in enumerate(lines):
+            talks_to_vault = re.search(r"\$\{?VAULT_ADDR\b", line)
+            if talks_to_vault and not _verifying_curl(line):
+                problems.append(f"{name}: Vault call without a verifying client: {line}")
+            if HTTP_CLIENTS.search(line) and not _verifying_curl(line):
+                problems.append(f"{name}: HTTP client that does not verify with the job's CA bundle: {line}")
+            # Go clients (buildah, cosign and its Vault client) verify with SSL_CERT_FILE: set it first.
+            uses_tls = talks_to_vault or re.search(r"\b(buildah|cosign)\b", line)
+            if uses_tls and (trusted_from is None or i < trusted_from):
+                problems.append(f"{name}: TLS before the CA bundle is in place: {line}")
+    return problems
+
+
+def _app_pipeline(plan: dict, tenant: str) -> dict:
+    return yaml.safe_load(_starter(plan, tenant, "app", ".gitlab-ci.yml")["inputs"]["content"])
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_the_app_pipeline_verifies_tls_everywhere(plan: dict, tenant: str) -> None:
+    pipeline = _app_pipeline(plan, tenant)
+    assert tls_problems(pipeline) == []
+    jobs = _jobs(pipeline)
+    # Not vacuous: push and sign log in to Vault and read the robot, each with the verifying curl.
+    for name in ("push", "sign"):
+        vault_lines = [line for line in _script_lines(pipeline, jobs[name]) if "$VAULT_ADDR" in line]
+        assert len(vault_lines) == 2 and all(_verifying_curl(line) for line in vault_lines), name
+    # One Vault login in the file, shared by push and sign (`extends`), not one per job.
+    text = yaml.safe_dump(pipeline)
+    assert text.count("/login") == 1 and text.count("harbor-push") == 1
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_cosign_comes_from_its_pinned_release_image_through_approved(plan: dict, tenant: str) -> None:
+    pipeline = _app_pipeline(plan, tenant)
+    sign = _jobs(pipeline)["sign"]
+    assert sign["image"] == _jobs(pipeline)["build"]["image"]  # the buildah image: curl verifies TLS
+    [extract] = [line for line in sign["script"] if "FROM " in line]
+    source = f"{HARBOR_HOST}/approved/{COSIGN_PIN.repository}@{COSIGN_PIN.digest}"
+    assert f"FROM {source} AS cosign" in extract and re.fullmatch(r"sha256:[0-9a-f]{64}", COSIGN_PIN.digest)
+    assert "COPY --from=cosign /ko-app/cosign " in extract and "buildah build" in extract
+    assert "RUN" not in extract  # no RUN step: works wherever the (rootless) build job works
+    # Nothing is downloaded at job time: the only host the job names is Harbor (Vault is $VAULT_ADDR).
+    script = "\n".join(_script_lines(pipeline, sign))
+    hosts = set(re.findall(r"\b(?:https?|docker|oci|git|ssh)://([^/\s\"'$]+)", script) + re.findall(r"\bFROM ([^/\s]+)/", script))
+    assert hosts == {HARBOR_HOST}
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_vault_tokens_and_robot_secrets_never_reach_a_file(plan: dict, tenant: str) -> None:
+    pipeline = _app_pipeline(plan, tenant)
+    for name, job in _jobs(pipeline).items():
+        for line in _script_lines(pipeline, job):
+            if re.search(r"VAULT_TOKEN|VAULT_ID_TOKEN|ROBOT_JSON|\$SECRET|\$ROBOT\b", line):
+                assert not re.search(r">|\btee\b", line), (name, line)
+        assert set(job.get("artifacts", {}).get("paths", [])) <= {"image.tar", "digest"}, name
+
+
+@pytest.mark.parametrize("line", [
+    'export VAULT_TOKEN="$(wget -qO- --post-data "$BODY" "$VAULT_ADDR/v1/auth/jwt/login")"',
+    'curl -sk --proto =https --cacert "$SSL_CERT_FILE" "$VAULT_ADDR/v1/x"',
+    'curl -k "$VAULT_ADDR/v1/x"',
+    'curl --insecure --proto =https --cacert "$SSL_CERT_FILE" "$VAULT_ADDR/v1/x"',
+    'curl --silent --fail "$VAULT_ADDR/v1/x"',  # the system trust only: no platform CA
+    'curl --cacert "$SSL_CERT_FILE" "$VAULT_ADDR/v1/x"',  # would follow an http:// VAULT_ADDR
+    'printf x | curl --proto =https --cacert "$SSL_CERT_FILE" -d @- "$VAULT_ADDR/v1/x" | python3 -c "print(1)"',
+    'curl --proto =https --cacert "$SSL_CERT_FILE" http://example.test/x',
+    'buildah push --tls-verify=false oci-archive:image.tar "docker://$IMAGE:$TAG"',
+    'cosign sign --allow-insecure-registry --key hashivault://k "$IMAGE@x"',
+    'cosign sign --allow-http-registry --key hashivault://k "$IMAGE@x"',
+    'export VAULT_SKIP_VERIFY=true',
+    'kubectl --insecure-skip-tls-verify get pods',
+    'wget --no-check-certificate https://vault.test/',
+    'git -c http.sslVerify=false clone https://gitlab.test/x.git',
+])
+def test_the_tls_check_catches_every_way_to_skip_verification(line: str) -> None:
+    pipeline = {"job": {"image": "x", "script": [
+        'cat /etc/pki/tls/certs/ca-bundle.crt ${CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"} > /tmp/ca.pem',
+        "export SSL_CERT_FILE=/tmp/ca.pem",
+        line,
+    ]}}
+    assert tls_problems(pipeline) != []
+
+
+@pytest.mark.parametrize("script", [
+    # Vault (or a registry) before the bundle exists, or a bundle without the system roots or the runner's CA.
+    ['curl --proto =https --cacert "$SSL_CERT_FILE" "$VAULT_ADDR/v1/x"', "export SSL_CERT_FILE=/tmp/ca.pem"],
+    ["buildah push oci-archive:image.tar docker://x"],
+    ['cat "$CI_SERVER_TLS_CA_FILE" > /tmp/ca.pem', "export SSL_CERT_FILE=/tmp/ca.pem", "cosign sign x"],
+    ["cat /etc/pki/tls/certs/ca-bundle.crt > /tmp/ca.pem", "export SSL_CERT_FILE=/tmp/ca.pem", "cosign sign x"],
+    ['cat /etc/pki/tls/certs/ca-bundle.crt ${CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"} > ca.pem',
+     "export SSL_CERT_FILE=ca.pem", "cosign sign x"],  # in the project directory: could become an artifact
+])
+def test_the_tls_check_catches_a_missing_or_late_ca_bundle(script: list[str]) -> None:
+    assert tls_problems({"job": {"image": "x", "script": script}}) != []
+
+
+def test_the_tls_check_accepts_the_verifying_forms() -> None:
+    pipeline = {"job": {"image": "x", "script": [
+        'cat /etc/pki/tls/certs/ca-bundle.crt ${CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"} > /tmp/ca.pem',
+        "export SSL_CERT_FILE=/tmp/ca.pem",
+        'T="$(printf x | curl --silent --proto =https --cacert "$SSL_CERT_FILE" --data @- "$VAULT_ADDR/v1/x" | sed -n p)"',
+        "cosign sign --key hashivault://payments-cosign x",
+    ]}}
+    assert tls_problems(pipeline) == []
