@@ -37,9 +37,9 @@ plugins), and the portal hands out kubeconfigs for it. A ``Trust`` with the same
 would shadow it, so none is created; use ``OpenUnison.kubernetes_client_id``.
 
 Login-only deployment: no provisioning database, so OpenUnison passes the upstream groups
-through in the ``groups`` claim and downstream RBAC binds those names. The platform
-groups are also declared to OpenUnison with ``GroupMetaData``, as the
-``openunison-k8s-cluster-management`` chart does for its external administrator groups.
+through in the ``groups`` claim and downstream RBAC binds those names (the platform's
+cluster-admin and approver groups are upstream groups). No ``GroupMetaData``: only the
+provisioning-mode JIT of ``openunison-k8s-cluster-management`` reads it.
 
 Local groups (tenants' roles, ``<tenant>-owners`` ...) come from the stack config, not from
 the upstream source: each tenant declares a ConfigMap labelled ``LOCAL_GROUPS_LABEL`` in this
@@ -53,7 +53,6 @@ claim is read from. Changes apply at each user's next login.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -66,7 +65,7 @@ import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
-from components.common import Exposure, OidcClient, PlatformGroups, checksum
+from components.common import Exposure, OidcClient, checksum
 from components.helm import namespace, release
 
 NAMESPACE = "openunison"
@@ -113,14 +112,6 @@ JIT_WORKFLOW = "jitdb"
 JIT_TARGET = "jitdb"  # the portal's K8sCrdUserProvider target: the `User` objects (templates/openunison/login/targets.yaml)
 OPENUNISON_SERVICE_ACCOUNT = f"openunison-{ORCHESTRA_RELEASE}"
 ROOT_ORG_ID = "687da09f-8ec1-48ac-b035-f2f182b9bd1e"  # the charts' root organization
-
-# Internal names OpenUnison gives the external cluster-admin and administrator groups
-# (openunison-k8s-cluster-management templates/group-mappings.yaml with the charts' default
-# external suffix "-external").
-OPENUNISON_GROUPS = {
-    "cluster-admins": "k8s-cluster-k8s-administrators-external",
-    "system-approvers": "administrators-external",
-}
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
@@ -179,7 +170,6 @@ class CertTemplate:
 class OpenUnisonArgs:
     domain: str
     exposure: Exposure  # the portal host, e.g. k8sou.<domain>
-    groups: PlatformGroups
     clients: Mapping[str, ClientSpec]  # client id -> redirect URIs (gitlab, harbor, argocd, vault)
     cert_manager: pulumi.Resource  # issues the ingress certificate (cert-manager.io/cluster-issuer)
     ingress_namespace: str  # where the ingress controller runs: the only namespace let in
@@ -206,8 +196,6 @@ class OpenUnisonArgs:
                     f"got user_attribute={self.ldap_upstream.user_attribute!r}, "
                     f"group_attribute={self.ldap_upstream.group_attribute!r}"
                 )
-        if not self.groups.cluster_admins or not self.groups.system_approvers:
-            raise ValueError("platform groups: cluster_admins and system_approvers must each name at least one group")
         for name, spec in self.clients.items():
             if name == KUBERNETES_CLIENT_ID:
                 raise ValueError(
@@ -255,12 +243,6 @@ def _trusted_certs(bundles: list[tuple[str, pulumi.Input[str]]]) -> pulumi.Outpu
         return out
 
     return pulumi.Output.all(*[bundle for _, bundle in bundles]).apply(lambda pems: entries(list(pems)))
-
-
-def _object_name(prefix: str, value: str) -> str:
-    """A stable DNS name for an object keyed by a free-form value (a group name or a DN)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:40].strip("-")
-    return f"{prefix}-{slug}-{hashlib.sha256(value.encode()).hexdigest()[:6]}"
 
 
 class OpenUnison(pulumi.ComponentResource):
@@ -354,7 +336,6 @@ class OpenUnison(pulumi.ComponentResource):
             client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
             for client, spec in sorted(args.clients.items())
         }
-        self._group_metadata(cluster, args.groups, ns, crd_ready)
         self._local_groups_jit(cluster, ns, in_ns, crd_ready)
 
         self.register_outputs(
@@ -560,23 +541,6 @@ class OpenUnison(pulumi.ComponentResource):
             # removes it before this one takes the name.
             opts=pulumi.ResourceOptions.merge(crd_ready, pulumi.ResourceOptions(depends_on=[self.portal_release])),
         )
-
-    def _group_metadata(
-        self, cluster: ClusterHandle, groups: PlatformGroups, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions
-    ) -> None:
-        for role, external_groups in (("cluster-admins", groups.cluster_admins), ("system-approvers", groups.system_approvers)):
-            for external in external_groups:
-                object_name = _object_name(role, external)
-                k8s.apiextensions.CustomResource(
-                    f"{cluster.role}-{object_name}",
-                    api_version="openunison.tremolo.io/v1",
-                    kind="GroupMetaData",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=object_name, namespace=ns.metadata.name, labels={**_labels(), "platform.io/group-role": role}
-                    ),
-                    spec={"groupName": OPENUNISON_GROUPS[role], "externalName": external},
-                    opts=opts,
-                )
 
 
 def local_groups_script() -> str:

@@ -140,7 +140,6 @@ def build_control_plane(
         OpenUnisonArgs(
             domain=config.domain,
             exposure=edge.expose("k8sou"),
-            groups=groups,
             clients=clients,
             cert_manager=edge.tls.release,
             ingress_namespace=ingress_component.NAMESPACE,

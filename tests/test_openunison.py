@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.cluster import ExistingCluster, ExistingClusterArgs
-from components.common import Exposure, PlatformGroups
+from components.common import Exposure
 from components.openunison import (
     ClientSpec,
     LdapUpstream,
@@ -47,7 +47,6 @@ CLIENTS = {
     "argocd": ("https://argocd.example.test/auth/callback",),
     "vault": ("https://vault.example.test/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
 }
-GROUPS = PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers", "CN=Approvers,OU=Groups,DC=example,DC=test"])
 CHART_OF_RELEASE = {"openunison": "openunison-operator", "orchestra": "orchestra", "orchestra-login-portal": "orchestra-login-portal"}
 # Keys under `oidc` the login portal reads (OpenUnison/helm-charts orchestra-login-portal/
 # templates/openunison/authentication_chains/standard-chains.yaml; orchestra reads only its
@@ -92,7 +91,6 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
             hostname=HOST, ingress_class="traefik", cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
         ),
         "ingress_namespace": "traefik",
-        "groups": GROUPS,
         "clients": {name: ClientSpec(redirect_uris=uris) for name, uris in CLIENTS.items()},
         "cert_manager": cert_manager,
         "oidc_upstream": oidc_upstream(),
@@ -162,7 +160,7 @@ def releases(run: Run) -> dict[str, dict[str, Any]]:
 def test_every_object_validates(run: Run) -> None:
     objects = [r for r in run.resources if k8s_object(r)]
     custom = [r for r in objects if is_custom_resource(r["inputs"])]
-    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "GroupMetaData", "Workflow"}
+    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "Workflow"}
     for resource in objects:
         # Validated with secrets revealed: a redacted "[secret]" is not of the schema's type.
         check = custom_resource_errors if is_custom_resource(resource["inputs"]) else kubernetes_errors
@@ -378,17 +376,6 @@ def test_ldap_upstream(ldap_run: Run) -> None:
         }
 
 
-def test_platform_groups(run: Run) -> None:
-    mapped = sorted(
-        (r["inputs"]["spec"]["groupName"], r["inputs"]["spec"]["externalName"])
-        for r in run.of_type("kubernetes:openunison.tremolo.io/v1:GroupMetaData")
-    )
-    assert mapped == sorted(
-        [("k8s-cluster-k8s-administrators-external", g) for g in GROUPS.cluster_admins]
-        + [("administrators-external", g) for g in GROUPS.system_approvers]
-    )
-
-
 # --- ordering --------------------------------------------------------------------------------
 
 
@@ -428,7 +415,6 @@ def test_names_are_stable() -> None:
         ({"clients": {"gitlab": ClientSpec(("http://localhost.example.test:8250/cb",))}}, "must be https://"),
         ({"clients": {"GitLab": ClientSpec(("https://gitlab.example.test/cb",))}}, "DNS label"),
         ({"clients": {"gitlab": ClientSpec(())}}, "at least one redirect URI"),
-        ({"groups": PlatformGroups(cluster_admins=[], system_approvers=["a"])}, "at least one group"),
     ],
 )
 def test_bad_arguments(overrides: dict[str, Any], message: str) -> None:
