@@ -2,10 +2,11 @@
 
 Renders synthetic dev stacks (Pulumi.dev.yaml with `platform:tenants` replaced by
 `team0001...`, each with its own owner, developer and ops user) and prints per size:
-wall time, peak RSS, resource count, resources per tenant, time per resource and the
-*floor ratio*: render time divided by the time the same mock engine (RecordingMonitor over
-PlatformMocks, through `run_under_mocks` like the render) takes to register as many plain
-ConfigMaps with a provider and no program logic, measured in the same process right after.
+wall time, peak RSS (after the render; "+write": after also writing its files), resource
+count, resources per tenant, time per resource and the *floor ratio*: render time divided
+by the time the same mock engine (RecordingMonitor over PlatformMocks, through
+`run_under_mocks` like the render) takes to register as many plain ConfigMaps with a
+provider and no program logic, measured in the same process right after.
 Each size runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that size only.
 
 It also prints the fresh-stack critical path (longest chain of the plan's dependency graph,
@@ -194,6 +195,8 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
         start = time.perf_counter()
         write_render(rendered, Path(tmp) / "out")
         result["write_s"] = time.perf_counter() - start
+        # What `platformctl render` needs in all: plan.json's text and the manifests come on top.
+        result["peak_rss_write_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["critical_path_s"], result["critical_path"] = critical_path(plan)
         result["serialized"] = serialized_releases(plan)
         if with_diff:
@@ -236,7 +239,8 @@ def run_size(count: int, with_diff: bool) -> dict[str, Any]:
 
 def print_report(results: list[dict[str, Any]]) -> None:
     print(f"{'tenants':>7} {'resources':>9} {'regs':>7} {'res/tenant':>10} {'render s':>9} {'ms/res':>7} "
-          f"{'floor s':>8} {'floor x':>7} {'write s':>8} {'peak MiB':>9} {'crit path':>10} {'diff +1':>22}")
+          f"{'floor s':>8} {'floor x':>7} {'write s':>8} {'peak MiB':>9} {'+write':>7} "
+          f"{'crit path':>10} {'diff +1':>22}")
     for r in results:
         per_tenant = r["resources"] / r["tenants"]
         diff = r.get("diff")
@@ -245,6 +249,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
         print(f"{r['tenants']:>7} {r['resources']:>9} {r['registrations']:>7} {per_tenant:>10.1f} "
               f"{r['render_s']:>9.2f} {1000 * r['render_s'] / r['registrations']:>7.2f} {r['floor_s']:>8.2f} "
               f"{r['render_s'] / r['floor_s']:>7.2f} {r['write_s']:>8.2f} {r['peak_rss_mib']:>9.0f} "
+              f"{r['peak_rss_write_mib']:>7.0f} "
               f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>22}")
     by_size = {r["tenants"]: r for r in results}
     if 100 in by_size and 1000 in by_size:

@@ -8,6 +8,7 @@ become placeholder secrets.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi.resource as pulumi_resource
 import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as runtime_mocks
 from pulumi.runtime import resource as runtime_resource
 from pulumi.runtime.proto import source_pb2
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _ensure_event_loop
 
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
@@ -36,10 +38,17 @@ from stacks.config import ConfigError, load_platform_config
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "platform-bootstrap"
 PLACEHOLDER = "placeholder-for-secure-value"
+# While the program declares, pending registrations settle before a top-level resource once
+# this many have been declared since the last time (see `_settling`).
+SETTLE_EVERY = 500
 
 
 class RenderError(Exception):
     """The render could not run; the message says why."""
+
+
+class LateChild(RenderError):
+    """A component got a child after a settled registration had expanded its children (`_settling`)."""
 
 
 def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
@@ -101,15 +110,24 @@ def render(config_file: Path, stack: str) -> Render:
     raw, secret_keys = read_stack_file(config_file)
     # Validate before anything is registered, so a bad file registers nothing.
     load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
-    # A fresh context per render: Pulumi keeps its settings, config and root stack in
-    # context variables, so renders in one process never see each other.
-    return contextvars.Context().run(
-        run_under_mocks,
-        lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__"),
-        stack=stack,
-        config=raw,
-        secret_keys=secret_keys,
-    )
+
+    def run(settle: bool) -> Render:
+        # A fresh context per render: Pulumi keeps its settings, config and root stack in
+        # context variables, so renders in one process never see each other.
+        return contextvars.Context().run(
+            run_under_mocks,
+            lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__"),
+            stack=stack,
+            config=raw,
+            secret_keys=secret_keys,
+            settle=settle,
+        )
+
+    try:
+        return run(settle=True)
+    except LateChild:
+        # Settling would change a dependsOn; the program as `pulumi up` runs it (more memory).
+        return run(settle=False)
 
 
 def run_under_mocks(
@@ -120,6 +138,7 @@ def run_under_mocks(
     config: Mapping[str, str] | None = None,
     secret_keys: Iterable[str] = (),
     monitor: RecordingMonitor | None = None,
+    settle: bool = True,
 ) -> Render:
     """Run `program` as a Pulumi program under the recording mock engine; what it declares.
 
@@ -127,7 +146,8 @@ def run_under_mocks(
     (tests/mock_program.py). It configures Pulumi in the *current* context: call it in a fresh
     `contextvars.Context` (as `render` does). `config` holds fully qualified keys
     ("<project>:<key>") and string values; `monitor` defaults to a RecordingMonitor over
-    PlatformMocks.
+    PlatformMocks. `settle`: let registrations complete while the program declares (`_settling`);
+    raises LateChild (after the run) where that changed a dependsOn: run again without.
     """
     loop = _ensure_event_loop()
     runtime_config.set_all_config(dict(config or {}), sorted(secret_keys))
@@ -136,12 +156,22 @@ def run_under_mocks(
     # With a monitor given, set_mocks only needs its mocks for the signature.
     runtime_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
+    error: BaseException | None = None
+    with _without_stack_traces(), _settling(loop, settle) as late_children:
+        # The program runs outside the event loop so that `_settling` can run the loop at its
+        # checkpoints; run_pulumi_func then waits for what is left and raises the program's error.
+        try:
+            program()
+        except BaseException as err:  # noqa: BLE001 re-raised below, once the RPCs are done
+            error = err
 
-    async def main() -> None:
-        program()
+        async def finish() -> None:
+            if error is not None:
+                raise error
 
-    with _without_stack_traces():
-        loop.run_until_complete(run_pulumi_func(main))
+        loop.run_until_complete(run_pulumi_func(finish))
+    if late_children:
+        raise LateChild(f"added after their component's children were expanded: {', '.join(late_children[:5])}")
     stack_resource = pulumi.runtime.get_root_resource()
     assert stack_resource is not None
     for name, value in sorted(stack_resource.outputs.items()):
@@ -170,6 +200,75 @@ def _without_stack_traces() -> Iterator[None]:
         yield
     finally:
         runtime_resource._get_stack_trace = original
+
+
+class _Children(set[Any]):
+    """A component's child Resources, noting a child added after the SDK expanded the component."""
+
+    __slots__ = ("expanded", "late")
+
+    def __init__(self, late: list[str]):
+        super().__init__()
+        self.expanded = False
+        self.late = late  # the run's list of late children
+
+    def copy(self) -> set[Any]:
+        # The SDK copies the set to expand a dependency on the component into its children.
+        self.expanded = True
+        return set(self)
+
+    def add(self, child: Any) -> None:
+        if self.expanded:
+            self.late.append(f"{child._type} {child._name}")
+        super().add(child)
+
+
+@contextlib.contextmanager
+def _settling(loop: asyncio.AbstractEventLoop, enabled: bool) -> Iterator[list[str]]:
+    """Let pending registrations complete while the program is still declaring; yields the late children.
+
+    Why: the program is synchronous, so under the stock flow the SDK holds every registration
+    pending (per input property an Output, four futures and a task; per resource its prepare
+    and register coroutines) until the whole platform is declared: ~55 KB per registration,
+    6.2 GiB at 1,000 tenants. Before a top-level resource (where a unit such as a tenant
+    begins), once SETTLE_EVERY have been declared since the last time, the mock engine
+    answers everything pending, and the SDK drops what it held (1.2 GiB at 1,000 tenants).
+
+    The plan is the same: the mocks answer from the request alone and the plan is put in
+    creation_order, so when a registration is sent does not matter, with one exception: the
+    SDK expands a dependency on a component into the component's children *when it prepares
+    the dependent*, which the stock flow does after the whole program. A child added to a
+    component after such an expansion (`_Children`) makes the run raise LateChild, and
+    `render` runs the program again without settling.
+    """
+    original = pulumi_resource.register_resource
+    late: list[str] = []
+    declared = 0
+
+    def register(
+        res: Any, ty: str, name: str, custom: bool, remote: bool, new_dependency: Any, props: Any, opts: Any, *rest: Any
+    ) -> None:
+        nonlocal declared
+        top_level = opts is None or opts.parent is None
+        if declared >= SETTLE_EVERY and top_level and not loop.is_running():
+            loop.run_until_complete(_settle())
+            declared = 0
+        declared += 1
+        if not custom:
+            res._childResources = _Children(late)
+        original(res, ty, name, custom, remote, new_dependency, props, opts, *rest)
+
+    if enabled:
+        pulumi_resource.register_resource = register
+    try:
+        yield late
+    finally:
+        pulumi_resource.register_resource = original
+
+
+async def _settle() -> None:
+    await asyncio.sleep(0)  # start the registrations declared since the last checkpoint
+    await wait_for_rpcs(await_all_outstanding_tasks=False)
 
 
 def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
