@@ -19,6 +19,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import Mocks
 from pulumi.runtime.sync_await import _ensure_event_loop
 
+from components.cluster import ClusterHandle, ExistingCluster, ExistingClusterArgs
 from platformctl.mocks import PlatformMocks, RecordingMonitor
 from platformctl.render import PROJECT, run_under_mocks
 
@@ -108,3 +109,14 @@ def run_program(
         run_under_mocks, lambda: returned.append(program()), stack=stack, project=project, config=config, monitor=monitor
     )
     return ProgramRun(render.plan, render.fingerprints, monitor.raw, monitor.ids, monitor.triggers, returned[0], context)
+
+
+def control_plane_cluster(ca_data: str = "bW9jaw==") -> ClusterHandle:
+    """A kubeconfig control-plane cluster for small programs (declare it inside the program)."""
+    return ExistingCluster(
+        "control-plane",
+        ExistingClusterArgs(
+            role="control-plane", server="https://control-plane:6443", ca_data=ca_data,
+            kubernetes_version="1.33", kubeconfig_path="kubeconfig/test.yaml",
+        ),
+    ).handle

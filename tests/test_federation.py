@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components.cluster import ClusterHandle, ExistingCluster, ExistingClusterArgs
+from components.cluster import ClusterHandle
 from components.federation import (
     CONTROLLER_USERNAME,
     EXEC_API_VERSION,
@@ -64,7 +64,7 @@ from components.versions import KUBE_OIDC_PROXY_IMAGE
 from platformctl.mocks import REDACTED
 from platformctl.render import enclosing
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
-from tests.mock_program import run_program
+from tests.mock_program import control_plane_cluster, run_program
 
 # Keys an ArgoCD cluster config may hold that carry or replace a credential, or skip TLS checks.
 FORBIDDEN_CONFIG_KEYS = {"bearerToken", "password", "username", "keyData", "certData", "insecure"}
@@ -616,19 +616,11 @@ def test_token_filter_serves_only_its_target_to_the_controller(tmp_path: Path, w
 # --- the Secret as the engine receives it -------------------------------------------------------------
 
 
-def control_plane_handle() -> ClusterHandle:
-    return ExistingCluster(
-        "control-plane",
-        ExistingClusterArgs(role="control-plane", server="https://cp.example.test:6443", ca_data="bW9jaw==",
-                            kubernetes_version="1.33", kubeconfig_path="kubeconfig/test.yaml"),
-    ).handle
-
-
 def test_the_secret_the_engine_receives_holds_exactly_the_config() -> None:
     ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nproxy\n-----END CERTIFICATE-----\n").decode()
 
     def program() -> None:
-        cluster = control_plane_handle()
+        cluster = control_plane_cluster()
         release = k8s.core.v1.Namespace("argocd", metadata={"name": "argocd"}, opts=pulumi.ResourceOptions(provider=cluster.provider))
         ArgoClusterSecret(
             "payments-dev-argocd-cluster",

@@ -28,11 +28,10 @@ import yaml
 
 from components import gitlab as gitlab_component
 from components import harbor as harbor_component
-from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
 from platformctl.mocks import REDACTED, SECRET_MARK
-from tests.mock_program import run_program
+from tests.mock_program import control_plane_cluster, run_program
 from tests.validation import kubernetes_errors, schema_errors, unknown_value_paths
 
 DOMAIN = "platform.example.com"
@@ -51,21 +50,8 @@ def run(build: Callable[[], None]) -> list[dict[str, Any]]:
     return [{**record, "raw": program.raw.get(record["urn"], record["inputs"])} for record in program.resources]
 
 
-def _cluster() -> ExistingCluster:
-    return ExistingCluster(
-        "control-plane",
-        ExistingClusterArgs(
-            role="control-plane",
-            server="https://control-plane:6443",
-            ca_data=base64.b64encode(CA_PEM.encode()).decode(),
-            kubernetes_version="1.33",
-            kubeconfig_path="kubeconfig/dev.yaml",
-        ),
-    )
-
-
 def _shared(service: str, eks: bool) -> dict[str, Any]:
-    cluster = _cluster().handle
+    cluster = control_plane_cluster(base64.b64encode(CA_PEM.encode()).decode())
     cert_manager = k8s.core.v1.Namespace(
         "cert-manager-stand-in", metadata={"name": "cert-manager"}, opts=pulumi.ResourceOptions(provider=cluster.provider)
     )

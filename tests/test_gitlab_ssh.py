@@ -24,12 +24,11 @@ from pulumi.runtime.mocks import MockResourceArgs
 from components import gitlab as gitlab_component
 from components import ingress as ingress_component
 from components.argocd import ArgoCd, ArgoCdArgs
-from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.inventory import DAY, CredentialInventory
 from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks
 from policy.inventory import MAX_LIFETIME_SECONDS
-from tests.mock_program import ProgramRun, run_program
+from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 ROTATING = "time:index/rotating:Rotating"
@@ -254,16 +253,7 @@ def _oidc(client: str) -> OidcClient:
 
 def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) -> ProgramRun[CredentialInventory]:
     def build() -> CredentialInventory:
-        cluster = ExistingCluster(
-            "control-plane",
-            ExistingClusterArgs(
-                role="control-plane",
-                server="https://control-plane:6443",
-                ca_data=base64.b64encode(CA_PEM.encode()).decode(),
-                kubernetes_version="1.33",
-                kubeconfig_path="kubeconfig/dev.yaml",
-            ),
-        ).handle
+        cluster = control_plane_cluster(base64.b64encode(CA_PEM.encode()).decode())
         on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
         traefik = k8s.helm.v3.Release("control-plane-traefik", chart="traefik", opts=on_cluster)
         cert_manager = k8s.core.v1.Namespace("cert-manager-stand-in", metadata={"name": "cert-manager"}, opts=on_cluster)

@@ -18,7 +18,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.common import Exposure
 from components.openunison import (
     ClientSpec,
@@ -29,7 +28,7 @@ from components.openunison import (
 )
 from components.versions import CHARTS
 from platformctl.mocks import REDACTED, SECRET_MARK
-from tests.mock_program import ProgramRun, run_program
+from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 from tests.validation import custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
 
 DOMAIN = "example.test"
@@ -102,13 +101,7 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
 
 def build(upstream: str, **overrides: Any) -> Run:
     def program() -> OpenUnison:
-        cluster = ExistingCluster(
-            "control-plane",
-            ExistingClusterArgs(
-                role="control-plane", server="https://cp.example.test:6443", ca_data="bW9jaw==",
-                kubernetes_version="1.33", kubeconfig_path="kubeconfig/test.yaml",
-            ),
-        ).handle
+        cluster = control_plane_cluster()
         # Stand-in for the cert-manager component.
         cert_manager = k8s.core.v1.Namespace(
             "control-plane-cert-manager", metadata={"name": "cert-manager"},

@@ -20,7 +20,6 @@ import pulumiverse_harbor as harbor
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from components.cluster import ExistingCluster, ExistingClusterArgs
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users, gitlab_username_problem
 from components.tenancy import (
     HARBOR_PULL_KEYS,
@@ -37,7 +36,7 @@ from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs,
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, _digest
 from policy.pack.checks import check_harbor_robot_expires, check_no_insecure_tls, check_no_plain_secrets
-from tests.mock_program import ProgramRun, run_program
+from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 
 DOMAIN = "platform.example.com"
 EMAIL_DOMAIN = "example.com"
@@ -162,13 +161,7 @@ class _NoFederation:
 
 
 def platform_program() -> tuple[dict[str, TenantRepositories], dict[str, TenantRegistry]]:
-    cluster = ExistingCluster(
-        "control-plane",
-        ExistingClusterArgs(
-            role="control-plane", server="https://control-plane:6443", ca_data="bW9jaw==",
-            kubernetes_version="1.33", kubeconfig_path="kubeconfig/test.yaml",
-        ),
-    ).handle
+    cluster = control_plane_cluster()
     argocd_release = k8s.core.v1.Namespace(  # stand-in for the argo-cd release
         "argocd-release-stand-in", metadata={"name": "argocd"}, opts=pulumi.ResourceOptions(provider=cluster.provider)
     )
