@@ -82,6 +82,14 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
     return out
 
 
+def _openssh_type(inputs: dict[str, Any]) -> str:
+    """The OpenSSH key type pulumi-tls writes for a key's algorithm (and ECDSA curve)."""
+    algorithm = inputs.get("algorithm", "RSA")
+    if algorithm == "ECDSA":
+        return {"P256": "ecdsa-sha2-nistp256", "P384": "ecdsa-sha2-nistp384", "P521": "ecdsa-sha2-nistp521"}[inputs.get("ecdsaCurve", "P224")]
+    return {"ED25519": "ssh-ed25519", "RSA": "ssh-rsa"}[algorithm]
+
+
 def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
     """random and tls resources: results derived from the resource name, marked by SECRET_MARK."""
     inputs = dict(args.inputs)
@@ -95,7 +103,7 @@ def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
             "privateKeyPem": key,
             "privateKeyOpenssh": key,
             "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nmock-public-{_digest(args.name)}\n-----END PUBLIC KEY-----\n",
-            "publicKeyOpenssh": f"ssh-ed25519 AAAAmock{_digest(args.name, length=16)}\n",
+            "publicKeyOpenssh": f"{_openssh_type(inputs)} AAAAmock{_digest(args.name, length=16)}\n",
         }
     if args.typ.startswith("tls:"):
         cert = f"-----BEGIN CERTIFICATE-----\nmock-cert-{_digest(args.name, length=16)}\n-----END CERTIFICATE-----\n"

@@ -131,6 +131,7 @@ def test_argocd_trusts_exactly_the_host_keys(plan: dict) -> None:
     expected = sorted(gitlab_component.known_hosts_line(gitlab_host(plan), 22, mock_public_key(k)) for k in keys)
     known_hosts = known_hosts_of(plan)
     assert sorted(known_hosts.splitlines(keepends=True)) == expected
+    assert sorted(line.split()[1] for line in known_hosts.splitlines()) == ["ecdsa-sha2-nistp256", "ssh-ed25519"]
     # Built from the keys themselves: a new key pair changes ArgoCD's release in the same run.
     argocd = one(plan, RELEASE, "control-plane-argocd")
     assert {k["urn"] for k in keys} <= set(argocd["dependsOn"])
@@ -224,8 +225,7 @@ OPENSSH_TYPES = {"ED25519": "ssh-ed25519", "ECDSA": "ecdsa-sha2-nistp256"}
 
 
 class _Mocks(PlatformMocks):
-    """Keys of the right OpenSSH type (the render's mocks call every key ssh-ed25519), all
-    different in each `generation`: a second generation is what a rotation produces."""
+    """Keys all different in each `generation`: a second generation is what a rotation produces."""
 
     def __init__(self, generation: str):
         super().__init__()
@@ -239,7 +239,7 @@ class _Mocks(PlatformMocks):
             seed = hashlib.sha256(f"{args.name}/{self.generation}".encode()).hexdigest()
             state["privateKeyOpenssh"] = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_MARK}{seed}\n-----END OPENSSH PRIVATE KEY-----\n"
             blob = base64.b64encode(seed.encode()).decode()
-            state["publicKeyOpenssh"] = f"{OPENSSH_TYPES[args.inputs['algorithm']]} {blob}\n"
+            state["publicKeyOpenssh"] = f"{state['publicKeyOpenssh'].split()[0]} {blob}\n"  # the base mocks' type
         return resource_id, state
 
 
