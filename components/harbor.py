@@ -301,6 +301,15 @@ def _meta(
     )
 
 
+def project_permission(project: pulumi.Input[str], accesses: Sequence[tuple[str, str]]) -> harbor.RobotAccountPermissionArgs:
+    """A robot's permission on one project: (action, resource) pairs, e.g. ("push", "repository")."""
+    return harbor.RobotAccountPermissionArgs(
+        kind="project",
+        namespace=project,
+        accesses=[harbor.RobotAccountPermissionAccessArgs(action=action, resource=resource) for action, resource in accesses],
+    )
+
+
 def expiring_robot(
     resource_name: str,
     robot_name: str,

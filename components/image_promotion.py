@@ -26,7 +26,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot
+from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential, CredentialInventory
 from components.tenancy import KV_MOUNT, VaultTenancy
 from components.tenant_supply_chain import APPROVED_PROJECT, proxy_project_name
@@ -50,14 +50,6 @@ def promoter_data_path() -> str:
 
 def read_policy() -> str:
     return f'path "{promoter_data_path()}" {{ capabilities = ["read"] }}\n'
-
-
-def _permission(project: pulumi.Input[str], accesses: tuple[tuple[str, str], ...]) -> harbor.RobotAccountPermissionArgs:
-    return harbor.RobotAccountPermissionArgs(
-        kind="project",
-        namespace=project,
-        accesses=[harbor.RobotAccountPermissionAccessArgs(action=a, resource=r) for a, r in accesses],
-    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +80,8 @@ class ImagePromotion(pulumi.ComponentResource):
             ROBOT_NAME,
             "system",
             f"promotes vetted public images into {APPROVED_PROJECT}; platform-bootstrap",
-            [_permission(project.name, SOURCE_ACCESSES) for project in args.proxies.values()]
-            + [_permission(args.approved.name, TARGET_ACCESSES)],
+            [project_permission(project.name, SOURCE_ACCESSES) for project in args.proxies.values()]
+            + [project_permission(args.approved.name, TARGET_ACCESSES)],
             parent=self,
             provider=provider,
         )

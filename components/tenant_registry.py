@@ -34,7 +34,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot
+from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential
 from components.tenancy import TenantPlatform, harbor_pull_path
 
@@ -163,16 +163,7 @@ class TenantRegistry(pulumi.ComponentResource):
                 robot,
                 "project",
                 f"{robot} for tenant {tenant}; platform-bootstrap",
-                [
-                    harbor.RobotAccountPermissionArgs(
-                        kind="project",
-                        namespace=self.project.name,
-                        accesses=[
-                            harbor.RobotAccountPermissionAccessArgs(action=action, resource="repository")
-                            for action in actions
-                        ],
-                    )
-                ],
+                [project_permission(self.project.name, [(action, "repository") for action in actions])],
                 parent=self,
                 provider=platform.harbor.provider,
             )
