@@ -12,32 +12,24 @@ exist yet, which would break every rebuild of the dev stack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from components.image_promotion import ImagePromotion, ImagePromotionArgs
 from components.tenancy import TenantPlatform
 from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQuarantineArgs
 from stacks.config import PlatformConfig
 
 
-@dataclass(frozen=True)
-class PublicImages:
-    quarantine: PublicImageQuarantine
-    promotion: ImagePromotion | None  # None without Vault or GitLab: nothing could use the robot
-
-
-def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> PublicImages | None:
-    """Declare the quarantine and, when Vault and GitLab are on, the promoter. None without Harbor."""
+def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> None:
+    """Declare the quarantine (with Harbor) and, when Vault and GitLab are on, the promoter
+    (without them nothing could use the robot)."""
     if platform.harbor is None:
-        return None
+        return
     quarantine = PublicImageQuarantine(
         "public-images",
         platform.harbor.provider,
         PublicImageQuarantineArgs(list(config.supply_chain.public_registries), platform.supply_chain),
     )
-    promotion = None
     if platform.vault is not None and platform.gitlab is not None and quarantine.proxies:
-        promotion = ImagePromotion(
+        ImagePromotion(
             "image-promotion",
             platform.harbor.provider,
             ImagePromotionArgs(
@@ -49,4 +41,3 @@ def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> Pub
                 inventory=platform.inventory,
             ),
         )
-    return PublicImages(quarantine, promotion)
