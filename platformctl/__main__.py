@@ -1,4 +1,4 @@
-"""`python -m platformctl <command>`: render, diff and comment on the offline plan."""
+"""`python -m platformctl <command>`: render, diff and comment on the offline plan; check access requests."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 # The program's packages (stacks, components) live beside platformctl.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from platformctl import comment, diff, render  # noqa: E402
+from platformctl import access, comment, diff, render  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m platformctl", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (render, diff, comment):
+    for module in (render, diff, comment, access):
         module.register(subparsers)
     args = parser.parse_args(argv)
     return int(args.run(args))

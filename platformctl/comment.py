@@ -20,6 +20,8 @@ from typing import Any, Mapping
 import gitlab
 import requests
 
+from platformctl import gitlab_api
+
 MARKER = "<!-- platform-bootstrap:preview -->"
 # GitLab rejects notes longer than this many characters (Note validation).
 NOTE_LIMIT = 1_000_000
@@ -30,7 +32,6 @@ NOTE_MARGIN = 10_000
 FOLD_LINES = 40
 FOLD_CHARS = 4_000
 DEFAULT_TITLE = "Platform preview"
-DEFAULT_TOKEN_ENV = "PLATFORM_MR_TOKEN"
 EXIT_OK, EXIT_ERROR = 0, 2
 
 # Credential formats that must never reach a note; a match masks the whole line.
@@ -54,8 +55,7 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 
-class CommentError(Exception):
-    """A problem the user can fix; reported as one line, exit code 2."""
+CommentError = gitlab_api.UsageError
 
 
 def mask_secrets(text: str) -> tuple[str, list[str]]:
@@ -215,47 +215,18 @@ def upsert_note(gl_project_mr: Any, body: str, author_id: int | None = None) -> 
     return "created"
 
 
-@dataclass(frozen=True)
-class _Target:
-    url: str
-    token: str
-    token_env: str
-    project: str
-    mr_iid: int
+TOKEN_USE = "write merge-request notes"
 
 
-def _target(args: argparse.Namespace, env: Mapping[str, str]) -> _Target:
-    """Where to post, from flags first and the CI job's predefined variables second."""
-    if args.token_env == "CI_JOB_TOKEN":
-        raise CommentError(
-            "CI_JOB_TOKEN cannot write merge-request notes; store a project access token "
-            f"(api scope, Reporter) in a masked variable such as {DEFAULT_TOKEN_ENV}"
-        )
-    url = args.gitlab_url
-    if not url and env.get("CI_API_V4_URL"):
-        api = env["CI_API_V4_URL"].rstrip("/")
-        if not api.endswith("/api/v4"):
-            raise CommentError(f"CI_API_V4_URL does not end with /api/v4: {api}")
-        url = api.removesuffix("/api/v4")
-    url = url or env.get("CI_SERVER_URL", "")
-    project = args.project or env.get("CI_PROJECT_ID", "")
+def _target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[gitlab_api.Location, int]:
+    """Where to post: the GitLab location and the merge request's IID."""
     mr_iid = args.mr_iid or env.get("CI_MERGE_REQUEST_IID", "")
-    token = env.get(args.token_env, "")
-    missing = [
-        what
-        for what, value in [
-            ("GitLab URL (CI_API_V4_URL, CI_SERVER_URL or --gitlab-url)", url),
-            ("project (CI_PROJECT_ID or --project)", project),
-            ("merge request (CI_MERGE_REQUEST_IID or --mr-iid)", mr_iid),
-            (f"token (environment variable {args.token_env})", token),
-        ]
-        if not value
-    ]
-    if missing:
-        raise CommentError("missing " + "; ".join(missing))
+    where = gitlab_api.location(
+        args, env, TOKEN_USE, also=[("merge request (CI_MERGE_REQUEST_IID or --mr-iid)", mr_iid)]
+    )
     if not str(mr_iid).isdigit():
         raise CommentError(f"merge request IID must be a number, got {mr_iid!r}")
-    return _Target(url.rstrip("/"), token, args.token_env, str(project), int(mr_iid))
+    return where, int(mr_iid)
 
 
 def _read(path: Path, what: str) -> str:
@@ -265,56 +236,32 @@ def _read(path: Path, what: str) -> str:
         raise CommentError(f"cannot read {what} file {path}: {err.strerror or err}") from None
 
 
-def _one_line(message: Any, limit: int = 200) -> str:
-    text = str(message)
-    if "<html" in text.lower():  # a proxy's error page: its title is the only useful part
-        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        text = title.group(1) if title else ""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _api_error(err: gitlab.GitlabError, step: str, target: _Target) -> str:
-    code = err.response_code
-    hint = {
-        401: f"the token in ${target.token_env} is invalid, expired or revoked",
-        403: f"the token in ${target.token_env} lacks permission (needs api scope and Reporter on the project)",
-        404: "not found, or not visible to this token",
-    }.get(code or 0, "GitLab server error, retry the job" if (code or 0) >= 500 else "")
-    status = f"HTTP {code}" if code else "no HTTP status"
-    detail = _one_line(err.error_message)
-    return f"GitLab refused to {step} ({status}): {hint}{'; ' if hint and detail else ''}{detail}"
-
-
 def run(args: argparse.Namespace) -> int:
     step = "start"
-    target: _Target | None = None
+    where: gitlab_api.Location | None = None
     try:
-        target = _target(args, os.environ)
+        where, mr_iid = _target(args, os.environ)
         summary = "\n\n".join(_read(p, "summary") for p in args.summary)
         previews = [(p.name, _read(p, "preview")) for p in args.preview]
         body = build_note(summary, previews, NOTE_LIMIT - NOTE_MARGIN, title=args.title)
-        gl = gitlab.Gitlab(target.url, private_token=target.token, timeout=30)
+        gl = gitlab_api.connect(where)
         step = "authenticate the token"
         gl.auth()  # also tells us who we are, so only our own note is ever updated
-        step = f"read project {target.project}"
-        project = gl.projects.get(target.project)
-        step = f"read merge request !{target.mr_iid} of project {target.project}"
-        mr = project.mergerequests.get(target.mr_iid)
-        step = f"write the note on merge request !{target.mr_iid}"
+        step = f"read project {where.project}"
+        project = gl.projects.get(where.project)
+        step = f"read merge request !{mr_iid} of project {where.project}"
+        mr = project.mergerequests.get(mr_iid)
+        step = f"write the note on merge request !{mr_iid}"
         outcome = upsert_note(mr, body, author_id=gl.user.id if gl.user else None)
     except CommentError as err:
         return _fail(str(err))
     except gitlab.GitlabError as err:
-        assert target is not None  # API calls start only after the target is known
-        return _fail(_api_error(err, step, target))
+        assert where is not None  # API calls start only after the target is known
+        return _fail(gitlab_api.api_error(err, step, where))
     except requests.RequestException as err:
-        assert target is not None
-        return _fail(f"cannot reach GitLab at {target.url} to {step}: {type(err).__name__}")
-    print(
-        f"platformctl comment: {outcome} the note on merge request !{target.mr_iid} "
-        f"({len(body):,} characters)"
-    )
+        assert where is not None
+        return _fail(f"cannot reach GitLab at {where.url} to {step}: {type(err).__name__}")
+    print(f"platformctl comment: {outcome} the note on merge request !{mr_iid} ({len(body):,} characters)")
     return EXIT_OK
 
 
@@ -339,10 +286,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--preview", type=Path, nargs="+", action="extend", default=[],
                         metavar="FILE", help="`pulumi preview --diff` output file(s), folded into <details>")
     parser.add_argument("--title", default=DEFAULT_TITLE, help=f"note heading (default: {DEFAULT_TITLE!r})")
-    parser.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
-                        help=f"environment variable holding the API token (default: {DEFAULT_TOKEN_ENV}); "
-                        "CI_JOB_TOKEN is refused because it cannot write notes")
-    parser.add_argument("--gitlab-url", help="GitLab base URL (default: from CI_API_V4_URL or CI_SERVER_URL)")
-    parser.add_argument("--project", help="project ID or path (default: CI_PROJECT_ID)")
+    gitlab_api.add_arguments(parser, TOKEN_USE)
     parser.add_argument("--mr-iid", help="merge request IID (default: CI_MERGE_REQUEST_IID)")
     parser.set_defaults(run=run)

@@ -58,12 +58,21 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     top-level keys are secret, as `pulumi config set --secret` would make them.
     """
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        text = path.read_text()
+    except OSError as err:
         raise RenderError(f"{path}: cannot read stack file: {err}") from None
+    return parse_stack_file(text, str(path))
+
+
+def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
+    """`read_stack_file` for a stack file's text (e.g. from `git show`); `source` names it in errors."""
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise RenderError(f"{source}: cannot read stack file: {err}") from None
     entries = document.get("config") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
-        raise RenderError(f"{path}: no 'config:' mapping")
+        raise RenderError(f"{source}: no 'config:' mapping")
     raw: dict[str, str] = {}
     secret_keys: set[str] = set()
     for key, value in entries.items():

@@ -1,8 +1,9 @@
-"""A small stateful GitLab REST API on 127.0.0.1 for `platformctl comment` tests.
+"""A small stateful GitLab REST API on 127.0.0.1 for `platformctl comment` and `access` tests.
 
-It implements just what python-gitlab calls for merge-request notes: GET /user,
+It implements just what python-gitlab calls for merge-request notes and approvals: GET /user,
 GET project, GET merge request, list notes (paginated like GitLab: page/per_page,
-X-* headers and a Link header), create note and update note. Tokens, authorship,
+X-* headers and a Link header), create note and update note, the merge request's diff
+versions, and the merge requests of a commit. Tokens, authorship,
 GitLab's note size limit and forced failures behave like the real server, so the
 client code is exercised over real HTTP rather than against mocks.
 """
@@ -30,6 +31,9 @@ class GitLabStub:
     max_per_page: int = 100  # GitLab caps per_page at 100; lower it to force several pages
     fail_status: int | None = None  # answer every API request with this status
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # One diff version per push, as GitLab records them; `created_at` is the push time.
+    versions: list[dict[str, Any]] = field(default_factory=lambda: [{"id": 1, "created_at": "2026-01-01T00:00:00Z"}])
+    commit_merge_requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> MRs
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query)
 
     def __post_init__(self) -> None:
@@ -63,7 +67,9 @@ class GitLabStub:
         return f"{self.url}/api/v4"
 
     # --- state -----------------------------------------------------------------
-    def add_note(self, body: str, author: dict[str, Any], system: bool = False) -> dict[str, Any]:
+    def add_note(
+        self, body: str, author: dict[str, Any], system: bool = False, at: str | None = None
+    ) -> dict[str, Any]:
         with self._lock:
             note = {
                 "id": 1000 + len(self.notes),
@@ -72,10 +78,15 @@ class GitLabStub:
                 "system": system,
                 "noteable_type": "MergeRequest",
                 "noteable_iid": self.mr_iid,
-                "created_at": f"2026-01-01T00:{len(self.notes) // 60:02d}:{len(self.notes) % 60:02d}Z",
+                "created_at": at or f"2026-01-01T00:{len(self.notes) // 60:02d}:{len(self.notes) % 60:02d}Z",
             }
             self.notes.append(note)
             return note
+
+    def push(self, at: str) -> None:
+        """A push to the merge request's branch: GitLab records a new diff version."""
+        with self._lock:
+            self.versions.append({"id": len(self.versions) + 1, "created_at": at})
 
     def notes_by(self, user_id: int) -> list[dict[str, Any]]:
         return [n for n in self.notes if n["author"]["id"] == user_id]
@@ -144,12 +155,16 @@ class _Handler(BaseHTTPRequestHandler):
         project = {"id": st.project_id, "path_with_namespace": st.project_path}
         if len(route) == 2 and method == "GET":
             return self._send(200, project)
+        if route[2:4] == ["repository", "commits"] and route[5:] == ["merge_requests"] and method == "GET":
+            return self._send(200, st.commit_merge_requests.get(route[4], []))
         if route[2:3] != ["merge_requests"] or route[3:4] != [str(st.mr_iid)]:
             return self._send(404, {"message": "404 Not found"})
         mr = {"id": 9000 + st.mr_iid, "iid": st.mr_iid, "project_id": st.project_id, "state": "opened"}
         rest = route[4:]
         if rest == [] and method == "GET":
             return self._send(200, mr)
+        if rest == ["versions"] and method == "GET":  # newest first, like GitLab
+            return self._send(200, sorted(st.versions, key=lambda v: v["id"], reverse=True))
         if rest == ["notes"] and method == "GET":
             return self._list_notes(url.path, query)
         if rest == ["notes"] and method == "POST":
@@ -163,7 +178,12 @@ class _Handler(BaseHTTPRequestHandler):
         per_page = min(int(query.get("per_page", 20)), st.max_per_page)
         page = max(int(query.get("page", 1)), 1)
         with st._lock:
-            notes = sorted(st.notes, key=lambda n: n["id"], reverse=query.get("sort", "desc") == "desc")
+            by_time = query.get("order_by") == "created_at"
+            notes = sorted(
+                st.notes,
+                key=lambda n: (n["created_at"], n["id"]) if by_time else (n["id"],),
+                reverse=query.get("sort", "desc") == "desc",
+            )
         total_pages = max(1, -(-len(notes) // per_page))
         chunk = notes[(page - 1) * per_page : page * per_page]
 

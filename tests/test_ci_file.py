@@ -253,3 +253,23 @@ def test_no_secrets_in_the_file(ci: dict[str, Any]) -> None:
         for key, value in variables.items():
             if re.search(r"TOKEN|PASSWORD|SECRET|_KEY", key) and not key.endswith("_FILE"):
                 assert str(value).startswith("$"), f"{key} has a literal value in the CI file"
+
+
+def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs: dict[str, dict[str, Any]]) -> None:
+    def access_lines(job: dict[str, Any]) -> list[str]:
+        return [line for line in _script(job) if "platformctl access" in line]
+
+    checks = {name: job for name, job in jobs.items() if access_lines(job)}
+    assert set(checks) == {"access", "access-main"}
+    (mr_line,) = access_lines(checks["access"])
+    assert '--base-ref "$CI_MERGE_REQUEST_DIFF_BASE_SHA"' in mr_line and "--commit" not in mr_line
+    (main_line,) = access_lines(checks["access-main"])
+    assert '--base-ref "$CI_COMMIT_BEFORE_SHA" --commit "$CI_COMMIT_SHA"' in main_line
+    for job in checks.values():
+        assert job["variables"]["GIT_DEPTH"] == "0"  # the base commit must be in the clone
+        assert "allow_failure" not in job  # a check that may fail silently is no gate
+    assert [r["if"] for r in checks["access"]["rules"]] == ['$CI_PIPELINE_SOURCE == "merge_request_event"']
+    assert all(PROTECTED_ONLY.search(r["if"]) for r in checks["access-main"]["rules"])
+    # The apply on main waits for it; prod waits for dev.
+    assert "access-main" in jobs["deploy-dev"]["needs"] and "deploy-dev" in jobs["deploy-prod"]["needs"]
+    assert any(n == {"job": "access"} for n in jobs["comment"]["needs"])

@@ -1,0 +1,258 @@
+"""`platformctl access`: tenant access requests, approved by the tenant's owners.
+
+A tenant's members are stack config, so asking for access is a merge request that adds a
+user to a role of a tenant in `platform:tenants`. This command compares each stack file at
+a base commit (the merge base, or on `main` the commit before the push) with the working
+tree (run it in the project directory) and lists every grant: a user who gains a role in a tenant that exists at the base.
+Each tenant's grants need the approval of one of its owners at the base, given on the merge
+request after its last push (GitLab's "approved this merge request" system note, newer than
+the merge request's latest diff version), so an approval never covers content pushed after it.
+
+Removing a user from a role needs nobody's approval. New and removed tenants are the
+platform maintainers' decision: who merges to `main` approves them.
+
+Exit codes: 0 no grants or all approved; 1 approvals missing; 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+import gitlab
+import requests
+
+from platformctl import gitlab_api
+from platformctl.render import RenderError, parse_stack_file
+from stacks.config import ConfigError, PlatformConfig, load_platform_config
+
+ROLES = ("owners", "ops", "developers")
+DEFAULT_STACKS = ("dev", "prod")
+TOKEN_USE = "read merge-request notes"
+# GitLab's system notes for an approval and its withdrawal (SystemNotes::MergeRequestsService).
+APPROVED_NOTE = "approved this merge request"
+UNAPPROVED_NOTE = "unapproved this merge request"
+EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
+
+
+class AccessError(Exception):
+    """A problem the user can fix; reported as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    user: str
+    role: str
+    previous: str | None  # the role the user held before, if any
+
+
+@dataclass(frozen=True)
+class Request:
+    """One tenant's grants in one stack, and who may approve them."""
+
+    stack: str
+    tenant: str
+    owners: tuple[str, ...]  # at the base: a merge request cannot name its own approvers
+    grants: tuple[Grant, ...]
+
+
+@dataclass
+class Changes:
+    requests: list[Request] = field(default_factory=list)
+    new_tenants: list[str] = field(default_factory=list)  # "<stack>/<tenant>"
+    removed_tenants: list[str] = field(default_factory=list)
+
+
+def _roles(tenant: Any) -> dict[str, str]:
+    return {user: role for role in ROLES for user in getattr(tenant, role)}
+
+
+def compare(stack: str, base: PlatformConfig | None, head: PlatformConfig, into: Changes) -> None:
+    """Add the grants, new tenants and removed tenants between two configs of `stack`."""
+    before = {t.name: t for t in base.tenants} if base else {}
+    after = {t.name: t for t in head.tenants}
+    into.new_tenants += [f"{stack}/{name}" for name in sorted(after.keys() - before.keys())]
+    into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - after.keys())]
+    for name in sorted(after.keys() & before.keys()):
+        held, holds = _roles(before[name]), _roles(after[name])
+        grants = tuple(
+            Grant(user, role, held.get(user))
+            for user, role in sorted(holds.items())
+            if held.get(user) != role
+        )
+        if grants:
+            into.requests.append(Request(stack, name, tuple(sorted(before[name].owners)), grants))
+
+
+# --- stack files -------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+
+
+def _config(text: str, stack: str, source: str) -> PlatformConfig:
+    try:
+        raw, secret_keys = parse_stack_file(text, source)
+        return load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys)
+    except ConfigError as err:
+        raise AccessError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
+    except RenderError as err:
+        raise AccessError(str(err)) from None
+
+
+def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes:
+    """The tenant changes of every stack between `base_ref` and the working tree of `project`
+    (the directory holding the stack files, inside a Git repository)."""
+    resolved = _git(project, "rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}")
+    if resolved.returncode != 0:
+        raise AccessError(f"base {base_ref!r} is not a commit of this repository (a shallow clone? set GIT_DEPTH: 0)")
+    base_sha = resolved.stdout.strip()
+    changes = Changes()
+    for stack in stacks:
+        name = f"Pulumi.{stack}.yaml"
+        try:
+            head_text = (project / name).read_text()
+        except OSError as err:
+            raise AccessError(f"cannot read {name}: {err.strerror or err}") from None
+        shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
+        # A stack file new since the base has no tenants to protect yet.
+        base = _config(shown.stdout, stack, f"{name} at {base_sha[:12]}") if shown.returncode == 0 else None
+        compare(stack, base, _config(head_text, stack, name), changes)
+    return changes
+
+
+# --- approvals on GitLab --------------------------------------------------------------------
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def current_approvers(mr: Any) -> set[str]:
+    """Usernames (lower case) whose approval of `mr` stands and is newer than its last push."""
+    versions = mr.diffs.list(get_all=True)  # GET .../versions: one per push
+    if not versions:
+        raise AccessError(f"merge request !{mr.iid} has no diff versions yet; retry the job")
+    last_push = max(_time(v.created_at) for v in versions)
+    latest: dict[str, tuple[bool, datetime]] = {}
+    for note in mr.notes.list(iterator=True, sort="asc", order_by="created_at", per_page=100):
+        if note.system and note.body in (APPROVED_NOTE, UNAPPROVED_NOTE):
+            latest[note.author["username"].lower()] = (note.body == APPROVED_NOTE, _time(note.created_at))
+    return {user for user, (approved, at) in latest.items() if approved and at > last_push}
+
+
+def merged_request_of(project: Any, commit: str) -> Any | None:
+    """The merged merge request that brought `commit` to its branch, if any."""
+    for found in project.commits.get(commit, lazy=True).merge_requests():
+        if found.get("state") == "merged":
+            return project.mergerequests.get(found["iid"])
+    return None
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _grant_text(grant: Grant) -> str:
+    return f"{grant.user}: {grant.previous} → {grant.role}" if grant.previous else f"{grant.user} → {grant.role}"
+
+
+def report(changes: Changes, approvers: set[str] | None, where: str) -> tuple[str, bool]:
+    """The markdown report and whether every request is approved.
+
+    `approvers`: the merge request's standing approvals; None when there is no merge request.
+    """
+    lines = ["### Tenant access requests", ""]
+    approved_all = True
+    if not changes.requests:
+        lines.append("No user gains a role in an existing tenant: nothing for owners to approve.")
+    else:
+        lines += [
+            f"Each tenant's owners approve its grants on {where}, after its last push.",
+            "",
+            "| stack | tenant | grants | owners | approval |",
+            "|---|---|---|---|---|",
+        ]
+        for request in changes.requests:
+            by = sorted(u for u in request.owners if approvers and u.lower() in approvers)
+            approved_all &= bool(by)
+            status = f"✅ approved by {', '.join(by)}" if by else "❌ waiting for an owner's approval"
+            grants = "; ".join(_grant_text(g) for g in request.grants)
+            lines.append(f"| {request.stack} | {request.tenant} | {grants} | {', '.join(request.owners)} | {status} |")
+    for label, tenants in (("New tenants", changes.new_tenants), ("Removed tenants", changes.removed_tenants)):
+        if tenants:
+            lines += ["", f"{label} (the platform maintainers' decision, approved by merging): {', '.join(tenants)}."]
+    return "\n".join(lines) + "\n", approved_all
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str] | None, str]:
+    """The standing approvals of the merge request in question, and how to name it."""
+    mr_iid = args.mr_iid or os.environ.get("CI_MERGE_REQUEST_IID", "")
+    if not changes.requests or not (mr_iid or args.commit):
+        return None, "their merge request"
+    if mr_iid and not str(mr_iid).isdigit():
+        raise AccessError(f"merge request IID must be a number, got {mr_iid!r}")
+    where = gitlab_api.location(args, os.environ, TOKEN_USE)
+    step = "authenticate the token"
+    try:
+        gl = gitlab_api.connect(where)
+        gl.auth()
+        step = f"read project {where.project}"
+        project = gl.projects.get(where.project)
+        if mr_iid:
+            step = f"read merge request !{mr_iid}"
+            mr = project.mergerequests.get(int(mr_iid))
+        else:
+            step = f"find the merge request of commit {args.commit[:12]}"
+            mr = merged_request_of(project, args.commit)
+            if mr is None:
+                return None, f"a merge request (commit {args.commit[:12]} came to this branch without one)"
+        step = f"read the approvals of merge request !{mr.iid}"
+        return current_approvers(mr), f"merge request !{mr.iid}"
+    except gitlab.GitlabError as err:
+        raise AccessError(gitlab_api.api_error(err, step, where)) from None
+    except requests.RequestException as err:
+        raise AccessError(f"cannot reach GitLab at {where.url} to {step}: {type(err).__name__}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        changes = load_changes(args.base_ref, args.stack or DEFAULT_STACKS, Path.cwd())
+        approvers, where = _merge_request(args, changes)
+    except (AccessError, gitlab_api.UsageError) as err:
+        print(f"platformctl access: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    text, approved = report(changes, approvers, where)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text, end="")
+    return EXIT_OK if approved else EXIT_UNAPPROVED
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "access",
+        help="check that each tenant's owners approved the access its stack config grants",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("--base-ref", required=True, metavar="REF",
+                        help="commit to compare with, e.g. $CI_MERGE_REQUEST_DIFF_BASE_SHA or $CI_COMMIT_BEFORE_SHA")
+    parser.add_argument("--stack", action="append", metavar="NAME",
+                        help=f"stack to compare (repeatable; default: {', '.join(DEFAULT_STACKS)})")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--mr-iid", help="merge request IID (default: CI_MERGE_REQUEST_IID)")
+    which.add_argument("--commit", metavar="SHA",
+                       help="on a branch: check the merged merge request that brought this commit")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report here")
+    gitlab_api.add_arguments(parser, TOKEN_USE)
+    parser.set_defaults(run=run)

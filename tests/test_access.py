@@ -1,0 +1,308 @@
+"""`platformctl access`: grants in the stack config need an approval by the tenant's owners.
+
+The grant computation runs on the real stack model; the CLI runs in a subprocess inside a
+temporary Git repository holding this project's stack files, talking HTTP to
+tests/gitlab_stub.py (python-gitlab itself is never mocked).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitlab_stub import BOT, GitLabStub
+from platformctl.access import APPROVED_NOTE, UNAPPROVED_NOTE, Changes, Grant, compare, report
+from platformctl.render import read_stack_file
+from stacks.config import PlatformConfig, load_platform_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = {"id": 5, "username": "alice", "name": "Alice"}  # owner of payments (dev and prod)
+ERIN = {"id": 8, "username": "erin", "name": "Erin"}  # owner of search
+BOB = {"id": 6, "username": "bob", "name": "Bob"}  # developer of payments
+BEFORE_PUSH, PUSH, AFTER_PUSH = "2026-01-02T09:00:00Z", "2026-01-02T10:00:00Z", "2026-01-02T11:00:00Z"
+
+
+def _document(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+
+
+def _tenant(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in doc["config"]["platform:tenants"] if t["name"] == name)
+
+
+def _config(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> PlatformConfig:
+    path = tmp_path / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    raw, secret_keys = read_stack_file(path)
+    return load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys)
+
+
+def _changes(tmp_path: Path, edit) -> Changes:
+    base = _document("dev")
+    head = copy.deepcopy(base)
+    edit(head)
+    changes = Changes()
+    compare("dev", _config(base, tmp_path), _config(head, tmp_path), changes)
+    return changes
+
+
+# --- which changes are grants ------------------------------------------------------------
+
+
+def _add(tenant: str, role: str, user: str):
+    return lambda doc: _tenant(doc, tenant).setdefault(role, []).append(user)
+
+
+def _move(tenant: str, user: str, from_role: str, to_role: str):
+    def edit(doc: dict[str, Any]) -> None:
+        _tenant(doc, tenant)[from_role].remove(user)
+        _tenant(doc, tenant).setdefault(to_role, []).append(user)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "grants"),
+    [
+        (_add("payments", "developers", "zoe"), [Grant("zoe", "developers", None)]),
+        (_add("payments", "ops", "zoe"), [Grant("zoe", "ops", None)]),
+        (_add("payments", "owners", "zoe"), [Grant("zoe", "owners", None)]),
+        (_move("payments", "bob", "developers", "ops"), [Grant("bob", "ops", "developers")]),
+        (_move("payments", "dave", "ops", "owners"), [Grant("dave", "owners", "ops")]),
+        (_move("payments", "dave", "ops", "developers"), [Grant("dave", "developers", "ops")]),
+    ],
+    ids=["new-developer", "new-ops", "new-owner", "developer-to-ops", "ops-to-owner", "ops-to-developer"],
+)
+def test_a_user_gaining_a_role_is_a_grant_for_the_tenants_owners(tmp_path: Path, edit, grants: list[Grant]) -> None:
+    changes = _changes(tmp_path, edit)
+    (request,) = changes.requests
+    assert (request.stack, request.tenant, request.owners) == ("dev", "payments", ("alice",))
+    assert list(request.grants) == grants
+    assert changes.new_tenants == [] and changes.removed_tenants == []
+
+
+def _remove(tenant: str, role: str, user: str):
+    return lambda doc: _tenant(doc, tenant)[role].remove(user)
+
+
+def _reorder(doc: dict[str, Any]) -> None:
+    doc["config"]["platform:tenants"].reverse()
+    _tenant(doc, "payments")["developers"].reverse()
+
+
+def _requota(doc: dict[str, Any]) -> None:
+    _tenant(doc, "payments")["quota"] = {"cpu": "2", "memory": "4Gi", "storage": "10Gi"}
+
+
+@pytest.mark.parametrize("edit", [_remove("payments", "developers", "bob"), _remove("payments", "ops", "dave"),
+                                  _reorder, _requota], ids=["remove-developer", "remove-ops", "reorder", "quota"])
+def test_removals_reordering_and_other_keys_need_no_approval(tmp_path: Path, edit) -> None:
+    changes = _changes(tmp_path, edit)
+    assert changes.requests == []
+
+
+def test_new_and_removed_tenants_are_the_maintainers_decision(tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        tenants = doc["config"]["platform:tenants"]
+        tenants.remove(_tenant(doc, "search"))
+        tenants.append({"name": "ledger", "owners": ["zoe"], "developers": ["bob"]})
+
+    changes = _changes(tmp_path, edit)
+    assert changes.requests == []
+    assert changes.new_tenants == ["dev/ledger"] and changes.removed_tenants == ["dev/search"]
+    text, approved = report(changes, None, "their merge request")
+    assert approved
+    assert "New tenants (the platform maintainers' decision, approved by merging): dev/ledger." in text
+    assert "Removed tenants (the platform maintainers' decision, approved by merging): dev/search." in text
+
+
+def test_the_approvers_are_the_owners_at_the_base_not_the_ones_the_change_adds(tmp_path: Path) -> None:
+    changes = _changes(tmp_path, _add("payments", "owners", "mallory"))
+    (request,) = changes.requests
+    assert request.owners == ("alice",)
+    text, approved = report(changes, {"mallory"}, "merge request !7")
+    assert not approved and "❌ waiting for an owner's approval" in text
+    text, approved = report(changes, {"alice"}, "merge request !7")
+    assert approved and "| dev | payments | mallory → owners | alice | ✅ approved by alice |" in text
+
+
+def test_each_tenant_needs_its_own_owners(tmp_path: Path) -> None:
+    changes = _changes(tmp_path, lambda doc: (_add("payments", "developers", "zoe")(doc),
+                                              _add("search", "developers", "zoe")(doc)))
+    assert [(r.tenant, r.owners) for r in changes.requests] == [("payments", ("alice",)), ("search", ("erin",))]
+    text, approved = report(changes, {"alice"}, "merge request !7")
+    assert not approved
+    assert "| dev | payments | zoe → developers | alice | ✅ approved by alice |" in text
+    assert "| dev | search | zoe → developers | erin | ❌ waiting for an owner's approval |" in text
+    assert report(changes, {"alice", "erin"}, "merge request !7")[1]
+
+
+# --- the command line against a Git repository and a GitLab ----------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository whose first commit holds this project's dev and prod stack files."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    _git(path, "init", "--quiet", "--initial-branch", "main")
+    for stack in ("dev", "prod"):
+        (path / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    _git(path, "add", ".")
+    _git(path, "commit", "--quiet", "-m", "base")
+    return path
+
+
+def _edit(repo: Path, stack: str, edit) -> None:
+    doc = yaml.safe_load((repo / f"Pulumi.{stack}.yaml").read_text())
+    edit(doc)
+    (repo / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
+
+
+def _env(stub: GitLabStub | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CI_", "GITLAB_", "PLATFORM_MR_")) and k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY")}
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONPATH=str(ROOT))
+    if stub is not None:
+        env.update(CI_API_V4_URL=stub.api_url, CI_PROJECT_ID=str(stub.project_id),
+                   CI_MERGE_REQUEST_IID=str(stub.mr_iid), PLATFORM_MR_TOKEN=stub.token)
+    env.update(extra)
+    return env
+
+
+def _access(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "platformctl", "access", "--base-ref", "HEAD", *args],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _stub_with_push() -> GitLabStub:
+    stub = GitLabStub(user=dict(BOT))
+    stub.versions[:] = [{"id": 1, "created_at": "2026-01-02T08:00:00Z"}]
+    stub.push(PUSH)
+    return stub
+
+
+@pytest.mark.parametrize(
+    ("notes", "code", "status"),
+    [
+        ([(ALICE, APPROVED_NOTE, True, AFTER_PUSH)], 0, "✅ approved by alice"),
+        ([({**ALICE, "username": "Alice"}, APPROVED_NOTE, True, AFTER_PUSH)], 0, "✅ approved by alice"),
+        ([(ALICE, APPROVED_NOTE, True, BEFORE_PUSH)], 1, "❌ waiting"),
+        ([(ALICE, APPROVED_NOTE, True, AFTER_PUSH), (ALICE, UNAPPROVED_NOTE, True, "2026-01-02T12:00:00Z")], 1, "❌ waiting"),
+        ([(ALICE, APPROVED_NOTE, False, AFTER_PUSH)], 1, "❌ waiting"),
+        ([(BOB, APPROVED_NOTE, True, AFTER_PUSH), (ERIN, APPROVED_NOTE, True, AFTER_PUSH)], 1, "❌ waiting"),
+        ([], 1, "❌ waiting"),
+    ],
+    ids=["owner-after-push", "owner-other-case", "owner-before-last-push", "owner-withdrew",
+         "comment-not-approval", "not-this-tenants-owner", "nobody"],
+)
+def test_merge_request_grant_passes_only_with_a_standing_owner_approval_after_the_last_push(
+    repo: Path, notes: list[tuple[dict, str, bool, str]], code: int, status: str
+) -> None:
+    _edit(repo, "dev", _add("payments", "developers", "zoe"))
+    with _stub_with_push() as stub:
+        for author, body, system, at in notes:
+            stub.add_note(body, author, system=system, at=at)
+        result = _access(repo, _env(stub))
+    assert result.returncode == code, result.stderr
+    assert f"| dev | payments | zoe → developers | alice | {status}" in result.stdout
+    assert "on merge request !7, after its last push" in result.stdout
+
+
+def test_prod_grants_need_prod_owners_and_the_report_is_written(repo: Path) -> None:
+    _edit(repo, "prod", _move("search", "frank", "developers", "ops"))
+    out = repo / "build" / "access.md"
+    with _stub_with_push() as stub:
+        stub.add_note(APPROVED_NOTE, ERIN, system=True, at=AFTER_PUSH)
+        result = _access(repo, _env(stub), "--out", "build/access.md")
+    assert result.returncode == 0, result.stderr
+    assert "| prod | search | frank: developers → ops | erin | ✅ approved by erin |" in result.stdout
+    assert out.read_text() == result.stdout
+
+
+def test_on_main_the_merged_merge_request_of_the_commit_is_checked(repo: Path) -> None:
+    _edit(repo, "dev", _add("payments", "ops", "zoe"))
+    with _stub_with_push() as stub:
+        stub.commit_merge_requests["c0ffee"] = [{"iid": 3, "state": "closed"}, {"iid": stub.mr_iid, "state": "merged"}]
+        stub.add_note(APPROVED_NOTE, ALICE, system=True, at=AFTER_PUSH)
+        env = _env(stub)
+        env.pop("CI_MERGE_REQUEST_IID")
+        approved = _access(repo, env, "--commit", "c0ffee")
+        unknown = _access(repo, env, "--commit", "decaf0")
+    assert approved.returncode == 0, approved.stderr
+    assert "on merge request !7" in approved.stdout and "✅ approved by alice" in approved.stdout
+    assert unknown.returncode == 1, unknown.stderr
+    assert "on a merge request (commit decaf0 came to this branch without one)" in unknown.stdout
+
+
+def test_without_grants_gitlab_is_not_asked(repo: Path) -> None:
+    _edit(repo, "dev", _remove("payments", "developers", "bob"))
+    with _stub_with_push() as stub:
+        env = _env(stub)
+        env.pop("PLATFORM_MR_TOKEN")
+        result = _access(repo, env)
+    assert result.returncode == 0, result.stderr
+    assert "nothing for owners to approve" in result.stdout
+    assert stub.requests == []
+
+
+def test_without_a_merge_request_grants_are_unapproved(repo: Path) -> None:
+    _edit(repo, "dev", _add("payments", "developers", "zoe"))
+    result = _access(repo, _env(None))
+    assert result.returncode == 1, result.stderr
+    assert "on their merge request" in result.stdout and "❌ waiting for an owner's approval" in result.stdout
+
+
+def _break_head(repo: Path) -> None:
+    _edit(repo, "dev", lambda doc: _tenant(doc, "payments").update(owners="alice"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "env_change", "expected"),
+    [
+        (None, ["--base-ref", "no-such-ref"], {}, "base 'no-such-ref' is not a commit of this repository"),
+        (_break_head, [], {}, "Pulumi.dev.yaml is not a valid stack file: platform:tenants[0].owners: got str"),
+        (None, ["--stack", "staging"], {}, "cannot read Pulumi.staging.yaml"),
+        (_add("payments", "developers", "zoe"), [], {"PLATFORM_MR_TOKEN": None},
+         "missing token (environment variable PLATFORM_MR_TOKEN)"),
+        (_add("payments", "developers", "zoe"), [], {"PLATFORM_MR_TOKEN": "wrong"},
+         "GitLab refused to authenticate the token (HTTP 401)"),
+        (_add("payments", "developers", "zoe"), [], {"CI_MERGE_REQUEST_IID": "8"},
+         "GitLab refused to read merge request !8 (HTTP 404)"),
+        (_add("payments", "developers", "zoe"), ["--token-env", "CI_JOB_TOKEN"], {},
+         "CI_JOB_TOKEN cannot read merge-request notes"),
+    ],
+    ids=["bad-ref", "bad-config", "no-stack", "no-token", "401", "no-mr", "job-token"],
+)
+def test_errors_are_one_line_and_exit_2(repo: Path, setup, args: list[str], env_change: dict, expected: str) -> None:
+    if setup is _break_head:
+        _break_head(repo)
+    elif setup is not None:
+        _edit(repo, "dev", setup)
+    with _stub_with_push() as stub:
+        env = _env(stub)
+        for key, value in env_change.items():
+            if value is None:
+                env.pop(key)
+            else:
+                env[key] = value
+        result = _access(repo, env, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("platformctl access: error: ") and expected in line, line
+    assert result.stdout == ""
