@@ -155,6 +155,17 @@ VAULT_ROBOT = [
     'ROBOT="$(printf \'%s\' "$ROBOT_JSON" | sed -n \'s/.*"username": *"\\([^"]*\\)".*/\\1/p\')"',
     'SECRET="$(printf \'%s\' "$ROBOT_JSON" | sed -n \'s/.*"password": *"\\([^"]*\\)".*/\\1/p\')"',
 ]
+# One registry login for buildah and cosign: the robot secret reaches buildah on stdin (never a
+# command line, where /proc and process listings show it) and is kept in one auth file outside the
+# project directory (never an artifact), which buildah (REGISTRY_AUTH_FILE) and cosign
+# (DOCKER_CONFIG/config.json) both read.
+AUTH_DIR = "/tmp/registry-auth"
+REGISTRY_LOGIN = [
+    f"export DOCKER_CONFIG={AUTH_DIR} REGISTRY_AUTH_FILE={AUTH_DIR}/config.json",
+    f"(umask 077 && mkdir -p {AUTH_DIR})",
+    'printf \'%s\' "$SECRET" | buildah login --password-stdin --username "$ROBOT" "$HARBOR_REGISTRY"',
+    "unset SECRET ROBOT_JSON",
+]
 TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
 COSIGN_DIR = "/tmp/cosign"
 
@@ -195,13 +206,13 @@ def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
         ".harbor-robot": {
             "image": approved(host, BUILDAH_IMAGE),
             "id_tokens": {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}},
-            "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT],
+            "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT, *REGISTRY_LOGIN],
         },
         "push": {
             "stage": "release",
             "extends": ".harbor-robot",
             "script": [
-                'buildah push --creds "$ROBOT:$SECRET" --digestfile digest oci-archive:image.tar "docker://$IMAGE:$TAG"',
+                'buildah push --digestfile digest oci-archive:image.tar "docker://$IMAGE:$TAG"',
             ],
             "artifacts": {"paths": ["digest"], "expire_in": "1 day"},
         },
@@ -216,7 +227,6 @@ def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
                 # rootless with the settings above exactly as the build job.
                 f"printf 'FROM {cosign_source} AS cosign\\nFROM scratch\\nCOPY --from=cosign /ko-app/cosign /cosign\\n' "
                 f"| buildah build --quiet --output type=local,dest={COSIGN_DIR} -f -",
-                f'{COSIGN_DIR}/cosign login "$HARBOR_REGISTRY" -u "$ROBOT" -p "$SECRET"',
                 # Sign the pushed digest with the tenant's transit key (it never leaves Vault).
                 f'{COSIGN_DIR}/cosign sign --yes --tlog-upload=false --key hashivault://{cosign_key(tenant)} '
                 '"$IMAGE@$(cat digest)"',

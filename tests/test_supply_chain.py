@@ -433,6 +433,26 @@ def test_vault_tokens_and_robot_secrets_never_reach_a_file(plan: dict, tenant: s
         assert set(job.get("artifacts", {}).get("paths", [])) <= {"image.tar", "digest"}, name
 
 
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_the_robot_secret_reaches_the_registry_tools_on_stdin_never_on_a_command_line(plan: dict, tenant: str) -> None:
+    pipeline = _app_pipeline(plan, tenant)
+    jobs = _jobs(pipeline)
+    for name in ("push", "sign"):
+        lines = _script_lines(pipeline, jobs[name])
+        uses = [line for line in lines if re.search(r"\$\{?(SECRET|ROBOT_JSON)\b", line)]
+        # Filled from Vault, then handed over by printf (a shell builtin, so no process's argv).
+        assert all(re.match(r"(SECRET|ROBOT|ROBOT_JSON)=\"\$\(printf |printf '%s' \"\$SECRET\" \| ", line) for line in uses), uses
+        [login] = [line for line in lines if "buildah login" in line]
+        assert "--password-stdin" in login and login.startswith("printf '%s' \"$SECRET\" | ")
+        assert lines.index("unset SECRET ROBOT_JSON") == lines.index(login) + 1
+        # buildah and cosign read the one auth file, outside the project directory (never an artifact).
+        [auth] = [line for line in lines if "REGISTRY_AUTH_FILE=" in line]
+        config_dir = re.search(r"DOCKER_CONFIG=(\S+)", auth).group(1)
+        assert f"REGISTRY_AUTH_FILE={config_dir}/config.json" in auth and config_dir.startswith("/tmp/")
+        assert lines.index(auth) < lines.index(login)
+        assert not any(re.search(r"--creds|cosign login|\blogin\b.*\s(-p|--password)[\s=]", line) for line in lines), name
+
+
 @pytest.mark.parametrize("line", [
     'export VAULT_TOKEN="$(wget -qO- --post-data "$BODY" "$VAULT_ADDR/v1/auth/jwt/login")"',
     'curl -sk --proto =https --cacert "$SSL_CERT_FILE" "$VAULT_ADDR/v1/x"',
