@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from tests.loopback import LoopbackServer
 
 GITLAB_NOTE_LIMIT = 1_000_000  # GitLab's own validation, mirrored so oversized notes are rejected
 BOT = {"id": 100, "username": "platform-bot", "name": "Platform Bot"}
 
 
 @dataclass
-class GitLabStub:
+class GitLabStub(LoopbackServer):
     token: str = "stub-token-not-a-secret"
     project_id: int = 42
     project_path: str = "platform/platform-bootstrap"
@@ -38,29 +40,9 @@ class GitLabStub:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    # --- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "GitLabStub":
-        stub = self
-
-        class Handler(_Handler):
-            state = stub
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # ephemeral port, loopback only
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "use the stub as a context manager"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     @property
     def api_url(self) -> str:

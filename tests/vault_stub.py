@@ -19,7 +19,7 @@ import secrets
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def make_ca(directory: Path, name: str = "stub") -> Tls:
 
 
 @dataclass
-class VaultStub:
+class VaultStub(LoopbackServer):
     tls: Tls
     leader: VaultStub | None = None  # set: a raft follower of that node
     auto_unseal: bool = False
@@ -100,32 +102,14 @@ class VaultStub:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    # --- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> VaultStub:
-        stub = self
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
-        class Handler(_Handler):
-            state = stub
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # ephemeral port, loopback only
+    def tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "use the stub as a context manager"
-        host, port = self._server.server_address[:2]
-        return f"https://{host}:{port}"
+        return context
 
     def restart(self) -> None:
         """What a pod restart does to a Shamir-sealed node: sealed again, data kept."""
