@@ -17,6 +17,7 @@ Exit codes: 0 no grants or all approved; 1 approvals missing; 2 error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import requests
 
 from platformctl import gitlab_api
 from platformctl.render import RenderError, parse_stack_file
-from stacks.config import ConfigError, PlatformConfig, load_platform_config
+from stacks.config import NAMESPACE, ConfigError, PlatformConfig, load_platform_config
 
 ROLES = ("owners", "ops", "developers")
 DEFAULT_STACKS = ("dev", "prod")
@@ -69,25 +70,25 @@ class Changes:
     removed_tenants: list[str] = field(default_factory=list)
 
 
-def _roles(tenant: Any) -> dict[str, str]:
-    return {user: role for role in ROLES for user in getattr(tenant, role)}
+# tenant -> user -> role ("owners", "ops" or "developers")
+Members = dict[str, dict[str, str]]
 
 
-def compare(stack: str, base: PlatformConfig | None, head: PlatformConfig, into: Changes) -> None:
-    """Add the grants, new tenants and removed tenants between two configs of `stack`."""
-    before = {t.name: t for t in base.tenants} if base else {}
-    after = {t.name: t for t in head.tenants}
-    into.new_tenants += [f"{stack}/{name}" for name in sorted(after.keys() - before.keys())]
-    into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - after.keys())]
-    for name in sorted(after.keys() & before.keys()):
-        held, holds = _roles(before[name]), _roles(after[name])
-        grants = tuple(
-            Grant(user, role, held.get(user))
-            for user, role in sorted(holds.items())
-            if held.get(user) != role
-        )
+def members(config: PlatformConfig) -> Members:
+    return {t.name: {user: role for role in ROLES for user in getattr(t, role)} for t in config.tenants}
+
+
+def compare(stack: str, base: Members | None, head: Members, into: Changes) -> None:
+    """Add the grants, new tenants and removed tenants between two memberships of `stack`."""
+    before = base or {}
+    into.new_tenants += [f"{stack}/{name}" for name in sorted(head.keys() - before.keys())]
+    into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - head.keys())]
+    for name in sorted(head.keys() & before.keys()):
+        held = before[name]
+        grants = tuple(Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role)
         if grants:
-            into.requests.append(Request(stack, name, tuple(sorted(before[name].owners)), grants))
+            owners = tuple(sorted(user for user, role in held.items() if role == "owners"))
+            into.requests.append(Request(stack, name, owners, grants))
 
 
 # --- stack files -------------------------------------------------------------------------
@@ -97,14 +98,32 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def _config(text: str, stack: str, source: str) -> PlatformConfig:
+def _head_members(text: str, stack: str, source: str) -> Members:
+    """The head's members, from a stack file that must be valid as a whole."""
     try:
         raw, secret_keys = parse_stack_file(text, source)
-        return load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys)
+        return members(load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys))
     except ConfigError as err:
         raise AccessError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
     except RenderError as err:
         raise AccessError(str(err)) from None
+
+
+def _base_members(text: str, source: str) -> Members:
+    """The base's members, read from `platform:tenants` alone: the rest of the base may not fit
+    the head's config model (a merge request that changes the model changes the stack files too)."""
+    try:
+        raw, _ = parse_stack_file(text, source)
+    except RenderError as err:
+        raise AccessError(str(err)) from None
+    tenants = json.loads(raw.get(f"{NAMESPACE}:tenants", "[]"))
+    found: Members = {}
+    for index, tenant in enumerate(tenants if isinstance(tenants, list) else [None]):
+        roles = [tenant.get(role, []) for role in ROLES] if isinstance(tenant, dict) else []
+        if not (roles and isinstance(tenant.get("name"), str) and all(isinstance(r, list) for r in roles)):
+            raise AccessError(f"{source}: {NAMESPACE}:tenants[{index}] is not a tenant with a name and role lists")
+        found[tenant["name"]] = {str(user): role for role, users in zip(ROLES, roles) for user in users}
+    return found
 
 
 def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes:
@@ -123,8 +142,8 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
             raise AccessError(f"cannot read {name}: {err.strerror or err}") from None
         shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
         # A stack file new since the base has no tenants to protect yet.
-        base = _config(shown.stdout, stack, f"{name} at {base_sha[:12]}") if shown.returncode == 0 else None
-        compare(stack, base, _config(head_text, stack, name), changes)
+        base = _base_members(shown.stdout, f"{name} at {base_sha[:12]}") if shown.returncode == 0 else None
+        compare(stack, base, _head_members(head_text, stack, name), changes)
     return changes
 
 

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from gitlab_stub import BOT, GitLabStub
-from platformctl.access import APPROVED_NOTE, UNAPPROVED_NOTE, Changes, Grant, compare, report
+from platformctl.access import APPROVED_NOTE, UNAPPROVED_NOTE, Changes, Grant, Members, compare, members, report
 from platformctl.render import read_stack_file
-from stacks.config import PlatformConfig, load_platform_config
+from stacks.config import load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = {"id": 5, "username": "alice", "name": "Alice"}  # owner of payments (dev and prod)
@@ -37,11 +37,11 @@ def _tenant(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in doc["config"]["platform:tenants"] if t["name"] == name)
 
 
-def _config(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> PlatformConfig:
+def _members(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> Members:
     path = tmp_path / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(doc))
     raw, secret_keys = read_stack_file(path)
-    return load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys)
+    return members(load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys))
 
 
 def _changes(tmp_path: Path, edit) -> Changes:
@@ -49,7 +49,7 @@ def _changes(tmp_path: Path, edit) -> Changes:
     head = copy.deepcopy(base)
     edit(head)
     changes = Changes()
-    compare("dev", _config(base, tmp_path), _config(head, tmp_path), changes)
+    compare("dev", _members(base, tmp_path), _members(head, tmp_path), changes)
     return changes
 
 
@@ -306,3 +306,35 @@ def test_errors_are_one_line_and_exit_2(repo: Path, setup, args: list[str], env_
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("platformctl access: error: ") and expected in line, line
     assert result.stdout == ""
+
+
+def _commit_base(repo: Path, stack: str, edit) -> None:
+    _edit(repo, stack, edit)
+    _git(repo, "commit", "--quiet", "-am", "another base")
+
+
+def test_the_base_is_read_for_its_tenants_only_so_a_config_model_change_still_checks(repo: Path) -> None:
+    # The base has a key the current model no longer accepts; the head has dropped it.
+    _commit_base(repo, "dev", lambda doc: doc["config"].update({"platform:retired": True}))
+    _edit(repo, "dev", lambda doc: (doc["config"].pop("platform:retired"), _add("payments", "ops", "zoe")(doc)))
+    result = _access(repo, _env(None))
+    assert result.returncode == 1, result.stderr
+    assert "| dev | payments | zoe → ops | alice | ❌ waiting" in result.stdout
+
+
+@pytest.mark.parametrize("tenants", [{"payments": {}}, [{"owners": ["alice"]}], [{"name": "payments", "owners": "alice"}]],
+                         ids=["not-a-list", "no-name", "role-not-a-list"])
+def test_a_base_without_readable_tenants_is_an_error(repo: Path, tenants: Any) -> None:
+    _commit_base(repo, "dev", lambda doc: doc["config"].update({"platform:tenants": tenants}))
+    _git(repo, "checkout", "--quiet", "HEAD~1", "--", "Pulumi.dev.yaml")  # the head is valid again
+    result = _access(repo, _env(None))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Pulumi.dev.yaml at " in result.stderr
+    assert "platform:tenants[0] is not a tenant with a name and role lists" in result.stderr
+
+
+def test_a_stack_file_new_since_the_base_brings_only_new_tenants(repo: Path) -> None:
+    (repo / "Pulumi.staging.yaml").write_text((repo / "Pulumi.dev.yaml").read_text())
+    result = _access(repo, _env(None), "--stack", "staging")
+    assert result.returncode == 0, result.stderr
+    assert "New tenants (the platform maintainers' decision, approved by merging): staging/checkout, staging/payments, staging/search." in result.stdout
