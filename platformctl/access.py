@@ -3,10 +3,11 @@
 A tenant's members are stack config, so asking for access is a merge request that adds a
 user to a role of a tenant in `platform:tenants`. This command compares each stack file at
 a base commit (the merge base, or on `main` the commit before the push) with the working
-tree (run it in the project directory) and lists every grant: a user who gains a role in a tenant that exists at the base.
-Each tenant's grants need the approval of one of its owners at the base, given on the merge
-request after its last push (GitLab's "approved this merge request" system note, newer than
-the merge request's latest diff version), so an approval never covers content pushed after it.
+tree (run it in the project directory) and lists every grant: a user who gains a role in a
+tenant that exists at the base. Each tenant's grants need the approval of one of its owners
+at the base, given on the merge request after its last push (GitLab's "approved this merge
+request" system note, newer than the merge request's latest diff version), so an approval
+never covers content pushed after it.
 
 Removing a user from a role needs nobody's approval. New and removed tenants are the
 platform maintainers' decision: who merges to `main` approves them.
