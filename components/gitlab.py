@@ -31,7 +31,6 @@ import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-import pulumi_tls as tls
 import pulumiverse_time as time
 import yaml
 

@@ -238,10 +238,8 @@ def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str]
                 return None, f"a merge request (commit {args.commit[:12]} came to this branch without one)"
         step = f"read the approvals of merge request !{mr.iid}"
         return current_approvers(mr), f"merge request !{mr.iid}"
-    except gitlab.GitlabError as err:
-        raise AccessError(gitlab_api.api_error(err, step, where)) from None
-    except requests.RequestException as err:
-        raise AccessError(f"cannot reach GitLab at {where.url} to {step}: {type(err).__name__}") from None
+    except (gitlab.GitlabError, requests.RequestException) as err:
+        raise AccessError(gitlab_api.failure(err, step, where)) from None
 
 
 def run(args: argparse.Namespace) -> int:

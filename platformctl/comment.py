@@ -255,12 +255,9 @@ def run(args: argparse.Namespace) -> int:
         outcome = upsert_note(mr, body, author_id=gl.user.id if gl.user else None)
     except CommentError as err:
         return _fail(str(err))
-    except gitlab.GitlabError as err:
+    except (gitlab.GitlabError, requests.RequestException) as err:
         assert where is not None  # API calls start only after the target is known
-        return _fail(gitlab_api.api_error(err, step, where))
-    except requests.RequestException as err:
-        assert where is not None
-        return _fail(f"cannot reach GitLab at {where.url} to {step}: {type(err).__name__}")
+        return _fail(gitlab_api.failure(err, step, where))
     print(f"platformctl comment: {outcome} the note on merge request !{mr_iid} ({len(body):,} characters)")
     return EXIT_OK
 

@@ -2,7 +2,7 @@
 
 The location comes from flags first and from the CI job's predefined variables second; the
 token from an environment variable, never a flag (a flag would sit in the job log and in
-`ps`). API refusals become one line naming the step, the status and the likely fix.
+`ps`). API refusals and connection failures become one line naming the step and the likely fix.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import gitlab
+import requests
 
 DEFAULT_TOKEN_ENV = "PLATFORM_MR_TOKEN"
 
@@ -80,7 +81,10 @@ def one_line(message: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def api_error(err: gitlab.GitlabError, step: str, where: Location) -> str:
+def failure(err: gitlab.GitlabError | requests.RequestException, step: str, where: Location) -> str:
+    """One line for a refused API call or an unreachable GitLab, naming the step and the likely fix."""
+    if isinstance(err, requests.RequestException):
+        return f"cannot reach GitLab at {where.url} to {step}: {type(err).__name__}"
     code = err.response_code
     hint = {
         401: f"the token in ${where.token_env} is invalid, expired or revoked",

@@ -11,6 +11,7 @@ client code is exercised over real HTTP rather than against mocks.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -72,6 +73,26 @@ class GitLabStub(LoopbackServer):
 
     def notes_by(self, user_id: int) -> list[dict[str, Any]]:
         return [n for n in self.notes if n["author"]["id"] == user_id]
+
+
+def client_env(stub: GitLabStub | None, **extra: str) -> dict[str, str]:
+    """The environment of a CI job talking to `stub` (or to no GitLab): this process's own,
+    without its CI, GitLab and proxy settings, plus the variables GitLab gives a merge-request job."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CI_", "GITLAB_", "PLATFORM_MR_")) and k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY")
+    }
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    if stub is not None:
+        env.update(
+            CI_API_V4_URL=stub.api_url,
+            CI_PROJECT_ID=str(stub.project_id),
+            CI_MERGE_REQUEST_IID=str(stub.mr_iid),
+            PLATFORM_MR_TOKEN=stub.token,
+        )
+    env.update(extra)
+    return env
 
 
 class _Handler(BaseHTTPRequestHandler):

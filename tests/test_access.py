@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitlab_stub import BOT, GitLabStub
+from gitlab_stub import BOT, GitLabStub, client_env
 from platformctl.access import APPROVED_NOTE, UNAPPROVED_NOTE, Changes, Grant, Members, compare, members, report
 from platformctl.render import read_stack_file
 from stacks.config import load_platform_config
@@ -173,15 +173,8 @@ def _edit(repo: Path, stack: str, edit) -> None:
     (repo / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
 
 
-def _env(stub: GitLabStub | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CI_", "GITLAB_", "PLATFORM_MR_")) and k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY")}
-    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONPATH=str(ROOT))
-    if stub is not None:
-        env.update(CI_API_V4_URL=stub.api_url, CI_PROJECT_ID=str(stub.project_id),
-                   CI_MERGE_REQUEST_IID=str(stub.mr_iid), PLATFORM_MR_TOKEN=stub.token)
-    env.update(extra)
-    return env
+def _env(stub: GitLabStub | None) -> dict[str, str]:
+    return client_env(stub, PYTHONPATH=str(ROOT))  # the command runs in the temporary repository
 
 
 def _access(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -338,3 +331,12 @@ def test_a_stack_file_new_since_the_base_brings_only_new_tenants(repo: Path) -> 
     result = _access(repo, _env(None), "--stack", "staging")
     assert result.returncode == 0, result.stderr
     assert "New tenants (the platform maintainers' decision, approved by merging): staging/checkout, staging/payments, staging/search." in result.stdout
+
+
+def test_an_unreachable_gitlab_is_exit_2(repo: Path) -> None:
+    _edit(repo, "dev", _add("payments", "developers", "zoe"))
+    with _stub_with_push() as stub:
+        env = _env(stub)
+    result = _access(repo, env)  # the stub is stopped: connection refused
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot reach GitLab at {stub.url} to authenticate the token" in result.stderr

@@ -6,7 +6,6 @@ tests/gitlab_stub.py on 127.0.0.1: python-gitlab itself is never mocked.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from platformctl.comment import (
     mask_secrets,
     upsert_note,
 )
-from gitlab_stub import BOT, GitLabStub
+from gitlab_stub import BOT, GitLabStub, client_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN = {"id": 5, "username": "alice", "name": "Alice"}
@@ -184,24 +183,6 @@ def test_upsert_refuses_a_body_without_marker() -> None:
 # --- the CLI in a subprocess ----------------------------------------------------------
 
 
-def _env(stub: GitLabStub | None, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CI_", "GITLAB_", "PLATFORM_MR_")) and k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY")
-    }
-    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    if stub is not None:
-        env.update(
-            CI_API_V4_URL=stub.api_url,
-            CI_PROJECT_ID=str(stub.project_id),
-            CI_MERGE_REQUEST_IID=str(stub.mr_iid),
-            PLATFORM_MR_TOKEN=stub.token,
-        )
-    env.update(extra)
-    return env
-
-
 def _cli(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "platformctl", "comment", *map(str, args)],
@@ -227,7 +208,7 @@ def test_cli_creates_then_updates_one_note(tmp_path: Path) -> None:
             stub.add_note(f"looks good {i}", REVIEWER if i % 2 else HUMAN)
         dev, prod, plan = _files(tmp_path, "## dev\n3 to create\n", "+ ns team-a\n")
 
-        first = _cli(_env(stub), "--summary", dev, prod, "--preview", plan, "--title", "Platform diff")
+        first = _cli(client_env(stub), "--summary", dev, prod, "--preview", plan, "--title", "Platform diff")
         assert first.returncode == 0, first.stderr
         assert "created the note on merge request !7" in first.stdout
         (note,) = stub.notes_by(BOT["id"])
@@ -237,7 +218,7 @@ def test_cli_creates_then_updates_one_note(tmp_path: Path) -> None:
         for i in range(6):  # more discussion: our note is now on page 2 of 4 notes a page
             stub.add_note(f"another comment {i}", REVIEWER)
         dev.write_text("## dev\n4 to create\n")
-        second = _cli(_env(stub), "--summary", dev, "--summary", prod, "--preview", plan)
+        second = _cli(client_env(stub), "--summary", dev, "--summary", prod, "--preview", plan)
         assert second.returncode == 0, second.stderr
         assert "updated the note on merge request !7" in second.stdout
         (updated,) = stub.notes_by(BOT["id"])
@@ -251,7 +232,7 @@ def test_cli_oversized_preview_is_accepted_by_gitlab(tmp_path: Path) -> None:
     huge = "    + kubernetes:core/v1:ConfigMap big create\n" * 40_000  # about 1.8 million characters
     with GitLabStub() as stub:
         dev, _, plan = _files(tmp_path, "## dev\nbig\n", huge)
-        result = _cli(_env(stub), "--summary", dev, "--preview", plan)
+        result = _cli(client_env(stub), "--summary", dev, "--preview", plan)
         assert result.returncode == 0, result.stderr
         (note,) = stub.notes
         assert NOTE_LIMIT - NOTE_MARGIN - 5_000 < len(note["body"]) <= NOTE_LIMIT - NOTE_MARGIN
@@ -274,7 +255,7 @@ def test_cli_api_refusal_is_one_clear_line_and_exit_2(
 ) -> None:
     dev, _, _ = _files(tmp_path, "s", "p")
     with GitLabStub() as stub:
-        env = _env(stub)  # the client keeps the original token and MR
+        env = client_env(stub)  # the client keeps the original token and MR
         for key, value in break_it.items():
             setattr(stub, key, value)
         result = _cli(env, "--summary", dev)
@@ -289,7 +270,7 @@ def test_cli_api_refusal_is_one_clear_line_and_exit_2(
 def test_cli_unreachable_gitlab_is_exit_2(tmp_path: Path) -> None:
     dev, _, _ = _files(tmp_path, "s", "p")
     with GitLabStub() as stub:
-        env = _env(stub)
+        env = client_env(stub)
     result = _cli(env, "--summary", dev)  # the stub is stopped: connection refused
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"cannot reach GitLab at {stub.url}" in result.stderr
@@ -311,7 +292,7 @@ def test_cli_missing_configuration_is_exit_2_without_calling_gitlab(
 ) -> None:
     dev, _, _ = _files(tmp_path, "s", "p")
     with GitLabStub() as stub:
-        env = _env(stub, CI_JOB_TOKEN="job-token")
+        env = client_env(stub, CI_JOB_TOKEN="job-token")
         env.pop(drop or "", None)
         result = _cli(env, "--summary", dev, *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -322,7 +303,7 @@ def test_cli_missing_configuration_is_exit_2_without_calling_gitlab(
 def test_cli_flags_override_the_ci_environment(tmp_path: Path) -> None:
     dev, _, _ = _files(tmp_path, "s", "p")
     with GitLabStub(mr_iid=12) as stub:
-        env = _env(stub, MY_TOKEN=stub.token)
+        env = client_env(stub, MY_TOKEN=stub.token)
         env.pop("PLATFORM_MR_TOKEN")
         env["CI_API_V4_URL"] = "http://127.0.0.1:9/api/v4"  # wrong on purpose: the flag wins
         result = _cli(env, "--summary", dev, "--gitlab-url", stub.url, "--project", stub.project_path,

@@ -11,7 +11,6 @@ import json
 import re
 from typing import Any, Iterator
 
-import pytest
 
 from platformctl.mocks import REDACTED, SECRET_MARK
 from platformctl.render import PLACEHOLDER
