@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.render_scale import stack_file, synthetic_tenants
 from platformctl.diff import diff_renders, load_render
 from platformctl.render import enclosing, read_stack_file, render, write_render
 from stacks.config import Tenant as TenantConfig
@@ -239,57 +240,45 @@ def test_each_tenant_environment_is_held_to_its_own_scope(dev_plan: dict) -> Non
 # --- adding, removing and reordering tenants ------------------------------------------------
 
 
-def _stack_with(tmp_path: Path, name: str, tenants: list[dict]) -> Path:
-    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    doc["config"]["platform:tenants"] = tenants
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def _synthetic(index: int) -> dict:
-    return {"name": f"team{index:03d}", "owners": [f"owner{index:03d}"], "developers": [f"dev{index:03d}"], "ops": [f"ops{index:03d}"]}
-
-
 @pytest.fixture(scope="module")
 def fifty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     tmp = tmp_path_factory.mktemp("fifty")
-    tenants = [_synthetic(i) for i in range(1, 51)]
+    tenants = synthetic_tenants(50)
     out = tmp / "base"
-    write_render(render(_stack_with(tmp, "base", tenants), "dev"), out)
+    write_render(render(stack_file(tmp, tenants), "dev"), out)
     return out, tenants
 
 
 def _rendered(tmp_path: Path, name: str, tenants: list[dict]):
     out = tmp_path / name
-    write_render(render(_stack_with(tmp_path, name, tenants), "dev"), out)
+    write_render(render(stack_file(tmp_path, tenants), "dev"), out)
     return load_render(out)
 
 
 def test_adding_a_tenant_adds_only_its_resources(tmp_path: Path, fifty) -> None:
     base_dir, tenants = fifty
     base = load_render(base_dir)
-    head = _rendered(tmp_path, "added", [*tenants, _synthetic(51)])
+    head = _rendered(tmp_path, "added", synthetic_tenants(51))
     result = diff_renders(base, head)
     assert not result.removed and not result.changed, [r["name"] for r, _ in result.changed][:10]
     owners = tenant_of(head[0])
-    newcomers = {"owner051", "dev051", "ops051"}
+    newcomers = {"owner0051", "dev0051", "ops0051"}
     for resource in result.added:
-        assert owners[resource["urn"]] == "team051" or any(u in resource["name"] for u in newcomers), resource["name"]
+        assert owners[resource["urn"]] == "team0051" or any(u in resource["name"] for u in newcomers), resource["name"]
     assert len(result.added) > 50
 
 
 def test_removing_a_tenant_removes_only_its_resources(tmp_path: Path, fifty) -> None:
     base_dir, tenants = fifty
     base = load_render(base_dir)
-    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team025"])
+    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team0025"])
     result = diff_renders(base, head)
     assert not result.added and not result.changed
     owners = tenant_of(base[0])
-    leavers = {"owner025", "dev025", "ops025"}
+    leavers = {"owner0025", "dev0025", "ops0025"}
     assert result.removed
     for resource in result.removed:
-        assert owners[resource["urn"]] == "team025" or any(u in resource["name"] for u in leavers), resource["name"]
+        assert owners[resource["urn"]] == "team0025" or any(u in resource["name"] for u in leavers), resource["name"]
 
 
 def test_reordering_tenants_changes_nothing(tmp_path: Path, fifty) -> None:
