@@ -32,7 +32,7 @@ import requests
 
 from platformctl import gitlab_api
 from platformctl.render import RenderError, parse_stack_file
-from stacks.config import NAMESPACE, ConfigError, PlatformConfig, load_platform_config
+from stacks.config import NAMESPACE, ConfigError, load_platform_config
 
 ROLES = ("owners", "ops", "developers")
 DEFAULT_STACKS = ("dev", "prod")
@@ -41,10 +41,6 @@ TOKEN_USE = "read merge-request notes"
 APPROVED_NOTE = "approved this merge request"
 UNAPPROVED_NOTE = "unapproved this merge request"
 EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
-
-
-class AccessError(Exception):
-    """A problem the user can fix; reported as one line, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +71,20 @@ class Changes:
 Members = dict[str, dict[str, str]]
 
 
-def members(config: PlatformConfig) -> Members:
-    return {t.name: {user: role for role in ROLES for user in getattr(t, role)} for t in config.tenants}
+def members(raw: dict[str, str], source: str) -> Members:
+    """Who holds which role, read from a stack's `platform:tenants` alone (as `parse_stack_file`
+    hands it over): the base may not fit the head's config model, since a merge request that
+    changes the model changes the stack files too."""
+    tenants = json.loads(raw.get(f"{NAMESPACE}:tenants", "[]"))
+    found: Members = {}
+    for index, tenant in enumerate(tenants if isinstance(tenants, list) else [None]):
+        roles = [tenant.get(role, []) for role in ROLES] if isinstance(tenant, dict) else []
+        if not (roles and isinstance(tenant.get("name"), str) and all(isinstance(r, list) for r in roles)):
+            raise gitlab_api.UsageError(
+                f"{source}: {NAMESPACE}:tenants[{index}] is not a tenant with a name and role lists"
+            )
+        found[tenant["name"]] = {str(user): role for role, users in zip(ROLES, roles) for user in users}
+    return found
 
 
 def compare(stack: str, base: Members | None, head: Members, into: Changes) -> None:
@@ -86,7 +94,9 @@ def compare(stack: str, base: Members | None, head: Members, into: Changes) -> N
     into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - head.keys())]
     for name in sorted(head.keys() & before.keys()):
         held = before[name]
-        grants = tuple(Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role)
+        grants = tuple(
+            Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role
+        )
         if grants:
             owners = tuple(sorted(user for user, role in held.items() if role == "owners"))
             into.requests.append(Request(stack, name, owners, grants))
@@ -99,32 +109,17 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def _head_members(text: str, stack: str, source: str) -> Members:
-    """The head's members, from a stack file that must be valid as a whole."""
+def _members_at(text: str, stack: str, source: str, validate: bool) -> Members:
+    """The members in a stack file's text; with `validate`, the whole file must be valid."""
     try:
         raw, secret_keys = parse_stack_file(text, source)
-        return members(load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys))
+        if validate:
+            load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys)
     except ConfigError as err:
-        raise AccessError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
+        raise gitlab_api.UsageError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
     except RenderError as err:
-        raise AccessError(str(err)) from None
-
-
-def _base_members(text: str, source: str) -> Members:
-    """The base's members, read from `platform:tenants` alone: the rest of the base may not fit
-    the head's config model (a merge request that changes the model changes the stack files too)."""
-    try:
-        raw, _ = parse_stack_file(text, source)
-    except RenderError as err:
-        raise AccessError(str(err)) from None
-    tenants = json.loads(raw.get(f"{NAMESPACE}:tenants", "[]"))
-    found: Members = {}
-    for index, tenant in enumerate(tenants if isinstance(tenants, list) else [None]):
-        roles = [tenant.get(role, []) for role in ROLES] if isinstance(tenant, dict) else []
-        if not (roles and isinstance(tenant.get("name"), str) and all(isinstance(r, list) for r in roles)):
-            raise AccessError(f"{source}: {NAMESPACE}:tenants[{index}] is not a tenant with a name and role lists")
-        found[tenant["name"]] = {str(user): role for role, users in zip(ROLES, roles) for user in users}
-    return found
+        raise gitlab_api.UsageError(str(err)) from None
+    return members(raw, source)
 
 
 def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes:
@@ -132,7 +127,9 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
     (the directory holding the stack files, inside a Git repository)."""
     resolved = _git(project, "rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}")
     if resolved.returncode != 0:
-        raise AccessError(f"base {base_ref!r} is not a commit of this repository (a shallow clone? set GIT_DEPTH: 0)")
+        raise gitlab_api.UsageError(
+            f"base {base_ref!r} is not a commit of this repository (a shallow clone? set GIT_DEPTH: 0)"
+        )
     base_sha = resolved.stdout.strip()
     changes = Changes()
     for stack in stacks:
@@ -140,11 +137,13 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
         try:
             head_text = (project / name).read_text()
         except OSError as err:
-            raise AccessError(f"cannot read {name}: {err.strerror or err}") from None
+            raise gitlab_api.UsageError(f"cannot read {name}: {err.strerror or err}") from None
         shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
         # A stack file new since the base has no tenants to protect yet.
-        base = _base_members(shown.stdout, f"{name} at {base_sha[:12]}") if shown.returncode == 0 else None
-        compare(stack, base, _head_members(head_text, stack, name), changes)
+        base = None
+        if shown.returncode == 0:
+            base = _members_at(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
+        compare(stack, base, _members_at(head_text, stack, name, validate=True), changes)
     return changes
 
 
@@ -159,7 +158,7 @@ def current_approvers(mr: Any) -> set[str]:
     """Usernames (lower case) whose approval of `mr` stands and is newer than its last push."""
     versions = mr.diffs.list(get_all=True)  # GET .../versions: one per push
     if not versions:
-        raise AccessError(f"merge request !{mr.iid} has no diff versions yet; retry the job")
+        raise gitlab_api.UsageError(f"merge request !{mr.iid} has no diff versions yet; retry the job")
     last_push = max(_time(v.created_at) for v in versions)
     latest: dict[str, tuple[bool, datetime]] = {}
     for note in mr.notes.list(iterator=True, sort="asc", order_by="created_at", per_page=100):
@@ -220,7 +219,7 @@ def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str]
     if not changes.requests or not (mr_iid or args.commit):
         return None, "their merge request"
     if mr_iid and not str(mr_iid).isdigit():
-        raise AccessError(f"merge request IID must be a number, got {mr_iid!r}")
+        raise gitlab_api.UsageError(f"merge request IID must be a number, got {mr_iid!r}")
     where = gitlab_api.location(args, os.environ, TOKEN_USE)
     step = "authenticate the token"
     try:
@@ -239,14 +238,14 @@ def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str]
         step = f"read the approvals of merge request !{mr.iid}"
         return current_approvers(mr), f"merge request !{mr.iid}"
     except (gitlab.GitlabError, requests.RequestException) as err:
-        raise AccessError(gitlab_api.failure(err, step, where)) from None
+        raise gitlab_api.UsageError(gitlab_api.failure(err, step, where)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         changes = load_changes(args.base_ref, args.stack or DEFAULT_STACKS, Path.cwd())
         approvers, where = _merge_request(args, changes)
-    except (AccessError, gitlab_api.UsageError) as err:
+    except gitlab_api.UsageError as err:
         print(f"platformctl access: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     text, approved = report(changes, approvers, where)

@@ -55,9 +55,6 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 
-CommentError = gitlab_api.UsageError
-
-
 def mask_secrets(text: str) -> tuple[str, list[str]]:
     """Mask every line that looks like a credential; return the text and what was found.
 
@@ -225,7 +222,7 @@ def _target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[gitlab_ap
         args, env, TOKEN_USE, also=[("merge request (CI_MERGE_REQUEST_IID or --mr-iid)", mr_iid)]
     )
     if not str(mr_iid).isdigit():
-        raise CommentError(f"merge request IID must be a number, got {mr_iid!r}")
+        raise gitlab_api.UsageError(f"merge request IID must be a number, got {mr_iid!r}")
     return where, int(mr_iid)
 
 
@@ -233,7 +230,7 @@ def _read(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
-        raise CommentError(f"cannot read {what} file {path}: {err.strerror or err}") from None
+        raise gitlab_api.UsageError(f"cannot read {what} file {path}: {err.strerror or err}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         mr = project.mergerequests.get(mr_iid)
         step = f"write the note on merge request !{mr_iid}"
         outcome = upsert_note(mr, body, author_id=gl.user.id if gl.user else None)
-    except CommentError as err:
+    except gitlab_api.UsageError as err:
         return _fail(str(err))
     except (gitlab.GitlabError, requests.RequestException) as err:
         assert where is not None  # API calls start only after the target is known

@@ -19,7 +19,8 @@ DEFAULT_TOKEN_ENV = "PLATFORM_MR_TOKEN"
 
 
 class UsageError(Exception):
-    """A problem the user can fix; reported as one line, exit code 2."""
+    """A problem the user can fix (a missing setting, an unreadable file, a refused call);
+    reported as one line, exit code 2, by `comment` and `access` alike."""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def _members(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> Members
     path = tmp_path / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(doc))
     raw, secret_keys = read_stack_file(path)
-    return members(load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys))
+    load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys)  # a valid stack
+    return members(raw, path.name)
 
 
 def _changes(tmp_path: Path, edit) -> Changes:
