@@ -30,6 +30,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.inventory import Credential, CredentialInventory
+from policy.labels import managed_by
 
 AUDIENCE = "sts.amazonaws.com"
 SESSION_SECONDS = 3600
@@ -97,7 +98,7 @@ class PipelineIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: PipelineIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ci_identity:PipelineIdentity", name, None, opts)
         on_aws = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
-        tags = {"platform.io/managed-by": "platform-bootstrap"}
+        tags = managed_by()
         provider = aws.iam.OpenIdConnectProvider(
             f"{name}-gitlab",
             url=args.gitlab_url,

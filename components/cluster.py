@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.common import AwsWorkloadIdentity
 from components.versions import EKS_ADDONS
+from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class EksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:cluster:EksCluster", name, None, opts)
-        tags = {"platform.io/cluster": args.role, "platform.io/managed-by": "platform-bootstrap"}
+        tags = {CLUSTER_LABEL: args.role, **MANAGED_BY}
         aws_provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
 

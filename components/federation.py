@@ -42,7 +42,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.tenancy import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL
+from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, MANAGED_BY, TENANT_LABEL, managed_by
 from components.versions import BUSYBOX_IMAGE, CURL_IMAGE
 
 # --- what both sides agree on -----------------------------------------------------------------
@@ -99,10 +99,6 @@ def target_name(cluster: str) -> str:
 
 def token_api_uri(target: str) -> str:
     return f"{TOKEN_API_PATH}/{target}"
-
-
-def _labels(**extra: str) -> dict[str, str]:
-    return {"platform.io/managed-by": "platform-bootstrap", **extra}
 
 
 @dataclass(frozen=True)
@@ -216,7 +212,7 @@ class CredentialPlugin:
     def config_map(self, name: str, cluster: ClusterHandle, namespace: k8s.core.v1.Namespace, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
         return k8s.core.v1.ConfigMap(
             name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=PLUGIN_CONFIG_MAP, namespace=namespace.metadata.name, labels=_labels()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PLUGIN_CONFIG_MAP, namespace=namespace.metadata.name, labels=managed_by()),
             data=self.files(),
             opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[namespace]),
         )
@@ -326,7 +322,7 @@ class ArgoClusterSecret(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=f"cluster-{args.cluster_name}",
                 namespace=ARGOCD_NAMESPACE,
-                labels=_labels(**labels),
+                labels=managed_by(**labels),
                 annotations={"platform.io/config-sha256": digest},
             ),
             type="Opaque",
@@ -363,7 +359,7 @@ class TokenBroker(pulumi.ComponentResource):
             f"{name}-chain",
             api_version="openunison.tremolo.io/v1",
             kind="AuthenticationChain",
-            metadata={"name": AUTH_CHAIN, "namespace": ou.namespace, "labels": _labels()},
+            metadata={"name": AUTH_CHAIN, "namespace": ou.namespace, "labels": managed_by()},
             spec={
                 "level": 20,
                 "root": "o=Tremolo",
@@ -476,7 +472,7 @@ class OpenUnisonTarget(pulumi.ComponentResource):
             f"{name}-target",
             api_version="openunison.tremolo.io/v1",
             kind="Target",
-            metadata={"name": self.name, "namespace": ou.namespace, "labels": _labels(**{CLUSTER_LABEL: args.cluster_name})},
+            metadata={"name": self.name, "namespace": ou.namespace, "labels": managed_by(**{CLUSTER_LABEL: args.cluster_name})},
             spec={
                 # The class of openunison-k8s-add-cluster's remote-cluster target.
                 "className": "com.tremolosecurity.unison.openshiftv3.OpenShiftTarget",
@@ -499,7 +495,7 @@ class OpenUnisonTarget(pulumi.ComponentResource):
             f"{name}-token-api",
             api_version="openunison.tremolo.io/v2",
             kind="Application",
-            metadata={"name": f"{self.name}-token", "namespace": ou.namespace, "labels": _labels(**{CLUSTER_LABEL: args.cluster_name})},
+            metadata={"name": f"{self.name}-token", "namespace": ou.namespace, "labels": managed_by(**{CLUSTER_LABEL: args.cluster_name})},
             spec={
                 "azTimeoutMillis": 3000,
                 "isApp": True,
@@ -581,7 +577,7 @@ class FederatedAccessArgs:
 def federated_access_manifests(args: FederatedAccessArgs) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ClusterRole and its binding to the federated user, as manifests (a virtual cluster
     applies them itself; FederatedAccess declares them on the clusters Pulumi reaches)."""
-    metadata = {"name": args.role_name, "labels": _labels()}
+    metadata = {"name": args.role_name, "labels": managed_by()}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": metadata, "rules": federated_rules()}
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -640,7 +636,7 @@ class EksOidcTrust(pulumi.ComponentResource):
                 username_claim="sub",
                 username_prefix=args.username_prefix,
             ),
-            tags={"platform.io/cluster": cluster.role, "platform.io/managed-by": "platform-bootstrap"},
+            tags={CLUSTER_LABEL: cluster.role, **MANAGED_BY},
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider),
         )
         self.register_outputs({"issuerUrl": args.issuer_url, "audience": args.audience})

@@ -40,6 +40,7 @@ from components.helm import namespace, release
 from components.ingress import TcpEntrypoint, tcp_route
 from components.inventory import DAY, Credential, CredentialInventory
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
+from policy.labels import managed_by
 
 NAMESPACE = "gitlab"
 RELEASE = "gitlab"
@@ -675,7 +676,7 @@ def private_bucket(
         name,
         bucket=bucket,
         force_destroy=False,
-        tags={"platform.io/managed-by": "platform-bootstrap"},
+        tags=managed_by(),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
     )
     aws.s3.BucketPublicAccessBlock(
@@ -722,7 +723,7 @@ def workload_role(
     trust = pulumi.Output.all(identity.oidc_provider_arn, identity.oidc_issuer_url).apply(
         lambda a: _web_identity_trust(a[0], a[1], namespace_name, service_account)
     )
-    role = aws.iam.Role(name, assume_role_policy=trust, tags={"platform.io/managed-by": "platform-bootstrap"}, opts=opts)
+    role = aws.iam.Role(name, assume_role_policy=trust, tags=managed_by(), opts=opts)
     aws.iam.RolePolicy(name, role=role.name, policy=pulumi.Output.all(*buckets).apply(_bucket_policy), opts=opts)
     return role
 
@@ -784,7 +785,7 @@ def _meta(
     return k8s.meta.v1.ObjectMetaArgs(
         name=name,
         namespace=ns.metadata.name,
-        labels={"platform.io/managed-by": "platform-bootstrap"},
+        labels=managed_by(),
         annotations=annotations,
     )
 

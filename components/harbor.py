@@ -23,6 +23,7 @@ from components.cluster import ClusterHandle
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.gitlab import bucket_name, private_bucket, workload_role
 from components.helm import namespace, release
+from policy.labels import managed_by
 
 NAMESPACE = "harbor"
 RELEASE = "harbor"
@@ -296,7 +297,7 @@ def _meta(
     return k8s.meta.v1.ObjectMetaArgs(
         name=name,
         namespace=ns.metadata.name,
-        labels={"platform.io/managed-by": "platform-bootstrap"},
+        labels=managed_by(),
         annotations=annotations,
     )
 

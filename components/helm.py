@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.versions import CHARTS
+from policy.labels import MANAGED_BY
 from policy.gatekeeper import GATEKEEPER_EXEMPT
 
 
@@ -23,7 +24,7 @@ def namespace(
     return k8s.core.v1.Namespace(
         f"{cluster.role}-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=name, labels={"platform.io/managed-by": "platform-bootstrap", **exempt, **(labels or {})}
+            name=name, labels={**MANAGED_BY, **exempt, **(labels or {})}
         ),
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
     )

@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release
+from policy.labels import managed_by
 
 NAMESPACE = "traefik"
 INGRESS_CLASS = "traefik"
@@ -140,7 +141,7 @@ def tcp_route(
         api_version=TRAEFIK_API,
         kind="IngressRouteTCP",
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=service, namespace=ns.metadata.name, labels={"platform.io/managed-by": "platform-bootstrap"}
+            name=service, namespace=ns.metadata.name, labels=managed_by()
         ),
         spec={
             "entryPoints": [entrypoint.name],

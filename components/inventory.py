@@ -35,10 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from policy.inventory import CATEGORIES
+
 Category = Literal["federated", "issued", "internal", "signing-key", "bootstrap", "external"]
-CATEGORIES: tuple[str, ...] = ("federated", "issued", "internal", "signing-key", "bootstrap", "external")
-CHECKED_CATEGORIES = ("federated", "issued")  # held to the 90-day rule
-STATE_HOLDER = "Pulumi state"  # what a `bootstrap` holder must name
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 

@@ -67,6 +67,7 @@ import yaml
 from components.cluster import ClusterHandle
 from components.common import Exposure, OidcClient, checksum
 from components.helm import namespace, release
+from policy.labels import managed_by
 
 NAMESPACE = "openunison"
 # Release names the charts refer to each other by (orchestra's `openunison.portal_release_name`
@@ -299,7 +300,7 @@ class OpenUnison(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="openunison",
                 namespace=ns.metadata.name,
-                labels=_labels(),
+                labels=managed_by(),
                 annotations={"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
@@ -365,7 +366,7 @@ class OpenUnison(pulumi.ComponentResource):
             data["AD_BIND_PASSWORD"] = pulumi.Output.secret(args.ldap_upstream.bind_password)
         return k8s.core.v1.Secret(
             f"{cluster.role}-{SOURCE_SECRET}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=SOURCE_SECRET, namespace=ns.metadata.name, labels=_labels()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SOURCE_SECRET, namespace=ns.metadata.name, labels=managed_by()),
             type="Opaque",
             string_data=data,
             opts=opts,
@@ -470,7 +471,7 @@ class OpenUnison(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(
             f"{cluster.role}-{secret_name}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=secret_name, namespace=ns.metadata.name, labels={**_labels(), "platform.io/oidc-client": client}
+                name=secret_name, namespace=ns.metadata.name, labels={**managed_by(), "platform.io/oidc-client": client}
             ),
             type="Opaque",
             string_data={CLIENT_SECRET_KEY: password.result},
@@ -483,7 +484,7 @@ class OpenUnison(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=client,
                 namespace=ns.metadata.name,
-                labels=_labels(),
+                labels=managed_by(),
                 annotations={CLIENT_CHECKSUM_ANNOTATION: checksum(password.result)},
             ),
             spec={
@@ -511,13 +512,13 @@ class OpenUnison(pulumi.ComponentResource):
         """The JIT workflow that applies local groups, and OpenUnison's right to read their ConfigMaps."""
         reader = k8s.rbac.v1.Role(
             f"{cluster.role}-openunison-local-groups",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=_labels()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=managed_by()),
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])],
             opts=in_ns,
         )
         k8s.rbac.v1.RoleBinding(
             f"{cluster.role}-openunison-local-groups",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=_labels()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-local-groups", namespace=NAMESPACE, labels=managed_by()),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="platform-local-groups"),
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=OPENUNISON_SERVICE_ACCOUNT, namespace=NAMESPACE)],
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[reader])),
@@ -527,7 +528,7 @@ class OpenUnison(pulumi.ComponentResource):
             api_version="openunison.tremolo.io/v1",
             kind="Workflow",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=JIT_WORKFLOW, namespace=ns.metadata.name, labels={**_labels(), "tremolo.io/wf-type": "login"}
+                name=JIT_WORKFLOW, namespace=ns.metadata.name, labels={**managed_by(), "tremolo.io/wf-type": "login"}
             ),
             spec={
                 "description": "JIT with the platform's local groups",
@@ -677,7 +678,7 @@ class LocalGroups(pulumi.ComponentResource):
         k8s.core.v1.ConfigMap(
             f"{name}-config-map",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"local-groups-{args.owner}", namespace=NAMESPACE, labels={**_labels(), LOCAL_GROUPS_LABEL: "true"}
+                name=f"local-groups-{args.owner}", namespace=NAMESPACE, labels={**managed_by(), LOCAL_GROUPS_LABEL: "true"}
             ),
             # Every group, even empty: its name is then reserved (no upstream group passes for it).
             data={group: "\n".join(sorted(members)) for group, members in sorted(args.groups.items())},
@@ -685,6 +686,3 @@ class LocalGroups(pulumi.ComponentResource):
         )
         self.register_outputs({"groups": sorted(args.groups)})
 
-
-def _labels() -> dict[str, str]:
-    return {"platform.io/managed-by": "platform-bootstrap"}

@@ -9,20 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_vault as vault
 
 from components.cluster import ClusterHandle
+from components.federation import RemoteCluster
 from components.inventory import CredentialInventory
-from policy.gatekeeper import ENVIRONMENT_LABEL, TENANT_LABEL  # noqa: F401 (the labels tenants carry)
 
-if TYPE_CHECKING:  # components.federation imports this module's labels
-    from components.federation import RemoteCluster
-
-TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-CLUSTER_LABEL = "platform.io/cluster"
 ENVIRONMENTS = ("dev", "prod")
 ROLES = ("owners", "developers", "ops")
 

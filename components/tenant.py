@@ -35,23 +35,14 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.openunison import LocalGroups, LocalGroupsArgs
-from components.tenancy import (
-    CLUSTER_LABEL,
-    ENVIRONMENT_LABEL,
-    ENVIRONMENTS,
-    ROLES,
-    TENANT_LABEL,
-    TENANT_NAMESPACE_LABEL,
-    FederationTenancy,
-    TenantPlatform,
-    tenant_group,
-)
+from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE
+from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
 VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"

@@ -10,7 +10,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.tenancy import ENVIRONMENT_LABEL, TENANT_LABEL, TenantPlatform, tenant_group
+from components.tenancy import TenantPlatform, tenant_group
+from policy.labels import ENVIRONMENT_LABEL, TENANT_LABEL
 from policy.gatekeeper import tenant_argo_constraint
 
 # Namespaced kinds a tenant may not manage through ArgoCD: the platform owns them.

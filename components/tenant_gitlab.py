@@ -39,7 +39,8 @@ import pulumiverse_time as time
 from components.common import rotated_key
 from components.inventory import DAY, Credential
 
-from components.tenancy import ROLES, TENANT_LABEL, TenantPlatform
+from components.tenancy import ROLES, TenantPlatform
+from policy.labels import TENANT_LABEL
 from components.tenant_supply_chain import starter_files
 
 APP_PROJECT = "app"

@@ -70,11 +70,6 @@ def harbor_push_path(tenant: str) -> str:
     return f"{tenant}/harbor-push"
 
 
-def robot_full_name(tenant: str, robot: str) -> str:
-    """The name Harbor gives a project robot (with its default `robot$` prefix)."""
-    return f"robot${tenant}+{robot}"
-
-
 @dataclass(frozen=True)
 class TenantRegistryArgs:
     tenant: str

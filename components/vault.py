@@ -37,6 +37,7 @@ from components.cluster import ClusterHandle
 from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
 from components.helm import namespace, release
 from components.vault_init import VaultInit
+from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
 NAMESPACE = "vault"
 RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-internal; service account vault
@@ -248,7 +249,7 @@ class Vault(pulumi.ComponentResource):
             description=f"Auto-unseal key of the platform Vault on the {role} cluster",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags={"platform.io/cluster": role, "platform.io/managed-by": "platform-bootstrap"},
+            tags={CLUSTER_LABEL: role, **MANAGED_BY},
             # Losing this key loses Vault's data.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
         )

@@ -38,6 +38,7 @@ import pulumi_vault as vault
 
 from components.cluster import ClusterHandle
 from components.inventory import Credential, CredentialInventory
+from policy.labels import managed_by
 
 GITLAB_PATH = "jwt-gitlab"
 WORKLOAD_AUDIENCE = "vault"  # External Secrets' default TokenRequest audience for Vault JWT auth
@@ -150,7 +151,7 @@ class VaultFederation(pulumi.ComponentResource):
             )
             self._review_roles[cluster.name] = k8s.rbac.v1.ClusterRole(
                 f"{cluster.name}-{TOKEN_REVIEW_ROLE}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_REVIEW_ROLE, labels=_managed()),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_REVIEW_ROLE, labels=managed_by()),
                 rules=[
                     k8s.rbac.v1.PolicyRuleArgs(
                         api_groups=["authentication.k8s.io"], resources=["tokenreviews"], verbs=["create"]
@@ -330,7 +331,7 @@ class VaultFederation(pulumi.ComponentResource):
         # Namespaces hold no dots and RBAC names allow colons: neither name can belong to two accounts.
         self._reviewers[key] = k8s.rbac.v1.ClusterRoleBinding(
             f"{cluster}-vault-tokenreview-{namespace}.{account}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TOKEN_REVIEW_ROLE}:{namespace}:{account}", labels=_managed()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TOKEN_REVIEW_ROLE}:{namespace}:{account}", labels=managed_by()),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=TOKEN_REVIEW_ROLE),
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account, namespace=namespace)],
             opts=pulumi.ResourceOptions(parent=parent, provider=handle.provider, depends_on=[self._review_roles[cluster]]),
@@ -343,6 +344,3 @@ def _policies(role_name: str, policies: list[str]) -> list[str]:
         raise ValueError(f"role {role_name}: the root policy is never bound to a login role")
     return names
 
-
-def _managed() -> dict[str, str]:
-    return {"platform.io/managed-by": "platform-bootstrap"}

@@ -28,7 +28,6 @@ from pydantic.alias_generators import to_camel
 from components.versions import EKS_ADDONS
 
 NAMESPACE = "platform"
-CLUSTER_ROLES = ("controlPlane", "dev", "prod")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")

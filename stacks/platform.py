@@ -21,7 +21,7 @@ from components.cluster import (
 from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
 from components.inventory import CredentialInventory
-from components.tenancy import TENANT_NAMESPACE_LABEL
+from policy.labels import TENANT_NAMESPACE_LABEL
 from stacks.config import ClusterSpec, PlatformConfig
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images

@@ -12,7 +12,8 @@ import pydantic
 import pytest
 import yaml
 
-from components.tenancy import TENANT_NAMESPACE_LABEL, SupplyChainPolicy
+from components.tenancy import SupplyChainPolicy
+from policy.labels import TENANT_NAMESPACE_LABEL
 from components.tenant_supply_chain import sign_policy, trivy_severities
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 from platformctl.render import read_stack_file

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from policy.labels import ENVIRONMENT_LABEL, TENANT_LABEL
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 CONSTRAINTS_API_VERSION = "constraints.gatekeeper.sh/v1beta1"
@@ -63,8 +65,6 @@ ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
 ]
 
-TENANT_LABEL = "platform.io/tenant"
-ENVIRONMENT_LABEL = "platform.io/environment"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 

@@ -33,7 +33,6 @@ UNKNOWN = "[unknown]"  # a value not known during preview
 Check = Callable[[str, Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], list[str]]
 
 HELM_TYPES = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"})
-SECRET_TYPE = "kubernetes:core/v1:Secret"
 HARBOR_ROBOT_TYPE = "harbor:index/robotAccount:RobotAccount"
 MAX_ROBOT_DAYS = 30
 

@@ -1,0 +1,13 @@
+"""The labels and tags the platform puts on what it creates, and its policies match on: defined once."""
+
+MANAGED_BY = {"platform.io/managed-by": "platform-bootstrap"}
+TENANT_LABEL = "platform.io/tenant"
+ENVIRONMENT_LABEL = "platform.io/environment"
+CLUSTER_LABEL = "platform.io/cluster"
+# On every tenant namespace: what Gatekeeper's tenant-scoped constraints select.
+TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
+
+
+def managed_by(**extra: str) -> dict[str, str]:
+    """The managed-by label (or AWS tag) with `extra` ones; a new dict each call."""
+    return {**MANAGED_BY, **extra}
