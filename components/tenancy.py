@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from typing import Any, Protocol
 
 import pulumi
@@ -19,6 +20,28 @@ from components.federation import RemoteCluster
 from components.inventory import CredentialInventory
 
 ENVIRONMENTS = ("dev", "prod")
+
+
+class Isolation(StrEnum):
+    """How a tenant environment is separated: a namespace, or a virtual cluster inside one."""
+
+    NAMESPACE = "namespace"
+    VCLUSTER = "vcluster"
+
+
+class Severity(StrEnum):
+    """The vulnerability scale of the severity gate, lowest first (Harbor's and Trivy's, in lower case)."""
+
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    def and_above(self) -> list[Severity]:
+        """This severity and every higher one; nothing for NONE (the gate refuses nothing)."""
+        scale = list(Severity)
+        return [] if self is Severity.NONE else scale[scale.index(self):]
 ROLES = ("owners", "developers", "ops")
 
 # Where tenants' secrets live in Vault (a KV v2 mount), and the keys of the Harbor pull
@@ -49,7 +72,7 @@ def cosign_key(tenant: str) -> str:
 class SupplyChainPolicy:
     """Registry policy for every tenant project (stack config `platform:supplyChain`)."""
 
-    severity: str = "high"  # Harbor refuses pulls of images with a vulnerability at or above it
+    severity: Severity = Severity.HIGH  # Harbor refuses pulls of images with a vulnerability at or above it
     cve_allowlist: tuple[tuple[str, str], ...] = ()  # (CVE id, expiry YYYY-MM-DD inclusive)
     keep_last: int = 10  # retention: the N most recently pushed artifacts per repository
     pulled_within_days: int = 30  # retention: and whatever was pulled in this many days ("deployed")

@@ -35,7 +35,7 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.openunison import LocalGroups, LocalGroupsArgs
-from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, TenantPlatform, tenant_group
+from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -70,7 +70,7 @@ class TenantArgs:
     developers: list[str]
     ops: list[str]
     quota: TenantQuota
-    isolation: str = "namespace"
+    isolation: Isolation = Isolation.NAMESPACE
 
     def members(self, role: str) -> list[str]:
         return list(getattr(self, role))
@@ -383,7 +383,7 @@ class Tenant(pulumi.ComponentResource):
                 platform.clusters[environment],
                 args,
                 environment,
-                virtual_cluster_args(platform, tenant, environment) if args.isolation == "vcluster" else None,
+                virtual_cluster_args(platform, tenant, environment) if args.isolation is Isolation.VCLUSTER else None,
                 child,
             )
             for environment in ENVIRONMENTS
@@ -503,7 +503,7 @@ class Sandbox(pulumi.ComponentResource):
 
 def destination(args: TenantArgs, environment: str, repo_url: str) -> Destination:
     """Where a tenant environment deploys: its namespace, or the namespace inside its virtual cluster."""
-    if args.isolation == "vcluster":
+    if args.isolation is Isolation.VCLUSTER:
         name = namespace_name(args.name, environment)
         return Destination(name, args.name, {CLUSTER_LABEL: name, TENANT_LABEL: args.name}, repo_url)
     return Destination(environment, namespace_name(args.name, environment), {CLUSTER_LABEL: environment}, repo_url)

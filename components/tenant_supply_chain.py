@@ -22,7 +22,7 @@ import pulumi
 import pulumiverse_harbor as harbor
 import yaml
 
-from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, SupplyChainPolicy, cosign_key
+from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
@@ -35,7 +35,6 @@ PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
     "mcr.microsoft.com": ("docker-registry", "https://mcr.microsoft.com"),
 }
 APPROVED_PROJECT = "approved"
-SEVERITIES = ("none", "low", "medium", "high", "critical")
 
 
 def proxy_project_name(host: str) -> str:
@@ -122,11 +121,9 @@ def approved(host: str, image: str) -> str:
     return f"{host}/{APPROVED_PROJECT}/{image}"
 
 
-def trivy_severities(severity: str) -> str:
+def trivy_severities(severity: Severity) -> str:
     """Trivy's list of the severities at or above `severity` ("" for none: nothing fails)."""
-    if severity == "none":
-        return ""
-    return ",".join(s.upper() for s in SEVERITIES[SEVERITIES.index(severity):])
+    return ",".join(s.upper() for s in severity.and_above())
 
 
 # TLS in the jobs that run in the buildah image: the system roots plus, where the platform CA is
@@ -170,7 +167,7 @@ TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
 COSIGN_DIR = "/tmp/cosign"
 
 
-def app_pipeline(tenant: str, host: str, severity: str) -> dict[str, Any]:
+def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
     """The `app` project's .gitlab-ci.yml: build (rootless buildah), scan (trivy), push, sign
     (cosign with the Vault transit key) and, for a release tag, a merge request in ops-dev."""
     cosign_source = f"{approved(host, COSIGN_PIN.repository)}@{COSIGN_PIN.digest}"
@@ -323,7 +320,7 @@ def ops_manifests(tenant: str, host: str) -> list[dict[str, Any]]:
     ]
 
 
-def starter_files(tenant: str, host: str, severity: str) -> dict[str, dict[str, str]]:
+def starter_files(tenant: str, host: str, severity: Severity) -> dict[str, dict[str, str]]:
     """Project -> file path -> content: what a new tenant's projects start with."""
     ops = {
         ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),

@@ -19,12 +19,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from components.tenancy import Isolation, Severity
+from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.versions import EKS_ADDONS
 
 NAMESPACE = "platform"
@@ -302,7 +305,7 @@ class Tenant(Model):
     owners: list[UserId] = Field(min_length=1)
     developers: list[UserId] = []
     ops: list[UserId] = []
-    isolation: Literal["namespace", "vcluster"] = "namespace"
+    isolation: Annotated[Isolation, Strict(False)] = Isolation.NAMESPACE
     quota: Quota = Quota()
 
     @model_validator(mode="after")
@@ -346,9 +349,8 @@ class Pipeline(Model):
 
 # --- software supply chain -------------------------------------------------------------
 
-Severity = Literal["none", "low", "medium", "high", "critical"]
-# Public registries the platform can proxy-cache (components/tenant_supply_chain.PUBLIC_REGISTRIES).
-PublicRegistry = Literal["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "mcr.microsoft.com"]
+# The public registries the platform can proxy-cache.
+PublicRegistry = Literal[tuple(PUBLIC_REGISTRIES)]  # type: ignore[valid-type]
 
 
 def _iso_date(value: str) -> str:
@@ -369,7 +371,7 @@ class CveException(Model):
 class SupplyChain(Model):
     """Harbor policy for every tenant project, and the public registries proxied into quarantine."""
 
-    severity: Severity = "high"  # pulls of images with a vulnerability at or above it are refused
+    severity: Annotated[Severity, Strict(False)] = Severity.HIGH  # pulls of images with a vulnerability at or above it are refused
     cve_allowlist: list[CveException] = []
     keep_last: int = Field(default=10, ge=1, le=1000)  # retention: the N most recently pushed per repository
     public_registries: list[PublicRegistry] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]

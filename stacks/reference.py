@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ def _type_name(annotation: Any) -> str:
         return " or ".join(f"`{a}`" for a in args)
     if origin is list:
         return f"list of {_type_name(args[0])}"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " or ".join(f"`{member.value}`" for member in annotation)
     if origin is dict:
         return "mapping"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -30,13 +30,13 @@ from components.image_promotion import (
     VAULT_ROLE,
     promoter_data_path,
 )
+from components.tenancy import Severity
 from components.tenant_supply_chain import (
     APPROVED_PROJECT,
     BUILDAH_IMAGE,
     COSIGN_IMAGE,
     GIT_IMAGE,
     PUBLIC_REGISTRIES,
-    SEVERITIES,
     TRIVY_IMAGE,
     approved,
     proxy_project_name,
@@ -268,7 +268,7 @@ def load_script():
 
 def test_the_script_agrees_with_the_components() -> None:
     script = load_script()
-    assert script.SEVERITIES == SEVERITIES and script.APPROVED_PROJECT == APPROVED_PROJECT
+    assert script.SEVERITIES == tuple(Severity) and script.APPROVED_PROJECT == APPROVED_PROJECT
     for host in PUBLIC_REGISTRIES:
         assert script.proxy_project_name(host) == proxy_project_name(host)
 

@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import yaml
 
-from components.tenancy import SupplyChainPolicy
+from components.tenancy import Severity, SupplyChainPolicy
 from policy.labels import TENANT_NAMESPACE_LABEL
 from components.tenant_supply_chain import sign_policy, trivy_severities
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
@@ -113,7 +113,7 @@ def test_supply_chain_defaults_are_the_documented_ones() -> None:
     assert default.public_registries == ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
     with pytest.raises(pydantic.ValidationError):
         SupplyChain.model_validate({"severity": "severe"})
-    assert trivy_severities("high") == "HIGH,CRITICAL" and trivy_severities("none") == ""
+    assert trivy_severities(Severity.HIGH) == "HIGH,CRITICAL" and trivy_severities(Severity.NONE) == ""
 
 
 # --- quarantine -------------------------------------------------------------------------------
