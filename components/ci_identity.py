@@ -29,10 +29,11 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.aws import STS_AUDIENCE, web_identity_trust
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
 
-AUDIENCE = "sts.amazonaws.com"
+AUDIENCE = STS_AUDIENCE
 SESSION_SECONDS = 3600
 READ_ONLY_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -55,22 +56,9 @@ def subject(project_path: str, branch: str) -> str:
 
 def pipeline_trust_policy(provider_arn: str, issuer_url: str, project_path: str, branch: str | None) -> dict[str, Any]:
     """Jobs of `project_path` on `branch` (None: on any branch) may assume the role."""
-    host = issuer_url.removeprefix("https://")  # IAM's condition keys are <host>:aud and <host>:sub
     if branch is None:
-        condition = {"StringEquals": {f"{host}:aud": AUDIENCE}, "StringLike": {f"{host}:sub": subject(project_path, "*")}}
-    else:
-        condition = {"StringEquals": {f"{host}:aud": AUDIENCE, f"{host}:sub": subject(project_path, branch)}}
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": condition,
-            }
-        ],
-    }
+        return web_identity_trust(provider_arn, issuer_url, {"aud": AUDIENCE}, like={"sub": subject(project_path, "*")})
+    return web_identity_trust(provider_arn, issuer_url, {"aud": AUDIENCE, "sub": subject(project_path, branch)})
 
 
 def no_data_reads_policy() -> dict[str, Any]:

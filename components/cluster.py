@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.common import AwsWorkloadIdentity
+from components.aws import AwsWorkloadIdentity
 from components.versions import EKS_ADDONS
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 

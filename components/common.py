@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -41,41 +40,6 @@ class PlatformGroups:
 
     cluster_admins: list[str]
     system_approvers: list[str]
-
-
-@dataclass(frozen=True)
-class AwsWorkloadIdentity:
-    """On EKS: what a component needs to create an IAM role for a Kubernetes service account."""
-
-    provider: pulumi.ProviderResource  # the aws.Provider of the control-plane cluster
-    oidc_provider_arn: pulumi.Output[str]
-    oidc_issuer_url: pulumi.Output[str]
-    region: str
-
-
-def web_identity_policy(identity: AwsWorkloadIdentity, namespace: str, service_account: str) -> pulumi.Output[str]:
-    """A trust policy letting exactly one Kubernetes service account assume a role (IRSA)."""
-    issuer = identity.oidc_issuer_url.apply(lambda url: url.removeprefix("https://"))
-    return pulumi.Output.all(identity.oidc_provider_arn, issuer).apply(
-        lambda a: json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Federated": a[0]},
-                        "Action": "sts:AssumeRoleWithWebIdentity",
-                        "Condition": {
-                            "StringEquals": {
-                                f"{a[1]}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                                f"{a[1]}:aud": "sts.amazonaws.com",
-                            }
-                        },
-                    }
-                ],
-            }
-        )
-    )
 
 
 def checksum(secret: pulumi.Input[str]) -> pulumi.Output[str]:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumi_random as random
@@ -35,7 +34,8 @@ import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups, checksum, rotated_key
+from components.aws import AwsWorkloadIdentity, bucket_name, bucket_role, private_bucket
+from components.common import Exposure, OidcClient, PlatformGroups, checksum, rotated_key
 from components.helm import namespace, release
 from components.ingress import TcpEntrypoint, tcp_route
 from components.inventory import DAY, Credential, CredentialInventory
@@ -175,7 +175,7 @@ class GitLab(pulumi.ComponentResource):
                     f"{name}-{suffix}", bucket_name(args.exposure.hostname, suffix), args.aws, args.protect, self
                 )
                 buckets[key] = bucket.bucket
-            role = workload_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
+            role = bucket_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
             prerequisites.append(
                 k8s.core.v1.ServiceAccount(
                     f"{name}-service-account",
@@ -654,126 +654,6 @@ bot.personal_access_tokens.active.where(name: TOKEN_NAME).where.not(id: token.id
 log("created a token valid until #{{token.expires_at}}")
 puts("NEW_TOKEN=#{{token.token}}")
 """
-
-
-# --- object storage on S3 through workload identity (also used by components/harbor.py) ---
-
-
-def bucket_name(hostname: str, suffix: str) -> str:
-    """A stable, globally unique-enough S3 bucket name derived from the service's hostname."""
-    name = f"{hostname.replace('.', '-')}-{suffix}"
-    if len(name) > 63:
-        raise ValueError(f"S3 bucket name {name!r} is longer than 63 characters; use a shorter hostname")
-    return name
-
-
-def private_bucket(
-    name: str, bucket: str, identity: AwsWorkloadIdentity, protect: bool, parent: pulumi.Resource
-) -> aws.s3.Bucket:
-    """An S3 bucket that is encrypted, owner-only and never public; protected when asked."""
-    opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
-    created = aws.s3.Bucket(
-        name,
-        bucket=bucket,
-        force_destroy=False,
-        tags=managed_by(),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
-    )
-    aws.s3.BucketPublicAccessBlock(
-        name,
-        bucket=created.bucket,
-        block_public_acls=True,
-        block_public_policy=True,
-        ignore_public_acls=True,
-        restrict_public_buckets=True,
-        opts=opts,
-    )
-    aws.s3.BucketOwnershipControls(
-        name,
-        bucket=created.bucket,
-        rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-        opts=opts,
-    )
-    aws.s3.BucketServerSideEncryptionConfiguration(
-        name,
-        bucket=created.bucket,
-        rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"
-                ),
-                bucket_key_enabled=True,
-            )
-        ],
-        opts=opts,
-    )
-    return created
-
-
-def workload_role(
-    name: str,
-    identity: AwsWorkloadIdentity,
-    namespace_name: str,
-    service_account: str,
-    buckets: list[pulumi.Output[str]],
-    parent: pulumi.Resource,
-) -> aws.iam.Role:
-    """An IAM role that one Kubernetes service account assumes (IRSA), allowed into `buckets` only."""
-    opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
-    trust = pulumi.Output.all(identity.oidc_provider_arn, identity.oidc_issuer_url).apply(
-        lambda a: _web_identity_trust(a[0], a[1], namespace_name, service_account)
-    )
-    role = aws.iam.Role(name, assume_role_policy=trust, tags=managed_by(), opts=opts)
-    aws.iam.RolePolicy(name, role=role.name, policy=pulumi.Output.all(*buckets).apply(_bucket_policy), opts=opts)
-    return role
-
-
-def _web_identity_trust(provider_arn: str, issuer_url: str, namespace_name: str, service_account: str) -> str:
-    issuer = issuer_url.removeprefix("https://")
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {
-                            f"{issuer}:sub": f"system:serviceaccount:{namespace_name}:{service_account}",
-                            f"{issuer}:aud": "sts.amazonaws.com",
-                        }
-                    },
-                }
-            ],
-        }
-    )
-
-
-def _bucket_policy(buckets: list[str]) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
-                    "Resource": [f"arn:aws:s3:::{b}" for b in buckets],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": [
-                        "s3:GetObject",
-                        "s3:PutObject",
-                        "s3:DeleteObject",
-                        "s3:AbortMultipartUpload",
-                        "s3:ListMultipartUploadParts",
-                    ],
-                    "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets],
-                },
-            ],
-        }
-    )
 
 
 # --- small helpers --------------------------------------------------------------------

@@ -20,8 +20,8 @@ import pulumiverse_harbor as harbor
 import pulumiverse_time as time
 
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
-from components.gitlab import bucket_name, private_bucket, workload_role
+from components.aws import AwsWorkloadIdentity, bucket_name, bucket_role, private_bucket
+from components.common import Exposure, OidcClient, PlatformGroups
 from components.helm import namespace, release
 from policy.labels import managed_by
 
@@ -170,7 +170,7 @@ class Harbor(pulumi.ComponentResource):
             bucket = private_bucket(
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
             )
-            role = workload_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
+            role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
             prerequisites.append(
                 k8s.core.v1.ServiceAccount(
                     f"{name}-registry",

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, web_identity_policy
+from components.aws import AwsWorkloadIdentity, service_account_trust
 from components.helm import namespace, release
 
 NAMESPACE = "cert-manager"
@@ -116,7 +116,7 @@ def _route53_role(name: str, acme: AcmeArgs, parent: pulumi.Resource) -> aws.iam
     opts = pulumi.ResourceOptions(parent=parent, provider=acme.aws.provider)
     role = aws.iam.Role(
         f"{name}-route53",
-        assume_role_policy=web_identity_policy(acme.aws, NAMESPACE, SERVICE_ACCOUNT),
+        assume_role_policy=service_account_trust(acme.aws, NAMESPACE, SERVICE_ACCOUNT),
         opts=opts,
     )
     aws.iam.RolePolicy(

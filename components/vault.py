@@ -33,8 +33,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
+from components.aws import AwsWorkloadIdentity, service_account_trust
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.common import Exposure, OidcClient, PlatformGroups
 from components.helm import namespace, release
 from components.vault_init import VaultInit
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
@@ -253,9 +254,7 @@ class Vault(pulumi.ComponentResource):
             # Losing this key loses Vault's data.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
         )
-        trust = pulumi.Output.all(identity.oidc_provider_arn, identity.oidc_issuer_url).apply(
-            lambda a: json.dumps(irsa_trust_policy(a[0], a[1]))
-        )
+        trust = service_account_trust(identity, NAMESPACE, SERVICE_ACCOUNT)
         unseal_role = aws.iam.Role(f"{role}-vault-unseal", assume_role_policy=trust, opts=opts)
         aws.iam.RolePolicy(
             f"{role}-vault-unseal",
@@ -504,27 +503,6 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
             },
             **server_extra,
         },
-    }
-
-
-def irsa_trust_policy(oidc_provider_arn: str, issuer_url: str) -> dict[str, Any]:
-    """Only the `vault` service account of the `vault` namespace may assume the role."""
-    issuer = issuer_url.removeprefix("https://")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": oidc_provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:sub": f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}",
-                        f"{issuer}:aud": "sts.amazonaws.com",
-                    }
-                },
-            }
-        ],
     }
 
 

@@ -28,7 +28,8 @@ import yaml
 
 from components import gitlab as gitlab_component
 from components import harbor as harbor_component
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.aws import AwsWorkloadIdentity
+from components.common import Exposure, OidcClient, PlatformGroups
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
 from platformctl.mocks import REDACTED, SECRET_MARK
 from tests.mock_program import control_plane_cluster, run_program

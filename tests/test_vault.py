@@ -25,7 +25,8 @@ import requests
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.cluster import ClusterHandle
-from components.common import AwsWorkloadIdentity, Exposure, OidcClient, PlatformGroups
+from components.aws import AwsWorkloadIdentity
+from components.common import Exposure, OidcClient, PlatformGroups
 from components.vault import CA_FILE, TOKEN_TTL_SECONDS, Vault, VaultArgs
 from components.vault_init import VaultInit, VaultInitError, VaultInitProvider
 from platformctl.mocks import REDACTED, SECRET_MARK
