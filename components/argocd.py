@@ -13,7 +13,9 @@ import yaml
 from components.cluster import ClusterHandle
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.federation import CredentialPlugin
+from components.gitlab import SLICE as GITLAB
 from components.helm import namespace, release
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argocd"
 OIDC_SECRET = "argocd-oidc"
@@ -45,7 +47,7 @@ class ArgoCd(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: ArgoCdArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:argocd:ArgoCd", name, None, opts)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         # The client secret stays in a Secret; argocd-cm only names it ($secret:key).
         oidc_secret = k8s.core.v1.Secret(
             f"{name}-oidc",
@@ -125,3 +127,32 @@ class ArgoCd(pulumi.ComponentResource):
             depends_on=[oidc_secret, argocd_secret, *plugin_files],
         )
         self.register_outputs({"url": self.url})
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
+    gitlab = parts.get(GITLAB)
+    return ArgoCd(
+        "argocd",
+        parts.cluster,
+        ArgoCdArgs(
+            exposure=parts.expose(SLICE.key),
+            oidc=parts.identity.clients[SLICE.key],
+            groups=parts.settings.groups,
+            replicas=settings.replicas,
+            chart_version=settings.chart_version,
+            # ArgoCD reaches the remote clusters with OpenUnison's short-lived tokens,
+            credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
+            # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
+            ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
+        ),
+    )
+
+
+SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
+    key="argocd",
+    # Not skipped by Gatekeeper's webhook: tenant Applications there are held by the tenant constraints.
+    namespace=PlatformNamespace(NAMESPACE, "ArgoCD; tenant Applications there are held by the tenant constraint instead", webhook_exempt=False),
+    chart="argo-cd",
+    declare=declare,
+    redirect_uris=lambda host: (f"https://{host}/auth/callback",),
+)

@@ -14,6 +14,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity
+from components.inventory import DAY, HOUR, Credential
 from components.versions import EKS_ADDONS
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
@@ -49,6 +50,54 @@ class ClusterHandle:
 def kubernetes_provider_name(role: str) -> str:
     """The provider's resource name; the offline plan maps it back to the cluster."""
     return f"{role}-k8s"
+
+
+EKS_TOKEN_SECONDS = 900  # `aws eks get-token`: a presigned STS request valid for 15 minutes
+IRSA_TOKEN_SECONDS = DAY  # the EKS pod identity webhook's projected token (expirationSeconds 86400)
+
+
+def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
+    """How the program reaches each cluster, and what EKS and its nodes hold."""
+    entries = [Credential(
+        what=f"EKS tokens of the Pulumi kubernetes provider for {name}",
+        category="federated",
+        issuer="AWS STS (`aws eks get-token`, a presigned GetCallerIdentity)",
+        holder="the Pulumi kubernetes provider, as the AWS principal running the program",
+        scope=f"the {name} cluster, as far as that principal's EKS access entry allows",
+        lifetime_seconds=EKS_TOKEN_SECONDS,
+        rotation="a new token for every use (exec credential)",
+    ) if handle.is_eks else Credential(
+        what=f"kubeconfig credential of the {name} cluster",
+        category="external",
+        issuer=f"the {name} cluster's administrator (platform:clusters.{name}.kubeconfig)",
+        holder="the Pulumi kubernetes provider (path on the machine, or a Pulumi config secret)",
+        scope=f"whatever the kubeconfig's user may do on {name} (usually cluster-admin)",
+        lifetime_seconds=None,
+        lifetime="set by whoever issued the kubeconfig (kind: a client certificate for 1 year)",
+        rotation="replace the kubeconfig; prefer an exec credential plugin with short-lived tokens",
+    ) for name, handle in clusters.items()]
+    eks = [name for name, handle in clusters.items() if handle.is_eks]
+    if eks:
+        entries += [Credential(
+            what="AWS credentials of the EKS control planes and node groups",
+            category="federated",
+            issuer="AWS STS (service roles and EC2 instance profiles)",
+            holder="EKS and the nodes' kubelet, CNI and image pulls",
+            scope="AmazonEKSClusterPolicy; worker node, CNI and ECR read-only policies",
+            lifetime_seconds=6 * HOUR,
+            lifetime="temporary credentials AWS issues and rotates itself (hours)",
+            rotation="AWS replaces them before they expire",
+            resources=tuple(f"{name}-{kind}" for name in eks for kind in ("cluster", "node")),
+        ), Credential(
+            what="projected web-identity tokens of IRSA service accounts",
+            category="federated",
+            issuer="each EKS cluster's service-account issuer (EKS pod identity webhook)",
+            holder="pods of service accounts annotated with an IAM role",
+            scope="AssumeRoleWithWebIdentity for that role only (audience sts.amazonaws.com)",
+            lifetime_seconds=IRSA_TOKEN_SECONDS,
+            rotation="the kubelet refreshes the projected token before it expires",
+        )]
+    return entries
 
 
 # --- existing clusters ----------------------------------------------------------------

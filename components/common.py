@@ -70,3 +70,43 @@ def rotated_key(
         ecdsa_curve=ecdsa_curve,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[rotation], replacement_trigger=rotation.rfc3339),
     )
+
+
+@dataclass(frozen=True)
+class OidcUpstream:
+    """An upstream OpenID Connect provider OpenUnison sends users to."""
+
+    issuer: str  # https://...; OpenUnison reads <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: pulumi.Output[str]  # a Pulumi secret
+    scopes: tuple[str, ...] = ("openid", "email", "profile", "groups")
+    user_claim: str = "sub"
+    groups_claim: str = "groups"
+    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the provider's CA is not the platform's
+
+
+@dataclass(frozen=True)
+class LdapUpstream:
+    """An upstream LDAP directory, through the charts' `active_directory` (ldaps) support.
+
+    That support maps users by sAMAccountName and reads groups from memberOf (MyVD's
+    ADLdapInsert); other schemas need a MyVD configuration of their own, so other
+    attribute names are rejected rather than silently ignored.
+    """
+
+    url: str  # ldaps://host[:port]
+    bind_dn: str
+    bind_password: pulumi.Output[str]  # a Pulumi secret
+    search_base: str
+    user_attribute: str = "sAMAccountName"
+    group_attribute: str = "memberOf"
+    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the directory's CA is not the platform's
+
+
+@dataclass(frozen=True)
+class TcpEntrypoint:
+    """A Traefik entrypoint for plain TCP routes, exposed on the ingress load balancer."""
+
+    name: str
+    port: int  # the port clients connect to on the load balancer
+    controller: pulumi.Resource  # the Traefik release: serves the entrypoint, installs the IngressRouteTCP CRD

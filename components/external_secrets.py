@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release
+from components.service import PlatformNamespace, ServiceSlice
 
 NAMESPACE = "external-secrets"
 
@@ -24,7 +25,7 @@ class ExternalSecrets(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: ExternalSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:external_secrets:ExternalSecrets", name, None, opts)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         self.release = release(
             "external-secrets",
             "external-secrets",
@@ -40,3 +41,10 @@ class ExternalSecrets(pulumi.ComponentResource):
             version=args.chart_version,
         )
         self.register_outputs({"release": self.release.status})
+
+
+SLICE: ServiceSlice[ExternalSecrets] = ServiceSlice(
+    key="external_secrets",
+    namespace=PlatformNamespace(NAMESPACE, "the External Secrets operator, which syncs Vault into tenant namespaces"),
+    chart="external-secrets",
+)

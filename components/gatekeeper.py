@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,8 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release
-from policy.gatekeeper import GATEKEEPER_EXEMPT, cluster_constraints, templates
+from components.service import PlatformNamespace, ServiceSlice
+from policy.gatekeeper import cluster_constraints, templates
 
 NAMESPACE = "gatekeeper-system"
 
@@ -19,6 +21,9 @@ NAMESPACE = "gatekeeper-system"
 class GatekeeperArgs:
     allowed_registries: list[str]
     tenant_namespace_selector: dict[str, Any]
+    # The platform's own namespaces: outside the tenant constraints, and skipped by the webhook
+    # where each says so (stacks/services.py derives them from the slices).
+    platform_namespaces: Sequence[PlatformNamespace]
     # Extra constraints for this cluster, such as the tenants' ArgoCD scopes.
     extra_constraints: list[dict[str, Any]] = field(default_factory=list)
     replicas: int = 3
@@ -30,7 +35,7 @@ class Gatekeeper(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:gatekeeper:Gatekeeper", name, None, opts)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         self.release = release(
             "gatekeeper",
             "gatekeeper",
@@ -41,7 +46,7 @@ class Gatekeeper(pulumi.ComponentResource):
                 # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
                 # namespace stays checked: tenant Applications there are held by their constraints.
                 "validatingWebhookFailurePolicy": "Fail",
-                "controllerManager": {"exemptNamespaces": list(GATEKEEPER_EXEMPT)},
+                "controllerManager": {"exemptNamespaces": [n.name for n in args.platform_namespaces if n.webhook_exempt]},
                 "auditInterval": 60,
             },
             cluster,
@@ -56,13 +61,22 @@ class Gatekeeper(pulumi.ComponentResource):
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
-        for constraint in [*cluster_constraints(args.allowed_registries, args.tenant_namespace_selector), *args.extra_constraints]:
+        for constraint in [*cluster_constraints(
+                args.allowed_registries, args.tenant_namespace_selector, [n.name for n in args.platform_namespaces]
+            ), *args.extra_constraints]:
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
                 constraint,
                 pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])),
             )
         self.register_outputs({"release": self.release.status})
+
+
+SLICE: ServiceSlice[Gatekeeper] = ServiceSlice(
+    key="gatekeeper",
+    namespace=PlatformNamespace(NAMESPACE, "Gatekeeper itself: a broken policy must not lock it out"),
+    chart="gatekeeper",
+)
 
 
 def _custom_resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

@@ -34,11 +34,12 @@ import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
-from components.aws import AwsWorkloadIdentity, bucket_name, bucket_role, private_bucket
-from components.common import Exposure, OidcClient, PlatformGroups, checksum, rotated_key
+from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
+from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.helm import namespace, release
-from components.ingress import TcpEntrypoint, tcp_route
-from components.inventory import DAY, Credential, CredentialInventory
+from components.ingress import tcp_route
+from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
 from policy.labels import managed_by
 
@@ -95,17 +96,10 @@ def redirect_uri(hostname: str) -> str:
     return f"https://{hostname}/users/auth/{OIDC_PROVIDER}/callback"
 
 
-@dataclass(frozen=True)
-class GitLabArgs:
-    exposure: Exposure
-    oidc: OidcClient
-    groups: PlatformGroups
-    cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
-    protect: bool = False
-    chart_version: str | None = None
-    replicas: int = 1  # webservice, sidekiq and gitlab-shell minimum replicas
+@dataclass(frozen=True, kw_only=True)
+class GitLabArgs(StatefulServiceArgs):
+    # replicas: webservice, sidekiq and gitlab-shell minimum; aws: object storage on S3
     storage: str = "50Gi"  # Gitaly's repository volume
-    aws: AwsWorkloadIdentity | None = None  # on EKS: object storage on S3 through workload identity
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
     # PEM file with the platform CA on the machine that runs `pulumi up`, for the gitlab
     # provider; None: the system trust store (SSL_CERT_FILE), as for every Go provider.
@@ -113,7 +107,6 @@ class GitLabArgs:
     # git over SSH from outside the cluster: routed from this ingress entrypoint, with host keys
     # the program owns. None: no route, and gitlab-shell keeps the host keys the chart makes.
     ssh: TcpEntrypoint | None = None
-    inventory: CredentialInventory | None = None  # where the SSH host keys are registered
 
 
 class GitLab(pulumi.ComponentResource):
@@ -131,10 +124,11 @@ class GitLab(pulumi.ComponentResource):
         if args.ssh is not None and args.ssh.port != SHELL_PORT:
             # Clone URLs, known_hosts lines and the load balancer must all name one port.
             raise ValueError(f"GitLab advertises SSH on port {SHELL_PORT}; the ingress SSH entrypoint uses {args.ssh.port}")
+        args.inventory.register(*credentials(name, args))
         self.url = args.exposure.url
         self.ssh_host = args.exposure.hostname
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         host_keys: SshHostKeys | None = None
         self.ssh_known_hosts = None
@@ -688,3 +682,59 @@ def _secret(
 
 def _parent_domain(hostname: str) -> str:
     return hostname.split(".", 1)[1]
+
+
+def credentials(name: str, args: GitLabArgs) -> list[Credential]:
+    """GitLab's root password, the program's admin token, CI ID tokens and, on EKS, its S3 sessions."""
+    entries = [Credential(
+        what="GitLab root password",
+        category="bootstrap",
+        issuer="the program (pulumi_random)",
+        holder=f"{STATE} and GitLab (Secret {NAMESPACE}/{ROOT_PASSWORD_SECRET})",
+        scope="GitLab's root user; takes effect at the first installation only",
+        lifetime_seconds=None,
+        rotation="change it in GitLab by hand (the Secret only seeds the first start)",
+        resources=(f"{name}-root-password",),
+    ), Credential(
+        what=f"GitLab {BOT_USERNAME} personal access token",
+        category="issued",
+        issuer="GitLab",
+        holder=f"the Pulumi gitlab provider ({STATE}) and Secret {NAMESPACE}/{TOKEN_SECRET}",
+        scope=f"{', '.join(TOKEN_SCOPES)}, as an administrator",
+        lifetime_seconds=TOKEN_LIFETIME_DAYS * DAY,
+        rotation=f"an hourly CronJob makes a new one with {TOKEN_MIN_DAYS_LEFT} days or less left",
+        resources=(f"{name}-admin-token-holder",),
+    ), Credential(
+        what="GitLab CI ID tokens",
+        category="federated",
+        issuer=f"GitLab ({args.exposure.url})",
+        holder="CI jobs that declare id_tokens",
+        scope="the audience the job names (Vault, AWS STS), with the job's project and ref as claims",
+        lifetime_seconds=3 * HOUR,
+        lifetime="the job's timeout: 1 hour by default, 3 hours for rebuild-dev",
+        rotation="a new token for every job",
+    )]
+    if args.aws is not None:
+        account = f"{NAMESPACE}/{SERVICE_ACCOUNT}"
+        entries.append(irsa_credential(f"{name}-object-storage", account, "control-plane", "GitLab's object-storage buckets"))
+    return entries
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
+    ingress = parts.ingress
+    return GitLab(
+        "gitlab",
+        parts.cluster,
+        GitLabArgs.extend(parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh),
+    )
+
+
+SLICE: ServiceSlice[GitLab] = ServiceSlice(
+    key="gitlab",
+    namespace=PlatformNamespace(NAMESPACE, "GitLab, git and CI"),
+    chart="gitlab",
+    declare=declare,
+    redirect_uris=lambda host: (redirect_uri(host),),
+    # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
+    outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
+)

@@ -19,10 +19,11 @@ import pulumi_tls as tls
 import pulumiverse_harbor as harbor
 import pulumiverse_time as time
 
+from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.aws import AwsWorkloadIdentity, bucket_name, bucket_role, private_bucket
-from components.common import Exposure, OidcClient, PlatformGroups
 from components.helm import namespace, release
+from components.inventory import DAY, STATE, Credential
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from policy.labels import managed_by
 
 NAMESPACE = "harbor"
@@ -53,6 +54,11 @@ GC_SCHEDULE = "0 0 4 * * 0"
 # Robot accounts (tenants' push and pull robots, the platform's promoter) expire after 30 days
 # and are re-created past half their life: see expiring_robot().
 ROBOT_LIFETIME_DAYS = 30
+TOKEN_CERT_VALIDITY_DAYS = 10 * 365
+# Harbor's secrets among its own components, by resource suffix.
+INTERNAL_SECRETS = (
+    "secret-key", "core-secret", "xsrf-key", "jobservice-secret", "registry-http-secret", "registry-password", "database-password",
+)
 ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
 ROBOT_ROTATION = f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days"  # for the credential inventory
 
@@ -62,17 +68,10 @@ def redirect_uri(hostname: str) -> str:
     return f"https://{hostname}/c/oidc/callback"
 
 
-@dataclass(frozen=True)
-class HarborArgs:
-    exposure: Exposure
-    oidc: OidcClient
-    groups: PlatformGroups
-    cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
-    protect: bool = False
-    chart_version: str | None = None
-    replicas: int = 1  # core, portal, job service; registry too when on S3
+@dataclass(frozen=True, kw_only=True)
+class HarborArgs(StatefulServiceArgs):
+    # replicas: core, portal, job service, and the registry on S3; aws: images on S3
     storage: str = "50Gi"  # the registry volume when not on S3
-    aws: AwsWorkloadIdentity | None = None  # on EKS: images on S3 through workload identity
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
 
 
@@ -88,9 +87,10 @@ class Harbor(pulumi.ComponentResource):
         super().__init__("platform:harbor:Harbor", name, None, opts)
         self.url = args.exposure.url
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         generated = pulumi.ResourceOptions(parent=self)
+        args.inventory.register(*credentials(name, args))
 
         def password(suffix: str, length: int) -> random.RandomPassword:
             # Letters and digits only: several of these must be exactly 16 or 32 characters
@@ -115,7 +115,7 @@ class Harbor(pulumi.ComponentResource):
             f"{name}-token-service",
             private_key_pem=token_key.private_key_pem,  # PKCS#1 for RSA, as Harbor's token service needs
             subject=tls.SelfSignedCertSubjectArgs(common_name="harbor-token-service"),
-            validity_period_hours=10 * 365 * 24,
+            validity_period_hours=TOKEN_CERT_VALIDITY_DAYS * 24,
             early_renewal_hours=30 * 24,
             allowed_uses=["digital_signature", "key_encipherment"],
             opts=generated,
@@ -345,3 +345,49 @@ def expiring_robot(
             delete_before_replace=True,  # the name is taken until the old robot is gone
         ),
     )
+
+
+def credentials(name: str, args: HarborArgs) -> list[Credential]:
+    """Harbor's admin password, its components' shared secrets, its token-service key and its S3 sessions."""
+    entries = [Credential(
+        what="Harbor admin password",
+        category="bootstrap",
+        issuer="the program (pulumi_random)",
+        holder=f"the Pulumi harbor provider ({STATE}) and Harbor (Secret {NAMESPACE}/{ADMIN_SECRET[0]})",
+        scope="Harbor's local admin: configures Harbor from `pulumi up`; break-glass sign-in",
+        lifetime_seconds=None,
+        rotation="never automatically: Harbor reads it only at its first start",
+        resources=(f"{name}-admin-password",),
+    ), Credential(
+        what="Harbor token-service key",
+        category="signing-key",
+        issuer="the program (pulumi_tls, self-signed certificate)",
+        holder=f"Harbor core (Secret {NAMESPACE}/{TOKEN_CERT_SECRET}) and {STATE}",
+        scope="signs the registry tokens Harbor core hands to clients; the registry verifies them",
+        lifetime_seconds=TOKEN_CERT_VALIDITY_DAYS * DAY,
+        rotation="re-created by `pulumi up` 30 days before the certificate expires; Harbor restarts with it",
+        resources=(f"{name}-token-service",),
+    )]
+    entries += [Credential(
+        what=f"Harbor {suffix.replace('-', ' ')}", category="internal", issuer="Harbor", holder="Harbor",
+        scope="between Harbor's own components (core, job service, registry, database)",
+        lifetime_seconds=None, rotation="by hand, with a Harbor restart: replace the resource",
+        resources=(f"{name}-{suffix}",),
+    ) for suffix in INTERNAL_SECRETS]
+    if args.aws is not None:
+        account = f"{NAMESPACE}/{REGISTRY_SERVICE_ACCOUNT}"
+        entries.append(irsa_credential(f"{name}-registry", account, "control-plane", "Harbor's registry bucket"))
+    return entries
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
+    return Harbor("harbor", parts.cluster, HarborArgs.extend(parts.stateful(SLICE, settings), depends_on=[parts.ingress.release]))
+
+
+SLICE: ServiceSlice[Harbor] = ServiceSlice(
+    key="harbor",
+    namespace=PlatformNamespace(NAMESPACE, "Harbor, the registry the other constraints point at"),
+    chart="harbor",
+    declare=declare,
+    redirect_uris=lambda host: (redirect_uri(host),),
+)

@@ -8,9 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
+from components.service import PlatformNamespace
 from components.versions import CHARTS
 from policy.labels import MANAGED_BY
-from policy.gatekeeper import GATEKEEPER_EXEMPT
 
 
 # Gatekeeper skips a namespace only when it is both in its exempt list and labelled so.
@@ -18,9 +18,11 @@ GATEKEEPER_IGNORE = {"admission.gatekeeper.sh/ignore": "platform-namespace"}
 
 
 def namespace(
-    name: str, cluster: ClusterHandle, parent: pulumi.Resource, labels: dict[str, str] | None = None
+    platform_namespace: PlatformNamespace, cluster: ClusterHandle, parent: pulumi.Resource, labels: dict[str, str] | None = None
 ) -> k8s.core.v1.Namespace:
-    exempt = GATEKEEPER_IGNORE if name in GATEKEEPER_EXEMPT else {}
+    """A namespace of the platform, labelled for Gatekeeper's webhook to skip it where it is exempt."""
+    name = platform_namespace.name
+    exempt = GATEKEEPER_IGNORE if platform_namespace.webhook_exempt else {}
     return k8s.core.v1.Namespace(
         f"{cluster.role}-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -21,7 +21,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
+from components.common import TcpEntrypoint
 from components.helm import namespace, release
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "traefik"
@@ -30,15 +32,6 @@ SSH_ENTRYPOINT = "ssh"
 SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
 SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
 TRAEFIK_API = "traefik.io/v1alpha1"
-
-
-@dataclass(frozen=True)
-class TcpEntrypoint:
-    """A Traefik entrypoint for plain TCP routes, exposed on the ingress load balancer."""
-
-    name: str
-    port: int  # the port clients connect to on the load balancer
-    controller: pulumi.Resource  # the Traefik release: serves the entrypoint, installs the IngressRouteTCP CRD
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ class Ingress(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ingress:Ingress", name, None, opts)
         self._name, self._args = name, args
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         service: dict = {"type": "LoadBalancer"}
         if args.route53 is not None:
             service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
@@ -149,3 +142,24 @@ def tcp_route(
         },
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[ns, entrypoint.controller]),
     )
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
+    identity, acme = parts.cluster.aws_identity, parts.settings.acme
+    return Ingress(
+        "ingress",
+        parts.cluster,
+        IngressArgs(
+            replicas=settings.replicas,
+            chart_version=settings.chart_version,
+            route53=Route53Args(acme.hosted_zone_id, identity.provider) if identity and acme else None,
+        ),
+    )
+
+
+SLICE: ServiceSlice[Ingress] = ServiceSlice(
+    key="ingress",
+    namespace=PlatformNamespace(NAMESPACE, "the ingress controller"),
+    chart="traefik",
+    declare=declare,
+)

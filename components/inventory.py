@@ -40,6 +40,7 @@ from policy.inventory import CATEGORIES
 Category = Literal["federated", "issued", "internal", "signing-key", "bootstrap", "external"]
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
+STATE = "the stack's encrypted Pulumi state"  # where the program's own secrets live (a `bootstrap` holder)
 
 
 def describe_seconds(seconds: int | None) -> str:
@@ -100,9 +101,8 @@ class CredentialInventory:
 
     _entries: list[Credential] = field(default_factory=list)
 
-    def register(self, credential: Credential) -> Credential:
-        self._entries.append(credential)
-        return credential
+    def register(self, *credentials: Credential) -> None:
+        self._entries.extend(credentials)
 
     def entries(self) -> list[dict[str, Any]]:
         """The stack output `credentials`, sorted so the order of tenants in the config does not matter."""

@@ -38,10 +38,13 @@ import pulumi_tls as tls
 
 from components.cluster import ClusterHandle
 from components.helm import namespace
+from components.service import PlatformNamespace
 from components.inventory import HOUR, Credential, CredentialInventory
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 
-NAMESPACE = "kube-oidc-proxy"  # exempt from Gatekeeper's webhook (policy/gatekeeper)
+NAMESPACE = "kube-oidc-proxy"
+# Its own image, from upstream: outside the tenant policies like every platform service.
+PLATFORM_NAMESPACE = PlatformNamespace(NAMESPACE, "the management-API proxy that trusts control-plane tokens")
 NAME = "kube-oidc-proxy"
 TLS_SECRET = "kube-oidc-proxy-tls"
 ISSUER_CA_CONFIG_MAP = "kube-oidc-proxy-issuer-ca"
@@ -255,7 +258,7 @@ class KubeOidcProxy(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: KubeOidcProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:kube_oidc_proxy:KubeOidcProxy", name, None, opts)
         self.server_url = f"https://{args.hostname}"
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(PLATFORM_NAMESPACE, cluster, self)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         certificate = ServingCertificate(name, cluster.role, f"Secret {NAMESPACE}/{TLS_SECRET}", args, self)

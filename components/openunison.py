@@ -65,8 +65,10 @@ import pulumiverse_time as time
 import yaml
 
 from components.cluster import ClusterHandle
-from components.common import Exposure, OidcClient, checksum
+from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
 from components.helm import namespace, release
+from components.inventory import DAY, Credential, CredentialInventory
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "openunison"
@@ -119,37 +121,6 @@ _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE---
 
 
 @dataclass(frozen=True)
-class OidcUpstream:
-    """An upstream OpenID Connect provider OpenUnison sends users to."""
-
-    issuer: str  # https://...; OpenUnison reads <issuer>/.well-known/openid-configuration
-    client_id: str
-    client_secret: pulumi.Output[str]  # a Pulumi secret
-    scopes: tuple[str, ...] = ("openid", "email", "profile", "groups")
-    user_claim: str = "sub"
-    groups_claim: str = "groups"
-    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the provider's CA is not the platform's
-
-
-@dataclass(frozen=True)
-class LdapUpstream:
-    """An upstream LDAP directory, through the charts' `active_directory` (ldaps) support.
-
-    That support maps users by sAMAccountName and reads groups from memberOf (MyVD's
-    ADLdapInsert); other schemas need a MyVD configuration of their own, so other
-    attribute names are rejected rather than silently ignored.
-    """
-
-    url: str  # ldaps://host[:port]
-    bind_dn: str
-    bind_password: pulumi.Output[str]  # a Pulumi secret
-    search_base: str
-    user_attribute: str = "sAMAccountName"
-    group_attribute: str = "memberOf"
-    ca_bundle: pulumi.Input[str] | None = None  # PEM, when the directory's CA is not the platform's
-
-
-@dataclass(frozen=True)
 class ClientSpec:
     """A confidential relying party: where OpenUnison may send its users back to."""
 
@@ -183,6 +154,7 @@ class OpenUnisonArgs:
     # Protects the operator release: its chart owns the CRDs, so uninstalling it deletes every
     # OpenUnison object (Trusts included) with them.
     protect: bool = False
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
     def __post_init__(self) -> None:
         if (self.oidc_upstream is None) == (self.ldap_upstream is None):
@@ -262,8 +234,9 @@ class OpenUnison(pulumi.ComponentResource):
         self.issuer_url = f"https://{host}{ISSUER_PATH}"
         self.kubernetes_client_id = KUBERNETES_CLIENT_ID
 
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        args.inventory.register(*credentials(args))
 
         self.operator_release = release(
             OPERATOR_RELEASE, "openunison-operator", ns, {}, cluster, self,
@@ -686,3 +659,77 @@ class LocalGroups(pulumi.ComponentResource):
         )
         self.register_outputs({"groups": sorted(args.groups)})
 
+
+def credentials(args: OpenUnisonArgs) -> list[Credential]:
+    """OpenUnison's tokens, the client secrets it shares with each service, its own and its upstream's."""
+    rotation_days = CLIENT_SECRET_ROTATION_DAYS
+    in_secret = f"Secret {NAMESPACE}/{SOURCE_SECRET}"
+    upstream = args.oidc_upstream
+    entries = [Credential(
+        what="OpenUnison tokens",
+        category="federated",
+        issuer="OpenUnison (k8sIdp)",
+        holder="people's kubectl and the sessions of GitLab, Harbor, ArgoCD and Vault sign-in",
+        scope="the signed-in person and their groups",
+        lifetime_seconds=TOKEN_LIFETIME_MILLIS // 1000,
+        rotation="refreshed by the client; a new sign-in when the session ends",
+    ), Credential(
+        what="upstream OIDC client secret" if upstream else "LDAP bind password",
+        category="external",
+        issuer=upstream.issuer if upstream else args.ldap_upstream.url if args.ldap_upstream else "the directory",
+        holder=f"OpenUnison ({in_secret}), from a Pulumi config secret",
+        scope="OpenUnison signs people in against the upstream identity source",
+        lifetime_seconds=None,
+        lifetime="set by the upstream identity source's administrators",
+        rotation="`pulumi config set --secret --path platform:identity...` then `pulumi up`",
+    )]
+    entries += [Credential(
+        what=what, category="internal", issuer="OpenUnison", holder="OpenUnison",
+        scope=f"OpenUnison's own components ({in_secret})",
+        lifetime_seconds=None, rotation="by hand: replace the resource; OpenUnison restarts with it",
+        resources=(resource,),
+    ) for resource, what in (
+        ("openunison-k8s-db-secret", "client secret of OpenUnison's internal trusts"),
+        ("openunison-keystore-password", "password of OpenUnison's keystore"),
+    )]
+    entries += [Credential(
+        what=f"OIDC client secret of {client}",
+        category="issued",
+        issuer="the program (pulumi_random), registered in OpenUnison's Trust",
+        holder=f"{client} and OpenUnison (Secret {NAMESPACE}/oidc-client-{client})",
+        scope=f"{client} redeems sign-in codes at OpenUnison's token endpoint",
+        lifetime_seconds=rotation_days * DAY,
+        # Nothing expires it on its own: the 30 days hold as long as refreshes run.
+        lifetime=f"{rotation_days} days, as long as `pulumi up --refresh` runs (OpenUnison sets no expiry)",
+        rotation=f"replaced by `pulumi up --refresh` every {rotation_days} days; both sides take it in that run",
+        resources=(f"oidc-{client}",),
+    ) for client in sorted(args.clients)]
+    return entries
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
+    upstream = parts.settings.upstream
+    return OpenUnison(
+        "openunison",
+        parts.cluster,
+        OpenUnisonArgs(
+            domain=parts.settings.domain,
+            exposure=parts.expose("k8sou"),
+            clients={client: ClientSpec(uris) for client, uris in parts.oidc_clients().items()},
+            cert_manager=parts.tls.release,
+            ingress_namespace=parts.foundation.ingress.namespace.name,
+            operator_chart_version=settings.chart_version,
+            protect=parts.settings.protect,
+            oidc_upstream=upstream if isinstance(upstream, OidcUpstream) else None,
+            ldap_upstream=upstream if isinstance(upstream, LdapUpstream) else None,
+            inventory=parts.inventory,
+        ),
+    )
+
+
+SLICE: ServiceSlice[OpenUnison] = ServiceSlice(
+    key="openunison",
+    namespace=PlatformNamespace(NAMESPACE, "OpenUnison, the identity provider and token API"),
+    chart="openunison-operator",
+    declare=declare,
+)

@@ -114,6 +114,7 @@ class TenantDelivery(pulumi.ComponentResource):
                 namespaces=[destination.namespace],
                 cluster_labels=destination.cluster_labels,
                 clusters=[destination.cluster],
+                argocd_namespace=argocd.namespace,
                 environment=environment,
             )
             # The constraint must exist before the objects it guards.

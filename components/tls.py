@@ -10,19 +10,23 @@ empty and clients use their system trust store.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.aws import AwsWorkloadIdentity, service_account_trust
 from components.helm import namespace, release
+from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "cert-manager"
 SERVICE_ACCOUNT = "cert-manager"
+ACME_ACCOUNT_SECRET = "platform-acme-account"
+CERTIFICATE_LIFETIME_DAYS = 90  # cert-manager's default duration (2160h); ACME certificates: 90 days too
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class PlatformTlsArgs:
     acme: AcmeArgs | None = None  # None: a private root CA
     chart_version: str | None = None
     ca_validity_hours: int = 5 * 365 * 24
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
 class PlatformTls(pulumi.ComponentResource):
@@ -50,7 +55,8 @@ class PlatformTls(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: PlatformTlsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:tls:PlatformTls", name, None, opts)
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
+        args.inventory.register(*credentials(name, args))
         role = _route53_role(name, args.acme, self) if args.acme else None
         values: dict = {"crds": {"enabled": True, "keep": True}, "replicaCount": 2}
         if role is not None:
@@ -67,7 +73,7 @@ class PlatformTls(pulumi.ComponentResource):
                 "acme": {
                     "email": args.acme.email,
                     "server": args.acme.server,
-                    "privateKeySecretRef": {"name": "platform-acme-account"},
+                    "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
                     "solvers": [
                         {
                             "selector": {"dnsZones": [args.domain]},
@@ -109,6 +115,64 @@ class PlatformTls(pulumi.ComponentResource):
             opts=after_crds,
         )
         self.register_outputs({"issuerName": self.issuer_name, "caBundle": self.ca_bundle})
+
+
+def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
+    """What the platform's certificates rest on: the ACME account (and its Route 53 role) or the CA key."""
+    issued = Credential(
+        what="TLS certificates of the platform's names",
+        category="issued",
+        issuer="cert-manager (the platform ClusterIssuer)",
+        holder="Traefik (ingress certificates)",
+        scope="authenticate the service's hostname to clients",
+        lifetime_seconds=CERTIFICATE_LIFETIME_DAYS * DAY,
+        rotation="cert-manager renews at two thirds of the lifetime",
+    )
+    if args.acme is None:
+        return [issued, Credential(
+            what="platform CA key",
+            category="signing-key",
+            issuer="the program (pulumi_tls, self-signed root)",
+            holder=f"cert-manager (Secret {NAMESPACE}/platform-ca) and {STATE}",
+            scope="signs the platform's TLS certificates; never presented to anyone",
+            lifetime_seconds=args.ca_validity_hours * HOUR,
+            rotation="re-created by `pulumi up` 30 days before it expires; clients take the new caBundle output",
+            resources=(f"{name}-ca",),
+        )]
+    return [issued, irsa_credential(
+        f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", "control-plane", "Route 53 records of the platform's hosted zone"
+    ), Credential(
+        what="ACME account key",
+        category="external",
+        issuer="the ACME server (platform:dns.acmeServer)",
+        holder=f"cert-manager (Secret {NAMESPACE}/{ACME_ACCOUNT_SECRET})",
+        scope="order and revoke certificates for the platform's names (DNS-01 proves control)",
+        lifetime_seconds=None,
+        lifetime="as long as the ACME server keeps the account (no expiry)",
+        rotation="delete the Secret: cert-manager registers a new account",
+    )]
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
+    identity, acme = parts.cluster.aws_identity, parts.settings.acme
+    return PlatformTls(
+        "platform-tls",
+        parts.cluster,
+        PlatformTlsArgs(
+            domain=parts.settings.domain,
+            acme=AcmeArgs(acme.email, acme.server, acme.hosted_zone_id, identity) if identity and acme else None,
+            chart_version=settings.chart_version,
+            inventory=parts.inventory,
+        ),
+    )
+
+
+SLICE: ServiceSlice[PlatformTls] = ServiceSlice(
+    key="cert_manager",
+    namespace=PlatformNamespace(NAMESPACE, "certificate issuance"),
+    chart="cert-manager",
+    declare=declare,
+)
 
 
 def _route53_role(name: str, acme: AcmeArgs, parent: pulumi.Resource) -> aws.iam.Role:

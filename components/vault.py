@@ -33,10 +33,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.aws import AwsWorkloadIdentity, service_account_trust
+from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.common import Exposure, OidcClient, PlatformGroups
+from components.common import Exposure, PlatformGroups
 from components.helm import namespace, release
+from components.inventory import DAY, STATE, Credential
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from components.vault_init import VaultInit
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
@@ -53,6 +55,8 @@ NODE_PATH = "/node"  # https://<host>/node/vault-<i>: one raft peer
 OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
 TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
+PROVIDER_CHILD_TOKEN_SECONDS = 1200  # terraform-provider-vault's max_lease_ttl_seconds default
+INTERNAL_CA_DAYS = 3650
 ADMIN_POLICY_NAME = "platform-admin"
 APPROVER_POLICY_NAME = "platform-approver"
 
@@ -95,18 +99,11 @@ path "identity/*" {
 """
 
 
-@dataclass(frozen=True)
-class VaultArgs:
-    exposure: Exposure  # the public name, vault.<domain>, and the platform issuer and CA bundle
-    oidc: OidcClient
-    groups: PlatformGroups
-    cert_manager: pulumi.Resource  # the cert-manager release: Certificates and Issuers need its CRDs
+@dataclass(frozen=True, kw_only=True)
+class VaultArgs(StatefulServiceArgs):
+    # cert_manager: Certificates and Issuers need its CRDs; aws: KMS auto-unseal
     ingress_controller: pulumi.Resource  # the Traefik release: ServersTransport and Middleware need its CRDs
     replicas: int = 3
-    storage: str = "10Gi"
-    protect: bool = False
-    chart_version: str | None = None
-    aws: AwsWorkloadIdentity | None = None  # set on EKS: KMS auto-unseal through workload identity
 
 
 class Vault(pulumi.ComponentResource):
@@ -121,8 +118,9 @@ class Vault(pulumi.ComponentResource):
         super().__init__("platform:vault:Vault", name, None, opts)
         exposure = args.exposure
         role = cluster.role
-        ns = namespace(NAMESPACE, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        args.inventory.register(*credentials(role, args))
         peers = [f"{RELEASE}-{index}" for index in range(args.replicas)]
         # The peers the program talks to one by one: all of them to unseal (Shamir), the first to init.
         reached = peers if args.aws is None else peers[:1]
@@ -202,7 +200,7 @@ class Vault(pulumi.ComponentResource):
                 "isCA": True,
                 "commonName": f"{NAMESPACE} internal CA",
                 "secretName": INTERNAL_CA_SECRET,
-                "duration": "87600h",
+                "duration": f"{INTERNAL_CA_DAYS * 24}h",
                 "renewBefore": "720h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256},
                 "issuerRef": {"name": "vault-selfsigned", "kind": "Issuer", "group": "cert-manager.io"},
@@ -541,3 +539,83 @@ def provider_ca_file(pem: str) -> str:
         partial.write_text(pem)
         os.replace(partial, path)  # atomic: a concurrent run never reads half a file
     return str(path)
+
+
+def credentials(role: str, args: VaultArgs) -> list[Credential]:
+    """Vault's bootstrap material, the tokens it issues the program and people, and its own TLS."""
+    prefix = f"{role}-vault"
+    init = f"{prefix}-init"
+    on_eks = args.aws is not None
+    entries = [Credential(
+        what="Vault root token",
+        category="bootstrap",
+        issuer="Vault (operator init)",
+        holder=f"{STATE} (vault-init output); the pulumi-vault provider mints its child tokens from it",
+        scope="root",
+        lifetime_seconds=None,
+        rotation="revoke it after bootstrap; `vault operator generate-root` when needed (README)",
+        resources=(init,),
+    ), Credential(
+        what="Vault recovery keys" if on_eks else "Vault unseal keys",
+        category="bootstrap",
+        issuer="Vault (operator init)",
+        holder=f"{STATE} (vault-init output)",
+        scope="generate-root" + ("" if on_eks else " and unsealing each raft peer"),
+        lifetime_seconds=None,
+        rotation="`vault operator rekey` by their holders",
+        resources=(init,),
+    ), Credential(
+        what="child tokens of the pulumi-vault provider",
+        category="federated",
+        issuer="Vault, from the root token",
+        holder="the pulumi-vault provider during one Pulumi run",
+        scope="what the root token may do",
+        lifetime_seconds=PROVIDER_CHILD_TOKEN_SECONDS,
+        rotation="a new one for every run",
+        resources=(prefix,),
+    ), Credential(
+        what="Vault tokens of people (OIDC sign-in)",
+        category="federated",
+        issuer="Vault, auth/oidc (OpenUnison)",
+        holder="people signed in to Vault",
+        scope="policies of their platform groups",
+        lifetime_seconds=TOKEN_TTL_SECONDS,
+        rotation="sign in again",
+        resources=(f"{prefix}-oidc-{OIDC_ROLE}",),
+    ), Credential(
+        what="Vault's internal CA key",
+        category="signing-key",
+        issuer="cert-manager (self-signed Issuer in the vault namespace)",
+        holder=f"cert-manager (Secret {NAMESPACE}/{INTERNAL_CA_SECRET})",
+        scope="signs Vault's listener and raft certificates; never presented to anyone",
+        lifetime_seconds=INTERNAL_CA_DAYS * DAY,
+        rotation="cert-manager renews it 30 days before it expires; Vault and Traefik read the new ca.crt",
+        resources=(f"{prefix}-internal-ca",),
+    ), Credential(
+        what="TLS certificates of Vault's listener and public name",
+        category="issued",
+        issuer="cert-manager (Vault's internal CA; the platform ClusterIssuer for the public name)",
+        holder="the Vault pods and Traefik",
+        scope="authenticate Vault's hostnames to clients and raft peers",
+        lifetime_seconds=90 * DAY,  # cert-manager's default duration
+        rotation="cert-manager renews at two thirds of the lifetime",
+        resources=(f"{prefix}-tls", f"{prefix}-public-tls"),
+    )]
+    if on_eks:
+        entries.append(irsa_credential(f"{prefix}-unseal", f"{NAMESPACE}/{SERVICE_ACCOUNT}", role, "Vault's auto-unseal KMS key"))
+    return entries
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Vault:
+    return Vault("vault", parts.cluster, VaultArgs.extend(parts.stateful(SLICE, settings), ingress_controller=parts.ingress.release))
+
+
+SLICE: ServiceSlice[Vault] = ServiceSlice(
+    key="vault",
+    namespace=PlatformNamespace(NAMESPACE, "Vault, the platform's secret store"),
+    chart="vault",
+    declare=declare,
+    default_replicas=3,
+    # Vault's CLI (`vault login -method=oidc`) listens on localhost for its callback.
+    redirect_uris=lambda host: (f"https://{host}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
+)

@@ -22,13 +22,16 @@ from pydantic import (
     Strict,
     ValidationError,
     field_validator,
+    create_model,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from components.tenancy import Isolation, Severity
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
+from components.service import ServiceSettings
 from components.versions import EKS_ADDONS
+from stacks.services import SERVICES
 
 NAMESPACE = "platform"
 
@@ -279,16 +282,24 @@ class Service(Model):
     sizing: Sizing = Sizing()
 
 
-class Services(Model):
-    cert_manager: Service = Service()
-    ingress: Service = Service()
-    openunison: Service = Service()
-    gitlab: Service = Service()
-    harbor: Service = Service()
-    argocd: Service = Service()
-    vault: Service = Service(sizing=Sizing(replicas=3))
-    gatekeeper: Service = Service()
-    external_secrets: Service = Service()
+class ServicesBase(Model):
+    def settings(self, key: str) -> ServiceSettings:
+        """The typed settings of service `key` (a field of this model)."""
+        service: Service = getattr(self, key)
+        return ServiceSettings(
+            enabled=service.enabled,
+            chart_version=service.chart_version,
+            replicas=service.sizing.replicas,
+            storage=service.sizing.storage,
+        )
+
+
+# One key per service of the registry (stacks/services.py), with its default sizing.
+Services = create_model(
+    "Services",
+    __base__=ServicesBase,
+    **{s.key: (Service, Service(sizing=Sizing(replicas=s.default_replicas))) for s in SERVICES},  # type: ignore[call-overload]
+)
 
 
 # --- tenants --------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def build_federation(
         namespace=openunison_component.NAMESPACE,
         operator_release=identity.operator_release,
         portal_release=identity.portal_release,
-        ca_bundle=control_plane.edge.tls.ca_bundle,
+        ca_bundle=control_plane.tls.ca_bundle,
     )
     cp = clusters["control-plane"]
     federation = Federation(

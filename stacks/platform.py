@@ -12,6 +12,7 @@ import pulumi
 
 from components.cluster import (
     ClusterHandle,
+    cluster_credentials,
     EksCluster,
     EksClusterArgs,
     ExistingCluster,
@@ -27,6 +28,7 @@ from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
+from stacks.services import PLATFORM_NAMESPACES
 from stacks.vault_federation import build_vault_federation
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
@@ -90,6 +92,7 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Base
             GatekeeperArgs(
                 allowed_registries=[f"harbor.{config.domain}"],
                 tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
+                platform_namespaces=PLATFORM_NAMESPACES,
                 replicas=services.gatekeeper.sizing.replicas,
                 chart_version=services.gatekeeper.chart_version,
             ),
@@ -113,6 +116,7 @@ def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
         CLUSTER_NAMES[key]: cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect))
         for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
     }
+    inventory.register(*cluster_credentials(clusters))
     baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
     plane = build_control_plane(clusters["control-plane"], config, inventory)
     control_plane = plane.outputs

@@ -95,7 +95,7 @@ def tenant_platform(
     return TenantPlatform(
         domain=config.domain,
         clusters=clusters,
-        ca_bundle=plane.edge.tls.ca_bundle,
+        ca_bundle=plane.tls.ca_bundle,
         issuer_url=plane.identity.issuer_url,
         kubernetes_client_id=plane.identity.kubernetes_client_id,
         vault=vault_part,

@@ -19,7 +19,6 @@ from components.inventory import CredentialInventory
 from components.vault import Vault
 from components.vault_federation import VaultFederation, VaultFederationArgs
 from stacks.config import PlatformConfig
-from stacks.credentials import CONTROL_PLANE, register_platform_credentials
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,6 @@ def build_vault_federation(
 ) -> Federation:
     """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
     inventory = inventory if inventory is not None else CredentialInventory()
-    register_platform_credentials(inventory, config, clusters)
     federation = None
     if vault is not None:
         federation = VaultFederation(
@@ -63,7 +61,7 @@ def build_vault_federation(
             ),
         )
     pipeline = None
-    identity = clusters[CONTROL_PLANE].aws_identity
+    identity = clusters["control-plane"].aws_identity
     if gitlab is not None and identity is not None:
         pipeline = PipelineIdentity(
             "platform-pipeline",

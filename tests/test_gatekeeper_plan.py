@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from policy.gatekeeper import POD_KINDS, cluster_constraints, templates, tenant_argo_constraint
+from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review
 
 CONSTRAINTS_API = "constraints.gatekeeper.sh/"
@@ -267,8 +268,8 @@ def _application(project: str) -> dict[str, Any]:
 
 
 def synthetic_plan() -> dict[str, Any]:
-    constraints = [*cluster_constraints([HARBOR], {"matchLabels": {"platform.io/tenant-namespace": "true"}}),
-                   tenant_argo_constraint("team-a", ["team-a"], ["team-a-dev"], {"platform.io/tenant-team-a": "true"}, ["dev"])]
+    constraints = [*cluster_constraints([HARBOR], {"matchLabels": {"platform.io/tenant-namespace": "true"}}, [n.name for n in SLICE_NAMESPACES]),
+                   tenant_argo_constraint("team-a", ["team-a"], ["team-a-dev"], {"platform.io/tenant-team-a": "true"}, ["dev"], argocd_namespace="argocd")]
     good = f"{HARBOR}/team-a/web:1.0.0"
     objects = [
         *templates(), *constraints,

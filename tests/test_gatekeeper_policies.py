@@ -20,14 +20,15 @@ import pytest
 import yaml
 
 from policy.gatekeeper import (
-    PLATFORM_NAMESPACES,
     POD_KINDS,
     cluster_constraints,
     templates,
     tenant_argo_constraint,
 )
+from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review, violations
 
+PLATFORM_NAMESPACES = [n.name for n in SLICE_NAMESPACES]
 ROOT = Path(__file__).parent.parent
 LIBRARY = ROOT / "tests" / "fixtures" / "gatekeeper-library"
 TEMPLATES = {t["metadata"]["name"]: t for t in templates()}
@@ -508,8 +509,8 @@ def _template_for(constraint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _all_constraints() -> list[dict[str, Any]]:
-    return [*cluster_constraints([HARBOR], TENANT_SELECTOR),
-            tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"])]
+    return [*cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES),
+            tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"], argocd_namespace="argocd")]
 
 
 def test_constraints_cover_every_template_and_validate_against_its_schema() -> None:
@@ -524,7 +525,7 @@ def test_constraints_cover_every_template_and_validate_against_its_schema() -> N
 
 
 def test_cluster_constraints_scope() -> None:
-    by_name = {c["metadata"]["name"]: c["spec"]["match"] for c in cluster_constraints([HARBOR], TENANT_SELECTOR)}
+    by_name = {c["metadata"]["name"]: c["spec"]["match"] for c in cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES)}
     everywhere = {"platform-allowed-registries", "platform-disallowed-tags", "platform-container-resources"}
     tenant_only = {"platform-required-probes", "platform-pod-security", "platform-no-cluster-admin-binding"}
     assert set(by_name) == everywhere | tenant_only
@@ -553,7 +554,7 @@ def test_constraint_parameters_drive_the_templates() -> None:
 
 
 def test_tenant_argo_constraint() -> None:
-    constraint = tenant_argo_constraint("team-a", ["team-a"], ["team-a-dev"], {"platform.io/tenant-team-a": "true"}, ["dev"])
+    constraint = tenant_argo_constraint("team-a", ["team-a"], ["team-a-dev"], {"platform.io/tenant-team-a": "true"}, ["dev"], argocd_namespace="argocd")
     assert constraint["metadata"]["name"] == "tenant-team-a-argo-scope"
     assert constraint["spec"]["match"] == {
         "kinds": [{"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]}],
@@ -572,12 +573,12 @@ def test_tenant_argo_constraint() -> None:
 ])
 def test_cluster_constraints_reject_bad_arguments(registries: list[str], selector: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        cluster_constraints(registries, selector)
+        cluster_constraints(registries, selector, PLATFORM_NAMESPACES)
 
 
 def test_tenant_argo_constraint_rejects_a_bad_tenant_name() -> None:
     with pytest.raises(ValueError, match="DNS label"):
-        tenant_argo_constraint("Team_A", ["team-a"], [], {}, [])
+        tenant_argo_constraint("Team_A", ["team-a"], [], {}, [], argocd_namespace="argocd")
 
 
 def test_platform_namespaces() -> None:

@@ -54,7 +54,8 @@ def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
     else:
         assert entries["platform CA key"]["category"] == "signing-key"
         assert entries["platform CA key"]["lifetimeSeconds"] == 5 * 365 * 86400
-    assert entries["TLS certificates of the platform's names and of Vault's listener"]["lifetimeSeconds"] == MAX_LIFETIME_SECONDS
+    for certificates in ("TLS certificates of the platform's names", "TLS certificates of Vault's listener and public name"):
+        assert entries[certificates]["lifetimeSeconds"] == MAX_LIFETIME_SECONDS
     # Between systems: expiring, short.
     assert entries["GitLab platform-bot personal access token"]["lifetimeSeconds"] == 30 * 86400
     assert entries["Vault tokens of people (OIDC sign-in)"]["lifetimeSeconds"] == 3600

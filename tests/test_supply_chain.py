@@ -18,10 +18,12 @@ from components.tenant_supply_chain import sign_policy, trivy_severities
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 from platformctl.render import read_stack_file
 from policy.gatekeeper import cluster_constraints, templates
+from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from stacks.config import SupplyChain, load_platform_config
 from tests.opa import violations
 from tests.validation import kubernetes_errors
 
+PLATFORM_NAMESPACES = [n.name for n in SLICE_NAMESPACES]
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "harbor:index/project:Project"
 REPOSITORY_FILE = "gitlab:index/repositoryFile:RepositoryFile"
@@ -203,7 +205,7 @@ def test_starter_files_are_written_once_and_never_overwritten(plan: dict, tenant
         assert file["urn"] in protection["dependsOn"]
 
 
-CONSTRAINTS = cluster_constraints([HARBOR_HOST], {"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}})
+CONSTRAINTS = cluster_constraints([HARBOR_HOST], {"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}}, PLATFORM_NAMESPACES)
 TEMPLATES = {t["spec"]["crd"]["spec"]["names"]["kind"]: t for t in templates()}
 
 

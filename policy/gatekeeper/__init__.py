@@ -18,6 +18,7 @@ import copy
 import re
 from functools import cache
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -27,30 +28,6 @@ from policy.labels import ENVIRONMENT_LABEL, TENANT_LABEL
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 CONSTRAINTS_API_VERSION = "constraints.gatekeeper.sh/v1beta1"
-
-# Namespaces of the platform itself, exempt from the image, tag and resource constraints and
-# from the tenant ones. This is the one place they are listed: the platform's charts pull from
-# upstream registries, and some of them legitimately need host access.
-PLATFORM_NAMESPACES: tuple[str, ...] = (
-    "kube-system",  # Kubernetes and the cluster add-ons (CNI, DNS, kube-proxy, CSI)
-    "kube-public",  # cluster-info, readable by everyone
-    "kube-node-lease",  # node heartbeats
-    "gatekeeper-system",  # Gatekeeper itself: a broken policy must not lock it out
-    "cert-manager",  # certificate issuance
-    "external-secrets",  # External Secrets operator, syncs Vault into tenant namespaces
-    "argocd",  # ArgoCD; tenant Applications there are held by the tenant constraint instead
-    "vault",  # Vault, the platform's secret store
-    "gitlab",  # GitLab, git and CI
-    "harbor",  # Harbor, the registry the other constraints point at
-    "openunison",  # OpenUnison, the identity provider and token API
-    "traefik",  # the ingress controller (components/ingress.py)
-    "kube-oidc-proxy",  # the management-API proxy that trusts control-plane tokens
-)
-
-ARGOCD_NAMESPACE = "argocd"
-# What Gatekeeper's webhook skips entirely (its exempt list plus the namespace label): the
-# platform's namespaces but ArgoCD's, where tenant Applications are held by their constraints.
-GATEKEEPER_EXEMPT: tuple[str, ...] = tuple(n for n in PLATFORM_NAMESPACES if n != ARGOCD_NAMESPACE)
 
 # The objects that carry a pod spec; the templates' Rego finds the spec in each of these.
 POD_KINDS: list[dict[str, list[str]]] = [
@@ -99,13 +76,15 @@ def _constraint(
 
 
 def cluster_constraints(
-    allowed_registries: list[str], tenant_namespace_selector: dict[str, Any]
+    allowed_registries: list[str], tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]
 ) -> list[dict[str, Any]]:
     """The Constraints every cluster gets.
 
     `allowed_registries`: image prefixes, e.g. ["harbor.example.com"] (a trailing "/" is implied).
     `tenant_namespace_selector`: a label selector for tenant namespaces, e.g.
     {"matchLabels": {"platform.io/tenant-namespace": "true"}}.
+    `platform_namespaces`: the platform's own namespaces, outside every constraint here (their
+    charts pull from upstream registries, and some legitimately need host access).
     """
     if not allowed_registries:
         raise ValueError("allowed_registries must name at least one registry")
@@ -119,7 +98,7 @@ def cluster_constraints(
 
     # Platform namespaces are excluded by name from the tenant constraints too, so a stray
     # tenant label can never hold the platform's own workloads to tenant rules.
-    excluded = list(PLATFORM_NAMESPACES)
+    excluded = list(platform_namespaces)
     everywhere = {"kinds": POD_KINDS, "excludedNamespaces": excluded}
     tenants = {"namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
     tenant_pods = {"kinds": POD_KINDS, **tenants}
@@ -141,6 +120,7 @@ def tenant_argo_constraint(
     namespaces: list[str],
     cluster_labels: dict[str, str],
     clusters: list[str],
+    argocd_namespace: str,
     environment: str | None = None,
 ) -> dict[str, Any]:
     """The Constraint holding tenant `tenant`'s ArgoCD Applications and ApplicationSets to its scope.
@@ -154,7 +134,7 @@ def tenant_argo_constraint(
     labels = {TENANT_LABEL: tenant, **({ENVIRONMENT_LABEL: environment} if environment else {})}
     match = {
         "kinds": ARGO_KINDS,
-        "namespaces": [ARGOCD_NAMESPACE],
+        "namespaces": [argocd_namespace],
         "labelSelector": {"matchLabels": labels},
     }
     parameters = {

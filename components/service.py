@@ -1,0 +1,214 @@
+"""A platform service as one self-describing slice (the add-on idea of the CDK EKS Blueprints, typed).
+
+Each service module declares a `ServiceSlice`: its config key under `platform:services`, its
+namespace and why the tenant policies skip it, its chart pin, the OIDC redirect URIs it needs
+from OpenUnison, and how it is declared on the control plane from the `ControlPlaneParts` it
+needs. The registry (stacks/services.py) lists the slices; the composition loops over it.
+Credentials are registered by the components themselves, next to the resources they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import pulumi
+
+from components.aws import AwsWorkloadIdentity
+from components.cluster import ClusterHandle
+from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
+from components.inventory import CredentialInventory
+
+
+
+@dataclass(frozen=True)
+class PlatformNamespace:
+    """A namespace of the platform itself, exempt from the tenant policies, and why."""
+
+    name: str
+    reason: str
+    # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live).
+    webhook_exempt: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """A service's `platform:services.<key>` settings, validated by stacks/config.py."""
+
+    enabled: bool = True
+    chart_version: str | None = None
+    replicas: int = 1
+    storage: str = "10Gi"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatefulServiceArgs:
+    """What GitLab, Harbor and Vault share: a hostname, an OIDC client, sizing, storage, AWS."""
+
+    exposure: Exposure
+    oidc: OidcClient
+    groups: PlatformGroups
+    cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
+    protect: bool = False
+    chart_version: str | None = None
+    replicas: int = 1
+    storage: str = "10Gi"
+    aws: AwsWorkloadIdentity | None = None  # on EKS: S3 or KMS through workload identity
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
+
+    @classmethod
+    def extend(cls, base: StatefulServiceArgs, **extra: Any) -> Self:
+        """This service's Args: the shared ones of `base` and the service's own `extra`."""
+        return cls(**{f.name: getattr(base, f.name) for f in fields(StatefulServiceArgs)}, **extra)
+
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class ServiceSlice(Generic[C]):
+    """One platform service: what the composition and the policies need to know about it."""
+
+    key: str  # platform:services.<key>, in snake case (the stack file says it in camelCase)
+    namespace: PlatformNamespace
+    chart: str  # key of components.versions.CHARTS
+    # How the control plane gets it; None: it is declared on every cluster (stacks/platform.py).
+    declare: Callable[[ControlPlaneParts, ServiceSettings], C] | None = None
+    default_replicas: int = 1
+    # The OIDC redirect URIs it registers with OpenUnison, given its hostname; None: not a client.
+    redirect_uris: Callable[[str], tuple[str, ...]] | None = None
+    # Stack outputs beyond its URL.
+    outputs: Callable[[C], Mapping[str, pulumi.Input[object]]] | None = None
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """Public certificates by ACME DNS-01 in a Route 53 zone (EKS control planes)."""
+
+    email: str
+    server: str
+    hosted_zone_id: str
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """The platform-wide settings the control plane's services are declared with."""
+
+    domain: str
+    groups: PlatformGroups
+    protect: bool
+    upstream: OidcUpstream | LdapUpstream  # OpenUnison's identity source
+    acme: AcmeSettings | None  # None: the platform's own CA signs every certificate
+
+
+class CertificateIssuer(Protocol):
+    """cert-manager with the platform's ClusterIssuer (components/tls.py)."""
+
+    release: pulumi.Resource
+    issuer_name: str
+    ca_bundle: pulumi.Output[str]
+
+
+class IngressController(Protocol):
+    """The platform's ingress (components/ingress.py)."""
+
+    release: pulumi.Resource
+    ingress_class: str
+    ssh: TcpEntrypoint
+
+    def publish(self, hostname: str) -> None: ...
+
+
+class IdentityProvider(Protocol):
+    """OpenUnison (components/openunison.py): the OIDC clients it registered, and its portal."""
+
+    clients: Mapping[str, OidcClient]
+    portal_url: str
+
+
+@dataclass(frozen=True)
+class Foundation:
+    """The slices every exposed service stands on; the registry names them."""
+
+    tls: ServiceSlice[CertificateIssuer]
+    ingress: ServiceSlice[IngressController]
+    identity: ServiceSlice[IdentityProvider]
+
+
+@dataclass
+class ControlPlaneParts:
+    """The control plane as it is declared: each slice asks for the parts it needs by slice.
+
+    `get` declares a service the first time something needs it, so the registry's order does
+    not have to follow the services' dependencies.
+    """
+
+    cluster: ClusterHandle
+    settings: EdgeSettings
+    inventory: CredentialInventory
+    service_settings: Callable[[str], ServiceSettings]
+    slices: tuple[ServiceSlice[Any], ...]
+    foundation: Foundation
+    _declared: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, service: ServiceSlice[C]) -> C | None:
+        """The declared service, or None when its config disables it."""
+        if service.key not in self._declared:
+            settings = self.service_settings(service.key)
+            if service.declare is None:
+                raise ValueError(f"{service.key} is declared on every cluster, not by the control plane")
+            self._declared[service.key] = service.declare(self, settings) if settings.enabled else None
+        return self._declared[service.key]
+
+    def require(self, service: ServiceSlice[C]) -> C:
+        declared = self.get(service)
+        if declared is None:
+            raise ValueError(f"platform:services.{service.key} cannot be disabled: the control plane needs it")
+        return declared
+
+    @property
+    def tls(self) -> CertificateIssuer:
+        return self.require(self.foundation.tls)
+
+    @property
+    def ingress(self) -> IngressController:
+        return self.require(self.foundation.ingress)
+
+    @property
+    def identity(self) -> IdentityProvider:
+        return self.require(self.foundation.identity)
+
+    def expose(self, service: str) -> Exposure:
+        """A hostname `<service>.<domain>` behind the platform's ingress, with a platform certificate."""
+        hostname = f"{service}.{self.settings.domain}"
+        self.ingress.publish(hostname)
+        return Exposure(
+            hostname=hostname,
+            ingress_class=self.ingress.ingress_class,
+            cluster_issuer=self.tls.issuer_name,
+            ca_bundle=self.tls.ca_bundle,
+        )
+
+    def stateful(self, service: ServiceSlice[Any], settings: ServiceSettings) -> StatefulServiceArgs:
+        """The Args every stateful service shares, for `service`."""
+        return StatefulServiceArgs(
+            exposure=self.expose(service.key),
+            oidc=self.identity.clients[service.key],
+            groups=self.settings.groups,
+            cert_manager=self.tls.release,
+            protect=self.settings.protect,
+            chart_version=settings.chart_version,
+            replicas=settings.replicas,
+            storage=settings.storage,
+            aws=self.cluster.aws_identity,
+            inventory=self.inventory,
+        )
+
+    def oidc_clients(self) -> dict[str, tuple[str, ...]]:
+        """Redirect URIs by client, for every enabled service that signs people in with OpenUnison."""
+        return {
+            s.key: s.redirect_uris(f"{s.key}.{self.settings.domain}")
+            for s in self.slices
+            if s.redirect_uris is not None and self.service_settings(s.key).enabled
+        }

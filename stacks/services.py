@@ -1,0 +1,42 @@
+"""The registry of platform services: one line per slice, and what is derived from the list.
+
+Adding a service is one module in components/ with its `SLICE` (components/service.py) and
+one line here; its config key, namespace, policy exemption and OIDC client follow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components import argocd, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
+from components.service import Foundation, PlatformNamespace, ServiceSlice
+
+# Every platform service; the policies list their namespaces in this order.
+SERVICES: tuple[ServiceSlice[Any], ...] = (
+    gatekeeper.SLICE,
+    tls.SLICE,
+    external_secrets.SLICE,
+    argocd.SLICE,
+    vault.SLICE,
+    gitlab.SLICE,
+    harbor.SLICE,
+    openunison.SLICE,
+    ingress.SLICE,
+)
+
+# What every exposed service stands on: certificates, ingress and sign-in.
+FOUNDATION = Foundation(tls=tls.SLICE, ingress=ingress.SLICE, identity=openunison.SLICE)
+CONTROL_PLANE: tuple[ServiceSlice[Any], ...] = tuple(s for s in SERVICES if s.declare is not None)
+
+# Kubernetes' own namespaces, on every cluster.
+SYSTEM_NAMESPACES = (
+    PlatformNamespace("kube-system", "Kubernetes and the cluster add-ons (CNI, DNS, kube-proxy, CSI)"),
+    PlatformNamespace("kube-public", "cluster-info, readable by everyone"),
+    PlatformNamespace("kube-node-lease", "node heartbeats"),
+)
+# The namespaces of the platform itself, outside the tenant policies (each says why).
+PLATFORM_NAMESPACES: tuple[PlatformNamespace, ...] = (
+    *SYSTEM_NAMESPACES,
+    *(service.namespace for service in SERVICES),
+    kube_oidc_proxy.PLATFORM_NAMESPACE,
+)
