@@ -5,7 +5,7 @@ Per workload cluster (dev, prod): the cluster trusts OpenUnison's tokens for its
 ArgoCD user gets its ClusterRole there, OpenUnison gets a Target and a token URL for it, and
 ArgoCD gets a cluster Secret that asks for tokens through the credential plugin.
 
-`Federation.add_remote_cluster` does the control-plane half for clusters declared elsewhere
+`ClusterFederation.add_remote_cluster` does the control-plane half for clusters declared elsewhere
 (a tenant's virtual cluster); trusting the issuer and `FederatedAccess` inside that cluster
 are its owner's part.
 """
@@ -50,7 +50,7 @@ def proxy_hostname(cluster: str, domain: str) -> str:
 
 
 @dataclass
-class Federation:
+class ClusterFederation:
     """What ArgoCD federation declared; `add_remote_cluster` extends it."""
 
     control_plane: ClusterHandle | None = None
@@ -100,10 +100,10 @@ class Federation:
 
 def build_federation(
     clusters: dict[str, ClusterHandle], config: PlatformConfig, control_plane: ControlPlane, inventory: CredentialInventory
-) -> Federation:
+) -> ClusterFederation:
     """Trust between the control plane and the workload clusters, for ArgoCD; the proxies' keys go to `inventory`."""
     if control_plane.argocd is None:
-        return Federation()  # nothing asks for tokens
+        return ClusterFederation()  # nothing asks for tokens
     identity = control_plane.identity
     openunison = OpenUnisonRefs(
         url=identity.portal_url.rstrip("/"),
@@ -113,7 +113,7 @@ def build_federation(
         ca_bundle=control_plane.tls.ca_bundle,
     )
     cp = clusters["control-plane"]
-    federation = Federation(
+    federation = ClusterFederation(
         control_plane=cp,
         openunison=openunison,
         broker=TokenBroker("federation-token-broker", cp, TokenBrokerArgs(openunison)),

@@ -27,7 +27,7 @@ from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
-from stacks.federation import Federation
+from stacks.federation import ClusterFederation
 
 WEBHOOK_ROTATION_DAYS = 30
 
@@ -39,7 +39,7 @@ def tenant_platform(
     federation: VaultFederation | None,
     gatekeeper_templates: dict[str, pulumi.Resource],
     inventory: CredentialInventory,
-    argocd_federation: Federation,
+    argocd_federation: ClusterFederation,
 ) -> TenantPlatform:
     """What every tenant hooks into; a service that is disabled leaves its part out."""
     users = distinct_users(*(t.owners for t in config.tenants), *(t.developers for t in config.tenants),

@@ -1,9 +1,8 @@
-"""Composition of issue 4's second half: Vault federation, the pipeline's AWS roles, the inventory.
+"""Vault's trust of the clusters and of CI jobs, the pipeline's AWS roles, and the inventory output.
 
-The lead calls `build_vault_federation` once, after the control plane, and hands
-`Federation.vault` (a `components.tenancy.WorkloadBinder`) and `Federation.inventory` to the
-tenants; `Federation.outputs()` goes into the stack outputs last, after every tenant has
-registered its credentials.
+`build_vault_federation` runs after the control plane; the tenants bind their roles through
+`IdentityFederation.vault` (a `components.tenancy.WorkloadBinder`), and `outputs()` goes into
+the stack outputs last, after every tenant has registered its credentials.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from stacks.config import PlatformConfig
 
 
 @dataclass(frozen=True)
-class Federation:
+class IdentityFederation:
     inventory: CredentialInventory
     vault: VaultFederation | None  # None when Vault is disabled
     pipeline: PipelineIdentity | None  # EKS stacks with GitLab only
@@ -43,7 +42,7 @@ def build_vault_federation(
     vault: Vault | None,
     gitlab: GitLab | None,
     inventory: CredentialInventory | None = None,
-) -> Federation:
+) -> IdentityFederation:
     """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
     inventory = inventory if inventory is not None else CredentialInventory()
     federation = None
@@ -73,4 +72,4 @@ def build_vault_federation(
                 depends_on=[gitlab.release],
             ),
         )
-    return Federation(inventory, federation, pipeline)
+    return IdentityFederation(inventory, federation, pipeline)

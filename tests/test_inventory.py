@@ -13,7 +13,7 @@ import pytest
 
 from components.inventory import Credential, CredentialInventory, describe_seconds
 from policy.inventory import MAX_LIFETIME_SECONDS, check_credentials
-from stacks.vault_federation import Federation
+from stacks.vault_federation import IdentityFederation
 
 ENTRY_KEYS = {"what", "category", "issuer", "holder", "scope", "lifetime", "lifetimeSeconds", "rotation", "resources"}
 
@@ -307,7 +307,7 @@ def test_registration_refuses_incomplete_credentials() -> None:
 
 def test_outputs_read_the_inventory_when_called_so_tenants_registered_later_are_listed() -> None:
     inventory = CredentialInventory()
-    federation = Federation(inventory, vault=None, pipeline=None)
+    federation = IdentityFederation(inventory, vault=None, pipeline=None)
     inventory.register(Credential("platform thing", "federated", "a", "b", "s", 60, "r"))
     early = federation.outputs()["credentials"]
     inventory.register(Credential("tenant robot", "issued", "Harbor", "External Secrets", "pull", 30 * 86400, "half life"))
