@@ -179,6 +179,76 @@ _CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
 
 
+def _admin_access(name: str, cluster: aws.eks.Cluster, principal_arns: list[str], child: pulumi.ResourceOptions) -> None:
+    """Cluster-admin access entries for the configured principals (no creator admin)."""
+    for index, arn in enumerate(principal_arns):
+        entry = aws.eks.AccessEntry(
+            f"{name}-admin-{index}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
+        )
+        aws.eks.AccessPolicyAssociation(
+            f"{name}-admin-{index}",
+            cluster_name=cluster.name,
+            principal_arn=entry.principal_arn,
+            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+            opts=child,
+        )
+
+
+def _node_groups(
+    name: str,
+    args: EksClusterArgs,
+    cluster: aws.eks.Cluster,
+    node_role: aws.iam.Role,
+    private_ids: list[str] | pulumi.Output[list[str]],
+    tags: dict[str, str],
+    child: pulumi.ResourceOptions,
+) -> list[aws.eks.NodeGroup]:
+    return [
+        aws.eks.NodeGroup(
+            f"{name}-{group.name}",
+            cluster_name=cluster.name,
+            node_role_arn=node_role.arn,
+            subnet_ids=list(private_ids),
+            instance_types=group.instance_types,
+            disk_size=group.disk_size_gib,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=group.labels or None,
+            tags=tags,
+            # The autoscaler owns the running size once the group exists.
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
+            ),
+        )
+        for group in args.node_groups
+    ]
+
+
+def _addons(
+    name: str,
+    kubernetes_version: str,
+    cluster: aws.eks.Cluster,
+    node_groups: list[aws.eks.NodeGroup],
+    tags: dict[str, str],
+    child: pulumi.ResourceOptions,
+) -> None:
+    # Add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
+    for addon, version in EKS_ADDONS[kubernetes_version].items():
+        aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=cluster.name,
+            addon_name=addon,
+            addon_version=version,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="PRESERVE",
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=node_groups)),
+        )
+
+
 def _assume_role_policy(service: str) -> str:
     return json.dumps(
         {
@@ -224,59 +294,17 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)),
         )
 
-        for index, arn in enumerate(args.admin_principal_arns):
-            entry = aws.eks.AccessEntry(
-                f"{name}-admin-{index}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
-            )
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{index}",
-                cluster_name=cluster.name,
-                principal_arn=entry.principal_arn,
-                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=child,
-            )
+        _admin_access(name, cluster, args.admin_principal_arns, child)
 
         node_role = self._role(f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, tags, child)
-        node_groups = [
-            aws.eks.NodeGroup(
-                f"{name}-{group.name}",
-                cluster_name=cluster.name,
-                node_role_arn=node_role.arn,
-                subnet_ids=list(private_ids),
-                instance_types=group.instance_types,
-                disk_size=group.disk_size_gib,
-                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                    min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
-                ),
-                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-                labels=group.labels or None,
-                tags=tags,
-                # The autoscaler owns the running size once the group exists.
-                opts=pulumi.ResourceOptions.merge(
-                    child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
-                ),
-            )
-            for group in args.node_groups
-        ]
+        node_groups = _node_groups(name, args, cluster, node_role, private_ids, tags, child)
 
         issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
         oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
         )
 
-        # Add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
-        for addon, version in EKS_ADDONS[args.kubernetes_version].items():
-            aws.eks.Addon(
-                f"{name}-{addon}",
-                cluster_name=cluster.name,
-                addon_name=addon,
-                addon_version=version,
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                tags=tags,
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=node_groups)),
-            )
+        _addons(name, args.kubernetes_version, cluster, node_groups, tags, child)
 
         ca_data = cluster.certificate_authority.apply(lambda ca: ca["data"])
         provider = k8s.Provider(
