@@ -39,7 +39,7 @@ import pulumiverse_time as time
 from components.common import rotated_key
 from components.inventory import DAY, Credential
 
-from components.tenancy import ROLES, TenantPlatform
+from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, TenantPlatform, VaultTenancy
 from policy.labels import TENANT_LABEL
 from components.tenant_supply_chain import starter_files
 
@@ -121,7 +121,7 @@ class TenantRepositories(pulumi.ComponentResource):
             raise ValueError(f"tenant {args.tenant}: repositories need GitLab, Vault, Harbor and ArgoCD on the platform")
         if platform.argocd.webhook_secret is None:
             raise ValueError(f"tenant {args.tenant}: the ArgoCD webhook secret is missing; GitLab hooks must authenticate")
-        tenant, gl, argocd = args.tenant, platform.gitlab, platform.argocd
+        tenant, gl = args.tenant, platform.gitlab
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=gl.provider)
         kept = pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect))
 
@@ -137,6 +137,23 @@ class TenantRepositories(pulumi.ComponentResource):
         )
         group_id = self.group.id.apply(int)
 
+        self._members(name, args, gl, group_id, on_gitlab)
+        self.projects = self._projects(name, args, platform.harbor, platform.vault, group_id, on_gitlab, kept)
+        self.argocd_repositories, self.ops_repo_urls = {}, {}
+        for project_name, environment in OPS_ENVIRONMENTS.items():
+            self.ops_repo_urls[environment] = self._ops_repository(
+                name, args, gl, platform.argocd, platform.vault, project_name, environment, on_gitlab
+            )
+
+        self.project_paths = [f"{tenant}/{p}" for p in PROJECTS]
+        self.register_outputs({"opsRepoUrls": self.ops_repo_urls, "projectPaths": self.project_paths})
+
+    def _members(
+        self, name: str, args: TenantRepositoriesArgs, gl: GitLabTenancy, group_id: pulumi.Output[int],
+        on_gitlab: pulumi.ResourceOptions,
+    ) -> None:
+        """The tenant's people in its group, each at the access level of their role."""
+        tenant = args.tenant
         for role in ROLES:
             for user in args.members(role):
                 if user not in gl.users:
@@ -150,6 +167,13 @@ class TenantRepositories(pulumi.ComponentResource):
                     access_level=ACCESS_LEVELS[role],
                     opts=on_gitlab,
                 )
+
+    def _projects(
+        self, name: str, args: TenantRepositoriesArgs, harbor: HarborTenancy, vault: VaultTenancy,
+        group_id: pulumi.Output[int], on_gitlab: pulumi.ResourceOptions, kept: pulumi.ResourceOptions,
+    ) -> dict[str, gitlab.Project]:
+        """The app, ops and ops-dev projects with their starter files, protected main and CI variables."""
+        tenant = args.tenant
 
         def project(path: str, forked_from: gitlab.Project | None = None) -> gitlab.Project:
             return gitlab.Project(
@@ -167,20 +191,18 @@ class TenantRepositories(pulumi.ComponentResource):
                 opts=kept,
             )
 
-        app = project(APP_PROJECT)
         ops = project(OPS_PROJECT)
-        ops_dev = project(OPS_DEV_PROJECT, forked_from=ops)
-        self.projects = {APP_PROJECT: app, OPS_PROJECT: ops, OPS_DEV_PROJECT: ops_dev}
+        projects = {APP_PROJECT: project(APP_PROJECT), OPS_PROJECT: ops, OPS_DEV_PROJECT: project(OPS_DEV_PROJECT, forked_from=ops)}
 
         variables = {
-            "HARBOR_REGISTRY": platform.harbor.host,
+            "HARBOR_REGISTRY": harbor.host,
             "HARBOR_PROJECT": tenant,
-            "VAULT_ADDR": platform.vault.url,
+            "VAULT_ADDR": vault.url,
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
-        starter = starter_files(tenant, platform.harbor.host, platform.supply_chain.severity)
-        for project_name, resource in self.projects.items():
+        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity)
+        for project_name, resource in projects.items():
             files = [
                 gitlab.RepositoryFile(
                     f"{name}-{project_name}-starter-{path.strip('.').replace('.', '-')}",
@@ -217,74 +239,76 @@ class TenantRepositories(pulumi.ComponentResource):
                     raw=True,
                     opts=on_gitlab,
                 )
+        return projects
 
-        self.argocd_repositories = {}
-        self.ops_repo_urls = {}
-        for project_name, environment in OPS_ENVIRONMENTS.items():
-            resource = self.projects[project_name]
-            url = ssh_url(gl.ssh_host, tenant, project_name)
-            self.ops_repo_urls[environment] = url
-            prefix = f"{name}-{project_name}"
+    def _ops_repository(
+        self, name: str, args: TenantRepositoriesArgs, gl: GitLabTenancy, argocd: ArgoTenancy, vault: VaultTenancy,
+        project_name: str, environment: str, on_gitlab: pulumi.ResourceOptions,
+    ) -> str:
+        """ArgoCD's read-only way into one ops project: a rotated deploy key, its repository Secret, a push webhook."""
+        tenant, inventory = args.tenant, args.platform.inventory
+        resource = self.projects[project_name]
+        url = ssh_url(gl.ssh_host, tenant, project_name)
+        self.ops_repo_urls[environment] = url
+        prefix = f"{name}-{project_name}"
 
-            rotation = time.Rotating(
-                f"{prefix}-key-rotation", rotation_days=DEPLOY_KEY_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
-            )
-            key = rotated_key(f"{prefix}-deploy-key", rotation, self)
-            gitlab.DeployKey(
-                f"{prefix}-deploy-key",
-                project=resource.id,
-                title=f"argocd-{environment}",
-                key=key.public_key_openssh.apply(lambda k: k.strip()),
-                can_push=False,
-                # Expires on its own should rotation stop; the key changes (and so does this) every 45 days.
-                expires_at=rotation.rfc3339.apply(lambda t: expires_after(t, DEPLOY_KEY_LIFETIME_DAYS)),
-                opts=on_gitlab,
-            )
-            platform.vault.write(
-                f"{prefix}-deploy-key",
-                deploy_key_path(tenant, project_name),
-                {"sshPrivateKey": key.private_key_openssh, "sshPublicKey": key.public_key_openssh, "url": url},
-                self,
-            )
-            self.argocd_repositories[environment] = k8s.core.v1.Secret(
-                f"{prefix}-argocd-repository",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"repo-{tenant}-{project_name}",
-                    namespace=argocd.namespace,
-                    labels={**ARGOCD_REPOSITORY_LABEL, TENANT_LABEL: tenant},
-                ),
-                type="Opaque",
-                string_data={
-                    "type": "git",
-                    "url": url,
-                    "project": app_project_name(tenant, environment),
-                    "sshPrivateKey": key.private_key_openssh,
-                },
-                opts=pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[argocd.release]),
-            )
-            if platform.inventory is not None:
-                platform.inventory.register(Credential(
-                    what=f"read-only deploy key of {tenant}/{project_name}",
-                    category="issued",
-                    issuer="Pulumi (pulumi-tls ed25519), registered in GitLab",
-                    holder=f"ArgoCD (repository secret repo-{tenant}-{project_name}) and Vault",
-                    scope=f"read {tenant}/{project_name} over SSH",
-                    lifetime_seconds=DEPLOY_KEY_LIFETIME_DAYS * DAY,
-                    rotation=f"replaced by `pulumi up --refresh` every {DEPLOY_KEY_ROTATION_DAYS} days",
-                    resources=(f"{prefix}-deploy-key",),
-                ))
-            # ArgoCD refreshes the applications of this repository on a push instead of polling.
-            gitlab.ProjectHook(
-                f"{prefix}-argocd-webhook",
-                project=resource.id,
-                url=args.webhook_url,
-                token=pulumi.Output.secret(argocd.webhook_secret),
-                push_events=True,
-                tag_push_events=False,
-                merge_requests_events=False,
-                enable_ssl_verification=True,
-                opts=on_gitlab,
-            )
-
-        self.project_paths = [f"{tenant}/{p}" for p in PROJECTS]
-        self.register_outputs({"opsRepoUrls": self.ops_repo_urls, "projectPaths": self.project_paths})
+        rotation = time.Rotating(
+            f"{prefix}-key-rotation", rotation_days=DEPLOY_KEY_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self)
+        )
+        key = rotated_key(f"{prefix}-deploy-key", rotation, self)
+        gitlab.DeployKey(
+            f"{prefix}-deploy-key",
+            project=resource.id,
+            title=f"argocd-{environment}",
+            key=key.public_key_openssh.apply(lambda k: k.strip()),
+            can_push=False,
+            # Expires on its own should rotation stop; the key changes (and so does this) every 45 days.
+            expires_at=rotation.rfc3339.apply(lambda t: expires_after(t, DEPLOY_KEY_LIFETIME_DAYS)),
+            opts=on_gitlab,
+        )
+        vault.write(
+            f"{prefix}-deploy-key",
+            deploy_key_path(tenant, project_name),
+            {"sshPrivateKey": key.private_key_openssh, "sshPublicKey": key.public_key_openssh, "url": url},
+            self,
+        )
+        self.argocd_repositories[environment] = k8s.core.v1.Secret(
+            f"{prefix}-argocd-repository",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"repo-{tenant}-{project_name}",
+                namespace=argocd.namespace,
+                labels={**ARGOCD_REPOSITORY_LABEL, TENANT_LABEL: tenant},
+            ),
+            type="Opaque",
+            string_data={
+                "type": "git",
+                "url": url,
+                "project": app_project_name(tenant, environment),
+                "sshPrivateKey": key.private_key_openssh,
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[argocd.release]),
+        )
+        if inventory is not None:
+            inventory.register(Credential(
+                what=f"read-only deploy key of {tenant}/{project_name}",
+                category="issued",
+                issuer="Pulumi (pulumi-tls ed25519), registered in GitLab",
+                holder=f"ArgoCD (repository secret repo-{tenant}-{project_name}) and Vault",
+                scope=f"read {tenant}/{project_name} over SSH",
+                lifetime_seconds=DEPLOY_KEY_LIFETIME_DAYS * DAY,
+                rotation=f"replaced by `pulumi up --refresh` every {DEPLOY_KEY_ROTATION_DAYS} days",
+                resources=(f"{prefix}-deploy-key",),
+            ))
+        # ArgoCD refreshes the applications of this repository on a push instead of polling.
+        gitlab.ProjectHook(
+            f"{prefix}-argocd-webhook",
+            project=resource.id,
+            url=args.webhook_url,
+            token=pulumi.Output.secret(argocd.webhook_secret),
+            push_events=True,
+            tag_push_events=False,
+            merge_requests_events=False,
+            enable_ssl_verification=True,
+            opts=on_gitlab,
+        )
+        return url
