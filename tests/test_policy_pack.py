@@ -20,13 +20,20 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
+from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from platformctl.mocks import REDACTED
 from platformctl.render import read_stack_file
 from policy.pack.checks import CHECKS, HELM_TYPES, SECRET, UNKNOWN, is_stateful
-from policy.pack.crossguard import BY_NAME, POLICIES, PROTECT_SCHEMA, SECRETS_NOT_VISIBLE, resource_options
+from policy.pack.crossguard import (
+    BY_NAME,
+    INVENTORY_NOT_VISIBLE,
+    POLICIES,
+    PROTECT_SCHEMA,
+    SECRETS_NOT_VISIBLE,
+    resource_options,
+)
 from stacks.config import load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,9 +307,39 @@ def validate(policy: str, args: ResourceValidationArgs) -> list[str]:
 
 
 def test_policies_are_mandatory_and_named_after_their_checks() -> None:
-    assert [p.name for p in POLICIES] == list(CHECKS)
+    assert [p.name for p in POLICIES] == [*CHECKS, "credential-inventory"]
     assert all(p.enforcement_level.value == "mandatory" for p in POLICIES)
-    assert all(p.description == CHECKS[p.name][1] for p in POLICIES)
+    assert all(p.description == CHECKS[p.name][1] for p in POLICIES if p.name in CHECKS)
+
+
+def stack_args(plan: dict, with_outputs: bool = True) -> StackValidationArgs:
+    """StackValidationArgs as `AnalyzeStack` builds them from a previewed stack: its resources, the Stack's outputs."""
+    opts = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+    resources = [
+        PolicyResource(r["type"], unknown_checking_proxy(r["inputs"]), r["urn"], r["name"], opts, None, None, [], {})
+        for r in plan["resources"]
+    ]
+    if with_outputs:
+        stack_urn = "urn:pulumi:prod::platform-bootstrap::pulumi:pulumi:Stack::platform-bootstrap-prod"
+        outputs = unknown_checking_proxy(plan["outputs"])
+        resources.append(PolicyResource("pulumi:pulumi:Stack", outputs, stack_urn, "platform-bootstrap-prod", opts, None, None, [], {}))
+    return StackValidationArgs(resources)
+
+
+def test_the_credential_inventory_runs_at_preview_as_on_the_plan(plan: dict) -> None:
+    policy = BY_NAME["credential-inventory"]
+    messages: list[str] = []
+    policy.validate(stack_args(plan), lambda message, urn=None: messages.append(message))
+    assert messages == []
+    # A credential-bearing resource nobody registered fails the preview.
+    unlisted = copy.deepcopy(plan)
+    unlisted["outputs"]["credentials"] = [e for e in unlisted["outputs"]["credentials"] if e["what"] != "Harbor admin password"]
+    policy.validate(stack_args(unlisted), lambda message, urn=None: messages.append(message))
+    assert messages and all("harbor-admin-password" in m for m in messages), messages
+    # Without the stack's outputs the rule says it cannot run, rather than passing.
+    with pytest.raises(Exception) as not_applicable:
+        policy.validate(stack_args(plan, with_outputs=False), lambda message, urn=None: None)
+    assert getattr(not_applicable.value, "reason", None) == INVENTORY_NOT_VISIBLE
 
 
 def test_adapter_reports_an_unpinned_release_and_reads_unknown_values() -> None:
@@ -370,7 +407,7 @@ def test_pack_entry_point_serves_every_policy(tmp_path: Path) -> None:
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"name": "platform-bootstrap", "policies": list(CHECKS), "level": "mandatory"}
+    assert json.loads(done.stdout) == {"name": "platform-bootstrap", "policies": [*CHECKS, "credential-inventory"], "level": "mandatory"}
 
 
 def _pins(path: Path) -> dict[str, str]:

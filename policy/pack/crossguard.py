@@ -29,9 +29,12 @@ from pulumi_policy import (
     ResourceValidation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from policy.inventory import check_credentials
 from policy.pack.checks import CHECKS, UNKNOWN, Check
 
 PACK_NAME = "platform-bootstrap"
@@ -109,5 +112,38 @@ def _policy(name: str, check: Check, description: str) -> ResourceValidationPoli
     )
 
 
-POLICIES: list[ResourceValidationPolicy] = [_policy(name, check, text) for name, (check, text) in CHECKS.items()]
-BY_NAME: dict[str, ResourceValidationPolicy] = {policy.name: policy for policy in POLICIES}
+STACK_TYPE = "pulumi:pulumi:Stack"
+INVENTORY_NOT_VISIBLE = "the stack's `credentials` output is not visible to this preview's policies"
+
+
+def plan_of(args: StackValidationArgs) -> dict[str, Any]:
+    """The parts of an offline plan (platformctl render) that `check_credentials` reads, from a preview."""
+    stacks = [r for r in args.resources if r.resource_type == STACK_TYPE]
+    outputs = plain(stacks[0].props) if stacks else {}
+    resources = [
+        {"type": r.resource_type, "name": r.name, "inputs": plain(r.props)} for r in args.resources if r.resource_type != STACK_TYPE
+    ]
+    return {"outputs": outputs, "resources": resources}
+
+
+def validate_credential_inventory(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """The credential inventory's rules (policy/inventory.py) on the previewed stack, as on the offline plan."""
+    plan = plan_of(args)
+    if not isinstance(plan["outputs"].get("credentials"), list):
+        args.not_applicable(INVENTORY_NOT_VISIBLE)
+    for message in check_credentials(plan):
+        report_violation(message, None)
+
+
+CREDENTIAL_INVENTORY = StackValidationPolicy(
+    name="credential-inventory",
+    description="Every credential-bearing resource is in the credential inventory, and no credential between "
+    "systems lives without expiry or past 90 days (policy/inventory.py).",
+    validate=validate_credential_inventory,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    *(_policy(name, check, text) for name, (check, text) in CHECKS.items()),
+    CREDENTIAL_INVENTORY,
+]
+BY_NAME: dict[str, ResourceValidationPolicy | StackValidationPolicy] = {policy.name: policy for policy in POLICIES}
