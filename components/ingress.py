@@ -145,16 +145,9 @@ def tcp_route(
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
-    identity, acme = parts.cluster.aws_identity, parts.settings.acme
-    return Ingress(
-        "ingress",
-        parts.cluster,
-        IngressArgs(
-            replicas=settings.replicas,
-            chart_version=settings.chart_version,
-            route53=Route53Args(acme.hosted_zone_id, identity.provider) if identity and acme else None,
-        ),
-    )
+    public = parts.public_dns
+    route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
+    return Ingress("ingress", parts.cluster, IngressArgs(settings.replicas, settings.chart_version, route53))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

@@ -92,6 +92,14 @@ class AcmeSettings:
 
 
 @dataclass(frozen=True)
+class PublicDns:
+    """ACME settings and the AWS identity that reaches Route 53 with them."""
+
+    acme: AcmeSettings
+    aws: AwsWorkloadIdentity
+
+
+@dataclass(frozen=True)
 class EdgeSettings:
     """The platform-wide settings the control plane's services are declared with."""
 
@@ -166,6 +174,12 @@ class ControlPlaneParts:
         if declared is None:
             raise ValueError(f"platform:services.{service.key} cannot be disabled: the control plane needs it")
         return declared
+
+    @property
+    def public_dns(self) -> PublicDns | None:
+        """Public names and certificates in Route 53 (ACME DNS-01): an EKS control plane with a hosted zone."""
+        identity, acme = self.cluster.aws_identity, self.settings.acme
+        return PublicDns(acme, identity) if identity is not None and acme is not None else None
 
     @property
     def tls(self) -> CertificateIssuer:

@@ -154,13 +154,13 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
-    identity, acme = parts.cluster.aws_identity, parts.settings.acme
+    public = parts.public_dns
     return PlatformTls(
         "platform-tls",
         parts.cluster,
         PlatformTlsArgs(
             domain=parts.settings.domain,
-            acme=AcmeArgs(acme.email, acme.server, acme.hosted_zone_id, identity) if identity and acme else None,
+            acme=AcmeArgs(public.acme.email, public.acme.server, public.acme.hosted_zone_id, public.aws) if public else None,
             chart_version=settings.chart_version,
             inventory=parts.inventory,
         ),
