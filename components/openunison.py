@@ -1,53 +1,17 @@
-"""OpenUnison on the control plane: the platform's identity provider.
+"""OpenUnison on the control plane: the platform's identity provider and token API.
 
-Three Tremolo charts, installed the way OpenUnison's own tooling does it (one values document
-shared by orchestra and the login portal):
+Three Tremolo charts, as OpenUnison's own tooling installs them: ``openunison-operator`` (CRDs
+and operator), ``orchestra`` (OpenUnison, configured from these values and the Secret
+``orchestra-secrets-source``) and ``orchestra-login-portal`` (portal, chains, the ``k8sIdp``
+OIDC provider). The portal sits behind an Ingress of our own on the platform's ingress class,
+TLS ending there (the charts' routes hard-code nginx or skip certificate checks).
 
-* ``openunison-operator`` (release ``openunison``) installs the ``openunison.tremolo.io`` CRDs
-  and the operator that turns the ``OpenUnison`` object into a deployment;
-* ``orchestra`` (release ``orchestra``) is OpenUnison itself, configured from the values here
-  and from the Secret ``orchestra-secrets-source``;
-* ``orchestra-login-portal`` (release ``orchestra-login-portal``) adds the login portal, the
-  authentication chains and the ``k8sIdp`` OpenID Connect identity provider.
-
-The portal is published by an Ingress of our own on the platform's ingress class with a
-cert-manager certificate from the platform issuer. The charts' own routes do not fit: their
-nginx Ingress hard-codes the nginx class and their Traefik route re-encrypts with
-``insecureSkipVerify: true`` (OpenUnison's backend certificate comes from the operator's own
-CA, which nothing outside its keystore can verify). So TLS ends at the ingress controller and
-the hop to OpenUnison's HTTP port stays inside the cluster, as in the charts' Gateway API
-mode, admitted by the chart's NetworkPolicy from the ingress namespace only.
-
-The upstream identity source is either an OIDC provider (the charts' ``oidc`` section) or an
-LDAP directory over ldaps (the charts' ``active_directory`` section). Every relying party
-(GitLab, Harbor, ArgoCD, Vault) gets an OpenUnison ``Trust`` whose client secret is one
-``RandomPassword``: the same Output is written to the Secret the Trust reads and handed, as
-``OidcClient.client_secret``, to the component that configures the client side.
-
-Client secrets rotate every 30 days: a ``pulumiverse_time.Rotating`` per client is the
-password's ``replacement_trigger``, so the first ``pulumi up --refresh`` after 30 days makes
-a new password and both sides take it in that run. OpenUnison reads a Trust's Secret only
-when the Trust itself is added or modified (its Trust watch), so the Trust carries a checksum
-of the secret and changes with it; the client side restarts or reloads as its component says
-(GitLab restarts its webservice pods on the OmniAuth Secret's checksum).
-
-Kubernetes is the exception: the login portal already declares the public ``kubernetes``
-client in its ``k8sIdp`` application (no secret, redirects to localhost for kubectl
-plugins), and the portal hands out kubeconfigs for it. A ``Trust`` with the same client id
-would shadow it, so none is created; use ``OpenUnison.kubernetes_client_id``.
-
-Login-only deployment: no provisioning database, so OpenUnison passes the upstream groups
-through in the ``groups`` claim and downstream RBAC binds those names (the platform's
-cluster-admin and approver groups are upstream groups). No ``GroupMetaData``: only the
-provisioning-mode JIT of ``openunison-k8s-cluster-management`` reads it.
-
-Local groups (tenants' roles, ``<tenant>-owners`` ...) come from the stack config, not from
-the upstream source: each tenant declares a ConfigMap labelled ``LOCAL_GROUPS_LABEL`` in this
-namespace (``LocalGroups``), and the login chain's JIT workflow ``jitdb`` (ours, replacing the
-login portal's standard one, same steps plus one) adds the groups a user is listed in and
-drops any upstream group of the same name, so only the stack grants them. The JIT step then
-provisions the user's ``User`` object with exactly those groups, which the token's ``groups``
-claim is read from. Changes apply at each user's next login.
+Every relying party (GitLab, Harbor, ArgoCD, Vault) gets a ``Trust`` whose client secret is one
+``RandomPassword``, rotated every 30 days, handed to both sides; the Trust carries a checksum of
+it because OpenUnison reads a Trust's Secret only when the Trust changes. Kubernetes keeps the
+portal's built-in public ``kubernetes`` client. Login-only: upstream groups pass through in the
+``groups`` claim; tenants' role groups come from per-tenant ConfigMaps (``LocalGroups``) that
+our ``jitdb`` workflow adds at each login. docs/architecture.md has the longer why.
 """
 
 from __future__ import annotations
