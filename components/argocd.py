@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -15,6 +15,7 @@ from components.common import Exposure, OidcClient, PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import namespace, release
+from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argocd"
@@ -32,6 +33,7 @@ class ArgoCdArgs:
     credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
     # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
     ssh_known_hosts: pulumi.Input[str] | None = None
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -61,6 +63,7 @@ class ArgoCd(pulumi.ComponentResource):
         # take the new value on the same `pulumi up --refresh`. The chart would put it in its
         # values; the platform keeps argocd-secret itself so the values hold no secret.
         rotation = time.Rotating(f"{name}-webhook-rotation", rotation_days=WEBHOOK_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self))
+        args.inventory.register(webhook_credential(name))
         webhook = random.RandomPassword(
             f"{name}-webhook",
             length=40,
@@ -129,6 +132,20 @@ class ArgoCd(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
+def webhook_credential(name: str) -> Credential:
+    """The secret GitLab's webhooks present to ArgoCD."""
+    return Credential(
+        what="GitLab webhook secret of ArgoCD",
+        category="issued",
+        issuer="Pulumi (pulumi-random)",
+        holder="ArgoCD (argocd-secret) and every tenant ops project's webhook",
+        scope="lets GitLab tell ArgoCD that a repository changed; grants no access",
+        lifetime_seconds=WEBHOOK_ROTATION_DAYS * DAY,
+        rotation=f"replaced by `pulumi up --refresh` every {WEBHOOK_ROTATION_DAYS} days, on both sides at once",
+        resources=(f"{name}-webhook",),
+    )
+
+
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
     gitlab = parts.get(GITLAB)
     return ArgoCd(
@@ -144,6 +161,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
             credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
             # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
             ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
+            inventory=parts.inventory,
         ),
     )
 

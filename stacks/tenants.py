@@ -9,7 +9,7 @@ import pulumi_vault as vault
 
 from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
 from components.cluster import ClusterHandle
-from components.inventory import DAY, Credential, CredentialInventory
+from components.inventory import CredentialInventory
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
 from components.tenancy import (
     KV_MOUNT,
@@ -28,9 +28,6 @@ from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
 from stacks.federation import ClusterFederation
-
-WEBHOOK_ROTATION_DAYS = 30
-
 
 def tenant_platform(
     config: PlatformConfig,
@@ -82,16 +79,6 @@ def tenant_platform(
             plane.argocd.release, clusters["control-plane"].provider, ARGOCD_NAMESPACE, plane.argocd.url,
             plane.argocd.webhook_secret,
         )
-        inventory.register(Credential(
-            what="GitLab webhook secret of ArgoCD",
-            category="issued",
-            issuer="Pulumi (pulumi-random)",
-            holder="ArgoCD (argocd-secret) and every tenant ops project's webhook",
-            scope="lets GitLab tell ArgoCD that a repository changed; grants no access",
-            lifetime_seconds=WEBHOOK_ROTATION_DAYS * DAY,
-            rotation=f"replaced by `pulumi up --refresh` every {WEBHOOK_ROTATION_DAYS} days, on both sides at once",
-            resources=("argocd-webhook",),
-        ))
     return TenantPlatform(
         domain=config.domain,
         clusters=clusters,
