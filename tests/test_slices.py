@@ -1,0 +1,82 @@
+"""The registry of service slices (stacks/services.py) and what the program derives from it."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from components.service import ControlPlaneParts, ServiceSettings
+from components.versions import CHARTS
+from stacks.config import ConfigError, Services, load_platform_config
+from stacks.services import CONTROL_PLANE, FOUNDATION, PLATFORM_NAMESPACES, SERVICES, SYSTEM_NAMESPACES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_slice_is_a_config_key_with_its_chart_and_namespace() -> None:
+    keys = [s.key for s in SERVICES]
+    assert len(set(keys)) == len(keys)
+    assert list(Services.model_fields) == keys  # platform:services.<key>, one per slice
+    for service in SERVICES:
+        assert service.chart in CHARTS, service.key
+        assert service.namespace.reason.strip(), service.key
+    assert Services().settings("vault").replicas == 3  # a slice's default sizing reaches the config
+
+
+def test_platform_namespaces_come_from_the_slices_once_each() -> None:
+    names = [n.name for n in PLATFORM_NAMESPACES]
+    assert len(set(names)) == len(names)
+    assert names[: len(SYSTEM_NAMESPACES)] == ["kube-system", "kube-public", "kube-node-lease"]
+    assert {s.namespace.name for s in SERVICES} <= set(names)
+    # Only ArgoCD's namespace stays under Gatekeeper's webhook: tenant Applications live there.
+    assert [n.name for n in PLATFORM_NAMESPACES if not n.webhook_exempt] == ["argocd"]
+
+
+def test_every_component_namespace_belongs_to_a_slice_or_the_federation() -> None:
+    modules = [importlib.import_module(f"components.{p.stem}") for p in sorted((ROOT / "components").glob("*.py"))]
+    declared = {m.__name__: m.NAMESPACE for m in modules if isinstance(getattr(m, "NAMESPACE", None), str)}
+    assert {m: ns for m, ns in declared.items() if ns not in {n.name for n in PLATFORM_NAMESPACES}} == {}
+    sliced = {m.__name__ for m in modules if getattr(m, "SLICE", None) in SERVICES}
+    assert set(declared) - sliced == {"components.kube_oidc_proxy"}  # declared by the federation, per workload cluster
+
+
+def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> None:
+    assert {s.key for s in CONTROL_PLANE} == {"cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd"}
+    assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
+    assert {s.key for s in SERVICES if s.declare is None} == {"gatekeeper", "external_secrets"}
+
+
+def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:
+    signed_in = {s.key for s in CONTROL_PLANE if s.redirect_uris is not None}
+    assert signed_in == {"gitlab", "harbor", "vault", "argocd"}
+    clients = {r["name"].removeprefix("oidc-") for r in plan["resources"]
+               if r["type"] == "random:index/randomPassword:RandomPassword" and r["name"].startswith("oidc-")}
+    assert clients == signed_in
+    assert set(plan["outputs"]["urls"]) == signed_in | {"openunison"}
+
+
+def test_a_disabled_service_is_left_out_and_the_foundation_cannot_be() -> None:
+    parts = ControlPlaneParts(
+        cluster=None,  # type: ignore[arg-type]  # never reached: nothing is declared
+        settings=None,  # type: ignore[arg-type]
+        inventory=None,  # type: ignore[arg-type]
+        service_settings=lambda key: ServiceSettings(enabled=False),
+        slices=CONTROL_PLANE,
+        foundation=FOUNDATION,
+    )
+    gitlab = next(s for s in CONTROL_PLANE if s.key == "gitlab")
+    assert parts.get(gitlab) is None
+    assert parts.oidc_clients() == {}
+    with pytest.raises(ValueError, match="platform:services.cert_manager cannot be disabled"):
+        parts.tls
+
+
+def test_a_service_key_outside_the_registry_is_a_config_error() -> None:
+    from platformctl.render import read_stack_file
+
+    raw, secret_keys = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["platform:services"] = '{"logging": {"enabled": true}}'
+    with pytest.raises(ConfigError, match=r"platform:services\.logging"):
+        load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secret_keys)
