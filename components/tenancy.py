@@ -50,6 +50,19 @@ KV_MOUNT = "tenants"
 HARBOR_PULL_KEYS = ("registry", "username", "password")
 
 
+@dataclass(frozen=True)
+class TenantMembers:
+    """Who holds each of a tenant's roles (platform:tenants[].owners, .developers, .ops)."""
+
+    owners: tuple[str, ...]
+    developers: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+
+    def of(self, role: str) -> list[str]:
+        """The users of `role` (one of ROLES), in config order."""
+        return list(getattr(self, role))
+
+
 def tenant_group(tenant: str, role: str) -> str:
     """The identity group of a tenant role, as OpenUnison puts it in tokens: `payments-owners`."""
     return f"{tenant}-{role}"

@@ -35,7 +35,7 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.openunison import LocalGroups, LocalGroupsArgs
-from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantPlatform, tenant_group
+from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -66,14 +66,9 @@ class TenantQuota:
 @dataclass(frozen=True)
 class TenantArgs:
     name: str
-    owners: list[str]
-    developers: list[str]
-    ops: list[str]
+    members: TenantMembers
     quota: TenantQuota
     isolation: Isolation = Isolation.NAMESPACE
-
-    def members(self, role: str) -> list[str]:
-        return list(getattr(self, role))
 
 
 def namespace_name(tenant: str, environment: str) -> str:
@@ -107,7 +102,7 @@ def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: b
     """
     documents: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant.name}}]
     for role, per_environment in ROLE_BINDINGS.items():
-        users = sorted(tenant.members(role))
+        users = sorted(tenant.members.of(role))
         if users:
             documents.append(
                 {
@@ -206,7 +201,7 @@ class TenantNamespace(pulumi.ComponentResource):
         if virtual is not None:
             self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside)
         for role, per_environment in ROLE_BINDINGS.items():
-            users = tenant.members(role)
+            users = tenant.members.of(role)
             if not users or virtual is not None:  # virtual clusters bind roles inside
                 continue
             k8s.rbac.v1.RoleBinding(
@@ -405,7 +400,7 @@ class Tenant(pulumi.ComponentResource):
             LocalGroups(
                 f"{tenant}-groups",
                 platform.identity.cluster,
-                LocalGroupsArgs(tenant, {tenant_group(tenant, role): args.members(role) for role in ROLES}, platform.identity.ready),
+                LocalGroupsArgs(tenant, {tenant_group(tenant, role): args.members.of(role) for role in ROLES}, platform.identity.ready),
                 child,
             )
         repositories = None
@@ -414,9 +409,7 @@ class Tenant(pulumi.ComponentResource):
                 f"{tenant}-repositories",
                 TenantRepositoriesArgs(
                     tenant=tenant,
-                    owners=list(args.owners),
-                    developers=list(args.developers),
-                    ops=list(args.ops),
+                    members=args.members,
                     platform=platform,
                     webhook_url=f"{platform.argocd.url}/api/webhook",
                     protect=platform.protect,
@@ -428,9 +421,6 @@ class Tenant(pulumi.ComponentResource):
                 f"{tenant}-registry",
                 TenantRegistryArgs(
                     tenant=tenant,
-                    owners_group=tenant_group(tenant, "owners"),
-                    developers_group=tenant_group(tenant, "developers"),
-                    ops_group=tenant_group(tenant, "ops"),
                     storage_gb=storage_gib(args.quota.storage),
                     platform=platform,
                     protect=platform.protect,
@@ -496,7 +486,7 @@ class Sandbox(pulumi.ComponentResource):
         super().__init__("platform:tenant:Sandbox", user, None, opts)
         name = sandbox_name(user)
         space = TenantNamespace(
-            name, cluster, TenantArgs(name, [user], [], [], SANDBOX_QUOTA), "dev", None, pulumi.ResourceOptions(parent=self)
+            name, cluster, TenantArgs(name, TenantMembers((user,)), SANDBOX_QUOTA), "dev", None, pulumi.ResourceOptions(parent=self)
         )
         self.register_outputs({"namespace": space.namespace.metadata.name})
 

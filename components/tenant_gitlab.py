@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence, cast
+from typing import cast
 
 import pulumi
 import pulumi_gitlab as gitlab
@@ -39,7 +39,7 @@ import pulumiverse_time as time
 from components.common import rotated_key
 from components.inventory import DAY, Credential
 
-from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, TenantPlatform, VaultTenancy
+from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, TenantMembers, TenantPlatform, VaultTenancy
 from policy.labels import TENANT_LABEL
 from components.tenant_supply_chain import starter_files
 
@@ -93,18 +93,13 @@ def expires_after(rfc3339: str, days: int) -> str:
 @dataclass(frozen=True)
 class TenantRepositoriesArgs:
     tenant: str
-    owners: Sequence[str]
-    developers: Sequence[str]
-    ops: Sequence[str]
+    members: TenantMembers
     platform: TenantPlatform  # needs .gitlab (with .users), .vault, .harbor and .argocd (with .webhook_secret)
     webhook_url: str  # ArgoCD's webhook endpoint: https://argocd.<domain>/api/webhook
     protect: bool = False  # the group and projects hold the tenant's history: protect them on real stacks
     # Where and as whom CI jobs log in to Vault (must match the Vault side's GitLab JWT mount and CI role).
     vault_ci_auth_path: str = VAULT_CI_AUTH_PATH
     vault_ci_role: str | None = None  # default: ci_role(tenant)
-
-    def members(self, role: str) -> list[str]:
-        return sorted(getattr(self, role))
 
 
 class TenantRepositories(pulumi.ComponentResource):
@@ -155,7 +150,7 @@ class TenantRepositories(pulumi.ComponentResource):
         """The tenant's people in its group, each at the access level of their role."""
         tenant = args.tenant
         for role in ROLES:
-            for user in args.members(role):
+            for user in sorted(args.members.of(role)):
                 if user not in gl.users:
                     raise ValueError(f"tenant {tenant}: {role} member {user!r} has no GitLab user (PlatformUsers)")
                 account = cast(pulumi.CustomResource, gl.users[user])

@@ -36,7 +36,7 @@ import pulumiverse_harbor as harbor
 
 from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential
-from components.tenancy import TenantPlatform, harbor_pull_path
+from components.tenancy import TenantPlatform, harbor_pull_path, tenant_group
 
 # Tenant role -> Harbor project role.
 PROJECT_ROLES = {"owners": "projectadmin", "ops": "maintainer", "developers": "developer"}
@@ -73,15 +73,13 @@ def harbor_push_path(tenant: str) -> str:
 @dataclass(frozen=True)
 class TenantRegistryArgs:
     tenant: str
-    owners_group: str  # OIDC group names: components.tenancy.tenant_group(tenant, role)
-    developers_group: str
-    ops_group: str
     storage_gb: int  # GiB, see storage_gib()
     platform: TenantPlatform  # needs .harbor and .vault
     protect: bool = False  # the project holds the tenant's images: protect it on real stacks
 
     def group(self, role: str) -> str:
-        return {"owners": self.owners_group, "developers": self.developers_group, "ops": self.ops_group}[role]
+        """The role's group in people's tokens (OpenUnison's local groups)."""
+        return tenant_group(self.tenant, role)
 
 
 class TenantRegistry(pulumi.ComponentResource):

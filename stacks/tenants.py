@@ -20,6 +20,7 @@ from components.tenancy import (
     IdentityTenancy,
     HarborTenancy,
     SupplyChainPolicy,
+    TenantMembers,
     TenantPlatform,
     VaultTenancy,
 )
@@ -109,9 +110,7 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig, external_sec
         Tenant(
             TenantArgs(
                 name=tenant.name,
-                owners=list(tenant.owners),
-                developers=list(tenant.developers),
-                ops=list(tenant.ops),
+                members=TenantMembers(tuple(tenant.owners), tuple(tenant.developers), tuple(tenant.ops)),
                 quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
                 isolation=tenant.isolation,
             ),

@@ -27,10 +27,10 @@ from components.tenancy import (
     ArgoTenancy,
     GitLabTenancy,
     HarborTenancy,
+    TenantMembers,
     TenantPlatform,
     VaultTenancy,
     harbor_pull_path,
-    tenant_group,
 )
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs, expires_after
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -208,7 +208,7 @@ def platform_program() -> tuple[dict[str, TenantRepositories], dict[str, TenantR
         repositories[tenant] = TenantRepositories(
             f"{tenant}-repositories",
             TenantRepositoriesArgs(
-                tenant=tenant, owners=spec["owners"], developers=spec["developers"], ops=spec["ops"],
+                tenant=tenant, members=TenantMembers(tuple(spec["owners"]), tuple(spec["developers"]), tuple(spec["ops"])),
                 platform=platform, webhook_url=WEBHOOK_URL,
             ),
         )
@@ -216,9 +216,6 @@ def platform_program() -> tuple[dict[str, TenantRepositories], dict[str, TenantR
             f"{tenant}-registry",
             TenantRegistryArgs(
                 tenant=tenant,
-                owners_group=tenant_group(tenant, "owners"),
-                developers_group=tenant_group(tenant, "developers"),
-                ops_group=tenant_group(tenant, "ops"),
                 storage_gb=storage_gib(spec["storage"]),
                 platform=platform,
             ),
@@ -603,7 +600,7 @@ def test_components_refuse_a_platform_without_the_services() -> None:
         bare = TenantPlatform(
             domain=DOMAIN, clusters={}, ca_bundle=pulumi.Output.from_input(""), issuer_url="https://x", kubernetes_client_id="k"
         )
-        TenantRegistry("t-registry", TenantRegistryArgs("t", "t-owners", "t-developers", "t-ops", 10, bare))
+        TenantRegistry("t-registry", TenantRegistryArgs("t", 10, bare))
         return {}, {}
 
     with pytest.raises(Exception, match="needs Harbor and Vault"):
