@@ -24,3 +24,41 @@ def renders() -> dict[str, Render]:
 def plan(request: pytest.FixtureRequest, renders: dict[str, Render]) -> dict:
     """Each stack's plan.json document in turn."""
     return renders[request.param].plan
+
+
+# --- a real Vault-compatible server (OpenBao) with each stack's Vault resources applied ---
+
+from tests.certs import Tls, make_ca  # noqa: E402
+from tests.identity_peer import IdentityPeer  # noqa: E402
+from tests.openbao import BaoServer, PlanVault  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def loopback_tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """One throwaway CA for every loopback TLS server: OpenBao and the identity peer."""
+    return make_ca(tmp_path_factory.mktemp("loopback-tls"), "loopback")
+
+
+@pytest.fixture(scope="session")
+def identity_peer(loopback_tls: Tls) -> IdentityPeer:
+    with IdentityPeer(loopback_tls) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def plan_vaults(tmp_path_factory: pytest.TempPathFactory, loopback_tls: Tls, identity_peer: IdentityPeer, renders: dict[str, Render]):
+    """stack -> a running OpenBao with that stack's plan applied, started on first use.
+
+    One server per stack (the two plans use the same paths; OpenBao namespaces cannot hold
+    audit devices or raft snapshots, which the tests need at the root)."""
+    started: dict[str, PlanVault] = {}
+
+    def get(stack: str) -> PlanVault:
+        if stack not in started:
+            server = BaoServer(tmp_path_factory.mktemp(f"openbao-{stack}"), loopback_tls).start()
+            started[stack] = PlanVault.apply(server, renders[stack].plan["resources"], identity_peer)
+        return started[stack]
+
+    yield get
+    for vault in started.values():
+        vault.server.stop()

@@ -32,7 +32,8 @@ from components.vault_init import VaultInit, VaultInitError, VaultInitProvider
 from platformctl.mocks import REDACTED, SECRET_MARK
 from tests.mock_program import run_program
 from tests.validation import custom_resource_errors, kubernetes_errors, schema_errors, unknown_value_paths
-from tests.vault_stub import Tls, VaultStub, make_ca
+from tests.certs import Tls, make_ca
+from tests.vault_stub import VaultStub
 
 ROOT = Path(__file__).resolve().parent.parent
 
