@@ -190,6 +190,8 @@ class OpenUnison(pulumi.ComponentResource):
     operator_release: k8s.helm.v3.Release
     orchestra_release: k8s.helm.v3.Release
     portal_release: k8s.helm.v3.Release
+    ingress: k8s.networking.v1.Ingress  # routes the issuer's public name to OpenUnison
+    discovery_ready: list[pulumi.Resource]  # the portal release (after orchestra, the issuer) and the ingress
 
     def __init__(self, name: str, cluster: ClusterHandle, args: OpenUnisonArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:openunison:OpenUnison", name, None, opts)
@@ -232,7 +234,7 @@ class OpenUnison(pulumi.ComponentResource):
         )
 
         # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
-        k8s.networking.v1.Ingress(
+        self.ingress = k8s.networking.v1.Ingress(
             f"{cluster.role}-openunison-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="openunison",
@@ -267,6 +269,7 @@ class OpenUnison(pulumi.ComponentResource):
                 in_ns, pulumi.ResourceOptions(depends_on=[self.orchestra_release, args.cert_manager])
             ),
         )
+        self.discovery_ready = [self.portal_release, self.ingress]
 
         # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
         crd_ready = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, self.operator_release]))

@@ -9,7 +9,7 @@ Credentials are registered by the components themselves, next to the resources t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -40,6 +40,7 @@ class ServiceSettings:
     chart_version: str | None = None
     replicas: int = 1
     storage: str = "10Gi"
+    options: Mapping[str, Any] = field(default_factory=dict)  # the service's own settings (ServiceSlice.options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +81,9 @@ class ServiceSlice(Generic[C]):
     redirect_uris: Callable[[str], tuple[str, ...]] | None = None
     # Stack outputs beyond its URL.
     outputs: Callable[[C], Mapping[str, pulumi.Input[object]]] | None = None
+    # Its own settings under platform:services.<key>, beyond the shared ones: snake-case name ->
+    # (type, default), validated by stacks/config.py and handed to `declare` in ServiceSettings.options.
+    options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,9 @@ class IdentityProvider(Protocol):
 
     clients: Mapping[str, OidcClient]
     portal_url: str
+    # What must exist before the issuer serves its discovery document, which relying parties
+    # such as Vault fetch when they are configured.
+    discovery_ready: Sequence[pulumi.Resource]
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class WorkloadBinder(Protocol):
 
     def bind_ci(
         self, resource_name: str, project_paths: list[str], refs: list[str] | None, policies: list[str],
-        parent: pulumi.Resource,
+        parent: pulumi.Resource, ttl: int = ...,
     ) -> pulumi.CustomResource: ...
 
     def auth_path(self, cluster: str) -> str: ...

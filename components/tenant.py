@@ -37,7 +37,7 @@ from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.openunison import LocalGroups, LocalGroupsArgs
 from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
-from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
+from components.tenant_gitlab import APP_PROJECT, TenantRepositories, TenantRepositoriesArgs
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
@@ -435,7 +435,8 @@ class Tenant(pulumi.ComponentResource):
                     tenant=tenant,
                     namespaces=host_namespaces,
                     namespace_resources={e: n.namespace for e, n in self.namespaces.items()},
-                    ci_project_paths=repositories.project_paths if repositories else [],
+                    # Only the app project's push and sign jobs need Vault; the ops projects' jobs use their job token.
+                    ci_project_paths=[f"{tenant}/{APP_PROJECT}"] if repositories else [],
                     external_secrets=external_secrets,
                     platform=platform,
                 ),

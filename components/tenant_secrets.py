@@ -1,8 +1,11 @@
 """A tenant's secrets: its Vault path, policies and roles, and External Secrets in its namespaces.
 
-Workloads read `tenants/<tenant>/*` with a Vault role bound to exactly their namespace's
-`vault-secrets` service account; CI reads it with its job's id_token; owners write it
-when signed in. The Harbor pull secret reaches each namespace through External Secrets.
+Per environment and per purpose: External Secrets in a tenant's `<env>` namespace reads
+`tenants/<tenant>/<env>/*` and the pull robot, with a Vault role bound to exactly that
+namespace's `vault-secrets` service account; the app project's CI jobs on protected refs read
+the push robot; owners write each environment's secrets when signed in. Deploy keys are for
+ArgoCD, which gets them from the program, so no role reads them. The Harbor pull secret reaches
+each namespace through External Secrets.
 
 Signing: the tenant's cosign key `<tenant>-cosign` (ECDSA P-256, not exportable) lives in the
 platform's transit mount; policy `tenant-<tenant>-sign` lets the CI role sign with it and read
@@ -12,6 +15,7 @@ its public key, nothing else (components/tenant_supply_chain.sign_policy).
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -20,6 +24,7 @@ import pulumi_vault as vault
 
 from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, cosign_key, harbor_pull_path, tenant_group
 from components.tenant_gitlab import ci_role
+from components.tenant_registry import harbor_push_path
 from components.tenant_supply_chain import sign_policy
 
 SECRETS_SERVICE_ACCOUNT = "vault-secrets"
@@ -32,22 +37,37 @@ _DOCKER_CONFIG = (
 )
 
 
-def read_policy(tenant: str) -> str:
-    return "\n".join(
-        [
-            f'path "{KV_MOUNT}/data/{tenant}/*" {{ capabilities = ["read"] }}',
-            f'path "{KV_MOUNT}/metadata/{tenant}/*" {{ capabilities = ["read", "list"] }}',
-        ]
-    ) + "\n"
+def _kv_policy(paths: dict[str, tuple[str, ...]]) -> str:
+    """KV v2 rules: data path -> capabilities; listing goes with reading, on the metadata path."""
+    rules = []
+    for path, capabilities in paths.items():
+        rules.append(f'path "{KV_MOUNT}/data/{path}" {{ capabilities = {json.dumps(list(capabilities))} }}')
+        if "read" in capabilities:
+            meta = ["read", "list", "delete"] if "delete" in capabilities else ["read", "list"]
+            rules.append(f'path "{KV_MOUNT}/metadata/{path}" {{ capabilities = {json.dumps(meta)} }}')
+    return "\n".join(rules) + "\n"
 
 
-def write_policy(tenant: str) -> str:
-    return "\n".join(
-        [
-            f'path "{KV_MOUNT}/data/{tenant}/*" {{ capabilities = ["create", "read", "update", "patch", "delete"] }}',
-            f'path "{KV_MOUNT}/metadata/{tenant}/*" {{ capabilities = ["read", "list", "delete"] }}',
-        ]
-    ) + "\n"
+def environment_path(tenant: str, environment: str) -> str:
+    """Where a tenant keeps one environment's secrets, which that environment's SecretStore reads."""
+    return f"{tenant}/{environment}"
+
+
+def read_policy(tenant: str, environment: str) -> str:
+    """What External Secrets in one environment's namespace syncs: that environment's secrets
+    and the pull robot, nothing of the other environment, no deploy key, no push robot."""
+    return _kv_policy({f"{environment_path(tenant, environment)}/*": ("read",), harbor_pull_path(tenant): ("read",)})
+
+
+def write_policy(tenant: str, environments: list[str]) -> str:
+    """Owners keep each environment's secrets; what the program writes (robots, keys) stays its own."""
+    every = ("create", "read", "update", "patch", "delete")
+    return _kv_policy({f"{environment_path(tenant, e)}/*": every for e in environments})
+
+
+def ci_policy(tenant: str) -> str:
+    """The app project's push and sign jobs read the push robot (and sign: `sign_policy`)."""
+    return _kv_policy({harbor_push_path(tenant): ("read",)})
 
 
 @dataclass(frozen=True)
@@ -80,8 +100,18 @@ class TenantSecrets(pulumi.ComponentResource):
         platform, tenant = args.platform, args.tenant
         assert platform.vault is not None
         on_vault = pulumi.ResourceOptions(parent=self, provider=platform.vault.provider)
-        read = vault.Policy(f"{name}-read", name=f"tenant-{tenant}-read", policy=read_policy(tenant), opts=on_vault)
-        write = vault.Policy(f"{name}-write", name=f"tenant-{tenant}-write", policy=write_policy(tenant), opts=on_vault)
+        environments = list(args.namespaces)
+        reads = {
+            environment: vault.Policy(
+                f"{name}-{environment}-read", name=f"tenant-{tenant}-{environment}-read",
+                policy=read_policy(tenant, environment), opts=on_vault,
+            )
+            for environment in environments
+        }
+        write = vault.Policy(
+            f"{name}-write", name=f"tenant-{tenant}-write", policy=write_policy(tenant, environments), opts=on_vault
+        )
+        ci = vault.Policy(f"{name}-ci", name=f"tenant-{tenant}-ci", policy=ci_policy(tenant), opts=on_vault)
 
         # Owners write the tenant's secrets when signed in through OpenUnison.
         if platform.vault.oidc_accessor is not None:
@@ -95,7 +125,7 @@ class TenantSecrets(pulumi.ComponentResource):
                 canonical_id=owners.id,
                 opts=on_vault,
             )
-        ci_policies = [f"tenant-{tenant}-read"]
+        ci_policies = [f"tenant-{tenant}-ci"]
         if platform.vault.transit_mount is not None:
             key = vault.transit.SecretBackendKey(
                 f"{name}-cosign",
@@ -117,12 +147,14 @@ class TenantSecrets(pulumi.ComponentResource):
         federation = platform.vault.federation
         # Vault role names are what the tenant's SecretStores and CI variables name.
         if args.ci_project_paths:
+            # Protected branches and tags only (VaultFederation.bind_ci).
             federation.bind_ci(ci_role(tenant), args.ci_project_paths, None, ci_policies, self)
 
         for environment, namespace in args.namespaces.items():
             cluster = platform.clusters[environment]
             role = federation.bind_workload(
-                f"{tenant}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT], [f"tenant-{tenant}-read"], self
+                f"{tenant}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT],
+                [f"tenant-{tenant}-{environment}-read"], self,
             )
             on_cluster = pulumi.ResourceOptions(
                 parent=self,
@@ -149,7 +181,7 @@ class TenantSecrets(pulumi.ComponentResource):
                         ca,
                     )
                 ),
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[account, role, read])),
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[account, role, reads[environment]])),
             )
             k8s.apiextensions.CustomResource(
                 f"{name}-{environment}-pull",
@@ -174,5 +206,5 @@ class TenantSecrets(pulumi.ComponentResource):
                 image_pull_secrets=[k8s.core.v1.LocalObjectReferencePatchArgs(name=PULL_SECRET)],
                 opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
             )
-        self.register_outputs({"readPolicy": read.name})
+        self.register_outputs({"readPolicies": {e: p.name for e, p in reads.items()}, "ciPolicy": ci.name})
 

@@ -163,6 +163,7 @@ REGISTRY_LOGIN = [
     'printf \'%s\' "$SECRET" | buildah login --password-stdin --username "$ROBOT" "$HARBOR_REGISTRY"',
     "unset SECRET ROBOT_JSON",
 ]
+PROTECTED_PUSH_RULE = '$CI_COMMIT_REF_PROTECTED == "true" && $CI_PIPELINE_SOURCE =~ /^(push|web|schedule)$/'
 TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
 COSIGN_DIR = "/tmp/cosign"
 
@@ -201,6 +202,9 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
         # push and sign share the Vault login and the robot read (GitLab `extends`). They stay two
         # jobs: a release tag is immutable in Harbor, so a failed signature is retried alone.
         ".harbor-robot": {
+            # Vault's CI role answers only these pipelines (VaultFederation.bind_ci): elsewhere the
+            # image is built and scanned, not pushed.
+            "rules": [{"if": PROTECTED_PUSH_RULE}],
             "image": approved(host, BUILDAH_IMAGE),
             "id_tokens": {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}},
             "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT, *REGISTRY_LOGIN],

@@ -26,7 +26,7 @@ import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -83,17 +83,28 @@ path "*" {
 }
 """
 
-# Read-only view of Vault's configuration and identities, for system approvers: enough to
-# review what a change did, nothing that reads a secret or changes anything.
+# Read-only view of Vault's configuration, role bindings and identities, for system approvers:
+# enough to review what a change did, nothing that reads a secret or changes anything. Raft
+# snapshots are the whole (encrypted) data set and `sys/raw` is storage itself: both denied.
+# Secret engines' paths are not granted at all.
 APPROVER_POLICY = """\
-# platform-approver: read-only on sys/ and identity/, for system approvers.
+# platform-approver: read-only on configuration, roles and identities, for system approvers.
 path "sys/*" {
   capabilities = ["read", "list"]
 }
 path "sys/raw/*" {
   capabilities = ["deny"]
 }
+path "sys/storage/raft/snapshot*" {
+  capabilities = ["deny"]
+}
 path "identity/*" {
+  capabilities = ["read", "list"]
+}
+path "auth/+/config" {
+  capabilities = ["read"]
+}
+path "auth/+/role/*" {
   capabilities = ["read", "list"]
 }
 """
@@ -103,7 +114,12 @@ path "identity/*" {
 class VaultArgs(StatefulServiceArgs):
     # cert_manager: Certificates and Issuers need its CRDs; aws: KMS auto-unseal
     ingress_controller: pulumi.Resource  # the Traefik release: ServersTransport and Middleware need its CRDs
+    # What serves the OIDC issuer's discovery document: Vault fetches it when the OIDC mount is configured.
+    oidc_ready: Sequence[pulumi.Resource] = ()
     replicas: int = 3
+    # False once bootstrapped: the provider takes VAULT_TOKEN from the environment (the deploy
+    # job's short-lived login) and the root token is only for break-glass.
+    provider_uses_root: bool = True
 
 
 class Vault(pulumi.ComponentResource):
@@ -172,7 +188,8 @@ class Vault(pulumi.ComponentResource):
         self.provider = vault.Provider(
             f"{role}-vault",
             address=exposure.url,
-            token=self.root_token,
+            # None: terraform-provider-vault reads VAULT_TOKEN, which never reaches the state.
+            token=self.root_token if args.provider_uses_root else None,
             # terraform-provider-vault takes a CA only as a file; none means the system roots.
             ca_cert_file=self.ca_bundle.apply(lambda pem: provider_ca_file(pem) if pem else None),
             opts=pulumi.ResourceOptions(parent=self),
@@ -362,7 +379,8 @@ class Vault(pulumi.ComponentResource):
             tune=vault.jwt.AuthBackendTuneArgs(
                 default_lease_ttl="1h", max_lease_ttl="1h", listing_visibility="unauth", token_type="default-service"
             ),
-            opts=opts,
+            # Vault refuses the configuration while the issuer's discovery document does not answer.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(args.oidc_ready))),
         )
         vault.jwt.AuthBackendRole(
             f"{role}-vault-oidc-{OIDC_ROLE}",
@@ -550,10 +568,12 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         what="Vault root token",
         category="bootstrap",
         issuer="Vault (operator init)",
-        holder=f"{STATE} (vault-init output); the pulumi-vault provider mints its child tokens from it",
+        holder=f"{STATE} (vault-init output); the pulumi-vault provider uses it only while "
+        "platform:services.vault.providerAuth is root (bootstrap)",
         scope="root",
         lifetime_seconds=None,
-        rotation="revoke it after bootstrap; `vault operator generate-root` when needed (README)",
+        rotation="after bootstrap: providerAuth pipeline, then revoke it (break-glass: "
+        "`vault operator generate-root`, README)",
         resources=(init,),
     ), Credential(
         what="Vault recovery keys" if on_eks else "Vault unseal keys",
@@ -567,9 +587,9 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
     ), Credential(
         what="child tokens of the pulumi-vault provider",
         category="federated",
-        issuer="Vault, from the root token",
+        issuer="Vault, from the root token (bootstrap) or the deploy job's platform-deploy login (VAULT_TOKEN)",
         holder="the pulumi-vault provider during one Pulumi run",
-        scope="what the root token may do",
+        scope="what its parent token may do (root, or platform-admin)",
         lifetime_seconds=PROVIDER_CHILD_TOKEN_SECONDS,
         rotation="a new one for every run",
         resources=(prefix,),
@@ -607,7 +627,13 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Vault:
-    return Vault("vault", parts.cluster, VaultArgs.extend(parts.stateful(SLICE, settings), ingress_controller=parts.ingress.release))
+    args = VaultArgs.extend(
+        parts.stateful(SLICE, settings),
+        ingress_controller=parts.ingress.release,
+        oidc_ready=parts.identity.discovery_ready,
+        provider_uses_root=settings.options["provider_auth"] == "root",
+    )
+    return Vault("vault", parts.cluster, args)
 
 
 SLICE: ServiceSlice[Vault] = ServiceSlice(
@@ -618,4 +644,8 @@ SLICE: ServiceSlice[Vault] = ServiceSlice(
     default_replicas=3,
     # Vault's CLI (`vault login -method=oidc`) listens on localhost for its callback.
     redirect_uris=lambda host: (f"https://{host}/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
+    # How the program's pulumi-vault provider reaches Vault. "root": with the root token from
+    # vault-init (bootstrap: nothing else exists yet). "pipeline": with VAULT_TOKEN, the deploy
+    # job's one-hour login at jwt-gitlab (role platform-deploy); the root token can be revoked.
+    options={"provider_auth": (Literal["root", "pipeline"], "root")},
 )

@@ -18,10 +18,12 @@ No reviewer token and no other long-lived credential is stored anywhere:
   `system:serviceaccounts:<namespace>`, would grant every account of the namespace: not used.)
 * GitLab CI: a JWT auth mount `jwt-gitlab` trusting `https://gitlab.<domain>` (discovery
   verified with the platform CA bundle when there is one). Roles bind the Vault URL as
-  audience and exact `project_path` (and, if given, `ref` of a branch) claims.
+  audience, exact `project_path` claims, protected refs only (`ref_protected`), push or
+  manual pipelines only (`pipeline_source`), and, if given, the exact branches (`ref`).
 
-Tokens live at most an hour for workloads and five minutes for CI jobs; every role and mount
-is registered in the credential inventory (components/inventory.py).
+Tokens live at most an hour for workloads and five minutes for CI jobs (an hour for the
+platform's deploy job); every role and mount is registered in the credential inventory
+(components/inventory.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ WORKLOAD_AUDIENCE = "vault"  # External Secrets' default TokenRequest audience f
 WORKLOAD_TOKEN_TTL = 900
 WORKLOAD_TOKEN_MAX_TTL = 3600  # one hour at most
 CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
+CI_MAX_TOKEN_TTL = 3600  # the mount's ceiling: the deploy job's `pulumi up` (DEPLOY_ROLE)
+DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: the program's own Vault access
+# Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
+# as its owner, who must be allowed on the protected ref); never a merge request's.
+CI_PIPELINE_SOURCES = ("push", "web", "schedule")
 TOKEN_REVIEW_ROLE = "platform-vault-tokenreview"
 # Copied from a CI job's ID token into its Vault token's metadata, so the audit log names the job.
 CI_CLAIM_MAPPINGS = {claim: claim for claim in ("project_path", "ref", "pipeline_id", "job_id", "user_login")}
@@ -185,7 +192,8 @@ class VaultFederation(pulumi.ComponentResource):
             oidc_discovery_url=args.gitlab_url,
             oidc_discovery_ca_pem=pulumi.Output.from_input(args.ca_bundle).apply(lambda pem: pem or None),
             bound_issuer=args.gitlab_url,
-            tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="5m", max_lease_ttl="5m", token_type="default-service"),
+            # Roles set each token's lifetime; the mount caps them all at the deploy job's hour.
+            tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="5m", max_lease_ttl="1h", token_type="default-service"),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.gitlab_ready)),
         )
         return _Mount(path=GITLAB_PATH, jwt=True, ready=mount)
@@ -268,23 +276,28 @@ class VaultFederation(pulumi.ComponentResource):
         refs: list[str] | None,
         policies: list[str],
         parent: pulumi.Resource,
+        ttl: int = CI_TOKEN_TTL,
     ) -> pulumi.CustomResource:
         """A role named `resource_name` on `jwt-gitlab` for CI jobs of exactly these projects.
 
-        `refs`: branch names the job must run on (None: any ref of those projects). Tokens last
-        five minutes. Raises ValueError on `*`, commas or empty lists, or without GitLab.
+        Only protected refs (GitLab's `ref_protected`: whoever can push a feature branch or an
+        unprotected tag gets nothing) of pipelines started by a push or by hand (never a
+        merge-request pipeline, which runs the merge request's code). `refs`: the protected
+        branch names the job must run on; None: any protected branch or tag. Tokens last `ttl`
+        seconds (five minutes unless a job must outlast that, at most an hour). Raises
+        ValueError on `*`, commas or empty lists, or without GitLab.
         """
         if self._gitlab is None:
             raise ValueError(f"role {resource_name}: GitLab is not enabled, so Vault has no CI mount")
         role_name = _checked("Vault role name", [resource_name], _ROLE_NAME, "letters, digits, '.', '_', '-'")[0]
         paths = _checked(f"role {role_name}: project paths", project_paths, _PROJECT_PATH, "GitLab project paths 'group/project'")
-        claims = {"project_path": ",".join(paths)}
+        if not 0 < ttl <= CI_MAX_TOKEN_TTL:
+            raise ValueError(f"role {role_name}: token lifetime {ttl}s; allowed 1 to {CI_MAX_TOKEN_TTL} seconds")
+        claims = {"project_path": ",".join(paths), "ref_protected": "true", "pipeline_source": ",".join(CI_PIPELINE_SOURCES)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
-            # A tag named like a protected branch must not pass for it, nor the branch itself
-            # once someone lifts its protection (GitLab's `ref_protected` claim).
+            # A tag named like a protected branch must not pass for it.
             claims["ref_type"] = "branch"
-            claims["ref_protected"] = "true"
         policies = _policies(role_name, policies)
         role = vault.jwt.AuthBackendRole(
             resource_name,
@@ -296,8 +309,8 @@ class VaultFederation(pulumi.ComponentResource):
             bound_claims_type="string",  # exact values, never globs
             user_claim="sub",
             claim_mappings=CI_CLAIM_MAPPINGS,
-            token_ttl=CI_TOKEN_TTL,
-            token_max_ttl=CI_TOKEN_TTL,
+            token_ttl=ttl,
+            token_max_ttl=ttl,
             token_policies=policies,
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self._gitlab.ready]),
         )
@@ -306,9 +319,10 @@ class VaultFederation(pulumi.ComponentResource):
                 what=f"Vault tokens of CI role {role_name}",
                 category="federated",
                 issuer=f"Vault, auth/{GITLAB_PATH}",
-                holder=f"CI jobs of {', '.join(paths)}" + (f" on {', '.join(refs)}" if refs else " on any ref"),
+                holder=f"CI jobs of {', '.join(paths)} on "
+                + (f"protected {', '.join(refs)}" if refs else "protected branches and tags"),
                 scope=f"Vault policies {', '.join(policies)}",
-                lifetime_seconds=CI_TOKEN_TTL,
+                lifetime_seconds=ttl,
                 rotation="each job logs in with its own ID token",
                 resources=(resource_name,),
             )

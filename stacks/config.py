@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from components.tenancy import Isolation, Severity
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
-from components.service import ServiceSettings
+from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS
 from stacks.services import SERVICES
 
@@ -291,14 +291,22 @@ class ServicesBase(Model):
             chart_version=service.chart_version,
             replicas=service.sizing.replicas,
             storage=service.sizing.storage,
+            options={name: getattr(service, name) for name in type(service).model_fields if name not in Service.model_fields},
         )
+
+
+def _service_model(service: ServiceSlice[Any]) -> type[Service]:
+    """Service, with the slice's own settings (ServiceSlice.options) where it has some."""
+    if not service.options:
+        return Service
+    return create_model(f"{to_camel(service.key).title()}Service", __base__=Service, **service.options)  # type: ignore[call-overload]
 
 
 # One key per service of the registry (stacks/services.py), with its default sizing.
 Services = create_model(
     "Services",
     __base__=ServicesBase,
-    **{s.key: (Service, Service(sizing=Sizing(replicas=s.default_replicas))) for s in SERVICES},  # type: ignore[call-overload]
+    **{s.key: (m, m(sizing=Sizing(replicas=s.default_replicas))) for s, m in ((s, _service_model(s)) for s in SERVICES)},  # type: ignore[call-overload]
 )
 
 

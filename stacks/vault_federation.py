@@ -15,8 +15,9 @@ from components.ci_identity import PipelineIdentity, PipelineIdentityArgs
 from components.cluster import ClusterHandle
 from components.gitlab import GitLab
 from components.inventory import CredentialInventory
-from components.vault import Vault
-from components.vault_federation import VaultFederation, VaultFederationArgs
+from components.image_promotion import DEFAULT_BRANCH
+from components.vault import ADMIN_POLICY_NAME, Vault
+from components.vault_federation import CI_MAX_TOKEN_TTL, DEPLOY_ROLE, VaultFederation, VaultFederationArgs
 from stacks.config import PlatformConfig
 
 
@@ -59,6 +60,14 @@ def build_vault_federation(
                 gitlab_ready=[gitlab.release] if gitlab is not None else [],
             ),
         )
+        if gitlab is not None:
+            # After bootstrap the program reaches Vault with this role's one-hour token
+            # (platform:services.vault.providerAuth "pipeline"): the deploy jobs on main log in with
+            # their id_token and hand the token to pulumi-vault as VAULT_TOKEN.
+            federation.bind_ci(
+                DEPLOY_ROLE, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
+                ttl=CI_MAX_TOKEN_TTL,
+            )
     pipeline = None
     identity = clusters["control-plane"].aws_identity
     if gitlab is not None and identity is not None:

@@ -40,6 +40,7 @@ class BaoServer:
     tls: Tls
     port: int = field(default_factory=free_port)
     cluster_port: int = field(default_factory=free_port)
+    joins: BaoServer | None = None  # raft retry_join: a follower of that node
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,7 +69,7 @@ unsafe_allow_api_audit_creation = true
 storage "raft" {{
   path    = "{data}"
   node_id = "node-{self.port}"
-  performance_multiplier = 1
+  performance_multiplier = 1{self._retry_join()}
 }}
 listener "tcp" {{
   address       = "127.0.0.1:{self.port}"
@@ -92,6 +93,15 @@ listener "tcp" {{
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"bao server did not start: {(self.directory / 'server.log').read_text()[-2000:]}")
                 time.sleep(0.1)
+
+    def _retry_join(self) -> str:
+        if self.joins is None:
+            return ""
+        return f"""
+  retry_join {{
+    leader_api_addr     = "{self.joins.url}"
+    leader_ca_cert_file = "{self.ca_file}"
+  }}"""
 
     def stop(self) -> None:
         if self.process is not None:

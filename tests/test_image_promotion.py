@@ -179,7 +179,8 @@ def test_the_ci_role_binds_this_repository_on_the_default_branch_for_five_minute
     config = config_of(plan)
     assert role["backend"] == GITLAB_PATH and role["roleName"] == VAULT_ROLE
     assert role["boundClaims"] == {
-        "project_path": config.pipeline.project_path, "ref": DEFAULT_BRANCH, "ref_type": "branch", "ref_protected": "true"
+        "project_path": config.pipeline.project_path, "ref": DEFAULT_BRANCH, "ref_type": "branch", "ref_protected": "true",
+        "pipeline_source": "push,web,schedule",
     }
     assert role["boundClaimsType"] == "string"  # exact values, no globs
     assert role["boundAudiences"] == [f"https://vault.{config.domain}"]

@@ -102,7 +102,7 @@ def test_gitlab_ci_mount_trusts_the_platform_gitlab(plan: dict) -> None:
     assert inputs["oidcDiscoveryUrl"] == inputs["boundIssuer"] == f"https://gitlab.{domain}"
     # The platform CA where GitLab's certificate comes from it; the system roots (no key) with ACME.
     assert inputs.get("oidcDiscoveryCaPem") == (plan["outputs"]["caBundle"] or None)
-    assert inputs["tune"]["maxLeaseTtl"] == "5m"
+    assert inputs["tune"]["maxLeaseTtl"] == "1h"  # the deploy job's ceiling; roles give CI jobs five minutes
     gitlab = next(r for r in of_type(plan["resources"], "kubernetes:helm.sh/v3:Release") if r["inputs"]["chart"] == "gitlab")
     assert gitlab["urn"] in mount["dependsOn"], "Vault reads GitLab's discovery document when the mount is configured"
 
@@ -259,9 +259,11 @@ def test_ci_roles_bind_projects_exactly_and_refs_as_branches(bound: dict[str, An
         assert not inputs.get("disableBoundClaimsParsing")  # comma-separated values become lists
         assert inputs["tokenTtl"] == inputs["tokenMaxTtl"] == CI_TOKEN_TTL <= 300
         assert inputs["claimMappings"]["project_path"] == "project_path"
-    assert any_ref["boundClaims"] == {"project_path": "payments/app,payments/ops"}
+    # Protected refs of push or manual pipelines only, never a merge request's pipeline.
+    protected = {"ref_protected": "true", "pipeline_source": "push,web,schedule"}
+    assert any_ref["boundClaims"] == {"project_path": "payments/app,payments/ops", **protected}
     # A tag named "main" must not pass for the branch.
-    assert deploy["boundClaims"] == {"project_path": "payments/ops", "ref": "main", "ref_type": "branch", "ref_protected": "true"}
+    assert deploy["boundClaims"] == {"project_path": "payments/ops", "ref": "main", "ref_type": "branch", **protected}
 
 
 def test_every_bound_role_passes_the_policy_pack_and_the_inventory(bound: dict[str, Any]) -> None:

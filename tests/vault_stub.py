@@ -1,11 +1,11 @@
-"""A small stateful Vault on 127.0.0.1, served over TLS, for the `VaultInit` provider tests.
+"""A small stateful Vault on 127.0.0.1, served over TLS, for what a real server cannot do here.
 
-It implements what initialising and unsealing use, with Vault's status codes and messages:
-`GET/PUT /v1/sys/init`, `GET /v1/sys/seal-status`, `PUT /v1/sys/unseal` (key or reset) and
-`GET /v1/sys/health`. A node is either a leader (it can be initialised) or a follower of one,
-as raft `retry_join` makes it: a follower reports "not initialised" and refuses unseal keys
-until its leader is unsealed, then accepts the leader's keys. `auto_unseal` nodes unseal
-themselves (as with a KMS seal) and return recovery keys from init.
+The `VaultInit` provider runs against real OpenBao servers (tests/openbao.py) except in two
+cases, which this stub serves: KMS auto-unseal (no KMS here: `auto_unseal` nodes unseal
+themselves and return recovery keys from init) and a broken ingress (`fail_status`: every
+request answered with that status). It implements `GET/PUT /v1/sys/init`,
+`GET /v1/sys/seal-status`, `PUT /v1/sys/unseal` and `GET /v1/sys/health` with Vault's status
+codes and messages.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from tests.loopback import LoopbackServer
 @dataclass
 class VaultStub(LoopbackServer):
     tls: Tls
-    leader: VaultStub | None = None  # set: a raft follower of that node
     auto_unseal: bool = False
     fail_status: int | None = None  # answer every request with this status (a broken Vault or ingress)
     initialized: bool = False
@@ -47,29 +46,18 @@ class VaultStub(LoopbackServer):
     def tls_context(self) -> ssl.SSLContext:
         return server_context(self.tls)
 
-    def restart(self) -> None:
-        """What a pod restart does to a Shamir-sealed node: sealed again, data kept."""
-        with self._lock:
-            self.sealed = not self.auto_unseal
-            self.progress = 0
-
     def calls(self, path: str, *methods: str) -> list[dict[str, Any]]:
         """Request bodies sent to `path`, by any of `methods` (default: all)."""
         return [body for method, p, body in self.requests if p == path and (not methods or method in methods)]
 
     # --- Vault's behaviour -------------------------------------------------------
-    def _is_initialized(self) -> bool:
-        # A follower has no data of its own until it joins its (unsealed) leader.
-        return self.initialized
-
     def seal_status(self) -> dict[str, Any]:
-        source = self.leader or self
         return {
             "type": "awskms" if self.auto_unseal else "shamir",
-            "initialized": self._is_initialized(),
+            "initialized": self.initialized,
             "sealed": self.sealed,
-            "t": source.threshold,
-            "n": len(source.recovery_keys if self.auto_unseal else source.keys),
+            "t": self.threshold,
+            "n": len(self.recovery_keys if self.auto_unseal else self.keys),
             "progress": self.progress,
             "nonce": "",
             "version": "1.21.0",
@@ -77,8 +65,6 @@ class VaultStub(LoopbackServer):
         }
 
     def init(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if self.leader is not None:
-            return 400, {"errors": ["raft follower: initialise the leader"]}
         if self.initialized:
             return 400, {"errors": ["Vault is already initialized"]}
         if self.auto_unseal:
@@ -100,31 +86,25 @@ class VaultStub(LoopbackServer):
         if body.get("reset"):
             self.progress = 0
             return 200, self.seal_status()
-        leader = self.leader or self
-        if self.leader is not None and (not leader.initialized or leader.sealed):
-            # retry_join has no unsealed leader to join yet
-            return 400, {"errors": ["Vault is not initialized"]}
-        if not leader.initialized:
+        if not self.initialized:
             return 400, {"errors": ["Vault is not initialized"]}
         if not self.sealed:
             return 200, self.seal_status()
-        if body.get("key") not in leader.keys:
+        if body.get("key") not in self.keys:
             return 400, {"errors": ["invalid key"]}
         self.progress += 1
-        if self.progress >= leader.threshold:
-            self.sealed, self.progress, self.initialized = False, 0, True
+        if self.progress >= self.threshold:
+            self.sealed, self.progress = False, 0
         return 200, self.seal_status()
 
     def health(self, query: dict[str, list[str]]) -> int:
         def code(name: str, default: int) -> int:
             return int(query.get(name, [default])[0])
 
-        if not self._is_initialized():
+        if not self.initialized:
             return code("uninitcode", 501)
         if self.sealed:
             return code("sealedcode", 503)
-        if self.leader is not None:
-            return 200 if query.get("standbyok", ["false"])[0] == "true" else code("standbycode", 429)
         return code("activecode", 200)
 
 
@@ -155,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             route = (self.command, split.path)
             if route == ("GET", "/v1/sys/init"):
-                self._reply(200, {"initialized": stub._is_initialized()})
+                self._reply(200, {"initialized": stub.initialized})
             elif route in (("PUT", "/v1/sys/init"), ("POST", "/v1/sys/init")):
                 self._reply(*stub.init(body))
             elif route == ("GET", "/v1/sys/seal-status"):
@@ -164,8 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(*stub.unseal(body))
             elif split.path == "/v1/sys/health" and self.command in ("GET", "HEAD"):
                 status = stub.health(parse_qs(split.query))
-                self._reply(status, {"initialized": stub._is_initialized(), "sealed": stub.sealed,
-                                     "standby": stub.leader is not None})
+                self._reply(status, {"initialized": stub.initialized, "sealed": stub.sealed, "standby": False})
             else:
                 self._reply(404, {"errors": [f"no handler for {self.command} {split.path}"]})
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Print a Vault token for this CI job: a login at auth/$VAULT_AUTH_PATH as $VAULT_ROLE with the
+job's id_token ($VAULT_ID_TOKEN, audience $VAULT_ADDR); $VAULT_CACERT, if set, is the CA bundle.
+
+The Pulumi jobs (.gitlab-ci.yml `.pulumi`) export the token as VAULT_TOKEN for pulumi-vault
+(platform:services.vault.providerAuth "pipeline"). Standard library only. Exit 1 and print
+nothing when there is no token: the role refuses this job, or Vault does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import sys
+import urllib.request
+
+
+def login(address: str, auth_path: str, role: str, id_token: str, cafile: str | None = None) -> str:
+    request = urllib.request.Request(
+        f"{address.rstrip('/')}/v1/auth/{auth_path}/login",
+        data=json.dumps({"role": role, "jwt": id_token}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cafile or None), timeout=30) as response:
+        return json.load(response)["auth"]["client_token"]
+
+
+def main() -> int:
+    env = os.environ
+    try:
+        token = login(env["VAULT_ADDR"], env.get("VAULT_AUTH_PATH", "jwt-gitlab"), env.get("VAULT_ROLE", "platform-deploy"),
+                      env["VAULT_ID_TOKEN"], env.get("VAULT_CACERT"))
+    except (KeyError, OSError, ValueError) as err:  # a missing variable, a refusal (HTTPError), no answer
+        print(f"vault-login: no Vault token: {err}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
