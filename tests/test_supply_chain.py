@@ -3,6 +3,7 @@ cosign keys in Vault transit, and starter content that passes the platform's own
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -14,7 +15,8 @@ import yaml
 
 from components.tenancy import Severity, SupplyChainPolicy
 from policy.labels import TENANT_NAMESPACE_LABEL
-from components.tenant_supply_chain import sign_policy, trivy_severities
+from components.tenant_supply_chain import PROTECTED_PUSH_RULE, sign_policy, trivy_severities
+from components.vault_federation import CI_PIPELINE_SOURCES
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 from platformctl.render import read_stack_file
 from policy.gatekeeper import cluster_constraints, templates
@@ -503,3 +505,16 @@ def test_the_tls_check_accepts_the_verifying_forms() -> None:
         "cosign sign --key hashivault://payments-cosign x",
     ]}}
     assert tls_problems(pipeline) == []
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_only_jobs_vault_answers_log_in_to_it(plan: dict, tenant: str) -> None:
+    """push and sign run where Vault's CI role answers: protected refs of the pipelines it
+    accepts. Elsewhere (a feature branch, a merge request) the image is built and scanned only."""
+    pipeline = _app_pipeline(plan, tenant)
+    assert re.search(r"/\^\((.*)\)\$/", PROTECTED_PUSH_RULE).group(1).split("|") == list(CI_PIPELINE_SOURCES)
+    assert '$CI_COMMIT_REF_PROTECTED == "true"' in PROTECTED_PUSH_RULE
+    jobs = _jobs(pipeline)
+    logging_in = {name for name, job in jobs.items() if "VAULT_ID_TOKEN" in json.dumps(job)}
+    assert logging_in == {"push", "sign"}
+    assert all(jobs[name]["rules"] == [{"if": PROTECTED_PUSH_RULE}] for name in logging_in)

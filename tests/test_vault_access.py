@@ -17,6 +17,7 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from components.vault import TOKEN_TTL_SECONDS
 from components.vault_federation import CI_TOKEN_TTL, GITLAB_PATH, WORKLOAD_TOKEN_MAX_TTL, WORKLOAD_TOKEN_TTL
 
 TENANTS = ("checkout", "payments")  # two of the dev stack's tenants: each row also checks the other's things
@@ -91,6 +92,7 @@ CI_TARGETS = {
     "own push robot": lambda c, t, o: kv(c, f"{t}/harbor-push"),
     "own cosign key": lambda c, t, o: sign(c, f"{t}-cosign"),
     "own deploy key": lambda c, t, o: kv(c, f"{t}/deploy-keys/ops"),
+    "own dev secret": lambda c, t, o: kv(c, f"{t}/dev/app"),
     "own prod secret": lambda c, t, o: kv(c, f"{t}/prod/app"),
     "other tenant's push robot": lambda c, t, o: kv(c, f"{o}/harbor-push"),
     "other tenant's cosign key": lambda c, t, o: sign(c, f"{o}-cosign"),
@@ -185,6 +187,14 @@ def test_workload_tokens_live_fifteen_minutes_at_most_an_hour(dev_vault: Any) ->
     lookup = dev_vault.client(auth["client_token"]).auth.token.lookup_self()["data"]
     assert lookup["explicit_max_ttl"] in (0, WORKLOAD_TOKEN_MAX_TTL)
     assert dev_vault.client(dev_vault.root_token).read("auth/kubernetes-prod/role/checkout-prod")["data"]["token_max_ttl"] == 3600
+
+
+def test_people_get_tokens_of_an_hour_at_most(dev_vault: Any) -> None:
+    """OIDC sign-in (OpenUnison): the role and the mount cap people's tokens at an hour."""
+    root = dev_vault.client(dev_vault.root_token)
+    role = root.read("auth/oidc/role/platform")["data"]
+    assert role["token_ttl"] == role["token_max_ttl"] == TOKEN_TTL_SECONDS == 3600
+    assert root.read("sys/auth/oidc/tune")["data"]["max_lease_ttl"] == 3600
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
