@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import hvac
+import hvac.exceptions
 from pulumi.runtime.mocks import MockResourceArgs
 
 from platformctl.mocks import REDACTED, PlatformMocks
@@ -125,8 +127,23 @@ class VaultApplier:
     def mount(self, name: str, i: dict[str, Any]) -> Applied:
         body = {"type": i["type"], "description": i.get("description", ""), "options": i.get("options") or {}}
         self.client.write_data(f"sys/mounts/{i['path']}", data=body)
+        if body["options"].get("version") == "2":
+            self._wait_for_kv_upgrade(i["path"])
         read = self.client.read("sys/mounts")["data"][f"{i['path']}/"]
         return Applied("", name, f"sys/mounts/{i['path']}", body, read)
+
+    def _wait_for_kv_upgrade(self, path: str) -> None:
+        """A new KV v2 mount upgrades itself for a moment and refuses writes meanwhile (so does
+        the real Vault; terraform-provider-vault retries them)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.read(f"{path}/config")
+                return
+            except hvac.exceptions.InvalidRequest:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def audit(self, name: str, i: dict[str, Any]) -> Applied:
         body = {"type": i["type"], "description": i.get("description", ""), "options": i.get("options") or {}}
