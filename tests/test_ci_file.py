@@ -228,8 +228,9 @@ def test_aws_access_only_through_id_tokens(jobs: dict[str, dict[str, Any]]) -> N
         variables = job.get("variables", {})
         assert variables.get("AWS_ROLE_ARN") in ("$PREVIEW_ROLE_ARN", "$DEPLOY_ROLE_ARN"), name
         assert variables.get("AWS_WEB_IDENTITY_TOKEN_FILE"), name
-        (token,) = job["id_tokens"].values()
-        assert token["aud"] == "sts.amazonaws.com", name
+        # AWS's token, and Vault's for the provider's one-hour login (.ci/vault-login.py).
+        assert job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}, "VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}, name
+        assert any(".ci/vault-login.py" in l for l in _script(job)), f"{name}: no Vault login"
         assert any("AWS_WEB_IDENTITY_TOKEN_FILE" in l for l in _script(job)), f"{name}: token file never written"
 
 
