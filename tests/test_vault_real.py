@@ -13,6 +13,7 @@ from components.vault import APPROVER_POLICY_NAME
 from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
 from platformctl.mocks import REDACTED
 from platformctl.render import render
+from stacks.config import ConfigError
 from tests.conftest import ROOT, STACKS
 from tests.openbao import BaoServer, PlanVault, free_port
 from tests.test_vault_access import gitlab_id_token
@@ -122,10 +123,20 @@ def test_deploy_jobs_log_in_for_an_hour_at_most_and_root_can_be_revoked(
 def test_the_program_uses_root_only_until_the_stack_says_bootstrap_is_done(renders, tmp_path) -> None:
     [bootstrap] = [r for r in renders["dev"].plan["resources"] if r["type"] == "pulumi:providers:vault"]
     assert bootstrap["inputs"]["token"] == REDACTED  # the root token from vault-init
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    document["config"]["platform:services"].setdefault("vault", {})["providerAuth"] = "pipeline"
-    stack_file = tmp_path / "Pulumi.dev.yaml"
-    stack_file.write_text(yaml.safe_dump(document))
+    stack_file = dev_stack_with_provider_auth(tmp_path, "pipeline")
     [provider] = [r for r in render(stack_file, "dev").plan["resources"] if r["type"] == "pulumi:providers:vault"]
     # No token: the provider reads VAULT_TOKEN, the deploy job's one-hour login.
     assert "token" not in provider["inputs"]
+
+
+def test_an_unknown_provider_auth_is_a_clear_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"platform:services\.vault\.providerAuth.*'root'.*'pipeline'"):
+        render(dev_stack_with_provider_auth(tmp_path, "token"), "dev")
+
+
+def dev_stack_with_provider_auth(directory, value: str):
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"]["platform:services"].setdefault("vault", {})["providerAuth"] = value
+    stack_file = directory / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    return stack_file
