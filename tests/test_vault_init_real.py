@@ -2,12 +2,14 @@
 
 A three-node raft cluster on 127.0.0.1 (followers join the first node with raft `retry_join`
 over TLS, as the chart's peers do), driven through create, idempotent diff, restarts with
-update, and a node that stays down. tests/test_vault.py keeps the stub only where a real
+update (one of them half unsealed by someone else), and a node that stays down. tests/test_vault.py keeps the stub only where a real
 server cannot be made to answer that way (see there).
 """
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any, Iterator
 
 import pytest
@@ -65,6 +67,9 @@ def test_create_diff_restart_update_and_a_node_that_stays_down(raft: list[BaoSer
         node.stop()
         node.start()
     assert sealed(first) and sealed(second)
+    # Someone's half-finished unseal with a share of nothing: the next `up` unseals it all the same.
+    first.client().sys.submit_unseal_key(base64.b64encode(os.urandom(33)).decode())
+    assert first.client().sys.read_seal_status()["progress"] == 1
     diff = provider.diff("id", outs, inputs)
     assert diff.changes is True and not diff.replaces  # preview shows `~ vault-init`
     updated = provider.update("id", outs, inputs).outs
