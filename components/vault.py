@@ -14,7 +14,9 @@
   `https://<vault host>/node/vault-<i>` reaches exactly peer i (all peers with Shamir, the
   first with auto-unseal, where it is needed only for init).
 * pulumi-vault then configures OIDC login for people mapped to platform groups, the audit
-  device and the admin policies, through an explicit provider that later components reuse.
+  device and the admin policies, through an explicit provider that later components reuse. The
+  provider holds the root token only at bootstrap; after it (`provider_uses_root=False`) it
+  reads VAULT_TOKEN, the deploy job's one-hour login (README, Vault's root token).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class VaultArgs(StatefulServiceArgs):
 
 class Vault(pulumi.ComponentResource):
     url: str
-    root_token: pulumi.Output[str]  # secret; for the program's own Vault provider only
+    root_token: pulumi.Output[str]  # secret; the provider's token at bootstrap (providerAuth root), then break-glass
     provider: vault.Provider  # for later components' Vault resources
     ca_bundle: pulumi.Output[str]  # what clients of `url` trust; "" means the system roots
     release: k8s.helm.v3.Release
