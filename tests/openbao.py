@@ -5,6 +5,7 @@ one, so the tests run the plan's Vault resources, logins and the init/unseal pro
 the real thing instead of an idea of it. `BaoServer` is one node with raft storage (OpenBao has no file storage) in a
 directory of its own; it can be stopped and started again (a pod restart: data kept, sealed).
 
+Auto-unseal uses OpenBao's static-key seal (a key file), standing in for the KMS seal on EKS.
 One OpenBao difference matters here: audit devices can be enabled over the API only with
 `unsafe_allow_api_audit_creation` in the server's configuration, which Vault does not need,
 so the test server sets it to behave as the Vault the program configures.
@@ -12,6 +13,7 @@ so the test server sets it to behave as the Vault the program configures.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -41,6 +43,7 @@ class BaoServer:
     port: int = field(default_factory=free_port)
     cluster_port: int = field(default_factory=free_port)
     joins: BaoServer | None = None  # raft retry_join: a follower of that node
+    auto_unseal: bool = False  # OpenBao's static-key seal: unseals itself, as a KMS seal does
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,7 +80,7 @@ listener "tcp" {{
   tls_key_file  = "{self.tls.key_file}"
   cluster_address = "127.0.0.1:{self.cluster_port}"
 }}
-"""
+{self._seal()}"""
         )
         log = open(self.directory / "server.log", "ab")  # noqa: SIM115 - the process keeps it
         self.process = subprocess.Popen(
@@ -93,6 +96,18 @@ listener "tcp" {{
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"bao server did not start: {(self.directory / 'server.log').read_text()[-2000:]}")
                 time.sleep(0.1)
+
+    def _seal(self) -> str:
+        if not self.auto_unseal:
+            return ""
+        key = self.directory / "seal.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(32))
+        return f"""seal "static" {{
+  current_key_id = "test"
+  current_key    = "file://{key}"
+}}
+"""
 
     def _retry_join(self) -> str:
         if self.joins is None:

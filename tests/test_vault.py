@@ -2,10 +2,10 @@
 
 Part 1 drives `VaultInitProvider` with real hvac over real TLS. Its main path (a three-node
 raft cluster: create, diff, restarts, wrong keys, a node that stays down, foreign
-certificates) runs against real OpenBao servers in tests/test_vault_init_real.py; here, a
-real server where one serves (keys kept when unsealing fails) and the stub
-(tests/vault_stub.py) only where no real server can answer that way: KMS auto-unseal (no KMS
-here) and an ingress answering 503 to everything. Part 2 runs a tiny program with the Vault
+certificates) runs against real OpenBao servers in tests/test_vault_init_real.py; here, real
+servers for auto-unseal and for keys kept when unsealing fails, and the stub
+(tests/vault_stub.py) only where no real server can answer that way: an ingress answering 503
+to everything. Part 2 runs a tiny program with the Vault
 component under the platform's mock engine and checks what the engine would be asked to create.
 """
 
@@ -32,11 +32,11 @@ from components.common import Exposure, OidcClient, PlatformGroups
 from components.vault import CA_FILE, TOKEN_TTL_SECONDS, Vault, VaultArgs
 from components.vault_init import VaultInit, VaultInitError, VaultInitProvider
 from platformctl.mocks import REDACTED, SECRET_MARK
-from tests.certs import Tls, make_ca
+from tests.certs import Tls
 from tests.mock_program import run_program
 from tests.openbao import BaoServer, free_port
 from tests.validation import custom_resource_errors, kubernetes_errors, schema_errors, unknown_value_paths
-from tests.vault_stub import VaultStub
+from tests.vault_stub import FailingIngress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,12 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # =====================================================================================
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_ca(tmp_path_factory.mktemp("tls"), "platform")
-
-
-def props(tls: Tls, init: VaultStub | str, unseal: list[VaultStub | str], **overrides: Any) -> dict[str, Any]:
+def props(tls: Tls, init: FailingIngress | str, unseal: list[FailingIngress | str], **overrides: Any) -> dict[str, Any]:
     url = lambda node: node if isinstance(node, str) else node.url  # noqa: E731
     return {
         "init_address": url(init),
@@ -70,17 +65,23 @@ def refused_address() -> str:
     return f"https://127.0.0.1:{free_port()}"
 
 
-# Stub: OpenBao here has no KMS to auto-unseal with.
-def test_auto_unseal_initialises_with_recovery_keys_and_sends_no_unseal_keys(tls: Tls) -> None:
-    with VaultStub(tls, auto_unseal=True) as node:
-        result = VaultInitProvider().create(props(tls, node, [], auto_unseal=True))
-        [body] = node.calls("/v1/sys/init", "PUT", "POST")
-        assert (body["recovery_shares"], body["recovery_threshold"]) == (5, 3)
-        assert body.get("secret_shares") is None
-        assert result.outs["unseal_keys"] == node.recovery_keys and len(node.recovery_keys) == 5
-        assert result.outs["root_token"] == node.root_token
-        assert node.calls("/v1/sys/unseal") == []
-        assert not node.sealed
+def test_auto_unseal_initialises_with_recovery_keys_and_unseals_itself_after_a_restart(loopback_tls: Tls, tmp_path: Path) -> None:
+    """A real OpenBao with a static-key seal, as Vault with its KMS seal on EKS."""
+    node = BaoServer(tmp_path, loopback_tls, auto_unseal=True).start()
+    try:
+        inputs = props(loopback_tls, node.url, [], auto_unseal=True, timeout_seconds=30)
+        outs = VaultInitProvider().create(inputs).outs
+        status = node.client().sys.read_seal_status()
+        assert status["recovery_seal"] is True and (status["t"], status["n"]) == (3, 5)
+        assert len(outs["unseal_keys"]) == 5 and not status["sealed"]
+        node.wait_active()
+        assert node.client(outs["root_token"]).auth.token.lookup_self()["data"]["policies"] == ["root"]
+        node.stop()
+        node.start()
+        node.wait_active()  # unsealed by its seal, no key from anyone
+        assert VaultInitProvider().diff("id", outs, inputs).changes is False
+    finally:
+        node.stop()
 
 
 def test_keys_are_returned_even_when_unsealing_fails_after_init(
@@ -100,21 +101,21 @@ def test_keys_are_returned_even_when_unsealing_fails_after_init(
         leader.stop()
 
 
-# Stub: a real server cannot be made to answer 503 to everything, as a broken ingress does.
-def test_server_errors_end_in_a_clear_error_naming_the_address(tls: Tls) -> None:
-    with VaultStub(tls, fail_status=503) as node:
+# The stub: a real server cannot be made to answer 503 to everything, as a broken ingress does.
+def test_server_errors_end_in_a_clear_error_naming_the_address(loopback_tls: Tls) -> None:
+    with FailingIngress(loopback_tls, 503) as node:
         started = time.monotonic()
         with pytest.raises(VaultInitError) as err:
-            VaultInitProvider().create(props(tls, node, [node], timeout_seconds=0.3))
+            VaultInitProvider().create(props(loopback_tls, node, [node], timeout_seconds=0.3))
         assert node.url in str(err.value) and "within 0.3s" in str(err.value) and "503" in str(err.value)
         assert len(node.requests) > 1  # retried while waiting
         assert time.monotonic() - started < 5
 
 
-def test_refused_connections_end_in_a_clear_error(tls: Tls) -> None:
+def test_refused_connections_end_in_a_clear_error(loopback_tls: Tls) -> None:
     address = refused_address()
     with pytest.raises(VaultInitError, match=r"could not reach https://127\.0\.0\.1:\d+ within 0\.3s.*[Rr]efused"):
-        VaultInitProvider().create(props(tls, address, [address], timeout_seconds=0.3))
+        VaultInitProvider().create(props(loopback_tls, address, [address], timeout_seconds=0.3))
 
 
 def test_only_https_addresses_and_a_pem_bundle_are_accepted() -> None:
@@ -130,8 +131,8 @@ def test_only_https_addresses_and_a_pem_bundle_are_accepted() -> None:
                                 "key_threshold": 3}).failures == []
 
 
-def test_how_vault_was_initialised_cannot_be_changed_by_a_config_change(tls: Tls) -> None:
-    olds = props(tls, "https://vault-0.example.com", ["https://vault-0.example.com"])
+def test_how_vault_was_initialised_cannot_be_changed_by_a_config_change(loopback_tls: Tls) -> None:
+    olds = props(loopback_tls, "https://vault-0.example.com", ["https://vault-0.example.com"])
     failures = VaultInitProvider().check(olds, {**olds, "key_shares": 7, "auto_unseal": True}).failures
     assert sorted(f.property for f in failures) == ["auto_unseal", "key_shares"]
     assert all("rekey" in f.reason for f in failures)
