@@ -40,7 +40,7 @@ class ServiceSettings:
     chart_version: str | None = None
     replicas: int = 1
     storage: str = "10Gi"
-    options: Mapping[str, Any] = field(default_factory=dict)  # the service's own settings (ServiceSlice.options)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the service's own settings (ServiceSlice.options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +83,7 @@ class ServiceSlice(Generic[C]):
     outputs: Callable[[C], Mapping[str, pulumi.Input[object]]] | None = None
     # Its own settings under platform:services.<key>, beyond the shared ones: snake-case name ->
     # (type, default), validated by stacks/config.py and handed to `declare` in ServiceSettings.options.
-    options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
