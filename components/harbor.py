@@ -9,7 +9,7 @@ ship with a well-known default (admin and database passwords, the encryption key
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pulumi

@@ -78,17 +78,22 @@ def verified(chart: str, version: str, base: Path | None = None, lock: dict[str,
     path = chart_path(chart, version, base)
     if not (path / "Chart.yaml").is_file():
         return None
-    entry = (read_lock() if lock is None else lock).get(_key(chart, version))
+    _check(path, chart, version, read_lock() if lock is None else lock)
+    return path
+
+
+def _check(directory: Path, chart: str, version: str, lock: dict[str, dict[str, str]]) -> None:
+    """Raise ChartError unless `directory` holds exactly what the lock records for chart@version."""
+    entry = lock.get(_key(chart, version))
     if entry is None:
-        raise ChartError(f"{chart} {version} in {path} is not in {LOCK_FILE.name}: run `python -m platformctl charts lock`")
-    actual = digest(path)
-    if actual != entry["digest"]:
+        raise ChartError(f"{chart} {version} in {directory} is not in {LOCK_FILE.name}: run `python -m platformctl charts lock`")
+    found = digest(directory)
+    if found != entry["digest"]:
         raise ChartError(
-            f"{chart} {version} in {path} differs from {LOCK_FILE.name} (locked {entry['digest']}, found {actual}): "
+            f"{chart} {version} in {directory} differs from {LOCK_FILE.name} (locked {entry['digest']}, found {found}): "
             "a chart changed under the same version; fetch it again, or re-lock with `python -m platformctl charts lock` "
             "after reviewing the change"
         )
-    return path
 
 
 def pinned_charts() -> list[Chart]:
@@ -126,15 +131,7 @@ def fetch_from_dir(mirror: Path, base: Path | None = None, check: bool = True) -
         if (name, version) != (chart.chart, chart.version):
             raise ChartError(f"{source}: Chart.yaml says {name} {version}, the pin is {chart.chart} {chart.version}")
         if check:
-            entry = lock.get(_key(chart.chart, chart.version))
-            if entry is None:
-                raise ChartError(f"{chart.chart} {chart.version} is not in {LOCK_FILE.name}: run `python -m platformctl charts lock`")
-            found = digest(source)
-            if found != entry["digest"]:
-                raise ChartError(
-                    f"{source} differs from {LOCK_FILE.name} for {chart.chart} {chart.version} "
-                    f"(locked {entry['digest']}, found {found}); nothing copied for it"
-                )
+            _check(source, chart.chart, chart.version, lock)  # before copying anything of it
         target = chart_path(chart.chart, chart.version, base)
         _install(source, target)
         lines.append(f"{chart.chart} {chart.version}: {target} ({digest(target)})")

@@ -128,6 +128,7 @@ def test_render_cli_prints_summary_and_where_the_plan_is(tmp_path: Path) -> None
     )
     assert f"Plan: {out / 'plan.json'}" in proc.stdout
     assert "By cluster:" in proc.stdout and "By component:" in proc.stdout
+    assert "Helm releases: " in proc.stdout  # how many the Helm engine rendered, or which are values-only
     assert json.loads((out / "plan.json").read_text())["stack"] == "dev"
     assert (out / "graph.mmd").read_text().startswith("graph LR")
 
