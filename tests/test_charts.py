@@ -101,3 +101,24 @@ def test_an_air_gapped_stack_without_its_charts_is_refused_before_anything_regis
 
     with pytest.raises(ConfigError, match=r"platform:charts.localDir: argo-cd 10.1.1 is not in .*: run `python -m platformctl charts fetch"):
         render(_stack_with_local_charts(tmp_path, str(tmp_path / "empty")), "dev")
+
+
+def test_rendering_refuses_a_chart_that_changed_under_its_version(tmp_path: Path) -> None:
+    from platformctl.helm_render import RELEASE_TYPE, render_plan_releases
+
+    pin = CHARTS["traefik"]
+    source = charts.verified(pin.chart, pin.version)
+    if source is None:
+        message = "no local chart sources: python -m platformctl charts fetch --from-dir ../shared/upstream/chart-src"
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)
+    tampered = charts.chart_path(pin.chart, pin.version, tmp_path)
+    shutil.copytree(source, tampered)
+    with (tampered / "values.yaml").open("a") as values:
+        values.write("# changed\n")
+    plan = {"resources": [{
+        "urn": "urn:release", "type": RELEASE_TYPE, "name": "traefik", "cluster": "dev",
+        "inputs": {"chart": pin.chart, "version": pin.version, "name": "traefik", "namespace": "traefik", "values": {}},
+    }]}
+    with pytest.raises(charts.ChartError, match="traefik 37.4.0 in .* differs from charts.lock"):
+        render_plan_releases(plan, {"dev": "1.33"}, tmp_path)
+    assert "rendered" not in plan["resources"][0]
