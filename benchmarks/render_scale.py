@@ -2,7 +2,8 @@
 
 Renders synthetic dev stacks (Pulumi.dev.yaml with `platform:tenants` replaced by
 `team0001...`, each with its own owner, developer and ops user) and prints per size:
-wall time, peak RSS (after the render; "+write": after also writing its files), resource
+wall time (values-only; "+charts s": the Helm engine rendering every release on top, as
+`platformctl render` does when chart sources are fetched), peak RSS (after the render; "+write": after also writing its files), resource
 count, resources per tenant, time per resource and the *floor ratio*: render time divided
 by the time the same mock engine (RecordingMonitor over PlatformMocks, through
 `run_under_mocks` like the render) takes to register as many plain ConfigMaps with a
@@ -40,7 +41,10 @@ import pulumi_kubernetes as k8s  # noqa: E402
 import yaml  # noqa: E402
 
 from platformctl.diff import diff_renders  # noqa: E402
-from platformctl.render import enclosing, render, run_under_mocks, write_render  # noqa: E402
+from platformctl.helm_render import RELEASE_TYPE, render_plan_releases  # noqa: E402
+from platformctl.render import enclosing, read_stack_file, render, run_under_mocks, write_render  # noqa: E402
+from stacks.config import load_platform_config  # noqa: E402
+from stacks.platform import kubernetes_versions  # noqa: E402
 
 # Typical creation time in seconds of one resource on a fresh stack, by kind: what a real
 # `pulumi up` waits for (EKS control plane ~10 min, node group ~5 min, a Helm release until
@@ -188,6 +192,13 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
         start = time.perf_counter()
         rendered = render(path, "dev")
         result["render_s"] = time.perf_counter() - start
+        # The Helm engine on top (what `platformctl render` adds): every release from its local chart.
+        raw, secret_keys = read_stack_file(path)
+        config = load_platform_config(raw, stack="dev", source=str(path), secret_keys=secret_keys)
+        start = time.perf_counter()
+        missing = render_plan_releases(rendered.plan, kubernetes_versions(config))
+        result["charts_s"] = None if missing else time.perf_counter() - start
+        result["releases"] = sum(1 for r in rendered.plan["resources"] if r["type"] == RELEASE_TYPE)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         plan = rendered.plan
         result["registrations"] = len(plan["resources"])
@@ -240,7 +251,7 @@ def run_size(count: int, with_diff: bool) -> dict[str, Any]:
 def print_report(results: list[dict[str, Any]]) -> None:
     print(f"{'tenants':>7} {'resources':>9} {'regs':>7} {'res/tenant':>10} {'render s':>9} {'ms/res':>7} "
           f"{'floor s':>8} {'floor x':>7} {'write s':>8} {'peak MiB':>9} {'+write':>7} "
-          f"{'crit path':>10} {'diff +1':>22}")
+          f"{'crit path':>10} {'diff +1':>22} {'releases':>8} {'+charts s':>9}")
     for r in results:
         per_tenant = r["resources"] / r["tenants"]
         diff = r.get("diff")
@@ -250,7 +261,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
               f"{r['render_s']:>9.2f} {1000 * r['render_s'] / r['registrations']:>7.2f} {r['floor_s']:>8.2f} "
               f"{r['render_s'] / r['floor_s']:>7.2f} {r['write_s']:>8.2f} {r['peak_rss_mib']:>9.0f} "
               f"{r['peak_rss_write_mib']:>7.0f} "
-              f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>22}")
+              f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>22} {r['releases']:>8} "
+              f"{'no charts' if r['charts_s'] is None else format(r['charts_s'], '.2f'):>9}")
     by_size = {r["tenants"]: r for r in results}
     if 100 in by_size and 1000 in by_size:
         print(f"t(1000)/t(100) = {by_size[1000]['render_s'] / by_size[100]['render_s']:.2f}")

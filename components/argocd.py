@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,15 +11,18 @@ import pulumi_random as random
 import pulumiverse_time as time
 import yaml
 
+from components.backend_tls import BackendTlsArgs, internal_certificate, servers_transport
 from components.cluster import ClusterHandle
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argocd"
+SERVER = "argocd-server"  # the chart's server Deployment and Service
+SERVER_TLS_SECRET = "argocd-server-tls"  # the name argocd-server reads its certificate from
 OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
 
@@ -28,8 +32,11 @@ class ArgoCdArgs:
     exposure: Exposure
     oidc: OidcClient
     groups: PlatformGroups
+    cert_manager: pulumi.Resource  # the cert-manager release: Certificates and Issuers need its CRDs
+    ingress_controller: pulumi.Resource  # the Traefik release: ServersTransport needs its CRDs
     replicas: int = 1
     chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
     # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
     ssh_known_hosts: pulumi.Input[str] | None = None
@@ -79,6 +86,18 @@ class ArgoCd(pulumi.ComponentResource):
             string_data={"webhook.gitlab.secret": webhook.result},
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )
+        # argocd-server serves the Secret argocd-server-tls when it exists, instead of a self-signed
+        # certificate of its own that nothing could verify.
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        serving = internal_certificate(
+            cluster.role,
+            BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER]),
+            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
+        )
+        transport, transport_annotations = servers_transport(
+            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", SERVER_TLS_SECRET,
+            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
+        )
         oidc_config = args.exposure.ca_bundle.apply(
             lambda ca: yaml.safe_dump(
                 {
@@ -104,6 +123,9 @@ class ArgoCd(pulumi.ComponentResource):
             "dex": {"enabled": False},
             "controller": {"replicas": args.replicas},
             "server": {
+                # Traefik speaks TLS to argocd-server (the chart's Ingress targets its https port)
+                # and verifies it against the namespace's internal CA (components/backend_tls.py).
+                "service": {"annotations": transport_annotations},
                 "ingress": {
                     "enabled": True,
                     "ingressClassName": args.exposure.ingress_class,
@@ -123,11 +145,14 @@ class ArgoCd(pulumi.ComponentResource):
             "argocd",
             "argo-cd",
             ns,
-            plugin.merge_into(values) if plugin else values,
+            sized(
+                plugin.merge_into(values) if plugin else values, args.resources, "controller", "server", "repoServer",
+                "applicationSet", "notifications", "redis", "redisSecretInit",
+            ),
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[oidc_secret, argocd_secret, *plugin_files],
+            depends_on=[oidc_secret, argocd_secret, serving, transport, *plugin_files],
         )
         self.register_outputs({"url": self.url})
 
@@ -155,8 +180,11 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
             exposure=parts.expose(SLICE.key),
             oidc=parts.identity.clients[SLICE.key],
             groups=parts.settings.groups,
+            cert_manager=parts.tls.release,
+            ingress_controller=parts.ingress.release,
             replicas=settings.replicas,
             chart_version=settings.chart_version,
+            resources=settings.resources,
             # ArgoCD reaches the remote clusters with OpenUnison's short-lived tokens,
             credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
             # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.

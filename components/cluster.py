@@ -34,6 +34,9 @@ class ClusterHandle:
     oidc_provider_arn: pulumi.Output[str] | None = None
     region: str | None = None
     eks_cluster_name: pulumi.Output[str] | None = None  # the aws.eks.Cluster's name (EKS only)
+    # Air-gapped: Helm releases install from <local_charts>/<chart>/<version> (verified chart
+    # sources, platformctl.charts) instead of their repositories.
+    local_charts: str | None = None
 
     @property
     def name(self) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.service import PlatformNamespace, ServiceSlice
 
 NAMESPACE = "external-secrets"
@@ -18,6 +19,7 @@ NAMESPACE = "external-secrets"
 class ExternalSecretsArgs:
     replicas: int = 1
     chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit
 
 
 class ExternalSecrets(pulumi.ComponentResource):
@@ -30,12 +32,15 @@ class ExternalSecrets(pulumi.ComponentResource):
             "external-secrets",
             "external-secrets",
             ns,
-            {
+            sized({
                 "replicaCount": args.replicas,
                 "installCRDs": True,
-                # Stores are declared per tenant namespace; no cluster-wide store by default.
+                # Stores are declared per tenant namespace: no cluster-wide store or push secret. The
+                # chart requires their reconcilers off with their CRDs, or the manager fails to start.
                 "crds": {"createClusterSecretStore": False, "createClusterPushSecret": False},
-            },
+                "processClusterStore": False,
+                "processClusterPushSecret": False,
+            }, args.resources, "", "webhook", "certController"),
             cluster,
             self,
             version=args.chart_version,

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.service import PlatformNamespace, ServiceSlice
 from policy.gatekeeper import cluster_constraints, templates
 
@@ -28,6 +28,8 @@ class GatekeeperArgs:
     extra_constraints: list[dict[str, Any]] = field(default_factory=list)
     replicas: int = 3
     chart_version: str | None = None
+    # Requests and memory limit of the chart's hook Jobs that run (its controller and audit have the chart's own).
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 class Gatekeeper(pulumi.ComponentResource):
@@ -40,15 +42,18 @@ class Gatekeeper(pulumi.ComponentResource):
             "gatekeeper",
             "gatekeeper",
             ns,
-            {
+            sized({
                 "replicas": args.replicas,
+                # With replicas >= 3 (stacks.config) a restart or a node drain leaves two webhooks
+                # answering; the chart spreads them over nodes (preferred pod anti-affinity by hostname).
+                "pdb": {"controllerManager": {"minAvailable": 2}},
                 # Fail closed for everyone but the platform's own namespaces, which are exempt so
                 # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
                 # namespace stays checked: tenant Applications there are held by their constraints.
                 "validatingWebhookFailurePolicy": "Fail",
                 "controllerManager": {"exemptNamespaces": [n.name for n in args.platform_namespaces if n.webhook_exempt]},
                 "auditInterval": 60,
-            },
+            }, args.resources, "postInstall", "crds"),
             cluster,
             self,
             version=args.chart_version,
@@ -76,6 +81,7 @@ SLICE: ServiceSlice[Gatekeeper] = ServiceSlice(
     key="gatekeeper",
     namespace=PlatformNamespace(NAMESPACE, "Gatekeeper itself: a broken policy must not lock it out"),
     chart="gatekeeper",
+    default_replicas=3,  # stacks.config refuses fewer: its webhook fails closed
 )
 
 

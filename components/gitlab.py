@@ -36,11 +36,11 @@ import yaml
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
-from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG
+from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
 from policy.labels import managed_by
 
 NAMESPACE = "gitlab"
@@ -188,7 +188,7 @@ class GitLab(pulumi.ComponentResource):
             RELEASE,
             "gitlab",
             ns,
-            gitlab_values(args, buckets, host_keys),
+            gitlab_resources(gitlab_values(args, buckets, host_keys), args.resources),
             cluster,
             self,
             version=args.chart_version,
@@ -214,6 +214,34 @@ class GitLab(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "release": self.release.status})
 
 
+# Rails (webservice, sidekiq, toolbox, migrations) and Gitaly need more memory than the service's one
+# sizing fits: the chart's own requests, with a memory limit. Every other container gets the sizing.
+GITLAB_HEAVY: dict[str, dict[str, dict[str, str]]] = {
+    "gitlab.webservice": {"requests": {"cpu": "300m", "memory": "2.5G"}, "limits": {"memory": "4G"}},
+    "gitlab.sidekiq": {"requests": {"cpu": "900m", "memory": "2G"}, "limits": {"memory": "3G"}},
+    "gitlab.toolbox": {"requests": {"cpu": "50m", "memory": "350M"}, "limits": {"memory": "2G"}},
+    "gitlab.migrations": {"requests": {"cpu": "250m", "memory": "1G"}, "limits": {"memory": "2G"}},
+    "gitlab.gitaly": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "2Gi"}},
+}
+# Where the chart takes each other container's resources (".init": a subchart's init containers).
+GITLAB_SIZED = (
+    *(f"{part}.init" for part in GITLAB_HEAVY),
+    "gitlab.webservice.workhorse", "gitlab.gitlab-exporter", "gitlab.gitlab-exporter.init", "gitlab.gitlab-shell",
+    "gitlab.gitlab-shell.init", "minio", "minio.init", "postgresql.primary", "postgresql.metrics", "redis.master",
+    "redis.metrics", "shared-secrets", "upgradeCheck",
+)
+
+
+def gitlab_resources(values: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every GitLab container's requests and memory limit."""
+    if not resources:
+        return values
+    values = sized(values, resources, *GITLAB_SIZED)
+    for path, heavy in GITLAB_HEAVY.items():
+        values = sized(values, heavy, path)
+    return values
+
+
 def gitlab_values(
     args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None
 ) -> dict[str, Any]:
@@ -235,6 +263,9 @@ def gitlab_values(
         "initialDefaults": {"signupEnabled": False},
     }
     global_values: dict[str, Any] = {
+        # The image tag of every GitLab component without a version of its own (certificates,
+        # gitlab-base, kubectl, cfssl-self-sign): the chart falls back to `master` without it.
+        "gitlabVersion": GITLAB_VERSION,
         "hosts": {"domain": _parent_domain(exposure.hostname), "https": True, "gitlab": {"name": exposure.hostname}},
         "ingress": {
             "configureCertmanager": False,  # also leaves the chart's certmanager-issuer out
@@ -266,7 +297,8 @@ def gitlab_values(
                 },
             },
             "sidekiq": {"minReplicas": args.replicas},
-            "gitlab-shell": {"minReplicas": args.replicas},
+            # The chart's gitlab-shell defaults to its `main` tag; the CNG image of this GitLab release.
+            "gitlab-shell": {"minReplicas": args.replicas, "image": {"tag": f"v{GITLAB_VERSION}"}},
             "gitaly": {"persistence": {"size": args.storage}},
         },
     }

@@ -21,7 +21,7 @@ import pulumiverse_time as time
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.inventory import DAY, STATE, Credential
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from policy.labels import managed_by
@@ -189,7 +189,11 @@ class Harbor(pulumi.ComponentResource):
             RELEASE,
             "harbor",
             ns,
-            harbor_values(args, storage),
+            sized(
+                harbor_values(args, storage), args.resources, "core", "portal", "jobservice", "registry.registry",
+                "registry.controller", "database.internal", "database.internal.initContainer.permissions",
+                "redis.internal", "trivy",
+            ),
             cluster,
             self,
             version=args.chart_version,
@@ -258,6 +262,9 @@ def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
             },
         },
         "caBundleSecretName": CA_SECRET,
+        # The CA that Harbor's portal offers for download: the certificate Secret's ca.crt. Without
+        # it the chart renders the core pod's `ca-download` volume with no source at all.
+        "caSecretName": TLS_SECRET,
         "existingSecretAdminPassword": ADMIN_SECRET[0],
         "existingSecretAdminPasswordKey": ADMIN_SECRET[1],
         "existingSecretSecretKey": SECRET_KEY_SECRET[0],
@@ -283,7 +290,8 @@ def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
         "persistence": {
             "enabled": True,
             "resourcePolicy": "keep",
-            "persistentVolumeClaim": {"registry": {"size": args.storage}},
+            # Images on S3 need no registry volume (the chart then makes none).
+            **({} if on_s3 else {"persistentVolumeClaim": {"registry": {"size": args.storage}}}),
             "imageChartStorage": storage,
         },
         # Volumes are ReadWriteOnce: old pods release them before new ones start.

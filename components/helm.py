@@ -46,12 +46,18 @@ def release(
 ) -> k8s.helm.v3.Release:
     """Release `name` of a chart pinned in `components.versions.CHARTS`, waiting until it is ready."""
     chart = CHARTS[chart_key]
+    version = version or chart.version
+    # Air-gapped: the verified local copy (a directory path is a chart to Helm); else the repository.
+    source = (
+        {"chart": f"{cluster.local_charts}/{chart.chart}/{version}"}
+        if cluster.local_charts
+        else {"chart": chart.chart, "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo)}
+    )
     return k8s.helm.v3.Release(
         f"{cluster.role}-{name}",
         name=name,
-        chart=chart.chart,
-        version=version or chart.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+        version=version,
+        **source,
         namespace=ns.metadata.name,
         create_namespace=False,
         values=values,
@@ -62,3 +68,18 @@ def release(
             parent=parent, provider=cluster.provider, depends_on=[ns, *depends_on], protect=protect
         ),
     )
+
+
+def sized(values: dict[str, Any], resources: dict[str, Any], *paths: str) -> dict[str, Any]:
+    """`values` with `resources` (requests and memory limit) set at each dotted path's `resources`
+    ("" for the top level): where a chart takes each of its containers' resources."""
+    if not resources:
+        return values
+    out = dict(values)
+    for path in paths:
+        node = out
+        for key in filter(None, path.split(".")):
+            node[key] = dict(node.get(key) or {})  # copies along the path only: values may hold Outputs
+            node = node[key]
+        node["resources"] = resources
+    return out

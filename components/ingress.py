@@ -14,7 +14,8 @@ connection straight to its route, without the read deadline it keeps for HTTP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -34,6 +35,10 @@ SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its
 TRAEFIK_API = "traefik.io/v1alpha1"
 
 
+# How long Traefik waits for a whole request on the HTTPS entrypoint (uploads, image pushes).
+READ_TIMEOUT = "1800s"
+
+
 @dataclass(frozen=True)
 class Route53Args:
     hosted_zone_id: str
@@ -44,6 +49,7 @@ class Route53Args:
 class IngressArgs:
     replicas: int = 2
     chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     route53: Route53Args | None = None  # set on EKS: records for every published hostname
 
 
@@ -73,7 +79,9 @@ class Ingress(pulumi.ComponentResource):
                         "asDefault": True,
                         "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}},
                     },
-                    "websecure": {"asDefault": True},
+                    # Traefik 3 cuts a request whose body takes longer than 60 s to read: large Harbor
+                    # pushes and GitLab uploads take longer. 30 minutes bounds a stalled client.
+                    "websecure": {"asDefault": True, "transport": {"respondingTimeouts": {"readTimeout": READ_TIMEOUT}}},
                     SSH_ENTRYPOINT: {
                         "port": SSH_CONTAINER_PORT,
                         "exposedPort": SSH_PORT,
@@ -82,6 +90,7 @@ class Ingress(pulumi.ComponentResource):
                     },
                 },
                 "service": service,
+                "resources": args.resources,
             },
             cluster,
             self,
@@ -147,7 +156,7 @@ def tcp_route(
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
     public = parts.public_dns
     route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
-    return Ingress("ingress", parts.cluster, IngressArgs(settings.replicas, settings.chart_version, route53))
+    return Ingress("ingress", parts.cluster, IngressArgs(settings.replicas, settings.chart_version, settings.resources, route53))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

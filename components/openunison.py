@@ -30,7 +30,7 @@ import yaml
 
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
@@ -102,6 +102,10 @@ class CertTemplate:
     c: str = "Unspecified"
 
 
+# Values only orchestra reads: the login portal's templates take none of them.
+ORCHESTRA_ONLY = frozenset({"cert_template", "k8s_cluster_name", "network", "trusted_certs", "services", "openunison"})
+
+
 @dataclass(frozen=True)
 class OpenUnisonArgs:
     domain: str
@@ -115,6 +119,7 @@ class OpenUnisonArgs:
     operator_chart_version: str | None = None
     orchestra_chart_version: str | None = None
     portal_chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     # Protects the operator release: its chart owns the CRDs, so uninstalling it deletes every
     # OpenUnison object (Trusts included) with them.
     protect: bool = False
@@ -205,12 +210,15 @@ class OpenUnison(pulumi.ComponentResource):
         args.inventory.register(*credentials(args))
 
         self.operator_release = release(
-            OPERATOR_RELEASE, "openunison-operator", ns, {}, cluster, self,
+            OPERATOR_RELEASE, "openunison-operator", ns, sized({}, args.resources, "operator"), cluster, self,
             version=args.operator_chart_version, protect=args.protect,
         )
 
         source_secret = self._source_secret(cluster, args, ns, in_ns)
         values = self._values(cluster, args)
+        # Each chart gets the values it reads (tests/test_helm_values_effect.py): the deployment's
+        # network, certificates and trust are orchestra's; the upstream sign-in is the portal's, and
+        # orchestra reads only whether one is set.
         orchestra_values = {
             **values,
             # Only the ingress controller reaches OpenUnison; the chart's monitoring rule with
@@ -219,6 +227,10 @@ class OpenUnison(pulumi.ComponentResource):
                 "ingress": {"labels": {"kubernetes.io/metadata.name": args.ingress_namespace}},
                 "monitoring": {"enabled": False},
             },
+            # The pre-install check pod.
+            **({"precheck": {"resources": args.resources}} if args.resources else {}),
+            # The chart otherwise stamps `{{ now }}` into the OpenUnison object: a change on every `up`.
+            "openunison": {**values["openunison"], "auto_timestamp": False},
         }
         self.orchestra_release = release(
             ORCHESTRA_RELEASE, "orchestra", ns, orchestra_values, cluster, self,
@@ -227,7 +239,11 @@ class OpenUnison(pulumi.ComponentResource):
         )
         # The portal's objects are OpenUnison custom resources for the running orchestra.
         # Our `jitdb` replaces the portal's standard one (local groups).
-        portal_values = {**values, "openunison": {**values["openunison"], "use_standard_jit_workflow": False}}
+        portal_values = {
+            **{key: value for key, value in values.items() if key not in ORCHESTRA_ONLY},
+            "openunison": {"use_standard_jit_workflow": False},
+            **({"services": {"resources": args.resources}} if args.resources else {}),
+        }
         self.portal_release = release(
             PORTAL_RELEASE, "orchestra-login-portal", ns, portal_values, cluster, self,
             version=args.portal_chart_version, depends_on=[self.orchestra_release],
@@ -346,7 +362,7 @@ class OpenUnison(pulumi.ComponentResource):
             # OpenUnison calls the services and the upstream IdP over TLS: trust the platform CA.
             "trusted_certs": _trusted_certs(trusted),
             # Short-lived TokenRequest tokens for OpenUnison's own service account.
-            "services": {"enable_tokenrequest": True},
+            "services": {"enable_tokenrequest": True, **({"resources": args.resources} if args.resources else {})},
             "openunison": {
                 "non_secret_data": {
                     "K8S_DEPLOYMENT_NAME": f"{cluster.role} ({args.domain})",
@@ -686,6 +702,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
             cert_manager=parts.tls.release,
             ingress_namespace=parts.foundation.ingress.namespace.name,
             operator_chart_version=settings.chart_version,
+            resources=settings.resources,
             protect=parts.settings.protect,
             oidc_upstream=upstream if isinstance(upstream, OidcUpstream) else None,
             ldap_upstream=upstream if isinstance(upstream, LdapUpstream) else None,

@@ -40,6 +40,8 @@ class ServiceSettings:
     chart_version: str | None = None
     replicas: int = 1
     storage: str = "10Gi"
+    # Each container's requests and memory limit (sizing.cpu, .memory, .memoryLimit).
+    resources: dict[str, Any] = field(default_factory=dict, hash=False)
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the service's own settings (ServiceSlice.options)
 
 
@@ -55,6 +57,7 @@ class StatefulServiceArgs:
     chart_version: str | None = None
     replicas: int = 1
     storage: str = "10Gi"
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit
     aws: AwsWorkloadIdentity | None = None  # on EKS: S3 or KMS through workload identity
     inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
 
@@ -222,6 +225,7 @@ class ControlPlaneParts:
             chart_version=settings.chart_version,
             replicas=settings.replicas,
             storage=settings.storage,
+            resources=settings.resources,
             aws=self.cluster.aws_identity,
             inventory=self.inventory,
         )

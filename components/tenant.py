@@ -41,7 +41,7 @@ from components.tenant_gitlab import APP_PROJECT, TenantRepositories, TenantRepo
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
-from components.versions import KUBE_OIDC_PROXY_IMAGE
+from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
 from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
@@ -118,6 +118,8 @@ def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: b
     return documents
 
 
+# A virtual control plane's CPU limit, within the tenant's quota.
+VCLUSTER_CPU_LIMIT = "1"
 # The open-source build: the chart defaults to vcluster-pro, whose extra modules stay off here.
 VCLUSTER_REPOSITORY = "loft-sh/vcluster-oss"
 
@@ -130,7 +132,7 @@ def virtual_cluster_registry(registry_host: str) -> str:
 
 def virtual_cluster_values(
     tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str, documents: list[dict],
-    secret_mappings: dict[str, str],
+    secret_mappings: dict[str, str], host_kubernetes_version: str,
 ) -> dict:
     oidc = [
         f"--oidc-issuer-url={args.issuer_url}",
@@ -139,14 +141,21 @@ def virtual_cluster_values(
         "--oidc-groups-claim=groups",
     ]
     control_plane: dict = {
-        "distro": {"k8s": {"apiServer": {"extraArgs": oidc + (["--oidc-ca-file=/etc/platform-ca/ca.crt"] if ca else [])}}},
+        "distro": {"k8s": {
+            "apiServer": {"extraArgs": oidc + (["--oidc-ca-file=/etc/platform-ca/ca.crt"] if ca else [])},
+            # The virtual control plane runs the host's Kubernetes minor (the chart's default is newer
+            # than the hosts), so tenants' manifests meet the same API versions in both.
+            "image": {"tag": VCLUSTER_KUBERNETES_TAGS[host_kubernetes_version]},
+        }},
         "proxy": {"extraSANs": [args.hostname]},
         "service": {"spec": {"type": "LoadBalancer"}},
         # The host namespace pulls only from Harbor (the allowed-registries constraint), so the
         # vCluster's own images (its syncer, the Kubernetes distro, CoreDNS) come from the
         # `approved` project, under the chart's default repositories and tags.
         "advanced": {"defaultImageRegistry": virtual_cluster_registry(args.registry_host)},
-        "statefulSet": {"image": {"repository": VCLUSTER_REPOSITORY}},
+        # The container-resources constraint holds tenant namespaces to a CPU limit too; the chart
+        # sets every other request and limit of the control plane.
+        "statefulSet": {"image": {"repository": VCLUSTER_REPOSITORY}, "resources": {"limits": {"cpu": VCLUSTER_CPU_LIMIT}}},
     }
     if ca:
         control_plane["statefulSet"]["persistence"] = {
@@ -320,7 +329,8 @@ class TenantNamespace(pulumi.ComponentResource):
             self.namespace,
             pulumi.Output.all(virtual.ca_bundle, proxy_manifests).apply(
                 lambda resolved: virtual_cluster_values(
-                    tenant, environment, virtual, resolved[0], documents + resolved[1], secret_mappings
+                    tenant, environment, virtual, resolved[0], documents + resolved[1], secret_mappings,
+                    cluster.kubernetes_version,
                 )
             ),
             cluster,

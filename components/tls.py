@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -19,7 +20,7 @@ import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
@@ -44,6 +45,7 @@ class PlatformTlsArgs:
     chart_version: str | None = None
     ca_validity_hours: int = 5 * 365 * 24
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
 
 
 class PlatformTls(pulumi.ComponentResource):
@@ -63,6 +65,7 @@ class PlatformTls(pulumi.ComponentResource):
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
+        values = sized(values, args.resources, "", "webhook", "cainjector", "startupapicheck")
         self.release = release("cert-manager", "cert-manager", ns, values, cluster, self, version=args.chart_version)
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
 
@@ -163,6 +166,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
             acme=AcmeArgs(public.acme.email, public.acme.server, public.acme.hosted_zone_id, public.aws) if public else None,
             chart_version=settings.chart_version,
             inventory=parts.inventory,
+            resources=settings.resources,
         ),
     )
 

@@ -36,9 +36,10 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
+from components.backend_tls import CA_DAYS, BackendTlsArgs, internal_certificate
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
-from components.helm import namespace, release
+from components.helm import namespace, release, sized
 from components.inventory import DAY, STATE, Credential
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from components.vault_init import VaultInit
@@ -48,8 +49,8 @@ NAMESPACE = "vault"
 RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-internal; service account vault
 SERVICE_ACCOUNT = "vault"
 TLS_SECRET = "vault-tls"  # Vault's serving certificate from the internal CA: tls.crt, tls.key, ca.crt
+INTERNAL_CA_SECRET = "vault-internal-ca"  # components.backend_tls: <prefix>-internal-ca
 PUBLIC_TLS_SECRET = "vault-public-tls"  # the public name's certificate, served by the ingress
-INTERNAL_CA_SECRET = "vault-internal-ca"
 TLS_DIR = "/vault/userconfig/vault-tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
 API_PORT = 8200
@@ -58,7 +59,7 @@ OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
 TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
 PROVIDER_CHILD_TOKEN_SECONDS = 1200  # terraform-provider-vault's max_lease_ttl_seconds default
-INTERNAL_CA_DAYS = 3650
+INTERNAL_CA_DAYS = CA_DAYS
 ADMIN_POLICY_NAME = "platform-admin"
 APPROVER_POLICY_NAME = "platform-approver"
 
@@ -164,7 +165,7 @@ class Vault(pulumi.ComponentResource):
             RELEASE,
             "vault",
             ns,
-            release_values(args, config, server),
+            sized(release_values(args, config, server), args.resources, "server"),
             cluster,
             self,
             version=args.chart_version,
@@ -209,41 +210,8 @@ class Vault(pulumi.ComponentResource):
     ) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResource]:
         """Vault's serving certificate from an internal CA, and the public name's from the platform issuer."""
         opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
-        # A self-signed issuer exists only to sign the internal CA; the CA's key never leaves the cluster.
-        bootstrap = _custom_resource(
-            f"{role}-vault-selfsigned", "cert-manager.io/v1", "Issuer", "vault-selfsigned", {"selfSigned": {}}, opts
-        )
-        ca = _custom_resource(
-            f"{role}-vault-internal-ca", "cert-manager.io/v1", "Certificate", INTERNAL_CA_SECRET,
-            {
-                "isCA": True,
-                "commonName": f"{NAMESPACE} internal CA",
-                "secretName": INTERNAL_CA_SECRET,
-                "duration": f"{INTERNAL_CA_DAYS * 24}h",
-                "renewBefore": "720h",
-                "privateKey": {"algorithm": "ECDSA", "size": 256},
-                "issuerRef": {"name": "vault-selfsigned", "kind": "Issuer", "group": "cert-manager.io"},
-            },
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, bootstrap])),
-        )
-        issuer = _custom_resource(
-            f"{role}-vault-internal-issuer", "cert-manager.io/v1", "Issuer", INTERNAL_CA_SECRET,
-            {"ca": {"secretName": INTERNAL_CA_SECRET}},
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, ca])),
-        )
-        serving = _custom_resource(
-            f"{role}-vault-tls", "cert-manager.io/v1", "Certificate", TLS_SECRET,
-            {
-                "secretName": TLS_SECRET,
-                "issuerRef": {"name": INTERNAL_CA_SECRET, "kind": "Issuer", "group": "cert-manager.io"},
-                "dnsNames": service_dns_names(),
-                "ipAddresses": ["127.0.0.1"],  # the chart's VAULT_ADDR inside each pod
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "usages": ["server auth", "digital signature"],
-            },
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns, cert_manager, issuer])),
-            wait=True,  # the release mounts the secret
-        )
+        # ipAddresses: the chart's VAULT_ADDR inside each pod.
+        serving = internal_certificate(role, BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"]), opts)
         public = _custom_resource(
             f"{role}-vault-public-tls", "cert-manager.io/v1", "Certificate", PUBLIC_TLS_SECRET,
             {
@@ -496,7 +464,6 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
         "injector": {"enabled": False},
         "server": {
             "dev": {"enabled": False},
-            "standalone": {"enabled": False},
             "ha": {
                 "enabled": True,
                 "replicas": args.replicas,

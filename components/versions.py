@@ -47,13 +47,19 @@ CHARTS: dict[str, Chart] = {
     "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
 }
 
+# vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
+# project) by the host cluster's minor version: a virtual control plane runs its host's Kubernetes.
+# Add a minor here with every new host version (stacks.config refuses a host version without one).
+VCLUSTER_KUBERNETES_TAGS: dict[str, str] = {"1.33": "v1.33.4"}
+
 # GitLab's kubectl image, run by the platform's own admin-token Job (components/gitlab.py).
 # Same GitLab version as CHARTS["gitlab"] (chart 9.x.y ships GitLab 18.x.y): bump together.
 # GITLAB_KUBECTL_DIGEST is the tag's manifest digest ("sha256:..."). It could not be resolved
 # offline when this pin was added, so the image is pinned by tag alone until it is filled in
 # (`crane digest registry.gitlab.com/gitlab-org/build/cng/kubectl:<tag>`); fill it on every bump.
+GITLAB_VERSION = "18.9.1"  # what CHARTS["gitlab"] 9.9.1 ships; the chart's global.gitlabVersion
 GITLAB_KUBECTL_IMAGE = "registry.gitlab.com/gitlab-org/build/cng/kubectl"
-GITLAB_KUBECTL_TAG = "v18.9.1"
+GITLAB_KUBECTL_TAG = f"v{GITLAB_VERSION}"
 GITLAB_KUBECTL_DIGEST = ""
 
 

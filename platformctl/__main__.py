@@ -10,13 +10,13 @@ from pathlib import Path
 # The program's packages (stacks, components) live beside platformctl.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from platformctl import access, comment, diff, render  # noqa: E402
+from platformctl import access, charts, comment, diff, render  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m platformctl", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (render, diff, comment, access):
+    for module in (render, diff, comment, access, charts):
         module.register(subparsers)
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -1,7 +1,10 @@
 """`platformctl diff A B`: what changes between two renders, as Markdown.
 
 Resources are matched by URN. A changed secret shows as its path only: renders hold no
-secret values, and the diff reads only their fingerprints.
+secret values, and the diff reads only their fingerprints. For each Helm release, the objects
+its chart renders (plan `rendered`) are matched by kind, namespace and name and listed as
+added, removed or changed with each changed field, before and after: what a chart bump or a
+values change does to what the cluster receives.
 Exit status: 0 equal, 1 different, 2 error.
 """
 
@@ -9,15 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platformctl.helm_render import RELEASE_TYPE, object_namespace
 from platformctl.render import FINGERPRINTS
 
+# How much of a changed rendered object the Markdown shows: fields per object, characters per value.
+SHOWN_FIELDS = 20
+SHOWN_VALUE = 80
 _COMPARED = ("type", "parent", "provider", "cluster", "dependsOn", "options", "inputs")
+
+
+@dataclass
+class ObjectsDiff:
+    """What changes in the objects one Helm release renders."""
+
+    release: dict[str, Any]  # the release's plan resource (head, or base when removed)
+    chart: tuple[str, str]  # "chart version" before and after ("" where the release is absent)
+    added: list[str] = field(default_factory=list)  # "Kind namespace/name"
+    removed: list[str] = field(default_factory=list)
+    changed: list[tuple[str, list[tuple[str, Any, Any]]]] = field(default_factory=list)  # object, (path, before, after)
 
 
 @dataclass
@@ -26,10 +45,11 @@ class PlanDiff:
     removed: list[dict[str, Any]] = field(default_factory=list)
     changed: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    objects: list[ObjectsDiff] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.outputs)
+        return not (self.added or self.removed or self.changed or self.outputs or self.objects)
 
 
 def load_render(directory: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
@@ -53,6 +73,42 @@ def changed_paths(before: Any, after: Any, path: str = "") -> list[str]:
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
         return [p for i, (b, a) in enumerate(zip(before, after)) for p in changed_paths(b, a, f"{path}[{i}]")]
     return [] if before == after else [path]
+
+
+def _value_at(value: Any, path: str) -> Any:
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _objects(release: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    objects = {}
+    for obj in (release or {}).get("rendered") or []:
+        namespace = object_namespace(obj, (release or {})["inputs"].get("namespace", "default"))
+        objects[f"{obj.get('kind')} {namespace + '/' if namespace else ''}{(obj.get('metadata') or {}).get('name')}"] = obj
+    return objects
+
+
+def objects_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> ObjectsDiff | None:
+    """The rendered-object changes of one release (None when its objects are the same or it has none)."""
+    old, new = _objects(before), _objects(after)
+    if not (old or new) or old == new:
+        return None
+
+    def chart(release: dict[str, Any] | None) -> str:
+        return f"{release['inputs'].get('chart')} {release['inputs'].get('version')}" if release else ""
+
+    result = ObjectsDiff(after or before or {}, (chart(before), chart(after)))
+    result.added = sorted(k for k in new if k not in old)
+    result.removed = sorted(k for k in old if k not in new)
+    for key in sorted(k for k in new if k in old and new[k] != old[k]):
+        paths = changed_paths(old[key], new[key])
+        result.changed.append((key, [(p, _value_at(old[key], p), _value_at(new[key], p)) for p in paths]))
+    return result
 
 
 def diff_renders(
@@ -80,6 +136,11 @@ def diff_renders(
         ]
         if paths:
             result.changed.append((new[urn], paths))
+    for urn in sorted(set(old) | set(new)):
+        if (old.get(urn) or new.get(urn) or {}).get("type") == RELEASE_TYPE:
+            objects = objects_diff(old.get(urn), new.get(urn))
+            if objects is not None:
+                result.objects.append(objects)
     return result
 
 
@@ -117,7 +178,35 @@ def to_markdown(result: PlanDiff, base_plan: dict[str, Any], head_plan: dict[str
         lines += ["", f"*{component}*", "", *sorted(entries)]
     if result.outputs:
         lines += ["", "#### Stack outputs", "", *(f"- `~` `{p}`" for p in result.outputs)]
+    if result.objects:
+        lines += ["", "#### Rendered objects of the Helm releases"]
+        for objects in result.objects:
+            lines += ["", *_objects_markdown(objects)]
     return "\n".join(lines) + "\n"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if value is not None else "(none)"
+    return text if len(text) <= SHOWN_VALUE else text[: SHOWN_VALUE - 1] + "…"
+
+
+def _objects_markdown(objects: ObjectsDiff) -> list[str]:
+    release = objects.release
+    before, after = objects.chart
+    chart = after if before in ("", after) else (before or "(none)") + " → " + (after or "(none)")
+    lines = [
+        f"*{release.get('cluster')}* **{release['name']}** ({chart}): {len(objects.added)} added, "
+        f"{len(objects.changed)} changed, {len(objects.removed)} removed",
+        "",
+    ]
+    lines += [f"- `+` {key}" for key in objects.added]
+    lines += [f"- `-` {key}" for key in objects.removed]
+    for key, fields in objects.changed:
+        lines.append(f"- `~` {key}")
+        lines += [f"  - `{path}`: `{_short(old)}` → `{_short(new)}`" for path, old, new in fields[:SHOWN_FIELDS]]
+        if len(fields) > SHOWN_FIELDS:
+            lines.append(f"  - and {len(fields) - SHOWN_FIELDS} more fields")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

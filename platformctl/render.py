@@ -18,7 +18,7 @@ import runpy
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,11 @@ from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _ensure_event_loop
 
+from platformctl.charts import ChartError
+from platformctl.helm_render import RELEASE_TYPE, HelmRenderError, object_namespace, render_plan_releases, values_only_note
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
 from stacks.config import ConfigError, load_platform_config
+from stacks.platform import kubernetes_versions, local_charts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "platform-bootstrap"
@@ -107,6 +110,8 @@ class Render:
     plan: dict[str, Any]
     # Per URN, per secret input path: a hash of the mock value, for `platformctl diff`.
     fingerprints: dict[str, dict[str, str]]
+    # "<chart> <version>" of the Helm releases left values-only: no local chart source.
+    values_only: list[str] = field(default_factory=list)
 
 
 def render_plan(config_file: Path, stack: str) -> dict[str, Any]:
@@ -114,11 +119,17 @@ def render_plan(config_file: Path, stack: str) -> dict[str, Any]:
     return render(config_file, stack).plan
 
 
-def render(config_file: Path, stack: str) -> Render:
-    """Run the program for `stack` with `config_file` under mocks."""
+def render(config_file: Path, stack: str, *, charts: bool = False, charts_base: Path | None = None) -> Render:
+    """Run the program for `stack` with `config_file` under mocks, and render its Helm releases.
+
+    `charts=True` renders each release's chart with the Helm engine (`platformctl render` and the
+    tests' session renders do; other renders skip it for speed); `charts_base` is the local charts
+    directory (default: platformctl.charts.charts_dir()).
+    """
     raw, secret_keys = read_stack_file(config_file)
     # Validate before anything is registered, so a bad file registers nothing.
-    load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
+    config = load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
+    local_charts(config, ROOT)  # an air-gapped stack's charts must be there and locked
 
     def run(settle: bool) -> Render:
         # A fresh context per render: Pulumi keeps its settings, config and root stack in
@@ -133,10 +144,17 @@ def render(config_file: Path, stack: str) -> Render:
         )
 
     try:
-        return run(settle=True)
+        result = run(settle=True)
     except LateChild:
         # Settling would change a dependsOn; the program as `pulumi up` runs it (more memory).
-        return run(settle=False)
+        result = run(settle=False)
+    if charts:
+        try:
+            missing = render_plan_releases(result.plan, kubernetes_versions(config), charts_base)
+        except (ChartError, HelmRenderError) as err:
+            raise RenderError(str(err)) from None
+        return Render(result.plan, result.fingerprints, missing)
+    return result
 
 
 def run_under_mocks(
@@ -306,7 +324,21 @@ def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def _object_file(resource: dict[str, Any]) -> tuple[str, str] | None:
+def _rendered_files(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where each object a Helm release's chart rendered goes: <cluster>/<namespace>/helm-<release>/<Kind>-<name>.yaml."""
+    files = []
+    release_namespace = resource["inputs"].get("namespace", "default")
+    for obj in resource.get("rendered", []):
+        namespace = object_namespace(obj, release_namespace) or "_cluster"
+        name = (obj.get("metadata") or {}).get("name", "unnamed")
+        files.append((
+            f"{resource['cluster']}/{namespace}/helm-{resource['name']}/{obj.get('kind')}-{name}.yaml",
+            yaml.safe_dump(obj, sort_keys=True),
+        ))
+    return files
+
+
+def _object_file(resource: dict[str, Any]) -> tuple[str, str] | tuple[None, None]:
     """Where a declared Kubernetes object or Helm release goes under manifests/, and its text."""
     inputs, cluster = resource["inputs"], resource["cluster"] or "_unbound"
     if resource["type"].startswith("kubernetes:helm.sh/"):
@@ -316,7 +348,7 @@ def _object_file(resource: dict[str, Any]) -> tuple[str, str] | None:
         body = yaml.safe_dump(inputs.get("values") or {}, sort_keys=True)
         return f"{cluster}/{namespace}/helm-{resource['name']}.values.yaml", header + body
     if not resource["type"].startswith("kubernetes:") or "kind" not in inputs:
-        return None
+        return None, None
     metadata = inputs.get("metadata") or {}
     namespace = metadata.get("namespace", "_cluster")
     name = metadata.get("name", resource["name"])
@@ -381,15 +413,24 @@ def write_render(result: Render, out: Path) -> None:
         for old in sorted(manifests.rglob("*"), reverse=True):
             old.unlink() if old.is_file() else old.rmdir()
     for resource in plan["resources"]:
-        placed = _object_file(resource)
-        if placed:
-            path = manifests / placed[0]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(placed[1])
+        for relative, text in [_object_file(resource), *_rendered_files(resource)]:
+            if relative:
+                path = manifests / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     (out / "graph.mmd").write_text(mermaid_graph(plan))
 
 
-def summary(plan: dict[str, Any], out: Path) -> str:
+def summary(result: Render, out: Path, charts_base: Path | None = None) -> str:
+    plan = result.plan
+    releases = [r for r in plan["resources"] if r["type"] == RELEASE_TYPE]
+    rendered = [r for r in releases if "rendered" in r]
+    helm = (
+        f"Helm releases: {len(rendered)} of {len(releases)} rendered by the Helm engine "
+        f"({sum(len(r['rendered']) for r in rendered)} objects)."
+    )
+    if result.values_only:
+        helm += "\n" + values_only_note(result.values_only, charts_base)
     by_urn = {r["urn"]: r for r in plan["resources"]}
     clusters = Counter(r["cluster"] or "(not Kubernetes)" for r in plan["resources"] if r["custom"])
     components = Counter()
@@ -404,6 +445,7 @@ def summary(plan: dict[str, Any], out: Path) -> str:
         *(f"  {name:<24} {count:>6}" for name, count in sorted(clusters.items())),
         "By component:",
         *(f"  {name:<40} {count:>6}" for name, count in sorted(components.items())),
+        helm,
         f"Plan: {out / 'plan.json'}",
         f"Manifests: {out / 'manifests'}",
         f"Graph: {out / 'graph.mmd'}",
@@ -414,7 +456,8 @@ def summary(plan: dict[str, Any], out: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     config_file = Path(args.config_file) if args.config_file else ROOT / f"Pulumi.{args.stack}.yaml"
     try:
-        result = render(config_file, args.stack)
+        charts_base = Path(args.charts_dir) if args.charts_dir else None
+        result = render(config_file, args.stack, charts=not args.values_only, charts_base=charts_base)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -423,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     write_render(result, out)
-    print(summary(result.plan, out))
+    print(summary(result, out, charts_base))
     return 0
 
 
@@ -432,6 +475,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
     parser.add_argument("--config-file", help="stack file to render (default: Pulumi.<stack>.yaml)")
     parser.add_argument("--out", default=None, help="output directory (default: build/render/<stack>)")
+    parser.add_argument("--charts-dir", help="local chart sources (default: $PLATFORM_CHARTS_DIR or build/charts)")
+    parser.add_argument("--values-only", action="store_true", help="skip the Helm engine: releases as their values only")
     parser.set_defaults(run=lambda args: run(_with_default_out(args)))
 
 

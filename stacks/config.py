@@ -30,7 +30,7 @@ from pydantic.alias_generators import to_camel
 from components.tenancy import Isolation, Severity
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.service import ServiceSettings, ServiceSlice
-from components.versions import EKS_ADDONS
+from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from stacks.services import SERVICES
 
 NAMESPACE = "platform"
@@ -274,12 +274,23 @@ class Identity(Model):
 class Sizing(Model):
     replicas: int = Field(default=1, ge=1, le=9)
     storage: Quantity = "10Gi"
+    # Per container of the service's chart: CPU and memory requests, and the memory limit.
+    cpu: Quantity = "100m"
+    memory: Quantity = "256Mi"
+    memory_limit: Quantity = "1Gi"
+
+    def resources(self) -> dict[str, dict[str, str]]:
+        """A container's `resources` for this sizing."""
+        return {"requests": {"cpu": self.cpu, "memory": self.memory}, "limits": {"memory": self.memory_limit}}
 
 
 class Service(Model):
     enabled: bool = True
     chart_version: ChartVersion | None = None
     sizing: Sizing = Sizing()
+
+
+GATEKEEPER_MIN_REPLICAS = 3
 
 
 class ServicesBase(Model):
@@ -291,8 +302,21 @@ class ServicesBase(Model):
             chart_version=service.chart_version,
             replicas=service.sizing.replicas,
             storage=service.sizing.storage,
+            resources=service.sizing.resources(),
             options={name: getattr(service, name) for name in type(service).model_fields if name not in Service.model_fields},
         )
+
+    @field_validator("gatekeeper", check_fields=False)
+    @classmethod
+    def _gatekeeper_replicas(cls, gatekeeper: Service) -> Service:
+        # Its webhook fails closed for every non-platform namespace: one restart or drain must
+        # leave two replicas answering (the chart's PDB is set to minAvailable 2).
+        if gatekeeper.enabled and gatekeeper.sizing.replicas < GATEKEEPER_MIN_REPLICAS:
+            raise ValueError(
+                f"sizing.replicas must be at least {GATEKEEPER_MIN_REPLICAS}: Gatekeeper's webhook fails closed, "
+                "so fewer replicas block admission during a restart or a node drain"
+            )
+        return gatekeeper
 
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
@@ -308,6 +332,14 @@ Services = create_model(
     __base__=ServicesBase,
     **{s.key: (m, m(sizing=Sizing(replicas=s.default_replicas))) for s, m in ((s, _service_model(s)) for s in SERVICES)},  # type: ignore[call-overload]
 )
+
+
+class Charts(Model):
+    """Where `pulumi up` takes the charts from."""
+
+    # Air-gapped: install each release from <localDir>/<chart>/<version> (filled and verified by
+    # `python -m platformctl charts fetch`), relative to the project directory, not from its repository.
+    local_dir: str | None = Field(default=None, min_length=1)
 
 
 # --- tenants --------------------------------------------------------------------------
@@ -421,12 +453,24 @@ class PlatformConfig(Model):
     protect: bool | None = None
     pipeline: Pipeline = Pipeline()
     supply_chain: SupplyChain = SupplyChain()
+    charts: Charts = Charts()
 
     @field_validator("tenants")
     @classmethod
     def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
         _refuse_repeats([t.name for t in tenants], "tenant name")
         return tenants
+
+    @model_validator(mode="after")
+    def _virtual_cluster_versions(self) -> PlatformConfig:
+        if any(t.isolation == "vcluster" for t in self.tenants):
+            for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod)):
+                if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS:
+                    raise ValueError(
+                        f"clusters.{name} runs Kubernetes {spec.kubernetes_version}, which has no pinned vCluster "
+                        f"Kubernetes image for tenants with isolation 'vcluster' (pinned: {', '.join(VCLUSTER_KUBERNETES_TAGS)})"
+                    )
+        return self
 
 
 # Secret-bearing fields: they must come from `pulumi config set --secret`.

@@ -6,7 +6,8 @@ components receive typed Args.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pulumi
 
@@ -23,7 +24,8 @@ from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.gatekeeper import Gatekeeper, GatekeeperArgs
 from components.inventory import CredentialInventory
 from policy.labels import TENANT_NAMESPACE_LABEL
-from stacks.config import ClusterSpec, PlatformConfig
+from platformctl.charts import ChartError, pinned_charts, verified
+from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
@@ -33,6 +35,8 @@ from stacks.vault_federation import build_vault_federation
 
 # Config keys (camelCase) to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
+# Config keys to the PlatformConfig.clusters fields.
+CLUSTER_FIELDS = (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
@@ -95,6 +99,7 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Base
                 platform_namespaces=PLATFORM_NAMESPACES,
                 replicas=services.gatekeeper.sizing.replicas,
                 chart_version=services.gatekeeper.chart_version,
+                resources=services.gatekeeper.sizing.resources(),
             ),
         )
     if services.external_secrets.enabled:
@@ -104,17 +109,46 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Base
             ExternalSecretsArgs(
                 replicas=services.external_secrets.sizing.replicas,
                 chart_version=services.external_secrets.chart_version,
+                resources=services.external_secrets.sizing.resources(),
             ),
         )
     return Baseline(gatekeeper, external_secrets)
 
 
-def build_platform(config: PlatformConfig) -> dict[str, pulumi.Input[object]]:
-    """Declare the whole platform; returns the stack outputs."""
+def kubernetes_versions(config: PlatformConfig) -> dict[str, str]:
+    """Each cluster's Kubernetes minor version, by cluster name (what its charts render for)."""
+    return {CLUSTER_NAMES[key]: getattr(config.clusters, field).kubernetes_version for key, field in CLUSTER_FIELDS}
+
+
+def local_charts(config: PlatformConfig, project_dir: Path) -> str | None:
+    """The air-gapped chart directory (absolute), every pinned chart in it checked against charts.lock.
+
+    Raises ConfigError naming `platform:charts.localDir` when a chart is missing or differs.
+    """
+    if config.charts.local_dir is None:
+        return None
+    base = (project_dir / config.charts.local_dir).resolve()
+    problems = []
+    for chart in pinned_charts():
+        try:
+            if verified(chart.chart, chart.version, base) is None:
+                problems.append(f"{chart.chart} {chart.version} is not in {base}: run `python -m platformctl charts fetch --charts-dir {base}`")
+        except ChartError as err:
+            problems.append(str(err))
+    if problems:
+        raise ConfigError("platform:charts.localDir", problems)
+    return str(base)
+
+
+def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dict[str, pulumi.Input[object]]:
+    """Declare the whole platform; returns the stack outputs. `charts_dir`: see `local_charts`."""
     inventory = CredentialInventory()  # one per run: every part registers what it creates
     clusters = {
-        CLUSTER_NAMES[key]: cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect))
-        for key, field in (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
+        CLUSTER_NAMES[key]: replace(
+            cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect)),
+            local_charts=charts_dir,
+        )
+        for key, field in CLUSTER_FIELDS
     }
     inventory.register(*cluster_credentials(clusters))
     baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}

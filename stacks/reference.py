@@ -48,10 +48,12 @@ def _model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _default(field: Any) -> str:
-    if field.is_required():
-        return "**required**"
-    value = field.get_default(call_default_factory=True)
+def _default(field: Any, value: Any = PydanticUndefined) -> str:
+    """The field's default, or `value` where the enclosing default object sets its own."""
+    if value is PydanticUndefined:
+        if field.is_required():
+            return "**required**"
+        value = field.get_default(call_default_factory=True)
     if value is None or value is PydanticUndefined:
         return "unset"
     if isinstance(value, BaseModel):
@@ -59,7 +61,8 @@ def _default(field: Any) -> str:
     return f"`{json.dumps(value)}`"
 
 
-def rows(model: type[BaseModel], prefix: str) -> list[str]:
+def rows(model: type[BaseModel], prefix: str, defaults: BaseModel | None = None) -> list[str]:
+    """Reference rows of `model`'s keys; `defaults`: the default object it sits in, whose values win."""
     fields = model.model_fields
     annotations = {f.annotation for f in fields.values()}
     if len(fields) > 1 and len(annotations) == 1 and _model(next(iter(annotations))):
@@ -69,11 +72,13 @@ def rows(model: type[BaseModel], prefix: str) -> list[str]:
     lines = []
     for name, field in fields.items():
         key = f"{prefix}{field.alias or name}"
-        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} |")
+        value = getattr(defaults, name) if defaults is not None else PydanticUndefined
+        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field, value)} |")
         nested = _model(field.annotation)
         if nested is not None:
             is_list = typing.get_origin(field.annotation) is list
-            lines += rows(nested, f"{key}[]." if is_list else f"{key}.")
+            default = value if value is not PydanticUndefined else field.get_default(call_default_factory=True)
+            lines += rows(nested, f"{key}[]." if is_list else f"{key}.", default if isinstance(default, BaseModel) else None)
     return lines
 
 

@@ -123,6 +123,14 @@ BAD_CONFIGS = [
      "platform:tenants[0].owners[0]", "GitLab username"),
     ("identity without e-mail domain", DEV, deleting(I, "emailDomain"), "platform:identity.emailDomain", "required"),
     ("protect not a boolean", DEV, setting("platform:protect", value="sometimes"), "platform:protect", "true or false"),
+    ("gatekeeper below three replicas", DEV, setting("platform:services", "gatekeeper", value={"sizing": {"replicas": 2}}),
+     "platform:services.gatekeeper", "at least 3"),
+    ("sizing memory not a quantity", DEV, setting("platform:services", "harbor", value={"sizing": {"memory": "big"}}),
+     "platform:services.harbor.sizing.memory", "Kubernetes quantity"),
+    ("vCluster tenants on a host without a pinned vCluster Kubernetes", DEV,
+     setting(C, "dev", "kubeconfig", "kubernetesVersion", value="1.34"), "platform", "no pinned vCluster Kubernetes image"),
+    ("local charts directory empty", DEV, setting("platform:charts", value={"localDir": ""}),
+     "platform:charts.localDir", "at least 1"),
 ]
 
 

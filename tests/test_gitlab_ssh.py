@@ -271,7 +271,10 @@ def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) 
         ArgoCd(
             "argocd",
             cluster,
-            ArgoCdArgs(exposure=_exposure("argocd"), oidc=_oidc("argocd"), groups=groups, ssh_known_hosts=gitlab.ssh_known_hosts),
+            ArgoCdArgs(
+                exposure=_exposure("argocd"), oidc=_oidc("argocd"), groups=groups, cert_manager=cert_manager,
+                ingress_controller=traefik, ssh_known_hosts=gitlab.ssh_known_hosts,
+            ),
         )
         return inventory
 

@@ -311,10 +311,11 @@ def test_nothing_insecure(run: Run) -> None:
 
 def test_trusts_the_platform_ca(run: Run) -> None:
     pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", CA_PEM, re.S)
-    for name in ("orchestra", "orchestra-login-portal"):
-        trusted = releases(run)[name]["inputs"]["values"]["trusted_certs"]
-        assert [entry["name"] for entry in trusted] == ["platform-ca-0", "platform-ca-1"]
-        assert [base64.b64decode(entry["pem_b64"]).decode().strip() for entry in trusted] == pems
+    trusted = releases(run)["orchestra"]["inputs"]["values"]["trusted_certs"]
+    assert [entry["name"] for entry in trusted] == ["platform-ca-0", "platform-ca-1"]
+    assert [base64.b64decode(entry["pem_b64"]).decode().strip() for entry in trusted] == pems
+    # The login portal's templates read no trust, network or certificate values: it gets none.
+    assert not set(releases(run)["orchestra-login-portal"]["inputs"]["values"]) & {"trusted_certs", "network", "cert_template"}
 
 
 def test_public_roots_add_no_trusted_cert() -> None:
@@ -326,11 +327,10 @@ def test_public_roots_add_no_trusted_cert() -> None:
 
 def test_published_by_our_ingress_with_a_platform_certificate(run: Run) -> None:
     found = releases(run)
-    for name in ("orchestra", "orchestra-login-portal"):
-        network = found[name]["inputs"]["values"]["network"]
-        # No chart route: its nginx Ingress hard-codes the class, its Traefik route skips verification.
-        assert (network["ingress_type"], network["createIngressCertificate"]) == ("none", False)
-        assert network["openunison_host"] == HOST
+    network = found["orchestra"]["inputs"]["values"]["network"]
+    # No chart route: its nginx Ingress hard-codes the class, its Traefik route skips verification.
+    assert (network["ingress_type"], network["createIngressCertificate"]) == ("none", False)
+    assert network["openunison_host"] == HOST
     [ingress] = run.of_type("kubernetes:networking.k8s.io/v1:Ingress")
     inputs = ingress["inputs"]
     assert inputs["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}

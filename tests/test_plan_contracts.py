@@ -39,6 +39,8 @@ UNVENDORED_CHART_KEYS = {
         "ports.web.redirections.entryPoint.scheme",
         "ports.web.redirections.entryPoint.permanent",
         "ports.websecure.asDefault",
+        "ports.websecure.transport.respondingTimeouts.readTimeout",
+        "resources.*",
         # A custom entrypoint: the chart turns every `ports.<name>` into one (SSH to GitLab).
         "ports.ssh.port",
         "ports.ssh.exposedPort",
@@ -58,14 +60,18 @@ UNVENDORED_CRD_FIELDS = {
 }
 
 # Values that are free-form by the chart's design although their default is not `{}`.
+# `resources` the chart's values document only as `{}` or in comments (a container's resources,
+# Kubernetes' own type); tests/test_helm_values_effect.py proves each changes the rendered pods.
 FREEFORM = {
+    "gatekeeper": ["postInstall.resources", "crds.resources"],
+    "harbor": ["*.resources"],
     "argo-cd": ["configs.cm.*", "configs.rbac.*", "configs.params.*"],
     # Documented only in comments upstream; the pod security context is Kubernetes' own type.
     "cert-manager": ["serviceAccount.annotations.*", "securityContext.*"],
     # The charts' templates read `.Values.oidc`, which values.yaml does not document;
     # tests/test_openunison.py checks its keys against the upstream template.
-    "orchestra": ["oidc"],
-    "orchestra-login-portal": ["oidc"],
+    "orchestra": ["oidc", "services.resources", "precheck.resources"],
+    "orchestra-login-portal": ["oidc", "services.resources"],
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
 import json
 import socket
 import subprocess
@@ -27,7 +26,9 @@ def test_plan_shape(plan: dict) -> None:
     assert plan["schema"] == 1 and plan["project"] == "platform-bootstrap"
     assert plan["resources"], "an empty plan"
     for resource in plan["resources"]:
-        assert set(resource) == PLAN_KEYS, resource["urn"]
+        # A Helm release also carries what its chart renders (with chart sources; tests/test_helm_render.py).
+        assert set(resource) - {"rendered"} == PLAN_KEYS, resource["urn"]
+        assert "rendered" not in resource or resource["type"] == "kubernetes:helm.sh/v3:Release"
         assert set(resource["options"]) == {
             "protect", "deleteBeforeReplace", "retainOnDelete", "ignoreChanges", "additionalSecretOutputs"
         }
@@ -101,16 +102,20 @@ def test_eks_issuer_output_comes_from_the_cluster(renders: dict[str, Render]) ->
     assert outputs["prod"]["eks"] is True
 
 
-def test_two_renders_are_byte_identical(tmp_path: Path) -> None:
-    # Separate processes: hash seeds and memory addresses differ between them.
+def test_two_renders_are_byte_identical(tmp_path: Path, charted: dict[str, Render]) -> None:
+    # Separate processes: hash seeds and memory addresses differ between them. With the charts
+    # (`charted` fails in CI without them), so the rendered objects are compared too.
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
         subprocess.run(
             [sys.executable, "-m", "platformctl", "render", "--stack", "prod", "--out", str(out)],
             cwd=ROOT, check=True, capture_output=True, timeout=300,
         )
-    comparison = filecmp.dircmp(outs[0], outs[1])
-    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    files = [sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) for out in outs]
+    assert files[0] == files[1]
+    assert any(p.parent.name.startswith("helm-") for p in files[0])  # rendered chart objects
+    for name in files[0]:
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     for name in ("plan.json", "graph.mmd", FINGERPRINTS):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
 
@@ -123,6 +128,7 @@ def test_render_cli_prints_summary_and_where_the_plan_is(tmp_path: Path) -> None
     )
     assert f"Plan: {out / 'plan.json'}" in proc.stdout
     assert "By cluster:" in proc.stdout and "By component:" in proc.stdout
+    assert "Helm releases: " in proc.stdout  # how many the Helm engine rendered, or which are values-only
     assert json.loads((out / "plan.json").read_text())["stack"] == "dev"
     assert (out / "graph.mmd").read_text().startswith("graph LR")
 

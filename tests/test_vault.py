@@ -234,7 +234,7 @@ def test_release_is_ha_raft_over_tls_and_never_dev_mode(rendered: dict[str, Any]
     assert schema_errors("vault", values) == []
     server = values["server"]
     assert server["ha"]["enabled"] is True and server["ha"]["raft"]["enabled"] is True and server["ha"]["replicas"] == 3
-    assert server["dev"]["enabled"] is False and server["standalone"]["enabled"] is False
+    assert server["dev"]["enabled"] is False and "standalone" not in server  # HA mode ignores standalone
     assert values["global"]["tlsDisable"] is False and values["injector"]["enabled"] is False
     assert server["dataStorage"] == {"enabled": True, "size": "10Gi"}
     assert release["options"]["protect"] is rendered["protect"]  # the raft volumes

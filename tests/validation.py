@@ -460,9 +460,9 @@ class _CrdSchema:
     scope: str  # "Namespaced" | "Cluster"
 
 
-@functools.lru_cache(maxsize=1)
-def _crd_index() -> dict[tuple[str, str], _CrdSchema]:
-    entries = json.loads((SCHEMAS_DIR / "index.json").read_text(encoding="utf-8"))
+@functools.lru_cache(maxsize=None)
+def _crd_index(schemas_dir: Path = SCHEMAS_DIR) -> dict[tuple[str, str], _CrdSchema]:
+    entries = json.loads((schemas_dir / "index.json").read_text(encoding="utf-8"))
     return {(e["apiVersion"], e["kind"]): _CrdSchema(e["schema"], e["scope"]) for e in entries}
 
 
@@ -517,13 +517,13 @@ def _strict(node: Any, root: bool = False) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _crd_validator(schema_file: str) -> jsonschema.protocols.Validator:
-    raw = json.loads((SCHEMAS_DIR / schema_file).read_text(encoding="utf-8"))
+def _crd_validator(schema_file: str, schemas_dir: Path = SCHEMAS_DIR) -> jsonschema.protocols.Validator:
+    raw = json.loads((schemas_dir / schema_file).read_text(encoding="utf-8"))
     # Draft 4: CRD schemas are OpenAPI 3.0 schema objects, a draft-4 dialect.
     return jsonschema.Draft4Validator(_strict(raw, root=True))
 
 
-def custom_resource_errors(obj: dict[str, Any]) -> list[str]:
+def custom_resource_errors(obj: dict[str, Any], schemas_dir: Path = SCHEMAS_DIR) -> list[str]:
     """Strict errors of a custom resource against its pinned CRD schema ([] when valid).
 
     Unknown fields are errors (see ``_strict``), metadata may hold only
@@ -531,16 +531,18 @@ def custom_resource_errors(obj: dict[str, Any]) -> list[str]:
     must not carry a namespace.  CEL rules, list-type uniqueness and formats are
     not checked.  Raises ``MissingFixtureError`` for a kind/apiVersion without a
     schema fixture, so a missing fixture is loud rather than a silent pass.
+    ``schemas_dir``: another collection of the same layout (index.json), such as
+    ``../shared/upstream/schemas`` for what charts render.
     """
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    entry = _crd_index().get((str(api_version), str(kind)))
+    entry = _crd_index(schemas_dir).get((str(api_version), str(kind)))
     if entry is None:
-        known = sorted(f"{k} {a}" for a, k in _crd_index())
+        known = sorted(f"{k} {a}" for a, k in _crd_index(schemas_dir))
         raise MissingFixtureError(
-            f"no CRD schema fixture for kind {kind!r} apiVersion {api_version!r} in {SCHEMAS_DIR}; "
+            f"no CRD schema fixture for kind {kind!r} apiVersion {api_version!r} in {schemas_dir}; "
             f"copy it from the upstream schemas and add it to index.json (have: {', '.join(known)})"
         )
-    validator = _crd_validator(entry.file)
+    validator = _crd_validator(entry.file, schemas_dir)
     errors = [
         f"{_dotted(e.absolute_path) or '<root>'}: {e.message}"
         for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))

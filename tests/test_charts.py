@@ -1,0 +1,124 @@
+"""The pinned chart sources: digests, the lock, fetching from a mirror folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from components.versions import CHARTS
+from platformctl import charts
+
+
+def _mirror(tmp_path: Path) -> Path:
+    """A mirror folder with a small chart under the pinned name and version of the Traefik chart."""
+    pin = CHARTS["traefik"]
+    chart = tmp_path / "mirror" / pin.chart
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {pin.chart}\nversion: {pin.version}\n")
+    (chart / "templates" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    return tmp_path / "mirror"
+
+
+def test_digest_depends_on_paths_and_contents_only(tmp_path: Path) -> None:
+    chart = _mirror(tmp_path) / "traefik"
+    first = charts.digest(chart)
+    copy = tmp_path / "copy"
+    shutil.copytree(chart, copy)
+    (copy / "Chart.yaml").chmod(0o600)
+    assert charts.digest(copy) == first
+    (copy / "templates" / "cm.yaml").write_text("changed\n")
+    assert charts.digest(copy) != first
+    (copy / "templates" / "cm.yaml").rename(copy / "templates" / "cm2.yaml")
+    assert charts.digest(copy) != first
+
+
+def test_a_chart_that_differs_from_its_lock_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = _mirror(tmp_path)
+    pin = CHARTS["traefik"]
+    lock = {f"{pin.chart}@{pin.version}": {"chart": pin.chart, "version": pin.version, "repo": pin.repo,
+                                            "digest": charts.digest(mirror / pin.chart)}}
+    base = tmp_path / "charts"
+    charts._install(mirror / pin.chart, charts.chart_path(pin.chart, pin.version, base))
+    assert charts.verified(pin.chart, pin.version, base, lock) == base / pin.chart / pin.version
+    (base / pin.chart / pin.version / "templates" / "cm.yaml").write_text("tampered\n")
+    with pytest.raises(charts.ChartError, match="differs from charts.lock"):
+        charts.verified(pin.chart, pin.version, base, lock)
+    with pytest.raises(charts.ChartError, match="is not in charts.lock"):
+        charts.verified(pin.chart, pin.version, base, {})
+    assert charts.verified(pin.chart, "0.0.0-not-fetched", base, lock) is None
+
+
+def test_fetch_from_dir_refuses_a_mirror_chart_that_differs_from_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = _mirror(tmp_path)
+    monkeypatch.setattr(charts, "pinned_charts", lambda: [CHARTS["traefik"]])
+    with pytest.raises(charts.ChartError, match="traefik.* differs from charts.lock"):
+        # The repository's lock has the real Traefik chart's digest, not this small one's.
+        charts.fetch_from_dir(mirror, tmp_path / "charts")
+    assert not (tmp_path / "charts" / "traefik").exists()
+
+
+def test_the_lock_covers_every_pinned_release_chart() -> None:
+    lock = charts.read_lock()
+    assert {f"{c.chart}@{c.version}" for c in charts.pinned_charts()} == set(lock)
+    assert all(entry["digest"].startswith("sha256:") for entry in lock.values())
+
+
+def _stack_with_local_charts(tmp_path: Path, local_dir: str) -> Path:
+    import yaml
+
+    document = yaml.safe_load((charts.ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"]["platform:charts"] = {"localDir": local_dir}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_an_air_gapped_stack_installs_every_release_from_the_verified_local_charts(tmp_path: Path) -> None:
+    from platformctl.helm_render import RELEASE_TYPE
+    from platformctl.render import render
+
+    if charts.verified("traefik", CHARTS["traefik"].version) is None:
+        message = "no local chart sources: python -m platformctl charts fetch --from-dir ../shared/upstream/chart-src"
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)
+    plan = render(_stack_with_local_charts(tmp_path, "build/charts"), "dev").plan
+    releases = [r for r in plan["resources"] if r["type"] == RELEASE_TYPE]
+    assert len(releases) >= 17
+    lock = charts.read_lock()
+    for release in releases:
+        inputs = release["inputs"]
+        chart = Path(inputs["chart"])
+        assert chart == charts.DEFAULT_DIR / chart.parent.name / inputs["version"]
+        assert "repositoryOpts" not in inputs
+        assert charts.digest(chart) == lock[f"{chart.parent.name}@{inputs['version']}"]["digest"]
+
+
+def test_an_air_gapped_stack_without_its_charts_is_refused_before_anything_registers(tmp_path: Path) -> None:
+    from platformctl.render import render
+    from stacks.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"platform:charts.localDir: argo-cd 10.1.1 is not in .*: run `python -m platformctl charts fetch"):
+        render(_stack_with_local_charts(tmp_path, str(tmp_path / "empty")), "dev")
+
+
+def test_rendering_refuses_a_chart_that_changed_under_its_version(tmp_path: Path) -> None:
+    from platformctl.helm_render import RELEASE_TYPE, render_plan_releases
+
+    pin = CHARTS["traefik"]
+    source = charts.verified(pin.chart, pin.version)
+    if source is None:
+        message = "no local chart sources: python -m platformctl charts fetch --from-dir ../shared/upstream/chart-src"
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)
+    tampered = charts.chart_path(pin.chart, pin.version, tmp_path)
+    shutil.copytree(source, tampered)
+    with (tampered / "values.yaml").open("a") as values:
+        values.write("# changed\n")
+    plan = {"resources": [{
+        "urn": "urn:release", "type": RELEASE_TYPE, "name": "traefik", "cluster": "dev",
+        "inputs": {"chart": pin.chart, "version": pin.version, "name": "traefik", "namespace": "traefik", "values": {}},
+    }]}
+    with pytest.raises(charts.ChartError, match="traefik 37.4.0 in .* differs from charts.lock"):
+        render_plan_releases(plan, {"dev": "1.33"}, tmp_path)
+    assert "rendered" not in plan["resources"][0]
