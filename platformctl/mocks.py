@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sys
 import threading
 from typing import Any
 
@@ -162,6 +163,10 @@ class PlatformMocks(Mocks):
         raise InvokeNotAllowed(f"the program invoked {args.token}; declare the value in config instead")
 
 
+# Strings this short (names, labels, kinds, URNs) repeat across a plan: the plan keeps one copy.
+_SHARED_UP_TO = 256
+
+
 def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     """Replace every secret in a deserialized property value by REDACTED.
 
@@ -177,7 +182,7 @@ def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
         for key in sorted(value):
             if key.startswith("__"):
                 continue  # engine-internal, such as a dynamic provider's pickled code
-            out[key], sub = redact(value[key], f"{path}.{key}" if path else key)
+            out[sys.intern(key)], sub = redact(value[key], f"{path}.{key}" if path else key)
             secrets.update(sub)
         return out, secrets
     if isinstance(value, list):
@@ -190,6 +195,8 @@ def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     if isinstance(value, float) and value.is_integer():
         # The wire format carries every number as a double; the API server receives 60000.
         return int(value), {}
+    if isinstance(value, str) and len(value) <= _SHARED_UP_TO:
+        return sys.intern(value), {}
     return value, {}
 
 
@@ -213,6 +220,9 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
+        # The stock monitor keeps every resource's state for `getResource` invokes, which the
+        # program never makes (a second copy of the plan): the record below is what the render keeps.
+        self.resources.pop(response.urn, None)
         secret_outputs = list(request.additionalSecretOutputs)
         if secret_outputs:
             state = rpc.deserialize_properties(response.object, keep_unknowns=True)
@@ -226,6 +236,7 @@ class RecordingMonitor(MockMonitor):
 
     def ReadResource(self, request: Any) -> Any:
         response = super().ReadResource(request)
+        self.resources.pop(response.urn, None)
         # Reads are in the engine's state too; their "input" is the id read.
         self._record(request, response.urn, inputs={"id": request.id})
         return response

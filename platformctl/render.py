@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import gc
 import hashlib
 import heapq
 import json
@@ -44,6 +45,8 @@ PLACEHOLDER = "placeholder-for-secure-value"
 # While the program declares, pending registrations settle before a top-level resource once
 # this many have been declared since the last time (see `_settling`).
 SETTLE_EVERY = 500
+# Young-generation threshold of the garbage collector while a program runs (see `_collecting_less`).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 class RenderError(Exception):
@@ -184,7 +187,7 @@ def run_under_mocks(
     runtime_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
     error: BaseException | None = None
-    with _without_stack_traces(), _settling(loop, settle) as late_children:
+    with _without_stack_traces(), _collecting_less(), _settling(loop, settle) as late_children:
         # The program runs outside the event loop so that `_settling` can run the loop at its
         # checkpoints; run_pulumi_func then waits for what is left and raises the program's error.
         try:
@@ -227,6 +230,27 @@ def _without_stack_traces() -> Iterator[None]:
         yield
     finally:
         runtime_resource._get_stack_trace = original
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Run the garbage collector less often while the program runs; restored afterwards.
+
+    Why: each registration allocates a few hundred containers (Outputs, futures, tasks, the
+    record) that outlive the default 700-allocation young generation until their
+    registration settles, so the collector scanned them over and over: about half of a
+    render's CPU. Freezing what exists beforehand (the imported SDKs) keeps full collections
+    off it, and a larger young generation lets most of them die before a scan. Collection
+    order never shows in the plan: it holds no object identities.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class _Children(set[Any]):
@@ -406,7 +430,10 @@ FINGERPRINTS = "secret-fingerprints.json"
 def write_render(result: Render, out: Path) -> None:
     plan = result.plan
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
+    with (out / "plan.json").open("w") as file:
+        # Streamed: at 1,000 tenants the text alone is ~150 MB.
+        json.dump(plan, file, indent=1)
+        file.write("\n")
     (out / FINGERPRINTS).write_text(json.dumps(result.fingerprints, indent=1) + "\n")
     manifests = out / "manifests"
     if manifests.exists():
