@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -12,15 +13,44 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from platformctl.helm_render import values_only_note  # noqa: E402
-from platformctl.render import Render, render  # noqa: E402
+from platformctl.render import Render, render, write_render  # noqa: E402
 
 STACKS = ("dev", "prod")
+# Socket calls the session renders attempted (each refused): test_render asserts there were none.
+NETWORK_ATTEMPTS: list[tuple[str, tuple]] = []
+
+
+def refusing(name: str):
+    """A stand-in for socket call `name` that records the attempt and fails."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        NETWORK_ATTEMPTS.append((name, args))
+        raise AssertionError(f"network access attempted: {name}{args}")
+    return refuse
 
 
 @pytest.fixture(scope="session")
 def renders() -> dict[str, Render]:
-    # With the Helm engine: tests/test_helm_render.py checks what the charts make of the values.
-    return {stack: render(ROOT / f"Pulumi.{stack}.yaml", stack, charts=True) for stack in STACKS}
+    """Both stacks rendered once, with the network refused while the program runs."""
+    # urllib3 (through hvac, which the program imports lazily) binds a socket to ::1 when it
+    # is first imported, to probe IPv6 support: no traffic, and not the program's doing.
+    import urllib3  # noqa: F401
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("connect", "connect_ex", "bind", "sendto"):
+            patch.setattr(socket.socket, name, refusing(name))
+        patch.setattr(socket, "create_connection", refusing("create_connection"))
+        patch.setattr(socket, "getaddrinfo", refusing("getaddrinfo"))
+        # With the Helm engine: tests/test_helm_render.py checks what the charts make of the values.
+        return {stack: render(ROOT / f"Pulumi.{stack}.yaml", stack, charts=True) for stack in STACKS}
+
+
+@pytest.fixture(scope="session")
+def render_dirs(renders: dict[str, Render], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The session renders written as `platformctl render` writes them (read them, don't change them)."""
+    out = tmp_path_factory.mktemp("renders")
+    for stack, result in renders.items():
+        write_render(result, out / stack)
+    return {stack: out / stack for stack in renders}
 
 
 @pytest.fixture(scope="session", params=STACKS)

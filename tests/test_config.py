@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from platformctl.render import read_stack_file, render_plan
@@ -215,9 +215,7 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), base=st.sampled_from([DEV, PROD]))
-def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base: dict) -> None:
+def _mutated(data: st.DataObject, base: dict) -> dict:
     doc = copy.deepcopy(base)
     for _ in range(data.draw(st.integers(1, 3))):
         paths = _paths(doc["config"])
@@ -233,16 +231,37 @@ def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base
                 parent = parent[part]
             if isinstance(parent, dict):
                 parent[data.draw(st.text(min_size=1, max_size=8))] = data.draw(_LEAVES)
+    return doc
+
+
+def _load(tmp_path: Path, doc: dict, stack: str) -> Path:
+    """Write `doc` as a stack file and validate it as the render does; ConfigError if invalid."""
     file = tmp_path / "Pulumi.random.yaml"
     file.write_text(yaml.safe_dump(doc))
-    stack = "prod" if base is PROD else "dev"
+    raw, secrets = read_stack_file(file)
+    load_platform_config(raw, stack=stack, source=str(file), secret_keys=secrets)
+    return file
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), base=st.sampled_from([DEV, PROD]))
+def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base: dict) -> None:
     try:
-        raw, secrets = read_stack_file(file)
-        load_platform_config(raw, stack=stack, source=str(file), secret_keys=secrets)
+        _load(tmp_path, _mutated(data, base), "prod" if base is PROD else "dev")
     except ConfigError as err:
         assert err.problems and all(p.startswith("platform") for p in err.problems)
-        return
-    # Still valid: the whole program must then run.
+
+
+# Mutations that stay valid must run the whole program; a render costs about a second, so
+# this draws until it has rendered a bounded number of them (invalid draws cost nothing).
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+@given(data=st.data(), base=st.sampled_from([DEV, PROD]))
+def test_random_mutations_that_stay_valid_render(tmp_path: Path, data: st.DataObject, base: dict) -> None:
+    stack = "prod" if base is PROD else "dev"
+    try:
+        file = _load(tmp_path, _mutated(data, base), stack)
+    except ConfigError:
+        assume(False)
     assert render_plan(file, stack)["resources"]
 
 

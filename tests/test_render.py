@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import NETWORK_ATTEMPTS, refusing
 from platformctl.diff import diff_renders, load_render, to_markdown
 from platformctl.render import FINGERPRINTS, Render, render, write_render
 
@@ -102,57 +103,43 @@ def test_eks_issuer_output_comes_from_the_cluster(renders: dict[str, Render]) ->
     assert outputs["prod"]["eks"] is True
 
 
-def test_two_renders_are_byte_identical(tmp_path: Path, charted: dict[str, Render]) -> None:
-    # Separate processes: hash seeds and memory addresses differ between them. With the charts
-    # (`charted` fails in CI without them), so the rendered objects are compared too.
-    outs = [tmp_path / "a", tmp_path / "b"]
-    for out in outs:
-        subprocess.run(
-            [sys.executable, "-m", "platformctl", "render", "--stack", "prod", "--out", str(out)],
-            cwd=ROOT, check=True, capture_output=True, timeout=300,
-        )
-    files = [sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) for out in outs]
-    assert files[0] == files[1]
-    assert any(p.parent.name.startswith("helm-") for p in files[0])  # rendered chart objects
-    for name in files[0]:
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
-    for name in ("plan.json", "graph.mmd", FINGERPRINTS):
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
-
-
-def test_render_cli_prints_summary_and_where_the_plan_is(tmp_path: Path) -> None:
-    out = tmp_path / "dev"
+def test_render_cli_is_byte_identical_to_another_process_and_prints_where_the_plan_is(
+    tmp_path: Path, render_dirs: dict[str, Path], charted: dict[str, Render]
+) -> None:
+    # The CLI in a process of its own against the session's render in this one: hash seeds
+    # and memory addresses differ between them. With the charts (`charted` fails in CI without
+    # them), so the rendered objects are compared too.
+    out = tmp_path / "prod"
     proc = subprocess.run(
-        [sys.executable, "-m", "platformctl", "render", "--stack", "dev", "--out", str(out)],
+        [sys.executable, "-m", "platformctl", "render", "--stack", "prod", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     )
+    comparison = filecmp.dircmp(render_dirs["prod"], out)
+    assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
+    for name in ("plan.json", "graph.mmd", FINGERPRINTS):
+        assert (render_dirs["prod"] / name).read_bytes() == (out / name).read_bytes()
+    manifests = sorted(p.relative_to(out) for p in (out / "manifests").rglob("*.yaml"))
+    assert any(p.parent.name.startswith("helm-") for p in manifests)  # rendered chart objects
+    assert manifests and manifests == sorted(p.relative_to(render_dirs["prod"]) for p in (render_dirs["prod"] / "manifests").rglob("*.yaml"))
+    assert all((out / m).read_bytes() == (render_dirs["prod"] / m).read_bytes() for m in manifests)
     assert f"Plan: {out / 'plan.json'}" in proc.stdout
     assert "By cluster:" in proc.stdout and "By component:" in proc.stdout
     assert "Helm releases: " in proc.stdout  # how many the Helm engine rendered, or which are values-only
-    assert json.loads((out / "plan.json").read_text())["stack"] == "dev"
+    assert json.loads((out / "plan.json").read_text())["stack"] == "prod"
     assert (out / "graph.mmd").read_text().startswith("graph LR")
 
 
-def test_no_network_while_the_program_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[object] = []
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        opened.append(args)
-        raise AssertionError(f"network access attempted: {args}")
-
-    for name in ("connect", "connect_ex", "bind", "sendto"):
-        monkeypatch.setattr(socket.socket, name, refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    for stack in ("dev", "prod"):
-        assert render(ROOT / f"Pulumi.{stack}.yaml", stack).plan["resources"]
-    assert opened == []
+def test_no_network_while_the_program_runs(renders: dict[str, Render]) -> None:
+    # The session renders ran with every socket call refused and recorded (conftest).
+    assert all(r.plan["resources"] for r in renders.values())
+    assert NETWORK_ATTEMPTS == []
 
 
 def test_the_guard_above_would_catch_a_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", lambda *a: (_ for _ in ()).throw(AssertionError("blocked")))
-    with pytest.raises(AssertionError, match="blocked"), socket.socket() as s:
+    monkeypatch.setattr(socket.socket, "connect", refusing("connect"))
+    with pytest.raises(AssertionError, match="network access attempted"), socket.socket() as s:
         s.connect(("127.0.0.1", 9))
+    assert NETWORK_ATTEMPTS.pop()[0] == "connect" and NETWORK_ATTEMPTS == []
 
 
 def _render_variant(tmp_path: Path, name: str, edit) -> Path:
@@ -173,8 +160,8 @@ def _with_secret_kubeconfig(ciphertext: str):
     return edit
 
 
-def test_diff_reports_exactly_the_changed_value(tmp_path: Path) -> None:
-    base = _render_variant(tmp_path, "base", lambda c: None)
+def test_diff_reports_exactly_the_changed_value(tmp_path: Path, render_dirs: dict[str, Path]) -> None:
+    base = render_dirs["dev"]
     head = _render_variant(
         tmp_path, "head", lambda c: c["platform:clusters"]["prod"]["kubeconfig"].update(context="kind-prod-blue")
     )
@@ -203,8 +190,8 @@ def test_diff_reports_a_changed_secret_without_its_value(tmp_path: Path) -> None
     assert "placeholder-for-secure-value" not in everything
 
 
-def test_diff_exit_codes(tmp_path: Path) -> None:
-    base = _render_variant(tmp_path, "base", lambda c: None)
+def test_diff_exit_codes(tmp_path: Path, render_dirs: dict[str, Path]) -> None:
+    base = render_dirs["dev"]
     same = subprocess.run([sys.executable, "-m", "platformctl", "diff", str(base), str(base)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert same.returncode == 0 and "No changes." in same.stdout

@@ -12,7 +12,7 @@ import yaml
 
 from benchmarks.render_scale import stack_file, synthetic_tenants
 from platformctl.diff import diff_renders, load_render
-from platformctl.render import enclosing, read_stack_file, render, write_render
+from platformctl.render import SETTLE_EVERY, enclosing, read_stack_file, render, write_render
 from stacks.config import Tenant as TenantConfig
 from stacks.config import load_platform_config
 
@@ -240,12 +240,18 @@ def test_each_tenant_environment_is_held_to_its_own_scope(dev_plan: dict) -> Non
 # --- adding, removing and reordering tenants ------------------------------------------------
 
 
+# Enough tenants that the render settles several times among them (SETTLE_EVERY), the
+# smallest count that shows tenants stay independent across those checkpoints.
+TENANTS = 12
+
+
 @pytest.fixture(scope="module")
-def fifty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    tmp = tmp_path_factory.mktemp("fifty")
-    tenants = synthetic_tenants(50)
+def several(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    tmp = tmp_path_factory.mktemp("several")
+    tenants = synthetic_tenants(TENANTS)
     out = tmp / "base"
     write_render(render(stack_file(tmp, tenants), "dev"), out)
+    assert len(load_render(out)[0]["resources"]) > 3 * SETTLE_EVERY
     return out, tenants
 
 
@@ -255,33 +261,33 @@ def _rendered(tmp_path: Path, name: str, tenants: list[dict]):
     return load_render(out)
 
 
-def test_adding_a_tenant_adds_only_its_resources(tmp_path: Path, fifty) -> None:
-    base_dir, tenants = fifty
+def test_adding_a_tenant_adds_only_its_resources(tmp_path: Path, several) -> None:
+    base_dir, tenants = several
     base = load_render(base_dir)
-    head = _rendered(tmp_path, "added", synthetic_tenants(51))
+    head = _rendered(tmp_path, "added", synthetic_tenants(TENANTS + 1))
     result = diff_renders(base, head)
     assert not result.removed and not result.changed, [r["name"] for r, _ in result.changed][:10]
     owners = tenant_of(head[0])
-    newcomers = {"owner0051", "dev0051", "ops0051"}
+    newcomers = {"owner0013", "dev0013", "ops0013"}
     for resource in result.added:
-        assert owners[resource["urn"]] == "team0051" or any(u in resource["name"] for u in newcomers), resource["name"]
+        assert owners[resource["urn"]] == "team0013" or any(u in resource["name"] for u in newcomers), resource["name"]
     assert len(result.added) > 50
 
 
-def test_removing_a_tenant_removes_only_its_resources(tmp_path: Path, fifty) -> None:
-    base_dir, tenants = fifty
+def test_removing_a_tenant_removes_only_its_resources(tmp_path: Path, several) -> None:
+    base_dir, tenants = several
     base = load_render(base_dir)
-    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team0025"])
+    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team0006"])
     result = diff_renders(base, head)
     assert not result.added and not result.changed
     owners = tenant_of(base[0])
-    leavers = {"owner0025", "dev0025", "ops0025"}
+    leavers = {"owner0006", "dev0006", "ops0006"}
     assert result.removed
     for resource in result.removed:
-        assert owners[resource["urn"]] == "team0025" or any(u in resource["name"] for u in leavers), resource["name"]
+        assert owners[resource["urn"]] == "team0006" or any(u in resource["name"] for u in leavers), resource["name"]
 
 
-def test_reordering_tenants_changes_nothing(tmp_path: Path, fifty) -> None:
-    base_dir, tenants = fifty
+def test_reordering_tenants_changes_nothing(tmp_path: Path, several) -> None:
+    base_dir, tenants = several
     result = diff_renders(load_render(base_dir), _rendered(tmp_path, "reordered", list(reversed(tenants))))
     assert result.empty, (len(result.added), len(result.removed), [r["name"] for r, _ in result.changed][:5])
