@@ -156,11 +156,12 @@ def _group_key(resource: dict[str, Any], plan_resources: dict[str, dict[str, Any
 
 def to_markdown(result: PlanDiff, base_plan: dict[str, Any], head_plan: dict[str, Any], title: str) -> str:
     everything = {r["urn"]: r for r in base_plan["resources"]} | {r["urn"]: r for r in head_plan["resources"]}
-    lines = [
-        f"### {title}",
-        "",
-        f"**{len(result.added)} to add, {len(result.changed)} to change, {len(result.removed)} to remove**",
-    ]
+    lines = [f"### {title}", ""]
+    stacks = base_plan.get("stack"), head_plan.get("stack")
+    if stacks[0] != stacks[1]:
+        # URNs carry the stack name, so every resource shows as removed and added.
+        lines += [f"> **Different stacks:** base is `{stacks[0]}`, head is `{stacks[1]}`; every resource differs.", ""]
+    lines.append(f"**{len(result.added)} to add, {len(result.changed)} to change, {len(result.removed)} to remove**")
     if result.empty:
         return "\n".join([*lines, "", "No changes."]) + "\n"
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -217,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     result = diff_renders(base, head)
     title = args.title or f"Plan diff: {head[0].get('stack', '?')}"
+    if base[0].get("stack") != head[0].get("stack"):
+        print(f"note: comparing stack '{base[0].get('stack')}' with stack '{head[0].get('stack')}'", file=sys.stderr)
     print(to_markdown(result, base[0], head[0], title), end="")
     return 0 if result.empty else 1
 

@@ -168,15 +168,20 @@ _SHARED_UP_TO = 256
 
 
 def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
-    """Replace every secret in a deserialized property value by REDACTED.
+    """Replace every secret in a deserialized property value by REDACTED (a secret map: each of its values).
 
     Returns the redacted value and, per secret path, a fingerprint (a hash of the mock or
     placeholder value: offline renders never hold a real secret), so `platformctl diff`
     can tell that a secret changed without showing it.
     """
     if rpc.is_rpc_secret(value):
-        plain = json.dumps(rpc.unwrap_rpc_secret(value), sort_keys=True, default=str)
-        return REDACTED, {path: hashlib.sha256(plain.encode()).hexdigest()[:16]}
+        unwrapped = rpc.unwrap_rpc_secret(value)
+        plain = json.dumps(unwrapped, sort_keys=True, default=str)
+        fingerprint = {path: hashlib.sha256(plain.encode()).hexdigest()[:16]}
+        if isinstance(unwrapped, dict):
+            # A secret map (a Secret's stringData) keeps its keys, so the object stays valid.
+            return {sys.intern(key): REDACTED for key in sorted(unwrapped) if not key.startswith("__")}, fingerprint
+        return REDACTED, fingerprint
     if isinstance(value, dict):
         out, secrets = {}, {}
         for key in sorted(value):
@@ -198,6 +203,13 @@ def redact(value: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     if isinstance(value, str) and len(value) <= _SHARED_UP_TO:
         return sys.intern(value), {}
     return value, {}
+
+
+def is_redacted(value: Any) -> bool:
+    """Whether a plan value is a redacted secret: REDACTED, or a map whose every value is."""
+    if isinstance(value, dict):
+        return bool(value) and all(v == REDACTED for v in value.values())
+    return value == REDACTED
 
 
 def _provider_urn(reference: str) -> str | None:

@@ -15,6 +15,7 @@ import gc
 import hashlib
 import heapq
 import json
+import re
 import runpy
 import sys
 from collections import Counter
@@ -75,7 +76,7 @@ def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise RenderError(f"{source}: cannot read stack file: {err}") from None
+        raise RenderError(_yaml_problem(source, err)) from None
     entries = document.get("config") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise RenderError(f"{source}: no 'config:' mapping")
@@ -93,6 +94,14 @@ def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
         else:
             raw[key] = "" if value is None else str(value)
     return raw, secret_keys
+
+
+def _yaml_problem(source: str, err: yaml.YAMLError) -> str:
+    """`file:line:column: what is wrong`, instead of PyYAML's text naming "<unicode string>"."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    what = "; ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
+    return f"{where}: not valid YAML: {what or err}"
 
 
 def _replace_secure(value: Any) -> tuple[Any, bool]:
@@ -481,33 +490,52 @@ def summary(result: Render, out: Path, charts_base: Path | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    config_file = Path(args.config_file) if args.config_file else ROOT / f"Pulumi.{args.stack}.yaml"
+    charts_base = Path(args.charts_dir) if args.charts_dir else None
     try:
-        charts_base = Path(args.charts_dir) if args.charts_dir else None
-        result = render(config_file, args.stack, charts=not args.values_only, charts_base=charts_base)
+        stack, config_file = _stack_and_file(args.stack, args.config_file)
+        out = Path(args.out) if args.out else Path("build") / "render" / stack
+        _refuse_other_stacks_output(out, stack)
+        result = render(config_file, stack, charts=not args.values_only, charts_base=charts_base)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
     except RenderError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
     write_render(result, out)
     print(summary(result, out, charts_base))
     return 0
 
 
+def _stack_and_file(stack: str | None, config_file: str | None) -> tuple[str, Path]:
+    """--stack, or the stack a `Pulumi.<stack>.yaml` --config-file names; dev when neither is given."""
+    if config_file is None:
+        stack = stack or "dev"
+        return stack, ROOT / f"Pulumi.{stack}.yaml"
+    path = Path(config_file)
+    if stack is None:
+        named = re.fullmatch(r"Pulumi\.([^.]+)\.ya?ml", path.name)
+        if not named:
+            raise RenderError(f"{path}: cannot tell the stack from the file name; allowed: Pulumi.<stack>.yaml, or pass --stack")
+        stack = named.group(1)
+    return stack, path
+
+
+def _refuse_other_stacks_output(out: Path, stack: str) -> None:
+    """A render directory belongs to one stack: rendering another into it would mix them up."""
+    try:
+        existing = json.loads((out / "plan.json").read_text()).get("stack")
+    except (OSError, ValueError, AttributeError):
+        return
+    if existing != stack:
+        raise RenderError(f"{out} holds a render of stack '{existing}', not '{stack}'; allowed: another --out, or remove it first")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("render", help="render a stack offline into plan.json, manifests and a graph")
-    parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
+    parser.add_argument("--stack", help="stack name (default: from a Pulumi.<stack>.yaml --config-file, else dev)")
     parser.add_argument("--config-file", help="stack file to render (default: Pulumi.<stack>.yaml)")
     parser.add_argument("--out", default=None, help="output directory (default: build/render/<stack>)")
     parser.add_argument("--charts-dir", help="local chart sources (default: $PLATFORM_CHARTS_DIR or build/charts)")
     parser.add_argument("--values-only", action="store_true", help="skip the Helm engine: releases as their values only")
-    parser.set_defaults(run=lambda args: run(_with_default_out(args)))
-
-
-def _with_default_out(args: argparse.Namespace) -> argparse.Namespace:
-    if args.out is None:
-        args.out = str(Path("build") / "render" / args.stack)
-    return args
+    parser.set_defaults(run=run)

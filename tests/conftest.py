@@ -7,6 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pulumi
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,9 @@ from platformctl.render import Render, render, write_render  # noqa: E402
 STACKS = ("dev", "prod")
 # Socket calls the session renders attempted (each refused): test_render asserts there were none.
 NETWORK_ATTEMPTS: list[tuple[str, tuple]] = []
+# Warnings the providers logged while the session renders ran, such as a deprecated resource or
+# argument the program uses (the SDKs log those with pulumi.log.warn): test_render asserts none.
+ENGINE_WARNINGS: list[str] = []
 
 
 def refusing(name: str):
@@ -30,7 +34,7 @@ def refusing(name: str):
 
 @pytest.fixture(scope="session")
 def renders() -> dict[str, Render]:
-    """Both stacks rendered once, with the network refused while the program runs."""
+    """Both stacks rendered once, with the network refused and engine warnings recorded while the program runs."""
     # urllib3 (through hvac, which the program imports lazily) binds a socket to ::1 when it
     # is first imported, to probe IPv6 support: no traffic, and not the program's doing.
     import urllib3  # noqa: F401
@@ -40,6 +44,7 @@ def renders() -> dict[str, Render]:
             patch.setattr(socket.socket, name, refusing(name))
         patch.setattr(socket, "create_connection", refusing("create_connection"))
         patch.setattr(socket, "getaddrinfo", refusing("getaddrinfo"))
+        patch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: ENGINE_WARNINGS.append(message))
         # With the Helm engine: tests/test_helm_render.py checks what the charts make of the values.
         return {stack: render(ROOT / f"Pulumi.{stack}.yaml", stack, charts=True) for stack in STACKS}
 

@@ -61,7 +61,7 @@ from components.federation import (
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE, KubeOidcProxyArgs
 from components.versions import KUBE_OIDC_PROXY_IMAGE
-from platformctl.mocks import REDACTED
+from platformctl.mocks import is_redacted
 from platformctl.render import enclosing
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
 from tests.mock_program import control_plane_cluster, run_program
@@ -209,7 +209,8 @@ def test_kubeconfig_workload_clusters_run_a_management_proxy(renders: dict) -> N
         # TLS from the proxy itself, with a key that exists only as a Pulumi secret and in its Secret.
         assert args["tls-cert-file"].startswith("/etc/oidc/tls/")
         tls_secret = one([r for r in mine if r["inputs"].get("kind") == "Secret" and r["inputs"]["metadata"]["namespace"] == PROXY_NAMESPACE])
-        assert tls_secret["inputs"]["type"] == "kubernetes.io/tls" and tls_secret["inputs"]["stringData"] == REDACTED
+        assert tls_secret["inputs"]["type"] == "kubernetes.io/tls" and is_redacted(tls_secret["inputs"]["stringData"])
+        assert {"tls.crt", "tls.key"} <= set(tls_secret["inputs"]["stringData"])
         hostname = proxy_hostname(cluster, domain)
         certificate = one([r for r in by_type(plan, "tls:index/selfSignedCert:SelfSignedCert") if r["name"] == f"{cluster}-kube-oidc-proxy-cert"])
         assert certificate["inputs"]["dnsNames"] == [hostname] and certificate["inputs"]["isCaCertificate"] is False
@@ -261,7 +262,7 @@ def test_tenant_virtual_clusters_join_federation_through_their_own_proxy(renders
         assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FEDERATED_USER}]
         # Its TLS Secret is declared on the host and synced in; the key never enters the values.
         tls_secret = one([r for r in objects(plan, "Secret") if r["inputs"]["metadata"] == {"name": "kube-oidc-proxy-tls", "namespace": name}])
-        assert tls_secret["cluster"] == release["cluster"] and tls_secret["inputs"]["stringData"] == REDACTED
+        assert tls_secret["cluster"] == release["cluster"] and is_redacted(tls_secret["inputs"]["stringData"])
         assert values["sync"]["fromHost"]["secrets"]["mappings"]["byName"][f"{name}/kube-oidc-proxy-tls"] == f"{PROXY_NAMESPACE}/kube-oidc-proxy-tls"
         assert tls_secret["urn"] in release["dependsOn"] and release["secretPaths"] == []
         # OpenUnison's target and ArgoCD's Secret pin the proxy's own certificate, and go with the tenant.
@@ -433,7 +434,7 @@ def test_argocd_has_a_cluster_secret_per_remote_cluster_asking_openunison(plan: 
             assert (metadata["labels"]["platform.io/tenant"], metadata["labels"]["platform.io/environment"]) == (tenant, environment)
         # The plan redacts stringData as a whole; the digest is of the config the function builds
         # from what the plan shows (the target and the CA it pins).
-        assert secret["secretPaths"] == ["stringData"] and secret["inputs"]["stringData"] == REDACTED
+        assert secret["secretPaths"] == ["stringData"] and is_redacted(secret["inputs"]["stringData"])
         target = targets(plan)[target_name(cluster)]
         expected = cluster_config(target_name(cluster), params(target)["certificate"])
         assert metadata["annotations"]["platform.io/config-sha256"] == config_digest(expected)
@@ -633,7 +634,7 @@ def test_the_secret_the_engine_receives_holds_exactly_the_config() -> None:
 
     run = run_program(program)
     [secret] = [r for r in run.resources if r["type"] == "kubernetes:core/v1:Secret"]
-    assert secret["inputs"]["stringData"] == REDACTED  # what the plan shows
+    assert is_redacted(secret["inputs"]["stringData"])  # what the plan shows
     raw = run.raw[secret["urn"]]
     assert set(raw["stringData"]) == {"name", "server", "config"}
     assert (raw["stringData"]["name"], raw["stringData"]["server"]) == ("payments-dev", "https://payments-dev.example.test")

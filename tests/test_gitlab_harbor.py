@@ -31,7 +31,7 @@ from components import harbor as harbor_component
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
-from platformctl.mocks import REDACTED, SECRET_MARK
+from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import control_plane_cluster, run_program
 from tests.validation import kubernetes_errors, schema_errors, unknown_value_paths
 
@@ -169,7 +169,7 @@ def is_read(record: dict[str, Any]) -> bool:
 
 def string_data(record: dict[str, Any]) -> dict[str, str]:
     """A Secret's stringData as the program built it (the plan redacts it whole)."""
-    assert record["inputs"]["stringData"] == REDACTED and "stringData" in record["secretPaths"]
+    assert is_redacted(record["inputs"]["stringData"]) and "stringData" in record["secretPaths"]
     return record["raw"]["stringData"]
 
 

@@ -26,7 +26,7 @@ from components import ingress as ingress_component
 from components.argocd import ArgoCd, ArgoCdArgs
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.inventory import DAY, CredentialInventory
-from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks
+from platformctl.mocks import SECRET_MARK, PlatformMocks, is_redacted
 from policy.inventory import MAX_LIFETIME_SECONDS
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 
@@ -107,7 +107,7 @@ def test_gitlab_release_reads_the_host_keys_from_their_secret(plan: dict) -> Non
     assert secret["inputs"]["metadata"]["name"] == gitlab_component.HOST_KEYS_SECRET
     assert secret["inputs"]["metadata"]["namespace"] == gitlab_component.NAMESPACE
     # The Secret is made of the tls keys, and is a secret as a whole.
-    assert secret["inputs"]["stringData"] == REDACTED and secret["secretPaths"] == ["stringData"]
+    assert is_redacted(secret["inputs"]["stringData"]) and secret["secretPaths"] == ["stringData"]
     assert {k["urn"] for k in host_keys(plan)} <= set(secret["dependsOn"])
     release = one(plan, RELEASE, "control-plane-gitlab")
     values = release["inputs"]["values"]

@@ -27,7 +27,7 @@ from components.openunison import (
     OpenUnisonArgs,
 )
 from components.versions import CHARTS
-from platformctl.mocks import REDACTED, SECRET_MARK
+from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 from tests.validation import custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
 
@@ -203,7 +203,7 @@ def test_client_secret_is_one_secret_on_both_sides(run: Run) -> None:
         for secret in (idp_side, client_side):
             # Fed by the RandomPassword, secret in the plan.
             assert password["urn"] in secret["dependsOn"], secret["urn"]
-            assert secret["secretPaths"] == ["stringData"] and secret["inputs"]["stringData"] == REDACTED
+            assert secret["secretPaths"] == ["stringData"] and is_redacted(secret["inputs"]["stringData"])
         # The same generated value on both sides (the fingerprint hashes it; the raw inputs show it).
         assert run.fingerprints[idp_side["urn"]] == run.fingerprints[client_side["urn"]]
         value = run.raw[idp_side["urn"]]["stringData"]["client-secret"]
@@ -297,7 +297,7 @@ def test_source_secret_carries_the_upstream_credential(oidc_run: Run, ldap_run: 
     for run, key in ((oidc_run, "OIDC_CLIENT_SECRET"), (ldap_run, "AD_BIND_PASSWORD")):
         secret = run.one("kubernetes:core/v1:Secret", "control-plane-orchestra-secrets-source")
         assert secret["inputs"]["metadata"]["name"] == "orchestra-secrets-source"
-        assert secret["secretPaths"] == ["stringData"] and secret["inputs"]["stringData"] == REDACTED
+        assert secret["secretPaths"] == ["stringData"] and is_redacted(secret["inputs"]["stringData"])
         data = run.raw[secret["urn"]]["stringData"]
         assert set(data) == {key, "K8S_DB_SECRET", "unisonKeystorePassword"}
         assert data[key] == UPSTREAM_SECRET

@@ -12,7 +12,7 @@ import re
 from typing import Any, Iterator
 
 
-from platformctl.mocks import REDACTED, SECRET_MARK
+from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from platformctl.render import PLACEHOLDER
 from policy.gatekeeper import templates
 from tests.validation import (
@@ -122,15 +122,6 @@ def test_helm_values_are_known_to_the_pinned_chart(plan: dict) -> None:
     assert not problems, "\n".join(problems)
 
 
-def _unredacted(inputs: dict) -> dict:
-    """Secret maps (Secret data) are redacted as a whole; validate them as an opaque map."""
-    obj = {k: v for k, v in inputs.items()}
-    for key in ("data", "stringData"):
-        if obj.get(key) == REDACTED:
-            obj[key] = {"redacted": REDACTED}
-    return obj
-
-
 def _constraint_schemas() -> dict[str, dict]:
     return {
         t["spec"]["crd"]["spec"]["names"]["kind"]: t["spec"]["crd"]["spec"].get("validation", {}).get("openAPIV3Schema", {})
@@ -144,7 +135,7 @@ def test_declared_objects_pass_strict_schema_validation(renders: dict, plan: dic
     constraint_schemas = _constraint_schemas()
     problems = []
     for resource in declared_objects(plan):
-        obj = _unredacted(resource["inputs"])
+        obj = resource["inputs"]
         where = f"{resource['cluster']}/{resource['name']} {obj['kind']}"
         if obj["apiVersion"].startswith("constraints.gatekeeper.sh/"):
             # Constraint kinds are generated from their templates: check the parameters against them.
@@ -159,6 +150,15 @@ def test_declared_objects_pass_strict_schema_validation(renders: dict, plan: dic
         errors = custom_resource_errors(obj) if is_custom_resource(obj) else kubernetes_errors(obj, "1.33")
         problems += [f"{where}: {e}" for e in errors]
     assert not problems, "\n".join(problems)
+
+
+def test_redacted_secrets_stay_valid_objects(plan: dict) -> None:
+    # Each key present with its value redacted, so kubeconform or `kubectl --dry-run` accept the manifest.
+    secrets = [r for r in declared_objects(plan) if r["inputs"]["kind"] == "Secret" and "stringData" in r["secretPaths"]]
+    assert secrets
+    for secret in secrets:
+        assert is_redacted(secret["inputs"]["stringData"]) and isinstance(secret["inputs"]["stringData"], dict), secret["name"]
+        assert kubernetes_errors(secret["inputs"], "1.33") == [], secret["name"]
 
 
 def test_external_secrets_objects_use_v1(plan: dict) -> None:

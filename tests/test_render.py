@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NETWORK_ATTEMPTS, refusing
+from conftest import ENGINE_WARNINGS, NETWORK_ATTEMPTS, refusing
 from platformctl.diff import diff_renders, load_render, to_markdown
 from platformctl.render import FINGERPRINTS, Render, render, write_render
 
@@ -133,6 +133,12 @@ def test_no_network_while_the_program_runs(renders: dict[str, Render]) -> None:
     # The session renders ran with every socket call refused and recorded (conftest).
     assert all(r.plan["resources"] for r in renders.values())
     assert NETWORK_ATTEMPTS == []
+
+
+def test_the_program_uses_no_deprecated_resource_or_argument(renders: dict[str, Render]) -> None:
+    # pulumi-aws logs each use of a deprecated resource or argument (and warns at import about
+    # its own deprecated modules, whatever the program uses: pytest.ini filters those).
+    assert renders and ENGINE_WARNINGS == []
 
 
 def test_the_guard_above_would_catch_a_socket(monkeypatch: pytest.MonkeyPatch) -> None:
