@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import yaml
 
 from conftest import ENGINE_WARNINGS, NETWORK_ATTEMPTS, refusing
 from platformctl.diff import diff_renders, load_render, to_markdown
+from platformctl.__main__ import main as platformctl_main
 from platformctl.render import FINGERPRINTS, Render, render, write_render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,25 +111,71 @@ def test_render_cli_is_byte_identical_to_another_process_and_prints_where_the_pl
 ) -> None:
     # The CLI in a process of its own against the session's render in this one: hash seeds
     # and memory addresses differ between them. With the charts (`charted` fails in CI without
-    # them), so the rendered objects are compared too.
-    out = tmp_path / "prod"
+    # them), so the rendered objects are compared too. No --stack: the file name says prod, and
+    # the default output directory is that stack's.
     proc = subprocess.run(
-        [sys.executable, "-m", "platformctl", "render", "--stack", "prod", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        [sys.executable, "-m", "platformctl", "render", "--config-file", str(ROOT / "Pulumi.prod.yaml")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, check=True,
     )
+    out = tmp_path / "build" / "render" / "prod"
     comparison = filecmp.dircmp(render_dirs["prod"], out)
     assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
     for name in ("plan.json", "graph.mmd", FINGERPRINTS):
         assert (render_dirs["prod"] / name).read_bytes() == (out / name).read_bytes()
     manifests = sorted(p.relative_to(out) for p in (out / "manifests").rglob("*.yaml"))
     assert any(p.parent.name.startswith("helm-") for p in manifests)  # rendered chart objects
-    assert manifests and manifests == sorted(p.relative_to(render_dirs["prod"]) for p in (render_dirs["prod"] / "manifests").rglob("*.yaml"))
+    assert manifests == sorted(p.relative_to(render_dirs["prod"]) for p in (render_dirs["prod"] / "manifests").rglob("*.yaml"))
     assert all((out / m).read_bytes() == (render_dirs["prod"] / m).read_bytes() for m in manifests)
-    assert f"Plan: {out / 'plan.json'}" in proc.stdout
+    assert f"Plan: {Path('build/render/prod/plan.json')}" in proc.stdout
     assert "By cluster:" in proc.stdout and "By component:" in proc.stdout
     assert "Helm releases: " in proc.stdout  # how many the Helm engine rendered, or which are values-only
     assert json.loads((out / "plan.json").read_text())["stack"] == "prod"
     assert (out / "graph.mmd").read_text().startswith("graph LR")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = platformctl_main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_render_never_writes_into_another_stacks_render(
+    tmp_path: Path, render_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "prod"
+    shutil.copytree(render_dirs["prod"], out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = _cli(capsys, "render", "--stack", "dev", "--out", str(out))
+    assert code == 2 and f"{out} holds a render of stack 'prod', not 'dev'" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_render_asks_for_the_stack_when_the_file_name_does_not_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    stack_file = tmp_path / "staging-copy.yaml"
+    shutil.copy(ROOT / "Pulumi.dev.yaml", stack_file)
+    code, _, err = _cli(capsys, "render", "--config-file", str(stack_file))
+    assert code == 2 and "cannot tell the stack from the file name" in err and "--stack" in err
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text("config:\n  platform:domain: example.com\n  platform:tenants: [a, b\n  platform:protect: true\n")
+    code, _, err = _cli(capsys, "render", "--config-file", str(stack_file), "--out", str(tmp_path / "out"))
+    assert code == 2 and f"{stack_file}:4:19: not valid YAML" in err, err
+    assert "<unicode string>" not in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_diff_across_stacks_says_so_first(render_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(capsys, "diff", str(render_dirs["dev"]), str(render_dirs["prod"]))
+    assert code == 1 and "comparing stack 'dev' with stack 'prod'" in err
+    lines = [line for line in out.splitlines() if line]
+    assert lines[1] == "> **Different stacks:** base is `dev`, head is `prod`; every resource differs."
+    code, out, _ = _cli(capsys, "diff", str(render_dirs["dev"]), str(render_dirs["dev"]))
+    assert code == 0 and "Different stacks" not in out
 
 
 def test_no_network_while_the_program_runs(renders: dict[str, Render]) -> None:
