@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from platformctl.mocks import REDACTED, SECRET_MARK
+from platformctl.mocks import SECRET_MARK, is_redacted
 
 
 def by_type(plan: dict, type_: str) -> list[dict]:
@@ -72,7 +72,8 @@ def test_platform_ca_is_a_secret_key_behind_a_cluster_issuer(renders: dict) -> N
         r for r in by_type(plan, "kubernetes:core/v1:Secret")
         if r["inputs"].get("metadata", {}) == {"name": "platform-ca", "namespace": "cert-manager"}
     ]
-    assert secret["inputs"]["stringData"] == REDACTED and secret["inputs"]["type"] == "kubernetes.io/tls"
+    assert is_redacted(secret["inputs"]["stringData"]) and secret["inputs"]["type"] == "kubernetes.io/tls"
+    assert {"tls.crt", "tls.key"} <= set(secret["inputs"]["stringData"])
     issuers = [r for r in by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")]
     assert [i["inputs"]["spec"] for i in issuers] == [{"ca": {"secretName": "platform-ca"}}]
 
