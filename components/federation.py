@@ -563,9 +563,15 @@ WRITE_VERBS = ("create", "update", "patch", "delete")
 
 
 def federated_rules() -> list[dict[str, list[str]]]:
+    """What the federated user may do where it deploys: a tenant's namespace (a RoleBinding)."""
     rules = [{"apiGroups": [g], "resources": list(r), "verbs": [*READ_VERBS, *WRITE_VERBS]} for g, r in DEPLOYABLE]
     rules += [{"apiGroups": [g], "resources": list(r), "verbs": list(READ_VERBS)} for g, r in READABLE]
     return rules
+
+
+def federated_read_rules() -> list[dict[str, list[str]]]:
+    """What it may read everywhere (ArgoCD's cluster cache watches cluster-wide): no writes."""
+    return [{"apiGroups": [g], "resources": list(r), "verbs": list(READ_VERBS)} for g, r in (*DEPLOYABLE, *READABLE)]
 
 
 @dataclass(frozen=True)
@@ -573,38 +579,59 @@ class FederatedAccessArgs:
     username: str = FEDERATED_USER
     role_name: str = "platform-argocd-federated"
 
+    @property
+    def read_role_name(self) -> str:
+        return f"{self.role_name}-read"
 
-def federated_access_manifests(args: FederatedAccessArgs) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ClusterRole and its binding to the federated user, as manifests (a virtual cluster
-    applies them itself; FederatedAccess declares them on the clusters Pulumi reaches)."""
-    metadata = {"name": args.role_name, "labels": managed_by()}
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": metadata, "rules": federated_rules()}
-    binding = {
+
+def _binding(kind: str, name: str, role: str, user: str, namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": managed_by(), **({"namespace": namespace} if namespace else {})}
+    return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
+        "kind": kind,
         "metadata": metadata,
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": args.role_name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": args.username}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
-    return role, binding
+
+
+def federated_access_manifests(args: FederatedAccessArgs) -> list[dict[str, Any]]:
+    """The federated user's ClusterRoles and its cluster-wide read binding, as manifests (a
+    virtual cluster applies them itself; FederatedAccess declares them on the clusters Pulumi
+    reaches). Writing needs `federated_namespace_binding` in each namespace it deploys to, so
+    the platform's namespaces (kube-system, gatekeeper-system, ...) stay out of its reach."""
+    role_metadata = {"name": args.role_name, "labels": managed_by()}
+    read_metadata = {"name": args.read_role_name, "labels": managed_by()}
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": role_metadata, "rules": federated_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": read_metadata, "rules": federated_read_rules()},
+        _binding("ClusterRoleBinding", args.read_role_name, args.read_role_name, args.username),
+    ]
+
+
+def federated_namespace_binding(namespace: str, args: FederatedAccessArgs = FederatedAccessArgs()) -> dict[str, Any]:
+    """The RoleBinding that lets the federated user deploy into `namespace`."""
+    return _binding("RoleBinding", args.role_name, args.role_name, args.username, namespace)
 
 
 class FederatedAccess(pulumi.ComponentResource):
-    """On a remote cluster: the federated ArgoCD user may deploy tenant workloads."""
+    """On a remote cluster: the federated ArgoCD user may read, and deploy where a tenant
+    namespace binds it (components/tenant.py)."""
 
     binding: k8s.rbac.v1.ClusterRoleBinding
 
     def __init__(self, name: str, cluster: ClusterHandle, args: FederatedAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:federation:FederatedAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        role_manifest, binding_manifest = federated_access_manifests(args)
-        role = k8s.rbac.v1.ClusterRole(f"{name}-role", metadata=role_manifest["metadata"], rules=role_manifest["rules"], opts=child)
+        write_role, read_role, read_binding = federated_access_manifests(args)
+        k8s.rbac.v1.ClusterRole(f"{name}-role", metadata=write_role["metadata"], rules=write_role["rules"], opts=child)
+        read = k8s.rbac.v1.ClusterRole(f"{name}-read-role", metadata=read_role["metadata"], rules=read_role["rules"], opts=child)
         self.binding = k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-binding",
-            metadata=binding_manifest["metadata"],
-            role_ref=binding_manifest["roleRef"],
-            subjects=binding_manifest["subjects"],
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[role])),
+            metadata=read_binding["metadata"],
+            role_ref=read_binding["roleRef"],
+            subjects=read_binding["subjects"],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[read])),
         )
         self.register_outputs({"user": args.username, "role": args.role_name})
 

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
 from components.service import PlatformNamespace, ServiceSlice
-from policy.gatekeeper import cluster_constraints, templates
+from policy.gatekeeper import cluster_constraints, cluster_mutations, templates
 
 NAMESPACE = "gatekeeper-system"
 
@@ -66,14 +66,18 @@ class Gatekeeper(pulumi.ComponentResource):
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
+        platform_namespaces = [n.name for n in args.platform_namespaces]
         for constraint in [*cluster_constraints(
-                args.allowed_registries, args.tenant_namespace_selector, [n.name for n in args.platform_namespaces]
+                args.allowed_registries, args.tenant_namespace_selector, platform_namespaces
             ), *args.extra_constraints]:
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
                 constraint,
                 pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])),
             )
+        # Mutators are CRDs of the release itself.
+        for mutation in cluster_mutations(args.tenant_namespace_selector, platform_namespaces):
+            _custom_resource(f"{cluster.role}-{mutation['metadata']['name']}", mutation, child)
         self.register_outputs({"release": self.release.status})
 
 

@@ -165,6 +165,7 @@ def proxy_objects(args: KubeOidcProxyArgs, certificate_checksum: pulumi.Input[st
             ca_file.apply(lambda path: f"--oidc-ca-file={path}"),
         ],
         "ports": [{"name": "https", "containerPort": SECURE_PORT}, {"name": "health", "containerPort": HEALTH_PORT}],
+        "imagePullPolicy": "Always",  # in a tenant's virtual cluster, its host namespace requires it
         "readinessProbe": {**ready, "initialDelaySeconds": 5, "periodSeconds": 10},
         "livenessProbe": {**ready, "initialDelaySeconds": 15, "periodSeconds": 20},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},

@@ -168,6 +168,8 @@ class GitLabTenancy:
 class HarborTenancy:
     provider: pulumi.ProviderResource
     host: str  # harbor.<domain>
+    # Groups that read every tenant project (the system approvers, who approve what is in them).
+    reader_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,9 @@ class TenantPlatform:
     # The control plane's Gatekeeper template resources by constraint kind: each tenant's
     # constraint waits for its template.
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
+    # Every cluster's Gatekeeper templates (cluster -> constraint kind -> template): each tenant
+    # namespace's own constraints wait for theirs.
+    policy_templates: dict[str, dict[str, pulumi.Resource]] = field(default_factory=dict)
     inventory: CredentialInventory | None = None  # tenants register the credentials they create
     federation: FederationTenancy | None = None  # None: ArgoCD is off, nothing asks for tokens
     identity: IdentityTenancy | None = None

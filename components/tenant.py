@@ -12,8 +12,6 @@ own audience, and the federated user gets the same ClusterRole there as on dev a
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 
 import pulumi
@@ -27,6 +25,7 @@ from components.federation import (
     FederatedAccessArgs,
     RemoteCluster,
     federated_access_manifests,
+    federated_namespace_binding,
     target_name,
 )
 from components.helm import release
@@ -38,22 +37,42 @@ from components.openunison import LocalGroups, LocalGroupsArgs
 from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
 from components.tenant_gitlab import APP_PROJECT, TenantRepositories, TenantRepositoriesArgs
+from components.tenant_names import namespace_name, sandbox_name  # noqa: F401 (part of this module's interface)
+from components.tenant_roles import TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
-from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
+from policy.gatekeeper import tenant_namespace_constraints
+from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
 VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
 VCLUSTER_MANAGED_BY_LABEL = "vcluster.loft.sh/managed-by"
 
-# Role -> the ClusterRole it is bound to, per environment.
+# Role -> the ClusterRole it is bound to, per environment (components/tenant_roles.py).
 ROLE_BINDINGS: dict[str, dict[str, str]] = {
-    "owners": {"dev": "admin", "prod": "admin"},
-    "developers": {"dev": "admin", "prod": "view"},
-    "ops": {"dev": "admin", "prod": "edit"},
+    "owners": {"dev": TENANT_ADMIN, "prod": TENANT_ADMIN},
+    "developers": {"dev": TENANT_ADMIN, "prod": VIEW},
+    "ops": {"dev": TENANT_ADMIN, "prod": TENANT_EDIT},
 }
+POD_SECURITY_LEVELS = ("restricted", "baseline")
+
+
+def pod_security_labels(level: str) -> dict[str, str]:
+    """Pod Security Admission enforces `level` (restricted unless the tenant has an exception),
+    and always warns and audits against restricted, so an exception stays visible."""
+    if level not in POD_SECURITY_LEVELS:
+        raise ValueError(f"pod security level {level!r} is not one of {', '.join(POD_SECURITY_LEVELS)}")
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": "latest",
+        POD_SECURITY_LABEL: level,
+    }
 
 
 @dataclass(frozen=True)
@@ -64,15 +83,20 @@ class TenantQuota:
 
 
 @dataclass(frozen=True)
+class NamespacePolicy:
+    """A tenant namespace's own Gatekeeper constraints: where its images may come from."""
+
+    registries: list[str]  # image prefixes: its Harbor project and `approved`
+    templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
+
+
+@dataclass(frozen=True)
 class TenantArgs:
     name: str
     members: TenantMembers
     quota: TenantQuota
     isolation: Isolation = Isolation.NAMESPACE
-
-
-def namespace_name(tenant: str, environment: str) -> str:
-    return f"{tenant}-{environment}"
+    pod_security: str = "restricted"  # "baseline": an exception granted in stack config
 
 
 @dataclass(frozen=True)
@@ -94,27 +118,38 @@ class VirtualClusterArgs:
         return f"oumgmt-proxy.{self.hostname}"
 
 
-def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: bool) -> list[dict]:
-    """What the virtual cluster applies at start: the tenant's namespace and role bindings,
-    and with federation the federated ArgoCD user's ClusterRole and binding.
+def role_binding_manifests(tenant: TenantArgs, environment: str, namespace: str) -> list[dict]:
+    """The tenant's people bound to their roles in `namespace`, one RoleBinding per role with members."""
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"tenant-{role}", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": per_environment[environment]},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in sorted(tenant.members.of(role))],
+        }
+        for role, per_environment in ROLE_BINDINGS.items()
+        if tenant.members.of(role)
+    ]
 
-    The whole virtual cluster is the tenant's, so roles bind cluster-wide inside it.
+
+def virtual_cluster_documents(tenant: TenantArgs, environment: str, federated: bool) -> list[dict]:
+    """What the virtual cluster applies at start: the tenant's namespace, the tenant roles and
+    their bindings there, and with federation the federated ArgoCD user's roles, allowed to
+    write in that namespace only.
+
+    Roles bind in the tenant's namespace, not cluster-wide: the virtual cluster's other
+    namespaces (the platform's kube-oidc-proxy, whose host copies a NetworkPolicy opens to
+    ArgoCD) stay out of the tenant's reach.
     """
-    documents: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant.name}}]
-    for role, per_environment in ROLE_BINDINGS.items():
-        users = sorted(tenant.members.of(role))
-        if users:
-            documents.append(
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "ClusterRoleBinding",
-                    "metadata": {"name": f"tenant-{role}"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": per_environment[environment]},
-                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in users],
-                }
-            )
+    documents: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant.name}},
+        *tenant_role_manifests(),
+        *role_binding_manifests(tenant, environment, tenant.name),
+    ]
     if federated:
         documents.extend(federated_access_manifests(FederatedAccessArgs()))
+        documents.append(federated_namespace_binding(tenant.name))
     return documents
 
 
@@ -128,6 +163,13 @@ def virtual_cluster_registry(registry_host: str) -> str:
     """Where virtual clusters pull their own images: `<harbor>/approved/vcluster/<repository>:<tag>`
     (promote e.g. ghcr.io/loft-sh/vcluster-oss:<chart version> to approved/vcluster/loft-sh/vcluster-oss)."""
     return f"{registry_host}/{APPROVED_PROJECT}/vcluster"
+
+
+# Pod Security `restricted` for the virtual cluster's own pods (the chart runs them as root by default).
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 12345, "runAsGroup": 12345, "fsGroup": 12345,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 12345, "runAsGroup": 12345,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def virtual_cluster_values(
@@ -154,9 +196,17 @@ def virtual_cluster_values(
         # `approved` project, under the chart's default repositories and tags.
         "advanced": {"defaultImageRegistry": virtual_cluster_registry(args.registry_host)},
         # The container-resources constraint holds tenant namespaces to a CPU limit too; the chart
-        # sets every other request and limit of the control plane.
-        "statefulSet": {"image": {"repository": VCLUSTER_REPOSITORY}, "resources": {"limits": {"cpu": VCLUSTER_CPU_LIMIT}}},
+        # sets every other request and limit of the control plane. The host namespace enforces Pod
+        # Security `restricted` and pulls Always (its constraints).
+        "statefulSet": {
+            "image": {"repository": VCLUSTER_REPOSITORY},
+            "resources": {"limits": {"cpu": VCLUSTER_CPU_LIMIT}},
+            "imagePullPolicy": "Always",
+            "security": {"podSecurityContext": RESTRICTED_POD, "containerSecurityContext": RESTRICTED_CONTAINER},
+        },
+        "coredns": {"security": {"podSecurityContext": RESTRICTED_POD, "containerSecurityContext": RESTRICTED_CONTAINER}},
     }
+    control_plane["distro"]["k8s"].update({"imagePullPolicy": "Always", "securityContext": RESTRICTED_CONTAINER})
     if ca:
         control_plane["statefulSet"]["persistence"] = {
             "addVolumes": [{"name": "platform-ca", "configMap": {"name": "platform-ca"}}],
@@ -192,13 +242,16 @@ class TenantNamespace(pulumi.ComponentResource):
         environment: str,
         virtual: VirtualClusterArgs | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        federated: bool = False,
+        policy: NamespacePolicy | None = None,
     ):
         super().__init__("platform:tenant:TenantNamespace", name, None, opts)
         ns_name = namespace_name(tenant.name, environment)
         labels = {TENANT_LABEL: tenant.name, TENANT_NAMESPACE_LABEL: "true", ENVIRONMENT_LABEL: environment}
+        namespace_labels = {**labels, **pod_security_labels(tenant.pod_security)}
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         self.namespace = k8s.core.v1.Namespace(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=labels), opts=on_cluster
+            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels), opts=on_cluster
         )
         inside = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[self.namespace]))
 
@@ -209,22 +262,21 @@ class TenantNamespace(pulumi.ComponentResource):
         self.proxy: VirtualClusterProxy | None = None
         if virtual is not None:
             self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside)
-        for role, per_environment in ROLE_BINDINGS.items():
-            users = tenant.members.of(role)
-            if not users or virtual is not None:  # virtual clusters bind roles inside
-                continue
+        # A virtual cluster binds its roles inside; ArgoCD reaches it through its own proxy.
+        host_bindings = [] if virtual is not None else [
+            *role_binding_manifests(tenant, environment, ns_name),
+            *([federated_namespace_binding(ns_name)] if federated else []),
+        ]
+        for binding in host_bindings:
             k8s.rbac.v1.RoleBinding(
-                f"{name}-{role}",
-                metadata=meta(f"tenant-{role}"),
-                role_ref=k8s.rbac.v1.RoleRefArgs(
-                    api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=per_environment[environment]
-                ),
-                subjects=[
-                    k8s.rbac.v1.SubjectArgs(api_group="rbac.authorization.k8s.io", kind="User", name=user)
-                    for user in sorted(users)
-                ],
+                f"{name}-{binding['metadata']['name'].removeprefix('tenant-')}",
+                metadata={**binding["metadata"], "labels": {**labels, **binding["metadata"].get("labels", {})}},
+                role_ref=binding["roleRef"],
+                subjects=binding["subjects"],
                 opts=inside,
             )
+        if policy is not None:
+            self._constraints(name, ns_name, tenant, federated, policy, inside)
         k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata=meta("tenant-quota"),
@@ -283,6 +335,24 @@ class TenantNamespace(pulumi.ComponentResource):
             opts=inside,
         )
         self.register_outputs({"namespace": ns_name})
+
+    def _constraints(
+        self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy, inside: pulumi.ResourceOptions
+    ) -> None:
+        """Images from the tenant's own project and `approved` only, pulled Always; RoleBindings
+        only for the tenant's people, groups, service accounts (and ArgoCD's federated user)."""
+        users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
+        groups = [tenant_group(tenant.name, role) for role in ROLES]
+        for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups):
+            kind = constraint["kind"]
+            k8s.apiextensions.CustomResource(
+                f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
+                api_version=constraint["apiVersion"],
+                kind=kind,
+                metadata=constraint["metadata"],
+                spec=constraint["spec"],
+                opts=pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=[policy.templates[kind]])),
+            )
 
     def _virtual_cluster(
         self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,
@@ -348,18 +418,21 @@ class TenantNamespace(pulumi.ComponentResource):
         def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
             return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in ports]
 
-        # The chart's control-plane pods; 8443 is the virtual API server's port.
-        parts = [("control-plane", {"app": "vcluster", "release": ns_name}, 8443, (443, 6443))]
-        if federated:  # the proxy's pods as the virtual cluster syncs them to the host
+        # The chart's control-plane pods (8443 is the virtual API server's port): never a pod the
+        # virtual cluster synced, whatever labels its owner gave it.
+        not_synced = [k8s.meta.v1.LabelSelectorRequirementArgs(key=VCLUSTER_MANAGED_BY_LABEL, operator="DoesNotExist")]
+        parts = [("control-plane", {"app": "vcluster", "release": ns_name}, not_synced, 8443, (443, 6443))]
+        if federated:  # the proxy's pods as the virtual cluster syncs them to the host; tenants
+            # cannot create pods in its virtual namespace (their roles bind in their own only)
             parts.append(
-                ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, PROXY_PORT, (443,))
+                ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, (443,))
             )
-        for suffix, selector, ingress_port, egress_ports in parts:
+        for suffix, selector, expressions, ingress_port, egress_ports in parts:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-vcluster-{suffix}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vcluster-{suffix}", namespace=ns_name),
                 spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector, match_expressions=expressions),
                     policy_types=["Ingress", "Egress"],
                     ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=anywhere, ports=tcp(ingress_port))],
                     egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=anywhere, ports=tcp(*egress_ports))],
@@ -390,6 +463,8 @@ class Tenant(pulumi.ComponentResource):
                 environment,
                 virtual_cluster_args(platform, tenant, environment) if args.isolation is Isolation.VCLUSTER else None,
                 child,
+                federated=platform.federation is not None,
+                policy=namespace_policy(platform, environment, [tenant, APPROVED_PROJECT]),
             )
             for environment in ENVIRONMENTS
         }
@@ -466,6 +541,14 @@ class Tenant(pulumi.ComponentResource):
 
 
 
+def namespace_policy(platform: TenantPlatform, cluster: str, projects: list[str]) -> NamespacePolicy | None:
+    """The constraints of a tenant namespace on `cluster` (None without Gatekeeper there)."""
+    templates = platform.policy_templates.get(cluster)
+    if not templates:
+        return None
+    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates)
+
+
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:
     return VirtualClusterArgs(
         hostname=f"{namespace_name(tenant, environment)}.vc.{platform.domain}",
@@ -482,22 +565,15 @@ def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str
 SANDBOX_QUOTA = TenantQuota(cpu="2", memory="4Gi", storage="10Gi")
 
 
-def sandbox_name(user: str) -> str:
-    """A DNS label for a user's sandbox; ids that need changing get a hash, so two never collide."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-")[:40]
-    if slug != user:
-        slug = f"{slug}-{hashlib.sha256(user.encode()).hexdigest()[:6]}".strip("-")
-    return f"sandbox-{slug}"
-
-
 class Sandbox(pulumi.ComponentResource):
     """A developer's personal namespace on the dev cluster: admin there, held by the tenant policies."""
 
-    def __init__(self, user: str, cluster: ClusterHandle, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, user: str, platform: TenantPlatform, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:tenant:Sandbox", user, None, opts)
         name = sandbox_name(user)
         space = TenantNamespace(
-            name, cluster, TenantArgs(name, TenantMembers((user,)), SANDBOX_QUOTA), "dev", None, pulumi.ResourceOptions(parent=self)
+            name, platform.clusters["dev"], TenantArgs(name, TenantMembers((user,)), SANDBOX_QUOTA), "dev", None,
+            pulumi.ResourceOptions(parent=self), policy=namespace_policy(platform, "dev", [APPROVED_PROJECT]),
         )
         self.register_outputs({"namespace": space.namespace.metadata.name})
 

@@ -118,7 +118,9 @@ class TenantRepositories(pulumi.ComponentResource):
             raise ValueError(f"tenant {args.tenant}: the ArgoCD webhook secret is missing; GitLab hooks must authenticate")
         tenant, gl = args.tenant, platform.gitlab
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=gl.provider)
-        kept = pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect))
+        # Removing a tenant (an offboarding entry in stack config) leaves its group in GitLab and
+        # archives its projects: history is never deleted by a config change.
+        kept = pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=True))
 
         self.group = gitlab.Group(
             f"{name}-group",
@@ -183,7 +185,8 @@ class TenantRepositories(pulumi.ComponentResource):
                 forked_from_project_id=forked_from.id.apply(int) if forked_from else None,
                 # Ops projects: the bump job pushes a branch with its job token (GitLab >= 17.2).
                 ci_push_repository_for_job_token_allowed=True if path in OPS_ENVIRONMENTS else None,
-                opts=kept,
+                archive_on_destroy=True,
+                opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect)),
             )
 
         ops = project(OPS_PROJECT)

@@ -25,6 +25,7 @@ Vault in the same run (components.harbor.expiring_robot, shared with the platfor
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ class TenantRegistry(pulumi.ComponentResource):
             cve_allowlists=policy.active_cves(date.today()),
             enable_content_trust_cosign=True,  # only cosign-signed images are served
             force_destroy=False,  # Harbor refuses to delete a project that still holds images
-            opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(protect=args.protect)),
+            # Offboarding leaves the project and its images in Harbor (export or delete them by hand).
+            opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=True)),
         )
         self.immutable_releases = harbor.ImmutableTagRule(
             f"{name}-immutable-releases",
@@ -142,6 +144,17 @@ class TenantRegistry(pulumi.ComponentResource):
                 project_id=self.project.id,
                 group_name=args.group(role),
                 role=project_role,
+                type="oidc",
+                opts=on_harbor,
+            )
+
+        for group in platform.harbor.reader_groups:
+            # Named by a hash: group names may be LDAP DNs, and reordering must not replace them.
+            harbor.ProjectMemberGroup(
+                f"{name}-reader-{hashlib.sha256(group.encode()).hexdigest()[:10]}",
+                project_id=self.project.id,
+                group_name=group,
+                role="guest",  # read and pull, nothing else
                 type="oidc",
                 opts=on_harbor,
             )

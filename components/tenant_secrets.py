@@ -136,7 +136,8 @@ class TenantSecrets(pulumi.ComponentResource):
                 allow_plaintext_backup=False,
                 deletion_allowed=False,  # signatures made with it must stay verifiable
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=platform.vault.provider, depends_on=[platform.vault.transit_mount]
+                    parent=self, provider=platform.vault.provider, depends_on=[platform.vault.transit_mount],
+                    retain_on_delete=True,  # so offboarding completes and the key stays in Vault
                 ),
             )
             vault.Policy(

@@ -265,13 +265,14 @@ def ops_pipeline(host: str) -> dict[str, Any]:
 
 def ops_manifests(tenant: str, host: str) -> list[dict[str, Any]]:
     """A Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget that pass the
-    platform's constraints: image from the tenant's Harbor project by tag, requests and limits,
-    probes, no host access. No namespace: ArgoCD deploys them to the tenant's."""
+    platform's constraints: image from the tenant's Harbor project by tag, pulled Always,
+    requests and limits, probes, Pod Security restricted. No namespace: ArgoCD deploys them to the tenant's."""
     labels = {"app.kubernetes.io/name": APP_IMAGE, "app.kubernetes.io/part-of": tenant}
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
     container = {
         "name": APP_IMAGE,
         "image": f"{host}/{tenant}/{APP_IMAGE}:{STARTER_TAG}",
+        "imagePullPolicy": "Always",  # the tenant namespace requires it: every start re-checks the pull credentials
         "ports": [{"name": "http", "containerPort": PORT}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
         "readinessProbe": {**probe, "initialDelaySeconds": 5},

@@ -9,10 +9,16 @@ at the base, given on the merge request after its last push (GitLab's "approved 
 request" system note, newer than the merge request's latest diff version), so an approval
 never covers content pushed after it.
 
-Removing a user from a role needs nobody's approval. New and removed tenants are the
-platform maintainers' decision: who merges to `main` approves them.
+Removing a user from a role needs nobody's approval. What widens the platform's trust needs
+a system approver, through the platform project's approval rule `system-approvers` (its
+eligible approvers are the members of `identity.systemApprovers`): a new tenant, a change of
+`identity.clusterAdmins` or `identity.systemApprovers`, and a tenant's pod security exception
+(which its owners approve as well). A change of `identity.clusterAdmins` also needs a cluster
+admin other than the merge request's author (approval rule `cluster-admins`). A rule only
+says who may approve: as for owners, an approval counts while it stands after the last push.
+Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`.
 
-Exit codes: 0 no grants or all approved; 1 approvals missing; 2 error.
+Exit codes: 0 nothing to approve or all approved; 1 approvals missing; 2 error.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ TOKEN_USE = "read merge-request notes"
 APPROVED_NOTE = "approved this merge request"
 UNAPPROVED_NOTE = "unapproved this merge request"
 EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
+# The platform project's approval rules (GitLab merge request approval rules, by name).
+SYSTEM_RULE = "system-approvers"
+CLUSTER_ADMIN_RULE = "cluster-admins"
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,16 @@ class Request:
     tenant: str
     owners: tuple[str, ...]  # at the base: a merge request cannot name its own approvers
     grants: tuple[Grant, ...]
+    exception: str | None = None  # a pod security exception level the change grants
+
+
+@dataclass(frozen=True)
+class SystemChange:
+    """A change a system approver must approve; `cluster_admins` ones also a second cluster admin."""
+
+    stack: str
+    what: str
+    cluster_admins: bool = False
 
 
 @dataclass
@@ -65,6 +84,18 @@ class Changes:
     requests: list[Request] = field(default_factory=list)
     new_tenants: list[str] = field(default_factory=list)  # "<stack>/<tenant>"
     removed_tenants: list[str] = field(default_factory=list)
+    system: list[SystemChange] = field(default_factory=list)
+    # Tenants removed or switched to another isolation without an offboarding entry: errors.
+    unplanned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """What stands on the merge request: approvers by note (after the last push) and by rule."""
+
+    users: set[str]
+    rules: dict[str, set[str]] = field(default_factory=dict)  # rule name -> approvers (lower case)
+    author: str = ""
 
 
 # tenant -> user -> role ("owners", "ops" or "developers")
@@ -87,19 +118,74 @@ def members(raw: dict[str, str], source: str) -> Members:
     return found
 
 
-def compare(stack: str, base: Members | None, head: Members, into: Changes) -> None:
-    """Add the grants, new tenants and removed tenants between two memberships of `stack`."""
+def compare(
+    stack: str, base: Members | None, head: Members, into: Changes,
+    base_raw: dict[str, str] | None = None, head_raw: dict[str, str] | None = None,
+) -> None:
+    """Add the grants, new tenants and removed tenants between two memberships of `stack`, and
+    with the stack files' config (`*_raw`) what needs a system approver or an offboarding entry."""
     before = base or {}
-    into.new_tenants += [f"{stack}/{name}" for name in sorted(head.keys() - before.keys())]
+    new = sorted(head.keys() - before.keys())
+    into.new_tenants += [f"{stack}/{name}" for name in new]
     into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - head.keys())]
+    settings_before, settings_after = _tenant_settings(base_raw or {}), _tenant_settings(head_raw or {})
+    exceptions = {
+        name: level for name, (_, level) in settings_after.items()
+        if level and name in before and settings_before.get(name, (None, None))[1] != level
+    }
     for name in sorted(head.keys() & before.keys()):
         held = before[name]
         grants = tuple(
             Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role
         )
-        if grants:
+        if grants or name in exceptions:
             owners = tuple(sorted(user for user, role in held.items() if role == "owners"))
-            into.requests.append(Request(stack, name, owners, grants))
+            into.requests.append(Request(stack, name, owners, grants, exceptions.get(name)))
+    if head_raw is None:
+        return
+    into.system += [SystemChange(stack, f"adds tenant {name}") for name in new]
+    into.system += [SystemChange(stack, f"grants tenant {name} a pod security exception ({level})") for name, level in exceptions.items()]
+    for key, cluster_admins in (("clusterAdmins", True), ("systemApprovers", False)):
+        if base_raw is not None and _identity_groups(base_raw, key) != _identity_groups(head_raw, key):
+            into.system.append(SystemChange(stack, f"changes identity.{key}", cluster_admins))
+    offboarded = _offboarded(head_raw)
+    for name in sorted(before.keys() - head.keys()):
+        if name not in offboarded:
+            into.unplanned.append(f"{stack}: tenant {name} is removed from {NAMESPACE}:tenants")
+    for name, (isolation, _) in sorted(settings_after.items()):
+        was = settings_before.get(name, (isolation, None))[0]
+        if name in before and was != isolation and name not in offboarded:
+            into.unplanned.append(f"{stack}: tenant {name} switches isolation from {was} to {isolation}")
+
+
+def _loaded(raw: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(raw.get(f"{NAMESPACE}:{key}", "null"))
+    except ValueError:
+        return None
+
+
+def _tenant_settings(raw: dict[str, str]) -> dict[str, tuple[Any, Any]]:
+    """Tenant -> (isolation, pod security exception level or None), read leniently (the base may be old)."""
+    tenants = _loaded(raw, "tenants")
+    found = {}
+    for tenant in tenants if isinstance(tenants, list) else []:
+        if isinstance(tenant, dict) and isinstance(tenant.get("name"), str):
+            exception = tenant.get("podSecurityException")
+            level = exception.get("level", "?") if isinstance(exception, dict) else None
+            found[tenant["name"]] = (tenant.get("isolation", "namespace"), level)
+    return found
+
+
+def _identity_groups(raw: dict[str, str], key: str) -> Any:
+    identity = _loaded(raw, "identity")
+    groups = identity.get(key) if isinstance(identity, dict) else None
+    return sorted(map(str, groups)) if isinstance(groups, list) else groups
+
+
+def _offboarded(raw: dict[str, str]) -> set[str]:
+    entries = _loaded(raw, "offboarding")
+    return {e["tenant"] for e in entries if isinstance(e, dict) and isinstance(e.get("tenant"), str)} if isinstance(entries, list) else set()
 
 
 # --- stack files -------------------------------------------------------------------------
@@ -109,8 +195,8 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def _members_at(text: str, stack: str, source: str, validate: bool) -> Members:
-    """The members in a stack file's text; with `validate`, the whole file must be valid."""
+def _read(text: str, stack: str, source: str, validate: bool) -> tuple[Members, dict[str, str]]:
+    """The members in a stack file's text, and its config; with `validate`, the whole file must be valid."""
     try:
         raw, secret_keys = parse_stack_file(text, source)
         if validate:
@@ -119,7 +205,7 @@ def _members_at(text: str, stack: str, source: str, validate: bool) -> Members:
         raise gitlab_api.UsageError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
     except RenderError as err:
         raise gitlab_api.UsageError(str(err)) from None
-    return members(raw, source)
+    return members(raw, source), raw
 
 
 def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes:
@@ -140,10 +226,16 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
             raise gitlab_api.UsageError(f"cannot read {name}: {err.strerror or err}") from None
         shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
         # A stack file new since the base has no tenants to protect yet.
-        base = None
+        base, base_raw = None, None
         if shown.returncode == 0:
-            base = _members_at(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
-        compare(stack, base, _members_at(head_text, stack, name, validate=True), changes)
+            base, base_raw = _read(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
+        head, head_raw = _read(head_text, stack, name, validate=True)
+        compare(stack, base, head, changes, base_raw, head_raw)
+    if changes.unplanned:
+        raise gitlab_api.UsageError(
+            f"{NAMESPACE}:offboarding: {'; '.join(changes.unplanned)} without an offboarding entry; "
+            "allowed: add {tenant: <name>, reason: <why>} to platform:offboarding (README: offboarding)"
+        )
     return changes
 
 
@@ -152,6 +244,15 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
 
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def rule_approvers(mr: Any) -> dict[str, set[str]]:
+    """Approval rule name -> usernames (lower case) who approved as eligible approvers of it."""
+    state = mr.approval_state.get()
+    return {
+        rule["name"]: {u["username"].lower() for u in rule.get("approved_by") or []}
+        for rule in getattr(state, "rules", []) or []
+    }
 
 
 def current_approvers(mr: Any) -> set[str]:
@@ -182,11 +283,27 @@ def _grant_text(grant: Grant) -> str:
     return f"{grant.user}: {grant.previous} → {grant.role}" if grant.previous else f"{grant.user} → {grant.role}"
 
 
-def report(changes: Changes, approvers: set[str] | None, where: str) -> tuple[str, bool]:
+def _system_status(change: SystemChange, approvals: Approvals | None) -> tuple[str, bool]:
+    # A rule names who may approve; only an approval standing after the last push counts.
+    rules, standing = (approvals.rules, approvals.users) if approvals else ({}, set())
+    system = sorted(rules.get(SYSTEM_RULE, set()) & standing)
+    admins = sorted(rules.get(CLUSTER_ADMIN_RULE, set()) & standing - {approvals.author.lower() if approvals else ""})
+    missing = [] if system else [f"a system approver (rule {SYSTEM_RULE})"]
+    if change.cluster_admins and not admins:
+        missing.append(f"a cluster admin other than the author (rule {CLUSTER_ADMIN_RULE})")
+    if missing:
+        return f"❌ waiting for {' and '.join(missing)}", False
+    return f"✅ approved by {', '.join(sorted({*system, *(admins if change.cluster_admins else [])}))}", True
+
+
+def report(changes: Changes, approvals: Approvals | set[str] | None, where: str) -> tuple[str, bool]:
     """The markdown report and whether every request is approved.
 
-    `approvers`: the merge request's standing approvals; None when there is no merge request.
+    `approvals`: what stands on the merge request (a set: approvers by note only); None when there is none.
     """
+    if isinstance(approvals, set):
+        approvals = Approvals(approvals)
+    approvers = approvals.users if approvals else None
     lines = ["### Tenant access requests", ""]
     approved_all = True
     if not changes.requests:
@@ -202,21 +319,27 @@ def report(changes: Changes, approvers: set[str] | None, where: str) -> tuple[st
             by = sorted(u for u in request.owners if approvers and u.lower() in approvers)
             approved_all &= bool(by)
             status = f"✅ approved by {', '.join(by)}" if by else "❌ waiting for an owner's approval"
-            grants = "; ".join(_grant_text(g) for g in request.grants)
+            grants = "; ".join([*(_grant_text(g) for g in request.grants),
+                                *([f"pod security exception → {request.exception}"] if request.exception else [])])
             lines.append(f"| {request.stack} | {request.tenant} | {grants} | {', '.join(request.owners)} | {status} |")
-    for label, tenants in (("New tenants", changes.new_tenants), ("Removed tenants", changes.removed_tenants)):
-        if tenants:
-            lines += ["", f"{label} (the platform maintainers' decision, approved by merging): {', '.join(tenants)}."]
+    if changes.system:
+        lines += ["", f"Changes a system approver approves on {where}:", "", "| stack | change | approval |", "|---|---|---|"]
+        for change in changes.system:
+            status, approved = _system_status(change, approvals)
+            approved_all &= approved
+            lines.append(f"| {change.stack} | {change.what} | {status} |")
+    if changes.removed_tenants:
+        lines += ["", f"Removed tenants (offboarded as their platform:offboarding entries say): {', '.join(changes.removed_tenants)}."]
     return "\n".join(lines) + "\n", approved_all
 
 
 # --- command line -----------------------------------------------------------------------------
 
 
-def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str] | None, str]:
+def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[Approvals | None, str]:
     """The standing approvals of the merge request in question, and how to name it."""
     mr_iid = args.mr_iid or os.environ.get("CI_MERGE_REQUEST_IID", "")
-    if not changes.requests or not (mr_iid or args.commit):
+    if not (changes.requests or changes.system) or not (mr_iid or args.commit):
         return None, "their merge request"
     if mr_iid and not str(mr_iid).isdigit():
         raise gitlab_api.UsageError(f"merge request IID must be a number, got {mr_iid!r}")
@@ -236,7 +359,9 @@ def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[set[str]
             if mr is None:
                 return None, f"a merge request (commit {args.commit[:12]} came to this branch without one)"
         step = f"read the approvals of merge request !{mr.iid}"
-        return current_approvers(mr), f"merge request !{mr.iid}"
+        rules = rule_approvers(mr) if changes.system else {}
+        author = (getattr(mr, "author", None) or {}).get("username", "")
+        return Approvals(current_approvers(mr), rules, author), f"merge request !{mr.iid}"
     except (gitlab.GitlabError, requests.RequestException) as err:
         raise gitlab_api.UsageError(gitlab_api.failure(err, step, where)) from None
 

@@ -72,22 +72,70 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     return parse_stack_file(text, str(path))
 
 
+# A stack file's top-level keys (Pulumi's stack settings); anything else is a mistake.
+STACK_FILE_KEYS = ("config", "encryptedkey", "encryptionsalt", "secretsprovider")
+# Aliases a stack file may use: enough for shared anchors, far too few for an alias bomb.
+MAX_ALIASES = 50
+MAX_STACK_FILE_BYTES = 1 << 20
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class StackFileLoader(yaml.SafeLoader):
+    """SafeLoader that refuses repeated keys and more than MAX_ALIASES aliases, before expanding
+    any, and keeps dates as the strings they are written as (Pulumi hands config over as text)."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (line {mark.line + 1}); allowed: at most {MAX_ALIASES}")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.YAMLError(f"key {key!r} repeated (line {key_node.start_mark.line + 1}); allowed: each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
 def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
-    """`read_stack_file` for a stack file's text (e.g. from `git show`); `source` names it in errors."""
+    """`read_stack_file` for a stack file's text (e.g. from `git show`); `source` names it in errors.
+
+    The secret keys are the top-level keys holding a `secure:` value and the path of each such
+    value (`platform:identity.oidc.clientSecret`), so each secret leaf can be checked.
+    """
+    if len(text) > MAX_STACK_FILE_BYTES:
+        raise RenderError(f"{source}: cannot read stack file: larger than {MAX_STACK_FILE_BYTES} bytes")
     try:
-        document = yaml.safe_load(text) or {}
+        document = yaml.load(text, Loader=StackFileLoader) or {}  # noqa: S506 a SafeLoader
     except yaml.YAMLError as err:
         raise RenderError(_yaml_problem(source, err)) from None
+    except RecursionError:
+        raise RenderError(f"{source}: cannot read stack file: nested too deeply") from None
     entries = document.get("config") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise RenderError(f"{source}: no 'config:' mapping")
+    unknown = sorted(str(k) for k in document if k not in STACK_FILE_KEYS)
+    if unknown:
+        raise ConfigError(source, [f"{k}: unknown stack file key; allowed: {', '.join(STACK_FILE_KEYS)}" for k in unknown])
     raw: dict[str, str] = {}
     secret_keys: set[str] = set()
     for key, value in entries.items():
         key = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
-        value, had_secret = _replace_secure(value)
-        if had_secret:
-            secret_keys.add(key)
+        value, secret_paths = _replace_secure(value, key)
+        if secret_paths:
+            secret_keys |= {key, *secret_paths}
         if isinstance(value, bool):
             raw[key] = "true" if value else "false"
         elif isinstance(value, (dict, list)):
@@ -105,17 +153,18 @@ def _yaml_problem(source: str, err: yaml.YAMLError) -> str:
     return f"{where}: not valid YAML: {what or err}"
 
 
-def _replace_secure(value: Any) -> tuple[Any, bool]:
+def _replace_secure(value: Any, path: str) -> tuple[Any, set[str]]:
+    """`value` with each `secure:` replaced by a placeholder, and the paths of those replaced."""
     if isinstance(value, dict):
         if set(value) == {"secure"}:
             # Derived from the ciphertext, so a changed secret shows in `platformctl diff`.
-            return f"{PLACEHOLDER}-{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:12]}", True
-        items = {k: _replace_secure(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+            return f"{PLACEHOLDER}-{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:12]}", {path}
+        items = {k: _replace_secure(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, set().union(*(s for _, s in items.values()))
     if isinstance(value, list):
-        items_list = [_replace_secure(v) for v in value]
-        return [v for v, _ in items_list], any(s for _, s in items_list)
-    return value, False
+        items_list = [_replace_secure(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in items_list], set().union(*(s for _, s in items_list))
+    return value, set()
 
 
 @dataclass(frozen=True)

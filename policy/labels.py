@@ -6,6 +6,9 @@ ENVIRONMENT_LABEL = "platform.io/environment"
 CLUSTER_LABEL = "platform.io/cluster"
 # On every tenant namespace: what Gatekeeper's tenant-scoped constraints select.
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
+# A tenant namespace's Pod Security level: "restricted", or "baseline" for a tenant granted an
+# exception in stack config (`podSecurityException`); the restricted constraint skips only those.
+POD_SECURITY_LABEL = "platform.io/pod-security"
 
 
 def managed_by(**extra: str) -> dict[str, str]:

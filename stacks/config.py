@@ -7,10 +7,12 @@ stack file, the key path (`platform:tenants[2].owners`), what is wrong and what 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import (
@@ -25,13 +27,15 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from cryptography import x509
 from pydantic.alias_generators import to_camel
 
-from components.tenancy import Isolation, Severity
+from components.tenancy import ROLES, Isolation, Severity
+from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
-from stacks.services import SERVICES
+from stacks.services import PLATFORM_NAMESPACES, SERVICES
 
 NAMESPACE = "platform"
 
@@ -100,6 +104,19 @@ def _cidr(value: str) -> str:
 Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
+def _public_cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '203.0.113.0/24'") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network")
+    return value
+
+
+PublicCidr = Annotated[str, AfterValidator(_public_cidr)]
+
+
 class Model(BaseModel):
     """Stack YAML uses camelCase keys, as Pulumi config does; unknown keys are errors."""
 
@@ -141,7 +158,7 @@ class NewVpc(Model):
 class EndpointAccess(Model):
     public: bool = False
     private: bool = True
-    public_cidrs: list[Cidr] = []
+    public_cidrs: list[PublicCidr] = []
 
     @model_validator(mode="after")
     def _some_access(self) -> EndpointAccess:
@@ -149,6 +166,8 @@ class EndpointAccess(Model):
             raise ValueError("at least one of public and private must be true")
         if self.public_cidrs and not self.public:
             raise ValueError("publicCidrs needs public: true")
+        if self.public and not self.public_cidrs:
+            raise ValueError("public: true needs publicCidrs, the networks allowed to reach the API server")
         return self
 
 
@@ -174,7 +193,17 @@ class EksSpec(Model):
         return self
 
 
-_CA_DATA = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+def _ca_data(value: str) -> str:
+    """Base64 of one or more PEM certificates, as a kubeconfig's certificate-authority-data."""
+    try:
+        certificates = x509.load_pem_x509_certificates(base64.b64decode(value, validate=True))
+    except (ValueError, binascii.Error):
+        certificates = []
+    if not certificates:
+        raise ValueError("is not valid; allowed: the base64 of a PEM CA certificate bundle, as in a kubeconfig's certificate-authority-data")
+    return value
+
+
 HttpsUrl = Annotated[str, _check(re.compile(r"^https://[^\s/]+(/[^\s]*)?$"), "an https:// URL")]
 
 
@@ -185,7 +214,7 @@ class KubeconfigSpec(Model):
     # How the control plane reaches this API server, and the CA that signs it: what ArgoCD
     # and Vault need to trust the cluster, declared so the plan never reads a live kubeconfig.
     server: HttpsUrl
-    ca_data: Annotated[str, _check(_CA_DATA, "the base64 PEM CA bundle, as in a kubeconfig's certificate-authority-data")]
+    ca_data: Annotated[str, Field(max_length=65536), AfterValidator(_ca_data)]
     service_account_issuer: HttpsUrl | None = None
     kubernetes_version: KubernetesVersion = "1.33"
 
@@ -345,10 +374,41 @@ class Charts(Model):
 # --- tenants --------------------------------------------------------------------------
 
 
+_QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+# Harbor keeps a project's storage quota in bytes as an int64.
+HARBOR_MAX_BYTES = 2**63 - 1
+
+
+def _positive(value: str) -> str:
+    match = _QUANTITY.match(value)
+    if match and float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] <= 0:
+        raise ValueError(f"{value!r} is not valid; allowed: a quantity greater than zero")
+    return value
+
+
+def _harbor_storage(value: str) -> str:
+    match = _QUANTITY.match(value)
+    if match and float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] > HARBOR_MAX_BYTES // 2:
+        raise ValueError(f"{value!r} is not valid; allowed: at most 4Ei, what Harbor's storage quota can hold")
+    return value
+
+
+PositiveQuantity = Annotated[Quantity, AfterValidator(_positive)]
+
+
 class Quota(Model):
-    cpu: Quantity = "8"
-    memory: Quantity = "16Gi"
-    storage: Quantity = "100Gi"
+    cpu: PositiveQuantity = "8"
+    memory: PositiveQuantity = "16Gi"
+    storage: Annotated[PositiveQuantity, AfterValidator(_harbor_storage)] = "100Gi"
+
+
+class PodSecurityException(Model):
+    """Run the tenant's namespaces at Pod Security `baseline` instead of `restricted`. A merge
+    request adding one needs a tenant owner's and a system approver's approval (`platformctl access`)."""
+
+    level: Literal["baseline"]
+    reason: str = Field(min_length=10, max_length=500)
 
 
 class Tenant(Model):
@@ -358,6 +418,7 @@ class Tenant(Model):
     ops: list[UserId] = []
     isolation: Annotated[Isolation, Strict(False)] = Isolation.NAMESPACE
     quota: Quota = Quota()
+    pod_security_exception: PodSecurityException | None = None
 
     @model_validator(mode="after")
     def _one_role_per_user(self) -> Tenant:
@@ -368,6 +429,16 @@ class Tenant(Model):
                     raise ValueError(f"user {user!r} is listed in both {seen[user]} and {role}; give each user one role")
                 seen[user] = role
         return self
+
+
+class Offboarding(Model):
+    """A tenant leaving `platform:tenants`, or switching its isolation: the change that says so
+    on purpose. Its GitLab group stays and its projects are archived, its Harbor project and
+    Vault signing key are left in place (README: offboarding); `platformctl access` refuses a
+    removal or switch without one."""
+
+    tenant: DnsLabel
+    reason: str = Field(min_length=10, max_length=500)
 
 
 # --- DNS and public certificates (EKS) ------------------------------------------------
@@ -412,11 +483,24 @@ def _iso_date(value: str) -> str:
     return value
 
 
+# An accepted vulnerability is reviewed at least this often: no allowlist entry lives longer.
+CVE_HORIZON_DAYS = 366
+
+
+def _within_horizon(value: str) -> str:
+    if date.fromisoformat(value) > date.today() + timedelta(days=CVE_HORIZON_DAYS):
+        raise ValueError(f"{value!r} is too far ahead; allowed: a date at most {CVE_HORIZON_DAYS} days from today")
+    return value
+
+
 class CveException(Model):
     """One accepted vulnerability: ignored by the severity gate until `expires` (inclusive)."""
 
     id: Annotated[str, _check(re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$"), "a CVE id such as 'CVE-2024-12345'")]
-    expires: Annotated[str, _check(re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "a date YYYY-MM-DD"), AfterValidator(_iso_date)]
+    expires: Annotated[
+        str, _check(re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), "a date YYYY-MM-DD"), AfterValidator(_iso_date),
+        AfterValidator(_within_horizon),
+    ]
 
 
 class SupplyChain(Model):
@@ -450,6 +534,7 @@ class PlatformConfig(Model):
     dns: Dns | None = None
     services: Services = Services()
     tenants: list[Tenant] = []
+    offboarding: list[Offboarding] = []
     protect: bool | None = None
     pipeline: Pipeline = Pipeline()
     supply_chain: SupplyChain = SupplyChain()
@@ -472,8 +557,141 @@ class PlatformConfig(Model):
                     )
         return self
 
+    @field_validator("offboarding")
+    @classmethod
+    def _unique_offboarding(cls, entries: list[Offboarding]) -> list[Offboarding]:
+        _refuse_repeats([e.tenant for e in entries], "offboarded tenant")
+        return entries
 
-# Secret-bearing fields: they must come from `pulumi config set --secret`.
+    def collisions(self) -> list[str]:
+        """Names that would collide with the platform's own or each other's: one line per problem."""
+        return [*_name_collisions(self), *_network_overlaps(self)]
+
+
+# Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
+# proxy caches `proxy-*`), GitLab's reserved top-level paths, and what the platform names itself.
+RESERVED_TENANT_NAMES = frozenset({
+    "library", "approved", "platform", "sandbox",
+    # GitLab reserved top-level paths (lib/gitlab/path_regex.rb TOP_LEVEL_ROUTES, the ones a DNS label can spell)
+    "admin", "api", "assets", "dashboard", "explore", "favicon", "files", "groups", "health", "help", "import",
+    "jwt", "login", "oauth", "profile", "projects", "public", "robots", "s", "search", "sent-notifications",
+    "slash-command-logo", "snippets", "unsubscribes", "uploads", "users", "v2", "abuse-reports", "invites",
+    "notification-settings", "ci", "toolbox", "-",
+})
+RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
+# Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.
+RESERVED_USERS = frozenset({"root", "admin", "administrator", "platform-bot", "ghost", "support-bot", "alert-bot",
+                            "security-bot", "automation-bot", "project_bot", "gitlab", "openunison", "argocd"})
+
+
+def _name_collisions(config: PlatformConfig) -> list[str]:
+    problems: list[str] = []
+    platform_group = config.pipeline.project_path.split("/", 1)[0].lower()
+    platform_groups = {g.lower(): f"identity.{key}" for key in ("clusterAdmins", "systemApprovers")
+                       for g in getattr(config.identity, "cluster_admins" if key == "clusterAdmins" else "system_approvers")}
+    first_user: dict[str, str] = {}
+    namespaces: dict[str, str] = {}
+    group_paths = {name: "reserved" for name in RESERVED_TENANT_NAMES} | {platform_group: "the platform's group"} | {
+        t.name: f"tenant {t.name}" for t in config.tenants}
+    for i, tenant in enumerate(config.tenants):
+        where = f"{NAMESPACE}:tenants[{i}]"
+        if tenant.name in RESERVED_TENANT_NAMES or tenant.name.startswith(RESERVED_TENANT_PREFIXES) or tenant.name == platform_group:
+            problems.append(
+                f"{where}.name: {tenant.name!r} is reserved (a Harbor or GitLab system name, the platform's own group "
+                f"{platform_group!r}, or a prefix {', '.join(RESERVED_TENANT_PREFIXES)}); allowed: another name"
+            )
+        for role in ROLES:
+            group = f"{tenant.name}-{role}".lower()
+            if group in platform_groups:
+                problems.append(
+                    f"{where}.name: the tenant group {group!r} is also platform group {platform_groups[group]}; "
+                    "allowed: platform groups and tenant groups disjoint"
+                )
+            for j, user in enumerate(getattr(tenant, role)):
+                key = user.lower()
+                if key in RESERVED_USERS:
+                    problems.append(f"{where}.{role}[{j}]: {user!r} is a platform or GitLab account; allowed: a person's own id")
+                elif key in group_paths:
+                    # GitLab users and groups share one namespace of top-level paths.
+                    problems.append(f"{where}.{role}[{j}]: {user!r} is also a GitLab group path ({group_paths[key]}); allowed: another id")
+                elif key in first_user and first_user[key] != user:
+                    problems.append(
+                        f"{where}.{role}[{j}]: {user!r} differs from {first_user[key]!r} only in case, and GitLab usernames "
+                        "ignore case; allowed: one spelling per user"
+                    )
+                first_user.setdefault(key, user)
+        for environment in ("dev", "prod"):
+            namespaces.setdefault(namespace_name(tenant.name, environment), f"{where}.name")
+    developers = {u: f"{NAMESPACE}:tenants[{i}].developers[{j}]" for i, t in reversed(list(enumerate(config.tenants)))
+                  for j, u in reversed(list(enumerate(t.developers)))}
+    for user, where in sorted(developers.items(), key=lambda item: item[1]):
+        sandbox = namespace_name(sandbox_name(user), "dev")
+        if sandbox in namespaces:
+            problems.append(f"{where}: {user!r}'s sandbox namespace {sandbox!r} is already {namespaces[sandbox]}'s; allowed: another name")
+        namespaces.setdefault(sandbox, where)
+    for namespace, where in namespaces.items():
+        if namespace in {n.name for n in PLATFORM_NAMESPACES}:
+            problems.append(f"{where}: the namespace {namespace!r} is the platform's; allowed: another name")
+    return problems
+
+
+def _eks_clusters(config: PlatformConfig) -> list[tuple[str, EksSpec]]:
+    """(config key, spec) of each EKS cluster."""
+    clusters = config.clusters
+    found = [("controlPlane", clusters.control_plane.eks), ("dev", clusters.dev.eks), ("prod", clusters.prod.eks)]
+    return [(key, spec) for key, spec in found if spec is not None]
+
+
+def _network_overlaps(config: PlatformConfig) -> list[str]:
+    problems: list[str] = []
+    seen: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for key, spec in _eks_clusters(config):
+        if spec.vpc is None:
+            continue
+        network = ipaddress.ip_network(spec.vpc.cidr)
+        for other, other_network in seen:
+            if network.overlaps(other_network):
+                problems.append(
+                    f"{NAMESPACE}:clusters.{key}.eks.vpc.cidr: {spec.vpc.cidr} overlaps clusters.{other}.eks.vpc.cidr "
+                    f"{other_network}; allowed: VPC networks that do not overlap (they are peered and routed)"
+                )
+        seen.append((key, network))
+    return problems
+
+
+def _stack_rules(config: PlatformConfig, stack: str) -> list[str]:
+    """What only prod refuses."""
+    if stack != "prod":
+        return []
+    problems = []
+    if config.supply_chain.severity == "none":
+        problems.append(f"{NAMESPACE}:supplyChain.severity: 'none' turns the vulnerability gate off; allowed in prod: low, medium, high, critical")
+    for key, spec in _eks_clusters(config):
+        for i, cidr in enumerate(spec.endpoint_access.public_cidrs):
+            if ipaddress.ip_network(cidr).prefixlen == 0:
+                problems.append(
+                    f"{NAMESPACE}:clusters.{key}.eks.endpointAccess.publicCidrs[{i}]: {cidr} opens the API server to the "
+                    "internet; allowed in prod: the networks that administer it"
+                )
+    return problems
+
+
+def _secret_leaves(model: BaseModel, path: str) -> list[str]:
+    """The key paths of every secret value set in `model` (`identity.oidc.clientSecret`)."""
+    found: list[str] = []
+    for name, field in type(model).model_fields.items():
+        value, key = getattr(model, name), f"{path}.{field.alias or name}"
+        values = value if isinstance(value, list) else [value]
+        for i, item in enumerate(values):
+            item_key = f"{key}[{i}]" if isinstance(value, list) else key
+            if isinstance(item, SecretStr):
+                found.append(item_key)
+            elif isinstance(item, BaseModel):
+                found += _secret_leaves(item, item_key)
+    return found
+
+
+# Secret-bearing fields (documented in the README's reference); every SecretStr is checked.
 SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
@@ -552,7 +770,12 @@ def load_platform_config(
     `--secret`. Raises ConfigError with every problem found.
     """
     values = {k.split(":", 1)[1]: _parse(v) for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
-    problems: list[str] = []
+    # Another namespace is a typo (`platfrom:tenants`) that would otherwise render as if the key were absent.
+    problems: list[str] = [
+        f"{key}: unknown key; allowed: keys of the '{NAMESPACE}' namespace "
+        f"({', '.join(sorted(f.alias or n for n, f in PlatformConfig.model_fields.items()))})"
+        for key in sorted(raw) if not key.startswith(f"{NAMESPACE}:")
+    ]
     try:
         config = PlatformConfig.model_validate(values)
     except ValidationError as err:
@@ -565,13 +788,17 @@ def load_platform_config(
             problems.append(line)
         raise ConfigError(source, problems) from None
 
-    for key, fields in SECRET_FIELDS.items():
-        for dotted in fields:
-            if f"{NAMESPACE}:{key}" not in secret_keys and _has_secret_field(values.get(key), dotted):
-                problems.append(
-                    f"{NAMESPACE}:{key}: holds {dotted} in plain text; "
-                    f"allowed: set it with `pulumi config set --secret --path '{NAMESPACE}:{key}.<...>.{dotted.split('.')[-1]}'`"
-                )
+    # Each secret value must itself be secret: per leaf where the stack file says which leaves
+    # are (`platform:identity.oidc.clientSecret`), per key where only the runtime's key secrecy is known.
+    for leaf in _secret_leaves(config, ""):
+        leaf = f"{NAMESPACE}:{leaf.removeprefix('.')}"
+        key = re.split(r"[.\[]", leaf, maxsplit=1)[0]
+        leaf_known = any(s.startswith(f"{key}.") or s.startswith(f"{key}[") for s in secret_keys)
+        if (leaf not in secret_keys) if leaf_known else (key not in secret_keys):
+            problems.append(
+                f"{leaf}: holds a secret in plain text; allowed: set it with `pulumi config set --secret --path '{leaf}'`"
+            )
+    problems += config.collisions() + _stack_rules(config, stack)
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     if problems:
@@ -579,13 +806,3 @@ def load_platform_config(
     if config.protect is None:
         config = config.model_copy(update={"protect": stack == "prod"})
     return config
-
-
-def _has_secret_field(value: Any, dotted: str) -> bool:
-    """True when `dotted` (e.g. 'kubeconfig.content') is set in `value` or any mapping one level below it."""
-    head, _, rest = dotted.partition(".")
-    candidates = [value] + (list(value.values()) if isinstance(value, dict) else [])
-    for candidate in candidates:
-        if isinstance(candidate, dict) and isinstance(candidate.get(head), dict) and rest in candidate[head]:
-            return True
-    return False

@@ -156,11 +156,8 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
-    gatekeeper = baselines["control-plane"].gatekeeper
-    platform = tenant_platform(
-        config, clusters, plane, federation.vault, gatekeeper.templates if gatekeeper else {}, federation.inventory,
-        argocd_federation,
-    )
+    policies = {name: b.gatekeeper.templates for name, b in baselines.items() if b.gatekeeper is not None}
+    platform = tenant_platform(config, clusters, plane, federation.vault, policies, federation.inventory, argocd_federation)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(
         platform,

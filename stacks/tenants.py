@@ -12,6 +12,7 @@ from components.cluster import ClusterHandle
 from components.inventory import CredentialInventory
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
 from components.tenancy import (
+    ENVIRONMENTS,
     KV_MOUNT,
     TRANSIT_MOUNT,
     ArgoTenancy,
@@ -25,6 +26,7 @@ from components.tenancy import (
     VaultTenancy,
 )
 from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
+from components.tenant_roles import TenantRoles
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
@@ -35,7 +37,7 @@ def tenant_platform(
     clusters: dict[str, ClusterHandle],
     plane: ControlPlane,
     federation: VaultFederation | None,
-    gatekeeper_templates: dict[str, pulumi.Resource],
+    gatekeeper_templates: dict[str, dict[str, pulumi.Resource]],
     inventory: CredentialInventory,
     argocd_federation: ClusterFederation,
 ) -> TenantPlatform:
@@ -88,9 +90,14 @@ def tenant_platform(
         kubernetes_client_id=plane.identity.kubernetes_client_id,
         vault=vault_part,
         gitlab=gitlab_part,
-        harbor=HarborTenancy(plane.harbor.provider, f"harbor.{config.domain}") if plane.harbor is not None else None,
+        harbor=(
+            HarborTenancy(plane.harbor.provider, f"harbor.{config.domain}", tuple(config.identity.system_approvers))
+            if plane.harbor is not None
+            else None
+        ),
         argocd=argocd_part,
-        gatekeeper_templates=gatekeeper_templates,
+        gatekeeper_templates=gatekeeper_templates.get("control-plane", {}),
+        policy_templates=gatekeeper_templates,
         inventory=inventory,
         federation=(
             FederationTenancy(argocd_federation, argocd_federation.openunison.issuer_url, argocd_federation.openunison.ca_bundle)
@@ -104,8 +111,10 @@ def tenant_platform(
 
 
 def build_tenants(platform: TenantPlatform, config: PlatformConfig, external_secrets: dict[str, pulumi.Resource]) -> None:
+    for environment in ENVIRONMENTS:
+        TenantRoles(f"{environment}-tenant-roles", platform.clusters[environment])
     for developer in distinct_users(*(t.developers for t in config.tenants)):
-        Sandbox(developer, platform.clusters["dev"])
+        Sandbox(developer, platform)
     for tenant in config.tenants:
         Tenant(
             TenantArgs(
@@ -113,6 +122,7 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig, external_sec
                 members=TenantMembers(tuple(tenant.owners), tuple(tenant.developers), tuple(tenant.ops)),
                 quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
                 isolation=tenant.isolation,
+                pod_security=tenant.pod_security_exception.level if tenant.pod_security_exception else "restricted",
             ),
             platform,
             external_secrets,

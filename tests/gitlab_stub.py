@@ -37,6 +37,9 @@ class GitLabStub(LoopbackServer):
     # One diff version per push, as GitLab records them; `created_at` is the push time.
     versions: list[dict[str, Any]] = field(default_factory=lambda: [{"id": 1, "created_at": "2026-01-01T00:00:00Z"}])
     commit_merge_requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> MRs
+    author: dict[str, Any] = field(default_factory=lambda: {"id": 99, "username": "mara", "name": "Mara"})
+    # The merge request's approval rules as GET .../approval_state lists them.
+    approval_rules: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query)
 
     def __post_init__(self) -> None:
@@ -162,10 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, st.commit_merge_requests.get(route[4], []))
         if route[2:3] != ["merge_requests"] or route[3:4] != [str(st.mr_iid)]:
             return self._send(404, {"message": "404 Not found"})
-        mr = {"id": 9000 + st.mr_iid, "iid": st.mr_iid, "project_id": st.project_id, "state": "opened"}
+        mr = {"id": 9000 + st.mr_iid, "iid": st.mr_iid, "project_id": st.project_id, "state": "opened", "author": st.author}
         rest = route[4:]
         if rest == [] and method == "GET":
             return self._send(200, mr)
+        if rest == ["approval_state"] and method == "GET":
+            return self._send(200, {"approval_rules_overwritten": False, "rules": st.approval_rules})
         if rest == ["versions"] and method == "GET":  # newest first, like GitLab
             return self._send(200, sorted(st.versions, key=lambda v: v["id"], reverse=True))
         if rest == ["notes"] and method == "GET":

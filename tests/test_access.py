@@ -18,14 +18,28 @@ import pytest
 import yaml
 
 from gitlab_stub import BOT, GitLabStub, client_env
-from platformctl.access import APPROVED_NOTE, UNAPPROVED_NOTE, Changes, Grant, Members, compare, members, report
+from platformctl.access import (
+    APPROVED_NOTE,
+    CLUSTER_ADMIN_RULE,
+    SYSTEM_RULE,
+    UNAPPROVED_NOTE,
+    Approvals,
+    Changes,
+    Grant,
+    Members,
+    SystemChange,
+    compare,
+    members,
+    report,
+)
 from platformctl.render import read_stack_file
 from stacks.config import load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = {"id": 5, "username": "alice", "name": "Alice"}  # owner of payments (dev and prod)
-ERIN = {"id": 8, "username": "erin", "name": "Erin"}  # owner of search
+ERIN = {"id": 8, "username": "erin", "name": "Erin"}  # owner of catalog
 BOB = {"id": 6, "username": "bob", "name": "Bob"}  # developer of payments
+SAM = {"id": 11, "username": "Sam", "name": "Sam"}  # a system approver
 BEFORE_PUSH, PUSH, AFTER_PUSH = "2026-01-02T09:00:00Z", "2026-01-02T10:00:00Z", "2026-01-02T11:00:00Z"
 
 
@@ -37,12 +51,12 @@ def _tenant(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in doc["config"]["platform:tenants"] if t["name"] == name)
 
 
-def _members(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> Members:
+def _members(doc: dict[str, Any], tmp_path: Path, stack: str = "dev") -> tuple[Members, dict[str, str]]:
     path = tmp_path / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(doc))
     raw, secret_keys = read_stack_file(path)
     load_platform_config(raw, stack=stack, source=path.name, secret_keys=secret_keys)  # a valid stack
-    return members(raw, path.name)
+    return members(raw, path.name), raw
 
 
 def _changes(tmp_path: Path, edit) -> Changes:
@@ -50,7 +64,8 @@ def _changes(tmp_path: Path, edit) -> Changes:
     head = copy.deepcopy(base)
     edit(head)
     changes = Changes()
-    compare("dev", _members(base, tmp_path), _members(head, tmp_path), changes)
+    (before, base_raw), (after, head_raw) = _members(base, tmp_path), _members(head, tmp_path)
+    compare("dev", before, after, changes, base_raw, head_raw)
     return changes
 
 
@@ -109,19 +124,61 @@ def test_removals_reordering_and_other_keys_need_no_approval(tmp_path: Path, edi
     assert changes.requests == []
 
 
-def test_new_and_removed_tenants_are_the_maintainers_decision(tmp_path: Path) -> None:
+def _offboard(tenant: str):
+    return lambda doc: doc["config"].setdefault("platform:offboarding", []).append({"tenant": tenant, "reason": "moved to catalog-v2"})
+
+
+def test_a_new_tenant_needs_a_system_approver_and_a_removal_an_offboarding_entry(tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
         tenants = doc["config"]["platform:tenants"]
-        tenants.remove(_tenant(doc, "search"))
+        tenants.remove(_tenant(doc, "catalog"))
         tenants.append({"name": "ledger", "owners": ["zoe"], "developers": ["bob"]})
 
     changes = _changes(tmp_path, edit)
-    assert changes.requests == []
-    assert changes.new_tenants == ["dev/ledger"] and changes.removed_tenants == ["dev/search"]
+    assert changes.unplanned == ["dev: tenant catalog is removed from platform:tenants"]
+    changes = _changes(tmp_path, lambda doc: (edit(doc), _offboard("catalog")(doc)))
+    assert changes.requests == [] and changes.unplanned == []
+    assert changes.new_tenants == ["dev/ledger"] and changes.removed_tenants == ["dev/catalog"]
+    assert changes.system == [SystemChange("dev", "adds tenant ledger")]
     text, approved = report(changes, None, "their merge request")
-    assert approved
-    assert "New tenants (the platform maintainers' decision, approved by merging): dev/ledger." in text
-    assert "Removed tenants (the platform maintainers' decision, approved by merging): dev/search." in text
+    assert not approved and "| dev | adds tenant ledger | ❌ waiting for a system approver (rule system-approvers) |" in text
+    assert "Removed tenants (offboarded as their platform:offboarding entries say): dev/catalog." in text
+    text, approved = report(changes, Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")
+    assert approved and "| dev | adds tenant ledger | ✅ approved by sam |" in text
+    # An approval that no longer stands (withdrawn, or older than the last push) does not count.
+    assert not report(changes, Approvals(set(), {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
+
+
+def test_switching_isolation_needs_an_offboarding_entry(tmp_path: Path) -> None:
+    switch = lambda doc: _tenant(doc, "payments").update(isolation="vcluster")  # noqa: E731
+    assert _changes(tmp_path, switch).unplanned == ["dev: tenant payments switches isolation from namespace to vcluster"]
+    assert _changes(tmp_path, lambda doc: (switch(doc), _offboard("payments")(doc))).unplanned == []
+
+
+def test_cluster_admin_changes_need_a_system_approver_and_a_second_cluster_admin(tmp_path: Path) -> None:
+    changes = _changes(tmp_path, lambda doc: doc["config"]["platform:identity"]["clusterAdmins"].append("night-shift"))
+    assert changes.system == [SystemChange("dev", "changes identity.clusterAdmins", cluster_admins=True)]
+    for approvals, approved in [
+        (Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), False),
+        (Approvals({"sam", "mara"}, {SYSTEM_RULE: {"sam"}, CLUSTER_ADMIN_RULE: {"mara"}}, author="Mara"), False),  # the author
+        (Approvals({"sam", "mara"}, {SYSTEM_RULE: {"sam"}, CLUSTER_ADMIN_RULE: {"mara", "kim"}}, author="mara"), False),  # kim's stale
+        (Approvals({"sam", "mara", "kim"}, {SYSTEM_RULE: {"sam"}, CLUSTER_ADMIN_RULE: {"mara", "kim"}}, author="mara"), True),
+    ]:
+        assert report(changes, approvals, "merge request !7")[1] is approved
+    changes = _changes(tmp_path, lambda doc: doc["config"]["platform:identity"]["systemApprovers"].append("auditors"))
+    assert changes.system == [SystemChange("dev", "changes identity.systemApprovers")]
+
+
+def test_a_pod_security_exception_needs_an_owner_and_a_system_approver(tmp_path: Path) -> None:
+    changes = _changes(tmp_path, lambda doc: _tenant(doc, "payments").update(
+        podSecurityException={"level": "baseline", "reason": "the legacy agent needs NET_RAW"}))
+    [request] = changes.requests
+    assert (request.tenant, request.owners, request.exception) == ("payments", ("alice",), "baseline")
+    assert changes.system == [SystemChange("dev", "grants tenant payments a pod security exception (baseline)")]
+    assert not report(changes, Approvals({"alice"}), "merge request !7")[1]
+    assert not report(changes, Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
+    text, approved = report(changes, Approvals({"alice", "sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")
+    assert approved and "| dev | payments | pod security exception → baseline | alice | ✅ approved by alice |" in text
 
 
 def test_the_approvers_are_the_owners_at_the_base_not_the_ones_the_change_adds(tmp_path: Path) -> None:
@@ -136,12 +193,12 @@ def test_the_approvers_are_the_owners_at_the_base_not_the_ones_the_change_adds(t
 
 def test_each_tenant_needs_its_own_owners(tmp_path: Path) -> None:
     changes = _changes(tmp_path, lambda doc: (_add("payments", "developers", "zoe")(doc),
-                                              _add("search", "developers", "zoe")(doc)))
-    assert [(r.tenant, r.owners) for r in changes.requests] == [("payments", ("alice",)), ("search", ("erin",))]
+                                              _add("catalog", "developers", "zoe")(doc)))
+    assert [(r.tenant, r.owners) for r in changes.requests] == [("catalog", ("erin",)), ("payments", ("alice",))]
     text, approved = report(changes, {"alice"}, "merge request !7")
     assert not approved
     assert "| dev | payments | zoe → developers | alice | ✅ approved by alice |" in text
-    assert "| dev | search | zoe → developers | erin | ❌ waiting for an owner's approval |" in text
+    assert "| dev | catalog | zoe → developers | erin | ❌ waiting for an owner's approval |" in text
     assert report(changes, {"alice", "erin"}, "merge request !7")[1]
 
 
@@ -218,13 +275,13 @@ def test_merge_request_grant_passes_only_with_a_standing_owner_approval_after_th
 
 
 def test_prod_grants_need_prod_owners_and_the_report_is_written(repo: Path) -> None:
-    _edit(repo, "prod", _move("search", "frank", "developers", "ops"))
+    _edit(repo, "prod", _move("catalog", "frank", "developers", "ops"))
     out = repo / "build" / "access.md"
     with _stub_with_push() as stub:
         stub.add_note(APPROVED_NOTE, ERIN, system=True, at=AFTER_PUSH)
         result = _access(repo, _env(stub), "--out", "build/access.md")
     assert result.returncode == 0, result.stderr
-    assert "| prod | search | frank: developers → ops | erin | ✅ approved by erin |" in result.stdout
+    assert "| prod | catalog | frank: developers → ops | erin | ✅ approved by erin |" in result.stdout
     assert out.read_text() == result.stdout
 
 
@@ -330,8 +387,31 @@ def test_a_base_without_readable_tenants_is_an_error(repo: Path, tenants: Any) -
 def test_a_stack_file_new_since_the_base_brings_only_new_tenants(repo: Path) -> None:
     (repo / "Pulumi.staging.yaml").write_text((repo / "Pulumi.dev.yaml").read_text())
     result = _access(repo, _env(None), "--stack", "staging")
-    assert result.returncode == 0, result.stderr
-    assert "New tenants (the platform maintainers' decision, approved by merging): staging/checkout, staging/payments, staging/search." in result.stdout
+    assert result.returncode == 1, result.stderr
+    for tenant in ("checkout", "payments", "catalog"):
+        assert f"| staging | adds tenant {tenant} | ❌ waiting for a system approver" in result.stdout
+
+
+def test_system_approval_is_read_from_the_merge_requests_approval_rules(repo: Path) -> None:
+    _edit(repo, "dev", lambda doc: doc["config"]["platform:tenants"].append({"name": "ledger", "owners": ["zoe"]}))
+    with _stub_with_push() as stub:
+        waiting = _access(repo, _env(stub))
+        stub.approval_rules[:] = [{"name": SYSTEM_RULE, "approved": True, "approved_by": [{"username": "Sam"}]}]
+        stale = _access(repo, _env(stub))  # the rule lists Sam, but no approval of his stands after the last push
+        stub.add_note(APPROVED_NOTE, SAM, system=True, at=AFTER_PUSH)
+        approved = _access(repo, _env(stub))
+    assert waiting.returncode == 1 and "| dev | adds tenant ledger | ❌ waiting for a system approver" in waiting.stdout
+    assert stale.returncode == 1, stale.stdout
+    assert approved.returncode == 0 and "| dev | adds tenant ledger | ✅ approved by sam |" in approved.stdout
+
+
+def test_removing_a_tenant_without_an_offboarding_entry_is_an_error(repo: Path) -> None:
+    _edit(repo, "prod", lambda doc: doc["config"]["platform:tenants"].remove(_tenant(doc, "catalog")))
+    result = _access(repo, _env(None))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "platform:offboarding: prod: tenant catalog is removed from platform:tenants without an offboarding entry" in result.stderr
+    _edit(repo, "prod", _offboard("catalog"))
+    assert _access(repo, _env(None)).returncode == 0
 
 
 def test_an_unreachable_gitlab_is_exit_2(repo: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +58,7 @@ BAD_CONFIGS = [
     ("unknown cluster role", DEV, setting(C, "staging", value={"kubeconfig": {}}), "platform:clusters.staging",
      "allowed: controlPlane, dev, prod"),
     ("cluster with both kinds", PROD, setting(C, "dev", "kubeconfig", value={"path": "x", "server": "https://a.b",
-     "caData": "QUJD"}), "platform:clusters.dev", "exactly one of 'eks' and 'kubeconfig'"),
+     "caData": DEV["config"][C]["dev"]["kubeconfig"]["caData"]}), "platform:clusters.dev", "exactly one of 'eks' and 'kubeconfig'"),
     ("cluster with neither kind", DEV, setting(C, "dev", value={}), "platform:clusters.dev",
      "exactly one of 'eks' and 'kubeconfig'"),
     ("kubeconfig without path or content", DEV, deleting(C, "dev", "kubeconfig", "path"),
@@ -109,7 +111,7 @@ BAD_CONFIGS = [
     ("tenant without owners", DEV, deleting(T, 1, "owners"), "platform:tenants[1].owners", "required"),
     ("tenant owners empty", DEV, setting(T, 1, "owners", value=[]), "platform:tenants[1].owners", "at least 1"),
     ("tenant unknown role key", DEV, setting(T, 0, "admins", value=["zoe"]), "platform:tenants[0].admins",
-     "allowed: developers, isolation, name, ops, owners, quota"),
+     "allowed: developers, isolation, name, ops, owners, podSecurityException, quota"),
     ("tenant isolation unknown", DEV, setting(T, 0, "isolation", value="cluster"), "platform:tenants[0].isolation",
      "'namespace' or 'vcluster'"),
     ("duplicate tenant names", DEV, setting(T, 1, "name", value="payments"), "platform:tenants", "repeated: payments"),
@@ -131,7 +133,91 @@ BAD_CONFIGS = [
      setting(C, "dev", "kubeconfig", "kubernetesVersion", value="1.34"), "platform", "no pinned vCluster Kubernetes image"),
     ("local charts directory empty", DEV, setting("platform:charts", value={"localDir": ""}),
      "platform:charts.localDir", "at least 1"),
+    # --- adversarial input (issue 17) ---
+    ("top-level namespace typo", DEV, lambda d: d["config"].__setitem__("platfrom:tenants", d["config"].pop(T)),
+     "platfrom:tenants", "unknown key"),
+    ("key without a namespace", DEV, setting("tenants", value=[]), "platform-bootstrap:tenants", "unknown key"),
+    ("plain secret beside a secure one", DEV, lambda d: (
+        _set(d["config"], [I, "oidc", "clientSecret"], "plain-text"),
+        _set(d["config"], [C, "dev", "kubeconfig", "content"], {"secure": "v1:abc"}),
+        _delete(d["config"], [C, "dev", "kubeconfig", "path"])), "platform:identity.oidc.clientSecret", "plain text"),
+    ("tenant named like the approved project", DEV, setting(T, 0, "name", value="approved"), "platform:tenants[0].name", "reserved"),
+    ("tenant named like a proxy cache", DEV, setting(T, 0, "name", value="proxy-docker-io"), "platform:tenants[0].name", "reserved"),
+    ("tenant named like the platform group", DEV, setting(T, 0, "name", value="platform"), "platform:tenants[0].name", "reserved"),
+    ("tenant named like a GitLab route", DEV, setting(T, 0, "name", value="api"), "platform:tenants[0].name", "reserved"),
+    ("tenant named like Harbor's library", DEV, setting(T, 0, "name", value="library"), "platform:tenants[0].name", "reserved"),
+    ("tenant group is a platform group", DEV, setting(I, "clusterAdmins", value=["payments-ops"]), "platform:tenants[0].name",
+     "disjoint"),
+    ("tenant group is a system approver group", DEV, setting(I, "systemApprovers", value=["Payments-Owners"]),
+     "platform:tenants[0].name", "disjoint"),
+    ("user root", DEV, setting(T, 0, "developers", value=["root"]), "platform:tenants[0].developers[0]", "platform or GitLab account"),
+    ("user platform-bot", DEV, setting(T, 0, "ops", value=["platform-bot"]), "platform:tenants[0].ops[0]", "platform or GitLab account"),
+    ("user named like a tenant's GitLab group", DEV, setting(T, 0, "developers", value=["Checkout"]), "platform:tenants[0].developers[0]",
+     "GitLab group path"),
+    ("users differing in case", DEV, setting(T, 1, "developers", value=["Alice"]), "platform:tenants[1].developers[0]",
+     "only in case"),
+    ("tenant namespace is a sandbox", DEV, lambda d: d["config"][T].append({"name": "sandbox-bob", "owners": ["zed"]}),
+     "platform:tenants", "reserved"),
+    ("sandbox names colliding", DEV, setting(T, 0, "developers", value=["Zed", "zed-" + __import__("hashlib").sha256(b"Zed").hexdigest()[:6]]),
+     "platform:tenants[0].developers[1]", "sandbox namespace"),
+    ("latest chart version in capitals", DEV, setting("platform:services", "harbor", value={"chartVersion": "LATEST"}),
+     "platform:services.harbor.chartVersion", "exact chart version"),
+    ("caData not a certificate", DEV, setting(C, "dev", "kubeconfig", "caData", value="QUJD"),
+     "platform:clusters.dev.kubeconfig.caData", "PEM CA certificate"),
+    ("zero quota", DEV, setting(T, 0, "quota", value={"cpu": "0"}), "platform:tenants[0].quota.cpu", "greater than zero"),
+    ("quota past Harbor's int64", DEV, setting(T, 0, "quota", value={"storage": "99999999Ei"}), "platform:tenants[0].quota.storage",
+     "Harbor"),
+    ("CVE allowlist until 9999", DEV, setting("platform:supplyChain", value={"cveAllowlist": [{"id": "CVE-2024-1234", "expires": "9999-12-31"}]}),
+     "platform:supplyChain.cveAllowlist[0].expires", "days from today"),
+    ("public EKS endpoint without CIDRs", PROD, setting(C, "prod", "eks", "endpointAccess", value={"public": True}),
+     "platform:clusters.prod.eks.endpointAccess", "needs publicCidrs"),
+    ("overlapping VPC CIDRs", PROD, lambda d: (_set(d["config"], [C, "dev", "eks", "vpc", "cidr"], "10.0.0.0/16"),
+                                               _set(d["config"], [C, "prod", "eks", "vpc", "cidr"], "10.0.0.0/20")),
+     "platform:clusters.prod.eks.vpc.cidr", "overlaps"),
+    ("pod security exception without a reason", DEV, setting(T, 0, "podSecurityException", value={"level": "baseline"}),
+     "platform:tenants[0].podSecurityException.reason", "required"),
 ]
+
+PROD_ONLY = [
+    ("severity none in prod", setting("platform:supplyChain", value={"severity": "none"}), "platform:supplyChain.severity"),
+    ("endpoint open to the internet in prod", setting(C, "prod", "eks", "endpointAccess", value={"public": True, "publicCidrs": ["0.0.0.0/0"]}),
+     "platform:clusters.prod.eks.endpointAccess.publicCidrs[0]"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "key"), PROD_ONLY, ids=[c[0] for c in PROD_ONLY])
+def test_prod_refuses_what_dev_may_use(tmp_path: Path, case: str, mutate, key: str) -> None:
+    path = _write(tmp_path, PROD, mutate)
+    assert any(f": {key}:" in line for line in _problems(path, "prod"))
+    raw, secret_keys = read_stack_file(path)
+    load_platform_config(raw, stack="dev", source=str(path), secret_keys=secret_keys)  # dev accepts it
+
+
+ALIAS_BOMB = "config:\n  platform:domain: x\n  a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]\n" for i in range(1, 10))
+
+
+@pytest.mark.parametrize(("case", "text", "words"), [
+    ("alias bomb", ALIAS_BOMB, "more than 50 aliases"),
+    ("duplicate key", (ROOT / "Pulumi.dev.yaml").read_text() + "  platform:domain: other.example.com\n", "'platform:domain' repeated"),
+    ("duplicate nested key", "config:\n  platform:identity:\n    clusterAdmins: [a]\n    clusterAdmins: [b]\n", "'clusterAdmins' repeated"),
+    ("unknown stack file key", "config: {}\nconfg: {}\n", "confg: unknown stack file key"),
+    ("nested too deeply", "config:\n  platform:domain: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply"),
+    ("too large", "config:\n  platform:domain: " + "a" * (1 << 20) + "\n", "larger than 1048576 bytes"),
+])
+def test_bad_stack_file_fails_fast_through_render(tmp_path: Path, case: str, text: str, words: str) -> None:
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "render"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "platformctl", "render", "--stack", "dev", "--config-file", str(path), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert words in proc.stderr and str(path) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert time.monotonic() - started < 10  # the interpreter's start included; the check itself is milliseconds
 
 
 def _write(tmp_path: Path, base: dict, mutate: Callable[[dict], Any]) -> Path:
@@ -187,6 +273,14 @@ def test_cli_fails_without_traceback_and_writes_nothing(tmp_path: Path, case) ->
     assert "Traceback" not in proc.stderr
     assert key in proc.stderr and str(path) in proc.stderr
     assert not out.exists(), "a failed render must not write a plan"
+
+
+def test_dates_stay_text_and_merge_keys_still_work() -> None:
+    from platformctl.render import parse_stack_file
+
+    text = "config:\n  platform:a: &base {expires: 2026-06-30}\n  platform:b: {<<: *base, id: CVE-2024-1234}\n"
+    raw, _ = parse_stack_file(text, "x")
+    assert json.loads(raw["platform:b"]) == {"expires": "2026-06-30", "id": "CVE-2024-1234"}
 
 
 def test_protect_defaults_to_true_only_in_prod() -> None:

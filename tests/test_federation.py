@@ -62,9 +62,13 @@ from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE, KubeOidcProxyArgs
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 from platformctl.mocks import is_redacted
-from platformctl.render import enclosing
+from platformctl.render import enclosing, read_stack_file
+from policy.gatekeeper import PLATFORM_NAMESPACES
+from stacks.config import load_platform_config
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
 from tests.mock_program import control_plane_cluster, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Keys an ArgoCD cluster config may hold that carry or replace a credential, or skip TLS checks.
 FORBIDDEN_CONFIG_KEYS = {"bearerToken", "password", "username", "keyData", "certData", "insecure"}
@@ -258,8 +262,12 @@ def test_tenant_virtual_clusters_join_federation_through_their_own_proxy(renders
         impersonator = inside[("ClusterRole", None, "kube-oidc-proxy-impersonator")]
         assert [r["resourceNames"] for r in impersonator["rules"] if r["resources"] == ["users"]] == [[FEDERATED_USER]]
         assert inside[("ClusterRole", None, "platform-argocd-federated")]["rules"] == federated_rules()
-        binding = inside[("ClusterRoleBinding", None, "platform-argocd-federated")]
+        # ...and may write only in the tenant's namespace there, not in the proxy's.
+        binding = inside[("RoleBinding", tenant, "platform-argocd-federated")]
         assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FEDERATED_USER}]
+        assert [(k, ns) for k, ns, n in inside if k.endswith("Binding") and n == "platform-argocd-federated"] == [("RoleBinding", tenant)]
+        read = inside[("ClusterRoleBinding", None, "platform-argocd-federated-read")]
+        assert read["roleRef"]["name"] == "platform-argocd-federated-read" and read["subjects"] == binding["subjects"]
         # Its TLS Secret is declared on the host and synced in; the key never enters the values.
         tls_secret = one([r for r in objects(plan, "Secret") if r["inputs"]["metadata"] == {"name": "kube-oidc-proxy-tls", "namespace": name}])
         assert tls_secret["cluster"] == release["cluster"] and is_redacted(tls_secret["inputs"]["stringData"])
@@ -278,6 +286,9 @@ def test_tenant_virtual_clusters_join_federation_through_their_own_proxy(renders
         policy = one([r for r in objects(plan, "NetworkPolicy") if r["inputs"]["metadata"] == {"name": "vcluster-federation-proxy", "namespace": name}])
         spec = policy["inputs"]["spec"]
         assert spec["podSelector"]["matchLabels"] == {"vcluster.loft.sh/namespace": PROXY_NAMESPACE, "vcluster.loft.sh/managed-by": name}
+        # The control plane's open policy never selects a pod the virtual cluster synced (a tenant's).
+        control = one([r for r in objects(plan, "NetworkPolicy") if r["inputs"]["metadata"] == {"name": "vcluster-control-plane", "namespace": name}])
+        assert control["inputs"]["spec"]["podSelector"]["matchExpressions"] == [{"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]
         assert spec["ingress"][0]["ports"] == [{"port": 8443, "protocol": "TCP"}]
         assert spec["egress"][0]["ports"] == [{"port": 443, "protocol": "TCP"}]
 
@@ -305,15 +316,26 @@ def test_the_proxy_may_impersonate_only_the_federated_user(renders: dict) -> Non
         assert not any("serviceaccounts" in r["resources"] for r in rules)
 
 
-def test_federated_user_gets_a_limited_cluster_role_on_each_workload_cluster(plan: dict) -> None:
+def test_federated_user_reads_cluster_wide_but_writes_only_in_tenant_namespaces(plan: dict) -> None:
+    raw, secrets = read_stack_file(ROOT / f"Pulumi.{plan['stack']}.yaml")
+    config = load_platform_config(raw, stack=plan["stack"], source=plan["stack"], secret_keys=secrets)
     for cluster in WORKLOAD_CLUSTERS:
-        bindings = [b for b in objects(plan, "ClusterRoleBinding") if b["cluster"] == cluster
+        tenant_namespaces = {f"{tenant.name}-{cluster}" for tenant in config.tenants if tenant.isolation == "namespace"}
+        bindings = [b for b in objects(plan, "ClusterRoleBinding") + objects(plan, "RoleBinding") if b["cluster"] == cluster
                     and any(s["name"] == FEDERATED_USER for s in b["inputs"]["subjects"])]
-        binding = one(bindings)
-        # The binding names the federated identity only, and a role of ours, not cluster-admin.
-        assert binding["inputs"]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FEDERATED_USER}]
-        role_name = binding["inputs"]["roleRef"]["name"]
-        assert role_name not in ("cluster-admin", "admin", "edit") and binding["inputs"]["roleRef"]["kind"] == "ClusterRole"
+        cluster_wide = one([b for b in bindings if b["type"].endswith(":ClusterRoleBinding")])
+        namespaced = [b for b in bindings if b["type"].endswith(":RoleBinding")]
+        # Every binding names the federated identity only, and a role of ours, not cluster-admin.
+        for binding in bindings:
+            assert binding["inputs"]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FEDERATED_USER}]
+            assert binding["inputs"]["roleRef"]["kind"] == "ClusterRole"
+        # Cluster-wide it may only read; it writes in the tenants' namespaces and nowhere else.
+        read_role = one([r for r in objects(plan, "ClusterRole") if r["cluster"] == cluster
+                         and r["inputs"]["metadata"]["name"] == cluster_wide["inputs"]["roleRef"]["name"]])
+        assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in read_role["inputs"]["rules"])
+        assert {b["inputs"]["metadata"]["namespace"] for b in namespaced} == tenant_namespaces
+        assert not {b["inputs"]["metadata"]["namespace"] for b in namespaced} & set(PLATFORM_NAMESPACES)
+        [role_name] = {b["inputs"]["roleRef"]["name"] for b in namespaced}
         role = one([r for r in objects(plan, "ClusterRole") if r["cluster"] == cluster and r["inputs"]["metadata"]["name"] == role_name])
         assert role["inputs"]["rules"] == federated_rules()
         for rule in role["inputs"]["rules"]:

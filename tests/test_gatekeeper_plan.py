@@ -246,7 +246,9 @@ def _namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any
 def _deployment(namespace: str, image: str, name: str = "web", **container: Any) -> dict[str, Any]:
     probe = {"httpGet": {"path": "/healthz", "port": 8080}}
     resources = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}}
-    spec = {"containers": [{"name": "app", "image": image, "resources": resources,
+    restricted = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+    spec = {"containers": [{"name": "app", "image": image, "resources": resources, "securityContext": restricted,
                             "livenessProbe": probe, "readinessProbe": probe, **container}]}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
             "spec": {"selector": {"matchLabels": {"app": name}},
@@ -307,7 +309,7 @@ def test_synthetic_plan_verdicts() -> None:
     assert "dev: Deployment kube-system/dns" in verdicts.unmatched  # excluded by every constraint
     assert verdicts.unguarded == ["team-a-vcluster: Deployment default/vcluster-app"]
     passed = Counter(line.split(" vs ", 1)[0] for line in verdicts.passed)
-    assert passed["dev: Deployment team-a-dev/good"] == 5  # all five pod constraints select a tenant namespace
+    assert passed["dev: Deployment team-a-dev/good"] == 6  # all six pod constraints select a tenant namespace
     assert passed["dev: RoleBinding team-a-dev/bind-edit"] == 1
     assert passed["dev: Application argocd/team-a-team-a"] == 1
 
@@ -364,3 +366,94 @@ def test_namespace_selector_needs_the_namespace() -> None:
 ])
 def test_wildcard(pattern: str, name: str, expected: bool) -> None:
     assert wildcard_matches(pattern, name) is expected
+
+
+# --- what a tenant might try, against the real plan's constraints ----------------------------------
+
+RESTRICTED = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+              "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _tenant_namespace(plan: dict[str, Any], isolation_label: str | None = None) -> tuple[str, str, str]:
+    """(cluster, namespace, tenant) of a tenant namespace the plan declares on dev."""
+    for resource in declared(plan):
+        labels = resource["inputs"]["metadata"].get("labels", {})
+        if resource["inputs"]["kind"] == "Namespace" and resource["cluster"] == "dev" and labels.get(TENANT_NAMESPACE_LABEL) == "true" \
+                and not resource["inputs"]["metadata"]["name"].startswith("sandbox-"):
+            return resource["cluster"], resource["inputs"]["metadata"]["name"], labels["platform.io/tenant"]
+    raise AssertionError("no tenant namespace on dev")
+
+
+def _pod(namespace: str, image: str, container: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    probe = {"httpGet": {"path": "/healthz", "port": 8080}}
+    base = {"name": "app", "image": image, "imagePullPolicy": "Always", "securityContext": dict(RESTRICTED),
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}},
+            "livenessProbe": probe, "readinessProbe": probe}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
+            "spec": {"containers": [{**base, **(container or {})}], **spec}}
+
+
+def _verdicts_with(plan: dict[str, Any], cluster: str, obj: dict[str, Any]) -> Verdicts:
+    mutated = {**plan, "resources": [*plan["resources"], _entry(obj, cluster)]}
+    return gatekeeper_verdicts(mutated)
+
+
+def _attempts(harbor: str, tenant: str, namespace: str) -> dict[str, dict[str, Any]]:
+    own = f"{harbor}/{tenant}/web:1.0.0"
+    return {
+        "sys-admin": _pod(namespace, own, {"securityContext": {**RESTRICTED, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}}),
+        "all-capabilities": _pod(namespace, own, {"securityContext": {**RESTRICTED, "capabilities": {"add": ["ALL"]}}}),
+        "root-with-escalation": _pod(namespace, own, {"securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": True}}),
+        "host-port": _pod(namespace, own, {"ports": [{"containerPort": 80, "hostPort": 80}]}),
+        "unmasked-proc": _pod(namespace, own, {"securityContext": {**RESTRICTED, "procMount": "Unmasked"}}),
+        "unconfined-seccomp": _pod(namespace, own, {"securityContext": {**RESTRICTED, "seccompProfile": {"type": "Unconfined"}}}),
+        "unconfined-apparmor": _pod(namespace, own, {"securityContext": {**RESTRICTED, "appArmorProfile": {"type": "Unconfined"}}}),
+        "ephemeral-sys-admin": _pod(namespace, own, ephemeralContainers=[{"name": "debug", "image": own, "imagePullPolicy": "Always",
+                                                                          "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]),
+        "other-tenants-project": _pod(namespace, f"{harbor}/someone-else/web:1.0.0"),
+        "proxy-cache-project": _pod(namespace, f"{harbor}/proxy-docker-io/library/nginx:1.27"),
+        "look-alike-host": _pod(namespace, f"{harbor}.evil.io/{tenant}/web:1.0.0"),
+        "cached-image-without-pull": _pod(namespace, own, {"imagePullPolicy": "IfNotPresent"}),
+        "bind-everyone": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                          "metadata": {"name": "open", "namespace": namespace},
+                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+                          "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]},
+    }
+
+
+def test_what_a_tenant_might_try_is_denied_in_its_namespace(renders: dict) -> None:
+    plan = renders["dev"].plan
+    cluster, namespace, tenant = _tenant_namespace(plan)
+    harbor = next(c for c in declared(plan) if c["inputs"]["kind"] == "PlatformAllowedRegistries"
+                  and c["inputs"]["metadata"]["name"] == "platform-allowed-registries")["inputs"]["spec"]["parameters"]["registries"][0]
+    assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/{tenant}/web:1.0.0")).failed == []
+    assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/approved/nginx:1.27")).failed == []
+    for attempt, obj in _attempts(harbor, tenant, namespace).items():
+        assert _verdicts_with(plan, cluster, obj).failed, f"{attempt} was admitted in {namespace}"
+
+
+def test_a_pod_security_exception_relaxes_restricted_only(tmp_path) -> None:
+    import yaml
+
+    from platformctl.render import ROOT, render
+
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    tenant = next(t for t in document["config"]["platform:tenants"] if t.get("isolation", "namespace") == "namespace")
+    tenant["podSecurityException"] = {"level": "baseline", "reason": "the legacy agent needs NET_RAW"}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document))
+    plan = render(path, "dev").plan
+    namespace = f"{tenant['name']}-dev"
+    [ns] = [r for r in declared(plan) if r["inputs"]["kind"] == "Namespace" and r["inputs"]["metadata"]["name"] == namespace]
+    labels = ns["inputs"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline" and labels["platform.io/pod-security"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"  # still visible
+    harbor = f"harbor.{document['config']['platform:domain']}"
+    own = f"{harbor}/{tenant['name']}/web:1.0.0"
+    net_raw = _pod(namespace, own, {"securityContext": {"capabilities": {"add": ["NET_RAW"]}}})
+    assert _verdicts_with(plan, "dev", net_raw).failed == []
+    assert _verdicts_with(plan, "dev", _pod(namespace, own, {"ports": [{"containerPort": 80, "hostPort": 80}]})).failed
+    # Another tenant keeps restricted.
+    other = next(t for t in document["config"]["platform:tenants"] if t is not tenant)
+    assert _verdicts_with(plan, "dev", _pod(f"{other['name']}-dev", f"{harbor}/{other['name']}/web:1.0.0",
+                                            {"securityContext": {"capabilities": {"add": ["NET_RAW"]}}})).failed

@@ -20,9 +20,12 @@ import yaml
 
 from policy.gatekeeper import (
     POD_KINDS,
+    POD_SECURITY_LABEL,
     cluster_constraints,
+    cluster_mutations,
     templates,
     tenant_argo_constraint,
+    tenant_namespace_constraints,
 )
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review, violations
@@ -37,6 +40,7 @@ POD_TEMPLATES = [
     "platformcontainerresources",
     "platformrequiredprobes",
     "platformpodsecurity",
+    "platformpodrestricted",
 ]
 
 HARBOR = "harbor.example.com"
@@ -67,9 +71,23 @@ PROBE = {"httpGet": {"path": "/healthz", "port": 8080}}
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 
+# What Pod Security's restricted level asks of every container.
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def container(name: str = "app", image: str = IMAGE, **fields: Any) -> dict[str, Any]:
-    """A container every pod policy allows; `fields` override or (with None) remove a field."""
-    c = {"name": name, "image": image, "resources": copy.deepcopy(RESOURCES), "livenessProbe": PROBE, "readinessProbe": PROBE}
+    """A container every pod policy allows; `fields` override or (with None) remove a field,
+    but a `securityContext` given is merged into the restricted one (None removes it all)."""
+    c = {"name": name, "image": image, "imagePullPolicy": "Always", "resources": copy.deepcopy(RESOURCES),
+         "livenessProbe": PROBE, "readinessProbe": PROBE, "securityContext": copy.deepcopy(RESTRICTED)}
+    if fields.get("securityContext") is not None:
+        merged = {**c["securityContext"], **fields["securityContext"]}
+        fields = {**fields, "securityContext": {k: v for k, v in merged.items() if v is not None}}
     c.update(fields)
     return {k: v for k, v in c.items() if v is not None}
 
@@ -87,6 +105,7 @@ def workload(kind: str, spec: dict[str, Any], name: str = "web") -> dict[str, An
     template = {"metadata": {"labels": {"app": name}}, "spec": spec}
     api, body = {
         "Pod": ("v1", spec),
+        "ReplicationController": ("v1", {"selector": {"app": name}, "template": template}),
         "Deployment": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
         "StatefulSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "serviceName": name, "template": template}),
         "DaemonSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
@@ -118,6 +137,8 @@ def role_binding(role_kind: str, role: str, subject: dict[str, str], name: str =
 
 GROUP = {"kind": "Group", "name": "team-a-developers", "apiGroup": "rbac.authorization.k8s.io"}
 SERVICE_ACCOUNT = {"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a-dev"}
+SUBJECTS = {"users": ["alice"], "groups": ["team-a-developers", "team-a-owners"], "serviceAccountNamespaces": ["team-a-dev"]}
+TENANT_REGISTRIES = {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
 
 
 # --- every template: allowed and disallowed cases -----------------------------------------------
@@ -151,6 +172,38 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
     ("platformpodsecurity", "pod-update-keeps-existing-privileged-ephemeral",
      pod(ephemeralContainers=[{"name": "debug", "image": IMAGE, "securityContext": {"privileged": True}}], hostNetwork=True),
      None, {"operation": "UPDATE", "old_object": pod(ephemeralContainers=[{"name": "debug", "image": IMAGE}], hostNetwork=True)}),
+    ("platformpodsecurity", "node-local-profiles-safe-sysctl-and-container-port",
+     pod(container(securityContext={"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"},
+                                    "appArmorProfile": {"type": "RuntimeDefault"}, "procMount": "Default",
+                                    "seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"}},
+                   ports=[{"containerPort": 8080}]),
+         securityContext={"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]}),
+     None, {}),
+    ("platformpodsecurity", "runtime-default-and-localhost-annotations",
+     {**workload("Deployment", pod_spec()), "spec": {**workload("Deployment", pod_spec())["spec"], "template": {
+         "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "localhost/k8s-web",
+                                      "seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}},
+         "spec": pod_spec()}}},
+     None, {}),
+    ("platformpodrestricted", "restricted-containers", workload("ReplicationController", pod_spec(initContainers=[init_container()])),
+     None, {}),
+    ("platformpodrestricted", "pod-level-defaults-and-net-bind-service",
+     pod(container(securityContext={"runAsNonRoot": None, "seccompProfile": None,
+                                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}, "runAsUser": 1000}),
+         securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+         volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}, {"name": "t", "projected": {"sources": []}}]),
+     None, {}),
+    ("platformpodrestricted", "pod-update-keeps-existing-ephemeral",
+     pod(ephemeralContainers=[{"name": "debug", "image": IMAGE}]), None,
+     {"operation": "UPDATE", "old_object": pod(ephemeralContainers=[{"name": "debug", "image": IMAGE}])}),
+    ("platformtenantbindingsubjects", "tenant-group-user-and-own-service-account",
+     {**role_binding("ClusterRole", "view", GROUP), "subjects": [
+         GROUP, {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, SERVICE_ACCOUNT,
+         {"kind": "ServiceAccount", "name": "implicit-namespace"}]}, SUBJECTS, {}),
+    ("platformtenantbindingsubjects", "no-subjects", {**role_binding("ClusterRole", "view", GROUP), "subjects": []}, SUBJECTS, {}),
+    ("platformallowedregistries", "tenant-project-and-approved-pulled-always",
+     pod(container(image=f"{HARBOR}/team-a/web:1"), container("b", image=f"{HARBOR}/approved/nginx:1.27")),
+     TENANT_REGISTRIES, {}),
     ("platformnoclusteradminbinding", "clusterrole-admin", role_binding("ClusterRole", "admin", GROUP), None, {}),
     ("platformnoclusteradminbinding", "namespaced-role-named-cluster-admin", role_binding("Role", "cluster-admin", SERVICE_ACCOUNT),
      None, {}),
@@ -179,6 +232,8 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
      pod(initContainers=[init_container(image=f"{HARBOR}/team-a/migrate")],
          ephemeralContainers=[{"name": "debug", "image": f"{HARBOR}/tools/debug:latest"}]), None, {},
      ["initContainer <migrate>", "ephemeralContainer <debug>"]),
+    ("platformdisallowedtags", "latest-in-capitals", pod(container(image=f"{HARBOR}/team-a/web:LATEST")), None, {},
+     ["uses the mutable tag LATEST"]),
     ("platformdisallowedtags", "empty-tag", pod(container(image=f"{HARBOR}/team-a/web:")), None, {}, ["has no tag"]),
     ("platformcontainerresources", "limits-only",
      pod(container(resources={"limits": {"cpu": "1", "memory": "1Gi"}})), None, {},
@@ -206,6 +261,62 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
     ("platformpodsecurity", "pod-update-adding-privileged-ephemeral",
      pod(ephemeralContainers=[{"name": "debug", "image": IMAGE, "securityContext": {"privileged": True}}]), None,
      {"operation": "UPDATE", "old_object": pod()}, ["ephemeralContainer <debug>"]),
+    ("platformpodsecurity", "near-root-container",
+     workload("DaemonSet", pod_spec(container(ports=[{"containerPort": 80, "hostPort": 80}], securityContext={
+         "procMount": "Unmasked", "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"},
+         "seLinuxOptions": {"type": "spc_t"}, "windowsOptions": {"hostProcess": True}}))), None, {},
+     ["must not use hostPort 80", "procMount <Unmasked>", "seccompProfile.type <Unconfined>", "appArmorProfile.type <Unconfined>",
+      "seLinuxOptions", "Windows host process"]),
+    ("platformpodsecurity", "unconfined-pod-profiles-annotations-and-unsafe-sysctl",
+     {**pod(securityContext={"seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"},
+                             "windowsOptions": {"hostProcess": True},
+                             "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}),
+      "metadata": {"name": "web", "namespace": "team-a-dev", "annotations": {
+          "container.apparmor.security.beta.kubernetes.io/app": "unconfined",
+          "container.seccomp.security.alpha.kubernetes.io/app": "unconfined",
+          "seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}}, None, {},
+     ["Pod <web> must not set securityContext.seccompProfile.type <Unconfined>", "Pod <web> must not set securityContext.appArmorProfile",
+      "sysctl <kernel.msgmax>", "container <app> (image <%s>) must not run with the AppArmor annotation <unconfined>" % IMAGE,
+      "container <app> (image <%s>) must not run with the seccomp annotation <unconfined>" % IMAGE,
+      "Pod <web> must not run with the seccomp annotation <unconfined>", "Pod <web> must not be a Windows host process"]),
+    ("platformpodrestricted", "added-capabilities-and-root",
+     workload("StatefulSet", pod_spec(container(securityContext={
+         "runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": True, "capabilities": {"add": ["SYS_ADMIN", "ALL"]}}),
+         securityContext={"runAsUser": 0})), None, {},
+     ["StatefulSet <web> must not set securityContext.runAsUser to 0", "container <app> (image <%s>) must not set securityContext.runAsUser to 0" % IMAGE,
+      "must run as non-root", "allowPrivilegeEscalation", "must drop ALL", "capability <SYS_ADMIN>", "capability <ALL>"]),
+    ("platformpodrestricted", "plain-containers-in-cronjob",
+     workload("CronJob", pod_spec(container(securityContext=None), initContainers=[init_container(securityContext=None)])), None, {},
+     ["container <app> (image <%s>) must set securityContext.allowPrivilegeEscalation" % IMAGE,
+      "container <app> (image <%s>) must drop ALL" % IMAGE, "container <app> (image <%s>) must run as non-root" % IMAGE,
+      "container <app> (image <%s>) must set securityContext.seccompProfile" % IMAGE,
+      "initContainer <migrate> (image <%s>) must set securityContext.allowPrivilegeEscalation" % IMAGE,
+      "initContainer <migrate> (image <%s>) must drop ALL" % IMAGE, "initContainer <migrate> (image <%s>) must run as non-root" % IMAGE,
+      "initContainer <migrate> (image <%s>) must set securityContext.seccompProfile" % IMAGE]),
+    ("platformpodrestricted", "ephemeral-container-added-with-sys-admin",
+     pod(ephemeralContainers=[{"name": "debug", "image": IMAGE, "securityContext": {**RESTRICTED, "capabilities": {
+         "drop": ["ALL"], "add": ["SYS_ADMIN"]}}}]), None, {"operation": "UPDATE", "old_object": pod()},
+     ["ephemeralContainer <debug> (image <%s>) must not add the capability <SYS_ADMIN>" % IMAGE]),
+    ("platformpodrestricted", "node-reaching-volume",
+     pod(volumes=[{"name": "disk", "awsElasticBlockStore": {"volumeID": "vol-1"}}]), None, {},
+     ["volume <disk> has the type <awsElasticBlockStore>"]),
+    ("platformtenantbindingsubjects", "everyone-other-tenant-and-foreign-service-account",
+     {**role_binding("ClusterRole", "admin", GROUP, "open"), "subjects": [
+         {"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"},
+         {"kind": "Group", "name": "team-b-owners", "apiGroup": "rbac.authorization.k8s.io"},
+         {"kind": "User", "name": "system:serviceaccount:kube-system:default", "apiGroup": "rbac.authorization.k8s.io"},
+         {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]}, SUBJECTS, {},
+     ["Group <system:authenticated>", "Group <team-b-owners>", "User <system:serviceaccount:kube-system:default>",
+      "ServiceAccount <kube-system/default>"]),
+    ("platformtenantbindingsubjects", "no-parameters-fails-closed", role_binding("ClusterRole", "view", GROUP), {}, {},
+     ["Group <team-a-developers>"]),
+    ("platformallowedregistries", "other-tenant-proxy-cache-and-pull-if-not-present",
+     pod(container(image=f"{HARBOR}/team-b/web:1"), container("c", image=f"{HARBOR}/proxy-docker-io/library/nginx:1.27"),
+         container("d", imagePullPolicy="IfNotPresent"), container("e", image=f"{HARBOR}/team-a-b/web:1", imagePullPolicy=None)),
+     TENANT_REGISTRIES, {},
+     [f"<{HARBOR}/team-b/web:1> is not from an allowed registry", f"<{HARBOR}/proxy-docker-io/library/nginx:1.27> is not",
+      f"container <d> image <{IMAGE}> must set imagePullPolicy Always (got <IfNotPresent>)",
+      f"<{HARBOR}/team-a-b/web:1> is not from", f"container <e> image <{HARBOR}/team-a-b/web:1> must set imagePullPolicy Always"]),
     ("platformnoclusteradminbinding", "user-bound-to-cluster-admin",
      role_binding("ClusterRole", "cluster-admin", {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, "oops"),
      None, {}, ["RoleBinding <oops> must not grant ClusterRole <cluster-admin>"]),
@@ -238,9 +349,10 @@ def test_every_template_has_two_allowed_and_two_disallowed_cases() -> None:
 @pytest.mark.parametrize("template", POD_TEMPLATES)
 def test_pod_policies_read_every_workload_kind(template: str, kind: str) -> None:
     # One container breaking every pod policy at once, so each template must find it in `kind`.
-    bad = container(image="nginx", resources=None, livenessProbe=None, securityContext={"privileged": True})
-    assert check(template, workload(kind, pod_spec()), REGISTRIES) == []
-    assert check(template, workload(kind, pod_spec(bad)), REGISTRIES) != []
+    bad = container(image="nginx", resources=None, livenessProbe=None, securityContext={"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
+                    imagePullPolicy=None)
+    assert check(template, workload(kind, pod_spec()), TENANT_REGISTRIES) == []
+    assert check(template, workload(kind, pod_spec(bad)), TENANT_REGISTRIES) != []
 
 
 # --- tenant ArgoCD scope ------------------------------------------------------------------------
@@ -509,12 +621,13 @@ def _template_for(constraint: dict[str, Any]) -> dict[str, Any]:
 
 def _all_constraints() -> list[dict[str, Any]]:
     return [*cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES),
+            *tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["alice"], ["team-a-developers"]),
             tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"], argocd_namespace="argocd")]
 
 
 def test_constraints_cover_every_template_and_validate_against_its_schema() -> None:
     constraints = _all_constraints()
-    assert sorted(c["kind"].lower() for c in constraints) == sorted(TEMPLATES)
+    assert sorted({c["kind"].lower() for c in constraints}) == sorted(TEMPLATES)
     for constraint in constraints:
         template = _template_for(constraint)
         assert constraint["apiVersion"] == "constraints.gatekeeper.sh/v1beta1"
@@ -527,14 +640,27 @@ def test_cluster_constraints_scope() -> None:
     by_name = {c["metadata"]["name"]: c["spec"]["match"] for c in cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES)}
     everywhere = {"platform-allowed-registries", "platform-disallowed-tags", "platform-container-resources"}
     tenant_only = {"platform-required-probes", "platform-pod-security", "platform-no-cluster-admin-binding"}
-    assert set(by_name) == everywhere | tenant_only
+    assert set(by_name) == everywhere | tenant_only | {"platform-pod-restricted"}
     for name, match in by_name.items():
         assert match["excludedNamespaces"] == list(PLATFORM_NAMESPACES)
-        assert ("namespaceSelector" in match) == (name in tenant_only)
+        assert ("namespaceSelector" in match) == (name not in everywhere)
         if name in tenant_only:
             assert match["namespaceSelector"] == TENANT_SELECTOR
         expected_kinds = ["RoleBinding"] if name == "platform-no-cluster-admin-binding" else WORKLOAD_KINDS
         assert [k for group in match["kinds"] for k in group["kinds"]] == expected_kinds
+    # Restricted holds every tenant namespace but those granted the baseline exception.
+    assert by_name["platform-pod-restricted"]["namespaceSelector"] == {
+        **TENANT_SELECTOR, "matchExpressions": [{"key": POD_SECURITY_LABEL, "operator": "NotIn", "values": ["baseline"]}]}
+
+
+def test_tenant_namespace_constraints() -> None:
+    registries, subjects = tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"],
+                                                        ["team-a-owners"])
+    assert registries["spec"]["match"] == {"kinds": POD_KINDS, "namespaces": ["team-a-dev"]}
+    assert registries["spec"]["parameters"] == {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
+    assert subjects["spec"]["match"]["namespaces"] == ["team-a-dev"]
+    assert subjects["spec"]["parameters"] == {"users": ["alice", "bob"], "groups": ["team-a-owners"],
+                                              "serviceAccountNamespaces": ["team-a-dev"]}
 
 
 def test_constraint_parameters_drive_the_templates() -> None:
@@ -542,9 +668,10 @@ def test_constraint_parameters_drive_the_templates() -> None:
     # passes and a non-compliant one fails under each constraint's own parameters.
     good_pod = pod()
     bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
-                            securityContext={"privileged": True}))
+                            securityContext={"privileged": True, "runAsUser": 0}))
     good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application()}
-    bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", GROUP), "Application": application(project="default")}
+    bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),
+           "Application": application(project="default")}
     for constraint in _all_constraints():
         template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
         kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]
@@ -584,3 +711,38 @@ def test_platform_namespaces() -> None:
     assert len(set(PLATFORM_NAMESPACES)) == len(PLATFORM_NAMESPACES)
     assert {"kube-system", "gatekeeper-system", "argocd", "harbor", "vault"} <= set(PLATFORM_NAMESPACES)
     assert all(re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", ns) for ns in PLATFORM_NAMESPACES)
+
+
+# --- mutators -------------------------------------------------------------------------------------
+
+def _assign(mutation: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    """Gatekeeper's Assign for a location `a.b.list[name: *].field`: set it on every list item."""
+    obj = copy.deepcopy(obj)
+    path, field = mutation["spec"]["location"].rsplit(".", 1)
+    *parents, listed = path.split(".")
+    assert listed.endswith("[name: *]")
+    node = obj
+    for part in parents:
+        node = node.get(part, {})
+    for item in node.get(listed.removesuffix("[name: *]"), []):
+        item[field] = mutation["spec"]["parameters"]["assign"]["value"]
+    return obj
+
+
+def test_pull_always_mutators_cover_every_workload_kind_and_satisfy_the_constraint() -> None:
+    from tests.validation import custom_resource_errors
+
+    mutations = cluster_mutations(TENANT_SELECTOR, PLATFORM_NAMESPACES)
+    for mutation in mutations:
+        assert custom_resource_errors(mutation) == [], mutation["metadata"]["name"]
+        assert mutation["spec"]["match"]["namespaceSelector"] == TENANT_SELECTOR
+        assert mutation["spec"]["match"]["excludedNamespaces"] == list(PLATFORM_NAMESPACES)
+    covered = {(a["groups"][0], k) for m in mutations for a in m["spec"]["applyTo"] for k in a["kinds"]}
+    assert covered == {(g, k) for group in POD_KINDS for g in group["apiGroups"] for k in group["kinds"]}
+    for kind in WORKLOAD_KINDS:
+        obj = workload(kind, pod_spec(container(imagePullPolicy="IfNotPresent"), initContainers=[init_container(imagePullPolicy=None)]))
+        assert check("platformallowedregistries", obj, TENANT_REGISTRIES) != []
+        for mutation in mutations:
+            if any(kind in a["kinds"] for a in mutation["spec"]["applyTo"]):
+                obj = _assign(mutation, obj)
+        assert check("platformallowedregistries", obj, TENANT_REGISTRIES) == [], kind

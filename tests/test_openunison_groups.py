@@ -116,7 +116,7 @@ CONFIG_MAPS = {
     "kind": "ConfigMapList",
     "items": [
         {"data": {"payments-owners": "alice", "payments-developers": "bob\ncarol", "payments-ops": ""}},
-        {"data": {"search-owners": "erin", "search-developers": "bob", "search-ops": "dave"}},
+        {"data": {"catalog-owners": "erin", "catalog-developers": "bob", "catalog-ops": "dave"}},
         {"metadata": {"name": "no-data"}},
     ],
 }
@@ -139,10 +139,10 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node runs 
 
 @needs_node
 def test_the_jit_task_adds_the_users_groups_and_only_the_stack_grants_them(tmp_path: Path) -> None:
-    # bob is a developer of payments and search; upstream claims he owns payments and is in "staff".
+    # bob is a developer of payments and catalog; upstream claims he owns payments and is in "staff".
     state = run_task(tmp_path, groups=["staff", "payments-owners", "staff"])
     assert state["error"] is None and state["result"] is True
-    assert state["groups"] == ["staff", "payments-developers", "search-developers"]
+    assert state["groups"] == ["staff", "payments-developers", "catalog-developers"]
     assert state["asked"] == "/api/v1/namespaces/openunison/configmaps?labelSelector=" + LOCAL_GROUPS_LABEL.replace("/", "%2F")
     assert state["closed"] == {"http": True, "bcm": True}
 
@@ -151,7 +151,7 @@ def test_the_jit_task_adds_the_users_groups_and_only_the_stack_grants_them(tmp_p
 @pytest.mark.parametrize("uid", ["mallory", None, ""])
 def test_someone_not_listed_gets_no_local_group_even_if_upstream_says_so(tmp_path: Path, uid: str | None) -> None:
     # An empty group (payments-ops) is reserved too; an empty id matches no member.
-    state = run_task(tmp_path, uid=uid, groups=["payments-ops", "search-owners", "devs"])
+    state = run_task(tmp_path, uid=uid, groups=["payments-ops", "catalog-owners", "devs"])
     assert state["error"] is None and state["groups"] == ["devs"]
 
 

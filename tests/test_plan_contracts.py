@@ -72,6 +72,8 @@ FREEFORM = {
     # tests/test_openunison.py checks its keys against the upstream template.
     "orchestra": ["oidc", "services.resources", "precheck.resources"],
     "orchestra-login-portal": ["oidc", "services.resources"],
+    # The schema types them as Kubernetes' own (`type: object`); the defaults show only a few keys.
+    "vcluster": ["controlPlane.statefulSet.security.*", "controlPlane.coredns.security.*", "controlPlane.distro.k8s.securityContext.*"],
 }
 
 

@@ -19,7 +19,7 @@ from components.tenant_supply_chain import PROTECTED_PUSH_RULE, sign_policy, tri
 from components.vault_federation import CI_PIPELINE_SOURCES
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 from platformctl.render import read_stack_file
-from policy.gatekeeper import cluster_constraints, templates
+from policy.gatekeeper import cluster_constraints, templates, tenant_namespace_constraints
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from stacks.config import SupplyChain, load_platform_config
 from tests.opa import violations
@@ -219,7 +219,8 @@ def test_starter_manifests_are_valid_and_pass_every_constraint(plan: dict, tenan
     for document in documents:
         assert kubernetes_errors(document) == [], document["kind"]
         admitted = {**document, "metadata": {**document["metadata"], "namespace": f"{tenant}-dev"}}
-        for constraint in CONSTRAINTS:
+        own = tenant_namespace_constraints(f"{tenant}-dev", [f"{HARBOR_HOST}/{tenant}", f"{HARBOR_HOST}/approved"], [], [])
+        for constraint in [*CONSTRAINTS, *own]:
             found = violations(TEMPLATES[constraint["kind"]], admitted, constraint["spec"].get("parameters"))
             assert found == [], (constraint["kind"], found)
     [deployment] = [d for d in documents if d["kind"] == "Deployment"]

@@ -18,8 +18,9 @@ from stacks.config import load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("dev", "prod")
-ROLE_CLUSTER_ROLES = {"owners": {"dev": "admin", "prod": "admin"}, "developers": {"dev": "admin", "prod": "view"},
-                      "ops": {"dev": "admin", "prod": "edit"}}
+ADMIN, EDIT = "platform-tenant-admin", "platform-tenant-edit"
+ROLE_CLUSTER_ROLES = {"owners": {"dev": ADMIN, "prod": ADMIN}, "developers": {"dev": ADMIN, "prod": "view"},
+                      "ops": {"dev": ADMIN, "prod": EDIT}}
 GITLAB_ACCESS = {"owners": "owner", "developers": "developer", "ops": "developer"}
 HARBOR_ROLES = {"owners": "projectadmin", "developers": "developer", "ops": "maintainer"}
 
@@ -50,7 +51,11 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:core/v1:ResourceQuota": 1,
         "kubernetes:core/v1:LimitRange": 1,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
-        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members,
+        # ...and ArgoCD's federated user may deploy into it (a vCluster binds both inside).
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members + 1,
+        # Its own images and RoleBinding subjects.
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
         "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
         "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
         # A vCluster joins federation: its kube-oidc-proxy's certificate and TLS Secret, the
@@ -93,7 +98,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:core/v1:Secret": 2,  # ArgoCD repository secrets
         # Harbor: project, members by role, push and pull robots; their secrets and the keys' in Vault.
         "harbor:index/project:Project": 1,
-        "harbor:index/projectMemberGroup:ProjectMemberGroup": 3,
+        "harbor:index/projectMemberGroup:ProjectMemberGroup": 3 + len(dev_config().identity.system_approvers),
         "harbor:index/robotAccount:RobotAccount": 2,
         "harbor:index/immutableTagRule:ImmutableTagRule": 1,
         "harbor:index/retentionPolicy:RetentionPolicy": 1,
@@ -154,7 +159,7 @@ def test_every_developer_gets_a_sandbox_on_dev(dev_plan: dict) -> None:
         binding = next(r for r in dev_plan["resources"] if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
                        and r["inputs"]["metadata"]["namespace"] == f"sandbox-{developer}-dev")
         assert [s["name"] for s in binding["inputs"]["subjects"]] == [developer]
-        assert binding["inputs"]["roleRef"]["name"] == "admin"
+        assert binding["inputs"]["roleRef"]["name"] == ADMIN
 
 
 # --- role x system x environment ------------------------------------------------------------
@@ -170,11 +175,13 @@ def _bindings(plan: dict, tenant: TenantConfig, environment: str) -> dict[str, s
         manifests = release["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["manifests"]
         for doc in yaml.safe_load_all(manifests):
             # The tenant's roles; the platform's federated ArgoCD user and proxy are checked in test_federation.
-            if doc["kind"] == "ClusterRoleBinding" and doc["metadata"]["name"].startswith("tenant-"):
+            if doc["kind"] == "RoleBinding" and doc["metadata"]["name"].startswith("tenant-"):
+                assert doc["metadata"]["namespace"] == tenant.name  # never cluster-wide inside
                 found.setdefault(doc["roleRef"]["name"], set()).update(s["name"] for s in doc["subjects"])
         return found
     for r in resources_of(plan, tenant.name):
-        if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding" and r["inputs"]["metadata"]["namespace"] == namespace:
+        if (r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding" and r["inputs"]["metadata"]["namespace"] == namespace
+                and r["inputs"]["metadata"]["name"].startswith("tenant-")):
             found.setdefault(r["inputs"]["roleRef"]["name"], set()).update(s["name"] for s in r["inputs"]["subjects"])
     return found
 
@@ -196,7 +203,9 @@ def test_gitlab_harbor_vault_and_argocd_access_by_role(dev_plan: dict, tenant: T
     expected_memberships = {user: GITLAB_ACCESS[role] for role in GITLAB_ACCESS for user in getattr(tenant, role)}
     assert {name.rsplit("-", 1)[-1]: level for name, level in memberships.items()} == expected_memberships
     groups = {r["inputs"]["groupName"]: r["inputs"]["role"] for r in mine if r["type"] == "harbor:index/projectMemberGroup:ProjectMemberGroup"}
-    assert groups == {f"{tenant.name}-{role}": HARBOR_ROLES[role] for role in HARBOR_ROLES}
+    # The system approvers read every project: they approve what goes into it.
+    assert groups == {**{f"{tenant.name}-{role}": HARBOR_ROLES[role] for role in HARBOR_ROLES},
+                      **{group: "guest" for group in dev_config().identity.system_approvers}}
     (vault_group,) = [r for r in mine if r["type"] == "vault:identity/group:Group"]
     assert vault_group["inputs"]["name"] == f"{tenant.name}-owners" and vault_group["inputs"]["policies"] == [f"tenant-{tenant.name}-write"]
     for project in (r for r in mine if r["type"] == "kubernetes:argoproj.io/v1alpha1:AppProject"):
@@ -291,3 +300,29 @@ def test_reordering_tenants_changes_nothing(tmp_path: Path, several) -> None:
     base_dir, tenants = several
     result = diff_renders(load_render(base_dir), _rendered(tmp_path, "reordered", list(reversed(tenants))))
     assert result.empty, (len(result.added), len(result.removed), [r["name"] for r, _ in result.changed][:5])
+
+
+# --- offboarding keeps data -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_a_removed_tenants_data_stays(dev_plan: dict, tenant: TenantConfig) -> None:
+    """Removing a tenant (an offboarding entry) completes in one `up` and deletes no data:
+    stateful resources are retained (left in their service) or archived."""
+    mine = resources_of(dev_plan, tenant.name)
+    retained = {r["type"] for r in mine if r["options"]["retainOnDelete"]}
+    assert retained == {"harbor:index/project:Project", "gitlab:index/group:Group",
+                        "vault:transit/secretBackendKey:SecretBackendKey"}
+    projects = [r for r in mine if r["type"] == "gitlab:index/project:Project"]
+    assert projects and all(p["inputs"]["archiveOnDestroy"] is True for p in projects)
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_tenant_namespaces_enforce_pod_security_restricted(dev_plan: dict, tenant: TenantConfig) -> None:
+    namespaces = [r for r in resources_of(dev_plan, tenant.name) if r["type"] == "kubernetes:core/v1:Namespace"]
+    assert len(namespaces) == 2
+    for namespace in namespaces:
+        labels = namespace["inputs"]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+        assert labels["platform.io/pod-security"] == "restricted"

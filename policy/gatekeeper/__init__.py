@@ -7,7 +7,10 @@ from stack configuration, so the program never writes Rego or match rules inline
 Two scopes:
 * cluster constraints, on every cluster: images from the platform's registry, no `latest` or
   untagged images and CPU/memory requests and limits everywhere except the platform's own
-  namespaces; probes, pod security and no `cluster-admin` RoleBinding in tenant namespaces;
+  namespaces; probes, pod security (baseline and restricted) and no `cluster-admin` RoleBinding
+  in tenant namespaces;
+* per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
+  pulled Always, and RoleBindings only for the tenant's own subjects;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from policy.labels import ENVIRONMENT_LABEL, TENANT_LABEL
+from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -31,7 +34,7 @@ CONSTRAINTS_API_VERSION = "constraints.gatekeeper.sh/v1beta1"
 
 # The objects that carry a pod spec; the templates' Rego finds the spec in each of these.
 POD_KINDS: list[dict[str, list[str]]] = [
-    {"apiGroups": [""], "kinds": ["Pod"]},
+    {"apiGroups": [""], "kinds": ["Pod", "ReplicationController"]},
     {"apiGroups": ["apps"], "kinds": ["DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"]},
     {"apiGroups": ["batch"], "kinds": ["CronJob", "Job"]},
 ]
@@ -102,6 +105,13 @@ def cluster_constraints(
     everywhere = {"kinds": POD_KINDS, "excludedNamespaces": excluded}
     tenants = {"namespaceSelector": tenant_namespace_selector, "excludedNamespaces": excluded}
     tenant_pods = {"kinds": POD_KINDS, **tenants}
+    # Namespaces without the label are held to restricted too: the exception must be explicit.
+    not_excepted = {"key": POD_SECURITY_LABEL, "operator": "NotIn", "values": ["baseline"]}
+    restricted_selector = {
+        **tenant_namespace_selector,
+        "matchExpressions": [*tenant_namespace_selector.get("matchExpressions", []), not_excepted],
+    }
+    restricted_pods = {"kinds": POD_KINDS, "namespaceSelector": restricted_selector, "excludedNamespaces": excluded}
     tenant_bindings = {"kinds": ROLEBINDING_KINDS, **tenants}
     registries = {"registries": list(allowed_registries)}
     return [
@@ -110,7 +120,68 @@ def cluster_constraints(
         _constraint("PlatformContainerResources", "platform-container-resources", everywhere),
         _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),
         _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods),
+        _constraint("PlatformPodRestricted", "platform-pod-restricted", restricted_pods),
         _constraint("PlatformNoClusterAdminBinding", "platform-no-cluster-admin-binding", tenant_bindings),
+    ]
+
+
+MUTATIONS_API_VERSION = "mutations.gatekeeper.sh/v1"
+
+
+# Where each pod-carrying kind keeps its pod spec, for the mutators: (group, version, kinds, path).
+_POD_SPEC_LOCATIONS: list[tuple[str, str, list[str], str]] = [
+    ("", "v1", ["Pod"], "spec"),
+    ("", "v1", ["ReplicationController"], "spec.template.spec"),
+    ("apps", "v1", ["DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"], "spec.template.spec"),
+    ("batch", "v1", ["Job"], "spec.template.spec"),
+    ("batch", "v1", ["CronJob"], "spec.jobTemplate.spec.template.spec"),
+]
+
+
+def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """Assign mutators setting imagePullPolicy Always on every container and init container of
+    a Pod or workload template in a tenant namespace, before the constraints see it, so what a
+    controller or a virtual cluster creates passes the pull-Always rule as it is."""
+    mutations = []
+    for group, version, kinds, path in _POD_SPEC_LOCATIONS:
+        for field_name in ("containers", "initContainers"):
+            mutations.append({
+                "apiVersion": MUTATIONS_API_VERSION,
+                "kind": "Assign",
+                "metadata": {"name": f"tenant-{kinds[0].lower()}-{field_name.lower()}-pull-always"},
+                "spec": {
+                    "applyTo": [{"groups": [group], "kinds": list(kinds), "versions": [version]}],
+                    "match": {
+                        "scope": "Namespaced",
+                        "kinds": [{"apiGroups": [group], "kinds": list(kinds)}],
+                        "namespaceSelector": copy.deepcopy(tenant_namespace_selector),
+                        "excludedNamespaces": list(platform_namespaces),
+                    },
+                    "location": f"{path}.{field_name}[name: *].imagePullPolicy",
+                    "parameters": {"assign": {"value": "Always"}},
+                },
+            })
+    return mutations
+
+
+def tenant_namespace_constraints(
+    namespace: str, registries: list[str], users: list[str], groups: list[str]
+) -> list[dict[str, Any]]:
+    """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
+    project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
+    namespace's own service accounts."""
+    if not _DNS_LABEL.match(namespace):
+        raise ValueError(f"namespace {namespace!r} is not a DNS label")
+    only = {"namespaces": [namespace]}
+    return [
+        _constraint(
+            "PlatformAllowedRegistries", f"{namespace}-registries", {"kinds": POD_KINDS, **only},
+            {"registries": list(registries), "requirePullAlways": True},
+        ),
+        _constraint(
+            "PlatformTenantBindingSubjects", f"{namespace}-binding-subjects", {"kinds": ROLEBINDING_KINDS, **only},
+            {"users": sorted(users), "groups": sorted(groups), "serviceAccountNamespaces": [namespace]},
+        ),
     ]
 
 
