@@ -63,9 +63,9 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE, KubeOidcPro
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 from platformctl.mocks import is_redacted
 from platformctl.render import enclosing, read_stack_file
-from policy.gatekeeper import PLATFORM_NAMESPACES
 from stacks.config import load_platform_config
 from stacks.federation import WORKLOAD_CLUSTERS, proxy_hostname
+from stacks.services import PLATFORM_NAMESPACES
 from tests.mock_program import control_plane_cluster, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,7 +334,7 @@ def test_federated_user_reads_cluster_wide_but_writes_only_in_tenant_namespaces(
                          and r["inputs"]["metadata"]["name"] == cluster_wide["inputs"]["roleRef"]["name"]])
         assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in read_role["inputs"]["rules"])
         assert {b["inputs"]["metadata"]["namespace"] for b in namespaced} == tenant_namespaces
-        assert not {b["inputs"]["metadata"]["namespace"] for b in namespaced} & set(PLATFORM_NAMESPACES)
+        assert not {b["inputs"]["metadata"]["namespace"] for b in namespaced} & {n.name for n in PLATFORM_NAMESPACES}
         [role_name] = {b["inputs"]["roleRef"]["name"] for b in namespaced}
         role = one([r for r in objects(plan, "ClusterRole") if r["cluster"] == cluster and r["inputs"]["metadata"]["name"] == role_name])
         assert role["inputs"]["rules"] == federated_rules()
