@@ -340,10 +340,13 @@ def _load(tmp_path: Path, doc: dict, stack: str) -> Path:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), base=st.sampled_from([DEV, PROD]))
 def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base: dict) -> None:
+    doc = _mutated(data, base)
     try:
-        _load(tmp_path, _mutated(data, base), "prod" if base is PROD else "dev")
+        _load(tmp_path, doc, "prod" if base is PROD else "dev")
     except ConfigError as err:
-        assert err.problems and all(p.startswith("platform") for p in err.problems)
+        # Each line names a key: a platform key path, or a key of another namespace, refused.
+        keys = [str(k) for k in doc["config"]]
+        assert err.problems and all(p.startswith("platform") or any(p.startswith(f"{k}: ") for k in keys) for p in err.problems)
 
 
 # Mutations that stay valid must run the whole program; a render costs about a second, so
