@@ -324,7 +324,8 @@ def _contains_unknowns(value: Any) -> bool:
             continue
         seen.add(id(item))
         if isinstance(item, dict):
-            pending.extend(item.values())
+            # dict.values, not item.values: input types are dicts whose fields may be named `values`.
+            pending.extend(dict.values(item))
         elif isinstance(item, list):
             pending.extend(item)
     return False
