@@ -89,8 +89,36 @@ class Harbor(pulumi.ComponentResource):
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
         ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
-        generated = pulumi.ResourceOptions(parent=self)
         args.inventory.register(*credentials(name, args))
+
+        self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
+        storage = self._storage(name, args, ns, k8s_opts, prerequisites)
+
+        self.release = release(
+            RELEASE,
+            "harbor",
+            ns,
+            sized(
+                harbor_values(args, storage), args.resources, "core", "portal", "jobservice", "registry.registry",
+                "registry.controller", "database.internal", "database.internal.initContainer.permissions",
+                "redis.internal", "trivy",
+            ),
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
+            # The database, Redis, Trivy and (off S3) the registry keep data on volumes.
+            protect=args.protect,
+        )
+
+        self._configure(name, args)
+        self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _secrets(
+        self, name: str, args: HarborArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
+        """The admin password, and every Secret the release reads by name (the release waits for them)."""
+        generated = pulumi.ResourceOptions(parent=self)
 
         def password(suffix: str, length: int) -> random.RandomPassword:
             # Letters and digits only: several of these must be exactly 16 or 32 characters
@@ -108,7 +136,6 @@ class Harbor(pulumi.ComponentResource):
         admin = random.RandomPassword(
             f"{name}-admin-password", length=32, special=False, min_upper=1, min_lower=1, min_numeric=1, opts=generated
         )
-        self.admin_password = admin.result
         registry_password = password("registry-password", 32)
         token_key = tls.PrivateKey(f"{name}-token-service", algorithm="RSA", rsa_bits=4096, opts=generated)
         token_cert = tls.SelfSignedCert(
@@ -164,7 +191,13 @@ class Harbor(pulumi.ComponentResource):
                 opts=k8s_opts,
             ),
         ]
+        return admin.result, prerequisites
 
+    def _storage(
+        self, name: str, args: HarborArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,
+        prerequisites: list[pulumi.Resource],
+    ) -> dict[str, Any]:
+        """Where the registry keeps images: its volume, or on EKS a private bucket reached with workload identity."""
         storage: dict[str, Any] = {"type": "filesystem"}
         if args.aws is not None:
             bucket = private_bucket(
@@ -184,30 +217,16 @@ class Harbor(pulumi.ComponentResource):
                 "type": "s3",
                 "s3": {"region": args.aws.region, "bucket": bucket.bucket, "encrypt": True, "secure": True, "v4auth": True},
             }
+        return storage
 
-        self.release = release(
-            RELEASE,
-            "harbor",
-            ns,
-            sized(
-                harbor_values(args, storage), args.resources, "core", "portal", "jobservice", "registry.registry",
-                "registry.controller", "database.internal", "database.internal.initContainer.permissions",
-                "redis.internal", "trivy",
-            ),
-            cluster,
-            self,
-            version=args.chart_version,
-            depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
-            # The database, Redis, Trivy and (off S3) the registry keep data on volumes.
-            protect=args.protect,
-        )
-
+    def _configure(self, name: str, args: HarborArgs) -> None:
+        """Harbor's own settings through its API: OIDC sign-in, admin-only projects, nightly scans, weekly GC."""
         # The pulumiverse-harbor SDK defaults `insecure` to true when it is not set: say false.
         self.provider = harbor.Provider(
             f"{name}-harbor",
             url=self.url,
             username=ADMIN_USER,
-            password=admin.result,
+            password=self.admin_password,
             insecure=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
@@ -234,7 +253,6 @@ class Harbor(pulumi.ComponentResource):
         harbor.GarbageCollection(
             f"{name}-gc", schedule=GC_SCHEDULE, delete_untagged=True, workers=1, opts=configured
         )
-        self.register_outputs({"url": self.url, "release": self.release.status})
 
 
 def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
