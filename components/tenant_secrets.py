@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, cosign_key, harbor_pull_path, tenant_group
+from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, VaultTenancy, cosign_key, harbor_pull_path, tenant_group
 from components.tenant_gitlab import ci_role
 from components.tenant_registry import harbor_push_path
 from components.tenant_supply_chain import sign_policy
@@ -125,26 +125,7 @@ class TenantSecrets(pulumi.ComponentResource):
                 canonical_id=owners.id,
                 opts=on_vault,
             )
-        ci_policies = [f"tenant-{tenant}-ci"]
-        if platform.vault.transit_mount is not None:
-            key = vault.transit.SecretBackendKey(
-                f"{name}-cosign",
-                backend=TRANSIT_MOUNT,
-                name=cosign_key(tenant),
-                type="ecdsa-p256",
-                exportable=False,  # the private key never leaves Vault
-                allow_plaintext_backup=False,
-                deletion_allowed=False,  # signatures made with it must stay verifiable
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=platform.vault.provider, depends_on=[platform.vault.transit_mount],
-                    retain_on_delete=True,  # so offboarding completes and the key stays in Vault
-                ),
-            )
-            vault.Policy(
-                f"{name}-sign", name=f"tenant-{tenant}-sign", policy=sign_policy(tenant),
-                opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(depends_on=[key])),
-            )
-            ci_policies.append(f"tenant-{tenant}-sign")
+        ci_policies = [f"tenant-{tenant}-ci", *self._signing(name, tenant, platform.vault)]
         federation = platform.vault.federation
         # Vault role names are what the tenant's SecretStores and CI variables name.
         if args.ci_project_paths:
@@ -152,60 +133,92 @@ class TenantSecrets(pulumi.ComponentResource):
             federation.bind_ci(ci_role(tenant), args.ci_project_paths, None, ci_policies, self)
 
         for environment, namespace in args.namespaces.items():
-            cluster = platform.clusters[environment]
             role = federation.bind_workload(
                 f"{tenant}-{environment}", environment, [namespace], [SECRETS_SERVICE_ACCOUNT],
                 [f"tenant-{tenant}-{environment}-read"], self,
             )
-            on_cluster = pulumi.ResourceOptions(
-                parent=self,
-                provider=cluster.provider,
-                depends_on=[args.namespace_resources[environment], args.external_secrets[environment]],
-            )
-            account = k8s.core.v1.ServiceAccount(
-                f"{name}-{environment}-vault",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRETS_SERVICE_ACCOUNT, namespace=namespace),
-                automount_service_account_token=False,
-                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
-            )
-            store = k8s.apiextensions.CustomResource(
-                f"{name}-{environment}-store",
-                api_version="external-secrets.io/v1",
-                kind="SecretStore",
-                metadata={"name": STORE, "namespace": namespace},
-                spec=platform.ca_bundle.apply(
-                    lambda ca, environment=environment: secret_store_spec(
-                        platform.vault.url,  # type: ignore[union-attr]
-                        federation.auth_path(environment),
-                        cluster.is_eks,
-                        f"{tenant}-{environment}",
-                        ca,
-                    )
-                ),
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[account, role, reads[environment]])),
-            )
-            k8s.apiextensions.CustomResource(
-                f"{name}-{environment}-pull",
-                api_version="external-secrets.io/v1",
-                kind="ExternalSecret",
-                metadata={"name": PULL_SECRET, "namespace": namespace},
-                spec={
-                    "refreshInterval": "1h",
-                    "secretStoreRef": {"name": STORE, "kind": "SecretStore"},
-                    "target": {
-                        "name": PULL_SECRET,
-                        "template": {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": _DOCKER_CONFIG}},
-                    },
-                    "dataFrom": [{"extract": {"key": harbor_pull_path(tenant)}}],
-                },
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[store])),
-            )
-            # The namespace's default service account pulls with it.
-            k8s.core.v1.ServiceAccountPatch(
-                f"{name}-{environment}-default",
-                metadata=k8s.meta.v1.ObjectMetaPatchArgs(name="default", namespace=namespace),
-                image_pull_secrets=[k8s.core.v1.LocalObjectReferencePatchArgs(name=PULL_SECRET)],
-                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
-            )
+            self._sync(name, args, environment, namespace, [role, reads[environment]])
         self.register_outputs({"readPolicies": {e: p.name for e, p in reads.items()}, "ciPolicy": ci.name})
+
+    def _signing(self, name: str, tenant: str, vault_part: VaultTenancy) -> list[str]:
+        """The tenant's cosign key in Vault transit and the policy that signs with it; the CI policies it adds."""
+        if vault_part.transit_mount is None:
+            return []
+        on_vault = pulumi.ResourceOptions(parent=self, provider=vault_part.provider)
+        key = vault.transit.SecretBackendKey(
+            f"{name}-cosign",
+            backend=TRANSIT_MOUNT,
+            name=cosign_key(tenant),
+            type="ecdsa-p256",
+            exportable=False,  # the private key never leaves Vault
+            allow_plaintext_backup=False,
+            deletion_allowed=False,  # signatures made with it must stay verifiable
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=vault_part.provider, depends_on=[vault_part.transit_mount],
+                retain_on_delete=True,  # so offboarding completes and the key stays in Vault
+            ),
+        )
+        vault.Policy(
+            f"{name}-sign", name=f"tenant-{tenant}-sign", policy=sign_policy(tenant),
+            opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(depends_on=[key])),
+        )
+        return [f"tenant-{tenant}-sign"]
+
+    def _sync(
+        self, name: str, args: TenantSecretsArgs, environment: str, namespace: str, vault_access: list[pulumi.Resource]
+    ) -> None:
+        """External Secrets in one tenant namespace: its service account, SecretStore, pull secret and default pulls."""
+        platform, tenant = args.platform, args.tenant
+        assert platform.vault is not None
+        cluster, federation = platform.clusters[environment], platform.vault.federation
+        on_cluster = pulumi.ResourceOptions(
+            parent=self,
+            provider=cluster.provider,
+            depends_on=[args.namespace_resources[environment], args.external_secrets[environment]],
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-{environment}-vault",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRETS_SERVICE_ACCOUNT, namespace=namespace),
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
+        )
+        store = k8s.apiextensions.CustomResource(
+            f"{name}-{environment}-store",
+            api_version="external-secrets.io/v1",
+            kind="SecretStore",
+            metadata={"name": STORE, "namespace": namespace},
+            spec=platform.ca_bundle.apply(
+                lambda ca, environment=environment: secret_store_spec(
+                    platform.vault.url,  # type: ignore[union-attr]
+                    federation.auth_path(environment),
+                    cluster.is_eks,
+                    f"{tenant}-{environment}",
+                    ca,
+                )
+            ),
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[account, *vault_access])),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-{environment}-pull",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={"name": PULL_SECRET, "namespace": namespace},
+            spec={
+                "refreshInterval": "1h",
+                "secretStoreRef": {"name": STORE, "kind": "SecretStore"},
+                "target": {
+                    "name": PULL_SECRET,
+                    "template": {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": _DOCKER_CONFIG}},
+                },
+                "dataFrom": [{"extract": {"key": harbor_pull_path(tenant)}}],
+            },
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[store])),
+        )
+        # The namespace's default service account pulls with it.
+        k8s.core.v1.ServiceAccountPatch(
+            f"{name}-{environment}-default",
+            metadata=k8s.meta.v1.ObjectMetaPatchArgs(name="default", namespace=namespace),
+            image_pull_secrets=[k8s.core.v1.LocalObjectReferencePatchArgs(name=PULL_SECRET)],
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace_resources[environment]]),
+        )
 
