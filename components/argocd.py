@@ -57,6 +57,40 @@ class ArgoCd(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: ArgoCdArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:argocd:ArgoCd", name, None, opts)
         ns = namespace(SLICE.namespace, cluster, self)
+        secrets = self._secrets(name, cluster, ns, args)
+        # argocd-server serves the Secret argocd-server-tls when it exists, instead of a self-signed
+        # certificate of its own that nothing could verify.
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        serving = internal_certificate(
+            cluster.role,
+            BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER]),
+            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
+        )
+        transport, transport_annotations = servers_transport(
+            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", SERVER_TLS_SECRET,
+            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
+        )
+        self.url = args.exposure.url
+        values = argocd_values(args, transport_annotations)
+        plugin = args.credential_plugin
+        plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
+        self.release = release(
+            "argocd",
+            "argo-cd",
+            ns,
+            sized(
+                plugin.merge_into(values) if plugin else values, args.resources, "controller", "server", "repoServer",
+                "applicationSet", "notifications", "redis", "redisSecretInit",
+            ),
+            cluster,
+            self,
+            version=args.chart_version,
+            depends_on=[*secrets, serving, transport, *plugin_files],
+        )
+        self.register_outputs({"url": self.url})
+
+    def _secrets(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: ArgoCdArgs) -> list[pulumi.Resource]:
+        """The OIDC client secret and argocd-secret (GitLab's webhook secret), kept out of the values."""
         # The client secret stays in a Secret; argocd-cm only names it ($secret:key).
         oidc_secret = k8s.core.v1.Secret(
             f"{name}-oidc",
@@ -86,75 +120,52 @@ class ArgoCd(pulumi.ComponentResource):
             string_data={"webhook.gitlab.secret": webhook.result},
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )
-        # argocd-server serves the Secret argocd-server-tls when it exists, instead of a self-signed
-        # certificate of its own that nothing could verify.
-        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        serving = internal_certificate(
-            cluster.role,
-            BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER]),
-            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
-        )
-        transport, transport_annotations = servers_transport(
-            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", SERVER_TLS_SECRET,
-            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
-        )
-        oidc_config = args.exposure.ca_bundle.apply(
-            lambda ca: yaml.safe_dump(
-                {
-                    "name": "OpenUnison",
-                    "issuer": args.oidc.issuer_url,
-                    "clientID": args.oidc.client_id,
-                    "clientSecret": f"${OIDC_SECRET}:clientSecret",
-                    "requestedScopes": list(args.oidc.scopes),
-                    # Trust the platform CA for the issuer; empty on EKS (public roots).
-                    **({"rootCA": ca} if ca else {}),
-                },
-                sort_keys=True,
-            )
-        )
-        self.url = args.exposure.url
-        values = {
-            "global": {"domain": args.exposure.hostname},
-            "configs": {
-                "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
-                "secret": {"createSecret": False},
-                "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
+        return [oidc_secret, argocd_secret]
+
+
+def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> dict[str, Any]:
+    """The chart values: sign-in through OpenUnison, RBAC from the platform groups, TLS to Traefik verified."""
+    oidc_config = args.exposure.ca_bundle.apply(
+        lambda ca: yaml.safe_dump(
+            {
+                "name": "OpenUnison",
+                "issuer": args.oidc.issuer_url,
+                "clientID": args.oidc.client_id,
+                "clientSecret": f"${OIDC_SECRET}:clientSecret",
+                "requestedScopes": list(args.oidc.scopes),
+                # Trust the platform CA for the issuer; empty on EKS (public roots).
+                **({"rootCA": ca} if ca else {}),
             },
-            "dex": {"enabled": False},
-            "controller": {"replicas": args.replicas},
-            "server": {
-                # Traefik speaks TLS to argocd-server (the chart's Ingress targets its https port)
-                # and verifies it against the namespace's internal CA (components/backend_tls.py).
-                "service": {"annotations": transport_annotations},
-                "ingress": {
-                    "enabled": True,
-                    "ingressClassName": args.exposure.ingress_class,
-                    "hostname": args.exposure.hostname,
-                    "tls": True,
-                    "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
-                }
-            },
-        }
-        if args.ssh_known_hosts is not None:
-            # Replaces the chart's list of public forges: ArgoCD reads the platform's GitLab only,
-            # and trusts exactly its host keys (a key it does not list is refused, never added).
-            values["configs"]["ssh"] = {"knownHosts": args.ssh_known_hosts}
-        plugin = args.credential_plugin
-        plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
-        self.release = release(
-            "argocd",
-            "argo-cd",
-            ns,
-            sized(
-                plugin.merge_into(values) if plugin else values, args.resources, "controller", "server", "repoServer",
-                "applicationSet", "notifications", "redis", "redisSecretInit",
-            ),
-            cluster,
-            self,
-            version=args.chart_version,
-            depends_on=[oidc_secret, argocd_secret, serving, transport, *plugin_files],
+            sort_keys=True,
         )
-        self.register_outputs({"url": self.url})
+    )
+    values = {
+        "global": {"domain": args.exposure.hostname},
+        "configs": {
+            "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
+            "secret": {"createSecret": False},
+            "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
+        },
+        "dex": {"enabled": False},
+        "controller": {"replicas": args.replicas},
+        "server": {
+            # Traefik speaks TLS to argocd-server (the chart's Ingress targets its https port)
+            # and verifies it against the namespace's internal CA (components/backend_tls.py).
+            "service": {"annotations": transport_annotations},
+            "ingress": {
+                "enabled": True,
+                "ingressClassName": args.exposure.ingress_class,
+                "hostname": args.exposure.hostname,
+                "tls": True,
+                "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
+            }
+        },
+    }
+    if args.ssh_known_hosts is not None:
+        # Replaces the chart's list of public forges: ArgoCD reads the platform's GitLab only,
+        # and trusts exactly its host keys (a key it does not list is refused, never added).
+        values["configs"]["ssh"] = {"knownHosts": args.ssh_known_hosts}
+    return values
 
 
 def webhook_credential(name: str) -> Credential:
