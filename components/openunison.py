@@ -249,8 +249,32 @@ class OpenUnison(pulumi.ComponentResource):
             version=args.portal_chart_version, depends_on=[self.orchestra_release],
         )
 
+        self.ingress = self._ingress(cluster, args, ns, in_ns)
+        self.discovery_ready = [self.portal_release, self.ingress]
+
+        # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
+        crd_ready = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, self.operator_release]))
+        self.clients = {
+            client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
+            for client, spec in sorted(args.clients.items())
+        }
+        self._local_groups_jit(cluster, ns, in_ns, crd_ready)
+
+        self.register_outputs(
+            {
+                "issuerUrl": self.issuer_url,
+                "portalUrl": self.portal_url,
+                "kubernetesClientId": self.kubernetes_client_id,
+                "clientIds": sorted(self.clients),
+            }
+        )
+
+    def _ingress(
+        self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
+    ) -> k8s.networking.v1.Ingress:
+        """The portal's public name on the platform's ingress class; TLS ends there (the module docstring says why)."""
         # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
-        self.ingress = k8s.networking.v1.Ingress(
+        return k8s.networking.v1.Ingress(
             f"{cluster.role}-openunison-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="openunison",
@@ -260,10 +284,10 @@ class OpenUnison(pulumi.ComponentResource):
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=args.exposure.ingress_class,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=TLS_SECRET)],
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.exposure.hostname], secret_name=TLS_SECRET)],
                 rules=[
                     k8s.networking.v1.IngressRuleArgs(
-                        host=host,
+                        host=args.exposure.hostname,
                         http=k8s.networking.v1.HTTPIngressRuleValueArgs(
                             paths=[
                                 k8s.networking.v1.HTTPIngressPathArgs(
@@ -284,24 +308,6 @@ class OpenUnison(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 in_ns, pulumi.ResourceOptions(depends_on=[self.orchestra_release, args.cert_manager])
             ),
-        )
-        self.discovery_ready = [self.portal_release, self.ingress]
-
-        # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
-        crd_ready = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, self.operator_release]))
-        self.clients = {
-            client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
-            for client, spec in sorted(args.clients.items())
-        }
-        self._local_groups_jit(cluster, ns, in_ns, crd_ready)
-
-        self.register_outputs(
-            {
-                "issuerUrl": self.issuer_url,
-                "portalUrl": self.portal_url,
-                "kubernetesClientId": self.kubernetes_client_id,
-                "clientIds": sorted(self.clients),
-            }
         )
 
     def _source_secret(
