@@ -162,27 +162,7 @@ class GitLab(pulumi.ComponentResource):
         if host_keys is not None:
             prerequisites.append(host_keys.secret)
 
-        buckets: dict[str, pulumi.Output[str]] = {}
-        if args.aws is not None:
-            for key, suffix in OBJECT_TYPES.items():
-                bucket = private_bucket(
-                    f"{name}-{suffix}", bucket_name(args.exposure.hostname, suffix), args.aws, args.protect, self
-                )
-                buckets[key] = bucket.bucket
-            role = bucket_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
-            prerequisites.append(
-                k8s.core.v1.ServiceAccount(
-                    f"{name}-service-account",
-                    metadata=_meta(SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
-                    automount_service_account_token=False,
-                    opts=k8s_opts,
-                )
-            )
-            # No keys: the AWS SDK in every GitLab pod takes the role from the projected token.
-            connection = {"provider": "AWS", "region": args.aws.region, "use_iam_profile": True}
-            prerequisites.append(
-                _secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": yaml.safe_dump(connection)}, k8s_opts)
-            )
+        buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
 
         self.release = release(
             RELEASE,
@@ -212,6 +192,35 @@ class GitLab(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
         )
         self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _object_storage(
+        self, name: str, args: GitLabArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,
+        prerequisites: list[pulumi.Resource],
+    ) -> dict[str, pulumi.Output[str]]:
+        """On EKS: a private bucket per object type, reached with workload identity; bucket by chart key."""
+        buckets: dict[str, pulumi.Output[str]] = {}
+        if args.aws is None:
+            return buckets
+        for key, suffix in OBJECT_TYPES.items():
+            bucket = private_bucket(
+                f"{name}-{suffix}", bucket_name(args.exposure.hostname, suffix), args.aws, args.protect, self
+            )
+            buckets[key] = bucket.bucket
+        role = bucket_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
+        prerequisites.append(
+            k8s.core.v1.ServiceAccount(
+                f"{name}-service-account",
+                metadata=_meta(SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
+                automount_service_account_token=False,
+                opts=k8s_opts,
+            )
+        )
+        # No keys: the AWS SDK in every GitLab pod takes the role from the projected token.
+        connection = {"provider": "AWS", "region": args.aws.region, "use_iam_profile": True}
+        prerequisites.append(
+            _secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": yaml.safe_dump(connection)}, k8s_opts)
+        )
+        return buckets
 
 
 # Rails (webservice, sidekiq, toolbox, migrations) and Gitaly need more memory than the service's one
