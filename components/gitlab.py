@@ -36,12 +36,11 @@ import yaml
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
-from components.helm import namespace, release, sized
+from components.helm import metadata, namespace, release, workload_service_account, sized
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
-from policy.labels import managed_by
 
 NAMESPACE = "gitlab"
 RELEASE = "gitlab"
@@ -207,14 +206,7 @@ class GitLab(pulumi.ComponentResource):
             )
             buckets[key] = bucket.bucket
         role = bucket_role(f"{name}-object-storage", args.aws, NAMESPACE, SERVICE_ACCOUNT, list(buckets.values()), self)
-        prerequisites.append(
-            k8s.core.v1.ServiceAccount(
-                f"{name}-service-account",
-                metadata=_meta(SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
-                automount_service_account_token=False,
-                opts=k8s_opts,
-            )
-        )
+        prerequisites.append(workload_service_account(f"{name}-service-account", SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
         # No keys: the AWS SDK in every GitLab pod takes the role from the projected token.
         connection = {"provider": "AWS", "region": args.aws.region, "use_iam_profile": True}
         prerequisites.append(
@@ -464,20 +456,20 @@ class AdminToken(pulumi.ComponentResource):
         # Created empty; only the Job writes its data, so Pulumi never resets it.
         holder = k8s.core.v1.Secret(
             f"{name}-holder",
-            metadata=_meta(TOKEN_SECRET, ns),
+            metadata=metadata(TOKEN_SECRET, ns),
             type="Opaque",
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(ignore_changes=["data", "stringData"])),
         )
         script = k8s.core.v1.ConfigMap(
             f"{name}-script",
-            metadata=_meta("gitlab-platform-bot-script", ns),
+            metadata=metadata("gitlab-platform-bot-script", ns),
             data={"ensure_admin_token.rb": ensure_token_ruby(args.email), "ensure-admin-token.sh": ENSURE_TOKEN_SH},
             opts=k8s_opts,
         )
-        account = k8s.core.v1.ServiceAccount(f"{name}-runner", metadata=_meta("gitlab-platform-bot", ns), opts=k8s_opts)
+        account = k8s.core.v1.ServiceAccount(f"{name}-runner", metadata=metadata("gitlab-platform-bot", ns), opts=k8s_opts)
         role = k8s.rbac.v1.Role(
             f"{name}-runner",
-            metadata=_meta("gitlab-platform-bot", ns),
+            metadata=metadata("gitlab-platform-bot", ns),
             rules=[
                 # Write access to exactly one Secret; it exists already, so no "create".
                 k8s.rbac.v1.PolicyRuleArgs(
@@ -495,7 +487,7 @@ class AdminToken(pulumi.ComponentResource):
         )
         binding = k8s.rbac.v1.RoleBinding(
             f"{name}-runner",
-            metadata=_meta("gitlab-platform-bot", ns),
+            metadata=metadata("gitlab-platform-bot", ns),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="gitlab-platform-bot"),
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="gitlab-platform-bot", namespace=NAMESPACE)],
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[role, account])),
@@ -522,7 +514,7 @@ class AdminToken(pulumi.ComponentResource):
         )
         k8s.batch.v1.CronJob(
             f"{name}-probe",
-            metadata=_meta("gitlab-platform-bot-probe", ns),
+            metadata=metadata("gitlab-platform-bot-probe", ns),
             spec=k8s.batch.v1.CronJobSpecArgs(
                 schedule="23 * * * *",
                 concurrency_policy="Forbid",
@@ -694,16 +686,6 @@ puts("NEW_TOKEN=#{{token.token}}")
 # --- small helpers --------------------------------------------------------------------
 
 
-def _meta(
-    name: str, ns: k8s.core.v1.Namespace, annotations: dict[str, pulumi.Input[str]] | None = None
-) -> k8s.meta.v1.ObjectMetaArgs:
-    return k8s.meta.v1.ObjectMetaArgs(
-        name=name,
-        namespace=ns.metadata.name,
-        labels=managed_by(),
-        annotations=annotations,
-    )
-
 
 def _secret(
     resource_name: str,
@@ -714,7 +696,7 @@ def _secret(
 ) -> k8s.core.v1.Secret:
     return k8s.core.v1.Secret(
         resource_name,
-        metadata=_meta(name, ns),
+        metadata=metadata(name, ns),
         type="Opaque",
         string_data=string_data,
         opts=opts,

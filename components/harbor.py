@@ -21,10 +21,9 @@ import pulumiverse_time as time
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
+from components.helm import metadata, namespace, release, workload_service_account, sized
 from components.inventory import DAY, STATE, Credential
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
-from policy.labels import managed_by
 
 NAMESPACE = "harbor"
 RELEASE = "harbor"
@@ -129,7 +128,7 @@ class Harbor(pulumi.ComponentResource):
             suffix: str, secret_name: str, string_data: dict[str, pulumi.Input[str]], kind: str = "Opaque"
         ) -> k8s.core.v1.Secret:
             return k8s.core.v1.Secret(
-                f"{name}-{suffix}", metadata=_meta(secret_name, ns), type=kind, string_data=string_data, opts=k8s_opts
+                f"{name}-{suffix}", metadata=metadata(secret_name, ns), type=kind, string_data=string_data, opts=k8s_opts
             )
 
         # The admin password only takes effect on the first start: it must never rotate.
@@ -204,14 +203,7 @@ class Harbor(pulumi.ComponentResource):
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
             )
             role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
-            prerequisites.append(
-                k8s.core.v1.ServiceAccount(
-                    f"{name}-registry",
-                    metadata=_meta(REGISTRY_SERVICE_ACCOUNT, ns, {"eks.amazonaws.com/role-arn": role.arn}),
-                    automount_service_account_token=False,
-                    opts=k8s_opts,
-                )
-            )
+            prerequisites.append(workload_service_account(f"{name}-registry", REGISTRY_SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
             # No access keys: the registry's AWS SDK takes the role from the projected token.
             storage = {
                 "type": "s3",
@@ -316,16 +308,6 @@ def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
         "updateStrategy": {"type": "Recreate"},
     }
 
-
-def _meta(
-    name: str, ns: k8s.core.v1.Namespace, annotations: dict[str, pulumi.Input[str]] | None = None
-) -> k8s.meta.v1.ObjectMetaArgs:
-    return k8s.meta.v1.ObjectMetaArgs(
-        name=name,
-        namespace=ns.metadata.name,
-        labels=managed_by(),
-        annotations=annotations,
-    )
 
 
 def project_permission(project: pulumi.Input[str], accesses: Sequence[tuple[str, str]]) -> harbor.RobotAccountPermissionArgs:

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.service import PlatformNamespace
 from components.versions import CHARTS
-from policy.labels import MANAGED_BY
+from policy.labels import MANAGED_BY, managed_by
 
 
 # Gatekeeper skips a namespace only when it is both in its exempt list and labelled so.
@@ -83,3 +83,22 @@ def sized(values: dict[str, Any], resources: dict[str, Any], *paths: str) -> dic
             node = node[key]
         node["resources"] = resources
     return out
+
+
+def metadata(
+    name: str, ns: k8s.core.v1.Namespace, annotations: dict[str, pulumi.Input[str]] | None = None
+) -> k8s.meta.v1.ObjectMetaArgs:
+    """Metadata of an object the platform keeps in a service's namespace."""
+    return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns.metadata.name, labels=managed_by(), annotations=annotations)
+
+
+def workload_service_account(
+    resource_name: str, name: str, ns: k8s.core.v1.Namespace, role_arn: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.ServiceAccount:
+    """A service account whose pods take an IAM role from their projected token (IRSA): no AWS keys anywhere."""
+    return k8s.core.v1.ServiceAccount(
+        resource_name,
+        metadata=metadata(name, ns, {"eks.amazonaws.com/role-arn": role_arn}),
+        automount_service_account_token=False,
+        opts=opts,
+    )
