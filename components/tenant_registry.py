@@ -99,7 +99,7 @@ class TenantRegistry(pulumi.ComponentResource):
             raise ValueError(f"tenant {args.tenant}: the registry needs Harbor and Vault on the platform")
         if args.storage_gb < 1:
             raise ValueError(f"tenant {args.tenant}: storage quota {args.storage_gb} GiB must be at least 1")
-        tenant, host = args.tenant, platform.harbor.host
+        tenant = args.tenant
         on_harbor = pulumi.ResourceOptions(parent=self, provider=platform.harbor.provider)
         policy = platform.supply_chain
 
@@ -138,6 +138,22 @@ class TenantRegistry(pulumi.ComponentResource):
             ],
             opts=on_harbor,
         )
+        self._members(name, args, on_harbor)
+
+        self.pull_secret_path = harbor_pull_path(tenant)
+        self.push_secret_path = harbor_push_path(tenant)
+        paths = {"push": self.push_secret_path, "pull": self.pull_secret_path}
+        self.robots, self.secrets = {}, {}
+        for robot, actions in ROBOT_ACTIONS.items():
+            self._robot(name, args, robot, actions, paths[robot])
+
+        self.register_outputs(
+            {"project": self.project.name, "pullSecretPath": self.pull_secret_path, "pushSecretPath": self.push_secret_path}
+        )
+
+    def _members(self, name: str, args: TenantRegistryArgs, on_harbor: pulumi.ResourceOptions) -> None:
+        """The tenant's role groups at their project roles, and the platform's readers as guests."""
+        assert args.platform.harbor is not None
         for role, project_role in PROJECT_ROLES.items():
             harbor.ProjectMemberGroup(
                 f"{name}-{role}",
@@ -148,7 +164,7 @@ class TenantRegistry(pulumi.ComponentResource):
                 opts=on_harbor,
             )
 
-        for group in platform.harbor.reader_groups:
+        for group in args.platform.harbor.reader_groups:
             # Named by a hash: group names may be LDAP DNs, and reordering must not replace them.
             harbor.ProjectMemberGroup(
                 f"{name}-reader-{hashlib.sha256(group.encode()).hexdigest()[:10]}",
@@ -159,36 +175,32 @@ class TenantRegistry(pulumi.ComponentResource):
                 opts=on_harbor,
             )
 
-        self.pull_secret_path = harbor_pull_path(tenant)
-        self.push_secret_path = harbor_push_path(tenant)
-        paths = {"push": self.push_secret_path, "pull": self.pull_secret_path}
-        self.robots, self.secrets = {}, {}
-        for robot, actions in ROBOT_ACTIONS.items():
-            account = expiring_robot(
-                f"{name}-{robot}",
-                robot,
-                "project",
-                f"{robot} for tenant {tenant}; platform-bootstrap",
-                [project_permission(self.project.name, [(action, "repository") for action in actions])],
-                parent=self,
-                provider=platform.harbor.provider,
-            )
-            self.robots[robot] = account
-            # Both robots' credentials have the keys the pull secret is built from (HARBOR_PULL_KEYS).
-            credentials = {"registry": host, "username": account.full_name, "password": account.secret}
-            self.secrets[robot] = platform.vault.write(f"{name}-{robot}", paths[robot], credentials, self)
-            if platform.inventory is not None:
-                platform.inventory.register(Credential(
-                    what=f"Harbor {robot} robot of tenant {tenant}",
-                    category="issued",
-                    issuer="Harbor",
-                    holder=f"Vault ({paths[robot]}); " + ("the tenant's CI jobs" if robot == "push" else "the tenant's namespaces, through External Secrets"),
-                    scope=f"{', '.join(actions)} on Harbor project {tenant}",
-                    lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
-                    rotation=ROBOT_ROTATION,
-                    resources=(f"{name}-{robot}",),
-                ))
-
-        self.register_outputs(
-            {"project": self.project.name, "pullSecretPath": self.pull_secret_path, "pushSecretPath": self.push_secret_path}
+    def _robot(self, name: str, args: TenantRegistryArgs, robot: str, actions: tuple[str, ...], path: str) -> None:
+        """One expiring project robot, its credentials written to Vault at `path`, and its inventory entry."""
+        platform, tenant = args.platform, args.tenant
+        assert platform.harbor is not None and platform.vault is not None
+        host = platform.harbor.host
+        account = expiring_robot(
+            f"{name}-{robot}",
+            robot,
+            "project",
+            f"{robot} for tenant {tenant}; platform-bootstrap",
+            [project_permission(self.project.name, [(action, "repository") for action in actions])],
+            parent=self,
+            provider=platform.harbor.provider,
         )
+        self.robots[robot] = account
+        # Both robots' credentials have the keys the pull secret is built from (HARBOR_PULL_KEYS).
+        credentials = {"registry": host, "username": account.full_name, "password": account.secret}
+        self.secrets[robot] = platform.vault.write(f"{name}-{robot}", path, credentials, self)
+        if platform.inventory is not None:
+            platform.inventory.register(Credential(
+                what=f"Harbor {robot} robot of tenant {tenant}",
+                category="issued",
+                issuer="Harbor",
+                holder=f"Vault ({path}); " + ("the tenant's CI jobs" if robot == "push" else "the tenant's namespaces, through External Secrets"),
+                scope=f"{', '.join(actions)} on Harbor project {tenant}",
+                lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
+                rotation=ROBOT_ROTATION,
+                resources=(f"{name}-{robot}",),
+            ))
