@@ -12,6 +12,7 @@ own audience, and the federated user gets the same ClusterRole there as on dev a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -277,6 +278,13 @@ class TenantNamespace(pulumi.ComponentResource):
             )
         if policy is not None:
             self._constraints(name, ns_name, tenant, federated, policy, inside)
+        self._guardrails(name, tenant, meta, inside)
+        self.register_outputs({"namespace": ns_name})
+
+    def _guardrails(
+        self, name: str, tenant: TenantArgs, meta: Callable[[str], k8s.meta.v1.ObjectMetaArgs], inside: pulumi.ResourceOptions
+    ) -> None:
+        """The platform-managed limits of the namespace: its quota, container defaults and default-deny network policy."""
         k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata=meta("tenant-quota"),
@@ -334,7 +342,6 @@ class TenantNamespace(pulumi.ComponentResource):
             ),
             opts=inside,
         )
-        self.register_outputs({"namespace": ns_name})
 
     def _constraints(
         self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy, inside: pulumi.ResourceOptions
