@@ -462,31 +462,7 @@ class Tenant(pulumi.ComponentResource):
     ):
         super().__init__("platform:tenant:Tenant", args.name, None, opts)
         tenant, child = args.name, pulumi.ResourceOptions(parent=self)
-        self.namespaces = {
-            environment: TenantNamespace(
-                f"{tenant}-{environment}",
-                platform.clusters[environment],
-                args,
-                environment,
-                virtual_cluster_args(platform, tenant, environment) if args.isolation is Isolation.VCLUSTER else None,
-                child,
-                federated=platform.federation is not None,
-                policy=namespace_policy(platform, environment, [tenant, APPROVED_PROJECT]),
-            )
-            for environment in ENVIRONMENTS
-        }
-        for environment, space in self.namespaces.items():
-            if space.proxy is not None and platform.federation is not None:
-                assert space.virtual_cluster is not None
-                platform.federation.clusters.add_remote_cluster(RemoteCluster(
-                    name=namespace_name(tenant, environment),
-                    server_url=space.proxy.server_url,
-                    ca_data=space.proxy.ca_data,
-                    environment=environment,
-                    tenant=tenant,
-                    depends_on=[space.virtual_cluster],
-                    parent=self,
-                ))
+        self.namespaces = self._environments(args, platform, child)
         if platform.identity is not None:
             # The role groups ArgoCD, Harbor and Vault authorize on, in the members' tokens.
             LocalGroups(
@@ -545,6 +521,38 @@ class Tenant(pulumi.ComponentResource):
                 child,
             )
         self.register_outputs({"namespaces": host_namespaces})
+
+    def _environments(
+        self, args: TenantArgs, platform: TenantPlatform, child: pulumi.ResourceOptions
+    ) -> dict[str, TenantNamespace]:
+        """The tenant's namespace (or virtual cluster) per environment; virtual clusters join the federation."""
+        tenant = args.name
+        namespaces = {
+            environment: TenantNamespace(
+                f"{tenant}-{environment}",
+                platform.clusters[environment],
+                args,
+                environment,
+                virtual_cluster_args(platform, tenant, environment) if args.isolation is Isolation.VCLUSTER else None,
+                child,
+                federated=platform.federation is not None,
+                policy=namespace_policy(platform, environment, [tenant, APPROVED_PROJECT]),
+            )
+            for environment in ENVIRONMENTS
+        }
+        for environment, space in namespaces.items():
+            if space.proxy is not None and platform.federation is not None:
+                assert space.virtual_cluster is not None
+                platform.federation.clusters.add_remote_cluster(RemoteCluster(
+                    name=namespace_name(tenant, environment),
+                    server_url=space.proxy.server_url,
+                    ca_data=space.proxy.ca_data,
+                    environment=environment,
+                    tenant=tenant,
+                    depends_on=[space.virtual_cluster],
+                    parent=self,
+                ))
+        return namespaces
 
 
 
