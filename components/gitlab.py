@@ -466,32 +466,7 @@ class AdminToken(pulumi.ComponentResource):
             data={"ensure_admin_token.rb": ensure_token_ruby(args.email), "ensure-admin-token.sh": ENSURE_TOKEN_SH},
             opts=k8s_opts,
         )
-        account = k8s.core.v1.ServiceAccount(f"{name}-runner", metadata=metadata("gitlab-platform-bot", ns), opts=k8s_opts)
-        role = k8s.rbac.v1.Role(
-            f"{name}-runner",
-            metadata=metadata("gitlab-platform-bot", ns),
-            rules=[
-                # Write access to exactly one Secret; it exists already, so no "create".
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["secrets"], resource_names=[TOKEN_SECRET], verbs=["get", "patch"]
-                ),
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["apps"], resources=["deployments"], resource_names=[TOOLBOX_DEPLOYMENT], verbs=["get"]
-                ),
-                # `kubectl exec deploy/...` lists the Deployment's pods; exec uses POST or a
-                # websocket GET (kubectl >= 1.30). Pod names are random, so no resourceNames.
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/exec"], verbs=["create", "get"]),
-            ],
-            opts=k8s_opts,
-        )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-runner",
-            metadata=metadata("gitlab-platform-bot", ns),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="gitlab-platform-bot"),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="gitlab-platform-bot", namespace=NAMESPACE)],
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[role, account])),
-        )
+        binding = self._runner_access(name, ns, k8s_opts)
         after_gitlab = pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[args.release, holder, script, binding])
         )
@@ -535,6 +510,36 @@ class AdminToken(pulumi.ComponentResource):
         )
         self.value = pulumi.Output.secret(read.data.apply(_decode_token))
         self.register_outputs({"job": self.job.metadata.name})
+
+    def _runner_access(self, name: str, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions) -> k8s.rbac.v1.RoleBinding:
+        """What the Job may do: write its one Secret and exec into the toolbox, nothing else."""
+        account = k8s.core.v1.ServiceAccount(f"{name}-runner", metadata=metadata("gitlab-platform-bot", ns), opts=k8s_opts)
+        role = k8s.rbac.v1.Role(
+            f"{name}-runner",
+            metadata=metadata("gitlab-platform-bot", ns),
+            rules=[
+                # Write access to exactly one Secret; it exists already, so no "create".
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["secrets"], resource_names=[TOKEN_SECRET], verbs=["get", "patch"]
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["apps"], resources=["deployments"], resource_names=[TOOLBOX_DEPLOYMENT], verbs=["get"]
+                ),
+                # `kubectl exec deploy/...` lists the Deployment's pods; exec uses POST or a
+                # websocket GET (kubectl >= 1.30). Pod names are random, so no resourceNames.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods/exec"], verbs=["create", "get"]),
+            ],
+            opts=k8s_opts,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-runner",
+            metadata=metadata("gitlab-platform-bot", ns),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="gitlab-platform-bot"),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="gitlab-platform-bot", namespace=NAMESPACE)],
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[role, account])),
+        )
+        return binding
 
 
 def _decode_token(data: dict[str, str] | None) -> str:

@@ -138,16 +138,11 @@ class ProxyObjects:
         return objects + ([self.disruption_budget] if self.disruption_budget else []) + [self.service]
 
 
-def proxy_objects(args: KubeOidcProxyArgs, certificate_checksum: pulumi.Input[str]) -> ProxyObjects:
-    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "management-proxy"}
-    selector = {"app.kubernetes.io/name": NAME}
-
-    def metadata(name: str = NAME, namespaced: bool = True) -> dict[str, Any]:
-        return {"name": name, **({"namespace": NAMESPACE} if namespaced else {}), "labels": dict(labels)}
-
+def _container(args: KubeOidcProxyArgs) -> dict[str, Any]:
+    """The proxy's container: TLS with its own certificate, OIDC from the control plane's issuer, read-only and unprivileged."""
     ca_file = args.issuer_ca_bundle.apply(lambda pem: "/etc/oidc/ca/ca.crt" if pem.strip() else SYSTEM_CA_FILE)
     ready = {"httpGet": {"path": "/ready", "port": "health"}}
-    container = {
+    return {
         "name": NAME,
         "image": args.image,
         "command": ["kube-oidc-proxy"],
@@ -175,6 +170,16 @@ def proxy_objects(args: KubeOidcProxyArgs, certificate_checksum: pulumi.Input[st
             {"name": "issuer-ca", "mountPath": "/etc/oidc/ca", "readOnly": True},
         ],
     }
+
+
+def proxy_objects(args: KubeOidcProxyArgs, certificate_checksum: pulumi.Input[str]) -> ProxyObjects:
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "management-proxy"}
+    selector = {"app.kubernetes.io/name": NAME}
+
+    def metadata(name: str = NAME, namespaced: bool = True) -> dict[str, Any]:
+        return {"name": name, **({"namespace": NAMESPACE} if namespaced else {}), "labels": dict(labels)}
+
+    container = _container(args)
     service_spec: dict[str, Any] = {
         "type": "LoadBalancer",
         "selector": selector,
