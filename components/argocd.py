@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -13,12 +13,12 @@ import yaml
 
 from components.backend_tls import BackendTlsArgs, internal_certificate, servers_transport
 from components.cluster import ClusterHandle
-from components.common import Exposure, OidcClient, PlatformGroups
+from components.common import PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import namespace, release, sized
-from components.inventory import DAY, Credential, CredentialInventory
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.inventory import DAY, Credential
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argocd"
 SERVER = "argocd-server"  # the chart's server Deployment and Service
@@ -27,20 +27,13 @@ OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
 
 
-@dataclass(frozen=True)
-class ArgoCdArgs:
-    exposure: Exposure
-    oidc: OidcClient
-    groups: PlatformGroups
-    cert_manager: pulumi.Resource  # the cert-manager release: Certificates and Issuers need its CRDs
+@dataclass(frozen=True, kw_only=True)
+class ArgoCdArgs(ServiceArgs):
+    # cert_manager: Certificates and Issuers need its CRDs
     ingress_controller: pulumi.Resource  # the Traefik release: ServersTransport needs its CRDs
-    replicas: int = 1
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
     # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
     ssh_known_hosts: pulumi.Input[str] | None = None
-    inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -187,20 +180,13 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
     return ArgoCd(
         "argocd",
         parts.cluster,
-        ArgoCdArgs(
-            exposure=parts.expose(SLICE.key),
-            oidc=parts.identity.clients[SLICE.key],
-            groups=parts.settings.groups,
-            cert_manager=parts.tls.release,
+        ArgoCdArgs.extend(
+            parts.service(SLICE, settings),
             ingress_controller=parts.ingress.release,
-            replicas=settings.replicas,
-            chart_version=settings.chart_version,
-            resources=settings.resources,
             # ArgoCD reaches the remote clusters with OpenUnison's short-lived tokens,
             credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
             # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
             ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
-            inventory=parts.inventory,
         ),
     )
 

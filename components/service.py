@@ -21,7 +21,6 @@ from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, 
 from components.inventory import CredentialInventory
 
 
-
 @dataclass(frozen=True)
 class PlatformNamespace:
     """A namespace of the platform itself, exempt from the tenant policies, and why."""
@@ -46,25 +45,31 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class StatefulServiceArgs:
-    """What GitLab, Harbor and Vault share: a hostname, an OIDC client, sizing, storage, AWS."""
+class ServiceArgs:
+    """What every service people sign in to shares: a hostname, an OIDC client, the groups, sizing."""
 
     exposure: Exposure
     oidc: OidcClient
     groups: PlatformGroups
     cert_manager: pulumi.Resource  # serves the ClusterIssuer named in exposure.cluster_issuer
-    protect: bool = False
     chart_version: str | None = None
     replicas: int = 1
-    storage: str = "10Gi"
     resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit
-    aws: AwsWorkloadIdentity | None = None  # on EKS: S3 or KMS through workload identity
     inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
 
     @classmethod
-    def extend(cls, base: StatefulServiceArgs, **extra: Any) -> Self:
+    def extend(cls, base: ServiceArgs, **extra: Any) -> Self:
         """This service's Args: the shared ones of `base` and the service's own `extra`."""
-        return cls(**{f.name: getattr(base, f.name) for f in fields(StatefulServiceArgs)}, **extra)
+        return cls(**{f.name: getattr(base, f.name) for f in fields(base)}, **extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatefulServiceArgs(ServiceArgs):
+    """What GitLab, Harbor and Vault share beyond that: data to protect, storage, AWS."""
+
+    protect: bool = False
+    storage: str = "10Gi"
+    aws: AwsWorkloadIdentity | None = None  # on EKS: S3 or KMS through workload identity
 
 
 C = TypeVar("C")
@@ -214,20 +219,26 @@ class ControlPlaneParts:
             ca_bundle=self.tls.ca_bundle,
         )
 
-    def stateful(self, service: ServiceSlice[Any], settings: ServiceSettings) -> StatefulServiceArgs:
-        """The Args every stateful service shares, for `service`."""
-        return StatefulServiceArgs(
+    def service(self, service: ServiceSlice[Any], settings: ServiceSettings) -> ServiceArgs:
+        """The Args every service people sign in to shares, for `service`."""
+        return ServiceArgs(
             exposure=self.expose(service.key),
             oidc=self.identity.clients[service.key],
             groups=self.settings.groups,
             cert_manager=self.tls.release,
-            protect=self.settings.protect,
             chart_version=settings.chart_version,
             replicas=settings.replicas,
-            storage=settings.storage,
             resources=settings.resources,
-            aws=self.cluster.aws_identity,
             inventory=self.inventory,
+        )
+
+    def stateful(self, service: ServiceSlice[Any], settings: ServiceSettings) -> StatefulServiceArgs:
+        """The Args every stateful service shares, for `service`."""
+        return StatefulServiceArgs.extend(
+            self.service(service, settings),
+            protect=self.settings.protect,
+            storage=settings.storage,
+            aws=self.cluster.aws_identity,
         )
 
     def oidc_clients(self) -> dict[str, tuple[str, ...]]:

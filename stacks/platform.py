@@ -33,10 +33,8 @@ from stacks.federation import build_federation
 from stacks.services import PLATFORM_NAMESPACES
 from stacks.vault_federation import build_vault_federation
 
-# Config keys (camelCase) to the cluster names used in resource names and the plan.
-CLUSTER_NAMES = {"controlPlane": "control-plane", "dev": "dev", "prod": "prod"}
-# Config keys to the PlatformConfig.clusters fields.
-CLUSTER_FIELDS = (("controlPlane", "control_plane"), ("dev", "dev"), ("prod", "prod"))
+# PlatformConfig.clusters fields to the cluster names used in resource names and the plan.
+CLUSTER_NAMES = {"control_plane": "control-plane", "dev": "dev", "prod": "prod"}
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
@@ -87,9 +85,9 @@ class Baseline:
 
 def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Baseline:
     """What every cluster receives: policy and secret sync."""
-    services = config.services
     gatekeeper = external_secrets = None
-    if services.gatekeeper.enabled:
+    policy, sync = config.services.settings("gatekeeper"), config.services.settings("external_secrets")
+    if policy.enabled:
         gatekeeper = Gatekeeper(
             f"{cluster.role}-gatekeeper",
             cluster,
@@ -97,19 +95,19 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Base
                 allowed_registries=[f"harbor.{config.domain}"],
                 tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
                 platform_namespaces=PLATFORM_NAMESPACES,
-                replicas=services.gatekeeper.sizing.replicas,
-                chart_version=services.gatekeeper.chart_version,
-                resources=services.gatekeeper.sizing.resources(),
+                replicas=policy.replicas,
+                chart_version=policy.chart_version,
+                resources=policy.resources,
             ),
         )
-    if services.external_secrets.enabled:
+    if sync.enabled:
         external_secrets = ExternalSecrets(
             f"{cluster.role}-external-secrets",
             cluster,
             ExternalSecretsArgs(
-                replicas=services.external_secrets.sizing.replicas,
-                chart_version=services.external_secrets.chart_version,
-                resources=services.external_secrets.sizing.resources(),
+                replicas=sync.replicas,
+                chart_version=sync.chart_version,
+                resources=sync.resources,
             ),
         )
     return Baseline(gatekeeper, external_secrets)
@@ -117,7 +115,7 @@ def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Base
 
 def kubernetes_versions(config: PlatformConfig) -> dict[str, str]:
     """Each cluster's Kubernetes minor version, by cluster name (what its charts render for)."""
-    return {CLUSTER_NAMES[key]: getattr(config.clusters, field).kubernetes_version for key, field in CLUSTER_FIELDS}
+    return {name: getattr(config.clusters, field).kubernetes_version for field, name in CLUSTER_NAMES.items()}
 
 
 def local_charts(config: PlatformConfig, project_dir: Path) -> str | None:
@@ -144,11 +142,11 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     """Declare the whole platform; returns the stack outputs. `charts_dir`: see `local_charts`."""
     inventory = CredentialInventory()  # one per run: every part registers what it creates
     clusters = {
-        CLUSTER_NAMES[key]: replace(
-            cluster_from_spec(CLUSTER_NAMES[key], getattr(config.clusters, field), bool(config.protect)),
+        name: replace(
+            cluster_from_spec(name, getattr(config.clusters, field), bool(config.protect)),
             local_charts=charts_dir,
         )
-        for key, field in CLUSTER_FIELDS
+        for field, name in CLUSTER_NAMES.items()
     }
     inventory.register(*cluster_credentials(clusters))
     baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
