@@ -6,9 +6,12 @@ would be installed, and that a warm run (every requirement file as stamped) inst
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,44 @@ def test_every_test_only_pin_stays_out_of_the_render_set() -> None:
 
     render, tests = pins("requirements.txt"), pins("requirements-test.txt") | pins("requirements-opa.txt")
     assert {"pytest", "hypothesis", "opa-golib-python-bindings"} <= tests and not render & tests
+
+
+def test_the_render_set_pins_every_package_the_program_and_platformctl_import() -> None:
+    # ./quickstart installs requirements.txt alone: an import only the test set provides breaks it.
+    def pins(name: str) -> set[str]:
+        return {line.split("==")[0].lower().replace("_", "-") for line in (ROOT / name).read_text().splitlines() if "==" in line and not line.startswith("#")}
+
+    distributions = importlib.metadata.packages_distributions()
+    sources = [ROOT / "__main__.py", *(p for d in ("components", "stacks", "platformctl", "policy") for p in (ROOT / d).rglob("*.py"))]
+    imported = {
+        (alias.name if isinstance(node, ast.Import) else node.module).split(".")[0]
+        for source in sources
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.module and node.level == 0)
+        for alias in (node.names if isinstance(node, ast.Import) else node.names[:1])
+    }
+    third_party = {name for name in imported if name in distributions and name not in sys.stdlib_module_names}
+    needed = {dist.lower().replace("_", "-") for name in third_party for dist in distributions[name]}
+    assert "kubernetes-validate" in needed and "pulumi" in needed
+    assert needed - installed_with(pins("requirements.txt")) == set()
+
+
+def installed_with(pinned: set[str]) -> set[str]:
+    """The distributions pip installs for `pinned`: them and what they require, transitively (extras left out)."""
+    found, pending = set(), list(pinned)
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        try:
+            requirements = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a requirement whose environment marker does not hold here
+        found.add(name)
+        for requirement in requirements:
+            if "extra ==" not in requirement:
+                pending.append(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-"))
+    return found
 
 
 @pytest.fixture()
