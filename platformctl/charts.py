@@ -3,8 +3,9 @@
 The pins (chart, repository, version) are `components.versions.CHARTS`; `charts.lock` in the
 repository records a content digest per pinned chart. `charts fetch` fills the local charts
 directory (`build/charts/<chart>/<version>/`, or $PLATFORM_CHARTS_DIR) from the upstream
-repositories or from a mirror folder of chart directories (`--from-dir`), and refuses a chart
-whose content differs from its lock; `charts lock` records the digests of what is there now.
+repositories or from a mirror folder of chart directories (`--from-dir`; a chart the mirror lacks
+is taken from `charts/vendor/`, the sources this repository carries as test data, see its
+SOURCES.md), and refuses a chart whose content differs from its lock; `charts lock` records the digests of what is there now.
 `platformctl render` and the air-gapped install (`platform:charts.localDir`) read the same
 directory, and every load checks the digest, so what is installed is what the tests rendered.
 """
@@ -28,6 +29,7 @@ from components.versions import CHARTS, Chart
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = ROOT / "charts.lock"
 DEFAULT_DIR = ROOT / "build" / "charts"
+VENDOR_DIR = ROOT / "charts" / "vendor"
 ENV_DIR = "PLATFORM_CHARTS_DIR"
 
 
@@ -120,13 +122,14 @@ def _install(source: Path, target: Path) -> None:
 
 
 def fetch_from_dir(mirror: Path, base: Path | None = None, check: bool = True) -> list[str]:
-    """Copy each pinned chart from `mirror/<chart>/` (its Chart.yaml must name the pinned version); returns report lines."""
+    """Copy each pinned chart from `mirror/<chart>/`, else `charts/vendor/<chart>/` (its Chart.yaml must name the
+    pinned version); returns report lines."""
     lock = read_lock()
     lines = []
     for chart in pinned_charts():
-        source = mirror / chart.chart
-        if not (source / "Chart.yaml").is_file():
-            raise ChartError(f"{mirror}: no chart directory {chart.chart}/ (pinned {chart.chart} {chart.version})")
+        source = next((d / chart.chart for d in (mirror, VENDOR_DIR) if (d / chart.chart / "Chart.yaml").is_file()), None)
+        if source is None:
+            raise ChartError(f"{mirror}: no chart directory {chart.chart}/, nor in {VENDOR_DIR} (pinned {chart.chart} {chart.version})")
         name, version = _chart_yaml_version(source)
         if (name, version) != (chart.chart, chart.version):
             raise ChartError(f"{source}: Chart.yaml says {name} {version}, the pin is {chart.chart} {chart.version}")

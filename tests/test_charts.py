@@ -60,6 +60,19 @@ def test_fetch_from_dir_refuses_a_mirror_chart_that_differs_from_the_lock(tmp_pa
     assert not (tmp_path / "charts" / "traefik").exists()
 
 
+def test_fetch_from_dir_takes_a_chart_the_mirror_lacks_from_the_vendored_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vendor = _mirror(tmp_path)
+    pin = CHARTS["traefik"]
+    monkeypatch.setattr(charts, "pinned_charts", lambda: [pin])
+    monkeypatch.setattr(charts, "VENDOR_DIR", vendor)
+    (tmp_path / "empty").mkdir()
+    charts.fetch_from_dir(tmp_path / "empty", tmp_path / "charts", check=False)
+    assert (charts.chart_path(pin.chart, pin.version, tmp_path / "charts") / "templates" / "cm.yaml").is_file()
+    monkeypatch.setattr(charts, "VENDOR_DIR", tmp_path / "nowhere")
+    with pytest.raises(charts.ChartError, match="no chart directory traefik/, nor in"):
+        charts.fetch_from_dir(tmp_path / "empty", tmp_path / "charts2", check=False)
+
+
 def test_the_lock_covers_every_pinned_release_chart() -> None:
     lock = charts.read_lock()
     assert {f"{c.chart}@{c.version}" for c in charts.pinned_charts()} == set(lock)
