@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
-from components.service import PlatformNamespace, ServiceSlice
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "external-secrets"
 
@@ -48,8 +48,17 @@ class ExternalSecrets(pulumi.ComponentResource):
         self.register_outputs({"release": self.release.status})
 
 
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ExternalSecrets:
+    return ExternalSecrets(
+        f"{parts.cluster.role}-external-secrets",
+        parts.cluster,
+        ExternalSecretsArgs(replicas=settings.replicas, chart_version=settings.chart_version, resources=settings.resources),
+    )
+
+
 SLICE: ServiceSlice[ExternalSecrets] = ServiceSlice(
     key="external_secrets",
     namespace=PlatformNamespace(NAMESPACE, "the External Secrets operator, which syncs Vault into tenant namespaces"),
     chart="external-secrets",
+    on_cluster=on_cluster,
 )

@@ -11,8 +11,9 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
-from components.service import PlatformNamespace, ServiceSlice
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.gatekeeper import cluster_constraints, cluster_mutations, templates
+from policy.labels import TENANT_NAMESPACE_LABEL
 
 NAMESPACE = "gatekeeper-system"
 
@@ -81,10 +82,27 @@ class Gatekeeper(pulumi.ComponentResource):
         self.register_outputs({"release": self.release.status})
 
 
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
+    """Every cluster's policy: images from the platform's Harbor only, the tenant constraints."""
+    return Gatekeeper(
+        f"{parts.cluster.role}-gatekeeper",
+        parts.cluster,
+        GatekeeperArgs(
+            allowed_registries=[f"harbor.{parts.domain}"],
+            tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
+            platform_namespaces=parts.platform_namespaces,
+            replicas=settings.replicas,
+            chart_version=settings.chart_version,
+            resources=settings.resources,
+        ),
+    )
+
+
 SLICE: ServiceSlice[Gatekeeper] = ServiceSlice(
     key="gatekeeper",
     namespace=PlatformNamespace(NAMESPACE, "Gatekeeper itself: a broken policy must not lock it out"),
     chart="gatekeeper",
+    on_cluster=on_cluster,
     default_replicas=3,  # stacks.config refuses fewer: its webhook fails closed
 )
 

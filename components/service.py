@@ -2,8 +2,9 @@
 
 Each service module declares a `ServiceSlice`: its config key under `platform:services`, its
 namespace and why the tenant policies skip it, its chart pin, the OIDC redirect URIs it needs
-from OpenUnison, and how it is declared on the control plane from the `ControlPlaneParts` it
-needs. The registry (stacks/services.py) lists the slices; the composition loops over it.
+from OpenUnison, and how it is declared: on the control plane from the `ControlPlaneParts` it
+needs (`declare`), on each cluster it runs on (`on_cluster`, an add-on), and for each tenant
+(`tenant`). The registry (stacks/services.py) lists the slices; the composition loops over it.
 Credentials are registered by the components themselves, next to the resources they describe.
 """
 
@@ -19,6 +20,7 @@ from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
 from components.inventory import CredentialInventory
+from components.tenancy import Isolation, TenantMembers, TenantPlatform
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class StatefulServiceArgs(ServiceArgs):
 
 C = TypeVar("C")
 
+CLUSTERS = ("control-plane", "dev", "prod")  # the clusters' names (stacks/platform.py CLUSTER_NAMES)
+
 
 @dataclass(frozen=True)
 class ServiceSlice(Generic[C]):
@@ -82,8 +86,13 @@ class ServiceSlice(Generic[C]):
     key: str  # platform:services.<key>, in snake case (the stack file says it in camelCase)
     namespace: PlatformNamespace
     chart: str  # key of components.versions.CHARTS
-    # How the control plane gets it; None: it is declared on every cluster (stacks/platform.py).
+    # How the control plane gets it (None: not a control-plane service).
     declare: Callable[[ControlPlaneParts, ServiceSettings], C] | None = None
+    # How each cluster in `clusters` gets it, as an add-on (None: not an add-on).
+    on_cluster: Callable[[ClusterParts, ServiceSettings], Any] | None = None
+    clusters: tuple[str, ...] = CLUSTERS
+    # What it declares for each tenant (None: nothing per tenant).
+    tenant: Callable[[TenantParts], object] | None = None
     default_replicas: int = 1
     # The OIDC redirect URIs it registers with OpenUnison, given its hostname; None: not a client.
     redirect_uris: Callable[[str], tuple[str, ...]] | None = None
@@ -92,6 +101,39 @@ class ServiceSlice(Generic[C]):
     # Its own settings under platform:services.<key>, beyond the shared ones: snake-case name ->
     # (type, default), validated by stacks/config.py and handed to `declare` in ServiceSettings.options.
     options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, hash=False)
+
+
+@dataclass
+class ClusterParts:
+    """One cluster as its add-ons are declared on it, in registry order."""
+
+    cluster: ClusterHandle
+    domain: str
+    protect: bool
+    platform_namespaces: tuple[PlatformNamespace, ...]
+    inventory: CredentialInventory
+    declared: dict[str, Any] = field(default_factory=dict)  # slice key -> what on_cluster returned
+
+    def get(self, service: ServiceSlice[Any]) -> Any | None:
+        """What `service` declared on this cluster (earlier in the registry), or None."""
+        return self.declared.get(service.key)
+
+
+@dataclass(frozen=True)
+class TenantParts:
+    """One tenant as the slices' tenant halves see it; their resources are children of `opts`' parent."""
+
+    name: str
+    members: TenantMembers
+    isolation: Isolation
+    namespaces: Mapping[str, str]  # environment -> the tenant's host namespace
+    namespace_resources: Mapping[str, pulumi.Resource]  # environment -> what its resources wait for
+    platform: TenantPlatform
+    opts: pulumi.ResourceOptions
+
+    def addon(self, cluster: str, service: ServiceSlice[Any]) -> Any | None:
+        """The add-on `service` declared on `cluster`, or None."""
+        return self.platform.addons.get(cluster, {}).get(service.key)
 
 
 @dataclass(frozen=True)
@@ -180,7 +222,7 @@ class ControlPlaneParts:
         if service.key not in self._declared:
             settings = self.service_settings(service.key)
             if service.declare is None:
-                raise ValueError(f"{service.key} is declared on every cluster, not by the control plane")
+                raise ValueError(f"{service.key} is not a control-plane service")
             self._declared[service.key] = service.declare(self, settings) if settings.enabled else None
         return self._declared[service.key]
 

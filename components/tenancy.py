@@ -7,6 +7,7 @@ it, so tenant code never reaches into the service components' internals.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -203,3 +204,7 @@ class TenantPlatform:
     identity: IdentityTenancy | None = None
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
     protect: bool = False  # protect tenants' repositories and registry projects
+    # Each cluster's add-ons (cluster -> slice key -> component), and the slices' tenant halves,
+    # each called with the tenant's TenantParts (components/service.py).
+    addons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tenant_halves: tuple[Callable[[Any], object], ...] = ()

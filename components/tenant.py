@@ -35,6 +35,7 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.openunison import LocalGroups, LocalGroupsArgs
+from components.service import TenantParts
 from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, tenant_group
 from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
 from components.tenant_gitlab import APP_PROJECT, TenantRepositories, TenantRepositoriesArgs
@@ -496,13 +497,14 @@ class Tenant(pulumi.ComponentResource):
                 child,
             )
         host_namespaces = {e: namespace_name(tenant, e) for e in ENVIRONMENTS}
+        namespace_resources = {e: n.namespace for e, n in self.namespaces.items()}
         if platform.vault:
             TenantSecrets(
                 f"{tenant}-secrets",
                 TenantSecretsArgs(
                     tenant=tenant,
                     namespaces=host_namespaces,
-                    namespace_resources={e: n.namespace for e, n in self.namespaces.items()},
+                    namespace_resources=namespace_resources,
                     # Only the app project's push and sign jobs need Vault; the ops projects' jobs use their job token.
                     ci_project_paths=[f"{tenant}/{APP_PROJECT}"] if repositories else [],
                     external_secrets=external_secrets,
@@ -520,6 +522,17 @@ class Tenant(pulumi.ComponentResource):
                 ),
                 child,
             )
+        parts = TenantParts(
+            name=tenant,
+            members=args.members,
+            isolation=args.isolation,
+            namespaces=host_namespaces,
+            namespace_resources=namespace_resources,
+            platform=platform,
+            opts=child,
+        )
+        for half in platform.tenant_halves:  # what each service declares per tenant (its slice's `tenant`)
+            half(parts)
         self.register_outputs({"namespaces": host_namespaces})
 
     def _environments(

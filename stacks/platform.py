@@ -6,8 +6,9 @@ components receive typed Args.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -20,17 +21,15 @@ from components.cluster import (
     ExistingClusterArgs,
     NodeGroupArgs,
 )
-from components.external_secrets import ExternalSecrets, ExternalSecretsArgs
-from components.gatekeeper import Gatekeeper, GatekeeperArgs
 from components.inventory import CredentialInventory
-from policy.labels import TENANT_NAMESPACE_LABEL
+from components.service import ClusterParts
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
-from stacks.services import PLATFORM_NAMESPACES
+from stacks.services import CLUSTER_ADDONS, PLATFORM_NAMESPACES
 from stacks.vault_federation import build_vault_federation
 
 # PlatformConfig.clusters fields to the cluster names used in resource names and the plan.
@@ -77,40 +76,15 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHan
     ).handle
 
 
-@dataclass(frozen=True)
-class Baseline:
-    gatekeeper: Gatekeeper | None
-    external_secrets: ExternalSecrets | None
-
-
-def add_cluster_baseline(cluster: ClusterHandle, config: PlatformConfig) -> Baseline:
-    """What every cluster receives: policy and secret sync."""
-    gatekeeper = external_secrets = None
-    policy, sync = config.services.settings("gatekeeper"), config.services.settings("external_secrets")
-    if policy.enabled:
-        gatekeeper = Gatekeeper(
-            f"{cluster.role}-gatekeeper",
-            cluster,
-            GatekeeperArgs(
-                allowed_registries=[f"harbor.{config.domain}"],
-                tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
-                platform_namespaces=PLATFORM_NAMESPACES,
-                replicas=policy.replicas,
-                chart_version=policy.chart_version,
-                resources=policy.resources,
-            ),
-        )
-    if sync.enabled:
-        external_secrets = ExternalSecrets(
-            f"{cluster.role}-external-secrets",
-            cluster,
-            ExternalSecretsArgs(
-                replicas=sync.replicas,
-                chart_version=sync.chart_version,
-                resources=sync.resources,
-            ),
-        )
-    return Baseline(gatekeeper, external_secrets)
+def add_cluster_addons(cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory) -> dict[str, Any]:
+    """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
+    parts = ClusterParts(cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory)
+    for service in CLUSTER_ADDONS:
+        settings = config.services.settings(service.key)
+        if settings.enabled and cluster.role in service.clusters:
+            assert service.on_cluster is not None
+            parts.declared[service.key] = service.on_cluster(parts, settings)
+    return parts.declared
 
 
 def kubernetes_versions(config: PlatformConfig) -> dict[str, str]:
@@ -149,19 +123,14 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
         for field, name in CLUSTER_NAMES.items()
     }
     inventory.register(*cluster_credentials(clusters))
-    baselines = {name: add_cluster_baseline(handle, config) for name, handle in clusters.items()}
+    addons = {name: add_cluster_addons(handle, config, inventory) for name, handle in clusters.items()}
     plane = build_control_plane(clusters["control-plane"], config, inventory)
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
-    policies = {name: b.gatekeeper.templates for name, b in baselines.items() if b.gatekeeper is not None}
-    platform = tenant_platform(config, clusters, plane, federation.vault, policies, federation.inventory, argocd_federation)
+    platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
-    build_tenants(
-        platform,
-        config,
-        {e: b.external_secrets.release for e, b in baselines.items() if b.external_secrets is not None},
-    )
+    build_tenants(platform, config)
     return {
         **control_plane,
         **federation.outputs(),  # last: tenants register their credentials first

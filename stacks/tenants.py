@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_vault as vault
 
+from components import external_secrets as external_secrets_slice
+from components import gatekeeper
 from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
 from components.cluster import ClusterHandle
 from components.inventory import CredentialInventory
@@ -31,17 +35,19 @@ from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
 from stacks.federation import ClusterFederation
+from stacks.services import SERVICES
 
 def tenant_platform(
     config: PlatformConfig,
     clusters: dict[str, ClusterHandle],
     plane: ControlPlane,
     federation: VaultFederation | None,
-    gatekeeper_templates: dict[str, dict[str, pulumi.Resource]],
+    addons: dict[str, dict[str, Any]],
     inventory: CredentialInventory,
     argocd_federation: ClusterFederation,
 ) -> TenantPlatform:
     """What every tenant hooks into; a service that is disabled leaves its part out."""
+    policy_templates = {name: a[gatekeeper.SLICE.key].templates for name, a in addons.items() if gatekeeper.SLICE.key in a}
     users = distinct_users(*(t.owners for t in config.tenants), *(t.developers for t in config.tenants),
                            *(t.ops for t in config.tenants))
     vault_part = None
@@ -96,8 +102,10 @@ def tenant_platform(
             else None
         ),
         argocd=argocd_part,
-        gatekeeper_templates=gatekeeper_templates.get("control-plane", {}),
-        policy_templates=gatekeeper_templates,
+        gatekeeper_templates=policy_templates.get("control-plane", {}),
+        policy_templates=policy_templates,
+        addons=addons,
+        tenant_halves=tuple(s.tenant for s in SERVICES if s.tenant is not None),
         inventory=inventory,
         federation=(
             FederationTenancy(argocd_federation, argocd_federation.openunison.issuer_url, argocd_federation.openunison.ca_bundle)
@@ -110,7 +118,12 @@ def tenant_platform(
     )
 
 
-def build_tenants(platform: TenantPlatform, config: PlatformConfig, external_secrets: dict[str, pulumi.Resource]) -> None:
+def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
+    external_secrets = {
+        name: a[external_secrets_slice.SLICE.key].release
+        for name, a in platform.addons.items()
+        if external_secrets_slice.SLICE.key in a
+    }
     for environment in ENVIRONMENTS:
         TenantRoles(f"{environment}-tenant-roles", platform.clusters[environment])
     for developer in distinct_users(*(t.developers for t in config.tenants)):

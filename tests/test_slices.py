@@ -46,6 +46,7 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     assert {s.key for s in CONTROL_PLANE} == {"cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd"}
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
     assert {s.key for s in SERVICES if s.declare is None} == {"gatekeeper", "external_secrets"}
+    assert {s.key for s in SERVICES if s.on_cluster is not None} == {"gatekeeper", "external_secrets"}
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:
@@ -80,3 +81,36 @@ def test_a_service_key_outside_the_registry_is_a_config_error() -> None:
     raw["platform:services"] = '{"logging": {"enabled": true}}'
     with pytest.raises(ConfigError, match=r"platform:services\.logging"):
         load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secret_keys)
+
+
+def test_an_add_on_is_declared_on_the_clusters_it_names_in_registry_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from components import external_secrets, gatekeeper
+    from components.inventory import CredentialInventory
+    from platformctl.render import read_stack_file
+    from stacks import platform
+    from tests.mock_program import control_plane_cluster, run_program
+
+    raw, secret_keys = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    config = load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secret_keys)
+    seen: list[object] = []
+
+    def after_gatekeeper(parts, settings):  # type: ignore[no-untyped-def]
+        seen.append(parts.get(gatekeeper.SLICE))  # declared earlier on the same cluster
+        return "declared"
+
+    only_workloads = replace(external_secrets.SLICE, on_cluster=after_gatekeeper, clusters=("dev", "prod"))
+    monkeypatch.setattr(platform, "CLUSTER_ADDONS", (gatekeeper.SLICE, only_workloads))
+
+    def program() -> dict[str, dict[str, object]]:
+        cluster = control_plane_cluster()
+        return {
+            role: platform.add_cluster_addons(replace(cluster, role=role), config, CredentialInventory())
+            for role in ("control-plane", "dev")
+        }
+
+    declared = run_program(program).result
+    assert set(declared["control-plane"]) == {"gatekeeper"}
+    assert declared["dev"]["external_secrets"] == "declared"
+    assert seen == [declared["dev"]["gatekeeper"]]
