@@ -18,7 +18,9 @@ from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import namespace, release, sized
 from components.inventory import DAY, Credential
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
+from components.tenancy import ENVIRONMENTS
+from components.tenant_delivery import TenantDelivery, TenantDeliveryArgs, destination
 
 NAMESPACE = "argocd"
 SERVER = "argocd-server"  # the chart's server Deployment and Service
@@ -191,6 +193,15 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
     )
 
 
+def tenant(parts: TenantParts) -> TenantDelivery | None:
+    """The tenant's AppProjects and ApplicationSets, following its ops repositories."""
+    repositories = parts.get(GITLAB)
+    if parts.platform.argocd is None or repositories is None:
+        return None
+    destinations = {e: destination(parts.name, parts.isolation, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS}
+    return TenantDelivery(f"{parts.name}-delivery", TenantDeliveryArgs(parts.name, destinations, parts.platform), parts.opts)
+
+
 SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
     key="argocd",
     # Not skipped by Gatekeeper's webhook: tenant Applications there are held by the tenant constraints.
@@ -198,4 +209,5 @@ SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
     chart="argo-cd",
     declare=declare,
     redirect_uris=lambda host: (f"https://{host}/auth/callback",),
+    tenant=tenant,
 )

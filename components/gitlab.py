@@ -39,7 +39,8 @@ from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksu
 from components.helm import metadata, namespace, release, workload_service_account, sized
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
+from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
 
 NAMESPACE = "gitlab"
@@ -757,6 +758,24 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
     )
 
 
+def tenant(parts: TenantParts) -> TenantRepositories | None:
+    """The tenant's group and projects; their pipelines need Vault, their pushes ArgoCD's webhook."""
+    platform = parts.platform
+    if not (platform.gitlab and platform.vault and platform.argocd):
+        return None
+    return TenantRepositories(
+        f"{parts.name}-repositories",
+        TenantRepositoriesArgs(
+            tenant=parts.name,
+            members=parts.members,
+            platform=platform,
+            webhook_url=f"{platform.argocd.url}/api/webhook",
+            protect=platform.protect,
+        ),
+        parts.opts,
+    )
+
+
 SLICE: ServiceSlice[GitLab] = ServiceSlice(
     key="gitlab",
     namespace=PlatformNamespace(NAMESPACE, "GitLab, git and CI"),
@@ -765,4 +784,5 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     redirect_uris=lambda host: (redirect_uri(host),),
     # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
     outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
+    tenant=tenant,
 )

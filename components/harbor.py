@@ -17,13 +17,13 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import pulumiverse_harbor as harbor
-import pulumiverse_time as time
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
 from components.helm import metadata, namespace, release, workload_service_account, sized
 from components.inventory import DAY, STATE, Credential
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
+from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 
 NAMESPACE = "harbor"
 RELEASE = "harbor"
@@ -50,16 +50,11 @@ OIDC_GROUPS_CLAIM = "groups"
 SCAN_ALL_SCHEDULE = "0 0 2 * * *"
 GC_SCHEDULE = "0 0 4 * * 0"
 
-# Robot accounts (tenants' push and pull robots, the platform's promoter) expire after 30 days
-# and are re-created past half their life: see expiring_robot().
-ROBOT_LIFETIME_DAYS = 30
 TOKEN_CERT_VALIDITY_DAYS = 10 * 365
 # Harbor's secrets among its own components, by resource suffix.
 INTERNAL_SECRETS = (
     "secret-key", "core-secret", "xsrf-key", "jobservice-secret", "registry-http-secret", "registry-password", "database-password",
 )
-ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
-ROBOT_ROTATION = f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days"  # for the credential inventory
 
 
 def redirect_uri(hostname: str) -> str:
@@ -310,50 +305,6 @@ def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
 
 
 
-def project_permission(project: pulumi.Input[str], accesses: Sequence[tuple[str, str]]) -> harbor.RobotAccountPermissionArgs:
-    """A robot's permission on one project: (action, resource) pairs, e.g. ("push", "repository")."""
-    return harbor.RobotAccountPermissionArgs(
-        kind="project",
-        namespace=project,
-        accesses=[harbor.RobotAccountPermissionAccessArgs(action=action, resource=resource) for action, resource in accesses],
-    )
-
-
-def expiring_robot(
-    resource_name: str,
-    robot_name: str,
-    level: str,
-    description: str,
-    permissions: Sequence[harbor.RobotAccountPermissionArgs],
-    parent: pulumi.Resource,
-    provider: pulumi.ProviderResource,
-) -> harbor.RobotAccount:
-    """A robot account that expires after ROBOT_LIFETIME_DAYS and is replaced at half its life.
-
-    A `pulumiverse_time.Rotating` of ROBOT_ROTATION_DAYS is the robot's `replacement_trigger`:
-    the first `pulumi up --refresh` past it deletes the robot and creates it again (Harbor robot
-    names are unique, hence delete before replace) with a new secret and a new expiry; whatever
-    stores `.secret` (Vault) is updated in the same run. The rotation time is in the description,
-    so Harbor's UI shows which rotation a robot belongs to.
-    """
-    rotation = time.Rotating(
-        f"{resource_name}-rotation", rotation_days=ROBOT_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=parent)
-    )
-    return harbor.RobotAccount(
-        resource_name,
-        name=robot_name,
-        level=level,
-        description=rotation.rfc3339.apply(lambda t: f"{description}, rotation of {t}"),
-        duration=ROBOT_LIFETIME_DAYS,
-        permissions=list(permissions),
-        opts=pulumi.ResourceOptions(
-            parent=parent,
-            provider=provider,
-            replacement_trigger=rotation.rfc3339,
-            delete_before_replace=True,  # the name is taken until the old robot is gone
-        ),
-    )
-
 
 def credentials(name: str, args: HarborArgs) -> list[Credential]:
     """Harbor's admin password, its components' shared secrets, its token-service key and its S3 sessions."""
@@ -392,10 +343,25 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
     return Harbor("harbor", parts.cluster, HarborArgs.extend(parts.stateful(SLICE, settings), depends_on=[parts.ingress.release]))
 
 
+def tenant(parts: TenantParts) -> TenantRegistry | None:
+    """The tenant's project and robots; the robots' secrets go to Vault."""
+    platform = parts.platform
+    if not (platform.harbor and platform.vault):
+        return None
+    return TenantRegistry(
+        f"{parts.name}-registry",
+        TenantRegistryArgs(
+            tenant=parts.name, storage_gb=storage_gib(parts.quota.storage), platform=platform, protect=platform.protect
+        ),
+        parts.opts,
+    )
+
+
 SLICE: ServiceSlice[Harbor] = ServiceSlice(
     key="harbor",
     namespace=PlatformNamespace(NAMESPACE, "Harbor, the registry the other constraints point at"),
     chart="harbor",
     declare=declare,
     redirect_uris=lambda host: (redirect_uri(host),),
+    tenant=tenant,
 )

@@ -10,7 +10,7 @@ refuses it at or above the configured severity, and pushes the same manifests, b
 What it needs, and nothing long-lived:
 * the Harbor system robot `robot$promoter`: pull and artifact read (the scan results) on the
   proxy caches, push and pull on `approved`, nothing else. It expires after 30 days and is
-  re-created past half its life (components.harbor.expiring_robot, as tenants' robots are);
+  re-created past half its life (components.harbor_robots.expiring_robot, as tenants' robots are);
 * its credentials in Vault, written the way tenants' robots are (`VaultTenancy.write`), at
   `PROMOTER_SECRET_PATH`, a path no tenant can be named after;
 * a policy reading that one path, bound to a `jwt-gitlab` role for this repository's jobs on
@@ -26,7 +26,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
+from components.harbor_robots import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential, CredentialInventory
 from components.tenancy import KV_MOUNT, VaultTenancy
 from components.tenant_supply_chain import APPROVED_PROJECT, proxy_project_name

@@ -32,7 +32,8 @@ from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
 from components.helm import namespace, release, sized
 from components.inventory import DAY, Credential, CredentialInventory
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
 
 NAMESPACE = "openunison"
@@ -717,9 +718,19 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
     )
 
 
+def tenant(parts: TenantParts) -> LocalGroups | None:
+    """The tenant's role groups, which ArgoCD, Harbor and Vault authorize on, in its members' tokens."""
+    identity = parts.platform.identity
+    if identity is None:
+        return None
+    groups = {tenant_group(parts.name, role): parts.members.of(role) for role in ROLES}
+    return LocalGroups(f"{parts.name}-groups", identity.cluster, LocalGroupsArgs(parts.name, groups, identity.ready), parts.opts)
+
+
 SLICE: ServiceSlice[OpenUnison] = ServiceSlice(
     key="openunison",
     namespace=PlatformNamespace(NAMESPACE, "OpenUnison, the identity provider and token API"),
     chart="openunison-operator",
     declare=declare,
+    tenant=tenant,
 )

@@ -20,7 +20,7 @@ from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
 from components.inventory import CredentialInventory
-from components.tenancy import Isolation, TenantMembers, TenantPlatform
+from components.tenancy import Isolation, TenantMembers, TenantPlatform, TenantQuota
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,27 @@ class ClusterParts:
 
 @dataclass(frozen=True)
 class TenantParts:
-    """One tenant as the slices' tenant halves see it; their resources are children of `opts`' parent."""
+    """One tenant as the slices' tenant halves see it; their resources are children of `opts`' parent.
+
+    `get` declares a slice's half the first time something needs it (ArgoCD's needs GitLab's
+    repositories), so the registry's order does not have to follow the halves' dependencies.
+    """
 
     name: str
     members: TenantMembers
+    quota: TenantQuota
     isolation: Isolation
     namespaces: Mapping[str, str]  # environment -> the tenant's host namespace
     namespace_resources: Mapping[str, pulumi.Resource]  # environment -> what its resources wait for
     platform: TenantPlatform
     opts: pulumi.ResourceOptions
+    _declared: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, service: ServiceSlice[C]) -> Any | None:
+        """What `service` declared for this tenant, or None (it has no tenant half, or it is off)."""
+        if service.key not in self._declared:
+            self._declared[service.key] = service.tenant(self) if service.tenant is not None else None
+        return self._declared[service.key]
 
     def addon(self, cluster: str, service: ServiceSlice[Any]) -> Any | None:
         """The add-on `service` declared on `cluster`, or None."""

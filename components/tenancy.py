@@ -7,7 +7,6 @@ it, so tenant code never reaches into the service components' internals.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -49,6 +48,13 @@ ROLES = ("owners", "developers", "ops")
 # credentials that the External Secrets pull secret is built from.
 KV_MOUNT = "tenants"
 HARBOR_PULL_KEYS = ("registry", "username", "password")
+
+
+@dataclass(frozen=True)
+class TenantQuota:
+    cpu: str
+    memory: str
+    storage: str
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ class TenantPlatform:
     identity: IdentityTenancy | None = None
     supply_chain: SupplyChainPolicy = SupplyChainPolicy()
     protect: bool = False  # protect tenants' repositories and registry projects
-    # Each cluster's add-ons (cluster -> slice key -> component), and the slices' tenant halves,
-    # each called with the tenant's TenantParts (components/service.py).
+    # Each cluster's add-ons (cluster -> slice key -> component), and the slices with a tenant
+    # half (components/service.py ServiceSlice.tenant), which every Tenant declares in this order.
     addons: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tenant_halves: tuple[Callable[[Any], object], ...] = ()
+    tenant_slices: tuple[Any, ...] = ()

@@ -34,19 +34,15 @@ from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
-from components.openunison import LocalGroups, LocalGroupsArgs
 from components.service import TenantParts
-from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, tenant_group
-from components.tenant_delivery import Destination, TenantDelivery, TenantDeliveryArgs
-from components.tenant_gitlab import APP_PROJECT, TenantRepositories, TenantRepositoriesArgs
+from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, TenantQuota, tenant_group
 from components.tenant_names import namespace_name, sandbox_name  # noqa: F401 (part of this module's interface)
 from components.tenant_roles import TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
-from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
-from components.tenant_secrets import PULL_SECRET, TenantSecrets, TenantSecretsArgs
+from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import tenant_namespace_constraints
-from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
+from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
 VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
@@ -75,13 +71,6 @@ def pod_security_labels(level: str) -> dict[str, str]:
         "pod-security.kubernetes.io/audit-version": "latest",
         POD_SECURITY_LABEL: level,
     }
-
-
-@dataclass(frozen=True)
-class TenantQuota:
-    cpu: str
-    memory: str
-    storage: str
 
 
 @dataclass(frozen=True)
@@ -454,85 +443,22 @@ class Tenant(pulumi.ComponentResource):
 
     namespaces: dict[str, TenantNamespace]
 
-    def __init__(
-        self,
-        args: TenantArgs,
-        platform: TenantPlatform,
-        external_secrets: dict[str, pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, args: TenantArgs, platform: TenantPlatform, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:tenant:Tenant", args.name, None, opts)
-        tenant, child = args.name, pulumi.ResourceOptions(parent=self)
-        self.namespaces = self._environments(args, platform, child)
-        if platform.identity is not None:
-            # The role groups ArgoCD, Harbor and Vault authorize on, in the members' tokens.
-            LocalGroups(
-                f"{tenant}-groups",
-                platform.identity.cluster,
-                LocalGroupsArgs(tenant, {tenant_group(tenant, role): args.members.of(role) for role in ROLES}, platform.identity.ready),
-                child,
-            )
-        repositories = None
-        if platform.gitlab and platform.vault and platform.argocd:
-            repositories = TenantRepositories(
-                f"{tenant}-repositories",
-                TenantRepositoriesArgs(
-                    tenant=tenant,
-                    members=args.members,
-                    platform=platform,
-                    webhook_url=f"{platform.argocd.url}/api/webhook",
-                    protect=platform.protect,
-                ),
-                child,
-            )
-        if platform.harbor and platform.vault:
-            TenantRegistry(
-                f"{tenant}-registry",
-                TenantRegistryArgs(
-                    tenant=tenant,
-                    storage_gb=storage_gib(args.quota.storage),
-                    platform=platform,
-                    protect=platform.protect,
-                ),
-                child,
-            )
-        host_namespaces = {e: namespace_name(tenant, e) for e in ENVIRONMENTS}
-        namespace_resources = {e: n.namespace for e, n in self.namespaces.items()}
-        if platform.vault:
-            TenantSecrets(
-                f"{tenant}-secrets",
-                TenantSecretsArgs(
-                    tenant=tenant,
-                    namespaces=host_namespaces,
-                    namespace_resources=namespace_resources,
-                    # Only the app project's push and sign jobs need Vault; the ops projects' jobs use their job token.
-                    ci_project_paths=[f"{tenant}/{APP_PROJECT}"] if repositories else [],
-                    external_secrets=external_secrets,
-                    platform=platform,
-                ),
-                child,
-            )
-        if platform.argocd and repositories:
-            TenantDelivery(
-                f"{tenant}-delivery",
-                TenantDeliveryArgs(
-                    tenant=tenant,
-                    destinations={e: destination(args, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS},
-                    platform=platform,
-                ),
-                child,
-            )
+        self.namespaces = self._environments(args, platform, pulumi.ResourceOptions(parent=self))
+        host_namespaces = {e: namespace_name(args.name, e) for e in ENVIRONMENTS}
         parts = TenantParts(
-            name=tenant,
+            name=args.name,
             members=args.members,
+            quota=args.quota,
             isolation=args.isolation,
             namespaces=host_namespaces,
-            namespace_resources=namespace_resources,
+            namespace_resources={e: n.namespace for e, n in self.namespaces.items()},
             platform=platform,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        for half in platform.tenant_halves:  # what each service declares per tenant (its slice's `tenant`)
-            half(parts)
+        for service in platform.tenant_slices:  # what each service declares per tenant (its slice's `tenant`)
+            parts.get(service)
         self.register_outputs({"namespaces": host_namespaces})
 
     def _environments(
@@ -604,11 +530,3 @@ class Sandbox(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self), policy=namespace_policy(platform, "dev", [APPROVED_PROJECT]),
         )
         self.register_outputs({"namespace": space.namespace.metadata.name})
-
-
-def destination(args: TenantArgs, environment: str, repo_url: str) -> Destination:
-    """Where a tenant environment deploys: its namespace, or the namespace inside its virtual cluster."""
-    if args.isolation is Isolation.VCLUSTER:
-        name = namespace_name(args.name, environment)
-        return Destination(name, args.name, {CLUSTER_LABEL: name, TENANT_LABEL: args.name}, repo_url)
-    return Destination(environment, namespace_name(args.name, environment), {CLUSTER_LABEL: environment}, repo_url)

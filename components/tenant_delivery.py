@@ -10,8 +10,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.tenancy import TenantPlatform, tenant_group
-from policy.labels import ENVIRONMENT_LABEL, TENANT_LABEL
+from components.tenancy import Isolation, TenantPlatform, tenant_group
+from components.tenant_names import namespace_name
+from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL
 from policy.gatekeeper import tenant_argo_constraint
 
 # Namespaced kinds a tenant may not manage through ArgoCD: the platform owns them.
@@ -31,6 +32,14 @@ class Destination:
     namespace: str
     cluster_labels: dict[str, str]  # what selects that cluster's ArgoCD Secret
     repo_url: str  # the ops repository this environment follows
+
+
+def destination(tenant: str, isolation: Isolation, environment: str, repo_url: str) -> Destination:
+    """Where a tenant environment deploys: its namespace, or the namespace inside its virtual cluster."""
+    if isolation is Isolation.VCLUSTER:
+        name = namespace_name(tenant, environment)
+        return Destination(name, tenant, {CLUSTER_LABEL: name, TENANT_LABEL: tenant}, repo_url)
+    return Destination(environment, namespace_name(tenant, environment), {CLUSTER_LABEL: environment}, repo_url)
 
 
 @dataclass(frozen=True)

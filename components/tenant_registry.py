@@ -20,7 +20,7 @@ Supply-chain policy (`TenantPlatform.supply_chain`, stack config `platform:suppl
   (its Vault transit key), so enforcing it for both costs nothing and keeps one promotion path.
 
 Each expires after 30 days and is re-created past half its life, its new secret written to
-Vault in the same run (components.harbor.expiring_robot, shared with the platform's promoter).
+Vault in the same run (components.harbor_robots.expiring_robot, shared with the platform's promoter).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
+from components.harbor_robots import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential
 from components.tenancy import TenantPlatform, harbor_pull_path, tenant_group
 

@@ -41,7 +41,11 @@ from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.helm import namespace, release, sized
 from components.inventory import DAY, STATE, Credential
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs
+from components.external_secrets import SLICE as EXTERNAL_SECRETS
+from components.gitlab import SLICE as GITLAB
+from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
+from components.tenant_gitlab import APP_PROJECT
+from components.tenant_secrets import TenantSecrets, TenantSecretsArgs
 from components.vault_init import VaultInit
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
@@ -605,6 +609,26 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Vault:
     return Vault("vault", parts.cluster, args)
 
 
+def tenant(parts: TenantParts) -> TenantSecrets | None:
+    """The tenant's secrets paths, signing key and the identities that read them."""
+    if parts.platform.vault is None:
+        return None
+    syncs = {e: sync.release for e in parts.namespaces if (sync := parts.addon(e, EXTERNAL_SECRETS)) is not None}
+    return TenantSecrets(
+        f"{parts.name}-secrets",
+        TenantSecretsArgs(
+            tenant=parts.name,
+            namespaces=dict(parts.namespaces),
+            namespace_resources=dict(parts.namespace_resources),
+            # Only the app project's push and sign jobs need Vault; the ops projects' jobs use their job token.
+            ci_project_paths=[f"{parts.name}/{APP_PROJECT}"] if parts.get(GITLAB) else [],
+            external_secrets=syncs,
+            platform=parts.platform,
+        ),
+        parts.opts,
+    )
+
+
 SLICE: ServiceSlice[Vault] = ServiceSlice(
     key="vault",
     namespace=PlatformNamespace(NAMESPACE, "Vault, the platform's secret store"),
@@ -617,4 +641,5 @@ SLICE: ServiceSlice[Vault] = ServiceSlice(
     # vault-init (bootstrap: nothing else exists yet). "pipeline": with VAULT_TOKEN, the deploy
     # job's one-hour login at jwt-gitlab (role platform-deploy); the root token can be revoked.
     options={"provider_auth": (Literal["root", "pipeline"], "root")},
+    tenant=tenant,
 )

@@ -9,7 +9,6 @@ from typing import Any
 import pulumi
 import pulumi_vault as vault
 
-from components import external_secrets as external_secrets_slice
 from components import gatekeeper
 from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
 from components.cluster import ClusterHandle
@@ -27,9 +26,10 @@ from components.tenancy import (
     SupplyChainPolicy,
     TenantMembers,
     TenantPlatform,
+    TenantQuota,
     VaultTenancy,
 )
-from components.tenant import Sandbox, Tenant, TenantArgs, TenantQuota
+from components.tenant import Sandbox, Tenant, TenantArgs
 from components.tenant_roles import TenantRoles
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
@@ -105,7 +105,7 @@ def tenant_platform(
         gatekeeper_templates=policy_templates.get("control-plane", {}),
         policy_templates=policy_templates,
         addons=addons,
-        tenant_halves=tuple(s.tenant for s in SERVICES if s.tenant is not None),
+        tenant_slices=tuple(s for s in SERVICES if s.tenant is not None),
         inventory=inventory,
         federation=(
             FederationTenancy(argocd_federation, argocd_federation.openunison.issuer_url, argocd_federation.openunison.ca_bundle)
@@ -119,11 +119,6 @@ def tenant_platform(
 
 
 def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
-    external_secrets = {
-        name: a[external_secrets_slice.SLICE.key].release
-        for name, a in platform.addons.items()
-        if external_secrets_slice.SLICE.key in a
-    }
     for environment in ENVIRONMENTS:
         TenantRoles(f"{environment}-tenant-roles", platform.clusters[environment])
     for developer in distinct_users(*(t.developers for t in config.tenants)):
@@ -138,5 +133,4 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
                 pod_security=tenant.pod_security_exception.level if tenant.pod_security_exception else "restricted",
             ),
             platform,
-            external_secrets,
         )

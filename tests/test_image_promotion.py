@@ -21,7 +21,7 @@ import pydantic
 import pytest
 import yaml
 
-from components.harbor import ROBOT_LIFETIME_DAYS, expiring_robot
+from components.harbor_robots import ROBOT_LIFETIME_DAYS, expiring_robot
 from components.image_promotion import (
     DEFAULT_BRANCH,
     PROMOTER_SECRET_PATH,

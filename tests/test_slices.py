@@ -47,6 +47,7 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
     assert {s.key for s in SERVICES if s.declare is None} == {"gatekeeper", "external_secrets"}
     assert {s.key for s in SERVICES if s.on_cluster is not None} == {"gatekeeper", "external_secrets"}
+    assert {s.key for s in SERVICES if s.tenant is not None} == {"argocd", "vault", "gitlab", "harbor", "openunison"}
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:
@@ -114,3 +115,13 @@ def test_an_add_on_is_declared_on_the_clusters_it_names_in_registry_order(monkey
     assert set(declared["control-plane"]) == {"gatekeeper"}
     assert declared["dev"]["external_secrets"] == "declared"
     assert seen == [declared["dev"]["gatekeeper"]]
+
+
+def test_each_tenant_part_comes_from_its_services_slice_and_hangs_under_the_tenant(plan: dict) -> None:
+    tenants = {r["name"] for r in plan["resources"] if r["type"] == "platform:tenant:Tenant"}
+    assert tenants
+    children = {(r["type"], r["name"]) for r in plan["resources"] if "::platform:tenant:Tenant$" in r["urn"]}
+    for suffix in ("-repositories", "-registry", "-secrets", "-delivery", "-groups"):  # GitLab, Harbor, Vault, ArgoCD, OpenUnison
+        found = {(kind, name) for kind, name in children if name.endswith(suffix)}
+        assert {name for _, name in found} == {t + suffix for t in tenants}, suffix
+        assert all(kind.startswith("platform:") for kind, _ in found), found
