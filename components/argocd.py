@@ -198,7 +198,7 @@ def tenant(parts: TenantParts) -> TenantDelivery | None:
     repositories = parts.get(GITLAB)
     if parts.platform.argocd is None or repositories is None:
         return None
-    destinations = {e: destination(parts.name, parts.isolation, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS}
+    destinations = {e: destination(parts.name, parts.tenant.isolation, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS}
     return TenantDelivery(f"{parts.name}-delivery", TenantDeliveryArgs(parts.name, destinations, parts.platform), parts.opts)
 
 

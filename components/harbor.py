@@ -351,7 +351,7 @@ def tenant(parts: TenantParts) -> TenantRegistry | None:
     return TenantRegistry(
         f"{parts.name}-registry",
         TenantRegistryArgs(
-            tenant=parts.name, storage_gb=storage_gib(parts.quota.storage), platform=platform, protect=platform.protect
+            tenant=parts.name, storage_gb=storage_gib(parts.tenant.quota.storage), platform=platform, protect=platform.protect
         ),
         parts.opts,
     )

@@ -20,7 +20,7 @@ from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
 from components.inventory import CredentialInventory
-from components.tenancy import Isolation, TenantMembers, TenantPlatform, TenantQuota
+from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
 
 
 @dataclass(frozen=True)
@@ -127,15 +127,20 @@ class TenantParts:
     repositories), so the registry's order does not have to follow the halves' dependencies.
     """
 
-    name: str
-    members: TenantMembers
-    quota: TenantQuota
-    isolation: Isolation
+    tenant: TenantArgs
     namespaces: Mapping[str, str]  # environment -> the tenant's host namespace
     namespace_resources: Mapping[str, pulumi.Resource]  # environment -> what its resources wait for
     platform: TenantPlatform
     opts: pulumi.ResourceOptions
     _declared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.tenant.name
+
+    @property
+    def members(self) -> TenantMembers:
+        return self.tenant.members
 
     def get(self, service: ServiceSlice[C]) -> Any | None:
         """What `service` declared for this tenant, or None (it has no tenant half, or it is off)."""

@@ -70,6 +70,15 @@ class TenantMembers:
         return list(getattr(self, role))
 
 
+@dataclass(frozen=True)
+class TenantArgs:
+    name: str
+    members: TenantMembers
+    quota: TenantQuota
+    isolation: Isolation = Isolation.NAMESPACE
+    pod_security: str = "restricted"  # "baseline": an exception granted in stack config
+
+
 def tenant_group(tenant: str, role: str) -> str:
     """The identity group of a tenant role, as OpenUnison puts it in tokens: `payments-owners`."""
     return f"{tenant}-{role}"

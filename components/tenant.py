@@ -35,7 +35,17 @@ from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
 from components.service import TenantParts
-from components.tenancy import ENVIRONMENTS, ROLES, FederationTenancy, Isolation, TenantMembers, TenantPlatform, TenantQuota, tenant_group
+from components.tenancy import (
+    ENVIRONMENTS,
+    ROLES,
+    FederationTenancy,
+    Isolation,
+    TenantArgs,
+    TenantMembers,
+    TenantPlatform,
+    TenantQuota,
+    tenant_group,
+)
 from components.tenant_names import namespace_name, sandbox_name  # noqa: F401 (part of this module's interface)
 from components.tenant_roles import TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
 from components.tenant_secrets import PULL_SECRET
@@ -79,15 +89,6 @@ class NamespacePolicy:
 
     registries: list[str]  # image prefixes: its Harbor project and `approved`
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
-
-
-@dataclass(frozen=True)
-class TenantArgs:
-    name: str
-    members: TenantMembers
-    quota: TenantQuota
-    isolation: Isolation = Isolation.NAMESPACE
-    pod_security: str = "restricted"  # "baseline": an exception granted in stack config
 
 
 @dataclass(frozen=True)
@@ -448,10 +449,7 @@ class Tenant(pulumi.ComponentResource):
         self.namespaces = self._environments(args, platform, pulumi.ResourceOptions(parent=self))
         host_namespaces = {e: namespace_name(args.name, e) for e in ENVIRONMENTS}
         parts = TenantParts(
-            name=args.name,
-            members=args.members,
-            quota=args.quota,
-            isolation=args.isolation,
+            tenant=args,
             namespaces=host_namespaces,
             namespace_resources={e: n.namespace for e, n in self.namespaces.items()},
             platform=platform,

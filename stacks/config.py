@@ -60,6 +60,12 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
+def _exactly_one(model: BaseModel, first: str, second: str, note: str = "") -> None:
+    """Refuse a model that sets both or neither of two alternative fields."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(f"set exactly one of '{first}' and '{second}'{note}")
+
+
 def _refuse_repeats(values: list[str], what: str) -> None:
     """One error naming every value listed more than once."""
     repeated = sorted({v for v in values if values.count(v) > 1})
@@ -187,8 +193,7 @@ class EksSpec(Model):
 
     @model_validator(mode="after")
     def _network(self) -> EksSpec:
-        if (self.vpc is None) == (self.subnets is None):
-            raise ValueError("set exactly one of 'vpc' (a new VPC) and 'subnets' (existing subnet ids)")
+        _exactly_one(self, "vpc", "subnets", " (a new VPC, or existing subnet ids)")
         _refuse_repeats([g.name for g in self.node_groups], "node group name")
         return self
 
@@ -220,8 +225,7 @@ class KubeconfigSpec(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> KubeconfigSpec:
-        if (self.path is None) == (self.content is None):
-            raise ValueError("set exactly one of 'path' and 'content' (content with `pulumi config set --secret`)")
+        _exactly_one(self, "path", "content", " (content with `pulumi config set --secret`)")
         return self
 
 
@@ -231,8 +235,7 @@ class ClusterSpec(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ClusterSpec:
-        if (self.eks is None) == (self.kubeconfig is None):
-            raise ValueError("set exactly one of 'eks' and 'kubeconfig'")
+        _exactly_one(self, "eks", "kubeconfig")
         return self
 
     @property
@@ -292,8 +295,7 @@ class Identity(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Identity:
-        if (self.oidc is None) == (self.ldap is None):
-            raise ValueError("set exactly one upstream identity source: 'oidc' or 'ldap'")
+        _exactly_one(self, "oidc", "ldap", " (the upstream identity source)")
         return self
 
 

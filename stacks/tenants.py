@@ -24,12 +24,13 @@ from components.tenancy import (
     IdentityTenancy,
     HarborTenancy,
     SupplyChainPolicy,
+    TenantArgs,
     TenantMembers,
     TenantPlatform,
     TenantQuota,
     VaultTenancy,
 )
-from components.tenant import Sandbox, Tenant, TenantArgs
+from components.tenant import Sandbox, Tenant
 from components.tenant_roles import TenantRoles
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig

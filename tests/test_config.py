@@ -92,7 +92,7 @@ BAD_CONFIGS = [
      "platform:clusters.prod.eks.region", "AWS region"),
     ("EKS admin ARN invalid", PROD, setting(C, "prod", "eks", "adminPrincipalArns", value=["admin"]),
      "platform:clusters.prod.eks.adminPrincipalArns[0]", "ARN"),
-    ("identity with no source", DEV, deleting(I, "oidc"), "platform:identity", "'oidc' or 'ldap'"),
+    ("identity with no source", DEV, deleting(I, "oidc"), "platform:identity", "exactly one of 'oidc' and 'ldap'"),
     ("identity issuer not https", DEV, setting(I, "oidc", "issuer", value="http://login"),
      "platform:identity.oidc.issuer", "https"),
     ("identity group listed twice", DEV, setting(I, "clusterAdmins", value=["admins", "admins"]),

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
-from components.tenancy import Isolation, TenantMembers, TenantQuota
-from components.tenant import ROLE_BINDINGS, TenantArgs, virtual_cluster_documents
+from components.tenancy import Isolation, TenantArgs, TenantMembers, TenantQuota
+from components.tenant import ROLE_BINDINGS, virtual_cluster_documents
 from components.tenant_roles import RULES, TENANT_ADMIN, TENANT_EDIT, tenant_role_manifests
 
 
