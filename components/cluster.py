@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity
 from components.inventory import DAY, HOUR, Credential
+from components.network import ApiConnection, ApiConnectionArgs, VpcNetwork
 from components.versions import EKS_ADDONS
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
@@ -34,6 +35,7 @@ class ClusterHandle:
     oidc_provider_arn: pulumi.Output[str] | None = None
     region: str | None = None
     eks_cluster_name: pulumi.Output[str] | None = None  # the aws.eks.Cluster's name (EKS only)
+    network: VpcNetwork | None = None  # EKS in a VPC the program created
     # Air-gapped: Helm releases install from <local_charts>/<chart>/<version> (verified chart
     # sources, platformctl.charts) instead of their repositories.
     local_charts: str | None = None
@@ -176,6 +178,8 @@ class EksClusterArgs:
     endpoint_private: bool = True
     public_access_cidrs: list[str] = field(default_factory=list)
     protect: bool = False
+    # A workload cluster's: the control plane's VPC, peered to this one for its private endpoint.
+    reached_from: VpcNetwork | None = None
 
 
 _CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
@@ -272,11 +276,8 @@ class EksCluster(pulumi.ComponentResource):
         aws_provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
 
-        private_ids, public_ids = (
-            self._network(name, args, tags, child)
-            if args.vpc_cidr
-            else (args.private_subnet_ids, args.public_subnet_ids)
-        )
+        vpc = self._network(name, args, tags, child) if args.vpc_cidr else None
+        private_ids, public_ids = (vpc.private_ids, vpc.public_ids) if vpc else (args.private_subnet_ids, args.public_subnet_ids)
 
         cluster_role = self._role(f"{name}-cluster", "eks.amazonaws.com", _CLUSTER_POLICIES, tags, child)
         cluster = aws.eks.Cluster(
@@ -309,6 +310,16 @@ class EksCluster(pulumi.ComponentResource):
 
         _addons(name, args.kubernetes_version, cluster, node_groups, tags, child)
 
+        network = vpc.complete(args, aws_provider, cluster) if vpc else None
+        path: list[pulumi.Resource] = []
+        if args.reached_from is not None:
+            assert network is not None, "stacks/config.py: a privately reached cluster has a VPC of the program's"
+            path = ApiConnection(
+                f"control-plane-to-{args.role}",
+                ApiConnectionArgs(source=args.reached_from, target=network, target_name=args.role),
+                pulumi.ResourceOptions(parent=self),
+            ).ready
+
         ca_data = cluster.certificate_authority.apply(lambda ca: ca["data"])
         provider = k8s.Provider(
             kubernetes_provider_name(args.role),
@@ -316,7 +327,8 @@ class EksCluster(pulumi.ComponentResource):
                 lambda a: _exec_kubeconfig(a[0], a[1], a[2], args.region)
             ),
             delete_unreachable=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+            # Run from the control plane's network, the program reaches a private endpoint through the path.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, *path]),
         )
         self.handle = ClusterHandle(
             role=args.role,
@@ -330,6 +342,7 @@ class EksCluster(pulumi.ComponentResource):
             oidc_provider_arn=oidc_provider.arn,
             region=args.region,
             eks_cluster_name=cluster.name,
+            network=network,
         )
         self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
 
@@ -343,9 +356,7 @@ class EksCluster(pulumi.ComponentResource):
             )
         return role
 
-    def _network(
-        self, name: str, args: EksClusterArgs, tags: dict[str, str], opts: pulumi.ResourceOptions
-    ) -> tuple[list[pulumi.Output[str]], list[pulumi.Output[str]]]:
+    def _network(self, name: str, args: EksClusterArgs, tags: dict[str, str], opts: pulumi.ResourceOptions) -> _Vpc:
         """A VPC with one public and one private subnet per availability zone."""
         assert args.vpc_cidr is not None
         vpc = aws.ec2.Vpc(
@@ -357,12 +368,11 @@ class EksCluster(pulumi.ComponentResource):
             opts=opts,
         )
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=opts)
-        public_routes = aws.ec2.RouteTable(
-            f"{name}-public",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
-            tags=tags,
-            opts=opts,
+        # Routes are resources of their own, never inline: the peerings add theirs to these tables.
+        public_routes = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tags, opts=opts)
+        aws.ec2.Route(
+            f"{name}-public-default", route_table_id=public_routes.id, destination_cidr_block="0.0.0.0/0",
+            gateway_id=gateway.id, opts=opts,
         )
         # Two subnets per zone, carved from the VPC in order: public ones first.
         zones = args.availability_zones
@@ -389,18 +399,17 @@ class EksCluster(pulumi.ComponentResource):
                 nat = aws.ec2.NatGateway(
                     f"{name}-nat", allocation_id=eip.id, subnet_id=public.id, tags=tags, opts=opts
                 )
-        private_routes = aws.ec2.RouteTable(
-            f"{name}-private",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
-            tags=tags,
-            opts=opts,
+        private_routes = aws.ec2.RouteTable(f"{name}-private", vpc_id=vpc.id, tags=tags, opts=opts)
+        aws.ec2.Route(
+            f"{name}-private-default", route_table_id=private_routes.id, destination_cidr_block="0.0.0.0/0",
+            nat_gateway_id=nat.id, opts=opts,
         )
-        for index, zone in enumerate(zones):
+        private_cidrs = [str(block) for block in blocks[len(zones):2 * len(zones)]]
+        for zone, cidr in zip(zones, private_cidrs):
             private = aws.ec2.Subnet(
                 f"{name}-private-{zone}",
                 vpc_id=vpc.id,
-                cidr_block=str(blocks[len(zones) + index]),
+                cidr_block=cidr,
                 availability_zone=zone,
                 tags={**tags, "kubernetes.io/role/internal-elb": "1", "Name": f"{name}-private-{zone}"},
                 opts=opts,
@@ -409,7 +418,33 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-private-{zone}", subnet_id=private.id, route_table_id=private_routes.id, opts=opts
             )
             private_ids.append(private.id)
-        return private_ids, public_ids
+        return _Vpc(vpc, private_ids, public_ids, public_routes, private_routes, tuple(private_cidrs))
+
+
+@dataclass(frozen=True)
+class _Vpc:
+    """What EksCluster._network made, before the cluster exists."""
+
+    vpc: aws.ec2.Vpc
+    private_ids: list[pulumi.Output[str]]
+    public_ids: list[pulumi.Output[str]]
+    public_routes: aws.ec2.RouteTable
+    private_routes: aws.ec2.RouteTable
+    private_cidrs: tuple[str, ...]
+
+    def complete(self, args: EksClusterArgs, provider: aws.Provider, cluster: aws.eks.Cluster) -> VpcNetwork:
+        """The network with the security group EKS created for the cluster."""
+        assert args.vpc_cidr is not None
+        return VpcNetwork(
+            vpc_id=self.vpc.id,
+            cidr=args.vpc_cidr,
+            region=args.region,
+            provider=provider,
+            route_tables=(self.public_routes, self.private_routes),
+            node_route_table=self.private_routes,
+            node_cidrs=self.private_cidrs,
+            cluster_security_group_id=cluster.vpc_config.cluster_security_group_id,
+        )
 
 
 def _subnet_prefix(cidr: str, count: int) -> int:

@@ -78,6 +78,8 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
         out["endpoint"] = f"https://{cluster_id}.gr7.{region}.eks.amazonaws.com"
         out["certificateAuthority"] = {"data": base64.b64encode(f"mock-ca-{args.name}".encode()).decode()}
         out["identities"] = [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{cluster_id}"}]}]
+        # The security group EKS creates for the cluster (its endpoint's ENIs and managed nodes).
+        out["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_digest(args.name, length=17)}"}
     elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         out["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}"
     return out

@@ -567,7 +567,7 @@ class PlatformConfig(Model):
 
     def collisions(self) -> list[str]:
         """Names that would collide with the platform's own or each other's: one line per problem."""
-        return [*_name_collisions(self), *_network_overlaps(self)]
+        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self)]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
@@ -658,6 +658,31 @@ def _network_overlaps(config: PlatformConfig) -> list[str]:
                     f"{other_network}; allowed: VPC networks that do not overlap (they are peered and routed)"
                 )
         seen.append((key, network))
+    return problems
+
+
+def _private_paths(config: PlatformConfig) -> list[str]:
+    """Behind an EKS control plane, each EKS workload cluster is reached at its private endpoint
+    through a VPC peering the program declares (components/network.py)."""
+    control_plane = config.clusters.control_plane.eks
+    if control_plane is None:
+        return []
+    workloads = [(key, spec) for key, spec in _eks_clusters(config) if key != "controlPlane"]
+    problems = []
+    for key, spec in ([("controlPlane", control_plane)] if workloads else []) + workloads:
+        if spec.subnets is not None:
+            problems.append(
+                f"{NAMESPACE}:clusters.{key}.eks.subnets: the control plane reaches each EKS workload cluster's private "
+                "endpoint through a VPC peering between VPCs the program creates; allowed here: eks.vpc"
+            )
+    for key, spec in workloads:
+        access = spec.endpoint_access
+        if access.public or not access.private:
+            problems.append(
+                f"{NAMESPACE}:clusters.{key}.eks.endpointAccess: the control plane reaches it through the VPC peering, "
+                "and EKS publishes the private addresses under the endpoint's name only when public access is off; "
+                "allowed behind an EKS control plane: private: true, public: false"
+            )
     return problems
 
 

@@ -22,6 +22,7 @@ from components.cluster import (
     NodeGroupArgs,
 )
 from components.inventory import CredentialInventory
+from components.network import VpcNetwork
 from components.service import ClusterParts
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
@@ -36,7 +37,8 @@ from stacks.vault_federation import build_vault_federation
 CLUSTER_NAMES = {"control_plane": "control-plane", "dev": "dev", "prod": "prod"}
 
 
-def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHandle:
+def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None) -> ClusterHandle:
+    """`reached_from`: the control plane's VPC, when it peers with this cluster's (EKS both)."""
     if spec.kubeconfig is not None:
         kc = spec.kubeconfig
         return ExistingCluster(
@@ -72,6 +74,7 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool) -> ClusterHan
             endpoint_private=eks.endpoint_access.private,
             public_access_cidrs=list(eks.endpoint_access.public_cidrs),
             protect=protect,
+            reached_from=reached_from,
         ),
     ).handle
 
@@ -115,13 +118,11 @@ def local_charts(config: PlatformConfig, project_dir: Path) -> str | None:
 def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dict[str, pulumi.Input[object]]:
     """Declare the whole platform; returns the stack outputs. `charts_dir`: see `local_charts`."""
     inventory = CredentialInventory()  # one per run: every part registers what it creates
-    clusters = {
-        name: replace(
-            cluster_from_spec(name, getattr(config.clusters, field), bool(config.protect)),
-            local_charts=charts_dir,
-        )
-        for field, name in CLUSTER_NAMES.items()
-    }
+    clusters: dict[str, ClusterHandle] = {}
+    for field, name in CLUSTER_NAMES.items():  # the control plane first: the others' private paths start there
+        hub = clusters["control-plane"].network if clusters else None
+        handle = cluster_from_spec(name, getattr(config.clusters, field), bool(config.protect), reached_from=hub)
+        clusters[name] = replace(handle, local_charts=charts_dir)
     inventory.register(*cluster_credentials(clusters))
     addons = {name: add_cluster_addons(handle, config, inventory) for name, handle in clusters.items()}
     plane = build_control_plane(clusters["control-plane"], config, inventory)

@@ -171,6 +171,16 @@ BAD_CONFIGS = [
      "platform:supplyChain.cveAllowlist[0].expires", "days from today"),
     ("public EKS endpoint without CIDRs", PROD, setting(C, "prod", "eks", "endpointAccess", value={"public": True}),
      "platform:clusters.prod.eks.endpointAccess", "needs publicCidrs"),
+    ("public workload endpoint behind an EKS control plane", PROD, setting(C, "prod", "eks", "endpointAccess",
+     value={"public": True, "publicCidrs": ["203.0.113.0/24"]}), "platform:clusters.prod.eks.endpointAccess", "public: false"),
+    ("private endpoint off behind an EKS control plane", PROD, setting(C, "dev", "eks", "endpointAccess",
+     value={"public": True, "private": False, "publicCidrs": ["203.0.113.0/24"]}), "platform:clusters.dev.eks.endpointAccess", "private: true"),
+    ("existing workload subnets behind an EKS control plane", PROD, lambda d: (_delete(d["config"], [C, "dev", "eks", "vpc"]),
+     _set(d["config"], [C, "dev", "eks", "subnets"], {"private": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]})),
+     "platform:clusters.dev.eks.subnets", "allowed here: eks.vpc"),
+    ("existing control-plane subnets", PROD, lambda d: (_delete(d["config"], [C, "controlPlane", "eks", "vpc"]),
+     _set(d["config"], [C, "controlPlane", "eks", "subnets"], {"private": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]})),
+     "platform:clusters.controlPlane.eks.subnets", "VPC peering"),
     ("overlapping VPC CIDRs", PROD, lambda d: (_set(d["config"], [C, "dev", "eks", "vpc", "cidr"], "10.0.0.0/16"),
                                                _set(d["config"], [C, "prod", "eks", "vpc", "cidr"], "10.0.0.0/20")),
      "platform:clusters.prod.eks.vpc.cidr", "overlaps"),
@@ -180,8 +190,8 @@ BAD_CONFIGS = [
 
 PROD_ONLY = [
     ("severity none in prod", setting("platform:supplyChain", value={"severity": "none"}), "platform:supplyChain.severity"),
-    ("endpoint open to the internet in prod", setting(C, "prod", "eks", "endpointAccess", value={"public": True, "publicCidrs": ["0.0.0.0/0"]}),
-     "platform:clusters.prod.eks.endpointAccess.publicCidrs[0]"),
+    ("endpoint open to the internet in prod", setting(C, "controlPlane", "eks", "endpointAccess", value={"public": True, "publicCidrs": ["0.0.0.0/0"]}),
+     "platform:clusters.controlPlane.eks.endpointAccess.publicCidrs[0]"),
 ]
 
 
