@@ -45,6 +45,8 @@ CHARTS: dict[str, Chart] = {
     "orchestra": Chart("orchestra", "https://nexus.tremolo.io/repository/helm", "3.1.40"),
     "orchestra-login-portal": Chart("orchestra-login-portal", "https://nexus.tremolo.io/repository/helm", "2.3.88"),
     "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
+    "aws-load-balancer-controller": Chart("aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"),
+    "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
@@ -116,3 +118,8 @@ COSIGN_IMAGE = Image(
     "ghcr.io/sigstore/cosign/cosign", "v2.4.1",
     "sha256:b03690aa52bfe94054187142fba24dc54137650682810633901767d8a3e15b31",
 )
+
+# The AWS Load Balancer Controller's IAM policy, upstream's docs/install/iam_policy.json at the
+# controller version CHARTS["aws-load-balancer-controller"] ships (kubernetes-sigs/aws-load-balancer-controller
+# @ v3.5.0), kept in components/iam/ and checked against this digest: bump together.
+AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256 = "16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a"

@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.proto import resource_pb2
@@ -214,6 +215,20 @@ def is_redacted(value: Any) -> bool:
     return value == REDACTED
 
 
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _leaf_secrets(value: Any) -> Any:
+    """A wire value (JSON) with each secret kept secret where it is, not lifted to its container."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return rpc.wrap_rpc_secret(_leaf_secrets(value.get("value")))
+    if isinstance(value, dict):
+        return {key: _leaf_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_leaf_secrets(item) for item in value]
+    return value
+
+
 def _provider_urn(reference: str) -> str | None:
     # A provider reference is "<urn>::<id>"; URNs contain "::" themselves.
     return reference.rsplit("::", 1)[0] if reference else None
@@ -258,7 +273,12 @@ class RecordingMonitor(MockMonitor):
     def _record(self, request: Any, urn: str, inputs: dict[str, Any] | None = None) -> None:
         secrets: dict[str, str] = {}
         if inputs is None:
-            inputs, secrets = redact(rpc.deserialize_properties(request.object, keep_unknowns=True))
+            properties = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            if request.type == HELM_RELEASE and "values" in request.object.fields:
+                # Deserializing lifts a secret to the whole map; the engine keeps it where it is, and
+                # the chart renders with every other value.
+                properties["values"] = _leaf_secrets(json_format.MessageToDict(request.object.fields["values"]))
+            inputs, secrets = redact(properties)
         dependencies = set(request.dependencies)
         for deps in getattr(request, "propertyDependencies", {}).values():
             dependencies.update(deps.urns)

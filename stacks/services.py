@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import argocd, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
+from components import aws_load_balancer_controller, metallb
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -22,6 +23,8 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     harbor.SLICE,
     openunison.SLICE,
     ingress.SLICE,
+    aws_load_balancer_controller.SLICE,
+    metallb.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

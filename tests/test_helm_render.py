@@ -143,6 +143,7 @@ MADE_AT_RUN_TIME = {
     ("ConfigMap", "kube-root-ca.crt"): "kube-controller-manager, in every namespace",
     ("Secret", "argocd-redis"): "argo-cd's redis-secret-init hook Job (its Role names the Secret)",
     ("Secret", "orchestra"): "the OpenUnison operator, from the OpenUnison object orchestra renders",
+    ("Secret", "metallb-memberlist"): "MetalLB's controller (its ML_SECRET_NAME), for the speakers' memberlist",
 }
 # GitLab's shared-secrets hook Job generates every Secret its script (this ConfigMap) names.
 GITLAB_SHARED_SECRETS = "gitlab-shared-secrets"

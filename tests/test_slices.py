@@ -45,8 +45,9 @@ def test_every_component_namespace_belongs_to_a_slice_or_the_federation() -> Non
 def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> None:
     assert {s.key for s in CONTROL_PLANE} == {"cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd"}
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
-    assert {s.key for s in SERVICES if s.declare is None} == {"gatekeeper", "external_secrets"}
-    assert {s.key for s in SERVICES if s.on_cluster is not None} == {"gatekeeper", "external_secrets"}
+    assert {s.key for s in SERVICES if s.declare is None} == {"gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb"}
+    assert {s.key for s in SERVICES if s.on_cluster is not None} == {
+        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb"}
     assert {s.key for s in SERVICES if s.tenant is not None} == {"argocd", "vault", "gitlab", "harbor", "openunison"}
 
 

@@ -28,6 +28,7 @@ CHARTS = [
     "argo-cd", "cert-manager", "external-secrets", "gatekeeper", "gitlab", "harbor",
     "kube-oidc-proxy", "openunison-k8s-cluster-management", "openunison-operator", "orchestra",
     "orchestra-kube-oidc-proxy", "orchestra-login-portal", "vault", "vcluster",
+    "aws-load-balancer-controller", "metallb",
 ]
 
 

@@ -1,0 +1,149 @@
+"""The AWS Load Balancer Controller on each EKS cluster: it implements `LoadBalancer` Services
+as NLBs (its Service webhook claims every one); no `alb` IngressClass, ingress is the platform's.
+
+It calls the AWS APIs as an IAM role its service account assumes (IRSA, the one trust-policy
+builder of components/aws.py), with upstream's IAM policy pinned by digest. Its admission
+webhook serves a certificate the program issues (pulumi_tls, 90 days) instead of the chart's
+own (ten years, generated at install), so every preview shows the same objects too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_tls as tls
+
+from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
+from components.cluster import ClusterHandle
+from components.helm import namespace, release, sized
+from components.inventory import HOUR, Credential, CredentialInventory
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256
+from policy.labels import managed_by
+
+NAMESPACE = "aws-load-balancer-controller"
+SERVICE_ACCOUNT = "aws-load-balancer-controller"
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"  # the chart's name for it
+POLICY_FILE = Path(__file__).parent / "iam" / "aws-load-balancer-controller.json"
+WEBHOOK_CERTIFICATE_HOURS = 90 * 24  # re-issued by `pulumi up` from half of it on
+
+
+def iam_policy() -> str:
+    """Upstream's policy document, refused if it is not the pinned one."""
+    text = POLICY_FILE.read_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if digest != AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256:
+        raise ValueError(f"{POLICY_FILE} has digest {digest}, not the pinned {AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256}")
+    return text
+
+
+@dataclass(frozen=True)
+class AwsLoadBalancerControllerArgs:
+    cluster_name: pulumi.Input[str]  # the EKS cluster's name
+    identity: AwsWorkloadIdentity  # the cluster's own OIDC provider
+    inventory: CredentialInventory
+    vpc_id: pulumi.Input[str] | None = None  # None: the controller asks the instance metadata
+    replicas: int = 2
+    chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class AwsLoadBalancerController(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    role: aws.iam.Role
+
+    def __init__(
+        self, name: str, cluster: ClusterHandle, args: AwsLoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("platform:aws_load_balancer_controller:AwsLoadBalancerController", name, None, opts)
+        on_aws = pulumi.ResourceOptions(parent=self, provider=args.identity.provider)
+        self.role = aws.iam.Role(
+            name, assume_role_policy=service_account_trust(args.identity, NAMESPACE, SERVICE_ACCOUNT), tags=managed_by(), opts=on_aws
+        )
+        aws.iam.RolePolicy(name, role=self.role.name, policy=iam_policy(), opts=on_aws)
+        key = tls.PrivateKey(f"{name}-webhook", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        certificate = tls.SelfSignedCert(
+            f"{name}-webhook",
+            private_key_pem=key.private_key_pem,
+            validity_period_hours=WEBHOOK_CERTIFICATE_HOURS,
+            early_renewal_hours=WEBHOOK_CERTIFICATE_HOURS // 2,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            dns_names=[f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc", f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc.cluster.local"],
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc", organization="platform-bootstrap"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        values: dict[str, Any] = {
+            "clusterName": args.cluster_name,
+            "region": args.identity.region,
+            "replicaCount": args.replicas,
+            "podDisruptionBudget": {"maxUnavailable": 1},
+            "serviceAccount": {"name": SERVICE_ACCOUNT, "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}},
+            # The API server trusts the self-signed certificate itself (the webhooks' caBundle).
+            "webhookTLS": {"caCert": certificate.cert_pem, "cert": certificate.cert_pem, "key": key.private_key_pem},
+            # Services of type LoadBalancer (NLBs) only: ingress is the platform's own controller's.
+            "createIngressClassResource": False,
+        }
+        if args.vpc_id is not None:
+            values["vpcId"] = args.vpc_id
+        ns = namespace(SLICE.namespace, cluster, self)
+        self.release = release(
+            "aws-load-balancer-controller", "aws-load-balancer-controller", ns, sized(values, args.resources, ""),
+            cluster, self, version=args.chart_version,
+        )
+        args.inventory.register(*credentials(name, cluster.role))
+        self.register_outputs({"roleArn": self.role.arn, "release": self.release.status})
+
+
+def credentials(name: str, cluster: str) -> list[Credential]:
+    """The controller's AWS sessions and its webhook's serving key."""
+    return [
+        replace(irsa_credential(
+            name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
+            "Elastic Load Balancing and the security groups and target groups it tags (upstream's policy, pinned)",
+        ), what=f"AWS sessions of the AWS Load Balancer Controller on {cluster} (IRSA)"),
+        Credential(
+            what=f"serving key and certificate of the AWS Load Balancer Controller's webhook on {cluster}",
+            category="issued",
+            issuer="the program (pulumi_tls, self-signed, the webhooks' caBundle)",
+            holder=f"the controller on {cluster} (Secret {NAMESPACE}/aws-load-balancer-tls) and the Pulumi state",
+            scope=f"authenticates {WEBHOOK_SERVICE}.{NAMESPACE}.svc to that cluster's API server only",
+            lifetime_seconds=WEBHOOK_CERTIFICATE_HOURS * HOUR,
+            rotation=f"`pulumi up` re-issues it {WEBHOOK_CERTIFICATE_HOURS // 2 // 24} days before it expires (early renewal)",
+            resources=(f"{name}-webhook",),
+        ),
+    ]
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalancerController | None:
+    """On EKS only: other clusters get MetalLB or their own (components/metallb.py)."""
+    cluster, identity = parts.cluster, parts.cluster.aws_identity
+    if identity is None or cluster.eks_cluster_name is None:
+        return None
+    return AwsLoadBalancerController(
+        f"{cluster.role}-aws-load-balancer-controller",
+        cluster,
+        AwsLoadBalancerControllerArgs(
+            cluster_name=cluster.eks_cluster_name,
+            identity=identity,
+            inventory=parts.inventory,
+            vpc_id=cluster.network.vpc_id if cluster.network else None,
+            replicas=settings.replicas,
+            chart_version=settings.chart_version,
+            resources=settings.resources,
+        ),
+    )
+
+
+SLICE: ServiceSlice[AwsLoadBalancerController] = ServiceSlice(
+    key="aws_load_balancer_controller",
+    namespace=PlatformNamespace(NAMESPACE, "the AWS Load Balancer Controller, which turns LoadBalancer Services into AWS NLBs"),
+    chart="aws-load-balancer-controller",
+    on_cluster=on_cluster,
+    default_replicas=2,
+)

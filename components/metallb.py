@@ -1,0 +1,138 @@
+"""MetalLB on kubeconfig clusters: `LoadBalancer` Services get an address from the cluster's pool
+(`platform:services.metallb.addresses.<cluster>`), announced on the local network by ARP (L2).
+
+A cluster without a pool gets no MetalLB: on kind, run `cloud-provider-kind` beside the clusters
+instead (README, Network). EKS clusters use the AWS Load Balancer Controller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import AfterValidator, Field
+from pydantic.alias_generators import to_camel
+
+from components.backend_tls import custom_resource
+from components.cluster import ClusterHandle
+from components.helm import namespace, release, sized
+from components.inventory import Credential, CredentialInventory
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+
+NAMESPACE = "metallb-system"
+API = "metallb.io/v1beta1"
+POOL = "platform"  # the IPAddressPool and its L2Advertisement
+
+
+def _range(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """First and last address of a CIDR or a 'from-to' range; ValueError if it is neither."""
+    if "-" in value:
+        first, last = (ipaddress.ip_address(part.strip()) for part in value.split("-", 1))
+        if first.version != last.version or first > last:
+            raise ValueError("from-to")
+        return first, last
+    network = ipaddress.ip_network(value, strict=True)
+    return network[0], network[-1]
+
+
+def _address_range(value: str) -> str:
+    try:
+        _range(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not valid; allowed: a CIDR such as '172.18.255.192/27' or a range such as "
+            "'172.18.255.200-172.18.255.250' (from the lower address to the higher)"
+        ) from None
+    return value
+
+
+def _disjoint(pools: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Clusters on one network (kind's) would answer ARP for each other's addresses."""
+    seen: list[tuple[str, str, tuple[Any, Any]]] = []
+    for cluster, ranges in pools.items():
+        for value in ranges:
+            first, last = _range(value)
+            for other, other_value, (o_first, o_last) in seen:
+                if first.version == o_first.version and first <= o_last and o_first <= last:
+                    raise ValueError(f"{cluster}: {value} overlaps {other}: {other_value}; allowed: disjoint pools")
+            seen.append((cluster, value, (first, last)))
+    return pools
+
+
+AddressRange = Annotated[str, AfterValidator(_address_range)]
+Pools = Annotated[
+    dict[Literal["controlPlane", "dev", "prod"], Annotated[list[AddressRange], Field(min_length=1)]],
+    AfterValidator(_disjoint),
+]
+
+
+@dataclass(frozen=True)
+class MetalLbArgs:
+    addresses: list[str]  # CIDRs or from-to ranges, validated by stacks/config.py
+    inventory: CredentialInventory
+    chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class MetalLb(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: MetalLbArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:metallb:MetalLb", name, None, opts)
+        ns = namespace(SLICE.namespace, cluster, self)
+        self.release = release(
+            "metallb",
+            "metallb",
+            ns,
+            # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
+            sized({"frrk8s": {"enabled": False}}, args.resources, "controller", "speaker"),
+            cluster,
+            self,
+            version=args.chart_version,
+        )
+        # The pool and its announcement need the chart's CRDs and its validating webhook.
+        after = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
+        pool = custom_resource(f"{name}-pool", API, "IPAddressPool", POOL, NAMESPACE, {"addresses": args.addresses}, after)
+        custom_resource(
+            f"{name}-l2", API, "L2Advertisement", POOL, NAMESPACE, {"ipAddressPools": [POOL]},
+            pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[pool])),
+        )
+        metallb = f"MetalLB on {cluster.role} (Secret {NAMESPACE}/metallb-memberlist: its controller writes it, its speakers read it)"
+        args.inventory.register(Credential(
+            what=f"MetalLB memberlist key on {cluster.role}",
+            category="internal",
+            issuer=metallb,
+            holder=metallb,
+            scope="authenticates the speakers' memberlist gossip to each other; nothing else",
+            lifetime_seconds=None,
+            lifetime="as long as the Secret exists",
+            rotation="delete the Secret: the controller generates a new key and the speakers restart",
+        ))
+        self.register_outputs({"release": self.release.status})
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None:
+    """On a kubeconfig cluster with a pool in config; EKS has the AWS Load Balancer Controller."""
+    addresses = settings.options["addresses"].get(to_camel(parts.cluster.role.replace("-", "_")))
+    if parts.cluster.is_eks or not addresses:
+        return None
+    return MetalLb(
+        f"{parts.cluster.role}-metallb",
+        parts.cluster,
+        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, chart_version=settings.chart_version, resources=settings.resources),
+    )
+
+
+SLICE: ServiceSlice[MetalLb] = ServiceSlice(
+    key="metallb",
+    namespace=PlatformNamespace(
+        NAMESPACE,
+        "MetalLB, whose speaker needs the host network and NET_RAW to answer ARP for Service addresses",
+    ),
+    chart="metallb",
+    on_cluster=on_cluster,
+    options={"addresses": (Pools, {})},
+)
