@@ -105,8 +105,8 @@ def walk(plan: Plan, workload: str) -> list[str]:
         raise NoPath(f"DNS: {workload}'s endpoint is not private only, so its name resolves to public addresses outside its VPC")
     hops.append(f"DNS: {endpoint} resolves to {workload}'s private endpoint addresses")
     # 3. The control plane's nodes: their subnets route the workload's subnets into the peering.
-    node_subnets = [s for g in plan.of_type("aws:eks/nodeGroup:NodeGroup") if g["inputs"]["clusterName"] == plan.output(source, "name")
-                    for s in g["inputs"]["subnetIds"]]
+    node_groups = [g for g in plan.of_type("aws:eks/nodeGroup:NodeGroup") if g["inputs"]["clusterName"] == plan.output(source, "name")]
+    node_subnets = [s for g in node_groups for s in g["inputs"]["subnetIds"]]
     endpoint_subnets = access["subnetIds"]
     source_vpc, target_vpc = (plan.by_id[plan.by_id[s[0]]["inputs"]["vpcId"]] for s in (node_subnets, endpoint_subnets))
     peerings = [p for p in plan.of_type(PEERING) if {p["inputs"]["vpcId"], p["inputs"]["peerVpcId"]} == {plan.output(source_vpc, "id"), plan.output(target_vpc, "id")}]
@@ -124,7 +124,10 @@ def walk(plan: Plan, workload: str) -> list[str]:
     for table in plan.tables_of(endpoint_subnets):
         _routes_through(plan, table, peering_id, _cidrs(plan, node_subnets), "route back")
     hops.append(f"route back: {workload}'s endpoint subnets reach the control plane's nodes through {peering['name']}")
-    # 5. The API port, from the control plane's nodes (EKS puts its cluster security group on managed nodes).
+    # 5. The API port, from the control plane's nodes: EKS puts its cluster security group on the
+    # nodes of a managed node group without a launch template of its own.
+    if not node_groups or any(g["inputs"].get("launchTemplate") for g in node_groups):
+        raise NoPath("security group: the control plane's nodes do not carry its cluster security group")
     target_sg, source_sg = plan.output(cluster, "vpcConfig")["clusterSecurityGroupId"], plan.output(source, "vpcConfig")["clusterSecurityGroupId"]
     rules = [r for r in plan.of_type(RULE, securityGroupId=target_sg) if r["inputs"]["ipProtocol"] == "tcp"
              and r["inputs"]["fromPort"] <= API_PORT <= r["inputs"]["toPort"] and r["inputs"].get("referencedSecurityGroupId") == source_sg]
