@@ -567,7 +567,7 @@ class PlatformConfig(Model):
 
     def collisions(self) -> list[str]:
         """Names that would collide with the platform's own or each other's: one line per problem."""
-        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self)]
+        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self)]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
@@ -684,6 +684,16 @@ def _private_paths(config: PlatformConfig) -> list[str]:
                 "allowed behind an EKS control plane: private: true, public: false"
             )
     return problems
+
+
+def _pools_on_eks(config: PlatformConfig) -> list[str]:
+    """MetalLB serves kubeconfig clusters only; EKS has the AWS Load Balancer Controller."""
+    eks = {key for key, _ in _eks_clusters(config)}
+    return [
+        f"{NAMESPACE}:services.metallb.addresses.{key}: {key} is an EKS cluster, whose load balancers are the AWS Load "
+        "Balancer Controller's; allowed: pools for kubeconfig clusters only"
+        for key in config.services.settings("metallb").options["addresses"] if key in eks
+    ]
 
 
 def _stack_rules(config: PlatformConfig, stack: str) -> list[str]:

@@ -181,6 +181,8 @@ BAD_CONFIGS = [
     ("existing control-plane subnets", PROD, lambda d: (_delete(d["config"], [C, "controlPlane", "eks", "vpc"]),
      _set(d["config"], [C, "controlPlane", "eks", "subnets"], {"private": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]})),
      "platform:clusters.controlPlane.eks.subnets", "VPC peering"),
+    ("MetalLB pool for an EKS cluster", PROD, setting("platform:services", value={"metallb": {"addresses": {"prod": ["10.42.255.0/28"]}}}),
+     "platform:services.metallb.addresses.prod", "kubeconfig clusters only"),
     ("overlapping VPC CIDRs", PROD, lambda d: (_set(d["config"], [C, "dev", "eks", "vpc", "cidr"], "10.0.0.0/16"),
                                                _set(d["config"], [C, "prod", "eks", "vpc", "cidr"], "10.0.0.0/20")),
      "platform:clusters.prod.eks.vpc.cidr", "overlaps"),
