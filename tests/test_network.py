@@ -237,3 +237,8 @@ def test_across_regions_the_peer_accepts_and_the_rule_names_the_node_subnets() -
     assert all((r["inputs"]["fromPort"], r["inputs"]["toPort"], r["inputs"]["ipProtocol"]) == (443, 443, "tcp") for r in rules)
     peered_routes = [r for r in plan.of_type(ROUTE) if "vpcPeeringConnectionId" in r["inputs"]]
     assert len(peered_routes) == 3 and all(accepter["urn"] in r["dependsOn"] for r in [*rules, *peered_routes])
+
+
+def test_kubeconfig_clusters_get_no_network_of_the_programs(renders: dict[str, Render]) -> None:
+    """The dev stack's clusters are reached at the servers its config declares: nothing AWS is declared."""
+    assert not [r["name"] for r in renders["dev"].plan["resources"] if r["type"].startswith("aws:") or r["type"] == "platform:network:ApiConnection"]
