@@ -14,7 +14,10 @@ What it needs, and nothing long-lived:
 * its credentials in Vault, written the way tenants' robots are (`VaultTenancy.write`), at
   `PROMOTER_SECRET_PATH`, a path no tenant can be named after;
 * a policy reading that one path, bound to a `jwt-gitlab` role for this repository's jobs on
-  the default branch only; tokens live five minutes (VaultFederation.bind_ci).
+  the default branch only; tokens live five minutes (VaultFederation.bind_ci);
+* the platform's promotion key `platform-cosign` in Vault transit (components/signing.py), which
+  the same policy lets the job sign with: the image verifiers admit images of `approved` only
+  with its signature (stacks/promotion.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import pulumiverse_harbor as harbor
 
 from components.harbor_robots import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
 from components.inventory import DAY, Credential, CredentialInventory
-from components.tenancy import KV_MOUNT, VaultTenancy
+from components.signing import PLATFORM_KEY, KeyRotation, SigningKey, sign_rules, signing_key, signing_key_credential
+from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, VaultTenancy
 from components.tenant_supply_chain import APPROVED_PROJECT, proxy_project_name
 
 ROBOT_NAME = "promoter"  # Harbor calls a system robot `robot$<name>`
@@ -48,8 +52,9 @@ def promoter_data_path() -> str:
     return f"{KV_MOUNT}/data/{PROMOTER_SECRET_PATH}"
 
 
-def read_policy() -> str:
-    return f'path "{promoter_data_path()}" {{ capabilities = ["read"] }}\n'
+def promote_policy() -> str:
+    """Read the robot, sign with the platform's promotion key (and read its public key); nothing else."""
+    return f'path "{promoter_data_path()}" {{ capabilities = ["read"] }}\n' + sign_rules(TRANSIT_MOUNT, PLATFORM_KEY)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class ImagePromotionArgs:
     pipeline_project: str  # this repository in the platform's GitLab (platform:pipeline.projectPath)
     branch: str = DEFAULT_BRANCH
     inventory: CredentialInventory | None = None
+    key_rotation: KeyRotation = KeyRotation()  # of the promotion key
 
 
 class ImagePromotion(pulumi.ComponentResource):
@@ -68,6 +74,7 @@ class ImagePromotion(pulumi.ComponentResource):
     secret: vault.kv.SecretV2
     policy: vault.Policy
     role: pulumi.CustomResource
+    signing: SigningKey  # the platform's promotion key: images in `approved` are signed with it
 
     def __init__(self, name: str, provider: pulumi.ProviderResource, args: ImagePromotionArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -87,11 +94,15 @@ class ImagePromotion(pulumi.ComponentResource):
         )
         credentials = {"registry": args.registry_host, "username": self.robot.full_name, "password": self.robot.secret}
         self.secret = args.vault.write(f"{name}-{ROBOT_NAME}", PROMOTER_SECRET_PATH, credentials, self)
+        if args.vault.transit_mount is None:
+            raise ValueError("image promotion: Vault has no transit mount for the promotion key")
+        self.signing = signing_key(f"{name}-cosign", PLATFORM_KEY, TRANSIT_MOUNT, args.key_rotation, args.vault.provider,
+                                   [args.vault.transit_mount], self)
         self.policy = vault.Policy(
             f"{name}-read",
             name=VAULT_POLICY,
-            policy=read_policy(),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.vault.provider),
+            policy=promote_policy(),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.vault.provider, depends_on=[self.signing.key]),
         )
         self.role = args.vault.federation.bind_ci(VAULT_ROLE, [args.pipeline_project], [args.branch], [VAULT_POLICY], self)
         if args.inventory is not None:
@@ -107,5 +118,10 @@ class ImagePromotion(pulumi.ComponentResource):
                 lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
                 rotation=ROBOT_ROTATION,
                 resources=(f"{name}-{ROBOT_NAME}",),
+            ))
+            args.inventory.register(signing_key_credential(
+                PLATFORM_KEY, f"Vault; the promote-image job of {args.pipeline_project} on protected {args.branch} signs with it",
+                f"cosign signatures that admit images of the Harbor project {APPROVED_PROJECT} in every tenant namespace",
+                args.key_rotation, f"{name}-cosign",
             ))
         self.register_outputs({"robot": self.robot.full_name, "secretPath": PROMOTER_SECRET_PATH, "vaultRole": VAULT_ROLE})

@@ -18,6 +18,7 @@ import pulumi_vault as vault
 from components.cluster import ClusterHandle
 from components.federation import RemoteCluster
 from components.inventory import CredentialInventory
+from components.signing import KeyRotation
 
 ENVIRONMENTS = ("dev", "prod")
 
@@ -105,6 +106,7 @@ class SupplyChainPolicy:
     cve_allowlist: tuple[tuple[str, str], ...] = ()  # (CVE id, expiry YYYY-MM-DD inclusive)
     keep_last: int = 10  # retention: the N most recently pushed artifacts per repository
     pulled_within_days: int = 30  # retention: and whatever was pulled in this many days ("deployed")
+    key_rotation: KeyRotation = KeyRotation()  # the cosign keys' rotation and trusted versions
 
     def active_cves(self, today: date) -> list[str]:
         """The allowlisted CVEs not yet expired on `today`. Harbor's project allowlist has one

@@ -52,7 +52,7 @@ from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import tenant_namespace_constraints
-from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
+from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, SIGNATURE_POLICY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
 VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
@@ -240,7 +240,8 @@ class TenantNamespace(pulumi.ComponentResource):
         super().__init__("platform:tenant:TenantNamespace", name, None, opts)
         ns_name = namespace_name(tenant.name, environment)
         labels = {TENANT_LABEL: tenant.name, TENANT_NAMESPACE_LABEL: "true", ENVIRONMENT_LABEL: environment}
-        namespace_labels = {**labels, **pod_security_labels(tenant.pod_security)}
+        # Opted in to the image verifier (components/image_verifier.py) wherever one runs.
+        namespace_labels = {**labels, **pod_security_labels(tenant.pod_security), SIGNATURE_POLICY_LABEL: "true"}
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         self.namespace = k8s.core.v1.Namespace(
             name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels), opts=on_cluster

@@ -22,7 +22,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, VaultTenancy, cosign_key, harbor_pull_path, tenant_group
+from components.signing import SigningKey, signing_key, signing_key_credential
+from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, TenantPlatform, cosign_key, harbor_pull_path, tenant_group
 from components.tenant_gitlab import ci_role
 from components.tenant_registry import harbor_push_path
 from components.tenant_supply_chain import sign_policy
@@ -95,6 +96,8 @@ def secret_store_spec(vault_url: str, auth_path: str, jwt: bool, role: str, ca_b
 
 
 class TenantSecrets(pulumi.ComponentResource):
+    signing: SigningKey | None = None  # the tenant's cosign key; None without Vault's transit mount
+
     def __init__(self, name: str, args: TenantSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:tenant:TenantSecrets", name, None, opts)
         platform, tenant = args.platform, args.tenant
@@ -125,7 +128,7 @@ class TenantSecrets(pulumi.ComponentResource):
                 canonical_id=owners.id,
                 opts=on_vault,
             )
-        ci_policies = [f"tenant-{tenant}-ci", *self._signing(name, tenant, platform.vault)]
+        ci_policies = [f"tenant-{tenant}-ci", *self._signing(name, tenant, platform)]
         federation = platform.vault.federation
         # Vault role names are what the tenant's SecretStores and CI variables name.
         if args.ci_project_paths:
@@ -140,28 +143,25 @@ class TenantSecrets(pulumi.ComponentResource):
             self._sync(name, args, environment, namespace, [role, reads[environment]])
         self.register_outputs({"readPolicies": {e: p.name for e, p in reads.items()}, "ciPolicy": ci.name})
 
-    def _signing(self, name: str, tenant: str, vault_part: VaultTenancy) -> list[str]:
-        """The tenant's cosign key in Vault transit and the policy that signs with it; the CI policies it adds."""
+    def _signing(self, name: str, tenant: str, platform: TenantPlatform) -> list[str]:
+        """The tenant's cosign key in Vault transit (`self.signing`, which the image verifiers
+        trust for its Harbor project) and the policy that signs with it; the CI policies it adds."""
+        vault_part = platform.vault
+        assert vault_part is not None
         if vault_part.transit_mount is None:
             return []
-        on_vault = pulumi.ResourceOptions(parent=self, provider=vault_part.provider)
-        key = vault.transit.SecretBackendKey(
-            f"{name}-cosign",
-            backend=TRANSIT_MOUNT,
-            name=cosign_key(tenant),
-            type="ecdsa-p256",
-            exportable=False,  # the private key never leaves Vault
-            allow_plaintext_backup=False,
-            deletion_allowed=False,  # signatures made with it must stay verifiable
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=vault_part.provider, depends_on=[vault_part.transit_mount],
-                retain_on_delete=True,  # so offboarding completes and the key stays in Vault
-            ),
-        )
+        self.signing = key = signing_key(f"{name}-cosign", cosign_key(tenant), TRANSIT_MOUNT, platform.supply_chain.key_rotation,
+                          vault_part.provider, [vault_part.transit_mount], self)
         vault.Policy(
             f"{name}-sign", name=f"tenant-{tenant}-sign", policy=sign_policy(tenant),
-            opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(depends_on=[key])),
+            opts=pulumi.ResourceOptions(parent=self, provider=vault_part.provider, depends_on=[key.key]),
         )
+        if platform.inventory is not None:
+            platform.inventory.register(signing_key_credential(
+                key.name, f"Vault; the {tenant}/app pipeline signs with it on protected refs (policy tenant-{tenant}-sign)",
+                f"cosign signatures that admit images of the Harbor project {tenant} in {tenant}'s namespaces",
+                platform.supply_chain.key_rotation, f"{name}-cosign",
+            ))
         return [f"tenant-{tenant}-sign"]
 
     def _sync(

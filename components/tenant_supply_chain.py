@@ -22,6 +22,7 @@ import pulumi
 import pulumiverse_harbor as harbor
 import yaml
 
+from components.signing import sign_rules
 from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 
@@ -44,14 +45,7 @@ def proxy_project_name(host: str) -> str:
 
 def sign_policy(tenant: str) -> str:
     """Sign with the tenant's cosign key and read its public key; nothing else in transit."""
-    key = cosign_key(tenant)
-    return "\n".join(
-        [
-            f'path "{TRANSIT_MOUNT}/sign/{key}" {{ capabilities = ["update"] }}',
-            f'path "{TRANSIT_MOUNT}/sign/{key}/*" {{ capabilities = ["update"] }}',
-            f'path "{TRANSIT_MOUNT}/keys/{key}" {{ capabilities = ["read"] }}',
-        ]
-    ) + "\n"
+    return sign_rules(TRANSIT_MOUNT, cosign_key(tenant))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ CHARTS: dict[str, Chart] = {
     "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
     "aws-load-balancer-controller": Chart("aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"),
     "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
+    # Sigstore policy-controller 0.13.1: the image signature verifier (components/image_verifier.py).
+    "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
@@ -123,3 +125,11 @@ COSIGN_IMAGE = Image(
 # controller version CHARTS["aws-load-balancer-controller"] ships (kubernetes-sigs/aws-load-balancer-controller
 # @ v3.5.0), kept in components/iam/ and checked against this digest: bump together.
 AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256 = "16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a"
+
+# The policy-controller chart's post-delete hook (kubectl deleting the webhook's leases): the chart
+# defaults to the moving tag `latest-dev`, pinned here by a digest read from public repositories
+# that pin it (offline); confirm on every chart bump with `crane digest cgr.dev/chainguard/kubectl:latest-dev`.
+LEASES_CLEANUP_IMAGE = Image(
+    "cgr.dev/chainguard/kubectl", "latest-dev",
+    "sha256:1d8c1f0c437628aafa1bca52c41ff310aea449423cce9b2feae2767ac53c336f",
+)

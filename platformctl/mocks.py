@@ -115,6 +115,26 @@ def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
     return inputs
 
 
+def _transit_answer(args: MockResourceArgs) -> dict[str, Any]:
+    """A transit key rotation's answer (vault.generic.Endpoint on `<mount>/keys/<key>/rotate`):
+    as Vault gives it, versions 1 and 2 with real P-256 public keys derived from the key's path,
+    so a verifier fed from it can be tested with standard crypto."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = str(args.inputs.get("path", ""))
+    keys = {}
+    for version in (1, 2):
+        secret = int(_digest("transit", path, str(version), length=60), 16)
+        public = ec.derive_private_key(secret, ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        keys[str(version)] = {"name": "P-256", "creation_time": f"2026-01-0{version}T00:00:00Z", "public_key": public.decode()}
+    answer = {"keys": keys, "latest_version": 2}
+    fields = args.inputs.get("writeFields") or []
+    return {**args.inputs, "writeDataJson": json.dumps({f: answer[f] for f in fields if f in answer})}
+
+
 def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | None:
     """GitLab and Harbor: integer ids, and the robot's full name and generated secret."""
     inputs = dict(args.inputs)
@@ -153,6 +173,8 @@ class PlatformMocks(Mocks):
             # The mount accessor Vault assigns; group aliases bind to it.
             outputs = {**args.inputs, "accessor": f"auth_{args.inputs.get('type', 'jwt')}_{_digest(args.name)}"}
             return f"{args.name}-{_digest(args.typ, args.name)}", outputs
+        if args.typ == "vault:generic/endpoint:Endpoint" and str(args.inputs.get("path", "")).endswith("/rotate"):
+            return str(args.inputs["path"]), _transit_answer(args)
         if args.typ == "time:index/rotating:Rotating":
             return f"{args.name}-{_digest(args.typ, args.name)}", {**args.inputs, "rfc3339": "2026-01-01T00:00:00Z"}
         if provider in ("random", "tls"):

@@ -60,6 +60,7 @@ CREDENTIAL_TYPES = frozenset({
     "vault:jwt/authBackendRole:AuthBackendRole",
     "vault:kubernetes/authBackendRole:AuthBackendRole",
     "aws:iam/accessKey:AccessKey",
+    "vault:transit/secretBackendKey:SecretBackendKey",  # cosign signing keys
 })
 GITLAB_EXPIRING_TYPES = frozenset(t for t in CREDENTIAL_TYPES if t.startswith("gitlab:"))  # all take expiresAt
 WEB_IDENTITY_ROLE = "aws:iam/role:Role"

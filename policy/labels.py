@@ -14,3 +14,6 @@ POD_SECURITY_LABEL = "platform.io/pod-security"
 def managed_by(**extra: str) -> dict[str, str]:
     """The managed-by label (or AWS tag) with `extra` ones; a new dict each call."""
     return {**MANAGED_BY, **extra}
+# On every tenant namespace: the image verifier (Sigstore policy-controller) checks signatures
+# only in namespaces that opt in with this label (components/image_verifier.py).
+SIGNATURE_POLICY_LABEL = "policy.sigstore.dev/include"

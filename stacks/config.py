@@ -505,13 +505,24 @@ class CveException(Model):
     ]
 
 
+class SigningKeys(Model):
+    """How the cosign keys in Vault transit rotate, and how many versions the image verifier trusts
+    (components/signing.py): an image signed just before a rotation keeps verifying for
+    (trustedVersions - 1) x rotationDays at least."""
+
+    rotation_days: int = Field(default=90, ge=7, le=365)
+    # At least 2: with one, every rotation would refuse every running image's next pod.
+    trusted_versions: int = Field(default=2, ge=2, le=12)
+
+
 class SupplyChain(Model):
-    """Harbor policy for every tenant project, and the public registries proxied into quarantine."""
+    """Harbor policy for every tenant project, the public registries proxied into quarantine, and signing keys."""
 
     severity: Annotated[Severity, Strict(False)] = Severity.HIGH  # pulls of images with a vulnerability at or above it are refused
     cve_allowlist: list[CveException] = []
     keep_last: int = Field(default=10, ge=1, le=1000)  # retention: the N most recently pushed per repository
     public_registries: list[PublicRegistry] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+    signing_keys: SigningKeys = SigningKeys()
 
     @field_validator("cve_allowlist")
     @classmethod

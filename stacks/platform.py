@@ -21,9 +21,11 @@ from components.cluster import (
     ExistingClusterArgs,
     NodeGroupArgs,
 )
+from components import image_verifier
 from components.inventory import CredentialInventory
 from components.network import VpcNetwork
 from components.service import ClusterParts
+from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.control_plane import build_control_plane
@@ -90,6 +92,18 @@ def add_cluster_addons(cluster: ClusterHandle, config: PlatformConfig, inventory
     return parts.declared
 
 
+def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory) -> None:
+    """The image verifier on each workload cluster, as one of its add-ons: declared once the
+    control plane exists, whose CA it must trust to read signatures from Harbor."""
+    settings = config.services.settings(image_verifier.SLICE.key)
+    if not settings.enabled:
+        return
+    for name in image_verifier.SLICE.clusters:
+        platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
+            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory
+        )
+
+
 def kubernetes_versions(config: PlatformConfig) -> dict[str, str]:
     """Each cluster's Kubernetes minor version, by cluster name (what its charts render for)."""
     return {name: getattr(config.clusters, field).kubernetes_version for field, name in CLUSTER_NAMES.items()}
@@ -130,6 +144,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
+    add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(platform, config)
     return {

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from components.image_promotion import ImagePromotion, ImagePromotionArgs
 from components.tenancy import TenantPlatform
-from components.tenant_supply_chain import PublicImageQuarantine, PublicImageQuarantineArgs
+from components import image_verifier
+from components.image_verifier import project_images
+from components.tenant_supply_chain import APPROVED_PROJECT, PublicImageQuarantine, PublicImageQuarantineArgs
 from stacks.config import PlatformConfig
 
 
@@ -29,7 +31,7 @@ def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> Non
         PublicImageQuarantineArgs(list(config.supply_chain.public_registries), platform.supply_chain),
     )
     if platform.vault is not None and platform.gitlab is not None and quarantine.proxies:
-        ImagePromotion(
+        promotion = ImagePromotion(
             "image-promotion",
             platform.harbor.provider,
             ImagePromotionArgs(
@@ -39,5 +41,11 @@ def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> Non
                 vault=platform.vault,
                 pipeline_project=config.pipeline.project_path,
                 inventory=platform.inventory,
+                key_rotation=platform.supply_chain.key_rotation,
             ),
         )
+        # Tenants' namespaces admit images of `approved` only when promote-image signed them.
+        approved = [project_images(platform.harbor.host, APPROVED_PROJECT)]
+        for addons in platform.addons.values():
+            if (verifier := addons.get(image_verifier.SLICE.key)) is not None:
+                verifier.trust("platform-approved", approved, promotion.signing.public_keys, promotion)

@@ -10,6 +10,7 @@ from typing import Any
 
 from components import argocd, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
 from components import aws_load_balancer_controller, metallb
+from components import image_verifier
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -25,6 +26,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     ingress.SLICE,
     aws_load_balancer_controller.SLICE,
     metallb.SLICE,
+    image_verifier.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

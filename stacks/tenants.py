@@ -13,6 +13,7 @@ from components import gatekeeper
 from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
 from components.cluster import ClusterHandle
 from components.inventory import CredentialInventory
+from components.signing import KeyRotation
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
 from components.tenancy import (
     ENVIRONMENTS,
@@ -76,6 +77,7 @@ def tenant_platform(
         severity=config.supply_chain.severity,
         cve_allowlist=tuple((e.id, e.expires) for e in config.supply_chain.cve_allowlist),
         keep_last=config.supply_chain.keep_last,
+        key_rotation=KeyRotation(config.supply_chain.signing_keys.rotation_days, config.supply_chain.signing_keys.trusted_versions),
     )
     gitlab_part = None
     if plane.gitlab is not None:
