@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
-"""Promote public images into Harbor's `approved` project once Harbor's scan lets them pass.
+"""Promote public images into Harbor's `approved` project once Harbor's scan lets them pass, and sign them.
 
-Run by the manual `promote-image` job of .gitlab-ci.yml, on the default branch only. Python
-standard library only. For each image in IMAGE (whitespace-separated, registry named, a tag
-and/or a digest, e.g. `docker.io/library/nginx:1.27.3`):
+Run by the manual `promote-image` job of .gitlab-ci.yml, on protected main only. The registry
+work is skopeo's (Debian's package, pinned in the job); this script keeps the platform's own
+decisions: which images may be promoted, the scan gate, and the signature with the platform's
+promotion key. For each image in IMAGE (whitespace-separated, registry named, a tag and/or a
+digest, e.g. `docker.io/library/nginx:1.27.3`):
 
 1. log in to Vault with the job's ID token (VAULT_ID_TOKEN; role VAULT_ROLE at
    auth/VAULT_AUTH_PATH) and read the Harbor promoter robot at PROMOTER_VAULT_PATH;
-2. pull it through the proxy cache `proxy-<registry>`: every manifest and every blob, all
-   platforms, so Harbor caches all of it and scans it on arrival;
+2. copy it, every platform, out of the proxy cache `proxy-<registry>` into a local OCI layout
+   (`skopeo copy --all --preserve-digests`), so Harbor caches all of it and scans it on arrival;
 3. wait for Harbor's scan of each platform image and refuse the image if any has a
    vulnerability at or above the severity gate of the `approved` project
    (platform:supplyChain.severity; "none" gates nothing, like the tenants' trivy step);
-4. push the same bytes to `approved/<registry>/<repository>`: blobs, then each manifest by
-   digest, then the tag. Manifests are never re-encoded, so the digest stays the same.
-   APPROVED_PREFIX replaces `<registry>` in that path when set: `vcluster` for the images a
-   virtual cluster pulls from `approved/vcluster/<repository>` (its `defaultImageRegistry`).
+4. push exactly those bytes to `approved/<registry>/<repository>` (APPROVED_PREFIX replaces
+   `<registry>` when set: `vcluster` for the images virtual clusters pull), digests preserved;
+5. sign the pushed digest with the platform's promotion key in Vault transit (SIGNING_KEY; the
+   same Vault role, which only protected main gets) and push the signature where cosign and
+   the clusters' image verifier look for it (`<repository>:sha256-<digest>.sig`).
 
 TLS: HTTPS only, certificates always verified against the system roots, plus the runner's CA
-file for GitLab (CI_SERVER_TLS_CA_FILE, the platform CA on private-CA stacks) when it is set;
-SSL_CERT_FILE is honoured too. Exit codes: 0 promoted, 1 refused or failed, 2 usage.
+file (CI_SERVER_TLS_CA_FILE, the platform CA on private-CA stacks) when it is set; skopeo gets
+the same bundle. Exit codes: 0 promoted, 1 refused or failed, 2 usage.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ import json
 import os
 import re
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -54,15 +58,15 @@ INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-IMAGE_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
 # Set by .gitlab-ci.yml (the job's variables and ID token) and VAULT_ADDR, a project variable.
-REQUIRED_VARIABLES = ("VAULT_ADDR", "VAULT_AUTH_PATH", "VAULT_ROLE", "VAULT_ID_TOKEN", "PROMOTER_VAULT_PATH")
+REQUIRED_VARIABLES = ("VAULT_ADDR", "VAULT_AUTH_PATH", "VAULT_ROLE", "VAULT_ID_TOKEN", "PROMOTER_VAULT_PATH", "SIGNING_KEY")
+TRANSIT_MOUNT = "transit"  # components/tenancy.py TRANSIT_MOUNT
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle, in the job image
 SCAN_POLL_SECONDS = 15
 DEFAULT_SCAN_TIMEOUT = 1800  # a first pull of a large image through the cache, then its scan
-CHUNK = 1 << 20
+# cosign's signature format: what the image verifier (policy-controller) reads.
+SIGNATURE_LAYER = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 _PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
@@ -75,7 +79,7 @@ class PromotionError(Exception):
     """One line for the job log: why this image was not promoted."""
 
 
-# --- what to promote ------------------------------------------------------------------------
+# --- what may be promoted ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class ImageRef:
     @property
     def reference(self) -> str:
         """What to ask the cache for: the digest when given (the tag only labels it)."""
-        return self.digest or self.tag or ""
+        return f"@{self.digest}" if self.digest else f":{self.tag}"
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "") + (
@@ -142,7 +146,7 @@ def parse_image(text: str, prefix: str | None = None) -> ImageRef:
     return ImageRef(host, rest, tag, digest or None, prefix)
 
 
-# --- the decision ---------------------------------------------------------------------------
+# --- the scan gate ----------------------------------------------------------------------------
 
 
 def harbor_rank(severity: str) -> int:
@@ -199,237 +203,105 @@ def scan_verdict(scan_overview: Mapping[str, Any] | None, threshold: str) -> Ver
     return Verdict("pass", f"{summary} (gate: {threshold})")
 
 
-# --- HTTPS ----------------------------------------------------------------------------------
+# --- HTTPS: Vault and Harbor's REST API -------------------------------------------------------
 
 
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    stream: Any  # has .read(size)
-
-    def body(self) -> bytes:
-        return self.stream.read()
-
-    def json(self) -> Any:
-        return json.loads(self.body() or b"null")
-
-
-# (method, url, headers, body) -> Response; the body is bytes, a binary file or None.
-Transport = Callable[[str, str, Mapping[str, str], Any], Response]
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx comes back as a response: Http.request follows it itself
+def ca_bundle(directory: Path) -> Path:
+    """System roots plus the runner's CA for the platform (CI_SERVER_TLS_CA_FILE) when set, for
+    skopeo (SSL_CERT_FILE): what this script trusts too."""
+    files = [Path(SYSTEM_ROOTS)] if Path(SYSTEM_ROOTS).is_file() else []
+    if os.environ.get("CI_SERVER_TLS_CA_FILE"):
+        files.append(Path(os.environ["CI_SERVER_TLS_CA_FILE"]))
+    bundle = directory / "ca-bundle.pem"
+    bundle.write_text("".join(f.read_text() + "\n" for f in files))
+    return bundle
 
 
 def tls_context() -> ssl.SSLContext:
-    """System roots (and SSL_CERT_FILE), plus the runner's CA for GitLab when set. Always verified."""
+    """System roots, plus the runner's CA for the platform when set. Always verified."""
     context = ssl.create_default_context()
     extra = os.environ.get("CI_SERVER_TLS_CA_FILE")
     if extra:
         context.load_verify_locations(cafile=extra)
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
-def urllib_transport(context: ssl.SSLContext) -> Transport:
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
+class Https:
+    """JSON over HTTPS, certificates verified (`tls_context`); errors are PromotionErrors naming the call."""
 
-    def send(method: str, url: str, headers: Mapping[str, str], body: Any) -> Response:
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)
+    def __init__(self, context: ssl.SSLContext):
+        self._context = context
+
+    def call(self, method: str, url: str, headers: Mapping[str, str], what: str, body: Any = None,
+             missing_ok: bool = False) -> Any:
+        if urllib.parse.urlsplit(url).scheme != "https":
+            raise PromotionError(f"refusing {url}: HTTPS only")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, headers={**headers, "Content-Type": "application/json"}, method=method)
         try:
-            raw = opener.open(request, timeout=300)
-        except urllib.error.HTTPError as error:  # 3xx, 4xx, 5xx: a response like any other
-            return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error)
-        return Response(raw.status, {k.lower(): v for k, v in raw.headers.items()}, raw)
-
-    return send
-
-
-class Http:
-    """HTTPS requests; redirects followed by hand so that credentials never leave their host
-    (Harbor on S3 redirects blob downloads to pre-signed URLs, which must not get our token)."""
-
-    def __init__(self, transport: Transport):
-        self._send = transport
-
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, body: Any = None) -> Response:
-        headers = dict(headers or {})
-        origin = urllib.parse.urlsplit(url).netloc
-        for _ in range(5):
-            if urllib.parse.urlsplit(url).scheme != "https":
-                raise PromotionError(f"refusing {url}: HTTPS only")
-            response = self._send(method, url, headers, body)
-            if response.status not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
-                return response
-            url = urllib.parse.urljoin(url, response.headers.get("location", ""))
-            if urllib.parse.urlsplit(url).netloc != origin:
-                headers.pop("Authorization", None)
-        raise PromotionError(f"too many redirects from {origin}")
-
-
-def _expect(response: Response, what: str, *ok: int) -> Response:
-    if response.status not in ok:
-        detail = response.body()[:300].decode("utf-8", "replace").strip()
-        raise PromotionError(f"{what}: HTTP {response.status} {detail}")
-    return response
-
-
-# --- Vault ----------------------------------------------------------------------------------
-
-
-def read_promoter(http: Http, vault_addr: str, auth_path: str, role: str, id_token: str, data_path: str) -> dict[str, str]:
-    """Log in with the job's ID token, read the robot's credentials, revoke the token."""
-    login = _expect(
-        http.request("POST", f"{vault_addr}/v1/auth/{auth_path}/login", {"Content-Type": "application/json"},
-                     json.dumps({"role": role, "jwt": id_token}).encode()),
-        f"Vault login as {role} at auth/{auth_path}", 200,
-    ).json()
-    token = login["auth"]["client_token"]
-    try:
-        secret = _expect(http.request("GET", f"{vault_addr}/v1/{data_path}", {"X-Vault-Token": token}),
-                         f"Vault read of {data_path}", 200).json()
-    finally:  # it would expire in minutes anyway
-        http.request("POST", f"{vault_addr}/v1/auth/token/revoke-self", {"X-Vault-Token": token})
-    data = secret["data"]["data"]
-    missing = {"registry", "username", "password"} - set(data)
-    if missing:
-        raise PromotionError(f"{data_path} lacks {', '.join(sorted(missing))}")
-    return data
-
-
-# --- Harbor ---------------------------------------------------------------------------------
+            with urllib.request.urlopen(request, context=self._context, timeout=60) as response:
+                text = response.read()
+        except urllib.error.HTTPError as error:
+            if missing_ok and error.code == 404:
+                return None
+            raise PromotionError(f"{what}: HTTP {error.code} {error.read()[:300].decode('utf-8', 'replace').strip()}") from None
+        return json.loads(text or b"null")
 
 
 @dataclass
-class Manifest:
-    digest: str
-    media_type: str
-    body: bytes
-    scan: bool  # a platform image Harbor scans (not an index, not an attestation)
+class Vault:
+    """The job's Vault session: its ID token's login, the robot, the promotion key."""
+
+    https: Https
+    addr: str
+    token: str = ""
+
+    def login(self, auth_path: str, role: str, id_token: str) -> None:
+        answer = self.https.call("POST", f"{self.addr}/v1/auth/{auth_path}/login", {}, f"Vault login as {role} at auth/{auth_path}",
+                                 {"role": role, "jwt": id_token})
+        self.token = answer["auth"]["client_token"]
+
+    def robot(self, data_path: str) -> dict[str, str]:
+        data = self.https.call("GET", f"{self.addr}/v1/{data_path}", self._auth, f"Vault read of {data_path}")["data"]["data"]
+        missing = {"registry", "username", "password"} - set(data)
+        if missing:
+            raise PromotionError(f"{data_path} lacks {', '.join(sorted(missing))}")
+        return data
+
+    def sign(self, key: str, message: bytes) -> bytes:
+        """The DER ECDSA signature of `message` by `key`, as cosign's hashivault:// signer makes it."""
+        answer = self.https.call(
+            "POST", f"{self.addr}/v1/{TRANSIT_MOUNT}/sign/{key}/sha2-256", self._auth, f"Vault transit signature with {key}",
+            {"input": base64.b64encode(hashlib.sha256(message).digest()).decode(), "prehashed": True},
+        )
+        return base64.b64decode(answer["data"]["signature"].split(":", 2)[2])  # "vault:v<N>:<base64>"
+
+    def revoke(self) -> None:
+        if self.token:  # it would expire in minutes anyway
+            self.https.call("POST", f"{self.addr}/v1/auth/token/revoke-self", self._auth, "Vault token revocation")
 
     @property
-    def document(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    def _auth(self) -> dict[str, str]:
+        return {"X-Vault-Token": self.token}
 
 
 @dataclass
-class Harbor:
-    """Harbor as the promoter robot: its registry API (bearer tokens from Harbor's token
-    service) and its REST API (basic auth)."""
+class HarborApi:
+    """Harbor's REST API as the promoter robot: the gate's configuration and the scans."""
 
-    http: Http
+    https: Https
     host: str
     username: str
     password: str
-    _realm: tuple[str, str] | None = None
-    _tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
 
-    @property
-    def _basic(self) -> str:
-        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-
-    # registry API
-
-    def _token(self, scopes: tuple[str, ...], fresh: bool = False) -> str:
-        if fresh or scopes not in self._tokens:
-            if self._realm is None:
-                challenge = self.http.request("GET", f"https://{self.host}/v2/").headers.get("www-authenticate", "")
-                params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-                if "realm" not in params:
-                    raise PromotionError(f"{self.host} did not offer a bearer token service")
-                self._realm = (params["realm"], params.get("service", ""))
-            realm, service = self._realm
-            query = urllib.parse.urlencode([("service", service), *(("scope", s) for s in scopes)])
-            issued = _expect(self.http.request("GET", f"{realm}?{query}", {"Authorization": self._basic}),
-                             "Harbor token service", 200).json()
-            self._tokens[scopes] = issued.get("token") or issued["access_token"]
-        return self._tokens[scopes]
-
-    def registry(self, method: str, path: str, scopes: tuple[str, ...], headers: Mapping[str, str] | None = None,
-                 body: Any = None) -> Response:
-        url = path if path.startswith("https://") else f"https://{self.host}/v2/{path}"
-        for fresh in (False, True):  # a token may expire while a scan is awaited
-            response = self.http.request(method, url, {**(headers or {}), "Authorization": f"Bearer {self._token(scopes, fresh)}"}, body)
-            if response.status != 401:
-                return response
-            if hasattr(body, "seek"):
-                body.seek(0)
-        return response
-
-    def manifest(self, repository: str, reference: str) -> Manifest:
-        response = self.registry("GET", f"{repository}/manifests/{reference}", (f"repository:{repository}:pull",),
-                                 {"Accept": ", ".join(INDEX_TYPES + IMAGE_TYPES)})
-        if response.status in (401, 403):
-            raise PromotionError(f"no pull access to {repository}: only the proxy caches of "
-                                 "platform:supplyChain.publicRegistries can be promoted from")
-        _expect(response, f"manifest {repository}:{reference}", 200)
-        body = response.body()
-        digest = sha256(body)
-        if response.headers.get("docker-content-digest", digest) != digest or (reference.startswith("sha256:") and reference != digest):
-            raise PromotionError(f"manifest {repository}@{reference}: content does not match its digest")
-        media_type = json.loads(body).get("mediaType") or response.headers.get("content-type", "").split(";")[0]
-        if media_type not in INDEX_TYPES + IMAGE_TYPES:
-            raise PromotionError(f"manifest {repository}@{digest}: unsupported type {media_type!r}")
-        return Manifest(digest, media_type, body, scan=media_type in IMAGE_TYPES)
-
-    def download(self, repository: str, descriptor: Mapping[str, Any], into: Path) -> None:
-        digest = descriptor["digest"]
-        response = _expect(self.registry("GET", f"{repository}/blobs/{digest}", (f"repository:{repository}:pull",)),
-                           f"blob {repository}@{digest}", 200)
-        hasher, size = hashlib.sha256(), 0
-        with into.open("wb") as out:
-            while chunk := response.stream.read(CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        if "sha256:" + hasher.hexdigest() != digest or size != int(descriptor["size"]):
-            raise PromotionError(f"blob {repository}@{digest}: content does not match its digest and size")
-
-    def upload(self, source: str, target: str, digest: str, blob: Path) -> None:
-        """Mount the blob from the cache when Harbor can; otherwise upload it."""
-        scopes = (f"repository:{target}:pull,push", f"repository:{source}:pull")
-        if self.registry("HEAD", f"{target}/blobs/{digest}", scopes).status == 200:
-            return
-        query = urllib.parse.urlencode({"mount": digest, "from": source})
-        started = _expect(self.registry("POST", f"{target}/blobs/uploads/?{query}", scopes, {"Content-Length": "0"}, b""),
-                          f"upload of {digest} to {target}", 201, 202)
-        if started.status == 201:
-            return  # mounted
-        location = urllib.parse.urljoin(f"https://{self.host}/v2/", started.headers["location"])
-        separator = "&" if urllib.parse.urlsplit(location).query else "?"
-        with blob.open("rb") as data:
-            _expect(
-                self.registry("PUT", f"{location}{separator}digest={urllib.parse.quote(digest)}", scopes,
-                              {"Content-Type": "application/octet-stream", "Content-Length": str(blob.stat().st_size)}, data),
-                f"upload of {digest} to {target}", 201,
-            )
-
-    def put_manifest(self, target: str, reference: str, manifest: Manifest) -> None:
-        response = _expect(
-            self.registry("PUT", f"{target}/manifests/{reference}", (f"repository:{target}:pull,push",),
-                          {"Content-Type": manifest.media_type}, manifest.body),
-            f"push of {target}:{reference}", 201,
-        )
-        if response.headers.get("docker-content-digest", manifest.digest) != manifest.digest:
-            raise PromotionError(f"push of {target}:{reference}: Harbor stored another digest")
-
-    # REST API
-
-    def api(self, path: str, headers: Mapping[str, str] | None = None) -> Response:
-        return self.http.request("GET", f"https://{self.host}/api/v2.0/{path}", {**(headers or {}), "Authorization": self._basic})
+    def get(self, path: str, what: str, headers: Mapping[str, str] | None = None, missing_ok: bool = False) -> Any:
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return self.https.call("GET", f"https://{self.host}/api/v2.0/{path}", {**(headers or {}), "Authorization": f"Basic {basic}"},
+                               what, missing_ok=missing_ok)
 
     def severity_gate(self) -> str:
         """The `approved` project's own pull gate: platform:supplyChain.severity."""
-        project = _expect(self.api(f"projects/{APPROVED_PROJECT}"), f"Harbor project {APPROVED_PROJECT}", 200).json()
-        metadata = project.get("metadata") or {}
+        metadata = (self.get(f"projects/{APPROVED_PROJECT}", f"Harbor project {APPROVED_PROJECT}") or {}).get("metadata") or {}
         if metadata.get("prevent_vul") != "true" or metadata.get("severity") not in SEVERITIES:
             raise PromotionError(f"project {APPROVED_PROJECT} has no severity gate; run `pulumi up` (platform:supplyChain.severity)")
         return metadata["severity"]
@@ -438,47 +310,101 @@ class Harbor:
         """The artifact's scan overview in the cache; None while the cache has not stored it."""
         project, _, name = repository.partition("/")
         encoded = urllib.parse.quote(urllib.parse.quote(name, safe=""), safe="")  # Harbor wants `/` as %252F
-        response = self.api(
-            f"projects/{project}/repositories/{encoded}/artifacts/{digest}?with_scan_overview=true",
-            {"X-Accept-Vulnerabilities": ", ".join(REPORT_TYPES)},
-        )
-        if response.status == 404:
-            return None
-        return _expect(response, f"artifact {repository}@{digest}", 200).json().get("scan_overview") or {}
+        artifact = self.get(f"projects/{project}/repositories/{encoded}/artifacts/{digest}?with_scan_overview=true",
+                            f"artifact {repository}@{digest}", {"X-Accept-Vulnerabilities": ", ".join(REPORT_TYPES)}, missing_ok=True)
+        return None if artifact is None else (artifact.get("scan_overview") or {})
 
 
-# --- the promotion --------------------------------------------------------------------------
+# --- skopeo and OCI layouts -------------------------------------------------------------------
 
 
-def pull(harbor: Harbor, ref: ImageRef, workdir: Path) -> list[Manifest]:
-    """Every manifest under `ref`, children first (the top one last), each blob into `workdir`."""
-    ordered: list[Manifest] = []
+@dataclass
+class Skopeo:
+    """skopeo with the robot's credentials in an auth file (never on a command line) and the CA bundle."""
 
-    def walk(reference: str, descriptor: Mapping[str, Any] | None) -> None:
-        manifest = harbor.manifest(ref.source, reference)
-        document = manifest.document
-        if manifest.media_type in INDEX_TYPES:
-            for child in document.get("manifests", []):
-                walk(child["digest"], child)
-        else:
-            for blob in [document["config"], *document.get("layers", [])]:
-                if blob.get("urls"):
-                    raise PromotionError(f"{ref}: foreign layers (pulled from elsewhere) are not promoted")
-                path = workdir / blob["digest"].removeprefix("sha256:")
-                if not path.exists():
-                    harbor.download(ref.source, blob, path)
-            # Build attestations sit in indexes as platform unknown/unknown: nothing to scan.
-            annotations = (descriptor or {}).get("annotations") or {}
-            platform = (descriptor or {}).get("platform") or {}
-            manifest.scan = annotations.get("vnd.docker.reference.type") != "attestation-manifest" and platform.get("os") != "unknown"
-        if all(m.digest != manifest.digest for m in ordered):
-            ordered.append(manifest)
+    auth_file: Path
+    bundle: Path
 
-    walk(ref.reference, None)
-    return ordered
+    def copy(self, source: str, destination: str, digest_file: Path | None = None) -> None:
+        args = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--authfile", str(self.auth_file)]
+        if digest_file is not None:
+            args += ["--digestfile", str(digest_file)]
+        result = subprocess.run(["skopeo", *args, source, destination], capture_output=True, text=True,
+                                env={**os.environ, "SSL_CERT_FILE": str(self.bundle)})
+        if result.returncode != 0:
+            raise PromotionError(f"skopeo copy {source} {destination}: {result.stderr.strip()[-500:]}")
 
 
-def await_scans(harbor: Harbor, ref: ImageRef, manifests: Iterable[Manifest], threshold: str, timeout: float,
+def auth_file(directory: Path, registry: str, username: str, password: str) -> Path:
+    path = directory / "auth.json"
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"auths": {registry: {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}}}))
+    return path
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    scan: bool  # a platform image Harbor scans (not an index, not an attestation)
+
+
+def layout_manifests(layout: Path) -> tuple[str, list[Manifest]]:
+    """The top manifest's digest in an OCI layout and every manifest under it."""
+    [top] = json.loads((layout / "index.json").read_text())["manifests"]
+
+    def blob(digest: str) -> dict[str, Any]:
+        return json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
+
+    document = blob(top["digest"])
+    if document.get("mediaType", top.get("mediaType")) not in INDEX_TYPES:
+        return top["digest"], [Manifest(top["digest"], True)]
+    children = []
+    for child in document.get("manifests", []):
+        # Build attestations sit in indexes as platform unknown/unknown: nothing to scan.
+        attestation = (child.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest"
+        children.append(Manifest(child["digest"], not attestation and (child.get("platform") or {}).get("os") != "unknown"))
+    return top["digest"], [*children, Manifest(top["digest"], False)]
+
+
+def signature_layout(directory: Path, payload: bytes, signature: bytes) -> Path:
+    """An OCI layout holding cosign's signature image for one payload (simple signing, key-based)."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    layer = put(payload)
+    config = put(json.dumps({"architecture": "", "os": "", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode())
+    manifest = put(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": SIGNATURE_LAYER, **layer,
+                    "annotations": {SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()}}],
+    }).encode())
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest, "annotations": {"org.opencontainers.image.ref.name": "sig"}},
+    ]}))
+    return directory
+
+
+def simple_signing_payload(repository: str, digest: str) -> bytes:
+    """What cosign signs for an image digest, and what the verifier checks the digest against."""
+    return json.dumps({
+        "critical": {"identity": {"docker-reference": repository}, "image": {"docker-manifest-digest": digest},
+                     "type": "cosign container image signature"},
+        "optional": None,
+    }).encode()
+
+
+# --- the promotion ----------------------------------------------------------------------------
+
+
+def await_scans(harbor: HarborApi, ref: ImageRef, manifests: Iterable[Manifest], threshold: str, timeout: float,
                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> list[str]:
     """Wait for Harbor's verdict on every platform image; the reasons for refusing (empty: pass)."""
     pending = {m.digest for m in manifests if m.scan}
@@ -500,29 +426,41 @@ def await_scans(harbor: Harbor, ref: ImageRef, manifests: Iterable[Manifest], th
     return refused
 
 
-def promote(harbor: Harbor, ref: ImageRef, threshold: str, timeout: float, workdir: Path,
-            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> str:
-    """Promote one image; returns where it now is (`host/approved/...@digest`)."""
-    print(f"{ref}: pulling through {ref.source}")
-    manifests = pull(harbor, ref, workdir)
-    top = manifests[-1]
-    refused = await_scans(harbor, ref, manifests, threshold, timeout, sleep, clock)
-    if refused:
-        raise PromotionError(f"{ref} refused: " + "; ".join(refused))
-    print(f"{ref}: copying {top.digest} to {ref.target}")
-    for manifest in manifests:
-        if manifest.media_type in IMAGE_TYPES:
-            document = manifest.document
-            for blob in [document["config"], *document.get("layers", [])]:
-                harbor.upload(ref.source, ref.target, blob["digest"], workdir / blob["digest"].removeprefix("sha256:"))
-        harbor.put_manifest(ref.target, manifest.digest, manifest)  # children before the index that lists them
-    if ref.tag:
-        harbor.put_manifest(ref.target, ref.tag, top)
-    return f"{harbor.host}/{ref.target}" + (f":{ref.tag}" if ref.tag else "") + f"@{top.digest}"
+@dataclass
+class Promoter:
+    harbor: HarborApi
+    skopeo: Skopeo
+    vault: Vault
+    signing_key: str
+    timeout: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def promote(self, ref: ImageRef, threshold: str, workdir: Path) -> str:
+        """Promote one image; returns where it now is (`host/approved/...@digest`)."""
+        host, layout = self.harbor.host, workdir / "image"
+        print(f"{ref}: pulling through {ref.source}")
+        self.skopeo.copy(f"docker://{host}/{ref.source}{ref.reference}", f"oci:{layout}:promote")
+        top, manifests = layout_manifests(layout)
+        if ref.digest and top != ref.digest:
+            raise PromotionError(f"{ref}: the cache served {top}, not the digest asked for")
+        refused = await_scans(self.harbor, ref, manifests, threshold, self.timeout, self.sleep)
+        if refused:
+            raise PromotionError(f"{ref} refused: " + "; ".join(refused))
+        target = f"{host}/{ref.target}"
+        print(f"{ref}: copying {top} to {ref.target}")
+        pushed = workdir / "digest"
+        self.skopeo.copy(f"oci:{layout}:promote", f"docker://{target}" + (f":{ref.tag}" if ref.tag else f"@{top}"), pushed)
+        if pushed.read_text().strip() != top:
+            raise PromotionError(f"push of {target}: Harbor stored {pushed.read_text().strip()}, not {top}")
+        payload = simple_signing_payload(target, top)
+        signature = signature_layout(workdir / "signature", payload, self.vault.sign(self.signing_key, payload))
+        self.skopeo.copy(f"oci:{signature}:sig", f"docker://{target}:{top.replace(':', '-')}.sig")
+        print(f"{ref}: signed with {self.signing_key}")
+        return f"{target}" + (f":{ref.tag}" if ref.tag else "") + f"@{top}"
 
 
-def main(environ: Mapping[str, str] = os.environ, transport: Transport | None = None,
-         sleep: Callable[[float], None] = time.sleep) -> int:
+def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None] = time.sleep) -> int:
+    vault = None
     try:
         images = [parse_image(text, environ.get("APPROVED_PREFIX") or None) for text in environ.get("IMAGE", "").split()]
         if not images:
@@ -533,15 +471,21 @@ def main(environ: Mapping[str, str] = os.environ, transport: Transport | None = 
         if missing:
             print(f"promote-image: {', '.join(missing)} not set (see .gitlab-ci.yml)", file=sys.stderr)
             return 2
-        timeout = float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT))
-        http = Http(transport or urllib_transport(tls_context()))
-        robot = read_promoter(http, environ["VAULT_ADDR"].rstrip("/"), environ["VAULT_AUTH_PATH"], environ["VAULT_ROLE"],
-                              environ["VAULT_ID_TOKEN"], environ["PROMOTER_VAULT_PATH"])
-        harbor = Harbor(http, robot["registry"], robot["username"], robot["password"])
-        threshold = harbor.severity_gate()
-        for ref in images:
-            with tempfile.TemporaryDirectory(prefix="promote-") as workdir:
-                print(f"promoted: {promote(harbor, ref, threshold, timeout, Path(workdir), sleep)}")
+        with tempfile.TemporaryDirectory(prefix="promote-") as temp:
+            work = Path(temp)
+            bundle = ca_bundle(work)
+            https = Https(tls_context())
+            vault = Vault(https, environ["VAULT_ADDR"].rstrip("/"))
+            vault.login(environ["VAULT_AUTH_PATH"], environ["VAULT_ROLE"], environ["VAULT_ID_TOKEN"])
+            robot = vault.robot(environ["PROMOTER_VAULT_PATH"])
+            harbor = HarborApi(https, robot["registry"], robot["username"], robot["password"])
+            skopeo = Skopeo(auth_file(work, robot["registry"], robot["username"], robot["password"]), bundle)
+            promoter = Promoter(harbor, skopeo, vault, environ["SIGNING_KEY"],
+                                float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT)), sleep)
+            threshold = harbor.severity_gate()
+            for i, ref in enumerate(images):
+                print(f"promoted: {promoter.promote(ref, threshold, Path(tempfile.mkdtemp(prefix=f'{i}-', dir=work)))}")
+            vault.revoke()
     except PromotionError as error:
         print(f"promote-image: {error}", file=sys.stderr)
         return 1

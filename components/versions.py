@@ -102,14 +102,17 @@ CURL_IMAGE = Image(
 )
 
 # The platform pipeline's `promote-image` job (.gitlab-ci.yml, .ci/promote-image.py: standard
-# library only, so a plain Python image with the Debian CA roots). Pulled from Docker Hub, not
-# from `approved`: this job is what fills `approved`. The digest was read from public
+# library and skopeo, so a plain Python image on Debian bookworm with its CA roots). Pulled from
+# Docker Hub, not from `approved`: this job is what fills `approved`. The digest was read from public
 # repositories that pin it, not from the registry (offline); confirm on every bump with
 # `crane digest docker.io/library/python:<tag>`.
 PROMOTE_IMAGE = Image(
     "docker.io/library/python", "3.12.8-slim-bookworm",
     "sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0",
 )
+# skopeo, the registry tool promote-image copies with: Debian bookworm's package (the job image's
+# release), installed at this exact version from Debian's signed archive (`apt-cache policy skopeo`).
+SKOPEO_DEBIAN_VERSION = "1.9.3+ds1-1+b10"
 
 # cosign's release image (static, no shell; the binary is /ko-app/cosign, ko's layout): the tenants'
 # starter `sign` job copies cosign out of it into the buildah image (components/tenant_supply_chain.py).

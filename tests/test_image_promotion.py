@@ -4,15 +4,22 @@ itself, run against a fake Harbor and Vault."""
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
+import ssl
+import subprocess
 import sys
-import urllib.parse
+import tarfile
+import urllib.error
+import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pulumi
@@ -41,13 +48,17 @@ from components.tenant_supply_chain import (
     approved,
     proxy_project_name,
 )
+from components.signing import PLATFORM_KEY
 from components.vault_federation import CI_TOKEN_TTL, GITLAB_PATH
 from components.tenant import virtual_cluster_registry
-from components.versions import PROMOTE_IMAGE
+from components.versions import PROMOTE_IMAGE, SKOPEO_DEBIAN_VERSION
 from platformctl.render import read_stack_file
 from policy.pack.checks import check_harbor_robot_expires
 from stacks.config import Tenant, load_platform_config
+from tests.harbor_fake import FakeHarbor, Registry, tools_missing
 from tests.mock_program import run_program
+from tests.test_signing_real import fed_to_verifier, rotation_of, verified
+from tests.test_vault_real import pipeline_id_token
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_FILE = ROOT / ".gitlab-ci.yml"
@@ -171,7 +182,13 @@ def test_only_the_promotion_policy_reads_the_robot(plan: dict) -> None:
                 readers[policy["inputs"]["name"]] = (path, capabilities)
     assert readers == {VAULT_POLICY: (promoter_data_path(), ["read"])}
     [policy] = [p for p in of_type(plan, POLICY) if p["inputs"]["name"] == VAULT_POLICY]
-    assert _policy_paths(policy["inputs"]["policy"]) == {promoter_data_path(): ["read"]}  # that path only
+    # That path, and signing with the platform's promotion key; nothing else.
+    assert _policy_paths(policy["inputs"]["policy"]) == {
+        promoter_data_path(): ["read"], f"transit/sign/{PLATFORM_KEY}": ["update"],
+        f"transit/sign/{PLATFORM_KEY}/*": ["update"], f"transit/keys/{PLATFORM_KEY}": ["read"],
+    }
+    signers = {p["inputs"]["name"] for p in of_type(plan, POLICY) if f"transit/sign/{PLATFORM_KEY}" in p["inputs"]["policy"]}
+    assert signers == {VAULT_POLICY}  # no tenant signs as the platform
 
 
 def test_the_ci_role_binds_this_repository_on_the_default_branch_for_five_minutes(plan: dict) -> None:
@@ -225,7 +242,8 @@ def test_the_job_is_manual_and_runs_on_the_default_branch_only(ci: dict[str, Any
 def test_the_job_reaches_vault_with_its_id_token_only(ci: dict[str, Any], job: dict[str, Any]) -> None:
     assert job["id_tokens"] == {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}
     variables = job["variables"]
-    assert variables == {"VAULT_AUTH_PATH": GITLAB_PATH, "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path()}
+    assert variables == {"VAULT_AUTH_PATH": GITLAB_PATH, "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path(),
+                         "SIGNING_KEY": PLATFORM_KEY}
     script = load_script()
     # Every variable the job or its script reads: GitLab's own, the file's, the ID token, and what
     # people set: IMAGE (what to promote), two options, and VAULT_ADDR (a location, in the header).
@@ -234,14 +252,17 @@ def test_the_job_reaches_vault_with_its_id_token_only(ci: dict[str, Any], job: d
     used |= set(re.findall(r'environ(?:\.get\(|\[)"([A-Z_][A-Z0-9_]*)"', text)) | set(script.REQUIRED_VARIABLES)
     external = {v for v in used if not v.startswith("CI_")} - set(variables) - set(job["id_tokens"])
     assert external == {"IMAGE", "VAULT_ADDR", "PROMOTE_SCAN_TIMEOUT", "APPROVED_PREFIX"}
+    assert "CI_SERVER_TLS_CA_FILE" in SCRIPT.read_text()  # the runner's CA, read with os.environ
     header = "\n".join(line for line in CI_FILE.read_text().splitlines() if line.startswith("#"))
     assert re.search(r"#\s+VAULT_ADDR\s+https://vault\.<domain>", header)
     assert "secrets" not in job and "services" not in job  # no CI secret, no Docker daemon
 
 
-def test_the_job_runs_the_script_in_the_pinned_image(job: dict[str, Any]) -> None:
-    assert job["image"] == PROMOTE_IMAGE.ref
+def test_the_job_runs_the_script_in_the_pinned_image_with_the_pinned_skopeo(job: dict[str, Any]) -> None:
+    assert job["image"] == PROMOTE_IMAGE.ref and "bookworm" in PROMOTE_IMAGE.tag  # SKOPEO_DEBIAN_VERSION's release
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", PROMOTE_IMAGE.digest) and PROMOTE_IMAGE.tag not in ("", "latest")
+    [install] = job["before_script"]
+    assert re.search(rf"apt-get install .*\bskopeo={re.escape(SKOPEO_DEBIAN_VERSION)}$", install)
     assert job["script"] == ["python3 .ci/promote-image.py"] and SCRIPT.is_file()
     compile(SCRIPT.read_text(), str(SCRIPT), "exec")
 
@@ -252,7 +273,9 @@ def test_the_script_never_turns_tls_verification_off() -> None:
         assert weakening not in source
     script = load_script()
     with pytest.raises(script.PromotionError, match="HTTPS only"):
-        script.Http(lambda *a: pytest.fail("sent")).request("GET", "http://harbor.test/v2/")
+        script.Https(script.tls_context()).call("GET", "http://harbor.test/api/v2.0/projects", {}, "test")
+    assert script.tls_context().verify_mode.name == "CERT_REQUIRED" and script.tls_context().check_hostname
+    assert "--src-tls-verify" not in source and "--dest-tls-verify" not in source and "--tls-verify" not in source
 
 
 # --- the script -----------------------------------------------------------------------------------
@@ -359,187 +382,145 @@ def test_image_names_refused(text: str) -> None:
         script.parse_image(text)
 
 
-# --- the script against a fake Harbor and Vault ----------------------------------------------------
+# --- the script for real: skopeo, a real registry behind Harbor's API, OpenBao -----------------------
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def _tar_gz(name: str) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+        data = f"file of {name}\n".encode()
+        info = tarfile.TarInfo(f"{name}.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
 
 
-def _image(name: str) -> tuple[dict[str, bytes], bytes]:
-    blobs = {_digest(b): b for b in (f"config {name}".encode(), f"layer {name}".encode(), b"shared base layer")}
-    config, layer, base = blobs
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": len(blobs[config])},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": len(blobs[d])}
-                   for d in (base, layer)],
-    }, indent=3).encode()  # not canonical JSON: re-encoding would change the digest
-    return blobs, manifest
+def _upstream_layout(directory: Path) -> dict[str, str]:
+    """An OCI layout of a multi-platform image with a build attestation, as upstream publishes one."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data), **extra}
+
+    children, digests = [], {}
+    for platform in ("amd64", "arm64", "attestation"):
+        layer = put(_tar_gz(platform), "application/vnd.oci.image.layer.v1.tar+gzip")
+        config = put(json.dumps({"architecture": platform, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode(),
+                     "application/vnd.oci.image.config.v1+json")
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": config, "layers": [layer]}, indent=3).encode()  # not canonical: must stay byte for byte
+        attestation = platform == "attestation"
+        children.append(put(manifest, "application/vnd.oci.image.manifest.v1+json",
+                            platform={"os": "unknown" if attestation else "linux", "architecture": "unknown" if attestation else platform},
+                            **({"annotations": {"vnd.docker.reference.type": "attestation-manifest"}} if attestation else {})))
+        digests[platform] = children[-1]["digest"]
+    index = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}).encode(),
+                "application/vnd.oci.image.index.v1+json", annotations={"org.opencontainers.image.ref.name": "1.0.0"})
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [index]}))
+    return {**digests, "index": index["digest"]}
 
 
-class FakePlatform:
-    """Vault and Harbor as the script sees them, over a transport; the upstream registry is
-    behind Harbor's proxy cache. Blobs of the second platform image come through a redirect to
-    an object store, as Harbor on S3 sends them."""
-
-    def __init__(self, vulnerable: bool = False):
-        self.blobs: dict[str, bytes] = {}
-        self.upstream: dict[str, bytes] = {}  # manifests by digest
-        children = []
-        for platform in ("amd64", "arm64", "attestation"):
-            blobs, manifest = _image(platform)
-            self.blobs.update(blobs)
-            self.upstream[_digest(manifest)] = manifest
-            descriptor = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(manifest),
-                          "size": len(manifest), "platform": {"os": "linux", "architecture": platform}}
-            if platform == "attestation":
-                descriptor["platform"] = {"os": "unknown", "architecture": "unknown"}
-                descriptor["annotations"] = {"vnd.docker.reference.type": "attestation-manifest"}
-            children.append(descriptor)
-        self.index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                                 "manifests": children}).encode()
-        self.upstream[_digest(self.index)] = self.index
-        self.tags = {"1.0.0": _digest(self.index)}
-        self.amd64, self.arm64, self.attestation = (c["digest"] for c in children)
-        self.cached: set[str] = set()  # what went through the proxy
-        self.target_blobs: dict[str, bytes] = {}
-        self.target_manifests: dict[str, bytes] = {}
-        self.target_tags: dict[str, str] = {}
-        self.scan_calls: dict[str, int] = {}
-        self.vulnerable = vulnerable
-        self.revoked = False
-        self.mounted = 0
-
-    def __call__(self, method: str, url: str, headers: dict, body: Any):
-        script = load_script()
-        parts = urllib.parse.urlsplit(url)
-        query = urllib.parse.parse_qs(parts.query)
-        auth = headers.get("Authorization", "")
-
-        def reply(status: int, payload: Any = b"", **extra: str):
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            return script.Response(status, {k.replace("_", "-"): v for k, v in extra.items()}, io.BytesIO(data))
-
-        if parts.netloc == "vault.test":
-            if parts.path == "/v1/auth/jwt-gitlab/login":
-                sent = json.loads(body)
-                assert sent == {"role": VAULT_ROLE, "jwt": "the-id-token"}
-                return reply(200, {"auth": {"client_token": "vault-token"}})
-            assert headers["X-Vault-Token"] == "vault-token"
-            if parts.path == "/v1/auth/token/revoke-self":
-                self.revoked = True
-                return reply(204)
-            assert parts.path == f"/v1/{promoter_data_path()}"
-            return reply(200, {"data": {"data": {"registry": "harbor.test", "username": "robot$promoter", "password": "pw"}}})
-        if parts.netloc == "objects.test":  # the object store: never our credentials
-            assert not auth
-            return reply(200, self.blobs[parts.path.removeprefix("/")])
-        assert parts.netloc == "harbor.test"
-        if parts.path.startswith("/api/v2.0/"):
-            assert auth.startswith("Basic ")
-            return self._api(parts.path.removeprefix("/api/v2.0/"), reply)
-        if parts.path == "/v2/":
-            return reply(401, www_authenticate='Bearer realm="https://harbor.test/service/token",service="harbor-registry"')
-        if parts.path == "/service/token":
-            assert auth.startswith("Basic ") and query["service"] == ["harbor-registry"]
-            return reply(200, {"token": "bearer"})
-        assert auth == "Bearer bearer"
-        repo, kind, rest = re.match(r"^/v2/(.+)/(manifests|blobs/uploads|blobs)/(.*)$", parts.path).groups()
-        source = repo.startswith("proxy-docker-io/")
-        if kind == "manifests" and method == "GET":
-            assert source
-            digest = self.tags.get(rest, rest)
-            self.cached.add(digest)
-            return reply(200, self.upstream[digest], docker_content_digest=digest)
-        if kind == "manifests" and method == "PUT":
-            document = json.loads(body)
-            needed = [m["digest"] for m in document.get("manifests", [])]
-            assert all(d in self.target_manifests for d in needed), "an index before its children"
-            blobs = [document["config"]["digest"], *[l["digest"] for l in document.get("layers", [])]] if "config" in document else []
-            assert all(d in self.target_blobs for d in blobs), "a manifest before its blobs"
-            digest = _digest(body)
-            if rest.startswith("sha256:"):
-                assert rest == digest
-                self.target_manifests[digest] = body
-            else:
-                self.target_tags[rest] = digest
-            return reply(201, docker_content_digest=digest)
-        if kind == "blobs" and method == "GET":
-            assert source
-            self.cached.add(rest)
-            if rest in self.blobs and b"arm64" in self.blobs[rest]:
-                return reply(307, location=f"https://objects.test/{rest}")
-            return reply(200, self.blobs[rest])
-        if kind == "blobs" and method == "HEAD":
-            return reply(200 if rest in self.target_blobs else 404)
-        if kind == "blobs/uploads" and method == "POST":
-            digest = query["mount"][0]
-            if digest in self.cached and b"layer amd64" in self.blobs[digest]:  # the cache holds it: mount
-                self.target_blobs[digest] = self.blobs[digest]
-                self.mounted += 1
-                return reply(201)
-            return reply(202, location=f"/v2/{repo}/blobs/uploads/session-1?state=x")
-        if kind == "blobs/uploads" and method == "PUT":
-            data = body.read()
-            assert _digest(data) == query["digest"][0] and query["state"] == ["x"]
-            self.target_blobs[query["digest"][0]] = data
-            return reply(201)
-        raise AssertionError(f"unexpected {method} {url}")
-
-    def _api(self, path: str, reply):
-        if path == "projects/approved":
-            return reply(200, {"name": "approved", "metadata": {"prevent_vul": "true", "severity": "high", "public": "true"}})
-        match = re.match(r"^projects/proxy-docker-io/repositories/library%252Fdemo/artifacts/(sha256:[0-9a-f]+)$", path)
-        assert match, path
-        digest = match.group(1)
-        if digest not in self.cached:
-            return reply(404)
-        self.scan_calls[digest] = self.scan_calls.get(digest, 0) + 1
-        if self.scan_calls[digest] == 1:
-            return reply(200, {"scan_overview": _report("Running")})
-        counts = {"High": 2} if self.vulnerable and digest == self.arm64 else {"Medium": 1}
-        return reply(200, {"scan_overview": _report(**counts)})
+@pytest.fixture(scope="module")
+def promotion_site(tmp_path_factory: pytest.TempPathFactory, loopback_tls, plan_vaults) -> Any:
+    """Harbor (a real registry behind its API) holding an upstream image in the docker.io cache,
+    the dev plan's Vault on OpenBao with the robot's credentials written as `pulumi up` writes them."""
+    missing = tools_missing()
+    if missing:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(f"{', '.join(missing)} not installed (.ci/install --tests)")
+    base = tmp_path_factory.mktemp("promotion")
+    registry = Registry(base)
+    vulnerable: set[str] = set()
+    harbor_site = FakeHarbor(loopback_tls, registry, lambda d: {"High": 2} if d in vulnerable else {"Medium": 1})
+    with harbor_site:
+        digests = _upstream_layout(base / "upstream")
+        ca_file = base / "ca.pem"
+        ca_file.write_text(loopback_tls.ca_pem)
+        env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
+        subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", f"oci:{base / 'upstream'}:1.0.0",
+                        f"docker://{harbor_site.host}/proxy-docker-io/library/demo:1.0.0"], check=True, env=env, capture_output=True)
+        vault = plan_vaults("dev")
+        vault.client(vault.root_token).write_data(f"tenants/data/{PROMOTER_SECRET_PATH}", data={"data": {
+            "registry": harbor_site.host, "username": "robot$promoter", "password": "robot-secret"}})
+        yield SimpleNamespace(harbor=harbor_site, vault=vault, digests=digests, vulnerable=vulnerable, ca_file=str(ca_file))
+    registry.stop()
 
 
-ENV = {
-    "IMAGE": "docker.io/demo:1.0.0",
-    "VAULT_ADDR": "https://vault.test",
-    "VAULT_AUTH_PATH": "jwt-gitlab",
-    "VAULT_ROLE": VAULT_ROLE,
-    "VAULT_ID_TOKEN": "the-id-token",
-    "PROMOTER_VAULT_PATH": promoter_data_path(),
-}
+def _environ(site: Any, **extra: str) -> dict[str, str]:
+    return {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": site.vault.server.url, "VAULT_AUTH_PATH": GITLAB_PATH,
+            "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault), "PROMOTER_VAULT_PATH": promoter_data_path(),
+            "SIGNING_KEY": PLATFORM_KEY, **extra}
 
 
-def _no_wait(seconds: float) -> None:
-    pass
+def _registry_blob(site: Any, repository: str, reference: str) -> tuple[dict[str, Any], Any]:
+    """A manifest from the registry and a reader of its blobs."""
+    def get(path: str) -> bytes:
+        request = urllib.request.Request(f"{site.harbor.url}/v2/{repository}/{path}",
+                                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"})
+        with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=site.ca_file)) as response:
+            return response.read()
+    return json.loads(get(f"manifests/{reference}")), lambda digest: get(f"blobs/{digest}")
 
 
-def test_a_clean_image_is_copied_by_digest_with_every_platform(capsys: pytest.CaptureFixture) -> None:
-    fake = FakePlatform()
-    assert load_script().main(ENV, transport=fake, sleep=_no_wait) == 0
-    index = _digest(fake.index)
-    assert fake.target_tags == {"1.0.0": index}  # same digest as upstream
-    assert set(fake.target_manifests) == {index, fake.amd64, fake.arm64, fake.attestation}
-    assert fake.target_manifests[index] == fake.index  # byte for byte
-    assert fake.target_blobs == fake.blobs
-    assert fake.mounted == 1  # a blob the cache holds is mounted, the rest uploaded
-    assert set(fake.scan_calls) == {fake.amd64, fake.arm64}  # attestations are not images to scan
-    assert fake.revoked
-    assert f"promoted: harbor.test/approved/docker.io/library/demo:1.0.0@{index}" in capsys.readouterr().out
+def test_a_clean_image_is_copied_by_digest_with_every_platform_and_signed_with_the_promotion_key(
+        promotion_site: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    assert load_script().main(_environ(site), sleep=_no_wait) == 0
+    index = site.digests["index"]
+    target = f"{site.harbor.host}/approved/docker.io/library/demo"
+    assert f"promoted: {target}:1.0.0@{index}" in capsys.readouterr().out
+    repository = "approved/docker.io/library/demo"
+    top, _ = _registry_blob(site, repository, "1.0.0")  # the same digest as upstream, every child with it
+    assert {m["digest"] for m in top["manifests"]} == {site.digests[p] for p in ("amd64", "arm64", "attestation")}
+    assert set(site.harbor.scans) == {site.digests["amd64"], site.digests["arm64"]}  # attestations are not scanned
+    # The signature, where cosign and the image verifier look, by the key the verifier trusts for `approved`.
+    signature, blob = _registry_blob(site, repository, f"{index.replace(':', '-')}.sig")
+    [layer] = signature["layers"]
+    payload = blob(layer["digest"])
+    assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == index
+    der = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+    trusted = fed_to_verifier(rotation_of(site.vault, PLATFORM_KEY).read)
+    assert verified(payload, der, trusted)
+    assert not verified(payload.replace(index.encode(), site.digests["amd64"].encode()), der, trusted)
 
 
-def test_a_vulnerable_image_is_refused_and_nothing_is_pushed(capsys: pytest.CaptureFixture) -> None:
-    fake = FakePlatform(vulnerable=True)
-    assert load_script().main(ENV, transport=fake, sleep=_no_wait) == 1
-    assert fake.target_manifests == {} and fake.target_tags == {} and fake.target_blobs == {}
+def test_a_vulnerable_image_is_refused_and_nothing_is_pushed_or_signed(
+        promotion_site: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    site.vulnerable.add(site.digests["arm64"])
+    try:
+        environ = _environ(site, APPROVED_PREFIX="vcluster")  # a repository nothing was pushed to yet
+        assert load_script().main(environ, sleep=_no_wait) == 1
+    finally:
+        site.vulnerable.clear()
     error = capsys.readouterr().err
-    assert "refused" in error and "2 High at or above high" in error and fake.arm64 in error
+    assert "refused" in error and "2 High at or above high" in error and site.digests["arm64"] in error
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        _registry_blob(site, "approved/vcluster/library/demo", site.digests["index"])
+
+
+def test_only_protected_main_gets_the_robot_and_the_key(promotion_site: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    for refused in (pipeline_id_token(site.vault, "feature/x", protected=False), pipeline_id_token(site.vault, "release/1")):
+        assert load_script().main({**_environ(site), "VAULT_ID_TOKEN": refused}, sleep=_no_wait) == 1
+        assert "Vault login as platform-promote-image" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
     script = load_script()
-    assert script.main({**ENV, "IMAGE": ""}, transport=lambda *a: pytest.fail("sent")) == 2
-    assert script.main({k: v for k, v in ENV.items() if k != "VAULT_ID_TOKEN"}, transport=lambda *a: pytest.fail("sent")) == 2
+    environ = {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": "https://vault.test", "VAULT_AUTH_PATH": GITLAB_PATH,
+               "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path(), "SIGNING_KEY": PLATFORM_KEY}
+    assert script.main({**environ, "IMAGE": ""}) == 2
+    assert script.main(environ) == 2
     assert "VAULT_ID_TOKEN" in capsys.readouterr().err
+
+
+def _no_wait(seconds: float) -> None:
+    pass

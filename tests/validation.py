@@ -553,6 +553,18 @@ def custom_resource_errors(obj: dict[str, Any], schemas_dir: Path = SCHEMAS_DIR)
     return errors
 
 
+def crd_errors(obj: dict[str, Any], crd: Mapping[str, Any]) -> list[str]:
+    """Strict errors of a custom resource against a CRD object itself (the version `obj` names),
+    such as a CRD a chart renders: the same rules as ``custom_resource_errors``."""
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version and v.get("served")]
+    validator = jsonschema.Draft4Validator(_strict(served["schema"]["openAPIV3Schema"], root=True))
+    return [
+        f"{_dotted(e.absolute_path) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Built-in Kubernetes objects
 # ---------------------------------------------------------------------------

@@ -210,6 +210,14 @@ class VaultApplier:
         self.client.write_data(f"{path}/config", data={"deletion_allowed": i.get("deletion_allowed", False)})
         return self.read_back(name, path, {**body, "deletion_allowed": i.get("deletion_allowed", False)})
 
+    def endpoint(self, name: str, i: dict[str, Any]) -> Applied:
+        """A generic endpoint write (a transit key's rotation): `read` is what the provider keeps
+        of Vault's answer (`write_fields`), from which the program reads its `write_data_json`."""
+        # data_json is sensitive in the provider, so redacted in the plan: the program's rotations write "{}".
+        body = {} if i["data_json"] == PLACEHOLDER else json.loads(i["data_json"])
+        answer = (self.client.write_data(i["path"], data=body) or {}).get("data") or {}
+        return Applied("", name, i["path"], {}, {f: answer[f] for f in i.get("write_fields") or [] if f in answer})
+
     def kv_secret(self, name: str, i: dict[str, Any]) -> Applied:
         data = json.loads(i["data_json"]) if i["data_json"] != PLACEHOLDER else {"value": PLACEHOLDER}
         self.client.write_data(f"{i['mount']}/data/{i['name']}", data={"data": data})
@@ -230,4 +238,5 @@ WRITERS: dict[str, Callable[[VaultApplier, str, dict[str, Any]], Applied]] = {
     "vault:identity/groupAlias:GroupAlias": VaultApplier.group_alias,
     "vault:transit/secretBackendKey:SecretBackendKey": VaultApplier.transit_key,
     "vault:kv/secretV2:SecretV2": VaultApplier.kv_secret,
+    "vault:generic/endpoint:Endpoint": VaultApplier.endpoint,
 }
