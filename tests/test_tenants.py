@@ -77,11 +77,14 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:argoproj.io/v1alpha1:AppProject": 1,
         "kubernetes:argoproj.io/v1alpha1:ApplicationSet": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantArgoScope": 1,
+        # The image verifier's policy for its Harbor project, on the environment's cluster.
+        "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy": 1,
     }
     once = {
         # Vault: read, write and sign policies, the owners' group, the CI role, the cosign key.
         "vault:index/policy:Policy": 5,  # read per environment, write (owners), ci, sign
         "vault:transit/secretBackendKey:SecretBackendKey": 1,
+        "vault:generic/endpoint:Endpoint": 1,  # the key's scheduled rotation
         "vault:identity/group:Group": 1,
         "vault:identity/groupAlias:GroupAlias": 1,
         "vault:jwt/authBackendRole:AuthBackendRole": 1,
@@ -103,7 +106,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "harbor:index/immutableTagRule:ImmutableTagRule": 1,
         "harbor:index/retentionPolicy:RetentionPolicy": 1,
         "vault:kv/secretV2:SecretV2": 2 + 2,
-        "time:index/rotating:Rotating": 2 + 2,  # robots and deploy keys
+        "time:index/rotating:Rotating": 2 + 2 + 1,  # robots, deploy keys and the cosign key
         # OpenUnison: the role groups in members' tokens (a ConfigMap its JIT reads).
         "kubernetes:core/v1:ConfigMap": 1,
     }

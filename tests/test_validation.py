@@ -29,6 +29,7 @@ CHARTS = [
     "kube-oidc-proxy", "openunison-k8s-cluster-management", "openunison-operator", "orchestra",
     "orchestra-kube-oidc-proxy", "orchestra-login-portal", "vault", "vcluster",
     "aws-load-balancer-controller", "metallb",
+    "policy-controller",
 ]
 
 
