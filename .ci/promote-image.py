@@ -16,7 +16,7 @@ digest, e.g. `docker.io/library/nginx:1.27.3`):
    (platform:supplyChain.severity; "none" gates nothing, like the tenants' trivy step);
 4. push exactly those bytes to `approved/<registry>/<repository>` (APPROVED_PREFIX replaces
    `<registry>` when set: `vcluster` for the images virtual clusters pull), digests preserved;
-5. sign the pushed digest with the platform's promotion key in Vault transit (SIGNING_KEY; the
+5. sign the pushed digest with the platform's promotion key in Vault transit (SIGN_WITH, its name; the
    same Vault role, which only protected main gets) and push the signature where cosign and
    the clusters' image verifier look for it (`<repository>:sha256-<digest>.sig`).
 
@@ -59,7 +59,7 @@ INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 # Set by .gitlab-ci.yml (the job's variables and ID token) and VAULT_ADDR, a project variable.
-REQUIRED_VARIABLES = ("VAULT_ADDR", "VAULT_AUTH_PATH", "VAULT_ROLE", "VAULT_ID_TOKEN", "PROMOTER_VAULT_PATH", "SIGNING_KEY")
+REQUIRED_VARIABLES = ("VAULT_ADDR", "VAULT_AUTH_PATH", "VAULT_ROLE", "VAULT_ID_TOKEN", "PROMOTER_VAULT_PATH", "SIGN_WITH")
 TRANSIT_MOUNT = "transit"  # components/tenancy.py TRANSIT_MOUNT
 SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle, in the job image
 SCAN_POLL_SECONDS = 15
@@ -103,7 +103,7 @@ class ImageRef:
     @property
     def reference(self) -> str:
         """What to ask the cache for: the digest when given (the tag only labels it)."""
-        return f"@{self.digest}" if self.digest else f":{self.tag}"
+        return self.digest or self.tag or ""
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "") + (
@@ -439,7 +439,7 @@ class Promoter:
         """Promote one image; returns where it now is (`host/approved/...@digest`)."""
         host, layout = self.harbor.host, workdir / "image"
         print(f"{ref}: pulling through {ref.source}")
-        self.skopeo.copy(f"docker://{host}/{ref.source}{ref.reference}", f"oci:{layout}:promote")
+        self.skopeo.copy(f"docker://{host}/{ref.source}{'@' if ref.digest else ':'}{ref.reference}", f"oci:{layout}:promote")
         top, manifests = layout_manifests(layout)
         if ref.digest and top != ref.digest:
             raise PromotionError(f"{ref}: the cache served {top}, not the digest asked for")
@@ -480,7 +480,7 @@ def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None]
             robot = vault.robot(environ["PROMOTER_VAULT_PATH"])
             harbor = HarborApi(https, robot["registry"], robot["username"], robot["password"])
             skopeo = Skopeo(auth_file(work, robot["registry"], robot["username"], robot["password"]), bundle)
-            promoter = Promoter(harbor, skopeo, vault, environ["SIGNING_KEY"],
+            promoter = Promoter(harbor, skopeo, vault, environ["SIGN_WITH"],
                                 float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT)), sleep)
             threshold = harbor.severity_gate()
             for i, ref in enumerate(images):

@@ -243,7 +243,7 @@ def test_the_job_reaches_vault_with_its_id_token_only(ci: dict[str, Any], job: d
     assert job["id_tokens"] == {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}
     variables = job["variables"]
     assert variables == {"VAULT_AUTH_PATH": GITLAB_PATH, "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path(),
-                         "SIGNING_KEY": PLATFORM_KEY}
+                         "SIGN_WITH": PLATFORM_KEY}
     script = load_script()
     # Every variable the job or its script reads: GitLab's own, the file's, the ID token, and what
     # people set: IMAGE (what to promote), two options, and VAULT_ADDR (a location, in the header).
@@ -452,7 +452,7 @@ def promotion_site(tmp_path_factory: pytest.TempPathFactory, loopback_tls, plan_
 def _environ(site: Any, **extra: str) -> dict[str, str]:
     return {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": site.vault.server.url, "VAULT_AUTH_PATH": GITLAB_PATH,
             "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault), "PROMOTER_VAULT_PATH": promoter_data_path(),
-            "SIGNING_KEY": PLATFORM_KEY, **extra}
+            "SIGN_WITH": PLATFORM_KEY, **extra}
 
 
 def _registry_blob(site: Any, repository: str, reference: str) -> tuple[dict[str, Any], Any]:
@@ -516,7 +516,7 @@ def test_only_protected_main_gets_the_robot_and_the_key(promotion_site: Any, mon
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
     script = load_script()
     environ = {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": "https://vault.test", "VAULT_AUTH_PATH": GITLAB_PATH,
-               "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path(), "SIGNING_KEY": PLATFORM_KEY}
+               "VAULT_ROLE": VAULT_ROLE, "PROMOTER_VAULT_PATH": promoter_data_path(), "SIGN_WITH": PLATFORM_KEY}
     assert script.main({**environ, "IMAGE": ""}) == 2
     assert script.main(environ) == 2
     assert "VAULT_ID_TOKEN" in capsys.readouterr().err

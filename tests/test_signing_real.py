@@ -18,6 +18,7 @@ import hashlib
 import json
 from typing import Any
 
+import hvac.exceptions
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +29,7 @@ from components.tenancy import TRANSIT_MOUNT, cosign_key
 from tests.test_vault_access import TENANTS, ci_login
 from tests.vault_apply import VaultApplier
 
-DOMAIN = "harbor.dev.example.com"
+REGISTRY = "harbor.dev.platform.example.com"  # the registry of the dev stack
 ENDPOINT = "vault:generic/endpoint:Endpoint"
 DIGEST = "sha256:" + hashlib.sha256(b"an image manifest").hexdigest()
 OTHER_DIGEST = "sha256:" + hashlib.sha256(b"another image manifest").hexdigest()
@@ -92,13 +93,13 @@ def tenant_signer(vault: Any, tenant: str) -> Any:
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_a_signature_by_the_tenants_transit_key_verifies_with_the_keys_fed_to_the_verifier(dev_vault, tenant) -> None:
     other = next(t for t in TENANTS if t != tenant)
-    message = payload(f"{DOMAIN}/{tenant}/app", DIGEST)
+    message = payload(f"{REGISTRY}/{tenant}/app", DIGEST)
     signature = transit_sign(tenant_signer(dev_vault, tenant), cosign_key(tenant), message)
     trusted = fed_to_verifier(rotation_of(dev_vault, cosign_key(tenant)).read)
     assert len(trusted) == 2  # created, then rotated once by the program: both versions trusted
     assert verified(message, signature, trusted)
     # The same check refuses: another digest, another tenant's key, a key outside Vault.
-    assert not verified(payload(f"{DOMAIN}/{tenant}/app", OTHER_DIGEST), signature, trusted)
+    assert not verified(payload(f"{REGISTRY}/{tenant}/app", OTHER_DIGEST), signature, trusted)
     theirs = transit_sign(tenant_signer(dev_vault, other), cosign_key(other), message)
     assert not verified(message, theirs, trusted)
     assert verified(message, theirs, fed_to_verifier(rotation_of(dev_vault, cosign_key(other)).read))
@@ -130,10 +131,19 @@ def test_rotation_keeps_older_signatures_verifying_for_the_trusted_versions_then
 
     applier.apply([probe[0]])
     trusted = rotate()  # versions 2 and 1
-    message = payload(f"{DOMAIN}/{TENANTS[0]}/app", DIGEST)
+    message = payload(f"{REGISTRY}/{TENANTS[0]}/app", DIGEST)
     signed_before = transit_sign(root, "rotation-probe", message)  # with version 2
     trusted = rotate()  # the next scheduled rotation: versions 3 and 2
     assert verified(message, signed_before, trusted)
     assert verified(message, transit_sign(root, "rotation-probe", message), trusted)  # version 3
     trusted = rotate()  # versions 4 and 3: version 2 is no longer trusted
     assert len(trusted) == 2 and not verified(message, signed_before, trusted)
+
+
+def test_no_tenant_signs_with_the_platform_key_or_another_tenants(dev_vault) -> None:
+    message = payload(f"{REGISTRY}/approved/docker.io/library/nginx", DIGEST)
+    for tenant in TENANTS:
+        signer = tenant_signer(dev_vault, tenant)
+        for key in (PLATFORM_KEY, *(cosign_key(t) for t in TENANTS if t != tenant)):
+            with pytest.raises(hvac.exceptions.Forbidden):
+                transit_sign(signer, key, message)

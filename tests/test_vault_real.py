@@ -22,7 +22,8 @@ from tests.vault_apply import VaultApplier
 VAULT_LOGIN = SimpleNamespace(**runpy.run_path(str(ROOT / ".ci" / "vault-login.py"), run_name="vault_login"))
 PIPELINE_PROJECT = "platform/platform-bootstrap"  # stacks/config.py Pipeline.project_path, the default
 UPDATABLE = ("vault:index/policy:Policy", "vault:jwt/authBackendRole:AuthBackendRole",
-             "vault:kubernetes/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendConfig:AuthBackendConfig")
+             "vault:kubernetes/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendConfig:AuthBackendConfig",
+             "vault:generic/endpoint:Endpoint")  # the next scheduled rotation of each signing key
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -109,6 +110,8 @@ def test_deploy_jobs_log_in_for_an_hour_at_most_and_root_can_be_revoked(
         applier = VaultApplier(deploy, loopback_tls.ca_pem)
         listed = {path: deploy.read(path)["data"] for path in ("sys/mounts", "sys/auth", "sys/audit")}
         for applied in vault.applied:
+            if applied.type == "vault:generic/endpoint:Endpoint":
+                continue  # a command (a key's rotation): the provider never reads it back
             if applied.path.startswith(("sys/mounts/", "sys/auth/", "sys/audit/")):
                 section, _, name = applied.path.removeprefix("sys/").partition("/")
                 assert f"{name}/" in listed[f"sys/{section}"], applied.path
