@@ -277,8 +277,11 @@ class Vault:
         return base64.b64decode(answer["data"]["signature"].split(":", 2)[2])  # "vault:v<N>:<base64>"
 
     def revoke(self) -> None:
-        if self.token:  # it would expire in minutes anyway
+        """Best effort: the token would expire in minutes anyway, and a failure here must not hide why the job failed."""
+        try:
             self.https.call("POST", f"{self.addr}/v1/auth/token/revoke-self", self._auth, "Vault token revocation")
+        except (PromotionError, OSError) as error:
+            print(f"promote-image: could not revoke the Vault token ({error}); it expires in minutes", file=sys.stderr)
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -460,7 +463,6 @@ class Promoter:
 
 
 def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None] = time.sleep) -> int:
-    vault = None
     try:
         images = [parse_image(text, environ.get("APPROVED_PREFIX") or None) for text in environ.get("IMAGE", "").split()]
         if not images:
@@ -477,15 +479,17 @@ def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None]
             https = Https(tls_context())
             vault = Vault(https, environ["VAULT_ADDR"].rstrip("/"))
             vault.login(environ["VAULT_AUTH_PATH"], environ["VAULT_ROLE"], environ["VAULT_ID_TOKEN"])
-            robot = vault.robot(environ["PROMOTER_VAULT_PATH"])
-            harbor = HarborApi(https, robot["registry"], robot["username"], robot["password"])
-            skopeo = Skopeo(auth_file(work, robot["registry"], robot["username"], robot["password"]), bundle)
-            promoter = Promoter(harbor, skopeo, vault, environ["SIGN_WITH"],
-                                float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT)), sleep)
-            threshold = harbor.severity_gate()
-            for i, ref in enumerate(images):
-                print(f"promoted: {promoter.promote(ref, threshold, Path(tempfile.mkdtemp(prefix=f'{i}-', dir=work)))}")
-            vault.revoke()
+            try:
+                robot = vault.robot(environ["PROMOTER_VAULT_PATH"])
+                harbor = HarborApi(https, robot["registry"], robot["username"], robot["password"])
+                skopeo = Skopeo(auth_file(work, robot["registry"], robot["username"], robot["password"]), bundle)
+                promoter = Promoter(harbor, skopeo, vault, environ["SIGN_WITH"],
+                                    float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT)), sleep)
+                threshold = harbor.severity_gate()
+                for i, ref in enumerate(images):
+                    print(f"promoted: {promoter.promote(ref, threshold, Path(tempfile.mkdtemp(prefix=f'{i}-', dir=work)))}")
+            finally:
+                vault.revoke()
     except PromotionError as error:
         print(f"promote-image: {error}", file=sys.stderr)
         return 1

@@ -455,6 +455,13 @@ def _environ(site: Any, **extra: str) -> dict[str, str]:
             "SIGN_WITH": PLATFORM_KEY, **extra}
 
 
+def _live_promotion_tokens(site: Any) -> list[str]:
+    """Accessors of Vault tokens of the promotion role still alive: the script revokes its own."""
+    root = site.vault.client(site.vault.root_token)
+    accessors = root.list("auth/token/accessors")["data"]["keys"]
+    return [a for a in accessors if (root.auth.token.lookup_accessor(a)["data"].get("meta") or {}).get("role") == VAULT_ROLE]
+
+
 def _registry_blob(site: Any, repository: str, reference: str) -> tuple[dict[str, Any], Any]:
     """A manifest from the registry and a reader of its blobs."""
     def get(path: str) -> bytes:
@@ -473,6 +480,7 @@ def test_a_clean_image_is_copied_by_digest_with_every_platform_and_signed_with_t
     index = site.digests["index"]
     target = f"{site.harbor.host}/approved/docker.io/library/demo"
     assert f"promoted: {target}:1.0.0@{index}" in capsys.readouterr().out
+    assert _live_promotion_tokens(site) == []
     repository = "approved/docker.io/library/demo"
     top, _ = _registry_blob(site, repository, "1.0.0")  # the same digest as upstream, every child with it
     assert {m["digest"] for m in top["manifests"]} == {site.digests[p] for p in ("amd64", "arm64", "attestation")}
@@ -500,6 +508,7 @@ def test_a_vulnerable_image_is_refused_and_nothing_is_pushed_or_signed(
         site.vulnerable.clear()
     error = capsys.readouterr().err
     assert "refused" in error and "2 High at or above high" in error and site.digests["arm64"] in error
+    assert _live_promotion_tokens(site) == []  # revoked on failure too
     with pytest.raises(urllib.error.HTTPError, match="404"):
         _registry_blob(site, "approved/vcluster/library/demo", site.digests["index"])
 
