@@ -3,9 +3,10 @@
 Public images reach Harbor only through the proxy-cache projects `proxy-<registry>`
 (components/tenant_supply_chain.PublicImageQuarantine); clusters and tenants' builds take
 them from `approved`. The `promote-image` job of this repository's pipeline moves one there
-(.ci/promote-image.py): it pulls the image through the cache (Harbor caches and scans it),
-refuses it at or above the configured severity, and pushes the same manifests, by digest, to
-`approved/<registry>/<repository>`.
+(.ci/promote-image.py): it copies the image out of the cache with skopeo (Harbor caches and
+scans it), refuses it at or above the configured severity, pushes the same manifests, by
+digest, to `approved/<registry>/<repository>` and signs that digest with the platform's
+promotion key.
 
 What it needs, and nothing long-lived:
 * the Harbor system robot `robot$promoter`: pull and artifact read (the scan results) on the

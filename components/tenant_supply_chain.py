@@ -3,11 +3,13 @@
 * Quarantine (`PublicImageQuarantine`, platform level): one Harbor proxy-cache project per
   public registry (`proxy-docker-io`, ...). Caches are private and scanned: no tenant robot can
   pull from them. Images the platform team has vetted are copied into the public-read
-  `approved` project (the `promote-image` job of this repository's pipeline), where tenants'
-  builds and workloads take them from.
+  `approved` project and signed with the platform's promotion key (the `promote-image` job of
+  this repository's pipeline), where tenants' builds and workloads take them from.
 * Signing: each tenant has an ECDSA P-256 key `<tenant>-cosign` in Vault's `transit` mount,
-  never exportable. `sign_policy()` lets the tenant's CI role sign with that key and read its
-  public half, nothing else (attached in components/tenant_secrets.py).
+  never exportable, rotated by `pulumi up` (components/signing.py). `sign_policy()` lets the
+  tenant's CI role sign with that key and read its public half, nothing else (attached in
+  components/tenant_secrets.py); the image verifier admits the tenant's images by that key
+  only (components/image_verifier.py).
 * Starter content (`starter_files()`), written once into a new tenant's projects: a pipeline
   in `app` (rootless build, scan, push, sign, bump ops-dev) and, in `ops` and `ops-dev`, the
   manifests of a Deployment that passes the platform's Gatekeeper constraints.

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pulumi.runtime.mocks import MockResourceArgs
 
 from components.image_verifier import NAMESPACE, POLICY_API_VERSION
 from components.signing import KeyRotation, trusted_public_keys
 from components.tenant_supply_chain import APPROVED_PROJECT
 from platformctl.helm_render import RELEASE_TYPE
+from platformctl.mocks import PlatformMocks
 from platformctl.render import render
 from policy.labels import SIGNATURE_POLICY_LABEL, TENANT_LABEL
 from stacks.config import ConfigError
@@ -71,8 +73,6 @@ def trusted_in(plan: dict, cluster: str, namespace: str) -> frozenset[str]:
 def fed_from_rotation(plan: dict, key: str) -> list[str]:
     """What the program computes from the key's rotation (its write_data_json, as the mocks answer)."""
     [rotation] = [r for r in plan["resources"] if r["type"] == ENDPOINT and r["inputs"]["path"] == f"transit/keys/{key}/rotate"]
-    from platformctl.mocks import PlatformMocks
-    from pulumi.runtime.mocks import MockResourceArgs
     _, outputs = PlatformMocks().new_resource(MockResourceArgs(ENDPOINT, rotation["name"], rotation["inputs"], "", None, True))
     return trusted_public_keys(outputs["writeDataJson"], KeyRotation().trusted_versions)
 
@@ -160,7 +160,7 @@ def plan_domain(plan: dict) -> str:
 def test_no_tenant_key_is_ever_trusted_in_another_tenants_namespaces(plan: dict) -> None:
     for cluster in WORKLOAD_CLUSTERS:
         found = policies(plan, cluster)
-        owners = {ns: t for ns, t in tenant_namespaces(plan, cluster).items()}
+        owners = tenant_namespaces(plan, cluster)
         tenant_keys = {p.removeprefix("tenant-"): keys_of(v) for p, v in found.items() if p.startswith("tenant-")}
         platform_keys = keys_of(found["platform-approved"])
         assert len(tenant_keys) >= 2
