@@ -137,6 +137,8 @@ def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
         ]},
         # The chart's webhook fails closed: an outage holds tenant deployments, never the platform's.
         "configData": {"no-match-policy": "deny" if args.mode == "enforce" else "warn"},
+        # Keys only: no Sigstore public-good root to fetch at start (it would panic without egress).
+        "extraArgs": {"disable-tuf": "true"},
     }
     if private_ca:
         webhook["registryCaBundle"] = dict(zip(("name", "key"), CA_CONFIGMAP))

@@ -99,6 +99,15 @@ def test_the_verifier_runs_on_the_workload_clusters_only(plan: dict) -> None:
         assert release(plan, cluster)["rendered"], "rendered by the Helm engine"
 
 
+def test_the_webhook_needs_nothing_from_the_internet(plan: dict) -> None:
+    for cluster in WORKLOAD_CLUSTERS:
+        [deployment] = [o for o in release(plan, cluster)["rendered"] if o["kind"] == "Deployment"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert "-disable-tuf=true" in container["args"]  # key authorities only: no public-good TUF root
+        image = container["image"]
+        assert re.fullmatch(r"ghcr\.io/sigstore/policy-controller/policy-controller@sha256:[0-9a-f]{64}", image)
+
+
 def test_prod_enforces_and_dev_warns_as_configured(plan: dict) -> None:
     for cluster, mode in (("prod", "enforce"), ("dev", "warn")):
         assert {p["spec"]["mode"] for p in policies(plan, cluster).values()} == {mode}
