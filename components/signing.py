@@ -9,10 +9,12 @@ ECDSA P-256 transit key that never leaves Vault. Rotation and trust, as one poli
   writes `transit/keys/<key>/rotate`, and Vault answers that write with every version's public
   key. The verifier's policies are fed from that answer in the same `pulumi up`, so the new
   version is trusted before any pipeline signs with it.
-* The newest `trusted_versions` versions are trusted; older ones are pruned from the verifier's
-  policies (Vault keeps them, `deletion_allowed` false, so old signatures stay checkable by
-  hand). An image signed just before a rotation therefore keeps verifying for
-  (trusted_versions - 1) x rotation_days at least: it must be rebuilt or re-signed within that.
+* The newest `trusted_versions` versions are trusted; older ones are pruned, from the verifier's
+  policies and in Vault alike: a second endpoint sets the key's `min_decryption_version` (for a
+  signing key, the oldest version Vault verifies with and lists), so `cosign verify` through
+  Vault agrees with admission. Vault keeps the pruned versions (`deletion_allowed` false): an
+  operator can lower the minimum again. An image signed just before a rotation therefore keeps
+  verifying for (trusted_versions - 1) x rotation_days at least: rebuild or re-sign it within that.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ class SigningKey:
     public_keys: pulumi.Output[list[str]]  # PEM of each trusted version, newest first
 
 
+def oldest_trusted_version(write_data_json: str, trusted_versions: int) -> int:
+    """The oldest version still trusted after the rotation Vault answered with (`latest_version`)."""
+    return max(1, int(json.loads(write_data_json or "{}").get("latest_version") or 1) - trusted_versions + 1)
+
+
 def trusted_public_keys(write_data_json: str, trusted_versions: int) -> list[str]:
-    """The PEM public keys of the newest `trusted_versions` versions in Vault's answer to a
-    rotation (`{"keys": {"<version>": {"public_key": PEM, ...}}}`), newest first."""
+    """The PEM public keys of the trusted versions in Vault's answer to a rotation
+    (`{"keys": {"<version>": {"public_key": PEM, ...}}, "latest_version": N}`), newest first."""
     versions = json.loads(write_data_json or "{}").get("keys") or {}
-    newest = sorted(versions, key=int, reverse=True)[:trusted_versions]
-    return [versions[v]["public_key"] for v in newest]
+    oldest = oldest_trusted_version(write_data_json, trusted_versions)
+    return [versions[v]["public_key"] for v in sorted(versions, key=int, reverse=True) if int(v) >= oldest]
 
 
 def sign_rules(mount: str, key: str) -> str:
@@ -92,6 +99,7 @@ def signing_key(
         opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(
             depends_on=depends_on,
             retain_on_delete=True,  # so offboarding completes and the key stays in Vault
+            ignore_changes=["minDecryptionVersion"],  # set by the pruning below, after each rotation
         )),
     )
     schedule = time.Rotating(f"{resource_name}-rotation", rotation_days=rotation.rotation_days,
@@ -106,6 +114,16 @@ def signing_key(
         opts=pulumi.ResourceOptions.merge(on_vault, pulumi.ResourceOptions(
             depends_on=[key], replacement_trigger=schedule.rfc3339,
         )),
+    )
+    vault.generic.Endpoint(
+        f"{resource_name}-prune",
+        path=f"{mount}/keys/{key_name}/config",
+        data_json=rotated.write_data_json.apply(
+            lambda answer: json.dumps({"min_decryption_version": oldest_trusted_version(answer, rotation.trusted_versions)})
+        ),
+        disable_read=True,  # the key resource reads the key; this only moves its minimum
+        disable_delete=True,
+        opts=on_vault,
     )
     public = rotated.write_data_json.apply(lambda answer: trusted_public_keys(answer, rotation.trusted_versions))
     return SigningKey(key_name, key, rotated, public)
@@ -122,8 +140,9 @@ def signing_key_credential(key: str, holder: str, scope: str, rotation: KeyRotat
         lifetime_seconds=rotation.rotation_days * DAY,
         rotation=(
             f"a new version every {rotation.rotation_days} days on `pulumi up` (transit rotate); the newest "
-            f"{rotation.trusted_versions} versions stay trusted by the image verifier, so a signature keeps "
-            f"verifying for at least {rotation.trusted_days} days after the next rotation"
+            f"{rotation.trusted_versions} versions stay trusted by the image verifier and in Vault (older ones are "
+            f"pruned with min_decryption_version), so a signature keeps verifying for at least "
+            f"{rotation.trusted_days} days after the next rotation"
         ),
         resources=(resource_name,),
     )

@@ -229,3 +229,21 @@ def test_the_inventory_lists_the_verifiers_identity_and_every_signing_key_with_i
         assert entry["category"] == "signing-key" and entry["lifetimeSeconds"] == rotation.rotation_days * 86400
         assert f"every {rotation.rotation_days} days" in entry["rotation"]
         assert f"newest {rotation.trusted_versions} versions" in entry["rotation"]
+
+
+# --- the keys behind the policies ------------------------------------------------------------------
+
+
+def test_every_signing_key_is_rotated_by_pulumi_and_pruned_after_each_rotation(plan: dict) -> None:
+    by_name = {r["name"]: r for r in plan["resources"]}
+    keys = [r for r in plan["resources"] if r["type"] == "vault:transit/secretBackendKey:SecretBackendKey"]
+    assert {k["inputs"]["name"] for k in keys} >= {"platform-cosign", "payments-cosign"}
+    for key in keys:
+        name, path = key["name"], f"transit/keys/{key['inputs']['name']}"
+        assert key["inputs"]["autoRotatePeriod"] == 0 and key["inputs"]["exportable"] is False  # never behind the verifier's back
+        assert key["options"]["ignoreChanges"] == ["minDecryptionVersion"]  # the pruning's, not reset by an update
+        schedule, rotate, prune = by_name[f"{name}-rotation"], by_name[f"{name}-rotate"], by_name[f"{name}-prune"]
+        assert schedule["inputs"]["rotationDays"] == KeyRotation().rotation_days
+        assert rotate["inputs"]["path"] == f"{path}/rotate" and key["urn"] in rotate["dependsOn"]
+        assert rotate["inputs"]["writeFields"] == ["keys", "latest_version"] and rotate["inputs"]["disableDelete"] is True
+        assert prune["inputs"]["path"] == f"{path}/config" and rotate["urn"] in prune["dependsOn"]

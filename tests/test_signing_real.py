@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from components.signing import PLATFORM_KEY, KeyRotation, trusted_public_keys
+from components.signing import PLATFORM_KEY, KeyRotation, oldest_trusted_version, trusted_public_keys
 from components.tenancy import TRANSIT_MOUNT, cosign_key
 from tests.test_vault_access import TENANTS, ci_login
 from tests.vault_apply import VaultApplier
@@ -117,27 +117,41 @@ def test_the_keys_fed_to_the_verifier_are_what_vault_publishes_for_the_key(dev_v
 
 
 def test_rotation_keeps_older_signatures_verifying_for_the_trusted_versions_then_prunes_them(dev_vault, renders) -> None:
-    """A key of its own, declared and rotated as the plan declares the tenants' (so no other test sees it)."""
+    """A key of its own, declared, rotated and pruned as the plan does it for the tenants' (no other test sees it)."""
     root = dev_vault.client(dev_vault.root_token)
     applier = VaultApplier(root, "")
+    rotation = KeyRotation(rotation_days=30, trusted_versions=2)
     resources = {r["name"]: r for r in renders["dev"].plan["resources"]}
-    key_resource, rotate_resource = (resources[f"{TENANTS[0]}-secrets-cosign{suffix}"] for suffix in ("", "-rotate"))
-    probe = copy.deepcopy([key_resource, rotate_resource])
-    probe[0]["inputs"]["name"] = "rotation-probe"
-    probe[1]["inputs"]["path"] = f"{TRANSIT_MOUNT}/keys/rotation-probe/rotate"
+    key, rotate, prune = copy.deepcopy([resources[f"{TENANTS[0]}-secrets-cosign{suffix}"] for suffix in ("", "-rotate", "-prune")])
+    key["inputs"]["name"] = "rotation-probe"
+    rotate["inputs"]["path"] = f"{TRANSIT_MOUNT}/keys/rotation-probe/rotate"
+    prune["inputs"]["path"] = f"{TRANSIT_MOUNT}/keys/rotation-probe/config"
 
-    def rotate() -> list[str]:
-        return fed_to_verifier(applier.apply([probe[1]])[-1].read, KeyRotation(rotation_days=30, trusted_versions=2))
+    def rotate_and_prune() -> list[str]:
+        """One scheduled rotation: the keys fed to the verifier, checked against what Vault now publishes."""
+        answer = json.dumps(applier.apply([rotate])[-1].read)
+        # The plan redacts the pruning's data_json (the provider marks it sensitive): the program's own value.
+        prune["inputs"]["dataJson"] = json.dumps({"min_decryption_version": oldest_trusted_version(answer, rotation.trusted_versions)})
+        applier.apply([prune])
+        trusted = trusted_public_keys(answer, rotation.trusted_versions)
+        published = root.read(f"{TRANSIT_MOUNT}/keys/rotation-probe")["data"]["keys"]
+        assert sorted(trusted) == sorted(v["public_key"] for v in published.values())  # Vault agrees
+        return trusted
 
-    applier.apply([probe[0]])
-    trusted = rotate()  # versions 2 and 1
+    applier.apply([key])
+    trusted = rotate_and_prune()  # versions 2 and 1
     message = payload(f"{REGISTRY}/{TENANTS[0]}/app", DIGEST)
     signed_before = transit_sign(root, "rotation-probe", message)  # with version 2
-    trusted = rotate()  # the next scheduled rotation: versions 3 and 2
+    trusted = rotate_and_prune()  # the next scheduled rotation: versions 3 and 2
     assert verified(message, signed_before, trusted)
     assert verified(message, transit_sign(root, "rotation-probe", message), trusted)  # version 3
-    trusted = rotate()  # versions 4 and 3: version 2 is no longer trusted
+    trusted = rotate_and_prune()  # versions 4 and 3: version 2 is no longer trusted, nor listed by Vault
     assert len(trusted) == 2 and not verified(message, signed_before, trusted)
+    with pytest.raises(hvac.exceptions.InvalidRequest):  # nor verified by Vault
+        root.write_data(f"{TRANSIT_MOUNT}/verify/rotation-probe/sha2-256", data={
+            "input": base64.b64encode(hashlib.sha256(message).digest()).decode(), "prehashed": True,
+            "signature": f"vault:v2:{base64.b64encode(signed_before).decode()}",
+        })
 
 
 def test_no_tenant_signs_with_the_platform_key_or_another_tenants(dev_vault) -> None:

@@ -84,7 +84,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         # Vault: read, write and sign policies, the owners' group, the CI role, the cosign key.
         "vault:index/policy:Policy": 5,  # read per environment, write (owners), ci, sign
         "vault:transit/secretBackendKey:SecretBackendKey": 1,
-        "vault:generic/endpoint:Endpoint": 1,  # the key's scheduled rotation
+        "vault:generic/endpoint:Endpoint": 2,  # the key's scheduled rotation, and the pruning after it
         "vault:identity/group:Group": 1,
         "vault:identity/groupAlias:GroupAlias": 1,
         "vault:jwt/authBackendRole:AuthBackendRole": 1,

@@ -211,9 +211,10 @@ class VaultApplier:
         return self.read_back(name, path, {**body, "deletion_allowed": i.get("deletion_allowed", False)})
 
     def endpoint(self, name: str, i: dict[str, Any]) -> Applied:
-        """A generic endpoint write (a transit key's rotation): `read` is what the provider keeps
-        of Vault's answer (`write_fields`), from which the program reads its `write_data_json`."""
-        # data_json is sensitive in the provider, so redacted in the plan: the program's rotations write "{}".
+        """A generic endpoint write (a transit key's rotation, or its pruning): `read` is what the
+        provider keeps of Vault's answer (`write_fields`), from which the program reads its `write_data_json`."""
+        # data_json is sensitive in the provider, so redacted in the plan: written as {} (a rotation's
+        # body; a pruning then changes nothing, as the first one after a key's creation does).
         body = {} if i["data_json"] == PLACEHOLDER else json.loads(i["data_json"])
         answer = (self.client.write_data(i["path"], data=body) or {}).get("data") or {}
         return Applied("", name, i["path"], {}, {f: answer[f] for f in i.get("write_fields") or [] if f in answer})
