@@ -13,7 +13,9 @@ render and for the floor, the floor ratio (render CPU / floor CPU for the same n
 registrations), peak RSS after the render and after writing its files, and the worker's
 whole CPU (getrusage of the child).
 "+charts s": CPU of the Helm engine rendering every release on top, as `platformctl render`
-does when chart sources are fetched ("no charts" without them).
+does when chart sources are fetched ("no charts" without them), with an empty release cache
+so that every release is rendered; it runs in child processes (platformctl.helm_render), whose
+CPU is included and whose largest peak RSS is "helm MiB" (not part of the worker's RSS).
 
 It also prints the fresh-stack critical path (longest chain of the plan's dependency graph,
 dependsOn + parent + provider edges, weighted by the typical creation times in CREATION_SECONDS),
@@ -32,6 +34,7 @@ import argparse
 import contextvars
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,8 +51,8 @@ import pulumi_kubernetes as k8s  # noqa: E402
 import yaml  # noqa: E402
 
 from platformctl.diff import diff_renders  # noqa: E402
-from platformctl.helm_render import RELEASE_TYPE, render_plan_releases  # noqa: E402
-from platformctl.render import enclosing, read_stack_file, render, run_under_mocks, write_render  # noqa: E402
+from platformctl.helm_render import CACHE_ENV, RELEASE_TYPE, render_plan_releases  # noqa: E402
+from platformctl.render import Render, enclosing, read_stack_file, render, run_under_mocks, write_render  # noqa: E402
 from stacks.config import load_platform_config  # noqa: E402
 from stacks.platform import kubernetes_versions  # noqa: E402
 
@@ -190,6 +193,11 @@ def tenant_of(plan: dict[str, Any]) -> dict[str, str | None]:
     return enclosing(plan, "platform:tenant:Tenant")
 
 
+def child_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(count: int, with_diff: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"tenants": count}
     start = time.process_time()
@@ -204,12 +212,17 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
         rendered = render(path, "dev")
         result["render_cpu_s"] = time.process_time() - start
         result["render_wall_s"] = time.perf_counter() - wall
-        # The Helm engine on top (what `platformctl render` adds): every release from its local chart.
+        # The Helm engine on top (what `platformctl render` adds): every release from its local chart,
+        # with an empty cache (so each is rendered, in child processes: their CPU counts).
         raw, secret_keys = read_stack_file(path)
         config = load_platform_config(raw, stack="dev", source=str(path), secret_keys=secret_keys)
-        start = time.process_time()
-        missing = render_plan_releases(rendered.plan, kubernetes_versions(config))
-        result["charts_cpu_s"] = None if missing else time.process_time() - start
+        os.environ[CACHE_ENV] = str(Path(tmp) / "helm-cache")
+        start, children = time.process_time(), child_cpu_seconds()
+        releases = render_plan_releases(rendered.plan, kubernetes_versions(config))
+        charts_cpu = time.process_time() - start + child_cpu_seconds() - children
+        result["charts_cpu_s"] = None if releases.missing else charts_cpu
+        result["helm_child_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rendered = Render(rendered.plan, rendered.fingerprints, releases.missing, releases.manifests)
         result["releases"] = sum(1 for r in rendered.plan["resources"] if r["type"] == RELEASE_TYPE)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         plan = rendered.plan
@@ -272,7 +285,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print("CPU seconds of the worker process; ms = ms CPU per registration; floor x = render CPU / floor CPU")
     print(f"{'tenants':>7} {'regs':>7} {'regs/tenant':>11} {'import s':>8} {'render s':>8} {'ms/reg':>6} "
           f"{'floor s':>7} {'floor ms/reg':>12} {'floor x':>7} {'wall s':>7} {'write s':>7} "
-          f"{'RSS MiB':>7} {'+write':>6} {'worker s':>8} {'crit path':>9} {'diff +1 (CPU s)':>26} {'releases':>8} {'+charts s':>9}")
+          f"{'RSS MiB':>7} {'+write':>6} {'worker s':>8} {'crit path':>9} {'diff +1 (CPU s)':>26} {'releases':>8} {'+charts s':>9} {'helm MiB':>8}")
     for r in results:
         diff = r.get("diff")
         diff_text = "skipped" if diff is None else (
@@ -284,7 +297,8 @@ def print_report(results: list[dict[str, Any]]) -> None:
               f"{r['render_cpu_s'] / r['floor_cpu_s']:>7.2f} {r['render_wall_s']:>7.1f} {r['write_cpu_s']:>7.2f} "
               f"{r['peak_rss_mib']:>7.0f} {r['peak_rss_write_mib']:>6.0f} {r['worker_cpu_s']:>8.1f} "
               f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>26} {r['releases']:>8} "
-              f"{'no charts' if r['charts_cpu_s'] is None else format(r['charts_cpu_s'], '.2f'):>9}")
+              f"{'no charts' if r['charts_cpu_s'] is None else format(r['charts_cpu_s'], '.2f'):>9} "
+              f"{r['helm_child_rss_mib']:>8.0f}")
     by_size = {r["tenants"]: r for r in results}
     if 100 in by_size and 1000 in by_size:
         print(f"CPU(1000)/CPU(100) = {by_size[1000]['render_cpu_s'] / by_size[100]['render_cpu_s']:.2f} "
@@ -322,7 +336,8 @@ def target_checks(by_size: dict[int, dict[str, Any]]) -> list[str]:
         checks.append(f"{'PASS' if ms <= 2 else 'FAIL'} render at 100 tenants {ms:.2f} ms CPU/registration (target <= 2)")
     if 1000 in by_size:
         peak = max(by_size[1000]["peak_rss_mib"], by_size[1000]["peak_rss_write_mib"])
-        checks.append(f"{'PASS' if peak <= 1024 else 'FAIL'} peak RSS at 1,000 tenants {peak:.0f} MiB (target <= 1024)")
+        checks.append(f"{'PASS' if peak <= 1024 else 'FAIL'} peak RSS at 1,000 tenants {peak:.0f} MiB (target <= 1024; "
+                      f"the Helm render processes beside it: up to {by_size[1000]['helm_child_rss_mib']:.0f} MiB each)")
     return checks
 
 

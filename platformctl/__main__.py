@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from pathlib import Path
@@ -10,14 +11,16 @@ from pathlib import Path
 # The program's packages (stacks, components) live beside platformctl.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from platformctl import access, charts, comment, diff, render  # noqa: E402
+COMMANDS = ("render", "diff", "comment", "access", "charts")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m platformctl", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (render, diff, comment, access, charts):
-        module.register(subparsers)
+    # Only the command's own module when it is named: `charts fetch` need not import the program.
+    for name in [c for c in COMMANDS if argv[:1] == [c]] or COMMANDS:
+        importlib.import_module(f"platformctl.{name}").register(subparsers)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -123,7 +123,11 @@ def _install(source: Path, target: Path) -> None:
 
 def fetch_from_dir(mirror: Path, base: Path | None = None, check: bool = True) -> list[str]:
     """Copy each pinned chart from `mirror/<chart>/`, else `charts/vendor/<chart>/` (its Chart.yaml must name the
-    pinned version); returns report lines."""
+    pinned version); returns report lines.
+
+    With `check`, a chart whose local copy already is what the lock records is left as it is
+    (the source is checked too, so a mirror that changed is still refused).
+    """
     lock = read_lock()
     lines = []
     for chart in pinned_charts():
@@ -133,9 +137,13 @@ def fetch_from_dir(mirror: Path, base: Path | None = None, check: bool = True) -
         name, version = _chart_yaml_version(source)
         if (name, version) != (chart.chart, chart.version):
             raise ChartError(f"{source}: Chart.yaml says {name} {version}, the pin is {chart.chart} {chart.version}")
+        target = chart_path(chart.chart, chart.version, base)
         if check:
             _check(source, chart.chart, chart.version, lock)  # before copying anything of it
-        target = chart_path(chart.chart, chart.version, base)
+            locked = lock[_key(chart.chart, chart.version)]["digest"]
+            if (target / "Chart.yaml").is_file() and digest(target) == locked:
+                lines.append(f"{chart.chart} {chart.version}: {target} (already there, {locked})")
+                continue
         _install(source, target)
         lines.append(f"{chart.chart} {chart.version}: {target} ({digest(target)})")
     return lines

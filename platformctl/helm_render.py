@@ -5,22 +5,35 @@ local chart (platformctl.charts) with its values from the plan, for its cluster'
 version and API list, as `helm install` would. Values come from the plan, where every secret
 is already "[secret]", and the data of every rendered Secret is replaced by "[secret]" too
 (charts also generate values of their own), so a render never holds a secret.
+
+`render_plan_releases` keeps what each release rendered in a cache keyed by everything the
+render reads (`ReleaseJob.key`: this module's code and its libraries' versions, the chart's
+locked digest, the values, release name and namespace, Kubernetes version and the cluster's
+custom APIs), so any change is a miss and an unchanged release is never rendered twice. What
+is missing is rendered in child processes (`python -m platformctl.helm_render`): Helm's Go
+runtime and the chart text never enter the render's process, and two charts render at once.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
 import json
+import os
+import pickle
 import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import kubernetes_validate
 import yaml
-from helm_python import Chart, _native
 
-from platformctl.charts import ChartError, charts_dir, read_lock, verified
+from platformctl.charts import ROOT, ChartError, charts_dir, read_lock, verified
 from platformctl.mocks import REDACTED
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -30,6 +43,12 @@ _CLUSTER_SCOPED = frozenset({
     "IngressClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "APIService", "PersistentVolume",
     "CSIDriver", "RuntimeClass", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConstraintTemplate",
 })
+CACHE_ENV = "PLATFORM_HELM_CACHE"
+DEFAULT_CACHE = ROOT / "build" / "helm-renders"
+# Cache entries kept (the most recently used): both stacks' releases many times over.
+CACHE_ENTRIES = 400
+# Child processes rendering the releases a run misses (each pays ~0.3 s CPU to start).
+MAX_WORKERS = 2
 
 
 # How Helm splits a template's output into documents (releaseutil.SplitManifests): "---#" separates too.
@@ -49,6 +68,8 @@ def builtin_api_versions(kubernetes_version: str) -> tuple[str, ...]:
     Read from kubernetes-validate's copy of that version's OpenAPI schemas. Alpha and beta
     APIs are off by default on a new cluster, so they are left out.
     """
+    import kubernetes_validate  # only where a release is rendered: cache hits need none of it
+
     schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / f"v{kubernetes_version}.0-local"
     found: set[str] = set()
     for path in schemas.glob("*.json"):
@@ -61,7 +82,9 @@ def builtin_api_versions(kubernetes_version: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _load(path: str) -> Chart:
+def _load(path: str) -> Any:
+    from helm_python import Chart
+
     return Chart.load(path)
 
 
@@ -97,6 +120,8 @@ def render_manifests(
     api_versions: Iterable[str],
 ) -> dict[str, str]:
     """Template path -> rendered text, as `helm install` renders this release (nothing redacted)."""
+    from helm_python import _native
+
     options = {
         "name": name, "namespace": namespace, "is_install": True,
         "kube_version": f"v{kubernetes_version}.0", "api_versions": sorted(set(api_versions)),
@@ -117,6 +142,11 @@ def render_release(
     return [_redact_secret(obj) for obj in _documents(manifests)]
 
 
+def manifest_text(obj: Mapping[str, Any]) -> str:
+    """An object as its file under manifests/ holds it."""
+    return yaml.safe_dump(obj, sort_keys=True)
+
+
 def object_namespace(obj: Mapping[str, Any], release_namespace: str) -> str | None:
     """The namespace an object lands in (None for a cluster-scoped kind)."""
     kind = str(obj.get("kind", ""))
@@ -125,25 +155,116 @@ def object_namespace(obj: Mapping[str, Any], release_namespace: str) -> str | No
     return (obj.get("metadata") or {}).get("namespace") or release_namespace
 
 
-def cluster_api_versions(plan: Mapping[str, Any], cluster: str, kubernetes_version: str) -> list[str]:
-    """Built-in APIs plus the custom resource kinds the plan declares on `cluster` (their CRDs are installed there)."""
+def custom_api_versions(plan: Mapping[str, Any], cluster: str) -> list[str]:
+    """The custom resource group/versions and group/version/kinds the plan declares on `cluster` (their CRDs are installed there)."""
     custom = set()
     for resource in plan["resources"]:
         inputs = resource.get("inputs") or {}
         if resource["cluster"] == cluster and resource["type"].startswith("kubernetes:") and "/" in str(inputs.get("apiVersion", "")):
             custom |= {inputs["apiVersion"], f"{inputs['apiVersion']}/{inputs.get('kind')}"}
-    return sorted(set(builtin_api_versions(kubernetes_version)) | custom)
+    return sorted(custom)
 
 
-def render_plan_releases(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Path | None = None) -> list[str]:
-    """Render every Helm release of the plan into its `rendered` entry; returns the charts not available (values-only).
+def cluster_api_versions(plan: Mapping[str, Any], cluster: str, kubernetes_version: str) -> list[str]:
+    """Built-in APIs plus the custom resource kinds the plan declares on `cluster`."""
+    return sorted(set(builtin_api_versions(kubernetes_version)) | set(custom_api_versions(plan, cluster)))
 
-    Raises ChartError for a chart that differs from its lock and HelmRenderError for a chart
-    that does not render.
-    """
+
+@functools.lru_cache(maxsize=None)
+def _engine() -> str:
+    """What renders besides the inputs: this module's code and the versions of the libraries it renders with."""
+    versions = [importlib.metadata.version(d) for d in ("helm-python-sdk", "PyYAML", "kubernetes-validate")]
+    return hashlib.sha256(Path(__file__).read_bytes() + json.dumps(versions).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReleaseJob:
+    """One release to render: everything its rendered objects depend on."""
+
+    chart_dir: str
+    chart_digest: str  # the locked digest chart_dir was verified against
+    values: dict[str, Any]
+    name: str
+    namespace: str
+    kubernetes_version: str
+    custom_apis: tuple[str, ...]
+
+    def key(self) -> str:
+        """The cache key: every input but where the chart happens to be, and the engine."""
+        inputs = {k: v for k, v in asdict(self).items() if k != "chart_dir"}
+        return hashlib.sha256(json.dumps([_engine(), inputs], sort_keys=True).encode()).hexdigest()
+
+    def render(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The release's objects (Secret data redacted) and each object's manifest text."""
+        objects = render_release(
+            Path(self.chart_dir), self.values, name=self.name, namespace=self.namespace,
+            kubernetes_version=self.kubernetes_version,
+            api_versions=[*builtin_api_versions(self.kubernetes_version), *self.custom_apis],
+        )
+        return objects, [manifest_text(obj) for obj in objects]
+
+
+def cache_dir() -> Path:
+    """Where rendered releases are kept: $PLATFORM_HELM_CACHE, else build/helm-renders in the repository."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def _entry(cache: Path, key: str) -> Path:
+    return cache / f"{key}.pickle"
+
+
+def _store(cache: Path, key: str, rendered: tuple[list[dict[str, Any]], list[str]]) -> None:
+    """Write an entry whole or not at all (a reader never sees half of one)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=cache, prefix=".entry-")
+    with os.fdopen(handle, "wb") as file:
+        pickle.dump(rendered, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(staging, _entry(cache, key))
+
+
+def _prune(cache: Path, keep: int = CACHE_ENTRIES) -> None:
+    entries = sorted(cache.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def _render_missing(jobs: Mapping[str, ReleaseJob], cache: Path) -> dict[str, str]:
+    """Render `jobs` (key -> job) into the cache in child processes; key -> error of each that failed."""
+    keys = sorted(jobs)
+    workers = min(len(keys), MAX_WORKERS, os.cpu_count() or 1)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "platformctl.helm_render", str(cache)], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(workers)
+    ]
+    # Every child gets its share before any is read, so they render at the same time.
+    for child, share in zip(children, (keys[i::workers] for i in range(workers))):
+        assert child.stdin is not None
+        child.stdin.write(json.dumps({key: asdict(jobs[key]) for key in share}))
+        child.stdin.close()
+    reports = [child.stdout.read() for child in children if child.stdout is not None]
+    for child in children:
+        child.wait()
+    if any(child.returncode != 0 for child in children):
+        codes = ", ".join(str(child.returncode) for child in children)
+        raise HelmRenderError(f"the Helm render processes failed (exit {codes}); see their output above")
+    # The report is the last line a child prints (Helm logs its warnings to stderr).
+    return {key: error for report in reports for key, error in json.loads(report.splitlines()[-1]).items()}
+
+
+class Releases(NamedTuple):
+    missing: list[str]  # "<chart> <version>" of the releases left values-only: no local chart source
+    manifests: dict[str, list[str]]  # release URN -> the manifest text of each rendered object
+
+
+def _jobs(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Path | None) -> tuple[dict[str, ReleaseJob], list[str]]:
+    """URN -> the job of each release whose chart is there (verified against the lock), and the charts that are not."""
     lock = read_lock()
+    jobs: dict[str, ReleaseJob] = {}
     missing: list[str] = []
-    api_cache: dict[str, list[str]] = {}
+    custom_apis: dict[str, tuple[str, ...]] = {}
     for resource in plan["resources"]:
         if resource["type"] != RELEASE_TYPE:
             continue
@@ -151,22 +272,48 @@ def render_plan_releases(plan: dict[str, Any], kubernetes_versions: Mapping[str,
         chart, version = str(inputs.get("chart")), str(inputs.get("version"))
         # Air-gapped stacks name the local chart directory itself: <dir>/<chart>/<version>.
         local = Path(chart)
-        chart_dir = verified(local.parent.name, local.name, local.parent.parent, lock) if local.is_absolute() else verified(chart, version, base, lock)
+        name, version, where = (local.parent.name, local.name, local.parent.parent) if local.is_absolute() else (chart, version, base)
+        chart_dir = verified(name, version, where, lock)
         if chart_dir is None:
-            missing.append(f"{chart} {version}")
+            missing.append(f"{chart} {inputs.get('version')}")
             continue
         cluster = resource["cluster"]
-        if cluster not in api_cache:
-            api_cache[cluster] = cluster_api_versions(plan, cluster, kubernetes_versions[cluster])
-        try:
-            resource["rendered"] = render_release(
-                chart_dir, inputs.get("values") or {}, name=inputs.get("name") or resource["name"],
-                namespace=inputs.get("namespace", "default"), kubernetes_version=kubernetes_versions[cluster],
-                api_versions=api_cache[cluster],
-            )
-        except Exception as err:  # noqa: BLE001 helm-python-sdk raises its own error classes; name the release
-            raise HelmRenderError(f"{resource['urn']}: {chart} {version} does not render: {err}") from None
-    return sorted(set(missing))
+        if cluster not in custom_apis:
+            custom_apis[cluster] = tuple(custom_api_versions(plan, cluster))
+        jobs[resource["urn"]] = ReleaseJob(
+            chart_dir=str(chart_dir.resolve()), chart_digest=lock[f"{name}@{version}"]["digest"],
+            values=inputs.get("values") or {}, name=inputs.get("name") or resource["name"],
+            namespace=inputs.get("namespace", "default"), kubernetes_version=kubernetes_versions[cluster],
+            custom_apis=custom_apis[cluster],
+        )
+    return jobs, sorted(set(missing))
+
+
+def render_plan_releases(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Path | None = None) -> Releases:
+    """Render every Helm release of the plan into its `rendered` entry, from the cache where it has it.
+
+    Raises ChartError for a chart that differs from its lock and HelmRenderError for a chart
+    that does not render.
+    """
+    jobs, missing = _jobs(plan, kubernetes_versions, base)
+    cache = cache_dir()
+    keys = {urn: job.key() for urn, job in jobs.items()}
+    absent = {keys[urn]: job for urn, job in jobs.items() if not _entry(cache, keys[urn]).is_file()}
+    errors = _render_missing(absent, cache) if absent else {}
+    manifests: dict[str, list[str]] = {}
+    for resource in plan["resources"]:
+        key = keys.get(resource["urn"])
+        if key is None:
+            continue
+        if key in errors:
+            inputs = resource["inputs"]
+            raise HelmRenderError(f"{resource['urn']}: {inputs.get('chart')} {inputs.get('version')} does not render: {errors[key]}")
+        entry = _entry(cache, key)
+        resource["rendered"], manifests[resource["urn"]] = pickle.loads(entry.read_bytes())  # noqa: S301 written by _store
+        os.utime(entry)  # recently used: kept by _prune
+    if absent:
+        _prune(cache)
+    return Releases(missing, manifests)
 
 
 def values_only_note(missing: list[str], base: Path | None = None) -> str:
@@ -176,4 +323,21 @@ def values_only_note(missing: list[str], base: Path | None = None) -> str:
     )
 
 
+def _child(cache: Path) -> int:
+    """`python -m platformctl.helm_render CACHE`: render the jobs on stdin (key -> job) into CACHE; prints key -> error."""
+    errors = {}
+    for key, fields in json.load(sys.stdin).items():
+        job = ReleaseJob(**{**fields, "custom_apis": tuple(fields["custom_apis"])})
+        try:
+            _store(cache, key, job.render())
+        except Exception as err:  # noqa: BLE001 helm-python-sdk raises its own error classes; the parent names the release
+            errors[key] = str(err)
+    print(json.dumps(errors))
+    return 0
+
+
 __all__ = ["ChartError", "HelmRenderError", "render_plan_releases", "render_release", "values_only_note"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(Path(sys.argv[1])))

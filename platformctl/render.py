@@ -36,7 +36,9 @@ from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _ensure_event_loop
 
 from platformctl.charts import ChartError
-from platformctl.helm_render import RELEASE_TYPE, HelmRenderError, object_namespace, render_plan_releases, values_only_note
+from platformctl.helm_render import (
+    RELEASE_TYPE, HelmRenderError, manifest_text, object_namespace, render_plan_releases, values_only_note,
+)
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
 from stacks.config import ConfigError, load_platform_config
 from stacks.platform import kubernetes_versions, local_charts
@@ -174,6 +176,8 @@ class Render:
     fingerprints: dict[str, dict[str, str]]
     # "<chart> <version>" of the Helm releases left values-only: no local chart source.
     values_only: list[str] = field(default_factory=list)
+    # Per Helm release URN, the manifest text of each object its chart rendered (`rendered`).
+    manifests: dict[str, list[str]] = field(default_factory=dict)
 
 
 def render_plan(config_file: Path, stack: str) -> dict[str, Any]:
@@ -212,10 +216,10 @@ def render(config_file: Path, stack: str, *, charts: bool = False, charts_base: 
         result = run(settle=False)
     if charts:
         try:
-            missing = render_plan_releases(result.plan, kubernetes_versions(config), charts_base)
+            releases = render_plan_releases(result.plan, kubernetes_versions(config), charts_base)
         except (ChartError, HelmRenderError) as err:
             raise RenderError(str(err)) from None
-        return Render(result.plan, result.fingerprints, missing)
+        return Render(result.plan, result.fingerprints, releases.missing, releases.manifests)
     return result
 
 
@@ -444,17 +448,17 @@ def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def _rendered_files(resource: dict[str, Any]) -> list[tuple[str, str]]:
-    """Where each object a Helm release's chart rendered goes: <cluster>/<namespace>/helm-<release>/<Kind>-<name>.yaml."""
+def _rendered_files(resource: dict[str, Any], texts: list[str] | None) -> list[tuple[str, str]]:
+    """Where each object a Helm release's chart rendered goes: <cluster>/<namespace>/helm-<release>/<Kind>-<name>.yaml.
+
+    `texts`: each object's manifest text where the render has it (`Render.manifests`)."""
+    rendered = resource.get("rendered", [])
     files = []
     release_namespace = resource["inputs"].get("namespace", "default")
-    for obj in resource.get("rendered", []):
+    for obj, text in zip(rendered, texts or map(manifest_text, rendered)):
         namespace = object_namespace(obj, release_namespace) or "_cluster"
         name = (obj.get("metadata") or {}).get("name", "unnamed")
-        files.append((
-            f"{resource['cluster']}/{namespace}/helm-{resource['name']}/{obj.get('kind')}-{name}.yaml",
-            yaml.safe_dump(obj, sort_keys=True),
-        ))
+        files.append((f"{resource['cluster']}/{namespace}/helm-{resource['name']}/{obj.get('kind')}-{name}.yaml", text))
     return files
 
 
@@ -472,7 +476,7 @@ def _object_file(resource: dict[str, Any]) -> tuple[str, str] | tuple[None, None
     metadata = inputs.get("metadata") or {}
     namespace = metadata.get("namespace", "_cluster")
     name = metadata.get("name", resource["name"])
-    return f"{cluster}/{namespace}/{inputs['kind']}-{name}.yaml", yaml.safe_dump(inputs, sort_keys=True)
+    return f"{cluster}/{namespace}/{inputs['kind']}-{name}.yaml", manifest_text(inputs)
 
 
 def _component_of(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) -> str | None:
@@ -536,7 +540,7 @@ def write_render(result: Render, out: Path) -> None:
         for old in sorted(manifests.rglob("*"), reverse=True):
             old.unlink() if old.is_file() else old.rmdir()
     for resource in plan["resources"]:
-        for relative, text in [_object_file(resource), *_rendered_files(resource)]:
+        for relative, text in [_object_file(resource), *_rendered_files(resource, result.manifests.get(resource["urn"]))]:
             if relative:
                 path = manifests / relative
                 path.parent.mkdir(parents=True, exist_ok=True)

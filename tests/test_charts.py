@@ -60,6 +60,24 @@ def test_fetch_from_dir_refuses_a_mirror_chart_that_differs_from_the_lock(tmp_pa
     assert not (tmp_path / "charts" / "traefik").exists()
 
 
+def test_fetch_from_dir_leaves_a_local_chart_that_already_is_what_the_lock_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = _mirror(tmp_path)
+    pin = CHARTS["traefik"]
+    digest = charts.digest(mirror / pin.chart)
+    monkeypatch.setattr(charts, "read_lock", lambda *_: {f"{pin.chart}@{pin.version}": {"digest": digest}})
+    monkeypatch.setattr(charts, "pinned_charts", lambda: [pin])
+    target = charts.chart_path(pin.chart, pin.version, tmp_path / "charts")
+    [fetched] = charts.fetch_from_dir(mirror, tmp_path / "charts")
+    copied = (target / "Chart.yaml").stat().st_ino
+    [again] = charts.fetch_from_dir(mirror, tmp_path / "charts")
+    assert "already there" not in fetched and "already there" in again
+    assert (target / "Chart.yaml").stat().st_ino == copied  # not copied again
+    # A local copy changed by hand is replaced with the mirror's.
+    (target / "templates" / "cm.yaml").write_text("changed\n")
+    [replaced] = charts.fetch_from_dir(mirror, tmp_path / "charts")
+    assert "already there" not in replaced and charts.digest(target) == digest
+
+
 def test_fetch_from_dir_takes_a_chart_the_mirror_lacks_from_the_vendored_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vendor = _mirror(tmp_path)
     pin = CHARTS["traefik"]
