@@ -448,7 +448,7 @@ def creation_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ordered
 
 
-def _rendered_files(resource: dict[str, Any], texts: list[str] | None) -> list[tuple[str, str]]:
+def _rendered_files(resource: dict[str, Any], texts: list[str] | None = None) -> list[tuple[str, str]]:
     """Where each object a Helm release's chart rendered goes: <cluster>/<namespace>/helm-<release>/<Kind>-<name>.yaml.
 
     `texts`: each object's manifest text where the render has it (`Render.manifests`)."""

@@ -200,10 +200,12 @@ def test_rendered_objects_are_filed_by_cluster_namespace_and_release(charted: di
     from platformctl.render import _rendered_files
 
     (argocd,) = [r for _, r in releases({"dev": charted["dev"]}) if r["name"] == "control-plane-argocd"]
-    files = dict(_rendered_files(argocd))
+    files = dict(_rendered_files(argocd, charted["dev"].manifests[argocd["urn"]]))
     assert "control-plane/argocd/helm-control-plane-argocd/Deployment-argocd-server.yaml" in files
     assert "control-plane/_cluster/helm-control-plane-argocd/ClusterRole-argocd-server.yaml" in files
     assert len(files) == len(argocd["rendered"])  # one file per object
+    # The text kept with the rendered objects (the release cache's) is each object's own.
+    assert files == dict(_rendered_files(argocd))
 
 
 # --- what the render showed broken, each checked on the rendered objects ----------------
