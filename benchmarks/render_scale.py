@@ -221,7 +221,7 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
         releases = render_plan_releases(rendered.plan, kubernetes_versions(config))
         charts_cpu = time.process_time() - start + child_cpu_seconds() - children
         result["charts_cpu_s"] = None if releases.missing else charts_cpu
-        result["helm_child_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result["helm_child_rss_mib"] = releases.helm_peak_rss_mib
         rendered = Render(rendered.plan, rendered.fingerprints, releases.missing, releases.manifests)
         result["releases"] = sum(1 for r in rendered.plan["resources"] if r["type"] == RELEASE_TYPE)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -228,8 +228,9 @@ def _prune(cache: Path, keep: int = CACHE_ENTRIES) -> None:
         old.unlink(missing_ok=True)
 
 
-def _render_missing(jobs: Mapping[str, ReleaseJob], cache: Path) -> dict[str, str]:
-    """Render `jobs` (key -> job) into the cache in child processes; key -> error of each that failed."""
+def _render_missing(jobs: Mapping[str, ReleaseJob], cache: Path) -> tuple[dict[str, str], float]:
+    """Render `jobs` (key -> job) into the cache in child processes: key -> error of each that failed, and the
+    largest peak RSS of a child in MiB."""
     keys = sorted(jobs)
     workers = min(len(keys), MAX_WORKERS, os.cpu_count() or 1)
     children = [
@@ -251,12 +252,14 @@ def _render_missing(jobs: Mapping[str, ReleaseJob], cache: Path) -> dict[str, st
         codes = ", ".join(str(child.returncode) for child in children)
         raise HelmRenderError(f"the Helm render processes failed (exit {codes}); see their output above")
     # The report is the last line a child prints (Helm logs its warnings to stderr).
-    return {key: error for report in reports for key, error in json.loads(report.splitlines()[-1]).items()}
+    parsed = [json.loads(report.splitlines()[-1]) for report in reports]
+    return {key: error for report in parsed for key, error in report["errors"].items()}, max(r["peak_rss_mib"] for r in parsed)
 
 
 class Releases(NamedTuple):
     missing: list[str]  # "<chart> <version>" of the releases left values-only: no local chart source
     manifests: dict[str, list[str]]  # release URN -> the manifest text of each rendered object
+    helm_peak_rss_mib: float = 0.0  # the largest peak RSS of a Helm render process (0 when all were cached)
 
 
 def _jobs(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Path | None) -> tuple[dict[str, ReleaseJob], list[str]]:
@@ -299,7 +302,7 @@ def render_plan_releases(plan: dict[str, Any], kubernetes_versions: Mapping[str,
     cache = cache_dir()
     keys = {urn: job.key() for urn, job in jobs.items()}
     absent = {keys[urn]: job for urn, job in jobs.items() if not _entry(cache, keys[urn]).is_file()}
-    errors = _render_missing(absent, cache) if absent else {}
+    errors, helm_peak_rss_mib = _render_missing(absent, cache) if absent else ({}, 0.0)
     manifests: dict[str, list[str]] = {}
     for resource in plan["resources"]:
         key = keys.get(resource["urn"])
@@ -313,7 +316,7 @@ def render_plan_releases(plan: dict[str, Any], kubernetes_versions: Mapping[str,
         os.utime(entry)  # recently used: kept by _prune
     if absent:
         _prune(cache)
-    return Releases(missing, manifests)
+    return Releases(missing, manifests, helm_peak_rss_mib)
 
 
 def values_only_note(missing: list[str], base: Path | None = None) -> str:
@@ -324,7 +327,8 @@ def values_only_note(missing: list[str], base: Path | None = None) -> str:
 
 
 def _child(cache: Path) -> int:
-    """`python -m platformctl.helm_render CACHE`: render the jobs on stdin (key -> job) into CACHE; prints key -> error."""
+    """`python -m platformctl.helm_render CACHE`: render the jobs on stdin (key -> job) into CACHE; prints key -> error
+    and the process's peak RSS."""
     errors = {}
     for key, fields in json.load(sys.stdin).items():
         job = ReleaseJob(**{**fields, "custom_apis": tuple(fields["custom_apis"])})
@@ -332,8 +336,17 @@ def _child(cache: Path) -> int:
             _store(cache, key, job.render())
         except Exception as err:  # noqa: BLE001 helm-python-sdk raises its own error classes; the parent names the release
             errors[key] = str(err)
-    print(json.dumps(errors))
+    print(json.dumps({"errors": errors, "peak_rss_mib": _own_peak_rss_mib()}))
     return 0
+
+
+def _own_peak_rss_mib() -> float:
+    """Peak RSS since this process started its program (ru_maxrss would count the parent it was forked from)."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return 0.0
+    peak = next((line.split()[1] for line in status.read_text().splitlines() if line.startswith("VmHWM:")), "0")
+    return int(peak) / 1024
 
 
 __all__ = ["ChartError", "HelmRenderError", "render_plan_releases", "render_release", "values_only_note"]

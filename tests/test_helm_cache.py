@@ -44,7 +44,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     rendered: list[list[str]] = []
     real = helm_render._render_missing
 
-    def recording(jobs: dict[str, ReleaseJob], cache: Path) -> dict[str, str]:
+    def recording(jobs: dict[str, ReleaseJob], cache: Path) -> tuple[dict[str, str], float]:
         rendered.append(sorted(jobs))
         return real(jobs, cache)
 
@@ -64,9 +64,10 @@ def test_a_release_renders_once_and_a_values_change_renders_it_again(cache: list
         api_versions=[*helm_render.builtin_api_versions("1.33"), "example.com/v1", "example.com/v1/Widget"],
     )
     assert first.manifests == {"urn:gatekeeper": [manifest_text(obj) for obj in objects]}
+    assert 0 < first.helm_peak_rss_mib < 1024
 
     again = one_release("gatekeeper", {"replicas": 2})
-    assert render_plan_releases(again, VERSIONS) == first and len(cache) == 1  # served from the cache
+    assert render_plan_releases(again, VERSIONS) == first._replace(helm_peak_rss_mib=0.0) and len(cache) == 1  # from the cache
     assert again["resources"][0]["rendered"] == objects
 
     changed = one_release("gatekeeper", {"replicas": 4})
