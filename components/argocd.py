@@ -16,7 +16,7 @@ from components.cluster import ClusterHandle
 from components.common import PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
-from components.helm import namespace, release, sized
+from components.helm import namespace, release, sized, spread
 from components.inventory import DAY, Credential
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -76,6 +76,7 @@ class ArgoCd(pulumi.ComponentResource):
             sized(
                 plugin.merge_into(values) if plugin else values, args.resources, "controller", "server", "repoServer",
                 "applicationSet", "notifications", "redis", "redisSecretInit",
+                *((f"redis-ha.{part}" for part in REDIS_HA_SIZED) if args.replicas > 1 else ()),
             ),
             cluster,
             self,
@@ -135,7 +136,8 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         )
     )
     values = {
-        "global": {"domain": args.exposure.hostname},
+        # Spread over zones and nodes; the chart adds each component's own label selector.
+        "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread()},
         "configs": {
             "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
             "secret": {"createSecret": False},
@@ -156,11 +158,36 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
             }
         },
     }
+    if args.replicas > 1:
+        values = high_availability(values, args.replicas)
     if args.ssh_known_hosts is not None:
         # Replaces the chart's list of public forges: ArgoCD reads the platform's GitLab only,
         # and trusts exactly its host keys (a key it does not list is refused, never added).
         values["configs"]["ssh"] = {"knownHosts": args.ssh_known_hosts}
     return values
+
+
+# The chart's HA mode (its README): Redis as redis-ha (three Redis with Sentinel behind HAProxy),
+# the API server, repo server and ApplicationSet controller replicated, the application controller
+# sharded over its replicas. Each tier keeps all but one replica through a drain.
+HA_TIERS = ("controller", "server", "repoServer", "applicationSet")
+REDIS_HA_SIZED = ("redis", "sentinel", "haproxy", "haproxy.init", "splitBrainDetection", "init")
+
+
+def high_availability(values: dict[str, Any], replicas: int) -> dict[str, Any]:
+    budget = {"maxUnavailable": 1}
+    out = {**values, "redis-ha": {
+        "enabled": True,
+        # One Redis and one HAProxy per node already (the chart's hard anti-affinity); also over zones.
+        "topologySpreadConstraints": {
+            "enabled": True, "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+        },
+        "podDisruptionBudget": budget,
+        "haproxy": {"podDisruptionBudget": budget},
+    }}
+    for tier in HA_TIERS:
+        out[tier] = {**values.get(tier, {}), "replicas": replicas, "pdb": {"enabled": True, **budget}}
+    return out
 
 
 def webhook_credential(name: str) -> Credential:

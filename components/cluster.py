@@ -444,6 +444,7 @@ class _Vpc:
             node_route_table=self.private_routes,
             node_cidrs=self.private_cidrs,
             cluster_security_group_id=cluster.vpc_config.cluster_security_group_id,
+            private_subnet_ids=tuple(self.private_ids),
         )
 
 

@@ -36,7 +36,8 @@ import yaml
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
-from components.helm import metadata, namespace, release, workload_service_account, sized
+from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores
+from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -83,6 +84,8 @@ HOST_KEY_LIFETIME_DAYS = 90
 HOST_KEY_ROTATION_DAYS = HOST_KEY_LIFETIME_DAYS // 2
 # On the gitlab-shell pods: they copy the host keys at start, so new keys must restart them.
 HOST_KEYS_CHECKSUM_ANNOTATION = "platform.io/ssh-host-keys-checksum"
+# On the Rails pods: they read the database password and Redis token at start.
+DATA_STORES_CHECKSUM_ANNOTATION = "platform.io/data-stores-checksum"
 
 
 def kubectl_image() -> str:
@@ -99,6 +102,7 @@ def redirect_uri(hostname: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class GitLabArgs(StatefulServiceArgs):
     # replicas: webservice, sidekiq and gitlab-shell minimum; aws: object storage on S3
+    data_stores: DataStores  # PostgreSQL and Redis, outside the chart
     storage: str = "50Gi"  # Gitaly's repository volume
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
     # PEM file with the platform CA on the machine that runs `pulumi up`, for the gitlab
@@ -163,17 +167,19 @@ class GitLab(pulumi.ComponentResource):
             prerequisites.append(host_keys.secret)
 
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
+        stores = args.data_stores.for_service(NAMESPACE, ns, self)
+        prerequisites += stores.ready
 
         self.release = release(
             RELEASE,
             "gitlab",
             ns,
-            gitlab_resources(gitlab_values(args, buckets, host_keys), args.resources),
+            gitlab_resources(gitlab_values(args, buckets, host_keys, stores), args.resources),
             cluster,
             self,
             version=args.chart_version,
             depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
-            # Gitaly, PostgreSQL and Redis keep their data on volumes.
+            # Gitaly keeps the repositories on volumes.
             protect=args.protect,
         )
 
@@ -229,8 +235,7 @@ GITLAB_HEAVY: dict[str, dict[str, dict[str, str]]] = {
 GITLAB_SIZED = (
     *(f"{part}.init" for part in GITLAB_HEAVY),
     "gitlab.webservice.workhorse", "gitlab.gitlab-exporter", "gitlab.gitlab-exporter.init", "gitlab.gitlab-shell",
-    "gitlab.gitlab-shell.init", "minio", "minio.init", "postgresql.primary", "postgresql.metrics", "redis.master",
-    "redis.metrics", "shared-secrets", "upgradeCheck",
+    "gitlab.gitlab-shell.init", "minio", "minio.init", "shared-secrets", "upgradeCheck",
 )
 
 
@@ -245,7 +250,7 @@ def gitlab_resources(values: dict[str, Any], resources: dict[str, Any]) -> dict[
 
 
 def gitlab_values(
-    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None
+    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None, stores: ServiceStores
 ) -> dict[str, Any]:
     """The chart values: GitLab alone, behind the platform's ingress, cert-manager and IdP."""
     exposure = args.exposure
@@ -280,6 +285,7 @@ def gitlab_values(
         "certificates": {"customCAs": [{"secret": CA_SECRET, "keys": ["ca.crt"]}]},
         "registry": {"enabled": False},  # Harbor is the registry
         "kas": {"enabled": False},  # ArgoCD deploys; no GitLab agent
+        **external_stores(stores),
     }
     values: dict[str, Any] = {
         "global": global_values,
@@ -288,21 +294,10 @@ def gitlab_values(
         "prometheus": {"install": False},
         "gitlab-runner": {"install": False},
         "registry": {"enabled": False},
-        "gitlab": {
-            "webservice": {
-                "minReplicas": args.replicas,
-                "ingress": {"tls": {"secretName": TLS_SECRET}},
-                # The chart's pod annotations. Only webservice signs people in (sidekiq and
-                # toolbox load the providers but never redeem a code).
-                "annotations": {
-                    OMNIAUTH_CHECKSUM_ANNOTATION: checksum(omniauth_provider(args.oidc, exposure.hostname, args.groups))
-                },
-            },
-            "sidekiq": {"minReplicas": args.replicas},
-            # The chart's gitlab-shell defaults to its `main` tag; the CNG image of this GitLab release.
-            "gitlab-shell": {"minReplicas": args.replicas, "image": {"tag": f"v{GITLAB_VERSION}"}},
-            "gitaly": {"persistence": {"size": args.storage}},
-        },
+        # PostgreSQL and Redis are outside the chart (components/data_stores.py): no Bitnami images.
+        "postgresql": {"install": False},
+        "redis": {"install": False},
+        "gitlab": gitlab_tiers(args, stores),
     }
     if buckets:
         global_values["minio"] = {"enabled": False}
@@ -323,6 +318,53 @@ def gitlab_values(
         global_values["shell"] = {"hostKeys": {"secret": HOST_KEYS_SECRET}}
         values["gitlab"]["gitlab-shell"]["annotations"] = {HOST_KEYS_CHECKSUM_ANNOTATION: host_keys.checksum}
     return values
+
+
+def gitlab_tiers(args: GitLabArgs, stores: ServiceStores) -> dict[str, Any]:
+    """The `gitlab` subcharts: Rails tiers replicated and spread, restarted when a credential they read changes."""
+    exposure = args.exposure
+    return {
+        "webservice": {
+            "minReplicas": args.replicas,
+            "topologySpreadConstraints": spread({"app": "webservice", "release": RELEASE}),
+            "ingress": {"tls": {"secretName": TLS_SECRET}},
+            # The chart's pod annotations. Only webservice signs people in (sidekiq and
+            # toolbox load the providers but never redeem a code).
+            "annotations": {
+                OMNIAUTH_CHECKSUM_ANNOTATION: checksum(omniauth_provider(args.oidc, exposure.hostname, args.groups)),
+                DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum,
+            },
+        },
+        "sidekiq": {
+            "minReplicas": args.replicas,
+            "topologySpreadConstraints": spread({"app": "sidekiq", "release": RELEASE}),
+            "annotations": {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum},
+        },
+        "toolbox": {"annotations": {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum}},
+        # The chart's gitlab-shell defaults to its `main` tag; the CNG image of this GitLab release.
+        "gitlab-shell": {"minReplicas": args.replicas, "image": {"tag": f"v{GITLAB_VERSION}"}},
+        "gitaly": {"persistence": {"size": args.storage}},
+    }
+
+
+def external_stores(stores: ServiceStores) -> dict[str, Any]:
+    """`global.psql` and `global.redis`: GitLab's own database and Redis, their secrets by reference."""
+    postgres, redis = stores.postgres, stores.redis
+    return {
+        "psql": {
+            "host": postgres.host,
+            "port": postgres.port,
+            "database": postgres.database,
+            "username": postgres.username,
+            "password": {"secret": postgres.secret, "key": PASSWORD_KEY},
+        },
+        "redis": {
+            "host": redis.host,
+            "port": redis.port,
+            **({"scheme": "rediss"} if redis.tls else {}),
+            "auth": {"secret": redis.secret, "key": REDIS_PASSWORD_KEY},
+        },
+    }
 
 
 def omniauth_provider(oidc: OidcClient, hostname: str, groups: PlatformGroups) -> pulumi.Output[str]:
@@ -754,7 +796,10 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
     return GitLab(
         "gitlab",
         parts.cluster,
-        GitLabArgs.extend(parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh),
+        GitLabArgs.extend(
+            parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh,
+            data_stores=parts.require(DATA_STORES),
+        ),
     )
 
 

@@ -20,7 +20,8 @@ import pulumiverse_harbor as harbor
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.helm import metadata, namespace, release, workload_service_account, sized
+from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
+from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.inventory import DAY, STATE, Credential
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -42,7 +43,9 @@ JOBSERVICE_SECRET = ("harbor-jobservice", "JOBSERVICE_SECRET")
 REGISTRY_HTTP_SECRET = ("harbor-registry-http", "REGISTRY_HTTP_SECRET")
 REGISTRY_CREDENTIALS_SECRET = "harbor-registry-credentials"  # REGISTRY_PASSWD and REGISTRY_HTPASSWD
 TOKEN_CERT_SECRET = "harbor-token-service"  # tls.crt and tls.key
-DATABASE_SECRET = f"{RELEASE}-database"  # the chart's own name for it: POSTGRES_PASSWORD
+REGISTRY_STORAGE_SECRET = "harbor-registry-storage"  # kubeconfig stacks: the object store's keys, as the chart names them
+# On the pods that read the database password or the Redis token at start.
+DATA_STORES_CHECKSUM_ANNOTATION = "platform.io/data-stores-checksum"
 
 OIDC_GROUPS_CLAIM = "groups"
 # Harbor's six-field cron (seconds first): rescan everything nightly against the newest
@@ -52,9 +55,7 @@ GC_SCHEDULE = "0 0 4 * * 0"
 
 TOKEN_CERT_VALIDITY_DAYS = 10 * 365
 # Harbor's secrets among its own components, by resource suffix.
-INTERNAL_SECRETS = (
-    "secret-key", "core-secret", "xsrf-key", "jobservice-secret", "registry-http-secret", "registry-password", "database-password",
-)
+INTERNAL_SECRETS = ("secret-key", "core-secret", "xsrf-key", "jobservice-secret", "registry-http-secret", "registry-password")
 
 
 def redirect_uri(hostname: str) -> str:
@@ -64,8 +65,8 @@ def redirect_uri(hostname: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class HarborArgs(StatefulServiceArgs):
-    # replicas: core, portal, job service, and the registry on S3; aws: images on S3
-    storage: str = "50Gi"  # the registry volume when not on S3
+    # replicas: core, portal, job service and registry; aws: images on S3 (else on data_stores' object store)
+    data_stores: DataStores  # PostgreSQL, Redis and (kubeconfig stacks) the object store, outside the chart
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
 
 
@@ -87,21 +88,22 @@ class Harbor(pulumi.ComponentResource):
 
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
+        stores = args.data_stores.for_service(NAMESPACE, ns, self)
+        prerequisites += stores.ready
 
         self.release = release(
             RELEASE,
             "harbor",
             ns,
             sized(
-                harbor_values(args, storage), args.resources, "core", "portal", "jobservice", "registry.registry",
-                "registry.controller", "database.internal", "database.internal.initContainer.permissions",
-                "redis.internal", "trivy",
+                harbor_values(args, storage, stores), args.resources, "core", "portal", "jobservice", "registry.registry",
+                "registry.controller", "trivy",
             ),
             cluster,
             self,
             version=args.chart_version,
             depends_on=[*prerequisites, args.cert_manager, *args.depends_on],
-            # The database, Redis, Trivy and (off S3) the registry keep data on volumes.
+            # Trivy keeps its vulnerability database on a volume.
             protect=args.protect,
         )
 
@@ -168,22 +170,6 @@ class Harbor(pulumi.ComponentResource):
             ),
             # Harbor core calls OpenUnison (OIDC) and verifies it against the platform CA.
             secret("platform-ca", CA_SECRET, {"ca.crt": args.exposure.ca_bundle}),
-            # The internal database takes its password only as a chart value, and a secret in
-            # the values would make the whole values a secret (unreviewable). With the value
-            # empty, the chart reads POSTGRES_PASSWORD from its own Secret if that exists
-            # (`lookup`); this is that Secret, marked so that Helm adopts it.
-            k8s.core.v1.Secret(
-                f"{name}-database",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=DATABASE_SECRET,
-                    namespace=ns.metadata.name,
-                    labels={"app.kubernetes.io/managed-by": "Helm"},
-                    annotations={"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE},
-                ),
-                type="Opaque",
-                string_data={"POSTGRES_PASSWORD": password("database-password", 32).result},
-                opts=k8s_opts,
-            ),
         ]
         return admin.result, prerequisites
 
@@ -191,8 +177,10 @@ class Harbor(pulumi.ComponentResource):
         self, name: str, args: HarborArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,
         prerequisites: list[pulumi.Resource],
     ) -> dict[str, Any]:
-        """Where the registry keeps images: its volume, or on EKS a private bucket reached with workload identity."""
-        storage: dict[str, Any] = {"type": "filesystem"}
+        """Where the registry keeps images: shared object storage, so every replica serves every image.
+
+        On EKS a private bucket reached with workload identity; elsewhere the stack's S3-compatible
+        object store, under `harbor/registry`, with its keys in a Secret."""
         if args.aws is not None:
             bucket = private_bucket(
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
@@ -200,11 +188,24 @@ class Harbor(pulumi.ComponentResource):
             role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
             prerequisites.append(workload_service_account(f"{name}-registry", REGISTRY_SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
             # No access keys: the registry's AWS SDK takes the role from the projected token.
-            storage = {
-                "type": "s3",
-                "s3": {"region": args.aws.region, "bucket": bucket.bucket, "encrypt": True, "secure": True, "v4auth": True},
-            }
-        return storage
+            return {"region": args.aws.region, "bucket": bucket.bucket, "encrypt": True, "secure": True, "v4auth": True}
+        store = args.data_stores.args.object_store
+        if store is None:
+            raise ValueError("Harbor's registry on a kubeconfig cluster needs an object store: set platform:objectStore")
+        prerequisites.append(k8s.core.v1.Secret(
+            f"{name}-registry-storage",
+            metadata=metadata(REGISTRY_STORAGE_SECRET, ns),
+            type="Opaque",
+            string_data={
+                "REGISTRY_STORAGE_S3_ACCESSKEY": store.access_key_id,
+                "REGISTRY_STORAGE_S3_SECRETKEY": pulumi.Output.secret(store.secret_access_key),
+            },
+            opts=k8s_opts,
+        ))
+        return {
+            "region": store.region, "bucket": store.bucket, "regionendpoint": store.endpoint,
+            "rootdirectory": "/harbor/registry", "existingSecret": REGISTRY_STORAGE_SECRET,
+        }
 
     def _configure(self, name: str, args: HarborArgs) -> None:
         """Harbor's own settings through its API: OIDC sign-in, admin-only projects, nightly scans, weekly GC."""
@@ -242,18 +243,18 @@ class Harbor(pulumi.ComponentResource):
         )
 
 
-def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
-    """The chart values: every generated secret by reference, none by value."""
+def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -> dict[str, Any]:
+    """The chart values: every generated secret by reference, none by value; replicated stateless tiers."""
     exposure = args.exposure
-    on_s3 = storage["type"] == "s3"
+    restart = {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum}
     registry: dict[str, Any] = {
-        # A filesystem registry sits on one ReadWriteOnce volume: one replica.
-        "replicas": args.replicas if on_s3 else 1,
         "existingSecret": REGISTRY_HTTP_SECRET[0],
         "existingSecretKey": REGISTRY_HTTP_SECRET[1],
         "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_CREDENTIALS_SECRET},
+        "podAnnotations": restart,  # the registry keeps its blob cache and upload state in Redis
+        **replicated(args.replicas),
     }
-    if on_s3:
+    if args.aws is not None:
         registry["serviceAccountName"] = REGISTRY_SERVICE_ACCOUNT
     return {
         "externalURL": exposure.url,
@@ -274,35 +275,63 @@ def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
         "existingSecretAdminPasswordKey": ADMIN_SECRET[1],
         "existingSecretSecretKey": SECRET_KEY_SECRET[0],
         "core": {
-            "replicas": args.replicas,
             "existingSecret": CORE_SECRET[0],
             "secretName": TOKEN_CERT_SECRET,
             "existingXsrfSecret": XSRF_SECRET[0],
             "existingXsrfSecretKey": XSRF_SECRET[1],
+            "podAnnotations": restart,
+            **replicated(args.replicas),
         },
-        "portal": {"replicas": args.replicas},
+        "portal": replicated(args.replicas),
         "jobservice": {
-            "replicas": args.replicas,
             # Job logs in the database: no ReadWriteOnce log volume pinning the job service.
             "jobLoggers": ["database"],
             "existingSecret": JOBSERVICE_SECRET[0],
             "existingSecretKey": JOBSERVICE_SECRET[1],
+            "podAnnotations": restart,
+            **replicated(args.replicas),
         },
         "registry": registry,
-        "trivy": {"enabled": True},
-        # Empty: the chart takes the password from DATABASE_SECRET (not the default "changeit").
-        "database": {"type": "internal", "internal": {"password": ""}},
+        "trivy": {"enabled": True, "podAnnotations": restart},  # its adapter queues scans in Redis
+        **external_stores(stores),
         "persistence": {
             "enabled": True,
-            "resourcePolicy": "keep",
-            # Images on S3 need no registry volume (the chart then makes none).
-            **({} if on_s3 else {"persistentVolumeClaim": {"registry": {"size": args.storage}}}),
-            "imageChartStorage": storage,
+            # Images in object storage: no registry volume (the chart then makes none).
+            "imageChartStorage": {"type": "s3", "s3": s3},
         },
-        # Volumes are ReadWriteOnce: old pods release them before new ones start.
-        "updateStrategy": {"type": "Recreate"},
+        # No ReadWriteOnce volume in any Deployment (images in object storage, job logs and state in
+        # PostgreSQL and Redis): new pods start before old ones stop.
+        "updateStrategy": {"type": "RollingUpdate"},
     }
 
+
+def replicated(replicas: int) -> dict[str, Any]:
+    """A stateless Harbor tier: its replicas, spread over zones and nodes, and (with two or more) a PDB."""
+    return {
+        "replicas": replicas,
+        "topologySpreadConstraints": spread(),  # the chart adds each tier's own label selector
+        **({"podDisruptionBudget": {"enabled": True}} if replicas > 1 else {}),  # minAvailable 1, the chart's default
+    }
+
+
+def external_stores(stores: ServiceStores) -> dict[str, Any]:
+    """`database` and `redis`: Harbor's own, outside the chart, their secrets by reference."""
+    postgres, redis = stores.postgres, stores.redis
+    return {
+        "database": {"type": "external", "external": {
+            "host": postgres.host,
+            "port": str(postgres.port),
+            "username": postgres.username,
+            "coreDatabase": postgres.database,
+            "existingSecret": postgres.secret,
+            "sslmode": postgres.ssl_mode,
+        }},
+        "redis": {"type": "external", "external": {
+            "addr": pulumi.Output.concat(redis.host, f":{redis.port}"),
+            "existingSecret": redis.secret,
+            **({"tlsOptions": {"enable": True}} if redis.tls else {}),
+        }},
+    }
 
 
 
@@ -329,18 +358,24 @@ def credentials(name: str, args: HarborArgs) -> list[Credential]:
     )]
     entries += [Credential(
         what=f"Harbor {suffix.replace('-', ' ')}", category="internal", issuer="Harbor", holder="Harbor",
-        scope="between Harbor's own components (core, job service, registry, database)",
+        scope="between Harbor's own components (core, job service, registry)",
         lifetime_seconds=None, rotation="by hand, with a Harbor restart: replace the resource",
         resources=(f"{name}-{suffix}",),
     ) for suffix in INTERNAL_SECRETS]
     if args.aws is not None:
         account = f"{NAMESPACE}/{REGISTRY_SERVICE_ACCOUNT}"
         entries.append(irsa_credential(f"{name}-registry", account, "control-plane", "Harbor's registry bucket"))
+    else:
+        entries.append(object_store_credential(
+            "Harbor's registry", f"Harbor's registry (Secret {NAMESPACE}/{REGISTRY_STORAGE_SECRET})", "harbor/registry"
+        ))
     return entries
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
-    return Harbor("harbor", parts.cluster, HarborArgs.extend(parts.stateful(SLICE, settings), depends_on=[parts.ingress.release]))
+    return Harbor("harbor", parts.cluster, HarborArgs.extend(
+        parts.stateful(SLICE, settings), depends_on=[parts.ingress.release], data_stores=parts.require(DATA_STORES),
+    ))
 
 
 def tenant(parts: TenantParts) -> TenantRegistry | None:

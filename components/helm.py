@@ -102,3 +102,40 @@ def workload_service_account(
         automount_service_account_token=False,
         opts=opts,
     )
+
+
+SPREAD_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+def spread(match_labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Topology spread of a replicated tier: across zones, then across nodes. ScheduleAnyway: a
+    rollout or a zone outage never leaves pods pending (and a one-node cluster still schedules).
+    `match_labels`: the pods' labels, for charts that do not add the selector themselves."""
+    selector = {"labelSelector": {"matchLabels": match_labels}} if match_labels else {}
+    return [
+        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", **selector}
+        for key in SPREAD_KEYS
+    ]
+
+
+def spread_affinity(match_labels: dict[str, str]) -> dict[str, Any]:
+    """The same preference as `spread`, for charts that take only an `affinity`: pods of one tier
+    avoid sharing a zone, then a node."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": match_labels}, "topologyKey": key}}
+        for key in SPREAD_KEYS
+    ]}}
+
+
+def disruption_budget(
+    resource_name: str, name: str, ns: k8s.core.v1.Namespace, match_labels: dict[str, str], opts: pulumi.ResourceOptions
+) -> k8s.policy.v1.PodDisruptionBudget:
+    """A PodDisruptionBudget keeping all but one replica of a tier through drains, for charts without one."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        resource_name,
+        metadata=metadata(name, ns),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)
+        ),
+        opts=opts,
+    )

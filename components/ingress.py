@@ -23,12 +23,14 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint
-from components.helm import namespace, release
+from components.helm import namespace, release, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "traefik"
 INGRESS_CLASS = "traefik"
+# The chart's pod labels (release "traefik" in namespace "traefik"), for its topology spread.
+POD_LABELS = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": f"traefik-{NAMESPACE}"}
 SSH_ENTRYPOINT = "ssh"
 SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
 SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
@@ -71,6 +73,8 @@ class Ingress(pulumi.ComponentResource):
             ns,
             {
                 "deployment": {"replicas": args.replicas},
+                "topologySpreadConstraints": spread(POD_LABELS),
+                **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.replicas > 1 else {}),
                 "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
                 "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
                 "ports": {

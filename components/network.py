@@ -36,6 +36,7 @@ class VpcNetwork:
     node_cidrs: tuple[str, ...]  # the private subnets
     # EKS's cluster security group: on the API endpoint's ENIs and on every managed node.
     cluster_security_group_id: pulumi.Output[str]
+    private_subnet_ids: tuple[pulumi.Output[str], ...] = ()  # where the nodes, RDS and ElastiCache run
 
 
 @dataclass(frozen=True)

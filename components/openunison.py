@@ -30,7 +30,7 @@ import yaml
 
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
-from components.helm import namespace, release, sized
+from components.helm import disruption_budget, namespace, release, sized, spread_affinity
 from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ROLES, tenant_group
@@ -53,9 +53,23 @@ KUBERNETES_CLIENT_ID = "kubernetes"
 # The Secret the operator reads OpenUnison's own secrets from (the OpenUnison object's
 # `source_secret`); its keys are the chart's `secret_data` plus the upstream IdP's secret.
 SOURCE_SECRET = "orchestra-secrets-source"
+POD_LABELS = {"application": f"openunison-{ORCHESTRA_RELEASE}"}  # the selector of orchestra's Deployment
+PORTAL_POD_LABELS = {"app": f"ouhtml-{PORTAL_RELEASE}"}  # the login portal's pages
 # The orchestra chart's Service (openunison-<release>): 443 -> 8443 (TLS), 80 -> 8080 (HTTP).
 SERVICE = f"openunison-{ORCHESTRA_RELEASE}"
 SERVICE_HTTP_PORT = 80
+OPENUNISON_HTTP_PORT = 8080
+# With replicas: the same pods behind a Service whose Traefik annotations pin each browser to one
+# pod by cookie, as the chart's own Traefik mode does (orchestra templates/infrastructure/service.yaml):
+# a login's state lives in the pod that began it.
+STICKY_SERVICE = "openunison-sticky"
+STICKY_ANNOTATIONS = {
+    "traefik.ingress.kubernetes.io/service.sticky.cookie": "true",
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.name": "openunison-sticky",
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.secure": "true",
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.samesite": "none",
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.httponly": "true",
+}
 # The Ingress certificate's Secret, the name the charts use for it.
 TLS_SECRET = "ou-tls-certificate"
 CLIENT_SECRET_KEY = "client-secret"
@@ -121,6 +135,7 @@ class OpenUnisonArgs:
     orchestra_chart_version: str | None = None
     portal_chart_version: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    replicas: int = 1  # OpenUnison's pods; two or more get a PodDisruptionBudget
     # Protects the operator release: its chart owns the CRDs, so uninstalling it deletes every
     # OpenUnison object (Trusts included) with them.
     protect: bool = False
@@ -231,7 +246,10 @@ class OpenUnison(pulumi.ComponentResource):
             # The pre-install check pod.
             **({"precheck": {"resources": args.resources}} if args.resources else {}),
             # The chart otherwise stamps `{{ now }}` into the OpenUnison object: a change on every `up`.
-            "openunison": {**values["openunison"], "auto_timestamp": False},
+            "openunison": {**values["openunison"], "auto_timestamp": False, "replicas": args.replicas},
+            # Replicas apart (the chart takes an affinity, no topology spread); its Deployment reads
+            # `services.affinity`, which values.yaml does not document.
+            "services": {**values["services"], "affinity": spread_affinity(POD_LABELS)},
         }
         self.orchestra_release = release(
             ORCHESTRA_RELEASE, "orchestra", ns, orchestra_values, cluster, self,
@@ -242,14 +260,20 @@ class OpenUnison(pulumi.ComponentResource):
         # Our `jitdb` replaces the portal's standard one (local groups).
         portal_values = {
             **{key: value for key, value in values.items() if key not in ORCHESTRA_ONLY},
-            "openunison": {"use_standard_jit_workflow": False},
-            **({"services": {"resources": args.resources}} if args.resources else {}),
+            "openunison": {"use_standard_jit_workflow": False, "replicas": args.replicas},
+            "services": {
+                **({"resources": args.resources} if args.resources else {}),
+                "affinity": spread_affinity(PORTAL_POD_LABELS),
+            },
         }
         self.portal_release = release(
             PORTAL_RELEASE, "orchestra-login-portal", ns, portal_values, cluster, self,
             version=args.portal_chart_version, depends_on=[self.orchestra_release],
         )
 
+        if args.replicas > 1:  # neither chart has one
+            for pods, labels in ((f"openunison-{ORCHESTRA_RELEASE}", POD_LABELS), (f"ouhtml-{PORTAL_RELEASE}", PORTAL_POD_LABELS)):
+                disruption_budget(f"{cluster.role}-{pods}", pods, ns, labels, in_ns)
         self.ingress = self._ingress(cluster, args, ns, in_ns)
         self.discovery_ready = [self.portal_release, self.ingress]
 
@@ -274,6 +298,19 @@ class OpenUnison(pulumi.ComponentResource):
         self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
     ) -> k8s.networking.v1.Ingress:
         """The portal's public name on the platform's ingress class; TLS ends there (the module docstring says why)."""
+        backend, after = SERVICE, [self.orchestra_release, args.cert_manager]
+        if args.replicas > 1:
+            backend = STICKY_SERVICE
+            after.append(k8s.core.v1.Service(
+                f"{cluster.role}-{STICKY_SERVICE}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=STICKY_SERVICE, namespace=ns.metadata.name, labels=managed_by(), annotations=STICKY_ANNOTATIONS
+                ),
+                spec=k8s.core.v1.ServiceSpecArgs(selector=POD_LABELS, ports=[k8s.core.v1.ServicePortArgs(
+                    name="http", port=SERVICE_HTTP_PORT, target_port=OPENUNISON_HTTP_PORT,
+                )]),
+                opts=in_ns,
+            ))
         # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
         return k8s.networking.v1.Ingress(
             f"{cluster.role}-openunison-ingress",
@@ -296,7 +333,7 @@ class OpenUnison(pulumi.ComponentResource):
                                     path_type="Prefix",
                                     backend=k8s.networking.v1.IngressBackendArgs(
                                         service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=SERVICE,
+                                            name=backend,
                                             port=k8s.networking.v1.ServiceBackendPortArgs(number=SERVICE_HTTP_PORT),
                                         )
                                     ),
@@ -306,9 +343,7 @@ class OpenUnison(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions.merge(
-                in_ns, pulumi.ResourceOptions(depends_on=[self.orchestra_release, args.cert_manager])
-            ),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=after)),
         )
 
     def _source_secret(
@@ -710,6 +745,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
             ingress_namespace=parts.foundation.ingress.namespace.name,
             operator_chart_version=settings.chart_version,
             resources=settings.resources,
+            replicas=settings.replicas,
             protect=parts.settings.protect,
             oidc_upstream=upstream if isinstance(upstream, OidcUpstream) else None,
             ldap_upstream=upstream if isinstance(upstream, LdapUpstream) else None,

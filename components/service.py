@@ -171,6 +171,17 @@ class PublicDns:
 
 
 @dataclass(frozen=True)
+class ObjectStoreTarget:
+    """An S3-compatible object store of a kubeconfig stack (platform:objectStore)."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: pulumi.Input[str]  # a Pulumi secret
+
+
+@dataclass(frozen=True)
 class EdgeSettings:
     """The platform-wide settings the control plane's services are declared with."""
 
@@ -179,6 +190,7 @@ class EdgeSettings:
     protect: bool
     upstream: OidcUpstream | LdapUpstream  # OpenUnison's identity source
     acme: AcmeSettings | None  # None: the platform's own CA signs every certificate
+    object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: Harbor's images, database backups
 
 
 class CertificateIssuer(Protocol):

@@ -49,6 +49,8 @@ CHARTS: dict[str, Chart] = {
     "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
     # Sigstore policy-controller 0.13.1: the image signature verifier (components/image_verifier.py).
     "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),
+    # CloudNativePG: PostgreSQL for GitLab and Harbor on kubeconfig stacks (components/data_stores.py).
+    "cloudnative-pg": Chart("cloudnative-pg", "https://cloudnative-pg.github.io/charts", "0.29.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
@@ -135,4 +137,24 @@ AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256 = "16f232c9d9f79366fe949c4550ad517a20
 LEASES_CLEANUP_IMAGE = Image(
     "cgr.dev/chainguard/kubectl", "latest-dev",
     "sha256:1d8c1f0c437628aafa1bca52c41ff310aea449423cce9b2feae2767ac53c336f",
+)
+
+# Data stores (components/data_stores.py). PostgreSQL 17: GitLab 18 needs 16 or newer, Harbor 2.15
+# runs on it. On EKS, RDS keeps the major version and applies minor versions itself.
+RDS_POSTGRES_MAJOR = "17"
+RDS_POSTGRES_PARAMETER_FAMILY = "postgres17"
+ELASTICACHE_REDIS_VERSION = "7.1"  # GitLab 18 supports Redis 7; ElastiCache for Redis OSS 7.1
+ELASTICACHE_PARAMETER_FAMILY = "redis7"
+# On kubeconfig stacks: CloudNativePG's operand image. The `system` flavour carries barman-cloud,
+# which the in-tree `barmanObjectStore` backups run. Digests were read from public repositories
+# that pin them, not from the registries (offline); confirm on every bump with `crane digest`.
+CNPG_POSTGRES_IMAGE = Image(
+    "ghcr.io/cloudnative-pg/postgresql", "17.8-system-bookworm",
+    "sha256:9714cbca68836d0a4f5e455d8078afafd60e0751d28944935309be90d9c4ec98",
+)
+# Redis for GitLab and Harbor on kubeconfig stacks: Valkey (BSD, the Linux Foundation's Redis fork),
+# not the Bitnami images whose free updates ended.
+VALKEY_IMAGE = Image(
+    "docker.io/valkey/valkey", "8.1-alpine",
+    "sha256:a038175878d66b9d274fbf8be73c0305e93798b83917647f167e18cef3c71eec",
 )

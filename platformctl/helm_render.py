@@ -81,11 +81,18 @@ def builtin_api_versions(kubernetes_version: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-@functools.lru_cache(maxsize=None)
 def _load(path: str) -> Any:
+    """A chart loaded for one render. Not cached: Helm's render drops the subcharts the values
+    disable from the loaded chart, so a later render that enables one (argo-cd's redis-ha in HA
+    mode) would fail on a shared handle (tests/test_helm_render.py). A load costs a few ms."""
     from helm_python import Chart
 
     return Chart.load(path)
+
+
+# Hook events Helm runs only on `helm test`: "test-success" is Helm 2's name, which Helm still
+# reads as "test" (pkg/releaseutil/manifest_sorter.go); redis-ha's test pods use it.
+TEST_HOOKS = frozenset({"test", "test-success"})
 
 
 def _documents(manifests: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -99,7 +106,7 @@ def _documents(manifests: Mapping[str, str]) -> list[dict[str, Any]]:
             if not isinstance(document, dict) or not document:
                 continue
             hooks = ((document.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", "")
-            if "test" in {h.strip() for h in hooks.split(",")}:
+            if TEST_HOOKS & {h.strip() for h in hooks.split(",")}:
                 continue
             objects.append(document)
     return objects
@@ -128,7 +135,8 @@ def render_manifests(
     }
     # helm-python-sdk's Chart.render does not expose kube_version and api_versions; its native
     # render call takes them (Helm's chartutil.Capabilities).
-    return json.loads(_native.call_string("helm_render", _load(str(chart_dir))._raw(), json.dumps(dict(values)), json.dumps(options)))
+    with _load(str(chart_dir)) as chart:
+        return json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(dict(values)), json.dumps(options)))
 
 
 def render_release(

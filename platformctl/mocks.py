@@ -81,6 +81,12 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
         out["identities"] = [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{cluster_id}"}]}]
         # The security group EKS creates for the cluster (its endpoint's ENIs and managed nodes).
         out["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_digest(args.name, length=17)}"}
+    elif args.typ == "aws:rds/instance:Instance":
+        address = f"{inputs.get('identifier', name)}.c{_digest(args.name, length=12)}.{region}.rds.amazonaws.com"
+        out.update(address=address, endpoint=f"{address}:{inputs.get('port', 5432)}", port=inputs.get("port", 5432))
+    elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        group = inputs.get("replicationGroupId", name)
+        out["primaryEndpointAddress"] = f"master.{group}.{_digest(args.name, length=6)}.euw1.cache.amazonaws.com"
     elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         out["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}"
     return out

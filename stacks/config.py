@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     create_model,
     model_validator,
@@ -321,7 +322,14 @@ class Service(Model):
     sizing: Sizing = Sizing()
 
 
-GATEKEEPER_MIN_REPLICAS = 3
+# Services that refuse fewer replicas, and why.
+MIN_REPLICAS = {
+    # Its webhook fails closed for every non-platform namespace: one restart or drain must leave
+    # two replicas answering (the chart's PDB is set to minAvailable 2).
+    "gatekeeper": (3, "Gatekeeper's webhook fails closed, so fewer replicas block admission during a restart or a node drain"),
+    # A primary and at least one standby: failover needs somewhere to go.
+    "data_stores": (2, "PostgreSQL and Redis fail over to a standby"),
+}
 
 
 class ServicesBase(Model):
@@ -337,17 +345,13 @@ class ServicesBase(Model):
             options={name: getattr(service, name) for name in type(service).model_fields if name not in Service.model_fields},
         )
 
-    @field_validator("gatekeeper", check_fields=False)
+    @field_validator(*MIN_REPLICAS, check_fields=False)
     @classmethod
-    def _gatekeeper_replicas(cls, gatekeeper: Service) -> Service:
-        # Its webhook fails closed for every non-platform namespace: one restart or drain must
-        # leave two replicas answering (the chart's PDB is set to minAvailable 2).
-        if gatekeeper.enabled and gatekeeper.sizing.replicas < GATEKEEPER_MIN_REPLICAS:
-            raise ValueError(
-                f"sizing.replicas must be at least {GATEKEEPER_MIN_REPLICAS}: Gatekeeper's webhook fails closed, "
-                "so fewer replicas block admission during a restart or a node drain"
-            )
-        return gatekeeper
+    def _min_replicas(cls, service: Service, info: ValidationInfo) -> Service:
+        minimum, why = MIN_REPLICAS[info.field_name]
+        if service.enabled and service.sizing.replicas < minimum:
+            raise ValueError(f"sizing.replicas must be at least {minimum}: {why}")
+        return service
 
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
@@ -363,6 +367,17 @@ Services = create_model(
     __base__=ServicesBase,
     **{s.key: (m, m(sizing=Sizing(replicas=s.default_replicas))) for s, m in ((s, _service_model(s)) for s in SERVICES)},  # type: ignore[call-overload]
 )
+
+
+class ObjectStore(Model):
+    """An S3-compatible object store (MinIO, Ceph RGW, a cloud's S3) for kubeconfig stacks: Harbor's
+    images and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
+
+    endpoint: HttpsUrl
+    region: str = Field(default="us-east-1", min_length=1)
+    bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: SecretStr
 
 
 class Charts(Model):
@@ -552,6 +567,7 @@ class PlatformConfig(Model):
     pipeline: Pipeline = Pipeline()
     supply_chain: SupplyChain = SupplyChain()
     charts: Charts = Charts()
+    object_store: ObjectStore | None = None
 
     @field_validator("tenants")
     @classmethod
@@ -724,6 +740,27 @@ def _stack_rules(config: PlatformConfig, stack: str) -> list[str]:
     return problems
 
 
+def _data_store_rules(config: PlatformConfig) -> list[str]:
+    """Where GitLab's and Harbor's data goes: on EKS the control plane's own VPC (RDS, ElastiCache);
+    on a kubeconfig control plane platform:objectStore (Harbor's images, the database backups)."""
+    users = [key for key in ("gitlab", "harbor") if config.services.settings(key).enabled]
+    eks = config.clusters.control_plane.eks
+    if not users:
+        return []
+    if eks is not None:
+        return [] if eks.subnets is None else [
+            f"{NAMESPACE}:clusters.controlPlane.eks.subnets: {' and '.join(users)}'s PostgreSQL and Redis (RDS, "
+            "ElastiCache) go in the control plane's private subnets of a VPC the program creates; allowed: eks.vpc"
+        ]
+    if config.object_store is not None:
+        return []
+    return [
+        f"{NAMESPACE}:objectStore: required when clusters.controlPlane is a kubeconfig cluster and {' or '.join(users)} is "
+        "enabled (their PostgreSQL backups and Harbor's images go there); allowed: a mapping with endpoint, bucket, "
+        "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
+    ]
+
+
 def _secret_leaves(model: BaseModel, path: str) -> list[str]:
     """The key paths of every secret value set in `model` (`identity.oidc.clientSecret`)."""
     found: list[str] = []
@@ -743,6 +780,7 @@ def _secret_leaves(model: BaseModel, path: str) -> list[str]:
 SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
+    "objectStore": ("secretAccessKey",),
 }
 
 
@@ -849,6 +887,7 @@ def load_platform_config(
     problems += config.collisions() + _stack_rules(config, stack)
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
+    problems += _data_store_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

@@ -14,7 +14,7 @@ from components.gitlab import GitLab
 from components.harbor import Harbor
 from components.inventory import CredentialInventory
 from components.openunison import OpenUnison
-from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
+from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings, ObjectStoreTarget
 from components.tls import PlatformTls
 from components.vault import Vault
 from stacks.config import Identity, PlatformConfig
@@ -62,6 +62,21 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
         protect=bool(config.protect),
         upstream=upstream_identity(config.identity),
         acme=AcmeSettings(dns.acme_email, dns.acme_server, dns.hosted_zone_id) if dns is not None else None,
+        object_store=object_store(config),
+    )
+
+
+def object_store(config: PlatformConfig) -> ObjectStoreTarget | None:
+    """The kubeconfig stack's object store, its secret key kept a Pulumi secret."""
+    store = config.object_store
+    if store is None:
+        return None
+    return ObjectStoreTarget(
+        endpoint=store.endpoint,
+        region=store.region,
+        bucket=store.bucket,
+        access_key_id=store.access_key_id,
+        secret_access_key=pulumi.Output.secret(store.secret_access_key.get_secret_value()),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components import argocd, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
+from components import argocd, data_stores, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
 from components import aws_load_balancer_controller, metallb
 from components import image_verifier
 from components.service import Foundation, PlatformNamespace, ServiceSlice
@@ -27,6 +27,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     aws_load_balancer_controller.SLICE,
     metallb.SLICE,
     image_verifier.SLICE,
+    data_stores.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

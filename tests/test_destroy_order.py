@@ -20,6 +20,7 @@ CRD_INSTALLERS = {
     "external-secrets.io": "external-secrets",
     "argoproj.io": "argo-cd",
     "openunison.tremolo.io": "openunison-operator",
+    "postgresql.cnpg.io": "cloudnative-pg",
 }
 
 

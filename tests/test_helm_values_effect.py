@@ -31,6 +31,11 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     # Orchestra renders its directory ConfigMap (myvd) only when an upstream sign-in is set; the
     # login portal reads the values themselves. A leaf-by-leaf change cannot show that.
     ("orchestra", "oidc.*"): "orchestra reads only whether `oidc` is set",
+    # Harbor tests only `eq .Values.database.type "internal"`: any other word renders as external.
+    ("harbor", "database.type"): "the chart checks only for 'internal'; every other value means external",
+    # Read with `lookup` when Helm installs (the Redis URL in Harbor's Secrets); the offline render
+    # has no cluster to look the Secret up in.
+    ("harbor", "redis.external.existingSecret"): "read by `lookup` at install time, which an offline render cannot do",
 }
 
 # Maps handed to Kubernetes whole: changed as one leaf.

@@ -46,8 +46,8 @@ def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
     assert entries["Vault recovery keys" if eks else "Vault unseal keys"]["category"] == "bootstrap"
     assert "Pulumi state" in entries["Vault root token"]["holder"]
     # Secrets inside one system.
-    assert entries["Harbor database password"]["category"] == "internal"
-    assert entries["Harbor database password"]["issuer"] == entries["Harbor database password"]["holder"] == "Harbor"
+    assert entries["Harbor PostgreSQL password"]["category"] == "internal"
+    assert entries["Harbor PostgreSQL password"]["issuer"] == entries["Harbor PostgreSQL password"]["holder"] == "Harbor"
     # Keys that only sign; what they sign is listed and checked on its own.
     if eks:
         assert "platform CA key" not in entries and entries["ACME account key"]["category"] == "external"
@@ -106,7 +106,7 @@ def test_the_kube_oidc_proxies_serving_certificates_live_90_days_and_renew_at_ha
 
 
 @pytest.mark.parametrize("what, reported", [
-    ("Harbor database password", "random:index/randomPassword:RandomPassword 'harbor-database-password'"),
+    ("Harbor PostgreSQL password", "random:index/randomPassword:RandomPassword 'harbor-data-postgres-password'"),
     ("OIDC client secret of gitlab", "random:index/randomPassword:RandomPassword 'oidc-gitlab'"),
     ("serving key and certificate of the dev kube-oidc-proxy", "tls:index/privateKey:PrivateKey 'dev-kube-oidc-proxy-key'"),
 ])

@@ -172,13 +172,20 @@ def test_nothing_is_opened_wider_than_the_api_port_from_the_control_plane(prod: 
     source_sg = prod.output(prod.one("aws:eks/cluster:Cluster", "control-plane"), "vpcConfig")["clusterSecurityGroupId"]
     workload_sgs = {prod.output(prod.one("aws:eks/cluster:Cluster", w), "vpcConfig")["clusterSecurityGroupId"] for w in WORKLOADS}
     rules = prod.of_type(RULE)
-    assert {r["inputs"]["securityGroupId"] for r in rules} == workload_sgs
-    for rule in rules:
+    # Besides the API rules, only the data stores' own groups (tests/test_data_stores.py): PostgreSQL
+    # and Redis in the control plane's VPC, from its nodes.
+    stores = {prod.output(g, "id"): g["name"] for g in prod.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    assert sorted(stores.values()) == ["data-stores-postgres", "data-stores-redis"]
+    api = [r for r in rules if r["inputs"]["securityGroupId"] not in stores]
+    assert {r["inputs"]["securityGroupId"] for r in api} == workload_sgs
+    for rule in api:
         assert (rule["inputs"]["ipProtocol"], rule["inputs"]["fromPort"], rule["inputs"]["toPort"]) == ("tcp", API_PORT, API_PORT)
+    assert sorted(r["inputs"]["fromPort"] for r in rules if r["inputs"]["securityGroupId"] in stores) == [5432, 6379]
+    for rule in rules:
         assert rule["inputs"]["referencedSecurityGroupId"] == source_sg and "cidrIpv4" not in rule["inputs"]
-    # No other kind of rule anywhere, and no security group of the program's own.
+    # No other kind of rule anywhere.
     assert not [r for r in prod.resources if r["type"] in (
-        "aws:ec2/securityGroupRule:SecurityGroupRule", "aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]
+        "aws:ec2/securityGroupRule:SecurityGroupRule", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]
 
 
 def test_dev_and_prod_never_reach_each_other(prod: Plan) -> None:

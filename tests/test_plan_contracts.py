@@ -29,6 +29,9 @@ from tests.validation import (
 UNVENDORED_CHART_KEYS = {
     "traefik": {
         "deployment.replicas",
+        "podDisruptionBudget.enabled",
+        "podDisruptionBudget.maxUnavailable",
+        "topologySpreadConstraints",
         "ingressClass.enabled",
         "ingressClass.isDefaultClass",
         "ingressClass.name",
@@ -70,8 +73,11 @@ FREEFORM = {
     "cert-manager": ["serviceAccount.annotations.*", "securityContext.*"],
     # The charts' templates read `.Values.oidc`, which values.yaml does not document;
     # tests/test_openunison.py checks its keys against the upstream template.
-    "orchestra": ["oidc", "services.resources", "precheck.resources"],
-    "orchestra-login-portal": ["oidc", "services.resources"],
+    # Their Deployments read `services.affinity` too (orchestra's OpenUnison, the portal's pages).
+    "orchestra": ["oidc", "services.resources", "services.affinity", "precheck.resources"],
+    "orchestra-login-portal": ["oidc", "services.resources", "services.affinity"],
+    # `rediss` for Redis over TLS: charts/gitlab/templates/_redis.tpl reads it; values.yaml does not document it.
+    "gitlab": ["global.redis.scheme"],
     # The schema types them as Kubernetes' own (`type: object`); the defaults show only a few keys.
     "vcluster": ["controlPlane.statefulSet.security.*", "controlPlane.coredns.security.*", "controlPlane.distro.k8s.securityContext.*"],
 }

@@ -25,7 +25,7 @@ from tests.validation import (
 )
 
 CHARTS = [
-    "argo-cd", "cert-manager", "external-secrets", "gatekeeper", "gitlab", "harbor",
+    "argo-cd", "cert-manager", "cloudnative-pg", "external-secrets", "gatekeeper", "gitlab", "harbor",
     "kube-oidc-proxy", "openunison-k8s-cluster-management", "openunison-operator", "orchestra",
     "orchestra-kube-oidc-proxy", "orchestra-login-portal", "vault", "vcluster",
     "aws-load-balancer-controller", "metallb",

@@ -1,0 +1,571 @@
+"""PostgreSQL and Redis for GitLab and Harbor, outside their charts.
+
+On EKS, managed services in the control plane's VPC: per service an RDS PostgreSQL instance
+(Multi-AZ, KMS-encrypted, automated backups, deletion protection and a final snapshot when the
+stack is protected) and an ElastiCache replication group (a primary and replicas in other zones,
+automatic failover, encrypted at rest and in transit, AUTH token). Only the cluster's nodes reach
+them (security groups admitting the EKS cluster security group on the one port).
+
+On kubeconfig stacks, the declared equivalent: the CloudNativePG operator and per service a
+`Cluster` of `sizing.replicas` PostgreSQL instances spread over nodes, with base backups and WAL
+archived to the stack's S3-compatible object store (`platform:objectStore`) and a daily
+`ScheduledBackup`; Redis is a Valkey StatefulSet of one, with AUTH and an append-only file on its
+volume (GitLab and Harbor keep queues and caches there, nothing that is not in PostgreSQL or Git).
+
+Credentials are generated (pulumi_random), stay Pulumi secrets and reach the charts as Secrets in
+the service's namespace; `ServiceStores.checksum` changes with them, so a pod annotation restarts
+their readers when one is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import Field
+
+from components.cluster import ClusterHandle
+from components.network import VpcNetwork
+from components.common import checksum
+from components.helm import metadata, namespace, release
+from components.inventory import HOUR, DAY, Credential, CredentialInventory
+from components.service import ControlPlaneParts, ObjectStoreTarget, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.tenant_registry import storage_gib
+from components.versions import (
+    CNPG_POSTGRES_IMAGE,
+    ELASTICACHE_PARAMETER_FAMILY,
+    ELASTICACHE_REDIS_VERSION,
+    RDS_POSTGRES_MAJOR,
+    RDS_POSTGRES_PARAMETER_FAMILY,
+    VALKEY_IMAGE,
+)
+from policy.labels import managed_by
+
+NAMESPACE = "cnpg-system"
+RELEASE = "cnpg"
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+PASSWORD_KEY = "password"  # in the PostgreSQL Secret (kubernetes.io/basic-auth); Harbor requires this key
+REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # in the Redis Secret; Harbor requires this key
+VALKEY_CONFIG_KEY = "valkey.conf"
+BACKUP_KEYS = ("ACCESS_KEY_ID", "ACCESS_SECRET_KEY")  # in the object-store Secret
+# Six-field cron (seconds first), as CloudNativePG reads it; RDS takes a window.
+BACKUP_SCHEDULE = "0 0 3 * * *"
+RDS_BACKUP_WINDOW = "02:00-03:00"
+RDS_MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
+RDS_MIN_STORAGE_GIB = 20  # gp3's minimum
+CNPG_CERTIFICATE_DAYS = 90  # the operator's server and replication certificates, renewed 7 days before expiry
+SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # a projected service-account token, refreshed by the kubelet
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """How a chart reaches its database; the password is `PASSWORD_KEY` of Secret `secret`."""
+
+    host: pulumi.Output[str]
+    port: int
+    database: str
+    username: str
+    secret: str
+    ssl_mode: str  # libpq's sslmode; Harbor's `database.external.sslmode`
+
+
+@dataclass(frozen=True)
+class Redis:
+    """How a chart reaches its Redis; the AUTH token is `REDIS_PASSWORD_KEY` of Secret `secret`."""
+
+    host: pulumi.Output[str]
+    port: int
+    tls: bool
+    secret: str
+
+
+@dataclass(frozen=True)
+class ServiceStores:
+    postgres: Postgres
+    redis: Redis
+    checksum: pulumi.Output[str]  # of both credentials: a pod annotation that restarts their readers
+    ready: list[pulumi.Resource]  # what the service's release waits for
+
+
+@dataclass(frozen=True)
+class DataStoresArgs:
+    protect: bool
+    instances: int  # CloudNativePG instances, or ElastiCache nodes (a primary and replicas)
+    storage: str  # per PostgreSQL instance (on RDS at least RDS_MIN_STORAGE_GIB)
+    backup_retention_days: int
+    instance_class: str  # RDS
+    node_type: str  # ElastiCache
+    object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
+    resources: dict[str, Any] = field(default_factory=dict)  # each PostgreSQL and Valkey container's
+    chart_version: str | None = None
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
+
+
+class DataStores(pulumi.ComponentResource):
+    """What every service's stores share: on EKS network, key and parameters; elsewhere the operator."""
+
+    cluster: ClusterHandle
+    args: DataStoresArgs
+    operator: k8s.helm.v3.Release | None
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: DataStoresArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:data_stores:DataStores", name, None, opts)
+        self.cluster, self.args, self.operator = cluster, args, None
+        self.managed: AwsShared | None = None  # on EKS
+        if cluster.is_eks:
+            if cluster.network is None or cluster.aws_provider is None:
+                raise ValueError("managed data stores go in the control plane's VPC: set platform:clusters.controlPlane.eks.vpc")
+            self.managed = AwsShared(name, cluster.network, cluster.aws_provider, args.protect, self)
+        else:
+            if args.object_store is None:
+                raise ValueError("data stores on a kubeconfig cluster back up to an object store: set platform:objectStore")
+            ns = namespace(SLICE.namespace, cluster, self)
+            # Protected with the data: its chart owns the CRDs, and uninstalling it deletes every Cluster.
+            self.operator = release(
+                RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.chart_version,
+                protect=args.protect,
+            )
+            args.inventory.register(*operator_credentials())
+        self.register_outputs({})
+
+    def for_service(self, service: str, ns: k8s.core.v1.Namespace, parent: pulumi.Resource) -> ServiceStores:
+        """`service`'s PostgreSQL and Redis, their Secrets in `ns`; children of `parent` (the service)."""
+        stores = ServiceDataStores(f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
+        return stores.stores
+
+
+def operator_values(args: DataStoresArgs) -> dict[str, Any]:
+    return {
+        # The CRDs come with the chart; the Clusters depend on this release, so they go first on destroy.
+        "crds": {"create": True},
+        "resources": args.resources,
+    }
+
+
+class AwsShared:
+    """Subnet groups, security groups reachable from the cluster's nodes only, the KMS key, parameters."""
+
+    def __init__(self, name: str, network: VpcNetwork, provider: aws.Provider, protect: bool, parent: pulumi.Resource):
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+        tags = managed_by()
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description="platform data stores (RDS, ElastiCache): storage and snapshots",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
+        )
+        self.db_subnets = aws.rds.SubnetGroup(f"{name}-postgres", subnet_ids=list(network.private_subnet_ids), tags=tags, opts=opts)
+        self.cache_subnets = aws.elasticache.SubnetGroup(
+            f"{name}-redis", subnet_ids=list(network.private_subnet_ids), description="platform Redis", tags=tags, opts=opts
+        )
+        self.postgres_sg = _node_only_group(f"{name}-postgres", network, POSTGRES_PORT, opts)
+        self.redis_sg = _node_only_group(f"{name}-redis", network, REDIS_PORT, opts)
+        self.db_parameters = aws.rds.ParameterGroup(
+            f"{name}-postgres",
+            family=RDS_POSTGRES_PARAMETER_FAMILY,
+            parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1")],  # TLS only
+            tags=tags,
+            opts=opts,
+        )
+        self.cache_parameters = aws.elasticache.ParameterGroup(
+            f"{name}-redis",
+            family=ELASTICACHE_PARAMETER_FAMILY,
+            # Sidekiq's and Harbor's job queues live here: refuse writes rather than evict a job.
+            parameters=[aws.elasticache.ParameterGroupParameterArgs(name="maxmemory-policy", value="noeviction")],
+            tags=tags,
+            opts=opts,
+        )
+
+
+def _node_only_group(name: str, network: VpcNetwork, port: int, opts: pulumi.ResourceOptions) -> aws.ec2.SecurityGroup:
+    group = aws.ec2.SecurityGroup(
+        name, vpc_id=network.vpc_id, description=f"port {port} from the EKS cluster's nodes only", tags=managed_by(), opts=opts
+    )
+    aws.vpc.SecurityGroupIngressRule(
+        name,
+        security_group_id=group.id,
+        referenced_security_group_id=network.cluster_security_group_id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        opts=opts,
+    )
+    return group
+
+
+class ServiceDataStores(pulumi.ComponentResource):
+    """One service's PostgreSQL and Redis, and the Secrets its chart reads."""
+
+    stores: ServiceStores
+
+    def __init__(self, name: str, shared: DataStores, service: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions):
+        super().__init__("platform:data_stores:ServiceDataStores", name, None, opts)
+        args, cluster = shared.args, shared.cluster
+        generated = pulumi.ResourceOptions(parent=self)
+        # Letters and digits: they end up in URLs (Harbor's Redis address) and a Valkey config line.
+        db_password = random.RandomPassword(f"{name}-postgres-password", length=40, special=False, opts=generated)
+        redis_token = random.RandomPassword(f"{name}-redis-token", length=64, special=False, opts=generated)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        username = database = service
+        db_secret = k8s.core.v1.Secret(
+            f"{name}-postgres",
+            metadata=metadata(f"{service}-postgres", ns),
+            type="kubernetes.io/basic-auth",  # what CloudNativePG's initdb takes
+            string_data={"username": username, PASSWORD_KEY: db_password.result},
+            opts=k8s_opts,
+        )
+        redis_data: dict[str, pulumi.Input[str]] = {REDIS_PASSWORD_KEY: redis_token.result}
+        if shared.managed is None:
+            redis_data[VALKEY_CONFIG_KEY] = pulumi.Output.concat(VALKEY_CONFIG, "requirepass ", redis_token.result, "\n")
+        redis_secret = k8s.core.v1.Secret(
+            f"{name}-redis", metadata=metadata(f"{service}-redis", ns), type="Opaque", string_data=redis_data, opts=k8s_opts
+        )
+        sum_ = checksum(pulumi.Output.all(db_password.result, redis_token.result).apply(json.dumps))
+        ready: list[pulumi.Resource] = [db_secret, redis_secret]
+        if shared.managed is not None:
+            assert cluster.aws_provider is not None
+            postgres, redis = _managed(name, service, shared.managed, args, db_password, redis_token, cluster.aws_provider, self)
+            ready += [postgres, redis]
+            host, redis_host = postgres.address, redis.primary_endpoint_address
+            ssl_mode, tls = "require", True  # RDS forces TLS (rds.force_ssl); ElastiCache encrypts in transit
+        else:
+            assert shared.operator is not None and args.object_store is not None
+            backup = _backup_secret(name, service, ns, args.object_store, k8s_opts)
+            ready += _in_cluster(name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts)
+            host = pulumi.Output.from_input(f"{service}-postgres-rw")  # the primary, wherever it runs
+            redis_host = pulumi.Output.from_input(f"{service}-redis")
+            ssl_mode, tls = "require", False  # CloudNativePG serves TLS with its own CA
+        self.stores = ServiceStores(
+            postgres=Postgres(host, POSTGRES_PORT, database, username, f"{service}-postgres", ssl_mode),
+            redis=Redis(redis_host, REDIS_PORT, tls, f"{service}-redis"),
+            checksum=sum_,
+            ready=ready,
+        )
+        args.inventory.register(*service_credentials(name, service, args, managed=shared.managed is not None))
+        self.register_outputs({"postgres": host, "redis": redis_host})
+
+
+def _managed(
+    name: str, service: str, shared: AwsShared, args: DataStoresArgs, db_password: random.RandomPassword,
+    redis_token: random.RandomPassword, provider: aws.Provider, parent: pulumi.Resource,
+) -> tuple[aws.rds.Instance, aws.elasticache.ReplicationGroup]:
+    """An RDS instance and an ElastiCache replication group, both Multi-AZ and encrypted with the shared key."""
+    kept = pulumi.ResourceOptions(parent=parent, provider=provider, protect=args.protect)
+    postgres = aws.rds.Instance(
+        f"{name}-postgres",
+        engine="postgres",
+        engine_version=RDS_POSTGRES_MAJOR,  # minor versions: RDS applies them in the maintenance window
+        auto_minor_version_upgrade=True,
+        instance_class=args.instance_class,
+        allocated_storage=max(RDS_MIN_STORAGE_GIB, storage_gib(args.storage)),
+        max_allocated_storage=4 * max(RDS_MIN_STORAGE_GIB, storage_gib(args.storage)),  # storage autoscaling
+        storage_type="gp3",
+        storage_encrypted=True,
+        kms_key_id=shared.key.arn,
+        multi_az=True,
+        db_name=service,
+        username=service,
+        password=db_password.result,
+        port=POSTGRES_PORT,
+        db_subnet_group_name=shared.db_subnets.name,
+        vpc_security_group_ids=[shared.postgres_sg.id],
+        parameter_group_name=shared.db_parameters.name,
+        publicly_accessible=False,
+        backup_retention_period=args.backup_retention_days,
+        backup_window=RDS_BACKUP_WINDOW,
+        maintenance_window=RDS_MAINTENANCE_WINDOW,
+        copy_tags_to_snapshot=True,
+        deletion_protection=args.protect,
+        skip_final_snapshot=not args.protect,
+        final_snapshot_identifier=f"{name}-final" if args.protect else None,
+        tags=managed_by(),
+        opts=kept,
+    )
+    redis = aws.elasticache.ReplicationGroup(
+        f"{name}-redis",
+        description=f"{service}: Redis",
+        engine="redis",
+        engine_version=ELASTICACHE_REDIS_VERSION,
+        node_type=args.node_type,
+        num_cache_clusters=args.instances,
+        automatic_failover_enabled=True,
+        multi_az_enabled=True,
+        at_rest_encryption_enabled=True,
+        kms_key_id=shared.key.arn,
+        transit_encryption_enabled=True,
+        auth_token=redis_token.result,
+        # A new token is added beside the old one, so clients holding the old one keep working.
+        auth_token_update_strategy="ROTATE",
+        port=REDIS_PORT,
+        subnet_group_name=shared.cache_subnets.name,
+        security_group_ids=[shared.redis_sg.id],
+        parameter_group_name=shared.cache_parameters.name,
+        snapshot_retention_limit=args.backup_retention_days,
+        snapshot_window=RDS_BACKUP_WINDOW,
+        final_snapshot_identifier=f"{name}-redis-final" if args.protect else None,
+        tags=managed_by(),
+        opts=kept,
+    )
+    return postgres, redis
+
+
+def _backup_secret(
+    name: str, service: str, ns: k8s.core.v1.Namespace, store: ObjectStoreTarget, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Secret:
+    return k8s.core.v1.Secret(
+        f"{name}-backup-store",
+        metadata=metadata(f"{service}-backup-store", ns),
+        type="Opaque",
+        string_data=dict(zip(BACKUP_KEYS, (store.access_key_id, pulumi.Output.secret(store.secret_access_key)))),
+        opts=opts,
+    )
+
+
+def _in_cluster(
+    name: str, service: str, ns: k8s.core.v1.Namespace, args: DataStoresArgs, operator: pulumi.Resource,
+    secrets: list[pulumi.Resource], redis_secret: k8s.core.v1.Secret, sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """A CloudNativePG Cluster with backups to the object store, and a Valkey of one."""
+    after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[operator, *secrets]))
+    cluster = k8s.apiextensions.CustomResource(
+        f"{name}-postgres",
+        api_version="postgresql.cnpg.io/v1",
+        kind="Cluster",
+        metadata=metadata(f"{service}-postgres", ns),
+        spec=cnpg_cluster_spec(service, args),
+        opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(protect=args.protect)),
+    )
+    k8s.apiextensions.CustomResource(
+        f"{name}-postgres-daily",
+        api_version="postgresql.cnpg.io/v1",
+        kind="ScheduledBackup",
+        metadata=metadata(f"{service}-postgres-daily", ns),
+        spec={
+            "schedule": BACKUP_SCHEDULE,
+            "cluster": {"name": f"{service}-postgres"},
+            "method": "barmanObjectStore",
+            "backupOwnerReference": "self",
+            "immediate": True,  # a base backup right after creation, not a day later
+        },
+        opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(depends_on=[cluster])),
+    )
+    return [cluster, *valkey(name, service, ns, args, redis_secret, sum_, opts)]
+
+
+def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
+    store = args.object_store
+    assert store is not None
+    secret = f"{service}-backup-store"
+    return {
+        "instances": args.instances,
+        "imageName": CNPG_POSTGRES_IMAGE.ref,
+        "primaryUpdateStrategy": "unsupervised",
+        "enableSuperuserAccess": False,
+        "storage": {"size": args.storage},
+        **({"resources": args.resources} if args.resources else {}),
+        # One instance per node where the nodes allow it (a kind cluster may have one node).
+        "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname", "podAntiAffinityType": "preferred"},
+        "bootstrap": {"initdb": {"database": service, "owner": service, "secret": {"name": f"{service}-postgres"}}},
+        # A managed role: the operator sets the owner's password again whenever the Secret changes.
+        "managed": {"roles": [{
+            "name": service, "ensure": "present", "login": True, "passwordSecret": {"name": f"{service}-postgres"},
+        }]},
+        "backup": {
+            "retentionPolicy": f"{args.backup_retention_days}d",
+            "barmanObjectStore": {
+                "destinationPath": f"s3://{store.bucket}/postgres/{service}",
+                "endpointURL": store.endpoint,
+                "s3Credentials": {
+                    "accessKeyId": {"name": secret, "key": BACKUP_KEYS[0]},
+                    "secretAccessKey": {"name": secret, "key": BACKUP_KEYS[1]},
+                },
+                "wal": {"compression": "gzip"},
+                "data": {"compression": "gzip"},
+            },
+        },
+    }
+
+
+# Valkey's settings beside the AUTH line: persistence to its volume, and no eviction (job queues).
+VALKEY_CONFIG = "dir /data\nappendonly yes\nmaxmemory-policy noeviction\n"
+VALKEY_UID, VALKEY_GID = 999, 1000  # the image's valkey user
+VALKEY_STORAGE = "1Gi"  # its append-only file: queues and caches, small
+
+
+def valkey(
+    name: str, service: str, ns: k8s.core.v1.Namespace, args: DataStoresArgs, secret: k8s.core.v1.Secret,
+    sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """One Valkey with AUTH, its data on a volume; restarted (checksum) when its token changes."""
+    labels = {"app.kubernetes.io/name": "valkey", "app.kubernetes.io/instance": f"{service}-redis"}
+    service_obj = k8s.core.v1.Service(
+        f"{name}-redis",
+        metadata=metadata(f"{service}-redis", ns),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            cluster_ip="None", selector=labels, ports=[k8s.core.v1.ServicePortArgs(name="redis", port=REDIS_PORT)]
+        ),
+        opts=opts,
+    )
+    container = k8s.core.v1.ContainerArgs(
+        name="valkey",
+        image=VALKEY_IMAGE.ref,
+        command=["valkey-server", f"/config/{VALKEY_CONFIG_KEY}"],
+        ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
+        readiness_probe=k8s.core.v1.ProbeArgs(tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), period_seconds=10),
+        liveness_probe=k8s.core.v1.ProbeArgs(
+            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), initial_delay_seconds=30, period_seconds=20
+        ),
+        resources=args.resources or None,
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False, read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])
+        ),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path="/config", read_only=True),
+        ],
+    )
+    statefulset = k8s.apps.v1.StatefulSet(
+        f"{name}-redis",
+        metadata=metadata(f"{service}-redis", ns),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            service_name=f"{service}-redis",
+            replicas=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={"platform.io/credentials-checksum": sum_}),
+                spec=k8s.core.v1.PodSpecArgs(
+                    automount_service_account_token=False,
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_non_root=True, run_as_user=VALKEY_UID, run_as_group=VALKEY_GID, fs_group=VALKEY_GID,
+                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                    ),
+                    containers=[container],
+                    volumes=[k8s.core.v1.VolumeArgs(
+                        name="config",
+                        secret=k8s.core.v1.SecretVolumeSourceArgs(
+                            secret_name=f"{service}-redis", items=[k8s.core.v1.KeyToPathArgs(key=VALKEY_CONFIG_KEY, path=VALKEY_CONFIG_KEY)]
+                        ),
+                    )],
+                ),
+            ),
+            volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(name="data"),
+                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                    access_modes=["ReadWriteOnce"], resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": VALKEY_STORAGE})
+                ),
+            )],
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, service_obj])),
+    )
+    return [statefulset]
+
+
+def service_credentials(name: str, service: str, args: DataStoresArgs, managed: bool) -> list[Credential]:
+    """The service's database password and Redis AUTH token: between the service and its own stores."""
+    title = {"gitlab": "GitLab", "harbor": "Harbor"}.get(service, service)
+    where = ("RDS PostgreSQL" if managed else "CloudNativePG PostgreSQL", "ElastiCache" if managed else "Valkey")
+    rotation = (
+        "`pulumi up --replace` the password resource: the same run sets it in {store}, rewrites the Secret and "
+        "restarts {title}'s pods (checksum annotation){extra}"
+    )
+    entries = [Credential(
+        what=f"{title} PostgreSQL password", category="internal", issuer=title, holder=title,
+        scope=f"owner of {title}'s database `{service}` on its {where[0]}, nothing else",
+        lifetime_seconds=None,
+        rotation=rotation.format(store=where[0], title=title, extra=(
+            "; CloudNativePG applies the new password from the Secret" if not managed else
+            "; connections opened before keep working until the pods restart")),
+        resources=(f"{name}-postgres-password",),
+    ), Credential(
+        what=f"{title} Redis AUTH token", category="internal", issuer=title, holder=title,
+        scope=f"{title}'s own {where[1]}: caches, sessions and job queues",
+        lifetime_seconds=None,
+        rotation=rotation.format(store=where[1], title=title, extra=(
+            "; ElastiCache keeps the old token valid beside the new one (ROTATE)" if managed else "")),
+        resources=(f"{name}-redis-token",),
+    )]
+    if not managed:
+        entries.append(object_store_credential(
+            f"{title}'s database backups",
+            f"CloudNativePG's backups of {title}'s database (Secret {service}/{service}-backup-store)",
+            f"s3://<bucket>/postgres/{service}",
+        ))
+    return entries
+
+
+def object_store_credential(user: str, holder: str, prefix: str) -> Credential:
+    """The inventory entry of platform:objectStore's access key, as `user` holds it."""
+    return Credential(
+        what=f"object-store access key of {user}",
+        category="external",
+        issuer="the object store's administrator (platform:objectStore)",
+        holder=holder,
+        scope=f"what the object store grants that key; {user} write under {prefix}",
+        lifetime_seconds=None,
+        lifetime="set by whoever issued the key",
+        rotation="issue a new key, `pulumi config set --secret --path platform:objectStore.secretAccessKey`, `pulumi up`",
+    )
+
+
+def operator_credentials() -> list[Credential]:
+    """The CloudNativePG operator's identity and the certificates it issues to its clusters."""
+    return [Credential(
+        what="service-account tokens of the CloudNativePG operator",
+        category="federated",
+        issuer="the control-plane cluster's service-account issuer",
+        holder=f"the CloudNativePG operator ({NAMESPACE})",
+        scope="its ClusterRole: PostgreSQL clusters, their pods, services, secrets and volumes, in every namespace",
+        lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
+        rotation="the kubelet refreshes the projected token before it expires",
+    ), Credential(
+        what="CloudNativePG server and replication certificates",
+        category="internal",
+        issuer="CloudNativePG",
+        holder="CloudNativePG",
+        scope="TLS of each PostgreSQL cluster's instances, and the streaming_replica user between them",
+        lifetime_seconds=CNPG_CERTIFICATE_DAYS * DAY,
+        rotation="the operator renews each 7 days before it expires",
+    )]
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+    options = settings.options
+    return DataStores(
+        "data-stores",
+        parts.cluster,
+        DataStoresArgs(
+            protect=parts.settings.protect,
+            instances=settings.replicas,
+            storage=settings.storage,
+            backup_retention_days=options["backup_retention_days"],
+            instance_class=options["instance_class"],
+            node_type=options["node_type"],
+            object_store=parts.settings.object_store,
+            resources=settings.resources,
+            chart_version=settings.chart_version,
+            inventory=parts.inventory,
+        ),
+    )
+
+
+SLICE: ServiceSlice[DataStores] = ServiceSlice(
+    key="data_stores",
+    namespace=PlatformNamespace(NAMESPACE, "the CloudNativePG operator, which runs GitLab's and Harbor's PostgreSQL"),
+    chart="cloudnative-pg",
+    declare=declare,
+    default_replicas=3,
+    options={
+        # Days of backups kept: RDS allows 1 to 35; CloudNativePG's retention policy.
+        "backup_retention_days": (Annotated[int, Field(ge=1, le=35)], 7),
+        "instance_class": (str, "db.m7g.large"),
+        "node_type": (str, "cache.m7g.large"),
+    },
+)
