@@ -49,6 +49,8 @@ CHARTS: dict[str, Chart] = {
     "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
     # Sigstore policy-controller 0.13.1: the image signature verifier (components/image_verifier.py).
     "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),
+    # GitLab Runner 18.9.0: the chart the GitLab chart 9.9.1 names as its own runner dependency.
+    "gitlab-runner": Chart("gitlab-runner", "https://charts.gitlab.io", "0.86.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
