@@ -58,6 +58,13 @@ CHARTS: dict[str, Chart] = {
 # Add a minor here with every new host version (stacks.config refuses a host version without one).
 VCLUSTER_KUBERNETES_TAGS: dict[str, str] = {"1.33": "v1.33.4"}
 
+# GitLab Runner (components/gitlab_runner.py): the version CHARTS["gitlab-runner"] ships; tenants'
+# runners pull the runner and its helper through Harbor's `approved` (promote them first). Pinned by
+# tag: their digests could not be resolved offline (`crane digest <image>:<tag>` on the next bump).
+GITLAB_RUNNER_TAG = "18.9.0"
+GITLAB_RUNNER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner"
+GITLAB_RUNNER_HELPER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
+
 # GitLab's kubectl image, run by the platform's own admin-token Job (components/gitlab.py).
 # Same GitLab version as CHARTS["gitlab"] (chart 9.x.y ships GitLab 18.x.y): bump together.
 # GITLAB_KUBECTL_DIGEST is the tag's manifest digest ("sha256:..."). It could not be resolved

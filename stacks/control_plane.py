@@ -62,6 +62,7 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
         protect=bool(config.protect),
         upstream=upstream_identity(config.identity),
         acme=AcmeSettings(dns.acme_email, dns.acme_server, dns.hosted_zone_id) if dns is not None else None,
+        pipeline_project=config.pipeline.project_path,
     )
 
 
