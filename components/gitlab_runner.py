@@ -47,8 +47,8 @@ from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ClusterParts, ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, approved
 from components.versions import GITLAB_RUNNER_HELPER_IMAGE, GITLAB_RUNNER_IMAGE, GITLAB_RUNNER_TAG, PROMOTE_IMAGE
-from policy.gatekeeper import tenant_namespace_constraints
-from policy.labels import TENANT_LABEL, managed_by
+from components.tenant import NamespacePolicy, namespace_constraints
+from policy.labels import TENANT_LABEL, managed_by, pod_security_admission
 
 NAMESPACE = "gitlab-runner"  # the platform's own runner
 RELEASE = "gitlab-runner"  # the platform's; a tenant's is gitlab-runner-<tenant> (one URN each)
@@ -71,10 +71,14 @@ JOB_USER = 1000  # the buildah image's `build` user, with its subordinate id ran
 # else in any job pod departs from `restricted`. Rootless buildah (and any rootless builder) runs
 # each RUN step in a user namespace of its own.
 BUILD_EXCEPTIONS: dict[str, str] = {
-    "seccompProfile Unconfined": "the runtime's default profile refuses unshare(CLONE_NEWUSER) and mount, which a rootless build needs for its user namespace",
-    "appArmorProfile Unconfined": "the runtime's default AppArmor profile refuses the mounts inside that user namespace (nodes without AppArmor ignore it)",
-    "allowPrivilegeEscalation true": "newuidmap and newgidmap gain CAP_SETUID/CAP_SETGID from file capabilities to map the build user's subordinate ids; no_new_privs would stop them",
-    "capabilities SETUID, SETGID added": "the bounding set must keep them for newuidmap and newgidmap (every other capability is dropped)",
+    "seccompProfile Unconfined":
+        "the runtime's default profile refuses unshare(CLONE_NEWUSER) and mount, which a rootless build needs",
+    "appArmorProfile Unconfined":
+        "the runtime's default AppArmor profile refuses mounts in that user namespace (nodes without AppArmor ignore it)",
+    "allowPrivilegeEscalation true":
+        "newuidmap and newgidmap map the build user's subordinate ids with file capabilities, which no_new_privs voids",
+    "capabilities SETUID, SETGID added":
+        "the bounding set must keep them for newuidmap and newgidmap (every other capability is dropped)",
 }
 # The Pod Security level the tenants' runner namespaces enforce: `baseline` and `restricted` both
 # refuse an Unconfined profile, so `privileged`, warned and audited against `restricted`. The
@@ -195,8 +199,9 @@ class GitLabRunner(pulumi.ComponentResource):
         )
         if args.tenant is not None:
             self._job_traffic(name, ns, args, in_ns)
+        release_name = RELEASE if args.tenant is None else f"{RELEASE}-{args.tenant}"
         self.release = release(
-            RELEASE if args.tenant is None else f"{RELEASE}-{args.tenant}", "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
+            release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
             version=args.settings.chart_version, depends_on=[token, ca],
         )
         if args.inventory is not None:
@@ -205,12 +210,12 @@ class GitLabRunner(pulumi.ComponentResource):
 
     def _namespace(self, name: str, cluster: ClusterHandle, args: GitLabRunnerArgs) -> k8s.core.v1.Namespace:
         if args.platform_namespace is not None:
-            return namespace(args.platform_namespace, cluster, self, pod_security("restricted"))
+            return namespace(args.platform_namespace, cluster, self, pod_security_admission("restricted"))
         assert args.tenant is not None
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args.namespace, labels={**managed_by(), TENANT_LABEL: args.tenant, **pod_security(BUILD_POD_SECURITY)},
+                name=args.namespace, labels={**managed_by(), TENANT_LABEL: args.tenant, **pod_security_admission(BUILD_POD_SECURITY)},
             ),
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
@@ -218,17 +223,10 @@ class GitLabRunner(pulumi.ComponentResource):
         registries = [f"{args.harbor_host}/{args.tenant}/", f"{args.harbor_host}/{APPROVED_PROJECT}/"]
         # Images from the tenant's own project and `approved` only, pulled Always; RoleBindings for
         # the namespace's own service accounts only (the runner's): as in its workload namespaces.
-        for constraint in tenant_namespace_constraints(args.namespace, registries, [], []):
-            template = args.gatekeeper_templates.get(constraint["kind"])
-            k8s.apiextensions.CustomResource(
-                f"{name}-{constraint['metadata']['name'].removeprefix(args.namespace + '-')}",
-                api_version=constraint["apiVersion"],
-                kind=constraint["kind"],
-                metadata=constraint["metadata"],
-                spec=constraint["spec"],
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=cluster.provider, depends_on=[ns, *([template] if template else [])],
-                ),
+        if args.gatekeeper_templates:  # Gatekeeper runs on the control plane
+            namespace_constraints(
+                name, args.namespace, NamespacePolicy(registries, args.gatekeeper_templates), [], [],
+                pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
             )
         return ns
 
@@ -262,18 +260,6 @@ class GitLabRunner(pulumi.ComponentResource):
             ),
             opts=in_ns,
         )
-
-
-def pod_security(level: str) -> dict[str, str]:
-    """Pod Security Admission enforces `level`, and warns and audits against `restricted`."""
-    return {
-        "pod-security.kubernetes.io/enforce": level,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": "restricted",
-        "pod-security.kubernetes.io/warn-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/audit-version": "latest",
-    }
 
 
 def _toml(value: Any) -> str:
@@ -387,7 +373,9 @@ def chart_values(args: GitLabRunnerArgs, runner_id: pulumi.Input[str]) -> dict[s
     }
     if tenant_images:
         assert args.harbor_host is not None
-        values["image"] = {"registry": args.harbor_host, "image": f"{APPROVED_PROJECT}/{GITLAB_RUNNER_IMAGE}", "tag": f"alpine-v{GITLAB_RUNNER_TAG}"}
+        values["image"] = {
+            "registry": args.harbor_host, "image": f"{APPROVED_PROJECT}/{GITLAB_RUNNER_IMAGE}", "tag": f"alpine-v{GITLAB_RUNNER_TAG}",
+        }
     resources = args.settings.resources or {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     values["resources"] = {**resources, "limits": {"cpu": MANAGER_CPU_LIMIT, **resources.get("limits", {})}}
     return values
@@ -402,7 +390,8 @@ def token_credential(name: str, args: GitLabRunnerArgs) -> Credential:
         scope=f"pick up and report the jobs of the {args.scope.description}",
         lifetime_seconds=TOKEN_ROTATION_DAYS * DAY,
         lifetime=f"{TOKEN_ROTATION_DAYS} days (GitLab sets it no expiry of its own: the rotation ends it)",
-        rotation=f"a new runner on the first `pulumi up --refresh` after {TOKEN_ROTATION_DAYS} days; the old one is deleted, its token revoked",
+        rotation=(f"a new runner on the first `pulumi up --refresh` after {TOKEN_ROTATION_DAYS} days; "
+                  "the old one is deleted, which revokes its token"),
         resources=(f"{name}-runner",),
     )
 

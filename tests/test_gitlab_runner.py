@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from components.gitlab_runner import (
     BUILD_EXCEPTIONS,
@@ -22,6 +24,7 @@ from components.gitlab_runner import (
     TOKEN_SECRET,
     tenant_namespace,
 )
+from components.tenancy import Severity
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.mocks import SECRET_MARK, _digest
 from platformctl.render import Render
@@ -328,3 +331,37 @@ def test_bad_runner_settings_name_their_key(tmp_path, value: dict, key: str, wor
     path = _write(tmp_path, DEV, setting("platform:services", "gitlabRunner", value=value))
     lines = _problems(path)
     assert any(f": {key}" in line and words in line for line in lines), lines
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """The runner's image allowlist glob (doublestar): `**` crosses `/`, `*` does not."""
+    return re.compile("".join(".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+                              for part in re.split(r"(\*\*|\*)", pattern)) + "$")
+
+
+def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
+    from components.tenant_supply_chain import starter_files
+
+    tenant = tenants(plan)[0]
+    release = runner_release(plan, tenant_namespace(tenant))
+    allowed = [_glob(p) for p in config_toml(release)["kubernetes"]["allowed_images"]]
+    harbor = config_toml(release)["kubernetes"]["image"].split("/", 1)[0]
+    [runner] = [r for r in by_type(plan, RUNNER) if r["inputs"]["description"] == f"group {tenant}"]
+    assert runner["inputs"]["untagged"] is True and runner["inputs"]["accessLevel"] == "not_protected"
+    jobs = 0
+    for project, files in starter_files(tenant, harbor, Severity.HIGH).items():
+        pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
+        templates_ = {k: v for k, v in pipeline.items() if k.startswith(".")}
+        for name, job in pipeline.items():
+            if name.startswith(".") or not isinstance(job, dict) or "trigger" in job or name in ("stages", "variables", "default"):
+                continue
+            job = {**templates_.get(job.get("extends", ""), {}), **job}
+            image = job["image"]["name"] if isinstance(job["image"], dict) else job["image"]
+            assert any(p.match(image) for p in allowed), f"{project} {name}: {image} is not allowed on the {tenant} runner"
+            assert "tags" not in job, f"{project} {name}: a tag would keep it off the untagged group runner"
+            jobs += 1
+    assert jobs >= 5  # build, scan, push, sign, bump-image
+    # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.
+    app = yaml.safe_load(starter_files(tenant, harbor, Severity.HIGH)["app"][".gitlab-ci.yml"])
+    assert app["variables"]["STORAGE_DRIVER"] == "vfs" and app["variables"]["BUILDAH_ISOLATION"] == "chroot"
+    assert config_toml(release)["kubernetes"]["pod_security_context"]["run_as_user"] == 1000
