@@ -245,8 +245,13 @@ def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, 
 
 
 def _with_pod(plan: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    """The control plane's policy as the plan declares it (templates, constraints, namespaces,
+    Gatekeeper's release) and the pod alone, so OPA evaluates that pod only."""
     pod = {**pod, "metadata": {**pod["metadata"], "name": "job"}}
-    return {**plan, "resources": [*plan["resources"], {"type": "kubernetes:job:Pod", "inputs": pod, "cluster": "control-plane"}]}
+    policy = [r for r in plan["resources"] if r.get("cluster") == "control-plane" and (
+        "gatekeeper.sh" in r["type"] or r["type"] == "kubernetes:core/v1:Namespace"
+        or (r["type"] == RELEASE_TYPE and r["inputs"].get("chart") == "gatekeeper"))]
+    return {**plan, "resources": [*policy, {"type": "kubernetes:job:Pod", "inputs": pod, "cluster": "control-plane"}]}
 
 
 def test_job_pods_pass_the_platforms_constraints_in_real_opa(plan: dict) -> None:
