@@ -179,6 +179,7 @@ class EdgeSettings:
     protect: bool
     upstream: OidcUpstream | LdapUpstream  # OpenUnison's identity source
     acme: AcmeSettings | None  # None: the platform's own CA signs every certificate
+    pipeline_project: str = "platform/platform-bootstrap"  # this repository in the platform's GitLab
 
 
 class CertificateIssuer(Protocol):
