@@ -43,7 +43,8 @@ def test_every_component_namespace_belongs_to_a_slice_or_the_federation() -> Non
 
 
 def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> None:
-    assert {s.key for s in CONTROL_PLANE} == {"cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd"}
+    assert {s.key for s in CONTROL_PLANE} == {"cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd",
+                                              "gitlab_runner"}
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
