@@ -191,6 +191,7 @@ class EdgeSettings:
     upstream: OidcUpstream | LdapUpstream  # OpenUnison's identity source
     acme: AcmeSettings | None  # None: the platform's own CA signs every certificate
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: Harbor's images, database backups
+    pipeline_project: str = "platform/platform-bootstrap"  # this repository in the platform's GitLab
 
 
 class CertificateIssuer(Protocol):

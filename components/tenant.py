@@ -52,7 +52,14 @@ from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import tenant_namespace_constraints
-from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, SIGNATURE_POLICY_LABEL, TENANT_LABEL, TENANT_NAMESPACE_LABEL
+from policy.labels import (
+    ENVIRONMENT_LABEL,
+    POD_SECURITY_LABEL,
+    SIGNATURE_POLICY_LABEL,
+    TENANT_LABEL,
+    TENANT_NAMESPACE_LABEL,
+    pod_security_admission,
+)
 
 # Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
 VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
@@ -72,15 +79,7 @@ def pod_security_labels(level: str) -> dict[str, str]:
     and always warns and audits against restricted, so an exception stays visible."""
     if level not in POD_SECURITY_LEVELS:
         raise ValueError(f"pod security level {level!r} is not one of {', '.join(POD_SECURITY_LEVELS)}")
-    return {
-        "pod-security.kubernetes.io/enforce": level,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": "restricted",
-        "pod-security.kubernetes.io/warn-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/audit-version": "latest",
-        POD_SECURITY_LABEL: level,
-    }
+    return {**pod_security_admission(level), POD_SECURITY_LABEL: level}
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,23 @@ class NamespacePolicy:
 
     registries: list[str]  # image prefixes: its Harbor project and `approved`
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
+
+
+def namespace_constraints(
+    name: str, ns_name: str, policy: NamespacePolicy, users: list[str], groups: list[str], opts: pulumi.ResourceOptions
+) -> None:
+    """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
+    each after its template."""
+    for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups):
+        kind = constraint["kind"]
+        k8s.apiextensions.CustomResource(
+            f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
+            api_version=constraint["apiVersion"],
+            kind=kind,
+            metadata=constraint["metadata"],
+            spec=constraint["spec"],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy.templates[kind]])),
+        )
 
 
 @dataclass(frozen=True)
@@ -342,16 +358,7 @@ class TenantNamespace(pulumi.ComponentResource):
         only for the tenant's people, groups, service accounts (and ArgoCD's federated user)."""
         users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
         groups = [tenant_group(tenant.name, role) for role in ROLES]
-        for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups):
-            kind = constraint["kind"]
-            k8s.apiextensions.CustomResource(
-                f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
-                api_version=constraint["apiVersion"],
-                kind=kind,
-                metadata=constraint["metadata"],
-                spec=constraint["spec"],
-                opts=pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=[policy.templates[kind]])),
-            )
+        namespace_constraints(name, ns_name, policy, users, groups, inside)
 
     def _virtual_cluster(
         self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,

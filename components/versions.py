@@ -51,12 +51,21 @@ CHARTS: dict[str, Chart] = {
     "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),
     # CloudNativePG: PostgreSQL for GitLab and Harbor on kubeconfig stacks (components/data_stores.py).
     "cloudnative-pg": Chart("cloudnative-pg", "https://cloudnative-pg.github.io/charts", "0.29.0"),
+    # GitLab Runner 18.9.0: the chart the GitLab chart 9.9.1 names as its own runner dependency.
+    "gitlab-runner": Chart("gitlab-runner", "https://charts.gitlab.io", "0.86.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
 # project) by the host cluster's minor version: a virtual control plane runs its host's Kubernetes.
 # Add a minor here with every new host version (stacks.config refuses a host version without one).
 VCLUSTER_KUBERNETES_TAGS: dict[str, str] = {"1.33": "v1.33.4"}
+
+# GitLab Runner (components/gitlab_runner.py): the version CHARTS["gitlab-runner"] ships; tenants'
+# runners pull the runner and its helper through Harbor's `approved` (promote them first). Pinned by
+# tag: their digests could not be resolved offline (`crane digest <image>:<tag>` on the next bump).
+GITLAB_RUNNER_TAG = "18.9.0"
+GITLAB_RUNNER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner"
+GITLAB_RUNNER_HELPER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
 
 # GitLab's kubectl image, run by the platform's own admin-token Job (components/gitlab.py).
 # Same GitLab version as CHARTS["gitlab"] (chart 9.x.y ships GitLab 18.x.y): bump together.

@@ -61,8 +61,10 @@ CREDENTIAL_TYPES = frozenset({
     "vault:kubernetes/authBackendRole:AuthBackendRole",
     "aws:iam/accessKey:AccessKey",
     "vault:transit/secretBackendKey:SecretBackendKey",  # cosign signing keys
+    "gitlab:index/userRunner:UserRunner",  # a runner authentication token
 })
-GITLAB_EXPIRING_TYPES = frozenset(t for t in CREDENTIAL_TYPES if t.startswith("gitlab:"))  # all take expiresAt
+# All take expiresAt but the runner, whose token expiry is an instance setting (its entry's rotation bounds it).
+GITLAB_EXPIRING_TYPES = frozenset(t for t in CREDENTIAL_TYPES if t.startswith("gitlab:") and t != "gitlab:index/userRunner:UserRunner")
 WEB_IDENTITY_ROLE = "aws:iam/role:Role"
 
 

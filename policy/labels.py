@@ -17,3 +17,16 @@ def managed_by(**extra: str) -> dict[str, str]:
 # On every tenant namespace: the image verifier (Sigstore policy-controller) checks signatures
 # only in namespaces that opt in with this label (components/image_verifier.py).
 SIGNATURE_POLICY_LABEL = "policy.sigstore.dev/include"
+
+
+def pod_security_admission(level: str) -> dict[str, str]:
+    """Namespace labels: Pod Security Admission enforces `level` and always warns and audits
+    against `restricted`, so any exception stays visible."""
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": "latest",
+    }

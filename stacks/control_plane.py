@@ -63,6 +63,7 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
         upstream=upstream_identity(config.identity),
         acme=AcmeSettings(dns.acme_email, dns.acme_server, dns.hosted_zone_id) if dns is not None else None,
         object_store=object_store(config),
+        pipeline_project=config.pipeline.project_path,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from components import argocd, data_stores, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
 from components import aws_load_balancer_controller, metallb
 from components import image_verifier
+from components import gitlab_runner
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -28,6 +29,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     metallb.SLICE,
     image_verifier.SLICE,
     data_stores.SLICE,
+    gitlab_runner.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

@@ -192,8 +192,9 @@ def test_every_secret_and_configmap_a_rendered_pod_needs_exists(charted: dict[st
 
 def test_platform_namespaces_are_what_the_charts_install_into(charted: dict[str, Render]) -> None:
     namespaces = {release["inputs"]["namespace"] for _, release in releases(charted)}
-    # Tenant vClusters install into tenant namespaces; everything else is the platform's own.
-    assert {n for n in namespaces if not n.startswith(("catalog",))} <= {n.name for n in PLATFORM_NAMESPACES}
+    # Tenant vClusters install into tenant namespaces, tenant runners into runner-<tenant> (each the
+    # tenant's own); everything else is the platform's own.
+    assert {n for n in namespaces if not n.startswith(("catalog", "runner-"))} <= {n.name for n in PLATFORM_NAMESPACES}
 
 
 def test_rendered_objects_are_filed_by_cluster_namespace_and_release(charted: dict[str, Render]) -> None:

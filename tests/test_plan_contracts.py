@@ -80,6 +80,8 @@ FREEFORM = {
     "gitlab": ["global.redis.scheme"],
     # The schema types them as Kubernetes' own (`type: object`); the defaults show only a few keys.
     "vcluster": ["controlPlane.statefulSet.security.*", "controlPlane.coredns.security.*", "controlPlane.distro.k8s.securityContext.*"],
+    # Kubernetes' own pod and container security contexts, rendered as given (toYaml).
+    "gitlab-runner": ["podSecurityContext.*", "securityContext.*"],
 }
 
 
@@ -258,7 +260,8 @@ def _images(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
         for key, item in value.items():
             sub = f"{path}.{key}" if path else str(key)
             if key == "image" and isinstance(item, str):
-                yield sub, item
+                # Beside a `tag` (gitlab-runner's {registry, image, tag}), the image is the repository.
+                yield sub, f"{item}:{value['tag']}" if isinstance(value.get("tag"), str) else item
             else:
                 yield from _images(item, sub)
     elif isinstance(value, list):

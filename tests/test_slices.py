@@ -44,15 +44,17 @@ def test_every_component_namespace_belongs_to_a_slice_or_the_federation() -> Non
 
 def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> None:
     assert {s.key for s in CONTROL_PLANE} == {
-        "cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd", "data_stores",
+        "cert_manager", "ingress", "openunison", "gitlab", "harbor", "vault", "argocd", "data_stores", "gitlab_runner",
     }
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "image_verifier"}
+    # The runner's add-on on the control plane carries its settings to the tenants' runners.
     assert {s.key for s in SERVICES if s.on_cluster is not None} == {
-        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb"}
-    assert {s.key for s in SERVICES if s.tenant is not None} == {"argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier"}
+        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "gitlab_runner"}
+    assert {s.key for s in SERVICES if s.tenant is not None} == {
+        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner"}
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:

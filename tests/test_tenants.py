@@ -113,6 +113,18 @@ def expected_types(tenant: TenantConfig) -> Counter:
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
     expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
+    # GitLab Runner: a group runner and, on the control plane, its namespace with its own image and
+    # binding constraints, the job traffic policy, token and CA Secrets, rotation and chart.
+    expected.update({
+        "gitlab:index/userRunner:UserRunner": 1,
+        "kubernetes:core/v1:Namespace": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
+        "kubernetes:core/v1:Secret": 2,
+        "time:index/rotating:Rotating": 1,
+        "kubernetes:helm.sh/v3:Release": 1,
+    })
     return +expected  # drop zero counts
 
 
@@ -322,7 +334,9 @@ def test_a_removed_tenants_data_stays(dev_plan: dict, tenant: TenantConfig) -> N
 
 @pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
 def test_tenant_namespaces_enforce_pod_security_restricted(dev_plan: dict, tenant: TenantConfig) -> None:
-    namespaces = [r for r in resources_of(dev_plan, tenant.name) if r["type"] == "kubernetes:core/v1:Namespace"]
+    # Its workload namespaces (its runner's, on the control plane, states its own: tests/test_gitlab_runner.py).
+    namespaces = [r for r in resources_of(dev_plan, tenant.name)
+                  if r["type"] == "kubernetes:core/v1:Namespace" and r["cluster"] != "control-plane"]
     assert len(namespaces) == 2
     for namespace in namespaces:
         labels = namespace["inputs"]["metadata"]["labels"]

@@ -1,0 +1,486 @@
+"""GitLab Runner: the Kubernetes executor for the platform's own pipelines and for every tenant's.
+
+Runners are registered by the program with GitLab's runner-creation flow (pulumi-gitlab
+`UserRunner`: no registration token exists anywhere). The runner authentication token it
+returns is a Pulumi secret that goes only into the Secret `gitlab-runner-token` the chart
+mounts (`runners.secret`), never into Helm values. Tokens rotate: a `pulumiverse_time.Rotating`
+of TOKEN_ROTATION_DAYS is the runner's `replacement_trigger`, so the first `pulumi up --refresh`
+after it expires registers a new runner (new token, new Secret, the pods restart on the runner
+id annotation) and deletes the old one, which revokes its token. GitLab itself sets runner
+tokens no expiry here: the instance's runner-token expiration setting is not something
+pulumi-gitlab manages, so the rotation is the lifetime.
+
+* The platform's repository (`platform:pipeline.projectPath`) gets a project runner in the
+  `gitlab-runner` namespace: its jobs (Pulumi, promote-image) need no image builds and run
+  under Pod Security `restricted`.
+* Each tenant gets a group runner on its own GitLab group, its jobs in `runner-<tenant>` on the
+  control plane: nothing in that namespace is shared with another tenant (token, service
+  account, cache: there is no distributed cache, a job's cache lives in its own pod), the job
+  pods reach DNS and the ingress controller (GitLab, Harbor, Vault) only, images come from the
+  tenant's own Harbor project and `approved` only, pulled Always. Jobs cannot change the
+  namespace, service account, pod labels, annotations or node selector (no overwrite allowed).
+
+Rootless image builds (the starter pipeline's buildah, as the image's unprivileged `build` user)
+need what Pod Security `restricted` forbids, on the build container only; BUILD_EXCEPTIONS says
+what and why, in one place. Everything else in a job pod is `restricted`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import pulumi
+import pulumi_gitlab as gitlab
+import pulumi_kubernetes as k8s
+import pulumiverse_time as time
+from pydantic import AfterValidator, Field
+
+from components.cluster import ClusterHandle
+from components.gitlab import SLICE as GITLAB_SLICE
+from components.helm import metadata, namespace, release
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE
+from components.inventory import DAY, Credential, CredentialInventory
+from components.service import ClusterParts, ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, approved
+from components.versions import GITLAB_RUNNER_HELPER_IMAGE, GITLAB_RUNNER_IMAGE, GITLAB_RUNNER_TAG, PROMOTE_IMAGE
+from components.tenant import NamespacePolicy, namespace_constraints
+from policy.labels import TENANT_LABEL, managed_by, pod_security_admission
+
+NAMESPACE = "gitlab-runner"  # the platform's own runner
+RELEASE = "gitlab-runner"  # the platform's; a tenant's is gitlab-runner-<tenant> (one URN each)
+TOKEN_SECRET = "gitlab-runner-token"  # runner-token (and an empty runner-registration-token, as the chart reads it)
+CA_SECRET = "gitlab-runner-ca"  # <gitlab host>.crt: the runner and its jobs trust the platform CA
+TOKEN_ROTATION_DAYS = 30
+RUNNER_ID_ANNOTATION = "platform.io/runner-id"  # a new runner (rotation) restarts the runner pod
+JOB_LABEL = "platform.io/runner-job"  # on every job pod: what the job NetworkPolicy selects
+INGRESS_HTTPS_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
+MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project says
+MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
+
+# Job containers: requests and limits (the platform's constraints require them on every container).
+BUILD_RESOURCES = {"cpu_request": "500m", "memory_request": "1Gi", "cpu_limit": "2", "memory_limit": "4Gi"}
+HELPER_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "cpu_limit": "500m", "memory_limit": "256Mi"}
+SERVICE_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "cpu_limit": "1", "memory_limit": "1Gi"}
+JOB_USER = 1000  # the buildah image's `build` user, with its subordinate id ranges in /etc/subuid
+
+# What a tenant job's build container needs beyond Pod Security `restricted`, and why; nothing
+# else in any job pod departs from `restricted`. Rootless buildah (and any rootless builder) runs
+# each RUN step in a user namespace of its own.
+BUILD_EXCEPTIONS: dict[str, str] = {
+    "seccompProfile Unconfined":
+        "the runtime's default profile refuses unshare(CLONE_NEWUSER) and mount, which a rootless build needs",
+    "appArmorProfile Unconfined":
+        "the runtime's default AppArmor profile refuses mounts in that user namespace (nodes without AppArmor ignore it)",
+    "allowPrivilegeEscalation true":
+        "newuidmap and newgidmap map the build user's subordinate ids with file capabilities, which no_new_privs voids",
+    "capabilities SETUID, SETGID added":
+        "the bounding set must keep them for newuidmap and newgidmap (every other capability is dropped)",
+}
+# The Pod Security level the tenants' runner namespaces enforce: `baseline` and `restricted` both
+# refuse an Unconfined profile, so `privileged`, warned and audited against `restricted`. The
+# pods there are the runner's own (restricted) and the job pods its config.toml shapes; tenants
+# get no access to the namespace.
+BUILD_POD_SECURITY = "privileged"
+
+RESTRICTED_CONTAINER = {
+    "run_as_non_root": True,
+    "allow_privilege_escalation": False,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+# The Kubernetes executor's rights in its own namespace (docs.gitlab.com/runner/executors/kubernetes).
+EXECUTOR_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/exec", "pods/attach"], "verbs": ["create", "delete", "get", "patch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "get", "update"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+]
+
+
+def tenant_namespace(tenant: str) -> str:
+    """Where a tenant's runner and its job pods run, on the control-plane cluster."""
+    return f"runner-{tenant}"
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '10.40.0.0/16'") from None
+    return value
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """platform:services.gitlabRunner, as every runner is declared with it."""
+
+    concurrent: int = 4  # jobs at once, per runner
+    # Where job pods reach the platform's load balancer when the cluster does not short-circuit
+    # its address to the ingress controller's pods (EKS NLBs: the VPC's CIDR). Empty: pods only.
+    load_balancer_cidrs: tuple[str, ...] = ()
+    chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict, hash=False)  # the runner manager's container
+
+
+@dataclass(frozen=True)
+class RunnerScope:
+    """What a runner serves: GitLab's runner type and the group or project it is registered on."""
+
+    runner_type: str  # group_type or project_type
+    description: str
+    group_id: pulumi.Input[int] | None = None
+    project_id: pulumi.Input[int] | None = None
+
+
+@dataclass(frozen=True)
+class GitLabRunnerArgs:
+    owner: str  # "platform" or the tenant's name: in descriptions and the inventory
+    namespace: str
+    scope: RunnerScope
+    gitlab_url: str  # https://gitlab.<domain>
+    gitlab_provider: pulumi.ProviderResource
+    settings: RunnerSettings
+    ca_bundle: pulumi.Input[str]  # PEM the platform's endpoints are signed by; "" means public roots
+    inventory: CredentialInventory | None
+    # Tenants: images from Harbor only (the runner's own, the helper and the jobs'), rootless builds;
+    # None: the platform's runner, which pulls the runner images from their registry (it promotes them).
+    harbor_host: str | None = None
+    platform_namespace: PlatformNamespace | None = None  # the platform's runner: its exempt namespace
+    tenant: str | None = None  # a tenant's runner: its namespace is labelled and constrained as its own
+    gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
+    depends_on: tuple[pulumi.Resource, ...] = ()  # what the runner needs up (GitLab's release)
+
+
+class GitLabRunner(pulumi.ComponentResource):
+    """One runner: its registration in GitLab, its token Secret, its namespace and the chart."""
+
+    runner: gitlab.UserRunner
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: GitLabRunnerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gitlab_runner:GitLabRunner", name, None, opts)
+        rotation = time.Rotating(f"{name}-token-rotation", rotation_days=TOKEN_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self))
+        scope = args.scope
+        self.runner = gitlab.UserRunner(
+            f"{name}-runner",
+            runner_type=scope.runner_type,
+            group_id=scope.group_id,
+            project_id=scope.project_id,
+            description=scope.description,
+            untagged=True,  # the starter pipelines carry no tags: the scope, not a tag, picks the runner
+            locked=True,
+            access_level="not_protected",
+            maximum_timeout=MAXIMUM_TIMEOUT,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.gitlab_provider, depends_on=[rotation, *args.depends_on],
+                replacement_trigger=rotation.rfc3339,
+            ),
+        )
+        ns = self._namespace(name, cluster, args)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        token = k8s.core.v1.Secret(
+            f"{name}-token",
+            metadata=metadata(TOKEN_SECRET, ns),
+            type="Opaque",
+            string_data={"runner-registration-token": "", "runner-token": self.runner.token},
+            opts=in_ns,
+        )
+        host = args.gitlab_url.removeprefix("https://")
+        ca = k8s.core.v1.Secret(
+            f"{name}-ca", metadata=metadata(CA_SECRET, ns), type="Opaque", string_data={f"{host}.crt": args.ca_bundle}, opts=in_ns,
+        )
+        if args.tenant is not None:
+            self._job_traffic(name, ns, args, in_ns)
+        release_name = RELEASE if args.tenant is None else f"{RELEASE}-{args.tenant}"
+        self.release = release(
+            release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
+            version=args.settings.chart_version, depends_on=[token, ca],
+        )
+        if args.inventory is not None:
+            args.inventory.register(token_credential(name, args))
+        self.register_outputs({"runnerId": self.runner.id, "namespace": args.namespace})
+
+    def _namespace(self, name: str, cluster: ClusterHandle, args: GitLabRunnerArgs) -> k8s.core.v1.Namespace:
+        if args.platform_namespace is not None:
+            return namespace(args.platform_namespace, cluster, self, pod_security_admission("restricted"))
+        assert args.tenant is not None
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace, labels={**managed_by(), TENANT_LABEL: args.tenant, **pod_security_admission(BUILD_POD_SECURITY)},
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+        )
+        assert args.harbor_host is not None
+        registries = [f"{args.harbor_host}/{args.tenant}/", f"{args.harbor_host}/{APPROVED_PROJECT}/"]
+        # Images from the tenant's own project and `approved` only, pulled Always; RoleBindings for
+        # the namespace's own service accounts only (the runner's): as in its workload namespaces.
+        if args.gatekeeper_templates:  # Gatekeeper runs on the control plane
+            namespace_constraints(
+                name, args.namespace, NamespacePolicy(registries, args.gatekeeper_templates), [], [],
+                pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+            )
+        return ns
+
+    def _job_traffic(self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions) -> None:
+        """Job pods: nothing in; out, DNS and the ingress controller (GitLab, Harbor, Vault) only."""
+        def peer(namespace_name: str, pods: dict[str, str] | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+            return k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace_name}),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods) if pods else None,
+            )
+
+        def tcp(port: int) -> k8s.networking.v1.NetworkPolicyPortArgs:
+            return k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port)
+
+        load_balancers = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c))
+                          for c in args.settings.load_balancer_cidrs]
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-jobs",
+            metadata=metadata("runner-jobs", ns),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={JOB_LABEL: args.owner}),
+                policy_types=["Ingress", "Egress"],
+                egress=[
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[peer("kube-system", {"k8s-app": "kube-dns"})],
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), tcp(53)],
+                    ),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[peer(INGRESS_NAMESPACE)], ports=[tcp(INGRESS_HTTPS_PORT)]),
+                    *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=load_balancers, ports=[tcp(443)])] if load_balancers else []),
+                ],
+            ),
+            opts=in_ns,
+        )
+
+
+def _toml(value: Any) -> str:
+    """A TOML value (JSON's strings, numbers, booleans and arrays are TOML's)."""
+    return json.dumps(value)
+
+
+def _key(key: str) -> str:
+    """A TOML key: bare where it can be, else quoted (`"platform.io/runner-job"`)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _table(name: str, values: dict[str, Any]) -> list[str]:
+    """`[name]` with its plain keys, then its sub-tables (dict values) as `[name.key]`."""
+    lines = [f"[{name}]", *(f"  {_key(k)} = {_toml(v)}" for k, v in values.items() if not isinstance(v, dict))]
+    for key, sub in values.items():
+        if isinstance(sub, dict):
+            lines += _table(f"{name}.{key}", sub)
+    return lines
+
+
+def job_pod_spec_patch(builds: bool) -> str:
+    """The strategic-merge patch the runner applies to every job pod (FF_USE_ADVANCED_POD_SPEC_
+    CONFIGURATION): the seccomp and AppArmor profiles, which Runner 18.9's security-context
+    settings do not cover. The pod's RuntimeDefault holds for every container but a tenant's
+    build container (BUILD_EXCEPTIONS)."""
+    patch: dict[str, Any] = {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}
+    if builds:
+        patch["containers"] = [{
+            "name": "build",
+            "securityContext": {"seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
+        }]
+    return json.dumps(patch, sort_keys=True)
+
+
+def runner_config(args: GitLabRunnerArgs) -> str:
+    """config.toml's [[runners]] entry: the Kubernetes executor, its namespace, images and pod shape."""
+    builds = args.harbor_host is not None
+    build_context: dict[str, Any] = (
+        {"run_as_non_root": True, "privileged": False, "allow_privilege_escalation": True,
+         "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID"]}}
+        if builds else dict(RESTRICTED_CONTAINER)
+    )
+    kubernetes: dict[str, Any] = {
+        "namespace": args.namespace,
+        "namespace_overwrite_allowed": "",
+        "service_account_overwrite_allowed": "",
+        "bearer_token_overwrite_allowed": False,
+        "pod_annotations_overwrite_allowed": "",
+        "pod_labels_overwrite_allowed": "",
+        "node_selector_overwrite_allowed": "",
+        "automount_service_account_token": False,  # jobs never talk to the Kubernetes API
+        "pull_policy": ["always"],
+        "allowed_pull_policies": ["always"],
+        **{(f"{prefix}{k}" if prefix else k): v for prefix, sizes in (("", BUILD_RESOURCES), ("helper_", HELPER_RESOURCES),
+                                                                       ("service_", SERVICE_RESOURCES)) for k, v in sizes.items()},
+    }
+    if not builds:
+        kubernetes["image"] = PROMOTE_IMAGE.ref  # the platform pipeline's jobs each name theirs
+    else:
+        assert args.harbor_host is not None and args.tenant is not None
+        images = [f"{args.harbor_host}/{APPROVED_PROJECT}/**/*", f"{args.harbor_host}/{args.tenant}/**/*"]
+        kubernetes |= {
+            "image": approved(args.harbor_host, BUILDAH_IMAGE),
+            "helper_image": approved(args.harbor_host, f"{GITLAB_RUNNER_HELPER_IMAGE}:x86_64-v{GITLAB_RUNNER_TAG}"),
+            "allowed_images": images,
+            "allowed_services": images,
+        }
+    kubernetes |= {
+        "pod_labels": {JOB_LABEL: args.owner},
+        "pod_security_context": {"run_as_non_root": True, "run_as_user": JOB_USER, "run_as_group": JOB_USER, "fs_group": JOB_USER},
+        "build_container_security_context": build_context,
+        "helper_container_security_context": dict(RESTRICTED_CONTAINER),
+        "init_permissions_container_security_context": dict(RESTRICTED_CONTAINER),
+        "service_container_security_context": dict(RESTRICTED_CONTAINER),
+    }
+    lines = [
+        "[[runners]]",
+        f"  name = {_toml(f'{args.owner} ({args.namespace})')}",
+        '  executor = "kubernetes"',
+        # Jobs run as JOB_USER, whom most tool images (trivy, git) do not list: a writable home.
+        f"  environment = {_toml(['HOME=/tmp'])}",
+        *_table("runners.feature_flags", {"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True}),
+        *_table("runners.kubernetes", kubernetes),
+        "[[runners.kubernetes.pod_spec]]",
+        '  name = "platform-security-profiles"',
+        '  patch_type = "strategic"',
+        f"  patch = {_toml(job_pod_spec_patch(builds))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart_values(args: GitLabRunnerArgs, runner_id: pulumi.Input[str]) -> dict[str, Any]:
+    """The gitlab-runner chart's values: no secret in them (the token is the Secret `runners.secret` names)."""
+    tenant_images = args.harbor_host is not None
+    values: dict[str, Any] = {
+        "gitlabUrl": f"{args.gitlab_url}/",
+        # GitLab owns the registration (Pulumi): unregistering on shutdown would delete the runner.
+        "unregisterRunners": False,
+        "concurrent": args.settings.concurrent,
+        "certsSecretName": CA_SECRET,
+        "imagePullPolicy": "Always",
+        "rbac": {"create": True, "rules": EXECUTOR_RULES},
+        "podAnnotations": {RUNNER_ID_ANNOTATION: runner_id},
+        "podSecurityContext": {"runAsUser": 100, "fsGroup": 65533, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False, "runAsNonRoot": True, "privileged": False,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "runners": {"secret": TOKEN_SECRET, "executor": "kubernetes", "config": runner_config(args)},
+    }
+    if tenant_images:
+        assert args.harbor_host is not None
+        values["image"] = {
+            "registry": args.harbor_host, "image": f"{APPROVED_PROJECT}/{GITLAB_RUNNER_IMAGE}", "tag": f"alpine-v{GITLAB_RUNNER_TAG}",
+        }
+    resources = args.settings.resources or {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    values["resources"] = {**resources, "limits": {"cpu": MANAGER_CPU_LIMIT, **resources.get("limits", {})}}
+    return values
+
+
+def token_credential(name: str, args: GitLabRunnerArgs) -> Credential:
+    return Credential(
+        what=f"GitLab runner authentication token of {args.owner}",
+        category="issued",
+        issuer="GitLab (pulumi-gitlab UserRunner)",
+        holder=f"the gitlab-runner in {args.namespace} (Secret {TOKEN_SECRET})",
+        scope=f"pick up and report the jobs of the {args.scope.description}",
+        lifetime_seconds=TOKEN_ROTATION_DAYS * DAY,
+        lifetime=f"{TOKEN_ROTATION_DAYS} days (GitLab sets it no expiry of its own: the rotation ends it)",
+        rotation=(f"a new runner on the first `pulumi up --refresh` after {TOKEN_ROTATION_DAYS} days; "
+                  "the old one is deleted, which revokes its token"),
+        resources=(f"{name}-runner",),
+    )
+
+
+LoadBalancerCidr = Annotated[str, AfterValidator(_cidr)]
+
+
+def settings_of(settings: ServiceSettings) -> RunnerSettings:
+    options = settings.options
+    return RunnerSettings(
+        concurrent=options.get("concurrent", RunnerSettings.concurrent),
+        load_balancer_cidrs=tuple(options.get("load_balancer_cidrs", ())),
+        chart_version=settings.chart_version,
+        resources=settings.resources,
+    )
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLabRunner | None:
+    """The platform repository's own runner, when GitLab is on."""
+    platform_gitlab = parts.get(GITLAB_SLICE)
+    project_id = settings.options.get("platform_project_id")
+    if platform_gitlab is None or project_id is None:
+        return None
+    path = parts.settings.pipeline_project
+    return GitLabRunner(
+        "platform-runner",
+        parts.cluster,
+        GitLabRunnerArgs(
+            owner="platform",
+            namespace=NAMESPACE,
+            scope=RunnerScope("project_type", f"project {path}", project_id=project_id),
+            gitlab_url=platform_gitlab.url,
+            gitlab_provider=platform_gitlab.provider,
+            settings=settings_of(settings),
+            ca_bundle=parts.tls.ca_bundle,
+            inventory=parts.inventory,
+            platform_namespace=SLICE.namespace,
+            depends_on=(platform_gitlab.release,),
+        ),
+    )
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> RunnerSettings:
+    """The control plane's runner settings, as the tenants' runners read them (`TenantParts.addon`)."""
+    return settings_of(settings)
+
+
+def tenant(parts: TenantParts) -> GitLabRunner | None:
+    """The tenant's group runner, its jobs in `runner-<tenant>` on the control plane."""
+    settings = parts.addon("control-plane", SLICE)
+    platform = parts.platform
+    repositories = parts.get(GITLAB_SLICE)  # the tenant's group (GitLab's half)
+    if settings is None or platform.gitlab is None or platform.harbor is None or repositories is None:
+        return None
+    group = repositories.group
+    return GitLabRunner(
+        f"{parts.name}-runner",
+        platform.clusters["control-plane"],
+        GitLabRunnerArgs(
+            owner=parts.name,
+            namespace=tenant_namespace(parts.name),
+            scope=RunnerScope("group_type", f"group {parts.name}", group_id=group.id.apply(int)),
+            gitlab_url=platform.gitlab.url,
+            gitlab_provider=platform.gitlab.provider,
+            settings=settings,
+            ca_bundle=platform.ca_bundle,
+            inventory=platform.inventory,
+            harbor_host=platform.harbor.host,
+            tenant=parts.name,
+            gatekeeper_templates=platform.gatekeeper_templates,
+            depends_on=(group,),
+        ),
+        parts.opts,
+    )
+
+
+SLICE: ServiceSlice[GitLabRunner | None] = ServiceSlice(
+    key="gitlab_runner",
+    namespace=PlatformNamespace(NAMESPACE, "the platform repository's runner: its jobs run the platform's own pipeline"),
+    chart="gitlab-runner",
+    declare=declare,
+    on_cluster=on_cluster,
+    clusters=("control-plane",),
+    tenant=tenant,
+    options={
+        "concurrent": (Annotated[int, Field(ge=1, le=50)], 4),
+        "load_balancer_cidrs": (list[LoadBalancerCidr], []),
+        # The GitLab id of platform:pipeline.projectPath (its Settings > General page): the repository
+        # exists before its runner can (it runs `pulumi up`); unset, the platform has no runner yet.
+        "platform_project_id": (Annotated[int, Field(ge=1)] | None, None),
+    },
+)

@@ -1,0 +1,372 @@
+"""GitLab Runner on the plan: per-tenant group runners, the platform's project runner, their tokens,
+the chart the real Helm engine renders for each, and the job pods their config.toml describes held
+to the platform's Gatekeeper policies in the real OPA engine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from components.gitlab_runner import (
+    BUILD_EXCEPTIONS,
+    CA_SECRET,
+    JOB_LABEL,
+    NAMESPACE,
+    RUNNER_ID_ANNOTATION,
+    TOKEN_ROTATION_DAYS,
+    TOKEN_SECRET,
+    tenant_namespace,
+)
+from components.tenancy import Severity
+from platformctl.helm_render import RELEASE_TYPE
+from platformctl.mocks import SECRET_MARK, _digest
+from platformctl.render import Render
+from policy.inventory import MAX_LIFETIME_SECONDS, check_credentials
+from tests.opa import evaluate, review
+from tests.test_config import _problems, _write, setting
+from tests.test_gatekeeper_plan import gatekeeper_verdicts
+from policy.gatekeeper import templates
+
+RUNNER = "gitlab:index/userRunner:UserRunner"
+GROUP = "gitlab:index/group:Group"
+SECRET = "kubernetes:core/v1:Secret"
+
+
+def by_type(plan: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [r for r in plan["resources"] if r["type"] == rtype]
+
+
+def tenants(plan: dict[str, Any]) -> list[str]:
+    return sorted(g["inputs"]["path"] for g in by_type(plan, GROUP) if g["name"].endswith("-repositories-group"))
+
+
+def one(items: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    assert len(items) == 1, f"{what}: {len(items)} found"
+    return items[0]
+
+
+def runner_release(plan: dict[str, Any], namespace: str) -> dict[str, Any]:
+    return one([r for r in by_type(plan, RELEASE_TYPE) if r["inputs"]["chart"] == "gitlab-runner"
+                and r["inputs"]["namespace"] == namespace], f"gitlab-runner release in {namespace}")
+
+
+def token_secret(plan: dict[str, Any], namespace: str) -> dict[str, Any]:
+    return one([r for r in by_type(plan, SECRET) if (r["inputs"].get("metadata") or {}).get("name") == TOKEN_SECRET
+                and r["inputs"]["metadata"].get("namespace") == namespace], f"{TOKEN_SECRET} in {namespace}")
+
+
+def config_toml(release: dict[str, Any]) -> dict[str, Any]:
+    """The [[runners]] entry the release registers with (its runners.config, parsed as TOML)."""
+    [entry] = tomllib.loads(release["inputs"]["values"]["runners"]["config"])["runners"]
+    return entry
+
+
+def rendered(release: dict[str, Any], kind: str) -> dict[str, Any]:
+    return one([o for o in release["rendered"] if o["kind"] == kind], f"{release['name']} {kind}")
+
+
+def test_each_tenant_has_a_group_runner_on_its_own_group(plan: dict) -> None:
+    runners = {r["inputs"]["description"]: r for r in by_type(plan, RUNNER)}
+    names = tenants(plan)
+    assert names, "no tenant in the plan"
+    for tenant in names:
+        group = one([g for g in by_type(plan, GROUP) if g["inputs"]["path"] == tenant], f"group {tenant}")
+        runner = runners[f"group {tenant}"]
+        assert runner["inputs"]["runnerType"] == "group_type"
+        # The id the group gets (the mocks number GitLab objects by type and name), wired as an input.
+        assert runner["inputs"]["groupId"] == int(_digest(GROUP, group["name"], length=6), 16)
+        assert group["urn"] in runner["dependsOn"]
+        assert "projectId" not in runner["inputs"]
+        assert runner["options"]["additionalSecretOutputs"] == ["token"]
+
+
+def test_each_tenant_runner_release_takes_its_own_runners_token_from_a_secret(plan: dict) -> None:
+    runners = {r["inputs"]["description"]: r for r in by_type(plan, RUNNER)}
+    all_runners = {r["urn"] for r in runners.values()}
+    for tenant in tenants(plan):
+        namespace = tenant_namespace(tenant)
+        release, secret = runner_release(plan, namespace), token_secret(plan, namespace)
+        assert release["inputs"]["values"]["runners"]["secret"] == TOKEN_SECRET
+        assert secret["secretPaths"] == ["stringData"] and secret["inputs"]["stringData"]["runner-token"] == "[secret]"
+        # The token comes from this tenant's runner and from no other.
+        assert all_runners & set(secret["dependsOn"]) == {runners[f"group {tenant}"]["urn"]}
+        assert secret["urn"] in release["dependsOn"]
+        assert config_toml(release)["kubernetes"]["namespace"] == namespace
+
+
+def test_no_runner_token_is_in_the_plan_or_any_values(renders: dict[str, Render]) -> None:
+    for result in renders.values():
+        text = json.dumps(result.plan)
+        assert f"glrt-{SECRET_MARK}" not in text, "a runner authentication token reached the plan"
+        for release in by_type(result.plan, RELEASE_TYPE):
+            if release["inputs"]["chart"] == "gitlab-runner":
+                values = release["inputs"]["values"]
+                assert "runnerToken" not in values and "runnerRegistrationToken" not in values
+                deployment = rendered(release, "Deployment")
+                projected = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "projected-secrets"]
+                assert [s["secret"]["name"] for s in projected[0]["projected"]["sources"]] == [TOKEN_SECRET]
+
+
+def test_tenants_share_no_namespace_token_cache_or_image_project(plan: dict) -> None:
+    names = tenants(plan)
+    configs = {t: config_toml(runner_release(plan, tenant_namespace(t))) for t in names}
+    assert len({c["kubernetes"]["namespace"] for c in configs.values()}) == len(names)
+    for tenant, config in configs.items():
+        kubernetes = config["kubernetes"]
+        assert "cache" not in config, f"{tenant}: a distributed cache would be shared storage"
+        harbor = kubernetes["image"].split("/", 1)[0]
+        own = {f"{harbor}/approved/**/*", f"{harbor}/{tenant}/**/*"}
+        assert set(kubernetes["allowed_images"]) == own and set(kubernetes["allowed_services"]) == own
+        # Jobs cannot leave their namespace, identity or pod shape.
+        for key in ("namespace_overwrite_allowed", "service_account_overwrite_allowed", "pod_annotations_overwrite_allowed",
+                    "pod_labels_overwrite_allowed", "node_selector_overwrite_allowed"):
+            assert kubernetes[key] == "", key
+        assert kubernetes["bearer_token_overwrite_allowed"] is False
+        assert kubernetes["automount_service_account_token"] is False
+        assert kubernetes["pod_labels"] == {JOB_LABEL: tenant}
+    release = runner_release(plan, tenant_namespace(names[0]))
+    assert release["inputs"]["values"]["unregisterRunners"] is False  # the runner is Pulumi's to delete
+    assert "lifecycle" not in rendered(release, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_job_pods_reach_dns_and_the_ingress_controller_only(plan: dict) -> None:
+    for tenant in tenants(plan):
+        namespace = tenant_namespace(tenant)
+        policy = one([r for r in by_type(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                      if r["inputs"]["metadata"]["namespace"] == namespace], f"NetworkPolicy in {namespace}")["inputs"]["spec"]
+        assert policy["podSelector"] == {"matchLabels": {JOB_LABEL: tenant}}
+        assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in policy
+        namespaces = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                      for rule in policy["egress"] for peer in rule["to"] if "namespaceSelector" in peer]
+        assert namespaces == ["kube-system", "traefik"]
+        cidrs = [peer["ipBlock"]["cidr"] for rule in policy["egress"] for peer in rule["to"] if "ipBlock" in peer]
+        assert cidrs == (["10.40.0.0/16"] if plan["stack"] == "prod" else [])
+
+
+def test_every_runner_token_is_in_the_inventory_with_its_lifetime(plan: dict) -> None:
+    entries = {name: entry for entry in plan["outputs"]["credentials"] for name in entry["resources"]}
+    runners = by_type(plan, RUNNER)
+    assert len(runners) == len(tenants(plan)) + 1  # and the platform's
+    for runner in runners:
+        entry = entries[runner["name"]]
+        assert entry["category"] == "issued"
+        assert entry["lifetimeSeconds"] == TOKEN_ROTATION_DAYS * 86400 <= MAX_LIFETIME_SECONDS
+        assert "pulumi up --refresh" in entry["rotation"]
+    # The check knows runners: one without its entry is a finding.
+    stripped = copy.deepcopy(plan)
+    stripped["outputs"]["credentials"] = [e for e in stripped["outputs"]["credentials"] if runners[0]["name"] not in e["resources"]]
+    assert any(runners[0]["name"] in problem for problem in check_credentials(stripped))
+
+
+def test_the_platform_repository_has_a_project_runner_of_its_own(plan: dict) -> None:
+    runner = one([r for r in by_type(plan, RUNNER) if r["inputs"]["runnerType"] == "project_type"], "project runner")
+    assert runner["inputs"]["projectId"] == 1 and runner["inputs"]["description"] == "project platform/platform-bootstrap"
+    release = runner_release(plan, NAMESPACE)
+    config = config_toml(release)["kubernetes"]
+    assert config["namespace"] == NAMESPACE and "allowed_images" not in config
+    assert config["build_container_security_context"]["allow_privilege_escalation"] is False
+    [namespace] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace" and r["inputs"]["metadata"]["name"] == NAMESPACE]
+    assert namespace["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_runner_restarts_with_a_new_runner_and_trusts_the_platform_ca(charted: dict[str, Render]) -> None:
+    for result in charted.values():
+        release = runner_release(result.plan, tenant_namespace(tenants(result.plan)[0]))
+        template = rendered(release, "Deployment")["spec"]["template"]
+        assert RUNNER_ID_ANNOTATION in template["metadata"]["annotations"]
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        assert volumes["custom-certs"]["secret"]["secretName"] == CA_SECRET
+        image = template["spec"]["containers"][0]["image"]
+        assert image.startswith(f"harbor.{result.plan['outputs']['urls']['gitlab'].split('gitlab.', 1)[1]}/approved/")
+
+
+# --- job pods as Runner 18.9's Kubernetes executor builds them from config.toml --------------------
+
+CONTEXT_FIELDS = {"run_as_non_root": "runAsNonRoot", "run_as_user": "runAsUser", "run_as_group": "runAsGroup", "fs_group": "fsGroup",
+                  "privileged": "privileged", "allow_privilege_escalation": "allowPrivilegeEscalation"}
+
+
+def _context(toml: dict[str, Any]) -> dict[str, Any]:
+    context = {CONTEXT_FIELDS[k]: v for k, v in toml.items() if k in CONTEXT_FIELDS}
+    if "capabilities" in toml:
+        context["capabilities"] = {k: v for k, v in toml["capabilities"].items() if v}
+    return context
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A strategic merge as Kubernetes does it for a pod: maps merge, containers merge by name."""
+    out = dict(base)
+    for key, value in patch.items():
+        if key in ("containers", "initContainers"):
+            named = {c["name"]: c for c in out.get(key, [])}
+            out[key] = [_merge(c, next((p for p in value if p["name"] == c["name"]), {})) for c in named.values()]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, Any]:
+    """The pod a job gets: build and helper containers, the init-permissions container, the pod
+    security context, labels and resources of config.toml, then its pod_spec patches."""
+    k = entry["kubernetes"]
+    helper_image = k.get("helper_image", "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.9.0")
+
+    def container(name: str, image: str, prefix: str, context: str) -> dict[str, Any]:
+        return {
+            "name": name, "image": image, "imagePullPolicy": "Always",
+            "securityContext": _context(k[context]),
+            "resources": {"requests": {"cpu": k[f"{prefix}cpu_request"], "memory": k[f"{prefix}memory_request"]},
+                          "limits": {"cpu": k[f"{prefix}cpu_limit"], "memory": k[f"{prefix}memory_limit"]}},
+        }
+
+    spec = {
+        "securityContext": _context(k["pod_security_context"]),
+        "automountServiceAccountToken": k["automount_service_account_token"],
+        "containers": [container("build", build_image or k["image"], "", "build_container_security_context"),
+                       container("helper", helper_image, "helper_", "helper_container_security_context")],
+        "initContainers": [container("init-permissions", helper_image, "helper_", "init_permissions_container_security_context")],
+        "volumes": [{"name": "repo", "emptyDir": {}}, {"name": "scripts", "emptyDir": {}}, {"name": "logs", "emptyDir": {}}],
+    }
+    assert entry["feature_flags"]["FF_USE_ADVANCED_POD_SPEC_CONFIGURATION"] is True
+    for patch in k["pod_spec"]:
+        assert patch["patch_type"] == "strategic"
+        spec = _merge(spec, json.loads(patch["patch"]))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "runner-", "namespace": k["namespace"],
+            "labels": dict(k["pod_labels"])}, "spec": spec}
+
+
+def _with_pod(plan: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    """The control plane's policy as the plan declares it (templates, constraints, namespaces,
+    Gatekeeper's release) and the pod alone, so OPA evaluates that pod only."""
+    pod = {**pod, "metadata": {**pod["metadata"], "name": "job"}}
+    policy = [r for r in plan["resources"] if r.get("cluster") == "control-plane" and (
+        "gatekeeper.sh" in r["type"] or r["type"] == "kubernetes:core/v1:Namespace"
+        or (r["type"] == RELEASE_TYPE and r["inputs"].get("chart") == "gatekeeper"))]
+    return {**plan, "resources": [*policy, {"type": "kubernetes:job:Pod", "inputs": pod, "cluster": "control-plane"}]}
+
+
+def test_job_pods_pass_the_platforms_constraints_in_real_opa(plan: dict) -> None:
+    tenant = tenants(plan)[0]
+    entry = config_toml(runner_release(plan, tenant_namespace(tenant)))
+    verdicts = gatekeeper_verdicts(_with_pod(plan, job_pod(entry)))
+    ours = [line for line in verdicts.passed + verdicts.failed if f"Pod {tenant_namespace(tenant)}/job vs" in line]
+    assert not [line for line in verdicts.failed if "/job vs" in line], verdicts.failed
+    held = {line.split(" vs ", 1)[1] for line in ours}
+    assert f"PlatformAllowedRegistries/{tenant_namespace(tenant)}-registries" in held  # its own images only
+    assert {"PlatformContainerResources/platform-container-resources", "PlatformDisallowedTags/platform-disallowed-tags"} <= held
+    # Not vacuous: an image from another tenant's project is refused.
+    foreign = job_pod(entry, build_image=entry["kubernetes"]["image"].split("/", 1)[0] + "/someone-else/app:v1")
+    refused = gatekeeper_verdicts(_with_pod(plan, foreign)).failed
+    assert any(f"{tenant_namespace(tenant)}-registries" in line for line in refused), refused
+
+
+# Each exception in BUILD_EXCEPTIONS, as the Pod Security templates word what they refuse.
+EXCEPTION_FINDINGS = {
+    "seccompProfile Unconfined": "seccompProfile.type <Unconfined>",
+    "appArmorProfile Unconfined": "appArmorProfile.type <Unconfined>",
+    "allowPrivilegeEscalation true": "allowPrivilegeEscalation to false",
+    "capabilities SETUID, SETGID added": "the capability <SET",
+}
+
+
+def pod_security_findings(pod: dict[str, Any]) -> list[str]:
+    found = []
+    for template in templates():
+        if template["metadata"]["name"] in ("platformpodsecurity", "platformpodrestricted"):
+            found += [v["msg"] for v in evaluate(template, review(pod))]
+    return found
+
+
+def test_only_the_build_container_departs_from_restricted_and_only_as_stated(plan: dict) -> None:
+    tenant = tenants(plan)[0]
+    findings = pod_security_findings(job_pod(config_toml(runner_release(plan, tenant_namespace(tenant)))))
+    assert findings and all(f.startswith("container <build>") for f in findings), findings
+    assert set(EXCEPTION_FINDINGS) == set(BUILD_EXCEPTIONS)
+    for exception, words in EXCEPTION_FINDINGS.items():
+        assert any(words in f for f in findings), f"{exception}: not what the build container needs any more"
+    assert all(any(words in f for words in EXCEPTION_FINDINGS.values()) for f in findings), findings
+    # The platform's own jobs build nothing: fully restricted.
+    assert pod_security_findings(job_pod(config_toml(runner_release(plan, NAMESPACE)))) == []
+
+
+def test_runner_namespaces_state_their_pod_security(plan: dict) -> None:
+    for tenant in tenants(plan):
+        [ns] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace"
+                and r["inputs"]["metadata"]["name"] == tenant_namespace(tenant)]
+        labels = ns["inputs"]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # BUILD_EXCEPTIONS: Unconfined
+        assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+        assert labels["platform.io/tenant"] == tenant
+
+
+def _releases(renders: dict[str, Render]) -> Iterator[dict[str, Any]]:
+    for result in renders.values():
+        yield from (r for r in by_type(result.plan, RELEASE_TYPE) if r["inputs"]["chart"] == "gitlab-runner")
+
+
+def test_runner_containers_run_restricted(charted: dict[str, Render]) -> None:
+    for release in _releases(charted):
+        deployment = rendered(release, "Deployment")
+        findings = [f for template in templates() if template["metadata"]["name"] in ("platformpodsecurity", "platformpodrestricted")
+                    for f in (v["msg"] for v in evaluate(template, review(deployment)))]
+        assert findings == [], f"{release['name']}: {findings}"
+
+
+BAD = [
+    ({"concurrent": 0}, "platform:services.gitlabRunner.concurrent", "greater than or equal to 1"),
+    ({"loadBalancerCidrs": ["10.0.0.0/33"]}, "platform:services.gitlabRunner.loadBalancerCidrs[0]", "CIDR"),
+    ({"platformProjectId": "platform"}, "platform:services.gitlabRunner.platformProjectId", "whole number"),
+    ({"concurency": 2}, "platform:services.gitlabRunner.concurency", "allowed: chartVersion, concurrent"),
+]
+
+
+@pytest.mark.parametrize(("value", "key", "words"), BAD, ids=[b[1].rsplit(".", 1)[1] for b in BAD])
+def test_bad_runner_settings_name_their_key(tmp_path, value: dict, key: str, words: str) -> None:
+    from tests.test_config import DEV
+
+    path = _write(tmp_path, DEV, setting("platform:services", "gitlabRunner", value=value))
+    lines = _problems(path)
+    assert any(f": {key}" in line and words in line for line in lines), lines
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """The runner's image allowlist glob (doublestar): `**` crosses `/`, `*` does not."""
+    return re.compile("".join(".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+                              for part in re.split(r"(\*\*|\*)", pattern)) + "$")
+
+
+def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
+    from components.tenant_supply_chain import starter_files
+
+    tenant = tenants(plan)[0]
+    release = runner_release(plan, tenant_namespace(tenant))
+    allowed = [_glob(p) for p in config_toml(release)["kubernetes"]["allowed_images"]]
+    harbor = config_toml(release)["kubernetes"]["image"].split("/", 1)[0]
+    [runner] = [r for r in by_type(plan, RUNNER) if r["inputs"]["description"] == f"group {tenant}"]
+    assert runner["inputs"]["untagged"] is True and runner["inputs"]["accessLevel"] == "not_protected"
+    jobs = 0
+    for project, files in starter_files(tenant, harbor, Severity.HIGH).items():
+        pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
+        templates_ = {k: v for k, v in pipeline.items() if k.startswith(".")}
+        for name, job in pipeline.items():
+            if name.startswith(".") or not isinstance(job, dict) or "trigger" in job or name in ("stages", "variables", "default"):
+                continue
+            job = {**templates_.get(job.get("extends", ""), {}), **job}
+            image = job["image"]["name"] if isinstance(job["image"], dict) else job["image"]
+            assert any(p.match(image) for p in allowed), f"{project} {name}: {image} is not allowed on the {tenant} runner"
+            assert "tags" not in job, f"{project} {name}: a tag would keep it off the untagged group runner"
+            jobs += 1
+    assert jobs >= 5  # build, scan, push, sign, bump-image
+    # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.
+    app = yaml.safe_load(starter_files(tenant, harbor, Severity.HIGH)["app"][".gitlab-ci.yml"])
+    assert app["variables"]["STORAGE_DRIVER"] == "vfs" and app["variables"]["BUILDAH_ISOLATION"] == "chroot"
+    assert config_toml(release)["kubernetes"]["pod_security_context"]["run_as_user"] == 1000
