@@ -76,14 +76,17 @@ class Harbor(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]  # a Pulumi secret; not exported
     provider: harbor.Provider
     auth: harbor.ConfigAuth
+    namespace: k8s.core.v1.Namespace
+    registry_bucket: pulumi.Output[str] | None  # on EKS: where the registry keeps images
 
     def __init__(self, name: str, cluster: ClusterHandle, args: HarborArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:harbor:Harbor", name, None, opts)
         self.url = args.exposure.url
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
-        ns = namespace(SLICE.namespace, cluster, self)
+        ns = self.namespace = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         args.inventory.register(*credentials(name, args))
+        self.registry_bucket = None
 
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
@@ -197,6 +200,7 @@ class Harbor(pulumi.ComponentResource):
             bucket = private_bucket(
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
             )
+            self.registry_bucket = bucket.bucket
             role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
             prerequisites.append(workload_service_account(f"{name}-registry", REGISTRY_SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
             # No access keys: the registry's AWS SDK takes the role from the projected token.

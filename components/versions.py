@@ -136,3 +136,13 @@ LEASES_CLEANUP_IMAGE = Image(
     "cgr.dev/chainguard/kubectl", "latest-dev",
     "sha256:1d8c1f0c437628aafa1bca52c41ff310aea449423cce9b2feae2767ac53c336f",
 )
+
+# The AWS CLI, which uploads the platform's backups (components/backups.py): S3 on EKS through
+# workload identity, an S3-compatible target elsewhere (AWS_ENDPOINT_URL needs 2.13 or newer).
+# Pinned by tag: its digest could not be resolved offline when the pin was added; fill it in
+# with `crane digest docker.io/amazon/aws-cli:<tag>` on the next bump.
+AWS_CLI_IMAGE = "docker.io/amazon/aws-cli"
+AWS_CLI_TAG = "2.22.35"
+# Vault's CLI for the raft snapshot job: the server image of CHARTS["vault"] (its values' server.image).
+VAULT_IMAGE = "docker.io/hashicorp/vault"
+VAULT_TAG = "2.0.4"

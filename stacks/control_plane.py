@@ -17,6 +17,7 @@ from components.openunison import OpenUnison
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
 from components.tls import PlatformTls
 from components.vault import Vault
+from stacks.backups import backup_store
 from stacks.config import Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
 
@@ -98,6 +99,7 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
         service_settings=config.services.settings,
         slices=CONTROL_PLANE,
         foundation=FOUNDATION,
+        backups=backup_store(config, cluster, inventory),
     )
     identity = parts.require(openunison.SLICE)
     outputs: dict[str, pulumi.Input[object]] = {
