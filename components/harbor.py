@@ -10,18 +10,20 @@ ship with a well-known default (admin and database passwords, the encryption key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import pulumiverse_harbor as harbor
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
 from components.helm import metadata, namespace, release, workload_service_account, sized
-from components.inventory import DAY, STATE, Credential
+from components.inventory import DAY, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 
@@ -62,11 +64,46 @@ def redirect_uri(hostname: str) -> str:
     return f"https://{hostname}/c/oidc/callback"
 
 
+class ReplicationTarget(BaseModel):
+    """One entry of `platform:services.harbor.replication`: a second registry every image is pushed to."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")]
+    url: Annotated[str, Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$")]
+    # Harbor's adapter: another Harbor (e.g. in a second region), Amazon ECR, or any registry API v2.
+    type: Literal["harbor", "aws-ecr", "docker-registry"] = "harbor"
+    access_id: str = Field(min_length=1)  # a robot account's name on the target (ECR: an access key id)
+    access_secret: SecretStr  # with `pulumi config set --secret --path`
+    # event_based: each push is replicated as it lands; or a six-field Harbor cron.
+    schedule: Annotated[str, Field(pattern=r"^(event_based|(\S+\s+){5}\S+)$")] = "event_based"
+
+
+@dataclass(frozen=True)
+class ReplicaRegistry:
+    """A replication target as the component takes it: the secret a Pulumi secret."""
+
+    name: str
+    url: str
+    kind: str  # Harbor's provider name
+    access_id: str
+    access_secret: pulumi.Output[str]
+    schedule: str
+
+
+def replica_registries(targets: Sequence[ReplicationTarget]) -> tuple[ReplicaRegistry, ...]:
+    return tuple(
+        ReplicaRegistry(t.name, t.url, t.type, t.access_id, pulumi.Output.secret(t.access_secret.get_secret_value()), t.schedule)
+        for t in targets
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class HarborArgs(StatefulServiceArgs):
     # replicas: core, portal, job service, and the registry on S3; aws: images on S3
     storage: str = "50Gi"  # the registry volume when not on S3
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
+    replicas_elsewhere: tuple[ReplicaRegistry, ...] = ()  # registries every image is replicated to
 
 
 class Harbor(pulumi.ComponentResource):
@@ -244,6 +281,39 @@ class Harbor(pulumi.ComponentResource):
         harbor.GarbageCollection(
             f"{name}-gc", schedule=GC_SCHEDULE, delete_untagged=True, workers=1, opts=configured
         )
+        for target in args.replicas_elsewhere:
+            self._replicate(name, target, configured, args.inventory)
+
+    def _replicate(self, name: str, target: ReplicaRegistry, configured: pulumi.ResourceOptions, inventory: CredentialInventory) -> None:
+        """Push every repository of every project to `target`, keeping what Harbor deletes there."""
+        registry = harbor.Registry(
+            f"{name}-replica-{target.name}", name=target.name, endpoint_url=target.url, provider_name=target.kind,
+            access_id=target.access_id, access_secret=target.access_secret, insecure=False,
+            description="replication target (platform:services.harbor.replication)", opts=configured,
+        )
+        harbor.Replication(
+            f"{name}-replicate-{target.name}",
+            name=f"replicate-to-{target.name}",
+            action="push",
+            registry_id=registry.registry_id,
+            filters=[harbor.ReplicationFilterArgs(name="**")],  # every repository of every project
+            schedule=target.schedule,
+            override=True,
+            deletion=False,  # the copy is a backup: a deletion here does not reach it
+            enabled=True,
+            opts=configured,
+        )
+        inventory.register(Credential(
+            what=f"Harbor's credential on replication target {target.name}",
+            category="external",
+            issuer=f"the administrator of {target.url}",
+            holder=f"Harbor (registry {target.name}) and {STATE}",
+            scope=f"push to {target.url}: a robot account with push only, where the target is a Harbor",
+            lifetime_seconds=None,
+            lifetime="set on the target (a robot account's expiry there)",
+            rotation=f"a new one on the target, `pulumi config set --secret --path` the harbor replication entry {target.name}, `pulumi up`",
+            resources=(f"{name}-replica-{target.name}",),
+        ))
 
 
 def harbor_values(args: HarborArgs, storage: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +414,10 @@ def credentials(name: str, args: HarborArgs) -> list[Credential]:
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
-    return Harbor("harbor", parts.cluster, HarborArgs.extend(parts.stateful(SLICE, settings), depends_on=[parts.ingress.release]))
+    return Harbor("harbor", parts.cluster, HarborArgs.extend(
+        parts.stateful(SLICE, settings), depends_on=[parts.ingress.release],
+        replicas_elsewhere=replica_registries(settings.options["replication"]),
+    ))
 
 
 def tenant(parts: TenantParts) -> TenantRegistry | None:
@@ -368,4 +441,6 @@ SLICE: ServiceSlice[Harbor] = ServiceSlice(
     declare=declare,
     redirect_uris=lambda host: (redirect_uri(host),),
     tenant=tenant,
+    # Second registries every image is pushed to (another Harbor, e.g. in a second region, or ECR).
+    options={"replication": (list[ReplicationTarget], [])},
 )

@@ -791,6 +791,7 @@ SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "backups": ("target.secretAccessKey",),
+    "services": ("harbor.replication[].accessSecret",),
 }
 
 

@@ -107,6 +107,8 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
         "issuerUrl": identity.issuer_url,
         "urls": {"openunison": identity.portal_url},
     }
+    if parts.backups is not None:
+        outputs["backupBucket"] = parts.backups.bucket  # the restore drills start there (README)
     for service in CONTROL_PLANE:
         component = parts.get(service)
         if component is not None and service.redirect_uris is not None:  # a service people sign in to

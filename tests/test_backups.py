@@ -269,3 +269,28 @@ def test_the_snapshot_token_can_do_nothing_else(plan_vaults) -> None:
             vault.login("jwt-control-plane", SNAPSHOT_ROLE,
                         vault.identity.service_account_token("jwt-control-plane", namespace, account, "vault"))
     assert os.environ.get("VAULT_TOKEN") is None  # nothing leaked into the test process
+
+
+# --- registry replication ------------------------------------------------------------------------
+
+
+def test_harbor_pushes_every_image_to_the_configured_second_registry_and_keeps_its_deletions_away(plan: dict) -> None:
+    registries = [r for r in plan["resources"] if r["type"] == "harbor:index/registry:Registry" and "-replica-" in r["name"]]
+    if plan["stack"] == "dev":
+        assert registries == []  # nothing configured, nothing declared
+        return
+    [registry] = registries
+    assert registry["inputs"]["endpointUrl"] == "https://harbor.dr.platform.example.com"
+    assert registry["inputs"]["providerName"] == "harbor" and registry["inputs"]["insecure"] is False
+    assert registry["inputs"]["accessSecret"] == "[secret]" and "accessSecret" in registry["secretPaths"]
+    rule = by_name(plan, "harbor:index/replication:Replication", "harbor-replicate-dr-eu-central-1")["inputs"]
+    assert rule["action"] == "push" and rule["filters"] == [{"name": "**"}] and rule["schedule"] == "event_based"
+    assert rule["deletion"] is False and rule["enabled"] is True
+    [entry] = [e for e in plan["outputs"]["credentials"] if e["resources"] == [registry["name"]]]
+    assert entry["category"] == "external" and "push" in entry["scope"]
+
+
+def test_a_replication_secret_in_plain_text_is_refused(tmp_path: Path) -> None:
+    target = {"name": "dr", "url": "https://harbor.dr.example.com", "accessId": "robot$r", "accessSecret": "plain"}
+    lines = _problems(_write(tmp_path, PROD, setting("platform:services", value={"harbor": {"replication": [target]}})), "prod")
+    assert any("platform:services.harbor.replication[0].accessSecret" in line and "--secret" in line for line in lines), lines
