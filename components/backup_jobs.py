@@ -23,7 +23,9 @@ import pulumi_vault as vault
 
 from components.backups import BackupStore, BucketAccess, aws_cli_container, backup_cron_job, restricted_container
 from components.cluster import ClusterHandle
+from components.harbor import NAMESPACE as HARBOR_NAMESPACE
 from components.tenancy import WorkloadBinder
+from components.vault import NAMESPACE as VAULT_NAMESPACE
 from components.versions import VAULT_IMAGE, VAULT_TAG
 
 SNAPSHOT_ROLE = "vault-snapshot"  # the Vault role, the service account and the CronJob
@@ -78,7 +80,7 @@ class VaultSnapshots(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: VaultSnapshotsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:backup_jobs:VaultSnapshots", name, None, opts)
-        ns_name = "vault"
+        ns_name = VAULT_NAMESPACE
         policy = vault.Policy(
             f"{name}-policy", name=SNAPSHOT_POLICY_NAME, policy=SNAPSHOT_POLICY,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
@@ -154,7 +156,7 @@ class RegistryBackup(pulumi.ComponentResource):
         account = f"{args.release}-backup"
         on_s3 = args.registry_bucket is not None
         access = BucketAccess(sync=True, read_buckets=(args.registry_bucket,) if on_s3 else ())
-        writer = args.store.writer("harbor", cluster, args.namespace, "harbor", account, self, access)
+        writer = args.store.writer("harbor", cluster, args.namespace, HARBOR_NAMESPACE, account, self, access)
         source = args.registry_bucket.apply(lambda b: f"s3://{b}") if on_s3 else REGISTRY_MOUNT  # type: ignore[union-attr]
         mounts, volumes = [], [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
         affinity = None

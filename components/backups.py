@@ -115,6 +115,8 @@ class BackupStore(pulumi.ComponentResource):
     """The stack's backup bucket (EKS) or the configured target, and the writers of each prefix."""
 
     bucket: pulumi.Output[str]
+    region: str
+    endpoint: str | None  # an S3-compatible target's; None: AWS
     kms_key_arn: pulumi.Output[str] | None  # EKS only
     settings: BackupSettings
 
@@ -125,24 +127,17 @@ class BackupStore(pulumi.ComponentResource):
         self._name = name
         target = args.settings.target
         self.kms_key_arn = None
+        self.endpoint = None
         if args.aws is not None:
+            self.region = args.aws.region
             self.bucket, self.kms_key_arn = self._bucket(name, args, args.aws)
         elif target is not None:
+            self.region, self.endpoint = target.region, target.endpoint
             self.bucket = pulumi.Output.from_input(target.bucket)
             args.inventory.register(target_credential(target))
         else:
             raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
         self.register_outputs({"bucket": self.bucket})
-
-    @property
-    def endpoint(self) -> str | None:
-        target = self.settings.target
-        return target.endpoint if target is not None else None
-
-    @property
-    def region(self) -> str:
-        target, identity = self.settings.target, self._args.aws
-        return target.region if target is not None else identity.region  # type: ignore[union-attr]
 
     def s3cmd_config(self) -> pulumi.Output[str]:
         """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd

@@ -255,6 +255,15 @@ class GitLabBackup:
     schedule: str
     skip: tuple[str, ...]
 
+    def apply_to(self, values: dict[str, Any], own_service_account: bool) -> None:
+        """Set the toolbox's backup values (and, on EKS, its own service account) in the chart `values`."""
+        toolbox: dict[str, Any] = {"backups": self.values()}
+        if own_service_account:
+            toolbox["serviceAccount"] = {"enabled": True, "create": False, "name": TOOLBOX_SERVICE_ACCOUNT}
+        values["gitlab"]["toolbox"] = toolbox
+        # A restore parks the objects it replaces under gitlab/tmp/ of the backups.
+        values["global"]["appConfig"]["backups"] = {"bucket": self.bucket, "tmpBucket": self.bucket.apply(lambda b: f"{b}/tmp")}
+
     def values(self) -> dict[str, Any]:
         return {
             "cron": {
@@ -374,12 +383,7 @@ def gitlab_values(
         # The bundled MinIO stays cluster-internal; GitLab proxies downloads.
         values["minio"] = {"ingress": {"enabled": False}}
     if backup is not None:
-        toolbox: dict[str, Any] = {"backups": backup.values()}
-        if buckets:
-            toolbox["serviceAccount"] = {"enabled": True, "create": False, "name": TOOLBOX_SERVICE_ACCOUNT}
-        values["gitlab"]["toolbox"] = toolbox
-        # A restore parks the objects it replaces under gitlab/tmp/ of the backups.
-        app_config["backups"] = {"bucket": backup.bucket, "tmpBucket": backup.bucket.apply(lambda b: f"{b}/tmp")}
+        backup.apply_to(values, own_service_account=bool(buckets))
     if host_keys is not None:
         # The program's host keys, not ones the chart's secrets Job would make up; the pods'
         # annotation changes with them, which restarts gitlab-shell.
