@@ -52,13 +52,13 @@ echo "raft snapshot of $(wc -c < "$SNAPSHOT_FILE") bytes"
 """
 VAULT_UPLOAD_SH = """set -eu
 key="${PREFIX}vault-$(date -u +%Y%m%dT%H%M%SZ).snap"
-aws s3 cp "$SNAPSHOT_FILE" "s3://$BUCKET/$key" $SSE_ARGS --only-show-errors
+aws s3 cp "$SNAPSHOT_FILE" "s3://$BUCKET/$key" $UPLOAD_ARGS --only-show-errors
 echo "uploaded s3://$BUCKET/$key"
 """
 # Harbor's registry: storage (a bucket or the volume) to harbor/registry/, removed blobs removed there too
 # (their versions stay for the retention).
 REGISTRY_SYNC_SH = """set -eu
-aws s3 sync "$SOURCE" "s3://$BUCKET/${PREFIX}registry/" --delete $SSE_ARGS --only-show-errors
+aws s3 sync "$SOURCE" "s3://$BUCKET/${PREFIX}registry/" --delete $UPLOAD_ARGS --only-show-errors
 echo "synced $SOURCE to s3://$BUCKET/${PREFIX}registry/"
 """
 REGISTRY_MOUNT = "/storage"

@@ -100,12 +100,14 @@ class BackupWriter:
 
 
 def upload_env(bucket: pulumi.Input[str], prefix: str, region: str, endpoint: str | None) -> list[k8s.core.v1.EnvVarArgs]:
-    """BUCKET, PREFIX, the region, the endpoint (aws-cli 2 reads AWS_ENDPOINT_URL) and SSE_ARGS.
+    """BUCKET, PREFIX, the region, the endpoint (aws-cli 2 reads AWS_ENDPOINT_URL) and UPLOAD_ARGS.
 
-    EKS buckets encrypt every object with their KMS key by default, so uploads name no key;
+    Every upload carries a checksum, which S3 requires of each PutObject into a bucket with Object
+    Lock. EKS buckets encrypt every object with their KMS key by default, so uploads name no key;
     S3-compatible targets are asked for SSE-S3 on every upload.
     """
-    env = {"BUCKET": bucket, "PREFIX": prefix, "AWS_REGION": region, "SSE_ARGS": "--sse AES256" if endpoint else ""}
+    upload = "--checksum-algorithm CRC32" + (" --sse AES256" if endpoint else "")
+    env = {"BUCKET": bucket, "PREFIX": prefix, "AWS_REGION": region, "UPLOAD_ARGS": upload}
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
     return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()]

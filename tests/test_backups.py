@@ -62,6 +62,8 @@ def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack
         assert job["spec"]["concurrencyPolicy"] == "Forbid"
     [upload] = pod(vault)["containers"]
     assert env(upload)["PREFIX"] == "vault/" and "aws s3 cp" in upload["command"][-1]
+    # S3 refuses a PutObject into an Object Lock bucket without a checksum.
+    assert "$UPLOAD_ARGS" in upload["command"][-1] and env(upload)["UPLOAD_ARGS"].startswith("--checksum-algorithm CRC32")
     [sync] = pod(harbor)["containers"]
     assert env(sync)["PREFIX"] == "harbor/" and "aws s3 sync" in sync["command"][-1]
     [backup] = pod(gitlab)["containers"]
@@ -79,8 +81,10 @@ def test_prod_backs_up_repositories_and_uploads_and_dev_says_what_it_leaves_out(
 
 def test_the_prod_bucket_is_encrypted_versioned_locked_and_expires_after_the_retention(plan: dict) -> None:
     if plan["stack"] != "prod":
-        pytest.skip("EKS only: kubeconfig stacks name their own target")
+        assert plan["outputs"]["backupBucket"] == "platform-dev-backups"  # the configured target
+        return
     days = RETENTION["prod"]
+    assert plan["outputs"]["backupBucket"] == "platform-example-com-backups"  # where the restore drills start
     bucket = by_name(plan, "aws:s3/bucket:Bucket", "backups")
     assert bucket["inputs"]["objectLockEnabled"] is True and bucket["options"]["protect"] is True
     key = by_name(plan, "aws:kms/key:Key", "backups")
@@ -159,7 +163,7 @@ def test_a_kubeconfig_target_gets_keys_as_secrets_and_asks_for_encryption(render
     jobs = cron_jobs(plan)
     upload = pod(jobs["vault/vault-snapshot"])["containers"][0]
     values = env(upload)
-    assert values["AWS_ENDPOINT_URL"] == "https://s3.backups.example.com" and values["SSE_ARGS"] == "--sse AES256"
+    assert values["AWS_ENDPOINT_URL"] == "https://s3.backups.example.com" and values["UPLOAD_ARGS"] == "--checksum-algorithm CRC32 --sse AES256"
     assert values["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "platform-backup-s3", "key": "AWS_SECRET_ACCESS_KEY"}}
     keys = by_name(plan, "kubernetes:core/v1:Secret", "backups-vault-s3")
     assert keys["inputs"]["stringData"]["AWS_SECRET_ACCESS_KEY"] == "[secret]"
