@@ -209,16 +209,13 @@ def run_step(script: str, environment: dict[str, str], tmp_path: Path) -> subpro
     )
 
 
-def test_the_snapshot_job_backs_up_with_its_narrow_token_and_a_new_server_restores_it(plan_vaults, renders, tmp_path: Path) -> None:
-    vault = plan_vaults("prod")
-    root = vault.client(vault.root_token)
-    root.write_data("tenants/data/payments/prod/app", data={"data": {"password": "before-the-snapshot"}})
-
-    [snapshot] = pod(cron_jobs(renders["prod"].plan)["vault/vault-snapshot"])["initContainers"]
+def snapshot_step(vault: Any, plan: dict, tmp_path: Path) -> Path:
+    """The plan's snapshot container run as it is (its token mount moved to `tmp_path`); the snapshot file."""
+    [snapshot] = pod(cron_jobs(plan)["vault/vault-snapshot"])["initContainers"]
+    planned = env(snapshot)
     token_dir = tmp_path / "token"
     token_dir.mkdir()
-    (token_dir / "token").write_text(vault.identity.service_account_token("jwt-control-plane", "vault", SNAPSHOT_ROLE, "vault"))
-    planned = env(snapshot)
+    (token_dir / "token").write_text(vault.identity.service_account_token(planned["AUTH_PATH"], "vault", SNAPSHOT_ROLE, "vault"))
     snapshot_file = tmp_path / "vault.snap"
     step = run_step(snapshot["command"][-1].replace(TOKEN_DIR, str(token_dir)), {
         **planned, "VAULT_ADDR": vault.server.url, "VAULT_CACERT": vault.server.ca_file, "SNAPSHOT_FILE": str(snapshot_file),
@@ -226,6 +223,18 @@ def test_the_snapshot_job_backs_up_with_its_narrow_token_and_a_new_server_restor
     }, tmp_path)
     assert step.returncode == 0, step.stderr
     assert "raft snapshot of" in step.stdout and snapshot_file.stat().st_size > 0
+    return snapshot_file
+
+
+def test_on_kubeconfig_stacks_the_snapshot_step_logs_in_through_the_token_review(plan_vaults, renders, tmp_path: Path) -> None:
+    snapshot_step(plan_vaults("dev"), renders["dev"].plan, tmp_path)
+
+
+def test_the_snapshot_job_backs_up_with_its_narrow_token_and_a_new_server_restores_it(plan_vaults, renders, tmp_path: Path) -> None:
+    vault = plan_vaults("prod")
+    root = vault.client(vault.root_token)
+    root.write_data("tenants/data/payments/prod/app", data={"data": {"password": "before-the-snapshot"}})
+    snapshot_file = snapshot_step(vault, renders["prod"].plan, tmp_path)
     root.write_data("tenants/data/payments/prod/app", data={"data": {"password": "after-the-snapshot"}})
 
     # The drill (README): a new Vault, the snapshot restored over it, unsealed with the old keys.
