@@ -81,14 +81,20 @@ def bucket_name(hostname: str, suffix: str) -> str:
 
 
 def private_bucket(
-    name: str, bucket: str, identity: AwsWorkloadIdentity, protect: bool, parent: pulumi.Resource
+    name: str, bucket: str, identity: AwsWorkloadIdentity, protect: bool, parent: pulumi.Resource,
+    kms_key_arn: pulumi.Input[str] | None = None, object_lock: bool = False,
 ) -> aws.s3.Bucket:
-    """An S3 bucket that is encrypted, owner-only and never public; protected when asked."""
+    """An S3 bucket that is encrypted, owner-only and never public; protected when asked.
+
+    `kms_key_arn`: encrypted with that KMS key instead of S3's own keys. `object_lock`: created
+    with Object Lock enabled (only possible at creation) and versioned, as Object Lock requires.
+    """
     opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
     created = aws.s3.Bucket(
         name,
         bucket=bucket,
         force_destroy=False,
+        object_lock_enabled=object_lock or None,
         tags=managed_by(),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
     )
@@ -113,13 +119,20 @@ def private_bucket(
         rules=[
             aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                 apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"
+                    sse_algorithm="aws:kms" if kms_key_arn is not None else "AES256", kms_master_key_id=kms_key_arn
                 ),
                 bucket_key_enabled=True,
             )
         ],
         opts=opts,
     )
+    if object_lock:
+        aws.s3.BucketVersioning(
+            name,
+            bucket=created.bucket,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=opts,
+        )
     return created
 
 
@@ -132,11 +145,23 @@ def bucket_role(
     parent: pulumi.Resource,
 ) -> aws.iam.Role:
     """An IAM role that one Kubernetes service account assumes (IRSA), allowed into `buckets` only."""
+    return workload_role(name, identity, namespace, service_account, pulumi.Output.all(*buckets).apply(_bucket_policy), parent)
+
+
+def workload_role(
+    name: str,
+    identity: AwsWorkloadIdentity,
+    namespace: str,
+    service_account: str,
+    policy: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.iam.Role:
+    """An IAM role that one Kubernetes service account assumes (IRSA), with one inline `policy`."""
     opts = pulumi.ResourceOptions(parent=parent, provider=identity.provider)
     role = aws.iam.Role(
         name, assume_role_policy=service_account_trust(identity, namespace, service_account), tags=managed_by(), opts=opts
     )
-    aws.iam.RolePolicy(name, role=role.name, policy=pulumi.Output.all(*buckets).apply(_bucket_policy), opts=opts)
+    aws.iam.RolePolicy(name, role=role.name, policy=policy, opts=opts)
     return role
 
 

@@ -35,6 +35,7 @@ import yaml
 
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
+from components.backups import BucketAccess
 from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
@@ -63,6 +64,15 @@ TOKEN_SECRET = "gitlab-platform-bot-token"
 TOKEN_SCOPES = ("api",)
 TOKEN_LIFETIME_DAYS = 30
 TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rotation period
+
+# Backups (components/backups.py): the s3cmd configuration of the backup bucket, the toolbox's own
+# service account on EKS, and what backup-utility leaves out (Harbor is the registry; without S3
+# object storage, the bundled MinIO's buckets).
+BACKUP_CONFIG_SECRET = "gitlab-backup-s3cfg"
+TOOLBOX_SERVICE_ACCOUNT = "gitlab-toolbox"
+# The registry is Harbor's; the database has backups of its own (RDS on EKS, CloudNativePG elsewhere).
+BACKUP_SKIP = ("registry", "db")
+BACKUP_SKIP_WITHOUT_S3 = ("artifacts", "lfs", "packages", "uploads", "terraform_state", "ci_secure_files", "external_diffs", "pages")
 
 # Object types GitLab stores in object storage; bucket suffix per chart key.
 OBJECT_TYPES = {"lfs": "lfs", "artifacts": "artifacts", "uploads": "uploads", "packages": "packages"}
@@ -169,12 +179,13 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         prerequisites += stores.ready
+        backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
         self.release = release(
             RELEASE,
             "gitlab",
             ns,
-            gitlab_resources(gitlab_values(args, buckets, host_keys, stores), args.resources),
+            gitlab_resources(gitlab_values(args, buckets, host_keys, stores, backup), args.resources),
             cluster,
             self,
             version=args.chart_version,
@@ -222,6 +233,60 @@ class GitLab(pulumi.ComponentResource):
         return buckets
 
 
+    def _backups(
+        self, name: str, cluster: ClusterHandle, args: GitLabArgs, ns: k8s.core.v1.Namespace,
+        k8s_opts: pulumi.ResourceOptions, prerequisites: list[pulumi.Resource], buckets: dict[str, pulumi.Output[str]],
+    ) -> GitLabBackup | None:
+        """backup-utility on the backups' schedule (the chart's toolbox CronJob), to `gitlab/` of the backup bucket.
+
+        On EKS the toolbox runs as its own service account, whose role reads and writes GitLab's
+        buckets (a restore writes them back) and puts (and reads back) `gitlab/` of the backups."""
+        store = args.backups
+        if store is None:
+            return None
+        if args.aws is not None:
+            access = BucketAccess(restore=True, write_buckets=tuple(buckets.values()))
+            prerequisites += store.writer("gitlab", cluster, ns, NAMESPACE, TOOLBOX_SERVICE_ACCOUNT, self, access).prerequisites
+        prerequisites.append(_secret(f"{name}-backup-s3cfg", BACKUP_CONFIG_SECRET, ns, {"config": store.s3cmd_config()}, k8s_opts))
+        # Without S3 object storage the uploads live in the bundled MinIO, which the s3cmd of the
+        # backup target cannot read: those backups hold the database and the repositories.
+        skip = BACKUP_SKIP + (() if buckets else BACKUP_SKIP_WITHOUT_S3)
+        return GitLabBackup(store.bucket.apply(lambda b: f"{b}/gitlab"), store.settings.schedules["gitlab"], skip)
+
+
+@dataclass(frozen=True)
+class GitLabBackup:
+    """The chart's backup CronJob: where (bucket/prefix, as s3cmd takes it), when, and what it leaves out."""
+
+    bucket: pulumi.Output[str]
+    schedule: str
+    skip: tuple[str, ...]
+
+    def apply_to(self, values: dict[str, Any], own_service_account: bool) -> None:
+        """Set the toolbox's backup values (and, on EKS, its own service account) in the chart `values`."""
+        toolbox: dict[str, Any] = {"backups": self.values()}
+        if own_service_account:
+            toolbox["serviceAccount"] = {"enabled": True, "create": False, "name": TOOLBOX_SERVICE_ACCOUNT}
+        values["gitlab"]["toolbox"] = toolbox
+        # A restore parks the objects it replaces under gitlab/tmp/ of the backups.
+        values["global"]["appConfig"]["backups"] = {"bucket": self.bucket, "tmpBucket": self.bucket.apply(lambda b: f"{b}/tmp")}
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "cron": {
+                "enabled": True,
+                "schedule": self.schedule,
+                "concurrencyPolicy": "Forbid",  # never two at once, never one cut short by the next
+                "extraArgs": f"--skip {','.join(self.skip)}",
+                # backup-utility tars every repository: the toolbox's own sizing.
+                "resources": GITLAB_HEAVY["gitlab.toolbox"],
+                # The tarball is assembled on disk before the upload: room for the repositories.
+                "persistence": {"enabled": True, "useGenericEphemeralVolume": True, "size": "50Gi"},
+            },
+            "objectStorage": {"backend": "s3", "config": {"secret": BACKUP_CONFIG_SECRET, "key": "config"}},
+        }
+
+
 # Rails (webservice, sidekiq, toolbox, migrations) and Gitaly need more memory than the service's one
 # sizing fits: the chart's own requests, with a memory limit. Every other container gets the sizing.
 GITLAB_HEAVY: dict[str, dict[str, dict[str, str]]] = {
@@ -250,7 +315,8 @@ def gitlab_resources(values: dict[str, Any], resources: dict[str, Any]) -> dict[
 
 
 def gitlab_values(
-    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None, stores: ServiceStores
+    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None, stores: ServiceStores,
+    backup: GitLabBackup | None = None,
 ) -> dict[str, Any]:
     """The chart values: GitLab alone, behind the platform's ingress, cert-manager and IdP."""
     exposure = args.exposure
@@ -312,6 +378,8 @@ def gitlab_values(
     else:
         # The bundled MinIO stays cluster-internal; GitLab proxies downloads.
         values["minio"] = {"ingress": {"enabled": False}}
+    if backup is not None:
+        backup.apply_to(values, own_service_account=bool(buckets))
     if host_keys is not None:
         # The program's host keys, not ones the chart's secrets Job would make up; the pods'
         # annotation changes with them, which restarts gitlab-shell.

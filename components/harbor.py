@@ -10,19 +10,21 @@ ship with a well-known default (admin and database passwords, the encryption key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import pulumiverse_harbor as harbor
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.inventory import DAY, STATE, Credential
+from components.inventory import DAY, STATE, Credential, CredentialInventory
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 
@@ -63,11 +65,46 @@ def redirect_uri(hostname: str) -> str:
     return f"https://{hostname}/c/oidc/callback"
 
 
+class ReplicationTarget(BaseModel):
+    """One entry of `platform:services.harbor.replication`: a second registry every image is pushed to."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")]
+    url: Annotated[str, Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$")]
+    # Harbor's adapter: another Harbor (e.g. in a second region), Amazon ECR, or any registry API v2.
+    type: Literal["harbor", "aws-ecr", "docker-registry"] = "harbor"
+    access_id: str = Field(min_length=1)  # a robot account's name on the target (ECR: an access key id)
+    access_secret: SecretStr  # with `pulumi config set --secret --path`
+    # event_based: each push is replicated as it lands; or a six-field Harbor cron.
+    schedule: Annotated[str, Field(pattern=r"^(event_based|(\S+\s+){5}\S+)$")] = "event_based"
+
+
+@dataclass(frozen=True)
+class ReplicaRegistry:
+    """A replication target as the component takes it: the secret a Pulumi secret."""
+
+    name: str
+    url: str
+    kind: str  # Harbor's provider name
+    access_id: str
+    access_secret: pulumi.Output[str]
+    schedule: str
+
+
+def replica_registries(targets: Sequence[ReplicationTarget]) -> tuple[ReplicaRegistry, ...]:
+    return tuple(
+        ReplicaRegistry(t.name, t.url, t.type, t.access_id, pulumi.Output.secret(t.access_secret.get_secret_value()), t.schedule)
+        for t in targets
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class HarborArgs(StatefulServiceArgs):
     # replicas: core, portal, job service and registry; aws: images on S3 (else on data_stores' object store)
     data_stores: DataStores  # PostgreSQL, Redis and (kubeconfig stacks) the object store, outside the chart
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
+    replicas_elsewhere: tuple[ReplicaRegistry, ...] = ()  # registries every image is replicated to
 
 
 class Harbor(pulumi.ComponentResource):
@@ -77,14 +114,17 @@ class Harbor(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]  # a Pulumi secret; not exported
     provider: harbor.Provider
     auth: harbor.ConfigAuth
+    namespace: k8s.core.v1.Namespace
+    registry_bucket: pulumi.Output[str] | None  # on EKS: where the registry keeps images
 
     def __init__(self, name: str, cluster: ClusterHandle, args: HarborArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:harbor:Harbor", name, None, opts)
         self.url = args.exposure.url
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
-        ns = namespace(SLICE.namespace, cluster, self)
+        ns = self.namespace = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         args.inventory.register(*credentials(name, args))
+        self.registry_bucket = None
 
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
@@ -185,6 +225,7 @@ class Harbor(pulumi.ComponentResource):
             bucket = private_bucket(
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
             )
+            self.registry_bucket = bucket.bucket
             role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
             prerequisites.append(workload_service_account(f"{name}-registry", REGISTRY_SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
             # No access keys: the registry's AWS SDK takes the role from the projected token.
@@ -241,6 +282,39 @@ class Harbor(pulumi.ComponentResource):
         harbor.GarbageCollection(
             f"{name}-gc", schedule=GC_SCHEDULE, delete_untagged=True, workers=1, opts=configured
         )
+        for target in args.replicas_elsewhere:
+            self._replicate(name, target, configured, args.inventory)
+
+    def _replicate(self, name: str, target: ReplicaRegistry, configured: pulumi.ResourceOptions, inventory: CredentialInventory) -> None:
+        """Push every repository of every project to `target`, keeping what Harbor deletes there."""
+        registry = harbor.Registry(
+            f"{name}-replica-{target.name}", name=target.name, endpoint_url=target.url, provider_name=target.kind,
+            access_id=target.access_id, access_secret=target.access_secret, insecure=False,
+            description="replication target (platform:services.harbor.replication)", opts=configured,
+        )
+        harbor.Replication(
+            f"{name}-replicate-{target.name}",
+            name=f"replicate-to-{target.name}",
+            action="push",
+            registry_id=registry.registry_id,
+            filters=[harbor.ReplicationFilterArgs(name="**")],  # every repository of every project
+            schedule=target.schedule,
+            override=True,
+            deletion=False,  # the copy is a backup: a deletion here does not reach it
+            enabled=True,
+            opts=configured,
+        )
+        inventory.register(Credential(
+            what=f"Harbor's credential on replication target {target.name}",
+            category="external",
+            issuer=f"the administrator of {target.url}",
+            holder=f"Harbor (registry {target.name}) and {STATE}",
+            scope=f"push to {target.url}: a robot account with push only, where the target is a Harbor",
+            lifetime_seconds=None,
+            lifetime="set on the target (a robot account's expiry there)",
+            rotation=f"a new one on the target, `pulumi config set --secret --path` the harbor replication entry {target.name}, `pulumi up`",
+            resources=(f"{name}-replica-{target.name}",),
+        ))
 
 
 def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -> dict[str, Any]:
@@ -375,6 +449,7 @@ def credentials(name: str, args: HarborArgs) -> list[Credential]:
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
     return Harbor("harbor", parts.cluster, HarborArgs.extend(
         parts.stateful(SLICE, settings), depends_on=[parts.ingress.release], data_stores=parts.require(DATA_STORES),
+        replicas_elsewhere=replica_registries(settings.options["replication"]),
     ))
 
 
@@ -399,4 +474,6 @@ SLICE: ServiceSlice[Harbor] = ServiceSlice(
     declare=declare,
     redirect_uris=lambda host: (redirect_uri(host),),
     tenant=tenant,
+    # Second registries every image is pushed to (another Harbor, e.g. in a second region, or ECR).
+    options={"replication": (list[ReplicationTarget], [])},
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 import pulumi
 
@@ -21,6 +21,9 @@ from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
 from components.inventory import CredentialInventory
 from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
+
+if TYPE_CHECKING:  # components.backups builds on components.helm, which needs this module
+    from components.backups import BackupStore
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class StatefulServiceArgs(ServiceArgs):
     protect: bool = False
     storage: str = "10Gi"
     aws: AwsWorkloadIdentity | None = None  # on EKS: S3 or KMS through workload identity
+    backups: BackupStore | None = None  # where its scheduled backups go (platform:backups); None: none
 
 
 C = TypeVar("C")
@@ -245,6 +249,7 @@ class ControlPlaneParts:
     service_settings: Callable[[str], ServiceSettings]
     slices: tuple[ServiceSlice[Any], ...]
     foundation: Foundation
+    backups: BackupStore | None = None  # the stack's backup bucket (platform:backups)
     _declared: dict[str, Any] = field(default_factory=dict)
 
     def get(self, service: ServiceSlice[C]) -> C | None:
@@ -311,6 +316,7 @@ class ControlPlaneParts:
             protect=self.settings.protect,
             storage=settings.storage,
             aws=self.cluster.aws_identity,
+            backups=self.backups,
         )
 
     def oidc_clients(self) -> dict[str, tuple[str, ...]]:

@@ -136,12 +136,13 @@ class Vault(pulumi.ComponentResource):
     ca_bundle: pulumi.Output[str]  # what clients of `url` trust; "" means the system roots
     release: k8s.helm.v3.Release
     init: VaultInit  # its root_token and unseal_keys are secrets
+    namespace: k8s.core.v1.Namespace
 
     def __init__(self, name: str, cluster: ClusterHandle, args: VaultArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:vault:Vault", name, None, opts)
         exposure = args.exposure
         role = cluster.role
-        ns = namespace(SLICE.namespace, cluster, self)
+        ns = self.namespace = namespace(SLICE.namespace, cluster, self)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         args.inventory.register(*credentials(role, args))
         peers = [f"{RELEASE}-{index}" for index in range(args.replicas)]

@@ -167,3 +167,12 @@ VALKEY_IMAGE = Image(
     "docker.io/valkey/valkey", "8.1-alpine",
     "sha256:a038175878d66b9d274fbf8be73c0305e93798b83917647f167e18cef3c71eec",
 )
+# The AWS CLI, which uploads the platform's backups (components/backups.py): S3 on EKS through
+# workload identity, an S3-compatible target elsewhere (AWS_ENDPOINT_URL needs 2.13 or newer).
+# Pinned by tag: its digest could not be resolved offline when the pin was added; fill it in
+# with `crane digest docker.io/amazon/aws-cli:<tag>` on the next bump.
+AWS_CLI_IMAGE = "docker.io/amazon/aws-cli"
+AWS_CLI_TAG = "2.22.35"
+# Vault's CLI for the raft snapshot job: the server image of CHARTS["vault"] (its values' server.image).
+VAULT_IMAGE = "docker.io/hashicorp/vault"
+VAULT_TAG = "2.0.4"

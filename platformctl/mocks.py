@@ -142,7 +142,7 @@ def _transit_answer(args: MockResourceArgs) -> dict[str, Any]:
 
 
 def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | None:
-    """GitLab and Harbor: integer ids, a runner's token, and the robot's full name and generated secret."""
+    """GitLab and Harbor: integer ids (a Harbor registry's too), a runner's token, and the robot's full name and generated secret."""
     inputs = dict(args.inputs)
     number = int(_digest(args.typ, args.name, length=6), 16)  # both APIs number their objects
     if args.typ in ("gitlab:index/group:Group", "gitlab:index/project:Project", "gitlab:index/user:User"):
@@ -152,6 +152,8 @@ def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | Non
         return str(number), {**inputs, "token": f"glrt-{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"}
     if args.typ == "harbor:index/project:Project":
         return f"/projects/{number}", {**inputs, "projectId": number}
+    if args.typ == "harbor:index/registry:Registry":  # what projects (proxy caches) and replications name
+        return f"/registries/{number}", {**inputs, "registryId": number}
     if args.typ == "harbor:index/robotAccount:RobotAccount":
         project = (inputs.get("permissions") or [{}])[0].get("namespace", "")
         short = inputs.get("name", args.name)

@@ -469,6 +469,31 @@ class Dns(Model):
     acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
 
 
+# --- backups --------------------------------------------------------------------------
+
+# Kubernetes CronJob schedules: five fields, no seconds, no "@every".
+CronSchedule = Annotated[
+    str, _check(re.compile(r"^(\S+\s+){4}\S+$"), "a five-field cron schedule such as '17 * * * *'")
+]
+
+
+class BackupSchedules(Model):
+    vault: CronSchedule = "17 * * * *"  # raft snapshots hourly
+    gitlab: CronSchedule = "0 2 * * *"  # backup-utility nightly
+    harbor: CronSchedule = "30 3 * * *"  # the registry's storage nightly
+
+
+class Backups(Model):
+    """Scheduled, encrypted backups of Vault, GitLab and Harbor to object storage (components/backups.py)."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    schedules: BackupSchedules = BackupSchedules()
+    # EKS: the S3 Object Lock mode of the backup bucket (README: Backups and restore).
+    object_lock: Literal["governance", "compliance"] = "governance"
+    # Kubeconfig stacks: where the backups go, apart from platform:objectStore's live data.
+    target: ObjectStore | None = None
+
+
 # --- the platform's own pipeline ------------------------------------------------------
 
 GitLabProjectPath = Annotated[
@@ -568,6 +593,7 @@ class PlatformConfig(Model):
     supply_chain: SupplyChain = SupplyChain()
     charts: Charts = Charts()
     object_store: ObjectStore | None = None
+    backups: Backups | None = None
 
     @field_validator("tenants")
     @classmethod
@@ -759,6 +785,16 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
         "enabled (their PostgreSQL backups and Harbor's images go there); allowed: a mapping with endpoint, bucket, "
         "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
     ]
+def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
+    """Where the backups go: EKS stacks make their own bucket, kubeconfig stacks name one; prod has backups."""
+    backups, on_eks = config.backups, config.clusters.control_plane.eks is not None
+    if backups is None:
+        return [f"{NAMESPACE}:backups: required in prod; allowed: a mapping (retentionDays, schedules, ...)"] if stack == "prod" else []
+    if on_eks and backups.target is not None:
+        return [f"{NAMESPACE}:backups.target: the EKS control plane gets its own encrypted, locked S3 bucket; allowed: unset"]
+    if not on_eks and backups.target is None:
+        return [f"{NAMESPACE}:backups.target: required on a kubeconfig control plane; allowed: a mapping with endpoint, bucket, accessKeyId, secretAccessKey"]
+    return []
 
 
 def _secret_leaves(model: BaseModel, path: str) -> list[str]:
@@ -781,6 +817,8 @@ SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
+    "backups": ("target.secretAccessKey",),
+    "services": ("harbor.replication[].accessSecret",),
 }
 
 
@@ -885,6 +923,7 @@ def load_platform_config(
                 f"{leaf}: holds a secret in plain text; allowed: set it with `pulumi config set --secret --path '{leaf}'`"
             )
     problems += config.collisions() + _stack_rules(config, stack)
+    problems += _backup_rules(config, stack)
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)

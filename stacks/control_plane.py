@@ -17,6 +17,7 @@ from components.openunison import OpenUnison
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings, ObjectStoreTarget
 from components.tls import PlatformTls
 from components.vault import Vault
+from stacks.backups import backup_store
 from stacks.config import Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
 
@@ -114,6 +115,7 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
         service_settings=config.services.settings,
         slices=CONTROL_PLANE,
         foundation=FOUNDATION,
+        backups=backup_store(config, cluster, inventory),
     )
     identity = parts.require(openunison.SLICE)
     outputs: dict[str, pulumi.Input[object]] = {
@@ -121,6 +123,8 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
         "issuerUrl": identity.issuer_url,
         "urls": {"openunison": identity.portal_url},
     }
+    if parts.backups is not None:
+        outputs["backupBucket"] = parts.backups.bucket  # the restore drills start there (README)
     for service in CONTROL_PLANE:
         component = parts.get(service)
         if component is not None and service.redirect_uris is not None:  # a service people sign in to

@@ -28,6 +28,7 @@ from components.service import ClusterParts
 from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
+from stacks.backups import build_backup_jobs
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
@@ -143,6 +144,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
+    build_backup_jobs(clusters["control-plane"], plane.parts.backups, plane.vault, plane.harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)

@@ -1,0 +1,347 @@
+"""Backups of the platform's data to object storage: where they go and who may write there.
+
+One bucket per stack, a prefix per service (`vault/`, `gitlab/`, `harbor/`):
+
+* EKS: the program makes the bucket (components/aws.py `private_bucket`): encrypted with a KMS
+  key of its own (rotated yearly), versioned, S3 Object Lock with a default retention of
+  `retentionDays` in the configured mode, and lifecycle rules that expire backups after the same
+  retention. Each backup job reaches it through an IAM role for its own service account (IRSA)
+  that may put objects under its own prefix and use the key for that, nothing else: no read, no
+  listing of other prefixes, no deletion of object versions, so a compromised job cannot destroy
+  what was backed up before.
+* Kubeconfig stacks: an S3-compatible bucket from `platform:backups.target`, reached with the
+  access key given there (`secretAccessKey` with `pulumi config set --secret`), copied into a
+  Secret in each backup job's namespace; uploads ask for server-side encryption (SSE-S3), so a
+  target that cannot encrypt refuses them instead of storing plain backups.
+
+The jobs themselves live with what they back up: Vault's snapshots (components/vault_backup.py),
+GitLab's backup-utility (components/gitlab.py, the chart's toolbox CronJob) and Harbor's
+registry storage (components/harbor_backup.py).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.aws import AwsWorkloadIdentity, irsa_credential, private_bucket, workload_role
+from components.cluster import ClusterHandle
+from components.helm import metadata, workload_service_account
+from components.inventory import Credential, CredentialInventory
+from components.versions import AWS_CLI_IMAGE, AWS_CLI_TAG
+from policy.labels import MANAGED_BY
+
+SERVICES = ("vault", "gitlab", "harbor")
+CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
+
+
+@dataclass(frozen=True)
+class ExternalTarget:
+    """An S3-compatible bucket outside the clusters (`platform:backups.target`)."""
+
+    endpoint: str
+    bucket: str
+    region: str
+    access_key_id: str
+    secret_access_key: pulumi.Output[str]  # a Pulumi secret
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """`platform:backups`, validated by stacks/config.py."""
+
+    retention_days: int
+    schedules: Mapping[str, str] = field(hash=False)  # service -> five-field cron schedule
+    object_lock: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    target: ExternalTarget | None = None
+
+
+@dataclass(frozen=True)
+class BackupStoreArgs:
+    settings: BackupSettings
+    bucket_name: str  # EKS: the bucket the program creates; ignored with an external target
+    aws: AwsWorkloadIdentity | None  # the control plane's, on EKS
+    protect: bool
+    inventory: CredentialInventory
+
+
+@dataclass(frozen=True)
+class BucketAccess:
+    """What a backup job's IAM role may do beyond putting objects under its prefix (EKS)."""
+
+    sync: bool = False  # also delete current objects under its prefix (their versions stay, locked)
+    restore: bool = False  # also read its prefix back
+    read_buckets: tuple[pulumi.Input[str], ...] = ()  # the service's buckets it copies from
+    write_buckets: tuple[pulumi.Input[str], ...] = ()  # the service's buckets a restore writes into
+
+    def describe(self, prefix: str) -> str:
+        parts = [f"put objects under s3://<backups>/{prefix}"]
+        parts += ["delete their current versions (a sync)"] if self.sync else []
+        parts += ["read them back (restore)"] if self.restore else []
+        parts += ["read the service's own buckets"] if self.read_buckets else []
+        parts += ["read and write the service's own buckets (restore)"] if self.write_buckets else []
+        return "; ".join(parts) + "; never delete an object version"
+
+
+@dataclass(frozen=True)
+class BackupWriter:
+    """What a backup job's pod needs to write its prefix: its service account, environment and `aws s3` flags."""
+
+    service_account: str
+    env: list[k8s.core.v1.EnvVarArgs]
+    prerequisites: list[pulumi.Resource]  # the service account and, on kubeconfig stacks, the key Secret
+
+
+def upload_env(bucket: pulumi.Input[str], prefix: str, region: str, endpoint: str | None) -> list[k8s.core.v1.EnvVarArgs]:
+    """BUCKET, PREFIX, the region, the endpoint (aws-cli 2 reads AWS_ENDPOINT_URL) and UPLOAD_ARGS.
+
+    Every upload carries a checksum, which S3 requires of each PutObject into a bucket with Object
+    Lock. EKS buckets encrypt every object with their KMS key by default, so uploads name no key;
+    S3-compatible targets are asked for SSE-S3 on every upload.
+    """
+    upload = "--checksum-algorithm CRC32" + (" --sse AES256" if endpoint else "")
+    env = {"BUCKET": bucket, "PREFIX": prefix, "AWS_REGION": region, "UPLOAD_ARGS": upload}
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()]
+
+
+class BackupStore(pulumi.ComponentResource):
+    """The stack's backup bucket (EKS) or the configured target, and the writers of each prefix."""
+
+    bucket: pulumi.Output[str]
+    region: str
+    endpoint: str | None  # an S3-compatible target's; None: AWS
+    kms_key_arn: pulumi.Output[str] | None  # EKS only
+    settings: BackupSettings
+
+    def __init__(self, name: str, args: BackupStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:backups:BackupStore", name, None, opts)
+        self.settings = args.settings
+        self._args = args
+        self._name = name
+        target = args.settings.target
+        self.kms_key_arn = None
+        self.endpoint = None
+        if args.aws is not None:
+            self.region = args.aws.region
+            self.bucket, self.kms_key_arn = self._bucket(name, args, args.aws)
+        elif target is not None:
+            self.region, self.endpoint = target.region, target.endpoint
+            self.bucket = pulumi.Output.from_input(target.bucket)
+            args.inventory.register(target_credential(target))
+        else:
+            raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
+        self.register_outputs({"bucket": self.bucket})
+
+    def s3cmd_config(self) -> pulumi.Output[str]:
+        """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd
+        takes the IRSA role from the environment), elsewhere with the target's key (a Pulumi secret)."""
+        target = self.settings.target
+        if target is None:
+            host = f"s3.{self.region}.amazonaws.com"
+            return pulumi.Output.from_input(s3cmd_config(self.region, host, f"%(bucket)s.{host}", None))
+        host = urlparse(target.endpoint).netloc
+        return pulumi.Output.secret(target.secret_access_key).apply(
+            lambda key: s3cmd_config(target.region, host, host, (target.access_key_id, key))
+        )
+
+    def _bucket(self, name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The bucket: KMS-encrypted, versioned, locked for the retention, expiring after it."""
+        days, opts = args.settings.retention_days, pulumi.ResourceOptions(parent=self, provider=identity.provider)
+        key = aws.kms.Key(
+            name,
+            description="Encrypts the platform's backups",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=dict(MANAGED_BY),
+            # Losing the key loses every backup.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=args.protect)),
+        )
+        bucket = private_bucket(name, args.bucket_name, identity, args.protect, self, kms_key_arn=key.arn, object_lock=True)
+        aws.s3.BucketObjectLockConfiguration(
+            name,
+            bucket=bucket.bucket,
+            object_lock_enabled="Enabled",
+            rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
+                default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                    mode=args.settings.object_lock, days=days
+                )
+            ),
+            opts=opts,
+        )
+        aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.bucket, rules=lifecycle_rules(days), opts=opts)
+        return bucket.bucket, key.arn
+
+    def writer(
+        self,
+        service: str,
+        cluster: ClusterHandle,
+        ns: k8s.core.v1.Namespace,
+        namespace: str,  # ns's name (IAM trust policies need it as a string)
+        account: str,
+        parent: pulumi.Resource,
+        access: BucketAccess | None = None,
+    ) -> BackupWriter:
+        """Service account `account` in `ns`, which may put objects under `<service>/` of the bucket,
+        and on EKS what `access` adds."""
+        if service not in SERVICES:
+            raise ValueError(f"backups: unknown service {service!r}; one of {', '.join(SERVICES)}")
+        name, prefix, access = f"{self._name}-{service}", f"{service}/", access or BucketAccess()
+        opts = pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[ns])
+        env = upload_env(self.bucket, prefix, self.region, self.endpoint)
+        identity = self._args.aws
+        if identity is not None:
+            assert self.kms_key_arn is not None
+            policy = pulumi.Output.all(
+                self.bucket, self.kms_key_arn, list(access.read_buckets), list(access.write_buckets)
+            ).apply(lambda a: json.dumps(writer_policy(a[0], prefix, a[1], access, a[2], a[3])))
+            role = workload_role(name, identity, namespace, account, policy, parent)
+            sa = workload_service_account(name, account, ns, role.arn, opts)
+            self._args.inventory.register(irsa_credential(name, f"{namespace}/{account}", cluster.name, access.describe(prefix)))
+            return BackupWriter(account, env, [sa])
+        target = self.settings.target
+        assert target is not None
+        sa = k8s.core.v1.ServiceAccount(name, metadata=metadata(account, ns), automount_service_account_token=False, opts=opts)
+        keys = k8s.core.v1.Secret(
+            f"{name}-s3",
+            metadata=metadata(CREDENTIALS_SECRET, ns),
+            type="Opaque",
+            string_data={"AWS_ACCESS_KEY_ID": target.access_key_id, "AWS_SECRET_ACCESS_KEY": target.secret_access_key},
+            opts=opts,
+        )
+        env += [
+            k8s.core.v1.EnvVarArgs(
+                name=key,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=CREDENTIALS_SECRET, key=key)
+                ),
+            )
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+        return BackupWriter(account, env, [sa, keys])
+
+
+def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Full backups (Vault, GitLab) expire `days` after they were written; Harbor's synced registry
+    keeps what it still holds and drops what left it (noncurrent versions) after `days`."""
+    expiry = aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days)
+    noncurrent = aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=days)
+    abort = aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=ABORT_UPLOADS_DAYS)
+
+    def rule(service: str, **kwargs: Any) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+        return aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id=f"{service}-retention",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{service}/"),
+            noncurrent_version_expiration=noncurrent,
+            abort_incomplete_multipart_upload=abort,
+            **kwargs,
+        )
+
+    return [rule("vault", expiration=expiry), rule("gitlab", expiration=expiry), rule("harbor")]
+
+
+def writer_policy(
+    bucket: str, prefix: str, kms_key_arn: str, access: BucketAccess, read_buckets: list[str], write_buckets: list[str]
+) -> dict[str, Any]:
+    """Put under `prefix` only, the KMS key for that, and what `access` adds (resolved bucket names)."""
+    own = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    own += (["s3:DeleteObject"] if access.sync else []) + (["s3:GetObject"] if access.restore else [])
+    statements: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": own, "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
+        {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": kms_key_arn},
+    ]
+    if access.sync or access.restore:  # a sync compares with what is there; a restore finds the latest
+        statements.append({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
+                           "Condition": {"StringLike": {"s3:prefix": f"{prefix}*"}}})
+    for buckets, actions in ((read_buckets, ["s3:GetObject"]), (write_buckets, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])):
+        if buckets:
+            statements += [
+                {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{b}" for b in buckets]},
+                {"Effect": "Allow", "Action": actions, "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets]},
+            ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str] | None) -> str:
+    """An s3cmd `[default]` section; `keys` (access key id, secret) or None for the environment's identity.
+    With keys, the target is asked for SSE-S3 on every upload (EKS buckets encrypt by default)."""
+    lines = {
+        "bucket_location": region, "host_base": host, "host_bucket": host_bucket, "use_https": "True",
+        "signature_v2": "False", "multipart_chunk_size_mb": "128",
+        "server_side_encryption": "True" if keys else "False",
+        **({"access_key": keys[0], "secret_key": keys[1]} if keys else {}),
+    }
+    return "[default]\n" + "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+def target_credential(target: ExternalTarget) -> Credential:
+    return Credential(
+        what="access key of the backup target",
+        category="external",
+        issuer=f"the administrator of {target.endpoint}",
+        holder=f"Secrets */{CREDENTIALS_SECRET} of the backup jobs, and the stack's encrypted Pulumi state",
+        scope=f"what the target grants it on bucket {target.bucket}: should be put-only, without deleting versions",
+        lifetime_seconds=None,
+        lifetime="set by the target's administrator",
+        rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`",
+    )
+
+
+def aws_cli_container(name: str, script: str, env: list[k8s.core.v1.EnvVarArgs], mounts: list[k8s.core.v1.VolumeMountArgs]) -> k8s.core.v1.ContainerArgs:
+    """The upload step: aws-cli running `script`, unprivileged, HOME on the scratch volume."""
+    return k8s.core.v1.ContainerArgs(
+        name=name,
+        image=f"{AWS_CLI_IMAGE}:{AWS_CLI_TAG}",
+        command=["/bin/sh", "-c", script],
+        env=[*env, k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],
+        security_context=restricted_container(),
+        resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "128Mi"}, limits={"memory": "512Mi"}),
+        volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+    )
+
+
+def restricted_container() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False, read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])
+    )
+
+
+def backup_cron_job(
+    name: str,
+    object_name: str,
+    ns: k8s.core.v1.Namespace,
+    schedule: str,
+    pod: k8s.core.v1.PodSpecArgs,
+    opts: pulumi.ResourceOptions,
+) -> k8s.batch.v1.CronJob:
+    """A CronJob that runs `pod` on `schedule`, one at a time, keeping the last runs' pods for their logs."""
+    return k8s.batch.v1.CronJob(
+        name,
+        metadata=metadata(object_name, ns),
+        spec=k8s.batch.v1.CronJobSpecArgs(
+            schedule=schedule,
+            concurrency_policy="Forbid",
+            starting_deadline_seconds=3600,
+            successful_jobs_history_limit=3,
+            failed_jobs_history_limit=3,
+            job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                spec=k8s.batch.v1.JobSpecArgs(
+                    backoff_limit=3,
+                    active_deadline_seconds=6 * 3600,
+                    template=k8s.core.v1.PodTemplateSpecArgs(
+                        metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app.kubernetes.io/name": object_name}), spec=pod
+                    ),
+                )
+            ),
+        ),
+        opts=opts,
+    )

@@ -1,0 +1,79 @@
+"""The platform's backups from `platform:backups`: the bucket (before the services, GitLab's chart
+values name it) and the Vault and Harbor jobs (after Vault's federation, which logs the snapshot job in)."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.aws import bucket_name
+from components.backup_jobs import RegistryBackup, RegistryBackupArgs, VaultSnapshots, VaultSnapshotsArgs
+from components.backups import BackupSettings, BackupStore, BackupStoreArgs, ExternalTarget
+from components.cluster import ClusterHandle
+from components.harbor import RELEASE as HARBOR_RELEASE, Harbor
+from components.inventory import CredentialInventory
+from components.vault import API_PORT, NAMESPACE as VAULT_NAMESPACE, RELEASE as VAULT_RELEASE, TLS_SECRET, Vault
+from components.vault_federation import VaultFederation
+from stacks.config import PlatformConfig
+
+
+def backup_settings(config: PlatformConfig) -> BackupSettings | None:
+    backups = config.backups
+    if backups is None:
+        return None
+    target = backups.target
+    return BackupSettings(
+        retention_days=backups.retention_days,
+        schedules=backups.schedules.model_dump(),
+        object_lock="COMPLIANCE" if backups.object_lock == "compliance" else "GOVERNANCE",
+        target=ExternalTarget(
+            endpoint=target.endpoint,
+            bucket=target.bucket,
+            region=target.region,
+            access_key_id=target.access_key_id,
+            secret_access_key=pulumi.Output.secret(target.secret_access_key.get_secret_value()),
+        ) if target is not None else None,
+    )
+
+
+def backup_store(config: PlatformConfig, cluster: ClusterHandle, inventory: CredentialInventory) -> BackupStore | None:
+    """The stack's backup bucket, or None without `platform:backups`."""
+    settings = backup_settings(config)
+    if settings is None:
+        return None
+    return BackupStore(
+        "backups",
+        BackupStoreArgs(
+            settings=settings,
+            bucket_name=bucket_name(config.domain, "backups"),
+            aws=cluster.aws_identity,
+            protect=bool(config.protect),
+            inventory=inventory,
+        ),
+    )
+
+
+def build_backup_jobs(
+    cluster: ClusterHandle, store: BackupStore | None, vault: Vault | None, harbor: Harbor | None,
+    federation: VaultFederation | None,
+) -> None:
+    """Vault's snapshots and Harbor's registry copy, where backups and those services are on."""
+    if store is None:
+        return
+    if vault is not None and federation is not None:
+        VaultSnapshots("vault-snapshots", cluster, VaultSnapshotsArgs(
+            store=store,
+            provider=vault.provider,
+            binder=federation,
+            namespace=vault.namespace,
+            address=f"https://{VAULT_RELEASE}-active.{VAULT_NAMESPACE}.svc:{API_PORT}",
+            tls_secret=TLS_SECRET,
+            depends_on=(vault.release,),
+        ))
+    if harbor is not None:
+        RegistryBackup("harbor-registry-backup", cluster, RegistryBackupArgs(
+            store=store,
+            namespace=harbor.namespace,
+            release=HARBOR_RELEASE,
+            registry_bucket=harbor.registry_bucket,
+            depends_on=(harbor.release,),
+        ))
