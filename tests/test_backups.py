@@ -67,7 +67,7 @@ def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack
     [sync] = pod(harbor)["containers"]
     assert env(sync)["PREFIX"] == "harbor/" and "aws s3 sync" in sync["command"][-1]
     [backup] = pod(gitlab)["containers"]
-    assert "backup-utility --skip registry" in backup["args"][-1]
+    assert "backup-utility --skip registry,db" in backup["args"][-1]  # the database backs up on its own
     assert env(backup)["BACKUP_BUCKET_NAME"] == f"{env(upload)['BUCKET']}/gitlab"
 
 
@@ -75,8 +75,8 @@ def test_prod_backs_up_repositories_and_uploads_and_dev_says_what_it_leaves_out(
     """Prod's object storage is S3, which backup-utility reads; dev's is the bundled MinIO, left out."""
     prod = pod(cron_jobs(charted["prod"].plan)["gitlab/gitlab-toolbox-backup"])["containers"][0]["args"][-1]
     dev = pod(cron_jobs(charted["dev"].plan)["gitlab/gitlab-toolbox-backup"])["containers"][0]["args"][-1]
-    assert prod.endswith("backup-utility --skip registry")
-    assert "uploads" in dev and "repositories" not in dev and ",db" not in dev
+    assert prod.endswith("backup-utility --skip registry,db")  # RDS keeps the database's backups
+    assert "uploads" in dev and "repositories" not in dev and "registry,db," in dev  # CloudNativePG keeps dev's
 
 
 def test_the_prod_bucket_is_encrypted_versioned_locked_and_expires_after_the_retention(plan: dict) -> None:
