@@ -49,6 +49,10 @@ CHARTS: dict[str, Chart] = {
     "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
     # Sigstore policy-controller 0.13.1: the image signature verifier (components/image_verifier.py).
     "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),
+    # Progressive delivery on the workload clusters (issue 18); sources in charts/vendor/.
+    "argo-rollouts": Chart("argo-rollouts", "https://argoproj.github.io/argo-helm", "2.41.0"),
+    "metrics-server": Chart("metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1"),
+    "prometheus": Chart("prometheus", "https://prometheus-community.github.io/helm-charts", "29.27.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`

@@ -349,6 +349,17 @@ class ServicesBase(Model):
             )
         return gatekeeper
 
+    @model_validator(mode="after")
+    def _workload_certificates(self) -> ServicesBase:
+        # The workload clusters' ingress and metrics-server take their certificates from cert-manager there.
+        needing = [key for key in ("workload_ingress", "metrics_server") if getattr(self, key).enabled]
+        if needing and not self.cert_manager.enabled:  # type: ignore[attr-defined]
+            raise ValueError(
+                f"certManager.enabled must be true while {' and '.join(to_camel(k) for k in needing)} "
+                "are enabled: their certificates come from cert-manager on the workload clusters"
+            )
+        return self
+
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
     """Service, with the slice's own settings (ServiceSlice.options) where it has some."""

@@ -11,6 +11,7 @@ from typing import Any
 from components import argocd, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
 from components import aws_load_balancer_controller, metallb
 from components import image_verifier
+from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -27,6 +28,10 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     aws_load_balancer_controller.SLICE,
     metallb.SLICE,
     image_verifier.SLICE,
+    workload_ingress.SLICE,
+    argo_rollouts.SLICE,
+    metrics_server.SLICE,
+    prometheus.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

@@ -31,6 +31,10 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     # Orchestra renders its directory ConfigMap (myvd) only when an upstream sign-in is set; the
     # login portal reads the values themselves. A leaf-by-leaf change cannot show that.
     ("orchestra", "oidc.*"): "orchestra reads only whether `oidc` is set",
+    # Conditions of subcharts the program turns off and charts/vendor/prometheus leaves out:
+    # nothing renders either way here (the released chart would bundle them).
+    ("prometheus", "kube-state-metrics.enabled"): "a condition of a subchart not in the chart source",
+    ("prometheus", "prometheus-node-exporter.enabled"): "a condition of a subchart not in the chart source",
 }
 
 # Maps handed to Kubernetes whole: changed as one leaf.

@@ -30,6 +30,7 @@ CHARTS = [
     "orchestra-kube-oidc-proxy", "orchestra-login-portal", "vault", "vcluster",
     "aws-load-balancer-controller", "metallb",
     "policy-controller",
+    "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
 ]
 
 
