@@ -601,6 +601,9 @@ RESERVED_TENANT_NAMES = frozenset({
     "jwt", "login", "oauth", "profile", "projects", "public", "robots", "s", "search", "sent-notifications",
     "slash-command-logo", "snippets", "unsubscribes", "uploads", "users", "v2", "abuse-reports", "invites",
     "notification-settings", "ci", "toolbox", "-",
+    # The platform's own name in each environment's subdomain, beside the tenants' hosts
+    # <tenant>.<env>.<domain>: the management proxy oumgmt-proxy.<cluster>.<domain>.
+    "oumgmt-proxy",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
 # Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.

@@ -197,7 +197,11 @@ def _deployer_may_write(p: Plan, cluster: str, resource: str) -> bool:
 
 def dev_rollout(p: Plan, tenant: str) -> list[str]:
     rollout = _rollout(p, tenant, "ops-dev", "dev")
+    virtual = [r for r in p.releases("dev", "vcluster") if r["inputs"].get("namespace") == f"{tenant}-dev"]
     missing = _need(rollout, f"a Rollout in {tenant}/ops-dev dev/app.yaml")
+    # ArgoCD deploys a vcluster tenant's Rollout inside its virtual cluster, which neither has
+    # the CRDs nor syncs Rollouts to the host's controller.
+    missing += _need(not virtual, f"Argo Rollouts inside {tenant}'s virtual cluster")
     missing += _controller(p, "dev")
     missing += _need(_deployer_may_write(p, "dev", "rollouts"), "ArgoCD's federated role deploying Rollouts on dev")
     return missing

@@ -148,6 +148,8 @@ BAD_CONFIGS = [
     ("tenant named like the platform group", DEV, setting(T, 0, "name", value="platform"), "platform:tenants[0].name", "reserved"),
     ("tenant named like a GitLab route", DEV, setting(T, 0, "name", value="api"), "platform:tenants[0].name", "reserved"),
     ("tenant named like Harbor's library", DEV, setting(T, 0, "name", value="library"), "platform:tenants[0].name", "reserved"),
+    ("tenant named like the platform's host in its subdomain", DEV, setting(T, 0, "name", value="oumgmt-proxy"),
+     "platform:tenants[0].name", "reserved"),
     ("tenant group is a platform group", DEV, setting(I, "clusterAdmins", value=["payments-ops"]), "platform:tenants[0].name",
      "disjoint"),
     ("tenant group is a system approver group", DEV, setting(I, "systemApprovers", value=["Payments-Owners"]),

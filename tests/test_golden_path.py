@@ -132,6 +132,12 @@ def test_the_walker_names_the_first_hop_with_nothing_behind_it(whole: dict, hop:
     assert gap.missing and str(gap).startswith(f"the golden path stops at '{hop}': no ")
 
 
+def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
+    # Known gap: Rollouts inside a virtual cluster need Argo Rollouts there (README, The golden path).
+    gap = walk(_with_runner(whole, "catalog"), "catalog")
+    assert gap is not None and gap.hop == "dev Rollout" and gap.missing == ["Argo Rollouts inside catalog's virtual cluster"]
+
+
 def test_without_the_runner_branch_the_walk_stops_at_the_runner(renders: dict) -> None:
     # What this branch alone declares: every hop before the runner stands, the runner does not.
     plan = renders["dev"].plan
