@@ -151,6 +151,7 @@ def signature(p: Plan, tenant: str) -> list[str]:
     missing += _need(signs, f"a CI role allowed to sign with {key}")
     missing += _need(f"hashivault://{key}" in _script(p.pipeline(tenant, "app").get("sign", {})), "a sign job")
     missing += _need(project and project["inputs"].get("enableContentTrustCosign"), f"cosign content trust on Harbor project {tenant}")
+    missing += _need(p.releases("prod", "policy-controller"), "the image signature verifier at admission on prod")
     return missing
 
 
