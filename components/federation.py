@@ -547,6 +547,7 @@ DEPLOYABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("policy", ("poddisruptionbudgets",)),
     ("autoscaling", ("horizontalpodautoscalers",)),
     ("external-secrets.io", ("externalsecrets",)),
+    ("argoproj.io", ("rollouts", "analysistemplates")),  # progressive delivery (components/argo_rollouts.py)
 )
 # Read for ArgoCD's cache and health: the children of deployed objects and the platform's part.
 READABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -557,6 +558,7 @@ READABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rbac.authorization.k8s.io", ("roles", "rolebindings")),
     ("external-secrets.io", ("secretstores",)),
     ("apiextensions.k8s.io", ("customresourcedefinitions",)),
+    ("argoproj.io", ("analysisruns", "experiments")),  # what a Rollout starts, for its health
 )
 READ_VERBS = ("get", "list", "watch")
 WRITE_VERBS = ("create", "update", "patch", "delete")

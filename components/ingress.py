@@ -37,6 +37,9 @@ SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its
 TRAEFIK_API = "traefik.io/v1alpha1"
 
 
+# Plain HTTP only redirects: every hostname is served with a platform certificate.
+HTTP_REDIRECT = {"asDefault": True, "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}
+
 # How long Traefik waits for a whole request on the HTTPS entrypoint (uploads, image pushes).
 READ_TIMEOUT = "1800s"
 
@@ -78,11 +81,7 @@ class Ingress(pulumi.ComponentResource):
                 "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
                 "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
                 "ports": {
-                    # Plain HTTP only redirects: every hostname is served with a platform certificate.
-                    "web": {
-                        "asDefault": True,
-                        "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}},
-                    },
+                    "web": HTTP_REDIRECT,
                     # Traefik 3 cuts a request whose body takes longer than 60 s to read: large Harbor
                     # pushes and GitLab uploads take longer. 30 minutes bounds a stalled client.
                     "websecure": {"asDefault": True, "transport": {"respondingTimeouts": {"readTimeout": READ_TIMEOUT}}},

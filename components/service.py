@@ -117,6 +117,10 @@ class ClusterParts:
     platform_namespaces: tuple[PlatformNamespace, ...]
     inventory: CredentialInventory
     declared: dict[str, Any] = field(default_factory=dict)  # slice key -> what on_cluster returned
+    # Workload clusters (declared after the control plane): public certificates by ACME DNS-01
+    # (EKS with platform:dns), else certificates chaining to the control plane's CA.
+    acme: AcmeSettings | None = None
+    ca: CertificateAuthority | None = None
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""
@@ -155,6 +159,14 @@ class TenantParts:
     def addon(self, cluster: str, service: ServiceSlice[Any]) -> Any | None:
         """The add-on `service` declared on `cluster`, or None."""
         return self.platform.addons.get(cluster, {}).get(service.key)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """The platform's own root CA (kubeconfig stacks): what signs the workload clusters' intermediates."""
+
+    key_pem: pulumi.Output[str]  # a Pulumi secret
+    cert_pem: pulumi.Output[str]
 
 
 @dataclass(frozen=True)

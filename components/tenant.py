@@ -1,8 +1,8 @@
 """A tenant: everything a team needs, derived from its name only.
 
 Per environment (dev, prod): a namespace labelled for the policies, RoleBindings by role,
-a ResourceQuota, a LimitRange and a default-deny NetworkPolicy that allows DNS and
-same-namespace traffic. With `isolation: vcluster` that namespace hosts a virtual cluster
+a ResourceQuota, a LimitRange and a default-deny NetworkPolicy that allows DNS,
+same-namespace traffic and, from outside, the workload ingress controller only. With `isolation: vcluster` that namespace hosts a virtual cluster
 whose API server trusts the control plane's issuer for people; the tenant's roles are bound
 inside it, and the quota, limits and network policy still hold its pods on the host. ArgoCD
 reaches the virtual cluster through token federation like any workload cluster: a
@@ -46,11 +46,13 @@ from components.tenancy import (
     TenantQuota,
     tenant_group,
 )
-from components.tenant_names import namespace_name, sandbox_name  # noqa: F401 (part of this module's interface)
+from components.tenant_names import namespace_name, sandbox_name, tenant_hostname  # noqa: F401 (part of this module's interface)
 from components.tenant_roles import TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
 from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
+from components.workload_ingress import NAMESPACE as INGRESS_NAMESPACE
+from components.workload_ingress import POD_LABELS as INGRESS_POD_LABELS
 from policy.gatekeeper import tenant_namespace_constraints
 from policy.labels import (
     ENVIRONMENT_LABEL,
@@ -88,6 +90,7 @@ class NamespacePolicy:
 
     registries: list[str]  # image prefixes: its Harbor project and `approved`
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
+    hosts: tuple[str, ...] = ()  # the hostnames its Ingresses may serve (none: no Ingress at all)
 
 
 def namespace_constraints(
@@ -95,7 +98,7 @@ def namespace_constraints(
 ) -> None:
     """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
     each after its template."""
-    for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups):
+    for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups, policy.hosts):
         kind = constraint["kind"]
         k8s.apiextensions.CustomResource(
             f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
@@ -323,13 +326,21 @@ class TenantNamespace(pulumi.ComponentResource):
             opts=inside,
         )
         same_namespace = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())]
+        # From outside the namespace, only the workload ingress controller's pods (components/workload_ingress.py).
+        ingress_controller = [k8s.networking.v1.NetworkPolicyPeerArgs(
+            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": INGRESS_NAMESPACE}),
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=INGRESS_POD_LABELS),
+        )]
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata=meta("tenant-default-deny"),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(),
                 policy_types=["Ingress", "Egress"],
-                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same_namespace)],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same_namespace),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=ingress_controller),
+                ],
                 egress=[
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same_namespace),
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(
@@ -481,7 +492,9 @@ class Tenant(pulumi.ComponentResource):
                 virtual_cluster_args(platform, tenant, environment) if args.isolation is Isolation.VCLUSTER else None,
                 child,
                 federated=platform.federation is not None,
-                policy=namespace_policy(platform, environment, [tenant, APPROVED_PROJECT]),
+                policy=namespace_policy(
+                    platform, environment, [tenant, APPROVED_PROJECT], (tenant_hostname(tenant, environment, platform.domain),)
+                ),
             )
             for environment in ENVIRONMENTS
         }
@@ -501,12 +514,14 @@ class Tenant(pulumi.ComponentResource):
 
 
 
-def namespace_policy(platform: TenantPlatform, cluster: str, projects: list[str]) -> NamespacePolicy | None:
+def namespace_policy(
+    platform: TenantPlatform, cluster: str, projects: list[str], hosts: tuple[str, ...] = ()
+) -> NamespacePolicy | None:
     """The constraints of a tenant namespace on `cluster` (None without Gatekeeper there)."""
     templates = platform.policy_templates.get(cluster)
     if not templates:
         return None
-    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates)
+    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts)
 
 
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:

@@ -90,7 +90,8 @@ def application_set_spec(tenant: str, environment: str, destination: Destination
             },
             "spec": {
                 "project": project,
-                "source": {"repoURL": destination.repo_url, "targetRevision": "main", "path": "."},
+                # Each environment's directory (components/tenant_rollout.py): ops-dev and ops hold both.
+                "source": {"repoURL": destination.repo_url, "targetRevision": "main", "path": environment},
                 "destination": {"name": "{{name}}", "namespace": destination.namespace},
                 "syncPolicy": sync,
             },

@@ -199,11 +199,11 @@ class TenantRepositories(pulumi.ComponentResource):
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
-        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity)
+        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain)
         for project_name, resource in projects.items():
             files = [
                 gitlab.RepositoryFile(
-                    f"{name}-{project_name}-starter-{path.strip('.').replace('.', '-')}",
+                    f"{name}-{project_name}-starter-{path.strip('.').replace('.', '-').replace('/', '-')}",
                     project=resource.id,
                     branch=MAIN,
                     file_path=path,

@@ -16,3 +16,10 @@ def sandbox_name(user: str) -> str:
     if slug != user:
         slug = f"{slug}-{hashlib.sha256(user.encode()).hexdigest()[:6]}".strip("-")
     return f"sandbox-{slug}"
+
+
+def tenant_hostname(tenant: str, environment: str, domain: str) -> str:
+    """The one hostname a tenant's apps serve in an environment, under that environment's wildcard
+    certificate `*.<env>.<domain>` (a wildcard covers one label, so deeper names would need a
+    certificate per tenant). Apps of a tenant share it by path."""
+    return f"{tenant}.{environment}.{domain}"

@@ -48,6 +48,10 @@ _EDIT_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
     {"apiGroups": ["external-secrets.io"], "resources": ["externalsecrets"], "verbs": WRITE},
     {"apiGroups": ["external-secrets.io"], "resources": ["secretstores"], "verbs": READ},
+    # Progressive delivery: promote, abort or retry a Rollout (its status), and its analyses.
+    {"apiGroups": ["argoproj.io"], "resources": [
+        "rollouts", "rollouts/status", "rollouts/scale", "analysistemplates", "analysisruns", "experiments",
+    ], "verbs": WRITE},
 ]
 _ADMIN_RULES: list[dict[str, Any]] = [
     *_EDIT_RULES,

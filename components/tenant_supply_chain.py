@@ -12,7 +12,8 @@
   only (components/image_verifier.py).
 * Starter content (`starter_files()`), written once into a new tenant's projects: a pipeline
   in `app` (rootless build, scan, push, sign, bump ops-dev) and, in `ops` and `ops-dev`, the
-  manifests of a Deployment that passes the platform's Gatekeeper constraints.
+  app as an Argo Rollout per environment (components/tenant_rollout.py) that passes the
+  platform's Gatekeeper constraints.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pulumiverse_harbor as harbor
 import yaml
 
 from components.signing import sign_rules
-from components.tenancy import TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
+from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
+from components.tenant_rollout import APP, manifest_path, ops_manifests
 from components.versions import COSIGN_IMAGE as COSIGN_PIN
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
@@ -106,10 +108,7 @@ TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
 COSIGN_IMAGE = f"{COSIGN_PIN.repository}:{COSIGN_PIN.tag}"
 GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
 
-APP_IMAGE = "app"  # the repository in the tenant's Harbor project
-STARTER_TAG = "v0.1.0"  # pinned; the bump merge requests replace it
-MANIFEST_FILE = "app.yaml"
-PORT = 8080
+APP_IMAGE = APP  # the repository in the tenant's Harbor project
 RELEASE_TAG_RULE = r"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/"
 
 
@@ -250,7 +249,8 @@ def ops_pipeline(host: str) -> dict[str, Any]:
                 'git config user.name "$GITLAB_USER_NAME" && git config user.email "$GITLAB_USER_EMAIL"',
                 'git remote set-url origin "https://gitlab-ci-token:${CI_JOB_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git"',
                 'git switch -c "bump/app-$IMAGE_TAG"',
-                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {MANIFEST_FILE}',
+                # Both environments: ops-dev deploys dev/, and the promotion merge request carries prod/ to ops.
+                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {" ".join(manifest_path(e) for e in ENVIRONMENTS)}',
                 f'git commit -am "Deploy {APP_IMAGE} $IMAGE_TAG"',
                 'git push -o merge_request.create -o merge_request.target=main '
                 '-o "merge_request.title=Deploy app $IMAGE_TAG" origin "bump/app-$IMAGE_TAG"',
@@ -259,73 +259,14 @@ def ops_pipeline(host: str) -> dict[str, Any]:
     }
 
 
-def ops_manifests(tenant: str, host: str) -> list[dict[str, Any]]:
-    """A Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget that pass the
-    platform's constraints: image from the tenant's Harbor project by tag, pulled Always,
-    requests and limits, probes, Pod Security restricted. No namespace: ArgoCD deploys them to the tenant's."""
-    labels = {"app.kubernetes.io/name": APP_IMAGE, "app.kubernetes.io/part-of": tenant}
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
-    container = {
-        "name": APP_IMAGE,
-        "image": f"{host}/{tenant}/{APP_IMAGE}:{STARTER_TAG}",
-        "imagePullPolicy": "Always",  # the tenant namespace requires it: every start re-checks the pull credentials
-        "ports": [{"name": "http", "containerPort": PORT}],
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-        "readinessProbe": {**probe, "initialDelaySeconds": 5},
-        "livenessProbe": {**probe, "initialDelaySeconds": 15},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-    }
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": APP_IMAGE, "labels": labels},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": APP_IMAGE, "labels": labels},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-        },
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": APP_IMAGE, "labels": labels},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP_IMAGE},
-                "minReplicas": 2,
-                "maxReplicas": 6,
-                "metrics": [
-                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 75}}}
-                ],
-            },
-        },
-        {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": {"name": APP_IMAGE, "labels": labels},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}},
-        },
-    ]
-
-
-def starter_files(tenant: str, host: str, severity: Severity) -> dict[str, dict[str, str]]:
+def starter_files(tenant: str, host: str, severity: Severity, domain: str) -> dict[str, dict[str, str]]:
     """Project -> file path -> content: what a new tenant's projects start with."""
     ops = {
         ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),
-        MANIFEST_FILE: yaml.safe_dump_all(ops_manifests(tenant, host), sort_keys=False),
+        **{
+            manifest_path(e): yaml.safe_dump_all(ops_manifests(tenant, host, e, domain), sort_keys=False)
+            for e in ENVIRONMENTS
+        },
     }
     return {
         "app": {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)},

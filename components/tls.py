@@ -10,7 +10,7 @@ empty and clients use their system trust store.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -22,7 +22,14 @@ from components.aws import AwsWorkloadIdentity, irsa_credential, service_account
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
-from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import (
+    CertificateAuthority,
+    ClusterParts,
+    ControlPlaneParts,
+    PlatformNamespace,
+    ServiceSettings,
+    ServiceSlice,
+)
 
 NAMESPACE = "cert-manager"
 SERVICE_ACCOUNT = "cert-manager"
@@ -46,6 +53,10 @@ class PlatformTlsArgs:
     ca_validity_hours: int = 5 * 365 * 24
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
     resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    # Without ACME on a workload cluster: its CA is an intermediate this root signs, so its
+    # certificates chain to the one bundle every client trusts.
+    signer: CertificateAuthority | None = None
+    cluster: str = "control-plane"  # where it runs, for the credential inventory
 
 
 class PlatformTls(pulumi.ComponentResource):
@@ -54,6 +65,7 @@ class PlatformTls(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     issuer_name: str
     ca_bundle: pulumi.Output[str]
+    authority: CertificateAuthority | None = None  # the root, where this is the platform's own CA
 
     def __init__(self, name: str, cluster: ClusterHandle, args: PlatformTlsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:tls:PlatformTls", name, None, opts)
@@ -88,22 +100,29 @@ class PlatformTls(pulumi.ComponentResource):
         else:
             self.issuer_name = "platform-ca"
             key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
-            certificate = tls.SelfSignedCert(
-                f"{name}-ca",
-                private_key_pem=key.private_key_pem,
-                is_ca_certificate=True,
-                validity_period_hours=args.ca_validity_hours,
-                early_renewal_hours=30 * 24,
-                allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-                subject=tls.SelfSignedCertSubjectArgs(common_name=f"{args.domain} platform CA", organization="platform-bootstrap"),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.ca_bundle = certificate.cert_pem
+            if args.signer is None:
+                certificate: tls.SelfSignedCert | tls.LocallySignedCert = tls.SelfSignedCert(
+                    f"{name}-ca",
+                    private_key_pem=key.private_key_pem,
+                    is_ca_certificate=True,
+                    validity_period_hours=args.ca_validity_hours,
+                    early_renewal_hours=30 * 24,
+                    allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+                    subject=tls.SelfSignedCertSubjectArgs(common_name=f"{args.domain} platform CA", organization="platform-bootstrap"),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                self.authority = CertificateAuthority(key.private_key_pem, certificate.cert_pem)
+                root, chain = certificate.cert_pem, certificate.cert_pem
+            else:
+                certificate = _intermediate(name, key, args, self)
+                root = args.signer.cert_pem
+                chain = pulumi.Output.concat(certificate.cert_pem, root)  # cert-manager serves the chain
+            self.ca_bundle = root
             secret = k8s.core.v1.Secret(
                 f"{name}-ca",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-ca", namespace=NAMESPACE),
                 type="kubernetes.io/tls",
-                string_data={"tls.crt": certificate.cert_pem, "tls.key": key.private_key_pem, "ca.crt": certificate.cert_pem},
+                string_data={"tls.crt": chain, "tls.key": key.private_key_pem, "ca.crt": root},
                 opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
             )
             spec = {"ca": {"secretName": "platform-ca"}}
@@ -120,35 +139,73 @@ class PlatformTls(pulumi.ComponentResource):
         self.register_outputs({"issuerName": self.issuer_name, "caBundle": self.ca_bundle})
 
 
+INTERMEDIATE_VALIDITY_HOURS = 365 * 24
+
+
+def _intermediate(name: str, key: tls.PrivateKey, args: PlatformTlsArgs, parent: pulumi.Resource) -> tls.LocallySignedCert:
+    """A workload cluster's CA, signed by the platform root (`args.signer`); renewed 30 days before it expires."""
+    assert args.signer is not None
+    request = tls.CertRequest(
+        f"{name}-ca",
+        private_key_pem=key.private_key_pem,
+        subject=tls.CertRequestSubjectArgs(common_name=f"{args.domain} {args.cluster} CA", organization="platform-bootstrap"),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return tls.LocallySignedCert(
+        f"{name}-ca",
+        cert_request_pem=request.cert_request_pem,
+        ca_private_key_pem=args.signer.key_pem,
+        ca_cert_pem=args.signer.cert_pem,
+        is_ca_certificate=True,
+        validity_period_hours=INTERMEDIATE_VALIDITY_HOURS,
+        early_renewal_hours=30 * 24,
+        allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
     """What the platform's certificates rest on: the ACME account (and its Route 53 role) or the CA key."""
+    on = "" if args.cluster == "control-plane" else f" on {args.cluster}"
     issued = Credential(
-        what="TLS certificates of the platform's names",
+        what=f"TLS certificates of the platform's names{on}",
         category="issued",
-        issuer="cert-manager (the platform ClusterIssuer)",
+        issuer=f"cert-manager{on} (the platform ClusterIssuer)",
         holder="Traefik (ingress certificates)",
         scope="authenticate the service's hostname to clients",
         lifetime_seconds=CERTIFICATE_LIFETIME_DAYS * DAY,
         rotation="cert-manager renews at two thirds of the lifetime",
     )
+    if args.acme is None and args.signer is not None:
+        return [issued, Credential(
+            what=f"intermediate CA key{on}",
+            category="signing-key",
+            issuer="the program (pulumi_tls, signed by the platform CA)",
+            holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
+            scope=f"signs the TLS certificates of the names served{on}; never presented to anyone",
+            lifetime_seconds=INTERMEDIATE_VALIDITY_HOURS * HOUR,
+            rotation="re-signed by `pulumi up` 30 days before it expires (the key is kept); clients trust the root",
+            resources=(f"{name}-ca",),
+        )]
     if args.acme is None:
         return [issued, Credential(
-            what="platform CA key",
+            what=f"platform CA key{on}",
             category="signing-key",
             issuer="the program (pulumi_tls, self-signed root)",
-            holder=f"cert-manager (Secret {NAMESPACE}/platform-ca) and {STATE}",
+            holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
             scope="signs the platform's TLS certificates; never presented to anyone",
             lifetime_seconds=args.ca_validity_hours * HOUR,
             rotation="re-created by `pulumi up` 30 days before it expires; clients take the new caBundle output",
             resources=(f"{name}-ca",),
         )]
-    return [issued, irsa_credential(
-        f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", "control-plane", "Route 53 records of the platform's hosted zone"
-    ), Credential(
-        what="ACME account key",
+    route53 = irsa_credential(
+        f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster, "Route 53 records of the platform's hosted zone"
+    )
+    return [issued, replace(route53, what=f"{route53.what}{on}"), Credential(
+        what=f"ACME account key{on}",
         category="external",
         issuer="the ACME server (platform:dns.acmeServer)",
-        holder=f"cert-manager (Secret {NAMESPACE}/{ACME_ACCOUNT_SECRET})",
+        holder=f"cert-manager{on} (Secret {NAMESPACE}/{ACME_ACCOUNT_SECRET})",
         scope="order and revoke certificates for the platform's names (DNS-01 proves control)",
         lifetime_seconds=None,
         lifetime="as long as the ACME server keeps the account (no expiry)",
@@ -171,11 +228,34 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
     )
 
 
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
+    """cert-manager and the platform issuer on a workload cluster: ACME DNS-01 through its own
+    IAM role on EKS with platform:dns, else an intermediate of the control plane's CA."""
+    identity, acme = parts.cluster.aws_identity, parts.acme
+    return PlatformTls(
+        f"{parts.cluster.role}-platform-tls",
+        parts.cluster,
+        PlatformTlsArgs(
+            domain=parts.domain,
+            acme=AcmeArgs(acme.email, acme.server, acme.hosted_zone_id, identity) if acme and identity else None,
+            chart_version=settings.chart_version,
+            inventory=parts.inventory,
+            resources=settings.resources,
+            signer=parts.ca,
+            cluster=parts.cluster.role,
+        ),
+    )
+
+
 SLICE: ServiceSlice[PlatformTls] = ServiceSlice(
     key="cert_manager",
     namespace=PlatformNamespace(NAMESPACE, "certificate issuance"),
     chart="cert-manager",
     declare=declare,
+    # On the workload clusters too: their ingress and metrics-server certificates (declared after
+    # the control plane, whose CA signs theirs on kubeconfig stacks).
+    on_cluster=on_cluster,
+    clusters=("dev", "prod"),
 )
 
 

@@ -53,6 +53,10 @@ CHARTS: dict[str, Chart] = {
     "cloudnative-pg": Chart("cloudnative-pg", "https://cloudnative-pg.github.io/charts", "0.29.0"),
     # GitLab Runner 18.9.0: the chart the GitLab chart 9.9.1 names as its own runner dependency.
     "gitlab-runner": Chart("gitlab-runner", "https://charts.gitlab.io", "0.86.0"),
+    # Progressive delivery on the workload clusters (issue 18); sources in charts/vendor/.
+    "argo-rollouts": Chart("argo-rollouts", "https://argoproj.github.io/argo-helm", "2.41.0"),
+    "metrics-server": Chart("metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1"),
+    "prometheus": Chart("prometheus", "https://prometheus-community.github.io/helm-charts", "29.27.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`

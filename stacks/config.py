@@ -353,6 +353,17 @@ class ServicesBase(Model):
             raise ValueError(f"sizing.replicas must be at least {minimum}: {why}")
         return service
 
+    @model_validator(mode="after")
+    def _workload_certificates(self) -> ServicesBase:
+        # The workload clusters' ingress and metrics-server take their certificates from cert-manager there.
+        needing = [key for key in ("workload_ingress", "metrics_server") if getattr(self, key).enabled]
+        if needing and not self.cert_manager.enabled:  # type: ignore[attr-defined]
+            raise ValueError(
+                f"certManager.enabled must be true while {' and '.join(to_camel(k) for k in needing)} "
+                "are enabled: their certificates come from cert-manager on the workload clusters"
+            )
+        return self
+
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
     """Service, with the slice's own settings (ServiceSlice.options) where it has some."""
@@ -632,6 +643,9 @@ RESERVED_TENANT_NAMES = frozenset({
     "jwt", "login", "oauth", "profile", "projects", "public", "robots", "s", "search", "sent-notifications",
     "slash-command-logo", "snippets", "unsubscribes", "uploads", "users", "v2", "abuse-reports", "invites",
     "notification-settings", "ci", "toolbox", "-",
+    # The platform's own name in each environment's subdomain, beside the tenants' hosts
+    # <tenant>.<env>.<domain>: the management proxy oumgmt-proxy.<cluster>.<domain>.
+    "oumgmt-proxy",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
 # Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.

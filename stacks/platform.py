@@ -23,8 +23,9 @@ from components.cluster import (
 )
 from components import image_verifier
 from components.inventory import CredentialInventory
+from components import tls
 from components.network import VpcNetwork
-from components.service import ClusterParts
+from components.service import AcmeSettings, CertificateAuthority, ClusterParts
 from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
@@ -38,6 +39,7 @@ from stacks.vault_federation import build_vault_federation
 
 # PlatformConfig.clusters fields to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"control_plane": "control-plane", "dev": "dev", "prod": "prod"}
+WORKLOAD_CLUSTERS = ("dev", "prod")
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None) -> ClusterHandle:
@@ -82,9 +84,12 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
     ).handle
 
 
-def add_cluster_addons(cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory) -> dict[str, Any]:
+def add_cluster_addons(
+    cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory,
+    acme: AcmeSettings | None = None, ca: CertificateAuthority | None = None,
+) -> dict[str, Any]:
     """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
-    parts = ClusterParts(cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory)
+    parts = ClusterParts(cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca)
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
         if settings.enabled and cluster.role in service.clusters:
@@ -139,8 +144,14 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
         handle = cluster_from_spec(name, getattr(config.clusters, field), bool(config.protect), reached_from=hub)
         clusters[name] = replace(handle, local_charts=charts_dir)
     inventory.register(*cluster_credentials(clusters))
-    addons = {name: add_cluster_addons(handle, config, inventory) for name, handle in clusters.items()}
+    addons = {"control-plane": add_cluster_addons(clusters["control-plane"], config, inventory)}
     plane = build_control_plane(clusters["control-plane"], config, inventory)
+    # The workload clusters' add-ons after the control plane: their certificates chain to its CA.
+    issuer = plane.parts.get(tls.SLICE)
+    for name in WORKLOAD_CLUSTERS:
+        addons[name] = add_cluster_addons(
+            clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None
+        )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)

@@ -12,6 +12,7 @@ from components import argocd, data_stores, external_secrets, gatekeeper, gitlab
 from components import aws_load_balancer_controller, metallb
 from components import image_verifier
 from components import gitlab_runner
+from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -30,6 +31,10 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     image_verifier.SLICE,
     data_stores.SLICE,
     gitlab_runner.SLICE,
+    workload_ingress.SLICE,
+    argo_rollouts.SLICE,
+    metrics_server.SLICE,
+    prometheus.SLICE,
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from policy.gatekeeper import (
+    INGRESS_KINDS,
     POD_KINDS,
     POD_SECURITY_LABEL,
     cluster_constraints,
@@ -110,6 +111,8 @@ def workload(kind: str, spec: dict[str, Any], name: str = "web") -> dict[str, An
         "StatefulSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "serviceName": name, "template": template}),
         "DaemonSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
         "ReplicaSet": ("apps/v1", {"selector": {"matchLabels": {"app": name}}, "template": template}),
+        "Rollout": ("argoproj.io/v1alpha1", {"selector": {"matchLabels": {"app": name}}, "template": template,
+                                             "strategy": {"canary": {}}}),
         "Job": ("batch/v1", {"template": {**template, "spec": {**spec, "restartPolicy": "Never"}}}),
         "CronJob": (
             "batch/v1",
@@ -139,6 +142,23 @@ GROUP = {"kind": "Group", "name": "team-a-developers", "apiGroup": "rbac.authori
 SERVICE_ACCOUNT = {"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a-dev"}
 SUBJECTS = {"users": ["alice"], "groups": ["team-a-developers", "team-a-owners"], "serviceAccountNamespaces": ["team-a-dev"]}
 TENANT_REGISTRIES = {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
+TENANT_HOST = "team-a.dev.example.com"
+HOSTS = {"hosts": [TENANT_HOST]}
+
+
+def ingress(*rules: dict[str, Any], tls_hosts: list[str] | None = None, **spec: Any) -> dict[str, Any]:
+    backend = {"service": {"name": "app", "port": {"number": 80}}}
+    body: dict[str, Any] = {"rules": [{**r, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+                                      for r in rules], **spec}
+    if tls_hosts is not None:
+        body["tls"] = [{"hosts": tls_hosts}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "team-a-dev"},
+            "spec": body}
+
+
+def ingress_route(*matches: str, api: str = "traefik.io/v1alpha1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": api, "kind": "IngressRoute", "metadata": {"name": "web", "namespace": "team-a-dev"},
+            "spec": {"routes": [{"match": m, "kind": "Rule", "services": [{"name": "app", "port": 80}]} for m in matches], **spec}}
 
 
 # --- every template: allowed and disallowed cases -----------------------------------------------
@@ -205,12 +225,31 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
      pod(container(image=f"{HARBOR}/team-a/web:1"), container("b", image=f"{HARBOR}/approved/nginx:1.27")),
      TENANT_REGISTRIES, {}),
     ("platformnoclusteradminbinding", "clusterrole-admin", role_binding("ClusterRole", "admin", GROUP), None, {}),
+    ("platformtenantingresshosts", "own-host-with-tls", ingress({"host": TENANT_HOST}, tls_hosts=[TENANT_HOST]), HOSTS, {}),
+    ("platformtenantingresshosts", "route-on-own-host-and-path",
+     ingress_route(f"Host(`{TENANT_HOST}`) && PathPrefix(`/api`)", tls={"domains": [{"main": TENANT_HOST}]}), HOSTS, {}),
+    ("platformtenantingresshosts", "legacy-api-group-route", ingress_route(f"Host(`{TENANT_HOST}`)", api="traefik.containo.us/v1alpha1"),
+     HOSTS, {}),
     ("platformnoclusteradminbinding", "namespaced-role-named-cluster-admin", role_binding("Role", "cluster-admin", SERVICE_ACCOUNT),
      None, {}),
 ]
 
 # (template, id, object, parameters, review options, one fragment per expected violation)
 DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, Any], list[str]]] = [
+    ("platformtenantingresshosts", "other-tenant-wildcard-catch-all-and-default-backend",
+     ingress({"host": "team-b.dev.example.com"}, {}, tls_hosts=["*.dev.example.com"],
+             defaultBackend={"service": {"name": "app", "port": {"number": 80}}}), HOSTS, {},
+     ["Ingress <web> must not serve the host <team-b.dev.example.com>", "Ingress <web> has a rule without a host",
+      "Ingress <web> must not serve the host <*.dev.example.com>", "Ingress <web> must not set a defaultBackend"]),
+    ("platformtenantingresshosts", "platform-host-in-a-sandbox-without-hosts", ingress({"host": "vault.example.com"}), {"hosts": []}, {},
+     ["must not serve the host <vault.example.com>"]),
+    ("platformtenantingresshosts", "route-takeovers",
+     ingress_route("PathPrefix(`/`)", f"Host(`{TENANT_HOST}`) || Host(`gitlab.example.com`)", f"!Host(`{TENANT_HOST}`)",
+                   "HostRegexp(`.+`)", f"Host(`{TENANT_HOST}`, `argocd.example.com`)"), HOSTS, {},
+     ["route <PathPrefix(`/`)>", "|| Host(`gitlab.example.com`)> must match", "route <!Host(", "route <HostRegexp(",
+      "must not serve the host <gitlab.example.com>", "must not serve the host <argocd.example.com>"]),
+    ("platformtenantingresshosts", "no-parameters-serve-nothing", ingress({"host": TENANT_HOST}), None, {},
+     [f"must not serve the host <{TENANT_HOST}>"]),
     ("platformallowedregistries", "look-alike-host", pod(container(image=f"{HARBOR}.evil.io/team-a/web:1")), REGISTRIES, {},
      [f"container <app> image <{HARBOR}.evil.io/team-a/web:1> is not from an allowed registry"]),
     ("platformallowedregistries", "docker-hub-init-and-ephemeral",
@@ -621,7 +660,8 @@ def _template_for(constraint: dict[str, Any]) -> dict[str, Any]:
 
 def _all_constraints() -> list[dict[str, Any]]:
     return [*cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES),
-            *tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["alice"], ["team-a-developers"]),
+            *tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["alice"], ["team-a-developers"],
+                                          [TENANT_HOST]),
             tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"], argocd_namespace="argocd")]
 
 
@@ -654,8 +694,10 @@ def test_cluster_constraints_scope() -> None:
 
 
 def test_tenant_namespace_constraints() -> None:
-    registries, subjects = tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"],
-                                                        ["team-a-owners"])
+    registries, subjects, hosts = tenant_namespace_constraints(
+        "team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"], ["team-a-owners"], [TENANT_HOST])
+    assert hosts["spec"]["match"] == {"kinds": INGRESS_KINDS, "namespaces": ["team-a-dev"]}
+    assert hosts["spec"]["parameters"] == HOSTS
     assert registries["spec"]["match"] == {"kinds": POD_KINDS, "namespaces": ["team-a-dev"]}
     assert registries["spec"]["parameters"] == {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
     assert subjects["spec"]["match"]["namespaces"] == ["team-a-dev"]
@@ -669,9 +711,10 @@ def test_constraint_parameters_drive_the_templates() -> None:
     good_pod = pod()
     bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
                             securityContext={"privileged": True, "runAsUser": 0}))
-    good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application()}
+    good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application(),
+            "Ingress": ingress({"host": TENANT_HOST})}
     bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),
-           "Application": application(project="default")}
+           "Application": application(project="default"), "Ingress": ingress({"host": "team-b.dev.example.com"})}
     for constraint in _all_constraints():
         template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
         kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]

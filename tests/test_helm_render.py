@@ -169,6 +169,8 @@ def _available(plan: dict[str, Any]) -> set[tuple[str, str, str, str]]:
             if obj["kind"] == "Ingress" and "cert-manager.io/cluster-issuer" in (obj["metadata"].get("annotations") or {}):
                 for tls in obj["spec"].get("tls") or []:
                     found.add((resource["cluster"], namespace, "Secret", tls["secretName"]))
+            if obj["kind"] == "Certificate":  # a chart's own cert-manager Certificate (metrics-server's)
+                found.add((resource["cluster"], namespace, "Secret", obj["spec"]["secretName"]))
             if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == GITLAB_SHARED_SECRETS:
                 script = json.dumps(obj["data"])
                 found |= {(resource["cluster"], namespace, "Secret", name) for name in re.findall(r"gitlab-[a-z-]+", script)}
@@ -278,7 +280,9 @@ def test_gatekeeper_keeps_two_webhooks_answering_through_a_restart_or_drain(char
 def test_traefik_gives_large_uploads_time_to_arrive(charted: dict[str, Render]) -> None:
     from components.ingress import READ_TIMEOUT
 
-    for traefik in find(charted, "traefik", "Deployment", "traefik"):
+    controllers = [o for _, r, o in rendered(charted, "traefik") if r["cluster"] == "control-plane" and o["kind"] == "Deployment"]
+    assert len(controllers) == 2  # the workload clusters' (tenants' apps) take no uploads
+    for traefik in controllers:
         args = traefik["spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"--entryPoints.websecure.transport.respondingTimeouts.readTimeout={READ_TIMEOUT}" in args
         assert int(READ_TIMEOUT.removesuffix("s")) >= 1800

@@ -36,6 +36,10 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     # Read with `lookup` when Helm installs (the Redis URL in Harbor's Secrets); the offline render
     # has no cluster to look the Secret up in.
     ("harbor", "redis.external.existingSecret"): "read by `lookup` at install time, which an offline render cannot do",
+    # Conditions of subcharts the program turns off and charts/vendor/prometheus leaves out:
+    # nothing renders either way here (the released chart would bundle them).
+    ("prometheus", "kube-state-metrics.enabled"): "a condition of a subchart not in the chart source",
+    ("prometheus", "prometheus-node-exporter.enabled"): "a condition of a subchart not in the chart source",
 }
 
 # Maps handed to Kubernetes whole: changed as one leaf.

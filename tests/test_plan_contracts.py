@@ -51,6 +51,8 @@ UNVENDORED_CHART_KEYS = {
         "ports.ssh.protocol",
         "service.type",
         "service.annotations.*",
+        # The workload clusters' Traefik (components/workload_ingress.py): request counters by service.
+        "metrics.prometheus.addServicesLabels",
     },
 }
 # Custom resources whose CRDs are not vendored (Traefik's are not in the upstream collection):
@@ -60,6 +62,7 @@ UNVENDORED_CRD_FIELDS = {
     ("traefik.io/v1alpha1", "ServersTransport"): {"rootCAsSecrets", "serverName"},
     # Lists are leaves here; tests/test_gitlab_ssh.py checks the route's items.
     ("traefik.io/v1alpha1", "IngressRouteTCP"): {"entryPoints", "routes"},
+    ("traefik.io/v1alpha1", "TLSStore"): {"defaultCertificate.secretName"},
 }
 
 # Values that are free-form by the chart's design although their default is not `{}`.
@@ -79,6 +82,10 @@ FREEFORM = {
     # `rediss` for Redis over TLS: charts/gitlab/templates/_redis.tpl reads it; values.yaml does not document it.
     "gitlab": ["global.redis.scheme"],
     # The schema types them as Kubernetes' own (`type: object`); the defaults show only a few keys.
+    # "Further scrapeConfigs can be added as new keys" (its values.yaml): each key is a scrape job.
+    "prometheus": ["scrapeConfigs.*"],
+    # Its certificate.yaml reads `.Values.additionalAnnotations`, which values.yaml does not document.
+    "metrics-server": ["additionalAnnotations"],
     "vcluster": ["controlPlane.statefulSet.security.*", "controlPlane.coredns.security.*", "controlPlane.distro.k8s.securityContext.*"],
     # Kubernetes' own pod and container security contexts, rendered as given (toYaml).
     "gitlab-runner": ["podSecurityContext.*", "securityContext.*"],

@@ -70,19 +70,22 @@ def test_platform_ca_is_a_secret_key_behind_a_cluster_issuer(renders: dict) -> N
     assert "privateKeyPem" in key["options"]["additionalSecretOutputs"]
     (secret,) = [
         r for r in by_type(plan, "kubernetes:core/v1:Secret")
-        if r["inputs"].get("metadata", {}) == {"name": "platform-ca", "namespace": "cert-manager"}
+        if r["inputs"].get("metadata", {}) == {"name": "platform-ca", "namespace": "cert-manager"} and r["cluster"] == "control-plane"
     ]
     assert is_redacted(secret["inputs"]["stringData"]) and secret["inputs"]["type"] == "kubernetes.io/tls"
     assert {"tls.crt", "tls.key"} <= set(secret["inputs"]["stringData"])
     issuers = [r for r in by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")]
-    assert [i["inputs"]["spec"] for i in issuers] == [{"ca": {"secretName": "platform-ca"}}]
+    # One per cluster: the workload clusters' CAs are intermediates of this root (components/tls.py).
+    assert [i["inputs"]["spec"] for i in issuers] == 3 * [{"ca": {"secretName": "platform-ca"}}]
 
 
 def test_eks_uses_acme_through_route53_with_workload_identity(renders: dict) -> None:
     plan = renders["prod"].plan
-    (issuer,) = by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")
-    solver = issuer["inputs"]["spec"]["acme"]["solvers"][0]["dns01"]["route53"]
-    assert solver == {"hostedZoneID": "Z0123456789ABCDEFGHIJ", "region": "eu-west-1"}
+    issuers = by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")
+    assert sorted(i["cluster"] for i in issuers) == ["control-plane", "dev", "prod"]
+    for issuer in issuers:  # each cluster's cert-manager with its own Route 53 role
+        solver = issuer["inputs"]["spec"]["acme"]["solvers"][0]["dns01"]["route53"]
+        assert solver == {"hostedZoneID": "Z0123456789ABCDEFGHIJ", "region": "eu-west-1"}
     assert not [k for k in by_type(plan, "tls:index/privateKey:PrivateKey") if k["name"] == "platform-tls-ca"]
     role = next(r for r in by_type(plan, "aws:iam/role:Role") if r["name"] == "platform-tls-route53")
     assert "system:serviceaccount:cert-manager:cert-manager" in role["inputs"]["assumeRolePolicy"]

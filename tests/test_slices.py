@@ -49,10 +49,15 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     assert {FOUNDATION.tls, FOUNDATION.ingress, FOUNDATION.identity} <= set(CONTROL_PLANE)
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
-        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "image_verifier"}
+        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "image_verifier",
+        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
     # The runner's add-on on the control plane carries its settings to the tenants' runners.
     assert {s.key for s in SERVICES if s.on_cluster is not None} == {
-        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "gitlab_runner"}
+        "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "gitlab_runner",
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
+    # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
+    assert {s.key for s in SERVICES if s.on_cluster is not None and s.clusters == ("dev", "prod")} == {
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
     assert {s.key for s in SERVICES if s.tenant is not None} == {
         "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner"}
 

@@ -53,9 +53,10 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
         # ...and ArgoCD's federated user may deploy into it (a vCluster binds both inside).
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members + 1,
-        # Its own images and RoleBinding subjects.
+        # Its own images, RoleBinding subjects and ingress hosts.
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
         "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
         "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
         # A vCluster joins federation: its kube-oidc-proxy's certificate and TLS Secret, the
@@ -94,7 +95,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "gitlab:index/groupMembership:GroupMembership": len(users),
         "gitlab:index/branchProtection:BranchProtection": 3,
         "gitlab:index/projectVariable:ProjectVariable": 3 * 5,
-        "gitlab:index/repositoryFile:RepositoryFile": 1 + 2 + 2,  # starter: app CI; ops and ops-dev CI + manifests
+        "gitlab:index/repositoryFile:RepositoryFile": 1 + 3 + 3,  # starter: app CI; ops and ops-dev CI + dev/ and prod/ manifests
         "tls:index/privateKey:PrivateKey": 2,
         "gitlab:index/deployKey:DeployKey": 2,
         "gitlab:index/projectHook:ProjectHook": 2,

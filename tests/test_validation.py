@@ -31,6 +31,7 @@ CHARTS = [
     "aws-load-balancer-controller", "metallb",
     "policy-controller",
     "gitlab-runner",
+    "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
 ]
 
 

@@ -10,7 +10,8 @@ Two scopes:
   namespaces; probes, pod security (baseline and restricted) and no `cluster-admin` RoleBinding
   in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
-  pulled Always, and RoleBindings only for the tenant's own subjects;
+  pulled Always, RoleBindings only for the tenant's own subjects, and ingress hostnames only
+  of the tenant's own (`<tenant>.<env>.<domain>`);
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
 """
@@ -37,9 +38,16 @@ POD_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "kinds": ["Pod", "ReplicationController"]},
     {"apiGroups": ["apps"], "kinds": ["DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"]},
     {"apiGroups": ["batch"], "kinds": ["CronJob", "Job"]},
+    # Argo Rollouts' Deployment stand-in (progressive delivery on the workload clusters).
+    {"apiGroups": ["argoproj.io"], "kinds": ["Rollout"]},
 ]
 ROLEBINDING_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["rbac.authorization.k8s.io"], "kinds": ["RoleBinding"]},
+]
+# What publishes a hostname on a workload cluster's ingress controller.
+INGRESS_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]},
+    {"apiGroups": ["traefik.io", "traefik.containo.us"], "kinds": ["IngressRoute"]},
 ]
 ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
@@ -135,6 +143,7 @@ _POD_SPEC_LOCATIONS: list[tuple[str, str, list[str], str]] = [
     ("apps", "v1", ["DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"], "spec.template.spec"),
     ("batch", "v1", ["Job"], "spec.template.spec"),
     ("batch", "v1", ["CronJob"], "spec.jobTemplate.spec.template.spec"),
+    ("argoproj.io", "v1alpha1", ["Rollout"], "spec.template.spec"),
 ]
 
 
@@ -165,11 +174,11 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
 
 
 def tenant_namespace_constraints(
-    namespace: str, registries: list[str], users: list[str], groups: list[str]
+    namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
-    namespace's own service accounts."""
+    namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host)."""
     if not _DNS_LABEL.match(namespace):
         raise ValueError(f"namespace {namespace!r} is not a DNS label")
     only = {"namespaces": [namespace]}
@@ -181,6 +190,10 @@ def tenant_namespace_constraints(
         _constraint(
             "PlatformTenantBindingSubjects", f"{namespace}-binding-subjects", {"kinds": ROLEBINDING_KINDS, **only},
             {"users": sorted(users), "groups": sorted(groups), "serviceAccountNamespaces": [namespace]},
+        ),
+        _constraint(
+            "PlatformTenantIngressHosts", f"{namespace}-ingress-hosts", {"kinds": INGRESS_KINDS, **only},
+            {"hosts": list(hosts)},
         ),
     ]
 

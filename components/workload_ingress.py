@@ -1,0 +1,149 @@
+"""The tenants' ingress on a workload cluster: Traefik (the chart the control plane pins) and a
+wildcard certificate for the environment.
+
+Tenants publish `<tenant>.<env>.<domain>` (components/tenant_names.py): one certificate
+`*.<env>.<domain>` per environment, issued by the cluster's platform issuer (ACME DNS-01 on
+EKS, the platform CA's intermediate on kubeconfig stacks, components/tls.py), is Traefik's
+default certificate, so a tenant's Ingress names its host and `tls` without a secret and never
+holds the key. A Gatekeeper constraint per tenant namespace keeps each tenant on its own host
+(policy/gatekeeper, `PlatformTenantIngressHosts`), and the tenant's default-deny NetworkPolicy
+admits this controller's pods only (components/tenant.py).
+
+Plain HTTP only redirects to HTTPS. Traefik's Prometheus metrics carry the service label the
+canary analyses query (components/prometheus.py, components/tenant_rollout.py). On EKS the
+wildcard name gets a Route 53 record pointing at the load balancer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components import tls
+from components.cluster import ClusterHandle
+from components.helm import namespace, release
+from components.ingress import HTTP_REDIRECT, TRAEFIK_API, Route53Args
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from policy.labels import managed_by
+
+NAMESPACE = "apps-ingress"
+RELEASE = "traefik"
+INGRESS_CLASS = "apps"
+METRICS_PORT = "metrics"  # the chart's container port name for Prometheus metrics
+POD_LABELS = {"app.kubernetes.io/name": "traefik"}  # what the chart labels Traefik's pods with
+WILDCARD_SECRET = "wildcard-tls"
+
+
+def wildcard(environment: str, domain: str) -> str:
+    return f"*.{environment}.{domain}"
+
+
+@dataclass(frozen=True)
+class WorkloadIngressArgs:
+    domain: str
+    issuer: tls.PlatformTls  # cert-manager and the platform issuer on this cluster
+    replicas: int = 2
+    chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    route53: Route53Args | None = None  # EKS: a record for the wildcard name
+
+
+class WorkloadIngress(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    ingress_class: str = INGRESS_CLASS
+    hostname: str  # the wildcard name it serves
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: WorkloadIngressArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:workload_ingress:WorkloadIngress", name, None, opts)
+        ns = namespace(SLICE.namespace, cluster, self)
+        self.hostname = wildcard(cluster.role, args.domain)
+        after_issuer = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns, args.issuer.release])
+        certificate = k8s.apiextensions.CustomResource(
+            f"{name}-wildcard",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata={"name": "wildcard", "namespace": NAMESPACE, "labels": managed_by()},
+            spec={
+                "secretName": WILDCARD_SECRET,
+                "dnsNames": [self.hostname],
+                "issuerRef": {"kind": "ClusterIssuer", "name": args.issuer.issuer_name},
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            },
+            opts=after_issuer,
+        )
+        service: dict[str, Any] = {"type": "LoadBalancer"}
+        if args.route53 is not None:
+            service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+        self.release = release(
+            RELEASE,
+            "traefik",
+            ns,
+            {
+                "deployment": {"replicas": args.replicas},
+                "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
+                "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
+                "ports": {"web": HTTP_REDIRECT, "websecure": {"asDefault": True}},
+                # The service label of each request counter: what the canary analyses select on.
+                "metrics": {"prometheus": {"addServicesLabels": True}},
+                "service": service,
+                "resources": args.resources,
+            },
+            cluster,
+            self,
+            version=args.chart_version,
+        )
+        # Traefik's default certificate: what it serves for every tenant host (CRDs come with the release).
+        k8s.apiextensions.CustomResource(
+            f"{name}-default-certificate",
+            api_version=TRAEFIK_API,
+            kind="TLSStore",
+            metadata={"name": "default", "namespace": NAMESPACE, "labels": managed_by()},
+            spec={"defaultCertificate": {"secretName": WILDCARD_SECRET}},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release, certificate]),
+        )
+        if args.route53 is not None:
+            self._record(name, cluster, args.route53)
+        self.register_outputs({"hostname": self.hostname, "ingressClass": INGRESS_CLASS})
+
+    def _record(self, name: str, cluster: ClusterHandle, route53: Route53Args) -> None:
+        """`*.<env>.<domain>` to the load balancer, read back after the release (during `up`, never by the program)."""
+        lb = k8s.core.v1.Service.get(
+            f"{name}-lb",
+            f"{NAMESPACE}/{RELEASE}",
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
+        )
+        aws.route53.Record(
+            f"{name}-wildcard",
+            zone_id=route53.hosted_zone_id,
+            name=self.hostname,
+            type="CNAME",
+            ttl=300,
+            records=[lb.status.apply(lambda s: s.load_balancer.ingress[0].hostname)],
+            opts=pulumi.ResourceOptions(parent=self, provider=route53.provider),
+        )
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngress | None:
+    issuer = parts.get(tls.SLICE)
+    assert issuer is not None, "stacks.config refuses workloadIngress without certManager"
+    aws_provider = parts.cluster.aws_provider
+    route53 = Route53Args(parts.acme.hosted_zone_id, aws_provider) if parts.acme and aws_provider else None
+    return WorkloadIngress(
+        f"{parts.cluster.role}-workload-ingress",
+        parts.cluster,
+        WorkloadIngressArgs(parts.domain, issuer, settings.replicas, settings.chart_version, settings.resources, route53),
+    )
+
+
+SLICE: ServiceSlice[WorkloadIngress] = ServiceSlice(
+    key="workload_ingress",
+    namespace=PlatformNamespace(NAMESPACE, "the ingress controller of the tenants' applications"),
+    chart="traefik",
+    default_replicas=2,
+    on_cluster=on_cluster,
+    clusters=("dev", "prod"),
+)

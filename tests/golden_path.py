@@ -1,0 +1,312 @@
+"""The golden path through a plan, hop by hop: what carries a tenant's commit to its users.
+
+Each hop names the resources, rules and credentials that must stand behind it in the plan; `walk`
+goes through them in order and stops at the first hop with something missing, naming it and
+what is missing. The hops are read from the plan only (types, names, inputs, dependencies and
+what the charts render), so a hop holds exactly when the program declares it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+PROJECT = "gitlab:index/project:Project"
+REPOSITORY_FILE = "gitlab:index/repositoryFile:RepositoryFile"
+
+
+class Plan:
+    """A plan document, indexed for the hops."""
+
+    def __init__(self, plan: dict[str, Any]):
+        self.plan = plan
+        self.resources: list[dict[str, Any]] = plan["resources"]
+
+    def of_type(self, type_: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["type"] == type_]
+
+    def named(self, type_: str, name: str) -> dict[str, Any] | None:
+        return next((r for r in self.of_type(type_) if r["name"] == name), None)
+
+    def objects(self, cluster: str, kind: str) -> Iterator[dict[str, Any]]:
+        """Kubernetes objects of `kind` on `cluster`: declared directly or rendered by a release."""
+        for r in self.resources:
+            if r.get("cluster") != cluster or not r["type"].startswith("kubernetes:"):
+                continue
+            if r["type"] == RELEASE:
+                yield from (o for o in r.get("rendered") or [] if o.get("kind") == kind)
+            elif r["inputs"].get("kind") == kind:
+                yield r["inputs"]
+
+    def releases(self, cluster: str, chart: str) -> list[dict[str, Any]]:
+        return [r for r in self.of_type(RELEASE) if r.get("cluster") == cluster and r["inputs"].get("chart") == chart]
+
+    def starter(self, tenant: str, project: str, path: str) -> str | None:
+        """A starter file's content in one of the tenant's projects."""
+        return next((r["inputs"]["content"] for r in self.of_type(REPOSITORY_FILE)
+                     if r["name"].startswith(f"{tenant}-repositories-{project}-starter-") and r["inputs"]["filePath"] == path), None)
+
+    def documents(self, tenant: str, project: str, path: str) -> list[dict[str, Any]]:
+        content = self.starter(tenant, project, path)
+        return [d for d in yaml.safe_load_all(content) if d] if content else []
+
+    def pipeline(self, tenant: str, project: str) -> dict[str, Any]:
+        return yaml.safe_load(self.starter(tenant, project, ".gitlab-ci.yml") or "{}") or {}
+
+    def variable(self, tenant: str, project: str, key: str) -> str | None:
+        found = self.named("gitlab:index/projectVariable:ProjectVariable", f"{tenant}-repositories-{project}-{key.lower()}")
+        return found["inputs"]["value"] if found else None
+
+    def domain(self, tenant: str) -> str:
+        return (self.variable(tenant, "app", "HARBOR_REGISTRY") or "harbor.").removeprefix("harbor.")
+
+
+def _need(condition: object, what: str) -> list[str]:
+    return [] if condition else [what]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _script(job: dict[str, Any]) -> str:
+    return "\n".join(job.get("script") or [])
+
+
+# --- the hops -------------------------------------------------------------------------------------
+
+def push(p: Plan, tenant: str) -> list[str]:
+    app = p.named(PROJECT, f"{tenant}-repositories-app")
+    missing = _need(app, f"GitLab project {tenant}/app")
+    missing += _need(p.pipeline(tenant, "app"), f"starter pipeline .gitlab-ci.yml in {tenant}/app")
+    missing += [f"CI variable {key} in {tenant}/app" for key in ("HARBOR_REGISTRY", "HARBOR_PROJECT", "VAULT_ADDR", "VAULT_ROLE")
+                if p.variable(tenant, "app", key) is None]
+    return missing
+
+
+def runner(p: Plan, tenant: str) -> list[str]:
+    """A group runner of the tenant's GitLab group, whose token reaches a gitlab-runner release through a Secret."""
+    group = p.named("gitlab:index/group:Group", f"{tenant}-repositories-group")
+    app = p.named(PROJECT, f"{tenant}-repositories-app")
+    if group is None or app is None:
+        return [f"GitLab group {tenant}"]
+    runners = [r for r in p.of_type("gitlab:index/userRunner:UserRunner")
+               if r["inputs"].get("runnerType") == "group_type" and r["inputs"].get("groupId") == app["inputs"]["namespaceId"]
+               and group["urn"] in r["dependsOn"]]
+    if not runners:
+        return [f"a gitlab UserRunner (runnerType group_type) of the GitLab group {tenant}"]
+    secrets = [s for s in p.of_type("kubernetes:core/v1:Secret") if any(r["urn"] in s["dependsOn"] for r in runners)]
+    if not secrets:
+        return [f"a Secret holding the token of {tenant}'s UserRunner"]
+    names = {s["inputs"]["metadata"]["name"] for s in secrets}
+    releases = [r for r in p.of_type(RELEASE) if r["inputs"].get("chart") == "gitlab-runner"
+                and names & set(_strings(r["inputs"].get("values")))]
+    return _need(releases, f"a gitlab-runner Helm release reading the Secret {sorted(names)}")
+
+
+def build_and_push(p: Plan, tenant: str) -> list[str]:
+    pipeline = p.pipeline(tenant, "app")
+    robot = p.named("harbor:index/robotAccount:RobotAccount", f"{tenant}-registry-push")
+    pushes = robot is not None and any(
+        a["action"] == "push" and perm["namespace"] == tenant for perm in robot["inputs"]["permissions"] for a in perm["accesses"]
+    )
+    role = p.named("vault:jwt/authBackendRole:AuthBackendRole", f"{tenant}-ci")
+    missing = _need(p.named("harbor:index/project:Project", f"{tenant}-registry-project"), f"Harbor project {tenant}")
+    missing += _need(pushes, f"a Harbor robot pushing to {tenant}")
+    missing += _need(p.named("vault:kv/secretV2:SecretV2", f"{tenant}-registry-push"), f"the push robot in Vault ({tenant}/harbor-push)")
+    missing += _need(role and role["inputs"]["boundClaims"].get("project_path") == f"{tenant}/app",
+                     f"a Vault CI role for {tenant}/app's jobs")
+    missing += _need("buildah build" in _script(pipeline.get("build", {})), "a build job")
+    missing += _need("buildah push" in _script(pipeline.get("push", {})), "a push job")
+    return missing
+
+
+def scan_gate(p: Plan, tenant: str) -> list[str]:
+    project = p.named("harbor:index/project:Project", f"{tenant}-registry-project")
+    inputs = project["inputs"] if project else {}
+    missing = _need(inputs.get("vulnerabilityScanning"), f"scan on push in Harbor project {tenant}")
+    missing += _need(inputs.get("deploymentSecurity") not in (None, "", "none"), f"a pull gate by severity on Harbor project {tenant}")
+    missing += _need("trivy image" in _script(p.pipeline(tenant, "app").get("scan", {})), "a scan job")
+    return missing
+
+
+def signature(p: Plan, tenant: str) -> list[str]:
+    key = f"{tenant}-cosign"
+    role = p.named("vault:jwt/authBackendRole:AuthBackendRole", f"{tenant}-ci")
+    policies = {r["inputs"]["name"]: r["inputs"]["policy"] for r in p.of_type("vault:index/policy:Policy")}
+    signs = role is not None and any(f"transit/sign/{key}" in policies.get(name, "") for name in role["inputs"]["tokenPolicies"])
+    project = p.named("harbor:index/project:Project", f"{tenant}-registry-project")
+    missing = _need(p.named("vault:transit/secretBackendKey:SecretBackendKey", f"{tenant}-secrets-cosign"), f"transit key {key}")
+    missing += _need(signs, f"a CI role allowed to sign with {key}")
+    missing += _need(f"hashivault://{key}" in _script(p.pipeline(tenant, "app").get("sign", {})), "a sign job")
+    missing += _need(project and project["inputs"].get("enableContentTrustCosign"), f"cosign content trust on Harbor project {tenant}")
+    missing += _need(p.releases("prod", "policy-controller"), "the image signature verifier at admission on prod")
+    return missing
+
+
+def tag_bump(p: Plan, tenant: str) -> list[str]:
+    trigger = (p.pipeline(tenant, "app").get("bump-ops-dev") or {}).get("trigger", {})
+    ops_dev = p.named(PROJECT, f"{tenant}-repositories-ops-dev")
+    bump = _script(p.pipeline(tenant, "ops-dev").get("bump-image", {}))
+    missing = _need(trigger.get("project") == f"{tenant}/ops-dev", f"a job triggering {tenant}/ops-dev")
+    missing += _need(ops_dev and ops_dev["inputs"].get("ciPushRepositoryForJobTokenAllowed"), "ops-dev letting its job token push")
+    missing += _need("dev/app.yaml" in bump and "merge_request.create" in bump, "a bump-image job opening a merge request")
+    return missing
+
+
+def _application_set(p: Plan, tenant: str, environment: str) -> dict[str, Any]:
+    found = p.named("kubernetes:argoproj.io/v1alpha1:ApplicationSet", f"{tenant}-delivery-{environment}-apps")
+    return found["inputs"]["spec"]["template"]["spec"]["source"] if found else {}
+
+
+def argocd(p: Plan, tenant: str) -> list[str]:
+    repository = p.named("kubernetes:core/v1:Secret", f"{tenant}-repositories-ops-dev-argocd-repository")
+    source = _application_set(p, tenant, "dev")
+    missing = _need(repository, f"ArgoCD's repository Secret for {tenant}/ops-dev")
+    missing += _need(p.named("gitlab:index/deployKey:DeployKey", f"{tenant}-repositories-ops-dev-deploy-key"), "a deploy key on ops-dev")
+    missing += _need(p.named("kubernetes:argoproj.io/v1alpha1:AppProject", f"{tenant}-delivery-dev-project"), "the AppProject")
+    missing += _need(source.get("repoURL", "").endswith(f"{tenant}/ops-dev.git") and source.get("path") == "dev",
+                     "an ApplicationSet deploying ops-dev's dev/")
+    return missing
+
+
+def _rollout(p: Plan, tenant: str, project: str, environment: str) -> dict[str, Any]:
+    return next((d for d in p.documents(tenant, project, f"{environment}/app.yaml") if d["kind"] == "Rollout"), {})
+
+
+def _controller(p: Plan, cluster: str) -> list[str]:
+    crds = {o["metadata"]["name"] for o in p.objects(cluster, "CustomResourceDefinition")}
+    return _need({"rollouts.argoproj.io", "analysistemplates.argoproj.io"} <= crds, f"Argo Rollouts and its CRDs on {cluster}")
+
+
+def _deployer_may_write(p: Plan, cluster: str, resource: str) -> bool:
+    return any(rule for role in p.objects(cluster, "ClusterRole") if role["metadata"]["name"] == "platform-argocd-federated"
+               for rule in role.get("rules", []) if "argoproj.io" in rule["apiGroups"] and resource in rule["resources"]
+               and "create" in rule["verbs"])
+
+
+def dev_rollout(p: Plan, tenant: str) -> list[str]:
+    rollout = _rollout(p, tenant, "ops-dev", "dev")
+    virtual = [r for r in p.releases("dev", "vcluster") if r["inputs"].get("namespace") == f"{tenant}-dev"]
+    missing = _need(rollout, f"a Rollout in {tenant}/ops-dev dev/app.yaml")
+    # ArgoCD deploys a vcluster tenant's Rollout inside its virtual cluster, which neither has
+    # the CRDs nor syncs Rollouts to the host's controller.
+    missing += _need(not virtual, f"Argo Rollouts inside {tenant}'s virtual cluster")
+    missing += _controller(p, "dev")
+    missing += _need(_deployer_may_write(p, "dev", "rollouts"), "ArgoCD's federated role deploying Rollouts on dev")
+    return missing
+
+
+def promotion(p: Plan, tenant: str) -> list[str]:
+    ops, ops_dev = p.named(PROJECT, f"{tenant}-repositories-ops"), p.named(PROJECT, f"{tenant}-repositories-ops-dev")
+    main = p.named("gitlab:index/branchProtection:BranchProtection", f"{tenant}-repositories-ops-main")
+    missing = _need(ops and ops_dev and ops["urn"] in ops_dev["dependsOn"] and ops_dev["inputs"].get("forkedFromProjectId"),
+                    "ops-dev forked from ops (merge requests from ops-dev into ops)")
+    missing += _need(main and main["inputs"]["mergeAccessLevel"] == "maintainer", "ops main merged by owners only")
+    missing += _need(_application_set(p, tenant, "prod").get("path") == "prod", "an ApplicationSet deploying ops's prod/")
+    return missing
+
+
+def prod_canary(p: Plan, tenant: str) -> list[str]:
+    documents = p.documents(tenant, "ops", "prod/app.yaml")
+    canary = _rollout(p, tenant, "ops", "prod").get("spec", {}).get("strategy", {}).get("canary", {})
+    names = {t["templateName"] for t in canary.get("analysis", {}).get("templates", [])}
+    templates = [d for d in documents if d["kind"] == "AnalysisTemplate" and d["metadata"]["name"] in names]
+    addresses = {m["provider"]["prometheus"]["address"] for t in templates for m in t["spec"]["metrics"] if "prometheus" in m["provider"]}
+    services = {f"http://{s['metadata']['name']}.{r['inputs']['namespace']}.svc.cluster.local"
+                for r in p.releases("prod", "prometheus") for s in r.get("rendered") or [] if s["kind"] == "Service"}
+    missing = _need(canary.get("steps"), "a canary Rollout in ops prod/app.yaml")
+    missing += _need(templates, "an AnalysisTemplate the canary runs")
+    missing += _controller(p, "prod")
+    missing += _need(addresses and addresses <= services, f"the Prometheus the analysis queries ({sorted(addresses)}) on prod")
+    missing += _need(_deployer_may_write(p, "prod", "analysistemplates"), "ArgoCD's federated role deploying AnalysisTemplates on prod")
+    return missing
+
+
+def _ingress_namespaces(p: Plan, cluster: str) -> set[str]:
+    return {r["inputs"]["namespace"] for r in p.releases(cluster, "traefik")}
+
+
+def ingress_tls(p: Plan, tenant: str) -> list[str]:
+    host = f"{tenant}.prod.{p.domain(tenant)}"
+    ingress = next((d for d in p.documents(tenant, "ops", "prod/app.yaml") if d["kind"] == "Ingress"), {})
+    namespaces = _ingress_namespaces(p, "prod")
+    certificates = {c["spec"]["secretName"] for c in p.objects("prod", "Certificate") if f"*.prod.{p.domain(tenant)}" in c["spec"]["dnsNames"]}
+    stores = [s for s in p.objects("prod", "TLSStore") if s["metadata"]["name"] == "default"
+              and s["metadata"].get("namespace") in namespaces and s["spec"]["defaultCertificate"]["secretName"] in certificates]
+    hosts = [c["spec"]["parameters"]["hosts"] for c in p.objects("prod", "PlatformTenantIngressHosts")
+             if c["spec"]["match"].get("namespaces") == [f"{tenant}-prod"]]
+    admitted = any(
+        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") in namespaces
+        for policy in p.objects("prod", "NetworkPolicy") if policy["metadata"].get("namespace") == f"{tenant}-prod"
+        for rule in policy["spec"].get("ingress") or [] for peer in rule.get("from") or []
+    )
+    missing = _need(namespaces, "an ingress controller on prod")
+    missing += _need([r for r in ingress.get("spec", {}).get("rules", []) if r.get("host") == host], f"an Ingress for {host}")
+    missing += _need(stores, f"a wildcard certificate *.prod.{p.domain(tenant)} served by default")
+    missing += _need(hosts and host in hosts[0], f"a Gatekeeper rule letting {tenant}-prod serve {host}")
+    missing += _need(admitted, f"{tenant}-prod's NetworkPolicy admitting the ingress controller")
+    return missing
+
+
+def users(p: Plan, tenant: str) -> list[str]:
+    services = [s for r in p.releases("prod", "traefik") for s in r.get("rendered") or []
+                if s["kind"] == "Service" and s["spec"].get("type") == "LoadBalancer"]
+    records = p.of_type("aws:route53/record:Record")
+    eks = (p.plan["outputs"].get("clusters") or {}).get("prod", {}).get("eks")
+    missing = _need(services, "a LoadBalancer Service of the prod ingress controller")
+    if eks:
+        missing += _need([r for r in records if r["inputs"]["name"] == f"*.prod.{p.domain(tenant)}"], "a DNS record *.prod")
+    return missing
+
+
+@dataclass(frozen=True)
+class Hop:
+    name: str
+    check: Callable[[Plan, str], list[str]]  # what is missing for this tenant; [] when the hop stands
+
+
+HOPS: tuple[Hop, ...] = (
+    Hop("push to the tenant's app repository", push),
+    Hop("runner job", runner),
+    Hop("image built and pushed to the tenant's Harbor project", build_and_push),
+    Hop("scan gate", scan_gate),
+    Hop("signature", signature),
+    Hop("tag bump in ops-dev", tag_bump),
+    Hop("ArgoCD", argocd),
+    Hop("dev Rollout", dev_rollout),
+    Hop("promotion merge request", promotion),
+    Hop("prod canary with analysis", prod_canary),
+    Hop("ingress with TLS", ingress_tls),
+    Hop("users", users),
+)
+
+
+@dataclass(frozen=True)
+class Gap:
+    hop: str
+    missing: list[str]
+
+    def __str__(self) -> str:
+        return f"the golden path stops at '{self.hop}': no {'; no '.join(self.missing)}"
+
+
+def walk(plan: dict[str, Any], tenant: str, hops: tuple[Hop, ...] = HOPS) -> Gap | None:
+    """The first hop with nothing behind it in `plan` for `tenant`, or None when the whole path stands."""
+    indexed = Plan(plan)
+    for hop in hops:
+        missing = hop.check(indexed, tenant)
+        if missing:
+            return Gap(hop.name, missing)
+    return None

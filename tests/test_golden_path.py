@@ -1,0 +1,308 @@
+"""The golden path (issue 18): a tenant's commit reaches its users, hop by hop, in both plans.
+
+tests/golden_path.py walks the plan; here: the whole path stands for a tenant of each stack,
+the walker names the first hop that has nothing behind it, and what the path deploys (the
+starter Rollouts, Services, Ingress, HPA and analysis) is valid against the upstream schemas
+(Argo Rollouts' CRDs as its chart renders them in the plan) and passes the cluster's Gatekeeper
+constraints as the plan declares them, in the real OPA engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from components import prometheus, tenant_rollout, workload_ingress
+from components.tenancy import ENVIRONMENTS
+from tests.golden_path import HOPS, RELEASE, Plan, walk
+from tests.test_gatekeeper_plan import cluster_views, matches
+from tests.opa import evaluate, review
+from tests.validation import crd_errors, is_custom_resource, kubernetes_errors
+
+TENANT = "payments"  # isolation: namespace, in both example stacks
+
+
+def _tenant_isolation(plan: dict, tenant: str) -> str:
+    namespaces = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace"
+                  and r["inputs"]["metadata"]["name"] == f"{tenant}-dev"]
+    releases = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("namespace") == f"{tenant}-dev"]
+    return "vcluster" if releases else "namespace" if namespaces else "absent"
+
+
+def test_the_golden_path_stands(plan: dict) -> None:
+    assert _tenant_isolation(plan, TENANT) == "namespace"
+    gap = walk(plan, TENANT)
+    assert gap is None, str(gap)
+
+
+# --- the walker names the first missing hop -----------------------------------------------------
+
+def _with_runner(plan: dict, tenant: str) -> dict:
+    """`plan` with a group runner of `tenant` as the runner branch declares it (the contract:
+    UserRunner group_type on the tenant's group, its token in a Secret, a gitlab-runner release)."""
+    plan = copy.deepcopy(plan)
+    index = Plan(plan)
+    group = index.named("gitlab:index/group:Group", f"{tenant}-repositories-group")
+    app = index.named("gitlab:index/project:Project", f"{tenant}-repositories-app")
+    assert group and app
+    runner_urn, secret = f"urn:test::{tenant}-runner", f"{tenant}-runner-token"
+    plan["resources"] += [
+        {"urn": runner_urn, "type": "gitlab:index/userRunner:UserRunner", "name": f"{tenant}-runner", "cluster": None,
+         "dependsOn": [group["urn"]], "inputs": {"runnerType": "group_type", "groupId": app["inputs"]["namespaceId"]}},
+        {"urn": f"urn:test::{secret}", "type": "kubernetes:core/v1:Secret", "name": secret, "cluster": "control-plane",
+         "dependsOn": [runner_urn], "inputs": {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}}},
+        {"urn": f"urn:test::{tenant}-runner-release", "type": RELEASE, "name": f"{tenant}-runner", "cluster": "control-plane",
+         "dependsOn": [], "inputs": {"chart": "gitlab-runner", "values": {"runners": {"secret": secret}}}, "rendered": []},
+    ]
+    return plan
+
+
+def _drop(plan: dict, type_: str, name: str) -> None:
+    before = len(plan["resources"])
+    plan["resources"] = [r for r in plan["resources"] if not (r["type"] == type_ and r["name"] == name)]
+    assert len(plan["resources"]) == before - 1, f"{type_} {name} is not in the plan"
+
+
+def _release(plan: dict, cluster: str, chart: str) -> dict:
+    [found] = [r for r in plan["resources"] if r["type"] == RELEASE and r["cluster"] == cluster and r["inputs"].get("chart") == chart]
+    return found
+
+
+def _edit_starter(plan: dict, project: str, path: str, edit: Any) -> None:
+    [file] = [r for r in plan["resources"] if r["type"] == "gitlab:index/repositoryFile:RepositoryFile"
+              and r["name"].startswith(f"{TENANT}-repositories-{project}-starter-") and r["inputs"]["filePath"] == path]
+    file["inputs"]["content"] = yaml.safe_dump(edit(yaml.safe_load(file["inputs"]["content"])))
+
+
+def _named(plan: dict, type_: str, name: str) -> dict:
+    [found] = [r for r in plan["resources"] if r["type"] == type_ and r["name"] == name]
+    return found
+
+
+def _no_load_balancer(plan: dict) -> None:
+    for obj in _release(plan, "prod", "traefik")["rendered"]:
+        if obj["kind"] == "Service":
+            obj["spec"]["type"] = "ClusterIP"
+
+
+# One break per hop: what removing a resource, rule or credential behind it looks like.
+BREAKS: dict[str, Any] = {
+    "push to the tenant's app repository": lambda p: _drop(p, "gitlab:index/projectVariable:ProjectVariable",
+                                                             f"{TENANT}-repositories-app-harbor_registry"),
+    "runner job": lambda p: _drop(p, "gitlab:index/userRunner:UserRunner", f"{TENANT}-runner"),
+    "image built and pushed to the tenant's Harbor project": lambda p: _drop(p, "harbor:index/robotAccount:RobotAccount",
+                                                                              f"{TENANT}-registry-push"),
+    "scan gate": lambda p: _named(p, "harbor:index/project:Project", f"{TENANT}-registry-project")["inputs"].update(
+        vulnerabilityScanning=False),
+    "signature": lambda p: _drop(p, "vault:transit/secretBackendKey:SecretBackendKey", f"{TENANT}-secrets-cosign"),
+    "tag bump in ops-dev": lambda p: _edit_starter(p, "app", ".gitlab-ci.yml",
+                                                   lambda ci: {k: v for k, v in ci.items() if k != "bump-ops-dev"}),
+    "ArgoCD": lambda p: _drop(p, "kubernetes:core/v1:Secret", f"{TENANT}-repositories-ops-dev-argocd-repository"),
+    "dev Rollout": lambda p: p["resources"].remove(_release(p, "dev", "argo-rollouts")),
+    "promotion merge request": lambda p: _named(p, "gitlab:index/branchProtection:BranchProtection",
+                                                f"{TENANT}-repositories-ops-main")["inputs"].update(mergeAccessLevel="developer"),
+    "prod canary with analysis": lambda p: p["resources"].remove(_release(p, "prod", "prometheus")),
+    "ingress with TLS": lambda p: _drop(p, "kubernetes:traefik.io/v1alpha1:TLSStore", "prod-workload-ingress-default-certificate"),
+    "users": _no_load_balancer,
+}
+
+
+def test_every_hop_has_a_break() -> None:
+    assert list(BREAKS) == [hop.name for hop in HOPS]
+
+
+@pytest.fixture(scope="module")
+def whole(renders: dict) -> dict:
+    """The dev plan with the runner the runner branch brings: the whole path stands on it."""
+    plan = _with_runner(renders["dev"].plan, TENANT)
+    assert walk(plan, TENANT) is None, str(walk(plan, TENANT))
+    return plan
+
+
+@pytest.mark.parametrize("hop", [hop.name for hop in HOPS])
+def test_the_walker_names_the_first_hop_with_nothing_behind_it(whole: dict, hop: str) -> None:
+    broken = copy.deepcopy(whole)
+    BREAKS[hop](broken)
+    gap = walk(broken, TENANT)
+    assert gap is not None and gap.hop == hop, str(gap)
+    assert gap.missing and str(gap).startswith(f"the golden path stops at '{hop}': no ")
+
+
+def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
+    # Known gap: Rollouts inside a virtual cluster need Argo Rollouts there (README, The golden path).
+    gap = walk(_with_runner(whole, "catalog"), "catalog")
+    assert gap is not None and gap.hop == "dev Rollout" and gap.missing == ["Argo Rollouts inside catalog's virtual cluster"]
+
+
+def test_without_the_runner_branch_the_walk_stops_at_the_runner(renders: dict) -> None:
+    # What this branch alone declares: every hop before the runner stands, the runner does not.
+    plan = renders["dev"].plan
+    if any(r["type"] == "gitlab:index/userRunner:UserRunner" for r in plan["resources"]):
+        pytest.skip("the runner branch is merged: test_the_golden_path_stands covers the whole path")
+    gap = walk(plan, TENANT)
+    assert gap is not None and gap.hop == "runner job" and "UserRunner" in gap.missing[0]
+
+
+# --- what the path deploys --------------------------------------------------------------------------
+
+def _crds(plan: dict, cluster: str) -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> CRD, as the argo-rollouts chart renders them in the plan."""
+    found = {}
+    for crd in _release(plan, cluster, "argo-rollouts")["rendered"]:
+        if crd["kind"] == "CustomResourceDefinition":
+            for version in crd["spec"]["versions"]:
+                found[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = crd
+    return found
+
+
+def _documents(plan: dict, project: str, environment: str) -> list[dict]:
+    return Plan(plan).documents(TENANT, project, tenant_rollout.manifest_path(environment))
+
+
+def _verdicts(plan: dict, cluster: str, obj: dict) -> tuple[list[str], list[str]]:
+    """(constraints that select `obj`, their violations) on `cluster`, as the plan declares them."""
+    view = cluster_views(plan)[cluster]
+    namespace = view.namespaces[obj["metadata"]["namespace"]]
+    selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
+    failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
+                for v in evaluate(view.templates[c["kind"]], review(obj), c["spec"].get("parameters"))]
+    return [c["kind"] for c in selected], failures
+
+
+@pytest.mark.parametrize("project", ["ops", "ops-dev"])
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_starter_manifests_are_valid_and_pass_their_clusters_constraints(
+    charted: dict, plan: dict, project: str, environment: str
+) -> None:
+    documents = _documents(plan, project, environment)
+    expected = ["Rollout", "Service", *(["Service"] if environment == "dev" else []), "Ingress", "HorizontalPodAutoscaler",
+                "PodDisruptionBudget", *(["AnalysisTemplate"] if environment == "prod" else [])]
+    assert [d["kind"] for d in documents] == expected
+    crds = _crds(plan, environment)
+    selected_kinds = set()
+    for document in documents:
+        key = (document["apiVersion"], document["kind"])
+        errors = crd_errors(document, crds[key]) if is_custom_resource(document) else kubernetes_errors(document)
+        assert errors == [], (key, errors)
+        admitted = {**document, "metadata": {**document["metadata"], "namespace": f"{TENANT}-{environment}"}}
+        selected, failures = _verdicts(plan, environment, admitted)
+        assert failures == [], (key, failures)
+        selected_kinds |= set(selected)
+    # Not vacuous: the Rollout's pod template and the Ingress's host are both checked.
+    assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes", "PlatformTenantIngressHosts"} <= selected_kinds
+
+
+def test_the_constraints_refuse_another_tenants_host_and_an_unpulled_image(plan: dict) -> None:
+    documents = {d["kind"]: d for d in _documents(plan, "ops", "prod")}
+    ingress = copy.deepcopy(documents["Ingress"])
+    ingress["metadata"]["namespace"] = f"{TENANT}-prod"
+    ingress["spec"]["rules"][0]["host"] = ingress["spec"]["rules"][0]["host"].replace(TENANT, "checkout", 1)
+    assert any("PlatformTenantIngressHosts" in f for f in _verdicts(plan, "prod", ingress)[1])
+    rollout = copy.deepcopy(documents["Rollout"])
+    rollout["metadata"]["namespace"] = f"{TENANT}-prod"
+    rollout["spec"]["template"]["spec"]["containers"][0]["image"] = "docker.io/library/nginx:latest"
+    assert any("PlatformAllowedRegistries" in f for f in _verdicts(plan, "prod", rollout)[1])
+
+
+def test_prod_runs_a_canary_whose_failed_analysis_aborts_it(plan: dict) -> None:
+    documents = {d["kind"]: d for d in _documents(plan, "ops", "prod")}
+    canary = documents["Rollout"]["spec"]["strategy"]["canary"]
+    # Background analysis from the first pause on: a failed run aborts the Rollout, which scales
+    # the canary back to the stable ReplicaSet (Argo Rollouts' behaviour for a failed AnalysisRun).
+    assert canary["analysis"]["templates"] == [{"templateName": documents["AnalysisTemplate"]["metadata"]["name"]}]
+    assert [s for s in canary["steps"] if "setWeight" in s] == [{"setWeight": 20}, {"setWeight": 50}]
+    [metric] = documents["AnalysisTemplate"]["spec"]["metrics"]
+    assert metric["failureLimit"] == 0 and metric["successCondition"] == f"result[0] <= {tenant_rollout.MAX_ERROR_RATE}"
+    assert metric["provider"]["prometheus"]["address"] == prometheus.URL
+    [arg] = canary["analysis"]["args"]
+    assert arg == {"name": "service", "value": f"{TENANT}-prod-app-{tenant_rollout.SERVICE_PORT}@kubernetes"}
+    # The query selects Traefik's counter for exactly the Service the Ingress routes to.
+    backend = documents["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert arg["value"] == f"{TENANT}-prod-{backend['name']}-{backend['port']['number']}@kubernetes"
+    # dev: blue-green, the Ingress on the active Service.
+    dev = {d["kind"]: d for d in _documents(plan, "ops-dev", "dev")}
+    blue_green = dev["Rollout"]["spec"]["strategy"]["blueGreen"]
+    assert blue_green["activeService"] == dev["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert "AnalysisTemplate" not in dev
+
+
+def test_promotion_carries_only_the_image(plan: dict) -> None:
+    # ops and ops-dev start with the same files, so a merge request from ops-dev into ops merges cleanly.
+    index = Plan(plan)
+    for path in [".gitlab-ci.yml", *(tenant_rollout.manifest_path(e) for e in ENVIRONMENTS)]:
+        assert index.starter(TENANT, "ops", path) == index.starter(TENANT, "ops-dev", path), path
+    bump = "\n".join(index.pipeline(TENANT, "ops-dev")["bump-image"]["script"])
+    assert all(tenant_rollout.manifest_path(e) in bump for e in ENVIRONMENTS)
+
+
+def test_prometheus_scrapes_the_ingress_controller(charted: dict, plan: dict) -> None:
+    for cluster in ENVIRONMENTS:
+        config_map = next(o for o in _release(plan, cluster, "prometheus")["rendered"]
+                          if o["kind"] == "ConfigMap" and "prometheus.yml" in o.get("data", {}))
+        jobs = {j["job_name"]: j for j in yaml.safe_load(config_map["data"]["prometheus.yml"])["scrape_configs"]}
+        assert sorted(jobs) == ["ingress", "prometheus"]
+        job = jobs["ingress"]
+        assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [workload_ingress.NAMESPACE]}}]
+        traefik = _release(plan, cluster, "traefik")
+        assert traefik["inputs"]["namespace"] == workload_ingress.NAMESPACE
+        [deployment] = [o for o in traefik["rendered"] if o["kind"] == "Deployment"]
+        ports = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+        assert workload_ingress.METRICS_PORT in ports
+        args = [a for c in deployment["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
+        assert "--metrics.prometheus.addServicesLabels=true" in args
+        # The tenants' NetworkPolicies admit exactly these pods.
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert workload_ingress.POD_LABELS.items() <= labels.items()
+
+
+def test_tenant_namespaces_admit_only_the_ingress_controller_from_outside(plan: dict) -> None:
+    [policy] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+                and r["inputs"]["metadata"] == {**r["inputs"]["metadata"], "name": "tenant-default-deny", "namespace": f"{TENANT}-prod"}]
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"podSelector": {}}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload_ingress.NAMESPACE}},
+                   "podSelector": {"matchLabels": workload_ingress.POD_LABELS}}]},
+    ]
+
+
+def test_the_wildcard_certificate_comes_from_the_clusters_platform_issuer(plan: dict) -> None:
+    eks = plan["outputs"]["clusters"]["prod"]["eks"]
+    for cluster in ENVIRONMENTS:
+        [certificate] = [r for r in plan["resources"] if r["name"] == f"{cluster}-workload-ingress-wildcard"
+                         and r["type"] == "kubernetes:cert-manager.io/v1:Certificate"]
+        issuers = {r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["cluster"] == cluster
+                   and r["type"] == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
+        assert issuers == {certificate["inputs"]["spec"]["issuerRef"]["name"]} == {"platform-acme" if eks else "platform-ca"}
+        if not eks:  # the cluster's CA is an intermediate of the platform root, not a root of its own
+            names = {r["name"] for r in plan["resources"] if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
+            assert f"{cluster}-platform-tls-ca" in names
+            assert not [r for r in plan["resources"] if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"
+                        and r["name"] == f"{cluster}-platform-tls-ca"]
+
+
+def test_argocd_keeps_its_built_in_rollout_health(plan: dict) -> None:
+    # ArgoCD (the pinned chart's v3.4.4) ships a health check for argoproj.io/Rollout
+    # (resource_customizations/argoproj.io/Rollout/health.lua: an aborted Rollout is Degraded).
+    # The platform neither overrides it nor excludes argoproj.io from ArgoCD's view.
+    [argocd] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("chart") == "argo-cd"]
+    cm = json.dumps(argocd["inputs"]["values"]["configs"]["cm"])
+    assert "resource.customizations" not in cm and "resource.exclusions" not in cm
+    blacklist = [r for r in plan["resources"] if r["type"] == "kubernetes:argoproj.io/v1alpha1:AppProject"][0]
+    assert not [k for k in blacklist["inputs"]["spec"]["namespaceResourceBlacklist"] if k["group"] == "argoproj.io"]
+
+
+def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
+    credentials = plan["outputs"]["credentials"]
+    entries = {c["what"]: c for c in credentials}
+    eks = plan["outputs"]["clusters"]["prod"]["eks"]
+    for cluster in ENVIRONMENTS:
+        assert entries[f"service-account token of Prometheus on {cluster}"]["lifetimeSeconds"] == 3600
+        assert entries[f"serving certificate of metrics-server on {cluster}"]["lifetimeSeconds"] == 90 * 86400
+        issuer = entries[f"ACME account key on {cluster}"] if eks else entries[f"intermediate CA key on {cluster}"]
+        assert issuer["rotation"]
+        if eks:  # cert-manager's own IAM role on each cluster, for Route 53
+            assert any(c["holder"] == f"service account cert-manager/cert-manager on {cluster}" for c in credentials)
