@@ -354,7 +354,7 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
     [runner] = [r for r in by_type(plan, RUNNER) if r["inputs"]["description"] == f"group {tenant}"]
     assert runner["inputs"]["untagged"] is True and runner["inputs"]["accessLevel"] == "not_protected"
     jobs = 0
-    for project, files in starter_files(tenant, harbor, Severity.HIGH).items():
+    for project, files in starter_files(tenant, harbor, Severity.HIGH, harbor.removeprefix("harbor.")).items():
         pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
         templates_ = {k: v for k, v in pipeline.items() if k.startswith(".")}
         for name, job in pipeline.items():
@@ -367,6 +367,6 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
             jobs += 1
     assert jobs >= 5  # build, scan, push, sign, bump-image
     # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.
-    app = yaml.safe_load(starter_files(tenant, harbor, Severity.HIGH)["app"][".gitlab-ci.yml"])
+    app = yaml.safe_load(starter_files(tenant, harbor, Severity.HIGH, harbor.removeprefix("harbor."))["app"][".gitlab-ci.yml"])
     assert app["variables"]["STORAGE_DRIVER"] == "vfs" and app["variables"]["BUILDAH_ISOLATION"] == "chroot"
     assert config_toml(release)["kubernetes"]["pod_security_context"]["run_as_user"] == 1000

@@ -41,26 +41,6 @@ def test_the_golden_path_stands(plan: dict) -> None:
 
 # --- the walker names the first missing hop -----------------------------------------------------
 
-def _with_runner(plan: dict, tenant: str) -> dict:
-    """`plan` with a group runner of `tenant` as the runner branch declares it (the contract:
-    UserRunner group_type on the tenant's group, its token in a Secret, a gitlab-runner release)."""
-    plan = copy.deepcopy(plan)
-    index = Plan(plan)
-    group = index.named("gitlab:index/group:Group", f"{tenant}-repositories-group")
-    app = index.named("gitlab:index/project:Project", f"{tenant}-repositories-app")
-    assert group and app
-    runner_urn, secret = f"urn:test::{tenant}-runner", f"{tenant}-runner-token"
-    plan["resources"] += [
-        {"urn": runner_urn, "type": "gitlab:index/userRunner:UserRunner", "name": f"{tenant}-runner", "cluster": None,
-         "dependsOn": [group["urn"]], "inputs": {"runnerType": "group_type", "groupId": app["inputs"]["namespaceId"]}},
-        {"urn": f"urn:test::{secret}", "type": "kubernetes:core/v1:Secret", "name": secret, "cluster": "control-plane",
-         "dependsOn": [runner_urn], "inputs": {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}}},
-        {"urn": f"urn:test::{tenant}-runner-release", "type": RELEASE, "name": f"{tenant}-runner", "cluster": "control-plane",
-         "dependsOn": [], "inputs": {"chart": "gitlab-runner", "values": {"runners": {"secret": secret}}}, "rendered": []},
-    ]
-    return plan
-
-
 def _drop(plan: dict, type_: str, name: str) -> None:
     before = len(plan["resources"])
     plan["resources"] = [r for r in plan["resources"] if not (r["type"] == type_ and r["name"] == name)]
@@ -93,7 +73,7 @@ def _no_load_balancer(plan: dict) -> None:
 BREAKS: dict[str, Any] = {
     "push to the tenant's app repository": lambda p: _drop(p, "gitlab:index/projectVariable:ProjectVariable",
                                                              f"{TENANT}-repositories-app-harbor_registry"),
-    "runner job": lambda p: _drop(p, "gitlab:index/userRunner:UserRunner", f"{TENANT}-runner"),
+    "runner job": lambda p: _drop(p, "gitlab:index/userRunner:UserRunner", f"{TENANT}-runner-runner"),
     "image built and pushed to the tenant's Harbor project": lambda p: _drop(p, "harbor:index/robotAccount:RobotAccount",
                                                                               f"{TENANT}-registry-push"),
     "scan gate": lambda p: _named(p, "harbor:index/project:Project", f"{TENANT}-registry-project")["inputs"].update(
@@ -117,8 +97,8 @@ def test_every_hop_has_a_break() -> None:
 
 @pytest.fixture(scope="module")
 def whole(renders: dict) -> dict:
-    """The dev plan with the runner the runner branch brings: the whole path stands on it."""
-    plan = _with_runner(renders["dev"].plan, TENANT)
+    """The dev plan: the whole path stands on it."""
+    plan = renders["dev"].plan
     assert walk(plan, TENANT) is None, str(walk(plan, TENANT))
     return plan
 
@@ -134,17 +114,8 @@ def test_the_walker_names_the_first_hop_with_nothing_behind_it(whole: dict, hop:
 
 def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
     # Known gap: Rollouts inside a virtual cluster need Argo Rollouts there (README, The golden path).
-    gap = walk(_with_runner(whole, "catalog"), "catalog")
+    gap = walk(whole, "catalog")
     assert gap is not None and gap.hop == "dev Rollout" and gap.missing == ["Argo Rollouts inside catalog's virtual cluster"]
-
-
-def test_without_the_runner_branch_the_walk_stops_at_the_runner(renders: dict) -> None:
-    # What this branch alone declares: every hop before the runner stands, the runner does not.
-    plan = renders["dev"].plan
-    if any(r["type"] == "gitlab:index/userRunner:UserRunner" for r in plan["resources"]):
-        pytest.skip("the runner branch is merged: test_the_golden_path_stands covers the whole path")
-    gap = walk(plan, TENANT)
-    assert gap is not None and gap.hop == "runner job" and "UserRunner" in gap.missing[0]
 
 
 # --- what the path deploys --------------------------------------------------------------------------

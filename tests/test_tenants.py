@@ -115,12 +115,13 @@ def expected_types(tenant: TenantConfig) -> Counter:
     expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
     # GitLab Runner: a group runner and, on the control plane, its namespace with its own image and
-    # binding constraints, the job traffic policy, token and CA Secrets, rotation and chart.
+    # binding constraints (and no ingress hosts), the job traffic policy, token and CA Secrets, rotation and chart.
     expected.update({
         "gitlab:index/userRunner:UserRunner": 1,
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
         "kubernetes:core/v1:Secret": 2,
         "time:index/rotating:Rotating": 1,
