@@ -219,7 +219,8 @@ def test_starter_manifests_are_valid_and_pass_every_constraint(plan: dict, tenan
     for document in documents:
         assert kubernetes_errors(document) == [], document["kind"]
         admitted = {**document, "metadata": {**document["metadata"], "namespace": f"{tenant}-dev"}}
-        own = tenant_namespace_constraints(f"{tenant}-dev", [f"{HARBOR_HOST}/{tenant}", f"{HARBOR_HOST}/approved"], [], [])
+        own = tenant_namespace_constraints(f"{tenant}-dev", [f"{HARBOR_HOST}/{tenant}", f"{HARBOR_HOST}/approved"], [], [],
+                                           [f"{tenant}-dev.apps.example.com"])
         for constraint in [*CONSTRAINTS, *own]:
             found = violations(TEMPLATES[constraint["kind"]], admitted, constraint["spec"].get("parameters"))
             assert found == [], (constraint["kind"], found)

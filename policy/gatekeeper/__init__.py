@@ -10,7 +10,8 @@ Two scopes:
   namespaces; probes, pod security (baseline and restricted) and no `cluster-admin` RoleBinding
   in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
-  pulled Always, and RoleBindings only for the tenant's own subjects;
+  pulled Always, RoleBindings only for the tenant's own subjects, and Services, Ingresses,
+  Secrets and claims that cannot reach beyond the namespace;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
 """
@@ -41,6 +42,11 @@ POD_KINDS: list[dict[str, list[str]]] = [
 ROLEBINDING_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["rbac.authorization.k8s.io"], "kinds": ["RoleBinding"]},
 ]
+TENANT_OBJECT_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "kinds": ["PersistentVolumeClaim", "Secret", "Service"]},
+    {"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]},
+    {"apiGroups": ["policy"], "kinds": ["PodDisruptionBudget"]},
+]
 ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
 ]
@@ -66,6 +72,17 @@ def _registry_prefix() -> re.Pattern[str]:
     [template] = [t for t in templates() if t["spec"]["crd"]["spec"]["names"]["kind"] == "PlatformAllowedRegistries"]
     schema = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
     return re.compile(schema["properties"]["registries"]["items"]["pattern"])
+
+
+def _restricted_parameters() -> dict[str, Any]:
+    [template] = [t for t in templates() if t["spec"]["crd"]["spec"]["names"]["kind"] == "PlatformPodRestricted"]
+    return template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]["properties"]
+
+
+# What a tenant's pod security exception may allow beyond the restricted level: the
+# restricted template's parameter schema is the one definition.
+EXCEPTION_CAPABILITIES: tuple[str, ...] = tuple(_restricted_parameters()["allowedCapabilities"]["items"]["enum"])
+EXCEPTION_VOLUME_TYPES: tuple[str, ...] = tuple(_restricted_parameters()["allowedVolumeTypes"]["items"]["enum"])
 
 
 def _constraint(
@@ -165,15 +182,24 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
 
 
 def tenant_namespace_constraints(
-    namespace: str, registries: list[str], users: list[str], groups: list[str]
+    namespace: str, registries: list[str], users: list[str], groups: list[str], host_suffixes: list[str],
+    pod_security_exception: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
-    namespace's own service accounts."""
+    namespace's own service accounts; Ingress hosts only under `host_suffixes`, and no
+    externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name.
+
+    `pod_security_exception`: the PlatformPodRestricted parameters of a namespace labelled for
+    an exception (which the cluster's restricted constraint skips): restricted, but for those.
+    """
     if not _DNS_LABEL.match(namespace):
         raise ValueError(f"namespace {namespace!r} is not a DNS label")
     only = {"namespaces": [namespace]}
-    return [
+    excepted = [] if pod_security_exception is None else [_constraint(
+        "PlatformPodRestricted", f"{namespace}-pod-restricted", {"kinds": POD_KINDS, **only}, pod_security_exception,
+    )]
+    return [*excepted, 
         _constraint(
             "PlatformAllowedRegistries", f"{namespace}-registries", {"kinds": POD_KINDS, **only},
             {"registries": list(registries), "requirePullAlways": True},
@@ -181,6 +207,10 @@ def tenant_namespace_constraints(
         _constraint(
             "PlatformTenantBindingSubjects", f"{namespace}-binding-subjects", {"kinds": ROLEBINDING_KINDS, **only},
             {"users": sorted(users), "groups": sorted(groups), "serviceAccountNamespaces": [namespace]},
+        ),
+        _constraint(
+            "PlatformTenantObjects", f"{namespace}-objects", {"kinds": TENANT_OBJECT_KINDS, **only},
+            {"hostSuffixes": list(host_suffixes)},
         ),
     ]
 
