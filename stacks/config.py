@@ -578,16 +578,17 @@ class PlatformConfig(Model):
         _refuse_repeats([t.name for t in tenants], "tenant name")
         return tenants
 
-    @model_validator(mode="after")
-    def _virtual_cluster_versions(self) -> PlatformConfig:
-        if any(t.isolation == "vcluster" for t in self.tenants):
-            for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod)):
-                if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS:
-                    raise ValueError(
-                        f"clusters.{name} runs Kubernetes {spec.kubernetes_version}, which has no pinned vCluster "
-                        f"Kubernetes image for tenants with isolation 'vcluster' (pinned: {', '.join(VCLUSTER_KUBERNETES_TAGS)})"
-                    )
-        return self
+    def virtual_cluster_versions(self) -> list[str]:
+        """Workload clusters whose Kubernetes has no pinned vCluster image, when a tenant needs one."""
+        if not any(t.isolation == "vcluster" for t in self.tenants):
+            return []
+        return [
+            f"{NAMESPACE}:clusters.{name}.{'eks' if spec.eks else 'kubeconfig'}.kubernetesVersion: Kubernetes "
+            f"{spec.kubernetes_version} has no pinned vCluster Kubernetes image for tenants with isolation 'vcluster'; "
+            f"allowed: {', '.join(VCLUSTER_KUBERNETES_TAGS)}"
+            for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod))
+            if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS
+        ]
 
     @field_validator("offboarding")
     @classmethod
@@ -607,8 +608,10 @@ class PlatformConfig(Model):
         return tenants
 
     def collisions(self) -> list[str]:
-        """Names that would collide with the platform's own or each other's: one line per problem."""
-        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self)]
+        """What no single key shows: colliding names, overlapping networks, private paths, pools on EKS,
+        unpinned vCluster versions; a line each."""
+        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self),
+                *self.virtual_cluster_versions()]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
