@@ -245,7 +245,9 @@ class TenantNamespace(pulumi.ComponentResource):
         exception = tenant.pod_security_exception
         excepted = exception if exception is not None and environment in exception.environments else None
         # Opted in to the image verifier (components/image_verifier.py) wherever one runs.
-        namespace_labels = {**labels, **pod_security_labels("baseline" if excepted else "restricted"), SIGNATURE_POLICY_LABEL: "true"}
+        namespace_labels = {
+            **labels, **pod_security_labels("baseline" if excepted else "restricted"), SIGNATURE_POLICY_LABEL: "true",
+        }
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         self.namespace = k8s.core.v1.Namespace(
             name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels), opts=on_cluster
