@@ -411,11 +411,13 @@ def test_a_renamed_tenant_keeps_its_resources_through_aliases(dev_plan: dict, tm
     after = {r["urn"]: r for r in resources_of(plan, "billing")}
     matched = {former: urn for urn, formers in _alias_urns(plan).items() if urn in after for former in formers if former in before}
     # Each of the tenant's resources keeps its state, but for a few named apart from their parent:
-    # Vault's auth roles and the token-review bindings, replaced anyway (their real names are the tenant's).
+    # Vault's auth roles, the token-review bindings and the image policies, stateless and replaced
+    # anyway (their real names are the tenant's).
     unmatched = {before[u]["type"] for u in before.keys() - matched.keys()}
     assert unmatched == {"vault:jwt/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendRole:AuthBackendRole",
-                         "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"}
-    assert len(matched) == len(before) - 5 and len(set(matched.values())) == len(matched)
+                         "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+                         "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"}
+    assert len(before) - len(matched) == 7 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies
 
     def changed(kind: str) -> set[str]:
         """The input keys that differ between the former and the renamed resources of `kind`."""
