@@ -72,12 +72,29 @@ class TenantMembers:
 
 
 @dataclass(frozen=True)
+class PodSecurityException:
+    """Restricted less these allowances, in these environments (a tenant's `podSecurityException`)."""
+
+    environments: tuple[str, ...]
+    capabilities: tuple[str, ...] = ()  # added besides NET_BIND_SERVICE
+    privilege_escalation: bool = False
+    run_as_root: bool = False
+    volume_types: tuple[str, ...] = ()
+
+    def parameters(self) -> dict[str, object]:
+        """The namespace's own PlatformPodRestricted constraint's parameters."""
+        return {"allowedCapabilities": list(self.capabilities), "allowPrivilegeEscalation": self.privilege_escalation,
+                "allowRoot": self.run_as_root, "allowedVolumeTypes": list(self.volume_types)}
+
+
+@dataclass(frozen=True)
 class TenantArgs:
     name: str
     members: TenantMembers
     quota: TenantQuota
     isolation: Isolation = Isolation.NAMESPACE
-    pod_security: str = "restricted"  # "baseline": an exception granted in stack config
+    pod_security_exception: PodSecurityException | None = None  # granted in stack config
+    renamed_from: str | None = None  # the tenant's former name, whose resources it keeps
 
 
 def tenant_group(tenant: str, role: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -40,6 +41,7 @@ from components.tenancy import (
     ROLES,
     FederationTenancy,
     Isolation,
+    PodSecurityException,
     TenantArgs,
     TenantMembers,
     TenantPlatform,
@@ -94,11 +96,14 @@ class NamespacePolicy:
 
 
 def namespace_constraints(
-    name: str, ns_name: str, policy: NamespacePolicy, users: list[str], groups: list[str], opts: pulumi.ResourceOptions
+    name: str, ns_name: str, policy: NamespacePolicy, users: list[str], groups: list[str], opts: pulumi.ResourceOptions,
+    pod_security_exception: dict[str, Any] | None = None,
 ) -> None:
     """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
     each after its template."""
-    for constraint in tenant_namespace_constraints(ns_name, policy.registries, users, groups, policy.hosts):
+    for constraint in tenant_namespace_constraints(
+        ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception
+    ):
         kind = constraint["kind"]
         k8s.apiextensions.CustomResource(
             f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
@@ -259,8 +264,12 @@ class TenantNamespace(pulumi.ComponentResource):
         super().__init__("platform:tenant:TenantNamespace", name, None, opts)
         ns_name = namespace_name(tenant.name, environment)
         labels = {TENANT_LABEL: tenant.name, TENANT_NAMESPACE_LABEL: "true", ENVIRONMENT_LABEL: environment}
+        exception = tenant.pod_security_exception
+        excepted = exception if exception is not None and environment in exception.environments else None
         # Opted in to the image verifier (components/image_verifier.py) wherever one runs.
-        namespace_labels = {**labels, **pod_security_labels(tenant.pod_security), SIGNATURE_POLICY_LABEL: "true"}
+        namespace_labels = {
+            **labels, **pod_security_labels("baseline" if excepted else "restricted"), SIGNATURE_POLICY_LABEL: "true",
+        }
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         self.namespace = k8s.core.v1.Namespace(
             name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels), opts=on_cluster
@@ -288,7 +297,7 @@ class TenantNamespace(pulumi.ComponentResource):
                 opts=inside,
             )
         if policy is not None:
-            self._constraints(name, ns_name, tenant, federated, policy, inside)
+            self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
         self._guardrails(name, tenant, meta, inside)
         self.register_outputs({"namespace": ns_name})
 
@@ -363,13 +372,16 @@ class TenantNamespace(pulumi.ComponentResource):
         )
 
     def _constraints(
-        self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy, inside: pulumi.ResourceOptions
+        self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy,
+        inside: pulumi.ResourceOptions, excepted: PodSecurityException | None,
     ) -> None:
         """Images from the tenant's own project and `approved` only, pulled Always; RoleBindings
-        only for the tenant's people, groups, service accounts (and ArgoCD's federated user)."""
+        only for the tenant's people, groups, service accounts (and ArgoCD's federated user);
+        Ingress hosts only its own, no externalIPs, NodePorts, token Secrets
+        or PersistentVolumes claimed by name; where an exception holds, restricted but for it."""
         users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
         groups = [tenant_group(tenant.name, role) for role in ROLES]
-        namespace_constraints(name, ns_name, policy, users, groups, inside)
+        namespace_constraints(name, ns_name, policy, users, groups, inside, excepted.parameters() if excepted else None)
 
     def _virtual_cluster(
         self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,
@@ -464,6 +476,10 @@ class Tenant(pulumi.ComponentResource):
     namespaces: dict[str, TenantNamespace]
 
     def __init__(self, args: TenantArgs, platform: TenantPlatform, opts: pulumi.ResourceOptions | None = None):
+        if args.renamed_from:
+            # Every child's name starts with the tenant's, so the engine derives each child's
+            # former name from this alias (`<old>-dev-quota` for `<new>-dev-quota`) and keeps its state.
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name=args.renamed_from)]))
         super().__init__("platform:tenant:Tenant", args.name, None, opts)
         self.namespaces = self._environments(args, platform, pulumi.ResourceOptions(parent=self))
         host_namespaces = {e: namespace_name(args.name, e) for e in ENVIRONMENTS}

@@ -16,7 +16,9 @@ eligible approvers are the members of `identity.systemApprovers`): a new tenant,
 (which its owners approve as well). A change of `identity.clusterAdmins` also needs a cluster
 admin other than the merge request's author (approval rule `cluster-admins`). A rule only
 says who may approve: as for owners, an approval counts while it stands after the last push.
-Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`.
+Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
+(the stack file is validated against its base, as `platformctl render` does); renaming one
+(`renamedFrom`) needs a system approver.
 
 Exit codes: 0 nothing to approve or all approved; 1 approvals missing; 2 error.
 """
@@ -67,7 +69,7 @@ class Request:
     tenant: str
     owners: tuple[str, ...]  # at the base: a merge request cannot name its own approvers
     grants: tuple[Grant, ...]
-    exception: str | None = None  # a pod security exception level the change grants
+    exception: str | None = None  # what a pod security exception the change grants or changes allows
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,6 @@ class Changes:
     new_tenants: list[str] = field(default_factory=list)  # "<stack>/<tenant>"
     removed_tenants: list[str] = field(default_factory=list)
     system: list[SystemChange] = field(default_factory=list)
-    # Tenants removed or switched to another isolation without an offboarding entry: errors.
-    unplanned: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,20 @@ def compare(
     stack: str, base: Members | None, head: Members, into: Changes,
     base_raw: dict[str, str] | None = None, head_raw: dict[str, str] | None = None,
 ) -> None:
-    """Add the grants, new tenants and removed tenants between two memberships of `stack`, and
-    with the stack files' config (`*_raw`) what needs a system approver or an offboarding entry."""
-    before = base or {}
+    """Add the grants, new, renamed and removed tenants between two memberships of `stack`, and
+    with the stack files' config (`*_raw`) what needs a system approver. (A removal or isolation
+    switch without an offboarding entry is refused when the head is validated against the base.)"""
+    before = dict(base or {})
+    renamed = {new: old for new, old in _renamed(head_raw or {}).items()
+               if new in head and new not in before and old in before and old not in head}
+    for new, old in renamed.items():
+        before[new] = before.pop(old)  # a renamed tenant keeps its members and owners
     new = sorted(head.keys() - before.keys())
     into.new_tenants += [f"{stack}/{name}" for name in new]
     into.removed_tenants += [f"{stack}/{name}" for name in sorted(before.keys() - head.keys())]
     settings_before, settings_after = _tenant_settings(base_raw or {}), _tenant_settings(head_raw or {})
+    for name, old in renamed.items():
+        settings_before[name] = settings_before.pop(old, (None, None))
     exceptions = {
         name: level for name, (_, level) in settings_after.items()
         if level and name in before and settings_before.get(name, (None, None))[1] != level
@@ -144,18 +151,11 @@ def compare(
     if head_raw is None:
         return
     into.system += [SystemChange(stack, f"adds tenant {name}") for name in new]
+    into.system += [SystemChange(stack, f"renames tenant {old} to {name}") for name, old in sorted(renamed.items())]
     into.system += [SystemChange(stack, f"grants tenant {name} a pod security exception ({level})") for name, level in exceptions.items()]
     for key, cluster_admins in (("clusterAdmins", True), ("systemApprovers", False)):
         if base_raw is not None and _identity_groups(base_raw, key) != _identity_groups(head_raw, key):
             into.system.append(SystemChange(stack, f"changes identity.{key}", cluster_admins))
-    offboarded = _offboarded(head_raw)
-    for name in sorted(before.keys() - head.keys()):
-        if name not in offboarded:
-            into.unplanned.append(f"{stack}: tenant {name} is removed from {NAMESPACE}:tenants")
-    for name, (isolation, _) in sorted(settings_after.items()):
-        was = settings_before.get(name, (isolation, None))[0]
-        if name in before and was != isolation and name not in offboarded:
-            into.unplanned.append(f"{stack}: tenant {name} switches isolation from {was} to {isolation}")
 
 
 def _loaded(raw: dict[str, str], key: str) -> Any:
@@ -166,15 +166,21 @@ def _loaded(raw: dict[str, str], key: str) -> Any:
 
 
 def _tenant_settings(raw: dict[str, str]) -> dict[str, tuple[Any, Any]]:
-    """Tenant -> (isolation, pod security exception level or None), read leniently (the base may be old)."""
+    """Tenant -> (isolation, what its pod security exception allows or None), read leniently (the base may be old)."""
     tenants = _loaded(raw, "tenants")
     found = {}
     for tenant in tenants if isinstance(tenants, list) else []:
         if isinstance(tenant, dict) and isinstance(tenant.get("name"), str):
             exception = tenant.get("podSecurityException")
-            level = exception.get("level", "?") if isinstance(exception, dict) else None
-            found[tenant["name"]] = (tenant.get("isolation", "namespace"), level)
+            found[tenant["name"]] = (tenant.get("isolation", "namespace"), _allowances(exception) if isinstance(exception, dict) else None)
     return found
+
+
+def _allowances(exception: dict[str, Any]) -> str:
+    """What a pod security exception allows, where: `dev, prod: capabilities CHOWN; runAsRoot`."""
+    listed = [f"{key} {', '.join(map(str, exception[key]))}" for key in ("capabilities", "volumeTypes") if exception.get(key)]
+    flags = [key for key in ("privilegeEscalation", "runAsRoot") if exception.get(key) is True]
+    return f"{', '.join(map(str, exception.get('environments', ['dev', 'prod'])))}: {'; '.join([*listed, *flags]) or 'nothing'}"
 
 
 def _identity_groups(raw: dict[str, str], key: str) -> Any:
@@ -183,9 +189,11 @@ def _identity_groups(raw: dict[str, str], key: str) -> Any:
     return sorted(map(str, groups)) if isinstance(groups, list) else groups
 
 
-def _offboarded(raw: dict[str, str]) -> set[str]:
-    entries = _loaded(raw, "offboarding")
-    return {e["tenant"] for e in entries if isinstance(e, dict) and isinstance(e.get("tenant"), str)} if isinstance(entries, list) else set()
+def _renamed(raw: dict[str, str]) -> dict[str, str]:
+    """Tenant -> the name it is renamed from (`renamedFrom`)."""
+    tenants = _loaded(raw, "tenants")
+    return {t["name"]: t["renamedFrom"] for t in tenants if isinstance(t, dict) and isinstance(t.get("name"), str)
+            and isinstance(t.get("renamedFrom"), str)} if isinstance(tenants, list) else {}
 
 
 # --- stack files -------------------------------------------------------------------------
@@ -195,12 +203,15 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def _read(text: str, stack: str, source: str, validate: bool) -> tuple[Members, dict[str, str]]:
-    """The members in a stack file's text, and its config; with `validate`, the whole file must be valid."""
+def _read(
+    text: str, stack: str, source: str, validate: bool, previous: dict[str, str] | None = None
+) -> tuple[Members, dict[str, str]]:
+    """The members in a stack file's text, and its config; with `validate`, the whole file must be
+    valid, and a tenant of `previous` (the base's config) may leave only with an offboarding entry."""
     try:
         raw, secret_keys = parse_stack_file(text, source)
         if validate:
-            load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys)
+            load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys, previous=previous)
     except ConfigError as err:
         raise gitlab_api.UsageError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
     except RenderError as err:
@@ -221,21 +232,16 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
     for stack in stacks:
         name = f"Pulumi.{stack}.yaml"
         try:
-            head_text = (project / name).read_text()
-        except OSError as err:
-            raise gitlab_api.UsageError(f"cannot read {name}: {err.strerror or err}") from None
+            head_text = (project / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise gitlab_api.UsageError(f"cannot read {name}: {getattr(err, 'strerror', None) or err}") from None
         shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
         # A stack file new since the base has no tenants to protect yet.
         base, base_raw = None, None
         if shown.returncode == 0:
             base, base_raw = _read(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
-        head, head_raw = _read(head_text, stack, name, validate=True)
+        head, head_raw = _read(head_text, stack, name, validate=True, previous=base_raw)
         compare(stack, base, head, changes, base_raw, head_raw)
-    if changes.unplanned:
-        raise gitlab_api.UsageError(
-            f"{NAMESPACE}:offboarding: {'; '.join(changes.unplanned)} without an offboarding entry; "
-            "allowed: add {tenant: <name>, reason: <why>} to platform:offboarding (README: offboarding)"
-        )
     return changes
 
 

@@ -344,6 +344,7 @@ class RecordingMonitor(MockMonitor):
                         "retainOnDelete": bool(getattr(request, "retainOnDelete", False)),
                         "ignoreChanges": sorted(getattr(request, "ignoreChanges", [])),
                         "additionalSecretOutputs": sorted(getattr(request, "additionalSecretOutputs", [])),
+                        **({"aliases": aliases} if (aliases := _aliases(request)) else {}),
                     },
                     "inputs": inputs,
                     "secretPaths": sorted(secrets),
@@ -351,3 +352,18 @@ class RecordingMonitor(MockMonitor):
             )
             if secrets:
                 self.fingerprints[urn] = secrets
+
+
+def _aliases(request: Any) -> list[dict[str, Any]]:
+    """The aliases of a registration that carry a former name or URN (the engine completes a
+    spec from the resource's type and parent, and gives children their parent's aliases).
+    The type-only aliases pulumi-kubernetes adds for older API versions are left out."""
+    found = []
+    for alias in getattr(request, "aliases", []):
+        if alias.urn:
+            found.append({"urn": alias.urn})
+        elif alias.spec.name:
+            spec = alias.spec
+            found.append({k: v for k, v in (("name", spec.name), ("type", spec.type), ("parentUrn", spec.parentUrn),
+                                             ("noParent", spec.noParent)) if v})
+    return found

@@ -16,7 +16,9 @@ import hashlib
 import heapq
 import json
 import re
+import os
 import runpy
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -68,9 +70,11 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     top-level keys are secret, as `pulumi config set --secret` would make them.
     """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise RenderError(f"{path}: cannot read stack file: {err}") from None
+    except UnicodeDecodeError as err:
+        raise RenderError(f"{path}: cannot read stack file: not UTF-8 text (byte {err.start}); allowed: UTF-8 YAML") from None
     return parse_stack_file(text, str(path))
 
 
@@ -102,13 +106,47 @@ class StackFileLoader(yaml.SafeLoader):
             if key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.YAMLError(f"a {type(key).__name__} as a key (line {key_node.start_mark.line + 1}); allowed: text keys")
+            if key in seen:
                 raise yaml.YAMLError(f"key {key!r} repeated (line {key_node.start_mark.line + 1}); allowed: each key once")
             seen.add(key)
         return super().construct_mapping(node, deep)
 
 
 StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+# The commit whose stack file a change starts from (CI: the merge base, or on main the commit
+# before the push): tenants it lists may leave or switch isolation only with an offboarding entry.
+BASE_REF_ENV = "PLATFORM_BASE_REF"
+# Set while `render` runs the program: it compared the stack file with its base already.
+BASE_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("platform_base_checked", default=False)
+
+
+def base_config(path: Path, ref: str, *, required: bool) -> dict[str, str] | None:
+    """Stack file `path` as it was at commit `ref` of its Git repository, read like `read_stack_file`.
+
+    None when the file is new since `ref`, or, unless `required`, when `path` is not in a Git
+    repository or `ref` is no commit there (a fresh repository, a file outside one).
+    """
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True, check=False)
+
+    try:
+        found = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except OSError as err:  # no git
+        if required:
+            raise RenderError(f"{path}: cannot read it at the base {ref!r}: {err.strerror or err}") from None
+        return None
+    if found.returncode != 0:
+        if required:
+            raise RenderError(f"{path}: cannot read it at the base {ref!r}: not a commit of its repository (a shallow clone?)")
+        return None
+    shown = git("show", f"{found.stdout.strip()}:./{path.name}")
+    if shown.returncode != 0:
+        return None  # new since the base: no tenants to keep
+    return parse_stack_file(shown.stdout, f"{path.name} at {ref}")[0]
 
 
 def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
@@ -185,24 +223,34 @@ def render_plan(config_file: Path, stack: str) -> dict[str, Any]:
     return render(config_file, stack).plan
 
 
-def render(config_file: Path, stack: str, *, charts: bool = False, charts_base: Path | None = None) -> Render:
+def render(
+    config_file: Path, stack: str, *, charts: bool = False, charts_base: Path | None = None, base_ref: str | None = None
+) -> Render:
     """Run the program for `stack` with `config_file` under mocks, and render its Helm releases.
 
     `charts=True` renders each release's chart with the Helm engine (`platformctl render` and the
     tests' session renders do; other renders skip it for speed); `charts_base` is the local charts
-    directory (default: platformctl.charts.charts_dir()).
+    directory (default: platformctl.charts.charts_dir()). `base_ref`: the commit whose version of
+    `config_file` the change starts from (default: $PLATFORM_BASE_REF, else HEAD where the file is
+    in a Git repository); its tenants leave or switch isolation only with an offboarding entry.
     """
     raw, secret_keys = read_stack_file(config_file)
+    ref = base_ref or os.environ.get(BASE_REF_ENV)
+    previous = base_config(config_file.resolve(), ref or "HEAD", required=ref is not None)
     # Validate before anything is registered, so a bad file registers nothing.
-    config = load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys)
+    config = load_platform_config(raw, stack=stack, source=str(config_file), secret_keys=secret_keys, previous=previous)
     local_charts(config, ROOT)  # an air-gapped stack's charts must be there and locked
 
     def run(settle: bool) -> Render:
         # A fresh context per render: Pulumi keeps its settings, config and root stack in
         # context variables, so renders in one process never see each other.
+        def program() -> object:
+            BASE_CHECKED.set(True)
+            return runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__")
+
         return contextvars.Context().run(
             run_under_mocks,
-            lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi_program__"),
+            program,
             stack=stack,
             config=raw,
             secret_keys=secret_keys,
@@ -586,7 +634,7 @@ def run(args: argparse.Namespace) -> int:
         stack, config_file = _stack_and_file(args.stack, args.config_file)
         out = Path(args.out) if args.out else Path("build") / "render" / stack
         _refuse_other_stacks_output(out, stack)
-        result = render(config_file, stack, charts=not args.values_only, charts_base=charts_base)
+        result = render(config_file, stack, charts=not args.values_only, charts_base=charts_base, base_ref=args.base_ref)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -629,4 +677,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", default=None, help="output directory (default: build/render/<stack>)")
     parser.add_argument("--charts-dir", help="local chart sources (default: $PLATFORM_CHARTS_DIR or build/charts)")
     parser.add_argument("--values-only", action="store_true", help="skip the Helm engine: releases as their values only")
+    parser.add_argument("--base-ref", metavar="REF",
+                        help=f"commit the change starts from: its tenants leave only with an offboarding entry "
+                             f"(default: ${BASE_REF_ENV}, else HEAD)")
     parser.set_defaults(run=run)

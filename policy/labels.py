@@ -6,8 +6,9 @@ ENVIRONMENT_LABEL = "platform.io/environment"
 CLUSTER_LABEL = "platform.io/cluster"
 # On every tenant namespace: what Gatekeeper's tenant-scoped constraints select.
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-# A tenant namespace's Pod Security level: "restricted", or "baseline" for a tenant granted an
-# exception in stack config (`podSecurityException`); the restricted constraint skips only those.
+# A tenant namespace's Pod Security level: "restricted", or "baseline" where its tenant has an
+# exception in stack config (`podSecurityException`); the cluster's restricted constraint skips
+# only those, and their own constraint holds them to restricted but for the exception's allowances.
 POD_SECURITY_LABEL = "platform.io/pod-security"
 
 

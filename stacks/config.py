@@ -36,6 +36,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
+from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
 from stacks.services import PLATFORM_NAMESPACES, SERVICES
 
 NAMESPACE = "platform"
@@ -432,11 +433,26 @@ class Quota(Model):
 
 
 class PodSecurityException(Model):
-    """Run the tenant's namespaces at Pod Security `baseline` instead of `restricted`. A merge
-    request adding one needs a tenant owner's and a system approver's approval (`platformctl access`)."""
+    """Pod Security `restricted` less the allowances listed, in the environments listed: those
+    namespaces enforce `baseline` with Pod Security Admission, and Gatekeeper holds them to
+    restricted but for these (README: pod security exception). A merge request that adds or
+    changes one needs a tenant owner's and a system approver's approval (`platformctl access`)."""
 
-    level: Literal["baseline"]
     reason: str = Field(min_length=10, max_length=500)
+    environments: list[Literal["dev", "prod"]] = Field(default=["dev", "prod"], min_length=1)
+    capabilities: list[Literal[EXCEPTION_CAPABILITIES]] = []  # type: ignore[valid-type]  # added besides NET_BIND_SERVICE
+    privilege_escalation: bool = False
+    run_as_root: bool = False
+    volume_types: list[Literal[EXCEPTION_VOLUME_TYPES]] = []  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _allows_something(self) -> PodSecurityException:
+        for key, values in (("environments", self.environments), ("capabilities", self.capabilities),
+                            ("volumeTypes", self.volume_types)):
+            _refuse_repeats(list(values), f"entry of {key}")
+        if not (self.capabilities or self.privilege_escalation or self.run_as_root or self.volume_types):
+            raise ValueError("allows nothing; allowed: at least one of capabilities, privilegeEscalation, runAsRoot, volumeTypes")
+        return self
 
 
 class Tenant(Model):
@@ -447,6 +463,9 @@ class Tenant(Model):
     isolation: Annotated[Isolation, Strict(False)] = Isolation.NAMESPACE
     quota: Quota = Quota()
     pod_security_exception: PodSecurityException | None = None
+    # The tenant's name before a rename: its resources keep their state (Pulumi aliases), and
+    # those whose real names derive from the tenant's name are replaced (README: renaming a tenant).
+    renamed_from: DnsLabel | None = None
 
     @model_validator(mode="after")
     def _one_role_per_user(self) -> Tenant:
@@ -612,16 +631,17 @@ class PlatformConfig(Model):
         _refuse_repeats([t.name for t in tenants], "tenant name")
         return tenants
 
-    @model_validator(mode="after")
-    def _virtual_cluster_versions(self) -> PlatformConfig:
-        if any(t.isolation == "vcluster" for t in self.tenants):
-            for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod)):
-                if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS:
-                    raise ValueError(
-                        f"clusters.{name} runs Kubernetes {spec.kubernetes_version}, which has no pinned vCluster "
-                        f"Kubernetes image for tenants with isolation 'vcluster' (pinned: {', '.join(VCLUSTER_KUBERNETES_TAGS)})"
-                    )
-        return self
+    def virtual_cluster_versions(self) -> list[str]:
+        """Workload clusters whose Kubernetes has no pinned vCluster image, when a tenant needs one."""
+        if not any(t.isolation == "vcluster" for t in self.tenants):
+            return []
+        return [
+            f"{NAMESPACE}:clusters.{name}.{'eks' if spec.eks else 'kubeconfig'}.kubernetesVersion: Kubernetes "
+            f"{spec.kubernetes_version} has no pinned vCluster Kubernetes image for tenants with isolation 'vcluster'; "
+            f"allowed: {', '.join(VCLUSTER_KUBERNETES_TAGS)}"
+            for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod))
+            if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS
+        ]
 
     @field_validator("offboarding")
     @classmethod
@@ -629,9 +649,22 @@ class PlatformConfig(Model):
         _refuse_repeats([e.tenant for e in entries], "offboarded tenant")
         return entries
 
+    @field_validator("tenants")
+    @classmethod
+    def _renames(cls, tenants: list[Tenant]) -> list[Tenant]:
+        names = {t.name for t in tenants}
+        for tenant in tenants:
+            if tenant.renamed_from in names:
+                raise ValueError(f"tenant {tenant.name!r} is renamed from {tenant.renamed_from!r}, which is a tenant too; "
+                                 "allowed: the former name of a tenant no longer listed")
+        _refuse_repeats([t.renamed_from for t in tenants if t.renamed_from], "former tenant name (renamedFrom)")
+        return tenants
+
     def collisions(self) -> list[str]:
-        """Names that would collide with the platform's own or each other's: one line per problem."""
-        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self)]
+        """What no single key shows: colliding names, overlapping networks, private paths, pools on EKS,
+        unpinned vCluster versions; a line each."""
+        return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self),
+                *self.virtual_cluster_versions()]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
@@ -664,9 +697,10 @@ def _name_collisions(config: PlatformConfig) -> list[str]:
         t.name: f"tenant {t.name}" for t in config.tenants}
     for i, tenant in enumerate(config.tenants):
         where = f"{NAMESPACE}:tenants[{i}]"
-        if tenant.name in RESERVED_TENANT_NAMES or tenant.name.startswith(RESERVED_TENANT_PREFIXES) or tenant.name == platform_group:
+        if (tenant.name in RESERVED_TENANT_NAMES | RESERVED_USERS or tenant.name.startswith(RESERVED_TENANT_PREFIXES)
+                or tenant.name == platform_group):
             problems.append(
-                f"{where}.name: {tenant.name!r} is reserved (a Harbor or GitLab system name, the platform's own group "
+                f"{where}.name: {tenant.name!r} is reserved (a Harbor or GitLab system name or account, the platform's own group "
                 f"{platform_group!r}, or a prefix {', '.join(RESERVED_TENANT_PREFIXES)}); allowed: another name"
             )
         for role in ROLES:
@@ -701,6 +735,51 @@ def _name_collisions(config: PlatformConfig) -> list[str]:
     for namespace, where in namespaces.items():
         if namespace in {n.name for n in PLATFORM_NAMESPACES}:
             problems.append(f"{where}: the namespace {namespace!r} is the platform's; allowed: another name")
+    return problems
+
+
+def previous_tenants(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tenant -> its entry in a stack's config as it was (a base commit's stack file), read
+    leniently: the base need not fit today's config model."""
+    tenants = _parse(raw.get(f"{NAMESPACE}:tenants", "[]"))
+    return {t["name"]: t for t in (tenants if isinstance(tenants, list) else []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
+def previous_offboarding(raw: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(tenant, reason) of each offboarding entry in a stack's config as it was, read leniently."""
+    entries = _parse(raw.get(f"{NAMESPACE}:offboarding", "[]"))
+    return {(str(e.get("tenant")), str(e.get("reason"))) for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)}
+
+
+def offboarding_problems(
+    config: PlatformConfig, previous: Mapping[str, Mapping[str, Any]], previous_entries: set[tuple[str, str]]
+) -> list[str]:
+    """Tenants of the `previous` config (tenant -> entry) that this one removes, or switches to
+    another isolation, without a `platform:offboarding` entry naming them that is new (or
+    reworded) since then: an entry left from an earlier change never covers a later one. And a
+    tenant listed there may not take over another's resources by gaining a `renamedFrom`."""
+    offboarded = {e.tenant for e in config.offboarding if (e.tenant, e.reason) not in previous_entries}
+    now = {t.name: t for t in config.tenants}
+    renamed = {t.renamed_from: t for t in config.tenants if t.renamed_from and t.name not in previous}
+    hint = "allowed: a new entry {tenant: <name>, reason: <why>} in platform:offboarding (README: offboarding)"
+    problems = [
+        f"{NAMESPACE}:tenants[{i}].renamedFrom: tenant {t.name!r} already exists, so it cannot be renamed from "
+        f"{t.renamed_from!r}; allowed: renamedFrom on the entry that replaces the former one under a new name"
+        for i, t in enumerate(config.tenants)
+        if t.name in previous and t.renamed_from and t.renamed_from != previous[t.name].get("renamedFrom")
+    ]
+    for name, entry in sorted(previous.items()):
+        isolation = str(entry.get("isolation", Isolation.NAMESPACE.value))
+        if name in offboarded:
+            continue
+        tenant = now.get(name, renamed.get(name))
+        if tenant is None:
+            problems.append(f"{NAMESPACE}:tenants: tenant {name!r} is removed without a {NAMESPACE}:offboarding entry; {hint}")
+        elif tenant.isolation != isolation:
+            problems.append(
+                f"{NAMESPACE}:tenants: tenant {tenant.name!r} switches isolation from {isolation} to {tenant.isolation.value}, "
+                f"which replaces its namespaces or virtual clusters, without a {NAMESPACE}:offboarding entry for {name!r}; {hint}"
+            )
     return problems
 
 
@@ -899,13 +978,16 @@ def _parse(value: Any) -> Any:
 
 
 def load_platform_config(
-    raw: Mapping[str, Any], *, stack: str, source: str, secret_keys: set[str]
+    raw: Mapping[str, Any], *, stack: str, source: str, secret_keys: set[str],
+    previous: Mapping[str, Any] | None = None,
 ) -> PlatformConfig:
     """Validate the `platform:*` entries of a stack's config.
 
     `raw` maps fully qualified keys (`platform:domain`) to their values as Pulumi hands
     them over; keys of other namespaces are ignored. `secret_keys` are the keys set with
-    `--secret`. Raises ConfigError with every problem found.
+    `--secret`. `previous`: the same stack's config at the base of the change (its stack
+    file at a base commit, read the same way), whose tenants this one may remove or switch
+    only with an offboarding entry. Raises ConfigError with every problem found.
     """
     values = {k.split(":", 1)[1]: _parse(v) for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
     # Another namespace is a typo (`platfrom:tenants`) that would otherwise render as if the key were absent.
@@ -938,6 +1020,8 @@ def load_platform_config(
             )
     problems += config.collisions() + _stack_rules(config, stack)
     problems += _backup_rules(config, stack)
+    if previous is not None:
+        problems += offboarding_problems(config, previous_tenants(previous), previous_offboarding(previous))
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)

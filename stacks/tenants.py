@@ -24,6 +24,7 @@ from components.tenancy import (
     GitLabTenancy,
     IdentityTenancy,
     HarborTenancy,
+    PodSecurityException,
     SupplyChainPolicy,
     TenantArgs,
     TenantMembers,
@@ -35,6 +36,7 @@ from components.tenant import Sandbox, Tenant
 from components.tenant_roles import TenantRoles
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
+from stacks.config import PodSecurityException as PodSecurityExceptionConfig
 from stacks.control_plane import ControlPlane
 from stacks.federation import ClusterFederation
 from stacks.services import SERVICES
@@ -133,7 +135,17 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
                 members=TenantMembers(tuple(tenant.owners), tuple(tenant.developers), tuple(tenant.ops)),
                 quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
                 isolation=tenant.isolation,
-                pod_security=tenant.pod_security_exception.level if tenant.pod_security_exception else "restricted",
+                pod_security_exception=pod_security_exception(tenant.pod_security_exception),
+                renamed_from=tenant.renamed_from,
             ),
             platform,
         )
+
+
+def pod_security_exception(config: PodSecurityExceptionConfig | None) -> PodSecurityException | None:
+    if config is None:
+        return None
+    return PodSecurityException(
+        environments=tuple(config.environments), capabilities=tuple(config.capabilities),
+        privilege_escalation=config.privilege_escalation, run_as_root=config.run_as_root, volume_types=tuple(config.volume_types),
+    )

@@ -27,13 +27,14 @@ from platformctl.access import (
     Changes,
     Grant,
     Members,
+    Request,
     SystemChange,
     compare,
     members,
     report,
 )
 from platformctl.render import read_stack_file
-from stacks.config import load_platform_config
+from stacks.config import ConfigError, load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = {"id": 5, "username": "alice", "name": "Alice"}  # owner of payments (dev and prod)
@@ -67,6 +68,20 @@ def _changes(tmp_path: Path, edit) -> Changes:
     (before, base_raw), (after, head_raw) = _members(base, tmp_path), _members(head, tmp_path)
     compare("dev", before, after, changes, base_raw, head_raw)
     return changes
+
+
+def _offboarding_problems(tmp_path: Path, edit) -> list[str]:
+    """The problems of the edited dev stack file validated against the unedited one as its base."""
+    head = _document("dev")
+    edit(head)
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(head))
+    raw, secret_keys = read_stack_file(path)
+    try:
+        load_platform_config(raw, stack="dev", source="x", secret_keys=secret_keys, previous=read_stack_file(ROOT / "Pulumi.dev.yaml")[0])
+    except ConfigError as err:
+        return err.problems
+    return []
 
 
 # --- which changes are grants ------------------------------------------------------------
@@ -134,10 +149,12 @@ def test_a_new_tenant_needs_a_system_approver_and_a_removal_an_offboarding_entry
         tenants.remove(_tenant(doc, "catalog"))
         tenants.append({"name": "ledger", "owners": ["zoe"], "developers": ["bob"]})
 
-    changes = _changes(tmp_path, edit)
-    assert changes.unplanned == ["dev: tenant catalog is removed from platform:tenants"]
+    assert _offboarding_problems(tmp_path, edit) == [
+        "platform:tenants: tenant 'catalog' is removed without a platform:offboarding entry; allowed: a new entry "
+        "{tenant: <name>, reason: <why>} in platform:offboarding (README: offboarding)"]
+    assert _offboarding_problems(tmp_path, lambda doc: (edit(doc), _offboard("catalog")(doc))) == []
     changes = _changes(tmp_path, lambda doc: (edit(doc), _offboard("catalog")(doc)))
-    assert changes.requests == [] and changes.unplanned == []
+    assert changes.requests == []
     assert changes.new_tenants == ["dev/ledger"] and changes.removed_tenants == ["dev/catalog"]
     assert changes.system == [SystemChange("dev", "adds tenant ledger")]
     text, approved = report(changes, None, "their merge request")
@@ -151,8 +168,32 @@ def test_a_new_tenant_needs_a_system_approver_and_a_removal_an_offboarding_entry
 
 def test_switching_isolation_needs_an_offboarding_entry(tmp_path: Path) -> None:
     switch = lambda doc: _tenant(doc, "payments").update(isolation="vcluster")  # noqa: E731
-    assert _changes(tmp_path, switch).unplanned == ["dev: tenant payments switches isolation from namespace to vcluster"]
-    assert _changes(tmp_path, lambda doc: (switch(doc), _offboard("payments")(doc))).unplanned == []
+    [problem] = _offboarding_problems(tmp_path, switch)
+    assert problem.startswith("platform:tenants: tenant 'payments' switches isolation from namespace to vcluster, which replaces")
+    assert _offboarding_problems(tmp_path, lambda doc: (switch(doc), _offboard("payments")(doc))) == []
+
+
+def test_a_rename_keeps_the_tenants_owners_and_needs_a_system_approver(tmp_path: Path) -> None:
+    def rename(doc: dict[str, Any]) -> None:
+        _tenant(doc, "payments").update(name="billing", renamedFrom="payments")
+        _tenant(doc, "billing").setdefault("developers", []).append("zoe")
+
+    assert _offboarding_problems(tmp_path, rename) == []
+    changes = _changes(tmp_path, rename)
+    assert changes.new_tenants == [] and changes.removed_tenants == []
+    assert changes.requests == [Request("dev", "billing", ("alice",), (Grant("zoe", "developers", None),))]
+    assert changes.system == [SystemChange("dev", "renames tenant payments to billing")]
+    # An existing tenant cannot take over a leaving one's resources by naming it.
+    takeover = lambda doc: (doc["config"]["platform:tenants"].remove(_tenant(doc, "catalog")),  # noqa: E731
+                            _tenant(doc, "checkout").update(renamedFrom="catalog"))
+    problems = _offboarding_problems(tmp_path, takeover)
+    assert [p.split(":")[1].split(".")[0] for p in problems] == ["tenants[1]", "tenants"], problems
+    assert "'checkout' already exists, so it cannot be renamed from 'catalog'" in problems[0]
+    assert "'catalog' is removed without a platform:offboarding entry" in problems[1]
+    assert _changes(tmp_path, takeover).system == []  # and it is no rename for the approvals either
+    # Renamed and switched at once: the switch still needs its offboarding entry.
+    [problem] = _offboarding_problems(tmp_path, lambda doc: (rename(doc), _tenant(doc, "billing").update(isolation="vcluster")))
+    assert "tenant 'billing' switches isolation" in problem and "entry for 'payments'" in problem
 
 
 def test_cluster_admin_changes_need_a_system_approver_and_a_second_cluster_admin(tmp_path: Path) -> None:
@@ -170,15 +211,28 @@ def test_cluster_admin_changes_need_a_system_approver_and_a_second_cluster_admin
 
 
 def test_a_pod_security_exception_needs_an_owner_and_a_system_approver(tmp_path: Path) -> None:
-    changes = _changes(tmp_path, lambda doc: _tenant(doc, "payments").update(
-        podSecurityException={"level": "baseline", "reason": "the legacy agent needs NET_RAW"}))
+    exception = {"reason": "the legacy agent chowns its data at start", "environments": ["dev"], "capabilities": ["CHOWN"]}
+    changes = _changes(tmp_path, lambda doc: _tenant(doc, "payments").update(podSecurityException=exception))
     [request] = changes.requests
-    assert (request.tenant, request.owners, request.exception) == ("payments", ("alice",), "baseline")
-    assert changes.system == [SystemChange("dev", "grants tenant payments a pod security exception (baseline)")]
+    assert (request.tenant, request.owners, request.exception) == ("payments", ("alice",), "dev: capabilities CHOWN")
+    assert changes.system == [SystemChange("dev", "grants tenant payments a pod security exception (dev: capabilities CHOWN)")]
     assert not report(changes, Approvals({"alice"}), "merge request !7")[1]
     assert not report(changes, Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
     text, approved = report(changes, Approvals({"alice", "sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")
-    assert approved and "| dev | payments | pod security exception → baseline | alice | ✅ approved by alice |" in text
+    assert approved and "| dev | payments | pod security exception → dev: capabilities CHOWN | alice | ✅ approved by alice |" in text
+    # Widening it (another environment, another allowance) asks again; rewording the reason does not.
+    wider = {**exception, "environments": ["dev", "prod"], "runAsRoot": True}
+    (base_members, base_raw), (head_members, head_raw) = (
+        _members({**_document("dev"), "config": {**_document("dev")["config"], "platform:tenants": tenants}}, tmp_path)
+        for tenants in ([{**t, **({"podSecurityException": e} if t["name"] == "payments" else {})} for t in _document("dev")["config"]["platform:tenants"]]
+                        for e in (exception, wider)))
+    widened = Changes()
+    compare("dev", base_members, head_members, widened, base_raw, head_raw)
+    assert widened.system == [SystemChange("dev", "grants tenant payments a pod security exception (dev, prod: capabilities CHOWN; runAsRoot)")]
+    reworded = Changes()
+    compare("dev", base_members, base_members, reworded, base_raw, {**base_raw, "platform:tenants": base_raw["platform:tenants"].replace(
+        "the legacy agent chowns its data at start", "the legacy agent chowns its files at start")})
+    assert reworded.system == [] and reworded.requests == []
 
 
 def test_the_approvers_are_the_owners_at_the_base_not_the_ones_the_change_adds(tmp_path: Path) -> None:
@@ -409,7 +463,7 @@ def test_removing_a_tenant_without_an_offboarding_entry_is_an_error(repo: Path) 
     _edit(repo, "prod", lambda doc: doc["config"]["platform:tenants"].remove(_tenant(doc, "catalog")))
     result = _access(repo, _env(None))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "platform:offboarding: prod: tenant catalog is removed from platform:tenants without an offboarding entry" in result.stderr
+    assert "platform:tenants: tenant 'catalog' is removed without a platform:offboarding entry" in result.stderr
     _edit(repo, "prod", _offboard("catalog"))
     assert _access(repo, _env(None)).returncode == 0
 

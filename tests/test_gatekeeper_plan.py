@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from policy.gatekeeper import POD_KINDS, cluster_constraints, templates, tenant_argo_constraint
+from policy.gatekeeper import POD_KINDS, TENANT_OBJECT_KINDS, cluster_constraints, templates, tenant_argo_constraint
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review
 
@@ -30,7 +30,7 @@ CONSTRAINTS_API = "constraints.gatekeeper.sh/"
 IGNORE_LABEL = "admission.gatekeeper.sh/ignore"
 NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every Namespace
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-GUARDED_KINDS = {k for group in POD_KINDS for k in group["kinds"]} | {"RoleBinding", "Application", "ApplicationSet"}
+GUARDED_KINDS = {k for group in [*POD_KINDS, *TENANT_OBJECT_KINDS] for k in group["kinds"]} | {"RoleBinding", "Application", "ApplicationSet"}
 
 
 # --- Gatekeeper's match, reimplemented ----------------------------------------------------------
@@ -414,6 +414,15 @@ def _attempts(harbor: str, tenant: str, namespace: str) -> dict[str, dict[str, A
         "proxy-cache-project": _pod(namespace, f"{harbor}/proxy-docker-io/library/nginx:1.27"),
         "look-alike-host": _pod(namespace, f"{harbor}.evil.io/{tenant}/web:1.0.0"),
         "cached-image-without-pull": _pod(namespace, own, {"imagePullPolicy": "IfNotPresent"}),
+        "pinned-to-a-node": _pod(namespace, own, nodeName="control-plane-1"),
+        "system-priority": _pod(namespace, own, priorityClassName="system-cluster-critical"),
+        "tolerating-everything": _pod(namespace, own, tolerations=[{"operator": "Exists"}]),
+        "external-ips": {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": namespace},
+                         "spec": {"externalIPs": ["10.96.0.10"], "ports": [{"port": 53}]}},
+        "vault-hostname": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},
+                           "spec": {"rules": [{"host": harbor.replace("harbor.", "vault.", 1)}]}},
+        "token-secret": {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                         "metadata": {"name": "t", "namespace": namespace, "annotations": {"kubernetes.io/service-account.name": "vault-secrets"}}},
         "bind-everyone": {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                           "metadata": {"name": "open", "namespace": namespace},
                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
@@ -428,32 +437,55 @@ def test_what_a_tenant_might_try_is_denied_in_its_namespace(renders: dict) -> No
                   and c["inputs"]["metadata"]["name"] == "platform-allowed-registries")["inputs"]["spec"]["parameters"]["registries"][0]
     assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/{tenant}/web:1.0.0")).failed == []
     assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/approved/nginx:1.27")).failed == []
+    domain = harbor.removeprefix("harbor.")
+    own_host = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},
+                "spec": {"rules": [{"host": f"shop.{namespace}.apps.{domain}"}]}}
+    assert _verdicts_with(plan, cluster, own_host).failed == []
     for attempt, obj in _attempts(harbor, tenant, namespace).items():
         assert _verdicts_with(plan, cluster, obj).failed, f"{attempt} was admitted in {namespace}"
 
 
-def test_a_pod_security_exception_relaxes_restricted_only(tmp_path) -> None:
+def test_a_pod_security_exception_relaxes_restricted_only_where_and_as_far_as_it_says(tmp_path) -> None:
     import yaml
 
     from platformctl.render import ROOT, render
 
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     tenant = next(t for t in document["config"]["platform:tenants"] if t.get("isolation", "namespace") == "namespace")
-    tenant["podSecurityException"] = {"level": "baseline", "reason": "the legacy agent needs NET_RAW"}
+    tenant["podSecurityException"] = {"reason": "the legacy agent chowns its data as root", "environments": ["dev"],
+                                      "capabilities": ["CHOWN"], "runAsRoot": True}
     path = tmp_path / "Pulumi.dev.yaml"
     path.write_text(yaml.safe_dump(document))
     plan = render(path, "dev").plan
-    namespace = f"{tenant['name']}-dev"
-    [ns] = [r for r in declared(plan) if r["inputs"]["kind"] == "Namespace" and r["inputs"]["metadata"]["name"] == namespace]
-    labels = ns["inputs"]["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "baseline" and labels["platform.io/pod-security"] == "baseline"
-    assert labels["pod-security.kubernetes.io/warn"] == "restricted"  # still visible
+    name = tenant["name"]
+    labels = {r["inputs"]["metadata"]["name"]: r["inputs"]["metadata"]["labels"] for r in declared(plan) if r["inputs"]["kind"] == "Namespace"}
+    assert labels[f"{name}-dev"]["pod-security.kubernetes.io/enforce"] == "baseline"  # PSA has no finer level
+    assert labels[f"{name}-dev"]["pod-security.kubernetes.io/warn"] == "restricted"  # still visible
+    assert labels[f"{name}-prod"]["pod-security.kubernetes.io/enforce"] == "restricted"  # only the environments listed
+    [own] = [r for r in declared(plan) if r["inputs"]["kind"] == "PlatformPodRestricted" and r["inputs"]["metadata"]["name"] == f"{name}-dev-pod-restricted"]
+    assert own["inputs"]["spec"]["parameters"] == {"allowedCapabilities": ["CHOWN"], "allowPrivilegeEscalation": False,
+                                                   "allowRoot": True, "allowedVolumeTypes": []}
     harbor = f"harbor.{document['config']['platform:domain']}"
-    own = f"{harbor}/{tenant['name']}/web:1.0.0"
-    net_raw = _pod(namespace, own, {"securityContext": {"capabilities": {"add": ["NET_RAW"]}}})
-    assert _verdicts_with(plan, "dev", net_raw).failed == []
-    assert _verdicts_with(plan, "dev", _pod(namespace, own, {"ports": [{"containerPort": 80, "hostPort": 80}]})).failed
-    # Another tenant keeps restricted.
-    other = next(t for t in document["config"]["platform:tenants"] if t is not tenant)
-    assert _verdicts_with(plan, "dev", _pod(f"{other['name']}-dev", f"{harbor}/{other['name']}/web:1.0.0",
-                                            {"securityContext": {"capabilities": {"add": ["NET_RAW"]}}})).failed
+
+    def attempt(namespace: str, container: dict[str, Any], kind: str = "Pod") -> list:
+        obj = _pod(namespace, f"{harbor}/{namespace.rsplit('-', 1)[0]}/web:1.0.0", container)
+        if kind == "Deployment":
+            obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": obj["metadata"], "spec": {
+                "selector": {"matchLabels": {"app": "w"}}, "template": {"metadata": {"labels": {"app": "w"}}, "spec": obj["spec"]}}}
+        return _verdicts_with(plan, namespace.rsplit("-", 1)[1], obj).failed  # its cluster: dev or prod
+
+    def adding(*capabilities: str, **context: Any) -> dict[str, Any]:
+        return {"securityContext": {**RESTRICTED, "capabilities": {"drop": ["ALL"], "add": list(capabilities)}, **context}}
+
+    assert attempt(f"{name}-dev", adding("CHOWN")) == []
+    assert attempt(f"{name}-dev", adding("CHOWN", runAsNonRoot=False, runAsUser=0)) == []
+    # What it does not list stays refused: other capabilities, escalation, host access.
+    assert attempt(f"{name}-dev", adding("SETUID"))
+    assert attempt(f"{name}-dev", adding("NET_RAW"))
+    assert attempt(f"{name}-dev", adding("SYS_ADMIN"), kind="Deployment")  # PSA never sees templates; Gatekeeper does
+    assert attempt(f"{name}-dev", adding("CHOWN", allowPrivilegeEscalation=True))
+    assert attempt(f"{name}-dev", {"ports": [{"containerPort": 80, "hostPort": 80}]})
+    # Elsewhere nothing changes: its prod namespace and other tenants keep restricted.
+    assert attempt(f"{name}-prod", adding("CHOWN"))
+    other = next(t["name"] for t in document["config"]["platform:tenants"] if t is not tenant and t.get("isolation", "namespace") == "namespace")
+    assert attempt(f"{other}-dev", adding("CHOWN"))

@@ -22,6 +22,7 @@ from policy.gatekeeper import (
     INGRESS_KINDS,
     POD_KINDS,
     POD_SECURITY_LABEL,
+    TENANT_OBJECT_KINDS,
     cluster_constraints,
     cluster_mutations,
     templates,
@@ -364,6 +365,103 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
 ]
 
 
+# --- a tenant's other objects (issue 17, second pass) -------------------------------------------
+
+OBJECTS = None  # PlatformTenantObjects takes no parameters (ingress hosts: PlatformTenantIngressHosts)
+
+
+def namespaced(api_version: str, kind: str, name: str = "web", **body: Any) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "team-a-dev"}, **body}
+
+
+def claim(volume: str | None = None) -> dict[str, Any]:
+    return namespaced("v1", "PersistentVolumeClaim", "data", spec={
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, **({"volumeName": volume} if volume else {})})
+
+
+def bound_by(user: str) -> dict[str, Any]:
+    """The binder's update that sets a pending claim's volumeName, as `user`."""
+    request = review(claim("pvc-1234"), "UPDATE", claim())
+    return {**request, "userInfo": {"username": user}}
+
+
+ALLOWED += [
+    ("platformtenantobjects", "cluster-ip-and-load-balancer-service",
+     namespaced("v1", "Service", spec={"type": "LoadBalancer", "ports": [{"port": 443}]}), OBJECTS, {}),
+    ("platformtenantobjects", "opaque-secret-and-storage-class-claim",
+     namespaced("v1", "Secret", "creds", type="Opaque", stringData={"a": "b"}), OBJECTS, {}),
+    ("platformtenantobjects", "claim-from-its-storage-class", claim(), OBJECTS, {}),
+    ("platformtenantobjects", "disruption-budget-allowing-evictions",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": 1, "selector": {}}), OBJECTS, {}),
+    ("platformpodsecurity", "defaulted-tolerations-with-keys", pod(tolerations=[
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "dedicated", "operator": "Equal", "value": "team-a", "effect": "NoSchedule"}]), None, {}),
+]
+
+# A tenant's pod security exception: restricted but for what it lists (its namespace's own constraint).
+EXCEPTION = {"allowedCapabilities": ["CHOWN"], "allowRoot": True, "allowPrivilegeEscalation": False, "allowedVolumeTypes": ["nfs"]}
+ALLOWED += [
+    ("platformpodrestricted", "exception-allows-its-capability-root-and-volume-type",
+     workload("Deployment", pod_spec(container(securityContext={"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+                                                                "runAsNonRoot": False, "runAsUser": 0}),
+                                     volumes=[{"name": "share", "nfs": {"server": "nas", "path": "/x"}}])), EXCEPTION, {}),
+    ("platformpodrestricted", "exception-with-escalation", pod(container(securityContext={"allowPrivilegeEscalation": True})),
+     {"allowPrivilegeEscalation": True}, {}),
+]
+
+# Adversarial admission requests of a tenant developer (platform-tenant-admin in its dev namespace),
+# an owner, or a vCluster tenant whose objects the syncer copies to the host namespace.
+ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, Any], list[str]]] = [
+    ("platformtenantobjects", "service-external-ips-capture-traffic",
+     namespaced("v1", "Service", spec={"externalIPs": ["10.96.0.10"], "ports": [{"port": 53}]}), OBJECTS, {},
+     ["Service <web> must not set spec.externalIPs"]),
+    ("platformtenantobjects", "node-port-service", namespaced("v1", "Service", spec={"type": "NodePort", "ports": [{"port": 80}]}),
+     OBJECTS, {}, ["Service <web> must not be of type NodePort"]),
+    ("platformtenantobjects", "secret-minting-a-service-account-token",
+     namespaced("v1", "Secret", "steal", type="kubernetes.io/service-account-token",
+                metadata={"name": "steal", "namespace": "team-a-dev", "annotations": {"kubernetes.io/service-account.name": "vault-secrets"}}),
+     OBJECTS, {}, ["Secret <steal> must not be of type kubernetes.io/service-account-token"]),
+    ("platformtenantobjects", "claim-naming-a-released-volume", claim("pvc-of-team-b"), OBJECTS, {},
+     ["PersistentVolumeClaim <data> must not name the PersistentVolume <pvc-of-team-b>"]),
+    ("platformpodsecurity", "pod-pinned-to-a-control-plane-node", pod(nodeName="control-plane-1"), None, {},
+     ["Pod <web> must not set nodeName <control-plane-1>"]),
+    ("platformpodsecurity", "deployment-tolerating-every-taint",
+     workload("Deployment", pod_spec(tolerations=[{"operator": "Exists"}])), None, {}, ["Deployment <web> must not tolerate every taint"]),
+    ("platformpodsecurity", "daemonset-onto-the-control-plane", workload("DaemonSet", pod_spec(tolerations=[
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}])), None, {},
+     ["must not tolerate the taint <node-role.kubernetes.io/control-plane>"]),
+    ("platformpodsecurity", "deployment-preempting-with-a-system-priority",
+     workload("Deployment", pod_spec(priorityClassName="system-node-critical")), None, {},
+     ["Deployment <web> must not use the priority class <system-node-critical>"]),
+    ("platformtenantobjects", "disruption-budgets-blocking-every-drain",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": 0, "minAvailable": "100%", "selector": {}}), OBJECTS, {},
+     ["maxUnavailable 0 blocks node drains", "minAvailable 100% blocks node drains"]),
+    ("platformpodrestricted", "capabilities-spelled-otherwise", pod(container(securityContext={"capabilities": {
+        "drop": ["all"], "add": ["sys_admin", "CAP_SYS_ADMIN"]}})), None, {},
+     ["must drop ALL", "capability <sys_admin>", "capability <CAP_SYS_ADMIN>"]),
+    ("platformpodrestricted", "beyond-what-the-exception-lists",
+     pod(container(securityContext={"capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETUID"]}, "allowPrivilegeEscalation": True}),
+         volumes=[{"name": "block", "iscsi": {"targetPortal": "10.0.0.1:3260", "iqn": "iqn.x", "lun": 0}}]), EXCEPTION, {},
+     ["capability <SETUID>; allowed: CHOWN, NET_BIND_SERVICE", "allowPrivilegeEscalation", "volume <block> has the type <iscsi>"]),
+    ("platformpodsecurity", "excepted-namespace-template-adding-sys-admin-and-net-raw",
+     workload("Deployment", pod_spec(container(securityContext={"capabilities": {"add": ["SYS_ADMIN", "NET_RAW", "CHOWN"]}}))), None, {},
+     ["capability <SYS_ADMIN>", "capability <NET_RAW>"]),
+    ("platformallowedregistries", "pod-update-swapping-in-another-tenants-image", pod(container(image=f"{HARBOR}/team-b/web:1")),
+     TENANT_REGISTRIES, {"operation": "UPDATE", "old_object": pod()}, [f"<{HARBOR}/team-b/web:1> is not from an allowed registry"]),
+]
+DISALLOWED += ADVERSARIAL
+
+
+def test_only_the_volume_binder_may_name_a_claims_volume() -> None:
+    template = TEMPLATES["platformtenantobjects"]
+    assert evaluate(template, bound_by("system:serviceaccount:kube-system:persistent-volume-binder"), OBJECTS) == []
+    assert evaluate(template, bound_by("system:kube-controller-manager"), OBJECTS) == []
+    assert [v["msg"] for v in evaluate(template, bound_by("alice"), OBJECTS)] == [
+        "PersistentVolumeClaim <data> must not name the PersistentVolume <pvc-1234>; claims get volumes from their storage class"]
+    # A bound claim's later updates (a resize) keep the name the binder set.
+    assert evaluate(template, review(claim("pvc-1234"), "UPDATE", claim("pvc-1234")), OBJECTS) == []
+
+
 @pytest.mark.parametrize(("template", "obj", "parameters", "options"),
                          [pytest.param(t, o, p, opts, id=f"{t}-{i}") for t, i, o, p, opts in ALLOWED])
 def test_allowed(template: str, obj: dict[str, Any], parameters: dict[str, Any] | None, options: dict[str, Any]) -> None:
@@ -694,10 +792,12 @@ def test_cluster_constraints_scope() -> None:
 
 
 def test_tenant_namespace_constraints() -> None:
-    registries, subjects, hosts = tenant_namespace_constraints(
+    registries, subjects, hosts, objects = tenant_namespace_constraints(
         "team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"], ["team-a-owners"], [TENANT_HOST])
     assert hosts["spec"]["match"] == {"kinds": INGRESS_KINDS, "namespaces": ["team-a-dev"]}
     assert hosts["spec"]["parameters"] == HOSTS
+    assert objects["spec"]["match"] == {"kinds": TENANT_OBJECT_KINDS, "namespaces": ["team-a-dev"]}
+    assert "parameters" not in objects["spec"]
     assert registries["spec"]["match"] == {"kinds": POD_KINDS, "namespaces": ["team-a-dev"]}
     assert registries["spec"]["parameters"] == {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
     assert subjects["spec"]["match"]["namespaces"] == ["team-a-dev"]
@@ -712,9 +812,10 @@ def test_constraint_parameters_drive_the_templates() -> None:
     bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
                             securityContext={"privileged": True, "runAsUser": 0}))
     good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application(),
-            "Ingress": ingress({"host": TENANT_HOST})}
+            "Ingress": ingress({"host": TENANT_HOST}), "PersistentVolumeClaim": claim()}
     bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),
-           "Application": application(project="default"), "Ingress": ingress({"host": "team-b.dev.example.com"})}
+           "Application": application(project="default"), "Ingress": ingress({"host": "team-b.dev.example.com"}),
+           "PersistentVolumeClaim": claim("pv-1")}
     for constraint in _all_constraints():
         template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
         kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]

@@ -57,6 +57,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
+        # ...and Services, token Secrets and volume claims that stay inside it.
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects": 1,
         "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
         "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
         # A vCluster joins federation: its kube-oidc-proxy's certificate and TLS Secret, the
@@ -122,6 +124,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects": 1,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
         "kubernetes:core/v1:Secret": 2,
         "time:index/rotating:Rotating": 1,
@@ -345,3 +348,108 @@ def test_tenant_namespaces_enforce_pod_security_restricted(dev_plan: dict, tenan
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
         assert labels["platform.io/pod-security"] == "restricted"
+
+
+def _before(plan: dict) -> dict[str, set[str]]:
+    """URN -> every URN it depends on, transitively (dependsOn and parent): what the engine deletes after it."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    closure: dict[str, set[str]] = {}
+    for resource in plan["resources"]:  # creation order: dependencies come first
+        direct = {d for d in [*resource["dependsOn"], resource["parent"]] if d in by_urn}
+        closure[resource["urn"]] = set(direct).union(*(closure[d] for d in direct))
+    return closure
+
+
+@pytest.mark.parametrize("tenant", dev_config().tenants, ids=lambda t: t.name)
+def test_offboarding_completes_in_one_up_in_the_documented_end_state(dev_plan: dict, tenant: TenantConfig) -> None:
+    """What `pulumi up` does on dev once the tenant leaves `platform:tenants`, read from the plan:
+    nothing protected, nothing outside the tenant depends on it, everything inside a namespace or a
+    GitLab project goes before its container, and its people's own Vault data is no resource at all."""
+    mine = resources_of(dev_plan, tenant.name)
+    urns = {r["urn"] for r in mine}
+    before = _before(dev_plan)
+    assert not [r["name"] for r in mine if r["options"]["protect"]]  # dev: nothing blocks the delete
+    outside = [r["name"] for r in dev_plan["resources"] if r["urn"] not in urns and before[r["urn"]] & urns
+               and tenant_of(dev_plan)[r["urn"]] != tenant.name]
+    assert outside == [], "a resource that stays depends on the tenant: the delete would be refused"
+    namespaces = {r["inputs"]["metadata"]["name"]: r["urn"] for r in mine if r["type"] == "kubernetes:core/v1:Namespace"}
+    assert set(namespaces) == {f"{tenant.name}-dev", f"{tenant.name}-prod"}
+    for resource in mine:
+        inside = ((resource["inputs"].get("metadata") or {}).get("namespace") or resource["inputs"].get("namespace"))
+        if resource["type"].startswith("kubernetes:") and inside in namespaces:
+            assert namespaces[inside] in before[resource["urn"]], f"{resource['name']} is deleted after its namespace"
+    projects = {r["urn"] for r in mine if r["type"] == "gitlab:index/project:Project"}
+    assert projects and all(r["inputs"]["archiveOnDestroy"] is True for r in mine if r["urn"] in projects)
+    for resource in mine:
+        if resource["type"].startswith("gitlab:") and resource["type"] != "gitlab:index/project:Project" and "project" in resource["inputs"]:
+            # Files, variables, keys, hooks and branch rules go while the project is writable, before it is archived.
+            assert before[resource["urn"]] & projects, resource["name"]
+    # The Harbor project (images), the GitLab group and the signing key stay; the KV data the
+    # tenant's people write (tenants/<tenant>/<env>/*) is never a resource, so no `up` deletes it.
+    retained = {r["type"] for r in mine if r["options"]["retainOnDelete"]}
+    assert retained == {"harbor:index/project:Project", "gitlab:index/group:Group", "vault:transit/secretBackendKey:SecretBackendKey"}
+    written = [r["inputs"]["name"] for r in mine if r["type"] == "vault:kv/secretV2:SecretV2"]
+    assert written and not [p for p in written if p.startswith((f"{tenant.name}/dev/", f"{tenant.name}/prod/"))], written
+
+
+# --- renaming a tenant ----------------------------------------------------------------------------
+
+
+def _alias_urns(plan: dict) -> dict[str, set[str]]:
+    """URN -> the former URNs the engine matches it with: its own aliases (a former name under the
+    same parent types) and those it inherits from its parent's, whose name replaces the parent's
+    as the prefix of its own (pulumi/pulumi pkg/resource/deploy/step_generator.go, inheritedChildAlias)."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    found: dict[str, set[str]] = {}
+
+    def named(urn: str, name: str) -> str:
+        return urn[: urn.rfind("::") + 2] + name
+
+    for resource in plan["resources"]:  # parents first
+        urn, name, parent = resource["urn"], resource["name"], by_urn.get(resource["parent"] or "")
+        aliases = {named(urn, a["name"]) for a in resource["options"].get("aliases", []) if "name" in a}
+        for former in found.get(parent["urn"], set()) if parent else set():
+            former_parent = former[former.rfind("::") + 2:]
+            aliases.add(named(urn, former_parent + name[len(parent["name"]):] if name.startswith(parent["name"]) else name))
+        found[urn] = aliases
+    return found
+
+
+def test_a_renamed_tenant_keeps_its_resources_through_aliases(dev_plan: dict, tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    [entry] = [t for t in doc["config"]["platform:tenants"] if t["name"] == "payments"]
+    entry.update(name="billing", renamedFrom="payments")
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    plan = render(path, "dev").plan
+    [tenant] = [r for r in plan["resources"] if r["type"] == "platform:tenant:Tenant" and r["name"] == "billing"]
+    assert tenant["options"]["aliases"] == [{"name": "payments"}]
+    before = {r["urn"]: r for r in resources_of(dev_plan, "payments")}
+    after = {r["urn"]: r for r in resources_of(plan, "billing")}
+    matched = {former: urn for urn, formers in _alias_urns(plan).items() if urn in after for former in formers if former in before}
+    # Each of the tenant's resources keeps its state, but for a few named apart from their parent:
+    # Vault's auth roles, the token-review bindings and the image policies, stateless and replaced
+    # anyway (their real names are the tenant's).
+    unmatched = {before[u]["type"] for u in before.keys() - matched.keys()}
+    assert unmatched == {"vault:jwt/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendRole:AuthBackendRole",
+                         "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+                         "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"}
+    assert len(before) - len(matched) == 7 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies
+
+    def changed(kind: str) -> set[str]:
+        """The input keys that differ between the former and the renamed resources of `kind`."""
+        return {key for former, urn in matched.items() if before[former]["type"] == kind
+                for key in before[former]["inputs"].keys() | after[urn]["inputs"].keys()
+                if before[former]["inputs"].get(key) != after[urn]["inputs"].get(key)}
+
+    # Updated in place: the GitLab group's path and name (GitLab moves its projects along); the
+    # projects change only where they refer to the group's id, which an in-place update keeps.
+    assert changed("gitlab:index/group:Group") == {"path", "name", "description"}
+    assert changed("gitlab:index/project:Project") <= {"namespaceId", "forkedFromProjectId"}
+    # Kept as they are: the deploy keys' private halves and the rotation clocks.
+    assert changed("tls:index/privateKey:PrivateKey") == changed("time:index/rotating:Rotating") == set()
+    # Replaced, because the real name is the tenant's: namespaces (and what is in them), the Harbor
+    # project (the old one is retained with its images), Vault paths and the signing key (retained).
+    assert changed("kubernetes:core/v1:Namespace") == {"metadata"}
+    assert changed("harbor:index/project:Project") == {"name"}
+    assert changed("vault:kv/secretV2:SecretV2") == changed("vault:transit/secretBackendKey:SecretBackendKey") == {"name"}

@@ -10,8 +10,9 @@ Two scopes:
   namespaces; probes, pod security (baseline and restricted) and no `cluster-admin` RoleBinding
   in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
-  pulled Always, RoleBindings only for the tenant's own subjects, and ingress hostnames only
-  of the tenant's own (`<tenant>.<env>.<domain>`);
+  pulled Always, RoleBindings only for the tenant's own subjects, ingress hostnames only of the
+  tenant's own (`<tenant>.<env>.<domain>`), and Services, Secrets and claims that cannot reach
+  beyond the namespace;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
 """
@@ -49,6 +50,10 @@ INGRESS_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]},
     {"apiGroups": ["traefik.io", "traefik.containo.us"], "kinds": ["IngressRoute"]},
 ]
+TENANT_OBJECT_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "kinds": ["PersistentVolumeClaim", "Secret", "Service"]},
+    {"apiGroups": ["policy"], "kinds": ["PodDisruptionBudget"]},
+]
 ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
 ]
@@ -74,6 +79,17 @@ def _registry_prefix() -> re.Pattern[str]:
     [template] = [t for t in templates() if t["spec"]["crd"]["spec"]["names"]["kind"] == "PlatformAllowedRegistries"]
     schema = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
     return re.compile(schema["properties"]["registries"]["items"]["pattern"])
+
+
+def _restricted_parameters() -> dict[str, Any]:
+    [template] = [t for t in templates() if t["spec"]["crd"]["spec"]["names"]["kind"] == "PlatformPodRestricted"]
+    return template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]["properties"]
+
+
+# What a tenant's pod security exception may allow beyond the restricted level: the
+# restricted template's parameter schema is the one definition.
+EXCEPTION_CAPABILITIES: tuple[str, ...] = tuple(_restricted_parameters()["allowedCapabilities"]["items"]["enum"])
+EXCEPTION_VOLUME_TYPES: tuple[str, ...] = tuple(_restricted_parameters()["allowedVolumeTypes"]["items"]["enum"])
 
 
 def _constraint(
@@ -174,15 +190,25 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
 
 
 def tenant_namespace_constraints(
-    namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = ()
+    namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = (),
+    pod_security_exception: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
-    namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host)."""
+    namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host);
+    no externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name.
+
+    `pod_security_exception`: the PlatformPodRestricted parameters of a namespace labelled for
+    an exception (which the cluster's restricted constraint skips): restricted, but for those.
+    """
     if not _DNS_LABEL.match(namespace):
         raise ValueError(f"namespace {namespace!r} is not a DNS label")
     only = {"namespaces": [namespace]}
+    excepted = [] if pod_security_exception is None else [_constraint(
+        "PlatformPodRestricted", f"{namespace}-pod-restricted", {"kinds": POD_KINDS, **only}, pod_security_exception,
+    )]
     return [
+        *excepted,
         _constraint(
             "PlatformAllowedRegistries", f"{namespace}-registries", {"kinds": POD_KINDS, **only},
             {"registries": list(registries), "requirePullAlways": True},
@@ -195,6 +221,7 @@ def tenant_namespace_constraints(
             "PlatformTenantIngressHosts", f"{namespace}-ingress-hosts", {"kinds": INGRESS_KINDS, **only},
             {"hosts": list(hosts)},
         ),
+        _constraint("PlatformTenantObjects", f"{namespace}-objects", {"kinds": TENANT_OBJECT_KINDS, **only}),
     ]
 
 
