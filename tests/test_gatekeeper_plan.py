@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from policy.gatekeeper import POD_KINDS, TENANT_OBJECT_KINDS, cluster_constraints, templates, tenant_argo_constraint
+from policy.gatekeeper import INGRESS_KINDS, POD_KINDS, TENANT_OBJECT_KINDS, cluster_constraints, templates, tenant_argo_constraint
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review
 
@@ -30,7 +30,7 @@ CONSTRAINTS_API = "constraints.gatekeeper.sh/"
 IGNORE_LABEL = "admission.gatekeeper.sh/ignore"
 NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every Namespace
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
-GUARDED_KINDS = {k for group in [*POD_KINDS, *TENANT_OBJECT_KINDS] for k in group["kinds"]} | {"RoleBinding", "Application", "ApplicationSet"}
+GUARDED_KINDS = {k for group in [*POD_KINDS, *TENANT_OBJECT_KINDS, *INGRESS_KINDS] for k in group["kinds"]} | {"RoleBinding", "Application", "ApplicationSet"}
 
 
 # --- Gatekeeper's match, reimplemented ----------------------------------------------------------
@@ -439,7 +439,7 @@ def test_what_a_tenant_might_try_is_denied_in_its_namespace(renders: dict) -> No
     assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/approved/nginx:1.27")).failed == []
     domain = harbor.removeprefix("harbor.")
     own_host = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},
-                "spec": {"rules": [{"host": f"shop.{namespace}.apps.{domain}"}]}}
+                "spec": {"rules": [{"host": f"{tenant}.{cluster}.{domain}"}]}}
     assert _verdicts_with(plan, cluster, own_host).failed == []
     for attempt, obj in _attempts(harbor, tenant, namespace).items():
         assert _verdicts_with(plan, cluster, obj).failed, f"{attempt} was admitted in {namespace}"

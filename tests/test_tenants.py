@@ -373,7 +373,7 @@ def test_offboarding_completes_in_one_up_in_the_documented_end_state(dev_plan: d
                and tenant_of(dev_plan)[r["urn"]] != tenant.name]
     assert outside == [], "a resource that stays depends on the tenant: the delete would be refused"
     namespaces = {r["inputs"]["metadata"]["name"]: r["urn"] for r in mine if r["type"] == "kubernetes:core/v1:Namespace"}
-    assert set(namespaces) == {f"{tenant.name}-dev", f"{tenant.name}-prod"}
+    assert set(namespaces) == {f"{tenant.name}-dev", f"{tenant.name}-prod", f"runner-{tenant.name}"}
     for resource in mine:
         inside = ((resource["inputs"].get("metadata") or {}).get("namespace") or resource["inputs"].get("namespace"))
         if resource["type"].startswith("kubernetes:") and inside in namespaces:
@@ -433,8 +433,9 @@ def test_a_renamed_tenant_keeps_its_resources_through_aliases(dev_plan: dict, tm
     unmatched = {before[u]["type"] for u in before.keys() - matched.keys()}
     assert unmatched == {"vault:jwt/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendRole:AuthBackendRole",
                          "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
-                         "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"}
-    assert len(before) - len(matched) == 7 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies
+                         "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy",
+                         "kubernetes:helm.sh/v3:Release"}  # the tenant's runner chart, named for its cluster
+    assert len(before) - len(matched) == 8 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies, the runner chart
 
     def changed(kind: str) -> set[str]:
         """The input keys that differ between the former and the renamed resources of `kind`."""
