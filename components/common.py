@@ -110,3 +110,13 @@ class TcpEntrypoint:
     name: str
     port: int  # the port clients connect to on the load balancer
     controller: pulumi.Resource  # the Traefik release: serves the entrypoint, installs the IngressRouteTCP CRD
+
+
+@dataclass(frozen=True)
+class PlatformNamespace:
+    """A namespace of the platform itself, exempt from the tenant policies, and why."""
+
+    name: str
+    reason: str
+    # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live).
+    webhook_exempt: bool = True

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.service import PlatformNamespace
+from components.common import PlatformNamespace
 from components.versions import CHARTS
 from policy.labels import MANAGED_BY, managed_by
 

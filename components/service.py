@@ -12,28 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import pulumi
 
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
-from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, TcpEntrypoint
+from components.backups import BackupStore
+from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.inventory import CredentialInventory
 from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
 
-if TYPE_CHECKING:  # components.backups builds on components.helm, which needs this module
-    from components.backups import BackupStore
-
-
-@dataclass(frozen=True)
-class PlatformNamespace:
-    """A namespace of the platform itself, exempt from the tenant policies, and why."""
-
-    name: str
-    reason: str
-    # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live).
-    webhook_exempt: bool = True
 
 
 @dataclass(frozen=True)
