@@ -43,24 +43,13 @@ ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
 
 
 @dataclass(frozen=True)
-class ExternalTarget:
-    """An S3-compatible bucket outside the clusters (`platform:backups.target`)."""
-
-    endpoint: str
-    bucket: str
-    region: str
-    access_key_id: str
-    secret_access_key: pulumi.Output[str]  # a Pulumi secret
-
-
-@dataclass(frozen=True)
 class BackupSettings:
     """`platform:backups`, validated by stacks/config.py."""
 
     retention_days: int
     schedules: Mapping[str, str] = field(hash=False)  # service -> five-field cron schedule
     object_lock: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
-    target: ExternalTarget | None = None
+    target: ObjectStoreTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +272,7 @@ def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str]
     return "[default]\n" + "".join(f"{key} = {value}\n" for key, value in lines.items())
 
 
-def target_credential(target: ExternalTarget) -> Credential:
+def target_credential(target: ObjectStoreTarget) -> Credential:
     return Credential(
         what="access key of the backup target",
         category="external",

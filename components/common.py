@@ -120,3 +120,14 @@ class PlatformNamespace:
     reason: str
     # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live).
     webhook_exempt: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectStoreTarget:
+    """An S3-compatible bucket of a kubeconfig stack: platform:objectStore (live data) or platform:backups.target."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: pulumi.Input[str]  # a Pulumi secret

@@ -19,7 +19,7 @@ import pulumi
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
 from components.backups import BackupStore
-from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
+from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.inventory import CredentialInventory
 from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
 
@@ -173,17 +173,6 @@ class PublicDns:
 
     acme: AcmeSettings
     aws: AwsWorkloadIdentity
-
-
-@dataclass(frozen=True)
-class ObjectStoreTarget:
-    """An S3-compatible object store of a kubeconfig stack (platform:objectStore)."""
-
-    endpoint: str
-    region: str
-    bucket: str
-    access_key_id: str
-    secret_access_key: pulumi.Input[str]  # a Pulumi secret
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,9 @@ values name it) and the Vault and Harbor jobs (after Vault's federation, which l
 
 from __future__ import annotations
 
-import pulumi
-
 from components.aws import bucket_name
 from components.backup_jobs import RegistryBackup, RegistryBackupArgs, VaultSnapshots, VaultSnapshotsArgs
-from components.backups import BackupSettings, BackupStore, BackupStoreArgs, ExternalTarget
+from components.backups import BackupSettings, BackupStore, BackupStoreArgs
 from components.cluster import ClusterHandle
 from components.harbor import RELEASE as HARBOR_RELEASE, Harbor
 from components.inventory import CredentialInventory
@@ -20,18 +18,11 @@ def backup_settings(config: PlatformConfig) -> BackupSettings | None:
     backups = config.backups
     if backups is None:
         return None
-    target = backups.target
     return BackupSettings(
         retention_days=backups.retention_days,
         schedules=backups.schedules.model_dump(),
         object_lock="COMPLIANCE" if backups.object_lock == "compliance" else "GOVERNANCE",
-        target=ExternalTarget(
-            endpoint=target.endpoint,
-            bucket=target.bucket,
-            region=target.region,
-            access_key_id=target.access_key_id,
-            secret_access_key=pulumi.Output.secret(target.secret_access_key.get_secret_value()),
-        ) if target is not None else None,
+        target=backups.target.target() if backups.target else None,
     )
 
 

@@ -28,12 +28,14 @@ from pydantic import (
     create_model,
     model_validator,
 )
+import pulumi
 from cryptography import x509
 from pydantic.alias_generators import to_camel
 
 from components.tenancy import ROLES, Isolation, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
+from components.common import ObjectStoreTarget
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -390,6 +392,16 @@ class ObjectStore(Model):
     bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
+
+    def target(self) -> ObjectStoreTarget:
+        """The bucket as the components take it, its secret key kept a Pulumi secret."""
+        return ObjectStoreTarget(
+            endpoint=self.endpoint,
+            region=self.region,
+            bucket=self.bucket,
+            access_key_id=self.access_key_id,
+            secret_access_key=pulumi.Output.secret(self.secret_access_key.get_secret_value()),
+        )
 
 
 class Charts(Model):

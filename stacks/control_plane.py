@@ -14,7 +14,7 @@ from components.gitlab import GitLab
 from components.harbor import Harbor
 from components.inventory import CredentialInventory
 from components.openunison import OpenUnison
-from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings, ObjectStoreTarget
+from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
 from components.tls import PlatformTls
 from components.vault import Vault
 from stacks.backups import backup_store
@@ -63,22 +63,8 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
         protect=bool(config.protect),
         upstream=upstream_identity(config.identity),
         acme=AcmeSettings(dns.acme_email, dns.acme_server, dns.hosted_zone_id) if dns is not None else None,
-        object_store=object_store(config),
+        object_store=config.object_store.target() if config.object_store else None,
         pipeline_project=config.pipeline.project_path,
-    )
-
-
-def object_store(config: PlatformConfig) -> ObjectStoreTarget | None:
-    """The kubeconfig stack's object store, its secret key kept a Pulumi secret."""
-    store = config.object_store
-    if store is None:
-        return None
-    return ObjectStoreTarget(
-        endpoint=store.endpoint,
-        region=store.region,
-        bucket=store.bucket,
-        access_key_id=store.access_key_id,
-        secret_access_key=pulumi.Output.secret(store.secret_access_key.get_secret_value()),
     )
 
 
