@@ -8,14 +8,12 @@ platform's own tenant roles and ArgoCD's federated role list them themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argo-rollouts"
@@ -23,9 +21,7 @@ NAMESPACE = "argo-rollouts"
 
 @dataclass(frozen=True)
 class ArgoRolloutsArgs:
-    replicas: int = 2  # leader election: a restart leaves one controller working
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # replicas (2 by default, leader election: a restart leaves one working), chart version, sizing
 
 
 class ArgoRollouts(pulumi.ComponentResource):
@@ -33,13 +29,9 @@ class ArgoRollouts(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: ArgoRolloutsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:argo_rollouts:ArgoRollouts", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
         # The chart's defaults install the CRDs, keep them on uninstall and leave the dashboard off.
-        values = {"controller": {"replicas": args.replicas}, "providerRBAC": {"enabled": False}}
-        self.release = release(
-            "argo-rollouts", "argo-rollouts", ns, sized(values, args.resources, "controller"), cluster, self,
-            version=args.chart_version,
-        )
+        values = {"controller": {"replicas": args.settings.replicas}, "providerRBAC": {"enabled": False}}
+        self.release = SLICE.release(cluster, self, args.settings, values, "controller")
         self.register_outputs({"release": self.release.status})
 
 
@@ -47,7 +39,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:
     return ArgoRollouts(
         f"{parts.cluster.role}-argo-rollouts",
         parts.cluster,
-        ArgoRolloutsArgs(settings.replicas, settings.chart_version, settings.resources),
+        ArgoRolloutsArgs(settings),
     )
 
 

@@ -10,7 +10,7 @@ own (ten years, generated at install), so every preview shows the same objects t
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.inventory import HOUR, Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256
@@ -48,10 +47,8 @@ class AwsLoadBalancerControllerArgs:
     cluster_name: pulumi.Input[str]  # the EKS cluster's name
     identity: AwsWorkloadIdentity  # the cluster's own OIDC provider
     inventory: CredentialInventory
+    settings: ServiceSettings  # replicas, chart version, sizing
     vpc_id: pulumi.Input[str] | None = None  # None: the controller asks the instance metadata
-    replicas: int = 2
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)
 
 
 class AwsLoadBalancerController(pulumi.ComponentResource):
@@ -81,7 +78,7 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         values: dict[str, Any] = {
             "clusterName": args.cluster_name,
             "region": args.identity.region,
-            "replicaCount": args.replicas,
+            "replicaCount": args.settings.replicas,
             "podDisruptionBudget": {"maxUnavailable": 1},
             "serviceAccount": {"name": SERVICE_ACCOUNT, "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}},
             # The API server trusts the self-signed certificate itself (the webhooks' caBundle).
@@ -91,11 +88,7 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         }
         if args.vpc_id is not None:
             values["vpcId"] = args.vpc_id
-        ns = namespace(SLICE.namespace, cluster, self)
-        self.release = release(
-            "aws-load-balancer-controller", "aws-load-balancer-controller", ns, sized(values, args.resources, ""),
-            cluster, self, version=args.chart_version,
-        )
+        self.release = SLICE.release(cluster, self, args.settings, values, "")
         args.inventory.register(*credentials(name, cluster.role))
         self.register_outputs({"roleArn": self.role.arn, "release": self.release.status})
 
@@ -132,10 +125,8 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalance
             cluster_name=cluster.eks_cluster_name,
             identity=identity,
             inventory=parts.inventory,
+            settings=settings,
             vpc_id=cluster.network.vpc_id if cluster.network else None,
-            replicas=settings.replicas,
-            chart_version=settings.chart_version,
-            resources=settings.resources,
         ),
     )
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "external-secrets"
@@ -17,9 +15,7 @@ NAMESPACE = "external-secrets"
 
 @dataclass(frozen=True)
 class ExternalSecretsArgs:
-    replicas: int = 1
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit
+    settings: ServiceSettings  # replicas, chart version, sizing
 
 
 class ExternalSecrets(pulumi.ComponentResource):
@@ -27,23 +23,20 @@ class ExternalSecrets(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: ExternalSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:external_secrets:ExternalSecrets", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
-        self.release = release(
-            "external-secrets",
-            "external-secrets",
-            ns,
-            sized({
-                "replicaCount": args.replicas,
+        self.release = SLICE.release(
+            cluster,
+            self,
+            args.settings,
+            {
+                "replicaCount": args.settings.replicas,
                 "installCRDs": True,
                 # Stores are declared per tenant namespace: no cluster-wide store or push secret. The
                 # chart requires their reconcilers off with their CRDs, or the manager fails to start.
                 "crds": {"createClusterSecretStore": False, "createClusterPushSecret": False},
                 "processClusterStore": False,
                 "processClusterPushSecret": False,
-            }, args.resources, "", "webhook", "certController"),
-            cluster,
-            self,
-            version=args.chart_version,
+            },
+            "", "webhook", "certController",
         )
         self.register_outputs({"release": self.release.status})
 
@@ -52,7 +45,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ExternalSecret
     return ExternalSecrets(
         f"{parts.cluster.role}-external-secrets",
         parts.cluster,
-        ExternalSecretsArgs(replicas=settings.replicas, chart_version=settings.chart_version, resources=settings.resources),
+        ExternalSecretsArgs(settings),
     )
 
 

@@ -10,7 +10,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.gatekeeper import cluster_constraints, cluster_mutations, templates
 from policy.labels import TENANT_NAMESPACE_LABEL
@@ -25,12 +24,11 @@ class GatekeeperArgs:
     # The platform's own namespaces: outside the tenant constraints, and skipped by the webhook
     # where each says so (stacks/services.py derives them from the slices).
     platform_namespaces: Sequence[PlatformNamespace]
+    # Replicas and chart version; its sizing is that of the chart's hook Jobs that run (its
+    # controller and audit have the chart's own).
+    settings: ServiceSettings
     # Extra constraints for this cluster, such as the tenants' ArgoCD scopes.
     extra_constraints: list[dict[str, Any]] = field(default_factory=list)
-    replicas: int = 3
-    chart_version: str | None = None
-    # Requests and memory limit of the chart's hook Jobs that run (its controller and audit have the chart's own).
-    resources: dict[str, Any] = field(default_factory=dict)
 
 
 class Gatekeeper(pulumi.ComponentResource):
@@ -38,13 +36,12 @@ class Gatekeeper(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:gatekeeper:Gatekeeper", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
-        self.release = release(
-            "gatekeeper",
-            "gatekeeper",
-            ns,
-            sized({
-                "replicas": args.replicas,
+        self.release = SLICE.release(
+            cluster,
+            self,
+            args.settings,
+            {
+                "replicas": args.settings.replicas,
                 # With replicas >= 3 (stacks.config) a restart or a node drain leaves two webhooks
                 # answering; the chart spreads them over nodes (preferred pod anti-affinity by hostname).
                 "pdb": {"controllerManager": {"minAvailable": 2}},
@@ -54,10 +51,8 @@ class Gatekeeper(pulumi.ComponentResource):
                 "validatingWebhookFailurePolicy": "Fail",
                 "controllerManager": {"exemptNamespaces": [n.name for n in args.platform_namespaces if n.webhook_exempt]},
                 "auditInterval": 60,
-            }, args.resources, "postInstall", "crds"),
-            cluster,
-            self,
-            version=args.chart_version,
+            },
+            "postInstall", "crds",
         )
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         # The ConstraintTemplates by the constraint kind they define; constraints wait for them.
@@ -91,9 +86,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
             allowed_registries=[f"harbor.{parts.domain}"],
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
             platform_namespaces=parts.platform_namespaces,
-            replicas=settings.replicas,
-            chart_version=settings.chart_version,
-            resources=settings.resources,
+            settings=settings,
         ),
     )
 

@@ -23,7 +23,7 @@ An image that matches no policy is refused (`no-match-policy: deny`; warned in w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
@@ -72,10 +72,8 @@ def project_images(registry_host: str, project: str) -> str:
 class ImageVerifierArgs:
     mode: Mode  # enforce: refuse; warn: admit and warn (dev, configurable)
     platform_namespaces: Sequence[PlatformNamespace]  # never checked, whatever their labels
+    settings: ServiceSettings  # replicas, chart version, sizing
     ca_bundle: pulumi.Input[str] = ""  # what Harbor's certificate chains to; "" means public roots
-    replicas: int = 2
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)
     inventory: CredentialInventory | None = None
 
 
@@ -97,7 +95,7 @@ class ImageVerifier(pulumi.ComponentResource):
         )
         values = private_ca.apply(lambda private: _values(args, private))
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
-                               version=args.chart_version, depends_on=[ca])
+                               version=args.settings.chart_version, depends_on=[ca])
         if args.inventory is not None:
             args.inventory.register(Credential(
                 what=f"service-account token of the image verifier ({cluster.name})",
@@ -129,7 +127,7 @@ class ImageVerifier(pulumi.ComponentResource):
 def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
     exempt = [n.name for n in args.platform_namespaces]
     webhook: dict[str, Any] = {
-        "replicaCount": args.replicas,
+        "replicaCount": args.settings.replicas,
         # Opted-in tenant namespaces only, and never a platform namespace (by name, whatever its labels).
         "namespaceSelector": {"matchExpressions": [
             {"key": SIGNATURE_POLICY_LABEL, "operator": "In", "values": ["true"]},
@@ -146,7 +144,7 @@ def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
         "webhook": webhook,
         "leasescleanup": {"image": {"repository": LEASES_CLEANUP_IMAGE.repository,
                                     "version": f"{LEASES_CLEANUP_IMAGE.tag}@{LEASES_CLEANUP_IMAGE.digest}"}},
-    }, args.resources, "webhook", "leasescleanup")
+    }, args.settings.resources, "webhook", "leasescleanup")
 
 
 def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pulumi.Input[str],
@@ -158,10 +156,8 @@ def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pul
         ImageVerifierArgs(
             mode="enforce" if cluster.role == "prod" else settings.options["dev_mode"],
             platform_namespaces=platform_namespaces,
+            settings=settings,
             ca_bundle=ca_bundle,
-            replicas=settings.replicas,
-            chart_version=settings.chart_version,
-            resources=settings.resources,
             inventory=inventory,
         ),
     )

@@ -8,7 +8,7 @@ instead (README, Network). EKS clusters use the AWS Load Balancer Controller.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -18,7 +18,6 @@ from pydantic.alias_generators import to_camel
 
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.inventory import Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
@@ -73,8 +72,7 @@ Pools = Annotated[
 class MetalLbArgs:
     addresses: list[str]  # CIDRs or from-to ranges, validated by stacks/config.py
     inventory: CredentialInventory
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)
+    settings: ServiceSettings  # chart version, sizing
 
 
 class MetalLb(pulumi.ComponentResource):
@@ -82,17 +80,8 @@ class MetalLb(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: MetalLbArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:metallb:MetalLb", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
-        self.release = release(
-            "metallb",
-            "metallb",
-            ns,
-            # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
-            sized({"frrk8s": {"enabled": False}}, args.resources, "controller", "speaker"),
-            cluster,
-            self,
-            version=args.chart_version,
-        )
+        # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
+        self.release = SLICE.release(cluster, self, args.settings, {"frrk8s": {"enabled": False}}, "controller", "speaker")
         # The pool and its announcement need the chart's CRDs and its validating webhook.
         after = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         pool = custom_resource(f"{name}-pool", API, "IPAddressPool", POOL, NAMESPACE, {"addresses": args.addresses}, after)
@@ -122,7 +111,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None
     return MetalLb(
         f"{parts.cluster.role}-metallb",
         parts.cluster,
-        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, chart_version=settings.chart_version, resources=settings.resources),
+        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings),
     )
 
 

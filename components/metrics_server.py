@@ -11,14 +11,11 @@ signed by it (`serverTLSBootstrap`), as EKS has.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.inventory import DAY, Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
@@ -29,9 +26,7 @@ CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 @dataclass(frozen=True)
 class MetricsServerArgs:
     cert_manager: pulumi.Resource  # serves the Certificate and injects the APIService's CA
-    replicas: int = 2
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # replicas, chart version, sizing
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
@@ -40,19 +35,15 @@ class MetricsServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: MetricsServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:metrics_server:MetricsServer", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
         values = {
-            "replicas": args.replicas,
+            "replicas": args.settings.replicas,
             "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
             "apiService": {"insecureSkipTLSVerify": False},
             "tls": {"type": "cert-manager", "certManager": {"duration": f"{CERTIFICATE_DAYS * 24}h"}},
             # The chart's Issuer template writes these as its annotations: null otherwise, which is invalid.
             "additionalAnnotations": {},
         }
-        self.release = release(
-            "metrics-server", "metrics-server", ns, sized(values, args.resources, ""), cluster, self,
-            version=args.chart_version, depends_on=[args.cert_manager],
-        )
+        self.release = SLICE.release(cluster, self, args.settings, values, "", depends_on=[args.cert_manager])
         args.inventory.register(Credential(
             what=f"serving certificate of metrics-server on {cluster.name}",
             category="issued",
@@ -72,7 +63,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetricsServer:
     return MetricsServer(
         f"{parts.cluster.role}-metrics-server",
         parts.cluster,
-        MetricsServerArgs(issuer.release, settings.replicas, settings.chart_version, settings.resources, parts.inventory),
+        MetricsServerArgs(issuer.release, settings, parts.inventory),
     )
 
 

@@ -16,7 +16,6 @@ import pulumi_kubernetes as k8s
 
 from components import workload_ingress
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
 from components.inventory import HOUR, Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
@@ -51,9 +50,7 @@ def ingress_scrape_job() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PrometheusArgs:
-    storage: str = "10Gi"
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # storage, chart version, sizing
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
@@ -63,16 +60,12 @@ class Prometheus(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: PrometheusArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:prometheus:Prometheus", name, None, opts)
-        ns = namespace(SLICE.namespace, cluster, self)
         values: dict[str, Any] = {
             **{chart: {"enabled": False} for chart in SUBCHARTS},
-            "server": {"retention": RETENTION, "persistentVolume": {"size": args.storage}},
+            "server": {"retention": RETENTION, "persistentVolume": {"size": args.settings.storage}},
             "scrapeConfigs": {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()},
         }
-        self.release = release(
-            RELEASE, "prometheus", ns, sized(values, args.resources, "server", "configmapReload.prometheus"), cluster, self,
-            version=args.chart_version,
-        )
+        self.release = SLICE.release(cluster, self, args.settings, values, "server", "configmapReload.prometheus")
         args.inventory.register(Credential(
             what=f"service-account token of Prometheus on {cluster.name}",
             category="federated",
@@ -90,7 +83,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
     return Prometheus(
         f"{parts.cluster.role}-prometheus",
         parts.cluster,
-        PrometheusArgs(settings.storage, settings.chart_version, settings.resources, parts.inventory),
+        PrometheusArgs(settings, parts.inventory),
     )
 
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ClusterHandle
 from components.backups import BackupStore
 from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
+from components.helm import namespace, release, sized
 from components.inventory import CredentialInventory
 from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
 
@@ -94,6 +96,24 @@ class ServiceSlice(Generic[C]):
     # Its own settings under platform:services.<key>, beyond the shared ones: snake-case name ->
     # (type, default), validated by stacks/config.py and handed to `declare` in ServiceSettings.options.
     options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, hash=False)
+
+    def release(
+        self,
+        cluster: ClusterHandle,
+        parent: pulumi.Resource,
+        settings: ServiceSettings,
+        values: dict[str, Any],
+        *sized_at: str,
+        ns: k8s.core.v1.Namespace | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> k8s.helm.v3.Release:
+        """An add-on's chart released under the chart's name in its namespace (`ns`, else a new one), at the
+        settings' chart version, with their resources at each `sized_at` path (components.helm.sized)."""
+        ns = ns if ns is not None else namespace(self.namespace, cluster, parent)
+        return release(
+            self.chart, self.chart, ns, sized(values, settings.resources, *sized_at), cluster, parent,
+            version=settings.chart_version, depends_on=depends_on,
+        )
 
 
 @dataclass

@@ -16,7 +16,7 @@ wildcard name gets a Route 53 record pointing at the load balancer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -25,7 +25,7 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ClusterHandle
-from components.helm import namespace, release
+from components.helm import namespace
 from components.ingress import HTTP_REDIRECT, TRAEFIK_API, Route53Args
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
@@ -46,9 +46,7 @@ def wildcard(environment: str, domain: str) -> str:
 class WorkloadIngressArgs:
     domain: str
     issuer: tls.PlatformTls  # cert-manager and the platform issuer on this cluster
-    replicas: int = 2
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # EKS: a record for the wildcard name
 
 
@@ -78,23 +76,21 @@ class WorkloadIngress(pulumi.ComponentResource):
         service: dict[str, Any] = {"type": "LoadBalancer"}
         if args.route53 is not None:
             service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
-        self.release = release(
-            RELEASE,
-            "traefik",
-            ns,
+        self.release = SLICE.release(
+            cluster,
+            self,
+            args.settings,
             {
-                "deployment": {"replicas": args.replicas},
+                "deployment": {"replicas": args.settings.replicas},
                 "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
                 "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
                 "ports": {"web": HTTP_REDIRECT, "websecure": {"asDefault": True}},
                 # The service label of each request counter: what the canary analyses select on.
                 "metrics": {"prometheus": {"addServicesLabels": True}},
                 "service": service,
-                "resources": args.resources,
+                "resources": args.settings.resources,
             },
-            cluster,
-            self,
-            version=args.chart_version,
+            ns=ns,
         )
         # Traefik's default certificate: what it serves for every tenant host (CRDs come with the release).
         k8s.apiextensions.CustomResource(
@@ -135,7 +131,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngres
     return WorkloadIngress(
         f"{parts.cluster.role}-workload-ingress",
         parts.cluster,
-        WorkloadIngressArgs(parts.domain, issuer, settings.replicas, settings.chart_version, settings.resources, route53),
+        WorkloadIngressArgs(parts.domain, issuer, settings, route53),
     )
 
 
