@@ -33,7 +33,7 @@ import pulumi_kubernetes as k8s
 from components.aws import AwsWorkloadIdentity, irsa_credential, private_bucket, workload_role
 from components.cluster import ClusterHandle
 from components.helm import metadata, workload_service_account
-from components.inventory import Credential, CredentialInventory
+from components.inventory import Credential, CredentialInventory, external_secret
 from components.versions import AWS_CLI_IMAGE, AWS_CLI_TAG
 from policy.labels import MANAGED_BY
 
@@ -273,13 +273,11 @@ def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str]
 
 
 def target_credential(target: ObjectStoreTarget) -> Credential:
-    return Credential(
-        what="access key of the backup target",
-        category="external",
+    return external_secret(
+        "access key of the backup target",
         issuer=f"the administrator of {target.endpoint}",
         holder=f"Secrets */{CREDENTIALS_SECRET} of the backup jobs, and the stack's encrypted Pulumi state",
         scope=f"what the target grants it on bucket {target.bucket}: should be put-only, without deleting versions",
-        lifetime_seconds=None,
         lifetime="set by the target's administrator",
         rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`",
     )

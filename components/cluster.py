@@ -14,7 +14,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity
-from components.inventory import DAY, HOUR, Credential
+from components.inventory import DAY, HOUR, Credential, external_secret, projected_token
 from components.network import ApiConnection, ApiConnectionArgs, VpcNetwork
 from components.versions import EKS_ADDONS
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
@@ -71,13 +71,11 @@ def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
         scope=f"the {name} cluster, as far as that principal's EKS access entry allows",
         lifetime_seconds=EKS_TOKEN_SECONDS,
         rotation="a new token for every use (exec credential)",
-    ) if handle.is_eks else Credential(
-        what=f"kubeconfig credential of the {name} cluster",
-        category="external",
+    ) if handle.is_eks else external_secret(
+        f"kubeconfig credential of the {name} cluster",
         issuer=f"the {name} cluster's administrator (platform:clusters.{name}.kubeconfig)",
         holder="the Pulumi kubernetes provider (path on the machine, or a Pulumi config secret)",
         scope=f"whatever the kubeconfig's user may do on {name} (usually cluster-admin)",
-        lifetime_seconds=None,
         lifetime="set by whoever issued the kubeconfig (kind: a client certificate for 1 year)",
         rotation="replace the kubeconfig; prefer an exec credential plugin with short-lived tokens",
     ) for name, handle in clusters.items()]
@@ -93,14 +91,12 @@ def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
             lifetime="temporary credentials AWS issues and rotates itself (hours)",
             rotation="AWS replaces them before they expire",
             resources=tuple(f"{name}-{kind}" for name in eks for kind in ("cluster", "node")),
-        ), Credential(
-            what="projected web-identity tokens of IRSA service accounts",
-            category="federated",
+        ), projected_token(
+            "projected web-identity tokens of IRSA service accounts",
             issuer="each EKS cluster's service-account issuer (EKS pod identity webhook)",
             holder="pods of service accounts annotated with an IAM role",
             scope="AssumeRoleWithWebIdentity for that role only (audience sts.amazonaws.com)",
-            lifetime_seconds=IRSA_TOKEN_SECONDS,
-            rotation="the kubelet refreshes the projected token before it expires",
+            seconds=IRSA_TOKEN_SECONDS,
         )]
     return entries
 

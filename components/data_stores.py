@@ -33,7 +33,7 @@ from components.cluster import ClusterHandle
 from components.network import VpcNetwork
 from components.common import checksum
 from components.helm import metadata, namespace, release
-from components.inventory import HOUR, DAY, Credential, CredentialInventory
+from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
 from components.service import ControlPlaneParts, ObjectStoreTarget, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.tenant_registry import storage_gib
 from components.versions import (
@@ -60,7 +60,6 @@ RDS_BACKUP_WINDOW = "02:00-03:00"
 RDS_MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
 RDS_MIN_STORAGE_GIB = 20  # gp3's minimum
 CNPG_CERTIFICATE_DAYS = 90  # the operator's server and replication certificates, renewed 7 days before expiry
-SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # a projected service-account token, refreshed by the kubelet
 
 
 @dataclass(frozen=True)
@@ -476,18 +475,16 @@ def service_credentials(name: str, service: str, args: DataStoresArgs, managed: 
         "`pulumi up --replace` the password resource: the same run sets it in {store}, rewrites the Secret and "
         "restarts {title}'s pods (checksum annotation){extra}"
     )
-    entries = [Credential(
-        what=f"{title} PostgreSQL password", category="internal", issuer=title, holder=title,
+    entries = [internal_secret(
+        title, f"{title} PostgreSQL password",
         scope=f"owner of {title}'s database `{service}` on its {where[0]}, nothing else",
-        lifetime_seconds=None,
         rotation=rotation.format(store=where[0], title=title, extra=(
             "; CloudNativePG applies the new password from the Secret" if not managed else
             "; connections opened before keep working until the pods restart")),
         resources=(f"{name}-postgres-password",),
-    ), Credential(
-        what=f"{title} Redis AUTH token", category="internal", issuer=title, holder=title,
+    ), internal_secret(
+        title, f"{title} Redis AUTH token",
         scope=f"{title}'s own {where[1]}: caches, sessions and job queues",
-        lifetime_seconds=None,
         rotation=rotation.format(store=where[1], title=title, extra=(
             "; ElastiCache keeps the old token valid beside the new one (ROTATE)" if managed else "")),
         resources=(f"{name}-redis-token",),
@@ -503,13 +500,11 @@ def service_credentials(name: str, service: str, args: DataStoresArgs, managed: 
 
 def object_store_credential(user: str, holder: str, prefix: str) -> Credential:
     """The inventory entry of platform:objectStore's access key, as `user` holds it."""
-    return Credential(
-        what=f"object-store access key of {user}",
-        category="external",
+    return external_secret(
+        f"object-store access key of {user}",
         issuer="the object store's administrator (platform:objectStore)",
         holder=holder,
         scope=f"what the object store grants that key; {user} write under {prefix}",
-        lifetime_seconds=None,
         lifetime="set by whoever issued the key",
         rotation="issue a new key, `pulumi config set --secret --path platform:objectStore.secretAccessKey`, `pulumi up`",
     )
@@ -517,22 +512,16 @@ def object_store_credential(user: str, holder: str, prefix: str) -> Credential:
 
 def operator_credentials() -> list[Credential]:
     """The CloudNativePG operator's identity and the certificates it issues to its clusters."""
-    return [Credential(
-        what="service-account tokens of the CloudNativePG operator",
-        category="federated",
+    return [projected_token(
+        "service-account tokens of the CloudNativePG operator",
         issuer="the control-plane cluster's service-account issuer",
         holder=f"the CloudNativePG operator ({NAMESPACE})",
         scope="its ClusterRole: PostgreSQL clusters, their pods, services, secrets and volumes, in every namespace",
-        lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
-        rotation="the kubelet refreshes the projected token before it expires",
-    ), Credential(
-        what="CloudNativePG server and replication certificates",
-        category="internal",
-        issuer="CloudNativePG",
-        holder="CloudNativePG",
+    ), internal_secret(
+        "CloudNativePG", "CloudNativePG server and replication certificates",
         scope="TLS of each PostgreSQL cluster's instances, and the streaming_replica user between them",
-        lifetime_seconds=CNPG_CERTIFICATE_DAYS * DAY,
         rotation="the operator renews each 7 days before it expires",
+        seconds=CNPG_CERTIFICATE_DAYS * DAY,
     )]
 
 

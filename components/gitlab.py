@@ -40,7 +40,7 @@ from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksu
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import tcp_route
-from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
+from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
@@ -825,15 +825,12 @@ def _parent_domain(hostname: str) -> str:
 
 def credentials(name: str, args: GitLabArgs) -> list[Credential]:
     """GitLab's root password, the program's admin token, CI ID tokens and, on EKS, its S3 sessions."""
-    entries = [Credential(
-        what="GitLab root password",
-        category="bootstrap",
-        issuer="the program (pulumi_random)",
+    entries = [generated_password(
+        "GitLab root password",
         holder=f"{STATE} and GitLab (Secret {NAMESPACE}/{ROOT_PASSWORD_SECRET})",
         scope="GitLab's root user; takes effect at the first installation only",
-        lifetime_seconds=None,
         rotation="change it in GitLab by hand (the Secret only seeds the first start)",
-        resources=(f"{name}-root-password",),
+        resource=f"{name}-root-password",
     ), Credential(
         what=f"GitLab {BOT_USERNAME} personal access token",
         category="issued",

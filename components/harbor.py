@@ -24,7 +24,7 @@ from components.aws import bucket_name, bucket_role, irsa_credential, private_bu
 from components.cluster import ClusterHandle
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.inventory import DAY, STATE, Credential, CredentialInventory
+from components.inventory import DAY, STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 
@@ -304,13 +304,11 @@ class Harbor(pulumi.ComponentResource):
             enabled=True,
             opts=configured,
         )
-        inventory.register(Credential(
-            what=f"Harbor's credential on replication target {target.name}",
-            category="external",
+        inventory.register(external_secret(
+            f"Harbor's credential on replication target {target.name}",
             issuer=f"the administrator of {target.url}",
             holder=f"Harbor (registry {target.name}) and {STATE}",
             scope=f"push to {target.url}: a robot account with push only, where the target is a Harbor",
-            lifetime_seconds=None,
             lifetime="set on the target (a robot account's expiry there)",
             rotation=f"a new one on the target, `pulumi config set --secret --path` the harbor replication entry {target.name}, `pulumi up`",
             resources=(f"{name}-replica-{target.name}",),
@@ -411,15 +409,12 @@ def external_stores(stores: ServiceStores) -> dict[str, Any]:
 
 def credentials(name: str, args: HarborArgs) -> list[Credential]:
     """Harbor's admin password, its components' shared secrets, its token-service key and its S3 sessions."""
-    entries = [Credential(
-        what="Harbor admin password",
-        category="bootstrap",
-        issuer="the program (pulumi_random)",
+    entries = [generated_password(
+        "Harbor admin password",
         holder=f"the Pulumi harbor provider ({STATE}) and Harbor (Secret {NAMESPACE}/{ADMIN_SECRET[0]})",
         scope="Harbor's local admin: configures Harbor from `pulumi up`; break-glass sign-in",
-        lifetime_seconds=None,
         rotation="never automatically: Harbor reads it only at its first start",
-        resources=(f"{name}-admin-password",),
+        resource=f"{name}-admin-password",
     ), Credential(
         what="Harbor token-service key",
         category="signing-key",
@@ -430,10 +425,10 @@ def credentials(name: str, args: HarborArgs) -> list[Credential]:
         rotation="re-created by `pulumi up` 30 days before the certificate expires; Harbor restarts with it",
         resources=(f"{name}-token-service",),
     )]
-    entries += [Credential(
-        what=f"Harbor {suffix.replace('-', ' ')}", category="internal", issuer="Harbor", holder="Harbor",
+    entries += [internal_secret(
+        "Harbor", f"Harbor {suffix.replace('-', ' ')}",
         scope="between Harbor's own components (core, job service, registry)",
-        lifetime_seconds=None, rotation="by hand, with a Harbor restart: replace the resource",
+        rotation="by hand, with a Harbor restart: replace the resource",
         resources=(f"{name}-{suffix}",),
     ) for suffix in INTERNAL_SECRETS]
     if args.aws is not None:

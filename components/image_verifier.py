@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.helm import metadata, namespace, release, sized
-from components.inventory import HOUR, Credential, CredentialInventory
+from components.inventory import CredentialInventory, projected_token
 from components.service import PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.vault import SLICE as VAULT
 from components.versions import LEASES_CLEANUP_IMAGE
@@ -97,14 +97,12 @@ class ImageVerifier(pulumi.ComponentResource):
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
                                version=args.settings.chart_version, depends_on=[ca])
         if args.inventory is not None:
-            args.inventory.register(Credential(
-                what=f"service-account token of the image verifier ({cluster.name})",
-                category="federated",
+            args.inventory.register(projected_token(
+                f"service-account token of the image verifier ({cluster.name})",
                 issuer=f"the {cluster.name} cluster's service-account issuer (projected token)",
                 holder=f"policy-controller's webhook in {NAMESPACE}",
                 scope=("the Kubernetes API: get service accounts and Secrets cluster-wide, to read the pull secrets "
                        "of the pods it admits (upstream ClusterRole); with those pull secrets, read signatures from Harbor"),
-                lifetime_seconds=HOUR,
                 rotation="the kubelet renews the projected token before it expires",
                 lifetime="the projected token's default hour, renewed by the kubelet",
             ))

@@ -107,3 +107,62 @@ class CredentialInventory:
     def entries(self) -> list[dict[str, Any]]:
         """The stack output `credentials`, sorted so the order of tenants in the config does not matter."""
         return sorted((credential.to_output() for credential in self._entries), key=lambda c: (c["what"], c["resources"]))
+
+
+# Constructors of the kinds of credential that recur across services: each fixes what the kind
+# implies (category, who issues it, how it expires), so a record names only what is its own.
+
+PROJECTED_TOKEN_ROTATION = "the kubelet refreshes the projected token before it expires"
+CERT_MANAGER_ROTATION = "cert-manager renews at two thirds of the lifetime"
+
+
+def generated_password(what: str, holder: str, scope: str, rotation: str, resource: str) -> Credential:
+    """A password the program generates (pulumi_random) to set up a system it creates; it never expires."""
+    return Credential(
+        what=what, category="bootstrap", issuer="the program (pulumi_random)", holder=holder, scope=scope,
+        lifetime_seconds=None, rotation=rotation, resources=(resource,),
+    )
+
+
+def projected_token(
+    what: str, issuer: str, holder: str, scope: str, *, seconds: int = HOUR, rotation: str = PROJECTED_TOKEN_ROTATION,
+    lifetime: str | None = None, resources: tuple[str, ...] = (),
+) -> Credential:
+    """A service-account token the kubelet projects into a pod (`issuer`: the cluster's) and refreshes
+    (an hour: the projected token's default lifetime)."""
+    return Credential(
+        what=what, category="federated", issuer=issuer, holder=holder, scope=scope,
+        lifetime_seconds=seconds, rotation=rotation, lifetime=lifetime, resources=resources,
+    )
+
+
+def internal_secret(
+    system: str, what: str, scope: str, rotation: str, *, seconds: int | None = None, lifetime: str | None = None,
+    resources: tuple[str, ...] = (),
+) -> Credential:
+    """A secret among the components of one `system`, which both issues and holds it."""
+    return Credential(
+        what=what, category="internal", issuer=system, holder=system, scope=scope,
+        lifetime_seconds=seconds, rotation=rotation, lifetime=lifetime, resources=resources,
+    )
+
+
+def external_secret(
+    what: str, issuer: str, holder: str, scope: str, lifetime: str, rotation: str, resources: tuple[str, ...] = ()
+) -> Credential:
+    """A credential the program is given: its lifetime is the `issuer`'s to set (`lifetime` says how)."""
+    return Credential(
+        what=what, category="external", issuer=issuer, holder=holder, scope=scope,
+        lifetime_seconds=None, lifetime=lifetime, rotation=rotation, resources=resources,
+    )
+
+
+def cert_manager_certificate(
+    what: str, issuer: str, holder: str, scope: str, days: int, *, rotation: str = CERT_MANAGER_ROTATION,
+    category: Category = "issued", resources: tuple[str, ...] = (),
+) -> Credential:
+    """A certificate (or CA key) cert-manager issues from `issuer` and renews before it expires."""
+    return Credential(
+        what=what, category=category, issuer=issuer, holder=holder, scope=scope,
+        lifetime_seconds=days * DAY, rotation=rotation, resources=resources,
+    )

@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
-from components.inventory import Credential, CredentialInventory
+from components.inventory import CredentialInventory, internal_secret
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "metallb-system"
@@ -90,15 +90,11 @@ class MetalLb(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[pool])),
         )
         metallb = f"MetalLB on {cluster.role} (Secret {NAMESPACE}/metallb-memberlist: its controller writes it, its speakers read it)"
-        args.inventory.register(Credential(
-            what=f"MetalLB memberlist key on {cluster.role}",
-            category="internal",
-            issuer=metallb,
-            holder=metallb,
+        args.inventory.register(internal_secret(
+            metallb, f"MetalLB memberlist key on {cluster.role}",
             scope="authenticates the speakers' memberlist gossip to each other; nothing else",
-            lifetime_seconds=None,
-            lifetime="as long as the Secret exists",
             rotation="delete the Secret: the controller generates a new key and the speakers restart",
+            lifetime="as long as the Secret exists",
         ))
         self.register_outputs({"release": self.release.status})
 

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ClusterHandle
-from components.inventory import DAY, Credential, CredentialInventory
+from components.inventory import CERT_MANAGER_ROTATION, CredentialInventory, cert_manager_certificate
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "metrics-server"
@@ -44,14 +44,13 @@ class MetricsServer(pulumi.ComponentResource):
             "additionalAnnotations": {},
         }
         self.release = SLICE.release(cluster, self, args.settings, values, "", depends_on=[args.cert_manager])
-        args.inventory.register(Credential(
-            what=f"serving certificate of metrics-server on {cluster.name}",
-            category="issued",
+        args.inventory.register(cert_manager_certificate(
+            f"serving certificate of metrics-server on {cluster.name}",
             issuer=f"cert-manager on {cluster.name} (the release's self-signed issuer)",
             holder=f"metrics-server ({NAMESPACE}) on {cluster.name}",
             scope="authenticates metrics-server to the API server's aggregation layer",
-            lifetime_seconds=CERTIFICATE_DAYS * DAY,
-            rotation="cert-manager renews at two thirds of the lifetime and re-injects the CA",
+            days=CERTIFICATE_DAYS,
+            rotation=f"{CERT_MANAGER_ROTATION} and re-injects the CA",
             resources=(f"{cluster.role}-metrics-server",),
         ))
         self.register_outputs({"release": self.release.status})

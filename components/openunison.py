@@ -31,7 +31,7 @@ import yaml
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
-from components.inventory import DAY, Credential, CredentialInventory
+from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
@@ -698,20 +698,18 @@ def credentials(args: OpenUnisonArgs) -> list[Credential]:
         scope="the signed-in person and their groups",
         lifetime_seconds=TOKEN_LIFETIME_MILLIS // 1000,
         rotation="refreshed by the client; a new sign-in when the session ends",
-    ), Credential(
-        what="upstream OIDC client secret" if upstream else "LDAP bind password",
-        category="external",
+    ), external_secret(
+        "upstream OIDC client secret" if upstream else "LDAP bind password",
         issuer=upstream.issuer if upstream else args.ldap_upstream.url if args.ldap_upstream else "the directory",
         holder=f"OpenUnison ({in_secret}), from a Pulumi config secret",
         scope="OpenUnison signs people in against the upstream identity source",
-        lifetime_seconds=None,
         lifetime="set by the upstream identity source's administrators",
         rotation="`pulumi config set --secret --path platform:identity...` then `pulumi up`",
     )]
-    entries += [Credential(
-        what=what, category="internal", issuer="OpenUnison", holder="OpenUnison",
+    entries += [internal_secret(
+        "OpenUnison", what,
         scope=f"OpenUnison's own components ({in_secret})",
-        lifetime_seconds=None, rotation="by hand: replace the resource; OpenUnison restarts with it",
+        rotation="by hand: replace the resource; OpenUnison restarts with it",
         resources=(resource,),
     ) for resource, what in (
         ("openunison-k8s-db-secret", "client secret of OpenUnison's internal trusts"),

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components import workload_ingress
 from components.cluster import ClusterHandle
-from components.inventory import HOUR, Credential, CredentialInventory
+from components.inventory import CredentialInventory, projected_token
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "monitoring"
@@ -32,7 +32,6 @@ CHART_JOBS = (
 )
 SUBCHARTS = ("alertmanager", "kube-state-metrics", "prometheus-node-exporter", "prometheus-pushgateway")
 RETENTION = "15d"
-SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # the kubelet's projected token, refreshed before it expires
 
 
 def ingress_scrape_job() -> dict[str, Any]:
@@ -66,14 +65,11 @@ class Prometheus(pulumi.ComponentResource):
             "scrapeConfigs": {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()},
         }
         self.release = SLICE.release(cluster, self, args.settings, values, "server", "configmapReload.prometheus")
-        args.inventory.register(Credential(
-            what=f"service-account token of Prometheus on {cluster.name}",
-            category="federated",
+        args.inventory.register(projected_token(
+            f"service-account token of Prometheus on {cluster.name}",
             issuer=f"the {cluster.name} cluster's API server (projected service-account token)",
             holder=f"Prometheus ({NAMESPACE}/{RELEASE}-server) on {cluster.name}",
             scope="list and watch pods, services and endpoints to find the ingress controller's pods (the chart's ClusterRole)",
-            lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
-            rotation="the kubelet refreshes the projected token before it expires",
             resources=(f"{cluster.role}-{RELEASE}",),
         ))
         self.register_outputs({"url": URL})

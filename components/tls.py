@@ -21,7 +21,7 @@ import pulumi_tls as tls
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
-from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory
+from components.inventory import HOUR, STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret
 from components.service import (
     CertificateAuthority,
     ClusterParts,
@@ -167,14 +167,12 @@ def _intermediate(name: str, key: tls.PrivateKey, args: PlatformTlsArgs, parent:
 def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
     """What the platform's certificates rest on: the ACME account (and its Route 53 role) or the CA key."""
     on = "" if args.cluster == "control-plane" else f" on {args.cluster}"
-    issued = Credential(
-        what=f"TLS certificates of the platform's names{on}",
-        category="issued",
+    issued = cert_manager_certificate(
+        f"TLS certificates of the platform's names{on}",
         issuer=f"cert-manager{on} (the platform ClusterIssuer)",
         holder="Traefik (ingress certificates)",
         scope="authenticate the service's hostname to clients",
-        lifetime_seconds=CERTIFICATE_LIFETIME_DAYS * DAY,
-        rotation="cert-manager renews at two thirds of the lifetime",
+        days=CERTIFICATE_LIFETIME_DAYS,
     )
     if args.acme is None and args.signer is not None:
         return [issued, Credential(
@@ -201,13 +199,11 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
     route53 = irsa_credential(
         f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster, "Route 53 records of the platform's hosted zone"
     )
-    return [issued, replace(route53, what=f"{route53.what}{on}"), Credential(
-        what=f"ACME account key{on}",
-        category="external",
+    return [issued, replace(route53, what=f"{route53.what}{on}"), external_secret(
+        f"ACME account key{on}",
         issuer="the ACME server (platform:dns.acmeServer)",
         holder=f"cert-manager{on} (Secret {NAMESPACE}/{ACME_ACCOUNT_SECRET})",
         scope="order and revoke certificates for the platform's names (DNS-01 proves control)",
-        lifetime_seconds=None,
         lifetime="as long as the ACME server keeps the account (no expiry)",
         rotation="delete the Secret: cert-manager registers a new account",
     )]

@@ -40,7 +40,7 @@ from components.backend_tls import CA_DAYS, BackendTlsArgs, internal_certificate
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.helm import namespace, release, sized
-from components.inventory import DAY, STATE, Credential
+from components.inventory import STATE, Credential, cert_manager_certificate
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -576,23 +576,21 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         lifetime_seconds=TOKEN_TTL_SECONDS,
         rotation="sign in again",
         resources=(f"{prefix}-oidc-{OIDC_ROLE}",),
-    ), Credential(
-        what="Vault's internal CA key",
-        category="signing-key",
+    ), cert_manager_certificate(
+        "Vault's internal CA key",
         issuer="cert-manager (self-signed Issuer in the vault namespace)",
         holder=f"cert-manager (Secret {NAMESPACE}/{INTERNAL_CA_SECRET})",
         scope="signs Vault's listener and raft certificates; never presented to anyone",
-        lifetime_seconds=INTERNAL_CA_DAYS * DAY,
+        days=INTERNAL_CA_DAYS,
         rotation="cert-manager renews it 30 days before it expires; Vault and Traefik read the new ca.crt",
+        category="signing-key",
         resources=(f"{prefix}-internal-ca",),
-    ), Credential(
-        what="TLS certificates of Vault's listener and public name",
-        category="issued",
+    ), cert_manager_certificate(
+        "TLS certificates of Vault's listener and public name",
         issuer="cert-manager (Vault's internal CA; the platform ClusterIssuer for the public name)",
         holder="the Vault pods and Traefik",
         scope="authenticate Vault's hostnames to clients and raft peers",
-        lifetime_seconds=90 * DAY,  # cert-manager's default duration
-        rotation="cert-manager renews at two thirds of the lifetime",
+        days=90,  # cert-manager's default duration
         resources=(f"{prefix}-tls", f"{prefix}-public-tls"),
     )]
     if on_eks:
