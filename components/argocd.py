@@ -17,7 +17,7 @@ from components.common import PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import namespace, release, sized, spread
-from components.inventory import DAY, Credential
+from components.inventory import Credential, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
 from components.tenant_delivery import TenantDelivery, TenantDeliveryArgs, destination
@@ -192,14 +192,13 @@ def high_availability(values: dict[str, Any], replicas: int) -> dict[str, Any]:
 
 def webhook_credential(name: str) -> Credential:
     """The secret GitLab's webhooks present to ArgoCD."""
-    return Credential(
-        what="GitLab webhook secret of ArgoCD",
-        category="issued",
+    return refreshed(
+        "GitLab webhook secret of ArgoCD",
         issuer="Pulumi (pulumi-random)",
         holder="ArgoCD (argocd-secret) and every tenant ops project's webhook",
         scope="lets GitLab tell ArgoCD that a repository changed; grants no access",
-        lifetime_seconds=WEBHOOK_ROTATION_DAYS * DAY,
-        rotation=f"replaced by `pulumi up --refresh` every {WEBHOOK_ROTATION_DAYS} days, on both sides at once",
+        every_days=WEBHOOK_ROTATION_DAYS,
+        then=", on both sides at once",
         resources=(f"{name}-webhook",),
     )
 

@@ -21,7 +21,7 @@ import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.inventory import HOUR, Credential, CredentialInventory
+from components.inventory import Credential, CredentialInventory, program_certificate
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256
 from policy.labels import managed_by
@@ -100,13 +100,12 @@ def credentials(name: str, cluster: str) -> list[Credential]:
             name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
             "Elastic Load Balancing and the security groups and target groups it tags (upstream's policy, pinned)",
         ), what=f"AWS sessions of the AWS Load Balancer Controller on {cluster} (IRSA)"),
-        Credential(
-            what=f"serving key and certificate of the AWS Load Balancer Controller's webhook on {cluster}",
-            category="issued",
-            issuer="the program (pulumi_tls, self-signed, the webhooks' caBundle)",
+        program_certificate(
+            f"serving key and certificate of the AWS Load Balancer Controller's webhook on {cluster}",
+            signed="self-signed, the webhooks' caBundle",
             holder=f"the controller on {cluster} (Secret {NAMESPACE}/aws-load-balancer-tls) and the Pulumi state",
             scope=f"authenticates {WEBHOOK_SERVICE}.{NAMESPACE}.svc to that cluster's API server only",
-            lifetime_seconds=WEBHOOK_CERTIFICATE_HOURS * HOUR,
+            hours=WEBHOOK_CERTIFICATE_HOURS,
             rotation=f"`pulumi up` re-issues it {WEBHOOK_CERTIFICATE_HOURS // 2 // 24} days before it expires (early renewal)",
             resources=(f"{name}-webhook",),
         ),

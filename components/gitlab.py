@@ -40,7 +40,7 @@ from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksu
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import tcp_route
-from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password
+from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
@@ -522,21 +522,18 @@ class SshHostKeys(pulumi.ComponentResource):
             lambda public_keys: "".join(known_hosts_line(args.hostname, args.port, k) for k in public_keys)
         )
         if args.inventory is not None:
-            args.inventory.register(Credential(
-                what="SSH host keys of GitLab (gitlab-shell)",
-                category="issued",
+            args.inventory.register(refreshed(
+                "SSH host keys of GitLab (gitlab-shell)",
                 issuer="Pulumi (pulumi-tls ed25519 and ECDSA P-256)",
                 holder=f"gitlab-shell (Secret {NAMESPACE}/{HOST_KEYS_SECRET}); ArgoCD's known_hosts lists the public halves",
                 scope=f"proves to SSH clients (ArgoCD, git) that {args.hostname} is the platform's GitLab",
-                lifetime_seconds=HOST_KEY_LIFETIME_DAYS * DAY,
+                every_days=HOST_KEY_ROTATION_DAYS,
+                then="; the same run restarts gitlab-shell and updates ArgoCD's known_hosts",
                 # Counted like the deploy keys; unlike them it cannot expire by itself.
+                lifetime_days=HOST_KEY_LIFETIME_DAYS,
                 lifetime=(
                     f"until the first `pulumi up --refresh` after {HOST_KEY_ROTATION_DAYS} days "
                     "(an SSH host key has no expiry of its own)"
-                ),
-                rotation=(
-                    f"replaced by `pulumi up --refresh` every {HOST_KEY_ROTATION_DAYS} days; the same run "
-                    "restarts gitlab-shell and updates ArgoCD's known_hosts"
                 ),
                 resources=tuple(f"{name}-{kind}" for kind in HOST_KEY_TYPES),
             ))

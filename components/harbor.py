@@ -24,7 +24,7 @@ from components.aws import bucket_name, bucket_role, irsa_credential, private_bu
 from components.cluster import ClusterHandle
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.inventory import DAY, STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret
+from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 
@@ -415,14 +415,14 @@ def credentials(name: str, args: HarborArgs) -> list[Credential]:
         scope="Harbor's local admin: configures Harbor from `pulumi up`; break-glass sign-in",
         rotation="never automatically: Harbor reads it only at its first start",
         resource=f"{name}-admin-password",
-    ), Credential(
-        what="Harbor token-service key",
-        category="signing-key",
-        issuer="the program (pulumi_tls, self-signed certificate)",
+    ), program_certificate(
+        "Harbor token-service key",
+        signed="self-signed certificate",
         holder=f"Harbor core (Secret {NAMESPACE}/{TOKEN_CERT_SECRET}) and {STATE}",
         scope="signs the registry tokens Harbor core hands to clients; the registry verifies them",
-        lifetime_seconds=TOKEN_CERT_VALIDITY_DAYS * DAY,
+        hours=TOKEN_CERT_VALIDITY_DAYS * 24,
         rotation="re-created by `pulumi up` 30 days before the certificate expires; Harbor restarts with it",
+        category="signing-key",
         resources=(f"{name}-token-service",),
     )]
     entries += [internal_secret(

@@ -166,3 +166,27 @@ def cert_manager_certificate(
         what=what, category=category, issuer=issuer, holder=holder, scope=scope,
         lifetime_seconds=days * DAY, rotation=rotation, resources=resources,
     )
+
+
+def refreshed(
+    what: str, issuer: str, holder: str, scope: str, every_days: int, *, then: str = "", lifetime_days: int | None = None,
+    lifetime: str | None = None, resources: tuple[str, ...] = (),
+) -> Credential:
+    """An issued credential the program replaces on `pulumi up --refresh` every `every_days` (`then`: what
+    that run also does); valid for `lifetime_days` where that is longer."""
+    return Credential(
+        what=what, category="issued", issuer=issuer, holder=holder, scope=scope,
+        lifetime_seconds=(lifetime_days or every_days) * DAY, lifetime=lifetime,
+        rotation=f"replaced by `pulumi up --refresh` every {every_days} days{then}", resources=resources,
+    )
+
+
+def program_certificate(
+    what: str, signed: str, holder: str, scope: str, hours: int, rotation: str, *, category: Category = "issued",
+    resources: tuple[str, ...] = (),
+) -> Credential:
+    """A key and certificate the program makes with pulumi_tls (`signed`: by whom), valid `hours`."""
+    return Credential(
+        what=what, category=category, issuer=f"the program (pulumi_tls, {signed})", holder=holder, scope=scope,
+        lifetime_seconds=hours * HOUR, rotation=rotation, resources=resources,
+    )

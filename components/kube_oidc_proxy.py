@@ -39,7 +39,7 @@ import pulumi_tls as tls
 from components.cluster import ClusterHandle
 from components.helm import namespace
 from components.service import PlatformNamespace
-from components.inventory import HOUR, Credential, CredentialInventory
+from components.inventory import CredentialInventory, program_certificate
 from components.versions import KUBE_OIDC_PROXY_IMAGE
 
 NAMESPACE = "kube-oidc-proxy"
@@ -101,13 +101,12 @@ class ServingCertificate:
         )
         self.ca_data = self.certificate.cert_pem.apply(lambda pem: base64.b64encode(pem.encode()).decode())
         self.checksum = self.certificate.cert_pem.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest())
-        args.inventory.register(Credential(
-            what=f"serving key and certificate of the {where} kube-oidc-proxy",
-            category="issued",
-            issuer="the program (pulumi_tls, self-signed, pinned by ArgoCD and OpenUnison)",
+        args.inventory.register(program_certificate(
+            f"serving key and certificate of the {where} kube-oidc-proxy",
+            signed="self-signed, pinned by ArgoCD and OpenUnison",
             holder=f"kube-oidc-proxy on {where} ({holder}) and the Pulumi state",
             scope=f"authenticates {args.hostname} to ArgoCD and OpenUnison; for that name only",
-            lifetime_seconds=args.certificate_validity_hours * HOUR,
+            hours=args.certificate_validity_hours,
             rotation=(
                 f"`pulumi up` re-issues the certificate {args.certificate_validity_hours // 2 // 24} days before it "
                 "expires (early renewal); the pins change and the pods restart in that run; the key pair is kept"

@@ -31,7 +31,7 @@ import yaml
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
-from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret
+from components.inventory import Credential, CredentialInventory, external_secret, internal_secret, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
@@ -715,16 +715,15 @@ def credentials(args: OpenUnisonArgs) -> list[Credential]:
         ("openunison-k8s-db-secret", "client secret of OpenUnison's internal trusts"),
         ("openunison-keystore-password", "password of OpenUnison's keystore"),
     )]
-    entries += [Credential(
-        what=f"OIDC client secret of {client}",
-        category="issued",
+    entries += [refreshed(
+        f"OIDC client secret of {client}",
         issuer="the program (pulumi_random), registered in OpenUnison's Trust",
         holder=f"{client} and OpenUnison (Secret {NAMESPACE}/oidc-client-{client})",
         scope=f"{client} redeems sign-in codes at OpenUnison's token endpoint",
-        lifetime_seconds=rotation_days * DAY,
+        every_days=rotation_days,
+        then="; both sides take it in that run",
         # Nothing expires it on its own: the 30 days hold as long as refreshes run.
         lifetime=f"{rotation_days} days, as long as `pulumi up --refresh` runs (OpenUnison sets no expiry)",
-        rotation=f"replaced by `pulumi up --refresh` every {rotation_days} days; both sides take it in that run",
         resources=(f"oidc-{client}",),
     ) for client in sorted(args.clients)]
     return entries

@@ -37,7 +37,7 @@ import pulumi_kubernetes as k8s
 import pulumiverse_time as time
 
 from components.common import rotated_key
-from components.inventory import DAY, Credential
+from components.inventory import refreshed
 
 from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, TenantMembers, TenantPlatform, VaultTenancy
 from policy.labels import TENANT_LABEL
@@ -287,14 +287,13 @@ class TenantRepositories(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=argocd.provider, depends_on=[argocd.release]),
         )
         if inventory is not None:
-            inventory.register(Credential(
-                what=f"read-only deploy key of {tenant}/{project_name}",
-                category="issued",
+            inventory.register(refreshed(
+                f"read-only deploy key of {tenant}/{project_name}",
                 issuer="Pulumi (pulumi-tls ed25519), registered in GitLab",
                 holder=f"ArgoCD (repository secret repo-{tenant}-{project_name}) and Vault",
                 scope=f"read {tenant}/{project_name} over SSH",
-                lifetime_seconds=DEPLOY_KEY_LIFETIME_DAYS * DAY,
-                rotation=f"replaced by `pulumi up --refresh` every {DEPLOY_KEY_ROTATION_DAYS} days",
+                every_days=DEPLOY_KEY_ROTATION_DAYS,
+                lifetime_days=DEPLOY_KEY_LIFETIME_DAYS,
                 resources=(f"{prefix}-deploy-key",),
             ))
         # ArgoCD refreshes the applications of this repository on a push instead of polling.

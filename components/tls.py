@@ -21,7 +21,7 @@ import pulumi_tls as tls
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
-from components.inventory import HOUR, STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret
+from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
     CertificateAuthority,
     ClusterParts,
@@ -175,25 +175,25 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
         days=CERTIFICATE_LIFETIME_DAYS,
     )
     if args.acme is None and args.signer is not None:
-        return [issued, Credential(
-            what=f"intermediate CA key{on}",
-            category="signing-key",
-            issuer="the program (pulumi_tls, signed by the platform CA)",
+        return [issued, program_certificate(
+            f"intermediate CA key{on}",
+            signed="signed by the platform CA",
             holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
             scope=f"signs the TLS certificates of the names served{on}; never presented to anyone",
-            lifetime_seconds=INTERMEDIATE_VALIDITY_HOURS * HOUR,
+            hours=INTERMEDIATE_VALIDITY_HOURS,
             rotation="re-signed by `pulumi up` 30 days before it expires (the key is kept); clients trust the root",
+            category="signing-key",
             resources=(f"{name}-ca",),
         )]
     if args.acme is None:
-        return [issued, Credential(
-            what=f"platform CA key{on}",
-            category="signing-key",
-            issuer="the program (pulumi_tls, self-signed root)",
+        return [issued, program_certificate(
+            f"platform CA key{on}",
+            signed="self-signed root",
             holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
             scope="signs the platform's TLS certificates; never presented to anyone",
-            lifetime_seconds=args.ca_validity_hours * HOUR,
+            hours=args.ca_validity_hours,
             rotation="re-created by `pulumi up` 30 days before it expires; clients take the new caBundle output",
+            category="signing-key",
             resources=(f"{name}-ca",),
         )]
     route53 = irsa_credential(
