@@ -77,6 +77,15 @@ def _refuse_repeats(values: list[str], what: str) -> None:
         raise ValueError(f"each {what} may be listed once; repeated: {', '.join(repeated)}")
 
 
+def _listed_once(what: str, by: str | None = None) -> AfterValidator:
+    """A list's validator: `_refuse_repeats` on its entries, or on each entry's attribute `by`."""
+    def check(entries: list[Any]) -> list[Any]:
+        _refuse_repeats([getattr(e, by) if by else e for e in entries], what)
+        return entries
+
+    return AfterValidator(check)
+
+
 def _check(pattern: re.Pattern[str], allowed: str):
     def check(value: str) -> str:
         if not pattern.match(value):
@@ -601,22 +610,10 @@ class SupplyChain(Model):
     """Harbor policy for every tenant project, the public registries proxied into quarantine, and signing keys."""
 
     severity: Annotated[Severity, Strict(False)] = Severity.HIGH  # pulls of images with a vulnerability at or above it are refused
-    cve_allowlist: list[CveException] = []
+    cve_allowlist: Annotated[list[CveException], _listed_once("CVE", by="id")] = []
     keep_last: int = Field(default=10, ge=1, le=1000)  # retention: the N most recently pushed per repository
-    public_registries: list[PublicRegistry] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+    public_registries: Annotated[list[PublicRegistry], _listed_once("registry")] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
     signing_keys: SigningKeys = SigningKeys()
-
-    @field_validator("cve_allowlist")
-    @classmethod
-    def _unique_cves(cls, entries: list[CveException]) -> list[CveException]:
-        _refuse_repeats([e.id for e in entries], "CVE")
-        return entries
-
-    @field_validator("public_registries")
-    @classmethod
-    def _unique_registries(cls, registries: list[str]) -> list[str]:
-        _refuse_repeats(registries, "registry")
-        return registries
 
 
 # --- the whole platform ---------------------------------------------------------------
@@ -628,20 +625,14 @@ class PlatformConfig(Model):
     identity: Identity
     dns: Dns | None = None
     services: Services = Services()
-    tenants: list[Tenant] = []
-    offboarding: list[Offboarding] = []
+    tenants: Annotated[list[Tenant], _listed_once("tenant name", by="name")] = []
+    offboarding: Annotated[list[Offboarding], _listed_once("offboarded tenant", by="tenant")] = []
     protect: bool | None = None
     pipeline: Pipeline = Pipeline()
     supply_chain: SupplyChain = SupplyChain()
     charts: Charts = Charts()
     object_store: ObjectStore | None = None
     backups: Backups | None = None
-
-    @field_validator("tenants")
-    @classmethod
-    def _unique_tenants(cls, tenants: list[Tenant]) -> list[Tenant]:
-        _refuse_repeats([t.name for t in tenants], "tenant name")
-        return tenants
 
     def virtual_cluster_versions(self) -> list[str]:
         """Workload clusters whose Kubernetes has no pinned vCluster image, when a tenant needs one."""
@@ -654,12 +645,6 @@ class PlatformConfig(Model):
             for name, spec in (("dev", self.clusters.dev), ("prod", self.clusters.prod))
             if spec.kubernetes_version not in VCLUSTER_KUBERNETES_TAGS
         ]
-
-    @field_validator("offboarding")
-    @classmethod
-    def _unique_offboarding(cls, entries: list[Offboarding]) -> list[Offboarding]:
-        _refuse_repeats([e.tenant for e in entries], "offboarded tenant")
-        return entries
 
     @field_validator("tenants")
     @classmethod
