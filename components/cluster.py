@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -376,18 +377,7 @@ class EksCluster(pulumi.ComponentResource):
         public_ids, private_ids = [], []
         nat = None
         for index, zone in enumerate(zones):
-            public = aws.ec2.Subnet(
-                f"{name}-public-{zone}",
-                vpc_id=vpc.id,
-                cidr_block=str(blocks[index]),
-                availability_zone=zone,
-                map_public_ip_on_launch=False,
-                tags={**tags, "kubernetes.io/role/elb": "1", "Name": f"{name}-public-{zone}"},
-                opts=opts,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{zone}", subnet_id=public.id, route_table_id=public_routes.id, opts=opts
-            )
+            public = _subnet(name, "public", zone, str(blocks[index]), vpc, public_routes, tags, opts)
             public_ids.append(public.id)
             if nat is None:
                 # One NAT gateway keeps cost down; private subnets in every zone route through it.
@@ -402,19 +392,27 @@ class EksCluster(pulumi.ComponentResource):
         )
         private_cidrs = [str(block) for block in blocks[len(zones):2 * len(zones)]]
         for zone, cidr in zip(zones, private_cidrs):
-            private = aws.ec2.Subnet(
-                f"{name}-private-{zone}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zone,
-                tags={**tags, "kubernetes.io/role/internal-elb": "1", "Name": f"{name}-private-{zone}"},
-                opts=opts,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{zone}", subnet_id=private.id, route_table_id=private_routes.id, opts=opts
-            )
-            private_ids.append(private.id)
+            private_ids.append(_subnet(name, "private", zone, cidr, vpc, private_routes, tags, opts).id)
         return _Vpc(vpc, private_ids, public_ids, public_routes, private_routes, tuple(private_cidrs))
+
+
+def _subnet(
+    name: str, tier: Literal["public", "private"], zone: str, cidr: str, vpc: aws.ec2.Vpc, routes: aws.ec2.RouteTable,
+    tags: dict[str, str], opts: pulumi.ResourceOptions,
+) -> aws.ec2.Subnet:
+    """A subnet of `tier` in `zone`, routed by `routes`, tagged for the load balancers of its tier."""
+    public = tier == "public"
+    subnet = aws.ec2.Subnet(
+        f"{name}-{tier}-{zone}",
+        vpc_id=vpc.id,
+        cidr_block=cidr,
+        availability_zone=zone,
+        map_public_ip_on_launch=False if public else None,
+        tags={**tags, f"kubernetes.io/role/{'elb' if public else 'internal-elb'}": "1", "Name": f"{name}-{tier}-{zone}"},
+        opts=opts,
+    )
+    aws.ec2.RouteTableAssociation(f"{name}-{tier}-{zone}", subnet_id=subnet.id, route_table_id=routes.id, opts=opts)
+    return subnet
 
 
 @dataclass(frozen=True)
