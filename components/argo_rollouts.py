@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "argo-rollouts"
 
@@ -49,5 +49,5 @@ SLICE: ServiceSlice[ArgoRollouts] = ServiceSlice(
     chart="argo-rollouts",
     default_replicas=2,
     on_cluster=on_cluster,
-    clusters=("dev", "prod"),
+    clusters=WORKLOAD_CLUSTERS,
 )

@@ -32,7 +32,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.helm import metadata, namespace, release, sized
 from components.inventory import CredentialInventory, projected_token
-from components.service import PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.service import WORKLOAD_CLUSTERS, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.vault import SLICE as VAULT
 from components.versions import LEASES_CLEANUP_IMAGE
 from policy.labels import SIGNATURE_POLICY_LABEL, managed_by
@@ -41,7 +41,6 @@ NAMESPACE = "cosign-system"
 POLICY_API_VERSION = "policy.sigstore.dev/v1beta1"
 CA_CONFIGMAP = ("platform-ca", "ca.crt")  # the registry's CA, where Harbor's certificate is the platform's own
 Mode = Literal["enforce", "warn"]
-WORKLOAD_CLUSTERS = ("dev", "prod")  # where tenants run; prod always enforces
 
 
 def image_policy(name: str, images: Sequence[str], public_keys: Sequence[str], mode: Mode) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from components import tls
 from components.cluster import ClusterHandle
 from components.inventory import CERT_MANAGER_ROTATION, CredentialInventory, cert_manager_certificate
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "metrics-server"
 CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
@@ -72,5 +72,5 @@ SLICE: ServiceSlice[MetricsServer] = ServiceSlice(
     chart="metrics-server",
     default_replicas=2,
     on_cluster=on_cluster,
-    clusters=("dev", "prod"),
+    clusters=WORKLOAD_CLUSTERS,
 )

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from components import workload_ingress
 from components.cluster import ClusterHandle
 from components.inventory import CredentialInventory, projected_token
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "monitoring"
 RELEASE = "prometheus"
@@ -88,5 +88,5 @@ SLICE: ServiceSlice[Prometheus] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "Prometheus, which the canary analyses of every tenant query"),
     chart="prometheus",
     on_cluster=on_cluster,
-    clusters=("dev", "prod"),
+    clusters=WORKLOAD_CLUSTERS,
 )

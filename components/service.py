@@ -72,6 +72,7 @@ class StatefulServiceArgs(ServiceArgs):
 C = TypeVar("C")
 
 CLUSTERS = ("control-plane", "dev", "prod")  # the clusters' names (stacks/platform.py CLUSTER_NAMES)
+WORKLOAD_CLUSTERS = ("dev", "prod")  # where tenants run, one per environment
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
+    WORKLOAD_CLUSTERS,
     CertificateAuthority,
     ClusterParts,
     ControlPlaneParts,
@@ -251,7 +252,7 @@ SLICE: ServiceSlice[PlatformTls] = ServiceSlice(
     # On the workload clusters too: their ingress and metrics-server certificates (declared after
     # the control plane, whose CA signs theirs on kubeconfig stacks).
     on_cluster=on_cluster,
-    clusters=("dev", "prod"),
+    clusters=WORKLOAD_CLUSTERS,
 )
 
 

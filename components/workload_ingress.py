@@ -27,7 +27,7 @@ from components import tls
 from components.cluster import ClusterHandle
 from components.helm import namespace
 from components.ingress import HTTP_REDIRECT, TRAEFIK_API, Route53Args
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "apps-ingress"
@@ -141,5 +141,5 @@ SLICE: ServiceSlice[WorkloadIngress] = ServiceSlice(
     chart="traefik",
     default_replicas=2,
     on_cluster=on_cluster,
-    clusters=("dev", "prod"),
+    clusters=WORKLOAD_CLUSTERS,
 )

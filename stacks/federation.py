@@ -38,10 +38,9 @@ from components.federation import (
 )
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import KubeOidcProxy, KubeOidcProxyArgs
+from components.service import WORKLOAD_CLUSTERS
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
-
-WORKLOAD_CLUSTERS = ("dev", "prod")
 
 
 def proxy_hostname(cluster: str, domain: str) -> str:

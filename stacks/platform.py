@@ -25,7 +25,7 @@ from components import image_verifier
 from components.inventory import CredentialInventory
 from components import tls
 from components.network import VpcNetwork
-from components.service import AcmeSettings, CertificateAuthority, ClusterParts
+from components.service import WORKLOAD_CLUSTERS, AcmeSettings, CertificateAuthority, ClusterParts
 from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
@@ -39,7 +39,6 @@ from stacks.vault_federation import build_vault_federation
 
 # PlatformConfig.clusters fields to the cluster names used in resource names and the plan.
 CLUSTER_NAMES = {"control_plane": "control-plane", "dev": "dev", "prod": "prod"}
-WORKLOAD_CLUSTERS = ("dev", "prod")
 
 
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None) -> ClusterHandle:
