@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -131,3 +132,11 @@ class ObjectStoreTarget:
     bucket: str
     access_key_id: str
     secret_access_key: pulumi.Input[str]  # a Pulumi secret
+
+
+def ipv4_network(value: str, example: str) -> ipaddress.IPv4Network:
+    """`value` as an IPv4 network in CIDR form (no host bits set), or a config error naming what is allowed."""
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as {example!r}") from None

@@ -27,7 +27,6 @@ what and why, in one place. Everything else in a job pod is `restricted`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import pulumiverse_time as time
 from pydantic import AfterValidator, Field
 
 from components.cluster import ClusterHandle
+from components.common import ipv4_network
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
 from components.ingress import NAMESPACE as INGRESS_NAMESPACE
@@ -111,10 +111,7 @@ def tenant_namespace(tenant: str) -> str:
 
 
 def _cidr(value: str) -> str:
-    try:
-        ipaddress.IPv4Network(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '10.40.0.0/16'") from None
+    ipv4_network(value, "10.40.0.0/16")
     return value
 
 

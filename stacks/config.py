@@ -35,7 +35,7 @@ from pydantic.alias_generators import to_camel
 from components.tenancy import ROLES, Isolation, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
-from components.common import ObjectStoreTarget
+from components.common import ObjectStoreTarget, ipv4_network
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -111,11 +111,7 @@ IamArn = Annotated[str, _check(_ARN, "an IAM role or user ARN such as 'arn:aws:i
 
 
 def _cidr(value: str) -> str:
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '10.40.0.0/16'") from None
-    if net.version != 4 or not 16 <= net.prefixlen <= 24:
+    if not 16 <= ipv4_network(value, "10.40.0.0/16").prefixlen <= 24:
         raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network from /16 to /24")
     return value
 
@@ -124,12 +120,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
 def _public_cidr(value: str) -> str:
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as '203.0.113.0/24'") from None
-    if net.version != 4:
-        raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network")
+    ipv4_network(value, "203.0.113.0/24")
     return value
 
 
