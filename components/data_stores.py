@@ -95,14 +95,13 @@ class ServiceStores:
 @dataclass(frozen=True)
 class DataStoresArgs:
     protect: bool
-    instances: int  # CloudNativePG instances, or ElastiCache nodes (a primary and replicas)
-    storage: str  # per PostgreSQL instance (on RDS at least RDS_MIN_STORAGE_GIB)
+    # Replicas: CloudNativePG instances, or ElastiCache nodes (a primary and replicas); storage: per
+    # PostgreSQL instance (on RDS at least RDS_MIN_STORAGE_GIB); sizing: each PostgreSQL and Valkey container's.
+    settings: ServiceSettings
     backup_retention_days: int
     instance_class: str  # RDS
     node_type: str  # ElastiCache
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
-    resources: dict[str, Any] = field(default_factory=dict)  # each PostgreSQL and Valkey container's
-    chart_version: str | None = None
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
@@ -127,7 +126,7 @@ class DataStores(pulumi.ComponentResource):
             ns = namespace(SLICE.namespace, cluster, self)
             # Protected with the data: its chart owns the CRDs, and uninstalling it deletes every Cluster.
             self.operator = release(
-                RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.chart_version,
+                RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.settings.chart_version,
                 protect=args.protect,
             )
             args.inventory.register(*operator_credentials())
@@ -143,7 +142,7 @@ def operator_values(args: DataStoresArgs) -> dict[str, Any]:
     return {
         # The CRDs come with the chart; the Clusters depend on this release, so they go first on destroy.
         "crds": {"create": True},
-        "resources": args.resources,
+        "resources": args.settings.resources,
     }
 
 
@@ -264,8 +263,8 @@ def _managed(
         engine_version=RDS_POSTGRES_MAJOR,  # minor versions: RDS applies them in the maintenance window
         auto_minor_version_upgrade=True,
         instance_class=args.instance_class,
-        allocated_storage=max(RDS_MIN_STORAGE_GIB, storage_gib(args.storage)),
-        max_allocated_storage=4 * max(RDS_MIN_STORAGE_GIB, storage_gib(args.storage)),  # storage autoscaling
+        allocated_storage=max(RDS_MIN_STORAGE_GIB, storage_gib(args.settings.storage)),
+        max_allocated_storage=4 * max(RDS_MIN_STORAGE_GIB, storage_gib(args.settings.storage)),  # storage autoscaling
         storage_type="gp3",
         storage_encrypted=True,
         kms_key_id=shared.key.arn,
@@ -294,7 +293,7 @@ def _managed(
         engine="redis",
         engine_version=ELASTICACHE_REDIS_VERSION,
         node_type=args.node_type,
-        num_cache_clusters=args.instances,
+        num_cache_clusters=args.settings.replicas,
         automatic_failover_enabled=True,
         multi_az_enabled=True,
         at_rest_encryption_enabled=True,
@@ -364,12 +363,12 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
     assert store is not None
     secret = f"{service}-backup-store"
     return {
-        "instances": args.instances,
+        "instances": args.settings.replicas,
         "imageName": CNPG_POSTGRES_IMAGE.ref,
         "primaryUpdateStrategy": "unsupervised",
         "enableSuperuserAccess": False,
-        "storage": {"size": args.storage},
-        **({"resources": args.resources} if args.resources else {}),
+        "storage": {"size": args.settings.storage},
+        **({"resources": args.settings.resources} if args.settings.resources else {}),
         # One instance per node where the nodes allow it (a kind cluster may have one node).
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname", "podAntiAffinityType": "preferred"},
         "bootstrap": {"initdb": {"database": service, "owner": service, "secret": {"name": f"{service}-postgres"}}},
@@ -422,7 +421,7 @@ def valkey(
         liveness_probe=k8s.core.v1.ProbeArgs(
             tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), initial_delay_seconds=30, period_seconds=20
         ),
-        resources=args.resources or None,
+        resources=args.settings.resources or None,
         security_context=k8s.core.v1.SecurityContextArgs(
             allow_privilege_escalation=False, read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])
         ),
@@ -532,14 +531,11 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
         parts.cluster,
         DataStoresArgs(
             protect=parts.settings.protect,
-            instances=settings.replicas,
-            storage=settings.storage,
+            settings=settings,
             backup_retention_days=options["backup_retention_days"],
             instance_class=options["instance_class"],
             node_type=options["node_type"],
             object_store=parts.settings.object_store,
-            resources=settings.resources,
-            chart_version=settings.chart_version,
             inventory=parts.inventory,
         ),
     )

@@ -14,8 +14,7 @@ connection straight to its route, without the read deadline it keeps for HTTP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -23,7 +22,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint
-from components.helm import namespace, release, spread
+from components.helm import spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
@@ -52,9 +51,7 @@ class Route53Args:
 
 @dataclass(frozen=True)
 class IngressArgs:
-    replicas: int = 2
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # set on EKS: records for every published hostname
 
 
@@ -66,18 +63,17 @@ class Ingress(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ingress:Ingress", name, None, opts)
         self._name, self._args = name, args
-        ns = namespace(SLICE.namespace, cluster, self)
         service: dict = {"type": "LoadBalancer"}
         if args.route53 is not None:
             service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
-        self.release = release(
-            "traefik",
-            "traefik",
-            ns,
+        self.release = SLICE.release(
+            cluster,
+            self,
+            args.settings,
             {
-                "deployment": {"replicas": args.replicas},
+                "deployment": {"replicas": args.settings.replicas},
                 "topologySpreadConstraints": spread(POD_LABELS),
-                **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.replicas > 1 else {}),
+                **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.settings.replicas > 1 else {}),
                 "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
                 "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
                 "ports": {
@@ -93,11 +89,8 @@ class Ingress(pulumi.ComponentResource):
                     },
                 },
                 "service": service,
-                "resources": args.resources,
+                "resources": args.settings.resources,
             },
-            cluster,
-            self,
-            version=args.chart_version,
         )
         self.ssh = TcpEntrypoint(SSH_ENTRYPOINT, SSH_PORT, self.release)
         self._load_balancer: pulumi.Output[str] | None = None
@@ -159,7 +152,7 @@ def tcp_route(
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
     public = parts.public_dns
     route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
-    return Ingress("ingress", parts.cluster, IngressArgs(settings.replicas, settings.chart_version, settings.resources, route53))
+    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -20,7 +19,7 @@ import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
-from components.helm import namespace, release, sized
+from components.helm import namespace
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
     WORKLOAD_CLUSTERS,
@@ -49,11 +48,10 @@ class AcmeArgs:
 @dataclass(frozen=True)
 class PlatformTlsArgs:
     domain: str
+    settings: ServiceSettings  # chart version, sizing
     acme: AcmeArgs | None = None  # None: a private root CA
-    chart_version: str | None = None
     ca_validity_hours: int = 5 * 365 * 24
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     # Without ACME on a workload cluster: its CA is an intermediate this root signs, so its
     # certificates chain to the one bundle every client trusts.
     signer: CertificateAuthority | None = None
@@ -78,8 +76,7 @@ class PlatformTls(pulumi.ComponentResource):
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
-        values = sized(values, args.resources, "", "webhook", "cainjector", "startupapicheck")
-        self.release = release("cert-manager", "cert-manager", ns, values, cluster, self, version=args.chart_version)
+        self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns)
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
 
         if args.acme is not None:
@@ -217,10 +214,9 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
         parts.cluster,
         PlatformTlsArgs(
             domain=parts.settings.domain,
+            settings=settings,
             acme=AcmeArgs(public.acme.email, public.acme.server, public.acme.hosted_zone_id, public.aws) if public else None,
-            chart_version=settings.chart_version,
             inventory=parts.inventory,
-            resources=settings.resources,
         ),
     )
 
@@ -234,10 +230,9 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
         parts.cluster,
         PlatformTlsArgs(
             domain=parts.domain,
+            settings=settings,
             acme=AcmeArgs(acme.email, acme.server, acme.hosted_zone_id, identity) if acme and identity else None,
-            chart_version=settings.chart_version,
             inventory=parts.inventory,
-            resources=settings.resources,
             signer=parts.ca,
             cluster=parts.cluster.role,
         ),

@@ -31,7 +31,7 @@ from components import harbor as harbor_component
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.data_stores import DataStores, DataStoresArgs
-from components.service import ObjectStoreTarget
+from components.service import ObjectStoreTarget, ServiceSettings
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import control_plane_cluster, run_program
@@ -88,7 +88,7 @@ def _shared(service: str, eks: bool) -> dict[str, Any]:
         # A kubeconfig cluster handle either way: CloudNativePG and Valkey (the managed stores are
         # checked on the prod plan, tests/test_data_stores.py).
         "data_stores": DataStores("data-stores", cluster, DataStoresArgs(
-            protect=False, instances=3, storage="10Gi", backup_retention_days=7, instance_class="db.m7g.large",
+            protect=False, settings=ServiceSettings(replicas=3, storage="10Gi"), backup_retention_days=7, instance_class="db.m7g.large",
             node_type="cache.m7g.large", object_store=OBJECT_STORE,
         )),
     }

@@ -27,6 +27,7 @@ from components.argocd import ArgoCd, ArgoCdArgs
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.data_stores import DataStores, DataStoresArgs
 from components.inventory import DAY, CredentialInventory
+from components.service import ServiceSettings
 from platformctl.mocks import SECRET_MARK, PlatformMocks, is_redacted
 from policy.inventory import MAX_LIFETIME_SECONDS
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
@@ -269,7 +270,7 @@ def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) 
                 ssh=ingress_component.TcpEntrypoint(ingress_component.SSH_ENTRYPOINT, ssh_port, traefik),
                 inventory=inventory,
                 data_stores=DataStores("data-stores", cluster, DataStoresArgs(
-                    protect=False, instances=3, storage="10Gi", backup_retention_days=7,
+                    protect=False, settings=ServiceSettings(replicas=3, storage="10Gi"), backup_retention_days=7,
                     instance_class="db.m7g.large", node_type="cache.m7g.large", object_store=OBJECT_STORE, inventory=inventory,
                 )),
             ),
