@@ -15,6 +15,7 @@ connection straight to its route, without the read deadline it keeps for HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -43,6 +44,23 @@ HTTP_REDIRECT = {"asDefault": True, "redirections": {"entryPoint": {"to": "webse
 READ_TIMEOUT = "1800s"
 
 
+def traefik_values(settings: ServiceSettings, ingress_class: str, nlb: bool, ports: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the platform's and the tenants' Traefik share: the default IngressClass `ingress_class`,
+    HTTPS with plain HTTP redirected to it (and `ports` besides), a LoadBalancer Service (an NLB where
+    `nlb`), the settings' replicas and sizing."""
+    service: dict[str, Any] = {"type": "LoadBalancer"}
+    if nlb:
+        service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    return {
+        "deployment": {"replicas": settings.replicas},
+        "ingressClass": {"enabled": True, "isDefaultClass": True, "name": ingress_class},
+        "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
+        "ports": {"web": HTTP_REDIRECT, "websecure": {"asDefault": True}, **(ports or {})},
+        "service": service,
+        "resources": settings.resources,
+    }
+
+
 @dataclass(frozen=True)
 class Route53Args:
     hosted_zone_id: str
@@ -63,33 +81,25 @@ class Ingress(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ingress:Ingress", name, None, opts)
         self._name, self._args = name, args
-        service: dict = {"type": "LoadBalancer"}
-        if args.route53 is not None:
-            service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+        ports = {
+            # Traefik 3 cuts a request whose body takes longer than 60 s to read: large Harbor
+            # pushes and GitLab uploads take longer. 30 minutes bounds a stalled client.
+            "websecure": {"asDefault": True, "transport": {"respondingTimeouts": {"readTimeout": READ_TIMEOUT}}},
+            SSH_ENTRYPOINT: {
+                "port": SSH_CONTAINER_PORT,
+                "exposedPort": SSH_PORT,
+                "expose": {"default": True},
+                "protocol": "TCP",
+            },
+        }
         self.release = SLICE.release(
             cluster,
             self,
             args.settings,
             {
-                "deployment": {"replicas": args.settings.replicas},
+                **traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports),
                 "topologySpreadConstraints": spread(POD_LABELS),
                 **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.settings.replicas > 1 else {}),
-                "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
-                "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
-                "ports": {
-                    "web": HTTP_REDIRECT,
-                    # Traefik 3 cuts a request whose body takes longer than 60 s to read: large Harbor
-                    # pushes and GitLab uploads take longer. 30 minutes bounds a stalled client.
-                    "websecure": {"asDefault": True, "transport": {"respondingTimeouts": {"readTimeout": READ_TIMEOUT}}},
-                    SSH_ENTRYPOINT: {
-                        "port": SSH_CONTAINER_PORT,
-                        "exposedPort": SSH_PORT,
-                        "expose": {"default": True},
-                        "protocol": "TCP",
-                    },
-                },
-                "service": service,
-                "resources": args.settings.resources,
             },
         )
         self.ssh = TcpEntrypoint(SSH_ENTRYPOINT, SSH_PORT, self.release)

@@ -17,7 +17,6 @@ wildcard name gets a Route 53 record pointing at the load balancer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -26,7 +25,7 @@ import pulumi_kubernetes as k8s
 from components import tls
 from components.cluster import ClusterHandle
 from components.helm import namespace
-from components.ingress import HTTP_REDIRECT, TRAEFIK_API, Route53Args
+from components.ingress import TRAEFIK_API, Route53Args, traefik_values
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
@@ -73,22 +72,14 @@ class WorkloadIngress(pulumi.ComponentResource):
             },
             opts=after_issuer,
         )
-        service: dict[str, Any] = {"type": "LoadBalancer"}
-        if args.route53 is not None:
-            service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
         self.release = SLICE.release(
             cluster,
             self,
             args.settings,
             {
-                "deployment": {"replicas": args.settings.replicas},
-                "ingressClass": {"enabled": True, "isDefaultClass": True, "name": INGRESS_CLASS},
-                "providers": {"kubernetesIngress": {"enabled": True, "publishedService": {"enabled": True}}},
-                "ports": {"web": HTTP_REDIRECT, "websecure": {"asDefault": True}},
+                **traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None),
                 # The service label of each request counter: what the canary analyses select on.
                 "metrics": {"prometheus": {"addServicesLabels": True}},
-                "service": service,
-                "resources": args.settings.resources,
             },
             ns=ns,
         )
