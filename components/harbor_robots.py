@@ -11,9 +11,19 @@ import pulumi
 import pulumiverse_harbor as harbor
 import pulumiverse_time as time
 
+from components.inventory import DAY, Credential
+
 ROBOT_LIFETIME_DAYS = 30
 ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
 ROBOT_ROTATION = f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} days"  # for the credential inventory
+
+
+def robot_credential(what: str, holder: str, scope: str, resource_name: str) -> Credential:
+    """The inventory entry of an `expiring_robot` (`resource_name`): Harbor issues it for ROBOT_LIFETIME_DAYS."""
+    return Credential(
+        what=what, category="issued", issuer="Harbor", holder=holder, scope=scope,
+        lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY, rotation=ROBOT_ROTATION, resources=(resource_name,),
+    )
 
 
 def project_permission(project: pulumi.Input[str], accesses: Sequence[tuple[str, str]]) -> harbor.RobotAccountPermissionArgs:

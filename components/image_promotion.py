@@ -30,8 +30,8 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor_robots import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
-from components.inventory import DAY, Credential, CredentialInventory
+from components.harbor_robots import expiring_robot, project_permission, robot_credential
+from components.inventory import CredentialInventory
 from components.signing import PLATFORM_KEY, KeyRotation, SigningKey, sign_rules, signing_key, signing_key_credential
 from components.tenancy import KV_MOUNT, TRANSIT_MOUNT, VaultTenancy
 from components.tenant_supply_chain import APPROVED_PROJECT, proxy_project_name
@@ -107,18 +107,14 @@ class ImagePromotion(pulumi.ComponentResource):
         )
         self.role = args.vault.federation.bind_ci(VAULT_ROLE, [args.pipeline_project], [args.branch], [VAULT_POLICY], self)
         if args.inventory is not None:
-            args.inventory.register(Credential(
-                what=f"Harbor system robot {ROBOT_NAME}",
-                category="issued",
-                issuer="Harbor",
+            args.inventory.register(robot_credential(
+                f"Harbor system robot {ROBOT_NAME}",
                 holder=f"Vault ({KV_MOUNT}/{PROMOTER_SECRET_PATH}); the promote-image job of {args.pipeline_project} on {args.branch}",
                 scope=(
                     f"pull and read artifacts (scan results) on {', '.join(sorted(map(proxy_project_name, args.proxies)))}; "
                     f"push and pull on {APPROVED_PROJECT}"
                 ),
-                lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
-                rotation=ROBOT_ROTATION,
-                resources=(f"{name}-{ROBOT_NAME}",),
+                resource_name=f"{name}-{ROBOT_NAME}",
             ))
             args.inventory.register(signing_key_credential(
                 PLATFORM_KEY, f"Vault; the promote-image job of {args.pipeline_project} on protected {args.branch} signs with it",

@@ -35,8 +35,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
-from components.harbor_robots import ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, expiring_robot, project_permission
-from components.inventory import DAY, Credential
+from components.harbor_robots import expiring_robot, project_permission, robot_credential
 from components.tenancy import TenantPlatform, harbor_pull_path, tenant_group
 
 # Tenant role -> Harbor project role.
@@ -194,13 +193,9 @@ class TenantRegistry(pulumi.ComponentResource):
         credentials = {"registry": host, "username": account.full_name, "password": account.secret}
         self.secrets[robot] = platform.vault.write(f"{name}-{robot}", path, credentials, self)
         if platform.inventory is not None:
-            platform.inventory.register(Credential(
-                what=f"Harbor {robot} robot of tenant {tenant}",
-                category="issued",
-                issuer="Harbor",
+            platform.inventory.register(robot_credential(
+                f"Harbor {robot} robot of tenant {tenant}",
                 holder=f"Vault ({path}); " + ("the tenant's CI jobs" if robot == "push" else "the tenant's namespaces, through External Secrets"),
                 scope=f"{', '.join(actions)} on Harbor project {tenant}",
-                lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY,
-                rotation=ROBOT_ROTATION,
-                resources=(f"{name}-{robot}",),
+                resource_name=f"{name}-{robot}",
             ))
