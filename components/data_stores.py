@@ -62,26 +62,29 @@ RDS_MIN_STORAGE_GIB = 20  # gp3's minimum
 CNPG_CERTIFICATE_DAYS = 90  # the operator's server and replication certificates, renewed 7 days before expiry
 
 
-@dataclass(frozen=True)
-class Postgres:
-    """How a chart reaches its database; the password is `PASSWORD_KEY` of Secret `secret`."""
+@dataclass(frozen=True, kw_only=True)
+class StoreEndpoint:
+    """How a chart reaches one of its stores: where it listens, and the Secret holding its password."""
 
     host: pulumi.Output[str]
     port: int
+    secret: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Postgres(StoreEndpoint):
+    """A chart's database; the password is `PASSWORD_KEY` of Secret `secret`."""
+
     database: str
     username: str
-    secret: str
     ssl_mode: str  # libpq's sslmode; Harbor's `database.external.sslmode`
 
 
-@dataclass(frozen=True)
-class Redis:
-    """How a chart reaches its Redis; the AUTH token is `REDIS_PASSWORD_KEY` of Secret `secret`."""
+@dataclass(frozen=True, kw_only=True)
+class Redis(StoreEndpoint):
+    """A chart's Redis; the AUTH token is `REDIS_PASSWORD_KEY` of Secret `secret`."""
 
-    host: pulumi.Output[str]
-    port: int
     tls: bool
-    secret: str
 
 
 @dataclass(frozen=True)
@@ -242,8 +245,10 @@ class ServiceDataStores(pulumi.ComponentResource):
             redis_host = pulumi.Output.from_input(f"{service}-redis")
             ssl_mode, tls = "require", False  # CloudNativePG serves TLS with its own CA
         self.stores = ServiceStores(
-            postgres=Postgres(host, POSTGRES_PORT, database, username, f"{service}-postgres", ssl_mode),
-            redis=Redis(redis_host, REDIS_PORT, tls, f"{service}-redis"),
+            postgres=Postgres(
+                host=host, port=POSTGRES_PORT, secret=f"{service}-postgres", database=database, username=username, ssl_mode=ssl_mode
+            ),
+            redis=Redis(host=redis_host, port=REDIS_PORT, secret=f"{service}-redis", tls=tls),
             checksum=sum_,
             ready=ready,
         )
