@@ -128,8 +128,8 @@ def projected_token(
     what: str, issuer: str, holder: str, scope: str, *, seconds: int = HOUR, rotation: str = PROJECTED_TOKEN_ROTATION,
     lifetime: str | None = None, resources: tuple[str, ...] = (),
 ) -> Credential:
-    """A service-account token the kubelet projects into a pod (`issuer`: the cluster's) and refreshes
-    (an hour: the projected token's default lifetime)."""
+    """A service-account token the kubelet projects into a pod and refreshes (`issuer`: the cluster's;
+    `seconds`: an hour, the projected token's default, unless the issuer sets another)."""
     return Credential(
         what=what, category="federated", issuer=issuer, holder=holder, scope=scope,
         lifetime_seconds=seconds, rotation=rotation, lifetime=lifetime, resources=resources,

@@ -108,8 +108,8 @@ class ServiceSlice(Generic[C]):
         ns: k8s.core.v1.Namespace | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> k8s.helm.v3.Release:
-        """An add-on's chart released under the chart's name in its namespace (`ns`, else a new one), at the
-        settings' chart version, with their resources at each `sized_at` path (components.helm.sized)."""
+        """The slice's chart released under its own name in the slice's namespace (`ns`, else a new one), at
+        the settings' chart version, with their resources at each `sized_at` path (components.helm.sized)."""
         ns = ns if ns is not None else namespace(self.namespace, cluster, parent)
         return release(
             self.chart, self.chart, ns, sized(values, settings.resources, *sized_at), cluster, parent,
