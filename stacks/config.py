@@ -887,7 +887,7 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
         return []
     return [
         f"{NAMESPACE}:objectStore: required when clusters.controlPlane is a kubeconfig cluster and {' or '.join(users)} is "
-        "enabled (their PostgreSQL backups and Harbor's images go there); allowed: a mapping with endpoint, bucket, "
+        "enabled (their PostgreSQL backups, Harbor's images and GitLab's objects go there); allowed: a mapping with endpoint, bucket, "
         "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
     ]
 def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
@@ -923,7 +923,7 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
     "backups": ("target.secretAccessKey",),
-    "services": ("harbor.replication[].accessSecret",),
+    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*"),
 }
 
 
