@@ -91,7 +91,8 @@ def test_existing_keys_are_used_as_they_are_and_nothing_is_generated() -> None:
 
 
 def rendered(plan: dict, release: str) -> list[dict[str, Any]]:
-    [found] = [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["name"] == release]
+    [found] = [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["cluster"] == "control-plane"
+               and r["inputs"]["name"] == release]
     return found["rendered"]
 
 
@@ -116,7 +117,7 @@ def test_the_rails_secret_is_in_the_inventory_for_good(charted: dict, stack: str
     assert entry["rotation"].startswith("never automatically") and "db_key_base" in entry["rotation"]
     assert len(entry["resources"]) == len(KEYS) + 1
     [secret] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Secret" and r["name"] == "gitlab-rails-secret"]
-    assert secret["inputs"]["stringData"] == "[secret]" and secret["options"]["protect"] is (stack == "prod")
+    assert secret["inputs"]["stringData"] == {"secrets.yml": "[secret]"} and secret["options"]["protect"] is (stack == "prod")
 
 
 # --- the config path of an existing GitLab's keys ------------------------------------------------
