@@ -178,12 +178,8 @@ class GitLab(pulumi.ComponentResource):
         ]
         if host_keys is not None:
             prerequisites.append(host_keys.secret)
-        prerequisites.append(RailsSecret(
-            f"{name}-rails-secret",
-            cluster,
-            RailsSecretArgs(namespace=ns, inventory=args.inventory, protect=args.protect, existing=args.rails_secret),
-            pulumi.ResourceOptions(parent=self),
-        ).secret)
+        rails = RailsSecretArgs(namespace=ns, inventory=args.inventory, protect=args.protect, existing=args.rails_secret)
+        prerequisites.append(RailsSecret(f"{name}-rails-secret", cluster, rails, pulumi.ResourceOptions(parent=self)).secret)
 
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)

@@ -87,6 +87,9 @@ def test_prod_backs_up_repositories_and_uploads_and_dev_says_what_it_leaves_out(
                      and r["cluster"] == "control-plane" and r["inputs"]["name"] == "gitlab"]
         assert release["inputs"]["values"]["global"]["minio"] == {"enabled": False}
         assert not [o for o in release["rendered"] if "minio" in o["metadata"]["name"]]
+    # dev's connection holds the object store's key (prod's none: tests/test_gitlab_harbor.py): a Pulumi secret.
+    dev_connection = by_name(charted["dev"].plan, "kubernetes:core/v1:Secret", "gitlab-object-storage")
+    assert dev_connection["inputs"]["stringData"] == {"connection": "[secret]"} and dev_connection["secretPaths"]
 
 
 @pytest.mark.parametrize(("endpoint", "skipped"), [
