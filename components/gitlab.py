@@ -1,5 +1,7 @@
-"""GitLab on the control plane: minimal chart, OIDC through OpenUnison, S3 on EKS, and the
-platform's own admin API token, created and rotated without a human step.
+"""GitLab on the control plane: minimal chart, OIDC through OpenUnison, objects in S3 on EKS and in
+the stack's object store elsewhere (never the chart's MinIO), a rails secret the program owns
+(components/gitlab_rails_secret.py), and the platform's own admin API token, created and rotated
+without a human step.
 
 The admin token (see `AdminToken`): a Job in the cluster asks the chart's toolbox pod to run
 `gitlab-rails runner` (no credential needed there: it talks to the database) to ensure a
@@ -228,7 +230,7 @@ class GitLab(pulumi.ComponentResource):
             store = object_store(args)
             connection = pulumi.Output.secret(store.secret_access_key).apply(lambda key: s3_connection(store, key))
             prerequisites.append(_secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": connection}, k8s_opts))
-            # GitLab takes `bucket/prefix` as a bucket (object storage bucket prefixes, GitLab 15.4+).
+            # GitLab takes `bucket/prefix` where it takes a bucket (its object-storage bucket prefixes).
             return {key: f"{store.bucket}/gitlab/{suffix}" for key, suffix in OBJECT_TYPES.items()}
         buckets: dict[str, pulumi.Input[str]] = {}
         for key, suffix in OBJECT_TYPES.items():

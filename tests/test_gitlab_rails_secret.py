@@ -152,3 +152,19 @@ def test_an_existing_gitlabs_keys_are_taken_from_config_as_secrets(tmp_path: Pat
 def test_incomplete_or_plain_keys_are_refused_naming_the_key(tmp_path: Path, keys: dict, key: str, words: str) -> None:
     lines = _problems(_write(tmp_path, DEV, with_existing(keys)), "dev")
     assert any(f": {key}:" in line and words in line for line in lines), lines
+
+
+def test_the_document_round_trips_real_keys_as_the_charts_job_lays_them_out() -> None:
+    """A real RSA key and hex keys through secrets_document: YAML gives back the same values, the PEM loads."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from components.gitlab_rails_secret import secrets_document
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()).decode()
+    keys = {k: "0123456789abcdef" * 8 for k in HEX_KEYS} | {SIGNING_KEY: pem, SALT: "a" * 32}
+    keys |= {k: ["b" * 32] for k in KEY_LISTS}
+    parsed = yaml.safe_load(secrets_document(keys))
+    assert list(parsed) == ["production"] and parsed["production"] == keys
+    assert serialization.load_pem_private_key(parsed["production"][SIGNING_KEY].encode(), None).key_size == 2048
