@@ -120,6 +120,16 @@ def test_the_rails_secret_is_in_the_inventory_for_good(charted: dict, stack: str
     assert secret["inputs"]["stringData"] == {"secrets.yml": "[secret]"} and secret["options"]["protect"] is (stack == "prod")
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_an_existing_rails_secret_is_never_overwritten_silently(renders: dict, stack: str) -> None:
+    """A stack whose GitLab made its own secret must import it (README): creating `gitlab-rails-secret`
+    over it fails, since no Kubernetes provider upserts existing objects (pulumi-kubernetes >= 4.29)."""
+    providers = [r for r in renders[stack].plan["resources"] if r["type"] == "pulumi:providers:kubernetes"]
+    assert providers
+    for provider in providers:
+        assert provider["inputs"].get("upsertExistingObjects") in (None, False, "false"), provider["name"]
+
+
 # --- the config path of an existing GitLab's keys ------------------------------------------------
 
 EXISTING = {
