@@ -27,7 +27,9 @@ from components.cluster import ClusterHandle
 from components.helm import metadata
 from components.inventory import STATE, Credential, CredentialInventory
 
-SECRET_NAME = "gitlab-rails-secret"  # the chart's default name for release `gitlab`, so an existing one is found
+# The chart's default name for release `gitlab`: where the chart's Job already made one, creating it
+# fails (README: the one-off import) instead of GitLab switching to new keys.
+SECRET_NAME = "gitlab-rails-secret"
 KEY = "secrets.yml"
 RAILS_ENV = "production"  # the section GitLab's Rails pods read (the chart's `shared-secrets.env`)
 # SecureRandom.hex(64) in the chart's Job: 64 random bytes, hex-encoded.
