@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 from components.cluster import ClusterHandle
@@ -63,6 +63,14 @@ class ExistingKeys(BaseModel):
     active_record_encryption_primary_key: list[SecretStr] = Field(min_length=1)
     active_record_encryption_deterministic_key: list[SecretStr] = Field(min_length=1)
     active_record_encryption_key_derivation_salt: SecretStr
+
+    @field_validator("*")
+    @classmethod
+    def _strip(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
+        # A value piped into `pulumi config set` may keep its newline; a key with one is another key.
+        if isinstance(value, list):
+            return [SecretStr(v.get_secret_value().strip()) for v in value]
+        return SecretStr(value.get_secret_value().strip())
 
     def outputs(self) -> dict[str, pulumi.Output[Any]]:
         """Each key as a Pulumi secret, lists as lists."""

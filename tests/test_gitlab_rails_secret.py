@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from components import gitlab as gitlab_component
-from components.gitlab_rails_secret import HEX_KEYS, KEY_LISTS, KEYS, SALT, SECRET_NAME, SIGNING_KEY
+from components.gitlab_rails_secret import HEX_KEYS, KEY_LISTS, KEYS, SALT, SECRET_NAME, SIGNING_KEY, ExistingKeys
 from platformctl.mocks import SECRET_MARK
 from platformctl.render import read_stack_file
 from stacks.config import load_platform_config
@@ -153,6 +153,14 @@ def test_an_existing_gitlabs_keys_are_taken_from_config_as_secrets(tmp_path: Pat
     assert len(existing.active_record_encryption_primary_key) == 1
 
 
+def test_existing_keys_lose_the_newline_a_pipe_leaves() -> None:
+    keys = {alias: ["k\n"] if name in KEY_LISTS else f"{name}\n" for name, alias in
+            ((n, f.alias) for n, f in ExistingKeys.model_fields.items())}
+    existing = ExistingKeys.model_validate(keys)
+    assert existing.db_key_base.get_secret_value() == "db_key_base"
+    assert existing.active_record_encryption_primary_key[0].get_secret_value() == "k"
+
+
 @pytest.mark.parametrize(("keys", "key", "words"), [
     ({**EXISTING, "dbKeyBase": "plain"}, "platform:services.gitlab.railsSecret.dbKeyBase", "plain text"),
     ({k: v for k, v in EXISTING.items() if k != "dbKeyBase"}, "platform:services.gitlab.railsSecret.dbKeyBase", "required"),
@@ -178,3 +186,45 @@ def test_the_document_round_trips_real_keys_as_the_charts_job_lays_them_out() ->
     parsed = yaml.safe_load(secrets_document(keys))
     assert list(parsed) == ["production"] and parsed["production"] == keys
     assert serialization.load_pem_private_key(parsed["production"][SIGNING_KEY].encode(), None).key_size == 2048
+
+
+# --- the README's import commands, run against stand-ins for kubectl, yq and pulumi ----------------
+
+STANDINS = {
+    "kubectl": '#!/bin/sh\ncase "$*" in *jsonpath*) base64 -w0 "$SECRETS_YML" ;; esac\n',
+    # `yq -r '.production.<key>[0]' file`, the one form the commands use.
+    "yq": '#!/usr/bin/env python3\nimport re, sys, yaml\nnode = yaml.safe_load(open(sys.argv[3]))\n'
+          'for name, index in re.findall(r"\\.(\\w+)(?:\\[(\\d+)\\])?", sys.argv[2]):\n'
+          '    node = node[name] if index == "" else node[name][int(index)]\nprint(node)\n',
+    # `pulumi config set --secret --path <key>` with the value on stdin: one JSON line each.
+    "pulumi": '#!/usr/bin/env python3\nimport json, os, sys\nif sys.argv[1:3] == ["config", "set"]:\n'
+              '    open(os.environ["SET_LOG"], "a").write(json.dumps([sys.argv, sys.stdin.read()]) + "\\n")\n',
+}
+
+
+def test_the_readmes_import_commands_set_every_key_as_a_secret(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("kubectl -n gitlab get secret gitlab-rails-secret -o jsonpath")
+    script = readme[start:readme.index("```", start)]
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----"
+    old = {k: ["k-" + k] if k in KEY_LISTS else (pem if k == SIGNING_KEY else "v-" + k) for k in KEYS}
+    (tmp_path / "old.yml").write_text(yaml.safe_dump({"production": old}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in STANDINS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SECRETS_YML": str(tmp_path / "old.yml"), "SET_LOG": str(tmp_path / "set.log")}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = [json.loads(line) for line in (tmp_path / "set.log").read_text().splitlines()]
+    assert all(argv[3:6] == ["--secret", "--path", argv[5]] for argv, _ in calls)  # every key with --secret
+    prefix = "platform:services.gitlab.railsSecret."
+    keys = {argv[5].removeprefix(prefix): value.rstrip("\n") for argv, value in calls}
+    fields = {f.alias: name for name, f in ExistingKeys.model_fields.items()}
+    expected = {f"{alias}[0]" if fields[alias] in KEY_LISTS else alias: old[fields[alias]] for alias in fields}
+    assert keys == {k: v[0] if isinstance(v, list) else v for k, v in expected.items()}
+    assert not (tmp_path / "secrets.yml").exists()  # shredded
