@@ -385,7 +385,7 @@ Services = create_model(
 
 class ObjectStore(Model):
     """An S3-compatible object store (MinIO, Ceph RGW, a cloud's S3) for kubeconfig stacks: Harbor's
-    images and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
+    images, GitLab's objects and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
 
     endpoint: HttpsUrl
     region: str = Field(default="us-east-1", min_length=1)
@@ -873,7 +873,7 @@ def _stack_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 def _data_store_rules(config: PlatformConfig) -> list[str]:
     """Where GitLab's and Harbor's data goes: on EKS the control plane's own VPC (RDS, ElastiCache);
-    on a kubeconfig control plane platform:objectStore (Harbor's images, the database backups)."""
+    on a kubeconfig control plane platform:objectStore (Harbor's images, GitLab's objects, the database backups)."""
     users = [key for key in ("gitlab", "harbor") if config.services.settings(key).enabled]
     eks = config.clusters.control_plane.eks
     if not users:
