@@ -1,5 +1,7 @@
-"""GitLab on the control plane: minimal chart, OIDC through OpenUnison, S3 on EKS, and the
-platform's own admin API token, created and rotated without a human step.
+"""GitLab on the control plane: minimal chart, OIDC through OpenUnison, objects in S3 on EKS and in
+the stack's object store elsewhere (never the chart's MinIO), a rails secret the program owns
+(components/gitlab_rails_secret.py), and the platform's own admin API token, created and rotated
+without a human step.
 
 The admin token (see `AdminToken`): a Job in the cluster asks the chart's toolbox pod to run
 `gitlab-rails runner` (no credential needed there: it talks to the database) to ensure a
@@ -24,7 +26,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_gitlab as gitlab
@@ -36,8 +38,9 @@ import yaml
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.backups import BucketAccess
-from components.common import OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
-from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores
+from components.common import ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
+from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
+from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password, refreshed
@@ -66,13 +69,13 @@ TOKEN_LIFETIME_DAYS = 30
 TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rotation period
 
 # Backups (components/backups.py): the s3cmd configuration of the backup bucket, the toolbox's own
-# service account on EKS, and what backup-utility leaves out (Harbor is the registry; without S3
-# object storage, the bundled MinIO's buckets).
+# service account on EKS, and what backup-utility leaves out (Harbor is the registry; objects its
+# s3cmd configuration cannot reach).
 BACKUP_CONFIG_SECRET = "gitlab-backup-s3cfg"
 TOOLBOX_SERVICE_ACCOUNT = "gitlab-toolbox"
 # The registry is Harbor's; the database has backups of its own (RDS on EKS, CloudNativePG elsewhere).
 BACKUP_SKIP = ("registry", "db")
-BACKUP_SKIP_WITHOUT_S3 = ("artifacts", "lfs", "packages", "uploads", "terraform_state", "ci_secure_files", "external_diffs", "pages")
+OBJECTS_SKIP = ("artifacts", "lfs", "packages", "uploads", "terraform_state", "ci_secure_files", "external_diffs", "pages")
 
 # Object types GitLab stores in object storage; bucket suffix per chart key.
 OBJECT_TYPES = {"lfs": "lfs", "artifacts": "artifacts", "uploads": "uploads", "packages": "packages"}
@@ -121,6 +124,8 @@ class GitLabArgs(StatefulServiceArgs):
     # git over SSH from outside the cluster: routed from this ingress entrypoint, with host keys
     # the program owns. None: no route, and gitlab-shell keeps the host keys the chart makes.
     ssh: TcpEntrypoint | None = None
+    # The rails secret's keys of a GitLab that made its own (Pulumi secrets, by secrets.yml key); None: generated.
+    rails_secret: Mapping[str, pulumi.Output[Any]] | None = None
 
 
 class GitLab(pulumi.ComponentResource):
@@ -175,6 +180,8 @@ class GitLab(pulumi.ComponentResource):
         ]
         if host_keys is not None:
             prerequisites.append(host_keys.secret)
+        rails = RailsSecretArgs(namespace=ns, inventory=args.inventory, protect=args.protect, existing=args.rails_secret)
+        prerequisites.append(RailsSecret(f"{name}-rails-secret", cluster, rails, pulumi.ResourceOptions(parent=self)).secret)
 
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
@@ -213,11 +220,19 @@ class GitLab(pulumi.ComponentResource):
     def _object_storage(
         self, name: str, args: GitLabArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,
         prerequisites: list[pulumi.Resource],
-    ) -> dict[str, pulumi.Output[str]]:
-        """On EKS: a private bucket per object type, reached with workload identity; bucket by chart key."""
-        buckets: dict[str, pulumi.Output[str]] = {}
+    ) -> dict[str, pulumi.Input[str]]:
+        """Where uploads, LFS, artifacts and packages go (bucket by chart key), never the bundled MinIO.
+
+        On EKS a private bucket per object type, reached with workload identity; elsewhere the stack's
+        object store (platform:objectStore), a prefix per type under `gitlab/`, its key in the
+        connection Secret."""
         if args.aws is None:
-            return buckets
+            store = object_store(args)
+            connection = pulumi.Output.secret(store.secret_access_key).apply(lambda key: s3_connection(store, key))
+            prerequisites.append(_secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": connection}, k8s_opts))
+            # GitLab takes `bucket/prefix` where it takes a bucket (its object-storage bucket prefixes).
+            return {key: f"{store.bucket}/gitlab/{suffix}" for key, suffix in OBJECT_TYPES.items()}
+        buckets: dict[str, pulumi.Input[str]] = {}
         for key, suffix in OBJECT_TYPES.items():
             bucket = private_bucket(
                 f"{name}-{suffix}", bucket_name(args.exposure.hostname, suffix), args.aws, args.protect, self
@@ -235,7 +250,7 @@ class GitLab(pulumi.ComponentResource):
 
     def _backups(
         self, name: str, cluster: ClusterHandle, args: GitLabArgs, ns: k8s.core.v1.Namespace,
-        k8s_opts: pulumi.ResourceOptions, prerequisites: list[pulumi.Resource], buckets: dict[str, pulumi.Output[str]],
+        k8s_opts: pulumi.ResourceOptions, prerequisites: list[pulumi.Resource], buckets: dict[str, pulumi.Input[str]],
     ) -> GitLabBackup | None:
         """backup-utility on the backups' schedule (the chart's toolbox CronJob), to `gitlab/` of the backup bucket.
 
@@ -248,9 +263,11 @@ class GitLab(pulumi.ComponentResource):
             access = BucketAccess(restore=True, write_buckets=tuple(buckets.values()))
             prerequisites += store.writer("gitlab", cluster, ns, NAMESPACE, TOOLBOX_SERVICE_ACCOUNT, self, access).prerequisites
         prerequisites.append(_secret(f"{name}-backup-s3cfg", BACKUP_CONFIG_SECRET, ns, {"config": store.s3cmd_config()}, k8s_opts))
-        # Without S3 object storage the uploads live in the bundled MinIO, which the s3cmd of the
-        # backup target cannot read: those backups hold the database and the repositories.
-        skip = BACKUP_SKIP + (() if buckets else BACKUP_SKIP_WITHOUT_S3)
+        # backup-utility reads GitLab's objects and writes the backup with one s3cmd configuration: on
+        # EKS one role reaches both; elsewhere only a target on the object store's own endpoint does.
+        target = store.settings.target
+        reaches_objects = args.aws is not None or (target is not None and target.endpoint == object_store(args).endpoint)
+        skip = BACKUP_SKIP + (() if reaches_objects else OBJECTS_SKIP)
         return GitLabBackup(store.bucket.apply(lambda b: f"{b}/gitlab"), store.settings.schedules["gitlab"], skip)
 
 
@@ -300,7 +317,7 @@ GITLAB_HEAVY: dict[str, dict[str, dict[str, str]]] = {
 GITLAB_SIZED = (
     *(f"{part}.init" for part in GITLAB_HEAVY),
     "gitlab.webservice.workhorse", "gitlab.gitlab-exporter", "gitlab.gitlab-exporter.init", "gitlab.gitlab-shell",
-    "gitlab.gitlab-shell.init", "minio", "minio.init", "shared-secrets", "upgradeCheck",
+    "gitlab.gitlab-shell.init", "shared-secrets", "upgradeCheck",
 )
 
 
@@ -315,7 +332,7 @@ def gitlab_resources(values: dict[str, Any], resources: dict[str, Any]) -> dict[
 
 
 def gitlab_values(
-    args: GitLabArgs, buckets: dict[str, pulumi.Output[str]], host_keys: SshHostKeys | None, stores: ServiceStores,
+    args: GitLabArgs, buckets: dict[str, pulumi.Input[str]], host_keys: SshHostKeys | None, stores: ServiceStores,
     backup: GitLabBackup | None = None,
 ) -> dict[str, Any]:
     """The chart values: GitLab alone, behind the platform's ingress, cert-manager and IdP."""
@@ -347,6 +364,7 @@ def gitlab_values(
             "tls": {"enabled": True},
         },
         "initialRootPassword": {"secret": ROOT_PASSWORD_SECRET, "key": "password"},
+        "railsSecrets": {"secret": RAILS_SECRET},  # the program's (components/gitlab_rails_secret.py)
         "appConfig": app_config,
         "certificates": {"customCAs": [{"secret": CA_SECRET, "keys": ["ca.crt"]}]},
         "registry": {"enabled": False},  # Harbor is the registry
@@ -364,22 +382,23 @@ def gitlab_values(
         "postgresql": {"install": False},
         "redis": {"install": False},
         "gitlab": gitlab_tiers(args, stores),
+        # The rails secret is the program's: an empty environment makes the shared-secrets Job skip it,
+        # which would otherwise `kubectl apply` it again (its keys then plain in an annotation).
+        "shared-secrets": {"env": ""},
     }
-    if buckets:
-        global_values["minio"] = {"enabled": False}
+    # Objects in S3 or the stack's object store, never the bundled MinIO (which no backup reads).
+    global_values["minio"] = {"enabled": False}
+    if args.aws is not None:
         global_values["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
-        app_config["object_store"] = {
-            "enabled": True,
-            "proxy_download": True,
-            "connection": {"secret": OBJECT_STORE_SECRET, "key": "connection"},
-        }
-        for key, bucket in buckets.items():
-            app_config[key] = {"bucket": bucket}
-    else:
-        # The bundled MinIO stays cluster-internal; GitLab proxies downloads.
-        values["minio"] = {"ingress": {"enabled": False}}
+    app_config["object_store"] = {
+        "enabled": True,
+        "proxy_download": True,
+        "connection": {"secret": OBJECT_STORE_SECRET, "key": "connection"},
+    }
+    for key, bucket in buckets.items():
+        app_config[key] = {"bucket": bucket}
     if backup is not None:
-        backup.apply_to(values, own_service_account=bool(buckets))
+        backup.apply_to(values, own_service_account=args.aws is not None)
     if host_keys is not None:
         # The program's host keys, not ones the chart's secrets Job would make up; the pods'
         # annotation changes with them, which restarts gitlab-shell.
@@ -433,6 +452,26 @@ def external_stores(stores: ServiceStores) -> dict[str, Any]:
             "auth": {"secret": redis.secret, "key": REDIS_PASSWORD_KEY},
         },
     }
+
+
+def object_store(args: GitLabArgs) -> ObjectStoreTarget:
+    """The stack's object store, which GitLab needs off EKS."""
+    store = args.data_stores.args.object_store
+    if store is None:
+        raise ValueError("GitLab on a kubeconfig cluster keeps its objects in an object store: set platform:objectStore")
+    return store
+
+
+def s3_connection(store: ObjectStoreTarget, secret_access_key: str) -> str:
+    """The chart's consolidated object-storage connection (fog's AWS provider) for an S3-compatible store."""
+    return yaml.safe_dump({
+        "provider": "AWS",
+        "region": store.region,
+        "endpoint": store.endpoint,
+        "path_style": True,  # S3-compatible stores rarely serve bucket subdomains
+        "aws_access_key_id": store.access_key_id,
+        "aws_secret_access_key": secret_access_key,
+    })
 
 
 def omniauth_provider(oidc: OidcClient, hostname: str, groups: PlatformGroups) -> pulumi.Output[str]:
@@ -850,6 +889,10 @@ def credentials(name: str, args: GitLabArgs) -> list[Credential]:
     if args.aws is not None:
         account = f"{NAMESPACE}/{SERVICE_ACCOUNT}"
         entries.append(irsa_credential(f"{name}-object-storage", account, "control-plane", "GitLab's object-storage buckets"))
+    else:
+        entries.append(object_store_credential(
+            "GitLab's objects", f"GitLab's Rails pods (Secret {NAMESPACE}/{OBJECT_STORE_SECRET})", "s3://<bucket>/gitlab/",
+        ))
     return entries
 
 
@@ -860,9 +903,15 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
         parts.cluster,
         GitLabArgs.extend(
             parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh,
-            data_stores=parts.require(DATA_STORES),
+            data_stores=parts.require(DATA_STORES), rails_secret=imported_rails_secret(settings),
         ),
     )
+
+
+def imported_rails_secret(settings: ServiceSettings) -> dict[str, pulumi.Output[Any]] | None:
+    """`platform:services.gitlab.railsSecret`: an existing GitLab's keys, as Pulumi secrets."""
+    existing: ExistingKeys | None = settings.options.get("rails_secret")
+    return None if existing is None else existing.outputs()
 
 
 def tenant(parts: TenantParts) -> TenantRepositories | None:
@@ -892,4 +941,6 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
     outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
     tenant=tenant,
+    # The rails secret's keys of a GitLab that made its own, imported once (README, Backups and restore).
+    options={"rails_secret": (ExistingKeys | None, None)},
 )

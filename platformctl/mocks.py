@@ -104,6 +104,8 @@ def _generated_outputs(args: MockResourceArgs) -> dict[str, Any]:
     """random and tls resources: results derived from the resource name, marked by SECRET_MARK."""
     inputs = dict(args.inputs)
     value = f"{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"
+    if args.typ == "random:index/randomBytes:RandomBytes":
+        return {**inputs, "hex": value, "base64": value}
     if args.typ.startswith("random:"):
         return {**inputs, "result": value, "bcryptHash": f"$2a$10${value}", "hex": _digest(args.name), "b64Std": value}
     if args.typ == "tls:index/privateKey:PrivateKey":

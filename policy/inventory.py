@@ -46,6 +46,7 @@ ENTRY_TEXT_FIELDS = ("what", "category", "issuer", "holder", "scope", "lifetime"
 # Resource types that create a credential; each must be named by an inventory entry.
 CREDENTIAL_TYPES = frozenset({
     "random:index/randomPassword:RandomPassword",
+    "random:index/randomBytes:RandomBytes",
     "tls:index/privateKey:PrivateKey",
     "pulumi-python:dynamic/vault:Init",  # Vault's root token and unseal or recovery keys
     "harbor:index/robotAccount:RobotAccount",

@@ -385,7 +385,7 @@ Services = create_model(
 
 class ObjectStore(Model):
     """An S3-compatible object store (MinIO, Ceph RGW, a cloud's S3) for kubeconfig stacks: Harbor's
-    images and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
+    images, GitLab's objects and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
 
     endpoint: HttpsUrl
     region: str = Field(default="us-east-1", min_length=1)
@@ -849,7 +849,7 @@ def _stack_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 def _data_store_rules(config: PlatformConfig) -> list[str]:
     """Where GitLab's and Harbor's data goes: on EKS the control plane's own VPC (RDS, ElastiCache);
-    on a kubeconfig control plane platform:objectStore (Harbor's images, the database backups)."""
+    on a kubeconfig control plane platform:objectStore (Harbor's images, GitLab's objects, the database backups)."""
     users = [key for key in ("gitlab", "harbor") if config.services.settings(key).enabled]
     eks = config.clusters.control_plane.eks
     if not users:
@@ -863,7 +863,7 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
         return []
     return [
         f"{NAMESPACE}:objectStore: required when clusters.controlPlane is a kubeconfig cluster and {' or '.join(users)} is "
-        "enabled (their PostgreSQL backups and Harbor's images go there); allowed: a mapping with endpoint, bucket, "
+        "enabled (their PostgreSQL backups, Harbor's images and GitLab's objects go there); allowed: a mapping with endpoint, bucket, "
         "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
     ]
 def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
@@ -899,7 +899,7 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
     "backups": ("target.secretAccessKey",),
-    "services": ("harbor.replication[].accessSecret",),
+    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*"),
 }
 
 

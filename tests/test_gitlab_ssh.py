@@ -329,10 +329,13 @@ def test_a_rotation_replaces_the_keys_and_everything_built_from_them(generations
     first, second = generations
     for run, generation in ((first, "1"), (second, "2")):
         rotation = run.one(ROTATING, "gitlab-ssh-host-keys-rotation")
-        for key in run.of_type(PRIVATE_KEY):
+        for key in shell_keys(run):
             # A new rotation timestamp is a new key pair ...
             assert rotation["urn"] in key["dependsOn"]
             assert run.triggers[key["urn"]] == f"2026-0{generation}-01T00:00:00Z"
+        # ... while the rails secret's signing key is never replaced by a rotation.
+        [rails_key] = [k for k in run.of_type(PRIVATE_KEY) if k not in shell_keys(run)]
+        assert rails_key["name"] == "gitlab-rails-secret-openid_connect_signing_key" and rails_key["urn"] not in run.triggers
     before, after = _state(first), _state(second)
     # ... and with it, in the same run: new Secret content, a gitlab-shell restart, new known_hosts.
     for kind in gitlab_component.HOST_KEY_TYPES:
@@ -345,7 +348,12 @@ def test_a_rotation_replaces_the_keys_and_everything_built_from_them(generations
 def test_inventory_entry_names_the_key_resources(generations: Any) -> None:
     run = generations[0]
     (entry,) = [e for e in run.result.entries() if e["what"] == "SSH host keys of GitLab (gitlab-shell)"]
-    assert sorted(entry["resources"]) == sorted(r["name"] for r in run.of_type(PRIVATE_KEY))
+    assert sorted(entry["resources"]) == sorted(r["name"] for r in shell_keys(run))
+    assert len(entry["resources"]) == len(gitlab_component.HOST_KEY_TYPES)
+
+
+def shell_keys(run: Any) -> list[dict[str, Any]]:
+    return [r for r in run.of_type(PRIVATE_KEY) if r["name"].startswith("gitlab-ssh-host-keys-")]
 
 
 def test_ssh_port_must_be_the_one_gitlab_advertises() -> None:
