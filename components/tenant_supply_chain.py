@@ -28,7 +28,7 @@ import yaml
 from components.signing import sign_rules
 from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
 from components.tenant_rollout import APP, manifest_path, ops_manifests
-from components.versions import COSIGN_IMAGE as COSIGN_PIN
+from components.versions import COSIGN_IMAGE as COSIGN_PIN, TRIVY_DATABASES
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
 PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
@@ -116,6 +116,13 @@ def approved(host: str, image: str) -> str:
     return f"{host}/{APPROVED_PROJECT}/{image}"
 
 
+def trivy_databases(host: str) -> tuple[str, str]:
+    """Where every Trivy of the platform reads trivy-db and trivy-java-db: the copies the
+    `promote-trivy-db` schedule keeps in `approved` (public: no login)."""
+    db, java_db = (approved(host, database) for database in TRIVY_DATABASES)
+    return db, java_db
+
+
 def trivy_severities(severity: Severity) -> str:
     """Trivy's list of the severities at or above `severity` ("" for none: nothing fails)."""
     return ",".join(s.upper() for s in severity.and_above())
@@ -126,11 +133,18 @@ def trivy_severities(severity: Severity) -> str:
 # curl gets the bundle with --cacert, buildah and cosign (Go) through SSL_CERT_FILE. It lives
 # outside the project directory, so it is never an artifact (it holds no secret anyway).
 SYSTEM_CA_FILE = "/etc/pki/tls/certs/ca-bundle.crt"  # Fedora's bundle, in BUILDAH_IMAGE
+TRIVY_SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Alpine's bundle, in TRIVY_IMAGE
 CA_BUNDLE = "/tmp/ca-bundle.pem"
-TRUST = [
-    f'cat {SYSTEM_CA_FILE} ${{CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"}} > {CA_BUNDLE}',
-    f"export SSL_CERT_FILE={CA_BUNDLE}",
-]
+
+
+def trust(system_ca_file: str) -> list[str]:
+    return [
+        f'cat {system_ca_file} ${{CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"}} > {CA_BUNDLE}',
+        f"export SSL_CERT_FILE={CA_BUNDLE}",
+    ]
+
+
+TRUST = trust(SYSTEM_CA_FILE)
 # The only HTTP client of the starter pipeline: HTTPS only, the certificate verified against the
 # bundle above, failing on HTTP errors. (BusyBox wget, in cosign's -dev image, verifies nothing.)
 CURL = 'curl --silent --show-error --fail --proto =https --cacert "$SSL_CERT_FILE"'
@@ -191,8 +205,13 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
         "scan": {
             "stage": "scan",
             "image": {"name": approved(host, TRIVY_IMAGE), "entrypoint": [""]},
-            # Empty (severity "none"): report only.
-            "script": ['trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"'],
+            # The databases from Harbor: the job reaches nothing else (the runner's egress).
+            "variables": dict(zip(("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY"), trivy_databases(host))),
+            "script": [
+                *trust(TRIVY_SYSTEM_CA_FILE),
+                # Empty (severity "none"): report only.
+                'trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"',
+            ],
         },
         # push and sign share the Vault login and the robot read (GitLab `extends`). They stay two
         # jobs: a release tag is immutable in Harbor, so a failed signature is retried alone.

@@ -616,6 +616,8 @@ class SupplyChain(Model):
     @classmethod
     def _unique_registries(cls, registries: list[str]) -> list[str]:
         _refuse_repeats(registries, "registry")
+        if "ghcr.io" not in registries:  # Trivy's databases are promoted from its cache (promote-trivy-db)
+            raise ValueError("must include ghcr.io: every scan reads Trivy's vulnerability databases, promoted from its proxy cache")
         return registries
 
 

@@ -132,13 +132,31 @@ def build_and_push(p: Plan, tenant: str) -> list[str]:
     return missing
 
 
+def _trivy_databases(p: Plan, tenant: str) -> list[str]:
+    """The scan job reads Trivy's databases from Harbor's `approved` (its jobs reach nothing else),
+    where the promoter robot copies them from the ghcr.io proxy cache (.gitlab-ci.yml promote-trivy-db)."""
+    host = p.variable(tenant, "app", "HARBOR_REGISTRY")
+    variables = p.pipeline(tenant, "app").get("scan", {}).get("variables") or {}
+    read = [variables.get(key, "") for key in ("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY")]
+    approved = p.named("harbor:index/project:Project", "public-images-approved")
+    robot = p.named("harbor:index/robotAccount:RobotAccount", "image-promotion-promoter")
+    grants = {(m["namespace"], a["action"]) for m in (robot["inputs"]["permissions"] if robot else []) for a in m["accesses"]}
+    missing = _need(all(r.startswith(f"{host}/approved/ghcr.io/aquasecurity/") for r in read),
+                    "Trivy's databases read from Harbor's approved project in the scan job")
+    missing += _need(approved and approved["inputs"]["public"], "a public approved project (the scan job pulls without a login)")
+    missing += _need(p.named("harbor:index/project:Project", "public-images-proxy-ghcr-io")
+                     and {("proxy-ghcr-io", "pull"), ("approved", "push")} <= grants,
+                     "the promoter robot copying Trivy's databases from proxy-ghcr-io into approved")
+    return missing
+
+
 def scan_gate(p: Plan, tenant: str) -> list[str]:
     project = p.named("harbor:index/project:Project", f"{tenant}-registry-project")
     inputs = project["inputs"] if project else {}
     missing = _need(inputs.get("vulnerabilityScanning"), f"scan on push in Harbor project {tenant}")
     missing += _need(inputs.get("deploymentSecurity") not in (None, "", "none"), f"a pull gate by severity on Harbor project {tenant}")
     missing += _need("trivy image" in _script(p.pipeline(tenant, "app").get("scan", {})), "a scan job")
-    return missing
+    return missing + _trivy_databases(p, tenant)
 
 
 def signature(p: Plan, tenant: str) -> list[str]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from components import prometheus, tenant_rollout, workload_ingress
+from components.versions import TRIVY_DATABASES
 from components.tenancy import ENVIRONMENTS
 from tests.golden_path import HOPS, RELEASE, Plan, walk
 from tests.test_gatekeeper_plan import cluster_views, matches
@@ -110,6 +112,45 @@ def test_the_walker_names_the_first_hop_with_nothing_behind_it(whole: dict, hop:
     gap = walk(broken, TENANT)
     assert gap is not None and gap.hop == hop, str(gap)
     assert gap.missing and str(gap).startswith(f"the golden path stops at '{hop}': no ")
+
+
+def _scan_variables(plan: dict) -> dict:
+    [file] = [r for r in plan["resources"] if r["type"] == "gitlab:index/repositoryFile:RepositoryFile"
+              and r["name"].startswith(f"{TENANT}-repositories-app-starter-") and r["inputs"]["filePath"] == ".gitlab-ci.yml"]
+    return yaml.safe_load(file["inputs"]["content"])["scan"]["variables"]
+
+
+# Where the scan job's vulnerability databases come from, and what taking each away looks like.
+NO_DATABASE: dict[str, Any] = {
+    "the scan job reads ghcr.io": lambda p: _edit_starter(p, "app", ".gitlab-ci.yml", lambda ci: {
+        **ci, "scan": {**ci["scan"], "variables": {k: v for k, v in ci["scan"]["variables"].items() if k != "TRIVY_DB_REPOSITORY"}}}),
+    "no ghcr.io cache to promote from": lambda p: _drop(p, "harbor:index/project:Project", "public-images-proxy-ghcr-io"),
+    "no promoter": lambda p: _drop(p, "harbor:index/robotAccount:RobotAccount", "image-promotion-promoter"),
+    "approved needs a login": lambda p: _named(p, "harbor:index/project:Project", "public-images-approved")["inputs"].update(public=False),
+}
+
+
+@pytest.mark.parametrize("gap", list(NO_DATABASE))
+def test_the_scan_hop_needs_trivys_databases_in_harbor(whole: dict, gap: str) -> None:
+    broken = copy.deepcopy(whole)
+    NO_DATABASE[gap](broken)
+    found = walk(broken, TENANT)
+    assert found is not None and found.hop == "scan gate" and len(found.missing) == 1, str(found)
+
+
+def test_every_trivy_reads_the_promoted_databases(whole: dict) -> None:
+    host = Plan(whole).variable(TENANT, "app", "HARBOR_REGISTRY")
+    copies = [f"{host}/approved/{database}" for database in TRIVY_DATABASES]
+    assert list(_scan_variables(whole).values()) == copies
+    # Harbor's own scanner, as the real chart renders its adapter: the same copies, nothing else.
+    [adapter] = [o for o in _release(whole, "control-plane", "harbor")["rendered"]
+                 if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-trivy")]
+    env = {e["name"]: e.get("value") for e in adapter["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert [env["SCANNER_TRIVY_DB_REPOSITORY"], env["SCANNER_TRIVY_JAVA_DB_REPOSITORY"]] == copies
+    assert env["SCANNER_TRIVY_SKIP_UPDATE"] == "false"  # it keeps downloading: from Harbor
+    # The schedule promotes exactly these.
+    ci = yaml.safe_load((Path(__file__).parent.parent / ".gitlab-ci.yml").read_text())
+    assert ci["promote-trivy-db"]["variables"]["DATABASE"].split() == list(TRIVY_DATABASES)
 
 
 def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
