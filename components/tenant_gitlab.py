@@ -100,6 +100,7 @@ class TenantRepositoriesArgs:
     # Where and as whom CI jobs log in to Vault (must match the Vault side's GitLab JWT mount and CI role).
     vault_ci_auth_path: str = VAULT_CI_AUTH_PATH
     vault_ci_role: str | None = None  # default: ci_role(tenant)
+    virtual: bool = False  # isolation vcluster: the starter manifests name what the virtual cluster syncs to the host
 
 
 class TenantRepositories(pulumi.ComponentResource):
@@ -199,7 +200,7 @@ class TenantRepositories(pulumi.ComponentResource):
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
-        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain)
+        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain, args.virtual)
         for project_name, resource in projects.items():
             files = [
                 gitlab.RepositoryFile(

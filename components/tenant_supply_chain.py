@@ -278,12 +278,12 @@ def ops_pipeline(host: str) -> dict[str, Any]:
     }
 
 
-def starter_files(tenant: str, host: str, severity: Severity, domain: str) -> dict[str, dict[str, str]]:
-    """Project -> file path -> content: what a new tenant's projects start with."""
+def starter_files(tenant: str, host: str, severity: Severity, domain: str, virtual: bool = False) -> dict[str, dict[str, str]]:
+    """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation vcluster)."""
     ops = {
         ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),
         **{
-            manifest_path(e): yaml.safe_dump_all(ops_manifests(tenant, host, e, domain), sort_keys=False)
+            manifest_path(e): yaml.safe_dump_all(ops_manifests(tenant, host, e, domain, virtual), sort_keys=False)
             for e in ENVIRONMENTS
         },
     }

@@ -10,6 +10,7 @@ constraints as the plan declares them, in the real OPA engine.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,14 @@ import pytest
 import yaml
 
 from components import prometheus, tenant_rollout, workload_ingress
-from components.versions import TRIVY_DATABASES
+from components.tenant_names import virtual_host_name
+from components.versions import CHARTS, TRIVY_DATABASES
+from platformctl.charts import chart_path
+from platformctl.helm_render import builtin_api_versions, render_release
 from components.tenancy import ENVIRONMENTS
 from tests.golden_path import HOPS, RELEASE, Plan, walk
 from tests.test_gatekeeper_plan import cluster_views, matches
+from tests.test_helm_render import kubernetes_versions
 from tests.opa import evaluate, review
 from tests.validation import crd_errors, is_custom_resource, kubernetes_errors
 
@@ -153,10 +158,101 @@ def test_every_trivy_reads_the_promoted_databases(whole: dict) -> None:
     assert ci["promote-trivy-db"]["variables"]["DATABASE"].split() == list(TRIVY_DATABASES)
 
 
-def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
-    # Known gap: Rollouts inside a virtual cluster need Argo Rollouts there (README, The golden path).
-    gap = walk(whole, "catalog")
-    assert gap is not None and gap.hop == "dev Rollout" and gap.missing == ["Argo Rollouts inside catalog's virtual cluster"]
+# --- a vCluster tenant: Argo Rollouts inside its virtual clusters ---------------------------------------
+
+VIRTUAL_TENANT = "catalog"  # isolation: vcluster, in both example stacks
+
+
+def _virtual_values(plan: dict, environment: str) -> dict:
+    [release] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("chart") == "vcluster"
+                 and r["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{environment}"]
+    return release["inputs"]["values"]
+
+
+def test_a_vcluster_tenant_walks_to_its_users(plan: dict) -> None:
+    assert _tenant_isolation(plan, VIRTUAL_TENANT) == "vcluster"
+    gap = walk(plan, VIRTUAL_TENANT)
+    assert gap is None, str(gap)
+
+
+def _without_rollouts_inside(plan: dict) -> None:
+    _virtual_values(plan, "dev")["experimental"]["deploy"]["vcluster"]["helm"] = []
+
+
+def _no_prometheus_inside(plan: dict) -> None:
+    _virtual_values(plan, "prod")["networking"]["replicateServices"]["fromHost"] = []
+
+
+def _ingresses_kept_inside(plan: dict) -> None:
+    _virtual_values(plan, "prod")["sync"]["toHost"]["ingresses"]["enabled"] = False
+
+
+# What removing each piece the virtual clusters add looks like, and the hop that must then stop.
+VIRTUAL_BREAKS: dict[str, tuple[Any, str]] = {
+    "no controller inside": (_without_rollouts_inside, "dev Rollout"),
+    "no Prometheus inside": (_no_prometheus_inside, "prod canary with analysis"),
+    "no way out to Prometheus": (lambda p: _drop(p, "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+                                                 f"{VIRTUAL_TENANT}-prod-vcluster-argo-rollouts"), "prod canary with analysis"),
+    "Ingresses not synced": (_ingresses_kept_inside, "ingress with TLS"),
+}
+
+
+@pytest.mark.parametrize("gap", list(VIRTUAL_BREAKS))
+def test_the_walker_names_what_a_virtual_cluster_lacks(whole: dict, gap: str) -> None:
+    breaks, hop = VIRTUAL_BREAKS[gap]
+    broken = copy.deepcopy(whole)
+    breaks(broken)
+    found = walk(broken, VIRTUAL_TENANT)
+    assert found is not None and found.hop == hop and len(found.missing) == 1, str(found)
+    assert walk(broken, TENANT) is None  # the namespace tenant does not depend on it
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_constraints(
+    charted: dict, plan: dict, environment: str
+) -> None:
+    [deploy] = _virtual_values(plan, environment)["experimental"]["deploy"]["vcluster"]["helm"]
+    pin = CHARTS["argo-rollouts"]
+    assert deploy["chart"] == {"name": pin.chart, "repo": pin.repo, "version": pin.version}  # the host's pin
+    version = kubernetes_versions(plan["stack"])[environment]
+    # The real chart, with the values the virtual cluster installs it with, as Helm renders it inside.
+    objects = render_release(chart_path(pin.chart, pin.version), yaml.safe_load(deploy["values"]), name=deploy["release"]["name"],
+                             namespace=deploy["release"]["namespace"], kubernetes_version=version,
+                             api_versions=builtin_api_versions(version))
+    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
+    assert {"rollouts.argoproj.io", "analysistemplates.argoproj.io", "analysisruns.argoproj.io"} <= crds
+    for obj in objects:
+        if not is_custom_resource(obj):
+            assert kubernetes_errors(obj) == [], (obj["kind"], obj["metadata"]["name"])
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    # The virtual cluster syncs its pod into the tenant's host namespace: the host's constraints apply.
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": deployment["spec"]["template"]["spec"],
+           "metadata": {**deployment["spec"]["template"]["metadata"], "name": "argo-rollouts", "namespace": f"{VIRTUAL_TENANT}-{environment}"}}
+    selected, failures = _verdicts(plan, environment, pod)
+    assert failures == []
+    assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes"} <= set(selected)
+    [container] = pod["spec"]["containers"]
+    host = Plan(plan).variable(VIRTUAL_TENANT, "app", "HARBOR_REGISTRY")
+    assert container["image"] == f"{host}/approved/vcluster/argoproj/argo-rollouts:{chart_app_version(pin)}"
+    assert container["imagePullPolicy"] == "Always" and container["resources"]["limits"]["cpu"]
+    # Its analyses reach the host's Prometheus under the name the AnalysisTemplate uses.
+    assert _virtual_values(plan, environment)["networking"]["replicateServices"]["fromHost"] == [
+        {"from": prometheus.SERVICE, "to": prometheus.SERVICE}]
+    assert prometheus.URL == f"http://{prometheus.RELEASE}-server.{prometheus.NAMESPACE}.svc.cluster.local"
+
+
+def chart_app_version(pin: Any) -> str:
+    return yaml.safe_load((chart_path(pin.chart, pin.version) / "Chart.yaml").read_text())["appVersion"]
+
+
+def test_a_virtual_tenants_canary_asks_for_its_hosts_copy_of_the_service(plan: dict) -> None:
+    documents = {d["kind"]: d for d in Plan(plan).documents(VIRTUAL_TENANT, "ops", "prod/app.yaml")}
+    [arg] = documents["Rollout"]["spec"]["strategy"]["canary"]["analysis"]["args"]
+    # vCluster names its host copy of Service `app` in namespace `catalog` of vcluster `catalog-prod`
+    # `app-x-catalog-x-catalog-prod` (translate.SafeConcatName), in the host namespace catalog-prod.
+    assert arg == {"name": "service", "value": "catalog-prod-app-x-catalog-x-catalog-prod-80@kubernetes"}
+    assert virtual_host_name("a" * 30, "b" * 20, "c" * 20) == (
+        f"{'a' * 30}-x-{'b' * 20}"[:52] + "-" + hashlib.sha256(f"{'a' * 30}-x-{'b' * 20}-x-{'c' * 20}".encode()).hexdigest()[:10])
 
 
 # --- what the path deploys --------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:core/v1:ConfigMap": 1,
     }
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
-    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
+    # A virtual cluster's control plane, its federation proxy and its Argo Rollouts (to Prometheus).
+    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 3 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
     # GitLab Runner: a group runner and, on the control plane, its namespace with its own image and
     # binding constraints (and no ingress hosts), the job traffic policy, token and CA Secrets, rotation and chart.
