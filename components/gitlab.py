@@ -886,6 +886,7 @@ def tenant(parts: TenantParts) -> TenantRepositories | None:
             webhook_url=f"{platform.argocd.url}/api/webhook",
             protect=platform.protect,
             virtual=parts.tenant.isolation is Isolation.VCLUSTER,
+            ops_layout=parts.tenant.ops_layout,
         ),
         parts.opts,
     )

@@ -26,8 +26,8 @@ import pulumiverse_harbor as harbor
 import yaml
 
 from components.signing import sign_rules
-from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
-from components.tenant_rollout import APP, manifest_path, ops_manifests
+from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, OpsLayout, Severity, SupplyChainPolicy, cosign_key
+from components.tenant_rollout import APP, MANIFEST, manifest_path, ops_manifests
 from components.versions import COSIGN_IMAGE as COSIGN_PIN, TRIVY_DATABASES
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
@@ -257,9 +257,9 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
     }
 
 
-def ops_pipeline(host: str) -> dict[str, Any]:
-    """The ops projects' .gitlab-ci.yml: on a trigger from `app`, a branch that bumps the image
-    and a merge request (git push options), pushed with the job token: no secret variable."""
+def ops_pipeline(host: str, manifests: list[str]) -> dict[str, Any]:
+    """The ops projects' .gitlab-ci.yml: on a trigger from `app`, a branch that bumps the image in
+    `manifests` and a merge request (git push options), pushed with the job token: no secret variable."""
     return {
         "bump-image": {
             "image": {"name": approved(host, GIT_IMAGE), "entrypoint": [""]},
@@ -269,7 +269,7 @@ def ops_pipeline(host: str) -> dict[str, Any]:
                 'git remote set-url origin "https://gitlab-ci-token:${CI_JOB_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git"',
                 'git switch -c "bump/app-$IMAGE_TAG"',
                 # Both environments: ops-dev deploys dev/, and the promotion merge request carries prod/ to ops.
-                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {" ".join(manifest_path(e) for e in ENVIRONMENTS)}',
+                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {" ".join(manifests)}',
                 f'git commit -am "Deploy {APP_IMAGE} $IMAGE_TAG"',
                 'git push -o merge_request.create -o merge_request.target=main '
                 '-o "merge_request.title=Deploy app $IMAGE_TAG" origin "bump/app-$IMAGE_TAG"',
@@ -278,17 +278,24 @@ def ops_pipeline(host: str) -> dict[str, Any]:
     }
 
 
-def starter_files(tenant: str, host: str, severity: Severity, domain: str, virtual: bool = False) -> dict[str, dict[str, str]]:
-    """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation vcluster)."""
-    ops = {
-        ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),
-        **{
-            manifest_path(e): yaml.safe_dump_all(ops_manifests(tenant, host, e, domain, virtual), sort_keys=False)
-            for e in ENVIRONMENTS
-        },
-    }
-    return {
-        "app": {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)},
-        "ops": ops,
-        "ops-dev": dict(ops),
-    }
+def starter_files(
+    tenant: str, host: str, severity: Severity, domain: str, virtual: bool = False, layout: OpsLayout = OpsLayout.ENVIRONMENTS,
+) -> dict[str, dict[str, str]]:
+    """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation
+    vcluster). The ops projects by `layout`: `dev/` and `prod/`; `root`, one `app.yaml` each, at the
+    paths tenants onboarded before the folders have (so their state stays); `moved`, no manifest."""
+    app = {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)}
+
+    def manifests(environment: str) -> str:
+        return yaml.safe_dump_all(ops_manifests(tenant, host, environment, domain, virtual), sort_keys=False)
+
+    def pipeline(paths: list[str]) -> str:
+        return yaml.safe_dump(ops_pipeline(host, paths), sort_keys=False)
+
+    if layout is OpsLayout.ROOT:  # one file per repository, as before: ops-dev's is dev's, ops's is prod's
+        return {"app": app, **{project: {".gitlab-ci.yml": pipeline([MANIFEST]), MANIFEST: manifests(environment)}
+                               for project, environment in (("ops", "prod"), ("ops-dev", "dev"))}}
+    ops = {".gitlab-ci.yml": pipeline([manifest_path(e) for e in ENVIRONMENTS])}
+    if layout is OpsLayout.ENVIRONMENTS:
+        ops.update({manifest_path(e): manifests(e) for e in ENVIRONMENTS})
+    return {"app": app, "ops": ops, "ops-dev": dict(ops)}
