@@ -28,7 +28,7 @@ import yaml
 from components.signing import sign_rules
 from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, OpsLayout, Severity, SupplyChainPolicy, cosign_key
 from components.tenant_rollout import APP, MANIFEST, manifest_path, ops_manifests
-from components.versions import COSIGN_IMAGE as COSIGN_PIN, TRIVY_DATABASES
+from components.versions import BUILDAH_IMAGE, COSIGN_IMAGE as COSIGN_PIN, GIT_IMAGE, TRIVY_DATABASES, TRIVY_IMAGE
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
 PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
@@ -99,14 +99,12 @@ class PublicImageQuarantine(pulumi.ComponentResource):
 
 # --- starter content ----------------------------------------------------------------------
 
-# Tool images, taken from the `approved` project: promote them first with the `promote-image`
-# job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
-BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"  # Fedora: bash, curl (OpenSSL) and the system CA roots
-TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
+# Tool images (components/versions.py), taken from the `approved` project: promote them first with
+# the `promote-image` job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
+
 # cosign's release image, as promoted (tag); the sign job pulls it by digest (COSIGN_PIN). It has
 # no shell, so it is not a job image: the sign job runs in the buildah image and copies cosign out.
 COSIGN_IMAGE = f"{COSIGN_PIN.repository}:{COSIGN_PIN.tag}"
-GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
 
 APP_IMAGE = APP  # the repository in the tenant's Harbor project
 RELEASE_TAG_RULE = r"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/"

@@ -507,3 +507,15 @@ def test_only_jobs_vault_answers_log_in_to_it(plan: dict, tenant: str) -> None:
     logging_in = {name for name, job in jobs.items() if "VAULT_ID_TOKEN" in json.dumps(job)}
     assert logging_in == {"push", "sign"}
     assert all(jobs[name]["rules"] == [{"if": PROTECTED_PUSH_RULE}] for name in logging_in)
+
+
+def test_every_image_pinned_by_tag_only_is_listed_with_how_to_pin_it() -> None:
+    from components import versions
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Images pinned by tag only", 1)[1].split("\n## ", 1)[0]
+    tag_only = [name for name, value in vars(versions).items() if name.isupper() and (
+        name.endswith(("_TAG", "_TAGS")) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+(/[\w.-]+)+:[\w.-]+", value)))]
+    assert {"GITLAB_RUNNER_TAG", "AWS_CLI_TAG", "BUILDAH_IMAGE"} <= set(tag_only)
+    assert [name for name in tag_only if f"`{name}`" not in section] == []
+    assert "crane digest" in section and "skopeo inspect" in section
