@@ -24,6 +24,7 @@ import yaml
 
 from components.cluster import ClusterHandle
 from components.helm import namespace, release, sized
+from components.inventory import HOUR, Credential
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.versions import CHARTS
 
@@ -73,6 +74,21 @@ def virtual_cluster_deploy(registry: str) -> dict[str, Any]:
         "release": {"name": "argo-rollouts", "namespace": NAMESPACE},
         "values": yaml.safe_dump(virtual_cluster_values(registry), sort_keys=True),
     }
+
+
+def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resource: str) -> Credential:
+    """The controller's own token inside a virtual cluster (`release_resource`: the vcluster release)."""
+    return Credential(
+        what=f"service-account token of Argo Rollouts inside the virtual cluster {virtual_cluster} on {cluster}",
+        category="federated",
+        issuer=f"the virtual cluster {virtual_cluster}'s API server (projected service-account token)",
+        holder=f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) inside {virtual_cluster}",
+        scope="the chart's ClusterRole inside that virtual cluster only (Rollouts, their ReplicaSets, Services and analyses); "
+              "nothing on the host",
+        lifetime_seconds=HOUR,
+        rotation="the kubelet refreshes the projected token before it expires",
+        resources=(release_resource,),
+    )
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:

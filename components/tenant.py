@@ -430,6 +430,8 @@ class TenantNamespace(pulumi.ComponentResource):
             proxy_manifests, secret_mappings = self.proxy.manifests, self.proxy.secret_mapping
             depends_on.append(self.proxy.tls_secret)
         documents = virtual_cluster_documents(tenant, environment, federated=virtual.federation is not None)
+        if virtual.inventory is not None:
+            virtual.inventory.register(argo_rollouts.virtual_cluster_credential(ns_name, cluster.name, f"{cluster.role}-{ns_name}"))
         return release(
             ns_name,
             "vcluster",

@@ -414,3 +414,8 @@ def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
         assert issuer["rotation"]
         if eks:  # cert-manager's own IAM role on each cluster, for Route 53
             assert any(c["holder"] == f"service account cert-manager/cert-manager on {cluster}" for c in credentials)
+        # The controller inside a vCluster tenant's virtual cluster, named by the release that makes it.
+        inside = entries[f"service-account token of Argo Rollouts inside the virtual cluster {VIRTUAL_TENANT}-{cluster} on {cluster}"]
+        assert inside["lifetimeSeconds"] == 3600 and "nothing on the host" in inside["scope"]
+        [release] = inside["resources"]
+        assert _named(plan, RELEASE, release)["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{cluster}"
