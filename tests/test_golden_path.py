@@ -241,6 +241,19 @@ def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_con
     assert prometheus.URL == f"http://{prometheus.RELEASE}-server.{prometheus.NAMESPACE}.svc.cluster.local"
 
 
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_replicating_prometheus_lets_the_virtual_cluster_read_host_services_and_nothing_more(
+    charted: dict, plan: dict, environment: str
+) -> None:
+    # vCluster's chart gives its syncer a ClusterRole once a host Service is replicated in: read on
+    # Services and Endpoints (names and addresses, no data), what it needs to mirror one.
+    [release] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("chart") == "vcluster"
+                 and r["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{environment}"]
+    [role] = [o for o in release["rendered"] if o["kind"] == "ClusterRole"]
+    assert [r for r in role["rules"] if {"services", "endpoints"} & set(r["resources"])] == [
+        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}]
+
+
 def chart_app_version(pin: Any) -> str:
     return yaml.safe_load((chart_path(pin.chart, pin.version) / "Chart.yaml").read_text())["appVersion"]
 
