@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from platformctl.render import ROOT, ConfigError, render
+from tests.golden_path import walk
 
 FILE = "gitlab:index/repositoryFile:RepositoryFile"
 APPLICATION_SET = "kubernetes:argoproj.io/v1alpha1:ApplicationSet"
@@ -92,3 +93,11 @@ def test_argocd_deploys_where_the_files_are_and_dropping_a_file_never_deletes_it
 def test_a_bad_layout_names_the_key_and_what_is_allowed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"platform:tenants\[0\]\.opsLayout: Input should be 'environments', 'root' or 'moved'"):
         render(_stack(tmp_path, {"payments": "flat"}), "dev")
+
+
+def test_the_walker_tells_a_tenant_off_the_folders_from_one_on_them(plan: dict) -> None:
+    # Not yet moved: its bump job edits the root file, not the folders the golden path deploys.
+    assert walk(plan, "payments").hop == "tag bump in ops-dev"
+    # Moved: its manifests are its own, which the plan does not hold, so the walk cannot vouch for its Rollout.
+    gap = walk(plan, "checkout")
+    assert gap.hop == "dev Rollout" and "a Rollout in checkout/ops-dev dev/app.yaml" in gap.missing
