@@ -20,6 +20,11 @@ digest, e.g. `docker.io/library/nginx:1.27.3`):
    same Vault role, which only protected main gets) and push the signature where cosign and
    the clusters' image verifier look for it (`<repository>:sha256-<digest>.sig`).
 
+Trivy's vulnerability databases (DATABASE, e.g. `ghcr.io/aquasecurity/trivy-db:2`; the scheduled
+`promote-trivy-db` job) take steps 1, 2 and 4 only: they are data, not images, so Harbor does not
+scan them and no pod runs them (nothing to sign for the image verifier). Only an artifact of
+Trivy's database media types passes that way; an image named there is refused.
+
 TLS: HTTPS only, certificates always verified against the system roots, plus the runner's CA
 file (CI_SERVER_TLS_CA_FILE, the platform CA on private-CA stacks) when it is set; skopeo gets
 the same bundle. Exit codes: 0 promoted, 1 refused or failed, 2 usage.
@@ -72,6 +77,9 @@ _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9
 _PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Trivy's database artifacts (aquasecurity/trivy-db, trivy-java-db): the only ones promoted without a scan.
+TRIVY_DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
+TRIVY_DB_LAYERS = ("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip", "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip")
 _PREFIX = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*$")  # one path segment: a registry host or a name
 
 
@@ -351,14 +359,19 @@ class Manifest:
     scan: bool  # a platform image Harbor scans (not an index, not an attestation)
 
 
+def _top(layout: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The top descriptor of an OCI layout and the document it points to."""
+    [top] = json.loads((layout / "index.json").read_text())["manifests"]
+    return top, _blob(layout, top["digest"])
+
+
+def _blob(layout: Path, digest: str) -> dict[str, Any]:
+    return json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
+
+
 def layout_manifests(layout: Path) -> tuple[str, list[Manifest]]:
     """The top manifest's digest in an OCI layout and every manifest under it."""
-    [top] = json.loads((layout / "index.json").read_text())["manifests"]
-
-    def blob(digest: str) -> dict[str, Any]:
-        return json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
-
-    document = blob(top["digest"])
+    top, document = _top(layout)
     if document.get("mediaType", top.get("mediaType")) not in INDEX_TYPES:
         return top["digest"], [Manifest(top["digest"], True)]
     children = []
@@ -367,6 +380,17 @@ def layout_manifests(layout: Path) -> tuple[str, list[Manifest]]:
         attestation = (child.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest"
         children.append(Manifest(child["digest"], not attestation and (child.get("platform") or {}).get("os") != "unknown"))
     return top["digest"], [*children, Manifest(top["digest"], False)]
+
+
+def database_digest(layout: Path, ref: ImageRef) -> str:
+    """The digest of the Trivy database in an OCI layout; anything else is refused (images take the scan gate)."""
+    top, document = _top(layout)
+    config = (document.get("config") or {}).get("mediaType")
+    layers = [layer.get("mediaType") for layer in document.get("layers") or []]
+    if config != TRIVY_DB_CONFIG or not layers or not set(layers) <= set(TRIVY_DB_LAYERS):
+        raise PromotionError(f"{ref} is not a Trivy database (config {config}, layers {layers}): promote images with IMAGE, "
+                             "through the scan gate")
+    return top["digest"]
 
 
 def signature_layout(directory: Path, payload: bytes, signature: bytes) -> Path:
@@ -440,34 +464,53 @@ class Promoter:
 
     def promote(self, ref: ImageRef, threshold: str, workdir: Path) -> str:
         """Promote one image; returns where it now is (`host/approved/...@digest`)."""
-        host, layout = self.harbor.host, workdir / "image"
-        print(f"{ref}: pulling through {ref.source}")
-        self.skopeo.copy(f"docker://{host}/{ref.source}{'@' if ref.digest else ':'}{ref.reference}", f"oci:{layout}:promote")
+        layout = self._pull(ref, workdir)
         top, manifests = layout_manifests(layout)
         if ref.digest and top != ref.digest:
             raise PromotionError(f"{ref}: the cache served {top}, not the digest asked for")
         refused = await_scans(self.harbor, ref, manifests, threshold, self.timeout, self.sleep)
         if refused:
             raise PromotionError(f"{ref} refused: " + "; ".join(refused))
-        target = f"{host}/{ref.target}"
-        print(f"{ref}: copying {top} to {ref.target}")
-        pushed = workdir / "digest"
-        self.skopeo.copy(f"oci:{layout}:promote", f"docker://{target}" + (f":{ref.tag}" if ref.tag else f"@{top}"), pushed)
-        if pushed.read_text().strip() != top:
-            raise PromotionError(f"push of {target}: Harbor stored {pushed.read_text().strip()}, not {top}")
+        target = self._push(ref, layout, top, workdir)
         payload = simple_signing_payload(target, top)
         signature = signature_layout(workdir / "signature", payload, self.vault.sign(self.signing_key, payload))
         self.skopeo.copy(f"oci:{signature}:sig", f"docker://{target}:{top.replace(':', '-')}.sig")
         print(f"{ref}: signed with {self.signing_key}")
         return f"{target}" + (f":{ref.tag}" if ref.tag else "") + f"@{top}"
 
+    def promote_database(self, ref: ImageRef, workdir: Path) -> str:
+        """Promote one Trivy database under its tag (the schema version Trivy asks for); no scan, no signature."""
+        if not ref.tag or ref.digest:
+            raise PromotionError(f"{ref}: name a Trivy database by its schema tag only, e.g. ghcr.io/aquasecurity/trivy-db:2")
+        layout = self._pull(ref, workdir)
+        top = database_digest(layout, ref)
+        return f"{self._push(ref, layout, top, workdir)}:{ref.tag}@{top}"
+
+    def _pull(self, ref: ImageRef, workdir: Path) -> Path:
+        """Every platform of `ref` through its proxy cache into a local OCI layout."""
+        layout = workdir / "image"
+        print(f"{ref}: pulling through {ref.source}")
+        self.skopeo.copy(f"docker://{self.harbor.host}/{ref.source}{'@' if ref.digest else ':'}{ref.reference}", f"oci:{layout}:promote")
+        return layout
+
+    def _push(self, ref: ImageRef, layout: Path, top: str, workdir: Path) -> str:
+        """The same bytes into `approved`, checked by digest; returns the target repository."""
+        target = f"{self.harbor.host}/{ref.target}"
+        print(f"{ref}: copying {top} to {ref.target}")
+        pushed = workdir / "digest"
+        self.skopeo.copy(f"oci:{layout}:promote", f"docker://{target}" + (f":{ref.tag}" if ref.tag else f"@{top}"), pushed)
+        if pushed.read_text().strip() != top:
+            raise PromotionError(f"push of {target}: Harbor stored {pushed.read_text().strip()}, not {top}")
+        return target
+
 
 def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None] = time.sleep) -> int:
     try:
         images = [parse_image(text, environ.get("APPROVED_PREFIX") or None) for text in environ.get("IMAGE", "").split()]
-        if not images:
-            print("promote-image: set IMAGE, e.g. IMAGE=docker.io/library/nginx:1.27.3 (several: separated by spaces)",
-                  file=sys.stderr)
+        databases = [parse_image(text) for text in environ.get("DATABASE", "").split()]
+        if not images and not databases:
+            print("promote-image: set IMAGE, e.g. IMAGE=docker.io/library/nginx:1.27.3 (several: separated by spaces), "
+                  "or DATABASE, e.g. DATABASE=ghcr.io/aquasecurity/trivy-db:2", file=sys.stderr)
             return 2
         missing = [name for name in REQUIRED_VARIABLES if not environ.get(name)]
         if missing:
@@ -485,9 +528,11 @@ def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None]
                 skopeo = Skopeo(auth_file(work, robot["registry"], robot["username"], robot["password"]), bundle)
                 promoter = Promoter(harbor, skopeo, vault, environ["SIGN_WITH"],
                                     float(environ.get("PROMOTE_SCAN_TIMEOUT", DEFAULT_SCAN_TIMEOUT)), sleep)
-                threshold = harbor.severity_gate()
+                threshold = harbor.severity_gate() if images else ""  # databases take no scan gate
                 for i, ref in enumerate(images):
                     print(f"promoted: {promoter.promote(ref, threshold, Path(tempfile.mkdtemp(prefix=f'{i}-', dir=work)))}")
+                for i, ref in enumerate(databases):
+                    print(f"promoted: {promoter.promote_database(ref, Path(tempfile.mkdtemp(prefix=f'db-{i}-', dir=work)))}")
             finally:
                 vault.revoke()
     except PromotionError as error:

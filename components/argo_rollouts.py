@@ -4,17 +4,28 @@ The argo-helm chart with its CRDs (kept when the release goes), the controller o
 canaries weigh by pod count behind the ingress controller, components/tenant_rollout.py).
 The chart aggregates Rollout rights into the built-in admin, edit and view roles; the
 platform's own tenant roles and ArgoCD's federated role list them themselves.
+
+Tenants with `isolation: vcluster` get the same chart inside each virtual cluster
+(`virtual_cluster_deploy`, deployed by the virtual cluster itself at start): ArgoCD applies their
+Rollouts there, where the host's controller cannot see them. Syncing Rollouts to the host instead
+(vcluster's `sync.toHost.customResources`) cannot work: the controller rewrites the Services'
+selectors, which on the host are the syncer's copies of the virtual Services, and it would create
+ReplicaSets and pods on the host that the virtual cluster never sees.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from components.cluster import ClusterHandle
+from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.versions import CHARTS
 
 NAMESPACE = "argo-rollouts"
 
@@ -33,6 +44,41 @@ class ArgoRollouts(pulumi.ComponentResource):
         values = {"controller": {"replicas": args.settings.replicas}, "providerRBAC": {"enabled": False}}
         self.release = SLICE.release(cluster, self, args.settings, values, "controller")
         self.register_outputs({"release": self.release.status})
+
+
+# The controller inside a virtual cluster: its pod is synced to the tenant's host namespace, so it
+# takes the tenant's quota and constraints (image from Harbor, pulled Always, a CPU limit).
+VIRTUAL_CONTROLLER_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+
+def virtual_cluster_values(registry: str) -> dict[str, Any]:
+    """The chart's values inside a virtual cluster: one controller, its image from `registry`
+    (promote quay.io/argoproj/argo-rollouts:<appVersion> with APPROVED_PREFIX=vcluster)."""
+    controller = {"replicas": 1, "image": {"registry": registry, "pullPolicy": "Always"}, "resources": VIRTUAL_CONTROLLER_RESOURCES}
+    return {"controller": controller, "providerRBAC": {"enabled": False}}
+
+
+def virtual_cluster_deploy(registry: str) -> dict[str, Any]:
+    """vCluster's `experimental.deploy.vcluster.helm` entry: the pinned chart, installed by the
+    virtual cluster into its `argo-rollouts` namespace, CRDs included."""
+    chart = CHARTS["argo-rollouts"]
+    return {
+        "chart": {"name": chart.chart, "repo": chart.repo, "version": chart.version},
+        "release": {"name": "argo-rollouts", "namespace": NAMESPACE},
+        "values": yaml.safe_dump(virtual_cluster_values(registry), sort_keys=True),
+    }
+
+
+def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resource: str) -> Credential:
+    """The controller's own token inside a virtual cluster (`release_resource`: the vcluster release)."""
+    return projected_token(
+        f"service-account token of Argo Rollouts inside the virtual cluster {virtual_cluster} on {cluster}",
+        f"the virtual cluster {virtual_cluster}'s API server (projected service-account token)",
+        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) inside {virtual_cluster}",
+        "the chart's ClusterRole inside that virtual cluster only (Rollouts, their ReplicaSets, Services and analyses); "
+        "nothing on the host",
+        resources=(release_resource,),
+    )
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:

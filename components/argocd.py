@@ -224,7 +224,11 @@ def tenant(parts: TenantParts) -> TenantDelivery | None:
     repositories = parts.get(GITLAB)
     if parts.platform.argocd is None or repositories is None:
         return None
-    destinations = {e: destination(parts.name, parts.tenant.isolation, e, repositories.ops_repo_urls[e]) for e in ENVIRONMENTS}
+    tenant_args = parts.tenant
+    destinations = {
+        e: destination(parts.name, tenant_args.isolation, e, repositories.ops_repo_urls[e], tenant_args.ops_layout.source_path(e))
+        for e in ENVIRONMENTS
+    }
     return TenantDelivery(f"{parts.name}-delivery", TenantDeliveryArgs(parts.name, destinations, parts.platform), parts.opts)
 
 

@@ -45,6 +45,7 @@ from components.helm import metadata, namespace, release, spread, workload_servi
 from components.ingress import tcp_route
 from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
+from components.tenancy import Isolation
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
 from components.versions import GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_IMAGE, GITLAB_KUBECTL_TAG, GITLAB_VERSION
 
@@ -927,6 +928,8 @@ def tenant(parts: TenantParts) -> TenantRepositories | None:
             platform=platform,
             webhook_url=f"{platform.argocd.url}/api/webhook",
             protect=platform.protect,
+            virtual=parts.tenant.isolation is Isolation.VCLUSTER,
+            ops_layout=parts.tenant.ops_layout,
         ),
         parts.opts,
     )

@@ -27,6 +27,7 @@ from components.helm import metadata, namespace, release, spread, workload_servi
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
+from components.tenant_supply_chain import trivy_databases
 
 NAMESPACE = "harbor"
 RELEASE = "harbor"
@@ -328,6 +329,7 @@ def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -
     }
     if args.aws is not None:
         registry["serviceAccountName"] = REGISTRY_SERVICE_ACCOUNT
+    trivy_db, trivy_java_db = trivy_databases(exposure.hostname)
     return {
         "externalURL": exposure.url,
         "expose": {
@@ -364,7 +366,9 @@ def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -
             **replicated(args.replicas),
         },
         "registry": registry,
-        "trivy": {"enabled": True, "podAnnotations": restart},  # its adapter queues scans in Redis
+        # The adapter queues scans in Redis. Its databases are the copies in `approved` (the
+        # promote-trivy-db schedule): the ones the tenants' scan jobs read, so both gates judge alike.
+        "trivy": {"enabled": True, "podAnnotations": restart, "dbRepository": [trivy_db], "javaDBRepository": [trivy_java_db]},
         **external_stores(stores),
         "persistence": {
             "enabled": True,

@@ -23,6 +23,8 @@ NAMESPACE = "monitoring"
 RELEASE = "prometheus"
 # The chart's server Service (`<release>-server`, port 80): where AnalysisRuns send their queries.
 URL = f"http://{RELEASE}-server.{NAMESPACE}.svc.cluster.local"
+SERVICE = f"{NAMESPACE}/{RELEASE}-server"  # the same, as vCluster names a host Service it replicates
+SERVER_PORT = 9090  # the server container's port behind the Service (what NetworkPolicies admit)
 SCRAPE_JOB = "ingress"
 # The chart's default scrape jobs, all off: only the ingress controller's metrics are needed.
 CHART_JOBS = (

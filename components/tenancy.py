@@ -30,6 +30,18 @@ class Isolation(StrEnum):
     VCLUSTER = "vcluster"
 
 
+class OpsLayout(StrEnum):
+    """Where a tenant's ops repositories keep the manifests ArgoCD deploys (README: Ops repositories)."""
+
+    ENVIRONMENTS = "environments"  # dev/ and prod/, seeded with the starter Rollouts
+    ROOT = "root"  # app.yaml at the root: tenants onboarded before the per-environment folders, as they were
+    MOVED = "moved"  # moved by hand from root to dev/ and prod/: nothing seeded there any more
+
+    def source_path(self, environment: str) -> str:
+        """The directory ArgoCD deploys `environment` from."""
+        return "." if self is OpsLayout.ROOT else environment
+
+
 class Severity(StrEnum):
     """The vulnerability scale of the severity gate, lowest first (Harbor's and Trivy's, in lower case)."""
 
@@ -95,6 +107,7 @@ class TenantArgs:
     isolation: Isolation = Isolation.NAMESPACE
     pod_security_exception: PodSecurityException | None = None  # granted in stack config
     renamed_from: str | None = None  # the tenant's former name, whose resources it keeps
+    ops_layout: OpsLayout = OpsLayout.ENVIRONMENTS
 
 
 def tenant_group(tenant: str, role: str) -> str:

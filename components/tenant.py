@@ -20,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components import argo_rollouts, prometheus
 from components.cluster import ClusterHandle
 from components.federation import (
     FEDERATED_USER,
@@ -231,7 +232,11 @@ def virtual_cluster_values(
     host_namespace = namespace_name(tenant.name, environment)
     return {
         "controlPlane": control_plane,
+        # Prometheus under its host name, for the Rollouts' analysis (the controller runs inside).
+        "networking": {"replicateServices": {"fromHost": [{"from": prometheus.SERVICE, "to": prometheus.SERVICE}]}},
         "sync": {
+            # The tenant's Ingresses serve on the host's ingress controller, held to its host rule.
+            "toHost": {"ingresses": {"enabled": True}},
             "fromHost": {
                 "secrets": {
                     "enabled": True,
@@ -241,7 +246,10 @@ def virtual_cluster_values(
                 }
             }
         },
-        "experimental": {"deploy": {"vcluster": {"manifests": yaml.safe_dump_all(documents, sort_keys=True)}}},
+        "experimental": {"deploy": {"vcluster": {
+            "manifests": yaml.safe_dump_all(documents, sort_keys=True),
+            "helm": [argo_rollouts.virtual_cluster_deploy(virtual_cluster_registry(args.registry_host))],
+        }}},
     }
 
 
@@ -422,6 +430,8 @@ class TenantNamespace(pulumi.ComponentResource):
             proxy_manifests, secret_mappings = self.proxy.manifests, self.proxy.secret_mapping
             depends_on.append(self.proxy.tls_secret)
         documents = virtual_cluster_documents(tenant, environment, federated=virtual.federation is not None)
+        if virtual.inventory is not None:
+            virtual.inventory.register(argo_rollouts.virtual_cluster_credential(ns_name, cluster.name, f"{cluster.role}-{ns_name}"))
         return release(
             ns_name,
             "vcluster",
@@ -456,6 +466,23 @@ class TenantNamespace(pulumi.ComponentResource):
             parts.append(
                 ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, (443,))
             )
+        # Argo Rollouts inside (components/argo_rollouts.py) asks the host's Prometheus for its analyses.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-vcluster-argo-rollouts",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="vcluster-argo-rollouts", namespace=ns_name),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_labels={VCLUSTER_NAMESPACE_LABEL: argo_rollouts.NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}
+                ),
+                policy_types=["Egress"],
+                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": prometheus.NAMESPACE}))],
+                    ports=tcp(prometheus.SERVER_PORT),
+                )],
+            ),
+            opts=inside,
+        )
         for suffix, selector, expressions, ingress_port, egress_ports in parts:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-vcluster-{suffix}",

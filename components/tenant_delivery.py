@@ -32,14 +32,15 @@ class Destination:
     namespace: str
     cluster_labels: dict[str, str]  # what selects that cluster's ArgoCD Secret
     repo_url: str  # the ops repository this environment follows
+    path: str  # the directory of it ArgoCD deploys (OpsLayout.source_path)
 
 
-def destination(tenant: str, isolation: Isolation, environment: str, repo_url: str) -> Destination:
+def destination(tenant: str, isolation: Isolation, environment: str, repo_url: str, path: str) -> Destination:
     """Where a tenant environment deploys: its namespace, or the namespace inside its virtual cluster."""
     if isolation is Isolation.VCLUSTER:
         name = namespace_name(tenant, environment)
-        return Destination(name, tenant, {CLUSTER_LABEL: name, TENANT_LABEL: tenant}, repo_url)
-    return Destination(environment, namespace_name(tenant, environment), {CLUSTER_LABEL: environment}, repo_url)
+        return Destination(name, tenant, {CLUSTER_LABEL: name, TENANT_LABEL: tenant}, repo_url, path)
+    return Destination(environment, namespace_name(tenant, environment), {CLUSTER_LABEL: environment}, repo_url, path)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def application_set_spec(tenant: str, environment: str, destination: Destination
             "spec": {
                 "project": project,
                 # Each environment's directory (components/tenant_rollout.py): ops-dev and ops hold both.
-                "source": {"repoURL": destination.repo_url, "targetRevision": "main", "path": environment},
+                "source": {"repoURL": destination.repo_url, "targetRevision": "main", "path": destination.path},
                 "destination": {"name": "{{name}}", "namespace": destination.namespace},
                 "syncPolicy": sync,
             },

@@ -39,7 +39,7 @@ import pulumiverse_time as time
 from components.common import rotated_key
 from components.inventory import refreshed
 
-from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, TenantMembers, TenantPlatform, VaultTenancy
+from components.tenancy import ROLES, ArgoTenancy, GitLabTenancy, HarborTenancy, OpsLayout, TenantMembers, TenantPlatform, VaultTenancy
 from policy.labels import TENANT_LABEL
 from components.tenant_supply_chain import starter_files
 
@@ -100,6 +100,8 @@ class TenantRepositoriesArgs:
     # Where and as whom CI jobs log in to Vault (must match the Vault side's GitLab JWT mount and CI role).
     vault_ci_auth_path: str = VAULT_CI_AUTH_PATH
     vault_ci_role: str | None = None  # default: ci_role(tenant)
+    virtual: bool = False  # isolation vcluster: the starter manifests name what the virtual cluster syncs to the host
+    ops_layout: OpsLayout = OpsLayout.ENVIRONMENTS  # where the ops repositories keep their manifests
 
 
 class TenantRepositories(pulumi.ComponentResource):
@@ -199,7 +201,8 @@ class TenantRepositories(pulumi.ComponentResource):
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
-        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain)
+        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain, args.virtual,
+                                args.ops_layout)
         for project_name, resource in projects.items():
             files = [
                 gitlab.RepositoryFile(
@@ -211,8 +214,11 @@ class TenantRepositories(pulumi.ComponentResource):
                     encoding="text",
                     overwrite_on_create=False,  # never replace what a tenant already has
                     commit_message=f"Add {path} (platform starter)",
-                    # Written once: later edits are the tenant's.
-                    opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(ignore_changes=["content"])),
+                    # Written once: later edits are the tenant's. Dropping one from the program leaves the
+                    # file (deleting it would be a commit to the protected main, which fails anyway).
+                    opts=pulumi.ResourceOptions.merge(
+                        on_gitlab, pulumi.ResourceOptions(ignore_changes=["content"], retain_on_delete=True)
+                    ),
                 )
                 for path, content in starter[project_name].items()
             ]

@@ -23,3 +23,13 @@ def tenant_hostname(tenant: str, environment: str, domain: str) -> str:
     certificate `*.<env>.<domain>` (a wildcard covers one label, so deeper names would need a
     certificate per tenant). Apps of a tenant share it by path."""
     return f"{tenant}.{environment}.{domain}"
+
+
+def virtual_host_name(name: str, virtual_namespace: str, virtual_cluster: str) -> str:
+    """The name a virtual cluster gives the host copy of its namespaced object (vCluster's
+    translate.SafeConcatName): `<name>-x-<namespace>-x-<vcluster>`; past 63 characters, its first
+    52 and 10 hex digits of its SHA-256."""
+    joined = "-".join((name, "x", virtual_namespace, "x", virtual_cluster))
+    if len(joined) <= 63:
+        return joined
+    return (joined[:52] + "-" + hashlib.sha256(joined.encode()).hexdigest()[:10]).replace(".-", "-")

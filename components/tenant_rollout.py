@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import prometheus, workload_ingress
-from components.tenant_names import namespace_name, tenant_hostname
+from components.tenant_names import namespace_name, tenant_hostname, virtual_host_name
 
 APP = "app"  # the Rollout, its Services and the repository in the tenant's Harbor project
 STARTER_TAG = "v0.1.0"  # pinned; the bump merge requests replace it
@@ -38,9 +38,13 @@ def manifest_path(environment: str) -> str:
     return f"{environment}/{MANIFEST}"
 
 
-def traefik_service(tenant: str, environment: str) -> str:
-    """How Traefik's metrics name the app's Service behind an Ingress: `<namespace>-<service>-<port>@kubernetes`."""
-    return f"{namespace_name(tenant, environment)}-{APP}-{SERVICE_PORT}@kubernetes"
+def traefik_service(tenant: str, environment: str, virtual: bool = False) -> str:
+    """How Traefik's metrics name the app's Service behind an Ingress: `<namespace>-<service>-<port>@kubernetes`,
+    the host's names (in a virtual cluster, ArgoCD deploys to the namespace `<tenant>` of the
+    virtual cluster `<tenant>-<env>`, which syncs Ingress and Service to the host under its own names)."""
+    host_namespace = namespace_name(tenant, environment)
+    service = virtual_host_name(APP, tenant, host_namespace) if virtual else APP
+    return f"{host_namespace}-{service}-{SERVICE_PORT}@kubernetes"
 
 
 def error_rate_query() -> str:
@@ -71,13 +75,13 @@ def analysis_template() -> dict[str, Any]:
     }
 
 
-def strategy(tenant: str, environment: str) -> dict[str, Any]:
+def strategy(tenant: str, environment: str, virtual: bool) -> dict[str, Any]:
     if environment == "prod":
         return {"canary": {
             "analysis": {
                 "templates": [{"templateName": ANALYSIS}],
                 "startingStep": 1,
-                "args": [{"name": "service", "value": traefik_service(tenant, environment)}],
+                "args": [{"name": "service", "value": traefik_service(tenant, environment, virtual)}],
             },
             "steps": [{"setWeight": 20}, {"pause": {"duration": "2m"}}, {"setWeight": 50}, {"pause": {"duration": "2m"}}],
         }}
@@ -129,9 +133,9 @@ def ingress(tenant: str, environment: str, domain: str, labels: dict[str, str]) 
     }
 
 
-def ops_manifests(tenant: str, host: str, environment: str, domain: str) -> list[dict[str, Any]]:
+def ops_manifests(tenant: str, host: str, environment: str, domain: str, virtual: bool = False) -> list[dict[str, Any]]:
     """The app in `environment`: Rollout, Services, Ingress, HPA, PDB (and in prod its analysis).
-    No namespace: ArgoCD deploys them to the tenant's."""
+    No namespace: ArgoCD deploys them to the tenant's (`virtual`: inside its virtual cluster)."""
     labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": tenant}
     services = [APP, *([PREVIEW_SERVICE] if environment != "prod" else [])]
     return [
@@ -143,7 +147,7 @@ def ops_manifests(tenant: str, host: str, environment: str, domain: str) -> list
                 # No replicas: the HPA owns the count (ArgoCD would otherwise reset it on every sync).
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": labels},
-                "strategy": strategy(tenant, environment),
+                "strategy": strategy(tenant, environment, virtual),
                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [container(host, tenant)]}},
             },
         },

@@ -26,9 +26,9 @@ import pulumiverse_harbor as harbor
 import yaml
 
 from components.signing import sign_rules
-from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, Severity, SupplyChainPolicy, cosign_key
-from components.tenant_rollout import APP, manifest_path, ops_manifests
-from components.versions import COSIGN_IMAGE as COSIGN_PIN
+from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, OpsLayout, Severity, SupplyChainPolicy, cosign_key
+from components.tenant_rollout import APP, MANIFEST, manifest_path, ops_manifests
+from components.versions import BUILDAH_IMAGE, COSIGN_IMAGE as COSIGN_PIN, GIT_IMAGE, TRIVY_DATABASES, TRIVY_IMAGE
 
 # Public registry host -> (Harbor adapter, endpoint) for its proxy cache.
 PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
@@ -99,14 +99,12 @@ class PublicImageQuarantine(pulumi.ComponentResource):
 
 # --- starter content ----------------------------------------------------------------------
 
-# Tool images, taken from the `approved` project: promote them first with the `promote-image`
-# job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
-BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"  # Fedora: bash, curl (OpenSSL) and the system CA roots
-TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
+# Tool images (components/versions.py), taken from the `approved` project: promote them first with
+# the `promote-image` job of this repository's pipeline (.gitlab-ci.yml, README "Supply chain").
+
 # cosign's release image, as promoted (tag); the sign job pulls it by digest (COSIGN_PIN). It has
 # no shell, so it is not a job image: the sign job runs in the buildah image and copies cosign out.
 COSIGN_IMAGE = f"{COSIGN_PIN.repository}:{COSIGN_PIN.tag}"
-GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
 
 APP_IMAGE = APP  # the repository in the tenant's Harbor project
 RELEASE_TAG_RULE = r"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/"
@@ -114,6 +112,13 @@ RELEASE_TAG_RULE = r"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/"
 
 def approved(host: str, image: str) -> str:
     return f"{host}/{APPROVED_PROJECT}/{image}"
+
+
+def trivy_databases(host: str) -> tuple[str, str]:
+    """Where every Trivy of the platform reads trivy-db and trivy-java-db: the copies the
+    `promote-trivy-db` schedule keeps in `approved` (public: no login)."""
+    db, java_db = (approved(host, database) for database in TRIVY_DATABASES)
+    return db, java_db
 
 
 def trivy_severities(severity: Severity) -> str:
@@ -126,11 +131,18 @@ def trivy_severities(severity: Severity) -> str:
 # curl gets the bundle with --cacert, buildah and cosign (Go) through SSL_CERT_FILE. It lives
 # outside the project directory, so it is never an artifact (it holds no secret anyway).
 SYSTEM_CA_FILE = "/etc/pki/tls/certs/ca-bundle.crt"  # Fedora's bundle, in BUILDAH_IMAGE
+TRIVY_SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Alpine's bundle, in TRIVY_IMAGE
 CA_BUNDLE = "/tmp/ca-bundle.pem"
-TRUST = [
-    f'cat {SYSTEM_CA_FILE} ${{CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"}} > {CA_BUNDLE}',
-    f"export SSL_CERT_FILE={CA_BUNDLE}",
-]
+
+
+def trust(system_ca_file: str) -> list[str]:
+    return [
+        f'cat {system_ca_file} ${{CI_SERVER_TLS_CA_FILE:+"$CI_SERVER_TLS_CA_FILE"}} > {CA_BUNDLE}',
+        f"export SSL_CERT_FILE={CA_BUNDLE}",
+    ]
+
+
+TRUST = trust(SYSTEM_CA_FILE)
 # The only HTTP client of the starter pipeline: HTTPS only, the certificate verified against the
 # bundle above, failing on HTTP errors. (BusyBox wget, in cosign's -dev image, verifies nothing.)
 CURL = 'curl --silent --show-error --fail --proto =https --cacert "$SSL_CERT_FILE"'
@@ -191,8 +203,13 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
         "scan": {
             "stage": "scan",
             "image": {"name": approved(host, TRIVY_IMAGE), "entrypoint": [""]},
-            # Empty (severity "none"): report only.
-            "script": ['trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"'],
+            # The databases from Harbor: the job reaches nothing else (the runner's egress).
+            "variables": dict(zip(("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY"), trivy_databases(host))),
+            "script": [
+                *trust(TRIVY_SYSTEM_CA_FILE),
+                # Empty (severity "none"): report only.
+                'trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"',
+            ],
         },
         # push and sign share the Vault login and the robot read (GitLab `extends`). They stay two
         # jobs: a release tag is immutable in Harbor, so a failed signature is retried alone.
@@ -238,9 +255,9 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
     }
 
 
-def ops_pipeline(host: str) -> dict[str, Any]:
-    """The ops projects' .gitlab-ci.yml: on a trigger from `app`, a branch that bumps the image
-    and a merge request (git push options), pushed with the job token: no secret variable."""
+def ops_pipeline(host: str, manifests: list[str]) -> dict[str, Any]:
+    """The ops projects' .gitlab-ci.yml: on a trigger from `app`, a branch that bumps the image in
+    `manifests` and a merge request (git push options), pushed with the job token: no secret variable."""
     return {
         "bump-image": {
             "image": {"name": approved(host, GIT_IMAGE), "entrypoint": [""]},
@@ -250,7 +267,7 @@ def ops_pipeline(host: str) -> dict[str, Any]:
                 'git remote set-url origin "https://gitlab-ci-token:${CI_JOB_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git"',
                 'git switch -c "bump/app-$IMAGE_TAG"',
                 # Both environments: ops-dev deploys dev/, and the promotion merge request carries prod/ to ops.
-                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {" ".join(manifest_path(e) for e in ENVIRONMENTS)}',
+                f'sed -i "s#\\(image: .*/{APP_IMAGE}:\\).*#\\1$IMAGE_TAG#" {" ".join(manifests)}',
                 f'git commit -am "Deploy {APP_IMAGE} $IMAGE_TAG"',
                 'git push -o merge_request.create -o merge_request.target=main '
                 '-o "merge_request.title=Deploy app $IMAGE_TAG" origin "bump/app-$IMAGE_TAG"',
@@ -259,17 +276,24 @@ def ops_pipeline(host: str) -> dict[str, Any]:
     }
 
 
-def starter_files(tenant: str, host: str, severity: Severity, domain: str) -> dict[str, dict[str, str]]:
-    """Project -> file path -> content: what a new tenant's projects start with."""
-    ops = {
-        ".gitlab-ci.yml": yaml.safe_dump(ops_pipeline(host), sort_keys=False),
-        **{
-            manifest_path(e): yaml.safe_dump_all(ops_manifests(tenant, host, e, domain), sort_keys=False)
-            for e in ENVIRONMENTS
-        },
-    }
-    return {
-        "app": {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)},
-        "ops": ops,
-        "ops-dev": dict(ops),
-    }
+def starter_files(
+    tenant: str, host: str, severity: Severity, domain: str, virtual: bool = False, layout: OpsLayout = OpsLayout.ENVIRONMENTS,
+) -> dict[str, dict[str, str]]:
+    """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation
+    vcluster). The ops projects by `layout`: `dev/` and `prod/`; `root`, one `app.yaml` each, at the
+    paths tenants onboarded before the folders have (so their state stays); `moved`, no manifest."""
+    app = {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)}
+
+    def manifests(environment: str) -> str:
+        return yaml.safe_dump_all(ops_manifests(tenant, host, environment, domain, virtual), sort_keys=False)
+
+    def pipeline(paths: list[str]) -> str:
+        return yaml.safe_dump(ops_pipeline(host, paths), sort_keys=False)
+
+    if layout is OpsLayout.ROOT:  # one file per repository, as before: ops-dev's is dev's, ops's is prod's
+        return {"app": app, **{project: {".gitlab-ci.yml": pipeline([MANIFEST]), MANIFEST: manifests(environment)}
+                               for project, environment in (("ops", "prod"), ("ops-dev", "dev"))}}
+    ops = {".gitlab-ci.yml": pipeline([manifest_path(e) for e in ENVIRONMENTS])}
+    if layout is OpsLayout.ENVIRONMENTS:
+        ops.update({manifest_path(e): manifests(e) for e in ENVIRONMENTS})
+    return {"app": app, "ops": ops, "ops-dev": dict(ops)}

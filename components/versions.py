@@ -71,6 +71,19 @@ GITLAB_RUNNER_TAG = "18.9.0"
 GITLAB_RUNNER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner"
 GITLAB_RUNNER_HELPER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
 
+# The tenants' starter pipelines' tool images (components/tenant_supply_chain.py), pulled through
+# Harbor's `approved`. Pinned by tag: their digests could not be resolved offline (README: Images
+# pinned by tag only); append `@sha256:...` here once read with `crane digest <image>`.
+BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"  # Fedora: bash, curl (OpenSSL) and the system CA roots
+TRIVY_IMAGE = "docker.io/aquasec/trivy:0.58.2"
+GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
+
+# Trivy's vulnerability databases (OCI artifacts; tag = the database schema the pinned Trivy reads). The
+# `promote-trivy-db` schedule (.gitlab-ci.yml, same list) copies them daily through Harbor's proxy-ghcr-io
+# into `approved`, where the tenants' scan jobs and Harbor's scanner read them. Not pinned by digest on
+# purpose: upstream republishes them every few hours with new vulnerability data.
+TRIVY_DATABASES = ("ghcr.io/aquasecurity/trivy-db:2", "ghcr.io/aquasecurity/trivy-java-db:1")
+
 # GitLab's kubectl image, run by the platform's own admin-token Job (components/gitlab.py).
 # Same GitLab version as CHARTS["gitlab"] (chart 9.x.y ships GitLab 18.x.y): bump together.
 # GITLAB_KUBECTL_DIGEST is the tag's manifest digest ("sha256:..."). It could not be resolved

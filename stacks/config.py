@@ -32,7 +32,7 @@ import pulumi
 from cryptography import x509
 from pydantic.alias_generators import to_camel
 
-from components.tenancy import ROLES, Isolation, Severity
+from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.common import ObjectStoreTarget, ipv4_network
@@ -478,6 +478,9 @@ class Tenant(Model):
     # The tenant's name before a rename: its resources keep their state (Pulumi aliases), and
     # those whose real names derive from the tenant's name are replaced (README: renaming a tenant).
     renamed_from: DnsLabel | None = None
+    # Tenants onboarded before the ops repositories' per-environment folders: `root` keeps them as
+    # they were, `moved` once their files are moved by hand (README: Ops repositories).
+    ops_layout: Annotated[OpsLayout, Strict(False)] = OpsLayout.ENVIRONMENTS
 
     @model_validator(mode="after")
     def _one_role_per_user(self) -> Tenant:
@@ -605,6 +608,13 @@ class SupplyChain(Model):
     keep_last: int = Field(default=10, ge=1, le=1000)  # retention: the N most recently pushed per repository
     public_registries: Annotated[list[PublicRegistry], _listed_once("registry")] = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
     signing_keys: SigningKeys = SigningKeys()
+
+    @field_validator("public_registries")
+    @classmethod
+    def _keeps_trivy_databases(cls, registries: list[str]) -> list[str]:
+        if "ghcr.io" not in registries:  # Trivy's databases are promoted from its cache (promote-trivy-db)
+            raise ValueError("must include ghcr.io: every scan reads Trivy's vulnerability databases, promoted from its proxy cache")
+        return registries
 
 
 # --- the whole platform ---------------------------------------------------------------

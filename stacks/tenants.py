@@ -137,6 +137,7 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
                 isolation=tenant.isolation,
                 pod_security_exception=pod_security_exception(tenant.pod_security_exception),
                 renamed_from=tenant.renamed_from,
+                ops_layout=tenant.ops_layout,
             ),
             platform,
         )

@@ -132,13 +132,31 @@ def build_and_push(p: Plan, tenant: str) -> list[str]:
     return missing
 
 
+def _trivy_databases(p: Plan, tenant: str) -> list[str]:
+    """The scan job reads Trivy's databases from Harbor's `approved` (its jobs reach nothing else),
+    where the promoter robot copies them from the ghcr.io proxy cache (.gitlab-ci.yml promote-trivy-db)."""
+    host = p.variable(tenant, "app", "HARBOR_REGISTRY")
+    variables = p.pipeline(tenant, "app").get("scan", {}).get("variables") or {}
+    read = [variables.get(key, "") for key in ("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY")]
+    approved = p.named("harbor:index/project:Project", "public-images-approved")
+    robot = p.named("harbor:index/robotAccount:RobotAccount", "image-promotion-promoter")
+    grants = {(m["namespace"], a["action"]) for m in (robot["inputs"]["permissions"] if robot else []) for a in m["accesses"]}
+    missing = _need(all(r.startswith(f"{host}/approved/ghcr.io/aquasecurity/") for r in read),
+                    "Trivy's databases read from Harbor's approved project in the scan job")
+    missing += _need(approved and approved["inputs"]["public"], "a public approved project (the scan job pulls without a login)")
+    missing += _need(p.named("harbor:index/project:Project", "public-images-proxy-ghcr-io")
+                     and {("proxy-ghcr-io", "pull"), ("approved", "push")} <= grants,
+                     "the promoter robot copying Trivy's databases from proxy-ghcr-io into approved")
+    return missing
+
+
 def scan_gate(p: Plan, tenant: str) -> list[str]:
     project = p.named("harbor:index/project:Project", f"{tenant}-registry-project")
     inputs = project["inputs"] if project else {}
     missing = _need(inputs.get("vulnerabilityScanning"), f"scan on push in Harbor project {tenant}")
     missing += _need(inputs.get("deploymentSecurity") not in (None, "", "none"), f"a pull gate by severity on Harbor project {tenant}")
     missing += _need("trivy image" in _script(p.pipeline(tenant, "app").get("scan", {})), "a scan job")
-    return missing
+    return missing + _trivy_databases(p, tenant)
 
 
 def signature(p: Plan, tenant: str) -> list[str]:
@@ -185,26 +203,44 @@ def _rollout(p: Plan, tenant: str, project: str, environment: str) -> dict[str, 
     return next((d for d in p.documents(tenant, project, f"{environment}/app.yaml") if d["kind"] == "Rollout"), {})
 
 
-def _controller(p: Plan, cluster: str) -> list[str]:
+def _virtual_cluster(p: Plan, tenant: str, cluster: str) -> dict[str, Any] | None:
+    """The values of the tenant's virtual cluster on `cluster` (isolation vcluster), else None."""
+    found = [r for r in p.releases(cluster, "vcluster") if r["inputs"].get("namespace") == f"{tenant}-{cluster}"]
+    return found[0]["inputs"]["values"] if found else None
+
+
+def _inside(virtual: dict[str, Any]) -> dict[str, Any]:
+    return virtual.get("experimental", {}).get("deploy", {}).get("vcluster", {})
+
+
+def _controller(p: Plan, tenant: str, cluster: str) -> list[str]:
+    """The Argo Rollouts controller that runs the tenant's Rollouts: the cluster's, or the one its
+    virtual cluster installs inside (with the CRDs: the chart's default)."""
+    virtual = _virtual_cluster(p, tenant, cluster)
+    if virtual is not None:
+        charts = [h for h in _inside(virtual).get("helm") or [] if h["chart"]["name"] == "argo-rollouts"]
+        installs_crds = charts and (yaml.safe_load(charts[0].get("values") or "{}") or {}).get("installCRDs", True)
+        return _need(installs_crds, f"Argo Rollouts and its CRDs inside {tenant}'s virtual cluster on {cluster}")
     crds = {o["metadata"]["name"] for o in p.objects(cluster, "CustomResourceDefinition")}
     return _need({"rollouts.argoproj.io", "analysistemplates.argoproj.io"} <= crds, f"Argo Rollouts and its CRDs on {cluster}")
 
 
-def _deployer_may_write(p: Plan, cluster: str, resource: str) -> bool:
-    return any(rule for role in p.objects(cluster, "ClusterRole") if role["metadata"]["name"] == "platform-argocd-federated"
-               for rule in role.get("rules", []) if "argoproj.io" in rule["apiGroups"] and resource in rule["resources"]
-               and "create" in rule["verbs"])
+def _deployer_may_write(p: Plan, tenant: str, cluster: str, resource: str) -> list[str]:
+    """ArgoCD's federated role where the tenant's apps go: on the cluster, or inside its virtual cluster."""
+    virtual = _virtual_cluster(p, tenant, cluster)
+    roles = (p.objects(cluster, "ClusterRole") if virtual is None
+             else (d for d in yaml.safe_load_all(_inside(virtual).get("manifests") or "") if d and d["kind"] == "ClusterRole"))
+    may = any(rule for role in roles if role["metadata"]["name"] == "platform-argocd-federated"
+              for rule in role.get("rules", []) if "argoproj.io" in rule["apiGroups"] and resource in rule["resources"]
+              and "create" in rule["verbs"])
+    where = cluster if virtual is None else f"{tenant}'s virtual cluster on {cluster}"
+    return _need(may, f"ArgoCD's federated role deploying {resource} in {where}")
 
 
 def dev_rollout(p: Plan, tenant: str) -> list[str]:
-    rollout = _rollout(p, tenant, "ops-dev", "dev")
-    virtual = [r for r in p.releases("dev", "vcluster") if r["inputs"].get("namespace") == f"{tenant}-dev"]
-    missing = _need(rollout, f"a Rollout in {tenant}/ops-dev dev/app.yaml")
-    # ArgoCD deploys a vcluster tenant's Rollout inside its virtual cluster, which neither has
-    # the CRDs nor syncs Rollouts to the host's controller.
-    missing += _need(not virtual, f"Argo Rollouts inside {tenant}'s virtual cluster")
-    missing += _controller(p, "dev")
-    missing += _need(_deployer_may_write(p, "dev", "rollouts"), "ArgoCD's federated role deploying Rollouts on dev")
+    missing = _need(_rollout(p, tenant, "ops-dev", "dev"), f"a Rollout in {tenant}/ops-dev dev/app.yaml")
+    missing += _controller(p, tenant, "dev")
+    missing += _deployer_may_write(p, tenant, "dev", "rollouts")
     return missing
 
 
@@ -228,9 +264,29 @@ def prod_canary(p: Plan, tenant: str) -> list[str]:
                 for r in p.releases("prod", "prometheus") for s in r.get("rendered") or [] if s["kind"] == "Service"}
     missing = _need(canary.get("steps"), "a canary Rollout in ops prod/app.yaml")
     missing += _need(templates, "an AnalysisTemplate the canary runs")
-    missing += _controller(p, "prod")
+    missing += _controller(p, tenant, "prod")
     missing += _need(addresses and addresses <= services, f"the Prometheus the analysis queries ({sorted(addresses)}) on prod")
-    missing += _need(_deployer_may_write(p, "prod", "analysistemplates"), "ArgoCD's federated role deploying AnalysisTemplates on prod")
+    missing += _deployer_may_write(p, tenant, "prod", "analysistemplates")
+    virtual = _virtual_cluster(p, tenant, "prod")
+    if virtual is not None:
+        missing += _prometheus_inside(p, tenant, virtual, addresses)
+    return missing
+
+
+def _prometheus_inside(p: Plan, tenant: str, virtual: dict[str, Any], addresses: set[str]) -> list[str]:
+    """The controller inside a virtual cluster reaches the host's Prometheus under the same name:
+    the Service replicated in, and the host namespace's NetworkPolicy letting its pod out to it."""
+    replicated = {m["to"] for m in virtual.get("networking", {}).get("replicateServices", {}).get("fromHost") or [] if m["from"] == m["to"]}
+    named = {f"http://{name}.{namespace}.svc.cluster.local" for namespace, _, name in (r.partition("/") for r in replicated)}
+    prometheus = {r["inputs"]["namespace"] for r in p.releases("prod", "prometheus")}
+    let_out = any(
+        policy["spec"]["podSelector"].get("matchLabels", {}).get("vcluster.loft.sh/namespace") == "argo-rollouts"
+        and peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") in prometheus
+        for policy in p.objects("prod", "NetworkPolicy") if policy["metadata"].get("namespace") == f"{tenant}-prod"
+        for rule in policy["spec"].get("egress") or [] for peer in rule.get("to") or []
+    )
+    missing = _need(addresses <= named, f"the Prometheus Service replicated into {tenant}'s virtual cluster on prod")
+    missing += _need(let_out, f"{tenant}-prod's NetworkPolicy letting the controller inside reach Prometheus")
     return missing
 
 
@@ -257,6 +313,9 @@ def ingress_tls(p: Plan, tenant: str) -> list[str]:
     missing += _need(stores, f"a wildcard certificate *.prod.{p.domain(tenant)} served by default")
     missing += _need(hosts and host in hosts[0], f"a Gatekeeper rule letting {tenant}-prod serve {host}")
     missing += _need(admitted, f"{tenant}-prod's NetworkPolicy admitting the ingress controller")
+    virtual = _virtual_cluster(p, tenant, "prod")
+    synced = virtual is None or virtual.get("sync", {}).get("toHost", {}).get("ingresses", {}).get("enabled")
+    missing += _need(synced, f"{tenant}'s virtual cluster syncing its Ingress to the host's ingress controller")
     return missing
 
 

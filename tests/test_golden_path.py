@@ -10,16 +10,23 @@ constraints as the plan declares them, in the real OPA engine.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from components import prometheus, tenant_rollout, workload_ingress
+from components.tenant_names import virtual_host_name
+from components.versions import CHARTS, TRIVY_DATABASES
+from platformctl.charts import chart_path
+from platformctl.helm_render import builtin_api_versions, render_release
 from components.tenancy import ENVIRONMENTS
 from tests.golden_path import HOPS, RELEASE, Plan, walk
 from tests.test_gatekeeper_plan import cluster_views, matches
+from tests.test_helm_render import kubernetes_versions
 from tests.opa import evaluate, review
 from tests.validation import crd_errors, is_custom_resource, kubernetes_errors
 
@@ -112,10 +119,153 @@ def test_the_walker_names_the_first_hop_with_nothing_behind_it(whole: dict, hop:
     assert gap.missing and str(gap).startswith(f"the golden path stops at '{hop}': no ")
 
 
-def test_a_vcluster_tenant_stops_at_the_dev_rollout(whole: dict) -> None:
-    # Known gap: Rollouts inside a virtual cluster need Argo Rollouts there (README, The golden path).
-    gap = walk(whole, "catalog")
-    assert gap is not None and gap.hop == "dev Rollout" and gap.missing == ["Argo Rollouts inside catalog's virtual cluster"]
+def _scan_variables(plan: dict) -> dict:
+    [file] = [r for r in plan["resources"] if r["type"] == "gitlab:index/repositoryFile:RepositoryFile"
+              and r["name"].startswith(f"{TENANT}-repositories-app-starter-") and r["inputs"]["filePath"] == ".gitlab-ci.yml"]
+    return yaml.safe_load(file["inputs"]["content"])["scan"]["variables"]
+
+
+# Where the scan job's vulnerability databases come from, and what taking each away looks like.
+NO_DATABASE: dict[str, Any] = {
+    "the scan job reads ghcr.io": lambda p: _edit_starter(p, "app", ".gitlab-ci.yml", lambda ci: {
+        **ci, "scan": {**ci["scan"], "variables": {k: v for k, v in ci["scan"]["variables"].items() if k != "TRIVY_DB_REPOSITORY"}}}),
+    "no ghcr.io cache to promote from": lambda p: _drop(p, "harbor:index/project:Project", "public-images-proxy-ghcr-io"),
+    "no promoter": lambda p: _drop(p, "harbor:index/robotAccount:RobotAccount", "image-promotion-promoter"),
+    "approved needs a login": lambda p: _named(p, "harbor:index/project:Project", "public-images-approved")["inputs"].update(public=False),
+}
+
+
+@pytest.mark.parametrize("gap", list(NO_DATABASE))
+def test_the_scan_hop_needs_trivys_databases_in_harbor(whole: dict, gap: str) -> None:
+    broken = copy.deepcopy(whole)
+    NO_DATABASE[gap](broken)
+    found = walk(broken, TENANT)
+    assert found is not None and found.hop == "scan gate" and len(found.missing) == 1, str(found)
+
+
+def test_every_trivy_reads_the_promoted_databases(whole: dict) -> None:
+    host = Plan(whole).variable(TENANT, "app", "HARBOR_REGISTRY")
+    copies = [f"{host}/approved/{database}" for database in TRIVY_DATABASES]
+    assert list(_scan_variables(whole).values()) == copies
+    # Harbor's own scanner, as the real chart renders its adapter: the same copies, nothing else.
+    [adapter] = [o for o in _release(whole, "control-plane", "harbor")["rendered"]
+                 if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-trivy")]
+    env = {e["name"]: e.get("value") for e in adapter["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert [env["SCANNER_TRIVY_DB_REPOSITORY"], env["SCANNER_TRIVY_JAVA_DB_REPOSITORY"]] == copies
+    assert env["SCANNER_TRIVY_SKIP_UPDATE"] == "false"  # it keeps downloading: from Harbor
+    # The schedule promotes exactly these.
+    ci = yaml.safe_load((Path(__file__).parent.parent / ".gitlab-ci.yml").read_text())
+    assert ci["promote-trivy-db"]["variables"]["DATABASE"].split() == list(TRIVY_DATABASES)
+
+
+# --- a vCluster tenant: Argo Rollouts inside its virtual clusters ---------------------------------------
+
+VIRTUAL_TENANT = "catalog"  # isolation: vcluster, in both example stacks
+
+
+def _virtual_values(plan: dict, environment: str) -> dict:
+    [release] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("chart") == "vcluster"
+                 and r["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{environment}"]
+    return release["inputs"]["values"]
+
+
+def test_a_vcluster_tenant_walks_to_its_users(plan: dict) -> None:
+    assert _tenant_isolation(plan, VIRTUAL_TENANT) == "vcluster"
+    gap = walk(plan, VIRTUAL_TENANT)
+    assert gap is None, str(gap)
+
+
+def _without_rollouts_inside(plan: dict) -> None:
+    _virtual_values(plan, "dev")["experimental"]["deploy"]["vcluster"]["helm"] = []
+
+
+def _no_prometheus_inside(plan: dict) -> None:
+    _virtual_values(plan, "prod")["networking"]["replicateServices"]["fromHost"] = []
+
+
+def _ingresses_kept_inside(plan: dict) -> None:
+    _virtual_values(plan, "prod")["sync"]["toHost"]["ingresses"]["enabled"] = False
+
+
+# What removing each piece the virtual clusters add looks like, and the hop that must then stop.
+VIRTUAL_BREAKS: dict[str, tuple[Any, str]] = {
+    "no controller inside": (_without_rollouts_inside, "dev Rollout"),
+    "no Prometheus inside": (_no_prometheus_inside, "prod canary with analysis"),
+    "no way out to Prometheus": (lambda p: _drop(p, "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+                                                 f"{VIRTUAL_TENANT}-prod-vcluster-argo-rollouts"), "prod canary with analysis"),
+    "Ingresses not synced": (_ingresses_kept_inside, "ingress with TLS"),
+}
+
+
+@pytest.mark.parametrize("gap", list(VIRTUAL_BREAKS))
+def test_the_walker_names_what_a_virtual_cluster_lacks(whole: dict, gap: str) -> None:
+    breaks, hop = VIRTUAL_BREAKS[gap]
+    broken = copy.deepcopy(whole)
+    breaks(broken)
+    found = walk(broken, VIRTUAL_TENANT)
+    assert found is not None and found.hop == hop and len(found.missing) == 1, str(found)
+    assert walk(broken, TENANT) is None  # the namespace tenant does not depend on it
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_constraints(
+    charted: dict, plan: dict, environment: str
+) -> None:
+    [deploy] = _virtual_values(plan, environment)["experimental"]["deploy"]["vcluster"]["helm"]
+    pin = CHARTS["argo-rollouts"]
+    assert deploy["chart"] == {"name": pin.chart, "repo": pin.repo, "version": pin.version}  # the host's pin
+    version = kubernetes_versions(plan["stack"])[environment]
+    # The real chart, with the values the virtual cluster installs it with, as Helm renders it inside.
+    objects = render_release(chart_path(pin.chart, pin.version), yaml.safe_load(deploy["values"]), name=deploy["release"]["name"],
+                             namespace=deploy["release"]["namespace"], kubernetes_version=version,
+                             api_versions=builtin_api_versions(version))
+    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
+    assert {"rollouts.argoproj.io", "analysistemplates.argoproj.io", "analysisruns.argoproj.io"} <= crds
+    for obj in objects:
+        if not is_custom_resource(obj):
+            assert kubernetes_errors(obj) == [], (obj["kind"], obj["metadata"]["name"])
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    # The virtual cluster syncs its pod into the tenant's host namespace: the host's constraints apply.
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": deployment["spec"]["template"]["spec"],
+           "metadata": {**deployment["spec"]["template"]["metadata"], "name": "argo-rollouts", "namespace": f"{VIRTUAL_TENANT}-{environment}"}}
+    selected, failures = _verdicts(plan, environment, pod)
+    assert failures == []
+    assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes"} <= set(selected)
+    [container] = pod["spec"]["containers"]
+    host = Plan(plan).variable(VIRTUAL_TENANT, "app", "HARBOR_REGISTRY")
+    assert container["image"] == f"{host}/approved/vcluster/argoproj/argo-rollouts:{chart_app_version(pin)}"
+    assert container["imagePullPolicy"] == "Always" and container["resources"]["limits"]["cpu"]
+    # Its analyses reach the host's Prometheus under the name the AnalysisTemplate uses.
+    assert _virtual_values(plan, environment)["networking"]["replicateServices"]["fromHost"] == [
+        {"from": prometheus.SERVICE, "to": prometheus.SERVICE}]
+    assert prometheus.URL == f"http://{prometheus.RELEASE}-server.{prometheus.NAMESPACE}.svc.cluster.local"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_replicating_prometheus_lets_the_virtual_cluster_read_host_services_and_nothing_more(
+    charted: dict, plan: dict, environment: str
+) -> None:
+    # vCluster's chart gives its syncer a ClusterRole once a host Service is replicated in: read on
+    # Services and Endpoints (names and addresses, no data), what it needs to mirror one.
+    [release] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"].get("chart") == "vcluster"
+                 and r["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{environment}"]
+    [role] = [o for o in release["rendered"] if o["kind"] == "ClusterRole"]
+    assert [r for r in role["rules"] if {"services", "endpoints"} & set(r["resources"])] == [
+        {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}]
+
+
+def chart_app_version(pin: Any) -> str:
+    return yaml.safe_load((chart_path(pin.chart, pin.version) / "Chart.yaml").read_text())["appVersion"]
+
+
+def test_a_virtual_tenants_canary_asks_for_its_hosts_copy_of_the_service(plan: dict) -> None:
+    documents = {d["kind"]: d for d in Plan(plan).documents(VIRTUAL_TENANT, "ops", "prod/app.yaml")}
+    [arg] = documents["Rollout"]["spec"]["strategy"]["canary"]["analysis"]["args"]
+    # vCluster names its host copy of Service `app` in namespace `catalog` of vcluster `catalog-prod`
+    # `app-x-catalog-x-catalog-prod` (translate.SafeConcatName), in the host namespace catalog-prod.
+    assert arg == {"name": "service", "value": "catalog-prod-app-x-catalog-x-catalog-prod-80@kubernetes"}
+    assert virtual_host_name("a" * 30, "b" * 20, "c" * 20) == (
+        f"{'a' * 30}-x-{'b' * 20}"[:52] + "-" + hashlib.sha256(f"{'a' * 30}-x-{'b' * 20}-x-{'c' * 20}".encode()).hexdigest()[:10])
 
 
 # --- what the path deploys --------------------------------------------------------------------------
@@ -277,3 +427,8 @@ def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
         assert issuer["rotation"]
         if eks:  # cert-manager's own IAM role on each cluster, for Route 53
             assert any(c["holder"] == f"service account cert-manager/cert-manager on {cluster}" for c in credentials)
+        # The controller inside a vCluster tenant's virtual cluster, named by the release that makes it.
+        inside = entries[f"service-account token of Argo Rollouts inside the virtual cluster {VIRTUAL_TENANT}-{cluster} on {cluster}"]
+        assert inside["lifetimeSeconds"] == 3600 and "nothing on the host" in inside["scope"]
+        [release] = inside["resources"]
+        assert _named(plan, RELEASE, release)["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{cluster}"

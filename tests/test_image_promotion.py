@@ -51,7 +51,7 @@ from components.tenant_supply_chain import (
 from components.signing import PLATFORM_KEY
 from components.vault_federation import CI_TOKEN_TTL, GITLAB_PATH
 from components.tenant import virtual_cluster_registry
-from components.versions import PROMOTE_IMAGE, SKOPEO_DEBIAN_VERSION
+from components.versions import PROMOTE_IMAGE, SKOPEO_DEBIAN_VERSION, TRIVY_DATABASES
 from platformctl.render import read_stack_file
 from policy.pack.checks import check_harbor_robot_expires
 from stacks.config import Tenant, load_platform_config
@@ -251,11 +251,21 @@ def test_the_job_reaches_vault_with_its_id_token_only(ci: dict[str, Any], job: d
     used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", json.dumps(job)))
     used |= set(re.findall(r'environ(?:\.get\(|\[)"([A-Z_][A-Z0-9_]*)"', text)) | set(script.REQUIRED_VARIABLES)
     external = {v for v in used if not v.startswith("CI_")} - set(variables) - set(job["id_tokens"])
-    assert external == {"IMAGE", "VAULT_ADDR", "PROMOTE_SCAN_TIMEOUT", "APPROVED_PREFIX"}
+    assert external == {"IMAGE", "DATABASE", "VAULT_ADDR", "PROMOTE_SCAN_TIMEOUT", "APPROVED_PREFIX"}
     assert "CI_SERVER_TLS_CA_FILE" in SCRIPT.read_text()  # the runner's CA, read with os.environ
     header = "\n".join(line for line in CI_FILE.read_text().splitlines() if line.startswith("#"))
     assert re.search(r"#\s+VAULT_ADDR\s+https://vault\.<domain>", header)
     assert "secrets" not in job and "services" not in job  # no CI secret, no Docker daemon
+
+
+def test_trivys_databases_are_promoted_daily_by_the_same_job_on_main(ci: dict[str, Any]) -> None:
+    job = ci["promote-trivy-db"]
+    assert job["extends"] == JOB and set(job) == {"extends", "rules", "allow_failure", "variables"}
+    [rule] = job["rules"]
+    assert {'$CI_PIPELINE_SOURCE == "schedule"', '$SCHEDULE_TASK == "trivy-db"', "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"} == set(
+        rule["if"].split(" && ")) and "when" not in rule
+    assert job["variables"] == {"DATABASE": " ".join(TRIVY_DATABASES)}
+    assert re.search(r"#\s+SCHEDULE_TASK=trivy-db\s+daily", CI_FILE.read_text())
 
 
 def test_the_job_runs_the_script_in_the_pinned_image_with_the_pinned_skopeo(job: dict[str, Any]) -> None:
@@ -520,6 +530,50 @@ def test_only_protected_main_gets_the_robot_and_the_key(promotion_site: Any, mon
     for refused in (pipeline_id_token(site.vault, "feature/x", protected=False), pipeline_id_token(site.vault, "release/1")):
         assert load_script().main({**_environ(site), "VAULT_ID_TOKEN": refused}, sleep=_no_wait) == 1
         assert "Vault login as platform-promote-image" in capsys.readouterr().err
+
+
+def _database_layout(directory: Path) -> str:
+    """An OCI layout shaped as Trivy publishes its database (aquasecurity/trivy-db); its manifest digest."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes, media_type: str) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": put(b"{}", "application/vnd.aquasec.trivy.config.v1+json"),
+                               "layers": [put(_tar_gz("trivy.db"), "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")]}).encode(),
+                   "application/vnd.oci.image.manifest.v1+json")
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {**manifest, "annotations": {"org.opencontainers.image.ref.name": "2"}}]}))
+    return manifest["digest"]
+
+
+def test_trivys_database_is_copied_unscanned_and_an_image_is_no_database(
+        promotion_site: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    digest = _database_layout(tmp_path / "db")
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", f"oci:{tmp_path / 'db'}:2",
+                    f"docker://{site.harbor.host}/proxy-ghcr-io/aquasecurity/trivy-db:2"],
+                   check=True, env={**os.environ, "SSL_CERT_FILE": site.ca_file}, capture_output=True)
+    scanned = dict(site.harbor.scans)
+    assert load_script().main({**_environ(site), "IMAGE": "", "DATABASE": "ghcr.io/aquasecurity/trivy-db:2"}, sleep=_no_wait) == 0
+    repository = "approved/ghcr.io/aquasecurity/trivy-db"
+    assert f"promoted: {site.harbor.host}/{repository}:2@{digest}" in capsys.readouterr().out
+    manifest, _ = _registry_blob(site, repository, "2")  # under the schema tag Trivy asks for, byte for byte
+    assert manifest["config"]["mediaType"] == "application/vnd.aquasec.trivy.config.v1+json"
+    assert site.harbor.scans == scanned  # data: no scan asked for, none awaited
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        _registry_blob(site, repository, f"{digest.replace(':', '-')}.sig")
+    assert _live_promotion_tokens(site) == []
+    # An image named as a database is refused: images reach `approved` through the scan gate only.
+    assert load_script().main({**_environ(site), "IMAGE": "", "DATABASE": "docker.io/demo:1.0.0"}, sleep=_no_wait) == 1
+    refused = capsys.readouterr()
+    assert "is not a Trivy database" in refused.err and "copying" not in refused.out  # refused before any push
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:

@@ -116,6 +116,8 @@ def test_supply_chain_defaults_are_the_documented_ones() -> None:
     assert default.public_registries == ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
     with pytest.raises(pydantic.ValidationError):
         SupplyChain.model_validate({"severity": "severe"})
+    with pytest.raises(pydantic.ValidationError, match=r"publicRegistries\n.*must include ghcr.io: every scan reads Trivy's"):
+        SupplyChain.model_validate({"publicRegistries": ["docker.io"]})
     assert trivy_severities(Severity.HIGH) == "HIGH,CRITICAL" and trivy_severities(Severity.NONE) == ""
 
 
@@ -338,7 +340,9 @@ HTTP_CLIENTS = re.compile(r"\b(curl|wget|busybox|nc|ncat|socat|openssl|python3?|
 # The bundle the jobs verify with: the system roots of the (Fedora) buildah image plus the runner's
 # CA (the platform CA on private-CA stacks), outside the project directory (never an artifact).
 TRUST_BUNDLE = re.compile(
-    r'^cat /etc/pki/tls/certs/ca-bundle\.crt \$\{CI_SERVER_TLS_CA_FILE:\+"\$CI_SERVER_TLS_CA_FILE"\} > (/tmp/\S+)$'
+    # The system roots of the job's image (Fedora's in buildah's, Alpine's in trivy's) plus the runner's CA.
+    r'^cat (?:/etc/pki/tls/certs/ca-bundle\.crt|/etc/ssl/certs/ca-certificates\.crt) '
+    r'\$\{CI_SERVER_TLS_CA_FILE:\+"\$CI_SERVER_TLS_CA_FILE"\} > (/tmp/\S+)$'
 )
 
 
@@ -372,8 +376,8 @@ def tls_problems(pipeline: dict) -> list[str]:
                 problems.append(f"{name}: Vault call without a verifying client: {line}")
             if HTTP_CLIENTS.search(line) and not _verifying_curl(line):
                 problems.append(f"{name}: HTTP client that does not verify with the job's CA bundle: {line}")
-            # Go clients (buildah, cosign and its Vault client) verify with SSL_CERT_FILE: set it first.
-            uses_tls = talks_to_vault or re.search(r"\b(buildah|cosign)\b", line)
+            # Go clients (buildah, cosign and its Vault client, trivy) verify with SSL_CERT_FILE: set it first.
+            uses_tls = talks_to_vault or re.search(r"\b(buildah|cosign|trivy)\b", line)
             if uses_tls and (trusted_from is None or i < trusted_from):
                 problems.append(f"{name}: TLS before the CA bundle is in place: {line}")
     return problems
@@ -503,3 +507,15 @@ def test_only_jobs_vault_answers_log_in_to_it(plan: dict, tenant: str) -> None:
     logging_in = {name for name, job in jobs.items() if "VAULT_ID_TOKEN" in json.dumps(job)}
     assert logging_in == {"push", "sign"}
     assert all(jobs[name]["rules"] == [{"if": PROTECTED_PUSH_RULE}] for name in logging_in)
+
+
+def test_every_image_pinned_by_tag_only_is_listed_with_how_to_pin_it() -> None:
+    from components import versions
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Images pinned by tag only", 1)[1].split("\n## ", 1)[0]
+    tag_only = [name for name, value in vars(versions).items() if name.isupper() and (
+        name.endswith(("_TAG", "_TAGS")) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+(/[\w.-]+)+:[\w.-]+", value)))]
+    assert {"GITLAB_RUNNER_TAG", "AWS_CLI_TAG", "BUILDAH_IMAGE"} <= set(tag_only)
+    assert [name for name in tag_only if f"`{name}`" not in section] == []
+    assert "crane digest" in section and "skopeo inspect" in section

@@ -114,7 +114,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:core/v1:ConfigMap": 1,
     }
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
-    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2 * len(ENVIRONMENTS) if vcluster else 0
+    # A virtual cluster's control plane, its federation proxy and its Argo Rollouts (to Prometheus).
+    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 3 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
     # GitLab Runner: a group runner and, on the control plane, its namespace with its own image and
     # binding constraints (and no ingress hosts), the job traffic policy, token and CA Secrets, rotation and chart.
@@ -331,8 +332,9 @@ def test_a_removed_tenants_data_stays(dev_plan: dict, tenant: TenantConfig) -> N
     stateful resources are retained (left in their service) or archived."""
     mine = resources_of(dev_plan, tenant.name)
     retained = {r["type"] for r in mine if r["options"]["retainOnDelete"]}
+    # Starter files too: written once, then the tenant's (tests/test_ops_layout.py).
     assert retained == {"harbor:index/project:Project", "gitlab:index/group:Group",
-                        "vault:transit/secretBackendKey:SecretBackendKey"}
+                        "vault:transit/secretBackendKey:SecretBackendKey", "gitlab:index/repositoryFile:RepositoryFile"}
     projects = [r for r in mine if r["type"] == "gitlab:index/project:Project"]
     assert projects and all(p["inputs"]["archiveOnDestroy"] is True for p in projects)
 
@@ -384,10 +386,12 @@ def test_offboarding_completes_in_one_up_in_the_documented_end_state(dev_plan: d
         if resource["type"].startswith("gitlab:") and resource["type"] != "gitlab:index/project:Project" and "project" in resource["inputs"]:
             # Files, variables, keys, hooks and branch rules go while the project is writable, before it is archived.
             assert before[resource["urn"]] & projects, resource["name"]
-    # The Harbor project (images), the GitLab group and the signing key stay; the KV data the
-    # tenant's people write (tenants/<tenant>/<env>/*) is never a resource, so no `up` deletes it.
+    # The Harbor project (images), the GitLab group, the signing key and the starter files (the
+    # tenant's since written, archived with their project) stay; the KV data the tenant's people
+    # write (tenants/<tenant>/<env>/*) is never a resource, so no `up` deletes it.
     retained = {r["type"] for r in mine if r["options"]["retainOnDelete"]}
-    assert retained == {"harbor:index/project:Project", "gitlab:index/group:Group", "vault:transit/secretBackendKey:SecretBackendKey"}
+    assert retained == {"harbor:index/project:Project", "gitlab:index/group:Group", "vault:transit/secretBackendKey:SecretBackendKey",
+                        "gitlab:index/repositoryFile:RepositoryFile"}
     written = [r["inputs"]["name"] for r in mine if r["type"] == "vault:kv/secretV2:SecretV2"]
     assert written and not [p for p in written if p.startswith((f"{tenant.name}/dev/", f"{tenant.name}/prod/"))], written
 
