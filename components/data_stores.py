@@ -73,6 +73,7 @@ class Postgres:
     username: str
     secret: str
     ssl_mode: str  # libpq's sslmode; Harbor's `database.external.sslmode`
+    password: pulumi.Output[str]  # a Pulumi secret, for a service that takes it only in a config file (Dragonfly)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Redis:
     port: int
     tls: bool
     secret: str
+    token: pulumi.Output[str]  # a Pulumi secret, for a service that takes it only in a config file (Dragonfly)
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,14 @@ class DataStores(pulumi.ComponentResource):
                 RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.chart_version,
                 protect=args.protect,
             )
-            args.inventory.register(*operator_credentials())
+            args.inventory.register(*operator_credentials(cluster.name))
         self.register_outputs({})
 
-    def for_service(self, service: str, ns: k8s.core.v1.Namespace, parent: pulumi.Resource) -> ServiceStores:
-        """`service`'s PostgreSQL and Redis, their Secrets in `ns`; children of `parent` (the service)."""
-        stores = ServiceDataStores(f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
+    def for_service(self, service: str, ns: k8s.core.v1.Namespace, parent: pulumi.Resource, name: str | None = None) -> ServiceStores:
+        """`service`'s PostgreSQL and Redis, their Secrets in `ns`; children of `parent` (the service).
+
+        `name`: the resources' prefix when `service` has stores on several clusters (`<service>-data`)."""
+        stores = ServiceDataStores(name or f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
         return stores.stores
 
 
@@ -244,12 +248,13 @@ class ServiceDataStores(pulumi.ComponentResource):
             redis_host = pulumi.Output.from_input(f"{service}-redis")
             ssl_mode, tls = "require", False  # CloudNativePG serves TLS with its own CA
         self.stores = ServiceStores(
-            postgres=Postgres(host, POSTGRES_PORT, database, username, f"{service}-postgres", ssl_mode),
-            redis=Redis(redis_host, REDIS_PORT, tls, f"{service}-redis"),
+            postgres=Postgres(host, POSTGRES_PORT, database, username, f"{service}-postgres", ssl_mode, db_password.result),
+            redis=Redis(redis_host, REDIS_PORT, tls, f"{service}-redis", redis_token.result),
             checksum=sum_,
             ready=ready,
         )
-        args.inventory.register(*service_credentials(name, service, args, managed=shared.managed is not None))
+        title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
+        args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))
         self.register_outputs({"postgres": host, "redis": redis_host})
 
 
@@ -468,9 +473,11 @@ def valkey(
     return [statefulset]
 
 
-def service_credentials(name: str, service: str, args: DataStoresArgs, managed: bool) -> list[Credential]:
+TITLES = {"gitlab": "GitLab", "harbor": "Harbor", "dragonfly": "Dragonfly"}  # services by name, in the inventory
+
+
+def service_credentials(name: str, service: str, title: str, args: DataStoresArgs, managed: bool) -> list[Credential]:
     """The service's database password and Redis AUTH token: between the service and its own stores."""
-    title = {"gitlab": "GitLab", "harbor": "Harbor"}.get(service, service)
     where = ("RDS PostgreSQL" if managed else "CloudNativePG PostgreSQL", "ElastiCache" if managed else "Valkey")
     rotation = (
         "`pulumi up --replace` the password resource: the same run sets it in {store}, rewrites the Secret and "
@@ -515,18 +522,19 @@ def object_store_credential(user: str, holder: str, prefix: str) -> Credential:
     )
 
 
-def operator_credentials() -> list[Credential]:
+def operator_credentials(cluster: str) -> list[Credential]:
     """The CloudNativePG operator's identity and the certificates it issues to its clusters."""
+    where = "" if cluster == "control-plane" else f" on {cluster}"
     return [Credential(
-        what="service-account tokens of the CloudNativePG operator",
+        what=f"service-account tokens of the CloudNativePG operator{where}",
         category="federated",
-        issuer="the control-plane cluster's service-account issuer",
-        holder=f"the CloudNativePG operator ({NAMESPACE})",
+        issuer=f"the {cluster} cluster's service-account issuer",
+        holder=f"the CloudNativePG operator ({NAMESPACE}){where}",
         scope="its ClusterRole: PostgreSQL clusters, their pods, services, secrets and volumes, in every namespace",
         lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
         rotation="the kubelet refreshes the projected token before it expires",
     ), Credential(
-        what="CloudNativePG server and replication certificates",
+        what=f"CloudNativePG server and replication certificates{where}",
         category="internal",
         issuer="CloudNativePG",
         holder="CloudNativePG",
@@ -536,24 +544,27 @@ def operator_credentials() -> list[Credential]:
     )]
 
 
-def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+def stores_args(
+    settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory
+) -> DataStoresArgs:
+    """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
-    return DataStores(
-        "data-stores",
-        parts.cluster,
-        DataStoresArgs(
-            protect=parts.settings.protect,
-            instances=settings.replicas,
-            storage=settings.storage,
-            backup_retention_days=options["backup_retention_days"],
-            instance_class=options["instance_class"],
-            node_type=options["node_type"],
-            object_store=parts.settings.object_store,
-            resources=settings.resources,
-            chart_version=settings.chart_version,
-            inventory=parts.inventory,
-        ),
+    return DataStoresArgs(
+        protect=protect,
+        instances=settings.replicas,
+        storage=settings.storage,
+        backup_retention_days=options["backup_retention_days"],
+        instance_class=options["instance_class"],
+        node_type=options["node_type"],
+        object_store=object_store,
+        resources=settings.resources,
+        chart_version=settings.chart_version,
+        inventory=inventory,
     )
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+    return DataStores("data-stores", parts.cluster, stores_args(settings, parts.settings.protect, parts.settings.object_store, parts.inventory))
 
 
 SLICE: ServiceSlice[DataStores] = ServiceSlice(

@@ -367,6 +367,15 @@ class ServicesBase(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _p2p(self) -> ServicesBase:
+        # Dragonfly mirrors Harbor on the nodes and publishes its manager to Harbor on the tenants' ingress.
+        missing = [to_camel(k) for k in ("harbor", "workload_ingress") if not getattr(self, k).enabled]
+        if self.dragonfly.enabled and missing:  # type: ignore[attr-defined]
+            raise ValueError(f"dragonfly.enabled must be false while {' and '.join(missing)} are disabled: Dragonfly mirrors Harbor "
+                             "on the workload clusters' nodes and Harbor reaches its manager through their ingress")
+        return self
+
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
     """Service, with the slice's own settings (ServiceSlice.options) where it has some."""
@@ -691,6 +700,8 @@ RESERVED_TENANT_NAMES = frozenset({
     # The platform's own name in each environment's subdomain, beside the tenants' hosts
     # <tenant>.<env>.<domain>: the management proxy oumgmt-proxy.<cluster>.<domain>.
     "oumgmt-proxy",
+    # Dragonfly's manager, for Harbor's preheat: dragonfly.<cluster>.<domain>.
+    "dragonfly",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
 # Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.
@@ -923,7 +934,7 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
     "backups": ("target.secretAccessKey",),
-    "services": ("harbor.replication[].accessSecret",),
+    "services": ("harbor.replication[].accessSecret", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod"),
 }
 
 

@@ -89,7 +89,10 @@ def add_cluster_addons(
     acme: AcmeSettings | None = None, ca: CertificateAuthority | None = None,
 ) -> dict[str, Any]:
     """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
-    parts = ClusterParts(cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca)
+    parts = ClusterParts(
+        cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
+        service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
+    )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
         if settings.enabled and cluster.role in service.clusters:
