@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
 from components import data_stores, workload_ingress
+from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import checksum
 from components.data_stores import DataStoresArgs, ServiceStores
@@ -145,7 +146,8 @@ class Dragonfly(pulumi.ComponentResource):
 
 def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> dict[str, Any]:
     """The chart's values: images through `approved`, no bundled stores, dfdaemon mirroring Harbor."""
-    busybox = {"repository": BUSYBOX_IMAGE.repository.removeprefix("docker.io/"), "tag": BUSYBOX_IMAGE.tag, "digest": BUSYBOX_IMAGE.digest}
+    # By digest alone: the chart ignores the tag once a digest is set.
+    busybox = {"repository": BUSYBOX_IMAGE.repository.removeprefix("docker.io/"), "digest": BUSYBOX_IMAGE.digest}
     restart = {"podAnnotations": {"platform.io/config-checksum": config_checksum}}
 
     def reads_secret(component: str) -> dict[str, Any]:
@@ -239,8 +241,8 @@ def credentials(name: str, cluster: str) -> list[Credential]:
     """The manager's JWT key and the peers' service-account tokens (the stores register their own)."""
     return [Credential(
         what=f"Dragonfly manager JWT signing key on {cluster}",
-        category="internal", issuer=f"Dragonfly on {cluster}", holder=f"Dragonfly's manager on {cluster} (Secret {NAMESPACE}/{CONFIG_SECRET})",
-        scope="signs the console's sign-in sessions (48 hours each)",
+        category="internal", issuer=f"Dragonfly on {cluster}", holder=f"Dragonfly on {cluster}",
+        scope=f"signs the console's sign-in sessions (48 hours each); kept in Secret {NAMESPACE}/{CONFIG_SECRET}",
         lifetime_seconds=None,
         rotation="`pulumi up --replace` the key resource: the Secret changes and the manager restarts (checksum); sessions sign in again",
         resources=(f"{name}-jwt-key",),
@@ -292,6 +294,7 @@ def tenant(parts: TenantParts) -> list[PreheatPolicy]:
     platform = parts.platform
     if platform.harbor is None or platform.harbor.admin_password is None:
         return []
+    project = parts.get(harbor_service.SLICE)  # the tenant's project, which the policy belongs to
     policies = []
     for cluster in SLICE.clusters:
         dragonfly: Dragonfly | None = parts.addon(cluster, SLICE)
@@ -308,7 +311,7 @@ def tenant(parts: TenantParts) -> list[PreheatPolicy]:
             instance=instance.name,
             name=f"p2p-{cluster}",
             tags=RELEASE_TAGS,
-            opts=pulumi.ResourceOptions.merge(parts.opts, pulumi.ResourceOptions(depends_on=[instance])),
+            opts=pulumi.ResourceOptions.merge(parts.opts, pulumi.ResourceOptions(depends_on=[instance, *([project] if project else [])])),
         ))
     return policies
 
@@ -318,7 +321,8 @@ SLICE: ServiceSlice[Dragonfly] = ServiceSlice(
     namespace=PlatformNamespace(
         NAMESPACE,
         "Dragonfly, whose dfdaemon on every node needs the host's network, PID and IPC namespaces and host paths "
-        "(containerd's config and a socket directory) to serve as containerd's registry mirror; nothing else runs there",
+        "(containerd's config and a socket directory) to serve as containerd's registry mirror, and a privileged init "
+        "container that restarts containerd once it is configured; nothing else runs there",
     ),
     chart="dragonfly",
     default_replicas=3,
