@@ -104,6 +104,7 @@ class DataStoresArgs:
     instance_class: str  # RDS
     node_type: str  # ElastiCache
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
+    backup_prefix: str = "postgres"  # kubeconfig stacks: backups go under <prefix>/<service> (one per cluster)
     resources: dict[str, Any] = field(default_factory=dict)  # each PostgreSQL and Valkey container's
     chart_version: str | None = None
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
@@ -386,7 +387,7 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
         "backup": {
             "retentionPolicy": f"{args.backup_retention_days}d",
             "barmanObjectStore": {
-                "destinationPath": f"s3://{store.bucket}/postgres/{service}",
+                "destinationPath": f"s3://{store.bucket}/{args.backup_prefix}/{service}",
                 "endpointURL": store.endpoint,
                 "s3Credentials": {
                     "accessKeyId": {"name": secret, "key": BACKUP_KEYS[0]},
@@ -503,7 +504,7 @@ def service_credentials(name: str, service: str, title: str, args: DataStoresArg
         entries.append(object_store_credential(
             f"{title}'s database backups",
             f"CloudNativePG's backups of {title}'s database (Secret {service}/{service}-backup-store)",
-            f"s3://<bucket>/postgres/{service}",
+            f"s3://<bucket>/{args.backup_prefix}/{service}",
         ))
     return entries
 
@@ -545,7 +546,8 @@ def operator_credentials(cluster: str) -> list[Credential]:
 
 
 def stores_args(
-    settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory
+    settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
+    backup_prefix: str = "postgres",
 ) -> DataStoresArgs:
     """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
@@ -560,6 +562,7 @@ def stores_args(
         resources=settings.resources,
         chart_version=settings.chart_version,
         inventory=inventory,
+        backup_prefix=backup_prefix,
     )
 
 

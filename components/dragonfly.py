@@ -271,7 +271,10 @@ def preheat_credential(name: str, cluster: str) -> Credential:
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
     assert parts.service_settings is not None, "stacks/platform.py hands the add-ons every service's settings"
     name, cluster = f"{parts.cluster.role}-dragonfly", parts.cluster
-    stores = data_stores.stores_args(parts.service_settings(data_stores.SLICE.key), parts.protect, parts.object_store, parts.inventory)
+    stores = data_stores.stores_args(
+        parts.service_settings(data_stores.SLICE.key), parts.protect, parts.object_store, parts.inventory,
+        backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
+    )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
     dragonfly = Dragonfly(name, cluster, DragonflyArgs(
         harbor_host=f"harbor.{parts.domain}",

@@ -299,3 +299,24 @@ def test_the_policy_provider_verifies_tls_and_says_what_harbor_refused(harbor_ap
     with pytest.raises(ValueError, match="https only"):
         provider.create(props(harbor_api, loopback_tls, harbor_url=harbor_api.url.replace("https", "http")))
     assert not harbor_api.policies
+
+
+def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its_own_cluster(tmp_path: Path) -> None:
+    # The dev stack turns Dragonfly off; turned on, each workload cluster runs the operator and its stores.
+    from platformctl.render import render_plan
+
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["platform:services"]["dragonfly"] = {"enabled": True}
+    file = tmp_path / "Pulumi.dev.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    plan = render_plan(file, "dev")
+    for cluster in WORKLOAD:
+        operator = named(plan, f"{cluster}-cnpg", "Release")
+        assert operator["cluster"] == cluster and operator["inputs"]["namespace"] == "cnpg-system"
+        database = named(plan, f"{cluster}-dragonfly-data-postgres", ":Cluster")
+        assert database["cluster"] == cluster
+        assert database["inputs"]["spec"]["backup"]["barmanObjectStore"]["destinationPath"] == f"s3://platform-dev/postgres/{cluster}/dragonfly"
+        assert named(plan, f"{cluster}-dragonfly-data-redis", "StatefulSet")["cluster"] == cluster
+        assert named(plan, f"{cluster}-dragonfly", "Release")["cluster"] == cluster
+    # No preheat token in the dev stack: P2P pulls, nothing for Harbor to preheat with.
+    assert not resources(plan, "PreheatInstance") and not resources(plan, "PreheatPolicy")
