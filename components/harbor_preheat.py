@@ -116,4 +116,5 @@ class PreheatPolicy(pulumi.dynamic.Resource, module="harbor", name="PreheatPolic
             "harbor_url": harbor_url, "ca_bundle": ca_bundle, "username": username,
             "password": pulumi.Output.secret(password), "project": project, "instance": instance, "name": name, "tags": tags,
         }
-        super().__init__(PreheatPolicyProvider(), resource_name, props, opts)
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])  # the admin's, in the state as a secret only
+        super().__init__(PreheatPolicyProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret))

@@ -372,7 +372,7 @@ class ServicesBase(Model):
         # Dragonfly mirrors Harbor on the nodes and publishes its manager to Harbor on the tenants' ingress.
         missing = [to_camel(k) for k in ("harbor", "workload_ingress") if not getattr(self, k).enabled]
         if self.dragonfly.enabled and missing:  # type: ignore[attr-defined]
-            raise ValueError(f"dragonfly.enabled must be false while {' and '.join(missing)} are disabled: Dragonfly mirrors Harbor "
+            raise ValueError(f"dragonfly.enabled must be false while {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} disabled: Dragonfly mirrors Harbor "
                              "on the workload clusters' nodes and Harbor reaches its manager through their ingress")
         return self
 

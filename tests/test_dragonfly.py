@@ -182,7 +182,7 @@ def test_dragonfly_without_the_tenants_ingress_is_refused_naming_the_keys() -> N
     with pytest.raises(ConfigError) as caught:
         load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)
     assert "platform:services" in str(caught.value)
-    assert "dragonfly.enabled must be false while workloadIngress are disabled" in str(caught.value)
+    assert "dragonfly.enabled must be false while workloadIngress is disabled" in str(caught.value)
 
 
 def test_an_unknown_preheat_cluster_is_refused_naming_the_key() -> None:
