@@ -8,7 +8,11 @@ provider uses (a Pulumi secret, in the state only as one), over https only, veri
 CA bundle it is given (empty: the system roots; nothing turns verification off).
 
 The policy preheats on Harbor's events (`event_based`: a push, a finished scan) the artifacts whose
-tag matches `tags` and that carry a signature; Harbor sends each to the instance's Dragonfly.
+tag matches `tags`; Harbor sends each to the instance's Dragonfly. Signed and scanned come from the
+project, not the policy: Harbor's enforcer replaces a policy's signature and vulnerability filters
+with the project's own settings (goharbor/harbor `overrideSecuritySettings`), so a tenant project's
+severity gate (`deployment_security`) filters what is preheated, and its cosign rule refuses the
+pull of an unsigned artifact to Dragonfly as to anyone.
 """
 
 from __future__ import annotations
@@ -29,12 +33,8 @@ INPUTS = ("harbor_url", "ca_bundle", "username", "password", "project", "instanc
 
 
 def filters(tags: str) -> str:
-    """Harbor's filter list (a JSON string in its API): every repository, `tags`, signed only."""
-    return json.dumps([
-        {"type": "repository", "value": "**"},
-        {"type": "tag", "value": tags},
-        {"type": "signature", "value": True},
-    ])
+    """Harbor's filter list (a JSON string in its API): every repository, `tags` (the rest: the project's)."""
+    return json.dumps([{"type": "repository", "value": "**"}, {"type": "tag", "value": tags}])
 
 
 TRIGGER = json.dumps({"type": "event_based", "trigger_setting": {}})
@@ -65,7 +65,7 @@ class PreheatPolicyProvider(ResourceProvider):
         instance = self._call(props, "GET", f"/p2p/preheat/instances/{props['instance']}").json()
         return {
             "name": props["name"],
-            "description": f"preheat {props['tags']} signed artifacts on {props['instance']}",
+            "description": f"preheat {props['tags']} on {props['instance']}",
             "provider_id": instance["id"],
             "filters": filters(props["tags"]),
             "trigger": TRIGGER,

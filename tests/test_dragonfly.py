@@ -275,9 +275,7 @@ def test_the_policy_provider_creates_updates_and_deletes_harbors_policy(harbor_a
     policy = harbor_api.policies[("payments", "p2p-prod")]
     assert created.id == "payments/p2p-prod" and policy["provider_id"] == 7 and policy["enabled"] is True
     assert json.loads(policy["trigger"]) == {"type": "event_based", "trigger_setting": {}}
-    assert json.loads(policy["filters"]) == [
-        {"type": "repository", "value": "**"}, {"type": "tag", "value": RELEASE_TAGS}, {"type": "signature", "value": True},
-    ]
+    assert json.loads(policy["filters"]) == [{"type": "repository", "value": "**"}, {"type": "tag", "value": RELEASE_TAGS}]
     news = props(harbor_api, loopback_tls, tags="v*")
     assert provider.diff(created.id, created.outs, news).changes
     provider.update(created.id, created.outs, news)
