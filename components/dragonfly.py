@@ -43,7 +43,6 @@ from components.harbor_preheat import PreheatPolicy
 from components.helm import metadata, namespace, release, sized
 from components.inventory import HOUR, Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
-from components.tenancy import HarborTenancy
 from components.tenant_registry import RELEASE_TAGS
 from components.tenant_supply_chain import APPROVED_PROJECT
 from components.versions import BUSYBOX_IMAGE, DRAGONFLY_TAGS
@@ -79,6 +78,7 @@ class DragonflyArgs:
     chart_version: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
     preheat_token: pulumi.Output[str] | None = None  # a Pulumi secret; None: no preheat yet
+    harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
@@ -87,8 +87,6 @@ class Dragonfly(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: ClusterHandle, args: DragonflyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:dragonfly:Dragonfly", name, None, opts)
-        self.name, self.cluster, self.args = name, cluster, args
-        self._instance: harbor.PreheatInstance | None = None
         ns = namespace(SLICE.namespace, cluster, self)
         shared = data_stores.DataStores(f"{name}-stores", cluster, args.stores, pulumi.ResourceOptions(parent=self))
         stores = shared.for_service(RELEASE, ns, self, name=f"{name}-data")
@@ -107,6 +105,7 @@ class Dragonfly(pulumi.ComponentResource):
             version=args.chart_version, depends_on=[secret, *stores.ready],
         )
         self._publish(name, cluster, ns, args.hostname)
+        self.preheat = self._preheat_instance(name, cluster, args)
         args.inventory.register(*credentials(name, cluster.name))
         self.register_outputs({"manager": f"https://{args.hostname}"})
 
@@ -126,22 +125,23 @@ class Dragonfly(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
         )
 
-    def preheat_instance(self, platform_harbor: HarborTenancy) -> harbor.PreheatInstance | None:
-        """Harbor's preheat instance for this cluster (declared once, with the first tenant's policy); None without a token."""
-        if self._instance is None and self.args.preheat_token is not None:
-            self._instance = harbor.PreheatInstance(
-                f"{self.name}-preheat",
-                name=f"dragonfly-{self.cluster.name}",
-                description=f"Dragonfly on the {self.cluster.name} cluster",
-                vendor="dragonfly",
-                endpoint=f"https://{self.args.hostname}",
-                auth_mode="OAUTH",
-                token=self.args.preheat_token,
-                enabled=True,
-                insecure=False,
-                opts=pulumi.ResourceOptions(parent=self, provider=platform_harbor.provider, depends_on=[self.release]),
-            )
-        return self._instance
+    def _preheat_instance(self, name: str, cluster: ClusterHandle, args: DragonflyArgs) -> harbor.PreheatInstance | None:
+        """Harbor's preheat instance for this cluster; None without a token (or without Harbor)."""
+        if args.preheat_token is None or args.harbor_provider is None:
+            return None
+        args.inventory.register(preheat_credential(name, cluster.name))
+        return harbor.PreheatInstance(
+            f"{name}-preheat",
+            name=f"dragonfly-{cluster.name}",
+            description=f"Dragonfly on the {cluster.name} cluster",
+            vendor="dragonfly",
+            endpoint=f"https://{args.hostname}",
+            auth_mode="OAUTH",
+            token=args.preheat_token,
+            enabled=True,
+            insecure=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.harbor_provider, depends_on=[self.release]),
+        )
 
 
 def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> dict[str, Any]:
@@ -276,7 +276,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
     )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
-    dragonfly = Dragonfly(name, cluster, DragonflyArgs(
+    return Dragonfly(name, cluster, DragonflyArgs(
         harbor_host=f"harbor.{parts.domain}",
         hostname=f"{RELEASE}.{cluster.name}.{parts.domain}",
         stores=stores,
@@ -285,11 +285,9 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         chart_version=settings.chart_version,
         resources=settings.resources,
         preheat_token=pulumi.Output.secret(token.get_secret_value()) if token is not None else None,
+        harbor_provider=parts.harbor_provider,
         inventory=parts.inventory,
     ))
-    if token is not None:
-        parts.inventory.register(preheat_credential(name, cluster.name))
-    return dragonfly
 
 
 def tenant(parts: TenantParts) -> list[PreheatPolicy]:
@@ -301,7 +299,7 @@ def tenant(parts: TenantParts) -> list[PreheatPolicy]:
     policies = []
     for cluster in SLICE.clusters:
         dragonfly: Dragonfly | None = parts.addon(cluster, SLICE)
-        instance = dragonfly.preheat_instance(platform.harbor) if dragonfly is not None else None
+        instance = dragonfly.preheat if dragonfly is not None else None
         if instance is None:
             continue
         policies.append(PreheatPolicy(

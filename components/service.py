@@ -114,6 +114,8 @@ class ClusterParts:
     # the kubeconfig stack's object store (platform:objectStore), where in-cluster stores back up.
     service_settings: Callable[[str], ServiceSettings] | None = None
     object_store: ObjectStoreTarget | None = None
+    # Workload clusters: the control plane's Harbor provider (None: Harbor is off), for add-ons Harbor talks to.
+    harbor_provider: pulumi.ProviderResource | None = None
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""
