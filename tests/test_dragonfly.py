@@ -60,6 +60,7 @@ def test_dragonfly_runs_on_the_workload_clusters_only_where_enabled(renders: dic
 def test_the_bundled_stores_are_off_and_the_manager_reads_the_platforms(prod: dict[str, Any], cluster: str) -> None:
     release = named(prod, f"{cluster}-dragonfly", "Release")
     values = release["inputs"]["values"]
+    assert release["secretPaths"] == [], "a secret in the values makes them unreadable in the plan"
     assert values["mysql"] == {"enable": False} and values["redis"] == {"enable": False}
     kinds = {(o["kind"], o["metadata"]["name"]) for o in release["rendered"]}
     assert not any("mysql" in name or "redis" in name for _, name in kinds)
