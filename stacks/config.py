@@ -372,8 +372,10 @@ class ServicesBase(Model):
         # Dragonfly mirrors Harbor on the nodes and publishes its manager to Harbor on the tenants' ingress.
         missing = [to_camel(k) for k in ("harbor", "workload_ingress") if not getattr(self, k).enabled]
         if self.dragonfly.enabled and missing:  # type: ignore[attr-defined]
-            raise ValueError(f"dragonfly.enabled must be false while {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} disabled: Dragonfly mirrors Harbor "
-                             "on the workload clusters' nodes and Harbor reaches its manager through their ingress")
+            raise ValueError(
+                f"dragonfly.enabled must be false while {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                "disabled: Dragonfly mirrors Harbor on the workload clusters' nodes and Harbor reaches its manager through their ingress"
+            )
         return self
 
 
@@ -901,6 +903,28 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
         "enabled (their PostgreSQL backups and Harbor's images go there); allowed: a mapping with endpoint, bucket, "
         "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
     ]
+def _p2p_store_rules(config: PlatformConfig) -> list[str]:
+    """Dragonfly's manager keeps its stores on its own cluster: an EKS one in a VPC the program creates,
+    a kubeconfig one backing up to platform:objectStore."""
+    if not config.services.settings("dragonfly").enabled:
+        return []
+    problems = []
+    for key in ("dev", "prod"):
+        eks = getattr(config.clusters, key).eks
+        if eks is not None and eks.vpc is None:
+            problems.append(
+                f"{NAMESPACE}:clusters.{key}.eks: Dragonfly's PostgreSQL and Redis (RDS, ElastiCache) go in the cluster's "
+                "private subnets of a VPC the program creates; allowed: eks.vpc, or services.dragonfly.enabled: false"
+            )
+        if eks is None and config.object_store is None:
+            problems.append(
+                f"{NAMESPACE}:objectStore: required while services.dragonfly is enabled on the kubeconfig cluster "
+                f"clusters.{key} (its PostgreSQL backs up there); allowed: a mapping with endpoint, bucket, accessKeyId "
+                "and secretAccessKey, or services.dragonfly.enabled: false"
+            )
+    return problems
+
+
 def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
     """Where the backups go: EKS stacks make their own bucket, kubeconfig stacks name one; prod has backups."""
     backups, on_eks = config.backups, config.clusters.control_plane.eks is not None
@@ -1048,6 +1072,7 @@ def load_platform_config(
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)
+    problems += _p2p_store_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

@@ -319,3 +319,14 @@ def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its
         assert named(plan, f"{cluster}-dragonfly", "Release")["cluster"] == cluster
     # No preheat token in the dev stack: P2P pulls, nothing for Harbor to preheat with.
     assert not resources(plan, "PreheatInstance") and not resources(plan, "PreheatPolicy")
+
+
+def test_dragonfly_on_kubeconfig_clusters_without_an_object_store_is_refused_naming_the_key() -> None:
+    raw, secrets = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw = {k: v for k, v in raw.items() if k != "platform:objectStore"}
+    raw["platform:services"] = json.dumps({**json.loads(raw["platform:services"]), "dragonfly": {"enabled": True}})
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secrets)
+    for cluster in WORKLOAD:
+        assert any(p.startswith("platform:objectStore: required while services.dragonfly is enabled on the kubeconfig "
+                                f"cluster clusters.{cluster}") for p in caught.value.problems), caught.value.problems
