@@ -40,7 +40,7 @@ from components.cluster import ClusterHandle
 from components.common import checksum
 from components.data_stores import DataStoresArgs, ServiceStores
 from components.harbor_preheat import PreheatPolicy
-from components.helm import metadata, namespace, release, sized
+from components.helm import disruption_budget, metadata, namespace, release, sized
 from components.inventory import HOUR, Credential, CredentialInventory
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_registry import RELEASE_TAGS
@@ -57,6 +57,7 @@ CONFIG_DIR = "/etc/dragonfly-platform"
 # What Harbor's dragonfly preheat provider calls on the manager, and nothing else is published.
 PREHEAT_PATHS = (("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix"))
 SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # a projected token, refreshed by the kubelet
+REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated tiers (their `component` label)
 
 
 class PreheatTokens(BaseModel):
@@ -105,6 +106,9 @@ class Dragonfly(pulumi.ComponentResource):
             version=args.chart_version, depends_on=[secret, *stores.ready],
         )
         self._publish(name, cluster, ns, args.hostname)
+        # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
+        for tier in REPLICATED:
+            disruption_budget(f"{name}-{tier}", f"{RELEASE}-{tier}", ns, {"app": RELEASE, "component": tier}, k8s_opts)
         self.preheat = self._preheat_instance(name, cluster, args)
         args.inventory.register(*credentials(name, cluster.name))
         self.register_outputs({"manager": f"https://{args.hostname}"})

@@ -330,3 +330,16 @@ def test_dragonfly_on_kubeconfig_clusters_without_an_object_store_is_refused_nam
     for cluster in WORKLOAD:
         assert any(p.startswith("platform:objectStore: required while services.dragonfly is enabled on the kubeconfig "
                                 f"cluster clusters.{cluster}") for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_drain_keeps_all_but_one_replica_of_each_tier(prod: dict[str, Any], cluster: str) -> None:
+    release = named(prod, f"{cluster}-dragonfly", "Release")
+    replicated = [o for o in release["rendered"] if o["kind"] in ("Deployment", "StatefulSet")]
+    budgets = [r for r in resources(prod, "PodDisruptionBudget") if r["cluster"] == cluster and r["name"].startswith(f"{cluster}-dragonfly-")]
+    assert len(budgets) == len(replicated) == 3
+    for obj in replicated:
+        assert obj["spec"]["replicas"] == 3
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        [budget] = [b for b in budgets if b["inputs"]["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert budget["inputs"]["spec"]["maxUnavailable"] == 1
