@@ -188,6 +188,9 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
             # The platform's nodes pull from Harbor only: its host goes through dfdaemon, nothing else.
             "dfinit": {
                 "enable": True,
+                # containerd reads certs.d/<host>/hosts.toml at each pull (kind's and EKS's config_path is set):
+                # no privileged init container restarting containerd on every node at each rollout.
+                "restartContainerRuntime": False,
                 "image": {"tag": DRAGONFLY_TAGS["dfinit"]},
                 "config": {"containerRuntime": {"containerd": {
                     "proxyAllRegistries": False,
@@ -326,8 +329,8 @@ SLICE: ServiceSlice[Dragonfly] = ServiceSlice(
     namespace=PlatformNamespace(
         NAMESPACE,
         "Dragonfly, whose dfdaemon on every node needs the host's network, PID and IPC namespaces and host paths "
-        "(containerd's config and a socket directory) to serve as containerd's registry mirror, and a privileged init "
-        "container that restarts containerd once it is configured; nothing else runs there",
+        "(containerd's config and a socket directory) to serve as containerd's registry mirror; nothing privileged, "
+        "and nothing else runs there",
     ),
     chart="dragonfly",
     default_replicas=3,

@@ -92,6 +92,9 @@ def test_every_node_mirrors_harbor_through_dfdaemon(prod: dict[str, Any], cluste
     [dfinit] = [o for o in release["rendered"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dragonfly-dfinit"]
     containerd = yaml.safe_load(next(iter(dfinit["data"].values())))["containerRuntime"]["containerd"]
     assert containerd["proxyAllRegistries"] is False
+    [daemonset] = [o for o in release["rendered"] if o["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert not [c["name"] for c in [*pod["initContainers"], *pod["containers"]] if (c.get("securityContext") or {}).get("privileged")]
     assert [(r["hostNamespace"], r["serverAddr"], r["skipVerify"]) for r in containerd["registries"]] == [
         ("harbor.platform.example.com", "https://harbor.platform.example.com", False)
     ]
