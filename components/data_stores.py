@@ -78,6 +78,7 @@ class Postgres(StoreEndpoint):
     database: str
     username: str
     ssl_mode: str  # libpq's sslmode; Harbor's `database.external.sslmode`
+    password: pulumi.Output[str]  # a Pulumi secret, for a service that takes it only in a config file (Dragonfly)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,7 @@ class Redis(StoreEndpoint):
     """A chart's Redis; the AUTH token is `REDIS_PASSWORD_KEY` of Secret `secret`."""
 
     tls: bool
+    token: pulumi.Output[str]  # a Pulumi secret, for a service that takes it only in a config file (Dragonfly)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class DataStoresArgs:
     instance_class: str  # RDS
     node_type: str  # ElastiCache
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
+    backup_prefix: str = "postgres"  # kubeconfig stacks: backups go under <prefix>/<service> (one per cluster)
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
@@ -132,12 +135,14 @@ class DataStores(pulumi.ComponentResource):
                 RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.settings.chart_version,
                 protect=args.protect,
             )
-            args.inventory.register(*operator_credentials())
+            args.inventory.register(*operator_credentials(cluster.name))
         self.register_outputs({})
 
-    def for_service(self, service: str, ns: k8s.core.v1.Namespace, parent: pulumi.Resource) -> ServiceStores:
-        """`service`'s PostgreSQL and Redis, their Secrets in `ns`; children of `parent` (the service)."""
-        stores = ServiceDataStores(f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
+    def for_service(self, service: str, ns: k8s.core.v1.Namespace, parent: pulumi.Resource, name: str | None = None) -> ServiceStores:
+        """`service`'s PostgreSQL and Redis, their Secrets in `ns`; children of `parent` (the service).
+
+        `name`: the resources' prefix when `service` has stores on several clusters (`<service>-data`)."""
+        stores = ServiceDataStores(name or f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
         return stores.stores
 
 
@@ -246,13 +251,15 @@ class ServiceDataStores(pulumi.ComponentResource):
             ssl_mode, tls = "require", False  # CloudNativePG serves TLS with its own CA
         self.stores = ServiceStores(
             postgres=Postgres(
-                host=host, port=POSTGRES_PORT, secret=f"{service}-postgres", database=database, username=username, ssl_mode=ssl_mode
+                host=host, port=POSTGRES_PORT, secret=f"{service}-postgres", database=database, username=username, ssl_mode=ssl_mode,
+                password=db_password.result,
             ),
-            redis=Redis(host=redis_host, port=REDIS_PORT, secret=f"{service}-redis", tls=tls),
+            redis=Redis(host=redis_host, port=REDIS_PORT, secret=f"{service}-redis", tls=tls, token=redis_token.result),
             checksum=sum_,
             ready=ready,
         )
-        args.inventory.register(*service_credentials(name, service, args, managed=shared.managed is not None))
+        title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
+        args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))
         self.register_outputs({"postgres": host, "redis": redis_host})
 
 
@@ -384,7 +391,7 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
         "backup": {
             "retentionPolicy": f"{args.backup_retention_days}d",
             "barmanObjectStore": {
-                "destinationPath": f"s3://{store.bucket}/postgres/{service}",
+                "destinationPath": f"s3://{store.bucket}/{args.backup_prefix}/{service}",
                 "endpointURL": store.endpoint,
                 "s3Credentials": {
                     "accessKeyId": {"name": secret, "key": BACKUP_KEYS[0]},
@@ -471,9 +478,11 @@ def valkey(
     return [statefulset]
 
 
-def service_credentials(name: str, service: str, args: DataStoresArgs, managed: bool) -> list[Credential]:
+TITLES = {"gitlab": "GitLab", "harbor": "Harbor", "dragonfly": "Dragonfly"}  # services by name, in the inventory
+
+
+def service_credentials(name: str, service: str, title: str, args: DataStoresArgs, managed: bool) -> list[Credential]:
     """The service's database password and Redis AUTH token: between the service and its own stores."""
-    title = {"gitlab": "GitLab", "harbor": "Harbor"}.get(service, service)
     where = ("RDS PostgreSQL" if managed else "CloudNativePG PostgreSQL", "ElastiCache" if managed else "Valkey")
     rotation = (
         "`pulumi up --replace` the password resource: the same run sets it in {store}, rewrites the Secret and "
@@ -497,7 +506,7 @@ def service_credentials(name: str, service: str, args: DataStoresArgs, managed: 
         entries.append(object_store_credential(
             f"{title}'s database backups",
             f"CloudNativePG's backups of {title}'s database (Secret {service}/{service}-backup-store)",
-            f"s3://<bucket>/postgres/{service}",
+            f"s3://<bucket>/{args.backup_prefix}/{service}",
         ))
     return entries
 
@@ -514,36 +523,42 @@ def object_store_credential(user: str, holder: str, prefix: str) -> Credential:
     )
 
 
-def operator_credentials() -> list[Credential]:
+def operator_credentials(cluster: str) -> list[Credential]:
     """The CloudNativePG operator's identity and the certificates it issues to its clusters."""
+    where = "" if cluster == "control-plane" else f" on {cluster}"
     return [projected_token(
-        "service-account tokens of the CloudNativePG operator",
-        issuer="the control-plane cluster's service-account issuer",
-        holder=f"the CloudNativePG operator ({NAMESPACE})",
+        f"service-account tokens of the CloudNativePG operator{where}",
+        issuer=f"the {cluster} cluster's service-account issuer",
+        holder=f"the CloudNativePG operator ({NAMESPACE}){where}",
         scope="its ClusterRole: PostgreSQL clusters, their pods, services, secrets and volumes, in every namespace",
     ), internal_secret(
-        "CloudNativePG", "CloudNativePG server and replication certificates",
+        "CloudNativePG", f"CloudNativePG server and replication certificates{where}",
         scope="TLS of each PostgreSQL cluster's instances, and the streaming_replica user between them",
         rotation="the operator renews each 7 days before it expires",
         seconds=CNPG_CERTIFICATE_DAYS * DAY,
     )]
 
 
-def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+def stores_args(
+    settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
+    backup_prefix: str = "postgres",
+) -> DataStoresArgs:
+    """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
-    return DataStores(
-        "data-stores",
-        parts.cluster,
-        DataStoresArgs(
-            protect=parts.settings.protect,
-            settings=settings,
-            backup_retention_days=options["backup_retention_days"],
-            instance_class=options["instance_class"],
-            node_type=options["node_type"],
-            object_store=parts.settings.object_store,
-            inventory=parts.inventory,
-        ),
+    return DataStoresArgs(
+        protect=protect,
+        settings=settings,
+        backup_retention_days=options["backup_retention_days"],
+        instance_class=options["instance_class"],
+        node_type=options["node_type"],
+        object_store=object_store,
+        inventory=inventory,
+        backup_prefix=backup_prefix,
     )
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+    return DataStores("data-stores", parts.cluster, stores_args(settings, parts.settings.protect, parts.settings.object_store, parts.inventory))
 
 
 SLICE: ServiceSlice[DataStores] = ServiceSlice(

@@ -131,6 +131,12 @@ class ClusterParts:
     # (EKS with platform:dns), else certificates chaining to the control plane's CA.
     acme: AcmeSettings | None = None
     ca: CertificateAuthority | None = None
+    # Another slice's settings by key (an add-on with stores of its own reads `data_stores`'), and
+    # the kubeconfig stack's object store (platform:objectStore), where in-cluster stores back up.
+    service_settings: Callable[[str], ServiceSettings] | None = None
+    object_store: ObjectStoreTarget | None = None
+    # Workload clusters: the control plane's Harbor provider (None: Harbor is off), for add-ons Harbor talks to.
+    harbor_provider: pulumi.ProviderResource | None = None
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""

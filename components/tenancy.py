@@ -218,6 +218,9 @@ class HarborTenancy:
     host: str  # harbor.<domain>
     # Groups that read every tenant project (the system approvers, who approve what is in them).
     reader_groups: tuple[str, ...] = ()
+    # The admin the harbor provider signs in as (a Pulumi secret): for what the provider cannot declare.
+    admin_user: str = "admin"
+    admin_password: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)

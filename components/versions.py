@@ -57,6 +57,8 @@ CHARTS: dict[str, Chart] = {
     "argo-rollouts": Chart("argo-rollouts", "https://argoproj.github.io/argo-helm", "2.41.0"),
     "metrics-server": Chart("metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1"),
     "prometheus": Chart("prometheus", "https://prometheus-community.github.io/helm-charts", "29.27.0"),
+    # Dragonfly 2.5.0 (client 1.4.0): P2P image distribution on the workload clusters (components/dragonfly.py).
+    "dragonfly": Chart("dragonfly", "https://dragonflyoss.github.io/helm-charts", "1.7.4"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
@@ -193,3 +195,8 @@ AWS_CLI_TAG = "2.22.35"
 # Vault's CLI for the raft snapshot job: the server image of CHARTS["vault"] (its values' server.image).
 VAULT_IMAGE = "docker.io/hashicorp/vault"
 VAULT_TAG = "2.0.4"
+
+# Dragonfly (components/dragonfly.py): the images CHARTS["dragonfly"] 1.7.4 ships, pulled through Harbor's
+# `approved` (promote them first, `approved/docker.io/dragonflyoss/<name>`). Pinned by tag: their digests
+# could not be resolved offline (`crane digest docker.io/dragonflyoss/<name>:<tag>` on the next bump).
+DRAGONFLY_TAGS: dict[str, str] = {"manager": "v2.5.0", "scheduler": "v2.5.0", "client": "v1.4.0", "dfinit": "v1.4.0"}

@@ -63,6 +63,7 @@ CREDENTIAL_TYPES = frozenset({
     "aws:iam/accessKey:AccessKey",
     "vault:transit/secretBackendKey:SecretBackendKey",  # cosign signing keys
     "gitlab:index/userRunner:UserRunner",  # a runner authentication token
+    "harbor:index/preheatInstance:PreheatInstance",  # Harbor's token for a Dragonfly manager
 })
 # All take expiresAt but the runner, whose token expiry is an instance setting (its entry's rotation bounds it).
 GITLAB_EXPIRING_TYPES = frozenset(t for t in CREDENTIAL_TYPES if t.startswith("gitlab:") and t != "gitlab:index/userRunner:UserRunner")

@@ -367,6 +367,17 @@ class ServicesBase(Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _p2p(self) -> ServicesBase:
+        # Dragonfly mirrors Harbor on the nodes and publishes its manager to Harbor on the tenants' ingress.
+        missing = [to_camel(k) for k in ("harbor", "workload_ingress") if not getattr(self, k).enabled]
+        if self.dragonfly.enabled and missing:  # type: ignore[attr-defined]
+            raise ValueError(
+                f"dragonfly.enabled must be false while {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                "disabled: Dragonfly mirrors Harbor on the workload clusters' nodes and Harbor reaches its manager through their ingress"
+            )
+        return self
+
 
 def _service_model(service: ServiceSlice[Any]) -> type[Service]:
     """Service, with the slice's own settings (ServiceSlice.options) where it has some."""
@@ -677,6 +688,8 @@ RESERVED_TENANT_NAMES = frozenset({
     # The platform's own name in each environment's subdomain, beside the tenants' hosts
     # <tenant>.<env>.<domain>: the management proxy oumgmt-proxy.<cluster>.<domain>.
     "oumgmt-proxy",
+    # Dragonfly's manager, for Harbor's preheat: dragonfly.<cluster>.<domain>.
+    "dragonfly",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
 # Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.
@@ -876,6 +889,30 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
         "enabled (their PostgreSQL backups, Harbor's images and GitLab's objects go there); allowed: a mapping with endpoint, bucket, "
         "accessKeyId and secretAccessKey (set with `pulumi config set --secret`)"
     ]
+
+
+def _p2p_store_rules(config: PlatformConfig) -> list[str]:
+    """Dragonfly's manager keeps its stores on its own cluster: an EKS one in a VPC the program creates,
+    a kubeconfig one backing up to platform:objectStore."""
+    if not config.services.settings("dragonfly").enabled:
+        return []
+    problems = []
+    for key in ("dev", "prod"):
+        eks = getattr(config.clusters, key).eks
+        if eks is not None and eks.vpc is None:
+            problems.append(
+                f"{NAMESPACE}:clusters.{key}.eks: Dragonfly's PostgreSQL and Redis (RDS, ElastiCache) go in the cluster's "
+                "private subnets of a VPC the program creates; allowed: eks.vpc, or services.dragonfly.enabled: false"
+            )
+        if eks is None and config.object_store is None:
+            problems.append(
+                f"{NAMESPACE}:objectStore: required while services.dragonfly is enabled on the kubeconfig cluster "
+                f"clusters.{key} (its PostgreSQL backs up there); allowed: a mapping with endpoint, bucket, accessKeyId "
+                "and secretAccessKey, or services.dragonfly.enabled: false"
+            )
+    return problems
+
+
 def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
     """Where the backups go: EKS stacks make their own bucket, kubeconfig stacks name one; prod has backups."""
     backups, on_eks = config.backups, config.clusters.control_plane.eks is not None
@@ -909,7 +946,7 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
     "backups": ("target.secretAccessKey",),
-    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*"),
+    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod"),
 }
 
 
@@ -1023,6 +1060,7 @@ def load_platform_config(
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)
+    problems += _p2p_store_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

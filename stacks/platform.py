@@ -86,9 +86,14 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
 def add_cluster_addons(
     cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory,
     acme: AcmeSettings | None = None, ca: CertificateAuthority | None = None,
+    harbor_provider: pulumi.ProviderResource | None = None,
 ) -> dict[str, Any]:
     """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
-    parts = ClusterParts(cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca)
+    parts = ClusterParts(
+        cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
+        service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
+        harbor_provider=harbor_provider,
+    )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
         if settings.enabled and cluster.role in service.clusters:
@@ -149,7 +154,8 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     issuer = plane.parts.get(tls.SLICE)
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
-            clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None
+            clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
+            plane.harbor.provider if plane.harbor else None,
         )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)

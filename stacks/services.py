@@ -13,6 +13,7 @@ from components import aws_load_balancer_controller, metallb
 from components import image_verifier
 from components import gitlab_runner
 from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
+from components import dragonfly
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -35,6 +36,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     argo_rollouts.SLICE,
     metrics_server.SLICE,
     prometheus.SLICE,
+    dragonfly.SLICE,  # after workload_ingress: its manager's preheat API is published there
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

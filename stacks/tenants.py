@@ -102,7 +102,10 @@ def tenant_platform(
         vault=vault_part,
         gitlab=gitlab_part,
         harbor=(
-            HarborTenancy(plane.harbor.provider, f"harbor.{config.domain}", tuple(config.identity.system_approvers))
+            HarborTenancy(
+                plane.harbor.provider, f"harbor.{config.domain}", tuple(config.identity.system_approvers),
+                admin_password=plane.harbor.admin_password,
+            )
             if plane.harbor is not None
             else None
         ),

@@ -25,6 +25,8 @@ from stacks.config import ConfigError, load_platform_config
 from tests.test_helm_render import containers, pod_specs
 
 SERVICES = ("gitlab", "harbor")
+# Dragonfly's own stores, in each workload cluster's VPC (tests/test_dragonfly.py, tests/test_network.py).
+WORKLOAD_STORES = ("dev-", "prod-")
 ZONE = "topology.kubernetes.io/zone"
 
 
@@ -97,7 +99,7 @@ def prod(renders: dict[str, Render]) -> dict:
 
 def test_each_service_has_a_multi_az_encrypted_backed_up_rds_instance(prod: dict) -> None:
     retention = stack_config("prod")["services"]["dataStores"]["backupRetentionDays"]
-    instances = by_name(prod, "aws:rds/instance:Instance")
+    instances = {n: r for n, r in by_name(prod, "aws:rds/instance:Instance").items() if not n.startswith(WORKLOAD_STORES)}
     key = by_name(prod, "aws:kms/key:Key")["data-stores-key"]
     assert key["inputs"]["enableKeyRotation"] is True and key["options"]["protect"] is True
     assert sorted(instances) == [f"{s}-data-postgres" for s in SERVICES]
@@ -116,7 +118,7 @@ def test_each_service_has_a_multi_az_encrypted_backed_up_rds_instance(prod: dict
 
 def test_each_service_has_a_redis_replication_group_that_fails_over(prod: dict) -> None:
     retention = stack_config("prod")["services"]["dataStores"]["backupRetentionDays"]
-    groups = by_name(prod, "aws:elasticache/replicationGroup:ReplicationGroup")
+    groups = {n: r for n, r in by_name(prod, "aws:elasticache/replicationGroup:ReplicationGroup").items() if not n.startswith(WORKLOAD_STORES)}
     assert sorted(groups) == [f"{s}-data-redis" for s in SERVICES]
     for group in groups.values():
         inputs = group["inputs"]
@@ -144,10 +146,10 @@ def test_only_the_control_plane_nodes_reach_the_stores_in_its_private_subnets(pr
         assert inputs["referencedSecurityGroupId"] == nodes and "cidrIpv4" not in inputs  # never a CIDR
         assert groups[rule["name"]]["inputs"]["vpcId"].startswith("control-plane-vpc-")  # the control plane's VPC
     for rtype in ("aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/subnetGroup:SubnetGroup"):
-        (subnets,) = resources(prod, rtype)
+        (subnets,) = [r for r in resources(prod, rtype) if not r["name"].startswith(WORKLOAD_STORES)]
         ids = subnets["inputs"]["subnetIds"]
         assert len(ids) == 3 and all(i.startswith("control-plane-private-") for i in ids), ids
-    for rds in resources(prod, "aws:rds/instance:Instance"):
+    for rds in [r for r in resources(prod, "aws:rds/instance:Instance") if not r["name"].startswith(WORKLOAD_STORES)]:
         (group,) = rds["inputs"]["vpcSecurityGroupIds"]
         assert group.startswith("data-stores-postgres-") and groups["data-stores-postgres"]["urn"] in rds["dependsOn"]
 

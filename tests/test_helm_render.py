@@ -103,11 +103,20 @@ def test_no_rendered_image_is_untagged_or_a_moving_tag(charted: dict[str, Render
     assert not bad, "\n".join(bad)
 
 
+# (chart, container) the chart renders without a `resources` field whatever the values say, and why.
+UNSIZED = {
+    ("dragonfly", "wait-for-scheduler"): "templates/client/client-daemonset.yaml (1.7.4) gives this init container no resources",
+}
+
+
 def test_every_rendered_container_has_requests_and_a_memory_limit(charted: dict[str, Render]) -> None:
     bad = []
     for stack, release in releases(charted):
         for obj in release["rendered"]:
             for container in containers(obj):
+                if (release["inputs"]["chart"], container["name"]) in UNSIZED:
+                    assert "resources" not in container, f"{container['name']} is sized now: remove it from UNSIZED"
+                    continue
                 resources = container.get("resources") or {}
                 requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
                 if not ({"cpu", "memory"} <= set(requests) and "memory" in limits):

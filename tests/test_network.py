@@ -173,16 +173,20 @@ def test_nothing_is_opened_wider_than_the_api_port_from_the_control_plane(prod: 
     workload_sgs = {prod.output(prod.one("aws:eks/cluster:Cluster", w), "vpcConfig")["clusterSecurityGroupId"] for w in WORKLOADS}
     rules = prod.of_type(RULE)
     # Besides the API rules, only the data stores' own groups (tests/test_data_stores.py): PostgreSQL
-    # and Redis in the control plane's VPC, from its nodes.
+    # and Redis in the control plane's VPC, from its nodes; Dragonfly's in each workload VPC, from its nodes.
+    owners = {"data-stores": "control-plane", **{f"{w}-dragonfly-stores": w for w in WORKLOADS}}
+    nodes = {o: prod.output(prod.one("aws:eks/cluster:Cluster", o), "vpcConfig")["clusterSecurityGroupId"] for o in owners.values()}
     stores = {prod.output(g, "id"): g["name"] for g in prod.of_type("aws:ec2/securityGroup:SecurityGroup")}
-    assert sorted(stores.values()) == ["data-stores-postgres", "data-stores-redis"]
+    assert sorted(stores.values()) == sorted(f"{prefix}-{store}" for prefix in owners for store in ("postgres", "redis"))
     api = [r for r in rules if r["inputs"]["securityGroupId"] not in stores]
     assert {r["inputs"]["securityGroupId"] for r in api} == workload_sgs
     for rule in api:
         assert (rule["inputs"]["ipProtocol"], rule["inputs"]["fromPort"], rule["inputs"]["toPort"]) == ("tcp", API_PORT, API_PORT)
-    assert sorted(r["inputs"]["fromPort"] for r in rules if r["inputs"]["securityGroupId"] in stores) == [5432, 6379]
+    assert sorted(r["inputs"]["fromPort"] for r in rules if r["inputs"]["securityGroupId"] in stores) == sorted([5432, 6379] * len(owners))
     for rule in rules:
-        assert rule["inputs"]["referencedSecurityGroupId"] == source_sg and "cidrIpv4" not in rule["inputs"]
+        store = stores.get(rule["inputs"]["securityGroupId"])
+        source = nodes[owners[store.rsplit("-", 1)[0]]] if store else source_sg
+        assert rule["inputs"]["referencedSecurityGroupId"] == source and "cidrIpv4" not in rule["inputs"]
     # No other kind of rule anywhere.
     assert not [r for r in prod.resources if r["type"] in (
         "aws:ec2/securityGroupRule:SecurityGroupRule", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]

@@ -50,16 +50,16 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "image_verifier",
-        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
+        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     # The runner's add-on on the control plane carries its settings to the tenants' runners.
     assert {s.key for s in SERVICES if s.on_cluster is not None} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "gitlab_runner",
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
     assert {s.key for s in SERVICES if s.on_cluster is not None and s.clusters == ("dev", "prod")} == {
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     assert {s.key for s in SERVICES if s.tenant is not None} == {
-        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner"}
+        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly"}
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:

@@ -32,6 +32,7 @@ CHARTS = [
     "policy-controller",
     "gitlab-runner",
     "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
+    "dragonfly",  # P2P distribution (issue 20)
 ]
 
 

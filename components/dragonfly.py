@@ -1,0 +1,344 @@
+"""Dragonfly on a workload cluster: tenants' images pulled peer to peer, and preheated by Harbor.
+
+The dragonfly chart's manager, scheduler and seed peers, and its client (dfdaemon) on every node
+as containerd's mirror for Harbor's host (dfinit writes containerd's `hosts.toml`), so a layer a
+node pulls comes from the nodes that have it and Harbor serves it once per cluster. The chart's
+Bitnami MySQL and Redis stay off: the manager keeps its state in the platform's data stores
+(components/data_stores.py: RDS and ElastiCache in the cluster's VPC on EKS, CloudNativePG and
+Valkey elsewhere), PostgreSQL through the manager's `database.type: postgres`, which the chart's
+template cannot say. So the manager and the scheduler read their configuration from a Secret of
+ours (`MANAGER_CONFIG`, `SCHEDULER_CONFIG`: the `--config` flag's variables) holding the
+database password, the Redis AUTH token and the manager's JWT key; the chart's ConfigMaps for
+them hold no credential and are not read.
+
+Harbor preheats (its `dragonfly` preheat provider calls the manager's open API): each cluster's
+manager is published at `dragonfly.<cluster>.<domain>` on the tenants' ingress with only the two
+paths Harbor calls (`/healthy`, `/oapi/v1/jobs`); the console stays inside the cluster. The open
+API takes a personal access token the manager issues (scope `job`), which only a signed-in admin
+can create once the manager runs: `platform:services.dragonfly.preheatTokens.<cluster>` hands it
+to Harbor's preheat instance for that cluster (README, P2P distribution). Each tenant project
+gets a preheat policy per instance (`tenant`, components/harbor_preheat.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumiverse_harbor as harbor
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic.alias_generators import to_camel
+
+from components import data_stores, workload_ingress
+from components import harbor as harbor_service
+from components.cluster import ClusterHandle
+from components.common import checksum
+from components.data_stores import DataStoresArgs, ServiceStores
+from components.harbor_preheat import PreheatPolicy
+from components.helm import disruption_budget, metadata, namespace, release, sized
+from components.inventory import HOUR, Credential, CredentialInventory
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.tenant_registry import RELEASE_TAGS
+from components.tenant_supply_chain import APPROVED_PROJECT
+from components.versions import BUSYBOX_IMAGE, DRAGONFLY_TAGS
+
+NAMESPACE = "dragonfly-system"
+RELEASE = "dragonfly"
+MANAGER = f"{RELEASE}-manager"  # the chart's manager Deployment and Service
+REST_PORT, GRPC_PORT = 8080, 65003  # the chart's defaults (manager.restPort, manager.grpcPort)
+SCHEDULER_CLUSTER_ID = 1  # the scheduler cluster the manager seeds on its first start
+CONFIG_SECRET = "dragonfly-config"  # manager.yaml and scheduler.yaml
+CONFIG_DIR = "/etc/dragonfly-platform"
+# What Harbor's dragonfly preheat provider calls on the manager, and nothing else is published.
+PREHEAT_PATHS = (("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix"))
+SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # a projected token, refreshed by the kubelet
+REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated tiers (their `component` label)
+
+
+class PreheatTokens(BaseModel):
+    """`platform:services.dragonfly.preheatTokens`: each cluster's manager token for Harbor (scope `job`)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    dev: SecretStr | None = None
+    prod: SecretStr | None = None
+
+
+@dataclass(frozen=True)
+class DragonflyArgs:
+    harbor_host: str  # harbor.<domain>: the registry the nodes mirror, and where the images come from
+    hostname: str  # dragonfly.<cluster>.<domain>: the manager's open API, for Harbor
+    stores: DataStoresArgs  # platform:services.dataStores, for the manager's own stores
+    replicas: int = 3
+    storage: str = "10Gi"  # each seed peer's cache
+    chart_version: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    preheat_token: pulumi.Output[str] | None = None  # a Pulumi secret; None: no preheat yet
+    harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
+
+
+class Dragonfly(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: DragonflyArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:dragonfly:Dragonfly", name, None, opts)
+        ns = namespace(SLICE.namespace, cluster, self)
+        shared = data_stores.DataStores(f"{name}-stores", cluster, args.stores, pulumi.ResourceOptions(parent=self))
+        stores = shared.for_service(RELEASE, ns, self, name=f"{name}-data")
+        jwt_key = random.RandomPassword(f"{name}-jwt-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        config = pulumi.Output.all(stores.postgres.password, stores.redis.token, jwt_key.result, stores.postgres.host, stores.redis.host)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        secret = k8s.core.v1.Secret(
+            f"{name}-config",
+            metadata=metadata(CONFIG_SECRET, ns),
+            type="Opaque",
+            string_data=config.apply(lambda c: config_files(stores, *c)),
+            opts=k8s_opts,
+        )
+        self.release = release(
+            RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
+            version=args.chart_version, depends_on=[secret, *stores.ready],
+        )
+        self._publish(name, cluster, ns, args.hostname)
+        # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
+        for tier in REPLICATED:
+            disruption_budget(f"{name}-{tier}", f"{RELEASE}-{tier}", ns, {"app": RELEASE, "component": tier}, k8s_opts)
+        self.preheat = self._preheat_instance(name, cluster, args)
+        args.inventory.register(*credentials(name, cluster.name))
+        self.register_outputs({"manager": f"https://{args.hostname}"})
+
+    def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str) -> None:
+        """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more."""
+        backend = {"service": {"name": MANAGER, "port": {"number": REST_PORT}}}
+        k8s.networking.v1.Ingress(
+            f"{name}-preheat-api",
+            metadata=metadata(MANAGER, ns),
+            spec={
+                "ingressClassName": workload_ingress.INGRESS_CLASS,
+                "tls": [{"hosts": [hostname]}],
+                "rules": [{"host": hostname, "http": {"paths": [
+                    {"path": path, "pathType": kind, "backend": backend} for path, kind in PREHEAT_PATHS
+                ]}}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
+        )
+
+    def _preheat_instance(self, name: str, cluster: ClusterHandle, args: DragonflyArgs) -> harbor.PreheatInstance | None:
+        """Harbor's preheat instance for this cluster; None without a token (or without Harbor)."""
+        if args.preheat_token is None or args.harbor_provider is None:
+            return None
+        args.inventory.register(preheat_credential(name, cluster.name))
+        return harbor.PreheatInstance(
+            f"{name}-preheat",
+            name=f"dragonfly-{cluster.name}",
+            description=f"Dragonfly on the {cluster.name} cluster",
+            vendor="dragonfly",
+            endpoint=f"https://{args.hostname}",
+            auth_mode="OAUTH",
+            token=args.preheat_token,
+            enabled=True,
+            insecure=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.harbor_provider, depends_on=[self.release]),
+        )
+
+
+def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> dict[str, Any]:
+    """The chart's values: images through `approved`, no bundled stores, dfdaemon mirroring Harbor."""
+    # By digest alone: the chart ignores the tag once a digest is set.
+    busybox = {"repository": BUSYBOX_IMAGE.repository.removeprefix("docker.io/"), "digest": BUSYBOX_IMAGE.digest}
+    restart = {"podAnnotations": {"platform.io/config-checksum": config_checksum}}
+
+    def reads_secret(component: str) -> dict[str, Any]:
+        # The chart's default extra volume (logs) is kept beside the configuration Secret.
+        return {
+            "extraEnvVars": [{"name": f"{component.upper()}_CONFIG", "value": f"{CONFIG_DIR}/{component}.yaml"}],
+            "extraVolumes": [
+                {"name": "logs", "emptyDir": {}},
+                {"name": "platform-config", "secret": {"secretName": CONFIG_SECRET, "items": [{"key": f"{component}.yaml", "path": f"{component}.yaml"}]}},
+            ],
+            "extraVolumeMounts": [
+                {"name": "logs", "mountPath": f"/var/log/dragonfly/{component}"},
+                {"name": "platform-config", "mountPath": CONFIG_DIR, "readOnly": True},
+            ],
+            **restart,
+        }
+
+    values: dict[str, Any] = {
+        "global": {"imageRegistry": f"{args.harbor_host}/{APPROVED_PROJECT}/docker.io"},
+        "mysql": {"enable": False},
+        "redis": {"enable": False},
+        "manager": {"replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["manager"]}, **reads_secret("manager")},
+        "scheduler": {
+            "replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["scheduler"]}, "initContainer": {"image": busybox},
+            **reads_secret("scheduler"),
+        },
+        "seedClient": {
+            "replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["client"]}, "initContainer": {"image": busybox},
+            "persistence": {"size": args.storage},
+        },
+        "client": {
+            "image": {"tag": DRAGONFLY_TAGS["client"]},
+            "initContainer": {"image": busybox},
+            # The platform's nodes pull from Harbor only: its host goes through dfdaemon, nothing else.
+            "dfinit": {
+                "enable": True,
+                # containerd reads certs.d/<host>/hosts.toml at each pull (kind's and EKS's config_path is set):
+                # no privileged init container restarting containerd on every node at each rollout.
+                "restartContainerRuntime": False,
+                "image": {"tag": DRAGONFLY_TAGS["dfinit"]},
+                "config": {"containerRuntime": {"containerd": {
+                    "proxyAllRegistries": False,
+                    "registries": [{
+                        "hostNamespace": args.harbor_host, "serverAddr": f"https://{args.harbor_host}",
+                        "capabilities": ["pull", "resolve"], "skipVerify": False,
+                    }],
+                }}},
+            },
+            "config": {"proxy": {"registryMirror": {"addr": f"https://{args.harbor_host}"}}},
+        },
+    }
+    return sized(
+        values, args.resources, "manager", "scheduler", "seedClient", "client",
+        "scheduler.initContainer", "seedClient.initContainer", "client.initContainer",
+    )
+
+
+def config_files(stores: ServiceStores, db_password: str, redis_token: str, jwt_key: str, db_host: str, redis_host: str) -> dict[str, str]:
+    """manager.yaml and scheduler.yaml: what the chart cannot template (PostgreSQL) and every credential."""
+    redis = {
+        "addrs": [f"{redis_host}:{stores.redis.port}"], "password": redis_token, "db": 0, "brokerDB": 1, "backendDB": 2,
+        # ElastiCache encrypts in transit: verified against the system roots (Amazon's CAs).
+        **({"tls": {"insecureSkipVerify": False}} if stores.redis.tls else {}),
+    }
+    manager = {
+        "server": {"rest": {"addr": f":{REST_PORT}"}, "grpc": {"port": {"start": GRPC_PORT, "end": GRPC_PORT}}},
+        "auth": {"jwt": {"key": jwt_key}},
+        "database": {
+            "type": "postgres",
+            "postgres": {
+                "host": db_host, "port": stores.postgres.port, "user": stores.postgres.username, "password": db_password,
+                "dbname": stores.postgres.database, "sslMode": stores.postgres.ssl_mode, "timezone": "UTC", "migrate": True,
+            },
+            "redis": redis,
+        },
+        "metrics": {"enable": True, "addr": ":8000"},
+        "console": True,
+    }
+    scheduler = {
+        "manager": {
+            "addr": f"{MANAGER}.{NAMESPACE}.svc.cluster.local:{GRPC_PORT}", "schedulerClusterID": SCHEDULER_CLUSTER_ID,
+            "keepAlive": {"interval": "5s"},
+        },
+        "database": {"redis": redis},
+        "job": {"redis": redis},
+        "seedPeer": {"enable": True},
+        "metrics": {"enable": True, "addr": ":8000"},
+        "console": True,
+    }
+    return {"manager.yaml": yaml.safe_dump(manager, sort_keys=False), "scheduler.yaml": yaml.safe_dump(scheduler, sort_keys=False)}
+
+
+def credentials(name: str, cluster: str) -> list[Credential]:
+    """The manager's JWT key and the peers' service-account tokens (the stores register their own)."""
+    return [Credential(
+        what=f"Dragonfly manager JWT signing key on {cluster}",
+        category="internal", issuer=f"Dragonfly on {cluster}", holder=f"Dragonfly on {cluster}",
+        scope=f"signs the console's sign-in sessions (48 hours each); kept in Secret {NAMESPACE}/{CONFIG_SECRET}",
+        lifetime_seconds=None,
+        rotation="`pulumi up --replace` the key resource: the Secret changes and the manager restarts (checksum); sessions sign in again",
+        resources=(f"{name}-jwt-key",),
+    ), Credential(
+        what=f"service-account tokens of Dragonfly on {cluster}",
+        category="federated", issuer=f"the {cluster} cluster's API server (projected service-account token)",
+        holder=f"Dragonfly's manager, scheduler and peers ({NAMESPACE}) on {cluster}",
+        scope="none granted: the chart binds no role",
+        lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
+        rotation="the kubelet refreshes the projected token before it expires",
+    )]
+
+
+def preheat_credential(name: str, cluster: str) -> Credential:
+    return Credential(
+        what=f"Dragonfly preheat token for Harbor on {cluster}",
+        category="external", issuer=f"Dragonfly's manager on {cluster} (a personal access token a platform admin creates)",
+        holder=f"Harbor (preheat instance dragonfly-{cluster}) and the Pulumi state",
+        scope="the manager's open API, scope `job`: create and read preheat jobs",
+        lifetime_seconds=None, lifetime="the expiry chosen when it was created (90 days at most, README)",
+        rotation=f"create a new token in the console, `pulumi config set --secret --path platform:services.dragonfly.preheatTokens.{cluster}`, `pulumi up`",
+        resources=(f"{name}-preheat",),
+    )
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
+    assert parts.service_settings is not None, "stacks/platform.py hands the add-ons every service's settings"
+    name, cluster = f"{parts.cluster.role}-dragonfly", parts.cluster
+    stores = data_stores.stores_args(
+        parts.service_settings(data_stores.SLICE.key), parts.protect, parts.object_store, parts.inventory,
+        backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
+    )
+    token = getattr(settings.options["preheat_tokens"], cluster.name)
+    return Dragonfly(name, cluster, DragonflyArgs(
+        harbor_host=f"harbor.{parts.domain}",
+        hostname=f"{RELEASE}.{cluster.name}.{parts.domain}",
+        stores=stores,
+        replicas=settings.replicas,
+        storage=settings.storage,
+        chart_version=settings.chart_version,
+        resources=settings.resources,
+        preheat_token=pulumi.Output.secret(token.get_secret_value()) if token is not None else None,
+        harbor_provider=parts.harbor_provider,
+        inventory=parts.inventory,
+    ))
+
+
+def tenant(parts: TenantParts) -> list[PreheatPolicy]:
+    """A preheat policy on the tenant's project per cluster whose Dragonfly has a preheat instance."""
+    platform = parts.platform
+    if platform.harbor is None or platform.harbor.admin_password is None:
+        return []
+    project = parts.get(harbor_service.SLICE)  # the tenant's project, which the policy belongs to
+    policies = []
+    for cluster in SLICE.clusters:
+        dragonfly: Dragonfly | None = parts.addon(cluster, SLICE)
+        instance = dragonfly.preheat if dragonfly is not None else None
+        if instance is None:
+            continue
+        policies.append(PreheatPolicy(
+            f"{parts.name}-preheat-{cluster}",
+            harbor_url=f"https://{platform.harbor.host}",
+            ca_bundle=platform.ca_bundle,
+            username=platform.harbor.admin_user,
+            password=platform.harbor.admin_password,
+            project=parts.name,
+            instance=instance.name,
+            name=f"p2p-{cluster}",
+            tags=RELEASE_TAGS,
+            opts=pulumi.ResourceOptions.merge(parts.opts, pulumi.ResourceOptions(depends_on=[instance, *([project] if project else [])])),
+        ))
+    return policies
+
+
+SLICE: ServiceSlice[Dragonfly] = ServiceSlice(
+    key="dragonfly",
+    namespace=PlatformNamespace(
+        NAMESPACE,
+        "Dragonfly, whose dfdaemon on every node needs the host's network, PID and IPC namespaces and host paths "
+        "(containerd's config and a socket directory) to serve as containerd's registry mirror; nothing privileged, "
+        "and nothing else runs there",
+    ),
+    chart="dragonfly",
+    default_replicas=3,
+    on_cluster=on_cluster,
+    clusters=("dev", "prod"),
+    tenant=tenant,
+    options={
+        # Each workload cluster's manager token for Harbor's preheat; unset: P2P pulls without preheat.
+        "preheat_tokens": (PreheatTokens, PreheatTokens()),
+    },
+)

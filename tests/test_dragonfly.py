@@ -1,0 +1,351 @@
+"""P2P distribution (components/dragonfly.py) and Harbor's preheat (components/harbor_preheat.py).
+
+The prod plan (EKS, Dragonfly on) carries both workload clusters' Dragonfly; the dev stack turns it
+off. The preheat policy's dynamic provider runs against a loopback stand-in of Harbor's preheat API
+(the handlers of goharbor/harbor src/server/v2.0/handler/preheat.go: paths, basic auth, JSON
+strings for filters and trigger), over TLS it verifies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import dragonfly
+from components.data_stores import Postgres, Redis, ServiceStores
+from components.harbor_preheat import PreheatPolicyProvider
+from components.tenant_registry import RELEASE_TAGS
+from platformctl.render import Render, read_stack_file
+from stacks.config import ConfigError, load_platform_config
+from tests.certs import Tls, server_context
+from tests.loopback import LoopbackServer
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOAD = ("dev", "prod")
+
+
+def resources(plan: dict[str, Any], type_suffix: str) -> list[dict[str, Any]]:
+    return [r for r in plan["resources"] if r["type"].endswith(type_suffix)]
+
+
+def named(plan: dict[str, Any], name: str, type_suffix: str = "") -> dict[str, Any]:
+    [found] = [r for r in plan["resources"] if r["name"] == name and r["type"].endswith(type_suffix)]
+    return found
+
+
+def tenants(stack: str) -> list[str]:
+    return [t["name"] for t in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["platform:tenants"]]
+
+
+@pytest.fixture(scope="module")
+def prod(renders: dict[str, Render]) -> dict[str, Any]:
+    return renders["prod"].plan
+
+
+def test_dragonfly_runs_on_the_workload_clusters_only_where_enabled(renders: dict[str, Render]) -> None:
+    releases = {stack: {r["cluster"] for r in resources(renders[stack].plan, "Release") if r["inputs"]["chart"] == "dragonfly"} for stack in renders}
+    assert releases == {"dev": set(), "prod": set(WORKLOAD)}
+    assert not resources(renders["dev"].plan, "PreheatInstance") and not resources(renders["dev"].plan, "PreheatPolicy")
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_the_bundled_stores_are_off_and_the_manager_reads_the_platforms(prod: dict[str, Any], cluster: str) -> None:
+    release = named(prod, f"{cluster}-dragonfly", "Release")
+    values = release["inputs"]["values"]
+    assert release["secretPaths"] == [], "a secret in the values makes them unreadable in the plan"
+    assert values["mysql"] == {"enable": False} and values["redis"] == {"enable": False}
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in release["rendered"]}
+    assert not any("mysql" in name or "redis" in name for _, name in kinds)
+    images = [c["image"] for o in release["rendered"] if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")
+              for c in [*o["spec"]["template"]["spec"].get("initContainers", []), *o["spec"]["template"]["spec"]["containers"]]]
+    assert images and all(i.startswith("harbor.platform.example.com/approved/docker.io/") for i in images), images
+    assert not any("bitnami" in i for i in images)
+    # The manager and the scheduler read the Secret the platform writes, by their --config variable.
+    for kind, component in (("Deployment", "manager"), ("StatefulSet", "scheduler")):
+        [obj] = [o for o in release["rendered"] if o["kind"] == kind and o["metadata"]["name"] == f"dragonfly-{component}"]
+        spec = obj["spec"]["template"]["spec"]
+        [container] = [c for c in spec["containers"] if c["name"] == component]
+        assert {"name": f"{component.upper()}_CONFIG", "value": f"{dragonfly.CONFIG_DIR}/{component}.yaml"} in container["env"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["platform-config"]["secret"]["secretName"] == dragonfly.CONFIG_SECRET
+        assert {"name": "platform-config", "mountPath": dragonfly.CONFIG_DIR, "readOnly": True} in container["volumeMounts"]
+    # That Secret is declared on the same cluster, secret, and waits for the stores.
+    secret = named(prod, f"{cluster}-dragonfly-config", "Secret")
+    assert secret["cluster"] == cluster and secret["inputs"]["metadata"]["name"] == dragonfly.CONFIG_SECRET
+    assert set(secret["inputs"]["stringData"].values()) == {"[secret]"}
+    rds = named(prod, f"{cluster}-dragonfly-data-postgres", "Instance")
+    assert rds["inputs"]["multiAz"] is True and rds["inputs"]["storageEncrypted"] is True
+    assert rds["urn"] in release["dependsOn"]
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_every_node_mirrors_harbor_through_dfdaemon(prod: dict[str, Any], cluster: str) -> None:
+    release = named(prod, f"{cluster}-dragonfly", "Release")
+    [dfinit] = [o for o in release["rendered"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dragonfly-dfinit"]
+    containerd = yaml.safe_load(next(iter(dfinit["data"].values())))["containerRuntime"]["containerd"]
+    assert containerd["proxyAllRegistries"] is False
+    [daemonset] = [o for o in release["rendered"] if o["kind"] == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert not [c["name"] for c in [*pod["initContainers"], *pod["containers"]] if (c.get("securityContext") or {}).get("privileged")]
+    assert [(r["hostNamespace"], r["serverAddr"], r["skipVerify"]) for r in containerd["registries"]] == [
+        ("harbor.platform.example.com", "https://harbor.platform.example.com", False)
+    ]
+    [client] = [o for o in release["rendered"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dragonfly-client"]
+    assert yaml.safe_load(next(iter(client["data"].values())))["proxy"]["registryMirror"]["addr"] == "https://harbor.platform.example.com"
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_harbor_reaches_only_the_preheat_api_of_each_manager(prod: dict[str, Any], cluster: str) -> None:
+    ingress = named(prod, f"{cluster}-dragonfly-preheat-api", "Ingress")
+    [rule] = ingress["inputs"]["spec"]["rules"]
+    assert rule["host"] == f"dragonfly.{cluster}.platform.example.com"
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix")]
+    assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {dragonfly.MANAGER}
+    instance = named(prod, f"{cluster}-dragonfly-preheat", "PreheatInstance")
+    inputs = instance["inputs"]
+    assert (inputs["vendor"], inputs["endpoint"], inputs["authMode"], inputs["token"], inputs["insecure"]) == (
+        "dragonfly", f"https://dragonfly.{cluster}.platform.example.com", "OAUTH", "[secret]", False
+    )
+    assert instance["provider"].endswith("::harbor-harbor")
+
+
+def test_every_tenant_project_gets_a_preheat_policy_per_cluster(prod: dict[str, Any]) -> None:
+    policies = {r["name"]: r for r in resources(prod, "PreheatPolicy")}
+    names = tenants("prod")
+    assert set(policies) == {f"{t}-preheat-{c}" for t in names for c in WORKLOAD}
+    for tenant in names:
+        [project] = [r for r in resources(prod, "harbor:index/project:Project") if r["inputs"]["name"] == tenant]
+        for cluster in WORKLOAD:
+            policy = policies[f"{tenant}-preheat-{cluster}"]
+            inputs = policy["inputs"]
+            assert (inputs["project"], inputs["instance"], inputs["tags"], inputs["password"]) == (
+                tenant, f"dragonfly-{cluster}", RELEASE_TAGS, "[secret]"
+            )
+            assert inputs["harbor_url"] == "https://harbor.platform.example.com"
+            assert named(prod, f"{cluster}-dragonfly-preheat")["urn"] in policy["dependsOn"]
+            assert project["urn"] in policy["dependsOn"]
+
+
+def test_dragonflys_credentials_are_in_the_inventory(prod: dict[str, Any]) -> None:
+    entries = {e["what"]: e for e in prod["outputs"]["credentials"]}
+    for cluster in WORKLOAD:
+        for what, resource in (
+            (f"Dragonfly on {cluster} PostgreSQL password", f"{cluster}-dragonfly-data-postgres-password"),
+            (f"Dragonfly on {cluster} Redis AUTH token", f"{cluster}-dragonfly-data-redis-token"),
+            (f"Dragonfly manager JWT signing key on {cluster}", f"{cluster}-dragonfly-jwt-key"),
+            (f"Dragonfly preheat token for Harbor on {cluster}", f"{cluster}-dragonfly-preheat"),
+        ):
+            assert entries[what]["resources"] == [resource], what
+        assert entries[f"Dragonfly preheat token for Harbor on {cluster}"]["category"] == "external"
+
+
+def stores(tls: bool) -> ServiceStores:
+    return ServiceStores(
+        postgres=Postgres(
+            host="db", port=5432, secret="dragonfly-postgres", database="dragonfly", username="dragonfly", ssl_mode="require",  # type: ignore[arg-type]
+            password=None,  # type: ignore[arg-type]
+        ),
+        redis=Redis(host="cache", port=6379, secret="dragonfly-redis", tls=tls, token=None),  # type: ignore[arg-type]
+        checksum=None, ready=[],  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_the_manager_and_scheduler_configs_point_at_the_platforms_stores(tls: bool) -> None:
+    files = dragonfly.config_files(stores(tls), "pw", "token", "jwt", "db.internal", "cache.internal")
+    manager, scheduler = yaml.safe_load(files["manager.yaml"]), yaml.safe_load(files["scheduler.yaml"])
+    database = manager["database"]
+    assert database["type"] == "postgres"
+    assert database["postgres"] == {
+        "host": "db.internal", "port": 5432, "user": "dragonfly", "password": "pw", "dbname": "dragonfly",
+        "sslMode": "require", "timezone": "UTC", "migrate": True,
+    }
+    assert manager["auth"]["jwt"]["key"] == "jwt"
+    for redis in (database["redis"], scheduler["database"]["redis"], scheduler["job"]["redis"]):
+        assert redis["addrs"] == ["cache.internal:6379"] and redis["password"] == "token"
+        assert ("tls" in redis) is tls
+    assert scheduler["manager"]["addr"] == f"{dragonfly.MANAGER}.{dragonfly.NAMESPACE}.svc.cluster.local:{dragonfly.GRPC_PORT}"
+
+
+def _prod_with(services: dict[str, Any]) -> dict[str, str]:
+    raw, _ = read_stack_file(ROOT / "Pulumi.prod.yaml")
+    raw = dict(raw)
+    current = json.loads(raw["platform:services"])
+    raw["platform:services"] = json.dumps({**current, **services})
+    return raw
+
+
+def test_dragonfly_without_the_tenants_ingress_is_refused_naming_the_keys() -> None:
+    raw = _prod_with({"workloadIngress": {"enabled": False}})
+    _, secrets = read_stack_file(ROOT / "Pulumi.prod.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)
+    assert "platform:services" in str(caught.value)
+    assert "dragonfly.enabled must be false while workloadIngress is disabled" in str(caught.value)
+
+
+def test_an_unknown_preheat_cluster_is_refused_naming_the_key() -> None:
+    raw = _prod_with({"dragonfly": {"preheatTokens": {"staging": "x"}}})
+    _, secrets = read_stack_file(ROOT / "Pulumi.prod.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)
+    assert "platform:services.dragonfly.preheatTokens.staging" in str(caught.value)
+
+
+# --- the preheat policy's provider against Harbor's API ------------------------------------
+
+
+class FakePreheatApi(LoopbackServer):
+    """Harbor's preheat endpoints for one admin, one instance and the projects' policies."""
+
+    def __init__(self, tls: Tls, password: str):
+        self.tls, self.password = tls, password
+        self.policies: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def tls_context(self):
+        return server_context(self.tls)
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            state: FakePreheatApi
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, document: Any = None) -> None:
+                body = json.dumps(document).encode() if document is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self) -> None:
+                expected = "Basic " + base64.b64encode(f"admin:{self.state.password}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    return self._reply(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                parts = self.path.removeprefix("/api/v2.0/").split("/")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                with self.state.lock:
+                    if parts[:3] == ["p2p", "preheat", "instances"] and self.command == "GET":
+                        return self._reply(200, {"id": 7, "name": parts[3]}) if parts[3] == "dragonfly-prod" else self._reply(404)
+                    if parts[0] != "projects" or parts[2:4] != ["preheat", "policies"]:
+                        return self._reply(404)
+                    project, policies = parts[1], self.state.policies
+                    key = (project, parts[4]) if len(parts) > 4 else None
+                    if self.command == "POST" and key is None:
+                        policies[(project, body["name"])] = {**body, "id": len(policies) + 1}
+                        return self._reply(201)
+                    if key not in policies:
+                        return self._reply(404)
+                    if self.command == "GET":
+                        return self._reply(200, policies[key])
+                    if self.command == "PUT":
+                        assert body["id"] == policies[key]["id"]
+                        policies[key] = body
+                        return self._reply(200)
+                    if self.command == "DELETE":
+                        del policies[key]
+                        return self._reply(200)
+                return self._reply(405)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        return Handler
+
+
+@pytest.fixture()
+def harbor_api(loopback_tls: Tls) -> Iterator[FakePreheatApi]:
+    with FakePreheatApi(loopback_tls, "s3cret") as api:
+        yield api
+
+
+def props(api: FakePreheatApi, tls: Tls, **extra: Any) -> dict[str, Any]:
+    return {
+        "harbor_url": api.url, "ca_bundle": tls.ca_pem, "username": "admin", "password": "s3cret",
+        "project": "payments", "instance": "dragonfly-prod", "name": "p2p-prod", "tags": RELEASE_TAGS, **extra,
+    }
+
+
+def test_the_policy_provider_creates_updates_and_deletes_harbors_policy(harbor_api: FakePreheatApi, loopback_tls: Tls) -> None:
+    provider = PreheatPolicyProvider()
+    created = provider.create(props(harbor_api, loopback_tls))
+    policy = harbor_api.policies[("payments", "p2p-prod")]
+    assert created.id == "payments/p2p-prod" and policy["provider_id"] == 7 and policy["enabled"] is True
+    assert json.loads(policy["trigger"]) == {"type": "event_based", "trigger_setting": {}}
+    assert json.loads(policy["filters"]) == [{"type": "repository", "value": "**"}, {"type": "tag", "value": RELEASE_TAGS}]
+    news = props(harbor_api, loopback_tls, tags="v*")
+    assert provider.diff(created.id, created.outs, news).changes
+    provider.update(created.id, created.outs, news)
+    assert json.loads(harbor_api.policies[("payments", "p2p-prod")]["filters"])[1] == {"type": "tag", "value": "v*"}
+    assert provider.diff(created.id, news, props(harbor_api, loopback_tls, project="orders")).replaces == ["project"]
+    provider.delete(created.id, news)
+    provider.delete(created.id, news)  # already gone: nothing to do
+    assert not harbor_api.policies
+
+
+def test_the_policy_provider_verifies_tls_and_says_what_harbor_refused(harbor_api: FakePreheatApi, loopback_tls: Tls) -> None:
+    provider = PreheatPolicyProvider()
+    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+        provider.create(props(harbor_api, loopback_tls, ca_bundle=""))  # the system roots do not know the stub's CA
+    with pytest.raises(RuntimeError, match="HTTP 401"):
+        provider.create(props(harbor_api, loopback_tls, password="wrong"))
+    with pytest.raises(RuntimeError, match="instances/dragonfly-dev: HTTP 404"):
+        provider.create(props(harbor_api, loopback_tls, instance="dragonfly-dev"))
+    with pytest.raises(ValueError, match="https only"):
+        provider.create(props(harbor_api, loopback_tls, harbor_url=harbor_api.url.replace("https", "http")))
+    assert not harbor_api.policies
+
+
+def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its_own_cluster(tmp_path: Path) -> None:
+    # The dev stack turns Dragonfly off; turned on, each workload cluster runs the operator and its stores.
+    from platformctl.render import render_plan
+
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["platform:services"]["dragonfly"] = {"enabled": True}
+    file = tmp_path / "Pulumi.dev.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    plan = render_plan(file, "dev")
+    for cluster in WORKLOAD:
+        operator = named(plan, f"{cluster}-cnpg", "Release")
+        assert operator["cluster"] == cluster and operator["inputs"]["namespace"] == "cnpg-system"
+        database = named(plan, f"{cluster}-dragonfly-data-postgres", ":Cluster")
+        assert database["cluster"] == cluster
+        assert database["inputs"]["spec"]["backup"]["barmanObjectStore"]["destinationPath"] == f"s3://platform-dev/postgres/{cluster}/dragonfly"
+        assert named(plan, f"{cluster}-dragonfly-data-redis", "StatefulSet")["cluster"] == cluster
+        assert named(plan, f"{cluster}-dragonfly", "Release")["cluster"] == cluster
+    # No preheat token in the dev stack: P2P pulls, nothing for Harbor to preheat with.
+    assert not resources(plan, "PreheatInstance") and not resources(plan, "PreheatPolicy")
+
+
+def test_dragonfly_on_kubeconfig_clusters_without_an_object_store_is_refused_naming_the_key() -> None:
+    raw, secrets = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw = {k: v for k, v in raw.items() if k != "platform:objectStore"}
+    raw["platform:services"] = json.dumps({**json.loads(raw["platform:services"]), "dragonfly": {"enabled": True}})
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secrets)
+    for cluster in WORKLOAD:
+        assert any(p.startswith("platform:objectStore: required while services.dragonfly is enabled on the kubeconfig "
+                                f"cluster clusters.{cluster}") for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_drain_keeps_all_but_one_replica_of_each_tier(prod: dict[str, Any], cluster: str) -> None:
+    release = named(prod, f"{cluster}-dragonfly", "Release")
+    replicated = [o for o in release["rendered"] if o["kind"] in ("Deployment", "StatefulSet")]
+    budgets = [r for r in resources(prod, "PodDisruptionBudget") if r["cluster"] == cluster and r["name"].startswith(f"{cluster}-dragonfly-")]
+    assert len(budgets) == len(replicated) == 3
+    for obj in replicated:
+        assert obj["spec"]["replicas"] == 3
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        [budget] = [b for b in budgets if b["inputs"]["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        assert budget["inputs"]["spec"]["maxUnavailable"] == 1
