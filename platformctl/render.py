@@ -29,6 +29,7 @@ from typing import Any
 import pulumi
 import pulumi.resource as pulumi_resource
 import yaml
+from pulumi.output import _OutputData
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import known_types, rpc
 from pulumi.runtime import mocks as runtime_mocks
@@ -298,7 +299,10 @@ def run_under_mocks(
     runtime_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
     error: BaseException | None = None
-    with _without_stack_traces(), _collecting_less(), _acyclic_unknowns_check(), _settling(loop, settle) as late_children:
+    with (
+        _without_stack_traces(), _collecting_less(), _acyclic_unknowns_check(), _output_properties_on_use(),
+        _settling(loop, settle) as late_children,
+    ):
         # The program runs outside the event loop so that `_settling` can run the loop at its
         # checkpoints; run_pulumi_func then waits for what is left and raises the program's error.
         try:
@@ -399,6 +403,71 @@ def _acyclic_unknowns_check() -> Iterator[None]:
         yield
     finally:
         rpc.contains_unknowns = original
+
+
+class _PropertyOutput(pulumi.Output):
+    """A resource's output property whose future is made when the program first uses it.
+
+    The SDK's Output for each property is four futures and a task (`rpc.transfer_properties`),
+    made for every property a resource type declares (82 for a gitlab.Project) though a program
+    reads a few. This one holds the engine's answer until then; once made, its future holds what
+    the SDK's would: the same value, known and secret flags, and the resource among its deps.
+    """
+
+    def __init__(self, resource: Any) -> None:  # no Output.__init__: no task and no futures yet
+        self._resource = resource
+        self._answer: tuple[Any, bool, bool, Any, Exception | None] | None = None
+        self._made: asyncio.Future[Any] | None = None
+
+    @property
+    def _data(self) -> asyncio.Future[Any]:  # type: ignore[override]
+        if self._made is None:
+            self._made = asyncio.get_event_loop().create_future()
+            if self._answer is not None:
+                self._settle()
+        return self._made
+
+    def _untrack(self) -> None:
+        """Never tracked: the engine's answer (or its failure) always comes, through `_resolve`."""
+
+    def _resolve(self, value: Any, is_known: bool, is_secret: bool, deps: Any, failed: Exception | None) -> None:
+        self._answer = (value, is_known, is_secret, deps, failed)
+        if self._made is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        assert self._made is not None and self._answer is not None
+        value, is_known, is_secret, deps, failed = self._answer
+        if failed is not None:
+            self._made.set_exception(failed)
+            return
+        resources = {*(deps or ()), self._resource}
+        self._made.set_result(_OutputData(resources=resources, value=value, is_known=is_known, is_secret=is_secret))
+
+
+def _transfer_properties(res: Any, props: Mapping[str, Any], custom: bool) -> dict[str, Callable[..., None]]:
+    """rpc.transfer_properties with a `_PropertyOutput` for each property: the same resolvers' contract."""
+    resolvers = {}
+    for name in props:
+        if name == "urn" or (name == "id" and custom):
+            continue  # set by the SDK itself
+        output = _PropertyOutput(res)
+        resolvers[name] = output._resolve
+        res.__dict__[name] = output
+    return resolvers
+
+
+@contextlib.contextmanager
+def _output_properties_on_use() -> Iterator[None]:
+    """Use `_transfer_properties` while the program runs: a fifth of a render's CPU was the Output
+    machinery of properties no one reads. The plan is the same (the tests render both stacks and
+    compare); `pulumi up` runs the SDK's own."""
+    original = rpc.transfer_properties
+    rpc.transfer_properties = _transfer_properties
+    try:
+        yield
+    finally:
+        rpc.transfer_properties = original
 
 
 class _Children(set[Any]):
