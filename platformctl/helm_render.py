@@ -309,6 +309,7 @@ def _jobs(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Pa
     jobs: dict[str, ReleaseJob] = {}
     missing: list[str] = []
     custom_apis: dict[str, tuple[str, ...]] = {}
+    checked: dict[tuple[str, str, Path | None], Path | None] = {}
     for resource in plan["resources"]:
         if resource["type"] != RELEASE_TYPE:
             continue
@@ -317,7 +318,9 @@ def _jobs(plan: dict[str, Any], kubernetes_versions: Mapping[str, str], base: Pa
         # Air-gapped stacks name the local chart directory itself: <dir>/<chart>/<version>.
         local = Path(chart)
         name, version, where = (local.parent.name, local.name, local.parent.parent) if local.is_absolute() else (chart, version, base)
-        chart_dir = verified(name, version, where, lock)
+        if (name, version, where) not in checked:  # a chart many releases use is hashed once
+            checked[name, version, where] = verified(name, version, where, lock)
+        chart_dir = checked[name, version, where]
         if chart_dir is None:
             missing.append(f"{chart} {inputs.get('version')}")
             continue

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -17,7 +20,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _ensure_event_loop
 
 from platformctl import render
-from platformctl.render import _contains_unknowns, _PropertyOutput, run_under_mocks
+from platformctl.render import Render, _contains_unknowns, _PropertyOutput, _write_json, run_under_mocks, write_render
 from tests.mock_program import ProgramRun, run_program
 
 _VALUES = st.recursive(
@@ -39,6 +42,29 @@ def test_contains_unknowns_with_shared_and_cyclic_values() -> None:
     cyclic["self"] = cyclic
     for value in ([shared, shared], cyclic, [cyclic, UNKNOWN], {"x": [shared, {"y": UNKNOWN}]}):
         assert _contains_unknowns(value) == rpc.contains_unknowns(value)
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=100)
+@given(_JSON)
+def test_plan_json_is_written_as_the_standard_encoder_writes_it(value: Any) -> None:
+    file = io.StringIO()
+    _write_json(value, file)
+    assert file.getvalue() == json.dumps(value, indent=1)
+
+
+def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) -> None:
+    for value in ({"key": ("a", "tuple")}, {1: "an int key"}):
+        with pytest.raises(TypeError):
+            _write_json(value, io.StringIO())
+        write_render(Render(plan={"resources": [], "odd": value}, fingerprints={}), tmp_path)
+        assert (tmp_path / "plan.json").read_text() == json.dumps({"resources": [], "odd": value}, indent=1) + "\n"
 
 
 def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
