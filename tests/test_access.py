@@ -1,13 +1,15 @@
 """`platformctl access`: grants in the stack config need an approval by the tenant's owners.
 
-The grant computation runs on the real stack model; the CLI runs in a subprocess inside a
-temporary Git repository holding this project's stack files, talking HTTP to
-tests/gitlab_stub.py (python-gitlab itself is never mocked).
+The grant computation runs on the real stack model; the CLI runs inside a temporary Git
+repository holding this project's stack files (in this process, and once as a process of its
+own), talking HTTP to tests/gitlab_stub.py (python-gitlab itself is never mocked).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from gitlab_stub import BOT, GitLabStub, client_env
+from platformctl.__main__ import main as platformctl_main
 from platformctl.access import (
     APPROVED_NOTE,
     CLUSTER_ADMIN_RULE,
@@ -289,9 +292,26 @@ def _env(stub: GitLabStub | None) -> dict[str, str]:
     return client_env(stub, PYTHONPATH=str(ROOT))  # the command runs in the temporary repository
 
 
-def _access(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "platformctl", "access", "--base-ref", "HEAD", *args],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+def _access(repo: Path, env: dict[str, str], *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """`platformctl access` run in `repo` with exactly the environment `env`.
+
+    In this process (`platformctl.__main__.main`, what `python -m platformctl` calls): a process
+    of its own would import the whole program again, about a second of CPU per call. An
+    exception escaping `main` (a traceback in the CLI) fails the test. `process=True` runs the
+    real command line instead."""
+    command = ["access", "--base-ref", "HEAD", *args]
+    if process:
+        return subprocess.run([sys.executable, "-m", "platformctl", *command],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.chdir(repo)
+        for key in os.environ.keys() - env.keys():
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        code = platformctl_main(command)
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
 
 
 def _stub_with_push() -> GitLabStub:
@@ -333,7 +353,8 @@ def test_prod_grants_need_prod_owners_and_the_report_is_written(repo: Path) -> N
     out = repo / "build" / "access.md"
     with _stub_with_push() as stub:
         stub.add_note(APPROVED_NOTE, ERIN, system=True, at=AFTER_PUSH)
-        result = _access(repo, _env(stub), "--out", "build/access.md")
+        # The real command line once: `python -m platformctl access` in the repository.
+        result = _access(repo, _env(stub), "--out", "build/access.md", process=True)
     assert result.returncode == 0, result.stderr
     assert "| prod | catalog | frank: developers → ops | erin | ✅ approved by erin |" in result.stdout
     assert out.read_text() == result.stdout

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from platformctl.__main__ import main as platformctl_main
 from platformctl.render import read_stack_file, render_plan
 from stacks.config import ConfigError, load_platform_config
 
@@ -273,19 +274,23 @@ ALIAS_BOMB = "config:\n  platform:domain: x\n  a0: &a0 [x, x, x, x, x, x, x, x, 
     ("a Python object tag", "config:\n  platform:tenants: !!python/object/apply:os.system [id]\n", "could not determine a constructor"),
     ("two documents", "config:\n  platform:domain: a.example.com\n---\nconfig: {}\n", "expected a single document"),
 ])
-def test_bad_stack_file_fails_fast_through_render(tmp_path: Path, case: str, text: str | bytes, words: str) -> None:
+def test_bad_stack_file_fails_fast_through_render(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, text: str | bytes, words: str
+) -> None:
+    # `platformctl render` in this process (an exception escaping it fails the test): a process
+    # of its own would spend a second importing the program; the command line itself runs in
+    # test_cli_fails_without_traceback_and_writes_nothing. The CPU measured is the check's own.
     path = tmp_path / "Pulumi.bad.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     out = tmp_path / "render"
-    with _cpu_seconds() as spent:
-        proc = subprocess.run(
-            [sys.executable, "-m", "platformctl", "render", "--stack", "dev", "--config-file", str(path), "--out", str(out)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert words in proc.stderr and str(path) in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
-    assert spent() < 2  # the interpreter's start included; the check itself is milliseconds
+    started = time.process_time()
+    code = platformctl_main(["render", "--stack", "dev", "--config-file", str(path), "--out", str(out)])
+    spent = time.process_time() - started
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert words in stderr and str(path) in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+    assert spent < 0.5  # milliseconds: nothing is expanded, rendered or imported
 
 
 @contextlib.contextmanager
@@ -453,8 +458,10 @@ def test_random_mutations_fail_cleanly(tmp_path: Path, data: st.DataObject, base
 
 
 # Mutations that stay valid must run the whole program; a render costs about a second, so
-# this draws until it has rendered a bounded number of them (invalid draws cost nothing).
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+# this draws until it has rendered a bounded number of them (invalid draws cost nothing): six
+# a run (the suite's CPU budget, issue 22), fresh ones each run, a failing one kept and replayed
+# first by Hypothesis's example database.
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(data=st.data(), base=st.sampled_from([DEV, PROD]))
 def test_random_mutations_that_stay_valid_render(tmp_path: Path, data: st.DataObject, base: dict) -> None:
     stack = "prod" if base is PROD else "dev"

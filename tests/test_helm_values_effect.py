@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterator
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from platformctl.charts import verified
-from platformctl.helm_render import cluster_api_versions, render_manifests
+from platformctl.charts import read_lock, verified
+from platformctl.helm_render import ReleaseJob, cache_dir, cluster_api_versions, custom_api_versions, render_manifests
 from platformctl.render import Render
 from tests.test_helm_render import kubernetes_versions, releases
 
@@ -118,31 +121,61 @@ def dead_values(charted: dict[str, Render]) -> list[str]:
         assert chart_dir is not None
         version = kubernetes_versions(stack)[release["cluster"]]
         api_versions = cluster_api_versions(charted[stack].plan, release["cluster"], version)
+        job = ReleaseJob(
+            chart_dir=str(chart_dir), chart_digest=read_lock()[f"{inputs['chart']}@{inputs['version']}"]["digest"],
+            values=inputs["values"], name=inputs["name"], namespace=inputs["namespace"], kubernetes_version=version,
+            custom_apis=tuple(custom_api_versions(charted[stack].plan, release["cluster"])),
+        )
+        dead += _remembered(job, todo, lambda: _dead_leaves(chart_dir, inputs, version, api_versions, todo))
+    return dead
 
-        def render(values: dict[str, Any]) -> dict[str, str]:
-            try:
-                return render_manifests(
-                    chart_dir, values, name=inputs["name"], namespace=inputs["namespace"],
-                    kubernetes_version=version, api_versions=api_versions,
-                )
-            except Exception as err:  # noqa: BLE001 a value the chart refuses is a value it reads
-                return {"error": str(err)}
 
-        base, again = render(inputs["values"]), render(inputs["values"])
-        # Templates that differ between two identical renders (generated passwords, certificates).
-        stable = sorted(t for t in base if again.get(t) == base[t])
+def _remembered(job: ReleaseJob, todo: list[tuple[tuple[str, ...], Any]], find: Callable[[], list[str]]) -> list[str]:
+    """`find()`, kept in the Helm release cache under everything it reads: the release's cache key
+    (locked chart, values, name, namespace, cluster APIs, Helm engine), the leaves to try and this
+    module's code. Helm renders the same text from the same inputs (`stable` allows for generated
+    secrets), so on a warm cache a kept answer is the answer and Helm need not run again."""
+    key = hashlib.sha256(json.dumps([job.key(), [p for p, _ in todo], Path(__file__).read_text()]).encode()).hexdigest()
+    entry = cache_dir() / "values-effect" / f"{key}.json"
+    if entry.is_file():
+        return json.loads(entry.read_text())
+    found = find()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = entry.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_text(json.dumps(found))
+    os.replace(staging, entry)  # whole or not at all
+    return found
 
-        def same(values: dict[str, Any]) -> bool:
-            other = render(values)
-            return [other.get(t) for t in stable] == [base[t] for t in stable] and set(other) == set(base)
 
-        markable = [p for p, v in todo if (isinstance(v, str) and v) or (isinstance(v, dict) and v and p[-1] in _WHOLE)]
-        marked, markers = _marked(inputs["values"], markable)
-        text = json.dumps(render(marked))
-        proven = {path for marker, path in markers.items() if marker in text}
-        for path, value in todo:
-            if path not in proven and same(with_leaf(inputs["values"], path, changed(value))):
-                dead.append(f"{inputs['chart']} {'.'.join(path)}")
+def _dead_leaves(
+    chart_dir: Path, inputs: dict[str, Any], version: str, api_versions: list[str], todo: list[tuple[tuple[str, ...], Any]]
+) -> list[str]:
+    """`chart path` of each leaf of `todo` whose change leaves this release's rendered text as it was."""
+    def render(values: dict[str, Any]) -> dict[str, str]:
+        try:
+            return render_manifests(
+                chart_dir, values, name=inputs["name"], namespace=inputs["namespace"],
+                kubernetes_version=version, api_versions=api_versions,
+            )
+        except Exception as err:  # noqa: BLE001 a value the chart refuses is a value it reads
+            return {"error": str(err)}
+
+    base, again = render(inputs["values"]), render(inputs["values"])
+    # Templates that differ between two identical renders (generated passwords, certificates).
+    stable = sorted(t for t in base if again.get(t) == base[t])
+
+    def same(values: dict[str, Any]) -> bool:
+        other = render(values)
+        return [other.get(t) for t in stable] == [base[t] for t in stable] and set(other) == set(base)
+
+    markable = [p for p, v in todo if (isinstance(v, str) and v) or (isinstance(v, dict) and v and p[-1] in _WHOLE)]
+    marked, markers = _marked(inputs["values"], markable)
+    text = json.dumps(render(marked))
+    proven = {path for marker, path in markers.items() if marker in text}
+    dead = []
+    for path, value in todo:
+        if path not in proven and same(with_leaf(inputs["values"], path, changed(value))):
+            dead.append(f"{inputs['chart']} {'.'.join(path)}")
     return dead
 
 

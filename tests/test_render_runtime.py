@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import gc
+import io
+import json
+from pathlib import Path
 from typing import Any
 
+import pulumi
+import pulumi_random as random
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pulumi.output import UNKNOWN
 from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _ensure_event_loop
 
-from platformctl.render import _contains_unknowns, run_under_mocks
+from platformctl import render
+from platformctl.render import Render, _contains_unknowns, _PropertyOutput, _write_json, run_under_mocks, write_render
+from tests.mock_program import ProgramRun, run_program
 
 _VALUES = st.recursive(
     st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(UNKNOWN)),
@@ -34,7 +44,59 @@ def test_contains_unknowns_with_shared_and_cyclic_values() -> None:
         assert _contains_unknowns(value) == rpc.contains_unknowns(value)
 
 
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=100)
+@given(_JSON)
+def test_plan_json_is_written_as_the_standard_encoder_writes_it(value: Any) -> None:
+    file = io.StringIO()
+    _write_json(value, file)
+    assert file.getvalue() == json.dumps(value, indent=1)
+
+
+def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) -> None:
+    for value in ({"key": ("a", "tuple")}, {1: "an int key"}):
+        with pytest.raises(TypeError):
+            _write_json(value, io.StringIO())
+        write_render(Render(plan={"resources": [], "odd": value}, fingerprints={}), tmp_path)
+        assert (tmp_path / "plan.json").read_text() == json.dumps({"resources": [], "odd": value}, indent=1) + "\n"
+
+
 def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
-    before = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns
+    before = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties
     contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
-    assert (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns) == before
+    assert (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties) == before
+
+
+def _passwords() -> dict[str, pulumi.Output[Any]]:
+    """Output properties read before and after the engine answers, secret and not, set and never set."""
+    password = random.RandomPassword("pw", length=12)
+    early = password.result  # made before the engine answered
+    other = random.RandomString("other", length=password.length, keepers={"pw": early})
+    return {"result": early, "length": password.length, "unset": password.override_special,
+            "keepers": other.keepers, "other": other.result}
+
+
+def _seen(run: ProgramRun[dict[str, pulumi.Output[Any]]]) -> dict[str, tuple[Any, ...]]:
+    """Each output's value, known and secret flags and the names of the resources it depends on."""
+    def state(output: pulumi.Output[Any]) -> tuple[Any, ...]:
+        loop = _ensure_event_loop()
+        answers = [loop.run_until_complete(c) for c in (output.future(), output.is_known(), output.is_secret(), output.resources())]
+        return (*answers[:3], sorted(r._name for r in answers[3]))
+    return {name: run._context.run(state, output) for name, output in run.result.items()}
+
+
+def test_output_properties_made_on_use_answer_as_the_sdks(monkeypatch: pytest.MonkeyPatch) -> None:
+    lazy = run_program(_passwords)
+    assert all(isinstance(o, _PropertyOutput) for o in lazy.result.values())  # what this test is about
+    monkeypatch.setattr(render, "_output_properties_on_use", contextlib.nullcontext)
+    stock = run_program(_passwords)
+    assert not any(isinstance(o, _PropertyOutput) for o in stock.result.values())
+    assert _seen(lazy) == _seen(stock)
+    assert _seen(lazy)["result"][2] is True and _seen(lazy)["unset"][0] is None  # a secret, a property never set
+    assert lazy.plan == stock.plan

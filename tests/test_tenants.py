@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from benchmarks.render_scale import stack_file, synthetic_tenants
-from platformctl.diff import diff_renders, load_render
-from platformctl.render import SETTLE_EVERY, enclosing, read_stack_file, render, write_render
+from platformctl.diff import diff_renders
+from platformctl import render as render_module
+from platformctl.render import enclosing, read_stack_file, render
 from stacks.config import Tenant as TenantConfig
 from stacks.config import load_platform_config
 
@@ -270,56 +271,63 @@ def test_each_tenant_environment_is_held_to_its_own_scope(dev_plan: dict) -> Non
 # --- adding, removing and reordering tenants ------------------------------------------------
 
 
-# Enough tenants that the render settles several times among them (SETTLE_EVERY), the
-# smallest count that shows tenants stay independent across those checkpoints.
-TENANTS = 12
+# The render settles (lets pending registrations complete) before a top-level resource such as
+# a tenant once SETTLE_EVERY registrations were declared since the last time. Settling every
+# SETTLE_OFTEN instead, fewer than one tenant declares, puts a checkpoint between every two of
+# a few tenants: the smallest stack that shows tenants stay independent across checkpoints
+# (and one in the middle to remove).
+TENANTS = 4
+SETTLE_OFTEN = 60
+
+
+def _rendered(tmp_path: Path, tenants: list[dict]) -> tuple[dict, dict]:
+    """The dev stack with `tenants` rendered, settling every SETTLE_OFTEN registrations; (plan, fingerprints)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(render_module, "SETTLE_EVERY", SETTLE_OFTEN)
+        result = render(stack_file(tmp_path, tenants), "dev")
+    return result.plan, result.fingerprints
 
 
 @pytest.fixture(scope="module")
-def several(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    tmp = tmp_path_factory.mktemp("several")
+def several(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[dict, dict], list[dict]]:
     tenants = synthetic_tenants(TENANTS)
-    out = tmp / "base"
-    write_render(render(stack_file(tmp, tenants), "dev"), out)
-    assert len(load_render(out)[0]["resources"]) > 3 * SETTLE_EVERY
-    return out, tenants
+    base = _rendered(tmp_path_factory.mktemp("several"), tenants)
+    owners = Counter(tenant_of(base[0]).values())
+    assert all(owners[t["name"]] > SETTLE_OFTEN for t in tenants)  # a checkpoint between every two
+    return base, tenants
 
 
-def _rendered(tmp_path: Path, name: str, tenants: list[dict]):
-    out = tmp_path / name
-    write_render(render(stack_file(tmp_path, tenants), "dev"), out)
-    return load_render(out)
+def _user_names(number: int) -> set[str]:
+    return {f"{role}{number:04d}" for role in ("owner", "dev", "ops")}
 
 
 def test_adding_a_tenant_adds_only_its_resources(tmp_path: Path, several) -> None:
-    base_dir, tenants = several
-    base = load_render(base_dir)
-    head = _rendered(tmp_path, "added", synthetic_tenants(TENANTS + 1))
+    base, _ = several
+    head = _rendered(tmp_path, synthetic_tenants(TENANTS + 1))
     result = diff_renders(base, head)
     assert not result.removed and not result.changed, [r["name"] for r, _ in result.changed][:10]
     owners = tenant_of(head[0])
-    newcomers = {"owner0013", "dev0013", "ops0013"}
+    newcomer, newcomers = f"team{TENANTS + 1:04d}", _user_names(TENANTS + 1)
     for resource in result.added:
-        assert owners[resource["urn"]] == "team0013" or any(u in resource["name"] for u in newcomers), resource["name"]
+        assert owners[resource["urn"]] == newcomer or any(u in resource["name"] for u in newcomers), resource["name"]
     assert len(result.added) > 50
 
 
 def test_removing_a_tenant_removes_only_its_resources(tmp_path: Path, several) -> None:
-    base_dir, tenants = several
-    base = load_render(base_dir)
-    head = _rendered(tmp_path, "removed", [t for t in tenants if t["name"] != "team0006"])
+    base, tenants = several
+    head = _rendered(tmp_path, [t for t in tenants if t["name"] != "team0002"])
     result = diff_renders(base, head)
     assert not result.added and not result.changed
     owners = tenant_of(base[0])
-    leavers = {"owner0006", "dev0006", "ops0006"}
+    leavers = _user_names(2)
     assert result.removed
     for resource in result.removed:
-        assert owners[resource["urn"]] == "team0006" or any(u in resource["name"] for u in leavers), resource["name"]
+        assert owners[resource["urn"]] == "team0002" or any(u in resource["name"] for u in leavers), resource["name"]
 
 
 def test_reordering_tenants_changes_nothing(tmp_path: Path, several) -> None:
-    base_dir, tenants = several
-    result = diff_renders(load_render(base_dir), _rendered(tmp_path, "reordered", list(reversed(tenants))))
+    base, tenants = several
+    result = diff_renders(base, _rendered(tmp_path, list(reversed(tenants))))
     assert result.empty, (len(result.added), len(result.removed), [r["name"] for r, _ in result.changed][:5])
 
 

@@ -30,7 +30,14 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
+
+# kubernetes-validate reads and parses its schema files (the shared definitions are megabytes)
+# and lists its schema versions again for every object it validates: two thirds of its CPU.
+# Both are the same files each time and never changed by a caller, so each is read once.
+for _name in ("schema_contents", "all_versions"):
+    setattr(kubernetes_validate.utils, _name, functools.lru_cache(maxsize=None)(getattr(kubernetes_validate.utils, _name)))
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHARTS_DIR = FIXTURES / "charts"

