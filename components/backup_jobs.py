@@ -23,7 +23,7 @@ import pulumi_vault as vault
 
 from components.backups import BackupStore, BucketAccess, aws_cli_container, backup_cron_job, restricted_container
 from components.cluster import ClusterHandle
-from components.harbor import NAMESPACE as HARBOR_NAMESPACE
+from components.harbor import NAMESPACE as HARBOR_NAMESPACE, RegistryStorage
 from components.tenancy import WorkloadBinder
 from components.vault import NAMESPACE as VAULT_NAMESPACE
 from components.versions import VAULT_IMAGE, VAULT_TAG
@@ -55,13 +55,12 @@ key="${PREFIX}vault-$(date -u +%Y%m%dT%H%M%SZ).snap"
 aws s3 cp "$SNAPSHOT_FILE" "s3://$BUCKET/$key" $UPLOAD_ARGS --only-show-errors
 echo "uploaded s3://$BUCKET/$key"
 """
-# Harbor's registry: storage (a bucket or the volume) to harbor/registry/, removed blobs removed there too
+# Harbor's registry: its bucket (EKS) or prefix of the object store to harbor/registry/, removed blobs removed there too
 # (their versions stay for the retention).
 REGISTRY_SYNC_SH = """set -eu
 aws s3 sync "$SOURCE" "s3://$BUCKET/${PREFIX}registry/" --delete $UPLOAD_ARGS --only-show-errors
 echo "synced $SOURCE to s3://$BUCKET/${PREFIX}registry/"
 """
-REGISTRY_MOUNT = "/storage"
 
 
 @dataclass(frozen=True)
@@ -143,8 +142,8 @@ class VaultSnapshots(pulumi.ComponentResource):
 class RegistryBackupArgs:
     store: BackupStore
     namespace: k8s.core.v1.Namespace  # Harbor's
-    release: str  # Harbor's release name: its registry pod's labels and volume claim
-    registry_bucket: pulumi.Output[str] | None  # on EKS the registry's S3 bucket; None: its volume
+    release: str  # Harbor's release name: the backup's service account is `<release>-backup`
+    registry: RegistryStorage  # on the backup store's own endpoint: one set of keys (or one role) reads it and writes the copy
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 
@@ -154,27 +153,13 @@ class RegistryBackup(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: RegistryBackupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:backup_jobs:RegistryBackup", name, None, opts)
         account = f"{args.release}-backup"
-        on_s3 = args.registry_bucket is not None
-        access = BucketAccess(sync=True, read_buckets=(args.registry_bucket,) if on_s3 else ())
+        access = BucketAccess(sync=True, read_buckets=(args.registry.bucket,) if args.registry.bucket is not None else ())
         writer = args.store.writer("harbor", cluster, args.namespace, HARBOR_NAMESPACE, account, self, access)
-        source = args.registry_bucket.apply(lambda b: f"s3://{b}") if on_s3 else REGISTRY_MOUNT  # type: ignore[union-attr]
-        mounts, volumes = [], [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
-        affinity = None
-        if not on_s3:
-            mounts = [k8s.core.v1.VolumeMountArgs(name="registry", mount_path=REGISTRY_MOUNT, read_only=True)]
-            volumes.append(k8s.core.v1.VolumeArgs(name="registry", persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                claim_name=f"{args.release}-registry", read_only=True)))
-            # The volume is ReadWriteOnce: run on the registry pod's node.
-            affinity = k8s.core.v1.AffinityArgs(pod_affinity=k8s.core.v1.PodAffinityArgs(
-                required_during_scheduling_ignored_during_execution=[k8s.core.v1.PodAffinityTermArgs(
-                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"release": args.release, "component": "registry"}),
-                    topology_key="kubernetes.io/hostname",
-                )]
-            ))
-        sync = aws_cli_container("sync", REGISTRY_SYNC_SH, [*writer.env, k8s.core.v1.EnvVarArgs(name="SOURCE", value=source)], mounts)
+        volumes = [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+        sync = aws_cli_container("sync", REGISTRY_SYNC_SH, [*writer.env, k8s.core.v1.EnvVarArgs(name="SOURCE", value=args.registry.url)], [])
         self.cron_job = backup_cron_job(
             f"{name}-cron", account, args.namespace, args.store.settings.schedules["harbor"],
-            pod_spec(writer.service_account, [], sync, volumes, user=10000, affinity=affinity),  # Harbor's registry user owns the files
+            pod_spec(writer.service_account, [], sync, volumes, user=10000),
             pulumi.ResourceOptions(parent=self, provider=cluster.provider,
                                    depends_on=[args.namespace, *writer.prerequisites, *args.depends_on]),
         )
@@ -187,7 +172,6 @@ def pod_spec(
     main: k8s.core.v1.ContainerArgs,
     volumes: list[k8s.core.v1.VolumeArgs],
     user: int,
-    affinity: k8s.core.v1.AffinityArgs | None = None,
 ) -> k8s.core.v1.PodSpecArgs:
     return k8s.core.v1.PodSpecArgs(
         service_account_name=account,
@@ -200,5 +184,4 @@ def pod_spec(
         init_containers=init or None,
         containers=[main],
         volumes=volumes,
-        affinity=affinity,
     )

@@ -32,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, private_bucket, workload_role
 from components.cluster import ClusterHandle
+from components.common import ObjectStoreTarget
 from components.helm import metadata, workload_service_account
 from components.inventory import Credential, CredentialInventory, external_secret
 from components.versions import AWS_CLI_IMAGE, AWS_CLI_TAG
@@ -277,7 +278,8 @@ def target_credential(target: ObjectStoreTarget) -> Credential:
         "access key of the backup target",
         issuer=f"the administrator of {target.endpoint}",
         holder=f"Secrets */{CREDENTIALS_SECRET} of the backup jobs, and the stack's encrypted Pulumi state",
-        scope=f"what the target grants it on bucket {target.bucket}: should be put-only, without deleting versions",
+        scope=f"what the target grants it on bucket {target.bucket}: should be put-only, without deleting versions "
+              "(on the object store's own endpoint also read and write the live `gitlab/` and read `harbor/`, which it backs up)",
         lifetime="set by the target's administrator",
         rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`",
     )

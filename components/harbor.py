@@ -46,6 +46,7 @@ JOBSERVICE_SECRET = ("harbor-jobservice", "JOBSERVICE_SECRET")
 REGISTRY_HTTP_SECRET = ("harbor-registry-http", "REGISTRY_HTTP_SECRET")
 REGISTRY_CREDENTIALS_SECRET = "harbor-registry-credentials"  # REGISTRY_PASSWD and REGISTRY_HTPASSWD
 TOKEN_CERT_SECRET = "harbor-token-service"  # tls.crt and tls.key
+REGISTRY_ROOT = "/harbor/registry"  # kubeconfig stacks: the registry's prefix in platform:objectStore
 REGISTRY_STORAGE_SECRET = "harbor-registry-storage"  # kubeconfig stacks: the object store's keys, as the chart names them
 # On the pods that read the database password or the Redis token at start.
 DATA_STORES_CHECKSUM_ANNOTATION = "platform.io/data-stores-checksum"
@@ -108,6 +109,15 @@ class HarborArgs(StatefulServiceArgs):
     replicas_elsewhere: tuple[ReplicaRegistry, ...] = ()  # registries every image is replicated to
 
 
+@dataclass(frozen=True)
+class RegistryStorage:
+    """Where Harbor's registry keeps images."""
+
+    url: pulumi.Output[str]  # s3://bucket[/prefix]
+    endpoint: str | None  # an S3-compatible store's; None: AWS
+    bucket: pulumi.Output[str] | None  # EKS: the registry's own bucket, which a backup role must be allowed to read
+
+
 class Harbor(pulumi.ComponentResource):
     url: str
     oidc_redirect_uri: str
@@ -116,7 +126,7 @@ class Harbor(pulumi.ComponentResource):
     provider: harbor.Provider
     auth: harbor.ConfigAuth
     namespace: k8s.core.v1.Namespace
-    registry_bucket: pulumi.Output[str] | None  # on EKS: where the registry keeps images
+    registry: RegistryStorage  # where the registry keeps images (set by _registry_storage)
 
     def __init__(self, name: str, cluster: ClusterHandle, args: HarborArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:harbor:Harbor", name, None, opts)
@@ -125,7 +135,6 @@ class Harbor(pulumi.ComponentResource):
         ns = self.namespace = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         args.inventory.register(*credentials(name, args))
-        self.registry_bucket = None
 
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
@@ -226,7 +235,7 @@ class Harbor(pulumi.ComponentResource):
             bucket = private_bucket(
                 f"{name}-registry", bucket_name(args.exposure.hostname, "registry"), args.aws, args.protect, self
             )
-            self.registry_bucket = bucket.bucket
+            self.registry = RegistryStorage(bucket.bucket.apply(lambda b: f"s3://{b}"), None, bucket.bucket)
             role = bucket_role(f"{name}-registry", args.aws, NAMESPACE, REGISTRY_SERVICE_ACCOUNT, [bucket.bucket], self)
             prerequisites.append(workload_service_account(f"{name}-registry", REGISTRY_SERVICE_ACCOUNT, ns, role.arn, k8s_opts))
             # No access keys: the registry's AWS SDK takes the role from the projected token.
@@ -244,9 +253,10 @@ class Harbor(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         ))
+        self.registry = RegistryStorage(pulumi.Output.from_input(f"s3://{store.bucket}{REGISTRY_ROOT}"), store.endpoint, None)
         return {
             "region": store.region, "bucket": store.bucket, "regionendpoint": store.endpoint,
-            "rootdirectory": "/harbor/registry", "existingSecret": REGISTRY_STORAGE_SECRET,
+            "rootdirectory": REGISTRY_ROOT, "existingSecret": REGISTRY_STORAGE_SECRET,
         }
 
     def _configure(self, name: str, args: HarborArgs) -> None:

@@ -60,11 +60,13 @@ def build_backup_jobs(
             tls_secret=TLS_SECRET,
             depends_on=(vault.release,),
         ))
-    if harbor is not None:
+    # One `aws s3 sync` reads the registry and writes the copy with one identity: on EKS the job's
+    # role; elsewhere the target's keys, which reach the registry only on the same endpoint.
+    if harbor is not None and harbor.registry.endpoint == store.endpoint:
         RegistryBackup("harbor-registry-backup", cluster, RegistryBackupArgs(
             store=store,
             namespace=harbor.namespace,
             release=HARBOR_RELEASE,
-            registry_bucket=harbor.registry_bucket,
+            registry=harbor.registry,
             depends_on=(harbor.release,),
         ))

@@ -59,19 +59,61 @@ def env(container: dict) -> dict[str, Any]:
 @pytest.mark.parametrize("stack", ["prod", "dev"])
 def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack: str) -> None:
     jobs = cron_jobs(charted[stack].plan)
-    vault, gitlab, harbor = jobs["vault/vault-snapshot"], jobs["gitlab/gitlab-toolbox-backup"], jobs["harbor/harbor-backup"]
-    assert (vault["spec"]["schedule"], gitlab["spec"]["schedule"], harbor["spec"]["schedule"]) == tuple(SCHEDULES.values())
-    for job in (vault, gitlab, harbor):
+    vault, gitlab = jobs["vault/vault-snapshot"], jobs["gitlab/gitlab-toolbox-backup"]
+    assert (vault["spec"]["schedule"], gitlab["spec"]["schedule"]) == (SCHEDULES["vault"], SCHEDULES["gitlab"])
+    for job in (vault, gitlab):
         assert job["spec"]["concurrencyPolicy"] == "Forbid"
     [upload] = pod(vault)["containers"]
     assert env(upload)["PREFIX"] == "vault/" and "aws s3 cp" in upload["command"][-1]
     # S3 refuses a PutObject into an Object Lock bucket without a checksum.
     assert "$UPLOAD_ARGS" in upload["command"][-1] and env(upload)["UPLOAD_ARGS"].startswith("--checksum-algorithm CRC32")
-    [sync] = pod(harbor)["containers"]
-    assert env(sync)["PREFIX"] == "harbor/" and "aws s3 sync" in sync["command"][-1]
     [backup] = pod(gitlab)["containers"]
     assert "backup-utility --skip registry,db" in backup["args"][-1]  # the database backs up on its own
     assert env(backup)["BACKUP_BUCKET_NAME"] == f"{env(upload)['BUCKET']}/gitlab"
+    if stack == "dev":  # the registry is in platform:objectStore, the target on another endpoint: no copy claimed
+        assert "harbor/harbor-backup" not in jobs
+        return
+    harbor = jobs["harbor/harbor-backup"]
+    assert harbor["spec"]["schedule"] == SCHEDULES["harbor"] and harbor["spec"]["concurrencyPolicy"] == "Forbid"
+    [sync] = pod(harbor)["containers"]
+    assert env(sync)["PREFIX"] == "harbor/" and "aws s3 sync" in sync["command"][-1]
+    assert not pod(harbor)["volumes"][1:]  # the bucket is read with the job's role, no volume
+
+
+@pytest.mark.parametrize(("endpoint", "declared"), [
+    ("https://minio.example.com", True),  # the object store's own endpoint: the target's keys read the registry
+    ("https://s3.backups.example.com", False),
+])
+def test_off_eks_the_registry_is_copied_only_when_the_target_shares_the_object_stores_endpoint(endpoint: str, declared: bool) -> None:
+    from components import harbor as harbor_component
+    from stacks.backups import build_backup_jobs
+    from tests.test_gitlab_harbor import _shared, run
+
+    def build() -> None:
+        s = _shared("harbor", False)
+        harbor = harbor_component.Harbor("control-plane-harbor", s["cluster"], harbor_component.HarborArgs(
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
+            protect=False, replicas=2, storage="200Gi", aws=None, data_stores=s["data_stores"],
+        ))
+        build_backup_jobs(s["cluster"], _target_store(endpoint), None, harbor, None)
+
+    jobs = [r["inputs"] for r in run(build) if r["type"] == "kubernetes:batch/v1:CronJob"]
+    assert len(jobs) == declared
+    if declared:
+        [sync] = pod(jobs[0])["containers"]
+        assert env(sync)["SOURCE"] == "s3://platform/harbor/registry" and env(sync)["AWS_ENDPOINT_URL"] == endpoint
+
+
+def _target_store(endpoint: str) -> Any:
+    """A kubeconfig stack's backup store on `endpoint` (declare under the mock engine)."""
+    from components.backups import BackupSettings, BackupStore, BackupStoreArgs
+    from components.inventory import CredentialInventory
+
+    target = ObjectStoreTarget(endpoint=endpoint, region="us-east-1", bucket="backups", access_key_id="backup",
+                               secret_access_key=pulumi.Output.secret("unused"))
+    return BackupStore("backups", BackupStoreArgs(
+        settings=BackupSettings(retention_days=7, schedules=SCHEDULES, target=target), bucket_name="unused",
+        aws=None, protect=False, inventory=CredentialInventory()))
 
 
 def test_prod_backs_up_repositories_and_uploads_and_dev_says_what_it_leaves_out(charted: dict) -> None:
@@ -100,20 +142,13 @@ def test_off_eks_gitlab_backs_up_its_objects_only_when_the_target_shares_the_obj
     endpoint: str, skipped: tuple[str, ...],
 ) -> None:
     from components import gitlab as gitlab_component
-    from components.backups import BackupSettings, BackupStore, BackupStoreArgs
-    from components.inventory import CredentialInventory
     from tests.test_gitlab_harbor import _shared, run, values_of
 
     def build() -> None:
         s = _shared("gitlab", False)
-        target = ObjectStoreTarget(endpoint=endpoint, region="us-east-1", bucket="backups", access_key_id="backup",
-                                   secret_access_key=pulumi.Output.secret("unused"))
-        store = BackupStore("backups", BackupStoreArgs(
-            settings=BackupSettings(retention_days=7, schedules=SCHEDULES, target=target), bucket_name="unused",
-            aws=None, protect=False, inventory=CredentialInventory()))
         gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
             exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
-            data_stores=s["data_stores"], backups=store,
+            data_stores=s["data_stores"], backups=_target_store(endpoint),
         ))
 
     values = values_of(run(build), "gitlab")
@@ -210,11 +245,6 @@ def test_a_kubeconfig_target_gets_keys_as_secrets_and_asks_for_encryption(render
     assert keys["inputs"]["stringData"]["AWS_SECRET_ACCESS_KEY"] == "[secret]"
     s3cfg = by_name(plan, "kubernetes:core/v1:Secret", "gitlab-backup-s3cfg")
     assert s3cfg["inputs"]["stringData"]["config"] == "[secret]"
-    # The registry volume is ReadWriteOnce: the copy runs beside the registry, reading it only.
-    harbor = pod(jobs["harbor/harbor-backup"])
-    assert harbor["volumes"][1]["persistentVolumeClaim"] == {"claimName": "harbor-registry", "readOnly": True}
-    assert harbor["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"] == {
-        "matchLabels": {"release": "harbor", "component": "registry"}}
 
 
 @pytest.mark.parametrize(("case", "base", "mutate", "stack", "key", "words"), [
