@@ -41,7 +41,7 @@ from components.common import checksum
 from components.data_stores import DataStoresArgs, ServiceStores
 from components.harbor_preheat import PreheatPolicy
 from components.helm import disruption_budget, metadata, namespace, release, sized
-from components.inventory import HOUR, Credential, CredentialInventory
+from components.inventory import Credential, CredentialInventory, external_secret, internal_secret, projected_token
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_registry import RELEASE_TAGS
 from components.tenant_supply_chain import APPROVED_PROJECT
@@ -56,7 +56,6 @@ CONFIG_SECRET = "dragonfly-config"  # manager.yaml and scheduler.yaml
 CONFIG_DIR = "/etc/dragonfly-platform"
 # What Harbor's dragonfly preheat provider calls on the manager, and nothing else is published.
 PREHEAT_PATHS = (("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix"))
-SERVICE_ACCOUNT_TOKEN_SECONDS = HOUR  # a projected token, refreshed by the kubelet
 REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated tiers (their `component` label)
 
 
@@ -74,10 +73,7 @@ class DragonflyArgs:
     harbor_host: str  # harbor.<domain>: the registry the nodes mirror, and where the images come from
     hostname: str  # dragonfly.<cluster>.<domain>: the manager's open API, for Harbor
     stores: DataStoresArgs  # platform:services.dataStores, for the manager's own stores
-    replicas: int = 3
-    storage: str = "10Gi"  # each seed peer's cache
-    chart_version: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)  # each container's requests and memory limit (sizing)
+    settings: ServiceSettings  # replicas, storage (each seed peer's cache), chart version, sizing
     preheat_token: pulumi.Output[str] | None = None  # a Pulumi secret; None: no preheat yet
     harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
@@ -103,7 +99,7 @@ class Dragonfly(pulumi.ComponentResource):
         )
         self.release = release(
             RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
-            version=args.chart_version, depends_on=[secret, *stores.ready],
+            version=args.settings.chart_version, depends_on=[secret, *stores.ready],
         )
         self._publish(name, cluster, ns, args.hostname)
         # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
@@ -173,14 +169,14 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
         "global": {"imageRegistry": f"{args.harbor_host}/{APPROVED_PROJECT}/docker.io"},
         "mysql": {"enable": False},
         "redis": {"enable": False},
-        "manager": {"replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["manager"]}, **reads_secret("manager")},
+        "manager": {"replicas": args.settings.replicas, "image": {"tag": DRAGONFLY_TAGS["manager"]}, **reads_secret("manager")},
         "scheduler": {
-            "replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["scheduler"]}, "initContainer": {"image": busybox},
+            "replicas": args.settings.replicas, "image": {"tag": DRAGONFLY_TAGS["scheduler"]}, "initContainer": {"image": busybox},
             **reads_secret("scheduler"),
         },
         "seedClient": {
-            "replicas": args.replicas, "image": {"tag": DRAGONFLY_TAGS["client"]}, "initContainer": {"image": busybox},
-            "persistence": {"size": args.storage},
+            "replicas": args.settings.replicas, "image": {"tag": DRAGONFLY_TAGS["client"]}, "initContainer": {"image": busybox},
+            "persistence": {"size": args.settings.storage},
         },
         "client": {
             "image": {"tag": DRAGONFLY_TAGS["client"]},
@@ -204,7 +200,7 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
         },
     }
     return sized(
-        values, args.resources, "manager", "scheduler", "seedClient", "client",
+        values, args.settings.resources, "manager", "scheduler", "seedClient", "client",
         "scheduler.initContainer", "seedClient.initContainer", "client.initContainer",
     )
 
@@ -246,30 +242,26 @@ def config_files(stores: ServiceStores, db_password: str, redis_token: str, jwt_
 
 def credentials(name: str, cluster: str) -> list[Credential]:
     """The manager's JWT key and the peers' service-account tokens (the stores register their own)."""
-    return [Credential(
-        what=f"Dragonfly manager JWT signing key on {cluster}",
-        category="internal", issuer=f"Dragonfly on {cluster}", holder=f"Dragonfly on {cluster}",
+    return [internal_secret(
+        f"Dragonfly on {cluster}", f"Dragonfly manager JWT signing key on {cluster}",
         scope=f"signs the console's sign-in sessions (48 hours each); kept in Secret {NAMESPACE}/{CONFIG_SECRET}",
-        lifetime_seconds=None,
         rotation="`pulumi up --replace` the key resource: the Secret changes and the manager restarts (checksum); sessions sign in again",
         resources=(f"{name}-jwt-key",),
-    ), Credential(
-        what=f"service-account tokens of Dragonfly on {cluster}",
-        category="federated", issuer=f"the {cluster} cluster's API server (projected service-account token)",
+    ), projected_token(
+        f"service-account tokens of Dragonfly on {cluster}",
+        issuer=f"the {cluster} cluster's API server (projected service-account token)",
         holder=f"Dragonfly's manager, scheduler and peers ({NAMESPACE}) on {cluster}",
         scope="none granted: the chart binds no role",
-        lifetime_seconds=SERVICE_ACCOUNT_TOKEN_SECONDS,
-        rotation="the kubelet refreshes the projected token before it expires",
     )]
 
 
 def preheat_credential(name: str, cluster: str) -> Credential:
-    return Credential(
-        what=f"Dragonfly preheat token for Harbor on {cluster}",
-        category="external", issuer=f"Dragonfly's manager on {cluster} (a personal access token a platform admin creates)",
+    return external_secret(
+        f"Dragonfly preheat token for Harbor on {cluster}",
+        issuer=f"Dragonfly's manager on {cluster} (a personal access token a platform admin creates)",
         holder=f"Harbor (preheat instance dragonfly-{cluster}) and the Pulumi state",
         scope="the manager's open API, scope `job`: create and read preheat jobs",
-        lifetime_seconds=None, lifetime="the expiry chosen when it was created (90 days at most, README)",
+        lifetime="the expiry chosen when it was created (90 days at most, README)",
         rotation=f"create a new token in the console, `pulumi config set --secret --path platform:services.dragonfly.preheatTokens.{cluster}`, `pulumi up`",
         resources=(f"{name}-preheat",),
     )
@@ -287,10 +279,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         harbor_host=f"harbor.{parts.domain}",
         hostname=f"{RELEASE}.{cluster.name}.{parts.domain}",
         stores=stores,
-        replicas=settings.replicas,
-        storage=settings.storage,
-        chart_version=settings.chart_version,
-        resources=settings.resources,
+        settings=settings,
         preheat_token=pulumi.Output.secret(token.get_secret_value()) if token is not None else None,
         harbor_provider=parts.harbor_provider,
         inventory=parts.inventory,

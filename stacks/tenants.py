@@ -54,27 +54,7 @@ def tenant_platform(
     policy_templates = {name: a[gatekeeper.SLICE.key].templates for name, a in addons.items() if gatekeeper.SLICE.key in a}
     users = distinct_users(*(t.owners for t in config.tenants), *(t.developers for t in config.tenants),
                            *(t.ops for t in config.tenants))
-    vault_part = None
-    if plane.vault is not None and federation is not None:
-        kv = vault.Mount(
-            "tenants-kv",
-            path=KV_MOUNT,
-            type="kv",
-            options={"version": "2"},
-            description="Tenants' secrets: tenants/<tenant>/...",
-            opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
-        )
-        # Tenants' cosign keys (one per tenant, components/tenant_secrets.py).
-        transit = vault.Mount(
-            "tenants-transit",
-            path=TRANSIT_MOUNT,
-            type="transit",
-            description="Tenants' signing keys: transit/keys/<tenant>-cosign",
-            opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
-        )
-        vault_part = VaultTenancy(
-            plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor, transit_mount=transit
-        )
+    vault_part = _vault_tenancy(config, plane, federation)
     supply_chain = SupplyChainPolicy(
         severity=config.supply_chain.severity,
         cve_allowlist=tuple((e.id, e.expires) for e in config.supply_chain.cve_allowlist),
@@ -124,6 +104,29 @@ def tenant_platform(
         protect=bool(config.protect),
         supply_chain=supply_chain,
     )
+
+
+def _vault_tenancy(config: PlatformConfig, plane: ControlPlane, federation: VaultFederation | None) -> VaultTenancy | None:
+    """The tenants' KV and transit mounts in Vault, and how their halves log in; None without Vault."""
+    if plane.vault is None or federation is None:
+        return None
+    kv = vault.Mount(
+        "tenants-kv",
+        path=KV_MOUNT,
+        type="kv",
+        options={"version": "2"},
+        description="Tenants' secrets: tenants/<tenant>/...",
+        opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+    )
+    # Tenants' cosign keys (one per tenant, components/tenant_secrets.py).
+    transit = vault.Mount(
+        "tenants-transit",
+        path=TRANSIT_MOUNT,
+        type="transit",
+        description="Tenants' signing keys: transit/keys/<tenant>-cosign",
+        opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+    )
+    return VaultTenancy(plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor, transit_mount=transit)
 
 
 def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
