@@ -82,6 +82,13 @@ def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resou
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:
+    cluster = parts.cluster.name
+    parts.inventory.register(projected_token(
+        f"service-account token of Argo Rollouts on {cluster}",
+        f"the {cluster} cluster's API server (projected service-account token)",
+        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) on {cluster}",
+        "the chart's ClusterRole: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every namespace",
+    ))
     return ArgoRollouts(
         f"{parts.cluster.role}-argo-rollouts",
         parts.cluster,

@@ -422,6 +422,7 @@ def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
     eks = plan["outputs"]["clusters"]["prod"]["eks"]
     for cluster in ENVIRONMENTS:
         assert entries[f"service-account token of Prometheus on {cluster}"]["lifetimeSeconds"] == 3600
+        assert entries[f"service-account token of Argo Rollouts on {cluster}"]["lifetimeSeconds"] == 3600
         assert entries[f"serving certificate of metrics-server on {cluster}"]["lifetimeSeconds"] == 90 * 86400
         issuer = entries[f"ACME account key on {cluster}"] if eks else entries[f"intermediate CA key on {cluster}"]
         assert issuer["rotation"]
