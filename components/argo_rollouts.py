@@ -20,8 +20,8 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
+from components import yaml_text
 from components.cluster import ClusterHandle
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -65,7 +65,7 @@ def virtual_cluster_deploy(registry: str) -> dict[str, Any]:
     return {
         "chart": {"name": chart.chart, "repo": chart.repo, "version": chart.version},
         "release": {"name": "argo-rollouts", "namespace": NAMESPACE},
-        "values": yaml.safe_dump(virtual_cluster_values(registry), sort_keys=True),
+        "values": yaml_text.dump(virtual_cluster_values(registry), sort_keys=True),
     }
 
 

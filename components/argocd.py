@@ -9,8 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_time as time
-import yaml
 
+from components import yaml_text
 from components.backend_tls import BackendTlsArgs, internal_certificate, servers_transport
 from components.cluster import ClusterHandle
 from components.common import PlatformGroups
@@ -122,7 +122,7 @@ class ArgoCd(pulumi.ComponentResource):
 def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> dict[str, Any]:
     """The chart values: sign-in through OpenUnison, RBAC from the platform groups, TLS to Traefik verified."""
     oidc_config = args.exposure.ca_bundle.apply(
-        lambda ca: yaml.safe_dump(
+        lambda ca: yaml_text.dump(
             {
                 "name": "OpenUnison",
                 "issuer": args.oidc.issuer_url,

@@ -30,11 +30,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_harbor as harbor
-import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
-from components import data_stores, workload_ingress
+from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import checksum
@@ -237,7 +236,7 @@ def config_files(stores: ServiceStores, db_password: str, redis_token: str, jwt_
         "metrics": {"enable": True, "addr": ":8000"},
         "console": True,
     }
-    return {"manager.yaml": yaml.safe_dump(manager, sort_keys=False), "scheduler.yaml": yaml.safe_dump(scheduler, sort_keys=False)}
+    return {"manager.yaml": yaml_text.dump(manager, sort_keys=False), "scheduler.yaml": yaml_text.dump(scheduler, sort_keys=False)}
 
 
 def credentials(name: str, cluster: str) -> list[Credential]:

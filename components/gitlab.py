@@ -33,8 +33,8 @@ import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_time as time
-import yaml
 
+from components import yaml_text
 from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.backups import BucketAccess
@@ -244,7 +244,7 @@ class GitLab(pulumi.ComponentResource):
         # No keys: the AWS SDK in every GitLab pod takes the role from the projected token.
         connection = {"provider": "AWS", "region": args.aws.region, "use_iam_profile": True}
         prerequisites.append(
-            _secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": yaml.safe_dump(connection)}, k8s_opts)
+            _secret(f"{name}-object-storage", OBJECT_STORE_SECRET, ns, {"connection": yaml_text.dump(connection)}, k8s_opts)
         )
         return buckets
 
@@ -465,7 +465,7 @@ def object_store(args: GitLabArgs) -> ObjectStoreTarget:
 
 def s3_connection(store: ObjectStoreTarget, secret_access_key: str) -> str:
     """The chart's consolidated object-storage connection (fog's AWS provider) for an S3-compatible store."""
-    return yaml.safe_dump({
+    return yaml_text.dump({
         "provider": "AWS",
         "region": store.region,
         "endpoint": store.endpoint,
@@ -503,7 +503,7 @@ def omniauth_provider_document(oidc: OidcClient, hostname: str, groups: Platform
             },
         },
     }
-    return yaml.safe_dump(document, sort_keys=False)
+    return yaml_text.dump(document, sort_keys=False)
 
 
 # --- SSH host keys ----------------------------------------------------------------------

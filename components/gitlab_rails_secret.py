@@ -19,10 +19,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
+from components import yaml_text
 from components.cluster import ClusterHandle
 from components.helm import metadata
 from components.inventory import STATE, Credential, CredentialInventory
@@ -82,7 +82,7 @@ class ExistingKeys(BaseModel):
 
 def secrets_document(keys: dict[str, Any]) -> str:
     """secrets.yml as the chart's Job writes it: the keys under the Rails environment."""
-    return yaml.safe_dump({RAILS_ENV: {k: keys[k] for k in KEYS}}, sort_keys=False)
+    return yaml_text.dump({RAILS_ENV: {k: keys[k] for k in KEYS}}, sort_keys=False)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_time as time
-import yaml
 
+from components import yaml_text
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
@@ -653,7 +653,7 @@ def jit_workflow_tasks() -> str:
             ],
         },
     ]
-    return yaml.safe_dump(tasks, sort_keys=False, width=1000)
+    return yaml_text.dump(tasks, sort_keys=False, width=1000)
 
 
 @dataclass(frozen=True)

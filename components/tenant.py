@@ -18,9 +18,8 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from components import argo_rollouts, prometheus
+from components import argo_rollouts, prometheus, yaml_text
 from components.cluster import ClusterHandle
 from components.federation import (
     FEDERATED_USER,
@@ -247,7 +246,7 @@ def virtual_cluster_values(
             }
         },
         "experimental": {"deploy": {"vcluster": {
-            "manifests": yaml.safe_dump_all(documents, sort_keys=True),
+            "manifests": yaml_text.dump_all(documents, sort_keys=True),
             "helm": [argo_rollouts.virtual_cluster_deploy(virtual_cluster_registry(args.registry_host))],
         }}},
     }

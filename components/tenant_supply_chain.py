@@ -23,8 +23,8 @@ from typing import Any
 
 import pulumi
 import pulumiverse_harbor as harbor
-import yaml
 
+from components import yaml_text
 from components.signing import sign_rules
 from components.tenancy import ENVIRONMENTS, TRANSIT_MOUNT, KV_MOUNT, OpsLayout, Severity, SupplyChainPolicy, cosign_key
 from components.tenant_rollout import APP, MANIFEST, manifest_path, ops_manifests
@@ -282,13 +282,13 @@ def starter_files(
     """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation
     vcluster). The ops projects by `layout`: `dev/` and `prod/`; `root`, one `app.yaml` each, at the
     paths tenants onboarded before the folders have (so their state stays); `moved`, no manifest."""
-    app = {".gitlab-ci.yml": yaml.safe_dump(app_pipeline(tenant, host, severity), sort_keys=False)}
+    app = {".gitlab-ci.yml": yaml_text.dump(app_pipeline(tenant, host, severity), sort_keys=False)}
 
     def manifests(environment: str) -> str:
-        return yaml.safe_dump_all(ops_manifests(tenant, host, environment, domain, virtual), sort_keys=False)
+        return yaml_text.dump_all(ops_manifests(tenant, host, environment, domain, virtual), sort_keys=False)
 
     def pipeline(paths: list[str]) -> str:
-        return yaml.safe_dump(ops_pipeline(host, paths), sort_keys=False)
+        return yaml_text.dump(ops_pipeline(host, paths), sort_keys=False)
 
     if layout is OpsLayout.ROOT:  # one file per repository, as before: ops-dev's is dev's, ops's is prod's
         return {"app": app, **{project: {".gitlab-ci.yml": pipeline([MANIFEST]), MANIFEST: manifests(environment)}

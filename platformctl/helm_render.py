@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from components import yaml_text
 from platformctl.charts import ROOT, ChartError, charts_dir, read_lock, verified
 from platformctl.mocks import REDACTED
 
@@ -55,11 +56,6 @@ MAX_WORKERS = 2
 # How Helm splits a template's output into documents (releaseutil.SplitManifests): "---#" separates too.
 # libyaml's loader where PyYAML has it: the CRDs some charts template are megabytes of YAML.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# libyaml's emitter, three times as fast as PyYAML's, writes the same text for objects whose
-# strings are all printable ASCII on one line (checked on every object of both stacks' plans
-# and their charts); it folds long double-quoted strings differently, so those keep PyYAML's.
-_C_DUMPER = getattr(yaml, "CSafeDumper", None)
-_ONE_LINE_ASCII = re.compile(r"[ -~]*\Z")
 _SEPARATOR = re.compile(r"(?:^|\s*\n)---\s*")
 
 
@@ -158,19 +154,7 @@ def render_release(
 
 def manifest_text(obj: Mapping[str, Any]) -> str:
     """An object as its file under manifests/ holds it: PyYAML's safe_dump text, by libyaml where that is the same."""
-    dumper = _C_DUMPER if _C_DUMPER is not None and _one_line_ascii(obj) else yaml.SafeDumper
-    return yaml.dump(obj, Dumper=dumper, sort_keys=True)
-
-
-def _one_line_ascii(value: Any) -> bool:
-    """Whether every string in `value` (keys included) is printable ASCII on one line."""
-    if isinstance(value, str):
-        return _ONE_LINE_ASCII.match(value) is not None
-    if isinstance(value, dict):
-        return all(_one_line_ascii(k) and _one_line_ascii(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_one_line_ascii(v) for v in value)
-    return True
+    return yaml_text.dump(obj, sort_keys=True)
 
 
 def object_namespace(obj: Mapping[str, Any], release_namespace: str) -> str | None:
