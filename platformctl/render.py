@@ -56,6 +56,8 @@ PLACEHOLDER = "placeholder-for-secure-value"
 SETTLE_EVERY = 500
 # Young-generation threshold of the garbage collector while a program runs (see `_collecting_less`).
 GC_YOUNG_THRESHOLD = 20_000
+# Plain values: the SDK serializes them as they are and they hold no Unknown.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 class RenderError(Exception):
@@ -303,7 +305,7 @@ def run_under_mocks(
     error: BaseException | None = None
     with (
         _without_stack_traces(), _collecting_less(), _acyclic_unknowns_check(), _output_properties_on_use(),
-        _settling(loop, settle) as late_children,
+        _plain_values_as_they_are(), _settling(loop, settle) as late_children,
     ):
         # The program runs outside the event loop so that `_settling` can run the loop at its
         # checkpoints; run_pulumi_func then waits for what is left and raises the program's error.
@@ -372,6 +374,8 @@ def _collecting_less() -> Iterator[None]:
 
 def _contains_unknowns(value: Any) -> bool:
     """pulumi.runtime.rpc.contains_unknowns, the same walk without a recursive closure."""
+    if type(value) in _PLAIN:  # most values the SDK asks about: no walk needed
+        return False
     seen: set[int] = set()
     pending = [value]
     while pending:
@@ -405,6 +409,30 @@ def _acyclic_unknowns_check() -> Iterator[None]:
         yield
     finally:
         rpc.contains_unknowns = original
+
+
+@contextlib.contextmanager
+def _plain_values_as_they_are() -> Iterator[None]:
+    """Serialize a plain value (str, number, bool, None) without the SDK's checks while the program runs.
+
+    Why: the SDK serializes every leaf of every input through the same chain of checks for
+    Outputs, resources, assets, input types and sequences (ABC isinstance checks, type
+    unwrapping) before returning a plain value unchanged; the program's inputs have about
+    15 leaves a registration, the floor's ConfigMap 9. Same answer: the SDK returns such a
+    value as it is unless it is asked for a protobuf Value, which goes the SDK's way.
+    """
+    original = rpc.serialize_property
+
+    async def serialize_property(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(value) in _PLAIN and not kwargs.get("return_protobuf_value"):
+            return value
+        return await original(value, *args, **kwargs)
+
+    rpc.serialize_property = serialize_property
+    try:
+        yield
+    finally:
+        rpc.serialize_property = original
 
 
 class _PropertyOutput(pulumi.Output):

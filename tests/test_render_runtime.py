@@ -68,9 +68,24 @@ def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) 
 
 
 def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
-    before = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties
+    before = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties, rpc.serialize_property
     contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
-    assert (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties) == before
+    after = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties, rpc.serialize_property
+    assert after == before
+
+
+@settings(max_examples=200)
+@given(st.one_of(_JSON, _VALUES), st.booleans())
+def test_values_serialize_as_the_sdk_serializes_them(value: Any, protobuf: bool) -> None:
+    loop = _ensure_event_loop()
+    stock_deps: list[Any] = []
+    stock = loop.run_until_complete(rpc.serialize_property(value, stock_deps, "key", return_protobuf_value=protobuf))
+    original = rpc.serialize_property
+    with render._plain_values_as_they_are():
+        assert rpc.serialize_property is not original  # the render's, for the leaves too (the SDK recurses through rpc)
+        deps: list[Any] = []
+        fast = loop.run_until_complete(rpc.serialize_property(value, deps, "key", return_protobuf_value=protobuf))
+    assert (fast, deps) == (stock, stock_deps)
 
 
 def _passwords() -> dict[str, pulumi.Output[Any]]:
