@@ -13,9 +13,10 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 import pytest
+from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pulumi.output import UNKNOWN
+from pulumi.output import UNKNOWN, Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _ensure_event_loop
 
@@ -68,9 +69,13 @@ def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) 
 
 
 def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
-    before = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties, rpc.serialize_property
+    def state() -> tuple[Any, ...]:
+        return (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties,
+                rpc.serialize_property, rpc.deserialize_property)
+
+    before = state()
     contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
-    after = gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties, rpc.serialize_property
+    after = state()
     assert after == before
 
 
@@ -115,3 +120,33 @@ def test_output_properties_made_on_use_answer_as_the_sdks(monkeypatch: pytest.Mo
     assert _seen(lazy) == _seen(stock)
     assert _seen(lazy)["result"][2] is True and _seen(lazy)["unset"][0] is None  # a secret, a property never set
     assert lazy.plan == stock.plan
+
+
+def _known(value: Any) -> Any:
+    """`value` with each Unknown (a fresh object per deserialization) as a comparable marker."""
+    if isinstance(value, dict):
+        return {k: _known(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_known(v) for v in value]
+    return "<unknown>" if isinstance(value, Unknown) else value
+
+
+# What the engine sends back: JSON with the unknown sentinel among the strings.
+_WIRE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=4), st.just(rpc.UNKNOWN)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=200)
+@given(st.dictionaries(st.text(max_size=3), _WIRE, max_size=4), st.booleans())
+def test_values_deserialize_as_the_sdk_deserializes_them(value: dict[str, Any], keep_unknowns: bool) -> None:
+    props = struct_pb2.Struct()
+    props.update(value)
+    stock = rpc.deserialize_properties(props, keep_unknowns)
+    original = rpc.deserialize_property
+    with render._plain_values_as_they_are():
+        assert rpc.deserialize_property is not original  # the render's, for nested values too
+        fast = rpc.deserialize_properties(props, keep_unknowns)
+    assert _known(fast) == _known(stock)
