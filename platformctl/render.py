@@ -421,17 +421,17 @@ def _acyclic_unknowns_check() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _plain_values_as_they_are() -> Iterator[None]:
-    """Serialize and deserialize a plain value (text, number, bool, None) without the SDK's checks
-    while the program runs.
+    """Serialize, deserialize and translate a plain value (text, number, bool, None) without the
+    SDK's checks while the program runs.
 
     Why: the SDK passes every leaf of every input, and of every answer the engine echoes back,
     through a chain of checks (Outputs, resources, assets, input types, sequences, the unknown
     sentinel: ABC isinstance checks, type unwrapping, an import) before returning a plain value
     unchanged; a registration of the program has about 2.4 times the floor's leaves. Same
-    answers: the SDK returns such a value as it is, unless asked for a protobuf Value or given
-    the unknown sentinel, which go the SDK's way.
+    answers: the SDK returns such a value as it is, unless asked for a protobuf Value, given
+    the unknown sentinel or a type to convert it to, which go the SDK's way.
     """
-    serialize, deserialize = rpc.serialize_property, rpc.deserialize_property
+    serialize, deserialize, translate = rpc.serialize_property, rpc.deserialize_property, rpc.translate_output_properties
 
     async def serialize_property(value: Any, *args: Any, **kwargs: Any) -> Any:
         if type(value) in _PLAIN and not kwargs.get("return_protobuf_value"):
@@ -443,11 +443,17 @@ def _plain_values_as_they_are() -> Iterator[None]:
             return value
         return deserialize(value, *args, **kwargs)
 
+    def translate_output_properties(output: Any, transformer: Any, typ: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if typ is None and type(output) in _PLAIN:  # no type to convert it to (an enum, an int)
+            return output
+        return translate(output, transformer, typ, *args, **kwargs)
+
     rpc.serialize_property, rpc.deserialize_property = serialize_property, deserialize_property
+    rpc.translate_output_properties = translate_output_properties
     try:
         yield
     finally:
-        rpc.serialize_property, rpc.deserialize_property = serialize, deserialize
+        rpc.serialize_property, rpc.deserialize_property, rpc.translate_output_properties = serialize, deserialize, translate
 
 
 class _PropertyOutput(pulumi.Output):

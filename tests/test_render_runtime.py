@@ -71,7 +71,7 @@ def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) 
 def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
     def state() -> tuple[Any, ...]:
         return (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties,
-                rpc.serialize_property, rpc.deserialize_property)
+                rpc.serialize_property, rpc.deserialize_property, rpc.translate_output_properties)
 
     before = state()
     contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
@@ -141,12 +141,16 @@ _WIRE = st.recursive(
 
 @settings(max_examples=200)
 @given(st.dictionaries(st.text(max_size=3), _WIRE, max_size=4), st.booleans())
-def test_values_deserialize_as_the_sdk_deserializes_them(value: dict[str, Any], keep_unknowns: bool) -> None:
+def test_values_deserialize_and_translate_as_the_sdks(value: dict[str, Any], keep_unknowns: bool) -> None:
     props = struct_pb2.Struct()
     props.update(value)
     stock = rpc.deserialize_properties(props, keep_unknowns)
-    original = rpc.deserialize_property
+    stock_translated = rpc.translate_output_properties(stock, str.upper)
+    original = rpc.deserialize_property, rpc.translate_output_properties
     with render._plain_values_as_they_are():
-        assert rpc.deserialize_property is not original  # the render's, for nested values too
+        assert (rpc.deserialize_property, rpc.translate_output_properties) != original  # the render's, nested values too
         fast = rpc.deserialize_properties(props, keep_unknowns)
+        translated = rpc.translate_output_properties(fast, str.upper)
+        assert rpc.translate_output_properties(60000.0, str.upper, int) == 60000  # a type to convert to: the SDK's way
     assert _known(fast) == _known(stock)
+    assert _known(translated) == _known(stock_translated)
