@@ -69,24 +69,34 @@ def virtual_cluster_deploy(registry: str) -> dict[str, Any]:
     }
 
 
+def controller_credential(
+    where: str, issuer: str, scope: str, *, runs: str | None = None, resources: tuple[str, ...] = ()
+) -> Credential:
+    """The controller's projected service-account token `where` (on a cluster, or inside a virtual
+    cluster on it); `runs`: where the holder runs, if said shorter than `where`."""
+    return projected_token(
+        f"service-account token of Argo Rollouts {where}", issuer,
+        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) {runs or where}", scope, resources=resources,
+    )
+
+
 def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resource: str) -> Credential:
     """The controller's own token inside a virtual cluster (`release_resource`: the vcluster release)."""
-    return projected_token(
-        f"service-account token of Argo Rollouts inside the virtual cluster {virtual_cluster} on {cluster}",
+    return controller_credential(
+        f"inside the virtual cluster {virtual_cluster} on {cluster}",
         f"the virtual cluster {virtual_cluster}'s API server (projected service-account token)",
-        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) inside {virtual_cluster}",
         "the chart's ClusterRole inside that virtual cluster only (Rollouts, their ReplicaSets, Services and analyses); "
         "nothing on the host",
+        runs=f"inside {virtual_cluster}",
         resources=(release_resource,),
     )
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:
     cluster = parts.cluster.name
-    parts.inventory.register(projected_token(
-        f"service-account token of Argo Rollouts on {cluster}",
+    parts.inventory.register(controller_credential(
+        f"on {cluster}",
         f"the {cluster} cluster's API server (projected service-account token)",
-        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) on {cluster}",
         "the chart's ClusterRole: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every namespace",
     ))
     return ArgoRollouts(
