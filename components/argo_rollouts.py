@@ -15,35 +15,32 @@ ReplicaSets and pods on the host that the virtual cluster never sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-import pulumi
-import pulumi_kubernetes as k8s
 
 from components import yaml_text
 from components.cluster import ClusterHandle
 from components.inventory import Credential, projected_token
-from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
 
 NAMESPACE = "argo-rollouts"
 
 
-@dataclass(frozen=True)
-class ArgoRolloutsArgs:
-    settings: ServiceSettings  # replicas (2 by default, leader election: a restart leaves one working), chart version, sizing
+class ArgoRollouts(ChartAddOn[AddOnArgs]):
+    type_token = "platform:argo_rollouts:ArgoRollouts"
+    sized_at = ("controller",)
 
+    def values(self, args: AddOnArgs) -> dict[str, Any]:
+        # Two replicas by default (leader election: a restart leaves one working). The chart's
+        # defaults install the CRDs, keep them on uninstall and leave the dashboard off.
+        return {"controller": {"replicas": args.settings.replicas}, "providerRBAC": {"enabled": False}}
 
-class ArgoRollouts(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
-
-    def __init__(self, name: str, cluster: ClusterHandle, args: ArgoRolloutsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:argo_rollouts:ArgoRollouts", name, None, opts)
-        # The chart's defaults install the CRDs, keep them on uninstall and leave the dashboard off.
-        values = {"controller": {"replicas": args.settings.replicas}, "providerRBAC": {"enabled": False}}
-        self.release = SLICE.release(cluster, self, args.settings, values, "controller")
-        self.register_outputs({"release": self.release.status})
+    def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
+        args.inventory.register(controller_credential(
+            f"on {cluster.name}",
+            f"the {cluster.name} cluster's API server (projected service-account token)",
+            "the chart's ClusterRole: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every namespace",
+        ))
 
 
 # The controller inside a virtual cluster: its pod is synced to the tenant's host namespace, so it
@@ -92,25 +89,11 @@ def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resou
     )
 
 
-def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ArgoRollouts:
-    cluster = parts.cluster.name
-    parts.inventory.register(controller_credential(
-        f"on {cluster}",
-        f"the {cluster} cluster's API server (projected service-account token)",
-        "the chart's ClusterRole: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every namespace",
-    ))
-    return ArgoRollouts(
-        f"{parts.cluster.role}-argo-rollouts",
-        parts.cluster,
-        ArgoRolloutsArgs(settings),
-    )
-
-
 SLICE: ServiceSlice[ArgoRollouts] = ServiceSlice(
     key="argo_rollouts",
     namespace=PlatformNamespace(NAMESPACE, "the Argo Rollouts controller, which runs every tenant's Rollouts"),
     chart="argo-rollouts",
     default_replicas=2,
-    on_cluster=on_cluster,
+    addon=ArgoRollouts,
     clusters=WORKLOAD_CLUSTERS,
 )

@@ -10,50 +10,45 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.gatekeeper import cluster_constraints, cluster_mutations, templates
 from policy.labels import TENANT_NAMESPACE_LABEL
 
 NAMESPACE = "gatekeeper-system"
 
 
-@dataclass(frozen=True)
-class GatekeeperArgs:
+@dataclass(frozen=True, kw_only=True)
+class GatekeeperArgs(AddOnArgs):
     allowed_registries: list[str]
     tenant_namespace_selector: dict[str, Any]
     # The platform's own namespaces: outside the tenant constraints, and skipped by the webhook
     # where each says so (stacks/services.py derives them from the slices).
     platform_namespaces: Sequence[PlatformNamespace]
-    # Replicas and chart version; its sizing is that of the chart's hook Jobs that run (its
-    # controller and audit have the chart's own).
-    settings: ServiceSettings
     # Extra constraints for this cluster, such as the tenants' ArgoCD scopes.
     extra_constraints: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Gatekeeper(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
+class Gatekeeper(ChartAddOn[GatekeeperArgs]):
+    type_token = "platform:gatekeeper:Gatekeeper"
+    # Its settings' sizing is that of the chart's hook Jobs that run (its controller and audit
+    # have the chart's own).
+    sized_at = ("postInstall", "crds")
 
-    def __init__(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:gatekeeper:Gatekeeper", name, None, opts)
-        self.release = SLICE.release(
-            cluster,
-            self,
-            args.settings,
-            {
-                "replicas": args.settings.replicas,
-                # With replicas >= 3 (stacks.config) a restart or a node drain leaves two webhooks
-                # answering; the chart spreads them over nodes (preferred pod anti-affinity by hostname).
-                "pdb": {"controllerManager": {"minAvailable": 2}},
-                # Fail closed for everyone but the platform's own namespaces, which are exempt so
-                # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
-                # namespace stays checked: tenant Applications there are held by their constraints.
-                "validatingWebhookFailurePolicy": "Fail",
-                "controllerManager": {"exemptNamespaces": [n.name for n in args.platform_namespaces if n.webhook_exempt]},
-                "auditInterval": 60,
-            },
-            "postInstall", "crds",
-        )
+    def values(self, args: GatekeeperArgs) -> dict[str, Any]:
+        return {
+            "replicas": args.settings.replicas,
+            # With replicas >= 3 (stacks.config) a restart or a node drain leaves two webhooks
+            # answering; the chart spreads them over nodes (preferred pod anti-affinity by hostname).
+            "pdb": {"controllerManager": {"minAvailable": 2}},
+            # Fail closed for everyone but the platform's own namespaces, which are exempt so
+            # a Gatekeeper outage can never lock the platform out of repairing itself. ArgoCD's
+            # namespace stays checked: tenant Applications there are held by their constraints.
+            "validatingWebhookFailurePolicy": "Fail",
+            "controllerManager": {"exemptNamespaces": [n.name for n in args.platform_namespaces if n.webhook_exempt]},
+            "auditInterval": 60,
+        }
+
+    def extend(self, name: str, cluster: ClusterHandle, args: GatekeeperArgs) -> None:
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         # The ConstraintTemplates by the constraint kind they define; constraints wait for them.
         self.templates: dict[str, k8s.apiextensions.CustomResource] = {}
@@ -74,7 +69,6 @@ class Gatekeeper(pulumi.ComponentResource):
         # Mutators are CRDs of the release itself.
         for mutation in cluster_mutations(args.tenant_namespace_selector, platform_namespaces):
             _custom_resource(f"{cluster.role}-{mutation['metadata']['name']}", mutation, child)
-        self.register_outputs({"release": self.release.status})
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
@@ -82,6 +76,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
     return Gatekeeper(
         f"{parts.cluster.role}-gatekeeper",
         parts.cluster,
+        SLICE,
         GatekeeperArgs(
             allowed_registries=[f"harbor.{parts.domain}"],
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import AfterValidator, Field
 from pydantic.alias_generators import to_camel
 
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
-from components.inventory import CredentialInventory, internal_secret
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.inventory import internal_secret
+from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "metallb-system"
 API = "metallb.io/v1beta1"
@@ -68,20 +67,20 @@ Pools = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class MetalLbArgs:
+@dataclass(frozen=True, kw_only=True)
+class MetalLbArgs(AddOnArgs):
     addresses: list[str]  # CIDRs or from-to ranges, validated by stacks/config.py
-    inventory: CredentialInventory
-    settings: ServiceSettings  # chart version, sizing
 
 
-class MetalLb(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
+class MetalLb(ChartAddOn[MetalLbArgs]):
+    type_token = "platform:metallb:MetalLb"
+    sized_at = ("controller", "speaker")
 
-    def __init__(self, name: str, cluster: ClusterHandle, args: MetalLbArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:metallb:MetalLb", name, None, opts)
+    def values(self, args: MetalLbArgs) -> dict[str, Any]:
         # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
-        self.release = SLICE.release(cluster, self, args.settings, {"frrk8s": {"enabled": False}}, "controller", "speaker")
+        return {"frrk8s": {"enabled": False}}
+
+    def extend(self, name: str, cluster: ClusterHandle, args: MetalLbArgs) -> None:
         # The pool and its announcement need the chart's CRDs and its validating webhook.
         after = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         pool = custom_resource(f"{name}-pool", API, "IPAddressPool", POOL, NAMESPACE, {"addresses": args.addresses}, after)
@@ -96,7 +95,6 @@ class MetalLb(pulumi.ComponentResource):
             rotation="delete the Secret: the controller generates a new key and the speakers restart",
             lifetime="as long as the Secret exists",
         ))
-        self.register_outputs({"release": self.release.status})
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None:
@@ -107,6 +105,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None
     return MetalLb(
         f"{parts.cluster.role}-metallb",
         parts.cluster,
+        SLICE,
         MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings),
     )
 

@@ -10,32 +10,22 @@ signed by it (`serverTLSBootstrap`), as EKS has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-import pulumi
-import pulumi_kubernetes as k8s
+from typing import Any
 
 from components import tls
 from components.cluster import ClusterHandle
-from components.inventory import CERT_MANAGER_ROTATION, CredentialInventory, cert_manager_certificate
-from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.inventory import CERT_MANAGER_ROTATION, cert_manager_certificate
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
 NAMESPACE = "metrics-server"
 CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 
 
-@dataclass(frozen=True)
-class MetricsServerArgs:
-    cert_manager: pulumi.Resource  # serves the Certificate and injects the APIService's CA
-    settings: ServiceSettings  # replicas, chart version, sizing
-    inventory: CredentialInventory = field(default_factory=CredentialInventory)
+class MetricsServer(ChartAddOn[AddOnArgs]):
+    type_token = "platform:metrics_server:MetricsServer"
 
-
-class MetricsServer(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
-
-    def __init__(self, name: str, cluster: ClusterHandle, args: MetricsServerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:metrics_server:MetricsServer", name, None, opts)
-        values = {
+    def values(self, args: AddOnArgs) -> dict[str, Any]:
+        return {
             "replicas": args.settings.replicas,
             "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
             "apiService": {"insecureSkipTLSVerify": False},
@@ -43,7 +33,8 @@ class MetricsServer(pulumi.ComponentResource):
             # The chart's Issuer template writes these as its annotations: null otherwise, which is invalid.
             "additionalAnnotations": {},
         }
-        self.release = SLICE.release(cluster, self, args.settings, values, "", depends_on=[args.cert_manager])
+
+    def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
         args.inventory.register(cert_manager_certificate(
             f"serving certificate of metrics-server on {cluster.name}",
             issuer=f"cert-manager on {cluster.name} (the release's self-signed issuer)",
@@ -51,18 +42,19 @@ class MetricsServer(pulumi.ComponentResource):
             scope="authenticates metrics-server to the API server's aggregation layer",
             days=CERTIFICATE_DAYS,
             rotation=f"{CERT_MANAGER_ROTATION} and re-injects the CA",
-            resources=(f"{cluster.role}-metrics-server",),
+            resources=(name,),
         ))
-        self.register_outputs({"release": self.release.status})
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetricsServer:
+    """After cert-manager, which serves its Certificate and injects the APIService's CA."""
     issuer = parts.get(tls.SLICE)
     assert issuer is not None, "stacks.config refuses metricsServer without certManager"
     return MetricsServer(
         f"{parts.cluster.role}-metrics-server",
         parts.cluster,
-        MetricsServerArgs(issuer.release, settings, parts.inventory),
+        SLICE,
+        AddOnArgs(settings=settings, inventory=parts.inventory, after=[issuer.release]),
     )
 
 

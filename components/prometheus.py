@@ -8,16 +8,12 @@ AnalysisRuns query it in-cluster (components/tenant_rollout.py); it is not publi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
-
-import pulumi
-import pulumi_kubernetes as k8s
 
 from components import workload_ingress
 from components.cluster import ClusterHandle
-from components.inventory import CredentialInventory, projected_token
-from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.inventory import projected_token
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 
 NAMESPACE = "monitoring"
 RELEASE = "prometheus"
@@ -49,24 +45,19 @@ def ingress_scrape_job() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class PrometheusArgs:
-    settings: ServiceSettings  # storage, chart version, sizing
-    inventory: CredentialInventory = field(default_factory=CredentialInventory)
-
-
-class Prometheus(pulumi.ComponentResource):
-    release: k8s.helm.v3.Release
+class Prometheus(ChartAddOn[AddOnArgs]):
+    type_token = "platform:prometheus:Prometheus"
+    sized_at = ("server", "configmapReload.prometheus")
     url: str = URL
 
-    def __init__(self, name: str, cluster: ClusterHandle, args: PrometheusArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("platform:prometheus:Prometheus", name, None, opts)
-        values: dict[str, Any] = {
+    def values(self, args: AddOnArgs) -> dict[str, Any]:
+        return {
             **{chart: {"enabled": False} for chart in SUBCHARTS},
             "server": {"retention": RETENTION, "persistentVolume": {"size": args.settings.storage}},
             "scrapeConfigs": {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()},
         }
-        self.release = SLICE.release(cluster, self, args.settings, values, "server", "configmapReload.prometheus")
+
+    def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
         args.inventory.register(projected_token(
             f"service-account token of Prometheus on {cluster.name}",
             issuer=f"the {cluster.name} cluster's API server (projected service-account token)",
@@ -74,21 +65,15 @@ class Prometheus(pulumi.ComponentResource):
             scope="list and watch pods, services and endpoints to find the ingress controller's pods (the chart's ClusterRole)",
             resources=(f"{cluster.role}-{RELEASE}",),
         ))
-        self.register_outputs({"url": URL})
 
-
-def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
-    return Prometheus(
-        f"{parts.cluster.role}-prometheus",
-        parts.cluster,
-        PrometheusArgs(settings, parts.inventory),
-    )
+    def outputs(self) -> dict[str, Any]:
+        return {"url": URL}
 
 
 SLICE: ServiceSlice[Prometheus] = ServiceSlice(
     key="prometheus",
     namespace=PlatformNamespace(NAMESPACE, "Prometheus, which the canary analyses of every tenant query"),
     chart="prometheus",
-    on_cluster=on_cluster,
+    addon=Prometheus,
     clusters=WORKLOAD_CLUSTERS,
 )

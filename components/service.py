@@ -3,8 +3,8 @@
 Each service module declares a `ServiceSlice`: its config key under `platform:services`, its
 namespace and why the tenant policies skip it, its chart pin, the OIDC redirect URIs it needs
 from OpenUnison, and how it is declared: on the control plane from the `ControlPlaneParts` it
-needs (`declare`), on each cluster it runs on (`on_cluster`, an add-on), and for each tenant
-(`tenant`). The registry (stacks/services.py) lists the slices; the composition loops over it.
+needs (`declare`), on each cluster it runs on (an add-on: `addon`, a `ChartAddOn` class, or
+`on_cluster`), and for each tenant (`tenant`). The registry (stacks/services.py) lists the slices; the composition loops over it.
 Credentials are registered by the components themselves, next to the resources they describe.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -84,8 +84,10 @@ class ServiceSlice(Generic[C]):
     chart: str  # key of components.versions.CHARTS
     # How the control plane gets it (None: not a control-plane service).
     declare: Callable[[ControlPlaneParts, ServiceSettings], C] | None = None
-    # How each cluster in `clusters` gets it, as an add-on (None: not an add-on).
+    # How each cluster in `clusters` gets it, as an add-on (None: not an add-on, or `addon` says).
     on_cluster: Callable[[ClusterParts, ServiceSettings], Any] | None = None
+    # Or: on each cluster in `clusters`, this component with the shared AddOnArgs.
+    addon: type[ChartAddOn[Any]] | None = None
     clusters: tuple[str, ...] = CLUSTERS
     # What it declares for each tenant (None: nothing per tenant).
     tenant: Callable[[TenantParts], object] | None = None
@@ -97,6 +99,18 @@ class ServiceSlice(Generic[C]):
     # Its own settings under platform:services.<key>, beyond the shared ones: snake-case name ->
     # (type, default), validated by stacks/config.py and handed to `declare` in ServiceSettings.options.
     options: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_add_on(self) -> bool:
+        return self.on_cluster is not None or self.addon is not None
+
+    def declare_on(self, parts: ClusterParts, settings: ServiceSettings) -> Any:
+        """What it declares on `parts.cluster`: its `on_cluster`, else its `addon` named after its key."""
+        if self.on_cluster is not None:
+            return self.on_cluster(parts, settings)
+        assert self.addon is not None, f"{self.key} is not an add-on"
+        name = f"{parts.cluster.role}-{self.key.replace('_', '-')}"
+        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory))
 
     def release(
         self,
@@ -141,6 +155,48 @@ class ClusterParts:
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""
         return self.declared.get(service.key)
+
+
+A = TypeVar("A", bound="AddOnArgs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddOnArgs:
+    """What a chart add-on is declared with on a cluster; an add-on that needs more extends it."""
+
+    settings: ServiceSettings  # replicas, chart version, sizing, its options
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
+    after: Sequence[pulumi.Resource] = ()  # what its release waits for
+
+
+class ChartAddOn(pulumi.ComponentResource, Generic[A]):
+    """An add-on that is its slice's chart release on a cluster (the CDK EKS Blueprints' HelmAddOn).
+
+    A subclass gives its type token, the chart's values and the paths its sizing goes to, and in
+    `extend` what it declares beside the release (its credentials, objects of the chart's CRDs).
+    """
+
+    type_token: ClassVar[str]  # platform:<module>:<Class>
+    sized_at: ClassVar[tuple[str, ...]] = ("",)  # where the settings' resources go (components.helm.sized)
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self, name: str, cluster: ClusterHandle, service: ServiceSlice[Any], args: A, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__(self.type_token, name, None, opts)
+        values = self.values(args)
+        self.release = service.release(cluster, self, args.settings, values, *self.sized_at, depends_on=args.after)
+        self.extend(name, cluster, args)
+        self.register_outputs(self.outputs())
+
+    def values(self, args: A) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} gives its chart's values")
+
+    def extend(self, name: str, cluster: ClusterHandle, args: A) -> None:
+        """What it declares beside the release: nothing unless the subclass says."""
+
+    def outputs(self) -> dict[str, Any]:
+        return {"release": self.release.status}
 
 
 @dataclass(frozen=True)

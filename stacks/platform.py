@@ -97,8 +97,7 @@ def add_cluster_addons(
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
         if settings.enabled and cluster.role in service.clusters:
-            assert service.on_cluster is not None
-            parts.declared[service.key] = service.on_cluster(parts, settings)
+            parts.declared[service.key] = service.declare_on(parts, settings)
     return parts.declared
 
 

@@ -42,7 +42,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
 # What every exposed service stands on: certificates, ingress and sign-in.
 FOUNDATION = Foundation(tls=tls.SLICE, ingress=ingress.SLICE, identity=openunison.SLICE)
 CONTROL_PLANE: tuple[ServiceSlice[Any], ...] = tuple(s for s in SERVICES if s.declare is not None)
-CLUSTER_ADDONS: tuple[ServiceSlice[Any], ...] = tuple(s for s in SERVICES if s.on_cluster is not None)
+CLUSTER_ADDONS: tuple[ServiceSlice[Any], ...] = tuple(s for s in SERVICES if s.is_add_on)
 
 # Kubernetes' own namespaces, on every cluster.
 SYSTEM_NAMESPACES = (

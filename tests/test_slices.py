@@ -52,14 +52,30 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "image_verifier",
         "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     # The runner's add-on on the control plane carries its settings to the tenants' runners.
-    assert {s.key for s in SERVICES if s.on_cluster is not None} == {
+    assert {s.key for s in SERVICES if s.is_add_on} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "metallb", "gitlab_runner",
         "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
-    assert {s.key for s in SERVICES if s.on_cluster is not None and s.clusters == ("dev", "prod")} == {
+    assert {s.key for s in SERVICES if s.is_add_on and s.clusters == ("dev", "prod")} == {
         "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
     assert {s.key for s in SERVICES if s.tenant is not None} == {
         "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly"}
+
+
+def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> None:
+    """`addon=`: the slice's component on each of its clusters, named `<cluster>-<key>`, with the
+    slice's chart released in the slice's namespace as its child."""
+    addons = [s for s in SERVICES if s.addon is not None]
+    assert {s.key for s in addons} == {"external_secrets", "argo_rollouts", "prometheus"}
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    for service in addons:
+        components = [r for r in plan["resources"] if r["type"] == service.addon.type_token]
+        assert sorted(r["name"] for r in components) == sorted(f"{c}-{service.key.replace('_', '-')}" for c in service.clusters)
+        for component in components:
+            releases = [r for r in by_urn.values()
+                        if r["parent"] == component["urn"] and r["type"] == "kubernetes:helm.sh/v3:Release"]
+            assert [(r["inputs"]["chart"], r["inputs"]["namespace"]) for r in releases] == [
+                (service.chart, service.namespace.name)], component["name"]
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:
