@@ -43,7 +43,7 @@ from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DA
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import tcp_route
-from components.inventory import DAY, HOUR, STATE, Credential, CredentialInventory, generated_password, refreshed
+from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenancy import Isolation
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
@@ -868,13 +868,12 @@ def credentials(name: str, args: GitLabArgs) -> list[Credential]:
         scope="GitLab's root user; takes effect at the first installation only",
         rotation="change it in GitLab by hand (the Secret only seeds the first start)",
         resource=f"{name}-root-password",
-    ), Credential(
-        what=f"GitLab {BOT_USERNAME} personal access token",
-        category="issued",
+    ), issued_token(
+        f"GitLab {BOT_USERNAME} personal access token",
         issuer="GitLab",
         holder=f"the Pulumi gitlab provider ({STATE}) and Secret {NAMESPACE}/{TOKEN_SECRET}",
         scope=f"{', '.join(TOKEN_SCOPES)}, as an administrator",
-        lifetime_seconds=TOKEN_LIFETIME_DAYS * DAY,
+        days=TOKEN_LIFETIME_DAYS,
         rotation=f"an hourly CronJob makes a new one with {TOKEN_MIN_DAYS_LEFT} days or less left",
         resources=(f"{name}-admin-token-holder",),
     ), Credential(

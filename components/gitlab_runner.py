@@ -43,7 +43,7 @@ from components.common import ipv4_network
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
 from components.ingress import NAMESPACE as INGRESS_NAMESPACE
-from components.inventory import DAY, Credential, CredentialInventory
+from components.inventory import Credential, CredentialInventory, issued_token
 from components.service import ClusterParts, ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, approved
 from components.versions import GITLAB_RUNNER_HELPER_IMAGE, GITLAB_RUNNER_IMAGE, GITLAB_RUNNER_TAG, PROMOTE_IMAGE
@@ -379,13 +379,12 @@ def chart_values(args: GitLabRunnerArgs, runner_id: pulumi.Input[str]) -> dict[s
 
 
 def token_credential(name: str, args: GitLabRunnerArgs) -> Credential:
-    return Credential(
-        what=f"GitLab runner authentication token of {args.owner}",
-        category="issued",
+    return issued_token(
+        f"GitLab runner authentication token of {args.owner}",
         issuer="GitLab (pulumi-gitlab UserRunner)",
         holder=f"the gitlab-runner in {args.namespace} (Secret {TOKEN_SECRET})",
         scope=f"pick up and report the jobs of the {args.scope.description}",
-        lifetime_seconds=TOKEN_ROTATION_DAYS * DAY,
+        days=TOKEN_ROTATION_DAYS,
         lifetime=f"{TOKEN_ROTATION_DAYS} days (GitLab sets it no expiry of its own: the rotation ends it)",
         rotation=(f"a new runner on the first `pulumi up --refresh` after {TOKEN_ROTATION_DAYS} days; "
                   "the old one is deleted, which revokes its token"),

@@ -11,7 +11,7 @@ import pulumi
 import pulumiverse_harbor as harbor
 import pulumiverse_time as time
 
-from components.inventory import DAY, Credential
+from components.inventory import Credential, issued_token
 
 ROBOT_LIFETIME_DAYS = 30
 ROBOT_ROTATION_DAYS = ROBOT_LIFETIME_DAYS // 2
@@ -20,10 +20,7 @@ ROBOT_ROTATION = f"replaced by `pulumi up --refresh` past {ROBOT_ROTATION_DAYS} 
 
 def robot_credential(what: str, holder: str, scope: str, resource_name: str) -> Credential:
     """The inventory entry of an `expiring_robot` (`resource_name`): Harbor issues it for ROBOT_LIFETIME_DAYS."""
-    return Credential(
-        what=what, category="issued", issuer="Harbor", holder=holder, scope=scope,
-        lifetime_seconds=ROBOT_LIFETIME_DAYS * DAY, rotation=ROBOT_ROTATION, resources=(resource_name,),
-    )
+    return issued_token(what, "Harbor", holder, scope, ROBOT_LIFETIME_DAYS, ROBOT_ROTATION, resources=(resource_name,))
 
 
 def project_permission(project: pulumi.Input[str], accesses: Sequence[tuple[str, str]]) -> harbor.RobotAccountPermissionArgs:

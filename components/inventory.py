@@ -136,6 +136,27 @@ def projected_token(
     )
 
 
+def vault_token(
+    what: str, login: str, holder: str, scope: str, seconds: int, rotation: str, resources: tuple[str, ...] = ()
+) -> Credential:
+    """A token Vault issues on a login (`login`: the auth mount, or the parent token, it comes from)."""
+    return Credential(
+        what=what, category="federated", issuer=f"Vault, {login}", holder=holder, scope=scope,
+        lifetime_seconds=seconds, rotation=rotation, resources=resources,
+    )
+
+
+def issued_token(
+    what: str, issuer: str, holder: str, scope: str, days: int, rotation: str, *, lifetime: str | None = None,
+    resources: tuple[str, ...] = (),
+) -> Credential:
+    """A token a service (GitLab, Harbor) issues for an account the program keeps, valid `days`."""
+    return Credential(
+        what=what, category="issued", issuer=issuer, holder=holder, scope=scope,
+        lifetime_seconds=days * DAY, lifetime=lifetime, rotation=rotation, resources=resources,
+    )
+
+
 def internal_secret(
     system: str, what: str, scope: str, rotation: str, *, seconds: int | None = None, lifetime: str | None = None,
     resources: tuple[str, ...] = (),

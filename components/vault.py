@@ -40,7 +40,7 @@ from components.backend_tls import CA_DAYS, BackendTlsArgs, internal_certificate
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.helm import namespace, release, sized
-from components.inventory import STATE, Credential, cert_manager_certificate
+from components.inventory import STATE, Credential, cert_manager_certificate, vault_token
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -558,22 +558,20 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         lifetime_seconds=None,
         rotation="`vault operator rekey` by their holders",
         resources=(init,),
-    ), Credential(
-        what="child tokens of the pulumi-vault provider",
-        category="federated",
-        issuer="Vault, from the root token (bootstrap) or the deploy job's platform-deploy login (VAULT_TOKEN)",
+    ), vault_token(
+        "child tokens of the pulumi-vault provider",
+        login="from the root token (bootstrap) or the deploy job's platform-deploy login (VAULT_TOKEN)",
         holder="the pulumi-vault provider during one Pulumi run",
         scope="what its parent token may do (root, or platform-admin)",
-        lifetime_seconds=PROVIDER_CHILD_TOKEN_SECONDS,
+        seconds=PROVIDER_CHILD_TOKEN_SECONDS,
         rotation="a new one for every run",
         resources=(prefix,),
-    ), Credential(
-        what="Vault tokens of people (OIDC sign-in)",
-        category="federated",
-        issuer="Vault, auth/oidc (OpenUnison)",
+    ), vault_token(
+        "Vault tokens of people (OIDC sign-in)",
+        login="auth/oidc (OpenUnison)",
         holder="people signed in to Vault",
         scope="policies of their platform groups",
-        lifetime_seconds=TOKEN_TTL_SECONDS,
+        seconds=TOKEN_TTL_SECONDS,
         rotation="sign in again",
         resources=(f"{prefix}-oidc-{OIDC_ROLE}",),
     ), cert_manager_certificate(

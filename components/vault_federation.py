@@ -39,7 +39,7 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
 from components.cluster import ClusterHandle
-from components.inventory import Credential, CredentialInventory
+from components.inventory import Credential, CredentialInventory, vault_token
 from policy.labels import managed_by
 
 GITLAB_PATH = "jwt-gitlab"
@@ -256,13 +256,12 @@ class VaultFederation(pulumi.ComponentResource):
             for namespace, account in itertools.product(namespaces, accounts):
                 self._token_reviewer(cluster, namespace, account, parent)
         self._inventory.register(
-            Credential(
-                what=f"Vault tokens of role {role_name} ({cluster})",
-                category="federated",
-                issuer=f"Vault, auth/{mount.path}",
+            vault_token(
+                f"Vault tokens of role {role_name} ({cluster})",
+                login=f"auth/{mount.path}",
                 holder=f"service accounts {', '.join(accounts)} in {', '.join(namespaces)} on {cluster}",
                 scope=f"Vault policies {', '.join(policies)}",
-                lifetime_seconds=WORKLOAD_TOKEN_MAX_TTL,
+                seconds=WORKLOAD_TOKEN_MAX_TTL,
                 rotation="log in again with a new service-account token",
                 resources=(resource_name,),
             )
@@ -315,14 +314,13 @@ class VaultFederation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=parent, provider=self.provider, depends_on=[self._gitlab.ready]),
         )
         self._inventory.register(
-            Credential(
-                what=f"Vault tokens of CI role {role_name}",
-                category="federated",
-                issuer=f"Vault, auth/{GITLAB_PATH}",
+            vault_token(
+                f"Vault tokens of CI role {role_name}",
+                login=f"auth/{GITLAB_PATH}",
                 holder=f"CI jobs of {', '.join(paths)} on "
                 + (f"protected {', '.join(refs)}" if refs else "protected branches and tags"),
                 scope=f"Vault policies {', '.join(policies)}",
-                lifetime_seconds=ttl,
+                seconds=ttl,
                 rotation="each job logs in with its own ID token",
                 resources=(resource_name,),
             )
