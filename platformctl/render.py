@@ -342,7 +342,19 @@ def _stack_outputs(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _without_stack_traces() -> Iterator[None]:
+def _patched(target: Any, **replacements: Any) -> Iterator[None]:
+    """`target`'s attributes set to `replacements` while the block runs, restored afterwards."""
+    originals = {name: getattr(target, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(target, name, value)
+    try:
+        yield
+    finally:
+        for name, value in originals.items():
+            setattr(target, name, value)
+
+
+def _without_stack_traces() -> contextlib.AbstractContextManager[None]:
     """Skip the SDK's per-registration stack capture while the program runs.
 
     Why: the SDK records a stack trace and source position for every resource
@@ -351,12 +363,7 @@ def _without_stack_traces() -> Iterator[None]:
     ~10 % of the render's time. An empty StackTrace is what the SDK itself sends when it
     cannot find the caller's frame, so the registrations are otherwise unchanged.
     """
-    original = runtime_resource._get_stack_trace
-    runtime_resource._get_stack_trace = source_pb2.StackTrace
-    try:
-        yield
-    finally:
-        runtime_resource._get_stack_trace = original
+    return _patched(runtime_resource, _get_stack_trace=source_pb2.StackTrace)
 
 
 @contextlib.contextmanager
@@ -401,8 +408,7 @@ def _contains_unknowns(value: Any) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def _acyclic_unknowns_check() -> Iterator[None]:
+def _acyclic_unknowns_check() -> contextlib.AbstractContextManager[None]:
     """Use `_contains_unknowns` while the program runs.
 
     Why: the SDK's version defines a recursive inner function on every call, a reference
@@ -411,12 +417,7 @@ def _acyclic_unknowns_check() -> Iterator[None]:
     collector's work. Same answer: both report whether an Unknown is reachable through dict
     values and list items.
     """
-    original = rpc.contains_unknowns
-    rpc.contains_unknowns = _contains_unknowns
-    try:
-        yield
-    finally:
-        rpc.contains_unknowns = original
+    return _patched(rpc, contains_unknowns=_contains_unknowns)
 
 
 @contextlib.contextmanager
@@ -448,12 +449,11 @@ def _plain_values_as_they_are() -> Iterator[None]:
             return output
         return translate(output, transformer, typ, *args, **kwargs)
 
-    rpc.serialize_property, rpc.deserialize_property = serialize_property, deserialize_property
-    rpc.translate_output_properties = translate_output_properties
-    try:
+    with _patched(
+        rpc, serialize_property=serialize_property, deserialize_property=deserialize_property,
+        translate_output_properties=translate_output_properties,
+    ):
         yield
-    finally:
-        rpc.serialize_property, rpc.deserialize_property, rpc.translate_output_properties = serialize, deserialize, translate
 
 
 class _PropertyOutput(pulumi.Output):
@@ -508,17 +508,11 @@ def _transfer_properties(res: Any, props: Mapping[str, Any], custom: bool) -> di
     return resolvers
 
 
-@contextlib.contextmanager
-def _output_properties_on_use() -> Iterator[None]:
+def _output_properties_on_use() -> contextlib.AbstractContextManager[None]:
     """Use `_transfer_properties` while the program runs: a fifth of a render's CPU was the Output
     machinery of properties no one reads. The plan is the same (the tests render both stacks and
     compare); `pulumi up` runs the SDK's own."""
-    original = rpc.transfer_properties
-    rpc.transfer_properties = _transfer_properties
-    try:
-        yield
-    finally:
-        rpc.transfer_properties = original
+    return _patched(rpc, transfer_properties=_transfer_properties)
 
 
 class _Children(set[Any]):
@@ -577,12 +571,8 @@ def _settling(loop: asyncio.AbstractEventLoop, enabled: bool) -> Iterator[list[s
             res._childResources = _Children(late)
         original(res, ty, name, custom, remote, new_dependency, props, opts, *rest)
 
-    if enabled:
-        pulumi_resource.register_resource = register
-    try:
+    with _patched(pulumi_resource, register_resource=register) if enabled else contextlib.nullcontext():
         yield late
-    finally:
-        pulumi_resource.register_resource = original
 
 
 async def _settle() -> None:

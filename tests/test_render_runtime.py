@@ -79,6 +79,14 @@ def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
     assert after == before
 
 
+def test_patched_attributes_are_restored_when_the_block_raises() -> None:
+    target = type("Target", (), {"first": 1, "second": 2})
+    with pytest.raises(RuntimeError, match="the program failed"), render._patched(target, first=10, second=20):
+        assert (target.first, target.second) == (10, 20)
+        raise RuntimeError("the program failed")
+    assert (target.first, target.second) == (1, 2)
+
+
 @settings(max_examples=200)
 @given(st.one_of(_JSON, _VALUES), st.booleans())
 def test_values_serialize_as_the_sdk_serializes_them(value: Any, protobuf: bool) -> None:
