@@ -6,17 +6,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components import argocd, gitlab, harbor, openunison, tls, vault
-from components.argocd import ArgoCd
+from components import openunison
 from components.cluster import ClusterHandle
 from components.common import LdapUpstream, OidcUpstream, PlatformGroups
-from components.gitlab import GitLab
-from components.harbor import Harbor
 from components.inventory import CredentialInventory
-from components.openunison import OpenUnison
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
-from components.tls import PlatformTls
-from components.vault import Vault
 from stacks.backups import backup_store
 from stacks.config import Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
@@ -24,34 +18,11 @@ from stacks.services import CONTROL_PLANE, FOUNDATION
 
 @dataclass(frozen=True)
 class ControlPlane:
-    """The stack outputs of the shared services, and the services other stacks build on."""
+    """The stack outputs of the shared services, and the services other stacks build on
+    (`parts.get(<module>.SLICE)`: the declared service, or None when it is off)."""
 
     outputs: dict[str, pulumi.Input[object]]
     parts: ControlPlaneParts
-
-    @property
-    def tls(self) -> PlatformTls:
-        return self.parts.require(tls.SLICE)
-
-    @property
-    def identity(self) -> OpenUnison:
-        return self.parts.require(openunison.SLICE)
-
-    @property
-    def gitlab(self) -> GitLab | None:
-        return self.parts.get(gitlab.SLICE)
-
-    @property
-    def harbor(self) -> Harbor | None:
-        return self.parts.get(harbor.SLICE)
-
-    @property
-    def vault(self) -> Vault | None:
-        return self.parts.get(vault.SLICE)
-
-    @property
-    def argocd(self) -> ArgoCd | None:
-        return self.parts.get(argocd.SLICE)
 
 
 def edge_settings(config: PlatformConfig) -> EdgeSettings:

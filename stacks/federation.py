@@ -38,6 +38,7 @@ from components.federation import (
 )
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import KubeOidcProxy, KubeOidcProxyArgs
+from components.argocd import SLICE as ARGOCD
 from components.service import WORKLOAD_CLUSTERS
 from stacks.config import PlatformConfig
 from stacks.control_plane import ControlPlane
@@ -101,22 +102,23 @@ def build_federation(
     clusters: dict[str, ClusterHandle], config: PlatformConfig, control_plane: ControlPlane, inventory: CredentialInventory
 ) -> ClusterFederation:
     """Trust between the control plane and the workload clusters, for ArgoCD; the proxies' keys go to `inventory`."""
-    if control_plane.argocd is None:
+    argocd = control_plane.parts.get(ARGOCD)
+    if argocd is None:
         return ClusterFederation()  # nothing asks for tokens
-    identity = control_plane.identity
+    identity = control_plane.parts.require(openunison_component.SLICE)
     openunison = OpenUnisonRefs(
         url=identity.portal_url.rstrip("/"),
         namespace=openunison_component.NAMESPACE,
         operator_release=identity.operator_release,
         portal_release=identity.portal_release,
-        ca_bundle=control_plane.tls.ca_bundle,
+        ca_bundle=control_plane.parts.tls.ca_bundle,
     )
     cp = clusters["control-plane"]
     federation = ClusterFederation(
         control_plane=cp,
         openunison=openunison,
         broker=TokenBroker("federation-token-broker", cp, TokenBrokerArgs(openunison)),
-        argocd_release=control_plane.argocd.release,
+        argocd_release=argocd.release,
         outputs={"issuerUrl": openunison.issuer_url, "user": FEDERATED_USER},
     )
     for name in WORKLOAD_CLUSTERS:

@@ -22,6 +22,9 @@ from components.cluster import (
     NodeGroupArgs,
 )
 from components import image_verifier
+from components.gitlab import SLICE as GITLAB
+from components.harbor import SLICE as HARBOR
+from components.vault import SLICE as VAULT
 from components.inventory import CredentialInventory
 from components import tls
 from components.network import VpcNetwork
@@ -150,16 +153,17 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     addons = {"control-plane": add_cluster_addons(clusters["control-plane"], config, inventory)}
     plane = build_control_plane(clusters["control-plane"], config, inventory)
     # The workload clusters' add-ons after the control plane: their certificates chain to its CA.
-    issuer = plane.parts.get(tls.SLICE)
+    issuer, harbor = plane.parts.get(tls.SLICE), plane.parts.get(HARBOR)
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
             clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
-            plane.harbor.provider if plane.harbor else None,
+            harbor.provider if harbor else None,
         )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
-    federation = build_vault_federation(config, clusters, plane.vault, plane.gitlab, inventory=inventory)
-    build_backup_jobs(clusters["control-plane"], plane.parts.backups, plane.vault, plane.harbor, federation.vault)
+    vault = plane.parts.get(VAULT)
+    federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory)
+    build_backup_jobs(clusters["control-plane"], plane.parts.backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)

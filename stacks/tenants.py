@@ -10,9 +10,12 @@ import pulumi
 import pulumi_vault as vault
 
 from components import gatekeeper
-from components.argocd import NAMESPACE as ARGOCD_NAMESPACE
+from components.argocd import NAMESPACE as ARGOCD_NAMESPACE, SLICE as ARGOCD
 from components.cluster import ClusterHandle
+from components.gitlab import SLICE as GITLAB
+from components.harbor import SLICE as HARBOR
 from components.inventory import CredentialInventory
+from components.openunison import SLICE as OPENUNISON
 from components.signing import KeyRotation
 from components.platform_users import PlatformUsers, PlatformUsersArgs, distinct_users
 from components.tenancy import (
@@ -34,6 +37,7 @@ from components.tenancy import (
 )
 from components.tenant import Sandbox, Tenant
 from components.tenant_roles import TenantRoles
+from components.vault import SLICE as VAULT
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.config import PodSecurityException as PodSecurityExceptionConfig
@@ -61,32 +65,34 @@ def tenant_platform(
         keep_last=config.supply_chain.keep_last,
         key_rotation=KeyRotation(config.supply_chain.signing_keys.rotation_days, config.supply_chain.signing_keys.trusted_versions),
     )
+    gitlab, argocd, harbor = plane.parts.get(GITLAB), plane.parts.get(ARGOCD), plane.parts.get(HARBOR)
+    identity = plane.parts.require(OPENUNISON)
     gitlab_part = None
-    if plane.gitlab is not None:
+    if gitlab is not None:
         platform_users = PlatformUsers(
-            "platform-users", PlatformUsersArgs(users, config.identity.email_domain, plane.gitlab.provider)
+            "platform-users", PlatformUsersArgs(users, config.identity.email_domain, gitlab.provider)
         )
-        gitlab_part = GitLabTenancy(plane.gitlab.provider, plane.gitlab.url, plane.gitlab.ssh_host, dict(platform_users.users))
+        gitlab_part = GitLabTenancy(gitlab.provider, gitlab.url, gitlab.ssh_host, dict(platform_users.users))
     argocd_part = None
-    if plane.argocd is not None:
+    if argocd is not None:
         argocd_part = ArgoTenancy(
-            plane.argocd.release, clusters["control-plane"].provider, ARGOCD_NAMESPACE, plane.argocd.url,
-            plane.argocd.webhook_secret,
+            argocd.release, clusters["control-plane"].provider, ARGOCD_NAMESPACE, argocd.url,
+            argocd.webhook_secret,
         )
     return TenantPlatform(
         domain=config.domain,
         clusters=clusters,
-        ca_bundle=plane.tls.ca_bundle,
-        issuer_url=plane.identity.issuer_url,
-        kubernetes_client_id=plane.identity.kubernetes_client_id,
+        ca_bundle=plane.parts.tls.ca_bundle,
+        issuer_url=identity.issuer_url,
+        kubernetes_client_id=identity.kubernetes_client_id,
         vault=vault_part,
         gitlab=gitlab_part,
         harbor=(
             HarborTenancy(
-                plane.harbor.provider, f"harbor.{config.domain}", tuple(config.identity.system_approvers),
-                admin_password=plane.harbor.admin_password,
+                harbor.provider, f"harbor.{config.domain}", tuple(config.identity.system_approvers),
+                admin_password=harbor.admin_password,
             )
-            if plane.harbor is not None
+            if harbor is not None
             else None
         ),
         argocd=argocd_part,
@@ -100,7 +106,7 @@ def tenant_platform(
             if argocd_federation.enabled and argocd_federation.openunison
             else None
         ),
-        identity=IdentityTenancy(clusters["control-plane"], plane.identity.portal_release),
+        identity=IdentityTenancy(clusters["control-plane"], identity.portal_release),
         protect=bool(config.protect),
         supply_chain=supply_chain,
     )
@@ -108,7 +114,8 @@ def tenant_platform(
 
 def _vault_tenancy(config: PlatformConfig, plane: ControlPlane, federation: VaultFederation | None) -> VaultTenancy | None:
     """The tenants' KV and transit mounts in Vault, and how their halves log in; None without Vault."""
-    if plane.vault is None or federation is None:
+    service = plane.parts.get(VAULT)
+    if service is None or federation is None:
         return None
     kv = vault.Mount(
         "tenants-kv",
@@ -116,7 +123,7 @@ def _vault_tenancy(config: PlatformConfig, plane: ControlPlane, federation: Vaul
         type="kv",
         options={"version": "2"},
         description="Tenants' secrets: tenants/<tenant>/...",
-        opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+        opts=pulumi.ResourceOptions(provider=service.provider, protect=bool(config.protect)),
     )
     # Tenants' cosign keys (one per tenant, components/tenant_secrets.py).
     transit = vault.Mount(
@@ -124,9 +131,9 @@ def _vault_tenancy(config: PlatformConfig, plane: ControlPlane, federation: Vaul
         path=TRANSIT_MOUNT,
         type="transit",
         description="Tenants' signing keys: transit/keys/<tenant>-cosign",
-        opts=pulumi.ResourceOptions(provider=plane.vault.provider, protect=bool(config.protect)),
+        opts=pulumi.ResourceOptions(provider=service.provider, protect=bool(config.protect)),
     )
-    return VaultTenancy(plane.vault.provider, plane.vault.url, kv, federation, plane.vault.oidc.accessor, transit_mount=transit)
+    return VaultTenancy(service.provider, service.url, kv, federation, service.oidc.accessor, transit_mount=transit)
 
 
 def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
