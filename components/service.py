@@ -10,6 +10,7 @@ Credentials are registered by the components themselves, next to the resources t
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -169,7 +170,7 @@ class AddOnArgs:
     after: Sequence[pulumi.Resource] = ()  # what its release waits for
 
 
-class ChartAddOn(pulumi.ComponentResource, Generic[A]):
+class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
     """An add-on that is its slice's chart release on a cluster (the CDK EKS Blueprints' HelmAddOn).
 
     A subclass gives its type token, the chart's values and the paths its sizing goes to, and in
@@ -189,8 +190,9 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A]):
         self.extend(name, cluster, args)
         self.register_outputs(self.outputs())
 
+    @abstractmethod
     def values(self, args: A) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} gives its chart's values")
+        """The chart's values for `args`."""
 
     def extend(self, name: str, cluster: ClusterHandle, args: A) -> None:
         """What it declares beside the release: nothing unless the subclass says."""
