@@ -18,6 +18,9 @@ API takes a personal access token the manager issues (scope `job`), which only a
 can create once the manager runs: `platform:services.dragonfly.preheatTokens.<cluster>` hands it
 to Harbor's preheat instance for that cluster (README, P2P distribution). Each tenant project
 gets a preheat policy per instance (`tenant`, components/harbor_preheat.py).
+
+The manager seeds its console's `root` with the password `dragonfly`; a Job replaces it with a
+generated one at once (`_replace_seeded_root`), kept in Secret `dragonfly-root-password`.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import checksum
 from components.data_stores import DataStoresArgs, ServiceStores
+from components.backup_jobs import pod_spec
+from components.backups import restricted_container
 from components.harbor_preheat import PreheatPolicy
 from components.helm import disruption_budget, metadata, namespace, release, sized
-from components.inventory import Credential, CredentialInventory, external_secret, internal_secret, projected_token
+from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, projected_token
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_registry import RELEASE_TAGS
-from components.tenant_supply_chain import APPROVED_PROJECT
+from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import BUSYBOX_IMAGE, DRAGONFLY_TAGS
 
 NAMESPACE = "dragonfly-system"
@@ -56,6 +61,23 @@ CONFIG_DIR = "/etc/dragonfly-platform"
 # What Harbor's dragonfly preheat provider calls on the manager, and nothing else is published.
 PREHEAT_PATHS = (("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix"))
 REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated tiers (their `component` label)
+ROOT_PASSWORD_SECRET = "dragonfly-root-password"
+# The manager (v2.5.0, manager/permission/rbac/rbac.go) seeds `root`, user 1, with the password
+# `dragonfly` when its user table is empty; `reset_password` takes the old password, no session, and
+# answers 401 to a wrong one (manager/middlewares/error.go). Passwords are 8 to 20 characters.
+REPLACE_SEEDED_ROOT_SH = """\
+set -u
+users="http://$MANAGER:$REST_PORT/api/v1/users"
+post() { wget -q -O /dev/null --header 'Content-Type: application/json' --post-data "$2" "$users/$1"; }
+if post 1/reset_password "{\\"old_password\\":\\"dragonfly\\",\\"new_password\\":\\"$ROOT_PASSWORD\\"}"; then
+  echo "replaced root's seeded password"; exit 0
+fi
+if post signin "{\\"name\\":\\"root\\",\\"password\\":\\"$ROOT_PASSWORD\\"}"; then
+  echo "root's password is the platform's already"; exit 0
+fi
+echo "the manager did not answer, or root's password is neither the seeded one nor the platform's" >&2
+exit 1
+"""
 
 
 class PreheatTokens(BaseModel):
@@ -101,6 +123,7 @@ class Dragonfly(pulumi.ComponentResource):
             version=args.settings.chart_version, depends_on=[secret, *stores.ready],
         )
         self._publish(name, cluster, ns, args.hostname)
+        self._replace_seeded_root(name, ns, args.harbor_host, k8s_opts)
         # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
         for tier in REPLICATED:
             disruption_budget(f"{name}-{tier}", f"{RELEASE}-{tier}", ns, {"app": RELEASE, "component": tier}, k8s_opts)
@@ -109,8 +132,29 @@ class Dragonfly(pulumi.ComponentResource):
         self.register_outputs({"manager": f"https://{args.hostname}"})
 
     def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str) -> None:
-        """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more."""
+        """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more;
+        in the cluster its REST port answers only its own namespace and that ingress."""
         backend = {"service": {"name": MANAGER, "port": {"number": REST_PORT}}}
+        # The REST API lets anyone sign up, and a signed-up guest reads every personal access token
+        # (manager/router/router.go, rbac.go: guests read all). gRPC stays open: the peers on the
+        # nodes' network ask the manager for their schedulers. `kubectl port-forward` reaches the console.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-manager-rest",
+            metadata=metadata(f"{MANAGER}-rest", ns),
+            spec={
+                "podSelector": {"matchLabels": {"app": RELEASE, "component": "manager"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {"from": [
+                        {"podSelector": {}},
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload_ingress.NAMESPACE}},
+                         "podSelector": {"matchLabels": workload_ingress.POD_LABELS}},
+                    ], "ports": [{"protocol": "TCP", "port": REST_PORT}]},
+                    {"ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+        )
         k8s.networking.v1.Ingress(
             f"{name}-preheat-api",
             metadata=metadata(MANAGER, ns),
@@ -122,6 +166,41 @@ class Dragonfly(pulumi.ComponentResource):
                 ]}}],
             },
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
+        )
+
+    def _replace_seeded_root(self, name: str, ns: k8s.core.v1.Namespace, harbor_host: str, k8s_opts: pulumi.ResourceOptions) -> None:
+        """A generated password for the console's `root` instead of the one every Dragonfly seeds."""
+        password = random.RandomPassword(f"{name}-root-password", length=20, special=False, opts=pulumi.ResourceOptions(parent=self))
+        secret = k8s.core.v1.Secret(
+            f"{name}-root-password", metadata=metadata(ROOT_PASSWORD_SECRET, ns), type="Opaque",
+            string_data={"password": password.result}, opts=k8s_opts,
+        )
+        replace = k8s.core.v1.ContainerArgs(
+            name="replace-seeded-root",
+            image=approved(harbor_host, BUSYBOX_IMAGE.ref),
+            command=["/bin/sh", "-c", REPLACE_SEEDED_ROOT_SH],
+            env=[
+                k8s.core.v1.EnvVarArgs(name="MANAGER", value=MANAGER),
+                k8s.core.v1.EnvVarArgs(name="REST_PORT", value=str(REST_PORT)),
+                k8s.core.v1.EnvVarArgs(name="ROOT_PASSWORD", value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=ROOT_PASSWORD_SECRET, key="password"))),
+            ],
+            security_context=restricted_container(),
+            resources=k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}),
+        )
+        k8s.batch.v1.Job(
+            f"{name}-root-password",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=ns.metadata.name,
+                # Until the manager answers the Job fails; a failed Job is replaced on the next run.
+                annotations={"pulumi.com/replaceUnready": "true"},
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=6,
+                active_deadline_seconds=1800,
+                template=k8s.core.v1.PodTemplateSpecArgs(spec=pod_spec("default", [], replace, [], user=65534)),
+            ),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, secret])),
         )
 
     def _preheat_instance(self, name: str, cluster: ClusterHandle, args: DragonflyArgs) -> harbor.PreheatInstance | None:
@@ -240,8 +319,15 @@ def config_files(stores: ServiceStores, db_password: str, redis_token: str, jwt_
 
 
 def credentials(name: str, cluster: str) -> list[Credential]:
-    """The manager's JWT key and the peers' service-account tokens (the stores register their own)."""
-    return [internal_secret(
+    """The console's root password, the manager's JWT key and the peers' service-account tokens
+    (the stores register their own)."""
+    return [generated_password(
+        f"Dragonfly console root password on {cluster}",
+        holder=f"{STATE} and Secret {NAMESPACE}/{ROOT_PASSWORD_SECRET}",
+        scope="the manager's console and REST API as root: every cluster, user and token of this Dragonfly",
+        rotation="change it in the console by hand (the Job replaces only the password the manager seeds)",
+        resource=f"{name}-root-password",
+    ), internal_secret(
         f"Dragonfly on {cluster}", f"Dragonfly manager JWT signing key on {cluster}",
         scope=f"signs the console's sign-in sessions (48 hours each); kept in Secret {NAMESPACE}/{CONFIG_SECRET}",
         rotation="`pulumi up --replace` the key resource: the Secret changes and the manager restarts (checksum); sessions sign in again",

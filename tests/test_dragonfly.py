@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -142,6 +145,7 @@ def test_dragonflys_credentials_are_in_the_inventory(prod: dict[str, Any]) -> No
             (f"Dragonfly on {cluster} Redis AUTH token", f"{cluster}-dragonfly-data-redis-token"),
             (f"Dragonfly manager JWT signing key on {cluster}", f"{cluster}-dragonfly-jwt-key"),
             (f"Dragonfly preheat token for Harbor on {cluster}", f"{cluster}-dragonfly-preheat"),
+            (f"Dragonfly console root password on {cluster}", f"{cluster}-dragonfly-root-password"),
         ):
             assert entries[what]["resources"] == [resource], what
         assert entries[f"Dragonfly preheat token for Harbor on {cluster}"]["category"] == "external"
@@ -349,3 +353,121 @@ def test_a_drain_keeps_all_but_one_replica_of_each_tier(prod: dict[str, Any], cl
         labels = obj["spec"]["template"]["metadata"]["labels"]
         [budget] = [b for b in budgets if b["inputs"]["spec"]["selector"]["matchLabels"].items() <= labels.items()]
         assert budget["inputs"]["spec"]["maxUnavailable"] == 1
+
+
+# --- the console's seeded root password ---------------------------------------------------
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_job_replaces_the_seeded_root_password_with_a_generated_secret(prod: dict[str, Any], cluster: str) -> None:
+    name = f"{cluster}-dragonfly-root-password"
+    job, secret = named(prod, name, "batch/v1:Job"), named(prod, name, "core/v1:Secret")
+    assert named(prod, name, "RandomPassword")["inputs"]["length"] == 20  # the manager takes 8 to 20 characters
+    assert secret["inputs"]["metadata"]["name"] == dragonfly.ROOT_PASSWORD_SECRET
+    assert secret["inputs"]["stringData"] == {"password": "[secret]"} and secret["secretPaths"] == ["stringData"]
+    [container] = job["inputs"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("harbor.") and container["image"].endswith(dragonfly.BUSYBOX_IMAGE.ref)
+    assert "/approved/" in container["image"]
+    [password] = [e for e in container["env"] if e["name"] == "ROOT_PASSWORD"]
+    assert password == {"name": "ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": dragonfly.ROOT_PASSWORD_SECRET, "key": "password"}}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    release = next(r for r in resources(prod, "Release") if r["cluster"] == cluster and r["inputs"]["chart"] == "dragonfly")
+    assert {release["urn"], secret["urn"]} <= set(job["dependsOn"])
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_the_managers_rest_api_answers_only_its_namespace_and_the_tenants_ingress(renders: dict[str, Render], cluster: str) -> None:
+    prod = renders["prod"].plan
+    policy = named(prod, f"{cluster}-dragonfly-manager-rest", "NetworkPolicy")
+    spec = policy["inputs"]["spec"]
+    assert policy["cluster"] == cluster and policy["inputs"]["metadata"]["namespace"] == dragonfly.NAMESPACE
+    assert spec["podSelector"] == {"matchLabels": {"app": "dragonfly", "component": "manager"}}
+    rest, grpc = spec["ingress"]
+    assert rest["ports"] == [{"protocol": "TCP", "port": dragonfly.REST_PORT}]
+    assert rest["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps-ingress"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}},
+    ]
+    assert grpc == {"ports": [{"protocol": "TCP", "port": dragonfly.GRPC_PORT}]}  # the peers on the nodes' network
+    # The selector is what the chart labels the manager's pods with.
+    release = next(r for r in resources(prod, "Release") if r["cluster"] == cluster and r["inputs"]["chart"] == "dragonfly")
+    objects = [yaml.safe_load(text) for text in renders["prod"].manifests[release["urn"]]]
+    manager = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == dragonfly.MANAGER)
+    assert spec["podSelector"]["matchLabels"].items() <= manager["spec"]["template"]["metadata"]["labels"].items()
+
+
+class FakeManagerUsers(LoopbackServer):
+    """The manager's two user endpoints the Job calls (dragonfly v2.5.0 manager/router/router.go,
+    handlers/user.go, middlewares/error.go): `POST /api/v1/users/:id/reset_password` with the old
+    password and no session, `POST /api/v1/users/signin`; 401 for a wrong password, 422 for a
+    password outside 8 to 20 characters."""
+
+    def __init__(self, root_password: str):
+        self.root_password = root_password
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            state: FakeManagerUsers
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.headers.get("Content-Type") != "application/json":
+                    status = 415
+                elif self.path == "/api/v1/users/1/reset_password":
+                    new = body.get("new_password", "")
+                    status = 422 if not 8 <= len(new) <= 20 else 401 if body.get("old_password") != self.state.root_password else 200
+                    if status == 200:
+                        self.state.root_password = new
+                elif self.path == "/api/v1/users/signin":
+                    status = 200 if (body.get("name"), body.get("password")) == ("root", self.state.root_password) else 401
+                else:
+                    status = 404
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+
+@pytest.fixture()
+def busybox_bin(tmp_path: Path) -> Path:
+    """A PATH holding only busybox's sh and wget, the commands the Job's image gives its script."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("busybox not installed (.ci/install --tests)")
+    for applet in ("sh", "wget"):
+        (tmp_path / applet).symlink_to(busybox)
+    return tmp_path
+
+
+def replace_seeded_root(manager: str, password: str, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """The Job's script, run as the Job runs it."""
+    host, port = manager.removeprefix("http://").split(":")
+    return subprocess.run(
+        [str(bin_dir / "sh"), "-c", dragonfly.REPLACE_SEEDED_ROOT_SH],
+        env={"PATH": str(bin_dir), "MANAGER": host, "REST_PORT": port, "ROOT_PASSWORD": password},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.parametrize(("before", "after", "status"), [
+    ("dragonfly", "Platform0Generated20", 0),  # the seeded password: replaced
+    ("Platform0Generated20", "Platform0Generated20", 0),  # ours already (the Job ran before): nothing to do
+    ("SomeoneElsesPassword", "SomeoneElsesPassword", 1),  # changed by hand: the Job says so and fails
+])
+def test_the_job_replaces_only_the_seeded_password(before: str, after: str, status: int, busybox_bin: Path) -> None:
+    with FakeManagerUsers(before) as manager:
+        done = replace_seeded_root(manager.url, "Platform0Generated20", busybox_bin)
+    assert done.returncode == status, done.stderr
+    assert manager.root_password == after
+
+
+def test_the_job_fails_while_the_manager_does_not_answer(busybox_bin: Path) -> None:
+    with FakeManagerUsers("dragonfly") as manager:
+        url = manager.url
+    done = replace_seeded_root(url, "Platform0Generated20", busybox_bin)
+    assert done.returncode == 1 and "did not answer" in done.stderr
