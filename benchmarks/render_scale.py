@@ -11,7 +11,10 @@ provider and no program logic. All times are CPU seconds of the worker
 than about the render. Per size it prints registrations, ms CPU per registration for the
 render and for the floor, the floor ratio (render CPU / floor CPU for the same number of
 registrations), peak RSS after the render and after writing its files, and the worker's
-whole CPU (getrusage of the child).
+whole CPU (getrusage of the child). "replay x" is render CPU / the CPU of replaying the render's
+own plan through the same engine with no program (each registration's type, name, parent,
+provider, dependsOn and inputs as plain values, through the SDK's untyped classes): what the
+program's way of declaring (typed classes, Outputs, secrets) costs over what it declares.
 "+charts s": CPU of the Helm engine rendering every release on top, as `platformctl render`
 does when chart sources are fetched ("no charts" without them), with an empty release cache
 so that every release is rendered; it runs in child processes (platformctl.helm_render), whose
@@ -184,6 +187,31 @@ def floor_cpu_seconds(count: int) -> float:
     return time.process_time() - start
 
 
+def replay_cpu_seconds(plan: dict[str, Any]) -> float:
+    """The plan's registrations again, with no program: plain inputs, untyped classes, same engine."""
+
+    def program() -> None:
+        declared: dict[str, pulumi.Resource] = {}
+        for r in plan["resources"]:
+            if r["type"] == "pulumi:pulumi:Stack":
+                continue
+            opts = pulumi.ResourceOptions(
+                parent=declared.get(r["parent"]), provider=declared.get(r["provider"] or ""),
+                depends_on=[declared[d] for d in r["dependsOn"] if d in declared],
+                additional_secret_outputs=r["options"]["additionalSecretOutputs"] or None,
+            )
+            if r["type"].startswith("pulumi:providers:"):
+                declared[r["urn"]] = pulumi.ProviderResource(r["type"].split(":")[2], r["name"], dict(r["inputs"]), opts)
+            elif r["custom"]:
+                declared[r["urn"]] = pulumi.CustomResource(r["type"], r["name"], dict(r["inputs"]), opts)
+            else:
+                declared[r["urn"]] = pulumi.ComponentResource(r["type"], r["name"], None, opts)
+
+    start = time.process_time()
+    contextvars.Context().run(run_under_mocks, program, stack="replay")
+    return time.process_time() - start
+
+
 def as_json(render_result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     # What `platformctl diff` reads back from disk, without writing manifests.
     return json.loads(json.dumps(render_result.plan)), json.loads(json.dumps(render_result.fingerprints))
@@ -235,8 +263,8 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
         result["peak_rss_write_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["critical_path_s"], result["critical_path"] = critical_path(plan)
         result["serialized"] = serialized_releases(plan)
+        base = as_json(rendered)
         if with_diff:
-            base = as_json(rendered)
             del rendered, plan
             newcomer = synthetic_tenants(count + 1)[-1]
             start = time.process_time()
@@ -255,9 +283,12 @@ def worker(count: int, with_diff: bool) -> dict[str, Any]:
                 # Stack outputs may list the newcomer's credentials (the inventory); shown, not failed.
                 "ok": bool(diff.added) and not (diff.removed or diff.changed or foreign),
             }
-            del base, head
+            del head
         else:
             del rendered, plan
+    gc.collect()
+    result["replay_cpu_s"] = replay_cpu_seconds(base[0])
+    del base
     gc.collect()
     result["floor_cpu_s"] = floor_cpu_seconds(result["registrations"])
     return result
@@ -282,9 +313,10 @@ def ms_per_registration(cpu_s: float, r: dict[str, Any]) -> float:
 
 
 def print_report(results: list[dict[str, Any]]) -> None:
-    print("CPU seconds of the worker process; ms = ms CPU per registration; floor x = render CPU / floor CPU")
+    print("CPU seconds of the worker process; ms = ms CPU per registration; floor x = render CPU / floor CPU; "
+          "replay x = render CPU / replay CPU")
     print(f"{'tenants':>7} {'regs':>7} {'regs/tenant':>11} {'import s':>8} {'render s':>8} {'ms/reg':>6} "
-          f"{'floor s':>7} {'floor ms/reg':>12} {'floor x':>7} {'wall s':>7} {'write s':>7} "
+          f"{'floor s':>7} {'floor ms/reg':>12} {'floor x':>7} {'replay x':>8} {'wall s':>7} {'write s':>7} "
           f"{'RSS MiB':>7} {'+write':>6} {'worker s':>8} {'crit path':>9} {'diff +1 (CPU s)':>26} {'releases':>8} {'+charts s':>9} {'helm MiB':>8}")
     for r in results:
         diff = r.get("diff")
@@ -294,7 +326,7 @@ def print_report(results: list[dict[str, Any]]) -> None:
         print(f"{r['tenants']:>7} {r['registrations']:>7} {r['registrations'] / r['tenants']:>11.1f} "
               f"{r['import_cpu_s']:>8.2f} {r['render_cpu_s']:>8.2f} {ms_per_registration(r['render_cpu_s'], r):>6.2f} "
               f"{r['floor_cpu_s']:>7.2f} {ms_per_registration(r['floor_cpu_s'], r):>12.2f} "
-              f"{r['render_cpu_s'] / r['floor_cpu_s']:>7.2f} {r['render_wall_s']:>7.1f} {r['write_cpu_s']:>7.2f} "
+              f"{r['render_cpu_s'] / r['floor_cpu_s']:>7.2f} {r['render_cpu_s'] / r['replay_cpu_s']:>8.2f} {r['render_wall_s']:>7.1f} {r['write_cpu_s']:>7.2f} "
               f"{r['peak_rss_mib']:>7.0f} {r['peak_rss_write_mib']:>6.0f} {r['worker_cpu_s']:>8.1f} "
               f"{r['critical_path_s'] / 60:>8.1f}m {diff_text:>26} {r['releases']:>8} "
               f"{'no charts' if r['charts_cpu_s'] is None else format(r['charts_cpu_s'], '.2f'):>9} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -24,8 +24,6 @@ class GatekeeperArgs(AddOnArgs):
     # The platform's own namespaces: outside the tenant constraints, and skipped by the webhook
     # where each says so (stacks/services.py derives them from the slices).
     platform_namespaces: Sequence[PlatformNamespace]
-    # Extra constraints for this cluster, such as the tenants' ArgoCD scopes.
-    extra_constraints: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Gatekeeper(ChartAddOn[GatekeeperArgs]):
@@ -58,9 +56,7 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
         platform_namespaces = [n.name for n in args.platform_namespaces]
-        for constraint in [*cluster_constraints(
-                args.allowed_registries, args.tenant_namespace_selector, platform_namespaces
-            ), *args.extra_constraints]:
+        for constraint in cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces):
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
                 constraint,
