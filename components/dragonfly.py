@@ -62,6 +62,8 @@ CONFIG_DIR = "/etc/dragonfly-platform"
 PREHEAT_PATHS = (("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix"))
 REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated tiers (their `component` label)
 ROOT_PASSWORD_SECRET = "dragonfly-root-password"
+HARBOR_CA = "dragonfly-harbor-ca"  # the ConfigMap with the CA Harbor's certificate chains to, when not public
+HARBOR_CA_DIR = "/etc/dragonfly-platform/harbor-ca"
 # The manager (v2.5.0, manager/permission/rbac/rbac.go) seeds `root`, user 1, with the password
 # `dragonfly` when its user table is empty; `reset_password` takes the old password, no session, and
 # answers 401 to a wrong one (manager/middlewares/error.go). Passwords are 8 to 20 characters.
@@ -96,6 +98,8 @@ class DragonflyArgs:
     stores: DataStoresArgs  # platform:services.dataStores, for the manager's own stores
     settings: ServiceSettings  # replicas, storage (each seed peer's cache), chart version, sizing
     preheat_token: pulumi.Output[str] | None = None  # a Pulumi secret; None: no preheat yet
+    # PEM of the CA Harbor's certificate chains to when it is not public (the platform CA); None: system roots.
+    harbor_ca: pulumi.Input[str] | None = None
     harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
@@ -118,9 +122,12 @@ class Dragonfly(pulumi.ComponentResource):
             string_data=config.apply(lambda c: config_files(stores, *c)),
             opts=k8s_opts,
         )
+        trusted = [] if args.harbor_ca is None else [k8s.core.v1.ConfigMap(
+            f"{name}-harbor-ca", metadata=metadata(HARBOR_CA, ns), data={"ca.crt": args.harbor_ca}, opts=k8s_opts,
+        )]
         self.release = release(
             RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
-            version=args.settings.chart_version, depends_on=[secret, *stores.ready],
+            version=args.settings.chart_version, depends_on=[secret, *trusted, *stores.ready],
         )
         self._publish(name, cluster, ns, args.hostname)
         self._replace_seeded_root(name, ns, args.harbor_host, k8s_opts)
@@ -243,6 +250,9 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
             **restart,
         }
 
+    mirror, trust = {"addr": f"https://{args.harbor_host}"}, {}
+    if args.harbor_ca is not None:  # else the system roots: Harbor's certificate is public
+        mirror["cert"], trust = f"{HARBOR_CA_DIR}/ca.crt", harbor_ca_values(args.harbor_ca)
     values: dict[str, Any] = {
         "global": {"imageRegistry": f"{args.harbor_host}/{APPROVED_PROJECT}/docker.io"},
         "mysql": {"enable": False},
@@ -274,13 +284,35 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
                     }],
                 }}},
             },
-            "config": {"proxy": {"registryMirror": {"addr": f"https://{args.harbor_host}"}}},
+            "config": {"proxy": {"registryMirror": mirror}},
+            **trust,
         },
     }
+
     return sized(
         values, args.settings.resources, "manager", "scheduler", "seedClient", "client",
         "scheduler.initContainer", "seedClient.initContainer", "client.initContainer",
     )
+
+
+def harbor_ca_values(pem: pulumi.Input[str]) -> dict[str, Any]:
+    """The CA (the ConfigMap) in dfdaemon's pods, where its `registryMirror.cert` names it.
+
+    It covers what dfdaemon proxies itself (manifests: all but the layers); the layers it fetches for peers are
+    fetched without verifying Harbor's certificate at all in client v1.4.0 (README, P2P distribution).
+    """
+    return {
+        "podAnnotations": {"platform.io/harbor-ca-checksum": checksum(pem)},  # dfdaemon reads it at start
+        # The chart's own extra volumes (storage, logs) are kept beside the CA.
+        "extraVolumes": [
+            {"name": "storage", "emptyDir": {}}, {"name": "logs", "emptyDir": {}},
+            {"name": "harbor-ca", "configMap": {"name": HARBOR_CA}},
+        ],
+        "extraVolumeMounts": [
+            {"name": "storage", "mountPath": "/var/lib/dragonfly/"}, {"name": "logs", "mountPath": "/var/log/dragonfly/dfdaemon/"},
+            {"name": "harbor-ca", "mountPath": HARBOR_CA_DIR, "readOnly": True},
+        ],
+    }
 
 
 def config_files(stores: ServiceStores, db_password: str, redis_token: str, jwt_key: str, db_host: str, redis_host: str) -> dict[str, str]:
@@ -367,6 +399,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         settings=settings,
         preheat_token=pulumi.Output.secret(token.get_secret_value()) if token is not None else None,
         harbor_provider=parts.harbor_provider,
+        harbor_ca=parts.ca.cert_pem if parts.ca is not None else None,  # Harbor's certificate chains to the platform CA
         inventory=parts.inventory,
     ))
 

@@ -310,15 +310,21 @@ def test_the_policy_provider_verifies_tls_and_says_what_harbor_refused(harbor_ap
     assert not harbor_api.policies
 
 
-def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its_own_cluster(tmp_path: Path) -> None:
-    # The dev stack turns Dragonfly off; turned on, each workload cluster runs the operator and its stores.
-    from platformctl.render import render_plan
+@pytest.fixture(scope="module")
+def kubeconfig_dragonfly(tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """The dev stack (kubeconfig clusters, the platform's own CA) with Dragonfly turned on, charts rendered."""
+    from platformctl.render import render
 
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     doc["config"]["platform:services"]["dragonfly"] = {"enabled": True}
-    file = tmp_path / "Pulumi.dev.yaml"
+    file = tmp_path_factory.mktemp("dragonfly") / "Pulumi.dev.yaml"
     file.write_text(yaml.safe_dump(doc))
-    plan = render_plan(file, "dev")
+    return render(file, "dev", charts=True)
+
+
+def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its_own_cluster(kubeconfig_dragonfly: Render) -> None:
+    # The dev stack turns Dragonfly off; turned on, each workload cluster runs the operator and its stores.
+    plan = kubeconfig_dragonfly.plan
     for cluster in WORKLOAD:
         operator = named(plan, f"{cluster}-cnpg", "Release")
         assert operator["cluster"] == cluster and operator["inputs"]["namespace"] == "cnpg-system"
@@ -329,6 +335,35 @@ def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its
         assert named(plan, f"{cluster}-dragonfly", "Release")["cluster"] == cluster
     # No preheat token in the dev stack: P2P pulls, nothing for Harbor to preheat with.
     assert not resources(plan, "PreheatInstance") and not resources(plan, "PreheatPolicy")
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_where_harbors_certificate_is_the_platform_cas_dfdaemon_trusts_that_ca(kubeconfig_dragonfly: Render, cluster: str) -> None:
+    plan = kubeconfig_dragonfly.plan
+    trusted = named(plan, f"{cluster}-dragonfly-harbor-ca", "ConfigMap")
+    root = named(plan, "platform-tls-ca", "SelfSignedCert")  # the control plane's CA, which signs Harbor's certificate
+    assert trusted["cluster"] == cluster and trusted["inputs"]["metadata"]["name"] == dragonfly.HARBOR_CA
+    assert root["urn"] in trusted["dependsOn"] and "mock-cert-" in trusted["inputs"]["data"]["ca.crt"]
+    release = named(plan, f"{cluster}-dragonfly", "Release")
+    assert trusted["urn"] in release["dependsOn"]
+    # What the chart makes of it: the CA mounted in dfdaemon's pods, and named in its configuration.
+    objects = [yaml.safe_load(text) for text in kubeconfig_dragonfly.manifests[release["urn"]]]
+    daemon = next(o for o in objects if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "dragonfly-client")
+    pod = daemon["spec"]["template"]["spec"]
+    assert {"name": "harbor-ca", "configMap": {"name": dragonfly.HARBOR_CA}} in pod["volumes"]
+    [client] = [c for c in pod["containers"] if c["name"] == "client"]
+    assert {"name": "harbor-ca", "mountPath": dragonfly.HARBOR_CA_DIR, "readOnly": True} in client["volumeMounts"]
+    assert {"storage", "logs"} <= {v["name"] for v in pod["volumes"]}  # the chart's own volumes stay
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dragonfly-client")
+    mirror = yaml.safe_load(config["data"]["dfdaemon.yaml"])["proxy"]["registryMirror"]
+    assert mirror["addr"] == "https://harbor.dev.platform.example.com" and mirror["cert"] == f"{dragonfly.HARBOR_CA_DIR}/ca.crt"
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_where_harbors_certificate_is_public_dfdaemon_trusts_the_system_roots(prod: dict[str, Any], cluster: str) -> None:
+    release = named(prod, f"{cluster}-dragonfly", "Release")
+    assert release["inputs"]["values"]["client"]["config"]["proxy"]["registryMirror"] == {"addr": "https://harbor.platform.example.com"}
+    assert not [r for r in resources(prod, "ConfigMap") if r["name"] == f"{cluster}-dragonfly-harbor-ca"]
 
 
 def test_dragonfly_on_kubeconfig_clusters_without_an_object_store_is_refused_naming_the_key() -> None:
