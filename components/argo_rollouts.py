@@ -15,10 +15,12 @@ ReplicaSets and pods on the host that the virtual cluster never sees.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from components import yaml_text
 from components.cluster import ClusterHandle
+from components.helm import chart_archive
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
@@ -55,15 +57,20 @@ def virtual_cluster_values(registry: str) -> dict[str, Any]:
     return {"controller": controller, "providerRBAC": {"enabled": False}}
 
 
-def virtual_cluster_deploy(registry: str) -> dict[str, Any]:
+def virtual_cluster_deploy(registry: str, local_charts: str | None = None) -> dict[str, Any]:
     """vCluster's `experimental.deploy.vcluster.helm` entry: the pinned chart, installed by the
-    virtual cluster into its `argo-rollouts` namespace, CRDs included."""
+    virtual cluster into its `argo-rollouts` namespace, CRDs included. Air-gapped (`local_charts`):
+    the verified local chart itself goes in the entry (`bundle`, base64 of the .tgz, which vCluster
+    installs instead of pulling the chart; loft-sh/vcluster pkg/controllers/deploy/deploy.go)."""
     chart = CHARTS["argo-rollouts"]
-    return {
+    entry = {
         "chart": {"name": chart.chart, "repo": chart.repo, "version": chart.version},
         "release": {"name": "argo-rollouts", "namespace": NAMESPACE},
         "values": yaml_text.dump(virtual_cluster_values(registry), sort_keys=True),
     }
+    if local_charts is not None:
+        entry["bundle"] = base64.b64encode(chart_archive(f"{local_charts}/{chart.chart}/{chart.version}")).decode()
+    return entry
 
 
 def controller_credential(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
+import io
+import tarfile
+from pathlib import Path
 from typing import Any, Sequence
 
 import pulumi
@@ -30,6 +35,23 @@ def namespace(
         ),
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
     )
+
+
+@functools.cache
+def chart_archive(directory: str) -> bytes:
+    """The chart in `directory` (a verified local copy) as a .tgz such as `helm package` makes: its
+    files under a folder named after the chart. The same bytes on every run (sorted entries, no
+    times, owners or gzip name), so the plan does not change while the chart does not."""
+    root = Path(directory)
+    folder = root.parent.name  # <charts>/<chart>/<version>
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(f"{folder}/{path.relative_to(root).as_posix()}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def release(

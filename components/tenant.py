@@ -190,7 +190,7 @@ RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
 
 def virtual_cluster_values(
     tenant: TenantArgs, environment: str, args: VirtualClusterArgs, ca: str, documents: list[dict],
-    secret_mappings: dict[str, str], host_kubernetes_version: str,
+    secret_mappings: dict[str, str], host_kubernetes_version: str, local_charts: str | None = None,
 ) -> dict:
     oidc = [
         f"--oidc-issuer-url={args.issuer_url}",
@@ -247,7 +247,7 @@ def virtual_cluster_values(
         },
         "experimental": {"deploy": {"vcluster": {
             "manifests": yaml_text.dump_all(documents, sort_keys=True),
-            "helm": [argo_rollouts.virtual_cluster_deploy(virtual_cluster_registry(args.registry_host))],
+            "helm": [argo_rollouts.virtual_cluster_deploy(virtual_cluster_registry(args.registry_host), local_charts)],
         }}},
     }
 
@@ -438,7 +438,7 @@ class TenantNamespace(pulumi.ComponentResource):
             pulumi.Output.all(virtual.ca_bundle, proxy_manifests).apply(
                 lambda resolved: virtual_cluster_values(
                     tenant, environment, virtual, resolved[0], documents + resolved[1], secret_mappings,
-                    cluster.kubernetes_version,
+                    cluster.kubernetes_version, cluster.local_charts,
                 )
             ),
             cluster,

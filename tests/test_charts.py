@@ -107,15 +107,21 @@ def _stack_with_local_charts(tmp_path: Path, local_dir: str) -> Path:
     return path
 
 
-def test_an_air_gapped_stack_installs_every_release_from_the_verified_local_charts(tmp_path: Path) -> None:
-    from platformctl.helm_render import RELEASE_TYPE
+@pytest.fixture(scope="module")
+def air_gapped_plan(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The dev stack with `platform:charts.localDir` on the fetched charts."""
     from platformctl.render import render
 
     if charts.verified("traefik", CHARTS["traefik"].version) is None:
         message = "no local chart sources: python -m platformctl charts fetch --from-dir ../shared/upstream/chart-src"
         (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(message)
-    plan = render(_stack_with_local_charts(tmp_path, "build/charts"), "dev").plan
-    releases = [r for r in plan["resources"] if r["type"] == RELEASE_TYPE]
+    return render(_stack_with_local_charts(tmp_path_factory.mktemp("air-gapped"), "build/charts"), "dev").plan
+
+
+def test_an_air_gapped_stack_installs_every_release_from_the_verified_local_charts(air_gapped_plan: dict) -> None:
+    from platformctl.helm_render import RELEASE_TYPE
+
+    releases = [r for r in air_gapped_plan["resources"] if r["type"] == RELEASE_TYPE]
     assert len(releases) >= 17
     lock = charts.read_lock()
     for release in releases:
@@ -124,6 +130,42 @@ def test_an_air_gapped_stack_installs_every_release_from_the_verified_local_char
         assert chart == charts.DEFAULT_DIR / chart.parent.name / inputs["version"]
         assert "repositoryOpts" not in inputs
         assert charts.digest(chart) == lock[f"{chart.parent.name}@{inputs['version']}"]["digest"]
+
+
+def test_an_air_gapped_virtual_cluster_installs_argo_rollouts_from_the_verified_chart_it_carries(
+    air_gapped_plan: dict, tmp_path: Path,
+) -> None:
+    # Not downloaded from the chart's repository when the virtual cluster starts: the bundle is
+    # the local chart, which the real Helm engine renders as it renders the chart's folder.
+    import base64
+
+    import yaml
+
+    from components import argo_rollouts
+    from platformctl.helm_render import render_release
+
+    pin = CHARTS["argo-rollouts"]
+    virtual = [r for r in air_gapped_plan["resources"] if r["type"].endswith("Release") and r["inputs"]["chart"].endswith("/vcluster/" + CHARTS["vcluster"].version)]
+    assert virtual, "the dev stack has a vCluster tenant"
+    entries = [r["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["helm"] for r in virtual]
+    assert all(len(entry) == 1 and entry[0]["chart"]["version"] == pin.version for entry in entries)
+    bundles = {entry[0]["bundle"] for entry in entries}
+    assert len(bundles) == 1  # the same bytes for every tenant (and every run)
+    archive = tmp_path / f"{pin.chart}-{pin.version}.tgz"
+    archive.write_bytes(base64.b64decode(bundles.pop()))
+    local = charts.verified(pin.chart, pin.version)
+    assert local is not None
+    release = {"values": yaml.safe_load(entries[0][0]["values"]), "name": "argo-rollouts", "namespace": argo_rollouts.NAMESPACE,
+               "kubernetes_version": "1.33", "api_versions": ()}
+    from_bundle, from_folder = render_release(archive, **release), render_release(local, **release)
+    assert from_bundle == from_folder and any(o["kind"] == "Deployment" for o in from_bundle)
+
+
+def test_an_online_virtual_cluster_pulls_argo_rollouts_from_its_pinned_repository(renders: dict) -> None:
+    release = next(r for r in renders["dev"].plan["resources"] if r["type"].endswith("Release") and r["inputs"]["chart"] == "vcluster")
+    [entry] = release["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["helm"]
+    pin = CHARTS["argo-rollouts"]
+    assert entry["chart"] == {"name": pin.chart, "repo": pin.repo, "version": pin.version} and "bundle" not in entry
 
 
 def test_an_air_gapped_stack_without_its_charts_is_refused_before_anything_registers(tmp_path: Path) -> None:
