@@ -172,19 +172,25 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
         scope="authenticate the service's hostname to clients",
         days=CERTIFICATE_LIFETIME_DAYS,
     )
-    if args.acme is None:
-        # The CA key cert-manager issues from: an intermediate the platform CA signs, or that root itself.
-        intermediate = args.signer is not None
+    if args.acme is None and args.signer is not None:
         return [issued, program_certificate(
-            f"{'intermediate' if intermediate else 'platform'} CA key{on}",
-            signed="signed by the platform CA" if intermediate else "self-signed root",
+            f"intermediate CA key{on}",
+            signed="signed by the platform CA",
             holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
-            scope=(f"signs the TLS certificates of the names served{on}" if intermediate
-                   else "signs the platform's TLS certificates") + "; never presented to anyone",
-            hours=INTERMEDIATE_VALIDITY_HOURS if intermediate else args.ca_validity_hours,
-            rotation=("re-signed by `pulumi up` 30 days before it expires (the key is kept); clients trust the root"
-                      if intermediate else
-                      "re-created by `pulumi up` 30 days before it expires; clients take the new caBundle output"),
+            scope=f"signs the TLS certificates of the names served{on}; never presented to anyone",
+            hours=INTERMEDIATE_VALIDITY_HOURS,
+            rotation="re-signed by `pulumi up` 30 days before it expires (the key is kept); clients trust the root",
+            category="signing-key",
+            resources=(f"{name}-ca",),
+        )]
+    if args.acme is None:
+        return [issued, program_certificate(
+            f"platform CA key{on}",
+            signed="self-signed root",
+            holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
+            scope="signs the platform's TLS certificates; never presented to anyone",
+            hours=args.ca_validity_hours,
+            rotation="re-created by `pulumi up` 30 days before it expires; clients take the new caBundle output",
             category="signing-key",
             resources=(f"{name}-ca",),
         )]
