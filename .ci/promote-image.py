@@ -80,7 +80,9 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Trivy's database artifacts (aquasecurity/trivy-db, trivy-java-db): the only ones promoted without a scan.
 TRIVY_DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
 TRIVY_DB_LAYERS = ("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip", "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip")
-_PREFIX = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*$")  # one path segment: a registry host or a name
+# One path segment, a name such as `vcluster`: never dotted, so never a registry host (hosts have a
+# dot), whose path in `approved` holds that registry's images only.
+_PREFIX = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class PromotionError(Exception):
@@ -148,7 +150,8 @@ def parse_image(text: str, prefix: str | None = None) -> ImageRef:
     if tag == "latest":
         raise PromotionError(f"{text!r}: `latest` is never promoted (clusters refuse it): give the version")
     if prefix is not None and not _PREFIX.match(prefix):
-        raise PromotionError(f"APPROVED_PREFIX {prefix!r} is not one path segment such as 'vcluster'")
+        raise PromotionError(f"APPROVED_PREFIX {prefix!r} is not one path segment such as 'vcluster' "
+                             "(letters, digits, '-'; no '.', so it never passes for a registry's host)")
     if host == "docker.io" and "/" not in rest:
         rest = f"library/{rest}"
     return ImageRef(host, rest, tag, digest or None, prefix)
