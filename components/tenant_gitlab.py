@@ -7,6 +7,7 @@ dev; changes are promoted by a merge request from `ops-dev` into `ops`).
 Access is granted on the group, by role: owners are GitLab owners, developers and ops are
 GitLab developers. `main` is protected in every project: nobody pushes to it, and merging
 needs the maintainer level, which only owners hold, so only owners merge (approve) changes.
+In `app`, release tags `v*` are protected the same way: only owners create them.
 
 ArgoCD reads each ops project with a read-only deploy key (ed25519, pulumi_tls). The private
 half goes to Vault (`tenants/<tenant>/deploy-keys/<project>`) and to ArgoCD's repository
@@ -55,6 +56,9 @@ MAIN = "main"
 ACCESS_LEVELS = {"owners": "owner", "developers": "developer", "ops": "developer"}
 MERGE_ACCESS_LEVEL = "maintainer"
 PUSH_ACCESS_LEVEL = "no one"
+# Release tags (the starter pipeline's `v*.*.*`) are protected refs, which Vault's CI role requires to
+# push and sign; only those who merge may create them, so a developer never releases unreviewed code.
+RELEASE_TAGS = "v*"
 
 DEPLOY_KEY_LIFETIME_DAYS = 90
 DEPLOY_KEY_ROTATION_DAYS = DEPLOY_KEY_LIFETIME_DAYS // 2
@@ -232,6 +236,14 @@ class TenantRepositories(pulumi.ComponentResource):
                 # Nobody may push to a protected main, so the starter files go in first.
                 opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(depends_on=files)),
             )
+            if project_name == APP_PROJECT:
+                gitlab.TagProtection(
+                    f"{name}-{project_name}-release-tags",
+                    project=resource.id,
+                    tag=RELEASE_TAGS,
+                    create_access_level=MERGE_ACCESS_LEVEL,
+                    opts=on_gitlab,
+                )
             for key, value in variables.items():
                 gitlab.ProjectVariable(
                     f"{name}-{project_name}-{key.lower()}",

@@ -4,9 +4,13 @@ the plan sets them), and must fail for the attacker."""
 
 from __future__ import annotations
 
+import fnmatch
+import re
+
 import pytest
 
-from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PUBLIC_REGISTRIES
+from components.tenant_gitlab import ACCESS_LEVELS
+from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PUBLIC_REGISTRIES, RELEASE_TAG_RULE
 from tests.test_image_promotion import load_script
 
 
@@ -23,3 +27,40 @@ def test_a_promotion_cannot_land_under_another_registrys_name(host: str) -> None
     with pytest.raises(script.PromotionError, match="APPROVED_PREFIX"):
         script.parse_image(f"docker.io/{repository}:v1.38.1", host)
     assert script.parse_image(f"docker.io/{repository}:v1.38.1", "vcluster").target == f"{APPROVED_PROJECT}/vcluster/{repository}"
+
+
+# --- releases: who can mint the tag that CI pushes and signs ----------------------------------------
+
+LEVELS = {"no one": 1000, "developer": 30, "maintainer": 40, "owner": 50}  # GitLab's access levels
+RELEASE = "v1.2.3"  # a tag the starter pipeline releases (RELEASE_TAG_RULE)
+
+
+def _tag_protections(plan: dict, tenant: str) -> list[dict]:
+    """The protected-tag rules GitLab applies to the tenant's app project (matched by project id,
+    as GitLab does: the app's `main` protection carries the same id)."""
+    [main] = [r for r in plan["resources"] if r["type"] == "gitlab:index/branchProtection:BranchProtection"
+              and r["name"] == f"{tenant}-repositories-app-main"]
+    return [r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/tagProtection:TagProtection"
+            and r["inputs"]["project"] == main["inputs"]["project"]]
+
+
+def tenants_of(plan: dict) -> list[str]:
+    return [r["name"].removesuffix("-repositories-app") for r in plan["resources"]
+            if r["type"] == "gitlab:index/project:Project" and r["name"].endswith("-repositories-app")]
+
+
+def test_a_developer_cannot_mint_a_release_tag_and_an_owners_release_is_protected(plan: dict) -> None:
+    """A tenant developer (GitLab developer: pushes branches, never merges) tags an unreviewed commit
+    `v1.2.3`. Unprotected, the tag is theirs to create (and to move or delete later); and an owner's
+    release is no better off: Vault's CI role answers protected refs only, so the release pipeline
+    neither pushes nor signs while its bump merge request names the release. A `v*` rule that only
+    maintainers (owners) reach makes the release protected and the owners' alone."""
+    assert re.search(RELEASE_TAG_RULE.split("/")[1], RELEASE)  # the starter pipeline releases it
+    assert tenants_of(plan)
+    for tenant in tenants_of(plan):
+        rules = [r for r in _tag_protections(plan, tenant) if fnmatch.fnmatchcase(RELEASE, r["tag"])]
+        assert rules, f"{tenant}/app: release tag {RELEASE} is unprotected"
+        for rule in rules:
+            required = LEVELS[rule.get("createAccessLevel") or "maintainer"]
+            assert LEVELS[ACCESS_LEVELS["developers"]] < required <= LEVELS[ACCESS_LEVELS["owners"]], rule
+            assert not rule.get("allowedToCreates"), f"{tenant}/app: {rule['tag']} lets named users or groups create it"

@@ -97,6 +97,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "gitlab:index/project:Project": 3,
         "gitlab:index/groupMembership:GroupMembership": len(users),
         "gitlab:index/branchProtection:BranchProtection": 3,
+        "gitlab:index/tagProtection:TagProtection": 1,  # app's release tags: owners only
         "gitlab:index/projectVariable:ProjectVariable": 3 * 5,
         "gitlab:index/repositoryFile:RepositoryFile": 1 + 3 + 3,  # starter: app CI; ops and ops-dev CI + dev/ and prod/ manifests
         "tls:index/privateKey:PrivateKey": 2,
