@@ -64,3 +64,24 @@ def test_a_developer_cannot_mint_a_release_tag_and_an_owners_release_is_protecte
             required = LEVELS[rule.get("createAccessLevel") or "maintainer"]
             assert LEVELS[ACCESS_LEVELS["developers"]] < required <= LEVELS[ACCESS_LEVELS["owners"]], rule
             assert not rule.get("allowedToCreates"), f"{tenant}/app: {rule['tag']} lets named users or groups create it"
+
+
+# --- Harbor: a tenant's own credentials and gates in its project -------------------------------------
+
+# Harbor 2.15's project roles (goharbor/harbor src/common/rbac/project/rbac_role.go): only
+# `projectadmin` may update the project itself (its metadata: public, prevent_vul and severity,
+# cosign content trust, scan on push, and its CVE allowlist) and create robot accounts, with any
+# duration, -1 ("never") included (src/server/v2.0/handler/robot.go).
+HARBOR_PROJECT_ADMIN = "projectadmin"
+
+
+def test_no_tenant_member_can_mint_robots_or_switch_off_its_projects_gates(plan: dict) -> None:
+    """A tenant owner, Harbor project admin of `<tenant>`, creates a project robot that never
+    expires (a long-lived credential between systems the inventory never lists and no rotation
+    ends), or turns off the project's pull gate, cosign content trust or scan on push, or makes the
+    project public: the platform's severity gate holds until the next `pulumi up`, if drift is noticed.
+    Project settings, members and robots are the platform's: no member group is project admin."""
+    members = [r["inputs"] for r in plan["resources"] if r["type"] == "harbor:index/projectMemberGroup:ProjectMemberGroup"]
+    assert {m["groupName"] for m in members} >= {f"{t}-owners" for t in tenants_of(plan)}
+    admins = sorted(m["groupName"] for m in members if m["role"] == HARBOR_PROJECT_ADMIN)
+    assert not admins, f"Harbor project admins (robots of any lifetime, the project's gates): {admins}"
