@@ -231,6 +231,12 @@ def _node_groups(
     ]
 
 
+# Add-on settings besides the defaults. The VPC CNI enforces NetworkPolicies only with its network
+# policy agent on: without it every policy the platform declares (tenants' default deny, CI jobs'
+# egress, the instance metadata kept from pods) is accepted and ignored.
+ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+
+
 def _addons(
     name: str,
     kubernetes_version: str,
@@ -246,6 +252,7 @@ def _addons(
             cluster_name=cluster.name,
             addon_name=addon,
             addon_version=version,
+            configuration_values=json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=tags,

@@ -57,6 +57,7 @@ CA_SECRET = "gitlab-runner-ca"  # <gitlab host>.crt: the runner and its jobs tru
 TOKEN_ROTATION_DAYS = 30
 RUNNER_ID_ANNOTATION = "platform.io/runner-id"  # a new runner (rotation) restarts the runner pod
 JOB_LABEL = "platform.io/runner-job"  # on every job pod: what the job NetworkPolicy selects
+INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
 INGRESS_HTTPS_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
 MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project says
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
@@ -194,8 +195,7 @@ class GitLabRunner(pulumi.ComponentResource):
         ca = k8s.core.v1.Secret(
             f"{name}-ca", metadata=metadata(CA_SECRET, ns), type="Opaque", string_data={f"{host}.crt": args.ca_bundle}, opts=in_ns,
         )
-        if args.tenant is not None:
-            self._job_traffic(name, ns, args, in_ns)
+        self._job_traffic(name, ns, args, in_ns)
         release_name = RELEASE if args.tenant is None else f"{RELEASE}-{args.tenant}"
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
@@ -228,7 +228,9 @@ class GitLabRunner(pulumi.ComponentResource):
         return ns
 
     def _job_traffic(self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions) -> None:
-        """Job pods: nothing in; out, DNS and the ingress controller (GitLab, Harbor, Vault) only."""
+        """Job pods: nothing in. Out, a tenant's: DNS and the ingress controller (GitLab, Harbor, Vault)
+        only; the platform's (pip, Pulumi Cloud, AWS, the clusters): anywhere but the node's instance
+        metadata, since it also runs any branch's merge-request jobs."""
         def peer(namespace_name: str, pods: dict[str, str] | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
             return k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace_name}),
@@ -253,6 +255,15 @@ class GitLabRunner(pulumi.ComponentResource):
                     ),
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[peer(INGRESS_NAMESPACE)], ports=[tcp(INGRESS_HTTPS_PORT)]),
                     *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=load_balancers, ports=[tcp(443)])] if load_balancers else []),
+                ] if args.tenant is not None else [
+                    # Every pod, as without the policy (an ipBlock need not match pods' addresses)...
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={}))],
+                    ),
+                    # ...and every address but the instance metadata: the node role's credentials on EKS.
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
+                        ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=[INSTANCE_METADATA]),
+                    )]),
                 ],
             ),
             opts=in_ns,

@@ -5,12 +5,17 @@ the plan sets them), and must fail for the attacker."""
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
+import json
 import re
+from typing import Any
 
 import pytest
 
+from components.gitlab_runner import JOB_LABEL
 from components.tenant_gitlab import ACCESS_LEVELS
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PUBLIC_REGISTRIES, RELEASE_TAG_RULE
+from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_image_promotion import load_script
 
 
@@ -85,3 +90,66 @@ def test_no_tenant_member_can_mint_robots_or_switch_off_its_projects_gates(plan:
     assert {m["groupName"] for m in members} >= {f"{t}-owners" for t in tenants_of(plan)}
     admins = sorted(m["groupName"] for m in members if m["role"] == HARBOR_PROJECT_ADMIN)
     assert not admins, f"Harbor project admins (robots of any lifetime, the project's gates): {admins}"
+
+
+# --- the node's instance metadata: node credentials for whoever runs code in a pod ---------------------
+
+IMDS = ipaddress.ip_address("169.254.169.254")  # EC2's instance metadata: the node role's credentials
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    assert not selector.get("matchExpressions"), f"the model reads matchLabels only: {selector}"
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _egress_allowed(plan: dict, cluster: str, namespace: str, labels: dict[str, str] | None, ip: Any, port: int) -> bool:
+    """Kubernetes' NetworkPolicy rule for traffic from a pod to an address outside the cluster: free
+    unless an Egress policy selects the pod; then some rule of one of them must admit it (an empty
+    `to` admits every address; of the peers only an ipBlock, less its excepts, can hold one).
+    `labels` None: the attacker labels the pod, so any policy of the namespace may select it, and
+    only one that selects every pod (`podSelector: {}`) confines it."""
+    policies = [r["inputs"]["spec"] for r in plan["resources"] if r["type"] == NETWORK_POLICY and r.get("cluster") == cluster
+                and r["inputs"]["metadata"].get("namespace") == namespace
+                and "Egress" in r["inputs"]["spec"].get("policyTypes", ["Ingress"])]
+    if labels is None:
+        confined = any(not (p["podSelector"].get("matchLabels") or p["podSelector"].get("matchExpressions")) for p in policies)
+    else:
+        policies = [p for p in policies if _selects(p["podSelector"], labels)]
+        confined = bool(policies)
+
+    def admits(rule: dict) -> bool:
+        ports = rule.get("ports") or [{"port": port}]
+        blocks = [peer["ipBlock"] for peer in rule.get("to", [{"ipBlock": {"cidr": "0.0.0.0/0"}}]) if "ipBlock" in peer]
+        return any(p.get("port", port) == port and p.get("protocol", "TCP") == "TCP" for p in ports) and any(
+            ip in ipaddress.ip_network(b["cidr"]) and not any(ip in ipaddress.ip_network(e) for e in b.get("except", []))
+            for b in blocks)
+    return not confined or any(admits(rule) for spec in policies for rule in spec.get("egress", []))
+
+
+def _attackers_pods(plan: dict) -> list[tuple[str, str, dict[str, str] | None]]:
+    """(cluster, namespace, pod labels) of every pod whose code a tenant or a merge request writes:
+    tenant and sandbox workloads, tenants' CI jobs and the platform repository's (any branch's) jobs."""
+    pods: list[tuple[str, str, dict[str, str] | None]] = [
+        (r["cluster"], r["inputs"]["metadata"]["name"], None) for r in plan["resources"]
+            if r["type"] == "kubernetes:core/v1:Namespace" and (r["inputs"]["metadata"].get("labels") or {}).get(TENANT_NAMESPACE_LABEL) == "true"]
+    for runner in (r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab-runner"):
+        owner = re.search(r'"platform.io/runner-job" = "([^"]+)"', runner["inputs"]["values"]["runners"]["config"])
+        assert owner, runner["name"]
+        pods.append((runner["cluster"], runner["inputs"]["namespace"], {JOB_LABEL: owner[1]}))
+    return pods
+
+
+def test_no_attackers_pod_reaches_the_nodes_instance_metadata(plan: dict) -> None:
+    """Code a tenant deploys, a tenant's CI job, or any branch's merge-request job of the platform
+    repository (the platform runner takes unprotected jobs) asks 169.254.169.254 for the node role's
+    credentials (on EKS: ENI management, ECR reads). Every such pod must be refused by a NetworkPolicy,
+    and on EKS the VPC CNI must enforce NetworkPolicies at all (its network policy agent is off unless
+    the add-on's `enableNetworkPolicy` is on)."""
+    pods = _attackers_pods(plan)
+    assert {JOB_LABEL} <= {k for _, _, labels in pods for k in labels or {}} and len(pods) > len(tenants_of(plan))
+    open_ = [(c, ns, labels) for c, ns, labels in pods if _egress_allowed(plan, c, ns, labels, IMDS, 80)]
+    assert not open_, f"pods that reach the instance metadata endpoint: {open_}"
+    for addon in (r for r in plan["resources"] if r["type"] == "aws:eks/addon:Addon" and r["inputs"]["addonName"] == "vpc-cni"):
+        settings = json.loads(addon["inputs"].get("configurationValues") or "{}")
+        assert settings.get("enableNetworkPolicy") == "true", f"{addon['name']}: NetworkPolicies are not enforced"
