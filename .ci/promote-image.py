@@ -23,7 +23,7 @@ digest, e.g. `docker.io/library/nginx:1.27.3`):
 Trivy's vulnerability databases (DATABASE, e.g. `ghcr.io/aquasecurity/trivy-db:2`; the scheduled
 `promote-trivy-db` job) take steps 1, 2 and 4 only: they are data, not images, so Harbor does not
 scan them and no pod runs them (nothing to sign for the image verifier). Only an artifact of
-Trivy's database media types passes that way; an image named there is refused.
+Trivy's database media types from Trivy's own repositories passes that way; anything else is refused.
 
 TLS: HTTPS only, certificates always verified against the system roots, plus the runner's CA
 file (CI_SERVER_TLS_CA_FILE, the platform CA on private-CA stacks) when it is set; skopeo gets
@@ -80,6 +80,8 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # Trivy's database artifacts (aquasecurity/trivy-db, trivy-java-db): the only ones promoted without a scan.
 TRIVY_DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
 TRIVY_DB_LAYERS = ("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip", "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip")
+# ...and only these repositories (components/versions.py TRIVY_DATABASES, a test keeps them equal).
+TRIVY_REPOSITORIES = ("ghcr.io/aquasecurity/trivy-db", "ghcr.io/aquasecurity/trivy-java-db")
 # One path segment, a name such as `vcluster`: never dotted, so never a registry host (hosts have a
 # dot), whose path in `approved` holds that registry's images only.
 _PREFIX = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -155,6 +157,15 @@ def parse_image(text: str, prefix: str | None = None) -> ImageRef:
     if host == "docker.io" and "/" not in rest:
         rest = f"library/{rest}"
     return ImageRef(host, rest, tag, digest or None, prefix)
+
+
+def parse_database(text: str) -> ImageRef:
+    """One of Trivy's databases (TRIVY_REPOSITORIES), the only artifacts promoted without the scan gate."""
+    ref = parse_image(text)
+    if f"{ref.registry}/{ref.repository}" not in TRIVY_REPOSITORIES:
+        raise PromotionError(f"{text!r} is not a Trivy database the platform reads ({', '.join(TRIVY_REPOSITORIES)}): "
+                             "promote images with IMAGE, through the scan gate")
+    return ref
 
 
 # --- the scan gate ----------------------------------------------------------------------------
@@ -510,7 +521,7 @@ class Promoter:
 def main(environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None] = time.sleep) -> int:
     try:
         images = [parse_image(text, environ.get("APPROVED_PREFIX") or None) for text in environ.get("IMAGE", "").split()]
-        databases = [parse_image(text) for text in environ.get("DATABASE", "").split()]
+        databases = [parse_database(text) for text in environ.get("DATABASE", "").split()]
         if not images and not databases:
             print("promote-image: set IMAGE, e.g. IMAGE=docker.io/library/nginx:1.27.3 (several: separated by spaces), "
                   "or DATABASE, e.g. DATABASE=ghcr.io/aquasecurity/trivy-db:2", file=sys.stderr)

@@ -15,6 +15,7 @@ import pytest
 from components.gitlab_runner import JOB_LABEL
 from components.tenant_gitlab import ACCESS_LEVELS
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PUBLIC_REGISTRIES, RELEASE_TAG_RULE
+from components.versions import TRIVY_DATABASES
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_image_promotion import load_script
 
@@ -153,3 +154,16 @@ def test_no_attackers_pod_reaches_the_nodes_instance_metadata(plan: dict) -> Non
     for addon in (r for r in plan["resources"] if r["type"] == "aws:eks/addon:Addon" and r["inputs"]["addonName"] == "vpc-cni"):
         settings = json.loads(addon["inputs"].get("configurationValues") or "{}")
         assert settings.get("enableNetworkPolicy") == "true", f"{addon['name']}: NetworkPolicies are not enforced"
+
+
+# --- promotion: the unscanned path is Trivy's databases only ---------------------------------------
+
+def test_the_unscanned_database_path_takes_trivys_databases_only(capsys: pytest.CaptureFixture) -> None:
+    """Whoever plays the manual promote-image job sets DATABASE (any variable can be set then) to an
+    artifact of their own typed as a Trivy database: it would land in `approved`, unscanned and
+    unsigned, under any name. Only the databases the platform names (TRIVY_DATABASES) go that way."""
+    script = load_script()
+    for text in ("ghcr.io/attacker/trivy-db:2", "docker.io/aquasecurity/trivy-db:2", "ghcr.io/aquasecurity/trivy-db-x:2"):
+        assert script.main({"IMAGE": "", "DATABASE": text}) == 1  # refused before any login or copy
+        assert "is not a Trivy database" in capsys.readouterr().err
+    assert {script.parse_database(text).repository for text in TRIVY_DATABASES} == {"aquasecurity/trivy-db", "aquasecurity/trivy-java-db"}

@@ -570,10 +570,15 @@ def test_trivys_database_is_copied_unscanned_and_an_image_is_no_database(
     with pytest.raises(urllib.error.HTTPError, match="404"):
         _registry_blob(site, repository, f"{digest.replace(':', '-')}.sig")
     assert _live_promotion_tokens(site) == []
-    # An image named as a database is refused: images reach `approved` through the scan gate only.
-    assert load_script().main({**_environ(site), "IMAGE": "", "DATABASE": "docker.io/demo:1.0.0"}, sleep=_no_wait) == 1
-    refused = capsys.readouterr()
-    assert "is not a Trivy database" in refused.err and "copying" not in refused.out  # refused before any push
+    # An image named as a database is refused: images reach `approved` through the scan gate only;
+    # also one served under a Trivy database's own name (checked by media type after the pull).
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", f"docker://{site.harbor.host}/proxy-docker-io/library/demo:1.0.0",
+                    f"docker://{site.harbor.host}/proxy-ghcr-io/aquasecurity/trivy-java-db:1"],
+                   check=True, env={**os.environ, "SSL_CERT_FILE": site.ca_file}, capture_output=True)
+    for database, why in (("docker.io/demo:1.0.0", "the platform reads"), ("ghcr.io/aquasecurity/trivy-java-db:1", "(config")):
+        assert load_script().main({**_environ(site), "IMAGE": "", "DATABASE": database}, sleep=_no_wait) == 1
+        refused = capsys.readouterr()
+        assert f"is not a Trivy database {why}" in refused.err and "copying" not in refused.out  # refused before any push
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
