@@ -1,4 +1,5 @@
-"""AWS access for this repository's own pipeline, through GitLab ID tokens only (EKS stacks).
+"""AWS access for this repository's own pipeline, through GitLab ID tokens only (EKS stacks),
+and the Pulumi Cloud tokens its jobs get the same way (every stack; set up by hand, README).
 
 The platform's GitLab becomes an IAM OIDC identity provider (audience `sts.amazonaws.com`,
 what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
@@ -35,6 +36,7 @@ from policy.labels import managed_by
 
 AUDIENCE = STS_AUDIENCE
 SESSION_SECONDS = 3600
+PULUMI_TOKEN_SECONDS = 2 * 3600  # .gitlab-ci.yml PULUMI_LOGIN_EXPIRATION (rebuild-dev: four hours)
 READ_ONLY_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
 # Reads that return stored data (object contents, secret values, plaintext), not descriptions.
@@ -134,3 +136,18 @@ class PipelineIdentity(pulumi.ComponentResource):
                 )
             )
         self.register_outputs({"previewRoleArn": self.preview_role_arn, "deployRoleArn": self.deploy_role_arn})
+
+
+def pulumi_cloud_credential(project_path: str, gitlab_url: str) -> Credential:
+    """The team tokens the pipeline's Pulumi jobs exchange their ID tokens for (`pulumi login --oidc-token`)."""
+    return Credential(
+        what="Pulumi Cloud team tokens of the platform pipeline",
+        category="federated",
+        issuer=f"Pulumi Cloud, trusting {gitlab_url} as an OIDC issuer (ID tokens with aud urn:pulumi:org:<org>)",
+        holder=f"the Pulumi jobs of {project_path}",
+        scope="platform-preview: read the stacks (main, and merge requests a maintainer runs in the protected "
+              "environment preview); platform-deploy: write them (main)",
+        lifetime_seconds=PULUMI_TOKEN_SECONDS,
+        lifetime="two hours (rebuild-dev: four)",
+        rotation="each job exchanges its own ID token",
+    )

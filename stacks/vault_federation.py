@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.ci_identity import PipelineIdentity, PipelineIdentityArgs
+from components.ci_identity import PipelineIdentity, PipelineIdentityArgs, pulumi_cloud_credential
 from components.cluster import ClusterHandle
 from components.gitlab import GitLab
 from components.inventory import CredentialInventory
@@ -68,6 +68,8 @@ def build_vault_federation(
                 DEPLOY_ROLE, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
                 ttl=CI_MAX_TOKEN_TTL,
             )
+    if gitlab is not None:
+        inventory.register(pulumi_cloud_credential(config.pipeline.project_path, gitlab.url))
     pipeline = None
     identity = clusters["control-plane"].aws_identity
     if gitlab is not None and identity is not None:

@@ -228,10 +228,54 @@ def test_aws_access_only_through_id_tokens(jobs: dict[str, dict[str, Any]]) -> N
         variables = job.get("variables", {})
         assert variables.get("AWS_ROLE_ARN") in ("$PREVIEW_ROLE_ARN", "$DEPLOY_ROLE_ARN"), name
         assert variables.get("AWS_WEB_IDENTITY_TOKEN_FILE"), name
-        # AWS's token, and Vault's for the provider's one-hour login (.ci/vault-login.py).
-        assert job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}, "VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}}, name
+        # AWS's token, Vault's for the provider's one-hour login (.ci/vault-login.py), and Pulumi Cloud's.
+        assert job["id_tokens"] == {
+            "AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}, "VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"},
+            "PULUMI_ID_TOKEN": {"aud": "urn:pulumi:org:$PULUMI_ORG"},
+        }, name
         assert any(".ci/vault-login.py" in l for l in _script(job)), f"{name}: no Vault login"
         assert any("AWS_WEB_IDENTITY_TOKEN_FILE" in l for l in _script(job)), f"{name}: token file never written"
+
+
+def test_pulumi_cloud_only_through_id_tokens_a_team_per_job_kind(ci: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
+    # No Pulumi access token anywhere (a long-lived credential between GitLab and Pulumi Cloud):
+    # each Pulumi job exchanges its ID token for a team token of hours.
+    assert "PULUMI_ACCESS_TOKEN" not in CI_FILE.read_text()
+    pulumi_jobs = {n: j for n, j in jobs.items() if any(re.search(r"\bpulumi (up|preview|destroy|stack)\b", l) for l in _script(j))}
+    assert pulumi_jobs
+    for name, job in pulumi_jobs.items():
+        logins = [l for l in _script(job) if l.startswith("pulumi login")]
+        assert logins == ['pulumi login https://api.pulumi.com --oidc-token "file://$PULUMI_ID_TOKEN_FILE" --oidc-org "$PULUMI_ORG" '
+                          '--oidc-team "$PULUMI_TEAM" --oidc-expiration "$PULUMI_LOGIN_EXPIRATION"'], name
+        variables = job["variables"]
+        writes = any(re.search(r"pulumi (up|destroy)\b", l) for l in _script(job))
+        assert variables["PULUMI_TEAM"] == ("platform-deploy" if writes else "platform-preview"), name
+        hours = int(variables["PULUMI_LOGIN_EXPIRATION"].removesuffix("h"))
+        timeout = int(str(job.get("timeout", "1h")).removesuffix("h"))
+        assert timeout < hours <= 4, f"{name}: its Pulumi token must outlast the job, and not by much"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_pulumi_cloud_tokens_are_in_the_credential_inventory(renders: dict, stack: str) -> None:
+    entries = {e["what"]: e for e in renders[stack].plan["outputs"]["credentials"]}
+    entry = entries["Pulumi Cloud team tokens of the platform pipeline"]
+    assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 2 * 3600
+    expiration = yaml.safe_load(CI_FILE.read_text())[".pulumi"]["variables"]["PULUMI_LOGIN_EXPIRATION"]
+    assert expiration == "2h"  # what the inventory says
+
+
+def test_a_merge_request_preview_waits_for_a_maintainer_in_the_protected_preview_environment(jobs: dict[str, dict[str, Any]]) -> None:
+    # A preview runs the branch's program with the stacks' decrypted state.
+    for name in ("preview-dev", "preview-prod"):
+        job = jobs[name]
+        assert job["environment"]["name"] == "preview", name
+        [merge_request] = [r for r in job["rules"] if "merge_request_event" in r["if"]]
+        assert merge_request["when"] == "manual" and merge_request["allow_failure"] is True, name
+        assert all("when" not in r for r in job["rules"] if r is not merge_request), f"{name}: main previews run by themselves"
+    # The merge-request note does not wait for them; a second one adds them once both ran.
+    assert {n["job"] for n in jobs["comment"]["needs"]} == {"render", "access"}
+    assert {n["job"] for n in jobs["comment-previews"]["needs"]} == {"render", "access", "preview-dev", "preview-prod"}
+    assert _script(jobs["comment-previews"]) == _script(jobs["comment"])
 
 
 def test_write_role_only_for_writes_and_only_on_protected_refs(jobs: dict[str, dict[str, Any]]) -> None:
