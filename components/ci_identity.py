@@ -146,7 +146,7 @@ def pulumi_cloud_credential(project_path: str, gitlab_url: str) -> Credential:
         issuer=f"Pulumi Cloud, trusting {gitlab_url} as an OIDC issuer (ID tokens with aud urn:pulumi:org:<org>)",
         holder=f"the Pulumi jobs of {project_path}",
         scope="platform-preview: read the stacks (main, and merge requests a maintainer runs in the protected "
-              "environment preview); platform-deploy: write them (main)",
+              "environments preview/dev and preview/prod); platform-deploy: write them (main)",
         lifetime_seconds=PULUMI_TOKEN_SECONDS,
         lifetime="two hours (rebuild-dev: four)",
         rotation="each job exchanges its own ID token",

@@ -155,7 +155,7 @@ class WorkloadBinder(Protocol):
 
     def bind_ci(
         self, resource_name: str, project_paths: list[str], refs: list[str] | None, policies: list[str],
-        parent: pulumi.Resource, ttl: int = ...,
+        parent: pulumi.Resource, ttl: int = ..., environments: list[str] | None = ...,
     ) -> pulumi.CustomResource: ...
 
     def auth_path(self, cluster: str) -> str: ...

@@ -49,6 +49,9 @@ WORKLOAD_TOKEN_MAX_TTL = 3600  # one hour at most
 CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
 CI_MAX_TOKEN_TTL = 3600  # the mount's ceiling: the deploy job's `pulumi up` (DEPLOY_ROLE)
 DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: the program's own Vault access
+# The GitLab environments of those jobs (.gitlab-ci.yml): deploys, and previews and drift checks. Other
+# jobs on main (promote-image, played with any variables) are not platform-deploy.
+DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
 # Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
 # as its owner, who must be allowed on the protected ref); never a merge request's.
 CI_PIPELINE_SOURCES = ("push", "web", "schedule")
@@ -276,13 +279,16 @@ class VaultFederation(pulumi.ComponentResource):
         policies: list[str],
         parent: pulumi.Resource,
         ttl: int = CI_TOKEN_TTL,
+        environments: list[str] | None = None,
     ) -> pulumi.CustomResource:
         """A role named `resource_name` on `jwt-gitlab` for CI jobs of exactly these projects.
 
         Only protected refs (GitLab's `ref_protected`: whoever can push a feature branch or an
         unprotected tag gets nothing) of pipelines started by a push or by hand (never a
         merge-request pipeline, which runs the merge request's code). `refs`: the protected
-        branch names the job must run on; None: any protected branch or tag. Tokens last `ttl`
+        branch names the job must run on; None: any protected branch or tag. `environments`: the
+        jobs' GitLab environments, which set apart two jobs of one branch (the deploy jobs from a
+        job anyone may play with variables of their own); None: any job. Tokens last `ttl`
         seconds (five minutes unless a job must outlast that, at most an hour). Raises
         ValueError on `*`, commas or empty lists, or without GitLab.
         """
@@ -297,6 +303,8 @@ class VaultFederation(pulumi.ComponentResource):
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
             # A tag named like a protected branch must not pass for it.
             claims["ref_type"] = "branch"
+        if environments is not None:
+            claims["environment"] = ",".join(_checked(f"role {role_name}: environments", environments, _REF, "environment names"))
         policies = _policies(role_name, policies)
         role = vault.jwt.AuthBackendRole(
             resource_name,
@@ -318,7 +326,8 @@ class VaultFederation(pulumi.ComponentResource):
                 f"Vault tokens of CI role {role_name}",
                 login=f"auth/{GITLAB_PATH}",
                 holder=f"CI jobs of {', '.join(paths)} on "
-                + (f"protected {', '.join(refs)}" if refs else "protected branches and tags"),
+                + (f"protected {', '.join(refs)}" if refs else "protected branches and tags")
+                + (f" in the environments {', '.join(environments)}" if environments else ""),
                 scope=f"Vault policies {', '.join(policies)}",
                 seconds=ttl,
                 rotation="each job logs in with its own ID token",

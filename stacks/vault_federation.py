@@ -17,7 +17,7 @@ from components.gitlab import GitLab
 from components.inventory import CredentialInventory
 from components.image_promotion import DEFAULT_BRANCH
 from components.vault import ADMIN_POLICY_NAME, Vault
-from components.vault_federation import CI_MAX_TOKEN_TTL, DEPLOY_ROLE, VaultFederation, VaultFederationArgs
+from components.vault_federation import CI_MAX_TOKEN_TTL, DEPLOY_ENVIRONMENTS, DEPLOY_ROLE, VaultFederation, VaultFederationArgs
 from stacks.config import PlatformConfig
 
 
@@ -66,7 +66,7 @@ def build_vault_federation(
             # their id_token and hand the token to pulumi-vault as VAULT_TOKEN.
             federation.bind_ci(
                 DEPLOY_ROLE, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
-                ttl=CI_MAX_TOKEN_TTL,
+                ttl=CI_MAX_TOKEN_TTL, environments=list(DEPLOY_ENVIRONMENTS),
             )
     if gitlab is not None:
         inventory.register(pulumi_cloud_credential(config.pipeline.project_path, gitlab.url))

@@ -268,7 +268,7 @@ def test_a_merge_request_preview_waits_for_a_maintainer_in_the_protected_preview
     # A preview runs the branch's program with the stacks' decrypted state.
     for name in ("preview-dev", "preview-prod"):
         job = jobs[name]
-        assert job["environment"]["name"] == "preview", name
+        assert job["environment"]["name"] == f"preview/{name.removeprefix('preview-')}", name
         [merge_request] = [r for r in job["rules"] if "merge_request_event" in r["if"]]
         assert merge_request["when"] == "manual" and merge_request["allow_failure"] is True, name
         assert all("when" not in r for r in job["rules"] if r is not merge_request), f"{name}: main previews run by themselves"
@@ -276,6 +276,18 @@ def test_a_merge_request_preview_waits_for_a_maintainer_in_the_protected_preview
     assert {n["job"] for n in jobs["comment"]["needs"]} == {"render", "access"}
     assert {n["job"] for n in jobs["comment-previews"]["needs"]} == {"render", "access", "preview-dev", "preview-prod"}
     assert _script(jobs["comment-previews"]) == _script(jobs["comment"])
+
+
+def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(jobs: dict[str, dict[str, Any]]) -> None:
+    # Vault's platform-deploy role (platform-admin) binds these environments: every job that logs in
+    # as it has one, and no other job on main has one (promote-image, played with any variables).
+    from components.vault_federation import DEPLOY_ENVIRONMENTS
+
+    for name, job in jobs.items():
+        logs_in = any(".ci/vault-login.py" in line for line in _script(job))
+        environment = job.get("environment", {}).get("name")
+        assert (environment in DEPLOY_ENVIRONMENTS) == logs_in, f"{name}: environment {environment!r}"
+    assert "environment" not in jobs["promote-image"]
 
 
 def test_write_role_only_for_writes_and_only_on_protected_refs(jobs: dict[str, dict[str, Any]]) -> None:

@@ -461,7 +461,7 @@ def promotion_site(tmp_path_factory: pytest.TempPathFactory, loopback_tls, plan_
 
 def _environ(site: Any, **extra: str) -> dict[str, str]:
     return {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": site.vault.server.url, "VAULT_AUTH_PATH": GITLAB_PATH,
-            "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault), "PROMOTER_VAULT_PATH": promoter_data_path(),
+            "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault, source="web", environment=None), "PROMOTER_VAULT_PATH": promoter_data_path(),
             "SIGN_WITH": PLATFORM_KEY, **extra}
 
 

@@ -30,10 +30,14 @@ def audience(vault: Any) -> str:
 
 
 def gitlab_id_token(vault: Any, project_path: str, ref: str, ref_type: str, protected: bool,
-                    source: str = "push") -> str:
-    """An id_token as GitLab issues it to a job (claims as documented for GitLab 17/18)."""
+                    source: str = "push", environment: str | None = None) -> str:
+    """An id_token as GitLab issues it to a job (claims as documented for GitLab 17/18); `environment`:
+    the job's environment, whose claims GitLab adds only for a job that has one."""
     namespace = project_path.rsplit("/", 1)[0]
-    return vault.identity.sign(GITLAB_PATH, {
+    job_environment = {} if environment is None else {
+        "environment": environment, "environment_protected": "true", "deployment_tier": "other", "environment_action": "start",
+    }
+    return vault.identity.sign(GITLAB_PATH, {**job_environment, 
         "sub": f"project_path:{project_path}:ref_type:{ref_type}:ref:{ref}",
         "aud": audience(vault),
         "namespace_id": "17", "namespace_path": namespace,

@@ -84,8 +84,10 @@ def test_the_oidc_mount_waits_for_openunison_to_serve_discovery(plan: dict) -> N
 # --- after bootstrap: no root token on any run -------------------------------------------------
 
 
-def pipeline_id_token(vault: PlanVault, ref: str = "main", protected: bool = True, source: str = "push") -> str:
-    return gitlab_id_token(vault, PIPELINE_PROJECT, ref, "branch", protected, source)
+def pipeline_id_token(
+    vault: PlanVault, ref: str = "main", protected: bool = True, source: str = "push", environment: str | None = "dev",
+) -> str:
+    return gitlab_id_token(vault, PIPELINE_PROJECT, ref, "branch", protected, source, environment)
 
 
 def test_deploy_jobs_log_in_for_an_hour_at_most_and_root_can_be_revoked(
@@ -96,7 +98,10 @@ def test_deploy_jobs_log_in_for_an_hour_at_most_and_root_can_be_revoked(
     try:
         vault = PlanVault.apply(server, renders["dev"].plan["resources"], identity_peer)
         for refused in (pipeline_id_token(vault, "feature/x", protected=False),
-                        pipeline_id_token(vault, "main", source="merge_request_event")):
+                        pipeline_id_token(vault, "main", source="merge_request_event"),
+                        # promote-image on main: anyone who plays it sets its variables (BASH_ENV runs code).
+                        pipeline_id_token(vault, "main", source="web", environment=None),
+                        pipeline_id_token(vault, "main", environment="promote")):
             with pytest.raises((hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)):
                 vault.login(GITLAB_PATH, DEPLOY_ROLE, refused)
         # As the Pulumi jobs log in (.gitlab-ci.yml `.pulumi`).
