@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws import AwsWorkloadIdentity
+from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.inventory import DAY, HOUR, Credential, external_secret, projected_token
 from components.network import ApiConnection, ApiConnectionArgs, VpcNetwork
 from components.versions import EKS_ADDONS
@@ -92,7 +92,9 @@ def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
             lifetime="temporary credentials AWS issues and rotates itself (hours)",
             rotation="AWS replaces them before they expire",
             resources=tuple(f"{name}-{kind}" for name in eks for kind in ("cluster", "node")),
-        ), projected_token(
+        ), *[replace(credential, what=f"{credential.what} on {name}") for name in eks for credential in [irsa_credential(
+            f"{name}-ebs-csi", "/".join(EBS_CSI_ACCOUNT), name, "create, attach and delete the EBS volumes of persistent volume claims",
+        )]], projected_token(
             "projected web-identity tokens of IRSA service accounts",
             issuer="each EKS cluster's service-account issuer (EKS pod identity webhook)",
             holder="pods of service accounts annotated with an IAM role",
@@ -235,6 +237,11 @@ def _node_groups(
 # policy agent on: without it every policy the platform declares (tenants' default deny, CI jobs'
 # egress, the instance metadata kept from pods) is accepted and ignored.
 ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+# The EBS CSI driver's controller creates and attaches the volumes of persistent volume claims: with
+# a role of its own (IRSA); the nodes' role has no EBS rights. Its service account in the add-on:
+EBS_CSI_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
+EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+DEFAULT_STORAGE_CLASS = "gp3"
 
 
 def _addons(
@@ -242,22 +249,51 @@ def _addons(
     kubernetes_version: str,
     cluster: aws.eks.Cluster,
     node_groups: list[aws.eks.NodeGroup],
+    roles: dict[str, aws.iam.Role],
     tags: dict[str, str],
     child: pulumi.ResourceOptions,
-) -> None:
+) -> list[aws.eks.Addon]:
+    """The pinned EKS add-ons; `roles`: the IAM role of an add-on's service account, by add-on."""
     # Add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
-    for addon, version in EKS_ADDONS[kubernetes_version].items():
+    return [
         aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
             addon_version=version,
             configuration_values=json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None,
+            service_account_role_arn=roles[addon].arn if addon in roles else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=tags,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=node_groups)),
         )
+        for addon, version in EKS_ADDONS[kubernetes_version].items()
+    ]
+
+
+def _ebs_csi_role(name: str, identity: AwsWorkloadIdentity, tags: dict[str, str], child: pulumi.ResourceOptions) -> aws.iam.Role:
+    """The EBS CSI controller's role: AWS's managed policy for the driver, for its service account only."""
+    role = aws.iam.Role(f"{name}-ebs-csi", assume_role_policy=service_account_trust(identity, *EBS_CSI_ACCOUNT), tags=tags, opts=child)
+    aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=role.name, policy_arn=EBS_CSI_POLICY, opts=child)
+    return role
+
+
+def _default_storage_class(name: str, provider: k8s.Provider, after: list[aws.eks.Addon], parent: pulumi.Resource) -> None:
+    """Encrypted gp3 volumes for claims that name no class: EKS clusters since 1.30 mark none as default."""
+    k8s.storage.v1.StorageClass(
+        f"{name}-{DEFAULT_STORAGE_CLASS}",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=DEFAULT_STORAGE_CLASS, labels=MANAGED_BY, annotations={"storageclass.kubernetes.io/is-default-class": "true"}
+        ),
+        provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3", "encrypted": "true"},
+        reclaim_policy="Delete",
+        # In the zone of the node the pod lands on (an EBS volume attaches within its zone only).
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=after),
+    )
 
 
 def _assume_role_policy(service: str) -> str:
@@ -312,7 +348,11 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
         )
 
-        _addons(name, args.kubernetes_version, cluster, node_groups, tags, child)
+        identity = AwsWorkloadIdentity(aws_provider, oidc_provider.arn, issuer, args.region)
+        addons = _addons(
+            name, args.kubernetes_version, cluster, node_groups, {"aws-ebs-csi-driver": _ebs_csi_role(name, identity, tags, child)},
+            tags, child,
+        )
 
         network = vpc.complete(args, aws_provider, cluster) if vpc else None
         path: list[pulumi.Resource] = []
@@ -334,6 +374,7 @@ class EksCluster(pulumi.ComponentResource):
             # Run from the control plane's network, the program reaches a private endpoint through the path.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, *path]),
         )
+        _default_storage_class(name, provider, addons, self)
         self.handle = ClusterHandle(
             role=args.role,
             provider=provider,
