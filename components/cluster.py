@@ -8,11 +8,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pydantic import BaseModel, ConfigDict, Field
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.inventory import DAY, HOUR, Credential, external_secret, projected_token
@@ -151,6 +152,20 @@ class ExistingCluster(pulumi.ComponentResource):
 # --- EKS ------------------------------------------------------------------------------
 
 
+class Taint(BaseModel):
+    """A node taint (`key=value:effect`): a node group's, and what a workload tolerates to run there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    key: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=316)]
+    value: Annotated[str, Field(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$", max_length=63)] = ""
+    effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"
+
+
+# The EKS API's names for the taint effects.
+_EKS_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
+
+
 @dataclass(frozen=True)
 class NodeGroupArgs:
     name: str
@@ -160,6 +175,7 @@ class NodeGroupArgs:
     desired_size: int
     disk_size_gib: int = 50
     labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Taint] = field(default_factory=list)  # only pods that tolerate them run there
 
 
 @dataclass(frozen=True)
@@ -223,6 +239,7 @@ def _node_groups(
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             labels=group.labels or None,
+            taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_EFFECTS[t.effect]) for t in group.taints] or None,
             tags=tags,
             # The autoscaler owns the running size once the group exists.
             opts=pulumi.ResourceOptions.merge(

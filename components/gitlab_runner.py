@@ -36,9 +36,10 @@ import pulumi
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumiverse_time as time
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
-from components.cluster import ClusterHandle
+from components.cluster import ClusterHandle, Taint
 from components.common import ipv4_network
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
@@ -116,11 +117,23 @@ def _cidr(value: str) -> str:
     return value
 
 
+class JobNodes(BaseModel):
+    """`platform:services.gitlabRunner.jobNodes`: the nodes tenants' CI jobs run on, apart from the
+    platform's services and its own pipeline (a build container runs with seccomp and AppArmor
+    unconfined, and SETUID/SETGID)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    node_selector: dict[str, str] = Field(min_length=1)  # labels only those nodes carry
+    taints: list[Taint] = Field(min_length=1)  # what keeps every other pod off them; jobs tolerate it
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     """platform:services.gitlabRunner, as every runner is declared with it."""
 
     concurrent: int = 4  # jobs at once, per runner
+    job_nodes: JobNodes | None = field(default=None, hash=False)  # None: jobs run on any node
     # Where job pods reach the platform's load balancer when the cluster does not short-circuit
     # its address to the ingress controller's pods (EKS NLBs: the VPC's CIDR). Empty: pods only.
     load_balancer_cidrs: tuple[str, ...] = ()
@@ -336,6 +349,13 @@ def runner_config(args: GitLabRunnerArgs) -> str:
             "allowed_images": images,
             "allowed_services": images,
         }
+    if args.settings.job_nodes is not None and args.tenant is not None:
+        # Tenants' jobs only: the platform's own (deploys holding admin roles) stay off those nodes.
+        nodes = args.settings.job_nodes
+        kubernetes |= {
+            "node_selector": dict(nodes.node_selector),
+            "node_tolerations": {f"{t.key}={t.value}" if t.value else t.key: t.effect for t in nodes.taints},
+        }
     kubernetes |= {
         "pod_labels": {JOB_LABEL: args.owner},
         "pod_security_context": {"run_as_non_root": True, "run_as_user": JOB_USER, "run_as_group": JOB_USER, "fs_group": JOB_USER},
@@ -410,6 +430,7 @@ def settings_of(settings: ServiceSettings) -> RunnerSettings:
     options = settings.options
     return RunnerSettings(
         concurrent=options.get("concurrent", RunnerSettings.concurrent),
+        job_nodes=options.get("job_nodes"),
         load_balancer_cidrs=tuple(options.get("load_balancer_cidrs", ())),
         chart_version=settings.chart_version,
         resources=settings.resources,
@@ -486,6 +507,7 @@ SLICE: ServiceSlice[GitLabRunner | None] = ServiceSlice(
     options={
         "concurrent": (Annotated[int, Field(ge=1, le=50)], 4),
         "load_balancer_cidrs": (list[LoadBalancerCidr], []),
+        "job_nodes": (JobNodes | None, None),
         # The GitLab id of platform:pipeline.projectPath (its Settings > General page): the repository
         # exists before its runner can (it runs `pulumi up`); unset, the platform has no runner yet.
         "platform_project_id": (Annotated[int, Field(ge=1)] | None, None),

@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
+from components.cluster import Taint
 from components.common import ObjectStoreTarget, ipv4_network
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
@@ -146,6 +147,7 @@ class NodeGroup(Model):
     desired_size: int = Field(ge=0, le=1000)
     disk_size_gib: int = Field(default=50, ge=20, le=16384)
     labels: dict[str, str] = {}
+    taints: list[Taint] = []  # e.g. a group for CI jobs only (services.gitlabRunner.jobNodes)
 
     @model_validator(mode="after")
     def _sizes(self) -> NodeGroup:
@@ -891,6 +893,27 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
     ]
 
 
+def _job_node_rules(config: PlatformConfig) -> list[str]:
+    """CI jobs on nodes of their own: on an EKS control plane, a node group that carries the jobs'
+    labels and taints, and one without taints for everything else."""
+    runner = config.services.settings("gitlab_runner")
+    eks = config.clusters.control_plane.eks
+    nodes = runner.options.get("job_nodes")
+    if not runner.enabled or nodes is None or eks is None:
+        return []
+    key = f"{NAMESPACE}:services.gitlabRunner.jobNodes"
+    for_jobs = [g.name for g in eks.node_groups
+                if nodes.node_selector.items() <= g.labels.items() and set(nodes.taints) <= set(g.taints)]
+    problems = []
+    if not for_jobs:
+        problems.append(f"{key}: no node group of clusters.controlPlane.eks carries its nodeSelector labels and its taints; "
+                        "allowed: a nodeGroups entry with those labels and taints")
+    if all(g.taints for g in eks.node_groups):
+        problems.append(f"{NAMESPACE}:clusters.controlPlane.eks.nodeGroups: every group is tainted, so the platform's services "
+                        "have no node; allowed: at least one group without taints")
+    return problems
+
+
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
     """Dragonfly's manager keeps its stores on its own cluster: an EKS one in a VPC the program creates,
     a kubeconfig one backing up to platform:objectStore."""
@@ -1061,6 +1084,7 @@ def load_platform_config(
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)
     problems += _p2p_store_rules(config)
+    problems += _job_node_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

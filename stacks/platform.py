@@ -69,7 +69,7 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
             role=role,
             region=eks.region,
             kubernetes_version=eks.kubernetes_version,
-            node_groups=[NodeGroupArgs(**group.model_dump()) for group in eks.node_groups],
+            node_groups=[NodeGroupArgs(**group.model_dump(exclude={"taints"}), taints=list(group.taints)) for group in eks.node_groups],
             admin_principal_arns=list(eks.admin_principal_arns),
             vpc_cidr=eks.vpc.cidr if eks.vpc else None,
             availability_zones=(

@@ -8,7 +8,7 @@ import copy
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -336,6 +336,54 @@ def test_bad_runner_settings_name_their_key(tmp_path, value: dict, key: str, wor
     path = _write(tmp_path, DEV, setting("platform:services", "gitlabRunner", value=value))
     lines = _problems(path)
     assert any(f": {key}" in line and words in line for line in lines), lines
+
+
+def test_tenants_ci_jobs_run_on_nodes_of_their_own_that_nothing_else_tolerates(renders: dict[str, Render]) -> None:
+    # Build containers run with seccomp and AppArmor unconfined: on prod's control plane, apart from
+    # Vault, GitLab, Harbor and the platform's own deploy jobs.
+    from tests.test_config import PROD
+
+    plan = renders["prod"].plan
+    job_nodes = PROD["config"]["platform:services"]["gitlabRunner"]["jobNodes"]
+    [taint] = job_nodes["taints"]
+    [group] = [r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"] == "control-plane-ci"]
+    assert group["inputs"]["taints"] == [{"key": taint["key"], "value": taint["value"], "effect": "NO_SCHEDULE"}]
+    assert job_nodes["nodeSelector"].items() <= group["inputs"]["labels"].items()
+    for tenant in tenants(plan):
+        entry = config_toml(runner_release(plan, tenant_namespace(tenant)))["kubernetes"]
+        assert entry["node_selector"] == job_nodes["nodeSelector"], tenant
+        assert entry["node_tolerations"] == {f"{taint['key']}={taint['value']}": taint["effect"]}, tenant
+        assert entry["node_selector_overwrite_allowed"] == ""  # a job cannot pick other nodes
+    platform = config_toml(runner_release(plan, NAMESPACE))["kubernetes"]
+    assert "node_selector" not in platform and "node_tolerations" not in platform
+    # No other node group is tainted, so the platform's services have nodes; nothing else tolerates it.
+    assert [r["name"] for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("taints")] == ["control-plane-ci"]
+    tolerating = {r["name"] for r in plan["resources"] if taint["key"] in json.dumps(r["inputs"])}
+    runners = {runner_release(plan, tenant_namespace(t))["name"] for t in tenants(plan)}
+    assert tolerating == runners | {"control-plane-ci"}
+
+
+def _ci_nodes(groups: list[dict[str, Any]]) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        doc["config"]["platform:clusters"]["controlPlane"]["eks"]["nodeGroups"] = groups
+    return mutate
+
+
+@pytest.mark.parametrize(("groups", "key", "words"), [
+    ([{"name": "system", "instanceTypes": ["m7i.xlarge"], "minSize": 3, "maxSize": 6, "desiredSize": 3}],
+     "platform:services.gitlabRunner.jobNodes", "no node group of clusters.controlPlane.eks carries"),
+    ([{"name": "ci", "instanceTypes": ["m7i.xlarge"], "minSize": 1, "maxSize": 6, "desiredSize": 2,
+       "labels": {"platform.io/node-role": "ci-jobs"}, "taints": [{"key": "platform.io/ci-jobs", "value": "true"}]}],
+     "platform:clusters.controlPlane.eks.nodeGroups", "every group is tainted"),
+    ([{"name": "ci", "instanceTypes": ["m7i.xlarge"], "minSize": 1, "maxSize": 6, "desiredSize": 2,
+       "taints": [{"key": "platform.io/ci-jobs", "value": "true", "effect": "PreferNoSchedule"}]}],
+     "platform:clusters.controlPlane.eks.nodeGroups[0].taints[0].effect", "'NoSchedule' or 'NoExecute'"),
+], ids=["no-group-for-jobs", "every-group-tainted", "soft-taint"])
+def test_ci_job_nodes_the_cluster_lacks_are_refused_naming_the_key(tmp_path, groups: list, key: str, words: str) -> None:
+    from tests.test_config import PROD
+
+    lines = _problems(_write(tmp_path, PROD, _ci_nodes(groups)), stack="prod")
+    assert any(f"{key}" in line and words in line for line in lines), lines
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
