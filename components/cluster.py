@@ -233,7 +233,7 @@ def _node_groups(
             node_role_arn=node_role.arn,
             subnet_ids=list(private_ids),
             instance_types=group.instance_types,
-            disk_size=group.disk_size_gib,
+            launch_template=_launch_template(f"{name}-{group.name}", group.disk_size_gib, tags, child),
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
             ),
@@ -248,6 +248,29 @@ def _node_groups(
         )
         for group in args.node_groups
     ]
+
+
+def _launch_template(
+    name: str, disk_size_gib: int, tags: dict[str, str], child: pulumi.ResourceOptions
+) -> aws.eks.NodeGroupLaunchTemplateArgs:
+    """The nodes' instance settings: IMDSv2 one hop away, so that only the node itself (and host-network
+    pods) reach the instance metadata and the node role's credentials, never a pod; an encrypted gp3
+    root volume (EKS's AL2023 images boot from /dev/xvda)."""
+    template = aws.ec2.LaunchTemplate(
+        name,
+        metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+            http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+        ),
+        block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+            device_name="/dev/xvda",
+            ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                volume_size=disk_size_gib, volume_type="gp3", encrypted="true", delete_on_termination="true",
+            ),
+        )],
+        tags=tags,
+        opts=child,
+    )
+    return aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str))
 
 
 # Add-on settings besides the defaults. The VPC CNI enforces NetworkPolicies only with its network

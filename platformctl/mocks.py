@@ -87,6 +87,8 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
     elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         group = inputs.get("replicationGroupId", name)
         out["primaryEndpointAddress"] = f"master.{group}.{_digest(args.name, length=6)}.euw1.cache.amazonaws.com"
+    elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        out["latestVersion"] = 1  # EC2 numbers a template's versions from 1
     elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         out["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}"
     return out

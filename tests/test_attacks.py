@@ -156,6 +156,23 @@ def test_no_attackers_pod_reaches_the_nodes_instance_metadata(plan: dict) -> Non
         assert settings.get("enableNetworkPolicy") == "true", f"{addon['name']}: NetworkPolicies are not enforced"
 
 
+def test_on_eks_no_pod_of_any_namespace_reaches_the_instance_metadata(renders: dict) -> None:
+    """Platform pods have no NetworkPolicy keeping them from 169.254.169.254: on EKS the nodes
+    answer IMDSv2 only (a PUT for a session token first) and one hop away, which a pod's packet,
+    one hop further, never makes; host-network pods (the CNI, kube-proxy) are the node itself."""
+    plan = renders["prod"].plan
+    groups = [r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup"]
+    templates = {r["urn"]: r for r in plan["resources"] if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate"}
+    assert len(groups) >= 3
+    for group in groups:
+        [template] = [templates[urn] for urn in group["dependsOn"] if urn in templates]
+        assert template["inputs"]["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}, group["name"]
+        assert group["inputs"]["launchTemplate"]["version"] == "1"  # the template's latest version, never $Latest
+        assert "diskSize" not in group["inputs"]  # EKS refuses it beside a launch template: the root volume is the template's
+        [root] = template["inputs"]["blockDeviceMappings"]
+        assert root["deviceName"] == "/dev/xvda" and root["ebs"]["encrypted"] == "true" and root["ebs"]["volumeType"] == "gp3"
+
+
 # --- promotion: the unscanned path is Trivy's databases only ---------------------------------------
 
 def test_the_unscanned_database_path_takes_trivys_databases_only(capsys: pytest.CaptureFixture) -> None:

@@ -125,8 +125,15 @@ def walk(plan: Plan, workload: str) -> list[str]:
         _routes_through(plan, table, peering_id, _cidrs(plan, node_subnets), "route back")
     hops.append(f"route back: {workload}'s endpoint subnets reach the control plane's nodes through {peering['name']}")
     # 5. The API port, from the control plane's nodes: EKS puts its cluster security group on the
-    # nodes of a managed node group without a launch template of its own.
-    if not node_groups or any(g["inputs"].get("launchTemplate") for g in node_groups):
+    # nodes of a managed node group unless its launch template names security groups of its own.
+    templates = {plan.output(t, "id"): t for t in plan.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+
+    def own_groups(group: dict[str, Any]) -> bool:
+        template = templates.get((group["inputs"].get("launchTemplate") or {}).get("id"))
+        inputs = template["inputs"] if template else {}
+        return bool(inputs.get("vpcSecurityGroupIds") or any(i.get("securityGroups") for i in inputs.get("networkInterfaces") or []))
+
+    if not node_groups or any(own_groups(g) for g in node_groups):
         raise NoPath("security group: the control plane's nodes do not carry its cluster security group")
     target_sg, source_sg = plan.output(cluster, "vpcConfig")["clusterSecurityGroupId"], plan.output(source, "vpcConfig")["clusterSecurityGroupId"]
     rules = [r for r in plan.of_type(RULE, securityGroupId=target_sg) if r["inputs"]["ipProtocol"] == "tcp"
@@ -158,6 +165,15 @@ def test_the_walker_names_the_first_hop_without_a_resource(prod: Plan, missing, 
     plan = copy.copy(prod.plan)
     plan["resources"] = [r for r in prod.resources if not missing(r)]
     with pytest.raises(NoPath, match=f"^{hop}"):
+        walk(Plan(plan), "prod")
+
+
+def test_a_launch_template_with_security_groups_of_its_own_breaks_the_security_group_hop(prod: Plan) -> None:
+    # EKS then leaves the cluster security group off the nodes, which the workload's rule admits.
+    plan = copy.deepcopy(prod.plan)
+    template = next(r for r in plan["resources"] if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate" and r["name"].startswith("control-plane-"))
+    template["inputs"]["vpcSecurityGroupIds"] = ["sg-0123456789abcdef0"]
+    with pytest.raises(NoPath, match="^security group: the control plane's nodes do not carry"):
         walk(Plan(plan), "prod")
 
 
