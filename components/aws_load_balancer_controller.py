@@ -114,14 +114,15 @@ def credentials(name: str, cluster: str) -> list[Credential]:
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalancerController | None:
     """On EKS only: other clusters get MetalLB or their own (components/metallb.py)."""
-    cluster, identity = parts.cluster, parts.cluster.aws_identity
-    if identity is None or cluster.eks_cluster_name is None:
+    if parts.eks is None:
         return None
+    identity, cluster_name = parts.eks
+    cluster = parts.cluster
     return AwsLoadBalancerController(
         f"{cluster.role}-aws-load-balancer-controller",
         cluster,
         AwsLoadBalancerControllerArgs(
-            cluster_name=cluster.eks_cluster_name,
+            cluster_name=cluster_name,
             identity=identity,
             inventory=parts.inventory,
             settings=settings,

@@ -241,7 +241,7 @@ def _node_groups(
             labels=group.labels or None,
             taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_EFFECTS[t.effect]) for t in group.taints] or None,
             tags=tags,
-            # The autoscaler owns the running size once the group exists.
+            # The Cluster Autoscaler (components/cluster_autoscaler.py) owns the running size once the group exists.
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
             ),

@@ -157,6 +157,12 @@ class ClusterParts:
         """What `service` declared on this cluster (earlier in the registry), or None."""
         return self.declared.get(service.key)
 
+    @property
+    def eks(self) -> tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None:
+        """On EKS, what an add-on calling AWS needs: the cluster's workload identity and EKS name; else None."""
+        identity, name = self.cluster.aws_identity, self.cluster.eks_cluster_name
+        return (identity, name) if identity is not None and name is not None else None
+
 
 A = TypeVar("A", bound="AddOnArgs")
 
@@ -173,8 +179,9 @@ class AddOnArgs:
 class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
     """An add-on that is its slice's chart release on a cluster (the CDK EKS Blueprints' HelmAddOn).
 
-    A subclass gives its type token, the chart's values and the paths its sizing goes to, and in
-    `extend` what it declares beside the release (its credentials, objects of the chart's CRDs).
+    A subclass gives its type token, the chart's values and the paths its sizing goes to, in
+    `prepare` what the values name (an IAM role), and in `extend` what it declares beside the
+    release (its credentials, objects of the chart's CRDs).
     """
 
     type_token: ClassVar[str]  # platform:<module>:<Class>
@@ -185,6 +192,7 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
         self, name: str, cluster: ClusterHandle, service: ServiceSlice[Any], args: A, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__(self.type_token, name, None, opts)
+        self.prepare(name, args)
         values = self.values(args)
         self.release = service.release(cluster, self, args.settings, values, *self.sized_at, depends_on=args.after)
         self.extend(name, cluster, args)
@@ -193,6 +201,9 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
     @abstractmethod
     def values(self, args: A) -> dict[str, Any]:
         """The chart's values for `args`."""
+
+    def prepare(self, name: str, args: A) -> None:
+        """What it declares before the release, for its values to name: nothing unless the subclass says."""
 
     def extend(self, name: str, cluster: ClusterHandle, args: A) -> None:
         """What it declares beside the release: nothing unless the subclass says."""

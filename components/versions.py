@@ -20,6 +20,10 @@ EKS_ADDONS: dict[str, dict[str, str]] = {
     },
 }
 
+# The Cluster Autoscaler's image per Kubernetes minor (upstream releases one line per minor; the
+# chart's default is the minor's .0): registry.k8s.io/autoscaling/cluster-autoscaler:<tag>.
+CLUSTER_AUTOSCALER_TAGS: dict[str, str] = {"1.33": "v1.33.6"}
+
 
 class Chart(NamedTuple):
     """A Helm chart pinned to an exact version in its upstream repository."""
@@ -46,6 +50,7 @@ CHARTS: dict[str, Chart] = {
     "orchestra-login-portal": Chart("orchestra-login-portal", "https://nexus.tremolo.io/repository/helm", "2.3.88"),
     "kube-oidc-proxy": Chart("kube-oidc-proxy", "https://nexus.tremolo.io/repository/helm", "0.3.2"),
     "aws-load-balancer-controller": Chart("aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"),
+    "cluster-autoscaler": Chart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.50.1"),
     "metallb": Chart("metallb", "https://metallb.github.io/metallb", "0.16.1"),
     # Sigstore policy-controller 0.13.1: the image signature verifier (components/image_verifier.py).
     "policy-controller": Chart("policy-controller", "https://sigstore.github.io/helm-charts", "0.10.6"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import argocd, data_stores, external_secrets, gatekeeper, gitlab, harbor, ingress, kube_oidc_proxy, openunison, tls, vault
-from components import aws_load_balancer_controller, metallb
+from components import aws_load_balancer_controller, cluster_autoscaler, metallb
 from components import image_verifier
 from components import gitlab_runner
 from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
@@ -28,6 +28,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     openunison.SLICE,
     ingress.SLICE,
     aws_load_balancer_controller.SLICE,
+    cluster_autoscaler.SLICE,
     metallb.SLICE,
     image_verifier.SLICE,
     data_stores.SLICE,

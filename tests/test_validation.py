@@ -28,7 +28,7 @@ CHARTS = [
     "argo-cd", "cert-manager", "cloudnative-pg", "external-secrets", "gatekeeper", "gitlab", "harbor",
     "kube-oidc-proxy", "openunison-k8s-cluster-management", "openunison-operator", "orchestra",
     "orchestra-kube-oidc-proxy", "orchestra-login-portal", "vault", "vcluster",
-    "aws-load-balancer-controller", "metallb",
+    "aws-load-balancer-controller", "metallb", "cluster-autoscaler",
     "policy-controller",
     "gitlab-runner",
     "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
