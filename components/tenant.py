@@ -93,6 +93,7 @@ class NamespacePolicy:
     registries: list[str]  # image prefixes: its Harbor project and `approved`
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
     hosts: tuple[str, ...] = ()  # the hostnames its Ingresses may serve (none: no Ingress at all)
+    prometheus_addresses: tuple[str, ...] = ()  # what its analyses may query (none: Job analyses only)
 
 
 def namespace_constraints(
@@ -102,7 +103,7 @@ def namespace_constraints(
     """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
     each after its template."""
     for constraint in tenant_namespace_constraints(
-        ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception
+        ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses
     ):
         kind = constraint["kind"]
         k8s.apiextensions.CustomResource(
@@ -563,7 +564,10 @@ def namespace_policy(
     templates = platform.policy_templates.get(cluster)
     if not templates:
         return None
-    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts)
+    # The Rollouts controller calls an analysis's provider from its own namespace: only the
+    # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not.
+    queries = (prometheus.URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
+    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries)
 
 
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:

@@ -156,6 +156,17 @@ def cluster_views(plan: dict[str, Any]) -> dict[str, ClusterView]:
     return views
 
 
+def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(the kinds of the constraints that select `obj`, their violations) when `obj` is created on
+    `cluster`, with the constraints, templates and Namespace labels the plan declares there."""
+    view = cluster_views(plan)[cluster]
+    namespace = view.namespaces[obj["metadata"]["namespace"]]
+    selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
+    failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
+                for v in evaluate(view.templates[c["kind"]], review(obj), c["spec"].get("parameters"))]
+    return [c["kind"] for c in selected], failures
+
+
 def webhook_exempt(view: ClusterView, namespace: str) -> bool:
     labels = view.namespaces.get(namespace, {}).get("metadata", {}).get("labels", {})
     return namespace in view.exempt_flags and IGNORE_LABEL in labels

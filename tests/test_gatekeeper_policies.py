@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from policy.gatekeeper import (
+    ANALYSIS_KINDS,
     INGRESS_KINDS,
     POD_KINDS,
     POD_SECURITY_LABEL,
@@ -451,6 +452,35 @@ ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[st
 ]
 DISALLOWED += ADVERSARIAL
 
+# Argo Rollouts analyses: the controller calls their providers (components/tenant_rollout.py queries Prometheus).
+PROMETHEUS = "http://prometheus-server.monitoring.svc.cluster.local"
+QUERIES = {"prometheusAddresses": [PROMETHEUS]}
+
+
+def analysis(kind: str, *providers: dict[str, Any]) -> dict[str, Any]:
+    return namespaced("argoproj.io/v1alpha1", kind, "error-rate", spec={
+        "metrics": [{"name": f"m{i}", "provider": p} for i, p in enumerate(providers)]})
+
+
+JOB_PROVIDER = {"job": {"spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}}}}
+ALLOWED += [
+    ("platformtenantanalysis", "platform-prometheus-and-a-job",
+     analysis("AnalysisTemplate", {"prometheus": {"address": PROMETHEUS, "query": "up"}}, JOB_PROVIDER), QUERIES, {}),
+    ("platformtenantanalysis", "job-run-without-a-prometheus", analysis("AnalysisRun", JOB_PROVIDER), {"prometheusAddresses": []}, {}),
+]
+DISALLOWED += [
+    ("platformtenantanalysis", "web-and-cloudwatch-calls-from-the-controller",
+     analysis("AnalysisRun", {"web": {"url": "http://169.254.169.254/latest/meta-data/"}}, {"cloudWatch": {"metricDataQueries": []}}),
+     QUERIES, {}, ["AnalysisRun <error-rate> metric <m0> must not use the provider <web>", "metric <m1> must not use the provider <cloudWatch>"]),
+    ("platformtenantanalysis", "prometheus-elsewhere-or-templated",
+     analysis("AnalysisTemplate", {"prometheus": {"address": "http://vault.vault.svc:8200/v1/sys/mounts?", "query": "up"}},
+              {"prometheus": {"address": "{{args.address}}", "query": "up"}}), QUERIES, {},
+     ["must not query Prometheus at <http://vault.vault.svc:8200/v1/sys/mounts?>", "must not query Prometheus at <{{args.address}}>"]),
+    ("platformtenantanalysis", "no-parameters-allow-no-prometheus",
+     analysis("AnalysisTemplate", {"prometheus": {"address": PROMETHEUS, "query": "up"}}), None, {},
+     [f"must not query Prometheus at <{PROMETHEUS}>; allowed: []"]),
+]
+
 
 def test_only_the_volume_binder_may_name_a_claims_volume() -> None:
     template = TEMPLATES["platformtenantobjects"]
@@ -792,8 +822,11 @@ def test_cluster_constraints_scope() -> None:
 
 
 def test_tenant_namespace_constraints() -> None:
-    registries, subjects, hosts, objects = tenant_namespace_constraints(
-        "team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"], ["team-a-owners"], [TENANT_HOST])
+    registries, subjects, hosts, objects, analyses = tenant_namespace_constraints(
+        "team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"], ["team-a-owners"], [TENANT_HOST],
+        prometheus_addresses=[PROMETHEUS])
+    assert analyses["spec"]["match"] == {"kinds": ANALYSIS_KINDS, "namespaces": ["team-a-dev"]}
+    assert analyses["spec"]["parameters"] == QUERIES
     assert hosts["spec"]["match"] == {"kinds": INGRESS_KINDS, "namespaces": ["team-a-dev"]}
     assert hosts["spec"]["parameters"] == HOSTS
     assert objects["spec"]["match"] == {"kinds": TENANT_OBJECT_KINDS, "namespaces": ["team-a-dev"]}
@@ -812,10 +845,10 @@ def test_constraint_parameters_drive_the_templates() -> None:
     bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
                             securityContext={"privileged": True, "runAsUser": 0}))
     good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application(),
-            "Ingress": ingress({"host": TENANT_HOST}), "PersistentVolumeClaim": claim()}
+            "Ingress": ingress({"host": TENANT_HOST}), "PersistentVolumeClaim": claim(), "AnalysisTemplate": analysis("AnalysisTemplate", JOB_PROVIDER)}
     bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),
            "Application": application(project="default"), "Ingress": ingress({"host": "team-b.dev.example.com"}),
-           "PersistentVolumeClaim": claim("pv-1")}
+           "PersistentVolumeClaim": claim("pv-1"), "AnalysisTemplate": analysis("AnalysisTemplate", {"web": {"url": "http://x"}})}
     for constraint in _all_constraints():
         template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
         kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]

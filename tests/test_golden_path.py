@@ -25,9 +25,8 @@ from platformctl.charts import chart_path
 from platformctl.helm_render import builtin_api_versions, render_release
 from components.tenancy import ENVIRONMENTS
 from tests.golden_path import HOPS, RELEASE, Plan, walk
-from tests.test_gatekeeper_plan import cluster_views, matches
+from tests.test_gatekeeper_plan import admission
 from tests.test_helm_render import kubernetes_versions
-from tests.opa import evaluate, review
 from tests.validation import crd_errors, is_custom_resource, kubernetes_errors
 
 TENANT = "payments"  # isolation: namespace, in both example stacks
@@ -228,7 +227,7 @@ def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_con
     # The virtual cluster syncs its pod into the tenant's host namespace: the host's constraints apply.
     pod = {"apiVersion": "v1", "kind": "Pod", "spec": deployment["spec"]["template"]["spec"],
            "metadata": {**deployment["spec"]["template"]["metadata"], "name": "argo-rollouts", "namespace": f"{VIRTUAL_TENANT}-{environment}"}}
-    selected, failures = _verdicts(plan, environment, pod)
+    selected, failures = admission(plan, environment, pod)
     assert failures == []
     assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes"} <= set(selected)
     [container] = pod["spec"]["containers"]
@@ -284,14 +283,6 @@ def _documents(plan: dict, project: str, environment: str) -> list[dict]:
     return Plan(plan).documents(TENANT, project, tenant_rollout.manifest_path(environment))
 
 
-def _verdicts(plan: dict, cluster: str, obj: dict) -> tuple[list[str], list[str]]:
-    """(constraints that select `obj`, their violations) on `cluster`, as the plan declares them."""
-    view = cluster_views(plan)[cluster]
-    namespace = view.namespaces[obj["metadata"]["namespace"]]
-    selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
-    failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
-                for v in evaluate(view.templates[c["kind"]], review(obj), c["spec"].get("parameters"))]
-    return [c["kind"] for c in selected], failures
 
 
 @pytest.mark.parametrize("project", ["ops", "ops-dev"])
@@ -310,7 +301,7 @@ def test_starter_manifests_are_valid_and_pass_their_clusters_constraints(
         errors = crd_errors(document, crds[key]) if is_custom_resource(document) else kubernetes_errors(document)
         assert errors == [], (key, errors)
         admitted = {**document, "metadata": {**document["metadata"], "namespace": f"{TENANT}-{environment}"}}
-        selected, failures = _verdicts(plan, environment, admitted)
+        selected, failures = admission(plan, environment, admitted)
         assert failures == [], (key, failures)
         selected_kinds |= set(selected)
     # Not vacuous: the Rollout's pod template and the Ingress's host are both checked.
@@ -322,11 +313,11 @@ def test_the_constraints_refuse_another_tenants_host_and_an_unpulled_image(plan:
     ingress = copy.deepcopy(documents["Ingress"])
     ingress["metadata"]["namespace"] = f"{TENANT}-prod"
     ingress["spec"]["rules"][0]["host"] = ingress["spec"]["rules"][0]["host"].replace(TENANT, "checkout", 1)
-    assert any("PlatformTenantIngressHosts" in f for f in _verdicts(plan, "prod", ingress)[1])
+    assert any("PlatformTenantIngressHosts" in f for f in admission(plan, "prod", ingress)[1])
     rollout = copy.deepcopy(documents["Rollout"])
     rollout["metadata"]["namespace"] = f"{TENANT}-prod"
     rollout["spec"]["template"]["spec"]["containers"][0]["image"] = "docker.io/library/nginx:latest"
-    assert any("PlatformAllowedRegistries" in f for f in _verdicts(plan, "prod", rollout)[1])
+    assert any("PlatformAllowedRegistries" in f for f in admission(plan, "prod", rollout)[1])
 
 
 def test_prod_runs_a_canary_whose_failed_analysis_aborts_it(plan: dict) -> None:

@@ -60,6 +60,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
         # ...and Services, token Secrets and volume claims that stay inside it.
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects": 1,
+        # ...and analyses the Rollouts controller runs by Job or with the cluster's Prometheus only.
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantAnalysis": 1,
         "kubernetes:helm.sh/v3:Release": 1 if vcluster else 0,
         "kubernetes:core/v1:ConfigMap": 1 if vcluster else 0,
         # A vCluster joins federation: its kube-oidc-proxy's certificate and TLS Secret, the
@@ -128,6 +130,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects": 1,
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantAnalysis": 1,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
         "kubernetes:core/v1:Secret": 2,
         "time:index/rotating:Rotating": 1,

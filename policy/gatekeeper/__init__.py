@@ -11,8 +11,8 @@ Two scopes:
   in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
   pulled Always, RoleBindings only for the tenant's own subjects, ingress hostnames only of the
-  tenant's own (`<tenant>.<env>.<domain>`), and Services, Secrets and claims that cannot reach
-  beyond the namespace;
+  tenant's own (`<tenant>.<env>.<domain>`), Services, Secrets and claims that cannot reach
+  beyond the namespace, and analyses that measure only with a Job or the platform's Prometheus;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
 """
@@ -53,6 +53,10 @@ INGRESS_KINDS: list[dict[str, list[str]]] = [
 TENANT_OBJECT_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "kinds": ["PersistentVolumeClaim", "Secret", "Service"]},
     {"apiGroups": ["policy"], "kinds": ["PodDisruptionBudget"]},
+]
+# Argo Rollouts' measurements, whose providers the controller calls from its own namespace.
+ANALYSIS_KINDS: list[dict[str, list[str]]] = [
+    {"apiGroups": ["argoproj.io"], "kinds": ["AnalysisTemplate", "AnalysisRun"]},
 ]
 ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
@@ -192,12 +196,13 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
 
 def tenant_namespace_constraints(
     namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = (),
-    pod_security_exception: dict[str, Any] | None = None,
+    pod_security_exception: dict[str, Any] | None = None, prometheus_addresses: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
     namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host);
-    no externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name.
+    no externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name;
+    Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only.
 
     `pod_security_exception`: the PlatformPodRestricted parameters of a namespace labelled for
     an exception (which the cluster's restricted constraint skips): restricted, but for those.
@@ -223,6 +228,10 @@ def tenant_namespace_constraints(
             {"hosts": list(hosts)},
         ),
         _constraint("PlatformTenantObjects", f"{namespace}-objects", {"kinds": TENANT_OBJECT_KINDS, **only}),
+        _constraint(
+            "PlatformTenantAnalysis", f"{namespace}-analysis", {"kinds": ANALYSIS_KINDS, **only},
+            {"prometheusAddresses": list(prometheus_addresses)},
+        ),
     ]
 
 

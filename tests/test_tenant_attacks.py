@@ -1,0 +1,68 @@
+"""An attacker's review of tenant isolation: each test is one thing a member, CI job or workload of
+tenant `payments` could try against another tenant or the platform, tried on what the plan declares
+(its constraints, templates and Namespace labels, evaluated by the real OPA engine; its RBAC as
+Kubernetes evaluates it), and each must be refused.
+
+The attacker holds `platform-tenant-admin` in `payments-dev` (a developer there: RBAC lets it create
+what each attack needs, which the test checks first, so the refusal is Gatekeeper's and not a
+missing verb) or deploys the same objects from its ops repository through ArgoCD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components import prometheus
+from components.federation import DEPLOYABLE
+from components.tenant_roles import RULES, TENANT_ADMIN
+from tests.test_gatekeeper_plan import admission
+from tests.test_tenant_roles import allows
+
+ATTACKER = "payments"  # isolation: namespace, in both example stacks
+NAMESPACE = f"{ATTACKER}-dev"
+METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+
+
+def analysis(kind: str, provider: dict[str, Any]) -> dict[str, Any]:
+    """An AnalysisTemplate or AnalysisRun in the attacker's namespace with one metric of `provider`."""
+    metric = {"name": "m", "provider": provider, "successCondition": "true"}
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": "probe", "namespace": NAMESPACE},
+            "spec": {"metrics": [metric]}}
+
+
+# The Argo Rollouts controller runs every analysis of the cluster from its own namespace, which no
+# NetworkPolicy holds: a provider that calls out is a request from there, past the tenant's
+# default-deny policy, and its answer lands in the AnalysisRun's status, which the tenant reads.
+SSRF = {
+    "web provider to the cloud metadata service": {"web": {"url": METADATA_URL, "jsonPath": "{$.AccessKeyId}"}},
+    "web provider PUT with headers (IMDSv2 token)": {"web": {
+        "url": "http://169.254.169.254/latest/api/token", "method": "PUT",
+        "headers": [{"key": "X-aws-ec2-metadata-token-ttl-seconds", "value": "60"}]}},
+    "prometheus provider at an address of the tenant's choosing": {"prometheus": {
+        "address": "http://vault.vault.svc:8200/v1/sys/internal/ui/mounts?", "query": "up"}},
+    "prometheus provider with a templated address": {"prometheus": {"address": "{{args.address}}", "query": "up"}},
+    "cloudwatch provider (the node's AWS identity)": {"cloudWatch": {"metricDataQueries": [{"id": "q", "expression": "x"}]}},
+    "two providers in one metric": {"job": {"spec": {}}, "web": {"url": METADATA_URL}},
+}
+
+
+@pytest.mark.parametrize("kind", ["AnalysisTemplate", "AnalysisRun"])
+@pytest.mark.parametrize("attack", SSRF)
+def test_a_tenants_analysis_cannot_make_the_rollouts_controller_call_out(plan: dict, kind: str, attack: str) -> None:
+    resource = f"{kind.lower()}s"
+    assert allows(RULES[TENANT_ADMIN], "create", "argoproj.io", resource)  # the attacker may create it
+    # ... and its ops repository through ArgoCD, whose federated user may write AnalysisTemplates.
+    assert kind == "AnalysisRun" or any(g == "argoproj.io" and resource in r for g, r in DEPLOYABLE)
+    selected, failures = admission(plan, "dev", analysis(kind, SSRF[attack]))
+    assert "PlatformTenantAnalysis" in selected, selected
+    assert any(f.startswith("PlatformTenantAnalysis: ") for f in failures), failures
+
+
+@pytest.mark.parametrize("kind", ["AnalysisTemplate", "AnalysisRun"])
+def test_the_platforms_prometheus_and_job_analyses_still_pass(plan: dict, kind: str) -> None:
+    for provider in ({"prometheus": {"address": prometheus.URL, "query": "up"}},
+                     {"job": {"spec": {"template": {"spec": {"containers": []}}}}}):
+        selected, failures = admission(plan, "dev", analysis(kind, provider))
+        assert "PlatformTenantAnalysis" in selected and failures == [], (provider, failures)
