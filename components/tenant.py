@@ -135,6 +135,16 @@ class VirtualClusterArgs:
         return f"oumgmt-proxy.{self.hostname}"
 
 
+def load_balancers(virtual: VirtualClusterArgs | None) -> int:
+    """The LoadBalancer Services the platform puts in a tenant namespace: a virtual cluster's API
+    server and its kube-oidc-proxy, and no more. Each takes an address of the cluster's shared pool
+    (or a cloud load balancer) and a node port on every node: a tenant's own would serve nothing
+    past its default-deny policy, and enough of them would leave no address for another tenant."""
+    if virtual is None:
+        return 0
+    return 2 if virtual.federation is not None else 1
+
+
 def role_binding_manifests(tenant: TenantArgs, environment: str, namespace: str) -> list[dict]:
     """The tenant's people bound to their roles in `namespace`, one RoleBinding per role with members."""
     return [
@@ -306,13 +316,15 @@ class TenantNamespace(pulumi.ComponentResource):
             )
         if policy is not None:
             self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
-        self._guardrails(name, tenant, meta, inside)
+        self._guardrails(name, tenant, meta, inside, load_balancers(virtual))
         self.register_outputs({"namespace": ns_name})
 
     def _guardrails(
-        self, name: str, tenant: TenantArgs, meta: Callable[[str], k8s.meta.v1.ObjectMetaArgs], inside: pulumi.ResourceOptions
+        self, name: str, tenant: TenantArgs, meta: Callable[[str], k8s.meta.v1.ObjectMetaArgs], inside: pulumi.ResourceOptions,
+        balancers: int,
     ) -> None:
-        """The platform-managed limits of the namespace: its quota, container defaults and default-deny network policy."""
+        """The platform-managed limits of the namespace: its quota (`balancers` LoadBalancer Services),
+        container defaults and default-deny network policy."""
         k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata=meta("tenant-quota"),
@@ -323,6 +335,7 @@ class TenantNamespace(pulumi.ComponentResource):
                     "requests.memory": tenant.quota.memory,
                     "limits.memory": tenant.quota.memory,
                     "requests.storage": tenant.quota.storage,
+                    "services.loadbalancers": str(balancers),
                 }
             ),
             opts=inside,

@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from components import prometheus
 from components.federation import DEPLOYABLE
 from components.tenant_roles import RULES, TENANT_ADMIN
+from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_gatekeeper_plan import admission
 from tests.test_tenant_roles import allows
 
@@ -66,3 +68,42 @@ def test_the_platforms_prometheus_and_job_analyses_still_pass(plan: dict, kind: 
                      {"job": {"spec": {"template": {"spec": {"containers": []}}}}}):
         selected, failures = admission(plan, "dev", analysis(kind, provider))
         assert "PlatformTenantAnalysis" in selected and failures == [], (provider, failures)
+
+
+# --- the shared address pool ------------------------------------------------------------------------
+
+def tenant_namespaces(plan: dict) -> list[tuple[str, str]]:
+    """(cluster, name) of every tenant namespace (and sandbox) the plan declares."""
+    return [(r["cluster"], r["inputs"]["metadata"]["name"]) for r in plan["resources"]
+            if r["type"] == "kubernetes:core/v1:Namespace" and TENANT_NAMESPACE_LABEL in r["inputs"]["metadata"].get("labels", {})]
+
+
+def platform_objects(plan: dict, cluster: str, namespace: str) -> list[dict[str, Any]]:
+    """What the platform puts in `namespace`: declared there, rendered by a release there, or applied
+    inside the virtual cluster a release there runs (its syncer copies Services to the namespace)."""
+    found: list[dict[str, Any]] = []
+    for r in plan["resources"]:
+        inputs = r["inputs"]
+        if r.get("cluster") != cluster or not r["type"].startswith("kubernetes:"):
+            continue
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and inputs.get("namespace") == namespace:
+            inside = (((inputs.get("values") or {}).get("experimental") or {}).get("deploy") or {}).get("vcluster") or {}
+            found += [*(r.get("rendered") or []), *(d for d in yaml.safe_load_all(inside.get("manifests") or "") if d)]
+        elif (inputs.get("metadata") or {}).get("namespace") == namespace:
+            found.append(inputs)
+    return found
+
+
+def test_a_tenant_cannot_take_the_clusters_load_balancer_addresses(plan: dict) -> None:
+    """Each LoadBalancer Service takes an address of the cluster's shared pool (MetalLB) or a cloud load
+    balancer, and a node port on every node (the NodePort the tenant constraint refuses): a tenant
+    creating them without end would leave none for another tenant's virtual cluster or the platform."""
+    assert allows(RULES[TENANT_ADMIN], "create", "", "services")
+    checked = []
+    for cluster, namespace in tenant_namespaces(plan):
+        objects = platform_objects(plan, cluster, namespace)
+        own = sum(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects)
+        [quota] = [o for o in objects if o.get("kind") == "ResourceQuota"]
+        assert quota["spec"]["hard"].get("services.loadbalancers") == str(own), (cluster, namespace, quota["spec"]["hard"], own)
+        checked.append(own)
+    assert 0 in checked and max(checked) > 0, checked  # namespaces with and without a virtual cluster
