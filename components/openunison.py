@@ -548,7 +548,9 @@ def local_groups_script() -> str:
     Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
-    have removed must never pass through from upstream."""
+    have removed must never pass through from upstream. Upstream groups are compared without
+    regard to case (Vault matches group aliases so), and Kubernetes' reserved `system:` groups
+    never pass (a virtual cluster's API server takes the groups claim as it is)."""
     return f"""// Local groups from the platform's stack config (components/openunison.py).
 var GlobalEntries = Java.type("com.tremolosecurity.server.GlobalEntries");
 var SELECTOR = "{LOCAL_GROUPS_LABEL}";
@@ -584,7 +586,7 @@ function doTask(user, request) {{
   readLocalGroups().forEach(function (configMap) {{
     var data = configMap.data || {{}};
     Object.keys(data).forEach(function (group) {{
-      managed[group] = true;
+      managed[group.toLowerCase()] = true;
       var members = data[group].split("\\n").filter(function (member) {{ return member !== ""; }});
       if (id !== null && members.indexOf(id) >= 0) {{
         mine.push(group);
@@ -595,7 +597,8 @@ function doTask(user, request) {{
   var keep = [];
   for (var i = 0; i < groups.size(); i++) {{
     var name = String(groups.get(i));
-    if (!managed[name] && keep.indexOf(name) < 0) {{
+    var folded = name.toLowerCase();
+    if (!managed[folded] && folded.indexOf("system:") !== 0 && keep.indexOf(name) < 0) {{
       keep.push(name);
     }}
   }}

@@ -10,16 +10,22 @@ missing verb) or deploys the same objects from its ops repository through ArgoCD
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import hvac
+import hvac.exceptions
 import pytest
 import yaml
 
 from components import prometheus
 from components.federation import DEPLOYABLE
+from components.openunison import LOCAL_GROUPS_LABEL
 from components.tenant_roles import RULES, TENANT_ADMIN
 from policy.labels import TENANT_NAMESPACE_LABEL
+from components.vault import OIDC_PATH, OIDC_ROLE
 from tests.test_gatekeeper_plan import admission
+from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_roles import allows
 
 ATTACKER = "payments"  # isolation: namespace, in both example stacks
@@ -107,3 +113,44 @@ def test_a_tenant_cannot_take_the_clusters_load_balancer_addresses(plan: dict) -
         assert quota["spec"]["hard"].get("services.loadbalancers") == str(own), (cluster, namespace, quota["spec"]["hard"], own)
         checked.append(own)
     assert 0 in checked and max(checked) > 0, checked  # namespaces with and without a virtual cluster
+
+
+# --- a group name spelled otherwise ------------------------------------------------------------------
+
+SIGN_IN_ROLE = "attacker-sign-in"  # the `platform` role's twin that takes an id token directly (no browser)
+
+
+def signed_in(vault: Any, groups: list[str]) -> Any:
+    """A Vault client of someone who signed in through OpenUnison with `groups` in the token."""
+    root = vault.client(vault.root_token)
+    platform_role = root.read(f"auth/{OIDC_PATH}/role/{OIDC_ROLE}")["data"]
+    root.write_data(f"auth/{OIDC_PATH}/role/{SIGN_IN_ROLE}", data={
+        "role_type": "jwt", **{k: platform_role[k] for k in ("user_claim", "groups_claim", "bound_audiences", "token_policies")}})
+    token = vault.identity.sign(OIDC_PATH, {"sub": "mallory", "aud": platform_role["bound_audiences"][0], "groups": groups})
+    return vault.client(vault.login(OIDC_PATH, SIGN_IN_ROLE, token)["client_token"])
+
+
+def writes(client: Any, path: str) -> bool:
+    try:
+        client.write_data(f"tenants/data/{path}", data={"data": {"owned": "by mallory"}})
+        return True
+    except hvac.exceptions.Forbidden:
+        return False
+
+
+@needs_node
+def test_an_upstream_group_spelled_otherwise_grants_no_tenant_role(plan_vaults: Any, renders: dict, tmp_path: Path) -> None:
+    """Only the stack grants a tenant's role groups: OpenUnison's JIT drops an upstream group of the
+    same name. Vault matches group aliases without regard to case, so an upstream `Checkout-Owners`
+    (a directory's own spelling, or one mallory made) is the checkout owners' group there, and no
+    `system:` group may reach a virtual cluster's API server, which takes the groups claim as it is."""
+    local_groups = [r["inputs"] for r in renders["dev"].plan["resources"] if r["type"] == "kubernetes:core/v1:ConfigMap"
+                    and LOCAL_GROUPS_LABEL in r["inputs"]["metadata"].get("labels", {})]
+    assert any("checkout-owners" in c["data"] for c in local_groups)
+    upstream = ["Checkout-Owners", "CHECKOUT-OWNERS", "system:masters", "System:Masters", "staff"]
+    state = run_task(tmp_path, uid="mallory", groups=upstream, answer={"kind": "ConfigMapList", "items": local_groups})
+    assert state["error"] is None
+    vault = plan_vaults("dev")
+    assert writes(signed_in(vault, ["checkout-owners"]), "checkout/dev/app")  # the group itself writes there
+    assert not writes(signed_in(vault, state["groups"]), "checkout/dev/app"), state["groups"]
+    assert state["groups"] == ["staff"]
