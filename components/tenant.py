@@ -49,7 +49,7 @@ from components.tenancy import (
     tenant_group,
 )
 from components.tenant_names import namespace_name, sandbox_name, tenant_hostname  # noqa: F401 (part of this module's interface)
-from components.tenant_roles import TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
+from components.tenant_roles import RULES, TENANT_ADMIN, TENANT_EDIT, VIEW, tenant_role_manifests
 from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
@@ -133,6 +133,23 @@ class VirtualClusterArgs:
         """Where ArgoCD and OpenUnison reach the virtual cluster's kube-oidc-proxy (a DNS record
         for its LoadBalancer, owned by the cluster's operators like the workload clusters' ones)."""
         return f"oumgmt-proxy.{self.hostname}"
+
+
+# At most this many objects of each kind a tenant may create, per namespace: CPU and memory alone
+# do not bound how many 1m pods or megabyte ConfigMaps and Secrets one makes, and the API server's
+# storage and the nodes' pod slots are every tenant's.
+OBJECTS_PER_KIND = 200
+
+
+def object_counts() -> dict[str, str]:
+    """The quota's count of each kind the tenant roles may create (`count/<resource>[.<group>]`);
+    not the access reviews, which the API server answers and does not store."""
+    return {
+        f"count/{resource}" + (f".{group}" if group else ""): str(OBJECTS_PER_KIND)
+        for rule in RULES[TENANT_ADMIN] if "create" in rule["verbs"]
+        for group in rule["apiGroups"] if group != "authorization.k8s.io"
+        for resource in rule["resources"] if "/" not in resource
+    }
 
 
 def load_balancers(virtual: VirtualClusterArgs | None) -> int:
@@ -336,6 +353,7 @@ class TenantNamespace(pulumi.ComponentResource):
                     "limits.memory": tenant.quota.memory,
                     "requests.storage": tenant.quota.storage,
                     "services.loadbalancers": str(balancers),
+                    **object_counts(),
                 }
             ),
             opts=inside,

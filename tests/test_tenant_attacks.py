@@ -115,6 +115,37 @@ def test_a_tenant_cannot_take_the_clusters_load_balancer_addresses(plan: dict) -
     assert 0 in checked and max(checked) > 0, checked  # namespaces with and without a virtual cluster
 
 
+
+def plural(kind: str) -> str:
+    """The resource name of `kind`, for the kinds the tenant roles name (Ingress: ingresses)."""
+    return kind.lower() + ("es" if kind.endswith("s") else "s")
+
+
+def creatable(role: str) -> set[str]:
+    """The quota's name of each kind `role` may create: `count/<resource>[.<group>]`."""
+    return {f"count/{resource}" + (f".{rule_group}" if rule_group else "")
+            for rule in RULES[role] if "create" in rule["verbs"]
+            for rule_group in rule["apiGroups"] for resource in rule["resources"] if "/" not in resource}
+
+
+def test_a_tenant_cannot_flood_the_api_server_or_the_nodes_pod_slots(plan: dict) -> None:
+    """CPU and memory quotas do not bound how many objects a tenant makes: without a LimitRange
+    minimum a pod may request 1m, and a ConfigMap or Secret holds up to a megabyte. The API server's
+    storage and the nodes' pod slots are every tenant's, so every kind a tenant may create is counted,
+    with room for what the platform itself puts in the namespace."""
+    # Access reviews are answered, not stored: nothing to count.
+    kinds = {k for k in creatable(TENANT_ADMIN) if not k.endswith(".authorization.k8s.io")}
+    assert {"count/pods", "count/configmaps", "count/secrets", "count/deployments.apps"} <= kinds
+    for cluster, namespace in tenant_namespaces(plan):
+        objects = platform_objects(plan, cluster, namespace)
+        [quota] = [o["spec"]["hard"] for o in objects if o.get("kind") == "ResourceQuota"]
+        assert kinds <= set(quota), (cluster, namespace, sorted(kinds - set(quota)))
+        for kind in kinds:
+            resource, _, group = kind.removeprefix("count/").partition(".")
+            own = sum(1 for o in objects if o.get("apiVersion", "").rpartition("/")[0] == group
+                      and plural(o.get("kind", "")) == resource)
+            assert own < int(quota[kind]), (cluster, namespace, kind, own, quota[kind])
+
 # --- a group name spelled otherwise ------------------------------------------------------------------
 
 SIGN_IN_ROLE = "attacker-sign-in"  # the `platform` role's twin that takes an id token directly (no browser)
