@@ -22,8 +22,8 @@ from components import prometheus
 from components.federation import DEPLOYABLE
 from components.openunison import LOCAL_GROUPS_LABEL
 from components.tenant_roles import RULES, TENANT_ADMIN
-from policy.labels import TENANT_NAMESPACE_LABEL
 from components.vault import OIDC_PATH, OIDC_ROLE
+from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_gatekeeper_plan import admission
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_roles import allows
@@ -32,6 +32,8 @@ ATTACKER = "payments"  # isolation: namespace, in both example stacks
 NAMESPACE = f"{ATTACKER}-dev"
 METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
+
+# --- analyses the Argo Rollouts controller runs --------------------------------------------------------
 
 def analysis(kind: str, provider: dict[str, Any]) -> dict[str, Any]:
     """An AnalysisTemplate or AnalysisRun in the attacker's namespace with one metric of `provider`."""
@@ -115,6 +117,7 @@ def test_a_tenant_cannot_take_the_clusters_load_balancer_addresses(plan: dict) -
     assert 0 in checked and max(checked) > 0, checked  # namespaces with and without a virtual cluster
 
 
+# --- the API server's storage and the nodes' pod slots ------------------------------------------------
 
 def plural(kind: str) -> str:
     """The resource name of `kind`, for the kinds the tenant roles name (Ingress: ingresses)."""
@@ -145,6 +148,7 @@ def test_a_tenant_cannot_flood_the_api_server_or_the_nodes_pod_slots(plan: dict)
             own = sum(1 for o in objects if o.get("apiVersion", "").rpartition("/")[0] == group
                       and plural(o.get("kind", "")) == resource)
             assert own < int(quota[kind]), (cluster, namespace, kind, own, quota[kind])
+
 
 # --- a group name spelled otherwise ------------------------------------------------------------------
 
@@ -182,6 +186,6 @@ def test_an_upstream_group_spelled_otherwise_grants_no_tenant_role(plan_vaults: 
     state = run_task(tmp_path, uid="mallory", groups=upstream, answer={"kind": "ConfigMapList", "items": local_groups})
     assert state["error"] is None
     vault = plan_vaults("dev")
-    assert writes(signed_in(vault, ["checkout-owners"]), "checkout/dev/app")  # the group itself writes there
-    assert not writes(signed_in(vault, state["groups"]), "checkout/dev/app"), state["groups"]
+    assert writes(signed_in(vault, ["checkout-owners"]), "checkout/dev/attacker-probe")  # the group itself writes there
+    assert not writes(signed_in(vault, state["groups"]), "checkout/dev/attacker-probe"), state["groups"]
     assert state["groups"] == ["staff"]
