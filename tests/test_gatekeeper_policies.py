@@ -158,6 +158,10 @@ def ingress(*rules: dict[str, Any], tls_hosts: list[str] | None = None, **spec: 
             "spec": body}
 
 
+def annotated(obj: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+
+
 def ingress_route(*matches: str, api: str = "traefik.io/v1alpha1", **spec: Any) -> dict[str, Any]:
     return {"apiVersion": api, "kind": "IngressRoute", "metadata": {"name": "web", "namespace": "team-a-dev"},
             "spec": {"routes": [{"match": m, "kind": "Rule", "services": [{"name": "app", "port": 80}]} for m in matches], **spec}}
@@ -232,6 +236,8 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
      ingress_route(f"Host(`{TENANT_HOST}`) && PathPrefix(`/api`)", tls={"domains": [{"main": TENANT_HOST}]}), HOSTS, {}),
     ("platformtenantingresshosts", "legacy-api-group-route", ingress_route(f"Host(`{TENANT_HOST}`)", api="traefik.containo.us/v1alpha1"),
      HOSTS, {}),
+    ("platformtenantingresshosts", "own-host-with-traefik-annotations", annotated(ingress({"host": TENANT_HOST}, tls_hosts=[TENANT_HOST]), {
+        "traefik.ingress.kubernetes.io/router.entrypoints": "websecure", "traefik.ingress.kubernetes.io/router.tls": "true"}), HOSTS, {}),
     ("platformnoclusteradminbinding", "namespaced-role-named-cluster-admin", role_binding("Role", "cluster-admin", SERVICE_ACCOUNT),
      None, {}),
 ]
@@ -252,6 +258,10 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
       "must not serve the host <gitlab.example.com>", "must not serve the host <argocd.example.com>"]),
     ("platformtenantingresshosts", "no-parameters-serve-nothing", ingress({"host": TENANT_HOST}), None, {},
      [f"must not serve the host <{TENANT_HOST}>"]),
+    ("platformtenantingresshosts", "own-host-asking-cert-manager-for-a-certificate",
+     annotated(ingress({"host": TENANT_HOST}, tls_hosts=[TENANT_HOST]), {
+         "cert-manager.io/cluster-issuer": "platform-ca", "cert-manager.io/usages": "client auth", "kubernetes.io/tls-acme": "true"}),
+     HOSTS, {}, ["annotation <cert-manager.io/cluster-issuer>", "annotation <cert-manager.io/usages>", "annotation <kubernetes.io/tls-acme>"]),
     ("platformallowedregistries", "look-alike-host", pod(container(image=f"{HARBOR}.evil.io/team-a/web:1")), REGISTRIES, {},
      [f"container <app> image <{HARBOR}.evil.io/team-a/web:1> is not from an allowed registry"]),
     ("platformallowedregistries", "docker-hub-init-and-ephemeral",

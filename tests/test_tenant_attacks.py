@@ -78,6 +78,41 @@ def test_the_platforms_prometheus_and_job_analyses_still_pass(plan: dict, kind: 
         assert "PlatformTenantAnalysis" in selected and failures == [], (provider, failures)
 
 
+# --- the platform's certificate issuers --------------------------------------------------------------
+
+# cert-manager's ingress-shim turns these annotations of any Ingress into a Certificate from the named
+# issuer: the platform's (its CA, or its ACME account and DNS zone), with a subject and key usages of the
+# annotator's choosing and the key in a Secret of the annotator's namespace.
+SHIM_ANNOTATIONS = {
+    "cert-manager.io/cluster-issuer": "platform-ca",
+    "cert-manager.io/common-name": "vault.platform.example.com",
+    "cert-manager.io/subject-organizations": "system:masters",
+    "cert-manager.io/usages": "client auth",
+}
+
+
+@pytest.mark.parametrize("annotation", [*SHIM_ANNOTATIONS, "acme.cert-manager.io/http01-edit-in-place", "kubernetes.io/tls-acme"])
+def test_a_tenants_ingress_cannot_have_the_platforms_issuers_sign_for_it(plan: dict, annotation: str) -> None:
+    assert allows(RULES[TENANT_ADMIN], "create", "networking.k8s.io", "ingresses")
+    host = f"{ATTACKER}.dev.{plan_domain(plan)}"
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "own-host", "namespace": NAMESPACE, "annotations": {annotation: SHIM_ANNOTATIONS.get(annotation, "true")}},
+        "spec": {"tls": [{"hosts": [host], "secretName": "own-host-tls"}], "rules": [{"host": host}]},
+    }
+    selected, failures = admission(plan, "dev", ingress)
+    assert "PlatformTenantIngressHosts" in selected, selected
+    assert failures and all(annotation in f for f in failures), failures  # refused for the annotation, not its host
+    del ingress["metadata"]["annotations"]
+    assert admission(plan, "dev", ingress)[1] == []
+
+
+def plan_domain(plan: dict) -> str:
+    """The stack's domain, as its tenants' Ingress host constraint names it."""
+    [hosts] = [r["inputs"]["spec"]["parameters"]["hosts"] for r in plan["resources"]
+               if r["inputs"].get("kind") == "PlatformTenantIngressHosts" and r["inputs"]["metadata"]["name"] == f"{NAMESPACE}-ingress-hosts"]
+    return hosts[0].removeprefix(f"{ATTACKER}.dev.")
+
 # --- the shared address pool ------------------------------------------------------------------------
 
 def tenant_namespaces(plan: dict) -> list[tuple[str, str]]:
