@@ -224,6 +224,9 @@ def virtual_cluster_values(
         f"--oidc-issuer-url={args.issuer_url}",
         f"--oidc-client-id={args.client_id}",
         "--oidc-username-claim=sub",
+        # People by their bare user id, as the role bindings inside name them ("-": no prefix; by
+        # default Kubernetes would name them <issuer>#<sub>, which no binding matches).
+        "--oidc-username-prefix=-",
         "--oidc-groups-claim=groups",
     ]
     control_plane: dict = {

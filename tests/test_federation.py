@@ -268,6 +268,12 @@ def test_tenant_virtual_clusters_join_federation_through_their_own_proxy(renders
         assert [(k, ns) for k, ns, n in inside if k.endswith("Binding") and n == "platform-argocd-federated"] == [("RoleBinding", tenant)]
         read = inside[("ClusterRoleBinding", None, "platform-argocd-federated-read")]
         assert read["roleRef"]["name"] == "platform-argocd-federated-read" and read["subjects"] == binding["subjects"]
+        # People sign in to the virtual API server as the bare user ids its role bindings name.
+        api_server = dict(a.removeprefix("--").split("=", 1) for a in values["controlPlane"]["distro"]["k8s"]["apiServer"]["extraArgs"])
+        assert (api_server["oidc-username-claim"], api_server["oidc-username-prefix"]) == ("sub", "-")
+        people = {s["name"] for d in documents if d["kind"] == "RoleBinding" and d["metadata"]["name"] != "platform-argocd-federated"
+                  for s in d["subjects"] if s["kind"] == "User"}
+        assert people and all(":" not in p and "#" not in p for p in people)
         # Its TLS Secret is declared on the host and synced in; the key never enters the values.
         tls_secret = one([r for r in objects(plan, "Secret") if r["inputs"]["metadata"] == {"name": "kube-oidc-proxy-tls", "namespace": name}])
         assert tls_secret["cluster"] == release["cluster"] and is_redacted(tls_secret["inputs"]["stringData"])
