@@ -52,7 +52,9 @@ def _claims(render: Render, cluster: str) -> list[tuple[str, Any]]:
         if release["cluster"] != cluster or release["urn"] not in render.manifests:
             continue
         for text in render.manifests[release["urn"]]:
-            obj = yaml.safe_load(text)
+            if "PersistentVolumeClaim" not in text and "volumeClaimTemplates" not in text:
+                continue  # no claim in it: not worth parsing (GitLab's release alone renders hundreds)
+            obj = yaml.load(text, Loader=yaml.CSafeLoader)
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             if obj["kind"] == "PersistentVolumeClaim":
                 found.append((f"{release['name']}: {obj['metadata']['name']}", spec.get("storageClassName")))
