@@ -93,9 +93,7 @@ def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
             lifetime="temporary credentials AWS issues and rotates itself (hours)",
             rotation="AWS replaces them before they expire",
             resources=tuple(f"{name}-{kind}" for name in eks for kind in ("cluster", "node")),
-        ), *[replace(credential, what=f"{credential.what} on {name}") for name in eks for credential in [irsa_credential(
-            f"{name}-ebs-csi", "/".join(EBS_CSI_ACCOUNT), name, "create, attach and delete the EBS volumes of persistent volume claims",
-        )]], projected_token(
+        ), *[_ebs_csi_credential(name) for name in eks], projected_token(
             "projected web-identity tokens of IRSA service accounts",
             issuer="each EKS cluster's service-account issuer (EKS pod identity webhook)",
             holder="pods of service accounts annotated with an IAM role",
@@ -310,6 +308,14 @@ def _addons(
         )
         for addon, version in EKS_ADDONS[kubernetes_version].items()
     ]
+
+
+def _ebs_csi_credential(cluster: str) -> Credential:
+    """The EBS CSI controller's AWS sessions on `cluster` (its role: `_ebs_csi_role`)."""
+    sessions = irsa_credential(
+        f"{cluster}-ebs-csi", "/".join(EBS_CSI_ACCOUNT), cluster, "create, attach and delete the EBS volumes of persistent volume claims",
+    )
+    return replace(sessions, what=f"{sessions.what} on {cluster}")
 
 
 def _ebs_csi_role(name: str, identity: AwsWorkloadIdentity, tags: dict[str, str], child: pulumi.ResourceOptions) -> aws.iam.Role:

@@ -4,7 +4,6 @@ and on the objects the real Helm engine renders from the pinned chart."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 import yaml
@@ -12,24 +11,20 @@ import yaml
 from components import cluster_autoscaler
 from components.versions import CLUSTER_AUTOSCALER_TAGS
 from platformctl.render import Render
+from tests.test_eks_storage import named
 
 EKS = ("control-plane", "dev", "prod")
-
-
-def one(plan: dict[str, Any], name: str, type_: str) -> dict[str, Any]:
-    [found] = [r for r in plan["resources"] if r["name"] == name and r["type"] == type_]
-    return found
 
 
 @pytest.mark.parametrize("cluster", EKS)
 def test_each_eks_cluster_sizes_its_own_node_groups(renders: dict[str, Render], cluster: str) -> None:
     render = renders["prod"]
-    release = one(render.plan, f"{cluster}-cluster-autoscaler", "kubernetes:helm.sh/v3:Release")
+    release = named(render.plan, f"{cluster}-cluster-autoscaler", "kubernetes:helm.sh/v3:Release")
     values = release["inputs"]["values"]
     assert release["cluster"] == cluster and release["inputs"]["namespace"] == cluster_autoscaler.NAMESPACE
     assert values["cloudProvider"] == "aws" and values["awsRegion"] == "eu-west-1"
     assert values["image"] == {"tag": CLUSTER_AUTOSCALER_TAGS["1.33"]}  # the cluster's minor
-    role = one(render.plan, f"{cluster}-cluster-autoscaler", "aws:iam/role:Role")
+    role = named(render.plan, f"{cluster}-cluster-autoscaler", "aws:iam/role:Role")
     assert f":role/{cluster}-cluster-autoscaler-" in values["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
     [trust] = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
     assert f"system:serviceaccount:{cluster_autoscaler.NAMESPACE}:{cluster_autoscaler.SERVICE_ACCOUNT}" in trust["Condition"]["StringEquals"].values()
@@ -49,10 +44,10 @@ def test_each_eks_cluster_sizes_its_own_node_groups(renders: dict[str, Render], 
 @pytest.mark.parametrize("cluster", EKS)
 def test_it_resizes_and_terminates_only_in_its_own_clusters_groups(renders: dict[str, Render], cluster: str) -> None:
     plan = renders["prod"].plan
-    policy = json.loads(one(plan, f"{cluster}-cluster-autoscaler", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
+    policy = json.loads(named(plan, f"{cluster}-cluster-autoscaler", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
     reads, writes = policy["Statement"]
     assert not [a for a in reads["Action"] if not a.split(":")[1].startswith(("Describe", "Get"))]
-    name = one(plan, f"{cluster}-cluster-autoscaler", "kubernetes:helm.sh/v3:Release")["inputs"]["values"]["autoDiscovery"]["clusterName"]
+    name = named(plan, f"{cluster}-cluster-autoscaler", "kubernetes:helm.sh/v3:Release")["inputs"]["values"]["autoDiscovery"]["clusterName"]
     assert writes["Action"] == ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
     assert writes["Condition"] == {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{name}": "owned"}}
     entries = {e["what"]: e for e in plan["outputs"]["credentials"]}
