@@ -67,10 +67,11 @@ HARBOR_CA_DIR = "/etc/dragonfly-platform/harbor-ca"
 # The manager (v2.5.0, manager/permission/rbac/rbac.go) seeds `root`, user 1, with the password
 # `dragonfly` when its user table is empty; `reset_password` takes the old password, no session, and
 # answers 401 to a wrong one (manager/middlewares/error.go). Passwords are 8 to 20 characters.
+# The bodies reach wget on stdin (printf is a shell builtin): a command line is anyone's to read on the node.
 REPLACE_SEEDED_ROOT_SH = """\
 set -u
 users="http://$MANAGER:$REST_PORT/api/v1/users"
-post() { wget -q -O /dev/null --header 'Content-Type: application/json' --post-data "$2" "$users/$1"; }
+post() { printf '%s' "$2" | wget -q -O /dev/null --header 'Content-Type: application/json' --post-file /dev/stdin "$users/$1"; }
 if post 1/reset_password "{\\"old_password\\":\\"dragonfly\\",\\"new_password\\":\\"$ROOT_PASSWORD\\"}"; then
   echo "replaced root's seeded password"; exit 0
 fi
@@ -182,7 +183,7 @@ class Dragonfly(pulumi.ComponentResource):
             f"{name}-root-password", metadata=metadata(ROOT_PASSWORD_SECRET, ns), type="Opaque",
             string_data={"password": password.result}, opts=k8s_opts,
         )
-        replace = k8s.core.v1.ContainerArgs(
+        container = k8s.core.v1.ContainerArgs(
             name="replace-seeded-root",
             image=approved(harbor_host, BUSYBOX_IMAGE.ref),
             command=["/bin/sh", "-c", REPLACE_SEEDED_ROOT_SH],
@@ -205,7 +206,7 @@ class Dragonfly(pulumi.ComponentResource):
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=6,
                 active_deadline_seconds=1800,
-                template=k8s.core.v1.PodTemplateSpecArgs(spec=pod_spec("default", [], replace, [], user=65534)),
+                template=k8s.core.v1.PodTemplateSpecArgs(spec=pod_spec("default", [], container, [], user=65534)),
             ),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, secret])),
         )

@@ -438,8 +438,22 @@ class FakeManagerUsers(LoopbackServer):
     password and no session, `POST /api/v1/users/signin`; 401 for a wrong password, 422 for a
     password outside 8 to 20 characters."""
 
-    def __init__(self, root_password: str):
+    def __init__(self, root_password: str, watched: str = ""):
         self.root_password = root_password
+        self.watched = watched  # a password no process's command line may show while the manager is asked
+        self.exposed: list[str] = []
+
+    def _command_lines_showing(self, secret: str) -> list[str]:
+        """Every process's command line holding `secret` (what `ps` shows anyone on the node)."""
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # gone meanwhile
+            if secret in text:
+                found.append(text)
+        return found
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
@@ -449,6 +463,8 @@ class FakeManagerUsers(LoopbackServer):
                 pass
 
             def do_POST(self) -> None:
+                if self.state.watched:  # the client is still running while it waits for this answer
+                    self.state.exposed += self.state._command_lines_showing(self.state.watched)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.headers.get("Content-Type") != "application/json":
                     status = 415
@@ -495,10 +511,12 @@ def replace_seeded_root(manager: str, password: str, bin_dir: Path) -> subproces
     ("SomeoneElsesPassword", "SomeoneElsesPassword", 1),  # changed by hand: the Job says so and fails
 ])
 def test_the_job_replaces_only_the_seeded_password(before: str, after: str, status: int, busybox_bin: Path) -> None:
-    with FakeManagerUsers(before) as manager:
+    with FakeManagerUsers(before, watched="Platform0Generated20") as manager:
         done = replace_seeded_root(manager.url, "Platform0Generated20", busybox_bin)
     assert done.returncode == status, done.stderr
     assert manager.root_password == after
+    # The password travels on stdin, never in a command line.
+    assert manager.exposed == []
 
 
 def test_the_job_fails_while_the_manager_does_not_answer(busybox_bin: Path) -> None:
