@@ -17,9 +17,10 @@ our ``jitdb`` workflow adds at each login. docs/architecture.md has the longer w
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -29,7 +30,7 @@ import pulumiverse_time as time
 
 from components import yaml_text
 from components.cluster import ClusterHandle
-from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, checksum
+from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
 from components.inventory import Credential, CredentialInventory, external_secret, internal_secret, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -128,6 +129,7 @@ class OpenUnisonArgs:
     clients: Mapping[str, ClientSpec]  # client id -> redirect URIs (gitlab, harbor, argocd, vault)
     cert_manager: pulumi.Resource  # issues the ingress certificate (cert-manager.io/cluster-issuer)
     ingress_namespace: str  # where the ingress controller runs: the only namespace let in
+    groups: PlatformGroups  # the platform's upstream groups: the JIT passes them in this spelling only
     oidc_upstream: OidcUpstream | None = None
     ldap_upstream: LdapUpstream | None = None
     cert_template: CertTemplate = field(default_factory=CertTemplate)
@@ -283,7 +285,7 @@ class OpenUnison(pulumi.ComponentResource):
             client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
             for client, spec in sorted(args.clients.items())
         }
-        self._local_groups_jit(cluster, ns, in_ns, crd_ready)
+        self._local_groups_jit(cluster, [*args.groups.cluster_admins, *args.groups.system_approvers], ns, in_ns, crd_ready)
 
         self.register_outputs(
             {
@@ -505,7 +507,8 @@ class OpenUnison(pulumi.ComponentResource):
         return OidcClient(client_id=client, client_secret=password.result, issuer_url=self.issuer_url)
 
     def _local_groups_jit(
-        self, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions, crd_ready: pulumi.ResourceOptions
+        self, cluster: ClusterHandle, platform_groups: Sequence[str], ns: k8s.core.v1.Namespace,
+        in_ns: pulumi.ResourceOptions, crd_ready: pulumi.ResourceOptions,
     ) -> None:
         """The JIT workflow that applies local groups, and OpenUnison's right to read their ConfigMaps."""
         reader = k8s.rbac.v1.Role(
@@ -534,7 +537,7 @@ class OpenUnison(pulumi.ComponentResource):
                 "label": "JIT",
                 "orgId": ROOT_ORG_ID,
                 "dynamicConfiguration": {"dynamic": False, "className": "", "params": []},
-                "tasks": jit_workflow_tasks(),
+                "tasks": jit_workflow_tasks(platform_groups),
             },
             # After the portal release: on a stack that ran the portal's own `jitdb`, Helm
             # removes it before this one takes the name.
@@ -542,19 +545,21 @@ class OpenUnison(pulumi.ComponentResource):
         )
 
 
-def local_groups_script() -> str:
+def local_groups_script(platform_groups: Sequence[str]) -> str:
     """The JIT task (a JavaScriptTask) applying local groups to the user logging in.
 
     Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
-    have removed must never pass through from upstream. Upstream groups are compared without
-    regard to case (Vault matches group aliases so), and Kubernetes' reserved `system:` groups
-    never pass (a virtual cluster's API server takes the groups claim as it is)."""
+    have removed must never pass through from upstream. Upstream groups are compared as Vault
+    compares group aliases (without regard to case, folded by Go's strings.ToLower); so are the
+    platform's own upstream groups (`platform_groups`: only their exact spelling passes). Kubernetes'
+    reserved `system:` groups never pass (a virtual cluster's API server takes the groups claim as it is)."""
     return f"""// Local groups from the platform's stack config (components/openunison.py).
 var GlobalEntries = Java.type("com.tremolosecurity.server.GlobalEntries");
 var SELECTOR = "{LOCAL_GROUPS_LABEL}";
 var NAMESPACE = "{NAMESPACE}";
+var PLATFORM_GROUPS = {json.dumps(sorted(platform_groups), ensure_ascii=True)};
 
 function init(task, params) {{
 }}
@@ -578,15 +583,25 @@ function readLocalGroups() {{
   }}
 }}
 
+// Vault's fold (Go's strings.ToLower, one character at a time): JavaScript's own lower-cases the
+// dotted capital I (U+0130) to two characters and a final capital sigma to the final form.
+function fold(name) {{
+  return name.replace(/\\u0130/g, "i").replace(/\\u03a3/g, "\\u03c3").toLowerCase();
+}}
+
 function doTask(user, request) {{
   var uid = user.getAttribs().get("uid");
   var id = uid == null ? null : String(uid.getValues().get(0));
   var managed = {{}};
+  var platform = {{}};
+  PLATFORM_GROUPS.forEach(function (group) {{
+    platform[fold(group)] = true;
+  }});
   var mine = [];
   readLocalGroups().forEach(function (configMap) {{
     var data = configMap.data || {{}};
     Object.keys(data).forEach(function (group) {{
-      managed[group.toLowerCase()] = true;
+      managed[fold(group)] = true;
       var members = data[group].split("\\n").filter(function (member) {{ return member !== ""; }});
       if (id !== null && members.indexOf(id) >= 0) {{
         mine.push(group);
@@ -597,8 +612,9 @@ function doTask(user, request) {{
   var keep = [];
   for (var i = 0; i < groups.size(); i++) {{
     var name = String(groups.get(i));
-    var folded = name.toLowerCase();
-    if (!managed[folded] && folded.indexOf("system:") !== 0 && keep.indexOf(name) < 0) {{
+    var folded = fold(name);
+    var lookAlike = platform[folded] && PLATFORM_GROUPS.indexOf(name) < 0;
+    if (!managed[folded] && !lookAlike && folded.indexOf("system:") !== 0 && keep.indexOf(name) < 0) {{
       keep.push(name);
     }}
   }}
@@ -616,7 +632,7 @@ function doTask(user, request) {{
 """
 
 
-def jit_workflow_tasks() -> str:
+def jit_workflow_tasks(platform_groups: Sequence[str]) -> str:
     """The login portal's standard `jitdb` tasks (orchestra-login-portal
     templates/openunison/login/workflows.yaml, non-GitHub branch) with the local-groups task
     right after the upstream groups become the user's groups."""
@@ -630,7 +646,7 @@ def jit_workflow_tasks() -> str:
         {
             "taskType": "customTask",
             "className": "com.tremolosecurity.provisioning.customTasks.JavaScriptTask",
-            "params": {"javaScript": local_groups_script()},
+            "params": {"javaScript": local_groups_script(platform_groups)},
         },
         {
             "taskType": "mapping",
@@ -743,6 +759,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
             clients={client: ClientSpec(uris) for client, uris in parts.oidc_clients().items()},
             cert_manager=parts.tls.release,
             ingress_namespace=parts.foundation.ingress.namespace.name,
+            groups=parts.settings.groups,
             operator_chart_version=settings.chart_version,
             resources=settings.resources,
             replicas=settings.replicas,

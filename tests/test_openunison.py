@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.common import Exposure
+from components.common import Exposure, PlatformGroups
 from components.openunison import (
     ClientSpec,
     LdapUpstream,
@@ -90,6 +90,7 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
             hostname=HOST, ingress_class="traefik", cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
         ),
         "ingress_namespace": "traefik",
+        "groups": PlatformGroups(["platform-admins"], ["platform-approvers"]),
         "clients": {name: ClientSpec(redirect_uris=uris) for name, uris in CLIENTS.items()},
         "cert_manager": cert_manager,
         "oidc_upstream": oidc_upstream(),

@@ -24,7 +24,7 @@ from components.openunison import (
 )
 from components.tenancy import ROLES
 from platformctl.render import enclosing, read_stack_file
-from stacks.config import load_platform_config
+from stacks.config import PlatformConfig, load_platform_config
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDARD_TASKS = ROOT / "tests" / "fixtures" / "openunison" / "jitdb-standard-tasks.yaml"
@@ -46,7 +46,8 @@ def test_our_jit_replaces_the_portals_with_the_same_steps_plus_local_groups(plan
     tasks = yaml.safe_load(workflow["inputs"]["spec"]["tasks"])
     local = tasks.pop(1)  # right after the upstream groups become the user's groups
     assert local["className"] == "com.tremolosecurity.provisioning.customTasks.JavaScriptTask"
-    assert local["params"]["javaScript"] == local_groups_script()
+    identity = stack_config(plan).identity
+    assert local["params"]["javaScript"] == local_groups_script([*identity.cluster_admins, *identity.system_approvers])
     assert tasks == yaml.safe_load(STANDARD_TASKS.read_text())
     # After the portal, which removes its own `jitdb` when it stops declaring it.
     assert _release(plan, "orchestra-login-portal")["urn"] in workflow["dependsOn"]
@@ -61,10 +62,15 @@ def test_openunison_may_read_configmaps_in_its_namespace_only(plan: dict) -> Non
     assert binding["inputs"]["roleRef"]["kind"] == "Role"
 
 
-def test_each_tenant_declares_exactly_its_members_per_role(plan: dict) -> None:
+def stack_config(plan: dict) -> PlatformConfig:
+    """The validated stack config `plan` was rendered from."""
     stack = "dev" if "dev" in plan["outputs"]["issuerUrl"] else "prod"
     raw, secrets = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
-    config = load_platform_config(raw, stack=stack, source=f"Pulumi.{stack}.yaml", secret_keys=secrets)
+    return load_platform_config(raw, stack=stack, source=f"Pulumi.{stack}.yaml", secret_keys=secrets)
+
+
+def test_each_tenant_declares_exactly_its_members_per_role(plan: dict) -> None:
+    config = stack_config(plan)
     owner = enclosing(plan, "platform:tenant:Tenant")
     maps = {m["inputs"]["metadata"]["name"]: m for m in _objects(plan, "ConfigMap")
             if (m["inputs"]["metadata"].get("labels") or {}).get(LOCAL_GROUPS_LABEL) == "true"}
@@ -122,9 +128,10 @@ CONFIG_MAPS = {
 }
 
 
-def run_task(tmp_path: Path, **world: object) -> dict:
+def run_task(tmp_path: Path, javascript: str | None = None, **world: object) -> dict:
+    """Runs `javascript` (by default the task as the program writes it) on `world`."""
     script = tmp_path / "task.js"
-    script.write_text(local_groups_script())
+    script.write_text(local_groups_script(["platform-admins"]) if javascript is None else javascript)
     harness = tmp_path / "harness.js"
     harness.write_text(NODE_HARNESS)
     defaults = {"groups": [], "uid": "bob", "answer": CONFIG_MAPS, "fail": False}

@@ -1,0 +1,88 @@
+"""An attacker's review of people's access paths: single sign-on, groups, admin mappings, what a
+person's token can do. Each test is one attempt by someone with an account at the upstream identity
+source (a developer of one tenant, or of none), made against what the program really creates (the
+plan's OpenUnison JIT script run under node, the plan's Vault on a real OpenBao), and each must fail
+for the attacker while the people the stack names keep their rights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.openunison import JIT_WORKFLOW, LOCAL_GROUPS_LABEL
+from components.vault import ADMIN_POLICY_NAME, APPROVER_POLICY_NAME
+from tests.test_openunison_groups import needs_node, run_task
+from tests.test_tenant_attacks import signed_in
+
+PLATFORM_POLICIES = {ADMIN_POLICY_NAME, APPROVER_POLICY_NAME}
+
+
+def jit_script(plan: dict) -> str:
+    """The JavaScript of the plan's login JIT (the task that sets the token's groups)."""
+    [workflow] = [r["inputs"] for r in plan["resources"]
+                  if r["inputs"].get("kind") == "Workflow" and r["inputs"]["metadata"]["name"] == JIT_WORKFLOW]
+    [script] = [t["params"]["javaScript"] for t in yaml.safe_load(workflow["spec"]["tasks"]) if "javaScript" in t.get("params", {})]
+    return script
+
+
+def local_groups(plan: dict) -> list[dict[str, Any]]:
+    return [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:core/v1:ConfigMap"
+            and LOCAL_GROUPS_LABEL in r["inputs"]["metadata"].get("labels", {})]
+
+
+def login(tmp_path: Path, plan: dict, uid: str, upstream: list[str], extra_maps: list[dict[str, Any]] = ()) -> list[str]:
+    """The groups of `uid`'s token after the plan's JIT, given the upstream groups it brings."""
+    answer = {"kind": "ConfigMapList", "items": [*local_groups(plan), *extra_maps]}
+    state = run_task(tmp_path, jit_script(plan), uid=uid, groups=upstream, answer=answer)
+    assert state["error"] is None, state
+    return state["groups"]
+
+
+def vault_policies(vault: Any, groups: list[str]) -> set[str]:
+    """The policies Vault (real OpenBao) gives someone who signs in through OpenUnison with `groups`."""
+    return set(signed_in(vault, groups).lookup_token()["data"].get("identity_policies") or [])
+
+
+# --- the platform's own groups, spelled otherwise ---------------------------------------------------
+
+# OpenBao (and Vault) look up an external group's alias without regard to case, folding with Go's
+# strings.ToLower, which also folds the Turkish dotted capital I (U+0130) to a plain `i`. The
+# platform's groups are upstream groups (platform:identity.clusterAdmins, systemApprovers) that the
+# JIT lets through, so a look-alike one a person made in a self-service directory, or a directory's
+# other spelling, would be the platform's group in Vault only.
+def look_alikes(group: str) -> list[str]:
+    return [group.upper(), group.title(), group.replace("i", "\u0130", 1) if "i" in group else group.swapcase()]
+
+
+@needs_node
+def test_a_look_alike_of_the_platforms_groups_grants_nothing_in_vault(plan_vaults: Any, renders: dict, tmp_path: Path) -> None:
+    plan = renders["dev"].plan
+    vault = plan_vaults("dev")
+    [admins] = [r["inputs"]["name"] for r in plan["resources"] if r["type"] == "vault:identity/group:Group"
+                and r["inputs"]["policies"] == [ADMIN_POLICY_NAME]]
+    [approvers] = [r["inputs"]["name"] for r in plan["resources"] if r["type"] == "vault:identity/group:Group"
+                   and r["inputs"]["policies"] == [APPROVER_POLICY_NAME]]
+    # The groups themselves still pass and still grant (the test can fail), ...
+    assert login(tmp_path, plan, "root-admin", [admins, approvers]) == [admins, approvers]
+    assert vault_policies(vault, [admins, approvers]) == PLATFORM_POLICIES
+    # ... and every look-alike would grant the same in Vault had it passed: Vault folds it.
+    spelled = [g for group in (admins, approvers) for g in look_alikes(group)]
+    for name in spelled:
+        assert vault_policies(vault, [name]) & PLATFORM_POLICIES, name
+    # mallory, in no tenant, brings them all: the JIT keeps none of them.
+    kept = login(tmp_path, plan, "mallory", [*spelled, "staff"])
+    assert kept == ["staff"], kept
+    assert not vault_policies(vault, kept) & PLATFORM_POLICIES
+
+
+@needs_node
+def test_a_tenant_group_with_a_dotted_capital_i_is_dropped_too(renders: dict, tmp_path: Path) -> None:
+    """The tenants' own groups are folded as Vault folds them: `bİlling-owners` is billing's owners there."""
+    plan = renders["dev"].plan
+    billing = {"metadata": {"name": "local-groups-billing"}, "data": {"billing-owners": "tess", "billing-developers": ""}}
+    assert login(tmp_path, plan, "tess", [], [billing]) == ["billing-owners"]
+    assert login(tmp_path, plan, "mallory", ["b\u0130lling-owners", "B\u0130LLING-DEVELOPERS", "staff"], [billing]) == ["staff"]
