@@ -343,8 +343,9 @@ def gitlab_values(
             "enabled": True,
             "autoSignInWithProvider": OIDC_PROVIDER,
             "allowSingleSignOn": [OIDC_PROVIDER],
-            # Tenant users are declared (components/platform_users.py); sign-in links them by e-mail.
-            "autoLinkUser": [OIDC_PROVIDER],
+            # Tenant users are declared with their identity (components/platform_users.py). No
+            # linking by e-mail: whoever asserts an account's address upstream would take it over.
+            "autoLinkUser": [],
             "blockAutoCreatedUsers": False,
             "syncProfileFromProvider": [OIDC_PROVIDER],
             "syncProfileAttributes": ["email", "name"],

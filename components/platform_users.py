@@ -3,9 +3,9 @@
 Memberships need users that exist, so each distinct user id in the tenants' role lists gets a
 `gitlab.User`: username = the user id, e-mail = `<user id>@<email domain>`, confirmed, with a
 random password nobody knows. People sign in only through OpenUnison (OmniAuth OIDC); GitLab
-links that sign-in to this account by its e-mail, which needs
-`global.appConfig.omniauth.autoLinkUser: [openid_connect]` in the GitLab chart values and the
-identity source to assert the same e-mail address.
+finds the account by its `openid_connect` identity, whose extern_uid is the user id (the `sub`
+OpenUnison asserts), declared here with the account. Never by e-mail (GitLab's autoLinkUser): the
+e-mail comes from the upstream source, where a person may be able to set anyone's address.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Iterable
 
 import pulumi
 import pulumi_gitlab as gitlab
+
+from components.gitlab import OIDC_PROVIDER
 
 # What GitLab accepts as a username: letters, digits, '_', '-', '.', not starting with
 # '-' or '.', not ending with '.', '.git' or '.atom'.
@@ -41,6 +43,7 @@ class PlatformUsersArgs:
     user_ids: Iterable[str]  # every tenant's owners, developers and ops; repeats are fine
     email_domain: str  # platform:identity.emailDomain
     provider: pulumi.ProviderResource  # the gitlab.Provider of the platform's GitLab
+    sign_in_provider: str = OIDC_PROVIDER  # GitLab's OmniAuth provider for OpenUnison
 
 
 class PlatformUsers(pulumi.ComponentResource):
@@ -71,4 +74,13 @@ class PlatformUsers(pulumi.ComponentResource):
             )
             for user in user_ids
         }
+        for user, account in self.users.items():
+            # OpenUnison's `sub` is the user id: GitLab signs this person in to this account only.
+            gitlab.UserIdentity(
+                f"{name}-{user}-identity",
+                user_id=account.id.apply(int),
+                external_provider=args.sign_in_provider,
+                external_uid=user,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            )
         self.register_outputs({"users": sorted(self.users)})

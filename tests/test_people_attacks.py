@@ -86,3 +86,45 @@ def test_a_tenant_group_with_a_dotted_capital_i_is_dropped_too(renders: dict, tm
     billing = {"metadata": {"name": "local-groups-billing"}, "data": {"billing-owners": "tess", "billing-developers": ""}}
     assert login(tmp_path, plan, "tess", [], [billing]) == ["billing-owners"]
     assert login(tmp_path, plan, "mallory", ["b\u0130lling-owners", "B\u0130LLING-DEVELOPERS", "staff"], [billing]) == ["staff"]
+
+
+# --- GitLab: whose account a sign-in opens -------------------------------------------------------------
+
+def gitlab_omniauth(plan: dict) -> dict[str, Any]:
+    [release] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab"]
+    return release["values"]["global"]["appConfig"]["omniauth"]
+
+
+def gitlab_account(plan: dict, provider: str, uid: str, email: str) -> str | None:
+    """The declared GitLab account that a sign-in through `provider` (OmniAuth uid `uid`, e-mail `email`)
+    opens, in GitLab's own order (gitlab-org/gitlab lib/gitlab/auth/o_auth/user.rb, `find_user`): the
+    account holding that provider's identity with that extern_uid; else, when autoLinkUser names the
+    provider, the account whose e-mail it is (`User.find_by(email: email.downcase)`); else None (a new
+    account, which GitLab refuses when the e-mail is taken)."""
+    users = {r["urn"]: r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/user:User"}
+    for r in plan["resources"]:
+        inputs = r["inputs"]
+        if r["type"] == "gitlab:index/userIdentity:UserIdentity" and (inputs["externalProvider"], inputs["externalUid"]) == (provider, uid):
+            [owner] = [users[u]["username"] for u in r["dependsOn"] if u in users]
+            return owner
+    if provider in (gitlab_omniauth(plan).get("autoLinkUser") or []):
+        return next((u["username"] for u in users.values() if u["email"] == email.lower()), None)
+    return None
+
+
+def test_an_email_asserted_upstream_opens_nobody_elses_gitlab_account(plan: dict) -> None:
+    """mallory, in no tenant, sets her address at the upstream source to a tenant member's GitLab
+    address (`<user id>@<emailDomain>`, which the program makes up, so the source need not hold it) and
+    signs in to GitLab through OpenUnison, which passes the source's e-mail claim on. Linked by e-mail,
+    she would be that member (an owner: merges to main, release tags) and her uid would replace theirs."""
+    [provider] = gitlab_omniauth(plan)["allowSingleSignOn"]
+    [portal] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release"
+                and r["inputs"]["chart"] == "orchestra-login-portal"]
+    assert portal["values"]["oidc"]["claims"]["email"] == "email"  # the upstream's claim, as the source has it
+    accounts = [r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/user:User"]
+    assert accounts
+    for account in accounts:
+        member, address = account["username"], account["email"]
+        assert gitlab_account(plan, provider, member, address) == member  # the member signs in to it
+        assert gitlab_account(plan, provider, "mallory", address.upper()) is None, member
+        assert gitlab_account(plan, provider, "mallory", address) is None, member
