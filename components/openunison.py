@@ -551,7 +551,8 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
-    have removed must never pass through from upstream. Upstream groups are compared as Vault
+    have removed must never pass through from upstream, and so does a user id in Kubernetes'
+    reserved `system:` names. Upstream groups are compared as Vault
     compares group aliases (without regard to case, folded by Go's strings.ToLower); so are the
     platform's own upstream groups (`platform_groups`: only their exact spelling passes). Kubernetes'
     reserved `system:` groups never pass (a virtual cluster's API server takes the groups claim as it is)."""
@@ -592,6 +593,11 @@ function fold(name) {{
 function doTask(user, request) {{
   var uid = user.getAttribs().get("uid");
   var id = uid == null ? null : String(uid.getValues().get(0));
+  // Kubernetes' own users (system:kube-controller-manager, system:serviceaccount:...): a virtual
+  // cluster's API server takes the token's sub, this id, as the user name as it is.
+  if (id !== null && fold(id).indexOf("system:") === 0) {{
+    throw "login refused: the user id " + id + " is a Kubernetes system: name";
+  }}
   var managed = {{}};
   var platform = {{}};
   PLATFORM_GROUPS.forEach(function (group) {{

@@ -128,3 +128,31 @@ def test_an_email_asserted_upstream_opens_nobody_elses_gitlab_account(plan: dict
         assert gitlab_account(plan, provider, member, address) == member  # the member signs in to it
         assert gitlab_account(plan, provider, "mallory", address.upper()) is None, member
         assert gitlab_account(plan, provider, "mallory", address) is None, member
+
+
+# --- a user id that is one of Kubernetes' own names ------------------------------------------------------
+
+def vcluster_api_server_flags(plan: dict) -> list[list[str]]:
+    """The OIDC flags of every tenant virtual cluster's API server, one list per release."""
+    found = []
+    for r in plan["resources"]:
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "vcluster":
+            args = r["inputs"]["values"]["controlPlane"]["distro"]["k8s"]["apiServer"]["extraArgs"]
+            found.append([a for a in args if a.startswith("--oidc-")])
+    return found
+
+
+@needs_node
+@pytest.mark.parametrize("uid", ["system:serviceaccount:kube-system:coredns", "system:kube-controller-manager", "System:admin"])
+def test_a_user_id_in_kubernetes_system_names_gets_no_token(renders: dict, tmp_path: Path, uid: str) -> None:
+    """mallory picks her user name at a self-service source: `system:kube-controller-manager` (which may
+    read every Secret and mint any service account's token) or a service account's full name. Every
+    tenant's virtual cluster takes the token's `sub` as the user name as it is (no prefix), and its
+    built-in bindings name those users, so each virtual cluster would be hers. The JIT refuses the login."""
+    plan = renders["dev"].plan
+    flags = vcluster_api_server_flags(plan)
+    assert flags and all({"--oidc-username-claim=sub", "--oidc-username-prefix=-"} <= set(f) for f in flags), flags
+    answer = {"kind": "ConfigMapList", "items": local_groups(plan)}
+    state = run_task(tmp_path, jit_script(plan), uid=uid, groups=["staff"], answer=answer)
+    assert state["error"] and "system" in state["error"], state
+    assert login(tmp_path, plan, "systems-team", ["staff"]) == ["staff"]  # a name that merely starts so passes
