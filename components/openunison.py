@@ -32,7 +32,8 @@ from components import yaml_text
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
-from components.inventory import Credential, CredentialInventory, external_secret, internal_secret, refreshed
+from components.inventory import Credential, CredentialInventory, describe_seconds, external_secret, internal_secret, refreshed
+from components.oidc_sessions import SESSION_MAX_SECONDS, SessionLifetime, SessionLifetimeArgs
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
@@ -286,6 +287,8 @@ class OpenUnison(pulumi.ComponentResource):
             for client, spec in sorted(args.clients.items())
         }
         self._local_groups_jit(cluster, [*args.groups.cluster_admins, *args.groups.system_approvers], ns, in_ns, crd_ready)
+        SessionLifetime(f"{cluster.role}-openunison-sessions", cluster, SessionLifetimeArgs(ns, self.operator_release),
+                        pulumi.ResourceOptions(parent=self))
 
         self.register_outputs(
             {
@@ -723,6 +726,16 @@ def credentials(args: OpenUnisonArgs) -> list[Credential]:
         scope="the signed-in person and their groups",
         lifetime_seconds=TOKEN_LIFETIME_MILLIS // 1000,
         rotation="refreshed by the client; a new sign-in when the session ends",
+    ), Credential(
+        what="OpenUnison sessions (refresh tokens)",
+        category="federated",
+        issuer="OpenUnison (k8sIdp), at sign-in through the JIT",
+        holder="people's kubectl token caches and the services they signed in to (Harbor's CLI secrets, ArgoCD)",
+        scope="new tokens with the groups of the sign-in (a refresh re-reads none)",
+        lifetime_seconds=SESSION_MAX_SECONDS,
+        lifetime=f"{describe_seconds(SESSION_MAX_SECONDS)} after the sign-in, ended within 15 minutes by the "
+                 "oidc-session-reaper CronJob; sooner without use (the portal's inactivity timeout)",
+        rotation="a new sign-in, which reads the person's groups again",
     ), external_secret(
         "upstream OIDC client secret" if upstream else "LDAP bind password",
         issuer=upstream.issuer if upstream else args.ldap_upstream.url if args.ldap_upstream else "the directory",

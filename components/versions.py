@@ -205,3 +205,7 @@ VAULT_TAG = "2.0.4"
 # `approved` (promote them first, `approved/docker.io/dragonflyoss/<name>`). Pinned by tag: their digests
 # could not be resolved offline (`crane digest docker.io/dragonflyoss/<name>:<tag>` on the next bump).
 DRAGONFLY_TAGS: dict[str, str] = {"manager": "v2.5.0", "scheduler": "v2.5.0", "client": "v1.4.0", "dfinit": "v1.4.0"}
+
+# OpenUnison's session reaper (components/oidc_sessions.py): a standard-library script on the
+# promote-image job's pinned Python.
+SESSION_REAPER_IMAGE = PROMOTE_IMAGE

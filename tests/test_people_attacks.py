@@ -7,14 +7,24 @@ for the attacker while the people the stack names keep their rights.
 
 from __future__ import annotations
 
+import datetime
+import json
+import ssl
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
+from components import oidc_sessions
 from components.openunison import JIT_WORKFLOW, LOCAL_GROUPS_LABEL
 from components.vault import ADMIN_POLICY_NAME, APPROVER_POLICY_NAME
+from tests.certs import Tls, make_ca, server_context
+from tests.loopback import LoopbackServer
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_attacks import signed_in
 
@@ -156,3 +166,92 @@ def test_a_user_id_in_kubernetes_system_names_gets_no_token(renders: dict, tmp_p
     state = run_task(tmp_path, jit_script(plan), uid=uid, groups=["staff"], answer=answer)
     assert state["error"] and "system" in state["error"], state
     assert login(tmp_path, plan, "systems-team", ["staff"]) == ["staff"]  # a name that merely starts so passes
+
+
+# --- a sign-in that outlives the person's groups -------------------------------------------------------
+
+class FakeSessionsApi(LoopbackServer):
+    """Kubernetes' API for one namespace's OidcSession objects, for one bearer token, in pages of two."""
+
+    def __init__(self, tls: Tls, token: str, sessions: dict[str, datetime.datetime]):
+        self.tls, self.token = tls, token
+        self.sessions = {name: created.strftime("%Y-%m-%dT%H:%M:%SZ") for name, created in sessions.items()}
+        self.collection = "/apis/{}/{}/namespaces/openunison/{}".format(*oidc_sessions.SESSIONS)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return server_context(self.tls)
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            state: FakeSessionsApi
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, document: Any) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                url = urlsplit(self.path)
+                if self.headers.get("Authorization") != f"Bearer {self.state.token}" or url.path != self.state.collection:
+                    return self._reply(403, {"kind": "Status", "code": 403})
+                after = parse_qs(url.query).get("continue", [""])[0]  # as Kubernetes: the last key served
+                names = [n for n in sorted(self.state.sessions) if n > after]
+                items = [{"metadata": {"name": n, "creationTimestamp": self.state.sessions[n]}} for n in names[:2]]
+                more = len(names) > 2
+                self._reply(200, {"kind": "OidcSessionList", "items": items, "metadata": {"continue": names[1] if more else ""}})
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                name = self.path.removeprefix(self.state.collection + "/")
+                if self.headers.get("Authorization") != f"Bearer {self.state.token}" or name not in self.state.sessions:
+                    return self._reply(403 if name == self.path else 404, {"kind": "Status"})
+                del self.state.sessions[name]
+                self._reply(200, {"kind": "Status", "status": "Success"})
+
+        return Handler
+
+
+def reaper_jobs(plan: dict) -> list[dict[str, Any]]:
+    """The CronJobs in OpenUnison's namespace that run with a right to delete its OidcSessions."""
+    group, _, plural = oidc_sessions.SESSIONS
+    roles = {r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:Role"
+             and r["inputs"]["metadata"]["namespace"] == "openunison"
+             and any(group in rule["apiGroups"] and plural in rule["resources"] and "delete" in rule["verbs"] for rule in r["inputs"]["rules"])}
+    accounts = {s["name"] for r in plan["resources"] if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+                and r["inputs"]["roleRef"]["name"] in roles for s in r["inputs"]["subjects"]}
+    return [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:batch/v1:CronJob"
+            and r["inputs"]["metadata"]["namespace"] == "openunison"
+            and r["inputs"]["spec"]["jobTemplate"]["spec"]["template"]["spec"].get("serviceAccountName") in accounts]
+
+
+def test_a_sign_in_ends_so_a_removed_member_loses_the_groups(plan: dict, tmp_path: Path) -> None:
+    """bob leaves tenant payments (the stack drops him from its developers) but keeps `kubectl` busy, or
+    pulls with his Harbor CLI secret, every few minutes. OpenUnison's refresh copies the sign-in's claims,
+    groups included, into new tokens and pushes the session one inactivity timeout further
+    (OpenIDConnectIdP.refreshToken, TremoloSecurity/OpenUnison): his payments-developers group would last
+    as long as he kept refreshing. The platform ends every session SESSION_MAX_SECONDS after its sign-in."""
+    [portal] = [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "orchestra-login-portal"]
+    [idp] = [d["spec"] for d in portal["rendered"] if d["kind"] == "Application" and d["metadata"]["name"] == "k8sidp"]
+    assert idp["urls"][0]["idp"]["params"]["sessionStoreClassName"] == "com.tremolosecurity.oidc.k8s.K8sSessionStore"  # OidcSession objects
+    [job] = reaper_jobs(plan)
+    assert job["spec"]["schedule"] == "*/15 * * * *" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hours = datetime.timedelta(hours=1)
+    sessions = {"xbob-monday-x": now - 30 * hours, "xbob-this-morning-x": now - 11 * hours,
+                "xalice-x": now - 9 * hours, "xcarol-x": now - 2 * hours, "xerin-x": now}
+    tls = make_ca(tmp_path / "api", "api")
+    (tmp_path / "token").write_text("reaper-token\n")
+    (tmp_path / "ca.crt").write_text(tls.ca_pem)
+    program, flag, script, api, token_file, ca_file, namespace, max_age = container["command"]
+    assert (program, flag, api, namespace, max_age) == ("python3", "-c", "https://kubernetes.default.svc", "openunison", "36000")
+    assert (token_file, ca_file) == ("/var/run/secrets/kubernetes.io/serviceaccount/token", "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+    with FakeSessionsApi(tls, "reaper-token", sessions) as fake:  # the job's script, with the test's API and files
+        result = subprocess.run([sys.executable, "-I", flag, script, fake.url, str(tmp_path / "token"), str(tmp_path / "ca.crt"),
+                                 namespace, max_age], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert sorted(fake.sessions) == ["xalice-x", "xcarol-x", "xerin-x"], result.stdout
