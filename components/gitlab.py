@@ -216,6 +216,11 @@ class GitLab(pulumi.ComponentResource):
             cacert_file=args.provider_ca_file,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
         )
+        # Anyone who signs in gets an account: none may take a top-level path (the platform's
+        # repository's group, which CI trust names by path, may not exist yet on a rebuilt stack).
+        gitlab.ApplicationSettings(
+            f"{name}-settings", can_create_group=False, opts=pulumi.ResourceOptions(parent=self, provider=self.provider)
+        )
         self.register_outputs({"url": self.url, "release": self.release.status})
 
     def _object_storage(
@@ -353,6 +358,8 @@ def gitlab_values(
         },
         # Accounts come from OpenUnison only.
         "initialDefaults": {"signupEnabled": False},
+        # A username is a top-level path: renaming an account would take a free one (see ApplicationSettings).
+        "usernameChangingEnabled": False,
     }
     global_values: dict[str, Any] = {
         # The image tag of every GitLab component without a version of its own (certificates,

@@ -23,10 +23,12 @@ import yaml
 from components import oidc_sessions
 from components.openunison import JIT_WORKFLOW, LOCAL_GROUPS_LABEL
 from components.vault import ADMIN_POLICY_NAME, APPROVER_POLICY_NAME
+from components.vault_federation import GITLAB_PATH
 from tests.certs import Tls, make_ca, server_context
 from tests.loopback import LoopbackServer
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_attacks import signed_in
+from tests.test_vault_access import gitlab_id_token
 
 PLATFORM_POLICIES = {ADMIN_POLICY_NAME, APPROVER_POLICY_NAME}
 
@@ -255,3 +257,34 @@ def test_a_sign_in_ends_so_a_removed_member_loses_the_groups(plan: dict, tmp_pat
                                  namespace, max_age], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert sorted(fake.sessions) == ["xalice-x", "xcarol-x", "xerin-x"], result.stdout
+
+
+# --- GitLab: a top-level path that CI trust names --------------------------------------------------------
+
+def trusted_namespaces(plan: dict) -> set[str]:
+    """The top-level GitLab namespaces whose CI jobs' ID tokens Vault's roles accept (by project path)."""
+    paths = {p for r in plan["resources"] if r["type"] == "vault:jwt/authBackendRole:AuthBackendRole"
+             for p in ((r["inputs"].get("boundClaims") or {}).get("project_path") or "").split(",") if p}
+    return {p.split("/", 1)[0] for p in paths}
+
+
+def test_a_person_in_no_tenant_cannot_claim_a_namespace_that_ci_trust_names(plan: dict, plan_vaults: Any) -> None:
+    """mallory, in no tenant, signs in to GitLab (any upstream account gets one there) and, on a rebuilt dev
+    stack before the platform's repository is pushed, creates the top-level group `platform`, or renames her
+    account to `platform`, then `platform/platform-bootstrap` with a protected `main` and an environment `dev`:
+    Vault's platform-deploy role (platform-admin) and, on EKS, the AWS deploy role trust jobs by that path.
+    A new account may create top-level groups as the application setting says (GitLab app/models/user.rb:
+    `can_create_group` defaults to `Gitlab::CurrentSettings.can_create_group`, itself true by default), and
+    rename itself unless the chart turns username changes off."""
+    omniauth = gitlab_omniauth(plan)
+    assert omniauth["allowSingleSignOn"]  # accounts for anyone who signs in
+    declared = {r["inputs"]["path"] for r in plan["resources"] if r["type"] == "gitlab:index/group:Group"}
+    assert "platform" in trusted_namespaces(plan) - declared  # the program does not own that path
+    if plan["stack"] == "dev":  # what the path is worth: platform-admin in Vault (the dev plan's, real OpenBao)
+        vault = plan_vaults("dev")
+        token = gitlab_id_token(vault, "platform/platform-bootstrap", "main", "branch", True, environment="dev")
+        assert "platform-admin" in vault.login(GITLAB_PATH, "platform-deploy", token)["policies"]
+    settings = [r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/applicationSettings:ApplicationSettings"]
+    assert [s.get("canCreateGroup") for s in settings] == [False], settings
+    [release] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab"]
+    assert release["values"]["global"]["appConfig"]["usernameChangingEnabled"] is False
