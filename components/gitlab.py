@@ -216,12 +216,15 @@ class GitLab(pulumi.ComponentResource):
             cacert_file=args.provider_ca_file,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
         )
-        # Anyone who signs in gets an account: none may take a top-level path (the platform's
-        # repository's group, which CI trust names by path, may not exist yet on a rebuilt stack).
+        self._settings(name)
+        self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _settings(self, name: str) -> None:
+        """Anyone who signs in gets an account: none may take a top-level path (the platform's
+        repository's group, which CI trust names by path, may not exist yet on a rebuilt stack)."""
         gitlab.ApplicationSettings(
             f"{name}-settings", can_create_group=False, opts=pulumi.ResourceOptions(parent=self, provider=self.provider)
         )
-        self.register_outputs({"url": self.url, "release": self.release.status})
 
     def _object_storage(
         self, name: str, args: GitLabArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,

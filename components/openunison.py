@@ -286,9 +286,8 @@ class OpenUnison(pulumi.ComponentResource):
             client: self._client(cluster, client, spec, ns, in_ns, crd_ready)
             for client, spec in sorted(args.clients.items())
         }
-        self._local_groups_jit(cluster, [*args.groups.cluster_admins, *args.groups.system_approvers], ns, in_ns, crd_ready)
-        SessionLifetime(f"{cluster.role}-openunison-sessions", cluster, SessionLifetimeArgs(ns, self.operator_release),
-                        pulumi.ResourceOptions(parent=self))
+        self._local_groups_jit(cluster, args.groups, ns, in_ns, crd_ready)
+        SessionLifetime(f"{cluster.role}-openunison-sessions", cluster, SessionLifetimeArgs(ns, self.operator_release), pulumi.ResourceOptions(parent=self))
 
         self.register_outputs(
             {
@@ -510,7 +509,7 @@ class OpenUnison(pulumi.ComponentResource):
         return OidcClient(client_id=client, client_secret=password.result, issuer_url=self.issuer_url)
 
     def _local_groups_jit(
-        self, cluster: ClusterHandle, platform_groups: Sequence[str], ns: k8s.core.v1.Namespace,
+        self, cluster: ClusterHandle, groups: PlatformGroups, ns: k8s.core.v1.Namespace,
         in_ns: pulumi.ResourceOptions, crd_ready: pulumi.ResourceOptions,
     ) -> None:
         """The JIT workflow that applies local groups, and OpenUnison's right to read their ConfigMaps."""
@@ -540,7 +539,7 @@ class OpenUnison(pulumi.ComponentResource):
                 "label": "JIT",
                 "orgId": ROOT_ORG_ID,
                 "dynamicConfiguration": {"dynamic": False, "className": "", "params": []},
-                "tasks": jit_workflow_tasks(platform_groups),
+                "tasks": jit_workflow_tasks([*groups.cluster_admins, *groups.system_approvers]),
             },
             # After the portal release: on a stack that ran the portal's own `jitdb`, Helm
             # removes it before this one takes the name.
@@ -548,22 +547,12 @@ class OpenUnison(pulumi.ComponentResource):
         )
 
 
-def local_groups_script(platform_groups: Sequence[str]) -> str:
-    """The JIT task (a JavaScriptTask) applying local groups to the user logging in.
-
-    Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
-    `k8s` target (OpenUnison's own service account); each key is a group, each value the
-    member ids one per line. A failure to read them fails the login: the groups it would
-    have removed must never pass through from upstream, and so does a user id in Kubernetes'
-    reserved `system:` names. Upstream groups are compared as Vault
-    compares group aliases (without regard to case, folded by Go's strings.ToLower); so are the
-    platform's own upstream groups (`platform_groups`: only their exact spelling passes). Kubernetes'
-    reserved `system:` groups never pass (a virtual cluster's API server takes the groups claim as it is)."""
-    return f"""// Local groups from the platform's stack config (components/openunison.py).
+# The local-groups task (local_groups_script); braces doubled for str.format.
+_LOCAL_GROUPS_JS = """// Local groups from the platform's stack config (components/openunison.py).
 var GlobalEntries = Java.type("com.tremolosecurity.server.GlobalEntries");
-var SELECTOR = "{LOCAL_GROUPS_LABEL}";
-var NAMESPACE = "{NAMESPACE}";
-var PLATFORM_GROUPS = {json.dumps(sorted(platform_groups), ensure_ascii=True)};
+var SELECTOR = "{selector}";
+var NAMESPACE = "{namespace}";
+var PLATFORM_GROUPS = {platform_groups};
 
 function init(task, params) {{
 }}
@@ -639,6 +628,23 @@ function doTask(user, request) {{
   return true;
 }}
 """
+
+
+def local_groups_script(platform_groups: Sequence[str]) -> str:
+    """The JIT task (a JavaScriptTask) applying local groups to the user logging in.
+
+    Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
+    `k8s` target (OpenUnison's own service account); each key is a group, each value the
+    member ids one per line. A failure to read them fails the login: the groups it would
+    have removed must never pass through from upstream. So does a user id in Kubernetes'
+    reserved `system:` names. Upstream groups are compared as Vault compares group aliases
+    (without regard to case, folded as Go's strings.ToLower folds), with the local groups and
+    with `platform_groups` (the platform's own upstream groups: only their exact spelling
+    passes); `system:` groups never pass (a virtual cluster's API server takes the groups claim
+    as it is)."""
+    return _LOCAL_GROUPS_JS.format(
+        selector=LOCAL_GROUPS_LABEL, namespace=NAMESPACE, platform_groups=json.dumps(sorted(platform_groups), ensure_ascii=True)
+    )
 
 
 def jit_workflow_tasks(platform_groups: Sequence[str]) -> str:
