@@ -127,6 +127,9 @@ class GitLabArgs(StatefulServiceArgs):
     ssh: TcpEntrypoint | None = None
     # The rails secret's keys of a GitLab that made its own (Pulumi secrets, by secrets.yml key); None: generated.
     rails_secret: Mapping[str, pulumi.Output[Any]] | None = None
+    # The top-level group of the platform's own repository (platform:pipeline.projectPath), which
+    # Vault's and AWS's CI trust name by path: the program owns it, so no account can take that path.
+    platform_group: str | None = None
 
 
 class GitLab(pulumi.ComponentResource):
@@ -216,15 +219,24 @@ class GitLab(pulumi.ComponentResource):
             cacert_file=args.provider_ca_file,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
         )
-        self._settings(name)
+        self._settings(name, args)
         self.register_outputs({"url": self.url, "release": self.release.status})
 
-    def _settings(self, name: str) -> None:
-        """Anyone who signs in gets an account: none may take a top-level path (the platform's
-        repository's group, which CI trust names by path, may not exist yet on a rebuilt stack)."""
-        gitlab.ApplicationSettings(
-            f"{name}-settings", can_create_group=False, opts=pulumi.ResourceOptions(parent=self, provider=self.provider)
-        )
+    def _settings(self, name: str, args: GitLabArgs) -> None:
+        """Anyone who signs in gets an account: none may take a top-level path, and the platform's
+        repository's group, which CI trust names by path, exists from the first `pulumi up` on."""
+        on_gitlab = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        gitlab.ApplicationSettings(f"{name}-settings", can_create_group=False, opts=on_gitlab)
+        if args.platform_group is not None:
+            gitlab.Group(
+                f"{name}-platform-group",
+                name=args.platform_group,
+                path=args.platform_group,
+                description="The platform's own repository (platform:pipeline.projectPath)",
+                visibility_level="private",
+                # Deleting the group would delete the platform's repository with it.
+                opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=True)),
+            )
 
     def _object_storage(
         self, name: str, args: GitLabArgs, ns: k8s.core.v1.Namespace, k8s_opts: pulumi.ResourceOptions,
@@ -915,6 +927,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
         GitLabArgs.extend(
             parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh,
             data_stores=parts.require(DATA_STORES), rails_secret=imported_rails_secret(settings),
+            platform_group=parts.settings.pipeline_project.split("/", 1)[0],
         ),
     )
 

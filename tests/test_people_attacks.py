@@ -275,15 +275,19 @@ def trusted_namespaces(plan: dict) -> set[str]:
 def test_a_person_in_no_tenant_cannot_claim_a_namespace_that_ci_trust_names(plan: dict, plan_vaults: Any) -> None:
     """mallory, in no tenant, signs in to GitLab (any upstream account gets one there) and, on a rebuilt dev
     stack before the platform's repository is pushed, creates the top-level group `platform`, or renames her
-    account to `platform`, then `platform/platform-bootstrap` with a protected `main` and an environment `dev`:
+    account to `platform` (or signs in with the upstream user id `platform`, which GitLab takes for her
+    username when the path is free), then `platform/platform-bootstrap` with a protected `main` and an environment `dev`:
     Vault's platform-deploy role (platform-admin) and, on EKS, the AWS deploy role trust jobs by that path.
     A new account may create top-level groups as the application setting says (GitLab app/models/user.rb:
     `can_create_group` defaults to `Gitlab::CurrentSettings.can_create_group`, itself true by default), and
     rename itself unless the chart turns username changes off."""
     omniauth = gitlab_omniauth(plan)
     assert omniauth["allowSingleSignOn"]  # accounts for anyone who signs in
-    declared = {r["inputs"]["path"] for r in plan["resources"] if r["type"] == "gitlab:index/group:Group"}
-    assert "platform" in trusted_namespaces(plan) - declared  # the program does not own that path
+    groups = {r["inputs"]["path"]: r for r in plan["resources"] if r["type"] == "gitlab:index/group:Group"}
+    assert "platform" in trusted_namespaces(plan)
+    assert trusted_namespaces(plan) <= set(groups)  # the program owns every such path: no account can take it
+    # and keeps it: deleting the group would delete the platform's repository
+    assert groups["platform"]["options"]["retainOnDelete"] and groups["platform"]["options"]["protect"] == (plan["stack"] == "prod")
     if plan["stack"] == "dev":  # what the path is worth: platform-admin in Vault (the dev plan's, real OpenBao)
         vault = plan_vaults("dev")
         token = gitlab_id_token(vault, "platform/platform-bootstrap", "main", "branch", True, environment="dev")
