@@ -16,7 +16,8 @@ from components.cluster import ClusterHandle
 from components.common import PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
-from components.helm import namespace, release, sized, spread
+from components.helm import metadata, namespace, release, sized, spread
+from components.ingress import HTTPS_PORT, SSH_PORT, LoadBalancerCidr, egress_to_platform
 from components.inventory import Credential, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -27,6 +28,11 @@ SERVER = "argocd-server"  # the chart's server Deployment and Service
 SERVER_TLS_SECRET = "argocd-server-tls"  # the name argocd-server reads its certificate from
 OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
+# The chart's selector labels of the repo-server's pods, and of the Redis it caches in (HAProxy in front
+# of redis-ha when replicated).
+REPO_SERVER_LABELS = {"app.kubernetes.io/name": "argocd-repo-server", "app.kubernetes.io/instance": "argocd"}
+REDIS_PODS = {False: "argocd-redis", True: "argocd-redis-ha-haproxy"}
+REDIS_PORT = 6379
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +42,9 @@ class ArgoCdArgs(ServiceArgs):
     credential_plugin: CredentialPlugin | None = None  # exec plugin for remote clusters (federation)
     # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
     ssh_known_hosts: pulumi.Input[str] | None = None
+    # Where the repo-server reaches the platform's load balancer when the cluster does not hand its
+    # address to the ingress controller's pods (EKS NLBs): its listeners there only.
+    load_balancer_cidrs: tuple[str, ...] = ()
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -66,6 +75,7 @@ class ArgoCd(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
         )
         self.url = args.exposure.url
+        egress = self._repo_server_egress(name, cluster, ns, args)
         values = argocd_values(args, transport_annotations)
         plugin = args.credential_plugin
         plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
@@ -81,9 +91,30 @@ class ArgoCd(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[*secrets, serving, transport, *plugin_files],
+            depends_on=[*secrets, serving, transport, egress, *plugin_files],
         )
         self.register_outputs({"url": self.url})
+
+    def _repo_server_egress(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: ArgoCdArgs) -> k8s.networking.v1.NetworkPolicy:
+        """The repo-server fetches what tenants' ops repositories name (Helm dependencies, Kustomize
+        remote bases): it may reach the cluster DNS, GitLab and Harbor through the ingress controller
+        (SSH and HTTPS) and its Redis, and nothing else: no in-cluster endpoint, no metadata service."""
+        redis = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"app.kubernetes.io/name": REDIS_PODS[args.replicas > 1]}))
+        return k8s.networking.v1.NetworkPolicy(
+            f"{name}-repo-server-egress",
+            metadata=metadata("argocd-repo-server-egress", ns),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=REPO_SERVER_LABELS),
+                policy_types=["Egress"],
+                egress=[
+                    *egress_to_platform([HTTPS_PORT, SSH_PORT], args.load_balancer_cidrs),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[redis], ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=REDIS_PORT)]),
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+        )
 
     def _secrets(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: ArgoCdArgs) -> list[pulumi.Resource]:
         """The OIDC client secret and argocd-secret (GitLab's webhook secret), kept out of the values."""
@@ -215,6 +246,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
             credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
             # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
             ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
+            load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
         ),
     )
 
@@ -240,4 +272,5 @@ SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
     declare=declare,
     redirect_uris=lambda host: (f"https://{host}/auth/callback",),
     tenant=tenant,
+    options={"load_balancer_cidrs": (list[LoadBalancerCidr], [])},
 )

@@ -36,14 +36,13 @@ import pulumi
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumiverse_time as time
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from components.cluster import ClusterHandle, Taint
-from components.common import ipv4_network
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
-from components.ingress import NAMESPACE as INGRESS_NAMESPACE
+from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform
 from components.inventory import Credential, CredentialInventory, issued_token
 from components.service import ClusterParts, ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, approved
@@ -59,7 +58,6 @@ TOKEN_ROTATION_DAYS = 30
 RUNNER_ID_ANNOTATION = "platform.io/runner-id"  # a new runner (rotation) restarts the runner pod
 JOB_LABEL = "platform.io/runner-job"  # on every job pod: what the job NetworkPolicy selects
 INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
-INGRESS_HTTPS_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
 MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project says
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
 
@@ -110,11 +108,6 @@ EXECUTOR_RULES = [
 def tenant_namespace(tenant: str) -> str:
     """Where a tenant's runner and its job pods run, on the control-plane cluster."""
     return f"runner-{tenant}"
-
-
-def _cidr(value: str) -> str:
-    ipv4_network(value, "10.40.0.0/16")
-    return value
 
 
 class JobNodes(BaseModel):
@@ -244,31 +237,13 @@ class GitLabRunner(pulumi.ComponentResource):
         """Job pods: nothing in. Out, a tenant's: DNS and the ingress controller (GitLab, Harbor, Vault)
         only; the platform's (pip, Pulumi Cloud, AWS, the clusters): anywhere but the node's instance
         metadata, since it also runs any branch's merge-request jobs."""
-        def peer(namespace_name: str, pods: dict[str, str] | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-            return k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace_name}),
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods) if pods else None,
-            )
-
-        def tcp(port: int) -> k8s.networking.v1.NetworkPolicyPortArgs:
-            return k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port)
-
-        load_balancers = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c))
-                          for c in args.settings.load_balancer_cidrs]
         k8s.networking.v1.NetworkPolicy(
             f"{name}-jobs",
             metadata=metadata("runner-jobs", ns),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={JOB_LABEL: args.owner}),
                 policy_types=["Ingress", "Egress"],
-                egress=[
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[peer("kube-system", {"k8s-app": "kube-dns"})],
-                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), tcp(53)],
-                    ),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[peer(INGRESS_NAMESPACE)], ports=[tcp(INGRESS_HTTPS_PORT)]),
-                    *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=load_balancers, ports=[tcp(443)])] if load_balancers else []),
-                ] if args.tenant is not None else [
+                egress=egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs) if args.tenant is not None else [
                     # Every pod, as without the policy (an ipBlock need not match pods' addresses)...
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(
                         to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={}))],
@@ -421,9 +396,6 @@ def token_credential(name: str, args: GitLabRunnerArgs) -> Credential:
                   "the old one is deleted, which revokes its token"),
         resources=(f"{name}-runner",),
     )
-
-
-LoadBalancerCidr = Annotated[str, AfterValidator(_cidr)]
 
 
 def settings_of(settings: ServiceSettings) -> RunnerSettings:

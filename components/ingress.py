@@ -14,15 +14,17 @@ connection straight to its route, without the read deadline it keeps for HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
-from components.common import TcpEntrypoint
+from components.common import TcpEntrypoint, ipv4_network
 from components.helm import spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
@@ -35,6 +37,9 @@ SSH_ENTRYPOINT = "ssh"
 SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
 SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
 TRAEFIK_API = "traefik.io/v1alpha1"
+HTTPS_PORT = 443  # on the load balancer
+HTTPS_CONTAINER_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
+LISTENERS = {HTTPS_PORT: HTTPS_CONTAINER_PORT, SSH_PORT: SSH_CONTAINER_PORT}  # load balancer port -> Traefik's
 
 
 # Plain HTTP only redirects: every hostname is served with a platform certificate.
@@ -157,6 +162,39 @@ def tcp_route(
         },
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[ns, entrypoint.controller]),
     )
+
+
+def _cidr(value: str) -> str:
+    ipv4_network(value, "10.40.0.0/16")
+    return value
+
+
+LoadBalancerCidr = Annotated[str, AfterValidator(_cidr)]  # config: where the load balancer's addresses are
+
+
+def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """Egress rules for pods that reach the platform's services by their public names on the load
+    balancer's `ports` (LISTENERS): the cluster DNS, Traefik's pods, where the cluster hands the load
+    balancer's address straight to them (kube-proxy does for MetalLB's), and `load_balancer_cidrs`,
+    where it does not (an NLB on EKS, whose addresses are not known at preview)."""
+    def tcp(port: int) -> k8s.networking.v1.NetworkPolicyPortArgs:
+        return k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port)
+
+    def peer(namespace_name: str, pods: dict[str, str] | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        return k8s.networking.v1.NetworkPolicyPeerArgs(
+            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace_name}),
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods) if pods else None,
+        )
+
+    load_balancers = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c)) for c in load_balancer_cidrs]
+    return [
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[peer("kube-system", {"k8s-app": "kube-dns"})],
+            ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), tcp(53)],
+        ),
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[peer(NAMESPACE)], ports=[tcp(LISTENERS[p]) for p in ports]),
+        *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=load_balancers, ports=[tcp(p) for p in ports])] if load_balancers else []),
+    ]
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:

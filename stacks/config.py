@@ -914,6 +914,17 @@ def _job_node_rules(config: PlatformConfig) -> list[str]:
     return problems
 
 
+def _repo_server_rules(config: PlatformConfig) -> list[str]:
+    """ArgoCD's repo-server reaches GitLab through the load balancer only: on EKS the NLB's addresses
+    are not known at preview, so the config names where they are."""
+    argocd = config.services.settings("argocd")
+    if not argocd.enabled or config.clusters.control_plane.eks is None or argocd.options["load_balancer_cidrs"]:
+        return []
+    return [f"{NAMESPACE}:services.argocd.loadBalancerCidrs: required when clusters.controlPlane is EKS (ArgoCD's "
+            "repo-server reaches GitLab and Harbor through the NLB, whose addresses are not known at preview); "
+            "allowed: the networks the NLB's addresses are in, such as the control plane's VPC ['10.40.0.0/16']"]
+
+
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
     """Dragonfly's manager keeps its stores on its own cluster: an EKS one in a VPC the program creates,
     a kubeconfig one backing up to platform:objectStore."""
@@ -1085,6 +1096,7 @@ def load_platform_config(
     problems += _data_store_rules(config)
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
+    problems += _repo_server_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

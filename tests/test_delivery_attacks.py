@@ -1,0 +1,248 @@
+"""An attacker's review of the delivery path (ArgoCD, promotion through Git) and of what the delivery
+machinery, a workload or a CI job can reach on the network. Each test is one attempt by a member of
+tenant `payments` (push rights to its app and ops repositories, merge-request author, its pods and CI
+jobs), made against what the program really creates: the plans of both stacks, the Helm-rendered
+objects, and Kubernetes' NetworkPolicy rules as `Network` evaluates them. Each must fail for the
+attacker.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platformctl.render import Render
+from tests.test_config import PROD, _problems, _write
+
+NETWORK_POLICY = "NetworkPolicy"
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+IMDS = ipaddress.ip_address("169.254.169.254")
+# Where a pod's address may come from (an ipBlock of these may hold pods): private ranges and CGNAT.
+POD_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+# The cluster DNS every cluster runs (not in the plan): kube-system's CoreDNS, as the runner's policy names it.
+CLUSTER_DNS_LABELS = {"k8s-app": "kube-dns"}
+
+
+@dataclass(frozen=True)
+class Pod:
+    what: str  # Kind/name of what runs it
+    namespace: str
+    labels: dict[str, str]
+    ports: tuple[tuple[str | None, int, str], ...]  # (name, number, protocol) of every container port
+
+
+def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions); an empty one selects all."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        held = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
+        if not held:
+            return False
+    return True
+
+
+class Network:
+    """One cluster of a plan: its Namespaces, pods and NetworkPolicies (declared by the program or
+    rendered by a release), and whether Kubernetes lets a connection through them."""
+
+    def __init__(self, plan: dict[str, Any], cluster: str):
+        objects: list[tuple[dict[str, Any], str | None]] = []  # (object, its release's namespace)
+        for r in plan["resources"]:
+            if r.get("cluster") == cluster and r["type"].startswith("kubernetes:"):
+                objects.append((r["inputs"], None))
+                objects += [(o, r["inputs"].get("namespace")) for o in r.get("rendered") or []]
+
+        def namespace_of(o: dict[str, Any], default: str | None) -> str:
+            return (o.get("metadata") or {}).get("namespace") or default or "default"
+
+        self.namespaces = {"kube-system": {}, **{o["metadata"]["name"]: o["metadata"].get("labels") or {}
+                                                for o, _ in objects if o.get("kind") == "Namespace"}}
+        self.policies = [(namespace_of(o, ns), o["spec"]) for o, ns in objects if o.get("kind") == NETWORK_POLICY]
+        self.pods = [Pod("CoreDNS", "kube-system", CLUSTER_DNS_LABELS, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))]
+        for o, ns in objects:
+            if o.get("kind") in WORKLOADS and not o["spec"]["template"]["spec"].get("hostNetwork"):
+                template = o["spec"]["template"]
+                ports = tuple((p.get("name"), p["containerPort"], p.get("protocol", "TCP"))
+                              for c in template["spec"]["containers"] for p in c.get("ports") or [])
+                self.pods.append(Pod(f"{o['kind']}/{o['metadata']['name']}", namespace_of(o, ns), template["metadata"].get("labels") or {}, ports))
+            elif o.get("kind") == "Cluster" and o.get("apiVersion", "").startswith("postgresql.cnpg.io/"):
+                # CloudNativePG's instances: labelled with their Cluster's name, PostgreSQL on 5432.
+                self.pods.append(Pod(f"Cluster/{o['metadata']['name']}", namespace_of(o, ns),
+                                     {"cnpg.io/cluster": o["metadata"]["name"]}, (("postgresql", 5432, "TCP"),)))
+
+    def pod(self, what: str) -> Pod:
+        [found] = [p for p in self.pods if p.what == what]
+        return found
+
+    def _peer_admits(self, peer: dict[str, Any], policy_namespace: str, other: Pod | Any) -> bool:
+        if "ipBlock" in peer:
+            block = peer["ipBlock"]
+            if isinstance(other, Pod):  # a pod's address may fall in the block unless it holds no pod range
+                return any(ipaddress.ip_network(block["cidr"]).overlaps(r) for r in POD_RANGES)
+            return other in ipaddress.ip_network(block["cidr"]) and not any(other in ipaddress.ip_network(e) for e in block.get("except", []))
+        if not isinstance(other, Pod):
+            return False  # pod and namespace selectors hold pods only
+        if "namespaceSelector" in peer:
+            labels = {**self.namespaces.get(other.namespace, {}), "kubernetes.io/metadata.name": other.namespace}
+            if not _matches(peer["namespaceSelector"], labels):
+                return False
+        elif other.namespace != policy_namespace:
+            return False
+        return _matches(peer.get("podSelector"), other.labels)
+
+    @staticmethod
+    def _port_admits(ports: list[dict[str, Any]] | None, target: Pod | Any, port: int, protocol: str) -> bool:
+        def one(p: dict[str, Any]) -> bool:
+            if p.get("protocol", "TCP") != protocol:
+                return False
+            if "port" not in p:
+                return True
+            if isinstance(p["port"], str):  # a named port: the target's container port of that name
+                return isinstance(target, Pod) and (p["port"], port, protocol) in target.ports
+            return p["port"] <= port <= p.get("endPort", p["port"])
+        return not ports or any(one(p) for p in ports)
+
+    def _admitted(self, direction: str, pod: Pod, other: Pod | Any, port: int, protocol: str, target: Pod | Any) -> bool:
+        """Whether `pod`'s policies of `direction` (Egress: `other` is the target; Ingress: the source) let it through."""
+        key, peers = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+        selecting = [(ns, spec) for ns, spec in self.policies if ns == pod.namespace and _matches(spec["podSelector"], pod.labels)
+                     and direction in spec.get("policyTypes", ["Ingress", *(["Egress"] if "egress" in spec else [])])]
+        return not selecting or any(
+            self._port_admits(rule.get("ports"), target, port, protocol)
+            and (not rule.get(peers) or any(self._peer_admits(peer, ns, other) for peer in rule[peers]))
+            for ns, spec in selecting for rule in spec.get(key) or [])
+
+    def reaches(self, source: Pod, target: Pod | Any, port: int, protocol: str = "TCP") -> bool:
+        """Kubernetes lets `source` connect to `target` (a pod, or an address outside the cluster) on `port`."""
+        return self._admitted("Egress", source, target, port, protocol, target) and (
+            not isinstance(target, Pod) or self._admitted("Ingress", target, source, port, protocol, target))
+
+    def reachable(self, source: Pod) -> list[tuple[str, int]]:
+        """Every (pod, port) of the cluster `source` can connect to, itself aside."""
+        return sorted((pod.what, number) for pod in self.pods if pod != source
+                      for _, number, protocol in pod.ports if self.reaches(source, pod, number, protocol))
+
+
+# --- ArgoCD's repo-server: what a tenant's ops repository makes it fetch -----------------------------
+
+REPO_SERVER = "Deployment/argocd-repo-server"
+CONTROLLER = "StatefulSet/argocd-application-controller"
+# What the repo-server needs: the cluster DNS, the ingress controller (GitLab over SSH, GitLab and
+# Harbor over HTTPS: Traefik's ssh and websecure container ports) and ArgoCD's Redis (its cache).
+REPO_SERVER_NEEDS = {
+    "dev": [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/argocd-redis", 6379), ("Deployment/traefik", 2222), ("Deployment/traefik", 8443)],
+    "prod": [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/argocd-redis-ha-haproxy", 6379), ("Deployment/traefik", 2222), ("Deployment/traefik", 8443)],
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_tenants_ops_repository_cannot_make_the_repo_server_fetch_from_platform_endpoints(renders: dict[str, Render], stack: str) -> None:
+    """A tenant's ops repository decides what ArgoCD's repo-server fetches: a Helm dependency's
+    `repository:` URL, a Kustomize remote base. Pointed at an in-cluster endpoint that trusts its
+    network (Vault's listeners, Gitaly, GitLab's Redis and PostgreSQL, Harbor's core and registry,
+    OpenUnison, the webhooks), the request comes from the control plane's ArgoCD namespace and its
+    errors, which quote the answer, show in the tenant's Application. The repo-server reaches what
+    it needs and nothing else."""
+    network = Network(renders[stack].plan, "control-plane")
+    reachable = network.reachable(network.pod(REPO_SERVER))
+    extra = [f"{what}:{port}" for what, port in reachable if (what, port) not in REPO_SERVER_NEEDS[stack]]
+    assert not extra, f"the repo-server reaches {', '.join(extra)}"
+    assert reachable == REPO_SERVER_NEEDS[stack]
+
+
+def _without(plan: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**plan, "resources": [r for r in plan["resources"] if r["name"] != name]}
+
+
+def test_without_its_egress_policy_the_repo_server_reaches_vaults_internal_listener(renders: dict[str, Render]) -> None:
+    """The walker sees the hole the policy closes (so the test above can fail), and honours the charts'
+    own ingress policies: OpenUnison takes connections from the ingress controller only."""
+    network = Network(_without(renders["dev"].plan, "argocd-repo-server-egress"), "control-plane")
+    reachable = network.reachable(network.pod(REPO_SERVER))
+    assert {("StatefulSet/vault", 8201), ("StatefulSet/gitlab-gitaly", 8075), ("Cluster/gitlab-postgres", 5432)} <= set(reachable)
+    assert ("Deployment/openunison-orchestra", 8080) not in reachable
+
+
+def _subnet_address(plan: dict[str, Any], subnet: str, host: int = 10) -> Any:
+    [cidr] = [r["inputs"]["cidrBlock"] for r in plan["resources"] if r["type"] == "aws:ec2/subnet:Subnet" and r["name"] == subnet]
+    return ipaddress.ip_network(cidr)[host]
+
+
+# Addresses outside the cluster a Helm dependency or remote base may name, on either stack.
+OUTSIDE = {
+    "the node's instance metadata": (IMDS, 80),
+    "an address on the internet": (ipaddress.ip_address("203.0.113.7"), 443),
+    "a node's kubelet": (ipaddress.ip_address("172.18.0.3"), 10250),
+    "a workload cluster's API server": (ipaddress.ip_address("172.18.0.4"), 6443),
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_repo_server_reaches_nothing_outside_the_cluster_but_the_load_balancer(renders: dict[str, Render], stack: str) -> None:
+    """Outside the cluster: no metadata service, no node port or kubelet, no workload API server, no
+    internet (tenants' charts come from Harbor). On EKS the NLB's addresses are not known at preview,
+    so the repo-server reaches the control plane's VPC on the NLB's listeners (443, 22) only: not
+    RDS, ElastiCache or Vault's listeners there, nor the workload VPCs."""
+    plan = renders[stack].plan
+    network = Network(plan, "control-plane")
+    repo_server = network.pod(REPO_SERVER)
+    refused = dict(OUTSIDE)
+    if stack == "prod":
+        nlb = _subnet_address(plan, "control-plane-private-eu-west-1a")
+        assert network.reaches(repo_server, nlb, 443) and network.reaches(repo_server, nlb, 22)
+        refused |= {f"{port} in the control plane's VPC": (nlb, port) for port in (5432, 6379, 8200, 8201, 10250)}
+        refused |= {f"{w}'s API endpoint": (_subnet_address(plan, f"{w}-private-eu-west-1a"), 443) for w in ("dev", "prod")}
+    reached = [what for what, (address, port) in refused.items() if network.reaches(repo_server, address, port)]
+    assert not reached, reached
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_application_controller_still_reaches_the_workload_api_servers_and_openunison(renders: dict[str, Render], stack: str) -> None:
+    """The fix holds the repo-server alone: the application controller still reaches each workload
+    cluster's API server (EKS: its private endpoint in the peered VPC; kubeconfig: wherever its server
+    is) and OpenUnison's token API through the ingress controller, for its one-minute tokens."""
+    plan = renders[stack].plan
+    network = Network(plan, "control-plane")
+    controller = network.pod(CONTROLLER)
+    endpoints = ([_subnet_address(plan, f"{w}-private-eu-west-1{zone}") for w in ("dev", "prod") for zone in "abc"]
+                 if stack == "prod" else [ipaddress.ip_address("172.18.0.4"), ipaddress.ip_address("192.168.10.20")])
+    port = 443 if stack == "prod" else 6443
+    assert all(network.reaches(controller, endpoint, port) for endpoint in endpoints)
+    assert network.reaches(controller, network.pod("Deployment/traefik"), 8443)
+
+
+@pytest.mark.parametrize("value", [None, [], ["10.40.0.0/33"]])
+def test_an_eks_control_plane_without_the_load_balancers_networks_is_refused_naming_the_key(tmp_path: Path, value: Any) -> None:
+    """Without them the repo-server would reach nothing on EKS: refused before anything is registered."""
+    def mutate(doc: dict[str, Any]) -> None:
+        argocd = doc["config"]["platform:services"]["argocd"]
+        argocd.pop("loadBalancerCidrs")
+        if value is not None:
+            argocd["loadBalancerCidrs"] = value
+
+    lines = _problems(_write(tmp_path, PROD, mutate), stack="prod")
+    key = "platform:services.argocd.loadBalancerCidrs"
+    assert any(key in line and ("required when clusters.controlPlane is EKS" in line or "allowed: an IPv4 network" in line) for line in lines), lines
+
+
+# --- CI jobs on the control plane -------------------------------------------------------------------
+
+JOB_LABEL_KEY = "platform.io/runner-job"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_tenants_ci_job_reaches_no_platform_endpoint_but_the_ingress_controller(renders: dict[str, Render], stack: str) -> None:
+    """A tenant's CI job runs whatever its branch says, on the control plane: it reaches the cluster
+    DNS and the ingress controller's HTTPS (GitLab, Harbor, Vault by their public names), and none of
+    the services behind it directly, nor another tenant's runner."""
+    network = Network(renders[stack].plan, "control-plane")
+    job = Pod("job", "runner-payments", {JOB_LABEL_KEY: "payments"}, ())
+    assert network.reachable(job) == [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/traefik", 8443)]
