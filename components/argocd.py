@@ -28,6 +28,13 @@ SERVER = "argocd-server"  # the chart's server Deployment and Service
 SERVER_TLS_SECRET = "argocd-server-tls"  # the name argocd-server reads its certificate from
 OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
+# ArgoCD takes push events in other forges' formats too and checks each against its own key of
+# argocd-secret only when that key is set (util/webhook/webhook.go): unset, anyone who reaches
+# argocd.<domain> makes it refresh any repository's Applications, unsigned. Each takes GitLab's
+# secret, which only GitLab holds; the body it reads is capped near a push event's size.
+WEBHOOK_LOCKS = ("webhook.github.secret", "webhook.bitbucket.uuid", "webhook.bitbucketserver.secret", "webhook.gogs.secret",
+                 "webhook.azuredevops.password")
+WEBHOOK_MAX_PAYLOAD_MB = "2"  # a GitLab push event lists 20 commits at most; ArgoCD's default is 50
 # The chart's selector labels of the repo-server's pods, and of the Redis it caches in (HAProxy in front
 # of redis-ha when replicated).
 REPO_SERVER_LABELS = {"app.kubernetes.io/name": "argocd-repo-server", "app.kubernetes.io/instance": "argocd"}
@@ -144,7 +151,11 @@ class ArgoCd(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="argocd-secret", namespace=NAMESPACE, labels={"app.kubernetes.io/part-of": "argocd"}
             ),
-            string_data={"webhook.gitlab.secret": webhook.result},
+            string_data={
+                "webhook.gitlab.secret": webhook.result,
+                **{key: webhook.result for key in WEBHOOK_LOCKS},
+                "webhook.azuredevops.username": "gitlab",  # Azure DevOps' basic auth: this user, that password
+            },
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )
         return [oidc_secret, argocd_secret]
@@ -170,7 +181,8 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         # Spread over zones and nodes; the chart adds each component's own label selector.
         "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread()},
         "configs": {
-            "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config},
+            "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config,
+                   "webhook.maxPayloadSizeMB": WEBHOOK_MAX_PAYLOAD_MB},
             "secret": {"createSecret": False},
             "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
         },

@@ -246,3 +246,43 @@ def test_a_tenants_ci_job_reaches_no_platform_endpoint_but_the_ingress_controlle
     network = Network(renders[stack].plan, "control-plane")
     job = Pod("job", "runner-payments", {JOB_LABEL_KEY: "payments"}, ())
     assert network.reachable(job) == [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/traefik", 8443)]
+
+
+# --- ArgoCD's webhook: who may make it refresh ------------------------------------------------------
+
+# ArgoCD v3.4 (util/webhook/webhook.go, util/settings/settings.go) takes push events at /api/webhook in six
+# forges' formats, told apart by a header, and checks each against that forge's own key of argocd-secret
+# only when the key is set: an unset one lets anyone post that format.
+FORGE_KEYS = {
+    "GitHub (X-GitHub-Event)": ("webhook.github.secret",),
+    "GitLab (X-Gitlab-Event)": ("webhook.gitlab.secret",),
+    "Bitbucket (X-Hook-UUID)": ("webhook.bitbucket.uuid",),
+    "Bitbucket Server (X-Event-Key)": ("webhook.bitbucketserver.secret",),
+    "Gogs (X-Gogs-Event)": ("webhook.gogs.secret",),
+    "Azure DevOps (X-Vss-ActivityId)": ("webhook.azuredevops.username", "webhook.azuredevops.password"),
+}
+MAX_WEBHOOK_PAYLOAD_MB = 2  # a GitLab push event lists 20 commits at most; ArgoCD's default reads 50 MB
+
+
+def _argocd_objects(plan: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    [found] = [o for r in plan["resources"] if r.get("cluster") == "control-plane"
+               for o in [r["inputs"], *(r.get("rendered") or [])] if o.get("kind") == kind and (o.get("metadata") or {}).get("name") == name]
+    return found
+
+
+@pytest.mark.parametrize("forge", FORGE_KEYS)
+def test_an_unsigned_push_event_cannot_make_argocd_refresh_a_tenants_applications(plan: dict, forge: str) -> None:
+    """Anyone who reaches argocd.<domain> (a tenant's CI job does, through the ingress controller) posts
+    a GitHub-format push event naming tenant `checkout`'s ops repository: ArgoCD refreshes every
+    Application that follows it, as often as it is asked (the endpoint has no rate limit), each
+    event's body read up to the payload limit. Every format needs the secret only GitLab holds."""
+    secret = _argocd_objects(plan, "Secret", "argocd-secret")
+    unset = [key for key in FORGE_KEYS[forge] if not (secret.get("stringData") or {}).get(key)]
+    assert not unset, f"{forge} push events are taken unauthenticated: {unset} unset in argocd-secret"
+    [resource] = [r for r in plan["resources"] if r["inputs"] is secret]
+    assert "stringData" in resource["secretPaths"]
+
+
+def test_argocd_reads_no_webhook_body_larger_than_a_push_event(plan: dict) -> None:
+    config = _argocd_objects(plan, "ConfigMap", "argocd-cm")["data"]
+    assert 0 < int(config.get("webhook.maxPayloadSizeMB", 50)) <= MAX_WEBHOOK_PAYLOAD_MB, config.get("webhook.maxPayloadSizeMB")
