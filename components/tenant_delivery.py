@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.tenancy import Isolation, TenantPlatform, tenant_group
+from components.tenant_gitlab import MAIN
 from components.tenant_names import namespace_name
 from policy.labels import CLUSTER_LABEL, ENVIRONMENT_LABEL, TENANT_LABEL
 from policy.gatekeeper import tenant_argo_constraint
@@ -22,6 +23,8 @@ PLATFORM_OWNED_KINDS = [
     {"group": "", "kind": "LimitRange"},
     {"group": "networking.k8s.io", "kind": "NetworkPolicy"},
 ]
+
+TARGET_REVISION = f"refs/heads/{MAIN}"  # what each environment deploys: its ops repository's protected main
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ def application_set_spec(tenant: str, environment: str, destination: Destination
             "spec": {
                 "project": project,
                 # Each environment's directory (components/tenant_rollout.py): ops-dev and ops hold both.
-                "source": {"repoURL": destination.repo_url, "targetRevision": "main", "path": destination.path},
+                # The branch by its full name: ArgoCD matches a short one against tags too, and a
+                # developer may push a tag `main` at an unreviewed commit (util/git/client.go lsRemote).
+                "source": {"repoURL": destination.repo_url, "targetRevision": TARGET_REVISION, "path": destination.path},
                 "destination": {"name": "{{name}}", "namespace": destination.namespace},
                 "syncPolicy": sync,
             },

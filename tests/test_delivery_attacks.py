@@ -286,3 +286,19 @@ def test_an_unsigned_push_event_cannot_make_argocd_refresh_a_tenants_application
 def test_argocd_reads_no_webhook_body_larger_than_a_push_event(plan: dict) -> None:
     config = _argocd_objects(plan, "ConfigMap", "argocd-cm")["data"]
     assert 0 < int(config.get("webhook.maxPayloadSizeMB", 50)) <= MAX_WEBHOOK_PAYLOAD_MB, config.get("webhook.maxPayloadSizeMB")
+
+
+# --- promotion through Git: what ArgoCD takes for `main` -------------------------------------------------
+
+def test_a_developers_tag_named_main_is_never_what_argocd_deploys(plan: dict) -> None:
+    """A tenant developer (a GitLab developer: pushes branches, and tags, which no rule protects in the
+    ops projects) pushes a tag `main` in `ops` at a commit of their own branch, never reviewed. ArgoCD
+    v3.4 resolves a short targetRevision against every branch and tag and takes the first whose short
+    name matches, in an order go-git does not fix (util/git/client.go lsRemote; its docs, "Handling
+    Ambiguous Git References": either commit may be taken): prod's Applications may follow the tag,
+    and the next sync by an owner or ops deploys it; dev's sync it on their own. A full ref name
+    matches `refs/heads/main` alone (IsShortRef is false for it: exact comparison only)."""
+    sets = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:argoproj.io/v1alpha1:ApplicationSet"]
+    assert sets
+    revisions = {s["metadata"]["name"]: s["spec"]["template"]["spec"]["source"]["targetRevision"] for s in sets}
+    assert all(revision == "refs/heads/main" for revision in revisions.values()), revisions
