@@ -182,7 +182,10 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread()},
         "configs": {
             "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config,
-                   "webhook.maxPayloadSizeMB": WEBHOOK_MAX_PAYLOAD_MB},
+                   "webhook.maxPayloadSizeMB": WEBHOOK_MAX_PAYLOAD_MB,
+                   # A sync deploys what its Application follows (main, as merged): naming another
+                   # revision takes `override`, which no tenant role holds (false by default).
+                   "application.sync.requireOverridePrivilegeForRevisionSync": True},
             "secret": {"createSecret": False},
             "rbac": {"policy.default": "", "policy.csv": rbac_policy(args.groups), "scopes": "[groups]"},
         },

@@ -302,3 +302,17 @@ def test_a_developers_tag_named_main_is_never_what_argocd_deploys(plan: dict) ->
     assert sets
     revisions = {s["metadata"]["name"]: s["spec"]["template"]["spec"]["source"]["targetRevision"] for s in sets}
     assert all(revision == "refs/heads/main" for revision in revisions.values()), revisions
+
+
+def test_a_prod_sync_cannot_name_a_revision_nobody_merged(plan: dict) -> None:
+    """An ops member (a GitLab developer: pushes branches to `ops`, never merges) holds its prod
+    AppProject's `sync` role and syncs prod to the commit of a branch of their own: ArgoCD deploys
+    it, with Git's provenance, bypassing the owners' merge. ArgoCD v3.4 takes a sync's revision from
+    the request and asks for `override` (which no tenant role holds) only when argocd-cm's
+    application.sync.requireOverridePrivilegeForRevisionSync is true; it is false by default
+    (server/application/application.go resolveSourceRevisions, util/settings/settings.go)."""
+    projects = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:argoproj.io/v1alpha1:AppProject"]
+    policies = [line for p in projects for role in p["spec"]["roles"] for line in role["policies"]]
+    assert any(", sync, " in line for line in policies) and not any(", override, " in line for line in policies)
+    config = _argocd_objects(plan, "ConfigMap", "argocd-cm")["data"]
+    assert config.get("application.sync.requireOverridePrivilegeForRevisionSync") == "true"
