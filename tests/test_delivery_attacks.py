@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from platformctl.render import Render
+from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_config import PROD, _problems, _write
 
 NETWORK_POLICY = "NetworkPolicy"
@@ -316,3 +317,28 @@ def test_a_prod_sync_cannot_name_a_revision_nobody_merged(plan: dict) -> None:
     assert any(", sync, " in line for line in policies) and not any(", override, " in line for line in policies)
     config = _argocd_objects(plan, "ConfigMap", "argocd-cm")["data"]
     assert config.get("application.sync.requireOverridePrivilegeForRevisionSync") == "true"
+
+
+# --- what a tenant's workload reaches on dev and prod ------------------------------------------------
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_a_tenants_workload_reaches_its_own_namespace_and_the_dns_only(renders: dict[str, Render], stack: str, cluster: str) -> None:
+    """What ArgoCD deploys from a tenant's ops repository (any labels it likes; in a virtual cluster,
+    the labels the syncer gives its pods on the host) reaches the pods of its own namespace and the
+    cluster DNS: not Prometheus, Dragonfly, the ingress controller's pods, the Argo Rollouts
+    controller, the kube-oidc-proxy, the webhooks, nor another tenant."""
+    plan = renders[stack].plan
+    network = Network(plan, cluster)
+    tenant_namespaces = [ns for ns, labels in network.namespaces.items() if labels.get(TENANT_NAMESPACE_LABEL) == "true"]
+    assert len(tenant_namespaces) >= 2 and ("monitoring", "Deployment/prometheus-server") in {(p.namespace, p.what) for p in network.pods}
+    for namespace in tenant_namespaces:
+        synced = {"vcluster.loft.sh/managed-by": namespace, "vcluster.loft.sh/namespace": namespace.rsplit("-", 1)[0]}
+        for labels in ({"app": "attacker"}, {**synced, "app": "attacker"}):
+            pod = Pod("attacker", namespace, labels, ())
+            outside = [(what, port) for what, port in network.reachable(pod)
+                       if what != "CoreDNS" and network.pod(what).namespace != namespace]
+            assert not outside, (namespace, labels, outside)
+    # Without its namespace's policies the same pod reaches the cluster's Prometheus: the walk can fail.
+    open_ = Network({**plan, "resources": [r for r in plan["resources"] if not r["name"].endswith("-default-deny")]}, cluster)
+    assert ("Deployment/prometheus-server", 9090) in open_.reachable(Pod("attacker", tenant_namespaces[0], {"app": "attacker"}, ()))
