@@ -342,3 +342,24 @@ def test_a_tenants_workload_reaches_its_own_namespace_and_the_dns_only(renders: 
     # Without its namespace's policies the same pod reaches the cluster's Prometheus: the walk can fail.
     open_ = Network({**plan, "resources": [r for r in plan["resources"] if not r["name"].endswith("-default-deny")]}, cluster)
     assert ("Deployment/prometheus-server", 9090) in open_.reachable(Pod("attacker", tenant_namespaces[0], {"app": "attacker"}, ()))
+
+
+# --- Argo Rollouts: an analysis that reads another tenant's traffic ---------------------------------
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open: the platform's Prometheus holds every tenant's Traefik metrics and a "
+                   "tenant's analysis may query any of them; scoping needs a label-enforcing proxy (report of branch redgitops)")
+def test_a_tenants_analysis_cannot_read_another_tenants_traffic(renders: dict[str, Render]) -> None:
+    """`payments` writes an AnalysisTemplate whose Prometheus query names `checkout`'s Service as
+    Traefik labels it: the Rollouts controller runs it and the answer (checkout's request and error
+    rates) lands in the AnalysisRun's status, which payments reads. The real OPA engine admits it."""
+    from components import prometheus
+    from components.tenant_rollout import traefik_service
+    from tests.test_gatekeeper_plan import admission
+
+    query = f'sum(rate(traefik_service_requests_total{{service="{traefik_service("checkout", "dev")}"}}[2m]))'
+    template = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "peek", "namespace": "payments-dev"},
+                "spec": {"metrics": [{"name": "m", "successCondition": "true",
+                                      "provider": {"prometheus": {"address": prometheus.URL, "query": query}}}]}}
+    selected, failures = admission(renders["dev"].plan, "dev", template)
+    assert "PlatformTenantAnalysis" in selected
+    assert failures, "checkout's traffic is payments' to read"
