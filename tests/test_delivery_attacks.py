@@ -26,11 +26,12 @@ IMDS = ipaddress.ip_address("169.254.169.254")
 POD_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 # The cluster DNS every cluster runs (not in the plan): kube-system's CoreDNS, as the runner's policy names it.
 CLUSTER_DNS_LABELS = {"k8s-app": "kube-dns"}
+DNS = "kube-system/CoreDNS"
 
 
 @dataclass(frozen=True)
 class Pod:
-    what: str  # Kind/name of what runs it
+    what: str  # <namespace>/<Kind>/<name> of what runs it
     namespace: str
     labels: dict[str, str]
     ports: tuple[tuple[str | None, int, str], ...]  # (name, number, protocol) of every container port
@@ -67,16 +68,17 @@ class Network:
         self.namespaces = {"kube-system": {}, **{o["metadata"]["name"]: o["metadata"].get("labels") or {}
                                                 for o, _ in objects if o.get("kind") == "Namespace"}}
         self.policies = [(namespace_of(o, ns), o["spec"]) for o, ns in objects if o.get("kind") == NETWORK_POLICY]
-        self.pods = [Pod("CoreDNS", "kube-system", CLUSTER_DNS_LABELS, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))]
+        self.pods = [Pod(DNS, "kube-system", CLUSTER_DNS_LABELS, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))]
         for o, ns in objects:
             if o.get("kind") in WORKLOADS and not o["spec"]["template"]["spec"].get("hostNetwork"):
                 template = o["spec"]["template"]
                 ports = tuple((p.get("name"), p["containerPort"], p.get("protocol", "TCP"))
                               for c in template["spec"]["containers"] for p in c.get("ports") or [])
-                self.pods.append(Pod(f"{o['kind']}/{o['metadata']['name']}", namespace_of(o, ns), template["metadata"].get("labels") or {}, ports))
+                namespace = namespace_of(o, ns)
+                self.pods.append(Pod(f"{namespace}/{o['kind']}/{o['metadata']['name']}", namespace, template["metadata"].get("labels") or {}, ports))
             elif o.get("kind") == "Cluster" and o.get("apiVersion", "").startswith("postgresql.cnpg.io/"):
                 # CloudNativePG's instances: labelled with their Cluster's name, PostgreSQL on 5432.
-                self.pods.append(Pod(f"Cluster/{o['metadata']['name']}", namespace_of(o, ns),
+                self.pods.append(Pod(f"{namespace_of(o, ns)}/Cluster/{o['metadata']['name']}", namespace_of(o, ns),
                                      {"cnpg.io/cluster": o["metadata"]["name"]}, (("postgresql", 5432, "TCP"),)))
 
     def pod(self, what: str) -> Pod:
@@ -86,7 +88,7 @@ class Network:
     def _peer_admits(self, peer: dict[str, Any], policy_namespace: str, other: Pod | Any) -> bool:
         if "ipBlock" in peer:
             block = peer["ipBlock"]
-            if isinstance(other, Pod):  # a pod's address may fall in the block unless it holds no pod range
+            if isinstance(other, Pod):  # a pod's address may be in any block holding a pod range (excepts aside: the attacker's side)
                 return any(ipaddress.ip_network(block["cidr"]).overlaps(r) for r in POD_RANGES)
             return other in ipaddress.ip_network(block["cidr"]) and not any(other in ipaddress.ip_network(e) for e in block.get("except", []))
         if not isinstance(other, Pod):
@@ -134,13 +136,14 @@ class Network:
 
 # --- ArgoCD's repo-server: what a tenant's ops repository makes it fetch -----------------------------
 
-REPO_SERVER = "Deployment/argocd-repo-server"
-CONTROLLER = "StatefulSet/argocd-application-controller"
+REPO_SERVER = "argocd/Deployment/argocd-repo-server"
+CONTROLLER = "argocd/StatefulSet/argocd-application-controller"
+TRAEFIK = "traefik/Deployment/traefik"  # the platform's ingress controller
 # What the repo-server needs: the cluster DNS, the ingress controller (GitLab over SSH, GitLab and
 # Harbor over HTTPS: Traefik's ssh and websecure container ports) and ArgoCD's Redis (its cache).
 REPO_SERVER_NEEDS = {
-    "dev": [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/argocd-redis", 6379), ("Deployment/traefik", 2222), ("Deployment/traefik", 8443)],
-    "prod": [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/argocd-redis-ha-haproxy", 6379), ("Deployment/traefik", 2222), ("Deployment/traefik", 8443)],
+    "dev": [("argocd/Deployment/argocd-redis", 6379), (DNS, 53), (DNS, 53), (TRAEFIK, 2222), (TRAEFIK, 8443)],
+    "prod": [("argocd/Deployment/argocd-redis-ha-haproxy", 6379), (DNS, 53), (DNS, 53), (TRAEFIK, 2222), (TRAEFIK, 8443)],
 }
 
 
@@ -168,8 +171,8 @@ def test_without_its_egress_policy_the_repo_server_reaches_vaults_internal_liste
     own ingress policies: OpenUnison takes connections from the ingress controller only."""
     network = Network(_without(renders["dev"].plan, "argocd-repo-server-egress"), "control-plane")
     reachable = network.reachable(network.pod(REPO_SERVER))
-    assert {("StatefulSet/vault", 8201), ("StatefulSet/gitlab-gitaly", 8075), ("Cluster/gitlab-postgres", 5432)} <= set(reachable)
-    assert ("Deployment/openunison-orchestra", 8080) not in reachable
+    assert {("vault/StatefulSet/vault", 8201), ("gitlab/StatefulSet/gitlab-gitaly", 8075), ("gitlab/Cluster/gitlab-postgres", 5432)} <= set(reachable)
+    assert ("openunison/Deployment/openunison-orchestra", 8080) not in reachable
 
 
 def _subnet_address(plan: dict[str, Any], subnet: str, host: int = 10) -> Any:
@@ -217,7 +220,7 @@ def test_the_application_controller_still_reaches_the_workload_api_servers_and_o
                  if stack == "prod" else [ipaddress.ip_address("172.18.0.4"), ipaddress.ip_address("192.168.10.20")])
     port = 443 if stack == "prod" else 6443
     assert all(network.reaches(controller, endpoint, port) for endpoint in endpoints)
-    assert network.reaches(controller, network.pod("Deployment/traefik"), 8443)
+    assert network.reaches(controller, network.pod(TRAEFIK), 8443)
 
 
 @pytest.mark.parametrize("value", [None, [], ["10.40.0.0/33"]])
@@ -245,8 +248,8 @@ def test_a_tenants_ci_job_reaches_no_platform_endpoint_but_the_ingress_controlle
     DNS and the ingress controller's HTTPS (GitLab, Harbor, Vault by their public names), and none of
     the services behind it directly, nor another tenant's runner."""
     network = Network(renders[stack].plan, "control-plane")
-    job = Pod("job", "runner-payments", {JOB_LABEL_KEY: "payments"}, ())
-    assert network.reachable(job) == [("CoreDNS", 53), ("CoreDNS", 53), ("Deployment/traefik", 8443)]
+    job = Pod("runner-payments/job", "runner-payments", {JOB_LABEL_KEY: "payments"}, ())
+    assert network.reachable(job) == [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)]
 
 
 # --- ArgoCD's webhook: who may make it refresh ------------------------------------------------------
@@ -321,6 +324,8 @@ def test_a_prod_sync_cannot_name_a_revision_nobody_merged(plan: dict) -> None:
 
 # --- what a tenant's workload reaches on dev and prod ------------------------------------------------
 
+PROMETHEUS = "monitoring/Deployment/prometheus-server"
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 @pytest.mark.parametrize("cluster", ["dev", "prod"])
 def test_a_tenants_workload_reaches_its_own_namespace_and_the_dns_only(renders: dict[str, Render], stack: str, cluster: str) -> None:
@@ -331,17 +336,16 @@ def test_a_tenants_workload_reaches_its_own_namespace_and_the_dns_only(renders: 
     plan = renders[stack].plan
     network = Network(plan, cluster)
     tenant_namespaces = [ns for ns, labels in network.namespaces.items() if labels.get(TENANT_NAMESPACE_LABEL) == "true"]
-    assert len(tenant_namespaces) >= 2 and ("monitoring", "Deployment/prometheus-server") in {(p.namespace, p.what) for p in network.pods}
+    assert len(tenant_namespaces) >= 2 and PROMETHEUS in {p.what for p in network.pods}
     for namespace in tenant_namespaces:
         synced = {"vcluster.loft.sh/managed-by": namespace, "vcluster.loft.sh/namespace": namespace.rsplit("-", 1)[0]}
         for labels in ({"app": "attacker"}, {**synced, "app": "attacker"}):
-            pod = Pod("attacker", namespace, labels, ())
-            outside = [(what, port) for what, port in network.reachable(pod)
-                       if what != "CoreDNS" and network.pod(what).namespace != namespace]
+            pod = Pod(f"{namespace}/attacker", namespace, labels, ())
+            outside = [(what, port) for what, port in network.reachable(pod) if what != DNS and not what.startswith(f"{namespace}/")]
             assert not outside, (namespace, labels, outside)
     # Without its namespace's policies the same pod reaches the cluster's Prometheus: the walk can fail.
     open_ = Network({**plan, "resources": [r for r in plan["resources"] if not r["name"].endswith("-default-deny")]}, cluster)
-    assert ("Deployment/prometheus-server", 9090) in open_.reachable(Pod("attacker", tenant_namespaces[0], {"app": "attacker"}, ()))
+    assert (PROMETHEUS, 9090) in open_.reachable(Pod(f"{tenant_namespaces[0]}/attacker", tenant_namespaces[0], {"app": "attacker"}, ()))
 
 
 # --- Argo Rollouts: an analysis that reads another tenant's traffic ---------------------------------
