@@ -18,7 +18,7 @@ from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import metadata, namespace, release, sized, spread
 from components.ingress import HTTPS_PORT, SSH_PORT, LoadBalancerCidr, egress_to_platform
-from components.inventory import Credential, refreshed
+from components.inventory import STATE, Credential, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
 from components.tenant_delivery import TenantDelivery, TenantDeliveryArgs, destination
@@ -30,8 +30,9 @@ OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
 # ArgoCD takes push events in other forges' formats too and checks each against its own key of
 # argocd-secret only when that key is set (util/webhook/webhook.go): unset, anyone who reaches
-# argocd.<domain> makes it refresh any repository's Applications, unsigned. Each takes GitLab's
-# secret, which only GitLab holds; the body it reads is capped near a push event's size.
+# argocd.<domain> makes it refresh any repository's Applications, unsigned. Each takes a lock that
+# no sender holds (not GitLab's secret: a signed Bitbucket or Azure DevOps event also makes ArgoCD
+# call the API its payload names); the body it reads is capped near a push event's size.
 WEBHOOK_LOCKS = ("webhook.github.secret", "webhook.bitbucket.uuid", "webhook.bitbucketserver.secret", "webhook.gogs.secret",
                  "webhook.azuredevops.password")
 WEBHOOK_MAX_PAYLOAD_MB = "2"  # a GitLab push event lists 20 commits at most; ArgoCD's default is 50
@@ -124,7 +125,7 @@ class ArgoCd(pulumi.ComponentResource):
         )
 
     def _secrets(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: ArgoCdArgs) -> list[pulumi.Resource]:
-        """The OIDC client secret and argocd-secret (GitLab's webhook secret), kept out of the values."""
+        """The OIDC client secret and argocd-secret (the webhook secret and lock), kept out of the values."""
         # The client secret stays in a Secret; argocd-cm only names it ($secret:key).
         oidc_secret = k8s.core.v1.Secret(
             f"{name}-oidc",
@@ -146,6 +147,12 @@ class ArgoCd(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, replacement_trigger=rotation.rfc3339),
         )
         self.webhook_secret = webhook.result
+        lock = random.RandomPassword(f"{name}-webhook-lock", length=40, special=False, opts=pulumi.ResourceOptions(parent=self))
+        args.inventory.register(generated_password(
+            "lock of ArgoCD's webhook formats other than GitLab's", f"{STATE} and ArgoCD (argocd-secret); no sender",
+            "none: no sender holds it, so ArgoCD refuses every GitHub, Bitbucket, Bitbucket Server, Gogs and Azure DevOps event",
+            "none needed: nothing presents it", f"{name}-webhook-lock",
+        ))
         argocd_secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -153,8 +160,8 @@ class ArgoCd(pulumi.ComponentResource):
             ),
             string_data={
                 "webhook.gitlab.secret": webhook.result,
-                **{key: webhook.result for key in WEBHOOK_LOCKS},
-                "webhook.azuredevops.username": "gitlab",  # Azure DevOps' basic auth: this user, that password
+                **{key: lock.result for key in WEBHOOK_LOCKS},
+                "webhook.azuredevops.username": "nobody",  # Azure DevOps' basic auth: this user, the lock
             },
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )

@@ -279,12 +279,15 @@ def test_an_unsigned_push_event_cannot_make_argocd_refresh_a_tenants_application
     """Anyone who reaches argocd.<domain> (a tenant's CI job does, through the ingress controller) posts
     a GitHub-format push event naming tenant `checkout`'s ops repository: ArgoCD refreshes every
     Application that follows it, as often as it is asked (the endpoint has no rate limit), each
-    event's body read up to the payload limit. Every format needs the secret only GitLab holds."""
+    event's body read up to the payload limit. GitLab's format needs GitLab's secret; every other
+    format a generated lock that no sender holds."""
     secret = _argocd_objects(plan, "Secret", "argocd-secret")
     unset = [key for key in FORGE_KEYS[forge] if not (secret.get("stringData") or {}).get(key)]
     assert not unset, f"{forge} push events are taken unauthenticated: {unset} unset in argocd-secret"
     [resource] = [r for r in plan["resources"] if r["inputs"] is secret]
     assert "stringData" in resource["secretPaths"]
+    generated = {r["urn"]: r["name"] for r in plan["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"}
+    assert {"argocd-webhook", "argocd-webhook-lock"} <= {generated.get(urn) for urn in resource["dependsOn"]}
 
 
 def test_argocd_reads_no_webhook_body_larger_than_a_push_event(plan: dict) -> None:
