@@ -8,10 +8,12 @@ AnalysisRuns query it in-cluster (components/tenant_rollout.py); it is not publi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from components import workload_ingress
 from components.cluster import ClusterHandle
+from components.common import checksum
 from components.inventory import projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 
@@ -30,6 +32,7 @@ CHART_JOBS = (
 )
 SUBCHARTS = ("alertmanager", "kube-state-metrics", "prometheus-node-exporter", "prometheus-pushgateway")
 RETENTION = "15d"
+CONFIG_CHECKSUM = "platform.io/scrape-config-checksum"  # a new scrape config restarts the server
 
 
 def ingress_scrape_job() -> dict[str, Any]:
@@ -47,14 +50,25 @@ def ingress_scrape_job() -> dict[str, Any]:
 
 class Prometheus(ChartAddOn[AddOnArgs]):
     type_token = "platform:prometheus:Prometheus"
-    sized_at = ("server", "configmapReload.prometheus")
+    sized_at = ("server",)
     url: str = URL
 
     def values(self, args: AddOnArgs) -> dict[str, Any]:
+        scrape_configs = {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()}
         return {
             **{chart: {"enabled": False} for chart in SUBCHARTS},
-            "server": {"retention": RETENTION, "persistentVolume": {"size": args.settings.storage}},
-            "scrapeConfigs": {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()},
+            "server": {
+                "retention": RETENTION,
+                "persistentVolume": {"size": args.settings.storage},
+                # No lifecycle API (the chart's web.enable-lifecycle): every Argo Rollouts controller
+                # reaches Prometheus, a virtual cluster's too, where no constraint holds a tenant's
+                # web provider, and a POST to /-/quit stopped it for every tenant's analyses. So no
+                # config-reload sidecar either: a change of the scrape config restarts the server.
+                "extraFlags": [],
+                "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps(scrape_configs, sort_keys=True))},
+            },
+            "configmapReload": {"prometheus": {"enabled": False}},
+            "scrapeConfigs": scrape_configs,
         }
 
     def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:

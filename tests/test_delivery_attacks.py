@@ -371,3 +371,32 @@ def test_a_tenants_analysis_cannot_read_another_tenants_traffic(renders: dict[st
     selected, failures = admission(renders["dev"].plan, "dev", template)
     assert "PlatformTenantAnalysis" in selected
     assert failures, "checkout's traffic is payments' to read"
+
+
+def _prometheus_flags(plan: dict[str, Any], cluster: str) -> list[str]:
+    [server] = [c for r in plan["resources"] if r.get("cluster") == cluster and r["type"] == "kubernetes:helm.sh/v3:Release"
+                and r["inputs"]["chart"] == "prometheus" for o in r.get("rendered") or [] if o["kind"] == "Deployment"
+                for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "prometheus-server"]
+    return server["args"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_virtual_clusters_analysis_cannot_shut_down_the_clusters_prometheus(renders: dict[str, Render], stack: str) -> None:
+    """`catalog` (isolation: vcluster) writes, in its virtual namespace, an AnalysisRun whose web provider
+    POSTs to http://prometheus-server.monitoring.svc.cluster.local/-/quit. No Gatekeeper holds the
+    providers inside a virtual cluster (PlatformTenantAnalysis is the host's), and the virtual
+    cluster's Argo Rollouts controller, synced to the host, reaches the host's Prometheus by design.
+    With the chart's --web.enable-lifecycle Prometheus exits on that POST, as often as asked: every
+    tenant's canary analysis on the cluster fails and their prod Rollouts abort. Prometheus must take
+    no lifecycle call."""
+    plan = renders[stack].plan
+    for cluster in ("dev", "prod"):
+        network = Network(plan, cluster)
+        virtual = [ns for ns, spec in network.policies if spec["podSelector"].get("matchLabels", {}).get("vcluster.loft.sh/namespace") == "argo-rollouts"]
+        assert virtual, cluster
+        for namespace in virtual:
+            controller = Pod(f"{namespace}/argo-rollouts", namespace,
+                             {"vcluster.loft.sh/managed-by": namespace, "vcluster.loft.sh/namespace": "argo-rollouts"}, ())
+            assert network.reaches(controller, network.pod(PROMETHEUS), 9090), namespace
+        flags = _prometheus_flags(plan, cluster)
+        assert not [f for f in flags if f.startswith("--web.enable-lifecycle") or f.startswith("--web.enable-admin-api")], (cluster, flags)
