@@ -400,3 +400,35 @@ def test_a_virtual_clusters_analysis_cannot_shut_down_the_clusters_prometheus(re
             assert network.reaches(controller, network.pod(PROMETHEUS), 9090), namespace
         flags = _prometheus_flags(plan, cluster)
         assert not [f for f in flags if f.startswith("--web.enable-lifecycle") or f.startswith("--web.enable-admin-api")], (cluster, flags)
+
+
+# Argo Rollouts v1.9 (metricproviders/prometheus/prometheus.go): with `authentication.oauth2` the
+# controller first POSTs for a token to `tokenUrl`, any address, and a refusal's error, which quotes
+# the answer's body (golang.org/x/oauth2), becomes the measurement's message in the run's status.
+PROMETHEUS_AUTHENTICATION = {
+    "oauth2 token URL at an in-cluster endpoint": {"oauth2": {
+        "tokenUrl": "http://dragonfly-manager.dragonfly-system.svc.cluster.local:65003/api/v1/users", "clientId": "a", "clientSecret": "b"}},
+    "oauth2 token URL at the instance metadata": {"oauth2": {
+        "tokenUrl": "http://169.254.169.254/latest/meta-data/iam/security-credentials/", "clientId": "a", "clientSecret": "b"}},
+}
+
+
+@pytest.mark.parametrize("kind", ["AnalysisTemplate", "AnalysisRun"])
+@pytest.mark.parametrize("attack", PROMETHEUS_AUTHENTICATION)
+def test_a_tenants_analysis_cannot_send_the_rollouts_controller_elsewhere_through_prometheus_authentication(
+        renders: dict[str, Render], kind: str, attack: str) -> None:
+    """The address is the platform's Prometheus, as PlatformTenantAnalysis requires, but the
+    authentication sends the host's Argo Rollouts controller, which no egress policy holds, to an
+    address of the tenant's choosing first. The real OPA engine must refuse it."""
+    from components import prometheus
+    from tests.test_gatekeeper_plan import admission
+
+    plan = renders["prod"].plan
+    controller = Network(plan, "prod")
+    assert controller.reaches(controller.pod("argo-rollouts/Deployment/argo-rollouts"), controller.pod("dragonfly-system/Deployment/dragonfly-manager"), 65003)
+    provider = {"prometheus": {"address": prometheus.URL, "query": "up", "authentication": PROMETHEUS_AUTHENTICATION[attack]}}
+    obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": "probe", "namespace": "payments-prod"},
+           "spec": {"metrics": [{"name": "m", "provider": provider, "successCondition": "true"}]}}
+    selected, failures = admission(plan, "prod", obj)
+    assert "PlatformTenantAnalysis" in selected
+    assert any(f.startswith("PlatformTenantAnalysis: ") and "authentication" in f for f in failures), failures
