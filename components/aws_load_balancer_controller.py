@@ -85,6 +85,9 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
             "webhookTLS": {"caCert": certificate.cert_pem, "cert": certificate.cert_pem, "key": key.private_key_pem},
             # Services of type LoadBalancer (NLBs) only: ingress is the platform's own controller's.
             "createIngressClassResource": False,
+            # It would still build an ALB for any Ingress annotated `kubernetes.io/ingress.class: alb`
+            # (a tenant's, outside its load balancer quota); its webhook refuses that annotation now.
+            "disableIngressClassAnnotation": True,
         }
         if args.vpc_id is not None:
             values["vpcId"] = args.vpc_id

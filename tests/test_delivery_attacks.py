@@ -432,3 +432,36 @@ def test_a_tenants_analysis_cannot_send_the_rollouts_controller_elsewhere_throug
     selected, failures = admission(plan, "prod", obj)
     assert "PlatformTenantAnalysis" in selected
     assert any(f.startswith("PlatformTenantAnalysis: ") and "authentication" in f for f in failures), failures
+
+
+# --- load balancers of a tenant's own, through an Ingress ------------------------------------------
+
+def test_a_tenants_ingress_cannot_have_the_aws_load_balancer_controller_build_it_an_alb(renders: dict[str, Render]) -> None:
+    """On EKS the AWS Load Balancer Controller serves LoadBalancer Services, and also reconciles any
+    Ingress annotated `kubernetes.io/ingress.class: alb` (its --ingress-class): the annotation outranks
+    ingressClassName, and the API server's default class leaves such an Ingress alone (v3.5.0
+    pkg/ingress/group_loader.go classifyIngress). `payments` (Ingress write in its namespaces, and
+    through ArgoCD) annotates one: the controller builds it an ALB, internet-facing if asked, with
+    target groups and security-group rules, under its IAM role and outside the namespace's
+    services.loadbalancers quota (a region holds few load balancers). Either Gatekeeper refuses the
+    Ingress or the controller's own webhook does (--disable-ingress-class-annotation: "new usage of
+    the annotation is forbidden"), and no IngressClass names the controller."""
+    from tests.test_gatekeeper_plan import admission
+
+    plan = renders["prod"].plan
+    controllers = [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "aws-load-balancer-controller"]
+    assert {r["cluster"] for r in controllers} == {"control-plane", "dev", "prod"}
+    [hosts] = [r["inputs"]["spec"]["parameters"]["hosts"] for r in plan["resources"]
+               if r["inputs"].get("kind") == "PlatformTenantIngressHosts" and r["inputs"]["metadata"]["name"] == "payments-prod-ingress-hosts"]
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "own-alb", "namespace": "payments-prod",
+                            "annotations": {"kubernetes.io/ingress.class": "alb", "alb.ingress.kubernetes.io/scheme": "internet-facing"}},
+               "spec": {"rules": [{"host": hosts[0], "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                                                                         "backend": {"service": {"name": "app", "port": {"number": 80}}}}]}}]}}
+    refused_by_gatekeeper = bool(admission(plan, "prod", ingress)[1])
+    for controller in controllers:
+        objects = controller.get("rendered") or []
+        [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert refused_by_gatekeeper or "--disable-ingress-class-annotation=true" in args, (controller["cluster"], args)
+        assert not [o for o in objects if o["kind"] == "IngressClass"], controller["cluster"]
