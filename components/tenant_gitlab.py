@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Mapping, cast
 
 import pulumi
 import pulumi_gitlab as gitlab
@@ -208,42 +208,7 @@ class TenantRepositories(pulumi.ComponentResource):
         starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain, args.virtual,
                                 args.ops_layout)
         for project_name, resource in projects.items():
-            files = [
-                gitlab.RepositoryFile(
-                    f"{name}-{project_name}-starter-{path.strip('.').replace('.', '-').replace('/', '-')}",
-                    project=resource.id,
-                    branch=MAIN,
-                    file_path=path,
-                    content=content,
-                    encoding="text",
-                    overwrite_on_create=False,  # never replace what a tenant already has
-                    commit_message=f"Add {path} (platform starter)",
-                    # Written once: later edits are the tenant's. Dropping one from the program leaves the
-                    # file (deleting it would be a commit to the protected main, which fails anyway).
-                    opts=pulumi.ResourceOptions.merge(
-                        on_gitlab, pulumi.ResourceOptions(ignore_changes=["content"], retain_on_delete=True)
-                    ),
-                )
-                for path, content in starter[project_name].items()
-            ]
-            gitlab.BranchProtection(
-                f"{name}-{project_name}-main",
-                project=resource.id,
-                branch=MAIN,
-                push_access_level=PUSH_ACCESS_LEVEL,
-                merge_access_level=MERGE_ACCESS_LEVEL,
-                allow_force_push=False,
-                # Nobody may push to a protected main, so the starter files go in first.
-                opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(depends_on=files)),
-            )
-            if project_name == APP_PROJECT:
-                gitlab.TagProtection(
-                    f"{name}-{project_name}-release-tags",
-                    project=resource.id,
-                    tag=RELEASE_TAGS,
-                    create_access_level=MERGE_ACCESS_LEVEL,
-                    opts=on_gitlab,
-                )
+            _starter_then_protected(f"{name}-{project_name}", resource, starter[project_name], project_name == APP_PROJECT, on_gitlab)
             for key, value in variables.items():
                 gitlab.ProjectVariable(
                     f"{name}-{project_name}-{key.lower()}",
@@ -327,3 +292,41 @@ class TenantRepositories(pulumi.ComponentResource):
             opts=on_gitlab,
         )
         return url
+
+
+def _starter_then_protected(
+    prefix: str, project: gitlab.Project, files: Mapping[str, str], release_tags: bool, on_gitlab: pulumi.ResourceOptions,
+) -> None:
+    """The starter `files` on main, then main protected (and, where `release_tags`, the release tags)."""
+    written = [
+        gitlab.RepositoryFile(
+            f"{prefix}-starter-{path.strip('.').replace('.', '-').replace('/', '-')}",
+            project=project.id,
+            branch=MAIN,
+            file_path=path,
+            content=content,
+            encoding="text",
+            overwrite_on_create=False,  # never replace what a tenant already has
+            commit_message=f"Add {path} (platform starter)",
+            # Written once: later edits are the tenant's. Dropping one from the program leaves the
+            # file (deleting it would be a commit to the protected main, which fails anyway).
+            opts=pulumi.ResourceOptions.merge(
+                on_gitlab, pulumi.ResourceOptions(ignore_changes=["content"], retain_on_delete=True)
+            ),
+        )
+        for path, content in files.items()
+    ]
+    gitlab.BranchProtection(
+        f"{prefix}-main",
+        project=project.id,
+        branch=MAIN,
+        push_access_level=PUSH_ACCESS_LEVEL,
+        merge_access_level=MERGE_ACCESS_LEVEL,
+        allow_force_push=False,
+        # Nobody may push to a protected main, so the starter files go in first.
+        opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(depends_on=written)),
+    )
+    if release_tags:
+        gitlab.TagProtection(
+            f"{prefix}-release-tags", project=project.id, tag=RELEASE_TAGS, create_access_level=MERGE_ACCESS_LEVEL, opts=on_gitlab,
+        )
