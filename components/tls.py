@@ -56,6 +56,8 @@ class PlatformTlsArgs:
     # certificates chain to the one bundle every client trusts.
     signer: CertificateAuthority | None = None
     cluster: str = "control-plane"  # where it runs, for the credential inventory
+    # With ACME: the names under which this cert-manager may write challenge records (default: domain).
+    challenge_domain: str | None = None
 
 
 class PlatformTls(pulumi.ComponentResource):
@@ -70,7 +72,7 @@ class PlatformTls(pulumi.ComponentResource):
         super().__init__("platform:tls:PlatformTls", name, None, opts)
         ns = namespace(SLICE.namespace, cluster, self)
         args.inventory.register(*credentials(name, args))
-        role = _route53_role(name, args.acme, self) if args.acme else None
+        role = _route53_role(name, args.acme, args.challenge_domain or args.domain, self) if args.acme else None
         values: dict = {"crds": {"enabled": True, "keep": True}, "replicaCount": 2}
         if role is not None:
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
@@ -195,7 +197,8 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
             resources=(f"{name}-ca",),
         )]
     route53 = irsa_credential(
-        f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster, "Route 53 records of the platform's hosted zone"
+        f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster,
+        f"ACME challenge TXT records under {args.challenge_domain or args.domain} in the platform's hosted zone",
     )
     return [issued, replace(route53, what=f"{route53.what}{on}"), external_secret(
         f"ACME account key{on}",
@@ -235,6 +238,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
             inventory=parts.inventory,
             signer=parts.ca,
             cluster=parts.cluster.role,
+            challenge_domain=cluster_domain(parts.cluster.role, parts.domain),
         ),
     )
 
@@ -251,14 +255,23 @@ SLICE: ServiceSlice[PlatformTls] = ServiceSlice(
 )
 
 
-def _route53_role(name: str, acme: AcmeArgs, parent: pulumi.Resource) -> aws.iam.Role:
-    """An IAM role cert-manager assumes with its service-account token, scoped to one hosted zone."""
+def cluster_domain(cluster: str, domain: str) -> str:
+    """The names a workload cluster serves (its ingress wildcard) sit under this one."""
+    return f"{cluster}.{domain}"
+
+
+def _route53_role(name: str, acme: AcmeArgs, challenge_domain: str, parent: pulumi.Resource) -> aws.iam.Role:
+    """An IAM role cert-manager assumes with its service-account token: DNS-01 TXT records under
+    `challenge_domain` in one hosted zone, so a taken-over cert-manager can neither point the
+    platform's names elsewhere nor prove names its cluster does not serve."""
     opts = pulumi.ResourceOptions(parent=parent, provider=acme.aws.provider)
     role = aws.iam.Role(
         f"{name}-route53",
         assume_role_policy=service_account_trust(acme.aws, NAMESPACE, SERVICE_ACCOUNT),
         opts=opts,
     )
+    zone = f"arn:aws:route53:::hostedzone/{acme.hosted_zone_id}"
+    challenges = [f"_acme-challenge.{challenge_domain}", f"_acme-challenge.*.{challenge_domain}"]
     aws.iam.RolePolicy(
         f"{name}-route53",
         role=role.id,
@@ -269,9 +282,15 @@ def _route53_role(name: str, acme: AcmeArgs, parent: pulumi.Resource) -> aws.iam
                     {"Effect": "Allow", "Action": "route53:GetChange", "Resource": "arn:aws:route53:::change/*"},
                     {
                         "Effect": "Allow",
-                        "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
-                        "Resource": f"arn:aws:route53:::hostedzone/{acme.hosted_zone_id}",
+                        "Action": "route53:ChangeResourceRecordSets",
+                        "Resource": zone,
+                        # Route 53's condition keys for the records a change touches (all must match).
+                        "Condition": {
+                            "ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsRecordTypes": ["TXT"]},
+                            "ForAllValues:StringLike": {"route53:ChangeResourceRecordSetsNormalizedRecordNames": challenges},
+                        },
                     },
+                    {"Effect": "Allow", "Action": "route53:ListResourceRecordSets", "Resource": zone},
                     {"Effect": "Allow", "Action": "route53:ListHostedZonesByName", "Resource": "*"},
                 ],
             }

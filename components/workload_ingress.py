@@ -38,7 +38,7 @@ WILDCARD_SECRET = "wildcard-tls"
 
 
 def wildcard(environment: str, domain: str) -> str:
-    return f"*.{environment}.{domain}"
+    return f"*.{tls.cluster_domain(environment, domain)}"
 
 
 @dataclass(frozen=True)
