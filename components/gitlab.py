@@ -59,7 +59,8 @@ OMNIAUTH_SECRET = "gitlab-omniauth-openunison"
 OBJECT_STORE_SECRET = "gitlab-object-storage"
 CA_SECRET = "platform-ca"
 TLS_SECRET = "gitlab-tls"  # issued by cert-manager from the ingress annotation
-SERVICE_ACCOUNT = "gitlab"  # every GitLab pod on EKS: carries the IAM role for S3
+SERVICE_ACCOUNT = "gitlab"  # on EKS: carries the IAM role for S3, for S3_TIERS' pods only
+S3_TIERS = ("webservice", "sidekiq")
 
 # The admin token.
 BOT_USERNAME = "platform-bot"
@@ -413,7 +414,10 @@ def gitlab_values(
     # Objects in S3 or the stack's object store, never the bundled MinIO (which no backup reads).
     global_values["minio"] = {"enabled": False}
     if args.aws is not None:
-        global_values["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
+        # Only the Rails tiers keep objects: gitlab-shell (SSH from the internet), Gitaly (git on
+        # every pushed repository), the exporter and migrations run as the namespace's default account.
+        for tier in S3_TIERS:
+            values["gitlab"][tier]["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
     app_config["object_store"] = {
         "enabled": True,
         "proxy_download": True,

@@ -432,8 +432,10 @@ def test_gitlab_object_storage_is_s3_with_workload_identity_on_eks(gitlab: Any) 
     }
     buckets = {r["inputs"]["bucket"] for r in all_of(records, "aws:s3/bucket:Bucket")}
     assert {app[k]["bucket"] for k in ("lfs", "artifacts", "uploads", "packages")} == buckets
-    account = dig(values, "global.serviceAccount")
-    assert account == {"enabled": True, "create": False, "name": "gitlab"}
+    # The role's account for the Rails tiers only (tests/test_aws_attacks.py: no other pod gets it).
+    assert "serviceAccount" not in values["global"]
+    for tier in ("webservice", "sidekiq"):
+        assert dig(values, f"gitlab.{tier}.serviceAccount") == {"enabled": True, "create": False, "name": "gitlab"}
     sa = k8s_object(records, "ServiceAccount", "gitlab")
     role = one(records, "aws:iam/role:Role", "control-plane-gitlab-object-storage")
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/control-plane-gitlab-object-storage-\w+",

@@ -1,0 +1,162 @@
+"""An attacker's review of the cloud side (prod stack, EKS): each test is one attempt, made
+against the IAM documents, buckets and service accounts the program really declares, by a pod
+of a platform add-on, a tenant's workload or anyone on the network path, and must fail for
+the attacker."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from typing import Any
+
+import pytest
+
+from platformctl.render import Render
+
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+DOMAIN = "platform.example.com"  # Pulumi.prod.yaml platform:domain
+
+
+@pytest.fixture(scope="module")
+def prod(renders: dict[str, Render]) -> dict[str, Any]:
+    return renders["prod"].plan
+
+
+def _of_type(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [r for r in plan["resources"] if r["type"] == type_]
+
+
+def _one(plan: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
+    [found] = [r for r in _of_type(plan, type_) if r["name"] == name]
+    return found
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _allows(policy: dict[str, Any], action: str, context: dict[str, list[str]]) -> bool:
+    """Whether an identity policy's Allow statements grant `action` on a request whose multivalued
+    keys are `context` (the ForAllValues operators this file's policies use; IAM's `*` matches dots
+    too, as fnmatch's does). Any other condition operator fails the test rather than be guessed."""
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow" or not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
+            continue
+        granted = True
+        for operator, keys in statement.get("Condition", {}).items():
+            match = {"ForAllValues:StringEquals": str.__eq__, "ForAllValues:StringLike": fnmatch.fnmatchcase}[operator]
+            granted &= all(any(match(v, p) for p in _listed(allowed)) for key, allowed in keys.items() for v in context[key])
+        if granted:
+            return True
+    return False
+
+
+def test_the_policy_evaluator_on_known_cases() -> None:
+    policy = {"Statement": [{"Effect": "Allow", "Action": "route53:Change*", "Resource": "*", "Condition": {
+        "ForAllValues:StringEquals": {"t": ["TXT"]}, "ForAllValues:StringLike": {"n": ["_acme-challenge.*.example.com"]}}}]}
+    assert _allows(policy, "route53:ChangeResourceRecordSets", {"t": ["TXT"], "n": ["_acme-challenge.a.b.example.com"]})
+    assert not _allows(policy, "route53:ChangeResourceRecordSets", {"t": ["TXT", "CNAME"], "n": ["_acme-challenge.a.example.com"]})
+    assert not _allows(policy, "route53:ChangeResourceRecordSets", {"t": ["TXT"], "n": ["gitlab.example.com"]})
+    assert not _allows(policy, "route53:GetChange", {})
+    assert _allows({"Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}, "s3:GetObject", {})
+
+
+# --- Route 53: cert-manager of a workload cluster rewrites the platform's own names -----------------
+
+def _record_change(name: str, type_: str) -> dict[str, list[str]]:
+    return {"route53:ChangeResourceRecordSetsNormalizedRecordNames": [name],
+            "route53:ChangeResourceRecordSetsRecordTypes": [type_]}
+
+
+@pytest.mark.parametrize(("policy_name", "own"), [
+    ("platform-tls-route53", DOMAIN), ("dev-platform-tls-route53", f"dev.{DOMAIN}"), ("prod-platform-tls-route53", f"prod.{DOMAIN}"),
+])
+def test_cert_manager_writes_only_its_own_acme_challenges(prod: dict[str, Any], policy_name: str, own: str) -> None:
+    """cert-manager on the prod workload cluster (tenants' pods share its nodes; it acts on every
+    Certificate there) is taken over. Its IRSA role could change any record of the platform's hosted
+    zone: it points gitlab.platform.example.com (or vault., k8sou.) at its own address and collects
+    every sign-in and `git push`, or proves those names to Let's Encrypt with a TXT record and gets
+    their certificates. It may write TXT records `_acme-challenge.` under the names its cluster
+    serves, and nothing else."""
+    policy = json.loads(_one(prod, "aws:iam/rolePolicy:RolePolicy", policy_name)["inputs"]["policy"])
+    change = "route53:ChangeResourceRecordSets"
+    assert _allows(policy, change, _record_change(f"_acme-challenge.{own}", "TXT"))  # its own wildcard's challenge
+    for name, type_ in [(f"gitlab.{DOMAIN}", "CNAME"), (f"vault.{DOMAIN}", "A"), (f"_acme-challenge.{own}", "CNAME"),
+                        (f"gitlab.{own}", "TXT"), (DOMAIN, "NS"), (f"_acme-challenge.gitlab.{own}.evil.example", "TXT")]:
+        assert not _allows(policy, change, _record_change(name, type_)), (name, type_)
+    if own != DOMAIN:  # a workload cluster's cert-manager proves none of the control plane's names
+        for service in ("gitlab", "vault", "k8sou", "harbor", "argocd"):
+            assert not _allows(policy, change, _record_change(f"_acme-challenge.{service}.{DOMAIN}", "TXT")), service
+
+
+# --- IRSA: which pods can turn their service-account token into AWS credentials ---------------------
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+
+
+def _objects(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(cluster, object) for every Kubernetes object of the plan: declared, or rendered by a release."""
+    found = []
+    for r in plan["resources"]:
+        if r["type"] == "kubernetes:helm.sh/v3:Release":
+            namespace = r["inputs"].get("namespace")
+            for o in r.get("rendered") or []:
+                found.append((r["cluster"], {**o, "metadata": {"namespace": namespace, **o["metadata"]}}))
+        elif r["type"].startswith("kubernetes:") and isinstance(r["inputs"].get("metadata"), dict):
+            found.append((r["cluster"], {"kind": r["type"].rsplit(":", 1)[-1], **r["inputs"]}))
+    return found
+
+
+def _pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload.get("spec") or {}
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def aws_holders(plan: dict[str, Any]) -> dict[tuple[str, str, str], str]:
+    """(cluster, namespace, workload) -> the IAM role (name without Pulumi's suffix) its pods assume."""
+    objects = _objects(plan)
+    roles = {(c, o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"]["annotations"][ROLE_ANNOTATION]
+             for c, o in objects if o["kind"] == "ServiceAccount" and ROLE_ANNOTATION in (o["metadata"].get("annotations") or {})}
+    holders = {}
+    for cluster, o in objects:
+        if o["kind"] in WORKLOADS:
+            account = _pod_spec(o).get("serviceAccountName") or "default"
+            role = roles.get((cluster, o["metadata"]["namespace"], account))
+            if role is not None:
+                holders[(cluster, o["metadata"]["namespace"], o["metadata"]["name"])] = role.rsplit("/", 1)[-1].rsplit("-", 1)[0]
+    return holders
+
+
+# Every pod that gets AWS credentials on the prod stack, and the role: what each one needs, and no
+# other pod. (The EBS CSI controller's role is the EKS add-on's, outside the manifests.)
+EXPECTED_HOLDERS = {
+    **{(c, "aws-load-balancer-controller", "aws-load-balancer-controller"): f"{c}-aws-load-balancer-controller"
+       for c in ("control-plane", "dev", "prod")},
+    **{(c, "cluster-autoscaler", "cluster-autoscaler-aws-cluster-autoscaler"): f"{c}-cluster-autoscaler"
+       for c in ("control-plane", "dev", "prod")},
+    ("control-plane", "cert-manager", "cert-manager"): "platform-tls-route53",
+    ("dev", "cert-manager", "cert-manager"): "dev-platform-tls-route53",
+    ("prod", "cert-manager", "cert-manager"): "prod-platform-tls-route53",
+    ("control-plane", "gitlab", "gitlab-webservice-default"): "gitlab-object-storage",
+    ("control-plane", "gitlab", "gitlab-sidekiq-all-in-1-v2"): "gitlab-object-storage",
+    ("control-plane", "gitlab", "gitlab-toolbox"): "backups-gitlab",
+    ("control-plane", "gitlab", "gitlab-toolbox-backup"): "backups-gitlab",
+    ("control-plane", "harbor", "harbor-registry"): "harbor-registry",
+    ("control-plane", "harbor", "harbor-backup"): "backups-harbor",
+    ("control-plane", "vault", "vault"): "control-plane-vault-unseal",
+    ("control-plane", "vault", "vault-snapshot"): "backups-vault",
+}
+
+
+def test_only_the_pods_that_use_s3_get_gitlabs_object_storage_role(prod: dict[str, Any]) -> None:
+    """GitLab's SSH server (gitlab-shell: the internet's `git` over SSH), Gitaly (runs git on every
+    tenant's pushed repository), the metrics exporter and the migrations Job all ran as the chart's
+    global service account, the one carrying the object-storage role: one exploit in any of them
+    reads and deletes every tenant's CI artifacts, LFS objects, packages and uploads in S3. Only
+    Rails (webservice) and Sidekiq keep objects there; the others run with no AWS role at all."""
+    holders = aws_holders(prod)
+    assert {k: v for k, v in holders.items() if v == "gitlab-object-storage"} == {
+        k: v for k, v in EXPECTED_HOLDERS.items() if v == "gitlab-object-storage"}
+    assert holders == EXPECTED_HOLDERS
