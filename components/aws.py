@@ -84,7 +84,7 @@ def private_bucket(
     name: str, bucket: str, identity: AwsWorkloadIdentity, protect: bool, parent: pulumi.Resource,
     kms_key_arn: pulumi.Input[str] | None = None, object_lock: bool = False,
 ) -> aws.s3.Bucket:
-    """An S3 bucket that is encrypted, owner-only and never public; protected when asked.
+    """An S3 bucket that is encrypted, owner-only, TLS-only and never public; protected when asked.
 
     `kms_key_arn`: encrypted with that KMS key instead of S3's own keys. `object_lock`: created
     with Object Lock enabled (only possible at creation) and versioned, as Object Lock requires.
@@ -126,6 +126,7 @@ def private_bucket(
         ],
         opts=opts,
     )
+    aws.s3.BucketPolicy(name, bucket=created.bucket, policy=created.bucket.apply(_tls_only_policy), opts=opts)
     if object_lock:
         aws.s3.BucketVersioning(
             name,
@@ -163,6 +164,25 @@ def workload_role(
     )
     aws.iam.RolePolicy(name, role=role.name, policy=policy, opts=opts)
     return role
+
+
+def _tls_only_policy(bucket: str) -> str:
+    """S3 answers plain HTTP unless the bucket's policy refuses it."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyWithoutTls",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
 
 
 def _bucket_policy(buckets: list[str]) -> str:

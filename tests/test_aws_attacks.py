@@ -160,3 +160,20 @@ def test_only_the_pods_that_use_s3_get_gitlabs_object_storage_role(prod: dict[st
     assert {k: v for k, v in holders.items() if v == "gitlab-object-storage"} == {
         k: v for k, v in EXPECTED_HOLDERS.items() if v == "gitlab-object-storage"}
     assert holders == EXPECTED_HOLDERS
+
+
+# --- S3: the platform's objects over plain HTTP -----------------------------------------------------
+
+def test_every_bucket_refuses_requests_without_tls(prod: dict[str, Any]) -> None:
+    """Someone on the path between a pod and S3 (a node, a proxy, a client configured with an
+    `http://` endpoint, as s3cmd and the registry's storage driver allow) reads backups, images and
+    CI artifacts as they travel, and the request's signed headers with them. S3 answers plain HTTP
+    unless the bucket's policy refuses it (S3's own recommendation): every bucket the program
+    creates denies any request without TLS, whoever makes it."""
+    buckets = {r["inputs"]["bucket"] for r in _of_type(prod, "aws:s3/bucket:Bucket")}
+    assert len(buckets) == 6  # GitLab's four, Harbor's registry, the backups
+    policies = {r["inputs"]["bucket"]: json.loads(r["inputs"]["policy"]) for r in _of_type(prod, "aws:s3/bucketPolicy:BucketPolicy")}
+    for bucket in buckets:
+        assert {"Sid": "DenyWithoutTls", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}} in policies.get(bucket, {}).get("Statement", []), bucket
