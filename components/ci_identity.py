@@ -7,8 +7,9 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
 * preview (`PREVIEW_ROLE_ARN`): any branch's pipeline of the project, merge requests included
   (`sub` like `project_path:<path>:ref_type:branch:ref:*`). AWS ReadOnlyAccess, minus the
   reads that return stored data rather than describe infrastructure (S3 objects such as
-  registry images and CI artifacts, secret and parameter values, KMS decryption): whoever can
-  push a branch can assume it, and `pulumi preview` needs none of that data.
+  registry images and CI artifacts, secret and parameter values, KMS decryption, log contents
+  such as the clusters' audit logs): whoever can push a branch can assume it, and `pulumi
+  preview` needs none of that data.
 * deploy (`DEPLOY_ROLE_ARN`): only pipelines of the deploy branch (`sub` exactly
   `project_path:<path>:ref_type:branch:ref:main`). AWS cannot test GitLab's `ref_protected`
   claim (an IAM condition only sees `aud` and `sub` of a generic OIDC provider), so this is
@@ -48,6 +49,15 @@ DATA_READS = (
     "ssm:GetParameters",
     "ssm:GetParametersByPath",
     "kms:Decrypt",
+    # Log contents: the clusters' API and audit logs in CloudWatch, the databases' own logs.
+    "logs:GetLogEvents",
+    "logs:GetLogRecord",
+    "logs:GetQueryResults",
+    "logs:FilterLogEvents",
+    "logs:StartQuery",
+    "logs:StartLiveTail",
+    "rds:DownloadDBLogFilePortion",
+    "rds:DownloadCompleteDBLogFile",
 )
 
 
@@ -119,7 +129,7 @@ class PipelineIdentity(pulumi.ComponentResource):
 
         for what, holder, scope, resource in (
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
-             "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt)", f"{name}-preview"),
+             "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
              "AdministratorAccess", f"{name}-deploy"),
         ):

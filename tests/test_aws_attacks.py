@@ -177,3 +177,27 @@ def test_every_bucket_refuses_requests_without_tls(prod: dict[str, Any]) -> None
         assert {"Sid": "DenyWithoutTls", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
                 "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}} in policies.get(bucket, {}).get("Statement", []), bucket
+
+
+# --- the preview role: whoever pushes a branch reads what the platform stored ----------------------
+
+def _denies(policy: dict[str, Any], action: str) -> bool:
+    return any(s["Effect"] == "Deny" and s["Resource"] == "*" and "Condition" not in s
+               and any(fnmatch.fnmatchcase(action, a) for a in _listed(s["Action"])) for s in policy["Statement"])
+
+
+def test_a_branch_pipeline_reads_no_cluster_audit_log_nor_database_log(prod: dict[str, Any]) -> None:
+    """Anyone who can push a branch to the platform repository runs a job that assumes the preview
+    role (ReadOnlyAccess minus data reads). ReadOnlyAccess also reads CloudWatch Logs (logs:Get*,
+    FilterLogEvents, StartQuery, StartLiveTail) and RDS log files (rds:Download*): the program sends
+    each EKS cluster's API and audit log to CloudWatch (who did what, and for many writes the
+    object written: pod specs with their environment, exec'd commands), and GitLab's and Harbor's
+    Postgres write failed statements, values included, to their logs. Those are stored data, not
+    descriptions: the preview role's Deny covers them as it covers S3 objects."""
+    assert all("audit" in c["inputs"]["enabledClusterLogTypes"] for c in _of_type(prod, "aws:eks/cluster:Cluster"))
+    assert _of_type(prod, "aws:rds/instance:Instance")
+    deny = json.loads(_one(prod, "aws:iam/rolePolicy:RolePolicy", "platform-pipeline-preview-no-data")["inputs"]["policy"])
+    for action in ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery", "logs:GetQueryResults", "logs:GetLogRecord",
+                   "logs:StartLiveTail", "rds:DownloadDBLogFilePortion", "rds:DownloadCompleteDBLogFile",
+                   "s3:GetObject", "secretsmanager:GetSecretValue", "kms:Decrypt"):
+        assert _denies(deny, action), action
