@@ -201,3 +201,70 @@ def test_a_branch_pipeline_reads_no_cluster_audit_log_nor_database_log(prod: dic
                    "logs:StartLiveTail", "rds:DownloadDBLogFilePortion", "rds:DownloadCompleteDBLogFile",
                    "s3:GetObject", "secretsmanager:GetSecretValue", "kms:Decrypt"):
         assert _denies(deny, action), action
+
+
+# --- every role: who may assume it, and what it may never do ----------------------------------------
+
+def test_every_workload_role_trusts_one_service_account_of_the_cluster_its_pods_run_on(prod: dict[str, Any]) -> None:
+    """A pod on the prod workload cluster (a tenant's) presents its own service-account token to
+    STS for a control-plane role, or any token of its cluster with another audience. Each IRSA
+    role trusts exactly one `system:serviceaccount:<ns>:<name>` and the STS audience (StringEquals,
+    no StringLike), of the OIDC provider of the cluster where that account's pods run."""
+    providers = {r["name"].removesuffix("-oidc"): r["inputs"]["url"].removeprefix("https://")
+                 for r in _of_type(prod, "aws:iam/openIdConnectProvider:OpenIdConnectProvider") if r["name"].endswith("-oidc")}
+    holders = {role: key for key, role in aws_holders(prod).items()}
+    for role in _of_type(prod, "aws:iam/role:Role"):
+        [statement] = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
+        if statement["Action"] != "sts:AssumeRoleWithWebIdentity" or "oidc.eks" not in statement["Principal"]["Federated"]:
+            continue
+        host = statement["Principal"]["Federated"].split(":oidc-provider/", 1)[1]
+        assert statement["Condition"].keys() == {"StringEquals"}, role["name"]
+        equals = statement["Condition"]["StringEquals"]
+        assert equals[f"{host}:aud"] == "sts.amazonaws.com", role["name"]
+        cluster = None  # a role no pod of the plan holds fails the test
+        if role["name"] in holders:
+            cluster, namespace, _ = holders[role["name"]]
+            assert equals[f"{host}:sub"].rsplit(":", 2)[1] == namespace, role["name"]
+        elif role["name"].endswith("-ebs-csi"):  # the EKS add-on's controller
+            cluster = role["name"].removesuffix("-ebs-csi")
+            assert equals[f"{host}:sub"] == "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+        assert cluster is not None and providers[cluster] == host, role["name"]
+
+
+POWERFUL = ("iam:PassRole", "iam:Create*", "iam:Put*", "iam:Attach*", "sts:AssumeRole", "kms:Decrypt", "kms:GenerateDataKey",
+            "secretsmanager:GetSecretValue", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutBucketPolicy",
+            "route53:ChangeResourceRecordSets", "ec2:RunInstances", "ec2:ModifyInstanceAttribute", "eks:Create*", "eks:Update*",
+            "eks:Associate*", "rds:Modify*", "rds:Delete*", "elasticache:Modify*")
+
+
+def test_no_inline_policy_grants_a_powerful_action_on_every_resource(prod: dict[str, Any]) -> None:
+    """A taken-over add-on (its IRSA role) reaches past its own objects: a role that may pass a
+    role, decrypt with any key, read any bucket or change any zone. The platform's inline policies
+    name their buckets, key, zone and tags; the exceptions are upstream's pinned documents (the
+    load balancer controller's, tests/test_load_balancers.py), whose wide statements carry tag
+    conditions or touch only load balancers and security groups."""
+    for policy in _of_type(prod, "aws:iam/rolePolicy:RolePolicy"):
+        if policy["name"].endswith("aws-load-balancer-controller") or policy["name"] == "platform-pipeline-preview-no-data":
+            continue
+        for statement in json.loads(policy["inputs"]["policy"])["Statement"]:
+            if statement["Effect"] != "Allow" or "*" not in _listed(statement["Resource"]):
+                continue
+            for action in _listed(statement["Action"]):
+                assert action != "*" and not action.endswith(":*"), (policy["name"], action)
+                assert not any(fnmatch.fnmatchcase(action, p) or fnmatch.fnmatchcase(p, action) for p in POWERFUL), (policy["name"], action)
+
+
+def test_the_nodes_hold_only_what_every_eks_node_needs(prod: dict[str, Any]) -> None:
+    """Whatever reaches a node's instance metadata (a hostNetwork pod; the launch templates keep
+    ordinary pods one hop away and require IMDSv2) gets the node role. It holds the EKS worker,
+    CNI and ECR read policies only, and no inline policy; the EBS CSI controller has its own role."""
+    nodes = {r["name"] for r in _of_type(prod, "aws:iam/role:Role") if r["name"].endswith("-node")}
+    assert nodes == {"control-plane-node", "dev-node", "prod-node"}
+    for node in nodes:
+        attached = {a["inputs"]["policyArn"].rsplit("/", 1)[-1] for a in _of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                    if a["name"].startswith(f"{node}-")}
+        assert attached == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}, node
+        assert not [p for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy") if p["name"].startswith(f"{node}-")]
+    for template in _of_type(prod, "aws:ec2/launchTemplate:LaunchTemplate"):
+        metadata = template["inputs"]["metadataOptions"]
+        assert metadata["httpTokens"] == "required" and metadata["httpPutResponseHopLimit"] == 1, template["name"]
