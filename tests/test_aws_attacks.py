@@ -74,10 +74,12 @@ def _record_change(name: str, type_: str) -> dict[str, list[str]]:
 def test_cert_manager_writes_only_its_own_acme_challenges(prod: dict[str, Any], policy_name: str, own: str) -> None:
     """cert-manager on the prod workload cluster (tenants' pods share its nodes; it acts on every
     Certificate there) is taken over. Its IRSA role could change any record of the platform's hosted
-    zone: it points gitlab.platform.example.com (or vault., k8sou.) at its own address and collects
-    every sign-in and `git push`, or proves those names to Let's Encrypt with a TXT record and gets
-    their certificates. It may write TXT records `_acme-challenge.` under the names its cluster
-    serves, and nothing else."""
+    zone: it points gitlab.platform.example.com at its own address, proves the name to Let's
+    Encrypt with a TXT record, and serves an OIDC discovery document and keys of its own there.
+    IAM trusts that issuer for the deploy role (AdministratorAccess), so a token it signs for
+    `project_path:platform/platform-bootstrap:ref_type:branch:ref:main` is the AWS account; the
+    same with k8sou. (the workload clusters' API servers trust its tokens) or vault. It may write
+    TXT records `_acme-challenge.` under the names its cluster serves, and nothing else."""
     policy = json.loads(_one(prod, "aws:iam/rolePolicy:RolePolicy", policy_name)["inputs"]["policy"])
     change = "route53:ChangeResourceRecordSets"
     assert _allows(policy, change, _record_change(f"_acme-challenge.{own}", "TXT"))  # its own wildcard's challenge
