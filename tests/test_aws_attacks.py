@@ -270,3 +270,24 @@ def test_the_nodes_hold_only_what_every_eks_node_needs(prod: dict[str, Any]) -> 
     for template in _of_type(prod, "aws:ec2/launchTemplate:LaunchTemplate"):
         metadata = template["inputs"]["metadataOptions"]
         assert metadata["httpTokens"] == "required" and metadata["httpPutResponseHopLimit"] == 1, template["name"]
+
+
+# --- open: what the load balancer controller of a workload cluster reaches -------------------------
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open: upstream's pinned policy lets each cluster's load "
+                   "balancer controller change any security group and build load balancers in any VPC of the account")
+def test_the_prod_load_balancer_controller_cannot_open_the_control_planes_security_groups(prod: dict[str, Any]) -> None:
+    """The AWS Load Balancer Controller on the prod workload cluster (it acts on tenants' Services
+    and Ingresses) is taken over. Upstream's policy (components/iam/, pinned) allows
+    ec2:AuthorizeSecurityGroupIngress on every security group of the account without a condition,
+    whatever VPC the group is in: it adds a rule for the prod VPC's addresses (peered with the
+    control plane's VPC) to the control plane's node or Postgres security group. Bounding
+    it needs a Deny on `ec2:Vpc` other than its own cluster's, and for load balancers and target
+    groups (CreateTargetGroup, RegisterTargets: any VPC, any address) a separate account per
+    environment; neither is done here."""
+    policies = [json.loads(p["inputs"]["policy"]) for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy")
+                if p["name"].startswith("prod-aws-load-balancer-controller")]
+    unconditioned = [s for policy in policies for s in policy["Statement"] if s["Effect"] == "Allow" and "Condition" not in s
+                     and "ec2:AuthorizeSecurityGroupIngress" in _listed(s["Action"]) and "*" in _listed(s["Resource"])]
+    denied = [s for policy in policies for s in policy["Statement"] if s["Effect"] == "Deny" and "ec2:Vpc" in json.dumps(s)]
+    assert not unconditioned or denied
