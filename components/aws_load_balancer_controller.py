@@ -2,7 +2,8 @@
 as NLBs (its Service webhook claims every one); no `alb` IngressClass, ingress is the platform's.
 
 It calls the AWS APIs as an IAM role its service account assumes (IRSA, the one trust-policy
-builder of components/aws.py), with upstream's IAM policy pinned by digest. Its admission
+builder of components/aws.py), with upstream's IAM policy pinned by digest and, beside it, a
+Deny that keeps its security-group changes in its cluster's VPC. Its admission
 webhook serves a certificate the program issues (pulumi_tls, 90 days) instead of the chart's
 own (ten years, generated at install), so every preview shows the same objects too.
 """
@@ -10,6 +11,7 @@ own (ten years, generated at install), so every preview shows the same objects t
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,25 @@ def iam_policy() -> str:
     return text
 
 
+# Upstream's policy changes the rules of any security group of the account; these act on one VPC.
+SECURITY_GROUP_ACTIONS = ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup")
+
+
+def own_vpc_policy(vpc_id: str) -> str:
+    """A Deny beside upstream's policy: no security-group change outside the cluster's own VPC."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "SecurityGroupsOfItsOwnVpcOnly",
+            "Effect": "Deny",
+            "Action": list(SECURITY_GROUP_ACTIONS),
+            "Resource": "*",
+            # Null: requests that carry no ec2:Vpc (a rule's tags) are left to upstream's statements.
+            "Condition": {"ArnNotLike": {"ec2:Vpc": f"arn:aws:ec2:*:*:vpc/{vpc_id}"}, "Null": {"ec2:Vpc": "false"}},
+        }],
+    })
+
+
 @dataclass(frozen=True)
 class AwsLoadBalancerControllerArgs:
     cluster_name: pulumi.Input[str]  # the EKS cluster's name
@@ -64,6 +85,10 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
             name, assume_role_policy=service_account_trust(args.identity, NAMESPACE, SERVICE_ACCOUNT), tags=managed_by(), opts=on_aws
         )
         aws.iam.RolePolicy(name, role=self.role.name, policy=iam_policy(), opts=on_aws)
+        if args.vpc_id is not None:
+            aws.iam.RolePolicy(
+                f"{name}-own-vpc", role=self.role.name, policy=pulumi.Output.from_input(args.vpc_id).apply(own_vpc_policy), opts=on_aws
+            )
         key = tls.PrivateKey(f"{name}-webhook", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
         certificate = tls.SelfSignedCert(
             f"{name}-webhook",
@@ -101,7 +126,8 @@ def credentials(name: str, cluster: str) -> list[Credential]:
     return [
         replace(irsa_credential(
             name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
-            "Elastic Load Balancing and the security groups and target groups it tags (upstream's policy, pinned)",
+            "Elastic Load Balancing and the security groups and target groups it tags (upstream's policy, pinned); "
+            "security-group changes in its cluster's VPC only",
         ), what=f"AWS sessions of the AWS Load Balancer Controller on {cluster} (IRSA)"),
         program_certificate(
             f"serving key and certificate of the AWS Load Balancer Controller's webhook on {cluster}",

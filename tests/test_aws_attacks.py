@@ -272,22 +272,42 @@ def test_the_nodes_hold_only_what_every_eks_node_needs(prod: dict[str, Any]) -> 
         assert metadata["httpTokens"] == "required" and metadata["httpPutResponseHopLimit"] == 1, template["name"]
 
 
-# --- open: what the load balancer controller of a workload cluster reaches -------------------------
+# --- the load balancer controller of a workload cluster and the control plane's security groups ----
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open: upstream's pinned policy lets each cluster's load "
-                   "balancer controller change any security group and build load balancers in any VPC of the account")
-def test_the_prod_load_balancer_controller_cannot_open_the_control_planes_security_groups(prod: dict[str, Any]) -> None:
-    """The AWS Load Balancer Controller on the prod workload cluster (it acts on tenants' Services
-    and Ingresses) is taken over. Upstream's policy (components/iam/, pinned) allows
-    ec2:AuthorizeSecurityGroupIngress on every security group of the account without a condition,
-    whatever VPC the group is in: it adds a rule for the prod VPC's addresses (peered with the
-    control plane's VPC) to the control plane's node or Postgres security group. Bounding
-    it needs a Deny on `ec2:Vpc` other than its own cluster's, and for load balancers and target
-    groups (CreateTargetGroup, RegisterTargets: any VPC, any address) a separate account per
-    environment; neither is done here."""
+def _vpc_id(prod: dict[str, Any], cluster: str) -> str:
+    from tests.test_network import Plan
+
+    return Plan.output(_one(prod, "aws:ec2/vpc:Vpc", f"{cluster}-vpc"), "id")
+
+
+def _denied_in(policies: list[dict[str, Any]], action: str, vpc_arn: str) -> bool:
+    """Whether a Deny of `policies` refuses `action` on a security group of the VPC `vpc_arn` (the
+    ArnNotLike/Null operators these Deny statements use; any other operator fails the test)."""
+    for policy in policies:
+        for s in policy["Statement"]:
+            if s["Effect"] != "Deny" or not any(fnmatch.fnmatchcase(action, a) for a in _listed(s["Action"])):
+                continue
+            test = {"ArnNotLike": lambda v: not any(fnmatch.fnmatchcase(vpc_arn, p) for p in _listed(v)),
+                    "Null": lambda v: v == "false"}
+            if all(test[operator](keys["ec2:Vpc"]) for operator, keys in s["Condition"].items()):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_a_workload_clusters_load_balancer_controller_cannot_open_the_control_planes_security_groups(
+    prod: dict[str, Any], cluster: str,
+) -> None:
+    """The AWS Load Balancer Controller on a workload cluster (it acts on tenants' Services) is
+    taken over. Upstream's policy (components/iam/, pinned) allows ec2:AuthorizeSecurityGroupIngress
+    on every security group of the account without a condition, whatever VPC the group is in: it
+    adds a rule for its VPC's addresses (peered with the control plane's) to the control plane's
+    node or Postgres security group. A Deny beside upstream's policy keeps its security-group
+    changes in its own cluster's VPC. (Load balancers and target groups are not bounded so:
+    ELB's CreateTargetGroup and RegisterTargets have no VPC condition; README.)"""
     policies = [json.loads(p["inputs"]["policy"]) for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy")
-                if p["name"].startswith("prod-aws-load-balancer-controller")]
-    unconditioned = [s for policy in policies for s in policy["Statement"] if s["Effect"] == "Allow" and "Condition" not in s
-                     and "ec2:AuthorizeSecurityGroupIngress" in _listed(s["Action"]) and "*" in _listed(s["Resource"])]
-    denied = [s for policy in policies for s in policy["Statement"] if s["Effect"] == "Deny" and "ec2:Vpc" in json.dumps(s)]
-    assert not unconditioned or denied
+                if p["name"].startswith(f"{cluster}-aws-load-balancer-controller")]
+    arn = "arn:aws:ec2:eu-west-1:123456789012:vpc/{}".format
+    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"):
+        assert _denied_in(policies, action, arn(_vpc_id(prod, "control-plane"))), action
+        assert not _denied_in(policies, action, arn(_vpc_id(prod, cluster))), action  # its own NLBs' rules still work
