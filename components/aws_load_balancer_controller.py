@@ -3,7 +3,7 @@ as NLBs (its Service webhook claims every one); no `alb` IngressClass, ingress i
 
 It calls the AWS APIs as an IAM role its service account assumes (IRSA, the one trust-policy
 builder of components/aws.py), with upstream's IAM policy pinned by digest and, beside it, a
-Deny that keeps its security-group changes in its cluster's VPC. Its admission
+Deny that keeps its security-group changes and load balancers in its cluster's VPC. Its admission
 webhook serves a certificate the program issues (pulumi_tls, 90 days) instead of the chart's
 own (ten years, generated at install), so every preview shows the same objects too.
 """
@@ -44,22 +44,34 @@ def iam_policy() -> str:
     return text
 
 
-# Upstream's policy changes the rules of any security group of the account; these act on one VPC.
+# Upstream's policy changes the rules of any security group and places load balancers in any subnet
+# of the account; these act on the cluster's own VPC only.
 SECURITY_GROUP_ACTIONS = ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup")
+SUBNET_ACTIONS = ("elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:SetSubnets")
 
 
-def own_vpc_policy(vpc_id: str) -> str:
-    """A Deny beside upstream's policy: no security-group change outside the cluster's own VPC."""
+def own_vpc_policy(vpc_id: str, subnet_ids: list[str]) -> str:
+    """A Deny beside upstream's policy: no security-group change outside the cluster's own VPC, no
+    load balancer in another subnet than the cluster's (its security groups then are the VPC's too)."""
     return json.dumps({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "SecurityGroupsOfItsOwnVpcOnly",
-            "Effect": "Deny",
-            "Action": list(SECURITY_GROUP_ACTIONS),
-            "Resource": "*",
-            # Null: requests that carry no ec2:Vpc (a rule's tags) are left to upstream's statements.
-            "Condition": {"ArnNotLike": {"ec2:Vpc": f"arn:aws:ec2:*:*:vpc/{vpc_id}"}, "Null": {"ec2:Vpc": "false"}},
-        }],
+        "Statement": [
+            {
+                "Sid": "SecurityGroupsOfItsOwnVpcOnly",
+                "Effect": "Deny",
+                "Action": list(SECURITY_GROUP_ACTIONS),
+                "Resource": "*",
+                # Null: requests that carry no ec2:Vpc (a rule's tags) are left to upstream's statements.
+                "Condition": {"ArnNotLike": {"ec2:Vpc": f"arn:aws:ec2:*:*:vpc/{vpc_id}"}, "Null": {"ec2:Vpc": "false"}},
+            },
+            {
+                "Sid": "LoadBalancersInItsOwnSubnetsOnly",
+                "Effect": "Deny",
+                "Action": list(SUBNET_ACTIONS),
+                "Resource": "*",
+                "Condition": {"ForAnyValue:StringNotEquals": {"elasticloadbalancing:Subnet": sorted(subnet_ids)}},
+            },
+        ],
     })
 
 
@@ -70,6 +82,7 @@ class AwsLoadBalancerControllerArgs:
     inventory: CredentialInventory
     settings: ServiceSettings  # replicas, chart version, sizing
     vpc_id: pulumi.Input[str] | None = None  # None: the controller asks the instance metadata
+    subnet_ids: tuple[pulumi.Input[str], ...] = ()  # with vpc_id: the VPC's subnets, where its load balancers go
 
 
 class AwsLoadBalancerController(pulumi.ComponentResource):
@@ -86,9 +99,8 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         )
         aws.iam.RolePolicy(name, role=self.role.name, policy=iam_policy(), opts=on_aws)
         if args.vpc_id is not None:
-            aws.iam.RolePolicy(
-                f"{name}-own-vpc", role=self.role.name, policy=pulumi.Output.from_input(args.vpc_id).apply(own_vpc_policy), opts=on_aws
-            )
+            policy = pulumi.Output.all(args.vpc_id, *args.subnet_ids).apply(lambda a: own_vpc_policy(a[0], a[1:]))
+            aws.iam.RolePolicy(f"{name}-own-vpc", role=self.role.name, policy=policy, opts=on_aws)
         key = tls.PrivateKey(f"{name}-webhook", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
         certificate = tls.SelfSignedCert(
             f"{name}-webhook",
@@ -127,7 +139,7 @@ def credentials(name: str, cluster: str) -> list[Credential]:
         replace(irsa_credential(
             name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
             "Elastic Load Balancing and the security groups and target groups it tags (upstream's policy, pinned); "
-            "security-group changes in its cluster's VPC only",
+            "security-group changes and load balancers in its cluster's VPC only",
         ), what=f"AWS sessions of the AWS Load Balancer Controller on {cluster} (IRSA)"),
         program_certificate(
             f"serving key and certificate of the AWS Load Balancer Controller's webhook on {cluster}",
@@ -156,6 +168,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalance
             inventory=parts.inventory,
             settings=settings,
             vpc_id=cluster.network.vpc_id if cluster.network else None,
+            subnet_ids=(*cluster.network.private_subnet_ids, *cluster.network.public_subnet_ids) if cluster.network else (),
         ),
     )
 

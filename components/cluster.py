@@ -533,6 +533,7 @@ class _Vpc:
             node_cidrs=self.private_cidrs,
             cluster_security_group_id=cluster.vpc_config.cluster_security_group_id,
             private_subnet_ids=tuple(self.private_ids),
+            public_subnet_ids=tuple(self.public_ids),
         )
 
 

@@ -37,6 +37,7 @@ class VpcNetwork:
     # EKS's cluster security group: on the API endpoint's ENIs and on every managed node.
     cluster_security_group_id: pulumi.Output[str]
     private_subnet_ids: tuple[pulumi.Output[str], ...] = ()  # where the nodes, RDS and ElastiCache run
+    public_subnet_ids: tuple[pulumi.Output[str], ...] = ()  # where internet-facing load balancers run
 
 
 @dataclass(frozen=True)

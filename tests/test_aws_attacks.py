@@ -280,18 +280,28 @@ def _vpc_id(prod: dict[str, Any], cluster: str) -> str:
     return Plan.output(_one(prod, "aws:ec2/vpc:Vpc", f"{cluster}-vpc"), "id")
 
 
-def _denied_in(policies: list[dict[str, Any]], action: str, vpc_arn: str) -> bool:
-    """Whether a Deny of `policies` refuses `action` on a security group of the VPC `vpc_arn` (the
-    ArnNotLike/Null operators these Deny statements use; any other operator fails the test)."""
-    for policy in policies:
-        for s in policy["Statement"]:
-            if s["Effect"] != "Deny" or not any(fnmatch.fnmatchcase(action, a) for a in _listed(s["Action"])):
-                continue
-            test = {"ArnNotLike": lambda v: not any(fnmatch.fnmatchcase(vpc_arn, p) for p in _listed(v)),
-                    "Null": lambda v: v == "false"}
-            if all(test[operator](keys["ec2:Vpc"]) for operator, keys in s["Condition"].items()):
-                return True
-    return False
+def _denied_in(policies: list[dict[str, Any]], action: str, context: dict[str, list[str]]) -> bool:
+    """Whether a Deny of `policies` refuses `action` on a request with the keys `context` (the
+    operators these Deny statements use, with IAM's rules for a missing key; any other operator
+    fails the test)."""
+    def holds(operator: str, key: str, allowed: str | list[str]) -> bool:
+        values, patterns = context.get(key), _listed(allowed)
+        if operator == "Null":
+            return (values is None) == (allowed == "true")
+        if values is None:
+            return operator == "ArnNotLike"  # a negated operator holds on a missing key; ForAnyValue does not
+        return {"ArnNotLike": lambda: not any(fnmatch.fnmatchcase(v, p) for v in values for p in patterns),
+                "ForAnyValue:StringNotEquals": lambda: any(v not in patterns for v in values)}[operator]()
+
+    return any(s["Effect"] == "Deny" and any(fnmatch.fnmatchcase(action, a) for a in _listed(s["Action"]))
+               and all(holds(operator, key, allowed) for operator, keys in s["Condition"].items() for key, allowed in keys.items())
+               for policy in policies for s in policy["Statement"])
+
+
+def _subnets(prod: dict[str, Any], cluster: str) -> list[str]:
+    from tests.test_network import Plan
+
+    return [Plan.output(r, "id") for r in _of_type(prod, "aws:ec2/subnet:Subnet") if r["inputs"]["vpcId"] == _vpc_id(prod, cluster)]
 
 
 @pytest.mark.parametrize("cluster", ["dev", "prod"])
@@ -303,11 +313,31 @@ def test_a_workload_clusters_load_balancer_controller_cannot_open_the_control_pl
     on every security group of the account without a condition, whatever VPC the group is in: it
     adds a rule for its VPC's addresses (peered with the control plane's) to the control plane's
     node or Postgres security group. A Deny beside upstream's policy keeps its security-group
-    changes in its own cluster's VPC. (Load balancers and target groups are not bounded so:
-    ELB's CreateTargetGroup and RegisterTargets have no VPC condition; README.)"""
+    changes in its own cluster's VPC. (Target groups are not bounded so: ELB's CreateTargetGroup
+    and RegisterTargets have no VPC condition; its load balancers are, by subnet, below.)"""
     policies = [json.loads(p["inputs"]["policy"]) for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy")
                 if p["name"].startswith(f"{cluster}-aws-load-balancer-controller")]
-    arn = "arn:aws:ec2:eu-west-1:123456789012:vpc/{}".format
+    vpc = {c: {"ec2:Vpc": [f"arn:aws:ec2:eu-west-1:123456789012:vpc/{_vpc_id(prod, c)}"]} for c in ("control-plane", cluster)}
     for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"):
-        assert _denied_in(policies, action, arn(_vpc_id(prod, "control-plane"))), action
-        assert not _denied_in(policies, action, arn(_vpc_id(prod, cluster))), action  # its own NLBs' rules still work
+        assert _denied_in(policies, action, vpc["control-plane"]), action
+        assert not _denied_in(policies, action, vpc[cluster]), action  # its own NLBs' rules still work
+        assert not _denied_in(policies, action, {}), action  # a request without ec2:Vpc: upstream's statements decide
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_a_workload_clusters_load_balancer_controller_builds_no_load_balancer_in_the_control_planes_vpc(
+    prod: dict[str, Any], cluster: str,
+) -> None:
+    """The same controller creates an internet-facing NLB in the control plane's public subnets with
+    the control plane's cluster security group (Postgres, Redis and every control-plane node admit
+    its members) and targets by address: GitLab's database or Vault's pods on the internet.
+    Upstream's policy allows CreateLoadBalancer in any subnet; the Deny beside it allows the
+    cluster's own subnets only (and so the security groups of its own VPC)."""
+    policies = [json.loads(p["inputs"]["policy"]) for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy")
+                if p["name"].startswith(f"{cluster}-aws-load-balancer-controller")]
+    own, control_plane = _subnets(prod, cluster), _subnets(prod, "control-plane")
+    assert len(own) == len(control_plane) == 6
+    for action in ("elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:SetSubnets"):
+        assert _denied_in(policies, action, {"elasticloadbalancing:Subnet": control_plane[:1]}), action
+        assert _denied_in(policies, action, {"elasticloadbalancing:Subnet": [own[0], control_plane[0]]}), action
+        assert not _denied_in(policies, action, {"elasticloadbalancing:Subnet": own[3:]}), action

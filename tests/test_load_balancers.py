@@ -62,8 +62,10 @@ def test_each_eks_cluster_runs_the_controller_as_its_own_iam_role(prod: Plan, cl
         prod.output(oidc, "arn"), issuer, {"sub": subject, "aud": "sts.amazonaws.com"})
     assert oidc["provider"] == role["provider"] == eks["provider"]  # the cluster's own account and region
     policies = prod.of_type("aws:iam/rolePolicy:RolePolicy", role=prod.output(role, "name"))
-    # Upstream's document, and the Deny that keeps its security-group changes in the cluster's VPC.
-    assert [p["inputs"]["policy"] for p in policies] == [lbc.POLICY_FILE.read_text(), lbc.own_vpc_policy(values["vpcId"])]
+    # Upstream's document, and the Deny that keeps its security groups and load balancers in the cluster's VPC.
+    subnets = [prod.output(s, "id") for s in prod.of_type("aws:ec2/subnet:Subnet", vpcId=values["vpcId"])]
+    assert len(subnets) == 6
+    assert [p["inputs"]["policy"] for p in policies] == [lbc.POLICY_FILE.read_text(), lbc.own_vpc_policy(values["vpcId"], subnets)]
     assert not prod.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment", role=prod.output(role, "name"))
 
 
