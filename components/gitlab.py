@@ -418,6 +418,8 @@ def gitlab_values(
         # every pushed repository), the exporter and migrations run as the namespace's default account.
         for tier in S3_TIERS:
             values["gitlab"][tier]["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
+        # The program's accounts (the role's annotation): the chart creates none (its default creates).
+        global_values["serviceAccount"] = {"enabled": False, "create": False}
     app_config["object_store"] = {
         "enabled": True,
         "proxy_download": True,

@@ -341,3 +341,14 @@ def test_a_workload_clusters_load_balancer_controller_builds_no_load_balancer_in
         assert _denied_in(policies, action, {"elasticloadbalancing:Subnet": control_plane[:1]}), action
         assert _denied_in(policies, action, {"elasticloadbalancing:Subnet": [own[0], control_plane[0]]}), action
         assert not _denied_in(policies, action, {"elasticloadbalancing:Subnet": own[3:]}), action
+
+
+def test_no_chart_renders_a_service_account_the_program_declares(prod: dict[str, Any]) -> None:
+    """The program declares the IRSA accounts (their role annotations); a chart that renders one of
+    the same name fails its install on the existing account, or, adopted, drops the annotation."""
+    declared = {(r["cluster"], r["inputs"]["metadata"]["namespace"], r["inputs"]["metadata"]["name"])
+                for r in _of_type(prod, "kubernetes:core/v1:ServiceAccount")}
+    rendered = {(r["cluster"], o["metadata"].get("namespace") or r["inputs"].get("namespace"), o["metadata"]["name"])
+                for r in _of_type(prod, "kubernetes:helm.sh/v3:Release") for o in r.get("rendered") or [] if o["kind"] == "ServiceAccount"}
+    assert ("control-plane", "gitlab", "gitlab") in declared
+    assert not declared & rendered

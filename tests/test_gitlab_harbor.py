@@ -433,7 +433,7 @@ def test_gitlab_object_storage_is_s3_with_workload_identity_on_eks(gitlab: Any) 
     buckets = {r["inputs"]["bucket"] for r in all_of(records, "aws:s3/bucket:Bucket")}
     assert {app[k]["bucket"] for k in ("lfs", "artifacts", "uploads", "packages")} == buckets
     # The role's account for the Rails tiers only (tests/test_aws_attacks.py: no other pod gets it).
-    assert "serviceAccount" not in values["global"]
+    assert values["global"]["serviceAccount"] == {"enabled": False, "create": False}
     for tier in ("webservice", "sidekiq"):
         assert dig(values, f"gitlab.{tier}.serviceAccount") == {"enabled": True, "create": False, "name": "gitlab"}
     sa = k8s_object(records, "ServiceAccount", "gitlab")
