@@ -414,12 +414,7 @@ def gitlab_values(
     # Objects in S3 or the stack's object store, never the bundled MinIO (which no backup reads).
     global_values["minio"] = {"enabled": False}
     if args.aws is not None:
-        # Only the Rails tiers keep objects: gitlab-shell (SSH from the internet), Gitaly (git on
-        # every pushed repository), the exporter and migrations run as the namespace's default account.
-        for tier in S3_TIERS:
-            values["gitlab"][tier]["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
-        # The program's accounts (the role's annotation): the chart creates none (its default creates).
-        global_values["serviceAccount"] = {"enabled": False, "create": False}
+        s3_service_account(values)
     app_config["object_store"] = {
         "enabled": True,
         "proxy_download": True,
@@ -435,6 +430,15 @@ def gitlab_values(
         global_values["shell"] = {"hostKeys": {"secret": HOST_KEYS_SECRET}}
         values["gitlab"]["gitlab-shell"]["annotations"] = {HOST_KEYS_CHECKSUM_ANNOTATION: host_keys.checksum}
     return values
+
+
+def s3_service_account(values: dict[str, Any]) -> None:
+    """On EKS: the Rails tiers, which keep objects in S3, run as the account with the role. gitlab-shell
+    (SSH from the internet), Gitaly (git on every pushed repository), the exporter and migrations run
+    as the namespace's default account; the chart creates none (its default would, over the program's)."""
+    for tier in S3_TIERS:
+        values["gitlab"][tier]["serviceAccount"] = {"enabled": True, "create": False, "name": SERVICE_ACCOUNT}
+    values["global"]["serviceAccount"] = {"enabled": False, "create": False}
 
 
 def gitlab_tiers(args: GitLabArgs, stores: ServiceStores) -> dict[str, Any]:
