@@ -87,13 +87,13 @@ def cluster_credentials(clusters: dict[str, ClusterHandle]) -> list[Credential]:
             what="AWS credentials of the EKS control planes and node groups",
             category="federated",
             issuer="AWS STS (service roles and EC2 instance profiles)",
-            holder="EKS and the nodes' kubelet, CNI and image pulls",
-            scope="AmazonEKSClusterPolicy; worker node, CNI and ECR read-only policies",
+            holder="EKS and the nodes' kubelet and image pulls",
+            scope="AmazonEKSClusterPolicy; worker node and ECR read-only policies",
             lifetime_seconds=6 * HOUR,
             lifetime="temporary credentials AWS issues and rotates itself (hours)",
             rotation="AWS replaces them before they expire",
             resources=tuple(f"{name}-{kind}" for name in eks for kind in ("cluster", "node")),
-        ), *[_ebs_csi_credential(name) for name in eks], projected_token(
+        ), *[credential for name in eks for credential in _addon_credentials(name)], projected_token(
             "projected web-identity tokens of IRSA service accounts",
             issuer="each EKS cluster's service-account issuer (EKS pod identity webhook)",
             holder="pods of service accounts annotated with an IAM role",
@@ -196,7 +196,7 @@ class EksClusterArgs:
 
 
 _CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
-_NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+_NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 
 
 def _admin_access(name: str, cluster: aws.eks.Cluster, principal_arns: list[str], child: pulumi.ResourceOptions) -> None:
@@ -221,6 +221,7 @@ def _node_groups(
     cluster: aws.eks.Cluster,
     node_role: aws.iam.Role,
     private_ids: list[str] | pulumi.Output[list[str]],
+    cni: aws.eks.Addon,
     tags: dict[str, str],
     child: pulumi.ResourceOptions,
 ) -> list[aws.eks.NodeGroup]:
@@ -240,8 +241,9 @@ def _node_groups(
             taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_EFFECTS[t.effect]) for t in group.taints] or None,
             tags=tags,
             # The Cluster Autoscaler (components/cluster_autoscaler.py) owns the running size once the group exists.
+            # After the VPC CNI: a node whose aws-node has no AWS rights never becomes Ready.
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
+                child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"], depends_on=[cni])
             ),
         )
         for group in args.node_groups
@@ -279,20 +281,23 @@ ADDON_CONFIGURATION: dict[str, dict[str, str]] = {"vpc-cni": {"enableNetworkPoli
 # a role of its own (IRSA); the nodes' role has no EBS rights. Its service account in the add-on:
 EBS_CSI_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+# The VPC CNI's service account, and AWS's managed policy for it on an IPv4 cluster (the clusters
+# are IPv4): on a role of its own, not the node role, which an escaped container reaches (IMDS).
+CNI_ACCOUNT = ("kube-system", "aws-node")
+CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
 DEFAULT_STORAGE_CLASS = "gp3"
 
 
 def _addons(
     name: str,
-    kubernetes_version: str,
+    versions: dict[str, str],
     cluster: aws.eks.Cluster,
-    node_groups: list[aws.eks.NodeGroup],
+    after: list[pulumi.Resource],
     roles: dict[str, aws.iam.Role],
     tags: dict[str, str],
     child: pulumi.ResourceOptions,
 ) -> list[aws.eks.Addon]:
-    """The pinned EKS add-ons; `roles`: the IAM role of an add-on's service account, by add-on."""
-    # Add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
+    """The pinned EKS add-ons of `versions`, after `after`; `roles`: the IAM role of an add-on's service account."""
     return [
         aws.eks.Addon(
             f"{name}-{addon}",
@@ -304,25 +309,34 @@ def _addons(
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=tags,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=node_groups)),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=after)),
         )
-        for addon, version in EKS_ADDONS[kubernetes_version].items()
+        for addon, version in versions.items()
     ]
 
 
-def _ebs_csi_credential(cluster: str) -> Credential:
-    """The EBS CSI controller's AWS sessions on `cluster` (its role: `_ebs_csi_role`)."""
-    sessions = irsa_credential(
-        f"{cluster}-ebs-csi", "/".join(EBS_CSI_ACCOUNT), cluster, "create, attach and delete the EBS volumes of persistent volume claims",
-    )
-    return replace(sessions, what=f"{sessions.what} on {cluster}")
+# The add-ons whose service account has a role of the program's: (role's name suffix, account, AWS managed policy, what for).
+_ADDON_ROLES = {
+    "aws-ebs-csi-driver": ("ebs-csi", EBS_CSI_ACCOUNT, EBS_CSI_POLICY, "create, attach and delete the EBS volumes of persistent volume claims"),
+    "vpc-cni": ("aws-node", CNI_ACCOUNT, CNI_POLICY,
+                "AmazonEKS_CNI_Policy: assign and release the pods' private IPs and the nodes' network interfaces, account-wide"),
+}
 
 
-def _ebs_csi_role(name: str, identity: AwsWorkloadIdentity, tags: dict[str, str], child: pulumi.ResourceOptions) -> aws.iam.Role:
-    """The EBS CSI controller's role: AWS's managed policy for the driver, for its service account only."""
-    role = aws.iam.Role(f"{name}-ebs-csi", assume_role_policy=service_account_trust(identity, *EBS_CSI_ACCOUNT), tags=tags, opts=child)
-    aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=role.name, policy_arn=EBS_CSI_POLICY, opts=child)
-    return role
+def _addon_credentials(cluster: str) -> list[Credential]:
+    """The AWS sessions of the add-ons' service accounts on `cluster` (their roles: `_addon_role`)."""
+    entries = [irsa_credential(f"{cluster}-{suffix}", "/".join(account), cluster, scope)
+               for suffix, account, _, scope in _ADDON_ROLES.values()]
+    return [replace(sessions, what=f"{sessions.what} on {cluster}") for sessions in entries]
+
+
+def _addon_role(
+    name: str, addon: str, identity: AwsWorkloadIdentity, tags: dict[str, str], child: pulumi.ResourceOptions
+) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
+    """An add-on's role: AWS's managed policy for it, for its service account only."""
+    suffix, account, policy, _ = _ADDON_ROLES[addon]
+    role = aws.iam.Role(f"{name}-{suffix}", assume_role_policy=service_account_trust(identity, *account), tags=tags, opts=child)
+    return role, aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=role.name, policy_arn=policy, opts=child)
 
 
 def _default_storage_class(name: str, provider: k8s.Provider, after: list[aws.eks.Addon], parent: pulumi.Resource) -> None:
@@ -386,19 +400,12 @@ class EksCluster(pulumi.ComponentResource):
 
         _admin_access(name, cluster, args.admin_principal_arns, child)
 
-        node_role = self._role(f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, tags, child)
-        node_groups = _node_groups(name, args, cluster, node_role, private_ids, tags, child)
-
         issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
         oidc_provider = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
         )
-
         identity = AwsWorkloadIdentity(aws_provider, oidc_provider.arn, issuer, args.region)
-        addons = _addons(
-            name, args.kubernetes_version, cluster, node_groups, {"aws-ebs-csi-driver": _ebs_csi_role(name, identity, tags, child)},
-            tags, child,
-        )
+        node_groups, addons = self._compute(name, args, cluster, private_ids, identity, tags, child)
 
         network = vpc.complete(args, aws_provider, cluster) if vpc else None
         path: list[pulumi.Resource] = []
@@ -436,6 +443,29 @@ class EksCluster(pulumi.ComponentResource):
             network=network,
         )
         self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
+
+    def _compute(
+        self,
+        name: str,
+        args: EksClusterArgs,
+        cluster: aws.eks.Cluster,
+        private_ids: list[str] | pulumi.Output[list[str]],
+        identity: AwsWorkloadIdentity,
+        tags: dict[str, str],
+        child: pulumi.ResourceOptions,
+    ) -> tuple[list[aws.eks.NodeGroup], list[aws.eks.Addon]]:
+        """The node groups and the add-ons, in the order they can start in."""
+        # The VPC CNI before the nodes, with its role and policy in place (terraform-aws-eks's `before_compute`):
+        # the node role has no CNI rights, so nodes that came first would never become Ready.
+        versions = EKS_ADDONS[args.kubernetes_version]
+        cni_role, cni_policy = _addon_role(name, "vpc-cni", identity, tags, child)
+        [cni] = _addons(name, {"vpc-cni": versions["vpc-cni"]}, cluster, [cni_policy], {"vpc-cni": cni_role}, tags, child)
+        node_role = self._role(f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, tags, child)
+        node_groups = _node_groups(name, args, cluster, node_role, private_ids, cni, tags, child)
+        # The other add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
+        ebs_role, _ = _addon_role(name, "aws-ebs-csi-driver", identity, tags, child)
+        others = {addon: version for addon, version in versions.items() if addon != "vpc-cni"}
+        return node_groups, [cni, *_addons(name, others, cluster, node_groups, {"aws-ebs-csi-driver": ebs_role}, tags, child)]
 
     def _role(
         self, name: str, service: str, policies: tuple[str, ...], tags: dict[str, str], opts: pulumi.ResourceOptions

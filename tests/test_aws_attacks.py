@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from platformctl.render import Render
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+MANAGED_POLICIES = Path(__file__).parent / "fixtures" / "aws-managed-policies"  # AWS's documents (UPSTREAM.md)
 DOMAIN = "platform.example.com"  # Pulumi.prod.yaml platform:domain
 
 
@@ -207,6 +209,10 @@ def test_a_branch_pipeline_reads_no_cluster_audit_log_nor_database_log(prod: dic
 
 # --- every role: who may assume it, and what it may never do ----------------------------------------
 
+# The EKS add-ons' roles (their pods are the add-ons', outside the manifests): role suffix -> kube-system account.
+ADDON_ACCOUNTS = {"-ebs-csi": "ebs-csi-controller-sa", "-aws-node": "aws-node"}
+
+
 def test_every_workload_role_trusts_one_service_account_of_the_cluster_its_pods_run_on(prod: dict[str, Any]) -> None:
     """A pod on the prod workload cluster (a tenant's) presents its own service-account token to
     STS for a control-plane role, or any token of its cluster with another audience. Each IRSA
@@ -227,9 +233,10 @@ def test_every_workload_role_trusts_one_service_account_of_the_cluster_its_pods_
         if role["name"] in holders:
             cluster, namespace, _ = holders[role["name"]]
             assert equals[f"{host}:sub"].rsplit(":", 2)[1] == namespace, role["name"]
-        elif role["name"].endswith("-ebs-csi"):  # the EKS add-on's controller
-            cluster = role["name"].removesuffix("-ebs-csi")
-            assert equals[f"{host}:sub"] == "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+        elif role["name"].endswith(tuple(ADDON_ACCOUNTS)):  # an EKS add-on's service account
+            suffix = next(s for s in ADDON_ACCOUNTS if role["name"].endswith(s))
+            cluster = role["name"].removesuffix(suffix)
+            assert equals[f"{host}:sub"] == f"system:serviceaccount:kube-system:{ADDON_ACCOUNTS[suffix]}", role["name"]
         assert cluster is not None and providers[cluster] == host, role["name"]
 
 
@@ -256,20 +263,60 @@ def test_no_inline_policy_grants_a_powerful_action_on_every_resource(prod: dict[
                 assert not any(fnmatch.fnmatchcase(action, p) or fnmatch.fnmatchcase(p, action) for p in POWERFUL), (policy["name"], action)
 
 
+def _managed(arn: str) -> dict[str, Any]:
+    """AWS's document of a managed policy (a copy under tests/fixtures: any other ARN fails the test)."""
+    assert arn.startswith("arn:aws:iam::aws:policy/"), arn
+    return json.loads((MANAGED_POLICIES / arn.rsplit("/", 1)[-1]).read_text())["PolicyVersion"]["Document"]
+
+
+def _node_policies(prod: dict[str, Any], node: str) -> dict[str, dict[str, Any]]:
+    """The policies attached to the node role, by ARN."""
+    role = _one(prod, "aws:iam/role:Role", node)
+    return {a["inputs"]["policyArn"]: _managed(a["inputs"]["policyArn"])
+            for a in _of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if role["urn"] in a["dependsOn"]}
+
+
 def test_the_nodes_hold_only_what_every_eks_node_needs(prod: dict[str, Any]) -> None:
-    """Whatever reaches a node's instance metadata (a hostNetwork pod; the launch templates keep
-    ordinary pods one hop away and require IMDSv2) gets the node role. It holds the EKS worker,
-    CNI and ECR read policies only, and no inline policy; the EBS CSI controller has its own role."""
-    nodes = {r["name"] for r in _of_type(prod, "aws:iam/role:Role") if r["name"].endswith("-node")}
+    """Whatever reaches a node's instance metadata (a hostNetwork pod, a process escaped from its
+    container; the launch templates keep ordinary pods one hop away and require IMDSv2) gets the
+    node role. It holds the EKS worker and ECR read policies only, and no inline policy; the EBS
+    CSI controller and the VPC CNI (aws-node) have roles of their own."""
+    nodes = {r["name"] for r in _of_type(prod, "aws:iam/role:Role")
+             if json.loads(r["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}}
     assert nodes == {"control-plane-node", "dev-node", "prod-node"}
     for node in nodes:
         attached = {a["inputs"]["policyArn"].rsplit("/", 1)[-1] for a in _of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
                     if a["name"].startswith(f"{node}-")}
-        assert attached == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}, node
+        assert attached == {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"}, node
+        assert {arn.rsplit("/", 1)[-1] for arn in _node_policies(prod, node)} == attached, node
         assert not [p for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy") if p["name"].startswith(f"{node}-")]
     for template in _of_type(prod, "aws:ec2/launchTemplate:LaunchTemplate"):
         metadata = template["inputs"]["metadataOptions"]
         assert metadata["httpTokens"] == "required" and metadata["httpPutResponseHopLimit"] == 1, template["name"]
+
+
+NETWORK_INTERFACE_WRITES = ("ec2:ModifyNetworkInterfaceAttribute", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+                            "ec2:CreateNetworkInterface", "ec2:AttachNetworkInterface", "ec2:DetachNetworkInterface",
+                            "ec2:DeleteNetworkInterface")
+
+
+def test_the_node_role_can_change_no_network_interfaces_security_groups(prod: dict[str, Any]) -> None:
+    """A tenant's CI build runs unconfined on the control plane's `ci` nodes and escapes its
+    container: the node itself is one hop from the instance metadata, so it holds the node role's
+    credentials. With AmazonEKS_CNI_Policy there, it puts any network interface of the account
+    (Postgres', Redis', another cluster's nodes) into a security group of its choosing
+    (ec2:ModifyNetworkInterfaceAttribute on `*`), or moves a private address onto its own node
+    (ec2:AssignPrivateIpAddresses with AllowReassignment). The node role allows none of these, by
+    AWS's documents of the policies it holds; only the VPC CNI's role does, and only
+    kube-system/aws-node of its own cluster assumes that."""
+    for cluster in ("control-plane", "dev", "prod"):
+        policies = _node_policies(prod, f"{cluster}-node")
+        for action in NETWORK_INTERFACE_WRITES:
+            assert not [arn for arn, document in policies.items() if _allows(document, action, {})], (cluster, action)
+        document = _managed(_one(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{cluster}-aws-node")["inputs"]["policyArn"])
+        assert all(_allows(document, action, {}) for action in NETWORK_INTERFACE_WRITES)  # the rights the CNI needs
+        [statement] = json.loads(_one(prod, "aws:iam/role:Role", f"{cluster}-aws-node")["inputs"]["assumeRolePolicy"])["Statement"]
+        assert "system:serviceaccount:kube-system:aws-node" in statement["Condition"]["StringEquals"].values()
 
 
 # --- the load balancer controller of a workload cluster and the control plane's security groups ----

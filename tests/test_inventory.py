@@ -109,6 +109,7 @@ def test_the_kube_oidc_proxies_serving_certificates_live_90_days_and_renew_at_ha
     ("Harbor PostgreSQL password", "random:index/randomPassword:RandomPassword 'harbor-data-postgres-password'"),
     ("OIDC client secret of gitlab", "random:index/randomPassword:RandomPassword 'oidc-gitlab'"),
     ("serving key and certificate of the dev kube-oidc-proxy", "tls:index/privateKey:PrivateKey 'dev-kube-oidc-proxy-key'"),
+    ("AWS sessions of kube-system/aws-node (IRSA) on prod", "aws:iam/role:Role 'prod-aws-node'"),
 ])
 def test_every_credential_resource_of_the_plan_is_listed(renders: dict, what: str, reported: str) -> None:
     # Coverage really is checked: remove one entry and its resource is reported.
@@ -124,7 +125,7 @@ def test_every_credential_resource_of_the_plan_is_listed(renders: dict, what: st
             "register a Credential naming it in `resources` (components/inventory.py)"
         }, stack
         checked.append(stack)
-    assert "dev" in checked
+    assert checked, what  # the stack that declares it: dev for the kube-oidc-proxies, prod for the IRSA roles
 
 
 # --- deliberately bad resources ------------------------------------------------------------------------

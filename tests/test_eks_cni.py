@@ -1,0 +1,73 @@
+"""The VPC CNI on EKS: its AWS rights on a role of its own (IRSA), not on the node role.
+
+aws-node assigns the pods' addresses and the nodes' network interfaces (AmazonEKS_CNI_Policy,
+account-wide). On the node role, whatever reaches a node's instance metadata would hold those
+rights too (tests/test_aws_attacks.py). With them on its own role, the vpc-cni add-on must be
+in place before the node groups: a node whose aws-node has no rights never becomes Ready.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from platformctl.render import Render
+
+EKS = ("control-plane", "dev", "prod")
+ADDON = "aws:eks/addon:Addon"
+
+
+@pytest.fixture(scope="module")
+def prod(renders: dict[str, Render]) -> dict[str, Any]:
+    return renders["prod"].plan
+
+
+def named(plan: dict[str, Any], name: str, type_: str) -> dict[str, Any]:
+    [found] = [r for r in plan["resources"] if r["name"] == name and r["type"] == type_]
+    return found
+
+
+@pytest.mark.parametrize("cluster", EKS)
+def test_aws_node_has_a_role_with_the_cni_policy_for_its_service_account_only(prod: dict[str, Any], cluster: str) -> None:
+    role = named(prod, f"{cluster}-aws-node", "aws:iam/role:Role")
+    [statement] = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
+    oidc = named(prod, f"{cluster}-oidc", "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    host = oidc["inputs"]["url"].removeprefix("https://")
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity" and statement["Principal"]["Federated"].endswith(f":oidc-provider/{host}")
+    assert oidc["urn"] in role["dependsOn"]
+    assert statement["Condition"] == {"StringEquals": {
+        f"{host}:sub": "system:serviceaccount:kube-system:aws-node", f"{host}:aud": "sts.amazonaws.com"}}
+    attachments = [a for a in prod["resources"] if a["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+                   and role["urn"] in a["dependsOn"]]
+    # IPv4 clusters (no kubernetesNetworkConfig.ipFamily): AWS's managed policy, not the IPv6 one.
+    assert [a["inputs"]["policyArn"] for a in attachments] == ["arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"]
+    assert (named(prod, cluster, "aws:eks/cluster:Cluster")["inputs"].get("kubernetesNetworkConfig") or {}).get("ipFamily", "ipv4") == "ipv4"
+
+
+@pytest.mark.parametrize("cluster", EKS)
+def test_the_vpc_cni_comes_before_the_nodes_with_its_role_and_the_others_after(prod: dict[str, Any], cluster: str) -> None:
+    cni = named(prod, f"{cluster}-vpc-cni", ADDON)
+    role = named(prod, f"{cluster}-aws-node", "aws:iam/role:Role")
+    policy = named(prod, f"{cluster}-aws-node", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert f":role/{cluster}-aws-node-" in cni["inputs"]["serviceAccountRoleArn"]
+    # The role and its policy exist before aws-node runs with it.
+    assert {role["urn"], policy["urn"]} <= set(cni["dependsOn"])
+    assert json.loads(cni["inputs"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    groups = [r for r in prod["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"].startswith(f"{cluster}-")]
+    assert groups and all(cni["urn"] in group["dependsOn"] for group in groups)
+    assert not {group["urn"] for group in groups} & set(cni["dependsOn"])
+    others = [r for r in prod["resources"] if r["type"] == ADDON and r["name"].startswith(f"{cluster}-") and r is not cni]
+    assert {r["inputs"]["addonName"] for r in others} == {"coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"}
+    assert all({group["urn"] for group in groups} <= set(r["dependsOn"]) for r in others)
+
+
+@pytest.mark.parametrize("cluster", EKS)
+def test_the_aws_node_role_is_in_the_credential_inventory(prod: dict[str, Any], cluster: str) -> None:
+    entries = {e["what"]: e for e in prod["outputs"]["credentials"]}
+    entry = entries[f"AWS sessions of kube-system/aws-node (IRSA) on {cluster}"]
+    assert entry["resources"] == [f"{cluster}-aws-node"] and entry["category"] == "federated"
+    assert entry["holder"] == f"service account kube-system/aws-node on {cluster}" and entry["lifetimeSeconds"] == 3600
+    nodes = entries["AWS credentials of the EKS control planes and node groups"]
+    assert "CNI" not in nodes["scope"] and "CNI" not in nodes["holder"]
