@@ -308,7 +308,8 @@ def test_the_node_role_can_change_no_network_interfaces_security_groups(prod: di
     (ec2:ModifyNetworkInterfaceAttribute on `*`), or moves a private address onto its own node
     (ec2:AssignPrivateIpAddresses with AllowReassignment). The node role allows none of these, by
     AWS's documents of the policies it holds; only the VPC CNI's role does, and only
-    kube-system/aws-node of its own cluster assumes that."""
+    kube-system/aws-node of its own cluster assumes that. (Root on the node could still read
+    aws-node's projected token from the kubelet's directory: the builds' confinement's to stop.)"""
     for cluster in ("control-plane", "dev", "prod"):
         policies = _node_policies(prod, f"{cluster}-node")
         for action in NETWORK_INTERFACE_WRITES:
