@@ -63,7 +63,7 @@ def irsa_credential(role: str, account: str, cluster: str, scope: str) -> Creden
     return Credential(
         what=f"AWS sessions of {account} (IRSA)",
         category="federated",
-        issuer="AWS STS, trusting the control plane's OIDC issuer",
+        issuer=f"AWS STS, trusting the {cluster} cluster's OIDC issuer",
         holder=f"service account {account} on {cluster}",
         scope=scope,
         lifetime_seconds=HOUR,

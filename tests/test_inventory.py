@@ -322,3 +322,26 @@ def test_outputs_read_the_inventory_when_called_so_tenants_registered_later_are_
 )
 def test_lifetimes_in_words(seconds: int | None, words: str) -> None:
     assert describe_seconds(seconds) == words
+
+
+def test_each_irsa_entry_names_the_cluster_whose_issuer_its_role_trusts(renders: dict) -> None:
+    """An IRSA role trusts one cluster's OIDC provider: its inventory entry names that cluster as issuer and holder."""
+    plan = renders["prod"].plan
+    cluster_of_provider = {
+        r["inputs"]["url"].removeprefix("https://"): r["name"].removesuffix("-oidc")
+        for r in plan["resources"]
+        if r["type"] == "aws:iam/openIdConnectProvider:OpenIdConnectProvider" and r["name"].endswith("-oidc")  # not GitLab's
+    }
+    entries = {role: entry for entry in plan["outputs"]["credentials"] if "(IRSA)" in entry["what"] for role in entry["resources"]}
+    trusted = {}
+    for r in plan["resources"]:
+        if r["type"] == "aws:iam/role:Role" and "oidc-provider/" in r["inputs"]["assumeRolePolicy"]:
+            [statement] = json.loads(r["inputs"]["assumeRolePolicy"])["Statement"]
+            provider = statement["Principal"]["Federated"].split("oidc-provider/", 1)[1]
+            if provider in cluster_of_provider:
+                trusted[r["name"]] = cluster_of_provider[provider]
+    assert len(set(trusted.values())) == 3  # the control plane, dev and prod each trust their own issuer
+    wrong = {role: entries[role]["issuer"] for role, cluster in trusted.items() if role in entries
+             and (f"trusting the {cluster} cluster's OIDC issuer" not in entries[role]["issuer"]
+                  or not entries[role]["holder"].endswith(f" on {cluster}"))}
+    assert wrong == {}
