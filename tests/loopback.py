@@ -2,10 +2,12 @@
 
 A stub subclasses `LoopbackServer` and names its request handler class; each request is handled
 by a subclass of it whose `state` is the stub, so handlers read and change the stub's state.
+Handlers of JSON APIs subclass `JsonHandler`.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,3 +43,20 @@ class LoopbackServer:
         assert getattr(self, "_server", None) is not None, "use the stub as a context manager"
         host, port = self._server.server_address[:2]
         return f"{self._scheme}://{host}:{port}"
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A stub's request handler that answers with JSON documents and logs nothing."""
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _reply(self, status: int, document: Any = None) -> None:
+        """`document` as JSON; None: an empty body."""
+        body = b"" if document is None else json.dumps(document).encode()
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

@@ -29,7 +29,7 @@ from components.tenant_registry import RELEASE_TAGS
 from platformctl.render import Render, read_stack_file
 from stacks.config import ConfigError, load_platform_config
 from tests.certs import Tls, server_context
-from tests.loopback import LoopbackServer
+from tests.loopback import JsonHandler, LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOAD = ("dev", "prod")
@@ -219,18 +219,8 @@ class FakePreheatApi(LoopbackServer):
         return server_context(self.tls)
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             state: FakePreheatApi
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, document: Any = None) -> None:
-                body = json.dumps(document).encode() if document is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
             def _handle(self) -> None:
                 expected = "Basic " + base64.b64encode(f"admin:{self.state.password}".encode()).decode()

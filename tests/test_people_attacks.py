@@ -8,7 +8,6 @@ for the attacker while the people the stack names keep their rights.
 from __future__ import annotations
 
 import datetime
-import json
 import ssl
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from components.openunison import JIT_WORKFLOW, LOCAL_GROUPS_LABEL
 from components.vault import ADMIN_POLICY_NAME, APPROVER_POLICY_NAME
 from components.vault_federation import GITLAB_PATH
 from tests.certs import Tls, make_ca, server_context
-from tests.loopback import LoopbackServer
+from tests.loopback import JsonHandler, LoopbackServer
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_attacks import signed_in
 from tests.test_vault_access import gitlab_id_token
@@ -188,18 +187,8 @@ class FakeSessionsApi(LoopbackServer):
         return server_context(self.tls)
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             state: FakeSessionsApi
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, document: Any) -> None:
-                body = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 url = urlsplit(self.path)
