@@ -22,7 +22,8 @@ from components.versions import SESSION_REAPER_IMAGE
 from policy.labels import managed_by
 
 SESSION_MAX_SECONDS = 10 * HOUR  # a working day: the longest a sign-in's groups hold
-SCHEDULE = "*/15 * * * *"  # a session ends at most this long after its SESSION_MAX_SECONDS
+REAP_EVERY_MINUTES = 15  # a session ends at most this long after its SESSION_MAX_SECONDS
+SCHEDULE = f"*/{REAP_EVERY_MINUTES} * * * *"
 REAPER = "oidc-session-reaper"
 SESSIONS = ("openunison.tremolo.io", "v2", "oidc-sessions")  # the operator's CRD (v2 is served and stored)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

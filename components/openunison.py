@@ -33,7 +33,7 @@ from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
 from components.inventory import Credential, CredentialInventory, describe_seconds, external_secret, internal_secret, refreshed
-from components.oidc_sessions import SESSION_MAX_SECONDS, SessionLifetime, SessionLifetimeArgs
+from components.oidc_sessions import REAP_EVERY_MINUTES, REAPER, SESSION_MAX_SECONDS, SessionLifetime, SessionLifetimeArgs
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
@@ -739,8 +739,8 @@ def credentials(args: OpenUnisonArgs) -> list[Credential]:
         holder="people's kubectl token caches and the services they signed in to (Harbor's CLI secrets, ArgoCD)",
         scope="new tokens with the groups of the sign-in (a refresh re-reads none)",
         lifetime_seconds=SESSION_MAX_SECONDS,
-        lifetime=f"{describe_seconds(SESSION_MAX_SECONDS)} after the sign-in, ended within 15 minutes by the "
-                 "oidc-session-reaper CronJob; sooner without use (the portal's inactivity timeout)",
+        lifetime=f"{describe_seconds(SESSION_MAX_SECONDS)} after the sign-in, ended within {REAP_EVERY_MINUTES} minutes by the "
+                 f"{REAPER} CronJob; sooner without use (the portal's inactivity timeout)",
         rotation="a new sign-in, which reads the person's groups again",
     ), external_secret(
         "upstream OIDC client secret" if upstream else "LDAP bind password",

@@ -43,7 +43,6 @@ class PlatformUsersArgs:
     user_ids: Iterable[str]  # every tenant's owners, developers and ops; repeats are fine
     email_domain: str  # platform:identity.emailDomain
     provider: pulumi.ProviderResource  # the gitlab.Provider of the platform's GitLab
-    sign_in_provider: str = OIDC_PROVIDER  # GitLab's OmniAuth provider for OpenUnison
 
 
 class PlatformUsers(pulumi.ComponentResource):
@@ -79,7 +78,7 @@ class PlatformUsers(pulumi.ComponentResource):
             gitlab.UserIdentity(
                 f"{name}-{user}-identity",
                 user_id=account.id.apply(int),
-                external_provider=args.sign_in_provider,
+                external_provider=OIDC_PROVIDER,  # GitLab's OmniAuth provider for OpenUnison
                 external_uid=user,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
             )

@@ -59,6 +59,11 @@ class PlatformTlsArgs:
     # With ACME: the names under which this cert-manager may write challenge records (default: domain).
     challenge_domain: str | None = None
 
+    @property
+    def challenges_under(self) -> str:
+        """Where this cert-manager's ACME challenge records go."""
+        return self.challenge_domain or self.domain
+
 
 class PlatformTls(pulumi.ComponentResource):
     """cert-manager plus the `ClusterIssuer` named `issuer_name`."""
@@ -72,7 +77,7 @@ class PlatformTls(pulumi.ComponentResource):
         super().__init__("platform:tls:PlatformTls", name, None, opts)
         ns = namespace(SLICE.namespace, cluster, self)
         args.inventory.register(*credentials(name, args))
-        role = _route53_role(name, args.acme, args.challenge_domain or args.domain, self) if args.acme else None
+        role = _route53_role(name, args.acme, args.challenges_under, self) if args.acme else None
         values: dict = {"crds": {"enabled": True, "keep": True}, "replicaCount": 2}
         if role is not None:
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
@@ -198,7 +203,7 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
         )]
     route53 = irsa_credential(
         f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster,
-        f"ACME challenge TXT records under {args.challenge_domain or args.domain} in the platform's hosted zone",
+        f"ACME challenge TXT records under {args.challenges_under} in the platform's hosted zone",
     )
     return [issued, replace(route53, what=f"{route53.what}{on}"), external_secret(
         f"ACME account key{on}",
