@@ -17,6 +17,7 @@ from components.tenant_gitlab import ACCESS_LEVELS
 from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PUBLIC_REGISTRIES, RELEASE_TAG_RULE
 from components.versions import TRIVY_DATABASES
 from policy.labels import TENANT_NAMESPACE_LABEL
+from tests.test_gatekeeper_plan import selector_matches
 from tests.test_image_promotion import load_script
 
 
@@ -99,11 +100,6 @@ IMDS = ipaddress.ip_address("169.254.169.254")  # EC2's instance metadata: the n
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
-def _selects(selector: dict, labels: dict[str, str]) -> bool:
-    assert not selector.get("matchExpressions"), f"the model reads matchLabels only: {selector}"
-    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
-
-
 def _egress_allowed(plan: dict, cluster: str, namespace: str, labels: dict[str, str] | None, ip: Any, port: int) -> bool:
     """Kubernetes' NetworkPolicy rule for traffic from a pod to an address outside the cluster: free
     unless an Egress policy selects the pod; then some rule of one of them must admit it (an empty
@@ -116,7 +112,7 @@ def _egress_allowed(plan: dict, cluster: str, namespace: str, labels: dict[str, 
     if labels is None:
         confined = any(not (p["podSelector"].get("matchLabels") or p["podSelector"].get("matchExpressions")) for p in policies)
     else:
-        policies = [p for p in policies if _selects(p["podSelector"], labels)]
+        policies = [p for p in policies if selector_matches(p["podSelector"], labels)]
         confined = bool(policies)
 
     def admits(rule: dict) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_config import PROD, _problems, _write
+from tests.test_gatekeeper_plan import selector_matches
 
 NETWORK_POLICY = "NetworkPolicy"
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -35,20 +36,6 @@ class Pod:
     namespace: str
     labels: dict[str, str]
     ports: tuple[tuple[str | None, int, str], ...]  # (name, number, protocol) of every container port
-
-
-def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A Kubernetes label selector (matchLabels and matchExpressions); an empty one selects all."""
-    selector = selector or {}
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        held = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
-                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
-        if not held:
-            return False
-    return True
 
 
 class Network:
@@ -95,11 +82,11 @@ class Network:
             return False  # pod and namespace selectors hold pods only
         if "namespaceSelector" in peer:
             labels = {**self.namespaces.get(other.namespace, {}), "kubernetes.io/metadata.name": other.namespace}
-            if not _matches(peer["namespaceSelector"], labels):
+            if not selector_matches(peer["namespaceSelector"], labels):
                 return False
         elif other.namespace != policy_namespace:
             return False
-        return _matches(peer.get("podSelector"), other.labels)
+        return selector_matches(peer.get("podSelector") or {}, other.labels)
 
     @staticmethod
     def _port_admits(ports: list[dict[str, Any]] | None, target: Pod | Any, port: int, protocol: str) -> bool:
@@ -116,7 +103,7 @@ class Network:
     def _admitted(self, direction: str, pod: Pod, other: Pod | Any, port: int, protocol: str, target: Pod | Any) -> bool:
         """Whether `pod`'s policies of `direction` (Egress: `other` is the target; Ingress: the source) let it through."""
         key, peers = ("egress", "to") if direction == "Egress" else ("ingress", "from")
-        selecting = [(ns, spec) for ns, spec in self.policies if ns == pod.namespace and _matches(spec["podSelector"], pod.labels)
+        selecting = [(ns, spec) for ns, spec in self.policies if ns == pod.namespace and selector_matches(spec["podSelector"], pod.labels)
                      and direction in spec.get("policyTypes", ["Ingress", *(["Egress"] if "egress" in spec else [])])]
         return not selecting or any(
             self._port_admits(rule.get("ports"), target, port, protocol)
