@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from platformctl.render import Render
+from tests.test_eks_storage import named
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 MANAGED_POLICIES = Path(__file__).parent / "fixtures" / "aws-managed-policies"  # AWS's documents (UPSTREAM.md)
@@ -26,11 +27,6 @@ def prod(renders: dict[str, Render]) -> dict[str, Any]:
 
 def _of_type(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:
     return [r for r in plan["resources"] if r["type"] == type_]
-
-
-def _one(plan: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
-    [found] = [r for r in _of_type(plan, type_) if r["name"] == name]
-    return found
 
 
 def _listed(value: str | list[str]) -> list[str]:
@@ -82,7 +78,7 @@ def test_cert_manager_writes_only_its_own_acme_challenges(prod: dict[str, Any], 
     `project_path:platform/platform-bootstrap:ref_type:branch:ref:main` is the AWS account; the
     same with k8sou. (the workload clusters' API servers trust its tokens) or vault. It may write
     TXT records `_acme-challenge.` under the names its cluster serves, and nothing else."""
-    policy = json.loads(_one(prod, "aws:iam/rolePolicy:RolePolicy", policy_name)["inputs"]["policy"])
+    policy = json.loads(named(prod, policy_name, "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
     change = "route53:ChangeResourceRecordSets"
     assert _allows(policy, change, _record_change(f"_acme-challenge.{own}", "TXT"))  # its own wildcard's challenge
     for name, type_ in [(f"gitlab.{DOMAIN}", "CNAME"), (f"vault.{DOMAIN}", "A"), (f"_acme-challenge.{own}", "CNAME"),
@@ -200,7 +196,7 @@ def test_a_branch_pipeline_reads_no_cluster_audit_log_nor_database_log(prod: dic
     descriptions: the preview role's Deny covers them as it covers S3 objects."""
     assert all("audit" in c["inputs"]["enabledClusterLogTypes"] for c in _of_type(prod, "aws:eks/cluster:Cluster"))
     assert _of_type(prod, "aws:rds/instance:Instance")
-    deny = json.loads(_one(prod, "aws:iam/rolePolicy:RolePolicy", "platform-pipeline-preview-no-data")["inputs"]["policy"])
+    deny = json.loads(named(prod, "platform-pipeline-preview-no-data", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
     for action in ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery", "logs:GetQueryResults", "logs:GetLogRecord",
                    "logs:StartLiveTail", "rds:DownloadDBLogFilePortion", "rds:DownloadCompleteDBLogFile",
                    "s3:GetObject", "secretsmanager:GetSecretValue", "kms:Decrypt"):
@@ -271,7 +267,7 @@ def _managed(arn: str) -> dict[str, Any]:
 
 def _node_policies(prod: dict[str, Any], node: str) -> dict[str, dict[str, Any]]:
     """The policies attached to the node role, by ARN."""
-    role = _one(prod, "aws:iam/role:Role", node)
+    role = named(prod, node, "aws:iam/role:Role")
     return {a["inputs"]["policyArn"]: _managed(a["inputs"]["policyArn"])
             for a in _of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if role["urn"] in a["dependsOn"]}
 
@@ -314,9 +310,9 @@ def test_the_node_role_can_change_no_network_interfaces_security_groups(prod: di
         policies = _node_policies(prod, f"{cluster}-node")
         for action in NETWORK_INTERFACE_WRITES:
             assert not [arn for arn, document in policies.items() if _allows(document, action, {})], (cluster, action)
-        document = _managed(_one(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{cluster}-aws-node")["inputs"]["policyArn"])
+        document = _managed(named(prod, f"{cluster}-aws-node", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["inputs"]["policyArn"])
         assert all(_allows(document, action, {}) for action in NETWORK_INTERFACE_WRITES)  # the rights the CNI needs
-        [statement] = json.loads(_one(prod, "aws:iam/role:Role", f"{cluster}-aws-node")["inputs"]["assumeRolePolicy"])["Statement"]
+        [statement] = json.loads(named(prod, f"{cluster}-aws-node", "aws:iam/role:Role")["inputs"]["assumeRolePolicy"])["Statement"]
         assert "system:serviceaccount:kube-system:aws-node" in statement["Condition"]["StringEquals"].values()
 
 
@@ -325,7 +321,7 @@ def test_the_node_role_can_change_no_network_interfaces_security_groups(prod: di
 def _vpc_id(prod: dict[str, Any], cluster: str) -> str:
     from tests.test_network import Plan
 
-    return Plan.output(_one(prod, "aws:ec2/vpc:Vpc", f"{cluster}-vpc"), "id")
+    return Plan.output(named(prod, f"{cluster}-vpc", "aws:ec2/vpc:Vpc"), "id")
 
 
 def _denied_in(policies: list[dict[str, Any]], action: str, context: dict[str, list[str]]) -> bool:

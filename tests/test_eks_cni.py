@@ -14,19 +14,14 @@ from typing import Any
 import pytest
 
 from platformctl.render import Render
+from tests.test_eks_storage import EKS, named
 
-EKS = ("control-plane", "dev", "prod")
 ADDON = "aws:eks/addon:Addon"
 
 
 @pytest.fixture(scope="module")
 def prod(renders: dict[str, Render]) -> dict[str, Any]:
     return renders["prod"].plan
-
-
-def named(plan: dict[str, Any], name: str, type_: str) -> dict[str, Any]:
-    [found] = [r for r in plan["resources"] if r["name"] == name and r["type"] == type_]
-    return found
 
 
 @pytest.mark.parametrize("cluster", EKS)
