@@ -62,27 +62,26 @@ def load_render(directory: Path) -> tuple[dict[str, Any], dict[str, dict[str, st
     return plan, fingerprints
 
 
-def changed_paths(before: Any, after: Any, path: str = "") -> list[str]:
-    """Dotted paths where two JSON values differ, down to the leaves."""
+def changes(before: Any, after: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Where two JSON values differ, down to the leaves: (dotted path, before, after). The values
+    travel with the path: Kubernetes keys hold dots (`app.kubernetes.io/name`), so a path cannot be
+    parsed back."""
     if isinstance(before, dict) and isinstance(after, dict):
-        paths = []
+        found = []
         for key in sorted(set(before) | set(after)):
             sub = f"{path}.{key}" if path else key
-            paths += changed_paths(before.get(key), after.get(key), sub) if key in before and key in after else [sub]
-        return paths
+            if key in before and key in after:
+                found += changes(before[key], after[key], sub)
+            else:
+                found.append((sub, before.get(key), after.get(key)))
+        return found
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return [p for i, (b, a) in enumerate(zip(before, after)) for p in changed_paths(b, a, f"{path}[{i}]")]
-    return [] if before == after else [path]
+        return [c for i, (b, a) in enumerate(zip(before, after)) for c in changes(b, a, f"{path}[{i}]")]
+    return [] if before == after else [(path, before, after)]
 
 
-def _value_at(value: Any, path: str) -> Any:
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            index = int(part[1:-1])
-            value = value[index] if isinstance(value, list) and index < len(value) else None
-        else:
-            value = value.get(part) if isinstance(value, dict) else None
-    return value
+def changed_paths(before: Any, after: Any, path: str = "") -> list[str]:
+    return [p for p, _, _ in changes(before, after, path)]
 
 
 def _objects(release: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -106,8 +105,7 @@ def objects_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
     result.added = sorted(k for k in new if k not in old)
     result.removed = sorted(k for k in old if k not in new)
     for key in sorted(k for k in new if k in old and new[k] != old[k]):
-        paths = changed_paths(old[key], new[key])
-        result.changed.append((key, [(p, _value_at(old[key], p), _value_at(new[key], p)) for p in paths]))
+        result.changed.append((key, changes(old[key], new[key])))
     return result
 
 

@@ -227,6 +227,22 @@ def test_diff_reports_exactly_the_changed_value(tmp_path: Path, render_dirs: dic
     assert same.empty
 
 
+def test_diff_shows_the_values_of_a_changed_annotation_whose_key_has_dots() -> None:
+    """Kubernetes keys hold dots (`app.kubernetes.io/name`): the reviewer sees the old and new value."""
+    def release(annotations: dict) -> dict:
+        deployment = {"kind": "Deployment", "metadata": {"name": "web", "namespace": "app"},
+                      "spec": {"template": {"metadata": {"annotations": annotations}, "spec": {"containers": []}}}}
+        return {"urn": "urn:release", "type": "kubernetes:helm.sh/v3:Release", "name": "app", "cluster": "dev",
+                "inputs": {"chart": "app", "version": "1.0.0", "namespace": "app"}, "rendered": [deployment]}
+
+    (objects,) = diff_renders(({"resources": [release({"platform.io/checksum": "aaa", "app.kubernetes.io/name": "web"})]}, {}),
+                              ({"resources": [release({"platform.io/checksum": "bbb"})]}, {})).objects
+    assert objects.changed == [("Deployment app/web", [
+        ("spec.template.metadata.annotations.app.kubernetes.io/name", "web", None),
+        ("spec.template.metadata.annotations.platform.io/checksum", "aaa", "bbb"),
+    ])]
+
+
 def test_diff_reports_a_changed_secret_without_its_value(tmp_path: Path) -> None:
     base = _render_variant(tmp_path, "base", _with_secret_kubeconfig("v1:AAAA"))
     head = _render_variant(tmp_path, "head", _with_secret_kubeconfig("v1:BBBB"))
