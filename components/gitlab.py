@@ -303,10 +303,10 @@ class GitLabBackup:
 
     def apply_to(self, values: dict[str, Any], own_service_account: bool) -> None:
         """Set the toolbox's backup values (and, on EKS, its own service account) in the chart `values`."""
-        toolbox: dict[str, Any] = {"backups": self.values()}
+        toolbox = values["gitlab"]["toolbox"]  # keeps the tiers' annotations
+        toolbox["backups"] = self.values()
         if own_service_account:
             toolbox["serviceAccount"] = {"enabled": True, "create": False, "name": TOOLBOX_SERVICE_ACCOUNT}
-        values["gitlab"]["toolbox"] = toolbox
         # A restore parks the objects it replaces under gitlab/tmp/ of the backups.
         values["global"]["appConfig"]["backups"] = {"bucket": self.bucket, "tmpBucket": self.bucket.apply(lambda b: f"{b}/tmp")}
 
@@ -462,6 +462,7 @@ def gitlab_tiers(args: GitLabArgs, stores: ServiceStores) -> dict[str, Any]:
             "annotations": {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum},
         },
         "toolbox": {"annotations": {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum}},
+        "gitlab-exporter": {"annotations": {DATA_STORES_CHECKSUM_ANNOTATION: stores.checksum}},
         # The chart's gitlab-shell defaults to its `main` tag; the CNG image of this GitLab release.
         "gitlab-shell": {"minReplicas": args.replicas, "image": {"tag": f"v{GITLAB_VERSION}"}},
         "gitaly": {"persistence": {"size": args.storage}},

@@ -17,6 +17,7 @@ import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
 from components.data_stores import BACKUP_SCHEDULE, PASSWORD_KEY, REDIS_PASSWORD_KEY
+from components.gitlab import DATA_STORES_CHECKSUM_ANNOTATION
 from components.versions import CNPG_POSTGRES_IMAGE, VALKEY_IMAGE
 from platformctl.helm_render import RELEASE_TYPE, object_namespace
 from platformctl.mocks import REDACTED, PlatformMocks
@@ -175,6 +176,22 @@ def test_the_charts_read_the_managed_stores_through_secrets(prod: dict) -> None:
     assert dig(harbor, "database.external.sslmode") == "require"
     assert dig(harbor, "redis.external.tlsOptions.enable") is True
     assert dig(harbor, "redis.external.addr").endswith(".cache.amazonaws.com:6379")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_long_running_reader_of_the_stores_restarts_when_their_credentials_change(charted: dict[str, Render], stack: str) -> None:
+    """A pod keeps the password it started with: each Deployment or StatefulSet of the charts that
+    reads a store's Secret carries the stores' checksum, so a new password rolls it."""
+    readers = set()
+    for service in SERVICES:
+        for obj in release(charted[stack].plan, service)["rendered"]:
+            if obj["kind"] not in ("Deployment", "StatefulSet"):
+                continue
+            template = obj["spec"]["template"]
+            if any(f'"{service}-{store}"' in json.dumps(template["spec"]) for store in ("postgres", "redis")):
+                readers.add(obj["metadata"]["name"])
+                assert DATA_STORES_CHECKSUM_ANNOTATION in template["metadata"].get("annotations", {}), obj["metadata"]["name"]
+    assert {"gitlab-webservice-default", "gitlab-sidekiq-all-in-1-v2", "gitlab-toolbox", "gitlab-gitlab-exporter", "harbor-core"} <= readers
 
 
 def test_store_credentials_are_in_the_inventory(renders: dict[str, Render]) -> None:
