@@ -293,11 +293,12 @@ def _addons(
     versions: dict[str, str],
     cluster: aws.eks.Cluster,
     after: list[pulumi.Resource],
-    roles: dict[str, aws.iam.Role],
+    roles: dict[str, tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]],
     tags: dict[str, str],
     child: pulumi.ResourceOptions,
 ) -> list[aws.eks.Addon]:
-    """The pinned EKS add-ons of `versions`, after `after`; `roles`: the IAM role of an add-on's service account."""
+    """The pinned EKS add-ons of `versions`, after `after`; `roles`: the IAM role of an add-on's service
+    account and its policy, which must be in place before the add-on's first AWS call."""
     return [
         aws.eks.Addon(
             f"{name}-{addon}",
@@ -305,11 +306,11 @@ def _addons(
             addon_name=addon,
             addon_version=version,
             configuration_values=json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None,
-            service_account_role_arn=roles[addon].arn if addon in roles else None,
+            service_account_role_arn=roles[addon][0].arn if addon in roles else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             tags=tags,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=after)),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*after, *roles.get(addon, ())])),
         )
         for addon, version in versions.items()
     ]
@@ -458,14 +459,14 @@ class EksCluster(pulumi.ComponentResource):
         # The VPC CNI before the nodes, with its role and policy in place (terraform-aws-eks's `before_compute`):
         # the node role has no CNI rights, so nodes that came first would never become Ready.
         versions = EKS_ADDONS[args.kubernetes_version]
-        cni_role, cni_policy = _addon_role(name, "vpc-cni", identity, tags, child)
-        [cni] = _addons(name, {"vpc-cni": versions["vpc-cni"]}, cluster, [cni_policy], {"vpc-cni": cni_role}, tags, child)
+        cni_role = _addon_role(name, "vpc-cni", identity, tags, child)
+        [cni] = _addons(name, {"vpc-cni": versions["vpc-cni"]}, cluster, [], {"vpc-cni": cni_role}, tags, child)
         node_role = self._role(f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, tags, child)
         node_groups = _node_groups(name, args, cluster, node_role, private_ids, cni, tags, child)
         # The other add-ons after the nodes, so coredns and the CSI driver have somewhere to run.
-        ebs_role, _ = _addon_role(name, "aws-ebs-csi-driver", identity, tags, child)
+        ebs = _addon_role(name, "aws-ebs-csi-driver", identity, tags, child)
         others = {addon: version for addon, version in versions.items() if addon != "vpc-cni"}
-        return node_groups, [cni, *_addons(name, others, cluster, node_groups, {"aws-ebs-csi-driver": ebs_role}, tags, child)]
+        return node_groups, [cni, *_addons(name, others, cluster, node_groups, {"aws-ebs-csi-driver": ebs}, tags, child)]
 
     def _role(
         self, name: str, service: str, policies: tuple[str, ...], tags: dict[str, str], opts: pulumi.ResourceOptions

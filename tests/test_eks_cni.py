@@ -66,3 +66,17 @@ def test_the_aws_node_role_is_in_the_credential_inventory(prod: dict[str, Any], 
     assert entry["holder"] == f"service account kube-system/aws-node on {cluster}" and entry["lifetimeSeconds"] == 3600
     nodes = entries["AWS credentials of the EKS control planes and node groups"]
     assert "CNI" not in nodes["scope"] and "CNI" not in nodes["holder"]
+
+
+@pytest.mark.parametrize("cluster", EKS)
+def test_every_addon_with_a_role_waits_for_the_roles_policy(prod: dict[str, Any], cluster: str) -> None:
+    """An add-on that starts before its role has its policy fails its first AWS calls (the EBS CSI
+    controller: no volume for the first claims) until a restart."""
+    attachments = [a for a in prod["resources"] if a["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"]
+    with_roles = [r for r in prod["resources"]
+                  if r["type"] == ADDON and r["name"].startswith(f"{cluster}-") and r["inputs"].get("serviceAccountRoleArn")]
+    assert {r["inputs"]["addonName"] for r in with_roles} == {"vpc-cni", "aws-ebs-csi-driver"}
+    for addon in with_roles:
+        role_name = addon["inputs"]["serviceAccountRoleArn"].split(":role/", 1)[1]
+        policies = [a["urn"] for a in attachments if a["inputs"]["role"] == role_name]
+        assert policies and set(policies) <= set(addon["dependsOn"]), addon["name"]
