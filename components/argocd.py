@@ -198,6 +198,8 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         },
         "dex": {"enabled": False},
         "controller": {"replicas": args.replicas},
+        # It calls no Kubernetes API, and runs what tenants' charts and Kustomize bases make it run.
+        "repoServer": {"automountServiceAccountToken": False, "serviceAccount": {"automountServiceAccountToken": False}},
         "server": {
             # Traefik speaks TLS to argocd-server (the chart's Ingress targets its https port)
             # and verifies it against the namespace's internal CA (components/backend_tls.py).

@@ -9,6 +9,7 @@ attacker.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_config import PROD, _problems, _write
 from tests.test_gatekeeper_plan import selector_matches
+from tests.test_gitlab_rails_secret import rendered
 
 NETWORK_POLICY = "NetworkPolicy"
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -193,6 +195,18 @@ def test_the_repo_server_reaches_nothing_outside_the_cluster_but_the_load_balanc
         refused |= {f"{w}'s API endpoint": (_subnet_address(plan, f"{w}-private-eu-west-1a"), 443) for w in ("dev", "prod")}
     reached = [what for what, (address, port) in refused.items() if network.reaches(repo_server, address, port)]
     assert not reached, reached
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_repo_server_holds_no_kubernetes_token(charted: dict[str, Render], stack: str) -> None:
+    """What a tenant's chart makes the repo-server run could present its service account's token to
+    whatever trusts the cluster's tokens. It needs none (it calls no Kubernetes API; upstream's own
+    install manifests mount none)."""
+    [deployment] = [o for o in rendered(charted[stack].plan, "argocd")
+                    if o["kind"] == "Deployment" and o["metadata"]["name"] == "argocd-repo-server"]
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountToken" not in json.dumps(spec.get("volumes", []))
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
