@@ -65,6 +65,12 @@ def plan(request: pytest.FixtureRequest, renders: dict[str, Render]) -> dict:
 
 
 @pytest.fixture(scope="session")
+def prod(renders: dict[str, Render]) -> dict:
+    """The prod stack's plan (EKS clusters), for the tests that read only it."""
+    return renders["prod"].plan
+
+
+@pytest.fixture(scope="session")
 def charted(renders: dict[str, Render]) -> dict[str, Render]:
     """Both stacks' renders, which must have rendered every Helm release with its chart.
 

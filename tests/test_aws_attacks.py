@@ -12,17 +12,11 @@ from typing import Any
 
 import pytest
 
-from platformctl.render import Render
 from tests.test_eks_storage import named
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 MANAGED_POLICIES = Path(__file__).parent / "fixtures" / "aws-managed-policies"  # AWS's documents (UPSTREAM.md)
 DOMAIN = "platform.example.com"  # Pulumi.prod.yaml platform:domain
-
-
-@pytest.fixture(scope="module")
-def prod(renders: dict[str, Render]) -> dict[str, Any]:
-    return renders["prod"].plan
 
 
 def _of_type(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:

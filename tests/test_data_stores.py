@@ -93,11 +93,6 @@ def test_no_bitnami_image_anywhere(renders: dict[str, Render]) -> None:
 # --- prod: managed stores -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prod(renders: dict[str, Render]) -> dict:
-    return renders["prod"].plan
-
-
 def test_each_service_has_a_multi_az_encrypted_backed_up_rds_instance(prod: dict) -> None:
     retention = stack_config("prod")["services"]["dataStores"]["backupRetentionDays"]
     instances = {n: r for n, r in by_name(prod, "aws:rds/instance:Instance").items() if not n.startswith(WORKLOAD_STORES)}

@@ -48,11 +48,6 @@ def tenants(stack: str) -> list[str]:
     return [t["name"] for t in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["platform:tenants"]]
 
 
-@pytest.fixture(scope="module")
-def prod(renders: dict[str, Render]) -> dict[str, Any]:
-    return renders["prod"].plan
-
-
 def test_dragonfly_runs_on_the_workload_clusters_only_where_enabled(renders: dict[str, Render]) -> None:
     releases = {stack: {r["cluster"] for r in resources(renders[stack].plan, "Release") if r["inputs"]["chart"] == "dragonfly"} for stack in renders}
     assert releases == {"dev": set(), "prod": set(WORKLOAD)}

@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 
-from platformctl.render import Render
 from tests.test_eks_storage import EKS, named
 
 ADDON = "aws:eks/addon:Addon"
-
-
-@pytest.fixture(scope="module")
-def prod(renders: dict[str, Render]) -> dict[str, Any]:
-    return renders["prod"].plan
 
 
 @pytest.mark.parametrize("cluster", EKS)
