@@ -227,7 +227,8 @@ class GitLab(pulumi.ComponentResource):
         """Anyone who signs in gets an account: none may take a top-level path, and the platform's
         repository's group, which CI trust names by path, exists from the first `pulumi up` on."""
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        gitlab.ApplicationSettings(f"{name}-settings", can_create_group=False, opts=on_gitlab)
+        # GitLab answers the internet: only an administrator may make a project or group public.
+        gitlab.ApplicationSettings(f"{name}-settings", can_create_group=False, restricted_visibility_levels=["public"], opts=on_gitlab)
         if args.platform_group is not None:
             gitlab.Group(
                 f"{name}-platform-group",

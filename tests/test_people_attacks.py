@@ -285,3 +285,13 @@ def test_a_person_in_no_tenant_cannot_claim_a_namespace_that_ci_trust_names(plan
     assert [s.get("canCreateGroup") for s in settings] == [False], settings
     [release] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab"]
     assert release["values"]["global"]["appConfig"]["usernameChangingEnabled"] is False
+
+
+def test_no_member_can_publish_a_tenants_code_to_the_internet(plan: dict) -> None:
+    """A tenant's owner (or whoever took over an owner's session) sets a project or the tenant's group
+    to `public`: GitLab, reachable from the internet, then serves the repositories to anyone, signed
+    in or not, until a `pulumi up --refresh` notices. Only an administrator may choose `public`
+    (GitLab: a restricted level is for administrators only); `internal` (everyone signed in) stays a
+    tenant's choice."""
+    [settings] = [r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/applicationSettings:ApplicationSettings"]
+    assert settings.get("restrictedVisibilityLevels") == ["public"]
