@@ -156,14 +156,17 @@ def cluster_views(plan: dict[str, Any]) -> dict[str, ClusterView]:
     return views
 
 
-def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(the kinds of the constraints that select `obj`, their violations) when `obj` is created on
-    `cluster`, with the constraints, templates and Namespace labels the plan declares there."""
+def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any], operation: str = "CREATE",
+              old_object: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """(the kinds of the constraints that select `obj`, their violations) when `obj` is created (or
+    admitted with `operation`, replacing `old_object`) on `cluster`, with the constraints, templates
+    and Namespace labels the plan declares there."""
     view = cluster_views(plan)[cluster]
     namespace = view.namespaces[obj["metadata"]["namespace"]]
     selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
+    request = review(obj, operation, old_object)
     failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
-                for v in evaluate(view.templates[c["kind"]], review(obj), c["spec"].get("parameters"))]
+                for v in evaluate(view.templates[c["kind"]], request, c["spec"].get("parameters"))]
     return [c["kind"] for c in selected], failures
 
 

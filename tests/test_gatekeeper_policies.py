@@ -459,8 +459,29 @@ ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[st
      ["capability <SYS_ADMIN>", "capability <NET_RAW>"]),
     ("platformallowedregistries", "pod-update-swapping-in-another-tenants-image", pod(container(image=f"{HARBOR}/team-b/web:1")),
      TENANT_REGISTRIES, {"operation": "UPDATE", "old_object": pod()}, [f"<{HARBOR}/team-b/web:1> is not from an allowed registry"]),
+    # tests/test_policy_attacks.py: what an UPDATE may add to a Pending Pod, the kubelet as a proxy, zero spelled otherwise.
+    ("platformpodsecurity", "pod-update-adding-tolerations-of-every-and-the-control-planes-taint",
+     pod(tolerations=[{"operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]), None,
+     {"operation": "UPDATE", "old_object": pod()},
+     ["Pod <web> must not tolerate every taint", "must not tolerate the taint <node-role.kubernetes.io/control-plane>"]),
+    ("platformpodsecurity", "probe-and-hook-connecting-elsewhere-from-the-node",
+     workload("Deployment", pod_spec(container(livenessProbe={"httpGet": {"host": "169.254.169.254", "path": "/", "port": 80}},
+                                               lifecycle={"preStop": {"tcpSocket": {"host": "10.96.0.1", "port": 443}}}))), None, {},
+     ["livenessProbe.httpGet.host <169.254.169.254>", "lifecycle.preStop.tcpSocket.host <10.96.0.1>"]),
+    ("platformtenantobjects", "disruption-budgets-spelling-zero-and-all-otherwise",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": "00%", "minAvailable": "0100%", "selector": {}}), OBJECTS, {},
+     ["maxUnavailable 0 blocks node drains", "minAvailable 100% blocks node drains"]),
 ]
 DISALLOWED += ADVERSARIAL
+ALLOWED += [
+    ("platformpodsecurity", "pod-update-keeping-the-tolerations-it-was-created-with",
+     pod(tolerations=[{"operator": "Exists"}]), None, {"operation": "UPDATE", "old_object": pod(tolerations=[{"operator": "Exists"}])}),
+    ("platformpodsecurity", "probe-with-a-host-header-and-hook-on-the-pod",
+     pod(container(livenessProbe={"httpGet": {"path": "/", "port": 8080, "httpHeaders": [{"name": "Host", "value": "web.example.com"}]}},
+                   lifecycle={"preStop": {"httpGet": {"path": "/drain", "port": 8080, "host": ""}}})), None, {}),
+    ("platformtenantobjects", "disruption-budget-with-a-percentage", namespaced("policy/v1", "PodDisruptionBudget",
+                                                                               spec={"maxUnavailable": "010%", "selector": {}}), OBJECTS, {}),
+]
 
 # Argo Rollouts analyses: the controller calls their providers (components/tenant_rollout.py queries Prometheus).
 PROMETHEUS = "http://prometheus-server.monitoring.svc.cluster.local"

@@ -1,0 +1,139 @@
+"""An attacker's review of the admission guardrails: a tenant member who wants out of its box.
+
+The attacker holds what the plan binds a tenant's developers to in their dev namespace (read from
+the plan's RoleBindings and ClusterRoles) and tries objects of the kinds that role may create or
+update. Each attempt is admitted as Gatekeeper would admit it on that cluster: the plan's
+constraints matched the Gatekeeper way, their templates evaluated by the real OPA on the
+`input.review` Gatekeeper builds (tests/test_gatekeeper_plan.py `admission`). What Pod Security
+admission refuses by the namespace's labels is said per attack: a finding must get past both.
+
+Checked and found closed (so the next reviewer need not repeat it): ephemeral containers (the
+tenant roles grant no `pods/ephemeralcontainers`; the webhook covers that subresource and the
+templates check added ones); RoleBindings (tenant roles read RBAC only, and the AppProjects
+refuse RoleBindings); Endpoints and EndpointSlices aimed elsewhere (read-only for tenants, and
+inside a virtual cluster too); NodePort, externalIPs, LoadBalancer beyond the quota; Ingress hosts,
+wildcards and cert-manager annotations; Traefik cross-namespace references (IngressRoutes and
+Middlewares are not tenant kinds; the providers keep allowCrossNamespace and ExternalName
+services off); a claim by volume name (also through ephemeral volumes and StatefulSet claim
+templates: the claim itself is checked); service-account-token Secrets; nodeName, hostPath, host
+namespaces, system priority classes; Namespace labels (tenants read Namespaces only).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.test_gatekeeper_plan import _pod, admission, declared
+from tests.test_tenant_roles import allows
+
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+
+def tenant_member(plan: dict[str, Any], cluster: str = "dev") -> tuple[str, list[dict[str, Any]]]:
+    """A tenant namespace on `cluster` where the plan binds the tenant's developers (a namespace
+    tenant's, not a sandbox), and the rules of the ClusterRole they are bound to there."""
+    bindings = sorted((r["inputs"]["metadata"]["namespace"], r["inputs"]["roleRef"]["name"]) for r in declared(plan)
+                      if r["cluster"] == cluster and r["inputs"]["kind"] == "RoleBinding"
+                      and r["inputs"]["metadata"]["name"] == "tenant-developers" and not r["inputs"]["metadata"]["namespace"].startswith("sandbox-"))
+    namespace, role = bindings[0]
+    [rules] = [r["inputs"]["rules"] for r in declared(plan) if r["cluster"] == cluster
+               and r["inputs"]["kind"] == "ClusterRole" and r["inputs"]["metadata"]["name"] == role]
+    return namespace, rules
+
+
+def own_image(plan: dict[str, Any], cluster: str, namespace: str) -> str:
+    """An image of the tenant's own Harbor project: what its namespace's registries constraint allows first."""
+    [registries] = [r["inputs"]["spec"]["parameters"]["registries"] for r in declared(plan) if r["cluster"] == cluster
+                    and r["inputs"]["kind"] == "PlatformAllowedRegistries" and r["inputs"]["metadata"]["name"] == f"{namespace}-registries"]
+    return f"{registries[0].rstrip('/')}/web:1.0.0"
+
+
+def refusals(plan: dict[str, Any], cluster: str, obj: dict[str, Any], **update: Any) -> list[str]:
+    selected, failures = admission(plan, cluster, obj, **update)
+    assert selected, f"no constraint selects {obj['kind']} {obj['metadata']}"
+    return failures
+
+
+# --- placement: a Pod's tolerations are the one part of its placement an UPDATE may change ---------
+
+def test_a_tenant_cannot_add_a_toleration_to_its_pending_pod_to_land_on_the_control_planes_nodes(plan: dict) -> None:
+    """A Pod's spec is immutable but for images, deadlines, scheduling gates (and a gated Pod's node
+    selection) and tolerations, to which an UPDATE may add (Kubernetes ValidatePodUpdate). The developer creates a Pod that only
+    the control plane's nodes would take (their nodeSelector label) and that therefore stays
+    Pending, then patches in a toleration of their taint, or of every taint: the scheduler then
+    places it beside the API server and etcd. The constraints refuse both tolerations on a new Pod
+    but skipped every pod-level rule on a Pod UPDATE; Pod Security admission has no rule on
+    tolerations at any level."""
+    cluster = "dev"
+    namespace, rules = tenant_member(plan, cluster)
+    assert allows(rules, "create", "", "pods") and allows(rules, "patch", "", "pods")
+    pending = _pod(namespace, own_image(plan, cluster, namespace), nodeSelector={CONTROL_PLANE_TAINT: ""})
+    assert refusals(plan, cluster, pending) == []
+    for toleration in ({"operator": "Exists"}, {"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}):
+        tolerating = copy.deepcopy(pending)
+        tolerating["spec"]["tolerations"] = [toleration]
+        assert refusals(plan, cluster, tolerating), f"a new Pod tolerating {toleration} was admitted"
+        assert refusals(plan, cluster, tolerating, operation="UPDATE", old_object=pending), \
+            f"an UPDATE adding the toleration {toleration} to a Pending Pod was admitted in {namespace}"
+        # A Pod that already had it (created before the constraint) may still be updated otherwise.
+        relabelled = copy.deepcopy(tolerating)
+        relabelled["metadata"]["labels"] = {"release": "2"}
+        assert refusals(plan, cluster, relabelled, operation="UPDATE", old_object=tolerating) == []
+    # Tolerations the platform does not guard stay addable (the node controller's, with a key).
+    unreachable = copy.deepcopy(pending)
+    unreachable["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                                           "tolerationSeconds": 60}]
+    assert refusals(plan, cluster, unreachable, operation="UPDATE", old_object=pending) == []
+
+
+# --- the kubelet as a proxy: probes and lifecycle hooks with a host --------------------------------
+
+def test_a_tenants_probes_and_hooks_cannot_make_the_kubelet_connect_to_another_host(plan: dict) -> None:
+    """The kubelet runs a container's httpGet and tcpSocket probes and lifecycle hooks itself, from
+    the node's network namespace, to their `host` when one is set (the Pod's IP otherwise). A
+    tenant's Pod may reach only its own namespace and DNS (its NetworkPolicy), but its probes would
+    reach whatever the node reaches: other tenants' pods on any port, the platform's services, the
+    node's own ports and the networks beyond, with the result in the probe events the tenant reads
+    (a status code, or a redirect's body). Pod Security's baseline forbids `host` only from
+    Kubernetes 1.34 (KEP-4940); the platform's clusters run 1.33, whose `latest` lacks the rule."""
+    cluster = "dev"
+    namespace, rules = tenant_member(plan, cluster)
+    assert allows(rules, "create", "", "pods")
+    image = own_image(plan, cluster, namespace)
+    assert refusals(plan, cluster, _pod(namespace, image, {"livenessProbe": {"httpGet": {
+        "path": "/healthz", "port": 8080, "httpHeaders": [{"name": "Host", "value": "web.example.com"}]}}})) == []
+    attempts = {
+        "liveness-to-instance-metadata": {"livenessProbe": {"httpGet": {"host": "169.254.169.254", "path": "/latest/meta-data/", "port": 80}}},
+        "readiness-to-the-kubelet": {"readinessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": 10250}}},
+        "startup-to-another-tenant": {"startupProbe": {"httpGet": {"host": "10.244.1.7", "path": "/admin", "port": 8081}}},
+        "post-start-hook": {"lifecycle": {"postStart": {"httpGet": {"host": "prometheus-server.monitoring.svc.cluster.local",
+                                                                    "path": "/api/v1/status/config", "port": 80}}}},
+        "pre-stop-hook": {"lifecycle": {"preStop": {"tcpSocket": {"host": "10.96.0.1", "port": 443}}}},
+    }
+    for attempt, container in attempts.items():
+        assert refusals(plan, cluster, _pod(namespace, image, container)), f"{attempt} was admitted in {namespace}"
+        init = _pod(namespace, image, initContainers=[{**_pod(namespace, image, container)["spec"]["containers"][0], "name": "init",
+                                                       "restartPolicy": "Always"}])
+        assert refusals(plan, cluster, init), f"{attempt} in a sidecar init container was admitted in {namespace}"
+
+
+# --- node drains: a disruption budget that allows no eviction ---------------------------------------
+
+def test_a_tenants_disruption_budget_cannot_spell_zero_evictions_otherwise(plan: dict) -> None:
+    """A PodDisruptionBudget that allows no eviction blocks every drain of the nodes its pods run on
+    (upgrades, the autoscaler's scale-down), for the whole cluster. The constraint refuses
+    maxUnavailable 0 and minAvailable 100%; Kubernetes reads a percentage's digits as a number
+    (validation `^[0-9]+%$`, then Atoi), so "00%" is 0% and "0100%" is 100%."""
+    cluster = "dev"
+    namespace, rules = tenant_member(plan, cluster)
+    assert allows(rules, "create", "policy", "poddisruptionbudgets")
+
+    def budget(**spec: Any) -> dict[str, Any]:
+        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": namespace},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
+
+    for spec in ({"maxUnavailable": 1}, {"maxUnavailable": "10%"}, {"minAvailable": "50%"}):
+        assert refusals(plan, cluster, budget(**spec)) == [], spec
+    for spec in ({"maxUnavailable": "00%"}, {"maxUnavailable": "000%"}, {"minAvailable": "0100%"}):
+        assert refusals(plan, cluster, budget(**spec)), f"a budget with {spec} was admitted in {namespace}"
