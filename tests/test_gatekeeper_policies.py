@@ -459,7 +459,8 @@ ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[st
      ["capability <SYS_ADMIN>", "capability <NET_RAW>"]),
     ("platformallowedregistries", "pod-update-swapping-in-another-tenants-image", pod(container(image=f"{HARBOR}/team-b/web:1")),
      TENANT_REGISTRIES, {"operation": "UPDATE", "old_object": pod()}, [f"<{HARBOR}/team-b/web:1> is not from an allowed registry"]),
-    # tests/test_policy_attacks.py: what an UPDATE may add to a Pending Pod, the kubelet as a proxy, zero spelled otherwise.
+    # tests/test_policy_attacks.py: what an UPDATE may add to a Pending Pod, the kubelet as a proxy, certificates for
+    # every host, zero spelled otherwise.
     ("platformpodsecurity", "pod-update-adding-tolerations-of-every-and-the-control-planes-taint",
      pod(tolerations=[{"operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]), None,
      {"operation": "UPDATE", "old_object": pod()},
@@ -468,6 +469,10 @@ ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[st
      workload("Deployment", pod_spec(container(livenessProbe={"httpGet": {"host": "169.254.169.254", "path": "/", "port": 80}},
                                                lifecycle={"preStop": {"tcpSocket": {"host": "10.96.0.1", "port": 443}}}))), None, {},
      ["livenessProbe.httpGet.host <169.254.169.254>", "lifecycle.preStop.tcpSocket.host <10.96.0.1>"]),
+    ("platformtenantingresshosts", "ingress-naming-a-tls-secret", ingress({"host": TENANT_HOST}, tls=[{"hosts": [TENANT_HOST], "secretName": "mine"}]),
+     HOSTS, {}, ["Ingress <web> must not name the TLS Secret <mine>"]),
+    ("platformtenantingresshosts", "route-naming-a-tls-secret", ingress_route(f"Host(`{TENANT_HOST}`)", tls={"secretName": "mine"}),
+     HOSTS, {}, ["IngressRoute <web> must not name the TLS Secret <mine>"]),
     ("platformtenantobjects", "disruption-budgets-spelling-zero-and-all-otherwise",
      namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": "00%", "minAvailable": "0100%", "selector": {}}), OBJECTS, {},
      ["maxUnavailable 0 blocks node drains", "minAvailable 100% blocks node drains"]),

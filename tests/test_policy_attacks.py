@@ -137,3 +137,28 @@ def test_a_tenants_disruption_budget_cannot_spell_zero_evictions_otherwise(plan:
         assert refusals(plan, cluster, budget(**spec)) == [], spec
     for spec in ({"maxUnavailable": "00%"}, {"maxUnavailable": "000%"}, {"minAvailable": "0100%"}):
         assert refusals(plan, cluster, budget(**spec)), f"a budget with {spec} was admitted in {namespace}"
+
+
+# --- the ingress controller's certificates: one store for every tenant -------------------------------
+
+def test_a_tenants_ingress_cannot_have_traefik_serve_its_certificate_for_other_tenants_hosts(plan: dict) -> None:
+    """Traefik loads the Secret each Ingress names in `spec.tls` into one certificate store and
+    answers every TLS handshake with the certificate whose names best match the server name
+    (traefik pkg/tls/certificate_store.go GetBestCertificate); the platform's wildcard certificate is
+    only the store's default, used when no loaded certificate matches, and an Ingress's own `tls`
+    hosts play no part. The developer's Ingress serves its own host but names a Secret it made with
+    a self-signed certificate for `*.<env>.<domain>` (or another tenant's host): Traefik then hands
+    that certificate to every tenant's visitors on the cluster, whose clients refuse it. Pod
+    Security has nothing to say on Ingresses."""
+    cluster = "dev"
+    namespace, rules = tenant_member(plan, cluster)
+    assert allows(rules, "create", "networking.k8s.io", "ingresses") and allows(rules, "create", "", "secrets")
+    [hosts] = [r["inputs"]["spec"]["parameters"]["hosts"] for r in declared(plan) if r["cluster"] == cluster
+               and r["inputs"]["kind"] == "PlatformTenantIngressHosts" and r["inputs"]["metadata"]["name"] == f"{namespace}-ingress-hosts"]
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": namespace},
+               "spec": {"tls": [{"hosts": hosts}],
+                        "rules": [{"host": hosts[0], "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
+    assert refusals(plan, cluster, ingress) == []
+    ingress["spec"]["tls"][0]["secretName"] = "wildcard-of-my-own"
+    assert refusals(plan, cluster, ingress), f"an Ingress naming its own TLS Secret was admitted in {namespace}"
