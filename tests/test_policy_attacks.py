@@ -162,3 +162,19 @@ def test_a_tenants_ingress_cannot_have_traefik_serve_its_certificate_for_other_t
     assert refusals(plan, cluster, ingress) == []
     ingress["spec"]["tls"][0]["secretName"] = "wildcard-of-my-own"
     assert refusals(plan, cluster, ingress), f"an Ingress naming its own TLS Secret was admitted in {namespace}"
+
+
+# --- images: references that read like the tenant's project but are pulled from elsewhere ----------
+
+def test_image_references_that_only_look_like_the_tenants_project_are_refused(plan: dict) -> None:
+    """The runtime pulls from the registry host before the first "/" (a user-info `@`, a port or a
+    trailing dot makes another host; without a dot the host is Docker Hub), so the prefix rule must
+    hold for each of these spellings of the tenant's own project (found closed: a regression guard)."""
+    cluster = "dev"
+    namespace, _ = tenant_member(plan, cluster)
+    own = own_image(plan, cluster, namespace)
+    host, _, path = own.partition("/")
+    assert refusals(plan, cluster, _pod(namespace, own)) == []
+    for image in (f"{host}@evil.example/{path}", f"{host}:443@evil.example/{path}", f"{host}:443/{path}", f"{host.upper()}/{path}",
+                  f"{host}./{path}", f"docker.io/{own}", path, f"{host}/{path.split('/')[0]}-evil/{path.split('/', 1)[1]}"):
+        assert refusals(plan, cluster, _pod(namespace, image)), f"{image} was admitted in {namespace}"
