@@ -178,3 +178,34 @@ def test_image_references_that_only_look_like_the_tenants_project_are_refused(pl
     for image in (f"{host}@evil.example/{path}", f"{host}:443@evil.example/{path}", f"{host}:443/{path}", f"{host.upper()}/{path}",
                   f"{host}./{path}", f"docker.io/{own}", path, f"{host}/{path.split('/')[0]}-evil/{path.split('/', 1)[1]}"):
         assert refusals(plan, cluster, _pod(namespace, image)), f"{image} was admitted in {namespace}"
+
+
+# --- what the guardrails above rely on: kinds no tenant identity may write ---------------------------
+
+# Each would bypass an admission rule the platform relies on: Endpoints and EndpointSlices aim a
+# Service (and the ingress controller) at any address (CVE-2021-25740); status subresources forge
+# a Pod's IP for the API server's pod proxy, or a Service's or Ingress's load balancer; binding
+# names a Pod's node; ephemeral containers and resize change a running Pod; token requests lend a
+# service account's identity.
+UNWRITABLE = [("", "endpoints"), ("discovery.k8s.io", "endpointslices"), ("", "pods/status"), ("", "pods/binding"),
+              ("", "pods/ephemeralcontainers"), ("", "pods/resize"), ("", "services/status"), ("", "serviceaccounts/token"),
+              ("networking.k8s.io", "ingresses/status"), ("", "namespaces"), ("rbac.authorization.k8s.io", "rolebindings")]
+
+
+def test_no_role_a_tenant_or_its_delivery_holds_in_its_namespaces_writes_what_would_bypass_admission(plan: dict) -> None:
+    """Every ClusterRole or Role the plan binds in a tenant namespace of a workload cluster (the
+    people's roles, ArgoCD's federated role) is read for the resources above."""
+    tenant_namespaces = {r["inputs"]["metadata"]["name"] for r in declared(plan) if r["inputs"]["kind"] == "Namespace"
+                         and r["inputs"]["metadata"].get("labels", {}).get("platform.io/tenant-namespace") == "true"}
+    roles = {(r["cluster"], r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r["inputs"]["rules"] for r in declared(plan)
+             if r["inputs"]["kind"] in ("ClusterRole", "Role")}
+    bound = {(r["cluster"], r["inputs"]["roleRef"]["kind"], r["inputs"]["roleRef"]["name"]) for r in declared(plan)
+             if r["inputs"]["kind"] == "RoleBinding" and r["cluster"] in ("dev", "prod")
+             and r["inputs"]["metadata"]["namespace"] in tenant_namespaces}
+    assert {name for _, _, name in bound} >= {"platform-tenant-admin", "platform-tenant-edit", "view", "platform-argocd-federated"}
+    for key in sorted(bound):
+        if key[2] == "view":
+            continue  # Kubernetes' own read-only role, not in the plan
+        for group, resource in UNWRITABLE:
+            for verb in ("create", "update", "patch"):
+                assert not allows(roles[key], verb, group, resource), (key, verb, group, resource)
