@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import argo_rollouts, prometheus, yaml_text
+from components import argo_rollouts, gatekeeper, prometheus, yaml_text
 from components.cluster import ClusterHandle
 from components.federation import (
     FEDERATED_USER,
@@ -94,26 +94,29 @@ class NamespacePolicy:
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
     hosts: tuple[str, ...] = ()  # the hostnames its Ingresses may serve (none: no Ingress at all)
     prometheus_addresses: tuple[str, ...] = ()  # what its analyses may query (none: Job analyses only)
+    # Its cluster's Gatekeeper (release, templates, constraints, mutators): access to the namespace waits for it.
+    admission: pulumi.Resource | None = None
 
 
 def namespace_constraints(
     name: str, ns_name: str, policy: NamespacePolicy, users: list[str], groups: list[str], opts: pulumi.ResourceOptions,
     pod_security_exception: dict[str, Any] | None = None,
-) -> None:
+) -> list[pulumi.Resource]:
     """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
     each after its template."""
-    for constraint in tenant_namespace_constraints(
-        ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses
-    ):
-        kind = constraint["kind"]
+    return [
         k8s.apiextensions.CustomResource(
             f"{name}-{constraint['metadata']['name'].removeprefix(ns_name + '-')}",
             api_version=constraint["apiVersion"],
-            kind=kind,
+            kind=constraint["kind"],
             metadata=constraint["metadata"],
             spec=constraint["spec"],
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy.templates[kind]])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy.templates[constraint["kind"]]])),
         )
+        for constraint in tenant_namespace_constraints(
+            ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -317,10 +320,17 @@ class TenantNamespace(pulumi.ComponentResource):
         def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns_name, labels=labels)
 
+        # Admission is checked once (Gatekeeper's audit only reports what predates a constraint, a
+        # quota counts only what comes after it), so access to the namespace, people's, ArgoCD's
+        # or a virtual cluster's, waits for everything that holds what they create there.
+        holds = self._guardrails(name, tenant, meta, inside, load_balancers(virtual))
+        if policy is not None:
+            holds += self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
+            holds += [policy.admission] if policy.admission is not None else []
         self.virtual_cluster: k8s.helm.v3.Release | None = None
         self.proxy: VirtualClusterProxy | None = None
         if virtual is not None:
-            self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside)
+            self.virtual_cluster = self._virtual_cluster(name, cluster, tenant, environment, virtual, inside, holds)
         # A virtual cluster binds its roles inside; ArgoCD reaches it through its own proxy.
         host_bindings = [] if virtual is not None else [
             *role_binding_manifests(tenant, environment, ns_name),
@@ -332,20 +342,17 @@ class TenantNamespace(pulumi.ComponentResource):
                 metadata={**binding["metadata"], "labels": {**labels, **binding["metadata"].get("labels", {})}},
                 role_ref=binding["roleRef"],
                 subjects=binding["subjects"],
-                opts=inside,
+                opts=pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=holds)),
             )
-        if policy is not None:
-            self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
-        self._guardrails(name, tenant, meta, inside, load_balancers(virtual))
         self.register_outputs({"namespace": ns_name})
 
     def _guardrails(
         self, name: str, tenant: TenantArgs, meta: Callable[[str], k8s.meta.v1.ObjectMetaArgs], inside: pulumi.ResourceOptions,
         balancers: int,
-    ) -> None:
+    ) -> list[pulumi.Resource]:
         """The platform-managed limits of the namespace: its quota (`balancers` LoadBalancer Services),
         container defaults and default-deny network policy."""
-        k8s.core.v1.ResourceQuota(
+        quota = k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata=meta("tenant-quota"),
             spec=k8s.core.v1.ResourceQuotaSpecArgs(
@@ -362,7 +369,7 @@ class TenantNamespace(pulumi.ComponentResource):
             opts=inside,
         )
         # Defaults so that a container without requests and limits still fits the quota.
-        k8s.core.v1.LimitRange(
+        limits = k8s.core.v1.LimitRange(
             f"{name}-limits",
             metadata=meta("tenant-limits"),
             spec=k8s.core.v1.LimitRangeSpecArgs(
@@ -382,7 +389,7 @@ class TenantNamespace(pulumi.ComponentResource):
             namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": INGRESS_NAMESPACE}),
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=INGRESS_POD_LABELS),
         )]
-        k8s.networking.v1.NetworkPolicy(
+        default_deny = k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata=meta("tenant-default-deny"),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
@@ -412,22 +419,23 @@ class TenantNamespace(pulumi.ComponentResource):
             ),
             opts=inside,
         )
+        return [quota, limits, default_deny]
 
     def _constraints(
         self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy,
         inside: pulumi.ResourceOptions, excepted: PodSecurityException | None,
-    ) -> None:
+    ) -> list[pulumi.Resource]:
         """Images from the tenant's own project and `approved` only, pulled Always; RoleBindings
         only for the tenant's people, groups, service accounts (and ArgoCD's federated user);
         Ingress hosts only its own, no externalIPs, NodePorts, token Secrets
         or PersistentVolumes claimed by name; where an exception holds, restricted but for it."""
         users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
         groups = [tenant_group(tenant.name, role) for role in ROLES]
-        namespace_constraints(name, ns_name, policy, users, groups, inside, excepted.parameters() if excepted else None)
+        return namespace_constraints(name, ns_name, policy, users, groups, inside, excepted.parameters() if excepted else None)
 
     def _virtual_cluster(
         self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,
-        virtual: VirtualClusterArgs, inside: pulumi.ResourceOptions,
+        virtual: VirtualClusterArgs, inside: pulumi.ResourceOptions, holds: list[pulumi.Resource],
     ) -> k8s.helm.v3.Release:
         ns_name = namespace_name(tenant.name, environment)
         # The issuer's CA for the virtual API server's --oidc-ca-file (empty on public roots).
@@ -437,10 +445,10 @@ class TenantNamespace(pulumi.ComponentResource):
             data={"ca.crt": virtual.ca_bundle},
             opts=inside,
         )
-        self._virtual_cluster_traffic(name, ns_name, virtual.federation is not None, inside)
+        traffic = self._virtual_cluster_traffic(name, ns_name, virtual.federation is not None, inside)
         proxy_manifests: pulumi.Output[list[dict]] = pulumi.Output.from_input([])
         secret_mappings: dict[str, str] = {}
-        depends_on: list[pulumi.Resource] = [config_map]
+        depends_on: list[pulumi.Resource] = [config_map, *traffic, *holds]
         if virtual.federation is not None:
             assert virtual.inventory is not None, "a virtual cluster's proxy needs the credential inventory"
             self.proxy = VirtualClusterProxy(
@@ -482,7 +490,9 @@ class TenantNamespace(pulumi.ComponentResource):
             depends_on=depends_on,
         )
 
-    def _virtual_cluster_traffic(self, name: str, ns_name: str, federated: bool, inside: pulumi.ResourceOptions) -> None:
+    def _virtual_cluster_traffic(
+        self, name: str, ns_name: str, federated: bool, inside: pulumi.ResourceOptions
+    ) -> list[k8s.networking.v1.NetworkPolicy]:
         """What the default-deny policy must let through for the virtual cluster itself: its
         control plane talks to the host API server and to the issuer, and serves people on its
         LoadBalancer; the kube-oidc-proxy serves ArgoCD and fetches the issuer's keys."""
@@ -501,7 +511,7 @@ class TenantNamespace(pulumi.ComponentResource):
                 ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, (443,))
             )
         # Argo Rollouts inside (components/argo_rollouts.py) asks the host's Prometheus for its analyses.
-        k8s.networking.v1.NetworkPolicy(
+        rollouts = k8s.networking.v1.NetworkPolicy(
             f"{name}-vcluster-argo-rollouts",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="vcluster-argo-rollouts", namespace=ns_name),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
@@ -517,7 +527,7 @@ class TenantNamespace(pulumi.ComponentResource):
             ),
             opts=inside,
         )
-        for suffix, selector, expressions, ingress_port, egress_ports in parts:
+        return [rollouts, *(
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-vcluster-{suffix}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=f"vcluster-{suffix}", namespace=ns_name),
@@ -529,6 +539,8 @@ class TenantNamespace(pulumi.ComponentResource):
                 ),
                 opts=inside,
             )
+            for suffix, selector, expressions, ingress_port, egress_ports in parts
+        )]
 
 
 class Tenant(pulumi.ComponentResource):
@@ -601,7 +613,8 @@ def namespace_policy(
     # The Rollouts controller calls an analysis's provider from its own namespace: only the
     # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not.
     queries = (prometheus.URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
-    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries)
+    return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries,
+                           platform.addons.get(cluster, {}).get(gatekeeper.SLICE.key))
 
 
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:

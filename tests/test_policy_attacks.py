@@ -209,3 +209,39 @@ def test_no_role_a_tenant_or_its_delivery_holds_in_its_namespaces_writes_what_wo
         for group, resource in UNWRITABLE:
             for verb in ("create", "update", "patch"):
                 assert not allows(roles[key], verb, group, resource), (key, verb, group, resource)
+
+
+# --- order: a tenant's access comes after everything that holds it ---------------------------------
+
+def test_a_tenant_gets_access_to_its_namespace_only_after_the_policies_that_hold_it(plan: dict) -> None:
+    """What Gatekeeper admits is checked once: its audit only reports an object created before a
+    constraint existed, and a ResourceQuota counts only what comes after it. ArgoCD syncs each
+    tenant's ops repository into its namespaces (automated, self-healing) as soon as its RoleBinding
+    there exists, and a tenant's people act as soon as theirs does. On a cluster built anew (the dev
+    stack is rebuilt from scratch) the Gatekeeper release and its policies take minutes; a tenant
+    whose repository holds what the policies refuse (another tenant's host, a NodePort, an
+    unsigned image from elsewhere in Harbor) would have it applied in that window, and keep it. So
+    every grant of access to a tenant namespace (its RoleBindings; a virtual cluster, whose syncer
+    creates what its users ask for) waits for the cluster's Gatekeeper (templates, constraints,
+    mutators) and the namespace's constraints, quota, limits and network policy."""
+    resources = declared(plan) + [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release"]
+    tenant_namespaces = {(r["cluster"], r["inputs"]["metadata"]["name"]) for r in resources if r["inputs"].get("kind") == "Namespace"
+                         and r["inputs"]["metadata"].get("labels", {}).get("platform.io/tenant-namespace") == "true"
+                         and r["cluster"] in ("dev", "prod")}
+    assert tenant_namespaces
+    checked = 0
+    for cluster, namespace in sorted(tenant_namespaces):
+        here = [r for r in resources if r["cluster"] == cluster]
+        cluster_policy = {r["urn"] for r in here if r["inputs"].get("apiVersion", "").startswith(("constraints.gatekeeper.sh/", "mutations.gatekeeper.sh/"))
+                          and namespace in r["inputs"]["spec"]["match"].get("namespaces", [namespace])}
+        guardrails = {r["urn"] for r in here if r["inputs"].get("kind") in ("ResourceQuota", "LimitRange", "NetworkPolicy")
+                      and r["inputs"]["metadata"].get("namespace") == namespace}
+        assert len(cluster_policy) > 10 and len(guardrails) >= 3, (cluster, namespace)
+        grants = [r for r in here if (r["inputs"].get("kind") == "RoleBinding" and r["inputs"]["metadata"].get("namespace") == namespace)
+                  or (r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"].get("chart") == "vcluster" and r["inputs"].get("namespace") == namespace)]
+        assert grants, (cluster, namespace)
+        for grant in grants:
+            missing = (cluster_policy | guardrails) - set(grant["dependsOn"])
+            assert not missing, f"{cluster}: {grant['name']} may be created before {sorted(u.rpartition('::')[2] for u in missing)}"
+            checked += 1
+    assert checked
