@@ -23,6 +23,15 @@ from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
 
 @dataclass(frozen=True)
+class ApiServer:
+    """Where a cluster's API server listens, as pods on the control plane reach it: a network
+    ("0.0.0.0/0" when the address is a name, unknown at preview) and a port."""
+
+    cidr: str
+    port: int
+
+
+@dataclass(frozen=True)
 class ClusterHandle:
     """What every other component needs to know about a cluster."""
 

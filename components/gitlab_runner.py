@@ -27,8 +27,10 @@ what and why, in one place. Everything else in a job pod is `restricted`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -39,7 +41,7 @@ import pulumiverse_time as time
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from components.cluster import ClusterHandle, Taint
+from components.cluster import ApiServer, ClusterHandle, Taint
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform
@@ -58,6 +60,11 @@ TOKEN_ROTATION_DAYS = 30
 RUNNER_ID_ANNOTATION = "platform.io/runner-id"  # a new runner (rotation) restarts the runner pod
 JOB_LABEL = "platform.io/runner-job"  # on every job pod: what the job NetworkPolicy selects
 INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
+# Never "the internet" for the platform's jobs: pods, nodes, private endpoints, link-local (the metadata).
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
+# The platform's jobs on the internet: PyPI, Pulumi Cloud and its plugins, AWS (443); Debian's
+# archive, whose packages apt verifies by signature, for promote-image's skopeo (80).
+INTERNET_PORTS = (HTTPS_PORT, 80)
 MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project says
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
 
@@ -161,6 +168,7 @@ class GitLabRunnerArgs:
     tenant: str | None = None  # a tenant's runner: its namespace is labelled and constrained as its own
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
     depends_on: tuple[pulumi.Resource, ...] = ()  # what the runner needs up (GitLab's release)
+    api_servers: tuple[ApiServer, ...] = ()  # the platform's runner: where its Pulumi jobs reach the clusters
 
 
 class GitLabRunner(pulumi.ComponentResource):
@@ -234,28 +242,38 @@ class GitLabRunner(pulumi.ComponentResource):
         return ns
 
     def _job_traffic(self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions) -> None:
-        """Job pods: nothing in. Out, a tenant's: DNS and the ingress controller (GitLab, Harbor, Vault)
-        only; the platform's (pip, Pulumi Cloud, AWS, the clusters): anywhere but the node's instance
-        metadata, since it also runs any branch's merge-request jobs."""
+        """Job pods: nothing in. Out: DNS and the ingress controller (GitLab, Harbor, Vault), and for the
+        platform's, which also runs any branch's merge-request jobs, what its Pulumi jobs need besides
+        (pipeline_egress): never a platform service's pod directly."""
+        egress = egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-jobs",
             metadata=metadata("runner-jobs", ns),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={JOB_LABEL: args.owner}),
                 policy_types=["Ingress", "Egress"],
-                egress=egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs) if args.tenant is not None else [
-                    # Every pod, as without the policy (an ipBlock need not match pods' addresses)...
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={}))],
-                    ),
-                    # ...and every address but the instance metadata: the node role's credentials on EKS.
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
-                        ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=[INSTANCE_METADATA]),
-                    )]),
-                ],
+                egress=egress if args.tenant is not None else [*egress, *pipeline_egress(args.api_servers)],
             ),
             opts=in_ns,
         )
+
+
+def pipeline_egress(api_servers: Sequence[ApiServer]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """The platform pipeline's jobs beyond the platform's public names: the internet on INTERNET_PORTS
+    (no private range, so no pod, node or private endpoint) and each cluster's API server on its port
+    only (where its address is a name, any address on that port), never the instance metadata."""
+    def block(cidr: str, private: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        network = ipaddress.ip_network(cidr)
+        excepted = [e for e in (*private, INSTANCE_METADATA) if network.supernet_of(ipaddress.IPv4Network(e))] if network.version == 4 else []
+        return k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr, except_=excepted or None))
+
+    def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+        return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in ports]
+
+    return [
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[block("0.0.0.0/0", PRIVATE_NETWORKS)], ports=tcp(*INTERNET_PORTS)),
+        *(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[block(s.cidr)], ports=tcp(s.port)) for s in api_servers),
+    ]
 
 
 def _toml(value: Any) -> str:
@@ -430,6 +448,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLabRunner
             inventory=parts.inventory,
             platform_namespace=SLICE.namespace,
             depends_on=(platform_gitlab.release,),
+            api_servers=parts.settings.api_servers,
         ),
     )
 

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.backups import BackupStore
 from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.helm import namespace, release, sized
@@ -282,6 +282,7 @@ class EdgeSettings:
     acme: AcmeSettings | None  # None: the platform's own CA signs every certificate
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: Harbor's images, database backups
     pipeline_project: str = "platform/platform-bootstrap"  # this repository in the platform's GitLab
+    api_servers: tuple[ApiServer, ...] = ()  # every cluster's, where the platform's pipeline runs Pulumi
 
 
 class CertificateIssuer(Protocol):

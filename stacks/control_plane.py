@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pulumi
 
 from components import openunison
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.common import LdapUpstream, OidcUpstream, PlatformGroups
 from components.inventory import CredentialInventory
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
 from stacks.backups import backup_store
 from stacks.config import Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
+
+ANYWHERE = "0.0.0.0/0"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,27 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
         acme=AcmeSettings(dns.acme_email, dns.acme_server, dns.hosted_zone_id) if dns is not None else None,
         object_store=config.object_store.target() if config.object_store else None,
         pipeline_project=config.pipeline.project_path,
+        api_servers=api_servers(config),
     )
+
+
+def api_servers(config: PlatformConfig) -> tuple[ApiServer, ...]:
+    """Where the pipeline's Pulumi jobs reach each cluster's API server: an EKS cluster's private
+    endpoint in its VPC (in existing subnets, anywhere) on 443 (a public endpoint is on the
+    internet); a kubeconfig server's address, or anywhere when it is a name, on its port."""
+    servers: list[ApiServer] = []
+    for spec in (config.clusters.control_plane, config.clusters.dev, config.clusters.prod):
+        if spec.eks is not None:
+            servers.append(ApiServer(spec.eks.vpc.cidr if spec.eks.vpc else ANYWHERE, 443))
+            continue
+        assert spec.kubeconfig is not None
+        url = urlsplit(spec.kubeconfig.server)
+        try:
+            cidr = str(ipaddress.ip_network(url.hostname or ""))
+        except ValueError:
+            cidr = ANYWHERE
+        servers.append(ApiServer(cidr, url.port or 443))
+    return tuple(dict.fromkeys(servers))
 
 
 def upstream_identity(identity: Identity) -> OidcUpstream | LdapUpstream:
