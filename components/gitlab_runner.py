@@ -52,8 +52,13 @@ from components.versions import GITLAB_RUNNER_HELPER_IMAGE, GITLAB_RUNNER_IMAGE,
 from components.tenant import NamespacePolicy, namespace_constraints
 from policy.labels import TENANT_LABEL, managed_by, pod_security_admission
 
-NAMESPACE = "gitlab-runner"  # the platform's own runner
+NAMESPACE = "gitlab-runner"  # the platform's own runner: merge requests' jobs (and main's test jobs)
 RELEASE = "gitlab-runner"  # the platform's; a tenant's is gitlab-runner-<tenant> (one URN each)
+# The platform's runner for protected refs only (GitLab's `ref_protected`): the jobs that hold deploy
+# rights or make what a deploy applies carry PROTECTED_TAG, which no other runner has, so they never
+# run where a merge request's code runs (runner, namespace, service account, job pods' policy).
+PROTECTED_NAMESPACE = "gitlab-runner-protected"
+PROTECTED_TAG = "platform-protected"
 TOKEN_SECRET = "gitlab-runner-token"  # runner-token (and an empty runner-registration-token, as the chart reads it)
 CA_SECRET = "gitlab-runner-ca"  # <gitlab host>.crt: the runner and its jobs trust the platform CA
 TOKEN_ROTATION_DAYS = 30
@@ -149,6 +154,7 @@ class RunnerScope:
     description: str
     group_id: pulumi.Input[int] | None = None
     project_id: pulumi.Input[int] | None = None
+    protected_tag: str | None = None  # set: protected refs' jobs only, and only those with this tag
 
 
 @dataclass(frozen=True)
@@ -187,9 +193,11 @@ class GitLabRunner(pulumi.ComponentResource):
             group_id=scope.group_id,
             project_id=scope.project_id,
             description=scope.description,
-            untagged=True,  # the starter pipelines carry no tags: the scope, not a tag, picks the runner
+            # The starter pipelines carry no tags: the scope, not a tag, picks the runner.
+            untagged=scope.protected_tag is None,
+            tag_lists=[scope.protected_tag] if scope.protected_tag else None,
             locked=True,
-            access_level="not_protected",
+            access_level="ref_protected" if scope.protected_tag else "not_protected",
             maximum_timeout=MAXIMUM_TIMEOUT,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.gitlab_provider, depends_on=[rotation, *args.depends_on],
@@ -210,7 +218,7 @@ class GitLabRunner(pulumi.ComponentResource):
             f"{name}-ca", metadata=metadata(CA_SECRET, ns), type="Opaque", string_data={f"{host}.crt": args.ca_bundle}, opts=in_ns,
         )
         self._job_traffic(name, ns, args, in_ns)
-        release_name = RELEASE if args.tenant is None else f"{RELEASE}-{args.tenant}"
+        release_name = f"{RELEASE}-{args.tenant}" if args.tenant else f"{RELEASE}-protected" if scope.protected_tag else RELEASE
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
             version=args.settings.chart_version, depends_on=[token, ca],
@@ -427,29 +435,41 @@ def settings_of(settings: ServiceSettings) -> RunnerSettings:
     )
 
 
-def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLabRunner | None:
-    """The platform repository's own runner, when GitLab is on."""
+@dataclass(frozen=True)
+class PlatformRunners:
+    """The platform repository's runners: one for any ref (merge requests), one for protected refs."""
+
+    any_ref: GitLabRunner
+    protected: GitLabRunner
+
+
+def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunners | None:
+    """The platform repository's own runners, when GitLab is on."""
     platform_gitlab = parts.get(GITLAB_SLICE)
     project_id = settings.options.get("platform_project_id")
     if platform_gitlab is None or project_id is None:
         return None
     path = parts.settings.pipeline_project
-    return GitLabRunner(
-        "platform-runner",
-        parts.cluster,
-        GitLabRunnerArgs(
-            owner="platform",
-            namespace=NAMESPACE,
-            scope=RunnerScope("project_type", f"project {path}", project_id=project_id),
+
+    def runner(name: str, owner: str, namespace: PlatformNamespace, tag: str | None) -> GitLabRunner:
+        description = f"project {path}" + (f" (protected refs, tag {tag})" if tag else "")
+        return GitLabRunner(name, parts.cluster, GitLabRunnerArgs(
+            owner=owner,
+            namespace=namespace.name,
+            scope=RunnerScope("project_type", description, project_id=project_id, protected_tag=tag),
             gitlab_url=platform_gitlab.url,
             gitlab_provider=platform_gitlab.provider,
             settings=settings_of(settings),
             ca_bundle=parts.tls.ca_bundle,
             inventory=parts.inventory,
-            platform_namespace=SLICE.namespace,
+            platform_namespace=namespace,
             depends_on=(platform_gitlab.release,),
             api_servers=parts.settings.api_servers,
-        ),
+        ))
+
+    return PlatformRunners(
+        runner("platform-runner", "platform", SLICE.namespace, None),
+        runner("platform-protected-runner", "platform-protected", PROTECTED_PLATFORM_NAMESPACE, PROTECTED_TAG),
     )
 
 
@@ -487,7 +507,10 @@ def tenant(parts: TenantParts) -> GitLabRunner | None:
     )
 
 
-SLICE: ServiceSlice[GitLabRunner | None] = ServiceSlice(
+PROTECTED_PLATFORM_NAMESPACE = PlatformNamespace(
+    PROTECTED_NAMESPACE, "the platform repository's runner for protected refs: main's plans and deploys, schedules, promotions",
+)
+SLICE: ServiceSlice[PlatformRunners | None] = ServiceSlice(
     key="gitlab_runner",
     namespace=PlatformNamespace(NAMESPACE, "the platform repository's runner: its jobs run the platform's own pipeline"),
     chart="gitlab-runner",

@@ -56,4 +56,5 @@ PLATFORM_NAMESPACES: tuple[PlatformNamespace, ...] = (
     *SYSTEM_NAMESPACES,
     *(service.namespace for service in SERVICES),
     kube_oidc_proxy.PLATFORM_NAMESPACE,
+    gitlab_runner.PROTECTED_PLATFORM_NAMESPACE,
 )

@@ -13,34 +13,39 @@ import ipaddress
 from typing import Any
 
 import pytest
+import yaml
 
-from components.gitlab_runner import JOB_LABEL, NAMESPACE
+from components.gitlab_runner import JOB_LABEL, NAMESPACE, PROTECTED_NAMESPACE
 from platformctl.render import Render
+from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, PROTECTED_ONLY, _resolve
 from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
 
-# A job of the platform project's runner: a merge request's (the branch's code) as much as a deploy's.
+# A job of the platform project's runners: a merge request's (the branch's code), and a deploy's.
 PLATFORM_JOB = Pod(f"{NAMESPACE}/job", NAMESPACE, {JOB_LABEL: "platform"}, ())
+DEPLOY_JOB = Pod(f"{PROTECTED_NAMESPACE}/job", PROTECTED_NAMESPACE, {JOB_LABEL: "platform-protected"}, ())
 INTERNET = ipaddress.ip_address("203.0.113.7")
 
 
-def _refused(network: Network, attempts: dict[str, tuple[Any, int]]) -> list[str]:
-    return [what for what, (address, port) in attempts.items() if network.reaches(PLATFORM_JOB, address, port)]
+def _refused(network: Network, job: Pod, attempts: dict[str, tuple[Any, int]]) -> list[str]:
+    return [what for what, (address, port) in attempts.items() if network.reaches(job, address, port)]
 
 
+@pytest.mark.parametrize("job", [PLATFORM_JOB, DEPLOY_JOB], ids=["merge-request", "protected"])
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_a_platform_merge_request_job_reaches_no_platform_endpoint_but_the_ingress_controller(
-        renders: dict[str, Render], stack: str) -> None:
+        renders: dict[str, Render], stack: str, job: Pod) -> None:
     """A merge request's job runs its branch's code on the platform's runner: it must not talk to
     Vault's internal listener, Gitaly, the databases, Redis, Prometheus or OpenUnison's pods directly.
     What the pipeline needs of the cluster is the DNS and the ingress controller (GitLab, Harbor and
     Vault by their public names)."""
     network = Network(renders[stack].plan, "control-plane")
-    assert network.reachable(PLATFORM_JOB) == [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)]
+    assert network.reachable(job) == [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)]
 
 
+@pytest.mark.parametrize("job", [PLATFORM_JOB, DEPLOY_JOB], ids=["merge-request", "protected"])
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_a_platform_merge_request_job_reaches_no_node_nor_private_service_outside_the_cluster(
-        renders: dict[str, Render], stack: str) -> None:
+        renders: dict[str, Render], stack: str, job: Pod) -> None:
     """Outside the cluster: not the instance metadata, a node's kubelet, nor (EKS) the databases,
     caches and Vault's listeners in the control plane's VPC."""
     plan = renders[stack].plan
@@ -52,11 +57,12 @@ def test_a_platform_merge_request_job_reaches_no_node_nor_private_service_outsid
     if stack == "prod":
         vpc = _subnet_address(plan, "control-plane-private-eu-west-1a")
         attempts |= {f"{port} in the control plane's VPC": (vpc, port) for port in (5432, 6379, 8200, 8201, 10250)}
-    assert not _refused(Network(plan, "control-plane"), attempts)
+    assert not _refused(Network(plan, "control-plane"), job, attempts)
 
 
+@pytest.mark.parametrize("job", [PLATFORM_JOB, DEPLOY_JOB], ids=["merge-request", "protected"])
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_the_platform_pipeline_still_reaches_what_its_jobs_need(renders: dict[str, Render], stack: str) -> None:
+def test_the_platform_pipeline_still_reaches_what_its_jobs_need(renders: dict[str, Render], stack: str, job: Pod) -> None:
     """The fix leaves the pipeline working: PyPI, Pulumi Cloud, AWS and Debian's archive on the internet
     (443, 80), every cluster's API server (kubeconfig: its server's port on whatever address the name
     resolves to; EKS: the private endpoint in each VPC) and the ingress controller."""
@@ -67,5 +73,45 @@ def test_the_platform_pipeline_still_reaches_what_its_jobs_need(renders: dict[st
         needs += [(_subnet_address(plan, f"{c}-private-eu-west-1{zone}"), 443) for c in ("control-plane", "dev", "prod") for zone in "abc"]
     else:
         needs += [(ipaddress.ip_address(a), 6443) for a in ("172.18.0.2", "172.18.0.4", "192.168.10.20")]
-    assert [n for n in needs if not network.reaches(PLATFORM_JOB, *n)] == []
-    assert network.reaches(PLATFORM_JOB, network.pod(TRAEFIK), 8443)
+    assert [n for n in needs if not network.reaches(job, *n)] == []
+    assert network.reaches(job, network.pod(TRAEFIK), 8443)
+
+
+# --- the platform's runners: where a merge request's code runs, and where a deploy's does ------------
+
+RUNNER = "gitlab:index/userRunner:UserRunner"
+
+
+def _takes(runner: dict[str, Any], job: dict[str, Any], protected_ref: bool) -> bool:
+    """GitLab's pick: a runner takes a job when every tag of the job is one of its own (a job without
+    tags: when it runs untagged jobs), and a `ref_protected` runner only on a protected ref."""
+    if runner.get("accessLevel") == "ref_protected" and not protected_ref:
+        return False
+    tags = set(job.get("tags") or [])
+    return tags <= set(runner.get("tagLists") or []) and (bool(tags) or runner.get("untagged") is True)
+
+
+def _pipeline_jobs() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The platform pipeline's jobs of merge requests (any rule on merge_request_event), and those of
+    protected refs only (every rule on main or a schedule)."""
+    ci = yaml.safe_load(CI_FILE.read_text())
+    jobs = {name: _resolve(ci, name) for name in ci if name not in GLOBAL_KEYWORDS and not name.startswith(".")}
+    merge_requests = {n: j for n, j in jobs.items() if any("merge_request_event" in r.get("if", "") for r in j["rules"])}
+    protected = {n: j for n, j in jobs.items() if all(PROTECTED_ONLY.search(r.get("if", "")) for r in j["rules"])}
+    return merge_requests, protected
+
+
+def test_no_runner_that_runs_a_merge_requests_code_runs_a_deploy(plan: dict) -> None:
+    """A platform engineer's merge request runs its branch's code on the platform's runner. The jobs of
+    main and the schedules (plans the deploys apply, the deploys with the AWS deploy role, Pulumi's
+    deploy team and Vault's platform-deploy token, promotions with Harbor's promoter robot) must run on
+    a runner, namespace and service account that no merge-request job is ever given: GitLab's
+    `ref_protected` runner, which they reach by a tag no other runner has."""
+    runners = {r["name"]: r["inputs"] for r in plan["resources"] if r["type"] == RUNNER and r["inputs"]["runnerType"] == "project_type"}
+    merge_requests, protected = _pipeline_jobs()
+    assert {"deploy-dev", "deploy-prod", "rebuild-dev", "promote-image"} <= set(protected)
+    for name, job in {**merge_requests, **protected}.items():  # nothing is left without a runner
+        assert any(_takes(r, job, name in protected) for r in runners.values()), f"{name}: no runner takes it"
+    shared = {(runner, name) for runner, r in runners.items() for name, job in protected.items()
+              if _takes(r, job, True) and any(_takes(r, mr, False) for mr in merge_requests.values())}
+    assert not shared, sorted(shared)

@@ -19,6 +19,8 @@ from components.gitlab_runner import (
     CA_SECRET,
     JOB_LABEL,
     NAMESPACE,
+    PROTECTED_NAMESPACE,
+    PROTECTED_TAG,
     RUNNER_ID_ANNOTATION,
     TOKEN_ROTATION_DAYS,
     TOKEN_SECRET,
@@ -153,7 +155,7 @@ def test_job_pods_reach_dns_and_the_ingress_controller_only(plan: dict) -> None:
 def test_every_runner_token_is_in_the_inventory_with_its_lifetime(plan: dict) -> None:
     entries = {name: entry for entry in plan["outputs"]["credentials"] for name in entry["resources"]}
     runners = by_type(plan, RUNNER)
-    assert len(runners) == len(tenants(plan)) + 1  # and the platform's
+    assert len(runners) == len(tenants(plan)) + 2  # and the platform's two (any ref, protected refs)
     for runner in runners:
         entry = entries[runner["name"]]
         assert entry["category"] == "issued"
@@ -165,15 +167,19 @@ def test_every_runner_token_is_in_the_inventory_with_its_lifetime(plan: dict) ->
     assert any(runners[0]["name"] in problem for problem in check_credentials(stripped))
 
 
-def test_the_platform_repository_has_a_project_runner_of_its_own(plan: dict) -> None:
-    runner = one([r for r in by_type(plan, RUNNER) if r["inputs"]["runnerType"] == "project_type"], "project runner")
-    assert runner["inputs"]["projectId"] == 1 and runner["inputs"]["description"] == "project platform/platform-bootstrap"
-    release = runner_release(plan, NAMESPACE)
-    config = config_toml(release)["kubernetes"]
-    assert config["namespace"] == NAMESPACE and "allowed_images" not in config
-    assert config["build_container_security_context"]["allow_privilege_escalation"] is False
-    [namespace] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace" and r["inputs"]["metadata"]["name"] == NAMESPACE]
-    assert namespace["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+def test_the_platform_repository_has_project_runners_of_its_own(plan: dict) -> None:
+    runners = {r["inputs"]["accessLevel"]: r["inputs"] for r in by_type(plan, RUNNER) if r["inputs"]["runnerType"] == "project_type"}
+    assert sorted(runners) == ["not_protected", "ref_protected"]
+    assert runners["not_protected"]["description"] == "project platform/platform-bootstrap"
+    assert runners["ref_protected"]["tagLists"] == [PROTECTED_TAG] and runners["ref_protected"]["untagged"] is False
+    for runner, namespace_name in ((runners["not_protected"], NAMESPACE), (runners["ref_protected"], PROTECTED_NAMESPACE)):
+        assert runner["projectId"] == 1 and runner["description"].startswith("project platform/platform-bootstrap")
+        config = config_toml(runner_release(plan, namespace_name))["kubernetes"]
+        assert config["namespace"] == namespace_name and "allowed_images" not in config
+        assert config["build_container_security_context"]["allow_privilege_escalation"] is False
+        [namespace] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace"
+                       and r["inputs"]["metadata"]["name"] == namespace_name]
+        assert namespace["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_the_runner_restarts_with_a_new_runner_and_trusts_the_platform_ca(charted: dict[str, Render]) -> None:
