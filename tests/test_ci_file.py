@@ -330,3 +330,28 @@ def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs
     # The apply on main waits for it; prod waits for dev.
     assert "access-main" in jobs["deploy-dev"]["needs"] and "deploy-dev" in jobs["deploy-prod"]["needs"]
     assert any(n == {"job": "access"} for n in jobs["comment"]["needs"])
+
+
+def gitlab_ci_schema_errors(document: Any) -> list[str]:
+    """What GitLab's own CI schema (app/assets/javascripts/editor/schema/ci.json, as check-jsonschema
+    vendors it) finds wrong with a pipeline document."""
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("gitlab-ci.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in validator.iter_errors(document)]
+
+
+def test_the_file_is_valid_against_gitlabs_ci_schema(ci: dict[str, Any]) -> None:
+    assert gitlab_ci_schema_errors(ci) == []
+    assert gitlab_ci_schema_errors({"job": {"script": "x", "tagz": ["x"]}}), "the schema refuses an unknown keyword"
+
+
+def test_the_tenants_starter_pipelines_are_valid_against_gitlabs_ci_schema(plan: dict) -> None:
+    pipelines = {r["name"]: yaml.safe_load(r["inputs"]["content"]) for r in plan["resources"]
+                 if r["type"] == "gitlab:index/repositoryFile:RepositoryFile" and r["inputs"].get("filePath") == CI_FILE.name}
+    assert pipelines
+    assert {name: errors for name, pipeline in pipelines.items() if (errors := gitlab_ci_schema_errors(pipeline))} == {}
