@@ -20,6 +20,7 @@ platform's shared GitLab webhook secret.
 
 CI variables only say where things are (Harbor, Vault, the Vault role): jobs log in to Vault with their `id_tokens` and read their secrets there,
 so no secret is a CI variable.
+Each project's CI/CD job token allowlist is on and names nobody else: only its own jobs' tokens work on it.
 
 Starter content (components/tenant_supply_chain.starter_files) is committed once to a new
 tenant's `main`, before it is protected: never overwritten, never updated afterwards. The
@@ -209,6 +210,13 @@ class TenantRepositories(pulumi.ComponentResource):
                                 args.ops_layout)
         for project_name, resource in projects.items():
             _starter_then_protected(f"{name}-{project_name}", resource, starter[project_name], project_name == APP_PROJECT, on_gitlab)
+            # Only the project's own jobs may use their job token on it: another project's job (another
+            # tenant's, run by someone who is a member of both) gets nothing, and a project owner who
+            # opens the allowlist is undone by the next `pulumi up` (the drift check reports it).
+            gitlab.ProjectJobTokenScopes(
+                f"{name}-{project_name}-job-token-scope", project=resource.id, enabled=True,
+                target_project_ids=[], target_group_ids=[], opts=on_gitlab,
+            )
             for key, value in variables.items():
                 gitlab.ProjectVariable(
                     f"{name}-{project_name}-{key.lower()}",

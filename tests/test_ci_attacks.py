@@ -115,3 +115,25 @@ def test_no_runner_that_runs_a_merge_requests_code_runs_a_deploy(plan: dict) -> 
     shared = {(runner, name) for runner, r in runners.items() for name, job in protected.items()
               if _takes(r, job, True) and any(_takes(r, mr, False) for mr in merge_requests.values())}
     assert not shared, sorted(shared)
+
+
+# --- job tokens: what a tenant's CI job can do in another tenant's projects ---------------------------
+
+PROJECT = "gitlab:index/project:Project"
+JOB_TOKEN_SCOPES = "gitlab:index/projectJobTokenScopes:ProjectJobTokenScopes"
+
+
+def test_a_tenants_job_token_opens_no_other_tenants_project(plan: dict) -> None:
+    """A's CI job runs whatever A's branch says, with a job token of the user who started it. When that
+    user is also a member of B, the token would clone B's repositories and read B's packages, unless B's
+    projects keep their inbound allowlist on (GitLab's "Limit access to this project") naming nobody but
+    themselves. Declared, a B owner who opens it is undone by the next `pulumi up` and the drift check
+    reports it; left to GitLab's default, nothing would notice."""
+    projects = {r["urn"]: r["name"] for r in plan["resources"] if r["type"] == PROJECT and "-repositories-" in r["name"]}
+    scopes = [r for r in plan["resources"] if r["type"] == JOB_TOKEN_SCOPES]
+    open_to_others = []
+    for urn, name in projects.items():
+        [scope] = [s["inputs"] for s in scopes if urn in s["dependsOn"]] or [None]
+        if scope is None or scope.get("enabled") is not True or scope.get("targetProjectIds") or scope.get("targetGroupIds"):
+            open_to_others.append(name)
+    assert len(projects) >= 6 and not open_to_others, open_to_others

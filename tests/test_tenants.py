@@ -101,6 +101,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "gitlab:index/branchProtection:BranchProtection": 3,
         "gitlab:index/tagProtection:TagProtection": 1,  # app's release tags: owners only
         "gitlab:index/projectVariable:ProjectVariable": 3 * 5,
+        "gitlab:index/projectJobTokenScopes:ProjectJobTokenScopes": 3,  # each project's job token allowlist: itself only
         "gitlab:index/repositoryFile:RepositoryFile": 1 + 3 + 3,  # starter: app CI; ops and ops-dev CI + dev/ and prod/ manifests
         "tls:index/privateKey:PrivateKey": 2,
         "gitlab:index/deployKey:DeployKey": 2,
