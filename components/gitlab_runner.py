@@ -218,7 +218,8 @@ class GitLabRunner(pulumi.ComponentResource):
             f"{name}-ca", metadata=metadata(CA_SECRET, ns), type="Opaque", string_data={f"{host}.crt": args.ca_bundle}, opts=in_ns,
         )
         self._job_traffic(name, ns, args, in_ns)
-        release_name = f"{RELEASE}-{args.tenant}" if args.tenant else f"{RELEASE}-protected" if scope.protected_tag else RELEASE
+        # gitlab-runner-<owner>: a tenant's name never starts with "platform-" (stacks/config.py), so none is the platform's.
+        release_name = RELEASE if args.owner == "platform" else f"{RELEASE}-{args.owner}"
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
             version=args.settings.chart_version, depends_on=[token, ca],

@@ -174,7 +174,10 @@ def test_the_platform_repository_has_project_runners_of_its_own(plan: dict) -> N
     assert runners["ref_protected"]["tagLists"] == [PROTECTED_TAG] and runners["ref_protected"]["untagged"] is False
     for runner, namespace_name in ((runners["not_protected"], NAMESPACE), (runners["ref_protected"], PROTECTED_NAMESPACE)):
         assert runner["projectId"] == 1 and runner["description"].startswith("project platform/platform-bootstrap")
-        config = config_toml(runner_release(plan, namespace_name))["kubernetes"]
+        release = runner_release(plan, namespace_name)
+        # No tenant's release (gitlab-runner-<tenant>) can take its name: tenant names never start with "platform-".
+        assert release["inputs"]["name"] in ("gitlab-runner", "gitlab-runner-platform-protected")
+        config = config_toml(release)["kubernetes"]
         assert config["namespace"] == namespace_name and "allowed_images" not in config
         assert config["build_container_security_context"]["allow_privilege_escalation"] is False
         [namespace] = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace"
