@@ -10,12 +10,13 @@ for the attacker.
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
-from components.gitlab_runner import JOB_LABEL, NAMESPACE, PROTECTED_NAMESPACE
+from components.gitlab_runner import JOB_LABEL, NAMESPACE, PROTECTED_NAMESPACE, PROTECTED_TAG
 from platformctl.render import Render
 from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, PROTECTED_ONLY, _resolve
 from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
@@ -137,3 +138,28 @@ def test_a_tenants_job_token_opens_no_other_tenants_project(plan: dict) -> None:
         if scope is None or scope.get("enabled") is not True or scope.get("targetProjectIds") or scope.get("targetGroupIds"):
             open_to_others.append(name)
     assert len(projects) >= 6 and not open_to_others, open_to_others
+
+
+def test_a_merge_requests_job_leaves_nothing_a_deploy_restores(plan: dict) -> None:
+    """What a job of main or a schedule restores: artifacts of jobs it needs in its own pipeline, made on
+    the protected runner (or none at all), never another pipeline's; and no cache a merge request's job
+    could have written (no runner has a distributed cache: a job's cache dies with its pod; no cache is
+    shared across protected and unprotected refs with `unprotect`)."""
+    configs = [tomllib.loads(r["inputs"]["values"]["runners"]["config"]) for r in plan["resources"]
+               if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab-runner"]
+    assert configs and not [c for c in configs for runner in c["runners"] if "cache" in runner]
+    ci = yaml.safe_load(CI_FILE.read_text())
+    caches = [c for v in ci.values() if isinstance(v, dict) for c in _as_list(v.get("cache")) + _as_list((v.get("default") or {}).get("cache"))]
+    assert not [c for c in caches if c.get("unprotect")]
+    _, protected = _pipeline_jobs()
+    for name, job in protected.items():
+        for need in job.get("needs", []):
+            need = {"job": need} if isinstance(need, str) else need
+            assert "pipeline" not in need and "project" not in need, f"{name}: artifacts of another pipeline"
+            source = _resolve(ci, need["job"])
+            assert not source.get("artifacts") or PROTECTED_TAG in (source.get("tags") or []), f"{name} restores {need['job']}'s artifacts"
+        assert "dependencies" not in job, f"{name}: dependencies would take every earlier job's artifacts"
+
+
+def _as_list(value: Any) -> list[dict[str, Any]]:
+    return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
