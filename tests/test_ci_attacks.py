@@ -163,3 +163,27 @@ def test_a_merge_requests_job_leaves_nothing_a_deploy_restores(plan: dict) -> No
 
 def _as_list(value: Any) -> list[dict[str, Any]]:
     return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+
+
+# --- build pods: what a job can make of its pod, and of the runner's rights --------------------------
+
+HOST_SHARING = ("host_path", "host_network", "host_pid", "host_ipc", "privileged", "volumes", "cap_add")
+
+
+def test_no_runner_lets_a_job_mount_the_host_or_act_with_the_runners_rights(plan: dict) -> None:
+    """A tenant's runner namespace enforces Pod Security `privileged` (BUILD_EXCEPTIONS): what keeps a job
+    from the host is only what config.toml gives its pods, and what keeps it from the runner's own rights
+    (create pods, read Secrets) is that its pods get no service-account token and the runner's Role holds
+    in its own namespace. Checked for every runner: no host volume or namespace, no privileged container,
+    no token, no way for a job to pick another service account, namespace or bearer token."""
+    for release in (r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "gitlab-runner"):
+        [runner] = tomllib.loads(release["inputs"]["values"]["runners"]["config"])["runners"]
+        kubernetes = runner["kubernetes"]
+        assert not [k for k in kubernetes if k in HOST_SHARING or k.startswith(HOST_SHARING)], release["name"]
+        assert all(not context.get("privileged") for key, context in kubernetes.items() if key.endswith("security_context")), release["name"]
+        assert kubernetes["automount_service_account_token"] is False and "service_account" not in kubernetes
+        assert kubernetes["service_account_overwrite_allowed"] == kubernetes["namespace_overwrite_allowed"] == ""
+        assert kubernetes["bearer_token_overwrite_allowed"] is False
+        roles = [o for o in release["rendered"] if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
+        assert sorted(o["kind"] for o in roles) == ["Role", "RoleBinding"], release["name"]
+        assert all(o["metadata"]["namespace"] == kubernetes["namespace"] for o in roles), release["name"]
