@@ -10,9 +10,11 @@ id annotation) and deletes the old one, which revokes its token. GitLab itself s
 tokens no expiry here: the instance's runner-token expiration setting is not something
 pulumi-gitlab manages, so the rotation is the lifetime.
 
-* The platform's repository (`platform:pipeline.projectPath`) gets a project runner in the
-  `gitlab-runner` namespace: its jobs (Pulumi, promote-image) need no image builds and run
-  under Pod Security `restricted`.
+* The platform's repository (`platform:pipeline.projectPath`) gets two project runners: one for any
+  ref in `gitlab-runner` (merge requests' jobs), one for protected refs only in
+  `gitlab-runner-protected` (the jobs of main and the schedules, which carry PROTECTED_TAG). Their
+  jobs (Pulumi, promote-image) need no image builds and run under Pod Security `restricted`, and
+  reach the ingress controller, the internet and the clusters' API ports, no platform pod directly.
 * Each tenant gets a group runner on its own GitLab group, its jobs in `runner-<tenant>` on the
   control plane: nothing in that namespace is shared with another tenant (token, service
   account, cache: there is no distributed cache, a job's cache lives in its own pod), the job
@@ -513,7 +515,7 @@ PROTECTED_PLATFORM_NAMESPACE = PlatformNamespace(
 )
 SLICE: ServiceSlice[PlatformRunners | None] = ServiceSlice(
     key="gitlab_runner",
-    namespace=PlatformNamespace(NAMESPACE, "the platform repository's runner: its jobs run the platform's own pipeline"),
+    namespace=PlatformNamespace(NAMESPACE, "the platform repository's runner for any ref: its jobs run the platform's own pipeline"),
     chart="gitlab-runner",
     declare=declare,
     on_cluster=on_cluster,
