@@ -21,6 +21,7 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
+from platformctl.markdown import fence
 
 MARKER = "<!-- platform-bootstrap:preview -->"
 # GitLab rejects notes longer than this many characters (Note validation).
@@ -96,10 +97,8 @@ class _Block:
 def _block(label: str, text: str, code: bool) -> _Block:
     lines = text.count("\n") + 1
     folded = lines > FOLD_LINES or len(text) > FOLD_CHARS
-    # A fence longer than any backtick run inside, so the content cannot close it.
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     # The label sits inside HTML (<summary>): escape it.
-    return _Block(html.escape(f"{label} ({lines} lines)"), text, code, folded, "`" * max(3, longest + 1))
+    return _Block(html.escape(f"{label} ({lines} lines)"), text, code, folded, fence(text, 3))
 
 
 def _cut_notice(shown: int, total: int) -> str:

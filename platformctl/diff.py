@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from platformctl.helm_render import RELEASE_TYPE, object_namespace
+from platformctl.markdown import code, text
 from platformctl.render import FINGERPRINTS
 
 # How much of a changed rendered object the Markdown shows: fields per object, characters per value.
@@ -157,25 +158,25 @@ def to_markdown(result: PlanDiff, base_plan: dict[str, Any], head_plan: dict[str
     stacks = base_plan.get("stack"), head_plan.get("stack")
     if stacks[0] != stacks[1]:
         # URNs carry the stack name, so every resource shows as removed and added.
-        lines += [f"> **Different stacks:** base is `{stacks[0]}`, head is `{stacks[1]}`; every resource differs.", ""]
+        lines += [f"> **Different stacks:** base is {code(str(stacks[0]))}, head is {code(str(stacks[1]))}; every resource differs.", ""]
     lines.append(f"**{len(result.added)} to add, {len(result.changed)} to change, {len(result.removed)} to remove**")
     if result.empty:
         return "\n".join([*lines, "", "No changes."]) + "\n"
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for marker, resources in (("+", result.added), ("-", result.removed)):
         for resource in resources:
-            groups[_group_key(resource, everything)].append(f"- `{marker}` `{resource['type']}` **{resource['name']}**")
+            groups[_group_key(resource, everything)].append(f"- `{marker}` {code(resource['type'])} **{text(resource['name'])}**")
     for resource, paths in result.changed:
-        shown = ", ".join(f"`{p}`" for p in paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20 else "")
-        groups[_group_key(resource, everything)].append(f"- `~` `{resource['type']}` **{resource['name']}**: {shown}")
+        shown = ", ".join(code(p) for p in paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20 else "")
+        groups[_group_key(resource, everything)].append(f"- `~` {code(resource['type'])} **{text(resource['name'])}**: {shown}")
     cluster = None
     for (group_cluster, component), entries in sorted(groups.items()):
         if group_cluster != cluster:
             cluster = group_cluster
-            lines += ["", f"#### Cluster: {cluster}"]
-        lines += ["", f"*{component}*", "", *sorted(entries)]
+            lines += ["", f"#### Cluster: {text(cluster)}"]
+        lines += ["", f"*{text(component)}*", "", *sorted(entries)]
     if result.outputs:
-        lines += ["", "#### Stack outputs", "", *(f"- `~` `{p}`" for p in result.outputs)]
+        lines += ["", "#### Stack outputs", "", *(f"- `~` {code(p)}" for p in result.outputs)]
     if result.objects:
         lines += ["", "#### Rendered objects of the Helm releases"]
         for objects in result.objects:
@@ -193,15 +194,15 @@ def _objects_markdown(objects: ObjectsDiff) -> list[str]:
     before, after = objects.chart
     chart = after if before in ("", after) else (before or "(none)") + " → " + (after or "(none)")
     lines = [
-        f"*{release.get('cluster')}* **{release['name']}** ({chart}): {len(objects.added)} added, "
+        f"*{text(str(release.get('cluster')))}* **{text(release['name'])}** ({text(chart)}): {len(objects.added)} added, "
         f"{len(objects.changed)} changed, {len(objects.removed)} removed",
         "",
     ]
-    lines += [f"- `+` {key}" for key in objects.added]
-    lines += [f"- `-` {key}" for key in objects.removed]
+    lines += [f"- `+` {text(key)}" for key in objects.added]
+    lines += [f"- `-` {text(key)}" for key in objects.removed]
     for key, fields in objects.changed:
-        lines.append(f"- `~` {key}")
-        lines += [f"  - `{path}`: `{_short(old)}` → `{_short(new)}`" for path, old, new in fields[:SHOWN_FIELDS]]
+        lines.append(f"- `~` {text(key)}")
+        lines += [f"  - {code(path)}: {code(_short(old))} → {code(_short(new))}" for path, old, new in fields[:SHOWN_FIELDS]]
         if len(fields) > SHOWN_FIELDS:
             lines.append(f"  - and {len(fields) - SHOWN_FIELDS} more fields")
     return lines

