@@ -226,10 +226,12 @@ def test_a_value_in_the_plan_cannot_hide_or_forge_lines_of_the_merge_request_not
     harmless value shown while an HTML comment hides the real one, an image that reports who read the
     review. Rendered by cmark-gfm (CommonMark, raw HTML let through as GitLab's sanitizer lets comments
     and images through), nothing but the diff's own markup may come out."""
-    base = renders["dev"].plan
-    head = copy.deepcopy(base)
-    [release] = [r for r in head["resources"] if r["type"] == RELEASE_TYPE and r["name"] == "control-plane-gitlab-runner"]
-    release["rendered"][0].setdefault("metadata", {}).setdefault("annotations", {})[f"x{value}"] = value
+    # The runner's release as the dev plan has it, and the same with one value changed (no copy of the
+    # whole plan: its garbage would time another test's GC).
+    [release] = [r for r in renders["dev"].plan["resources"] if r["type"] == RELEASE_TYPE and r["name"] == "control-plane-gitlab-runner"]
+    base, head = {"stack": "dev", "resources": [release]}, {"stack": "dev", "resources": [copy.deepcopy(release)]}
+    rendered = head["resources"][0]["rendered"][0]
+    rendered.setdefault("metadata", {}).setdefault("annotations", {})[f"x{value}"] = value
     note = to_markdown(diff_renders((base, {}), (head, {})), base, head, "Plan diff: dev")
     parser = _Tags()
     parser.feed(cmarkgfm.github_flavored_markdown_to_html(note, options=cmarkgfm.cmark.Options.CMARK_OPT_UNSAFE))
