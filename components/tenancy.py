@@ -68,6 +68,7 @@ class TenantQuota:
     cpu: str
     memory: str
     storage: str
+    ephemeral_storage: str
 
 
 @dataclass(frozen=True)

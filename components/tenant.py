@@ -362,6 +362,9 @@ class TenantNamespace(pulumi.ComponentResource):
                     "requests.memory": tenant.quota.memory,
                     "limits.memory": tenant.quota.memory,
                     "requests.storage": tenant.quota.storage,
+                    # The nodes' disks are every tenant's: a pod past its limit is evicted, not its neighbours.
+                    "requests.ephemeral-storage": tenant.quota.ephemeral_storage,
+                    "limits.ephemeral-storage": tenant.quota.ephemeral_storage,
                     "services.loadbalancers": str(balancers),
                     **object_counts(),
                 }
@@ -376,8 +379,8 @@ class TenantNamespace(pulumi.ComponentResource):
                 limits=[
                     k8s.core.v1.LimitRangeItemArgs(
                         type="Container",
-                        default={"cpu": "500m", "memory": "512Mi"},
-                        default_request={"cpu": "100m", "memory": "128Mi"},
+                        default={"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+                        default_request={"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "100Mi"},
                     )
                 ]
             ),
@@ -630,7 +633,7 @@ def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str
     )
 
 
-SANDBOX_QUOTA = TenantQuota(cpu="2", memory="4Gi", storage="10Gi")
+SANDBOX_QUOTA = TenantQuota(cpu="2", memory="4Gi", storage="10Gi", ephemeral_storage="10Gi")
 
 
 class Sandbox(pulumi.ComponentResource):

@@ -434,16 +434,22 @@ _QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, 
 HARBOR_MAX_BYTES = 2**63 - 1
 
 
-def _positive(value: str) -> str:
+def quantity(value: str) -> float | None:
+    """What a Kubernetes quantity stands for (bytes, cores), or None where `value` is not one."""
     match = _QUANTITY.match(value)
-    if match and float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] <= 0:
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] if match else None
+
+
+def _positive(value: str) -> str:
+    amount = quantity(value)
+    if amount is not None and amount <= 0:
         raise ValueError(f"{value!r} is not valid; allowed: a quantity greater than zero")
     return value
 
 
 def _harbor_storage(value: str) -> str:
-    match = _QUANTITY.match(value)
-    if match and float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] > HARBOR_MAX_BYTES // 2:
+    amount = quantity(value)
+    if amount is not None and amount > HARBOR_MAX_BYTES // 2:
         raise ValueError(f"{value!r} is not valid; allowed: at most 4Ei, what Harbor's storage quota can hold")
     return value
 
@@ -455,6 +461,8 @@ class Quota(Model):
     cpu: PositiveQuantity = "8"
     memory: PositiveQuantity = "16Gi"
     storage: Annotated[PositiveQuantity, AfterValidator(_harbor_storage)] = "100Gi"
+    # The nodes' local disk its containers and emptyDir volumes may take (a virtual cluster's control plane: 10Gi of it).
+    ephemeral_storage: PositiveQuantity = "40Gi"
 
 
 class PodSecurityException(Model):

@@ -146,7 +146,7 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
             TenantArgs(
                 name=tenant.name,
                 members=TenantMembers(tuple(tenant.owners), tuple(tenant.developers), tuple(tenant.ops)),
-                quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage),
+                quota=TenantQuota(tenant.quota.cpu, tenant.quota.memory, tenant.quota.storage, tenant.quota.ephemeral_storage),
                 isolation=tenant.isolation,
                 pod_security_exception=pod_security_exception(tenant.pod_security_exception),
                 renamed_from=tenant.renamed_from,

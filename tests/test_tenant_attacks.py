@@ -24,7 +24,9 @@ from components.openunison import LOCAL_GROUPS_LABEL
 from components.tenant_roles import RULES, TENANT_ADMIN
 from components.vault import OIDC_PATH, OIDC_ROLE
 from policy.labels import TENANT_NAMESPACE_LABEL
+from stacks.config import quantity
 from tests.test_gatekeeper_plan import admission
+from tests.test_helm_render import containers
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_roles import allows
 
@@ -153,6 +155,23 @@ def test_a_tenant_cannot_take_the_clusters_load_balancer_addresses(plan: dict) -
         assert quota["spec"]["hard"].get("services.loadbalancers") == str(own), (cluster, namespace, quota["spec"]["hard"], own)
         checked.append(own)
     assert 0 in checked and max(checked) > 0, checked  # namespaces with and without a virtual cluster
+
+
+def test_a_tenant_cannot_fill_its_nodes_disks(plan: dict) -> None:
+    """A container writing to its own filesystem or an emptyDir without end fills the node's disk, and the
+    kubelet then evicts whatever runs there, other tenants' pods and the platform's among them. Every
+    container gets a disk limit (past it, the kubelet evicts that pod alone), and the namespace's
+    limits are capped, with room left after the platform's own pods there (a virtual control plane)."""
+    for cluster, namespace in tenant_namespaces(plan):
+        objects = platform_objects(plan, cluster, namespace)
+        [hard] = [o["spec"]["hard"] for o in objects if o.get("kind") == "ResourceQuota"]
+        [container] = [item for o in objects if o.get("kind") == "LimitRange" for item in o["spec"]["limits"] if item["type"] == "Container"]
+        assert container["default"]["ephemeral-storage"] and container["defaultRequest"]["ephemeral-storage"], (cluster, namespace)
+        cap = quantity(hard["limits.ephemeral-storage"])
+        assert cap and quantity(hard["requests.ephemeral-storage"]) == cap, (cluster, namespace, hard)
+        own = sum(quantity(c.get("resources", {}).get("limits", {}).get("ephemeral-storage", container["default"]["ephemeral-storage"]))
+                  for o in objects for c in containers(o))
+        assert own < cap, (cluster, namespace, own, cap)
 
 
 # --- the API server's storage and the nodes' pod slots ------------------------------------------------

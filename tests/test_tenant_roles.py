@@ -63,7 +63,7 @@ def test_people_are_bound_only_to_the_platforms_roles_never_to_admin_or_edit() -
 
 
 def test_inside_a_virtual_cluster_nothing_of_the_tenants_reaches_the_proxy_namespace() -> None:
-    tenant = TenantArgs("team-a", TenantMembers(("alice",), ("bob",), ("dave",)), TenantQuota("1", "1Gi", "1Gi"), isolation=Isolation.VCLUSTER)
+    tenant = TenantArgs("team-a", TenantMembers(("alice",), ("bob",), ("dave",)), TenantQuota("1", "1Gi", "1Gi", "1Gi"), isolation=Isolation.VCLUSTER)
     for environment in ("dev", "prod"):
         documents = virtual_cluster_documents(tenant, environment, federated=True)
         bindings = [d for d in documents if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
