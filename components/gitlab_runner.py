@@ -43,6 +43,7 @@ import pulumiverse_time as time
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from components import gatekeeper
 from components.cluster import ApiServer, ClusterHandle, Taint
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
@@ -175,6 +176,7 @@ class GitLabRunnerArgs:
     platform_namespace: PlatformNamespace | None = None  # the platform's runner: its exempt namespace
     tenant: str | None = None  # a tenant's runner: its namespace is labelled and constrained as its own
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
+    gatekeeper: pulumi.Resource | None = None  # the control plane's Gatekeeper: a tenant's jobs wait for it
     depends_on: tuple[pulumi.Resource, ...] = ()  # what the runner needs up (GitLab's release)
     api_servers: tuple[ApiServer, ...] = ()  # the platform's runner: where its Pulumi jobs reach the clusters
 
@@ -206,7 +208,7 @@ class GitLabRunner(pulumi.ComponentResource):
                 replacement_trigger=rotation.rfc3339,
             ),
         )
-        ns = self._namespace(name, cluster, args)
+        ns, constraints = self._namespace(name, cluster, args)
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         token = k8s.core.v1.Secret(
             f"{name}-token",
@@ -219,20 +221,23 @@ class GitLabRunner(pulumi.ComponentResource):
         ca = k8s.core.v1.Secret(
             f"{name}-ca", metadata=metadata(CA_SECRET, ns), type="Opaque", string_data={f"{host}.crt": args.ca_bundle}, opts=in_ns,
         )
-        self._job_traffic(name, ns, args, in_ns)
+        # A runner takes jobs as soon as it runs, and admission is checked once, when a job's pod is
+        # created: the first jobs wait for everything that holds them.
+        holds = [self._job_traffic(name, ns, args, in_ns), *constraints]
         # gitlab-runner-<owner>: a tenant's name never starts with "platform-" (stacks/config.py), so none is the platform's.
         release_name = RELEASE if args.owner == "platform" else f"{RELEASE}-{args.owner}"
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
-            version=args.settings.chart_version, depends_on=[token, ca],
+            version=args.settings.chart_version, depends_on=[token, ca, *holds],
         )
         if args.inventory is not None:
             args.inventory.register(token_credential(name, args))
         self.register_outputs({"runnerId": self.runner.id, "namespace": args.namespace})
 
-    def _namespace(self, name: str, cluster: ClusterHandle, args: GitLabRunnerArgs) -> k8s.core.v1.Namespace:
+    def _namespace(self, name: str, cluster: ClusterHandle, args: GitLabRunnerArgs) -> tuple[k8s.core.v1.Namespace, list[pulumi.Resource]]:
+        """The runner's namespace, and what holds a tenant's jobs there (Gatekeeper and the namespace's constraints)."""
         if args.platform_namespace is not None:
-            return namespace(args.platform_namespace, cluster, self, pod_security_admission("restricted"))
+            return namespace(args.platform_namespace, cluster, self, pod_security_admission("restricted")), []
         assert args.tenant is not None
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -245,19 +250,22 @@ class GitLabRunner(pulumi.ComponentResource):
         registries = [f"{args.harbor_host}/{args.tenant}/", f"{args.harbor_host}/{APPROVED_PROJECT}/"]
         # Images from the tenant's own project and `approved` only, pulled Always; RoleBindings for
         # the namespace's own service accounts only (the runner's): as in its workload namespaces.
-        if args.gatekeeper_templates:  # Gatekeeper runs on the control plane
-            namespace_constraints(
-                name, args.namespace, NamespacePolicy(registries, args.gatekeeper_templates), [], [],
-                pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
-            )
-        return ns
+        if not args.gatekeeper_templates:  # Gatekeeper runs on the control plane
+            return ns, []
+        constraints = namespace_constraints(
+            name, args.namespace, NamespacePolicy(registries, args.gatekeeper_templates), [], [],
+            pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
+        )
+        return ns, [*constraints, *([args.gatekeeper] if args.gatekeeper is not None else [])]
 
-    def _job_traffic(self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions) -> None:
+    def _job_traffic(
+        self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions
+    ) -> k8s.networking.v1.NetworkPolicy:
         """Job pods: nothing in. Out: DNS and the ingress controller (GitLab, Harbor, Vault), and for the
         platform's, which also runs any branch's merge-request jobs, what its Pulumi jobs need besides
         (pipeline_egress): never a platform service's pod directly."""
         egress = egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs)
-        k8s.networking.v1.NetworkPolicy(
+        return k8s.networking.v1.NetworkPolicy(
             f"{name}-jobs",
             metadata=metadata("runner-jobs", ns),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
@@ -504,6 +512,7 @@ def tenant(parts: TenantParts) -> GitLabRunner | None:
             harbor_host=platform.harbor.host,
             tenant=parts.name,
             gatekeeper_templates=platform.gatekeeper_templates,
+            gatekeeper=platform.addons.get("control-plane", {}).get(gatekeeper.SLICE.key),
             depends_on=(group,),
         ),
         parts.opts,

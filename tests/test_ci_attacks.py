@@ -252,3 +252,25 @@ def test_a_merge_requests_code_gets_no_stored_credential() -> None:
     reading = sorted(name for name, job in merge_requests.items()
                      if any(re.search(r"platformctl (comment|access)\b", line) for line in _script(job)))
     assert not reading, f"{reading} read {DEFAULT_TOKEN_ENV}"
+
+
+def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict) -> None:
+    """A runner picks up jobs as soon as its release runs. On a control plane built anew, jobs that
+    start before their namespace's NetworkPolicy reach every in-cluster endpoint, and a tenant's
+    before Gatekeeper and the namespace's constraints run images from anywhere, once: admission is
+    checked when a pod is created. So each runner's release waits for its job NetworkPolicy and, in a
+    tenant's runner namespace, the control plane's Gatekeeper and that namespace's constraints."""
+    resources = [r for r in plan["resources"] if r["cluster"] == "control-plane"]
+    gatekeeper = {r["urn"] for r in resources if r["inputs"].get("apiVersion", "").startswith(("constraints.gatekeeper.sh/", "mutations.gatekeeper.sh/"))}
+    runners = [r for r in resources if r["type"] == RELEASE_TYPE and r["inputs"]["chart"] == "gitlab-runner"]
+    assert len(runners) > 2
+    for runner in runners:
+        namespace = runner["inputs"]["namespace"]
+        holds = {r["urn"] for r in resources if r["inputs"].get("kind") == "NetworkPolicy" and r["inputs"]["metadata"].get("namespace") == namespace}
+        assert holds, runner["name"]
+        if namespace not in (NAMESPACE, PROTECTED_NAMESPACE):  # the platform's runners' namespaces are exempt from Gatekeeper
+            holds |= {r["urn"] for r in resources
+                      if r["urn"] in gatekeeper and namespace in r["inputs"]["spec"]["match"].get("namespaces", [namespace])}
+            assert len(holds) > 10, (runner["name"], holds)
+        missing = holds - set(runner["dependsOn"])
+        assert not missing, f"{runner['name']} may start before {sorted(u.rpartition('::')[2] for u in missing)}"
