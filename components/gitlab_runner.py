@@ -77,9 +77,14 @@ MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project s
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
 
 # Job containers: requests and limits (the platform's constraints require them on every container).
-BUILD_RESOURCES = {"cpu_request": "500m", "memory_request": "1Gi", "cpu_limit": "2", "memory_limit": "4Gi"}
-HELPER_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "cpu_limit": "500m", "memory_limit": "256Mi"}
-SERVICE_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "cpu_limit": "1", "memory_limit": "1Gi"}
+# Local disk too: past its limit the kubelet evicts that job, not its neighbours on a full node (a
+# build holds its image's layers; the helper clones, and packs caches and artifacts).
+BUILD_RESOURCES = {"cpu_request": "500m", "memory_request": "1Gi", "ephemeral_storage_request": "1Gi",
+                   "cpu_limit": "2", "memory_limit": "4Gi", "ephemeral_storage_limit": "20Gi"}
+HELPER_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "ephemeral_storage_request": "100Mi",
+                    "cpu_limit": "500m", "memory_limit": "256Mi", "ephemeral_storage_limit": "2Gi"}
+SERVICE_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "ephemeral_storage_request": "100Mi",
+                     "cpu_limit": "1", "memory_limit": "1Gi", "ephemeral_storage_limit": "2Gi"}
 JOB_USER = 1000  # the buildah image's `build` user, with its subordinate id ranges in /etc/subuid
 
 # What a tenant job's build container needs beyond Pod Security `restricted`, and why; nothing

@@ -233,8 +233,9 @@ def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, 
         return {
             "name": name, "image": image, "imagePullPolicy": "Always",
             "securityContext": _context(k[context]),
-            "resources": {"requests": {"cpu": k[f"{prefix}cpu_request"], "memory": k[f"{prefix}memory_request"]},
-                          "limits": {"cpu": k[f"{prefix}cpu_limit"], "memory": k[f"{prefix}memory_limit"]}},
+            "resources": {kind: {resource: k[f"{prefix}{key}_{kind.removesuffix('s')}"]
+                                 for resource, key in (("cpu", "cpu"), ("memory", "memory"), ("ephemeral-storage", "ephemeral_storage"))}
+                          for kind in ("requests", "limits")},
         }
 
     spec = {
@@ -251,6 +252,20 @@ def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, 
         spec = _merge(spec, json.loads(patch["patch"]))
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "runner-", "namespace": k["namespace"],
             "labels": dict(k["pod_labels"])}, "spec": spec}
+
+
+def test_a_job_cannot_fill_its_nodes_disk(plan: dict) -> None:
+    """A job writing without end (a build's layers, a clone, a service's data) would fill the node's
+    disk, and the kubelet's disk-pressure evictions would take other tenants' jobs on the same CI
+    nodes. Every container of a job pod has a local-disk limit (past it, the kubelet evicts that job
+    alone), and no job may raise it (no `*_overwrite_max_allowed`)."""
+    for release in by_type(plan, RELEASE_TYPE):
+        if release["inputs"]["chart"] != "gitlab-runner":
+            continue
+        k = config_toml(release)["kubernetes"]
+        for prefix in ("", "helper_", "service_"):
+            assert k[f"{prefix}ephemeral_storage_request"] and k[f"{prefix}ephemeral_storage_limit"], (release["name"], prefix)
+        assert not [key for key in k if key.endswith("_overwrite_max_allowed")], release["name"]
 
 
 def _with_pod(plan: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
