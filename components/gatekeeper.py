@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.gatekeeper import cluster_constraints, cluster_mutations, templates
-from policy.labels import TENANT_NAMESPACE_LABEL
+from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
 
 NAMESPACE = "gatekeeper-system"
 
@@ -56,15 +56,26 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
         platform_namespaces = [n.name for n in args.platform_namespaces]
-        for constraint in cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces):
+        constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces)
+        policies = [
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
                 constraint,
                 pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])),
             )
+            for constraint in constraints
+        ]
         # Mutators are CRDs of the release itself.
-        for mutation in cluster_mutations(args.tenant_namespace_selector, platform_namespaces):
-            _custom_resource(f"{cluster.role}-{mutation['metadata']['name']}", mutation, child)
+        mutations = cluster_mutations(args.tenant_namespace_selector, platform_namespaces)
+        policies += [_custom_resource(f"{cluster.role}-{m['metadata']['name']}", m, child) for m in mutations]
+        # One object that exists once every policy above does. Access to a tenant namespace waits for
+        # it: one dependency each in the state, not one per policy (a thousand tenants' bindings).
+        self.in_force = k8s.core.v1.ConfigMap(
+            f"{cluster.role}-admission-in-force",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-admission-in-force", namespace=NAMESPACE, labels=managed_by()),
+            data={"policies": "\n".join(sorted(o["metadata"]["name"] for o in [*templates(), *constraints, *mutations]))},
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*self.templates.values(), *policies])),
+        )
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
@@ -89,6 +100,12 @@ SLICE: ServiceSlice[Gatekeeper] = ServiceSlice(
     on_cluster=on_cluster,
     default_replicas=3,  # stacks.config refuses fewer: its webhook fails closed
 )
+
+
+def in_force(addons: dict[str, Any]) -> pulumi.Resource | None:
+    """What waits for a cluster's policies to be in force, given its add-ons (None: no Gatekeeper there)."""
+    gatekeeper = addons.get(SLICE.key)
+    return gatekeeper.in_force if gatekeeper is not None else None
 
 
 def _custom_resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

@@ -181,7 +181,7 @@ class GitLabRunnerArgs:
     platform_namespace: PlatformNamespace | None = None  # the platform's runner: its exempt namespace
     tenant: str | None = None  # a tenant's runner: its namespace is labelled and constrained as its own
     gatekeeper_templates: dict[str, pulumi.Resource] = field(default_factory=dict)
-    gatekeeper: pulumi.Resource | None = None  # the control plane's Gatekeeper: a tenant's jobs wait for it
+    admission: pulumi.Resource | None = None  # the control plane's policies in force: a tenant's jobs wait for them
     depends_on: tuple[pulumi.Resource, ...] = ()  # what the runner needs up (GitLab's release)
     api_servers: tuple[ApiServer, ...] = ()  # the platform's runner: where its Pulumi jobs reach the clusters
 
@@ -261,7 +261,7 @@ class GitLabRunner(pulumi.ComponentResource):
             name, args.namespace, NamespacePolicy(registries, args.gatekeeper_templates), [], [],
             pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
         )
-        return ns, [*constraints, *([args.gatekeeper] if args.gatekeeper is not None else [])]
+        return ns, [*constraints, *([args.admission] if args.admission is not None else [])]
 
     def _job_traffic(
         self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, in_ns: pulumi.ResourceOptions
@@ -517,7 +517,7 @@ def tenant(parts: TenantParts) -> GitLabRunner | None:
             harbor_host=platform.harbor.host,
             tenant=parts.name,
             gatekeeper_templates=platform.gatekeeper_templates,
-            gatekeeper=platform.addons.get("control-plane", {}).get(gatekeeper.SLICE.key),
+            admission=gatekeeper.in_force(platform.addons.get("control-plane", {})),
             depends_on=(group,),
         ),
         parts.opts,

@@ -94,7 +94,7 @@ class NamespacePolicy:
     templates: dict[str, pulumi.Resource]  # its cluster's templates by constraint kind
     hosts: tuple[str, ...] = ()  # the hostnames its Ingresses may serve (none: no Ingress at all)
     prometheus_addresses: tuple[str, ...] = ()  # what its analyses may query (none: Job analyses only)
-    # Its cluster's Gatekeeper (release, templates, constraints, mutators): access to the namespace waits for it.
+    # Its cluster's policies in force (components.gatekeeper.in_force): access to the namespace waits for them.
     admission: pulumi.Resource | None = None
 
 
@@ -617,7 +617,7 @@ def namespace_policy(
     # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not.
     queries = (prometheus.URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
     return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries,
-                           platform.addons.get(cluster, {}).get(gatekeeper.SLICE.key))
+                           gatekeeper.in_force(platform.addons.get(cluster, {})))
 
 
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:

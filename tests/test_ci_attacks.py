@@ -26,6 +26,7 @@ from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, PROTECTED_ONLY, _resolve, _script
 from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
+from tests.test_policy_attacks import waits_for
 
 # A job of the platform project's runners: a merge request's (the branch's code), and a deploy's.
 PLATFORM_JOB = Pod(f"{NAMESPACE}/job", NAMESPACE, {JOB_LABEL: "platform"}, ())
@@ -263,6 +264,7 @@ def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict
     resources = [r for r in plan["resources"] if r["cluster"] == "control-plane"]
     gatekeeper = {r["urn"] for r in resources if r["inputs"].get("apiVersion", "").startswith(("constraints.gatekeeper.sh/", "mutations.gatekeeper.sh/"))}
     runners = [r for r in resources if r["type"] == RELEASE_TYPE and r["inputs"]["chart"] == "gitlab-runner"]
+    before = waits_for(plan)
     assert len(runners) > 2
     for runner in runners:
         namespace = runner["inputs"]["namespace"]
@@ -272,5 +274,5 @@ def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict
             holds |= {r["urn"] for r in resources
                       if r["urn"] in gatekeeper and namespace in r["inputs"]["spec"]["match"].get("namespaces", [namespace])}
             assert len(holds) > 10, (runner["name"], holds)
-        missing = holds - set(runner["dependsOn"])
+        missing = holds - before[runner["urn"]]
         assert not missing, f"{runner['name']} may start before {sorted(u.rpartition('::')[2] for u in missing)}"
