@@ -319,7 +319,8 @@ class RecordingMonitor(MockMonitor):
         dependencies = set(request.dependencies)
         for deps in getattr(request, "propertyDependencies", {}).values():
             dependencies.update(deps.urns)
-        provider = _provider_urn(request.provider)
+        # The same URNs recur in thousands of records (parents, providers, dependencies): one string each.
+        provider = sys.intern(found) if (found := _provider_urn(request.provider)) else None
         with self._lock:
             if urn in self._seen:
                 # The engine refuses a second resource with the same URN; so does the render.
@@ -334,14 +335,14 @@ class RecordingMonitor(MockMonitor):
                 cluster = None
             self.records.append(
                 {
-                    "urn": urn,
+                    "urn": sys.intern(urn),
                     "type": request.type,
                     "name": request.name,
                     "custom": bool(getattr(request, "custom", True)),
-                    "parent": request.parent or None,
+                    "parent": sys.intern(request.parent) if request.parent else None,
                     "provider": provider,
                     "cluster": cluster,
-                    "dependsOn": sorted(d for d in dependencies if d),
+                    "dependsOn": sorted(sys.intern(d) for d in dependencies if d),
                     "options": {
                         "protect": bool(getattr(request, "protect", False)),
                         "deleteBeforeReplace": bool(getattr(request, "deleteBeforeReplace", False)),
