@@ -16,7 +16,9 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   as strong as the branch's protection in GitLab: keep `main` protected, maintainers only.
   AdministratorAccess: the program creates IAM roles and attaches policies to them (IRSA for
   cert-manager, Vault, GitLab, Harbor; these very roles), which is administrator power
-  whatever a narrower policy says; a scoped policy would only look safer.
+  whatever a narrower policy says; a scoped policy would only look safer. One explicit Deny:
+  no deleting database snapshots or the automated backups RDS keeps after an instance goes
+  (no run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
 the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
@@ -61,6 +63,17 @@ DATA_READS = (
 )
 
 
+# What would take the databases' history with it: snapshots, and the automated backups RDS keeps
+# after an instance is deleted (README, Backups and restore). No run of the program needs them.
+BACKUP_DELETIONS = (
+    "rds:DeleteDBSnapshot",
+    "rds:DeleteDBClusterSnapshot",
+    "rds:DeleteDBInstanceAutomatedBackup",
+    "rds:DeleteDBClusterAutomatedBackup",
+    "elasticache:DeleteSnapshot",
+)
+
+
 def subject(project_path: str, branch: str) -> str:
     """GitLab's `sub` claim of a job on a branch (`*` for any branch, with StringLike)."""
     return f"project_path:{project_path}:ref_type:branch:ref:{branch}"
@@ -73,11 +86,9 @@ def pipeline_trust_policy(provider_arn: str, issuer_url: str, project_path: str,
     return web_identity_trust(provider_arn, issuer_url, {"aud": AUDIENCE, "sub": subject(project_path, branch)})
 
 
-def no_data_reads_policy() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": "DescribeDoNotRead", "Effect": "Deny", "Action": list(DATA_READS), "Resource": "*"}],
-    }
+def deny_policy(sid: str, actions: Sequence[str]) -> dict[str, Any]:
+    """A policy that denies `actions` on every resource, whatever else the role is allowed."""
+    return {"Version": "2012-10-17", "Statement": [{"Sid": sid, "Effect": "Deny", "Action": list(actions), "Resource": "*"}]}
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,11 @@ class PipelineIdentity(pulumi.ComponentResource):
             return created
 
         preview = role("preview", f"pulumi preview from any branch of {args.project_path}", None, READ_ONLY_POLICY)
-        aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data_reads_policy()), opts=on_aws)
+        no_data = deny_policy("DescribeDoNotRead", DATA_READS)
+        aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data), opts=on_aws)
         deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
+        keep_backups = deny_policy("KeepDatabaseBackups", BACKUP_DELETIONS)
+        aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
 
@@ -131,7 +145,7 @@ class PipelineIdentity(pulumi.ComponentResource):
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
              "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
-             "AdministratorAccess", f"{name}-deploy"),
+             "AdministratorAccess, minus deleting database snapshots and retained backups", f"{name}-deploy"),
         ):
             args.inventory.register(
                 Credential(

@@ -269,6 +269,9 @@ def _managed(
 ) -> tuple[aws.rds.Instance, aws.elasticache.ReplicationGroup]:
     """An RDS instance and an ElastiCache replication group, both Multi-AZ and encrypted with the shared key."""
     kept = pulumi.ResourceOptions(parent=parent, provider=provider, protect=args.protect)
+    # The final snapshots' names must not collide with those of an earlier life of the stack: a destroy
+    # after a rebuild would fail on them. A suffix generated with the stack's state is new on each rebuild.
+    final = random.RandomId(f"{name}-final-snapshot", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)).hex if args.protect else None
     postgres = aws.rds.Instance(
         f"{name}-postgres",
         engine="postgres",
@@ -293,9 +296,12 @@ def _managed(
         backup_window=RDS_BACKUP_WINDOW,
         maintenance_window=RDS_MAINTENANCE_WINDOW,
         copy_tags_to_snapshot=True,
+        # Whoever deletes the instance does not take its point-in-time history with it: RDS keeps
+        # the automated backups for their retention, and a rebuilt stack restores from them.
+        delete_automated_backups=False,
         deletion_protection=args.protect,
         skip_final_snapshot=not args.protect,
-        final_snapshot_identifier=f"{name}-final" if args.protect else None,
+        final_snapshot_identifier=pulumi.Output.concat(f"{name}-final-", final) if final else None,
         tags=managed_by(),
         opts=kept,
     )
@@ -320,7 +326,7 @@ def _managed(
         parameter_group_name=shared.cache_parameters.name,
         snapshot_retention_limit=args.backup_retention_days,
         snapshot_window=RDS_BACKUP_WINDOW,
-        final_snapshot_identifier=f"{name}-redis-final" if args.protect else None,
+        final_snapshot_identifier=pulumi.Output.concat(f"{name}-redis-final-", final) if final else None,
         tags=managed_by(),
         opts=kept,
     )

@@ -390,3 +390,33 @@ def test_no_chart_renders_a_service_account_the_program_declares(prod: dict[str,
                 for r in _of_type(prod, "kubernetes:helm.sh/v3:Release") for o in r.get("rendered") or [] if o["kind"] == "ServiceAccount"}
     assert ("control-plane", "gitlab", "gitlab") in declared
     assert not declared & rendered
+
+
+# --- the databases' history: whoever holds a role the program creates deletes the backups -----------
+
+BACKUP_DELETIONS = ("rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot", "rds:DeleteDBInstanceAutomatedBackup",
+                    "rds:DeleteDBClusterAutomatedBackup")
+
+
+def _role_policies(prod: dict[str, Any], role: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every identity policy of `role`: AWS's managed documents attached to it and its inline policies."""
+    attached = [_managed(a["inputs"]["policyArn"]) for a in _of_type(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if role["urn"] in a["dependsOn"]]
+    inline = [json.loads(p["inputs"]["policy"]) for p in _of_type(prod, "aws:iam/rolePolicy:RolePolicy") if role["urn"] in p["dependsOn"]]
+    return attached + inline
+
+
+def test_no_role_the_program_creates_deletes_database_snapshots_or_retained_backups(prod: dict[str, Any]) -> None:
+    """A hijacked deploy pipeline (AdministratorAccess) or any add-on's role deletes the RDS instances'
+    final snapshots and the automated backups RDS keeps after an instance is deleted, so a rebuilt
+    stack has nothing to restore from. An explicit Deny wins over every Allow of the role."""
+    instances = _of_type(prod, "aws:rds/instance:Instance")
+    assert instances and all(i["inputs"]["deleteAutomatedBackups"] is False for i in instances)
+    roles = _of_type(prod, "aws:iam/role:Role")
+    deploy = named(prod, "platform-pipeline-deploy", "aws:iam/role:Role")
+    assert any(_allows(p, "rds:DeleteDBInstance", {}) for p in _role_policies(prod, deploy))  # it may still run destroy
+    for role in roles:
+        policies = _role_policies(prod, role)
+        for action in BACKUP_DELETIONS:
+            allowed = any(_allows(p, action, {}) for p in policies) and not any(_denies(p, action) for p in policies)
+            assert not allowed, (role["name"], action)

@@ -106,7 +106,12 @@ def test_each_service_has_a_multi_az_encrypted_backed_up_rds_instance(prod: dict
         assert inputs["storageEncrypted"] is True and key["urn"] in rds["dependsOn"]
         assert inputs["backupRetentionPeriod"] == retention >= 7
         assert inputs["deletionProtection"] is True and inputs["skipFinalSnapshot"] is False
-        assert inputs["finalSnapshotIdentifier"] == f"{service}-data-final"
+        # Named for this life of the stack (a suffix generated with its state): a rebuilt stack's
+        # destroy does not collide with the snapshot the last one left.
+        (suffix,) = [r for r in resources(prod, "random:index/randomId:RandomId") if r["name"] == f"{service}-data-final-snapshot"]
+        assert suffix["urn"] in rds["dependsOn"] and inputs["finalSnapshotIdentifier"].startswith(f"{service}-data-final-")
+        assert len(inputs["finalSnapshotIdentifier"]) > len(f"{service}-data-final-")
+        assert inputs["copyTagsToSnapshot"] is True and inputs["deleteAutomatedBackups"] is False
         assert inputs["publiclyAccessible"] is False and rds["options"]["protect"] is True
         assert inputs["password"] == REDACTED and "password" in rds["secretPaths"]
         assert inputs["dbName"] == inputs["username"] == service
