@@ -15,19 +15,27 @@ volume (GitLab and Harbor keep queues and caches there, nothing that is not in P
 Credentials are generated (pulumi_random), stay Pulumi secrets and reach the charts as Secrets in
 the service's namespace; `ServiceStores.checksum` changes with them, so a pod annotation restarts
 their readers when one is replaced.
+
+A rebuilt stack creates a service's database from its backups instead of empty where
+`platform:services.dataStores.restore.<service>` says so: RDS restores the old instance's (retained)
+automated backups to a point in time, CloudNativePG recovers from the old cluster's object-store
+backups. Both read the restore only when they create the database, so the key may go afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from components.cluster import ClusterHandle
 from components.network import VpcNetwork
@@ -60,6 +68,52 @@ RDS_BACKUP_WINDOW = "02:00-03:00"
 RDS_MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
 RDS_MIN_STORAGE_GIB = 20  # gp3's minimum
 CNPG_CERTIFICATE_DAYS = 90  # the operator's server and replication certificates, renewed 7 days before expiry
+
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$")
+# CloudNativePG's barman server name: a folder under s3://<bucket>/<prefix>/<service>/.
+SERVER_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+def _utc(value: str) -> str:
+    """An RFC 3339 time as UTC with `Z`, the one form RDS takes (CloudNativePG takes it too)."""
+    if not RFC3339.match(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 time; allowed: a time to the second with its offset, e.g. 2026-12-06T23:00:00Z")
+    return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Restore(BaseModel):
+    """`platform:services.dataStores.restore.<service>`: the service's database is created from its backups."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    # EKS: the ARN of the old RDS instance's retained automated backups, or the identifier of an instance
+    # that still exists; kubeconfig stacks: the old cluster's server name (stacks/config.py checks which).
+    source: str = Field(min_length=1)
+    time: Annotated[str, AfterValidator(_utc)] | None = None  # unset: the latest time the backups reach
+
+
+class Restores(BaseModel):
+    """`platform:services.dataStores.restore`: the services whose database a stack restores."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    gitlab: Restore | None = None
+    harbor: Restore | None = None
+
+
+class ServerNames(BaseModel):
+    """`platform:services.dataStores.serverNames`: where each CloudNativePG cluster archives (default `<service>-postgres`)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+    gitlab: Annotated[str, Field(pattern=SERVER_NAME)] | None = None
+    harbor: Annotated[str, Field(pattern=SERVER_NAME)] | None = None
+
+
+def server_name(service: str, names: ServerNames) -> str:
+    """The folder under s3://<bucket>/<prefix>/<service>/ that `service`'s cluster archives to."""
+    return getattr(names, service, None) or f"{service}-postgres"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +162,13 @@ class DataStoresArgs:
     node_type: str  # ElastiCache
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
     backup_prefix: str = "postgres"  # kubeconfig stacks: backups go under <prefix>/<service> (one per cluster)
+    restore: Restores = field(default_factory=Restores)  # the databases created from backups instead of empty
+    server_names: ServerNames = field(default_factory=ServerNames)  # kubeconfig stacks
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
+
+    def restore_of(self, service: str) -> Restore | None:
+        """What `service`'s database is restored from; None: it starts empty."""
+        return getattr(self.restore, service, None)
 
 
 class DataStores(pulumi.ComponentResource):
@@ -269,9 +329,14 @@ def _managed(
 ) -> tuple[aws.rds.Instance, aws.elasticache.ReplicationGroup]:
     """An RDS instance and an ElastiCache replication group, both Multi-AZ and encrypted with the shared key."""
     kept = pulumi.ResourceOptions(parent=parent, provider=provider, protect=args.protect)
+    # RDS reads a restore only when it creates the instance (and the provider would replace it when the
+    # key goes); a restored instance keeps the old instance's KMS key, which cannot change in place.
+    restorable = pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(ignore_changes=["restoreToPointInTime", "kmsKeyId"]))
     # The final snapshots' names must not collide with those of an earlier life of the stack: a destroy
     # after a rebuild would fail on them. A suffix generated with the stack's state is new on each rebuild.
-    final = random.RandomId(f"{name}-final-snapshot", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)).hex if args.protect else None
+    final = None
+    if args.protect:
+        final = random.RandomId(f"{name}-final-snapshot", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)).hex
     postgres = aws.rds.Instance(
         f"{name}-postgres",
         engine="postgres",
@@ -302,8 +367,9 @@ def _managed(
         deletion_protection=args.protect,
         skip_final_snapshot=not args.protect,
         final_snapshot_identifier=pulumi.Output.concat(f"{name}-final-", final) if final else None,
+        restore_to_point_in_time=_point_in_time(args.restore_of(service)),
         tags=managed_by(),
-        opts=kept,
+        opts=restorable,
     )
     redis = aws.elasticache.ReplicationGroup(
         f"{name}-redis",
@@ -333,6 +399,20 @@ def _managed(
     return postgres, redis
 
 
+def _point_in_time(restore: Restore | None) -> aws.rds.InstanceRestoreToPointInTimeArgs | None:
+    """The old instance's backups at `restore.time` (else the latest restorable time). The password is not in
+    RDS's restore call: the provider sets the generated one right after (ModifyDBInstance)."""
+    if restore is None:
+        return None
+    retained = restore.source.startswith("arn:")
+    return aws.rds.InstanceRestoreToPointInTimeArgs(
+        source_db_instance_automated_backups_arn=restore.source if retained else None,
+        source_db_instance_identifier=None if retained else restore.source,
+        restore_time=restore.time,
+        use_latest_restorable_time=True if restore.time is None else None,
+    )
+
+
 def _backup_secret(
     name: str, service: str, ns: k8s.core.v1.Namespace, store: ObjectStoreTarget, opts: pulumi.ResourceOptions
 ) -> k8s.core.v1.Secret:
@@ -357,7 +437,9 @@ def _in_cluster(
         kind="Cluster",
         metadata=metadata(f"{service}-postgres", ns),
         spec=cnpg_cluster_spec(service, args),
-        opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(protect=args.protect)),
+        # CloudNativePG reads the bootstrap only when it creates the cluster: a restore's goes unapplied after.
+        opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(
+            protect=args.protect, ignore_changes=["spec.bootstrap", "spec.externalClusters"])),
     )
     k8s.apiextensions.CustomResource(
         f"{name}-postgres-daily",
@@ -380,6 +462,16 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
     store = args.object_store
     assert store is not None
     secret = f"{service}-backup-store"
+    barman = {
+        "destinationPath": f"s3://{store.bucket}/{args.backup_prefix}/{service}",
+        "endpointURL": store.endpoint,
+        "s3Credentials": {
+            "accessKeyId": {"name": secret, "key": BACKUP_KEYS[0]},
+            "secretAccessKey": {"name": secret, "key": BACKUP_KEYS[1]},
+        },
+    }
+    owner = {"database": service, "owner": service, "secret": {"name": f"{service}-postgres"}}
+    restore, own = args.restore_of(service), server_name(service, args.server_names)
     return {
         "instances": args.settings.replicas,
         "imageName": CNPG_POSTGRES_IMAGE.ref,
@@ -389,7 +481,7 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
         **({"resources": args.settings.resources} if args.settings.resources else {}),
         # One instance per node where the nodes allow it (a kind cluster may have one node).
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname", "podAntiAffinityType": "preferred"},
-        "bootstrap": {"initdb": {"database": service, "owner": service, "secret": {"name": f"{service}-postgres"}}},
+        **(_recovery(restore, barman, owner) if restore else {"bootstrap": {"initdb": owner}}),
         # A managed role: the operator sets the owner's password again whenever the Secret changes.
         "managed": {"roles": [{
             "name": service, "ensure": "present", "login": True, "passwordSecret": {"name": f"{service}-postgres"},
@@ -397,16 +489,26 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
         "backup": {
             "retentionPolicy": f"{args.backup_retention_days}d",
             "barmanObjectStore": {
-                "destinationPath": f"s3://{store.bucket}/{args.backup_prefix}/{service}",
-                "endpointURL": store.endpoint,
-                "s3Credentials": {
-                    "accessKeyId": {"name": secret, "key": BACKUP_KEYS[0]},
-                    "secretAccessKey": {"name": secret, "key": BACKUP_KEYS[1]},
-                },
+                **barman,
+                # The cluster's name unless set: a restored cluster must archive apart from its source.
+                **({"serverName": own} if own != f"{service}-postgres" else {}),
                 "wal": {"compression": "gzip"},
                 "data": {"compression": "gzip"},
             },
         },
+    }
+
+
+RESTORE_SOURCE = "origin"  # the externalClusters entry a recovery reads
+
+
+def _recovery(restore: Restore, barman: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    """A new cluster recovered from the old one's base backups and WAL (`restore.source`: its server name)
+    to `restore.time`, else to the end of its WAL; the owner's password is then the Secret's again."""
+    target = {"recoveryTarget": {"targetTime": restore.time}} if restore.time else {}
+    return {
+        "bootstrap": {"recovery": {"source": RESTORE_SOURCE, **owner, **target}},
+        "externalClusters": [{"name": RESTORE_SOURCE, "barmanObjectStore": {**barman, "serverName": restore.source}}],
     }
 
 
@@ -560,6 +662,8 @@ def stores_args(
         object_store=object_store,
         inventory=inventory,
         backup_prefix=backup_prefix,
+        restore=options["restore"],
+        server_names=options["server_names"],
     )
 
 
@@ -578,5 +682,8 @@ SLICE: ServiceSlice[DataStores] = ServiceSlice(
         "backup_retention_days": (Annotated[int, Field(ge=1, le=35)], 7),
         "instance_class": (str, "db.m7g.large"),
         "node_type": (str, "cache.m7g.large"),
+        # Databases a rebuilt stack creates from their backups instead of empty; read only at creation.
+        "restore": (Restores, Restores()),
+        "server_names": (ServerNames, ServerNames()),
     },
 )

@@ -37,6 +37,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.common import ObjectStoreTarget, ipv4_network
+from components.data_stores import SERVER_NAME, server_name
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -901,6 +902,43 @@ def _data_store_rules(config: PlatformConfig) -> list[str]:
     ]
 
 
+# What names an RDS instance's backups: the ARN of its retained automated backups, or the identifier of
+# an instance that still exists.
+RDS_BACKUPS_ARN = re.compile(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:auto-backup:ab-[a-z0-9]+$")
+RDS_IDENTIFIER = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,61}[a-z0-9]$")
+
+
+def _restore_rules(config: PlatformConfig) -> list[str]:
+    """A restore names a database this stack declares, and backups of the kind its clusters keep."""
+    settings = config.services.settings("data_stores")
+    restores, names = settings.options["restore"], settings.options["server_names"]
+    key, on_eks = f"{NAMESPACE}:services.dataStores", config.clusters.control_plane.eks is not None
+    problems = [f"{key}.serverNames.{service}: CloudNativePG's, on kubeconfig stacks; allowed: unset on EKS (RDS keeps its own backups)"
+                for service in type(names).model_fields if on_eks and getattr(names, service)]
+    for service in type(restores).model_fields:
+        restore = getattr(restores, service)
+        if restore is None:
+            continue
+        where = f"{key}.restore.{service}"
+        if not (settings.enabled and config.services.settings(service).enabled):
+            off = "dataStores" if not settings.enabled else service
+            problems.append(f"{where}: services.{off} is disabled on this stack, so there is no database to restore; "
+                            f"allowed: remove restore.{service}, or enable services.{off}")
+        elif on_eks and not (RDS_BACKUPS_ARN.match(restore.source) or RDS_IDENTIFIER.match(restore.source)):
+            problems.append(f"{where}.source: {restore.source!r} names no RDS backups; allowed: the ARN of the old instance's "
+                            "retained automated backups (arn:aws:rds:<region>:<account>:auto-backup:ab-...), or the identifier "
+                            "of an instance that still exists")
+        elif not on_eks and not re.match(SERVER_NAME, restore.source):
+            problems.append(f"{where}.source: {restore.source!r} is not a CloudNativePG server name; allowed: the old cluster's "
+                            f"folder under s3://<objectStore bucket>/postgres/{service}/ (lower-case letters, digits, '-'; "
+                            f"the program's clusters use {service}-postgres unless serverNames.{service} says otherwise)")
+        elif not on_eks and restore.source == server_name(service, names):
+            problems.append(f"{where}.source: {restore.source} is also where the restored cluster archives, and CloudNativePG "
+                            f"archives only into an empty folder; allowed: another source, or serverNames.{service} set to a "
+                            f"new name (e.g. {restore.source}-2), kept after the restore")
+    return problems
+
+
 def _job_node_rules(config: PlatformConfig) -> list[str]:
     """CI jobs on nodes of their own: on an EKS control plane, a node group that carries the jobs'
     labels and taints, and one without taints for everything else."""
@@ -1102,6 +1140,7 @@ def load_platform_config(
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _data_store_rules(config)
+    problems += _restore_rules(config)
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
     problems += _repo_server_rules(config)
