@@ -395,7 +395,7 @@ def test_no_chart_renders_a_service_account_the_program_declares(prod: dict[str,
 # --- the databases' history: whoever holds a role the program creates deletes the backups -----------
 
 BACKUP_DELETIONS = ("rds:DeleteDBSnapshot", "rds:DeleteDBClusterSnapshot", "rds:DeleteDBInstanceAutomatedBackup",
-                    "rds:DeleteDBClusterAutomatedBackup")
+                    "rds:DeleteDBClusterAutomatedBackup", "elasticache:DeleteSnapshot")
 
 
 def _role_policies(prod: dict[str, Any], role: dict[str, Any]) -> list[dict[str, Any]]:

@@ -130,6 +130,7 @@ def test_each_service_has_a_redis_replication_group_that_fails_over(prod: dict) 
         assert inputs["authToken"] == REDACTED and "authToken" in group["secretPaths"]
         assert inputs["authTokenUpdateStrategy"] == "ROTATE"
         assert inputs["snapshotRetentionLimit"] == retention and group["options"]["protect"] is True
+        assert inputs["finalSnapshotIdentifier"].startswith(f"{group['name']}-final-")  # this life's suffix, as RDS's
 
 
 def test_only_the_control_plane_nodes_reach_the_stores_in_its_private_subnets(prod: dict) -> None:
