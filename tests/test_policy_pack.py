@@ -129,6 +129,7 @@ ROBOT = "harbor:index/robotAccount:RobotAccount"
 K8S_ROLE = "vault:kubernetes/authBackendRole:AuthBackendRole"
 JWT_ROLE = "vault:jwt/authBackendRole:AuthBackendRole"
 K8S_SECRET = "kubernetes:core/v1:Secret"
+RDS = "aws:rds/instance:Instance"
 CLUSTER_LABEL = {"argocd.argoproj.io/secret-type": "cluster"}
 PROTECT_ON = {"stateful-resources-protected": {"protect": True}}
 PROTECT_OFF = {"stateful-resources-protected": {"protect": False}}
@@ -225,6 +226,13 @@ VIOLATIONS: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any],
      "stateful-resources-protected", "(chart vault) is stateful and not protected"),
     ("kms-key-without-pack-config", KMS_KEY, KMS, {"protect": True}, {}, "stateful-resources-protected",
      "stateful-resources-protected.protect is not set"),
+    ("rds-default-deletes-backups", RDS, {"engine": "postgres"}, {}, PROTECT_OFF, "database-backups-retained",
+     "deletes its automated backups with it (deleteAutomatedBackups 'unset')"),
+    ("rds-deletes-backups", RDS, {"engine": "postgres", "deleteAutomatedBackups": True}, {}, PROTECT_OFF, "database-backups-retained",
+     "deletes its automated backups with it (deleteAutomatedBackups True)"),
+    ("rds-backups-unknown", RDS, {"engine": "postgres", "deleteAutomatedBackups": UNKNOWN}, {}, PROTECT_OFF,
+     "database-backups-retained",
+     "deleteAutomatedBackups is not known before apply"),
 ]
 
 # Compliant neighbours of the violations: nothing may be reported.
@@ -256,6 +264,7 @@ COMPLIANT: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]]
     ("kms-key-unprotected-while-stack-unprotected", KMS_KEY, KMS, {"protect": False}, PROTECT_OFF),
     ("gitlab-release-protected", RELEASE, release("gitlab", "9.3.2"), {"protect": True}, PROTECT_ON),
     ("stateless-release-unprotected", RELEASE, release("external-secrets", "2.9.0"), {"protect": False}, PROTECT_ON),
+    ("rds-keeps-backups", RDS, {"engine": "postgres", "deleteAutomatedBackups": False}, {"protect": True}, PROTECT_ON),
 ]
 
 

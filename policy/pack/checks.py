@@ -34,6 +34,7 @@ Check = Callable[[str, Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]],
 
 HELM_TYPES = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"})
 HARBOR_ROBOT_TYPE = "harbor:index/robotAccount:RobotAccount"
+RDS_INSTANCE_TYPE = "aws:rds/instance:Instance"
 MAX_ROBOT_DAYS = 30
 
 # --- what is stateful: the one definition -------------------------------------------------------
@@ -331,6 +332,21 @@ def check_harbor_robot_expires(
     return []
 
 
+# --- database-backups-retained ------------------------------------------------------------------
+
+def check_database_backups_retained(
+    resource_type: str, props: Mapping[str, Any], options: Mapping[str, Any], config: Mapping[str, Any]
+) -> list[str]:
+    """An RDS instance keeps its automated backups when it is deleted: RDS's default (and the provider's)
+    deletes them with it, so whoever deletes the instance takes its point-in-time history too."""
+    if resource_type != RDS_INSTANCE_TYPE or _falsy_flag(props.get("deleteAutomatedBackups")):
+        return []
+    if props.get("deleteAutomatedBackups") == UNKNOWN:
+        return [f"{RDS_INSTANCE_TYPE} deleteAutomatedBackups is not known before apply: pass delete_automated_backups=False"]
+    return [f"{RDS_INSTANCE_TYPE} deletes its automated backups with it (deleteAutomatedBackups "
+            f"{props.get('deleteAutomatedBackups', 'unset')!r}): pass delete_automated_backups=False"]
+
+
 # --- vault-role-bound ---------------------------------------------------------------------------
 
 def _bound_values(value: Any) -> Iterator[str]:
@@ -396,6 +412,8 @@ CHECKS: dict[str, tuple[Check, str]] = {
         check_argocd_cluster_without_credentials,
         "ArgoCD cluster Secrets carry no bearer token, password, client key or insecure flag."),
     "harbor-robot-expires": (check_harbor_robot_expires, f"Harbor robot accounts expire within {MAX_ROBOT_DAYS} days."),
+    "database-backups-retained": (
+        check_database_backups_retained, "RDS instances keep their automated backups when they are deleted."),
     "vault-role-bound": (check_vault_role_bound, "Vault auth roles are never bound to '*'."),
     "stateful-resources-protected": (
         check_stateful_protected, "Stateful resources are protected when the stack protects its data (config: protect)."),
