@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 import pulumiverse_time as time
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
+
+
+class ConfigModel(BaseModel):
+    """A mapping of stack config: camelCase keys, as Pulumi config writes them; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
 @dataclass(frozen=True)
 class Exposure:

@@ -34,12 +34,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from components.cluster import ClusterHandle
+from components.common import ConfigModel, checksum
 from components.network import VpcNetwork
-from components.common import checksum
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
 from components.service import ControlPlaneParts, ObjectStoreTarget, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -82,10 +81,8 @@ def _utc(value: str) -> str:
     return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Restore(BaseModel):
+class Restore(ConfigModel):
     """`platform:services.dataStores.restore.<service>`: the service's database is created from its backups."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     # EKS: the ARN of the old RDS instance's retained automated backups, or the identifier of an instance
     # that still exists; kubeconfig stacks: the old cluster's server name (stacks/config.py checks which).
@@ -93,19 +90,15 @@ class Restore(BaseModel):
     time: Annotated[str, AfterValidator(_utc)] | None = None  # unset: the latest time the backups reach
 
 
-class Restores(BaseModel):
+class Restores(ConfigModel):
     """`platform:services.dataStores.restore`: the services whose database a stack restores."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     gitlab: Restore | None = None
     harbor: Restore | None = None
 
 
-class ServerNames(BaseModel):
+class ServerNames(ConfigModel):
     """`platform:services.dataStores.serverNames`: where each CloudNativePG cluster archives (default `<service>-postgres`)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     gitlab: Annotated[str, Field(pattern=SERVER_NAME)] | None = None
     harbor: Annotated[str, Field(pattern=SERVER_NAME)] | None = None

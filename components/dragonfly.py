@@ -33,13 +33,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_harbor as harbor
-from pydantic import BaseModel, ConfigDict, SecretStr
-from pydantic.alias_generators import to_camel
+from pydantic import SecretStr
 
 from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
-from components.common import checksum
+from components.common import ConfigModel, checksum
 from components.data_stores import DataStoresArgs, ServiceStores
 from components.backup_jobs import pod_spec
 from components.backups import restricted_container
@@ -83,10 +82,8 @@ exit 1
 """
 
 
-class PreheatTokens(BaseModel):
+class PreheatTokens(ConfigModel):
     """`platform:services.dragonfly.preheatTokens`: each cluster's manager token for Harbor (scope `job`)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     dev: SecretStr | None = None
     prod: SecretStr | None = None

@@ -19,11 +19,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr, field_validator
 
 from components import yaml_text
 from components.cluster import ClusterHandle
+from components.common import ConfigModel
 from components.helm import metadata
 from components.inventory import STATE, Credential, CredentialInventory
 
@@ -49,11 +49,9 @@ ROTATION = (
 )
 
 
-class ExistingKeys(BaseModel):
+class ExistingKeys(ConfigModel):
     """`platform:services.gitlab.railsSecret`: the keys of a GitLab that made its own (its secrets.yml's
     `production` section, key by key, each set with `pulumi config set --secret --path`)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     secret_key_base: SecretStr
     otp_key_base: SecretStr

@@ -40,11 +40,11 @@ import pulumi
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 import pulumiverse_time as time
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from components import gatekeeper
 from components.cluster import ApiServer, ClusterHandle, Taint
+from components.common import ConfigModel
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform
@@ -130,12 +130,10 @@ def tenant_namespace(tenant: str) -> str:
     return f"runner-{tenant}"
 
 
-class JobNodes(BaseModel):
+class JobNodes(ConfigModel):
     """`platform:services.gitlabRunner.jobNodes`: the nodes tenants' CI jobs run on, apart from the
     platform's services and its own pipeline (a build container runs with seccomp and AppArmor
     unconfined, and SETUID/SETGID)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     node_selector: dict[str, str] = Field(min_length=1)  # labels only those nodes carry
     taints: list[Taint] = Field(min_length=1)  # what keeps every other pod off them; jobs tolerate it

@@ -17,11 +17,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
 import pulumiverse_harbor as harbor
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
+from components.common import ConfigModel
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
@@ -67,10 +67,8 @@ def redirect_uri(hostname: str) -> str:
     return f"https://{hostname}/c/oidc/callback"
 
 
-class ReplicationTarget(BaseModel):
+class ReplicationTarget(ConfigModel):
     """One entry of `platform:services.harbor.replication`: a second registry every image is pushed to."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")]
     url: Annotated[str, Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$")]

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     Strict,
@@ -36,7 +35,7 @@ from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
-from components.common import ObjectStoreTarget, ipv4_network
+from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
 from components.data_stores import SERVER_NAME, server_name
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
@@ -129,12 +128,7 @@ def _public_cidr(value: str) -> str:
 PublicCidr = Annotated[str, AfterValidator(_public_cidr)]
 
 
-class Model(BaseModel):
-    """Stack YAML uses camelCase keys, as Pulumi config does; unknown keys are errors."""
-
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True
-    )
+Model = ConfigModel  # stack YAML: camelCase keys, as Pulumi config writes them; unknown keys are errors
 
 
 # --- clusters -------------------------------------------------------------------------
