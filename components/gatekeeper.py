@@ -50,7 +50,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         # The ConstraintTemplates by the constraint kind they define; constraints wait for them.
         self.templates: dict[str, k8s.apiextensions.CustomResource] = {}
-        for template in templates():
+        loaded = templates()
+        for template in loaded:
             self.templates[template["spec"]["crd"]["spec"]["names"]["kind"]] = _custom_resource(
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
@@ -73,7 +74,7 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         self.in_force = k8s.core.v1.ConfigMap(
             f"{cluster.role}-admission-in-force",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-admission-in-force", namespace=NAMESPACE, labels=managed_by()),
-            data={"policies": "\n".join(sorted(o["metadata"]["name"] for o in [*templates(), *constraints, *mutations]))},
+            data={"policies": "\n".join(sorted(o["metadata"]["name"] for o in [*loaded, *constraints, *mutations]))},
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*self.templates.values(), *policies])),
         )
 

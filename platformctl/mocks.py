@@ -267,8 +267,8 @@ def _leaf_secrets(value: Any) -> Any:
 
 
 def _provider_urn(reference: str) -> str | None:
-    # A provider reference is "<urn>::<id>"; URNs contain "::" themselves.
-    return reference.rsplit("::", 1)[0] if reference else None
+    # A provider reference is "<urn>::<id>"; URNs contain "::" themselves. Interned, as every URN of a record.
+    return sys.intern(reference.rsplit("::", 1)[0]) if reference else None
 
 
 class RecordingMonitor(MockMonitor):
@@ -319,8 +319,7 @@ class RecordingMonitor(MockMonitor):
         dependencies = set(request.dependencies)
         for deps in getattr(request, "propertyDependencies", {}).values():
             dependencies.update(deps.urns)
-        # The same URNs recur in thousands of records (parents, providers, dependencies): one string each.
-        provider = sys.intern(found) if (found := _provider_urn(request.provider)) else None
+        provider = _provider_urn(request.provider)
         with self._lock:
             if urn in self._seen:
                 # The engine refuses a second resource with the same URN; so does the render.
@@ -333,6 +332,7 @@ class RecordingMonitor(MockMonitor):
                 cluster = self.provider_clusters.get(provider or "")
             else:
                 cluster = None
+            # The same URNs recur in thousands of records (parents, providers, dependencies): one string each.
             self.records.append(
                 {
                     "urn": sys.intern(urn),
