@@ -97,18 +97,6 @@ class Restores(ConfigModel):
     harbor: Restore | None = None
 
 
-class ServerNames(ConfigModel):
-    """`platform:services.dataStores.serverNames`: where each CloudNativePG cluster archives (default `<service>-postgres`)."""
-
-    gitlab: Annotated[str, Field(pattern=SERVER_NAME)] | None = None
-    harbor: Annotated[str, Field(pattern=SERVER_NAME)] | None = None
-
-
-def server_name(service: str, names: ServerNames) -> str:
-    """The folder under s3://<bucket>/<prefix>/<service>/ that `service`'s cluster archives to."""
-    return getattr(names, service, None) or f"{service}-postgres"
-
-
 @dataclass(frozen=True, kw_only=True)
 class StoreEndpoint:
     """How a chart reaches one of its stores: where it listens, and the Secret holding its password."""
@@ -156,7 +144,6 @@ class DataStoresArgs:
     object_store: ObjectStoreTarget | None = None  # kubeconfig stacks: where backups go
     backup_prefix: str = "postgres"  # kubeconfig stacks: backups go under <prefix>/<service> (one per cluster)
     restore: Restores = field(default_factory=Restores)  # the databases created from backups instead of empty
-    server_names: ServerNames = field(default_factory=ServerNames)  # kubeconfig stacks
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
     def restore_of(self, service: str) -> Restore | None:
@@ -175,6 +162,8 @@ class DataStores(pulumi.ComponentResource):
         super().__init__("platform:data_stores:DataStores", name, None, opts)
         self.cluster, self.args, self.operator = cluster, args, None
         self.managed: AwsShared | None = None  # on EKS
+        # Kubeconfig clusters: service -> the folder its CloudNativePG cluster archives to (a restore's source).
+        self.archives: dict[str, pulumi.Output[str]] = {}
         if cluster.is_eks:
             if cluster.network is None or cluster.aws_provider is None:
                 raise ValueError("managed data stores go in the control plane's VPC: set platform:clusters.controlPlane.eks.vpc")
@@ -298,7 +287,10 @@ class ServiceDataStores(pulumi.ComponentResource):
         else:
             assert shared.operator is not None and args.object_store is not None
             backup = _backup_secret(name, service, ns, args.object_store, k8s_opts)
-            ready += _in_cluster(name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts)
+            cluster_resources, shared.archives[service] = _in_cluster(
+                name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts
+            )
+            ready += cluster_resources
             host = pulumi.Output.from_input(f"{service}-postgres-rw")  # the primary, wherever it runs
             redis_host = pulumi.Output.from_input(f"{service}-redis")
             ssl_mode, tls = "require", False  # CloudNativePG serves TLS with its own CA
@@ -421,15 +413,19 @@ def _backup_secret(
 def _in_cluster(
     name: str, service: str, ns: k8s.core.v1.Namespace, args: DataStoresArgs, operator: pulumi.Resource,
     secrets: list[pulumi.Resource], redis_secret: k8s.core.v1.Secret, sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
-) -> list[pulumi.Resource]:
-    """A CloudNativePG Cluster with backups to the object store, and a Valkey of one."""
+) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
+    """A CloudNativePG Cluster with backups to the object store, and a Valkey of one; and where the Cluster archives."""
     after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[operator, *secrets]))
+    # CloudNativePG archives only into an empty folder, and the object store keeps the folders of a
+    # destroyed stack: an id generated with the stack's state names a new folder on each rebuild.
+    life = random.RandomId(f"{name}-archive", byte_length=4, opts=pulumi.ResourceOptions(parent=opts.parent))
+    spec = cnpg_cluster_spec(service, args, pulumi.Output.concat(f"{service}-postgres-", life.hex))
     cluster = k8s.apiextensions.CustomResource(
         f"{name}-postgres",
         api_version="postgresql.cnpg.io/v1",
         kind="Cluster",
         metadata=metadata(f"{service}-postgres", ns),
-        spec=cnpg_cluster_spec(service, args),
+        spec=spec,
         # CloudNativePG reads the bootstrap only when it creates the cluster: a restore's goes unapplied after.
         opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(
             protect=args.protect, ignore_changes=["spec.bootstrap", "spec.externalClusters"])),
@@ -448,10 +444,14 @@ def _in_cluster(
         },
         opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(depends_on=[cluster])),
     )
-    return [cluster, *valkey(name, service, ns, args, redis_secret, sum_, opts)]
+    own = spec["backup"]["barmanObjectStore"]
+    return [cluster, *valkey(name, service, ns, args, redis_secret, sum_, opts)], pulumi.Output.concat(
+        own["destinationPath"], "/", own["serverName"]
+    )
 
 
-def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
+def cnpg_cluster_spec(service: str, args: DataStoresArgs, server_name: pulumi.Input[str]) -> dict[str, Any]:
+    """The Cluster's spec; it archives to the folder `server_name` under the service's backup path."""
     store = args.object_store
     assert store is not None
     secret = f"{service}-backup-store"
@@ -464,7 +464,7 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
         },
     }
     owner = {"database": service, "owner": service, "secret": {"name": f"{service}-postgres"}}
-    restore, own = args.restore_of(service), server_name(service, args.server_names)
+    restore = args.restore_of(service)
     return {
         "instances": args.settings.replicas,
         "imageName": CNPG_POSTGRES_IMAGE.ref,
@@ -483,8 +483,7 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs) -> dict[str, Any]:
             "retentionPolicy": f"{args.backup_retention_days}d",
             "barmanObjectStore": {
                 **barman,
-                # The cluster's name unless set: a restored cluster must archive apart from its source.
-                **({"serverName": own} if own != f"{service}-postgres" else {}),
+                "serverName": server_name,
                 "wal": {"compression": "gzip"},
                 "data": {"compression": "gzip"},
             },
@@ -656,7 +655,6 @@ def stores_args(
         inventory=inventory,
         backup_prefix=backup_prefix,
         restore=options["restore"],
-        server_names=options["server_names"],
     )
 
 
@@ -677,6 +675,7 @@ SLICE: ServiceSlice[DataStores] = ServiceSlice(
         "node_type": (str, "cache.m7g.large"),
         # Databases a rebuilt stack creates from their backups instead of empty; read only at creation.
         "restore": (Restores, Restores()),
-        "server_names": (ServerNames, ServerNames()),
     },
+    # Where each database archives on a kubeconfig stack: what a restore after a rebuild names as its source.
+    outputs=lambda stores: {"databaseArchives": dict(stores.archives)} if stores.archives else {},
 )

@@ -36,7 +36,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
-from components.data_stores import SERVER_NAME, server_name
+from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -905,10 +905,9 @@ RDS_IDENTIFIER = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,61}[a-z0-9]$")
 def _restore_rules(config: PlatformConfig) -> list[str]:
     """A restore names a database this stack declares, and backups of the kind its clusters keep."""
     settings = config.services.settings("data_stores")
-    restores, names = settings.options["restore"], settings.options["server_names"]
+    restores = settings.options["restore"]
     key, on_eks = f"{NAMESPACE}:services.dataStores", config.clusters.control_plane.eks is not None
-    problems = [f"{key}.serverNames.{service}: CloudNativePG's, on kubeconfig stacks; allowed: unset on EKS (RDS keeps its own backups)"
-                for service in type(names).model_fields if on_eks and getattr(names, service)]
+    problems: list[str] = []
     for service in type(restores).model_fields:
         restore = getattr(restores, service)
         if restore is None:
@@ -924,12 +923,8 @@ def _restore_rules(config: PlatformConfig) -> list[str]:
                             "of an instance that still exists")
         elif not on_eks and not re.match(SERVER_NAME, restore.source):
             problems.append(f"{where}.source: {restore.source!r} is not a CloudNativePG server name; allowed: the old cluster's "
-                            f"folder under s3://<objectStore bucket>/postgres/{service}/ (lower-case letters, digits, '-'; "
-                            f"the program's clusters use {service}-postgres unless serverNames.{service} says otherwise)")
-        elif not on_eks and restore.source == server_name(service, names):
-            problems.append(f"{where}.source: {restore.source} is also where the restored cluster archives, and CloudNativePG "
-                            f"archives only into an empty folder; allowed: another source, or serverNames.{service} set to a "
-                            f"new name (e.g. {restore.source}-2), kept after the restore")
+                            f"folder under s3://<objectStore bucket>/postgres/{service}/, the last part of the old stack's "
+                            f"`databaseArchives.{service}` output (lower-case letters, digits, '-')")
     return problems
 
 

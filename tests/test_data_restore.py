@@ -11,6 +11,7 @@ creation, so the engine sees no change and replaces nothing.
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from platformctl.mocks import REDACTED
-from platformctl.render import ROOT, Render, render
+from platformctl.render import Render, render
 from tests.test_config import DEV, PROD, setting
 from tests.test_config import test_bad_config_names_key_and_file as names_key_and_file
 from tests.test_config import test_bad_stack_files_through_the_render_command as refused_by_render
@@ -33,9 +34,9 @@ ARN = "arn:aws:rds:eu-west-1:123456789012:auto-backup:ab-abcdefghijklmnopqrstuvw
 # Prod: GitLab from a deleted instance's retained backups at a time (given with an offset), Harbor
 # from an instance that still exists at the latest restorable time.
 PROD_RESTORE = {"gitlab": {"source": ARN, "time": "2026-12-06T23:00:00+01:00"}, "harbor": {"source": "harbor-data-postgres-1a2b3c4"}}
-# Dev: both from the clusters' default folders, which the restored clusters leave to archive in new ones.
-DEV_RESTORE = {"gitlab": {"source": "gitlab-postgres", "time": "2026-12-06T23:00:00Z"}, "harbor": {"source": "harbor-postgres"}}
-SERVER_NAMES = {"gitlab": "gitlab-postgres-2", "harbor": "harbor-postgres-2"}
+# Dev: GitLab from a folder of an earlier life of the stack, Harbor from the folder clusters archived to
+# before folders carried the stack's id (the Cluster's name).
+DEV_RESTORE = {"gitlab": {"source": "gitlab-postgres-0a1b2c3d", "time": "2026-12-06T23:00:00Z"}, "harbor": {"source": "harbor-postgres"}}
 
 
 def _variant(tmp: Path, name: str, stack: str, **data_stores: Any) -> dict:
@@ -49,13 +50,9 @@ def _variant(tmp: Path, name: str, stack: str, **data_stores: Any) -> dict:
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """The plans with the key set, and dev after the restore (the key gone, the server names kept)."""
+    """Both stacks' plans with the key set."""
     tmp = tmp_path_factory.mktemp("restore")
-    return {
-        "prod": _variant(tmp, "prod", "prod", restore=PROD_RESTORE),
-        "dev": _variant(tmp, "dev", "dev", restore=DEV_RESTORE, serverNames=SERVER_NAMES),
-        "dev-after": _variant(tmp, "dev-after", "dev", serverNames=SERVER_NAMES),
-    }
+    return {"prod": _variant(tmp, "prod", "prod", restore=PROD_RESTORE), "dev": _variant(tmp, "dev", "dev", restore=DEV_RESTORE)}
 
 
 def _by_urn(plan: dict) -> dict[str, dict]:
@@ -91,8 +88,7 @@ def test_the_key_changes_only_the_database_resources(renders: dict[str, Render],
                for urn in base if any(base[urn][k] != restored[urn][k] for k in WHAT_THE_ENGINE_COMPARES)}
     assert changed.keys() == {f"{s}-data-postgres" for s in SERVICES}, changed
     assert renders[stack].plan["outputs"] == variants[stack]["outputs"]
-    expected = {"restoreToPointInTime"} if stack == "prod" else {
-        "spec.bootstrap", "spec.externalClusters", "spec.backup.barmanObjectStore.serverName"}
+    expected = {"restoreToPointInTime"} if stack == "prod" else {"spec.bootstrap", "spec.externalClusters"}
     assert all(paths and _under(paths, expected) for paths in changed.values()), changed
 
 
@@ -133,7 +129,7 @@ def test_cloudnativepg_clusters_recover_from_the_old_clusters_backups(variants: 
         assert recovery["owner"] == recovery["database"] == service and recovery["secret"] == {"name": f"{service}-postgres"}
         own, old = spec["backup"]["barmanObjectStore"], external["barmanObjectStore"]
         assert old["destinationPath"] == own["destinationPath"] and old["s3Credentials"] == own["s3Credentials"]
-        assert old["serverName"] == wanted["source"] != own["serverName"] == SERVER_NAMES[service]
+        assert old["serverName"] == wanted["source"] != own["serverName"]
         assert recovery.get("recoveryTarget") == ({"targetTime": wanted["time"]} if "time" in wanted else None)
 
 
@@ -143,9 +139,9 @@ def test_removing_the_key_afterwards_changes_nothing_the_engine_applies(renders:
     the old key), so removing the key would replace the restored instance; CloudNativePG's webhook
     accepts a changed bootstrap but never applies it. Every input the key changes is in the
     resource's ignoreChanges, which the engine fills from the state: no diff, no replacement."""
-    for stack, rtype, after in (("prod", RDS, renders["prod"].plan), ("dev", CNPG, variants["dev-after"])):
+    for stack, rtype in (("prod", RDS), ("dev", CNPG)):
         for name, resource in _databases(variants[stack], rtype).items():
-            without = _by_urn(after)[resource["urn"]]
+            without = _by_urn(renders[stack].plan)[resource["urn"]]
             ignored = set(resource["options"]["ignoreChanges"])
             assert {"restoreToPointInTime", "kmsKeyId"} <= ignored if stack == "prod" else {"spec.bootstrap", "spec.externalClusters"} <= ignored
             changed = _paths(resource["inputs"], without["inputs"])
@@ -153,13 +149,37 @@ def test_removing_the_key_afterwards_changes_nothing_the_engine_applies(renders:
             assert without["options"] == resource["options"]
 
 
-def test_without_the_key_the_databases_start_empty_and_archive_where_they_always_did(renders: dict[str, Render]) -> None:
-    for name, cluster in _databases(renders["dev"].plan, CNPG).items():
+def test_without_the_key_the_databases_start_empty(renders: dict[str, Render]) -> None:
+    for cluster in _databases(renders["dev"].plan, CNPG).values():
         spec = cluster["inputs"]["spec"]
         assert "initdb" in spec["bootstrap"] and "externalClusters" not in spec
-        assert "serverName" not in spec["backup"]["barmanObjectStore"]  # the cluster's name: a rebuild archives to the same folder
     for rds in _databases(renders["prod"].plan, RDS).values():
         assert "restoreToPointInTime" not in rds["inputs"]
+
+
+RANDOM_ID = "random:index/randomId:RandomId"
+
+
+def test_each_life_of_a_kubeconfig_stack_archives_to_folders_of_its_own(renders: dict[str, Render]) -> None:
+    """CloudNativePG archives only into an empty folder, and the object store keeps a destroyed
+    cluster's folder: a rebuild (the scheduled `rebuild-dev`: destroy, then up, a new state) that
+    archived where the last life did would stop at its first WAL, and with it every backup. Each
+    cluster's folder carries an id generated with the stack's state (no keepers: it never changes
+    while the state lives), and the stack output `databaseArchives` says where, for a later restore."""
+    plan = renders["dev"].plan
+    by_urn = _by_urn(plan)
+    archives = plan["outputs"]["databaseArchives"]
+    assert archives.keys() == set(SERVICES)
+    for name, cluster in _databases(plan, CNPG).items():
+        service = name.removesuffix("-data-postgres")
+        own = cluster["inputs"]["spec"]["backup"]["barmanObjectStore"]
+        (stamp,) = [by_urn[d] for d in cluster["dependsOn"] if by_urn[d]["type"] == RANDOM_ID]
+        assert stamp["inputs"] == {"byteLength": 4} and stamp["parent"] == cluster["parent"]
+        assert re.fullmatch(rf"{service}-postgres-[0-9a-f]{{8}}", own["serverName"]), own
+        assert archives[service] == f"{own['destinationPath']}/{own['serverName']}"
+    folders = [c["inputs"]["spec"]["backup"]["barmanObjectStore"]["serverName"] for c in _databases(plan, CNPG).values()]
+    assert len(set(folders)) == len(folders)
+    assert "databaseArchives" not in renders["prod"].plan["outputs"]  # RDS keeps its own backups
 
 
 R = ("platform:services", "dataStores", "restore")
@@ -176,10 +196,11 @@ BAD_RESTORES = [
      "platform:services.dataStores.restore.vault", "allowed: gitlab, harbor"),
     ("RDS restore from something that names no backups", PROD, setting(*R, value={"gitlab": {"source": "s3://bucket/gitlab"}}),
      "platform:services.dataStores.restore.gitlab.source", "retained automated backups"),
-    ("CloudNativePG restore into the folder it reads", DEV, setting(*R, value={"gitlab": {"source": "gitlab-postgres"}}),
-     "platform:services.dataStores.restore.gitlab.source", "serverNames.gitlab"),
-    ("server names on EKS", PROD, setting("platform:services", "dataStores", "serverNames", value={"gitlab": "gitlab-postgres-2"}),
-     "platform:services.dataStores.serverNames.gitlab", "kubeconfig stacks"),
+    ("CloudNativePG restore from something that names no folder", DEV, setting(*R, value={"gitlab": {"source": "s3://bucket/gitlab"}}),
+     "platform:services.dataStores.restore.gitlab.source", "databaseArchives.gitlab"),
+    # The folders are named by the stack's state now: the key a restore once needed beside it is gone.
+    ("server names", DEV, setting("platform:services", "dataStores", "serverNames", value={"gitlab": "gitlab-postgres-2"}),
+     "platform:services.dataStores.serverNames", "allowed"),
 ]
 
 
