@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from components import yaml_text
 from platformctl.charts import ROOT, ChartError, charts_dir, read_lock, verified
 from platformctl.mocks import REDACTED
 
@@ -152,9 +151,18 @@ def render_release(
     return [_redact_secret(obj) for obj in _documents(manifests)]
 
 
+# libyaml's emitter where PyYAML has it (its wheels do), else PyYAML's own.
+_MANIFEST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def manifest_text(obj: Mapping[str, Any]) -> str:
-    """An object as its file under manifests/ holds it: PyYAML's safe_dump text, by libyaml where that is the same."""
-    return yaml_text.dump(obj, sort_keys=True)
+    """An object as its file under manifests/ holds it: safe YAML, keys sorted, written by libyaml.
+
+    Why libyaml for every file: PyYAML's own emitter took seconds on the objects with multi-line
+    strings (CRDs' descriptions, config files); libyaml folds such strings at other points, which
+    only the text shows. The program's own YAML, which lands in the plan, keeps PyYAML's text
+    (components.yaml_text)."""
+    return yaml.dump(obj, Dumper=_MANIFEST_DUMPER, sort_keys=True)
 
 
 def object_namespace(obj: Mapping[str, Any], release_namespace: str) -> str | None:
