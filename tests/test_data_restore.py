@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from platformctl.mocks import REDACTED
-from platformctl.render import Render, render
+from platformctl.render import ROOT, Render, render
 from tests.test_config import DEV, PROD, setting
 from tests.test_config import test_bad_config_names_key_and_file as names_key_and_file
 from tests.test_config import test_bad_stack_files_through_the_render_command as refused_by_render
@@ -215,3 +215,12 @@ def test_bad_restores_are_refused_naming_the_key(
         (tmp_path / where).mkdir()
     names_key_and_file(tmp_path / "load", case, base, mutate, key, words)
     refused_by_render(tmp_path / "render", capsys, monkeypatch, case, base, mutate, key, words)
+
+
+def test_the_scheduled_rebuild_records_where_the_old_databases_archived_before_destroying() -> None:
+    """After `rebuild-dev` the old state is gone, and with it the only record of the old folders'
+    ids: the report (the job's artifact, kept 90 days) must say them, taken before the destroy."""
+    script = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["rebuild-dev"]["script"]
+    recorded = [i for i, line in enumerate(script) if "pulumi stack output databaseArchives" in line and "$report" in line]
+    destroyed = [i for i, line in enumerate(script) if line.lstrip("- ").startswith("pulumi destroy")]
+    assert recorded and destroyed and recorded[0] < destroyed[0], script
