@@ -93,11 +93,13 @@ class PodSecurityException:
     privilege_escalation: bool = False
     run_as_root: bool = False
     volume_types: tuple[str, ...] = ()
+    nfs_exports: tuple[tuple[str, str], ...] = ()  # (server, path): the only NFS exports its pods may mount
 
     def parameters(self) -> dict[str, object]:
         """The namespace's own PlatformPodRestricted constraint's parameters."""
+        exports = {"nfsExports": [{"server": s, "path": p} for s, p in self.nfs_exports]} if self.nfs_exports else {}
         return {"allowedCapabilities": list(self.capabilities), "allowPrivilegeEscalation": self.privilege_escalation,
-                "allowRoot": self.run_as_root, "allowedVolumeTypes": list(self.volume_types)}
+                "allowRoot": self.run_as_root, "allowedVolumeTypes": list(self.volume_types), **exports}
 
 
 @dataclass(frozen=True)

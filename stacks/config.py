@@ -460,6 +460,28 @@ class Quota(Model):
     ephemeral_storage: PositiveQuantity = "40Gi"
 
 
+def _nfs_server(value: str) -> str:
+    # An IPv4 address reads as a DNS name here: the server is matched as written, never resolved.
+    if not (_DNS_NAME.match(value) or _DNS_LABEL.match(value)):
+        raise ValueError(f"{value!r} is not valid; allowed: a lower-case DNS name or an IPv4 address")
+    return value
+
+
+def _export_path(value: str) -> str:
+    # Whole components only: an NFS client walks `..` on the server, out of the export declared.
+    parts = value.split("/")
+    if not value.startswith("/") or any(p in (".", "..") for p in parts) or "//" in value or value != "/" and value.endswith("/"):
+        raise ValueError(f"{value!r} is not valid; allowed: an absolute path without '.', '..', '//' or a trailing '/'")
+    return value
+
+
+class NfsExport(Model):
+    """An NFS export a tenant's pods may mount: its server, and the path at or under which they mount."""
+
+    server: Annotated[str, AfterValidator(_nfs_server)]
+    path: Annotated[str, AfterValidator(_export_path)]
+
+
 class PodSecurityException(Model):
     """Pod Security `restricted` less the allowances listed, in the environments listed: those
     namespaces enforce `baseline` with Pod Security Admission, and Gatekeeper holds them to
@@ -472,14 +494,18 @@ class PodSecurityException(Model):
     privilege_escalation: bool = False
     run_as_root: bool = False
     volume_types: list[Literal[EXCEPTION_VOLUME_TYPES]] = []  # type: ignore[valid-type]
+    # With `nfs` in volumeTypes: the only exports its pods may mount (any other server or path is refused).
+    nfs_exports: list[NfsExport] = []
 
     @model_validator(mode="after")
     def _allows_something(self) -> PodSecurityException:
         for key, values in (("environments", self.environments), ("capabilities", self.capabilities),
-                            ("volumeTypes", self.volume_types)):
+                            ("volumeTypes", self.volume_types), ("nfsExports", [f"{e.server}:{e.path}" for e in self.nfs_exports])):
             _refuse_repeats(list(values), f"entry of {key}")
         if not (self.capabilities or self.privilege_escalation or self.run_as_root or self.volume_types):
             raise ValueError("allows nothing; allowed: at least one of capabilities, privilegeEscalation, runAsRoot, volumeTypes")
+        if ("nfs" in self.volume_types) != bool(self.nfs_exports):
+            raise ValueError("nfsExports must list the exports its pods may mount (server and path) exactly when volumeTypes lists nfs")
         return self
 
 

@@ -162,4 +162,5 @@ def pod_security_exception(config: PodSecurityExceptionConfig | None) -> PodSecu
     return PodSecurityException(
         environments=tuple(config.environments), capabilities=tuple(config.capabilities),
         privilege_escalation=config.privilege_escalation, run_as_root=config.run_as_root, volume_types=tuple(config.volume_types),
+        nfs_exports=tuple((e.server, e.path) for e in config.nfs_exports),
     )

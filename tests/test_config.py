@@ -240,6 +240,18 @@ BAD_CONFIGS = [
     ("a member id with a path", DEV, setting(T, 0, "developers", value=["../root"]), "platform:tenants[0].developers[0]", "user id"),
     ("tenant named like GitLab's root account", DEV, setting(T, 0, "name", value="root"), "platform:tenants[0].name", "reserved"),
     ("tenant named like the platform's ArgoCD account", DEV, setting(T, 2, "name", value="argocd"), "platform:tenants[2].name", "reserved"),
+    # --- NFS exceptions name their exports (tests/test_eviction_attacks.py) ---
+    ("pod security exception allowing any NFS server", DEV, setting(T, 0, "podSecurityException", value={
+        "reason": "the legacy reports read the shared drive", "volumeTypes": ["nfs"]}),
+     "platform:tenants[0].podSecurityException", "nfsExports must list the exports"),
+    ("NFS export climbing out of its path", DEV, setting(T, 0, "podSecurityException", value={
+        "reason": "the legacy reports read the shared drive", "volumeTypes": ["nfs"],
+        "nfsExports": [{"server": "nas.example.com", "path": "/exports/payments/../platform"}]}),
+     "platform:tenants[0].podSecurityException.nfsExports[0].path", "without '.', '..'"),
+    ("NFS export of a server given as a URL", DEV, setting(T, 0, "podSecurityException", value={
+        "reason": "the legacy reports read the shared drive", "volumeTypes": ["nfs"],
+        "nfsExports": [{"server": "nfs://nas.example.com", "path": "/exports/payments"}]}),
+     "platform:tenants[0].podSecurityException.nfsExports[0].server", "DNS name or an IPv4 address"),
 ]
 
 PROD_ONLY = [

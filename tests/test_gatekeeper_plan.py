@@ -157,14 +157,16 @@ def cluster_views(plan: dict[str, Any]) -> dict[str, ClusterView]:
 
 
 def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any], operation: str = "CREATE",
-              old_object: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+              old_object: dict[str, Any] | None = None, user: str | None = None) -> tuple[list[str], list[str]]:
     """(the kinds of the constraints that select `obj`, their violations) when `obj` is created (or
-    admitted with `operation`, replacing `old_object`) on `cluster`, with the constraints, templates
-    and Namespace labels the plan declares there."""
+    admitted with `operation`, replacing `old_object`, by `user`) on `cluster`, with the constraints,
+    templates and Namespace labels the plan declares there."""
     view = cluster_views(plan)[cluster]
     namespace = view.namespaces[obj["metadata"]["namespace"]]
     selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
     request = review(obj, operation, old_object)
+    if user is not None:
+        request["userInfo"] = {"username": user}
     failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
                 for v in evaluate(view.templates[c["kind"]], request, c["spec"].get("parameters"))]
     return [c["kind"] for c in selected], failures
@@ -323,7 +325,7 @@ def test_synthetic_plan_verdicts() -> None:
     assert "dev: Deployment kube-system/dns" in verdicts.unmatched  # excluded by every constraint
     assert verdicts.unguarded == ["team-a-vcluster: Deployment default/vcluster-app"]
     passed = Counter(line.split(" vs ", 1)[0] for line in verdicts.passed)
-    assert passed["dev: Deployment team-a-dev/good"] == 6  # all six pod constraints select a tenant namespace
+    assert passed["dev: Deployment team-a-dev/good"] == 7  # all seven pod constraints select a tenant namespace
     assert passed["dev: RoleBinding team-a-dev/bind-edit"] == 1
     assert passed["dev: Application argocd/team-a-team-a"] == 1
 
@@ -403,7 +405,9 @@ def _pod(namespace: str, image: str, container: dict[str, Any] | None = None, **
     base = {"name": "app", "image": image, "imagePullPolicy": "Always", "securityContext": dict(RESTRICTED),
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}},
             "livenessProbe": probe, "readinessProbe": probe}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
+    # As its ReplicaSet makes it: a Pod no controller recreates is refused on its own (tests/test_eviction_attacks.py).
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "p-7d4b9c", "uid": "0b6c4e1a", "controller": True}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace, "ownerReferences": [owner]},
             "spec": {"containers": [{**base, **(container or {})}], **spec}}
 
 

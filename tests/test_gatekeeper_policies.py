@@ -44,6 +44,7 @@ POD_TEMPLATES = [
     "platformrequiredprobes",
     "platformpodsecurity",
     "platformpodrestricted",
+    "platformpoddisruption",
 ]
 
 HARBOR = "harbor.example.com"
@@ -121,7 +122,10 @@ def workload(kind: str, spec: dict[str, Any], name: str = "web") -> dict[str, An
             {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {**template, "spec": {**spec, "restartPolicy": "Never"}}}}},
         ),
     }[kind]
-    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "team-a-dev"}, "spec": body}
+    # A Pod as its ReplicaSet makes it (a Pod no controller recreates is a case of its own).
+    owners = {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{name}-7d4b9c", "uid": "0b6c4e1a",
+                                   "controller": True}]} if kind == "Pod" else {}
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "team-a-dev", **owners}, "spec": body}
 
 
 def pod(*containers: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -403,14 +407,15 @@ ALLOWED += [
      namespaced("v1", "Secret", "creds", type="Opaque", stringData={"a": "b"}), OBJECTS, {}),
     ("platformtenantobjects", "claim-from-its-storage-class", claim(), OBJECTS, {}),
     ("platformtenantobjects", "disruption-budget-allowing-evictions",
-     namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": 1, "selector": {}}), OBJECTS, {}),
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": 1, "selector": {}}), OBJECTS, {}),
     ("platformpodsecurity", "defaulted-tolerations-with-keys", pod(tolerations=[
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
         {"key": "dedicated", "operator": "Equal", "value": "team-a", "effect": "NoSchedule"}]), None, {}),
 ]
 
 # A tenant's pod security exception: restricted but for what it lists (its namespace's own constraint).
-EXCEPTION = {"allowedCapabilities": ["CHOWN"], "allowRoot": True, "allowPrivilegeEscalation": False, "allowedVolumeTypes": ["nfs"]}
+EXCEPTION = {"allowedCapabilities": ["CHOWN"], "allowRoot": True, "allowPrivilegeEscalation": False, "allowedVolumeTypes": ["nfs"],
+             "nfsExports": [{"server": "nas", "path": "/x"}]}
 ALLOWED += [
     ("platformpodrestricted", "exception-allows-its-capability-root-and-volume-type",
      workload("Deployment", pod_spec(container(securityContext={"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
@@ -518,6 +523,91 @@ DISALLOWED += [
 ]
 
 
+# Pods the platform can move off a node (tests/test_eviction_attacks.py): the autoscaler's and Karpenter's
+# annotations, controllers it knows, grace periods a drain waits out; NFS only from the exports declared.
+GRACE = {"maxTerminationGracePeriodSeconds": 600}
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+def bare(obj: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """`obj` (a Pod) with no owner, and `annotations`."""
+    metadata = {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}
+    return {**obj, "metadata": {**metadata, **({"annotations": annotations} if annotations else {})}}
+
+
+def pod_annotated(obj: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    """A workload `obj` whose pod template carries `annotations`."""
+    template = obj["spec"]["template"]
+    return {**obj, "spec": {**obj["spec"], "template": {**template, "metadata": {**template["metadata"], "annotations": annotations}}}}
+
+
+def syncer_copy(obj: dict[str, Any], user: str) -> dict[str, Any]:
+    """The admission review of a virtual cluster's copy of its pod (owned by its Service, no controller), made by `user`."""
+    made = bare(obj)
+    made["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": "team-a-dev", "uid": "5e1f", "controller": False}]
+    return {**review(made), "userInfo": {"username": user}}
+
+
+NFS_EXCEPTION = {"allowedVolumeTypes": ["nfs"], "nfsExports": [{"server": "nas.corp.example.com", "path": "/exports/team-a"}]}
+
+
+def nfs(server: str, path: str) -> dict[str, Any]:
+    return workload("StatefulSet", pod_spec(volumes=[{"name": "share", "nfs": {"server": server, "path": path}}]))
+
+
+ALLOWED += [
+    ("platformpoddisruption", "grace-up-to-the-cap-from-a-deployment", workload("Deployment", pod_spec(terminationGracePeriodSeconds=600)),
+     GRACE, {}),
+    ("platformpoddisruption", "bare-pod-that-may-be-evicted", bare(pod(), {SAFE_TO_EVICT: "true"}), GRACE, {}),
+    ("platformpoddisruption", "pod-update-keeping-the-annotation-it-was-created-with",
+     annotated(pod(), {SAFE_TO_EVICT: "false"}), GRACE, {"operation": "UPDATE", "old_object": annotated(pod(), {SAFE_TO_EVICT: "false"})}),
+    ("platformpodrestricted", "nfs-export-declared-and-below-it", workload("Deployment", pod_spec(volumes=[
+        {"name": "a", "nfs": {"server": "nas.corp.example.com", "path": "/exports/team-a"}},
+        {"name": "b", "nfs": {"server": "NAS.corp.example.com", "path": "/exports/team-a/reports/", "readOnly": True}}])), NFS_EXCEPTION, {}),
+    ("platformtenantobjects", "disruption-budget-with-no-minimum", namespaced("policy/v1", "PodDisruptionBudget",
+                                                                             spec={"minAvailable": "0%", "selector": {}}), OBJECTS, {}),
+]
+DISALLOWED += [
+    ("platformpoddisruption", "pinning-annotations-and-a-day-of-grace",
+     pod_annotated(workload("Deployment", pod_spec(terminationGracePeriodSeconds=86400)),
+                   {SAFE_TO_EVICT: "false", "karpenter.sh/do-not-disrupt": "true"}),
+     GRACE, {}, [f'annotation {SAFE_TO_EVICT}: "false"', 'annotation karpenter.sh/do-not-disrupt: "true"',
+                 "terminationGracePeriodSeconds above 600 (got 86400)"]),
+    ("platformpoddisruption", "bare-pod-and-one-controlled-by-a-configmap",
+     {**pod(), "metadata": {**pod()["metadata"], "ownerReferences": [
+         {"apiVersion": "v1", "kind": "ConfigMap", "name": "mine", "uid": "7", "controller": True},
+         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "8", "controller": False}]}},
+     GRACE, {}, ["Pod <web> has no controller that recreates it elsewhere"]),
+    ("platformpoddisruption", "pod-update-adding-the-annotation-or-dropping-the-owner", bare(pod(), {SAFE_TO_EVICT: "false"}), GRACE,
+     {"operation": "UPDATE", "old_object": pod()}, [f'annotation {SAFE_TO_EVICT}: "false"', "has no controller"]),
+    ("platformpoddisruption", "no-parameters-cap-at-kubernetes-default", workload("Job", pod_spec(terminationGracePeriodSeconds=31)), None, {},
+     ["above 30 (got 31)"]),
+    ("platformpodrestricted", "nfs-elsewhere-above-or-through-dots",
+     workload("Deployment", pod_spec(volumes=[
+         {"name": "other", "nfs": {"server": "nas.corp.example.com", "path": "/exports/team-b"}},
+         {"name": "dots", "nfs": {"server": "nas.corp.example.com", "path": "/exports/team-a/../team-b"}},
+         {"name": "sibling", "nfs": {"server": "nas.corp.example.com", "path": "/exports/team-ab"}},
+         {"name": "host", "nfs": {"server": "10.0.0.9", "path": "/exports/team-a"}}])), NFS_EXCEPTION, {},
+     ["volume <other> must not mount the NFS export <nas.corp.example.com:/exports/team-b>; allowed: nas.corp.example.com:/exports/team-a",
+      "volume <dots>", "volume <sibling>", "volume <host>"]),
+    ("platformtenantobjects", "disruption-budgets-counting-pods",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": 2, "selector": {}}), OBJECTS, {},
+     ["minAvailable 2 blocks node drains whenever its pods are that few"]),
+    ("platformtenantobjects", "disruption-budget-with-a-percentage-minimum",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": "050%", "selector": {}}), OBJECTS, {},
+     ["minAvailable 50% blocks node drains whenever its pods are that few (a percentage rounds up); set maxUnavailable instead"]),
+]
+
+
+def test_only_a_namespaces_own_virtual_cluster_syncer_copies_pods_without_a_controller() -> None:
+    template = TEMPLATES["platformpoddisruption"]
+    assert evaluate(template, syncer_copy(pod(), "system:serviceaccount:team-a-dev:vc-team-a-dev"), GRACE) == []
+    for user in ("system:serviceaccount:team-a-dev:vc-team-b-dev", "system:serviceaccount:team-b-dev:vc-team-a-dev", "alice"):
+        assert [v["msg"] for v in evaluate(template, syncer_copy(pod(), user), GRACE)] == [
+            'Pod <web> has no controller that recreates it elsewhere (a ReplicaSet, StatefulSet or Job), so the Cluster Autoscaler would '
+            'never remove its node: run it from a Deployment, StatefulSet or Job, or annotate it '
+            'cluster-autoscaler.kubernetes.io/safe-to-evict: "true" to let the autoscaler delete it'], user
+
 def test_only_the_volume_binder_may_name_a_claims_volume() -> None:
     template = TEMPLATES["platformtenantobjects"]
     assert evaluate(template, bound_by("system:serviceaccount:kube-system:persistent-volume-binder"), OBJECTS) == []
@@ -555,7 +645,7 @@ def test_pod_policies_read_every_workload_kind(template: str, kind: str) -> None
     bad = container(image="nginx", resources=None, livenessProbe=None, securityContext={"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
                     imagePullPolicy=None)
     assert check(template, workload(kind, pod_spec()), TENANT_REGISTRIES) == []
-    assert check(template, workload(kind, pod_spec(bad)), TENANT_REGISTRIES) != []
+    assert check(template, workload(kind, pod_spec(bad, terminationGracePeriodSeconds=86400)), TENANT_REGISTRIES) != []
 
 
 # --- tenant ArgoCD scope ------------------------------------------------------------------------
@@ -843,7 +933,7 @@ def test_constraints_cover_every_template_and_validate_against_its_schema() -> N
 def test_cluster_constraints_scope() -> None:
     by_name = {c["metadata"]["name"]: c["spec"]["match"] for c in cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES)}
     everywhere = {"platform-allowed-registries", "platform-disallowed-tags", "platform-container-resources"}
-    tenant_only = {"platform-required-probes", "platform-pod-security", "platform-no-cluster-admin-binding"}
+    tenant_only = {"platform-required-probes", "platform-pod-security", "platform-pod-disruption", "platform-no-cluster-admin-binding"}
     assert set(by_name) == everywhere | tenant_only | {"platform-pod-restricted"}
     for name, match in by_name.items():
         assert match["excludedNamespaces"] == list(PLATFORM_NAMESPACES)
@@ -879,7 +969,7 @@ def test_constraint_parameters_drive_the_templates() -> None:
     # passes and a non-compliant one fails under each constraint's own parameters.
     good_pod = pod()
     bad_pod = pod(container(image="docker.io/library/nginx:latest", resources=None, readinessProbe=None,
-                            securityContext={"privileged": True, "runAsUser": 0}))
+                            securityContext={"privileged": True, "runAsUser": 0}), terminationGracePeriodSeconds=86400)
     good = {"RoleBinding": role_binding("ClusterRole", "view", GROUP), "Application": application(),
             "Ingress": ingress({"host": TENANT_HOST}), "PersistentVolumeClaim": claim(), "AnalysisTemplate": analysis("AnalysisTemplate", JOB_PROVIDER)}
     bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),

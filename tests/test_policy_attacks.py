@@ -55,6 +55,12 @@ def refusals(plan: dict[str, Any], cluster: str, obj: dict[str, Any], **update: 
     return failures
 
 
+def budget(namespace: str, **spec: Any) -> dict[str, Any]:
+    """A PodDisruptionBudget in `namespace` over the pods labelled app=web."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
+
+
 # --- placement: a Pod's tolerations are the one part of its placement an UPDATE may change ---------
 
 def test_a_tenant_cannot_add_a_toleration_to_its_pending_pod_to_land_on_the_control_planes_nodes(plan: dict) -> None:
@@ -128,15 +134,10 @@ def test_a_tenants_disruption_budget_cannot_spell_zero_evictions_otherwise(plan:
     cluster = "dev"
     namespace, rules = tenant_member(plan, cluster)
     assert allows(rules, "create", "policy", "poddisruptionbudgets")
-
-    def budget(**spec: Any) -> dict[str, Any]:
-        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": namespace},
-                "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
-
-    for spec in ({"maxUnavailable": 1}, {"maxUnavailable": "10%"}, {"minAvailable": "50%"}):
-        assert refusals(plan, cluster, budget(**spec)) == [], spec
+    for spec in ({"maxUnavailable": 1}, {"maxUnavailable": "10%"}, {"maxUnavailable": "50%"}):
+        assert refusals(plan, cluster, budget(namespace, **spec)) == [], spec
     for spec in ({"maxUnavailable": "00%"}, {"maxUnavailable": "000%"}, {"minAvailable": "0100%"}):
-        assert refusals(plan, cluster, budget(**spec)), f"a budget with {spec} was admitted in {namespace}"
+        assert refusals(plan, cluster, budget(namespace, **spec)), f"a budget with {spec} was admitted in {namespace}"
 
 
 # --- the ingress controller's certificates: one store for every tenant -------------------------------

@@ -7,8 +7,8 @@ from stack configuration, so the program never writes Rego or match rules inline
 Two scopes:
 * cluster constraints, on every cluster: images from the platform's registry, no `latest` or
   untagged images and CPU/memory requests and limits everywhere except the platform's own
-  namespaces; probes, pod security (baseline and restricted) and no `cluster-admin` RoleBinding
-  in tenant namespaces;
+  namespaces; probes, pod security (baseline and restricted), pods the platform can move off a
+  node and no `cluster-admin` RoleBinding in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
   pulled Always, RoleBindings only for the tenant's own subjects, ingress hostnames only of the
   tenant's own (`<tenant>.<env>.<domain>`), Services, Secrets and claims that cannot reach
@@ -62,6 +62,10 @@ ARGO_KINDS: list[dict[str, list[str]]] = [
     {"apiGroups": ["argoproj.io"], "kinds": ["Application", "ApplicationSet"]},
 ]
 
+
+# The longest grace period a tenant's pod may ask for: what the Cluster Autoscaler gives a pod when
+# it removes a node (its --max-graceful-termination-sec default) before terminating the node anyway.
+MAX_TERMINATION_GRACE_SECONDS = 600
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -150,6 +154,8 @@ def cluster_constraints(
         _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),
         _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods),
         _constraint("PlatformPodRestricted", "platform-pod-restricted", restricted_pods),
+        _constraint("PlatformPodDisruption", "platform-pod-disruption", tenant_pods,
+                    {"maxTerminationGracePeriodSeconds": MAX_TERMINATION_GRACE_SECONDS}),
         _constraint("PlatformNoClusterAdminBinding", "platform-no-cluster-admin-binding", tenant_bindings),
     ]
 
