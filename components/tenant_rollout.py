@@ -175,7 +175,8 @@ def ops_manifests(tenant: str, host: str, environment: str, domain: str, virtual
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
             "metadata": {"name": APP, "labels": labels},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}},
+            # maxUnavailable, which tenant namespaces require: one pod may always be evicted, whatever the replicas.
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
         },
         *([analysis_template()] if environment == "prod" else []),
     ]

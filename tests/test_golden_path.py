@@ -227,9 +227,10 @@ def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_con
     # The virtual cluster syncs its pod into the tenant's host namespace: the host's constraints apply.
     pod = {"apiVersion": "v1", "kind": "Pod", "spec": deployment["spec"]["template"]["spec"],
            "metadata": {**deployment["spec"]["template"]["metadata"], "name": "argo-rollouts", "namespace": f"{VIRTUAL_TENANT}-{environment}"}}
-    selected, failures = admission(plan, environment, pod)
+    namespace = pod["metadata"]["namespace"]
+    selected, failures = admission(plan, environment, pod, user=f"system:serviceaccount:{namespace}:vc-{namespace}")  # its syncer
     assert failures == []
-    assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes"} <= set(selected)
+    assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes", "PlatformPodDisruption"} <= set(selected)
     [container] = pod["spec"]["containers"]
     host = Plan(plan).variable(VIRTUAL_TENANT, "app", "HARBOR_REGISTRY")
     assert container["image"] == f"{host}/approved/vcluster/argoproj/argo-rollouts:{chart_app_version(pin)}"
