@@ -28,9 +28,10 @@ from components.gitlab_runner import tenant_namespace as runner_namespace
 from platformctl.helm_render import RELEASE_TYPE, object_namespace
 from policy.gatekeeper import MAX_TERMINATION_GRACE_SECONDS
 from stacks.services import PLATFORM_NAMESPACES
-from tests.test_gatekeeper_plan import _pod, admission, declared
+from tests.test_gatekeeper_plan import _pod, admission, cluster_views, declared, matches
 from tests.test_policy_attacks import budget, own_image, refusals, tenant_member
 from tests.test_tenant_roles import allows
+from tests.validation import custom_resource_errors
 
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 DISRUPTION = "PlatformPodDisruption"
@@ -169,6 +170,30 @@ def test_a_tenants_disruption_budget_cannot_block_drains_by_counting_pods(plan: 
     for spec in ({"minAvailable": 1}, {"minAvailable": 2}, {"minAvailable": "50%"}, {"maxUnavailable": 0}):
         assert refusals(plan, cluster, budget(namespace, **spec)), f"a budget with {spec} was admitted in {namespace}"
 
+
+
+def test_a_tenants_disruption_budget_cannot_keep_pods_that_never_become_ready(plan: dict) -> None:
+    """Under a budget's default unhealthyPodEvictionPolicy (IfHealthyBudget) a pod that is not ready
+    may be evicted only while the budget has all the healthy pods it wants. The developer's
+    Deployment of 2 whose readiness probe never succeeds, under maxUnavailable 1, has none healthy
+    of the 1 it wants, so neither pod is ever evicted and no node they run on drains. A Gatekeeper
+    mutator gives every tenant budget that sets none AlwaysAllow (Kubernetes' advice for drains), and
+    the constraint refuses IfHealthyBudget said outright."""
+    cluster = "dev"
+    namespace, _ = tenant_member(plan, cluster)
+    assert refusals(plan, cluster, budget(namespace, maxUnavailable=1, unhealthyPodEvictionPolicy="AlwaysAllow")) == []
+    assert refusals(plan, cluster, budget(namespace, maxUnavailable=1, unhealthyPodEvictionPolicy="IfHealthyBudget")), \
+        f"a budget keeping unready pods was admitted in {namespace}"
+    view = cluster_views(plan)[cluster]
+    [mutator] = [r["inputs"] for r in declared(plan) if r["cluster"] == cluster and r["inputs"]["kind"] == "Assign"
+                 and {"groups": ["policy"], "kinds": ["PodDisruptionBudget"], "versions": ["v1"]} in r["inputs"]["spec"]["applyTo"]]
+    assert custom_resource_errors(mutator) == []
+    assert mutator["spec"]["location"] == "spec.unhealthyPodEvictionPolicy"
+    assert mutator["spec"]["parameters"] == {"assign": {"value": "AlwaysAllow"},
+                                             "pathTests": [{"subPath": "spec.unhealthyPodEvictionPolicy", "condition": "MustNotExist"}]}
+    assert matches(mutator["spec"]["match"], budget(namespace, maxUnavailable=1), view.namespaces[namespace])
+    platform = next(n.name for n in PLATFORM_NAMESPACES if n.name in view.namespaces)
+    assert not matches(mutator["spec"]["match"], budget(platform, maxUnavailable=1), view.namespaces[platform])
 
 # --- grace periods a drain waits out -----------------------------------------------------------------
 

@@ -566,6 +566,8 @@ ALLOWED += [
         {"name": "b", "nfs": {"server": "NAS.corp.example.com", "path": "/exports/team-a/reports/", "readOnly": True}}])), NFS_EXCEPTION, {}),
     ("platformtenantobjects", "disruption-budget-with-no-minimum", namespaced("policy/v1", "PodDisruptionBudget",
                                                                              spec={"minAvailable": "0%", "selector": {}}), OBJECTS, {}),
+    ("platformtenantobjects", "disruption-budget-evicting-unhealthy-pods", namespaced("policy/v1", "PodDisruptionBudget", spec={
+        "maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow", "selector": {}}), OBJECTS, {}),
 ]
 DISALLOWED += [
     ("platformpoddisruption", "pinning-annotations-and-a-day-of-grace",
@@ -593,6 +595,9 @@ DISALLOWED += [
     ("platformtenantobjects", "disruption-budgets-counting-pods",
      namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": 2, "selector": {}}), OBJECTS, {},
      ["minAvailable 2 blocks node drains whenever its pods are that few"]),
+    ("platformtenantobjects", "disruption-budget-keeping-unready-pods",
+     namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "IfHealthyBudget", "selector": {}}),
+     OBJECTS, {}, ["unhealthyPodEvictionPolicy <IfHealthyBudget> keeps pods that never become ready"]),
     ("platformtenantobjects", "disruption-budget-with-a-percentage-minimum",
      namespaced("policy/v1", "PodDisruptionBudget", spec={"minAvailable": "050%", "selector": {}}), OBJECTS, {},
      ["minAvailable 50% blocks node drains whenever its pods are that few (a percentage rounds up); set maxUnavailable instead"]),

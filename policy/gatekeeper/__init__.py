@@ -200,6 +200,30 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
     return mutations
 
 
+def disruption_budget_mutation(tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]) -> dict[str, Any]:
+    """An Assign mutator giving every PodDisruptionBudget in a tenant namespace that sets none
+    `unhealthyPodEvictionPolicy: AlwaysAllow`: under the default (IfHealthyBudget) pods that never
+    become ready cannot be evicted while the budget is short of healthy ones, so a workload kept
+    unready would block every drain of its nodes. PlatformTenantObjects refuses the other value."""
+    location = "spec.unhealthyPodEvictionPolicy"
+    return {
+        "apiVersion": MUTATIONS_API_VERSION,
+        "kind": "Assign",
+        "metadata": {"name": "tenant-poddisruptionbudget-unhealthy-pods-evictable"},
+        "spec": {
+            "applyTo": [{"groups": ["policy"], "kinds": ["PodDisruptionBudget"], "versions": ["v1"]}],
+            "match": {
+                "scope": "Namespaced",
+                "kinds": [{"apiGroups": ["policy"], "kinds": ["PodDisruptionBudget"]}],
+                "namespaceSelector": copy.deepcopy(tenant_namespace_selector),
+                "excludedNamespaces": list(platform_namespaces),
+            },
+            "location": location,
+            "parameters": {"assign": {"value": "AlwaysAllow"}, "pathTests": [{"subPath": location, "condition": "MustNotExist"}]},
+        },
+    }
+
+
 def tenant_namespace_constraints(
     namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = (),
     pod_security_exception: dict[str, Any] | None = None, prometheus_addresses: Sequence[str] = (),
