@@ -98,6 +98,23 @@ def test_a_tenant_cannot_pin_its_node_with_an_annotation(plan: dict) -> None:
     assert refusals(plan, cluster, annotated(web, {SAFE_TO_EVICT: "true"})) == []
 
 
+def test_a_tenant_cannot_hold_a_drain_with_a_finalizer_nothing_removes(plan: dict) -> None:
+    """A drain evicts a pod and waits until it is gone (kubectl drain: no timeout and no
+    --skip-wait-for-delete-timeout by default). A finalizer of the developer's own naming, on the Pod or
+    its Deployment's template (the ReplicaSet copies it to every pod), leaves the evicted pod
+    Terminating for good. Finalizers are metadata, so an UPDATE may add one to a running Pod."""
+    cluster = "dev"
+    namespace, _ = tenant_member(plan, cluster)
+    web = _pod(namespace, own_image(plan, cluster, namespace))
+    held = copy.deepcopy(web)
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    assert refusals(plan, cluster, deployment(held)), f"a Deployment whose pods carry a finalizer was admitted in {namespace}"
+    assert refusals(plan, cluster, held), f"a Pod with a finalizer was admitted in {namespace}"
+    assert refusals(plan, cluster, held, operation="UPDATE", old_object=web), f"an UPDATE adding a finalizer was admitted in {namespace}"
+    job_pod = owned(web, "batch/v1", "Job")
+    job_pod["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]  # the Job controller's, which it removes
+    assert refusals(plan, cluster, job_pod) == []
+
 def test_the_platforms_own_unevictable_backup_stays_allowed_in_its_namespace(charted: dict) -> None:
     """GitLab's chart marks its backup CronJob's pods `safe-to-evict: "false"`: a backup cut off by a
     scale-down leaves no backup. It runs in GitLab's namespace, which the tenant constraints exclude
