@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
-from policy.gatekeeper import cluster_constraints, cluster_mutations, disruption_budget_mutation, templates
+from policy.gatekeeper import cluster_constraints, cluster_mutations, disruption_budget_mutation, sync_config, templates
 from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
 
 NAMESPACE = "gatekeeper-system"
@@ -70,6 +70,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         mutations = [*cluster_mutations(args.tenant_namespace_selector, platform_namespaces),
                      disruption_budget_mutation(args.tenant_namespace_selector, platform_namespaces)]
         policies += [_custom_resource(f"{cluster.role}-{m['metadata']['name']}", m, child) for m in mutations]
+        # What Gatekeeper replicates for the templates that compare an object with others.
+        policies.append(_custom_resource(f"{cluster.role}-gatekeeper-sync", sync_config(NAMESPACE), child))
         # One object that exists once every policy above does. Access to a tenant namespace waits for
         # it: one dependency each in the state, not one per policy (a thousand tenants' bindings).
         self.in_force = k8s.core.v1.ConfigMap(

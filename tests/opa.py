@@ -42,10 +42,7 @@ def _package(rego: str) -> str:
     return match.group(1)
 
 
-@cache
-def _engine(rego: str, libs: tuple[str, ...]) -> OpaEngine:
-    # One engine per template: templates may carry libs with the same package, which
-    # Gatekeeper keeps apart per template too. Compiling once keeps the tests fast.
+def _new_engine(rego: str, libs: tuple[str, ...]) -> OpaEngine:
     engine = OpaEngine()
     engine.add_policy("template.rego", rego)
     for i, lib in enumerate(libs):
@@ -53,20 +50,33 @@ def _engine(rego: str, libs: tuple[str, ...]) -> OpaEngine:
     return engine
 
 
-def evaluate(template: dict[str, Any], review_input: dict[str, Any], parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+@cache
+def _engine(rego: str, libs: tuple[str, ...]) -> OpaEngine:
+    # One engine per template: templates may carry libs with the same package, which
+    # Gatekeeper keeps apart per template too. Compiling once keeps the tests fast.
+    return _new_engine(rego, libs)
+
+
+def evaluate(template: dict[str, Any], review_input: dict[str, Any], parameters: dict[str, Any] | None = None,
+             inventory: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The violations `template` reports for an admission `review_input` (see `review()`).
 
     `parameters` is the Constraint's `spec.parameters`; None leaves `input.parameters` unset,
-    as for a Constraint without parameters.
+    as for a Constraint without parameters. `inventory` is what Gatekeeper replicates
+    (`data.inventory`, e.g. {"namespace": {ns: {"policy/v1": {"PodDisruptionBudget": {name: obj}}}}}).
     """
     target = template["spec"]["targets"][0]
     rego = target["rego"]
     gk_input: dict[str, Any] = {"review": review_input}
     if parameters is not None:
         gk_input["parameters"] = parameters
+    libs = tuple(target.get("libs", []))
+    engine = _engine(rego, libs)
+    if inventory is not None:  # an engine of its own: the cached ones hold no data
+        engine = _new_engine(rego, libs)
+        engine.add_data({"inventory": inventory})
     # eval_document raises if the package has no `violation` rule, so a broken template cannot pass.
-    result = _engine(rego, tuple(target.get("libs", []))).eval_document(f"{_package(rego)}.violation", gk_input)
-    return list(result)
+    return list(engine.eval_document(f"{_package(rego)}.violation", gk_input))
 
 
 def violations(

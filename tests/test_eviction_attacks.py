@@ -212,6 +212,32 @@ def test_a_tenants_disruption_budget_cannot_keep_pods_that_never_become_ready(pl
     platform = next(n.name for n in PLATFORM_NAMESPACES if n.name in view.namespaces)
     assert not matches(mutator["spec"]["match"], budget(platform, maxUnavailable=1), view.namespaces[platform])
 
+
+def test_a_tenant_cannot_make_its_pods_unevictable_with_two_budgets(plan: dict) -> None:
+    """The eviction API refuses outright, as an error that kubectl drain and the autoscaler never
+    retry into success, any pod that two budgets select, whatever each allows. The developer adds a
+    second budget over its web pods (selected by another label they carry). Gatekeeper compares a
+    new budget with the namespace's others, which it replicates (its Config), and admits it only
+    when one label both require has different values."""
+    cluster = "dev"
+    namespace, _ = tenant_member(plan, cluster)
+    [sync] = [r["inputs"] for r in declared(plan) if r["cluster"] == cluster and r["inputs"]["kind"] == "Config"]
+    assert custom_resource_errors(sync) == []
+    assert sync["metadata"] == {"name": "config", "namespace": "gatekeeper-system"}  # the one Gatekeeper reads
+    assert {"group": "policy", "version": "v1", "kind": "PodDisruptionBudget"} in sync["spec"]["sync"]["syncOnly"]
+    web = budget(namespace, maxUnavailable=1)
+    web["spec"]["selector"]["matchLabels"] = {"app": "web"}
+    inventory = {"namespace": {namespace: {"policy/v1": {"PodDisruptionBudget": {"web": web}}}}}
+
+    def second(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {**web, "metadata": {**web["metadata"], "name": name}, "spec": {**web["spec"], "selector": {"matchLabels": labels}}}
+
+    assert refusals(plan, cluster, second("api", {"app": "api"}), inventory=inventory) == []
+    assert refusals(plan, cluster, web, operation="UPDATE", old_object=web, inventory=inventory) == []  # itself
+    for name, labels in (("front", {"tier": "front"}), ("everything", {}), ("web-canary", {"app": "web", "track": "canary"})):
+        assert refusals(plan, cluster, second(name, labels), inventory=inventory), \
+            f"a second budget selecting {labels} beside app=web was admitted in {namespace}"
+
 # --- grace periods a drain waits out -----------------------------------------------------------------
 
 def test_a_tenants_pod_cannot_hold_a_drain_for_hours(plan: dict) -> None:

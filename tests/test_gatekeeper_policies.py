@@ -607,6 +607,23 @@ DISALLOWED += [
 ]
 
 
+def test_a_budget_must_select_other_pods_than_its_namespaces_other_budgets() -> None:
+    def budget(name: str, labels: dict[str, str], namespace: str = "team-a-dev") -> dict[str, Any]:
+        obj = namespaced("policy/v1", "PodDisruptionBudget", name, spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}})
+        return {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+
+    template = TEMPLATES["platformtenantobjects"]
+    inventory = {"namespace": {ns: {"policy/v1": {"PodDisruptionBudget": {"web": budget("web", {"app": "web"}, ns)}}}
+                               for ns in ("team-a-dev", "team-b-dev")}}
+    for allowed in (budget("api", {"app": "api", "tier": "back"}), budget("web", {"app": "web", "track": "stable"}),
+                    budget("front", {"tier": "front"}, "team-c-dev")):
+        assert evaluate(template, review(allowed), OBJECTS, inventory) == [], allowed["metadata"]
+    assert [v["msg"] for v in evaluate(template, review(budget("front", {"tier": "front"})), OBJECTS, inventory)] == [
+        "PodDisruptionBudget <front> may select the pods of PodDisruptionBudget <web>: a pod two budgets select can never be "
+        "evicted, which blocks node drains; give both the same label in matchLabels with different values"]
+    assert evaluate(template, review(budget("all", {})), OBJECTS, inventory) != []
+
+
 def test_only_a_namespaces_own_virtual_cluster_syncer_copies_pods_without_a_controller() -> None:
     template = TEMPLATES["platformpoddisruption"]
     assert evaluate(template, syncer_copy(pod(), "system:serviceaccount:team-a-dev:vc-team-a-dev"), GRACE) == []

@@ -200,6 +200,19 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
     return mutations
 
 
+def sync_config(namespace: str) -> dict[str, Any]:
+    """Gatekeeper's Config, in Gatekeeper's `namespace`: the objects it replicates for the templates
+    that read others (`data.inventory`): PodDisruptionBudgets, which PlatformTenantObjects compares a
+    new one with."""
+    return {
+        "apiVersion": "config.gatekeeper.sh/v1alpha1",
+        "kind": "Config",
+        # Gatekeeper reads this one name in its own namespace only.
+        "metadata": {"name": "config", "namespace": namespace},
+        "spec": {"sync": {"syncOnly": [{"group": "policy", "version": "v1", "kind": "PodDisruptionBudget"}]}},
+    }
+
+
 def disruption_budget_mutation(tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]) -> dict[str, Any]:
     """An Assign mutator giving every PodDisruptionBudget in a tenant namespace that sets none
     `unhealthyPodEvictionPolicy: AlwaysAllow`: under the default (IfHealthyBudget) pods that never
