@@ -299,3 +299,19 @@ def test_a_tenants_nfs_exception_mounts_only_the_exports_its_stack_declares(tmp_
                            ("nas.corp.example.com", "/exports/finance-archive"), ("10.0.12.7", "/exports/finance"),
                            ("nas.corp.example.com.", "/exports/finance"), ("169.254.169.254", "/")):
         assert refusals(plan, "dev", mounting(server, export)), f"a volume of {server}:{export} was admitted in {namespace}"
+
+
+
+def test_a_pod_security_exception_allows_no_network_volume_whose_servers_it_cannot_name(tmp_path: Path) -> None:
+    """The exception offered iscsi, fc, cephfs and rbd volumes too, each naming its own target
+    (an iSCSI portal, a SAN's ports, Ceph monitors) that the node connects to, with nothing to hold it
+    to the tenant's own storage. cephfs and rbd are gone from Kubernetes since 1.31 (the in-tree
+    plugins were removed); iscsi and fc would reach any target. Only nfs, whose exports the stack
+    names, is left."""
+    from tests.test_config import DEV, _problems, _write, setting
+
+    for volume_type in ("cephfs", "fc", "iscsi", "rbd"):
+        path = _write(tmp_path, DEV, setting("platform:tenants", 0, "podSecurityException", value={
+            "reason": "the reports read the SAN's volume", "volumeTypes": [volume_type]}))
+        assert any("platform:tenants[0].podSecurityException.volumeTypes[0]" in line and "'nfs'" in line for line in _problems(path)), \
+            volume_type
