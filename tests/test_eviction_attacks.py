@@ -4,8 +4,10 @@ Nodes go away for upgrades, EKS node-group rollouts and the Cluster Autoscaler's
 by evicting every pod first. What keeps a pod (upstream cluster-autoscaler FAQ, "What types of
 pods can prevent CA from removing a node?"): the annotation `safe-to-evict: "false"`, a Pod no
 controller of a kind it knows recreates, a PodDisruptionBudget that allows no eviction; a drain
-also waits out each pod's termination grace period. A tenant who pins one node keeps it (and
-its cost) for good, and blocks every upgrade of its node group for all tenants.
+also waits out each pod's termination grace period and any finalizer, and the eviction API
+refuses a pod two budgets select. A tenant who pins one node keeps it (and its cost) for good,
+and blocks every upgrade of its node group for all tenants. The NFS exception is here too: the
+node mounts what a pod names.
 
 The attacker holds what the plan binds a tenant's developers to in their dev namespace and is
 admitted as Gatekeeper would admit it there (tests/test_policy_attacks.py `refusals`, the real OPA
@@ -13,7 +15,9 @@ on the plan's constraints). The platform's own pods stay out: its namespaces are
 and its runners' namespaces carry no tenant-namespace label.
 
 Decided and not refused: a percentage maxUnavailable (it rounds up, so it always allows one
-eviction), and workloads that stay unready under a budget (readiness is only known at run time).
+eviction); healthy pods held while others of the same budget stay unready (readiness is only known
+at run time; unready ones are always evictable); a virtual cluster's host copies of its pods, which
+only its syncer may make without a controller (what the autoscaler makes of them is its flags').
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def deployment(pod: dict[str, Any]) -> dict[str, Any]:
     labels = {"app": "web"}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": pod["metadata"]["namespace"]},
             "spec": {"selector": {"matchLabels": labels},
-                     "template": {"metadata": {**pod["metadata"], "labels": labels}, "spec": pod["spec"]}}}
+                     "template": {"metadata": {**{k: v for k, v in pod["metadata"].items() if k in ("annotations", "finalizers")},
+                                               "labels": labels}, "spec": pod["spec"]}}}
 
 
 def rendered(plan: dict[str, Any], chart: str, kind: str) -> list[tuple[str, dict[str, Any]]]:
