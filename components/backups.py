@@ -221,7 +221,7 @@ class BackupStore(pulumi.ComponentResource):
 
 def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
     """Full backups (Vault, GitLab) expire `days` after they were written; Harbor's synced registry
-    keeps what it still holds and drops what left it (noncurrent versions) after `days`."""
+    keeps what it still holds and drops what left it (noncurrent versions) after `days`, as Velero's prefix does."""
     expiry = aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days)
     noncurrent = aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=days)
     abort = aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=ABORT_UPLOADS_DAYS)
@@ -236,7 +236,9 @@ def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleAr
             **kwargs,
         )
 
-    return [rule("vault", expiration=expiry), rule("gitlab", expiration=expiry), rule("harbor")]
+    # Velero (components/velero.py) deletes its own backups when their ttl ends, and its kopia repositories
+    # keep using old blobs: only what it deleted (noncurrent versions) expires here.
+    return [rule("vault", expiration=expiry), rule("gitlab", expiration=expiry), rule("harbor"), rule("velero")]
 
 
 def writer_policy(

@@ -152,6 +152,8 @@ class ClusterParts:
     object_store: ObjectStoreTarget | None = None
     # Workload clusters: the control plane's Harbor provider (None: Harbor is off), for add-ons Harbor talks to.
     harbor_provider: pulumi.ProviderResource | None = None
+    # Workload clusters: the stack's backup store (platform:backups; None: unset), where Velero writes.
+    backups: BackupStore | None = None
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""

@@ -64,6 +64,8 @@ CHARTS: dict[str, Chart] = {
     "prometheus": Chart("prometheus", "https://prometheus-community.github.io/helm-charts", "29.27.0"),
     # Dragonfly 2.5.0 (client 1.4.0): P2P image distribution on the workload clusters (components/dragonfly.py).
     "dragonfly": Chart("dragonfly", "https://dragonflyoss.github.io/helm-charts", "1.7.4"),
+    # Velero 1.18.1: the tenants' volumes backed up on the workload clusters (components/velero.py).
+    "velero": Chart("velero", "https://vmware-tanzu.github.io/helm-charts", "12.1.0"),
 }
 
 # vCluster's Kubernetes distro image (ghcr.io/loft-sh/kubernetes, promoted to Harbor's `approved`
@@ -209,3 +211,12 @@ DRAGONFLY_TAGS: dict[str, str] = {"manager": "v2.5.0", "scheduler": "v2.5.0", "c
 # OpenUnison's session reaper (components/oidc_sessions.py): a standard-library script on the
 # promote-image job's pinned Python.
 SESSION_REAPER_IMAGE = PROMOTE_IMAGE
+
+# Velero (components/velero.py): the object-store plugin for S3 and S3-compatible stores, the line
+# upstream pairs with Velero 1.18 (plugin v1.14.x). Pinned by tag, as the chart pins Velero's own
+# image: the digests could not be resolved offline (`crane digest docker.io/velero/velero-plugin-for-aws:<tag>`).
+VELERO_AWS_PLUGIN_IMAGE = "docker.io/velero/velero-plugin-for-aws:v1.14.2"
+# The EKS `snapshot-controller` add-on (the CSI snapshot CRDs and controller, which Velero's CSI
+# snapshots of EBS volumes need), by Kubernetes minor. Refresh with
+# `aws eks describe-addon-versions --kubernetes-version <v> --addon-name snapshot-controller`.
+EKS_SNAPSHOT_CONTROLLER: dict[str, str] = {"1.33": "v8.3.0-eksbuild.1"}

@@ -1020,6 +1020,14 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
     return []
 
 
+def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
+    """Velero writes the tenants' backups to the stack's backup store: it needs one."""
+    if not config.services.settings("velero").enabled or config.backups is not None:
+        return []
+    return [f"{NAMESPACE}:services.velero: the tenants' backups go to the stack's backup store, which platform:backups "
+            "declares; allowed: platform:backups set, or services.velero.enabled: false"]
+
+
 def _secret_leaves(model: BaseModel, path: str) -> list[str]:
     """The key paths of every secret value set in `model` (`identity.oidc.clientSecret`)."""
     found: list[str] = []
@@ -1159,6 +1167,7 @@ def load_platform_config(
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
     problems += _repo_server_rules(config)
+    problems += _tenant_backup_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

@@ -25,6 +25,7 @@ from components import image_verifier
 from components.gitlab import SLICE as GITLAB
 from components.harbor import SLICE as HARBOR
 from components.vault import SLICE as VAULT
+from components.backups import BackupStore
 from components.inventory import CredentialInventory
 from components import tls
 from components.network import VpcNetwork
@@ -89,13 +90,13 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
 def add_cluster_addons(
     cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory,
     acme: AcmeSettings | None = None, ca: CertificateAuthority | None = None,
-    harbor_provider: pulumi.ProviderResource | None = None,
+    harbor_provider: pulumi.ProviderResource | None = None, backups: BackupStore | None = None,
 ) -> dict[str, Any]:
     """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
     parts = ClusterParts(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
-        harbor_provider=harbor_provider,
+        harbor_provider=harbor_provider, backups=backups,
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
@@ -157,7 +158,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
             clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
-            harbor.provider if harbor else None,
+            harbor.provider if harbor else None, plane.parts.backups,
         )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)

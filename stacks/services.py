@@ -14,6 +14,7 @@ from components import image_verifier
 from components import gitlab_runner
 from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
 from components import dragonfly
+from components import velero
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -38,6 +39,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     metrics_server.SLICE,
     prometheus.SLICE,
     dragonfly.SLICE,  # after workload_ingress: its manager's preheat API is published there
+    velero.SLICE,  # the tenants' volumes backed up (its tenant half: each namespace's Schedule)
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

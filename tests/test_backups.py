@@ -173,13 +173,14 @@ def test_the_prod_bucket_is_encrypted_versioned_locked_and_expires_after_the_ret
     lock = by_name(plan, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "backups")["inputs"]
     assert lock["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": days}
     rules = {r["id"]: r for r in by_name(plan, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "backups")["inputs"]["rules"]}
-    assert set(rules) == {"vault-retention", "gitlab-retention", "harbor-retention"}
+    assert set(rules) == {"vault-retention", "gitlab-retention", "harbor-retention", "velero-retention"}
     for service, rule in rules.items():
         assert rule["status"] == "Enabled" and rule["filter"]["prefix"] == service.replace("-retention", "/")
         assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == days
     # Full backups expire; the synced registry keeps what Harbor still holds.
     assert rules["vault-retention"]["expiration"]["days"] == rules["gitlab-retention"]["expiration"]["days"] == days
     assert "expiration" not in rules["harbor-retention"]
+    assert "expiration" not in rules["velero-retention"]  # Velero deletes at its ttl; kopia keeps old blobs
 
 
 # --- who may write -------------------------------------------------------------------------------

@@ -1,0 +1,294 @@
+"""Velero on the workload clusters: scheduled backups of the tenants' namespaces, volumes included.
+
+Each tenant's namespace of every environment in `options.environments` (prod by default) gets a
+Velero `Schedule` in the `velero` namespace, kept `platform:backups.retentionDays`.
+
+How volumes are captured:
+
+* EKS: CSI snapshots of the EBS volumes. The EBS CSI driver (an EKS add-on of components/cluster.py)
+  takes them, but only through the CSI snapshot API, which EKS does not serve by itself: the
+  `snapshot-controller` add-on brings its CRDs and controller, and Velero picks the
+  `VolumeSnapshotClass` labelled `velero.io/csi-volumesnapshot-class`. The snapshots stay in EBS;
+  Velero writes the namespace's objects and the snapshots' handles to the bucket.
+* Kubeconfig clusters (kind's local-path volumes cannot be snapshotted): Velero's file-system
+  backup, a kopia repository per namespace in the bucket, read by the node agent from the kubelet's
+  pod volumes on each node (hostPath, as root). Its repository key is generated, not Velero's
+  built-in default.
+
+Where backups go: the stack's backup store (components/backups.py) under `velero/<cluster>/`. On EKS
+Velero's IAM role (IRSA) may read, write and delete current objects there and nothing else: no other
+prefix, no object versions, no retention settings. S3 Object Lock keeps every version `retentionDays`
+and a delete only adds a delete marker, so Velero's own expiry (its `ttl`, the same days) hides a
+backup exactly when its lock ends; the lifecycle rule of `velero/` then removes the old versions and
+never expires current ones (a kopia repository keeps using old blobs). On kubeconfig stacks the
+target's key is in a Secret of the `velero` namespace, which no tenant reads.
+
+Tenants get no rights in `velero.io` (components/tenant_roles.py); a restore is a platform
+administrator's (README: Tenants' volumes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import Field
+
+from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
+from components.backups import BackupStore
+from components.cluster import ClusterHandle
+from components.helm import metadata, namespace
+from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password
+from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.tenancy import ENVIRONMENTS
+from components.versions import EKS_SNAPSHOT_CONTROLLER, VELERO_AWS_PLUGIN_IMAGE
+from policy.labels import MANAGED_BY
+
+NAMESPACE = "velero"
+SERVICE_ACCOUNT = "velero-server"  # the chart's server account for release `velero`
+LOCATION = "default"  # the BackupStorageLocation every Schedule writes to
+CREDENTIALS_SECRET = "velero-s3"  # kubeconfig stacks: the target's key as an AWS credentials file
+CREDENTIALS_KEY = "cloud"  # where the chart's mount expects it
+REPOSITORY_SECRET = "velero-repo-credentials"  # Velero reads kopia's repository password from this Secret
+REPOSITORY_KEY = "repository-password"
+SNAPSHOT_CLASS = "ebs-velero"
+EBS_CSI_DRIVER = "ebs.csi.aws.com"
+API_VERSION = "velero.io/v1"
+SNAPSHOT_API_VERSION = "snapshot.storage.k8s.io/v1"
+CronSchedule = Annotated[str, Field(pattern=r"^(\S+\s+){4}\S+$", description="a five-field cron schedule such as '0 1 * * *'")]
+
+
+def prefix(cluster: str) -> str:
+    """Each cluster's Velero under a folder of its own, so one cluster's role cannot touch another's backups."""
+    return f"velero/{cluster}"
+
+
+def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]:
+    """What Velero's object-store plugin needs under its prefix (upstream's velero-plugin-for-aws README,
+    minus the EC2 snapshot rights: the CSI driver takes the snapshots), and the bucket's key."""
+    own = prefix(cluster)
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                                       "s3:ListMultipartUploadParts"],
+         "Resource": f"arn:aws:s3:::{bucket}/{own}/*"},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
+         "Condition": {"StringLike": {"s3:prefix": f"{own}/*"}}},
+        {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": kms_key_arn},
+    ]}
+
+
+@dataclass(frozen=True)
+class VeleroArgs:
+    settings: ServiceSettings  # its options: schedule, environments
+    store: BackupStore
+    inventory: CredentialInventory
+    eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None = None  # the cluster's identity and EKS name
+
+
+class Velero(pulumi.ComponentResource):
+    """Velero on one workload cluster, its backup location, and on EKS the CSI snapshot pieces."""
+
+    release: k8s.helm.v3.Release
+    location: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: VeleroArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:velero:Velero", name, None, opts)
+        self.cluster, self.args = cluster, args
+        ns = namespace(SLICE.namespace, cluster, self)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        if args.eks is not None:
+            identity, eks_name = args.eks
+            policy = pulumi.Output.all(args.store.bucket, args.store.kms_key_arn).apply(
+                lambda a: json.dumps(bucket_policy(a[0], a[1], cluster.name)))
+            self.role: aws.iam.Role | None = workload_role(name, identity, NAMESPACE, SERVICE_ACCOUNT, policy, self)
+            ready: list[pulumi.Resource] = []
+            addon = aws.eks.Addon(
+                f"{name}-snapshot-controller",
+                cluster_name=eks_name,
+                addon_name="snapshot-controller",
+                addon_version=EKS_SNAPSHOT_CONTROLLER[cluster.kubernetes_version],
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+                tags=dict(MANAGED_BY),
+                opts=pulumi.ResourceOptions(parent=self, provider=identity.provider),
+            )
+            self.snapshot_class: pulumi.CustomResource | None = snapshot_class(
+                name, pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[addon]))
+        else:
+            self.role, self.snapshot_class = None, None
+            ready = self._keys(name, ns, k8s_opts)
+        sized_at = ("", "nodeAgent") if self.file_system else ("",)
+        self.release = SLICE.release(cluster, self, args.settings, self.values(), *sized_at, ns=ns, depends_on=ready)
+        self.location = k8s.apiextensions.CustomResource(
+            f"{name}-location",
+            api_version=API_VERSION,
+            kind="BackupStorageLocation",
+            metadata=metadata(LOCATION, ns),
+            spec=self.location_spec(),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),  # its CRD
+        )
+        args.inventory.register(*self.credentials(name))
+        self.register_outputs({"release": self.release.status})
+
+    @property
+    def file_system(self) -> bool:
+        """Volumes by file-system backup (kubeconfig clusters), else by CSI snapshot (EKS)."""
+        return self.args.eks is None
+
+    def _keys(self, name: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The target's key, and kopia's generated repository password (else Velero uses a built-in one)."""
+        target = self.args.store.settings.target
+        assert target is not None, "components/backups.py: a kubeconfig stack's store has a target"
+        cloud = pulumi.Output.secret(target.secret_access_key).apply(
+            lambda key: f"[default]\naws_access_key_id={target.access_key_id}\naws_secret_access_key={key}\n")
+        keys = k8s.core.v1.Secret(f"{name}-s3", metadata=metadata(CREDENTIALS_SECRET, ns), type="Opaque",
+                                  string_data={CREDENTIALS_KEY: cloud}, opts=opts)
+        password = random.RandomPassword(f"{name}-repository-password", length=40, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        repository = k8s.core.v1.Secret(f"{name}-repository", metadata=metadata(REPOSITORY_SECRET, ns), type="Opaque",
+                                        string_data={REPOSITORY_KEY: password.result}, opts=opts)
+        return [keys, repository]
+
+    def values(self) -> dict[str, Any]:
+        settings, eks = self.args.settings, self.args.eks is not None
+        restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        values: dict[str, Any] = {
+            "initContainers": [{
+                "name": "velero-plugin-for-aws",
+                "image": VELERO_AWS_PLUGIN_IMAGE,
+                "volumeMounts": [{"mountPath": "/target", "name": "plugins"}],
+                "resources": settings.resources,
+                "securityContext": restricted,
+            }],
+            "containerSecurityContext": restricted,
+            "upgradeJobResources": settings.resources,  # the hook Job that applies the CRDs of a new chart
+            # The location is the program's (location_spec), and CSI snapshots need no snapshot location.
+            "backupsEnabled": False,
+            "snapshotsEnabled": False,
+            "deployNodeAgent": not eks,
+        }
+        if eks:
+            values["configuration"] = {"features": "EnableCSI"}
+            values["credentials"] = {"useSecret": False}  # IRSA: no key anywhere
+            values["serviceAccount"] = {"server": {"annotations": {"eks.amazonaws.com/role-arn": self.role.arn}}} if self.role else {}
+        else:
+            values["credentials"] = {"existingSecret": CREDENTIALS_SECRET}
+        return values
+
+    def location_spec(self) -> dict[str, Any]:
+        """The store's bucket under this cluster's prefix. Uploads carry a CRC32 checksum, which S3 requires
+        of every write into a bucket with Object Lock; a kubeconfig target is asked for SSE-S3 (as the
+        platform's other backups) and addressed by path."""
+        store = self.args.store
+        config: dict[str, Any] = {"region": store.region, "checksumAlgorithm": "CRC32"}
+        if store.endpoint is not None:
+            config |= {"s3Url": store.endpoint, "s3ForcePathStyle": "true", "serverSideEncryption": "AES256"}
+        return {
+            "provider": "aws",
+            "default": True,
+            "objectStorage": {"bucket": store.bucket, "prefix": prefix(self.cluster.name)},
+            "config": config,
+        }
+
+    def schedule(self, tenant: str, host_namespace: str, after: pulumi.Resource, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        """A tenant namespace's Schedule: every object and volume in it, kept as long as the store's lock."""
+        options, days = self.args.settings.options, self.args.store.settings.retention_days
+        template: dict[str, Any] = {
+            "includedNamespaces": [host_namespace],
+            "storageLocation": LOCATION,
+            "ttl": f"{days * 24}h0m0s",
+            **({"defaultVolumesToFsBackup": True} if self.file_system else {"snapshotVolumes": True}),
+        }
+        return k8s.apiextensions.CustomResource(
+            f"{tenant}-{self.cluster.name}-backups",
+            api_version=API_VERSION,
+            kind="Schedule",
+            metadata={"name": host_namespace, "namespace": NAMESPACE, "labels": {**MANAGED_BY, "platform.io/tenant": tenant}},
+            spec={"schedule": options["schedule"], "useOwnerReferencesInBackup": False, "template": template},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                provider=self.cluster.provider, depends_on=[self.release, self.location, after])),
+        )
+
+    def credentials(self, name: str) -> list[Credential]:
+        cluster = self.cluster.name
+        if self.args.eks is not None:
+            return [irsa_credential(name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
+                                    f"read, write and delete current objects under s3://<backups>/{prefix(cluster)}/ and use "
+                                    "the bucket's key; no other prefix, never an object version or its retention")]
+        target = self.args.store.settings.target
+        assert target is not None
+        return [external_secret(
+            f"access key of the backup target, held by Velero on {cluster}",
+            issuer=f"the administrator of {target.endpoint}",
+            holder=f"Secret {NAMESPACE}/{CREDENTIALS_SECRET} on {cluster} (Velero and its node agents), and {STATE}",
+            scope=f"what the target grants it on bucket {target.bucket}; Velero reads, writes and deletes under {prefix(cluster)}/",
+            lifetime="set by the target's administrator",
+            rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`, "
+                     "then restart Velero and its node agents",
+            resources=(f"{name}-s3",),
+        ), generated_password(
+            f"Velero's kopia repository password on {cluster}",
+            holder=f"Secret {NAMESPACE}/{REPOSITORY_SECRET} on {cluster}, and {STATE}",
+            scope="decrypts every file-system backup of this cluster's tenant volumes",
+            rotation="none in place: kopia keeps the password it created its repositories with; a new one needs new repositories "
+                     "(a new prefix), the old backups readable with the old password until they expire",
+            resource=f"{name}-repository-password",
+        )]
+
+
+def snapshot_class(name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """The VolumeSnapshotClass Velero uses for EBS volumes (the label picks it); the snapshot goes with its backup.
+    Its fields sit beside `metadata`, not in a `spec`, which k8s.apiextensions.CustomResource cannot say in Python."""
+    return pulumi.CustomResource(f"kubernetes:{SNAPSHOT_API_VERSION}:VolumeSnapshotClass", f"{name}-snapshot-class", {
+        "apiVersion": SNAPSHOT_API_VERSION,
+        "kind": "VolumeSnapshotClass",
+        "metadata": {"name": SNAPSHOT_CLASS, "labels": {**MANAGED_BY, "velero.io/csi-volumesnapshot-class": "true"}},
+        "driver": EBS_CSI_DRIVER,
+        "deletionPolicy": "Delete",
+    }, opts)
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
+    if parts.backups is None:
+        raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
+                         "or services.velero.enabled: false")
+    return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
+        settings=settings, store=parts.backups, inventory=parts.inventory, eks=parts.eks))
+
+
+def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:
+    """A Schedule of the tenant's namespace in each environment the options name."""
+    schedules = []
+    for environment in ENVIRONMENTS:
+        velero: Velero | None = parts.addon(environment, SLICE)
+        if velero is None or environment not in velero.args.settings.options["environments"]:
+            continue
+        schedules.append(velero.schedule(
+            parts.name, parts.namespaces[environment], parts.namespace_resources[environment], parts.opts))
+    return schedules
+
+
+SLICE: ServiceSlice[Velero] = ServiceSlice(
+    key="velero",
+    namespace=PlatformNamespace(
+        NAMESPACE,
+        "Velero, which reads and restores every namespace (cluster-admin) and holds the backup store's key; on kubeconfig "
+        "clusters its node agent runs as root with the kubelet's pod and plugin directories mounted from the host "
+        "(hostPath) to copy the tenants' volumes",
+    ),
+    chart="velero",
+    on_cluster=on_cluster,
+    clusters=WORKLOAD_CLUSTERS,
+    tenant=tenant,
+    options={
+        # When each tenant namespace is backed up (UTC): nightly, after the platform's own backups.
+        "schedule": (CronSchedule, "0 4 * * *"),
+        # The environments whose tenant namespaces are backed up: dev's are rebuilt from Git by ArgoCD.
+        "environments": (list[Literal["dev", "prod"]], ["prod"]),
+    },
+)
