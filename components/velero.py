@@ -30,7 +30,7 @@ administrator's (README: Tenants' volumes).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -217,9 +217,11 @@ class Velero(pulumi.ComponentResource):
     def credentials(self, name: str) -> list[Credential]:
         cluster = self.cluster.name
         if self.args.eks is not None:
-            return [irsa_credential(name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
-                                    f"read, write and delete current objects under s3://<backups>/{prefix(cluster)}/ and use "
-                                    "the bucket's key; no other prefix, never an object version or its retention")]
+            return [replace(irsa_credential(
+                name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
+                f"read, write and delete current objects under s3://<backups>/{prefix(cluster)}/ and use the bucket's key; "
+                "no other prefix, never an object version or its retention",
+            ), what=f"AWS sessions of Velero on {cluster} (IRSA)")]
         target = self.args.store.settings.target
         assert target is not None
         return [external_secret(
