@@ -209,6 +209,7 @@ class Velero(pulumi.ComponentResource):
             api_version=API_VERSION,
             kind="Schedule",
             metadata={"name": host_namespace, "namespace": NAMESPACE, "labels": {**MANAGED_BY, "platform.io/tenant": tenant}},
+            # Backups outlive their Schedule: an offboarded tenant's stay restorable until their ttl.
             spec={"schedule": options["schedule"], "useOwnerReferencesInBackup": False, "template": template},
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 provider=self.cluster.provider, depends_on=[self.release, self.location, after])),

@@ -1,0 +1,275 @@
+"""The tenants' volumes backed up by Velero (components/velero.py), read from the session renders.
+
+The prod stack runs EKS (CSI snapshots of EBS volumes, the bucket reached through IRSA); the dev
+stack runs kubeconfig clusters (file-system backups by the node agent, the target's key in the
+velero namespace). Velero's objects are checked against the CRDs of the vendored chart, and a
+tenant's roles, as the plan binds them, against every kind Velero serves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import velero
+from platformctl.render import Render, read_stack_file
+from stacks.config import ConfigError, load_platform_config
+from tests.test_gatekeeper_plan import declared
+from tests.test_tenant_roles import allows
+from tests.validation import crd_errors
+
+ROOT = Path(__file__).resolve().parent.parent
+CRDS = ROOT / "charts" / "vendor" / "velero" / "crds"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+
+def of_kind(plan: dict[str, Any], kind: str, cluster: str | None = None) -> list[dict[str, Any]]:
+    return [r for r in declared(plan) if r["inputs"]["kind"] == kind and cluster in (None, r["cluster"])]
+
+
+def named(plan: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
+    [found] = [r for r in plan["resources"] if r["type"] == type_ and r["name"] == name]
+    return found
+
+
+def velero_release(plan: dict[str, Any], cluster: str) -> dict[str, Any]:
+    [release] = [r for r in plan["resources"] if r["type"] == RELEASE and r["cluster"] == cluster and r["inputs"]["chart"] == "velero"]
+    return release
+
+
+def rendered(release: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [o for o in release["rendered"] if o["kind"] == kind]
+
+
+def crd(plural: str) -> dict[str, Any]:
+    return yaml.safe_load((CRDS / f"{plural}.yaml").read_text())
+
+
+# --- what each tenant gets ------------------------------------------------------------------------
+
+
+def test_every_tenants_prod_namespace_is_backed_up_with_its_volumes_for_the_locked_days(renders: dict[str, Render]) -> None:
+    for stack, result in renders.items():
+        config = stack_config(stack)
+        tenants = {t["name"] for t in config["platform:tenants"]}
+        days = config["platform:backups"]["retentionDays"]
+        on_eks = stack == "prod"
+        schedules = {s["inputs"]["metadata"]["name"]: s for s in of_kind(result.plan, "Schedule")}
+        # Prod only (options.environments): dev's namespaces are rebuilt from Git.
+        assert set(schedules) == {f"{t}-prod" for t in tenants}, stack
+        for name, schedule in schedules.items():
+            assert schedule["cluster"] == "prod" and schedule["inputs"]["metadata"]["namespace"] == velero.NAMESPACE
+            spec = schedule["inputs"]["spec"]
+            assert spec["schedule"] == config["platform:services"]["velero"]["schedule"]
+            template = spec["template"]
+            assert template["includedNamespaces"] == [name]  # its own namespace, nothing else
+            assert template["storageLocation"] == velero.LOCATION
+            assert template["ttl"] == f"{days * 24}h0m0s"  # the bucket's lock: a listed backup cannot be deleted
+            volumes = {"snapshotVolumes": True} if on_eks else {"defaultVolumesToFsBackup": True}
+            assert volumes.items() <= template.items() and len(set(template) & {"snapshotVolumes", "defaultVolumesToFsBackup"}) == 1
+            # After the tenant's namespace, Velero (its CRDs) and its location.
+            waits = {d.rpartition("::")[2] for d in schedule["dependsOn"]}
+            assert {name, "prod-velero", "prod-velero-location"} <= waits
+
+
+def test_schedules_and_locations_are_valid_against_veleros_crds(renders: dict[str, Render]) -> None:
+    for result in renders.values():
+        for kind, plural in (("Schedule", "schedules"), ("BackupStorageLocation", "backupstoragelocations")):
+            objects = of_kind(result.plan, kind)
+            assert objects
+            for obj in objects:
+                assert crd_errors(obj["inputs"], crd(plural)) == [], obj["name"]
+    broken = json.loads(json.dumps(of_kind(renders["prod"].plan, "Schedule")[0]["inputs"]))
+    broken["spec"]["template"]["ttl"] = 720  # a number, not a duration
+    assert crd_errors(broken, crd("schedules"))  # the check can fail
+
+
+def test_each_clusters_velero_writes_under_its_own_prefix_with_object_lock_checksums(renders: dict[str, Render]) -> None:
+    for stack, result in renders.items():
+        for cluster in ("dev", "prod"):
+            [location] = of_kind(result.plan, "BackupStorageLocation", cluster)
+            spec = location["inputs"]["spec"]
+            assert location["inputs"]["metadata"]["name"] == velero.LOCATION and spec["default"] is True
+            assert spec["provider"] == "aws" and spec["objectStorage"]["prefix"] == f"velero/{cluster}"
+            assert spec["config"]["checksumAlgorithm"] == "CRC32"  # S3 refuses unchecksummed writes under Object Lock
+            if stack == "dev":
+                target = stack_config("dev")["platform:backups"]["target"]
+                assert spec["objectStorage"]["bucket"] == target["bucket"]
+                assert spec["config"]["s3Url"] == target["endpoint"] and spec["config"]["serverSideEncryption"] == "AES256"
+            else:
+                assert "s3Url" not in spec["config"]  # AWS itself
+
+
+# --- EKS: CSI snapshots, IRSA confined to the prefix --------------------------------------------
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_eks_clusters_snapshot_volumes_through_csi(prod: dict[str, Any], cluster: str) -> None:
+    addon = named(prod, "aws:eks/addon:Addon", f"{cluster}-velero-snapshot-controller")["inputs"]
+    assert addon["addonName"] == "snapshot-controller" and addon["addonVersion"] == "v8.3.0-eksbuild.1"
+    snapshot_class = named(prod, "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass", f"{cluster}-velero-snapshot-class")
+    assert snapshot_class["inputs"]["driver"] == "ebs.csi.aws.com"  # the EBS CSI add-on's, which provisions the default class
+    assert snapshot_class["inputs"]["metadata"]["labels"]["velero.io/csi-volumesnapshot-class"] == "true"
+    assert snapshot_class["inputs"]["deletionPolicy"] == "Delete"  # an expired backup takes its snapshots along
+    assert any(d.endswith(f"::{cluster}-velero-snapshot-controller") for d in snapshot_class["dependsOn"])  # the CRD comes with the add-on
+    release = velero_release(prod, cluster)
+    values = release["inputs"]["values"]
+    assert values["configuration"]["features"] == "EnableCSI" and values["deployNodeAgent"] is False
+    [deployment] = rendered(release, "Deployment")
+    assert "--features=EnableCSI" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not rendered(release, "DaemonSet")
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_veleros_role_reaches_its_own_prefix_only_and_never_an_object_version(prod: dict[str, Any], cluster: str) -> None:
+    release = velero_release(prod, cluster)
+    [deployment] = rendered(release, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == velero.SERVICE_ACCOUNT  # the account the role trusts
+    assert not [v for v in pod.get("volumes", []) if v["name"] == "cloud-credentials"]  # no key anywhere
+    [account] = [a for a in rendered(release, "ServiceAccount") if a["metadata"]["name"] == velero.SERVICE_ACCOUNT]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    # Trusted by this cluster's OIDC issuer (not the control plane's), for that one account.
+    issuer = named(prod, "aws:iam/openIdConnectProvider:OpenIdConnectProvider", f"{cluster}-oidc")["inputs"]["url"].removeprefix("https://")
+    [trust] = json.loads(named(prod, "aws:iam/role:Role", f"{cluster}-velero")["inputs"]["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"]["Federated"].endswith(f":oidc-provider/{issuer}")
+    assert trust["Condition"]["StringEquals"][f"{issuer}:sub"] == f"system:serviceaccount:{velero.NAMESPACE}:{velero.SERVICE_ACCOUNT}"
+    statements = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", f"{cluster}-velero")["inputs"]["policy"])["Statement"]
+    actions = {a for s in statements for a in s["Action"]}
+    assert not actions & {"s3:DeleteObjectVersion", "s3:PutObjectRetention", "s3:BypassGovernanceRetention",
+                          "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration", "s3:*"}
+    for statement in statements:
+        resource = statement["Resource"]
+        if any(a.startswith("s3:") for a in statement["Action"]) and resource.endswith("*"):
+            assert resource.endswith(f"/velero/{cluster}/*"), resource  # not the other cluster's, not the platform's backups
+        if "s3:ListBucket" in statement["Action"]:
+            assert statement["Condition"] == {"StringLike": {"s3:prefix": f"velero/{cluster}/*"}}
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "kms:GenerateDataKey", "kms:Decrypt"} <= actions
+
+
+def test_object_lock_keeps_what_velero_deletes_and_never_expires_its_current_objects(prod: dict[str, Any]) -> None:
+    days = stack_config("prod")["platform:backups"]["retentionDays"]
+    lock = named(prod, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "backups")["inputs"]
+    assert lock["rule"]["defaultRetention"]["days"] == days
+    rules = {r["id"]: r for r in named(prod, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "backups")["inputs"]["rules"]}
+    rule = rules["velero-retention"]
+    assert rule["filter"]["prefix"] == "velero/" and "expiration" not in rule
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == days
+    for schedule in of_kind(prod, "Schedule"):
+        assert schedule["inputs"]["spec"]["template"]["ttl"] == f"{days * 24}h0m0s"
+
+
+# --- kubeconfig clusters: file-system backups -----------------------------------------------------
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_repository_key(renders: dict[str, Render], cluster: str) -> None:
+    plan = renders["dev"].plan
+    release = velero_release(plan, cluster)
+    [agent] = rendered(release, "DaemonSet")
+    volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["host-pods"]["hostPath"]["path"] == "/var/lib/kubelet/pods"
+    assert volumes["cloud-credentials"]["secret"]["secretName"] == velero.CREDENTIALS_SECRET
+    secrets = {s["inputs"]["metadata"]["name"]: s for s in of_kind(plan, "Secret", cluster) if s["inputs"]["metadata"]["namespace"] == velero.NAMESPACE}
+    assert set(secrets) == {velero.CREDENTIALS_SECRET, velero.REPOSITORY_SECRET}
+    assert secrets[velero.CREDENTIALS_SECRET]["inputs"]["stringData"] == {velero.CREDENTIALS_KEY: "[secret]"}
+    assert secrets[velero.REPOSITORY_SECRET]["inputs"]["stringData"] == {velero.REPOSITORY_KEY: "[secret]"}
+    assert any(d.endswith(f"::{cluster}-velero-repository-password") for d in secrets[velero.REPOSITORY_SECRET]["dependsOn"])
+    # Velero and its agents start with both in place (else kopia would use Velero's built-in password).
+    waits = {d.rpartition("::")[2] for d in release["dependsOn"]}
+    assert {f"{cluster}-velero-s3", f"{cluster}-velero-repository"} <= waits
+    assert not [r for r in plan["resources"] if r["type"] == "aws:iam/role:Role" and r["name"] == f"{cluster}-velero"]
+
+
+def test_veleros_credentials_are_in_the_inventory_with_their_lifetimes(renders: dict[str, Render]) -> None:
+    entries = {stack: {e["what"]: e for e in result.plan["outputs"]["credentials"]} for stack, result in renders.items()}
+    for cluster in ("dev", "prod"):
+        sessions = entries["prod"][f"AWS sessions of Velero on {cluster} (IRSA)"]
+        assert sessions["lifetimeSeconds"] == 3600 and f"velero/{cluster}/" in sessions["scope"]
+        key = entries["dev"][f"access key of the backup target, held by Velero on {cluster}"]
+        assert key["category"] == "external" and key["resources"] == [f"{cluster}-velero-s3"]
+        password = entries["dev"][f"Velero's kopia repository password on {cluster}"]
+        assert password["category"] == "bootstrap" and password["lifetime"] == "never expires"
+
+
+# --- who may touch backups: platform admins only --------------------------------------------------
+
+VELERO_RESOURCES = sorted(crd.stem for crd in CRDS.glob("*.yaml"))  # the plural of each kind the chart's CRDs serve
+
+
+def test_a_tenants_roles_cannot_create_a_restore_or_any_velero_object(plan: dict) -> None:
+    """A tenant's Restore could map another tenant's backup into its namespace, or its own into
+    another's (a cross-tenant read or write, done with Velero's cluster-admin): every role the plan
+    binds in a tenant namespace (people, ArgoCD's federated role), and every ClusterRole that would
+    aggregate into Kubernetes' admin, edit or view, is read for each kind Velero serves."""
+    assert "restores" in VELERO_RESOURCES and len(VELERO_RESOURCES) == 13
+    tenant_namespaces = {r["inputs"]["metadata"]["name"] for r in of_kind(plan, "Namespace")
+                         if r["inputs"]["metadata"].get("labels", {}).get("platform.io/tenant-namespace") == "true"}
+    roles = {(r["cluster"], r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r["inputs"]["rules"] for r in declared(plan)
+             if r["inputs"]["kind"] in ("ClusterRole", "Role")}
+    bound = {(r["cluster"], r["inputs"]["roleRef"]["kind"], r["inputs"]["roleRef"]["name"]) for r in of_kind(plan, "RoleBinding")
+             if r["cluster"] in ("dev", "prod") and r["inputs"]["metadata"]["namespace"] in tenant_namespaces}
+    assert {name for _, _, name in bound} >= {"platform-tenant-admin", "platform-tenant-edit", "platform-argocd-federated"}
+    aggregated = [o for r in plan["resources"] if r["type"] == RELEASE and r["cluster"] in ("dev", "prod") for o in r["rendered"]
+                  if o["kind"] == "ClusterRole" and any(k.startswith("rbac.authorization.k8s.io/aggregate-to-")
+                                                         for k in (o["metadata"].get("labels") or {}))]
+    checked = [(key, roles[key]) for key in sorted(bound) if key[2] != "view"] + [(("rendered", o["metadata"]["name"]), o.get("rules") or []) for o in aggregated]
+    for key, rules in checked:
+        for resource in VELERO_RESOURCES:
+            for verb in ("create", "update", "patch", "delete", "get", "list"):
+                assert not allows(rules, verb, "velero.io", resource), (key, verb, resource)
+    # The attack itself, against the developers' role: create a Restore.
+    assert not allows(roles[next(k for k in sorted(bound) if k[2] == "platform-tenant-edit")], "create", "velero.io", "restores")
+    assert allows([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}], "create", "velero.io", "restores")  # the check can fail
+
+
+def test_no_one_but_veleros_own_accounts_is_bound_in_the_velero_namespace(plan: dict) -> None:
+    """The velero namespace holds the backup target's key and the kopia password: only the chart binds
+    anything there, and only its own service accounts."""
+    assert not [r for r in of_kind(plan, "RoleBinding") if r["inputs"]["metadata"]["namespace"] == velero.NAMESPACE]
+    for cluster in ("dev", "prod"):
+        release = velero_release(plan, cluster)
+        bindings = rendered(release, "RoleBinding") + rendered(release, "ClusterRoleBinding")
+        assert bindings
+        for binding in bindings:
+            for subject in binding["subjects"]:
+                assert subject["kind"] == "ServiceAccount" and subject.get("namespace", velero.NAMESPACE) == velero.NAMESPACE, binding
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+def _config_with(stack: str, **changes: Any) -> None:
+    raw, secrets = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    raw = dict(raw)
+    for key, value in changes.items():
+        if value is None:
+            raw.pop(key)
+        else:
+            raw[key] = json.dumps({**json.loads(raw[key]), **value})
+    load_platform_config(raw, stack=stack, source=f"Pulumi.{stack}.yaml", secret_keys=secrets)
+
+
+def test_velero_without_a_backup_store_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        _config_with("dev", **{"platform:backups": None})
+    assert "platform:services.velero: the tenants' backups go to the stack's backup store" in str(caught.value)
+    assert "services.velero.enabled: false" in str(caught.value)
+
+
+@pytest.mark.parametrize(("velero_options", "key"), [
+    ({"schedule": "nightly"}, "platform:services.velero.schedule"),
+    ({"environments": ["staging"]}, "platform:services.velero.environments"),
+])
+def test_bad_velero_options_are_refused_naming_the_key(velero_options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _config_with("prod", **{"platform:services": {"velero": velero_options}})
+    assert key in str(caught.value)
