@@ -24,6 +24,7 @@ from tests.validation import crd_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "charts" / "vendor" / "velero" / "crds"
+FIXTURES = ROOT / "tests" / "fixtures"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -126,6 +127,31 @@ def test_eks_clusters_snapshot_volumes_through_csi(prod: dict[str, Any], cluster
     [deployment] = rendered(release, "Deployment")
     assert "--features=EnableCSI" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not rendered(release, "DaemonSet")
+
+
+def test_the_snapshot_class_is_valid_against_the_add_ons_crd(prod: dict[str, Any]) -> None:
+    [definition] = yaml.safe_load_all((FIXTURES / "snapshot-crds" / "snapshot.storage.k8s.io_volumesnapshotclasses.yaml").read_text())
+    classes = [r for r in prod["resources"] if r["type"] == "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass"]
+    assert len(classes) == 2
+    for snapshot_class in classes:
+        assert crd_errors(snapshot_class["inputs"], definition) == []
+    broken = {**classes[0]["inputs"], "deletionPolicy": "Keep"}
+    assert crd_errors(broken, definition)  # the check can fail
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_the_csi_drivers_own_role_takes_and_deletes_the_snapshots(prod: dict[str, Any], cluster: str) -> None:
+    """Velero asks for VolumeSnapshots; the EBS CSI driver takes them with its role (AWS's managed policy,
+    the copy under tests/fixtures), so Velero's role needs no EC2 right at all."""
+    role = named(prod, "aws:iam/role:Role", f"{cluster}-ebs-csi")
+    [attachment] = [a for a in prod["resources"] if a["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+                    and role["urn"] in a["dependsOn"]]
+    policy = json.loads((FIXTURES / "aws-managed-policies" / attachment["inputs"]["policyArn"].rsplit("/", 1)[-1]).read_text())
+    granted = {a for s in policy["PolicyVersion"]["Document"]["Statement"] if s["Effect"] == "Allow"
+               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:CreateVolume"} <= granted  # snapshot, and restore from one
+    velero_policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", f"{cluster}-velero")["inputs"]["policy"])
+    assert not [a for s in velero_policy["Statement"] for a in s["Action"] if a.startswith("ec2:")]
 
 
 @pytest.mark.parametrize("cluster", ["dev", "prod"])
