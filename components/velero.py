@@ -42,7 +42,7 @@ from pydantic import Field
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
-from components.helm import metadata, namespace
+from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -106,7 +106,9 @@ class Velero(pulumi.ComponentResource):
             policy = pulumi.Output.all(args.store.bucket, args.store.kms_key_arn).apply(
                 lambda a: json.dumps(bucket_policy(a[0], a[1], cluster.name)))
             self.role: aws.iam.Role | None = workload_role(name, identity, NAMESPACE, SERVICE_ACCOUNT, policy, self)
-            ready: list[pulumi.Resource] = []
+            # The program's, not the chart's: the chart copies its account's annotations onto its CRD
+            # upgrade job's account, which would hand that job the role's environment too.
+            ready: list[pulumi.Resource] = [workload_service_account(name, SERVICE_ACCOUNT, ns, self.role.arn, k8s_opts)]
             addon = aws.eks.Addon(
                 f"{name}-snapshot-controller",
                 cluster_name=eks_name,
@@ -175,7 +177,7 @@ class Velero(pulumi.ComponentResource):
         if eks:
             values["configuration"] = {"features": "EnableCSI"}
             values["credentials"] = {"useSecret": False}  # IRSA: no key anywhere
-            values["serviceAccount"] = {"server": {"annotations": {"eks.amazonaws.com/role-arn": self.role.arn}}} if self.role else {}
+            values["serviceAccount"] = {"server": {"create": False, "name": SERVICE_ACCOUNT}}
         else:
             values["credentials"] = {"existingSecret": CREDENTIALS_SECRET}
         return values

@@ -141,6 +141,7 @@ EXPECTED_HOLDERS = {
     ("control-plane", "harbor", "harbor-backup"): "backups-harbor",
     ("control-plane", "vault", "vault"): "control-plane-vault-unseal",
     ("control-plane", "vault", "vault-snapshot"): "backups-vault",
+    **{(c, "velero", "velero"): f"{c}-velero" for c in ("dev", "prod")},  # its prefix of the backup bucket
 }
 
 

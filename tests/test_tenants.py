@@ -117,6 +117,8 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "time:index/rotating:Rotating": 2 + 2 + 1,  # robots, deploy keys and the cosign key
         # OpenUnison: the role groups in members' tokens (a ConfigMap its JIT reads).
         "kubernetes:core/v1:ConfigMap": 1,
+        # Velero: its prod namespace's backup Schedule (platform:services.velero.environments).
+        "kubernetes:velero.io/v1:Schedule": 1,
     }
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
     # A virtual cluster's control plane, its federation proxy and its Argo Rollouts (to Prometheus).

@@ -33,6 +33,7 @@ CHARTS = [
     "gitlab-runner",
     "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
     "dragonfly",  # P2P distribution (issue 20)
+    "velero",  # the tenants' volumes backed up
 ]
 
 
