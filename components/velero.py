@@ -46,7 +46,8 @@ from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
-from components.versions import EKS_SNAPSHOT_CONTROLLER, VELERO_AWS_PLUGIN_IMAGE
+from components.tenant_supply_chain import approved
+from components.versions import EKS_SNAPSHOT_CONTROLLER, VELERO_AWS_PLUGIN_IMAGE, VELERO_IMAGE, VELERO_TAG
 from policy.labels import MANAGED_BY
 
 NAMESPACE = "velero"
@@ -56,6 +57,9 @@ CREDENTIALS_SECRET = "velero-s3"  # kubeconfig stacks: the target's key as an AW
 CREDENTIALS_KEY = "cloud"  # where the chart's mount expects it
 REPOSITORY_SECRET = "velero-repo-credentials"  # Velero reads kopia's repository password from this Secret
 REPOSITORY_KEY = "repository-password"
+# Velero's plugin configuration for file-system restores: the labels it finds the ConfigMap by.
+RESTORE_HELPER_CONFIG = "fs-restore-action-config"
+RESTORE_HELPER_LABELS = {"velero.io/plugin-config": "", "velero.io/pod-volume-restore": "RestoreItemAction"}
 SNAPSHOT_CLASS = "ebs-velero"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
 API_VERSION = "velero.io/v1"
@@ -87,6 +91,7 @@ class VeleroArgs:
     settings: ServiceSettings  # its options: schedule, environments
     store: BackupStore
     inventory: CredentialInventory
+    harbor_host: str  # where the restore helper's image is pulled from (its `approved` project)
     eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None = None  # the cluster's identity and EKS name
 
 
@@ -123,7 +128,7 @@ class Velero(pulumi.ComponentResource):
                 name, pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[addon]))
         else:
             self.role, self.snapshot_class = None, None
-            ready = self._keys(name, ns, k8s_opts)
+            ready = self._file_system_backup(name, ns, k8s_opts)
         sized_at = ("", "nodeAgent") if self.file_system else ("",)
         self.release = SLICE.release(cluster, self, args.settings, self.values(), *sized_at, ns=ns, depends_on=ready)
         self.location = k8s.apiextensions.CustomResource(
@@ -142,8 +147,9 @@ class Velero(pulumi.ComponentResource):
         """Volumes by file-system backup (kubeconfig clusters), else by CSI snapshot (EKS)."""
         return self.args.eks is None
 
-    def _keys(self, name: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        """The target's key, and kopia's generated repository password (else Velero uses a built-in one)."""
+    def _file_system_backup(self, name: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The target's key, kopia's generated repository password (else Velero uses a built-in one),
+        and the restore helper's image."""
         target = self.args.store.settings.target
         assert target is not None, "components/backups.py: a kubeconfig stack's store has a target"
         cloud = pulumi.Output.secret(target.secret_access_key).apply(
@@ -154,12 +160,22 @@ class Velero(pulumi.ComponentResource):
                                          opts=pulumi.ResourceOptions(parent=self))
         repository = k8s.core.v1.Secret(f"{name}-repository", metadata=metadata(REPOSITORY_SECRET, ns), type="Opaque",
                                         string_data={REPOSITORY_KEY: password.result}, opts=opts)
-        return [keys, repository]
+        # A file-system restore adds an init container to each restored pod, in the tenant's namespace:
+        # its image must be what the namespace admits (Harbor's `approved`, signed), not Velero's own.
+        helper = k8s.core.v1.ConfigMap(
+            f"{name}-restore-helper",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=RESTORE_HELPER_CONFIG, namespace=ns.metadata.name,
+                                                labels={**MANAGED_BY, **RESTORE_HELPER_LABELS}),
+            data={"image": approved(self.args.harbor_host, f"{VELERO_IMAGE}:{VELERO_TAG}")},
+            opts=opts,
+        )
+        return [keys, repository, helper]
 
     def values(self) -> dict[str, Any]:
         settings, eks = self.args.settings, self.args.eks is not None
         restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         values: dict[str, Any] = {
+            "image": {"repository": VELERO_IMAGE, "tag": VELERO_TAG},
             "initContainers": [{
                 "name": "velero-plugin-for-aws",
                 "image": VELERO_AWS_PLUGIN_IMAGE,
@@ -263,7 +279,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
         raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
                          "or services.velero.enabled: false")
     return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
-        settings=settings, store=parts.backups, inventory=parts.inventory, eks=parts.eks))
+        settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}", eks=parts.eks))
 
 
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:

@@ -216,6 +216,10 @@ SESSION_REAPER_IMAGE = PROMOTE_IMAGE
 # upstream pairs with Velero 1.18 (plugin v1.14.x). Pinned by tag, as the chart pins Velero's own
 # image: the digests could not be resolved offline (`crane digest docker.io/velero/velero-plugin-for-aws:<tag>`).
 VELERO_AWS_PLUGIN_IMAGE = "docker.io/velero/velero-plugin-for-aws:v1.14.2"
+# Velero itself, as CHARTS["velero"] ships it (its appVersion): the server, its node agent, and the
+# init container a file-system restore adds to each restored pod (through Harbor's `approved`).
+VELERO_IMAGE = "docker.io/velero/velero"
+VELERO_TAG = "v1.18.1"
 # The EKS `snapshot-controller` add-on (the CSI snapshot CRDs and controller, which Velero's CSI
 # snapshots of EBS volumes need), by Kubernetes minor. Refresh with
 # `aws eks describe-addon-versions --kubernetes-version <v> --addon-name snapshot-controller`.

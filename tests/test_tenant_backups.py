@@ -8,6 +8,7 @@ tenant's roles, as the plan binds them, against every kind Velero serves.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import yaml
 from components import velero
 from platformctl.render import Render, read_stack_file
 from stacks.config import ConfigError, load_platform_config
-from tests.test_gatekeeper_plan import declared
+from components.versions import VELERO_IMAGE, VELERO_TAG
+from tests.test_gatekeeper_plan import _pod, declared
+from tests.test_policy_attacks import own_image, refusals
 from tests.test_tenant_roles import allows
 from tests.validation import crd_errors, custom_resource_errors
 
@@ -217,6 +220,42 @@ def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_re
     waits = {d.rpartition("::")[2] for d in release["dependsOn"]}
     assert {f"{cluster}-velero-s3", f"{cluster}-velero-repository"} <= waits
     assert not [r for r in plan["resources"] if r["type"] == "aws:iam/role:Role" and r["name"] == f"{cluster}-velero"]
+
+
+def restored_pod(plan: dict[str, Any], cluster: str, helper_image: str) -> dict[str, Any]:
+    """A tenant's pod as a file-system restore recreates it: Velero 1.18.1 adds the init container
+    `restore-wait` (pkg/restore/actions/pod_volume_restore_action.go: the configured image, 100m and
+    128Mi requested and limited, the first container's securityContext; Gatekeeper's mutator sets
+    imagePullPolicy Always on every init container)."""
+    tenant = next(t["name"] for t in stack_config(plan["stack"])["platform:tenants"] if t.get("isolation", "namespace") == "namespace")
+    namespace = f"{tenant}-{cluster}"
+    pod = _pod(namespace, own_image(plan, cluster, namespace))
+    limits = {"cpu": "100m", "memory": "128Mi"}
+    pod["spec"]["initContainers"] = [{
+        "name": "restore-wait", "image": helper_image, "imagePullPolicy": "Always", "args": ["0b7f9c9e"],
+        "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+        "resources": {"requests": limits, "limits": limits},
+        "securityContext": copy.deepcopy(pod["spec"]["containers"][0]["securityContext"]),
+    }]
+    return pod
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_a_file_system_restore_brings_a_tenants_pod_back_past_its_namespaces_policies(renders: dict[str, Render], cluster: str) -> None:
+    """The restored pod goes back into the tenant's namespace, held to its constraints (real OPA):
+    with Velero's own image (docker.io) its registries constraint refuses it, so the plugin
+    ConfigMap points the init container at Harbor's `approved` copy (promoted and signed first)."""
+    plan = renders["dev"].plan
+    [config] = [c for c in of_kind(plan, "ConfigMap", cluster) if c["inputs"]["metadata"]["name"] == velero.RESTORE_HELPER_CONFIG]
+    assert config["inputs"]["metadata"]["namespace"] == velero.NAMESPACE
+    assert velero.RESTORE_HELPER_LABELS.items() <= config["inputs"]["metadata"]["labels"].items()
+    image = config["inputs"]["data"]["image"]
+    assert image == f"harbor.{stack_config('dev')['platform:domain']}/approved/docker.io/velero/velero:{VELERO_TAG}"
+    assert refusals(plan, cluster, restored_pod(plan, cluster, image)) == []
+    assert any("restore-wait" in failure for failure in refusals(plan, cluster, restored_pod(plan, cluster, f"{VELERO_IMAGE}:{VELERO_TAG}")))
+    release = velero_release(plan, cluster)
+    assert release["inputs"]["values"]["image"] == {"repository": VELERO_IMAGE, "tag": VELERO_TAG}  # the same Velero
+    assert any(d.endswith(f"::{cluster}-velero-restore-helper") for d in release["dependsOn"])
 
 
 def test_veleros_credentials_are_in_the_inventory_with_their_lifetimes(renders: dict[str, Render]) -> None:
