@@ -258,6 +258,22 @@ def test_a_file_system_restore_brings_a_tenants_pod_back_past_its_namespaces_pol
     assert any(d.endswith(f"::{cluster}-velero-restore-helper") for d in release["dependsOn"])
 
 
+def test_a_csi_restore_brings_a_tenants_claim_back_past_its_namespaces_policies(prod: dict[str, Any]) -> None:
+    """On EKS Velero restores a claim from its snapshot: a VolumeSnapshot in the tenant's namespace and
+    the claim with it as its data source (no volume named: Velero clears the binding). The
+    namespace's constraints (real OPA) select the claim and admit it; a claim of a volume by name
+    stays refused, so the restore opens no way around that rule."""
+    tenant = stack_config("prod")["platform:tenants"][0]["name"]
+    namespace = f"{tenant}-prod"
+    snapshot = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "velero-data-0-x7k2p"}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "data-0", "namespace": namespace, "labels": {"velero.io/restore-name": "r"}},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "gp3",
+                      "dataSource": snapshot, "dataSourceRef": snapshot}}
+    assert refusals(prod, "prod", claim) == []
+    assert refusals(prod, "prod", {**claim, "spec": {**claim["spec"], "volumeName": "pvc-of-another-tenant"}})
+
+
 def test_veleros_credentials_are_in_the_inventory_with_their_lifetimes(renders: dict[str, Render]) -> None:
     entries = {stack: {e["what"]: e for e in result.plan["outputs"]["credentials"]} for stack, result in renders.items()}
     for cluster in ("dev", "prod"):
