@@ -8,8 +8,9 @@ How volumes are captured:
 * EKS: CSI snapshots of the EBS volumes. The EBS CSI driver (an EKS add-on of components/cluster.py)
   takes them, but only through the CSI snapshot API, which EKS does not serve by itself: the
   `snapshot-controller` add-on brings its CRDs and controller, and Velero picks the
-  `VolumeSnapshotClass` labelled `velero.io/csi-volumesnapshot-class`. The snapshots stay in EBS;
-  Velero writes the namespace's objects and the snapshots' handles to the bucket.
+  `VolumeSnapshotClass` labelled `velero.io/csi-volumesnapshot-class`. The snapshots stay in EBS,
+  outside the bucket's lock: a locked Recycle Bin rule keeps a deleted one a week. Velero writes the
+  namespace's objects and the snapshots' handles to the bucket.
 * Kubeconfig clusters (kind's local-path volumes cannot be snapshotted): Velero's file-system
   backup, a kopia repository per namespace in the bucket, read by the node agent from the kubelet's
   pod volumes on each node (hostPath, as root). Its repository key is generated, not Velero's
@@ -62,6 +63,10 @@ RESTORE_HELPER_CONFIG = "fs-restore-action-config"
 RESTORE_HELPER_LABELS = {"velero.io/plugin-config": "", "velero.io/pod-volume-restore": "RestoreItemAction"}
 SNAPSHOT_CLASS = "ebs-velero"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
+EBS_CSI_SNAPSHOT_TAG = ("ebs.csi.aws.com/cluster", "true")  # the driver tags every snapshot it takes so
+# A deleted CSI snapshot stays in the Recycle Bin this long, and the rule keeping it there cannot be
+# changed or deleted sooner than this after someone asks to unlock it: a week to notice a deletion.
+RECYCLE_DAYS = 7
 API_VERSION = "velero.io/v1"
 SNAPSHOT_API_VERSION = "snapshot.storage.k8s.io/v1"
 CronSchedule = Annotated[str, Field(pattern=r"^(\S+\s+){4}\S+$", description="a five-field cron schedule such as '0 1 * * *'")]
@@ -122,10 +127,13 @@ class Velero(pulumi.ComponentResource):
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE",
                 tags=dict(MANAGED_BY),
-                opts=pulumi.ResourceOptions(parent=self, provider=identity.provider),
+                # After the nodes, where its controller runs: the namespace comes through the cluster's
+                # Kubernetes provider, which waits for the node groups.
+                opts=pulumi.ResourceOptions(parent=self, provider=identity.provider, depends_on=[ns]),
             )
             self.snapshot_class: pulumi.CustomResource | None = snapshot_class(
                 name, pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[addon]))
+            recycle_bin(name, pulumi.ResourceOptions(parent=self, provider=identity.provider))
         else:
             self.role, self.snapshot_class = None, None
             ready = self._file_system_backup(name, ns, k8s_opts)
@@ -272,6 +280,24 @@ def snapshot_class(name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomReso
         "driver": EBS_CSI_DRIVER,
         "deletionPolicy": "Delete",
     }, opts)
+
+
+def recycle_bin(name: str, opts: pulumi.ResourceOptions) -> aws.rbin.Rule:
+    """The EBS snapshots outside the bucket's Object Lock: one deleted (by Velero at its ttl, or by
+    anyone who may delete snapshots) stays recoverable RECYCLE_DAYS in the Recycle Bin. The rule is
+    locked, and kept when the stack is destroyed, since a locked rule cannot be deleted at once."""
+    key, value = EBS_CSI_SNAPSHOT_TAG
+    return aws.rbin.Rule(
+        f"{name}-snapshots",
+        description="EBS CSI snapshots (Velero's backups of the tenants' volumes) deleted in this region",
+        resource_type="EBS_SNAPSHOT",
+        resource_tags=[aws.rbin.RuleResourceTagArgs(resource_tag_key=key, resource_tag_value=value)],
+        retention_period=aws.rbin.RuleRetentionPeriodArgs(retention_period_value=RECYCLE_DAYS, retention_period_unit="DAYS"),
+        lock_configuration=aws.rbin.RuleLockConfigurationArgs(unlock_delay=aws.rbin.RuleLockConfigurationUnlockDelayArgs(
+            unlock_delay_value=RECYCLE_DAYS, unlock_delay_unit="DAYS")),
+        tags=dict(MANAGED_BY),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+    )
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:

@@ -50,16 +50,16 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "cluster_autoscaler", "metallb", "image_verifier",
-        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
+        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
     # The runner's add-on on the control plane carries its settings to the tenants' runners.
     assert {s.key for s in SERVICES if s.is_add_on} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "cluster_autoscaler", "metallb", "gitlab_runner",
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
     # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
     assert {s.key for s in SERVICES if s.is_add_on and s.clusters == ("dev", "prod")} == {
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
     assert {s.key for s in SERVICES if s.tenant is not None} == {
-        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly"}
+        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly", "velero"}
 
 
 def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> None:

@@ -120,6 +120,12 @@ def test_each_clusters_velero_writes_under_its_own_prefix_with_object_lock_check
 def test_eks_clusters_snapshot_volumes_through_csi(prod: dict[str, Any], cluster: str) -> None:
     addon = named(prod, "aws:eks/addon:Addon", f"{cluster}-velero-snapshot-controller")["inputs"]
     assert addon["addonName"] == "snapshot-controller" and addon["addonVersion"] == "v8.3.0-eksbuild.1"
+    # After the node groups its controller runs on: through the namespace, whose provider waits for them.
+    waits = {r["urn"]: set(r["dependsOn"]) for r in prod["resources"]}
+    [namespace] = [d for d in named(prod, "aws:eks/addon:Addon", f"{cluster}-velero-snapshot-controller")["dependsOn"] if d.endswith(f"::{cluster}-velero")]
+    provider = next(r for r in prod["resources"] if r["urn"] == namespace)["provider"]
+    groups = {r["urn"] for r in prod["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"].startswith(f"{cluster}-")}
+    assert groups and groups <= waits[provider]
     snapshot_class = named(prod, "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass", f"{cluster}-velero-snapshot-class")
     assert snapshot_class["inputs"]["driver"] == "ebs.csi.aws.com"  # the EBS CSI add-on's, which provisions the default class
     assert snapshot_class["inputs"]["metadata"]["labels"]["velero.io/csi-volumesnapshot-class"] == "true"
@@ -140,6 +146,24 @@ def test_the_snapshot_class_is_valid_against_the_add_ons_crd(prod: dict[str, Any
     for snapshot_class in classes:
         assert custom_resource_errors(snapshot_class["inputs"]) == []
     assert custom_resource_errors({**classes[0]["inputs"], "deletionPolicy": "Keep"})  # the check can fail
+
+
+@pytest.mark.parametrize("cluster", ["dev", "prod"])
+def test_a_deleted_snapshot_stays_in_the_recycle_bin_under_a_locked_rule(prod: dict[str, Any], cluster: str) -> None:
+    """The volume data on EKS is in EBS snapshots, which the bucket's lock does not cover: a locked
+    Recycle Bin rule of the cluster's region keeps every snapshot the CSI driver took for a week
+    after anyone deletes it. The driver's tag is the one its managed policy requires it to set."""
+    rule = named(prod, "aws:rbin/rule:Rule", f"{cluster}-velero-snapshots")
+    inputs = rule["inputs"]
+    assert inputs["resourceType"] == "EBS_SNAPSHOT"
+    assert inputs["resourceTags"] == [{"resourceTagKey": "ebs.csi.aws.com/cluster", "resourceTagValue": "true"}]
+    assert inputs["retentionPeriod"] == {"retentionPeriodValue": 7, "retentionPeriodUnit": "DAYS"}
+    assert inputs["lockConfiguration"]["unlockDelay"] == {"unlockDelayValue": 7, "unlockDelayUnit": "DAYS"}
+    assert rule["options"]["retainOnDelete"] is True  # a locked rule cannot be deleted by a destroy
+    assert rule["provider"].endswith(f"::{cluster}-aws")  # the cluster's region
+    policy = json.loads((FIXTURES / "aws-managed-policies" / "AmazonEBSCSIDriverPolicy").read_text())["PolicyVersion"]["Document"]
+    tagged = [s for s in policy["Statement"] if "ec2:CreateSnapshot" in s["Action"] and "Condition" in s]
+    assert any(s["Condition"] == {"StringLike": {"aws:RequestTag/ebs.csi.aws.com/cluster": "true"}} for s in tagged)
 
 
 @pytest.mark.parametrize("cluster", ["dev", "prod"])
