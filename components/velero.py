@@ -63,7 +63,7 @@ RESTORE_HELPER_CONFIG = "fs-restore-action-config"
 RESTORE_HELPER_LABELS = {"velero.io/plugin-config": "", "velero.io/pod-volume-restore": "RestoreItemAction"}
 SNAPSHOT_CLASS = "ebs-velero"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
-EBS_CSI_SNAPSHOT_TAG = ("ebs.csi.aws.com/cluster", "true")  # the driver tags every snapshot it takes so
+EBS_CSI_SNAPSHOT_TAG = ("ebs.csi.aws.com/cluster", "true")  # the tag the driver puts on every snapshot it takes
 # A deleted CSI snapshot stays in the Recycle Bin this long, and the rule keeping it there cannot be
 # changed or deleted sooner than this after someone asks to unlock it: a week to notice a deletion.
 RECYCLE_DAYS = 7
@@ -112,30 +112,8 @@ class Velero(pulumi.ComponentResource):
         ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
         if args.eks is not None:
-            identity, eks_name = args.eks
-            policy = pulumi.Output.all(args.store.bucket, args.store.kms_key_arn).apply(
-                lambda a: json.dumps(bucket_policy(a[0], a[1], cluster.name)))
-            self.role: aws.iam.Role | None = workload_role(name, identity, NAMESPACE, SERVICE_ACCOUNT, policy, self)
-            # The program's, not the chart's: the chart copies its account's annotations onto its CRD
-            # upgrade job's account, which would hand that job the role's environment too.
-            ready: list[pulumi.Resource] = [workload_service_account(name, SERVICE_ACCOUNT, ns, self.role.arn, k8s_opts)]
-            addon = aws.eks.Addon(
-                f"{name}-snapshot-controller",
-                cluster_name=eks_name,
-                addon_name="snapshot-controller",
-                addon_version=EKS_SNAPSHOT_CONTROLLER[cluster.kubernetes_version],
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                tags=dict(MANAGED_BY),
-                # After the nodes, where its controller runs: the namespace comes through the cluster's
-                # Kubernetes provider, which waits for the node groups.
-                opts=pulumi.ResourceOptions(parent=self, provider=identity.provider, depends_on=[ns]),
-            )
-            self.snapshot_class: pulumi.CustomResource | None = snapshot_class(
-                name, pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[addon]))
-            recycle_bin(name, pulumi.ResourceOptions(parent=self, provider=identity.provider))
+            ready = self._csi_snapshots(name, ns, args.eks, k8s_opts)
         else:
-            self.role, self.snapshot_class = None, None
             ready = self._file_system_backup(name, ns, k8s_opts)
         sized_at = ("", "nodeAgent") if self.file_system else ("",)
         self.release = SLICE.release(cluster, self, args.settings, self.values(), *sized_at, ns=ns, depends_on=ready)
@@ -154,6 +132,33 @@ class Velero(pulumi.ComponentResource):
     def file_system(self) -> bool:
         """Volumes by file-system backup (kubeconfig clusters), else by CSI snapshot (EKS)."""
         return self.args.eks is None
+
+    def _csi_snapshots(
+        self, name: str, ns: k8s.core.v1.Namespace, eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]], opts: pulumi.ResourceOptions,
+    ) -> list[pulumi.Resource]:
+        """Velero's role and its service account, the snapshot-controller add-on, the snapshot class and
+        the Recycle Bin rule."""
+        identity, eks_name = eks
+        policy = pulumi.Output.all(self.args.store.bucket, self.args.store.kms_key_arn).apply(
+            lambda a: json.dumps(bucket_policy(a[0], a[1], self.cluster.name)))
+        role = workload_role(name, identity, NAMESPACE, SERVICE_ACCOUNT, policy, self)
+        addon = aws.eks.Addon(
+            f"{name}-snapshot-controller",
+            cluster_name=eks_name,
+            addon_name="snapshot-controller",
+            addon_version=EKS_SNAPSHOT_CONTROLLER[self.cluster.kubernetes_version],
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="PRESERVE",
+            tags=dict(MANAGED_BY),
+            # After the nodes, where its controller runs: the namespace comes through the cluster's
+            # Kubernetes provider, which waits for the node groups.
+            opts=pulumi.ResourceOptions(parent=self, provider=identity.provider, depends_on=[ns]),
+        )
+        snapshot_class(name, pulumi.ResourceOptions(parent=self, provider=self.cluster.provider, depends_on=[addon]))
+        recycle_bin(name, pulumi.ResourceOptions(parent=self, provider=identity.provider))
+        # The program's account, not the chart's: the chart copies its account's annotations onto its
+        # CRD upgrade job's account, which would hand that job the role's environment too.
+        return [workload_service_account(name, SERVICE_ACCOUNT, ns, role.arn, opts)]
 
     def _file_system_backup(self, name: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """The target's key, kopia's generated repository password (else Velero uses a built-in one),
