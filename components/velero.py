@@ -44,7 +44,7 @@ from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
 from components.helm import metadata, namespace, workload_service_account
-from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password
+from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
 from components.tenant_supply_chain import approved
@@ -247,6 +247,19 @@ class Velero(pulumi.ComponentResource):
         )
 
     def credentials(self, name: str) -> list[Credential]:
+        """Its service account's tokens (cluster-admin, as Velero needs to read and restore anything), and
+        what reaches the bucket: the IRSA sessions on EKS, else the target's key and kopia's password."""
+        cluster = self.cluster.name
+        tokens = projected_token(
+            f"service-account tokens of Velero on {cluster}",
+            issuer=f"the {cluster} cluster's service-account issuer",
+            holder=f"Velero's server{'' if self.args.eks else ' and node agents'} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
+            scope="cluster-admin (the chart's ClusterRoleBinding): reads every object of every namespace, Secrets included, "
+                  "and restores into any",
+        )
+        return [tokens, *self._store_credentials(name)]
+
+    def _store_credentials(self, name: str) -> list[Credential]:
         cluster = self.cluster.name
         if self.args.eks is not None:
             return [replace(irsa_credential(

@@ -301,6 +301,9 @@ def test_a_csi_restore_brings_a_tenants_claim_back_past_its_namespaces_policies(
 def test_veleros_credentials_are_in_the_inventory_with_their_lifetimes(renders: dict[str, Render]) -> None:
     entries = {stack: {e["what"]: e for e in result.plan["outputs"]["credentials"]} for stack, result in renders.items()}
     for cluster in ("dev", "prod"):
+        for stack in entries:
+            tokens = entries[stack][f"service-account tokens of Velero on {cluster}"]
+            assert tokens["category"] == "federated" and tokens["lifetimeSeconds"] == 3600 and "cluster-admin" in tokens["scope"]
         sessions = entries["prod"][f"AWS sessions of Velero on {cluster} (IRSA)"]
         assert sessions["lifetimeSeconds"] == 3600 and f"velero/{cluster}/" in sessions["scope"]
         key = entries["dev"][f"access key of the backup target, held by Velero on {cluster}"]
@@ -347,7 +350,9 @@ def test_no_one_but_veleros_own_accounts_is_bound_in_the_velero_namespace(plan: 
     for cluster in ("dev", "prod"):
         release = velero_release(plan, cluster)
         bindings = rendered(release, "RoleBinding") + rendered(release, "ClusterRoleBinding")
-        assert bindings
+        # What the inventory says its tokens hold: cluster-admin, through the chart's binding of its account.
+        assert any(b["roleRef"]["name"] == "cluster-admin" and b["subjects"][0]["name"] == velero.SERVICE_ACCOUNT
+                   for b in rendered(release, "ClusterRoleBinding"))
         for binding in bindings:
             for subject in binding["subjects"]:
                 assert subject["kind"] == "ServiceAccount" and subject.get("namespace", velero.NAMESPACE) == velero.NAMESPACE, binding
