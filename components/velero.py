@@ -209,6 +209,10 @@ class Velero(pulumi.ComponentResource):
             values["serviceAccount"] = {"server": {"create": False, "name": SERVICE_ACCOUNT}}
         else:
             values["credentials"] = {"existingSecret": CREDENTIALS_SECRET}
+            # The Jobs Velero starts to maintain the kopia repositories, sized like its other containers.
+            requests, limits = settings.resources["requests"], settings.resources["limits"]
+            pod = {"cpuRequest": requests["cpu"], "memoryRequest": requests["memory"], "memoryLimit": limits["memory"]}
+            values["configuration"] = {"repositoryMaintenanceJob": {"repositoryConfigData": {"global": {"podResources": pod}}}}
         return values
 
     def location_spec(self) -> dict[str, Any]:

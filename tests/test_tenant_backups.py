@@ -244,6 +244,11 @@ def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_re
     waits = {d.rpartition("::")[2] for d in release["dependsOn"]}
     assert {f"{cluster}-velero-s3", f"{cluster}-velero-repository"} <= waits
     assert not [r for r in plan["resources"] if r["type"] == "aws:iam/role:Role" and r["name"] == f"{cluster}-velero"]
+    # Its repository maintenance Jobs (started by Velero, not rendered) are sized as the agents are.
+    [maintenance] = [c for c in rendered(release, "ConfigMap") if c["metadata"]["name"] == "velero-repo-maintenance"]
+    sizing = agent["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert json.loads(maintenance["data"]["global"])["podResources"] == {
+        "cpuRequest": sizing["requests"]["cpu"], "memoryRequest": sizing["requests"]["memory"], "memoryLimit": sizing["limits"]["memory"]}
 
 
 def restored_pod(plan: dict[str, Any], cluster: str, helper_image: str) -> dict[str, Any]:
