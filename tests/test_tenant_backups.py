@@ -350,8 +350,15 @@ def test_a_tenants_roles_cannot_create_a_restore_or_any_velero_object(plan: dict
 
 def test_no_one_but_veleros_own_accounts_is_bound_in_the_velero_namespace(plan: dict) -> None:
     """The velero namespace holds the backup target's key and the kopia password: only the chart binds
-    anything there, and only its own service accounts."""
+    anything there, and only its own service accounts; no cluster-wide binding the plan declares on a
+    workload cluster reads Secrets anywhere."""
     assert not [r for r in of_kind(plan, "RoleBinding") if r["inputs"]["metadata"]["namespace"] == velero.NAMESPACE]
+    roles = {(r["cluster"], r["inputs"]["metadata"]["name"]): r["inputs"]["rules"] for r in of_kind(plan, "ClusterRole")}
+    cluster_wide = [r for r in of_kind(plan, "ClusterRoleBinding") if r["cluster"] in ("dev", "prod")]
+    assert cluster_wide
+    for binding in cluster_wide:
+        rules = roles[(binding["cluster"], binding["inputs"]["roleRef"]["name"])]
+        assert not any(allows(rules, verb, "", "secrets") for verb in ("get", "list", "watch")), binding["name"]
     for cluster in ("dev", "prod"):
         release = velero_release(plan, cluster)
         bindings = rendered(release, "RoleBinding") + rendered(release, "ClusterRoleBinding")
