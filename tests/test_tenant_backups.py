@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from components import velero
-from platformctl.render import Render, read_stack_file
+from platformctl.render import Render, read_stack_file, render
 from stacks.config import ConfigError, load_platform_config
 from components.versions import VELERO_IMAGE, VELERO_TAG
 from tests.test_gatekeeper_plan import _pod, declared
@@ -111,6 +111,18 @@ def test_each_clusters_velero_writes_under_its_own_prefix_with_object_lock_check
                 assert spec["config"]["s3Url"] == target["endpoint"] and spec["config"]["serverSideEncryption"] == "AES256"
             else:
                 assert "s3Url" not in spec["config"]  # AWS itself
+
+
+def test_the_dev_namespaces_are_backed_up_too_when_the_stack_names_dev(tmp_path: Path) -> None:
+    """`environments: [dev, prod]`: a Schedule of each tenant's dev namespace on the dev cluster too
+    (the dev stack, values only: no chart is rendered)."""
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"]["platform:services"]["velero"]["environments"] = ["dev", "prod"]
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    plan = render(tmp_path / "Pulumi.dev.yaml", "dev").plan
+    tenants = {t["name"] for t in document["config"]["platform:tenants"]}
+    schedules = {(s["cluster"], s["inputs"]["metadata"]["name"]) for s in of_kind(plan, "Schedule")}
+    assert schedules == {(env, f"{t}-{env}") for t in tenants for env in ("dev", "prod")}
 
 
 # --- EKS: CSI snapshots, IRSA confined to the prefix --------------------------------------------
