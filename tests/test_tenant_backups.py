@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from components import velero
+from components.versions import VELERO_IMAGE, VELERO_TAG
 from platformctl.render import Render, read_stack_file, render
 from stacks.config import ConfigError, load_platform_config
-from components.versions import VELERO_IMAGE, VELERO_TAG
 from tests.test_gatekeeper_plan import _pod, declared
 from tests.test_policy_attacks import own_image, refusals
 from tests.test_tenant_roles import allows
