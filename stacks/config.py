@@ -1021,11 +1021,20 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 
 def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
-    """Velero writes the tenants' backups to the stack's backup store: it needs one."""
-    if not config.services.settings("velero").enabled or config.backups is not None:
+    """Velero writes the tenants' backups to the stack's backup store: it needs one, reached the way the
+    control plane's kind allows (an EKS bucket through IRSA, a kubeconfig stack's target with its key)."""
+    if not config.services.settings("velero").enabled:
         return []
-    return [f"{NAMESPACE}:services.velero: the tenants' backups go to the stack's backup store, which platform:backups "
-            "declares; allowed: platform:backups set, or services.velero.enabled: false"]
+    if config.backups is None:
+        return [f"{NAMESPACE}:services.velero: the tenants' backups go to the stack's backup store, which platform:backups "
+                "declares; allowed: platform:backups set, or services.velero.enabled: false"]
+    on_eks = config.clusters.control_plane.eks is not None
+    store = "the EKS control plane's bucket, reached through IRSA" if on_eks else "platform:backups.target, reached with its key"
+    return [
+        f"{NAMESPACE}:services.velero: clusters.{key} is {'a kubeconfig' if on_eks else 'an EKS'} cluster, and Velero there "
+        f"cannot write to {store}; allowed: workload clusters of the control plane's kind, or services.velero.enabled: false"
+        for key in ("dev", "prod") if (getattr(config.clusters, key).eks is not None) != on_eks
+    ]
 
 
 def _secret_leaves(model: BaseModel, path: str) -> list[str]:

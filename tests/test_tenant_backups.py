@@ -403,6 +403,20 @@ def test_velero_without_a_backup_store_is_refused_naming_both_keys() -> None:
     assert "services.velero.enabled: false" in str(caught.value)
 
 
+def test_velero_on_a_workload_cluster_of_another_kind_than_the_control_plane_is_refused() -> None:
+    """An EKS control plane's bucket is reached through IRSA, which a kubeconfig cluster has not."""
+    raw, secrets = read_stack_file(ROOT / "Pulumi.prod.yaml")
+    kubeconfig_prod = json.loads(read_stack_file(ROOT / "Pulumi.dev.yaml")[0]["platform:clusters"])["prod"]
+    raw = {**raw, "platform:clusters": json.dumps({**json.loads(raw["platform:clusters"]), "prod": kubeconfig_prod}),
+           "platform:services": json.dumps({**json.loads(raw["platform:services"]), "dragonfly": {"enabled": False}})}
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)
+    assert "platform:services.velero: clusters.prod is a kubeconfig cluster" in str(caught.value)
+    assert "services.velero.enabled: false" in str(caught.value)
+    raw["platform:services"] = json.dumps({**json.loads(raw["platform:services"]), "velero": {"enabled": False}})
+    load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)  # the one reason
+
+
 @pytest.mark.parametrize(("velero_options", "key"), [
     ({"schedule": "nightly"}, "platform:services.velero.schedule"),
     ({"environments": ["staging"]}, "platform:services.velero.environments"),
