@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from components import velero
-from components.versions import VELERO_IMAGE, VELERO_TAG
+from components.versions import EKS_ADDONS, EKS_SNAPSHOT_CONTROLLER, VELERO_IMAGE, VELERO_TAG
 from platformctl.render import Render, read_stack_file, render
 from stacks.config import ConfigError, load_platform_config
 from tests.test_gatekeeper_plan import _pod, declared
@@ -191,6 +191,11 @@ def test_the_csi_drivers_own_role_takes_and_deletes_the_snapshots(prod: dict[str
     assert {"ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:CreateVolume"} <= granted  # snapshot, and restore from one
     velero_policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", f"{cluster}-velero")["inputs"]["policy"])
     assert not [a for s in velero_policy["Statement"] for a in s["Action"] if a.startswith("ec2:")]
+
+
+def test_the_snapshot_controller_is_pinned_for_every_kubernetes_version_an_eks_cluster_may_run() -> None:
+    """stacks/config.py admits the EKS versions EKS_ADDONS pins: the add-on of this slice needs each too."""
+    assert set(EKS_SNAPSHOT_CONTROLLER) == set(EKS_ADDONS)
 
 
 @pytest.mark.parametrize("cluster", ["dev", "prod"])
