@@ -17,8 +17,9 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   AdministratorAccess: the program creates IAM roles and attaches policies to them (IRSA for
   cert-manager, Vault, GitLab, Harbor; these very roles), which is administrator power
   whatever a narrower policy says; a scoped policy would only look safer. One explicit Deny:
-  no deleting database snapshots or the automated backups RDS keeps after an instance goes
-  (no run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
+  no deleting database snapshots, the automated backups RDS keeps after an instance goes or EBS
+  snapshots, no bypassing the backup bucket's Object Lock, no unlocking the Recycle Bin rule (no
+  run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
 the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
@@ -63,14 +64,20 @@ DATA_READS = (
 )
 
 
-# What would take the databases' history with it: snapshots, and the automated backups RDS keeps
-# after an instance is deleted (README, Backups and restore). No run of the program needs them.
+# What would take the history with it: the databases' snapshots and the automated backups RDS keeps
+# after an instance is deleted; the backup bucket's locked versions (governance mode yields to the
+# bypass); tenants' EBS snapshots (Velero's) and the locked Recycle Bin rule that keeps a deleted one
+# (README, Backups and restore, Tenants' volumes). No run of the program needs any of them.
 BACKUP_DELETIONS = (
     "rds:DeleteDBSnapshot",
     "rds:DeleteDBClusterSnapshot",
     "rds:DeleteDBInstanceAutomatedBackup",
     "rds:DeleteDBClusterAutomatedBackup",
     "elasticache:DeleteSnapshot",
+    "s3:BypassGovernanceRetention",
+    "ec2:DeleteSnapshot",
+    "rbin:UnlockRule",
+    "rbin:DeleteRule",
 )
 
 
@@ -136,7 +143,7 @@ class PipelineIdentity(pulumi.ComponentResource):
         no_data = deny_policy("DescribeDoNotRead", DATA_READS)
         aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data), opts=on_aws)
         deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
-        keep_backups = deny_policy("KeepDatabaseBackups", BACKUP_DELETIONS)
+        keep_backups = deny_policy("KeepBackups", BACKUP_DELETIONS)
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
@@ -145,7 +152,7 @@ class PipelineIdentity(pulumi.ComponentResource):
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
              "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
-             "AdministratorAccess, minus deleting database snapshots and retained backups", f"{name}-deploy"),
+             "AdministratorAccess, minus deleting backups and snapshots or lifting their locks", f"{name}-deploy"),
         ):
             args.inventory.register(
                 Credential(

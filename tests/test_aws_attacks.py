@@ -421,3 +421,27 @@ def test_no_role_the_program_creates_deletes_database_snapshots_or_retained_back
         for action in BACKUP_DELETIONS:
             allowed = any(_allows(p, action, {}) for p in policies) and not any(_denies(p, action) for p in policies)
             assert not allowed, (role["name"], action)
+
+
+# What else keeps backups a hijacked deploy could take: the backup bucket's locked versions (governance
+# mode yields to s3:BypassGovernanceRetention), tenants' EBS snapshots (Velero's, on EKS) and the locked
+# Recycle Bin rule that keeps a deleted one 7 days. No run of the program does any of these.
+DEPLOY_NEVER = ("s3:BypassGovernanceRetention", "ec2:DeleteSnapshot", "rbin:UnlockRule", "rbin:DeleteRule")
+
+
+def test_a_hijacked_deploy_cannot_lift_the_backup_locks_or_delete_volume_snapshots(prod: dict[str, Any]) -> None:
+    """The deploy role is AdministratorAccess (README: it creates roles). Object Lock in governance
+    mode stops every backup job, but not a principal allowed s3:BypassGovernanceRetention, which
+    AdministratorAccess is: with it a main-branch pipeline deletes every locked backup version.
+    Tenants' CSI snapshots are deleted with ec2:DeleteSnapshot and kept 7 days by a locked Recycle
+    Bin rule, which rbin:UnlockRule starts to lift. (The EBS CSI driver's own role keeps
+    ec2:DeleteSnapshot: Velero deletes a snapshot through it when the backup's ttl ends.)"""
+    deploy = named(prod, "platform-pipeline-deploy", "aws:iam/role:Role")
+    policies = _role_policies(prod, deploy)
+    for action in DEPLOY_NEVER:
+        assert any(_allows(p, action, {}) for p in policies), action  # AdministratorAccess: the Deny must do it
+        assert any(_denies(p, action) for p in policies), f"the deploy role may {action}"
+    for role in _of_type(prod, "aws:iam/role:Role"):
+        policies = _role_policies(prod, role)
+        for action in ("s3:BypassGovernanceRetention", "rbin:UnlockRule"):
+            assert not (any(_allows(p, action, {}) for p in policies) and not any(_denies(p, action) for p in policies)), (role["name"], action)
