@@ -20,7 +20,10 @@ pulumi-gitlab manages, so the rotation is the lifetime.
   account, cache: there is no distributed cache, a job's cache lives in its own pod), the job
   pods reach DNS and the ingress controller (GitLab, Harbor, Vault) only, images come from the
   tenant's own Harbor project and `approved` only, pulled Always. Jobs cannot change the
-  namespace, service account, pod labels, annotations or node selector (no overwrite allowed).
+  namespace, service account, pod labels, annotations, node selector or tolerations (no overwrite
+  allowed), and a node runs one tenant's jobs at a time (`shareJobNodes`).
+* Where jobs run (JobNodes): tenants' jobs, the platform's merge requests' and its deploys' each on
+  nodes of their own, which no platform service tolerates (stacks/config.py checks this on EKS).
 
 Rootless image builds (the starter pipeline's buildah, as the image's unprivileged `build` user)
 need what Pod Security `restricted` forbids, on the build container only; BUILD_EXCEPTIONS says
@@ -74,6 +77,9 @@ PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0
 # archive, whose packages apt verifies by signature, for promote-image's skopeo (80).
 INTERNET_PORTS = (HTTPS_PORT, 80)
 MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project says
+# How long a job's pod may wait for a node (the runner's default, 180 s, fails the job): while every
+# CI node runs another tenant's jobs, or while the Cluster Autoscaler adds one.
+POD_START_TIMEOUT = 1800
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
 
 # Job containers: requests and limits (the platform's constraints require them on every container).
@@ -131,9 +137,10 @@ def tenant_namespace(tenant: str) -> str:
 
 
 class JobNodes(ConfigModel):
-    """`platform:services.gitlabRunner.jobNodes`: the nodes tenants' CI jobs run on, apart from the
-    platform's services and its own pipeline (a build container runs with seccomp and AppArmor
-    unconfined, and SETUID/SETGID)."""
+    """Nodes of a runner's jobs, apart from the platform's services and every other runner's jobs:
+    `platform:services.gitlabRunner.jobNodes` for the tenants' (a build container runs with seccomp
+    and AppArmor unconfined, and SETUID/SETGID), `platformJobNodes` for the platform repository's
+    merge requests (a branch's code), `deployJobNodes` for its protected refs (every deploy right)."""
 
     node_selector: dict[str, str] = Field(min_length=1)  # labels only those nodes carry
     taints: list[Taint] = Field(min_length=1)  # what keeps every other pod off them; jobs tolerate it
@@ -144,7 +151,11 @@ class RunnerSettings:
     """platform:services.gitlabRunner, as every runner is declared with it."""
 
     concurrent: int = 4  # jobs at once, per runner
-    job_nodes: JobNodes | None = field(default=None, hash=False)  # None: jobs run on any node
+    job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' jobs; None: on any node
+    platform_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's merge requests'
+    deploy_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's protected refs'
+    # False: a node runs one tenant's jobs at a time (an escaped build finds no other tenant's job there).
+    share_job_nodes: bool = False
     # Where job pods reach the platform's load balancer when the cluster does not short-circuit
     # its address to the ingress controller's pods (EKS NLBs: the VPC's CIDR). Empty: pods only.
     load_balancer_cidrs: tuple[str, ...] = ()
@@ -182,6 +193,7 @@ class GitLabRunnerArgs:
     admission: pulumi.Resource | None = None  # the control plane's policies in force: a tenant's jobs wait for them
     depends_on: tuple[pulumi.Resource, ...] = ()  # what the runner needs up (GitLab's release)
     api_servers: tuple[ApiServer, ...] = ()  # the platform's runner: where its Pulumi jobs reach the clusters
+    job_nodes: JobNodes | None = None  # where this runner's jobs run; None: any node
 
 
 class GitLabRunner(pulumi.ComponentResource):
@@ -317,17 +329,24 @@ def _table(name: str, values: dict[str, Any]) -> list[str]:
     return lines
 
 
-def job_pod_spec_patch(builds: bool) -> str:
+def job_pod_spec_patch(builds: bool, alone_as: str | None = None) -> str:
     """The strategic-merge patch the runner applies to every job pod (FF_USE_ADVANCED_POD_SPEC_
     CONFIGURATION): the seccomp and AppArmor profiles, which Runner 18.9's security-context
     settings do not cover. The pod's RuntimeDefault holds for every container but a tenant's
-    build container (BUILD_EXCEPTIONS)."""
+    build container (BUILD_EXCEPTIONS). `alone_as`: the job refuses a node where a job pod of
+    another owner runs, and (the scheduler checks both ways) keeps those off its own node."""
     patch: dict[str, Any] = {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}
     if builds:
         patch["containers"] = [{
             "name": "build",
             "securityContext": {"seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
         }]
+    if alone_as is not None:
+        others = {"matchExpressions": [{"key": JOB_LABEL, "operator": "Exists"},
+                                       {"key": JOB_LABEL, "operator": "NotIn", "values": [alone_as]}]}
+        patch["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": others, "namespaceSelector": {}, "topologyKey": "kubernetes.io/hostname"},  # {}: every namespace
+        ]}}
     return json.dumps(patch, sort_keys=True)
 
 
@@ -347,7 +366,9 @@ def runner_config(args: GitLabRunnerArgs) -> str:
         "pod_annotations_overwrite_allowed": "",
         "pod_labels_overwrite_allowed": "",
         "node_selector_overwrite_allowed": "",
+        "node_tolerations_overwrite_allowed": "",
         "automount_service_account_token": False,  # jobs never talk to the Kubernetes API
+        "poll_timeout": POD_START_TIMEOUT,
         "pull_policy": ["always"],
         "allowed_pull_policies": ["always"],
         **{(f"{prefix}{k}" if prefix else k): v for prefix, sizes in (("", BUILD_RESOURCES), ("helper_", HELPER_RESOURCES),
@@ -364,9 +385,8 @@ def runner_config(args: GitLabRunnerArgs) -> str:
             "allowed_images": images,
             "allowed_services": images,
         }
-    if args.settings.job_nodes is not None and args.tenant is not None:
-        # Tenants' jobs only: the platform's own (deploys holding admin roles) stay off those nodes.
-        nodes = args.settings.job_nodes
+    if args.job_nodes is not None:
+        nodes = args.job_nodes
         kubernetes |= {
             "node_selector": dict(nodes.node_selector),
             "node_tolerations": {f"{t.key}={t.value}" if t.value else t.key: t.effect for t in nodes.taints},
@@ -379,6 +399,8 @@ def runner_config(args: GitLabRunnerArgs) -> str:
         "init_permissions_container_security_context": dict(RESTRICTED_CONTAINER),
         "service_container_security_context": dict(RESTRICTED_CONTAINER),
     }
+    # A tenant's jobs (its branch builds and its release jobs alike) never beside another tenant's.
+    alone_as = args.owner if args.tenant is not None and not args.settings.share_job_nodes else None
     lines = [
         "[[runners]]",
         f"  name = {_toml(f'{args.owner} ({args.namespace})')}",
@@ -390,7 +412,7 @@ def runner_config(args: GitLabRunnerArgs) -> str:
         "[[runners.kubernetes.pod_spec]]",
         '  name = "platform-security-profiles"',
         '  patch_type = "strategic"',
-        f"  patch = {_toml(job_pod_spec_patch(builds))}",
+        f"  patch = {_toml(job_pod_spec_patch(builds, alone_as))}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -443,6 +465,9 @@ def settings_of(settings: ServiceSettings) -> RunnerSettings:
     return RunnerSettings(
         concurrent=options.get("concurrent", RunnerSettings.concurrent),
         job_nodes=options.get("job_nodes"),
+        platform_job_nodes=options.get("platform_job_nodes"),
+        deploy_job_nodes=options.get("deploy_job_nodes"),
+        share_job_nodes=options.get("share_job_nodes", RunnerSettings.share_job_nodes),
         load_balancer_cidrs=tuple(options.get("load_balancer_cidrs", ())),
         chart_version=settings.chart_version,
         resources=settings.resources,
@@ -464,8 +489,9 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunn
     if platform_gitlab is None or project_id is None:
         return None
     path = parts.settings.pipeline_project
+    runners = settings_of(settings)
 
-    def runner(name: str, owner: str, namespace: PlatformNamespace, tag: str | None) -> GitLabRunner:
+    def runner(name: str, owner: str, namespace: PlatformNamespace, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
         description = f"project {path}" + (f" (protected refs, tag {tag})" if tag else "")
         return GitLabRunner(name, parts.cluster, GitLabRunnerArgs(
             owner=owner,
@@ -473,17 +499,18 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunn
             scope=RunnerScope("project_type", description, project_id=project_id, protected_tag=tag),
             gitlab_url=platform_gitlab.url,
             gitlab_provider=platform_gitlab.provider,
-            settings=settings_of(settings),
+            settings=runners,
             ca_bundle=parts.tls.ca_bundle,
             inventory=parts.inventory,
             platform_namespace=namespace,
             depends_on=(platform_gitlab.release,),
             api_servers=parts.settings.api_servers,
+            job_nodes=nodes,
         ))
 
     return PlatformRunners(
-        runner("platform-runner", "platform", SLICE.namespace, None),
-        runner("platform-protected-runner", "platform-protected", PROTECTED_PLATFORM_NAMESPACE, PROTECTED_TAG),
+        runner("platform-runner", "platform", SLICE.namespace, None, runners.platform_job_nodes),
+        runner("platform-protected-runner", "platform-protected", PROTECTED_PLATFORM_NAMESPACE, PROTECTED_TAG, runners.deploy_job_nodes),
     )
 
 
@@ -517,6 +544,7 @@ def tenant(parts: TenantParts) -> GitLabRunner | None:
             gatekeeper_templates=platform.gatekeeper_templates,
             admission=gatekeeper.in_force(platform.addons.get("control-plane", {})),
             depends_on=(group,),
+            job_nodes=settings.job_nodes,
         ),
         parts.opts,
     )
@@ -537,6 +565,9 @@ SLICE: ServiceSlice[PlatformRunners | None] = ServiceSlice(
         "concurrent": (Annotated[int, Field(ge=1, le=50)], 4),
         "load_balancer_cidrs": (list[LoadBalancerCidr], []),
         "job_nodes": (JobNodes | None, None),
+        "platform_job_nodes": (JobNodes | None, None),
+        "deploy_job_nodes": (JobNodes | None, None),
+        "share_job_nodes": (bool, False),
         # The GitLab id of platform:pipeline.projectPath (its Settings > General page): the repository
         # exists before its runner can (it runs `pulumi up`); unset, the platform has no runner yet.
         "platform_project_id": (Annotated[int, Field(ge=1)] | None, None),

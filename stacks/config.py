@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import ipaddress
 import json
 import re
@@ -954,21 +955,41 @@ def _restore_rules(config: PlatformConfig) -> list[str]:
     return problems
 
 
+# Each runner's jobs, as `services.gitlabRunner` places them: the option and its config key.
+JOB_PLACEMENTS = {"job_nodes": "jobNodes", "platform_job_nodes": "platformJobNodes", "deploy_job_nodes": "deployJobNodes"}
+
+
 def _job_node_rules(config: PlatformConfig) -> list[str]:
-    """CI jobs on nodes of their own: on an EKS control plane, a node group that carries the jobs'
-    labels and taints, and one without taints for everything else."""
+    """CI jobs on nodes of their own: on an EKS control plane, each runner's jobs (tenants', the
+    platform's merge requests', its deploys') on a node group that carries their labels and taints,
+    where neither the platform's services nor another runner's jobs can run, and a group without
+    taints for everything else."""
     runner = config.services.settings("gitlab_runner")
     eks = config.clusters.control_plane.eks
-    nodes = runner.options.get("job_nodes")
-    if not runner.enabled or nodes is None or eks is None:
+    if not runner.enabled or eks is None:
         return []
-    key = f"{NAMESPACE}:services.gitlabRunner.jobNodes"
-    for_jobs = [g.name for g in eks.node_groups
-                if nodes.node_selector.items() <= g.labels.items() and set(nodes.taints) <= set(g.taints)]
-    problems = []
-    if not for_jobs:
-        problems.append(f"{key}: no node group of clusters.controlPlane.eks carries its nodeSelector labels and its taints; "
-                        "allowed: a nodeGroups entry with those labels and taints")
+    problems, hosting = [], {}
+    for option, name in JOB_PLACEMENTS.items():
+        key, nodes = f"{NAMESPACE}:services.gitlabRunner.{name}", runner.options[option]
+        if nodes is None:
+            if option == "job_nodes" or runner.options["platform_project_id"] is not None:  # that runner exists
+                problems.append(f"{key}: required when clusters.controlPlane is EKS (builds and branches' code run apart "
+                                "from the platform's services and from each other); allowed: a nodeSelector and taints that a "
+                                "nodeGroups entry of its own carries (Pulumi.prod.yaml)")
+            continue
+        # Where these jobs can land: the selector's labels, and no taint they do not tolerate.
+        hosting[name] = [g.name for g in eks.node_groups if nodes.node_selector.items() <= g.labels.items() and set(g.taints) <= set(nodes.taints)]
+        if not [g for g in eks.node_groups if g.name in hosting[name] and set(nodes.taints) <= set(g.taints)]:
+            problems.append(f"{key}: no node group of clusters.controlPlane.eks carries its nodeSelector labels and its taints; "
+                            "allowed: a nodeGroups entry with those labels and taints")
+        untainted = [g.name for g in eks.node_groups if g.name in hosting[name] and not g.taints]
+        if untainted:
+            problems.append(f"{key}: its jobs could run on {untainted}, beside the platform's services; allowed: a nodeSelector "
+                            "only tainted groups carry")
+    for one, other in itertools.combinations(hosting, 2):
+        if shared := sorted(set(hosting[one]) & set(hosting[other])):
+            problems.append(f"{NAMESPACE}:services.gitlabRunner.{other}: its jobs could run on {shared} beside those of "
+                            f"services.gitlabRunner.{one}; allowed: labels and taints that set their node groups apart")
     if all(g.taints for g in eks.node_groups):
         problems.append(f"{NAMESPACE}:clusters.controlPlane.eks.nodeGroups: every group is tainted, so the platform's services "
                         "have no node; allowed: at least one group without taints")

@@ -225,7 +225,7 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, Any]:
     """The pod a job gets: build and helper containers, the init-permissions container, the pod
-    security context, labels and resources of config.toml, then its pod_spec patches."""
+    security context, labels, resources and placement of config.toml, then its pod_spec patches."""
     k = entry["kubernetes"]
     helper_image = k.get("helper_image", "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.9.0")
 
@@ -246,6 +246,13 @@ def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, 
         "initContainers": [container("init-permissions", helper_image, "helper_", "init_permissions_container_security_context")],
         "volumes": [{"name": "repo", "emptyDir": {}}, {"name": "scripts", "emptyDir": {}}, {"name": "logs", "emptyDir": {}}],
     }
+    # Placement: `"key=value" = "effect"` tolerates that taint exactly, a bare key any of its values.
+    if "node_selector" in k:
+        spec["nodeSelector"] = dict(k["node_selector"])
+    if "node_tolerations" in k:
+        spec["tolerations"] = [{"key": key, "operator": "Equal", "value": value, "effect": effect} if eq else
+                               {"key": key, "operator": "Exists", "effect": effect}
+                               for pair, effect in k["node_tolerations"].items() for key, eq, value in [pair.partition("=")]]
     assert entry["feature_flags"]["FF_USE_ADVANCED_POD_SPEC_CONFIGURATION"] is True
     for patch in k["pod_spec"]:
         assert patch["patch_type"] == "strategic"
@@ -378,10 +385,14 @@ def test_tenants_ci_jobs_run_on_nodes_of_their_own_that_nothing_else_tolerates(r
         assert entry["node_selector"] == job_nodes["nodeSelector"], tenant
         assert entry["node_tolerations"] == {f"{taint['key']}={taint['value']}": taint["effect"]}, tenant
         assert entry["node_selector_overwrite_allowed"] == ""  # a job cannot pick other nodes
-    platform = config_toml(runner_release(plan, NAMESPACE))["kubernetes"]
-    assert "node_selector" not in platform and "node_tolerations" not in platform
-    # No other node group is tainted, so the platform's services have nodes; nothing else tolerates it.
-    assert [r["name"] for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("taints")] == ["control-plane-ci"]
+    # The platform's own runners place their jobs on nodes of their own (tests/test_node_attacks.py).
+    runner_options = PROD["config"]["platform:services"]["gitlabRunner"]
+    for namespace, key in ((NAMESPACE, "platformJobNodes"), (PROTECTED_NAMESPACE, "deployJobNodes")):
+        platform = config_toml(runner_release(plan, namespace))["kubernetes"]
+        assert platform["node_selector"] == runner_options[key]["nodeSelector"] != job_nodes["nodeSelector"]
+    # Only the CI groups are tainted, so the platform's services have nodes; nothing else tolerates the tenants' taint.
+    assert sorted(r["name"] for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("taints")) == [
+        "control-plane-ci", "control-plane-deploy", "control-plane-platform-ci"]
     tolerating = {r["name"] for r in plan["resources"] if taint["key"] in json.dumps(r["inputs"])}
     runners = {runner_release(plan, tenant_namespace(t))["name"] for t in tenants(plan)}
     assert tolerating == runners | {"control-plane-ci"}
