@@ -20,6 +20,10 @@ Removing a tenant, or switching its isolation, needs an entry naming it in `plat
 (the stack file is validated against its base, as `platformctl render` does); renaming one
 (`renamedFrom`) needs a system approver.
 
+The pipeline runs this check's code as it is at the base (`--no-validate`, .gitlab-ci.yml), so a
+merge request that edits the check is judged by the check it edits; such an edit (GATE_FILES)
+needs a system approver too.
+
 Exit codes: 0 nothing to approve or all approved; 1 approvals missing; 2 error.
 """
 
@@ -52,6 +56,9 @@ EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
 # The platform project's approval rules (GitLab merge request approval rules, by name).
 SYSTEM_RULE = "system-approvers"
 CLUSTER_ADMIN_RULE = "cluster-admins"
+# What decides this check's verdict beyond the program's config model: a change to them widens
+# what later merge requests may do unapproved.
+GATE_FILES = ("platformctl/access.py", "platformctl/gitlab_api.py")
 
 
 @dataclass(frozen=True)
@@ -219,9 +226,11 @@ def _read(
     return members(raw, source), raw
 
 
-def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes:
+def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: bool = True) -> Changes:
     """The tenant changes of every stack between `base_ref` and the working tree of `project`
-    (the directory holding the stack files, inside a Git repository)."""
+    (the directory holding the stack files, at the top of a Git repository), and edits of the check
+    itself. `validate`: the head's stack files must fit this code's config model (not so when the
+    code is the base's, whose model may predate the change: the change's own render validates them)."""
     resolved = _git(project, "rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}")
     if resolved.returncode != 0:
         raise gitlab_api.UsageError(
@@ -240,8 +249,12 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path) -> Changes
         base, base_raw = None, None
         if shown.returncode == 0:
             base, base_raw = _read(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
-        head, head_raw = _read(head_text, stack, name, validate=True, previous=base_raw)
+        head, head_raw = _read(head_text, stack, name, validate=validate, previous=base_raw)
         compare(stack, base, head, changes, base_raw, head_raw)
+    edited = _git(project, "diff", "--name-only", base_sha, "--", *GATE_FILES)
+    if edited.returncode != 0:  # a gate that cannot tell fails closed
+        raise gitlab_api.UsageError(f"cannot compare the access check with {base_sha[:12]}: {edited.stderr.strip()}")
+    changes.system += [SystemChange("all", f"changes the access check ({path})") for path in edited.stdout.split()]
     return changes
 
 
@@ -374,7 +387,7 @@ def _merge_request(args: argparse.Namespace, changes: Changes) -> tuple[Approval
 
 def run(args: argparse.Namespace) -> int:
     try:
-        changes = load_changes(args.base_ref, args.stack or DEFAULT_STACKS, Path.cwd())
+        changes = load_changes(args.base_ref, args.stack or DEFAULT_STACKS, Path.cwd(), validate=not args.no_validate)
         approvers, where = _merge_request(args, changes)
     except gitlab_api.UsageError as err:
         print(f"platformctl access: error: {err}", file=sys.stderr)
@@ -402,5 +415,8 @@ def register(subparsers: Any) -> None:
     which.add_argument("--commit", metavar="SHA",
                        help="on a branch: check the merged merge request that brought this commit")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the report here")
+    parser.add_argument("--no-validate", action="store_true",
+                        help="read the head's tenants and identity without validating its stack files "
+                             "(when this code is the base's, run on the merge request's checkout)")
     gitlab_api.add_arguments(parser, TOKEN_USE)
     parser.set_defaults(run=run)

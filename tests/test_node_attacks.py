@@ -8,20 +8,31 @@ the plan makes (the job pods each runner's config.toml describes, as tests/test_
 builds them, and every pod template the control plane's charts and the program declare) on the
 control plane's node groups the way kube-scheduler's filters do (node selector and required node
 affinity, taints and tolerations, required pod anti-affinity both ways), and asks whether two pods
-that must never meet can land on one node.
+that must never meet can land on one node. Last, the merge request's gate (`access`): whether a
+branch can pass it by editing the check it is judged by.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAMESPACE, tenant_namespace
+from platformctl.charts import ROOT
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
+from tests.test_access import _access, _add, _edit, _env, _git, repo  # noqa: F401 (repo: the fixture)
+from tests.test_ci_file import _lines, _resolve
 from tests.test_gitlab_runner import config_toml, job_pod, runner_release, tenants
 from tests.validation import kubernetes_errors
 
@@ -188,7 +199,7 @@ def test_the_platforms_merge_request_jobs_never_share_a_node_with_its_services(p
     to its node, it must not find Vault's pods (unsealed keys in memory), GitLab's (its secrets, every
     repository), Harbor's, OpenUnison's, ArgoCD's or any other platform pod there, nor a tenant's job."""
     merge_request = runner_job(prod, NAMESPACE)
-    others = [p for p in service_pods(prod)] + [runner_job(prod, tenant_namespace(t)) for t in tenants(prod)]
+    others = [*service_pods(prod), *(runner_job(prod, tenant_namespace(t)) for t in tenants(prod))]
     assert {"vault", "gitlab"} <= {p.namespace for p in others}
     meetings = _meetings(prod, [merge_request], others)
     assert not meetings, meetings
@@ -264,3 +275,77 @@ def test_a_stack_cannot_put_ci_jobs_beside_what_they_must_not_reach(tmp_path, mu
 
     lines = _problems(_write(tmp_path, PROD, mutate), stack="prod")
     assert any(f": {key}:" in line and words in line for line in lines), lines
+
+
+# --- 3. the access gate: a merge request judged by its own edit of the gate ---------------------------
+
+GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml",
+             "requirements.txt", ".gitlab-ci.yml")
+# The attack: the access check that finds no grant at all (its base text must be there to replace).
+GATE_EDIT = ("        if grants or name in exceptions:\n", "        if False:  # nothing to approve, ever\n")
+INSTALLS = re.compile(r"^(python -m venv |\. venv/bin/activate|pip install )")
+
+
+def _merge_request_that_edits_the_gate(path: Path) -> str:
+    """A repository with this project's gate at its base, and a head that grants `mallory` a role in
+    payments and edits platformctl/access.py to approve everything. Returns the base commit."""
+    files = _git(ROOT, "ls-files", "--", *GATE_TREE).splitlines()
+    for name in files:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, path / name)
+    _git(path, "init", "--quiet", "--initial-branch", "main")
+    _git(path, "add", ".")
+    _git(path, "commit", "--quiet", "-m", "base")
+    base = _git(path, "rev-parse", "HEAD")
+    stack = yaml.safe_load((path / "Pulumi.dev.yaml").read_text())
+    [payments] = [t for t in stack["config"]["platform:tenants"] if t["name"] == "payments"]
+    payments["developers"].append("mallory")
+    (path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
+    gate = (path / "platformctl/access.py").read_text()
+    assert gate.count(GATE_EDIT[0]) == 1
+    (path / "platformctl/access.py").write_text(gate.replace(*GATE_EDIT))
+    _git(path, "commit", "--quiet", "-am", "add mallory; access: nothing to approve")
+    return base
+
+
+def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edits(tmp_path: Path) -> None:
+    """`access` is the merge request's gate ("Pipelines must succeed"): each grant in a tenant needs one
+    of its owners' approval. Run from the merge request's checkout, it is the branch's own code: a
+    branch that grants its author a role and edits the check to find no grant passes its own gate (and,
+    once merged, `access-main` too). The job as .gitlab-ci.yml defines it, run in such a merge
+    request's clone (its dependency installation aside: this process's packages stand in for them),
+    must still hold the grant for an owner, with the check as it is at the merge base."""
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    base = _merge_request_that_edits_the_gate(repo)
+    job = _resolve(yaml.safe_load((repo / ".gitlab-ci.yml").read_text()), "access")
+    lines = [line for line in _lines(job.get("before_script")) if not INSTALLS.match(line)] + list(_lines(job["script"]))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (shim / "python").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}", "HOME": str(tmp_path), "CI_PROJECT_DIR": str(repo),
+           "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI_PIPELINE_SOURCE": "merge_request_event"}
+    env |= {k: str(v).replace("$CI_MERGE_REQUEST_DIFF_BASE_SHA", base) for k, v in (job.get("variables") or {}).items()}
+    done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "mallory → developers" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "❌ waiting for an owner's approval" in done.stdout
+    # And the edit of the check, which would hold from the next merge request on, needs a system approver.
+    assert "| all | changes the access check (platformctl/access.py) | ❌ waiting for a system approver" in done.stdout, done.stdout
+    # Its dependencies are the base's too (a branch could pin a python-gitlab of its own).
+    installs = [line for line in _lines(job.get("before_script")) if line.startswith("pip install ")]
+    assert installs and all("build/gate/requirements.txt" in line for line in installs), installs
+
+
+def test_the_gate_run_from_the_base_still_checks_a_change_of_the_config_model(repo: Path) -> None:
+    """A merge request that adds a config key changes the model and the stack files together: the
+    base's code cannot validate the head's files, so the pipeline's check reads their tenants and
+    identity only (`--no-validate`), and the grants still wait for an owner."""
+    def grant_with_a_new_key(doc: dict[str, Any]) -> None:
+        _add("payments", "developers", "mallory")(doc)
+        doc["config"]["platform:services"]["gitlabRunner"]["keyOfTheNextRelease"] = True
+
+    _edit(repo, "dev", grant_with_a_new_key)
+    assert _access(repo, _env(None)).returncode == 2  # this code's model refuses the key
+    checked = _access(repo, _env(None), "--no-validate")
+    assert checked.returncode == 1 and "mallory → developers" in checked.stdout, checked
