@@ -15,15 +15,18 @@ pulumi-gitlab manages, so the rotation is the lifetime.
   `gitlab-runner-protected` (the jobs of main and the schedules, which carry PROTECTED_TAG). Their
   jobs (Pulumi, promote-image) need no image builds and run under Pod Security `restricted`, and
   reach the ingress controller, the internet and the clusters' API ports, no platform pod directly.
-* Each tenant gets a group runner on its own GitLab group, its jobs in `runner-<tenant>` on the
-  control plane: nothing in that namespace is shared with another tenant (token, service
+* Each tenant gets two group runners on its own GitLab group, as the platform has: one for any ref
+  (its branches' builds) in `runner-<tenant>`, one for protected refs only in
+  `runner-<tenant>-protected` (the jobs that hold its release credentials carry
+  PROTECTED_RUNNER_TAG). Nothing in their namespaces is shared with another tenant (token, service
   account, cache: there is no distributed cache, a job's cache lives in its own pod), the job
   pods reach DNS and the ingress controller (GitLab, Harbor, Vault) only, images come from the
   tenant's own Harbor project and `approved` only, pulled Always. Jobs cannot change the
   namespace, service account, pod labels, annotations, node selector or tolerations (no overwrite
-  allowed), and a node runs one tenant's jobs at a time (`shareJobNodes`).
-* Where jobs run (JobNodes): tenants' jobs, the platform's merge requests' and its deploys' each on
-  nodes of their own, which no platform service tolerates (stacks/config.py checks this on EKS).
+  allowed), and a node runs one runner's jobs at a time (`shareJobNodes`).
+* Where jobs run (JobNodes): each runner kind's jobs (tenants' any refs' and protected refs', the
+  platform's merge requests' and its deploys') on nodes of their own, which no platform service
+  tolerates (stacks/config.py checks this on EKS).
 
 Rootless image builds (the starter pipeline's buildah, as the image's unprivileged `build` user)
 need what Pod Security `restricted` forbids, on the build container only; BUILD_EXCEPTIONS says
@@ -53,7 +56,7 @@ from components.helm import metadata, namespace, release
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform
 from components.inventory import Credential, CredentialInventory, issued_token
 from components.service import ClusterParts, ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
-from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, approved
+from components.tenant_supply_chain import APPROVED_PROJECT, BUILDAH_IMAGE, PROTECTED_RUNNER_TAG, approved
 from components.versions import GITLAB_RUNNER_HELPER_IMAGE, GITLAB_RUNNER_IMAGE, GITLAB_RUNNER_TAG, PROMOTE_IMAGE
 from components.tenant import NamespacePolicy, namespace_constraints
 from policy.labels import TENANT_LABEL, managed_by, pod_security_admission
@@ -132,15 +135,22 @@ EXECUTOR_RULES = [
 
 
 def tenant_namespace(tenant: str) -> str:
-    """Where a tenant's runner and its job pods run, on the control-plane cluster."""
+    """Where a tenant's runner and its job pods run, on the control-plane cluster (`tenant`: a
+    tenant's name, or protected_owner's for its runner for protected refs)."""
     return f"runner-{tenant}"
+
+
+def protected_owner(tenant: str) -> str:
+    """The owner of a tenant's runner for protected refs (stacks/config.py: no tenant is named so)."""
+    return f"{tenant}-protected"
 
 
 class JobNodes(ConfigModel):
     """Nodes of a runner's jobs, apart from the platform's services and every other runner's jobs:
-    `platform:services.gitlabRunner.jobNodes` for the tenants' (a build container runs with seccomp
-    and AppArmor unconfined, and SETUID/SETGID), `platformJobNodes` for the platform repository's
-    merge requests (a branch's code), `deployJobNodes` for its protected refs (every deploy right)."""
+    `platform:services.gitlabRunner.jobNodes` for the tenants' branches (a build container runs with
+    seccomp and AppArmor unconfined, and SETUID/SETGID), `releaseJobNodes` for the tenants' protected
+    refs (their release credentials), `platformJobNodes` for the platform repository's merge
+    requests (a branch's code), `deployJobNodes` for its protected refs (every deploy right)."""
 
     node_selector: dict[str, str] = Field(min_length=1)  # labels only those nodes carry
     taints: list[Taint] = Field(min_length=1)  # what keeps every other pod off them; jobs tolerate it
@@ -152,6 +162,7 @@ class RunnerSettings:
 
     concurrent: int = 4  # jobs at once, per runner
     job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' jobs; None: on any node
+    release_job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' protected refs' jobs
     platform_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's merge requests'
     deploy_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's protected refs'
     # False: a node runs one tenant's jobs at a time (an escaped build finds no other tenant's job there).
@@ -465,6 +476,7 @@ def settings_of(settings: ServiceSettings) -> RunnerSettings:
     return RunnerSettings(
         concurrent=options.get("concurrent", RunnerSettings.concurrent),
         job_nodes=options.get("job_nodes"),
+        release_job_nodes=options.get("release_job_nodes"),
         platform_job_nodes=options.get("platform_job_nodes"),
         deploy_job_nodes=options.get("deploy_job_nodes"),
         share_job_nodes=options.get("share_job_nodes", RunnerSettings.share_job_nodes),
@@ -519,34 +531,50 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> RunnerSettings
     return settings_of(settings)
 
 
-def tenant(parts: TenantParts) -> GitLabRunner | None:
-    """The tenant's group runner, its jobs in `runner-<tenant>` on the control plane."""
+@dataclass(frozen=True)
+class TenantRunners:
+    """A tenant's group runners: one for any ref (branch builds), one for protected refs (its releases)."""
+
+    any_ref: GitLabRunner
+    protected: GitLabRunner
+
+
+def tenant(parts: TenantParts) -> TenantRunners | None:
+    """The tenant's group runners, their jobs in `runner-<tenant>` and `runner-<tenant>-protected` on the control plane."""
     settings = parts.addon("control-plane", SLICE)
     platform = parts.platform
     repositories = parts.get(GITLAB_SLICE)  # the tenant's group (GitLab's half)
     if settings is None or platform.gitlab is None or platform.harbor is None or repositories is None:
         return None
     group = repositories.group
-    return GitLabRunner(
-        f"{parts.name}-runner",
-        platform.clusters["control-plane"],
-        GitLabRunnerArgs(
-            owner=parts.name,
-            namespace=tenant_namespace(parts.name),
-            scope=RunnerScope("group_type", f"group {parts.name}", group_id=group.id.apply(int)),
-            gitlab_url=platform.gitlab.url,
-            gitlab_provider=platform.gitlab.provider,
-            settings=settings,
-            ca_bundle=platform.ca_bundle,
-            inventory=platform.inventory,
-            harbor_host=platform.harbor.host,
-            tenant=parts.name,
-            gatekeeper_templates=platform.gatekeeper_templates,
-            admission=gatekeeper.in_force(platform.addons.get("control-plane", {})),
-            depends_on=(group,),
-            job_nodes=settings.job_nodes,
-        ),
-        parts.opts,
+
+    def runner(owner: str, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
+        description = f"group {parts.name}" + (f" (protected refs, tag {tag})" if tag else "")
+        return GitLabRunner(
+            f"{owner}-runner",
+            platform.clusters["control-plane"],
+            GitLabRunnerArgs(
+                owner=owner,
+                namespace=tenant_namespace(owner),
+                scope=RunnerScope("group_type", description, group_id=group.id.apply(int), protected_tag=tag),
+                gitlab_url=platform.gitlab.url,
+                gitlab_provider=platform.gitlab.provider,
+                settings=settings,
+                ca_bundle=platform.ca_bundle,
+                inventory=platform.inventory,
+                harbor_host=platform.harbor.host,
+                tenant=parts.name,
+                gatekeeper_templates=platform.gatekeeper_templates,
+                admission=gatekeeper.in_force(platform.addons.get("control-plane", {})),
+                depends_on=(group,),
+                job_nodes=nodes,
+            ),
+            parts.opts,
+        )
+
+    return TenantRunners(
+        runner(parts.name, None, settings.job_nodes),
+        runner(protected_owner(parts.name), PROTECTED_RUNNER_TAG, settings.release_job_nodes),
     )
 
 
@@ -565,6 +593,7 @@ SLICE: ServiceSlice[PlatformRunners | None] = ServiceSlice(
         "concurrent": (Annotated[int, Field(ge=1, le=50)], 4),
         "load_balancer_cidrs": (list[LoadBalancerCidr], []),
         "job_nodes": (JobNodes | None, None),
+        "release_job_nodes": (JobNodes | None, None),
         "platform_job_nodes": (JobNodes | None, None),
         "deploy_job_nodes": (JobNodes | None, None),
         "share_job_nodes": (bool, False),

@@ -170,6 +170,9 @@ REGISTRY_LOGIN = [
     'printf \'%s\' "$SECRET" | buildah login --password-stdin --username "$ROBOT" "$HARBOR_REGISTRY"',
     "unset SECRET ROBOT_JSON",
 ]
+# The tag of a tenant's runner for protected refs (components/gitlab_runner.py): the jobs that hold
+# the tenant's release credentials run there, on nodes where no branch's build runs.
+PROTECTED_RUNNER_TAG = "protected"
 PROTECTED_PUSH_RULE = '$CI_COMMIT_REF_PROTECTED == "true" && $CI_PIPELINE_SOURCE =~ /^(push|web|schedule)$/'
 TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
 COSIGN_DIR = "/tmp/cosign"
@@ -217,6 +220,7 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
             # Vault's CI role answers only these pipelines (VaultFederation.bind_ci): elsewhere the
             # image is built and scanned, not pushed.
             "rules": [{"if": PROTECTED_PUSH_RULE}],
+            "tags": [PROTECTED_RUNNER_TAG],
             "image": approved(host, BUILDAH_IMAGE),
             "id_tokens": {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}},
             "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT, *REGISTRY_LOGIN],

@@ -724,6 +724,8 @@ RESERVED_TENANT_NAMES = frozenset({
     "dragonfly",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
+# A tenant's runner for protected refs is `<tenant>-protected` (components/gitlab_runner.py).
+RESERVED_TENANT_SUFFIXES = ("-protected",)
 # Accounts the platform holds in GitLab (and GitLab's own): no tenant member may take one.
 RESERVED_USERS = frozenset({"root", "admin", "administrator", "platform-bot", "ghost", "support-bot", "alert-bot",
                             "security-bot", "automation-bot", "project_bot", "gitlab", "openunison", "argocd"})
@@ -741,10 +743,11 @@ def _name_collisions(config: PlatformConfig) -> list[str]:
     for i, tenant in enumerate(config.tenants):
         where = f"{NAMESPACE}:tenants[{i}]"
         if (tenant.name in RESERVED_TENANT_NAMES | RESERVED_USERS or tenant.name.startswith(RESERVED_TENANT_PREFIXES)
-                or tenant.name == platform_group):
+                or tenant.name.endswith(RESERVED_TENANT_SUFFIXES) or tenant.name == platform_group):
             problems.append(
                 f"{where}.name: {tenant.name!r} is reserved (a Harbor or GitLab system name or account, the platform's own group "
-                f"{platform_group!r}, or a prefix {', '.join(RESERVED_TENANT_PREFIXES)}); allowed: another name"
+                f"{platform_group!r}, a prefix {', '.join(RESERVED_TENANT_PREFIXES)} or a suffix "
+                f"{', '.join(RESERVED_TENANT_SUFFIXES)}); allowed: another name"
             )
         for role in ROLES:
             group = f"{tenant.name}-{role}".lower()
@@ -956,14 +959,15 @@ def _restore_rules(config: PlatformConfig) -> list[str]:
 
 
 # Each runner's jobs, as `services.gitlabRunner` places them: the option and its config key.
-JOB_PLACEMENTS = {"job_nodes": "jobNodes", "platform_job_nodes": "platformJobNodes", "deploy_job_nodes": "deployJobNodes"}
+JOB_PLACEMENTS = {"job_nodes": "jobNodes", "release_job_nodes": "releaseJobNodes", "platform_job_nodes": "platformJobNodes",
+                  "deploy_job_nodes": "deployJobNodes"}
 
 
 def _job_node_rules(config: PlatformConfig) -> list[str]:
-    """CI jobs on nodes of their own: on an EKS control plane, each runner's jobs (tenants', the
-    platform's merge requests', its deploys') on a node group that carries their labels and taints,
-    where neither the platform's services nor another runner's jobs can run, and a group without
-    taints for everything else."""
+    """CI jobs on nodes of their own: on an EKS control plane, each runner's jobs (tenants' any refs',
+    tenants' protected refs', the platform's merge requests', its deploys') on a node group that
+    carries their labels and taints, where neither the platform's services nor another runner's
+    jobs can run, and a group without taints for everything else."""
     runner = config.services.settings("gitlab_runner")
     eks = config.clusters.control_plane.eks
     if not runner.enabled or eks is None:
@@ -972,7 +976,7 @@ def _job_node_rules(config: PlatformConfig) -> list[str]:
     for option, name in JOB_PLACEMENTS.items():
         key, nodes = f"{NAMESPACE}:services.gitlabRunner.{name}", runner.options[option]
         if nodes is None:
-            if option == "job_nodes" or runner.options["platform_project_id"] is not None:  # that runner exists
+            if option in ("job_nodes", "release_job_nodes") or runner.options["platform_project_id"] is not None:  # that runner exists
                 problems.append(f"{key}: required when clusters.controlPlane is EKS (builds and branches' code run apart "
                                 "from the platform's services and from each other); allowed: a nodeSelector and taints that a "
                                 "nodeGroups entry of its own carries (Pulumi.prod.yaml)")

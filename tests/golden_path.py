@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from components.tenant_supply_chain import PROTECTED_RUNNER_TAG
+
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PROJECT = "gitlab:index/project:Project"
 REPOSITORY_FILE = "gitlab:index/repositoryFile:RepositoryFile"
@@ -96,23 +98,31 @@ def push(p: Plan, tenant: str) -> list[str]:
 
 
 def runner(p: Plan, tenant: str) -> list[str]:
-    """A group runner of the tenant's GitLab group, whose token reaches a gitlab-runner release through a Secret."""
+    """Group runners of the tenant's GitLab group, for its untagged jobs (the build) and for its jobs
+    tagged PROTECTED_RUNNER_TAG (the release), each with its token reaching a gitlab-runner release through a Secret."""
     group = p.named("gitlab:index/group:Group", f"{tenant}-repositories-group")
     app = p.named(PROJECT, f"{tenant}-repositories-app")
     if group is None or app is None:
         return [f"GitLab group {tenant}"]
-    runners = [r for r in p.of_type("gitlab:index/userRunner:UserRunner")
-               if r["inputs"].get("runnerType") == "group_type" and r["inputs"].get("groupId") == app["inputs"]["namespaceId"]
-               and group["urn"] in r["dependsOn"]]
-    if not runners:
-        return [f"a gitlab UserRunner (runnerType group_type) of the GitLab group {tenant}"]
-    secrets = [s for s in p.of_type("kubernetes:core/v1:Secret") if any(r["urn"] in s["dependsOn"] for r in runners)]
-    if not secrets:
-        return [f"a Secret holding the token of {tenant}'s UserRunner"]
-    names = {s["inputs"]["metadata"]["name"] for s in secrets}
-    releases = [r for r in p.of_type(RELEASE) if r["inputs"].get("chart") == "gitlab-runner"
-                and names & set(_strings(r["inputs"].get("values")))]
-    return _need(releases, f"a gitlab-runner Helm release reading the Secret {sorted(names)}")
+    kinds: dict[str, Callable[[dict[str, Any]], bool]] = {
+        "its untagged jobs": lambda inputs: inputs.get("untagged") is True,
+        f"its jobs tagged {PROTECTED_RUNNER_TAG}": lambda inputs: PROTECTED_RUNNER_TAG in (inputs.get("tagLists") or []),
+    }
+    for what, takes in kinds.items():
+        runners = [r for r in p.of_type("gitlab:index/userRunner:UserRunner")
+                   if r["inputs"].get("runnerType") == "group_type" and r["inputs"].get("groupId") == app["inputs"]["namespaceId"]
+                   and group["urn"] in r["dependsOn"] and takes(r["inputs"])]
+        if not runners:
+            return [f"a gitlab UserRunner (runnerType group_type) of the GitLab group {tenant} for {what}"]
+        secrets = [s for s in p.of_type("kubernetes:core/v1:Secret") if any(r["urn"] in s["dependsOn"] for r in runners)]
+        if not secrets:
+            return [f"a Secret holding the token of {tenant}'s UserRunner for {what}"]
+        names = {s["inputs"]["metadata"]["name"] for s in secrets}
+        releases = [r for r in p.of_type(RELEASE) if r["inputs"].get("chart") == "gitlab-runner"
+                    and names & set(_strings(r["inputs"].get("values")))]
+        if not releases:
+            return [f"a gitlab-runner Helm release reading the Secret {sorted(names)}"]
+    return []
 
 
 def build_and_push(p: Plan, tenant: str) -> list[str]:

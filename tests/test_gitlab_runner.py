@@ -24,6 +24,7 @@ from components.gitlab_runner import (
     RUNNER_ID_ANNOTATION,
     TOKEN_ROTATION_DAYS,
     TOKEN_SECRET,
+    protected_owner,
     tenant_namespace,
 )
 from components.tenancy import Severity
@@ -32,6 +33,7 @@ from platformctl.mocks import SECRET_MARK, _digest
 from platformctl.render import Render
 from policy.inventory import MAX_LIFETIME_SECONDS, check_credentials
 from tests.opa import evaluate, review
+from tests.test_ci_attacks import _takes
 from tests.test_config import _problems, _write, setting
 from tests.test_gatekeeper_plan import gatekeeper_verdicts
 from policy.gatekeeper import templates
@@ -155,7 +157,7 @@ def test_job_pods_reach_dns_and_the_ingress_controller_only(plan: dict) -> None:
 def test_every_runner_token_is_in_the_inventory_with_its_lifetime(plan: dict) -> None:
     entries = {name: entry for entry in plan["outputs"]["credentials"] for name in entry["resources"]}
     runners = by_type(plan, RUNNER)
-    assert len(runners) == len(tenants(plan)) + 2  # and the platform's two (any ref, protected refs)
+    assert len(runners) == 2 * len(tenants(plan)) + 2  # each tenant's two and the platform's two (any ref, protected refs)
     for runner in runners:
         entry = entries[runner["name"]]
         assert entry["category"] == "issued"
@@ -392,7 +394,7 @@ def test_tenants_ci_jobs_run_on_nodes_of_their_own_that_nothing_else_tolerates(r
         assert platform["node_selector"] == runner_options[key]["nodeSelector"] != job_nodes["nodeSelector"]
     # Only the CI groups are tainted, so the platform's services have nodes; nothing else tolerates the tenants' taint.
     assert sorted(r["name"] for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("taints")) == [
-        "control-plane-ci", "control-plane-deploy", "control-plane-platform-ci"]
+        "control-plane-ci", "control-plane-ci-release", "control-plane-deploy", "control-plane-platform-ci"]
     tolerating = {r["name"] for r in plan["resources"] if taint["key"] in json.dumps(r["inputs"])}
     runners = {runner_release(plan, tenant_namespace(t))["name"] for t in tenants(plan)}
     assert tolerating == runners | {"control-plane-ci"}
@@ -436,6 +438,10 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
     harbor = config_toml(release)["kubernetes"]["image"].split("/", 1)[0]
     [runner] = [r for r in by_type(plan, RUNNER) if r["inputs"]["description"] == f"group {tenant}"]
     assert runner["inputs"]["untagged"] is True and runner["inputs"]["accessLevel"] == "not_protected"
+    [protected] = [r for r in by_type(plan, RUNNER) if r["inputs"]["description"].startswith(f"group {tenant} (protected refs")]
+    assert protected["inputs"]["untagged"] is False and protected["inputs"]["accessLevel"] == "ref_protected"
+    protected_allowed = config_toml(runner_release(plan, tenant_namespace(protected_owner(tenant))))["kubernetes"]["allowed_images"]
+    assert protected_allowed == config_toml(release)["kubernetes"]["allowed_images"]
     jobs = 0
     for project, files in starter_files(tenant, harbor, Severity.HIGH, harbor.removeprefix("harbor.")).items():
         pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
@@ -446,7 +452,9 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
             job = {**templates_.get(job.get("extends", ""), {}), **job}
             image = job["image"]["name"] if isinstance(job["image"], dict) else job["image"]
             assert any(p.match(image) for p in allowed), f"{project} {name}: {image} is not allowed on the {tenant} runner"
-            assert "tags" not in job, f"{project} {name}: a tag would keep it off the untagged group runner"
+            # The release jobs (an ID token for Vault) on the runner for protected refs, every other on the untagged one.
+            takes = [r["inputs"]["accessLevel"] for r in (runner, protected) if _takes(r["inputs"], job, protected_ref=True)]
+            assert takes == (["ref_protected"] if "id_tokens" in job else ["not_protected"]), f"{project} {name}: {takes}"
             jobs += 1
     assert jobs >= 5  # build, scan, push, sign, bump-image
     # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.

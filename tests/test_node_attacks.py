@@ -27,11 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
+from components.tenancy import Severity
 from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAMESPACE, tenant_namespace
 from platformctl.charts import ROOT
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_access import _access, _add, _edit, _env, _git, repo  # noqa: F401 (repo: the fixture)
+from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_ci_file import _lines, _resolve
 from tests.test_gitlab_runner import config_toml, job_pod, runner_release, tenants
 from tests.validation import kubernetes_errors
@@ -192,6 +194,51 @@ def test_a_tenants_build_never_shares_a_node_with_another_tenants_jobs(renders: 
     assert shared_nodes(plan, jobs[first], jobs[first]) == [g.name for g in node_groups(plan) if lands_on(jobs[first], g)] != []
 
 
+def _app_jobs(plan: dict[str, Any], tenant: str) -> dict[str, dict[str, Any]]:
+    """The jobs of a tenant's starter `app` pipeline (build, scan, push, sign), `extends` resolved."""
+    from components.tenant_supply_chain import app_pipeline
+
+    harbor = config_toml(runner_release(plan, tenant_namespace(tenant)))["kubernetes"]["image"].split("/", 1)[0]
+    pipeline = app_pipeline(tenant, harbor, Severity.HIGH)
+    return {name: _resolve(pipeline, name) for name, job in pipeline.items()
+            if not name.startswith(".") and isinstance(job, dict) and "stage" in job and "trigger" not in job}
+
+
+def _job_pods_taking(plan: dict[str, Any], tenant: str, job: dict[str, Any], protected_ref: bool) -> list[Pod]:
+    """The job pods of the tenant's runners that GitLab would give `job` on a protected ref or not."""
+    secrets = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Secret"
+               and (r["inputs"].get("metadata") or {}).get("name") == "gitlab-runner-token"]
+    pods = []
+    for runner in (r for r in plan["resources"] if r["type"] == RUNNER and r["inputs"]["description"].startswith(f"group {tenant}")):
+        if _takes(runner["inputs"], job, protected_ref):
+            [namespace] = [s["inputs"]["metadata"]["namespace"] for s in secrets if runner["urn"] in s["dependsOn"]]
+            pods.append(runner_job(plan, namespace))
+    return pods
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_branch_build_shares_a_node_with_a_release_job(renders: dict[str, Render], stack: str) -> None:
+    """A tenant's developer pushes a branch; its build runs with the build exceptions. The release jobs
+    of a protected ref (those with an ID token for Vault: push and sign, holding the tenant's Harbor
+    robot and a token that signs with its key) must never run on a node such a build can reach, the
+    same tenant's included (a developer must not get what only a maintainer's release may do), nor
+    after it on a node it could have stayed on: on runners and nodes of their own."""
+    plan = renders[stack].plan
+    builds, releases = [], []
+    for tenant in tenants(plan):
+        jobs = _app_jobs(plan, tenant)
+        credentials = [job for job in jobs.values() if "id_tokens" in job]
+        assert len(credentials) == 2 and "id_tokens" not in jobs["build"]
+        builds += _job_pods_taking(plan, tenant, jobs["build"], protected_ref=False)
+        releases += [pod for job in credentials for pod in _job_pods_taking(plan, tenant, job, protected_ref=True)]
+    assert builds and releases, "the starter pipeline's jobs have no runner"
+    meetings = _meetings(plan, builds, releases)
+    assert not meetings, meetings
+    if stack == "prod":  # nor one after the other: the release jobs' nodes are never a build's
+        landing = {g.name for pod in builds for g in node_groups(plan) if lands_on(pod, g)}
+        assert not landing & {g.name for pod in releases for g in node_groups(plan) if lands_on(pod, g)}
+
+
 # --- 2. the platform's merge-request and deploy jobs --------------------------------------------------
 
 def test_the_platforms_merge_request_jobs_never_share_a_node_with_its_services(prod: dict) -> None:
@@ -262,11 +309,18 @@ PLATFORM_NODES = {"nodeSelector": {"platform.io/node-role": "platform-ci"},
     (_runner_option("platformJobNodes", None), "platform:services.gitlabRunner.platformJobNodes", "required when clusters.controlPlane is EKS"),
     (_runner_option("deployJobNodes", None), "platform:services.gitlabRunner.deployJobNodes", "required when clusters.controlPlane is EKS"),
     (_runner_option("jobNodes", None), "platform:services.gitlabRunner.jobNodes", "required when clusters.controlPlane is EKS"),
+    (_runner_option("releaseJobNodes", None), "platform:services.gitlabRunner.releaseJobNodes", "required when clusters.controlPlane is EKS"),
+    (_runner_option("releaseJobNodes", {"nodeSelector": {"platform.io/node-role": "ci-jobs"},
+                                        "taints": [{"key": "platform.io/ci-jobs", "value": "true", "effect": "NoSchedule"}]}),
+     "platform:services.gitlabRunner.releaseJobNodes", "could run on ['ci'] beside those of services.gitlabRunner.jobNodes"),
+    (lambda doc: doc["config"]["platform:tenants"][0].update(name="payments-protected"), "platform:tenants[0].name",
+     "a suffix -protected"),
     (_runner_option("deployJobNodes", PLATFORM_NODES), "platform:services.gitlabRunner.deployJobNodes",
      "could run on ['platform-ci'] beside those of services.gitlabRunner.platformJobNodes"),
     (_system_group_labelled, "platform:services.gitlabRunner.platformJobNodes", "could run on ['system'], beside the platform's services"),
     (_runner_option("shareJobNodes", "no"), "platform:services.gitlabRunner.shareJobNodes", "allowed: true or false"),
-], ids=["merge-requests-anywhere", "deploys-anywhere", "tenants-anywhere", "deploys-beside-merge-requests",
+], ids=["merge-requests-anywhere", "deploys-anywhere", "tenants-anywhere", "releases-anywhere", "releases-beside-builds",
+        "tenant-named-as-a-protected-runner", "deploys-beside-merge-requests",
         "merge-requests-beside-services", "share-not-a-boolean"])
 def test_a_stack_cannot_put_ci_jobs_beside_what_they_must_not_reach(tmp_path, mutate: Callable[[dict], None], key: str, words: str) -> None:
     """On an EKS control plane the program creates the nodes, so it refuses placements that would let a

@@ -124,21 +124,22 @@ def expected_types(tenant: TenantConfig) -> Counter:
     # A virtual cluster's control plane, its federation proxy and its Argo Rollouts (to Prometheus).
     expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 3 * len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
-    # GitLab Runner: a group runner and, on the control plane, its namespace with its own image and
-    # binding constraints (and no ingress hosts), the job traffic policy, token and CA Secrets, rotation and chart.
-    expected.update({
-        "gitlab:index/userRunner:UserRunner": 1,
-        "kubernetes:core/v1:Namespace": 1,
-        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
-        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
-        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts": 1,
-        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects": 1,
-        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantAnalysis": 1,
-        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
-        "kubernetes:core/v1:Secret": 2,
-        "time:index/rotating:Rotating": 1,
-        "kubernetes:helm.sh/v3:Release": 1,
-    })
+    # GitLab Runner: two group runners (any ref; protected refs) and, for each on the control plane,
+    # its namespace with its own image and binding constraints (and no ingress hosts), the job
+    # traffic policy, token and CA Secrets, rotation and chart.
+    expected.update({kind: 2 for kind in (
+        "gitlab:index/userRunner:UserRunner",
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries",
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects",
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantIngressHosts",
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects",
+        "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantAnalysis",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "time:index/rotating:Rotating",
+        "kubernetes:helm.sh/v3:Release",
+    )})
+    expected["kubernetes:core/v1:Secret"] += 2 * 2
     return +expected  # drop zero counts
 
 
@@ -390,7 +391,7 @@ def test_offboarding_completes_in_one_up_in_the_documented_end_state(dev_plan: d
                and tenant_of(dev_plan)[r["urn"]] != tenant.name]
     assert outside == [], "a resource that stays depends on the tenant: the delete would be refused"
     namespaces = {r["inputs"]["metadata"]["name"]: r["urn"] for r in mine if r["type"] == "kubernetes:core/v1:Namespace"}
-    assert set(namespaces) == {f"{tenant.name}-dev", f"{tenant.name}-prod", f"runner-{tenant.name}"}
+    assert set(namespaces) == {f"{tenant.name}-dev", f"{tenant.name}-prod", f"runner-{tenant.name}", f"runner-{tenant.name}-protected"}
     for resource in mine:
         inside = ((resource["inputs"].get("metadata") or {}).get("namespace") or resource["inputs"].get("namespace"))
         if resource["type"].startswith("kubernetes:") and inside in namespaces:
@@ -453,8 +454,8 @@ def test_a_renamed_tenant_keeps_its_resources_through_aliases(dev_plan: dict, tm
     assert unmatched == {"vault:jwt/authBackendRole:AuthBackendRole", "vault:kubernetes/authBackendRole:AuthBackendRole",
                          "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
                          "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy",
-                         "kubernetes:helm.sh/v3:Release"}  # the tenant's runner chart, named for its cluster
-    assert len(before) - len(matched) == 8 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies, the runner chart
+                         "kubernetes:helm.sh/v3:Release"}  # the tenant's runner charts, named for their cluster
+    assert len(before) - len(matched) == 9 and len(set(matched.values())) == len(matched)  # 3 roles, 2 bindings, 2 policies, 2 runner charts
 
     def changed(kind: str) -> set[str]:
         """The input keys that differ between the former and the renamed resources of `kind`."""
