@@ -27,14 +27,16 @@ from typing import Any
 import pytest
 import yaml
 
+from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAMESPACE, protected_owner, tenant_namespace
 from components.tenancy import Severity
-from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAMESPACE, tenant_namespace
 from platformctl.charts import ROOT
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_access import _access, _add, _edit, _env, _git, repo  # noqa: F401 (repo: the fixture)
 from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_ci_file import _lines, _resolve
+from tests.test_delivery_attacks import DNS, TRAEFIK, Network
+from tests.test_delivery_attacks import Pod as NetworkPod
 from tests.test_gitlab_runner import config_toml, job_pod, runner_release, tenants
 from tests.validation import kubernetes_errors
 
@@ -171,27 +173,28 @@ def _meetings(plan: dict[str, Any], jobs: list[Pod], others: list[Pod]) -> list[
                    for group in shared_nodes(plan, job, other)})
 
 
-# --- 1. a tenant's build and another tenant's release job -------------------------------------------
+# --- 1. a tenant's build and another tenant's jobs, its release jobs ----------------------------------
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_a_tenants_build_never_shares_a_node_with_another_tenants_jobs(renders: dict[str, Render], stack: str) -> None:
-    """Every job of a tenant's pipeline runs on its runner with the build container's exceptions: the
-    branch builds any developer pushes, and the release jobs of protected refs (push and sign, which
-    hold a Vault token for the tenant's Harbor robot and its signing key). A build that escapes to its
-    node must find no other tenant's job there: its release job's Vault token would sign the attacker's
-    image as that tenant's. No two tenants' job pods may run on one node at once."""
+    """Every job of a tenant runs with the build container's exceptions: the branch builds any
+    developer pushes, and the release jobs of protected refs (push and sign, which hold a Vault token
+    for the tenant's Harbor robot and its signing key). A job that escapes to its node must find no
+    other tenant's job there: its release job's Vault token would sign the attacker's image as that
+    tenant's. No two tenants' job pods, of either runner, may run on one node at once."""
     plan = renders[stack].plan
     names = tenants(plan)
     assert len(names) >= 2
-    jobs = {tenant: runner_job(plan, tenant_namespace(tenant)) for tenant in names}
-    meetings = [f"{a} with {b} on {group}" for a in names for b in names if a < b
+    jobs = {(tenant, namespace): runner_job(plan, namespace) for tenant in names
+            for namespace in (tenant_namespace(tenant), tenant_namespace(protected_owner(tenant)))}
+    meetings = [f"{a} with {b} on {group}" for a in jobs for b in jobs if a[0] < b[0]
                 for group in shared_nodes(plan, jobs[a], jobs[b])]
     assert not meetings, meetings
     # A job waits for a node of its own instead of failing after the runner's default 180 s.
-    assert {config_toml(runner_release(plan, tenant_namespace(t)))["kubernetes"]["poll_timeout"] for t in names} == {POD_START_TIMEOUT}
-    # Not vacuous: one tenant's jobs still run side by side, on the nodes the stack gives them.
-    [first] = names[:1]
-    assert shared_nodes(plan, jobs[first], jobs[first]) == [g.name for g in node_groups(plan) if lands_on(jobs[first], g)] != []
+    assert {config_toml(runner_release(plan, namespace))["kubernetes"]["poll_timeout"] for _, namespace in jobs} == {POD_START_TIMEOUT}
+    # Not vacuous: one runner's jobs still run side by side, on the nodes the stack gives them.
+    first = jobs[names[0], tenant_namespace(names[0])]
+    assert shared_nodes(plan, first, first) == [g.name for g in node_groups(plan) if lands_on(first, g)] != []
 
 
 def _app_jobs(plan: dict[str, Any], tenant: str) -> dict[str, dict[str, Any]]:
@@ -237,6 +240,24 @@ def test_no_branch_build_shares_a_node_with_a_release_job(renders: dict[str, Ren
     if stack == "prod":  # nor one after the other: the release jobs' nodes are never a build's
         landing = {g.name for pod in builds for g in node_groups(plan) if lands_on(pod, g)}
         assert not landing & {g.name for pod in releases for g in node_groups(plan) if lands_on(pod, g)}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_release_job_reaches_no_more_than_a_branch_build(renders: dict[str, Render], stack: str) -> None:
+    """The runner for protected refs is held as the other: its jobs reach the cluster DNS and the
+    ingress controller only (tests/test_delivery_attacks.py's walker), its namespace has the same
+    constraints."""
+    plan = renders[stack].plan
+    network = Network(plan, "control-plane")
+    for tenant in tenants(plan):
+        namespace = tenant_namespace(protected_owner(tenant))
+        job = NetworkPod(f"{namespace}/job", namespace, runner_job(plan, namespace).labels, ())
+        assert network.reachable(job) == [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)], namespace
+        def constraints(namespace: str) -> list[str]:
+            return sorted(r["type"].rsplit(":", 1)[1] for r in plan["resources"] if "constraints.gatekeeper.sh" in r["type"]
+                          and namespace in (r["inputs"]["spec"]["match"].get("namespaces") or ()))
+
+        assert constraints(namespace) == constraints(tenant_namespace(tenant)) != [], namespace
 
 
 # --- 2. the platform's merge-request and deploy jobs --------------------------------------------------
