@@ -85,7 +85,8 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
         "control-plane-oidc", "dev-oidc", "platform-pipeline-gitlab", "prod-oidc"
     ]
     groups = of_type(plan, "aws:eks/nodeGroup:NodeGroup")
-    assert sorted(g["name"] for g in groups) == ["control-plane-ci", "control-plane-system", "dev-general", "prod-general"]
+    assert sorted(g["name"] for g in groups) == ["control-plane-ci", "control-plane-ci-release", "control-plane-deploy", "control-plane-platform-ci",
+                                                 "control-plane-system", "dev-general", "prod-general"]
     system = next(g for g in groups if g["name"] == "control-plane-system")
     assert system["inputs"]["scalingConfig"] == {"desiredSize": 3, "maxSize": 6, "minSize": 3}
     admin = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
