@@ -161,11 +161,11 @@ class RunnerSettings:
     """platform:services.gitlabRunner, as every runner is declared with it."""
 
     concurrent: int = 4  # jobs at once, per runner
-    job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' jobs; None: on any node
+    job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' any refs' jobs; None: on any node
     release_job_nodes: JobNodes | None = field(default=None, hash=False)  # tenants' protected refs' jobs
     platform_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's merge requests'
     deploy_job_nodes: JobNodes | None = field(default=None, hash=False)  # the platform's protected refs'
-    # False: a node runs one tenant's jobs at a time (an escaped build finds no other tenant's job there).
+    # False: a node runs one tenant runner's jobs at a time (an escaped build finds no other's job there).
     share_job_nodes: bool = False
     # Where job pods reach the platform's load balancer when the cluster does not short-circuit
     # its address to the ingress controller's pods (EKS NLBs: the VPC's CIDR). Empty: pods only.
@@ -410,7 +410,7 @@ def runner_config(args: GitLabRunnerArgs) -> str:
         "init_permissions_container_security_context": dict(RESTRICTED_CONTAINER),
         "service_container_security_context": dict(RESTRICTED_CONTAINER),
     }
-    # A tenant's jobs (its branch builds and its release jobs alike) never beside another tenant's.
+    # A tenant runner's jobs never beside another runner's: another tenant's, or its tenant's other one.
     alone_as = args.owner if args.tenant is not None and not args.settings.share_job_nodes else None
     lines = [
         "[[runners]]",
@@ -486,6 +486,11 @@ def settings_of(settings: ServiceSettings) -> RunnerSettings:
     )
 
 
+def _described(scope: str, tag: str | None) -> str:
+    """A runner's description in GitLab: what it serves, and for protected refs, which tag."""
+    return scope + (f" (protected refs, tag {tag})" if tag else "")
+
+
 @dataclass(frozen=True)
 class PlatformRunners:
     """The platform repository's runners: one for any ref (merge requests), one for protected refs."""
@@ -504,7 +509,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunn
     runners = settings_of(settings)
 
     def runner(name: str, owner: str, namespace: PlatformNamespace, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
-        description = f"project {path}" + (f" (protected refs, tag {tag})" if tag else "")
+        description = _described(f"project {path}", tag)
         return GitLabRunner(name, parts.cluster, GitLabRunnerArgs(
             owner=owner,
             namespace=namespace.name,
@@ -549,7 +554,7 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
     group = repositories.group
 
     def runner(owner: str, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
-        description = f"group {parts.name}" + (f" (protected refs, tag {tag})" if tag else "")
+        description = _described(f"group {parts.name}", tag)
         return GitLabRunner(
             f"{owner}-runner",
             platform.clusters["control-plane"],
