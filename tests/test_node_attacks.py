@@ -105,6 +105,11 @@ def runner_job(plan: dict[str, Any], namespace: str) -> Pod:
     return Pod(f"job in {namespace}", namespace, pod["metadata"]["labels"], pod["spec"])
 
 
+def tenant_jobs(plan: dict[str, Any]) -> list[Pod]:
+    """A job pod of each tenant runner: for any ref, and for protected refs."""
+    return [runner_job(plan, tenant_namespace(owner)) for t in tenants(plan) for owner in (t, protected_owner(t))]
+
+
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """A label selector (matchLabels, matchExpressions) against labels."""
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
@@ -249,14 +254,15 @@ def test_a_release_job_reaches_no_more_than_a_branch_build(renders: dict[str, Re
     constraints."""
     plan = renders[stack].plan
     network = Network(plan, "control-plane")
+
+    def constraints(namespace: str) -> list[str]:
+        return sorted(r["type"].rsplit(":", 1)[1] for r in plan["resources"] if "constraints.gatekeeper.sh" in r["type"]
+                      and namespace in (r["inputs"]["spec"]["match"].get("namespaces") or ()))
+
     for tenant in tenants(plan):
         namespace = tenant_namespace(protected_owner(tenant))
         job = NetworkPod(f"{namespace}/job", namespace, runner_job(plan, namespace).labels, ())
         assert network.reachable(job) == [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)], namespace
-        def constraints(namespace: str) -> list[str]:
-            return sorted(r["type"].rsplit(":", 1)[1] for r in plan["resources"] if "constraints.gatekeeper.sh" in r["type"]
-                          and namespace in (r["inputs"]["spec"]["match"].get("namespaces") or ()))
-
         assert constraints(namespace) == constraints(tenant_namespace(tenant)) != [], namespace
 
 
@@ -267,7 +273,7 @@ def test_the_platforms_merge_request_jobs_never_share_a_node_with_its_services(p
     to its node, it must not find Vault's pods (unsealed keys in memory), GitLab's (its secrets, every
     repository), Harbor's, OpenUnison's, ArgoCD's or any other platform pod there, nor a tenant's job."""
     merge_request = runner_job(prod, NAMESPACE)
-    others = [*service_pods(prod), *(runner_job(prod, tenant_namespace(t)) for t in tenants(prod))]
+    others = [*service_pods(prod), *tenant_jobs(prod)]
     assert {"vault", "gitlab"} <= {p.namespace for p in others}
     meetings = _meetings(prod, [merge_request], others)
     assert not meetings, meetings
@@ -279,7 +285,7 @@ def test_the_platforms_deploy_jobs_share_no_node_with_its_services_nor_any_job_o
     Vault's platform-deploy token). They must not run where a merge request's or a tenant's job could
     have escaped to, nor where a platform service runs (a compromised service must not reach them)."""
     deploy = runner_job(prod, PROTECTED_NAMESPACE)
-    others = [*service_pods(prod), runner_job(prod, NAMESPACE), *(runner_job(prod, tenant_namespace(t)) for t in tenants(prod))]
+    others = [*service_pods(prod), runner_job(prod, NAMESPACE), *tenant_jobs(prod)]
     meetings = _meetings(prod, [deploy], others)
     assert not meetings, meetings
     assert [g.name for g in node_groups(prod) if lands_on(deploy, g)], "the deploy jobs have no node"
