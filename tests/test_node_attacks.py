@@ -32,7 +32,7 @@ from components.tenancy import Severity
 from platformctl.charts import ROOT
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
-from tests.test_access import _access, _add, _edit, _env, _git, repo  # noqa: F401 (repo: the fixture)
+from tests.test_access import _access, _add, _edit, _env, _git, _stub_with_push, repo  # noqa: F401 (repo: the fixture)
 from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_ci_file import _lines, _resolve
 from tests.test_delivery_attacks import DNS, TRAEFIK, Network
@@ -389,26 +389,33 @@ def _merge_request_that_edits_the_gate(path: Path) -> str:
     return base
 
 
-def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["access", "access-main"])
+def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edits(tmp_path: Path, name: str) -> None:
     """`access` is the merge request's gate ("Pipelines must succeed"): each grant in a tenant needs one
     of its owners' approval. Run from the merge request's checkout, it is the branch's own code: a
-    branch that grants its author a role and edits the check to find no grant passes its own gate (and,
-    once merged, `access-main` too). The job as .gitlab-ci.yml defines it, run in such a merge
-    request's clone (its dependency installation aside: this process's packages stand in for them),
-    must still hold the grant for an owner, with the check as it is at the merge base."""
+    branch that grants its author a role and edits the check to find no grant passes its own gate,
+    and once merged, `access-main` (before dev deploys) too. Each job as .gitlab-ci.yml defines it, run
+    in such a clone (its dependency installation aside: this process's packages stand in for them;
+    on main, the merged merge request comes from a GitLab stub and has no approval), must still hold
+    the grant for an owner, with the check as it is at the base."""
     repo = tmp_path / "clone"
     repo.mkdir()
     base = _merge_request_that_edits_the_gate(repo)
-    job = _resolve(yaml.safe_load((repo / ".gitlab-ci.yml").read_text()), "access")
+    job = _resolve(yaml.safe_load((repo / ".gitlab-ci.yml").read_text()), name)
     lines = [line for line in _lines(job.get("before_script")) if not INSTALLS.match(line)] + list(_lines(job["script"]))
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     (shim / "python").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}", "HOME": str(tmp_path), "CI_PROJECT_DIR": str(repo),
-           "CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "CI_PIPELINE_SOURCE": "merge_request_event"}
-    env |= {k: str(v).replace("$CI_MERGE_REQUEST_DIFF_BASE_SHA", base) for k, v in (job.get("variables") or {}).items()}
-    done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    head = _git(repo, "rev-parse", "HEAD")
+    with _stub_with_push() as stub:
+        stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged"}]
+        env = {**(_env(stub) if name == "access-main" else _env(None)), "PATH": f"{shim}:{os.environ['PATH']}",
+               "HOME": str(tmp_path), "CI_PROJECT_DIR": str(repo), "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
+               "CI_COMMIT_BEFORE_SHA": base, "CI_COMMIT_SHA": head}
+        env.pop("CI_MERGE_REQUEST_IID", None)  # on main, the merged merge request of the commit is read
+        env |= {k: re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), str(v)) for k, v in (job.get("variables") or {}).items()}
+        done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "mallory → developers" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
     assert "❌ waiting for an owner's approval" in done.stdout
     # And the edit of the check, which would hold from the next merge request on, needs a system approver.
