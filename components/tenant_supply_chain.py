@@ -266,6 +266,8 @@ def ops_pipeline(host: str, manifests: list[str]) -> dict[str, Any]:
         "bump-image": {
             "image": {"name": approved(host, GIT_IMAGE), "entrypoint": [""]},
             "rules": [{"if": '$CI_PIPELINE_SOURCE == "pipeline" && $IMAGE_TAG =~ /^v[0-9]+\\.[0-9]+\\.[0-9]+$/'}],
+            # On main, with the job token of whoever pushed the release tag: a release job.
+            "tags": [PROTECTED_RUNNER_TAG],
             "script": [
                 'git config user.name "$GITLAB_USER_NAME" && git config user.email "$GITLAB_USER_EMAIL"',
                 'git remote set-url origin "https://gitlab-ci-token:${CI_JOB_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git"',

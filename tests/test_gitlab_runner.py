@@ -429,6 +429,12 @@ def _glob(pattern: str) -> re.Pattern[str]:
                               for part in re.split(r"(\*\*|\*)", pattern)) + "$")
 
 
+def holds_credentials(job: dict[str, Any]) -> bool:
+    """A starter job that logs in to Vault with an ID token, or writes with its job token (as the
+    person who started it: for a release, the owner who pushed the tag)."""
+    return "id_tokens" in job or any("CI_JOB_TOKEN" in line for line in job.get("script") or [])
+
+
 def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
     from components.tenant_supply_chain import starter_files
 
@@ -452,9 +458,9 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
             job = {**templates_.get(job.get("extends", ""), {}), **job}
             image = job["image"]["name"] if isinstance(job["image"], dict) else job["image"]
             assert any(p.match(image) for p in allowed), f"{project} {name}: {image} is not allowed on the {tenant} runner"
-            # The release jobs (an ID token for Vault) on the runner for protected refs, every other on the untagged one.
+            # The release jobs (credentials) on the runner for protected refs, every other on the untagged one.
             takes = [r["inputs"]["accessLevel"] for r in (runner, protected) if _takes(r["inputs"], job, protected_ref=True)]
-            assert takes == (["ref_protected"] if "id_tokens" in job else ["not_protected"]), f"{project} {name}: {takes}"
+            assert takes == (["ref_protected"] if holds_credentials(job) else ["not_protected"]), f"{project} {name}: {takes}"
             jobs += 1
     assert jobs >= 5  # build, scan, push, sign, bump-image
     # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.

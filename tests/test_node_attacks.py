@@ -34,10 +34,10 @@ from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_access import _access, _add, _edit, _env, _git, _stub_with_push, repo  # noqa: F401 (repo: the fixture)
 from tests.test_ci_attacks import RUNNER, _takes
-from tests.test_ci_file import _lines, _resolve
+from tests.test_ci_file import GLOBAL_KEYWORDS, _lines, _resolve
 from tests.test_delivery_attacks import DNS, TRAEFIK, Network
 from tests.test_delivery_attacks import Pod as NetworkPod
-from tests.test_gitlab_runner import config_toml, job_pod, runner_release, tenants
+from tests.test_gitlab_runner import config_toml, holds_credentials, job_pod, runner_release, tenants
 from tests.validation import kubernetes_errors
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -202,14 +202,17 @@ def test_a_tenants_build_never_shares_a_node_with_another_tenants_jobs(renders: 
     assert shared_nodes(plan, first, first) == [g.name for g in node_groups(plan) if lands_on(first, g)] != []
 
 
-def _app_jobs(plan: dict[str, Any], tenant: str) -> dict[str, dict[str, Any]]:
-    """The jobs of a tenant's starter `app` pipeline (build, scan, push, sign), `extends` resolved."""
-    from components.tenant_supply_chain import app_pipeline
+def _starter_jobs(plan: dict[str, Any], tenant: str) -> dict[str, dict[str, Any]]:
+    """`<project> <job>` -> the job, of each starter pipeline of the tenant (app, ops, ops-dev), `extends` resolved."""
+    from components.tenant_supply_chain import starter_files
 
     harbor = config_toml(runner_release(plan, tenant_namespace(tenant)))["kubernetes"]["image"].split("/", 1)[0]
-    pipeline = app_pipeline(tenant, harbor, Severity.HIGH)
-    return {name: _resolve(pipeline, name) for name, job in pipeline.items()
-            if not name.startswith(".") and isinstance(job, dict) and "stage" in job and "trigger" not in job}
+    jobs = {}
+    for project, files in starter_files(tenant, harbor, Severity.HIGH, harbor.removeprefix("harbor.")).items():
+        pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
+        jobs |= {f"{project} {name}": _resolve(pipeline, name) for name, job in pipeline.items()
+                 if not name.startswith(".") and name not in GLOBAL_KEYWORDS and "trigger" not in job}
+    return jobs
 
 
 def _job_pods_taking(plan: dict[str, Any], tenant: str, job: dict[str, Any], protected_ref: bool) -> list[Pod]:
@@ -227,18 +230,19 @@ def _job_pods_taking(plan: dict[str, Any], tenant: str, job: dict[str, Any], pro
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_no_branch_build_shares_a_node_with_a_release_job(renders: dict[str, Render], stack: str) -> None:
     """A tenant's developer pushes a branch; its build runs with the build exceptions. The release jobs
-    of a protected ref (those with an ID token for Vault: push and sign, holding the tenant's Harbor
-    robot and a token that signs with its key) must never run on a node such a build can reach, the
+    of a protected ref (push and sign, with an ID token for Vault: the tenant's Harbor robot and a
+    token that signs with its key; bump-image, with the job token of the owner who pushed the release
+    tag, which pushes to ops-dev) must never run on a node such a build can reach, the
     same tenant's included (a developer must not get what only a maintainer's release may do), nor
     after it on a node it could have stayed on: on runners and nodes of their own."""
     plan = renders[stack].plan
     builds, releases = [], []
     for tenant in tenants(plan):
-        jobs = _app_jobs(plan, tenant)
-        credentials = [job for job in jobs.values() if "id_tokens" in job]
-        assert len(credentials) == 2 and "id_tokens" not in jobs["build"]
-        builds += _job_pods_taking(plan, tenant, jobs["build"], protected_ref=False)
-        releases += [pod for job in credentials for pod in _job_pods_taking(plan, tenant, job, protected_ref=True)]
+        jobs = _starter_jobs(plan, tenant)
+        credentials = [name for name, job in jobs.items() if holds_credentials(job)]
+        assert {"app push", "app sign", "ops-dev bump-image"} <= set(credentials) and "app build" not in credentials
+        builds += _job_pods_taking(plan, tenant, jobs["app build"], protected_ref=False)
+        releases += [pod for name in credentials for pod in _job_pods_taking(plan, tenant, jobs[name], protected_ref=True)]
     assert builds and releases, "the starter pipeline's jobs have no runner"
     meetings = _meetings(plan, builds, releases)
     assert not meetings, meetings
