@@ -552,6 +552,9 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
     if settings is None or platform.gitlab is None or platform.harbor is None or repositories is None:
         return None
     group = repositories.group
+    # Both runners' group and policies in force: one each per tenant.
+    group_id = group.id.apply(int)
+    admission = gatekeeper.in_force(platform.addons.get("control-plane", {}))
 
     def runner(owner: str, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
         description = _described(f"group {parts.name}", tag)
@@ -561,7 +564,7 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
             GitLabRunnerArgs(
                 owner=owner,
                 namespace=tenant_namespace(owner),
-                scope=RunnerScope("group_type", description, group_id=group.id.apply(int), protected_tag=tag),
+                scope=RunnerScope("group_type", description, group_id=group_id, protected_tag=tag),
                 gitlab_url=platform.gitlab.url,
                 gitlab_provider=platform.gitlab.provider,
                 settings=settings,
@@ -570,7 +573,7 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
                 harbor_host=platform.harbor.host,
                 tenant=parts.name,
                 gatekeeper_templates=platform.gatekeeper_templates,
-                admission=gatekeeper.in_force(platform.addons.get("control-plane", {})),
+                admission=admission,
                 depends_on=(group,),
                 job_nodes=nodes,
             ),

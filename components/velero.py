@@ -185,7 +185,7 @@ class Velero(pulumi.ComponentResource):
         return [keys, repository, helper]
 
     def values(self) -> dict[str, Any]:
-        settings, eks = self.args.settings, self.args.eks is not None
+        settings, eks = self.args.settings, not self.file_system
         restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         values: dict[str, Any] = {
             "image": {"repository": VELERO_IMAGE, "tag": VELERO_TAG},
@@ -257,7 +257,7 @@ class Velero(pulumi.ComponentResource):
         tokens = projected_token(
             f"service-account tokens of Velero on {cluster}",
             issuer=f"the {cluster} cluster's service-account issuer",
-            holder=f"Velero's server{'' if self.args.eks else ' and node agents'} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
+            holder=f"Velero's server{' and node agents' if self.file_system else ''} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
             scope="cluster-admin (the chart's ClusterRoleBinding): reads every object of every namespace, Secrets included, "
                   "and restores into any",
         )
@@ -265,7 +265,7 @@ class Velero(pulumi.ComponentResource):
 
     def _store_credentials(self, name: str) -> list[Credential]:
         cluster = self.cluster.name
-        if self.args.eks is not None:
+        if not self.file_system:
             return [replace(irsa_credential(
                 name, f"{NAMESPACE}/{SERVICE_ACCOUNT}", cluster,
                 f"read, write and delete current objects under s3://<backups>/{prefix(cluster)}/ and use the bucket's key; "
