@@ -87,15 +87,20 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
 STACK_FILE_KEYS = ("config", "encryptedkey", "encryptionsalt", "secretsprovider")
 # Aliases a stack file may use: enough for shared anchors, far too few for an alias bomb.
 MAX_ALIASES = 50
+# Levels of nesting: the deepest setting is a handful of levels down; PyYAML's composer recurses
+# per level, so a file of a few thousand brackets would otherwise cost it a RecursionError.
+MAX_NESTING = 32
 MAX_STACK_FILE_BYTES = 1 << 20
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class StackFileLoader(yaml.SafeLoader):
-    """SafeLoader that refuses repeated keys and more than MAX_ALIASES aliases, before expanding
-    any, and keeps dates as the strings they are written as (Pulumi hands config over as text)."""
+    """SafeLoader that refuses repeated keys, more than MAX_ALIASES aliases (before expanding any)
+    and more than MAX_NESTING levels, and keeps dates as the strings they are written as (Pulumi
+    hands config over as text)."""
 
     aliases = 0
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -103,7 +108,14 @@ class StackFileLoader(yaml.SafeLoader):
             if self.aliases > MAX_ALIASES:
                 mark = self.peek_event().start_mark
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (line {mark.line + 1}); allowed: at most {MAX_ALIASES}")
-        return super().compose_node(parent, index)
+        if self.depth == MAX_NESTING:
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"nested too deeply (line {mark.line + 1}); allowed: at most {MAX_NESTING} levels")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -166,8 +178,6 @@ def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
         document = yaml.load(text, Loader=StackFileLoader) or {}  # noqa: S506 a SafeLoader
     except yaml.YAMLError as err:
         raise RenderError(_yaml_problem(source, err)) from None
-    except RecursionError:
-        raise RenderError(f"{source}: cannot read stack file: nested too deeply") from None
     entries = document.get("config") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise RenderError(f"{source}: no 'config:' mapping")
