@@ -102,6 +102,15 @@ DnsLabel = Annotated[
     Field(max_length=40),
     _check(_DNS_LABEL, "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric"),
 ]
+# Names made from a tenant's must fit their own limits; the longest is its protected runner's Helm
+# release, gitlab-runner-<tenant>-protected, and Helm refuses release names over 53 characters
+# (tests/test_names.py checks every name made from a tenant's, at this length).
+TENANT_NAME_MAX = 29
+TenantName = Annotated[str, _check(
+    re.compile(rf"^(?=.{{1,{TENANT_NAME_MAX}}}$){_DNS_LABEL.pattern[1:]}"),
+    f"a DNS-1123 label of at most {TENANT_NAME_MAX} characters (lower-case letters, digits and '-', starting and ending "
+    "alphanumeric): the Helm release gitlab-runner-<tenant>-protected must fit Helm's 53",
+)]
 DnsName = Annotated[str, _check(_DNS_NAME, "a lower-case DNS name with at least two labels, e.g. 'platform.example.com'")]
 Quantity = Annotated[str, _check(_QUANTITY, "a Kubernetes quantity such as '8', '500m', '16Gi'")]
 UserId = Annotated[str, _check(_USER_ID, "a user id of the identity source that is also a GitLab username: letters, digits, '.', '_', '-', not ending in '.'")]
@@ -511,7 +520,7 @@ class PodSecurityException(Model):
 
 
 class Tenant(Model):
-    name: DnsLabel
+    name: TenantName
     owners: list[UserId] = Field(min_length=1)
     developers: list[UserId] = []
     ops: list[UserId] = []

@@ -110,6 +110,8 @@ BAD_CONFIGS = [
     ("unknown service", DEV, setting("platform:services", "jenkins", value={"enabled": True}),
      "platform:services.jenkins", "unknown key"),
     ("tenants not a list", DEV, setting(T, value={"name": "x"}), "platform:tenants", "a list"),
+    ("tenant name too long for its runner's Helm release", DEV, setting(T, 0, "name", value="p" * 30), "platform:tenants[0].name",
+     "at most 29 characters"),
     ("tenant name invalid", DEV, setting(T, 0, "name", value="Payments_Team"), "platform:tenants[0].name",
      "DNS-1123"),
     ("tenant without owners", DEV, deleting(T, 1, "owners"), "platform:tenants[1].owners", "required"),
