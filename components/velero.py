@@ -21,8 +21,11 @@ Velero's IAM role (IRSA) may read, write and delete current objects there and no
 prefix, no object versions, no retention settings. S3 Object Lock keeps every version `retentionDays`
 and a delete only adds a delete marker, so Velero's own expiry (its `ttl`, the same days) hides a
 backup exactly when its lock ends; the lifecycle rule of `velero/` then removes the old versions and
-never expires current ones (a kopia repository keeps using old blobs). On kubeconfig stacks the
-target's key is in a Secret of the `velero` namespace, which no tenant reads.
+never expires current ones (a kopia repository keeps using old blobs). On kubeconfig stacks each
+workload cluster's Velero holds a key of its own (`options.target_keys`), which the target's
+administrator confines to that cluster's prefix (`target_policy`), never the control plane's backup
+key: the node agents run on every workload node, where tenants' code runs, and a node taken over
+there must not reach the control plane's backups or the other cluster's.
 
 Tenants get no rights in `velero.io` (components/tenant_roles.py); a restore is a platform
 administrator's (README: Tenants' volumes).
@@ -38,11 +41,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
+from components.common import ConfigModel
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -77,9 +81,10 @@ def prefix(cluster: str) -> str:
     return f"velero/{cluster}"
 
 
-def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]:
+def target_policy(bucket: str, cluster: str) -> dict[str, Any]:
     """What Velero's object-store plugin needs under its prefix (upstream's velero-plugin-for-aws README,
-    minus the EC2 snapshot rights: the CSI driver takes the snapshots), and the bucket's key."""
+    minus the EC2 snapshot rights: the CSI driver takes the snapshots): on a kubeconfig stack, the policy
+    the target's administrator gives the cluster's key (README: Tenants' volumes)."""
     own = prefix(cluster)
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
@@ -87,8 +92,34 @@ def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]
          "Resource": f"arn:aws:s3:::{bucket}/{own}/*"},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
          "Condition": {"StringLike": {"s3:prefix": f"{own}/*"}}},
-        {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": kms_key_arn},
     ]}
+
+
+def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]:
+    """Velero's role on EKS: `target_policy`, and the bucket's key."""
+    policy = target_policy(bucket, cluster)
+    policy["Statement"].append({"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": kms_key_arn})
+    return policy
+
+
+class TargetKey(ConfigModel):
+    """An access key to platform:backups.target."""
+
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: SecretStr
+
+
+class TargetKeys(ConfigModel):
+    """`platform:services.velero.targetKeys` (kubeconfig stacks): each workload cluster's own key to
+    platform:backups.target, which its administrator confines to `velero/<cluster>/` (target_policy)."""
+
+    dev: TargetKey | None = None
+    prod: TargetKey | None = None
+
+
+def credentials_file(access_key_id: str, secret_access_key: str) -> str:
+    """A key as the AWS credentials file Velero and its node agents read."""
+    return f"[default]\naws_access_key_id={access_key_id}\naws_secret_access_key={secret_access_key}\n"
 
 
 @dataclass(frozen=True)
@@ -160,15 +191,18 @@ class Velero(pulumi.ComponentResource):
         # CRD upgrade job's account, which would hand that job the role's environment too.
         return [workload_service_account(name, SERVICE_ACCOUNT, ns, role.arn, opts)]
 
+    def _credentials_file(self) -> pulumi.Output[str]:
+        """Kubeconfig clusters: the cluster's own key to the target (stacks/config.py requires it), a Pulumi secret."""
+        key: TargetKey | None = getattr(self.args.settings.options["target_keys"], self.cluster.name)
+        assert key is not None, f"stacks/config.py: platform:services.velero.targetKeys.{self.cluster.name} is required"
+        return pulumi.Output.secret(key.secret_access_key.get_secret_value()).apply(
+            lambda secret: credentials_file(key.access_key_id, secret))
+
     def _file_system_backup(self, name: str, ns: k8s.core.v1.Namespace, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        """The target's key, kopia's generated repository password (else Velero uses a built-in one),
-        and the restore helper's image."""
-        target = self.args.store.settings.target
-        assert target is not None, "components/backups.py: a kubeconfig stack's store has a target"
-        cloud = pulumi.Output.secret(target.secret_access_key).apply(
-            lambda key: f"[default]\naws_access_key_id={target.access_key_id}\naws_secret_access_key={key}\n")
+        """The cluster's key to the target, kopia's generated repository password (else Velero uses a
+        built-in one), and the restore helper's image."""
         keys = k8s.core.v1.Secret(f"{name}-s3", metadata=metadata(CREDENTIALS_SECRET, ns), type="Opaque",
-                                  string_data={CREDENTIALS_KEY: cloud}, opts=opts)
+                                  string_data={CREDENTIALS_KEY: self._credentials_file()}, opts=opts)
         password = random.RandomPassword(f"{name}-repository-password", length=40, special=False,
                                          opts=pulumi.ResourceOptions(parent=self))
         repository = k8s.core.v1.Secret(f"{name}-repository", metadata=metadata(REPOSITORY_SECRET, ns), type="Opaque",
@@ -274,13 +308,14 @@ class Velero(pulumi.ComponentResource):
         target = self.args.store.settings.target
         assert target is not None
         return [external_secret(
-            f"access key of the backup target, held by Velero on {cluster}",
+            f"{cluster}'s own access key to the backup target, held by Velero there",
             issuer=f"the administrator of {target.endpoint}",
             holder=f"Secret {NAMESPACE}/{CREDENTIALS_SECRET} on {cluster} (Velero and its node agents), and {STATE}",
-            scope=f"what the target grants it on bucket {target.bucket}; Velero reads, writes and deletes under {prefix(cluster)}/",
+            scope=f"what the target's administrator grants it on bucket {target.bucket}: read, write and delete under "
+                  f"{prefix(cluster)}/ (velero.target_policy), nothing else",
             lifetime="set by the target's administrator",
-            rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`, "
-                     "then restart Velero and its node agents",
+            rotation=f"issue a new key, `pulumi config set --secret --path platform:services.velero.targetKeys.{cluster}.secretAccessKey` "
+                     "(and its accessKeyId), `pulumi up`, then restart Velero and its node agents",
             resources=(f"{name}-s3",),
         ), generated_password(
             f"Velero's kopia repository password on {cluster}",
@@ -346,7 +381,7 @@ SLICE: ServiceSlice[Velero] = ServiceSlice(
     key="velero",
     namespace=PlatformNamespace(
         NAMESPACE,
-        "Velero, which reads and restores every namespace (cluster-admin) and holds the backup store's key; on kubeconfig "
+        "Velero, which reads and restores every namespace (cluster-admin) and holds its cluster's key to the backup store; on kubeconfig "
         "clusters its node agent runs as root with the kubelet's pod and plugin directories mounted from the host "
         "(hostPath) to copy the tenants' volumes",
     ),
@@ -359,5 +394,7 @@ SLICE: ServiceSlice[Velero] = ServiceSlice(
         "schedule": (CronSchedule, "0 4 * * *"),
         # The environments whose tenant namespaces are backed up: dev's are rebuilt from Git by ArgoCD.
         "environments": (list[Literal["dev", "prod"]], ["prod"]),
+        # Kubeconfig stacks: each workload cluster's own key to platform:backups.target (TargetKeys).
+        "target_keys": (TargetKeys, TargetKeys()),
     },
 )

@@ -1064,11 +1064,32 @@ def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
                 "declares; allowed: platform:backups set, or services.velero.enabled: false"]
     on_eks = config.clusters.control_plane.eks is not None
     store = "the EKS control plane's bucket, reached through IRSA" if on_eks else "platform:backups.target, reached with its key"
-    return [
+    problems = [
         f"{NAMESPACE}:services.velero: clusters.{key} is {'a kubeconfig' if on_eks else 'an EKS'} cluster, and Velero there "
         f"cannot write to {store}; allowed: workload clusters of the control plane's kind, or services.velero.enabled: false"
         for key in ("dev", "prod") if (getattr(config.clusters, key).eks is not None) != on_eks
     ]
+    return problems + _velero_key_rules(config, on_eks)
+
+
+def _velero_key_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
+    """Kubeconfig stacks: each workload cluster's Velero has a key of its own to the backup target, never
+    the control plane's nor the other cluster's (its node agents run on every node tenants' code runs on)."""
+    keys, where = config.services.settings("velero").options["target_keys"], f"{NAMESPACE}:services.velero.targetKeys"
+    if on_eks:
+        return [f"{where}: Velero on EKS reaches the bucket through IRSA; allowed: unset"] if keys.dev or keys.prod else []
+    problems, seen = [], {config.backups.target.access_key_id: "platform:backups.target"} if config.backups and config.backups.target else {}
+    for cluster in ("dev", "prod"):
+        key = getattr(keys, cluster)
+        if key is None:
+            problems.append(
+                f"{where}.{cluster}: required on kubeconfig stacks; allowed: a mapping with accessKeyId and secretAccessKey, a key of "
+                f"{cluster}'s own that the target's administrator confines to velero/{cluster}/ (README: Tenants' volumes)")
+        elif key.access_key_id in seen:
+            problems.append(f"{where}.{cluster}.accessKeyId: the key of {seen[key.access_key_id]}; allowed: a key of {cluster}'s own")
+        else:
+            seen[key.access_key_id] = f"{where}.{cluster}"
+    return problems
 
 
 def _secret_leaves(model: BaseModel, path: str) -> list[str]:
@@ -1092,7 +1113,8 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey",),
     "backups": ("target.secretAccessKey",),
-    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod"),
+    "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
+                 "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey"),
 }
 
 

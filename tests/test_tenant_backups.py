@@ -9,6 +9,7 @@ tenant's roles, as the plan binds them, against every kind Velero serves.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,36 @@ def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_re
         "cpuRequest": sizing["requests"]["cpu"], "memoryRequest": sizing["requests"]["memory"], "memoryLimit": sizing["limits"]["memory"]}
 
 
+def test_each_kubeconfig_clusters_velero_holds_a_key_of_its_own_never_the_control_planes(renders: dict[str, Render]) -> None:
+    """Velero's node agents run on every workload node, where tenants' code runs: a node taken over
+    there reads the credentials file they mount. It must hold that cluster's own key (confined by
+    the target's administrator to its prefix), not the key of the control plane's backups (Vault's
+    snapshots, GitLab's and Harbor's backups) nor the other cluster's. The file is secret in the
+    plan; its fingerprint (a hash of the mock value) tells which key it is made of."""
+    raw, _ = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    target = json.loads(raw["platform:backups"])["target"]
+    keys = json.loads(raw["platform:services"])["velero"]["targetKeys"]
+
+    def fingerprint(key: dict[str, str]) -> str:
+        value = {velero.CREDENTIALS_KEY: velero.credentials_file(key["accessKeyId"], key["secretAccessKey"])}
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+    held = {r["cluster"]: renders["dev"].fingerprints[r["urn"]]["stringData"] for r in of_kind(renders["dev"].plan, "Secret")
+            if (r["inputs"]["metadata"]["name"], r["inputs"]["metadata"]["namespace"]) == (velero.CREDENTIALS_SECRET, velero.NAMESPACE)}
+    assert set(held) == {"dev", "prod"}
+    assert fingerprint(target) not in held.values(), "a workload cluster holds the control plane's backup key"
+    assert held == {cluster: fingerprint(keys[cluster]) for cluster in held}
+    assert len({keys["dev"]["accessKeyId"], keys["prod"]["accessKeyId"], target["accessKeyId"]}) == 3
+
+
+def test_the_readme_gives_the_targets_administrator_each_clusters_policy() -> None:
+    """What `targetKeys.<cluster>` must be confined to, as the README shows it for dev's target."""
+    bucket = json.loads(read_stack_file(ROOT / "Pulumi.dev.yaml")[0]["platform:backups"])["target"]["bucket"]
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- velero target policy -->\n```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == velero.target_policy(bucket, "dev")
+
+
 def restored_pod(plan: dict[str, Any], cluster: str, helper_image: str) -> dict[str, Any]:
     """A tenant's pod as a file-system restore recreates it: Velero 1.18.1 adds the init container
     `restore-wait` (pkg/restore/actions/pod_volume_restore_action.go: the configured image, 100m and
@@ -328,8 +359,9 @@ def test_veleros_credentials_are_in_the_inventory_with_their_lifetimes(renders: 
             assert tokens["category"] == "federated" and tokens["lifetimeSeconds"] == 3600 and "cluster-admin" in tokens["scope"]
         sessions = entries["prod"][f"AWS sessions of Velero on {cluster} (IRSA)"]
         assert sessions["lifetimeSeconds"] == 3600 and f"velero/{cluster}/" in sessions["scope"]
-        key = entries["dev"][f"access key of the backup target, held by Velero on {cluster}"]
+        key = entries["dev"][f"{cluster}'s own access key to the backup target, held by Velero there"]
         assert key["category"] == "external" and key["resources"] == [f"{cluster}-velero-s3"]
+        assert f"targetKeys.{cluster}.secretAccessKey" in key["rotation"] and f"velero/{cluster}/" in key["scope"]
         password = entries["dev"][f"Velero's kopia repository password on {cluster}"]
         assert password["category"] == "bootstrap" and password["lifetime"] == "never expires"
 
@@ -422,11 +454,26 @@ def test_velero_on_a_workload_cluster_of_another_kind_than_the_control_plane_is_
     load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)  # the one reason
 
 
-@pytest.mark.parametrize(("velero_options", "key"), [
-    ({"schedule": "nightly"}, "platform:services.velero.schedule"),
-    ({"environments": ["staging"]}, "platform:services.velero.environments"),
+def _dev_velero(**changes: Any) -> dict[str, Any]:
+    velero_options = copy.deepcopy(stack_config("dev")["platform:services"]["velero"])
+    velero_options.update(changes)
+    return velero_options
+
+
+DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
+
+
+@pytest.mark.parametrize(("stack", "velero_options", "key", "words"), [
+    ("prod", {"schedule": "nightly"}, "platform:services.velero.schedule", "pattern"),
+    ("prod", {"environments": ["staging"]}, "platform:services.velero.environments", "'dev' or 'prod'"),
+    ("dev", _dev_velero(targetKeys={"dev": DEV_KEY}), "platform:services.velero.targetKeys.prod", "required on kubeconfig stacks"),
+    ("dev", _dev_velero(targetKeys={"dev": DEV_KEY, "prod": {**DEV_KEY}}), "platform:services.velero.targetKeys.prod.accessKeyId",
+     "the key of platform:services.velero.targetKeys.dev"),
+    ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev-backups"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
+     "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target"),
+    ("prod", {"targetKeys": {"dev": DEV_KEY}}, "platform:services.velero.targetKeys", "through IRSA; allowed: unset"),
 ])
-def test_bad_velero_options_are_refused_naming_the_key(velero_options: dict[str, Any], key: str) -> None:
+def test_bad_velero_options_are_refused_naming_the_key(stack: str, velero_options: dict[str, Any], key: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        _config_with("prod", **{"platform:services": {"velero": velero_options}})
-    assert key in str(caught.value)
+        _config_with(stack, **{"platform:services": {"velero": velero_options}})
+    assert [line for line in str(caught.value).splitlines() if (f": {key}:" in line or f": {key}[" in line) and words in line], str(caught.value)
