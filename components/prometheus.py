@@ -3,7 +3,16 @@
 Lean on purpose: the prometheus-community chart's server alone (Alertmanager, kube-state-metrics,
 node exporter and Pushgateway off) scraping itself and the ingress controller's pods, nothing
 else (the chart's default jobs for API servers, nodes and annotated pods are off). Argo Rollouts'
-AnalysisRuns query it in-cluster (components/tenant_rollout.py); it is not published.
+AnalysisRuns query it in-cluster (components/tenant_rollout.py), only through a label-enforcing
+proxy that scopes every query to the analysis's own namespace (components/prometheus_query.py);
+it is not published.
+
+Traefik names a Service `<namespace>-<service>-<port>@kubernetes` and carries no namespace label,
+so the scrape derives `service_namespace` from that name: the longest prefix that is a namespace
+of the cluster's environment (`<tenant>-<env>`) followed by a Service and port. One rule, whatever
+the tenants (adding one changes nothing here). Longest, so that tenant `pay-dev-x`'s Services are
+never `pay`'s (`pay-dev-x-dev-app-80`); a Service whose own name holds `-<env>-` is attributed to
+the longer name, where Traefik's names are ambiguous anyway (that is `pay`'s `x-dev-app` too).
 """
 
 from __future__ import annotations
@@ -11,18 +20,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components import workload_ingress
+import pulumi
+import pulumi_kubernetes as k8s
+
+from dataclasses import dataclass
+
+from components import argo_rollouts, prometheus_query, workload_ingress
 from components.cluster import ClusterHandle
 from components.common import checksum
 from components.inventory import projected_token
-from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
+from components.prometheus_query import QueryProxy, QueryProxyArgs
+from components.service import (
+    WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts,
+)
+from components.tenancy import Isolation
+from policy.labels import VCLUSTER_MANAGED_BY_LABEL, VCLUSTER_NAMESPACE_LABEL
 
 NAMESPACE = "monitoring"
 RELEASE = "prometheus"
 # The chart's server Service (`<release>-server`, port 80): where AnalysisRuns send their queries.
 URL = f"http://{RELEASE}-server.{NAMESPACE}.svc.cluster.local"
-SERVICE = f"{NAMESPACE}/{RELEASE}-server"  # the same, as vCluster names a host Service it replicates
 SERVER_PORT = 9090  # the server container's port behind the Service (what NetworkPolicies admit)
+SERVER_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"}  # the chart's
+# Where analyses send their queries instead: the cluster's proxy (inside a virtual cluster, the
+# same name is the host's proxy of that virtual cluster, replicated in).
+QUERY_URL = f"http://{prometheus_query.NAME}.{NAMESPACE}.svc.cluster.local"
+SERVICE_NAMESPACE_LABEL = "service_namespace"  # the label the proxies enforce
 SCRAPE_JOB = "ingress"
 # The chart's default scrape jobs, all off: only the ingress controller's metrics are needed.
 CHART_JOBS = (
@@ -35,8 +58,19 @@ RETENTION = "15d"
 CONFIG_CHECKSUM = "platform.io/scrape-config-checksum"  # a new scrape config restarts the server
 
 
-def ingress_scrape_job() -> dict[str, Any]:
-    """Every ingress controller pod's `metrics` port, labelled with its namespace and pod."""
+def namespace_relabeling(environment: str) -> dict[str, Any]:
+    """`service_namespace` from Traefik's `service` label (Prometheus anchors the regex at both ends; RE2)."""
+    return {
+        "source_labels": ["service"],
+        "regex": f"([a-z0-9-]+-{environment})-[a-z0-9-]+-[a-z0-9]+@kubernetes",
+        "target_label": SERVICE_NAMESPACE_LABEL,
+        "replacement": "$1",
+    }
+
+
+def ingress_scrape_job(environment: str) -> dict[str, Any]:
+    """Every ingress controller pod's `metrics` port, labelled with its namespace and pod, and
+    each Service's series with the namespace of the Service."""
     return {
         "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [workload_ingress.NAMESPACE]}}],
         "relabel_configs": [
@@ -45,16 +79,22 @@ def ingress_scrape_job() -> dict[str, Any]:
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
         ],
+        "metric_relabel_configs": [namespace_relabeling(environment)],
     }
 
 
-class Prometheus(ChartAddOn[AddOnArgs]):
+@dataclass(frozen=True, kw_only=True)
+class PrometheusArgs(AddOnArgs):
+    environment: str  # whose tenant namespaces the cluster holds
+
+
+class Prometheus(ChartAddOn[PrometheusArgs]):
     type_token = "platform:prometheus:Prometheus"
     sized_at = ("server",)
     url: str = URL
 
-    def values(self, args: AddOnArgs) -> dict[str, Any]:
-        scrape_configs = {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job()}
+    def values(self, args: PrometheusArgs) -> dict[str, Any]:
+        scrape_configs = {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job(args.environment)}
         return {
             **{chart: {"enabled": False} for chart in SUBCHARTS},
             "server": {
@@ -71,7 +111,22 @@ class Prometheus(ChartAddOn[AddOnArgs]):
             "scrapeConfigs": scrape_configs,
         }
 
-    def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
+    def extend(self, name: str, cluster: ClusterHandle, args: PrometheusArgs) -> None:
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
+        # The proxies' pods only: no controller, tenant or platform pod queries Prometheus directly.
+        k8s.networking.v1.NetworkPolicy(f"{name}-server-ingress", metadata={"name": f"{RELEASE}-server", "namespace": NAMESPACE}, spec={
+            "podSelector": {"matchLabels": SERVER_LABELS},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": prometheus_query.PROXY_LABELS}}],
+                         "ports": [{"protocol": "TCP", "port": SERVER_PORT}]}],
+        }, opts=on_cluster)
+        # The host's Rollouts controller, which runs the analyses Gatekeeper holds to their namespace's header.
+        controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": argo_rollouts.NAMESPACE}},
+                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "argo-rollouts"}}}
+        QueryProxy(f"{name}-query", cluster, QueryProxyArgs(
+            name=prometheus_query.NAME, namespace=NAMESPACE, upstream=URL, label=SERVICE_NAMESPACE_LABEL,
+            clients=[controller], header=prometheus_query.HEADER, after=[self.release],
+        ), pulumi.ResourceOptions(parent=self))
         args.inventory.register(projected_token(
             f"service-account token of Prometheus on {cluster.name}",
             issuer=f"the {cluster.name} cluster's API server (projected service-account token)",
@@ -84,10 +139,45 @@ class Prometheus(ChartAddOn[AddOnArgs]):
         return {"url": URL}
 
 
+def virtual_proxy_name(host_namespace: str) -> str:
+    """The proxy of the virtual cluster in `host_namespace` (at most 17 + 45 characters)."""
+    return f"{prometheus_query.NAME}-{host_namespace}"
+
+
+def analysis_provider(namespace: str, query: str) -> dict[str, Any]:
+    """The Prometheus provider of an analysis in `namespace`, as PlatformTenantAnalysis admits it."""
+    return {"address": QUERY_URL, "headers": [{"key": prometheus_query.HEADER, "value": namespace}], "query": query}
+
+
+def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
+    name = f"{parts.cluster.role}-{SLICE.key}"
+    return Prometheus(name, parts.cluster, SLICE, PrometheusArgs(settings=settings, inventory=parts.inventory, environment=parts.cluster.role))
+
+
+def virtual_cluster_proxies(parts: TenantParts) -> dict[str, QueryProxy]:
+    """A virtual cluster's analyses pass no host constraint: its controller, synced to the host
+    namespace, reaches a proxy of its own whose value is that namespace, whatever a request says."""
+    if parts.tenant.isolation is not Isolation.VCLUSTER:
+        return {}
+    proxies = {}
+    for environment, host_namespace in parts.namespaces.items():
+        prometheus = parts.addon(environment, SLICE)
+        if prometheus is None:
+            continue
+        controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": host_namespace}},
+                      "podSelector": {"matchLabels": {VCLUSTER_NAMESPACE_LABEL: argo_rollouts.NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: host_namespace}}}
+        proxies[environment] = QueryProxy(f"{host_namespace}-{prometheus_query.NAME}", parts.platform.clusters[environment], QueryProxyArgs(
+            name=virtual_proxy_name(host_namespace), namespace=NAMESPACE, upstream=URL, label=SERVICE_NAMESPACE_LABEL,
+            clients=[controller], value=host_namespace, after=[prometheus.release],
+        ), parts.opts)
+    return proxies
+
+
 SLICE: ServiceSlice[Prometheus] = ServiceSlice(
     key="prometheus",
-    namespace=PlatformNamespace(NAMESPACE, "Prometheus, which the canary analyses of every tenant query"),
+    namespace=PlatformNamespace(NAMESPACE, "Prometheus and its query proxies, which the canary analyses of every tenant query"),
     chart="prometheus",
-    addon=Prometheus,
+    on_cluster=declare_on,
     clusters=WORKLOAD_CLUSTERS,
+    tenant=virtual_cluster_proxies,
 )

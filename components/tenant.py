@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import argo_rollouts, gatekeeper, prometheus, yaml_text
+from components import argo_rollouts, gatekeeper, prometheus, prometheus_query, yaml_text
 from components.cluster import ClusterHandle
 from components.federation import (
     FEDERATED_USER,
@@ -62,12 +62,10 @@ from policy.labels import (
     SIGNATURE_POLICY_LABEL,
     TENANT_LABEL,
     TENANT_NAMESPACE_LABEL,
+    VCLUSTER_MANAGED_BY_LABEL,
+    VCLUSTER_NAMESPACE_LABEL,
     pod_security_admission,
 )
-
-# Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
-VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
-VCLUSTER_MANAGED_BY_LABEL = "vcluster.loft.sh/managed-by"
 
 # Role -> the ClusterRole it is bound to, per environment (components/tenant_roles.py).
 ROLE_BINDINGS: dict[str, dict[str, str]] = {
@@ -114,7 +112,8 @@ def namespace_constraints(
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy.templates[constraint["kind"]]])),
         )
         for constraint in tenant_namespace_constraints(
-            ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses
+            ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses,
+            prometheus_query.HEADER if policy.prometheus_addresses else None,
         )
     ]
 
@@ -265,8 +264,12 @@ def virtual_cluster_values(
     host_namespace = namespace_name(tenant.name, environment)
     return {
         "controlPlane": control_plane,
-        # Prometheus under its host name, for the Rollouts' analysis (the controller runs inside).
-        "networking": {"replicateServices": {"fromHost": [{"from": prometheus.SERVICE, "to": prometheus.SERVICE}]}},
+        # The host's query proxy of this virtual cluster, under the name the AnalysisTemplate uses
+        # (the controller runs inside; components/prometheus_query.py).
+        "networking": {"replicateServices": {"fromHost": [{
+            "from": f"{prometheus.NAMESPACE}/{prometheus.virtual_proxy_name(host_namespace)}",
+            "to": f"{prometheus.NAMESPACE}/{prometheus_query.NAME}",
+        }]}},
         "sync": {
             # The tenant's Ingresses serve on the host's ingress controller, held to its host rule.
             "toHost": {"ingresses": {"enabled": True}},
@@ -513,7 +516,8 @@ class TenantNamespace(pulumi.ComponentResource):
             parts.append(
                 ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, (443,))
             )
-        # Argo Rollouts inside (components/argo_rollouts.py) asks the host's Prometheus for its analyses.
+        # Argo Rollouts inside (components/argo_rollouts.py) asks the host's Prometheus for its
+        # analyses, through this virtual cluster's own proxy (never Prometheus itself).
         rollouts = k8s.networking.v1.NetworkPolicy(
             f"{name}-vcluster-argo-rollouts",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="vcluster-argo-rollouts", namespace=ns_name),
@@ -523,9 +527,11 @@ class TenantNamespace(pulumi.ComponentResource):
                 ),
                 policy_types=["Egress"],
                 egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                        match_labels={"kubernetes.io/metadata.name": prometheus.NAMESPACE}))],
-                    ports=tcp(prometheus.SERVER_PORT),
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(
+                        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": prometheus.NAMESPACE}),
+                        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=prometheus_query.pod_labels(prometheus.virtual_proxy_name(ns_name))),
+                    )],
+                    ports=tcp(prometheus_query.PORT),
                 )],
             ),
             opts=inside,
@@ -615,7 +621,7 @@ def namespace_policy(
         return None
     # The Rollouts controller calls an analysis's provider from its own namespace: only the
     # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not.
-    queries = (prometheus.URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
+    queries = (prometheus.QUERY_URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
     return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries,
                            gatekeeper.in_force(platform.addons.get(cluster, {})))
 

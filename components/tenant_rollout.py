@@ -56,8 +56,10 @@ def error_rate_query() -> str:
     )
 
 
-def analysis_template() -> dict[str, Any]:
-    """Fails the canary as soon as one measurement finds more than MAX_ERROR_RATE errors."""
+def analysis_template(namespace: str) -> dict[str, Any]:
+    """Fails the canary as soon as one measurement finds more than MAX_ERROR_RATE errors, asking
+    Prometheus' proxy for `namespace`'s traffic (the host namespace: a virtual cluster's proxy
+    fixes it whatever the header says)."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
@@ -69,7 +71,7 @@ def analysis_template() -> dict[str, Any]:
                 "interval": "1m",
                 "failureLimit": 0,
                 "successCondition": f"result[0] <= {MAX_ERROR_RATE}",
-                "provider": {"prometheus": {"address": prometheus.URL, "query": error_rate_query()}},
+                "provider": {"prometheus": prometheus.analysis_provider(namespace, error_rate_query())},
             }],
         },
     }
@@ -178,5 +180,5 @@ def ops_manifests(tenant: str, host: str, environment: str, domain: str, virtual
             # maxUnavailable, which tenant namespaces require: one pod may always be evicted, whatever the replicas.
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
         },
-        *([analysis_template()] if environment == "prod" else []),
+        *([analysis_template(namespace_name(tenant, environment))] if environment == "prod" else []),
     ]

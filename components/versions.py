@@ -224,3 +224,12 @@ VELERO_TAG = "v1.18.1"
 # snapshots of EBS volumes need), by Kubernetes minor. Refresh with
 # `aws eks describe-addon-versions --kubernetes-version <v> --addon-name snapshot-controller`.
 EKS_SNAPSHOT_CONTROLLER: dict[str, str] = {"1.33": "v8.3.0-eksbuild.1"}
+
+# The label-enforcing proxy in front of each workload cluster's Prometheus (components/prometheus_query.py):
+# prometheus-community's prom-label-proxy. Its digest was read from a public repository that pins it
+# (opendatahub-io/opendatahub-operator 7d71d4c, annotated v0.12.1), not from the registry (offline);
+# confirm on every bump with `crane digest quay.io/prometheuscommunity/prom-label-proxy:<tag>`.
+PROM_LABEL_PROXY_IMAGE = Image(
+    "quay.io/prometheuscommunity/prom-label-proxy", "v0.12.1",
+    "sha256:28f81efb6574556011e7914851faaccce4a64b1b72a338aaaf3cc9d45e66fd96",
+)

@@ -31,3 +31,8 @@ def pod_security_admission(level: str) -> dict[str, str]:
         "pod-security.kubernetes.io/audit": "restricted",
         "pod-security.kubernetes.io/audit-version": "latest",
     }
+
+
+# Labels a virtual cluster puts on the host copies of its pods (vcluster pkg/util/translate).
+VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
+VCLUSTER_MANAGED_BY_LABEL = "vcluster.loft.sh/managed-by"

@@ -270,8 +270,7 @@ def prod_canary(p: Plan, tenant: str) -> list[str]:
     names = {t["templateName"] for t in canary.get("analysis", {}).get("templates", [])}
     templates = [d for d in documents if d["kind"] == "AnalysisTemplate" and d["metadata"]["name"] in names]
     addresses = {m["provider"]["prometheus"]["address"] for t in templates for m in t["spec"]["metrics"] if "prometheus" in m["provider"]}
-    services = {f"http://{s['metadata']['name']}.{r['inputs']['namespace']}.svc.cluster.local"
-                for r in p.releases("prod", "prometheus") for s in r.get("rendered") or [] if s["kind"] == "Service"}
+    services = _prometheus_urls(p, "prod")
     missing = _need(canary.get("steps"), "a canary Rollout in ops prod/app.yaml")
     missing += _need(templates, "an AnalysisTemplate the canary runs")
     missing += _controller(p, tenant, "prod")
@@ -283,11 +282,28 @@ def prod_canary(p: Plan, tenant: str) -> list[str]:
     return missing
 
 
+def _url(service: str) -> str:
+    namespace, _, name = service.partition("/")
+    return f"http://{name}.{namespace}.svc.cluster.local"
+
+
+def _prometheus_urls(p: Plan, cluster: str) -> set[str]:
+    """Where a query reaches a Prometheus release on `cluster`: its Services, and the Services of the
+    query proxies (prom-label-proxy) whose upstream is one of those."""
+    servers = {f"http://{s['metadata']['name']}.{r['inputs']['namespace']}.svc.cluster.local"
+               for r in p.releases(cluster, "prometheus") for s in r.get("rendered") or [] if s["kind"] == "Service"}
+    proxies = {(d["metadata"].get("namespace"), d["metadata"]["name"]) for d in p.objects(cluster, "Deployment")
+               for c in d["spec"]["template"]["spec"]["containers"] if {f"-upstream={url}" for url in servers} & set(c.get("args") or [])}
+    return servers | {_url(f"{s['metadata'].get('namespace')}/{s['metadata']['name']}") for s in p.objects(cluster, "Service")
+                      if (s["metadata"].get("namespace"), s["metadata"]["name"]) in proxies}
+
+
 def _prometheus_inside(p: Plan, tenant: str, virtual: dict[str, Any], addresses: set[str]) -> list[str]:
-    """The controller inside a virtual cluster reaches the host's Prometheus under the same name:
-    the Service replicated in, and the host namespace's NetworkPolicy letting its pod out to it."""
-    replicated = {m["to"] for m in virtual.get("networking", {}).get("replicateServices", {}).get("fromHost") or [] if m["from"] == m["to"]}
-    named = {f"http://{name}.{namespace}.svc.cluster.local" for namespace, _, name in (r.partition("/") for r in replicated)}
+    """The controller inside a virtual cluster reaches the host's Prometheus under the name the
+    analysis uses: a host Service that reaches it replicated in under that name, and the host
+    namespace's NetworkPolicy letting its pod out to it."""
+    reaching = _prometheus_urls(p, "prod")
+    named = {_url(m["to"]) for m in virtual.get("networking", {}).get("replicateServices", {}).get("fromHost") or [] if _url(m["from"]) in reaching}
     prometheus = {r["inputs"]["namespace"] for r in p.releases("prod", "prometheus")}
     let_out = any(
         policy["spec"]["podSelector"].get("matchLabels", {}).get("vcluster.loft.sh/namespace") == "argo-rollouts"

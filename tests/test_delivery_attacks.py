@@ -348,15 +348,16 @@ def test_a_tenants_workload_reaches_its_own_namespace_and_the_dns_only(renders: 
             pod = Pod(f"{namespace}/attacker", namespace, labels, ())
             outside = [(what, port) for what, port in network.reachable(pod) if what != DNS and not what.startswith(f"{namespace}/")]
             assert not outside, (namespace, labels, outside)
-    # Without its namespace's policies the same pod reaches the cluster's Prometheus: the walk can fail.
-    open_ = Network({**plan, "resources": [r for r in plan["resources"] if not r["name"].endswith("-default-deny")]}, cluster)
-    assert (PROMETHEUS, 9090) in open_.reachable(Pod(f"{tenant_namespaces[0]}/attacker", tenant_namespaces[0], {"app": "attacker"}, ()))
+    # Without its namespace's policies and Prometheus' own the same pod reaches the cluster's
+    # Prometheus: the walk can fail. Prometheus' own policy alone keeps it out.
+    attacker = Pod(f"{tenant_namespaces[0]}/attacker", tenant_namespaces[0], {"app": "attacker"}, ())
+    for opened, reached in (("-default-deny", False), (("-default-deny", "-prometheus-server-ingress"), True)):
+        open_ = Network({**plan, "resources": [r for r in plan["resources"] if not r["name"].endswith(opened)]}, cluster)
+        assert ((PROMETHEUS, 9090) in open_.reachable(attacker)) is reached, opened
 
 
 # --- Argo Rollouts: an analysis that reads another tenant's traffic ---------------------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open: the platform's Prometheus holds every tenant's Traefik metrics and a "
-                   "tenant's analysis may query any of them; scoping needs a label-enforcing proxy (report of branch redgitops)")
 def test_a_tenants_analysis_cannot_read_another_tenants_traffic(renders: dict[str, Render]) -> None:
     """`payments` writes an AnalysisTemplate whose Prometheus query names `checkout`'s Service as
     Traefik labels it: the Rollouts controller runs it and the answer (checkout's request and error
@@ -386,10 +387,10 @@ def test_a_virtual_clusters_analysis_cannot_shut_down_the_clusters_prometheus(re
     """`catalog` (isolation: vcluster) writes, in its virtual namespace, an AnalysisRun whose web provider
     POSTs to http://prometheus-server.monitoring.svc.cluster.local/-/quit. No Gatekeeper holds the
     providers inside a virtual cluster (PlatformTenantAnalysis is the host's), and the virtual
-    cluster's Argo Rollouts controller, synced to the host, reaches the host's Prometheus by design.
-    With the chart's --web.enable-lifecycle Prometheus exits on that POST, as often as asked: every
-    tenant's canary analysis on the cluster fails and their prod Rollouts abort. Prometheus must take
-    no lifecycle call."""
+    cluster's Argo Rollouts controller, synced to the host, reaches the host's Prometheus by design,
+    through its own query proxy (which forwards the query APIs only). With the chart's
+    --web.enable-lifecycle Prometheus exits on that POST, as often as asked: every tenant's canary
+    analysis on the cluster fails and their prod Rollouts abort. Prometheus must take no lifecycle call."""
     plan = renders[stack].plan
     for cluster in ("dev", "prod"):
         network = Network(plan, cluster)
@@ -398,7 +399,9 @@ def test_a_virtual_clusters_analysis_cannot_shut_down_the_clusters_prometheus(re
         for namespace in virtual:
             controller = Pod(f"{namespace}/argo-rollouts", namespace,
                              {"vcluster.loft.sh/managed-by": namespace, "vcluster.loft.sh/namespace": "argo-rollouts"}, ())
-            assert network.reaches(controller, network.pod(PROMETHEUS), 9090), namespace
+            proxy = network.pod(f"monitoring/Deployment/prometheus-query-{namespace}")
+            assert network.reaches(controller, proxy, 8080) and network.reaches(proxy, network.pod(PROMETHEUS), 9090), namespace
+            assert not network.reaches(controller, network.pod(PROMETHEUS), 9090), namespace
         flags = _prometheus_flags(plan, cluster)
         assert not [f for f in flags if f.startswith("--web.enable-lifecycle") or f.startswith("--web.enable-admin-api")], (cluster, flags)
 
@@ -418,7 +421,7 @@ PROMETHEUS_AUTHENTICATION = {
 @pytest.mark.parametrize("attack", PROMETHEUS_AUTHENTICATION)
 def test_a_tenants_analysis_cannot_send_the_rollouts_controller_elsewhere_through_prometheus_authentication(
         renders: dict[str, Render], kind: str, attack: str) -> None:
-    """The address is the platform's Prometheus, as PlatformTenantAnalysis requires, but the
+    """The address and header are the platform's proxy's, as PlatformTenantAnalysis requires, but the
     authentication sends the host's Argo Rollouts controller, which no egress policy holds, to an
     address of the tenant's choosing first. The real OPA engine must refuse it."""
     from components import prometheus
@@ -427,7 +430,7 @@ def test_a_tenants_analysis_cannot_send_the_rollouts_controller_elsewhere_throug
     plan = renders["prod"].plan
     controller = Network(plan, "prod")
     assert controller.reaches(controller.pod("argo-rollouts/Deployment/argo-rollouts"), controller.pod("dragonfly-system/Deployment/dragonfly-manager"), 65003)
-    provider = {"prometheus": {"address": prometheus.URL, "query": "up", "authentication": PROMETHEUS_AUTHENTICATION[attack]}}
+    provider = {"prometheus": {**prometheus.analysis_provider("payments-prod", "up"), "authentication": PROMETHEUS_AUTHENTICATION[attack]}}
     obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": "probe", "namespace": "payments-prod"},
            "spec": {"metrics": [{"name": "m", "provider": provider, "successCondition": "true"}]}}
     selected, failures = admission(plan, "prod", obj)

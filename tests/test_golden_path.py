@@ -235,10 +235,10 @@ def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_con
     host = Plan(plan).variable(VIRTUAL_TENANT, "app", "HARBOR_REGISTRY")
     assert container["image"] == f"{host}/approved/vcluster/argoproj/argo-rollouts:{chart_app_version(pin)}"
     assert container["imagePullPolicy"] == "Always" and container["resources"]["limits"]["cpu"]
-    # Its analyses reach the host's Prometheus under the name the AnalysisTemplate uses.
+    # Its analyses reach the host's proxy of this virtual cluster under the name the AnalysisTemplate uses.
     assert _virtual_values(plan, environment)["networking"]["replicateServices"]["fromHost"] == [
-        {"from": prometheus.SERVICE, "to": prometheus.SERVICE}]
-    assert prometheus.URL == f"http://{prometheus.RELEASE}-server.{prometheus.NAMESPACE}.svc.cluster.local"
+        {"from": f"monitoring/prometheus-query-{VIRTUAL_TENANT}-{environment}", "to": "monitoring/prometheus-query"}]
+    assert prometheus.QUERY_URL == "http://prometheus-query.monitoring.svc.cluster.local"
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -330,7 +330,8 @@ def test_prod_runs_a_canary_whose_failed_analysis_aborts_it(plan: dict) -> None:
     assert [s for s in canary["steps"] if "setWeight" in s] == [{"setWeight": 20}, {"setWeight": 50}]
     [metric] = documents["AnalysisTemplate"]["spec"]["metrics"]
     assert metric["failureLimit"] == 0 and metric["successCondition"] == f"result[0] <= {tenant_rollout.MAX_ERROR_RATE}"
-    assert metric["provider"]["prometheus"]["address"] == prometheus.URL
+    assert metric["provider"]["prometheus"]["address"] == prometheus.QUERY_URL
+    assert metric["provider"]["prometheus"]["headers"] == [{"key": "X-Platform-Namespace", "value": f"{TENANT}-prod"}]
     [arg] = canary["analysis"]["args"]
     assert arg == {"name": "service", "value": f"{TENANT}-prod-app-{tenant_rollout.SERVICE_PORT}@kubernetes"}
     # The query selects Traefik's counter for exactly the Service the Ingress routes to.

@@ -123,6 +123,10 @@ def expected_types(tenant: TenantConfig) -> Counter:
     expected = Counter({t: n * len(ENVIRONMENTS) for t, n in per_environment.items()})
     # A virtual cluster's control plane, its federation proxy and its Argo Rollouts (to Prometheus).
     expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 3 * len(ENVIRONMENTS) if vcluster else 0
+    # ...and the host's query proxy of each virtual cluster (its analyses pass no host constraint):
+    # in the Prometheus namespace, reachable from that controller only (components/prometheus_query.py).
+    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service", "kubernetes:networking.k8s.io/v1:NetworkPolicy"):
+        expected[kind] += len(ENVIRONMENTS) if vcluster else 0
     expected.update(once)
     # GitLab Runner: two group runners (any ref; protected refs) and, for each on the control plane,
     # its namespace with its own image and binding constraints (and no ingress hosts), the job

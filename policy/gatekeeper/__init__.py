@@ -240,12 +240,14 @@ def disruption_budget_mutation(tenant_namespace_selector: dict[str, Any], platfo
 def tenant_namespace_constraints(
     namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = (),
     pod_security_exception: dict[str, Any] | None = None, prometheus_addresses: Sequence[str] = (),
+    prometheus_header: str | None = None,
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
     namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host);
     no externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name;
-    Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only.
+    Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only, sending
+    exactly the header `prometheus_header` with the namespace when one is given.
 
     `pod_security_exception`: the PlatformPodRestricted parameters of a namespace labelled for
     an exception (which the cluster's restricted constraint skips): restricted, but for those.
@@ -273,7 +275,7 @@ def tenant_namespace_constraints(
         _constraint("PlatformTenantObjects", f"{namespace}-objects", {"kinds": TENANT_OBJECT_KINDS, **only}),
         _constraint(
             "PlatformTenantAnalysis", f"{namespace}-analysis", {"kinds": ANALYSIS_KINDS, **only},
-            {"prometheusAddresses": list(prometheus_addresses)},
+            {"prometheusAddresses": list(prometheus_addresses), **({"namespaceHeader": prometheus_header} if prometheus_header else {})},
         ),
     ]
 
