@@ -375,6 +375,48 @@ def test_a_tenants_analysis_cannot_read_another_tenants_traffic(renders: dict[st
     assert failures, "checkout's traffic is payments' to read"
 
 
+QUERY = 'sum(rate(traefik_service_requests_total[2m]))'
+OWN, OTHER = "payments-dev", "checkout-dev"
+
+
+def _provider(**changes: Any) -> dict[str, Any]:
+    from components import prometheus
+    return {**prometheus.analysis_provider(OWN, QUERY), **changes}
+
+
+# Ways to make the proxy scope a query of `payments` to `checkout`, or to pass it by.
+ANALYSIS_PROBES: dict[str, dict[str, Any]] = {
+    "another namespace in the header": _provider(headers=[{"key": "X-Platform-Namespace", "value": OTHER}]),
+    "a second header of another case": _provider(headers=[{"key": "X-Platform-Namespace", "value": OWN},
+                                                          {"key": "x-platform-namespace", "value": OTHER}]),
+    "the header twice": _provider(headers=[{"key": "X-Platform-Namespace", "value": OWN}] * 2),
+    "a list in the header": _provider(headers=[{"key": "X-Platform-Namespace", "value": f"{OWN},{OTHER}"}]),
+    "a templated value": _provider(headers=[{"key": "X-Platform-Namespace", "value": "{{args.namespace}}"}]),
+    "no header": _provider(headers=[]),
+    "a query parameter smuggled into the address": _provider(address=f"{_provider()['address']}/?service_namespace={OTHER}"),
+    "Prometheus directly": _provider(address="http://prometheus-server.monitoring.svc.cluster.local"),
+}
+
+
+@pytest.mark.parametrize("kind", ["AnalysisTemplate", "AnalysisRun"])
+@pytest.mark.parametrize("probe", [None, *ANALYSIS_PROBES])
+def test_an_analysis_reaches_prometheus_only_with_its_own_namespace_in_the_one_header(renders: dict[str, Render], kind: str, probe: str | None) -> None:
+    """The proxy scopes a query to the namespaces its header names (every value of it, in any case:
+    Go's canonical header key): the real OPA engine admits exactly one header, valued with the
+    object's own namespace, at the proxy's address, and refuses every other way."""
+    from tests.test_gatekeeper_plan import admission
+
+    provider = _provider() if probe is None else ANALYSIS_PROBES[probe]
+    obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": "peek", "namespace": OWN},
+           "spec": {"metrics": [{"name": "m", "successCondition": "true", "provider": {"prometheus": provider}}]}}
+    selected, failures = admission(renders["dev"].plan, "dev", obj)
+    assert "PlatformTenantAnalysis" in selected
+    if probe is None:
+        assert failures == []
+    else:
+        assert failures and all(f.startswith("PlatformTenantAnalysis: ") for f in failures), failures
+
+
 def _prometheus_flags(plan: dict[str, Any], cluster: str) -> list[str]:
     [server] = [c for r in plan["resources"] if r.get("cluster") == cluster and r["type"] == "kubernetes:helm.sh/v3:Release"
                 and r["inputs"]["chart"] == "prometheus" for o in r.get("rendered") or [] if o["kind"] == "Deployment"

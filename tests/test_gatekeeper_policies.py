@@ -521,6 +521,23 @@ DISALLOWED += [
      analysis("AnalysisTemplate", {"prometheus": {"address": PROMETHEUS, "query": "up"}}), None, {},
      [f"must not query Prometheus at <{PROMETHEUS}>; allowed: []"]),
 ]
+# With the label-enforcing proxy's header (components/prometheus_query.py): exactly one, the namespace's own.
+HEADER = "X-Platform-Namespace"
+SCOPED = {**QUERIES, "namespaceHeader": HEADER}
+
+
+def scoped(*headers: tuple[str, str]) -> dict[str, Any]:
+    return {"prometheus": {"address": PROMETHEUS, "query": "up", "headers": [{"key": k, "value": v} for k, v in headers]}}
+
+
+ALLOWED += [
+    ("platformtenantanalysis", "prometheus-with-its-own-namespace-header", analysis("AnalysisRun", scoped((HEADER, "team-a-dev"))), SCOPED, {}),
+]
+DISALLOWED += [
+    ("platformtenantanalysis", "prometheus-with-another-namespace-or-a-second-header",
+     analysis("AnalysisTemplate", scoped((HEADER, "team-b-dev")), scoped((HEADER, "team-a-dev"), (HEADER.lower(), "team-b-dev")), scoped()),
+     SCOPED, {}, [f"metric <m0> must send Prometheus exactly one header, <{HEADER}: team-a-dev>", "metric <m1> must send", "metric <m2> must send"]),
+]
 
 
 # Pods the platform can move off a node (tests/test_eviction_attacks.py): the autoscaler's and Karpenter's
@@ -975,9 +992,9 @@ def test_cluster_constraints_scope() -> None:
 def test_tenant_namespace_constraints() -> None:
     registries, subjects, hosts, objects, analyses = tenant_namespace_constraints(
         "team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["bob", "alice"], ["team-a-owners"], [TENANT_HOST],
-        prometheus_addresses=[PROMETHEUS])
+        prometheus_addresses=[PROMETHEUS], prometheus_header=HEADER)
     assert analyses["spec"]["match"] == {"kinds": ANALYSIS_KINDS, "namespaces": ["team-a-dev"]}
-    assert analyses["spec"]["parameters"] == QUERIES
+    assert analyses["spec"]["parameters"] == SCOPED
     assert hosts["spec"]["match"] == {"kinds": INGRESS_KINDS, "namespaces": ["team-a-dev"]}
     assert hosts["spec"]["parameters"] == HOSTS
     assert objects["spec"]["match"] == {"kinds": TENANT_OBJECT_KINDS, "namespaces": ["team-a-dev"]}
