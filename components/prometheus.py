@@ -18,12 +18,11 @@ the longer name, where Traefik's names are ambiguous anyway (that is `pay`'s `x-
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from dataclasses import dataclass
 
 from components import argo_rollouts, prometheus_query, workload_ingress
 from components.cluster import ClusterHandle
@@ -38,7 +37,7 @@ from policy.labels import VCLUSTER_MANAGED_BY_LABEL, VCLUSTER_NAMESPACE_LABEL
 
 NAMESPACE = "monitoring"
 RELEASE = "prometheus"
-# The chart's server Service (`<release>-server`, port 80): where AnalysisRuns send their queries.
+# The chart's server Service (`<release>-server`, port 80): the query proxies' upstream.
 URL = f"http://{RELEASE}-server.{NAMESPACE}.svc.cluster.local"
 SERVER_PORT = 9090  # the server container's port behind the Service (what NetworkPolicies admit)
 SERVER_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"}  # the chart's
@@ -101,8 +100,9 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
                 "retention": RETENTION,
                 "persistentVolume": {"size": args.settings.storage},
                 # No lifecycle API (the chart's web.enable-lifecycle): every Argo Rollouts controller
-                # reaches Prometheus, a virtual cluster's too, where no constraint holds a tenant's
-                # web provider, and a POST to /-/quit stopped it for every tenant's analyses. So no
+                # reaches Prometheus (through a query proxy, which forwards no lifecycle path), a
+                # virtual cluster's too, where no constraint holds a tenant's web provider, and a
+                # POST to /-/quit stopped it for every tenant's analyses. So no
                 # config-reload sidecar either: a change of the scrape config restarts the server.
                 "extraFlags": [],
                 "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps(scrape_configs, sort_keys=True))},

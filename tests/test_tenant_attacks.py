@@ -74,7 +74,7 @@ def test_a_tenants_analysis_cannot_make_the_rollouts_controller_call_out(plan: d
 
 @pytest.mark.parametrize("kind", ["AnalysisTemplate", "AnalysisRun"])
 def test_the_platforms_prometheus_and_job_analyses_still_pass(plan: dict, kind: str) -> None:
-    for provider in ({"prometheus": {"address": prometheus.URL, "query": "up"}},
+    for provider in ({"prometheus": prometheus.analysis_provider(NAMESPACE, "up")},
                      {"job": {"spec": {"template": {"spec": {"containers": []}}}}}):
         selected, failures = admission(plan, "dev", analysis(kind, provider))
         assert "PlatformTenantAnalysis" in selected and failures == [], (provider, failures)
