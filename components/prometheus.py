@@ -140,7 +140,7 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
 
 
 def virtual_proxy_name(host_namespace: str) -> str:
-    """The proxy of the virtual cluster in `host_namespace` (at most 17 + 45 characters)."""
+    """The proxy of the virtual cluster in `host_namespace` (a DNS label: 17 + at most 34 characters)."""
     return f"{prometheus_query.NAME}-{host_namespace}"
 
 
