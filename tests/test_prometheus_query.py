@@ -114,3 +114,6 @@ def test_only_the_proxies_reach_prometheus_and_each_controller_its_own_proxy(ren
         assert not any(network.reaches(intruder, network.pod(p), 8080) for p in proxies)  # the tenant's own pods
         server = network.pod(PROMETHEUS)
         assert {p.what for p in network.pods if p != server and network.reaches(p, server, 9090)} == proxies
+        # Nothing else on the cluster (Traefik, which tenants' Ingresses steer, included) reaches a proxy.
+        assert {(p.what, q) for p in network.pods for q in sorted(proxies) if p.what != q and network.reaches(p, network.pod(q), 8080)} == {
+            (CONTROLLER, SHARED)}
