@@ -117,3 +117,15 @@ def test_only_the_proxies_reach_prometheus_and_each_controller_its_own_proxy(ren
         # Nothing else on the cluster (Traefik, which tenants' Ingresses steer, included) reaches a proxy.
         assert {(p.what, q) for p in network.pods for q in sorted(proxies) if p.what != q and network.reaches(p, network.pod(q), 8080)} == {
             (CONTROLLER, SHARED)}
+
+
+def test_prometheus_is_its_release_and_its_proxy_on_each_workload_cluster(renders: dict[str, Render]) -> None:
+    """The slice's add-on (declared with its cluster's environment) is `<cluster>-prometheus`, the chart
+    released in `monitoring` and the cluster's proxy as its children."""
+    plan = renders["prod"].plan
+    components = {r["name"]: r["urn"] for r in plan["resources"] if r["type"] == prometheus.Prometheus.type_token}
+    assert sorted(components) == ["dev-prometheus", "prod-prometheus"]
+    for urn in components.values():
+        children = [r for r in plan["resources"] if r["parent"] == urn]
+        assert [(r["inputs"]["chart"], r["inputs"]["namespace"]) for r in children if r["type"] == RELEASE] == [("prometheus", "monitoring")]
+        assert len([r for r in children if r["type"] == "platform:prometheus_query:QueryProxy"]) == 1
