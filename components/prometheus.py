@@ -150,6 +150,7 @@ def analysis_provider(namespace: str, query: str) -> dict[str, Any]:
 
 
 def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
+    """The add-on on a workload cluster, whose role is the environment of its tenant namespaces."""
     name = f"{parts.cluster.role}-{SLICE.key}"
     return Prometheus(name, parts.cluster, SLICE, PrometheusArgs(settings=settings, inventory=parts.inventory, environment=parts.cluster.role))
 
