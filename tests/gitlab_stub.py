@@ -3,7 +3,8 @@
 It implements just what python-gitlab calls for merge-request notes and approvals: GET /user,
 GET project, GET merge request, list notes (paginated like GitLab: page/per_page,
 X-* headers and a Link header), create note and update note, the merge request's diff
-versions, and the merge requests of a commit. Tokens, authorship,
+versions, and the merge requests of a commit; for the merge-request bot, GraphQL's pipeline and its
+upstream (answered from `pipelines`, not parsed), a pipeline's jobs and a job's artifact file. Tokens, authorship,
 GitLab's note size limit and forced failures behave like the real server, so the
 client code is exercised over real HTTP rather than against mocks.
 """
@@ -41,6 +42,10 @@ class GitLabStub(LoopbackServer):
     # The merge request's approval rules as GET .../approval_state lists them.
     approval_rules: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query)
+    # GraphQL `project(fullPath).pipeline(iid)`: (project path, iid) -> the Pipeline object it answers.
+    pipelines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pipeline_jobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # this project's pipeline id -> jobs
+    artifacts: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (job id, path) -> content
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -146,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
                 page = f"<html>\n<head><title>{st.fail_status} Internal Server Error</title></head>\n</html>\n"
                 return self._send(st.fail_status, page)
             return self._send(st.fail_status, {"message": f"{st.fail_status} Forced failure"})
+        if url.path == "/api/graphql" and method == "POST":
+            return self._graphql(body)
         if self.headers.get("PRIVATE-TOKEN") != st.token:
             return self._send(401, {"message": "401 Unauthorized"})
 
@@ -163,6 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, project)
         if route[2:4] == ["repository", "commits"] and route[5:] == ["merge_requests"] and method == "GET":
             return self._send(200, st.commit_merge_requests.get(route[4], []))
+        if route[2:3] == ["pipelines"] and route[4:] == ["jobs"] and method == "GET":
+            return self._send(200, st.pipeline_jobs.get(int(route[3]), []))
+        if route[2:3] == ["jobs"] and route[4:5] == ["artifacts"] and method == "GET":
+            found = st.artifacts.get((int(route[3]), "/".join(route[5:])))
+            return self._send(404, {"message": "404 Not Found"}) if found is None else self._send_bytes(found)
         if route[2:3] != ["merge_requests"] or route[3:4] != [str(st.mr_iid)]:
             return self._send(404, {"message": "404 Not found"})
         mr = {"id": 9000 + st.mr_iid, "iid": st.mr_iid, "project_id": st.project_id, "state": "opened", "author": st.author}
@@ -180,6 +192,22 @@ class _Handler(BaseHTTPRequestHandler):
         if len(rest) == 2 and rest[0] == "notes" and method == "PUT":
             return self._write_note(int(rest[1]), body)
         return self._send(404, {"error": "404 Not Found"})
+
+    def _send_bytes(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _graphql(self, body: dict[str, Any]) -> None:
+        """GitLab answers a query with a token it does not know with 401, a pipeline it cannot see with null."""
+        st = self.state
+        if self.headers.get("Authorization") != f"Bearer {st.token}":
+            return self._send(401, {"errors": [{"message": "Invalid token"}]})
+        variables = body.get("variables") or {}
+        pipeline = st.pipelines.get((variables.get("path"), variables.get("iid")))
+        return self._send(200, {"data": {"project": {"pipeline": pipeline}}})
 
     def _list_notes(self, path: str, query: dict[str, str]) -> None:
         st = self.state

@@ -1,0 +1,171 @@
+"""`platformctl mrbot`: the merge-request bot acts only for the pipeline that really triggered it.
+
+The bot's pipeline holds PLATFORM_MR_TOKEN; the attacker is anyone who can start a pipeline there (a
+Developer of the platform project must be able to, or the platform's pipelines could not trigger it):
+by hand, through the API, from a project of their own, from a branch. Each attempt is a pipeline as
+GitLab's GraphQL API describes it, served by tests/gitlab_stub.py over real HTTP, with a real Git
+repository as the platform project's; the command runs in this process, as tests/test_access.py's do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitlab_stub import GitLabStub, client_env
+from platformctl.__main__ import main as platformctl_main
+from tests.test_access import _git
+
+PLATFORM = "platform/platform-bootstrap"
+BOT = "platform/platform-bootstrap-mr-bot"
+PIPELINE_ID = 321  # the platform project's pipeline that triggers the bot's
+BOT_PIPELINE_IID = "5"
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> dict[str, Any]:
+    """The platform project (main: base, then merged; a merge request's head in refs/pipelines/<id>) and
+    the bot's clone of it, as the bot's job makes it."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "init", "--quiet", "--initial-branch", "main")
+    commits = {}
+    for name in ("base", "main"):
+        (origin / "Pulumi.dev.yaml").write_text(f"# {name}\n")
+        _git(origin, "add", ".")
+        _git(origin, "commit", "--quiet", "-m", name)
+        commits[name] = _git(origin, "rev-parse", "HEAD")
+    _git(origin, "checkout", "--quiet", "-b", "feature", commits["base"])
+    (origin / "Pulumi.dev.yaml").write_text("# head\n")
+    _git(origin, "commit", "--quiet", "-am", "head")
+    commits["head"] = _git(origin, "rev-parse", "HEAD")
+    _git(origin, "update-ref", f"refs/pipelines/{PIPELINE_ID}", commits["head"])
+    _git(origin, "checkout", "--quiet", "main")
+    work = tmp_path / "platform"
+    subprocess.run(["git", "clone", "--quiet", str(origin), str(work)], check=True)
+    return {"work": work, **commits}
+
+
+def _pipeline(source: str = "pipeline", upstream: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    return {"source": source, "upstream": upstream, **changes}
+
+
+def _merge_request_pipeline(commits: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The platform project's merge-request pipeline of !7, into main, at its head."""
+    upstream = {
+        "id": f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID}", "source": "merge_request_event", "ref": "refs/merge-requests/7/head",
+        "sha": commits["head"], "beforeSha": "0" * 40,
+        "project": {"fullPath": PLATFORM, "repository": {"rootRef": "main"}},
+        "mergeRequest": {"iid": "7", "targetBranch": "main", "project": {"fullPath": PLATFORM},
+                         "diffRefs": {"baseSha": commits["base"]}},
+    }
+    return _pipeline(upstream={**upstream, **changes})
+
+
+def _run(stub: GitLabStub, work: Path, out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = client_env(stub, CI_PIPELINE_IID=BOT_PIPELINE_IID, CI_PROJECT_PATH=BOT, PATH=os.environ["PATH"], **extra)
+    env.pop("CI_MERGE_REQUEST_IID")  # the bot's pipeline is no merge request's
+    command = ["mrbot", "--platform-project", PLATFORM, "--out", str(out)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.chdir(work)
+        for key in os.environ.keys() - env.keys():
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        code = platformctl_main(command)
+    return subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+
+
+def _stub(pipeline: dict[str, Any] | None) -> GitLabStub:
+    stub = GitLabStub(project_path=PLATFORM)
+    if pipeline is not None:
+        stub.pipelines[(BOT, BOT_PIPELINE_IID)] = pipeline
+    stub.pipeline_jobs[PIPELINE_ID] = [{"id": 40, "name": "render", "status": "success"},
+                                       {"id": 41, "name": "render", "status": "failed"},  # retried: 41 is the latest
+                                       {"id": 42, "name": "test", "status": "success"}]
+    stub.artifacts[(41, "build/diff-dev.md")] = b"### Plan diff: dev\n"
+    stub.artifacts[(41, "build/diff-prod.md")] = b"### Plan diff: prod\n"
+    stub.artifacts[(40, "build/diff-dev.md")] = b"stale\n"
+    return stub
+
+
+REFUSED = {
+    # "Run pipeline" in the bot project, by a Developer allowed to merge into its main.
+    "run by hand": (lambda c: _pipeline("web"), "this pipeline's source is 'web'"),
+    # The pipelines API, or a pipeline trigger token.
+    "API": (lambda c: _pipeline("api"), "this pipeline's source is 'api'"),
+    "trigger token": (lambda c: _pipeline("trigger"), "this pipeline's source is 'trigger'"),
+    "schedule": (lambda c: _pipeline("schedule"), "this pipeline's source is 'schedule'"),
+    # A multi-project pipeline GitLab shows no upstream for (or the token cannot read).
+    "no upstream": (lambda c: _pipeline(), "no upstream pipeline"),
+    "no pipeline": (lambda c: None, "GitLab shows no pipeline"),
+    # Triggered from a project of the attacker's own, whose pipelines say what they like.
+    "another project": (lambda c: _merge_request_pipeline(c, project={"fullPath": "mallory/platform-bootstrap",
+                                                                    "repository": {"rootRef": "main"}}),
+                        "triggered from 'mallory/platform-bootstrap'"),
+    # The platform project's pipeline of a feature branch (its .gitlab-ci.yml is the branch's).
+    "branch pipeline": (lambda c: _merge_request_pipeline(c, source="push", ref="feature", mergeRequest=None),
+                        "the upstream is a 'push' pipeline of 'feature'"),
+    # A merge request into a branch of the author's, whose commit would be the gate's code.
+    "merge request into another branch": (
+        lambda c: _merge_request_pipeline(c, mergeRequest={"iid": "7", "targetBranch": "feature", "project": {"fullPath": PLATFORM},
+                                                           "diffRefs": {"baseSha": c["head"]}}),
+        "does not go into platform/platform-bootstrap's 'main'"),
+    # A merge request of the platform project whose diff base is no commit of main.
+    "gate off main": (
+        lambda c: _merge_request_pipeline(c, mergeRequest={"iid": "7", "targetBranch": "main", "project": {"fullPath": PLATFORM},
+                                                           "diffRefs": {"baseSha": c["head"]}}),
+        "is not on main: its code is not reviewed"),
+    # GitLab's answer names a commit that is not the pipeline's.
+    "another commit": (lambda c: _merge_request_pipeline(c, sha=c["main"]), f"refs/pipelines/{PIPELINE_ID} is not the upstream's commit"),
+}
+
+
+@pytest.mark.parametrize("attempt", REFUSED)
+def test_the_bot_refuses_a_pipeline_it_does_not_serve(clone: dict[str, Any], tmp_path: Path, attempt: str) -> None:
+    make, why = REFUSED[attempt]
+    out = tmp_path / "out"
+    with _stub(make(clone)) as stub:
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("platformctl mrbot: refused: ") and why in result.stderr, result.stderr
+    assert not (out / "upstream.env").exists()  # the job's next steps have nothing to act on
+    assert not any(method == "GET" and "/jobs" in path for method, path in stub.requests)  # nor its artifacts
+
+
+def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_and_its_base_as_the_gate(
+        clone: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with _stub(_merge_request_pipeline(clone)) as stub:
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nMR_IID=7\n"
+    assert (out / "diff-dev.md").read_text() == "### Plan diff: dev\n"  # the latest run of render, not the retried one
+    assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env"]
+    assert _git(clone["work"], "rev-parse", "refs/upstream/pipeline") == clone["head"]  # for the access check's worktree
+    assert "for merge request !7; gate" in result.stdout
+
+
+def test_a_pipeline_of_the_default_branch_is_checked_against_the_commit_before_its_push(
+        clone: dict[str, Any], tmp_path: Path) -> None:
+    _git(clone["work"].parent / "origin", "update-ref", f"refs/pipelines/{PIPELINE_ID}", clone["main"])
+    pipeline = _merge_request_pipeline(clone, source="push", ref="main", sha=clone["main"], beforeSha=clone["base"], mergeRequest=None)
+    out = tmp_path / "out"
+    with _stub(pipeline) as stub:
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nMR_IID=\n"
+    assert [p.name for p in out.iterdir()] == ["upstream.env"]  # no note on main
+
+
+def test_a_token_gitlab_refuses_is_a_refusal_that_names_the_variable(clone: dict[str, Any], tmp_path: Path) -> None:
+    with _stub(_merge_request_pipeline(clone)) as stub:
+        result = _run(stub, clone["work"], tmp_path / "out", PLATFORM_MR_TOKEN="revoked")
+    assert result.returncode == 2 and "(HTTP 401): the token in $PLATFORM_MR_TOKEN is invalid" in result.stderr, result.stderr
