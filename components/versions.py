@@ -233,3 +233,8 @@ PROM_LABEL_PROXY_IMAGE = Image(
     "quay.io/prometheuscommunity/prom-label-proxy", "v0.12.1",
     "sha256:28f81efb6574556011e7914851faaccce4a64b1b72a338aaaf3cc9d45e66fd96",
 )
+
+# The merge-request bot's job (components/merge_request_bot.py): the platform pipeline's own image
+# (.gitlab-ci.yml `default`; bookworm, not slim: it has git). Pin its digest there and here together
+# once resolved from the registry.
+MR_BOT_IMAGE = "docker.io/library/python:3.11.7-bookworm"

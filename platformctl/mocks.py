@@ -146,7 +146,8 @@ def _transit_answer(args: MockResourceArgs) -> dict[str, Any]:
 
 
 def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | None:
-    """GitLab and Harbor: integer ids (a Harbor registry's too), a runner's token, and the robot's full name and generated secret."""
+    """GitLab and Harbor: integer ids (a Harbor registry's too), a runner's and a group access token's token, and the
+    robot's full name and generated secret."""
     inputs = dict(args.inputs)
     number = int(_digest(args.typ, args.name, length=6), 16)  # both APIs number their objects
     if args.typ in ("gitlab:index/group:Group", "gitlab:index/project:Project", "gitlab:index/user:User"):
@@ -154,6 +155,8 @@ def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | Non
     if args.typ == "gitlab:index/userRunner:UserRunner":
         # The runner authentication token GitLab returns (secret through additionalSecretOutputs).
         return str(number), {**inputs, "token": f"glrt-{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"}
+    if args.typ == "gitlab:index/groupAccessToken:GroupAccessToken":  # the token GitLab returns, as for a runner
+        return str(number), {**inputs, "token": f"glpat-{SECRET_MARK}{_digest(args.typ, args.name, length=24)}"}
     if args.typ == "harbor:index/project:Project":
         return f"/projects/{number}", {**inputs, "projectId": number}
     if args.typ == "harbor:index/registry:Registry":  # what projects (proxy caches) and replications name

@@ -38,6 +38,7 @@ from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
+from stacks.merge_request_bot import build_merge_request_bot
 from stacks.services import CLUSTER_ADDONS, PLATFORM_NAMESPACES
 from stacks.vault_federation import build_vault_federation
 
@@ -169,6 +170,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(platform, config)
+    build_merge_request_bot(config, plane, inventory)
     return {
         **control_plane,
         **federation.outputs(),  # last: tenants register their credentials first
