@@ -116,7 +116,8 @@ def test_no_runner_that_runs_a_merge_requests_code_runs_a_deploy(plan: dict) -> 
     a runner, namespace and service account that no merge-request job is ever given: GitLab's
     `ref_protected` runner, which they reach by a tag no other runner has."""
     runners = {r["name"]: r["inputs"] for r in plan["resources"] if r["type"] == RUNNER and r["inputs"]["runnerType"] == "project_type"}
-    merge_requests, protected = _pipeline_jobs()
+    # Trigger jobs run on no runner (GitLab itself starts the bot's pipeline, whose job is the protected runner's).
+    merge_requests, protected = ({n: j for n, j in jobs.items() if "trigger" not in j} for jobs in _pipeline_jobs())
     assert {"deploy-dev", "deploy-prod", "rebuild-dev", "promote-image"} <= set(protected)
     for name, job in {**merge_requests, **protected}.items():  # nothing is left without a runner
         assert any(_takes(r, job, name in protected) for r in runners.values()), f"{name}: no runner takes it"
@@ -239,20 +240,55 @@ def test_a_value_in_the_plan_cannot_hide_or_forge_lines_of_the_merge_request_not
     assert parser.tags <= NOTE_TAGS and not parser.comments, (parser.tags - NOTE_TAGS, parser.comments)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "open: the comment and access jobs of merge-request pipelines read PLATFORM_MR_TOKEN (project access token, Reporter, "
-    "api), so any Developer's merge request can print it (masking hides only the plain value) and post or edit notes as "
-    "the bot, e.g. rewrite another merge request's platform note; GitLab has no way to give a variable to a job but not "
-    "to the merge request's own .gitlab-ci.yml, and CI_JOB_TOKEN cannot write notes (report of branch redci)"))
 def test_a_merge_requests_code_gets_no_stored_credential() -> None:
     """A merge request's pipeline runs the branch's own `.gitlab-ci.yml`: whatever variable its jobs can
-    read, the branch can print. None of them may be a stored credential."""
+    read, the branch can print. None of them may be a stored credential: the note and the access check
+    are the merge-request bot's (components/merge_request_bot.py), a pipeline in a project of its own
+    that the merge request's jobs only trigger, passing it nothing."""
     from platformctl.gitlab_api import DEFAULT_TOKEN_ENV
 
     merge_requests, _ = _pipeline_jobs()
     reading = sorted(name for name, job in merge_requests.items()
-                     if any(re.search(r"platformctl (comment|access)\b", line) for line in _script(job)))
+                     if any(re.search(rf"platformctl (comment|access)\b|{DEFAULT_TOKEN_ENV}", line) for line in _script(job)))
     assert not reading, f"{reading} read {DEFAULT_TOKEN_ENV}"
+    triggers = {name: job for name, job in merge_requests.items() if "trigger" in job}
+    assert set(triggers) == {"access", "comment-previews"}
+    for name, job in triggers.items():  # a variable here would be the branch's word, and GitLab refuses it downstream
+        assert job["trigger"]["forward"] == {"yaml_variables": False, "pipeline_variables": False} and "variables" not in job, name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(renders: dict[str, Render], stack: str) -> None:
+    """Where the token is, and where it is not: a Pulumi secret in one protected, masked and hidden variable
+    of the bot project; no group variable (which the platform project's jobs would inherit), no other
+    project's variable; and the bot's own pipeline runs on the protected runner only, and never with a
+    variable someone sets."""
+    from components.merge_request_bot import TOKEN_VARIABLE, bot_pipeline
+
+    plan = renders[stack].plan
+    variables = [r for r in plan["resources"] if r["type"] in ("gitlab:index/projectVariable:ProjectVariable",
+                                                                "gitlab:index/groupVariable:GroupVariable")]
+    holding = [r for r in variables if r["inputs"]["key"] == TOKEN_VARIABLE]
+    [bot] = [r for r in plan["resources"] if r["type"] == "gitlab:index/project:Project" and r["name"] == "merge-request-bot-project"]
+    assert [r["name"] for r in holding] == ["merge-request-bot-token-variable"]
+    [variable] = holding
+    assert variable["inputs"] | {"project": None} == {"key": TOKEN_VARIABLE, "value": "[secret]", "protected": True, "masked": True,
+                                                      "hidden": True, "raw": True, "project": None}
+    [token] = [r for r in plan["resources"] if r["type"] == "gitlab:index/groupAccessToken:GroupAccessToken"]
+    assert set(variable["dependsOn"]) == {bot["urn"], token["urn"]} and variable["secretPaths"] == ["value"]
+    assert (token["inputs"]["accessLevel"], token["inputs"]["scopes"], token["inputs"]["group"]) == ("reporter", ["api"], "platform")
+    assert {k: bot["inputs"][k] for k in ("mergeRequestsAccessLevel", "forkingAccessLevel", "ciPipelineVariablesMinimumOverrideRole",
+                                          "sharedRunnersEnabled", "groupRunnersEnabled", "visibilityLevel")} == {
+        "mergeRequestsAccessLevel": "disabled", "forkingAccessLevel": "disabled", "ciPipelineVariablesMinimumOverrideRole": "no_one_allowed",
+        "sharedRunnersEnabled": False, "groupRunnersEnabled": False, "visibilityLevel": "private"}
+    [main] = [r for r in plan["resources"] if r["name"] == "merge-request-bot-main"]
+    assert (main["inputs"]["branch"], main["inputs"]["pushAccessLevel"], main["inputs"]["mergeAccessLevel"]) == ("main", "maintainer", "developer")
+    [enabled] = [r for r in plan["resources"] if r["type"] == "gitlab:index/projectRunnerEnablement:ProjectRunnerEnablement"]
+    [protected] = [r for r in plan["resources"] if r["type"] == RUNNER and r["inputs"].get("accessLevel") == "ref_protected"
+                   and "platform-protected" in r["name"]]
+    assert set(enabled["dependsOn"]) == {bot["urn"], protected["urn"]}
+    [job] = [j for n, j in yaml.safe_load(bot_pipeline("platform/platform-bootstrap")).items() if isinstance(j, dict) and "script" in j]
+    assert _takes(protected["inputs"], job, protected_ref=True) and job["tags"] == [PROTECTED_TAG]
 
 
 def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict) -> None:

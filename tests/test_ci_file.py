@@ -116,7 +116,9 @@ def _images(ci: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def test_every_job_has_a_script_and_known_keywords(ci: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
     for name, job in jobs.items():
-        assert _script(job) and job.get("script"), f"{name}: no script"
+        # A trigger job (the merge-request bot's) runs nothing here: it has a downstream project, never a script.
+        assert (_script(job) and job.get("script")) if "trigger" not in job else not _script(job) and job["trigger"]["project"], \
+            f"{name}: no script"
         assert set(job) <= JOB_KEYWORDS, f"{name}: unknown keywords {set(job) - JOB_KEYWORDS}"
         assert job.get("stage") in ci["stages"], f"{name}: stage {job.get('stage')!r} not in stages"
     for key, value in ci.items():
@@ -140,8 +142,12 @@ def test_images_have_an_exact_tag_never_latest(ci: dict[str, Any], jobs: dict[st
 
 
 def test_platformctl_subcommands_exist(jobs: dict[str, dict[str, Any]]) -> None:
-    used = {m.group(1) for line in _all_lines(jobs) for m in re.finditer(r"python3? -m platformctl (\w+)", line)}
-    assert {"render", "diff", "comment"} <= used
+    from components.merge_request_bot import bot_pipeline
+
+    bot = yaml.safe_load(bot_pipeline("platform/platform-bootstrap"))  # the bot runs this project's code too
+    lines = _all_lines(jobs) + _script(bot["bot"])
+    used = {m.group(1) for line in lines for m in re.finditer(r"python3?\"?(?: -P)? -m platformctl (\w+)", line)}
+    assert {"render", "diff", "comment", "access", "mrbot"} <= used
     for sub in sorted(used):
         module = ROOT / "platformctl" / f"{sub}.py"
         assert module.is_file(), f"`python -m platformctl {sub}`: {module.relative_to(ROOT)} does not exist"
@@ -272,10 +278,10 @@ def test_a_merge_request_preview_waits_for_a_maintainer_in_the_protected_preview
         [merge_request] = [r for r in job["rules"] if "merge_request_event" in r["if"]]
         assert merge_request["when"] == "manual" and merge_request["allow_failure"] is True, name
         assert all("when" not in r for r in job["rules"] if r is not merge_request), f"{name}: main previews run by themselves"
-    # The merge-request note does not wait for them; a second one adds them once both ran.
-    assert {n["job"] for n in jobs["comment"]["needs"]} == {"render", "access"}
-    assert {n["job"] for n in jobs["comment-previews"]["needs"]} == {"render", "access", "preview-dev", "preview-prod"}
-    assert _script(jobs["comment-previews"]) == _script(jobs["comment"])
+    # The merge-request note (the bot's, with the check) does not wait for them; a second one adds them once both ran.
+    assert jobs["access"]["needs"] == [{"job": "render", "artifacts": False}]
+    assert jobs["comment-previews"]["needs"] == [{"job": n, "artifacts": False} for n in ("render", "preview-dev", "preview-prod")]
+    assert jobs["comment-previews"]["trigger"] == jobs["access"]["trigger"]
 
 
 def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(jobs: dict[str, dict[str, Any]]) -> None:
@@ -313,23 +319,29 @@ def test_no_secrets_in_the_file(ci: dict[str, Any]) -> None:
 
 
 def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs: dict[str, dict[str, Any]]) -> None:
-    def access_lines(job: dict[str, Any]) -> list[str]:
-        return [line for line in _script(job) if "platformctl access" in line]
+    """The check (`platformctl access`, which reads approvals with the bot's token) runs in the
+    merge-request bot's pipeline, which `access` and `access-main` trigger and whose result they take."""
+    from components.merge_request_bot import bot_pipeline
 
-    checks = {name: job for name, job in jobs.items() if access_lines(job)}
-    assert set(checks) == {"access", "access-main"}
-    (mr_line,) = access_lines(checks["access"])
-    assert '--base-ref "$CI_MERGE_REQUEST_DIFF_BASE_SHA"' in mr_line and "--commit" not in mr_line
-    (main_line,) = access_lines(checks["access-main"])
-    assert '--base-ref "$CI_COMMIT_BEFORE_SHA" --commit "$CI_COMMIT_SHA"' in main_line
+    assert not [name for name, job in jobs.items() if any("platformctl access" in line for line in _script(job))]
+    checks = {name: job for name, job in jobs.items() if "trigger" in job and "allow_failure" not in job}
+    assert set(checks) == {"access", "access-main"}  # a check that may fail silently is no gate
     for job in checks.values():
-        assert job["variables"]["GIT_DEPTH"] == "0"  # the base commit must be in the clone
-        assert "allow_failure" not in job  # a check that may fail silently is no gate
+        assert job["trigger"]["strategy"] == "depend"  # the job fails when the bot's pipeline does
     assert [r["if"] for r in checks["access"]["rules"]] == ['$CI_PIPELINE_SOURCE == "merge_request_event"']
     assert all(PROTECTED_ONLY.search(r["if"]) for r in checks["access-main"]["rules"])
     # The apply on main waits for it; prod waits for dev.
     assert "access-main" in jobs["deploy-dev"]["needs"] and "deploy-dev" in jobs["deploy-prod"]["needs"]
-    assert any(n == {"job": "access"} for n in jobs["comment"]["needs"])
+    # In the bot: the check as it is at the gate's commit (installed from there), on the upstream's stack
+    # files, against the merge request mrbot found or, on main, the merged one of the upstream's commit.
+    bot = _script(yaml.safe_load(bot_pipeline("platform/platform-bootstrap"))["bot"])
+    (line,) = [line for line in bot if "platformctl access" in line]
+    assert 'cd build/head && PYTHONPATH="$PWD/../gate"' in line and "-P -m platformctl access --no-validate" in line
+    assert '--base-ref "$GATE_REF" "${which[@]}"' in line and line.endswith("|| rc=$?") and bot[-1].startswith('exit "$rc"')
+    assert 'which=(--mr-iid "$MR_IID"); else which=(--commit "$UPSTREAM_SHA")' in "\n".join(bot)
+    assert [line for line in bot if "pip install" in line][1].endswith("-r build/gate/requirements.txt")
+    assert bot.index('git worktree add --quiet --detach build/gate "$GATE_REF"') > next(
+        i for i, line in enumerate(bot) if "platformctl mrbot" in line)
 
 
 def gitlab_ci_schema_errors(document: Any) -> list[str]:
