@@ -8,8 +8,8 @@ the plan makes (the job pods each runner's config.toml describes, as tests/test_
 builds them, and every pod template the control plane's charts and the program declare) on the
 control plane's node groups the way kube-scheduler's filters do (node selector and required node
 affinity, taints and tolerations, required pod anti-affinity both ways), and asks whether two pods
-that must never meet can land on one node. Last, the merge request's gate (`access`): whether a
-branch can pass it by editing the check it is judged by.
+that must never meet can land on one node. Last, the merge request's gate (`access`, the merge-request
+bot's job): whether a branch can pass it by editing the check it is judged by.
 """
 
 from __future__ import annotations
@@ -368,7 +368,6 @@ GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pu
              "requirements.txt", ".gitlab-ci.yml")
 # The attack: the access check that finds no grant at all (its base text must be there to replace).
 GATE_EDIT = ("        if grants or name in exceptions:\n", "        if False:  # nothing to approve, ever\n")
-INSTALLS = re.compile(r"^(python -m venv |\. venv/bin/activate|pip install )")
 
 
 def _merge_request_that_edits_the_gate(path: Path) -> str:
@@ -393,40 +392,71 @@ def _merge_request_that_edits_the_gate(path: Path) -> str:
     return base
 
 
+INSTALLS = re.compile(r"^(python -m venv |\$CI_PROJECT_DIR/\w+/bin/pip install )")
+PIPELINE_ID, BOT_IID = 321, "5"
+
+
+def _upstream(name: str, base: str, head: str, platform: str) -> dict[str, Any]:
+    """The pipeline that triggers the bot's, as GitLab's GraphQL API describes it: the merge request's
+    (`access`), or main's once it is merged (`access-main`)."""
+    upstream = {"id": f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID}", "sha": head, "beforeSha": base,
+                "project": {"fullPath": platform, "repository": {"rootRef": "main"}}}
+    if name == "access":
+        upstream |= {"source": "merge_request_event", "ref": "refs/merge-requests/7/head",
+                     "mergeRequest": {"iid": "7", "targetBranch": "main", "project": {"fullPath": platform}, "diffRefs": {"baseSha": base}}}
+    else:
+        upstream |= {"source": "push", "ref": "main", "mergeRequest": None}
+    return {"source": "pipeline", "upstream": upstream}
+
+
 @pytest.mark.parametrize("name", ["access", "access-main"])
 def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edits(tmp_path: Path, name: str) -> None:
     """`access` is the merge request's gate ("Pipelines must succeed"): each grant in a tenant needs one
     of its owners' approval. Run from the merge request's checkout, it is the branch's own code: a
     branch that grants its author a role and edits the check to find no grant passes its own gate,
-    and once merged, `access-main` (before dev deploys) too. Each job as .gitlab-ci.yml defines it, run
-    in such a clone (its dependency installation aside: this process's packages stand in for them;
-    on main, the merged merge request comes from a GitLab stub and has no approval), must still hold
+    and once merged, `access-main` (before dev deploys) too. Both are the merge-request bot's pipeline
+    (the job the program writes into the bot project, components/merge_request_bot.py), run here as
+    written (its dependency installation aside: this process's packages stand in for them) against a
+    clone of the platform project and a GitLab stub that describes the upstream pipeline (the merge
+    request's, or main's once merged, whose merged merge request has no approval). It must still hold
     the grant for an owner, with the check as it is at the base."""
-    repo = tmp_path / "clone"
-    repo.mkdir()
-    base = _merge_request_that_edits_the_gate(repo)
-    job = _resolve(yaml.safe_load((repo / ".gitlab-ci.yml").read_text()), name)
-    lines = [line for line in _lines(job.get("before_script")) if not INSTALLS.match(line)] + list(_lines(job["script"]))
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    (shim / "python").chmod(0o755)
-    head = _git(repo, "rev-parse", "HEAD")
+    from components.merge_request_bot import bot_pipeline, bot_project_path
+
+    platform = "platform/platform-bootstrap"
+    origin = tmp_path / "srv" / f"{platform}.git"
+    origin.mkdir(parents=True)
+    base = _merge_request_that_edits_the_gate(origin)
+    head = _git(origin, "rev-parse", "HEAD")
+    _git(origin, "update-ref", f"refs/pipelines/{PIPELINE_ID}", head)
+    if name == "access":  # not merged: main is still the base
+        _git(origin, "reset", "--quiet", "--hard", base)
+    pipeline = yaml.safe_load(bot_pipeline(platform))
+    job = _resolve(pipeline, "bot")
+    lines = [line for line in _lines(job["script"]) if not INSTALLS.match(line)]
+    work = tmp_path / "job"
+    for venv in ("bot", "gate"):
+        (work / venv / "bin").mkdir(parents=True)
+        (work / venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+        (work / venv / "bin" / "python").chmod(0o755)
     with _stub_with_push() as stub:
+        stub.pipelines[(bot_project_path(platform), BOT_IID)] = _upstream(name, base, head, platform)
         stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged"}]
-        env = {**(_env(stub) if name == "access-main" else _env(None)), "PATH": f"{shim}:{os.environ['PATH']}",
-               "HOME": str(tmp_path), "CI_PROJECT_DIR": str(repo), "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
-               "CI_COMMIT_BEFORE_SHA": base, "CI_COMMIT_SHA": head}
-        env.pop("CI_MERGE_REQUEST_IID", None)  # on main, the merged merge request of the commit is read
-        env |= {k: re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), str(v)) for k, v in (job.get("variables") or {}).items()}
-        done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
+        stub.artifacts[(50, "build/diff-dev.md")] = b"### Plan diff: dev (the branch's render)\n"
+        env = {**_env(stub), **pipeline["variables"], "HOME": str(tmp_path), "CI_PROJECT_DIR": str(work),
+               "CI_SERVER_URL": f"file://{tmp_path / 'srv'}", "CI_PIPELINE_IID": BOT_IID, "CI_PROJECT_PATH": bot_project_path(platform)}
+        env.pop("CI_MERGE_REQUEST_IID")  # the bot's pipeline is no merge request's; it finds the merge request itself
+        done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "mallory → developers" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
     assert "❌ waiting for an owner's approval" in done.stdout
     # And the edit of the check, which would hold from the next merge request on, needs a system approver.
     assert "| all | changes the access check (platformctl/access.py) | ❌ waiting for a system approver" in done.stdout, done.stdout
-    # Its dependencies are the base's too (a branch could pin a python-gitlab of its own).
-    installs = [line for line in _lines(job.get("before_script")) if line.startswith("pip install ")]
-    assert installs and all("build/gate/requirements.txt" in line for line in installs), installs
+    # On the merge request, the bot's note says so, beside the branch's render.
+    notes = [n["body"] for n in stub.notes_by(stub.user["id"])]
+    if name == "access":
+        assert len(notes) == 1 and "mallory → developers" in notes[0] and "the branch's render" in notes[0], notes
+    else:
+        assert notes == []
 
 
 def test_the_gate_run_from_the_base_still_checks_a_change_of_the_config_model(repo: Path) -> None:
