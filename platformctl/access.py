@@ -58,7 +58,9 @@ SYSTEM_RULE = "system-approvers"
 CLUSTER_ADMIN_RULE = "cluster-admins"
 # What decides this check's verdict beyond the program's config model: a change to them widens
 # what later merge requests may do unapproved.
-GATE_FILES = ("platformctl/access.py", "platformctl/gitlab_api.py")
+# The merge-request bot's check and job pick the gate's commit and run it (components/merge_request_bot.py).
+GATE_FILES = ("platformctl/access.py", "platformctl/gitlab_api.py", "platformctl/mrbot.py",
+              "components/merge-request-bot.gitlab-ci.yml")
 
 
 @dataclass(frozen=True)
