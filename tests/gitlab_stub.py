@@ -11,13 +11,19 @@ client code is exercised over real HTTP rather than against mocks.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+import pytest
 
 from tests.loopback import LoopbackServer
 
@@ -101,6 +107,23 @@ def client_env(stub: GitLabStub | None, **extra: str) -> dict[str, str]:
         )
     env.update(extra)
     return env
+
+
+def run_in_process(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m platformctl <command>` in `cwd` with exactly the environment `env`, in this process
+    (`platformctl.__main__.main`): a process of its own would import the whole program again, about a
+    second of CPU per call. An exception escaping `main` (a traceback in the CLI) fails the test."""
+    from platformctl.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.chdir(cwd)
+        for key in os.environ.keys() - env.keys():
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        code = main(command)
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,9 +7,7 @@ own), talking HTTP to tests/gitlab_stub.py (python-gitlab itself is never mocked
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import os
 import subprocess
 import sys
@@ -19,8 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gitlab_stub import BOT, GitLabStub, client_env
-from platformctl.__main__ import main as platformctl_main
+from gitlab_stub import BOT, GitLabStub, client_env, run_in_process
 from platformctl.access import (
     APPROVED_NOTE,
     CLUSTER_ADMIN_RULE,
@@ -293,25 +290,13 @@ def _env(stub: GitLabStub | None) -> dict[str, str]:
 
 
 def _access(repo: Path, env: dict[str, str], *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
-    """`platformctl access` run in `repo` with exactly the environment `env`.
-
-    In this process (`platformctl.__main__.main`, what `python -m platformctl` calls): a process
-    of its own would import the whole program again, about a second of CPU per call. An
-    exception escaping `main` (a traceback in the CLI) fails the test. `process=True` runs the
-    real command line instead."""
+    """`platformctl access` run in `repo` with exactly the environment `env`, in this process
+    (gitlab_stub.run_in_process); `process=True` runs the real command line instead."""
     command = ["access", "--base-ref", "HEAD", *args]
     if process:
         return subprocess.run([sys.executable, "-m", "platformctl", *command],
                               cwd=repo, env=env, capture_output=True, text=True, timeout=120)
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.chdir(repo)
-        for key in os.environ.keys() - env.keys():
-            patch.delenv(key)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        code = platformctl_main(command)
-    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+    return run_in_process(command, repo, env)
 
 
 def _stub_with_push() -> GitLabStub:

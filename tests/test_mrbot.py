@@ -9,8 +9,6 @@ repository as the platform project's; the command runs in this process, as tests
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 from pathlib import Path
@@ -18,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from gitlab_stub import GitLabStub, client_env
-from platformctl.__main__ import main as platformctl_main
+from gitlab_stub import GitLabStub, client_env, run_in_process
 from tests.test_access import _git
 
 PLATFORM = "platform/platform-bootstrap"
@@ -71,16 +68,7 @@ def _merge_request_pipeline(commits: dict[str, Any], **changes: Any) -> dict[str
 def _run(stub: GitLabStub, work: Path, out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = client_env(stub, CI_PIPELINE_IID=BOT_PIPELINE_IID, CI_PROJECT_PATH=BOT, PATH=os.environ["PATH"], **extra)
     env.pop("CI_MERGE_REQUEST_IID")  # the bot's pipeline is no merge request's
-    command = ["mrbot", "--platform-project", PLATFORM, "--out", str(out)]
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        patch.chdir(work)
-        for key in os.environ.keys() - env.keys():
-            patch.delenv(key)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        code = platformctl_main(command)
-    return subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+    return run_in_process(["mrbot", "--platform-project", PLATFORM, "--out", str(out)], work, env)
 
 
 def _stub(pipeline: dict[str, Any] | None) -> GitLabStub:
