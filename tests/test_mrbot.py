@@ -25,28 +25,34 @@ PIPELINE_ID = 321  # the platform project's pipeline that triggers the bot's
 BOT_PIPELINE_IID = "5"
 
 
-@pytest.fixture
-def clone(tmp_path: Path) -> dict[str, Any]:
-    """The platform project (main: base, then merged; a merge request's head in refs/pipelines/<id>) and
-    the bot's clone of it, as the bot's job makes it."""
-    origin = tmp_path / "origin"
-    origin.mkdir()
-    _git(origin, "init", "--quiet", "--initial-branch", "main")
-    commits = {}
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The platform project: main (base, then merged), a merge request's head in refs/pipelines/<id>,
+    main's head in refs/pipelines/<id + 1>."""
+    path = tmp_path_factory.mktemp("origin")
+    _git(path, "init", "--quiet", "--initial-branch", "main")
+    commits: dict[str, Any] = {"path": path}
     for name in ("base", "main"):
-        (origin / "Pulumi.dev.yaml").write_text(f"# {name}\n")
-        _git(origin, "add", ".")
-        _git(origin, "commit", "--quiet", "-m", name)
-        commits[name] = _git(origin, "rev-parse", "HEAD")
-    _git(origin, "checkout", "--quiet", "-b", "feature", commits["base"])
-    (origin / "Pulumi.dev.yaml").write_text("# head\n")
-    _git(origin, "commit", "--quiet", "-am", "head")
-    commits["head"] = _git(origin, "rev-parse", "HEAD")
-    _git(origin, "update-ref", f"refs/pipelines/{PIPELINE_ID}", commits["head"])
-    _git(origin, "checkout", "--quiet", "main")
+        (path / "Pulumi.dev.yaml").write_text(f"# {name}\n")
+        _git(path, "add", ".")
+        _git(path, "commit", "--quiet", "-m", name)
+        commits[name] = _git(path, "rev-parse", "HEAD")
+    _git(path, "checkout", "--quiet", "-b", "feature", commits["base"])
+    (path / "Pulumi.dev.yaml").write_text("# head\n")
+    _git(path, "commit", "--quiet", "-am", "head")
+    commits["head"] = _git(path, "rev-parse", "HEAD")
+    _git(path, "update-ref", f"refs/pipelines/{PIPELINE_ID}", commits["head"])
+    _git(path, "update-ref", f"refs/pipelines/{PIPELINE_ID + 1}", commits["main"])
+    _git(path, "checkout", "--quiet", "main")
+    return commits
+
+
+@pytest.fixture
+def clone(origin: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The bot's clone of the platform project, as its job makes it."""
     work = tmp_path / "platform"
-    subprocess.run(["git", "clone", "--quiet", str(origin), str(work)], check=True)
-    return {"work": work, **commits}
+    subprocess.run(["git", "clone", "--quiet", str(origin["path"]), str(work)], check=True)
+    return {**origin, "work": work}
 
 
 def _pipeline(source: str = "pipeline", upstream: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
@@ -143,8 +149,8 @@ def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_an
 
 def test_a_pipeline_of_the_default_branch_is_checked_against_the_commit_before_its_push(
         clone: dict[str, Any], tmp_path: Path) -> None:
-    _git(clone["work"].parent / "origin", "update-ref", f"refs/pipelines/{PIPELINE_ID}", clone["main"])
-    pipeline = _merge_request_pipeline(clone, source="push", ref="main", sha=clone["main"], beforeSha=clone["base"], mergeRequest=None)
+    pipeline = _merge_request_pipeline(clone, id=f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID + 1}", source="push", ref="main",
+                                       sha=clone["main"], beforeSha=clone["base"], mergeRequest=None)
     out = tmp_path / "out"
     with _stub(pipeline) as stub:
         result = _run(stub, clone["work"], out)
