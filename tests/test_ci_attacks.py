@@ -287,8 +287,14 @@ def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(
     [protected] = [r for r in plan["resources"] if r["type"] == RUNNER and r["inputs"].get("accessLevel") == "ref_protected"
                    and "platform-protected" in r["name"]]
     assert set(enabled["dependsOn"]) == {bot["urn"], protected["urn"]}
-    [job] = [j for n, j in yaml.safe_load(bot_pipeline("platform/platform-bootstrap")).items() if isinstance(j, dict) and "script" in j]
+    pipeline = yaml.safe_load(bot_pipeline("platform/platform-bootstrap"))
+    [job] = [j for j in pipeline.values() if isinstance(j, dict) and "script" in j]
     assert _takes(protected["inputs"], job, protected_ref=True) and job["tags"] == [PROTECTED_TAG]
+    # Only a multi-project pipeline gets a job at all ("Run pipeline", the API, a schedule: none).
+    assert pipeline["workflow"] == {"rules": [{"if": '$CI_PIPELINE_SOURCE == "pipeline"'}]}
+    # The inventory says where the token lives now, and for how long.
+    [entry] = [e for e in plan["outputs"]["credentials"] if e["resources"] == [token["name"]]]
+    assert "platform/platform-bootstrap-mr-bot" in entry["holder"] and entry["lifetimeSeconds"] == 30 * 86400
 
 
 def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict) -> None:

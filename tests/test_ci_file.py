@@ -362,6 +362,12 @@ def test_the_file_is_valid_against_gitlabs_ci_schema(ci: dict[str, Any]) -> None
     assert gitlab_ci_schema_errors({"job": {"script": "x", "tagz": ["x"]}}), "the schema refuses an unknown keyword"
 
 
+def test_the_merge_request_bots_pipeline_is_valid_against_gitlabs_ci_schema() -> None:
+    from components.merge_request_bot import bot_pipeline
+
+    assert gitlab_ci_schema_errors(yaml.safe_load(bot_pipeline("platform/platform-bootstrap"))) == []
+
+
 def test_the_tenants_starter_pipelines_are_valid_against_gitlabs_ci_schema(plan: dict) -> None:
     pipelines = {r["name"]: yaml.safe_load(r["inputs"]["content"]) for r in plan["resources"]
                  if r["type"] == "gitlab:index/repositoryFile:RepositoryFile" and r["inputs"].get("filePath") == CI_FILE.name}
