@@ -269,8 +269,8 @@ def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(
     variables = [r for r in plan["resources"] if r["type"] in ("gitlab:index/projectVariable:ProjectVariable",
                                                                 "gitlab:index/groupVariable:GroupVariable")]
     holding = [r for r in variables if r["inputs"]["key"] == TOKEN_VARIABLE]
-    [bot] = [r for r in plan["resources"] if r["type"] == "gitlab:index/project:Project" and r["name"] == "merge-request-bot-project"]
     assert [r["name"] for r in holding] == ["merge-request-bot-token-variable"]
+    [bot] = [r for r in plan["resources"] if r["type"] == "gitlab:index/project:Project" and r["name"] == "merge-request-bot-project"]
     [variable] = holding
     assert variable["inputs"] | {"project": None} == {"key": TOKEN_VARIABLE, "value": "[secret]", "protected": True, "masked": True,
                                                       "hidden": True, "raw": True, "project": None}
