@@ -43,6 +43,7 @@ NOTE_FILES = {
 }
 # An artifact is cut here: the note keeps less (platformctl/comment.py NOTE_LIMIT).
 ARTIFACT_LIMIT = 2_000_000
+WITHHELD = "withheld.md"  # what the note could not show, and why
 SHA = re.compile(r"^[0-9a-f]{40}$")
 QUERY = """
 query($path: ID!, $iid: ID!) {
@@ -136,25 +137,34 @@ def fetch(upstream: Upstream) -> None:
 
 
 def download_note_files(project: Any, pipeline_id: int, out: Path) -> list[str]:
-    """The note's files the upstream's jobs left (the latest run of each job); returns their names."""
+    """The note's files the upstream's jobs left (the latest run of each job); returns their names.
+    A file the token may not read (the previews': `artifacts:access: developer`, and the token is a
+    Reporter's) is named in WITHHELD instead, which the note shows."""
     latest: dict[str, Any] = {}
     for job in project.pipelines.get(pipeline_id, lazy=True).jobs.list(get_all=True):
         if job.name in NOTE_FILES and (job.name not in latest or job.id > latest[job.name].id):
             latest[job.name] = job
-    found = []
-    for name, job in latest.items():
+    found, withheld = [], []
+    for name, job in sorted(latest.items()):
         for path in NOTE_FILES[name]:
             try:
-                chunks = project.jobs.get(job.id, lazy=True).artifact(path, iterator=True)
                 data = bytearray()
-                for chunk in chunks:
+                for chunk in project.jobs.get(job.id, lazy=True).artifact(path, iterator=True):
                     data += chunk[: ARTIFACT_LIMIT - len(data)]
+                    if len(data) >= ARTIFACT_LIMIT:
+                        break
             except gitlab.GitlabGetError as err:
-                if err.response_code == 404:  # a job that failed before writing it
-                    continue
-                raise
+                if err.response_code == 403:
+                    withheld.append(f"`{path}` of job {name}")
+                elif err.response_code != 404:  # 404: a job that did not write it (not run, or failed before)
+                    raise
+                continue
             (out / Path(path).name).write_bytes(bytes(data))
             found.append(Path(path).name)
+    if withheld:
+        (out / WITHHELD).write_text(f"Not in this note: {', '.join(withheld)}; only Developers may read those jobs' "
+                                    "artifacts (`artifacts:access: developer`), and the bot is a Reporter.\n")
+        found.append(WITHHELD)
     return sorted(found)
 
 

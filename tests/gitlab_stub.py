@@ -52,6 +52,7 @@ class GitLabStub(LoopbackServer):
     pipelines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     pipeline_jobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # this project's pipeline id -> jobs
     artifacts: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (job id, path) -> content
+    forbidden_jobs: set[int] = field(default_factory=set)  # jobs whose artifacts are for Developers (`access: developer`)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -195,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, st.commit_merge_requests.get(route[4], []))
         if route[2:3] == ["pipelines"] and route[4:] == ["jobs"] and method == "GET":
             return self._send(200, st.pipeline_jobs.get(int(route[3]), []))
+        if route[2:3] == ["jobs"] and route[4:5] == ["artifacts"] and method == "GET" and int(route[3]) in st.forbidden_jobs:
+            return self._send(403, {"message": "403 Forbidden"})
         if route[2:3] == ["jobs"] and route[4:5] == ["artifacts"] and method == "GET":
             found = st.artifacts.get((int(route[3]), "/".join(route[5:])))
             return self._send(404, {"message": "404 Not Found"}) if found is None else self._send_bytes(found)

@@ -90,6 +90,19 @@ def _stub(pipeline: dict[str, Any] | None) -> GitLabStub:
     return stub
 
 
+def test_previews_the_token_may_not_read_are_named_in_the_note_not_a_refusal(clone: dict[str, Any], tmp_path: Path) -> None:
+    """The preview jobs keep their artifacts for Developers (`access: developer`); the bot's token is a
+    Reporter's. Their output stays out of the note, which says so; the bot still serves the merge request."""
+    out = tmp_path / "out"
+    with _stub(_merge_request_pipeline(clone)) as stub:
+        stub.pipeline_jobs[PIPELINE_ID].append({"id": 43, "name": "preview-dev", "status": "success"})
+        stub.forbidden_jobs.add(43)
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env", "withheld.md"]
+    assert (out / "withheld.md").read_text().startswith("Not in this note: `build/preview-dev.txt` of job preview-dev; only Developers")
+
+
 REFUSED = {
     # "Run pipeline" in the bot project, by a Developer allowed to merge into its main.
     "run by hand": (lambda c: _pipeline("web"), "this pipeline's source is 'web'"),
