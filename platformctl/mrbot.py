@@ -12,8 +12,9 @@ by the API or a schedule, triggered from another project, from another branch) i
 It runs from the platform project's default branch (reviewed code) and writes, into `--out`:
 `upstream.env` (what the bot's next steps read: the upstream's commit, the gate's commit, the merge
 request) and, for a merge request, the files its `render` and `preview-*` jobs left as artifacts.
-It fetches the upstream's commit (`refs/pipelines/<id>`) into the clone it runs in, and checks the
-gate's commit (the merge request's diff base, or on the default branch the commit before the push)
+It fetches the upstream's commit into the clone it runs in (by its id: GitLab's Gitaly serves any
+commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
+job must still find it), and checks the gate's commit (the merge request's diff base, or on the default branch the commit before the push)
 is one of the default branch's: the access check runs from there.
 """
 
@@ -96,6 +97,8 @@ def upstream_of(pipeline: Mapping[str, Any] | None, platform: str) -> Upstream:
         mr = upstream.get("mergeRequest") or {}
         if (mr.get("project") or {}).get("fullPath") != platform or mr.get("targetBranch") != default:
             raise Refused(f"the merge request of the upstream pipeline does not go into {platform}'s {default!r}")
+        if not str(mr.get("iid")).isdigit():
+            raise Refused(f"GitLab gave {mr.get('iid')!r} where the merge request's number was expected")
         return Upstream(pipeline_id, sha, str((mr.get("diffRefs") or {}).get("baseSha")), default, int(mr["iid"]))
     if source == "push" and upstream.get("ref") == default:
         return Upstream(pipeline_id, sha, str(upstream.get("beforeSha")), default, None)
@@ -127,10 +130,7 @@ def fetch(upstream: Upstream) -> None:
     for sha in (upstream.sha, upstream.gate_ref):
         if not SHA.match(sha):
             raise Refused(f"GitLab gave {sha!r} where a commit was expected")
-    _git("fetch", "--quiet", "origin", f"+refs/pipelines/{upstream.pipeline_id}:refs/upstream/pipeline",
-         f"+refs/heads/{upstream.default_branch}:refs/upstream/default")
-    if _git("rev-parse", "refs/upstream/pipeline") != upstream.sha:
-        raise Refused(f"refs/pipelines/{upstream.pipeline_id} is not the upstream's commit {upstream.sha[:12]}")
+    _git("fetch", "--quiet", "origin", upstream.sha, f"+refs/heads/{upstream.default_branch}:refs/upstream/default")
     ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", upstream.gate_ref, "refs/upstream/default"], check=False)
     if ancestor.returncode != 0:
         raise Refused(f"the gate's commit {upstream.gate_ref[:12]} is not on {upstream.default_branch}: its code is not reviewed")

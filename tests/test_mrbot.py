@@ -27,10 +27,11 @@ BOT_PIPELINE_IID = "5"
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The platform project: main (base, then merged), a merge request's head in refs/pipelines/<id>,
-    main's head in refs/pipelines/<id + 1>."""
+    """The platform project: main (base, then merged) and a merge request's head on a branch. It serves
+    any commit it has by its id, as GitLab's Gitaly does (uploadpack.allowAnySHA1InWant)."""
     path = tmp_path_factory.mktemp("origin")
     _git(path, "init", "--quiet", "--initial-branch", "main")
+    _git(path, "config", "uploadpack.allowAnySHA1InWant", "true")
     commits: dict[str, Any] = {"path": path}
     for name in ("base", "main"):
         (path / "Pulumi.dev.yaml").write_text(f"# {name}\n")
@@ -41,8 +42,6 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (path / "Pulumi.dev.yaml").write_text("# head\n")
     _git(path, "commit", "--quiet", "-am", "head")
     commits["head"] = _git(path, "rev-parse", "HEAD")
-    _git(path, "update-ref", f"refs/pipelines/{PIPELINE_ID}", commits["head"])
-    _git(path, "update-ref", f"refs/pipelines/{PIPELINE_ID + 1}", commits["main"])
     _git(path, "checkout", "--quiet", "main")
     return commits
 
@@ -130,8 +129,9 @@ REFUSED = {
         lambda c: _merge_request_pipeline(c, mergeRequest={"iid": "7", "targetBranch": "main", "project": {"fullPath": PLATFORM},
                                                            "diffRefs": {"baseSha": c["head"]}}),
         "is not on main: its code is not reviewed"),
-    # GitLab's answer names a commit that is not the pipeline's.
-    "another commit": (lambda c: _merge_request_pipeline(c, sha=c["main"]), f"refs/pipelines/{PIPELINE_ID} is not the upstream's commit"),
+    # GitLab's answer names a commit the platform project does not have, or something else.
+    "unknown commit": (lambda c: _merge_request_pipeline(c, sha="0123456789" * 4), "git fetch --quiet origin 0123456789"),
+    "no commit": (lambda c: _merge_request_pipeline(c, sha="main"), "GitLab gave 'main' where a commit was expected"),
 }
 
 
@@ -156,14 +156,13 @@ def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_an
     assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nMR_IID=7\n"
     assert (out / "diff-dev.md").read_text() == "### Plan diff: dev\n"  # the latest run of render, not the retried one
     assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env"]
-    assert _git(clone["work"], "rev-parse", "refs/upstream/pipeline") == clone["head"]  # for the access check's worktree
+    assert _git(clone["work"], "cat-file", "-t", clone["head"]) == "commit"  # for the access check's worktree
     assert "for merge request !7; gate" in result.stdout
 
 
 def test_a_pipeline_of_the_default_branch_is_checked_against_the_commit_before_its_push(
         clone: dict[str, Any], tmp_path: Path) -> None:
-    pipeline = _merge_request_pipeline(clone, id=f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID + 1}", source="push", ref="main",
-                                       sha=clone["main"], beforeSha=clone["base"], mergeRequest=None)
+    pipeline = _merge_request_pipeline(clone, source="push", ref="main", sha=clone["main"], beforeSha=clone["base"], mergeRequest=None)
     out = tmp_path / "out"
     with _stub(pipeline) as stub:
         result = _run(stub, clone["work"], out)

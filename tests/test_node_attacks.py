@@ -427,7 +427,7 @@ def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edi
     origin.mkdir(parents=True)
     base = _merge_request_that_edits_the_gate(origin)
     head = _git(origin, "rev-parse", "HEAD")
-    _git(origin, "update-ref", f"refs/pipelines/{PIPELINE_ID}", head)
+    _git(origin, "config", "uploadpack.allowAnySHA1InWant", "true")  # as GitLab's Gitaly serves any commit it has
     if name == "access":  # not merged: main is still the base
         _git(origin, "reset", "--quiet", "--hard", base)
     pipeline = yaml.safe_load(bot_pipeline(platform))
