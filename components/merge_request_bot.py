@@ -18,7 +18,9 @@ What GitLab requires and what the project closes:
   `BASH_ENV`, a `CI_DEBUG_TRACE`) gets no pipeline at all, nor does "Run pipeline" or a schedule with
   variables; without them, the bot's pipelines are refused by the file's workflow and by mrbot;
 * its jobs run on the platform's runner for protected refs only (tag platform-protected), enabled
-  here: a branch a Developer pushes to this project gets neither the token nor a runner.
+  here: a branch a Developer pushes to this project gets neither the token nor a runner;
+* its CI/CD job token allowlist names nobody: another project's job (a merge request's, acting as its
+  author) cannot use its job token on the bot project.
 
 The token is a group access token of the platform group (Reporter, `api`): it must read pipelines of
 both projects (GraphQL shows an upstream only to who can read it), and GitLab lets a project access
@@ -117,6 +119,11 @@ class MergeRequestBot(pulumi.ComponentResource):
             merge_access_level="developer",  # GitLab's condition for triggering a pipeline on main
             allow_force_push=False,
             opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(depends_on=[ci_file])),  # the file first, as for tenants
+        )
+        # Only the bot's own jobs may use their job token on it: not a merge request's job, which acts as its author.
+        gitlab.ProjectJobTokenScopes(
+            f"{name}-job-token-scope", project=self.project.id, enabled=True, target_project_ids=[], target_group_ids=[],
+            opts=on_gitlab,
         )
         gitlab.ProjectRunnerEnablement(
             f"{name}-runner", project=self.project.id, runner_id=pulumi.Output.from_input(args.protected_runner_id).apply(int),

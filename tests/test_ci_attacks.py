@@ -281,6 +281,8 @@ def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(
                                           "sharedRunnersEnabled", "groupRunnersEnabled", "visibilityLevel")} == {
         "mergeRequestsAccessLevel": "disabled", "forkingAccessLevel": "disabled", "ciPipelineVariablesMinimumOverrideRole": "no_one_allowed",
         "sharedRunnersEnabled": False, "groupRunnersEnabled": False, "visibilityLevel": "private"}
+    [scope] = [r for r in plan["resources"] if r["name"] == "merge-request-bot-job-token-scope"]
+    assert scope["inputs"] | {"project": None} == {"enabled": True, "targetProjectIds": [], "targetGroupIds": [], "project": None}
     [main] = [r for r in plan["resources"] if r["name"] == "merge-request-bot-main"]
     assert (main["inputs"]["branch"], main["inputs"]["pushAccessLevel"], main["inputs"]["mergeAccessLevel"]) == ("main", "maintainer", "developer")
     [enabled] = [r for r in plan["resources"] if r["type"] == "gitlab:index/projectRunnerEnablement:ProjectRunnerEnablement"]
