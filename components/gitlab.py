@@ -142,6 +142,7 @@ class GitLab(pulumi.ComponentResource):
     root_password: pulumi.Output[str]  # a Pulumi secret; not exported
     admin_token: pulumi.Output[str]  # a Pulumi secret; not exported
     provider: gitlab.Provider
+    platform_group: gitlab.Group | None  # the group of platform:pipeline.projectPath (its merge-request bot's too)
 
     def __init__(self, name: str, cluster: ClusterHandle, args: GitLabArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:gitlab:GitLab", name, None, opts)
@@ -229,8 +230,9 @@ class GitLab(pulumi.ComponentResource):
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=self.provider)
         # GitLab answers the internet: only an administrator may make a project or group public.
         gitlab.ApplicationSettings(f"{name}-settings", can_create_group=False, restricted_visibility_levels=["public"], opts=on_gitlab)
+        self.platform_group = None
         if args.platform_group is not None:
-            gitlab.Group(
+            self.platform_group = gitlab.Group(
                 f"{name}-platform-group",
                 name=args.platform_group,
                 path=args.platform_group,

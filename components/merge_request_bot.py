@@ -2,8 +2,9 @@
 
 A merge request's pipeline runs its branch's own `.gitlab-ci.yml`, so whatever variable its jobs can
 read, the branch can print. The token that writes the merge-request note and reads approvals (for
-`platformctl comment` and `platformctl access`) therefore lives in a project of its own beside the
-platform project, `<project>-mr-bot`, as a protected, masked and hidden variable of its protected
+`platformctl comment` and `platformctl access`) therefore lives in a project of its own in the
+platform's group, `<group>/<project>-mr-bot`, declared with the platform's runners (its jobs run on
+the one for protected refs), as a protected, masked and hidden variable of its protected
 `main`, whose `.gitlab-ci.yml` the program writes (merge-request-bot.gitlab-ci.yml). The platform
 project's pipelines trigger it (`trigger:`, strategy depend) and pass it nothing;
 `platformctl mrbot` finds the pipeline that did and refuses all but the platform project's
@@ -22,9 +23,9 @@ What GitLab requires and what the project closes:
 * its CI/CD job token allowlist names nobody: another project's job (a merge request's, acting as its
   author) cannot use its job token on the bot project.
 
-The token is a group access token of the platform group (Reporter, `api`): it must read pipelines of
-both projects (GraphQL shows an upstream only to who can read it), and GitLab lets a project access
-token's bot into no other project. Keep the group to these two projects. It lives 30 days and is
+The token is a group access token of the platform's top-level group (Reporter, `api`): it must read
+pipelines of both projects (GraphQL shows an upstream only to who can read it), and GitLab lets a
+project access token's bot into no other project. Keep the group to these two projects. It lives 30 days and is
 replaced by `pulumi up --refresh` from day 15.
 """
 
@@ -50,8 +51,9 @@ CI_TEMPLATE = Path(__file__).with_name("merge-request-bot.gitlab-ci.yml")
 
 
 def bot_project_path(platform_project: str) -> str:
-    """The bot project beside the platform project; .gitlab-ci.yml triggers `$CI_PROJECT_PATH-mr-bot`."""
-    return f"{platform_project}-mr-bot"
+    """The bot project, in the platform's top-level group (the program's: components/gitlab.py);
+    .gitlab-ci.yml triggers `$CI_PROJECT_ROOT_NAMESPACE/$CI_PROJECT_NAME-mr-bot`."""
+    return f"{platform_project.split('/', 1)[0]}/{platform_project.rpartition('/')[2]}-mr-bot"
 
 
 def bot_pipeline(platform_project: str) -> str:
@@ -63,7 +65,7 @@ def bot_pipeline(platform_project: str) -> str:
 @dataclass(frozen=True)
 class MergeRequestBotArgs:
     platform_project: str  # the platform project's path, `group/project`
-    group_id: int  # its group's id: the bot project goes there
+    group: gitlab.Group  # the platform's top-level group (components/gitlab.py): the bot project and its token's
     protected_runner_id: pulumi.Input[str]  # the platform's runner for protected refs (components/gitlab_runner.py)
     provider: pulumi.ProviderResource  # the platform's GitLab, as its admin
     inventory: CredentialInventory
@@ -76,11 +78,12 @@ class MergeRequestBot(pulumi.ComponentResource):
         super().__init__("platform:merge_request_bot:MergeRequestBot", name, None, opts)
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=args.provider)
         group_path, _, project_path = bot_project_path(args.platform_project).rpartition("/")
+        group_id = args.group.id.apply(int)
         self.project = gitlab.Project(
             f"{name}-project",
             name=project_path,
             path=project_path,
-            namespace_id=args.group_id,
+            namespace_id=group_id,
             description=f"The merge-request bot of {args.platform_project}: managed by platform-bootstrap",
             visibility_level="private",
             default_branch=MAIN,
@@ -129,15 +132,16 @@ class MergeRequestBot(pulumi.ComponentResource):
             f"{name}-runner", project=self.project.id, runner_id=pulumi.Output.from_input(args.protected_runner_id).apply(int),
             opts=on_gitlab,
         )
-        self._token(name, args, group_path, on_gitlab)
+        self._token(name, args, group_id, group_path, on_gitlab)
         self.register_outputs({"projectPath": bot_project_path(args.platform_project)})
 
-    def _token(self, name: str, args: MergeRequestBotArgs, group_path: str, on_gitlab: pulumi.ResourceOptions) -> None:
+    def _token(self, name: str, args: MergeRequestBotArgs, group_id: pulumi.Output[int], group_path: str,
+               on_gitlab: pulumi.ResourceOptions) -> None:
         """The group access token, rotated, in the bot project's protected, masked and hidden variable."""
         rotation = time.Rotating(f"{name}-token-rotation", rotation_days=TOKEN_ROTATION_DAYS, opts=pulumi.ResourceOptions(parent=self))
         token = gitlab.GroupAccessToken(
             f"{name}-token",
-            group=group_path,
+            group=group_id.apply(str),
             name="platform-mr-bot",
             description=f"{args.platform_project}'s merge-request notes and approvals (platform-bootstrap)",
             access_level="reporter",

@@ -606,9 +606,6 @@ class Pipeline(Model):
     """This repository in the platform's GitLab: on EKS its pipelines get the preview and deploy roles."""
 
     project_path: GitLabProjectPath = "platform/platform-bootstrap"
-    # The GitLab id of projectPath's group: the merge-request bot's project goes there
-    # (components/merge_request_bot.py); without it there is no bot, and merge requests get no note.
-    group_id: int | None = Field(default=None, ge=1)
 
 
 # --- software supply chain -------------------------------------------------------------
@@ -717,7 +714,7 @@ class PlatformConfig(Model):
         """What no single key shows: colliding names, overlapping networks, private paths, pools on EKS,
         unpinned vCluster versions; a line each."""
         return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self),
-                *self.virtual_cluster_versions(), *_merge_request_bot(self)]
+                *self.virtual_cluster_versions()]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
@@ -888,17 +885,6 @@ def _private_paths(config: PlatformConfig) -> list[str]:
                 "allowed behind an EKS control plane: private: true, public: false"
             )
     return problems
-
-
-def _merge_request_bot(config: PlatformConfig) -> list[str]:
-    """The bot's jobs run on the platform's runner for protected refs, which needs GitLab and the project id."""
-    runner = config.services.settings("gitlab_runner")
-    if config.pipeline.group_id is None or (config.services.settings("gitlab").enabled and runner.enabled
-                                            and runner.options["platform_project_id"] is not None):
-        return []
-    return [f"{NAMESPACE}:pipeline.groupId: the merge-request bot runs on the platform's protected runner; allowed: with "
-            f"{NAMESPACE}:services.gitlab and services.gitlabRunner enabled and services.gitlabRunner.platformProjectId set, "
-            "or no groupId"]
 
 
 def _pools_on_eks(config: PlatformConfig) -> list[str]:

@@ -1,5 +1,5 @@
-"""Composition of the merge-request bot (components/merge_request_bot.py): beside the platform
-project, on the platform's runner for protected refs, once `platform:pipeline.groupId` names the group."""
+"""Composition of the merge-request bot (components/merge_request_bot.py): in the platform's group
+(components/gitlab.py), on the platform's runner for protected refs, so with those two."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from stacks.control_plane import ControlPlane
 
 
 def build_merge_request_bot(config: PlatformConfig, plane: ControlPlane, inventory: CredentialInventory) -> MergeRequestBot | None:
-    """The bot, when the config names the platform's group (stacks/config.py checks its runner is on)."""
+    """The bot, once GitLab has the platform's group and the platform's runners exist (gitlabRunner.platformProjectId)."""
     platform_gitlab, runners = plane.parts.get(GITLAB), plane.parts.get(gitlab_runner.SLICE)
-    if config.pipeline.group_id is None or platform_gitlab is None or runners is None:
+    if platform_gitlab is None or platform_gitlab.platform_group is None or runners is None:
         return None
     return MergeRequestBot("merge-request-bot", MergeRequestBotArgs(
         platform_project=config.pipeline.project_path,
-        group_id=config.pipeline.group_id,
+        group=platform_gitlab.platform_group,
         protected_runner_id=runners.protected.runner.id,
         provider=platform_gitlab.provider,
         inventory=inventory,

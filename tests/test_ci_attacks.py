@@ -276,7 +276,9 @@ def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(
                                                       "hidden": True, "raw": True, "project": None}
     [token] = [r for r in plan["resources"] if r["type"] == "gitlab:index/groupAccessToken:GroupAccessToken"]
     assert set(variable["dependsOn"]) == {bot["urn"], token["urn"]} and variable["secretPaths"] == ["value"]
-    assert (token["inputs"]["accessLevel"], token["inputs"]["scopes"], token["inputs"]["group"]) == ("reporter", ["api"], "platform")
+    [group] = [r for r in plan["resources"] if r["name"] == "gitlab-platform-group"]  # the program's own: nobody else's
+    assert (token["inputs"]["accessLevel"], token["inputs"]["scopes"]) == ("reporter", ["api"]) and group["urn"] in token["dependsOn"]
+    assert group["urn"] in bot["dependsOn"] and group["inputs"]["path"] == "platform"
     assert {k: bot["inputs"][k] for k in ("mergeRequestsAccessLevel", "forkingAccessLevel", "ciPipelineVariablesMinimumOverrideRole",
                                           "sharedRunnersEnabled", "groupRunnersEnabled", "visibilityLevel")} == {
         "mergeRequestsAccessLevel": "disabled", "forkingAccessLevel": "disabled", "ciPipelineVariablesMinimumOverrideRole": "no_one_allowed",

@@ -321,13 +321,15 @@ def test_no_secrets_in_the_file(ci: dict[str, Any]) -> None:
 def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs: dict[str, dict[str, Any]]) -> None:
     """The check (`platformctl access`, which reads approvals with the bot's token) runs in the
     merge-request bot's pipeline, which `access` and `access-main` trigger and whose result they take."""
-    from components.merge_request_bot import bot_pipeline
+    from components.merge_request_bot import bot_pipeline, bot_project_path
 
     assert not [name for name, job in jobs.items() if any("platformctl access" in line for line in _script(job))]
     checks = {name: job for name, job in jobs.items() if "trigger" in job and "allow_failure" not in job}
     assert set(checks) == {"access", "access-main"}  # a check that may fail silently is no gate
     for job in checks.values():
         assert job["trigger"]["strategy"] == "depend"  # the job fails when the bot's pipeline does
+        project = job["trigger"]["project"].replace("$CI_PROJECT_ROOT_NAMESPACE", "platform").replace("$CI_PROJECT_NAME", "platform-bootstrap")
+        assert project == bot_project_path("platform/platform-bootstrap") and job["trigger"]["branch"] == "main"
     assert [r["if"] for r in checks["access"]["rules"]] == ['$CI_PIPELINE_SOURCE == "merge_request_event"']
     assert all(PROTECTED_ONLY.search(r["if"]) for r in checks["access-main"]["rules"])
     # The apply on main waits for it; prod waits for dev.

@@ -254,10 +254,6 @@ BAD_CONFIGS = [
         "reason": "the legacy reports read the shared drive", "volumeTypes": ["nfs"],
         "nfsExports": [{"server": "nfs://nas.example.com", "path": "/exports/payments"}]}),
      "platform:tenants[0].podSecurityException.nfsExports[0].server", "DNS name or an IPv4 address"),
-    # The merge-request bot runs on the platform's runner for protected refs, which needs the project id.
-    ("merge-request bot without the platform's runner", DEV, deleting("platform:services", "gitlabRunner"),
-     "platform:pipeline.groupId", "the merge-request bot runs on the platform's protected runner"),
-    ("group id not a GitLab id", DEV, setting("platform:pipeline", "groupId", value=0), "platform:pipeline.groupId", "greater than or equal to 1"),
 ]
 
 PROD_ONLY = [
