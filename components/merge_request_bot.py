@@ -25,8 +25,8 @@ What GitLab requires and what the project closes:
 
 The token is a group access token of the platform's top-level group (Reporter, `api`): it must read
 pipelines of both projects (GraphQL shows an upstream only to who can read it), and GitLab lets a
-project access token's bot into no other project. Keep the group to these two projects. It lives 30 days and is
-replaced by `pulumi up --refresh` from day 15.
+project access token's bot into no other project. Keep the group to these two projects. It lives
+30 days and is replaced by `pulumi up --refresh` from day 15.
 """
 
 from __future__ import annotations
