@@ -14,8 +14,9 @@ It runs from the platform project's default branch (reviewed code) and writes, i
 request) and, for a merge request, the files its `render` and `preview-*` jobs left as artifacts.
 It fetches the upstream's commit into the clone it runs in (by its id: GitLab's Gitaly serves any
 commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
-job must still find it), and checks the gate's commit (the merge request's diff base, or on the default branch the commit before the push)
-is one of the default branch's: the access check runs from there.
+job must still find it), and checks the gate's commit (the merge request's diff base, or on the
+default branch the commit before the push) is one of the default branch's: the access check runs
+from there. The token may not read the previews' artifacts (`access: developer`): WITHHELD says so.
 """
 
 from __future__ import annotations
