@@ -16,7 +16,7 @@ It fetches the upstream's commit into the clone it runs in (by its id: GitLab's 
 commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
 job must still find it), and checks the gate's commit (the merge request's diff base, or on the
 default branch the commit before the push) is one of the default branch's: the access check runs
-from there. The token may not read the previews' artifacts (`access: developer`): WITHHELD says so.
+from there. An artifact the token may not read (`access: developer`) is named in WITHHELD instead.
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def fetch(upstream: Upstream) -> None:
 
 def download_note_files(project: Any, pipeline_id: int, out: Path) -> list[str]:
     """The note's files the upstream's jobs left (the latest run of each job); returns their names.
-    A file the token may not read (the previews': `artifacts:access: developer`, and the token is a
-    Reporter's) is named in WITHHELD instead, which the note shows."""
+    A file the token may not read (`artifacts:access: developer`: the token is a Reporter's) is named in
+    WITHHELD instead, which the note shows."""
     latest: dict[str, Any] = {}
     for job in project.pipelines.get(pipeline_id, lazy=True).jobs.list(get_all=True):
         if job.name in NOTE_FILES and (job.name not in latest or job.id > latest[job.name].id):

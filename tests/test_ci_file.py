@@ -284,6 +284,22 @@ def test_a_merge_request_preview_waits_for_a_maintainer_in_the_protected_preview
     assert jobs["comment-previews"]["trigger"] == jobs["access"]["trigger"]
 
 
+def test_the_bot_may_read_the_previews_text_and_only_developers_an_update_plan(jobs: dict[str, dict[str, Any]]) -> None:
+    """The note shows each preview's text, which its log already shows whoever may read the job; the
+    bot (a Reporter) reads artifacts only where they are not for Developers. An update plan (`--save-plan`,
+    the deploys apply it) describes the infrastructure in detail: it is saved on main only, for Developers."""
+    from platformctl.mrbot import NOTE_FILES
+
+    for name in ("preview-dev", "preview-prod"):
+        artifacts = jobs[name]["artifacts"]
+        assert artifacts.get("access", "all") == "all", name
+        assert all(any(fnmatch(path, p) for p in artifacts["paths"]) for path in NOTE_FILES[name]), name
+    savers = {name for name, job in jobs.items() if any("--save-plan" in line for line in _script(job))}
+    assert savers == {"plan-dev", "plan-prod"}
+    for name in savers:
+        assert jobs[name]["artifacts"]["access"] == "developer" and "merge_request_event" not in str(jobs[name]["rules"]), name
+
+
 def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(jobs: dict[str, dict[str, Any]]) -> None:
     # Vault's platform-deploy role (platform-admin) binds these environments: every job that logs in
     # as it has one, and no other job on main has one (promote-image, played with any variables).

@@ -89,9 +89,23 @@ def _stub(pipeline: dict[str, Any] | None) -> GitLabStub:
     return stub
 
 
+def test_the_previews_text_goes_into_the_note(clone: dict[str, Any], tmp_path: Path) -> None:
+    """A merge request's preview jobs keep their text as artifacts anyone who reads the job may read
+    (.gitlab-ci.yml; tests/test_ci_file.py): the bot takes the latest run of each."""
+    out = tmp_path / "out"
+    with _stub(_merge_request_pipeline(clone)) as stub:
+        stub.pipeline_jobs[PIPELINE_ID].append({"id": 43, "name": "preview-dev", "status": "success"})
+        stub.artifacts[(43, "build/preview-dev.txt")] = b"~ kubernetes:apps/v1:Deployment\n"
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "preview-dev.txt", "upstream.env"]
+    assert (out / "preview-dev.txt").read_bytes() == b"~ kubernetes:apps/v1:Deployment\n"
+
+
 def test_previews_the_token_may_not_read_are_named_in_the_note_not_a_refusal(clone: dict[str, Any], tmp_path: Path) -> None:
-    """The preview jobs keep their artifacts for Developers (`access: developer`); the bot's token is a
-    Reporter's. Their output stays out of the note, which says so; the bot still serves the merge request."""
+    """Artifacts kept for Developers (`access: developer`, as the previews' were before their update plans
+    moved to main) are not the bot's to read: its token is a Reporter's. Their output stays out of the
+    note, which says so; the bot still serves the merge request."""
     out = tmp_path / "out"
     with _stub(_merge_request_pipeline(clone)) as stub:
         stub.pipeline_jobs[PIPELINE_ID].append({"id": 43, "name": "preview-dev", "status": "success"})
