@@ -50,6 +50,7 @@ vault operator raft snapshot save "$SNAPSHOT_FILE"
 vault token revoke -self >/dev/null
 echo "raft snapshot of $(wc -c < "$SNAPSHOT_FILE") bytes"
 """
+SNAPSHOT_KEY = r"^vault-[0-9]{8}T[0-9]{6}Z\.snap$"  # VAULT_UPLOAD_SH's keys, after the prefix
 VAULT_UPLOAD_SH = """set -eu
 key="${PREFIX}vault-$(date -u +%Y%m%dT%H%M%SZ).snap"
 aws s3 cp "$SNAPSHOT_FILE" "s3://$BUCKET/$key" $UPLOAD_ARGS --only-show-errors
@@ -57,9 +58,12 @@ echo "uploaded s3://$BUCKET/$key"
 """
 # Harbor's registry: its bucket (EKS) or prefix of the object store to harbor/registry/, removed blobs removed there too
 # (their versions stay for the retention).
-REGISTRY_SYNC_SH = """set -eu
-aws s3 sync "$SOURCE" "s3://$BUCKET/${PREFIX}registry/" --delete $UPLOAD_ARGS --only-show-errors
-echo "synced $SOURCE to s3://$BUCKET/${PREFIX}registry/"
+# A sync that found nothing new writes nothing: the marker's time says when the last one succeeded.
+SYNC_MARKER = "registry-synced"
+REGISTRY_SYNC_SH = f"""set -eu
+aws s3 sync "$SOURCE" "s3://$BUCKET/${{PREFIX}}registry/" --delete $UPLOAD_ARGS --only-show-errors
+date -u +%Y-%m-%dT%H:%M:%SZ | aws s3 cp - "s3://$BUCKET/${{PREFIX}}{SYNC_MARKER}" $UPLOAD_ARGS --only-show-errors
+echo "synced $SOURCE to s3://$BUCKET/${{PREFIX}}registry/"
 """
 
 
@@ -127,8 +131,10 @@ class VaultSnapshots(pulumi.ComponentResource):
             k8s.core.v1.VolumeArgs(name="token", projected=k8s.core.v1.ProjectedVolumeSourceArgs(
                 sources=[k8s.core.v1.VolumeProjectionArgs(service_account_token=token)])),
         ]
+        schedule = args.store.settings.schedules["vault"]
+        args.store.expect(f"CronJob {ns_name}/{SNAPSHOT_ROLE}", "vault/", SNAPSHOT_KEY, schedule)
         self.cron_job = backup_cron_job(
-            f"{name}-cron", SNAPSHOT_ROLE, args.namespace, args.store.settings.schedules["vault"],
+            f"{name}-cron", SNAPSHOT_ROLE, args.namespace, schedule,
             pod_spec(writer.service_account, [snapshot], upload, volumes, user=100),
             pulumi.ResourceOptions(
                 parent=self, provider=cluster.provider,
@@ -157,8 +163,10 @@ class RegistryBackup(pulumi.ComponentResource):
         writer = args.store.writer("harbor", cluster, args.namespace, HARBOR_NAMESPACE, account, self, access)
         volumes = [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
         sync = aws_cli_container("sync", REGISTRY_SYNC_SH, [*writer.env, k8s.core.v1.EnvVarArgs(name="SOURCE", value=args.registry.url)], [])
+        schedule = args.store.settings.schedules["harbor"]
+        args.store.expect(f"CronJob {HARBOR_NAMESPACE}/{account}", "harbor/", f"^{SYNC_MARKER}$", schedule)
         self.cron_job = backup_cron_job(
-            f"{name}-cron", account, args.namespace, args.store.settings.schedules["harbor"],
+            f"{name}-cron", account, args.namespace, schedule,
             pod_spec(writer.service_account, [], sync, volumes, user=10000),
             pulumi.ResourceOptions(parent=self, provider=cluster.provider,
                                    depends_on=[args.namespace, *writer.prerequisites, *args.depends_on]),

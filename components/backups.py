@@ -81,6 +81,28 @@ class BucketAccess:
 
 
 @dataclass(frozen=True)
+class BackupExpectation:
+    """What a backup writer promises, for `platformctl backups check`: at least one object under `prefix`
+    whose key (after the prefix) matches `pattern`, new since the last run of `schedule` (five-field cron, UTC)."""
+
+    writer: pulumi.Input[str]  # "<kind> <namespace>/<name>" of what writes it
+    store: str  # "backups" (platform:backups) or "objectStore" (platform:objectStore)
+    bucket: pulumi.Input[str]
+    endpoint: str | None  # an S3-compatible store's; None: AWS
+    region: str
+    prefix: pulumi.Input[str]
+    pattern: str
+    schedule: str
+
+    def output(self) -> pulumi.Output[dict[str, Any]]:
+        """The stack output's entry (`backupExpectations`)."""
+        return pulumi.Output.all(self.writer, self.bucket, self.prefix).apply(lambda resolved: {
+            "writer": resolved[0], "store": self.store, "bucket": resolved[1], "endpoint": self.endpoint,
+            "region": self.region, "prefix": resolved[2], "pattern": self.pattern, "schedule": self.schedule,
+        })
+
+
+@dataclass(frozen=True)
 class BackupWriter:
     """What a backup job's pod needs to write its prefix: its service account, environment and `aws s3` flags."""
 
@@ -117,6 +139,8 @@ class BackupStore(pulumi.ComponentResource):
         self.settings = args.settings
         self._args = args
         self._name = name
+        # Every backup of the stack, this store's and the databases' own archives: `backupExpectations`.
+        self.expectations: list[BackupExpectation] = []
         target = args.settings.target
         self.kms_key_arn = None
         self.endpoint = None
@@ -130,6 +154,10 @@ class BackupStore(pulumi.ComponentResource):
         else:
             raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
         self.register_outputs({"bucket": self.bucket})
+
+    def expect(self, writer: str, prefix: str, pattern: str, schedule: str) -> None:
+        """Record that `writer` puts a key matching `pattern` under `prefix` of this store on `schedule`."""
+        self.expectations.append(BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule))
 
     def s3cmd_config(self) -> pulumi.Output[str]:
         """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd

@@ -36,6 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import AfterValidator, Field
 
+from components.backups import BackupExpectation, BackupStore
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
 from components.network import VpcNetwork
@@ -145,6 +146,7 @@ class DataStoresArgs:
     backup_prefix: str = "postgres"  # kubeconfig stacks: backups go under <prefix>/<service> (one per cluster)
     restore: Restores = field(default_factory=Restores)  # the databases created from backups instead of empty
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
+    backups: BackupStore | None = None  # kubeconfig stacks: where the archives' expectations are recorded
 
     def restore_of(self, service: str) -> Restore | None:
         """What `service`'s database is restored from; None: it starts empty."""
@@ -290,6 +292,8 @@ class ServiceDataStores(pulumi.ComponentResource):
             cluster_resources, shared.archives[service] = _in_cluster(
                 name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts
             )
+            if args.backups is not None:
+                args.backups.expectations += archive_expectations(service, ns, args.object_store, shared.archives[service])
             ready += cluster_resources
             host = pulumi.Output.from_input(f"{service}-postgres-rw")  # the primary, wherever it runs
             redis_host = pulumi.Output.from_input(f"{service}-redis")
@@ -491,6 +495,23 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs, server_name: pulumi.In
     }
 
 
+def archive_expectations(
+    service: str, ns: k8s.core.v1.Namespace, store: ObjectStoreTarget, archive: pulumi.Output[str],
+) -> list[BackupExpectation]:
+    """The folder's base backups and WAL (barman-cloud's layout: base/<backup id>/data.tar[.gz], wals/<timeline and
+    log>/<segment>[.gz]), both new at least once a day: the daily base backup ends by switching to a new WAL segment."""
+    folder = archive.apply(lambda url: url.removeprefix(f"s3://{store.bucket}/") + "/")
+    schedule = " ".join(BACKUP_SCHEDULE.split()[1:])  # without CloudNativePG's leading seconds
+    return [
+        BackupExpectation(pulumi.Output.concat(f"{kind} ", ns.metadata.name, f"/{service}-postgres{suffix}"), "objectStore", store.bucket, store.endpoint, store.region,
+                          folder.apply(lambda f, sub=sub: f + sub), pattern, schedule)
+        for kind, suffix, sub, pattern in (
+            ("ScheduledBackup", "-daily", "base/", r"^[^/]+/data\.tar"),
+            ("Cluster", "", "wals/", r"^[0-9A-F]{16}/[0-9A-F]{24}"),
+        )
+    ]
+
+
 RESTORE_SOURCE = "origin"  # the externalClusters entry a recovery reads
 
 
@@ -641,7 +662,7 @@ def operator_credentials(cluster: str) -> list[Credential]:
 
 def stores_args(
     settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
-    backup_prefix: str = "postgres",
+    backup_prefix: str = "postgres", backups: BackupStore | None = None,
 ) -> DataStoresArgs:
     """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
@@ -655,11 +676,13 @@ def stores_args(
         inventory=inventory,
         backup_prefix=backup_prefix,
         restore=options["restore"],
+        backups=backups,
     )
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
-    return DataStores("data-stores", parts.cluster, stores_args(settings, parts.settings.protect, parts.settings.object_store, parts.inventory))
+    return DataStores("data-stores", parts.cluster, stores_args(
+        settings, parts.settings.protect, parts.settings.object_store, parts.inventory, backups=parts.backups))
 
 
 SLICE: ServiceSlice[DataStores] = ServiceSlice(

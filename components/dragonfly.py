@@ -388,6 +388,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
     stores = data_stores.stores_args(
         parts.service_settings(data_stores.SLICE.key), parts.protect, parts.object_store, parts.inventory,
         backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
+        backups=parts.backups,
     )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
     return Dragonfly(name, cluster, DragonflyArgs(

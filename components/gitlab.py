@@ -74,6 +74,8 @@ TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rot
 # service account on EKS, and what backup-utility leaves out (Harbor is the registry; objects its
 # s3cmd configuration cannot reach).
 BACKUP_CONFIG_SECRET = "gitlab-backup-s3cfg"
+# backup-utility's tarball: <unix time>_<YYYY_MM_DD>_<GitLab version>_gitlab_backup.tar (gitlab/tmp/ is a restore's).
+BACKUP_KEY = r"^[0-9]+_[0-9]{4}_[0-9]{2}_[0-9]{2}_[^/]+_gitlab_backup\.tar$"
 TOOLBOX_SERVICE_ACCOUNT = "gitlab-toolbox"
 # The registry is Harbor's; the database has backups of its own (RDS on EKS, CloudNativePG elsewhere).
 BACKUP_SKIP = ("registry", "db")
@@ -293,6 +295,7 @@ class GitLab(pulumi.ComponentResource):
         target = store.settings.target
         reaches_objects = args.aws is not None or (target is not None and target.endpoint == object_store(args).endpoint)
         skip = BACKUP_SKIP + (() if reaches_objects else OBJECTS_SKIP)
+        store.expect(f"CronJob {NAMESPACE}/{TOOLBOX_DEPLOYMENT}-backup", "gitlab/", BACKUP_KEY, store.settings.schedules["gitlab"])
         return GitLabBackup(store.bucket.apply(lambda b: f"{b}/gitlab"), store.settings.schedules["gitlab"], skip)
 
 

@@ -1,4 +1,4 @@
-"""`python -m platformctl <command>`: render, diff and comment on the offline plan; check access requests; the merge-request bot."""
+"""`python -m platformctl <command>`: render, diff and comment on the offline plan; check access requests and backups; the merge-request bot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 # The program's packages (stacks, components) live beside platformctl.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-COMMANDS = ("render", "diff", "comment", "access", "charts", "mrbot")
+COMMANDS = ("render", "diff", "comment", "access", "charts", "mrbot", "backups")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,10 @@ values name it) and the Vault and Harbor jobs (after Vault's federation, which l
 
 from __future__ import annotations
 
+from typing import Any
+
+import pulumi
+
 from components.aws import bucket_name
 from components.backup_jobs import RegistryBackup, RegistryBackupArgs, VaultSnapshots, VaultSnapshotsArgs
 from components.backups import BackupSettings, BackupStore, BackupStoreArgs
@@ -70,3 +74,11 @@ def build_backup_jobs(
             registry=harbor.registry,
             depends_on=(harbor.release,),
         ))
+
+
+def backup_expectations(store: BackupStore | None) -> dict[str, pulumi.Output[list[dict[str, Any]]]]:
+    """The stack output `backupExpectations`: every backup the program declares, with where it lands and
+    when, which `platformctl backups check` compares with the store. Call it once every writer is declared."""
+    if store is None:
+        return {}
+    return {"backupExpectations": pulumi.Output.all(*[expected.output() for expected in store.expectations])}

@@ -33,7 +33,7 @@ from components.service import WORKLOAD_CLUSTERS, AcmeSettings, CertificateAutho
 from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
-from stacks.backups import build_backup_jobs
+from stacks.backups import backup_expectations, build_backup_jobs
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
@@ -174,6 +174,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     return {
         **control_plane,
         **federation.outputs(),  # last: tenants register their credentials first
+        **backup_expectations(plane.parts.backups),  # after the tenants: their Velero schedules
         "clusters": {
             name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
             for name, handle in clusters.items()

@@ -1,0 +1,203 @@
+"""`python -m platformctl backups check --stack <stack>`: is every backup the stack declares fresh?
+
+What is expected is the program's: the stack output `backupExpectations` (stacks/backups.py) lists each
+backup writer's store, prefix, key pattern and cron schedule. The check lists each prefix (ListObjectsV2:
+keys and their LastModified, never an object's content) and fails, one line per backup, when the newest
+matching object is older than the schedule's longest interval plus MARGIN, or there is none.
+
+Credentials: an expectation's store (`backups`, `objectStore`) names the AWS profile used for it when one
+of that name is configured (kubeconfig stacks: each store's list-only watch key, written by the CI job);
+otherwise the default chain (EKS: the watch role through the job's ID token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = "backupExpectations"
+# How late a run's object may land after its slot: a backup job may run this long (components/backups.py
+# backup_cron_job: starting deadline 1 h, active deadline 6 h), and one margin holds for every writer.
+MARGIN = timedelta(hours=7)
+# The leap-year cycle of days: every day-of-month and month combination occurs in it.
+CYCLE_DAYS = 4 * 366
+FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule")
+
+
+class CheckError(Exception):
+    """Bad input: an unknown stack, missing or malformed outputs."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    writer: str
+    store: str
+    bucket: str
+    endpoint: str | None
+    region: str
+    prefix: str
+    pattern: str
+    schedule: str
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def max_age(self) -> timedelta:
+        return longest_interval(self.schedule) + MARGIN
+
+
+@lru_cache(maxsize=None)
+def longest_interval(schedule: str) -> timedelta:
+    """The longest time between two runs of a five-field cron schedule (UTC).
+
+    Every day a schedule runs, it runs at the same times of day; so the longest gap is the longest between
+    two of those times, or from a running day's last run to the next running day's first."""
+    from croniter import croniter, CroniterBadCronError  # only the check needs it
+
+    try:
+        minutes, hours, *_ = croniter(schedule).expanded
+    except (CroniterBadCronError, ValueError) as err:
+        raise CheckError(f"schedule {schedule!r} is not a cron schedule: {err}") from None
+    times = sorted(h * 60 + m for h in (range(24) if hours == ["*"] else hours) for m in (range(60) if minutes == ["*"] else minutes))
+    first = f"{times[0] % 60} {times[0] // 60} {' '.join(schedule.split()[2:])}"  # one run a day, at the first time
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    runs = croniter(first, start - timedelta(minutes=1))
+    days = [runs.get_next(datetime)]
+    while days[-1] < start + timedelta(days=CYCLE_DAYS) or len(days) < 2:
+        days.append(runs.get_next(datetime))
+    within = max((b - a for a, b in zip(times, times[1:])), default=0)
+    span = times[-1] - times[0]  # from a day's first run to its last
+    between = max((b - a for a, b in zip(days, days[1:])), default=timedelta(0)) - timedelta(minutes=span)
+    return max(timedelta(minutes=within), between)
+
+
+def expectations(outputs: Any, stack: str) -> list[Expectation]:
+    """The stack's `backupExpectations`, checked: a clear error for anything else."""
+    if not isinstance(outputs, dict) or OUTPUT not in outputs:
+        raise CheckError(
+            f"stack {stack} has no output {OUTPUT}: it declares no backups (platform:backups unset) or was last "
+            f"deployed before the output existed; allowed: a stack deployed with platform:backups by this version (`pulumi up`)")
+    entries = outputs[OUTPUT]
+    if not isinstance(entries, list) or not entries:
+        raise CheckError(f"stack {stack}: output {OUTPUT} lists no backups; allowed: a non-empty list (stacks/backups.py)")
+    found = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or sorted(entry) != sorted(FIELDS):
+            raise CheckError(f"stack {stack}: {OUTPUT}[{i}] is not an expectation; allowed: a mapping of {', '.join(FIELDS)}")
+        found.append(Expectation(**entry))
+    return found
+
+
+def newest(objects: Iterable[dict[str, Any]], expected: Expectation) -> datetime | None:
+    """The latest LastModified among the listed objects whose key after the prefix matches the pattern."""
+    pattern = re.compile(expected.pattern)
+    times = [o["LastModified"] for o in objects if pattern.search(o["Key"][len(expected.prefix):])]
+    return max(times, default=None)
+
+
+Lister = Callable[[Expectation], Iterable[dict[str, Any]]]
+
+
+def s3_lister() -> Lister:
+    """Lists a prefix with boto3, one client per store (its named profile if configured, else the default chain)."""
+    import boto3
+    from botocore.config import Config
+
+    clients: dict[tuple[str, str | None, str], Any] = {}
+
+    def client(expected: Expectation) -> Any:
+        key = (expected.store, expected.endpoint, expected.region)
+        if key not in clients:
+            profile = expected.store if expected.store in boto3.Session().available_profiles else None
+            session = boto3.Session(profile_name=profile, region_name=expected.region)
+            style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
+            clients[key] = session.client("s3", endpoint_url=expected.endpoint, config=style)
+        return clients[key]
+
+    def listing(expected: Expectation) -> Iterable[dict[str, Any]]:
+        pages = client(expected).get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix)
+        for page in pages:
+            yield from page.get("Contents", [])
+
+    return listing
+
+
+def check(found: list[Expectation], lister: Lister, now: datetime) -> tuple[list[str], list[str]]:
+    """(problems, fresh): one line per backup."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    problems, fresh = [], []
+    for expected in found:
+        allowed = f"allowed {hours(expected.max_age)} (schedule '{expected.schedule}')"
+        try:
+            latest = newest(lister(expected), expected)
+        except (BotoCoreError, ClientError) as err:
+            problems.append(f"UNREADABLE {expected.where} ({expected.writer}): {err}")
+            continue
+        if latest is None:
+            problems.append(f"MISSING {expected.where} ({expected.writer}): no object matches {expected.pattern}; {allowed}")
+        elif now - latest > expected.max_age:
+            problems.append(f"STALE {expected.where} ({expected.writer}): newest {stamp(latest)}, {hours(now - latest)} old; {allowed}")
+        else:
+            fresh.append(f"ok {expected.where} ({expected.writer}): newest {stamp(latest)}, {hours(now - latest)} old; {allowed}")
+    return problems, fresh
+
+
+def hours(age: timedelta) -> str:
+    return f"{age.total_seconds() / 3600:.1f} h"
+
+
+def stamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stack_outputs(stack: str, outputs_file: str | None) -> Any:
+    """The stack's outputs: the file `pulumi stack output --json` wrote, else that command's answer."""
+    if outputs_file is not None:
+        try:
+            return json.loads(Path(outputs_file).read_text())
+        except (OSError, ValueError) as err:
+            raise CheckError(f"--outputs {outputs_file}: {err}; allowed: the JSON `pulumi stack output --json` prints") from None
+    try:
+        done = subprocess.run(["pulumi", "stack", "output", "--json", "--stack", stack], capture_output=True, text=True, check=False)
+    except OSError as err:
+        raise CheckError(f"cannot run the Pulumi CLI ({err}); allowed: pulumi on PATH, or --outputs FILE") from None
+    if done.returncode != 0:
+        raise CheckError(f"pulumi stack output --stack {stack} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout or "{}")
+
+
+def run(args: argparse.Namespace, lister: Lister | None = None, now: datetime | None = None) -> int:
+    known = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+    try:
+        if args.stack not in known:
+            raise CheckError(f"unknown stack {args.stack!r}; allowed: {', '.join(known)} (a Pulumi.<stack>.yaml)")
+        found = expectations(stack_outputs(args.stack, args.outputs), args.stack)
+        problems, fresh = check(found, lister or s3_lister(), now or datetime.now(timezone.utc))
+    except CheckError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(problems + fresh))
+    print(f"{len(found) - len(problems)} of {len(found)} backups of stack {args.stack} fresh")
+    return 1 if problems else 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("backups", help="check that every backup the stack declares is fresh")
+    commands = parser.add_subparsers(dest="backups_command", required=True)
+    checking = commands.add_parser("check", help="list the backup stores; exit 1 when a backup is stale or missing")
+    checking.add_argument("--stack", required=True, help="the stack whose outputs say what to expect")
+    checking.add_argument("--outputs", metavar="FILE", help="the stack's outputs as `pulumi stack output --json` prints "
+                                                             "them (default: run that command)")
+    checking.set_defaults(run=run)
