@@ -20,6 +20,9 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   no deleting database snapshots, the automated backups RDS keeps after an instance goes or EBS
   snapshots, no bypassing the backup bucket's Object Lock, no unlocking the Recycle Bin rule (no
   run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
+* backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
+  tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
+  nothing else: `platformctl backups check` reads keys and their times, never an object.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
 the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
@@ -105,13 +108,22 @@ class PipelineIdentityArgs:
     project_path: str  # this repository in GitLab, e.g. platform/platform-bootstrap
     inventory: CredentialInventory
     deploy_branch: str = "main"
+    backup_bucket: pulumi.Input[str] | None = None  # the stack's backup bucket: a watch role lists it
     # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
     depends_on: Sequence[pulumi.Resource] = ()
+
+
+def list_only_policy(bucket: str) -> dict[str, Any]:
+    """The backup watch role's: list the bucket's keys (and their times), nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
+    ]}
 
 
 class PipelineIdentity(pulumi.ComponentResource):
     preview_role_arn: pulumi.Output[str]
     deploy_role_arn: pulumi.Output[str]
+    backup_watch_role_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: PipelineIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ci_identity:PipelineIdentity", name, None, opts)
@@ -125,7 +137,7 @@ class PipelineIdentity(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
         )
 
-        def role(suffix: str, description: str, branch: str | None, policy_arn: str) -> aws.iam.Role:
+        def role(suffix: str, description: str, branch: str | None, policy_arn: str | None) -> aws.iam.Role:
             created = aws.iam.Role(
                 f"{name}-{suffix}",
                 description=description,
@@ -136,7 +148,8 @@ class PipelineIdentity(pulumi.ComponentResource):
                 tags=tags,
                 opts=on_aws,
             )
-            aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=created.name, policy_arn=policy_arn, opts=on_aws)
+            if policy_arn is not None:
+                aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=created.name, policy_arn=policy_arn, opts=on_aws)
             return created
 
         preview = role("preview", f"pulumi preview from any branch of {args.project_path}", None, READ_ONLY_POLICY)
@@ -147,13 +160,22 @@ class PipelineIdentity(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
+        self.backup_watch_role_arn = None
+        if args.backup_bucket is not None:
+            watch = role("backup-watch", f"platformctl backups check from {args.deploy_branch} of {args.project_path}",
+                         args.deploy_branch, None)
+            aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.from_input(
+                args.backup_bucket).apply(lambda bucket: json.dumps(list_only_policy(bucket))))
+            self.backup_watch_role_arn = watch.arn
 
         for what, holder, scope, resource in (
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
              "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
              "AdministratorAccess, minus deleting backups and snapshots or lifting their locks", f"{name}-deploy"),
-        ):
+        ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
+               "(the backups schedule's platformctl backups check)", "s3:ListBucket on the backup bucket, nothing else",
+               f"{name}-backup-watch"),) if args.backup_bucket is not None else ()):
             args.inventory.register(
                 Credential(
                     what=what,
@@ -166,7 +188,8 @@ class PipelineIdentity(pulumi.ComponentResource):
                     resources=(resource,),
                 )
             )
-        self.register_outputs({"previewRoleArn": self.preview_role_arn, "deployRoleArn": self.deploy_role_arn})
+        self.register_outputs({"previewRoleArn": self.preview_role_arn, "deployRoleArn": self.deploy_role_arn,
+                               "backupWatchRoleArn": self.backup_watch_role_arn})
 
 
 def pulumi_cloud_credential(project_path: str, gitlab_url: str) -> Credential:

@@ -164,7 +164,9 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
     vault = plane.parts.get(VAULT)
-    federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory)
+    backups = plane.parts.backups
+    federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory,
+                                        backup_bucket=backups.bucket if backups is not None else None)
     build_backup_jobs(clusters["control-plane"], plane.parts.backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     add_image_verifiers(config, platform, inventory)
@@ -174,7 +176,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     return {
         **control_plane,
         **federation.outputs(),  # last: tenants register their credentials first
-        **backup_expectations(plane.parts.backups),  # after the tenants: their Velero schedules
+        **backup_expectations(backups),  # after the tenants: their Velero schedules
         "clusters": {
             name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
             for name, handle in clusters.items()

@@ -34,6 +34,8 @@ class IdentityFederation:
             # .gitlab-ci.yml: PREVIEW_ROLE_ARN and DEPLOY_ROLE_ARN (protected variable).
             outputs["previewRoleArn"] = self.pipeline.preview_role_arn
             outputs["deployRoleArn"] = self.pipeline.deploy_role_arn
+            if self.pipeline.backup_watch_role_arn is not None:  # BACKUP_WATCH_ROLE_ARN (protected variable)
+                outputs["backupWatchRoleArn"] = self.pipeline.backup_watch_role_arn
         return outputs
 
 
@@ -43,6 +45,7 @@ def build_vault_federation(
     vault: Vault | None,
     gitlab: GitLab | None,
     inventory: CredentialInventory | None = None,
+    backup_bucket: pulumi.Input[str] | None = None,
 ) -> IdentityFederation:
     """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
     inventory = inventory if inventory is not None else CredentialInventory()
@@ -80,6 +83,7 @@ def build_vault_federation(
                 gitlab_url=gitlab.url,
                 project_path=config.pipeline.project_path,
                 inventory=inventory,
+                backup_bucket=backup_bucket,
                 depends_on=[gitlab.release],
             ),
         )

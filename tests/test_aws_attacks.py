@@ -27,12 +27,14 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def _allows(policy: dict[str, Any], action: str, context: dict[str, list[str]]) -> bool:
-    """Whether an identity policy's Allow statements grant `action` on a request whose multivalued
-    keys are `context` (the ForAllValues operators this file's policies use; IAM's `*` matches dots
-    too, as fnmatch's does). Any other condition operator fails the test rather than be guessed."""
+def _allows(policy: dict[str, Any], action: str, context: dict[str, list[str]], resource: str | None = None) -> bool:
+    """Whether an identity policy's Allow statements grant `action` (on `resource`; None: on any) on a request
+    whose multivalued keys are `context` (the ForAllValues operators this file's policies use; IAM's `*` matches
+    dots too, as fnmatch's does). Any other condition operator fails the test rather than be guessed."""
     for statement in policy["Statement"]:
         if statement["Effect"] != "Allow" or not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
+            continue
+        if resource is not None and not any(fnmatch.fnmatchcase(resource, r) for r in _listed(statement["Resource"])):
             continue
         granted = True
         for operator, keys in statement.get("Condition", {}).items():
@@ -51,6 +53,8 @@ def test_the_policy_evaluator_on_known_cases() -> None:
     assert not _allows(policy, "route53:ChangeResourceRecordSets", {"t": ["TXT"], "n": ["gitlab.example.com"]})
     assert not _allows(policy, "route53:GetChange", {})
     assert _allows({"Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}, "s3:GetObject", {})
+    listing = {"Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::a"}]}
+    assert _allows(listing, "s3:ListBucket", {}, "arn:aws:s3:::a") and not _allows(listing, "s3:ListBucket", {}, "arn:aws:s3:::b")
 
 
 # --- Route 53: cert-manager of a workload cluster rewrites the platform's own names -----------------

@@ -1,0 +1,282 @@
+"""A backup that stops being taken is noticed: `platformctl backups check` against a real S3 API in-process
+(moto), the expectations it checks derived from both stacks' plans, and the watch role of EKS stacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from platformctl import backups
+from tests.test_aws_attacks import _allows, _role_policies
+from tests.test_eks_storage import named
+
+ROOT = Path(__file__).resolve().parent.parent
+# Scheduled resources that write no backup, and why (a new writer must get an expectation or a reason here).
+NOT_BACKUPS = {
+    ("kubernetes:batch/v1:CronJob", "control-plane-openunison-sessions-cron-job"): "deletes expired OIDC sessions",
+    ("kubernetes:batch/v1:CronJob", "gitlab-admin-token-probe"): "probes the admin token's expiry",
+    ("harbor:index/garbageCollection:GarbageCollection", "harbor-gc"): "Harbor's registry garbage collection",
+    ("harbor:index/retentionPolicy:RetentionPolicy", "*-registry-retention"): "a tenant project's tag retention",
+    # A copy in another registry as each push lands (event-based): no time to hold it to, and not in a backup store.
+    ("harbor:index/replication:Replication", "harbor-replicate-*"): "Harbor's replication to a second registry",
+}
+
+
+def expectations(plan: dict) -> list[dict[str, Any]]:
+    return plan["outputs"]["backupExpectations"]
+
+
+def scheduled(value: Any) -> Iterator[str]:
+    """Every `schedule` string anywhere in a resource's inputs."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "schedule" and isinstance(item, str):
+                yield item
+            else:
+                yield from scheduled(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from scheduled(item)
+
+
+def writer_of(resource: dict) -> tuple[str, str] | None:
+    """(writer, five-field schedule) the plan says `resource` writes backups as, or None."""
+    inputs, kind = resource["inputs"], resource["type"].rsplit(":", 1)[-1]
+    if resource["type"] == "kubernetes:helm.sh/v3:Release" and inputs.get("chart") == "gitlab":
+        cron = inputs["values"]["gitlab"]["toolbox"].get("backups", {}).get("cron", {})
+        return (f"CronJob {inputs['namespace']}/{inputs['name']}-toolbox-backup", cron["schedule"]) if cron.get("enabled") else None
+    if kind not in ("ScheduledBackup", "Cluster", "CronJob", "Schedule") or not resource["type"].startswith("kubernetes:"):
+        return None
+    name = f"{kind} {inputs['metadata']['namespace']}/{inputs['metadata']['name']}"
+    if kind == "ScheduledBackup":
+        return name, " ".join(inputs["spec"]["schedule"].split()[1:])  # CloudNativePG's seconds first
+    if kind == "Cluster":  # CloudNativePG's WAL archive: continuous, held to its daily base backup's schedule
+        return (name, None) if "backup" in inputs["spec"] else None
+    return name, inputs["spec"]["schedule"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_backup_writer_the_plan_declares_has_an_expectation_and_nothing_else_does(renders: dict, stack: str) -> None:
+    plan = renders[stack].plan
+    expected = {e["writer"]: e for e in expectations(plan)}
+    writers: dict[str, str | None] = {}
+    for resource in plan["resources"]:
+        reason = next((why for (type_, name), why in NOT_BACKUPS.items()
+                       if resource["type"] == type_ and re.fullmatch(name.replace("*", ".*"), resource["name"])), None)
+        found = writer_of(resource)
+        if reason is None and found is not None:
+            writers[found[0]] = found[1]
+        elif reason is None:
+            assert not list(scheduled(resource["inputs"])), f"{resource['type']} {resource['name']}: scheduled, but no expectation nor reason"
+    assert sorted(writers) == sorted(expected)
+    cnpg = {e["writer"].split("/")[1]: e["schedule"] for e in expected.values() if e["writer"].startswith("ScheduledBackup")}
+    for writer, schedule in writers.items():
+        assert expected[writer]["schedule"] == (schedule or cnpg[f"{writer.split('/')[1]}-daily"]), writer
+        assert backups.longest_interval(expected[writer]["schedule"]) <= timedelta(days=1), writer  # noticed within a day
+    assert len(writers) >= (9 if stack == "dev" else 5)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_each_expectation_points_where_its_writer_writes(renders: dict, stack: str) -> None:
+    """The prefixes are the ones the jobs, Velero's location and CloudNativePG's archive really use."""
+    plan = renders[stack].plan
+    by_writer = {e["writer"]: e for e in expectations(plan)}
+    bucket = plan["outputs"]["backupBucket"]
+    for resource in plan["resources"]:
+        found = writer_of(resource)
+        if found is None or found[0] not in by_writer:
+            continue
+        entry, inputs = by_writer[found[0]], resource["inputs"]
+        if resource["type"] == "kubernetes:batch/v1:CronJob":
+            env = {e["name"]: e.get("value") for c in inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"] for e in c["env"]}
+            assert (entry["bucket"], entry["prefix"], entry["store"]) == (env["BUCKET"], env["PREFIX"], "backups"), found[0]
+        elif resource["type"] == "kubernetes:velero.io/v1:Schedule":
+            assert (entry["bucket"], entry["prefix"]) == (bucket, f"velero/{resource['cluster']}/backups/{inputs['metadata']['name']}-")
+        elif resource["type"].endswith(":ScheduledBackup"):  # the base backups of its Cluster's folder
+            wals = by_writer[f"Cluster {inputs['metadata']['namespace']}/{inputs['spec']['cluster']['name']}"]
+            assert (entry["bucket"], entry["prefix"]) == (wals["bucket"], wals["prefix"].removesuffix("wals/") + "base/")
+        elif found[0].startswith("Cluster"):
+            store = inputs["spec"]["backup"]["barmanObjectStore"]
+            folder = f"{store['destinationPath']}/{store['serverName']}/wals/"
+            assert f"s3://{entry['bucket']}/{entry['prefix']}" == folder and entry["endpoint"] == store["endpointURL"]
+            assert f"s3://{entry['bucket']}/{entry['prefix'].removesuffix('/wals/')}" in plan["outputs"]["databaseArchives"].values()
+    assert all(e["store"] == "backups" and e["bucket"] == bucket for e in by_writer.values() if not e["writer"].startswith(("Cluster", "ScheduledBackup")))
+
+
+@pytest.mark.parametrize(("schedule", "longest"), [
+    ("17 * * * *", timedelta(hours=1)),
+    ("0 2 * * *", timedelta(days=1)),
+    ("0 4 * * 1-5", timedelta(days=3)),  # Friday to Monday
+    ("*/5 0 * * *", timedelta(hours=23, minutes=5)),  # the night's last run to the next night's first
+    ("0 3 1 * *", timedelta(days=31)),
+])
+def test_the_allowed_age_is_the_schedules_longest_interval_and_one_margin(schedule: str, longest: timedelta) -> None:
+    assert backups.longest_interval(schedule) == longest
+
+
+# --- the check against S3 (moto) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(renders: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """moto's S3 for AWS and the stacks' S3-compatible endpoints, with no AWS configuration from the machine."""
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    endpoints = {e["endpoint"] for result in renders.values() for e in expectations(result.plan) if e["endpoint"]}
+    monkeypatch.setenv("MOTO_S3_CUSTOM_ENDPOINTS", ",".join(sorted(endpoints)))
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        yield lambda endpoint: boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+
+
+def put(s3: Any, entry: dict[str, Any], suffix: str) -> None:
+    client = s3(entry["endpoint"])
+    if entry["bucket"] not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=entry["bucket"])
+    client.put_object(Bucket=entry["bucket"], Key=entry["prefix"] + suffix, Body=b"x")
+
+
+# A key each writer really writes, after its prefix.
+WRITTEN = {
+    "CronJob vault/vault-snapshot": "vault-20261207T041700Z.snap",
+    "CronJob gitlab/gitlab-toolbox-backup": "1796616000_2026_12_07_18.6.1_gitlab_backup.tar",
+    "CronJob harbor/harbor-backup": "registry-synced",
+    "Schedule": "20261207040000/{name}-20261207040000.tar.gz",
+    "ScheduledBackup": "20261207T030000/data.tar.gz",
+    "Cluster": "0000000100000000/000000010000000000000004.gz",
+}
+
+
+def written(entry: dict[str, Any]) -> str:
+    key = WRITTEN.get(entry["writer"]) or WRITTEN[entry["writer"].split()[0]]
+    return key.format(name=entry["writer"].split("/")[1])
+
+
+def run(stack: str, outputs: Any, tmp_path: Path, now: datetime | None = None) -> int:
+    """The command as the CI job runs it, on the stack's outputs as `pulumi stack output --json` writes them."""
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    return backups.run(argparse.Namespace(stack=stack, outputs=str(tmp_path / "outputs.json")), now=now)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_fresh_backups_pass_and_each_stale_or_missing_one_fails_on_a_line_of_its_own(
+    renders: dict, stack: str, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    entries = expectations(renders[stack].plan)
+    for entry in entries:
+        put(s3, entry, written(entry))
+    outputs = {"backupExpectations": entries}
+    assert run(stack, outputs, tmp_path) == 0
+    assert f"{len(entries)} of {len(entries)} backups of stack {stack} fresh" in capsys.readouterr().out
+
+    # Ten hours on, the hourly Vault snapshots are stale (1 h and the 7 h margin); the nightly ones are not.
+    later = datetime.now(timezone.utc) + timedelta(hours=10)
+    assert run(stack, outputs, tmp_path, later) == 1
+    lines = capsys.readouterr().out.splitlines()
+    [stale] = [line for line in lines if not line.startswith("ok ")][:-1]
+    assert re.fullmatch(r"STALE s3://[a-z0-9.-]+/vault/ \(CronJob vault/vault-snapshot\): newest \S+Z, 10\.0 h old; "
+                        r"allowed 8\.0 h \(schedule '17 \* \* \* \*'\)", stale), stale
+
+    # Two days on, every backup is stale, one line each.
+    assert run(stack, outputs, tmp_path, later + timedelta(days=2)) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.startswith("STALE")]) == len(entries)
+
+
+def test_a_missing_backup_and_keys_that_only_look_like_one_fail(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """Velero's folders of another schedule whose name starts the same, a restore's parked GitLab objects, a
+    base backup's folder without its data and CloudNativePG's other files are not backups of the writer."""
+    entries = expectations(renders["dev"].plan)
+    decoys = {
+        "Schedule velero/payments-prod": "x-20261207040000/payments-prod-x-20261207040000.tar.gz",  # tenant payments-prod-x
+        "CronJob gitlab/gitlab-toolbox-backup": "tmp/builds/1.tar",
+        "ScheduledBackup gitlab/gitlab-postgres-daily": "20261207T030000/backup.info",
+        "Cluster gitlab/gitlab-postgres": "0000000100000000/00000001.history",
+    }
+    for entry in entries:
+        put(s3, entry, decoys.get(entry["writer"], written(entry)))
+    target = next(e for e in entries if e["store"] == "backups")
+    put(s3, {**target, "prefix": ""}, "velero/dev/backups/payments-prod-20261207040000/x.tar.gz")  # another cluster's
+    assert run("dev", {"backupExpectations": entries}, tmp_path) == 1
+    out = capsys.readouterr().out.splitlines()
+    missing = sorted(line.split("(")[1].split(")")[0] for line in out if line.startswith("MISSING"))
+    assert missing == sorted(decoys)
+    assert any(line.startswith("MISSING s3://platform-dev-backups/velero/prod/backups/payments-prod- (Schedule velero/payments-prod): "
+                               "no object matches ^[0-9]{14}/; allowed 31.0 h (schedule '0 4 * * *')") for line in out)
+
+
+def test_an_unreadable_store_fails_naming_it(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """A bucket that is gone (or a key that may not list it) is a failure, not a pass."""
+    entries = expectations(renders["prod"].plan)
+    assert run("prod", {"backupExpectations": entries}, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert out.count("UNREADABLE s3://platform-example-com-backups/") == len(entries) and "NoSuchBucket" in out
+
+
+# --- bad input: a clear error, exit 2, no traceback, nothing listed -------------------------------------
+
+
+@pytest.mark.parametrize(("outputs", "words"), [
+    ({}, "stack dev has no output backupExpectations"),
+    ({"backupExpectations": []}, "lists no backups"),
+    ({"backupExpectations": [{"writer": "x"}]}, "backupExpectations[0] is not an expectation; allowed: a mapping of writer, store"),
+    ("not json", "--outputs"),
+])
+def test_bad_outputs_name_the_problem(outputs: Any, words: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text(outputs if isinstance(outputs, str) else json.dumps(outputs))
+
+    def never(_: Any) -> list:
+        raise AssertionError("listed a store despite bad input")
+
+    assert backups.run(argparse.Namespace(stack="dev", outputs=str(path)), lister=never) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_a_bad_schedule_names_it(tmp_path: Path, capsys) -> None:
+    entry = dict.fromkeys(backups.FIELDS, "x") | {"schedule": "61 * * * *", "endpoint": None}
+    (tmp_path / "o.json").write_text(json.dumps({"backupExpectations": [entry]}))
+    assert backups.run(argparse.Namespace(stack="dev", outputs=str(tmp_path / "o.json")), lister=lambda e: []) == 2
+    assert "schedule '61 * * * *' is not a cron schedule" in capsys.readouterr().err
+
+
+def test_an_unknown_stack_is_refused_by_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "platformctl", "backups", "check", "--stack", "staging"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "error: unknown stack 'staging'; allowed: dev, prod (a Pulumi.<stack>.yaml)\n"
+
+
+# --- EKS: the watch role ------------------------------------------------------------------------------
+
+
+def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict) -> None:
+    role = named(prod, "platform-pipeline-backup-watch", "aws:iam/role:Role")
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"]
+    [subject] = [v for s in trust for k, v in s["Condition"]["StringEquals"].items() if k.endswith(":sub")]
+    assert subject == "project_path:platform/platform-bootstrap:ref_type:branch:ref:main"  # as the deploy role: main only
+    assert all("StringLike" not in s["Condition"] for s in trust)
+    policies = _role_policies(prod, role)
+    bucket = f"arn:aws:s3:::{prod['outputs']['backupBucket']}"
+    assert any(_allows(p, "s3:ListBucket", {}, bucket) for p in policies)
+    for action, resource in (("s3:ListBucket", "arn:aws:s3:::platform-example-com-gitlab-artifacts"),
+                             ("s3:GetObject", f"{bucket}/vault/vault-20261207T041700Z.snap"), ("s3:ListBucketVersions", bucket),
+                             ("s3:GetObjectVersion", f"{bucket}/vault/x"), ("s3:PutObject", f"{bucket}/vault/x"),
+                             ("s3:DeleteObject", f"{bucket}/vault/x"), ("s3:BypassGovernanceRetention", f"{bucket}/vault/x"),
+                             ("kms:Decrypt", "*"), ("sts:AssumeRole", "*")):
+        assert not any(_allows(p, action, {}, resource) for p in policies), (action, resource)
+    assert [(s["Effect"], s["Action"], s["Resource"]) for p in policies for s in p["Statement"]] == [("Allow", ["s3:ListBucket"], bucket)]
+    [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
+    assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
+    assert "platform-pipeline-backup-watch" in prod["outputs"]["backupWatchRoleArn"]  # BACKUP_WATCH_ROLE_ARN
