@@ -315,6 +315,19 @@ def target_credential(target: ObjectStoreTarget) -> Credential:
     )
 
 
+def watch_key_credential(config_key: str, endpoint: str, bucket: str) -> Credential:
+    """A kubeconfig store's list-only key for the backups schedule (`<config_key>.watchKey`): in the config, not in the plan."""
+    return external_secret(
+        f"list-only watch key of bucket {bucket}",
+        issuer=f"the administrator of {endpoint}",
+        holder="the stack's encrypted config, and the backups schedule's jobs while they run (.ci/watch-keys, an AWS profile in /tmp)",
+        scope=f"what the administrator grants it on bucket {bucket}: should be s3:ListBucket only (no object read, no write); "
+              "never a key of the stack that writes (stacks/config.py refuses one)",
+        lifetime="set by the store's administrator",
+        rotation=f"issue a new key, `pulumi config set --secret --path {config_key}.watchKey.secretAccessKey` and its accessKeyId",
+    )
+
+
 def aws_cli_container(name: str, script: str, env: list[k8s.core.v1.EnvVarArgs], mounts: list[k8s.core.v1.VolumeMountArgs]) -> k8s.core.v1.ContainerArgs:
     """The upload step: aws-cli running `script`, unprivileged, HOME on the scratch volume."""
     return k8s.core.v1.ContainerArgs(

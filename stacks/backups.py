@@ -9,7 +9,7 @@ import pulumi
 
 from components.aws import bucket_name
 from components.backup_jobs import RegistryBackup, RegistryBackupArgs, VaultSnapshots, VaultSnapshotsArgs
-from components.backups import BackupSettings, BackupStore, BackupStoreArgs
+from components.backups import BackupSettings, BackupStore, BackupStoreArgs, watch_key_credential
 from components.cluster import ClusterHandle
 from components.harbor import RELEASE as HARBOR_RELEASE, Harbor
 from components.inventory import CredentialInventory
@@ -35,6 +35,9 @@ def backup_store(config: PlatformConfig, cluster: ClusterHandle, inventory: Cred
     settings = backup_settings(config)
     if settings is None:
         return None
+    for key, store in (("platform:backups.target", config.backups.target), ("platform:objectStore", config.object_store)):
+        if store is not None and store.watch_key is not None:
+            inventory.register(watch_key_credential(key, store.endpoint, store.bucket))
     return BackupStore(
         "backups",
         BackupStoreArgs(

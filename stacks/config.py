@@ -401,6 +401,14 @@ Services = create_model(
 )
 
 
+class WatchKey(Model):
+    """A key that may only list the bucket: what the backups schedule's `platformctl backups check` uses
+    (.ci/watch-keys reads it from the stack's config). README: Backups and restore."""
+
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: SecretStr
+
+
 class ObjectStore(Model):
     """An S3-compatible object store (MinIO, Ceph RGW, a cloud's S3) for kubeconfig stacks: Harbor's
     images, GitLab's objects and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
@@ -410,6 +418,7 @@ class ObjectStore(Model):
     bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
+    watch_key: WatchKey | None = None  # list-only, for the backups schedule
 
     def target(self) -> ObjectStoreTarget:
         """The bucket as the components take it, its secret key kept a Pulumi secret."""
@@ -1051,7 +1060,22 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
         return [f"{NAMESPACE}:backups.target: the EKS control plane gets its own encrypted, locked S3 bucket; allowed: unset"]
     if not on_eks and backups.target is None:
         return [f"{NAMESPACE}:backups.target: required on a kubeconfig control plane; allowed: a mapping with endpoint, bucket, accessKeyId, secretAccessKey"]
-    return []
+    return _watch_key_rules(config)
+
+
+def _watch_key_rules(config: PlatformConfig) -> list[str]:
+    """A watch key lists only: never a key of the stack that writes (the stores' own, Velero's)."""
+    velero = config.services.settings("velero").options["target_keys"]
+    writers = {key.access_key_id: f"platform:services.velero.targetKeys.{cluster}"
+               for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
+    stores = {"objectStore": config.object_store, "backups.target": config.backups.target if config.backups else None}
+    writers |= {store.access_key_id: f"platform:{path}" for path, store in stores.items() if store is not None}
+    return [
+        f"{NAMESPACE}:{path}.watchKey.accessKeyId: the key of {writers[store.watch_key.access_key_id]}, which writes; "
+        "allowed: a key of its own that may only list the bucket (README: Backups and restore)"
+        for path, store in stores.items()
+        if store is not None and store.watch_key is not None and store.watch_key.access_key_id in writers
+    ]
 
 
 def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
@@ -1111,8 +1135,8 @@ def _secret_leaves(model: BaseModel, path: str) -> list[str]:
 SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
-    "objectStore": ("secretAccessKey",),
-    "backups": ("target.secretAccessKey",),
+    "objectStore": ("secretAccessKey", "watchKey.secretAccessKey"),
+    "backups": ("target.secretAccessKey", "target.watchKey.secretAccessKey"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
                  "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey"),
 }

@@ -16,6 +16,8 @@ import pytest
 
 from platformctl import backups
 from tests.test_aws_attacks import _allows, _role_policies
+from tests.test_ci_file import CI_FILE, _resolve, _script
+from tests.test_config import DEV, _problems, _write, setting
 from tests.test_eks_storage import named
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,3 +282,53 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
     [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
     assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
     assert "platform-pipeline-backup-watch" in prod["outputs"]["backupWatchRoleArn"]  # BACKUP_WATCH_ROLE_ARN
+
+
+# --- the schedule in the platform's pipeline ------------------------------------------------------------
+
+
+def test_the_backups_schedule_checks_both_stacks_on_main_with_list_only_identities() -> None:
+    import yaml
+
+    text = CI_FILE.read_text()
+    ci = yaml.safe_load(text)
+    assert "SCHEDULE_TASK=backups" in text.split("workflow:")[0]  # the header's schedule table
+    for stack in ("dev", "prod"):
+        job = _resolve(ci, f"backups-{stack}")
+        assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule" && $SCHEDULE_TASK == "backups" && '
+                                       "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+        assert job["tags"] == ["platform-protected"] and "environment" not in job and "when" not in job
+        assert job["variables"]["AWS_ROLE_ARN"] == "$BACKUP_WATCH_ROLE_ARN"
+        assert job["variables"]["PULUMI_TEAM"] == "platform-preview"  # reads the stack's outputs and config
+        script = _script(job)
+        assert not any("vault-login" in line for line in script)
+        assert script[-3:] == [
+            f"pulumi stack output --json --stack {stack} > build/outputs-{stack}.json",
+            f".ci/watch-keys {stack}",
+            f"venv/bin/python -m platformctl backups check --stack {stack} --outputs build/outputs-{stack}.json 2>&1 "
+            f"| tee build/backups-{stack}.txt",
+        ]
+        assert "set -o pipefail" in script  # the check's exit status, not tee's, is the job's
+        assert job["artifacts"]["paths"] == ["build/backups-*.txt"]  # the report, never the outputs
+
+
+# --- kubeconfig stacks: the stores' watch keys -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "key_id", "owner"), [
+    (("platform:backups", "target", "watchKey", "accessKeyId"), "platform-dev-backups", "platform:backups.target"),
+    (("platform:objectStore", "watchKey", "accessKeyId"), "velero-dev", "platform:services.velero.targetKeys.dev"),
+    (("platform:objectStore", "watchKey", "accessKeyId"), "platform-dev", "platform:objectStore"),
+])
+def test_a_watch_key_that_is_a_writing_key_is_refused_naming_it(tmp_path: Path, path: tuple, key_id: str, owner: str) -> None:
+    lines = _problems(_write(tmp_path, DEV, setting(*path, value=key_id)))
+    assert any(f": {'.'.join(path)}: the key of {owner}, which writes; allowed: a key of its own" in line for line in lines), lines
+
+
+def test_the_watch_keys_are_in_the_inventory_and_never_in_the_plan(renders: dict) -> None:
+    plan = renders["dev"].plan
+    entries = {c["what"]: c for c in plan["outputs"]["credentials"]}
+    for bucket in ("platform-dev", "platform-dev-backups"):
+        entry = entries[f"list-only watch key of bucket {bucket}"]
+        assert entry["category"] == "external" and "s3:ListBucket only" in entry["scope"]
+    assert "placeholder-watch" not in json.dumps(plan)  # the program holds no copy: the job reads the config
