@@ -503,8 +503,11 @@ def archive_expectations(
     folder = archive.apply(lambda url: url.removeprefix(f"s3://{store.bucket}/") + "/")
     schedule = " ".join(BACKUP_SCHEDULE.split()[1:])  # without CloudNativePG's leading seconds
     return [
-        BackupExpectation(pulumi.Output.concat(f"{kind} ", ns.metadata.name, f"/{service}-postgres{suffix}"), "objectStore", store.bucket, store.endpoint, store.region,
-                          folder.apply(lambda f, sub=sub: f + sub), pattern, schedule)
+        BackupExpectation(
+            writer=pulumi.Output.concat(f"{kind} ", ns.metadata.name, f"/{service}-postgres{suffix}"), store="objectStore",
+            bucket=store.bucket, endpoint=store.endpoint, region=store.region, prefix=folder.apply(lambda f, sub=sub: f + sub),
+            pattern=pattern, schedule=schedule,
+        )
         for kind, suffix, sub, pattern in (
             ("ScheduledBackup", "-daily", "base/", r"^[^/]+/data\.tar"),
             ("Cluster", "", "wals/", r"^[0-9A-F]{16}/[0-9A-F]{24}"),

@@ -84,4 +84,6 @@ def backup_expectations(store: BackupStore | None) -> dict[str, pulumi.Output[li
     when, which `platformctl backups check` compares with the store. Call it once every writer is declared."""
     if store is None:
         return {}
-    return {"backupExpectations": pulumi.Output.all(*[expected.output() for expected in store.expectations])}
+    entries = pulumi.Output.all(*[expected.output() for expected in store.expectations])
+    # In the writers' order, not the tenants': reordering the tenants changes nothing.
+    return {"backupExpectations": entries.apply(lambda found: sorted(found, key=lambda e: (e["writer"], e["prefix"])))}
