@@ -332,3 +332,29 @@ def test_the_watch_keys_are_in_the_inventory_and_never_in_the_plan(renders: dict
         entry = entries[f"list-only watch key of bucket {bucket}"]
         assert entry["category"] == "external" and "s3:ListBucket only" in entry["scope"]
     assert "placeholder-watch" not in json.dumps(plan)  # the program holds no copy: the job reads the config
+
+
+# --- Harbor's copy: a sync with nothing new writes nothing, so it leaves a marker ----------------------
+
+
+@pytest.mark.parametrize("sync_fails", [False, True])
+def test_the_registry_copy_rewrites_its_marker_only_after_a_sync_that_succeeded(prod: dict, tmp_path: Path, sync_fails: bool) -> None:
+    """The plan's own script, with an `aws` that records its calls (and fails the sync when asked)."""
+    cron = named(prod, "harbor-registry-backup-cron", "kubernetes:batch/v1:CronJob")
+    [container] = cron["inputs"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    (tmp_path / "aws").write_text(f'#!/bin/sh\necho "$* <$(cat)" >> {tmp_path}/calls\n[ "$1 $2" != "s3 sync" ] || [ -z "$FAIL" ]\n')
+    (tmp_path / "aws").chmod(0o755)
+    environment = {**env, "PATH": f"{tmp_path}:/usr/bin:/bin", **({"FAIL": "1"} if sync_fails else {})}
+    done = subprocess.run(container["command"], env=environment, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0].startswith(f"s3 sync {env['SOURCE']} s3://{env['BUCKET']}/harbor/registry/ --delete")
+    if sync_fails:
+        assert done.returncode != 0 and len(calls) == 1
+    else:
+        assert done.returncode == 0, done.stderr
+        [marker] = calls[1:]
+        assert re.fullmatch(rf"s3 cp - s3://{env['BUCKET']}/harbor/registry-synced --checksum-algorithm CRC32 --only-show-errors "
+                            r"<\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", marker), marker
+        [harbor] = [e for e in expectations(prod) if e["writer"] == "CronJob harbor/harbor-backup"]
+        assert (harbor["prefix"], re.fullmatch(harbor["pattern"], "registry-synced") is not None) == ("harbor/", True)
