@@ -175,7 +175,10 @@ def stack_outputs(stack: str, outputs_file: str | None) -> Any:
         raise CheckError(f"cannot run the Pulumi CLI ({err}); allowed: pulumi on PATH, or --outputs FILE") from None
     if done.returncode != 0:
         raise CheckError(f"pulumi stack output --stack {stack} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout or "{}")
+    try:
+        return json.loads(done.stdout or "{}")
+    except ValueError as err:
+        raise CheckError(f"pulumi stack output --stack {stack} printed no JSON ({err})") from None
 
 
 def run(args: argparse.Namespace, lister: Lister | None = None, now: datetime | None = None) -> int:
