@@ -254,6 +254,20 @@ def test_a_bad_schedule_names_it(tmp_path: Path, capsys) -> None:
     assert "schedule '61 * * * *' is not a cron schedule" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("answer", "words"), [
+    ("echo '{}'", "error: stack dev has no output backupExpectations: it declares no backups (platform:backups unset) or was last deployed"),
+    ("echo \"error: no stack named 'dev' found\" >&2; exit 255", "error: pulumi stack output --stack dev failed: error: no stack named 'dev' found"),
+    ("echo 'Current stack outputs (0):'", "error: pulumi stack output --stack dev printed no JSON"),
+])
+def test_without_outputs_file_the_command_asks_pulumi(tmp_path: Path, answer: str, words: str) -> None:
+    """As on a machine with the Pulumi CLI: `pulumi stack output --json --stack dev` (here a stand-in that answers `answer`)."""
+    (tmp_path / "pulumi").write_text(f'#!/bin/sh\n[ "$*" = "stack output --json --stack dev" ] || exit 99\n{answer}\n')
+    (tmp_path / "pulumi").chmod(0o755)
+    done = subprocess.run([sys.executable, "-m", "platformctl", "backups", "check", "--stack", "dev"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 2 and done.stderr.startswith(words) and "Traceback" not in done.stderr, done.stderr
+
+
 def test_an_unknown_stack_is_refused_by_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "platformctl", "backups", "check", "--stack", "staging"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
