@@ -65,6 +65,8 @@ def longest_interval(schedule: str) -> timedelta:
     two of those times, or from a running day's last run to the next running day's first."""
     from croniter import croniter, CroniterBadCronError  # only the check needs it
 
+    if len(schedule.split()) != 5:
+        raise CheckError(f"schedule {schedule!r} is not a five-field cron schedule (minute hour day month weekday)")
     try:
         minutes, hours, *_ = croniter(schedule).expanded
     except (CroniterBadCronError, ValueError) as err:
