@@ -117,11 +117,12 @@ def s3_lister() -> Lister:
     from botocore.config import Config
 
     clients: dict[tuple[str, str | None, str], Any] = {}
+    profiles = boto3.Session().available_profiles
 
     def client(expected: Expectation) -> Any:
         key = (expected.store, expected.endpoint, expected.region)
         if key not in clients:
-            profile = expected.store if expected.store in boto3.Session().available_profiles else None
+            profile = expected.store if expected.store in profiles else None
             session = boto3.Session(profile_name=profile, region_name=expected.region)
             style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
             clients[key] = session.client("s3", endpoint_url=expected.endpoint, config=style)

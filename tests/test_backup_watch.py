@@ -138,8 +138,15 @@ def s3(renders: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     import boto3
     from moto import mock_aws
 
+    clients: dict[str | None, Any] = {}
+
+    def client(endpoint: str | None) -> Any:
+        if endpoint not in clients:
+            clients[endpoint] = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+        return clients[endpoint]
+
     with mock_aws():
-        yield lambda endpoint: boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+        yield client
 
 
 def put(s3: Any, entry: dict[str, Any], suffix: str) -> None:
