@@ -125,6 +125,14 @@ def test_the_allowed_age_is_the_schedules_longest_interval_and_one_margin(schedu
     assert backups.longest_interval(schedule) == longest
 
 
+def test_the_margin_is_what_a_backup_jobs_run_may_take(prod: dict) -> None:
+    """Late by its starting deadline, running up to its active deadline: the plan's backup CronJobs bound a run so."""
+    for writer in ("vault-snapshots-cron", "harbor-registry-backup-cron"):
+        spec = named(prod, writer, "kubernetes:batch/v1:CronJob")["inputs"]["spec"]
+        bound = spec["startingDeadlineSeconds"] + spec["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+        assert backups.MARGIN == timedelta(seconds=bound), writer
+
+
 # --- the check against S3 (moto) ---------------------------------------------------------------
 
 
