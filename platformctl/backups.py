@@ -23,12 +23,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from croniter import CroniterBadCronError, croniter
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = "backupExpectations"
 # How late a run's object may land after its slot: a backup job may run this long (components/backups.py
 # backup_cron_job: starting deadline 1 h, active deadline 6 h), and one margin holds for every writer.
 MARGIN = timedelta(hours=7)
-# The leap-year cycle of days: every day-of-month and month combination occurs in it.
+# Four years of days: every day of every month occurs, 29 February included (a schedule naming both a day
+# of the month and a weekday repeats over 28 years: its longest gap is sampled, not proven).
 CYCLE_DAYS = 4 * 366
 FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule")
 
@@ -63,8 +69,6 @@ def longest_interval(schedule: str) -> timedelta:
 
     Every day a schedule runs, it runs at the same times of day; so the longest gap is the longest between
     two of those times, or from a running day's last run to the next running day's first."""
-    from croniter import croniter, CroniterBadCronError  # only the check needs it
-
     if len(schedule.split()) != 5:
         raise CheckError(f"schedule {schedule!r} is not a five-field cron schedule (minute hour day month weekday)")
     try:
@@ -113,9 +117,6 @@ Lister = Callable[[Expectation], Iterable[dict[str, Any]]]
 
 def s3_lister() -> Lister:
     """Lists a prefix with boto3, one client per store (its named profile if configured, else the default chain)."""
-    import boto3
-    from botocore.config import Config
-
     clients: dict[tuple[str, str | None, str], Any] = {}
     profiles = boto3.Session().available_profiles
 
@@ -138,8 +139,6 @@ def s3_lister() -> Lister:
 
 def check(found: list[Expectation], lister: Lister, now: datetime) -> tuple[list[str], list[str]]:
     """(problems, fresh): one line per backup."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     problems, fresh = [], []
     for expected in found:
         allowed = f"allowed {hours(expected.max_age)} (schedule '{expected.schedule}')"
