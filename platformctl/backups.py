@@ -101,6 +101,10 @@ def expectations(outputs: Any, stack: str) -> list[Expectation]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or sorted(entry) != sorted(FIELDS):
             raise CheckError(f"stack {stack}: {OUTPUT}[{i}] is not an expectation; allowed: a mapping of {', '.join(FIELDS)}")
+        try:
+            re.compile(entry["pattern"])
+        except (re.error, TypeError) as err:
+            raise CheckError(f"stack {stack}: {OUTPUT}[{i}].pattern {entry['pattern']!r} is not a regular expression ({err})") from None
         found.append(Expectation(**entry))
     return found
 

@@ -249,6 +249,7 @@ def test_an_unreadable_store_fails_naming_it(renders: dict, s3: Any, tmp_path: P
     ({"backupExpectations": []}, "lists no backups"),
     ({"backupExpectations": [{"writer": "x"}]}, "backupExpectations[0] is not an expectation; allowed: a mapping of writer, store"),
     ("not json", "--outputs"),
+    ({"backupExpectations": [dict.fromkeys(backups.FIELDS, "x") | {"pattern": "^[0-9"}]}, "backupExpectations[0].pattern '^[0-9' is not a"),
 ])
 def test_bad_outputs_name_the_problem(outputs: Any, words: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / "outputs.json"
