@@ -119,23 +119,24 @@ def newest(objects: Iterable[dict[str, Any]], expected: Expectation) -> datetime
 Lister = Callable[[Expectation], Iterable[dict[str, Any]]]
 
 
+def s3_client(expected: Expectation, profiles: Iterable[str]) -> Any:
+    """A client of the expectation's store: with the AWS profile named after the store if there is one (which
+    then wins over the environment's web identity), else the default chain."""
+    session = boto3.Session(profile_name=expected.store if expected.store in profiles else None, region_name=expected.region)
+    style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
+    return session.client("s3", endpoint_url=expected.endpoint, config=style)
+
+
 def s3_lister() -> Lister:
-    """Lists a prefix with boto3, one client per store (its named profile if configured, else the default chain)."""
+    """Lists a prefix with boto3, one client per store."""
     clients: dict[tuple[str, str | None, str], Any] = {}
     profiles = boto3.Session().available_profiles
 
-    def client(expected: Expectation) -> Any:
+    def listing(expected: Expectation) -> Iterable[dict[str, Any]]:
         key = (expected.store, expected.endpoint, expected.region)
         if key not in clients:
-            profile = expected.store if expected.store in profiles else None
-            session = boto3.Session(profile_name=profile, region_name=expected.region)
-            style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
-            clients[key] = session.client("s3", endpoint_url=expected.endpoint, config=style)
-        return clients[key]
-
-    def listing(expected: Expectation) -> Iterable[dict[str, Any]]:
-        pages = client(expected).get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix)
-        for page in pages:
+            clients[key] = s3_client(expected, profiles)
+        for page in clients[key].get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix):
             yield from page.get("Contents", [])
 
     return listing

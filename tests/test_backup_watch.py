@@ -394,3 +394,31 @@ def test_the_registry_copy_rewrites_its_marker_only_after_a_sync_that_succeeded(
                             r"<\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", marker), marker
         [harbor] = [e for e in expectations(prod) if e["writer"] == "CronJob harbor/harbor-backup"]
         assert (harbor["prefix"], re.fullmatch(harbor["pattern"], "registry-synced") is not None) == ("harbor/", True)
+
+
+def test_the_ci_job_hands_each_stores_watch_key_to_the_check_as_its_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.ci/watch-keys with a stand-in `pulumi config get` that knows the target's watch key only (as a stack whose
+    object store has none): one profile, named after its store as the check looks it up, readable by its owner only."""
+    config = {"platform:backups.target.watchKey.accessKeyId": "dev-watch", "platform:backups.target.watchKey.secretAccessKey": "s3cr3t"}
+    cases = "".join(f'  "config get --path {key} --stack dev") echo "{value}" ;;\n' for key, value in config.items())
+    (tmp_path / "pulumi").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo "error: configuration key not found" >&2; exit 255 ;;\nesac\n')
+    (tmp_path / "pulumi").chmod(0o755)
+    keys = tmp_path / "aws-watch-keys"
+    done = subprocess.run([str(ROOT / ".ci" / "watch-keys"), "dev"], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin", "AWS_SHARED_CREDENTIALS_FILE": str(keys)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "watch key dev-watch for the backups store\n" and "s3cr3t" not in done.stdout + done.stderr
+    assert keys.read_text() == "[backups]\naws_access_key_id = dev-watch\naws_secret_access_key = s3cr3t\n"
+    assert keys.stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(keys))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/elsewhere")  # as in the job: the profile wins
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "token"))
+    import boto3
+
+    target = backups.Expectation("w", "backups", "b", "https://s3.backups.example.com", "us-east-1", "p/", ".", "0 2 * * *")
+    client = backups.s3_client(target, boto3.Session().available_profiles)
+    assert client.meta.endpoint_url == "https://s3.backups.example.com"
+    assert client._request_signer._credentials.access_key == "dev-watch"
+    other = backups.s3_client(backups.Expectation(**{**target.__dict__, "store": "objectStore"}), boto3.Session().available_profiles)
+    assert type(other._request_signer._credentials).__name__ == "DeferredRefreshableCredentials"  # the web identity's
