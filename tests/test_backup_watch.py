@@ -356,6 +356,11 @@ def test_a_watch_key_that_is_a_writing_key_is_refused_naming_it(tmp_path: Path, 
     assert any(f": {'.'.join(path)}: the key of {owner}, which writes; allowed: a key of its own" in line for line in lines), lines
 
 
+def test_a_watch_key_in_plain_text_is_refused(tmp_path: Path) -> None:
+    lines = _problems(_write(tmp_path, DEV, setting("platform:backups", "target", "watchKey", "secretAccessKey", value="plain")))
+    assert any(": platform:backups.target.watchKey.secretAccessKey: holds a secret in plain text" in line for line in lines), lines
+
+
 def test_the_watch_keys_are_in_the_inventory_and_never_in_the_plan(renders: dict) -> None:
     plan = renders["dev"].plan
     entries = {c["what"]: c for c in plan["outputs"]["credentials"]}
