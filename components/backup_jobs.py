@@ -164,7 +164,8 @@ class RegistryBackup(pulumi.ComponentResource):
         volumes = [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
         sync = aws_cli_container("sync", REGISTRY_SYNC_SH, [*writer.env, k8s.core.v1.EnvVarArgs(name="SOURCE", value=args.registry.url)], [])
         schedule = args.store.settings.schedules["harbor"]
-        args.store.expect(f"CronJob {HARBOR_NAMESPACE}/{account}", "harbor/", f"^{SYNC_MARKER}$", schedule)
+        # The marker's own key as the prefix: a listing of harbor/ would page through every blob of the copy.
+        args.store.expect(f"CronJob {HARBOR_NAMESPACE}/{account}", f"harbor/{SYNC_MARKER}", "^$", schedule)
         self.cron_job = backup_cron_job(
             f"{name}-cron", account, args.namespace, schedule,
             pod_spec(writer.service_account, [], sync, volumes, user=10000),
