@@ -50,8 +50,8 @@ def scheduled(value: Any) -> Iterator[str]:
             yield from scheduled(item)
 
 
-def writer_of(resource: dict) -> tuple[str, str] | None:
-    """(writer, five-field schedule) the plan says `resource` writes backups as, or None."""
+def writer_of(resource: dict) -> tuple[str, str | None] | None:
+    """(writer, five-field schedule; None: its base backups') the plan says `resource` writes backups as, or None."""
     inputs, kind = resource["inputs"], resource["type"].rsplit(":", 1)[-1]
     if resource["type"] == "kubernetes:helm.sh/v3:Release" and inputs.get("chart") == "gitlab":
         cron = inputs["values"]["gitlab"]["toolbox"].get("backups", {}).get("cron", {})
@@ -121,7 +121,7 @@ def test_each_expectation_points_where_its_writer_writes(renders: dict, stack: s
     ("*/5 0 * * *", timedelta(hours=23, minutes=5)),  # the night's last run to the next night's first
     ("0 3 1 * *", timedelta(days=31)),
 ])
-def test_the_allowed_age_is_the_schedules_longest_interval_and_one_margin(schedule: str, longest: timedelta) -> None:
+def test_the_longest_interval_comes_from_the_cron_expression(schedule: str, longest: timedelta) -> None:
     assert backups.longest_interval(schedule) == longest
 
 
