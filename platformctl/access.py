@@ -30,6 +30,7 @@ Exit codes: 0 nothing to approve or all approved; 1 approvals missing; 2 error.
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -43,8 +44,7 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
-from platformctl.render import RenderError, parse_stack_file
-from stacks.config import NAMESPACE, ConfigError, load_platform_config
+from platformctl.stack_file import NAMESPACE, ConfigError, RenderError, parse_stack_file
 
 ROLES = ("owners", "ops", "developers")
 DEFAULT_STACKS = ("dev", "prod")
@@ -56,11 +56,15 @@ EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
 # The platform project's approval rules (GitLab merge request approval rules, by name).
 SYSTEM_RULE = "system-approvers"
 CLUSTER_ADMIN_RULE = "cluster-admins"
-# What decides this check's verdict beyond the program's config model: a change to them widens
-# what later merge requests may do unapproved.
-# The merge-request bot's check and job pick the gate's commit and run it (components/merge_request_bot.py).
-GATE_FILES = ("platformctl/access.py", "platformctl/gitlab_api.py", "platformctl/mrbot.py",
-              "components/merge-request-bot.gitlab-ci.yml")
+# What decides this check's verdict: a change to them widens what later merge requests may do
+# unapproved. The bot runs the check from the gate's commit (components/merge_request_bot.py): these
+# are all the files its process imports from there (tests/test_bot_attacks.py measures it), and the
+# bot's check and job, which pick the gate's commit and run it.
+GATE_FILES = ("platformctl/__init__.py", "platformctl/__main__.py", "platformctl/access.py", "platformctl/gitlab_api.py",
+              "platformctl/stack_file.py", "platformctl/mrbot.py", "components/merge-request-bot.gitlab-ci.yml")
+GATE_PACKAGE = "platformctl"
+GATE_MODULES = {path.removeprefix(f"{GATE_PACKAGE}/").removesuffix(".py") for path in GATE_FILES if path.startswith(f"{GATE_PACKAGE}/")}
+IMPORTABLE = tuple(importlib.machinery.all_suffixes())  # .py, .pyc, extension modules
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,8 @@ def _read(
     try:
         raw, secret_keys = parse_stack_file(text, source)
         if validate:
+            from stacks.config import load_platform_config  # the whole program: not the gate's (GATE_FILES)
+
             load_platform_config(raw, stack=stack, source=source, secret_keys=secret_keys, previous=previous)
     except ConfigError as err:
         raise gitlab_api.UsageError(f"{source} is not a valid stack file: {'; '.join(err.problems)}") from None
@@ -242,6 +248,8 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
     changes = Changes()
     for stack in stacks:
         name = f"Pulumi.{stack}.yaml"
+        if (project / name).is_symlink():  # the commit's text only: never what a link names (/proc/self/environ)
+            raise gitlab_api.UsageError(f"{name} is a symbolic link; allowed: a stack file, not a link to one")
         try:
             head_text = (project / name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -253,11 +261,27 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
             base, base_raw = _read(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
         head, head_raw = _read(head_text, stack, name, validate=validate, previous=base_raw)
         compare(stack, base, head, changes, base_raw, head_raw)
-    edited = _git(project, "diff", "--name-only", base_sha, "--", *GATE_FILES)
+    edited = _git(project, "diff", "--no-renames", "--name-only", "-z", base_sha)
     if edited.returncode != 0:  # a gate that cannot tell fails closed
         raise gitlab_api.UsageError(f"cannot compare the access check with {base_sha[:12]}: {edited.stderr.strip()}")
-    changes.system += [SystemChange("all", f"changes the access check ({path})") for path in edited.stdout.split()]
+    changes.system += [SystemChange("all", f"changes the access check ({path})")
+                       for path in edited.stdout.split("\0") if path and gate_file(path)]
     return changes
+
+
+def gate_file(path: str) -> bool:
+    """A file of GATE_FILES, or one Python would import as a gate module or as a top-level module (the
+    gate's commit is the first directory of its path, before site-packages): a package beside a module
+    wins over it, `sitecustomize` runs first, and bytecode in __pycache__ need not match its source."""
+    folder, _, name = path.rpartition("/")
+    if path in GATE_FILES or not name.endswith(IMPORTABLE):
+        return path in GATE_FILES
+    module = name.split(".", 1)[0]
+    if folder.rpartition("/")[2] == "__pycache__":
+        folder = folder.rpartition("/")[0]
+    if module == "__init__" and folder:  # a package's: it is imported by its folder's name
+        folder, _, module = folder.rpartition("/")
+    return folder == "" or (folder == GATE_PACKAGE and module in GATE_MODULES)
 
 
 # --- approvals on GitLab --------------------------------------------------------------------

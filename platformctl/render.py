@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import gc
-import hashlib
 import heapq
 import json
 import math
@@ -30,7 +29,6 @@ from typing import Any
 
 import pulumi
 import pulumi.resource as pulumi_resource
-import yaml
 from pulumi.output import _OutputData
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import known_types, rpc
@@ -45,12 +43,11 @@ from platformctl.helm_render import (
     RELEASE_TYPE, HelmRenderError, manifest_text, object_namespace, render_plan_releases, values_only_note,
 )
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
-from stacks.config import ConfigError, load_platform_config
+from platformctl.stack_file import PROJECT, ConfigError, RenderError, parse_stack_file
+from stacks.config import load_platform_config
 from stacks.platform import kubernetes_versions, local_charts
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "platform-bootstrap"
-PLACEHOLDER = "placeholder-for-secure-value"
 # While the program declares, pending registrations settle before a top-level resource once
 # this many have been declared since the last time (see `_settling`).
 SETTLE_EVERY = 500
@@ -58,10 +55,6 @@ SETTLE_EVERY = 500
 GC_YOUNG_THRESHOLD = 20_000
 # Plain values: the SDK serializes them as they are and they hold no Unknown.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-class RenderError(Exception):
-    """The render could not run; the message says why."""
 
 
 class LateChild(RenderError):
@@ -81,57 +74,6 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     except UnicodeDecodeError as err:
         raise RenderError(f"{path}: cannot read stack file: not UTF-8 text (byte {err.start}); allowed: UTF-8 YAML") from None
     return parse_stack_file(text, str(path))
-
-
-# A stack file's top-level keys (Pulumi's stack settings); anything else is a mistake.
-STACK_FILE_KEYS = ("config", "encryptedkey", "encryptionsalt", "secretsprovider")
-# Aliases a stack file may use: enough for shared anchors, far too few for an alias bomb.
-MAX_ALIASES = 50
-# Levels of nesting: the deepest setting is a handful of levels down; PyYAML's composer recurses
-# per level, so a file of a few thousand brackets would otherwise cost it a RecursionError.
-MAX_NESTING = 32
-MAX_STACK_FILE_BYTES = 1 << 20
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class StackFileLoader(yaml.SafeLoader):
-    """SafeLoader that refuses repeated keys, more than MAX_ALIASES aliases (before expanding any)
-    and more than MAX_NESTING levels, and keeps dates as the strings they are written as (Pulumi
-    hands config over as text)."""
-
-    aliases = 0
-    depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (line {mark.line + 1}); allowed: at most {MAX_ALIASES}")
-        if self.depth == MAX_NESTING:
-            mark = self.peek_event().start_mark
-            raise yaml.YAMLError(f"nested too deeply (line {mark.line + 1}); allowed: at most {MAX_NESTING} levels")
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise yaml.YAMLError(f"a {type(key).__name__} as a key (line {key_node.start_mark.line + 1}); allowed: text keys")
-            if key in seen:
-                raise yaml.YAMLError(f"key {key!r} repeated (line {key_node.start_mark.line + 1}); allowed: each key once")
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
 # The commit whose stack file a change starts from (CI: the merge base, or on main the commit
@@ -164,62 +106,6 @@ def base_config(path: Path, ref: str, *, required: bool) -> dict[str, str] | Non
     if shown.returncode != 0:
         return None  # new since the base: no tenants to keep
     return parse_stack_file(shown.stdout, f"{path.name} at {ref}")[0]
-
-
-def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
-    """`read_stack_file` for a stack file's text (e.g. from `git show`); `source` names it in errors.
-
-    The secret keys are the top-level keys holding a `secure:` value and the path of each such
-    value (`platform:identity.oidc.clientSecret`), so each secret leaf can be checked.
-    """
-    if len(text) > MAX_STACK_FILE_BYTES:
-        raise RenderError(f"{source}: cannot read stack file: larger than {MAX_STACK_FILE_BYTES} bytes")
-    try:
-        document = yaml.load(text, Loader=StackFileLoader) or {}  # noqa: S506 a SafeLoader
-    except yaml.YAMLError as err:
-        raise RenderError(_yaml_problem(source, err)) from None
-    entries = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(entries, dict):
-        raise RenderError(f"{source}: no 'config:' mapping")
-    unknown = sorted(str(k) for k in document if k not in STACK_FILE_KEYS)
-    if unknown:
-        raise ConfigError(source, [f"{k}: unknown stack file key; allowed: {', '.join(STACK_FILE_KEYS)}" for k in unknown])
-    raw: dict[str, str] = {}
-    secret_keys: set[str] = set()
-    for key, value in entries.items():
-        key = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
-        value, secret_paths = _replace_secure(value, key)
-        if secret_paths:
-            secret_keys |= {key, *secret_paths}
-        if isinstance(value, bool):
-            raw[key] = "true" if value else "false"
-        elif isinstance(value, (dict, list)):
-            raw[key] = json.dumps(value)
-        else:
-            raw[key] = "" if value is None else str(value)
-    return raw, secret_keys
-
-
-def _yaml_problem(source: str, err: yaml.YAMLError) -> str:
-    """`file:line:column: what is wrong`, instead of PyYAML's text naming "<unicode string>"."""
-    mark = getattr(err, "problem_mark", None)
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-    what = "; ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
-    return f"{where}: not valid YAML: {what or err}"
-
-
-def _replace_secure(value: Any, path: str) -> tuple[Any, set[str]]:
-    """`value` with each `secure:` replaced by a placeholder, and the paths of those replaced."""
-    if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            # Derived from the ciphertext, so a changed secret shows in `platformctl diff`.
-            return f"{PLACEHOLDER}-{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:12]}", {path}
-        items = {k: _replace_secure(v, f"{path}.{k}") for k, v in value.items()}
-        return {k: v for k, (v, _) in items.items()}, set().union(*(s for _, s in items.values()))
-    if isinstance(value, list):
-        items_list = [_replace_secure(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return [v for v, _ in items_list], set().union(*(s for _, s in items_list))
-    return value, set()
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,9 @@ from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
+from platformctl.stack_file import NAMESPACE, ConfigError
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
 from stacks.services import PLATFORM_NAMESPACES, SERVICES
-
-NAMESPACE = "platform"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
@@ -55,15 +54,6 @@ _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 _CHART_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$")
-
-
-class ConfigError(Exception):
-    """A stack file that does not describe a valid platform. `problems` holds one line each."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
 def _exactly_one(model: BaseModel, first: str, second: str, note: str = "") -> None:

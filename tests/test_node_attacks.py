@@ -14,11 +14,6 @@ bot's job): whether a branch can pass it by editing the check it is judged by.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +24,11 @@ import yaml
 
 from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAMESPACE, protected_owner, tenant_namespace
 from components.tenancy import Severity
-from platformctl.charts import ROOT
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_access import _access, _add, _edit, _env, _git, _stub_with_push, repo  # noqa: F401 (repo: the fixture)
 from tests.test_ci_attacks import RUNNER, _takes
-from tests.test_ci_file import GLOBAL_KEYWORDS, _lines, _resolve
+from tests.test_ci_file import GLOBAL_KEYWORDS, _resolve
 from tests.test_delivery_attacks import DNS, TRAEFIK, Network
 from tests.test_delivery_attacks import Pod as NetworkPod
 from tests.test_gitlab_runner import config_toml, holds_credentials, job_pod, runner_release, tenants
@@ -364,49 +358,18 @@ def test_a_stack_cannot_put_ci_jobs_beside_what_they_must_not_reach(tmp_path, mu
 
 # --- 3. the access gate: a merge request judged by its own edit of the gate ---------------------------
 
-GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml",
-             "requirements.txt", ".gitlab-ci.yml")
-# The attack: the access check that finds no grant at all (its base text must be there to replace).
-GATE_EDIT = ("        if grants or name in exceptions:\n", "        if False:  # nothing to approve, ever\n")
-
-
 def _merge_request_that_edits_the_gate(path: Path) -> str:
     """A repository with this project's gate at its base, and a head that grants `mallory` a role in
     payments and edits platformctl/access.py to approve everything. Returns the base commit."""
-    files = _git(ROOT, "ls-files", "--", *GATE_TREE).splitlines()
-    for name in files:
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / name, path / name)
-    _git(path, "init", "--quiet", "--initial-branch", "main")
-    _git(path, "add", ".")
-    _git(path, "commit", "--quiet", "-m", "base")
-    base = _git(path, "rev-parse", "HEAD")
-    stack = yaml.safe_load((path / "Pulumi.dev.yaml").read_text())
-    [payments] = [t for t in stack["config"]["platform:tenants"] if t["name"] == "payments"]
-    payments["developers"].append("mallory")
-    (path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
+    from tests.test_bot_attacks import GATE_EDIT, _commit, _grant, _origin
+
+    base = _origin(path)
+    _grant(path)
     gate = (path / "platformctl/access.py").read_text()
     assert gate.count(GATE_EDIT[0]) == 1
     (path / "platformctl/access.py").write_text(gate.replace(*GATE_EDIT))
-    _git(path, "commit", "--quiet", "-am", "add mallory; access: nothing to approve")
+    _commit(path, "add mallory; access: nothing to approve")
     return base
-
-
-INSTALLS = re.compile(r"^(python -m venv |\$CI_PROJECT_DIR/\w+/bin/pip install )")
-PIPELINE_ID, BOT_IID = 321, "5"
-
-
-def _upstream(name: str, base: str, head: str, platform: str) -> dict[str, Any]:
-    """The pipeline that triggers the bot's, as GitLab's GraphQL API describes it: the merge request's
-    (`access`), or main's once it is merged (`access-main`)."""
-    upstream = {"id": f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID}", "sha": head, "beforeSha": base,
-                "project": {"fullPath": platform, "repository": {"rootRef": "main"}}}
-    if name == "access":
-        upstream |= {"source": "merge_request_event", "ref": "refs/merge-requests/7/head",
-                     "mergeRequest": {"iid": "7", "targetBranch": "main", "project": {"fullPath": platform}, "diffRefs": {"baseSha": base}}}
-    else:
-        upstream |= {"source": "push", "ref": "main", "mergeRequest": None}
-    return {"source": "pipeline", "upstream": upstream}
 
 
 @pytest.mark.parametrize("name", ["access", "access-main"])
@@ -416,37 +379,24 @@ def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edi
     branch that grants its author a role and edits the check to find no grant passes its own gate,
     and once merged, `access-main` (before dev deploys) too. Both are the merge-request bot's pipeline
     (the job the program writes into the bot project, components/merge_request_bot.py), run here as
-    written (its dependency installation aside: this process's packages stand in for them) against a
-    clone of the platform project and a GitLab stub that describes the upstream pipeline (the merge
-    request's, or main's once merged, whose merged merge request has no approval). It must still hold
-    the grant for an owner, with the check as it is at the base."""
-    from components.merge_request_bot import bot_pipeline, bot_project_path
+    written (tests/test_bot_attacks.py run_bot_job) against a clone of the platform project and a GitLab
+    stub that describes the upstream pipeline (the merge request's, or main's once merged, whose merged
+    merge request has no approval). It must still hold the grant for an owner, with the check as it is
+    at the base."""
+    from tests.test_bot_attacks import PIPELINE_ID, run_bot_job
 
     platform = "platform/platform-bootstrap"
     origin = tmp_path / "srv" / f"{platform}.git"
     origin.mkdir(parents=True)
     base = _merge_request_that_edits_the_gate(origin)
     head = _git(origin, "rev-parse", "HEAD")
-    _git(origin, "config", "uploadpack.allowAnySHA1InWant", "true")  # as GitLab's Gitaly serves any commit it has
     if name == "access":  # not merged: main is still the base
         _git(origin, "reset", "--quiet", "--hard", base)
-    pipeline = yaml.safe_load(bot_pipeline(platform))
-    job = _resolve(pipeline, "bot")
-    lines = [line for line in _lines(job["script"]) if not INSTALLS.match(line)]
-    work = tmp_path / "job"
-    for venv in ("bot", "gate"):
-        (work / venv / "bin").mkdir(parents=True)
-        (work / venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-        (work / venv / "bin" / "python").chmod(0o755)
     with _stub_with_push() as stub:
-        stub.pipelines[(bot_project_path(platform), BOT_IID)] = _upstream(name, base, head, platform)
         stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged"}]
         stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
         stub.artifacts[(50, "build/diff-dev.md")] = b"### Plan diff: dev (the branch's render)\n"
-        env = {**_env(stub), **pipeline["variables"], "HOME": str(tmp_path), "CI_PROJECT_DIR": str(work),
-               "CI_SERVER_URL": f"file://{tmp_path / 'srv'}", "CI_PIPELINE_IID": BOT_IID, "CI_PROJECT_PATH": bot_project_path(platform)}
-        env.pop("CI_MERGE_REQUEST_IID")  # the bot's pipeline is no merge request's; it finds the merge request itself
-        done = subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        done = run_bot_job(tmp_path, tmp_path / "srv", platform, name, base, head, stub)
     assert done.returncode == 1 and "mallory → developers" in done.stdout, (done.returncode, done.stdout, done.stderr[-2000:])
     assert "❌ waiting for an owner's approval" in done.stdout
     # And the edit of the check, which would hold from the next merge request on, needs a system approver.

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
-from platformctl.render import PLACEHOLDER
+from platformctl.stack_file import PLACEHOLDER
 from policy.gatekeeper import templates
 from tests.validation import (
     available_charts,

@@ -1,0 +1,230 @@
+"""An attacker's review of the merge-request bot (components/merge_request_bot.py, platformctl/mrbot.py).
+
+The attacker is a Developer of the platform project: they control every file of their merge request's
+branch, and whatever a merge request of theirs brings to the default branch becomes the next merge
+request's gate (the bot runs `platformctl access` as it is at the merge request's diff base). The
+bot's job runs here as the program writes it, against a real Git repository as the platform project
+and tests/gitlab_stub.py as GitLab, with the real command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitlab_stub import GitLabStub, client_env, run_in_process
+from platformctl.access import GATE_FILES
+from platformctl.charts import ROOT
+from tests.test_access import _git, _stub_with_push
+
+PLATFORM = "platform/platform-bootstrap"
+# What the gate runs from: the program's tree (a merge request's diff base is a commit of main).
+GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml",
+             "requirements.txt", ".gitlab-ci.yml")
+# The access check that finds no grant at all (its base text must be there to replace).
+GATE_EDIT = ("        if grants or name in exceptions:\n", "        if False:  # nothing to approve, ever\n")
+TOKEN = "glpat-Bot0Token0Of0The0Platform0x"  # the shape of a GitLab token (masked in notes by shape)
+PIPELINE_ID, BOT_IID = 321, "5"
+
+
+def _origin(path: Path) -> str:
+    """The platform project with this project's gate tree on main; returns main's commit."""
+    for name in _git(ROOT, "ls-files", "--", *GATE_TREE).splitlines():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, path / name)
+    _git(path, "init", "--quiet", "--initial-branch", "main")
+    _git(path, "config", "uploadpack.allowAnySHA1InWant", "true")  # as GitLab's Gitaly serves any commit it has
+    _git(path, "add", ".")
+    _git(path, "commit", "--quiet", "-m", "base")
+    return _git(path, "rev-parse", "HEAD")
+
+
+def _grant(path: Path, user: str = "mallory") -> None:
+    stack = yaml.safe_load((path / "Pulumi.dev.yaml").read_text())
+    [payments] = [t for t in stack["config"]["platform:tenants"] if t["name"] == "payments"]
+    payments["developers"].append(user)
+    (path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
+
+
+def _commit(path: Path, message: str) -> str:
+    _git(path, "add", "--all")
+    _git(path, "commit", "--quiet", "-m", message)
+    return _git(path, "rev-parse", "HEAD")
+
+
+def upstream(name: str, base: str, head: str, platform: str) -> dict[str, Any]:
+    """The pipeline that triggers the bot's, as GitLab's GraphQL API describes it: the merge request's
+    (`access`), or main's once it is merged (`access-main`)."""
+    found = {"id": f"gid://gitlab/Ci::Pipeline/{PIPELINE_ID}", "sha": head, "beforeSha": base,
+             "project": {"fullPath": platform, "repository": {"rootRef": "main"}}}
+    if name == "access":
+        found |= {"source": "merge_request_event", "ref": "refs/merge-requests/7/head",
+                  "mergeRequest": {"iid": "7", "targetBranch": "main", "project": {"fullPath": platform}, "diffRefs": {"baseSha": base}}}
+    else:
+        found |= {"source": "push", "ref": "main", "mergeRequest": None}
+    return {"source": "pipeline", "upstream": found}
+
+
+def run_bot_job(tmp_path: Path, srv: Path, platform: str, name: str, base: str, head: str,
+                stub: GitLabStub) -> subprocess.CompletedProcess[str]:
+    """The bot's job as the program writes it (its dependency installation aside: this process's packages
+    stand in for them), in `tmp_path/job`, against the platform project under `srv` and `stub`, for the
+    upstream pipeline `name` (`access` or `access-main`) of `head` with `base` as its gate."""
+    from components.merge_request_bot import bot_pipeline, bot_project_path
+    from tests.test_ci_file import _lines, _resolve
+
+    pipeline = yaml.safe_load(bot_pipeline(platform))
+    installs = ("python -m venv ", "$CI_PROJECT_DIR/bot/bin/pip install ", "$CI_PROJECT_DIR/gate/bin/pip install ")
+    lines = [line for line in _lines(_resolve(pipeline, "bot")["script"]) if not line.startswith(installs)]
+    work = tmp_path / "job"
+    for venv in ("bot", "gate"):
+        (work / venv / "bin").mkdir(parents=True)
+        (work / venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+        (work / venv / "bin" / "python").chmod(0o755)
+    stub.pipelines[(bot_project_path(platform), BOT_IID)] = upstream(name, base, head, platform)
+    stub.pipeline_jobs.setdefault(PIPELINE_ID, [])
+    env = {**client_env(stub, PYTHONPATH=str(ROOT)), **pipeline["variables"], "HOME": str(tmp_path),
+           "CI_PROJECT_DIR": str(work), "CI_SERVER_URL": f"file://{srv}", "CI_PIPELINE_IID": BOT_IID,
+           "CI_PROJECT_PATH": bot_project_path(platform)}
+    env.pop("CI_MERGE_REQUEST_IID")  # the bot's pipeline is no merge request's; it finds the merge request itself
+    return subprocess.run(["bash", "-ec", "\n".join(lines)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+
+
+# --- 1. what the gate's process runs: every file of it is the gate ----------------------------------
+
+
+LOADED = """
+import json, sys
+from platformctl.__main__ import main
+code = main(sys.argv[1:])
+print(json.dumps([getattr(m, "__file__", None) for m in list(sys.modules.values())]))
+"""
+
+
+def test_every_file_the_gate_runs_from_its_tree_is_a_gate_file(tmp_path: Path) -> None:
+    """The bot runs the gate as `PYTHONPATH=<gate commit> python -P -m platformctl access --no-validate`
+    in the merge request's checkout. Whatever its process imports from the gate commit decides the
+    verdict: an edit of it merged without a system approver (GATE_FILES) changes the check for every
+    later merge request. (On main, `access` imported the whole program through platformctl.render:
+    82 files of which 4 were gate files; an edit of parse_stack_file that drops a tenant's developers
+    would have passed unnoticed, then every grant after it.)"""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    base = _origin(repo)
+    done = subprocess.run([sys.executable, "-P", "-c", LOADED, "access", "--no-validate", "--base-ref", base],
+                          cwd=repo, env=client_env(None, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tracked = set(_git(ROOT, "ls-files").splitlines())
+    loaded = {str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(done.stdout.splitlines()[-1])
+              if f and Path(f).resolve().is_relative_to(ROOT)}
+    assert sorted(loaded & tracked - set(GATE_FILES)) == []
+    assert "platformctl/access.py" in loaded  # the measurement saw the gate
+
+
+# --- 2. what Python would import ahead of the gate --------------------------------------------------
+
+
+# A package beside platformctl/access.py: Python imports a package before a module of the same name.
+SHADOW = """import pathlib
+exec(compile((pathlib.Path(__file__).parent.parent / "access.py").read_text().replace({!r}, {!r}), __file__, "exec"))
+""".format(*GATE_EDIT)
+SHADOWS = {
+    "platformctl/access/__init__.py": SHADOW,
+    "yaml/__init__.py": "raise SystemExit(0)\n",  # the gate's directory comes before site-packages
+    "sitecustomize.py": "raise SystemExit(0)\n",  # imported by `site` at start, from any directory of sys.path
+    "platformctl/__pycache__/access.cpython-311.pyc": "",  # an unchecked hash-based .pyc needs no matching source
+}
+
+
+@pytest.mark.parametrize("path", SHADOWS)
+def test_a_merge_request_that_adds_code_in_front_of_the_gate_needs_a_system_approver(tmp_path: Path, path: str) -> None:
+    """A file the gate's process would import instead of the gate's own (or before it) is an edit of
+    the gate: the merge request that adds it needs a system approver, as one that edits access.py does."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    base = _origin(repo)
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(SHADOWS[path])
+    _commit(repo, f"add {path}")
+    with _stub_with_push() as stub:
+        done = run_in_process(["access", "--no-validate", "--base-ref", base, "--mr-iid", str(stub.mr_iid)], repo, client_env(stub))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"| all | changes the access check ({path}) | ❌ waiting for a system approver" in done.stdout, done.stdout
+
+
+def test_a_package_beside_the_gate_would_wave_the_next_grant_through(tmp_path: Path) -> None:
+    """Why the test above matters: once such a package is on main, the next merge request's grant meets
+    the package's check, which finds nothing to approve. (Python's import order, shown for real.)"""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _origin(repo)
+    (repo / "platformctl/access").mkdir()
+    (repo / "platformctl/access/__init__.py").write_text(SHADOW)
+    gate = _commit(repo, "add platformctl/access/")
+    _grant(repo)
+    _commit(repo, "add mallory")
+    env = client_env(None, PYTHONPATH=str(repo))
+    done = subprocess.run([sys.executable, "-P", "-m", "platformctl", "access", "--no-validate", "--base-ref", gate],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "nothing for owners to approve" in done.stdout, (done.stdout, done.stderr)
+
+
+# --- 3. the head's stack files: the commit's, never what a link names --------------------------------
+
+
+@pytest.mark.parametrize("target", ["/proc/self/environ", "main"])
+def test_a_stack_file_that_is_a_symbolic_link_is_refused_unread(tmp_path: Path, target: str) -> None:
+    """The gate reads the merge request's stack files from its checkout, with the bot's token in its
+    environment. A link named Pulumi.dev.yaml to /proc/self/environ made it read that environment (the
+    token in it) as YAML and report where its first NUL was; a link to a file outside the commit (here
+    main's checkout, beside it in the bot's job) had it judge that file, not the commit: no grant, exit 0.
+    A stack file is the commit's text: a link is refused before it is followed."""
+    srv = tmp_path / "srv"
+    origin = srv / f"{PLATFORM}.git"
+    origin.mkdir(parents=True)
+    base = _origin(origin)
+    (origin / "Pulumi.dev.yaml").unlink()
+    # In the bot's job the merge request is checked out in platform/build/head, main in platform/.
+    (origin / "Pulumi.dev.yaml").symlink_to(target if target.startswith("/") else "../../Pulumi.dev.yaml")
+    head = _commit(origin, "Pulumi.dev.yaml: a link")
+    _git(origin, "reset", "--quiet", "--hard", base)
+    with _stub_with_push() as stub:
+        stub.token = TOKEN
+        done = run_bot_job(tmp_path, srv, PLATFORM, "access", base, head, stub)
+        notes = [n["body"] for n in stub.notes_by(stub.user["id"])]
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "Pulumi.dev.yaml is a symbolic link" in done.stderr and "position" not in done.stderr, done.stderr[-2000:]
+    assert all("PLATFORM_MR_TOKEN" not in n and TOKEN[6:] not in n for n in notes), notes
+
+
+# --- 4. the token goes to the platform's GitLab only -------------------------------------------------
+
+
+def test_git_gives_the_token_to_the_platforms_gitlab_only(tmp_path: Path) -> None:
+    """The job's credential helper hands PLATFORM_MR_TOKEN to whatever host Git asks it about: a
+    submodule's, a Git LFS endpoint's (`.lfsconfig` in the checked-out tree), a redirect's. It must
+    answer for the platform's GitLab alone."""
+    from components.merge_request_bot import bot_pipeline
+    from tests.test_ci_file import _lines, _resolve
+
+    [helper] = [line for line in _lines(_resolve(yaml.safe_load(bot_pipeline(PLATFORM)), "bot")["script"])
+                if "credential" in line]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PLATFORM_MR_TOKEN": TOKEN,
+           "CI_SERVER_URL": "https://gitlab.example.com", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["bash", "-ec", helper], env=env, check=True)
+
+    def fill(url: str) -> str:
+        return subprocess.run(["git", "credential", "fill"], input=f"url={url}\n\n", env=env,
+                              capture_output=True, text=True).stdout
+
+    assert f"password={TOKEN}" in fill(f"https://gitlab.example.com/{PLATFORM}.git")
+    for elsewhere in ("https://attacker.example/lfs", "https://gitlab.example.com.attacker.example/x.git"):
+        assert TOKEN not in fill(elsewhere), elsewhere
