@@ -16,7 +16,9 @@ It fetches the upstream's commit into the clone it runs in (by its id: GitLab's 
 commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
 job must still find it), and checks the gate's commit (the merge request's diff base, or on the
 default branch the commit before the push) is one of the default branch's: the access check runs
-from there. An artifact the token may not read (`access: developer`) is named in WITHHELD instead.
+from there. A merge request's base, which its author picks, must hold the default branch's check
+(no gate file changed since). An artifact the token may not read (`access: developer`) is named in
+WITHHELD instead.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
+from platformctl.access import gate_file
 
 TOKEN_USE = "read pipelines and merge requests"
 EXIT_OK, EXIT_REFUSED = 0, 2
@@ -135,6 +138,16 @@ def fetch(upstream: Upstream) -> None:
     ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", upstream.gate_ref, "refs/upstream/default"], check=False)
     if ancestor.returncode != 0:
         raise Refused(f"the gate's commit {upstream.gate_ref[:12]} is not on {upstream.default_branch}: its code is not reviewed")
+    if upstream.mr_iid is None:
+        return  # the commit before the push: the check as it was until this push
+    # A merge request's diff base is any commit of the default branch its author starts from: its check
+    # may be one since fixed. The check there must be the default branch's.
+    changed = _git("diff", "--no-renames", "--name-only", "-z", upstream.gate_ref, "refs/upstream/default")
+    older = [path for path in changed.split("\0") if path and gate_file(path)]
+    if older:
+        raise Refused(f"the access check at the merge request's base {upstream.gate_ref[:12]} is not "
+                      f"{upstream.default_branch}'s ({', '.join(older)} changed since): rebase the merge request "
+                      f"onto {upstream.default_branch}")
 
 
 def download_note_files(project: Any, pipeline_id: int, out: Path) -> list[str]:

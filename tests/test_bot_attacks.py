@@ -228,3 +228,32 @@ def test_git_gives_the_token_to_the_platforms_gitlab_only(tmp_path: Path) -> Non
     assert f"password={TOKEN}" in fill(f"https://gitlab.example.com/{PLATFORM}.git")
     for elsewhere in ("https://attacker.example/lfs", "https://gitlab.example.com.attacker.example/x.git"):
         assert TOKEN not in fill(elsewhere), elsewhere
+
+
+# --- 5. the gate's commit: the check as it is now, not any it ever was ----------------------------------
+
+
+def test_a_merge_request_based_on_an_older_check_is_not_judged_by_it(tmp_path: Path) -> None:
+    """The gate is the check at the merge request's diff base, which the attacker picks: any commit of
+    main will do (mrbot checks only that it is one). A branch started from a commit whose check had a
+    flaw since fixed (here: it found no grant) was judged by that flawed check and passed; merged, the
+    next merge request's gate is main's with whatever the first one brought (a package in front of the
+    check). The check must be the default branch's: the bot refuses, asking for a rebase."""
+    srv = tmp_path / "srv"
+    origin = srv / f"{PLATFORM}.git"
+    origin.mkdir(parents=True)
+    _origin(origin)
+    gate = (origin / "platformctl/access.py").read_text()
+    (origin / "platformctl/access.py").write_text(gate.replace(*GATE_EDIT))
+    flawed = _commit(origin, "access: an earlier check, with a flaw")
+    (origin / "platformctl/access.py").write_text(gate)
+    _commit(origin, "access: the flaw fixed")
+    _git(origin, "checkout", "--quiet", "-b", "mallory", flawed)
+    _grant(origin)
+    head = _commit(origin, "add mallory")
+    _git(origin, "checkout", "--quiet", "main")
+    with _stub_with_push() as stub:
+        done = run_bot_job(tmp_path, srv, PLATFORM, "access", flawed, head, stub)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert f"the access check at the merge request's base {flawed[:12]} is not main's" in done.stderr, done.stderr[-2000:]
+    assert "rebase the merge request onto main" in done.stderr and "nothing for owners to approve" not in done.stdout
