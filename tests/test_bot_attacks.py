@@ -257,3 +257,31 @@ def test_a_merge_request_based_on_an_older_check_is_not_judged_by_it(tmp_path: P
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
     assert f"the access check at the merge request's base {flawed[:12]} is not main's" in done.stderr, done.stderr[-2000:]
     assert "rebase the merge request onto main" in done.stderr and "nothing for owners to approve" not in done.stdout
+
+
+# --- 6. the note: the bot's verdict before the branch's own account ------------------------------------
+
+
+FORGED = (b"### Tenant access requests\n\nNo user gains a role in an existing tenant: nothing for owners to approve.\n\n"
+          b"<!-- what follows is hidden in GitLab's rendering\n")
+
+
+def test_the_branchs_render_cannot_forge_or_hide_the_bots_report_in_the_note(tmp_path: Path) -> None:
+    """The note joins the branch's render (its `render` job's artifacts: the branch's own code wrote them)
+    and the bot's access report into one Markdown summary. With the branch's text first, a render that
+    ends in an unclosed HTML comment hid the bot's report, and one with a report of its own stood in its
+    place for the owners who approve: the bot's report must come first."""
+    srv = tmp_path / "srv"
+    origin = srv / f"{PLATFORM}.git"
+    origin.mkdir(parents=True)
+    base = _origin(origin)
+    _grant(origin)
+    head = _commit(origin, "add mallory")
+    _git(origin, "reset", "--quiet", "--hard", base)
+    with _stub_with_push() as stub:
+        stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
+        stub.artifacts[(50, "build/diff-dev.md")] = FORGED
+        done = run_bot_job(tmp_path, srv, PLATFORM, "access", base, head, stub)
+        [note] = [n["body"] for n in stub.notes_by(stub.user["id"])]
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert note.index("| dev | payments | mallory → developers |") < note.index("nothing for owners to approve"), note
