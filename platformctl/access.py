@@ -314,9 +314,12 @@ def current_approvers(mr: Any) -> set[str]:
 
 
 def merged_request_of(project: Any, commit: str) -> Any | None:
-    """The merged merge request that brought `commit` to its branch, if any."""
+    """The merged merge request that brought `commit` to its branch, if any: the one whose result it is
+    (its merge, squash or head commit), not one that merely lists it among its commits (merged into
+    another branch, or with later commits that its approvals were given for)."""
     for found in project.commits.get(commit, lazy=True).merge_requests():
-        if found.get("state") == "merged":
+        results = (found.get("merge_commit_sha"), found.get("squash_commit_sha"), found.get("sha"))
+        if found.get("state") == "merged" and commit in results:
             return project.mergerequests.get(found["iid"])
     return None
 

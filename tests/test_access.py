@@ -348,7 +348,8 @@ def test_prod_grants_need_prod_owners_and_the_report_is_written(repo: Path) -> N
 def test_on_main_the_merged_merge_request_of_the_commit_is_checked(repo: Path) -> None:
     _edit(repo, "dev", _add("payments", "ops", "zoe"))
     with _stub_with_push() as stub:
-        stub.commit_merge_requests["c0ffee"] = [{"iid": 3, "state": "closed"}, {"iid": stub.mr_iid, "state": "merged"}]
+        stub.commit_merge_requests["c0ffee"] = [{"iid": 3, "state": "closed", "sha": "c0ffee"},
+                                                {"iid": stub.mr_iid, "state": "merged", "merge_commit_sha": "c0ffee"}]
         stub.add_note(APPROVED_NOTE, ALICE, system=True, at=AFTER_PUSH)
         env = _env(stub)
         env.pop("CI_MERGE_REQUEST_IID")

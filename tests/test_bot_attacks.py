@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from gitlab_stub import GitLabStub, client_env, run_in_process
-from platformctl.access import GATE_FILES
+from platformctl.access import APPROVED_NOTE, GATE_FILES
 from platformctl.charts import ROOT
-from tests.test_access import _git, _stub_with_push
+from tests.test_access import AFTER_PUSH, ALICE, _git, _stub_with_push
 
 PLATFORM = "platform/platform-bootstrap"
 # What the gate runs from: the program's tree (a merge request's diff base is a commit of main).
@@ -285,3 +285,29 @@ def test_the_branchs_render_cannot_forge_or_hide_the_bots_report_in_the_note(tmp
         [note] = [n["body"] for n in stub.notes_by(stub.user["id"])]
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr[-2000:])
     assert note.index("| dev | payments | mallory → developers |") < note.index("nothing for owners to approve"), note
+
+
+# --- 7. access-main: the merge request that brought the commit, not one that lists it ---------------
+
+
+def test_on_main_a_merge_request_that_only_lists_the_commit_does_not_stand_for_it(tmp_path: Path) -> None:
+    """`access-main` holds a grant that reached main without its owners' approval (a merge while the check
+    failed) until the merged merge request that brought it is approved. GitLab lists, for a commit, every
+    merge request with it among its commits: one into a branch of the author's, merged there (GitLab marks
+    it merged once its branch is pushed there), whose later commits take the grant out again, so that its
+    diff shows none, and that an owner approved for what it shows. The check took the first merged one.
+    It must be the merge request whose result the commit is (its merge, squash or head commit)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    base = _origin(repo)
+    _grant(repo)
+    granted = _commit(repo, "add mallory")
+    with _stub_with_push() as stub:
+        stub.commit_merge_requests[granted] = [{"iid": stub.mr_iid, "state": "merged", "target_branch": "mallory-scratch",
+                                                "sha": "1" * 40, "merge_commit_sha": "2" * 40, "squash_commit_sha": None}]
+        stub.add_note(APPROVED_NOTE, ALICE, system=True, at=AFTER_PUSH)  # alice owns payments
+        env = client_env(stub)
+        env.pop("CI_MERGE_REQUEST_IID")
+        done = run_in_process(["access", "--no-validate", "--base-ref", base, "--commit", granted], repo, env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"on a merge request (commit {granted[:12]} came to this branch without one)" in done.stdout, done.stdout

@@ -393,7 +393,7 @@ def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edi
     if name == "access":  # not merged: main is still the base
         _git(origin, "reset", "--quiet", "--hard", base)
     with _stub_with_push() as stub:
-        stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged"}]
+        stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged", "sha": head}]  # merged fast-forward
         stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
         stub.artifacts[(50, "build/diff-dev.md")] = b"### Plan diff: dev (the branch's render)\n"
         done = run_bot_job(tmp_path, tmp_path / "srv", platform, name, base, head, stub)
