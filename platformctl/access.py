@@ -246,7 +246,8 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
         )
     base_sha = resolved.stdout.strip()
     changes = Changes()
-    for stack in stacks:
+    stack_names = tuple(stacks)
+    for stack in stack_names:
         name = f"Pulumi.{stack}.yaml"
         if (project / name).is_symlink():  # the commit's text only: never what a link names (/proc/self/environ)
             raise gitlab_api.UsageError(f"{name} is a symbolic link; allowed: a stack file, not a link to one")
@@ -264,8 +265,12 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
     edited = _git(project, "diff", "--no-renames", "--name-only", "-z", base_sha)
     if edited.returncode != 0:  # a gate that cannot tell fails closed
         raise gitlab_api.UsageError(f"cannot compare the access check with {base_sha[:12]}: {edited.stderr.strip()}")
-    changes.system += [SystemChange("all", f"changes the access check ({path})")
-                       for path in edited.stdout.split("\0") if path and gate_file(path)]
+    paths = [path for path in edited.stdout.split("\0") if path]
+    changes.system += [SystemChange("all", f"changes the access check ({path})") for path in paths if gate_file(path)]
+    # The project file's `config:` gives a key the stack file lacks, its `stackConfigDir` moves the stack files.
+    checked = {f"Pulumi.{stack}.yaml" for stack in stack_names}
+    changes.system += [SystemChange("all", f"changes where Pulumi reads config ({path})") for path in paths
+                       if path.startswith("Pulumi.") and path not in checked]
     return changes
 
 

@@ -102,8 +102,10 @@ def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
         raise ConfigError(source, [f"{k}: unknown stack file key; allowed: {', '.join(STACK_FILE_KEYS)}" for k in unknown])
     raw: dict[str, str] = {}
     secret_keys: set[str] = set()
-    for key, value in entries.items():
-        key = str(key) if ":" in str(key) else f"{PROJECT}:{key}"
+    for written, value in entries.items():
+        key = config_key(written)
+        if key in raw:  # Pulumi would take either, at random (a Go map)
+            raise ConfigError(source, [f"{written}: {key} given twice; allowed: each key once, as <namespace>:<name>"])
         value, secret_paths = _replace_secure(value, key)
         if secret_paths:
             secret_keys |= {key, *secret_paths}
@@ -114,6 +116,16 @@ def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
         else:
             raw[key] = "" if value is None else str(value)
     return raw, secret_keys
+
+
+def config_key(written: Any) -> str:
+    """A stack file's config key as Pulumi reads it (config.ParseKey): `<namespace>:<name>`; without a
+    namespace, the project's; `<namespace>:config:<name>`, an old form Pulumi still accepts, is `<namespace>:<name>`."""
+    text = str(written)
+    namespace, colon, name = text.partition(":")
+    if not colon:
+        return f"{PROJECT}:{text}"
+    return f"{namespace}:{name.removeprefix('config:')}" if name.count(":") == 1 and name.startswith("config:") else text
 
 
 def _yaml_problem(source: str, err: yaml.YAMLError) -> str:

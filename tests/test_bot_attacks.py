@@ -311,3 +311,58 @@ def test_on_main_a_merge_request_that_only_lists_the_commit_does_not_stand_for_i
         done = run_in_process(["access", "--no-validate", "--base-ref", base, "--commit", granted], repo, env)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert f"on a merge request (commit {granted[:12]} came to this branch without one)" in done.stdout, done.stdout
+
+
+# --- 8. the config Pulumi reads, not only the keys the gate looks up ----------------------------------
+
+
+def _tenants_elsewhere(repo: Path, how: str) -> None:
+    """Move the stack's tenants (mallory granted) where Pulumi still reads them as platform:tenants."""
+    stack = yaml.safe_load((repo / "Pulumi.dev.yaml").read_text())
+    tenants = stack["config"].pop("platform:tenants")
+    if how == "platform:config:tenants":  # Pulumi's ParseKey: <namespace>:config:<name> is <namespace>:<name>
+        stack["config"][how] = tenants
+    else:
+        project = yaml.safe_load((repo / "Pulumi.yaml").read_text())
+        if how == "Pulumi.yaml config":  # project config: a value for every stack that sets none
+            project["config"] = {"platform:tenants": {"value": tenants}}
+        else:  # stackConfigDir: where Pulumi reads Pulumi.<stack>.yaml
+            project["stackConfigDir"] = "elsewhere"
+            (repo / "elsewhere").mkdir()
+            (repo / "elsewhere/Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": {**stack["config"], "platform:tenants": tenants}}))
+        (repo / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    (repo / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
+
+
+@pytest.mark.parametrize("how", ["platform:config:tenants", "Pulumi.yaml config", "stackConfigDir"])
+def test_tenants_pulumi_reads_elsewhere_are_still_checked(tmp_path: Path, how: str) -> None:
+    """The gate read `platform:tenants` of Pulumi.<stack>.yaml alone. Pulumi reads the key
+    `platform:config:tenants` as `platform:tenants` (config.ParseKey, for compatibility), takes a key
+    the stack file lacks from the project's Pulumi.yaml (`config:`), and reads the stack file from
+    `stackConfigDir`. Each hid the tenants from the gate, which saw them removed (no approval needed: the
+    deploy, reading them where they were, removed nothing), while mallory's grant deployed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    base = _origin(repo)
+    _grant(repo)
+    _tenants_elsewhere(repo, how)
+    _commit(repo, f"mallory, by {how}")
+    with _stub_with_push() as stub:
+        done = run_in_process(["access", "--no-validate", "--base-ref", base, "--mr-iid", str(stub.mr_iid)], repo, client_env(stub))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    if how == "platform:config:tenants":
+        assert "| dev | payments | mallory → developers | alice | ❌ waiting for an owner's approval |" in done.stdout, done.stdout
+    else:
+        assert "| all | changes where Pulumi reads config (Pulumi.yaml) | ❌ waiting for a system approver" in done.stdout, done.stdout
+
+
+def test_a_key_given_in_both_of_pulumis_spellings_is_refused() -> None:
+    """`platform:tenants` and `platform:config:tenants` are one key to Pulumi, which keeps either of
+    them (its config map is a Go map): the gate could judge the one the deploy does not read."""
+    from platformctl.stack_file import ConfigError, parse_stack_file
+
+    text = "config:\n  platform:tenants: []\n  platform:config:tenants: [{name: payments}]\n"
+    with pytest.raises(ConfigError) as refused:
+        parse_stack_file(text, "Pulumi.dev.yaml")
+    assert refused.value.problems == ["platform:config:tenants: platform:tenants given twice; allowed: each key once, as <namespace>:<name>"]
+    assert parse_stack_file("config:\n  platform:config:tenants: []\n", "Pulumi.dev.yaml")[0] == {"platform:tenants": "[]"}
