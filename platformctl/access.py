@@ -44,7 +44,7 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
-from platformctl.stack_file import NAMESPACE, ConfigError, RenderError, parse_stack_file
+from platformctl.stack_file import NAMESPACE, ConfigError, RenderError, parse_stack_file, read_stack_text
 
 ROLES = ("owners", "ops", "developers")
 DEFAULT_STACKS = ("dev", "prod")
@@ -252,9 +252,9 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
         if (project / name).is_symlink():  # the commit's text only: never what a link names (/proc/self/environ)
             raise gitlab_api.UsageError(f"{name} is a symbolic link; allowed: a stack file, not a link to one")
         try:
-            head_text = (project / name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise gitlab_api.UsageError(f"cannot read {name}: {getattr(err, 'strerror', None) or err}") from None
+            head_text = read_stack_text(project / name, name)
+        except RenderError as err:
+            raise gitlab_api.UsageError(str(err)) from None
         shown = _git(project, "show", f"{base_sha}:./{name}")  # ./ : relative to `project`
         # A stack file new since the base has no tenants to protect yet.
         base, base_raw = None, None

@@ -43,7 +43,7 @@ from platformctl.helm_render import (
     RELEASE_TYPE, HelmRenderError, manifest_text, object_namespace, render_plan_releases, values_only_note,
 )
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
-from platformctl.stack_file import PROJECT, ConfigError, RenderError, parse_stack_file
+from platformctl.stack_file import PROJECT, ConfigError, RenderError, parse_stack_file, read_stack_text
 from stacks.config import load_platform_config
 from stacks.platform import kubernetes_versions, local_charts
 
@@ -67,13 +67,7 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     `secure:` values cannot be decrypted offline; they become placeholders and their
     top-level keys are secret, as `pulumi config set --secret` would make them.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RenderError(f"{path}: cannot read stack file: {err}") from None
-    except UnicodeDecodeError as err:
-        raise RenderError(f"{path}: cannot read stack file: not UTF-8 text (byte {err.start}); allowed: UTF-8 YAML") from None
-    return parse_stack_file(text, str(path))
+    return parse_stack_file(read_stack_text(path), str(path))
 
 
 # The commit whose stack file a change starts from (CI: the merge base, or on main the commit

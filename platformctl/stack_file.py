@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,6 +81,20 @@ class StackFileLoader(yaml.SafeLoader):
 
 
 StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+def read_stack_text(path: Path, source: str | None = None) -> str:
+    """A stack file's text (`source` names it in errors, else its path); one over MAX_STACK_FILE_BYTES is
+    refused unread (a merge request's huge file must not fill the reader's memory before parse_stack_file's limit)."""
+    source = source or str(path)
+    try:
+        if path.stat().st_size > MAX_STACK_FILE_BYTES:
+            raise RenderError(f"{source}: cannot read stack file: larger than {MAX_STACK_FILE_BYTES} bytes")
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RenderError(f"{source}: cannot read stack file: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise RenderError(f"{source}: cannot read stack file: not UTF-8 text (byte {err.start}); allowed: UTF-8 YAML") from None
 
 
 def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:

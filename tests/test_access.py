@@ -388,7 +388,7 @@ def _break_head(repo: Path) -> None:
     [
         (None, ["--base-ref", "no-such-ref"], {}, "base 'no-such-ref' is not a commit of this repository"),
         (_break_head, [], {}, "Pulumi.dev.yaml is not a valid stack file: platform:tenants[0].owners: got str"),
-        (None, ["--stack", "staging"], {}, "cannot read Pulumi.staging.yaml"),
+        (None, ["--stack", "staging"], {}, "Pulumi.staging.yaml: cannot read stack file: No such file or directory"),
         (_add("payments", "developers", "zoe"), [], {"PLATFORM_MR_TOKEN": None},
          "missing token (environment variable PLATFORM_MR_TOKEN)"),
         (_add("payments", "developers", "zoe"), [], {"PLATFORM_MR_TOKEN": "wrong"},

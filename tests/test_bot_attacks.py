@@ -205,6 +205,28 @@ def test_a_stack_file_that_is_a_symbolic_link_is_refused_unread(tmp_path: Path, 
     assert all("PLATFORM_MR_TOKEN" not in n and TOKEN[6:] not in n for n in notes), notes
 
 
+def test_a_stack_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    """Git takes a stack file of gigabytes, and the gate read a merge request's stack file whole (the bot's
+    token beside it) before its size limit applied: the job's memory, not the limit, bounded it. A file
+    over the limit is refused by its size, unread (the render and the gate read through one function)."""
+    import tracemalloc
+
+    from platformctl.render import read_stack_file
+    from platformctl.stack_file import MAX_STACK_FILE_BYTES, RenderError
+
+    path = tmp_path / "Pulumi.dev.yaml"
+    with path.open("wb") as file:
+        file.truncate(64 * MAX_STACK_FILE_BYTES)  # sparse: nothing on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderError, match=f"larger than {MAX_STACK_FILE_BYTES} bytes"):
+            read_stack_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_STACK_FILE_BYTES, f"read {peak:,} bytes of it"
+
+
 # --- 4. the token goes to the platform's GitLab only -------------------------------------------------
 
 
