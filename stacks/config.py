@@ -1053,13 +1053,20 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
     return _watch_key_rules(config)
 
 
+def _writing_keys(config: PlatformConfig) -> dict[str, str]:
+    """Config key -> access key id of every key the stack holds that writes to a store: the object
+    store's, the backup target's and each cluster's Velero key, in that order."""
+    stores = {"platform:objectStore": config.object_store, "platform:backups.target": config.backups.target if config.backups else None}
+    keys = {path: store.access_key_id for path, store in stores.items() if store is not None}
+    velero = config.services.settings("velero").options["target_keys"]
+    return keys | {f"{NAMESPACE}:services.velero.targetKeys.{cluster}": key.access_key_id
+                   for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
+
+
 def _watch_key_rules(config: PlatformConfig) -> list[str]:
     """A watch key lists only: never a key of the stack that writes (the stores' own, Velero's)."""
-    velero = config.services.settings("velero").options["target_keys"]
-    writers = {key.access_key_id: f"platform:services.velero.targetKeys.{cluster}"
-               for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
+    writers = {key_id: path for path, key_id in reversed(_writing_keys(config).items())}  # the first path holding it
     stores = {"objectStore": config.object_store, "backups.target": config.backups.target if config.backups else None}
-    writers |= {store.access_key_id: f"platform:{path}" for path, store in stores.items() if store is not None}
     return [
         f"{NAMESPACE}:{path}.watchKey.accessKeyId: the key of {writers[store.watch_key.access_key_id]}, which writes; "
         "allowed: a key of its own that may only list the bucket (README: Backups and restore)"
@@ -1088,21 +1095,22 @@ def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
 
 def _velero_key_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
     """Kubeconfig stacks: each workload cluster's Velero has a key of its own to the backup target, never
-    the control plane's nor the other cluster's (its node agents run on every node tenants' code runs on)."""
+    one the stack holds for another store or cluster (its node agents run on every node tenants' code runs on)."""
     keys, where = config.services.settings("velero").options["target_keys"], f"{NAMESPACE}:services.velero.targetKeys"
     if on_eks:
         return [f"{where}: Velero on EKS reaches the bucket through IRSA; allowed: unset"] if keys.dev or keys.prod else []
-    problems, seen = [], {config.backups.target.access_key_id: "platform:backups.target"} if config.backups and config.backups.target else {}
+    problems, writing = [], list(_writing_keys(config).items())
     for cluster in ("dev", "prod"):
         key = getattr(keys, cluster)
         if key is None:
             problems.append(
                 f"{where}.{cluster}: required on kubeconfig stacks; allowed: a mapping with accessKeyId and secretAccessKey, a key of "
                 f"{cluster}'s own that the target's administrator confines to velero/{cluster}/ (README: Tenants' volumes)")
-        elif key.access_key_id in seen:
-            problems.append(f"{where}.{cluster}.accessKeyId: the key of {seen[key.access_key_id]}; allowed: a key of {cluster}'s own")
-        else:
-            seen[key.access_key_id] = f"{where}.{cluster}"
+            continue
+        # Reported once, on the later of two keys (the stores' come first).
+        earlier = [path for path, key_id in writing[:writing.index((f"{where}.{cluster}", key.access_key_id))] if key_id == key.access_key_id]
+        if earlier:
+            problems.append(f"{where}.{cluster}.accessKeyId: the key of {earlier[0]}; allowed: a key of {cluster}'s own")
     return problems
 
 

@@ -471,6 +471,9 @@ DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
      "the key of platform:services.velero.targetKeys.dev"),
     ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev-backups"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
      "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target"),
+    # The object store's key writes the live data (GitLab's objects, the databases' archives): no workload node holds it.
+    ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
+     "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:objectStore"),
     ("prod", {"targetKeys": {"dev": DEV_KEY}}, "platform:services.velero.targetKeys", "through IRSA; allowed: unset"),
 ])
 def test_bad_velero_options_are_refused_naming_the_key(stack: str, velero_options: dict[str, Any], key: str, words: str) -> None:
