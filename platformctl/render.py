@@ -43,7 +43,7 @@ from platformctl.helm_render import (
     RELEASE_TYPE, HelmRenderError, manifest_text, object_namespace, render_plan_releases, values_only_note,
 )
 from platformctl.mocks import REDACTED, PlatformMocks, RecordingMonitor, redact
-from platformctl.stack_file import PROJECT, ConfigError, RenderError, parse_stack_file, read_stack_text
+from platformctl.stack_file import PROJECT, ConfigError, RenderError, parse_stack_file, read_stack_file
 from stacks.config import load_platform_config
 from stacks.platform import kubernetes_versions, local_charts
 
@@ -59,15 +59,6 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 class LateChild(RenderError):
     """A component got a child after a settled registration had expanded its children (`_settling`)."""
-
-
-def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
-    """A stack file's config as the engine hands it to the program: strings, JSON for objects.
-
-    `secure:` values cannot be decrypted offline; they become placeholders and their
-    top-level keys are secret, as `pulumi config set --secret` would make them.
-    """
-    return parse_stack_file(read_stack_text(path), str(path))
 
 
 # The commit whose stack file a change starts from (CI: the merge base, or on main the commit

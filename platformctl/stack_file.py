@@ -97,6 +97,15 @@ def read_stack_text(path: Path, source: str | None = None) -> str:
         raise RenderError(f"{source}: cannot read stack file: not UTF-8 text (byte {err.start}); allowed: UTF-8 YAML") from None
 
 
+def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
+    """A stack file's config as the engine hands it to the program: strings, JSON for objects.
+
+    `secure:` values cannot be decrypted offline; they become placeholders and their
+    top-level keys are secret, as `pulumi config set --secret` would make them.
+    """
+    return parse_stack_file(read_stack_text(path), str(path))
+
+
 def parse_stack_file(text: str, source: str) -> tuple[dict[str, str], set[str]]:
     """`read_stack_file` for a stack file's text (e.g. from `git show`); `source` names it in errors.
 

@@ -167,7 +167,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     backups = plane.parts.backups
     federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory,
                                         backup_bucket=backups.bucket if backups is not None else None)
-    build_backup_jobs(clusters["control-plane"], plane.parts.backups, vault, harbor, federation.vault)
+    build_backup_jobs(clusters["control-plane"], backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
