@@ -1,8 +1,8 @@
 """A tenant's Harbor project: quota, scanning, members by role and two expiring robots.
 
 The project `<tenant>` is private, scans every image on push and has a storage quota.
-Members are the tenant's OIDC groups (as OpenUnison names them in tokens): owners and ops are
-maintainers, developers developers; nobody is project admin (`PROJECT_ROLES`).
+Members are the tenant's OIDC groups (as OpenUnison names them in tokens), every role a guest:
+people pull and read scans; only the CI's push robot writes (`PROJECT_ROLES`).
 
 Two robot accounts, the one static credential Kubernetes forces on us:
 * `robot$<tenant>+push` (push and pull): CI jobs read it from Vault at `<tenant>/harbor-push`;
@@ -38,10 +38,13 @@ import pulumiverse_harbor as harbor
 from components.harbor_robots import expiring_robot, project_permission, robot_credential
 from components.tenancy import TenantPlatform, harbor_pull_path, tenant_group
 
-# Tenant role -> Harbor project role. Never `projectadmin`: it alone may create robot accounts (of any
-# lifetime, "never" included) and change the project's settings (public, pull gate, content trust,
-# scan on push, CVE allowlist), which are the platform's, as are its members.
-PROJECT_ROLES = {"owners": "maintainer", "ops": "maintainer", "developers": "developer"}
+# Tenant role -> Harbor project role: guest (pull, read) for all. The project is what the prod verifier
+# trusts under the tenant's key, so only the push robot of protected pipelines writes to it: a
+# developer (Harbor `developer`) could squat a release tag before CI pushes it or rewrite and run the
+# retention policy, a `maintainer` could also delete the immutability rule and move a release tag
+# prod runs to another signed build, and `projectadmin` creates robots of any lifetime and changes
+# the project's gates (Harbor v2.15.1 src/common/rbac/project/rbac_role.go; tests/test_supply_attacks.py).
+PROJECT_ROLES = {"owners": "guest", "ops": "guest", "developers": "guest"}
 
 # Semantic-version release tags, in Harbor's doublestar syntax: immutable once pushed.
 RELEASE_TAGS = "v*.*.*"

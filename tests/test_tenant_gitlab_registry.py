@@ -491,7 +491,7 @@ def test_harbor_members_by_role(plan: Run) -> None:
         [project] = plan.tenant_records(tenant, HARBOR_PROJECT)
         members = plan.tenant_records(tenant, MEMBER_GROUP)
         assert {(m["inputs"]["groupName"], m["inputs"]["role"]) for m in members} == {
-            (f"{tenant}-owners", "maintainer"), (f"{tenant}-ops", "maintainer"), (f"{tenant}-developers", "developer"),
+            (f"{tenant}-owners", "guest"), (f"{tenant}-ops", "guest"), (f"{tenant}-developers", "guest"),
         }
         assert len(members) == 3
         for member in members:

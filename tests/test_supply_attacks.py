@@ -1,0 +1,60 @@
+"""An attacker's review of the supply chain as it stands: can an image reach a tenant's prod without
+being scanned, signed by that tenant's key and promoted through Git? Each test is one attempt,
+made against what the program really creates (the plans, the Helm-rendered charts, the upstream
+projects' own rules as their source states them), and must fail for the attacker."""
+
+from __future__ import annotations
+
+from components.tenant_registry import RELEASE_TAGS
+
+MEMBER_GROUP = "harbor:index/projectMemberGroup:ProjectMemberGroup"
+IMMUTABLE_RULE = "harbor:index/immutableTagRule:ImmutableTagRule"
+
+# --- Harbor: what a tenant's people may do to the project the prod verifier trusts ----------------
+
+# Harbor v2.15.1 (the harbor chart 1.19.1's appVersion), src/common/rbac/project/rbac_role.go: the
+# project roles' permissions that change which bytes a tag names, or the project's own gates. A
+# tenant's CI pushes with its robot (protected refs only); a person holding one of these writes to
+# the project around that pipeline: a release tag squatted before CI pushes it (`tag create`,
+# `repository push`), the immutability rule removed and `v1.2.3` moved to another signed build
+# (`immutable-tag delete`: prod then runs what no merge request in ops named, and ArgoCD sees no
+# change), or the retention policy rewritten and run at once (`tag-retention update/operate`),
+# deleting the builds and the signatures prod runs on.
+HARBOR_WRITES = {
+    "projectAdmin": {("repository", "push"), ("tag", "create"), ("tag", "delete"), ("artifact", "delete"),
+                     ("immutable-tag", "delete"), ("tag-retention", "update"), ("tag-retention", "operate"),
+                     ("metadata", "update"), ("robot", "create"), ("member", "create")},
+    "maintainer": {("repository", "push"), ("tag", "create"), ("tag", "delete"), ("artifact", "delete"),
+                   ("immutable-tag", "delete"), ("tag-retention", "update"), ("tag-retention", "operate")},
+    "developer": {("repository", "push"), ("tag", "create"), ("tag-retention", "update"), ("tag-retention", "operate")},
+    "guest": set(),
+    "limitedGuest": set(),
+}
+# pulumiverse-harbor's role names -> Harbor's.
+HARBOR_ROLE = {"projectadmin": "projectAdmin", "maintainer": "maintainer", "developer": "developer", "guest": "guest",
+               "limitedguest": "limitedGuest"}
+
+
+def tenant_projects(plan: dict) -> dict[str, str]:
+    """Every member group of a Harbor project (the tenants' role groups, the platform's readers) -> its role."""
+    return {m["inputs"]["groupName"]: m["inputs"]["role"] for m in (r for r in plan["resources"] if r["type"] == MEMBER_GROUP)}
+
+
+def test_no_tenant_member_can_write_to_the_project_prod_trusts_around_its_protected_pipeline(plan: dict) -> None:
+    """A developer of tenant A (no merge, no protected job) signs in to Harbor with its CLI secret:
+    it pushes `app:v1.4.0` (any signed build of main, re-tagged) before the owners' release
+    pipeline does, or rewrites and runs the retention policy; an owner or ops member deletes the
+    immutability rule and moves a release tag that prod runs to another build. Only the CI robot
+    writes; people read."""
+    members = tenant_projects(plan)
+    assert members, "the plan has tenant member groups"
+    writes = {group: sorted(HARBOR_WRITES[HARBOR_ROLE[role]]) for group, role in members.items() if HARBOR_WRITES[HARBOR_ROLE[role]]}
+    assert not writes, f"tenant groups that write to their Harbor project: {writes}"
+
+
+def test_release_tags_stay_immutable_for_every_tenant(plan: dict) -> None:
+    """The other half of the above: with people reading only, the immutability rule (which only a
+    maintainer or project admin could remove) holds every release tag to its first push."""
+    rules = [r["inputs"] for r in plan["resources"] if r["type"] == IMMUTABLE_RULE]
+    assert rules and all((r["repoMatching"], r["tagMatching"]) == ("**", RELEASE_TAGS) for r in rules)
+    assert len(rules) == len([g for g in tenant_projects(plan) if g.endswith("-owners")])
