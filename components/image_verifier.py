@@ -160,6 +160,12 @@ def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pul
     )
 
 
+def ready(addons: dict[str, Any]) -> pulumi.Resource | None:
+    """What waits for a cluster's verifier to check pods, given its add-ons (None: no verifier there)."""
+    verifier = addons.get(SLICE.key)
+    return verifier.release if verifier is not None else None
+
+
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:
     """The tenant's policy on each workload cluster: its Harbor project, signed by its own key."""
     secrets = parts.get(VAULT)

@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import argo_rollouts, gatekeeper, prometheus, prometheus_query, yaml_text
+from components import argo_rollouts, gatekeeper, image_verifier, prometheus, prometheus_query, yaml_text
 from components.cluster import ClusterHandle
 from components.federation import (
     FEDERATED_USER,
@@ -94,6 +94,9 @@ class NamespacePolicy:
     prometheus_addresses: tuple[str, ...] = ()  # what its analyses may query (none: Job analyses only)
     # Its cluster's policies in force (components.gatekeeper.in_force): access to the namespace waits for them.
     admission: pulumi.Resource | None = None
+    # Its cluster's image verifier (components.image_verifier.ready), which checks a pod only when it
+    # is admitted: access waits for it too.
+    verifier: pulumi.Resource | None = None
 
 
 def namespace_constraints(
@@ -329,7 +332,7 @@ class TenantNamespace(pulumi.ComponentResource):
         holds = self._guardrails(name, tenant, meta, inside, load_balancers(virtual))
         if policy is not None:
             holds += self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
-            holds += [policy.admission] if policy.admission is not None else []
+            holds += [hold for hold in (policy.admission, policy.verifier) if hold is not None]
         self.virtual_cluster: k8s.helm.v3.Release | None = None
         self.proxy: VirtualClusterProxy | None = None
         if virtual is not None:
@@ -623,8 +626,9 @@ def namespace_policy(
     # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not,
     # through its query proxy, which the namespace's own header scopes (components/prometheus_query.py).
     queries = (prometheus.QUERY_URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
+    addons = platform.addons.get(cluster, {})
     return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries,
-                           gatekeeper.in_force(platform.addons.get(cluster, {})))
+                           gatekeeper.in_force(addons), image_verifier.ready(addons))
 
 
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:

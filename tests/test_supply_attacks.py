@@ -6,9 +6,14 @@ projects' own rules as their source states them), and must fail for the attacker
 from __future__ import annotations
 
 from components.tenant_registry import RELEASE_TAGS
+from platformctl.helm_render import RELEASE_TYPE
+from policy.labels import SIGNATURE_POLICY_LABEL
+from tests.test_policy_attacks import waits_for
 
 MEMBER_GROUP = "harbor:index/projectMemberGroup:ProjectMemberGroup"
 IMMUTABLE_RULE = "harbor:index/immutableTagRule:ImmutableTagRule"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 
 # --- Harbor: what a tenant's people may do to the project the prod verifier trusts ----------------
 
@@ -58,3 +63,29 @@ def test_release_tags_stay_immutable_for_every_tenant(plan: dict) -> None:
     rules = [r["inputs"] for r in plan["resources"] if r["type"] == IMMUTABLE_RULE]
     assert rules and all((r["repoMatching"], r["tagMatching"]) == ("**", RELEASE_TAGS) for r in rules)
     assert len(rules) == len([g for g in tenant_projects(plan) if g.endswith("-owners")])
+
+
+# --- the verifier: a pod admitted before its webhook exists is never checked ----------------------
+
+
+def test_a_tenant_gets_access_to_its_namespace_only_after_the_image_verifier_that_holds_it(plan: dict) -> None:
+    """policy-controller checks a pod when it is admitted, never after (no audit of running pods).
+    On a cluster built anew, ArgoCD syncs the tenant's ops repository as soon as its RoleBinding
+    exists, and a virtual cluster's syncer creates pods as soon as it runs: were either before the
+    verifier's release is ready (its webhook registered, serving), an image nobody signed with the
+    tenant's key would run in prod for as long as its pod lives. Every grant of access to a tenant
+    namespace waits for its cluster's verifier (tests/test_policy_attacks.py holds it to Gatekeeper)."""
+    releases = [r for r in plan["resources"] if r["type"] == RELEASE_TYPE]
+    verifiers = {r["cluster"]: r["urn"] for r in releases if r["inputs"]["chart"] == "policy-controller"}
+    assert set(verifiers) == {"dev", "prod"}
+    before = waits_for(plan)
+    tenant_namespaces = {(r["cluster"], r["inputs"]["metadata"]["name"]) for r in plan["resources"] if r["type"] == NAMESPACE
+                         and r["inputs"]["metadata"].get("labels", {}).get(SIGNATURE_POLICY_LABEL) == "true"}
+    late = []
+    for cluster, namespace in sorted(tenant_namespaces):
+        grants = [r for r in plan["resources"] if r.get("cluster") == cluster and (
+            (r["type"] == ROLE_BINDING and r["inputs"]["metadata"].get("namespace") == namespace)
+            or (r["type"] == RELEASE_TYPE and r["inputs"]["chart"] == "vcluster" and r["inputs"]["namespace"] == namespace))]
+        assert grants, (cluster, namespace)
+        late += [f"{cluster}: {g['name']}" for g in grants if verifiers[cluster] not in before[g["urn"]]]
+    assert not late, f"access granted before the image verifier is ready: {late}"
