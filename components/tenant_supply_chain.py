@@ -171,11 +171,50 @@ REGISTRY_LOGIN = [
     "unset SECRET ROBOT_JSON",
 ]
 # The tag of a tenant's runner for protected refs (components/gitlab_runner.py): the jobs that hold
-# the tenant's release credentials run there, on nodes where no branch's build runs.
+# the tenant's release credentials, and those that build what they release, run there, on nodes
+# where no branch's build runs.
 PROTECTED_RUNNER_TAG = "protected"
 PROTECTED_PUSH_RULE = '$CI_COMMIT_REF_PROTECTED == "true" && $CI_PIPELINE_SOURCE =~ /^(push|web|schedule)$/'
+# A protected push's jobs, on the runner for protected refs; every other pipeline's but a merge
+# request's (GitLab's default for a job without rules) on the runner for any ref.
+ON_PROTECTED_RUNNER: dict[str, Any] = {"rules": [{"if": PROTECTED_PUSH_RULE}], "tags": [PROTECTED_RUNNER_TAG]}
+BRANCH_RULES = [{"if": PROTECTED_PUSH_RULE, "when": "never"}, {"if": '$CI_PIPELINE_SOURCE != "merge_request_event"'}]
+RELEASE_BUILDS = ("build-release", "scan-release")
 TAG_LINE = 'export TAG="${CI_COMMIT_TAG:-$CI_COMMIT_SHORT_SHA}"'
 COSIGN_DIR = "/tmp/cosign"
+
+
+def build_and_scan(host: str) -> dict[str, dict[str, Any]]:
+    """The build (rootless buildah) and scan (trivy) jobs. A branch's pipeline runs them on the
+    runner for any ref; a protected push's (`RELEASE_BUILDS`) on the protected runner, whose nodes
+    run no branch's code (with the build's unconfined seccomp and AppArmor): no branch job shares a
+    node with the bytes that push and sign release."""
+    build = {
+        "stage": "build",
+        "image": approved(host, BUILDAH_IMAGE),
+        "script": [
+            *TRUST,  # base images come from Harbor
+            'buildah build --format oci --tag "$IMAGE:$TAG" .',
+            'buildah push "$IMAGE:$TAG" oci-archive:image.tar',
+        ],
+        "artifacts": {"paths": ["image.tar"], "expire_in": "1 day"},
+    }
+    scan = {
+        "stage": "scan",
+        "image": {"name": approved(host, TRIVY_IMAGE), "entrypoint": [""]},
+        # The databases from Harbor: the job reaches nothing else (the runner's egress).
+        "variables": dict(zip(("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY"), trivy_databases(host))),
+        "script": [
+            *trust(TRIVY_SYSTEM_CA_FILE),
+            # Empty (severity "none"): report only.
+            'trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"',
+        ],
+    }
+    return {
+        "build": {**build, "rules": BRANCH_RULES},
+        "scan": {**scan, "rules": BRANCH_RULES},
+        **{name: {**job, **ON_PROTECTED_RUNNER} for name, job in zip(RELEASE_BUILDS, (build, scan))},
+    }
 
 
 def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
@@ -193,34 +232,13 @@ def app_pipeline(tenant: str, host: str, severity: Severity) -> dict[str, Any]:
             "TRIVY_SEVERITY": trivy_severities(severity),
         },
         "default": {"before_script": [TAG_LINE]},
-        "build": {
-            "stage": "build",
-            "image": approved(host, BUILDAH_IMAGE),
-            "script": [
-                *TRUST,  # base images come from Harbor
-                'buildah build --format oci --tag "$IMAGE:$TAG" .',
-                'buildah push "$IMAGE:$TAG" oci-archive:image.tar',
-            ],
-            "artifacts": {"paths": ["image.tar"], "expire_in": "1 day"},
-        },
-        "scan": {
-            "stage": "scan",
-            "image": {"name": approved(host, TRIVY_IMAGE), "entrypoint": [""]},
-            # The databases from Harbor: the job reaches nothing else (the runner's egress).
-            "variables": dict(zip(("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY"), trivy_databases(host))),
-            "script": [
-                *trust(TRIVY_SYSTEM_CA_FILE),
-                # Empty (severity "none"): report only.
-                'trivy image --input image.tar --exit-code "$([ -n "$TRIVY_SEVERITY" ] && echo 1 || echo 0)"',
-            ],
-        },
+        **build_and_scan(host),
         # push and sign share the Vault login and the robot read (GitLab `extends`). They stay two
         # jobs: a release tag is immutable in Harbor, so a failed signature is retried alone.
         ".harbor-robot": {
             # Vault's CI role answers only these pipelines (VaultFederation.bind_ci): elsewhere the
             # image is built and scanned, not pushed.
-            "rules": [{"if": PROTECTED_PUSH_RULE}],
-            "tags": [PROTECTED_RUNNER_TAG],
+            **ON_PROTECTED_RUNNER,
             "image": approved(host, BUILDAH_IMAGE),
             "id_tokens": {"VAULT_ID_TOKEN": {"aud": "$VAULT_ADDR"}},
             "before_script": [TAG_LINE, *TRUST, *VAULT_ROBOT, *REGISTRY_LOGIN],

@@ -436,7 +436,7 @@ def holds_credentials(job: dict[str, Any]) -> bool:
 
 
 def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
-    from components.tenant_supply_chain import starter_files
+    from components.tenant_supply_chain import RELEASE_BUILDS, starter_files
 
     tenant = tenants(plan)[0]
     release = runner_release(plan, tenant_namespace(tenant))
@@ -458,11 +458,13 @@ def test_the_starter_pipelines_run_on_their_tenants_runner(plan: dict) -> None:
             job = {**templates_.get(job.get("extends", ""), {}), **job}
             image = job["image"]["name"] if isinstance(job["image"], dict) else job["image"]
             assert any(p.match(image) for p in allowed), f"{project} {name}: {image} is not allowed on the {tenant} runner"
-            # The release jobs (credentials) on the runner for protected refs, every other on the untagged one.
+            # The release jobs (credentials, and the build and scan of what they release) on the runner
+            # for protected refs, every other on the untagged one.
             takes = [r["inputs"]["accessLevel"] for r in (runner, protected) if _takes(r["inputs"], job, protected_ref=True)]
-            assert takes == (["ref_protected"] if holds_credentials(job) else ["not_protected"]), f"{project} {name}: {takes}"
+            for_release = holds_credentials(job) or name in RELEASE_BUILDS
+            assert takes == (["ref_protected"] if for_release else ["not_protected"]), f"{project} {name}: {takes}"
             jobs += 1
-    assert jobs >= 5  # build, scan, push, sign, bump-image
+    assert jobs >= 7  # build, scan, build-release, scan-release, push, sign, bump-image
     # The build job's buildah runs rootless as the build user, without fuse: what BUILD_EXCEPTIONS allow.
     app = yaml.safe_load(starter_files(tenant, harbor, Severity.HIGH, harbor.removeprefix("harbor."))["app"][".gitlab-ci.yml"])
     assert app["variables"]["STORAGE_DRIVER"] == "vfs" and app["variables"]["BUILDAH_ISOLATION"] == "chroot"

@@ -5,9 +5,15 @@ projects' own rules as their source states them), and must fail for the attacker
 
 from __future__ import annotations
 
+from typing import Any
+
+import yaml
+
 from components.tenant_registry import RELEASE_TAGS
+from components.tenant_supply_chain import PROTECTED_PUSH_RULE, RELEASE_TAG_RULE
 from platformctl.helm_render import RELEASE_TYPE
 from policy.labels import SIGNATURE_POLICY_LABEL
+from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_policy_attacks import waits_for
 
 MEMBER_GROUP = "harbor:index/projectMemberGroup:ProjectMemberGroup"
@@ -89,3 +95,62 @@ def test_a_tenant_gets_access_to_its_namespace_only_after_the_image_verifier_tha
         assert grants, (cluster, namespace)
         late += [f"{cluster}: {g['name']}" for g in grants if verifiers[cluster] not in before[g["urn"]]]
     assert not late, f"access granted before the image verifier is ready: {late}"
+
+
+# --- the build that gets signed: on nodes where a branch's code runs? --------------------------------
+
+REPOSITORY_FILE = "gitlab:index/repositoryFile:RepositoryFile"
+NOT_MERGE_REQUEST = '$CI_PIPELINE_SOURCE != "merge_request_event"'
+# The rule expressions of the starter pipeline, true or false in each kind of pipeline (an
+# expression the pipeline gains that is not here fails the test rather than guess).
+PIPELINES = {
+    "release tag": {PROTECTED_PUSH_RULE: True, RELEASE_TAG_RULE: True, NOT_MERGE_REQUEST: True},
+    "push to main": {PROTECTED_PUSH_RULE: True, RELEASE_TAG_RULE: False, NOT_MERGE_REQUEST: True},
+    "a developer's branch": {PROTECTED_PUSH_RULE: False, RELEASE_TAG_RULE: False, NOT_MERGE_REQUEST: True},
+    "merge request": {PROTECTED_PUSH_RULE: False, RELEASE_TAG_RULE: False, NOT_MERGE_REQUEST: False},
+}
+
+
+def runs(job: dict[str, Any], truth: dict[str, bool]) -> bool:
+    """GitLab's rules: the first rule whose `if` holds (or that has none) decides; no rules: not
+    in merge request pipelines (`only: [branches, tags]`)."""
+    if "rules" not in job:
+        return truth[NOT_MERGE_REQUEST]
+    for rule in job["rules"]:
+        if "if" not in rule or truth[rule["if"]]:
+            return rule.get("when", "on_success") != "never"
+    return False
+
+
+def app_jobs(plan: dict, tenant: str) -> dict[str, dict[str, Any]]:
+    """The tenant's starter app pipeline in the plan, each job with its `extends` applied."""
+    [content] = [r["inputs"]["content"] for r in plan["resources"] if r["type"] == REPOSITORY_FILE
+                 and r["name"].startswith(f"{tenant}-repositories-app-starter-") and r["inputs"]["filePath"] == ".gitlab-ci.yml"]
+    pipeline = yaml.safe_load(content)
+    return {name: {**pipeline.get(job.get("extends", ""), {}), **job} for name, job in pipeline.items()
+            if not name.startswith(".") and isinstance(job, dict) and ("script" in job or "trigger" in job)}
+
+
+def test_what_a_protected_pipeline_pushes_and_signs_is_built_where_no_branchs_code_runs(plan: dict) -> None:
+    """A developer's branch job runs any code on the tenant's runner for any ref, with the build
+    container's unconfined seccomp and AppArmor, SETUID/SETGID and privilege escalation
+    (gitlab_runner.BUILD_EXCEPTIONS): the kernel's whole surface. On main, `build` and `scan` ran on
+    that same runner, on the same nodes, and `push` and `sign` then released their image.tar with
+    the tenant's key: a branch job that escapes to its node rewrites the next main build (the
+    buildah image's layers in the node's containerd, image.tar in the pod) and gets its own code
+    signed, and run in prod. Every job of a protected push runs on the protected runner; branches
+    still build and scan, on theirs."""
+    runners = {r["inputs"]["description"]: r["inputs"] for r in plan["resources"] if r["type"] == RUNNER}
+    tenant = next(d for d in runners if d.startswith("group ") and "(" not in d).removeprefix("group ")
+    jobs = app_jobs(plan, tenant)
+    branch_runner, protected_runner = runners[f"group {tenant}"], next(
+        r for d, r in runners.items() if d.startswith(f"group {tenant} (protected refs"))
+    for pipeline, truth in PIPELINES.items():
+        ran = {name: job for name, job in jobs.items() if runs(job, truth) and "trigger" not in job}
+        protected = truth[PROTECTED_PUSH_RULE]
+        stages = {job["stage"] for job in ran.values()}
+        assert {"build", "scan"} <= stages or pipeline == "merge request", (pipeline, sorted(ran))
+        for name, job in ran.items():
+            taken_by = [kind for kind, runner in (("branch", branch_runner), ("protected", protected_runner))
+                        if _takes(runner, job, protected)]
+            assert taken_by == (["protected"] if protected else ["branch"]), f"{pipeline}: {name} runs on {taken_by}"
