@@ -196,7 +196,9 @@ def scan_verdict(scan_overview: Mapping[str, Any] | None, threshold: str) -> Ver
     """What Harbor's `scan_overview` of one artifact says about promoting it.
 
     Refuses when any report counts a vulnerability at or above `threshold` (or, without counts,
-    rates the artifact there), or when the scan failed; waits while no report is finished.
+    rates the artifact there), or one nobody has rated yet (`Unknown`: Harbor's pull gate ranks it
+    with None and never refuses it) unless the gate is "none", or when the scan failed; waits while
+    no report is finished.
     """
     block_from = gate_rank(threshold)
     reports = [r for r in (scan_overview or {}).values() if isinstance(r, Mapping)]
@@ -217,7 +219,8 @@ def scan_verdict(scan_overview: Mapping[str, Any] | None, threshold: str) -> Ver
                     found[severity] = max(found.get(severity, 0), int(count))
         elif report.get("severity") not in (None, "", "None"):
             found.setdefault(str(report["severity"]), 1)
-    blocking = {s: n for s, n in found.items() if block_from is not None and harbor_rank(s) >= block_from}
+    blocking = {s: n for s, n in found.items()
+                if block_from is not None and (harbor_rank(s) >= block_from or s.capitalize() == "Unknown")}
     if blocking:
         listed = ", ".join(f"{n} {s}" for s, n in sorted(blocking.items(), key=lambda i: -harbor_rank(i[0])))
         return Verdict("refuse", f"{listed} at or above {threshold}")

@@ -122,8 +122,11 @@ def trivy_databases(host: str) -> tuple[str, str]:
 
 
 def trivy_severities(severity: Severity) -> str:
-    """Trivy's list of the severities at or above `severity` ("" for none: nothing fails)."""
-    return ",".join(s.upper() for s in severity.and_above())
+    """Trivy's list of the severities at or above `severity`, and UNKNOWN ("" for none: nothing
+    fails). A vulnerability no source has rated yet fails the build: Harbor's pull gate ranks
+    Unknown with None and never refuses it, so the scan job is the one gate that can."""
+    above = [s.upper() for s in severity.and_above()]
+    return ",".join(["UNKNOWN", *above] if above else [])
 
 
 # TLS in the jobs that run in the buildah image: the system roots plus, where the platform CA is

@@ -10,10 +10,12 @@ from typing import Any
 import yaml
 
 from components.tenant_registry import RELEASE_TAGS
-from components.tenant_supply_chain import PROTECTED_PUSH_RULE, RELEASE_TAG_RULE
+from components.tenancy import Severity
+from components.tenant_supply_chain import PROTECTED_PUSH_RULE, RELEASE_TAG_RULE, trivy_severities
 from platformctl.helm_render import RELEASE_TYPE
 from policy.labels import SIGNATURE_POLICY_LABEL
 from tests.test_ci_attacks import RUNNER, _takes
+from tests.test_image_promotion import load_script
 from tests.test_policy_attacks import waits_for
 
 MEMBER_GROUP = "harbor:index/projectMemberGroup:ProjectMemberGroup"
@@ -122,11 +124,16 @@ def runs(job: dict[str, Any], truth: dict[str, bool]) -> bool:
     return False
 
 
-def app_jobs(plan: dict, tenant: str) -> dict[str, dict[str, Any]]:
-    """The tenant's starter app pipeline in the plan, each job with its `extends` applied."""
+def app_pipeline(plan: dict, tenant: str) -> dict[str, Any]:
+    """The tenant's starter app pipeline (.gitlab-ci.yml) as the plan writes it."""
     [content] = [r["inputs"]["content"] for r in plan["resources"] if r["type"] == REPOSITORY_FILE
                  and r["name"].startswith(f"{tenant}-repositories-app-starter-") and r["inputs"]["filePath"] == ".gitlab-ci.yml"]
-    pipeline = yaml.safe_load(content)
+    return yaml.safe_load(content)
+
+
+def app_jobs(plan: dict, tenant: str) -> dict[str, dict[str, Any]]:
+    """The tenant's starter app pipeline's jobs, each with its `extends` applied."""
+    pipeline = app_pipeline(plan, tenant)
     return {name: {**pipeline.get(job.get("extends", ""), {}), **job} for name, job in pipeline.items()
             if not name.startswith(".") and isinstance(job, dict) and ("script" in job or "trigger" in job)}
 
@@ -154,3 +161,34 @@ def test_what_a_protected_pipeline_pushes_and_signs_is_built_where_no_branchs_co
             taken_by = [kind for kind, runner in (("branch", branch_runner), ("protected", protected_runner))
                         if _takes(runner, job, protected)]
             assert taken_by == (["protected"] if protected else ["branch"]), f"{pipeline}: {name} runs on {taken_by}"
+
+
+# --- the scan gates: a vulnerability no source has rated yet -----------------------------------------
+
+# Harbor v2.15.1 src/pkg/scan/vuln/severity.go `Code()`: None and Unknown are both 0, so the pull
+# gate (`code >= the project's severity's code`) never refuses an image for an unrated vulnerability.
+SEVERITIES = [s.value for s in Severity]
+HARBOR_PULL_GATE_CODES = {"None": 0, "Unknown": 0, "Negligible": 1, "Low": 2, "Medium": 3, "High": 4, "Critical": 5}
+
+
+def unrated(count: int = 1) -> dict[str, Any]:
+    """Harbor's scan overview of an image whose only vulnerabilities Trivy rated `Unknown`."""
+    return {"application/vnd.security.vulnerability.report; version=1.1": {
+        "scan_status": "Success", "severity": "Unknown", "summary": {"total": count, "summary": {"Unknown": count}}}}
+
+
+def test_an_image_whose_only_vulnerability_nobody_has_rated_yet_passes_no_gate(plan: dict) -> None:
+    """Whoever controls an upstream image ships it with a package whose CVE was published this
+    morning: no source has rated it yet (NVD's backlog), so Trivy reports it `Unknown`. Harbor's pull
+    gate ranks Unknown with None and never refuses it (at any configured severity); the platform's
+    own gates (promote-image's verdict, the tenants' trivy step) passed it too. Those two fail
+    closed on it wherever a gate is set; "none" still gates nothing."""
+    assert all(HARBOR_PULL_GATE_CODES["Unknown"] < HARBOR_PULL_GATE_CODES[s.capitalize()] for s in SEVERITIES if s != "none")
+    script = load_script()
+    for gate in SEVERITIES:
+        verdict = script.scan_verdict(unrated(), gate)
+        assert verdict.state == ("pass" if gate == "none" else "refuse"), (gate, verdict)
+    tenant = next(r["inputs"]["name"] for r in plan["resources"] if r["type"] == "harbor:index/project:Project" and r["inputs"].get("storageQuota"))
+    gate = app_pipeline(plan, tenant)["variables"]["TRIVY_SEVERITY"].split(",")
+    assert "UNKNOWN" in gate, f"the starter scan fails only on {gate}"
+    assert trivy_severities(Severity.NONE) == ""

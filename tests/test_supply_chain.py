@@ -118,7 +118,7 @@ def test_supply_chain_defaults_are_the_documented_ones() -> None:
         SupplyChain.model_validate({"severity": "severe"})
     with pytest.raises(pydantic.ValidationError, match=r"publicRegistries\n.*must include ghcr.io: every scan reads Trivy's"):
         SupplyChain.model_validate({"publicRegistries": ["docker.io"]})
-    assert trivy_severities(Severity.HIGH) == "HIGH,CRITICAL" and trivy_severities(Severity.NONE) == ""
+    assert trivy_severities(Severity.HIGH) == "UNKNOWN,HIGH,CRITICAL" and trivy_severities(Severity.NONE) == ""
 
 
 # --- quarantine -------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_the_ops_pipeline_opens_a_merge_request_with_the_job_token(plan: dict, t
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_the_scan_gate_follows_the_config(plan: dict, tenant: str) -> None:
     pipeline = yaml.safe_load(_starter(plan, tenant, "app", ".gitlab-ci.yml")["inputs"]["content"])
-    assert pipeline["variables"]["TRIVY_SEVERITY"] == "HIGH,CRITICAL"
+    assert pipeline["variables"]["TRIVY_SEVERITY"] == "UNKNOWN,HIGH,CRITICAL"
 
 
 # --- starter pipeline: TLS always verified ---------------------------------------------------------
