@@ -373,7 +373,7 @@ def auth_file(directory: Path, registry: str, username: str, password: str) -> P
 @dataclass(frozen=True)
 class Manifest:
     digest: str
-    scan: bool  # a platform image Harbor scans (not an index, not an attestation)
+    scan: bool  # a platform image Harbor scans (not an index, not an attestation's unknown/unknown)
 
 
 def _top(layout: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -393,9 +393,10 @@ def layout_manifests(layout: Path) -> tuple[str, list[Manifest]]:
         return top["digest"], [Manifest(top["digest"], True)]
     children = []
     for child in document.get("manifests", []):
-        # Build attestations sit in indexes as platform unknown/unknown: nothing to scan.
-        attestation = (child.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest"
-        children.append(Manifest(child["digest"], not attestation and (child.get("platform") or {}).get("os") != "unknown"))
+        # Build attestations sit in indexes as platform unknown/unknown: nothing to scan. By that
+        # platform only, never by their annotation: a node's containerd picks a child by platform
+        # alone (one with none too), so an image annotated as an attestation runs like any other.
+        children.append(Manifest(child["digest"], (child.get("platform") or {}).get("os") != "unknown"))
     return top["digest"], [*children, Manifest(top["digest"], False)]
 
 

@@ -5,6 +5,9 @@ projects' own rules as their source states them), and must fail for the attacker
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -192,3 +195,50 @@ def test_an_image_whose_only_vulnerability_nobody_has_rated_yet_passes_no_gate(p
     gate = app_pipeline(plan, tenant)["variables"]["TRIVY_SEVERITY"].split(",")
     assert "UNKNOWN" in gate, f"the starter scan fails only on {gate}"
     assert trivy_severities(Severity.NONE) == ""
+
+
+# --- promotion: a platform image dressed as a build attestation ----------------------------------
+
+
+def _index_layout(directory: Path, children: list[dict[str, Any]]) -> Path:
+    """An OCI layout whose index lists `children` (descriptors; their manifests need not be stored)."""
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}).encode()
+    digest = hashlib.sha256(index).hexdigest()
+    (directory / "blobs" / "sha256").mkdir(parents=True)
+    (directory / "blobs" / "sha256" / digest).write_bytes(index)
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}", "size": len(index)}]}))
+    return directory
+
+
+def containerd_may_run(child: dict[str, Any], os: str = "linux") -> bool:
+    """containerd's pick from an index (core/images/image.go Manifest): every child whose platform
+    matches the node's, or that has none; annotations play no part."""
+    platform = child.get("platform")
+    return platform is None or platform.get("os") == os
+
+
+def test_a_platform_image_dressed_as_a_build_attestation_is_scanned_before_promotion(tmp_path: Path) -> None:
+    """Whoever controls an upstream image publishes an index whose linux/amd64 image carries
+    BuildKit's attestation annotation (`vnd.docker.reference.type: attestation-manifest`) beside a
+    clean linux/arm64 one. promote-image waited for Harbor's verdict on the images it scans only,
+    signed the index with the promotion key, and an amd64 node's containerd, which picks by platform
+    alone, ran the image nobody judged (Harbor's pull gate would still refuse a CVE it finds, but no
+    promotion gate decided). Every child a node may run is scanned; a genuine attestation (platform
+    unknown/unknown) is not."""
+    def child(name: str, platform: dict[str, str] | None, **annotations: str) -> dict[str, Any]:
+        return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+                "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                **({"platform": platform} if platform else {}), **({"annotations": annotations} if annotations else {})}
+    attestation = {"vnd.docker.reference.type": "attestation-manifest"}
+    children = [
+        child("disguised", {"os": "linux", "architecture": "amd64"}, **attestation),
+        child("clean", {"os": "linux", "architecture": "arm64"}),
+        child("no platform", None, **attestation),
+        child("genuine attestation", {"os": "unknown", "architecture": "unknown"}, **attestation),
+    ]
+    _, manifests = load_script().layout_manifests(_index_layout(tmp_path, children))
+    scanned = {m.digest for m in manifests if m.scan}
+    unjudged = [c["digest"] for c in children if containerd_may_run(c) and c["digest"] not in scanned]
+    assert not unjudged, f"children a node may run that promotion never waits a scan for: {unjudged}"
+    assert children[3]["digest"] not in scanned  # nothing to scan in a genuine attestation
