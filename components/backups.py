@@ -41,6 +41,7 @@ from policy.labels import MANAGED_BY
 SERVICES = ("vault", "gitlab", "harbor")
 CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
+VELERO_OUTCOMES = "velero/*/backups/*/velero-backup.json"  # each Velero backup's Backup object: how it ended, no data
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class BucketAccess:
 @dataclass(frozen=True)
 class BackupExpectation:
     """What a backup writer promises, for `platformctl backups check`: at least one object under `prefix`
-    whose key (after the prefix) matches `pattern`, new since the last run of `schedule` (five-field cron, UTC)."""
+    whose key (after the prefix) matches `pattern`, new since the last run of `schedule` (five-field cron, UTC);
+    with `outcome` "velero", the newest is a Velero backup's velero-backup.json, whose phase must be Completed."""
 
     writer: pulumi.Input[str]  # "<kind> <namespace>/<name>" of what writes it
     store: str  # "backups" (platform:backups) or "objectStore" (platform:objectStore)
@@ -93,12 +95,14 @@ class BackupExpectation:
     prefix: pulumi.Input[str]
     pattern: str
     schedule: str
+    outcome: str | None = None
 
     def output(self) -> pulumi.Output[dict[str, Any]]:
         """The stack output's entry (`backupExpectations`)."""
         return pulumi.Output.all(self.writer, self.bucket, self.prefix).apply(lambda resolved: {
             "writer": resolved[0], "store": self.store, "bucket": resolved[1], "endpoint": self.endpoint,
             "region": self.region, "prefix": resolved[2], "pattern": self.pattern, "schedule": self.schedule,
+            "outcome": self.outcome,
         })
 
 
@@ -155,9 +159,10 @@ class BackupStore(pulumi.ComponentResource):
             raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
         self.register_outputs({"bucket": self.bucket})
 
-    def expect(self, writer: str, prefix: str, pattern: str, schedule: str) -> None:
+    def expect(self, writer: str, prefix: str, pattern: str, schedule: str, outcome: str | None = None) -> None:
         """Record that `writer` puts a key matching `pattern` under `prefix` of this store on `schedule`."""
-        self.expectations.append(BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule))
+        self.expectations.append(
+            BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule, outcome))
 
     def s3cmd_config(self) -> pulumi.Output[str]:
         """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd
@@ -316,12 +321,16 @@ def target_credential(target: ObjectStoreTarget) -> Credential:
 
 
 def watch_key_credential(config_key: str, endpoint: str, bucket: str) -> Credential:
-    """A kubeconfig store's list-only key for the backups schedule (`<config_key>.watchKey`): in the config, not in the plan."""
+    """A kubeconfig store's key for the backups schedule (`<config_key>.watchKey`): in the config, not in the plan.
+    The backup target's also reads Velero's velero-backup.json files (how each backup ended), which Velero writes there."""
+    grant = "s3:ListBucket only (no object read, no write)"
+    if config_key == "platform:backups.target":
+        grant = f"s3:ListBucket, and s3:GetObject of {VELERO_OUTCOMES} only (no other object read, no write)"
     return external_secret(
         f"list-only watch key of bucket {bucket}",
         issuer=f"the administrator of {endpoint}",
         holder="the stack's encrypted config, and the backups schedule's jobs while they run (.ci/watch-keys, an AWS profile in /tmp)",
-        scope=f"what the administrator grants it on bucket {bucket}: should be s3:ListBucket only (no object read, no write); "
+        scope=f"what the administrator grants it on bucket {bucket}: should be {grant}; "
               "never a key of the stack that writes (stacks/config.py refuses one)",
         lifetime="set by the store's administrator",
         rotation=f"issue a new key, `pulumi config set --secret --path {config_key}.watchKey.secretAccessKey` and its accessKeyId",

@@ -22,7 +22,9 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
 * backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
   tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
-  nothing else: `platformctl backups check` reads keys and their times, never an object.
+  to read Velero's velero-backup.json files (a backup's Backup object and how it ended, no data),
+  decrypted through S3 only: `platformctl backups check` reads keys and their times, and the newest
+  Velero backup's phase.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
 the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
@@ -38,6 +40,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws import STS_AUDIENCE, web_identity_trust
+from components.backups import VELERO_OUTCOMES
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
 
@@ -109,14 +112,20 @@ class PipelineIdentityArgs:
     inventory: CredentialInventory
     deploy_branch: str = "main"
     backup_bucket: pulumi.Input[str] | None = None  # the stack's backup bucket: a watch role lists it
+    backup_key_arn: pulumi.Input[str] | None = None  # its KMS key: the watch role decrypts Velero's outcomes through S3
+    region: str = ""  # the bucket's (kms:ViaService)
     # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def list_only_policy(bucket: str) -> dict[str, Any]:
-    """The backup watch role's: list the bucket's keys (and their times), nothing else."""
+def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
+    """The backup watch role's: list the bucket's keys (and their times), and read how each Velero backup ended
+    (its velero-backup.json, decrypted only through S3 and so only where S3 lets the role read); nothing else."""
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
+        {"Sid": "ReadVeleroOutcomes", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/{VELERO_OUTCOMES}"},
+        {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key_arn,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
     ]}
 
 
@@ -164,8 +173,8 @@ class PipelineIdentity(pulumi.ComponentResource):
         if args.backup_bucket is not None:
             watch = role("backup-watch", f"platformctl backups check from {args.deploy_branch} of {args.project_path}",
                          args.deploy_branch, None)
-            aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.from_input(
-                args.backup_bucket).apply(lambda bucket: json.dumps(list_only_policy(bucket))))
+            aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.all(
+                args.backup_bucket, args.backup_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], args.region))))
             self.backup_watch_role_arn = watch.arn
 
         for what, holder, scope, resource in (
@@ -174,7 +183,8 @@ class PipelineIdentity(pulumi.ComponentResource):
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
              "AdministratorAccess, minus deleting backups and snapshots or lifting their locks", f"{name}-deploy"),
         ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
-               "(the backups schedule's platformctl backups check)", "s3:ListBucket on the backup bucket, nothing else",
+               "(the backups schedule's platformctl backups check)",
+               f"s3:ListBucket on the backup bucket and s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3), nothing else",
                f"{name}-backup-watch"),) if args.backup_bucket is not None else ()):
             args.inventory.register(
                 Credential(

@@ -267,9 +267,10 @@ class Velero(pulumi.ComponentResource):
     def schedule(self, tenant: str, host_namespace: str, after: pulumi.Resource, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
         """A tenant namespace's Schedule: every object and volume in it, kept as long as the store's lock."""
         options, days = self.args.settings.options, self.args.store.settings.retention_days
-        # Velero's layout (pkg/persistence/object_store_layout.go): <prefix>/backups/<schedule>-<YYYYmmddHHMMSS>/...
+        # Velero's layout (pkg/persistence/object_store_layout.go): <prefix>/backups/<schedule>-<YYYYmmddHHMMSS>/...; its
+        # velero-backup.json stays only once the tarball is uploaded (PutBackup), and records how the backup ended.
         self.args.store.expect(f"Schedule {NAMESPACE}/{host_namespace}", f"{prefix(self.cluster.name)}/backups/{host_namespace}-",
-                               r"^[0-9]{14}/", options["schedule"])
+                               r"^[0-9]{14}/velero-backup\.json$", options["schedule"], outcome="velero")
         template: dict[str, Any] = {
             "includedNamespaces": [host_namespace],
             "storageLocation": LOCATION,

@@ -3,7 +3,10 @@
 What is expected is the program's: the stack output `backupExpectations` (stacks/backups.py) lists each
 backup writer's store, prefix, key pattern and cron schedule. The check lists each prefix (ListObjectsV2:
 keys and their LastModified, never an object's content) and fails, one line per backup, when the newest
-matching object is older than the schedule's longest interval plus MARGIN, or there is none.
+matching object is older than the schedule's longest interval plus MARGIN, or there is none. For a Velero
+Schedule (`outcome` "velero") the newest match is its newest backup's velero-backup.json, the one object
+the check reads: the backup's `status.phase` must be Completed (Velero still uploads a Failed backup, and a
+PartiallyFailed one lacks objects or volumes).
 
 Credentials: an expectation's store (`backups`, `objectStore`) names the AWS profile used for it when one
 of that name is configured (kubeconfig stacks: each store's list-only watch key, written by the CI job);
@@ -36,7 +39,11 @@ MARGIN = timedelta(hours=7)
 # Four years of days: every day of every month occurs, 29 February included (a schedule naming both a day
 # of the month and a weekday repeats over 28 years: its longest gap is sampled, not proven).
 CYCLE_DAYS = 4 * 366
-FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule")
+FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule", "outcome")
+OUTCOMES = (None, "velero")  # how the newest match says its backup ended: not at all, or Velero's status.phase
+# Velero's phases of a backup still finishing its plugin operations (CSI snapshots); each ends Completed or
+# PartiallyFailed within the backup's itemOperationTimeout (4 h by default), inside MARGIN.
+FINISHING = ("WaitingForPluginOperations", "Finalizing")
 
 
 class CheckError(Exception):
@@ -53,6 +60,7 @@ class Expectation:
     prefix: str
     pattern: str
     schedule: str
+    outcome: str | None = None
 
     @property
     def where(self) -> str:
@@ -105,18 +113,29 @@ def expectations(outputs: Any, stack: str) -> list[Expectation]:
             re.compile(entry["pattern"])
         except (re.error, TypeError) as err:
             raise CheckError(f"stack {stack}: {OUTPUT}[{i}].pattern {entry['pattern']!r} is not a regular expression ({err})") from None
+        if entry["outcome"] not in OUTCOMES:
+            raise CheckError(f"stack {stack}: {OUTPUT}[{i}].outcome {entry['outcome']!r} is unknown; allowed: null, \"velero\"")
         found.append(Expectation(**entry))
     return found
 
 
-def newest(objects: Iterable[dict[str, Any]], expected: Expectation) -> datetime | None:
-    """The latest LastModified among the listed objects whose key after the prefix matches the pattern."""
+def newest(objects: Iterable[dict[str, Any]], expected: Expectation) -> dict[str, Any] | None:
+    """The listed object with the latest LastModified among those whose key after the prefix matches the pattern."""
     pattern = re.compile(expected.pattern)
-    times = [o["LastModified"] for o in objects if pattern.search(o["Key"][len(expected.prefix):])]
-    return max(times, default=None)
+    return max((o for o in objects if pattern.search(o["Key"][len(expected.prefix):])), key=lambda o: (o["LastModified"], o["Key"]), default=None)
+
+
+def velero_phase(body: bytes) -> str:
+    """The phase a velero-backup.json records (`status.phase`), or what is wrong with it."""
+    try:
+        phase = json.loads(body)["status"]["phase"]
+    except (ValueError, KeyError, TypeError):
+        return "not a Velero backup's metadata"
+    return phase if isinstance(phase, str) else "without a phase"
 
 
 Lister = Callable[[Expectation], Iterable[dict[str, Any]]]
+Reader = Callable[[Expectation, str], bytes]
 
 
 def s3_client(expected: Expectation, profiles: Iterable[str]) -> Any:
@@ -127,37 +146,53 @@ def s3_client(expected: Expectation, profiles: Iterable[str]) -> Any:
     return session.client("s3", endpoint_url=expected.endpoint, config=style)
 
 
-def s3_lister() -> Lister:
-    """Lists a prefix with boto3, one client per store."""
-    clients: dict[tuple[str, str | None, str], Any] = {}
-    profiles = boto3.Session().available_profiles
+class S3Store:
+    """Lists a prefix (every page) and reads one object with boto3, one client per store."""
 
-    def listing(expected: Expectation) -> Iterable[dict[str, Any]]:
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str | None, str], Any] = {}
+        self._profiles = boto3.Session().available_profiles
+
+    def _client(self, expected: Expectation) -> Any:
         key = (expected.store, expected.endpoint, expected.region)
-        if key not in clients:
-            clients[key] = s3_client(expected, profiles)
-        for page in clients[key].get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix):
+        if key not in self._clients:
+            self._clients[key] = s3_client(expected, self._profiles)
+        return self._clients[key]
+
+    def list(self, expected: Expectation) -> Iterable[dict[str, Any]]:
+        for page in self._client(expected).get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix):
             yield from page.get("Contents", [])
 
-    return listing
+    def read(self, expected: Expectation, key: str) -> bytes:
+        return self._client(expected).get_object(Bucket=expected.bucket, Key=key)["Body"].read()
 
 
-def check(found: list[Expectation], lister: Lister, now: datetime) -> tuple[list[str], list[str]]:
+def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) -> tuple[bool, str]:
+    """(fresh, the backup's line)."""
+    allowed = f"allowed {hours(expected.max_age)} (schedule '{expected.schedule}')"
+    try:
+        latest = newest(lister(expected), expected)
+        phase = velero_phase(reader(expected, latest["Key"])) if latest is not None and expected.outcome == "velero" else None
+    except (BotoCoreError, ClientError) as err:
+        return False, f"UNREADABLE {expected.where} ({expected.writer}): {err}"
+    if latest is None:
+        return False, f"MISSING {expected.where} ({expected.writer}): no object matches {expected.pattern}; {allowed}"
+    when, age = latest["LastModified"], now - latest["LastModified"]
+    if phase not in (None, "Completed") and not (phase in FINISHING and age <= MARGIN):
+        name = latest["Key"].split("/")[-2]
+        return False, (f"FAILED {expected.where} ({expected.writer}): newest backup {name} is {phase}, not Completed "
+                       f"(velero backup describe {name} --details)")
+    if age > expected.max_age:
+        return False, f"STALE {expected.where} ({expected.writer}): newest {stamp(when)}, {hours(age)} old; {allowed}"
+    return True, f"ok {expected.where} ({expected.writer}): newest {stamp(when)}, {hours(age)} old; {allowed}"
+
+
+def check(found: list[Expectation], lister: Lister, now: datetime, reader: Reader) -> tuple[list[str], list[str]]:
     """(problems, fresh): one line per backup."""
     problems, fresh = [], []
     for expected in found:
-        allowed = f"allowed {hours(expected.max_age)} (schedule '{expected.schedule}')"
-        try:
-            latest = newest(lister(expected), expected)
-        except (BotoCoreError, ClientError) as err:
-            problems.append(f"UNREADABLE {expected.where} ({expected.writer}): {err}")
-            continue
-        if latest is None:
-            problems.append(f"MISSING {expected.where} ({expected.writer}): no object matches {expected.pattern}; {allowed}")
-        elif now - latest > expected.max_age:
-            problems.append(f"STALE {expected.where} ({expected.writer}): newest {stamp(latest)}, {hours(now - latest)} old; {allowed}")
-        else:
-            fresh.append(f"ok {expected.where} ({expected.writer}): newest {stamp(latest)}, {hours(now - latest)} old; {allowed}")
+        ok, line = judge(expected, lister, reader, now)
+        (fresh if ok else problems).append(line)
     return problems, fresh
 
 
@@ -188,13 +223,14 @@ def stack_outputs(stack: str, outputs_file: str | None) -> Any:
         raise CheckError(f"pulumi stack output --stack {stack} printed no JSON ({err})") from None
 
 
-def run(args: argparse.Namespace, lister: Lister | None = None, now: datetime | None = None) -> int:
+def run(args: argparse.Namespace, lister: Lister | None = None, now: datetime | None = None, reader: Reader | None = None) -> int:
     known = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
     try:
         if args.stack not in known:
             raise CheckError(f"unknown stack {args.stack!r}; allowed: {', '.join(known)} (a Pulumi.<stack>.yaml)")
         found = expectations(stack_outputs(args.stack, args.outputs), args.stack)
-        problems, fresh = check(found, lister or s3_lister(), now or datetime.now(timezone.utc))
+        store = S3Store()
+        problems, fresh = check(found, lister or store.list, now or datetime.now(timezone.utc), reader or store.read)
     except CheckError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

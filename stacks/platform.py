@@ -165,8 +165,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     argocd_federation = build_federation(clusters, config, plane, inventory)
     vault = plane.parts.get(VAULT)
     backups = plane.parts.backups
-    federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory,
-                                        backup_bucket=backups.bucket if backups is not None else None)
+    federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory, backups=backups)
     build_backup_jobs(clusters["control-plane"], backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
     add_image_verifiers(config, platform, inventory)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.backups import BackupStore
 from components.ci_identity import PipelineIdentity, PipelineIdentityArgs, pulumi_cloud_credential
 from components.cluster import ClusterHandle
 from components.gitlab import GitLab
@@ -45,7 +46,7 @@ def build_vault_federation(
     vault: Vault | None,
     gitlab: GitLab | None,
     inventory: CredentialInventory | None = None,
-    backup_bucket: pulumi.Input[str] | None = None,
+    backups: BackupStore | None = None,
 ) -> IdentityFederation:
     """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
     inventory = inventory if inventory is not None else CredentialInventory()
@@ -83,7 +84,9 @@ def build_vault_federation(
                 gitlab_url=gitlab.url,
                 project_path=config.pipeline.project_path,
                 inventory=inventory,
-                backup_bucket=backup_bucket,
+                backup_bucket=backups.bucket if backups is not None else None,
+                backup_key_arn=backups.kms_key_arn if backups is not None else None,
+                region=identity.region,
                 depends_on=[gitlab.release],
             ),
         )

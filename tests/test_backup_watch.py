@@ -157,11 +157,40 @@ def s3(renders: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
         yield client
 
 
-def put(s3: Any, entry: dict[str, Any], suffix: str) -> None:
+def put(s3: Any, entry: dict[str, Any], suffix: str, phase: str = "Completed") -> None:
     client = s3(entry["endpoint"])
     if entry["bucket"] not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=entry["bucket"])
-    client.put_object(Bucket=entry["bucket"], Key=entry["prefix"] + suffix, Body=b"x")
+    body = velero_backup_json(entry["prefix"] + suffix, phase) if suffix.endswith("/velero-backup.json") else b"x"
+    client.put_object(Bucket=entry["bucket"], Key=entry["prefix"] + suffix, Body=body)
+
+
+def velero_backup_json(key: str, phase: str) -> bytes:
+    """velero-backup.json as Velero 1.18.1 writes it: the Backup object, pretty JSON (pkg/util/encode), first by
+    persistBackup (pkg/controller/backup_controller.go: Failed, Finalizing, FinalizingPartiallyFailed or
+    WaitingForPluginOperations*), again by the finalizer (backup_finalizer_controller.go: Completed, PartiallyFailed)."""
+    name = key.split("/")[-2]
+    schedule, stamp = name.rsplit("-", 1)
+    started = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    at = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    status: dict[str, Any] = {
+        "version": 1, "formatVersion": "1.1.0", "expiration": at(started + timedelta(days=7)), "phase": phase,
+        "startTimestamp": at(started), "progress": {"totalItems": 42, "itemsBackedUp": 42 if phase == "Completed" else 40},
+        **({"completionTimestamp": at(started + timedelta(minutes=3))} if phase in ("Completed", "PartiallyFailed", "Failed") else {}),
+        **({"errors": 2} if "Failed" in phase else {}),
+        **({"failureReason": "found a backup with status \"InProgress\" during the server starting"} if phase == "Failed" else {}),
+    }
+    backup = {
+        "kind": "Backup", "apiVersion": "velero.io/v1",
+        "metadata": {"name": name, "namespace": "velero", "uid": "8b4f3b3e-5d0c-4c5e-9a57-3b8e2f0c1d2a", "resourceVersion": "123456",
+                     "generation": 5, "creationTimestamp": at(started),
+                     "labels": {"velero.io/schedule-name": schedule, "velero.io/storage-location": "default"},
+                     "annotations": {"velero.io/resource-timeout": "10m0s", "velero.io/source-cluster-k8s-major-version": "1"}},
+        "spec": {"metadata": {}, "includedNamespaces": [schedule], "ttl": "168h0m0s", "storageLocation": "default",
+                 "defaultVolumesToFsBackup": True, "csiSnapshotTimeout": "10m0s", "itemOperationTimeout": "4h0m0s"},
+        "status": status,
+    }
+    return json.dumps(backup, indent=2).encode()
 
 
 # A key each writer really writes, after its prefix.
@@ -169,15 +198,15 @@ WRITTEN = {
     "CronJob vault/vault-snapshot": "vault-20261207T041700Z.snap",
     "CronJob gitlab/gitlab-toolbox-backup": "1796616000_2026_12_07_18.6.1_gitlab_backup.tar",
     "CronJob harbor/harbor-backup": "",  # the marker is the prefix itself
-    "Schedule": "20261207040000/{name}-20261207040000.tar.gz",
+    "Schedule": "{stamp}/velero-backup.json",
     "ScheduledBackup": "20261207T030000/data.tar.gz",
     "Cluster": "0000000100000000/000000010000000000000004.gz",
 }
 
 
-def written(entry: dict[str, Any]) -> str:
+def written(entry: dict[str, Any], when: datetime | None = None) -> str:
     key = WRITTEN[entry["writer"]] if entry["writer"] in WRITTEN else WRITTEN[entry["writer"].split()[0]]
-    return key.format(name=entry["writer"].split("/")[1])
+    return key.format(name=entry["writer"].split("/")[1], stamp=f"{when or datetime.now(timezone.utc):%Y%m%d%H%M%S}")
 
 
 def run(stack: str, outputs: Any, tmp_path: Path, now: datetime | None = None) -> int:
@@ -230,7 +259,68 @@ def test_a_missing_backup_and_keys_that_only_look_like_one_fail(renders: dict, s
     missing = sorted(line.split("(")[1].split(")")[0] for line in out if line.startswith("MISSING"))
     assert missing == sorted(decoys)
     assert any(line.startswith("MISSING s3://platform-dev-backups/velero/prod/backups/payments-prod- (Schedule velero/payments-prod): "
-                               "no object matches ^[0-9]{14}/; allowed 31.0 h (schedule '0 4 * * *')") for line in out)
+                               "no object matches ^[0-9]{14}/velero-backup\\.json$; allowed 31.0 h (schedule '0 4 * * *')") for line in out)
+
+
+def _velero_entry(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in entries if e["writer"].startswith("Schedule "))
+
+
+@pytest.mark.parametrize("phase", ["Failed", "PartiallyFailed", "FinalizingPartiallyFailed", "WaitingForPluginOperationsPartiallyFailed"])
+def test_a_velero_backup_that_did_not_complete_is_not_fresh(renders: dict, s3: Any, tmp_path: Path, capsys, phase: str) -> None:
+    """Velero uploads a Failed backup's tarball and log too, and a PartiallyFailed one is missing volumes or objects:
+    the newest backup's velero-backup.json says so (status.phase), and the check fails on it, naming the backup."""
+    entries = expectations(renders["dev"].plan)
+    for entry in entries:
+        put(s3, entry, written(entry))
+    velero = _velero_entry(entries)
+    name = f"{velero['writer'].split('/')[1]}-{datetime.now(timezone.utc) + timedelta(minutes=1):%Y%m%d%H%M%S}"
+    for suffix in ("velero-backup.json", f"{name}.tar.gz", f"{name}-logs.gz"):  # as PutBackup uploads them
+        put(s3, velero, f"{name.rsplit('-', 1)[1]}/{suffix}", phase)
+    assert run("dev", {"backupExpectations": entries}, tmp_path) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if not line.startswith("ok ")][:-1] == [
+        f"FAILED s3://{velero['bucket']}/{velero['prefix']} ({velero['writer']}): newest backup {name} is {phase}, "
+        f"not Completed (velero backup describe {name} --details)"]
+
+
+def test_a_velero_backup_whose_upload_failed_is_not_fresh(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """When the tarball's upload fails Velero deletes the backup's velero-backup.json and leaves its log
+    (pkg/persistence/object_store.go PutBackup): no backup, however new the log."""
+    entries = expectations(renders["dev"].plan)
+    velero = _velero_entry(entries)
+    for entry in entries:
+        if entry is not velero:
+            put(s3, entry, written(entry))
+    name = f"{velero['writer'].split('/')[1]}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    put(s3, velero, f"{name.rsplit('-', 1)[1]}/{name}-logs.gz")
+    assert run("dev", {"backupExpectations": entries}, tmp_path) == 1
+    assert f"MISSING s3://{velero['bucket']}/{velero['prefix']} ({velero['writer']})" in capsys.readouterr().out
+
+
+def test_only_the_newest_velero_backup_is_read_and_a_finishing_one_is_not_yet_a_failure(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """An older failure does not matter once a newer backup completed; a backup still finishing its plugin operations
+    (CSI snapshots) is fine while it is younger than the margin, a failure after it. One object read per Schedule."""
+    entries = [e for e in expectations(renders["dev"].plan) if e["writer"].startswith("Schedule ")]
+    velero = entries[0]
+    now = datetime.now(timezone.utc)
+    for entry in entries:
+        put(s3, entry, written(entry, now - timedelta(days=1)), "Failed")
+        put(s3, entry, written(entry, now - timedelta(hours=1)))
+    put(s3, velero, written(velero, now), "WaitingForPluginOperations")
+    reads: list[str] = []
+    listing = backups.S3Store()
+
+    def reader(expected: backups.Expectation, key: str) -> bytes:
+        reads.append(key)
+        return listing.read(expected, key)
+
+    found = backups.expectations({"backupExpectations": entries}, "dev")
+    problems, fresh = backups.check(found, listing.list, now + timedelta(minutes=5), reader)
+    assert problems == [] and len(fresh) == len(entries) and len(reads) == len(entries)
+    problems, _ = backups.check(found, listing.list, now + backups.MARGIN + timedelta(minutes=5), reader)
+    assert problems[0].startswith(f"FAILED s3://{velero['bucket']}/{velero['prefix']} ({velero['writer']}): newest backup ") and \
+        "is WaitingForPluginOperations, not Completed" in problems[0]
 
 
 def test_an_unreadable_store_fails_naming_it(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
@@ -264,7 +354,7 @@ def test_bad_outputs_name_the_problem(outputs: Any, words: str, tmp_path: Path, 
 
 
 def test_a_bad_schedule_names_it(tmp_path: Path, capsys) -> None:
-    entry = dict.fromkeys(backups.FIELDS, "x") | {"schedule": "61 * * * *", "endpoint": None}
+    entry = dict.fromkeys(backups.FIELDS, "x") | {"schedule": "61 * * * *", "endpoint": None, "outcome": None}
     (tmp_path / "o.json").write_text(json.dumps({"backupExpectations": [entry]}))
     assert backups.run(argparse.Namespace(stack="dev", outputs=str(tmp_path / "o.json")), lister=lambda e: []) == 2
     assert "schedule '61 * * * *' is not a cron schedule" in capsys.readouterr().err
@@ -305,11 +395,21 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
     assert any(_allows(p, "s3:ListBucket", {}, bucket) for p in policies)
     for action, resource in (("s3:ListBucket", "arn:aws:s3:::platform-example-com-gitlab-artifacts"),
                              ("s3:GetObject", f"{bucket}/vault/vault-20261207T041700Z.snap"), ("s3:ListBucketVersions", bucket),
+                             ("s3:GetObject", f"{bucket}/velero/prod/backups/payments-prod-20261207040000/payments-prod-20261207040000.tar.gz"),
+                             ("s3:GetObject", f"{bucket}/velero/prod/kopia/payments-prod/kopia.repository"),
                              ("s3:GetObjectVersion", f"{bucket}/vault/x"), ("s3:PutObject", f"{bucket}/vault/x"),
                              ("s3:DeleteObject", f"{bucket}/vault/x"), ("s3:BypassGovernanceRetention", f"{bucket}/vault/x"),
                              ("kms:Decrypt", "*"), ("sts:AssumeRole", "*")):
         assert not any(_allows(p, action, {}, resource) for p in policies), (action, resource)
-    assert [(s["Effect"], s["Action"], s["Resource"]) for p in policies for s in p["Statement"]] == [("Allow", ["s3:ListBucket"], bucket)]
+    assert _allows(policies[0], "s3:GetObject", {}, f"{bucket}/velero/prod/backups/payments-prod-20261207040000/velero-backup.json")
+    velero = json.loads(named(prod, "prod-velero", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])["Statement"]
+    [key] = [s["Resource"] for s in velero if s["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]]  # the bucket's key
+    assert [(s["Effect"], s["Action"], s["Resource"], s.get("Condition")) for p in policies for s in p["Statement"]] == [
+        ("Allow", ["s3:ListBucket"], bucket, None),
+        ("Allow", ["s3:GetObject"], f"{bucket}/velero/*/backups/*/velero-backup.json", None),
+        # The key decrypts for the role only inside an S3 request, which the statement above confines.
+        ("Allow", ["kms:Decrypt"], key, {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}),
+    ]
     [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
     assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
     assert "platform-pipeline-backup-watch" in prod["outputs"]["backupWatchRoleArn"]  # BACKUP_WATCH_ROLE_ARN
@@ -364,9 +464,11 @@ def test_a_watch_key_in_plain_text_is_refused(tmp_path: Path) -> None:
 def test_the_watch_keys_are_in_the_inventory_and_never_in_the_plan(renders: dict) -> None:
     plan = renders["dev"].plan
     entries = {c["what"]: c for c in plan["outputs"]["credentials"]}
-    for bucket in ("platform-dev", "platform-dev-backups"):
+    for bucket, grant in (("platform-dev", "s3:ListBucket only (no object read, no write)"),
+                          ("platform-dev-backups", "s3:ListBucket, and s3:GetObject of velero/*/backups/*/velero-backup.json only "
+                                                   "(no other object read, no write)")):
         entry = entries[f"list-only watch key of bucket {bucket}"]
-        assert entry["category"] == "external" and "s3:ListBucket only" in entry["scope"]
+        assert entry["category"] == "external" and f"should be {grant};" in entry["scope"]
     # The program keeps no copy of the keys (the job reads them from the config): no resource has either.
     raw, _ = read_stack_file(ROOT / "Pulumi.dev.yaml")
     config = {key: json.loads(value) for key, value in raw.items() if key in ("platform:objectStore", "platform:backups")}
