@@ -58,6 +58,16 @@ def service_account_trust(identity: AwsWorkloadIdentity, namespace: str, service
     )
 
 
+# The KMS keys whose loss takes the history with it (the backups', Vault's unseal key, the data stores'): on a
+# protected stack they carry this tag, and the deploy role may not delete, disable, re-policy or re-tag a key
+# that does (components/ci_identity.py). An unprotected stack's destroy still deletes them.
+HISTORY_TAG = "platform.io/keeps-history"
+
+
+def history_key_tags(protect: bool) -> dict[str, str]:
+    return {HISTORY_TAG: "true"} if protect else {}
+
+
 def irsa_credential(role: str, account: str, cluster: str, scope: str) -> Credential:
     """The inventory entry of the AWS sessions a service account gets through `role`."""
     return Credential(

@@ -30,7 +30,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws import AwsWorkloadIdentity, irsa_credential, private_bucket, workload_role
+from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, private_bucket, workload_role
 from components.cluster import ClusterHandle
 from components.common import ObjectStoreTarget
 from components.helm import metadata, workload_service_account
@@ -184,7 +184,7 @@ class BackupStore(pulumi.ComponentResource):
             description="Encrypts the platform's backups",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags=dict(MANAGED_BY),
+            tags={**MANAGED_BY, **history_key_tags(args.protect)},
             # Losing the key loses every backup.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=args.protect)),
         )

@@ -18,8 +18,10 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   cert-manager, Vault, GitLab, Harbor; these very roles), which is administrator power
   whatever a narrower policy says; a scoped policy would only look safer. One explicit Deny:
   no deleting database snapshots, the automated backups RDS keeps after an instance goes or EBS
-  snapshots, no bypassing the backup bucket's Object Lock, no unlocking the Recycle Bin rule (no
-  run of the program needs to), so a mistaken or hijacked deploy cannot take the history.
+  snapshots, no bypassing the backup bucket's Object Lock, no unlocking the Recycle Bin rule, and on a
+  protected stack no deleting, disabling, re-policying or re-tagging the KMS keys the history is
+  encrypted with (tagged HISTORY_TAG) (no run of the program needs to), so a mistaken or hijacked
+  deploy cannot take the history.
 * backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
   tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
   to read Velero's velero-backup.json files (a backup's Backup object and how it ended, no data),
@@ -39,7 +41,7 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.aws import STS_AUDIENCE, web_identity_trust
+from components.aws import HISTORY_TAG, STS_AUDIENCE, web_identity_trust
 from components.backups import VELERO_OUTCOMES
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
@@ -85,6 +87,10 @@ BACKUP_DELETIONS = (
     "rbin:UnlockRule",
     "rbin:DeleteRule",
 )
+
+
+# What makes a KMS key's ciphertexts unreadable, or the key unmanageable: refused on the keys tagged HISTORY_TAG.
+HISTORY_KEY_CHANGES = ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", "kms:TagResource", "kms:UntagResource")
 
 
 def subject(project_path: str, branch: str) -> str:
@@ -166,6 +172,8 @@ class PipelineIdentity(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data), opts=on_aws)
         deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
         keep_backups = deny_policy("KeepBackups", BACKUP_DELETIONS)
+        keep_backups["Statement"].append({"Sid": "KeepHistoryKeys", "Effect": "Deny", "Action": list(HISTORY_KEY_CHANGES), "Resource": "*",
+                                          "Condition": {"StringEquals": {f"aws:ResourceTag/{HISTORY_TAG}": "true"}}})
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
@@ -181,7 +189,8 @@ class PipelineIdentity(pulumi.ComponentResource):
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
              "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
-             "AdministratorAccess, minus deleting backups and snapshots or lifting their locks", f"{name}-deploy"),
+             "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys",
+             f"{name}-deploy"),
         ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
                "(the backups schedule's platformctl backups check)",
                f"s3:ListBucket on the backup bucket and s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3), nothing else",

@@ -36,6 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import AfterValidator, Field
 
+from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
@@ -209,7 +210,7 @@ class AwsShared:
             description="platform data stores (RDS, ElastiCache): storage and snapshots",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags=tags,
+            tags={**tags, **history_key_tags(protect)},
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
         )
         self.db_subnets = aws.rds.SubnetGroup(f"{name}-postgres", subnet_ids=list(network.private_subnet_ids), tags=tags, opts=opts)

@@ -35,7 +35,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
+from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, service_account_trust
 from components.backend_tls import CA_DAYS, BackendTlsArgs, internal_certificate
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
@@ -240,7 +240,7 @@ class Vault(pulumi.ComponentResource):
             description=f"Auto-unseal key of the platform Vault on the {role} cluster",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags={CLUSTER_LABEL: role, **MANAGED_BY},
+            tags={CLUSTER_LABEL: role, **MANAGED_BY, **history_key_tags(protect)},
             # Losing this key loses Vault's data.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=protect)),
         )
