@@ -395,7 +395,8 @@ class WatchKey(Model):
     """A key that may only list the bucket: what the backups schedule's `platformctl backups check` uses
     (.ci/watch-keys reads it from the stack's config). README: Backups and restore."""
 
-    access_key_id: str = Field(min_length=1)
+    # .ci/watch-keys writes it into an AWS credentials file, where a line break would add settings.
+    access_key_id: Annotated[str, _check(re.compile(r"^[!-~]+\Z"), "printable ASCII without spaces, as an S3 key id")]
     secret_access_key: SecretStr
 
 

@@ -4,9 +4,15 @@ The staleness check's own attacks (a failed Velero backup, a log without a backu
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
+import shlex
+import subprocess
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from components.aws import HISTORY_TAG, history_key_tags
 from tests.test_aws_attacks import _allows, _listed, _of_type, _role_policies
@@ -18,6 +24,7 @@ KEY_KILLERS = ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", 
 # The keys the history cannot be read without: the backup bucket's, Vault's unseal key (its snapshots are
 # restored only with it) and each data store's (RDS's and ElastiCache's storage and snapshots: the platform's,
 # and Dragonfly's managers' on the workload clusters).
+ROOT = Path(__file__).resolve().parent.parent
 HISTORY_KEYS = ("backups", "control-plane-vault-unseal", "data-stores-key", "dev-dragonfly-stores-key", "prod-dragonfly-stores-key")
 
 
@@ -59,3 +66,60 @@ def test_the_keys_of_the_history_are_marked_only_on_a_protected_stack(renders: d
                         if (k["inputs"].get("tags") or {}).get("platform.io/keeps-history") == "true")
         assert marked == (sorted(HISTORY_KEYS) if stack == "prod" else []), stack
         assert json.dumps(plan).count("platform.io/keeps-history") == (len(HISTORY_KEYS) + 1 if stack == "prod" else 0), stack  # the Deny
+
+
+# --- the backups schedule's watch keys (.ci/watch-keys) -----------------------------------------------------------
+
+
+def _watch_keys(tmp_path: Path, config: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """.ci/watch-keys dev with a stand-in `pulumi config get` answering `config` (else: not found)."""
+    cases = "".join(f"  \"config get --path {key} --stack dev\") printf '%s\\n' {shlex.quote(value)} ;;\n" for key, value in config.items())
+    (tmp_path / "pulumi").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo "error: configuration key not found" >&2; exit 255 ;;\nesac\n')
+    (tmp_path / "pulumi").chmod(0o755)
+    keys = tmp_path / "aws-watch-keys"
+    done = subprocess.run([str(ROOT / ".ci" / "watch-keys"), "dev"], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin", "AWS_SHARED_CREDENTIALS_FILE": str(keys)})
+    return done, keys
+
+
+@pytest.mark.parametrize("field", ["accessKeyId", "secretAccessKey"])
+def test_a_watch_key_cannot_smuggle_a_command_into_the_backups_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    """The job writes each watch key into an AWS credentials file, which botocore reads as INI: a value with a
+    line break adds settings to the profile, and `credential_process` is a command botocore runs for credentials.
+    The secret is ciphertext in the stack file (a "rotation" nobody can read in review), and the job runs on the
+    protected runner with the preview team's Pulumi token, which decrypts every secret of the stacks."""
+    proof = tmp_path / "ran"
+    # The profile assumes a role with the credentials of a profile of the value's own, which runs the command.
+    smuggled = f"x\nrole_arn = arn:aws:iam::123456789012:role/any\nsource_profile = next\n[next]\ncredential_process = touch {proof}"
+    key = {"accessKeyId": "dev-watch", "secretAccessKey": "s3cr3t", field: smuggled}
+    done, keys = _watch_keys(tmp_path, {f"platform:backups.target.watchKey.{name}": value for name, value in key.items()})
+    assert done.returncode != 0 and "platform:backups.target.watchKey" in done.stderr and "s3cr3t" not in done.stdout + done.stderr
+    written = keys.read_text() if keys.exists() else ""
+    assert "credential_process" not in written and "source_profile" not in written
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(keys))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    with contextlib.suppress(BotoCoreError, ValueError):  # the stand-in command prints no credentials
+        boto3.Session(profile_name="backups").get_credentials()
+    assert not proof.exists(), "botocore ran the command the watch key carried"
+
+
+def test_a_plain_watch_key_still_becomes_its_stores_profile(tmp_path: Path) -> None:
+    """What the refusal leaves: AWS's and MinIO's key ids and secrets (letters, digits, + / = . _ -)."""
+    done, keys = _watch_keys(tmp_path, {"platform:objectStore.watchKey.accessKeyId": "AKIA0123456789ABCDEF",
+                                        "platform:objectStore.watchKey.secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY"})
+    assert done.returncode == 0, done.stderr
+    assert keys.read_text() == ("[objectStore]\naws_access_key_id = AKIA0123456789ABCDEF\n"
+                                "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY\n")
+
+
+def test_a_watch_key_id_with_a_line_break_is_refused_by_the_stack_file_naming_it(tmp_path: Path) -> None:
+    """The key id is plain text in the stack file: refused there, before any job writes it."""
+    from tests.test_config import DEV, _problems, _write, setting
+
+    lines = _problems(_write(tmp_path, DEV, setting("platform:backups", "target", "watchKey", "accessKeyId",
+                                                    value="dev-watch\nrole_arn = arn:aws:iam::123456789012:role/any")))
+    assert any(": platform:backups.target.watchKey.accessKeyId: " in line and "allowed: printable ASCII without spaces" in line
+               for line in lines), lines
