@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import shlex
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 
 from components.aws import HISTORY_TAG, history_key_tags
 from tests.test_aws_attacks import _allows, _listed, _of_type, _role_policies
+from tests.test_backup_watch import watch_keys
 from tests.test_eks_storage import named
 
 # What destroys every backup a KMS key encrypts, or keeps everyone from it: deleting the key (after its
@@ -24,7 +23,6 @@ KEY_KILLERS = ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", 
 # The keys the history cannot be read without: the backup bucket's, Vault's unseal key (its snapshots are
 # restored only with it) and each data store's (RDS's and ElastiCache's storage and snapshots: the platform's,
 # and Dragonfly's managers' on the workload clusters).
-ROOT = Path(__file__).resolve().parent.parent
 HISTORY_KEYS = ("backups", "control-plane-vault-unseal", "data-stores-key", "dev-dragonfly-stores-key", "prod-dragonfly-stores-key")
 
 
@@ -71,17 +69,6 @@ def test_the_keys_of_the_history_are_marked_only_on_a_protected_stack(renders: d
 # --- the backups schedule's watch keys (.ci/watch-keys) -----------------------------------------------------------
 
 
-def _watch_keys(tmp_path: Path, config: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """.ci/watch-keys dev with a stand-in `pulumi config get` answering `config` (else: not found)."""
-    cases = "".join(f"  \"config get --path {key} --stack dev\") printf '%s\\n' {shlex.quote(value)} ;;\n" for key, value in config.items())
-    (tmp_path / "pulumi").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo "error: configuration key not found" >&2; exit 255 ;;\nesac\n')
-    (tmp_path / "pulumi").chmod(0o755)
-    keys = tmp_path / "aws-watch-keys"
-    done = subprocess.run([str(ROOT / ".ci" / "watch-keys"), "dev"], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{tmp_path}:/usr/bin:/bin", "AWS_SHARED_CREDENTIALS_FILE": str(keys)})
-    return done, keys
-
-
 @pytest.mark.parametrize("field", ["accessKeyId", "secretAccessKey"])
 def test_a_watch_key_cannot_smuggle_a_command_into_the_backups_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str) -> None:
     """The job writes each watch key into an AWS credentials file, which botocore reads as INI: a value with a
@@ -92,7 +79,7 @@ def test_a_watch_key_cannot_smuggle_a_command_into_the_backups_job(tmp_path: Pat
     # The profile assumes a role with the credentials of a profile of the value's own, which runs the command.
     smuggled = f"x\nrole_arn = arn:aws:iam::123456789012:role/any\nsource_profile = next\n[next]\ncredential_process = touch {proof}"
     key = {"accessKeyId": "dev-watch", "secretAccessKey": "s3cr3t", field: smuggled}
-    done, keys = _watch_keys(tmp_path, {f"platform:backups.target.watchKey.{name}": value for name, value in key.items()})
+    done, keys = watch_keys(tmp_path, {f"platform:backups.target.watchKey.{name}": value for name, value in key.items()})
     assert done.returncode != 0 and "platform:backups.target.watchKey" in done.stderr and "s3cr3t" not in done.stdout + done.stderr
     written = keys.read_text() if keys.exists() else ""
     assert "credential_process" not in written and "source_profile" not in written
@@ -108,7 +95,7 @@ def test_a_watch_key_cannot_smuggle_a_command_into_the_backups_job(tmp_path: Pat
 
 def test_a_plain_watch_key_still_becomes_its_stores_profile(tmp_path: Path) -> None:
     """What the refusal leaves: AWS's and MinIO's key ids and secrets (letters, digits, + / = . _ -)."""
-    done, keys = _watch_keys(tmp_path, {"platform:objectStore.watchKey.accessKeyId": "AKIA0123456789ABCDEF",
+    done, keys = watch_keys(tmp_path, {"platform:objectStore.watchKey.accessKeyId": "AKIA0123456789ABCDEF",
                                         "platform:objectStore.watchKey.secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY"})
     assert done.returncode == 0, done.stderr
     assert keys.read_text() == ("[objectStore]\naws_access_key_id = AKIA0123456789ABCDEF\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -507,16 +508,22 @@ def test_the_registry_copy_rewrites_its_marker_only_after_a_sync_that_succeeded(
         assert (harbor["prefix"], re.fullmatch(harbor["pattern"], "") is not None) == ("harbor/registry-synced", True)
 
 
-def test_the_ci_job_hands_each_stores_watch_key_to_the_check_as_its_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """.ci/watch-keys with a stand-in `pulumi config get` that knows the target's watch key only (as a stack whose
-    object store has none): one profile, named after its store as the check looks it up, readable by its owner only."""
-    config = {"platform:backups.target.watchKey.accessKeyId": "dev-watch", "platform:backups.target.watchKey.secretAccessKey": "s3cr3t"}
-    cases = "".join(f'  "config get --path {key} --stack dev") echo "{value}" ;;\n' for key, value in config.items())
+def watch_keys(tmp_path: Path, config: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """.ci/watch-keys dev with a stand-in `pulumi config get` answering `config` (else: not found), and its file."""
+    cases = "".join(f"  \"config get --path {key} --stack dev\") printf '%s\\n' {shlex.quote(value)} ;;\n" for key, value in config.items())
     (tmp_path / "pulumi").write_text(f'#!/bin/sh\ncase "$*" in\n{cases}  *) echo "error: configuration key not found" >&2; exit 255 ;;\nesac\n')
     (tmp_path / "pulumi").chmod(0o755)
     keys = tmp_path / "aws-watch-keys"
     done = subprocess.run([str(ROOT / ".ci" / "watch-keys"), "dev"], capture_output=True, text=True, timeout=30,
                           env={"PATH": f"{tmp_path}:/usr/bin:/bin", "AWS_SHARED_CREDENTIALS_FILE": str(keys)})
+    return done, keys
+
+
+def test_the_ci_job_hands_each_stores_watch_key_to_the_check_as_its_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.ci/watch-keys with a stand-in `pulumi config get` that knows the target's watch key only (as a stack whose
+    object store has none): one profile, named after its store as the check looks it up, readable by its owner only."""
+    config = {"platform:backups.target.watchKey.accessKeyId": "dev-watch", "platform:backups.target.watchKey.secretAccessKey": "s3cr3t"}
+    done, keys = watch_keys(tmp_path, config)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "watch key dev-watch for the backups store\n" and "s3cr3t" not in done.stdout + done.stderr
     assert keys.read_text() == "[backups]\naws_access_key_id = dev-watch\naws_secret_access_key = s3cr3t\n"
