@@ -3,7 +3,8 @@
 What is expected is the program's: the stack output `backupExpectations` (stacks/backups.py) lists each
 backup writer's store, prefix, key pattern and cron schedule. The check lists each prefix (ListObjectsV2:
 keys and their LastModified, never an object's content) and fails, one line per backup, when the newest
-matching object is older than the schedule's longest interval plus MARGIN, or there is none. For a Velero
+matching object is older than the schedule's longest interval plus MARGIN, or there is none, or it is dated
+more than SKEW ahead of the check's clock. For a Velero
 Schedule (`outcome` "velero") the newest match is its newest backup's velero-backup.json, the one object
 the check reads: the backup's `status.phase` must be Completed (Velero still uploads a Failed backup, and a
 PartiallyFailed one lacks objects or volumes).
@@ -39,6 +40,9 @@ MARGIN = timedelta(hours=7)
 # Four years of days: every day of every month occurs, 29 February included (a schedule naming both a day
 # of the month and a weekday repeats over 28 years: its longest gap is sampled, not proven).
 CYCLE_DAYS = 4 * 366
+# How far ahead of the check's clock an object may be dated (the store's clock and the runner's both drift).
+# More, and that object would stay "newest" for as long as it is ahead, whatever its writer does: a failure.
+SKEW = timedelta(minutes=15)
 FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule", "outcome")
 OUTCOMES = (None, "velero")  # how the newest match says its backup ended: not at all, or Velero's status.phase
 # Velero's phases of a backup still finishing its plugin operations (CSI snapshots); each ends Completed or
@@ -178,6 +182,9 @@ def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) 
     if latest is None:
         return False, f"MISSING {expected.where} ({expected.writer}): no object matches {expected.pattern}; {allowed}"
     when, age = latest["LastModified"], now - latest["LastModified"]
+    if -age > SKEW:
+        return False, (f"FUTURE {expected.where} ({expected.writer}): newest {stamp(when)} is {hours(-age)} ahead of this check's clock, "
+                       f"more than {hours(SKEW)}: the store's or the runner's clock is wrong, or the object's time was set")
     if phase not in (None, "Completed") and not (phase in FINISHING and age <= MARGIN):
         name = latest["Key"].split("/")[-2]
         return False, (f"FAILED {expected.where} ({expected.writer}): newest backup {name} is {phase}, not Completed "

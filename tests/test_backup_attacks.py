@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from components.aws import HISTORY_TAG, history_key_tags
 from tests.test_aws_attacks import _allows, _listed, _of_type, _role_policies
-from tests.test_backup_watch import watch_keys
+from tests.test_backup_watch import watch_keys, written
 from tests.test_eks_storage import named
 
 # What destroys every backup a KMS key encrypts, or keeps everyone from it: deleting the key (after its
@@ -110,3 +111,34 @@ def test_a_watch_key_id_with_a_line_break_is_refused_by_the_stack_file_naming_it
                                                     value="dev-watch\nrole_arn = arn:aws:iam::123456789012:role/any")))
     assert any(": platform:backups.target.watchKey.accessKeyId: " in line and "allowed: printable ASCII without spaces" in line
                for line in lines), lines
+
+
+# --- the staleness check (platformctl/backups.py) --------------------------------------------------------------
+
+
+def test_an_object_dated_in_the_future_fails_the_check_instead_of_keeping_a_stopped_backup_fresh(renders: dict, tmp_path: Path,
+                                                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The check trusts the store's LastModified and its runner's clock. An object dated ahead of the check (a target
+    whose clock runs ahead, a runner whose clock lags, or anyone who may set an object's time on an S3-compatible
+    store, such as a replication key) would be the newest for as long as that date is ahead: the writer could stop
+    for a month and every check pass. Every other object is fresh here; the one from the future must fail."""
+    from platformctl import backups
+
+    entries = renders["dev"].plan["outputs"]["backupExpectations"]
+    now = datetime.now(timezone.utc)
+    [vault] = [e for e in entries if e["writer"] == "CronJob vault/vault-snapshot"]
+    keys = {e["writer"]: e["prefix"] + written(e) for e in entries}
+
+    def listing(expected: backups.Expectation) -> list[dict[str, Any]]:
+        ahead = timedelta(days=30) if expected.writer == vault["writer"] else timedelta(0)
+        return [{"Key": keys[expected.writer], "LastModified": now - timedelta(hours=1) + ahead}]
+
+    def read(expected: backups.Expectation, key: str) -> bytes:
+        return json.dumps({"status": {"phase": "Completed"}}).encode()
+
+    found = backups.expectations({"backupExpectations": entries}, "dev")
+    problems, fresh = backups.check(found, listing, now, read)
+    assert len(fresh) == len(entries) - 1
+    assert problems == [f"FUTURE s3://{vault['bucket']}/vault/ (CronJob vault/vault-snapshot): newest "
+                        f"{(now + timedelta(days=30, hours=-1)):%Y-%m-%dT%H:%M:%SZ} is 719.0 h ahead of this check's clock, more "
+                        f"than 0.2 h: the store's or the runner's clock is wrong, or the object's time was set"]
