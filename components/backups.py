@@ -88,8 +88,8 @@ class BackupExpectation:
     with `outcome` "velero", the newest is a Velero backup's velero-backup.json, whose phase must be Completed."""
 
     writer: pulumi.Input[str]  # "<kind> <namespace>/<name>" of what writes it
-    store: str  # "backups" (platform:backups) or "objectStore" (platform:objectStore)
-    bucket: pulumi.Input[str]
+    store: str  # "backups" (platform:backups), "objectStore" (platform:objectStore) or "rds" (an RDS instance's own)
+    bucket: pulumi.Input[str]  # "rds": the instance's identifier
     endpoint: str | None  # an S3-compatible store's; None: AWS
     region: str
     prefix: pulumi.Input[str]

@@ -25,8 +25,8 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
 * backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
   tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
   to read Velero's velero-backup.json files (a backup's Backup object and how it ended, no data),
-  decrypted through S3 only: `platformctl backups check` reads keys and their times, and the newest
-  Velero backup's phase.
+  decrypted through S3 only, and to describe the RDS instances: `platformctl backups check` reads keys
+  and their times, the newest Velero backup's phase, and each instance's latest restorable time.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
 the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
@@ -125,13 +125,16 @@ class PipelineIdentityArgs:
 
 
 def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
-    """The backup watch role's: list the bucket's keys (and their times), and read how each Velero backup ended
-    (its velero-backup.json, decrypted only through S3 and so only where S3 lets the role read); nothing else."""
+    """The backup watch role's: list the bucket's keys (and their times), read how each Velero backup ended
+    (its velero-backup.json, decrypted only through S3 and so only where S3 lets the role read), and describe the
+    RDS instances (their automated backups' latest restorable time); nothing else."""
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
         {"Sid": "ReadVeleroOutcomes", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/{VELERO_OUTCOMES}"},
         {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key_arn,
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
+        # The RDS instances' automated backups: their retention and latest restorable time (a description, no data).
+        {"Sid": "DescribeDatabases", "Effect": "Allow", "Action": ["rds:DescribeDBInstances"], "Resource": "*"},
     ]}
 
 
@@ -193,7 +196,8 @@ class PipelineIdentity(pulumi.ComponentResource):
              f"{name}-deploy"),
         ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
                "(the backups schedule's platformctl backups check)",
-               f"s3:ListBucket on the backup bucket and s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3), nothing else",
+               f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3) and "
+               "rds:DescribeDBInstances, nothing else",
                f"{name}-backup-watch"),) if args.backup_bucket is not None else ()):
             args.inventory.register(
                 Credential(

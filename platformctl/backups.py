@@ -7,7 +7,8 @@ matching object is older than the schedule's longest interval plus MARGIN, or th
 more than SKEW ahead of the check's clock. For a Velero
 Schedule (`outcome` "velero") the newest match is its newest backup's velero-backup.json, the one object
 the check reads: the backup's `status.phase` must be Completed (Velero still uploads a Failed backup, and a
-PartiallyFailed one lacks objects or volumes).
+PartiallyFailed one lacks objects or volumes). An RDS instance's automated backups (store "rds", `bucket` its
+identifier) count as one object dated its LatestRestorableTime, and as none while they are off.
 
 Credentials: an expectation's store (`backups`, `objectStore`) names the AWS profile used for it when one
 of that name is configured (kubeconfig stacks: each store's list-only watch key, written by the CI job);
@@ -68,7 +69,7 @@ class Expectation:
 
     @property
     def where(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        return f"rds:{self.bucket}" if self.store == "rds" else f"s3://{self.bucket}/{self.prefix}"
 
     @property
     def max_age(self) -> timedelta:
@@ -142,16 +143,19 @@ Lister = Callable[[Expectation], Iterable[dict[str, Any]]]
 Reader = Callable[[Expectation, str], bytes]
 
 
-def s3_client(expected: Expectation, profiles: Iterable[str]) -> Any:
+def store_client(expected: Expectation, profiles: Iterable[str]) -> Any:
     """A client of the expectation's store: with the AWS profile named after the store if there is one (which
     then wins over the environment's web identity), else the default chain."""
     session = boto3.Session(profile_name=expected.store if expected.store in profiles else None, region_name=expected.region)
+    if expected.store == "rds":
+        return session.client("rds", config=Config(retries={"mode": "standard"}))
     style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
     return session.client("s3", endpoint_url=expected.endpoint, config=style)
 
 
 class S3Store:
-    """Lists a prefix (every page) and reads one object with boto3, one client per store."""
+    """Lists a prefix (every page) and reads one object with boto3, one client per store; an RDS instance's automated
+    backups as one object, dated its LatestRestorableTime (none while they are off)."""
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str | None, str], Any] = {}
@@ -160,10 +164,17 @@ class S3Store:
     def _client(self, expected: Expectation) -> Any:
         key = (expected.store, expected.endpoint, expected.region)
         if key not in self._clients:
-            self._clients[key] = s3_client(expected, self._profiles)
+            self._clients[key] = store_client(expected, self._profiles)
         return self._clients[key]
 
     def list(self, expected: Expectation) -> Iterable[dict[str, Any]]:
+        if expected.store == "rds":
+            [instance] = self._client(expected).describe_db_instances(DBInstanceIdentifier=expected.bucket)["DBInstances"]
+            on = instance.get("BackupRetentionPeriod", 0) > 0 and "LatestRestorableTime" in instance
+            return [{"Key": expected.bucket, "LastModified": instance["LatestRestorableTime"]}] if on else []
+        return self._objects(expected)
+
+    def _objects(self, expected: Expectation) -> Iterable[dict[str, Any]]:
         for page in self._client(expected).get_paginator("list_objects_v2").paginate(Bucket=expected.bucket, Prefix=expected.prefix):
             yield from page.get("Contents", [])
 
@@ -180,7 +191,8 @@ def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) 
     except (BotoCoreError, ClientError) as err:
         return False, f"UNREADABLE {expected.where} ({expected.writer}): {err}"
     if latest is None:
-        return False, f"MISSING {expected.where} ({expected.writer}): no object matches {expected.pattern}; {allowed}"
+        what = "automated backups are off (backup retention 0)" if expected.store == "rds" else f"no object matches {expected.pattern}"
+        return False, f"MISSING {expected.where} ({expected.writer}): {what}; {allowed}"
     when, age = latest["LastModified"], now - latest["LastModified"]
     if -age > SKEW:
         return False, (f"FUTURE {expected.where} ({expected.writer}): newest {stamp(when)} is {hours(-age)} ahead of this check's clock, "

@@ -38,6 +38,12 @@ def expectations(plan: dict) -> list[dict[str, Any]]:
     return plan["outputs"]["backupExpectations"]
 
 
+def deployed(plan: dict) -> list[dict[str, Any]]:
+    """The expectations as a deployed stack's outputs say them: each RDS instance's identifier, which RDS names at
+    creation (the mock leaves it unknown), filled in."""
+    return [e | ({"bucket": f"{e['writer'].split()[1]}-7f3a2c1"} if e["store"] == "rds" else {}) for e in expectations(plan)]
+
+
 def scheduled(value: Any) -> Iterator[str]:
     """Every `schedule` string anywhere in a resource's inputs."""
     if isinstance(value, dict):
@@ -54,6 +60,8 @@ def scheduled(value: Any) -> Iterator[str]:
 def writer_of(resource: dict) -> tuple[str, str | None] | None:
     """(writer, five-field schedule; None: its base backups') the plan says `resource` writes backups as, or None."""
     inputs, kind = resource["inputs"], resource["type"].rsplit(":", 1)[-1]
+    if resource["type"] == "aws:rds/instance:Instance":  # automated backups: the transaction log every 5 minutes
+        return (f"DBInstance {resource['name']}", "*/5 * * * *") if inputs["backupRetentionPeriod"] > 0 else None
     if resource["type"] == "kubernetes:helm.sh/v3:Release" and inputs.get("chart") == "gitlab":
         cron = inputs["values"]["gitlab"]["toolbox"].get("backups", {}).get("cron", {})
         return (f"CronJob {inputs['namespace']}/{inputs['name']}-toolbox-backup", cron["schedule"]) if cron.get("enabled") else None
@@ -107,12 +115,15 @@ def test_each_expectation_points_where_its_writer_writes(renders: dict, stack: s
         elif resource["type"].endswith(":ScheduledBackup"):  # the base backups of its Cluster's folder
             wals = by_writer[f"Cluster {inputs['metadata']['namespace']}/{inputs['spec']['cluster']['name']}"]
             assert (entry["bucket"], entry["prefix"]) == (wals["bucket"], wals["prefix"].removesuffix("wals/") + "base/")
+        elif resource["type"] == "aws:rds/instance:Instance":  # described by its identifier, in its cluster's region
+            assert (entry["store"], entry["endpoint"], entry["region"]) == ("rds", None, "eu-west-1"), found[0]
         elif found[0].startswith("Cluster"):
             store = inputs["spec"]["backup"]["barmanObjectStore"]
             folder = f"{store['destinationPath']}/{store['serverName']}/wals/"
             assert f"s3://{entry['bucket']}/{entry['prefix']}" == folder and entry["endpoint"] == store["endpointURL"]
             assert f"s3://{entry['bucket']}/{entry['prefix'].removesuffix('/wals/')}" in plan["outputs"]["databaseArchives"].values()
-    assert all(e["store"] == "backups" and e["bucket"] == bucket for e in by_writer.values() if not e["writer"].startswith(("Cluster", "ScheduledBackup")))
+    assert all(e["store"] == "backups" and e["bucket"] == bucket for e in by_writer.values()
+               if not e["writer"].startswith(("Cluster", "ScheduledBackup", "DBInstance")))
 
 
 @pytest.mark.parametrize(("schedule", "longest"), [
@@ -159,6 +170,13 @@ def s3(renders: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 def put(s3: Any, entry: dict[str, Any], suffix: str, phase: str = "Completed") -> None:
+    if entry["store"] == "rds":  # an instance with automated backups: moto's LatestRestorableTime is always now
+        import boto3
+
+        boto3.client("rds", region_name=entry["region"]).create_db_instance(
+            DBInstanceIdentifier=entry["bucket"], Engine="postgres", DBInstanceClass="db.t4g.medium", BackupRetentionPeriod=7,
+            AllocatedStorage=20, MasterUsername="x", MasterUserPassword="x" * 12)
+        return
     client = s3(entry["endpoint"])
     if entry["bucket"] not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=entry["bucket"])
@@ -202,12 +220,13 @@ WRITTEN = {
     "Schedule": "{stamp}/velero-backup.json",
     "ScheduledBackup": "20261207T030000/data.tar.gz",
     "Cluster": "0000000100000000/000000010000000000000004.gz",
+    "DBInstance": "",
 }
 
 
 def written(entry: dict[str, Any], when: datetime | None = None) -> str:
     key = WRITTEN[entry["writer"]] if entry["writer"] in WRITTEN else WRITTEN[entry["writer"].split()[0]]
-    return key.format(name=entry["writer"].split("/")[1], stamp=f"{when or datetime.now(timezone.utc):%Y%m%d%H%M%S}")
+    return key.format(name=entry["writer"].split("/")[-1], stamp=f"{when or datetime.now(timezone.utc):%Y%m%d%H%M%S}")
 
 
 def run(stack: str, outputs: Any, tmp_path: Path, now: datetime | None = None) -> int:
@@ -220,20 +239,24 @@ def run(stack: str, outputs: Any, tmp_path: Path, now: datetime | None = None) -
 def test_fresh_backups_pass_and_each_stale_or_missing_one_fails_on_a_line_of_its_own(
     renders: dict, stack: str, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    entries = expectations(renders[stack].plan)
+    entries = deployed(renders[stack].plan)
     for entry in entries:
         put(s3, entry, written(entry))
     outputs = {"backupExpectations": entries}
     assert run(stack, outputs, tmp_path) == 0
     assert f"{len(entries)} of {len(entries)} backups of stack {stack} fresh" in capsys.readouterr().out
 
-    # Ten hours on, the hourly Vault snapshots are stale (1 h and the 7 h margin); the nightly ones are not.
+    # Ten hours on, the hourly Vault snapshots are stale (1 h and the 7 h margin), and so is each RDS instance's
+    # restorable time (5 minutes and the margin); the nightly ones are not.
     later = datetime.now(timezone.utc) + timedelta(hours=10)
     assert run(stack, outputs, tmp_path, later) == 1
     lines = capsys.readouterr().out.splitlines()
-    [stale] = [line for line in lines if not line.startswith("ok ")][:-1]
+    [stale, *databases] = [line for line in lines if not line.startswith("ok ")][:-1]
     assert re.fullmatch(r"STALE s3://[a-z0-9.-]+/vault/ \(CronJob vault/vault-snapshot\): newest \S+Z, 10\.0 h old; "
                         r"allowed 8\.0 h \(schedule '17 \* \* \* \*'\)", stale), stale
+    assert len(databases) == (4 if stack == "prod" else 0) and all(
+        re.fullmatch(r"STALE rds:\S+ \(DBInstance \S+\): newest \S+Z, 10\.0 h old; allowed 7\.1 h \(schedule '\*/5 \* \* \* \*'\)", line)
+        for line in databases), databases
 
     # Two days on, every backup is stale, one line each.
     assert run(stack, outputs, tmp_path, later + timedelta(days=2)) == 1
@@ -324,12 +347,44 @@ def test_only_the_newest_velero_backup_is_read_and_a_finishing_one_is_not_yet_a_
         "is WaitingForPluginOperations, not Completed" in problems[0]
 
 
+def test_a_database_whose_rds_automated_backups_stopped_fails_the_check(prod: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """RDS's automated backups are the EKS databases' only point-in-time history, and a hijacked deploy may turn them
+    off (ModifyDBInstance to a retention of 0: IAM cannot refuse it, README). Each RDS instance is an expectation:
+    its LatestRestorableTime (RDS archives the transaction log every 5 minutes) is held to its own schedule; an
+    instance without automated backups, or gone, fails the check. moto's RDS, as the watch role describes it."""
+    import boto3
+
+    entries = deployed(prod)
+    databases = [e for e in entries if e["store"] == "rds"]
+    instances = [r for r in prod["resources"] if r["type"] == "aws:rds/instance:Instance"]
+    assert sorted(e["writer"] for e in databases) == sorted(f"DBInstance {r['name']}" for r in instances) and len(instances) == 4
+    assert all((e["schedule"], e["prefix"], e["pattern"]) == ("*/5 * * * *", "", "") for e in databases)
+    for entry in entries:
+        put(s3, entry, written(entry))
+    assert run("prod", {"backupExpectations": entries}, tmp_path) == 0
+    assert f"ok rds:{databases[0]['bucket']} ({databases[0]['writer']}): newest " in capsys.readouterr().out
+
+    rds = boto3.client("rds", region_name=databases[0]["region"])
+    rds.modify_db_instance(DBInstanceIdentifier=databases[0]["bucket"], BackupRetentionPeriod=0, ApplyImmediately=True)
+    rds.delete_db_instance(DBInstanceIdentifier=databases[1]["bucket"], SkipFinalSnapshot=True)
+    assert run("prod", {"backupExpectations": entries}, tmp_path) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("ok ")][:-1]
+    assert problems == sorted([
+        f"MISSING rds:{databases[0]['bucket']} ({databases[0]['writer']}): automated backups are off (backup retention 0); "
+        "allowed 7.1 h (schedule '*/5 * * * *')",
+        f"UNREADABLE rds:{databases[1]['bucket']} ({databases[1]['writer']}): An error occurred (DBInstanceNotFound) when calling the "
+        f"DescribeDBInstances operation: DBInstance {databases[1]['bucket']} not found.",
+    ], key=lambda line: line.split()[1])
+
+
 def test_an_unreadable_store_fails_naming_it(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
     """A bucket that is gone (or a key that may not list it) is a failure, not a pass."""
-    entries = expectations(renders["prod"].plan)
+    entries = deployed(renders["prod"].plan)
     assert run("prod", {"backupExpectations": entries}, tmp_path) == 1
     out = capsys.readouterr().out
-    assert out.count("UNREADABLE s3://platform-example-com-backups/") == len(entries) and "NoSuchBucket" in out
+    databases = [e for e in entries if e["store"] == "rds"]
+    assert out.count("UNREADABLE s3://platform-example-com-backups/") == len(entries) - len(databases) and "NoSuchBucket" in out
+    assert out.count("UNREADABLE rds:") == len(databases) == 4 and "DBInstanceNotFound" in out
 
 
 # --- bad input: a clear error, exit 2, no traceback, nothing listed -------------------------------------
@@ -400,7 +455,8 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
                              ("s3:GetObject", f"{bucket}/velero/prod/kopia/payments-prod/kopia.repository"),
                              ("s3:GetObjectVersion", f"{bucket}/vault/x"), ("s3:PutObject", f"{bucket}/vault/x"),
                              ("s3:DeleteObject", f"{bucket}/vault/x"), ("s3:BypassGovernanceRetention", f"{bucket}/vault/x"),
-                             ("kms:Decrypt", "*"), ("sts:AssumeRole", "*")):
+                             ("kms:Decrypt", "*"), ("sts:AssumeRole", "*"), ("rds:ModifyDBInstance", "*"),
+                             ("rds:DownloadDBLogFilePortion", "*"), ("rds:CopyDBSnapshot", "*"), ("rds:RestoreDBInstanceToPointInTime", "*")):
         assert not any(_allows(p, action, {}, resource) for p in policies), (action, resource)
     assert _allows(policies[0], "s3:GetObject", {}, f"{bucket}/velero/prod/backups/payments-prod-20261207040000/velero-backup.json")
     velero = json.loads(named(prod, "prod-velero", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])["Statement"]
@@ -410,6 +466,7 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
         ("Allow", ["s3:GetObject"], f"{bucket}/velero/*/backups/*/velero-backup.json", None),
         # The key decrypts for the role only inside an S3 request, which the statement above confines.
         ("Allow", ["kms:Decrypt"], key, {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}),
+        ("Allow", ["rds:DescribeDBInstances"], "*", None),  # the automated backups' restorable time: a description, no data
     ]
     [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
     assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
@@ -535,8 +592,8 @@ def test_the_ci_job_hands_each_stores_watch_key_to_the_check_as_its_profile(tmp_
     import boto3
 
     target = backups.Expectation("w", "backups", "b", "https://s3.backups.example.com", "us-east-1", "p/", ".", "0 2 * * *")
-    client = backups.s3_client(target, boto3.Session().available_profiles)
+    client = backups.store_client(target, boto3.Session().available_profiles)
     assert client.meta.endpoint_url == "https://s3.backups.example.com"
     assert client._request_signer._credentials.access_key == "dev-watch"
-    other = backups.s3_client(backups.Expectation(**{**target.__dict__, "store": "objectStore"}), boto3.Session().available_profiles)
+    other = backups.store_client(backups.Expectation(**{**target.__dict__, "store": "objectStore"}), boto3.Session().available_profiles)
     assert type(other._request_signer._credentials).__name__ == "DeferredRefreshableCredentials"  # the web identity's
