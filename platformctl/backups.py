@@ -2,13 +2,13 @@
 
 What is expected is the program's: the stack output `backupExpectations` (stacks/backups.py) lists each
 backup writer's store, prefix, key pattern and cron schedule. The check lists each prefix (ListObjectsV2:
-keys and their LastModified, never an object's content) and fails, one line per backup, when the newest
-matching object is older than the schedule's longest interval plus MARGIN, or there is none, or it is dated
-more than SKEW ahead of the check's clock. For a Velero
-Schedule (`outcome` "velero") the newest match is its newest backup's velero-backup.json, the one object
-the check reads: the backup's `status.phase` must be Completed (Velero still uploads a Failed backup, and a
-PartiallyFailed one lacks objects or volumes). An RDS instance's automated backups (store "rds", `bucket` its
-identifier) count as one object dated its LatestRestorableTime, and as none while they are off.
+keys and their LastModified) and fails, one line per backup, when the newest matching object is older than
+the schedule's longest interval plus MARGIN, or there is none, or it is dated more than SKEW ahead of the
+check's clock. For a Velero Schedule (`outcome` "velero") the newest match is its newest backup's
+velero-backup.json, the one object the check reads: the backup's `status.phase` must be Completed (Velero
+still uploads a Failed backup, and a PartiallyFailed one lacks objects or volumes). An RDS instance's
+automated backups (store "rds", `bucket` its identifier) count as one object dated its LatestRestorableTime,
+and as none while they are off.
 
 Credentials: an expectation's store (`backups`, `objectStore`) names the AWS profile used for it when one
 of that name is configured (kubeconfig stacks: each store's list-only watch key, written by the CI job);
@@ -153,7 +153,7 @@ def store_client(expected: Expectation, profiles: Iterable[str]) -> Any:
     return session.client("s3", endpoint_url=expected.endpoint, config=style)
 
 
-class S3Store:
+class Stores:
     """Lists a prefix (every page) and reads one object with boto3, one client per store; an RDS instance's automated
     backups as one object, dated its LatestRestorableTime (none while they are off)."""
 
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace, lister: Lister | None = None, now: datetime | 
         if args.stack not in known:
             raise CheckError(f"unknown stack {args.stack!r}; allowed: {', '.join(known)} (a Pulumi.<stack>.yaml)")
         found = expectations(stack_outputs(args.stack, args.outputs), args.stack)
-        store = S3Store()
+        store = Stores()
         problems, fresh = check(found, lister or store.list, now or datetime.now(timezone.utc), reader or store.read)
     except CheckError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -333,7 +333,7 @@ def test_only_the_newest_velero_backup_is_read_and_a_finishing_one_is_not_yet_a_
         put(s3, entry, written(entry, now - timedelta(hours=1)))
     put(s3, velero, written(velero, now), "WaitingForPluginOperations")
     reads: list[str] = []
-    listing = backups.S3Store()
+    listing = backups.Stores()
 
     def reader(expected: backups.Expectation, key: str) -> bytes:
         reads.append(key)
