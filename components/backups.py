@@ -42,6 +42,7 @@ SERVICES = ("vault", "gitlab", "harbor")
 CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
 VELERO_OUTCOMES = "velero/*/backups/*/velero-backup.json"  # each Velero backup's Backup object: how it ended, no data
+BARMAN_OUTCOMES = "postgres/*/base/*/backup.info"  # each CloudNativePG base backup's status, LSNs and times: no data
 
 
 @dataclass(frozen=True)
@@ -322,10 +323,10 @@ def target_credential(target: ObjectStoreTarget) -> Credential:
 
 def watch_key_credential(config_key: str, endpoint: str, bucket: str) -> Credential:
     """A kubeconfig store's key for the backups schedule (`<config_key>.watchKey`): in the config, not in the plan.
-    The backup target's also reads Velero's velero-backup.json files (how each backup ended), which Velero writes there."""
-    grant = "s3:ListBucket only (no object read, no write)"
-    if config_key == "platform:backups.target":
-        grant = f"s3:ListBucket, and s3:GetObject of {VELERO_OUTCOMES} only (no other object read, no write)"
+    It also reads how each backup there ended: the target's Velero's velero-backup.json files, the object store's
+    CloudNativePG base backups' backup.info files."""
+    reads = VELERO_OUTCOMES if config_key == "platform:backups.target" else BARMAN_OUTCOMES
+    grant = f"s3:ListBucket, and s3:GetObject of {reads} only (no other object read, no write)"
     return external_secret(
         f"list-only watch key of bucket {bucket}",
         issuer=f"the administrator of {endpoint}",

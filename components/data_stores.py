@@ -501,19 +501,20 @@ def cnpg_cluster_spec(service: str, args: DataStoresArgs, server_name: pulumi.In
 def archive_expectations(
     service: str, ns: k8s.core.v1.Namespace, store: ObjectStoreTarget, archive: pulumi.Output[str],
 ) -> list[BackupExpectation]:
-    """The folder's base backups and WAL (barman-cloud's layout: base/<backup id>/data.tar[.gz], wals/<timeline and
-    log>/<segment>[.gz]), both new at least once a day: the daily base backup ends by switching to a new WAL segment."""
+    """The folder's base backups and WAL (barman-cloud's layout: base/<backup id>/data.tar[.gz] and backup.info,
+    wals/<timeline and log>/<segment>[.gz]), both new at least once a day: the daily base backup ends by switching
+    to a new WAL segment. A base backup counts by its backup.info, uploaded when it ends with its status (DONE, FAILED)."""
     folder = archive.apply(lambda url: url.removeprefix(f"s3://{store.bucket}/") + "/")
     schedule = " ".join(BACKUP_SCHEDULE.split()[1:])  # without CloudNativePG's leading seconds
     return [
         BackupExpectation(
             writer=pulumi.Output.concat(f"{kind} ", ns.metadata.name, f"/{service}-postgres{suffix}"), store="objectStore",
             bucket=store.bucket, endpoint=store.endpoint, region=store.region, prefix=folder.apply(lambda f, sub=sub: f + sub),
-            pattern=pattern, schedule=schedule,
+            pattern=pattern, schedule=schedule, outcome=outcome,
         )
-        for kind, suffix, sub, pattern in (
-            ("ScheduledBackup", "-daily", "base/", r"^[^/]+/data\.tar"),
-            ("Cluster", "", "wals/", r"^[0-9A-F]{16}/[0-9A-F]{24}"),
+        for kind, suffix, sub, pattern, outcome in (
+            ("ScheduledBackup", "-daily", "base/", r"^[^/]+/backup\.info$", "barman"),
+            ("Cluster", "", "wals/", r"^[0-9A-F]{16}/[0-9A-F]{24}", None),
         )
     ]
 

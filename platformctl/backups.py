@@ -45,7 +45,9 @@ CYCLE_DAYS = 4 * 366
 # More, and that object would stay "newest" for as long as it is ahead, whatever its writer does: a failure.
 SKEW = timedelta(minutes=15)
 FIELDS = ("writer", "store", "bucket", "endpoint", "region", "prefix", "pattern", "schedule", "outcome")
-OUTCOMES = (None, "velero")  # how the newest match says its backup ended: not at all, or Velero's status.phase
+# How the newest match says its backup ended, and what it must say: not at all; Velero's velero-backup.json
+# (status.phase); barman-cloud's backup.info (status=..., uploaded when a base backup ends).
+OUTCOMES = {None: None, "velero": "Completed", "barman": "DONE"}
 # Velero's phases of a backup still finishing its plugin operations (CSI snapshots); each ends Completed or
 # PartiallyFailed within the backup's itemOperationTimeout (4 h by default), inside MARGIN.
 FINISHING = ("WaitingForPluginOperations", "Finalizing")
@@ -119,7 +121,7 @@ def expectations(outputs: Any, stack: str) -> list[Expectation]:
         except (re.error, TypeError) as err:
             raise CheckError(f"stack {stack}: {OUTPUT}[{i}].pattern {entry['pattern']!r} is not a regular expression ({err})") from None
         if entry["outcome"] not in OUTCOMES:
-            raise CheckError(f"stack {stack}: {OUTPUT}[{i}].outcome {entry['outcome']!r} is unknown; allowed: null, \"velero\"")
+            raise CheckError(f"stack {stack}: {OUTPUT}[{i}].outcome {entry['outcome']!r} is unknown; allowed: null, \"velero\", \"barman\"")
         found.append(Expectation(**entry))
     return found
 
@@ -130,8 +132,12 @@ def newest(objects: Iterable[dict[str, Any]], expected: Expectation) -> dict[str
     return max((o for o in objects if pattern.search(o["Key"][len(expected.prefix):])), key=lambda o: (o["LastModified"], o["Key"]), default=None)
 
 
-def velero_phase(body: bytes) -> str:
-    """The phase a velero-backup.json records (`status.phase`), or what is wrong with it."""
+def recorded(outcome: str, body: bytes) -> str:
+    """How a backup's record says it ended: a velero-backup.json's `status.phase`, a backup.info's `status` line;
+    or what is wrong with the record."""
+    if outcome == "barman":
+        lines = dict(line.partition("=")[::2] for line in body.decode("utf-8", "replace").splitlines())
+        return lines.get("status") or "a backup.info without a status"
     try:
         phase = json.loads(body)["status"]["phase"]
     except (ValueError, KeyError, TypeError):
@@ -187,7 +193,7 @@ def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) 
     allowed = f"allowed {hours(expected.max_age)} (schedule '{expected.schedule}')"
     try:
         latest = newest(lister(expected), expected)
-        phase = velero_phase(reader(expected, latest["Key"])) if latest is not None and expected.outcome == "velero" else None
+        phase = recorded(expected.outcome, reader(expected, latest["Key"])) if latest is not None and expected.outcome else None
     except (BotoCoreError, ClientError) as err:
         return False, f"UNREADABLE {expected.where} ({expected.writer}): {err}"
     if latest is None:
@@ -197,10 +203,11 @@ def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) 
     if -age > SKEW:
         return False, (f"FUTURE {expected.where} ({expected.writer}): newest {stamp(when)} is {hours(-age)} ahead of this check's clock, "
                        f"more than {hours(SKEW)}: the store's or the runner's clock is wrong, or the object's time was set")
-    if phase not in (None, "Completed") and not (phase in FINISHING and age <= MARGIN):
+    done = OUTCOMES[expected.outcome]
+    if phase != done and not (expected.outcome == "velero" and phase in FINISHING and age <= MARGIN):
         name = latest["Key"].split("/")[-2]
-        return False, (f"FAILED {expected.where} ({expected.writer}): newest backup {name} is {phase}, not Completed "
-                       f"(velero backup describe {name} --details)")
+        hint = f" (velero backup describe {name} --details)" if expected.outcome == "velero" else ""
+        return False, f"FAILED {expected.where} ({expected.writer}): newest backup {name} is {phase}, not {done}{hint}"
     if age > expected.max_age:
         return False, f"STALE {expected.where} ({expected.writer}): newest {stamp(when)}, {hours(age)} old; {allowed}"
     return True, f"ok {expected.where} ({expected.writer}): newest {stamp(when)}, {hours(age)} old; {allowed}"

@@ -15,7 +15,7 @@ import pytest
 
 from components.aws import HISTORY_TAG, history_key_tags
 from tests.test_aws_attacks import _allows, _listed, _of_type, _role_policies
-from tests.test_backup_watch import watch_keys, written
+from tests.test_backup_watch import barman_backup_info, velero_backup_json, watch_keys, written
 from tests.test_eks_storage import named
 
 # What destroys every backup a KMS key encrypts, or keeps everyone from it: deleting the key (after its
@@ -134,7 +134,7 @@ def test_an_object_dated_in_the_future_fails_the_check_instead_of_keeping_a_stop
         return [{"Key": keys[expected.writer], "LastModified": now - timedelta(hours=1) + ahead}]
 
     def read(expected: backups.Expectation, key: str) -> bytes:
-        return json.dumps({"status": {"phase": "Completed"}}).encode()
+        return (barman_backup_info if expected.outcome == "barman" else velero_backup_json)(key, "Completed")
 
     found = backups.expectations({"backupExpectations": entries}, "dev")
     problems, fresh = backups.check(found, listing, now, read)

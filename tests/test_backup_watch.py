@@ -181,7 +181,21 @@ def put(s3: Any, entry: dict[str, Any], suffix: str, phase: str = "Completed") -
     if entry["bucket"] not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=entry["bucket"])
     body = velero_backup_json(entry["prefix"] + suffix, phase) if suffix.endswith("/velero-backup.json") else b"x"
+    body = barman_backup_info(suffix, phase) if suffix.endswith("/backup.info") else body
     client.put_object(Bucket=entry["bucket"], Key=entry["prefix"] + suffix, Body=body)
+
+
+def barman_backup_info(key: str, phase: str) -> bytes:
+    """backup.info as barman-cloud-backup uploads it once a base backup ends (barman/cloud.py _coordinate_backup, its
+    `finally`): BackupInfo's fields as sorted name=value lines (barman/infofile.py save), status DONE or FAILED."""
+    backup_id = key.split("/")[-2]
+    status = "DONE" if phase == "Completed" else phase
+    fields = {"backup_id": backup_id, "backup_label": "None", "begin_time": "2026-12-07 03:00:01.123456+00:00",
+              "begin_wal": "000000010000000000000003", "begin_xlog": "0/3000028", "compression": "gzip",
+              "end_time": "2026-12-07 03:00:09.654321+00:00", "end_wal": "000000010000000000000003", "mode": "concurrent",
+              "pgdata": "/var/lib/postgresql/data/pgdata", "server_name": "cloud", "status": status, "systemid": "7445091826462253079",
+              "timeline": "1", "version": "170006", **({"error": "failure uploading data (connection reset)"} if status == "FAILED" else {})}
+    return "".join(f"{name}={value}\n" for name, value in sorted(fields.items())).encode()
 
 
 def velero_backup_json(key: str, phase: str) -> bytes:
@@ -218,7 +232,7 @@ WRITTEN = {
     "CronJob gitlab/gitlab-toolbox-backup": "1796616000_2026_12_07_18.6.1_gitlab_backup.tar",
     "CronJob harbor/harbor-backup": "",  # the marker is the prefix itself
     "Schedule": "{stamp}/velero-backup.json",
-    "ScheduledBackup": "20261207T030000/data.tar.gz",
+    "ScheduledBackup": "20261207T030000/backup.info",
     "Cluster": "0000000100000000/000000010000000000000004.gz",
     "DBInstance": "",
 }
@@ -271,7 +285,7 @@ def test_a_missing_backup_and_keys_that_only_look_like_one_fail(renders: dict, s
     decoys = {
         "Schedule velero/payments-prod": "x-20261207040000/payments-prod-x-20261207040000.tar.gz",  # tenant payments-prod-x
         "CronJob gitlab/gitlab-toolbox-backup": "tmp/builds/1.tar",
-        "ScheduledBackup gitlab/gitlab-postgres-daily": "20261207T030000/backup.info",
+        "ScheduledBackup gitlab/gitlab-postgres-daily": "20261207T030000/data.tar.gz",  # no backup.info: it never ended
         "Cluster gitlab/gitlab-postgres": "0000000100000000/00000001.history",
     }
     for entry in entries:
@@ -306,6 +320,22 @@ def test_a_velero_backup_that_did_not_complete_is_not_fresh(renders: dict, s3: A
     assert [line for line in out if not line.startswith("ok ")][:-1] == [
         f"FAILED s3://{velero['bucket']}/{velero['prefix']} ({velero['writer']}): newest backup {name} is {phase}, "
         f"not Completed (velero backup describe {name} --details)"]
+
+
+def test_a_base_backup_that_failed_is_not_fresh(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
+    """barman-cloud-backup uploads data.tar before it stops the backup and uploads the label, then backup.info with
+    status FAILED if anything after failed: the newest base backup's backup.info must say DONE."""
+    entries = expectations(renders["dev"].plan)
+    for entry in entries:
+        put(s3, entry, written(entry))
+    base = next(e for e in entries if e["writer"].startswith("ScheduledBackup "))
+    backup_id = f"{datetime.now(timezone.utc) + timedelta(minutes=1):%Y%m%dT%H%M%S}"
+    put(s3, base, f"{backup_id}/data.tar.gz")
+    put(s3, base, f"{backup_id}/backup.info", "FAILED")
+    assert run("dev", {"backupExpectations": entries}, tmp_path) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if not line.startswith("ok ")][:-1] == [
+        f"FAILED s3://{base['bucket']}/{base['prefix']} ({base['writer']}): newest backup {backup_id} is FAILED, not DONE"]
 
 
 def test_a_velero_backup_whose_upload_failed_is_not_fresh(renders: dict, s3: Any, tmp_path: Path, capsys) -> None:
@@ -526,7 +556,8 @@ def test_a_watch_key_in_plain_text_is_refused(tmp_path: Path) -> None:
 def test_the_watch_keys_are_in_the_inventory_and_never_in_the_plan(renders: dict) -> None:
     plan = renders["dev"].plan
     entries = {c["what"]: c for c in plan["outputs"]["credentials"]}
-    for bucket, grant in (("platform-dev", "s3:ListBucket only (no object read, no write)"),
+    for bucket, grant in (("platform-dev", "s3:ListBucket, and s3:GetObject of postgres/*/base/*/backup.info only "
+                                           "(no other object read, no write)"),
                           ("platform-dev-backups", "s3:ListBucket, and s3:GetObject of velero/*/backups/*/velero-backup.json only "
                                                    "(no other object read, no write)")):
         entry = entries[f"list-only watch key of bucket {bucket}"]
