@@ -1,0 +1,93 @@
+"""An attacker's pass over the identity hub: OpenUnison's OIDC provider and the clients built on it.
+
+Each test is one attempt by someone with no account, or with an account at the upstream identity
+source, against what the plan declares; it must fail for the attacker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from components.openunison import NAMESPACE, SERVICE, STICKY_SERVICE
+
+PHISHING = "https://login.attacker.example/"
+
+# --- the authorize endpoint as an open redirect ----------------------------------------------------
+
+# OpenUnison 1.0.46 (the orchestra chart 3.1.40's image, openunison-k8s:1.0.46; TremoloSecurity/
+# OpenUnison tag 1.0.46-2026032001), OpenIDConnectIdP.doGet, action "auth": a request without
+# `state`, with a `client_id` no Trust has, or with a `redirect_uri` its Trust does not list is
+# answered with a redirect to that `redirect_uri` (`?error=state_missing` / `unauthorized_client`),
+# in that order, before any sign-in. RFC 6749 4.1.2.1 forbids redirecting then. No setting changes
+# it ((a): verifyRedirect only chooses the last check), and the newest tag, 1.0.50-2026052501, and
+# the default branch still do it ((b)). A Traefik route on the query ((c)) is not sound at the pinned
+# Traefik v3.6.2: QueryRegexp matches when any value of the key matches (pkg/muxer/http/matcher.go,
+# queryRegexp), OpenUnison reads the first one (getParameter), so a second, registered redirect_uri
+# gets the first past the filter; and Go's url.ParseQuery drops pairs (a ';', a bad escape) that
+# Undertow keeps. Nothing here can run Traefik and Undertow to prove a rule closes that.
+OPEN_REDIRECT = (
+    "OpenUnison 1.0.46 (and 1.0.50, upstream's newest) redirects an invalid authorize request to its "
+    "redirect_uri (OpenIDConnectIdP.doGet, action auth: missing state, unknown client, unlisted "
+    "redirect_uri); no setting or release fixes it, and a Traefik QueryRegexp filter is bypassed by a "
+    "repeated redirect_uri (Traefik matches any value, OpenUnison reads the first)"
+)
+
+
+def authorize_backends(plan: dict, url: str) -> list[str]:
+    """The Services the plan's Ingresses send `url` to (longest matching path per rule, as the Ingress API says)."""
+    parts = urlsplit(url)
+    found = []
+    for resource in plan["resources"]:
+        if resource["type"] != "kubernetes:networking.k8s.io/v1:Ingress":
+            continue
+        ingress = resource["inputs"]
+        for rule in ingress["spec"].get("rules", []):
+            if rule.get("host") != parts.hostname:
+                continue
+            matching = [p for p in rule["http"]["paths"] if _path_matches(p, parts.path)]
+            if matching:
+                best = max(matching, key=lambda p: len(p["path"]))
+                found.append(f"{ingress['metadata']['namespace']}/{best['backend']['service']['name']}")
+    return found
+
+
+def _path_matches(path: dict[str, Any], request_path: str) -> bool:
+    if path["pathType"] == "Exact":
+        return request_path == path["path"]
+    prefix = path["path"].rstrip("/")
+    return request_path == prefix or request_path.startswith(prefix + "/") or not prefix
+
+
+def authorize_requests(plan: dict) -> dict[str, str]:
+    """The requests OpenUnison answers with a redirect to the attacker's page: one per check it fails."""
+    authorize = plan["outputs"]["issuerUrl"] + "/auth"
+    base = {"response_type": "code", "scope": "openid", "redirect_uri": PHISHING}
+    return {
+        "unknown client": f"{authorize}?{urlencode({**base, 'client_id': 'no-such-client', 'state': 's'})}",
+        "known client, unlisted redirect_uri": f"{authorize}?{urlencode({**base, 'client_id': 'gitlab', 'state': 's'})}",
+        "no state": f"{authorize}?{urlencode({**base, 'client_id': 'gitlab'})}",
+    }
+
+
+OPENUNISON = {f"{NAMESPACE}/{SERVICE}", f"{NAMESPACE}/{STICKY_SERVICE}"}
+
+
+def test_a_valid_authorize_request_reaches_openunison(plan: dict) -> None:
+    """What the attempts below change is the client, the redirect_uri or the state: with the plan's
+    own, the request reaches OpenUnison (so their routing check can see it)."""
+    trusts = {r["inputs"]["spec"]["clientId"]: r["inputs"]["spec"] for r in plan["resources"] if r["inputs"].get("kind") == "Trust"}
+    assert "gitlab" in trusts and "no-such-client" not in trusts
+    [registered] = trusts["gitlab"]["redirectURI"]
+    query = {"response_type": "code", "scope": "openid", "client_id": "gitlab", "redirect_uri": registered, "state": "s"}
+    [backend] = authorize_backends(plan, f"{plan['outputs']['issuerUrl']}/auth?{urlencode(query)}")
+    assert backend in OPENUNISON
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN_REDIRECT)
+@pytest.mark.parametrize("attempt", ["unknown client", "known client, unlisted redirect_uri", "no state"])
+def test_an_invalid_authorize_request_never_reaches_openunison(plan: dict, attempt: str) -> None:
+    url = authorize_requests(plan)[attempt]
+    assert not OPENUNISON & set(authorize_backends(plan, url)), url
