@@ -23,11 +23,14 @@ PHISHING = "https://login.attacker.example/"
 # answered with a redirect to that `redirect_uri` (`?error=state_missing` / `unauthorized_client`),
 # in that order, before any sign-in. RFC 6749 4.1.2.1 forbids redirecting then. No setting changes
 # it ((a): verifyRedirect only chooses the last check), and the newest tag, 1.0.50-2026052501, and
-# the default branch still do it ((b)). A Traefik route on the query ((c)) is not sound at the pinned
-# Traefik v3.6.2: QueryRegexp matches when any value of the key matches (pkg/muxer/http/matcher.go,
-# queryRegexp), OpenUnison reads the first one (getParameter), so a second, registered redirect_uri
-# gets the first past the filter; and Go's url.ParseQuery drops pairs (a ';', a bad escape) that
-# Undertow keeps. Nothing here can run Traefik and Undertow to prove a rule closes that.
+# the default branch still do it ((b)). A Traefik route on the query ((c)) cannot be shown sound here,
+# at the pinned Traefik v3.6.2: QueryRegexp matches when any value of the key matches
+# (pkg/muxer/http/matcher.go, queryRegexp) and OpenUnison reads the first (getParameter), so an
+# allow-list is passed by a second, registered redirect_uri; a deny rule would still meet what Go's
+# url.ParseQuery drops and the servlet container may read (a pair with a bad %-escape), and the
+# action, which OpenUnison matches without regard to case ("AUTH"). (Semicolons are not one: Traefik
+# reads and forwards them as '&', pkg/server/server_entrypoint_tcp.go and pkg/proxy/httputil/proxy.go.)
+# Nothing here runs Traefik or Undertow to prove a rule closes all of it.
 OPEN_REDIRECT = (
     "OpenUnison 1.0.46 (and 1.0.50, upstream's newest) redirects an invalid authorize request to its "
     "redirect_uri (OpenIDConnectIdP.doGet, action auth: missing state, unknown client, unlisted "
