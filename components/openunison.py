@@ -596,16 +596,25 @@ function doTask(user, request) {{
     platform[fold(group)] = true;
   }});
   var mine = [];
+  var declared = {{}};
   readLocalGroups().forEach(function (configMap) {{
     var data = configMap.data || {{}};
     Object.keys(data).forEach(function (group) {{
       managed[fold(group)] = true;
       var members = data[group].split("\\n").filter(function (member) {{ return member !== ""; }});
+      members.forEach(function (member) {{
+        declared[fold(member)] = member;
+      }});
       if (id !== null && members.indexOf(id) >= 0) {{
         mine.push(group);
       }}
     }});
   }});
+  // GitLab finds a sign-in's account by its identity without regard to case (Identity.with_extern_uid):
+  // another spelling of a member's id would open that member's account.
+  if (id !== null && declared.hasOwnProperty(fold(id)) && declared[fold(id)] !== id) {{
+    throw "login refused: the user id " + id + " is another spelling of the member " + declared[fold(id)];
+  }}
   var groups = user.getGroups();
   var keep = [];
   for (var i = 0; i < groups.size(); i++) {{
@@ -637,9 +646,10 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
     have removed must never pass through from upstream. So does a user id in Kubernetes'
-    reserved `system:` names. Upstream groups are compared as Vault compares group aliases
-    (without regard to case, folded as Go's strings.ToLower folds), with the local groups and
-    with `platform_groups` (the platform's own upstream groups: only their exact spelling
+    reserved `system:` names, and another spelling of a member's id (folded as below): GitLab
+    finds a sign-in's account by identity without regard to case. Upstream groups are compared
+    as Vault compares group aliases (without regard to case, folded as Go's strings.ToLower
+    folds), with the local groups and with `platform_groups` (the platform's own upstream groups: only their exact spelling
     passes); `system:` groups never pass (a virtual cluster's API server takes the groups claim
     as it is)."""
     return _LOCAL_GROUPS_JS.format(

@@ -113,13 +113,14 @@ def gitlab_omniauth(plan: dict) -> dict[str, Any]:
 def gitlab_account(plan: dict, provider: str, uid: str, email: str) -> str | None:
     """The declared GitLab account that a sign-in through `provider` (OmniAuth uid `uid`, e-mail `email`)
     opens, in GitLab's own order (gitlab-org/gitlab lib/gitlab/auth/o_auth/user.rb, `find_user`): the
-    account holding that provider's identity with that extern_uid; else, when autoLinkUser names the
+    account holding that provider's identity with that extern_uid, found without regard to case
+    (app/models/identity.rb, `with_extern_uid`: `iwhere`, LOWER on both sides); else, when autoLinkUser names the
     provider, the account whose e-mail it is (`User.find_by(email: email.downcase)`); else None (a new
     account, which GitLab refuses when the e-mail is taken)."""
     users = {r["urn"]: r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/user:User"}
     for r in plan["resources"]:
         inputs = r["inputs"]
-        if r["type"] == "gitlab:index/userIdentity:UserIdentity" and (inputs["externalProvider"], inputs["externalUid"]) == (provider, uid):
+        if r["type"] == "gitlab:index/userIdentity:UserIdentity" and (inputs["externalProvider"], inputs["externalUid"].lower()) == (provider, uid.lower()):
             [owner] = [users[u]["username"] for u in r["dependsOn"] if u in users]
             return owner
     if provider in (gitlab_omniauth(plan).get("autoLinkUser") or []):

@@ -6,12 +6,15 @@ source, against what the plan declares; it must fail for the attacker.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from components.openunison import NAMESPACE, SERVICE, STICKY_SERVICE
+from tests.test_openunison_groups import needs_node, run_task
+from tests.test_people_attacks import gitlab_account, gitlab_omniauth, jit_script, local_groups
 
 PHISHING = "https://login.attacker.example/"
 
@@ -94,3 +97,26 @@ def test_a_valid_authorize_request_reaches_openunison(plan: dict) -> None:
 def test_an_invalid_authorize_request_never_reaches_openunison(plan: dict, attempt: str) -> None:
     url = authorize_requests(plan)[attempt]
     assert not OPENUNISON & set(authorize_backends(plan, url)), url
+
+
+# --- another spelling of a member's user id --------------------------------------------------------
+
+
+@needs_node
+def test_another_spelling_of_a_members_id_gets_no_token(renders: dict, tmp_path: Path) -> None:
+    """mallory's id at the upstream source is a tenant member's id in other case (`ALICE`: a source
+    whose user claim is case-sensitive, such as a self-service directory's user name, lets her choose
+    it). GitLab finds the account of an OIDC sign-in by its identity without regard to case, so her
+    sign-in would open the member's GitLab account, with every repository they own; OpenUnison must
+    give her no token. The member keeps theirs."""
+    plan = renders["dev"].plan
+    [provider] = gitlab_omniauth(plan)["allowSingleSignOn"]
+    answer = {"kind": "ConfigMapList", "items": local_groups(plan)}
+    members = sorted({m for config_map in answer["items"] for ids in config_map["data"].values() for m in ids.split("\n") if m})
+    assert members
+    for member in members:
+        assert run_task(tmp_path, jit_script(plan), uid=member, groups=[], answer=answer)["error"] is None
+        for other in {member.upper(), member.title()} - {member}:
+            assert gitlab_account(plan, provider, other, f"mallory@{other}.example") == member  # what GitLab would open
+            state = run_task(tmp_path, jit_script(plan), uid=other, groups=[], answer=answer)
+            assert state["error"] is not None, (other, state)
