@@ -560,20 +560,55 @@ function init(task, params) {{
 function reInit(task) {{
 }}
 
-function readLocalGroups() {{
+// GET `uri` on the API server as OpenUnison's own service account (its `k8s` target): the answer, parsed.
+function apiGet(uri) {{
   var k8s = GlobalEntries.getGlobalEntries().getConfigManager().getProvisioningEngine().getTarget("k8s").getProvider();
   var con = k8s.createClient();
   try {{
-    var uri = "/api/v1/namespaces/" + NAMESPACE + "/configmaps?labelSelector=" + encodeURIComponent(SELECTOR);
-    var list = JSON.parse(String(k8s.callWS(k8s.getAuthToken(), con, uri)));
-    if (list.kind !== "ConfigMapList") {{
-      throw "local groups: unexpected answer " + list.kind;
-    }}
-    return list.items;
+    return JSON.parse(String(k8s.callWS(k8s.getAuthToken(), con, uri)));
   }} finally {{
     con.getHttp().close();
     con.getBcm().close();
   }}
+}}
+
+function readLocalGroups() {{
+  var list = apiGet("/api/v1/namespaces/" + NAMESPACE + "/configmaps?labelSelector=" + encodeURIComponent(SELECTOR));
+  if (list.kind !== "ConfigMapList") {{
+    throw "local groups: unexpected answer " + list.kind;
+  }}
+  return list.items;
+}}
+
+// The name of the User object the JIT keeps for `id` (OpenShiftTarget.sub2uid): ASCII letters
+// lower-cased, a-z, '.' and '-' kept, any other UTF-16 unit as x-<code>-x.
+function userObjectName(id) {{
+  var name = "";
+  for (var i = 0; i < id.length; i++) {{
+    var c = id.charAt(i);
+    if (c === "." || c === "-" || (c >= "a" && c <= "z")) {{
+      name += c;
+    }} else if (c >= "A" && c <= "Z") {{
+      name += c.toLowerCase();
+    }} else {{
+      name += "x-" + id.charCodeAt(i) + "-x";
+    }}
+  }}
+  return name;
+}}
+
+// The id that signed in under `id`'s User object before (null if none did): GitLab finds a sign-in's
+// account by its identity without regard to case (Identity.with_extern_uid), so another spelling of
+// an earlier id would open that person's account.
+function earlierSpelling(id) {{
+  var answer = apiGet("/apis/openunison.tremolo.io/v1/namespaces/" + NAMESPACE + "/users/" + userObjectName(id));
+  if (answer.kind === "User") {{
+    return answer.spec && answer.spec.sub !== undefined ? String(answer.spec.sub) : null;
+  }}
+  if (answer.kind === "Status" && answer.code === 404) {{
+    return null;
+  }}
+  throw "users: unexpected answer " + answer.kind;
 }}
 
 // Vault's fold (Go's strings.ToLower, one character at a time): JavaScript's own lower-cases the
@@ -589,6 +624,10 @@ function doTask(user, request) {{
   // cluster's API server takes the token's sub, this id, as the user name as it is.
   if (id !== null && fold(id).indexOf("system:") === 0) {{
     throw "login refused: the user id " + id + " is a Kubernetes system: name";
+  }}
+  var earlier = id ? earlierSpelling(id) : null;
+  if (earlier !== null && earlier !== id) {{
+    throw "login refused: the user id " + id + " is another spelling of " + earlier + ", who signed in before";
   }}
   var managed = {{}};
   var platform = {{}};
@@ -646,8 +685,10 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
     have removed must never pass through from upstream. So does a user id in Kubernetes'
-    reserved `system:` names, and another spelling of a member's id (folded as below): GitLab
-    finds a sign-in's account by identity without regard to case. Upstream groups are compared
+    reserved `system:` names, and another spelling of an id that GitLab would take for it (it finds
+    a sign-in's account by identity without regard to case): a member's (folded as below), or the
+    one that signed in under the same User object before (OpenUnison's own record, which names it
+    by lower case). Upstream groups are compared
     as Vault compares group aliases (without regard to case, folded as Go's strings.ToLower
     folds), with the local groups and with `platform_groups` (the platform's own upstream groups: only their exact spelling
     passes); `system:` groups never pass (a virtual cluster's API server takes the groups claim

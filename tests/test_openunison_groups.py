@@ -99,8 +99,11 @@ const provider = {
   createClient: () => ({getHttp: () => ({close: () => { closed.http = true; }}), getBcm: () => ({close: () => { closed.bcm = true; }})}),
   getAuthToken: () => "sa-token",
   callWS: (token, con, uri) => {
-    asked = uri;
     if (world.fail) { throw "connection refused"; }
+    // OpenUnison's User objects (world.users, by name), as the API server answers: the object or a 404 Status.
+    const users = "/apis/openunison.tremolo.io/v1/namespaces/openunison/users/";
+    if (uri.startsWith(users)) { return JSON.stringify((world.users || {})[uri.slice(users.length)] || {kind: "Status", code: 404}); }
+    asked = uri;
     return JSON.stringify(world.answer);
   },
 };

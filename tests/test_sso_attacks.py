@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from components.openunison import NAMESPACE, SERVICE, STICKY_SERVICE
+from components.openunison import NAMESPACE, OPENUNISON_SERVICE_ACCOUNT, SERVICE, STICKY_SERVICE
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_people_attacks import gitlab_account, gitlab_omniauth, jit_script, local_groups
 
@@ -120,3 +120,48 @@ def test_another_spelling_of_a_members_id_gets_no_token(renders: dict, tmp_path:
             assert gitlab_account(plan, provider, other, f"mallory@{other}.example") == member  # what GitLab would open
             state = run_task(tmp_path, jit_script(plan), uid=other, groups=[], answer=answer)
             assert state["error"] is not None, (other, state)
+
+
+def openunison_user(sub: str, name: str) -> dict[str, Any]:
+    """The User object OpenUnison's JIT keeps for whoever signed in as `sub` (K8sCrdUserProvider)."""
+    return {"apiVersion": "openunison.tremolo.io/v1", "kind": "User", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"sub": sub, "uid": name}}
+
+
+@needs_node
+def test_another_spelling_of_someone_who_signed_in_gets_no_token(charted: dict, tmp_path: Path) -> None:
+    """A system approver or cluster admin is in no tenant: GitLab made their account at their first
+    sign-in (blockAutoCreatedUsers is false) with the identity of the id they signed in with, and
+    OpenUnison keeps a User object for them, named by OpenShiftTarget.sub2uid (ASCII letters lower-cased,
+    any character but a-z, '.' and '-' as x-<code>-x). mallory, signing in as another spelling of that id,
+    would open the approver's GitLab account and approve what needs a system approver."""
+    plan = charted["dev"].plan
+    assert gitlab_omniauth(plan)["blockAutoCreatedUsers"] is False
+    answer = {"kind": "ConfigMapList", "items": local_groups(plan)}
+    approver = "Sam.Approver2"
+    assert approver.lower() not in {m.lower() for c in answer["items"] for ids in c["data"].values() for m in ids.split("\n")}
+    users = {"sam.approverx-50-x": openunison_user(approver, "sam.approverx-50-x")}
+    assert run_task(tmp_path, jit_script(plan), uid=approver, groups=[], answer=answer, users=users)["error"] is None
+    for other in ("SAM.APPROVER2", "sam.approver2", "Sam.approver2"):
+        state = run_task(tmp_path, jit_script(plan), uid=other, groups=[], answer=answer, users=users)
+        assert state["error"] is not None, (other, state)
+    # A first sign-in (no User object yet) is let in.
+    assert run_task(tmp_path, jit_script(plan), uid="newcomer", groups=[], answer=answer, users=users)["error"] is None
+    # The JIT reads User objects as OpenUnison's service account, which the orchestra chart lets do so.
+    assert "get" in user_object_verbs(plan) or "*" in user_object_verbs(plan)
+
+
+def user_object_verbs(plan: dict) -> set[str]:
+    """What OpenUnison's service account may do with User objects in its namespace, by the rendered orchestra chart."""
+    [orchestra] = [r for r in plan["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "orchestra"]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in orchestra["rendered"]}
+    verbs: set[str] = set()
+    for binding in (o for o in objects.values() if o["kind"] == "RoleBinding"):
+        if {"kind": "ServiceAccount", "name": OPENUNISON_SERVICE_ACCOUNT, "namespace": NAMESPACE} not in binding.get("subjects", []):
+            continue
+        role = objects.get((binding["roleRef"]["kind"], binding["roleRef"]["name"]))
+        for rule in (role or {}).get("rules", []):
+            if "openunison.tremolo.io" in rule.get("apiGroups", []) and "users" in rule.get("resources", []):
+                verbs |= set(rule["verbs"])
+    return verbs
+
