@@ -17,6 +17,7 @@ our ``jitdb`` workflow adds at each login. docs/architecture.md has the longer w
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -74,6 +75,23 @@ STICKY_ANNOTATIONS = {
 }
 # The Ingress certificate's Secret, the name the charts use for it.
 TLS_SECRET = "ou-tls-certificate"
+# OpenUnison (1.0.46 to upstream's newest) answers an authorize request it refuses (no state, an
+# unknown client, a redirect_uri its Trust does not list) with a redirect to that redirect_uri
+# (OpenIDConnectIdP.doGet): an open redirect. A Traefik route ahead of the Ingress's answers with
+# noop@internal (418, no Location) any request with a redirect_uri value no client registered, or
+# with the parameter in any other spelling. Traefik's QueryRegexp matches when any value of the key
+# does (pkg/muxer/http/matcher.go), hence a pattern of every value but the registered ones;
+# OpenUnison takes the first query parameter whose raw name equals REDIRECT_PARAM without regard to
+# case (ProxyRequest.getQSParameter), where Traefik compares decoded names exactly, hence every
+# other spelling. A pair Go's query parser drops (a bad %-escape) OpenUnison's URLDecoder refuses.
+REDIRECT_FILTER = "openunison-unregistered-redirect"
+REDIRECT_PARAM = "redirect_uri"
+REDIRECT_FILTER_PRIORITY = 100_000  # above the Ingress's router (ranked by its rule's length)
+TRAEFIK_API = "traefik.io/v1alpha1"
+# The portal's public kubernetes client (templates/openunison/applications/k8sidp.yaml, with
+# K8S_URL the API server): its redirects to the API server and to kubectl's local listeners.
+KUBERNETES_REDIRECT_PATH = "/redirect_uri"
+KUBECTL_REDIRECT_URIS = ("http://localhost:8000", "http://localhost:18000")
 CLIENT_SECRET_KEY = "client-secret"
 CLIENT_SECRET_ROTATION_DAYS = 30  # a confidential client's secret is replaced after this
 # On each Trust: changes with its client secret, so OpenUnison re-reads the Secret.
@@ -131,6 +149,7 @@ class OpenUnisonArgs:
     cert_manager: pulumi.Resource  # issues the ingress certificate (cert-manager.io/cluster-issuer)
     ingress_namespace: str  # where the ingress controller runs: the only namespace let in
     groups: PlatformGroups  # the platform's upstream groups: the JIT passes them in this spelling only
+    ingress_controller: pulumi.Resource | None = None  # the Traefik release: installs the IngressRoute CRD
     oidc_upstream: OidcUpstream | None = None
     ldap_upstream: LdapUpstream | None = None
     cert_template: CertTemplate = field(default_factory=CertTemplate)
@@ -173,6 +192,33 @@ class OpenUnisonArgs:
                         f"OIDC client {name!r}: redirect URI {uri!r} must be https:// "
                         "(or http on the loopback, for CLIs such as `vault login -method=oidc`)"
                     )
+
+
+def unregistered_pattern(values: Sequence[str]) -> str:
+    """An RE2 (Go regexp) pattern matching every string but `values`, which hold no backtick (the
+    rule quotes it in them): down their trie, a character none of them has next, or an end where
+    none of them ends."""
+    if any("`" in value for value in values):
+        raise ValueError(f"a redirect URI holds a backtick: {values!r}")
+    trie: dict[str, Any] = {}
+    for value in values:
+        node = trie
+        for char in value:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a value ends here
+
+    def rest(node: dict[str, Any]) -> str:
+        chars = sorted(c for c in node if c)
+        other = "[^" + "".join(re.sub(r"([\\\]\[^-])", r"\\\1", c) for c in chars) + "](?s:.*)" if chars else "(?s:.+)"
+        branches = ([] if "" in node else [""]) + [other] + [re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", c) + rest(node[c]) for c in chars]
+        return "(?:" + "|".join(branches) + ")"
+
+    return f"^{rest(trie)}$"
+
+
+def other_spellings(name: str) -> list[str]:
+    """Every spelling of ASCII `name` in other cases."""
+    return sorted({"".join(chars) for chars in itertools.product(*({c.lower(), c.upper()} for c in name))} - {name})
 
 
 def _is_loopback(uri: str) -> bool:
@@ -301,7 +347,8 @@ class OpenUnison(pulumi.ComponentResource):
     def _ingress(
         self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
     ) -> k8s.networking.v1.Ingress:
-        """The portal's public name on the platform's ingress class; TLS ends there (the module docstring says why)."""
+        """The portal's public name on the platform's ingress class, TLS ending there (the module docstring
+        says why), behind the redirect filter."""
         backend, after = SERVICE, [self.orchestra_release, args.cert_manager]
         if args.replicas > 1:
             backend = STICKY_SERVICE
@@ -315,6 +362,7 @@ class OpenUnison(pulumi.ComponentResource):
                 )]),
                 opts=in_ns,
             ))
+        self._redirect_filter(cluster, args, ns, in_ns)
         # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
         return k8s.networking.v1.Ingress(
             f"{cluster.role}-openunison-ingress",
@@ -348,6 +396,35 @@ class OpenUnison(pulumi.ComponentResource):
                 ],
             ),
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=after)),
+        )
+
+    def _redirect_filter(
+        self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
+    ) -> None:
+        """The Traefik route that answers a request with an unregistered redirect_uri (see REDIRECT_FILTER)."""
+        registered = pulumi.Output.from_input(cluster.endpoint).apply(lambda url: sorted({
+            *(uri for spec in args.clients.values() for uri in spec.redirect_uris),
+            f"{url.rstrip('/')}{KUBERNETES_REDIRECT_PATH}", *KUBECTL_REDIRECT_URIS,
+        }))
+        host = args.exposure.hostname
+        k8s.apiextensions.CustomResource(
+            f"{cluster.role}-{REDIRECT_FILTER}",
+            api_version=TRAEFIK_API,
+            kind="IngressRoute",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=REDIRECT_FILTER, namespace=ns.metadata.name, labels=managed_by()),
+            spec={
+                "routes": [{
+                    "kind": "Rule",
+                    "match": match,
+                    "priority": REDIRECT_FILTER_PRIORITY,
+                    "services": [{"kind": "TraefikService", "name": "noop@internal"}],
+                } for match in (
+                    registered.apply(lambda uris: f"Host(`{host}`) && QueryRegexp(`{REDIRECT_PARAM}`, `{unregistered_pattern(uris)}`)"),
+                    f"Host(`{host}`) && (" + " || ".join(f"QueryRegexp(`{name}`, `^`)" for name in other_spellings(REDIRECT_PARAM)) + ")",
+                )],
+                "tls": {"secretName": TLS_SECRET},
+            },
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[r for r in [args.ingress_controller] if r])),
         )
 
     def _source_secret(
@@ -835,6 +912,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> OpenUnison:
             clients={client: ClientSpec(uris) for client, uris in parts.oidc_clients().items()},
             cert_manager=parts.tls.release,
             ingress_namespace=parts.foundation.ingress.namespace.name,
+            ingress_controller=parts.ingress.release,
             groups=parts.settings.groups,
             operator_chart_version=settings.chart_version,
             resources=settings.resources,

@@ -8,15 +8,18 @@ as the GitLab/Harbor/ArgoCD/Vault components will be), then asserts on the recor
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 from components.common import Exposure, PlatformGroups
 from components.openunison import (
@@ -29,7 +32,7 @@ from components.openunison import (
 from components.versions import CHARTS
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
-from tests.validation import custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
+from tests.validation import crd_errors, custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
 
 DOMAIN = "example.test"
 HOST = f"k8sou.{DOMAIN}"
@@ -46,6 +49,14 @@ CLIENTS = {
     "argocd": ("https://argocd.example.test/auth/callback",),
     "vault": ("https://vault.example.test/ui/vault/auth/oidc/oidc/callback", "http://localhost:8250/oidc/callback"),
 }
+
+
+@functools.cache
+def traefik_ingress_route_crd() -> dict[str, Any]:
+    """Traefik's IngressRoute CRD as the pinned chart ships it (the shared chart sources)."""
+    return yaml.safe_load((Path(__file__).resolve().parents[2] / "shared/upstream/chart-src/traefik/crds/traefik.io_ingressroutes.yaml").read_text())
+
+
 CHART_OF_RELEASE = {"openunison": "openunison-operator", "orchestra": "orchestra", "orchestra-login-portal": "orchestra-login-portal"}
 # Keys under `oidc` the login portal reads (OpenUnison/helm-charts orchestra-login-portal/
 # templates/openunison/authentication_chains/standard-chains.yaml; orchestra reads only its
@@ -154,9 +165,12 @@ def releases(run: Run) -> dict[str, dict[str, Any]]:
 def test_every_object_validates(run: Run) -> None:
     objects = [r for r in run.resources if k8s_object(r)]
     custom = [r for r in objects if is_custom_resource(r["inputs"])]
-    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "Workflow"}
+    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "Workflow", "IngressRoute"}
     for resource in objects:
         # Validated with secrets revealed: a redacted "[secret]" is not of the schema's type.
+        if resource["inputs"]["kind"] == "IngressRoute":  # Traefik's, against the pinned chart's CRD
+            assert crd_errors(run.raw[resource["urn"]], traefik_ingress_route_crd()) == [], resource["urn"]
+            continue
         check = custom_resource_errors if is_custom_resource(resource["inputs"]) else kubernetes_errors
         assert check(run.raw[resource["urn"]]) == [], resource["urn"]
 
@@ -383,7 +397,7 @@ def test_dependencies(run: Run) -> None:
         inputs = resource["inputs"]
         if resource["type"].startswith("kubernetes:") and (inputs.get("namespace") == "openunison" or (inputs.get("metadata") or {}).get("namespace") == "openunison"):
             assert namespace["urn"] in resource["dependsOn"], resource["urn"]
-        if k8s_object(resource) and is_custom_resource(inputs):
+        if k8s_object(resource) and inputs["apiVersion"].startswith("openunison.tremolo.io/"):
             assert operator["urn"] in resource["dependsOn"], resource["urn"]
     assert {operator["urn"], source["urn"]} <= set(orchestra["dependsOn"])
     assert orchestra["urn"] in portal["dependsOn"]

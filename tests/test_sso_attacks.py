@@ -6,97 +6,174 @@ source, against what the plan declares; it must fail for the attacker.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import re2  # Google's RE2: Go's regexp (Traefik's QueryRegexp) has its syntax and semantics
 
-from components.openunison import NAMESPACE, OPENUNISON_SERVICE_ACCOUNT, SERVICE, STICKY_SERVICE
+from components.openunison import NAMESPACE, OPENUNISON_SERVICE_ACCOUNT, REDIRECT_FILTER, SERVICE, STICKY_SERVICE, unregistered_pattern
+from tests.validation import crd_errors
+from tests.test_openunison import traefik_ingress_route_crd
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_people_attacks import gitlab_account, gitlab_omniauth, jit_script, local_groups
 
-PHISHING = "https://login.attacker.example/"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 
 # --- the authorize endpoint as an open redirect ----------------------------------------------------
 
-# OpenUnison 1.0.46 (the orchestra chart 3.1.40's image, openunison-k8s:1.0.46; TremoloSecurity/
-# OpenUnison tag 1.0.46-2026032001), OpenIDConnectIdP.doGet, action "auth": a request without
-# `state`, with a `client_id` no Trust has, or with a `redirect_uri` its Trust does not list is
-# answered with a redirect to that `redirect_uri` (`?error=state_missing` / `unauthorized_client`),
-# in that order, before any sign-in. RFC 6749 4.1.2.1 forbids redirecting then. No setting changes
-# it ((a): verifyRedirect only chooses the last check), and the newest tag, 1.0.50-2026052501, and
-# the default branch still do it ((b)). A Traefik route on the query ((c)) cannot be shown sound here,
-# at the pinned Traefik v3.6.2: QueryRegexp matches when any value of the key matches
-# (pkg/muxer/http/matcher.go, queryRegexp) and OpenUnison reads the first (getParameter), so an
-# allow-list is passed by a second, registered redirect_uri; a deny rule would still meet what Go's
-# url.ParseQuery drops and the servlet container may read (a pair with a bad %-escape), and the
-# action, which OpenUnison matches without regard to case ("AUTH"). (Semicolons are not one: Traefik
-# reads and forwards them as '&', pkg/server/server_entrypoint_tcp.go and pkg/proxy/httputil/proxy.go.)
-# Nothing here runs Traefik or Undertow to prove a rule closes all of it.
-OPEN_REDIRECT = (
-    "OpenUnison 1.0.46 (and 1.0.50, upstream's newest) redirects an invalid authorize request to its "
-    "redirect_uri (OpenIDConnectIdP.doGet, action auth: missing state, unknown client, unlisted "
-    "redirect_uri); no setting or release fixes it, and a Traefik QueryRegexp filter is bypassed by a "
-    "repeated redirect_uri (Traefik matches any value, OpenUnison reads the first)"
-)
-
-
-def authorize_backends(plan: dict, url: str) -> list[str]:
-    """The Services the plan's Ingresses send `url` to (longest matching path per rule, as the Ingress API says)."""
-    parts = urlsplit(url)
-    found = []
-    for resource in plan["resources"]:
-        if resource["type"] != "kubernetes:networking.k8s.io/v1:Ingress":
-            continue
-        ingress = resource["inputs"]
-        for rule in ingress["spec"].get("rules", []):
-            if rule.get("host") != parts.hostname:
-                continue
-            matching = [p for p in rule["http"]["paths"] if _path_matches(p, parts.path)]
-            if matching:
-                best = max(matching, key=lambda p: len(p["path"]))
-                found.append(f"{ingress['metadata']['namespace']}/{best['backend']['service']['name']}")
-    return found
-
-
-def _path_matches(path: dict[str, Any], request_path: str) -> bool:
-    if path["pathType"] == "Exact":
-        return request_path == path["path"]
-    prefix = path["path"].rstrip("/")
-    return request_path == prefix or request_path.startswith(prefix + "/") or not prefix
-
-
-def authorize_requests(plan: dict) -> dict[str, str]:
-    """The requests OpenUnison answers with a redirect to the attacker's page: one per check it fails."""
-    authorize = plan["outputs"]["issuerUrl"] + "/auth"
-    base = {"response_type": "code", "scope": "openid", "redirect_uri": PHISHING}
-    return {
-        "unknown client": f"{authorize}?{urlencode({**base, 'client_id': 'no-such-client', 'state': 's'})}",
-        "known client, unlisted redirect_uri": f"{authorize}?{urlencode({**base, 'client_id': 'gitlab', 'state': 's'})}",
-        "no state": f"{authorize}?{urlencode({**base, 'client_id': 'gitlab'})}",
-    }
-
-
+# OpenUnison 1.0.46 (openunison-k8s:1.0.46, the orchestra chart 3.1.40's; TremoloSecurity/OpenUnison tag
+# 1.0.46-2026032001), OpenIDConnectIdP.doGet, action "auth": a request without `state`, with a
+# `client_id` no Trust has, or with a `redirect_uri` its Trust does not list is answered with a
+# redirect to that `redirect_uri`, before any sign-in (RFC 6749 4.1.2.1 forbids it); no setting
+# changes it and upstream's newest tag (1.0.50-2026052501) still does it. So the platform's Traefik
+# answers any request with a redirect_uri value no client registered itself (components/openunison.py
+# REDIRECT_FILTER). These tests route each request through the plan's routers as Traefik v3.6.2 ranks
+# them (the highest priority whose rule matches; an Ingress path's priority is its rule's length,
+# pkg/muxer/http/mux.go), QueryRegexp matching when any value of the key matches under RE2
+# (pkg/muxer/http/matcher.go): they prove the routing and the pattern, not a running Traefik.
+PHISHING = "https://login.attacker.example/"
 OPENUNISON = {f"{NAMESPACE}/{SERVICE}", f"{NAMESPACE}/{STICKY_SERVICE}"}
+FILTERED = "noop@internal"  # Traefik's own service: answers 418, no Location
 
 
-def test_a_valid_authorize_request_reaches_openunison(plan: dict) -> None:
-    """What the attempts below change is the client, the redirect_uri or the state: with the plan's
-    own, the request reaches OpenUnison (so their routing check can see it)."""
-    trusts = {r["inputs"]["spec"]["clientId"]: r["inputs"]["spec"] for r in plan["resources"] if r["inputs"].get("kind") == "Trust"}
-    assert "gitlab" in trusts and "no-such-client" not in trusts
-    [registered] = trusts["gitlab"]["redirectURI"]
-    query = {"response_type": "code", "scope": "openid", "client_id": "gitlab", "redirect_uri": registered, "state": "s"}
-    [backend] = authorize_backends(plan, f"{plan['outputs']['issuerUrl']}/auth?{urlencode(query)}")
-    assert backend in OPENUNISON
+def _matches(rule: str, url: str) -> bool:
+    """The plan's IngressRoute rules: `&&` of `Host`, `QueryRegexp` and parenthesised `||` of them (anything else fails the test)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+
+    def term(text: str) -> bool:
+        if text.startswith("(") and text.endswith(")"):
+            return any(term(t) for t in text[1:-1].split(" || "))
+        name, args = text[:text.index("(")], re.findall(r"`([^`]*)`", text)
+        if name == "Host":
+            return args == [parts.hostname]
+        if name == "QueryRegexp":
+            key, pattern = args
+            return any(re2.search(pattern, value) for value in query.get(key, []))
+        raise AssertionError(f"a matcher this model does not know: {text[:80]}")
+
+    return all(term(t) for t in rule.split(" && "))
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN_REDIRECT)
-@pytest.mark.parametrize("attempt", ["unknown client", "known client, unlisted redirect_uri", "no state"])
-def test_an_invalid_authorize_request_never_reaches_openunison(plan: dict, attempt: str) -> None:
-    url = authorize_requests(plan)[attempt]
-    assert not OPENUNISON & set(authorize_backends(plan, url)), url
+def route(plan: dict, url: str) -> str:
+    """Where Traefik sends `url`: the backend of the highest-priority router of the plan that matches it."""
+    parts = urlsplit(url)
+    found: list[tuple[int, str]] = []
+    for resource in plan["resources"]:
+        inputs = resource["inputs"]
+        if resource["type"] == "kubernetes:networking.k8s.io/v1:Ingress":
+            for rule in inputs["spec"].get("rules", []):
+                for path in rule["http"]["paths"] if rule.get("host") == parts.hostname else []:
+                    prefix = path["path"].rstrip("/")
+                    if parts.path == path["path"] or (path["pathType"] == "Prefix" and parts.path.startswith(prefix + "/")):
+                        text = f"Host(`{rule['host']}`) && PathPrefix(`{path['path']}`)"  # Traefik's rule for it
+                        found.append((len(text), f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}"))
+        elif inputs.get("kind") == "IngressRoute":
+            for r in inputs["spec"]["routes"]:
+                if _matches(r["match"], url):
+                    found.append((r.get("priority") or len(r["match"]), ",".join(s["name"] for s in r["services"])))
+    assert found, url
+    return max(found)[1]
+
+
+def registered_uris(plan: dict) -> set[str]:
+    """Every redirect URI a client registered: our Trusts' and the login portal's public kubernetes client's."""
+    uris = {uri for r in plan["resources"] if r["inputs"].get("kind") == "Trust" for uri in r["inputs"]["spec"]["redirectURI"]}
+    [orchestra] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "orchestra"]
+    [portal] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "orchestra-login-portal"]
+    [k8sidp] = [o for o in portal["rendered"] if o["kind"] == "Application" and o["metadata"]["name"] == "k8sidp"]
+    [kubernetes] = [t for t in k8sidp["spec"]["urls"][0]["idp"]["trusts"] if t["params"]["clientID"] == "kubernetes"]
+    k8s_url = orchestra["inputs"]["values"]["network"]["k8s_url"]
+    return uris | {uri.replace("#[K8S_URL]", k8s_url) for uri in kubernetes["params"]["redirectURI"]}
+
+
+def authorize(plan: dict, **query: str | list[str]) -> str:
+    return f"{plan['outputs']['issuerUrl']}/auth?{urlencode({'response_type': 'code', 'scope': 'openid', **query}, doseq=True)}"
+
+
+def test_every_registered_redirect_reaches_openunison(charted: dict) -> None:
+    for plan in (render.plan for render in charted.values()):
+        uris = registered_uris(plan)
+        assert len(uris) >= 7  # four confidential clients, Vault's CLI, kubernetes' three
+        for uri in uris:
+            assert route(plan, authorize(plan, client_id="gitlab", redirect_uri=uri, state="s")) in OPENUNISON, uri
+        assert route(plan, f"{plan['outputs']['issuerUrl']}/.well-known/openid-configuration") in OPENUNISON
+
+
+ATTEMPTS = {
+    "unknown client": {"client_id": "no-such-client", "redirect_uri": PHISHING, "state": "s"},
+    "known client, unlisted redirect_uri": {"client_id": "gitlab", "redirect_uri": PHISHING, "state": "s"},
+    "no state": {"client_id": "gitlab", "redirect_uri": PHISHING},
+    # Traefik matches a key by any of its values, OpenUnison reads the first.
+    "a registered redirect_uri after the attacker's": {"client_id": "gitlab", "state": "s", "redirect_uri": [PHISHING, "@gitlab"]},
+    "a registered one with more after it": {"client_id": "gitlab", "state": "s", "redirect_uri": "@gitlab.attacker.example"},
+    # OpenUnison takes the first parameter whose raw name matches without regard to case.
+    "the parameter in capitals, before a registered one": {"client_id": "gitlab", "state": "s", "REDIRECT_URI": PHISHING, "redirect_uri": "@gitlab"},
+    "the parameter in mixed case": {"client_id": "gitlab", "state": "s", "Redirect_Uri": PHISHING},
+}
+
+
+@pytest.mark.parametrize("attempt", sorted(ATTEMPTS))
+def test_an_authorize_request_that_openunison_would_redirect_anywhere_never_reaches_it(charted: dict, attempt: str) -> None:
+    for plan in (render.plan for render in charted.values()):
+        [gitlab] = [r["inputs"]["spec"]["redirectURI"][0] for r in plan["resources"]
+                    if r["inputs"].get("kind") == "Trust" and r["inputs"]["spec"]["clientId"] == "gitlab"]
+        query = {key: ([v.replace("@gitlab", gitlab) for v in value] if isinstance(value, list) else value.replace("@gitlab", gitlab))
+                 for key, value in ATTEMPTS[attempt].items()}
+        assert route(plan, authorize(plan, **query)) == FILTERED
+
+
+def filter_routes(plan: dict) -> list[str]:
+    [routes] = [r["inputs"]["spec"]["routes"] for r in plan["resources"]
+                if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["name"] == REDIRECT_FILTER]
+    return [r["match"] for r in routes]
+
+
+def test_the_filter_names_every_other_spelling_of_the_parameter(charted: dict) -> None:
+    for plan in (render.plan for render in charted.values()):
+        [_, spellings] = filter_routes(plan)
+        names = re.findall(r"QueryRegexp\(`([^`]*)`, `\^`\)", spellings)
+        assert len(names) == len(set(names)) == 2 ** sum(c.isalpha() for c in "redirect_uri") - 1  # each letter in either case, but as sent
+        assert {n.lower() for n in names} == {"redirect_uri"} and "redirect_uri" not in names
+
+
+def test_the_filter_pattern_refuses_every_value_but_the_registered_ones(charted: dict) -> None:
+    for plan in (render.plan for render in charted.values()):
+        [values, _] = filter_routes(plan)
+        [pattern] = [re.findall(r"`([^`]*)`", term)[1] for term in values.split(" && ") if term.startswith("QueryRegexp")]
+        uris = registered_uris(plan)
+        for uri in uris:
+            assert not re2.search(pattern, uri), uri
+            for other in {uri + "x", uri + "/", uri[:-1], uri.upper(), uri + "\n", " " + uri, uri.replace(".", "x", 1)} - uris:
+                assert re2.search(pattern, other), other
+        assert all(re2.search(pattern, v) for v in ("", PHISHING, "http://localhost:8001", "https://localhost:8000"))
+
+
+@pytest.mark.parametrize("values", [["a.b", "a-b]", "x\\y^", "[(*)]"], ["only"], ["", "ab", "abc"]])
+def test_the_pattern_is_the_complement_of_its_values(values: list[str]) -> None:
+    """unregistered_pattern on characters RE2 treats specially, in and out of brackets, checked by RE2 itself."""
+    pattern = unregistered_pattern(values)
+    alphabet = sorted({c for v in values for c in v} | {"z", "\n"})
+    candidates = {""} | {a + b + c for a in alphabet for b in ["", *alphabet] for c in ["", *alphabet]} | set(values)
+    candidates |= {v[:i] + c + v[i + 1:] for v in values for i in range(len(v) + 1) for c in alphabet} | {v + c for v in values for c in alphabet}
+    for candidate in candidates:
+        assert bool(re2.search(pattern, candidate)) == (candidate not in values), (values, candidate)
+
+
+def test_the_filter_is_a_valid_traefik_route_on_the_portal_certificate(charted: dict) -> None:
+    crd = traefik_ingress_route_crd()
+    for plan in (render.plan for render in charted.values()):
+        [ingress] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:networking.k8s.io/v1:Ingress"
+                     and r["inputs"]["metadata"]["namespace"] == NAMESPACE]
+        [found] = [r for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["name"] == REDIRECT_FILTER]
+        assert crd_errors(found["inputs"], crd) == []
+        assert found["inputs"]["spec"]["tls"]["secretName"] == ingress["spec"]["tls"][0]["secretName"]
+        assert [r["services"] for r in found["inputs"]["spec"]["routes"]] == [[{"kind": "TraefikService", "name": FILTERED}]] * 2
+        traefik = [r["urn"] for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "traefik" and r["cluster"] == found["cluster"]]
+        assert set(traefik) & set(found["dependsOn"])  # its CRD first
 
 
 # --- another spelling of a member's user id --------------------------------------------------------
