@@ -63,6 +63,8 @@ UNVENDORED_CRD_FIELDS = {
     # Lists are leaves here; tests/test_gitlab_ssh.py checks the route's items.
     ("traefik.io/v1alpha1", "IngressRouteTCP"): {"entryPoints", "routes"},
     ("traefik.io/v1alpha1", "TLSStore"): {"defaultCertificate.secretName"},
+    # OpenUnison's redirect filter: tests/test_sso_attacks.py validates it against the chart's CRD.
+    ("traefik.io/v1alpha1", "IngressRoute"): {"routes", "tls.secretName"},
 }
 
 # Values that are free-form by the chart's design although their default is not `{}`.
