@@ -33,6 +33,7 @@ from components import yaml_text
 from components.cluster import ClusterHandle
 from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
+from components.ingress import TRAEFIK_API
 from components.inventory import Credential, CredentialInventory, describe_seconds, external_secret, internal_secret, refreshed
 from components.oidc_sessions import REAP_EVERY_MINUTES, REAPER, SESSION_MAX_SECONDS, SessionLifetime, SessionLifetimeArgs
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -87,7 +88,6 @@ TLS_SECRET = "ou-tls-certificate"
 REDIRECT_FILTER = "openunison-unregistered-redirect"
 REDIRECT_PARAM = "redirect_uri"
 REDIRECT_FILTER_PRIORITY = 100_000  # above the Ingress's router (ranked by its rule's length)
-TRAEFIK_API = "traefik.io/v1alpha1"
 # The portal's public kubernetes client (templates/openunison/applications/k8sidp.yaml, with
 # K8S_URL the API server): its redirects to the API server and to kubectl's local listeners.
 KUBERNETES_REDIRECT_PATH = "/redirect_uri"
