@@ -14,7 +14,8 @@ How volumes are captured:
 * Kubeconfig clusters (kind's local-path volumes cannot be snapshotted): Velero's file-system
   backup, a kopia repository per namespace in the bucket, read by the node agent from the kubelet's
   pod volumes on each node (hostPath, as root). Its repository key is generated, not Velero's
-  built-in default.
+  built-in default. The node agent runs as the server's cluster-admin account (the chart has no
+  other), so only a cluster whose namespaces are backed up runs it (`Velero.node_agent`).
 
 Where backups go: the stack's backup store (components/backups.py) under `velero/<cluster>/`. On EKS
 Velero's IAM role (IRSA) may read, write and delete current objects there and nothing else: no other
@@ -146,7 +147,7 @@ class Velero(pulumi.ComponentResource):
             ready = self._csi_snapshots(name, ns, args.eks, k8s_opts)
         else:
             ready = self._file_system_backup(name, ns, k8s_opts)
-        sized_at = ("", "nodeAgent") if self.file_system else ("",)
+        sized_at = ("", "nodeAgent") if self.node_agent else ("",)
         self.release = SLICE.release(cluster, self, args.settings, self.values(), *sized_at, ns=ns, depends_on=ready)
         self.location = k8s.apiextensions.CustomResource(
             f"{name}-location",
@@ -163,6 +164,13 @@ class Velero(pulumi.ComponentResource):
     def file_system(self) -> bool:
         """Volumes by file-system backup (kubeconfig clusters), else by CSI snapshot (EKS)."""
         return self.args.eks is None
+
+    @property
+    def node_agent(self) -> bool:
+        """File-system backups of this cluster's tenant volumes are declared (`options.environments`). The
+        chart (12.1.0, helm-charts#606) runs its node agent on every node as the server's cluster-admin
+        account, so a cluster with nothing to copy gets none: a node taken over there must not own the cluster."""
+        return self.file_system and self.cluster.name in self.args.settings.options["environments"]
 
     def _csi_snapshots(
         self, name: str, ns: k8s.core.v1.Namespace, eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]], opts: pulumi.ResourceOptions,
@@ -235,7 +243,7 @@ class Velero(pulumi.ComponentResource):
             # The location is the program's (location_spec), and CSI snapshots need no snapshot location.
             "backupsEnabled": False,
             "snapshotsEnabled": False,
-            "deployNodeAgent": not eks,
+            "deployNodeAgent": self.node_agent,
         }
         if eks:
             values["configuration"] = {"features": "EnableCSI"}
@@ -295,7 +303,7 @@ class Velero(pulumi.ComponentResource):
         tokens = projected_token(
             f"service-account tokens of Velero on {cluster}",
             issuer=f"the {cluster} cluster's service-account issuer",
-            holder=f"Velero's server{' and node agents' if self.file_system else ''} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
+            holder=f"Velero's server{' and its node agents on every node' if self.node_agent else ''} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
             scope="cluster-admin (the chart's ClusterRoleBinding): reads every object of every namespace, Secrets included, "
                   "and restores into any",
         )
@@ -314,7 +322,7 @@ class Velero(pulumi.ComponentResource):
         return [external_secret(
             f"{cluster}'s own access key to the backup target, held by Velero there",
             issuer=f"the administrator of {target.endpoint}",
-            holder=f"Secret {NAMESPACE}/{CREDENTIALS_SECRET} on {cluster} (Velero and its node agents), and {STATE}",
+            holder=f"Secret {NAMESPACE}/{CREDENTIALS_SECRET} on {cluster} (Velero, and its node agents where they run), and {STATE}",
             scope=f"what the target's administrator grants it on bucket {target.bucket}: read, write and delete under "
                   f"{prefix(cluster)}/ (velero.target_policy), nothing else",
             lifetime="set by the target's administrator",

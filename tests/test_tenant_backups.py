@@ -54,6 +54,11 @@ def rendered(release: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [o for o in release["rendered"] if o["kind"] == kind]
 
 
+def server_resources(release: dict[str, Any]) -> dict[str, Any]:
+    [server] = rendered(release, "Deployment")
+    return server["spec"]["template"]["spec"]["containers"][0]["resources"]
+
+
 def crd(plural: str) -> dict[str, Any]:
     return yaml.safe_load((CRDS / f"{plural}.yaml").read_text())
 
@@ -124,6 +129,8 @@ def test_the_dev_namespaces_are_backed_up_too_when_the_stack_names_dev(tmp_path:
     tenants = {t["name"] for t in document["config"]["platform:tenants"]}
     schedules = {(s["cluster"], s["inputs"]["metadata"]["name"]) for s in of_kind(plan, "Schedule")}
     assert schedules == {(env, f"{t}-{env}") for t in tenants for env in ("dev", "prod")}
+    # and the dev cluster's node agent, which copies their volumes (none while dev is not named).
+    assert velero_release(plan, "dev")["inputs"]["values"]["deployNodeAgent"] is True
 
 
 # --- EKS: CSI snapshots, IRSA confined to the prefix --------------------------------------------
@@ -249,10 +256,15 @@ def test_object_lock_keeps_what_velero_deletes_and_never_expires_its_current_obj
 def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_repository_key(renders: dict[str, Render], cluster: str) -> None:
     plan = renders["dev"].plan
     release = velero_release(plan, cluster)
-    [agent] = rendered(release, "DaemonSet")
-    volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["host-pods"]["hostPath"]["path"] == "/var/lib/kubelet/pods"
-    assert volumes["cloud-credentials"]["secret"]["secretName"] == velero.CREDENTIALS_SECRET
+    agents = rendered(release, "DaemonSet")
+    # Only where volumes are backed up (options.environments: prod): dev's nodes carry no node agent,
+    # which runs as the server's cluster-admin account (Velero.node_agent, tests/test_daemonset_attacks.py).
+    assert len(agents) == (cluster == "prod")
+    for agent in agents:
+        volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["host-pods"]["hostPath"]["path"] == "/var/lib/kubelet/pods"
+        assert volumes["cloud-credentials"]["secret"]["secretName"] == velero.CREDENTIALS_SECRET
+        assert agent["spec"]["template"]["spec"]["containers"][0]["resources"] == server_resources(release)
     secrets = {s["inputs"]["metadata"]["name"]: s for s in of_kind(plan, "Secret", cluster) if s["inputs"]["metadata"]["namespace"] == velero.NAMESPACE}
     assert set(secrets) == {velero.CREDENTIALS_SECRET, velero.REPOSITORY_SECRET}
     assert secrets[velero.CREDENTIALS_SECRET]["inputs"]["stringData"] == {velero.CREDENTIALS_KEY: "[secret]"}
@@ -262,9 +274,9 @@ def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_re
     waits = {d.rpartition("::")[2] for d in release["dependsOn"]}
     assert {f"{cluster}-velero-s3", f"{cluster}-velero-repository"} <= waits
     assert not [r for r in plan["resources"] if r["type"] == "aws:iam/role:Role" and r["name"] == f"{cluster}-velero"]
-    # Its repository maintenance Jobs (started by Velero, not rendered) are sized as the agents are.
+    # Its repository maintenance Jobs (started by Velero, not rendered) are sized as Velero and its agents are.
     [maintenance] = [c for c in rendered(release, "ConfigMap") if c["metadata"]["name"] == "velero-repo-maintenance"]
-    sizing = agent["spec"]["template"]["spec"]["containers"][0]["resources"]
+    sizing = server_resources(release)
     assert json.loads(maintenance["data"]["global"])["podResources"] == {
         "cpuRequest": sizing["requests"]["cpu"], "memoryRequest": sizing["requests"]["memory"], "memoryLimit": sizing["limits"]["memory"]}
 
