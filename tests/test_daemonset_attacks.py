@@ -68,6 +68,14 @@ def daemonsets(plan: dict[str, Any]) -> list[DaemonSet]:
     ]
 
 
+def names(subject: dict[str, Any], where: str | None, namespace: str, account: str) -> bool:
+    """Whether a binding's subject is service account `namespace/account`, by name or by a group it is in."""
+    if subject["kind"] == "ServiceAccount":
+        return subject["name"] == account and subject.get("namespace", where) == namespace
+    return subject["kind"] == "Group" and subject["name"] in (
+        "system:authenticated", "system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+
+
 def grants(plan: dict[str, Any], cluster: str, namespace: str, account: str) -> list[Grant]:
     """What the bindings on `cluster` grant service account `namespace/account`."""
     objects = list(cluster_objects(plan, cluster))
@@ -76,8 +84,7 @@ def grants(plan: dict[str, Any], cluster: str, namespace: str, account: str) -> 
     found = []
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         where = binding["metadata"].get("namespace")
-        if not any(s["kind"] == "ServiceAccount" and s["name"] == account and s.get("namespace", where) == namespace
-                   for s in binding.get("subjects") or []):
+        if not any(names(subject, where, namespace, account) for subject in binding.get("subjects") or []):
             continue
         ref = binding["roleRef"]
         key = (ref["kind"], where if ref["kind"] == "Role" else None, ref["name"])
@@ -156,12 +163,15 @@ def test_the_plans_have_daemonsets_to_judge(charted: dict[str, Render]) -> None:
 
 
 def test_the_review_sees_a_cluster_admin_and_a_namespaced_secret_reader() -> None:
-    """The evaluation itself: cluster-admin is every power; a Role's Secrets stay in its namespace."""
+    """The evaluation itself: cluster-admin is every power; a Role's Secrets stay in its namespace; a
+    group of accounts binds its members, a subject without a namespace is the binding's."""
     admin = [Grant(None, tuple(BUILT_IN["cluster-admin"]))]
     assert set(powers(admin)) == set(POWERS)
     namespaced = [Grant("velero", ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},))]
     assert powers(namespaced) == {}
     assert powers([Grant(None, namespaced[0].rules)]) == {"reads Secrets cluster-wide": ["cluster-wide"]}
+    assert names({"kind": "Group", "name": "system:serviceaccounts:velero"}, None, "velero", "node-agent")
+    assert not names({"kind": "ServiceAccount", "name": "node-agent"}, "other", "velero", "node-agent")
     assert powers([Grant("x", ({"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},))]) == {
         "creates pods (and so runs as any account of their namespace)": ["x"]}
 
