@@ -6,6 +6,7 @@ source, against what the plan declares; it must fail for the attacker.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,19 @@ OPENUNISON = {f"{NAMESPACE}/{SERVICE}", f"{NAMESPACE}/{STICKY_SERVICE}"}
 FILTERED = "noop@internal"  # Traefik's own service: answers 418, no Location
 
 
+def routing_path(url: str) -> str:
+    """The path Traefik v3.6.2 routes on and forwards: unreserved %-escapes decoded (normalizePath), dot
+    segments and repeated slashes removed (sanitizePath: URL.JoinPath), reserved escapes kept
+    (withRoutingPath; pkg/server/server_entrypoint_tcp.go, pkg/muxer/http/mux.go)."""
+    raw = urlsplit(url).path
+    decoded = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)) if re.fullmatch(r"[A-Za-z0-9._~-]", chr(int(m[1], 16))) else m[0].upper(), raw)
+    clean = posixpath.normpath(re.sub(r"/+", "/", decoded))
+    return clean + "/" if raw.endswith("/") and clean != "/" else clean
+
+
 def _matches(rule: str, url: str) -> bool:
-    """The plan's IngressRoute rules: `&&` of `Host`, `QueryRegexp` and parenthesised `||` of them (anything else fails the test)."""
+    """The plan's IngressRoute rules: `&&` of `Host`, `QueryRegexp`, `PathRegexp` and parenthesised `||` of them
+    (anything else fails the test)."""
     parts = urlsplit(url)
     query = parse_qs(parts.query, keep_blank_values=True)
 
@@ -53,6 +65,8 @@ def _matches(rule: str, url: str) -> bool:
         if name == "QueryRegexp":
             key, pattern = args
             return any(re2.search(pattern, value) for value in query.get(key, []))
+        if name == "PathRegexp":
+            return bool(re2.search(args[0], routing_path(url)))
         raise AssertionError(f"a matcher this model does not know: {text[:80]}")
 
     return all(term(t) for t in rule.split(" && "))
@@ -60,7 +74,7 @@ def _matches(rule: str, url: str) -> bool:
 
 def route(plan: dict, url: str) -> str:
     """Where Traefik sends `url`: the backend of the highest-priority router of the plan that matches it."""
-    parts = urlsplit(url)
+    parts, at = urlsplit(url), routing_path(url)
     found: list[tuple[int, str]] = []
     for resource in plan["resources"]:
         inputs = resource["inputs"]
@@ -68,7 +82,7 @@ def route(plan: dict, url: str) -> str:
             for rule in inputs["spec"].get("rules", []):
                 for path in rule["http"]["paths"] if rule.get("host") == parts.hostname else []:
                     prefix = path["path"].rstrip("/")
-                    if parts.path == path["path"] or (path["pathType"] == "Prefix" and parts.path.startswith(prefix + "/")):
+                    if at == path["path"] or (path["pathType"] == "Prefix" and at.startswith(prefix + "/")):
                         text = f"Host(`{rule['host']}`) && PathPrefix(`{path['path']}`)"  # Traefik's rule for it
                         found.append((len(text), f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}"))
         elif inputs.get("kind") == "IngressRoute":
@@ -79,15 +93,23 @@ def route(plan: dict, url: str) -> str:
     return max(found)[1]
 
 
+def portal_objects(plan: dict) -> list[dict]:
+    """The login portal chart's objects as the real Helm engine rendered them."""
+    [portal] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "orchestra-login-portal"]
+    return portal["rendered"]
+
+
 def registered_uris(plan: dict) -> set[str]:
-    """Every redirect URI a client registered: our Trusts' and the login portal's public kubernetes client's."""
+    """Every redirect URI a client registered: our Trusts' and those of every trust the login portal's
+    identity providers declare (k8sIdp's public kubernetes client, k8s-login-cli's cli-local for
+    `kubectl oulogin`)."""
     uris = {uri for r in plan["resources"] if r["inputs"].get("kind") == "Trust" for uri in r["inputs"]["spec"]["redirectURI"]}
     [orchestra] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "orchestra"]
-    [portal] = [r for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "orchestra-login-portal"]
-    [k8sidp] = [o for o in portal["rendered"] if o["kind"] == "Application" and o["metadata"]["name"] == "k8sidp"]
-    [kubernetes] = [t for t in k8sidp["spec"]["urls"][0]["idp"]["trusts"] if t["params"]["clientID"] == "kubernetes"]
     k8s_url = orchestra["inputs"]["values"]["network"]["k8s_url"]
-    return uris | {uri.replace("#[K8S_URL]", k8s_url) for uri in kubernetes["params"]["redirectURI"]}
+    trusts = [t for o in portal_objects(plan) if o["kind"] == "Application" for u in o["spec"]["urls"] for t in (u.get("idp") or {}).get("trusts", [])]
+    assert {t["params"]["clientID"] for t in trusts} >= {"kubernetes", "cli-local"}
+    declared = [t["params"]["redirectURI"] for t in trusts]
+    return uris | {uri.replace("#[K8S_URL]", k8s_url) for value in declared for uri in ([value] if isinstance(value, str) else value)}
 
 
 def authorize(plan: dict, **query: str | list[str]) -> str:
@@ -97,9 +119,14 @@ def authorize(plan: dict, **query: str | list[str]) -> str:
 def test_every_registered_redirect_reaches_openunison(charted: dict) -> None:
     for plan in (render.plan for render in charted.values()):
         uris = registered_uris(plan)
-        assert len(uris) >= 7  # four confidential clients, Vault's CLI, kubernetes' three
+        assert len(uris) >= 8  # four confidential clients, Vault's CLI, kubernetes' three, cli-local's
         for uri in uris:
             assert route(plan, authorize(plan, client_id="gitlab", redirect_uri=uri, state="s")) in OPENUNISON, uri
+        # kubectl oulogin (TremoloSecurity/kubectl-login, outokens): cli-local's authorize request, as it sends it.
+        oulogin = re.sub(r"/k8sIdp$", "/k8s-login-cli", plan["outputs"]["issuerUrl"]) + "/auth?" + urlencode({
+            "response_type": "code", "client_id": "cli-local", "redirect_uri": "http://127.0.0.1:8400/redirect",
+            "scope": "openid profile email", "state": "s", "code_challenge": "c", "code_challenge_method": "S256"})
+        assert route(plan, oulogin) in OPENUNISON
         assert route(plan, f"{plan['outputs']['issuerUrl']}/.well-known/openid-configuration") in OPENUNISON
 
 
@@ -174,6 +201,69 @@ def test_the_filter_is_a_valid_traefik_route_on_the_portal_certificate(charted: 
         assert [r["services"] for r in found["inputs"]["spec"]["routes"]] == [[{"kind": "TraefikService", "name": FILTERED}]] * 2
         traefik = [r["urn"] for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "traefik" and r["cluster"] == found["cluster"]]
         assert set(traefik) & set(found["dependsOn"])  # its CRD first
+
+
+# --- OpenUnison's other redirects to a request's parameter -------------------------------------------
+
+# OpenUnison 1.0.46 serves /auth/forms/ with no authentication or authorization (NextEmbSys, state
+# Auth: "processesing the authentications, skip auth and az processing"). Its login-splash.jsp writes
+# the `redirto` parameter unescaped into `window.location.href = "<redirto>?finishsso=true"`: any link
+# to it on the portal's host sends the browser anywhere, and a `"` in it runs the attacker's script on
+# the sign-in origin (upstream took the parameter out in 1.0.50, commit 4f2bbb59, issue #1077).
+# clearLogin.jsp answers `sendRedirect(request.getParameter("target"))`, and SAML2Auth.doPost
+# (/auth/saml2, the chart's `saml2` mechanism) redirects a signed-in session to the `RelayState`
+# parameter (query or form body) before reading any SAML message. No flow of the platform's uses
+# them (no SAML upstream; SplashPageAuth unconfigured), so the filter answers every path to them.
+ELSEWHERE = f"{PHISHING}x"
+SCRIPT = '";location=atob(`aHR0cHM6Ly9ldmls`)//'  # closes the page's string: the attacker's script on the sign-in origin
+PAGE_ATTEMPTS = {
+    "login-splash's redirto": ("/auth/forms/login-splash.jsp", {"redirto": ELSEWHERE}),
+    "login-splash's redirto, a script": ("/auth/forms/login-splash.jsp", {"redirto": SCRIPT}),
+    "login-splash, a path parameter": ("/auth/forms/login-splash.jsp;jsessionid=1", {"redirto": ELSEWHERE}),
+    "login-splash, dot segments and slashes": ("/auth//forms/./x/../login-splash.jsp", {"redirto": ELSEWHERE}),
+    "login-splash, escaped letters": ("/auth/forms/login%2Dsplash%2Ejsp", {"redirto": ELSEWHERE}),
+    "login-splash, another case": ("/Auth/Forms/Login-Splash.JSP", {"redirto": ELSEWHERE}),
+    "clearLogin's target": ("/auth/forms/clearLogin.jsp", {"target": ELSEWHERE}),
+    "SAML2Auth's RelayState": ("/auth/saml2", {"RelayState": ELSEWHERE}),
+    "SAML2Auth, a form post (RelayState in the body)": ("/auth/saml2", {}),
+    "SAML2Auth, another case": ("/AUTH/SAML2/", {}),
+}
+
+
+@pytest.mark.parametrize("attempt", sorted(PAGE_ATTEMPTS))
+def test_a_page_that_redirects_to_a_request_parameter_never_reaches_openunison(charted: dict, attempt: str) -> None:
+    for plan in (render.plan for render in charted.values()):
+        host = urlsplit(plan["outputs"]["issuerUrl"]).hostname
+        path, query = PAGE_ATTEMPTS[attempt]
+        assert route(plan, f"https://{host}{path}?{urlencode(query)}") == FILTERED
+
+
+def portal_paths(plan: dict, host: str) -> set[str]:
+    """Every path on the portal's host a flow of the rendered charts sends a browser or client to: each
+    application URL, each chained mechanism's URI, each static redirect, each form and service page a
+    mechanism names, and the pages kubectl-login's outokens and the logout redirect end on."""
+    objects = portal_objects(plan)
+
+    def here(value: str) -> set[str]:
+        parts = urlsplit(value.replace("#[OU_HOST]", host))
+        return {parts.path} if value.startswith("/") or parts.hostname == host else set()
+
+    mechs = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "AuthenticationMechanism"}
+    chained = [m for o in objects if o["kind"] == "AuthenticationChain" for m in o["spec"]["authMechs"]]
+    paths = {u["uri"].strip("^$") for o in objects if o["kind"] == "Application" for u in o["spec"]["urls"]}
+    paths |= {mechs[m["name"]]["uri"] for m in chained}
+    paths |= {p for m in chained for v in (m.get("params") or {}).values() if isinstance(v, str) for p in here(v)}
+    paths |= {p for o in objects if o["kind"] == "ResultGroup" for r in o["spec"] if r["resultType"] == "redirect" for p in here(r["value"])}
+    return paths | {"/auth/forms/cli-login-finished.jsp", "/auth/forms/logout.jsp", "/auth/forms/chooseLogin.jsp"}
+
+
+def test_every_path_a_flow_uses_still_reaches_openunison(charted: dict) -> None:
+    for plan in (render.plan for render in charted.values()):
+        host = urlsplit(plan["outputs"]["issuerUrl"]).hostname
+        paths = portal_paths(plan, host)
+        assert {"/login/auth", "/auth/oidc", "/auth/forms/defaultFailedLogin.jsp", "/logout", "/cli-login"} <= paths
+        for path in paths:
+            assert route(plan, f"https://{host}{path}") in OPENUNISON, path
 
 
 # --- another spelling of a member's user id --------------------------------------------------------
