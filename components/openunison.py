@@ -92,6 +92,16 @@ REDIRECT_FILTER_PRIORITY = 100_000  # above the Ingress's router (ranked by its 
 # K8S_URL the API server): its redirects to the API server and to kubectl's local listeners.
 KUBERNETES_REDIRECT_PATH = "/redirect_uri"
 KUBECTL_REDIRECT_URIS = ("http://localhost:8000", "http://localhost:18000")
+# The portal's cli-local client (templates/openunison/applications/k8s-login-cli.yaml): kubectl oulogin's listener.
+OULOGIN_REDIRECT_URI = "http://127.0.0.1:8400/redirect"
+# OpenUnison 1.0.46 redirects to other request parameters at paths no flow of the platform's uses, so
+# the filter answers every request to them: /auth/forms/ is served with no authentication
+# (NextEmbSys), where login-splash.jsp writes `redirto` unescaped into window.location (upstream took
+# it out in 1.0.50, #1077) and clearLogin.jsp redirects to `target`; SAML2Auth.doPost (/auth/saml2)
+# redirects a signed-in session to `RelayState`, and the platform has no SAML upstream. Matched
+# without regard to case and as a prefix (a ;parameter), on Traefik's routing path (unreserved
+# escapes decoded, dot segments and repeated slashes removed).
+REDIRECTING_PATHS = r"(?i)^/auth/(?:forms/(?:login-splash|clearlogin)\.jsp|saml2)"
 CLIENT_SECRET_KEY = "client-secret"
 CLIENT_SECRET_ROTATION_DAYS = 30  # a confidential client's secret is replaced after this
 # On each Trust: changes with its client secret, so OpenUnison re-reads the Secret.
@@ -401,10 +411,11 @@ class OpenUnison(pulumi.ComponentResource):
     def _redirect_filter(
         self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
     ) -> None:
-        """The Traefik route that answers a request with an unregistered redirect_uri (see REDIRECT_FILTER)."""
+        """The Traefik route that answers a request with an unregistered redirect_uri (see REDIRECT_FILTER) or to
+        a path that redirects to another parameter (REDIRECTING_PATHS)."""
         registered = pulumi.Output.from_input(cluster.endpoint).apply(lambda url: sorted({
             *(uri for spec in args.clients.values() for uri in spec.redirect_uris),
-            f"{url.rstrip('/')}{KUBERNETES_REDIRECT_PATH}", *KUBECTL_REDIRECT_URIS,
+            f"{url.rstrip('/')}{KUBERNETES_REDIRECT_PATH}", *KUBECTL_REDIRECT_URIS, OULOGIN_REDIRECT_URI,
         }))
         host = args.exposure.hostname
         k8s.apiextensions.CustomResource(
@@ -421,6 +432,7 @@ class OpenUnison(pulumi.ComponentResource):
                 } for match in (
                     registered.apply(lambda uris: f"Host(`{host}`) && QueryRegexp(`{REDIRECT_PARAM}`, `{unregistered_pattern(uris)}`)"),
                     f"Host(`{host}`) && (" + " || ".join(f"QueryRegexp(`{name}`, `^`)" for name in other_spellings(REDIRECT_PARAM)) + ")",
+                    f"Host(`{host}`) && PathRegexp(`{REDIRECTING_PATHS}`)",
                 )],
                 "tls": {"secretName": TLS_SECRET},
             },

@@ -161,7 +161,7 @@ def filter_routes(plan: dict) -> list[str]:
 
 def test_the_filter_names_every_other_spelling_of_the_parameter(charted: dict) -> None:
     for plan in (render.plan for render in charted.values()):
-        [_, spellings] = filter_routes(plan)
+        [_, spellings, _] = filter_routes(plan)
         names = re.findall(r"QueryRegexp\(`([^`]*)`, `\^`\)", spellings)
         assert len(names) == len(set(names)) == 2 ** sum(c.isalpha() for c in "redirect_uri") - 1  # each letter in either case, but as sent
         assert {n.lower() for n in names} == {"redirect_uri"} and "redirect_uri" not in names
@@ -169,7 +169,7 @@ def test_the_filter_names_every_other_spelling_of_the_parameter(charted: dict) -
 
 def test_the_filter_pattern_refuses_every_value_but_the_registered_ones(charted: dict) -> None:
     for plan in (render.plan for render in charted.values()):
-        [values, _] = filter_routes(plan)
+        [values, _, _] = filter_routes(plan)
         [pattern] = [re.findall(r"`([^`]*)`", term)[1] for term in values.split(" && ") if term.startswith("QueryRegexp")]
         uris = registered_uris(plan)
         for uri in uris:
@@ -198,7 +198,7 @@ def test_the_filter_is_a_valid_traefik_route_on_the_portal_certificate(charted: 
         [found] = [r for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["name"] == REDIRECT_FILTER]
         assert crd_errors(found["inputs"], crd) == []
         assert found["inputs"]["spec"]["tls"]["secretName"] == ingress["spec"]["tls"][0]["secretName"]
-        assert [r["services"] for r in found["inputs"]["spec"]["routes"]] == [[{"kind": "TraefikService", "name": FILTERED}]] * 2
+        assert [r["services"] for r in found["inputs"]["spec"]["routes"]] == [[{"kind": "TraefikService", "name": FILTERED}]] * 3
         traefik = [r["urn"] for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "traefik" and r["cluster"] == found["cluster"]]
         assert set(traefik) & set(found["dependsOn"])  # its CRD first
 
