@@ -266,6 +266,35 @@ def test_every_path_a_flow_uses_still_reaches_openunison(charted: dict) -> None:
             assert route(plan, f"https://{host}{path}") in OPENUNISON, path
 
 
+def test_openunison_hears_only_the_portal_host(charted: dict) -> None:
+    """OpenUnison builds redirects from the request's Host (ProxyTools.getFqdnUrl, OpenIDConnectIdP.genFinalURL,
+    UnisonServletFilter's move to https) and reads no X-Forwarded-Host (only its XForward filter writes one,
+    to the portal's pages); Traefik forwards the Host its rule matched. So every route to OpenUnison names
+    the portal's host alone, and its Services are reachable only inside the cluster."""
+    for plan in (render.plan for render in charted.values()):
+        host = urlsplit(plan["outputs"]["issuerUrl"]).hostname
+        hosts: list[str | None] = []
+        for resource in plan["resources"]:
+            inputs = resource["inputs"]
+            if resource["type"] == "kubernetes:networking.k8s.io/v1:Ingress":
+                backend = (inputs["spec"].get("defaultBackend") or {}).get("service", {}).get("name")
+                assert f"{inputs['metadata'].get('namespace')}/{backend}" not in OPENUNISON, resource["urn"]
+                hosts += [rule.get("host") for rule in inputs["spec"].get("rules", []) for path in rule["http"]["paths"]
+                          if f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}" in OPENUNISON]
+            elif inputs.get("kind") == "IngressRoute":
+                for r in inputs["spec"]["routes"]:
+                    if {f"{inputs['metadata']['namespace']}/{s['name']}" for s in r["services"]} & OPENUNISON:
+                        hosts.append(None)  # none yet: a route of its own would need its Host checked here
+        assert hosts == [host]
+        services = [(o, r["inputs"]["namespace"]) for r in plan["resources"] if r["type"] == RELEASE
+                    for o in r.get("rendered") or [] if o["kind"] == "Service"]
+        services += [(r["inputs"], None) for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Service"]
+        exposed = [(meta.get("namespace") or namespace, meta["name"], service["spec"].get("type", "ClusterIP"))
+                   for service, namespace in services for meta in [service.get("metadata") or {}]
+                   if f"{meta.get('namespace') or namespace}/{meta.get('name')}" in OPENUNISON]
+        assert exposed and {kind for *_, kind in exposed} == {"ClusterIP"}, exposed
+
+
 # --- another spelling of a member's user id --------------------------------------------------------
 
 
