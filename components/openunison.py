@@ -96,11 +96,11 @@ KUBECTL_REDIRECT_URIS = ("http://localhost:8000", "http://localhost:18000")
 OULOGIN_REDIRECT_URI = "http://127.0.0.1:8400/redirect"
 # OpenUnison 1.0.46 redirects to other request parameters at paths no flow of the platform's uses, so
 # the filter answers every request to them: /auth/forms/ is served with no authentication
-# (NextEmbSys), where login-splash.jsp writes `redirto` unescaped into window.location (upstream took
-# it out in 1.0.50, #1077) and clearLogin.jsp redirects to `target`; SAML2Auth.doPost (/auth/saml2)
-# redirects a signed-in session to `RelayState`, and the platform has no SAML upstream. Matched
-# without regard to case and as a prefix (a ;parameter), on Traefik's routing path (unreserved
-# escapes decoded, dot segments and repeated slashes removed).
+# (NextEmbSys), where login-splash.jsp writes `redirto` unescaped into window.location for any visitor
+# (upstream took it out in 1.0.50, #1077). clearLogin.jsp redirects to `target` and SAML2Auth.doPost
+# (/auth/saml2) a signed-in session to `RelayState`: sinks not shown reachable here, answered too as
+# the platform has no SAML upstream. Matched without regard to case and as a prefix (a ;parameter),
+# on Traefik's routing path (unreserved escapes decoded, dot segments and repeated slashes removed).
 REDIRECTING_PATHS = r"(?i)^/auth/(?:forms/(?:login-splash|clearlogin)\.jsp|saml2)"
 CLIENT_SECRET_KEY = "client-secret"
 CLIENT_SECRET_ROTATION_DAYS = 30  # a confidential client's secret is replaced after this

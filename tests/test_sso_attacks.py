@@ -206,14 +206,16 @@ def test_the_filter_is_a_valid_traefik_route_on_the_portal_certificate(charted: 
 # --- OpenUnison's other redirects to a request's parameter -------------------------------------------
 
 # OpenUnison 1.0.46 serves /auth/forms/ with no authentication or authorization (NextEmbSys, state
-# Auth: "processesing the authentications, skip auth and az processing"). Its login-splash.jsp writes
-# the `redirto` parameter unescaped into `window.location.href = "<redirto>?finishsso=true"`: any link
-# to it on the portal's host sends the browser anywhere, and a `"` in it runs the attacker's script on
-# the sign-in origin (upstream took the parameter out in 1.0.50, commit 4f2bbb59, issue #1077).
-# clearLogin.jsp answers `sendRedirect(request.getParameter("target"))`, and SAML2Auth.doPost
-# (/auth/saml2, the chart's `saml2` mechanism) redirects a signed-in session to the `RelayState`
-# parameter (query or form body) before reading any SAML message. No flow of the platform's uses
-# them (no SAML upstream; SplashPageAuth unconfigured), so the filter answers every path to them.
+# Auth: "processesing the authentications, skip auth and az processing"), to any visitor (an open
+# session gets the anonymous AuthController, SessionManagerImpl.createOpenSession). Its login-splash.jsp
+# writes the `redirto` parameter unescaped into `window.location.href = "<redirto>?finishsso=true"`: a
+# link to it on the portal's host sends the browser anywhere, and a `"` in it runs the attacker's script
+# on the sign-in origin (upstream took the parameter out in 1.0.50, commit 4f2bbb59, issue #1077).
+# Two more sinks, not shown reachable: clearLogin.jsp answers `sendRedirect(request.getParameter("target"))`
+# but first reads a holder a request to /auth/forms/ does not have; SAML2Auth.doPost (/auth/saml2, the
+# chart's `saml2` mechanism) redirects a signed-in session to `RelayState` (query or form body) before
+# reading any SAML message, behind AuthMgrSys's check of the chain's step. No flow of the platform's uses
+# any of them (no SAML upstream; SplashPageAuth unconfigured), so the filter answers every path to them.
 ELSEWHERE = f"{PHISHING}x"
 SCRIPT = '";location=atob(`aHR0cHM6Ly9ldmls`)//'  # closes the page's string: the attacker's script on the sign-in origin
 PAGE_ATTEMPTS = {
