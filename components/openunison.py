@@ -99,9 +99,13 @@ OULOGIN_REDIRECT_URI = "http://127.0.0.1:8400/redirect"
 # (NextEmbSys), where login-splash.jsp writes `redirto` unescaped into window.location for any visitor
 # (upstream took it out in 1.0.50, #1077). clearLogin.jsp redirects to `target` and SAML2Auth.doPost
 # (/auth/saml2) a signed-in session to `RelayState`: sinks not shown reachable here, answered too as
-# the platform has no SAML upstream. Matched without regard to case and as a prefix (a ;parameter),
-# on Traefik's routing path (unreserved escapes decoded, dot segments and repeated slashes removed).
-REDIRECTING_PATHS = r"(?i)^/auth/(?:forms/(?:login-splash|clearlogin)\.jsp|saml2)"
+# the platform has no SAML upstream. Matched on Traefik's routing path (unreserved escapes decoded, dot
+# segments and repeated slashes removed) as Undertow 2.3.22 resolves it: without regard to case, as a
+# prefix, and with any segment's ;parameters, which Undertow drops from the path it maps
+# (HttpRequestParser.handlePathParameters), so a segment of parameters alone is an empty one.
+_PARAMS = r"(?:;[^/]*)?"
+_THEN = rf"{_PARAMS}(?:/{_PARAMS})*/"
+REDIRECTING_PATHS = rf"(?i)^(?:/{_PARAMS})*/auth{_THEN}(?:forms{_THEN}(?:login-splash|clearlogin)\.jsp|saml2)"
 CLIENT_SECRET_KEY = "client-secret"
 CLIENT_SECRET_ROTATION_DAYS = 30  # a confidential client's secret is replaced after this
 # On each Trust: changes with its client secret, so OpenUnison re-reads the Secret.

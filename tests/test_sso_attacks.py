@@ -222,6 +222,10 @@ PAGE_ATTEMPTS = {
     "login-splash's redirto": ("/auth/forms/login-splash.jsp", {"redirto": ELSEWHERE}),
     "login-splash's redirto, a script": ("/auth/forms/login-splash.jsp", {"redirto": SCRIPT}),
     "login-splash, a path parameter": ("/auth/forms/login-splash.jsp;jsessionid=1", {"redirto": ELSEWHERE}),
+    # Undertow drops each segment's ;parameters from the path it maps (HttpRequestParser.handlePathParameters).
+    "login-splash, parameters on a directory": ("/auth;a=1/forms;b/login-splash.jsp", {"redirto": ELSEWHERE}),
+    "login-splash, a segment of parameters": ("/;a/auth/;b/forms/;c/login-splash.jsp", {"redirto": ELSEWHERE}),
+    "SAML2Auth, parameters on a directory": ("/auth;a/saml2", {"RelayState": ELSEWHERE}),
     "login-splash, dot segments and slashes": ("/auth//forms/./x/../login-splash.jsp", {"redirto": ELSEWHERE}),
     "login-splash, escaped letters": ("/auth/forms/login%2Dsplash%2Ejsp", {"redirto": ELSEWHERE}),
     "login-splash, another case": ("/Auth/Forms/Login-Splash.JSP", {"redirto": ELSEWHERE}),
