@@ -214,6 +214,14 @@ def virtual_cluster_registry(registry_host: str) -> str:
     return f"{registry_host}/{APPROVED_PROJECT}/vcluster"
 
 
+# The syncer's only rights beyond its host namespace (`rbac.clusterRole.overwriteRules`): replicating
+# the query proxy's Service (`networking.replicateServices.fromHost`) runs a host manager that watches
+# Services and Endpoints in every namespace (vcluster v0.36.1 pkg/controllers/register.go:117). The
+# chart would add list/watch on every Secret for `sync.fromHost.secrets`; its mappings all come from
+# the host namespace, which the syncer's namespaced cache (pkg/setup/controller_context.go:120,
+# pkg/config/parse.go:134) and Role already serve.
+VCLUSTER_CLUSTER_RULES = [{"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}]
+
 # Pod Security `restricted` for the virtual cluster's own pods (the chart runs them as root by default).
 RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 12345, "runAsGroup": 12345, "fsGroup": 12345,
                   "seccompProfile": {"type": "RuntimeDefault"}}
@@ -267,6 +275,7 @@ def virtual_cluster_values(
     host_namespace = namespace_name(tenant.name, environment)
     return {
         "controlPlane": control_plane,
+        "rbac": {"clusterRole": {"overwriteRules": VCLUSTER_CLUSTER_RULES}},
         # The host's query proxy of this virtual cluster, under the name the AnalysisTemplate uses
         # (the controller runs inside; components/prometheus_query.py).
         "networking": {"replicateServices": {"fromHost": [{

@@ -135,3 +135,19 @@ def test_outside_its_namespace_a_virtual_cluster_reads_only_the_services_it_repl
         for resource in rule.get("resources") or rule.get("nonResourceURLs") or []
     }
     assert {(group, resource) for *_, group, resource in reads} == CLUSTER_WIDE_READS, sorted(reads)
+
+
+def test_a_virtual_cluster_keeps_the_host_reads_its_features_need(charted: dict[str, Render]) -> None:
+    # The Secrets it copies in (`sync.fromHost.secrets`) all come from its host namespace, where its
+    # Role reads them; the Service it replicates (`networking.replicateServices.fromHost`) from any.
+    for stack, result, release in virtual_clusters(charted):
+        namespace = release["inputs"]["namespace"]
+        values = release["inputs"]["values"]
+        assert {key.split("/")[0] for key in values["sync"]["fromHost"]["secrets"]["mappings"]["byName"]} == {namespace}
+        assert values["networking"]["replicateServices"]["fromHost"]  # what the cluster-wide reads are for
+        [syncer] = [obj["spec"]["template"]["spec"]["serviceAccountName"] for obj in release["rendered"] if obj["kind"] == "StatefulSet"]
+        held = grants(result, release["cluster"], (namespace, syncer))
+        needed = [(namespace, "secrets"), (None, "services"), (None, "endpoints")]
+        missing = [(scope, resource, verb) for scope, resource in needed for verb in READ
+                   if not any(allows(rule, verb, "", resource) for where, rule in held if where == scope)]
+        assert not missing, f"{stack} {namespace}: {missing}"
