@@ -445,7 +445,7 @@ class TenantNamespace(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """Images from the tenant's own project and `approved` only, pulled Always; RoleBindings
         only for the tenant's people, groups, service accounts (and ArgoCD's federated user);
-        Ingress hosts only its own, no externalIPs, NodePorts, token Secrets
+        Ingress hosts only its own, no externalIPs, NodePorts, token Secrets, Helm releases forged by a syncer
         or PersistentVolumes claimed by name; where an exception holds, restricted but for it."""
         users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
         groups = [tenant_group(tenant.name, role) for role in ROLES]

@@ -15,14 +15,15 @@ from typing import Any
 
 from platformctl.helm_render import RELEASE_TYPE, object_namespace
 from platformctl.render import Render
+from tests.test_gatekeeper_plan import admission
 
 RBAC = "rbac.authorization.k8s.io/v1"
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete", "deletecollection", "bind", "escalate", "impersonate")
 # What the syncer reads cluster-wide, and why it cannot be less: `networking.replicateServices.fromHost`
 # (the Prometheus query proxy's Service, from the `prometheus` namespace) runs on a second host
-# manager with no namespace restriction (vcluster v0.36.1 pkg/controllers/register.go:115, which
-# watches Services and Endpoints in every namespace, pkg/controllers/servicesync/servicesync.go:56-70).
+# manager with no namespace restriction (vcluster v0.36.1 pkg/controllers/register.go:117, whose
+# controller watches Services and Endpoints in every namespace, pkg/controllers/servicesync/servicesync.go:51-70).
 CLUSTER_WIDE_READS = {("", "services"), ("", "endpoints")}
 
 
@@ -95,6 +96,12 @@ def host_accounts(release: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(accounts | {(namespace, pod.get("serviceAccountName") or "default") for pod in pods})
 
 
+def syncer(release: dict[str, Any]) -> str:
+    """The ServiceAccount the virtual control plane (and its syncer) runs as."""
+    [account] = [o["spec"]["template"]["spec"]["serviceAccountName"] for o in release["rendered"] if o["kind"] == "StatefulSet"]
+    return account
+
+
 def beyond(charted: dict[str, Render]) -> Iterator[tuple[str, tuple[str, str], str | None, dict[str, Any]]]:
     """(release, account, scope, rule) for every rule a virtual cluster's host account holds outside its own namespace."""
     checked = 0
@@ -145,9 +152,41 @@ def test_a_virtual_cluster_keeps_the_host_reads_its_features_need(charted: dict[
         values = release["inputs"]["values"]
         assert {key.split("/")[0] for key in values["sync"]["fromHost"]["secrets"]["mappings"]["byName"]} == {namespace}
         assert values["networking"]["replicateServices"]["fromHost"]  # what the cluster-wide reads are for
-        [syncer] = [obj["spec"]["template"]["spec"]["serviceAccountName"] for obj in release["rendered"] if obj["kind"] == "StatefulSet"]
-        held = grants(result, release["cluster"], (namespace, syncer))
+        held = grants(result, release["cluster"], (namespace, syncer(release)))
         needed = [(namespace, "secrets"), (None, "services"), (None, "endpoints")]
         missing = [(scope, resource, verb) for scope, resource in needed for verb in READ
                    if not any(allows(rule, verb, "", resource) for where, rule in held if where == scope)]
         assert not missing, f"{stack} {namespace}: {missing}"
+
+
+def helm_secret(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "data": {"release": "H4sIAAAAAAAA"}}
+
+
+def test_a_virtual_clusters_syncer_cannot_forge_or_alter_the_helm_release_in_its_host_namespace(charted: dict[str, Render]) -> None:
+    # Tenant A, admin inside, creates a Secret labelled as revision 99 of the virtual cluster's own
+    # release, whose manifest would list the host's `vault` Namespace, and mounts it in a pod: the syncer
+    # copies it to the host namespace with its labels, and at the next upgrade Helm, with the
+    # deployer's rights, would delete what that "release" lists and the chart no longer renders.
+    checked = 0
+    for stack, result, release in virtual_clusters(charted):
+        namespace, name = release["inputs"]["namespace"], release["inputs"]["name"]
+        user = f"system:serviceaccount:{namespace}:{syncer(release)}"
+        revision = {"owner": "helm", "name": name, "status": "deployed", "version": "99"}
+        forged = helm_secret(namespace, "sh.helm.release.v1.app-x-catalog-x-" + namespace, revision)
+        current = helm_secret(namespace, f"sh.helm.release.v1.{name}.v1", {**revision, "version": "1"})
+        stripped = {**current, "metadata": {**current["metadata"], "labels": {}}}
+        ordinary = {**forged, "type": "Opaque", "metadata": {**forged["metadata"], "labels": {"app": "web"}}}
+
+        def denied(obj: dict[str, Any], user: str, operation: str = "CREATE", old: dict[str, Any] | None = None) -> bool:
+            kinds, failures = admission(result.plan, release["cluster"], obj, operation, old, user)
+            assert "PlatformTenantObjects" in kinds
+            return any("owner=helm" in failure for failure in failures)
+
+        assert denied(forged, user), f"{stack} {namespace}: the syncer forges a release"
+        assert denied(stripped, user, "UPDATE", current), f"{stack} {namespace}: the syncer strips the release's labels"
+        assert not denied(ordinary, user), f"{stack} {namespace}: a tenant's own Secret"
+        assert not denied(helm_secret(namespace, f"sh.helm.release.v1.{name}.v2", {**revision, "version": "2"}), "kubernetes-admin")
+        checked += 1
+    assert checked >= 4

@@ -245,7 +245,8 @@ def tenant_namespace_constraints(
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
     namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host);
-    no externalIPs, NodePorts, service-account-token Secrets or claims of a volume by name;
+    no externalIPs, NodePorts, service-account-token Secrets, Helm release Secrets from a virtual
+    cluster's syncer or claims of a volume by name;
     Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only, sending
     exactly the header `prometheus_header` with the namespace when one is given.
 
