@@ -284,7 +284,10 @@ def virtual_cluster_values(
         }]}},
         "sync": {
             # The tenant's Ingresses serve on the host's ingress controller, held to its host rule.
-            "toHost": {"ingresses": {"enabled": True}},
+            # A Service with a selector gets its host Endpoints from the host's controller; the tenant's
+            # own Endpoints (a Service without one) would point the host's ingress controller at any
+            # address, another tenant's pods included (CVE-2021-25740): as in namespaces, none.
+            "toHost": {"ingresses": {"enabled": True}, "endpoints": {"enabled": False}, "endpointSlices": {"enabled": False}},
             "fromHost": {
                 "secrets": {
                     "enabled": True,

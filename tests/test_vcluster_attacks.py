@@ -190,3 +190,18 @@ def test_a_virtual_clusters_syncer_cannot_forge_or_alter_the_helm_release_in_its
         assert not denied(helm_secret(namespace, f"sh.helm.release.v1.{name}.v2", {**revision, "version": "2"}), "kubernetes-admin")
         checked += 1
     assert checked >= 4
+
+
+def test_a_virtual_cluster_cannot_point_its_host_services_at_other_tenants_pods(charted: dict[str, Render]) -> None:
+    # Tenant A writes, inside, a Service without a selector and its Endpoints (or EndpointSlices)
+    # listing tenant B's pod addresses, and an Ingress to it on A's own host: synced to the host, the
+    # ingress controller would forward A's visitors to B's pods, whose NetworkPolicy admits it
+    # (CVE-2021-25740). Tenants in namespaces may only read Endpoints (components/tenant_roles.py).
+    writes = [
+        f"{stack} {release['inputs']['namespace']}: {rule}"
+        for stack, result, release in virtual_clusters(charted)
+        for scope, rule in grants(result, release["cluster"], (release["inputs"]["namespace"], syncer(release)))
+        for group, resource in (("", "endpoints"), ("discovery.k8s.io", "endpointslices"))
+        if any(allows(rule, verb, group, resource) for verb in WRITE)
+    ]
+    assert not writes, "\n".join(writes)
