@@ -781,11 +781,10 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     reserved `system:` names, and another spelling of an id that GitLab would take for it (it finds
     a sign-in's account by identity without regard to case): a member's (folded as below), or the
     one that signed in under the same User object before (OpenUnison's own record, which names it
-    by lower case). Upstream groups are compared
-    as Vault compares group aliases (without regard to case, folded as Go's strings.ToLower
-    folds), with the local groups and with `platform_groups` (the platform's own upstream groups: only their exact spelling
-    passes); `system:` groups never pass (a virtual cluster's API server takes the groups claim
-    as it is)."""
+    by lower case). Upstream groups are compared as Vault compares group aliases (without regard
+    to case, folded as Go's strings.ToLower folds), with the local groups and with
+    `platform_groups` (the platform's own upstream groups: only their exact spelling passes);
+    `system:` groups never pass (a virtual cluster's API server takes the groups claim as it is)."""
     return _LOCAL_GROUPS_JS.format(
         selector=LOCAL_GROUPS_LABEL, namespace=NAMESPACE, platform_groups=json.dumps(sorted(platform_groups), ensure_ascii=True)
     )

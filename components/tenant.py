@@ -637,8 +637,8 @@ def namespace_policy(
     # The Rollouts controller calls an analysis's provider from its own namespace: only the
     # cluster's Prometheus (where it runs) is a provider that reaches nothing the tenant should not,
     # through its query proxy, which the namespace's own header scopes (components/prometheus_query.py).
-    queries = (prometheus.QUERY_URL,) if prometheus.SLICE.key in platform.addons.get(cluster, {}) else ()
     addons = platform.addons.get(cluster, {})
+    queries = (prometheus.QUERY_URL,) if prometheus.SLICE.key in addons else ()
     return NamespacePolicy([f"harbor.{platform.domain}/{project}" for project in projects], templates, hosts, queries,
                            gatekeeper.in_force(addons), image_verifier.ready(addons))
 
