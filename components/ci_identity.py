@@ -42,7 +42,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws import HISTORY_TAG, STS_AUDIENCE, web_identity_trust
-from components.backups import VELERO_OUTCOMES
+from components.backups import VELERO_OUTCOMES, BackupStore
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
 
@@ -117,9 +117,8 @@ class PipelineIdentityArgs:
     project_path: str  # this repository in GitLab, e.g. platform/platform-bootstrap
     inventory: CredentialInventory
     deploy_branch: str = "main"
-    backup_bucket: pulumi.Input[str] | None = None  # the stack's backup bucket: a watch role lists it
-    backup_key_arn: pulumi.Input[str] | None = None  # its KMS key: the watch role decrypts Velero's outcomes through S3
-    region: str = ""  # the bucket's (kms:ViaService)
+    # The stack's backup store: a watch role lists its bucket and decrypts Velero's outcomes there through S3.
+    backups: BackupStore | None = None
     # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -181,11 +180,12 @@ class PipelineIdentity(pulumi.ComponentResource):
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
         self.backup_watch_role_arn = None
-        if args.backup_bucket is not None:
+        if args.backups is not None:
             watch = role("backup-watch", f"platformctl backups check from {args.deploy_branch} of {args.project_path}",
                          args.deploy_branch, None)
+            store = args.backups
             aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.all(
-                args.backup_bucket, args.backup_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], args.region))))
+                store.bucket, store.kms_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], store.region))))
             self.backup_watch_role_arn = watch.arn
 
         for what, holder, scope, resource in (
@@ -198,7 +198,7 @@ class PipelineIdentity(pulumi.ComponentResource):
                "(the backups schedule's platformctl backups check)",
                f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3) and "
                "rds:DescribeDBInstances, nothing else",
-               f"{name}-backup-watch"),) if args.backup_bucket is not None else ()):
+               f"{name}-backup-watch"),) if args.backups is not None else ()):
             args.inventory.register(
                 Credential(
                     what=what,

@@ -84,9 +84,7 @@ def build_vault_federation(
                 gitlab_url=gitlab.url,
                 project_path=config.pipeline.project_path,
                 inventory=inventory,
-                backup_bucket=backups.bucket if backups is not None else None,
-                backup_key_arn=backups.kms_key_arn if backups is not None else None,
-                region=identity.region,
+                backups=backups,
                 depends_on=[gitlab.release],
             ),
         )
