@@ -81,6 +81,11 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*self.templates.values(), *policies])),
         )
 
+    def enforce(self, name: str, constraint: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        """Another service's Constraint on this cluster (`opts`: its parent and provider), after its template."""
+        return _custom_resource(name, constraint, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])))
+
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
     """Every cluster's policy: images from the platform's Harbor only, the tenant constraints."""

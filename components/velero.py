@@ -14,8 +14,9 @@ How volumes are captured:
 * Kubeconfig clusters (kind's local-path volumes cannot be snapshotted): Velero's file-system
   backup, a kopia repository per namespace in the bucket, read by the node agent from the kubelet's
   pod volumes on each node (hostPath, as root). Its repository key is generated, not Velero's
-  built-in default. The node agent runs as the server's cluster-admin account (the chart has no
-  other), so only a cluster whose namespaces are backed up runs it (`Velero.node_agent`).
+  built-in default. The program declares the node agent with an account of its own
+  (components/velero_node_agent.py: the chart's runs as the server's cluster-admin one), and only
+  on a cluster whose namespaces are backed up (`Velero.node_agent`).
 
 Where backups go: the stack's backup store (components/backups.py) under `velero/<cluster>/`. On EKS
 Velero's IAM role (IRSA) may read, write and delete current objects there and nothing else: no other
@@ -48,11 +49,14 @@ from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
 from components.common import ConfigModel
+from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
 from components.tenant_supply_chain import approved
+from components.velero_node_agent import NodeAgent, NodeAgentArgs
+from components import velero_node_agent
 from components.versions import EKS_SNAPSHOT_CONTROLLER, VELERO_AWS_PLUGIN_IMAGE, VELERO_IMAGE, VELERO_TAG
 from policy.labels import MANAGED_BY
 
@@ -130,6 +134,7 @@ class VeleroArgs:
     inventory: CredentialInventory
     harbor_host: str  # where the restore helper's image is pulled from (its `approved` project)
     eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None = None  # the cluster's identity and EKS name
+    gatekeeper: Gatekeeper | None = None  # the cluster's, which holds the pods the node agent creates
 
 
 class Velero(pulumi.ComponentResource):
@@ -147,8 +152,13 @@ class Velero(pulumi.ComponentResource):
             ready = self._csi_snapshots(name, ns, args.eks, k8s_opts)
         else:
             ready = self._file_system_backup(name, ns, k8s_opts)
-        sized_at = ("", "nodeAgent") if self.node_agent else ("",)
-        self.release = SLICE.release(cluster, self, args.settings, self.values(), *sized_at, ns=ns, depends_on=ready)
+        self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=ready)
+        if self.node_agent:
+            assert args.gatekeeper is not None, "on_cluster: the node agent needs Gatekeeper"
+            NodeAgent(f"{name}-node-agent", cluster, ns, NodeAgentArgs(
+                namespace=NAMESPACE, resources=args.settings.resources, credentials_secret=CREDENTIALS_SECRET,
+                repository_secret=REPOSITORY_SECRET, gatekeeper=args.gatekeeper,
+            ), after=[self.release], opts=pulumi.ResourceOptions(parent=self))
         self.location = k8s.apiextensions.CustomResource(
             f"{name}-location",
             api_version=API_VERSION,
@@ -167,9 +177,8 @@ class Velero(pulumi.ComponentResource):
 
     @property
     def node_agent(self) -> bool:
-        """File-system backups of this cluster's tenant volumes are declared (`options.environments`). The
-        chart (12.1.0, helm-charts#606) runs its node agent on every node as the server's cluster-admin
-        account, so a cluster with nothing to copy gets none: a node taken over there must not own the cluster."""
+        """File-system backups of this cluster's tenant volumes are declared (`options.environments`): a
+        cluster with nothing to copy runs no root pod with the kubelet's directories on every node."""
         return self.file_system and self.cluster.name in self.args.settings.options["environments"]
 
     def _csi_snapshots(
@@ -243,7 +252,8 @@ class Velero(pulumi.ComponentResource):
             # The location is the program's (location_spec), and CSI snapshots need no snapshot location.
             "backupsEnabled": False,
             "snapshotsEnabled": False,
-            "deployNodeAgent": self.node_agent,
+            # The chart's would run as the server's cluster-admin account (helm-charts#606): NodeAgent instead.
+            "deployNodeAgent": False,
         }
         if eks:
             values["configuration"] = {"features": "EnableCSI"}
@@ -303,11 +313,12 @@ class Velero(pulumi.ComponentResource):
         tokens = projected_token(
             f"service-account tokens of Velero on {cluster}",
             issuer=f"the {cluster} cluster's service-account issuer",
-            holder=f"Velero's server{' and its node agents on every node' if self.node_agent else ''} ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
+            holder=f"Velero's server ({NAMESPACE}/{SERVICE_ACCOUNT}) on {cluster}",
             scope="cluster-admin (the chart's ClusterRoleBinding): reads every object of every namespace, Secrets included, "
                   "and restores into any",
         )
-        return [tokens, *self._store_credentials(name)]
+        agent = [velero_node_agent.credential(cluster, NAMESPACE)] if self.node_agent else []
+        return [tokens, *agent, *self._store_credentials(name)]
 
     def _store_credentials(self, name: str) -> list[Credential]:
         cluster = self.cluster.name
@@ -373,8 +384,14 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
     if parts.backups is None:
         raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
                          "or services.velero.enabled: false")
+    gatekeeper: Gatekeeper | None = parts.get(GATEKEEPER)
+    if parts.eks is None and parts.cluster.name in settings.options["environments"] and gatekeeper is None:
+        raise ValueError(f"platform:services.velero: the node agent backing up {parts.cluster.name}'s volumes creates pods that "
+                         "only Gatekeeper confines; enable platform:services.gatekeeper or leave the environment out of "
+                         "services.velero.environments")
     return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
-        settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}", eks=parts.eks))
+        settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}", eks=parts.eks,
+        gatekeeper=gatekeeper))
 
 
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:
@@ -394,8 +411,10 @@ SLICE: ServiceSlice[Velero] = ServiceSlice(
     namespace=PlatformNamespace(
         NAMESPACE,
         "Velero, which reads and restores every namespace (cluster-admin) and holds its cluster's key to the backup store; on kubeconfig "
-        "clusters its node agent runs as root with the kubelet's pod and plugin directories mounted from the host "
-        "(hostPath) to copy the tenants' volumes",
+        "clusters its node agent, and the pods it starts to copy each volume, run as root with the kubelet's pod and plugin "
+        "directories mounted from the host (hostPath) to copy the tenants' volumes. Gatekeeper's webhook still reviews it: "
+        "it holds the pods the node agent creates (PlatformNodeAgentPods)",
+        webhook_exempt=False,
     ),
     chart="velero",
     on_cluster=on_cluster,

@@ -18,8 +18,9 @@ from opa_bindings import OpaEngine
 _PACKAGE = re.compile(r"^package\s+([\w.]+)\s*$", re.MULTILINE)
 
 
-def review(obj: dict[str, Any], operation: str = "CREATE", old_object: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `input.review` Gatekeeper builds for an admission request about `obj`."""
+def review(obj: dict[str, Any], operation: str = "CREATE", old_object: dict[str, Any] | None = None,
+           user_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `input.review` Gatekeeper builds for an admission request about `obj` (by `user_info`, if given)."""
     group, _, version = obj["apiVersion"].rpartition("/")
     metadata = obj.get("metadata", {})
     request: dict[str, Any] = {
@@ -32,6 +33,8 @@ def review(obj: dict[str, Any], operation: str = "CREATE", old_object: dict[str,
         request["namespace"] = metadata["namespace"]
     if old_object is not None:
         request["oldObject"] = old_object
+    if user_info is not None:
+        request["userInfo"] = user_info
     return request
 
 
@@ -85,6 +88,7 @@ def violations(
     parameters: dict[str, Any] | None = None,
     operation: str = "CREATE",
     old_object: dict[str, Any] | None = None,
+    user_info: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The violations `template` reports when `obj` is admitted with `operation`."""
-    return evaluate(template, review(obj, operation, old_object), parameters)
+    """The violations `template` reports when `obj` is admitted with `operation` (by `user_info`)."""
+    return evaluate(template, review(obj, operation, old_object, user_info), parameters)

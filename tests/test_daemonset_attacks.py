@@ -8,20 +8,24 @@ or mint tokens.
 Each DaemonSet of both plans (rendered by the real Helm engine, or declared by the program) is
 judged by the RBAC objects of its cluster in the plan, evaluated as Kubernetes does (rules are
 additive; a verb, group and resource must each match; a RoleBinding grants only in its namespace).
+Creating pods in a namespace counts unless the cluster's admission, as the plan declares it
+(Gatekeeper's constraints, evaluated by the real OPA engine), refuses every pod that would reach
+beyond the node: another account, another image, another host path, another node (Velero's node
+agent, which copies each volume in a pod it creates, is held so by PlatformNodeAgentPods).
 The EKS add-ons' DaemonSets (vpc-cni's aws-node, kube-proxy, the EBS CSI node, the Pod Identity
 agent) are AWS's and not in the plan.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from platformctl.helm_render import RELEASE_TYPE, object_namespace
 from platformctl.render import Render
+from tests.test_gatekeeper_plan import admission, cluster_views, webhook_exempt
 
 RBAC = "rbac.authorization.k8s.io"
 # The ClusterRoles Kubernetes itself defines that the plan binds: a binding to any other role the
@@ -44,6 +48,7 @@ class DaemonSet:
     namespace: str
     name: str
     account: str
+    pod: dict[str, Any]  # its pod template's spec
 
 
 def cluster_objects(plan: dict[str, Any], cluster: str) -> Iterator[dict[str, Any]]:
@@ -63,7 +68,7 @@ def daemonsets(plan: dict[str, Any]) -> list[DaemonSet]:
     clusters = {r["cluster"] for r in plan["resources"] if r.get("cluster")}
     return [
         DaemonSet(cluster, obj["metadata"]["namespace"], obj["metadata"]["name"],
-                  obj["spec"]["template"]["spec"].get("serviceAccountName") or "default")
+                  obj["spec"]["template"]["spec"].get("serviceAccountName") or "default", obj["spec"]["template"]["spec"])
         for cluster in sorted(clusters) for obj in cluster_objects(plan, cluster) if obj["kind"] == "DaemonSet"
     ]
 
@@ -112,11 +117,12 @@ def anywhere(held: list[Grant], verb: str, group: str, resource: str) -> list[st
     return sorted({g.namespace or "cluster-wide" for g in held if allows(g, verb, group, resource, g.namespace)})
 
 
+CREATES_PODS = "creates pods (and so runs as any account of their namespace)"
 # What a token of the account must not do: each power, and the (verb, group, resource) that give it.
 POWERS: dict[str, list[tuple[str, str, str]]] = {
     "cluster-admin (every verb on every resource)": [("*", "*", "*")],
     "reads Secrets cluster-wide": [(verb, "", "secrets") for verb in READ],
-    "creates pods (and so runs as any account of their namespace)": [("create", "", "pods")],
+    CREATES_PODS: [("create", "", "pods")],
     "changes or binds roles": [(verb, RBAC, resource) for resource in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
                                for verb in ("create", "update", "patch", "bind", "escalate")],
     "impersonates": [("impersonate", "", resource) for resource in ("users", "groups", "serviceaccounts")],
@@ -136,14 +142,114 @@ def powers(held: list[Grant]) -> dict[str, list[str]]:
     return found
 
 
+# --- the pods a DaemonSet's account may create, through the cluster's admission --------------------
+
+NODE, OTHER_NODE = "worker-1", "worker-2"
+OWNER_UID = "0b7d5a8e-5d1c-4b8e-9a51-2f6f0c3e9d41"  # the PodVolumeBackup's: Velero names the container and volume after it
+# What the ServiceAccount admission plugin adds to every pod before the webhooks see it.
+TOKEN_VOLUME = {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
+    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
+
+
+def requester(namespace: str, account: str, node: str | None = NODE) -> dict[str, Any]:
+    """The userInfo of a request made with the account's token from a pod on `node` (None: a token bound to no pod)."""
+    extra = {"authentication.kubernetes.io/pod-name": [f"{account}-abcde"], "authentication.kubernetes.io/node-name": [node]}
+    return {"username": f"system:serviceaccount:{namespace}:{account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+            **({"extra": extra} if node else {})}
+
+
+def hosting_pod(agent: dict[str, Any], namespace: str, volume: str, restore: bool = False) -> dict[str, Any]:
+    """The pod Velero v1.18.1's node agent creates to copy one volume (pkg/exposer/pod_volume.go
+    createHostingPod, Linux), from its own DaemonSet's pod spec `agent` (getInheritedPodInfo), on the
+    client pod's node, which is the agent's: `volume` is that pod's volume directory on the host."""
+    agent = copy.deepcopy(agent)
+    [container] = agent["containers"]
+    name, kind = ("pvr-1", "restore") if restore else ("pvb-1", "backup")
+    args = [f"--volume-path=/{OWNER_UID}", "--resource-timeout=10m0s", f"--pod-volume-{kind}={name}"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": name, "namespace": namespace, "labels": {f"velero.io/pod-volume-{kind}": name},
+        "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "PodVolumeRestore" if restore else "PodVolumeBackup",
+                             "name": name, "uid": OWNER_UID, "controller": True}]},
+        "spec": {
+            "nodeName": NODE, "os": {"name": "linux"}, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "NotIn", "values": ["windows"]}]}]}}},
+            "serviceAccountName": agent["serviceAccountName"], "securityContext": {"runAsUser": 0},
+            "containers": [{
+                "name": OWNER_UID, "image": container["image"], "imagePullPolicy": "Never",
+                "command": ["/velero", "pod-volume", kind], "args": args + (["--cache-volume-path="] if restore else []),
+                "env": container.get("env", []), "resources": {}, "securityContext": {"privileged": False},
+                "volumeMounts": [{"name": OWNER_UID, "mountPath": f"/{OWNER_UID}", "mountPropagation": "HostToContainer"},
+                                 *container["volumeMounts"], {"name": TOKEN_VOLUME["name"], "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+            }],
+            "volumes": [{"name": OWNER_UID, "hostPath": {"path": volume}}, *agent["volumes"], TOKEN_VOLUME],
+        }}
+
+
+def volume_of_a_pod(agent: dict[str, Any]) -> str:
+    """A tenant pod's volume directory below the agent's host-pods path (exposer.ExtractPodVolumeHostPath)."""
+    [pods] = [v["hostPath"]["path"] for v in agent["volumes"] if v["name"] == "host-pods"]
+    return f"{pods}/3f1c9a52-7a8e-4c55-b1c2-8d0e6f4a9b17/volumes/kubernetes.io~local-volume/pvc-6f2d"
+
+
+def pod_attacks(pod: dict[str, Any], accounts: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Pods that would reach beyond the node, each changed from `pod`, with the node its request comes from."""
+    def changed(change: Any) -> dict[str, Any]:
+        attack = copy.deepcopy(pod)
+        change(attack["spec"], attack["spec"]["containers"][0])
+        return attack
+    own = pod["spec"]["serviceAccountName"]
+    attacks = {f"runs as {account}": changed(lambda s, c, a=account: s.update(serviceAccountName=a)) for account in accounts if account != own}
+    attacks |= {
+        "runs as the namespace's default account": changed(lambda s, c: s.pop("serviceAccountName")),
+        "on another node": changed(lambda s, c: s.update(nodeName=OTHER_NODE)),
+        "left to the scheduler": changed(lambda s, c: s.pop("nodeName")),
+        "another image": changed(lambda s, c: c.update(image="docker.io/library/busybox:1.37.0")),
+        "the host's /": changed(lambda s, c: s["volumes"][0]["hostPath"].update(path="/")),
+        "the kubelet's directory": changed(lambda s, c: s["volumes"][0]["hostPath"].update(path="/var/lib/kubelet")),
+        "a path out of the pods' directory": changed(lambda s, c: s["volumes"][0]["hostPath"].update(
+            path=volume_of_a_pod(pod["spec"]).replace("/volumes/", "/../../../../etc/"))),
+        "another Secret as a volume": changed(lambda s, c: s["volumes"].append({"name": "x", "secret": {"secretName": "velero-server-token"}})),
+        "another Secret through env": changed(lambda s, c: c["env"].append(
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "velero-server-token", "key": "token"}}})),
+        "a claim": changed(lambda s, c: s["volumes"].append({"name": "x", "persistentVolumeClaim": {"claimName": "data"}})),
+        "privileged": changed(lambda s, c: c["securityContext"].update(privileged=True)),
+        "the host's processes": changed(lambda s, c: s.update(hostPID=True)),
+    }
+    return {name: (attack, NODE) for name, attack in attacks.items()} | {"with a token bound to no node": (pod, None)}
+
+
+def admitted_pod_attacks(plan: dict[str, Any], ds: DaemonSet, namespace: str) -> list[str]:
+    """The attacks of `pod_attacks` that the cluster's admission (the plan's constraints) lets the
+    DaemonSet's account create in `namespace`, as a pod of the DaemonSet's shape would be created."""
+    if webhook_exempt(cluster_views(plan)[ds.cluster], namespace):
+        return ["any pod (Gatekeeper's webhook skips the namespace)"]
+    accounts = sorted({o["metadata"]["name"] for o in cluster_objects(plan, ds.cluster)
+                       if o["kind"] == "ServiceAccount" and o["metadata"].get("namespace") == namespace} | {"default"})
+    pod = hosting_pod(ds.pod, namespace, volume_of_a_pod(ds.pod))
+    return [name for name, (attack, node) in pod_attacks(pod, accounts).items()
+            if not admission(plan, ds.cluster, attack, user=requester(ds.namespace, ds.account, node))[1]]
+
+
+def judged(plan: dict[str, Any], ds: DaemonSet, held: list[Grant]) -> dict[str, list[str]]:
+    """The POWERS `held` gives `ds`'s account, creating pods only where admission lets through an attack (named)."""
+    found = powers(held)
+    places = [f"{place}: {', '.join(admitted)}" for place in found.pop(CREATES_PODS, [])
+              if (admitted := ["any pod"] if place == "cluster-wide" else admitted_pod_attacks(plan, ds, place))]
+    return found | ({CREATES_PODS: places} if places else {})
+
+
 def rule_text(rule: dict[str, Any]) -> str:
     targets = [f"{group}/{resource}" if group else resource for group in rule.get("apiGroups", []) for resource in rule.get("resources", [])]
     return f"{'/'.join(rule.get('verbs', []))} {','.join(targets or rule.get('nonResourceURLs', []))}"
 
 
-def report(stack: str, ds: DaemonSet, held: list[Grant]) -> str:
+def report(stack: str, ds: DaemonSet, held_powers: dict[str, list[str]], held: list[Grant]) -> str:
     """A DaemonSet's account, the powers it holds and every rule granted it: what a failure shows."""
-    held_powers = "; ".join(f"{power} [{', '.join(places)}]" for power, places in powers(held).items())
+    held_powers = "; ".join(f"{power} [{', '.join(places)}]" for power, places in held_powers.items())
     rules = "; ".join(f"{g.namespace or 'cluster-wide'}: {', '.join(map(rule_text, g.rules))}" for g in held) or "nothing"
     return f"{stack} {ds.cluster} DaemonSet {ds.namespace}/{ds.name} (account {ds.namespace}/{ds.account}): {held_powers}\n    rules: {rules}"
 
@@ -151,6 +257,12 @@ def report(stack: str, ds: DaemonSet, held: list[Grant]) -> str:
 def every_daemonset(renders: dict[str, Render]) -> list[tuple[str, DaemonSet, list[Grant]]]:
     return [(stack, ds, grants(result.plan, ds.cluster, ds.namespace, ds.account))
             for stack, result in renders.items() for ds in daemonsets(result.plan)]
+
+
+def findings(renders: dict[str, Render], chosen: Any) -> list[str]:
+    """The report of each DaemonSet `chosen(ds)` picks that holds a power."""
+    return [report(stack, ds, found, held) for stack, ds, held in every_daemonset(renders)
+            if chosen(ds) and (found := judged(renders[stack].plan, ds, held))]
 
 
 def test_the_plans_have_daemonsets_to_judge(charted: dict[str, Render]) -> None:
@@ -176,22 +288,57 @@ def test_the_review_sees_a_cluster_admin_and_a_namespaced_secret_reader() -> Non
         "creates pods (and so runs as any account of their namespace)": ["x"]}
 
 
-# Velero's node agent (chart 12.1.0) runs as the server's account, which backs up and restores whole
-# namespaces: the chart has no account of its own for it (vmware-tanzu/helm-charts#606). It runs only
-# on a cluster whose namespaces are backed up (components/velero.py, Velero.node_agent).
-OPEN = {("velero", "node-agent")}
+VELERO_AGENT = ("velero", "node-agent")
 
 
 def test_no_daemonset_holds_more_than_a_node_should(charted: dict[str, Render]) -> None:
     """A node taken over yields every DaemonSet's account: none may be a way to the rest of the cluster."""
-    found = [report(stack, ds, held) for stack, ds, held in every_daemonset(charted)
-             if (ds.namespace, ds.name) not in OPEN and powers(held)]
+    found = findings(charted, lambda ds: (ds.namespace, ds.name) != VELERO_AGENT)
     assert not found, "a node taken over yields:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="open: Velero's node agent holds the server's cluster-admin account (helm-charts#606)")
 def test_velero_node_agent_holds_no_more_than_a_node_should(charted: dict[str, Render]) -> None:
-    """The same, for Velero's node agent: where it runs (the dev stack's prod cluster) it still fails."""
-    held = [(stack, ds, g) for stack, ds, g in every_daemonset(charted) if (ds.namespace, ds.name) in OPEN]
-    found = [report(stack, ds, g) for stack, ds, g in held if powers(g)]
+    """The same, for Velero's node agent (the dev stack's prod cluster): an account of its own, whose pods
+    in `velero` admission holds to its node, account, image and the kubelet's directories."""
+    agents = [ds for _, ds, _ in every_daemonset(charted) if (ds.namespace, ds.name) == VELERO_AGENT]
+    assert [(ds.cluster, ds.account) for ds in agents] == [("prod", "velero-node-agent")]
+    found = findings(charted, lambda ds: (ds.namespace, ds.name) == VELERO_AGENT)
     assert not found, "a node taken over yields:\n" + "\n".join(found)
+
+
+# What Velero v1.18.1's node agent and the pods it starts call (verb, group, resource, namespace; None:
+# cluster-wide), read from its source: each must be granted, or file-system backups and restores stop.
+NODE_AGENT_CALLS = [
+    *((verb, "", "pods", None) for verb in READ),  # the manager's pod cache by spec.nodeName (cli/nodeagent/server.go)
+    ("get", "", "persistentvolumeclaims", "payments-prod"), ("get", "", "persistentvolumes", None),  # kube.GetVolumeDirectory
+    ("get", "", "nodes", None),  # kube.GetNodeOS
+    *((verb, "velero.io", resource, None) for verb in ("list", "watch")
+      for resource in ("podvolumebackups", "podvolumerestores", "datauploads", "datadownloads")),  # the controllers' caches
+    ("list", "", "events", None), ("watch", "", "events", None),  # datapath/micro_service_watcher.go
+    ("create", "", "pods", "velero"), ("delete", "", "pods", "velero"),  # exposer.createHostingPod, CleanUp
+    ("get", "", "pods/log", "velero"),  # kube.CollectPodLogs
+    ("create", "", "events", "velero"), ("patch", "", "events", "velero"),  # kube.NewEventRecorder
+    ("get", "apps", "daemonsets", "velero"),  # nodeagent.GetPodSpec, GetHostPodPath
+    *((verb, "velero.io", resource, "velero") for verb in ("update", "patch")
+      for resource in ("podvolumebackups", "podvolumebackups/status", "podvolumerestores", "podvolumerestores/status")),
+    ("get", "velero.io", "backupstoragelocations", "velero"), ("get", "velero.io", "backuprepositories", "velero"),
+    ("create", "velero.io", "backuprepositories", "velero"),  # repository.Ensurer
+    ("get", "", "secrets", "velero"),  # kopia's repository password (credentials.NewNamespacedSecretStore)
+]
+
+
+def test_velero_node_agent_may_make_the_calls_velero_makes_and_start_its_copies(charted: dict[str, Render]) -> None:
+    """File-system backups and restores keep working: the account holds every call the node agent makes, Secrets
+    only kopia's password, and admission lets through the pods it creates to copy a volume, as Velero builds them."""
+    plan = charted["dev"].plan
+    [ds] = [ds for ds in daemonsets(plan) if (ds.namespace, ds.name) == VELERO_AGENT]
+    held = grants(plan, ds.cluster, ds.namespace, ds.account)
+    assert [call for call in NODE_AGENT_CALLS if not any(allows(g, *call) for g in held)] == []
+    secrets = [rule for g in held for rule in g.rules if "secrets" in rule["resources"]]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["velero-repo-credentials"], "verbs": ["get"]}]
+    for restore in (False, True):
+        pod = hosting_pod(ds.pod, ds.namespace, volume_of_a_pod(ds.pod), restore)
+        assert admission(plan, ds.cluster, pod, user=requester(ds.namespace, ds.account)) == (["PlatformNodeAgentPods"], [])
+    # What the server relies on: it finds the agent on a node by its pods' label role=node-agent.
+    agent = next(o for o in cluster_objects(plan, ds.cluster) if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "node-agent")
+    assert agent["spec"]["template"]["metadata"]["labels"]["role"] == "node-agent"

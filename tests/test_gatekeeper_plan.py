@@ -157,17 +157,15 @@ def cluster_views(plan: dict[str, Any]) -> dict[str, ClusterView]:
 
 
 def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any], operation: str = "CREATE",
-              old_object: dict[str, Any] | None = None, user: str | None = None,
+              old_object: dict[str, Any] | None = None, user: str | dict[str, Any] | None = None,
               inventory: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
     """(the kinds of the constraints that select `obj`, their violations) when `obj` is created (or
-    admitted with `operation`, replacing `old_object`, by `user`, with Gatekeeper's replicated
+    admitted with `operation`, replacing `old_object`, by `user` (a name, or the whole userInfo), with Gatekeeper's replicated
     `inventory`) on `cluster`, with the constraints, templates and Namespace labels the plan declares there."""
     view = cluster_views(plan)[cluster]
     namespace = view.namespaces[obj["metadata"]["namespace"]]
     selected = [c for c in view.constraints if matches(c["spec"]["match"], obj, namespace)]
-    request = review(obj, operation, old_object)
-    if user is not None:
-        request["userInfo"] = {"username": user}
+    request = review(obj, operation, old_object, {"username": user} if isinstance(user, str) else user)
     failures = [f"{c['kind']}: {v.get('msg')}" for c in selected
                 for v in evaluate(view.templates[c["kind"]], request, c["spec"].get("parameters"), inventory)]
     return [c["kind"] for c in selected], failures

@@ -26,12 +26,15 @@ from policy.gatekeeper import (
     TENANT_OBJECT_KINDS,
     cluster_constraints,
     cluster_mutations,
+    node_agent_constraint,
     templates,
     tenant_argo_constraint,
     tenant_namespace_constraints,
 )
+from components.velero_node_agent import daemonset_spec
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review, violations
+from tests.test_daemonset_attacks import OTHER_NODE, hosting_pod, requester, volume_of_a_pod
 
 PLATFORM_NAMESPACES = [n.name for n in SLICE_NAMESPACES]
 ROOT = Path(__file__).parent.parent
@@ -423,6 +426,40 @@ ALLOWED += [
                                      volumes=[{"name": "share", "nfs": {"server": "nas", "path": "/x"}}])), EXCEPTION, {}),
     ("platformpodrestricted", "exception-with-escalation", pod(container(securityContext={"allowPrivilegeEscalation": True})),
      {"allowPrivilegeEscalation": True}, {}),
+]
+
+# Velero's node agent: the pods it creates to copy a volume (tests/test_daemonset_attacks.py builds them
+# as Velero v1.18.1 does from the agent's DaemonSet), and what its account must not get through them.
+AGENT_SPEC = daemonset_spec(RESOURCES, "velero-s3")["template"]["spec"]
+AGENT_CONSTRAINT = node_agent_constraint("velero", AGENT_SPEC["serviceAccountName"], [AGENT_SPEC["containers"][0]["image"]],
+                                         ["/var/lib/kubelet/pods", "/var/lib/kubelet/plugins"], ["velero-s3"])
+AGENT = AGENT_CONSTRAINT["spec"]["parameters"]
+AS_AGENT = {"user_info": requester("velero", AGENT["serviceAccountName"])}
+
+
+def agent_pod(change: Any = None, restore: bool = False) -> dict[str, Any]:
+    """A copy's pod of the agent's shape, `change(spec, container)` applied."""
+    pod = hosting_pod(AGENT_SPEC, "velero", volume_of_a_pod(AGENT_SPEC), restore)
+    if change is not None:
+        change(pod["spec"], pod["spec"]["containers"][0])
+    return pod
+
+
+ALLOWED += [
+    ("platformnodeagentpods", "velero-copies-a-volume", agent_pod(), AGENT, AS_AGENT),
+    ("platformnodeagentpods", "velero-restores-a-volume", agent_pod(restore=True), AGENT, AS_AGENT),
+    ("platformnodeagentpods", "another-users-pod", pod(), AGENT, {"user_info": {"username": "system:serviceaccount:kube-system:daemon-set-controller"}}),
+]
+DISALLOWED += [
+    ("platformnodeagentpods", "as-the-server-on-another-node-with-busybox",
+     agent_pod(lambda s, c: (s.update(serviceAccountName="velero-server", nodeName=OTHER_NODE), c.update(image="busybox:1.37.0"))),
+     AGENT, AS_AGENT, ["must run as <velero-node-agent>, not <velero-server>", "must run on the requester's own node", "image <busybox:1.37.0>"]),
+    ("platformnodeagentpods", "host-root-privileged-reading-a-secret",
+     agent_pod(lambda s, c: (s["volumes"][0]["hostPath"].update(path="/"), c["securityContext"].update(privileged=True),
+                             c["env"].append({"name": "T", "valueFrom": {"secretKeyRef": {"name": "velero-server-token", "key": "token"}}}))),
+     AGENT, AS_AGENT, ["is not allowed; allowed: hostPath at or below", "must not be privileged", "must not read a Secret through env <T>"]),
+    ("platformnodeagentpods", "token-bound-to-no-node", agent_pod(), AGENT, {"user_info": requester("velero", "velero-node-agent", None)},
+     ["request names no node"]),
 ]
 
 # Adversarial admission requests of a tenant developer (platform-tenant-admin in its dev namespace),
@@ -958,7 +995,8 @@ def _all_constraints() -> list[dict[str, Any]]:
     return [*cluster_constraints([HARBOR], TENANT_SELECTOR, PLATFORM_NAMESPACES),
             *tenant_namespace_constraints("team-a-dev", [f"{HARBOR}/team-a", f"{HARBOR}/approved"], ["alice"], ["team-a-developers"],
                                           [TENANT_HOST]),
-            tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"], argocd_namespace="argocd")]
+            tenant_argo_constraint("team-a", ARGO["project"], ARGO["namespaces"], ARGO["clusterLabels"], ARGO["clusters"], argocd_namespace="argocd"),
+            AGENT_CONSTRAINT]
 
 
 def test_constraints_cover_every_template_and_validate_against_its_schema() -> None:
@@ -1017,11 +1055,14 @@ def test_constraint_parameters_drive_the_templates() -> None:
     bad = {"RoleBinding": role_binding("ClusterRole", "cluster-admin", {**GROUP, "name": "system:authenticated"}),
            "Application": application(project="default"), "Ingress": ingress({"host": "team-b.dev.example.com"}),
            "PersistentVolumeClaim": claim("pv-1"), "AnalysisTemplate": analysis("AnalysisTemplate", {"web": {"url": "http://x"}})}
+    # The node agent's: its own pods, requested with its token.
+    agent = {"PlatformNodeAgentPods": (agent_pod(), agent_pod(lambda s, c: c.update(image="nginx:1.27")), AS_AGENT)}
     for constraint in _all_constraints():
         template, parameters = _template_for(constraint), constraint["spec"].get("parameters")
         kind = constraint["spec"]["match"]["kinds"][0]["kinds"][0]
-        assert violations(template, good.get(kind, good_pod), parameters) == [], constraint["kind"]
-        assert violations(template, bad.get(kind, bad_pod), parameters) != [], constraint["kind"]
+        good_one, bad_one, options = agent.get(constraint["kind"], (good.get(kind, good_pod), bad.get(kind, bad_pod), {}))
+        assert violations(template, good_one, parameters, **options) == [], constraint["kind"]
+        assert violations(template, bad_one, parameters, **options) != [], constraint["kind"]
 
 
 def test_tenant_argo_constraint() -> None:

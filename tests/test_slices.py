@@ -30,8 +30,9 @@ def test_platform_namespaces_come_from_the_slices_once_each() -> None:
     assert len(set(names)) == len(names)
     assert names[: len(SYSTEM_NAMESPACES)] == ["kube-system", "kube-public", "kube-node-lease"]
     assert {s.namespace.name for s in SERVICES} <= set(names)
-    # Only ArgoCD's namespace stays under Gatekeeper's webhook: tenant Applications live there.
-    assert [n.name for n in PLATFORM_NAMESPACES if not n.webhook_exempt] == ["argocd"]
+    # Only these stay under Gatekeeper's webhook: ArgoCD's, where tenant Applications live, and Velero's,
+    # where its node agent creates pods (PlatformNodeAgentPods).
+    assert [n.name for n in PLATFORM_NAMESPACES if not n.webhook_exempt] == ["argocd", "velero"]
 
 
 def test_every_component_namespace_belongs_to_a_slice_or_the_federation() -> None:

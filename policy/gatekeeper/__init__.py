@@ -312,3 +312,19 @@ def tenant_argo_constraint(
     }
     name = f"tenant-{tenant}-{environment}-argo-scope" if environment else f"tenant-{tenant}-argo-scope"
     return _constraint("PlatformTenantArgoScope", name, match, parameters)
+
+
+def node_agent_constraint(
+    namespace: str, service_account: str, images: Sequence[str], host_paths: Sequence[str], secrets: Sequence[str],
+) -> dict[str, Any]:
+    """The Constraint on the pods node agent `namespace/service_account` creates in its namespace: on
+    its own node, as itself, its `images` only, mounting only `host_paths` (or below), emptyDirs,
+    its token and `secrets` (PlatformNodeAgentPods)."""
+    if not _DNS_LABEL.match(namespace) or not _DNS_LABEL.match(service_account):
+        raise ValueError(f"{namespace}/{service_account} is not a namespace and service account name")
+    return _constraint(
+        "PlatformNodeAgentPods", f"{service_account}-pods",
+        {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
+        {"username": f"system:serviceaccount:{namespace}:{service_account}", "serviceAccountName": service_account,
+         "images": list(images), "hostPaths": list(host_paths), "secrets": list(secrets)},
+    )
