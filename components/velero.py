@@ -154,7 +154,7 @@ class Velero(pulumi.ComponentResource):
             ready = self._file_system_backup(name, ns, k8s_opts)
         self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=ready)
         if self.node_agent:
-            assert args.gatekeeper is not None, "on_cluster: the node agent needs Gatekeeper"
+            assert args.gatekeeper is not None, "stacks/config.py: services.velero.environments on kubeconfig clusters need Gatekeeper"
             NodeAgent(f"{name}-node-agent", cluster, ns, NodeAgentArgs(
                 namespace=NAMESPACE, resources=args.settings.resources, credentials_secret=CREDENTIALS_SECRET,
                 repository_secret=REPOSITORY_SECRET, gatekeeper=args.gatekeeper,
@@ -384,14 +384,9 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
     if parts.backups is None:
         raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
                          "or services.velero.enabled: false")
-    gatekeeper: Gatekeeper | None = parts.get(GATEKEEPER)
-    if parts.eks is None and parts.cluster.name in settings.options["environments"] and gatekeeper is None:
-        raise ValueError(f"platform:services.velero: the node agent backing up {parts.cluster.name}'s volumes creates pods that "
-                         "only Gatekeeper confines; enable platform:services.gatekeeper or leave the environment out of "
-                         "services.velero.environments")
     return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
         settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}", eks=parts.eks,
-        gatekeeper=gatekeeper))
+        gatekeeper=parts.get(GATEKEEPER)))
 
 
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:

@@ -1091,6 +1091,11 @@ def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
         f"cannot write to {store}; allowed: workload clusters of the control plane's kind, or services.velero.enabled: false"
         for key in ("dev", "prod") if (getattr(config.clusters, key).eks is not None) != on_eks
     ]
+    if not on_eks and config.services.settings("velero").options["environments"] and not config.services.settings("gatekeeper").enabled:
+        problems.append(
+            f"{NAMESPACE}:services.velero.environments: on kubeconfig clusters Velero's node agent copies their volumes in pods it "
+            "creates, which only Gatekeeper holds to its node, account and image (PlatformNodeAgentPods), and "
+            "services.gatekeeper.enabled is false; allowed: Gatekeeper enabled, environments: [], or services.velero.enabled: false")
     return problems + _velero_key_rules(config, on_eks)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import velero
+from components import velero, velero_node_agent
 from components.versions import EKS_ADDONS, EKS_SNAPSHOT_CONTROLLER, VELERO_IMAGE, VELERO_TAG
 from platformctl.render import Render, read_stack_file, render
 from stacks.config import ConfigError, load_platform_config
@@ -130,7 +130,7 @@ def test_the_dev_namespaces_are_backed_up_too_when_the_stack_names_dev(tmp_path:
     schedules = {(s["cluster"], s["inputs"]["metadata"]["name"]) for s in of_kind(plan, "Schedule")}
     assert schedules == {(env, f"{t}-{env}") for t in tenants for env in ("dev", "prod")}
     # and the dev cluster's node agent, which copies their volumes (none while dev is not named).
-    assert velero_release(plan, "dev")["inputs"]["values"]["deployNodeAgent"] is True
+    assert [r["cluster"] for r in of_kind(plan, "DaemonSet") if r["inputs"]["metadata"]["name"] == velero_node_agent.DAEMONSET] == ["dev", "prod"]
 
 
 # --- EKS: CSI snapshots, IRSA confined to the prefix --------------------------------------------
@@ -256,9 +256,10 @@ def test_object_lock_keeps_what_velero_deletes_and_never_expires_its_current_obj
 def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_repository_key(renders: dict[str, Render], cluster: str) -> None:
     plan = renders["dev"].plan
     release = velero_release(plan, cluster)
-    agents = rendered(release, "DaemonSet")
-    # Only where volumes are backed up (options.environments: prod): dev's nodes carry no node agent,
-    # which runs as the server's cluster-admin account (Velero.node_agent, tests/test_daemonset_attacks.py).
+    # The program's node agent, never the chart's (which runs as the server's cluster-admin account), and only where
+    # volumes are backed up (options.environments: prod): dev's nodes carry none (Velero.node_agent).
+    assert not rendered(release, "DaemonSet") and release["inputs"]["values"]["deployNodeAgent"] is False
+    agents = [r["inputs"] for r in of_kind(plan, "DaemonSet", cluster) if r["inputs"]["metadata"]["name"] == velero_node_agent.DAEMONSET]
     assert len(agents) == (cluster == "prod")
     for agent in agents:
         volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
@@ -410,10 +411,12 @@ def test_a_tenants_roles_cannot_create_a_restore_or_any_velero_object(plan: dict
 
 
 def test_no_one_but_veleros_own_accounts_is_bound_in_the_velero_namespace(plan: dict) -> None:
-    """The velero namespace holds the backup target's key and the kopia password: only the chart binds
-    anything there, and only its own service accounts; no cluster-wide binding the plan declares on a
-    workload cluster reads Secrets anywhere."""
-    assert not [r for r in of_kind(plan, "RoleBinding") if r["inputs"]["metadata"]["namespace"] == velero.NAMESPACE]
+    """The velero namespace holds the backup target's key and the kopia password: only the chart and the
+    program's node agent bind anything there, and only Velero's own service accounts; no cluster-wide
+    binding the plan declares on a workload cluster reads Secrets anywhere."""
+    declared_there = [r for r in of_kind(plan, "RoleBinding") if r["inputs"]["metadata"]["namespace"] == velero.NAMESPACE]
+    assert {(r["cluster"], s["namespace"], s["name"]) for r in declared_there for s in r["inputs"]["subjects"]} <= {
+        (cluster, velero.NAMESPACE, velero_node_agent.ACCOUNT) for cluster in ("dev", "prod")}
     roles = {(r["cluster"], r["inputs"]["metadata"]["name"]): r["inputs"]["rules"] for r in of_kind(plan, "ClusterRole")}
     cluster_wide = [r for r in of_kind(plan, "ClusterRoleBinding") if r["cluster"] in ("dev", "prod")]
     assert cluster_wide
@@ -450,6 +453,17 @@ def test_velero_without_a_backup_store_is_refused_naming_both_keys() -> None:
         _config_with("dev", **{"platform:backups": None})
     assert "platform:services.velero: the tenants' backups go to the stack's backup store" in str(caught.value)
     assert "services.velero.enabled: false" in str(caught.value)
+
+
+def test_velero_node_agent_without_gatekeeper_is_refused_naming_the_keys() -> None:
+    """The pods the node agent creates are held to its node, account and image by Gatekeeper alone."""
+    with pytest.raises(ConfigError) as caught:
+        _config_with("dev", **{"platform:services": {"gatekeeper": {"enabled": False}}})
+    assert "platform:services.velero.environments: on kubeconfig clusters Velero's node agent" in str(caught.value)
+    assert "services.gatekeeper.enabled is false" in str(caught.value)
+    # Nothing to copy, no node agent: allowed.
+    velero_settings = json.loads(read_stack_file(ROOT / "Pulumi.dev.yaml")[0]["platform:services"])["velero"]
+    _config_with("dev", **{"platform:services": {"gatekeeper": {"enabled": False}, "velero": {**velero_settings, "environments": []}}})
 
 
 def test_velero_on_a_workload_cluster_of_another_kind_than_the_control_plane_is_refused() -> None:
