@@ -1091,12 +1091,25 @@ def _tenant_backup_rules(config: PlatformConfig) -> list[str]:
         f"cannot write to {store}; allowed: workload clusters of the control plane's kind, or services.velero.enabled: false"
         for key in ("dev", "prod") if (getattr(config.clusters, key).eks is not None) != on_eks
     ]
-    if not on_eks and config.services.settings("velero").options["environments"] and not config.services.settings("gatekeeper").enabled:
-        problems.append(
-            f"{NAMESPACE}:services.velero.environments: on kubeconfig clusters Velero's node agent copies their volumes in pods it "
-            "creates, which only Gatekeeper holds to its node, account and image (PlatformNodeAgentPods), and "
-            "services.gatekeeper.enabled is false; allowed: Gatekeeper enabled, environments: [], or services.velero.enabled: false")
-    return problems + _velero_key_rules(config, on_eks)
+    return problems + _node_agent_rules(config, on_eks) + _velero_key_rules(config, on_eks)
+
+
+def _node_agent_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
+    """Kubeconfig clusters whose volumes Velero copies run its node agent, whose pods only Gatekeeper holds
+    to the requester's node (PlatformNodeAgentPods), which it reads from the token: Kubernetes 1.32+ always puts it there."""
+    environments = config.services.settings("velero").options["environments"]
+    if on_eks or not environments:
+        return []
+    where = f"{NAMESPACE}:services.velero.environments"
+    problems = [] if config.services.settings("gatekeeper").enabled else [
+        f"{where}: on kubeconfig clusters Velero's node agent copies their volumes in pods it creates, which only Gatekeeper "
+        "holds to its node, account and image (PlatformNodeAgentPods), and services.gatekeeper.enabled is false; allowed: "
+        "Gatekeeper enabled, environments: [], or services.velero.enabled: false"]
+    return problems + [
+        f"{NAMESPACE}:clusters.{name}.kubeconfig.kubernetesVersion: {version}, and Velero's node agent there (in {where}) is held "
+        "to its own node by the node name in its token, which Kubernetes puts there for certain from 1.32; allowed: '1.32' or later"
+        for name in environments
+        if tuple(map(int, (version := getattr(config.clusters, name).kubernetes_version).split("."))) < (1, 32)]
 
 
 def _velero_key_rules(config: PlatformConfig, on_eks: bool) -> list[str]:

@@ -461,6 +461,12 @@ def test_velero_node_agent_without_gatekeeper_is_refused_naming_the_keys() -> No
         _config_with("dev", **{"platform:services": {"gatekeeper": {"enabled": False}}})
     assert "platform:services.velero.environments: on kubeconfig clusters Velero's node agent" in str(caught.value)
     assert "services.gatekeeper.enabled is false" in str(caught.value)
+    clusters = json.loads(read_stack_file(ROOT / "Pulumi.dev.yaml")[0]["platform:clusters"])
+    clusters["prod"]["kubeconfig"]["kubernetesVersion"] = "1.31"
+    with pytest.raises(ConfigError) as caught:
+        _config_with("dev", **{"platform:clusters": clusters})
+    assert "platform:clusters.prod.kubeconfig.kubernetesVersion: 1.31, and Velero's node agent there" in str(caught.value)
+    assert "allowed: '1.32' or later" in str(caught.value)
     # Nothing to copy, no node agent: allowed.
     velero_settings = json.loads(read_stack_file(ROOT / "Pulumi.dev.yaml")[0]["platform:services"])["velero"]
     _config_with("dev", **{"platform:services": {"gatekeeper": {"enabled": False}, "velero": {**velero_settings, "environments": []}}})
