@@ -55,8 +55,7 @@ from components.inventory import Credential, CredentialInventory, STATE, externa
 from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
 from components.tenant_supply_chain import approved
-from components.velero_node_agent import NodeAgent, NodeAgentArgs
-from components import velero_node_agent
+from components.velero_node_agent import NodeAgent, NodeAgentArgs, credential as node_agent_tokens
 from components.versions import EKS_SNAPSHOT_CONTROLLER, VELERO_AWS_PLUGIN_IMAGE, VELERO_IMAGE, VELERO_TAG
 from policy.labels import MANAGED_BY
 
@@ -317,7 +316,7 @@ class Velero(pulumi.ComponentResource):
             scope="cluster-admin (the chart's ClusterRoleBinding): reads every object of every namespace, Secrets included, "
                   "and restores into any",
         )
-        agent = [velero_node_agent.credential(cluster, NAMESPACE)] if self.node_agent else []
+        agent = [node_agent_tokens(cluster, NAMESPACE)] if self.node_agent else []
         return [tokens, *agent, *self._store_credentials(name)]
 
     def _store_credentials(self, name: str) -> list[Credential]:

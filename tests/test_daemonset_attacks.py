@@ -195,7 +195,7 @@ def volume_of_a_pod(agent: dict[str, Any]) -> str:
     return f"{pods}/3f1c9a52-7a8e-4c55-b1c2-8d0e6f4a9b17/volumes/kubernetes.io~local-volume/pvc-6f2d"
 
 
-def pod_attacks(pod: dict[str, Any], accounts: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+def pod_attacks(pod: dict[str, Any], accounts: list[str]) -> dict[str, tuple[dict[str, Any], str | None]]:
     """Pods that would reach beyond the node, each changed from `pod`, with the node its request comes from."""
     def changed(change: Any) -> dict[str, Any]:
         attack = copy.deepcopy(pod)

@@ -4,7 +4,7 @@ The templates live as YAML files in `templates/` (one ConstraintTemplate each, R
 `import rego.v1`) and are applied unchanged; this module reads them and builds the Constraints
 from stack configuration, so the program never writes Rego or match rules inline.
 
-Two scopes:
+The scopes:
 * cluster constraints, on every cluster: images from the platform's registry, no `latest` or
   untagged images and CPU/memory requests and limits everywhere except the platform's own
   namespaces; probes, pod security (baseline and restricted), pods the platform can move off a
@@ -15,6 +15,8 @@ Two scopes:
   beyond the namespace, and analyses that measure only with a Job or the platform's Prometheus;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
+* where a node agent creates pods (Velero's, on the clusters whose volumes it copies): those pods
+  stay on the agent's own node, account, images and host paths (`node_agent_constraint`).
 """
 
 from __future__ import annotations
