@@ -127,7 +127,8 @@ class PlatformNamespace:
 
     name: str
     reason: str
-    # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live).
+    # False: Gatekeeper's webhook still reviews it (ArgoCD's, where tenant Applications live; Velero's,
+    # where its node agent creates pods).
     webhook_exempt: bool = True
 
 

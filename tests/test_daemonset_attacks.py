@@ -340,5 +340,8 @@ def test_velero_node_agent_may_make_the_calls_velero_makes_and_start_its_copies(
         pod = hosting_pod(ds.pod, ds.namespace, volume_of_a_pod(ds.pod), restore)
         assert admission(plan, ds.cluster, pod, user=requester(ds.namespace, ds.account)) == (["PlatformNodeAgentPods"], [])
     # What the server relies on: it finds the agent on a node by its pods' label role=node-agent.
-    agent = next(o for o in cluster_objects(plan, ds.cluster) if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "node-agent")
-    assert agent["spec"]["template"]["metadata"]["labels"]["role"] == "node-agent"
+    [agent] = [r for r in plan["resources"] if r["cluster"] == ds.cluster and r["inputs"].get("kind") == "DaemonSet"
+               and r["inputs"]["metadata"]["name"] == "node-agent"]
+    assert agent["inputs"]["spec"]["template"]["metadata"]["labels"]["role"] == "node-agent"
+    # It starts only once the Constraint on its pods exists (which waits for its template).
+    assert any(d.endswith(f"PlatformNodeAgentPods::{ds.cluster}-velero-node-agent-pods") for d in agent["dependsOn"])
