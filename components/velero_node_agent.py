@@ -113,7 +113,7 @@ class NodeAgent(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[role]))),
         ]
         confined = args.gatekeeper.enforce(f"{name}-pods", node_agent_constraint(
-            args.namespace, ACCOUNT, [IMAGE], [POD_VOLUMES, PLUGINS], [args.credentials_secret]), child)
+            namespace, ACCOUNT, [IMAGE], [POD_VOLUMES, PLUGINS], [args.credentials_secret]), child)
         # The agent may create pods only once the Constraint on them is in force.
         self.daemonset = k8s.apps.v1.DaemonSet(
             name, metadata=k8s.meta.v1.ObjectMetaArgs(name=DAEMONSET, namespace=namespace, labels=managed_by()),
