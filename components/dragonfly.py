@@ -2,7 +2,8 @@
 
 The dragonfly chart's manager, scheduler and seed peers, and its client (dfdaemon) on every node
 as containerd's mirror for Harbor's host (dfinit writes containerd's `hosts.toml`), so a layer a
-node pulls comes from the nodes that have it and Harbor serves it once per cluster. The chart's
+node pulls comes from the seed peers and Harbor serves it once per cluster; dfdaemon answers its own
+node alone, and the nodes share nothing with each other (`node_daemon_config`). The chart's
 Bitnami MySQL and Redis stay off: the manager keeps its state in the platform's data stores
 (components/data_stores.py: RDS and ElastiCache in the cluster's VPC on EKS, CloudNativePG and
 Valkey elsewhere), PostgreSQL through the manager's `database.type: postgres`, which the chart's
@@ -26,6 +27,7 @@ generated one at once (`_replace_seeded_root`), kept in Secret `dragonfly-root-p
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,7 @@ REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated t
 ROOT_PASSWORD_SECRET = "dragonfly-root-password"
 HARBOR_CA = "dragonfly-harbor-ca"  # the ConfigMap with the CA Harbor's certificate chains to, when not public
 HARBOR_CA_DIR = "/etc/dragonfly-platform/harbor-ca"
+NODE_ONLY = "127.0.0.1"  # where dfdaemon listens on the nodes (`node_daemon_config`)
 # The manager (v2.5.0, manager/permission/rbac/rbac.go) seeds `root`, user 1, with the password
 # `dragonfly` when its user table is empty; `reset_password` takes the old password, no session, and
 # answers 401 to a wrong one (manager/middlewares/error.go). Passwords are 8 to 20 characters.
@@ -248,9 +251,7 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
             **restart,
         }
 
-    mirror, trust = {"addr": f"https://{args.harbor_host}"}, {}
-    if args.harbor_ca is not None:  # else the system roots: Harbor's certificate is public
-        mirror["cert"], trust = f"{HARBOR_CA_DIR}/ca.crt", harbor_ca_values(args.harbor_ca)
+    trust = {} if args.harbor_ca is None else harbor_ca_values(args.harbor_ca)  # else the system roots: Harbor's certificate is public
     values: dict[str, Any] = {
         "global": {"imageRegistry": f"{args.harbor_host}/{APPROVED_PROJECT}/docker.io"},
         "mysql": {"enable": False},
@@ -282,7 +283,8 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
                     }],
                 }}},
             },
-            "config": {"proxy": {"registryMirror": mirror}},
+            "config": node_daemon_config(args),
+            "metrics": {"enable": False},  # its Service: nothing scrapes it, and the port answers the node alone
             **trust,
         },
     }
@@ -291,6 +293,34 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
         values, args.settings.resources, "manager", "scheduler", "seedClient", "client",
         "scheduler.initContainer", "seedClient.initContainer", "client.initContainer",
     )
+
+
+def node_daemon_config(args: DragonflyArgs) -> dict[str, Any]:
+    """dfdaemon.yaml on the nodes (what the chart's defaults leave open to tenants: README, P2P distribution).
+
+    dfdaemon runs on the host's network, and a pod always reaches its own node's addresses: Kubernetes'
+    NetworkPolicies cannot refuse it, and EKS's network policy agent admits the node's IP from every pod
+    (aws/aws-network-policy-agent#65). So every listener answers the node alone (client v1.4.0 binds
+    0.0.0.0 unless told: dragonfly-client-config/src/dfdaemon.rs `Config::convert`): containerd reaches the
+    mirror at 127.0.0.1 (dfinit's `proxy.addr`), the probes use the unix socket. The nodes share no
+    pieces (`disableShared`: the scheduler never makes them a parent); the seed peers, which tenants'
+    NetworkPolicies keep out, serve the cluster. A task is keyed by its blob's URL, repository
+    included, not by its digest alone (the client's default), and only Harbor's blobs go peer to peer.
+    """
+    mirror: dict[str, Any] = {"addr": f"https://{args.harbor_host}", "enableTaskIDBasedBlobDigest": False}
+    if args.harbor_ca is not None:
+        mirror["cert"] = f"{HARBOR_CA_DIR}/ca.crt"
+    loopback = {"server": {"ip": NODE_ONLY}}
+    return {
+        "proxy": {**loopback, "registryMirror": mirror, "rules": [{"regex": harbor_blobs(args.harbor_host)}]},
+        "upload": {**loopback, "disableShared": True},
+        "storage": loopback, "health": loopback, "metrics": loopback, "stats": loopback,
+    }
+
+
+def harbor_blobs(harbor_host: str) -> str:
+    """The proxy rule's regex (Rust's `regex`, matched against the URL without its query): Harbor's blobs by sha256."""
+    return f"^https://{re.escape(harbor_host)}/v2/.+/blobs/sha256:[0-9a-f]{{64}}$"
 
 
 def harbor_ca_values(pem: pulumi.Input[str]) -> dict[str, Any]:

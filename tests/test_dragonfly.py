@@ -347,7 +347,8 @@ def test_where_harbors_certificate_is_the_platform_cas_dfdaemon_trusts_that_ca(k
 @pytest.mark.parametrize("cluster", WORKLOAD)
 def test_where_harbors_certificate_is_public_dfdaemon_trusts_the_system_roots(prod: dict[str, Any], cluster: str) -> None:
     release = named(prod, f"{cluster}-dragonfly", "Release")
-    assert release["inputs"]["values"]["client"]["config"]["proxy"]["registryMirror"] == {"addr": "https://harbor.platform.example.com"}
+    mirror = release["inputs"]["values"]["client"]["config"]["proxy"]["registryMirror"]
+    assert mirror["addr"] == "https://harbor.platform.example.com" and "cert" not in mirror
     assert not [r for r in resources(prod, "ConfigMap") if r["name"] == f"{cluster}-dragonfly-harbor-ca"]
 
 

@@ -1,0 +1,171 @@
+"""An attacker's review of P2P image distribution (Dragonfly, components/dragonfly.py).
+
+The attacker is a tenant with a pod on a node that dfdaemon serves (or who knows another tenant's
+image name or layer digest). Each test is one attempt, made against what the prod plan really
+declares (EKS, Dragonfly on both workload clusters): the Helm-rendered dfdaemon.yaml and DaemonSet,
+the tenants' NetworkPolicies as tests/test_delivery_attacks.py's `Network` evaluates them, and the
+Gatekeeper constraints in the real OPA engine. What client v1.4.0 and scheduler v2.5.0 do with
+that configuration is cited from their sources (dragonflyoss/client @ v1.4.0, dragonflyoss/dragonfly
+@ v2.5.0); neither runs here. What no setting of theirs closes: README, P2P distribution.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from components import dragonfly
+from policy.labels import TENANT_NAMESPACE_LABEL
+from tests.test_delivery_attacks import Network, Pod
+from tests.test_dragonfly import WORKLOAD, named
+from tests.test_gatekeeper_plan import admission
+from tests.test_gatekeeper_policies import container, pod
+
+HARBOR = "harbor.platform.example.com"
+# client v1.4.0 binds every listener whose `ip` is unset to 0.0.0.0 (:: with IPv6), every address of
+# the node (dragonfly-client-config/src/dfdaemon.rs `Config::convert`).
+UNSET = "0.0.0.0"
+# dfdaemon.yaml's listeners on the node, and what each gives whoever reaches it.
+LISTENERS = {
+    # proxy/mod.rs `handler`: a request with a host is forwarded to that host (`proxy_via_http`, any
+    # method), CONNECT to any host:port; a mirror request's upstream is the `X-Dragonfly-Registry`
+    # header or the `ns` query. From the node's network: the instance metadata (IMDSv2 one hop away
+    # answers the node, so the node role's credentials), the manager's REST API (open sign-up, a
+    # guest reads every access token), the API server, Vault, any tenant's Service.
+    "proxy": ("proxy", "server", "port"),
+    # grpc/dfdaemon_upload.rs: DownloadTask of any URL with any headers (the same reach, the body
+    # streamed back), StatTask, DeleteTask, SyncPieces; no credential asked.
+    "upload": ("upload", "server", "port"),
+    # dragonfly-client-storage/src/server/tcp.rs `handle`: any cached piece by task id and number,
+    # no credential; with the chart's enableTaskIDBasedBlobDigest a blob's task id is its digest.
+    "pieces over TCP": ("storage", "server", "tcpPort"),
+    "pieces over QUIC": ("storage", "server", "quicPort"),
+    "health": ("health", "server", "port"),
+    "metrics": ("metrics", "server", "port"),
+    # stats/mod.rs: /debug/pprof/profile, a CPU profile of any length on request.
+    "profiling": ("stats", "server", "port"),
+}
+BLOB = "sha256:" + "ab" * 32
+
+
+def _rendered(plan: dict[str, Any], cluster: str, kind: str, name: str) -> dict[str, Any]:
+    release = named(plan, f"{cluster}-dragonfly", "Release")
+    [obj] = [o for o in release["rendered"] if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def dfdaemon_config(plan: dict[str, Any], cluster: str) -> dict[str, Any]:
+    """The nodes' dfdaemon.yaml as the chart renders it."""
+    return yaml.safe_load(_rendered(plan, cluster, "ConfigMap", "dragonfly-client")["data"]["dfdaemon.yaml"])
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_tenant_pod_reaches_no_dfdaemon_listener_on_its_node(prod: dict[str, Any], cluster: str, listener: str) -> None:
+    """A tenant's pod connects to its node's address on a dfdaemon port. dfdaemon is on the host's
+    network, and no NetworkPolicy keeps a pod from its own node: Kubernetes' cannot ("Pods cannot
+    block ... access from their resident node") and EKS's network policy agent admits every pod's
+    traffic to its node's IP (aws/aws-network-policy-agent#65), the tenants' default deny
+    notwithstanding. Only a listener on the loopback address is the node's alone."""
+    daemonset = _rendered(prod, cluster, "DaemonSet", "dragonfly-client")
+    assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True  # why the node's addresses are its own
+    section, server, port = LISTENERS[listener]
+    config = dfdaemon_config(prod, cluster)[section][server]
+    assert isinstance(config[port], int)
+    address = ipaddress.ip_address(config.get("ip") or UNSET)
+    assert address.is_loopback, f"dfdaemon's {listener} answers every pod on the node at {address}:{config[port]}"
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_containerd_still_reaches_the_mirror_and_no_tenant_pod_reaches_the_nodes_loopback(prod: dict[str, Any], cluster: str) -> None:
+    """The loopback listeners must still serve containerd (dfinit's hosts.toml names dfinit's
+    `proxy.addr`), and a tenant must not get onto the node's network or at dfdaemon's download socket
+    (a hostPath): the plan's Gatekeeper constraints, in OPA, refuse both pods."""
+    proxy = dfdaemon_config(prod, cluster)["proxy"]["server"]
+    dfinit = yaml.safe_load(_rendered(prod, cluster, "ConfigMap", "dragonfly-dfinit")["data"]["dfinit.yaml"])
+    assert dfinit["proxy"]["addr"] == f"http://{proxy['ip']}:{proxy['port']}"
+    socket = dfdaemon_config(prod, cluster)["download"]["server"]["socketPath"]
+    [namespace] = [r["inputs"]["metadata"]["name"] for r in prod["resources"] if r.get("cluster") == cluster
+                   and r["type"] == "kubernetes:core/v1:Namespace" and r["name"] == f"payments-{cluster}"]
+    image = f"{HARBOR}/payments/app:v1.0.0"
+    host_network = pod(container(image=image), hostNetwork=True)
+    socket_dir = pod(container(image=image, volumeMounts=[{"name": "dragonfly", "mountPath": "/run/df"}]),
+                     volumes=[{"name": "dragonfly", "hostPath": {"path": socket.rsplit("/", 1)[0]}}])
+    for attempt, refusal in ((host_network, "hostNetwork is true"), (socket_dir, "must not mount the host path")):
+        attempt["metadata"]["namespace"] = namespace
+        _, failures = admission(prod, cluster, attempt)
+        assert any(refusal in f for f in failures), failures
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_no_node_serves_its_cached_layers_to_peers(prod: dict[str, Any], cluster: str) -> None:
+    """Another node's dfdaemon (or a tenant pretending to be one) asks this node for a cached layer's
+    pieces. A node shares none: the scheduler never makes a host with `disableShared` a parent
+    (scheduler/scheduling/scheduling.go, v2.5.0), so the nodes' upload and piece servers can answer
+    the node alone; the seed peers serve the cluster."""
+    assert dfdaemon_config(prod, cluster)["upload"]["disableShared"] is True
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_no_tenant_pod_reaches_the_seed_peers_scheduler_or_managers_ports(prod: dict[str, Any], cluster: str) -> None:
+    """What serves pieces to anyone who asks (the seed peers' upload, piece and proxy ports), hands
+    out parents and takes a peer's word for the pieces it holds (the scheduler's gRPC: AnnouncePeer,
+    AnnounceHost, DeleteTask, no credential), or issues schedulers and tokens (the manager): a
+    tenant's pod, any labels it likes, reaches none of their ports. These are pods of their own
+    addresses, which the tenants' default deny governs (not the node's)."""
+    network = Network(prod, cluster)
+    dragonflys = [p for p in network.pods if p.namespace == dragonfly.NAMESPACE]
+    ports = {p.what.rsplit("/", 1)[1]: {number for _, number, _ in p.ports} for p in dragonflys}
+    assert ports["dragonfly-seed-client"] >= {4000, 4001, 4005, 4006} and 8002 in ports["dragonfly-scheduler"]
+    assert dragonfly.GRPC_PORT in ports[dragonfly.MANAGER]
+    tenants = [ns for ns, labels in network.namespaces.items() if labels.get(TENANT_NAMESPACE_LABEL) == "true"]
+    assert tenants
+    for namespace in tenants:
+        attacker = Pod(f"{namespace}/attacker", namespace, {"app": "attacker"}, ())
+        reached = [(p.what, number) for p in dragonflys for _, number, protocol in p.ports if network.reaches(attacker, p, number, protocol)]
+        assert not reached, (namespace, reached)
+
+
+def _goes_peer_to_peer(plan: dict[str, Any], cluster: str, url: str) -> bool:
+    """Whether dfdaemon's proxy takes `url` as a P2P task: the first rule whose regex (Rust's `regex`,
+    unanchored) matches the URL without its query and fragment (proxy/mod.rs `find_matching_rule`)."""
+    rules = dfdaemon_config(plan, cluster)["proxy"].get("rules") or []
+    bare = url.split("#", 1)[0].split("?", 1)[0]
+    return any(re.search(rule["regex"], bare) for rule in rules)
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_cached_layer_is_served_only_under_the_repository_it_was_pulled_from(prod: dict[str, Any], cluster: str) -> None:
+    """Tenant `catalog` knows a layer digest of `payments`' private image and asks for it under a
+    repository of its own (a manifest of its project naming that digest: containerd then asks the
+    mirror for /v2/catalog/<repo>/blobs/<digest>). With the chart's enableTaskIDBasedBlobDigest the
+    task id is the digest alone (client dragonfly-client-util/src/id_generator/mod.rs
+    `BlobDigestBased`, chosen in grpc/dfdaemon_download.rs and dfdaemon_upload.rs for any blob URL):
+    the layer `payments` pulled is served from the cache, Harbor never asked whether `catalog` may
+    read it (the pull's Authorization header is no part of the id). Keyed by the URL (the client's
+    default), a task is its repository's: a cache miss goes to Harbor with the puller's credentials."""
+    mirror = dfdaemon_config(prod, cluster)["proxy"]["registryMirror"]
+    assert mirror["addr"] == f"https://{HARBOR}"
+    assert mirror.get("enableTaskIDBasedBlobDigest", False) is False
+
+
+@pytest.mark.parametrize(("url", "p2p"), [
+    (f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}", True),  # containerd's layer request (its `ns=` query aside)
+    (f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}?ns={HARBOR}", True),
+    (f"https://{HARBOR}/v2/payments/app/manifests/v1.0.0", False),  # by tag: Harbor answers, to the puller's credentials
+    (f"https://{HARBOR}/v2/payments/app/manifests/{BLOB}", False),
+    (f"https://registry.example.org/v2/payments/app/blobs/{BLOB}", False),  # another registry's "blob"
+    (f"https://{HARBOR}.example.org/v2/x/blobs/{BLOB}", False),
+    (f"http://{HARBOR}/v2/payments/app/blobs/{BLOB}", False),
+    (f"https://registry.example.org/?/v2/x/blobs/{BLOB}", False),
+])
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_only_harbors_blobs_go_peer_to_peer(prod: dict[str, Any], cluster: str, url: str, p2p: bool) -> None:
+    """What the proxy makes a P2P task is cached on the seed peers and served to every node that asks
+    for the same task: Harbor's blobs by digest, which containerd checks, and nothing else. A
+    manifest fetched by tag, or another host's content, is never a cluster-wide cache entry."""
+    assert _goes_peer_to_peer(prod, cluster, url) is p2p
