@@ -66,6 +66,10 @@ ROOT_PASSWORD_SECRET = "dragonfly-root-password"
 HARBOR_CA = "dragonfly-harbor-ca"  # the ConfigMap with the CA Harbor's certificate chains to, when not public
 HARBOR_CA_DIR = "/etc/dragonfly-platform/harbor-ca"
 NODE_ONLY = "127.0.0.1"  # where dfdaemon listens on the nodes (`node_daemon_config`)
+# The client image's CA bundle (debian:bookworm-slim with ca-certificates: client ci/Dockerfile, v1.4.0). dfdaemon
+# verifies Harbor's certificate on what it proxies only against a `registryMirror.cert`: without one, nothing
+# (proxy/mod.rs `proxy_via_https`, NoVerifier), however public Harbor's certificate.
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
 # The manager (v2.5.0, manager/permission/rbac/rbac.go) seeds `root`, user 1, with the password
 # `dragonfly` when its user table is empty; `reset_password` takes the old password, no session, and
 # answers 401 to a wrong one (manager/middlewares/error.go). Passwords are 8 to 20 characters.
@@ -307,9 +311,10 @@ def node_daemon_config(args: DragonflyArgs) -> dict[str, Any]:
     NetworkPolicies keep out, serve the cluster. A task is keyed by its blob's URL, repository
     included, not by its digest alone (the client's default), and only Harbor's blobs go peer to peer.
     """
-    mirror: dict[str, Any] = {"addr": f"https://{args.harbor_host}", "enableTaskIDBasedBlobDigest": False}
-    if args.harbor_ca is not None:
-        mirror["cert"] = f"{HARBOR_CA_DIR}/ca.crt"
+    mirror = {
+        "addr": f"https://{args.harbor_host}", "enableTaskIDBasedBlobDigest": False,
+        "cert": SYSTEM_ROOTS if args.harbor_ca is None else f"{HARBOR_CA_DIR}/ca.crt",
+    }
     loopback = {"server": {"ip": NODE_ONLY}}
     return {
         "proxy": {**loopback, "registryMirror": mirror, "rules": [{"regex": harbor_blobs(args.harbor_host)}]},

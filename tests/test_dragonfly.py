@@ -348,7 +348,7 @@ def test_where_harbors_certificate_is_the_platform_cas_dfdaemon_trusts_that_ca(k
 def test_where_harbors_certificate_is_public_dfdaemon_trusts_the_system_roots(prod: dict[str, Any], cluster: str) -> None:
     release = named(prod, f"{cluster}-dragonfly", "Release")
     mirror = release["inputs"]["values"]["client"]["config"]["proxy"]["registryMirror"]
-    assert mirror["addr"] == "https://harbor.platform.example.com" and "cert" not in mirror
+    assert mirror["addr"] == "https://harbor.platform.example.com" and mirror["cert"] == dragonfly.SYSTEM_ROOTS
     assert not [r for r in resources(prod, "ConfigMap") if r["name"] == f"{cluster}-dragonfly-harbor-ca"]
 
 

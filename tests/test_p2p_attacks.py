@@ -169,3 +169,18 @@ def test_only_harbors_blobs_go_peer_to_peer(prod: dict[str, Any], cluster: str, 
     for the same task: Harbor's blobs by digest, which containerd checks, and nothing else. A
     manifest fetched by tag, or another host's content, is never a cluster-wide cache entry."""
     assert _goes_peer_to_peer(prod, cluster, url) is p2p
+
+
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_dfdaemon_verifies_harbors_certificate_on_the_manifests_it_proxies(prod: dict[str, Any], cluster: str) -> None:
+    """Someone on the network between a node and Harbor answers for Harbor: a manifest by tag goes
+    through dfdaemon's proxy to Harbor (never P2P), and client v1.4.0 verifies that connection only
+    against `registryMirror.cert`; without one it takes any certificate (proxy/mod.rs
+    `proxy_via_https`: `NoVerifier`, under a comment that says "native roots"). Where Harbor's
+    certificate is public (prod: ACME), the client image's own CA bundle is that file."""
+    mirror = dfdaemon_config(prod, cluster)["proxy"]["registryMirror"]
+    assert mirror.get("cert") == dragonfly.SYSTEM_ROOTS
+    daemonset = _rendered(prod, cluster, "DaemonSet", "dragonfly-client")
+    [client] = [c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "client"]
+    assert client["image"].endswith(f"/dragonflyoss/client:{dragonfly.DRAGONFLY_TAGS['client']}")  # the image the bundle is in
+    assert not [m for m in client["volumeMounts"] if dragonfly.SYSTEM_ROOTS.startswith(m["mountPath"].rstrip("/") + "/")]
