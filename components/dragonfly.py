@@ -65,7 +65,7 @@ REPLICATED = ("manager", "scheduler", "seed-client")  # the chart's replicated t
 ROOT_PASSWORD_SECRET = "dragonfly-root-password"
 HARBOR_CA = "dragonfly-harbor-ca"  # the ConfigMap with the CA Harbor's certificate chains to, when not public
 HARBOR_CA_DIR = "/etc/dragonfly-platform/harbor-ca"
-NODE_ONLY = "127.0.0.1"  # where dfdaemon listens on the nodes (`node_daemon_config`)
+LOOPBACK = "127.0.0.1"  # where a dfdaemon listener answers its own host alone (`answers_its_host`)
 # The client image's CA bundle (debian:bookworm-slim with ca-certificates: client ci/Dockerfile, v1.4.0). dfdaemon
 # verifies Harbor's certificate on what it proxies only against a `registryMirror.cert`: without one, nothing
 # (proxy/mod.rs `proxy_via_https`, NoVerifier), however public Harbor's certificate.
@@ -268,6 +268,10 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
         "seedClient": {
             "replicas": args.settings.replicas, "image": {"tag": DRAGONFLY_TAGS["client"]}, "initContainer": {"image": busybox},
             "persistence": {"size": args.settings.storage},
+            # The seed peers serve pieces (upload, storage); their proxy, an open forward proxy inside this
+            # namespace (which the manager's REST port admits) published by the chart's Service, and their
+            # profiling answer the pod alone: nothing of the platform's uses them.
+            "config": {"proxy": answers_its_host(), "stats": answers_its_host()},
         },
         "client": {
             "image": {"tag": DRAGONFLY_TAGS["client"]},
@@ -315,12 +319,16 @@ def node_daemon_config(args: DragonflyArgs) -> dict[str, Any]:
         "addr": f"https://{args.harbor_host}", "enableTaskIDBasedBlobDigest": False,
         "cert": SYSTEM_ROOTS if args.harbor_ca is None else f"{HARBOR_CA_DIR}/ca.crt",
     }
-    loopback = {"server": {"ip": NODE_ONLY}}
     return {
-        "proxy": {**loopback, "registryMirror": mirror, "rules": [{"regex": harbor_blobs(args.harbor_host)}]},
-        "upload": {**loopback, "disableShared": True},
-        "storage": loopback, "health": loopback, "metrics": loopback, "stats": loopback,
+        "proxy": {**answers_its_host(), "registryMirror": mirror, "rules": [{"regex": harbor_blobs(args.harbor_host)}]},
+        "upload": {**answers_its_host(), "disableShared": True},
+        **{listener: answers_its_host() for listener in ("storage", "health", "metrics", "stats")},
     }
+
+
+def answers_its_host() -> dict[str, Any]:
+    """A dfdaemon listener's section bound to the loopback address (client v1.4.0 binds 0.0.0.0 unless told)."""
+    return {"server": {"ip": LOOPBACK}}
 
 
 def harbor_blobs(harbor_host: str) -> str:
