@@ -91,6 +91,9 @@ FREEFORM = {
     "vcluster": ["controlPlane.statefulSet.security.*", "controlPlane.coredns.security.*", "controlPlane.distro.k8s.securityContext.*"],
     # Kubernetes' own pod and container security contexts, rendered as given (toYaml).
     "gitlab-runner": ["podSecurityContext.*", "securityContext.*"],
+    # dfdaemon.yaml, each section rendered whole (toYaml): dfdaemon's own keys (dragonfly-client-config/src/dfdaemon.rs
+    # v1.4.0), which values.yaml leaves out; test_p2p_attacks reads them back from the rendered ConfigMaps.
+    "dragonfly": ["client.config.*.server.ip", "seedClient.config.*.server.ip", "client.config.proxy.registryMirror.cert"],
 }
 
 
