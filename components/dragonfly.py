@@ -255,7 +255,7 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
             **restart,
         }
 
-    trust = {} if args.harbor_ca is None else harbor_ca_values(args.harbor_ca)  # else the system roots: Harbor's certificate is public
+    trust = {} if args.harbor_ca is None else harbor_ca_values(args.harbor_ca)  # else the image's CA bundle (SYSTEM_ROOTS)
     values: dict[str, Any] = {
         "global": {"imageRegistry": f"{args.harbor_host}/{APPROVED_PROJECT}/docker.io"},
         "mysql": {"enable": False},

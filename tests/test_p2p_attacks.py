@@ -140,14 +140,16 @@ def _goes_peer_to_peer(plan: dict[str, Any], cluster: str, url: str) -> bool:
 
 @pytest.mark.parametrize("cluster", WORKLOAD)
 def test_a_cached_layer_is_served_only_under_the_repository_it_was_pulled_from(prod: dict[str, Any], cluster: str) -> None:
-    """Tenant `catalog` knows a layer digest of `payments`' private image and asks for it under a
-    repository of its own (a manifest of its project naming that digest: containerd then asks the
-    mirror for /v2/catalog/<repo>/blobs/<digest>). With the chart's enableTaskIDBasedBlobDigest the
-    task id is the digest alone (client dragonfly-client-util/src/id_generator/mod.rs
-    `BlobDigestBased`, chosen in grpc/dfdaemon_download.rs and dfdaemon_upload.rs for any blob URL):
-    the layer `payments` pulled is served from the cache, Harbor never asked whether `catalog` may
-    read it (the pull's Authorization header is no part of the id). Keyed by the URL (the client's
-    default), a task is its repository's: a cache miss goes to Harbor with the puller's credentials."""
+    """Tenant `catalog` knows a layer digest of `payments`' private image and asks a dfdaemon for
+    /v2/catalog/<any repository>/blobs/<that digest>. With the chart's enableTaskIDBasedBlobDigest the
+    task id is the digest alone (client dragonfly-client-util/src/id_generator/mod.rs `BlobDigestBased`,
+    chosen for any blob URL in grpc/dfdaemon_download.rs and dfdaemon_upload.rs), and the pull's
+    Authorization header is no part of it: the layer `payments` pulled is served from the cache, and
+    Harbor, which would refuse that repository the blob, is never asked. Keyed by the URL (the client's
+    default), a task is its repository's, and a miss goes to Harbor with the puller's credentials.
+    (The pod's own request was the way in, test_a_tenant_pod_reaches_no_dfdaemon_listener_on_its_node;
+    containerd asks for a blob only under a repository whose manifest Harbor gave the puller, and the
+    registry refuses a pushed manifest that names a blob its repository lacks.)"""
     mirror = dfdaemon_config(prod, cluster)["proxy"]["registryMirror"]
     assert mirror["addr"] == f"https://{HARBOR}"
     assert mirror.get("enableTaskIDBasedBlobDigest", False) is False
