@@ -69,7 +69,8 @@ def test_a_tenant_pod_reaches_no_dfdaemon_listener_on_its_node(prod: dict[str, A
     """A tenant's pod connects to its node's address on a dfdaemon port. dfdaemon is on the host's
     network, and no NetworkPolicy keeps a pod from its own node: Kubernetes' cannot ("Pods cannot
     block ... access from their resident node") and EKS's network policy agent admits every pod's
-    traffic to its node's IP (aws/aws-network-policy-agent#65), the tenants' default deny
+    traffic to its node's IP (aws/aws-network-policy-agent#65; pkg/fwruleprocessor/fw_rule_processor.go
+    puts the node's IP, every port, in each pod's allow map), the tenants' default deny
     notwithstanding. Only a listener on the loopback address is the node's alone."""
     daemonset = _rendered(prod, cluster, "DaemonSet", "dragonfly-client")
     assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True  # why the node's addresses are its own
