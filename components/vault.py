@@ -16,7 +16,11 @@
 * pulumi-vault then configures OIDC login for people mapped to platform groups, the audit
   device and the admin policies, through an explicit provider that later components reuse. The
   provider holds the root token only at bootstrap; after it (`provider_uses_root=False`) it
-  reads VAULT_TOKEN, the deploy job's one-hour login (README, Vault's root token).
+  reads VAULT_TOKEN, the deploy job's one-hour login (README, Vault's root token), and
+  `VaultInit` revokes the root token.
+* Network: Vault's pods take connections from Traefik (the public name) and from their own
+  namespace (raft peers, the snapshot job) only; the chart's auth-delegator binding is off, as
+  no auth mount reviews tokens with Vault's own service account (components/vault_federation.py).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from components.helm import namespace, release, sized
 from components.inventory import STATE, Credential, cert_manager_certificate, vault_token
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import APP_PROJECT
 from components.tenant_secrets import TenantSecrets, TenantSecretsArgs
@@ -58,6 +63,7 @@ PUBLIC_TLS_SECRET = "vault-public-tls"  # the public name's certificate, served 
 TLS_DIR = "/vault/userconfig/vault-tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
 API_PORT = 8200
+CLUSTER_PORT = 8201  # raft and request forwarding between peers
 NODE_PATH = "/node"  # https://<host>/node/vault-<i>: one raft peer
 OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
@@ -93,6 +99,8 @@ path "*" {
 # Read-only view of Vault's configuration, role bindings and identities, for system approvers:
 # enough to review what a change did, nothing that reads a secret or changes anything. Raft
 # snapshots are the whole (encrypted) data set and `sys/raw` is storage itself: both denied.
+# So are the server's diagnostics, which review nothing: profiling (`sys/pprof`, a CPU profile
+# or trace loads the server for as long as asked) and its live log stream (`sys/monitor`).
 # Secret engines' paths are not granted at all.
 APPROVER_POLICY = """\
 # platform-approver: read-only on configuration, roles and identities, for system approvers.
@@ -103,6 +111,12 @@ path "sys/raw/*" {
   capabilities = ["deny"]
 }
 path "sys/storage/raft/snapshot*" {
+  capabilities = ["deny"]
+}
+path "sys/pprof*" {
+  capabilities = ["deny"]
+}
+path "sys/monitor" {
   capabilities = ["deny"]
 }
 path "identity/*" {
@@ -186,6 +200,8 @@ class Vault(pulumi.ComponentResource):
             unseal_addresses=[] if args.aws is not None else [node_url(peer) for peer in reached],
             ca_bundle=exposure.ca_bundle,
             auto_unseal=args.aws is not None,
+            # Once the provider no longer uses it, nothing may: revoked by the next `pulumi up`.
+            revoke_root=not args.provider_uses_root,
             # Deleting it from the state would lose the only copy of the keys.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, node_routes], protect=args.protect),
         )
@@ -444,7 +460,7 @@ def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
 
             listener "tcp" {{
               address         = "[::]:{API_PORT}"
-              cluster_address = "[::]:8201"
+              cluster_address = "[::]:{CLUSTER_PORT}"
               tls_disable     = false
               tls_cert_file   = "{TLS_DIR}/tls.crt"
               tls_key_file    = "{TLS_DIR}/tls.key"
@@ -477,6 +493,9 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
                 "raft": {"enabled": True, "setNodeId": True, "config": config},
             },
             "dataStorage": {"enabled": True, "size": args.storage},
+            # The Kubernetes auth mounts review each client's token with that token itself.
+            "authDelegator": {"enabled": False},
+            "networkPolicy": {"enabled": True, "ingress": network_ingress()},
             "readinessProbe": {"enabled": True, "path": READINESS_PATH},
             "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},  # the vault CLI inside the pods
             "volumes": [{"name": "vault-tls", "secret": {"secretName": TLS_SECRET}}],
@@ -494,6 +513,16 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
             **server_extra,
         },
     }
+
+
+def network_ingress() -> list[dict[str, Any]]:
+    """Who reaches Vault's pods: Traefik the API (everyone else comes through it), and the `vault`
+    namespace's own pods (raft peers on both ports, the snapshot job); no other pod of the cluster."""
+    def tcp(*ports: int) -> list[dict[str, Any]]:
+        return [{"protocol": "TCP", "port": port} for port in ports]
+
+    traefik = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}}}
+    return [{"from": [traefik], "ports": tcp(API_PORT)}, {"from": [{"podSelector": {}}], "ports": tcp(API_PORT, CLUSTER_PORT)}]
 
 
 def kms_policy(key_arn: str) -> dict[str, Any]:
@@ -546,8 +575,8 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         "platform:services.vault.providerAuth is root (bootstrap)",
         scope="root",
         lifetime_seconds=None,
-        rotation="after bootstrap: providerAuth pipeline, then revoke it (break-glass: "
-        "`vault operator generate-root`, README)",
+        rotation="after bootstrap: providerAuth pipeline, whose first `pulumi up` revokes it (vault-init; "
+        "break-glass: `vault operator generate-root`, README)",
         resources=(init,),
     ), Credential(
         what="Vault recovery keys" if on_eks else "Vault unseal keys",

@@ -12,6 +12,9 @@ but the Pulumi state, where they are secrets (`additional_secret_outputs`).
   sealed or not answering, so `pulumi preview` shows it and `pulumi up` unseals it in update().
   A restarted pod therefore comes back on the next `pulumi up`. `pulumi refresh` (read) stays
   read-only: the keys cannot be read back from Vault anyway.
+* update() with `revoke_root` newly true (bootstrap is over: the program reaches Vault with the
+  deploy job's login) revokes the root token, which would otherwise stay valid for ever in the
+  state. create() never does: a new Vault is configured with it.
 
 Under the offline mock engine create() does not run; `platformctl.mocks` models the two
 outputs for the type `VaultInit.TYPE`.
@@ -48,7 +51,10 @@ INPUTS = (
     *FIXED_AT_INIT,
     "timeout_seconds",
     "poll_seconds",
+    "revoke_root",
 )
+# Inputs added after stacks were initialised: absent (from an older state) means this value.
+LATER_INPUTS = {"revoke_root": False}
 
 
 class VaultInitError(Exception):
@@ -104,7 +110,7 @@ class VaultInitProvider(ResourceProvider):
         return CreateResult(f"vault-init-{hashlib.sha256(props['init_address'].encode()).hexdigest()[:12]}", outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = any(olds.get(key) != news.get(key) for key in INPUTS)
+        changed = any(olds.get(key, LATER_INPUTS.get(key)) != news.get(key, LATER_INPUTS.get(key)) for key in INPUTS)
         # With unknown inputs (a preview) the change above already says enough.
         needs_unseal = not changed and bool(self.nodes_needing_unseal(news))
         return DiffResult(changes=changed or needs_unseal, replaces=[], delete_before_replace=False)
@@ -113,10 +119,25 @@ class VaultInitProvider(ResourceProvider):
         self._raise_on_problems(news)
         outs = {**news, "root_token": olds["root_token"], "unseal_keys": olds["unseal_keys"]}
         self.unseal_sealed_nodes(outs)
+        if news.get("revoke_root") and not olds.get("revoke_root"):
+            self.revoke_root_token(outs)
         return UpdateResult(outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: Vault's data lives in its raft volumes, not in this resource."""
+
+    def revoke_root_token(self, props: dict[str, Any]) -> None:
+        """Revoke the root token (`auth/token/revoke-self`); one already revoked is refused, which is as good."""
+        import hvac.exceptions
+
+        with self._verify(props["ca_bundle"]) as verify:
+            client = self._client(props["init_address"], verify, token=props["root_token"])
+            try:
+                client.auth.token.revoke_self()
+            except hvac.exceptions.Forbidden:
+                return  # a revoked token is refused: nothing left to revoke
+            except Exception as err:  # noqa: BLE001 - one clear message; the state keeps revoke_root false, the next up retries
+                raise VaultInitError(f"revoking the root token at {props['init_address']} failed: {err}") from err
 
     # --- unsealing (diff and update) --------------------------------------------------
 
@@ -196,13 +217,13 @@ class VaultInitProvider(ResourceProvider):
         if problems:
             raise VaultInitError("; ".join(f"{key}: {reason}" for key, reason in problems))
 
-    def _client(self, address: str, verify: str | bool) -> Any:
+    def _client(self, address: str, verify: str | bool, token: str = "") -> Any:
         import hvac  # imported where used: the engine loads this provider in a process of its own
 
         if not address.startswith("https://"):
             raise VaultInitError(f"{address!r} is not an https:// URL")
-        # token="": never pick up VAULT_TOKEN or ~/.vault-token from the machine running `pulumi up`.
-        return hvac.Client(url=address, token="", verify=verify, timeout=15)
+        # token="" by default: never pick up VAULT_TOKEN or ~/.vault-token from the machine running `pulumi up`.
+        return hvac.Client(url=address, token=token, verify=verify, timeout=15)
 
     @contextlib.contextmanager
     def _verify(self, pem: str) -> Iterator[str | bool]:
@@ -276,6 +297,7 @@ class VaultInit(pulumi.dynamic.Resource, module="vault", name="Init"):
         key_threshold: int = DEFAULT_KEY_THRESHOLD,
         timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
+        revoke_root: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         props = {
@@ -287,6 +309,7 @@ class VaultInit(pulumi.dynamic.Resource, module="vault", name="Init"):
             "key_threshold": key_threshold,
             "timeout_seconds": timeout_seconds,
             "poll_seconds": poll_seconds,
+            "revoke_root": revoke_root,
             # Outputs only: declared so the resource has these attributes.
             "root_token": None,
             "unseal_keys": None,

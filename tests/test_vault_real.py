@@ -132,9 +132,13 @@ def test_the_program_uses_root_only_until_the_stack_says_bootstrap_is_done(rende
     [bootstrap] = [r for r in renders["dev"].plan["resources"] if r["type"] == "pulumi:providers:vault"]
     assert bootstrap["inputs"]["token"] == REDACTED  # the root token from vault-init
     stack_file = dev_stack_with_provider_auth(tmp_path, "pipeline")
-    [provider] = [r for r in render(stack_file, "dev").plan["resources"] if r["type"] == "pulumi:providers:vault"]
+    resources = render(stack_file, "dev").plan["resources"]
+    [provider] = [r for r in resources if r["type"] == "pulumi:providers:vault"]
     # No token: the provider reads VAULT_TOKEN, the deploy job's one-hour login.
     assert "token" not in provider["inputs"]
+    # And the root token is revoked (tests/test_vault_attacks.py: against the real server).
+    [init] = [r for r in resources if r["type"] == "pulumi-python:dynamic/vault:Init"]
+    assert init["inputs"]["revoke_root"] is True
 
 
 def test_an_unknown_provider_auth_is_a_clear_config_error(tmp_path) -> None:

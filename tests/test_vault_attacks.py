@@ -1,0 +1,287 @@
+"""An attacker's review of Vault itself and of the federation into it.
+
+The attacker is a tenant (its CI jobs, its pods, its owners signed in) or someone holding one token
+(a job's, a workload's, a system approver's). Every attempt runs against what the program really
+declares: the dev stack's Vault resources applied to a real OpenBao server (the session's
+`plan_vaults`, no server of this module's own), logins with forged but validly signed ID tokens from
+the issuers that server trusts, and both stacks' plans with their Helm-rendered objects. Each must
+fail for the attacker; the ones that did not on `main` say so in their docstring.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable
+
+import hvac
+import hvac.exceptions
+import pytest
+import requests
+
+from components.tenant_secrets import ci_policy, read_policy, write_policy
+from components.tenant_supply_chain import sign_policy
+from components.vault import API_PORT, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
+from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
+from components.vault_init import VaultInitProvider
+from platformctl.render import Render
+from tests.openbao import PlanVault
+from tests.test_delivery_attacks import TRAEFIK, Network
+from tests.test_vault_access import gitlab_id_token
+
+JWT_ROLE = "vault:jwt/authBackendRole:AuthBackendRole"
+K8S_ROLE = "vault:kubernetes/authBackendRole:AuthBackendRole"
+REFUSED = (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)
+VAULT_PODS = f"{VAULT_NAMESPACE}/StatefulSet/vault"
+
+
+@pytest.fixture(scope="module")
+def vault(plan_vaults: Callable[[str], PlanVault]) -> PlanVault:
+    """The dev stack's Vault, with a secret in each place an attacker aims at."""
+    vault = plan_vaults("dev")
+    root = vault.client(vault.root_token)
+    for path in ("payments/dev/app", "checkout/dev/app"):
+        root.write_data(f"tenants/data/{path}", data={"data": {"password": f"attack-canary-{path}"}})
+    return vault
+
+
+def refused(action: Callable[[], Any]) -> bool:
+    try:
+        action()
+    except REFUSED:
+        return True
+    return False
+
+
+def token_with(vault: PlanVault, *policies: str) -> hvac.Client:
+    """A token of these policies, as a login would give it (an owner's OIDC sign-in, an approver's)."""
+    root = vault.client(vault.root_token)
+    return vault.client(root.auth.token.create(policies=["default", *policies], ttl="5m")["auth"]["client_token"])
+
+
+# --- 1. Login roles: who may log in to which role --------------------------------------------------
+
+
+def login_roles(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in plan["resources"] if r["type"] in (JWT_ROLE, K8S_ROLE)]
+
+
+def test_every_login_role_binds_exact_values_never_a_pattern(plan: dict[str, Any]) -> None:
+    """Every role of the plan: exact audiences and claims (`string`, where a `glob` would let
+    `checkout/app*` take `checkout/apply`), the token's own subject as the alias, and exact
+    accounts; nothing a tenant name with `*` or `?` (or a prefix of another's) could widen."""
+    roles = login_roles(plan)
+    assert roles
+    for role in roles:
+        inputs, name = role["inputs"], role["name"]
+        values = [*inputs.get("boundAudiences", []), *inputs.get("boundServiceAccountNames", []),
+                  *inputs.get("boundServiceAccountNamespaces", []),
+                  *(v for claim in (inputs.get("boundClaims") or {}).values() for v in claim.split(","))]
+        assert values and not [v for v in values if set(v) & set("*?[]{}")], name
+        if role["type"] == K8S_ROLE:
+            assert inputs["boundServiceAccountNames"] and inputs["boundServiceAccountNamespaces"], name
+            continue
+        assert inputs["boundAudiences"] and inputs["userClaim"] == "sub", name
+        if inputs["roleType"] == "jwt":
+            assert inputs["boundClaimsType"] == "string", name
+            claims = inputs["boundClaims"]
+            if inputs["backend"] == GITLAB_PATH:
+                assert claims["ref_protected"] == "true" and "merge_request_event" not in claims["pipeline_source"], name
+                assert "/" in claims["project_path"], name
+            else:
+                assert set(claims) == {"sub"}, name
+
+
+def test_a_glob_role_would_take_a_look_alike_project_and_the_plans_string_role_does_not(vault: PlanVault) -> None:
+    """Settles on the real server what `boundClaimsType` decides: a glob `checkout/app*` admits the
+    job of `checkout/apply`, the plan's exact `checkout/app` does not."""
+    root = vault.client(vault.root_token)
+    planned = root.read(f"auth/{GITLAB_PATH}/role/checkout-ci")["data"]
+    root.write_data(f"auth/{GITLAB_PATH}/role/glob-probe", data={
+        **{k: planned[k] for k in ("bound_audiences", "user_claim", "token_policies", "role_type")},
+        "bound_claims_type": "glob", "bound_claims": {**planned["bound_claims"], "project_path": ["checkout/app*"]},
+    })
+    try:
+        look_alike = gitlab_id_token(vault, "checkout/apply", "main", "branch", True)
+        assert vault.login(GITLAB_PATH, "glob-probe", look_alike)["client_token"]
+        assert refused(lambda: vault.login(GITLAB_PATH, "checkout-ci", look_alike))
+    finally:
+        root.delete(f"auth/{GITLAB_PATH}/role/glob-probe")
+
+
+def test_a_protected_tag_named_like_the_deploy_branch_is_not_the_deploy_job(vault: PlanVault) -> None:
+    """Whoever may create a protected tag `main` (tags have rules of their own) runs a job whose
+    `ref` is `main`: `platform-deploy` (platform-admin) also binds `ref_type` branch."""
+    tag = gitlab_id_token(vault, "platform/platform-bootstrap", "main", "tag", True, environment="dev")
+    branch = gitlab_id_token(vault, "platform/platform-bootstrap", "main", "branch", True, environment="dev")
+    assert refused(lambda: vault.login(GITLAB_PATH, DEPLOY_ROLE, tag))
+    assert vault.login(GITLAB_PATH, DEPLOY_ROLE, branch)["client_token"]
+
+
+def test_what_a_job_controls_reaches_alias_metadata_so_no_policy_may_template_on_it(plan: dict[str, Any], vault: PlanVault) -> None:
+    """A branch name and a user's login are the job's to choose, and the CI roles copy them into the
+    identity alias's metadata (for the audit log). A policy templated on that metadata
+    (`{{identity.entity.aliases.<mount>.metadata.ref}}`) would let a branch named after another
+    tenant's path into it: no policy of the plan templates on anything."""
+    branch = "../payments/dev"
+    auth = vault.login(GITLAB_PATH, "checkout-ci", gitlab_id_token(vault, "checkout/app", branch, "branch", True))
+    assert auth["metadata"]["ref"] == branch  # verbatim: the job's choice
+    policies = [r["inputs"]["policy"] for r in plan["resources"] if r["type"] == "vault:index/policy:Policy"]
+    assert policies and not [p for p in policies if "{{" in p]
+
+
+def test_a_tenant_whose_name_prefixes_anothers_reaches_nothing_of_it(vault: PlanVault) -> None:
+    """Tenant `pay` beside `payments`: its policies (as the program writes them) on the real server
+    read, write and sign nothing of `payments`'."""
+    root = vault.client(vault.root_token)
+    texts = {"pay-read": read_policy("pay", "dev"), "pay-write": write_policy("pay", ["dev", "prod"]),
+             "pay-ci": ci_policy("pay"), "pay-sign": sign_policy("pay")}
+    for name, text in texts.items():
+        root.sys.create_or_update_policy(f"probe-{name}", text)
+    try:
+        pay = token_with(vault, *(f"probe-{name}" for name in texts))
+        digest = base64.b64encode(b"digest").decode()
+        for attempt in (
+            lambda: pay.read("tenants/data/payments/dev/app"),
+            lambda: pay.read("tenants/data/payments/harbor-pull"),
+            lambda: pay.read("tenants/data/payments/harbor-push"),
+            lambda: pay.write_data("tenants/data/payments/dev/app", data={"data": {"password": "forged"}}),
+            lambda: pay.list("tenants/metadata/payments/dev"),
+            lambda: pay.write_data("transit/sign/payments-cosign/sha2-256", data={"input": digest}),
+        ):
+            assert refused(attempt)
+    finally:
+        for name in texts:
+            root.sys.delete_policy(f"probe-{name}")
+
+
+# --- 2. Policies and tokens: what one token can turn into ----------------------------------------
+
+
+def tenant_token(vault: PlanVault, holder: str) -> tuple[hvac.Client, int | None]:
+    """A token of `holder`'s, and the most its role lets it live (None: not a login here)."""
+    if holder == "CI job":
+        auth = vault.login(GITLAB_PATH, "checkout-ci", gitlab_id_token(vault, "checkout/app", "main", "branch", True))
+        return vault.client(auth["client_token"]), 300
+    if holder == "workload":
+        account = vault.identity.service_account_token("kubernetes-dev", "checkout-dev", "vault-secrets", "vault")
+        return vault.client(vault.login("kubernetes-dev", "checkout-dev", account)["client_token"]), 3600
+    return token_with(vault, "tenant-checkout-write"), None
+
+
+ESCALATIONS: dict[str, Callable[[hvac.Client], Any]] = {
+    "a child token": lambda c: c.auth.token.create(policies=["default"], ttl="24h"),
+    "an orphan token": lambda c: c.auth.token.create_orphan(policies=["default"], ttl="24h"),
+    "a periodic token": lambda c: c.auth.token.create(period="24h"),
+    "a policy": lambda c: c.sys.create_or_update_policy("tenant-checkout-ci", 'path "*" { capabilities = ["read"] }'),
+    "an auth mount": lambda c: c.sys.enable_auth_method("userpass", path="attacker"),
+    "a login role": lambda c: c.write_data(f"auth/{GITLAB_PATH}/role/checkout-ci", data={"bound_claims_type": "glob"}),
+    "an identity group": lambda c: c.write_data("identity/group", data={"name": "attacker", "policies": ["platform-admin"]}),
+    "an entity alias": lambda c: c.write_data("identity/entity-alias", data={"name": "x", "canonical_id": "x", "mount_accessor": "x"}),
+    "another tenant's secret": lambda c: c.read("tenants/data/payments/dev/app"),
+}
+
+
+@pytest.mark.parametrize("holder", ["CI job", "workload", "owner"])
+def test_a_tenants_token_makes_no_token_and_changes_nothing_of_vault(vault: PlanVault, holder: str) -> None:
+    """No child, orphan or periodic token (a token living past its login, or with other policies),
+    no write to `sys/`, `auth/` or `identity/`; renewing never lengthens a token past its ceiling."""
+    client, ceiling = tenant_token(vault, holder)
+    allowed = [what for what, escalate in ESCALATIONS.items() if not refused(lambda: escalate(client))]
+    assert not allowed, f"the {holder}'s token may make {', '.join(allowed)}"
+    if ceiling is not None:
+        assert 0 < client.auth.token.renew_self(increment=30 * 24 * 3600)["auth"]["lease_duration"] <= ceiling
+
+
+DIAGNOSTICS = ("sys/pprof/goroutine", "sys/pprof/heap", "sys/pprof/profile?seconds=1", "sys/monitor?log_level=trace")
+
+
+def get(vault: PlanVault, path: str, token: str = "") -> int:
+    with requests.get(f"{vault.server.url}/v1/{path}", headers={"X-Vault-Token": token} if token else {},
+                      verify=vault.server.ca_file, timeout=10, stream=True) as response:
+        return response.status_code
+
+
+def test_metrics_profiles_and_the_log_stream_need_a_token(vault: PlanVault) -> None:
+    for path in ("sys/metrics", *DIAGNOSTICS, "sys/host-info", "sys/config/state/sanitized"):
+        assert get(vault, path) == 403, path
+
+
+def test_a_system_approver_reviews_configuration_but_neither_profiles_vault_nor_streams_its_log(vault: PlanVault) -> None:
+    """Was open on `main`: `sys/*` read let an approver's token take CPU profiles and traces of the
+    server for as long as it asked and follow its live log, which review nothing."""
+    approver = token_with(vault, "platform-approver").token
+    assert get(vault, "sys/mounts", approver) == 200
+    assert {path: get(vault, path, approver) for path in DIAGNOSTICS} == dict.fromkeys(DIAGNOSTICS, 403)
+
+
+# --- 3. Init and unseal: the root token ------------------------------------------------------------
+
+
+def test_switching_to_the_pipelines_token_revokes_the_root_token(vault: PlanVault, loopback_tls: Any) -> None:
+    """Was open on `main`: after bootstrap the root token stayed valid in the stack's state until
+    someone revoked it by hand. The `pulumi up` that switches `providerAuth` to `pipeline` now
+    revokes it (VaultInit's update); a stack initialised before `revoke_root` existed sees no change."""
+    root = vault.client(vault.root_token)
+    # A root token of this test's own: the session server's stays valid for the other modules.
+    token = root.auth.token.create_orphan(policies=["root"])["auth"]["client_token"]
+    inputs = {"init_address": vault.server.url, "unseal_addresses": [vault.server.url], "ca_bundle": loopback_tls.ca_pem,
+              "auto_unseal": False, "key_shares": 1, "key_threshold": 1, "timeout_seconds": 5, "poll_seconds": 0.1}
+    bootstrap = {**inputs, "revoke_root": False, "root_token": token, "unseal_keys": vault.server.unseal_keys}
+    legacy = {k: v for k, v in bootstrap.items() if k != "revoke_root"}
+    provider = VaultInitProvider()
+    assert not provider.diff("id", legacy, {**inputs, "revoke_root": False}).changes
+    pipeline = {**inputs, "revoke_root": True}
+    assert provider.diff("id", bootstrap, pipeline).changes
+    assert vault.client(token).auth.token.lookup_self()["data"]["policies"] == ["root"]
+    outs = provider.update("id", bootstrap, pipeline).outs
+    assert refused(lambda: vault.client(token).auth.token.lookup_self())
+    # Revoked already (a retried update): as good, no error.
+    provider.revoke_root_token(outs)
+
+
+def test_the_stack_revokes_root_only_once_the_provider_stops_using_it(renders: dict[str, Render]) -> None:
+    [init] = [r for r in renders["dev"].plan["resources"] if r["type"] == "pulumi-python:dynamic/vault:Init"]
+    [provider] = [r for r in renders["dev"].plan["resources"] if r["type"] == "pulumi:providers:vault"]
+    assert "token" in provider["inputs"] and init["inputs"]["revoke_root"] is False  # bootstrap: root is the provider's
+
+
+# --- 4. Network and audit ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_traefik_and_vaults_own_namespace_reach_vaults_listeners(renders: dict[str, Render], stack: str) -> None:
+    """Was open on `main`: Vault's namespace had no NetworkPolicy, so every pod of the control plane
+    (GitLab's, Harbor's, the runners' managers, OpenUnison) reached the API and the raft cluster
+    port directly. Now the API only from Traefik (the public name everyone uses) and both ports
+    only from Vault's own namespace (raft peers, the snapshot job)."""
+    network = Network(renders[stack].plan, "control-plane")
+    target = network.pod(VAULT_PODS)
+    reaching = {(pod.what, port) for pod in network.pods if pod.namespace != VAULT_NAMESPACE
+                for port in (API_PORT, CLUSTER_PORT) if network.reaches(pod, target, port)}
+    assert reaching == {(TRAEFIK, API_PORT)}
+
+
+def test_vaults_service_account_may_not_ask_who_may_do_what(charted: dict[str, Render]) -> None:
+    """Was open on `main`: the chart bound `vault` to `system:auth-delegator` (TokenReviews and
+    SubjectAccessReviews cluster-wide), which no auth mount uses: each reviews a client's token
+    with that token itself."""
+    for stack, result in charted.items():
+        bindings = [o for r in result.plan["resources"] for o in r.get("rendered") or []
+                    if o["kind"] in ("ClusterRoleBinding", "RoleBinding")
+                    and any(s.get("kind") == "ServiceAccount" and s.get("namespace") == VAULT_NAMESPACE and s["name"] == "vault"
+                            for s in o.get("subjects") or [])]
+        assert [b["roleRef"]["name"] for b in bindings] == ["vault-discovery-role"], stack
+
+
+def test_the_audit_log_holds_hashes_of_secrets_tokens_and_login_jwts(vault: PlanVault) -> None:
+    """The audit device (stdout, the pod's log) HMACs every value: the secret read, the job's ID
+    token presented at login (valid for the job's life), the Vault token issued."""
+    id_token = gitlab_id_token(vault, "checkout/app", "main", "branch", True)
+    auth = vault.login(GITLAB_PATH, "checkout-ci", id_token)
+    secret = token_with(vault, "tenant-checkout-write").read("tenants/data/checkout/dev/app")["data"]["data"]["password"]
+    log = (vault.server.directory / "server.log").read_text()
+    audit = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(entry.get("request", {}).get("path") == "tenants/data/checkout/dev/app" for entry in audit)
+    assert "hmac-sha256:" in log
+    assert not [value for value in (secret, id_token, auth["client_token"], vault.root_token) if value in log]
