@@ -92,6 +92,27 @@ def test_every_login_role_binds_exact_values_never_a_pattern(plan: dict[str, Any
                 assert set(claims) == {"sub"}, name
 
 
+def test_a_persons_id_token_cannot_be_replayed_at_the_people_mount(vault: PlanVault) -> None:
+    """People sign in through the OIDC flow only: an ID token of the platform's issuer (a stolen
+    one, or what OpenUnison gives `kubectl`), even for Vault's client and claiming an admin group,
+    logs in to no role of `oidc` (the `platform` role is an `oidc` role: no JWT login)."""
+    root = vault.client(vault.root_token)
+    client_id = root.read("auth/oidc/config")["data"]["oidc_client_id"]
+    admins = root.read("identity/group/name/platform-admins")["data"]
+    assert "platform-admin" in admins["policies"]
+    tokens = [vault.identity.sign("oidc", {"sub": "mallory", "aud": audience, "groups": ["platform-admins"]})
+              for audience in (client_id, "kubernetes")]
+    for token in tokens:
+        assert refused(lambda: vault.login("oidc", "platform", token))
+        assert refused(lambda: vault.client().write_data("auth/oidc/login", data={"jwt": token}))
+    # The same token is valid for the mount: a JWT role of it would let it in.
+    root.write_data("auth/oidc/role/jwt-probe", data={"role_type": "jwt", "bound_audiences": [client_id], "user_claim": "sub"})
+    try:
+        assert vault.login("oidc", "jwt-probe", tokens[0])["client_token"]
+    finally:
+        root.delete("auth/oidc/role/jwt-probe")
+
+
 def test_a_glob_role_would_take_a_look_alike_project_and_the_plans_string_role_does_not(vault: PlanVault) -> None:
     """Settles on the real server what `boundClaimsType` decides: a glob `checkout/app*` admits the
     job of `checkout/apply`, the plan's exact `checkout/app` does not."""
