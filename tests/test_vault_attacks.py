@@ -11,6 +11,7 @@ fail for the attacker; the ones that did not on `main` say so in their docstring
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any, Callable
 
@@ -18,12 +19,14 @@ import hvac
 import hvac.exceptions
 import pytest
 import requests
+from pulumi.runtime.mocks import MockResourceArgs
 
 from components.tenant_secrets import ci_policy, read_policy, write_policy
 from components.tenant_supply_chain import sign_policy
 from components.vault import API_PORT, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
 from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
-from components.vault_init import VaultInitProvider
+from components.vault_init import VaultInit, VaultInitProvider
+from platformctl.mocks import PlatformMocks
 from platformctl.render import Render
 from tests.openbao import PlanVault
 from tests.test_delivery_attacks import TRAEFIK, Network
@@ -259,6 +262,28 @@ def test_switching_to_the_pipelines_token_revokes_the_root_token(vault: PlanVaul
     assert refused(lambda: vault.client(token).auth.token.lookup_self())
     # Revoked already (a retried update): as good, no error.
     provider.revoke_root_token(outs)
+
+
+def fingerprint(value: Any) -> str:
+    """A secret's fingerprint as the render records it (platformctl.mocks.redact)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_the_root_token_and_keys_reach_nothing_but_the_bootstrap_provider(renders: dict[str, Render]) -> None:
+    """The root token and the unseal (recovery) keys live in VaultInit's outputs, in the state only:
+    no Secret, ConfigMap, value or other input receives them, as a secret or in plain (the mock
+    engine gives them values of their own, which the render fingerprints wherever they flow)."""
+    for stack, result in renders.items():
+        resources = result.plan["resources"]
+        [init] = [r for r in resources if r["type"] == VaultInit.TYPE]
+        [provider] = [r for r in resources if r["type"] == "pulumi:providers:vault"]
+        _, outputs = PlatformMocks().new_resource(MockResourceArgs(init["type"], init["name"], init["inputs"], "", None, True))
+        plain = [outputs["root_token"], *outputs["unseal_keys"]]
+        text = json.dumps(resources)
+        assert not [value for value in plain if value in text], stack
+        prints = {fingerprint(value) for value in (*plain, outputs["unseal_keys"])}
+        reached = {(urn, path) for urn, paths in result.fingerprints.items() for path, print_ in paths.items() if print_ in prints}
+        assert reached == {(provider["urn"], "token")}, stack
 
 
 def test_the_stack_revokes_root_only_once_the_provider_stops_using_it(renders: dict[str, Render]) -> None:
