@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import hvac
@@ -29,6 +30,7 @@ from components.vault_init import VaultInit, VaultInitProvider
 from platformctl.mocks import PlatformMocks
 from platformctl.render import Render
 from tests.openbao import PlanVault
+from tests.test_config import DEV, _problems, _write
 from tests.test_delivery_attacks import TRAEFIK, Network
 from tests.test_vault_access import gitlab_id_token
 
@@ -152,6 +154,14 @@ def test_what_a_job_controls_reaches_alias_metadata_so_no_policy_may_template_on
     assert auth["metadata"]["ref"] == branch  # verbatim: the job's choice
     policies = [r["inputs"]["policy"] for r in plan["resources"] if r["type"] == "vault:index/policy:Policy"]
     assert policies and not [p for p in policies if "{{" in p]
+
+
+@pytest.mark.parametrize("name", ["payments*", "pay?ents", "payments/app", "payments,checkout"])
+def test_a_tenant_name_that_would_be_a_pattern_or_a_path_is_refused_before_anything_is_declared(tmp_path: Path, name: str) -> None:
+    """Tenant names become role bindings, policy paths and claim values: a glob character, a `/`
+    or the provider's list separator `,` is refused by the config, naming the key."""
+    lines = _problems(_write(tmp_path, DEV, lambda doc: doc["config"]["platform:tenants"][0].update(name=name)))
+    assert [line for line in lines if ": platform:tenants[0].name:" in line and "DNS-1123" in line], lines
 
 
 def test_a_tenant_whose_name_prefixes_anothers_reaches_nothing_of_it(vault: PlanVault) -> None:
