@@ -145,7 +145,7 @@ class VaultArgs(StatefulServiceArgs):
 
 class Vault(pulumi.ComponentResource):
     url: str
-    root_token: pulumi.Output[str]  # secret; the provider's token at bootstrap (providerAuth root), then break-glass
+    root_token: pulumi.Output[str]  # secret; the provider's token at bootstrap (providerAuth root), then revoked
     provider: vault.Provider  # for later components' Vault resources
     ca_bundle: pulumi.Output[str]  # what clients of `url` trust; "" means the system roots
     release: k8s.helm.v3.Release

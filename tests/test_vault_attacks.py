@@ -244,7 +244,11 @@ def test_metrics_profiles_and_the_log_stream_need_a_token(vault: PlanVault) -> N
 def test_a_system_approver_reviews_configuration_but_neither_profiles_vault_nor_streams_its_log(vault: PlanVault) -> None:
     """Was open on `main`: `sys/*` read let an approver's token take CPU profiles and traces of the
     server for as long as it asked and follow its live log, which review nothing."""
-    approver = token_with(vault, "platform-approver").token
+    approver = token_with(vault, "platform-approver")
+    # Mounts' configurations, but never their credentials (write-only in Vault).
+    assert "oidc_client_secret" not in approver.read("auth/oidc/config")["data"]
+    assert "token_reviewer_jwt" not in approver.read("auth/kubernetes-dev/config")["data"]
+    approver = approver.token
     assert get(vault, "sys/mounts", approver) == 200
     assert {path: get(vault, path, approver) for path in DIAGNOSTICS} == dict.fromkeys(DIAGNOSTICS, 403)
 
