@@ -1,0 +1,109 @@
+"""An attacker's review of the control plane's service accounts: whoever takes over one of their pods
+(Traefik faces the internet, ArgoCD renders tenants' manifests) holds its token. The control plane
+keeps Vault (its internal CA key, its TLS), GitLab's and Harbor's secrets, OpenUnison's keys and the
+platform CA: an account that reads every Secret, execs into any pod or is cluster-admin there owns
+the platform. Only the accounts of READERS may, each for the reason it gives.
+
+Every account of the control-plane cluster in both plans (ServiceAccounts the plan or a release's
+real Helm render declares, and every account a binding names) is judged by the cluster's RBAC
+objects, evaluated as Kubernetes does (tests/test_daemonset_attacks.py `grants`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platformctl.render import Render
+from tests.test_daemonset_attacks import READ, Grant, anywhere, cluster_objects, grants
+
+CONTROL_PLANE = "control-plane"
+CLUSTER_ADMIN = "cluster-admin"
+READS_SECRETS = "reads every Secret"
+EXECS = "execs into any pod"
+# Each power, and the (verb, group, resource) that give it cluster-wide. A websocket exec is a GET:
+# Kubernetes before 1.35 (AuthorizePodWebsocketUpgradeCreatePermission) lets `get pods/exec` exec.
+POWERS: dict[str, list[tuple[str, str, str]]] = {
+    CLUSTER_ADMIN: [("*", "*", "*")],
+    READS_SECRETS: [(verb, "", "secrets") for verb in READ],
+    EXECS: [("create", "", "pods/exec"), ("get", "", "pods/exec")],
+}
+
+# The accounts that must keep a power cluster-wide, with why no chart option takes it away.
+READERS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
+    ("cert-manager", "cert-manager"): (frozenset({READS_SECRETS}), (
+        "writes each Certificate's Secret where the Certificate is (ingress-shim in every exposed namespace) and "
+        "reads its Issuers' Secrets; its --namespace takes one namespace and drops ClusterIssuers "
+        "(cert-manager v1.21.1 templates/rbac.yaml: the controller-issuers, -clusterissuers, -certificates, "
+        "-orders and -challenges ClusterRoles)")),
+    ("cert-manager", "cert-manager-cainjector"): (frozenset({READS_SECRETS}), (
+        "injects cert-manager-webhook-ca into the webhook's configurations (cert-manager.io/inject-ca-from-secret); "
+        "the chart's ClusterRole is fixed (cert-manager v1.21.1 templates/cainjector-rbac.yaml lines 16-18)")),
+    ("cnpg-system", "cnpg-cloudnative-pg"): (frozenset({READS_SECRETS, EXECS}), (
+        "the databases are Clusters in gitlab and harbor (dev stack): the operator keeps their Secrets and execs "
+        "into their instances; `config.clusterWide: false` confines it to its own namespace, not to theirs "
+        "(cloudnative-pg 0.29.0 templates/rbac.yaml lines 52-54 and 80-96, _helpers.tpl lines 84, 115)")),
+    ("gatekeeper-system", "gatekeeper-admin"): (frozenset({READS_SECRETS, EXECS}), (
+        "its audit lists every kind a constraint matches and its sync caches what referential policies read; "
+        "the chart grants get/list/watch on */* with no option "
+        "(gatekeeper 3.23.0 templates/gatekeeper-manager-role-clusterrole.yaml lines 21-28)")),
+}
+
+
+def accounts(plan: dict[str, Any], cluster: str) -> list[tuple[str, str]]:
+    """Every service account on `cluster`: declared or rendered, or named by a binding."""
+    objects = list(cluster_objects(plan, cluster))
+    found = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
+    found |= {(s.get("namespace", b["metadata"].get("namespace")), s["name"])
+              for b in objects if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+              for s in b.get("subjects") or [] if s["kind"] == "ServiceAccount"}
+    return sorted(found)
+
+
+def held(grant_list: list[Grant]) -> set[str]:
+    """The POWERS the grants give cluster-wide."""
+    return {power for power, requests in POWERS.items()
+            if any("cluster-wide" in anywhere(grant_list, *request) for request in requests)}
+
+
+def table(charted: dict[str, Render]) -> dict[tuple[str, str, str], set[str]]:
+    """(stack, namespace, account) -> the powers it holds on the control plane, for every account holding one."""
+    found = {}
+    for stack, result in charted.items():
+        for namespace, account in accounts(result.plan, CONTROL_PLANE):
+            if powers := held(grants(result.plan, CONTROL_PLANE, namespace, account)):
+                found[(stack, namespace, account)] = powers
+    return found
+
+
+def test_the_review_sees_the_control_planes_accounts(charted: dict[str, Render]) -> None:
+    """It judges the accounts the charts render and the platform declares, on both stacks."""
+    for result in charted.values():
+        seen = accounts(result.plan, CONTROL_PLANE)
+        assert {("argocd", "argocd-application-controller"), ("argocd", "argocd-server"), ("traefik", "traefik"),
+                ("cert-manager", "cert-manager"), ("gatekeeper-system", "gatekeeper-admin"), ("vault", "vault")} <= set(seen)
+
+
+def test_the_review_sees_cluster_admin_secret_readers_and_websocket_exec() -> None:
+    """The evaluation itself: `*/*/*` is every power; a Role's Secrets stay in its namespace; `get pods/exec` execs."""
+    assert held([Grant(None, ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},))]) == set(POWERS)
+    secrets = ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]},)
+    assert held([Grant("vault", secrets)]) == set()
+    assert held([Grant(None, secrets)]) == {READS_SECRETS}
+    assert held([Grant(None, ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]},))]) == {READS_SECRETS, EXECS}
+
+
+def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(charted: dict[str, Render]) -> None:
+    """No account of the control plane outside READERS holds a power cluster-wide, nor one its entry does not name."""
+    found = [f"{stack} {namespace}/{account}: {', '.join(sorted(powers))}"
+             for (stack, namespace, account), powers in sorted(table(charted).items())
+             if not powers <= READERS.get((namespace, account), (frozenset(), ""))[0]]
+    assert not found, "a pod taken over owns the control plane:\n" + "\n".join(found)
+
+
+def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
+    """An entry of READERS whose account no longer holds its powers on either stack is dropped, not kept."""
+    holders: dict[tuple[str, str], set[str]] = {}
+    for (_, namespace, account), powers in table(charted).items():
+        holders.setdefault((namespace, account), set()).update(powers)
+    stale = {key: sorted(powers - holders.get(key, set())) for key, (powers, _) in READERS.items() if not powers <= holders.get(key, set())}
+    assert not stale, stale
