@@ -185,10 +185,15 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         )
     )
     values = {
+        # ArgoCD deploys to the workload clusters only (cluster Secrets, with their own credentials):
+        # on the control plane its controller and server keep their namespace's Roles, not the
+        # chart's ClusterRoles (the controller's is cluster-admin; the server's reads every object).
+        "createClusterRoles": False,
         # Spread over zones and nodes; the chart adds each component's own label selector.
         "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread()},
         "configs": {
-            "cm": {"admin.enabled": False, "exec.enabled": False, "oidc.config": oidc_config,
+            # No Application may name the control plane (in-cluster): ArgoCD holds no rights there.
+            "cm": {"admin.enabled": False, "exec.enabled": False, "cluster.inClusterEnabled": False, "oidc.config": oidc_config,
                    "webhook.maxPayloadSizeMB": WEBHOOK_MAX_PAYLOAD_MB,
                    # A sync deploys what its Application follows (main, as merged): naming another
                    # revision takes `override`, which no tenant role holds (false by default).

@@ -50,6 +50,9 @@ class ClusterHandle:
     # Air-gapped: Helm releases install from <local_charts>/<chart>/<version> (verified chart
     # sources, platformctl.charts) instead of their repositories.
     local_charts: str | None = None
+    # The platform namespaces declared on it so far (components.helm.namespace), by name: what a
+    # service grants in another's namespace waits for it.
+    namespaces: dict[str, k8s.core.v1.Namespace] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:

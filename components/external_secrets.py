@@ -1,10 +1,10 @@
-"""External Secrets Operator on a cluster: syncs Vault secrets into namespaces."""
+"""External Secrets Operator on each workload cluster: syncs Vault secrets into tenant namespaces."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.service import AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 
 NAMESPACE = "external-secrets"
 
@@ -30,4 +30,7 @@ SLICE: ServiceSlice[ExternalSecrets] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "the External Secrets operator, which syncs Vault into tenant namespaces"),
     chart="external-secrets",
     addon=ExternalSecrets,
+    # Tenants' namespaces are on the workload clusters; the control plane has no store to sync, and
+    # the operator would read every Secret there (its chart's ClusterRole) for nothing.
+    clusters=WORKLOAD_CLUSTERS,
 )

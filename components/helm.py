@@ -28,13 +28,14 @@ def namespace(
     """A namespace of the platform, labelled for Gatekeeper's webhook to skip it where it is exempt."""
     name = platform_namespace.name
     exempt = GATEKEEPER_IGNORE if platform_namespace.webhook_exempt else {}
-    return k8s.core.v1.Namespace(
+    cluster.namespaces[name] = k8s.core.v1.Namespace(
         f"{cluster.role}-{name}",
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=name, labels={**MANAGED_BY, **exempt, **(labels or {})}
         ),
         opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
     )
+    return cluster.namespaces[name]
 
 
 @functools.cache

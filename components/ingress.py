@@ -25,7 +25,7 @@ from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint, ipv4_network
-from components.helm import spread
+from components.helm import namespace, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
@@ -37,6 +37,7 @@ SSH_ENTRYPOINT = "ssh"
 SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
 SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
 TRAEFIK_API = "traefik.io/v1alpha1"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 HTTPS_PORT = 443  # on the load balancer
 HTTPS_CONTAINER_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
 LISTENERS = {HTTPS_PORT: HTTPS_CONTAINER_PORT, SSH_PORT: SSH_CONTAINER_PORT}  # load balancer port -> Traefik's
@@ -76,6 +77,32 @@ class Route53Args:
 class IngressArgs:
     settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # set on EKS: records for every published hostname
+    # Where the Ingresses and routes it serves are, with their certificates and CAs: Traefik watches
+    # these and its own namespace only, and reads Secrets there only (`serve`).
+    namespaces: tuple[str, ...] = ()
+
+
+def _read(api_groups: list[str], resources: list[str], verbs: tuple[str, ...] = ("get", "list", "watch")) -> dict[str, Any]:
+    return {"apiGroups": api_groups, "resources": resources, "verbs": list(verbs)}
+
+
+# What Traefik v3.6 reads in each namespace it watches: the chart's namespaced Role (`rbac.namespaced`,
+# templates/rbac/role.yaml), granted by the platform. The chart would create that Role in each watched
+# namespace on install, before the services' namespaces exist; its ClusterRole reads every Secret.
+NAMESPACED_RULES = [
+    _read([""], ["configmaps", "services"]),
+    _read(["discovery.k8s.io"], ["endpointslices"], ("list", "watch")),
+    _read([""], ["pods"], ("get",)),
+    _read([""], ["secrets"]),
+    _read(["extensions", "networking.k8s.io"], ["ingresses"]),
+    _read(["extensions", "networking.k8s.io"], ["ingresses/status"], ("update",)),
+    _read(["traefik.io"], ["ingressroutes", "ingressroutetcps", "ingressrouteudps", "middlewares", "middlewaretcps", "tlsoptions",
+                           "tlsstores", "traefikservices", "serverstransports", "serverstransporttcps"]),
+]
+# And cluster-wide, what its ClusterRole grants besides: the IngressClasses its Ingresses name (Traefik
+# skips an Ingress whose class it cannot look up) and the Nodes both its providers watch.
+CLUSTER_SCOPE_RULES = [_read(["networking.k8s.io"], ["ingressclasses"]), _read([""], ["nodes"])]
+ACCOUNT = {"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE}  # the chart's, named after the release
 
 
 class Ingress(pulumi.ComponentResource):
@@ -97,15 +124,29 @@ class Ingress(pulumi.ComponentResource):
                 "protocol": "TCP",
             },
         }
+        values = traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports)
+        watched = [NAMESPACE, *args.namespaces]
+        values["providers"]["kubernetesIngress"]["namespaces"] = watched
+        values["providers"]["kubernetesCRD"] = {"namespaces": watched}
+        self._cluster, ns = cluster, namespace(SLICE.namespace, cluster, self)
+        child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        cluster_scope = k8s.rbac.v1.ClusterRole(f"{name}-cluster-scope", metadata=_named("traefik-cluster-scope"), rules=CLUSTER_SCOPE_RULES, opts=child)
+        reads = k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-cluster-scope", metadata=_named("traefik-cluster-scope"), subjects=[ACCOUNT],
+            role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_scope.metadata.name}, opts=child)
+        self._namespaced = k8s.rbac.v1.ClusterRole(f"{name}-namespaced", metadata=_named("traefik-namespaced"), rules=NAMESPACED_RULES, opts=child)
         self.release = SLICE.release(
             cluster,
             self,
             args.settings,
             {
-                **traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports),
+                **values,
+                "rbac": {"enabled": False},  # granted above and by `serve`
                 "topologySpreadConstraints": spread(POD_LABELS),
                 **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.settings.replicas > 1 else {}),
             },
+            ns=ns,
+            depends_on=[reads, *self.serve([NAMESPACE])],
         )
         self.ssh = TcpEntrypoint(SSH_ENTRYPOINT, SSH_PORT, self.release)
         self._load_balancer: pulumi.Output[str] | None = None
@@ -118,6 +159,17 @@ class Ingress(pulumi.ComponentResource):
             )
             self._load_balancer = lb.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
         self.register_outputs({"ingressClass": INGRESS_CLASS})
+
+    def serve(self, namespaces: Sequence[str]) -> list[k8s.rbac.v1.RoleBinding]:
+        """Let Traefik read what it serves in each of `namespaces`, once its service has declared it."""
+        return [
+            k8s.rbac.v1.RoleBinding(
+                f"{self._name}-{ns}", metadata=_named("traefik", ns), subjects=[ACCOUNT],
+                role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": self._namespaced.metadata.name},
+                opts=pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=[self._cluster.namespaces[ns]]),
+            )
+            for ns in namespaces
+        ]
 
     def publish(self, hostname: str) -> None:
         """Point `hostname` at the load balancer (EKS); kubeconfig clusters manage their own DNS."""
@@ -132,6 +184,10 @@ class Ingress(pulumi.ComponentResource):
             records=[self._load_balancer],
             opts=pulumi.ResourceOptions(parent=self, provider=self._args.route53.provider),
         )
+
+
+def _named(name: str, ns: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=managed_by())
 
 
 def tcp_route(
@@ -200,7 +256,7 @@ def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str])
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
     public = parts.public_dns
     route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
-    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53))
+    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53, parts.exposed_namespaces()))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

@@ -304,6 +304,8 @@ class IngressController(Protocol):
 
     def publish(self, hostname: str) -> None: ...
 
+    def serve(self, namespaces: Sequence[str]) -> Sequence[pulumi.Resource]: ...
+
 
 class IdentityProvider(Protocol):
     """OpenUnison (components/openunison.py): the OIDC clients it registered, and its portal."""
@@ -415,3 +417,10 @@ class ControlPlaneParts:
             for s in self.slices
             if s.redirect_uris is not None and self.service_settings(s.key).enabled
         }
+
+    def exposed_namespaces(self) -> tuple[str, ...]:
+        """The namespaces of the services `expose` publishes: the identity provider's and every one people
+        sign in to. Their Ingresses, routes and certificates are there, and only there the ingress reads."""
+        clients = self.oidc_clients()
+        exposed = [self.foundation.identity, *(s for s in self.slices if s.key in clients)]
+        return tuple(dict.fromkeys(s.namespace.name for s in exposed))

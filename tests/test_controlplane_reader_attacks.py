@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_daemonset_attacks import READ, Grant, anywhere, cluster_objects, grants
 
@@ -107,3 +108,78 @@ def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
         holders.setdefault((namespace, account), set()).update(powers)
     stale = {key: sorted(powers - holders.get(key, set())) for key, (powers, _) in READERS.items() if not powers <= holders.get(key, set())}
     assert not stale, stale
+
+
+# --- how the services that could were narrowed, and that they keep working --------------------------
+
+TRAEFIK_KINDS = {"Ingress", "IngressRoute", "IngressRouteTCP", "ServersTransport", "Middleware", "TLSStore", "TLSOption"}
+
+
+def release_of(result: Render, chart: str) -> dict[str, Any]:
+    [release] = [r for r in result.plan["resources"] if r.get("cluster") == CONTROL_PLANE and r["type"] == RELEASE_TYPE
+                 and r["inputs"]["chart"] == chart]
+    return release
+
+
+def test_argocd_holds_its_namespace_only_and_deploys_nowhere_on_the_control_plane(charted: dict[str, Render]) -> None:
+    """No ClusterRole: the controller and server read the cluster Secrets in `argocd` (their way to dev
+    and prod) and nothing outside it; no Application may name the control plane (in-cluster)."""
+    for result in charted.values():
+        rendered = release_of(result, "argo-cd")["rendered"]
+        assert [o["metadata"]["name"] for o in rendered if o["kind"] in ("ClusterRole", "ClusterRoleBinding")] == []
+        [cm] = [o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "argocd-cm"]
+        assert cm["data"]["cluster.inClusterEnabled"] == "false"
+        clusters = [r["inputs"]["metadata"] for r in result.plan["resources"] if r.get("cluster") == CONTROL_PLANE
+                    and ((r["inputs"].get("metadata") or {}).get("labels") or {}).get("argocd.argoproj.io/secret-type") == "cluster"]
+        assert clusters and {m["namespace"] for m in clusters} == {"argocd"}
+        for account in ("argocd-application-controller", "argocd-server"):
+            held = grants(result.plan, CONTROL_PLANE, "argocd", account)
+            assert anywhere(held, "list", "", "secrets") == anywhere(held, "watch", "", "secrets") == ["argocd"], account
+
+
+def test_traefik_reads_where_the_platform_exposes_services_and_nowhere_else(charted: dict[str, Render]) -> None:
+    """Traefik watches and reads Secrets in its namespace and each namespace holding something it serves,
+    each granted once that namespace exists; the IngressClasses and Nodes cluster-wide."""
+    for stack, result in charted.items():
+        served = {o["metadata"]["namespace"] for o in cluster_objects(result.plan, CONTROL_PLANE) if o["kind"] in TRAEFIK_KINDS}
+        values = release_of(result, "traefik")["inputs"]["values"]
+        watched = values["providers"]["kubernetesIngress"]["namespaces"]
+        assert sorted(watched) == sorted(served | {"traefik"}) == sorted(values["providers"]["kubernetesCRD"]["namespaces"]), stack
+        held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
+        assert anywhere(held, "list", "", "secrets") == sorted(watched)
+        assert anywhere(held, "watch", "networking.k8s.io", "ingressclasses") == anywhere(held, "list", "", "nodes") == ["cluster-wide"]
+        namespaces = {r["inputs"]["metadata"]["name"]: r["urn"] for r in result.plan["resources"]
+                      if r.get("cluster") == CONTROL_PLANE and r["type"] == "kubernetes:core/v1:Namespace"}
+        bindings = [r for r in result.plan["resources"] if r.get("cluster") == CONTROL_PLANE
+                    and r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding" and r["inputs"]["metadata"]["name"] == "traefik"]
+        assert sorted(b["inputs"]["metadata"]["namespace"] for b in bindings) == sorted(watched)
+        assert all(namespaces[b["inputs"]["metadata"]["namespace"]] in b["dependsOn"] for b in bindings)
+
+
+def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_traefiks_grants_are_what_its_pinned_chart_grants_but_every_secret(charted: dict[str, Render]) -> None:
+    """The platform's rules for Traefik are the pinned chart's own, rendered by the real Helm engine: its
+    namespaced Role (`rbac.namespaced`) in each watched namespace; of its ClusterRole, only what is cluster-scoped."""
+    from components.ingress import CLUSTER_SCOPE_RULES, NAMESPACED_RULES
+    from platformctl.charts import verified
+    from platformctl.helm_render import cluster_api_versions, render_release
+    from tests.test_helm_render import kubernetes_versions
+
+    release = release_of(charted["dev"], "traefik")
+    inputs, version = release["inputs"], kubernetes_versions("dev")[CONTROL_PLANE]
+    api_versions = cluster_api_versions(charted["dev"].plan, CONTROL_PLANE, version)
+
+    def chart_rules(kind: str, namespaced: bool) -> list[dict[str, Any]]:
+        values = {**inputs["values"], "rbac": {"enabled": True, "namespaced": namespaced}}
+        objects = render_release(verified("traefik", inputs["version"]), values, name=inputs["name"], namespace=inputs["namespace"],
+                                 kubernetes_version=version, api_versions=api_versions)
+        [role] = [o for o in objects if o["kind"] == kind and o["metadata"].get("namespace") in (None, "argocd")]
+        return role["rules"]
+
+    assert rule_set(NAMESPACED_RULES) == rule_set(chart_rules("Role", namespaced=True))
+    cluster_wide = rule_set(chart_rules("ClusterRole", namespaced=False))
+    assert rule_set(CLUSTER_SCOPE_RULES) <= cluster_wide
+    assert {("", "secrets", verb) for verb in READ} <= cluster_wide  # what the chart's ClusterRole would have granted

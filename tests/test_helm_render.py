@@ -214,7 +214,7 @@ def test_rendered_objects_are_filed_by_cluster_namespace_and_release(charted: di
     (argocd,) = [r for _, r in releases({"dev": charted["dev"]}) if r["name"] == "control-plane-argocd"]
     files = dict(_rendered_files(argocd, charted["dev"].manifests[argocd["urn"]]))
     assert "control-plane/argocd/helm-control-plane-argocd/Deployment-argocd-server.yaml" in files
-    assert "control-plane/_cluster/helm-control-plane-argocd/ClusterRole-argocd-server.yaml" in files
+    assert "control-plane/_cluster/helm-control-plane-argocd/CustomResourceDefinition-applications.argoproj.io.yaml" in files
     assert len(files) == len(argocd["rendered"])  # one file per object
     # The text kept with the rendered objects (the release cache's) is each object's own.
     assert files == dict(_rendered_files(argocd))
@@ -240,7 +240,7 @@ def find(charted: dict[str, Render], chart: str, kind: str, name: str) -> list[d
 def test_external_secrets_turns_off_the_reconcilers_of_the_crds_it_leaves_out(charted: dict[str, Render]) -> None:
     # The manager exits when it watches a kind whose CRD is not installed: both go off together.
     controllers = find(charted, "external-secrets", "Deployment", "external-secrets")
-    assert len(controllers) == 6  # three clusters, two stacks
+    assert len(controllers) == 4  # the two workload clusters, two stacks
     for controller in controllers:
         args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--enable-cluster-store-reconciler=false" in args

@@ -53,6 +53,10 @@ UNVENDORED_CHART_KEYS = {
         "service.annotations.*",
         # The workload clusters' Traefik (components/workload_ingress.py): request counters by service.
         "metrics.prometheus.addServicesLabels",
+        # The control plane's: the namespaces it watches, its RBAC granted by the platform (components/ingress.py).
+        "providers.kubernetesIngress.namespaces",
+        "providers.kubernetesCRD.namespaces",
+        "rbac.enabled",
     },
 }
 # Custom resources whose CRDs are not vendored (Traefik's are not in the upstream collection):

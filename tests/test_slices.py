@@ -58,7 +58,8 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
         "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
     # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
     assert {s.key for s in SERVICES if s.is_add_on and s.clusters == ("dev", "prod")} == {
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero",
+        "external_secrets"}  # the tenants' stores are there; none on the control plane
     assert {s.key for s in SERVICES if s.tenant is not None} == {
         "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly", "velero",
         "prometheus"}  # a query proxy per virtual-cluster tenant environment
