@@ -38,14 +38,15 @@ READERS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
         "-orders and -challenges ClusterRoles)")),
     ("cert-manager", "cert-manager-cainjector"): (frozenset({READS_SECRETS}), (
         "injects cert-manager-webhook-ca into the webhook's configurations (cert-manager.io/inject-ca-from-secret); "
-        "the chart's ClusterRole is fixed (cert-manager v1.21.1 templates/cainjector-rbac.yaml lines 16-18)")),
+        "the chart's ClusterRole is fixed (cert-manager v1.21.1 templates/cainjector-rbac.yaml lines 17-19)")),
     ("cnpg-system", "cnpg-cloudnative-pg"): (frozenset({READS_SECRETS, EXECS}), (
         "the databases are Clusters in gitlab and harbor (dev stack): the operator keeps their Secrets and execs "
         "into their instances; `config.clusterWide: false` confines it to its own namespace, not to theirs "
         "(cloudnative-pg 0.29.0 templates/rbac.yaml lines 52-54 and 80-96, _helpers.tpl lines 84, 115)")),
     ("gatekeeper-system", "gatekeeper-admin"): (frozenset({READS_SECRETS, EXECS}), (
-        "its audit lists every kind a constraint matches and its sync caches what referential policies read; "
-        "the chart grants get/list/watch on */* with no option "
+        "its audit lists every object of the kinds its constraints match, Secrets among them (PlatformTenantObjects); "
+        "the chart grants get/list/watch on */*, so `get pods/exec` too, with no narrower option: `rbac.create: false` would "
+        "mean the platform keeping a list of every kind audited "
         "(gatekeeper 3.23.0 templates/gatekeeper-manager-role-clusterrole.yaml lines 21-28)")),
 }
 
