@@ -174,7 +174,7 @@ class VaultFederation(pulumi.ComponentResource):
                 what=f"service-account tokens of the {cluster.name} cluster, presented to Vault",
                 category="federated",
                 issuer=f"the {cluster.name} cluster's service-account issuer (TokenRequest)",
-                holder="the bound service accounts' clients (External Secrets)",
+                holder="the bound service accounts' clients (External Secrets on dev and prod, Vault's snapshot job on the control plane)",
                 scope=(
                     f"log in at auth/{path} to roles bound to the exact account"
                     + ("" if cluster.is_eks else "; Vault presents the same token to the cluster's TokenReview API")
