@@ -34,8 +34,8 @@ READERS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
     ("cert-manager", "cert-manager"): (frozenset({READS_SECRETS}), (
         "writes each Certificate's Secret where the Certificate is (ingress-shim in every exposed namespace) and "
         "reads its Issuers' Secrets; its --namespace takes one namespace and drops ClusterIssuers "
-        "(cert-manager v1.21.1 templates/rbac.yaml: the controller-issuers, -clusterissuers, -certificates, "
-        "-orders and -challenges ClusterRoles)")),
+        "(cert-manager v1.21.1 templates/rbac.yaml lines 67, 93, 129, 171, 205: the controller-issuers, -clusterissuers, "
+        "-certificates, -orders and -challenges ClusterRoles)")),
     ("cert-manager", "cert-manager-cainjector"): (frozenset({READS_SECRETS}), (
         "injects cert-manager-webhook-ca into the webhook's configurations (cert-manager.io/inject-ca-from-secret); "
         "the chart's ClusterRole is fixed (cert-manager v1.21.1 templates/cainjector-rbac.yaml lines 17-19)")),
