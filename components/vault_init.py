@@ -12,9 +12,10 @@ but the Pulumi state, where they are secrets (`additional_secret_outputs`).
   sealed or not answering, so `pulumi preview` shows it and `pulumi up` unseals it in update().
   A restarted pod therefore comes back on the next `pulumi up`. `pulumi refresh` (read) stays
   read-only: the keys cannot be read back from Vault anyway.
-* update() with `revoke_root` newly true (bootstrap is over: the program reaches Vault with the
-  deploy job's login) revokes the root token, which would otherwise stay valid for ever in the
-  state. create() never does: a new Vault is configured with it.
+* With `revoke_root` true (bootstrap is over: the program reaches Vault with the deploy job's
+  login) the root token must not work: diff() shows a change while it still does (a restored
+  snapshot taken before it was revoked brings it back) and update() revokes it. create() never
+  does: a new Vault is configured with it.
 
 Under the offline mock engine create() does not run; `platformctl.mocks` models the two
 outputs for the type `VaultInit.TYPE`.
@@ -112,19 +113,30 @@ class VaultInitProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = any(olds.get(key, LATER_INPUTS.get(key)) != news.get(key, LATER_INPUTS.get(key)) for key in INPUTS)
         # With unknown inputs (a preview) the change above already says enough.
-        needs_unseal = not changed and bool(self.nodes_needing_unseal(news))
-        return DiffResult(changes=changed or needs_unseal, replaces=[], delete_before_replace=False)
+        needs_update = not changed and (bool(self.nodes_needing_unseal(news)) or self.root_token_works(olds, news))
+        return DiffResult(changes=changed or needs_update, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         self._raise_on_problems(news)
         outs = {**news, "root_token": olds["root_token"], "unseal_keys": olds["unseal_keys"]}
         self.unseal_sealed_nodes(outs)
-        if news.get("revoke_root") and not olds.get("revoke_root"):
+        if news.get("revoke_root"):
             self.revoke_root_token(outs)
         return UpdateResult(outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to undo: Vault's data lives in its raft volumes, not in this resource."""
+
+    def root_token_works(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        """Whether the stored root token still authenticates though `revoke_root` says it must not."""
+        if not news.get("revoke_root") or not olds.get("root_token") or any(_unknown(news.get(k)) for k in ("init_address", "ca_bundle")):
+            return False
+        with self._verify(news["ca_bundle"]) as verify:
+            try:
+                self._client(news["init_address"], verify, token=olds["root_token"]).auth.token.lookup_self()
+            except Exception:  # noqa: BLE001 - refused (revoked) or not answering: nothing to revoke now
+                return False
+        return True
 
     def revoke_root_token(self, props: dict[str, Any]) -> None:
         """Revoke the root token (`auth/token/revoke-self`); one already revoked is refused, which is as good."""
@@ -136,7 +148,7 @@ class VaultInitProvider(ResourceProvider):
                 client.auth.token.revoke_self()
             except hvac.exceptions.Forbidden:
                 return  # a revoked token is refused: nothing left to revoke
-            except Exception as err:  # noqa: BLE001 - one clear message; the state keeps revoke_root false, the next up retries
+            except Exception as err:  # noqa: BLE001 - one clear message; the next diff sees the token working and retries
                 raise VaultInitError(f"revoking the root token at {props['init_address']} failed: {err}") from err
 
     # --- unsealing (diff and update) --------------------------------------------------

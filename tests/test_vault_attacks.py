@@ -274,8 +274,26 @@ def test_switching_to_the_pipelines_token_revokes_the_root_token(vault: PlanVaul
     assert vault.client(token).auth.token.lookup_self()["data"]["policies"] == ["root"]
     outs = provider.update("id", bootstrap, pipeline).outs
     assert refused(lambda: vault.client(token).auth.token.lookup_self())
-    # Revoked already (a retried update): as good, no error.
+    # Revoked already (a retried update): as good, no error; and nothing left to change.
     provider.revoke_root_token(outs)
+    assert not provider.diff("id", outs, pipeline).changes
+
+
+def test_a_root_token_that_works_again_is_revoked_by_the_next_up(vault: PlanVault, loopback_tls: Any) -> None:
+    """Was open: restoring a raft snapshot taken before the revocation brings the root token back,
+    and the state, which already says `revoke_root`, saw no change. Now diff() asks Vault whether
+    the stored token still works, and update() revokes it again."""
+    root = vault.client(vault.root_token)
+    token = root.auth.token.create_orphan(policies=["root"])["auth"]["client_token"]  # the restored one
+    inputs = {"init_address": vault.server.url, "unseal_addresses": [vault.server.url], "ca_bundle": loopback_tls.ca_pem,
+              "auto_unseal": False, "key_shares": 1, "key_threshold": 1, "timeout_seconds": 5, "poll_seconds": 0.1,
+              "revoke_root": True}
+    restored = {**inputs, "root_token": token, "unseal_keys": vault.server.unseal_keys}
+    provider = VaultInitProvider()
+    assert provider.diff("id", restored, inputs).changes
+    outs = provider.update("id", restored, inputs).outs
+    assert refused(lambda: vault.client(token).auth.token.lookup_self())
+    assert not provider.diff("id", outs, inputs).changes
 
 
 def fingerprint(value: Any) -> str:
