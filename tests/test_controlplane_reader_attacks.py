@@ -15,22 +15,13 @@ from typing import Any
 
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
+from tests.cluster_readers import EXECS, POWERS, READS_SECRETS, Readers, accounts, held, stale, table, unjustified
 from tests.test_daemonset_attacks import READ, Grant, anywhere, cluster_objects, grants
 
 CONTROL_PLANE = "control-plane"
-CLUSTER_ADMIN = "cluster-admin"
-READS_SECRETS = "reads every Secret"
-EXECS = "execs into any pod"
-# Each power, and the (verb, group, resource) that give it cluster-wide. A websocket exec is a GET:
-# Kubernetes before 1.35 (AuthorizePodWebsocketUpgradeCreatePermission) lets `get pods/exec` exec.
-POWERS: dict[str, list[tuple[str, str, str]]] = {
-    CLUSTER_ADMIN: [("*", "*", "*")],
-    READS_SECRETS: [(verb, "", "secrets") for verb in READ],
-    EXECS: [("create", "", "pods/exec"), ("get", "", "pods/exec")],
-}
 
 # The accounts that must keep a power cluster-wide, with why no chart option takes it away.
-READERS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
+READERS: Readers = {
     ("cert-manager", "cert-manager"): (frozenset({READS_SECRETS}), (
         "writes each Certificate's Secret where the Certificate is (ingress-shim in every exposed namespace) and "
         "reads its Issuers' Secrets; its --namespace takes one namespace and drops ClusterIssuers "
@@ -49,32 +40,6 @@ READERS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
         "mean the platform keeping a list of every kind audited "
         "(gatekeeper 3.23.0 templates/gatekeeper-manager-role-clusterrole.yaml lines 21-28)")),
 }
-
-
-def accounts(plan: dict[str, Any], cluster: str) -> list[tuple[str, str]]:
-    """Every service account on `cluster`: declared or rendered, or named by a binding."""
-    objects = list(cluster_objects(plan, cluster))
-    found = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
-    found |= {(s.get("namespace", b["metadata"].get("namespace")), s["name"])
-              for b in objects if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
-              for s in b.get("subjects") or [] if s["kind"] == "ServiceAccount"}
-    return sorted(found)
-
-
-def held(grant_list: list[Grant]) -> set[str]:
-    """The POWERS the grants give cluster-wide."""
-    return {power for power, requests in POWERS.items()
-            if any("cluster-wide" in anywhere(grant_list, *request) for request in requests)}
-
-
-def table(charted: dict[str, Render]) -> dict[tuple[str, str, str], set[str]]:
-    """(stack, namespace, account) -> the powers it holds on the control plane, for every account holding one."""
-    found = {}
-    for stack, result in charted.items():
-        for namespace, account in accounts(result.plan, CONTROL_PLANE):
-            if powers := held(grants(result.plan, CONTROL_PLANE, namespace, account)):
-                found[(stack, namespace, account)] = powers
-    return found
 
 
 def test_the_review_sees_the_control_planes_accounts(charted: dict[str, Render]) -> None:
@@ -96,19 +61,13 @@ def test_the_review_sees_cluster_admin_secret_readers_and_websocket_exec() -> No
 
 def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(charted: dict[str, Render]) -> None:
     """No account of the control plane outside READERS holds a power cluster-wide, nor one its entry does not name."""
-    found = [f"{stack} {namespace}/{account}: {', '.join(sorted(powers))}"
-             for (stack, namespace, account), powers in sorted(table(charted).items())
-             if not powers <= READERS.get((namespace, account), (frozenset(), ""))[0]]
+    found = unjustified(table(charted, (CONTROL_PLANE,)), READERS)
     assert not found, "a pod taken over owns the control plane:\n" + "\n".join(found)
 
 
 def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
     """An entry of READERS whose account no longer holds its powers on either stack is dropped, not kept."""
-    holders: dict[tuple[str, str], set[str]] = {}
-    for (_, namespace, account), powers in table(charted).items():
-        holders.setdefault((namespace, account), set()).update(powers)
-    stale = {key: sorted(powers - holders.get(key, set())) for key, (powers, _) in READERS.items() if not powers <= holders.get(key, set())}
-    assert not stale, stale
+    assert not (dropped := stale(table(charted, (CONTROL_PLANE,)), READERS)), dropped
 
 
 # --- how the services that could were narrowed, and that they keep working --------------------------

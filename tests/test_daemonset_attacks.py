@@ -30,7 +30,14 @@ from tests.test_gatekeeper_plan import admission, cluster_views, webhook_exempt
 RBAC = "rbac.authorization.k8s.io"
 # The ClusterRoles Kubernetes itself defines that the plan binds: a binding to any other role the
 # plan does not define is reported, never guessed.
-BUILT_IN = {"cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
+BUILT_IN = {
+    "cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    # What an aggregated API server (metrics-server) is bound to: Kubernetes' bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy).
+    "system:auth-delegator": [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                              {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}],
+    "extension-apiserver-authentication-reader": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"],
+                                                   "resourceNames": ["extension-apiserver-authentication"]}],
+}
 READ = ("get", "list", "watch")
 
 

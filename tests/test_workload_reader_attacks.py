@@ -1,0 +1,65 @@
+"""An attacker's review of the workload clusters' service accounts (dev and prod of both stacks: kubeconfig
+on the dev stack, EKS on the prod stack). Every tenant's namespaces, Secrets and pods are there, and
+several platform pods process tenant input (Traefik serves the internet; Argo Rollouts runs tenants'
+analyses; External Secrets reads tenants' ExternalSecrets): whoever takes over one holds its token.
+An account that reads every Secret, execs into any pod or is cluster-admin there reaches every
+tenant. Only the accounts of READERS may, each for the reason it gives.
+
+Every account of each workload cluster (ServiceAccounts the plan or a release's real Helm render
+declares, and every account a binding names) is judged by that cluster's RBAC objects, evaluated as
+Kubernetes does (tests/cluster_readers.py, tests/test_daemonset_attacks.py `grants`).
+"""
+
+from __future__ import annotations
+
+from platformctl.render import Render
+from tests.cluster_readers import CLUSTER_ADMIN, EXECS, READS_SECRETS, Readers, accounts, stale, table, unjustified
+from tests.test_controlplane_reader_attacks import READERS as CONTROL_PLANE_READERS
+
+WORKLOAD_CLUSTERS = ("dev", "prod")
+
+# The accounts that must keep a power cluster-wide on a workload cluster, with why no chart option takes it away.
+READERS: Readers = {
+    # As on the control plane: the Certificates' Secrets, the webhook's CA, the audit of PlatformTenantObjects.
+    **{key: CONTROL_PLANE_READERS[key] for key in (
+        ("cert-manager", "cert-manager"), ("cert-manager", "cert-manager-cainjector"), ("gatekeeper-system", "gatekeeper-admin"))},
+    ("velero", "velero-server"): (frozenset({CLUSTER_ADMIN, READS_SECRETS, EXECS}), (
+        "backs up every object of the tenants' namespaces, Secrets among them, and restores any kind into them; "
+        "the chart binds it to cluster-admin (velero 12.1.0 templates/clusterrolebinding.yaml lines 1, 16-18, "
+        "values.yaml rbac.clusterAdministrator lines 614-616), and any narrower role would have to list every "
+        "kind a tenant may keep; its credential is in the inventory")),
+    ("external-secrets", "external-secrets"): (frozenset({READS_SECRETS}), (
+        "writes each tenant's ExternalSecret into a Secret of the tenant's namespace, which it must read back; "
+        "`scopedRBAC` confines it to one namespace (`scopedNamespace`), not to every tenant's "
+        "(external-secrets 2.9.0 templates/rbac.yaml lines 3-11 and 149-159, values.yaml lines 127-131)")),
+    ("external-secrets", "external-secrets-cert-controller"): (frozenset({READS_SECRETS}), (
+        "keeps its webhook's certificate Secret (external-secrets-webhook) and the CA in the webhook and CRD "
+        "configurations; the chart's ClusterRole reads every Secret and only `webhook.certManager.enabled` "
+        "removes it, replacing the controller by a cert-manager Certificate and Issuer for the webhook "
+        "(external-secrets 2.9.0 templates/cert-controller-rbac.yaml lines 1, 71-78)")),
+    ("cosign-system", "policy-controller-webhook"): (frozenset({READS_SECRETS}), (
+        "verifies each pod's images with the pull secrets its pod and service account name, in the pod's "
+        "namespace (k8schain), so `get` on Secrets in every tenant namespace; the chart's ClusterRole is "
+        "fixed (policy-controller 0.10.6 templates/webhook/clusterrole_webhook.yaml lines 37-43)")),
+}
+
+
+def test_the_review_sees_the_workload_clusters_accounts(charted: dict[str, Render]) -> None:
+    """It judges the accounts the charts render and the platform declares, on every workload cluster of both stacks."""
+    for result in charted.values():
+        for cluster in WORKLOAD_CLUSTERS:
+            seen = set(accounts(result.plan, cluster))
+            assert {("apps-ingress", "traefik"), ("argo-rollouts", "argo-rollouts"), ("external-secrets", "external-secrets"),
+                    ("cert-manager", "cert-manager"), ("velero", "velero-server"), ("monitoring", "prometheus-server"),
+                    ("metrics-server", "metrics-server")} <= seen, cluster
+
+
+def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(charted: dict[str, Render]) -> None:
+    """No account of a workload cluster outside READERS holds a power cluster-wide, nor one its entry does not name."""
+    found = unjustified(table(charted, WORKLOAD_CLUSTERS), READERS)
+    assert not found, "a pod taken over reaches every tenant:\n" + "\n".join(found)
+
+
+def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
+    """An entry of READERS whose account no longer holds its powers on any workload cluster is dropped, not kept."""
+    assert not (dropped := stale(table(charted, WORKLOAD_CLUSTERS), READERS)), dropped
