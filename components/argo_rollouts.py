@@ -5,6 +5,13 @@ canaries weigh by pod count behind the ingress controller, components/tenant_rol
 The chart aggregates Rollout rights into the built-in admin, edit and view roles; the
 platform's own tenant roles and ArgoCD's federated role list them themselves.
 
+The controller holds the chart's ClusterRole but Secrets (`CONTROLLER_RULES`, granted by the
+platform with `controller.createClusterRole: false`), and reads Secrets in its own namespace only:
+its notification Secret and plugin headers are there (argo-rollouts v1.9.0 controller/controller.go,
+utils/plugin/downloader.go). An analysis argument from a tenant's Secret (`valueFrom.secretKeyRef`,
+analysis/analysis.go resolveArgs) is refused; the tenants' analyses need none (a Job mounts its own
+Secrets; the platform's Prometheus takes no credentials, PlatformTenantAnalysis).
+
 Tenants with `isolation: vcluster` get the same chart inside each virtual cluster
 (`virtual_cluster_deploy`, deployed by the virtual cluster itself at start): ArgoCD applies their
 Rollouts there, where the host's controller cannot see them. Syncing Rollouts to the host instead
@@ -18,14 +25,45 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pulumi
+import pulumi_kubernetes as k8s
+
 from components import yaml_text
 from components.cluster import ClusterHandle
 from components.helm import chart_archive
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
+from policy.labels import managed_by
 
 NAMESPACE = "argo-rollouts"
+ACCOUNT = {"kind": "ServiceAccount", "name": "argo-rollouts", "namespace": NAMESPACE}  # the chart's, named after the release
+RBAC_GROUP = "rbac.authorization.k8s.io"
+_ALL = ("create", "get", "list", "watch", "update", "patch", "delete")
+
+
+def _rule(groups: list[str], resources: list[str], verbs: tuple[str, ...]) -> dict[str, Any]:
+    return {"apiGroups": groups, "resources": resources, "verbs": list(verbs)}
+
+
+# The chart's controller ClusterRole (argo-rollouts 2.41.0 templates/_helpers.tpl roleRules, `providerRBAC.enabled:
+# false`: no traffic-routing provider's rights) without its Secrets rule: tests/test_workload_reader_attacks.py checks it against the real render.
+CONTROLLER_RULES = [
+    _rule(["argoproj.io"], ["rollouts", "rollouts/status", "rollouts/finalizers"], ("get", "list", "watch", "update", "patch")),
+    _rule(["argoproj.io"], ["analysisruns", "analysisruns/finalizers", "experiments", "experiments/finalizers"], _ALL),
+    _rule(["argoproj.io"], ["analysistemplates", "clusteranalysistemplates"], ("get", "list", "watch")),
+    _rule(["apps"], ["replicasets"], _ALL),
+    _rule(["", "apps"], ["deployments", "podtemplates"], ("get", "list", "watch", "update")),
+    _rule([""], ["services"], ("get", "list", "watch", "patch", "create", "delete")),
+    _rule(["coordination.k8s.io"], ["leases"], ("create", "get", "update")),
+    _rule([""], ["configmaps"], ("get", "list", "watch", "create", "update")),
+    _rule([""], ["pods"], ("list", "update", "watch")),
+    _rule([""], ["pods/eviction"], ("create",)),
+    _rule([""], ["events"], ("create", "update", "patch")),
+    _rule(["networking.k8s.io", "extensions"], ["ingresses"], ("create", "get", "list", "watch", "update", "patch")),
+    _rule(["batch"], ["jobs"], _ALL),
+]
+SECRET_RULES = [_rule([""], ["secrets"], ("get", "list", "watch"))]  # in NAMESPACE only
 
 
 class ArgoRollouts(ChartAddOn[AddOnArgs]):
@@ -35,13 +73,28 @@ class ArgoRollouts(ChartAddOn[AddOnArgs]):
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         # Two replicas by default (leader election: a restart leaves one working). The chart's
         # defaults install the CRDs, keep them on uninstall and leave the dashboard off.
-        return {"controller": {"replicas": args.settings.replicas}, "providerRBAC": {"enabled": False}}
+        # The chart's ClusterRole reads every Secret: `grants` holds its rules but that one (and no provider's).
+        return {"controller": {"replicas": args.settings.replicas, "createClusterRole": False}}
+
+    def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[pulumi.Resource]:
+        """CONTROLLER_RULES cluster-wide and SECRET_RULES in its own namespace, for the chart's service account."""
+        opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
+        meta = {"name": "argo-rollouts-controller", "labels": managed_by()}
+        role = k8s.rbac.v1.ClusterRole(f"{name}-controller", metadata=meta, rules=CONTROLLER_RULES, opts=opts)
+        secrets = k8s.rbac.v1.Role(f"{name}-secrets", metadata={**meta, "namespace": NAMESPACE}, rules=SECRET_RULES, opts=opts)
+        return [
+            k8s.rbac.v1.ClusterRoleBinding(f"{name}-controller", metadata=meta, subjects=[ACCOUNT], opts=opts,
+                                           role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role.metadata.name}),
+            k8s.rbac.v1.RoleBinding(f"{name}-secrets", metadata={**meta, "namespace": NAMESPACE}, subjects=[ACCOUNT], opts=opts,
+                                    role_ref={"apiGroup": RBAC_GROUP, "kind": "Role", "name": secrets.metadata.name}),
+        ]
 
     def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
         args.inventory.register(controller_credential(
             f"on {cluster.name}",
             f"the {cluster.name} cluster's API server (projected service-account token)",
-            "the chart's ClusterRole: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every namespace",
+            "the chart's ClusterRole but Secrets: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every "
+            f"namespace; Secrets in {NAMESPACE} only",
         ))
 
 

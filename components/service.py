@@ -196,7 +196,9 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
         super().__init__(self.type_token, name, None, opts)
         self.prepare(name, args)
         values = self.values(args)
-        self.release = service.release(cluster, self, args.settings, values, *self.sized_at, depends_on=args.after)
+        ns = namespace(service.namespace, cluster, self)
+        self.release = service.release(
+            cluster, self, args.settings, values, *self.sized_at, ns=ns, depends_on=[*args.after, *self.grants(name, cluster, ns)])
         self.extend(name, cluster, args)
         self.register_outputs(self.outputs())
 
@@ -209,6 +211,11 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
 
     def extend(self, name: str, cluster: ClusterHandle, args: A) -> None:
         """What it declares beside the release: nothing unless the subclass says."""
+
+    def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> Sequence[pulumi.Resource]:
+        """The rights it holds instead of the chart's (in `ns`, its namespace, or cluster-wide), which the release
+        waits for: none unless the subclass says."""
+        return ()
 
     def outputs(self) -> dict[str, Any]:
         return {"release": self.release.status}

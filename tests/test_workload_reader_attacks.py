@@ -12,9 +12,14 @@ Kubernetes does (tests/cluster_readers.py, tests/test_daemonset_attacks.py `gran
 
 from __future__ import annotations
 
+from typing import Any
+
+from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.cluster_readers import CLUSTER_ADMIN, EXECS, READS_SECRETS, Readers, accounts, stale, table, unjustified
 from tests.test_controlplane_reader_attacks import READERS as CONTROL_PLANE_READERS
+from tests.test_controlplane_reader_attacks import rule_set
+from tests.test_daemonset_attacks import READ, anywhere, grants
 
 WORKLOAD_CLUSTERS = ("dev", "prod")
 
@@ -37,6 +42,15 @@ READERS: Readers = {
         "configurations; the chart's ClusterRole reads every Secret and only `webhook.certManager.enabled` "
         "removes it, replacing the controller by a cert-manager Certificate and Issuer for the webhook "
         "(external-secrets 2.9.0 templates/cert-controller-rbac.yaml lines 1, 71-78)")),
+    ("apps-ingress", "traefik"): (frozenset({READS_SECRETS}), (
+        "serves the tenants' Ingresses, which are in every tenant namespace: its Ingress and CRD providers keep a "
+        "Secret informer (list, watch) in each namespace they watch, which a `resourceNames` limit breaks "
+        "(traefik/traefik#7097; traefik 37.4.0 templates/rbac/clusterrole.yaml lines 63-70, whose `rbac.secretResourceNames` "
+        "upstream removed for that, traefik-helm-chart#1653, #1683). Watching a list of namespaces, as the control "
+        "plane's Traefik does, would still read every tenant's Secrets and take only the platform's namespaces out of "
+        "reach, at the price of upgrading this internet-facing Traefik on both clusters with each tenant added or "
+        "removed: the tenancy refuses that (tests/test_tenants.py, a new tenant changes no existing resource) and a "
+        "tenant namespace's PlatformTenantBindingSubjects admits no outside account's RoleBinding")),
     ("cosign-system", "policy-controller-webhook"): (frozenset({READS_SECRETS}), (
         "verifies each pod's images with the pull secrets its pod and service account name, in the pod's "
         "namespace (k8schain), so `get` on Secrets in every tenant namespace; the chart's ClusterRole is "
@@ -63,3 +77,44 @@ def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(chart
 def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
     """An entry of READERS whose account no longer holds its powers on any workload cluster is dropped, not kept."""
     assert not (dropped := stale(table(charted, WORKLOAD_CLUSTERS), READERS)), dropped
+
+
+# --- how the services that could were narrowed, and that they keep working --------------------------
+
+def release_on(result: Render, cluster: str, chart: str) -> dict[str, Any]:
+    [release] = [r for r in result.plan["resources"] if r.get("cluster") == cluster and r["type"] == RELEASE_TYPE
+                 and r["inputs"]["chart"] == chart]
+    return release
+
+
+def test_argo_rollouts_reads_secrets_in_its_namespace_only(charted: dict[str, Render]) -> None:
+    """The controller's notification Secret and plugin headers are in `argo-rollouts`: it reads Secrets there,
+    and keeps cluster-wide what else it manages (Rollouts, ReplicaSets, Services, analyses' Jobs)."""
+    for stack, result in charted.items():
+        for cluster in WORKLOAD_CLUSTERS:
+            rendered = release_on(result, cluster, "argo-rollouts")["rendered"]
+            assert [o["metadata"]["name"] for o in rendered if o["kind"] == "ClusterRoleBinding"] == [], (stack, cluster)
+            held = grants(result.plan, cluster, "argo-rollouts", "argo-rollouts")
+            assert [anywhere(held, verb, "", "secrets") for verb in READ] == [["argo-rollouts"]] * 3, (stack, cluster)
+            for request in (("update", "argoproj.io", "rollouts"), ("create", "apps", "replicasets"), ("patch", "", "services"),
+                            ("create", "batch", "jobs"), ("create", "coordination.k8s.io", "leases")):
+                assert anywhere(held, *request) == ["cluster-wide"], (stack, cluster, request)
+
+
+def test_argo_rollouts_grants_are_what_its_pinned_chart_grants_but_secrets(charted: dict[str, Render]) -> None:
+    """The platform's ClusterRole for the controller is the pinned chart's own (`controller.createClusterRole: true`,
+    rendered by the real Helm engine) without its Secrets rule; the Role in its namespace is that rule."""
+    from components.argo_rollouts import CONTROLLER_RULES, SECRET_RULES
+    from platformctl.charts import verified
+    from platformctl.helm_render import cluster_api_versions, render_release
+    from tests.test_helm_render import kubernetes_versions
+
+    inputs, version = release_on(charted["dev"], "dev", "argo-rollouts")["inputs"], kubernetes_versions("dev")["dev"]
+    values = {**inputs["values"], "controller": {**inputs["values"]["controller"], "createClusterRole": True},
+              "providerRBAC": {"enabled": False}}  # the tenants' canaries weigh by pod count: no provider's rights
+    objects = render_release(verified("argo-rollouts", inputs["version"]), values, name=inputs["name"], namespace=inputs["namespace"],
+                             kubernetes_version=version, api_versions=cluster_api_versions(charted["dev"].plan, "dev", version))
+    [role] = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "argo-rollouts"]
+    assert rule_set(CONTROLLER_RULES) | rule_set(SECRET_RULES) == rule_set(role["rules"])
+    assert rule_set(SECRET_RULES) == {("", "secrets", verb) for verb in READ}
+    assert not {resource for _, resource, _ in rule_set(CONTROLLER_RULES)} & {"secrets", "*"}
