@@ -558,6 +558,19 @@ DISALLOWED += [
      analysis("AnalysisTemplate", {"prometheus": {"address": PROMETHEUS, "query": "up"}}), None, {},
      [f"must not query Prometheus at <{PROMETHEUS}>; allowed: []"]),
 ]
+# The controller reads Secrets in its own namespace only (components/argo_rollouts.py): no argument from a tenant's.
+def with_args(obj: dict[str, Any], *args: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "spec": {**obj["spec"], "args": list(args)}}
+
+
+DISALLOWED += [
+    ("platformtenantanalysis", "argument-from-a-secret", with_args(
+        analysis("AnalysisTemplate", JOB_PROVIDER), {"name": "token", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+        {"name": "service", "value": "web"}), QUERIES, {}, ["AnalysisTemplate <error-rate> argument <token> must not come from the Secret <api>"]),
+]
+ALLOWED += [
+    ("platformtenantanalysis", "arguments-with-values", with_args(analysis("AnalysisRun", JOB_PROVIDER), {"name": "service", "value": "web"}), QUERIES, {}),
+]
 # With the label-enforcing proxy's header (components/prometheus_query.py): exactly one, the namespace's own.
 HEADER = "X-Platform-Namespace"
 SCOPED = {**QUERIES, "namespaceHeader": HEADER}
