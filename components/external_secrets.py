@@ -1,17 +1,31 @@
-"""External Secrets Operator on each workload cluster: syncs Vault secrets into tenant namespaces."""
+"""External Secrets Operator on each workload cluster: syncs Vault secrets into tenant namespaces.
+
+Its webhook's serving certificate comes from cert-manager (a self-signed Issuer in its namespace,
+the CA injected into the webhook's configuration), not from the chart's cert controller, whose
+ClusterRole reads every Secret of the cluster (external-secrets 2.9.0 templates/cert-controller-rbac.yaml).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import tls
+from components.cluster import ClusterHandle
+from components.inventory import cert_manager_certificate
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from policy.labels import managed_by
 
 NAMESPACE = "external-secrets"
+WEBHOOK_ISSUER = "external-secrets-webhook"
+CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 
 
 class ExternalSecrets(ChartAddOn[AddOnArgs]):
     type_token = "platform:external_secrets:ExternalSecrets"
-    sized_at = ("", "webhook", "certController")
+    sized_at = ("", "webhook")
 
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         return {
@@ -22,14 +36,43 @@ class ExternalSecrets(ChartAddOn[AddOnArgs]):
             "crds": {"createClusterSecretStore": False, "createClusterPushSecret": False},
             "processClusterStore": False,
             "processClusterPushSecret": False,
+            "webhook": {"certManager": {"enabled": True, "cert": {
+                "issuerRef": {"group": "cert-manager.io", "kind": "Issuer", "name": WEBHOOK_ISSUER},
+                "duration": f"{CERTIFICATE_DAYS * 24}h",
+            }}},
         }
+
+    def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
+        k8s.apiextensions.CustomResource(
+            f"{name}-webhook-issuer", api_version="cert-manager.io/v1", kind="Issuer",
+            metadata={"name": WEBHOOK_ISSUER, "namespace": NAMESPACE, "labels": managed_by()}, spec={"selfSigned": {}},
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[cluster.namespaces[NAMESPACE], *args.after]),
+        )
+        args.inventory.register(cert_manager_certificate(
+            f"serving certificate of the External Secrets webhook on {cluster.name}",
+            issuer=f"cert-manager on {cluster.name} (the self-signed Issuer {NAMESPACE}/{WEBHOOK_ISSUER})",
+            holder=f"the External Secrets webhook ({NAMESPACE}) on {cluster.name}",
+            scope="the webhook's TLS, which the API server verifies with the CA cert-manager injects",
+            days=CERTIFICATE_DAYS,
+            resources=(name,),
+        ))
+
+
+def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ExternalSecrets:
+    """After cert-manager, which issues its webhook's certificate (a Certificate in its chart)."""
+    issuer = parts.get(tls.SLICE)
+    assert issuer is not None, "stacks.config refuses externalSecrets without certManager"
+    return ExternalSecrets(
+        f"{parts.cluster.role}-external-secrets", parts.cluster, SLICE,
+        AddOnArgs(settings=settings, inventory=parts.inventory, after=[issuer.release]),
+    )
 
 
 SLICE: ServiceSlice[ExternalSecrets] = ServiceSlice(
     key="external_secrets",
     namespace=PlatformNamespace(NAMESPACE, "the External Secrets operator, which syncs Vault into tenant namespaces"),
     chart="external-secrets",
-    addon=ExternalSecrets,
+    on_cluster=on_cluster,
     # Tenants' namespaces are on the workload clusters; the control plane has no store to sync, and
     # the operator would read every Secret there (its chart's ClusterRole) for nothing.
     clusters=WORKLOAD_CLUSTERS,

@@ -355,8 +355,8 @@ class ServicesBase(Model):
 
     @model_validator(mode="after")
     def _workload_certificates(self) -> ServicesBase:
-        # The workload clusters' ingress and metrics-server take their certificates from cert-manager there.
-        needing = [key for key in ("workload_ingress", "metrics_server") if getattr(self, key).enabled]
+        # The workload clusters' ingress, metrics-server and External Secrets' webhook take their certificates from cert-manager there.
+        needing = [key for key in ("workload_ingress", "metrics_server", "external_secrets") if getattr(self, key).enabled]
         if needing and not self.cert_manager.enabled:  # type: ignore[attr-defined]
             raise ValueError(
                 f"certManager.enabled must be true while {' and '.join(to_camel(k) for k in needing)} "

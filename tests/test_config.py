@@ -134,7 +134,7 @@ BAD_CONFIGS = [
     ("gatekeeper below three replicas", DEV, setting("platform:services", "gatekeeper", value={"sizing": {"replicas": 2}}),
      "platform:services.gatekeeper", "at least 3"),
     ("workload ingress without cert-manager", DEV, setting("platform:services", "certManager", value={"enabled": False}),
-     "platform:services", "certManager.enabled must be true while workloadIngress and metricsServer are enabled"),
+     "platform:services", "certManager.enabled must be true while workloadIngress and metricsServer and externalSecrets are enabled"),
     ("sizing memory not a quantity", DEV, setting("platform:services", "harbor", value={"sizing": {"memory": "big"}}),
      "platform:services.harbor.sizing.memory", "Kubernetes quantity"),
     ("vCluster tenants on a host without a pinned vCluster Kubernetes", DEV,

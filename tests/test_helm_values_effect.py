@@ -31,6 +31,8 @@ NO_EFFECT: dict[tuple[str, str], str] = {
     # lacks that folder (../shared/upstream/chart-src/SOURCES.md), so here nothing reads them.
     ("external-secrets", "installCRDs"): "reads only templates/crds/, missing from the chart source",
     ("external-secrets", "crds.createClusterPushSecret"): "reads only templates/crds/, missing from the chart source",
+    # Read besides only by the cert controller's rules, off while cert-manager issues the webhook's certificate.
+    ("external-secrets", "crds.createClusterSecretStore"): "reads only templates/crds/, missing from the chart source",
     # Orchestra renders its directory ConfigMap (myvd) only when an upstream sign-in is set; the
     # login portal reads the values themselves. A leaf-by-leaf change cannot show that.
     ("orchestra", "oidc.*"): "orchestra reads only whether `oidc` is set",

@@ -69,7 +69,8 @@ def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> N
     """`addon=`: the slice's component on each of its clusters, named `<cluster>-<key>`, with the
     slice's chart released in the slice's namespace as its child."""
     addons = [s for s in SERVICES if s.addon is not None]
-    assert {s.key for s in addons} == {"external_secrets", "argo_rollouts"}  # Prometheus' Args name its environment
+    # Prometheus' Args name its environment; External Secrets' wait for cert-manager.
+    assert {s.key for s in addons} == {"argo_rollouts"}
     by_urn = {r["urn"]: r for r in plan["resources"]}
     for service in addons:
         components = [r for r in plan["resources"] if r["type"] == service.addon.type_token]

@@ -37,11 +37,6 @@ READERS: Readers = {
         "writes each tenant's ExternalSecret into a Secret of the tenant's namespace, which it must read back; "
         "`scopedRBAC` confines it to one namespace (`scopedNamespace`), not to every tenant's "
         "(external-secrets 2.9.0 templates/rbac.yaml lines 3-11 and 149-159, values.yaml lines 127-131)")),
-    ("external-secrets", "external-secrets-cert-controller"): (frozenset({READS_SECRETS}), (
-        "keeps its webhook's certificate Secret (external-secrets-webhook) and the CA in the webhook and CRD "
-        "configurations; the chart's ClusterRole reads every Secret and only `webhook.certManager.enabled` "
-        "removes it, replacing the controller by a cert-manager Certificate and Issuer for the webhook "
-        "(external-secrets 2.9.0 templates/cert-controller-rbac.yaml lines 1, 71-78)")),
     ("apps-ingress", "traefik"): (frozenset({READS_SECRETS}), (
         "serves the tenants' Ingresses, which are in every tenant namespace: its Ingress and CRD providers keep a "
         "Secret informer (list, watch) in each namespace they watch, which a `resourceNames` limit breaks "
@@ -118,3 +113,21 @@ def test_argo_rollouts_grants_are_what_its_pinned_chart_grants_but_secrets(chart
     assert rule_set(CONTROLLER_RULES) | rule_set(SECRET_RULES) == rule_set(role["rules"])
     assert rule_set(SECRET_RULES) == {("", "secrets", verb) for verb in READ}
     assert not {resource for _, resource, _ in rule_set(CONTROLLER_RULES)} & {"secrets", "*"}
+
+
+def test_external_secrets_webhook_has_its_certificate_from_cert_manager_not_the_cert_controller(charted: dict[str, Render]) -> None:
+    """The chart's cert controller read every Secret to keep one: a Certificate from a self-signed Issuer of the
+    platform in its namespace takes its place, and cert-manager injects its CA into the webhook's configurations."""
+    for stack, result in charted.items():
+        for cluster in WORKLOAD_CLUSTERS:
+            release = release_on(result, cluster, "external-secrets")
+            rendered = release["rendered"]
+            assert not [o for o in rendered if "cert-controller" in o["metadata"]["name"]], (stack, cluster)
+            [certificate] = [o for o in rendered if o["kind"] == "Certificate"]
+            issuers = [r["inputs"] for r in result.plan["resources"] if r.get("cluster") == cluster
+                       and r["inputs"].get("kind") == "Issuer" and r["inputs"]["metadata"].get("namespace") == "external-secrets"]
+            assert [i["metadata"]["name"] for i in issuers if i["spec"] == {"selfSigned": {}}] == [certificate["spec"]["issuerRef"]["name"]]
+            webhooks = [o for o in rendered if o["kind"] == "ValidatingWebhookConfiguration"]
+            assert webhooks and all(w["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+                                    == f"external-secrets/{certificate['metadata']['name']}" for w in webhooks)
+            assert any("Release::" in d and "cert-manager" in d for d in release["dependsOn"]), (stack, cluster)
