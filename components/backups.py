@@ -9,10 +9,12 @@ One bucket per stack, a prefix per service (`vault/`, `gitlab/`, `harbor/`):
   that may put objects under its own prefix and use the key for that, nothing else: no read, no
   listing of other prefixes, no deletion of object versions, so a compromised job cannot destroy
   what was backed up before.
-* Kubeconfig stacks: an S3-compatible bucket from `platform:backups.target`, reached with the
-  access key given there (`secretAccessKey` with `pulumi config set --secret`), copied into a
-  Secret in each backup job's namespace; uploads ask for server-side encryption (SSE-S3), so a
-  target that cannot encrypt refuses them instead of storing plain backups.
+* Kubeconfig stacks: an S3-compatible bucket from `platform:backups.target`, reached by each
+  writer with a key of its own (`platform:backups.target.writerKeys.<writer>`, which the target's
+  administrator confines to the writer's prefix), copied into a Secret in that writer's namespace
+  only: a writer taken over cannot put a fresh-looking object under another's prefix, which would
+  keep `platformctl backups check` green while that writer has stopped. Uploads ask for server-side
+  encryption (SSE-S3), so a target that cannot encrypt refuses them instead of storing plain backups.
 
 The jobs themselves live with what they back up: Vault's snapshots (components/vault_backup.py),
 GitLab's backup-utility (components/gitlab.py, the chart's toolbox CronJob) and Harbor's
@@ -32,17 +34,44 @@ import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, private_bucket, workload_role
 from components.cluster import ClusterHandle
-from components.common import ObjectStoreTarget
 from components.helm import metadata, workload_service_account
-from components.inventory import Credential, CredentialInventory, external_secret
+from components.inventory import STATE, Credential, CredentialInventory, external_secret
 from components.versions import AWS_CLI_IMAGE, AWS_CLI_TAG
 from policy.labels import MANAGED_BY
 
 SERVICES = ("vault", "gitlab", "harbor")
+# Kubeconfig stacks: each writer's own key and what its store's administrator confines it to (README: Backups and
+# restore). The target's writers, and the control plane's CloudNativePG archives in platform:objectStore.
+WRITER_GRANTS = {
+    "vault": "put objects under vault/ of the target, nothing else",
+    "gitlab": "put objects under gitlab/ of the target and read them back (a restore); with the target on the object "
+              "store's endpoint also read and write <objectStore bucket>/gitlab/, which it backs up and restores",
+    "harbor": "put objects under harbor/ of the target and delete their current versions (a sync), and read "
+              "<objectStore bucket>/harbor/, which it copies",
+    "postgres": "read, write and delete under postgres/gitlab/ and postgres/harbor/ of the object store's bucket "
+                "(barman-cloud archives, prunes after the retention and restores), nothing else",
+}
 CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
 VELERO_OUTCOMES = "velero/*/backups/*/velero-backup.json"  # each Velero backup's Backup object: how it ended, no data
 BARMAN_OUTCOMES = "postgres/*/base/*/backup.info"  # each CloudNativePG base backup's status, LSNs and times: no data
+
+
+@dataclass(frozen=True)
+class WriterKey:
+    """A backup writer's own access key (kubeconfig stacks)."""
+
+    access_key_id: str
+    secret_access_key: pulumi.Input[str]  # a Pulumi secret
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """`platform:backups.target` (kubeconfig stacks): an S3-compatible bucket; each writer brings its own key."""
+
+    endpoint: str
+    region: str
+    bucket: str
 
 
 @dataclass(frozen=True)
@@ -52,7 +81,9 @@ class BackupSettings:
     retention_days: int
     schedules: Mapping[str, str] = field(hash=False)  # service -> five-field cron schedule
     object_lock: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
-    target: ObjectStoreTarget | None = None
+    target: BackupTarget | None = None
+    # Kubeconfig stacks: writer (WRITER_GRANTS) -> its own key; stacks/config.py requires one per writer the stack declares.
+    writer_keys: Mapping[str, WriterKey] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -155,7 +186,6 @@ class BackupStore(pulumi.ComponentResource):
         elif target is not None:
             self.region, self.endpoint = target.region, target.endpoint
             self.bucket = pulumi.Output.from_input(target.bucket)
-            args.inventory.register(target_credential(target))
         else:
             raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
         self.register_outputs({"bucket": self.bucket})
@@ -165,16 +195,24 @@ class BackupStore(pulumi.ComponentResource):
         self.expectations.append(
             BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule, outcome))
 
-    def s3cmd_config(self) -> pulumi.Output[str]:
+    def writer_key(self, writer: str, holder: str, user: str = "") -> WriterKey:
+        """Kubeconfig stacks: `writer`'s own key, registered in the inventory as `holder` keeps it (for `user`, where
+        one writer's key has several holders)."""
+        key = self.settings.writer_keys.get(writer)
+        assert key is not None, f"stacks/config.py requires {writer_key_path(writer)} on kubeconfig stacks"
+        self._args.inventory.register(writer_key_credential(writer, holder, user))
+        return key
+
+    def s3cmd_config(self, writer: str, holder: str) -> pulumi.Output[str]:
         """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd
-        takes the IRSA role from the environment), elsewhere with the target's key (a Pulumi secret)."""
+        takes the IRSA role from the environment), elsewhere with `writer`'s own key (a Pulumi secret)."""
         target = self.settings.target
         if target is None:
             host = f"s3.{self.region}.amazonaws.com"
             return pulumi.Output.from_input(s3cmd_config(self.region, host, f"%(bucket)s.{host}", None))
-        host = urlparse(target.endpoint).netloc
-        return pulumi.Output.secret(target.secret_access_key).apply(
-            lambda key: s3cmd_config(target.region, host, host, (target.access_key_id, key))
+        host, key = urlparse(target.endpoint).netloc, self.writer_key(writer, holder)
+        return pulumi.Output.secret(key.secret_access_key).apply(
+            lambda secret: s3cmd_config(target.region, host, host, (key.access_key_id, secret))
         )
 
     def _bucket(self, name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -231,14 +269,13 @@ class BackupStore(pulumi.ComponentResource):
             sa = workload_service_account(name, account, ns, role.arn, opts)
             self._args.inventory.register(irsa_credential(name, f"{namespace}/{account}", cluster.name, access.describe(prefix)))
             return BackupWriter(account, env, [sa])
-        target = self.settings.target
-        assert target is not None
+        key = self.writer_key(service, f"Secret {namespace}/{CREDENTIALS_SECRET}, read by {account}'s backup job")
         sa = k8s.core.v1.ServiceAccount(name, metadata=metadata(account, ns), automount_service_account_token=False, opts=opts)
         keys = k8s.core.v1.Secret(
             f"{name}-s3",
             metadata=metadata(CREDENTIALS_SECRET, ns),
             type="Opaque",
-            string_data={"AWS_ACCESS_KEY_ID": target.access_key_id, "AWS_SECRET_ACCESS_KEY": target.secret_access_key},
+            string_data={"AWS_ACCESS_KEY_ID": key.access_key_id, "AWS_SECRET_ACCESS_KEY": key.secret_access_key},
             opts=opts,
         )
         env += [
@@ -309,15 +346,23 @@ def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str]
     return "[default]\n" + "".join(f"{key} = {value}\n" for key, value in lines.items())
 
 
-def target_credential(target: ObjectStoreTarget) -> Credential:
+def writer_key_path(writer: str) -> str:
+    """The config key of `writer`'s own key: the target's writers', or the PostgreSQL archives' in the object store."""
+    return f"platform:{'objectStore' if writer == 'postgres' else 'backups.target'}.writerKeys.{writer}"
+
+
+def writer_key_credential(writer: str, holder: str, user: str = "") -> Credential:
+    """A backup writer's own key (kubeconfig stacks), as `holder` keeps it (for `user`)."""
+    store = "the object store" if writer == "postgres" else "the backup target"
     return external_secret(
-        "access key of the backup target",
-        issuer=f"the administrator of {target.endpoint}",
-        holder=f"Secrets */{CREDENTIALS_SECRET} of the backup jobs, and the stack's encrypted Pulumi state",
-        scope=f"what the target grants it on bucket {target.bucket}: should be put-only, without deleting versions "
-              "(on the object store's own endpoint also read and write the live `gitlab/` and read `harbor/`, which it backs up)",
-        lifetime="set by the target's administrator",
-        rotation="issue a new key, `pulumi config set --secret --path platform:backups.target.secretAccessKey`, `pulumi up`",
+        f"{writer}'s own backup key to {store}" + (f" ({user})" if user else ""),
+        issuer=f"the administrator of {store} ({writer_key_path(writer).rsplit('.writerKeys', 1)[0]})",
+        holder=f"{holder}, and {STATE}",
+        scope=f"what the administrator grants it: {WRITER_GRANTS[writer]}; no other writer holds it, never an object "
+              "version's deletion (README: Backups and restore)",
+        lifetime="set by the store's administrator",
+        rotation=f"issue a new key, `pulumi config set --secret --path {writer_key_path(writer)}.secretAccessKey` "
+                 "and its accessKeyId, `pulumi up`",
     )
 
 

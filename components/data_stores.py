@@ -37,7 +37,7 @@ import pulumi_random as random
 from pydantic import AfterValidator, Field
 
 from components.aws import history_key_tags
-from components.backups import BackupExpectation, BackupStore
+from components.backups import BackupExpectation, BackupStore, WriterKey
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
 from components.network import VpcNetwork
@@ -291,7 +291,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             ssl_mode, tls = "require", True  # RDS forces TLS (rds.force_ssl); ElastiCache encrypts in transit
         else:
             assert shared.operator is not None and args.object_store is not None
-            backup = _backup_secret(name, service, ns, args.object_store, k8s_opts)
+            backup = _backup_secret(name, service, ns, archive_key(args, service), k8s_opts)
             cluster_resources, shared.archives[service] = _in_cluster(
                 name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts
             )
@@ -405,14 +405,26 @@ def _point_in_time(restore: Restore | None) -> aws.rds.InstanceRestoreToPointInT
     )
 
 
+def archive_key(args: DataStoresArgs, service: str) -> WriterKey | ObjectStoreTarget:
+    """The key CloudNativePG archives `service`'s database with: the control plane's own PostgreSQL writer key where
+    the stack has backups (platform:objectStore.writerKeys.postgres), so neither GitLab's pods nor Harbor's registry,
+    which hold the object store's key, can forge or overwrite the archives `platformctl backups check` watches; else
+    (Dragonfly's managers, a stack without backups) the object store's."""
+    if args.backups is not None:
+        return args.backups.writer_key("postgres", f"Secret {service}/{service}-backup-store (CloudNativePG's instances)",
+                                       f"{service}'s database")
+    assert args.object_store is not None
+    return args.object_store
+
+
 def _backup_secret(
-    name: str, service: str, ns: k8s.core.v1.Namespace, store: ObjectStoreTarget, opts: pulumi.ResourceOptions
+    name: str, service: str, ns: k8s.core.v1.Namespace, key: WriterKey | ObjectStoreTarget, opts: pulumi.ResourceOptions
 ) -> k8s.core.v1.Secret:
     return k8s.core.v1.Secret(
         f"{name}-backup-store",
         metadata=metadata(f"{service}-backup-store", ns),
         type="Opaque",
-        string_data=dict(zip(BACKUP_KEYS, (store.access_key_id, pulumi.Output.secret(store.secret_access_key)))),
+        string_data=dict(zip(BACKUP_KEYS, (key.access_key_id, pulumi.Output.secret(key.secret_access_key)))),
         opts=opts,
     )
 
@@ -637,7 +649,7 @@ def service_credentials(name: str, service: str, title: str, args: DataStoresArg
             "; ElastiCache keeps the old token valid beside the new one (ROTATE)" if managed else "")),
         resources=(f"{name}-redis-token",),
     )]
-    if not managed:
+    if not managed and args.backups is None:  # else archive_key registered the PostgreSQL writer's own key
         entries.append(object_store_credential(
             f"{title}'s database backups",
             f"CloudNativePG's backups of {title}'s database (Secret {service}/{service}-backup-store)",

@@ -9,13 +9,13 @@ import pulumi
 
 from components.aws import bucket_name
 from components.backup_jobs import RegistryBackup, RegistryBackupArgs, VaultSnapshots, VaultSnapshotsArgs
-from components.backups import BackupSettings, BackupStore, BackupStoreArgs, watch_key_credential
+from components.backups import BackupSettings, BackupStore, BackupStoreArgs, WriterKey, watch_key_credential
 from components.cluster import ClusterHandle
 from components.harbor import RELEASE as HARBOR_RELEASE, Harbor
 from components.inventory import CredentialInventory
 from components.vault import API_PORT, NAMESPACE as VAULT_NAMESPACE, RELEASE as VAULT_RELEASE, TLS_SECRET, Vault
 from components.vault_federation import VaultFederation
-from stacks.config import PlatformConfig
+from stacks.config import PlatformConfig, writer_keys
 
 
 def backup_settings(config: PlatformConfig) -> BackupSettings | None:
@@ -27,6 +27,10 @@ def backup_settings(config: PlatformConfig) -> BackupSettings | None:
         schedules=backups.schedules.model_dump(),
         object_lock="COMPLIANCE" if backups.object_lock == "compliance" else "GOVERNANCE",
         target=backups.target.target() if backups.target else None,
+        writer_keys={
+            writer: WriterKey(key.access_key_id, pulumi.Output.secret(key.secret_access_key.get_secret_value()))
+            for writer, key in writer_keys(config).items()
+        },
     )
 
 

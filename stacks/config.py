@@ -36,9 +36,11 @@ from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
+from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
 from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
+from components.velero import TargetKey
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from platformctl.stack_file import NAMESPACE, ConfigError
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -400,16 +402,30 @@ class WatchKey(Model):
     secret_access_key: SecretStr
 
 
-class ObjectStore(Model):
-    """An S3-compatible object store (MinIO, Ceph RGW, a cloud's S3) for kubeconfig stacks: Harbor's
-    images, GitLab's objects and the PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
+class S3Bucket(Model):
+    """A bucket of an S3-compatible store (MinIO, Ceph RGW, a cloud's S3) of a kubeconfig stack."""
 
     endpoint: HttpsUrl
     region: str = Field(default="us-east-1", min_length=1)
     bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
+
+
+class ArchiveKeys(Model):
+    """`platform:objectStore.writerKeys`: the control plane's PostgreSQL archives' own key to the object store, which
+    its administrator confines to postgres/gitlab/ and postgres/harbor/ (README: Backups and restore); kubeconfig
+    stacks with platform:backups."""
+
+    postgres: TargetKey | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
+
+
+class ObjectStore(S3Bucket):
+    """An S3-compatible object store for kubeconfig stacks: Harbor's images, GitLab's objects and the
+    PostgreSQL backups (EKS stacks use S3 buckets of their own)."""
+
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
     watch_key: WatchKey | None = None  # list-only, for the backups schedule
+    writer_keys: ArchiveKeys = ArchiveKeys()
 
     def target(self) -> ObjectStoreTarget:
         """The bucket as the components take it, its secret key kept a Pulumi secret."""
@@ -580,6 +596,38 @@ class BackupSchedules(Model):
     harbor: CronSchedule = "30 3 * * *"  # the registry's storage nightly
 
 
+class WriterKeys(Model):
+    """`platform:backups.target.writerKeys`: each backup writer's own key to the target, which its administrator
+    confines to the writer's prefix (README: Backups and restore), so a writer taken over cannot forge or overwrite
+    another's backups. One per writer the stack declares: Vault's snapshots, GitLab's backup-utility and, with the
+    target on the object store's endpoint, Harbor's registry copy."""
+
+    vault: TargetKey | None = None
+    gitlab: TargetKey | None = None
+    harbor: TargetKey | None = None
+
+
+class BackupsTarget(S3Bucket):
+    """`platform:backups.target`: the kubeconfig stack's backup bucket, apart from platform:objectStore's live data."""
+
+    writer_keys: WriterKeys = WriterKeys()
+    watch_key: WatchKey | None = None  # list-only, for the backups schedule
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"accessKeyId", "secretAccessKey"} & set(data):
+            raise ValueError(
+                "accessKeyId and secretAccessKey, one key for every backup writer (whoever takes over one could forge "
+                "or overwrite the others' backups), are refused; allowed: a key per writer in writerKeys (vault, gitlab, "
+                "harbor) and for the databases' archives platform:objectStore.writerKeys.postgres, then remove the "
+                "shared key (README: Backups and restore, moving to a key per writer)")
+        return data
+
+    def target(self) -> BackupTarget:
+        return BackupTarget(endpoint=self.endpoint, region=self.region, bucket=self.bucket)
+
+
 class Backups(Model):
     """Scheduled, encrypted backups of Vault, GitLab and Harbor to object storage (components/backups.py)."""
 
@@ -588,7 +636,7 @@ class Backups(Model):
     # EKS: the S3 Object Lock mode of the backup bucket (README: Backups and restore).
     object_lock: Literal["governance", "compliance"] = "governance"
     # Kubeconfig stacks: where the backups go, apart from platform:objectStore's live data.
-    target: ObjectStore | None = None
+    target: BackupsTarget | None = None
 
 
 # --- the platform's own pipeline ------------------------------------------------------
@@ -1056,12 +1104,56 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 def _writing_keys(config: PlatformConfig) -> dict[str, str]:
     """Config key -> access key id of every key the stack holds that writes to a store: the object
-    store's, the backup target's and each cluster's Velero key, in that order."""
-    stores = {"platform:objectStore": config.object_store, "platform:backups.target": config.backups.target if config.backups else None}
-    keys = {path: store.access_key_id for path, store in stores.items() if store is not None}
+    store's, the backup writers' and each cluster's Velero key, in that order."""
+    keys = {f"{NAMESPACE}:objectStore": config.object_store.access_key_id} if config.object_store else {}
+    keys |= {writer_key_path(writer): key.access_key_id for writer, key in writer_keys(config).items()}
     velero = config.services.settings("velero").options["target_keys"]
     return keys | {f"{NAMESPACE}:services.velero.targetKeys.{cluster}": key.access_key_id
                    for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
+
+
+def writer_keys(config: PlatformConfig) -> dict[str, TargetKey]:
+    """Writer -> its own key, as the stack sets them (platform:objectStore.writerKeys, platform:backups.target.writerKeys)."""
+    stores = (config.object_store, config.backups.target if config.backups else None)
+    return {writer: key for store in stores if store is not None for writer, key in store.writer_keys if key is not None}
+
+
+def _backup_writers(config: PlatformConfig) -> dict[str, str]:
+    """Writer -> what it is, for each backup writer of a kubeconfig stack that needs a key of its own (components/backups.py)."""
+    target, store = config.backups.target if config.backups else None, config.object_store
+    if target is None:
+        return {}  # EKS: each writer's own IAM role; no backups: no writer
+    enabled = {key: config.services.settings(key).enabled for key in ("vault", "gitlab", "harbor", "data_stores")}
+    writers = {
+        "vault": "Vault's snapshot job" if enabled["vault"] else None,
+        "gitlab": "GitLab's backup-utility" if enabled["gitlab"] else None,
+        "harbor": "Harbor's registry copy (the target is on the object store's endpoint)"
+                  if enabled["harbor"] and store is not None and store.endpoint == target.endpoint else None,
+        "postgres": "the archives of GitLab's and Harbor's PostgreSQL (CloudNativePG)"
+                    if enabled["data_stores"] and store is not None and (enabled["gitlab"] or enabled["harbor"]) else None,
+    }
+    return {writer: what for writer, what in writers.items() if what is not None}
+
+
+def _writer_key_rules(config: PlatformConfig) -> list[str]:
+    """Kubeconfig stacks with backups: each writer has a key of its own, which no other key of the stack repeats,
+    so a writer taken over cannot put objects under another's prefix (README: Backups and restore)."""
+    needed, given = _backup_writers(config), writer_keys(config)
+    problems = [
+        f"{writer_key_path(writer)}: required for {needed[writer]}; allowed: a mapping with accessKeyId and secretAccessKey, "
+        f"a key of its own that the store's administrator confines to: {WRITER_GRANTS[writer]} (README: Backups and restore)"
+        for writer in needed if writer not in given
+    ] + [
+        f"{writer_key_path(writer)}: no such backup writer on this stack; allowed: unset, or keys for {', '.join(needed) or 'none'}"
+        for writer in given if writer not in needed
+    ]
+    writing = list(_writing_keys(config).items())
+    for index, (path, key_id) in enumerate(writing):
+        # Reported once, on the later of two keys (the object store's comes first, Velero's have their own rule).
+        earlier = [other for other, other_id in writing[:index] if other_id == key_id]
+        if ".writerKeys." in path and earlier:
+            problems.append(f"{path}.accessKeyId: the key of {earlier[0]}; allowed: a key of {path.rsplit('.', 1)[1]}'s own")
+    return problems
 
 
 def _watch_key_rules(config: PlatformConfig) -> list[str]:
@@ -1152,8 +1244,8 @@ def _secret_leaves(model: BaseModel, path: str) -> list[str]:
 SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
-    "objectStore": ("secretAccessKey", "watchKey.secretAccessKey"),
-    "backups": ("target.secretAccessKey", "target.watchKey.secretAccessKey"),
+    "objectStore": ("secretAccessKey", "watchKey.secretAccessKey", "writerKeys.postgres.secretAccessKey"),
+    "backups": ("target.writerKeys.{vault,gitlab,harbor}.secretAccessKey", "target.watchKey.secretAccessKey"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
                  "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey"),
 }
@@ -1274,6 +1366,7 @@ def load_platform_config(
     problems += _job_node_rules(config)
     problems += _repo_server_rules(config)
     problems += _tenant_backup_rules(config)
+    problems += _writer_key_rules(config)
     if problems:
         raise ConfigError(source, problems)
     if config.protect is None:

@@ -17,7 +17,6 @@ import pulumi
 import pytest
 
 from components.backup_jobs import SNAPSHOT_POLICY_NAME, SNAPSHOT_ROLE, TOKEN_DIR
-from components.common import ObjectStoreTarget
 from components.gitlab import BACKUP_SKIP, OBJECTS_SKIP
 from components.vault_federation import WORKLOAD_TOKEN_MAX_TTL, WORKLOAD_TOKEN_TTL
 from tests.openbao import BaoServer
@@ -106,13 +105,13 @@ def test_off_eks_the_registry_is_copied_only_when_the_target_shares_the_object_s
 
 def _target_store(endpoint: str) -> Any:
     """A kubeconfig stack's backup store on `endpoint` (declare under the mock engine)."""
-    from components.backups import BackupSettings, BackupStore, BackupStoreArgs
+    from components.backups import WRITER_GRANTS, BackupSettings, BackupStore, BackupStoreArgs, BackupTarget, WriterKey
     from components.inventory import CredentialInventory
 
-    target = ObjectStoreTarget(endpoint=endpoint, region="us-east-1", bucket="backups", access_key_id="backup",
-                               secret_access_key=pulumi.Output.secret("unused"))
+    target = BackupTarget(endpoint=endpoint, region="us-east-1", bucket="backups")
+    keys = {writer: WriterKey(f"{writer}-writer", pulumi.Output.secret(f"{writer}-secret")) for writer in WRITER_GRANTS}
     return BackupStore("backups", BackupStoreArgs(
-        settings=BackupSettings(retention_days=7, schedules=SCHEDULES, target=target), bucket_name="unused",
+        settings=BackupSettings(retention_days=7, schedules=SCHEDULES, target=target, writer_keys=keys), bucket_name="unused",
         aws=None, protect=False, inventory=CredentialInventory()))
 
 
@@ -219,9 +218,11 @@ def test_the_backup_identities_are_in_the_inventory_with_scope_and_lifetime(plan
             assert entry["lifetimeSeconds"] == 3600 and f"s3://<backups>/{service}/" in entry["scope"], entry
             assert "never delete an object version" in entry["scope"]
     else:
-        [target] = [e for e in entries if e["what"] == "access key of the backup target"]
-        assert target["category"] == "external" and "platform-dev-backups" in target["scope"]
-        assert target["lifetime"] == "set by the target's administrator"
+        for writer, holder in (("vault", "Secret vault/platform-backup-s3"), ("gitlab", "Secret gitlab/gitlab-backup-s3cfg")):
+            [key] = [e for e in entries if e["what"] == f"{writer}'s own backup key to the backup target"]
+            assert key["category"] == "external" and key["holder"].startswith(holder) and f"under {writer}/ of the target" in key["scope"]
+            assert key["lifetime"] == "set by the store's administrator" and f"writerKeys.{writer}.secretAccessKey" in key["rotation"]
+        assert not [e for e in entries if e["what"].startswith("harbor's own")]  # no registry copy on dev: no key
 
 
 def test_the_snapshot_role_binds_one_account_to_one_policy_for_minutes(plan: dict) -> None:
@@ -250,8 +251,7 @@ def test_a_kubeconfig_target_gets_keys_as_secrets_and_asks_for_encryption(render
 
 @pytest.mark.parametrize(("case", "base", "mutate", "stack", "key", "words"), [
     ("prod without backups", PROD, deleting("platform:backups"), "prod", "platform:backups", "required in prod"),
-    ("a target on EKS", PROD, setting("platform:backups", "target", value={
-        "endpoint": "https://s3.example.com", "bucket": "b-1", "accessKeyId": "a", "secretAccessKey": {"secure": "v1:x"}}),
+    ("a target on EKS", PROD, setting("platform:backups", "target", value={"endpoint": "https://s3.example.com", "bucket": "b-1"}),
      "prod", "platform:backups.target", "allowed: unset"),
     ("no target on kubeconfig", DEV, deleting("platform:backups", "target"), "dev", "platform:backups.target", "required"),
     ("retention of zero days", DEV, setting("platform:backups", "retentionDays", value=0), "dev",

@@ -209,8 +209,9 @@ def test_store_credentials_are_in_the_inventory(renders: dict[str, Render]) -> N
         else:
             assert entries[operator]["lifetimeSeconds"] == 3600
             assert entries["CloudNativePG server and replication certificates"]["lifetimeSeconds"] == 90 * 86400
-            for title in ("GitLab", "Harbor"):
-                assert entries[f"object-store access key of {title}'s database backups"]["category"] == "external"
+            for service in ("gitlab", "harbor"):  # the archives' own key, not the object store's (tests/test_backup_writer_attacks.py)
+                entry = entries[f"postgres's own backup key to the object store ({service}'s database)"]
+                assert entry["category"] == "external" and entry["holder"].startswith(f"Secret {service}/{service}-backup-store")
 
 
 # --- dev: the declared equivalent ---------------------------------------------------------------------

@@ -289,7 +289,7 @@ def test_each_kubeconfig_clusters_velero_holds_a_key_of_its_own_never_the_contro
     snapshots, GitLab's and Harbor's backups) nor the other cluster's. The file is secret in the
     plan; its fingerprint (a hash of the mock value) tells which key it is made of."""
     raw, _ = read_stack_file(ROOT / "Pulumi.dev.yaml")
-    target = json.loads(raw["platform:backups"])["target"]
+    writers = list(json.loads(raw["platform:backups"])["target"]["writerKeys"].values())
     keys = json.loads(raw["platform:services"])["velero"]["targetKeys"]
 
     def fingerprint(key: dict[str, str]) -> str:
@@ -299,9 +299,9 @@ def test_each_kubeconfig_clusters_velero_holds_a_key_of_its_own_never_the_contro
     held = {r["cluster"]: renders["dev"].fingerprints[r["urn"]]["stringData"] for r in of_kind(renders["dev"].plan, "Secret")
             if (r["inputs"]["metadata"]["name"], r["inputs"]["metadata"]["namespace"]) == (velero.CREDENTIALS_SECRET, velero.NAMESPACE)}
     assert set(held) == {"dev", "prod"}
-    assert fingerprint(target) not in held.values(), "a workload cluster holds the control plane's backup key"
+    assert not {fingerprint(key) for key in writers} & set(held.values()), "a workload cluster holds a control-plane backup key"
     assert held == {cluster: fingerprint(keys[cluster]) for cluster in held}
-    assert len({keys["dev"]["accessKeyId"], keys["prod"]["accessKeyId"], target["accessKeyId"]}) == 3
+    assert len({keys["dev"]["accessKeyId"], keys["prod"]["accessKeyId"], *(key["accessKeyId"] for key in writers)}) == 2 + len(writers)
 
 
 def test_the_readme_gives_the_targets_administrator_each_clusters_policy() -> None:
@@ -501,8 +501,8 @@ DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
     ("dev", _dev_velero(targetKeys={"dev": DEV_KEY}), "platform:services.velero.targetKeys.prod", "required on kubeconfig stacks"),
     ("dev", _dev_velero(targetKeys={"dev": DEV_KEY, "prod": {**DEV_KEY}}), "platform:services.velero.targetKeys.prod.accessKeyId",
      "the key of platform:services.velero.targetKeys.dev"),
-    ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev-backups"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
-     "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target"),
+    ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev-backups-gitlab"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
+     "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target.writerKeys.gitlab"),
     # The object store's key writes the live data (GitLab's objects, the databases' archives): no workload node holds it.
     ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
      "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:objectStore"),
