@@ -334,6 +334,28 @@ def writer_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def writer_key_policy(writer: str, target_bucket: str, store_bucket: str, on_store_endpoint: bool) -> dict[str, Any]:
+    """Kubeconfig stacks: the policy the store's administrator gives `writer`'s own key (WRITER_GRANTS; README: Backups
+    and restore), in IAM's form, which MinIO and Ceph RGW take too: the EKS roles' grants (writer_policy) without a KMS
+    key. `on_store_endpoint`: the target shares platform:objectStore's endpoint, where GitLab's and Harbor's jobs also
+    reach the live data with it."""
+    put = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+    def grant(bucket: str, prefixes: list[str], actions: list[str]) -> list[dict[str, Any]]:
+        return [{"Effect": "Allow", "Action": actions, "Resource": [f"arn:aws:s3:::{bucket}/{p}*" for p in prefixes]},
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
+                 "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}}]
+
+    statements = {
+        "vault": grant(target_bucket, ["vault/"], put)[:1],  # puts only: not even a listing
+        "gitlab": grant(target_bucket, ["gitlab/"], [*put, "s3:GetObject"])
+                  + (grant(store_bucket, ["gitlab/"], ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]) if on_store_endpoint else []),
+        "harbor": grant(target_bucket, ["harbor/"], [*put, "s3:DeleteObject"]) + grant(store_bucket, ["harbor/"], ["s3:GetObject"]),
+        "postgres": grant(store_bucket, ["postgres/gitlab/", "postgres/harbor/"], [*put, "s3:GetObject", "s3:DeleteObject"]),
+    }[writer]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str] | None) -> str:
     """An s3cmd `[default]` section; `keys` (access key id, secret) or None for the environment's identity.
     With keys, the target is asked for SSE-S3 on every upload (EKS buckets encrypt by default)."""

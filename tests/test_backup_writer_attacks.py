@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
+import pytest
 from pulumi.runtime import rpc
 
-from components.backups import s3cmd_config
+from components.backups import WRITER_GRANTS, s3cmd_config, writer_key_policy
 from components.common import ObjectStoreTarget
 from components.gitlab import s3_connection
 from components.velero import credentials_file
 from platformctl.mocks import redact
 from platformctl.stack_file import read_stack_file
+from tests.test_aws_attacks import _allows
+from tests.test_config import DEV, _problems, _write, deleting, setting
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "kubernetes:core/v1:Secret"
@@ -118,3 +121,108 @@ def test_a_taken_over_backup_writer_holds_no_key_of_another_writer(renders: dict
         if others:
             shared.append(f"{name} ({reader}) holds {key}, which {', '.join(others)} also hold")
     assert not shared, "\n".join(shared)
+
+
+def test_on_the_object_stores_endpoint_the_registry_copy_and_backup_utility_hold_their_own_keys() -> None:
+    """With the target on the object store's endpoint (no such stack file here: the components under the mock engine),
+    Harbor's registry copy exists too: its job holds Harbor's writer key, backup-utility GitLab's, and the live data
+    stays with the object store's key; no holder has two of them."""
+    from components import gitlab as gitlab_component
+    from tests.test_backups import _target_store, harbor_with_backups
+    from tests.test_gitlab_harbor import OBJECT_STORE, _shared, run
+
+    endpoint = OBJECT_STORE.endpoint
+
+    def gitlab() -> None:
+        s = _shared("gitlab", False)
+        gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
+            data_stores=s["data_stores"], backups=_target_store(endpoint),
+        ))
+
+    # Each key by its secret (tests/test_backups.py's writer keys, tests/test_gitlab_harbor.py's object store).
+    keys = {"harbor": "harbor-secret", "gitlab": "gitlab-secret", "postgres": "postgres-secret", "live": "object-store-key"}
+    held = {}
+    for build in (lambda: harbor_with_backups(endpoint), gitlab):
+        for r in run(build):
+            if r["type"] == SECRET:
+                text = json.dumps(r["raw"].get("stringData") or {})
+                held[r["name"]] = sorted(owner for owner, secret in keys.items() if secret in text)
+    assert held["backups-harbor-s3"] == ["harbor"] and held["control-plane-gitlab-backup-s3cfg"] == ["gitlab"]
+    assert held["control-plane-gitlab-object-storage"] == held["control-plane-harbor-registry-storage"] == ["live"]
+    assert all(len(owners) <= 1 for owners in held.values()), held
+
+
+# --- the stack file: a key per writer, or nothing is registered (the config-load path, no render) ---------------
+
+TARGET, STORE = ("platform:backups", "target"), ("platform:objectStore",)
+KEY = {"accessKeyId": "another", "secretAccessKey": {"secure": "v1:another"}}
+
+
+@pytest.mark.parametrize(("case", "mutate", "key", "words"), [
+    ("the one shared key of old", setting(*TARGET, "accessKeyId", value="platform-dev-backups"), "platform:backups.target",
+     "one key for every backup writer"),
+    ("no key for Vault's snapshots", deleting(*TARGET, "writerKeys", "vault"), "platform:backups.target.writerKeys.vault",
+     "required for Vault's snapshot job; allowed: a mapping with accessKeyId and secretAccessKey"),
+    ("no key for the databases' archives", deleting(*STORE, "writerKeys"), "platform:objectStore.writerKeys.postgres",
+     "required for the archives of GitLab's and Harbor's PostgreSQL"),
+    ("Harbor's copy on the object store's endpoint", setting(*TARGET, "endpoint", value="https://minio.dev.platform.example.com"),
+     "platform:backups.target.writerKeys.harbor", "required for Harbor's registry copy"),
+    ("a key for a copy the stack does not make", setting(*TARGET, "writerKeys", "harbor", value=KEY),
+     "platform:backups.target.writerKeys.harbor", "no such backup writer on this stack; allowed: unset"),
+    ("GitLab with Vault's key", setting(*TARGET, "writerKeys", "gitlab", "accessKeyId", value="platform-dev-backups-vault"),
+     "platform:backups.target.writerKeys.gitlab.accessKeyId",
+     "the key of platform:backups.target.writerKeys.vault; allowed: a key of gitlab's own"),
+    ("Vault with the object store's key", setting(*TARGET, "writerKeys", "vault", "accessKeyId", value="platform-dev"),
+     "platform:backups.target.writerKeys.vault.accessKeyId", "the key of platform:objectStore; allowed: a key of vault's own"),
+    ("the archives with GitLab's key", setting(*STORE, "writerKeys", "postgres", "accessKeyId", value="platform-dev-backups-gitlab"),
+     "platform:backups.target.writerKeys.gitlab.accessKeyId", "the key of platform:objectStore.writerKeys.postgres"),
+    ("Velero with GitLab's key", setting("platform:services", "velero", "targetKeys", "dev", "accessKeyId", value="platform-dev-backups-gitlab"),
+     "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target.writerKeys.gitlab"),
+    ("a writer with the watch key", setting(*TARGET, "writerKeys", "vault", "accessKeyId", value="platform-dev-backups-watch"),
+     "platform:backups.target.watchKey.accessKeyId", "the key of platform:backups.target.writerKeys.vault, which writes"),
+    ("a writer's secret in plain text", setting(*TARGET, "writerKeys", "gitlab", "secretAccessKey", value="s3cr3t"),
+     "platform:backups.target.writerKeys.gitlab.secretAccessKey", "holds a secret in plain text"),
+])
+def test_a_stack_without_a_key_of_each_writers_own_is_refused_naming_the_key(tmp_path: Path, case: str, mutate, key: str, words: str) -> None:
+    lines = _problems(_write(tmp_path, DEV, mutate))
+    assert any(f": {key}: " in line and words in line for line in lines), lines
+    assert all("s3cr3t" not in line for line in lines)
+
+
+# --- what the stores' administrators grant each key (README: Backups and restore) -----------------------------
+
+TARGET_BUCKET, STORE_BUCKET = "platform-dev-backups", "platform-dev"  # Pulumi.dev.yaml's
+# A backup each writer puts, as `platformctl backups check` finds it (tests/test_backup_watch.py's layouts).
+NEWEST = {
+    "vault": f"{TARGET_BUCKET}/vault/vault-20261207T041709Z.snap",
+    "gitlab": f"{TARGET_BUCKET}/gitlab/1733540400_2026_12_07_18.6.1_gitlab_backup.tar",
+    "harbor": f"{TARGET_BUCKET}/harbor/registry-synced",
+    "postgres": f"{STORE_BUCKET}/postgres/harbor/harbor-postgres-1a2b/base/20261207T030000/backup.info",
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITER_GRANTS))
+def test_each_writers_policy_puts_its_own_backups_and_nobody_elses(writer: str) -> None:
+    """With every grant a key may get (the target on the object store's endpoint), a writer's key puts its own
+    newest backup and can neither put nor delete another writer's, nor the other database's archives."""
+    policy = writer_key_policy(writer, TARGET_BUCKET, STORE_BUCKET, on_store_endpoint=True)
+    assert _allows(policy, "s3:PutObject", {}, f"arn:aws:s3:::{NEWEST[writer]}")
+    for other, key in NEWEST.items():
+        if other != writer:
+            for action in ("s3:PutObject", "s3:DeleteObject"):
+                assert not _allows(policy, action, {}, f"arn:aws:s3:::{key}"), (writer, action, key)
+    assert not _allows(policy, "s3:PutObject", {}, f"arn:aws:s3:::{TARGET_BUCKET}/velero/dev/backups/payments-prod-20261207040000/x")
+    assert json.dumps(policy).count("DeleteObjectVersion") == 0 and "PutObjectRetention" not in json.dumps(policy)
+
+
+@pytest.mark.parametrize(("tag", "writer", "on_store_endpoint"), [
+    ("vault", "vault", False), ("gitlab", "gitlab", False), ("postgres", "postgres", False),
+    ("gitlab on the object store's endpoint", "gitlab", True), ("harbor", "harbor", True),
+])
+def test_the_readme_gives_the_stores_administrators_each_writers_policy(tag: str, writer: str, on_store_endpoint: bool) -> None:
+    raw = read_stack_file(ROOT / "Pulumi.dev.yaml")[0]
+    assert (json.loads(raw["platform:backups"])["target"]["bucket"], json.loads(raw["platform:objectStore"])["bucket"]) == (
+        TARGET_BUCKET, STORE_BUCKET)
+    block = (ROOT / "README.md").read_text().split(f"<!-- backup writer policy: {tag} -->\n  ```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == writer_key_policy(writer, TARGET_BUCKET, STORE_BUCKET, on_store_endpoint)

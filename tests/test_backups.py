@@ -84,23 +84,27 @@ def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack
     ("https://s3.backups.example.com", False),
 ])
 def test_off_eks_the_registry_is_copied_only_when_the_target_shares_the_object_stores_endpoint(endpoint: str, declared: bool) -> None:
-    from components import harbor as harbor_component
-    from stacks.backups import build_backup_jobs
-    from tests.test_gitlab_harbor import _shared, run
+    from tests.test_gitlab_harbor import run
 
-    def build() -> None:
-        s = _shared("harbor", False)
-        harbor = harbor_component.Harbor("control-plane-harbor", s["cluster"], harbor_component.HarborArgs(
-            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
-            protect=False, replicas=2, storage="200Gi", aws=None, data_stores=s["data_stores"],
-        ))
-        build_backup_jobs(s["cluster"], _target_store(endpoint), None, harbor, None)
-
-    jobs = [r["inputs"] for r in run(build) if r["type"] == "kubernetes:batch/v1:CronJob"]
+    jobs = [r["inputs"] for r in run(lambda: harbor_with_backups(endpoint)) if r["type"] == "kubernetes:batch/v1:CronJob"]
     assert len(jobs) == declared
     if declared:
         [sync] = pod(jobs[0])["containers"]
         assert env(sync)["SOURCE"] == "s3://platform/harbor/registry" and env(sync)["AWS_ENDPOINT_URL"] == endpoint
+
+
+def harbor_with_backups(endpoint: str) -> None:
+    """Harbor on a kubeconfig control plane and its backup jobs, with the backup target on `endpoint` (under the mock engine)."""
+    from components import harbor as harbor_component
+    from stacks.backups import build_backup_jobs
+    from tests.test_gitlab_harbor import _shared
+
+    s = _shared("harbor", False)
+    harbor = harbor_component.Harbor("control-plane-harbor", s["cluster"], harbor_component.HarborArgs(
+        exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
+        protect=False, replicas=2, storage="200Gi", aws=None, data_stores=s["data_stores"],
+    ))
+    build_backup_jobs(s["cluster"], _target_store(endpoint), None, harbor, None)
 
 
 def _target_store(endpoint: str) -> Any:
