@@ -195,22 +195,22 @@ class BackupStore(pulumi.ComponentResource):
         self.expectations.append(
             BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule, outcome))
 
-    def writer_key(self, writer: str, holder: str, user: str = "") -> WriterKey:
-        """Kubeconfig stacks: `writer`'s own key, registered in the inventory as `holder` keeps it (for `user`, where
-        one writer's key has several holders)."""
+    def writer_key(self, writer: str, holder: str, secret: str, user: str = "") -> WriterKey:
+        """Kubeconfig stacks: `writer`'s own key, registered in the inventory as `holder` keeps it in the Secret named
+        `secret` in the plan (for `user`, where one writer's key has several holders)."""
         key = self.settings.writer_keys.get(writer)
         assert key is not None, f"stacks/config.py requires {writer_key_path(writer)} on kubeconfig stacks"
-        self._args.inventory.register(writer_key_credential(writer, holder, user))
+        self._args.inventory.register(writer_key_credential(writer, holder, user, (secret,)))
         return key
 
-    def s3cmd_config(self, writer: str, holder: str) -> pulumi.Output[str]:
+    def s3cmd_config(self, writer: str, holder: str, secret: str) -> pulumi.Output[str]:
         """An s3cmd configuration (GitLab's backup-utility) for the bucket: on EKS without keys (s3cmd
         takes the IRSA role from the environment), elsewhere with `writer`'s own key (a Pulumi secret)."""
         target = self.settings.target
         if target is None:
             host = f"s3.{self.region}.amazonaws.com"
             return pulumi.Output.from_input(s3cmd_config(self.region, host, f"%(bucket)s.{host}", None))
-        host, key = urlparse(target.endpoint).netloc, self.writer_key(writer, holder)
+        host, key = urlparse(target.endpoint).netloc, self.writer_key(writer, holder, secret)
         return pulumi.Output.secret(key.secret_access_key).apply(
             lambda secret: s3cmd_config(target.region, host, host, (key.access_key_id, secret))
         )
@@ -269,7 +269,7 @@ class BackupStore(pulumi.ComponentResource):
             sa = workload_service_account(name, account, ns, role.arn, opts)
             self._args.inventory.register(irsa_credential(name, f"{namespace}/{account}", cluster.name, access.describe(prefix)))
             return BackupWriter(account, env, [sa])
-        key = self.writer_key(service, f"Secret {namespace}/{CREDENTIALS_SECRET}, read by {account}'s backup job")
+        key = self.writer_key(service, f"Secret {namespace}/{CREDENTIALS_SECRET}, read by {account}'s backup job", f"{name}-s3")
         sa = k8s.core.v1.ServiceAccount(name, metadata=metadata(account, ns), automount_service_account_token=False, opts=opts)
         keys = k8s.core.v1.Secret(
             f"{name}-s3",
@@ -373,8 +373,8 @@ def writer_key_path(writer: str) -> str:
     return f"platform:{'objectStore' if writer == 'postgres' else 'backups.target'}.writerKeys.{writer}"
 
 
-def writer_key_credential(writer: str, holder: str, user: str = "") -> Credential:
-    """A backup writer's own key (kubeconfig stacks), as `holder` keeps it (for `user`)."""
+def writer_key_credential(writer: str, holder: str, user: str = "", resources: tuple[str, ...] = ()) -> Credential:
+    """A backup writer's own key (kubeconfig stacks), as `holder` keeps it (for `user`) in `resources`."""
     store = "the object store" if writer == "postgres" else "the backup target"
     return external_secret(
         f"{writer}'s own backup key to {store}" + (f" ({user})" if user else ""),
@@ -385,6 +385,7 @@ def writer_key_credential(writer: str, holder: str, user: str = "") -> Credentia
         lifetime="set by the store's administrator",
         rotation=f"issue a new key, `pulumi config set --secret --path {writer_key_path(writer)}.secretAccessKey` "
                  "and its accessKeyId, `pulumi up`",
+        resources=resources,
     )
 
 

@@ -291,7 +291,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             ssl_mode, tls = "require", True  # RDS forces TLS (rds.force_ssl); ElastiCache encrypts in transit
         else:
             assert shared.operator is not None and args.object_store is not None
-            backup = _backup_secret(name, service, ns, archive_key(args, service), k8s_opts)
+            backup = _backup_secret(name, service, ns, archive_key(args, name, service), k8s_opts)
             cluster_resources, shared.archives[service] = _in_cluster(
                 name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts
             )
@@ -405,14 +405,14 @@ def _point_in_time(restore: Restore | None) -> aws.rds.InstanceRestoreToPointInT
     )
 
 
-def archive_key(args: DataStoresArgs, service: str) -> WriterKey | ObjectStoreTarget:
+def archive_key(args: DataStoresArgs, name: str, service: str) -> WriterKey | ObjectStoreTarget:
     """The key CloudNativePG archives `service`'s database with: the control plane's own PostgreSQL writer key where
     the stack has backups (platform:objectStore.writerKeys.postgres), so neither GitLab's pods nor Harbor's registry,
     which hold the object store's key, can forge or overwrite the archives `platformctl backups check` watches; else
     (Dragonfly's managers, a stack without backups) the object store's."""
     if args.backups is not None:
         return args.backups.writer_key("postgres", f"Secret {service}/{service}-backup-store (CloudNativePG's instances)",
-                                       f"{service}'s database")
+                                       f"{name}-backup-store", f"{service}'s database")
     assert args.object_store is not None
     return args.object_store
 

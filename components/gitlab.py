@@ -290,7 +290,8 @@ class GitLab(pulumi.ComponentResource):
             access = BucketAccess(restore=True, write_buckets=tuple(buckets.values()))
             prerequisites += store.writer("gitlab", cluster, ns, NAMESPACE, TOOLBOX_SERVICE_ACCOUNT, self, access).prerequisites
         holder = f"Secret {NAMESPACE}/{BACKUP_CONFIG_SECRET} (backup-utility's s3cmd configuration, in the toolbox pods)"
-        prerequisites.append(_secret(f"{name}-backup-s3cfg", BACKUP_CONFIG_SECRET, ns, {"config": store.s3cmd_config("gitlab", holder)}, k8s_opts))
+        config = store.s3cmd_config("gitlab", holder, f"{name}-backup-s3cfg")
+        prerequisites.append(_secret(f"{name}-backup-s3cfg", BACKUP_CONFIG_SECRET, ns, {"config": config}, k8s_opts))
         # backup-utility reads GitLab's objects and writes the backup with one s3cmd configuration: on
         # EKS one role reaches both; elsewhere only a target on the object store's own endpoint does.
         target = store.settings.target

@@ -72,7 +72,7 @@ def build_backup_jobs(
             depends_on=(vault.release,),
         ))
     # One `aws s3 sync` reads the registry and writes the copy with one identity: on EKS the job's
-    # role; elsewhere the target's keys, which reach the registry only on the same endpoint.
+    # role; elsewhere Harbor's own key to the target, which reaches the registry only on the same endpoint.
     if harbor is not None and harbor.registry.endpoint == store.endpoint:
         RegistryBackup("harbor-registry-backup", cluster, RegistryBackupArgs(
             store=store,

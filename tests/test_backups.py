@@ -80,7 +80,7 @@ def test_vault_gitlab_and_harbor_back_up_on_their_schedules(charted: dict, stack
 
 
 @pytest.mark.parametrize(("endpoint", "declared"), [
-    ("https://minio.example.com", True),  # the object store's own endpoint: the target's keys read the registry
+    ("https://minio.example.com", True),  # the object store's own endpoint: Harbor's key to the target reads the registry
     ("https://s3.backups.example.com", False),
 ])
 def test_off_eks_the_registry_is_copied_only_when_the_target_shares_the_object_stores_endpoint(endpoint: str, declared: bool) -> None:
@@ -222,8 +222,10 @@ def test_the_backup_identities_are_in_the_inventory_with_scope_and_lifetime(plan
             assert entry["lifetimeSeconds"] == 3600 and f"s3://<backups>/{service}/" in entry["scope"], entry
             assert "never delete an object version" in entry["scope"]
     else:
-        for writer, holder in (("vault", "Secret vault/platform-backup-s3"), ("gitlab", "Secret gitlab/gitlab-backup-s3cfg")):
+        for writer, holder, secret in (("vault", "Secret vault/platform-backup-s3", "backups-vault-s3"),
+                                       ("gitlab", "Secret gitlab/gitlab-backup-s3cfg", "gitlab-backup-s3cfg")):
             [key] = [e for e in entries if e["what"] == f"{writer}'s own backup key to the backup target"]
+            assert key["resources"] == [secret]
             assert key["category"] == "external" and key["holder"].startswith(holder) and f"under {writer}/ of the target" in key["scope"]
             assert key["lifetime"] == "set by the store's administrator" and f"writerKeys.{writer}.secretAccessKey" in key["rotation"]
         assert not [e for e in entries if e["what"].startswith("harbor's own")]  # no registry copy on dev: no key

@@ -212,6 +212,7 @@ def test_store_credentials_are_in_the_inventory(renders: dict[str, Render]) -> N
             for service in ("gitlab", "harbor"):  # the archives' own key, not the object store's (tests/test_backup_writer_attacks.py)
                 entry = entries[f"postgres's own backup key to the object store ({service}'s database)"]
                 assert entry["category"] == "external" and entry["holder"].startswith(f"Secret {service}/{service}-backup-store")
+                assert entry["resources"] == [f"{service}-data-backup-store"]
 
 
 # --- dev: the declared equivalent ---------------------------------------------------------------------
