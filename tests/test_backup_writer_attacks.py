@@ -21,8 +21,9 @@ from components.gitlab import s3_connection
 from components.velero import credentials_file
 from platformctl.mocks import redact
 from platformctl.stack_file import read_stack_file
-from tests.test_aws_attacks import _allows
+from tests.test_aws_attacks import _allows, _objects
 from tests.test_config import DEV, _problems, _write, deleting, setting
+from tests.test_helm_render import pod_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "kubernetes:core/v1:Secret"
@@ -122,6 +123,43 @@ def test_a_taken_over_backup_writer_holds_no_key_of_another_writer(renders: dict
             shared.append(f"{name} ({reader}) holds {key}, which {', '.join(others)} also hold")
     assert not shared, "\n".join(shared)
 
+
+def secrets_read(pod_spec: dict[str, Any]) -> set[str]:
+    """Every Secret a pod spec reads, optional or not: volumes, projected sources, env and envFrom references."""
+    found: set[str] = set()
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            if key in ("secret", "secretKeyRef", "secretRef"):
+                found.add(value.get("secretName") or value.get("name"))
+            for child, item in value.items():
+                walk(item, child)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key)
+
+    walk(pod_spec)
+    return found
+
+
+def test_only_a_writers_own_pods_read_its_key(renders: dict) -> None:
+    """What a pod taken over holds without any API access: the Secrets it mounts or takes into its environment.
+    A writer's key is in its own pods only (CloudNativePG's instance pods, which the operator makes from the
+    Cluster, read the archives' key: no pod template of the plan does), every workload declared or charted."""
+    readers: dict[tuple[str, str], set[str]] = {
+        ("vault", "platform-backup-s3"): set(), ("gitlab", "gitlab-backup-s3cfg"): set(),
+        ("gitlab", "gitlab-backup-store"): set(), ("harbor", "harbor-backup-store"): set(),
+    }
+    for _, obj in _objects(renders["dev"].plan):
+        namespace = obj["metadata"].get("namespace")
+        for spec in pod_specs(obj):
+            for secret in secrets_read(spec):
+                readers.get((namespace, secret), set()).add(f"{obj['kind']} {obj['metadata']['name']}")
+    assert readers == {
+        ("vault", "platform-backup-s3"): {"CronJob vault-snapshot"},
+        ("gitlab", "gitlab-backup-s3cfg"): {"CronJob gitlab-toolbox-backup", "Deployment gitlab-toolbox"},
+        ("gitlab", "gitlab-backup-store"): set(), ("harbor", "harbor-backup-store"): set(),
+    }
 
 def test_on_the_object_stores_endpoint_the_registry_copy_and_backup_utility_hold_their_own_keys() -> None:
     """With the target on the object store's endpoint (no such stack file here: the components under the mock engine),
