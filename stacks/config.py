@@ -40,7 +40,6 @@ from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
 from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
-from components.velero import TargetKey
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from platformctl.stack_file import NAMESPACE, ConfigError
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
@@ -393,12 +392,22 @@ Services = create_model(
 )
 
 
+# Written into AWS credentials files and s3cmd configurations, where a line break would add settings.
+S3KeyId = Annotated[str, _check(re.compile(r"^[!-~]+\Z"), "printable ASCII without spaces, as an S3 key id")]
+
+
 class WatchKey(Model):
     """A key that may only list the bucket: what the backups schedule's `platformctl backups check` uses
     (.ci/watch-keys reads it from the stack's config). README: Backups and restore."""
 
-    # .ci/watch-keys writes it into an AWS credentials file, where a line break would add settings.
-    access_key_id: Annotated[str, _check(re.compile(r"^[!-~]+\Z"), "printable ASCII without spaces, as an S3 key id")]
+    access_key_id: S3KeyId  # .ci/watch-keys writes it into an AWS credentials file
+    secret_access_key: SecretStr
+
+
+class BackupKey(Model):
+    """A backup writer's own key, which its store's administrator confines to the writer's prefix."""
+
+    access_key_id: S3KeyId  # GitLab's goes into backup-utility's s3cmd configuration
     secret_access_key: SecretStr
 
 
@@ -415,7 +424,7 @@ class ArchiveKeys(Model):
     its administrator confines to postgres/gitlab/ and postgres/harbor/ (README: Backups and restore); kubeconfig
     stacks with platform:backups."""
 
-    postgres: TargetKey | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
+    postgres: BackupKey | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
 
 
 class ObjectStore(S3Bucket):
@@ -602,9 +611,9 @@ class WriterKeys(Model):
     another's backups. One per writer the stack declares: Vault's snapshots, GitLab's backup-utility and, with the
     target on the object store's endpoint, Harbor's registry copy."""
 
-    vault: TargetKey | None = None
-    gitlab: TargetKey | None = None
-    harbor: TargetKey | None = None
+    vault: BackupKey | None = None
+    gitlab: BackupKey | None = None
+    harbor: BackupKey | None = None
 
 
 class BackupsTarget(S3Bucket):
@@ -1112,7 +1121,7 @@ def _writing_keys(config: PlatformConfig) -> dict[str, str]:
                    for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
 
 
-def writer_keys(config: PlatformConfig) -> dict[str, TargetKey]:
+def writer_keys(config: PlatformConfig) -> dict[str, BackupKey]:
     """Writer -> its own key, as the stack sets them (platform:objectStore.writerKeys, platform:backups.target.writerKeys)."""
     stores = (config.object_store, config.backups.target if config.backups else None)
     return {writer: key for store in stores if store is not None for writer, key in store.writer_keys if key is not None}

@@ -221,6 +221,8 @@ KEY = {"accessKeyId": "another", "secretAccessKey": {"secure": "v1:another"}}
      "platform:backups.target.watchKey.accessKeyId", "the key of platform:backups.target.writerKeys.vault, which writes"),
     ("a writer's secret in plain text", setting(*TARGET, "writerKeys", "gitlab", "secretAccessKey", value="s3cr3t"),
      "platform:backups.target.writerKeys.gitlab.secretAccessKey", "holds a secret in plain text"),
+    ("an s3cmd setting smuggled into GitLab's key id", setting(*TARGET, "writerKeys", "gitlab", "accessKeyId", value="id\nhost_base = evil.example"),
+     "platform:backups.target.writerKeys.gitlab.accessKeyId", "allowed: printable ASCII without spaces"),
 ])
 def test_a_stack_without_a_key_of_each_writers_own_is_refused_naming_the_key(tmp_path: Path, case: str, mutate, key: str, words: str) -> None:
     lines = _problems(_write(tmp_path, DEV, mutate))
