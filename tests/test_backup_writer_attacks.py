@@ -88,10 +88,13 @@ def fingerprint(string_data: dict[str, str]) -> str:
     return redact(rpc.wrap_rpc_secret(string_data))[1][""]
 
 
+def stack_config(config_file: Path) -> dict[str, Any]:
+    return {key: json.loads(value) if value[:1] in "{[" else value for key, value in read_stack_file(config_file)[0].items()}
+
+
 def held_keys(render: Any, config_file: Path) -> dict[str, tuple[str, str]]:
     """Secret name -> (who reads it, the config path of the key it holds), for each holder of the dev plan."""
-    config = {key: json.loads(value) if value[:1] in "{[" else value for key, value in read_stack_file(config_file)[0].items()}
-    keys = stack_keys(config_file)
+    config, keys = stack_config(config_file), stack_keys(config_file)
     secrets = {r["name"]: r for r in render.plan["resources"] if r["type"] == SECRET and r["cluster"] is not None}
     found = {}
     for name, (reader, made_of) in holders(config).items():
@@ -104,10 +107,17 @@ def held_keys(render: Any, config_file: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_every_key_holder_of_the_dev_plan_is_identified(renders: dict) -> None:
-    """The attack below is only as good as this: each Secret that carries an S3 key is matched to exactly one key of
-    the stack file (a new format or a new holder fails here, not silently there)."""
-    found = held_keys(renders["dev"], ROOT / "Pulumi.dev.yaml")
+    """The attack below is only as good as this: each listed holder is matched to exactly one key of the stack file
+    (a holder whose format changed fails here), and no other Secret of the plan holds a key in any of these formats
+    (a new holder fails here, not silently there)."""
+    config_file = ROOT / "Pulumi.dev.yaml"
+    found = held_keys(renders["dev"], config_file)
     assert found["gitlab-object-storage"][1] == found["harbor-registry-storage"][1] == "platform:objectStore"
+    listed = holders(stack_config(config_file))
+    known = {fingerprint(made_of(key_id, secret)) for _, made_of in listed.values() for key_id, secret in stack_keys(config_file).values()}
+    unlisted = [r["name"] for r in renders["dev"].plan["resources"] if r["type"] == SECRET and r["name"] not in listed
+                and renders["dev"].fingerprints.get(r["urn"], {}).get("stringData") in known]
+    assert not unlisted, f"Secrets holding a key of the stack file, not reviewed here: {unlisted}"
 
 
 def test_a_taken_over_backup_writer_holds_no_key_of_another_writer(renders: dict) -> None:
