@@ -3,7 +3,9 @@ toolbox pod, which runs far more code than Vault's snapshot job) holds that writ
 too, it could put a fresh-looking object under that writer's prefix, which keeps `platformctl backups check` green
 while the real backups have stopped, or overwrite its latest backup where the target has no object lock. So every
 writer holds a key that nothing else in the plan holds, and the target's administrator confines each key to its
-writer's prefix (README: Backups and restore). Each test is one attempt against the dev stack's session render."""
+writer's prefix (README: Backups and restore). Each test is one attempt: against the dev stack's session render,
+the components under the mock engine (a target on the object store's endpoint), the stack file's config load, or
+the policies the README hands the stores' administrators."""
 
 from __future__ import annotations
 
