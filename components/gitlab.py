@@ -42,7 +42,7 @@ from components.common import ObjectStoreTarget, OidcClient, PlatformGroups, Tcp
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import tcp_route
+from components.ingress import HTTPS_PORT, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenancy import Isolation
@@ -83,6 +83,10 @@ OBJECTS_SKIP = ("artifacts", "lfs", "packages", "uploads", "terraform_state", "c
 
 # Object types GitLab stores in object storage; bucket suffix per chart key.
 OBJECT_TYPES = {"lfs": "lfs", "artifacts": "artifacts", "uploads": "uploads", "packages": "packages"}
+
+# The services whose endpoints tenants' project webhooks call: ArgoCD (tenant() below). Their
+# hostname is `<key>.<domain>` (ControlPlaneParts.expose); components/argocd.py imports this module.
+WEBHOOK_SERVICES = ("argocd",)
 
 OIDC_PROVIDER = "openid_connect"
 # On the webservice pods: GitLab reads its OmniAuth providers only at start, so a new
@@ -133,6 +137,9 @@ class GitLabArgs(StatefulServiceArgs):
     # The top-level group of the platform's own repository (platform:pipeline.projectPath), which
     # Vault's and AWS's CI trust name by path: the program owns it, so no account can take that path.
     platform_group: str | None = None
+    # Hostnames behind the platform's ingress that project webhooks call (ArgoCD's, for the tenants'
+    # ops projects): GitLab refuses hooks to local addresses, which a kubeconfig cluster's load balancer has.
+    webhook_hosts: Sequence[str] = ()
 
 
 class GitLab(pulumi.ComponentResource):
@@ -230,8 +237,7 @@ class GitLab(pulumi.ComponentResource):
         """Anyone who signs in gets an account: none may take a top-level path, and the platform's
         repository's group, which CI trust names by path, exists from the first `pulumi up` on."""
         on_gitlab = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        # GitLab answers the internet: only an administrator may make a project or group public.
-        gitlab.ApplicationSettings(f"{name}-settings", can_create_group=False, restricted_visibility_levels=["public"], opts=on_gitlab)
+        gitlab.ApplicationSettings(f"{name}-settings", **application_settings(args.webhook_hosts), opts=on_gitlab)
         self.platform_group = None
         if args.platform_group is not None:
             self.platform_group = gitlab.Group(
@@ -299,6 +305,42 @@ class GitLab(pulumi.ComponentResource):
         skip = BACKUP_SKIP + (() if reaches_objects else OBJECTS_SKIP)
         store.expect(f"CronJob {NAMESPACE}/{TOOLBOX_DEPLOYMENT}-backup", "gitlab/", BACKUP_KEY, store.settings.schedules["gitlab"])
         return GitLabBackup(store.bucket.apply(lambda b: f"{b}/gitlab"), store.settings.schedules["gitlab"], skip)
+
+
+def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
+    """GitLab's instance settings, held by every `pulumi up` (a change in the admin area is reverted).
+
+    GitLab answers the internet and gives an account to anyone OpenUnison signs in (people in no
+    tenant too): what such an account, or one token, may reach is closed here."""
+    return {
+        # Top-level groups are tenants and the platform's, declared by the program.
+        "can_create_group": False,
+        # Only an administrator may choose `public` (anyone on the internet) or `internal` (everyone
+        # signed in, people in no tenant and every other tenant's among them).
+        "restricted_visibility_levels": ["public", "internal"],
+        # Accounts come from OpenUnison only: the chart's initialDefaults turn sign-up off at the first
+        # installation alone.
+        "signup_enabled": False,
+        # No password opens an account, on the web or for git over HTTPS, so whoever the IdP drops
+        # (or whose password was reset by e-mail) is out. Break glass: the toolbox's Rails console.
+        "password_authentication_enabled_for_web": False,
+        "password_authentication_enabled_for_git": False,
+        "require_personal_access_token_expiry": True,
+        # Runners are registered by the program (UserRunner); a group's registration token, which
+        # outlives whoever read it, would register a runner that takes the group's protected jobs.
+        "allow_runner_registration_token": False,
+        # No personal projects (a project's maintainer adds webhooks, integrations and mirrors):
+        # new accounts get none, and an account in no tenant (Guest or below) creates none.
+        "default_projects_limit": 0,
+        "allow_project_creation_for_guest_and_below": False,
+        # Hooks, integrations and mirrors reach nothing on GitLab's own network (Vault, the clusters'
+        # API servers, the instance metadata endpoint) but the webhook hosts, by name and HTTPS port.
+        "allow_local_requests_from_web_hooks_and_services": False,
+        "allow_local_requests_from_system_hooks": False,
+        "dns_rebinding_protection_enabled": True,
+        "outbound_local_requests_whitelists": [f"{host}:{HTTPS_PORT}" for host in sorted(webhook_hosts)],
+        "mirror_available": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -907,7 +949,8 @@ def credentials(name: str, args: GitLabArgs) -> list[Credential]:
     entries = [generated_password(
         "GitLab root password",
         holder=f"{STATE} and GitLab (Secret {NAMESPACE}/{ROOT_PASSWORD_SECRET})",
-        scope="GitLab's root user; takes effect at the first installation only",
+        scope="GitLab's root user; takes effect at the first installation only, and signs in nowhere while "
+              "password sign-in is off (application settings; break glass: the toolbox's Rails console)",
         rotation="change it in GitLab by hand (the Secret only seeds the first start)",
         resource=f"{name}-root-password",
     ), issued_token(
@@ -947,6 +990,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
             parts.stateful(SLICE, settings), depends_on=[ingress.release], ssh=ingress.ssh,
             data_stores=parts.require(DATA_STORES), rails_secret=imported_rails_secret(settings),
             platform_group=parts.settings.pipeline_project.split("/", 1)[0],
+            webhook_hosts=tuple(f"{key}.{parts.settings.domain}" for key in WEBHOOK_SERVICES if parts.service_settings(key).enabled),
         ),
     )
 

@@ -292,7 +292,6 @@ def test_no_member_can_publish_a_tenants_code_to_the_internet(plan: dict) -> Non
     """A tenant's owner (or whoever took over an owner's session) sets a project or the tenant's group
     to `public`: GitLab, reachable from the internet, then serves the repositories to anyone, signed
     in or not, until a `pulumi up --refresh` notices. Only an administrator may choose `public`
-    (GitLab: a restricted level is for administrators only); `internal` (everyone signed in) stays a
-    tenant's choice."""
+    (GitLab: a restricted level is for administrators only); `internal` too (tests/test_gitlab_attacks.py)."""
     [settings] = [r["inputs"] for r in plan["resources"] if r["type"] == "gitlab:index/applicationSettings:ApplicationSettings"]
-    assert settings.get("restrictedVisibilityLevels") == ["public"]
+    assert "public" in settings.get("restrictedVisibilityLevels", [])
