@@ -333,6 +333,10 @@ def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
         # new accounts get none, and an account in no tenant (Guest or below) creates none.
         "default_projects_limit": 0,
         "allow_project_creation_for_guest_and_below": False,
+        # SSH keys GitLab takes (default: any size): no DSA (1024 bits, dropped by OpenSSH 9.8), no RSA
+        # under 2048 bits, whose private half a factoring attacker would hold. The program's keys are ed25519.
+        "dsa_key_restriction": -1,
+        "rsa_key_restriction": 2048,
         # Hooks, integrations and mirrors reach nothing on GitLab's own network (Vault, the clusters'
         # API servers, the instance metadata endpoint) but the webhook hosts, by name and HTTPS port.
         "allow_local_requests_from_web_hooks_and_services": False,
@@ -340,6 +344,8 @@ def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
         "dns_rebinding_protection_enabled": True,
         "outbound_local_requests_whitelists": [f"{host}:{HTTPS_PORT}" for host in sorted(webhook_hosts)],
         "mirror_available": False,
+        # Direct transfer imports groups from any GitLab URL (default off; held).
+        "bulk_import_enabled": False,
     }
 
 

@@ -115,14 +115,14 @@ def test_a_webhook_reaches_no_platform_address_but_argocds(plan: dict) -> None:
     blocker refuses local and link-local addresses unless `allow_local_requests_from_web_hooks_and_services`
     (default false; held), and for system hooks unless `allow_local_requests_from_system_hooks` (default
     true: off), with DNS rebinding protection (held); mirrors, which a Maintainer points anywhere, are
-    for administrators. The one exception is by name and port: ArgoCD's webhook host, which on dev is
+    for administrators, and so is a direct-transfer import from another GitLab's URL (default off; held). The one exception is by name and port: ArgoCD's webhook host, which on dev is
     on MetalLB's private pool, where GitLab would refuse the program's own hooks ("Requests to the
     local network are not allowed")."""
     found = settings(plan)
     assert found["allowLocalRequestsFromWebHooksAndServices"] is False
     assert found["allowLocalRequestsFromSystemHooks"] is False
     assert found["dnsRebindingProtectionEnabled"] is True
-    assert found["mirrorAvailable"] is False
+    assert found["mirrorAvailable"] is False and found["bulkImportEnabled"] is False
     hooks = [urlsplit(h["url"]) for h in of_type(plan, "gitlab:index/projectHook:ProjectHook")]
     assert hooks and {h.scheme for h in hooks} == {"https"}
     assert found["outboundLocalRequestsWhitelists"] == sorted({f"{h.hostname}:{h.port or 443}" for h in hooks})
@@ -136,3 +136,18 @@ def plan_domain(plan: dict) -> str:
     """The stack's platform:domain, as GitLab's host names it."""
     [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r["chart"] == "gitlab"]
     return release["values"]["global"]["hosts"]["domain"]
+
+
+def test_a_weak_ssh_key_opens_no_repository(plan: dict) -> None:
+    """A tenant owner still uploads the 1024-bit RSA (or DSA) key of an old laptop: whoever factors it
+    (or recovers a DSA key from one reused signature nonce) pushes and merges as the owner over SSH.
+    GitLab's default key restrictions are 0, any size (`default_min_key_size`, outside FIPS mode).
+    DSA is refused and RSA needs 2048 bits; every key the program itself registers or serves (ArgoCD's
+    deploy keys, gitlab-shell's host keys) is ed25519 or ECDSA P-256, which the restrictions leave alone."""
+    found = settings(plan)
+    assert found["dsaKeyRestriction"] == -1 and found["rsaKeyRestriction"] == 2048
+    assert "ecdsaKeyRestriction" not in found and "ed25519KeyRestriction" not in found
+    ssh = [r for r in plan["resources"] if r["type"] == "tls:index/privateKey:PrivateKey"
+           and (r["name"].endswith("-deploy-key") or r["name"].startswith("gitlab-ssh-host-keys-"))]
+    assert {r["name"].rpartition("-")[2] for r in ssh} >= {"key", "ed25519", "ecdsa"}  # deploy keys and both host keys
+    assert {(r["inputs"]["algorithm"], r["inputs"].get("ecdsaCurve")) for r in ssh} == {("ED25519", None), ("ECDSA", "P256")}
