@@ -326,6 +326,8 @@ def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
         "password_authentication_enabled_for_web": False,
         "password_authentication_enabled_for_git": False,
         "require_personal_access_token_expiry": True,
+        # Feed tokens never expire and sit in RSS and calendar URLs: they read issue and merge request feeds.
+        "disable_feed_token": True,
         # Runners are registered by the program (UserRunner); a group's registration token, which
         # outlives whoever read it, would register a runner that takes the group's protected jobs.
         "allow_runner_registration_token": False,

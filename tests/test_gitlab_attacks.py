@@ -67,10 +67,13 @@ def test_a_leaked_registration_token_registers_no_runner(plan: dict) -> None:
     ref_protected`: it takes payments' release jobs, their job tokens and Vault ID tokens. Default
     `allow_runner_registration_token: true`. Off: the program registers every runner through the
     runner-creation API (UserRunner), and the chart's Secret carries no registration token. New access
-    tokens must expire (`require_personal_access_token_expiry`, on by default since GitLab 17.3: held)."""
+    tokens must expire (`require_personal_access_token_expiry`, on by default since GitLab 17.3: held).
+    A feed token, which never expires and travels in a calendar or RSS URL someone pasted into a ticket,
+    reads the issue and merge request feeds of its owner's projects (`disable_feed_token` default false): off."""
     found = settings(plan)
     assert found["allowRunnerRegistrationToken"] is False
     assert found["requirePersonalAccessTokenExpiry"] is True
+    assert found["disableFeedToken"] is True
     runners = of_type(plan, "gitlab:index/userRunner:UserRunner")
     assert {r["runnerType"] for r in runners} == {"group_type", "project_type"}
     charts = [r["values"] for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r["chart"] == "gitlab-runner"]
