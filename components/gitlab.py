@@ -44,6 +44,7 @@ from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, Existing
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import HTTPS_PORT, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
+from components.oidc_sessions import SESSION_MAX_SECONDS
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenancy import Isolation
 from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs
@@ -325,6 +326,12 @@ def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
         # (or whose password was reset by e-mail) is out. Break glass: the toolbox's Rails console.
         "password_authentication_enabled_for_web": False,
         "password_authentication_enabled_for_git": False,
+        # A GitLab session ends as OpenUnison's do, SESSION_MAX_SECONDS after its sign-in (default: a week
+        # of inactivity, or never with "Remember me"), so someone the IdP dropped cannot keep minting
+        # tokens. GitLab reads the duration at start: it applies from the webservice pods' next restart.
+        "remember_me_enabled": False,
+        "session_expire_from_init": True,
+        "session_expire_delay": SESSION_MAX_SECONDS // 60,
         "require_personal_access_token_expiry": True,
         # Feed tokens never expire and sit in RSS and calendar URLs: they read issue and merge request feeds.
         "disable_feed_token": True,

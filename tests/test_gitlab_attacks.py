@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.gitlab import OIDC_PROVIDER
+from components.oidc_sessions import SESSION_MAX_SECONDS
 
 SETTINGS = "gitlab:index/applicationSettings:ApplicationSettings"
 
@@ -46,7 +47,8 @@ def test_no_password_opens_an_account_beside_openunison(plan: dict) -> None:
     """bob, while still employed, used "Forgot your password?" (or an administrator set one): once the
     IdP drops him, the password still opens his GitLab account on the web form (`?auto_sign_in=false`
     shows it past autoSignInWithProvider) and for git over HTTPS, past OpenUnison and its MFA; and the
-    form answers anyone guessing root's. Defaults: `password_authentication_enabled_for_web` is
+    form answers anyone guessing root's. Or he never signs out: his "Remember me" session lives on and
+    makes him a fresh personal access token whenever the last one nears its end. Defaults: `password_authentication_enabled_for_web` is
     `Settings.gitlab['signin_enabled']` (true), `_for_git` true. Both off; git still takes job, deploy
     and personal access tokens (Gitlab::Auth.find_for_git_client checks them before any password)."""
     found = settings(plan)
@@ -55,6 +57,10 @@ def test_no_password_opens_an_account_beside_openunison(plan: dict) -> None:
     omniauth = app_config(plan)["omniauth"]  # the way in that stays: OpenUnison
     assert omniauth["enabled"] and omniauth["autoSignInWithProvider"] == OIDC_PROVIDER
     assert omniauth["allowSingleSignOn"] == [OIDC_PROVIDER]
+    # Nor does a session outlive the sign-in: it ends with OpenUnison's (default: 10080 minutes of
+    # inactivity, `Settings.gitlab['session_expire_delay']`, or never with "Remember me", default on).
+    assert found["rememberMeEnabled"] is False and found["sessionExpireFromInit"] is True
+    assert found["sessionExpireDelay"] * 60 == SESSION_MAX_SECONDS
     # The program's admin token needs no password: its Job runs gitlab-rails in the toolbox.
     [script] = [c["data"]["ensure-admin-token.sh"] for c in of_type(plan, "kubernetes:core/v1:ConfigMap")
                 if c["metadata"]["name"] == "gitlab-platform-bot-script"]
