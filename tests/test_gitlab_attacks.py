@@ -44,13 +44,15 @@ def test_sign_up_stays_off_after_the_first_installation(plan: dict) -> None:
 
 
 def test_no_password_opens_an_account_beside_openunison(plan: dict) -> None:
-    """bob, while still employed, used "Forgot your password?" (or an administrator set one): once the
+    """bob, while still employed, gave his GitLab account a password (its profile's password page,
+    which lets an account whose password GitLab made up set one, or "Forgot your password?"): once the
     IdP drops him, the password still opens his GitLab account on the web form (`?auto_sign_in=false`
     shows it past autoSignInWithProvider) and for git over HTTPS, past OpenUnison and its MFA; and the
     form answers anyone guessing root's. Or he never signs out: his "Remember me" session lives on and
-    makes him a fresh personal access token whenever the last one nears its end. Defaults: `password_authentication_enabled_for_web` is
-    `Settings.gitlab['signin_enabled']` (true), `_for_git` true. Both off; git still takes job, deploy
-    and personal access tokens (Gitlab::Auth.find_for_git_client checks them before any password)."""
+    makes him a fresh personal access token whenever the last one nears its end. Defaults:
+    `password_authentication_enabled_for_web` is `Settings.gitlab['signin_enabled']` (true), `_for_git`
+    true. Both off; git still takes job, deploy and personal access tokens
+    (Gitlab::Auth.find_for_git_client checks them before any password)."""
     found = settings(plan)
     assert found["passwordAuthenticationEnabledForWeb"] is False
     assert found["passwordAuthenticationEnabledForGit"] is False
