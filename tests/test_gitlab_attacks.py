@@ -103,6 +103,10 @@ def test_an_account_in_no_tenant_owns_no_project(plan: dict) -> None:
     assert found["canCreateGroup"] is False
     users = of_type(plan, "gitlab:index/user:User")
     assert users and all(u.get("projectsLimit", 0) == 0 for u in users)
+    # A project outside the tenants' groups (a fork into a namespace of her own) would find no runner:
+    # there are no instance runners, and the project runners are locked to the platform's projects.
+    runners = of_type(plan, "gitlab:index/userRunner:UserRunner")
+    assert runners and all(r["runnerType"] in ("group_type", "project_type") and r["locked"] for r in runners)
 
 
 def test_another_tenants_people_read_no_internal_project(plan: dict) -> None:
