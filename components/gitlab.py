@@ -335,6 +335,9 @@ def application_settings(webhook_hosts: Sequence[str]) -> dict[str, Any]:
         "require_personal_access_token_expiry": True,
         # Feed tokens never expire and sit in RSS and calendar URLs: they read issue and merge request feeds.
         "disable_feed_token": True,
+        # Only administrators register OAuth applications: anyone's could ask an owner, on GitLab's own
+        # consent page, for an `api` token and a refresh token that outlives every session.
+        "user_oauth_applications": False,
         # Runners are registered by the program (UserRunner); a group's registration token, which
         # outlives whoever read it, would register a runner that takes the group's protected jobs.
         "allow_runner_registration_token": False,

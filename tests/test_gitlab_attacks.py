@@ -89,6 +89,18 @@ def test_a_leaked_registration_token_registers_no_runner(plan: dict) -> None:
     assert all("runnerRegistrationToken" not in v and v["runners"]["secret"] == "gitlab-runner-token" for v in charts)
 
 
+def test_no_account_registers_an_oauth_application(plan: dict) -> None:
+    """mallory, in no tenant, registers an OAuth application under her profile ("Platform dashboard",
+    scope `api`, her redirect URI) and sends a payments owner its authorize link, on the platform's own
+    GitLab host. The owner, signed in through SSO, sees GitLab's real consent page and authorizes: mallory
+    holds an `api` token as the owner (merges, release tags) and a refresh token that renews it long after
+    every session and sign-in has ended. Default `user_oauth_applications: true` (the column's default):
+    off, so only an administrator registers applications; the platform's sign-ins go through OpenUnison,
+    not GitLab's OAuth, and the program declares no GitLab application."""
+    assert settings(plan)["userOauthApplications"] is False
+    assert not of_type(plan, "gitlab:index/application:Application")
+
+
 def test_an_account_in_no_tenant_owns_no_project(plan: dict) -> None:
     """mallory, in no tenant, signs in through OpenUnison, and GitLab creates her account
     (allowSingleSignOn, blockAutoCreatedUsers false). With a personal project (`default_projects_limit`
