@@ -50,6 +50,9 @@ WRITER_GRANTS = {
               "<objectStore bucket>/harbor/, which it copies",
     "postgres": "read, write and delete under postgres/gitlab/ and postgres/harbor/ of the object store's bucket "
                 "(barman-cloud archives, prunes after the retention and restores), nothing else",
+    # Dragonfly's manager database on a kubeconfig workload cluster, where tenants run: never the control plane's key.
+    **{f"dragonfly-{cluster}": f"read, write and delete under postgres/{cluster}/ of the object store's bucket (barman-cloud "
+                               f"archives of Dragonfly's manager database on {cluster}), nothing else" for cluster in ("dev", "prod")},
 }
 CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
@@ -352,6 +355,8 @@ def writer_key_policy(writer: str, target_bucket: str, store_bucket: str, on_sto
                   + (grant(store_bucket, ["gitlab/"], ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]) if on_store_endpoint else []),
         "harbor": grant(target_bucket, ["harbor/"], [*put, "s3:DeleteObject"]) + grant(store_bucket, ["harbor/"], ["s3:GetObject"]),
         "postgres": grant(store_bucket, ["postgres/gitlab/", "postgres/harbor/"], [*put, "s3:GetObject", "s3:DeleteObject"]),
+        **{f"dragonfly-{cluster}": grant(store_bucket, [f"postgres/{cluster}/"], [*put, "s3:GetObject", "s3:DeleteObject"])
+           for cluster in ("dev", "prod")},
     }[writer]
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -369,16 +374,20 @@ def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str]
 
 
 def writer_key_path(writer: str) -> str:
-    """The config key of `writer`'s own key: the target's writers', or the PostgreSQL archives' in the object store."""
+    """The config key of `writer`'s own key: the target's writers', the control plane's PostgreSQL archives' in the
+    object store, or a workload cluster's Dragonfly archives' (`dragonfly-<cluster>`)."""
+    if writer.startswith("dragonfly-"):
+        return f"platform:services.dragonfly.archiveKeys.{writer.removeprefix('dragonfly-')}"
     return f"platform:{'objectStore' if writer == 'postgres' else 'backups.target'}.writerKeys.{writer}"
 
 
 def writer_key_credential(writer: str, holder: str, user: str = "", resources: tuple[str, ...] = ()) -> Credential:
     """A backup writer's own key (kubeconfig stacks), as `holder` keeps it (for `user`) in `resources`."""
-    store = "the object store" if writer == "postgres" else "the backup target"
+    on_target = writer in SERVICES  # the target's writers; the archives' keys are to the object store
+    store = "the backup target" if on_target else "the object store"
     return external_secret(
         f"{writer}'s own backup key to {store}" + (f" ({user})" if user else ""),
-        issuer=f"the administrator of {store} ({writer_key_path(writer).rsplit('.writerKeys', 1)[0]})",
+        issuer=f"the administrator of {store} (platform:{'backups.target' if on_target else 'objectStore'})",
         holder=f"{holder}, and {STATE}",
         scope=f"what the administrator grants it: {WRITER_GRANTS[writer]}; no other writer holds it, never an object "
               "version's deletion (README: Backups and restore)",

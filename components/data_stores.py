@@ -37,7 +37,7 @@ import pulumi_random as random
 from pydantic import AfterValidator, Field
 
 from components.aws import history_key_tags
-from components.backups import BackupExpectation, BackupStore, WriterKey
+from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
 from components.network import VpcNetwork
@@ -135,6 +135,15 @@ class ServiceStores:
 
 
 @dataclass(frozen=True)
+class OwnArchiveKey:
+    """A workload cluster's own key for its archives (Dragonfly's manager database), kept from the control plane's."""
+
+    writer: str  # in components/backups.py WRITER_GRANTS: what its administrator confines it to
+    key: WriterKey
+    holder: str  # the Secret that holds it, for the inventory
+
+
+@dataclass(frozen=True)
 class DataStoresArgs:
     protect: bool
     # Replicas: CloudNativePG instances, or ElastiCache nodes (a primary and replicas); storage: per
@@ -148,6 +157,7 @@ class DataStoresArgs:
     restore: Restores = field(default_factory=Restores)  # the databases created from backups instead of empty
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
     backups: BackupStore | None = None  # kubeconfig stacks: where the archives' expectations are recorded
+    own_archive_key: OwnArchiveKey | None = None  # a kubeconfig workload cluster's (archive_key)
 
     def restore_of(self, service: str) -> Restore | None:
         """What `service`'s database is restored from; None: it starts empty."""
@@ -406,10 +416,15 @@ def _point_in_time(restore: Restore | None) -> aws.rds.InstanceRestoreToPointInT
 
 
 def archive_key(args: DataStoresArgs, name: str, service: str) -> WriterKey | ObjectStoreTarget:
-    """The key CloudNativePG archives `service`'s database with: the control plane's own PostgreSQL writer key where
-    the stack has backups (platform:objectStore.writerKeys.postgres), so neither GitLab's pods nor Harbor's registry,
-    which hold the object store's key, can forge or overwrite the archives `platformctl backups check` watches; else
-    (Dragonfly's managers, a stack without backups) the object store's."""
+    """The key CloudNativePG archives `service`'s database with: a workload cluster's own (Dragonfly's manager:
+    platform:services.dragonfly.archiveKeys.<cluster>), so no pod or node taken over there, where tenants run, holds
+    a key of the control plane's; else the control plane's own PostgreSQL writer key where the stack has backups
+    (platform:objectStore.writerKeys.postgres), so neither GitLab's pods nor Harbor's registry, which hold the object
+    store's key, can forge or overwrite the archives `platformctl backups check` watches; else the object store's."""
+    own = args.own_archive_key
+    if own is not None:
+        args.inventory.register(writer_key_credential(own.writer, own.holder, resources=(f"{name}-backup-store",)))
+        return own.key
     if args.backups is not None:
         return args.backups.writer_key("postgres", f"Secret {service}/{service}-backup-store (CloudNativePG's instances)",
                                        f"{name}-backup-store", f"{service}'s database")
@@ -649,7 +664,7 @@ def service_credentials(name: str, service: str, title: str, args: DataStoresArg
             "; ElastiCache keeps the old token valid beside the new one (ROTATE)" if managed else "")),
         resources=(f"{name}-redis-token",),
     )]
-    if not managed and args.backups is None:  # else archive_key registered the PostgreSQL writer's own key
+    if not managed and args.backups is None and args.own_archive_key is None:  # else archive_key registered a writer's own key
         entries.append(object_store_credential(
             f"{title}'s database backups",
             f"CloudNativePG's backups of {title}'s database (Secret {service}/{service}-backup-store)",
@@ -688,7 +703,7 @@ def operator_credentials(cluster: str) -> list[Credential]:
 
 def stores_args(
     settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
-    backup_prefix: str = "postgres", backups: BackupStore | None = None,
+    backup_prefix: str = "postgres", backups: BackupStore | None = None, own_archive_key: OwnArchiveKey | None = None,
 ) -> DataStoresArgs:
     """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
@@ -703,6 +718,7 @@ def stores_args(
         backup_prefix=backup_prefix,
         restore=options["restore"],
         backups=backups,
+        own_archive_key=own_archive_key,
     )
 
 

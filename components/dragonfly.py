@@ -35,15 +35,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_harbor as harbor
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
-from components.data_stores import DataStoresArgs, ServiceStores
+from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
 from components.backup_jobs import pod_spec
-from components.backups import restricted_container
+from components.backups import WriterKey, restricted_container
 from components.harbor_preheat import PreheatPolicy
 from components.helm import disruption_budget, metadata, namespace, release, sized
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, projected_token
@@ -87,6 +87,22 @@ fi
 echo "the manager did not answer, or root's password is neither the seeded one nor the platform's" >&2
 exit 1
 """
+
+
+class ArchiveKey(ConfigModel):
+    """A workload cluster's own key to platform:objectStore for its manager database's archives."""
+
+    access_key_id: str = Field(min_length=1)  # CloudNativePG hands it to barman-cloud in the environment
+    secret_access_key: SecretStr
+
+
+class ArchiveKeys(ConfigModel):
+    """`platform:services.dragonfly.archiveKeys` (kubeconfig clusters): each cluster's own key, which the object store's
+    administrator confines to postgres/<cluster>/ (components/backups.py writer_key_policy), so a pod or node taken
+    over there, where tenants run, holds no key of the control plane's (README, P2P distribution)."""
+
+    dev: ArchiveKey | None = None
+    prod: ArchiveKey | None = None
 
 
 class PreheatTokens(ConfigModel):
@@ -432,6 +448,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         parts.service_settings(data_stores.SLICE.key), parts.protect, parts.object_store, parts.inventory,
         backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
         backups=parts.backups,
+        own_archive_key=None if cluster.is_eks else archive_key(cluster.name, settings.options["archive_keys"]),
     )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
     return Dragonfly(name, cluster, DragonflyArgs(
@@ -444,6 +461,17 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         harbor_ca=parts.ca.cert_pem if parts.ca is not None else None,  # Harbor's certificate chains to the platform CA
         inventory=parts.inventory,
     ))
+
+
+def archive_key(cluster: str, keys: ArchiveKeys) -> OwnArchiveKey:
+    """The cluster's own key for its manager database's archives (stacks/config.py requires it on kubeconfig clusters)."""
+    key: ArchiveKey | None = getattr(keys, cluster)
+    assert key is not None, f"stacks/config.py: platform:services.dragonfly.archiveKeys.{cluster} is required"
+    return OwnArchiveKey(
+        writer=f"dragonfly-{cluster}",
+        key=WriterKey(key.access_key_id, pulumi.Output.secret(key.secret_access_key.get_secret_value())),
+        holder=f"Secret {NAMESPACE}/{RELEASE}-backup-store on {cluster} (CloudNativePG's instances there)",
+    )
 
 
 def tenant(parts: TenantParts) -> list[PreheatPolicy]:
@@ -489,5 +517,7 @@ SLICE: ServiceSlice[Dragonfly] = ServiceSlice(
     options={
         # Each workload cluster's manager token for Harbor's preheat; unset: P2P pulls without preheat.
         "preheat_tokens": (PreheatTokens, PreheatTokens()),
+        # Kubeconfig clusters: each one's own key for its manager database's archives in platform:objectStore.
+        "archive_keys": (ArchiveKeys, ArchiveKeys()),
     },
 )

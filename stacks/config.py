@@ -39,6 +39,7 @@ from components.cluster import Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
 from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
 from components.data_stores import SERVER_NAME
+from components.dragonfly import ArchiveKey
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from platformctl.stack_file import NAMESPACE, ConfigError
@@ -1113,9 +1114,9 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 def _writing_keys(config: PlatformConfig) -> dict[str, str]:
     """Config key -> access key id of every key the stack holds that writes to a store: the object
-    store's, the backup writers' and each cluster's Velero key, in that order."""
+    store's, the backup writers' (Dragonfly's archives' included) and each cluster's Velero key, in that order."""
     keys = {f"{NAMESPACE}:objectStore": config.object_store.access_key_id} if config.object_store else {}
-    keys |= {writer_key_path(writer): key.access_key_id for writer, key in writer_keys(config).items()}
+    keys |= {writer_key_path(writer): key.access_key_id for writer, key in (writer_keys(config) | archive_keys(config)).items()}
     velero = config.services.settings("velero").options["target_keys"]
     return keys | {f"{NAMESPACE}:services.velero.targetKeys.{cluster}": key.access_key_id
                    for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
@@ -1127,11 +1128,25 @@ def writer_keys(config: PlatformConfig) -> dict[str, BackupKey]:
     return {writer: key for store in stores if store is not None for writer, key in store.writer_keys if key is not None}
 
 
+def archive_keys(config: PlatformConfig) -> dict[str, ArchiveKey]:
+    """Writer (`dragonfly-<cluster>`) -> its own key, as platform:services.dragonfly.archiveKeys sets them."""
+    keys = config.services.settings("dragonfly").options["archive_keys"]
+    return {f"dragonfly-{cluster}": key for cluster in ("dev", "prod") if (key := getattr(keys, cluster)) is not None}
+
+
 def _backup_writers(config: PlatformConfig) -> dict[str, str]:
-    """Writer -> what it is, for each backup writer of a kubeconfig stack that needs a key of its own (components/backups.py)."""
+    """Writer -> what it is, for each backup writer of a kubeconfig stack that needs a key of its own (components/backups.py).
+    Dragonfly's archives on a kubeconfig workload cluster need one with backups or without: else the control plane's
+    key (the archives' writer key, or the object store's own) would be in that cluster, where tenants run."""
     target, store = config.backups.target if config.backups else None, config.object_store
+    archives = {
+        f"dragonfly-{cluster}": f"the archives of Dragonfly's manager database on {cluster} (CloudNativePG there, where "
+                                "tenants run: never a key of the control plane's)"
+        for cluster in ("dev", "prod")
+        if config.services.settings("dragonfly").enabled and getattr(config.clusters, cluster).eks is None
+    }
     if target is None:
-        return {}  # EKS: each writer's own IAM role; no backups: no writer
+        return archives  # EKS: each writer's own IAM role; no backups: no writer but Dragonfly's archives
     enabled = {key: config.services.settings(key).enabled for key in ("vault", "gitlab", "harbor", "data_stores")}
     writers = {
         "vault": "Vault's snapshot job" if enabled["vault"] else None,
@@ -1141,13 +1156,14 @@ def _backup_writers(config: PlatformConfig) -> dict[str, str]:
         "postgres": "the archives of GitLab's and Harbor's PostgreSQL (CloudNativePG)"
                     if enabled["data_stores"] and store is not None and (enabled["gitlab"] or enabled["harbor"]) else None,
     }
-    return {writer: what for writer, what in writers.items() if what is not None}
+    return {writer: what for writer, what in writers.items() if what is not None} | archives
 
 
 def _writer_key_rules(config: PlatformConfig) -> list[str]:
-    """Kubeconfig stacks with backups: each writer has a key of its own, which no other key of the stack repeats,
-    so a writer taken over cannot put objects under another's prefix (README: Backups and restore)."""
-    needed, given = _backup_writers(config), writer_keys(config)
+    """Kubeconfig stacks with backups (Dragonfly's archives without too): each writer has a key of its own, which no
+    other key of the stack repeats, so a writer taken over cannot put objects under another's prefix (README: Backups
+    and restore)."""
+    needed, given = _backup_writers(config), writer_keys(config) | archive_keys(config)
     problems = [
         f"{writer_key_path(writer)}: required for {needed[writer]}; allowed: a mapping with accessKeyId and secretAccessKey, "
         f"a key of its own that the store's administrator confines to: {WRITER_GRANTS[writer]} (README: Backups and restore)"
@@ -1160,7 +1176,7 @@ def _writer_key_rules(config: PlatformConfig) -> list[str]:
     for index, (path, key_id) in enumerate(writing):
         # Reported once, on the later of two keys (the object store's comes first, Velero's have their own rule).
         earlier = [other for other, other_id in writing[:index] if other_id == key_id]
-        if ".writerKeys." in path and earlier:
+        if (".writerKeys." in path or ".archiveKeys." in path) and earlier:
             problems.append(f"{path}.accessKeyId: the key of {earlier[0]}; allowed: a key of {path.rsplit('.', 1)[1]}'s own")
     return problems
 
@@ -1256,7 +1272,8 @@ SECRET_FIELDS = {
     "objectStore": ("secretAccessKey", "watchKey.secretAccessKey", "writerKeys.postgres.secretAccessKey"),
     "backups": ("target.writerKeys.{vault,gitlab,harbor}.secretAccessKey", "target.watchKey.secretAccessKey"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
-                 "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey"),
+                 "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey",
+                 "dragonfly.archiveKeys.dev.secretAccessKey", "dragonfly.archiveKeys.prod.secretAccessKey"),
 }
 
 

@@ -207,6 +207,21 @@ def test_on_the_object_stores_endpoint_the_registry_copy_and_backup_utility_hold
 
 TARGET, STORE = ("platform:backups", "target"), ("platform:objectStore",)
 KEY = {"accessKeyId": "another", "secretAccessKey": {"secure": "v1:another"}}
+DRAGONFLY, ARCHIVES = ("platform:services", "dragonfly"), "platform:services.dragonfly.archiveKeys"
+
+
+def dragonfly_on(**keys: Any) -> Callable[[dict], None]:
+    """Dragonfly turned on (its kubeconfig clusters' archives), with `keys` over tests/test_dragonfly.py's archive keys
+    (None: that cluster's key left out; a str: its access key id)."""
+    from tests.test_dragonfly import ARCHIVE_KEYS
+
+    archive_keys = {cluster: key if isinstance(key, dict) else {**ARCHIVE_KEYS[cluster], "accessKeyId": key}
+                    for cluster, key in {**ARCHIVE_KEYS, **keys}.items() if key is not None}
+    return setting(*DRAGONFLY, value={"enabled": True, "archiveKeys": archive_keys})
+
+
+def both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
+    return lambda doc: [mutate(doc) for mutate in mutations]
 
 
 @pytest.mark.parametrize(("case", "mutate", "key", "words"), [
@@ -235,6 +250,25 @@ KEY = {"accessKeyId": "another", "secretAccessKey": {"secure": "v1:another"}}
      "platform:backups.target.writerKeys.gitlab.secretAccessKey", "holds a secret in plain text"),
     ("an s3cmd setting smuggled into GitLab's key id", setting(*TARGET, "writerKeys", "gitlab", "accessKeyId", value="id\nhost_base = evil.example"),
      "platform:backups.target.writerKeys.gitlab.accessKeyId", "allowed: printable ASCII without spaces"),
+    ("Dragonfly's archives on dev without dev's own key", dragonfly_on(dev=None), f"{ARCHIVES}.dev",
+     "required for the archives of Dragonfly's manager database on dev"),
+    ("nor without backups, where the object store's key would go to the workload clusters",
+     both(deleting("platform:backups"), dragonfly_on(prod=None)), f"{ARCHIVES}.prod", "never a key of the control plane's"),
+    ("Dragonfly's archives on dev with the control plane's archive key", dragonfly_on(dev="platform-dev-postgres-archives"),
+     f"{ARCHIVES}.dev.accessKeyId", "the key of platform:objectStore.writerKeys.postgres; allowed: a key of dev's own"),
+    ("Dragonfly's archives on dev with the object store's key", dragonfly_on(dev="platform-dev"),
+     f"{ARCHIVES}.dev.accessKeyId", "the key of platform:objectStore; allowed"),
+    ("prod's archives with dev's key", dragonfly_on(prod="platform-dev-dragonfly-dev-archives"),
+     f"{ARCHIVES}.prod.accessKeyId", f"the key of {ARCHIVES}.dev"),
+    ("Velero on dev with Dragonfly's key there", both(dragonfly_on(), setting(
+        "platform:services", "velero", "targetKeys", "dev", "accessKeyId", value="platform-dev-dragonfly-dev-archives")),
+     "platform:services.velero.targetKeys.dev.accessKeyId", f"the key of {ARCHIVES}.dev"),
+    ("the watch key as Dragonfly's", dragonfly_on(prod="platform-dev-watch"),
+     "platform:objectStore.watchKey.accessKeyId", f"the key of {ARCHIVES}.prod, which writes"),
+    ("Dragonfly's secret in plain text", dragonfly_on(dev={"accessKeyId": "platform-dev-dragonfly-dev-archives", "secretAccessKey": "s3cr3t"}),
+     f"{ARCHIVES}.dev.secretAccessKey", "holds a secret in plain text"),
+    ("an archive key with Dragonfly off", setting(*DRAGONFLY, "archiveKeys", value={"dev": KEY}),
+     f"{ARCHIVES}.dev", "no such backup writer on this stack; allowed: unset"),
 ])
 def test_a_stack_without_a_key_of_each_writers_own_is_refused_naming_the_key(tmp_path: Path, case: str, mutate, key: str, words: str) -> None:
     lines = _problems(_write(tmp_path, DEV, mutate))
@@ -251,6 +285,8 @@ NEWEST = {
     "gitlab": f"{TARGET_BUCKET}/gitlab/1733540400_2026_12_07_18.6.1_gitlab_backup.tar",
     "harbor": f"{TARGET_BUCKET}/harbor/registry-synced",
     "postgres": f"{STORE_BUCKET}/postgres/harbor/harbor-postgres-1a2b/base/20261207T030000/backup.info",
+    **{f"dragonfly-{cluster}": f"{STORE_BUCKET}/postgres/{cluster}/dragonfly/dragonfly-postgres-3c4d/base/20261207T030000/backup.info"
+       for cluster in ("dev", "prod")},
 }
 
 
@@ -270,7 +306,7 @@ def test_each_writers_policy_puts_its_own_backups_and_nobody_elses(writer: str) 
 
 @pytest.mark.parametrize(("tag", "writer", "on_store_endpoint"), [
     ("vault", "vault", False), ("gitlab", "gitlab", False), ("postgres", "postgres", False),
-    ("gitlab on the object store's endpoint", "gitlab", True), ("harbor", "harbor", True),
+    ("gitlab on the object store's endpoint", "gitlab", True), ("harbor", "harbor", True), ("dragonfly-dev", "dragonfly-dev", False),
 ])
 def test_the_readme_gives_the_stores_administrators_each_writers_policy(tag: str, writer: str, on_store_endpoint: bool) -> None:
     raw = read_stack_file(ROOT / "Pulumi.dev.yaml")[0]

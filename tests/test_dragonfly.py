@@ -199,6 +199,16 @@ def test_an_unknown_preheat_cluster_is_refused_naming_the_key() -> None:
     assert "platform:services.dragonfly.preheatTokens.staging" in str(caught.value)
 
 
+def test_an_archive_key_on_eks_clusters_is_refused_naming_the_key() -> None:
+    """On EKS the manager's database is RDS with its automated backups: no archives, no key to hold."""
+    raw = _prod_with({"dragonfly": {"archiveKeys": {"dev": {"accessKeyId": "prod-dragonfly-dev", "secretAccessKey": "placeholder"}}}})
+    _, secrets = read_stack_file(ROOT / "Pulumi.prod.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets | {"platform:services"})
+    assert any(p.startswith("platform:services.dragonfly.archiveKeys.dev: no such backup writer on this stack; allowed: unset")
+               for p in caught.value.problems), caught.value.problems
+
+
 # --- the preheat policy's provider against Harbor's API ------------------------------------
 
 
@@ -295,16 +305,56 @@ def test_the_policy_provider_verifies_tls_and_says_what_harbor_refused(harbor_ap
     assert not harbor_api.policies
 
 
-@pytest.fixture(scope="module")
-def kubeconfig_dragonfly(tmp_path_factory: pytest.TempPathFactory) -> Render:
-    """The dev stack (kubeconfig clusters, the platform's own CA) with Dragonfly turned on, charts rendered."""
-    from platformctl.render import render
+# Each kubeconfig cluster's own key for its manager database's archives, as a stack file sets them.
+ARCHIVE_KEYS = {cluster: {"accessKeyId": f"platform-dev-dragonfly-{cluster}-archives",
+                          "secretAccessKey": {"secure": f"v1:placeholder-dragonfly-{cluster}-archives"}} for cluster in WORKLOAD}
 
+
+@pytest.fixture(scope="module")
+def kubeconfig_dragonfly_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev stack (kubeconfig clusters, the platform's own CA) with Dragonfly turned on."""
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    doc["config"]["platform:services"]["dragonfly"] = {"enabled": True}
+    doc["config"]["platform:services"]["dragonfly"] = {"enabled": True, "archiveKeys": ARCHIVE_KEYS}
     file = tmp_path_factory.mktemp("dragonfly") / "Pulumi.dev.yaml"
     file.write_text(yaml.safe_dump(doc))
-    return render(file, "dev", charts=True)
+    return file
+
+
+@pytest.fixture(scope="module")
+def kubeconfig_dragonfly(kubeconfig_dragonfly_file: Path) -> Render:
+    """That stack's render, charts rendered."""
+    from platformctl.render import render
+
+    return render(kubeconfig_dragonfly_file, "dev", charts=True)
+
+
+def test_no_workload_cluster_holds_a_key_the_control_plane_holds(kubeconfig_dragonfly: Render, kubeconfig_dragonfly_file: Path) -> None:
+    """A pod or node taken over on a workload cluster, where tenants run, gets every Secret there: none may hold a
+    key of the stack that a control-plane Secret holds (in any reviewed format), else it forges or deletes GitLab's
+    and Harbor's database archives. Each manager's archives hold the cluster's own key, registered with its holder."""
+    from tests.test_backup_writer_attacks import SECRET, fingerprint, holders, stack_config, stack_keys
+
+    keys, plan = stack_keys(kubeconfig_dragonfly_file), kubeconfig_dragonfly.plan
+    formats = {made_of for _, made_of in holders(stack_config(kubeconfig_dragonfly_file)).values()}
+    held: dict[str, dict[str, set[str]]] = {}  # cluster -> key path -> the Secrets there holding it
+    for r in plan["resources"]:
+        printed = kubeconfig_dragonfly.fingerprints.get(r["urn"], {}).get("stringData")
+        if r["type"] != SECRET or r["cluster"] is None or printed is None:
+            continue
+        for path, (key_id, secret) in keys.items():
+            if any(fingerprint(made_of(key_id, secret)) == printed for made_of in formats):
+                held.setdefault(r["cluster"], {}).setdefault(path, set()).add(r["name"])
+    for cluster in WORKLOAD:
+        shared = {path: names for path, names in held[cluster].items() if path in held["control-plane"]}
+        assert not shared, f"{cluster} holds keys the control plane holds: {shared}"
+        own = f"platform:services.dragonfly.archiveKeys.{cluster}"
+        assert held[cluster].get(own) == {f"{cluster}-dragonfly-data-backup-store"}, held[cluster]
+    entries = {e["what"]: e for e in plan["outputs"]["credentials"]}
+    for cluster in WORKLOAD:
+        entry = entries[f"dragonfly-{cluster}'s own backup key to the object store"]
+        assert entry["holder"].startswith(f"Secret dragonfly-system/dragonfly-backup-store on {cluster} ")
+        assert f"read, write and delete under postgres/{cluster}/ of the object store's bucket" in entry["scope"]
+        assert entry["resources"] == [f"{cluster}-dragonfly-data-backup-store"], entry
 
 
 def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its_own_cluster(kubeconfig_dragonfly: Render) -> None:
