@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
+from typing import Annotated
 
 import pulumi
 import pulumi_tls as tls
 import pulumiverse_time as time
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 
@@ -18,6 +20,18 @@ class ConfigModel(BaseModel):
     """A mapping of stack config: camelCase keys, as Pulumi config writes them; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, strict=True)
+
+
+def _s3_key_id(value: str) -> str:
+    if not re.fullmatch(r"[!-~]+", value):
+        raise ValueError(f"{value!r} is not valid; allowed: printable ASCII without spaces, as an S3 key id")
+    return value
+
+
+# An S3 access key id of the stack's config: written into AWS credentials files and s3cmd configurations
+# (the watch keys, GitLab's backup-utility, Velero's), where a line break would add settings.
+S3KeyId = Annotated[str, AfterValidator(_s3_key_id)]
+
 
 @dataclass(frozen=True)
 class Exposure:

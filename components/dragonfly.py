@@ -35,12 +35,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumiverse_harbor as harbor
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
-from components.common import ConfigModel, checksum
+from components.common import ConfigModel, S3KeyId, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
 from components.backup_jobs import pod_spec
 from components.backups import WriterKey, restricted_container
@@ -92,7 +92,7 @@ exit 1
 class ArchiveKey(ConfigModel):
     """A workload cluster's own key to platform:objectStore for its manager database's archives."""
 
-    access_key_id: str = Field(min_length=1)  # CloudNativePG hands it to barman-cloud in the environment
+    access_key_id: S3KeyId  # CloudNativePG hands it to barman-cloud in the environment
     secret_access_key: SecretStr
 
 

@@ -48,7 +48,7 @@ from pydantic import Field, SecretStr
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
-from components.common import ConfigModel
+from components.common import ConfigModel, S3KeyId
 from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
@@ -109,7 +109,7 @@ def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]
 class TargetKey(ConfigModel):
     """An access key to platform:backups.target."""
 
-    access_key_id: str = Field(min_length=1)
+    access_key_id: S3KeyId  # written into Velero's AWS credentials file (credentials_file)
     secret_access_key: SecretStr
 
 

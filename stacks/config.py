@@ -37,7 +37,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
-from components.common import ConfigModel, ObjectStoreTarget, ipv4_network
+from components.common import ConfigModel, ObjectStoreTarget, S3KeyId, ipv4_network
 from components.data_stores import SERVER_NAME
 from components.dragonfly import ArchiveKey
 from components.service import ServiceSettings, ServiceSlice
@@ -394,7 +394,6 @@ Services = create_model(
 
 
 # Written into AWS credentials files and s3cmd configurations, where a line break would add settings.
-S3KeyId = Annotated[str, _check(re.compile(r"^[!-~]+\Z"), "printable ASCII without spaces, as an S3 key id")]
 
 
 class WatchKey(Model):

@@ -269,6 +269,12 @@ def both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
      f"{ARCHIVES}.dev.secretAccessKey", "holds a secret in plain text"),
     ("an archive key with Dragonfly off", setting(*DRAGONFLY, "archiveKeys", value={"dev": KEY}),
      f"{ARCHIVES}.dev", "no such backup writer on this stack; allowed: unset"),
+    # Velero's key id goes into its AWS credentials file, where a line break would add settings (credential_process).
+    ("a profile setting smuggled into Velero's key id",
+     setting("platform:services", "velero", "targetKeys", "prod", "accessKeyId", value="id\ncredential_process = touch /tmp/x"),
+     "platform:services.velero.targetKeys.prod.accessKeyId", "allowed: printable ASCII without spaces"),
+    ("a line break in Dragonfly's key id", dragonfly_on(dev="id\nx"), f"{ARCHIVES}.dev.accessKeyId",
+     "allowed: printable ASCII without spaces"),
 ])
 def test_a_stack_without_a_key_of_each_writers_own_is_refused_naming_the_key(tmp_path: Path, case: str, mutate, key: str, words: str) -> None:
     lines = _problems(_write(tmp_path, DEV, mutate))
