@@ -11,7 +11,7 @@ from typing import Annotated
 import pulumi
 import pulumi_tls as tls
 import pulumiverse_time as time
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
 
@@ -31,6 +31,14 @@ def _s3_key_id(value: str) -> str:
 # An S3 access key id of the stack's config: written into AWS credentials files and s3cmd configurations
 # (the watch keys, GitLab's backup-utility, Velero's), where a line break would add settings.
 S3KeyId = Annotated[str, AfterValidator(_s3_key_id)]
+
+
+class S3Key(ConfigModel):
+    """An access key to an S3-compatible store from the stack's config, its secret set with `config --secret`: a
+    backup writer's, a watch key, Velero's or Dragonfly's archives'. Its store's administrator confines it."""
+
+    access_key_id: S3KeyId
+    secret_access_key: SecretStr
 
 
 @dataclass(frozen=True)

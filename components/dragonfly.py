@@ -40,7 +40,7 @@ from pydantic import SecretStr
 from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
-from components.common import ConfigModel, S3KeyId, checksum
+from components.common import ConfigModel, S3Key, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
 from components.backup_jobs import pod_spec
 from components.backups import WriterKey, restricted_container
@@ -89,20 +89,13 @@ exit 1
 """
 
 
-class ArchiveKey(ConfigModel):
-    """A workload cluster's own key to platform:objectStore for its manager database's archives."""
-
-    access_key_id: S3KeyId  # CloudNativePG hands it to barman-cloud in the environment
-    secret_access_key: SecretStr
-
-
 class ArchiveKeys(ConfigModel):
     """`platform:services.dragonfly.archiveKeys` (kubeconfig clusters): each cluster's own key, which the object store's
     administrator confines to postgres/<cluster>/ (components/backups.py writer_key_policy), so a pod or node taken
     over there, where tenants run, holds no key of the control plane's (README, P2P distribution)."""
 
-    dev: ArchiveKey | None = None
-    prod: ArchiveKey | None = None
+    dev: S3Key | None = None
+    prod: S3Key | None = None
 
 
 class PreheatTokens(ConfigModel):
@@ -465,7 +458,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
 
 def archive_key(cluster: str, keys: ArchiveKeys) -> OwnArchiveKey:
     """The cluster's own key for its manager database's archives (stacks/config.py requires it on kubeconfig clusters)."""
-    key: ArchiveKey | None = getattr(keys, cluster)
+    key: S3Key | None = getattr(keys, cluster)
     assert key is not None, f"stacks/config.py: platform:services.dragonfly.archiveKeys.{cluster} is required"
     return OwnArchiveKey(
         writer=f"dragonfly-{cluster}",

@@ -43,12 +43,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
-from components.common import ConfigModel, S3KeyId
+from components.common import ConfigModel, S3Key
 from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
@@ -106,19 +106,12 @@ def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]
     return policy
 
 
-class TargetKey(ConfigModel):
-    """An access key to platform:backups.target."""
-
-    access_key_id: S3KeyId  # written into Velero's AWS credentials file (credentials_file)
-    secret_access_key: SecretStr
-
-
 class TargetKeys(ConfigModel):
     """`platform:services.velero.targetKeys` (kubeconfig stacks): each workload cluster's own key to
     platform:backups.target, which its administrator confines to `velero/<cluster>/` (target_policy)."""
 
-    dev: TargetKey | None = None
-    prod: TargetKey | None = None
+    dev: S3Key | None = None
+    prod: S3Key | None = None
 
 
 def credentials_file(access_key_id: str, secret_access_key: str) -> str:
@@ -209,7 +202,7 @@ class Velero(pulumi.ComponentResource):
 
     def _credentials_file(self) -> pulumi.Output[str]:
         """Kubeconfig clusters: the cluster's own key to the target (stacks/config.py requires it), a Pulumi secret."""
-        key: TargetKey | None = getattr(self.args.settings.options["target_keys"], self.cluster.name)
+        key: S3Key | None = getattr(self.args.settings.options["target_keys"], self.cluster.name)
         assert key is not None, f"stacks/config.py: platform:services.velero.targetKeys.{self.cluster.name} is required"
         return pulumi.Output.secret(key.secret_access_key.get_secret_value()).apply(
             lambda secret: credentials_file(key.access_key_id, secret))

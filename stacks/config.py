@@ -37,9 +37,8 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
-from components.common import ConfigModel, ObjectStoreTarget, S3KeyId, ipv4_network
+from components.common import ConfigModel, ObjectStoreTarget, S3Key, ipv4_network
 from components.data_stores import SERVER_NAME
-from components.dragonfly import ArchiveKey
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
 from platformctl.stack_file import NAMESPACE, ConfigError
@@ -393,24 +392,6 @@ Services = create_model(
 )
 
 
-# Written into AWS credentials files and s3cmd configurations, where a line break would add settings.
-
-
-class WatchKey(Model):
-    """A key that may only list the bucket: what the backups schedule's `platformctl backups check` uses
-    (.ci/watch-keys reads it from the stack's config). README: Backups and restore."""
-
-    access_key_id: S3KeyId  # .ci/watch-keys writes it into an AWS credentials file
-    secret_access_key: SecretStr
-
-
-class BackupKey(Model):
-    """A backup writer's own key, which its store's administrator confines to the writer's prefix."""
-
-    access_key_id: S3KeyId  # GitLab's goes into backup-utility's s3cmd configuration
-    secret_access_key: SecretStr
-
-
 class S3Bucket(Model):
     """A bucket of an S3-compatible store (MinIO, Ceph RGW, a cloud's S3) of a kubeconfig stack."""
 
@@ -424,7 +405,7 @@ class ArchiveKeys(Model):
     its administrator confines to postgres/gitlab/ and postgres/harbor/ (README: Backups and restore); kubeconfig
     stacks with platform:backups."""
 
-    postgres: BackupKey | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
+    postgres: S3Key | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
 
 
 class ObjectStore(S3Bucket):
@@ -433,7 +414,7 @@ class ObjectStore(S3Bucket):
 
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
-    watch_key: WatchKey | None = None  # list-only, for the backups schedule
+    watch_key: S3Key | None = None  # list-only, for the backups schedule (.ci/watch-keys writes an AWS credentials file)
     writer_keys: ArchiveKeys = ArchiveKeys()
 
     def target(self) -> ObjectStoreTarget:
@@ -611,16 +592,16 @@ class WriterKeys(Model):
     another's backups. One per writer the stack declares: Vault's snapshots, GitLab's backup-utility and, with the
     target on the object store's endpoint, Harbor's registry copy."""
 
-    vault: BackupKey | None = None
-    gitlab: BackupKey | None = None
-    harbor: BackupKey | None = None
+    vault: S3Key | None = None
+    gitlab: S3Key | None = None
+    harbor: S3Key | None = None
 
 
 class BackupsTarget(S3Bucket):
     """`platform:backups.target`: the kubeconfig stack's backup bucket, apart from platform:objectStore's live data."""
 
     writer_keys: WriterKeys = WriterKeys()
-    watch_key: WatchKey | None = None  # list-only, for the backups schedule
+    watch_key: S3Key | None = None  # list-only, for the backups schedule (.ci/watch-keys writes an AWS credentials file)
 
     @model_validator(mode="before")
     @classmethod
@@ -1121,13 +1102,13 @@ def _writing_keys(config: PlatformConfig) -> dict[str, str]:
                    for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
 
 
-def writer_keys(config: PlatformConfig) -> dict[str, BackupKey]:
+def writer_keys(config: PlatformConfig) -> dict[str, S3Key]:
     """Writer -> its own key, as the stack sets them (platform:objectStore.writerKeys, platform:backups.target.writerKeys)."""
     stores = (config.object_store, config.backups.target if config.backups else None)
     return {writer: key for store in stores if store is not None for writer, key in store.writer_keys if key is not None}
 
 
-def archive_keys(config: PlatformConfig) -> dict[str, ArchiveKey]:
+def archive_keys(config: PlatformConfig) -> dict[str, S3Key]:
     """Writer (`dragonfly-<cluster>`) -> its own key, as platform:services.dragonfly.archiveKeys sets them."""
     keys = config.services.settings("dragonfly").options["archive_keys"]
     return {f"dragonfly-{cluster}": key for cluster in ("dev", "prod") if (key := getattr(keys, cluster)) is not None}
