@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 
 from components import yaml_text
 from components.cluster import ClusterHandle
-from components.helm import chart_archive
+from components.helm import READ, RBAC_GROUP, chart_archive, rbac_rule
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
@@ -38,32 +38,27 @@ from policy.labels import managed_by
 
 NAMESPACE = "argo-rollouts"
 ACCOUNT = {"kind": "ServiceAccount", "name": "argo-rollouts", "namespace": NAMESPACE}  # the chart's, named after the release
-RBAC_GROUP = "rbac.authorization.k8s.io"
 _ALL = ("create", "get", "list", "watch", "update", "patch", "delete")
-
-
-def _rule(groups: list[str], resources: list[str], verbs: tuple[str, ...]) -> dict[str, Any]:
-    return {"apiGroups": groups, "resources": resources, "verbs": list(verbs)}
 
 
 # The chart's controller ClusterRole (argo-rollouts 2.41.0 templates/_helpers.tpl roleRules, `providerRBAC.enabled:
 # false`: no traffic-routing provider's rights) without its Secrets rule: tests/test_workload_reader_attacks.py checks it against the real render.
 CONTROLLER_RULES = [
-    _rule(["argoproj.io"], ["rollouts", "rollouts/status", "rollouts/finalizers"], ("get", "list", "watch", "update", "patch")),
-    _rule(["argoproj.io"], ["analysisruns", "analysisruns/finalizers", "experiments", "experiments/finalizers"], _ALL),
-    _rule(["argoproj.io"], ["analysistemplates", "clusteranalysistemplates"], ("get", "list", "watch")),
-    _rule(["apps"], ["replicasets"], _ALL),
-    _rule(["", "apps"], ["deployments", "podtemplates"], ("get", "list", "watch", "update")),
-    _rule([""], ["services"], ("get", "list", "watch", "patch", "create", "delete")),
-    _rule(["coordination.k8s.io"], ["leases"], ("create", "get", "update")),
-    _rule([""], ["configmaps"], ("get", "list", "watch", "create", "update")),
-    _rule([""], ["pods"], ("list", "update", "watch")),
-    _rule([""], ["pods/eviction"], ("create",)),
-    _rule([""], ["events"], ("create", "update", "patch")),
-    _rule(["networking.k8s.io", "extensions"], ["ingresses"], ("create", "get", "list", "watch", "update", "patch")),
-    _rule(["batch"], ["jobs"], _ALL),
+    rbac_rule(["argoproj.io"], ["rollouts", "rollouts/status", "rollouts/finalizers"], ("get", "list", "watch", "update", "patch")),
+    rbac_rule(["argoproj.io"], ["analysisruns", "analysisruns/finalizers", "experiments", "experiments/finalizers"], _ALL),
+    rbac_rule(["argoproj.io"], ["analysistemplates", "clusteranalysistemplates"], READ),
+    rbac_rule(["apps"], ["replicasets"], _ALL),
+    rbac_rule(["", "apps"], ["deployments", "podtemplates"], ("get", "list", "watch", "update")),
+    rbac_rule([""], ["services"], ("get", "list", "watch", "patch", "create", "delete")),
+    rbac_rule(["coordination.k8s.io"], ["leases"], ("create", "get", "update")),
+    rbac_rule([""], ["configmaps"], ("get", "list", "watch", "create", "update")),
+    rbac_rule([""], ["pods"], ("list", "update", "watch")),
+    rbac_rule([""], ["pods/eviction"], ("create",)),
+    rbac_rule([""], ["events"], ("create", "update", "patch")),
+    rbac_rule(["networking.k8s.io", "extensions"], ["ingresses"], ("create", "get", "list", "watch", "update", "patch")),
+    rbac_rule(["batch"], ["jobs"], _ALL),
 ]
-SECRET_RULES = [_rule([""], ["secrets"], ("get", "list", "watch"))]  # in NAMESPACE only
+SECRET_RULES = [rbac_rule([""], ["secrets"], READ)]  # in NAMESPACE only
 
 
 class ArgoRollouts(ChartAddOn[AddOnArgs]):

@@ -20,6 +20,13 @@ from policy.labels import MANAGED_BY, managed_by
 
 # Gatekeeper skips a namespace only when it is both in its exempt list and labelled so.
 GATEKEEPER_IGNORE = {"admission.gatekeeper.sh/ignore": "platform-namespace"}
+RBAC_GROUP = "rbac.authorization.k8s.io"
+READ = ("get", "list", "watch")
+
+
+def rbac_rule(groups: list[str], resources: list[str], verbs: tuple[str, ...] = READ) -> dict[str, Any]:
+    """A rule of a Role or ClusterRole the platform grants in place of a chart's."""
+    return {"apiGroups": groups, "resources": resources, "verbs": list(verbs)}
 
 
 def namespace(

@@ -25,7 +25,7 @@ from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint, ipv4_network
-from components.helm import namespace, spread
+from components.helm import RBAC_GROUP, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
@@ -37,7 +37,6 @@ SSH_ENTRYPOINT = "ssh"
 SSH_PORT = 22  # on the load balancer: what `git@host:...` URLs reach
 SSH_CONTAINER_PORT = 2222  # Traefik runs unprivileged and cannot bind 22 in its pod
 TRAEFIK_API = "traefik.io/v1alpha1"
-RBAC_GROUP = "rbac.authorization.k8s.io"
 HTTPS_PORT = 443  # on the load balancer
 HTTPS_CONTAINER_PORT = 8443  # Traefik's websecure container port: GitLab, Harbor and Vault behind it
 LISTENERS = {HTTPS_PORT: HTTPS_CONTAINER_PORT, SSH_PORT: SSH_CONTAINER_PORT}  # load balancer port -> Traefik's
@@ -82,26 +81,22 @@ class IngressArgs:
     namespaces: tuple[str, ...] = ()
 
 
-def _read(api_groups: list[str], resources: list[str], verbs: tuple[str, ...] = ("get", "list", "watch")) -> dict[str, Any]:
-    return {"apiGroups": api_groups, "resources": resources, "verbs": list(verbs)}
-
-
 # What Traefik v3.6 reads in each namespace it watches: the chart's namespaced Role (`rbac.namespaced`,
 # templates/rbac/role.yaml), granted by the platform. The chart would create that Role in each watched
 # namespace on install, before the services' namespaces exist; its ClusterRole reads every Secret.
 NAMESPACED_RULES = [
-    _read([""], ["configmaps", "services"]),
-    _read(["discovery.k8s.io"], ["endpointslices"], ("list", "watch")),
-    _read([""], ["pods"], ("get",)),
-    _read([""], ["secrets"]),
-    _read(["extensions", "networking.k8s.io"], ["ingresses"]),
-    _read(["extensions", "networking.k8s.io"], ["ingresses/status"], ("update",)),
-    _read(["traefik.io"], ["ingressroutes", "ingressroutetcps", "ingressrouteudps", "middlewares", "middlewaretcps", "tlsoptions",
-                           "tlsstores", "traefikservices", "serverstransports", "serverstransporttcps"]),
+    rbac_rule([""], ["configmaps", "services"]),
+    rbac_rule(["discovery.k8s.io"], ["endpointslices"], ("list", "watch")),
+    rbac_rule([""], ["pods"], ("get",)),
+    rbac_rule([""], ["secrets"]),
+    rbac_rule(["extensions", "networking.k8s.io"], ["ingresses"]),
+    rbac_rule(["extensions", "networking.k8s.io"], ["ingresses/status"], ("update",)),
+    rbac_rule(["traefik.io"], ["ingressroutes", "ingressroutetcps", "ingressrouteudps", "middlewares", "middlewaretcps", "tlsoptions",
+                               "tlsstores", "traefikservices", "serverstransports", "serverstransporttcps"]),
 ]
 # And cluster-wide, what its ClusterRole grants besides: the IngressClasses its Ingresses name (Traefik
 # skips an Ingress whose class it cannot look up) and the Nodes both its providers watch.
-CLUSTER_SCOPE_RULES = [_read(["networking.k8s.io"], ["ingressclasses"]), _read([""], ["nodes"])]
+CLUSTER_SCOPE_RULES = [rbac_rule(["networking.k8s.io"], ["ingressclasses"]), rbac_rule([""], ["nodes"])]
 ACCOUNT = {"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE}  # the chart's, named after the release
 
 
