@@ -58,6 +58,8 @@ CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_I
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
 VELERO_OUTCOMES = "velero/*/backups/*/velero-backup.json"  # each Velero backup's Backup object: how it ended, no data
 BARMAN_OUTCOMES = "postgres/*/base/*/backup.info"  # each CloudNativePG base backup's status, LSNs and times: no data
+# What a writer needs to put an object, in one part or in many: both its EKS role and its key elsewhere.
+PUT = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ def writer_policy(
     bucket: str, prefix: str, kms_key_arn: str, access: BucketAccess, read_buckets: list[str], write_buckets: list[str]
 ) -> dict[str, Any]:
     """Put under `prefix` only, the KMS key for that, and what `access` adds (resolved bucket names)."""
-    own = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    own = [*PUT]
     own += (["s3:DeleteObject"] if access.sync else []) + (["s3:GetObject"] if access.restore else [])
     statements: list[dict[str, Any]] = [
         {"Effect": "Allow", "Action": own, "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
@@ -342,7 +344,7 @@ def writer_key_policy(writer: str, target_bucket: str, store_bucket: str, on_sto
     and restore), in IAM's form, which MinIO and Ceph RGW take too: the EKS roles' grants (writer_policy) without a KMS
     key. `on_store_endpoint`: the target shares platform:objectStore's endpoint, where GitLab's and Harbor's jobs also
     reach the live data with it."""
-    put = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    put = list(PUT)
 
     def grant(bucket: str, prefixes: list[str], actions: list[str]) -> list[dict[str, Any]]:
         return [{"Effect": "Allow", "Action": actions, "Resource": [f"arn:aws:s3:::{bucket}/{p}*" for p in prefixes]},
