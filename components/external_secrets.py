@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 from components import tls
 from components.cluster import ClusterHandle
 from components.inventory import cert_manager_certificate
-from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "external-secrets"
@@ -58,21 +58,12 @@ class ExternalSecrets(ChartAddOn[AddOnArgs]):
         ))
 
 
-def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ExternalSecrets:
-    """After cert-manager, which issues its webhook's certificate (a Certificate in its chart)."""
-    issuer = parts.get(tls.SLICE)
-    assert issuer is not None, "stacks.config refuses externalSecrets without certManager"
-    return ExternalSecrets(
-        f"{parts.cluster.role}-external-secrets", parts.cluster, SLICE,
-        AddOnArgs(settings=settings, inventory=parts.inventory, after=[issuer.release]),
-    )
-
-
 SLICE: ServiceSlice[ExternalSecrets] = ServiceSlice(
     key="external_secrets",
     namespace=PlatformNamespace(NAMESPACE, "the External Secrets operator, which syncs Vault into tenant namespaces"),
     chart="external-secrets",
-    on_cluster=on_cluster,
+    addon=ExternalSecrets,
+    after=(tls.SLICE,),  # cert-manager issues its webhook's certificate (a Certificate in its chart)
     # Tenants' namespaces are on the workload clusters; the control plane has no store to sync, and
     # the operator would read every Secret there (its chart's ClusterRole) for nothing.
     clusters=WORKLOAD_CLUSTERS,

@@ -15,7 +15,7 @@ from typing import Any
 from components import tls
 from components.cluster import ClusterHandle
 from components.inventory import CERT_MANAGER_ROTATION, cert_manager_certificate
-from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 
 NAMESPACE = "metrics-server"
 CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
@@ -46,23 +46,13 @@ class MetricsServer(ChartAddOn[AddOnArgs]):
         ))
 
 
-def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetricsServer:
-    """After cert-manager, which serves its Certificate and injects the APIService's CA."""
-    issuer = parts.get(tls.SLICE)
-    assert issuer is not None, "stacks.config refuses metricsServer without certManager"
-    return MetricsServer(
-        f"{parts.cluster.role}-metrics-server",
-        parts.cluster,
-        SLICE,
-        AddOnArgs(settings=settings, inventory=parts.inventory, after=[issuer.release]),
-    )
-
 
 SLICE: ServiceSlice[MetricsServer] = ServiceSlice(
     key="metrics_server",
     namespace=PlatformNamespace(NAMESPACE, "the resource metrics API, which every HorizontalPodAutoscaler reads"),
     chart="metrics-server",
     default_replicas=2,
-    on_cluster=on_cluster,
+    addon=MetricsServer,
+    after=(tls.SLICE,),  # cert-manager serves its Certificate and injects the APIService's CA
     clusters=WORKLOAD_CLUSTERS,
 )

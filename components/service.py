@@ -87,8 +87,10 @@ class ServiceSlice(Generic[C]):
     declare: Callable[[ControlPlaneParts, ServiceSettings], C] | None = None
     # How each cluster in `clusters` gets it, as an add-on (None: not an add-on, or `addon` says).
     on_cluster: Callable[[ClusterParts, ServiceSettings], Any] | None = None
-    # Or: on each cluster in `clusters`, this component with the shared AddOnArgs.
+    # Or: on each cluster in `clusters`, this component with the shared AddOnArgs, its release after
+    # those of the `after` slices on the same cluster (earlier in the registry; stacks/config.py requires them).
     addon: type[ChartAddOn[Any]] | None = None
+    after: tuple[ServiceSlice[Any], ...] = ()
     clusters: tuple[str, ...] = CLUSTERS
     # What it declares for each tenant (None: nothing per tenant).
     tenant: Callable[[TenantParts], object] | None = None
@@ -111,7 +113,10 @@ class ServiceSlice(Generic[C]):
             return self.on_cluster(parts, settings)
         assert self.addon is not None, f"{self.key} is not an add-on"
         name = f"{parts.cluster.role}-{self.key.replace('_', '-')}"
-        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory))
+        before = [parts.get(service) for service in self.after]
+        assert None not in before, f"stacks/config.py refuses {self.key} without {', '.join(s.key for s in self.after)}"
+        after = [component.release for component in before]
+        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory, after=after))
 
     def release(
         self,

@@ -69,9 +69,9 @@ def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> N
     """`addon=`: the slice's component on each of its clusters, named `<cluster>-<key>`, with the
     slice's chart released in the slice's namespace as its child."""
     addons = [s for s in SERVICES if s.addon is not None]
-    # Prometheus' Args name its environment; External Secrets' wait for cert-manager.
-    assert {s.key for s in addons} == {"argo_rollouts"}
+    assert {s.key for s in addons} == {"argo_rollouts", "metrics_server", "external_secrets"}  # Prometheus' Args name its environment
     by_urn = {r["urn"]: r for r in plan["resources"]}
+    releases_of = {(r["cluster"], r["inputs"]["chart"]): r["urn"] for r in by_urn.values() if r["type"] == "kubernetes:helm.sh/v3:Release"}
     for service in addons:
         components = [r for r in plan["resources"] if r["type"] == service.addon.type_token]
         assert sorted(r["name"] for r in components) == sorted(f"{c}-{service.key.replace('_', '-')}" for c in service.clusters)
@@ -80,6 +80,11 @@ def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> N
                         if r["parent"] == component["urn"] and r["type"] == "kubernetes:helm.sh/v3:Release"]
             assert [(r["inputs"]["chart"], r["inputs"]["namespace"]) for r in releases] == [
                 (service.chart, service.namespace.name)], component["name"]
+            # `after=`: its release waits for those slices' releases on the same cluster (cert-manager's).
+            for before in service.after:
+                assert releases_of[(releases[0]["cluster"], before.chart)] in releases[0]["dependsOn"], (component["name"], before.key)
+    assert {s.key: [a.key for a in s.after] for s in addons if s.after} == {
+        "metrics_server": ["cert_manager"], "external_secrets": ["cert_manager"]}
 
 
 def test_signed_in_services_get_an_oidc_client_and_a_url(plan: dict) -> None:
