@@ -48,8 +48,10 @@ WRITER_GRANTS = {
               "store's endpoint also read and write <objectStore bucket>/gitlab/, which it backs up and restores",
     "harbor": "put objects under harbor/ of the target and delete their current versions (a sync), and read "
               "<objectStore bucket>/harbor/, which it copies",
-    "postgres": "read, write and delete under postgres/gitlab/ and postgres/harbor/ of the object store's bucket "
-                "(barman-cloud archives, prunes after the retention and restores), nothing else",
+    # The control plane's databases, each its own: one taken over cannot delete or forge the other's archives.
+    **{f"postgres-{service}": f"read, write and delete under postgres/{service}/ of the object store's bucket (barman-cloud "
+                              f"archives of {service}'s database, prunes after the retention and restores), nothing else"
+       for service in ("gitlab", "harbor")},
     # Dragonfly's manager database on a kubeconfig workload cluster, where tenants run: never the control plane's key.
     **{f"dragonfly-{cluster}": f"read, write and delete under postgres/{cluster}/ of the object store's bucket (barman-cloud "
                                f"archives of Dragonfly's manager database on {cluster}), nothing else" for cluster in ("dev", "prod")},
@@ -200,12 +202,12 @@ class BackupStore(pulumi.ComponentResource):
         self.expectations.append(
             BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule, outcome))
 
-    def writer_key(self, writer: str, holder: str, secret: str, user: str = "") -> WriterKey:
+    def writer_key(self, writer: str, holder: str, secret: str) -> WriterKey:
         """Kubeconfig stacks: `writer`'s own key, registered in the inventory as `holder` keeps it in the Secret named
-        `secret` in the plan (for `user`, where one writer's key has several holders)."""
+        `secret` in the plan."""
         key = self.settings.writer_keys.get(writer)
         assert key is not None, f"stacks/config.py requires {writer_key_path(writer)} on kubeconfig stacks"
-        self._args.inventory.register(writer_key_credential(writer, holder, user, (secret,)))
+        self._args.inventory.register(writer_key_credential(writer, holder, (secret,)))
         return key
 
     def s3cmd_config(self, writer: str, holder: str, secret: str) -> pulumi.Output[str]:
@@ -356,9 +358,9 @@ def writer_key_policy(writer: str, target_bucket: str, store_bucket: str, on_sto
         "gitlab": grant(target_bucket, ["gitlab/"], [*put, "s3:GetObject"])
                   + (grant(store_bucket, ["gitlab/"], ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]) if on_store_endpoint else []),
         "harbor": grant(target_bucket, ["harbor/"], [*put, "s3:DeleteObject"]) + grant(store_bucket, ["harbor/"], ["s3:GetObject"]),
-        "postgres": grant(store_bucket, ["postgres/gitlab/", "postgres/harbor/"], [*put, "s3:GetObject", "s3:DeleteObject"]),
-        **{f"dragonfly-{cluster}": grant(store_bucket, [f"postgres/{cluster}/"], [*put, "s3:GetObject", "s3:DeleteObject"])
-           for cluster in ("dev", "prod")},
+        # Each database's archives (`postgres-<service>`, `dragonfly-<cluster>`) under postgres/<service or cluster>/.
+        **{writer: grant(store_bucket, [f"postgres/{writer.split('-', 1)[1]}/"], [*put, "s3:GetObject", "s3:DeleteObject"])
+           for writer in WRITER_GRANTS if writer.startswith(("postgres-", "dragonfly-"))},
     }[writer]
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -376,19 +378,19 @@ def s3cmd_config(region: str, host: str, host_bucket: str, keys: tuple[str, str]
 
 
 def writer_key_path(writer: str) -> str:
-    """The config key of `writer`'s own key: the target's writers', the control plane's PostgreSQL archives' in the
-    object store, or a workload cluster's Dragonfly archives' (`dragonfly-<cluster>`)."""
-    if writer.startswith("dragonfly-"):
-        return f"platform:services.dragonfly.archiveKeys.{writer.removeprefix('dragonfly-')}"
-    return f"platform:{'objectStore' if writer == 'postgres' else 'backups.target'}.writerKeys.{writer}"
+    """The config key of `writer`'s own key: the target's writers', a control-plane database's archives' in the object
+    store (`postgres-<service>`), or a workload cluster's Dragonfly archives' (`dragonfly-<cluster>`)."""
+    kind, _, which = writer.partition("-")
+    return {"dragonfly": f"platform:services.dragonfly.archiveKeys.{which}",
+            "postgres": f"platform:objectStore.archiveKeys.{which}"}.get(kind, f"platform:backups.target.writerKeys.{writer}")
 
 
-def writer_key_credential(writer: str, holder: str, user: str = "", resources: tuple[str, ...] = ()) -> Credential:
-    """A backup writer's own key (kubeconfig stacks), as `holder` keeps it (for `user`) in `resources`."""
+def writer_key_credential(writer: str, holder: str, resources: tuple[str, ...] = ()) -> Credential:
+    """A backup writer's own key (kubeconfig stacks), as `holder` keeps it in `resources`."""
     on_target = writer in SERVICES  # the target's writers; the archives' keys are to the object store
     store = "the backup target" if on_target else "the object store"
     return external_secret(
-        f"{writer}'s own backup key to {store}" + (f" ({user})" if user else ""),
+        f"{writer}'s own backup key to {store}",
         issuer=f"the administrator of {store} (platform:{'backups.target' if on_target else 'objectStore'})",
         holder=f"{holder}, and {STATE}",
         scope=f"what the administrator grants it: {WRITER_GRANTS[writer]}; no other writer holds it, never an object "

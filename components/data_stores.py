@@ -418,16 +418,17 @@ def _point_in_time(restore: Restore | None) -> aws.rds.InstanceRestoreToPointInT
 def archive_key(args: DataStoresArgs, name: str, service: str) -> WriterKey | ObjectStoreTarget:
     """The key CloudNativePG archives `service`'s database with: a workload cluster's own (Dragonfly's manager:
     platform:services.dragonfly.archiveKeys.<cluster>), so no pod or node taken over there, where tenants run, holds
-    a key of the control plane's; else the control plane's own PostgreSQL writer key where the stack has backups
-    (platform:objectStore.writerKeys.postgres), so neither GitLab's pods nor Harbor's registry, which hold the object
-    store's key, can forge or overwrite the archives `platformctl backups check` watches; else the object store's."""
+    a key of the control plane's; else this database's own archive key where the stack has backups
+    (platform:objectStore.archiveKeys.<service>), so neither the other database nor GitLab's pods nor Harbor's
+    registry, which hold the object store's key, can forge or overwrite the archives `platformctl backups check`
+    watches; else the object store's."""
     own = args.own_archive_key
     if own is not None:
         args.inventory.register(writer_key_credential(own.writer, own.holder, resources=(f"{name}-backup-store",)))
         return own.key
     if args.backups is not None:
-        return args.backups.writer_key("postgres", f"Secret {service}/{service}-backup-store (CloudNativePG's instances)",
-                                       f"{name}-backup-store", f"{service}'s database")
+        return args.backups.writer_key(f"postgres-{service}", f"Secret {service}/{service}-backup-store (CloudNativePG's instances)",
+                                       f"{name}-backup-store")
     assert args.object_store is not None
     return args.object_store
 

@@ -400,12 +400,13 @@ class S3Bucket(Model):
     bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
 
 
-class ArchiveKeys(Model):
-    """`platform:objectStore.writerKeys`: the control plane's PostgreSQL archives' own key to the object store, which
-    its administrator confines to postgres/gitlab/ and postgres/harbor/ (README: Backups and restore); kubeconfig
-    stacks with platform:backups."""
+class DatabaseArchiveKeys(Model):
+    """`platform:objectStore.archiveKeys`: each control-plane database's own key for its archives, which the object
+    store's administrator confines to postgres/<service>/ (README: Backups and restore), so one database taken over
+    can neither forge nor delete the other's archives; kubeconfig stacks with platform:backups."""
 
-    postgres: S3Key | None = None  # CloudNativePG's base backups and WAL of GitLab's and Harbor's databases
+    gitlab: S3Key | None = None  # CloudNativePG's base backups and WAL of GitLab's database
+    harbor: S3Key | None = None  # and of Harbor's
 
 
 class ObjectStore(S3Bucket):
@@ -415,7 +416,17 @@ class ObjectStore(S3Bucket):
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
     watch_key: S3Key | None = None  # list-only, for the backups schedule (.ci/watch-keys writes an AWS credentials file)
-    writer_keys: ArchiveKeys = ArchiveKeys()
+    archive_keys: DatabaseArchiveKeys = DatabaseArchiveKeys()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_archive_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "writerKeys" in data:
+            raise ValueError(
+                "writerKeys.postgres, one key for both databases' archives (whoever takes over one database could delete "
+                "or forge the other's), is refused; allowed: a key per database in archiveKeys (gitlab, harbor), then "
+                "remove writerKeys (README: Backups and restore, moving to a key per writer)")
+        return data
 
     def target(self) -> ObjectStoreTarget:
         """The bucket as the components take it, its secret key kept a Pulumi secret."""
@@ -610,7 +621,7 @@ class BackupsTarget(S3Bucket):
             raise ValueError(
                 "accessKeyId and secretAccessKey, one key for every backup writer (whoever takes over one could forge "
                 "or overwrite the others' backups), are refused; allowed: a key per writer in writerKeys (vault, gitlab, "
-                "harbor) and for the databases' archives platform:objectStore.writerKeys.postgres, then remove the "
+                "harbor) and for the databases' archives platform:objectStore.archiveKeys (gitlab, harbor), then remove the "
                 "shared key (README: Backups and restore, moving to a key per writer)")
         return data
 
@@ -1103,9 +1114,12 @@ def _writing_keys(config: PlatformConfig) -> dict[str, str]:
 
 
 def writer_keys(config: PlatformConfig) -> dict[str, S3Key]:
-    """Writer -> its own key, as the stack sets them (platform:objectStore.writerKeys, platform:backups.target.writerKeys)."""
-    stores = (config.object_store, config.backups.target if config.backups else None)
-    return {writer: key for store in stores if store is not None for writer, key in store.writer_keys if key is not None}
+    """Writer -> its own key, as the stack sets them (platform:backups.target.writerKeys; platform:objectStore.archiveKeys
+    as `postgres-<service>`)."""
+    target, store = config.backups.target if config.backups else None, config.object_store
+    keys = {f"postgres-{service}": key for service, key in store.archive_keys} if store is not None else {}
+    keys |= dict(target.writer_keys) if target is not None else {}
+    return {writer: key for writer, key in keys.items() if key is not None}
 
 
 def archive_keys(config: PlatformConfig) -> dict[str, S3Key]:
@@ -1133,8 +1147,9 @@ def _backup_writers(config: PlatformConfig) -> dict[str, str]:
         "gitlab": "GitLab's backup-utility" if enabled["gitlab"] else None,
         "harbor": "Harbor's registry copy (the target is on the object store's endpoint)"
                   if enabled["harbor"] and store is not None and store.endpoint == target.endpoint else None,
-        "postgres": "the archives of GitLab's and Harbor's PostgreSQL (CloudNativePG)"
-                    if enabled["data_stores"] and store is not None and (enabled["gitlab"] or enabled["harbor"]) else None,
+        **{f"postgres-{service}": f"the archives of {title}'s PostgreSQL (CloudNativePG)"
+           if enabled["data_stores"] and store is not None and enabled[service] else None
+           for service, title in (("gitlab", "GitLab"), ("harbor", "Harbor"))},
     }
     return {writer: what for writer, what in writers.items() if what is not None} | archives
 
@@ -1249,7 +1264,7 @@ def _secret_leaves(model: BaseModel, path: str) -> list[str]:
 SECRET_FIELDS = {
     "clusters": ("kubeconfig.content",),
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
-    "objectStore": ("secretAccessKey", "watchKey.secretAccessKey", "writerKeys.postgres.secretAccessKey"),
+    "objectStore": ("secretAccessKey", "watchKey.secretAccessKey", "archiveKeys.{gitlab,harbor}.secretAccessKey"),
     "backups": ("target.writerKeys.{vault,gitlab,harbor}.secretAccessKey", "target.watchKey.secretAccessKey"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
                  "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey",

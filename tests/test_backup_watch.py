@@ -540,7 +540,7 @@ def test_the_backups_schedule_checks_both_stacks_on_main_with_list_only_identiti
 
 @pytest.mark.parametrize(("path", "key_id", "owner"), [
     (("platform:backups", "target", "watchKey", "accessKeyId"), "platform-dev-backups-vault", "platform:backups.target.writerKeys.vault"),
-    (("platform:backups", "target", "watchKey", "accessKeyId"), "platform-dev-postgres-archives", "platform:objectStore.writerKeys.postgres"),
+    (("platform:backups", "target", "watchKey", "accessKeyId"), "platform-dev-harbor-archives", "platform:objectStore.archiveKeys.harbor"),
     (("platform:objectStore", "watchKey", "accessKeyId"), "velero-dev", "platform:services.velero.targetKeys.dev"),
     (("platform:objectStore", "watchKey", "accessKeyId"), "platform-dev", "platform:objectStore"),
 ])

@@ -10,6 +10,7 @@ the policies the README hands the stores' administrators."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -74,8 +75,9 @@ def holders(config: dict[str, Any]) -> dict[str, tuple[str, Callable[[str, str],
     return {
         "backups-vault-s3": ("Vault's snapshot job", env),
         "gitlab-backup-s3cfg": ("GitLab's backup-utility", lambda i, s: {"config": s3cmd_config(region, host, host, (i, s))}),
-        "gitlab-data-backup-store": ("the PostgreSQL archives", barman),
-        "harbor-data-backup-store": ("the PostgreSQL archives", barman),
+        # Each database's archives: a database taken over must not reach the other's.
+        "gitlab-data-backup-store": ("GitLab's database archives", barman),
+        "harbor-data-backup-store": ("Harbor's database archives", barman),
         "dev-velero-s3": ("Velero on dev", lambda i, s: {"cloud": credentials_file(i, s)}),
         "prod-velero-s3": ("Velero on prod", lambda i, s: {"cloud": credentials_file(i, s)}),
         # The live data's key, which every GitLab pod and Harbor's registry hold: never a backup writer's.
@@ -191,13 +193,14 @@ def test_on_the_object_stores_endpoint_the_registry_copy_and_backup_utility_hold
         ))
 
     # Each key by its secret (tests/test_backups.py's writer keys, tests/test_gitlab_harbor.py's object store).
-    keys = {"harbor": "harbor-secret", "gitlab": "gitlab-secret", "postgres": "postgres-secret", "live": "object-store-key"}
+    keys = {**{writer: f"{writer}-secret" for writer in WRITER_GRANTS}, "live": "object-store-key"}
     held = {}
     for build in (lambda: harbor_with_backups(endpoint), gitlab):
         for r in run(build):
             if r["type"] == SECRET:
                 text = json.dumps(r["raw"].get("stringData") or {})
-                held[r["name"]] = sorted(owner for owner, secret in keys.items() if secret in text)
+                # "harbor-secret" is also the end of "postgres-harbor-secret".
+                held[r["name"]] = sorted(owner for owner, secret in keys.items() if re.search(f"(?<!postgres-){secret}", text))
     assert held["backups-harbor-s3"] == ["harbor"] and held["control-plane-gitlab-backup-s3cfg"] == ["gitlab"]
     assert held["control-plane-gitlab-object-storage"] == held["control-plane-harbor-registry-storage"] == ["live"]
     assert all(len(owners) <= 1 for owners in held.values()), held
@@ -229,8 +232,12 @@ def both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
      "one key for every backup writer"),
     ("no key for Vault's snapshots", deleting(*TARGET, "writerKeys", "vault"), "platform:backups.target.writerKeys.vault",
      "required for Vault's snapshot job; allowed: a mapping with accessKeyId and secretAccessKey"),
-    ("no key for the databases' archives", deleting(*STORE, "writerKeys"), "platform:objectStore.writerKeys.postgres",
-     "required for the archives of GitLab's and Harbor's PostgreSQL"),
+    ("no key for GitLab's database archives", deleting(*STORE, "archiveKeys", "gitlab"), "platform:objectStore.archiveKeys.gitlab",
+     "required for the archives of GitLab's PostgreSQL"),
+    ("the one archive key of old", setting(*STORE, "writerKeys", value={"postgres": KEY}), "platform:objectStore",
+     "one key for both databases' archives"),
+    ("Harbor's database archives with GitLab's", setting(*STORE, "archiveKeys", "harbor", "accessKeyId", value="platform-dev-gitlab-archives"),
+     "platform:objectStore.archiveKeys.harbor.accessKeyId", "the key of platform:objectStore.archiveKeys.gitlab"),
     ("Harbor's copy on the object store's endpoint", setting(*TARGET, "endpoint", value="https://minio.dev.platform.example.com"),
      "platform:backups.target.writerKeys.harbor", "required for Harbor's registry copy"),
     ("a key for a copy the stack does not make", setting(*TARGET, "writerKeys", "harbor", value=KEY),
@@ -240,8 +247,8 @@ def both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
      "the key of platform:backups.target.writerKeys.vault; allowed: a key of gitlab's own"),
     ("Vault with the object store's key", setting(*TARGET, "writerKeys", "vault", "accessKeyId", value="platform-dev"),
      "platform:backups.target.writerKeys.vault.accessKeyId", "the key of platform:objectStore; allowed: a key of vault's own"),
-    ("the archives with GitLab's key", setting(*STORE, "writerKeys", "postgres", "accessKeyId", value="platform-dev-backups-gitlab"),
-     "platform:backups.target.writerKeys.gitlab.accessKeyId", "the key of platform:objectStore.writerKeys.postgres"),
+    ("the archives with GitLab's key", setting(*STORE, "archiveKeys", "gitlab", "accessKeyId", value="platform-dev-backups-gitlab"),
+     "platform:backups.target.writerKeys.gitlab.accessKeyId", "the key of platform:objectStore.archiveKeys.gitlab"),
     ("Velero with GitLab's key", setting("platform:services", "velero", "targetKeys", "dev", "accessKeyId", value="platform-dev-backups-gitlab"),
      "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:backups.target.writerKeys.gitlab"),
     ("a writer with the watch key", setting(*TARGET, "writerKeys", "vault", "accessKeyId", value="platform-dev-backups-watch"),
@@ -254,8 +261,8 @@ def both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
      "required for the archives of Dragonfly's manager database on dev"),
     ("nor without backups, where the object store's key would go to the workload clusters",
      both(deleting("platform:backups"), dragonfly_on(prod=None)), f"{ARCHIVES}.prod", "never a key of the control plane's"),
-    ("Dragonfly's archives on dev with the control plane's archive key", dragonfly_on(dev="platform-dev-postgres-archives"),
-     f"{ARCHIVES}.dev.accessKeyId", "the key of platform:objectStore.writerKeys.postgres; allowed: a key of dev's own"),
+    ("Dragonfly's archives on dev with the control plane's archive key", dragonfly_on(dev="platform-dev-harbor-archives"),
+     f"{ARCHIVES}.dev.accessKeyId", "the key of platform:objectStore.archiveKeys.harbor; allowed: a key of dev's own"),
     ("Dragonfly's archives on dev with the object store's key", dragonfly_on(dev="platform-dev"),
      f"{ARCHIVES}.dev.accessKeyId", "the key of platform:objectStore; allowed"),
     ("prod's archives with dev's key", dragonfly_on(prod="platform-dev-dragonfly-dev-archives"),
@@ -290,7 +297,8 @@ NEWEST = {
     "vault": f"{TARGET_BUCKET}/vault/vault-20261207T041709Z.snap",
     "gitlab": f"{TARGET_BUCKET}/gitlab/1733540400_2026_12_07_18.6.1_gitlab_backup.tar",
     "harbor": f"{TARGET_BUCKET}/harbor/registry-synced",
-    "postgres": f"{STORE_BUCKET}/postgres/harbor/harbor-postgres-1a2b/base/20261207T030000/backup.info",
+    **{f"postgres-{service}": f"{STORE_BUCKET}/postgres/{service}/{service}-postgres-1a2b/base/20261207T030000/backup.info"
+       for service in ("gitlab", "harbor")},
     **{f"dragonfly-{cluster}": f"{STORE_BUCKET}/postgres/{cluster}/dragonfly/dragonfly-postgres-3c4d/base/20261207T030000/backup.info"
        for cluster in ("dev", "prod")},
 }
@@ -311,7 +319,7 @@ def test_each_writers_policy_puts_its_own_backups_and_nobody_elses(writer: str) 
 
 
 @pytest.mark.parametrize(("tag", "writer", "on_store_endpoint"), [
-    ("vault", "vault", False), ("gitlab", "gitlab", False), ("postgres", "postgres", False),
+    ("vault", "vault", False), ("gitlab", "gitlab", False), ("postgres-gitlab", "postgres-gitlab", False),
     ("gitlab on the object store's endpoint", "gitlab", True), ("harbor", "harbor", True), ("dragonfly-dev", "dragonfly-dev", False),
 ])
 def test_the_readme_gives_the_stores_administrators_each_writers_policy(tag: str, writer: str, on_store_endpoint: bool) -> None:

@@ -210,7 +210,7 @@ def test_store_credentials_are_in_the_inventory(renders: dict[str, Render]) -> N
             assert entries[operator]["lifetimeSeconds"] == 3600
             assert entries["CloudNativePG server and replication certificates"]["lifetimeSeconds"] == 90 * 86400
             for service in ("gitlab", "harbor"):  # the archives' own key, not the object store's (tests/test_backup_writer_attacks.py)
-                entry = entries[f"postgres's own backup key to the object store ({service}'s database)"]
+                entry = entries[f"postgres-{service}'s own backup key to the object store"]
                 assert entry["category"] == "external" and entry["holder"].startswith(f"Secret {service}/{service}-backup-store")
                 assert entry["resources"] == [f"{service}-data-backup-store"]
 
