@@ -29,6 +29,30 @@ def rbac_rule(groups: list[str], resources: list[str], verbs: tuple[str, ...] = 
     return {"apiGroups": groups, "resources": resources, "verbs": list(verbs)}
 
 
+Role = k8s.rbac.v1.Role | k8s.rbac.v1.ClusterRole
+
+
+def grant(
+    name: str, role: str, account: dict[str, str], rules: list[dict[str, Any]], opts: pulumi.ResourceOptions, namespace: str | None = None
+) -> pulumi.Resource:
+    """`rules` for service account `account` ({kind, name, namespace}): a ClusterRole `role` bound cluster-wide, or
+    with `namespace` a Role `role` bound there. Returns the binding, which waits for its role (what a release waits for)."""
+    metadata = k8s.meta.v1.ObjectMetaArgs(name=role, namespace=namespace, labels=managed_by())
+    kind = k8s.rbac.v1.ClusterRole if namespace is None else k8s.rbac.v1.Role
+    return bind(name, account, kind(name, metadata=metadata, rules=rules, opts=opts), opts, namespace)
+
+
+def bind(
+    name: str, account: dict[str, str], role: Role, opts: pulumi.ResourceOptions, namespace: str | None = None, binding: str | None = None
+) -> pulumi.Resource:
+    """`role` for `account`: cluster-wide, or with `namespace` there only (a ClusterRole's rules too), by a binding
+    named `binding` (default: the role's name). Its roleRef names the role's output, so it waits for the role."""
+    ref = {"apiGroup": RBAC_GROUP, "kind": "Role" if isinstance(role, k8s.rbac.v1.Role) else "ClusterRole", "name": role.metadata.name}
+    metadata = k8s.meta.v1.ObjectMetaArgs(name=binding or role.metadata.name, namespace=namespace, labels=managed_by())
+    kind = k8s.rbac.v1.ClusterRoleBinding if namespace is None else k8s.rbac.v1.RoleBinding
+    return kind(name, metadata=metadata, subjects=[account], role_ref=ref, opts=opts)
+
+
 def namespace(
     platform_namespace: PlatformNamespace, cluster: ClusterHandle, parent: pulumi.Resource, labels: dict[str, str] | None = None
 ) -> k8s.core.v1.Namespace:

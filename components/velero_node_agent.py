@@ -23,7 +23,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
 from components.gatekeeper import Gatekeeper
-from components.helm import metadata
+from components.helm import grant, metadata
 from components.inventory import Credential, projected_token
 from components.versions import VELERO_IMAGE, VELERO_TAG
 from policy.gatekeeper import node_agent_constraint
@@ -98,20 +98,9 @@ class NodeAgent(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns, *after])
         namespace = args.namespace
         account = k8s.core.v1.ServiceAccount(name, metadata=metadata(ACCOUNT, ns), opts=child)
-        subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ACCOUNT, namespace=namespace)]
-        cluster_role = k8s.rbac.v1.ClusterRole(name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, labels=managed_by()),
-                                               rules=CLUSTER_RULES, opts=child)
-        role = k8s.rbac.v1.Role(name, metadata=metadata(ACCOUNT, ns), rules=namespace_rules(args.repository_secret), opts=child)
-        bindings = [
-            k8s.rbac.v1.ClusterRoleBinding(
-                name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ACCOUNT, labels=managed_by()), subjects=subject,
-                role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=ACCOUNT),
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[cluster_role]))),
-            k8s.rbac.v1.RoleBinding(
-                name, metadata=metadata(ACCOUNT, ns), subjects=subject,
-                role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ACCOUNT),
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[role]))),
-        ]
+        subject = {"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}
+        bindings = [grant(name, ACCOUNT, subject, CLUSTER_RULES, child),
+                    grant(name, ACCOUNT, subject, namespace_rules(args.repository_secret), child, namespace)]
         confined = args.gatekeeper.enforce(f"{name}-pods", node_agent_constraint(
             namespace, ACCOUNT, [IMAGE], [POD_VOLUMES, PLUGINS], [args.credentials_secret]), child)
         # The agent may create pods only once the Constraint on them is in force.
