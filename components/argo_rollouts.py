@@ -5,12 +5,17 @@ canaries weigh by pod count behind the ingress controller, components/tenant_rol
 The chart aggregates Rollout rights into the built-in admin, edit and view roles; the
 platform's own tenant roles and ArgoCD's federated role list them themselves.
 
-The controller holds the chart's ClusterRole but Secrets (`CONTROLLER_RULES`, granted by the
-platform with `controller.createClusterRole: false`), and reads Secrets in its own namespace only:
-its notification Secret and plugin headers are there (argo-rollouts v1.9.0 controller/controller.go,
-utils/plugin/downloader.go). An analysis argument from a tenant's Secret (`valueFrom.secretKeyRef`,
-analysis/analysis.go resolveArgs) is refused; the tenants' analyses need none (a Job mounts its own
-Secrets; the platform's Prometheus takes no credentials, PlatformTenantAnalysis).
+The controller holds the chart's ClusterRole's rules (granted by the platform with
+`controller.createClusterRole: false`), each where it needs it: its reads cluster-wide (its informers
+watch every namespace), its writes (ReplicaSets, Jobs, Services, pods' labels, ...) only in the
+namespaces whose Rollouts it runs, the tenants' and the sandboxes' (`TENANT_ROLE`, bound there by
+components/tenant.py through `serve`), and Secrets, ConfigMaps and its leader election Lease in its
+own namespace only: its notification Secret and plugin headers are there (argo-rollouts v1.9.0
+controller/controller.go, utils/plugin/downloader.go). It runs the tenants' analyses, so a controller
+taken over must not reach past their namespaces: a ReplicaSet or Job it could create in a platform
+namespace would run any image as any account there. An analysis argument from a tenant's Secret
+(`valueFrom.secretKeyRef`, analysis/analysis.go resolveArgs) is refused; the tenants' analyses need
+none (a Job mounts its own Secrets; the platform's Prometheus takes no credentials, PlatformTenantAnalysis).
 
 Tenants with `isolation: vcluster` get the same chart inside each virtual cluster
 (`virtual_cluster_deploy`, deployed by the virtual cluster itself at start): ArgoCD applies their
@@ -30,7 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components import yaml_text
 from components.cluster import ClusterHandle
-from components.helm import READ, RBAC_GROUP, chart_archive, rbac_rule
+from components.helm import READ, bind, chart_archive, grant, rbac_rule
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
@@ -42,23 +47,44 @@ _ALL = ("create", "get", "list", "watch", "update", "patch", "delete")
 
 
 # The chart's controller ClusterRole (argo-rollouts 2.41.0 templates/_helpers.tpl roleRules, `providerRBAC.enabled:
-# false`: no traffic-routing provider's rights) without its Secrets rule: tests/test_workload_reader_attacks.py checks it against the real render.
-CONTROLLER_RULES = [
+# false`: no traffic-routing provider's rights) without what only its own namespace holds: tests/test_workload_reader_attacks.py
+# checks all the rules below against the real render.
+_WORKLOAD_RULES = [
     rbac_rule(["argoproj.io"], ["rollouts", "rollouts/status", "rollouts/finalizers"], ("get", "list", "watch", "update", "patch")),
     rbac_rule(["argoproj.io"], ["analysisruns", "analysisruns/finalizers", "experiments", "experiments/finalizers"], _ALL),
     rbac_rule(["argoproj.io"], ["analysistemplates", "clusteranalysistemplates"], READ),
     rbac_rule(["apps"], ["replicasets"], _ALL),
     rbac_rule(["", "apps"], ["deployments", "podtemplates"], ("get", "list", "watch", "update")),
     rbac_rule([""], ["services"], ("get", "list", "watch", "patch", "create", "delete")),
-    rbac_rule(["coordination.k8s.io"], ["leases"], ("create", "get", "update")),
-    rbac_rule([""], ["configmaps"], ("get", "list", "watch", "create", "update")),
     rbac_rule([""], ["pods"], ("list", "update", "watch")),
     rbac_rule([""], ["pods/eviction"], ("create",)),
-    rbac_rule([""], ["events"], ("create", "update", "patch")),
     rbac_rule(["networking.k8s.io", "extensions"], ["ingresses"], ("create", "get", "list", "watch", "update", "patch")),
     rbac_rule(["batch"], ["jobs"], _ALL),
 ]
-SECRET_RULES = [rbac_rule([""], ["secrets"], READ)]  # in NAMESPACE only
+_EVENTS = rbac_rule([""], ["events"], ("create", "update", "patch"))  # the recorder's, on the object's namespace
+
+
+def _verbs(rules: list[dict[str, Any]], reads: bool) -> list[dict[str, Any]]:
+    """`rules` with only their reads (`reads`) or only their other verbs; rules left with none dropped."""
+    return [{**rule, "verbs": verbs} for rule in rules if (verbs := [v for v in rule["verbs"] if (v in READ) == reads])]
+
+
+# Cluster-wide, reads only: its informers list and watch every namespace (cmd/rollouts-controller/main.go
+# lines 155-180, metav1.NamespaceAll unless --namespaced).
+CLUSTER_RULES = _verbs(_WORKLOAD_RULES, reads=True)
+# In each namespace whose Rollouts it runs (RoleBindings of TENANT_ROLE, `serve`): what it changes there.
+TENANT_RULES = [*_verbs(_WORKLOAD_RULES, reads=False), _EVENTS]
+TENANT_ROLE = "argo-rollouts-tenant"
+# What a tenant namespace's PlatformTenantBindingSubjects lets a RoleBinding bind: the account, to TENANT_ROLE only.
+TENANT_BINDING = {"namespace": NAMESPACE, "name": ACCOUNT["name"], "clusterRole": TENANT_ROLE}
+# In its own namespace only: its notification Secret and ConfigMap, its configuration (utils/config/config.go
+# line 37), its leader election Lease (controller/controller.go lines 503-506), its events.
+NAMESPACE_RULES = [
+    rbac_rule([""], ["secrets"], READ),
+    rbac_rule([""], ["configmaps"], ("get", "list", "watch", "create", "update")),
+    rbac_rule(["coordination.k8s.io"], ["leases"], ("create", "get", "update")),
+    _EVENTS,
+]
 
 
 class ArgoRollouts(ChartAddOn[AddOnArgs]):
@@ -68,28 +94,31 @@ class ArgoRollouts(ChartAddOn[AddOnArgs]):
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         # Two replicas by default (leader election: a restart leaves one working). The chart's
         # defaults install the CRDs, keep them on uninstall and leave the dashboard off.
-        # The chart's ClusterRole reads every Secret: `grants` holds its rules but that one (and no provider's).
+        # The chart's ClusterRole reads every Secret and writes in every namespace: `grants` places its rules instead (no provider's).
         return {"controller": {"replicas": args.settings.replicas, "createClusterRole": False}}
 
     def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[pulumi.Resource]:
-        """CONTROLLER_RULES cluster-wide and SECRET_RULES in its own namespace, for the chart's service account."""
+        """CLUSTER_RULES cluster-wide and NAMESPACE_RULES in its own namespace, for the chart's service account;
+        TENANT_RULES as a ClusterRole that `serve` binds in each namespace whose Rollouts it runs."""
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
-        meta = {"name": "argo-rollouts-controller", "labels": managed_by()}
-        role = k8s.rbac.v1.ClusterRole(f"{name}-controller", metadata=meta, rules=CONTROLLER_RULES, opts=opts)
-        secrets = k8s.rbac.v1.Role(f"{name}-secrets", metadata={**meta, "namespace": NAMESPACE}, rules=SECRET_RULES, opts=opts)
-        return [
-            k8s.rbac.v1.ClusterRoleBinding(f"{name}-controller", metadata=meta, subjects=[ACCOUNT], opts=opts,
-                                           role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role.metadata.name}),
-            k8s.rbac.v1.RoleBinding(f"{name}-secrets", metadata={**meta, "namespace": NAMESPACE}, subjects=[ACCOUNT], opts=opts,
-                                    role_ref={"apiGroup": RBAC_GROUP, "kind": "Role", "name": secrets.metadata.name}),
-        ]
+        # Its Role was `<name>-secrets` when it held Secrets only: the same object, renamed in the program.
+        own = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name=f"{name}-secrets")]))
+        self._tenant_role = k8s.rbac.v1.ClusterRole(
+            f"{name}-tenant", metadata={"name": TENANT_ROLE, "labels": managed_by()}, rules=TENANT_RULES, opts=opts)
+        return [grant(f"{name}-controller", "argo-rollouts-controller", ACCOUNT, CLUSTER_RULES, opts),
+                grant(f"{name}-namespace", "argo-rollouts-controller", ACCOUNT, NAMESPACE_RULES, own, NAMESPACE)]
+
+    def serve(self, name: str, namespace: str, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """Let the controller run the Rollouts of `namespace` (a tenant's or a sandbox's): TENANT_ROLE there."""
+        return bind(name, ACCOUNT, self._tenant_role, opts, namespace, binding="argo-rollouts")
 
     def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
         args.inventory.register(controller_credential(
             f"on {cluster.name}",
             f"the {cluster.name} cluster's API server (projected service-account token)",
-            "the chart's ClusterRole but Secrets: Rollouts, their ReplicaSets, Services, Ingresses and analyses in every "
-            f"namespace; Secrets in {NAMESPACE} only",
+            "the chart's ClusterRole's rules: reads Rollouts, their ReplicaSets, pods, Services, Ingresses and analyses' Jobs in every "
+            f"namespace; changes them in the tenants' and sandboxes' namespaces only ({TENANT_ROLE}); Secrets, ConfigMaps and "
+            f"its Lease in {NAMESPACE} only",
         ))
 
 

@@ -12,7 +12,7 @@ own audience, and the federated user gets the same ClusterRole there as on dev a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,7 @@ class NamespacePolicy:
 
 def namespace_constraints(
     name: str, ns_name: str, policy: NamespacePolicy, users: list[str], groups: list[str], opts: pulumi.ResourceOptions,
-    pod_security_exception: dict[str, Any] | None = None,
+    pod_security_exception: dict[str, Any] | None = None, controllers: Sequence[dict[str, str]] = (),
 ) -> list[pulumi.Resource]:
     """A tenant namespace's Gatekeeper constraints (policy.gatekeeper.tenant_namespace_constraints),
     each after its template."""
@@ -116,7 +116,7 @@ def namespace_constraints(
         )
         for constraint in tenant_namespace_constraints(
             ns_name, policy.registries, users, groups, policy.hosts, pod_security_exception, policy.prometheus_addresses,
-            prometheus_query.HEADER if policy.prometheus_addresses else None,
+            prometheus_query.HEADER if policy.prometheus_addresses else None, controllers,
         )
     ]
 
@@ -319,8 +319,11 @@ class TenantNamespace(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         federated: bool = False,
         policy: NamespacePolicy | None = None,
+        rollouts: argo_rollouts.ArgoRollouts | None = None,
     ):
+        """`rollouts`: the cluster's Argo Rollouts, which runs the namespace's Rollouts (not a virtual cluster's)."""
         super().__init__("platform:tenant:TenantNamespace", name, None, opts)
+        rollouts = rollouts if virtual is None else None
         ns_name = namespace_name(tenant.name, environment)
         labels = {TENANT_LABEL: tenant.name, TENANT_NAMESPACE_LABEL: "true", ENVIRONMENT_LABEL: environment}
         exception = tenant.pod_security_exception
@@ -343,7 +346,8 @@ class TenantNamespace(pulumi.ComponentResource):
         # or a virtual cluster's, waits for everything that holds what they create there.
         holds = self._guardrails(name, tenant, meta, inside, load_balancers(virtual))
         if policy is not None:
-            holds += self._constraints(name, ns_name, tenant, federated, policy, inside, excepted)
+            holds += self._constraints(name, ns_name, tenant, federated, policy, inside, excepted,
+                                       [argo_rollouts.TENANT_BINDING] if rollouts is not None else [])
             holds += [hold for hold in (policy.admission, policy.verifier) if hold is not None]
         self.virtual_cluster: k8s.helm.v3.Release | None = None
         self.proxy: VirtualClusterProxy | None = None
@@ -362,6 +366,8 @@ class TenantNamespace(pulumi.ComponentResource):
                 subjects=binding["subjects"],
                 opts=pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=holds)),
             )
+        if rollouts is not None:
+            rollouts.serve(f"{name}-argo-rollouts", ns_name, pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=holds)))
         self.register_outputs({"namespace": ns_name})
 
     def _guardrails(
@@ -444,15 +450,16 @@ class TenantNamespace(pulumi.ComponentResource):
 
     def _constraints(
         self, name: str, ns_name: str, tenant: TenantArgs, federated: bool, policy: NamespacePolicy,
-        inside: pulumi.ResourceOptions, excepted: PodSecurityException | None,
+        inside: pulumi.ResourceOptions, excepted: PodSecurityException | None, controllers: list[dict[str, str]],
     ) -> list[pulumi.Resource]:
         """Images from the tenant's own project and `approved` only, pulled Always; RoleBindings
-        only for the tenant's people, groups, service accounts (and ArgoCD's federated user);
+        only for the tenant's people, groups, service accounts (and ArgoCD's federated user, and
+        `controllers` each to its ClusterRole);
         Ingress hosts only its own, no externalIPs, NodePorts, token Secrets, Helm releases forged by a syncer
         or PersistentVolumes claimed by name; where an exception holds, restricted but for it."""
         users = [*(u for role in ROLES for u in tenant.members.of(role)), *([FEDERATED_USER] if federated else [])]
         groups = [tenant_group(tenant.name, role) for role in ROLES]
-        return namespace_constraints(name, ns_name, policy, users, groups, inside, excepted.parameters() if excepted else None)
+        return namespace_constraints(name, ns_name, policy, users, groups, inside, excepted.parameters() if excepted else None, controllers)
 
     def _virtual_cluster(
         self, name: str, cluster: ClusterHandle, tenant: TenantArgs, environment: str,
@@ -608,6 +615,7 @@ class Tenant(pulumi.ComponentResource):
                 policy=namespace_policy(
                     platform, environment, [tenant, APPROVED_PROJECT], (tenant_hostname(tenant, environment, platform.domain),)
                 ),
+                rollouts=rollouts_on(platform, environment),
             )
             for environment in ENVIRONMENTS
         }
@@ -643,6 +651,11 @@ def namespace_policy(
                            gatekeeper.in_force(addons), image_verifier.ready(addons))
 
 
+def rollouts_on(platform: TenantPlatform, cluster: str) -> argo_rollouts.ArgoRollouts | None:
+    """The Argo Rollouts controller on `cluster`, if it runs there."""
+    return platform.addons.get(cluster, {}).get(argo_rollouts.SLICE.key)
+
+
 def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str) -> VirtualClusterArgs:
     return VirtualClusterArgs(
         hostname=f"{namespace_name(tenant, environment)}.vc.{platform.domain}",
@@ -668,5 +681,6 @@ class Sandbox(pulumi.ComponentResource):
         space = TenantNamespace(
             name, platform.clusters["dev"], TenantArgs(name, TenantMembers((user,)), SANDBOX_QUOTA), "dev", None,
             pulumi.ResourceOptions(parent=self), policy=namespace_policy(platform, "dev", [APPROVED_PROJECT]),
+            rollouts=rollouts_on(platform, "dev"),
         )
         self.register_outputs({"namespace": space.namespace.metadata.name})

@@ -352,3 +352,26 @@ def test_velero_node_agent_may_make_the_calls_velero_makes_and_start_its_copies(
     assert agent["inputs"]["spec"]["template"]["metadata"]["labels"]["role"] == "node-agent"
     # It starts only once the Constraint on its pods exists (which waits for its template).
     assert any(d.endswith(f"PlatformNodeAgentPods::{ds.cluster}-velero-node-agent-pods") for d in agent["dependsOn"])
+
+
+def test_velero_node_agent_deletes_any_pod_of_velero_which_neither_rbac_nor_gatekeeper_can_narrow(charted: dict[str, Render]) -> None:
+    """Left, with why: a node taken over may delete any pod in `velero`, the server's too (its backups stop while
+    it restarts, and again each time). Velero v1.18.1's node agent deletes the pod that copied a volume by that
+    copy's name (pkg/exposer/pod_volume.go line 213, the pod is named after its PodVolumeBackup or PodVolumeRestore,
+    which the server names per backup; lines 338-342, CleanUp), so `resourceNames` cannot list them, and RBAC matches
+    no label. Gatekeeper could hold the agent to its copies' labels only if its webhook reviewed DELETE, which the
+    platform's does not (gatekeeper 3.23.0 values.yaml line 41, `enableDeleteOperations: false`): turning it on
+    sends every delete of every kind in every reviewed namespace to a webhook whose failure policy is Fail, so a
+    Gatekeeper outage would stop deletes cluster-wide. When that changes, hold the agent's deletes in
+    PlatformNodeAgentPods and drop this test."""
+    plan = charted["dev"].plan
+    [ds] = [ds for ds in daemonsets(plan) if (ds.namespace, ds.name) == VELERO_AGENT]
+    held = grants(plan, ds.cluster, ds.namespace, ds.account)
+    assert anywhere(held, "delete", "", "pods") == ["velero"]
+    assert [rule.get("resourceNames") for g in held for rule in g.rules if "pods" in rule["resources"] and "delete" in rule["verbs"]] == [None]
+    servers = [o for o in cluster_objects(plan, ds.cluster) if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "velero"]
+    assert [o["metadata"]["name"] for o in servers] == ["velero"]
+    webhooks = [w for o in cluster_objects(plan, ds.cluster) if o["kind"] == "ValidatingWebhookConfiguration"
+                and o["metadata"]["name"].startswith("gatekeeper") for w in o["webhooks"]]
+    assert webhooks and all("DELETE" not in rule["operations"] for w in webhooks for rule in w["rules"]), (
+        "Gatekeeper now reviews DELETE: hold the node agent's deletes to its copies' pods in PlatformNodeAgentPods")

@@ -149,6 +149,8 @@ def role_binding(role_kind: str, role: str, subject: dict[str, str], name: str =
 
 GROUP = {"kind": "Group", "name": "team-a-developers", "apiGroup": "rbac.authorization.k8s.io"}
 SERVICE_ACCOUNT = {"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a-dev"}
+ROLLOUTS_CONTROLLER = {"kind": "ServiceAccount", "name": "argo-rollouts", "namespace": "argo-rollouts"}
+CONTROLLER = {"namespace": "argo-rollouts", "name": "argo-rollouts", "clusterRole": "argo-rollouts-tenant"}
 SUBJECTS = {"users": ["alice"], "groups": ["team-a-developers", "team-a-owners"], "serviceAccountNamespaces": ["team-a-dev"]}
 TENANT_REGISTRIES = {"registries": [f"{HARBOR}/team-a", f"{HARBOR}/approved"], "requirePullAlways": True}
 TENANT_HOST = "team-a.dev.example.com"
@@ -234,6 +236,8 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
          GROUP, {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, SERVICE_ACCOUNT,
          {"kind": "ServiceAccount", "name": "implicit-namespace"}]}, SUBJECTS, {}),
     ("platformtenantbindingsubjects", "no-subjects", {**role_binding("ClusterRole", "view", GROUP), "subjects": []}, SUBJECTS, {}),
+    ("platformtenantbindingsubjects", "platform-controller-to-its-role",
+     role_binding("ClusterRole", "argo-rollouts-tenant", ROLLOUTS_CONTROLLER), {**SUBJECTS, "controllers": [CONTROLLER]}, {}),
     ("platformallowedregistries", "tenant-project-and-approved-pulled-always",
      pod(container(image=f"{HARBOR}/team-a/web:1"), container("b", image=f"{HARBOR}/approved/nginx:1.27")),
      TENANT_REGISTRIES, {}),
@@ -366,6 +370,14 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
          {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]}, SUBJECTS, {},
      ["Group <system:authenticated>", "Group <team-b-owners>", "User <system:serviceaccount:kube-system:default>",
       "ServiceAccount <kube-system/default>"]),
+    ("platformtenantbindingsubjects", "platform-controller-to-another-role",
+     {**role_binding("ClusterRole", "admin", ROLLOUTS_CONTROLLER), "subjects": [ROLLOUTS_CONTROLLER, {**ROLLOUTS_CONTROLLER, "name": "other"}]},
+     {**SUBJECTS, "controllers": [CONTROLLER]}, {}, ["ServiceAccount <argo-rollouts/argo-rollouts>", "ServiceAccount <argo-rollouts/other>"]),
+    ("platformtenantbindingsubjects", "platform-controller-to-a-role-of-its-name",
+     role_binding("Role", "argo-rollouts-tenant", ROLLOUTS_CONTROLLER), {**SUBJECTS, "controllers": [CONTROLLER]}, {},
+     ["ServiceAccount <argo-rollouts/argo-rollouts>"]),
+    ("platformtenantbindingsubjects", "platform-controller-unlisted", role_binding("ClusterRole", "argo-rollouts-tenant", ROLLOUTS_CONTROLLER),
+     SUBJECTS, {}, ["ServiceAccount <argo-rollouts/argo-rollouts>"]),
     ("platformtenantbindingsubjects", "no-parameters-fails-closed", role_binding("ClusterRole", "view", GROUP), {}, {},
      ["Group <team-a-developers>"]),
     ("platformallowedregistries", "other-tenant-proxy-cache-and-pull-if-not-present",

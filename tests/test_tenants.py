@@ -52,8 +52,9 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:core/v1:ResourceQuota": 1,
         "kubernetes:core/v1:LimitRange": 1,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
-        # ...and ArgoCD's federated user may deploy into it (a vCluster binds both inside).
-        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members + 1,
+        # ...and ArgoCD's federated user may deploy into it (a vCluster binds both inside), and the host's Argo
+        # Rollouts controller runs its Rollouts there (a vCluster's own controller runs them inside).
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 0 if vcluster else roles_with_members + 2,
         # Its own images, RoleBinding subjects and ingress hosts.
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformAllowedRegistries": 1,
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantBindingSubjects": 1,
@@ -191,7 +192,7 @@ def test_every_developer_gets_a_sandbox_on_dev(dev_plan: dict) -> None:
     assert len(namespaces) == len(developers) and all(n["cluster"] == "dev" for n in namespaces.values())
     for developer in developers:
         binding = next(r for r in dev_plan["resources"] if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
-                       and r["inputs"]["metadata"]["namespace"] == f"sandbox-{developer}-dev")
+                       and r["inputs"]["metadata"]["namespace"] == f"sandbox-{developer}-dev" and r["inputs"]["metadata"]["name"].startswith("tenant-"))
         assert [s["name"] for s in binding["inputs"]["subjects"]] == [developer]
         assert binding["inputs"]["roleRef"]["name"] == ADMIN
 

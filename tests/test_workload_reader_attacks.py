@@ -19,7 +19,8 @@ from platformctl.render import Render
 from tests.cluster_readers import CLUSTER_ADMIN, EXECS, READS_SECRETS, Readers, accounts, stale, table, unjustified
 from tests.test_controlplane_reader_attacks import READERS as CONTROL_PLANE_READERS
 from tests.test_controlplane_reader_attacks import rule_set
-from tests.test_daemonset_attacks import READ, anywhere, grants
+from tests.test_daemonset_attacks import RBAC, READ, allows, anywhere, cluster_objects, grants
+from tests.test_gatekeeper_plan import TENANT_NAMESPACE_LABEL, admission
 
 WORKLOAD_CLUSTERS = ("dev", "prod")
 
@@ -82,24 +83,87 @@ def release_on(result: Render, cluster: str, chart: str) -> dict[str, Any]:
     return release
 
 
-def test_argo_rollouts_reads_secrets_in_its_namespace_only(charted: dict[str, Render]) -> None:
-    """The controller's notification Secret and plugin headers are in `argo-rollouts`: it reads Secrets there,
-    and keeps cluster-wide what else it manages (Rollouts, ReplicaSets, Services, analyses' Jobs)."""
+ROLLOUTS = ("argo-rollouts", "argo-rollouts")  # the controller's account (the chart's)
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
+# Its own namespace's objects it changes: its leader election Lease and its ConfigMaps (controller/controller.go
+# lines 503-506, utils/config/config.go line 37, v1.9.0), its events.
+OWN_WRITES = {("coordination.k8s.io", "leases"), ("", "configmaps"), ("", "events")}
+
+
+def rollout_namespaces(plan: dict[str, Any], cluster: str) -> set[str]:
+    """The namespaces on `cluster` whose Rollouts the host's controller runs: the tenants' and the sandboxes',
+    but a virtual cluster's (its Rollouts are inside, run by its own controller)."""
+    objects = list(cluster_objects(plan, cluster))
+    virtual = {r["inputs"]["namespace"] for r in plan["resources"] if r.get("cluster") == cluster and r["type"] == RELEASE_TYPE
+               and r["inputs"]["chart"].endswith("vcluster")}
+    return {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"
+            and o["metadata"].get("labels", {}).get(TENANT_NAMESPACE_LABEL) == "true"} - virtual
+
+
+def test_argo_rollouts_changes_nothing_outside_the_namespaces_whose_rollouts_it_runs(charted: dict[str, Render]) -> None:
+    """An attacker's test. The controller runs the tenants' analyses (it calls their providers, reads their Jobs'
+    results): taken over, each write it holds outside the tenants' namespaces is a way out of them. A ReplicaSet or
+    a Job it creates in a platform namespace runs any image as any account there (in `velero`, the server's,
+    cluster-admin; Gatekeeper's webhook skips the exempt namespaces), a Deployment it updates runs another image
+    as a platform server, a pod it relabels joins another Service or leaves a NetworkPolicy, a Service it patches
+    takes a platform Service's traffic, a Lease it takes stops another controller. So it may change objects only in
+    the namespaces whose Rollouts it runs, and in its own only its Lease, ConfigMaps and events."""
+    found = []
     for stack, result in charted.items():
         for cluster in WORKLOAD_CLUSTERS:
-            rendered = release_on(result, cluster, "argo-rollouts")["rendered"]
-            assert [o["metadata"]["name"] for o in rendered if o["kind"] == "ClusterRoleBinding"] == [], (stack, cluster)
-            held = grants(result.plan, cluster, "argo-rollouts", "argo-rollouts")
-            assert [anywhere(held, verb, "", "secrets") for verb in READ] == [["argo-rollouts"]] * 3, (stack, cluster)
-            for request in (("update", "argoproj.io", "rollouts"), ("create", "apps", "replicasets"), ("patch", "", "services"),
-                            ("create", "batch", "jobs"), ("create", "coordination.k8s.io", "leases")):
-                assert anywhere(held, *request) == ["cluster-wide"], (stack, cluster, request)
+            tenants = rollout_namespaces(result.plan, cluster)
+            for grant in grants(result.plan, cluster, *ROLLOUTS):
+                place = grant.namespace or "cluster-wide"
+                for group, resource, verb in sorted(rule_set(list(grant.rules))):
+                    if (verb in WRITES or verb == "*") and not (
+                            place in tenants or (place == ROLLOUTS[0] and (group, resource) in OWN_WRITES)):
+                        found.append(f"{stack} {cluster} {place}: {verb} {group or 'core'}/{resource}")
+    assert not found, "the Rollouts controller taken over changes, outside the tenants' namespaces:\n" + "\n".join(found)
 
 
-def test_argo_rollouts_grants_are_what_its_pinned_chart_grants_but_secrets(charted: dict[str, Render]) -> None:
-    """The platform's ClusterRole for the controller is the pinned chart's own (`controller.createClusterRole: true`,
-    rendered by the real Helm engine) without its Secrets rule; the Role in its namespace is that rule."""
-    from components.argo_rollouts import CONTROLLER_RULES, SECRET_RULES
+# What the controller calls for the canary and blue-green Rollouts with analysis the platform ships
+# (components/tenant_rollout.py), read from argo-rollouts v1.9.0: (verb, group, resource).
+ROLLOUT_CALLS = [
+    ("update", "argoproj.io", "rollouts"), ("patch", "argoproj.io", "rollouts/status"),  # rollout/sync.go
+    # rollout/analysis.go; an AnalysisRun has no status subresource (the chart's CRD: `subresources: {}`)
+    ("create", "argoproj.io", "analysisruns"), ("update", "argoproj.io", "analysisruns"), ("create", "argoproj.io", "experiments"),
+    ("create", "apps", "replicasets"), ("update", "apps", "replicasets"), ("patch", "apps", "replicasets"),  # rollout/sync.go line 195
+    ("patch", "", "services"), ("create", "", "services"), ("delete", "", "services"),  # the selectors; experiments/service.go
+    ("create", "batch", "jobs"), ("delete", "batch", "jobs"),  # a Job metric, metricproviders/job/job.go lines 150, 255
+    ("update", "", "pods"),  # ephemeral metadata, rollout/ephemeralmetadata.go line 134
+    ("create", "", "pods/eviction"),  # restartAt, rollout/restart.go line 115
+    ("update", "apps", "deployments"),  # a workloadRef's scale-down, rollout/scale_utils.go
+    ("create", "", "events"), ("patch", "", "events"),  # the recorder, on the Rollout
+]
+# Its informers watch every namespace (cmd/rollouts-controller/main.go lines 155-180: metav1.NamespaceAll).
+CLUSTER_READS = [(verb, group, resource) for verb in ("list", "watch") for group, resource in (
+    ("argoproj.io", "rollouts"), ("argoproj.io", "analysisruns"), ("argoproj.io", "experiments"), ("argoproj.io", "analysistemplates"),
+    ("argoproj.io", "clusteranalysistemplates"), ("apps", "replicasets"), ("", "services"), ("", "pods"), ("batch", "jobs"),
+    ("networking.k8s.io", "ingresses"))]
+OWN_CALLS = [("create", "coordination.k8s.io", "leases"), ("get", "coordination.k8s.io", "leases"), ("update", "coordination.k8s.io", "leases"),
+             *((verb, "", resource) for verb in READ for resource in ("configmaps", "secrets"))]
+
+
+def test_argo_rollouts_may_run_the_platforms_rollouts_where_the_tenants_run_them(charted: dict[str, Render]) -> None:
+    """The canaries and blue-green Rollouts with analysis keep working: in every namespace whose Rollouts the host's
+    controller runs it holds what it calls there; it watches every namespace, elects its leader and reads its
+    notification Secret in its own; it reads Secrets nowhere else."""
+    for stack, result in charted.items():
+        for cluster in WORKLOAD_CLUSTERS:
+            held = grants(result.plan, cluster, *ROLLOUTS)
+            tenants = rollout_namespaces(result.plan, cluster)
+            assert tenants, (stack, cluster)
+            missing = [(ns, call) for ns in sorted(tenants) for call in ROLLOUT_CALLS if not any(allows(g, *call, ns) for g in held)]
+            missing += [("cluster-wide", call) for call in CLUSTER_READS if "cluster-wide" not in anywhere(held, *call)]
+            missing += [(ROLLOUTS[0], call) for call in OWN_CALLS if not any(allows(g, *call, ROLLOUTS[0]) for g in held)]
+            assert not missing, (stack, cluster, missing)
+            assert [anywhere(held, verb, "", "secrets") for verb in READ] == [[ROLLOUTS[0]]] * 3, (stack, cluster)
+
+
+def test_argo_rollouts_grants_are_what_its_pinned_chart_grants(charted: dict[str, Render]) -> None:
+    """The platform's rules for the controller, wherever each holds, are the pinned chart's own ClusterRole
+    (`controller.createClusterRole: true`, rendered by the real Helm engine): none added, none lost."""
+    from components.argo_rollouts import CLUSTER_RULES, NAMESPACE_RULES, TENANT_RULES
     from platformctl.charts import verified
     from platformctl.helm_render import cluster_api_versions, render_release
     from tests.test_helm_render import kubernetes_versions
@@ -110,9 +174,26 @@ def test_argo_rollouts_grants_are_what_its_pinned_chart_grants_but_secrets(chart
     objects = render_release(verified("argo-rollouts", inputs["version"]), values, name=inputs["name"], namespace=inputs["namespace"],
                              kubernetes_version=version, api_versions=cluster_api_versions(charted["dev"].plan, "dev", version))
     [role] = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "argo-rollouts"]
-    assert rule_set(CONTROLLER_RULES) | rule_set(SECRET_RULES) == rule_set(role["rules"])
-    assert rule_set(SECRET_RULES) == {("", "secrets", verb) for verb in READ}
-    assert not {resource for _, resource, _ in rule_set(CONTROLLER_RULES)} & {"secrets", "*"}
+    assert rule_set(CLUSTER_RULES) | rule_set(TENANT_RULES) | rule_set(NAMESPACE_RULES) == rule_set(role["rules"])
+    assert {verb for _, _, verb in rule_set(CLUSTER_RULES)} <= set(READ)
+    assert not {resource for _, resource, _ in rule_set(CLUSTER_RULES) | rule_set(TENANT_RULES)} & {"secrets", "*"}
+
+
+def test_a_tenant_binds_the_rollouts_controller_to_nothing_but_its_role(charted: dict[str, Render]) -> None:
+    """A tenant namespace's PlatformTenantBindingSubjects (the real OPA engine) lets the controller's account be
+    bound there to its own ClusterRole only: an owner binding it to `admin` would hand a controller taken over
+    the namespace's Secrets."""
+    from components.argo_rollouts import TENANT_ROLE
+
+    plan = charted["dev"].plan
+    namespace = sorted(rollout_namespaces(plan, "dev"))[0]
+    binding = {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": {"name": "rollouts", "namespace": namespace},
+               "subjects": [{"kind": "ServiceAccount", "name": ROLLOUTS[1], "namespace": ROLLOUTS[0]}],
+               "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": TENANT_ROLE}}
+    assert admission(plan, "dev", binding)[1] == []
+    for kind, role in (("ClusterRole", "admin"), ("ClusterRole", "edit"), ("Role", TENANT_ROLE)):
+        attack = {**binding, "roleRef": {"apiGroup": RBAC, "kind": kind, "name": role}}
+        assert [v for v in admission(plan, "dev", attack)[1] if v.startswith("PlatformTenantBindingSubjects")], (kind, role)
 
 
 def test_external_secrets_webhook_has_its_certificate_from_cert_manager_not_the_cert_controller(charted: dict[str, Render]) -> None:

@@ -242,11 +242,12 @@ def disruption_budget_mutation(tenant_namespace_selector: dict[str, Any], platfo
 def tenant_namespace_constraints(
     namespace: str, registries: list[str], users: list[str], groups: list[str], hosts: Sequence[str] = (),
     pod_security_exception: dict[str, Any] | None = None, prometheus_addresses: Sequence[str] = (),
-    prometheus_header: str | None = None,
+    prometheus_header: str | None = None, controllers: Sequence[dict[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
-    project and `approved`), pulled Always; RoleBindings only for `users`, `groups` and the
-    namespace's own service accounts; Ingresses and IngressRoutes only for `hosts` (none: no host);
+    project and `approved`), pulled Always; RoleBindings only for `users`, `groups`, the
+    namespace's own service accounts and `controllers` (the platform's, each {namespace, name,
+    clusterRole}: its account, to that ClusterRole only); Ingresses and IngressRoutes only for `hosts` (none: no host);
     no externalIPs, NodePorts, service-account-token Secrets, Helm release Secrets from a virtual
     cluster's syncer or claims of a volume by name;
     Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only, sending
@@ -269,7 +270,8 @@ def tenant_namespace_constraints(
         ),
         _constraint(
             "PlatformTenantBindingSubjects", f"{namespace}-binding-subjects", {"kinds": ROLEBINDING_KINDS, **only},
-            {"users": sorted(users), "groups": sorted(groups), "serviceAccountNamespaces": [namespace]},
+            {"users": sorted(users), "groups": sorted(groups), "serviceAccountNamespaces": [namespace],
+             **({"controllers": list(controllers)} if controllers else {})},
         ),
         _constraint(
             "PlatformTenantIngressHosts", f"{namespace}-ingress-hosts", {"kinds": INGRESS_KINDS, **only},
