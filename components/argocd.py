@@ -11,7 +11,7 @@ import pulumi_random as random
 import pulumiverse_time as time
 
 from components import yaml_text
-from components.backend_tls import BackendTlsArgs, internal_certificate, servers_transport
+from components.backend_tls import BackendTlsArgs, internal_certificate, internal_credentials, servers_transport
 from components.cluster import ClusterHandle
 from components.common import PlatformGroups
 from components.federation import CredentialPlugin
@@ -73,13 +73,11 @@ class ArgoCd(pulumi.ComponentResource):
         # argocd-server serves the Secret argocd-server-tls when it exists, instead of a self-signed
         # certificate of its own that nothing could verify.
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        serving = internal_certificate(
-            cluster.role,
-            BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER]),
-            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.cert_manager])),
-        )
+        serving_tls = BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER])
+        serving = internal_certificate(cluster.role, serving_tls, pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns])))
+        args.inventory.register(*internal_credentials(cluster.role, serving_tls, "argocd-server"))
         transport, transport_annotations = servers_transport(
-            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", SERVER_TLS_SECRET,
+            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc",
             pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
         )
         self.url = args.exposure.url
@@ -99,7 +97,7 @@ class ArgoCd(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[*secrets, serving, transport, egress, *plugin_files],
+            depends_on=[*secrets, *serving, transport, egress, *plugin_files],
         )
         self.register_outputs({"url": self.url})
 

@@ -1,9 +1,15 @@
-"""TLS from Traefik to a backend: a serving certificate from a CA internal to the backend's
-namespace (cert-manager), and the Traefik ServersTransport that verifies it.
+"""TLS from Traefik to a backend: a serving certificate from a CA internal to the backend, and
+the Traefik ServersTransport that verifies it.
 
 Traefik terminates the public name's TLS and opens a second TLS connection to the backend; the
 backend's Service carries `annotations` so Traefik speaks HTTPS to it through the transport.
 Nothing trusts the internal CA but that transport (and the backend's own peers).
+
+The program is the internal CA (pulumi-tls, its key a Pulumi secret) and signs the serving
+certificate itself: Traefik lists and watches every Secret of the backend's namespace (its
+informers; a `resourceNames` limit would break them), so a CA key kept there, as cert-manager's CA
+Issuer needs it, would be Traefik's. Traefik takes the CA's certificate from a ConfigMap
+(`rootCAs`, ServersTransport of Traefik v3.6, pkg/provider/kubernetes/crd/client.go GetConfigMap).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-CERT_MANAGER = "cert-manager.io/v1"
+from components.inventory import STATE, Credential, program_certificate
+from components.tls import SERVING_DAYS, SERVING_ROTATION, ServingCertificate, self_signed_ca, signed_tls_secret
+
 CA_DAYS = 3650  # the internal CA's lifetime; cert-manager renews it 30 days before
 TRAEFIK_API = "traefik.io/v1alpha1"
 
@@ -40,61 +48,59 @@ def custom_resource(
     return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, metadata=metadata, spec=spec, opts=opts)
 
 
-def internal_certificate(role: str, args: BackendTlsArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
-    """The serving Certificate (waited for: the backend mounts it), signed by the namespace's internal CA.
+def internal_certificate(
+    role: str, args: BackendTlsArgs, opts: pulumi.ResourceOptions
+) -> tuple[k8s.core.v1.Secret, k8s.core.v1.ConfigMap]:
+    """The serving certificate's Secret (tls.crt, tls.key, ca.crt), signed by the backend's internal CA, and the
+    ConfigMap `<prefix>-internal-ca` holding only that CA's certificate (ca.crt). `opts`: parent, provider and the
+    namespace."""
+    assert opts.parent is not None
+    ca = self_signed_ca(f"{role}-{args.prefix}-internal-ca", f"{args.namespace} internal CA", CA_DAYS * 24, opts.parent)
+    serving = signed_tls_secret(
+        f"{role}-{args.prefix}-tls", ca,
+        ServingCertificate(args.secret_name, args.namespace, tuple(args.dns_names), tuple(args.ip_addresses)), opts,
+    )
+    bundle = k8s.core.v1.ConfigMap(
+        f"{role}-{args.prefix}-internal-ca",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{args.prefix}-internal-ca", namespace=args.namespace),
+        data={"ca.crt": ca.cert_pem},
+        opts=opts,
+    )
+    return serving, bundle
 
-    `opts` must depend on cert-manager (its CRDs) and the namespace.
-    """
-    ca_secret = f"{args.prefix}-internal-ca"
 
-    def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(resources)))
-
-    # A self-signed issuer exists only to sign the internal CA; the CA's key never leaves the cluster.
-    bootstrap = custom_resource(
-        f"{role}-{args.prefix}-selfsigned", CERT_MANAGER, "Issuer", f"{args.prefix}-selfsigned", args.namespace,
-        {"selfSigned": {}}, opts,
-    )
-    ca = custom_resource(
-        f"{role}-{args.prefix}-internal-ca", CERT_MANAGER, "Certificate", ca_secret, args.namespace,
-        {
-            "isCA": True,
-            "commonName": f"{args.namespace} internal CA",
-            "secretName": ca_secret,
-            "duration": f"{CA_DAYS * 24}h",
-            "renewBefore": "720h",
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": {"name": f"{args.prefix}-selfsigned", "kind": "Issuer", "group": "cert-manager.io"},
-        },
-        after(bootstrap),
-    )
-    issuer = custom_resource(
-        f"{role}-{args.prefix}-internal-issuer", CERT_MANAGER, "Issuer", ca_secret, args.namespace,
-        {"ca": {"secretName": ca_secret}}, after(ca),
-    )
-    return custom_resource(
-        f"{role}-{args.prefix}-tls", CERT_MANAGER, "Certificate", args.secret_name, args.namespace,
-        {
-            "secretName": args.secret_name,
-            "issuerRef": {"name": ca_secret, "kind": "Issuer", "group": "cert-manager.io"},
-            "dnsNames": list(args.dns_names),
-            **({"ipAddresses": list(args.ip_addresses)} if args.ip_addresses else {}),
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": ["server auth", "digital signature"],
-        },
-        after(issuer),
-        wait=True,
-    )
+def internal_credentials(role: str, args: BackendTlsArgs, service: str) -> list[Credential]:
+    """The inventory's entries for `internal_certificate`: the internal CA's key and the serving certificate."""
+    name, bundle = f"{role}-{args.prefix}", f"ConfigMap {args.namespace}/{args.prefix}-internal-ca"
+    return [program_certificate(
+        f"{service}'s internal CA key",
+        signed="self-signed",
+        holder=f"{STATE} only (the cluster has its certificate: {bundle}, ca.crt of Secret {args.namespace}/{args.secret_name})",
+        scope=f"signs {service}'s serving certificate, which Traefik's ServersTransport and {service}'s peers alone trust; never presented",
+        hours=CA_DAYS * 24,
+        rotation=f"re-created by `pulumi up` 30 days before it expires, with the serving certificate and {bundle}",
+        category="signing-key",
+        resources=(f"{name}-internal-ca",),
+    ), program_certificate(
+        f"serving certificate of {service}",
+        signed=f"by {service}'s internal CA",
+        holder=f"{service}'s pods (Secret {args.namespace}/{args.secret_name}), Traefik and {STATE}",
+        scope=f"authenticates {service}'s in-cluster names to Traefik and its peers",
+        hours=SERVING_DAYS * 24,
+        rotation=SERVING_ROTATION,
+        resources=(f"{name}-tls-key", f"{name}-tls"),
+    )]
 
 
 def servers_transport(
-    role: str, prefix: str, namespace: str, server_name: str, ca_secret: str, opts: pulumi.ResourceOptions
+    role: str, prefix: str, namespace: str, server_name: str, opts: pulumi.ResourceOptions
 ) -> tuple[k8s.apiextensions.CustomResource, dict[str, str]]:
-    """The ServersTransport `prefix` verifying `server_name` against `ca_secret`'s ca.crt, and the
-    annotations that make Traefik use it (HTTPS) for a backend Service. `opts` must depend on Traefik."""
+    """The ServersTransport `prefix` verifying `server_name` against the internal CA's certificate (ConfigMap
+    `<prefix>-internal-ca`), and the annotations that make Traefik use it (HTTPS) for a backend Service.
+    `opts` must depend on Traefik."""
     transport = custom_resource(
         f"{role}-{prefix}-servers-transport", TRAEFIK_API, "ServersTransport", prefix, namespace,
-        {"serverName": server_name, "rootCAsSecrets": [ca_secret]}, opts,
+        {"serverName": server_name, "rootCAs": [{"configMap": f"{prefix}-internal-ca"}]}, opts,
     )
     annotations = {
         "traefik.ingress.kubernetes.io/service.serversscheme": "https",

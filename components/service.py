@@ -148,7 +148,7 @@ class ClusterParts:
     inventory: CredentialInventory
     declared: dict[str, Any] = field(default_factory=dict)  # slice key -> what on_cluster returned
     # Workload clusters (declared after the control plane): public certificates by ACME DNS-01
-    # (EKS with platform:dns), else certificates chaining to the control plane's CA.
+    # (EKS with platform:dns), else the control plane's root CA, with which the program signs their wildcard.
     acme: AcmeSettings | None = None
     ca: CertificateAuthority | None = None
     # Another slice's settings by key (an add-on with stores of its own reads `data_stores`'), and
@@ -262,7 +262,9 @@ class TenantParts:
 
 @dataclass(frozen=True)
 class CertificateAuthority:
-    """The platform's own root CA (kubeconfig stacks): what signs the workload clusters' intermediates."""
+    """A CA of the program's: the platform root (kubeconfig stacks), which signs the workload clusters' wildcards, or a
+    backend's internal CA (components/backend_tls.py). Its key is a Pulumi secret no cluster object holds, but the
+    root's ClusterIssuer Secret on the control plane."""
 
     key_pem: pulumi.Output[str]  # a Pulumi secret
     cert_pem: pulumi.Output[str]

@@ -1,10 +1,14 @@
 """cert-manager and the issuer of the platform's certificates.
 
 On kubeconfig clusters the platform is its own CA: a root generated with pulumi-tls (key
-a Pulumi secret) behind a ClusterIssuer, and its certificate is the bundle every client
-trusts. On EKS, certificates come from ACME through Route 53 DNS-01, cert-manager
-reaching Route 53 with workload identity; they chain to public roots, so the bundle is
-empty and clients use their system trust store.
+a Pulumi secret) behind a ClusterIssuer on the control plane, and its certificate is the
+bundle every client trusts. The workload clusters keep no key of it, nor a CA the root signs:
+every pod there that reads every Secret (their internet-facing Traefik among them) would hold
+it, and a CA under the root signs any name the platform's clients accept. The program signs
+what they serve with the root itself (`signed_tls_secret`: their wildcard, components/workload_ingress.py).
+On EKS, certificates come from ACME through Route 53 DNS-01, cert-manager reaching Route 53
+with workload identity; they chain to public roots, so the bundle is empty and clients use
+their system trust store.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from dataclasses import dataclass, field, replace
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumiverse_time as time
 import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
+from components.common import rotated_key
 from components.helm import namespace
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
@@ -52,8 +58,8 @@ class PlatformTlsArgs:
     acme: AcmeArgs | None = None  # None: a private root CA
     ca_validity_hours: int = 5 * 365 * 24
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
-    # Without ACME on a workload cluster: its CA is an intermediate this root signs, so its
-    # certificates chain to the one bundle every client trusts.
+    # Without ACME on a workload cluster: the platform root, whose key stays out of the cluster. No CA and
+    # no ClusterIssuer there: what the cluster serves, the program signs with it (`signed_tls_secret`).
     signer: CertificateAuthority | None = None
     cluster: str = "control-plane"  # where it runs, for the credential inventory
     # With ACME: the names under which this cert-manager may write challenge records (default: domain).
@@ -66,10 +72,10 @@ class PlatformTlsArgs:
 
 
 class PlatformTls(pulumi.ComponentResource):
-    """cert-manager plus the `ClusterIssuer` named `issuer_name`."""
+    """cert-manager plus the `ClusterIssuer` named `issuer_name` (none on a workload cluster without ACME)."""
 
     release: k8s.helm.v3.Release
-    issuer_name: str
+    issuer_name: str | None
     ca_bundle: pulumi.Output[str]
     authority: CertificateAuthority | None = None  # the root, where this is the platform's own CA
 
@@ -102,32 +108,19 @@ class PlatformTls(pulumi.ComponentResource):
                     ],
                 }
             }
+        elif args.signer is not None:
+            self.issuer_name, self.ca_bundle = None, args.signer.cert_pem
+            self.register_outputs({"caBundle": self.ca_bundle})
+            return
         else:
             self.issuer_name = "platform-ca"
-            key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
-            if args.signer is None:
-                certificate: tls.SelfSignedCert | tls.LocallySignedCert = tls.SelfSignedCert(
-                    f"{name}-ca",
-                    private_key_pem=key.private_key_pem,
-                    is_ca_certificate=True,
-                    validity_period_hours=args.ca_validity_hours,
-                    early_renewal_hours=30 * 24,
-                    allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-                    subject=tls.SelfSignedCertSubjectArgs(common_name=f"{args.domain} platform CA", organization="platform-bootstrap"),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                self.authority = CertificateAuthority(key.private_key_pem, certificate.cert_pem)
-                root, chain = certificate.cert_pem, certificate.cert_pem
-            else:
-                certificate = _intermediate(name, key, args, self)
-                root = args.signer.cert_pem
-                chain = pulumi.Output.concat(certificate.cert_pem, root)  # cert-manager serves the chain
-            self.ca_bundle = root
+            self.authority = self_signed_ca(f"{name}-ca", f"{args.domain} platform CA", args.ca_validity_hours, self)
+            self.ca_bundle = root = self.authority.cert_pem
             secret = k8s.core.v1.Secret(
                 f"{name}-ca",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name="platform-ca", namespace=NAMESPACE),
                 type="kubernetes.io/tls",
-                string_data={"tls.crt": chain, "tls.key": key.private_key_pem, "ca.crt": root},
+                string_data={"tls.crt": root, "tls.key": self.authority.key_pem, "ca.crt": root},
                 opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
             )
             spec = {"ca": {"secretName": "platform-ca"}}
@@ -144,28 +137,72 @@ class PlatformTls(pulumi.ComponentResource):
         self.register_outputs({"issuerName": self.issuer_name, "caBundle": self.ca_bundle})
 
 
-INTERMEDIATE_VALIDITY_HOURS = 365 * 24
-
-
-def _intermediate(name: str, key: tls.PrivateKey, args: PlatformTlsArgs, parent: pulumi.Resource) -> tls.LocallySignedCert:
-    """A workload cluster's CA, signed by the platform root (`args.signer`); renewed 30 days before it expires."""
-    assert args.signer is not None
-    request = tls.CertRequest(
-        f"{name}-ca",
+def self_signed_ca(name: str, common_name: str, hours: int, parent: pulumi.Resource) -> CertificateAuthority:
+    """A CA of the program's (pulumi-tls, `name`): its key a Pulumi secret, the certificate re-created 30 days before it expires."""
+    key = tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=parent))
+    certificate = tls.SelfSignedCert(
+        name,
         private_key_pem=key.private_key_pem,
-        subject=tls.CertRequestSubjectArgs(common_name=f"{args.domain} {args.cluster} CA", organization="platform-bootstrap"),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-    return tls.LocallySignedCert(
-        f"{name}-ca",
-        cert_request_pem=request.cert_request_pem,
-        ca_private_key_pem=args.signer.key_pem,
-        ca_cert_pem=args.signer.cert_pem,
         is_ca_certificate=True,
-        validity_period_hours=INTERMEDIATE_VALIDITY_HOURS,
+        validity_period_hours=hours,
         early_renewal_hours=30 * 24,
         allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+        subject=tls.SelfSignedCertSubjectArgs(common_name=common_name, organization="platform-bootstrap"),
         opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return CertificateAuthority(key.private_key_pem, certificate.cert_pem)
+
+
+SERVING_DAYS = CERTIFICATE_LIFETIME_DAYS  # a serving certificate the program signs
+SERVING_RENEWAL_DAYS = 45  # re-signed, with a new key, by the first `pulumi up --refresh` after half its life
+SERVING_ROTATION = f"a new key and certificate by the first `pulumi up --refresh` {SERVING_RENEWAL_DAYS} days after the last"
+
+
+@dataclass(frozen=True)
+class ServingCertificate:
+    """A serving certificate the program signs: its Secret's name and namespace, and its names."""
+
+    secret_name: str
+    namespace: str
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...] = ()
+
+
+def signed_tls_secret(
+    name: str, signer: CertificateAuthority, certificate: ServingCertificate, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Secret:
+    """`certificate` signed by `signer` (no object of this Secret's cluster holds its key) in a kubernetes.io/tls Secret: tls.crt,
+    tls.key and the signer's certificate as ca.crt. Its key is replaced and the certificate re-signed every
+    SERVING_RENEWAL_DAYS (`pulumi up --refresh`), well before its SERVING_DAYS end. `opts`: the Secret's (parent,
+    provider, what it waits for); the pulumi-tls resources take its parent."""
+    assert opts.parent is not None
+    in_program = pulumi.ResourceOptions(parent=opts.parent)
+    rotation = time.Rotating(f"{name}-rotation", rotation_days=SERVING_RENEWAL_DAYS, opts=in_program)
+    key = rotated_key(f"{name}-key", rotation, opts.parent, "ECDSA", "P256")
+    request = tls.CertRequest(
+        name,
+        private_key_pem=key.private_key_pem,
+        dns_names=list(certificate.dns_names),
+        ip_addresses=list(certificate.ip_addresses),
+        subject=tls.CertRequestSubjectArgs(common_name=certificate.dns_names[0], organization="platform-bootstrap"),
+        opts=in_program,
+    )
+    signed = tls.LocallySignedCert(
+        name,
+        cert_request_pem=request.cert_request_pem,
+        ca_private_key_pem=signer.key_pem,
+        ca_cert_pem=signer.cert_pem,
+        validity_period_hours=SERVING_DAYS * 24,
+        early_renewal_hours=(SERVING_DAYS - SERVING_RENEWAL_DAYS) * 24,
+        allowed_uses=["digital_signature", "server_auth"],
+        opts=in_program,
+    )
+    return k8s.core.v1.Secret(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=certificate.secret_name, namespace=certificate.namespace),
+        type="kubernetes.io/tls",
+        string_data={"tls.crt": signed.cert_pem, "tls.key": key.private_key_pem, "ca.crt": signer.cert_pem},
+        opts=opts,
     )
 
 
@@ -180,16 +217,7 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
         days=CERTIFICATE_LIFETIME_DAYS,
     )
     if args.acme is None and args.signer is not None:
-        return [issued, program_certificate(
-            f"intermediate CA key{on}",
-            signed="signed by the platform CA",
-            holder=f"cert-manager{on} (Secret {NAMESPACE}/platform-ca) and {STATE}",
-            scope=f"signs the TLS certificates of the names served{on}; never presented to anyone",
-            hours=INTERMEDIATE_VALIDITY_HOURS,
-            rotation="re-signed by `pulumi up` 30 days before it expires (the key is kept); clients trust the root",
-            category="signing-key",
-            resources=(f"{name}-ca",),
-        )]
+        return []  # no issuer here: the program signs what the cluster serves (its wildcard's own entry)
     if args.acme is None:
         return [issued, program_certificate(
             f"platform CA key{on}",
@@ -231,7 +259,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
     """cert-manager and the platform issuer on a workload cluster: ACME DNS-01 through its own
-    IAM role on EKS with platform:dns, else an intermediate of the control plane's CA."""
+    IAM role on EKS with platform:dns, else cert-manager alone (the program signs the cluster's wildcard)."""
     identity, acme = parts.cluster.aws_identity, parts.acme
     return PlatformTls(
         f"{parts.cluster.role}-platform-tls",

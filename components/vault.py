@@ -40,7 +40,7 @@ import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
 from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, service_account_trust
-from components.backend_tls import CA_DAYS, BackendTlsArgs, internal_certificate
+from components.backend_tls import BackendTlsArgs, custom_resource, internal_certificate, internal_credentials, servers_transport
 from components.cluster import ClusterHandle
 from components.common import Exposure, PlatformGroups
 from components.helm import namespace, release, sized
@@ -58,7 +58,7 @@ NAMESPACE = "vault"
 RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-internal; service account vault
 SERVICE_ACCOUNT = "vault"
 TLS_SECRET = "vault-tls"  # Vault's serving certificate from the internal CA: tls.crt, tls.key, ca.crt
-INTERNAL_CA_SECRET = "vault-internal-ca"  # components.backend_tls: <prefix>-internal-ca
+INTERNAL_CA = "vault-internal-ca"  # components.backend_tls: ConfigMap <prefix>-internal-ca, the CA's certificate alone
 PUBLIC_TLS_SECRET = "vault-public-tls"  # the public name's certificate, served by the ingress
 TLS_DIR = "/vault/userconfig/vault-tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
@@ -69,7 +69,6 @@ OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
 TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
 PROVIDER_CHILD_TOKEN_SECONDS = 1200  # terraform-provider-vault's max_lease_ttl_seconds default
-INTERNAL_CA_DAYS = CA_DAYS
 ADMIN_POLICY_NAME = "platform-admin"
 APPROVER_POLICY_NAME = "platform-approver"
 
@@ -165,11 +164,7 @@ class Vault(pulumi.ComponentResource):
 
         serving_cert, public_cert = self._certificates(role, exposure, ns, in_ns, args.cert_manager)
         after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
-        transport = _custom_resource(
-            f"{role}-vault-servers-transport", "traefik.io/v1alpha1", "ServersTransport", SERVERS_TRANSPORT,
-            {"serverName": f"{RELEASE}-active.{NAMESPACE}.svc", "rootCAsSecrets": [TLS_SECRET]},
-            after_traefik,
-        )
+        transport, _ = servers_transport(role, SERVERS_TRANSPORT, NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
 
         server: dict[str, Any] = {}
         if args.aws is not None:
@@ -188,7 +183,7 @@ class Vault(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[serving_cert, public_cert, transport],
+            depends_on=[*serving_cert, public_cert, transport],
             protect=args.protect,  # the raft volumes belong to the release
         )
 
@@ -228,13 +223,13 @@ class Vault(pulumi.ComponentResource):
         ns: k8s.core.v1.Namespace,
         in_ns: pulumi.ResourceOptions,
         cert_manager: pulumi.Resource,
-    ) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResource]:
-        """Vault's serving certificate from an internal CA, and the public name's from the platform issuer."""
+    ) -> tuple[tuple[k8s.core.v1.Secret, k8s.core.v1.ConfigMap], k8s.apiextensions.CustomResource]:
+        """Vault's serving certificate from an internal CA (with the CA's certificate alone, for Traefik), and the
+        public name's from the platform issuer."""
         opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
-        # ipAddresses: the chart's VAULT_ADDR inside each pod.
-        serving = internal_certificate(role, BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"]), opts)
-        public = _custom_resource(
-            f"{role}-vault-public-tls", "cert-manager.io/v1", "Certificate", PUBLIC_TLS_SECRET,
+        serving = internal_certificate(role, SERVING_TLS, in_ns)
+        public = custom_resource(
+            f"{role}-vault-public-tls", "cert-manager.io/v1", "Certificate", PUBLIC_TLS_SECRET, NAMESPACE,
             {
                 "secretName": PUBLIC_TLS_SECRET,
                 "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
@@ -281,8 +276,8 @@ class Vault(pulumi.ComponentResource):
     ) -> k8s.networking.v1.Ingress:
         """`https://<host>/node/<peer>/...` reaching exactly one raft peer, for init and unseal."""
         prefixes = [f"{NODE_PATH}/{peer}" for peer in peers]
-        strip = _custom_resource(
-            f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE,
+        strip = custom_resource(
+            f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE, NAMESPACE,
             {"stripPrefix": {"prefixes": prefixes}}, after_traefik,
         )
         services = [
@@ -412,17 +407,6 @@ class Vault(pulumi.ComponentResource):
             )
 
 
-def _custom_resource(
-    name: str, api_version: str, kind: str, object_name: str, spec: dict[str, Any], opts: pulumi.ResourceOptions,
-    wait: bool = False,
-) -> k8s.apiextensions.CustomResource:
-    metadata: dict[str, Any] = {"name": object_name, "namespace": NAMESPACE}
-    if wait:
-        # Pulumi waits until cert-manager reports the certificate issued.
-        metadata["annotations"] = {"pulumi.com/waitFor": "condition=Ready"}
-    return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, metadata=metadata, spec=spec, opts=opts)
-
-
 def service_dns_names() -> list[str]:
     """The in-cluster names clients and raft peers use to reach Vault."""
     names = []
@@ -430,6 +414,10 @@ def service_dns_names() -> list[str]:
         names += [service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc", f"{service}.{NAMESPACE}.svc.cluster.local"]
     internal = f"*.{RELEASE}-internal"  # each peer: vault-0.vault-internal, ...
     return [*names, internal, f"{internal}.{NAMESPACE}.svc", f"{internal}.{NAMESPACE}.svc.cluster.local"]
+
+
+# Vault's serving certificate. ipAddresses: the chart's VAULT_ADDR inside each pod.
+SERVING_TLS = BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"])
 
 
 def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
@@ -603,22 +591,13 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         seconds=TOKEN_TTL_SECONDS,
         rotation="sign in again",
         resources=(f"{prefix}-oidc-{OIDC_ROLE}",),
-    ), cert_manager_certificate(
-        "Vault's internal CA key",
-        issuer="cert-manager (self-signed Issuer in the vault namespace)",
-        holder=f"cert-manager (Secret {NAMESPACE}/{INTERNAL_CA_SECRET})",
-        scope="signs Vault's listener and raft certificates; never presented to anyone",
-        days=INTERNAL_CA_DAYS,
-        rotation="cert-manager renews it 30 days before it expires; Vault and Traefik read the new ca.crt",
-        category="signing-key",
-        resources=(f"{prefix}-internal-ca",),
-    ), cert_manager_certificate(
-        "TLS certificates of Vault's listener and public name",
-        issuer="cert-manager (Vault's internal CA; the platform ClusterIssuer for the public name)",
+    ), *internal_credentials(role, SERVING_TLS, "Vault"), cert_manager_certificate(
+        "TLS certificate of Vault's public name",
+        issuer="cert-manager (the platform ClusterIssuer)",
         holder="the Vault pods and Traefik",
-        scope="authenticate Vault's hostnames to clients and raft peers",
+        scope="authenticates Vault's hostname to clients",
         days=90,  # cert-manager's default duration
-        resources=(f"{prefix}-tls", f"{prefix}-public-tls"),
+        resources=(f"{prefix}-public-tls",),
     )]
     if on_eks:
         entries.append(irsa_credential(f"{prefix}-unseal", f"{NAMESPACE}/{SERVICE_ACCOUNT}", role, "Vault's auto-unseal KMS key"))

@@ -2,10 +2,11 @@
 wildcard certificate for the environment.
 
 Tenants publish `<tenant>.<env>.<domain>` (components/tenant_names.py): one certificate
-`*.<env>.<domain>` per environment, issued by the cluster's platform issuer (ACME DNS-01 on
-EKS, the platform CA's intermediate on kubeconfig stacks, components/tls.py), is Traefik's
-default certificate, so a tenant's Ingress names its host and `tls` without a secret and never
-holds the key. A Gatekeeper constraint per tenant namespace keeps each tenant on its own host
+`*.<env>.<domain>` per environment is Traefik's default certificate, so a tenant's Ingress names
+its host and `tls` without a secret and never holds the key. On EKS the cluster's cert-manager
+gets it by ACME DNS-01; on kubeconfig stacks the program signs it with the platform root
+(components/tls.py `signed_tls_secret`), so no CA key is on this cluster, where this Traefik
+and others read every Secret: a CA there would sign any name the platform's clients trust. A Gatekeeper constraint per tenant namespace keeps each tenant on its own host
 (policy/gatekeeper, `PlatformTenantIngressHosts`), and the tenant's default-deny NetworkPolicy
 admits this controller's pods only (components/tenant.py).
 
@@ -16,7 +17,7 @@ wildcard name gets a Route 53 record pointing at the load balancer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -26,7 +27,8 @@ from components import tls
 from components.cluster import ClusterHandle
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Route53Args, traefik_values
-from components.service import WORKLOAD_CLUSTERS, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.inventory import STATE, Credential, CredentialInventory, program_certificate
+from components.service import WORKLOAD_CLUSTERS, CertificateAuthority, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "apps-ingress"
@@ -44,9 +46,11 @@ def wildcard(environment: str, domain: str) -> str:
 @dataclass(frozen=True)
 class WorkloadIngressArgs:
     domain: str
-    issuer: tls.PlatformTls  # cert-manager and the platform issuer on this cluster
+    issuer: tls.PlatformTls  # cert-manager (and, with ACME, the platform issuer) on this cluster
     settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # EKS: a record for the wildcard name
+    signer: CertificateAuthority | None = None  # without ACME: the platform root, which signs the wildcard
+    inventory: CredentialInventory = field(default_factory=CredentialInventory)
 
 
 class WorkloadIngress(pulumi.ComponentResource):
@@ -58,20 +62,26 @@ class WorkloadIngress(pulumi.ComponentResource):
         super().__init__("platform:workload_ingress:WorkloadIngress", name, None, opts)
         ns = namespace(SLICE.namespace, cluster, self)
         self.hostname = wildcard(cluster.role, args.domain)
-        after_issuer = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns, args.issuer.release])
-        certificate = k8s.apiextensions.CustomResource(
-            f"{name}-wildcard",
-            api_version="cert-manager.io/v1",
-            kind="Certificate",
-            metadata={"name": "wildcard", "namespace": NAMESPACE, "labels": managed_by()},
-            spec={
-                "secretName": WILDCARD_SECRET,
-                "dnsNames": [self.hostname],
-                "issuerRef": {"kind": "ClusterIssuer", "name": args.issuer.issuer_name},
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            },
-            opts=after_issuer,
-        )
+        if args.signer is not None:
+            certificate: pulumi.Resource = tls.signed_tls_secret(
+                f"{name}-wildcard", args.signer, tls.ServingCertificate(WILDCARD_SECRET, NAMESPACE, (self.hostname,)),
+                pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]))
+            args.inventory.register(wildcard_credential(name, cluster.role, self.hostname))
+        else:
+            assert args.issuer.issuer_name is not None, "a workload cluster's issuer is ACME where the program does not sign"
+            certificate = k8s.apiextensions.CustomResource(
+                f"{name}-wildcard",
+                api_version="cert-manager.io/v1",
+                kind="Certificate",
+                metadata={"name": "wildcard", "namespace": NAMESPACE, "labels": managed_by()},
+                spec={
+                    "secretName": WILDCARD_SECRET,
+                    "dnsNames": [self.hostname],
+                    "issuerRef": {"kind": "ClusterIssuer", "name": args.issuer.issuer_name},
+                    "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns, args.issuer.release]),
+            )
         self.release = SLICE.release(
             cluster,
             self,
@@ -114,6 +124,18 @@ class WorkloadIngress(pulumi.ComponentResource):
         )
 
 
+def wildcard_credential(name: str, cluster: str, hostname: str) -> Credential:
+    return program_certificate(
+        f"wildcard certificate {hostname} on {cluster}",
+        signed="signed by the platform CA",
+        holder=f"Traefik on {cluster} (Secret {NAMESPACE}/{WILDCARD_SECRET}) and {STATE}",
+        scope=f"authenticates the tenants' hosts under {hostname} to clients",
+        hours=tls.SERVING_DAYS * 24,
+        rotation=tls.SERVING_ROTATION,
+        resources=(f"{name}-wildcard-key", f"{name}-wildcard"),
+    )
+
+
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngress | None:
     issuer = parts.get(tls.SLICE)
     assert issuer is not None, "stacks.config refuses workloadIngress without certManager"
@@ -122,7 +144,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngres
     return WorkloadIngress(
         f"{parts.cluster.role}-workload-ingress",
         parts.cluster,
-        WorkloadIngressArgs(parts.domain, issuer, settings, route53),
+        WorkloadIngressArgs(parts.domain, issuer, settings, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
     )
 
 

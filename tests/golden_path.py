@@ -324,7 +324,13 @@ def ingress_tls(p: Plan, tenant: str) -> list[str]:
     host = f"{tenant}.prod.{p.domain(tenant)}"
     ingress = next((d for d in p.documents(tenant, "ops", "prod/app.yaml") if d["kind"] == "Ingress"), {})
     namespaces = _ingress_namespaces(p, "prod")
-    certificates = {c["spec"]["secretName"] for c in p.objects("prod", "Certificate") if f"*.prod.{p.domain(tenant)}" in c["spec"]["dnsNames"]}
+    wildcard = f"*.prod.{p.domain(tenant)}"
+    # cert-manager's (ACME), or a Secret the program signs (pulumi-tls, kubeconfig stacks: components/tls.py).
+    certificates = {c["spec"]["secretName"] for c in p.objects("prod", "Certificate") if wildcard in c["spec"]["dnsNames"]}
+    requests = {r["urn"] for r in p.of_type("tls:index/certRequest:CertRequest") if wildcard in r["inputs"].get("dnsNames", [])}
+    signed = {r["urn"] for r in p.of_type("tls:index/locallySignedCert:LocallySignedCert") if requests & set(r["dependsOn"])}
+    certificates |= {r["inputs"]["metadata"]["name"] for r in p.of_type("kubernetes:core/v1:Secret")
+                     if r.get("cluster") == "prod" and signed & set(r["dependsOn"])}
     stores = [s for s in p.objects("prod", "TLSStore") if s["metadata"]["name"] == "default"
               and s["metadata"].get("namespace") in namespaces and s["spec"]["defaultCertificate"]["secretName"] in certificates]
     hosts = [c["spec"]["parameters"]["hosts"] for c in p.objects("prod", "PlatformTenantIngressHosts")
@@ -336,7 +342,7 @@ def ingress_tls(p: Plan, tenant: str) -> list[str]:
     )
     missing = _need(namespaces, "an ingress controller on prod")
     missing += _need([r for r in ingress.get("spec", {}).get("rules", []) if r.get("host") == host], f"an Ingress for {host}")
-    missing += _need(stores, f"a wildcard certificate *.prod.{p.domain(tenant)} served by default")
+    missing += _need(stores, f"a wildcard certificate {wildcard} served by default")
     missing += _need(hosts and host in hosts[0], f"a Gatekeeper rule letting {tenant}-prod serve {host}")
     missing += _need(admitted, f"{tenant}-prod's NetworkPolicy admitting the ingress controller")
     virtual = _virtual_cluster(p, tenant, "prod")

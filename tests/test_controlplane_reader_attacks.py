@@ -13,28 +13,44 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
-from tests.cluster_readers import EXECS, POWERS, READS_SECRETS, Readers, accounts, held, stale, table, unjustified
+from tests.cluster_readers import (
+    EXECS,
+    POWERS,
+    READS_CA_KEY,
+    READS_SECRETS,
+    Readers,
+    accounts,
+    ca_key_secrets,
+    held,
+    stale,
+    table,
+    unjustified,
+)
 from tests.test_daemonset_attacks import READ, Grant, anywhere, cluster_objects, grants
 
 CONTROL_PLANE = "control-plane"
 
+# Reading every Secret reads the platform root's key too (cert-manager/platform-ca, the ClusterIssuer's).
+EVERY_SECRET = frozenset({READS_SECRETS, READS_CA_KEY})
 # The accounts that must keep a power cluster-wide, with why no chart option takes it away.
 READERS: Readers = {
-    ("cert-manager", "cert-manager"): (frozenset({READS_SECRETS}), (
-        "writes each Certificate's Secret where the Certificate is (ingress-shim in every exposed namespace) and "
+    ("cert-manager", "cert-manager"): (EVERY_SECRET, (
+        "signs with the platform CA's key (the ClusterIssuer's Secret); writes each Certificate's Secret where the Certificate is (ingress-shim in every exposed namespace) and "
         "reads its Issuers' Secrets; its --namespace takes one namespace and drops ClusterIssuers "
         "(cert-manager v1.21.1 templates/rbac.yaml lines 67, 93, 129, 171, 205: the controller-issuers, -clusterissuers, "
         "-certificates, -orders and -challenges ClusterRoles)")),
-    ("cert-manager", "cert-manager-cainjector"): (frozenset({READS_SECRETS}), (
+    ("cert-manager", "cert-manager-cainjector"): (EVERY_SECRET, (
         "injects cert-manager-webhook-ca into the webhook's configurations (cert-manager.io/inject-ca-from-secret); "
         "the chart's ClusterRole is fixed (cert-manager v1.21.1 templates/cainjector-rbac.yaml lines 17-19)")),
-    ("cnpg-system", "cnpg-cloudnative-pg"): (frozenset({READS_SECRETS, EXECS}), (
+    ("cnpg-system", "cnpg-cloudnative-pg"): (EVERY_SECRET | {EXECS}, (
         "the databases are Clusters in gitlab and harbor (dev stack): the operator keeps their Secrets and execs "
         "into their instances; `config.clusterWide: false` confines it to its own namespace, not to theirs "
         "(cloudnative-pg 0.29.0 templates/rbac.yaml lines 52-54 and 80-96, _helpers.tpl lines 84, 115)")),
-    ("gatekeeper-system", "gatekeeper-admin"): (frozenset({READS_SECRETS, EXECS}), (
+    ("gatekeeper-system", "gatekeeper-admin"): (EVERY_SECRET | {EXECS}, (
         "its audit lists every object of the kinds its constraints match, Secrets among them (PlatformTenantObjects); "
         "the chart grants get/list/watch on */*, so `get pods/exec` too, with no narrower option: `rbac.create: false` would "
         "mean the platform keeping a list of every kind audited "
@@ -57,6 +73,25 @@ def test_the_review_sees_cluster_admin_secret_readers_and_websocket_exec() -> No
     assert held([Grant("vault", secrets)]) == set()
     assert held([Grant(None, secrets)]) == {READS_SECRETS}
     assert held([Grant(None, ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]},))]) == {READS_SECRETS, EXECS}
+    ca_key = {("vault", "vault-internal-ca")}
+    assert held([Grant("vault", secrets)], ca_key) == {READS_CA_KEY}
+    assert held([Grant("argocd", secrets)], ca_key) == set()
+    assert held([Grant(None, secrets)], ca_key) == {READS_SECRETS, READS_CA_KEY}
+    named = ({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["vault-ca"], "verbs": ["get", "list", "watch"]},)
+    assert held([Grant("vault", named)], ca_key) == set()
+    assert held([Grant("vault", named)], {("vault", "vault-ca")}) == {READS_CA_KEY}
+
+
+def test_the_only_ca_key_on_the_control_plane_is_the_platform_roots(charted: dict[str, Render]) -> None:
+    """On kubeconfig stacks the root's key is in cert-manager's namespace, where its ClusterIssuer reads it; the
+    backends' internal CAs (Vault's, ArgoCD's) keep no key on the cluster. On EKS (ACME) there is no CA key at all."""
+    for stack, result in charted.items():
+        expected = {("cert-manager", "platform-ca")} if stack == "dev" else set()
+        assert ca_key_secrets(result.plan, CONTROL_PLANE) == expected, stack
+    # The program's own Secret is found from its pulumi-tls key alone, not only through the ClusterIssuer naming it.
+    plan = charted["dev"].plan
+    without_issuers = {**plan, "resources": [r for r in plan["resources"] if r["inputs"].get("kind") != "ClusterIssuer"]}
+    assert ca_key_secrets(without_issuers, CONTROL_PLANE) == {("cert-manager", "platform-ca")}
 
 
 def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(charted: dict[str, Render]) -> None:
@@ -143,3 +178,30 @@ def test_traefiks_grants_are_what_its_pinned_chart_grants_but_every_secret(chart
     cluster_wide = rule_set(chart_rules("ClusterRole", namespaced=False))
     assert rule_set(CLUSTER_SCOPE_RULES) <= cluster_wide
     assert {("", "secrets", verb) for verb in READ} <= cluster_wide  # what the chart's ClusterRole would have granted
+
+
+def test_traefik_trusts_the_backends_internal_cas_through_configmaps_of_their_certificates_alone(charted: dict[str, Render]) -> None:
+    """Traefik v3.6 reads a ServersTransport's rootCAs from its informers' listers (pkg/provider/kubernetes/crd/client.go
+    GetSecret, GetConfigMap), which list every Secret and ConfigMap of the namespace: each backend's CA reaches it as a
+    ConfigMap holding the CA's certificate alone, made from a pulumi-tls CA whose key no object on the cluster holds.
+    Each ServersTransport is valid against the pinned chart's CRD (rendered by its real Helm engine's sources)."""
+    from platformctl.charts import verified
+    from tests.validation import crd_errors
+
+    for stack, result in charted.items():
+        version = release_of(result, "traefik")["inputs"]["version"]
+        chart = verified("traefik", version)
+        assert chart is not None, "the charted fixture has the chart sources"
+        crd = yaml.safe_load((chart / "crds/traefik.io_serverstransports.yaml").read_text())
+        objects = list(cluster_objects(result.plan, CONTROL_PLANE))
+        transports = [o for o in objects if o["kind"] == "ServersTransport"]
+        assert {o["metadata"]["namespace"] for o in transports} == {"argocd", "vault"}, stack
+        by_urn = {r["urn"]: r for r in result.plan["resources"]}
+        for transport in transports:
+            assert crd_errors(transport, crd) == [], (stack, transport["metadata"])
+            [root] = transport["spec"]["rootCAs"]
+            [bundle] = [r for r in result.plan["resources"] if r.get("cluster") == CONTROL_PLANE and r["type"] == "kubernetes:core/v1:ConfigMap"
+                        and r["inputs"]["metadata"] == {"name": root["configMap"], "namespace": transport["metadata"]["namespace"]}]
+            assert set(bundle["inputs"]["data"]) == {"ca.crt"}
+            [ca] = [by_urn[u] for u in bundle["dependsOn"] if by_urn[u]["type"] == "tls:index/selfSignedCert:SelfSignedCert"]
+            assert ca["inputs"]["isCaCertificate"] is True

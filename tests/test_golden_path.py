@@ -383,19 +383,28 @@ def test_tenant_namespaces_admit_only_the_ingress_controller_from_outside(plan: 
     ]
 
 
-def test_the_wildcard_certificate_comes_from_the_clusters_platform_issuer(plan: dict) -> None:
+def test_the_wildcard_certificate_comes_from_acme_or_the_program_never_a_ca_on_the_cluster(plan: dict) -> None:
+    """EKS: cert-manager's ACME ClusterIssuer. Kubeconfig stacks: the program signs it with the platform root, and the
+    cluster has no ClusterIssuer (no CA key: tests/test_workload_reader_attacks.py)."""
     eks = plan["outputs"]["clusters"]["prod"]["eks"]
     for cluster in ENVIRONMENTS:
-        [certificate] = [r for r in plan["resources"] if r["name"] == f"{cluster}-workload-ingress-wildcard"
-                         and r["type"] == "kubernetes:cert-manager.io/v1:Certificate"]
         issuers = {r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["cluster"] == cluster
                    and r["type"] == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
-        assert issuers == {certificate["inputs"]["spec"]["issuerRef"]["name"]} == {"platform-acme" if eks else "platform-ca"}
-        if not eks:  # the cluster's CA is an intermediate of the platform root, not a root of its own
-            names = {r["name"] for r in plan["resources"] if r["type"] == "tls:index/locallySignedCert:LocallySignedCert"}
-            assert f"{cluster}-platform-tls-ca" in names
-            assert not [r for r in plan["resources"] if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"
-                        and r["name"] == f"{cluster}-platform-tls-ca"]
+        certificates = [r for r in plan["resources"] if r["name"] == f"{cluster}-workload-ingress-wildcard"
+                        and r["type"] == "kubernetes:cert-manager.io/v1:Certificate"]
+        if eks:
+            [certificate] = certificates
+            assert issuers == {certificate["inputs"]["spec"]["issuerRef"]["name"]} == {"platform-acme"}
+            continue
+        assert issuers == set() and certificates == []
+        [signed] = [r for r in plan["resources"] if r["name"] == f"{cluster}-workload-ingress-wildcard"
+                    and r["type"] == "tls:index/locallySignedCert:LocallySignedCert"]
+        root = _named(plan, "tls:index/privateKey:PrivateKey", "platform-tls-ca")
+        assert root["urn"] in signed["dependsOn"] and not signed["inputs"].get("isCaCertificate")
+        [secret] = [r for r in plan["resources"] if r["name"] == f"{cluster}-workload-ingress-wildcard"
+                    and r["type"] == "kubernetes:core/v1:Secret"]
+        assert secret["inputs"]["metadata"] == {"name": workload_ingress.WILDCARD_SECRET, "namespace": workload_ingress.NAMESPACE}
+        assert signed["urn"] in secret["dependsOn"]
 
 
 def test_argocd_keeps_its_built_in_rollout_health(plan: dict) -> None:
@@ -417,7 +426,8 @@ def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
         assert entries[f"service-account token of Prometheus on {cluster}"]["lifetimeSeconds"] == 3600
         assert entries[f"service-account token of Argo Rollouts on {cluster}"]["lifetimeSeconds"] == 3600
         assert entries[f"serving certificate of metrics-server on {cluster}"]["lifetimeSeconds"] == 90 * 86400
-        issuer = entries[f"ACME account key on {cluster}"] if eks else entries[f"intermediate CA key on {cluster}"]
+        [issuer] = [entries[f"ACME account key on {cluster}"]] if eks else [
+            c for what, c in entries.items() if what.startswith(f"wildcard certificate *.{cluster}.") and what.endswith(f" on {cluster}")]
         assert issuer["rotation"]
         if eks:  # cert-manager's own IAM role on each cluster, for Route 53
             assert any(c["holder"] == f"service account cert-manager/cert-manager on {cluster}" for c in credentials)

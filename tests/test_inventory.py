@@ -54,7 +54,7 @@ def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
     else:
         assert entries["platform CA key"]["category"] == "signing-key"
         assert entries["platform CA key"]["lifetimeSeconds"] == 5 * 365 * 86400
-    for certificates in ("TLS certificates of the platform's names", "TLS certificates of Vault's listener and public name"):
+    for certificates in ("TLS certificates of the platform's names", "TLS certificate of Vault's public name", "serving certificate of Vault"):
         assert entries[certificates]["lifetimeSeconds"] == MAX_LIFETIME_SECONDS
     # Between systems: expiring, short.
     assert entries["GitLab platform-bot personal access token"]["lifetimeSeconds"] == 30 * 86400

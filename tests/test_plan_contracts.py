@@ -63,7 +63,8 @@ UNVENDORED_CHART_KEYS = {
 # the spec fields the program may set, checked by hand against Traefik v3's CRDs.
 UNVENDORED_CRD_FIELDS = {
     ("traefik.io/v1alpha1", "Middleware"): {"stripPrefix.prefixes"},
-    ("traefik.io/v1alpha1", "ServersTransport"): {"rootCAsSecrets", "serverName"},
+    # rootCAs: a list (of ConfigMap references); tests/test_controlplane_reader_attacks.py validates it against the chart's CRD.
+    ("traefik.io/v1alpha1", "ServersTransport"): {"rootCAs", "serverName"},
     # Lists are leaves here; tests/test_gitlab_ssh.py checks the route's items.
     ("traefik.io/v1alpha1", "IngressRouteTCP"): {"entryPoints", "routes"},
     ("traefik.io/v1alpha1", "TLSStore"): {"defaultCertificate.secretName"},

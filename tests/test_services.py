@@ -75,8 +75,8 @@ def test_platform_ca_is_a_secret_key_behind_a_cluster_issuer(renders: dict) -> N
     assert is_redacted(secret["inputs"]["stringData"]) and secret["inputs"]["type"] == "kubernetes.io/tls"
     assert {"tls.crt", "tls.key"} <= set(secret["inputs"]["stringData"])
     issuers = [r for r in by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")]
-    # One per cluster: the workload clusters' CAs are intermediates of this root (components/tls.py).
-    assert [i["inputs"]["spec"] for i in issuers] == 3 * [{"ca": {"secretName": "platform-ca"}}]
+    # The control plane's alone: the workload clusters keep no CA key, the program signs their wildcard (components/tls.py).
+    assert [(i["cluster"], i["inputs"]["spec"]) for i in issuers] == [("control-plane", {"ca": {"secretName": "platform-ca"}})]
 
 
 def test_eks_uses_acme_through_route53_with_workload_identity(renders: dict) -> None:

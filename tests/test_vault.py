@@ -271,20 +271,29 @@ def test_release_is_ha_raft_over_tls_and_never_dev_mode(rendered: dict[str, Any]
 def test_certificates_internal_ca_for_vault_platform_issuer_for_the_public_name(rendered: dict[str, Any]) -> None:
     records = rendered["records"]
     certificates = by_kind(records, "Certificate")
-    issuers = by_kind(records, "Issuer")
-    for obj in [*certificates.values(), *issuers.values()]:
+    for obj in certificates.values():
         assert custom_resource_errors(obj["inputs"]) == [], obj["name"]
+    # No cert-manager CA in the namespace Traefik reads every Secret of: the program is Vault's internal CA.
+    assert set(certificates) == {"vault-public-tls"} and by_kind(records, "Issuer") == {}
 
-    # Vault's own certificate: every in-cluster name, from the internal CA (an ACME issuer could not sign them).
-    serving = certificates["vault-tls"]["inputs"]
-    assert serving["spec"]["issuerRef"] == {"name": "vault-internal-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    # Vault's own certificate: every in-cluster name, signed by the program (an ACME issuer could not sign them).
+    def named(typ: str, name: str) -> dict[str, Any]:
+        [found] = [r for r in records if r["type"] == f"tls:index/{typ}" and r["name"] == name]
+        return found
+
+    request = named("certRequest:CertRequest", "control-plane-vault-tls")["inputs"]
     for name in ["vault.vault.svc", "vault-active.vault.svc", "*.vault-internal", "*.vault-internal.vault.svc"]:
-        assert name in serving["spec"]["dnsNames"]
-    assert serving["spec"]["ipAddresses"] == ["127.0.0.1"]
-    assert issuers["vault-internal-ca"]["inputs"]["spec"] == {"ca": {"secretName": "vault-internal-ca"}}
-    ca = certificates["vault-internal-ca"]["inputs"]["spec"]
-    assert ca["isCA"] is True and ca["issuerRef"]["name"] == "vault-selfsigned"
-    assert issuers["vault-selfsigned"]["inputs"]["spec"] == {"selfSigned": {}}
+        assert name in request["dnsNames"]
+    assert request["ipAddresses"] == ["127.0.0.1"]
+    signed = named("locallySignedCert:LocallySignedCert", "control-plane-vault-tls")
+    ca_key = named("privateKey:PrivateKey", "control-plane-vault-internal-ca")
+    assert named("selfSignedCert:SelfSignedCert", "control-plane-vault-internal-ca")["inputs"]["isCaCertificate"] is True
+    assert ca_key["urn"] in signed["dependsOn"] and not signed["inputs"].get("isCaCertificate")
+    secret = by_kind(records, "Secret")["vault-tls"]
+    assert secret["inputs"]["type"] == "kubernetes.io/tls" and set(secret["inputs"]["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert signed["urn"] in secret["dependsOn"] and ca_key["urn"] not in secret["dependsOn"]  # the CA's key stays in the state
+    bundle = by_kind(records, "ConfigMap")["vault-internal-ca"]["inputs"]
+    assert set(bundle["data"]) == {"ca.crt"}  # the CA's certificate alone, for Traefik
 
     # The public name: the platform's ClusterIssuer, whatever kind it is.
     public = certificates["vault-public-tls"]["inputs"]["spec"]
@@ -292,13 +301,11 @@ def test_certificates_internal_ca_for_vault_platform_issuer_for_the_public_name(
                                    "group": "cert-manager.io"}
     assert public["dnsNames"] == [HOST]
 
-    # Issued before use: Pulumi waits for Ready, and each step waits for the one it needs.
-    for name in ("vault-tls", "vault-public-tls"):
-        assert certificates[name]["inputs"]["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
+    # Issued before use: Pulumi waits for Ready, and the release for both certificates.
+    assert certificates["vault-public-tls"]["inputs"]["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
     cert_manager = next(r for r in records if r["name"] == "control-plane-cert-manager")
-    assert all(cert_manager["urn"] in r["dependsOn"] for r in [*certificates.values(), *issuers.values()])
-    assert issuers["vault-internal-ca"]["urn"] in certificates["vault-tls"]["dependsOn"]
-    assert {certificates["vault-tls"]["urn"], certificates["vault-public-tls"]["urn"]} <= set(vault_release(records)["dependsOn"])
+    assert cert_manager["urn"] in certificates["vault-public-tls"]["dependsOn"]
+    assert {secret["urn"], certificates["vault-public-tls"]["urn"]} <= set(vault_release(records)["dependsOn"])
 
 
 def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dict[str, Any]) -> None:
@@ -307,7 +314,7 @@ def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dic
     provider = one(records, "pulumi:providers:kubernetes")
     objects = [r for r in records if r["type"].startswith("kubernetes:") and "helm.sh" not in r["type"]]
     assert {r["inputs"]["kind"] for r in objects} == {
-        "Namespace", "Issuer", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress"
+        "Namespace", "Secret", "ConfigMap", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress"
     }
     for obj in objects:
         assert obj["provider"] == provider["urn"]
@@ -320,13 +327,14 @@ def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dic
 def test_traefik_reaches_vault_over_verified_tls(rendered: dict[str, Any]) -> None:
     records = rendered["records"]
     transport = one(records, "kubernetes:traefik.io/v1alpha1:ServersTransport")
-    # Verified against the internal CA (ca.crt of the serving certificate's secret), never skipped.
-    assert transport["inputs"]["spec"] == {"serverName": "vault-active.vault.svc", "rootCAsSecrets": ["vault-tls"]}
+    # Verified against the internal CA (the ConfigMap holding its certificate alone), never skipped.
+    assert transport["inputs"]["spec"] == {"serverName": "vault-active.vault.svc", "rootCAs": [{"configMap": "vault-internal-ca"}]}
     assert transport["inputs"]["metadata"] == {"name": "vault", "namespace": "vault"}
     traefik = next(r for r in records if r["name"] == "control-plane-traefik")
     middleware = one(records, "kubernetes:traefik.io/v1alpha1:Middleware")
     assert traefik["urn"] in transport["dependsOn"] and traefik["urn"] in middleware["dependsOn"]
-    assert "vault-active.vault.svc" in by_kind(records, "Certificate")["vault-tls"]["inputs"]["spec"]["dnsNames"]
+    [request] = [r for r in records if r["type"] == "tls:index/certRequest:CertRequest" and r["name"] == "control-plane-vault-tls"]
+    assert "vault-active.vault.svc" in request["inputs"]["dnsNames"]
 
 
 def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
-from tests.cluster_readers import CLUSTER_ADMIN, EXECS, READS_SECRETS, Readers, accounts, stale, table, unjustified
+from tests.cluster_readers import CLUSTER_ADMIN, EXECS, READS_CA_KEY, READS_SECRETS, Readers, accounts, ca_key_secrets, stale, table, unjustified
 from tests.test_controlplane_reader_attacks import READERS as CONTROL_PLANE_READERS
 from tests.test_controlplane_reader_attacks import rule_set
 from tests.test_daemonset_attacks import RBAC, READ, allows, anywhere, cluster_objects, grants
@@ -26,8 +26,9 @@ WORKLOAD_CLUSTERS = ("dev", "prod")
 
 # The accounts that must keep a power cluster-wide on a workload cluster, with why no chart option takes it away.
 READERS: Readers = {
-    # As on the control plane: the Certificates' Secrets, the webhook's CA, the audit of PlatformTenantObjects.
-    **{key: CONTROL_PLANE_READERS[key] for key in (
+    # As on the control plane: the Certificates' Secrets, the webhook's CA, the audit of PlatformTenantObjects. No
+    # workload cluster keeps a CA key (test_no_workload_cluster_keeps_a_ca_key), so none reads one.
+    **{key: (CONTROL_PLANE_READERS[key][0] - {READS_CA_KEY}, CONTROL_PLANE_READERS[key][1]) for key in (
         ("cert-manager", "cert-manager"), ("cert-manager", "cert-manager-cainjector"), ("gatekeeper-system", "gatekeeper-admin"))},
     ("velero", "velero-server"): (frozenset({CLUSTER_ADMIN, READS_SECRETS, EXECS}), (
         "backs up every object of the tenants' namespaces, Secrets among them, and restores any kind into them; "
@@ -73,6 +74,15 @@ def test_only_the_reasoned_few_read_every_secret_exec_or_are_cluster_admin(chart
 def test_every_reader_still_needs_its_place(charted: dict[str, Render]) -> None:
     """An entry of READERS whose account no longer holds its powers on any workload cluster is dropped, not kept."""
     assert not (dropped := stale(table(charted, WORKLOAD_CLUSTERS), READERS)), dropped
+
+
+def test_no_workload_cluster_keeps_a_ca_key(charted: dict[str, Render]) -> None:
+    """Traefik here serves the internet and reads every Secret (READERS), as do Velero, External Secrets, the image
+    verifier and Gatekeeper: a CA key on the cluster would be theirs. A CA the platform root signs would sign any
+    name every platform client accepts (Vault's, GitLab's, the OIDC issuer's on the control plane): none is kept."""
+    for stack, result in charted.items():
+        for cluster in WORKLOAD_CLUSTERS:
+            assert ca_key_secrets(result.plan, cluster) == set(), (stack, cluster)
 
 
 # --- how the services that could were narrowed, and that they keep working --------------------------
