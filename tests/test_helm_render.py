@@ -259,17 +259,20 @@ def test_traefik_reaches_argocd_over_tls_it_verifies(charted: dict[str, Render])
         backends = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
         assert backends and all(b["port"] == {"number": https} for b in backends)
         # Traefik speaks HTTPS to that port through a transport that trusts only the internal CA
-        # which signs argocd-server-tls, for the name it presents.
+        # which signs argocd-server-tls (its certificate alone, in a ConfigMap), for the name it presents.
         annotations = service["metadata"]["annotations"]
         assert annotations["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
         transport_ns, _, transport_name = annotations["traefik.ingress.kubernetes.io/service.serverstransport"].removesuffix(
             "@kubernetescrd").partition("-")
         transport = declared[("ServersTransport", transport_name)]
         assert transport_ns == NAMESPACE and transport["metadata"]["namespace"] == NAMESPACE
-        assert transport["spec"]["rootCAsSecrets"] == [SERVER_TLS_SECRET]
-        certificate = declared[("Certificate", SERVER_TLS_SECRET)]["spec"]
-        assert transport["spec"]["serverName"] in certificate["dnsNames"]
-        assert certificate["issuerRef"]["kind"] == "Issuer"  # the namespace's own CA, not the public issuer
+        [root] = transport["spec"]["rootCAs"]
+        assert set(declared[("ConfigMap", root["configMap"])]["data"]) == {"ca.crt"}
+        # argocd-server-tls: signed by the program's internal CA for argocd (components/backend_tls.py), not the public issuer.
+        assert declared[("Secret", SERVER_TLS_SECRET)]["type"] == "kubernetes.io/tls"
+        [request] = [r["inputs"] for r in result.plan["resources"] if r["type"] == "tls:index/certRequest:CertRequest"
+                     and r["name"] == "control-plane-argocd-tls"]
+        assert transport["spec"]["serverName"] in request["dnsNames"]
         (params,) = find({stack: result}, "argo-cd", "ConfigMap", "argocd-cmd-params-cm")
         assert params["data"].get("server.insecure") in (None, "false")
 
