@@ -25,7 +25,7 @@ from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint, ipv4_network
-from components.helm import RBAC_GROUP, namespace, rbac_rule, spread
+from components.helm import bind, grant, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
 
@@ -125,11 +125,9 @@ class Ingress(pulumi.ComponentResource):
         values["providers"]["kubernetesCRD"] = {"namespaces": watched}
         self._cluster, ns = cluster, namespace(SLICE.namespace, cluster, self)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        cluster_scope = k8s.rbac.v1.ClusterRole(f"{name}-cluster-scope", metadata=_named("traefik-cluster-scope"), rules=CLUSTER_SCOPE_RULES, opts=child)
-        reads = k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-cluster-scope", metadata=_named("traefik-cluster-scope"), subjects=[ACCOUNT],
-            role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_scope.metadata.name}, opts=child)
-        self._namespaced = k8s.rbac.v1.ClusterRole(f"{name}-namespaced", metadata=_named("traefik-namespaced"), rules=NAMESPACED_RULES, opts=child)
+        reads = grant(f"{name}-cluster-scope", "traefik-cluster-scope", ACCOUNT, CLUSTER_SCOPE_RULES, child)
+        self._namespaced = k8s.rbac.v1.ClusterRole(
+            f"{name}-namespaced", metadata={"name": "traefik-namespaced", "labels": managed_by()}, rules=NAMESPACED_RULES, opts=child)
         self.release = SLICE.release(
             cluster,
             self,
@@ -155,14 +153,11 @@ class Ingress(pulumi.ComponentResource):
             self._load_balancer = lb.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
         self.register_outputs({"ingressClass": INGRESS_CLASS})
 
-    def serve(self, namespaces: Sequence[str]) -> list[k8s.rbac.v1.RoleBinding]:
+    def serve(self, namespaces: Sequence[str]) -> list[pulumi.Resource]:
         """Let Traefik read what it serves in each of `namespaces`, once its service has declared it."""
         return [
-            k8s.rbac.v1.RoleBinding(
-                f"{self._name}-{ns}", metadata=_named("traefik", ns), subjects=[ACCOUNT],
-                role_ref={"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": self._namespaced.metadata.name},
-                opts=pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, depends_on=[self._cluster.namespaces[ns]]),
-            )
+            bind(f"{self._name}-{ns}", ACCOUNT, self._namespaced, pulumi.ResourceOptions(
+                parent=self, provider=self._cluster.provider, depends_on=[self._cluster.namespaces[ns]]), ns, binding="traefik")
             for ns in namespaces
         ]
 
@@ -179,10 +174,6 @@ class Ingress(pulumi.ComponentResource):
             records=[self._load_balancer],
             opts=pulumi.ResourceOptions(parent=self, provider=self._args.route53.provider),
         )
-
-
-def _named(name: str, ns: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
-    return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=ns, labels=managed_by())
 
 
 def tcp_route(
