@@ -13,6 +13,11 @@
 * Unseal keys go to one raft peer at a time, which the load-balanced public name cannot do:
   `https://<vault host>/node/vault-<i>` reaches exactly peer i (all peers with Shamir, the
   first with auto-unseal, where it is needed only for init).
+* Vault leaves its bootstrap endpoints (`sys/init`, `sys/unseal`, `sys/rekey*`,
+  `sys/generate-root*`, `sys/generate-recovery-token*`) unauthenticated: whoever calls `sys/init`
+  first holds the root token and the keys. The public name refuses them; the `/node/...` routes
+  ask for a bootstrap credential (Traefik BasicAuth, a pulumi_random password kept only as a
+  secret), which `VaultInit` presents, and so do people who break glass.
 * pulumi-vault then configures OIDC login for people mapped to platform groups, the audit
   device and the admin policies, through an explicit provider that later components reuse. The
   provider holds the root token only at bootstrap; after it (`provider_uses_root=False`) it
@@ -37,6 +42,7 @@ from typing import Any, Literal, Sequence
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import pulumi_vault as vault
 
 from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, service_account_trust
@@ -85,6 +91,18 @@ BACKEND_TLS_ANNOTATIONS = {
     "traefik.ingress.kubernetes.io/service.serverstransport": f"{NAMESPACE}-{SERVERS_TRANSPORT}@kubernetescrd",
 }
 NODE_PREFIX_MIDDLEWARE = "vault-node-prefix"
+# Traefik's BasicAuth in front of Vault's unauthenticated bootstrap endpoints. A Secret of type
+# kubernetes.io/basic-auth holds the plain password; Traefik hashes it itself (traefik v3.6.2
+# pkg/provider/kubernetes/crd/kubernetes.go: createBasicAuthMiddleware, loadBasicAuthCredentials).
+BOOTSTRAP_USER = "vault-bootstrap"
+BOOTSTRAP_AUTH = "vault-bootstrap-auth"  # the Secret and the Middleware
+# Paths of the public name that Vault serves without a token and that change who holds the keys or
+# root: `init`, unseal shares (and `reset`), rekeying and root/recovery token generation, whose
+# attempts anyone could otherwise start with their own OTP or PGP key, or cancel. Traefik matches
+# PathPrefix character by character (pkg/muxer/http/matcher.go pathPrefix), so `/v1/sys/rekey`
+# also covers `/v1/sys/rekey-recovery-key`.
+BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the chart Ingress's router (ranked by its rule's length)
+BOOTSTRAP_PATHS = ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/generate-recovery-token")
 
 # Full administration, for the platform's cluster admins (through OIDC only). It is everything
 # root can do except the root-token-only operations (such as generate-root's last step).
@@ -166,6 +184,9 @@ class Vault(pulumi.ComponentResource):
         after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
         transport, _ = servers_transport(role, SERVERS_TRANSPORT, NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
 
+        # Before the release: its pods must never answer a bootstrap path without the credential.
+        password, guard = self._bootstrap_guard(role, exposure, in_ns, after_traefik, [public_cert, transport])
+
         server: dict[str, Any] = {}
         if args.aws is not None:
             key, unseal_role = self._kms_unseal(role, args.aws, args.protect)
@@ -183,17 +204,19 @@ class Vault(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[*serving_cert, public_cert, transport],
+            depends_on=[*serving_cert, public_cert, transport, *guard],
             protect=args.protect,  # the raft volumes belong to the release
         )
 
-        node_routes = self._node_routes(role, reached, exposure, in_ns, after_traefik, [public_cert, transport])
+        node_routes = self._node_routes(role, reached, exposure, in_ns, after_traefik, [public_cert, transport, *guard])
         node_url = lambda peer: f"{exposure.url}{NODE_PATH}/{peer}"  # noqa: E731
         self.init = VaultInit(
             f"{role}-vault-init",
             init_address=node_url(peers[0]),
             unseal_addresses=[] if args.aws is not None else [node_url(peer) for peer in reached],
             ca_bundle=exposure.ca_bundle,
+            route_user=BOOTSTRAP_USER,
+            route_password=password,
             auto_unseal=args.aws is not None,
             # Once the provider no longer uses it, nothing may: revoked by the next `pulumi up`.
             revoke_root=not args.provider_uses_root,
@@ -240,6 +263,50 @@ class Vault(pulumi.ComponentResource):
             wait=True,  # VaultInit's first request must meet this certificate, not a default one
         )
         return serving, public
+
+    def _bootstrap_guard(
+        self,
+        role: str,
+        exposure: Exposure,
+        in_ns: pulumi.ResourceOptions,
+        after_traefik: pulumi.ResourceOptions,
+        route_needs: list[pulumi.Resource],
+    ) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
+        """The bootstrap credential and Traefik's BasicAuth of it; the public name refuses the bootstrap paths.
+
+        Returns the password (a secret) and what must exist before Vault's pods answer.
+        """
+        password = random.RandomPassword(f"{role}-vault-bootstrap-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
+        secret = k8s.core.v1.Secret(
+            f"{role}-vault-bootstrap-auth",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=BOOTSTRAP_AUTH, namespace=NAMESPACE),
+            type="kubernetes.io/basic-auth",
+            string_data={"username": BOOTSTRAP_USER, "password": password.result},
+            opts=in_ns,
+        )
+        auth = custom_resource(
+            f"{role}-vault-bootstrap-auth", "traefik.io/v1alpha1", "Middleware", BOOTSTRAP_AUTH, NAMESPACE,
+            # removeHeader: Vault never sees the credential (nor logs it in the audit device's headers).
+            {"basicAuth": {"secret": BOOTSTRAP_AUTH, "realm": "vault-bootstrap", "removeHeader": True}},
+            pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=[secret])),
+        )
+        # Traefik's noop@internal answers 418 (as OpenUnison's redirect filter); people and VaultInit
+        # reach these paths through `/node/<peer>` with the credential, a standby forwarding to the leader.
+        host = exposure.hostname
+        public = custom_resource(
+            f"{role}-vault-bootstrap-paths", "traefik.io/v1alpha1", "IngressRoute", "vault-bootstrap-paths", NAMESPACE,
+            {
+                "routes": [{
+                    "kind": "Rule",
+                    "match": f"Host(`{host}`) && (" + " || ".join(f"PathPrefix(`{path}`)" for path in BOOTSTRAP_PATHS) + ")",
+                    "priority": BOOTSTRAP_PATHS_PRIORITY,
+                    "services": [{"kind": "TraefikService", "name": "noop@internal"}],
+                }],
+                "tls": {"secretName": PUBLIC_TLS_SECRET},
+            },
+            pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=route_needs)),
+        )
+        return password.result, [secret, auth, public]
 
     def _kms_unseal(
         self, role: str, identity: AwsWorkloadIdentity, protect: bool
@@ -318,8 +385,11 @@ class Vault(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="vault-nodes",
                 namespace=NAMESPACE,
+                # The credential first: a request without it never reaches a peer.
                 annotations={
-                    "traefik.ingress.kubernetes.io/router.middlewares": f"{NAMESPACE}-{NODE_PREFIX_MIDDLEWARE}@kubernetescrd"
+                    "traefik.ingress.kubernetes.io/router.middlewares": ",".join(
+                        f"{NAMESPACE}-{m}@kubernetescrd" for m in (BOOTSTRAP_AUTH, NODE_PREFIX_MIDDLEWARE)
+                    )
                 },
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
@@ -575,6 +645,16 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         lifetime_seconds=None,
         rotation="`vault operator rekey` by their holders",
         resources=(init,),
+    ), Credential(
+        what="Vault bootstrap route credential",
+        category="bootstrap",
+        issuer="pulumi_random",
+        holder=f"{STATE} (vault-init input) and Traefik (Secret {NAMESPACE}/{BOOTSTRAP_AUTH})",
+        scope="HTTP basic auth of the `/node/vault-<i>` routes, the only way to Vault's unauthenticated "
+        "init, unseal, rekey and generate-root endpoints",
+        lifetime_seconds=None,
+        rotation="replace the random password (`pulumi up --replace` on it); vault-init and Traefik take the new one",
+        resources=(f"{prefix}-bootstrap-auth",),
     ), vault_token(
         "child tokens of the pulumi-vault provider",
         login="from the root token (bootstrap) or the deploy job's platform-deploy login (VAULT_TOKEN)",

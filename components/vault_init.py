@@ -4,7 +4,9 @@
 is being evaluated, and only against the https addresses it is given, verifying TLS with the
 CA bundle it is given (an empty bundle means the system roots, as with ACME certificates;
 nothing turns verification off). Its outputs `root_token` and `unseal_keys` exist nowhere
-but the Pulumi state, where they are secrets (`additional_secret_outputs`).
+but the Pulumi state, where they are secrets (`additional_secret_outputs`). Every request carries
+HTTP basic auth `route_user`/`route_password` (a secret too): the ingress in front of the
+per-node addresses lets no one else reach Vault's unauthenticated init and unseal endpoints.
 
 * create(): initialise the Vault at `init_address` (Shamir unseal keys, or recovery keys when
   `auto_unseal`), then unseal every node in `unseal_addresses` (Shamir only).
@@ -49,13 +51,15 @@ INPUTS = (
     "init_address",
     "unseal_addresses",
     "ca_bundle",
+    "route_user",
+    "route_password",
     *FIXED_AT_INIT,
     "timeout_seconds",
     "poll_seconds",
     "revoke_root",
 )
 # Inputs added after stacks were initialised: absent (from an older state) means this value.
-LATER_INPUTS = {"revoke_root": False}
+LATER_INPUTS = {"revoke_root": False, "route_user": "", "route_password": ""}
 
 
 class VaultInitError(Exception):
@@ -81,7 +85,7 @@ class VaultInitProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._raise_on_problems(props)
         with self._verify(props["ca_bundle"]) as verify:
-            client = self._client(props["init_address"], verify)
+            client = self._client(props["init_address"], verify, props)
             deadline = self._deadline(props)
             status = self._retry(client.sys.read_init_status, props["init_address"], deadline, props)
             if status["initialized"]:
@@ -129,11 +133,11 @@ class VaultInitProvider(ResourceProvider):
 
     def root_token_works(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
         """Whether the stored root token still authenticates though `revoke_root` says it must not."""
-        if not news.get("revoke_root") or not olds.get("root_token") or any(_unknown(news.get(k)) for k in ("init_address", "ca_bundle")):
+        if not news.get("revoke_root") or not olds.get("root_token") or any(_unknown(news.get(k)) for k in ("init_address", "ca_bundle", "route_password")):
             return False
         with self._verify(news["ca_bundle"]) as verify:
             try:
-                self._client(news["init_address"], verify, token=olds["root_token"]).auth.token.lookup_self()
+                self._client(news["init_address"], verify, news, token=olds["root_token"]).auth.token.lookup_self()
             except Exception:  # noqa: BLE001 - refused (revoked) or not answering: nothing to revoke now
                 return False
         return True
@@ -143,7 +147,7 @@ class VaultInitProvider(ResourceProvider):
         import hvac.exceptions
 
         with self._verify(props["ca_bundle"]) as verify:
-            client = self._client(props["init_address"], verify, token=props["root_token"])
+            client = self._client(props["init_address"], verify, props, token=props["root_token"])
             try:
                 client.auth.token.revoke_self()
             except hvac.exceptions.Forbidden:
@@ -156,13 +160,13 @@ class VaultInitProvider(ResourceProvider):
     def nodes_needing_unseal(self, props: dict[str, Any]) -> list[str]:
         """The nodes of `unseal_addresses` that are sealed or do not answer; one quick look each."""
         addresses = props.get("unseal_addresses") or []
-        if _unknown(addresses) or any(_unknown(a) for a in addresses) or _unknown(props.get("ca_bundle")):
+        if _unknown(addresses) or any(_unknown(a) for a in addresses) or any(_unknown(props.get(k)) for k in ("ca_bundle", "route_password")):
             return []
         needing = []
         with self._verify(props["ca_bundle"]) as verify:
             for address in addresses:
                 try:
-                    if self._client(address, verify).sys.read_seal_status()["sealed"]:
+                    if self._client(address, verify, props).sys.read_seal_status()["sealed"]:
                         needing.append(address)
                 except Exception:  # noqa: BLE001 - not answering also needs update() to look again
                     needing.append(address)
@@ -178,7 +182,7 @@ class VaultInitProvider(ResourceProvider):
         keys = list(props["unseal_keys"])[: int(props["key_threshold"])]
         deadline = self._deadline(props)
         with self._verify(props["ca_bundle"]) as verify:
-            pending = {address: self._client(address, verify) for address in props["unseal_addresses"]}
+            pending = {address: self._client(address, verify, props) for address in props["unseal_addresses"]}
             errors: dict[str, str] = {}
             while True:
                 for address, client in list(pending.items()):
@@ -229,13 +233,20 @@ class VaultInitProvider(ResourceProvider):
         if problems:
             raise VaultInitError("; ".join(f"{key}: {reason}" for key, reason in problems))
 
-    def _client(self, address: str, verify: str | bool, token: str = "") -> Any:
+    def _client(self, address: str, verify: str | bool, props: dict[str, Any], token: str = "") -> Any:
         import hvac  # imported where used: the engine loads this provider in a process of its own
+        import requests
 
         if not address.startswith("https://"):
             raise VaultInitError(f"{address!r} is not an https:// URL")
+        session = requests.Session()
+        # hvac takes a given session's `verify` over its own argument (hvac/adapters.py, Adapter.__init__).
+        session.verify = verify
+        if props.get("route_password"):
+            # The ingress's credential (Traefik BasicAuth), which it removes before Vault sees the request.
+            session.auth = (props.get("route_user") or "", props["route_password"])
         # token="" by default: never pick up VAULT_TOKEN or ~/.vault-token from the machine running `pulumi up`.
-        return hvac.Client(url=address, token=token, verify=verify, timeout=15)
+        return hvac.Client(url=address, token=token, verify=verify, timeout=15, session=session)
 
     @contextlib.contextmanager
     def _verify(self, pem: str) -> Iterator[str | bool]:
@@ -305,6 +316,8 @@ class VaultInit(pulumi.dynamic.Resource, module="vault", name="Init"):
         unseal_addresses: pulumi.Input[Sequence[pulumi.Input[str]]],
         ca_bundle: pulumi.Input[str],
         auto_unseal: bool,
+        route_user: str = "",
+        route_password: pulumi.Input[str] = "",  # a secret; "": no credential (a Vault reached directly)
         key_shares: int = DEFAULT_KEY_SHARES,
         key_threshold: int = DEFAULT_KEY_THRESHOLD,
         timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
@@ -316,6 +329,8 @@ class VaultInit(pulumi.dynamic.Resource, module="vault", name="Init"):
             "init_address": init_address,
             "unseal_addresses": unseal_addresses,
             "ca_bundle": ca_bundle,
+            "route_user": route_user,
+            "route_password": route_password,
             "auto_unseal": auto_unseal,
             "key_shares": key_shares,
             "key_threshold": key_threshold,
@@ -326,5 +341,5 @@ class VaultInit(pulumi.dynamic.Resource, module="vault", name="Init"):
             "root_token": None,
             "unseal_keys": None,
         }
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["root_token", "unseal_keys"])
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["root_token", "unseal_keys", "route_password"])
         super().__init__(VaultInitProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret))

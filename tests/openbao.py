@@ -13,10 +13,14 @@ so the test server sets it to behave as the Vault the program configures.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
+import ssl
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,3 +174,57 @@ class PlanVault:
     def login(self, mount: str, role: str, jwt: str) -> dict[str, Any]:
         """Log in at `auth/<mount>` (JWT or Kubernetes auth, same body); the `auth` block."""
         return self.client().write_data(f"auth/{mount}/login", data={"role": role, "jwt": jwt})["auth"]
+
+
+class BasicAuthProxy:
+    """Traefik's BasicAuth middleware (removeHeader) in front of one server, over TLS on 127.0.0.1.
+
+    A request without `Authorization: Basic <user:password>` is answered 401 and never forwarded;
+    one with it is forwarded without that header. `seen` records (method, path, authenticated)
+    of every request, so a test sees what a client sent.
+    """
+
+    def __init__(self, upstream: BaoServer, user: str, password: str):
+        self.upstream = upstream
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.seen: list[tuple[str, str, bool]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                authenticated = self.headers.get("Authorization") == proxy.expected
+                proxy.seen.append((self.command, self.path, authenticated))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not authenticated:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="vault-bootstrap"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "host", "content-length")}
+                answer = requests.request(self.command, f"{proxy.upstream.url}{self.path}", headers=headers, data=body,
+                                          verify=proxy.upstream.ca_file, timeout=10)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(upstream.tls.cert_file, upstream.tls.key_file)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> BasicAuthProxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -30,6 +29,7 @@ from components.openunison import (
     OpenUnisonArgs,
 )
 from components.versions import CHARTS
+from platformctl.charts import charts_dir
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
 from tests.validation import crd_errors, custom_resource_errors, is_custom_resource, kubernetes_errors, unknown_value_paths
@@ -53,8 +53,9 @@ CLIENTS = {
 
 @functools.cache
 def traefik_ingress_route_crd() -> dict[str, Any]:
-    """Traefik's IngressRoute CRD as the pinned chart ships it (the shared chart sources)."""
-    return yaml.safe_load((Path(__file__).resolve().parents[2] / "shared/upstream/chart-src/traefik/crds/traefik.io_ingressroutes.yaml").read_text())
+    """Traefik's IngressRoute CRD as the pinned chart ships it (the fetched, digest-checked chart;
+    the checkout's parent holds no shared sources when it is a worktree)."""
+    return yaml.safe_load((charts_dir() / "traefik" / CHARTS["traefik"].version / "crds/traefik.io_ingressroutes.yaml").read_text())
 
 
 CHART_OF_RELEASE = {"openunison": "openunison-operator", "orchestra": "orchestra", "orchestra-login-portal": "orchestra-login-portal"}

@@ -62,7 +62,7 @@ UNVENDORED_CHART_KEYS = {
 # Custom resources whose CRDs are not vendored (Traefik's are not in the upstream collection):
 # the spec fields the program may set, checked by hand against Traefik v3's CRDs.
 UNVENDORED_CRD_FIELDS = {
-    ("traefik.io/v1alpha1", "Middleware"): {"stripPrefix.prefixes"},
+    ("traefik.io/v1alpha1", "Middleware"): {"stripPrefix.prefixes", "basicAuth.secret", "basicAuth.realm", "basicAuth.removeHeader"},
     # rootCAs: a list (of ConfigMap references); tests/test_controlplane_reader_attacks.py validates it against the chart's CRD.
     ("traefik.io/v1alpha1", "ServersTransport"): {"rootCAs", "serverName"},
     # Lists are leaves here; tests/test_gitlab_ssh.py checks the route's items.

@@ -67,6 +67,8 @@ def _matches(rule: str, url: str) -> bool:
             return any(re2.search(pattern, value) for value in query.get(key, []))
         if name == "PathRegexp":
             return bool(re2.search(args[0], routing_path(url)))
+        if name == "PathPrefix":  # character-wise (pkg/muxer/http/matcher.go pathPrefix)
+            return routing_path(url).startswith(args[0])
         raise AssertionError(f"a matcher this model does not know: {text[:80]}")
 
     return all(term(t) for t in rule.split(" && "))
@@ -74,23 +76,39 @@ def _matches(rule: str, url: str) -> bool:
 
 def route(plan: dict, url: str) -> str:
     """Where Traefik sends `url`: the backend of the highest-priority router of the plan that matches it."""
+    return router(plan, url)[0]
+
+
+MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
+
+
+def router(plan: dict, url: str) -> tuple[str, list[str]]:
+    """The highest-priority router of the plan that matches `url` (its Ingresses, those its charts
+    render, its IngressRoutes): its backend and its middlewares, in order."""
     parts, at = urlsplit(url), routing_path(url)
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, str, list[str]]] = []
+    ingresses = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:networking.k8s.io/v1:Ingress"] + [
+        {**o, "metadata": {"namespace": r["inputs"].get("namespace"), **o["metadata"]}}
+        for r in plan["resources"] if r["type"] == RELEASE for o in r.get("rendered") or [] if o["kind"] == "Ingress"]
+    for inputs in ingresses:
+        middlewares = [m for m in (inputs["metadata"].get("annotations") or {}).get(MIDDLEWARES, "").split(",") if m]
+        for rule in inputs["spec"].get("rules", []):
+            for path in rule["http"]["paths"] if rule.get("host") == parts.hostname else []:
+                prefix = path["path"].rstrip("/")
+                if at == path["path"] or (path["pathType"] == "Prefix" and at.startswith(prefix + "/")):
+                    text = f"Host(`{rule['host']}`) && PathPrefix(`{path['path']}`)"  # Traefik's rule for it
+                    backend = f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}"
+                    found.append((len(text), backend, middlewares))
     for resource in plan["resources"]:
         inputs = resource["inputs"]
-        if resource["type"] == "kubernetes:networking.k8s.io/v1:Ingress":
-            for rule in inputs["spec"].get("rules", []):
-                for path in rule["http"]["paths"] if rule.get("host") == parts.hostname else []:
-                    prefix = path["path"].rstrip("/")
-                    if at == path["path"] or (path["pathType"] == "Prefix" and at.startswith(prefix + "/")):
-                        text = f"Host(`{rule['host']}`) && PathPrefix(`{path['path']}`)"  # Traefik's rule for it
-                        found.append((len(text), f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}"))
-        elif inputs.get("kind") == "IngressRoute":
+        if inputs.get("kind") == "IngressRoute":
             for r in inputs["spec"]["routes"]:
                 if _matches(r["match"], url):
-                    found.append((r.get("priority") or len(r["match"]), ",".join(s["name"] for s in r["services"])))
+                    middlewares = [f"{m.get('namespace', inputs['metadata']['namespace'])}-{m['name']}@kubernetescrd" for m in r.get("middlewares", [])]
+                    found.append((r.get("priority") or len(r["match"]), ",".join(s["name"] for s in r["services"]), middlewares))
     assert found, url
-    return max(found)[1]
+    priority, backend, middlewares = max(found)
+    return backend, middlewares
 
 
 def portal_objects(plan: dict) -> list[dict]:

@@ -314,7 +314,7 @@ def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dic
     provider = one(records, "pulumi:providers:kubernetes")
     objects = [r for r in records if r["type"].startswith("kubernetes:") and "helm.sh" not in r["type"]]
     assert {r["inputs"]["kind"] for r in objects} == {
-        "Namespace", "Secret", "ConfigMap", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress"
+        "Namespace", "Secret", "ConfigMap", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress", "IngressRoute"
     }
     for obj in objects:
         assert obj["provider"] == provider["urn"]
@@ -331,8 +331,8 @@ def test_traefik_reaches_vault_over_verified_tls(rendered: dict[str, Any]) -> No
     assert transport["inputs"]["spec"] == {"serverName": "vault-active.vault.svc", "rootCAs": [{"configMap": "vault-internal-ca"}]}
     assert transport["inputs"]["metadata"] == {"name": "vault", "namespace": "vault"}
     traefik = next(r for r in records if r["name"] == "control-plane-traefik")
-    middleware = one(records, "kubernetes:traefik.io/v1alpha1:Middleware")
-    assert traefik["urn"] in transport["dependsOn"] and traefik["urn"] in middleware["dependsOn"]
+    routes = [*all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"), one(records, "kubernetes:traefik.io/v1alpha1:IngressRoute")]
+    assert traefik["urn"] in transport["dependsOn"] and all(traefik["urn"] in r["dependsOn"] for r in routes)
     [request] = [r for r in records if r["type"] == "tls:index/certRequest:CertRequest" and r["name"] == "control-plane-vault-tls"]
     assert "vault-active.vault.svc" in request["inputs"]["dnsNames"]
 
@@ -348,10 +348,11 @@ def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, 
         (f"/node/{peer}", f"{peer}-node") for peer in reached
     ]
     assert spec["rules"][0]["host"] == HOST
-    middleware = one(records, "kubernetes:traefik.io/v1alpha1:Middleware")["inputs"]
-    assert middleware["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}" for peer in reached]}}
-    assert ingress["inputs"]["metadata"]["annotations"] == {
-        "traefik.ingress.kubernetes.io/router.middlewares": f"vault-{middleware['metadata']['name']}@kubernetescrd"
+    auth, strip = (m["inputs"] for m in all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"))
+    assert strip["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}" for peer in reached]}}
+    assert auth["spec"] == {"basicAuth": {"secret": "vault-bootstrap-auth", "realm": "vault-bootstrap", "removeHeader": True}}
+    assert ingress["inputs"]["metadata"]["annotations"] == {  # the credential before anything else
+        "traefik.ingress.kubernetes.io/router.middlewares": f"vault-{auth['metadata']['name']}@kubernetescrd,vault-{strip['metadata']['name']}@kubernetescrd"
     }
     services = {s["inputs"]["metadata"]["name"]: s["inputs"] for s in all_of(records, "kubernetes:core/v1:Service")}
     assert sorted(services) == [f"{peer}-node" for peer in reached]
@@ -365,7 +366,7 @@ def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, 
 def test_init_resource_keeps_its_keys_secret_and_runs_after_the_release(rendered: dict[str, Any]) -> None:
     records = rendered["records"]
     init = one(records, VaultInit.TYPE)
-    assert init["options"]["additionalSecretOutputs"] == ["root_token", "unseal_keys"]
+    assert sorted(init["options"]["additionalSecretOutputs"]) == ["root_token", "route_password", "unseal_keys"]
     assert init["options"]["protect"] is rendered["protect"]
     inputs = init["inputs"]
     assert inputs["init_address"] == f"https://{HOST}/node/vault-0"
@@ -373,6 +374,7 @@ def test_init_resource_keeps_its_keys_secret_and_runs_after_the_release(rendered
     assert inputs["unseal_addresses"] == ([] if rendered["eks"] else [f"https://{HOST}/node/vault-{n}" for n in range(3)])
     assert inputs["ca_bundle"] == ("" if rendered["eks"] else CA_PEM)
     assert "__provider" not in inputs  # the pickled provider never shows in the plan
+    assert inputs["route_user"] == "vault-bootstrap" and inputs["route_password"]
     ingress = one(records, "kubernetes:networking.k8s.io/v1:Ingress")
     assert {vault_release(records)["urn"], ingress["urn"]} <= set(init["dependsOn"])
 

