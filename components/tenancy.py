@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import pulumi
 import pulumi_vault as vault
@@ -158,7 +158,7 @@ class WorkloadBinder(Protocol):
 
     def bind_ci(
         self, resource_name: str, project_paths: list[str], refs: list[str] | None, policies: list[str],
-        parent: pulumi.Resource, ttl: int = ..., environments: list[str] | None = ...,
+        parent: pulumi.Resource, ttl: int = ..., environments: list[str] | None = ..., pipeline_sources: Sequence[str] = ...,
     ) -> pulumi.CustomResource: ...
 
     def auth_path(self, cluster: str) -> str: ...

@@ -18,8 +18,9 @@ No reviewer token and no other long-lived credential is stored anywhere:
   `system:serviceaccounts:<namespace>`, would grant every account of the namespace: not used.)
 * GitLab CI: a JWT auth mount `jwt-gitlab` trusting `https://gitlab.<domain>` (discovery
   verified with the platform CA bundle when there is one). Roles bind the Vault URL as
-  audience, exact `project_path` claims, protected refs only (`ref_protected`), push or
-  manual pipelines only (`pipeline_source`), and, if given, the exact branches (`ref`).
+  audience, exact `project_path` claims, protected refs only (`ref_protected`), push, web or
+  scheduled pipelines only (`pipeline_source`, or fewer where a role says), and, if given, the
+  exact branches (`ref`).
 
 Tokens live at most an hour for workloads and five minutes for CI jobs (an hour for the
 platform's deploy job); every role and mount is registered in the credential inventory
@@ -55,6 +56,13 @@ DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
 # Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
 # as its owner, who must be allowed on the protected ref); never a merge request's.
 CI_PIPELINE_SOURCES = ("push", "web", "schedule")
+# platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
+# (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their
+# own; and, at a role of their own, the schedules (their owner's variables) of the drift checks
+# (preview/<stack>) and of rebuild-dev (dev), never in prod.
+DEPLOY_PIPELINE_SOURCES = ("push",)
+SCHEDULED_DEPLOY_ROLE = "platform-deploy-scheduled"
+SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev", "preview/dev", "preview/prod")
 TOKEN_REVIEW_ROLE = "platform-vault-tokenreview"
 # Copied from a CI job's ID token into its Vault token's metadata, so the audit log names the job.
 CI_CLAIM_MAPPINGS = {claim: claim for claim in ("project_path", "ref", "pipeline_id", "job_id", "user_login")}
@@ -280,6 +288,7 @@ class VaultFederation(pulumi.ComponentResource):
         parent: pulumi.Resource,
         ttl: int = CI_TOKEN_TTL,
         environments: list[str] | None = None,
+        pipeline_sources: Sequence[str] = CI_PIPELINE_SOURCES,
     ) -> pulumi.CustomResource:
         """A role named `resource_name` on `jwt-gitlab` for CI jobs of exactly these projects.
 
@@ -288,9 +297,9 @@ class VaultFederation(pulumi.ComponentResource):
         merge-request pipeline, which runs the merge request's code). `refs`: the protected
         branch names the job must run on; None: any protected branch or tag. `environments`: the
         jobs' GitLab environments, which set apart two jobs of one branch (the deploy jobs from a
-        job anyone may play with variables of their own); None: any job. Tokens last `ttl`
-        seconds (five minutes unless a job must outlast that, at most an hour). Raises
-        ValueError on `*`, commas or empty lists, or without GitLab.
+        job anyone may play with variables of their own); None: any job. `pipeline_sources`: some
+        of CI_PIPELINE_SOURCES. Tokens last `ttl` seconds (five minutes unless a job must outlast
+        that, at most an hour). Raises ValueError on `*`, commas or empty lists, or without GitLab.
         """
         if self._gitlab is None:
             raise ValueError(f"role {resource_name}: GitLab is not enabled, so Vault has no CI mount")
@@ -298,7 +307,9 @@ class VaultFederation(pulumi.ComponentResource):
         paths = _checked(f"role {role_name}: project paths", project_paths, _PROJECT_PATH, "GitLab project paths 'group/project'")
         if not 0 < ttl <= CI_MAX_TOKEN_TTL:
             raise ValueError(f"role {role_name}: token lifetime {ttl}s; allowed 1 to {CI_MAX_TOKEN_TTL} seconds")
-        claims = {"project_path": ",".join(paths), "ref_protected": "true", "pipeline_source": ",".join(CI_PIPELINE_SOURCES)}
+        if not pipeline_sources or not set(pipeline_sources) <= set(CI_PIPELINE_SOURCES):
+            raise ValueError(f"role {role_name}: pipeline sources {list(pipeline_sources)}; allowed some of {', '.join(CI_PIPELINE_SOURCES)}")
+        claims = {"project_path": ",".join(paths), "ref_protected": "true", "pipeline_source": ",".join(pipeline_sources)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
             # A tag named like a protected branch must not pass for it.
@@ -325,7 +336,7 @@ class VaultFederation(pulumi.ComponentResource):
             vault_token(
                 f"Vault tokens of CI role {role_name}",
                 login=f"auth/{GITLAB_PATH}",
-                holder=f"CI jobs of {', '.join(paths)} on "
+                holder=f"CI jobs of {', '.join(pipeline_sources)} pipelines of {', '.join(paths)} on "
                 + (f"protected {', '.join(refs)}" if refs else "protected branches and tags")
                 + (f" in the environments {', '.join(environments)}" if environments else ""),
                 scope=f"Vault policies {', '.join(policies)}",

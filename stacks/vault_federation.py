@@ -18,7 +18,16 @@ from components.gitlab import GitLab
 from components.inventory import CredentialInventory
 from components.image_promotion import DEFAULT_BRANCH
 from components.vault import ADMIN_POLICY_NAME, Vault
-from components.vault_federation import CI_MAX_TOKEN_TTL, DEPLOY_ENVIRONMENTS, DEPLOY_ROLE, VaultFederation, VaultFederationArgs
+from components.vault_federation import (
+    CI_MAX_TOKEN_TTL,
+    DEPLOY_ENVIRONMENTS,
+    DEPLOY_PIPELINE_SOURCES,
+    DEPLOY_ROLE,
+    SCHEDULED_DEPLOY_ENVIRONMENTS,
+    SCHEDULED_DEPLOY_ROLE,
+    VaultFederation,
+    VaultFederationArgs,
+)
 from stacks.config import PlatformConfig
 
 
@@ -68,10 +77,14 @@ def build_vault_federation(
             # After bootstrap the program reaches Vault with this role's one-hour token
             # (platform:services.vault.providerAuth "pipeline"): the deploy jobs on main log in with
             # their id_token and hand the token to pulumi-vault as VAULT_TOKEN.
-            federation.bind_ci(
-                DEPLOY_ROLE, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
-                ttl=CI_MAX_TOKEN_TTL, environments=list(DEPLOY_ENVIRONMENTS),
-            )
+            for role, sources, environments in (
+                (DEPLOY_ROLE, DEPLOY_PIPELINE_SOURCES, DEPLOY_ENVIRONMENTS),
+                (SCHEDULED_DEPLOY_ROLE, ("schedule",), SCHEDULED_DEPLOY_ENVIRONMENTS),  # .gitlab-ci.yml sets VAULT_ROLE
+            ):
+                federation.bind_ci(
+                    role, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
+                    ttl=CI_MAX_TOKEN_TTL, environments=list(environments), pipeline_sources=sources,
+                )
     if gitlab is not None:
         inventory.register(pulumi_cloud_credential(config.pipeline.project_path, gitlab.url))
     pipeline = None

@@ -150,6 +150,28 @@ def test_a_protected_tag_named_like_the_deploy_branch_is_not_the_deploy_job(vaul
     assert vault.login(GITLAB_PATH, DEPLOY_ROLE, branch)["client_token"]
 
 
+DEPLOY_PROJECT = "platform/platform-bootstrap"
+
+
+def deploy_login(vault: PlanVault, role: str, source: str, environment: str) -> bool:
+    """Whether a job of the platform project on protected `main` from a `source` pipeline, in `environment`, logs in as `role`."""
+    token = gitlab_id_token(vault, DEPLOY_PROJECT, "main", "branch", True, source=source, environment=environment)
+    return not refused(lambda: vault.login(GITLAB_PATH, role, token))
+
+
+def test_platform_admin_logins_take_only_the_pipelines_the_platform_runs(vault: PlanVault) -> None:
+    """Was open on `main`: `platform-deploy` (platform-admin) took web ("Run pipeline", with variables of
+    the runner's choosing) and scheduled pipelines (the schedule owner's variables) in all four deploy
+    environments. Now `platform-deploy` takes push pipelines only (merged code: plans, deploys, the
+    manual prod job); scheduled pipelines log in at `platform-deploy-scheduled`, only in the environments
+    of the drift checks (preview/dev, preview/prod) and of rebuild-dev (dev), never prod; web nowhere."""
+    environments = ("dev", "prod", "preview/dev", "preview/prod")
+    admitted = {(role, source, env) for role in (DEPLOY_ROLE, "platform-deploy-scheduled") for source in ("push", "web", "schedule")
+                for env in environments if deploy_login(vault, role, source, env)}
+    assert admitted == {(DEPLOY_ROLE, "push", env) for env in environments} | {
+        ("platform-deploy-scheduled", "schedule", env) for env in ("dev", "preview/dev", "preview/prod")}
+
+
 def test_what_a_job_controls_reaches_alias_metadata_so_no_policy_may_template_on_it(plan: dict[str, Any], vault: PlanVault) -> None:
     """A branch name and a user's login are the job's to choose, and the CI roles copy them into the
     identity alias's metadata (for the audit log). A policy templated on that metadata
