@@ -332,7 +332,7 @@ def test_a_system_approver_reviews_configuration_but_neither_profiles_vault_nor_
 # `reset`), rekey, generate-root/recovery-token attempts (start with one's own OTP/PGP key, or cancel),
 # as an attacker spells them to slip past a prefix rule.
 BOOTSTRAP_CALLS = (
-    "/v1/sys/init", "/v1/sys/init/", "/v1/sys//init", "/v1//sys/init", "/v1/sys/./init", "/v1/sys/x/../init", "/v1/sys/%69nit",
+    "/v1/sys/init", "/v1/sys/init/", "/v1/sys//init", "/v1//sys/init", "/v1/sys/./init", "/v1/sys/x/../init", "/v1/sys/%69nit", "/v1/%73ys/init",
     "/v1/sys/unseal", "/v1/sys/rekey/init", "/v1/sys/rekey/update", "/v1/sys/rekey-recovery-key/init",
     "/v1/sys/generate-root/attempt", "/v1/sys/generate-root/update", "/v1/sys/generate-recovery-token/attempt",
 )
