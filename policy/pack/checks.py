@@ -186,11 +186,12 @@ def check_no_plain_secrets(
         if not _CREDENTIAL_KEY.search(normalized) or _REFERENCE_KEY.search(normalized):
             continue
         if normalized == "secret" and ("key" in holder or "keys" in holder or path.endswith(
-                ("hostKeys.secret", "railsSecrets.secret", "runners.secret"))):
+                ("hostKeys.secret", "railsSecrets.secret", "runners.secret", "basicAuth.secret", "digestAuth.secret"))):
             # `{secret: <Secret name>, key: <its key>}`: how the GitLab chart references a Secret
             # (`hostKeys: {secret: <Secret name>}` and `railsSecrets: {secret: <Secret name>}` alone,
             # and the gitlab-runner chart's `runners: {secret: <Secret name>}`: their keys are named
-            # by convention).
+            # by convention; a Traefik Middleware's `basicAuth`/`digestAuth` `secret` names the Secret
+            # it reads, traefik v3.6.2 pkg/provider/kubernetes/crd/kubernetes.go createBasicAuthMiddleware).
             continue
         # "$secret:key" is ArgoCD's reference to a key of its own Secret, not a value.
         if isinstance(value, str) and value not in ("", SECRET, UNKNOWN) and not value.startswith("$"):
