@@ -40,6 +40,7 @@ from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
+from components.egress import to_networks
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -132,6 +133,14 @@ class ServiceStores:
     redis: Redis
     checksum: pulumi.Output[str]  # of both credentials: a pod annotation that restarts their readers
     ready: list[pulumi.Resource]  # what the service's release waits for
+    # Where they listen outside the cluster (EKS: the VPC's private subnets, RDS's and ElastiCache's
+    # subnet groups); none: pods in the service's namespace.
+    networks: tuple[str, ...] = ()
+
+    def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+        """What a NetworkPolicy admits for the service's pods to reach these stores outside the cluster:
+        their networks on their two ports (the addresses are RDS's and ElastiCache's, unknown at preview)."""
+        return to_networks(self.networks, (self.postgres.port, self.redis.port))
 
 
 @dataclass(frozen=True)
@@ -319,6 +328,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             redis=Redis(host=redis_host, port=REDIS_PORT, secret=f"{service}-redis", tls=tls, token=redis_token.result),
             checksum=sum_,
             ready=ready,
+            networks=cluster.network.node_cidrs if shared.managed is not None and cluster.network is not None else (),
         )
         title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
         args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))

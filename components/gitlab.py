@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -35,14 +36,15 @@ import pulumi_random as random
 import pulumiverse_time as time
 
 from components import yaml_text
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.backups import BucketAccess
 from components.common import ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
+from components.egress import dns, internet, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import HTTPS_PORT, tcp_route
+from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.oidc_sessions import SESSION_MAX_SECONDS
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -70,6 +72,7 @@ TOKEN_SECRET = "gitlab-platform-bot-token"
 TOKEN_SCOPES = ("api",)
 TOKEN_LIFETIME_DAYS = 30
 TOKEN_MIN_DAYS_LEFT = 15  # renewed when fewer days are left; also the Job's rotation period
+BOT_LABEL = "gitlab-platform-bot"  # app.kubernetes.io/name of the Job's and CronJob's pods
 
 # Backups (components/backups.py): the s3cmd configuration of the backup bucket, the toolbox's own
 # service account on EKS, and what backup-utility leaves out (Harbor is the registry; objects its
@@ -141,6 +144,14 @@ class GitLabArgs(StatefulServiceArgs):
     # Hostnames behind the platform's ingress that project webhooks call (ArgoCD's, for the tenants'
     # ops projects): GitLab refuses hooks to local addresses, which a kubeconfig cluster's load balancer has.
     webhook_hosts: Sequence[str] = ()
+    # The control plane's API server, which the chart's shared-secrets Job and the admin token's Job call.
+    api_server: ApiServer
+    # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's
+    # pods itself (an NLB on EKS): the Rails tiers reach OpenUnison and ArgoCD by their public names.
+    load_balancer_cidrs: Sequence[str] = ()
+    # Where platform:objectStore's and platform:backups.target's addresses are when private (off EKS);
+    # without them the Rails tiers reach those endpoints only on public addresses.
+    object_store_cidrs: Sequence[str] = ()
 
 
 class GitLab(pulumi.ComponentResource):
@@ -202,6 +213,7 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         prerequisites += stores.ready
+        prerequisites += GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self)).policies
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
         self.release = release(
@@ -220,7 +232,7 @@ class GitLab(pulumi.ComponentResource):
         token = AdminToken(
             f"{name}-admin-token",
             cluster,
-            AdminTokenArgs(namespace=ns, release=self.release, email=f"{BOT_USERNAME}@{_parent_domain(args.exposure.hostname)}"),
+            AdminTokenArgs(ns, self.release, f"{BOT_USERNAME}@{_parent_domain(args.exposure.hostname)}", args.api_server),
             pulumi.ResourceOptions(parent=self),
         )
         self.admin_token = token.value
@@ -608,6 +620,91 @@ def omniauth_provider_document(oidc: OidcClient, hostname: str, groups: Platform
     return yaml_text.dump(document, sort_keys=False)
 
 
+# --- where GitLab's pods connect -----------------------------------------------------------
+#
+# GitLab's URL blocker (application_settings) is GitLab's own check: a bug in it, or in any tier, and a
+# webhook, import or shell in a pod reaches whatever the pod's network does. The chart labels every pod
+# `release: gitlab` and `app: <tier>` (the pinned chart's render: tests/test_gitlab_attacks.py). What
+# each tier needs, and where that is known from:
+# * every tier: the cluster DNS; the namespace's own pods: Rails, migrations and the exporter call Gitaly
+#   (8075), Gitaly and gitlab-shell the internal API (`gitlab_url: http://gitlab-webservice-default.gitlab.svc:8181/`
+#   in their rendered ConfigMaps), and off EKS PostgreSQL and Redis run there (CloudNativePG, Valkey); on
+#   EKS RDS and ElastiCache in the VPC's private subnets (ServiceStores.egress).
+# * the Rails tiers (RAILS_TIERS) besides: OpenUnison's public name (webservice's OmniAuth discovery and
+#   code redemption), ArgoCD's webhook host (sidekiq's project hooks) through the ingress controller;
+#   objects in S3 (with the pod's web identity: STS's and S3's public endpoints) or platform:objectStore,
+#   and toolbox's backup-utility to the backups' target; tenants' webhooks and integrations: public
+#   addresses, on HTTPS (and the object stores' ports) only. No e-mail: the chart has no SMTP.
+# * the chart's own Jobs (`app: gitlab`: shared-secrets, which writes Secrets with kubectl, and
+#   upgrade-check, which shares its labels): the control plane's API server.
+# Refused: every other namespace's pods (Vault, Harbor, ArgoCD, OpenUnison, the webhooks), the API
+# server from every other pod, the nodes, the instance metadata (IPv4 and, as no IPv6 block is listed,
+# fd00:ec2::254), every private address but the stores' and load balancer's networks, the internet but
+# on HTTPS. Project imports and mirrors from other hosts need git over SSH or HTTPS from Gitaly: none.
+RAILS_TIERS = ("webservice", "sidekiq", "toolbox")
+CHART_JOBS = "gitlab"  # the `app` label of the chart's own Jobs
+
+
+@dataclass(frozen=True)
+class GitLabEgressArgs:
+    namespace: k8s.core.v1.Namespace
+    stores: ServiceStores
+    api_server: ApiServer
+    load_balancer_cidrs: tuple[str, ...]
+    object_store_cidrs: tuple[str, ...]
+    object_store_ports: tuple[int, ...]  # HTTPS and the object stores' own ports
+
+    @staticmethod
+    def of(args: GitLabArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> GitLabEgressArgs:
+        return GitLabEgressArgs(
+            namespace=ns, stores=stores, api_server=args.api_server, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
+            object_store_cidrs=tuple(args.object_store_cidrs), object_store_ports=object_store_ports(args),
+        )
+
+
+class GitLabEgress(pulumi.ComponentResource):
+    """Where the chart's pods may connect: one NetworkPolicy for every tier, one more each for the Rails
+    tiers and the chart's Jobs (policies add up). The release waits for them, so no pod starts unheld."""
+
+    policies: list[k8s.networking.v1.NetworkPolicy]
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: GitLabEgressArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gitlab:GitLabEgress", name, None, opts)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[args.namespace])
+        own_pods = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+
+        def policy(suffix: str, selector: k8s.meta.v1.LabelSelectorArgs, rules: list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]) -> k8s.networking.v1.NetworkPolicy:
+            return k8s.networking.v1.NetworkPolicy(
+                f"{name}{suffix}",
+                metadata=metadata(f"{RELEASE}{suffix}-egress", args.namespace),
+                spec=k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=selector, policy_types=["Egress"], egress=rules),
+                opts=in_ns,
+            )
+
+        ports = args.object_store_ports
+        self.policies = [
+            policy("", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE}),
+                   [dns(), k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[own_pods]), *args.stores.egress()]),
+            policy("-rails", k8s.meta.v1.LabelSelectorArgs(
+                match_labels={"release": RELEASE},
+                match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key="app", operator="In", values=list(RAILS_TIERS))],
+            ), [*egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs), internet(ports), *to_networks(args.object_store_cidrs, ports)]),
+            policy("-jobs", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE, "app": CHART_JOBS}),
+                   to_networks([args.api_server.cidr], [args.api_server.port])),
+        ]
+        self.register_outputs({})
+
+
+def object_store_ports(args: GitLabArgs) -> tuple[int, ...]:
+    """HTTPS, and the ports of platform:objectStore's and the backups target's endpoints off EKS."""
+    endpoints = []
+    if args.aws is None:
+        endpoints.append(object_store(args).endpoint)
+        if args.backups is not None and args.backups.settings.target is not None:
+            endpoints.append(args.backups.settings.target.endpoint)
+    return tuple(sorted({HTTPS_PORT, *(urlsplit(e).port or HTTPS_PORT for e in endpoints)}))
+
+
 # --- SSH host keys ----------------------------------------------------------------------
 
 
@@ -690,6 +787,7 @@ class AdminTokenArgs:
     namespace: k8s.core.v1.Namespace
     release: k8s.helm.v3.Release  # the GitLab release whose toolbox runs the script
     email: str
+    api_server: ApiServer  # the only address its pods reach, beside the cluster DNS
 
 
 class AdminToken(pulumi.ComponentResource):
@@ -717,8 +815,19 @@ class AdminToken(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         binding = self._runner_access(name, ns, k8s_opts)
+        # Its pods talk to the API server alone (kubectl exec into the toolbox, patch its Secret).
+        egress = k8s.networking.v1.NetworkPolicy(
+            f"{name}-egress",
+            metadata=metadata(f"{BOT_LABEL}-egress", ns),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": BOT_LABEL}),
+                policy_types=["Egress"],
+                egress=[dns(), *to_networks([args.api_server.cidr], [args.api_server.port])],
+            ),
+            opts=k8s_opts,
+        )
         after_gitlab = pulumi.ResourceOptions.merge(
-            k8s_opts, pulumi.ResourceOptions(depends_on=[args.release, holder, script, binding])
+            k8s_opts, pulumi.ResourceOptions(depends_on=[args.release, holder, script, binding, egress])
         )
 
         # A new rotation epoch changes the pod template, which replaces the Job: every
@@ -730,7 +839,7 @@ class AdminToken(pulumi.ComponentResource):
             f"{name}-ensure",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 namespace=ns.metadata.name,
-                labels={"app.kubernetes.io/name": "gitlab-platform-bot"},
+                labels={"app.kubernetes.io/name": BOT_LABEL},
                 # A failed Job (GitLab not ready, a bad token) is replaced on the next run.
                 annotations={"pulumi.com/replaceUnready": "true"},
             ),
@@ -812,7 +921,7 @@ def _job_spec(rotation_epoch: pulumi.Input[str] | None, backoff_limit: int) -> k
         backoff_limit=backoff_limit,
         active_deadline_seconds=1800,
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app.kubernetes.io/name": "gitlab-platform-bot"}),
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels={"app.kubernetes.io/name": BOT_LABEL}),
             spec=k8s.core.v1.PodSpecArgs(
                 service_account_name="gitlab-platform-bot",
                 restart_policy="Never",
@@ -1009,6 +1118,10 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
             data_stores=parts.require(DATA_STORES), rails_secret=imported_rails_secret(settings),
             platform_group=parts.settings.pipeline_project.split("/", 1)[0],
             webhook_hosts=tuple(f"{key}.{parts.settings.domain}" for key in WEBHOOK_SERVICES if parts.service_settings(key).enabled),
+            # stacks/control_plane.py api_servers: the control plane's comes first.
+            api_server=parts.settings.api_servers[0],
+            load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
+            object_store_cidrs=tuple(settings.options["object_store_cidrs"]),
         ),
     )
 
@@ -1049,5 +1162,9 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
     tenant=tenant,
     # The rails secret's keys of a GitLab that made its own, imported once (README, Backups and restore).
-    options={"rails_secret": (ExistingKeys | None, None)},
+    options={
+        "rails_secret": (ExistingKeys | None, None),
+        "load_balancer_cidrs": (list[LoadBalancerCidr], []),
+        "object_store_cidrs": (list[LoadBalancerCidr], []),
+    },
 )

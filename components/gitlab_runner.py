@@ -35,7 +35,6 @@ what and why, in one place. Everything else in a job pod is `restricted`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -50,6 +49,7 @@ from pydantic import Field
 
 from components import gatekeeper
 from components.cluster import ApiServer, ClusterHandle, Taint
+from components.egress import internet, to_networks
 from components.common import ConfigModel
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
@@ -73,9 +73,6 @@ CA_SECRET = "gitlab-runner-ca"  # <gitlab host>.crt: the runner and its jobs tru
 TOKEN_ROTATION_DAYS = 30
 RUNNER_ID_ANNOTATION = "platform.io/runner-id"  # a new runner (rotation) restarts the runner pod
 JOB_LABEL = "platform.io/runner-job"  # on every job pod: what the job NetworkPolicy selects
-INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
-# Never "the internet" for the platform's jobs: pods, nodes, private endpoints, link-local (the metadata).
-PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 # The platform's jobs on the internet: PyPI, Pulumi Cloud and its plugins, AWS (443); Debian's
 # archive, whose packages apt verifies by signature, for promote-image's skopeo (80).
 INTERNET_PORTS = (HTTPS_PORT, 80)
@@ -307,18 +304,7 @@ def pipeline_egress(api_servers: Sequence[ApiServer]) -> list[k8s.networking.v1.
     """The platform pipeline's jobs beyond the platform's public names: the internet on INTERNET_PORTS
     (no private range, so no pod, node or private endpoint) and each cluster's API server on its port
     only (where its address is a name, any address on that port), never the instance metadata."""
-    def block(cidr: str, private: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-        network = ipaddress.ip_network(cidr)
-        excepted = [e for e in (*private, INSTANCE_METADATA) if network.supernet_of(ipaddress.IPv4Network(e))] if network.version == 4 else []
-        return k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr, except_=excepted or None))
-
-    def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
-        return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in ports]
-
-    return [
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[block("0.0.0.0/0", PRIVATE_NETWORKS)], ports=tcp(*INTERNET_PORTS)),
-        *(k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[block(s.cidr)], ports=tcp(s.port)) for s in api_servers),
-    ]
+    return [internet(INTERNET_PORTS), *(rule for s in api_servers for rule in to_networks([s.cidr], [s.port]))]
 
 
 def _toml(value: Any) -> str:

@@ -25,6 +25,7 @@ from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
 from components.common import TcpEntrypoint, ipv4_network
+from components.egress import dns, tcp, to_networks
 from components.helm import bind, grant, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
@@ -219,23 +220,13 @@ def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str])
     balancer's `ports` (LISTENERS): the cluster DNS, Traefik's pods, where the cluster hands the load
     balancer's address straight to them (kube-proxy does for MetalLB's), and `load_balancer_cidrs`,
     where it does not (an NLB on EKS, whose addresses are not known at preview)."""
-    def tcp(port: int) -> k8s.networking.v1.NetworkPolicyPortArgs:
-        return k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port)
-
-    def peer(namespace_name: str, pods: dict[str, str] | None = None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-        return k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace_name}),
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods) if pods else None,
-        )
-
-    load_balancers = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=c)) for c in load_balancer_cidrs]
+    traefik = k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
+    )
     return [
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-            to=[peer("kube-system", {"k8s-app": "kube-dns"})],
-            ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), tcp(53)],
-        ),
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[peer(NAMESPACE)], ports=[tcp(LISTENERS[p]) for p in ports]),
-        *([k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=load_balancers, ports=[tcp(p) for p in ports])] if load_balancers else []),
+        dns(),
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[traefik], ports=tcp(*(LISTENERS[p] for p in ports))),
+        *to_networks(load_balancer_cidrs, ports),
     ]
 
 

@@ -1058,15 +1058,23 @@ def _job_node_rules(config: PlatformConfig) -> list[str]:
     return problems
 
 
-def _repo_server_rules(config: PlatformConfig) -> list[str]:
-    """ArgoCD's repo-server reaches GitLab through the load balancer only: on EKS the NLB's addresses
-    are not known at preview, so the config names where they are."""
-    argocd = config.services.settings("argocd")
-    if not argocd.enabled or config.clusters.control_plane.eks is None or argocd.options["load_balancer_cidrs"]:
+# Services whose egress policy names the load balancer's networks, and what they reach through it.
+LOAD_BALANCER_CLIENTS = {
+    "argocd": "ArgoCD's repo-server reaches GitLab and Harbor",
+    "gitlab": "GitLab's Rails pods reach OpenUnison and ArgoCD's webhook",
+}
+
+
+def _load_balancer_rules(config: PlatformConfig) -> list[str]:
+    """ArgoCD's repo-server and GitLab's Rails pods reach the platform's public names through the load
+    balancer only: on EKS the NLB's addresses are not known at preview, so the config names where they are."""
+    if config.clusters.control_plane.eks is None:
         return []
-    return [f"{NAMESPACE}:services.argocd.loadBalancerCidrs: required when clusters.controlPlane is EKS (ArgoCD's "
-            "repo-server reaches GitLab and Harbor through the NLB, whose addresses are not known at preview); "
-            "allowed: the networks the NLB's addresses are in, such as the control plane's VPC ['10.40.0.0/16']"]
+    return [f"{NAMESPACE}:services.{key}.loadBalancerCidrs: required when clusters.controlPlane is EKS ({why} "
+            "through the NLB, whose addresses are not known at preview); "
+            "allowed: the networks the NLB's addresses are in, such as the control plane's VPC ['10.40.0.0/16']"
+            for key, why in LOAD_BALANCER_CLIENTS.items()
+            if (settings := config.services.settings(key)).enabled and not settings.options["load_balancer_cidrs"]]
 
 
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
@@ -1385,7 +1393,7 @@ def load_platform_config(
     problems += _restore_rules(config)
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
-    problems += _repo_server_rules(config)
+    problems += _load_balancer_rules(config)
     problems += _tenant_backup_rules(config)
     problems += _writer_key_rules(config)
     if problems:

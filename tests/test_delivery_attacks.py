@@ -24,6 +24,7 @@ from tests.test_gitlab_rails_secret import rendered
 
 NETWORK_POLICY = "NetworkPolicy"
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+JOBS = ("Job", "CronJob")  # their pods too: a job runs what its image and arguments say, with the same network
 IMDS = ipaddress.ip_address("169.254.169.254")
 # Where a pod's address may come from (an ipBlock of these may hold pods): private ranges and CGNAT.
 POD_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
@@ -48,7 +49,10 @@ class Network:
         objects: list[tuple[dict[str, Any], str | None]] = []  # (object, its release's namespace)
         for r in plan["resources"]:
             if r.get("cluster") == cluster and r["type"].startswith("kubernetes:"):
-                objects.append((r["inputs"], None))
+                # An object the program names by its resource alone (Pulumi's auto-name) goes by that name.
+                inputs = r["inputs"]
+                objects.append((inputs if (inputs.get("metadata") or {}).get("name") else
+                                {**inputs, "metadata": {**(inputs.get("metadata") or {}), "name": r["name"]}}, None))
                 objects += [(o, r["inputs"].get("namespace")) for o in r.get("rendered") or []]
 
         def namespace_of(o: dict[str, Any], default: str | None) -> str:
@@ -59,12 +63,14 @@ class Network:
         self.policies = [(namespace_of(o, ns), o["spec"]) for o, ns in objects if o.get("kind") == NETWORK_POLICY]
         self.pods = [Pod(DNS, "kube-system", CLUSTER_DNS_LABELS, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))]
         for o, ns in objects:
-            if o.get("kind") in WORKLOADS and not o["spec"]["template"]["spec"].get("hostNetwork"):
-                template = o["spec"]["template"]
+            template = (o.get("spec") or {}).get("template") if o.get("kind") in WORKLOADS + JOBS else None
+            if o.get("kind") == "CronJob":
+                template = o["spec"]["jobTemplate"]["spec"]["template"]
+            if template is not None and not template["spec"].get("hostNetwork"):
                 ports = tuple((p.get("name"), p["containerPort"], p.get("protocol", "TCP"))
                               for c in template["spec"]["containers"] for p in c.get("ports") or [])
                 namespace = namespace_of(o, ns)
-                self.pods.append(Pod(f"{namespace}/{o['kind']}/{o['metadata']['name']}", namespace, template["metadata"].get("labels") or {}, ports))
+                self.pods.append(Pod(f"{namespace}/{o['kind']}/{o['metadata']['name']}", namespace, (template.get("metadata") or {}).get("labels") or {}, ports))
             elif o.get("kind") == "Cluster" and o.get("apiVersion", "").startswith("postgresql.cnpg.io/"):
                 # CloudNativePG's instances: labelled with their Cluster's name, PostgreSQL on 5432.
                 self.pods.append(Pod(f"{namespace_of(o, ns)}/Cluster/{o['metadata']['name']}", namespace_of(o, ns),
@@ -102,11 +108,15 @@ class Network:
             return p["port"] <= port <= p.get("endPort", p["port"])
         return not ports or any(one(p) for p in ports)
 
+    def selecting(self, pod: Pod, direction: str) -> list[tuple[str, dict[str, Any]]]:
+        """The policies (namespace, spec) that hold `pod`'s traffic of `direction` ("Ingress", "Egress")."""
+        return [(ns, spec) for ns, spec in self.policies if ns == pod.namespace and selector_matches(spec["podSelector"], pod.labels)
+                and direction in spec.get("policyTypes", ["Ingress", *(["Egress"] if "egress" in spec else [])])]
+
     def _admitted(self, direction: str, pod: Pod, other: Pod | Any, port: int, protocol: str, target: Pod | Any) -> bool:
         """Whether `pod`'s policies of `direction` (Egress: `other` is the target; Ingress: the source) let it through."""
         key, peers = ("egress", "to") if direction == "Egress" else ("ingress", "from")
-        selecting = [(ns, spec) for ns, spec in self.policies if ns == pod.namespace and selector_matches(spec["podSelector"], pod.labels)
-                     and direction in spec.get("policyTypes", ["Ingress", *(["Egress"] if "egress" in spec else [])])]
+        selecting = self.selecting(pod, direction)
         return not selecting or any(
             self._port_admits(rule.get("ports"), target, port, protocol)
             and (not rule.get(peers) or any(self._peer_admits(peer, ns, other) for peer in rule[peers]))
@@ -225,17 +235,19 @@ def test_the_application_controller_still_reaches_the_workload_api_servers_and_o
     assert network.reaches(controller, network.pod(TRAEFIK), 8443)
 
 
+@pytest.mark.parametrize("service", ["argocd", "gitlab"])
 @pytest.mark.parametrize("value", [None, [], ["10.40.0.0/33"]])
-def test_an_eks_control_plane_without_the_load_balancers_networks_is_refused_naming_the_key(tmp_path: Path, value: Any) -> None:
-    """Without them the repo-server would reach nothing on EKS: refused before anything is registered."""
+def test_an_eks_control_plane_without_the_load_balancers_networks_is_refused_naming_the_key(tmp_path: Path, service: str, value: Any) -> None:
+    """Without them the repo-server would reach nothing on EKS, and GitLab's Rails pods neither OpenUnison
+    (no sign-in) nor ArgoCD's webhook: refused before anything is registered."""
     def mutate(doc: dict[str, Any]) -> None:
-        argocd = doc["config"]["platform:services"]["argocd"]
-        argocd.pop("loadBalancerCidrs")
+        settings = doc["config"]["platform:services"][service]
+        settings.pop("loadBalancerCidrs")
         if value is not None:
-            argocd["loadBalancerCidrs"] = value
+            settings["loadBalancerCidrs"] = value
 
     lines = _problems(_write(tmp_path, PROD, mutate), stack="prod")
-    key = "platform:services.argocd.loadBalancerCidrs"
+    key = f"platform:services.{service}.loadBalancerCidrs"
     assert any(key in line and ("required when clusters.controlPlane is EKS" in line or "allowed: an IPv4 network" in line) for line in lines), lines
 
 

@@ -10,11 +10,17 @@ holds one token; each asserts what stops it and that the platform's own flows ke
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from components.gitlab import OIDC_PROVIDER
 from components.oidc_sessions import SESSION_MAX_SECONDS
+from platformctl.render import Render, render_plan
+from tests.test_config import DEV, _write
+from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
 
 SETTINGS = "gitlab:index/applicationSettings:ApplicationSettings"
 
@@ -138,7 +144,7 @@ def metallb_pools(plan: dict) -> list[str]:
 def test_a_webhook_reaches_no_platform_address_but_argocds(plan: dict) -> None:
     """A tenant's owner (Maintainer of its projects) adds a project hook or integration to
     http://vault.vault.svc:8200, a cluster's API server, http://169.254.169.254/ (the node's IAM role)
-    or harbor-core.harbor.svc, sent from sidekiq, whose egress no NetworkPolicy narrows. GitLab's URL
+    or harbor-core.harbor.svc, sent from sidekiq (whose network the egress policies below hold as well). GitLab's URL
     blocker refuses local and link-local addresses unless `allow_local_requests_from_web_hooks_and_services`
     (default false; held), and for system hooks unless `allow_local_requests_from_system_hooks` (default
     true: off), with DNS rebinding protection (held); mirrors, which a Maintainer points anywhere, are
@@ -178,3 +184,171 @@ def test_a_weak_ssh_key_opens_no_repository(plan: dict) -> None:
            and (r["name"].endswith("-deploy-key") or r["name"].startswith("gitlab-ssh-host-keys-"))]
     assert {r["name"].rpartition("-")[2] for r in ssh} >= {"key", "ed25519", "ecdsa"}  # deploy keys and both host keys
     assert {(r["inputs"]["algorithm"], r["inputs"].get("ecdsaCurve")) for r in ssh} == {("ED25519", None), ("ECDSA", "P256")}
+
+
+# --- what GitLab's pods reach on the network ---------------------------------------------------------
+#
+# GitLab's own checks (the settings above) stand between a tenant and the control plane's network only
+# as long as GitLab has no bug: a webhook or integration URL, a project import, an SSRF in Rails,
+# Sidekiq, Gitaly or gitlab-shell, or a shell in any of their pods is one step from whatever the pod's
+# network reaches. The network answers instead, as Kubernetes' NetworkPolicy semantics do
+# (tests/test_delivery_attacks.py `Network`), on the real Helm render of the pinned chart.
+
+STORES = ("gitlab/Cluster/gitlab-postgres", "gitlab/StatefulSet/gitlab-redis")  # data_stores' pods, not GitLab's
+RAILS = ("webservice", "sidekiq", "toolbox")  # the tiers that call out: S3, OpenUnison, webhooks, backups
+
+
+def gitlab_pods(network: Network) -> list[Pod]:
+    """Every pod of the gitlab namespace but its data stores': the chart's workloads, jobs and cron jobs,
+    and the program's (the admin token's)."""
+    return [p for p in network.pods if p.namespace == "gitlab" and p.what not in STORES]
+
+
+def tier(pod: Pod) -> str:
+    return pod.labels.get("app") or pod.labels.get("app.kubernetes.io/name", "")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_gitlab_pod_is_held_by_an_egress_policy(charted: dict[str, Render], stack: str) -> None:
+    """A pod no egress policy selects may connect anywhere its node can: every workload the pinned
+    chart renders (the real Helm engine) and every job the program runs in the namespace is held."""
+    network = Network(charted[stack].plan, "control-plane")
+    pods = gitlab_pods(network)
+    assert {tier(p) for p in pods} >= {"webservice", "sidekiq", "gitaly", "gitlab-shell", "gitlab-exporter",
+                                        "toolbox", "migrations", "gitlab", "gitlab-platform-bot"}
+    unheld = [p.what for p in pods if not network.selecting(p, "Egress")]
+    assert not unheld, f"no egress policy holds {unheld}"
+
+
+def _outside_the_namespace(network: Network, pod: Pod) -> list[tuple[str, int]]:
+    return [(what, port) for what, port in network.reachable(pod) if not what.startswith("gitlab/")]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_gitlab_pod_reaches_no_platform_service_but_dns_and_the_ingress_controller(charted: dict[str, Render], stack: str) -> None:
+    """From a GitLab pod, the attacker reaches for the control plane's other services directly: Vault's
+    listeners, Harbor's core, registry and database, ArgoCD's repo-server and Redis, OpenUnison,
+    Gatekeeper's and cert-manager's webhooks, the runners' managers. Every GitLab pod reaches the cluster
+    DNS; the Rails tiers also the ingress controller's HTTPS (OpenUnison's and ArgoCD's public names); none
+    reaches another namespace's pod. On EKS pods have VPC addresses, so the rule to RDS and ElastiCache
+    (the VPC's private subnets on 5432 and 6379) also admits a pod listening there: ArgoCD's Redis, which
+    its own password guards (noticed and left: ArgoCD's chart's network policies)."""
+    network = Network(charted[stack].plan, "control-plane")
+    dns = [(DNS, 53), (DNS, 53)]
+    in_the_vpc = ([("argocd/Deployment/argocd-redis-ha-haproxy", 6379), ("argocd/StatefulSet/argocd-redis-ha-server", 6379)]
+                  if stack == "prod" else [])
+    problems = []
+    for pod in gitlab_pods(network):
+        expected = sorted(dns + ([(TRAEFIK, 8443)] if tier(pod) in RAILS else [])
+                          + (in_the_vpc if pod.labels.get("release") == "gitlab" else []))
+        if (reached := _outside_the_namespace(network, pod)) != expected:
+            problems.append(f"{pod.what} reaches {sorted(set(reached) - set(expected))[:8]}, misses {sorted(set(expected) - set(reached))}")
+    assert not problems, "\n".join(problems)
+
+
+def _pod(network: Network, prefix: str) -> Pod:
+    [found] = [p for p in network.pods if p.what.startswith(prefix)]
+    return found
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gitlab_still_reaches_its_own_pods_and_stores(charted: dict[str, Render], stack: str) -> None:
+    """What the tiers need of each other (the chart's rendered configuration): Rails, migrations and the
+    exporter reach Gitaly (8075) and their PostgreSQL and Redis (in the namespace off EKS: CloudNativePG
+    and Valkey; on EKS RDS and ElastiCache in the control plane's private subnets), and Gitaly and
+    gitlab-shell reach the internal API (`gitlab_url` http://gitlab-webservice-default.gitlab.svc:8181/ in
+    their ConfigMaps)."""
+    plan = charted[stack].plan
+    network = Network(plan, "control-plane")
+    webservice, gitaly = _pod(network, "gitlab/Deployment/gitlab-webservice"), _pod(network, "gitlab/StatefulSet/gitlab-gitaly")
+    for caller in ("gitlab/StatefulSet/gitlab-gitaly", "gitlab/Deployment/gitlab-gitlab-shell"):
+        assert network.reaches(_pod(network, caller), webservice, 8181), caller
+    for client in ("gitlab/Deployment/gitlab-webservice", "gitlab/Deployment/gitlab-sidekiq", "gitlab/Deployment/gitlab-toolbox",
+                   "gitlab/Job/gitlab-migrations", "gitlab/Deployment/gitlab-gitlab-exporter", "gitlab/CronJob/gitlab-toolbox-backup"):
+        pod = _pod(network, client)
+        assert network.reaches(pod, gitaly, 8075), client
+        if stack == "dev":
+            assert network.reaches(pod, network.pod(STORES[0]), 5432) and network.reaches(pod, network.pod(STORES[1]), 6379), client
+        else:
+            database = _subnet_address(plan, "control-plane-private-eu-west-1b", 77)
+            assert network.reaches(pod, database, 5432) and network.reaches(pod, database, 6379), client
+
+
+INTERNET = ipaddress.ip_address("203.0.113.7")  # S3, STS, a tenant's webhook receiver, OpenUnison's NLB if public
+
+
+def _refused(plan: dict[str, Any], stack: str) -> dict[str, tuple[Any, int]]:
+    """Addresses outside the cluster no GitLab pod may reach."""
+    refused = {
+        "the node's instance metadata": (IMDS, 80),
+        "the instance metadata over IPv6": (ipaddress.ip_address("fd00:ec2::254"), 80),
+        "an internet host over SSH (a mirror, a remote)": (INTERNET, 22),
+        "an internet database": (INTERNET, 5432),
+    }
+    if stack == "dev":  # kind: the nodes and API servers on the docker network
+        refused |= {"a node's kubelet": (ipaddress.ip_address("172.18.0.3"), 10250),
+                    "the control plane's API server": (ipaddress.ip_address("172.18.0.2"), 6443),
+                    "a workload cluster's API server": (ipaddress.ip_address("172.18.0.4"), 6443),
+                    "MetalLB's pool on another port": (ipaddress.ip_address("172.18.255.200"), 8200)}
+    else:
+        node = _subnet_address(plan, "control-plane-private-eu-west-1a")
+        refused |= {"a node's kubelet": (node, 10250), "Vault's port in the VPC": (node, 8200),
+                    **{f"{w}'s API endpoint": (_subnet_address(plan, f"{w}-private-eu-west-1a"), 443) for w in ("dev", "prod")}}
+    return refused
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_gitlab_pod_reaches_the_metadata_service_the_api_servers_or_the_nodes(charted: dict[str, Render], stack: str) -> None:
+    """The node's IAM role at 169.254.169.254 (and fd00:ec2::254), a kubelet, the clusters' API servers,
+    the internet on a port that is not HTTPS: none, from any GitLab pod. Only the jobs that must talk to
+    the control plane's API server (the chart's shared-secrets Job, the admin token's Job and CronJob)
+    reach it, on its port; where the stack names it by a host name (dev's kind clusters), its address is
+    not known at preview, so they reach any address on that port, the workload clusters' API servers too."""
+    plan = charted[stack].plan
+    network = Network(plan, "control-plane")
+    refused = _refused(plan, stack)
+    theirs = {"the control plane's API server", *(["a workload cluster's API server"] if stack == "dev" else [])}
+    problems = [f"{pod.what} reaches {what}" for pod in gitlab_pods(network) for what, (address, port) in refused.items()
+                if network.reaches(pod, address, port) and not (what in theirs and tier(pod) in API_CALLERS)]
+    assert not problems, "\n".join(problems)
+
+
+API_CALLERS = ("gitlab", "gitlab-platform-bot")  # the chart's shared-secrets (and upgrade-check) Job; the admin token's
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_the_rails_tiers_reach_the_internet_and_only_on_https(charted: dict[str, Render], stack: str) -> None:
+    """Objects in S3 (on EKS with the pod's web identity: S3's and STS's public endpoints) or the stack's
+    object store, the backups' target, tenants' webhooks: the Rails tiers, on 443. Gitaly, gitlab-shell,
+    the exporter and the migrations reach no address outside the cluster but their stores; the jobs
+    that call the API server reach it and nothing else."""
+    plan = charted[stack].plan
+    network = Network(plan, "control-plane")
+    problems = []
+    for pod in gitlab_pods(network):
+        reaches = network.reaches(pod, INTERNET, 443)
+        if reaches != (tier(pod) in RAILS):
+            problems.append(f"{pod.what} {'reaches' if reaches else 'misses'} the internet on 443")
+    assert not problems, "\n".join(problems)
+    api = (ipaddress.ip_address("172.18.0.2"), 6443) if stack == "dev" else (_subnet_address(plan, "control-plane-private-eu-west-1a"), 443)
+    for caller in ("gitlab/Job/gitlab-shared-secrets", "gitlab/Job/gitlab-admin-token-ensure", "gitlab/CronJob/gitlab-platform-bot-probe"):
+        assert network.reaches(_pod(network, caller), *api), caller
+
+
+def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_path: Path) -> None:
+    """A kubeconfig stack's MinIO on kind's docker network, on its own port: `objectStoreCidrs` admits
+    that network for the Rails tiers on the endpoint's port (and HTTPS), not the API servers or kubelets
+    beside it; without it, only public addresses."""
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["config"]["platform:objectStore"]["endpoint"] = "https://minio.kind.internal:9000"
+        doc["config"]["platform:services"].setdefault("gitlab", {})["objectStoreCidrs"] = ["172.18.0.0/16"]
+
+    network = Network(render_plan(_write(tmp_path, DEV, mutate), "dev"), "control-plane")
+    sidekiq = Pod("gitlab/sidekiq", "gitlab", {"release": "gitlab", "app": "sidekiq"}, ())
+    gitaly = Pod("gitlab/gitaly", "gitlab", {"release": "gitlab", "app": "gitaly"}, ())
+    minio = ipaddress.ip_address("172.18.0.9")
+    assert network.reaches(sidekiq, minio, 9000) and network.reaches(sidekiq, INTERNET, 9000)
+    assert not any(network.reaches(sidekiq, minio, port) for port in (6443, 10250, 22))
+    assert not network.reaches(gitaly, minio, 9000)
+    plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
+    assert not plain.reaches(sidekiq, minio, 443) and plain.reaches(sidekiq, INTERNET, 443)
