@@ -158,6 +158,7 @@ class GitLab(pulumi.ComponentResource):
     url: str
     ssh_host: str  # gitlab.<domain>, as in git@gitlab.<domain>:<group>/<project>.git
     ssh_known_hosts: pulumi.Output[str] | None  # known_hosts lines of gitlab-shell's host keys (public); None without SSH
+    api_server: ApiServer  # its cluster's, as its pods (and its runners' managers) reach it
     oidc_redirect_uri: str
     release: k8s.helm.v3.Release
     root_password: pulumi.Output[str]  # a Pulumi secret; not exported
@@ -171,8 +172,7 @@ class GitLab(pulumi.ComponentResource):
             # Clone URLs, known_hosts lines and the load balancer must all name one port.
             raise ValueError(f"GitLab advertises SSH on port {SHELL_PORT}; the ingress SSH entrypoint uses {args.ssh.port}")
         args.inventory.register(*credentials(name, args))
-        self.url = args.exposure.url
-        self.ssh_host = args.exposure.hostname
+        self.url, self.ssh_host, self.api_server = args.exposure.url, args.exposure.hostname, args.api_server
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
         ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
@@ -212,8 +212,8 @@ class GitLab(pulumi.ComponentResource):
 
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
-        prerequisites += stores.ready
-        prerequisites += GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self)).policies
+        egress = GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
+        prerequisites += [*stores.ready, *egress.policies]
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
         self.release = release(

@@ -322,3 +322,37 @@ def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict
             assert len(holds) > 10, (runner["name"], holds)
         missing = holds - before[runner["urn"]]
         assert not missing, f"{runner['name']} may start before {sorted(u.rpartition('::')[2] for u in missing)}"
+
+
+# --- the runners' managers ----------------------------------------------------------------------------
+
+def _managers(network: Network) -> list[Pod]:
+    """Every runner's manager: the gitlab-runner chart's Deployment in each runner namespace."""
+    return [p for p in network.pods if "/Deployment/gitlab-runner" in p.what]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_runner_manager_reaches_gitlab_and_the_api_server_only(renders: dict[str, Render], stack: str) -> None:
+    """A runner's manager runs no job's code, but parses what GitLab sends (each job's image, services,
+    variables) and holds the runner's token and an account that makes pods: a bug in it must not open
+    the node's IAM role, the kubelets, another cluster's API server or the platform's pods. It needs
+    the cluster DNS, GitLab by its public name (the ingress controller; on EKS the load balancer's
+    networks) and the control plane's API server, where it makes its jobs' pods (the Kubernetes
+    executor)."""
+    plan = renders[stack].plan
+    network = Network(plan, "control-plane")
+    managers = _managers(network)
+    assert len(managers) >= 4  # the platform's two and each tenant's two
+    if stack == "dev":
+        api, workload_api, node = (ipaddress.ip_address("172.18.0.2"), 6443), (ipaddress.ip_address("172.18.0.4"), 6443), ipaddress.ip_address("172.18.0.3")
+    else:
+        node = _subnet_address(plan, "control-plane-private-eu-west-1a")
+        api, workload_api = (node, 443), (_subnet_address(plan, "dev-private-eu-west-1a"), 443)
+    attempts = {"the node's instance metadata": (IMDS, 80), "a node's kubelet": (node, 10250), "the internet": (INTERNET, 443)}
+    if stack == "prod":  # dev's API servers are host names: any address on 6443 (the platform's pipeline reaches them anyway)
+        attempts["a workload cluster's API server"] = workload_api
+    problems = [f"{m.what} reaches {what}" for m in managers for what in _refused(network, m, attempts)]
+    problems += [f"{m.what} reaches {reached}" for m in managers
+                 if (reached := network.reachable(m)) != [(DNS, 53), (DNS, 53), (TRAEFIK, 8443)]]
+    problems += [f"{m.what} misses the API server" for m in managers if not network.reaches(m, *api)]
+    assert not problems, "\n".join(problems)

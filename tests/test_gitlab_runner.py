@@ -144,7 +144,8 @@ def test_job_pods_reach_dns_and_the_ingress_controller_only(plan: dict) -> None:
     for tenant in tenants(plan):
         namespace = tenant_namespace(tenant)
         policy = one([r for r in by_type(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
-                      if r["inputs"]["metadata"]["namespace"] == namespace], f"NetworkPolicy in {namespace}")["inputs"]["spec"]
+                      if r["inputs"]["metadata"]["namespace"] == namespace and r["inputs"]["metadata"]["name"] == "runner-jobs"],
+                     f"NetworkPolicy runner-jobs in {namespace}")["inputs"]["spec"]
         assert policy["podSelector"] == {"matchLabels": {JOB_LABEL: tenant}}
         assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in policy
         namespaces = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]

@@ -131,7 +131,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
     expected.update(once)
     # GitLab Runner: two group runners (any ref; protected refs) and, for each on the control plane,
     # its namespace with its own image and binding constraints (and no ingress hosts), the job
-    # traffic policy, token and CA Secrets, rotation and chart.
+    # and manager traffic policies, token and CA Secrets, rotation and chart.
     expected.update({kind: 2 for kind in (
         "gitlab:index/userRunner:UserRunner",
         "kubernetes:core/v1:Namespace",
@@ -145,6 +145,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:helm.sh/v3:Release",
     )})
     expected["kubernetes:core/v1:Secret"] += 2 * 2
+    expected["kubernetes:networking.k8s.io/v1:NetworkPolicy"] += 2  # each runner's manager's
     return +expected  # drop zero counts
 
 
