@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shlex
@@ -146,6 +147,20 @@ def test_the_margin_is_what_a_backup_jobs_run_may_take(prod: dict) -> None:
 
 
 # --- the check against S3 (moto) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """The module's boto3 sessions read AWS's service models through one loader.
+
+    Why: each new session parses the same JSON models (endpoints, S3, RDS) again, which was most of
+    this file's CPU (botocore/session.py `_register_data_loader` makes a loader per session); the
+    check makes a session per store and these tests run the check many times."""
+    import botocore.session
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", functools.lru_cache(maxsize=None)(botocore.session.create_loader))
+        yield
 
 
 @pytest.fixture
