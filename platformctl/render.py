@@ -256,16 +256,21 @@ def _collecting_less() -> Iterator[None]:
     registration settles, so the collector scanned them over and over: about half of a
     render's CPU. Freezing what exists beforehand (the imported SDKs) keeps full collections
     off it, and a larger young generation lets most of them die before a scan. Collection
-    order never shows in the plan: it holds no object identities.
+    order never shows in the plan: it holds no object identities. A caller that froze objects
+    itself (the test session freezes its imports and its session renders) keeps them frozen: unfreeze() would
+    thaw them all, as CPython cannot thaw only what the render froze.
     """
     thresholds = gc.get_threshold()
-    gc.freeze()
+    caller_froze = gc.get_freeze_count() > 0
+    if not caller_froze:
+        gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not caller_froze:
+            gc.unfreeze()
 
 
 def _contains_unknowns(value: Any) -> bool:

@@ -68,15 +68,30 @@ def test_what_only_the_standard_encoder_writes_falls_back_to_it(tmp_path: Path) 
         assert (tmp_path / "plan.json").read_text() == json.dumps({"resources": [], "odd": value}, indent=1) + "\n"
 
 
-def test_the_sdk_and_the_collector_are_restored_after_a_run() -> None:
+@pytest.mark.parametrize("caller_froze", [False, True])
+def test_the_sdk_and_the_collector_are_restored_after_a_run(caller_froze: bool) -> None:
+    """Also when the caller froze objects of its own, as the test session freezes its renders
+    (conftest): they stay frozen, and the run freezes nothing of the caller's after them."""
     def state() -> tuple[Any, ...]:
-        return (gc.get_threshold(), gc.get_freeze_count(), rpc.contains_unknowns, rpc.transfer_properties,
+        return (gc.get_threshold(), gc.get_freeze_count() > 0, rpc.contains_unknowns, rpc.transfer_properties,
                 rpc.serialize_property, rpc.deserialize_property, rpc.translate_output_properties)
 
-    before = state()
-    contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
-    after = state()
-    assert after == before
+    session_froze = gc.get_freeze_count() > 0
+    frozen: list[object] = []
+    gc.freeze() if caller_froze else gc.unfreeze()
+    later: list[object] = []
+    try:
+        before = state()
+        contextvars.Context().run(run_under_mocks, lambda: None, stack="test")
+        after = state()
+        collected = {id(o) for o in gc.get_objects()}  # the permanent generation's objects are not listed
+    finally:  # the session's renders frozen again, as conftest left them
+        gc.unfreeze()
+        if session_froze:
+            gc.collect()
+            gc.freeze()
+    assert after == before and before[1] == caller_froze
+    assert (id(frozen) in collected, id(later) in collected) == (not caller_froze, True)
 
 
 def test_patched_attributes_are_restored_when_the_block_raises() -> None:
