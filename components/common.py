@@ -144,6 +144,19 @@ class TcpEntrypoint:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """A Service the ingress routes to, reached by its in-cluster name (components/ingress.py `route`)."""
+
+    service: str
+    namespace: str
+    port: int
+
+    @property
+    def dns_name(self) -> str:
+        return f"{self.service}.{self.namespace}.svc.cluster.local"
+
+
+@dataclass(frozen=True)
 class PlatformNamespace:
     """A namespace of the platform itself, exempt from the tenant policies, and why."""
 

@@ -39,12 +39,12 @@ from components import yaml_text
 from components.cluster import ApiServer, ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.backups import BucketAccess
-from components.common import ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
+from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
 from components.egress import dns, internet, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, tcp_route
+from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.oidc_sessions import SESSION_MAX_SECONDS
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -61,7 +61,6 @@ ROOT_PASSWORD_SECRET = "gitlab-initial-root-password"
 OMNIAUTH_SECRET = "gitlab-omniauth-openunison"
 OBJECT_STORE_SECRET = "gitlab-object-storage"
 CA_SECRET = "platform-ca"
-TLS_SECRET = "gitlab-tls"  # issued by cert-manager from the ingress annotation
 SERVICE_ACCOUNT = "gitlab"  # on EKS: carries the IAM role for S3, for S3_TIERS' pods only
 S3_TIERS = ("webservice", "sidekiq")
 
@@ -100,6 +99,7 @@ OMNIAUTH_CHECKSUM_ANNOTATION = "platform.io/omniauth-checksum"
 # SSH. The chart's gitlab-shell Service, and its port: the chart's default `global.shell.port`,
 # which is also the port GitLab shows in clone URLs.
 SHELL_SERVICE = f"{RELEASE}-gitlab-shell"
+WORKHORSE = Backend(f"{RELEASE}-webservice-default", NAMESPACE, 8181)  # the chart's webservice Service: workhorse, plain HTTP
 SHELL_PORT = 22
 HOST_KEYS_SECRET = "gitlab-ssh-host-keys"  # keys `ssh_host_<type>_key` and `.pub`, as gitlab-shell reads them
 # Host key type -> (pulumi-tls algorithm, ECDSA curve). No RSA: OpenSSH and ArgoCD's Go SSH
@@ -186,7 +186,7 @@ class GitLab(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self),
             )
             self.ssh_known_hosts = host_keys.known_hosts
-            tcp_route(f"{name}-ssh", args.ssh, ns, SHELL_SERVICE, SHELL_PORT, cluster, self)
+            tcp_route(f"{name}-ssh", f"{RELEASE}-ssh", args.ssh, Backend(SHELL_SERVICE, NAMESPACE, SHELL_PORT), cluster, self)
 
         root_password = random.RandomPassword(
             f"{name}-root-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -229,6 +229,8 @@ class GitLab(pulumi.ComponentResource):
             protect=args.protect,
         )
 
+        web = route(name, RELEASE, args.exposure, {"/": WORKHORSE}, pulumi.ResourceOptions(
+            parent=self, provider=cluster.provider, depends_on=[args.cert_manager, *args.depends_on]))
         token = AdminToken(
             f"{name}-admin-token",
             cluster,
@@ -241,7 +243,7 @@ class GitLab(pulumi.ComponentResource):
             base_url=f"{self.url}/api/v4/",
             token=token.value,
             cacert_file=args.provider_ca_file,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[token.job, web]),
         )
         self._settings(name, args)
         self.register_outputs({"url": self.url, "release": self.release.status})
@@ -463,10 +465,13 @@ def gitlab_values(
         "gitlabVersion": GITLAB_VERSION,
         "hosts": {"domain": _parent_domain(exposure.hostname), "https": True, "gitlab": {"name": exposure.hostname}},
         "ingress": {
+            # The platform routes to workhorse from Traefik's namespace (`route`): the chart's Ingress, in
+            # GitLab's namespace, would have Traefik watch the Secrets there (rails keys, tokens, passwords).
+            "enabled": False,
             "configureCertmanager": False,  # also leaves the chart's certmanager-issuer out
-            "class": exposure.ingress_class,
-            "annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
-            "tls": {"enabled": True},
+            # The route presents the certificate: no self-signed wildcard one from the shared-secrets Job
+            # (gitlab chart templates/shared-secrets/self-signed-cert-job.yml lines 3-5).
+            "tls": {"enabled": False},
         },
         "initialRootPassword": {"secret": ROOT_PASSWORD_SECRET, "key": "password"},
         "railsSecrets": {"secret": RAILS_SECRET},  # the program's (components/gitlab_rails_secret.py)
@@ -528,7 +533,6 @@ def gitlab_tiers(args: GitLabArgs, stores: ServiceStores) -> dict[str, Any]:
         "webservice": {
             "minReplicas": args.replicas,
             "topologySpreadConstraints": spread({"app": "webservice", "release": RELEASE}),
-            "ingress": {"tls": {"secretName": TLS_SECRET}},
             # The chart's pod annotations. Only webservice signs people in (sidekiq and
             # toolbox load the providers but never redeem a code).
             "annotations": {
@@ -1158,6 +1162,7 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     chart="gitlab",
     declare=declare,
     redirect_uris=lambda host: (redirect_uri(host),),
+    routed_by_ingress=True,  # `route`, `tcp_route`: Traefik never watches GitLab's namespace
     # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
     outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
     tenant=tenant,

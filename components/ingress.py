@@ -1,7 +1,9 @@
 """The ingress controller (Traefik) and, on EKS, a Route 53 record per hostname.
 
-Traefik: maintained upstream, serves the Kubernetes Ingress API that the GitLab, Harbor,
-ArgoCD, Vault and OpenUnison charts emit, so no chart needs a controller-specific route.
+Traefik: maintained upstream, serves the Kubernetes Ingress API that the Harbor, ArgoCD,
+Vault and OpenUnison charts emit, so no chart needs a controller-specific route. GitLab's
+routes are the platform's own, in Traefik's namespace (`route`, `tcp_route`): Traefik lists
+and watches every Secret of each namespace it watches, and never watches GitLab's.
 
 SSH (git over SSH to GitLab) goes through the same load balancer: a TCP entrypoint on port 22
 and an `IngressRouteTCP` per backend (`tcp_route`). One load balancer keeps one address per
@@ -14,7 +16,7 @@ connection straight to its route, without the read deadline it keeps for HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,7 +26,7 @@ import pulumi_kubernetes as k8s
 from pydantic import AfterValidator
 
 from components.cluster import ClusterHandle
-from components.common import TcpEntrypoint, ipv4_network
+from components.common import Backend, Exposure, TcpEntrypoint, ipv4_network
 from components.egress import dns, tcp, to_networks
 from components.helm import bind, grant, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -122,8 +124,11 @@ class Ingress(pulumi.ComponentResource):
         }
         values = traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports)
         watched = [NAMESPACE, *args.namespaces]
-        values["providers"]["kubernetesIngress"]["namespaces"] = watched
-        values["providers"]["kubernetesCRD"] = {"namespaces": watched}
+        # ExternalName Services: the routes `route` and `tcp_route` declare in Traefik's namespace reach their
+        # backends by name. Only the platform creates Services where Traefik watches; the tenants' Traefik
+        # (components/workload_ingress.py) keeps them refused, so no tenant points it at a platform Service.
+        values["providers"]["kubernetesIngress"].update(namespaces=watched, allowExternalNameServices=True)
+        values["providers"]["kubernetesCRD"] = {"namespaces": watched, "allowExternalNameServices": True}
         self._cluster, ns = cluster, namespace(SLICE.namespace, cluster, self)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         reads = grant(f"{name}-cluster-scope", "traefik-cluster-scope", ACCOUNT, CLUSTER_SCOPE_RULES, child)
@@ -177,33 +182,79 @@ class Ingress(pulumi.ComponentResource):
         )
 
 
+def external_name(name: str, backend: Backend, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+    """Service `<backend.service>` in Traefik's namespace, of type ExternalName: `backend`'s in-cluster DNS name.
+
+    Traefik dials that name and port (Traefik v3.6.2 pkg/provider/kubernetes/ingress/kubernetes.go
+    lines 608-616, crd/kubernetes_tcp.go lines 269-273: one server, the name and the Service's port;
+    the port is looked up among the Service's ports, lines 526-539), so it reaches the backend through
+    its ClusterIP without watching the backend's namespace, whose Secrets it would then list. `opts`:
+    parent, provider, and depending on Traefik's release (its namespace).
+    """
+    return k8s.core.v1.Service(
+        f"{name}-{backend.service}",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=backend.service, namespace=NAMESPACE, labels=managed_by()),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ExternalName", external_name=backend.dns_name,
+            ports=[k8s.core.v1.ServicePortArgs(name=f"tcp-{backend.port}", port=backend.port)],
+        ),
+        opts=opts,
+    )
+
+
+def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, Backend],
+          opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
+    """`https://<hostname><path>` to each path's backend (plain HTTP; the longest path first, as Traefik ranks
+    its rules): Ingress `object_name` in Traefik's own namespace, with the certificate (Secret `<object_name>-tls`,
+    issued there by cert-manager from the annotation), and a Service per backend (`external_name`): the
+    backends' namespaces, and the Secrets in them, stay out of Traefik's reach. `opts` as there."""
+    services = {b.service: external_name(name, b, opts) for b in paths.values()}
+
+    def to(path: str, backend: Backend) -> k8s.networking.v1.HTTPIngressPathArgs:
+        service = k8s.networking.v1.IngressServiceBackendArgs(name=backend.service, port=k8s.networking.v1.ServiceBackendPortArgs(number=backend.port))
+        return k8s.networking.v1.HTTPIngressPathArgs(path=path, path_type="Prefix", backend=k8s.networking.v1.IngressBackendArgs(service=service))
+
+    return k8s.networking.v1.Ingress(
+        f"{name}-route",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=object_name, namespace=NAMESPACE, labels=managed_by(), annotations={"cert-manager.io/cluster-issuer": exposure.cluster_issuer}),
+        spec=k8s.networking.v1.IngressSpecArgs(
+            ingress_class_name=exposure.ingress_class,
+            rules=[k8s.networking.v1.IngressRuleArgs(host=exposure.hostname, http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                paths=[to(path, backend) for path, backend in paths.items()]))],
+            tls=[k8s.networking.v1.IngressTLSArgs(hosts=[exposure.hostname], secret_name=f"{object_name}-tls")],
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(services.values()))),
+    )
+
+
 def tcp_route(
     name: str,
+    object_name: str,
     entrypoint: TcpEntrypoint,
-    ns: k8s.core.v1.Namespace,
-    service: str,
-    port: int,
+    backend: Backend,
     cluster: ClusterHandle,
     parent: pulumi.Resource,
 ) -> k8s.apiextensions.CustomResource:
-    """Every connection to `entrypoint` goes to `service`:`port` in `ns`, unchanged.
+    """Every connection to `entrypoint` goes to `backend`, unchanged: IngressRouteTCP `object_name` in Traefik's
+    own namespace, towards `external_name`'s Service.
 
     No `tls`: the route passes the bytes through, so a protocol with its own encryption and
     server authentication (SSH) keeps them end to end. Plain TCP carries no host name, so the
     route matches every connection (HostSNI `*`): one backend per entrypoint.
     """
+    opts = pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[entrypoint.controller])
+    service = external_name(name, backend, opts)
     return k8s.apiextensions.CustomResource(
         name,
         api_version=TRAEFIK_API,
         kind="IngressRouteTCP",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=service, namespace=ns.metadata.name, labels=managed_by()
-        ),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=NAMESPACE, labels=managed_by()),
         spec={
             "entryPoints": [entrypoint.name],
-            "routes": [{"match": "HostSNI(`*`)", "services": [{"name": service, "port": port}]}],
+            "routes": [{"match": "HostSNI(`*`)", "services": [{"name": backend.service, "port": backend.port}]}],
         },
-        opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=[ns, entrypoint.controller]),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])),
     )
 
 

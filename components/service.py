@@ -95,6 +95,9 @@ class ServiceSlice(Generic[C]):
     # What it declares for each tenant (None: nothing per tenant).
     tenant: Callable[[TenantParts], object] | None = None
     default_replicas: int = 1
+    # Its routes are declared in the ingress's own namespace (components/ingress.py `route`, `tcp_route`), so the
+    # ingress never watches its namespace, nor reads the Secrets there.
+    routed_by_ingress: bool = False
     # The OIDC redirect URIs it registers with OpenUnison, given its hostname; None: not a client.
     redirect_uris: Callable[[str], tuple[str, ...]] | None = None
     # Stack outputs beyond its URL.
@@ -434,7 +437,8 @@ class ControlPlaneParts:
 
     def exposed_namespaces(self) -> tuple[str, ...]:
         """The namespaces of the services `expose` publishes: the identity provider's and every one people
-        sign in to. Their Ingresses, routes and certificates are there, and only there the ingress reads."""
+        sign in to, but those `routed_by_ingress`. Their Ingresses, routes and certificates are there, and only
+        there the ingress reads."""
         clients = self.oidc_clients()
         exposed = [self.foundation.identity, *(s for s in self.slices if s.key in clients)]
-        return tuple(dict.fromkeys(s.namespace.name for s in exposed))
+        return tuple(dict.fromkeys(s.namespace.name for s in exposed if not s.routed_by_ingress))

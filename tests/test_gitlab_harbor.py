@@ -32,6 +32,7 @@ from components import harbor as harbor_component
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.data_stores import DataStores, DataStoresArgs
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE
 from components.service import ObjectStoreTarget, ServiceSettings
 from components.versions import CHARTS, GITLAB_KUBECTL_DIGEST, GITLAB_KUBECTL_TAG
 from platformctl.mocks import REDACTED, SECRET_MARK, is_redacted
@@ -253,6 +254,8 @@ def test_namespaced_objects_wait_for_their_namespace(either: Any) -> None:
                and r["name"] not in STAND_INS and not is_read(r)]
     assert len(objects) > 5
     for record in objects:
+        if record["inputs"].get("metadata", {}).get("namespace") == INGRESS_NAMESPACE:
+            continue  # GitLab's routes, in Traefik's namespace: test_gitlab_is_routed_from_traefiks_namespace
         assert ns["urn"] in record["dependsOn"], record["name"]
         if "metadata" in record["inputs"]:
             assert record["inputs"]["metadata"].get("namespace") == service, record["name"]
@@ -340,13 +343,32 @@ def test_gitlab_is_minimal_behind_the_platform_ingress(gitlab: Any) -> None:
     assert dig(values, "registry.enabled") is False and dig(values, "global.registry.enabled") is False
     assert dig(values, "prometheus.install") is False
     assert dig(values, "gitlab-runner.install") is False
-    assert dig(values, "global.ingress.class") == "nginx"
-    assert dig(values, "global.ingress.annotations") == {"cert-manager.io/cluster-issuer": "platform-ca"}
-    assert dig(values, "gitlab.webservice.ingress.tls.secretName") == "gitlab-tls"
+    # No Ingress of the chart's (nor its self-signed wildcard certificate): the platform routes from Traefik's namespace.
+    assert dig(values, "global.ingress.enabled") is False and dig(values, "global.ingress.tls.enabled") is False
     assert dig(values, "global.hosts.gitlab.name") == f"gitlab.{DOMAIN}"
     assert dig(values, "global.hosts.domain") == DOMAIN
     assert dig(values, "gitlab.webservice.minReplicas") == 2
     assert dig(values, "gitlab.gitaly.persistence.size") == "80Gi"
+
+
+def test_gitlab_is_routed_from_traefiks_namespace(gitlab: Any) -> None:
+    """`https://gitlab.<domain>/` goes to workhorse through an ExternalName Service beside the Ingress, in Traefik's
+    namespace, with the platform certificate issued there: Traefik never watches GitLab's namespace."""
+    records = gitlab[1]
+    ingress = k8s_object(records, "Ingress", "gitlab")["inputs"]
+    assert ingress["metadata"]["namespace"] == INGRESS_NAMESPACE
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": [f"gitlab.{DOMAIN}"], "secretName": "gitlab-tls"}]
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == f"gitlab.{DOMAIN}"
+    assert rule["http"]["paths"] == [{"path": "/", "pathType": "Prefix",
+                                      "backend": {"service": {"name": "gitlab-webservice-default", "port": {"number": 8181}}}}]
+    service = k8s_object(records, "Service", "gitlab-webservice-default")
+    assert service["inputs"]["metadata"]["namespace"] == INGRESS_NAMESPACE
+    assert service["inputs"]["spec"] == {"type": "ExternalName", "externalName": "gitlab-webservice-default.gitlab.svc.cluster.local",
+                                         "ports": [{"name": "tcp-8181", "port": 8181}]}
+    assert service["urn"] in one(records, "kubernetes:networking.k8s.io/v1:Ingress")["dependsOn"]
 
 
 def test_gitlab_root_password_and_omniauth_come_from_secrets(gitlab: Any) -> None:

@@ -178,7 +178,8 @@ def test_traefik_routes_ssh_to_gitlab_shell_on_the_advertised_port(plan: dict) -
 
     route = one(plan, ROUTE, "gitlab-ssh")
     inputs = route["inputs"]
-    assert inputs["metadata"]["namespace"] == gitlab_component.NAMESPACE
+    # In Traefik's namespace, towards an ExternalName Service there: Traefik never watches GitLab's namespace.
+    assert inputs["metadata"]["namespace"] == ingress_component.NAMESPACE
     assert inputs["spec"]["entryPoints"] == [ingress_component.SSH_ENTRYPOINT]
     assert "tls" not in inputs["spec"]  # SSH brings its own encryption and host authentication
     (rule,) = inputs["spec"]["routes"]
@@ -186,14 +187,19 @@ def test_traefik_routes_ssh_to_gitlab_shell_on_the_advertised_port(plan: dict) -
     (service,) = rule["services"]
     assert set(service) <= ROUTE_SERVICE_FIELDS
     assert service == {"name": gitlab_component.SHELL_SERVICE, "port": gitlab_component.SHELL_PORT}
+    backend = one(plan, "kubernetes:core/v1:Service", f"gitlab-ssh-{gitlab_component.SHELL_SERVICE}")
+    assert backend["inputs"]["metadata"]["namespace"] == ingress_component.NAMESPACE
+    assert backend["inputs"]["spec"] == {"type": "ExternalName", "externalName": f"{gitlab_component.SHELL_SERVICE}.gitlab.svc.cluster.local",
+                                         "ports": [{"name": "tcp-22", "port": gitlab_component.SHELL_PORT}]}
+    values = traefik["inputs"]["values"]["providers"]
+    assert values["kubernetesCRD"]["allowExternalNameServices"] is True
     # The port GitLab shows in clone URLs is the chart's default `global.shell.port` (not
     # overridden), which is also gitlab-shell's Service port; clients reach it on the load balancer.
     shell = one(plan, RELEASE, "control-plane-gitlab")["inputs"]["values"]["global"]["shell"]
     assert "port" not in shell
     assert gitlab_component.SHELL_PORT == ingress_component.SSH_PORT == 22
-    # The route waits for Traefik (its CRD) and for GitLab's namespace.
-    namespace = one(plan, "kubernetes:core/v1:Namespace", "control-plane-gitlab")
-    assert {traefik["urn"], namespace["urn"]} <= set(route["dependsOn"])
+    # The route waits for Traefik (its CRD) and for its Service.
+    assert {traefik["urn"], backend["urn"]} <= set(route["dependsOn"])
 
 
 def test_inventory_lists_the_host_keys_with_their_rotation(plan: dict) -> None:

@@ -56,6 +56,9 @@ UNVENDORED_CHART_KEYS = {
         # The control plane's: the namespaces it watches, its RBAC granted by the platform (components/ingress.py).
         "providers.kubernetesIngress.namespaces",
         "providers.kubernetesCRD.namespaces",
+        # Its routes' ExternalName Services (components/ingress.py `external_name`): traefik 37.4.0 values.yaml lines 285, 300.
+        "providers.kubernetesIngress.allowExternalNameServices",
+        "providers.kubernetesCRD.allowExternalNameServices",
         "rbac.enabled",
     },
 }

@@ -1,0 +1,119 @@
+"""An attacker's review of what the control plane's Traefik reads: it parses every request from the
+internet, so whoever takes it over holds its token, and every Secret that token reads is theirs.
+Traefik's Ingress and CRD providers list and watch every Secret of each namespace they watch (Traefik
+v3.6.2 pkg/provider/kubernetes/ingress/client.go and crd/client.go: one informer factory per watched
+namespace, `Secrets().Informer()` in each), so the platform grants it Secrets there (components/ingress.py
+`serve`). In those namespaces only the TLS material of its own routes may be: the routes' certificates,
+the ServersTransports' CAs, the middlewares' secrets.
+
+Every Secret the plan declares, every Secret the pinned charts' real Helm renders declare, every Secret
+cert-manager writes for a Certificate or an Ingress's `tls`, and the Secret Helm keeps each release in
+(its values inside) is judged by the cluster's RBAC objects as Kubernetes evaluates them
+(tests/cluster_readers.py `reads`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platformctl.helm_render import RELEASE_TYPE
+from platformctl.render import Render
+from tests.cluster_readers import reads
+from tests.test_daemonset_attacks import cluster_objects, grants
+from tests.test_helm_render import _available
+
+CONTROL_PLANE = "control-plane"
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet"}
+
+# What Traefik may still read that is not its routes' TLS material, and why it is left.
+LEFT: dict[tuple[str, str], str] = {
+    ("traefik", "sh.helm.release.v1.traefik.v1"): "Traefik's own release: its values hold no secret",
+}
+# Namespaces Traefik still watches although they hold more than its routes, and what is left to do.
+LEFT_NAMESPACES: dict[str, str] = {
+    "harbor": "to move: Harbor's Ingress (core, portal, registry v2, /service/token) into Traefik's namespace",
+    "openunison": "to move: OpenUnison's Ingress and its unregistered-redirect IngressRoute",
+    "argocd": "to move: ArgoCD's server Ingress, re-encrypted through its ServersTransport",
+    "vault": "left: Vault's routes (components/vault.py) are being changed by another piece of work",
+}
+
+
+def secrets(plan: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, name) of every Secret that will be on the control plane: the plan's, the renders', cert-manager's
+    (tests/test_helm_render.py `_available`, GitLab's shared-secrets Job's among them) and Helm's release records."""
+    found = {(ns, name) for cluster, ns, kind, name in _available(plan) if cluster == CONTROL_PLANE and kind == "Secret"}
+    # Helm keeps each release, values and all, in a Secret of the release's namespace (storage driver `secret`).
+    found |= {(r["inputs"]["namespace"], f"sh.helm.release.v1.{r['inputs']['name']}.v1") for r in plan["resources"]
+              if r.get("cluster") == CONTROL_PLANE and r["type"] == RELEASE_TYPE}
+    return found | tls_secrets(list(cluster_objects(plan, CONTROL_PLANE)))
+
+
+def tls_secrets(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The certificates Traefik's routes present (an Ingress's `tls`, an IngressRoute's `tls.secretName`)."""
+    found = set()
+    for o in objects:
+        ns, spec = o["metadata"].get("namespace"), o.get("spec") or {}
+        if o["kind"] == "Ingress":
+            found |= {(ns, t["secretName"]) for t in spec.get("tls") or [] if t.get("secretName")}
+        elif o["kind"] in ("IngressRoute", "IngressRouteTCP") and (spec.get("tls") or {}).get("secretName"):
+            found.add((ns, spec["tls"]["secretName"]))
+    return found
+
+
+def route_material(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The Secrets Traefik needs to serve its routes: their certificates, the ServersTransports' CAs and
+    client certificates, the middlewares' secrets (basic auth, forward auth's TLS)."""
+    found = tls_secrets(objects)
+    for o in objects:
+        ns, spec = o["metadata"].get("namespace"), o.get("spec") or {}
+        if o["kind"] == "ServersTransport":
+            found |= {(ns, ca["secret"]) for ca in spec.get("rootCAs") or [] if "secret" in ca}
+            found |= {(ns, s) for s in spec.get("certificatesSecrets") or []}
+        elif o["kind"] == "Middleware":
+            auth = spec.get("basicAuth") or spec.get("digestAuth") or {}
+            found |= {(ns, auth["secret"])} if "secret" in auth else set()
+            found |= {(ns, v) for k, v in ((spec.get("forwardAuth") or {}).get("tls") or {}).items() if k in ("caSecret", "certSecret")}
+    return found
+
+
+def readable(result: Render) -> tuple[list[str], set[str]]:
+    """Every Secret Traefik's account reads that is not its routes' TLS material, nor LEFT; and the namespaces
+    where it reads Secrets."""
+    held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
+    objects = list(cluster_objects(result.plan, CONTROL_PLANE))
+    own = route_material(objects)
+    found = sorted(f"{ns}/{name}" for ns, name in secrets(result.plan) - own
+                   if reads(held, ns, name) and (ns, name) not in LEFT and ns not in LEFT_NAMESPACES)
+    namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    return found, {ns for ns in namespaces if reads(held, ns, "any")}
+
+
+def test_traefik_reads_no_secret_but_its_routes_tls(charted: dict[str, Render]) -> None:
+    """Taken over, the internet-facing Traefik must not hold GitLab's rails keys, the databases' passwords,
+    Harbor's or OpenUnison's keys, ArgoCD's server secret: only the certificates and CAs its routes use."""
+    found = {stack: readable(result)[0] for stack, result in charted.items()}
+    assert not any(found.values()), "Traefik, taken over, reads:\n" + "\n".join(
+        f"{stack}: {secret}" for stack, names in found.items() for secret in names)
+
+
+def test_traefik_reads_secrets_only_where_nothing_else_runs(charted: dict[str, Render]) -> None:
+    """A chart's Jobs write Secrets no render shows (GitLab's shared-secrets Job: Gitaly's, gitlab-shell's and
+    workhorse's tokens): Traefik reads Secrets only in namespaces running nothing but Traefik (or LEFT_NAMESPACES)."""
+    for stack, result in charted.items():
+        _, where = readable(result)
+        running = {o["metadata"]["namespace"] for o in cluster_objects(result.plan, CONTROL_PLANE)
+                   if o["kind"] in WORKLOADS and o["metadata"]["namespace"] != "traefik"}
+        assert sorted(where & running - set(LEFT_NAMESPACES)) == [], stack
+        assert "traefik" in where, stack  # the review sees Traefik's grants at all
+
+
+def test_the_review_judges_a_secret_as_traefik_would_read_it(charted: dict[str, Render]) -> None:
+    """The review itself: a Secret put beside a route's certificate in Traefik's namespace is found; the
+    certificate is not."""
+    result = charted["dev"]
+    secret = {"type": "kubernetes:core/v1:Secret", "cluster": CONTROL_PLANE, "urn": "planted", "dependsOn": [],
+              "inputs": {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "planted", "namespace": "traefik"}}}
+    planted = Render(**{**result.__dict__, "plan": {**result.plan, "resources": [*result.plan["resources"], secret]}})
+    assert "traefik/planted" in readable(planted)[0]
+    assert not any(name.endswith("-tls") and ns == "traefik" for ns, name in
+                   (s.split("/", 1) for s in readable(result)[0]))
