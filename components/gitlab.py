@@ -186,7 +186,6 @@ class GitLab(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self),
             )
             self.ssh_known_hosts = host_keys.known_hosts
-            tcp_route(f"{name}-ssh", f"{RELEASE}-ssh", args.ssh, Backend(SHELL_SERVICE, NAMESPACE, SHELL_PORT), cluster, self)
 
         root_password = random.RandomPassword(
             f"{name}-root-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -229,8 +228,7 @@ class GitLab(pulumi.ComponentResource):
             protect=args.protect,
         )
 
-        web = route(name, RELEASE, args.exposure, {"/": WORKHORSE}, pulumi.ResourceOptions(
-            parent=self, provider=cluster.provider, depends_on=[args.cert_manager, *args.depends_on]))
+        web = self._routes(name, cluster, args)
         token = AdminToken(
             f"{name}-admin-token",
             cluster,
@@ -247,6 +245,13 @@ class GitLab(pulumi.ComponentResource):
         )
         self._settings(name, args)
         self.register_outputs({"url": self.url, "release": self.release.status})
+
+    def _routes(self, name: str, cluster: ClusterHandle, args: GitLabArgs) -> pulumi.Resource:
+        """The web route to workhorse and the SSH route to gitlab-shell, both in Traefik's namespace."""
+        if args.ssh is not None:
+            tcp_route(f"{name}-ssh", f"{RELEASE}-ssh", args.ssh, Backend(SHELL_SERVICE, NAMESPACE, SHELL_PORT), cluster, self)
+        return route(name, RELEASE, args.exposure, {"/": WORKHORSE}, pulumi.ResourceOptions(
+            parent=self, provider=cluster.provider, depends_on=[args.cert_manager, *args.depends_on]))
 
     def _settings(self, name: str, args: GitLabArgs) -> None:
         """Anyone who signs in gets an account: none may take a top-level path, and the platform's

@@ -21,9 +21,10 @@ from pydantic import Field, SecretStr
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.common import ConfigModel
+from components.common import Backend, ConfigModel
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
+from components.ingress import UNSERVED_CLASS, route
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -34,8 +35,12 @@ RELEASE = "harbor"
 ADMIN_USER = "admin"
 REGISTRY_USER = "harbor_registry_user"  # the chart's registry.credentials.username default
 REGISTRY_SERVICE_ACCOUNT = "harbor-registry"  # on EKS: carries the IAM role for S3
-TLS_SECRET = "harbor-tls"  # issued by cert-manager from the ingress annotation
 CA_SECRET = "platform-ca"
+CORE = Backend(f"{RELEASE}-core", NAMESPACE, 80)  # the chart's Services, plain HTTP
+PORTAL = Backend(f"{RELEASE}-portal", NAMESPACE, 80)
+# The paths of the chart's own Ingress (harbor 1.19.1 templates/ingress/ingress.yaml): the API, the token service
+# (/service/token), the registry's v2 API and the OIDC callback (/c/) are core's; the rest the portal's.
+PATHS = {"/api/": CORE, "/service/": CORE, "/v2/": CORE, "/c/": CORE, "/": PORTAL}
 
 # Secrets the chart reads by name, with the keys it expects in each.
 ADMIN_SECRET = ("harbor-admin", "HARBOR_ADMIN_PASSWORD")
@@ -155,7 +160,9 @@ class Harbor(pulumi.ComponentResource):
             protect=args.protect,
         )
 
-        self._configure(name, args)
+        web = route(name, RELEASE, args.exposure, PATHS, pulumi.ResourceOptions(
+            parent=self, provider=cluster.provider, depends_on=[args.cert_manager, *args.depends_on]))
+        self._configure(name, args, web)
         self.register_outputs({"url": self.url, "release": self.release.status})
 
     def _secrets(
@@ -257,7 +264,7 @@ class Harbor(pulumi.ComponentResource):
             "rootdirectory": REGISTRY_ROOT, "existingSecret": REGISTRY_STORAGE_SECRET,
         }
 
-    def _configure(self, name: str, args: HarborArgs) -> None:
+    def _configure(self, name: str, args: HarborArgs, web: pulumi.Resource) -> None:
         """Harbor's own settings through its API: OIDC sign-in, admin-only projects, nightly scans, weekly GC."""
         # The pulumiverse-harbor SDK defaults `insecure` to true when it is not set: say false.
         self.provider = harbor.Provider(
@@ -266,7 +273,7 @@ class Harbor(pulumi.ComponentResource):
             username=ADMIN_USER,
             password=self.admin_password,
             insecure=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, web]),
         )
         configured = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.release])
         scopes = list(dict.fromkeys([*args.oidc.scopes, "offline_access"]))  # refresh tokens for the CLI secret
@@ -341,18 +348,21 @@ def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -
     return {
         "externalURL": exposure.url,
         "expose": {
+            # The platform routes to core and the portal from Traefik's namespace (`route`, PATHS): the chart's Ingress,
+            # in Harbor's namespace, would have Traefik watch the Secrets there. The chart has no switch for it (every
+            # other type brings its own nginx or a Gateway API route), so it names an IngressClass no controller has:
+            # Traefik serves no Ingress whose class it does not have (Traefik v3.6.2 ingress/kubernetes.go lines 499-505),
+            # nor watches this namespace; no issuer annotation, so no certificate either.
             "type": "ingress",
-            "tls": {"enabled": True, "certSource": "secret", "secret": {"secretName": TLS_SECRET}},
-            "ingress": {
-                "hosts": {"core": exposure.hostname},
-                "className": exposure.ingress_class,
-                "annotations": {"cert-manager.io/cluster-issuer": exposure.cluster_issuer},
-            },
+            "ingress": {"hosts": {"core": exposure.hostname}, "className": UNSERVED_CLASS},
+            # The route presents the certificate; TLS on keeps the core pod's CA download (`caSecretName`).
+            "tls": {"enabled": True, "certSource": "none"},
         },
         "caBundleSecretName": CA_SECRET,
-        # The CA that Harbor's portal offers for download: the certificate Secret's ca.crt. Without
-        # it the chart renders the core pod's `ca-download` volume with no source at all.
-        "caSecretName": TLS_SECRET,
+        # The CA that Harbor's portal offers for download: the platform CA, which signs the route's certificate
+        # (Secret `harbor-tls` in Traefik's namespace). Without it the chart renders the core pod's `ca-download`
+        # volume with no source at all.
+        "caSecretName": CA_SECRET,
         "existingSecretAdminPassword": ADMIN_SECRET[0],
         "existingSecretAdminPasswordKey": ADMIN_SECRET[1],
         "existingSecretSecretKey": SECRET_KEY_SECRET[0],
@@ -479,6 +489,7 @@ SLICE: ServiceSlice[Harbor] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "Harbor, the registry the other constraints point at"),
     chart="harbor",
     declare=declare,
+    routed_by_ingress=True,  # `route`: Traefik never watches Harbor's namespace
     redirect_uris=lambda host: (redirect_uri(host),),
     tenant=tenant,
     # Second registries every image is pushed to (another Harbor, e.g. in a second region, or ECR).

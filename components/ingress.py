@@ -1,9 +1,9 @@
 """The ingress controller (Traefik) and, on EKS, a Route 53 record per hostname.
 
-Traefik: maintained upstream, serves the Kubernetes Ingress API that the Harbor, ArgoCD,
-Vault and OpenUnison charts emit, so no chart needs a controller-specific route. GitLab's
+Traefik: maintained upstream, serves the Kubernetes Ingress API that the ArgoCD, Vault and
+OpenUnison charts emit, so no chart needs a controller-specific route. GitLab's and Harbor's
 routes are the platform's own, in Traefik's namespace (`route`, `tcp_route`): Traefik lists
-and watches every Secret of each namespace it watches, and never watches GitLab's.
+and watches every Secret of each namespace it watches, and never watches theirs.
 
 SSH (git over SSH to GitLab) goes through the same load balancer: a TCP entrypoint on port 22
 and an `IngressRouteTCP` per backend (`tcp_route`). One load balancer keeps one address per
@@ -34,6 +34,7 @@ from policy.labels import managed_by
 
 NAMESPACE = "traefik"
 INGRESS_CLASS = "traefik"
+UNSERVED_CLASS = "unserved"  # no IngressClass has this name: a chart's Ingress that cannot be turned off names it
 # The chart's pod labels (release "traefik" in namespace "traefik"), for its topology spread.
 POD_LABELS = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": f"traefik-{NAMESPACE}"}
 SSH_ENTRYPOINT = "ssh"
@@ -208,7 +209,7 @@ def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, B
     its rules): Ingress `object_name` in Traefik's own namespace, with the certificate (Secret `<object_name>-tls`,
     issued there by cert-manager from the annotation), and a Service per backend (`external_name`): the
     backends' namespaces, and the Secrets in them, stay out of Traefik's reach. `opts` as there."""
-    services = {b.service: external_name(name, b, opts) for b in paths.values()}
+    services = [external_name(name, backend, opts) for backend in dict.fromkeys(paths.values())]
 
     def to(path: str, backend: Backend) -> k8s.networking.v1.HTTPIngressPathArgs:
         service = k8s.networking.v1.IngressServiceBackendArgs(name=backend.service, port=k8s.networking.v1.ServiceBackendPortArgs(number=backend.port))
@@ -224,7 +225,7 @@ def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, B
                 paths=[to(path, backend) for path, backend in paths.items()]))],
             tls=[k8s.networking.v1.IngressTLSArgs(hosts=[exposure.hostname], secret_name=f"{object_name}-tls")],
         ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(services.values()))),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=services)),
     )
 
 

@@ -697,11 +697,25 @@ def test_harbor_values_exist_upstream(harbor: Any) -> None:
 def test_harbor_exposure_and_scanning(harbor: Any) -> None:
     values = values_of(harbor[1], "harbor")
     assert values["externalURL"] == f"https://harbor.{DOMAIN}"
+    # The chart's Ingress names a class no controller has, with no certificate: the platform's route serves Harbor.
     assert dig(values, "expose.type") == "ingress"
-    assert dig(values, "expose.ingress.className") == "nginx"
-    assert dig(values, "expose.ingress.hosts.core") == f"harbor.{DOMAIN}"
-    assert dig(values, "expose.ingress.annotations") == {"cert-manager.io/cluster-issuer": "platform-ca"}
-    assert dig(values, "expose.tls") == {"enabled": True, "certSource": "secret", "secret": {"secretName": "harbor-tls"}}
+    assert dig(values, "expose.ingress") == {"hosts": {"core": f"harbor.{DOMAIN}"}, "className": "unserved"}
+    assert dig(values, "expose.tls") == {"enabled": True, "certSource": "none"}
+    records = harbor[1]
+    ingress = k8s_object(records, "Ingress", "harbor")["inputs"]
+    assert ingress["metadata"]["namespace"] == INGRESS_NAMESPACE
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
+    assert ingress["spec"]["tls"] == [{"hosts": [f"harbor.{DOMAIN}"], "secretName": "harbor-tls"}]
+    [rule] = ingress["spec"]["rules"]
+    # The chart's own paths (harbor 1.19.1 templates/ingress/ingress.yaml): the token service and registry v2 are core's.
+    assert {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]} == {
+        **{path: {"name": "harbor-core", "port": {"number": 80}} for path in ("/api/", "/service/", "/v2/", "/c/")},
+        "/": {"name": "harbor-portal", "port": {"number": 80}},
+    }
+    for name in ("harbor-core", "harbor-portal"):
+        service = k8s_object(records, "Service", name)["inputs"]
+        assert service["metadata"]["namespace"] == INGRESS_NAMESPACE
+        assert service["spec"]["externalName"] == f"{name}.harbor.svc.cluster.local"
     assert dig(values, "trivy.enabled") is True
     assert dig(values, "persistence.enabled") is True
 

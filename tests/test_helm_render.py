@@ -317,11 +317,12 @@ def test_openunison_is_not_stamped_with_the_render_time(charted: dict[str, Rende
 
 
 def test_harbor_core_mounts_the_ca_it_offers_for_download(charted: dict[str, Render]) -> None:
-    from components.harbor import TLS_SECRET
+    """The platform CA's certificate: it signs Harbor's route certificate, which is in Traefik's namespace."""
+    from components.harbor import CA_SECRET
 
     for core in find(charted, "harbor", "Deployment", "harbor-core"):
         volumes = {v["name"]: v for v in core["spec"]["template"]["spec"]["volumes"]}
-        assert volumes["ca-download"]["secret"]["secretName"] == TLS_SECRET
+        assert volumes["ca-download"]["secret"]["secretName"] == CA_SECRET
 
 
 def test_gatekeeper_admits_every_rendered_workload_with_the_real_opa(charted: dict[str, Render]) -> None:
