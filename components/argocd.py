@@ -13,11 +13,11 @@ import pulumiverse_time as time
 from components import yaml_text
 from components.backend_tls import BackendTlsArgs, internal_certificate, internal_credentials, servers_transport
 from components.cluster import ClusterHandle
-from components.common import PlatformGroups
+from components.common import Backend, PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.helm import metadata, namespace, release, sized, spread
-from components.ingress import HTTPS_PORT, SSH_PORT, LoadBalancerCidr, egress_to_platform
+from components.ingress import HTTPS_PORT, NAMESPACE as INGRESS_NAMESPACE, SSH_PORT, LoadBalancerCidr, egress_to_platform, route
 from components.inventory import STATE, Credential, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -26,6 +26,8 @@ from components.tenant_delivery import TenantDelivery, TenantDeliveryArgs, desti
 NAMESPACE = "argocd"
 SERVER = "argocd-server"  # the chart's server Deployment and Service
 SERVER_TLS_SECRET = "argocd-server-tls"  # the name argocd-server reads its certificate from
+TRANSPORT = "argocd"  # Traefik's ServersTransport to argocd-server, in Traefik's namespace
+SERVER_HTTPS_PORT = 443  # the chart's server Service's https port
 OIDC_SECRET = "argocd-oidc"
 WEBHOOK_ROTATION_DAYS = 30
 # ArgoCD takes push events in other forges' formats too and checks each against its own key of
@@ -73,16 +75,16 @@ class ArgoCd(pulumi.ComponentResource):
         # argocd-server serves the Secret argocd-server-tls when it exists, instead of a self-signed
         # certificate of its own that nothing could verify.
         in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        serving_tls = BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER])
-        serving = internal_certificate(cluster.role, serving_tls, pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns])))
+        # Traefik reaches argocd-server from its own namespace (`route`): the transport and the CA's certificate are there.
+        serving_tls = BackendTlsArgs("argocd", NAMESPACE, SERVER_TLS_SECRET, [f"{SERVER}.{NAMESPACE}.svc", f"{SERVER}.{NAMESPACE}", SERVER],
+                                     ca_namespace=INGRESS_NAMESPACE)
+        after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
+        serving = internal_certificate(cluster.role, serving_tls, after_traefik)
         args.inventory.register(*internal_credentials(cluster.role, serving_tls, "argocd-server"))
-        transport, transport_annotations = servers_transport(
-            cluster.role, "argocd", NAMESPACE, f"{SERVER}.{NAMESPACE}.svc",
-            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller])),
-        )
+        transport, _ = servers_transport(cluster.role, TRANSPORT, INGRESS_NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", after_traefik)
         self.url = args.exposure.url
         egress = self._repo_server_egress(name, cluster, ns, args)
-        values = argocd_values(args, transport_annotations)
+        values = argocd_values(args)
         plugin = args.credential_plugin
         plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
         self.release = release(
@@ -99,6 +101,8 @@ class ArgoCd(pulumi.ComponentResource):
             version=args.chart_version,
             depends_on=[*secrets, *serving, transport, egress, *plugin_files],
         )
+        route(name, NAMESPACE, args.exposure, {"/": Backend(SERVER, NAMESPACE, SERVER_HTTPS_PORT, transport=TRANSPORT)},
+              pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=[args.cert_manager, transport, *serving])))
         self.register_outputs({"url": self.url})
 
     def _repo_server_egress(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: ArgoCdArgs) -> k8s.networking.v1.NetworkPolicy:
@@ -166,7 +170,7 @@ class ArgoCd(pulumi.ComponentResource):
         return [oidc_secret, argocd_secret]
 
 
-def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> dict[str, Any]:
+def argocd_values(args: ArgoCdArgs) -> dict[str, Any]:
     """The chart values: sign-in through OpenUnison, RBAC from the platform groups, TLS to Traefik verified."""
     oidc_config = args.exposure.ca_bundle.apply(
         lambda ca: yaml_text.dump(
@@ -203,18 +207,6 @@ def argocd_values(args: ArgoCdArgs, transport_annotations: dict[str, str]) -> di
         "controller": {"replicas": args.replicas},
         # It calls no Kubernetes API, and runs what tenants' charts and Kustomize bases make it run.
         "repoServer": {"automountServiceAccountToken": False, "serviceAccount": {"automountServiceAccountToken": False}},
-        "server": {
-            # Traefik speaks TLS to argocd-server (the chart's Ingress targets its https port)
-            # and verifies it against the namespace's internal CA (components/backend_tls.py).
-            "service": {"annotations": transport_annotations},
-            "ingress": {
-                "enabled": True,
-                "ingressClassName": args.exposure.ingress_class,
-                "hostname": args.exposure.hostname,
-                "tls": True,
-                "annotations": {"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
-            }
-        },
     }
     if args.replicas > 1:
         values = high_availability(values, args.replicas)
@@ -297,6 +289,7 @@ SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "ArgoCD; tenant Applications there are held by the tenant constraint instead", webhook_exempt=False),
     chart="argo-cd",
     declare=declare,
+    routed_by_ingress=True,  # `route`: Traefik never watches ArgoCD's namespace
     redirect_uris=lambda host: (f"https://{host}/auth/callback",),
     tenant=tenant,
     options={"load_balancer_cidrs": (list[LoadBalancerCidr], [])},

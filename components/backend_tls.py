@@ -2,7 +2,8 @@
 the Traefik ServersTransport that verifies it.
 
 Traefik terminates the public name's TLS and opens a second TLS connection to the backend; the
-backend's Service carries `annotations` so Traefik speaks HTTPS to it through the transport.
+backend's Service carries `annotations` so Traefik speaks HTTPS to it through the transport (or,
+where the route is in Traefik's namespace, the ExternalName Service there: components/ingress.py).
 Nothing trusts the internal CA but that transport (and the backend's own peers).
 
 The program is the internal CA (pulumi-tls, its key a Pulumi secret) and signs the serving
@@ -35,6 +36,13 @@ class BackendTlsArgs:
     secret_name: str  # the serving certificate's Secret: tls.crt, tls.key, ca.crt
     dns_names: Sequence[str]
     ip_addresses: Sequence[str] = ()
+    # Where Traefik's ServersTransport reads the CA's certificate (ConfigMap `<prefix>-internal-ca`): the
+    # backend's namespace, or Traefik's own where the backend is routed from there (components/ingress.py `route`).
+    ca_namespace: str | None = None
+
+    @property
+    def bundle_namespace(self) -> str:
+        return self.ca_namespace or self.namespace
 
 
 def custom_resource(
@@ -62,7 +70,7 @@ def internal_certificate(
     )
     bundle = k8s.core.v1.ConfigMap(
         f"{role}-{args.prefix}-internal-ca",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{args.prefix}-internal-ca", namespace=args.namespace),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{args.prefix}-internal-ca", namespace=args.bundle_namespace),
         data={"ca.crt": ca.cert_pem},
         opts=opts,
     )
@@ -71,7 +79,7 @@ def internal_certificate(
 
 def internal_credentials(role: str, args: BackendTlsArgs, service: str) -> list[Credential]:
     """The inventory's entries for `internal_certificate`: the internal CA's key and the serving certificate."""
-    name, bundle = f"{role}-{args.prefix}", f"ConfigMap {args.namespace}/{args.prefix}-internal-ca"
+    name, bundle = f"{role}-{args.prefix}", f"ConfigMap {args.bundle_namespace}/{args.prefix}-internal-ca"
     return [program_certificate(
         f"{service}'s internal CA key",
         signed="self-signed",
@@ -102,8 +110,12 @@ def servers_transport(
         f"{role}-{prefix}-servers-transport", TRAEFIK_API, "ServersTransport", prefix, namespace,
         {"serverName": server_name, "rootCAs": [{"configMap": f"{prefix}-internal-ca"}]}, opts,
     )
-    annotations = {
+    return transport, transport_annotations(namespace, prefix)
+
+
+def transport_annotations(namespace: str, prefix: str) -> dict[str, str]:
+    """What makes Traefik speak HTTPS to a backend Service through ServersTransport `prefix` in `namespace`."""
+    return {
         "traefik.ingress.kubernetes.io/service.serversscheme": "https",
         "traefik.ingress.kubernetes.io/service.serverstransport": f"{namespace}-{prefix}@kubernetescrd",
     }
-    return transport, annotations

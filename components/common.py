@@ -150,6 +150,9 @@ class Backend:
     service: str
     namespace: str
     port: int
+    # A ServersTransport of this name in Traefik's namespace: Traefik speaks HTTPS to the backend and verifies it
+    # there (components/backend_tls.py). None: plain HTTP (or TCP).
+    transport: str | None = None
 
     @property
     def dns_name(self) -> str:

@@ -1,7 +1,7 @@
 """The ingress controller (Traefik) and, on EKS, a Route 53 record per hostname.
 
-Traefik: maintained upstream, serves the Kubernetes Ingress API that the ArgoCD, Vault and
-OpenUnison charts emit, so no chart needs a controller-specific route. GitLab's and Harbor's
+Traefik: maintained upstream, serves the Kubernetes Ingress API that the Vault and OpenUnison
+charts emit, so no chart needs a controller-specific route. GitLab's, Harbor's and ArgoCD's
 routes are the platform's own, in Traefik's namespace (`route`, `tcp_route`): Traefik lists
 and watches every Secret of each namespace it watches, and never watches theirs.
 
@@ -25,6 +25,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import AfterValidator
 
+from components.backend_tls import transport_annotations
 from components.cluster import ClusterHandle
 from components.common import Backend, Exposure, TcpEntrypoint, ipv4_network
 from components.egress import dns, tcp, to_networks
@@ -189,12 +190,15 @@ def external_name(name: str, backend: Backend, opts: pulumi.ResourceOptions) -> 
     Traefik dials that name and port (Traefik v3.6.2 pkg/provider/kubernetes/ingress/kubernetes.go
     lines 608-616, crd/kubernetes_tcp.go lines 269-273: one server, the name and the Service's port;
     the port is looked up among the Service's ports, lines 526-539), so it reaches the backend through
-    its ClusterIP without watching the backend's namespace, whose Secrets it would then list. `opts`:
-    parent, provider, and depending on Traefik's release (its namespace).
+    its ClusterIP without watching the backend's namespace, whose Secrets it would then list; over HTTPS through
+    the backend's `transport` where it has one (the Service's annotations, ingress/kubernetes.go lines 546-562 and 609).
+    `opts`: parent, provider, and depending on Traefik's release (its namespace).
     """
     return k8s.core.v1.Service(
         f"{name}-{backend.service}",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=backend.service, namespace=NAMESPACE, labels=managed_by()),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=backend.service, namespace=NAMESPACE, labels=managed_by(),
+            annotations=transport_annotations(NAMESPACE, backend.transport) if backend.transport else None),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="ExternalName", external_name=backend.dns_name,
             ports=[k8s.core.v1.ServicePortArgs(name=f"tcp-{backend.port}", port=backend.port)],

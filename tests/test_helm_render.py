@@ -248,33 +248,40 @@ def test_external_secrets_turns_off_the_reconcilers_of_the_crds_it_leaves_out(ch
 
 
 def test_traefik_reaches_argocd_over_tls_it_verifies(charted: dict[str, Render]) -> None:
+    """From its own namespace: the platform's Ingress there names an ExternalName Service for argocd-server's https
+    port, which Traefik speaks HTTPS to through a transport beside it trusting only the internal CA that signs
+    argocd-server-tls (its certificate alone, in a ConfigMap there), for a name that certificate holds."""
     from components.argocd import NAMESPACE, SERVER_TLS_SECRET
+    from components.ingress import NAMESPACE as TRAEFIK
 
     for stack, result in charted.items():
-        declared = {(r["inputs"].get("kind"), r["inputs"].get("metadata", {}).get("name")): r["inputs"]
-                    for r in result.plan["resources"] if r["cluster"] == "control-plane" and "kind" in r["inputs"]}
+        declared = {(r["inputs"].get("kind"), r["inputs"].get("metadata", {}).get("namespace"), r["inputs"].get("metadata", {}).get("name")):
+                    r["inputs"] for r in result.plan["resources"] if r["cluster"] == "control-plane" and "kind" in r["inputs"]}
         (service,) = find({stack: result}, "argo-cd", "Service", "argocd-server")
         https = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "https")
-        (ingress,) = find({stack: result}, "argo-cd", "Ingress", "argocd-server")
-        backends = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-        assert backends and all(b["port"] == {"number": https} for b in backends)
-        # Traefik speaks HTTPS to that port through a transport that trusts only the internal CA
-        # which signs argocd-server-tls (its certificate alone, in a ConfigMap), for the name it presents.
-        annotations = service["metadata"]["annotations"]
+        assert not [o for _, _, o in rendered({stack: result}, "argo-cd") if o["kind"] == "Ingress"]  # the chart's is off
+        ingress = declared[("Ingress", TRAEFIK, "argocd")]
+        [backend] = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        external = declared[("Service", TRAEFIK, backend["name"])]
+        assert external["spec"]["type"] == "ExternalName" and external["spec"]["externalName"] == f"argocd-server.{NAMESPACE}.svc.cluster.local"
+        assert backend["port"] == {"number": https} and [p["port"] for p in external["spec"]["ports"]] == [https]
+        annotations = external["metadata"]["annotations"]
         assert annotations["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
         transport_ns, _, transport_name = annotations["traefik.ingress.kubernetes.io/service.serverstransport"].removesuffix(
             "@kubernetescrd").partition("-")
-        transport = declared[("ServersTransport", transport_name)]
-        assert transport_ns == NAMESPACE and transport["metadata"]["namespace"] == NAMESPACE
+        assert transport_ns == TRAEFIK
+        transport = declared[("ServersTransport", TRAEFIK, transport_name)]
         [root] = transport["spec"]["rootCAs"]
-        assert set(declared[("ConfigMap", root["configMap"])]["data"]) == {"ca.crt"}
+        assert set(declared[("ConfigMap", TRAEFIK, root["configMap"])]["data"]) == {"ca.crt"}
         # argocd-server-tls: signed by the program's internal CA for argocd (components/backend_tls.py), not the public issuer.
-        assert declared[("Secret", SERVER_TLS_SECRET)]["type"] == "kubernetes.io/tls"
+        assert declared[("Secret", NAMESPACE, SERVER_TLS_SECRET)]["type"] == "kubernetes.io/tls"
         [request] = [r["inputs"] for r in result.plan["resources"] if r["type"] == "tls:index/certRequest:CertRequest"
                      and r["name"] == "control-plane-argocd-tls"]
         assert transport["spec"]["serverName"] in request["dnsNames"]
         (params,) = find({stack: result}, "argo-cd", "ConfigMap", "argocd-cmd-params-cm")
         assert params["data"].get("server.insecure") in (None, "false")
+        # The public certificate is Traefik's own, apart from argocd-server's.
+        assert ingress["spec"]["tls"][0]["secretName"] != SERVER_TLS_SECRET
 
 
 def test_gatekeeper_keeps_two_webhooks_answering_through_a_restart_or_drain(charted: dict[str, Render]) -> None:

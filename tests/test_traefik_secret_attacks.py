@@ -32,7 +32,6 @@ LEFT: dict[tuple[str, str], str] = {
 # Namespaces Traefik still watches although they hold more than its routes, and what is left to do.
 LEFT_NAMESPACES: dict[str, str] = {
     "openunison": "to move: OpenUnison's Ingress and its unregistered-redirect IngressRoute",
-    "argocd": "to move: ArgoCD's server Ingress, re-encrypted through its ServersTransport",
     "vault": "left: Vault's routes (components/vault.py) are being changed by another piece of work",
 }
 
