@@ -3,7 +3,7 @@ the Traefik ServersTransport that verifies it.
 
 Traefik terminates the public name's TLS and opens a second TLS connection to the backend; the
 backend's Service carries `annotations` so Traefik speaks HTTPS to it through the transport (or,
-where the route is in Traefik's namespace, the ExternalName Service there: components/ingress.py).
+where the route is in Traefik's namespace, the route names it: components/ingress.py `route`).
 Nothing trusts the internal CA but that transport (and the backend's own peers).
 
 The program is the internal CA (pulumi-tls, its key a Pulumi secret) and signs the serving
@@ -110,12 +110,8 @@ def servers_transport(
         f"{role}-{prefix}-servers-transport", TRAEFIK_API, "ServersTransport", prefix, namespace,
         {"serverName": server_name, "rootCAs": [{"configMap": f"{prefix}-internal-ca"}]}, opts,
     )
-    return transport, transport_annotations(namespace, prefix)
-
-
-def transport_annotations(namespace: str, prefix: str) -> dict[str, str]:
-    """What makes Traefik speak HTTPS to a backend Service through ServersTransport `prefix` in `namespace`."""
-    return {
+    annotations = {
         "traefik.ingress.kubernetes.io/service.serversscheme": "https",
         "traefik.ingress.kubernetes.io/service.serverstransport": f"{namespace}-{prefix}@kubernetescrd",
     }
+    return transport, annotations

@@ -25,7 +25,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import AfterValidator
 
-from components.backend_tls import transport_annotations
+from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
 from components.common import Backend, Exposure, TcpEntrypoint, ipv4_network
 from components.egress import dns, tcp, to_networks
@@ -127,9 +127,10 @@ class Ingress(pulumi.ComponentResource):
         values = traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports)
         watched = [NAMESPACE, *args.namespaces]
         # ExternalName Services: the routes `route` and `tcp_route` declare in Traefik's namespace reach their
-        # backends by name. Only the platform creates Services where Traefik watches; the tenants' Traefik
-        # (components/workload_ingress.py) keeps them refused, so no tenant points it at a platform Service.
-        values["providers"]["kubernetesIngress"].update(namespaces=watched, allowExternalNameServices=True)
+        # backends by name. The CRD provider's routes only: no account but the platform's creates those where
+        # Traefik watches, while OpenUnison's operator creates Ingresses and Services in its namespace. The
+        # tenants' Traefik (components/workload_ingress.py) keeps them refused.
+        values["providers"]["kubernetesIngress"]["namespaces"] = watched
         values["providers"]["kubernetesCRD"] = {"namespaces": watched, "allowExternalNameServices": True}
         self._cluster, ns = cluster, namespace(SLICE.namespace, cluster, self)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
@@ -187,18 +188,15 @@ class Ingress(pulumi.ComponentResource):
 def external_name(name: str, backend: Backend, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
     """Service `<backend.service>` in Traefik's namespace, of type ExternalName: `backend`'s in-cluster DNS name.
 
-    Traefik dials that name and port (Traefik v3.6.2 pkg/provider/kubernetes/ingress/kubernetes.go
-    lines 608-616, crd/kubernetes_tcp.go lines 269-273: one server, the name and the Service's port;
-    the port is looked up among the Service's ports, lines 526-539), so it reaches the backend through
-    its ClusterIP without watching the backend's namespace, whose Secrets it would then list; over HTTPS through
-    the backend's `transport` where it has one (the Service's annotations, ingress/kubernetes.go lines 546-562 and 609).
-    `opts`: parent, provider, and depending on Traefik's release (its namespace).
+    Traefik dials that name and port (Traefik v3.6.2 pkg/provider/kubernetes/crd/kubernetes_http.go
+    lines 550-562, crd/kubernetes_tcp.go lines 269-273: one server, the name and the Service's port,
+    with the route's scheme), so it reaches the backend through
+    its ClusterIP without watching the backend's namespace, whose Secrets it would then list. `opts`: parent,
+    provider, and depending on Traefik's release (its namespace).
     """
     return k8s.core.v1.Service(
         f"{name}-{backend.service}",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=backend.service, namespace=NAMESPACE, labels=managed_by(),
-            annotations=transport_annotations(NAMESPACE, backend.transport) if backend.transport else None),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=backend.service, namespace=NAMESPACE, labels=managed_by()),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="ExternalName", external_name=backend.dns_name,
             ports=[k8s.core.v1.ServicePortArgs(name=f"tcp-{backend.port}", port=backend.port)],
@@ -208,28 +206,42 @@ def external_name(name: str, backend: Backend, opts: pulumi.ResourceOptions) -> 
 
 
 def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, Backend],
-          opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
-    """`https://<hostname><path>` to each path's backend (plain HTTP; the longest path first, as Traefik ranks
-    its rules): Ingress `object_name` in Traefik's own namespace, with the certificate (Secret `<object_name>-tls`,
-    issued there by cert-manager from the annotation), and a Service per backend (`external_name`): the
-    backends' namespaces, and the Secrets in them, stay out of Traefik's reach. `opts` as there."""
+          opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    """`https://<hostname><path>` to each path's backend (plain HTTP, or HTTPS through its `transport`; Traefik ranks
+    the longer rule first): IngressRoute `object_name` in Traefik's own namespace, with its certificate (Secret
+    `<object_name>-tls`, issued there), and a Service per backend (`external_name`): the backends' namespaces, and
+    the Secrets in them, stay out of Traefik's reach. An IngressRoute, not an Ingress: only the CRD provider
+    allows ExternalName Services, and no account but the platform's creates Traefik's routes (an Ingress, and a
+    Service, OpenUnison's operator may create in its watched namespace). `opts` as there."""
     services = [external_name(name, backend, opts) for backend in dict.fromkeys(paths.values())]
+    secret = f"{object_name}-tls"
+    certificate = custom_resource(
+        f"{name}-public-tls", "cert-manager.io/v1", "Certificate", secret, NAMESPACE,
+        {
+            "secretName": secret,
+            "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            "dnsNames": [exposure.hostname],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+        },
+        opts,
+        wait=True,  # the service's provider calls it by this name next
+    )
 
-    def to(path: str, backend: Backend) -> k8s.networking.v1.HTTPIngressPathArgs:
-        service = k8s.networking.v1.IngressServiceBackendArgs(name=backend.service, port=k8s.networking.v1.ServiceBackendPortArgs(number=backend.port))
-        return k8s.networking.v1.HTTPIngressPathArgs(path=path, path_type="Prefix", backend=k8s.networking.v1.IngressBackendArgs(service=service))
+    def to(backend: Backend) -> dict[str, Any]:
+        over_tls = {"scheme": "https", "serversTransport": backend.transport} if backend.transport else {}
+        return {"name": backend.service, "port": backend.port, **over_tls}
 
-    return k8s.networking.v1.Ingress(
+    return k8s.apiextensions.CustomResource(
         f"{name}-route",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=object_name, namespace=NAMESPACE, labels=managed_by(), annotations={"cert-manager.io/cluster-issuer": exposure.cluster_issuer}),
-        spec=k8s.networking.v1.IngressSpecArgs(
-            ingress_class_name=exposure.ingress_class,
-            rules=[k8s.networking.v1.IngressRuleArgs(host=exposure.hostname, http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                paths=[to(path, backend) for path, backend in paths.items()]))],
-            tls=[k8s.networking.v1.IngressTLSArgs(hosts=[exposure.hostname], secret_name=f"{object_name}-tls")],
-        ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=services)),
+        api_version=TRAEFIK_API,
+        kind="IngressRoute",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=NAMESPACE, labels=managed_by()),
+        spec={
+            "routes": [{"kind": "Rule", "match": f"Host(`{exposure.hostname}`) && PathPrefix(`{path}`)", "services": [to(backend)]}
+                       for path, backend in paths.items()],
+            "tls": {"secretName": secret},
+        },
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*services, certificate])),
     )
 
 

@@ -248,8 +248,8 @@ def test_external_secrets_turns_off_the_reconcilers_of_the_crds_it_leaves_out(ch
 
 
 def test_traefik_reaches_argocd_over_tls_it_verifies(charted: dict[str, Render]) -> None:
-    """From its own namespace: the platform's Ingress there names an ExternalName Service for argocd-server's https
-    port, which Traefik speaks HTTPS to through a transport beside it trusting only the internal CA that signs
+    """From its own namespace: the platform's IngressRoute there names an ExternalName Service for argocd-server's
+    https port, which Traefik speaks HTTPS to through a transport beside it trusting only the internal CA that signs
     argocd-server-tls (its certificate alone, in a ConfigMap there), for a name that certificate holds."""
     from components.argocd import NAMESPACE, SERVER_TLS_SECRET
     from components.ingress import NAMESPACE as TRAEFIK
@@ -260,17 +260,13 @@ def test_traefik_reaches_argocd_over_tls_it_verifies(charted: dict[str, Render])
         (service,) = find({stack: result}, "argo-cd", "Service", "argocd-server")
         https = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "https")
         assert not [o for _, _, o in rendered({stack: result}, "argo-cd") if o["kind"] == "Ingress"]  # the chart's is off
-        ingress = declared[("Ingress", TRAEFIK, "argocd")]
-        [backend] = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        route = declared[("IngressRoute", TRAEFIK, "argocd")]
+        [backend] = [s for r in route["spec"]["routes"] for s in r["services"]]
         external = declared[("Service", TRAEFIK, backend["name"])]
         assert external["spec"]["type"] == "ExternalName" and external["spec"]["externalName"] == f"argocd-server.{NAMESPACE}.svc.cluster.local"
-        assert backend["port"] == {"number": https} and [p["port"] for p in external["spec"]["ports"]] == [https]
-        annotations = external["metadata"]["annotations"]
-        assert annotations["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
-        transport_ns, _, transport_name = annotations["traefik.ingress.kubernetes.io/service.serverstransport"].removesuffix(
-            "@kubernetescrd").partition("-")
-        assert transport_ns == TRAEFIK
-        transport = declared[("ServersTransport", TRAEFIK, transport_name)]
+        assert backend["port"] == https and [p["port"] for p in external["spec"]["ports"]] == [https]
+        assert backend["scheme"] == "https"
+        transport = declared[("ServersTransport", TRAEFIK, backend["serversTransport"])]
         [root] = transport["spec"]["rootCAs"]
         assert set(declared[("ConfigMap", TRAEFIK, root["configMap"])]["data"]) == {"ca.crt"}
         # argocd-server-tls: signed by the program's internal CA for argocd (components/backend_tls.py), not the public issuer.
@@ -281,7 +277,7 @@ def test_traefik_reaches_argocd_over_tls_it_verifies(charted: dict[str, Render])
         (params,) = find({stack: result}, "argo-cd", "ConfigMap", "argocd-cmd-params-cm")
         assert params["data"].get("server.insecure") in (None, "false")
         # The public certificate is Traefik's own, apart from argocd-server's.
-        assert ingress["spec"]["tls"][0]["secretName"] != SERVER_TLS_SECRET
+        assert route["spec"]["tls"]["secretName"] != SERVER_TLS_SECRET
 
 
 def test_gatekeeper_keeps_two_webhooks_answering_through_a_restart_or_drain(charted: dict[str, Render]) -> None:

@@ -56,8 +56,7 @@ UNVENDORED_CHART_KEYS = {
         # The control plane's: the namespaces it watches, its RBAC granted by the platform (components/ingress.py).
         "providers.kubernetesIngress.namespaces",
         "providers.kubernetesCRD.namespaces",
-        # Its routes' ExternalName Services (components/ingress.py `external_name`): traefik 37.4.0 values.yaml lines 285, 300.
-        "providers.kubernetesIngress.allowExternalNameServices",
+        # Its routes' ExternalName Services (components/ingress.py `external_name`): traefik 37.4.0 values.yaml line 285.
         "providers.kubernetesCRD.allowExternalNameServices",
         "rbac.enabled",
     },

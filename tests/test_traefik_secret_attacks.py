@@ -135,3 +135,42 @@ def test_what_is_left_is_still_there(charted: dict[str, Render]) -> None:
         held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
         assert all(reads(held, ns, "any") for ns in LEFT_NAMESPACES), stack
         assert all(reads(held, *secret) and secret in secrets(result.plan) for secret in LEFT), stack
+
+
+ROUTES = [("traefik.io", kind) for kind in ("ingressroutes", "ingressroutetcps", "traefikservices")]
+CHANGES = ("create", "update", "patch")
+# Accounts that may change Services in Traefik's namespace although they hold no READERS power, and why that gives
+# them nothing they lack.
+RETARGETS: dict[tuple[str, str], str] = {
+    ("aws-load-balancer-controller", "aws-load-balancer-controller"): (
+        "EKS: it updates every Service (finalizers, status; the chart's ClusterRole), Traefik's LoadBalancer Service in "
+        "`traefik` among them, and through its AWS role it already sets where the public NLB sends each connection"),
+}
+
+
+def test_only_the_platform_points_traefik_at_a_name(charted: dict[str, Render]) -> None:
+    """Traefik's CRD provider follows ExternalName Services (the routes in its namespace reach their backends so): an
+    account that makes a Traefik route where Traefik watches sends the internet to any name, and one that changes a
+    Service in Traefik's namespace retargets a route. None may but those that already hold the whole control plane
+    (test_controlplane_reader_attacks READERS: cert-manager's ACME solvers, the database operator) and RETARGETS. The Ingress
+    provider keeps refusing ExternalName Services: OpenUnison's operator makes Ingresses and Services in its
+    namespace, which Traefik watches."""
+    from tests.cluster_readers import accounts
+    from tests.test_controlplane_reader_attacks import READERS, release_of
+    from tests.test_daemonset_attacks import allows
+
+    for stack, result in charted.items():
+        providers = release_of(result, "traefik")["inputs"]["values"]["providers"]
+        assert providers["kubernetesCRD"]["allowExternalNameServices"] is True
+        assert "allowExternalNameServices" not in providers["kubernetesIngress"]
+        _, watched = readable(result)
+        found = []
+        for namespace, account in accounts(result.plan, CONTROL_PLANE):
+            held = grants(result.plan, CONTROL_PLANE, namespace, account)
+            reach = [(verb, resource, where) for where in sorted(watched) for verb in CHANGES for group, resource in ROUTES
+                     if any(allows(g, verb, group, resource, where) for g in held)]
+            reach += [(verb, "services", "traefik") for verb in CHANGES if any(allows(g, verb, "", "services", "traefik") for g in held)]
+            if reach and (namespace, account) not in READERS and not (reach == [(v, "services", "traefik") for v in ("update", "patch")]
+                                                                      and (namespace, account) in RETARGETS):
+                found.append(f"{stack} {namespace}/{account}: {reach}")
+        assert not found, "\n".join(found)
