@@ -205,6 +205,25 @@ def external_name(name: str, backend: Backend, opts: pulumi.ResourceOptions) -> 
     )
 
 
+def public_certificate(
+    name: str, secret: str, namespace: str, exposure: Exposure, opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    """`exposure`'s public name's certificate from the platform's ClusterIssuer, in Secret `secret` of `namespace`,
+    with a new key at each renewal. Awaited: the first call to the name (a service's provider, VaultInit) must
+    meet this certificate, not Traefik's default one."""
+    return custom_resource(
+        name, "cert-manager.io/v1", "Certificate", secret, namespace,
+        {
+            "secretName": secret,
+            "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            "dnsNames": [exposure.hostname],
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+        },
+        opts,
+        wait=True,
+    )
+
+
 def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, Backend],
           opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     """`https://<hostname><path>` to each path's backend (plain HTTP, or HTTPS through its `transport`; Traefik ranks
@@ -215,17 +234,7 @@ def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, B
     Service, OpenUnison's operator may create in its watched namespace). `opts` as there."""
     services = [external_name(name, backend, opts) for backend in dict.fromkeys(paths.values())]
     secret = f"{object_name}-tls"
-    certificate = custom_resource(
-        f"{name}-public-tls", "cert-manager.io/v1", "Certificate", secret, NAMESPACE,
-        {
-            "secretName": secret,
-            "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
-            "dnsNames": [exposure.hostname],
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-        },
-        opts,
-        wait=True,  # the service's provider calls it by this name next
-    )
+    certificate = public_certificate(f"{name}-public-tls", secret, NAMESPACE, exposure, opts)
 
     def to(backend: Backend) -> dict[str, Any]:
         over_tls = {"scheme": "https", "serversTransport": backend.transport} if backend.transport else {}

@@ -53,7 +53,7 @@ from components.helm import namespace, release, sized
 from components.inventory import STATE, Credential, cert_manager_certificate, vault_token
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
-from components.ingress import NAMESPACE as INGRESS_NAMESPACE
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE, public_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import APP_PROJECT
 from components.tenant_secrets import TenantSecrets, TenantSecretsArgs
@@ -278,17 +278,7 @@ class Vault(pulumi.ComponentResource):
         public name's from the platform issuer."""
         opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
         serving = internal_certificate(role, SERVING_TLS, in_ns)
-        public = custom_resource(
-            f"{role}-vault-public-tls", "cert-manager.io/v1", "Certificate", PUBLIC_TLS_SECRET, NAMESPACE,
-            {
-                "secretName": PUBLIC_TLS_SECRET,
-                "issuerRef": {"name": exposure.cluster_issuer, "kind": "ClusterIssuer", "group": "cert-manager.io"},
-                "dnsNames": [exposure.hostname],
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            },
-            opts,
-            wait=True,  # VaultInit's first request must meet this certificate, not a default one
-        )
+        public = public_certificate(f"{role}-vault-public-tls", PUBLIC_TLS_SECRET, NAMESPACE, exposure, opts)
         return serving, public
 
     def _bootstrap_guard(
