@@ -42,6 +42,9 @@ WEBHOOK_MAX_PAYLOAD_MB = "2"  # a GitLab push event lists 20 commits at most; Ar
 # of redis-ha when replicated).
 REPO_SERVER_LABELS = {"app.kubernetes.io/name": "argocd-repo-server", "app.kubernetes.io/instance": "argocd"}
 REDIS_PODS = {False: "argocd-redis", True: "argocd-redis-ha-haproxy"}
+# Who uses Redis: the argo-cd chart's own Redis policy names these three (templates/redis/networkpolicy.yaml).
+REDIS_CLIENTS = [{"app.kubernetes.io/name": f"argocd-{tier}", "app.kubernetes.io/instance": "argocd"}
+                 for tier in ("server", "repo-server", "application-controller")]
 REDIS_PORT = 6379
 
 
@@ -233,7 +236,13 @@ def high_availability(values: dict[str, Any], replicas: int) -> dict[str, Any]:
             "enabled": True, "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
         },
         "podDisruptionBudget": budget,
-        "haproxy": {"podDisruptionBudget": budget},
+        # The argo-cd chart's own Redis policy (templates/redis/networkpolicy.yaml) is skipped when
+        # redis-ha is on: without these, every pod reaches the manifest cache (CVE-2024-31989). The
+        # subchart's (templates/redis-ha-network-policy.yaml, redis-haproxy-network-policy.yaml) admit
+        # Redis and Sentinel from each other and HAProxy, and HAProxy from the clients named here.
+        "networkPolicy": {"enabled": True},
+        "haproxy": {"podDisruptionBudget": budget, "networkPolicy": {
+            "enabled": True, "ingressRules": [{"selectors": [{"podSelector": {"matchLabels": labels}} for labels in REDIS_CLIENTS]}]}},
     }}
     for tier in HA_TIERS:
         out[tier] = {**values.get(tier, {}), "replicas": replicas, "pdb": {"enabled": True, **budget}}

@@ -40,7 +40,7 @@ from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
-from components.egress import to_networks
+from components.egress import Admit, to_networks
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -60,6 +60,7 @@ NAMESPACE = "cnpg-system"
 RELEASE = "cnpg"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
+INSTANCE_MANAGER_PORT = 8000  # CloudNativePG's instance manager: the operator reads each instance's status there
 PASSWORD_KEY = "password"  # in the PostgreSQL Secret (kubernetes.io/basic-auth); Harbor requires this key
 REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # in the Redis Secret; Harbor requires this key
 VALKEY_CONFIG_KEY = "valkey.conf"
@@ -136,6 +137,8 @@ class ServiceStores:
     # Where they listen outside the cluster (EKS: the VPC's private subnets, RDS's and ElastiCache's
     # subnet groups); none: pods in the service's namespace.
     networks: tuple[str, ...] = ()
+    # Who else connects to them in the service's namespace: CloudNativePG's operator, to its instances.
+    admits: tuple[Admit, ...] = ()
 
     def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
         """What a NetworkPolicy admits for the service's pods to reach these stores outside the cluster:
@@ -208,6 +211,17 @@ class DataStores(pulumi.ComponentResource):
         `name`: the resources' prefix when `service` has stores on several clusters (`<service>-data`)."""
         stores = ServiceDataStores(name or f"{service}-data", self, service, ns, pulumi.ResourceOptions(parent=parent))
         return stores.stores
+
+
+def operator_admit(service: str) -> Admit:
+    """The operator reaches every instance of a Cluster on the instance manager's port (8000) and
+    PostgreSQL's (CloudNativePG's docs, networking.md: "ensure the operator can reach every cluster pod
+    on ports 8000 and 5432"); instances carry `cnpg.io/cluster: <Cluster>`."""
+    operator = k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": "cloudnative-pg"}),
+    )
+    return Admit(f"{service}-postgres-operator", {"cnpg.io/cluster": f"{service}-postgres"}, [operator], (INSTANCE_MANAGER_PORT, POSTGRES_PORT))
 
 
 def operator_values(args: DataStoresArgs) -> dict[str, Any]:
@@ -329,6 +343,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             checksum=sum_,
             ready=ready,
             networks=cluster.network.node_cidrs if shared.managed is not None and cluster.network is not None else (),
+            admits=() if shared.managed is not None else (operator_admit(service),),
         )
         title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
         args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))

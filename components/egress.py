@@ -1,4 +1,5 @@
-"""NetworkPolicy egress pieces the platform's pods share: ports, address blocks and the internet.
+"""NetworkPolicy pieces the platform's pods share: egress ports, address blocks and the internet; and
+ingress that holds a service's namespace to its own pods and the clients it names (`hold_namespace`).
 
 An ipBlock holds addresses outside the cluster (and, as most CNIs match them, pods' and nodes' own
 addresses in it): so "the internet" here is every public IPv4 address, never a private range, CGNAT
@@ -9,9 +10,13 @@ a policy that selects a pod refuses every IPv6 address it does not list (EC2's f
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Sequence
 
+import pulumi
 import pulumi_kubernetes as k8s
+
+from components.helm import metadata
 
 INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
 # Never "the internet": pods, nodes, private endpoints, link-local (the metadata).
@@ -51,3 +56,35 @@ def to_networks(cidrs: Sequence[str], ports: Sequence[int]) -> list[k8s.networki
 def internet(ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """Every public IPv4 address on `ports`."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=tcp(*ports))
+
+
+@dataclass(frozen=True)
+class Admit:
+    """Connections into a held namespace from outside it: `peers` to the pods labelled `pods`, on `ports`."""
+
+    name: str  # the NetworkPolicy's, in the namespace
+    pods: dict[str, str]
+    peers: Sequence[k8s.networking.v1.NetworkPolicyPeerArgs]
+    ports: Sequence[int]
+
+
+def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Admit],
+                   opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
+    """Every pod of `ns` takes connections from the namespace's own pods and, per `admits`, from
+    their peers on their ports only: nothing else on the pod network reaches its stores and internal APIs.
+    (Kubelet probes come from the node, which the CNIs the platform runs on admit to their own pods.)"""
+    def policy(name: str, pods: dict[str, str], rule: k8s.networking.v1.NetworkPolicyIngressRuleArgs) -> k8s.networking.v1.NetworkPolicy:
+        return k8s.networking.v1.NetworkPolicy(
+            f"{resource}-{name}",
+            metadata=metadata(name, ns),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods or None), policy_types=["Ingress"], ingress=[rule]),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
+        )
+
+    own = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+    return [
+        policy("own-namespace", {}, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])),
+        *(policy(a.name, a.pods, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers), ports=tcp(*a.ports)))
+          for a in admits),
+    ]

@@ -42,9 +42,9 @@ from components.backups import BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
-from components.egress import dns, internet, to_networks
+from components.egress import Admit, dns, hold_namespace, internet, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, route, tcp_route
+from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.oidc_sessions import SESSION_MAX_SECONDS
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -101,6 +101,14 @@ OMNIAUTH_CHECKSUM_ANNOTATION = "platform.io/omniauth-checksum"
 SHELL_SERVICE = f"{RELEASE}-gitlab-shell"
 WORKHORSE = Backend(f"{RELEASE}-webservice-default", NAMESPACE, 8181)  # the chart's webservice Service: workhorse, plain HTTP
 SHELL_PORT = 22
+# What Traefik reaches in the namespace: Workhorse, where the chart's Ingress routes gitlab.<domain>,
+# and gitlab-shell's sshd, where the ssh entrypoint's IngressRouteTCP goes (the chart's container
+# ports, webservice `service.workhorseInternalPort` and gitlab-shell `service.internalPort`); nothing outside the namespace
+# reaches Gitaly, Rails' own port, the database or Redis.
+INGRESS_ROUTED = [
+    Admit("gitlab-webservice-from-ingress", {"app": "webservice", "release": RELEASE}, [from_ingress_controller()], (8181,)),
+    Admit("gitlab-shell-from-ingress", {"app": "gitlab-shell", "release": RELEASE}, [from_ingress_controller()], (2222,)),
+]
 HOST_KEYS_SECRET = "gitlab-ssh-host-keys"  # keys `ssh_host_<type>_key` and `.pub`, as gitlab-shell reads them
 # Host key type -> (pulumi-tls algorithm, ECDSA curve). No RSA: OpenSSH and ArgoCD's Go SSH
 # client both speak ed25519 and ECDSA, and gitlab-shell serves the keys it is given.
@@ -212,7 +220,8 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         egress = GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
-        prerequisites += [*stores.ready, *egress.policies]
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts)
+        prerequisites += [*stores.ready, *egress.policies, *held]
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
         self.release = release(

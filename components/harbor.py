@@ -23,14 +23,20 @@ from components.aws import bucket_name, bucket_role, irsa_credential, private_bu
 from components.cluster import ClusterHandle
 from components.common import Backend, ConfigModel
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
+from components.egress import Admit, hold_namespace
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import UNSERVED_CLASS, route
+from components.ingress import UNSERVED_CLASS, from_ingress_controller, route
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from components.tenant_supply_chain import trivy_databases
 
 NAMESPACE = "harbor"
+HTTP_PORT = 8080  # core's and the portal's container port (the chart's internalTLS off)
+# Traefik reaches core and the portal, where the chart's Ingress routes harbor.<domain>; nothing outside
+# the namespace reaches the database, Redis, the registry, the job service or Trivy.
+INGRESS_ROUTED = [Admit(f"harbor-{tier}-from-ingress", {"app": "harbor", "component": tier}, [from_ingress_controller()], (HTTP_PORT,))
+                  for tier in ("core", "portal")]
 RELEASE = "harbor"
 ADMIN_USER = "admin"
 REGISTRY_USER = "harbor_registry_user"  # the chart's registry.credentials.username default
@@ -142,7 +148,7 @@ class Harbor(pulumi.ComponentResource):
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
-        prerequisites += stores.ready
+        prerequisites += [*stores.ready, *hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts)]
 
         self.release = release(
             RELEASE,

@@ -292,6 +292,14 @@ def _cidr(value: str) -> str:
 LoadBalancerCidr = Annotated[str, AfterValidator(_cidr)]  # config: where the load balancer's addresses are
 
 
+def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Traefik's pods, as an ingress rule's peer: what routes the public names to a service's pods."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=POD_LABELS),
+    )
+
+
 def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """Egress rules for pods that reach the platform's services by their public names on the load
     balancer's `ports` (LISTENERS): the cluster DNS, Traefik's pods, where the cluster hands the load

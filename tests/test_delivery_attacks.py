@@ -165,14 +165,15 @@ def _without(plan: dict[str, Any], name: str) -> dict[str, Any]:
     return {**plan, "resources": [r for r in plan["resources"] if r["name"] != name]}
 
 
-def test_without_its_egress_policy_the_repo_server_reaches_gitalys_internal_listener(renders: dict[str, Render]) -> None:
-    """The walker sees the hole the policy closes (so the test above can fail), and honours the charts'
-    own ingress policies: OpenUnison and Vault take connections from the ingress controller (and Vault
-    from its own namespace) only."""
+def test_without_its_egress_policy_the_repo_server_reaches_the_webhooks(renders: dict[str, Render]) -> None:
+    """The walker sees the hole the policy closes (so the test above can fail), and honours the ingress
+    policies: OpenUnison and Vault take connections from the ingress controller (and Vault from its
+    own namespace) only, GitLab's pods from their namespace and the ingress controller's routes only."""
     network = Network(_without(renders["dev"].plan, "argocd-repo-server-egress"), "control-plane")
     reachable = network.reachable(network.pod(REPO_SERVER))
-    assert {("gitlab/StatefulSet/gitlab-gitaly", 8075), ("gitlab/Cluster/gitlab-postgres", 5432)} <= set(reachable)
-    assert not {("openunison/Deployment/openunison-orchestra", 8080), ("vault/StatefulSet/vault", 8201)} & set(reachable)
+    assert {("gatekeeper-system/Deployment/gatekeeper-controller-manager", 8443), ("cert-manager/Deployment/cert-manager-webhook", 10250)} <= set(reachable)
+    assert not {("openunison/Deployment/openunison-orchestra", 8080), ("vault/StatefulSet/vault", 8201),
+                ("gitlab/StatefulSet/gitlab-gitaly", 8075), ("gitlab/Cluster/gitlab-postgres", 5432)} & set(reachable)
 
 
 def _subnet_address(plan: dict[str, Any], subnet: str, host: int = 10) -> Any:

@@ -231,16 +231,13 @@ def test_a_gitlab_pod_reaches_no_platform_service_but_dns_and_the_ingress_contro
     Gatekeeper's and cert-manager's webhooks, the runners' managers. Every GitLab pod reaches the cluster
     DNS; the Rails tiers also the ingress controller's HTTPS (OpenUnison's and ArgoCD's public names); none
     reaches another namespace's pod. On EKS pods have VPC addresses, so the rule to RDS and ElastiCache
-    (the VPC's private subnets on 5432 and 6379) also admits a pod listening there: ArgoCD's Redis, which
-    its own password guards (noticed and left: ArgoCD's chart's network policies)."""
+    (the VPC's private subnets on 5432 and 6379) would also admit a pod listening there: ArgoCD's
+    redis-ha, whose own ingress policies admit ArgoCD's pods only (tests/test_lateral_attacks.py)."""
     network = Network(charted[stack].plan, "control-plane")
     dns = [(DNS, 53), (DNS, 53)]
-    in_the_vpc = ([("argocd/Deployment/argocd-redis-ha-haproxy", 6379), ("argocd/StatefulSet/argocd-redis-ha-server", 6379)]
-                  if stack == "prod" else [])
     problems = []
     for pod in gitlab_pods(network):
-        expected = sorted(dns + ([(TRAEFIK, 8443)] if tier(pod) in RAILS else [])
-                          + (in_the_vpc if pod.labels.get("release") == "gitlab" else []))
+        expected = sorted(dns + ([(TRAEFIK, 8443)] if tier(pod) in RAILS else []))
         if (reached := _outside_the_namespace(network, pod)) != expected:
             problems.append(f"{pod.what} reaches {sorted(set(reached) - set(expected))[:8]}, misses {sorted(set(expected) - set(reached))}")
     assert not problems, "\n".join(problems)
