@@ -23,12 +23,15 @@ import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
+from components.egress import hold_webhook
+from components.helm import namespace
 from components.inventory import Credential, CredentialInventory, program_certificate
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_SHA256
 from policy.labels import managed_by
 
 NAMESPACE = "aws-load-balancer-controller"
+WEBHOOK_PORT = 9443  # the controller's `webhook-server` container port (the chart's `webhookBindPort`)
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"  # the chart's name for it
 POLICY_FILE = Path(__file__).parent / "iam" / "aws-load-balancer-controller.json"
@@ -128,7 +131,9 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         }
         if args.vpc_id is not None:
             values["vpcId"] = args.vpc_id
-        self.release = SLICE.release(cluster, self, args.settings, values, "")
+        ns = namespace(SLICE.namespace, cluster, self)
+        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        self.release = SLICE.release(cluster, self, args.settings, values, "", ns=ns, depends_on=[held])
         args.inventory.register(*credentials(name, cluster.role))
         self.register_outputs({"roleArn": self.role.arn, "release": self.release.status})
 

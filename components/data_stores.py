@@ -40,7 +40,7 @@ from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
-from components.egress import Admit, to_networks
+from components.egress import Admit, hold_webhook, to_networks
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -60,6 +60,7 @@ NAMESPACE = "cnpg-system"
 RELEASE = "cnpg"
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
+OPERATOR_WEBHOOK_PORT = 9443  # the operator's `webhook-server` container port
 INSTANCE_MANAGER_PORT = 8000  # CloudNativePG's instance manager: the operator reads each instance's status there
 PASSWORD_KEY = "password"  # in the PostgreSQL Secret (kubernetes.io/basic-auth); Harbor requires this key
 REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # in the Redis Secret; Harbor requires this key
@@ -197,10 +198,11 @@ class DataStores(pulumi.ComponentResource):
             if args.object_store is None:
                 raise ValueError("data stores on a kubeconfig cluster back up to an object store: set platform:objectStore")
             ns = namespace(SLICE.namespace, cluster, self)
+            held = hold_webhook(name, ns, OPERATOR_WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
             # Protected with the data: its chart owns the CRDs, and uninstalling it deletes every Cluster.
             self.operator = release(
                 RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.settings.chart_version,
-                protect=args.protect,
+                protect=args.protect, depends_on=[held],
             )
             args.inventory.register(*operator_credentials(cluster.name))
         self.register_outputs({})

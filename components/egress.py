@@ -72,7 +72,8 @@ def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Ad
                    opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
     """Every pod of `ns` takes connections from the namespace's own pods and, per `admits`, from
     their peers on their ports only: nothing else on the pod network reaches its stores and internal APIs.
-    (Kubelet probes come from the node, which the CNIs the platform runs on admit to their own pods.)"""
+    (Kubelet probes come from the node, which CNIs admit to its own pods: aws-network-policy-agent
+    allows the node's IP whatever a policy says, its PR #65; Calico and Cilium likewise.)"""
     def policy(name: str, pods: dict[str, str], rule: k8s.networking.v1.NetworkPolicyIngressRuleArgs) -> k8s.networking.v1.NetworkPolicy:
         return k8s.networking.v1.NetworkPolicy(
             f"{resource}-{name}",
@@ -88,3 +89,19 @@ def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Ad
         *(policy(a.name, a.pods, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers), ports=tcp(*a.ports)))
           for a in admits),
     ]
+
+
+def hold_webhook(resource: str, ns: k8s.core.v1.Namespace, port: int, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """Every pod of an admission webhook's namespace takes connections on the webhook's `port` only, from
+    any address: the API server calls it from the control plane's network (EKS: its ENIs in the VPC;
+    kubeconfig clusters: the host's), which no pod or namespace selector names. Any pod still reaches
+    that port (AdmissionReview over TLS: it answers what a review would decide); none the metrics,
+    health or other ports. Kubelet probes come from the node (see `hold_namespace`)."""
+    return k8s.networking.v1.NetworkPolicy(
+        f"{resource}-webhook-only",
+        metadata=metadata("webhook-only", ns),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress"],
+            ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=tcp(port))]),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
+    )

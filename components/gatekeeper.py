@@ -31,6 +31,7 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
     # Its settings' sizing is that of the chart's hook Jobs that run (its controller and audit
     # have the chart's own).
     sized_at = ("postInstall", "crds")
+    webhook_port = 8443  # the controller manager's `webhook-server` container port (the chart's default `port`)
 
     def values(self, args: GatekeeperArgs) -> dict[str, Any]:
         return {

@@ -75,6 +75,7 @@ class MetalLbArgs(AddOnArgs):
 class MetalLb(ChartAddOn[MetalLbArgs]):
     type_token = "platform:metallb:MetalLb"
     sized_at = ("controller", "speaker")
+    webhook_port = 9443  # the controller's `webhook-server` container port (the speakers run on the host's network)
 
     def values(self, args: MetalLbArgs) -> dict[str, Any]:
         # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ApiServer, ClusterHandle
 from components.backups import BackupStore
+from components.egress import hold_webhook
 from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.helm import namespace, release, sized
 from components.inventory import CredentialInventory
@@ -196,6 +197,8 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
 
     type_token: ClassVar[str]  # platform:<module>:<Class>
     sized_at: ClassVar[tuple[str, ...]] = ("",)  # where the settings' resources go (components.helm.sized)
+    # An admission webhook's container port: its namespace then takes connections there only (egress.hold_webhook).
+    webhook_port: ClassVar[int | None] = None
     release: k8s.helm.v3.Release
 
     def __init__(
@@ -205,8 +208,9 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
         self.prepare(name, args)
         values = self.values(args)
         ns = namespace(service.namespace, cluster, self)
+        held = [hold_webhook(name, ns, self.webhook_port, pulumi.ResourceOptions(parent=self, provider=cluster.provider))] if self.webhook_port else []
         self.release = service.release(
-            cluster, self, args.settings, values, *self.sized_at, ns=ns, depends_on=[*args.after, *self.grants(name, cluster, ns)])
+            cluster, self, args.settings, values, *self.sized_at, ns=ns, depends_on=[*args.after, *self.grants(name, cluster, ns), *held])
         self.extend(name, cluster, args)
         self.register_outputs(self.outputs())
 

@@ -25,6 +25,7 @@ import pulumi_tls as tls
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
 from components.common import rotated_key
+from components.egress import hold_webhook
 from components.helm import namespace
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
@@ -38,6 +39,7 @@ from components.service import (
 )
 
 NAMESPACE = "cert-manager"
+WEBHOOK_PORT = 10250  # the webhook's `https` container port (the chart's `webhook.securePort`)
 SERVICE_ACCOUNT = "cert-manager"
 ACME_ACCOUNT_SECRET = "platform-acme-account"
 CERTIFICATE_LIFETIME_DAYS = 90  # cert-manager's default duration (2160h); ACME certificates: 90 days too
@@ -89,7 +91,9 @@ class PlatformTls(pulumi.ComponentResource):
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
-        self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns)
+        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns,
+                                     depends_on=[held])
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
 
         if args.acme is not None:

@@ -127,6 +127,10 @@ class Network:
         return self._admitted("Egress", source, target, port, protocol, target) and (
             not isinstance(target, Pod) or self._admitted("Ingress", target, source, port, protocol, target))
 
+    def takes(self, target: Pod, address: Any, port: int, protocol: str = "TCP") -> bool:
+        """`target`'s ingress policies admit a connection from `address`, outside the pod network (a node, the API server)."""
+        return self._admitted("Ingress", target, address, port, protocol, target)
+
     def reachable(self, source: Pod) -> list[tuple[str, int]]:
         """Every (pod, port) of the cluster `source` can connect to, itself aside."""
         return sorted((pod.what, number) for pod in self.pods if pod != source

@@ -12,6 +12,8 @@ semantics over the plan and the real Helm renders of the pinned charts.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from platformctl.render import Render
@@ -38,7 +40,22 @@ JEWELS = (
     (HARBOR_REGISTRY, 5000), (HARBOR_REGISTRY, 5001), (HARBOR_REGISTRY, 8080), (HARBOR_TRIVY, 8080),
     (GITLAB_POSTGRES, 5432), (GITLAB_REDIS, 6379), (GITALY, 8075), (WEBSERVICE, 8080), (WEBSERVICE, 8181),
     (ORCHESTRA, 8080), (ORCHESTRA, 8443), (VAULT, 8200), (VAULT, 8201), (VAULT, 8202),
+    # The admission webhooks (only the API server needs them) and their namespaces' other ports.
+    *((pod, port) for pod, ports in {
+        "gatekeeper-system/Deployment/gatekeeper-controller-manager": (8443, 8888, 9090),
+        "gatekeeper-system/Deployment/gatekeeper-audit": (8888, 9090),
+        "cert-manager/Deployment/cert-manager-webhook": (10250, 6080, 9402),
+        "cert-manager/Deployment/cert-manager": (9402, 9403), "cert-manager/Deployment/cert-manager-cainjector": (9402,),
+        "cnpg-system/Deployment/cnpg-cloudnative-pg": (9443, 8080),
+        "metallb-system/Deployment/metallb-controller": (9443, 9120),
+        "aws-load-balancer-controller/Deployment/aws-load-balancer-controller": (9443, 8080),
+    }.items() for port in ports),
 )
+# The webhooks' own ports: the API server calls them from the control plane's network (EKS: its ENIs in
+# the VPC; kubeconfig: the host's), which no selector names, so any source reaches these, and only these.
+WEBHOOKS = (("gatekeeper-system/Deployment/gatekeeper-controller-manager", 8443), ("cert-manager/Deployment/cert-manager-webhook", 10250),
+            ("cnpg-system/Deployment/cnpg-cloudnative-pg", 9443), ("metallb-system/Deployment/metallb-controller", 9443),
+            ("aws-load-balancer-controller/Deployment/aws-load-balancer-controller", 9443))
 
 # Namespaces held as one service: their tiers talk to each other and to their stores (NEEDED lists the
 # flows), so what their own pods reach in them is not on ALLOWED. ArgoCD's pods are held one by one.
@@ -53,6 +70,7 @@ ALLOWED = (
     (TRAEFIK, ORCHESTRA, 8080, "k8sou.<domain> routes to OpenUnison (its chart's NetworkPolicy admits the traefik namespace)"),
     (TRAEFIK, ORCHESTRA, 8443, "the same policy, on every port"),
     (TRAEFIK, VAULT, 8200, "vault.<domain> routes to the active node's API"),
+    *(("", webhook, port, "an admission webhook: the API server's calls come from outside the pod network") for webhook, port in WEBHOOKS),
 )
 
 
@@ -111,3 +129,16 @@ def test_every_flow_the_services_need_still_goes_through(charted: dict[str, Rend
     assert len(checked) >= 25, checked
     broken = [f"{client} -> {server}:{port}" for client, server, port in checked if not network.reaches(present[client], present[server], port)]
     assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_api_server_still_reaches_every_webhook(charted: dict[str, Render], stack: str) -> None:
+    """From an address outside the pod network (a kind node's, an EKS control-plane ENI's in the VPC)
+    each webhook's port is open; its namespace's metrics and health ports are not."""
+    network = Network(charted[stack].plan, "control-plane")
+    present = {p.what: p for p in network.pods}
+    webhooks = [(present[what], port) for what, port in WEBHOOKS if what in present]
+    assert len(webhooks) >= 3
+    for address in map(ipaddress.ip_address, ("172.18.0.2", "10.40.1.10")):
+        assert all(network.takes(pod, address, port) for pod, port in webhooks), address
+        assert not any(network.takes(pod, address, other) for pod, _ in webhooks for other in (8080, 8888, 9090, 9402, 9120)), address
