@@ -129,7 +129,7 @@ def harbor_plan(eks: bool, protect: bool) -> list[dict[str, Any]]:
 
 
 # What the test programs declare beside the component, in namespaces of their own.
-STAND_INS = ("cert-manager-stand-in", "control-plane-cnpg-system", "control-plane-cnpg")
+STAND_INS = ("cert-manager-stand-in", "control-plane-cnpg-system", "control-plane-cnpg", "data-stores-webhook-only")
 VARIANTS = {"plain": (False, False), "eks": (True, True)}  # (eks, protect): a kind-like dev, an EKS prod
 BUILDERS = {"gitlab": gitlab_plan, "harbor": harbor_plan}
 
