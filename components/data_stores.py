@@ -140,6 +140,7 @@ class ServiceStores:
     networks: tuple[str, ...] = ()
     # Who else connects to them in the service's namespace: CloudNativePG's operator, to its instances.
     admits: tuple[Admit, ...] = ()
+    database_pods: dict[str, str] | None = None  # the in-cluster PostgreSQL's instances' label; None: RDS
 
     def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
         """What a NetworkPolicy admits for the service's pods to reach these stores outside the cluster:
@@ -223,7 +224,12 @@ def operator_admit(service: str) -> Admit:
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
         pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": "cloudnative-pg"}),
     )
-    return Admit(f"{service}-postgres-operator", {"cnpg.io/cluster": f"{service}-postgres"}, [operator], (INSTANCE_MANAGER_PORT, POSTGRES_PORT))
+    return Admit(f"{service}-postgres-operator", instance_labels(service), [operator], (INSTANCE_MANAGER_PORT, POSTGRES_PORT))
+
+
+def instance_labels(service: str) -> dict[str, str]:
+    """The label CloudNativePG gives every instance of `service`'s Cluster."""
+    return {"cnpg.io/cluster": f"{service}-postgres"}
 
 
 def operator_values(args: DataStoresArgs) -> dict[str, Any]:
@@ -346,6 +352,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             ready=ready,
             networks=cluster.network.node_cidrs if shared.managed is not None and cluster.network is not None else (),
             admits=() if shared.managed is not None else (operator_admit(service),),
+            database_pods=None if shared.managed is not None else instance_labels(service),
         )
         title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
         args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))

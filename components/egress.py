@@ -60,7 +60,7 @@ def internet(ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleA
 
 @dataclass(frozen=True)
 class Admit:
-    """Connections into a held namespace from outside it: `peers` to the pods labelled `pods`, on `ports`."""
+    """Connections into a held namespace: `peers` to the pods labelled `pods`, on `ports` (none: every port)."""
 
     name: str  # the NetworkPolicy's, in the namespace
     pods: dict[str, str]
@@ -69,25 +69,32 @@ class Admit:
 
 
 def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Admit],
-                   opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
+                   opts: pulumi.ResourceOptions, private: Sequence[Admit] = ()) -> list[k8s.networking.v1.NetworkPolicy]:
     """Every pod of `ns` takes connections from the namespace's own pods and, per `admits`, from
     their peers on their ports only: nothing else on the pod network reaches its stores and internal APIs.
+    The pods of a `private` Admit (one label each) take none from the namespace at large: only from its peers.
     (Kubelet probes come from the node, which CNIs admit to its own pods: aws-network-policy-agent
     allows the node's IP whatever a policy says, its PR #65; Calico and Cilium likewise.)"""
-    def policy(name: str, pods: dict[str, str], rule: k8s.networking.v1.NetworkPolicyIngressRuleArgs) -> k8s.networking.v1.NetworkPolicy:
+    if any(len(a.pods) != 1 for a in private):
+        raise ValueError("a private Admit names its pods by one label")
+
+    def policy(name: str, pods: k8s.meta.v1.LabelSelectorArgs, rule: k8s.networking.v1.NetworkPolicyIngressRuleArgs) -> k8s.networking.v1.NetworkPolicy:
         return k8s.networking.v1.NetworkPolicy(
             f"{resource}-{name}",
             metadata=metadata(name, ns),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pods or None), policy_types=["Ingress"], ingress=[rule]),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=pods, policy_types=["Ingress"], ingress=[rule]),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
         )
 
     own = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+    public = k8s.meta.v1.LabelSelectorArgs(match_expressions=[
+        k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="NotIn", values=[value])
+        for key, value in dict.fromkeys((k, v) for a in private for k, v in a.pods.items())] or None)
     return [
-        policy("own-namespace", {}, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])),
-        *(policy(a.name, a.pods, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers), ports=tcp(*a.ports)))
-          for a in admits),
+        policy("own-namespace", public, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])),
+        *(policy(a.name, k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods),
+                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers), ports=tcp(*a.ports) or None))
+          for a in [*admits, *private]),
     ]
 
 

@@ -60,6 +60,10 @@ WEBHOOKS = (("gatekeeper-system/Deployment/gatekeeper-controller-manager", 8443)
 # Namespaces held as one service: their tiers talk to each other and to their stores (NEEDED lists the
 # flows), so what their own pods reach in them is not on ALLOWED. ArgoCD's pods are held one by one.
 ONE_SERVICE = ("harbor", "gitlab")
+# But for these jewels, whose clients in their namespace are named: Harbor's database takes core's
+# (core-cm.yaml's POSTGRESQL_*) and the job service's (jobLoggers "database": job logs), not the
+# registry's or Trivy's (which runs scanners over tenants' images), nor the portal's.
+NAMED_CLIENTS = {HARBOR_POSTGRES: (HARBOR_CORE, HARBOR_JOBSERVICE)}
 # (source prefix, jewel, port, why)
 ALLOWED = (
     ("", "argocd/Deployment/argocd-server", 8080, "ArgoCD's API and UI: what argocd.<domain> serves anyone through Traefik, behind its own sign-in"),
@@ -79,6 +83,8 @@ def _sources(network: Network) -> list[Pod]:
 
 
 def _allowed(source: Pod, jewel: str, port: int) -> bool:
+    if jewel in NAMED_CLIENTS:
+        return source.what in NAMED_CLIENTS[jewel]
     return (source.namespace in ONE_SERVICE and jewel.startswith(f"{source.namespace}/")) or any(
         source.what.startswith(prefix) and (jewel, port) == (what, number) for prefix, what, number, _ in ALLOWED)
 
@@ -111,7 +117,7 @@ NEEDED = (
     (HARBOR_CORE, HARBOR_REGISTRY, 8080), (HARBOR_CORE, HARBOR_JOBSERVICE, 8080), (HARBOR_CORE, HARBOR_TRIVY, 8080),
     (HARBOR_JOBSERVICE, HARBOR_CORE, 8080), (HARBOR_JOBSERVICE, HARBOR_POSTGRES, 5432), (HARBOR_JOBSERVICE, HARBOR_REDIS, 6379),
     (HARBOR_JOBSERVICE, HARBOR_TRIVY, 8080), (HARBOR_REGISTRY, HARBOR_REDIS, 6379), (HARBOR_REGISTRY, HARBOR_CORE, 8080),
-    (HARBOR_TRIVY, HARBOR_REDIS, 6379),
+    (HARBOR_TRIVY, HARBOR_REDIS, 6379), (HARBOR_POSTGRES, HARBOR_POSTGRES, 5432),
     # GitLab's tiers (tests/test_gitlab_attacks.py test_gitlab_still_reaches_its_own_pods_and_stores).
     *((tier, store, port) for tier in (WEBSERVICE, SIDEKIQ) for store, port in ((GITLAB_POSTGRES, 5432), (GITLAB_REDIS, 6379), (GITALY, 8075))),
     (SHELL, WEBSERVICE, 8181), (SHELL, GITALY, 8075), (GITALY, WEBSERVICE, 8181),
