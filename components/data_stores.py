@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -141,6 +141,16 @@ class ServiceStores:
     # Who else connects to them in the service's namespace: CloudNativePG's operator, to its instances.
     admits: tuple[Admit, ...] = ()
     database_pods: dict[str, str] | None = None  # the in-cluster PostgreSQL's instances' label; None: RDS
+
+    def database_clients(self, service: str, clients: Sequence[dict[str, str]]) -> list[Admit]:
+        """For hold_namespace's `private`: an in-cluster database takes the pods labelled `clients` on
+        PostgreSQL's port and its own instances (replication) on any; none on RDS."""
+        if self.database_pods is None:
+            return []
+        peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=c)) for c in clients]
+        instances = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.database_pods))
+        return [Admit(f"{service}-postgres-clients", self.database_pods, peers, (self.postgres.port,)),
+                Admit(f"{service}-postgres-instances", self.database_pods, [instances], ())]
 
     def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
         """What a NetworkPolicy admits for the service's pods to reach these stores outside the cluster:

@@ -109,6 +109,10 @@ INGRESS_ROUTED = [
     Admit("gitlab-webservice-from-ingress", {"app": "webservice", "release": RELEASE}, [from_ingress_controller()], (8181,)),
     Admit("gitlab-shell-from-ingress", {"app": "gitlab-shell", "release": RELEASE}, [from_ingress_controller()], (2222,)),
 ]
+# GitLab's tiers that use PostgreSQL: those the chart gives a database.yml (webservice, sidekiq,
+# toolbox and its backup CronJob, migrations) and gitlab-exporter (its configmap's database probes);
+# not Gitaly or gitlab-shell, which parse what anyone sends over Git and SSH.
+DATABASE_CLIENTS = [{"app": tier, "release": RELEASE} for tier in ("webservice", "sidekiq", "toolbox", "migrations", "gitlab-exporter")]
 HOST_KEYS_SECRET = "gitlab-ssh-host-keys"  # keys `ssh_host_<type>_key` and `.pub`, as gitlab-shell reads them
 # Host key type -> (pulumi-tls algorithm, ECDSA curve). No RSA: OpenSSH and ArgoCD's Go SSH
 # client both speak ed25519 and ECDSA, and gitlab-shell serves the keys it is given.
@@ -220,7 +224,8 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         egress = GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
-        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts)
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts,
+                              stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
         prerequisites += [*stores.ready, *egress.policies, *held]
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 

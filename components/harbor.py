@@ -40,18 +40,7 @@ INGRESS_ROUTED = [Admit(f"harbor-{tier}-from-ingress", {"app": "harbor", "compon
 # Harbor's tiers that use PostgreSQL: core (the chart's core-cm.yaml POSTGRESQL_*) and the job service
 # (jobLoggers "database": job logs); not the registry, the portal or Trivy, which runs scanners over
 # tenants' images.
-DATABASE_CLIENTS = ("core", "jobservice")
-
-
-def database_clients(stores: ServiceStores) -> list[Admit]:
-    """An in-cluster database takes DATABASE_CLIENTS on PostgreSQL's port and its own instances (replication) on any."""
-    if stores.database_pods is None:
-        return []
-    clients = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
-        match_labels={"app": "harbor", "component": tier})) for tier in DATABASE_CLIENTS]
-    instances = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=stores.database_pods))
-    return [Admit("harbor-postgres-clients", stores.database_pods, clients, (stores.postgres.port,)),
-            Admit("harbor-postgres-instances", stores.database_pods, [instances], ())]
+DATABASE_CLIENTS = [{"app": "harbor", "component": tier} for tier in ("core", "jobservice")]
 RELEASE = "harbor"
 ADMIN_USER = "admin"
 REGISTRY_USER = "harbor_registry_user"  # the chart's registry.credentials.username default
@@ -163,7 +152,7 @@ class Harbor(pulumi.ComponentResource):
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
-        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, database_clients(stores))
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
         prerequisites += [*stores.ready, *held]
 
         self.release = release(

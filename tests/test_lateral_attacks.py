@@ -63,7 +63,10 @@ ONE_SERVICE = ("harbor", "gitlab")
 # But for these jewels, whose clients in their namespace are named: Harbor's database takes core's
 # (core-cm.yaml's POSTGRESQL_*) and the job service's (jobLoggers "database": job logs), not the
 # registry's or Trivy's (which runs scanners over tenants' images), nor the portal's.
-NAMED_CLIENTS = {HARBOR_POSTGRES: (HARBOR_CORE, HARBOR_JOBSERVICE)}
+# GitLab's takes the tiers the chart gives a database.yml and gitlab-exporter, not Gitaly or gitlab-shell.
+GITLAB_DATABASE_CLIENTS = (WEBSERVICE, "gitlab/Deployment/gitlab-sidekiq", "gitlab/Deployment/gitlab-toolbox", "gitlab/CronJob/gitlab-toolbox-backup",
+                           "gitlab/Job/gitlab-migrations-", "gitlab/Deployment/gitlab-gitlab-exporter")
+NAMED_CLIENTS = {HARBOR_POSTGRES: (HARBOR_CORE, HARBOR_JOBSERVICE), GITLAB_POSTGRES: GITLAB_DATABASE_CLIENTS}
 # (source prefix, jewel, port, why)
 ALLOWED = (
     ("", "argocd/Deployment/argocd-server", 8080, "ArgoCD's API and UI: what argocd.<domain> serves anyone through Traefik, behind its own sign-in"),
@@ -84,7 +87,7 @@ def _sources(network: Network) -> list[Pod]:
 
 def _allowed(source: Pod, jewel: str, port: int) -> bool:
     if jewel in NAMED_CLIENTS:
-        return source.what in NAMED_CLIENTS[jewel]
+        return source.what.startswith(NAMED_CLIENTS[jewel])
     return (source.namespace in ONE_SERVICE and jewel.startswith(f"{source.namespace}/")) or any(
         source.what.startswith(prefix) and (jewel, port) == (what, number) for prefix, what, number, _ in ALLOWED)
 
@@ -120,7 +123,9 @@ NEEDED = (
     (HARBOR_TRIVY, HARBOR_REDIS, 6379), (HARBOR_POSTGRES, HARBOR_POSTGRES, 5432),
     # GitLab's tiers (tests/test_gitlab_attacks.py test_gitlab_still_reaches_its_own_pods_and_stores).
     *((tier, store, port) for tier in (WEBSERVICE, SIDEKIQ) for store, port in ((GITLAB_POSTGRES, 5432), (GITLAB_REDIS, 6379), (GITALY, 8075))),
-    (SHELL, WEBSERVICE, 8181), (SHELL, GITALY, 8075), (GITALY, WEBSERVICE, 8181),
+    (SHELL, WEBSERVICE, 8181), (SHELL, GITALY, 8075), (GITALY, WEBSERVICE, 8181), (GITLAB_POSTGRES, GITLAB_POSTGRES, 5432),
+    *((client, GITLAB_POSTGRES, 5432) for client in ("gitlab/Deployment/gitlab-toolbox", "gitlab/CronJob/gitlab-toolbox-backup",
+                                                     "gitlab/Deployment/gitlab-gitlab-exporter")),
     # CloudNativePG's operator: each instance's manager (8000) and PostgreSQL (its docs, networking.md).
     *((CNPG, cluster, port) for cluster in (HARBOR_POSTGRES, GITLAB_POSTGRES) for port in (8000, 5432)),
 )
