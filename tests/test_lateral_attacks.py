@@ -1,6 +1,7 @@
 """An attacker's review of lateral movement on the control plane's pod network: one platform pod that
 parses untrusted input is taken over (Traefik, GitLab's tiers, Harbor's core, registry, job service
-and Trivy, ArgoCD's repo-server, OpenUnison); what else may it connect to? The crown jewels are the
+and Trivy, ArgoCD's repo-server, OpenUnison, the merge-request bot's CI job); what else may it
+connect to? (Prometheus runs on the workload clusters only: tests/test_delivery_attacks.py holds it.) The crown jewels are the
 stores and internal APIs that trust their network: ArgoCD's Redis (CVE-2024-31989: a Redis other
 pods reach lets one poison the manifests ArgoCD deploys) and repo-server, Harbor's database, Redis,
 core and job service, GitLab's database, Redis and Gitaly, OpenUnison's and Vault's listeners.
@@ -17,7 +18,7 @@ import ipaddress
 import pytest
 
 from platformctl.render import Render
-from tests.test_delivery_attacks import REPO_SERVER, TRAEFIK, Network, Pod
+from tests.test_delivery_attacks import JOB_LABEL_KEY, REPO_SERVER, TRAEFIK, Network, Pod
 
 # Pods that parse what an attacker sends them (prefixes of `Pod.what`: a namespace's every pod, or one).
 SOURCES = (TRAEFIK, "gitlab/", "harbor/Deployment/harbor-core", "harbor/Deployment/harbor-registry",
@@ -81,8 +82,14 @@ ALLOWED = (
 )
 
 
+# The merge-request bot runs as a CI job of the platform's runners (components/merge-request-bot.gitlab-ci.yml),
+# on the control plane: a job pod as the runner labels it, in each platform runner's namespace.
+BOT_JOBS = tuple(Pod(f"{ns}/job", ns, {JOB_LABEL_KEY: runner}, ())
+                 for ns, runner in (("gitlab-runner", "platform"), ("gitlab-runner-protected", "platform-protected")))
+
+
 def _sources(network: Network) -> list[Pod]:
-    return [p for p in network.pods if p.what.startswith(SOURCES)]
+    return [p for p in network.pods if p.what.startswith(SOURCES)] + [job for job in BOT_JOBS if job.namespace in network.namespaces]
 
 
 def _allowed(source: Pod, jewel: str, port: int) -> bool:
@@ -98,7 +105,7 @@ def test_a_taken_over_platform_pod_reaches_no_crown_jewel_it_does_not_need(chart
     network = Network(charted[stack].plan, "control-plane")
     present = {p.what: p for p in network.pods}
     sources = _sources(network)
-    assert {TRAEFIK, REPO_SERVER, HARBOR_TRIVY, ORCHESTRA} <= {s.what for s in sources}
+    assert {TRAEFIK, REPO_SERVER, HARBOR_TRIVY, ORCHESTRA, *(job.what for job in BOT_JOBS)} <= {s.what for s in sources}
     problems = sorted({f"{s.what} -> {jewel}:{port}" for s in sources for jewel, port in JEWELS
                        if jewel in present and s.what != jewel and network.reaches(s, present[jewel], port) and not _allowed(s, jewel, port)})
     assert not problems, f"{len(problems)} connections no service needs:\n" + "\n".join(problems)
