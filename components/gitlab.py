@@ -101,12 +101,12 @@ OMNIAUTH_CHECKSUM_ANNOTATION = "platform.io/omniauth-checksum"
 SHELL_SERVICE = f"{RELEASE}-gitlab-shell"
 WORKHORSE = Backend(f"{RELEASE}-webservice-default", NAMESPACE, 8181)  # the chart's webservice Service: workhorse, plain HTTP
 SHELL_PORT = 22
-# What Traefik reaches in the namespace: Workhorse, where the chart's Ingress routes gitlab.<domain>,
+# What Traefik reaches in the namespace: Workhorse, where gitlab.<domain>'s route goes (`route`, WORKHORSE),
 # and gitlab-shell's sshd, where the ssh entrypoint's IngressRouteTCP goes (the chart's container
 # ports, webservice `service.workhorseInternalPort` and gitlab-shell `service.internalPort`); nothing outside the namespace
 # reaches Gitaly, Rails' own port, the database or Redis.
 INGRESS_ROUTED = [
-    Admit("gitlab-webservice-from-ingress", {"app": "webservice", "release": RELEASE}, [from_ingress_controller()], (8181,)),
+    Admit("gitlab-webservice-from-ingress", {"app": "webservice", "release": RELEASE}, [from_ingress_controller()], (WORKHORSE.port,)),
     Admit("gitlab-shell-from-ingress", {"app": "gitlab-shell", "release": RELEASE}, [from_ingress_controller()], (2222,)),
 ]
 # GitLab's tiers that use PostgreSQL: those the chart gives a database.yml (webservice, sidekiq,

@@ -33,7 +33,7 @@ from components.tenant_supply_chain import trivy_databases
 
 NAMESPACE = "harbor"
 HTTP_PORT = 8080  # core's and the portal's container port (the chart's internalTLS off)
-# Traefik reaches core and the portal, where the chart's Ingress routes harbor.<domain>; nothing outside
+# Traefik reaches core and the portal, where harbor.<domain>'s routes go (`route`, PATHS); nothing outside
 # the namespace reaches the database, Redis, the registry, the job service or Trivy.
 INGRESS_ROUTED = [Admit(f"harbor-{tier}-from-ingress", {"app": "harbor", "component": tier}, [from_ingress_controller()], (HTTP_PORT,))
                   for tier in ("core", "portal")]
