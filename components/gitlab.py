@@ -224,8 +224,7 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         egress = GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
-        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts,
-                              stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
         prerequisites += [*stores.ready, *egress.policies, *held]
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
