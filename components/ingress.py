@@ -1,7 +1,7 @@
 """The ingress controller (Traefik) and, on EKS, a Route 53 record per hostname.
 
-Traefik: maintained upstream, serves the Kubernetes Ingress API that the Vault and OpenUnison
-charts emit, so no chart needs a controller-specific route. GitLab's, Harbor's and ArgoCD's
+Traefik: maintained upstream, serves the Kubernetes Ingress API that the OpenUnison charts
+emit, so no chart needs a controller-specific route. GitLab's, Harbor's, ArgoCD's and Vault's
 routes are the platform's own, in Traefik's namespace (`route`, `tcp_route`): Traefik lists
 and watches every Secret of each namespace it watches, and never watches theirs.
 
@@ -225,13 +225,15 @@ def public_certificate(
 
 
 def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, Backend],
-          opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+          opts: pulumi.ResourceOptions, middlewares: Mapping[str, Sequence[str]] | None = None) -> k8s.apiextensions.CustomResource:
     """`https://<hostname><path>` to each path's backend (plain HTTP, or HTTPS through its `transport`; Traefik ranks
     the longer rule first): IngressRoute `object_name` in Traefik's own namespace, with its certificate (Secret
     `<object_name>-tls`, issued there), and a Service per backend (`external_name`): the backends' namespaces, and
     the Secrets in them, stay out of Traefik's reach. An IngressRoute, not an Ingress: only the CRD provider
     allows ExternalName Services, and no account but the platform's creates Traefik's routes (an Ingress, and a
-    Service, OpenUnison's operator may create in its watched namespace). `opts` as there."""
+    Service, OpenUnison's operator may create in its watched namespace). `middlewares`: a path's Middlewares in
+    Traefik's namespace, in the order they run (an unqualified name is the route's namespace's: Traefik v3.6.2
+    crd/kubernetes_http.go makeMiddlewareKeys, line 197). `opts` as there."""
     services = [external_name(name, backend, opts) for backend in dict.fromkeys(paths.values())]
     secret = f"{object_name}-tls"
     certificate = public_certificate(f"{name}-public-tls", secret, NAMESPACE, exposure, opts)
@@ -246,7 +248,8 @@ def route(name: str, object_name: str, exposure: Exposure, paths: Mapping[str, B
         kind="IngressRoute",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=NAMESPACE, labels=managed_by()),
         spec={
-            "routes": [{"kind": "Rule", "match": f"Host(`{exposure.hostname}`) && PathPrefix(`{path}`)", "services": [to(backend)]}
+            "routes": [{"kind": "Rule", "match": f"Host(`{exposure.hostname}`) && PathPrefix(`{path}`)", "services": [to(backend)],
+                        **({"middlewares": [{"name": m} for m in chain]} if (chain := (middlewares or {}).get(path)) else {})}
                        for path, backend in paths.items()],
             "tls": {"secretName": secret},
         },

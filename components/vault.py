@@ -5,7 +5,9 @@
   namespace (the platform issuer may be ACME, which cannot sign in-cluster names). The public
   name gets its certificate from the platform ClusterIssuer, so clients trust the platform
   CA bundle (or, with ACME, their system roots). Traefik re-encrypts to Vault through a
-  `ServersTransport` that trusts the internal CA.
+  `ServersTransport` that trusts the internal CA. The routes, their Middlewares and the
+  transport are in Traefik's namespace (components/ingress.py `route`): Traefik never watches
+  `vault`, whose Secrets it would list.
 * Unsealing: on EKS, `seal "awskms"` with a KMS key the `vault` service account reaches
   through workload identity (IRSA); elsewhere Shamir keys, which `VaultInit`
   (components/vault_init.py) creates and applies from `pulumi up` and keeps only as secrets
@@ -48,12 +50,12 @@ import pulumi_vault as vault
 from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, service_account_trust
 from components.backend_tls import BackendTlsArgs, custom_resource, internal_certificate, internal_credentials, servers_transport
 from components.cluster import ClusterHandle
-from components.common import Exposure, PlatformGroups
+from components.common import Backend, Exposure, PlatformGroups
 from components.helm import namespace, release, sized
 from components.inventory import STATE, Credential, cert_manager_certificate, vault_token
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
-from components.ingress import NAMESPACE as INGRESS_NAMESPACE, public_certificate
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE, route
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import APP_PROJECT
 from components.tenant_secrets import TenantSecrets, TenantSecretsArgs
@@ -65,7 +67,10 @@ RELEASE = "vault"  # chart fullname: services vault, vault-active and vault-inte
 SERVICE_ACCOUNT = "vault"
 TLS_SECRET = "vault-tls"  # Vault's serving certificate from the internal CA: tls.crt, tls.key, ca.crt
 INTERNAL_CA = "vault-internal-ca"  # components.backend_tls: ConfigMap <prefix>-internal-ca, the CA's certificate alone
-PUBLIC_TLS_SECRET = "vault-public-tls"  # the public name's certificate, served by the ingress
+# Vault's routes are in Traefik's namespace (components/ingress.py `route`): Traefik never watches `vault`, whose
+# Secrets (the serving key, the backup credentials, the release record) it would list.
+PUBLIC_ROUTE = "vault-public"  # IngressRoute in Traefik's namespace: the public name and the `/node/<peer>` routes
+PUBLIC_TLS_SECRET = f"{PUBLIC_ROUTE}-tls"  # the public name's certificate, in Traefik's namespace (`route` names it)
 TLS_DIR = "/vault/userconfig/vault-tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
 API_PORT = 8200
@@ -84,12 +89,8 @@ APPROVER_POLICY_NAME = "platform-approver"
 READINESS_PATH = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204&uninitcode=204"
 
 # Traefik (the platform's ingress controller) speaks TLS to Vault and verifies it against the
-# internal CA: annotations on each backend Service, naming the ServersTransport below.
+# internal CA: the ServersTransport of this name in Traefik's namespace, which the routes name.
 SERVERS_TRANSPORT = "vault"
-BACKEND_TLS_ANNOTATIONS = {
-    "traefik.ingress.kubernetes.io/service.serversscheme": "https",
-    "traefik.ingress.kubernetes.io/service.serverstransport": f"{NAMESPACE}-{SERVERS_TRANSPORT}@kubernetescrd",
-}
 NODE_PREFIX_MIDDLEWARE = "vault-node-prefix"
 # Traefik's BasicAuth in front of Vault's unauthenticated bootstrap endpoints. A Secret of type
 # kubernetes.io/basic-auth holds the plain password; Traefik hashes it itself (traefik v3.6.2
@@ -101,7 +102,7 @@ BOOTSTRAP_AUTH = "vault-bootstrap-auth"  # the Secret and the Middleware
 # attempts anyone could otherwise start with their own OTP or PGP key, or cancel. Traefik matches
 # PathPrefix character by character (pkg/muxer/http/matcher.go pathPrefix), so `/v1/sys/rekey`
 # also covers `/v1/sys/rekey-recovery-key`.
-BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the chart Ingress's router (ranked by its rule's length)
+BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the public route's routers (ranked by their rules' length)
 BOOTSTRAP_PATHS = ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/generate-recovery-token")
 
 # Full administration, for the platform's cluster admins (through OIDC only) and the deploy job's
@@ -207,12 +208,13 @@ class Vault(pulumi.ComponentResource):
         # The peers the program talks to one by one: all of them to unseal (Shamir), the first to init.
         reached = peers if args.aws is None else peers[:1]
 
-        serving_cert, public_cert = self._certificates(role, exposure, ns, in_ns, args.cert_manager)
         after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
-        transport, _ = servers_transport(role, SERVERS_TRANSPORT, NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
+        # The CA's certificate goes to Traefik's namespace (SERVING_TLS.ca_namespace), beside the transport.
+        serving_cert = internal_certificate(role, SERVING_TLS, after_traefik)
+        transport, _ = servers_transport(role, SERVERS_TRANSPORT, INGRESS_NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
 
         # Before the release: its pods must never answer a bootstrap path without the credential.
-        password, guard = self._bootstrap_guard(role, exposure, in_ns, after_traefik, [public_cert, transport])
+        password, guard = self._bootstrap_guard(role, exposure, after_traefik)
 
         server: dict[str, Any] = {}
         if args.aws is not None:
@@ -231,11 +233,12 @@ class Vault(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[*serving_cert, public_cert, transport, *guard],
+            depends_on=[*serving_cert, transport, *guard],
             protect=args.protect,  # the raft volumes belong to the release
         )
 
-        node_routes = self._node_routes(role, reached, exposure, in_ns, after_traefik, [public_cert, transport, *guard])
+        routes = self._routes(role, reached, exposure, in_ns, pulumi.ResourceOptions.merge(
+            after_traefik, pulumi.ResourceOptions(depends_on=[args.cert_manager, transport, *serving_cert, *guard])))
         node_url = lambda peer: f"{exposure.url}{NODE_PATH}/{peer}"  # noqa: E731
         self.init = VaultInit(
             f"{role}-vault-init",
@@ -248,7 +251,7 @@ class Vault(pulumi.ComponentResource):
             # Once the provider no longer uses it, nothing may: revoked by the next `pulumi up`.
             revoke_root=not args.provider_uses_root,
             # Deleting it from the state would lose the only copy of the keys.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, node_routes], protect=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, routes], protect=args.protect),
         )
 
         self.url = exposure.url
@@ -266,43 +269,25 @@ class Vault(pulumi.ComponentResource):
         self._configure(role, args)
         self.register_outputs({"url": self.url, "release": self.release.status})
 
-    def _certificates(
-        self,
-        role: str,
-        exposure: Exposure,
-        ns: k8s.core.v1.Namespace,
-        in_ns: pulumi.ResourceOptions,
-        cert_manager: pulumi.Resource,
-    ) -> tuple[tuple[k8s.core.v1.Secret, k8s.core.v1.ConfigMap], k8s.apiextensions.CustomResource]:
-        """Vault's serving certificate from an internal CA (with the CA's certificate alone, for Traefik), and the
-        public name's from the platform issuer."""
-        opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, cert_manager]))
-        serving = internal_certificate(role, SERVING_TLS, in_ns)
-        public = public_certificate(f"{role}-vault-public-tls", PUBLIC_TLS_SECRET, NAMESPACE, exposure, opts)
-        return serving, public
-
     def _bootstrap_guard(
-        self,
-        role: str,
-        exposure: Exposure,
-        in_ns: pulumi.ResourceOptions,
-        after_traefik: pulumi.ResourceOptions,
-        route_needs: list[pulumi.Resource],
+        self, role: str, exposure: Exposure, after_traefik: pulumi.ResourceOptions
     ) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
-        """The bootstrap credential and Traefik's BasicAuth of it; the public name refuses the bootstrap paths.
+        """The bootstrap credential and Traefik's BasicAuth of it; the public name refuses the bootstrap paths. All in
+        Traefik's namespace: a Middleware reads its Secret in its own namespace (Traefik v3.6.2 crd/kubernetes.go
+        createBasicAuthMiddleware, line 1080), and a route names Middlewares of its own.
 
         Returns the password (a secret) and what must exist before Vault's pods answer.
         """
         password = random.RandomPassword(f"{role}-vault-bootstrap-auth", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
         secret = k8s.core.v1.Secret(
             f"{role}-vault-bootstrap-auth",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=BOOTSTRAP_AUTH, namespace=NAMESPACE),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=BOOTSTRAP_AUTH, namespace=INGRESS_NAMESPACE),
             type="kubernetes.io/basic-auth",
             string_data={"username": BOOTSTRAP_USER, "password": password.result},
-            opts=in_ns,
+            opts=after_traefik,
         )
         auth = custom_resource(
-            f"{role}-vault-bootstrap-auth", "traefik.io/v1alpha1", "Middleware", BOOTSTRAP_AUTH, NAMESPACE,
+            f"{role}-vault-bootstrap-auth", "traefik.io/v1alpha1", "Middleware", BOOTSTRAP_AUTH, INGRESS_NAMESPACE,
             # removeHeader: Vault never sees the credential (nor logs it in the audit device's headers).
             {"basicAuth": {"secret": BOOTSTRAP_AUTH, "realm": "vault-bootstrap", "removeHeader": True}},
             pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=[secret])),
@@ -311,7 +296,7 @@ class Vault(pulumi.ComponentResource):
         # reach these paths through `/node/<peer>` with the credential, a standby forwarding to the leader.
         host = exposure.hostname
         public = custom_resource(
-            f"{role}-vault-bootstrap-paths", "traefik.io/v1alpha1", "IngressRoute", "vault-bootstrap-paths", NAMESPACE,
+            f"{role}-vault-bootstrap-paths", "traefik.io/v1alpha1", "IngressRoute", "vault-bootstrap-paths", INGRESS_NAMESPACE,
             {
                 "routes": [{
                     "kind": "Rule",
@@ -321,7 +306,7 @@ class Vault(pulumi.ComponentResource):
                 }],
                 "tls": {"secretName": PUBLIC_TLS_SECRET},
             },
-            pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=route_needs)),
+            after_traefik,
         )
         return password.result, [secret, auth, public]
 
@@ -349,27 +334,22 @@ class Vault(pulumi.ComponentResource):
         )
         return key, unseal_role
 
-    def _node_routes(
-        self,
-        role: str,
-        peers: list[str],
-        exposure: Exposure,
-        in_ns: pulumi.ResourceOptions,
-        after_traefik: pulumi.ResourceOptions,
-        route_needs: list[pulumi.Resource],
-    ) -> k8s.networking.v1.Ingress:
-        """`https://<host>/node/<peer>/...` reaching exactly one raft peer, for init and unseal."""
+    def _routes(
+        self, role: str, peers: list[str], exposure: Exposure, in_ns: pulumi.ResourceOptions, after_traefik: pulumi.ResourceOptions
+    ) -> k8s.apiextensions.CustomResource:
+        """The public name to the active node, and `https://<host>/node/<peer>/...` to exactly one raft peer (init,
+        unseal), behind the bootstrap credential. `after_traefik` depends on what the routes need."""
         prefixes = [f"{NODE_PATH}/{peer}" for peer in peers]
         strip = custom_resource(
-            f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE, NAMESPACE,
+            f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE, INGRESS_NAMESPACE,
             {"stripPrefix": {"prefixes": prefixes}}, after_traefik,
         )
+        # In `vault` (Traefik reaches each by its name, `route`'s ExternalName Service): a sealed peer is not
+        # ready, and only the pods' own namespace's Service can publish it still.
         services = [
             k8s.core.v1.Service(
                 f"{role}-{peer}-node",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"{peer}-node", namespace=NAMESPACE, annotations=BACKEND_TLS_ANNOTATIONS
-                ),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{peer}-node", namespace=NAMESPACE),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="ClusterIP",
                     selector={
@@ -385,40 +365,13 @@ class Vault(pulumi.ComponentResource):
             )
             for peer in peers
         ]
-        paths = [
-            k8s.networking.v1.HTTPIngressPathArgs(
-                path=prefix,
-                path_type="Prefix",
-                backend=k8s.networking.v1.IngressBackendArgs(
-                    service=k8s.networking.v1.IngressServiceBackendArgs(
-                        name=f"{peer}-node", port=k8s.networking.v1.ServiceBackendPortArgs(number=API_PORT)
-                    )
-                ),
-            )
-            for peer, prefix in zip(peers, prefixes)
-        ]
-        return k8s.networking.v1.Ingress(
-            f"{role}-vault-nodes",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="vault-nodes",
-                namespace=NAMESPACE,
-                # The credential first: a request without it never reaches a peer.
-                annotations={
-                    "traefik.ingress.kubernetes.io/router.middlewares": ",".join(
-                        f"{NAMESPACE}-{m}@kubernetescrd" for m in (BOOTSTRAP_AUTH, NODE_PREFIX_MIDDLEWARE)
-                    )
-                },
-            ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=exposure.ingress_class,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[exposure.hostname], secret_name=PUBLIC_TLS_SECRET)],
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=exposure.hostname, http=k8s.networking.v1.HTTPIngressRuleValueArgs(paths=paths)
-                    )
-                ],
-            ),
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[*services, strip, *route_needs])),
+        paths = {"/": Backend(f"{RELEASE}-active", NAMESPACE, API_PORT, transport=SERVERS_TRANSPORT)}  # the unsealed leader only
+        paths |= {prefix: Backend(f"{peer}-node", NAMESPACE, API_PORT, transport=SERVERS_TRANSPORT) for peer, prefix in zip(peers, prefixes)}
+        return route(
+            f"{role}-vault", PUBLIC_ROUTE, exposure, paths,
+            pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=[*services, strip])),
+            # The credential first: a request without it never reaches a peer.
+            middlewares=dict.fromkeys(prefixes, (BOOTSTRAP_AUTH, NODE_PREFIX_MIDDLEWARE)),
         )
 
     def _configure(self, role: str, args: VaultArgs) -> None:
@@ -504,7 +457,7 @@ def service_dns_names() -> list[str]:
 
 
 # Vault's serving certificate. ipAddresses: the chart's VAULT_ADDR inside each pod.
-SERVING_TLS = BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"])
+SERVING_TLS = BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"], ca_namespace=INGRESS_NAMESPACE)
 
 
 def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
@@ -553,7 +506,6 @@ def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
 
 
 def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dict[str, Any]) -> dict[str, Any]:
-    exposure = args.exposure
     return {
         "global": {"tlsDisable": False},
         # External Secrets delivers secrets to workloads: no mutating webhook.
@@ -575,16 +527,8 @@ def release_values(args: VaultArgs, config: pulumi.Input[str], server_extra: dic
             "extraEnvironmentVars": {"VAULT_CACERT": CA_FILE},  # the vault CLI inside the pods
             "volumes": [{"name": "vault-tls", "secret": {"secretName": TLS_SECRET}}],
             "volumeMounts": [{"name": "vault-tls", "mountPath": TLS_DIR, "readOnly": True}],
-            # The public name reaches the active node; Traefik re-encrypts to it (annotations).
-            "service": {"active": {"annotations": BACKEND_TLS_ANNOTATIONS}},
-            "ingress": {
-                "enabled": True,
-                "ingressClassName": exposure.ingress_class,
-                "activeService": True,  # only the unsealed leader answers the public name
-                "pathType": "Prefix",
-                "hosts": [{"host": exposure.hostname, "paths": ["/"]}],
-                "tls": [{"hosts": [exposure.hostname], "secretName": PUBLIC_TLS_SECRET}],
-            },
+            # The platform's route in Traefik's namespace serves the public name (`Vault._routes`).
+            "ingress": {"enabled": False},
             **server_extra,
         },
     }
@@ -666,7 +610,7 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
         what="Vault bootstrap route credential",
         category="bootstrap",
         issuer="pulumi_random",
-        holder=f"{STATE} (vault-init input) and Traefik (Secret {NAMESPACE}/{BOOTSTRAP_AUTH})",
+        holder=f"{STATE} (vault-init input) and Traefik (Secret {INGRESS_NAMESPACE}/{BOOTSTRAP_AUTH})",
         scope="HTTP basic auth of the `/node/vault-<i>` routes, the only way to Vault's unauthenticated "
         "init, unseal, rekey and generate-root endpoints",
         lifetime_seconds=None,
@@ -691,7 +635,7 @@ def credentials(role: str, args: VaultArgs) -> list[Credential]:
     ), *internal_credentials(role, SERVING_TLS, "Vault"), cert_manager_certificate(
         "TLS certificate of Vault's public name",
         issuer="cert-manager (the platform ClusterIssuer)",
-        holder="the Vault pods and Traefik",
+        holder=f"Traefik (Secret {INGRESS_NAMESPACE}/{PUBLIC_TLS_SECRET})",
         scope="authenticates Vault's hostname to clients",
         days=90,  # cert-manager's default duration
         resources=(f"{prefix}-public-tls",),
@@ -744,4 +688,5 @@ SLICE: ServiceSlice[Vault] = ServiceSlice(
     # job's one-hour login at jwt-gitlab (role platform-deploy); the root token can be revoked.
     options={"provider_auth": (Literal["root", "pipeline"], "root")},
     tenant=tenant,
+    routed_by_ingress=True,  # `route`: Traefik never watches Vault's namespace
 )

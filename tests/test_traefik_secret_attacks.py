@@ -30,7 +30,7 @@ LEFT: dict[tuple[str, str], str] = {
     ("traefik", "sh.helm.release.v1.traefik.v1"): "Traefik's own release: its values hold no secret",
 }
 # Namespaces Traefik still watches although they hold more than its routes: why, and what is left to do. GitLab's,
-# Harbor's and ArgoCD's routes are in Traefik's namespace (components/ingress.py `route`, `tcp_route`).
+# Harbor's, ArgoCD's and Vault's routes are in Traefik's namespace (components/ingress.py `route`, `tcp_route`).
 LEFT_NAMESPACES: dict[str, str] = {
     "openunison": (
         "with replicas a login's state lives in the pod that began it, so Traefik pins each browser to one pod by "
@@ -38,10 +38,6 @@ LEFT_NAMESPACES: dict[str, str] = {
         "reads only where it watches, while an ExternalName Service is a single server that kube-proxy spreads. "
         "Traefik still reads orchestra-secrets-source, the OIDC clients' secrets and the releases' records there. To "
         "do: OpenUnison's login state shared by its pods, then its Ingress and redirect filter through `route`"),
-    "vault": (
-        "another change is rewriting Vault's routes (components/vault.py) now. Traefik still reads vault-tls (Vault's "
-        "serving key), the backup credentials and the release record there. To do after it: Vault's routes, "
-        "ServersTransport and CA ConfigMap in Traefik's namespace, as ArgoCD's"),
 }
 
 
@@ -112,6 +108,7 @@ def test_traefik_reads_secrets_only_where_nothing_else_runs(charted: dict[str, R
                    if o["kind"] in WORKLOADS and o["metadata"]["namespace"] != "traefik"}
         assert sorted(where & running - set(LEFT_NAMESPACES)) == [], f"{stack}: Traefik reads Secrets where these run"
         assert "traefik" in where, stack  # the review sees Traefik's grants at all
+        assert where == {"traefik", *LEFT_NAMESPACES}, f"{stack}: Traefik reads Secrets in {sorted(where)}"
 
 
 def test_the_review_judges_a_secret_as_traefik_would_read_it(charted: dict[str, Render]) -> None:
@@ -124,7 +121,7 @@ def test_the_review_judges_a_secret_as_traefik_would_read_it(charted: dict[str, 
     assert "traefik/planted" in readable(planted)[0]
     # The routes' certificates are in Traefik's namespace, which it reads, and pass as its routes' TLS material.
     certificates = {s for s in route_material(list(cluster_objects(result.plan, CONTROL_PLANE))) if s[0] == "traefik"}
-    assert {"gitlab-tls", "harbor-tls", "argocd-tls"} <= {name for _, name in certificates} and certificates <= secrets(result.plan)
+    assert {"gitlab-tls", "harbor-tls", "argocd-tls", "vault-public-tls"} <= {name for _, name in certificates} and certificates <= secrets(result.plan)
     held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
     assert all(reads(held, *certificate) for certificate in certificates)
 

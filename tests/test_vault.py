@@ -249,15 +249,8 @@ def test_release_is_ha_raft_over_tls_and_never_dev_mode(rendered: dict[str, Any]
     assert [j["leader_api_addr"] for j in joins] == [f"https://vault-{i}.vault-internal:8200" for i in range(3)]
     assert all(j["leader_ca_cert_file"] == CA_FILE for j in joins)
 
-    # The public name: the active node, through Traefik re-encrypting with the internal CA.
-    ingress = server["ingress"]
-    assert ingress["ingressClassName"] == "traefik" and ingress["activeService"] is True
-    assert ingress["hosts"] == [{"host": HOST, "paths": ["/"]}]
-    assert ingress["tls"] == [{"hosts": [HOST], "secretName": "vault-public-tls"}]
-    assert server["service"]["active"]["annotations"] == {
-        "traefik.ingress.kubernetes.io/service.serversscheme": "https",
-        "traefik.ingress.kubernetes.io/service.serverstransport": "vault-vault@kubernetescrd",
-    }
+    # The public name is the platform's route in Traefik's namespace (test_each_peer_the_program_must_reach_has_its_own_route).
+    assert server["ingress"] == {"enabled": False} and "service" not in server
 
     if rendered["eks"]:
         seal = config["seal"]["awskms"]
@@ -293,7 +286,7 @@ def test_certificates_internal_ca_for_vault_platform_issuer_for_the_public_name(
     assert secret["inputs"]["type"] == "kubernetes.io/tls" and set(secret["inputs"]["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
     assert signed["urn"] in secret["dependsOn"] and ca_key["urn"] not in secret["dependsOn"]  # the CA's key stays in the state
     bundle = by_kind(records, "ConfigMap")["vault-internal-ca"]["inputs"]
-    assert set(bundle["data"]) == {"ca.crt"}  # the CA's certificate alone, for Traefik
+    assert set(bundle["data"]) == {"ca.crt"} and bundle["metadata"]["namespace"] == "traefik"  # the CA's certificate alone, for Traefik
 
     # The public name: the platform's ClusterIssuer, whatever kind it is.
     public = certificates["vault-public-tls"]["inputs"]["spec"]
@@ -301,11 +294,14 @@ def test_certificates_internal_ca_for_vault_platform_issuer_for_the_public_name(
                                    "group": "cert-manager.io"}
     assert public["dnsNames"] == [HOST]
 
-    # Issued before use: Pulumi waits for Ready, and the release for both certificates.
+    # Issued before use: Pulumi waits for Ready; the release waits for its own, the public route (which VaultInit
+    # calls first) for the public one, in Traefik's namespace where the route is.
     assert certificates["vault-public-tls"]["inputs"]["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
+    assert certificates["vault-public-tls"]["inputs"]["metadata"]["namespace"] == "traefik"
     cert_manager = next(r for r in records if r["name"] == "control-plane-cert-manager")
     assert cert_manager["urn"] in certificates["vault-public-tls"]["dependsOn"]
-    assert {secret["urn"], certificates["vault-public-tls"]["urn"]} <= set(vault_release(records)["dependsOn"])
+    assert secret["urn"] in vault_release(records)["dependsOn"]
+    assert certificates["vault-public-tls"]["urn"] in by_kind(records, "IngressRoute")["vault-public"]["dependsOn"]
 
 
 def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dict[str, Any]) -> None:
@@ -314,7 +310,7 @@ def test_kubernetes_objects_are_valid_and_wait_for_their_namespace(rendered: dic
     provider = one(records, "pulumi:providers:kubernetes")
     objects = [r for r in records if r["type"].startswith("kubernetes:") and "helm.sh" not in r["type"]]
     assert {r["inputs"]["kind"] for r in objects} == {
-        "Namespace", "Secret", "ConfigMap", "Certificate", "ServersTransport", "Middleware", "Service", "Ingress", "IngressRoute"
+        "Namespace", "Secret", "ConfigMap", "Certificate", "ServersTransport", "Middleware", "Service", "IngressRoute"
     }
     for obj in objects:
         assert obj["provider"] == provider["urn"]
@@ -329,9 +325,9 @@ def test_traefik_reaches_vault_over_verified_tls(rendered: dict[str, Any]) -> No
     transport = one(records, "kubernetes:traefik.io/v1alpha1:ServersTransport")
     # Verified against the internal CA (the ConfigMap holding its certificate alone), never skipped.
     assert transport["inputs"]["spec"] == {"serverName": "vault-active.vault.svc", "rootCAs": [{"configMap": "vault-internal-ca"}]}
-    assert transport["inputs"]["metadata"] == {"name": "vault", "namespace": "vault"}
+    assert transport["inputs"]["metadata"] == {"name": "vault", "namespace": "traefik"}  # beside the routes naming it
     traefik = next(r for r in records if r["name"] == "control-plane-traefik")
-    routes = [*all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"), one(records, "kubernetes:traefik.io/v1alpha1:IngressRoute")]
+    routes = [*all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"), *all_of(records, "kubernetes:traefik.io/v1alpha1:IngressRoute")]
     assert traefik["urn"] in transport["dependsOn"] and all(traefik["urn"] in r["dependsOn"] for r in routes)
     [request] = [r for r in records if r["type"] == "tls:index/certRequest:CertRequest" and r["name"] == "control-plane-vault-tls"]
     assert "vault-active.vault.svc" in request["inputs"]["dnsNames"]
@@ -340,27 +336,28 @@ def test_traefik_reaches_vault_over_verified_tls(rendered: dict[str, Any]) -> No
 def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, Any]) -> None:
     records = rendered["records"]
     reached = [f"vault-{n}" for n in range(1 if rendered["eks"] else 3)]  # auto-unseal: only init, on the first
-    [ingress] = all_of(records, "kubernetes:networking.k8s.io/v1:Ingress")
-    spec = ingress["inputs"]["spec"]
-    assert spec["ingressClassName"] == "traefik"
-    assert spec["tls"] == [{"hosts": [HOST], "secretName": "vault-public-tls"}]
-    assert [(p["path"], p["backend"]["service"]["name"]) for p in spec["rules"][0]["http"]["paths"]] == [
-        (f"/node/{peer}", f"{peer}-node") for peer in reached
+    route = by_kind(records, "IngressRoute")["vault-public"]["inputs"]
+    assert route["metadata"]["namespace"] == "traefik" and route["spec"]["tls"] == {"secretName": "vault-public-tls"}
+    over_tls = {"port": 8200, "scheme": "https", "serversTransport": "vault"}  # re-encrypted, verified (the transport)
+    assert [(r["match"], r["services"], r.get("middlewares")) for r in route["spec"]["routes"]] == [
+        (f"Host(`{HOST}`) && PathPrefix(`/`)", [{"name": "vault-active", **over_tls}], None),  # only the unsealed leader
+        *((f"Host(`{HOST}`) && PathPrefix(`/node/{peer}`)", [{"name": f"{peer}-node", **over_tls}],
+           [{"name": "vault-bootstrap-auth"}, {"name": "vault-node-prefix"}]) for peer in reached),  # the credential first
     ]
-    assert spec["rules"][0]["host"] == HOST
     auth, strip = (m["inputs"] for m in all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"))
     assert strip["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}" for peer in reached]}}
     assert auth["spec"] == {"basicAuth": {"secret": "vault-bootstrap-auth", "realm": "vault-bootstrap", "removeHeader": True}}
-    assert ingress["inputs"]["metadata"]["annotations"] == {  # the credential before anything else
-        "traefik.ingress.kubernetes.io/router.middlewares": f"vault-{auth['metadata']['name']}@kubernetescrd,vault-{strip['metadata']['name']}@kubernetescrd"
-    }
-    services = {s["inputs"]["metadata"]["name"]: s["inputs"] for s in all_of(records, "kubernetes:core/v1:Service")}
-    assert sorted(services) == [f"{peer}-node" for peer in reached]
+    assert {auth["metadata"]["namespace"], strip["metadata"]["namespace"]} == {"traefik"}  # the route's own namespace
+    services = {(s["inputs"]["metadata"]["namespace"], s["inputs"]["metadata"]["name"]): s["inputs"] for s in all_of(records, "kubernetes:core/v1:Service")}
+    # Traefik's, by name (it never watches `vault`); the peers' own in `vault`, where a Service publishes a sealed pod.
+    assert sorted(services) == sorted([("traefik", "vault-active"), *((ns, f"{peer}-node") for peer in reached for ns in ("traefik", "vault"))])
+    assert services[("traefik", "vault-active")]["spec"]["externalName"] == "vault-active.vault.svc.cluster.local"
     for peer in reached:
-        service = services[f"{peer}-node"]
+        assert services[("traefik", f"{peer}-node")]["spec"] == {
+            "type": "ExternalName", "externalName": f"{peer}-node.vault.svc.cluster.local", "ports": [{"name": "tcp-8200", "port": 8200}]}
+        service = services[("vault", f"{peer}-node")]
         assert service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == peer
         assert service["spec"]["publishNotReadyAddresses"] is True  # a sealed peer must be reachable
-        assert service["metadata"]["annotations"]["traefik.ingress.kubernetes.io/service.serversscheme"] == "https"
 
 
 def test_init_resource_keeps_its_keys_secret_and_runs_after_the_release(rendered: dict[str, Any]) -> None:
@@ -375,8 +372,8 @@ def test_init_resource_keeps_its_keys_secret_and_runs_after_the_release(rendered
     assert inputs["ca_bundle"] == ("" if rendered["eks"] else CA_PEM)
     assert "__provider" not in inputs  # the pickled provider never shows in the plan
     assert inputs["route_user"] == "vault-bootstrap" and inputs["route_password"]
-    ingress = one(records, "kubernetes:networking.k8s.io/v1:Ingress")
-    assert {vault_release(records)["urn"], ingress["urn"]} <= set(init["dependsOn"])
+    route = by_kind(records, "IngressRoute")["vault-public"]
+    assert {vault_release(records)["urn"], route["urn"]} <= set(init["dependsOn"])
 
     token, token_secret = rendered["root_token"]
     keys, keys_secret = rendered["unseal_keys"]

@@ -27,6 +27,7 @@ from pulumi.runtime.mocks import MockResourceArgs
 
 from components.tenant_secrets import ci_policy, read_policy, write_policy
 from components.tenant_supply_chain import sign_policy
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE
 from components.vault import API_PORT, BOOTSTRAP_AUTH, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
 from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
 from components.vault_init import VaultInit, VaultInitProvider
@@ -338,6 +339,13 @@ BOOTSTRAP_CALLS = (
 )
 
 
+def external_names(plan: dict[str, Any]) -> dict[str, str]:
+    """The ExternalName Services in Traefik's namespace (the routes' backends there): name -> the name they point at."""
+    return {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"]["externalName"] for r in plan["resources"]
+            if r["type"] == "kubernetes:core/v1:Service" and (r["inputs"].get("spec") or {}).get("type") == "ExternalName"
+            and r["inputs"]["metadata"]["namespace"] == INGRESS_NAMESPACE}
+
+
 def vault_host(plan: dict[str, Any]) -> str:
     [init] = [r for r in plan["resources"] if r["type"] == VaultInit.TYPE]
     return init["inputs"]["init_address"].split("/")[2]
@@ -350,12 +358,16 @@ def test_no_one_reaches_vaults_bootstrap_endpoints_on_the_public_name(charted: d
     higher priority answers every spelling of them with Traefik's noop (418); the rest of the API
     still reaches the active node."""
     plan, host = charted[stack].plan, vault_host(charted[stack].plan)
-    [refusal] = [r["inputs"] for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["namespace"] == VAULT_NAMESPACE]
-    assert crd_errors(refusal, traefik_ingress_route_crd()) == []
+    routes = {r["inputs"]["metadata"]["name"]: r["inputs"] for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute"
+              and r["inputs"]["metadata"]["name"].startswith("vault")}
+    assert {route["metadata"]["namespace"] for route in routes.values()} == {INGRESS_NAMESPACE}  # Traefik never watches `vault`
+    assert all(crd_errors(route, traefik_ingress_route_crd()) == [] for route in routes.values())
     reached = {path: router(plan, f"https://{host}{path}")[0] for path in BOOTSTRAP_CALLS}
     assert reached == dict.fromkeys(BOOTSTRAP_CALLS, FILTERED)
     for path in ("/v1/sys/seal-status", "/v1/sys/health", "/v1/auth/jwt-gitlab/login", "/ui/"):
-        assert router(plan, f"https://{host}{path}")[0] == f"{VAULT_NAMESPACE}/vault-active", path
+        assert router(plan, f"https://{host}{path}")[0] == "vault-active", path
+    # The route's Service of that name in Traefik's namespace names the active node only.
+    assert external_names(plan)["vault-active"] == f"vault-active.{VAULT_NAMESPACE}.svc.cluster.local"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -370,11 +382,16 @@ def test_the_node_routes_ask_for_the_bootstrap_credential_first(charted: dict[st
     for address in [init["inputs"]["init_address"], *init["inputs"]["unseal_addresses"]]:
         for path in ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/generate-root/attempt"):
             backend, middlewares = router(plan, f"{address}{path}")
-            assert backend.endswith("-node") and middlewares[:1] == [f"{VAULT_NAMESPACE}-{BOOTSTRAP_AUTH}@kubernetescrd"], (address, middlewares)
+            assert middlewares[:1] == [f"{INGRESS_NAMESPACE}-{BOOTSTRAP_AUTH}@kubernetescrd"], (address, middlewares)
+            # Exactly the addressed peer, through its Service in `vault` (publishNotReadyAddresses: a sealed peer too).
+            peer = address.rsplit("/", 1)[1]
+            assert external_names(plan)[backend] == f"{peer}-node.{VAULT_NAMESPACE}.svc.cluster.local", (address, backend)
     by_name = {(r["inputs"].get("kind") or r["type"], (r["inputs"].get("metadata") or {}).get("name")): r for r in plan["resources"]}
     middleware = by_name[("Middleware", BOOTSTRAP_AUTH)]["inputs"]["spec"]["basicAuth"]
     assert middleware["removeHeader"] is True  # Vault never sees (nor audits) the credential
     secret = by_name[("Secret", middleware["secret"])]
+    # Traefik finds a route's Middlewares, and a Middleware's Secret, in their own namespace only.
+    assert {by_name[kind]["inputs"]["metadata"]["namespace"] for kind in (("Middleware", BOOTSTRAP_AUTH), ("Secret", BOOTSTRAP_AUTH))} == {INGRESS_NAMESPACE}
     assert secret["inputs"]["type"] == "kubernetes.io/basic-auth"  # Traefik hashes the plain password itself
     password = result.fingerprints[secret["urn"]]["stringData"]
     assert result.fingerprints[init["urn"]]["route_password"] and init["inputs"]["route_password"] != ""
