@@ -84,7 +84,7 @@ class ArgoCd(pulumi.ComponentResource):
         after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
         serving = internal_certificate(cluster.role, serving_tls, after_traefik)
         args.inventory.register(*internal_credentials(cluster.role, serving_tls, "argocd-server"))
-        transport, _ = servers_transport(cluster.role, TRANSPORT, INGRESS_NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", after_traefik)
+        transport = servers_transport(cluster.role, TRANSPORT, INGRESS_NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", after_traefik)
         self.url = args.exposure.url
         egress = self._repo_server_egress(name, cluster, ns, args)
         values = argocd_values(args)

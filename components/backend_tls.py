@@ -2,8 +2,8 @@
 the Traefik ServersTransport that verifies it.
 
 Traefik terminates the public name's TLS and opens a second TLS connection to the backend; the
-backend's Service carries `annotations` so Traefik speaks HTTPS to it through the transport (or,
-where the route is in Traefik's namespace, the route names it: components/ingress.py `route`).
+route, in Traefik's namespace, names the transport so Traefik speaks HTTPS to the backend
+(components/ingress.py `route`).
 Nothing trusts the internal CA but that transport (and the backend's own peers).
 
 The program is the internal CA (pulumi-tls, its key a Pulumi secret) and signs the serving
@@ -25,7 +25,7 @@ import pulumi_kubernetes as k8s
 from components.inventory import STATE, Credential, program_certificate
 from components.tls import SERVING_DAYS, SERVING_ROTATION, ServingCertificate, self_signed_ca, signed_tls_secret
 
-CA_DAYS = 3650  # the internal CA's lifetime; cert-manager renews it 30 days before
+CA_DAYS = 3650  # the internal CA's lifetime; `pulumi up` re-creates it 30 days before (tls.self_signed_ca)
 TRAEFIK_API = "traefik.io/v1alpha1"
 
 
@@ -35,14 +35,10 @@ class BackendTlsArgs:
     namespace: str
     secret_name: str  # the serving certificate's Secret: tls.crt, tls.key, ca.crt
     dns_names: Sequence[str]
+    # Where Traefik's ServersTransport reads the CA's certificate (ConfigMap `<prefix>-internal-ca`): Traefik's own
+    # namespace, where the backend's route and transport are (components/ingress.py `route`).
+    ca_namespace: str
     ip_addresses: Sequence[str] = ()
-    # Where Traefik's ServersTransport reads the CA's certificate (ConfigMap `<prefix>-internal-ca`): the
-    # backend's namespace, or Traefik's own where the backend is routed from there (components/ingress.py `route`).
-    ca_namespace: str | None = None
-
-    @property
-    def bundle_namespace(self) -> str:
-        return self.ca_namespace or self.namespace
 
 
 def custom_resource(
@@ -70,7 +66,7 @@ def internal_certificate(
     )
     bundle = k8s.core.v1.ConfigMap(
         f"{role}-{args.prefix}-internal-ca",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{args.prefix}-internal-ca", namespace=args.bundle_namespace),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{args.prefix}-internal-ca", namespace=args.ca_namespace),
         data={"ca.crt": ca.cert_pem},
         opts=opts,
     )
@@ -79,7 +75,7 @@ def internal_certificate(
 
 def internal_credentials(role: str, args: BackendTlsArgs, service: str) -> list[Credential]:
     """The inventory's entries for `internal_certificate`: the internal CA's key and the serving certificate."""
-    name, bundle = f"{role}-{args.prefix}", f"ConfigMap {args.bundle_namespace}/{args.prefix}-internal-ca"
+    name, bundle = f"{role}-{args.prefix}", f"ConfigMap {args.ca_namespace}/{args.prefix}-internal-ca"
     return [program_certificate(
         f"{service}'s internal CA key",
         signed="self-signed",
@@ -102,16 +98,10 @@ def internal_credentials(role: str, args: BackendTlsArgs, service: str) -> list[
 
 def servers_transport(
     role: str, prefix: str, namespace: str, server_name: str, opts: pulumi.ResourceOptions
-) -> tuple[k8s.apiextensions.CustomResource, dict[str, str]]:
+) -> k8s.apiextensions.CustomResource:
     """The ServersTransport `prefix` verifying `server_name` against the internal CA's certificate (ConfigMap
-    `<prefix>-internal-ca`), and the annotations that make Traefik use it (HTTPS) for a backend Service.
-    `opts` must depend on Traefik."""
-    transport = custom_resource(
+    `<prefix>-internal-ca`), which a route names (components/ingress.py `Backend.transport`). `opts` must depend on Traefik."""
+    return custom_resource(
         f"{role}-{prefix}-servers-transport", TRAEFIK_API, "ServersTransport", prefix, namespace,
         {"serverName": server_name, "rootCAs": [{"configMap": f"{prefix}-internal-ca"}]}, opts,
     )
-    annotations = {
-        "traefik.ingress.kubernetes.io/service.serversscheme": "https",
-        "traefik.ingress.kubernetes.io/service.serverstransport": f"{namespace}-{prefix}@kubernetescrd",
-    }
-    return transport, annotations

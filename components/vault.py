@@ -211,7 +211,7 @@ class Vault(pulumi.ComponentResource):
         after_traefik = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, args.ingress_controller]))
         # The CA's certificate goes to Traefik's namespace (SERVING_TLS.ca_namespace), beside the transport.
         serving_cert = internal_certificate(role, SERVING_TLS, after_traefik)
-        transport, _ = servers_transport(role, SERVERS_TRANSPORT, INGRESS_NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
+        transport = servers_transport(role, SERVERS_TRANSPORT, INGRESS_NAMESPACE, f"{RELEASE}-active.{NAMESPACE}.svc", after_traefik)
 
         # Before the release: its pods must never answer a bootstrap path without the credential.
         password, guard = self._bootstrap_guard(role, exposure, after_traefik)
@@ -457,7 +457,7 @@ def service_dns_names() -> list[str]:
 
 
 # Vault's serving certificate. ipAddresses: the chart's VAULT_ADDR inside each pod.
-SERVING_TLS = BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), ["127.0.0.1"], ca_namespace=INGRESS_NAMESPACE)
+SERVING_TLS = BackendTlsArgs("vault", NAMESPACE, TLS_SECRET, service_dns_names(), INGRESS_NAMESPACE, ["127.0.0.1"])
 
 
 def raft_config(replicas: int, kms: tuple[str, str] | None) -> str:
