@@ -30,6 +30,7 @@ from components.federation import (
     federated_namespace_binding,
     target_name,
 )
+from components.egress import dns
 from components.helm import release
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
@@ -428,20 +429,7 @@ class TenantNamespace(pulumi.ComponentResource):
                 ],
                 egress=[
                     k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same_namespace),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[
-                            k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                                    match_labels={"kubernetes.io/metadata.name": "kube-system"}
-                                ),
-                                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-                            )
-                        ],
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53),
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=53),
-                        ],
-                    ),
+                    dns(),
                 ],
             ),
             opts=inside,
