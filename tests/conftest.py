@@ -107,9 +107,16 @@ def charted(renders: dict[str, Render]) -> dict[str, Render]:
     return renders
 
 
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository whose first commit holds this project's dev and prod stack files (the access gate's tests)."""
+    return stack_repo(tmp_path / "repo")
+
+
 # --- a real Vault-compatible server (OpenBao) with each stack's Vault resources applied ---
 
 from tests.certs import Tls, make_ca  # noqa: E402
+from tests.git_repo import stack_repo  # noqa: E402
 from tests.identity_peer import IdentityPeer  # noqa: E402
 from tests.openbao import BaoServer, PlanVault  # noqa: E402
 

@@ -8,7 +8,6 @@ own), talking HTTP to tests/gitlab_stub.py (python-gitlab itself is never mocked
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.git_repo import git
 from gitlab_stub import BOT, GitLabStub, client_env, run_in_process
 from platformctl.access import (
     APPROVED_NOTE,
@@ -256,27 +256,7 @@ def test_each_tenant_needs_its_own_owners(tmp_path: Path) -> None:
     assert report(changes, {"alice", "erin"}, "merge request !7")[1]
 
 
-# --- the command line against a Git repository and a GitLab ----------------------------------
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
-                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
-    return done.stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A repository whose first commit holds this project's dev and prod stack files."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    _git(path, "init", "--quiet", "--initial-branch", "main")
-    for stack in ("dev", "prod"):
-        (path / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    _git(path, "add", ".")
-    _git(path, "commit", "--quiet", "-m", "base")
-    return path
+# --- the command line against a Git repository and a GitLab (tests/conftest.py `repo`) ---------
 
 
 def _edit(repo: Path, stack: str, edit) -> None:
@@ -422,7 +402,7 @@ def test_errors_are_one_line_and_exit_2(repo: Path, setup, args: list[str], env_
 
 def _commit_base(repo: Path, stack: str, edit) -> None:
     _edit(repo, stack, edit)
-    _git(repo, "commit", "--quiet", "-am", "another base")
+    git(repo, "commit", "--quiet", "-am", "another base")
 
 
 def test_the_base_is_read_for_its_tenants_only_so_a_config_model_change_still_checks(repo: Path) -> None:
@@ -438,7 +418,7 @@ def test_the_base_is_read_for_its_tenants_only_so_a_config_model_change_still_ch
                          ids=["not-a-list", "no-name", "role-not-a-list"])
 def test_a_base_without_readable_tenants_is_an_error(repo: Path, tenants: Any) -> None:
     _commit_base(repo, "dev", lambda doc: doc["config"].update({"platform:tenants": tenants}))
-    _git(repo, "checkout", "--quiet", "HEAD~1", "--", "Pulumi.dev.yaml")  # the head is valid again
+    git(repo, "checkout", "--quiet", "HEAD~1", "--", "Pulumi.dev.yaml")  # the head is valid again
     result = _access(repo, _env(None))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Pulumi.dev.yaml at " in result.stderr

@@ -23,7 +23,8 @@ import yaml
 from gitlab_stub import GitLabStub, client_env, run_in_process
 from platformctl.access import APPROVED_NOTE, GATE_FILES
 from platformctl.charts import ROOT
-from tests.test_access import AFTER_PUSH, ALICE, _git, _stub_with_push
+from tests.git_repo import git
+from tests.test_access import AFTER_PUSH, ALICE, _stub_with_push
 
 PLATFORM = "platform/platform-bootstrap"
 # What the gate runs from: the program's tree (a merge request's diff base is a commit of main).
@@ -37,14 +38,14 @@ PIPELINE_ID, BOT_IID = 321, "5"
 
 def _origin(path: Path) -> str:
     """The platform project with this project's gate tree on main; returns main's commit."""
-    for name in _git(ROOT, "ls-files", "--", *GATE_TREE).splitlines():
+    for name in git(ROOT, "ls-files", "--", *GATE_TREE).splitlines():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / name, path / name)
-    _git(path, "init", "--quiet", "--initial-branch", "main")
-    _git(path, "config", "uploadpack.allowAnySHA1InWant", "true")  # as GitLab's Gitaly serves any commit it has
-    _git(path, "add", ".")
-    _git(path, "commit", "--quiet", "-m", "base")
-    return _git(path, "rev-parse", "HEAD")
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    git(path, "config", "uploadpack.allowAnySHA1InWant", "true")  # as GitLab's Gitaly serves any commit it has
+    git(path, "add", ".")
+    git(path, "commit", "--quiet", "-m", "base")
+    return git(path, "rev-parse", "HEAD")
 
 
 def _grant(path: Path, user: str = "mallory") -> None:
@@ -55,9 +56,9 @@ def _grant(path: Path, user: str = "mallory") -> None:
 
 
 def _commit(path: Path, message: str) -> str:
-    _git(path, "add", "--all")
-    _git(path, "commit", "--quiet", "-m", message)
-    return _git(path, "rev-parse", "HEAD")
+    git(path, "add", "--all")
+    git(path, "commit", "--quiet", "-m", message)
+    return git(path, "rev-parse", "HEAD")
 
 
 def upstream(name: str, base: str, head: str, platform: str) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def test_every_file_the_gate_runs_from_its_tree_is_a_gate_file(tmp_path: Path) -
     done = subprocess.run([sys.executable, "-P", "-c", LOADED, "access", "--no-validate", "--base-ref", base],
                           cwd=repo, env=client_env(None, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    tracked = set(_git(ROOT, "ls-files").splitlines())
+    tracked = set(git(ROOT, "ls-files").splitlines())
     loaded = {str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(done.stdout.splitlines()[-1])
               if f and Path(f).resolve().is_relative_to(ROOT)}
     assert sorted(loaded & tracked - set(GATE_FILES)) == []
@@ -195,7 +196,7 @@ def test_a_stack_file_that_is_a_symbolic_link_is_refused_unread(tmp_path: Path, 
     # In the bot's job the merge request is checked out in platform/build/head, main in platform/.
     (origin / "Pulumi.dev.yaml").symlink_to(target if target.startswith("/") else "../../Pulumi.dev.yaml")
     head = _commit(origin, "Pulumi.dev.yaml: a link")
-    _git(origin, "reset", "--quiet", "--hard", base)
+    git(origin, "reset", "--quiet", "--hard", base)
     with _stub_with_push() as stub:
         stub.token = TOKEN
         done = run_bot_job(tmp_path, srv, PLATFORM, "access", base, head, stub)
@@ -270,10 +271,10 @@ def test_a_merge_request_based_on_an_older_check_is_not_judged_by_it(tmp_path: P
     flawed = _commit(origin, "access: an earlier check, with a flaw")
     (origin / "platformctl/access.py").write_text(gate)
     _commit(origin, "access: the flaw fixed")
-    _git(origin, "checkout", "--quiet", "-b", "mallory", flawed)
+    git(origin, "checkout", "--quiet", "-b", "mallory", flawed)
     _grant(origin)
     head = _commit(origin, "add mallory")
-    _git(origin, "checkout", "--quiet", "main")
+    git(origin, "checkout", "--quiet", "main")
     with _stub_with_push() as stub:
         done = run_bot_job(tmp_path, srv, PLATFORM, "access", flawed, head, stub)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
@@ -299,7 +300,7 @@ def test_the_branchs_render_cannot_forge_or_hide_the_bots_report_in_the_note(tmp
     base = _origin(origin)
     _grant(origin)
     head = _commit(origin, "add mallory")
-    _git(origin, "reset", "--quiet", "--hard", base)
+    git(origin, "reset", "--quiet", "--hard", base)
     with _stub_with_push() as stub:
         stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
         stub.artifacts[(50, "build/diff-dev.md")] = FORGED

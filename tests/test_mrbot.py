@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gitlab_stub import GitLabStub, client_env, run_in_process
-from tests.test_access import _git
+from tests.git_repo import git
 
 PLATFORM = "platform/platform-bootstrap"
 BOT = "platform/platform-bootstrap-mr-bot"
@@ -30,19 +30,19 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The platform project: main (base, then merged) and a merge request's head on a branch. It serves
     any commit it has by its id, as GitLab's Gitaly does (uploadpack.allowAnySHA1InWant)."""
     path = tmp_path_factory.mktemp("origin")
-    _git(path, "init", "--quiet", "--initial-branch", "main")
-    _git(path, "config", "uploadpack.allowAnySHA1InWant", "true")
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    git(path, "config", "uploadpack.allowAnySHA1InWant", "true")
     commits: dict[str, Any] = {"path": path}
     for name in ("base", "main"):
         (path / "Pulumi.dev.yaml").write_text(f"# {name}\n")
-        _git(path, "add", ".")
-        _git(path, "commit", "--quiet", "-m", name)
-        commits[name] = _git(path, "rev-parse", "HEAD")
-    _git(path, "checkout", "--quiet", "-b", "feature", commits["base"])
+        git(path, "add", ".")
+        git(path, "commit", "--quiet", "-m", name)
+        commits[name] = git(path, "rev-parse", "HEAD")
+    git(path, "checkout", "--quiet", "-b", "feature", commits["base"])
     (path / "Pulumi.dev.yaml").write_text("# head\n")
-    _git(path, "commit", "--quiet", "-am", "head")
-    commits["head"] = _git(path, "rev-parse", "HEAD")
-    _git(path, "checkout", "--quiet", "main")
+    git(path, "commit", "--quiet", "-am", "head")
+    commits["head"] = git(path, "rev-parse", "HEAD")
+    git(path, "checkout", "--quiet", "main")
     return commits
 
 
@@ -170,7 +170,7 @@ def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_an
     assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nMR_IID=7\n"
     assert (out / "diff-dev.md").read_text() == "### Plan diff: dev\n"  # the latest run of render, not the retried one
     assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env"]
-    assert _git(clone["work"], "cat-file", "-t", clone["head"]) == "commit"  # for the access check's worktree
+    assert git(clone["work"], "cat-file", "-t", clone["head"]) == "commit"  # for the access check's worktree
     assert "for merge request !7; gate" in result.stdout
 
 

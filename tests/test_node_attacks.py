@@ -26,7 +26,8 @@ from components.gitlab_runner import NAMESPACE, POD_START_TIMEOUT, PROTECTED_NAM
 from components.tenancy import Severity
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
-from tests.test_access import _access, _add, _edit, _env, _git, _stub_with_push, repo  # noqa: F401 (repo: the fixture)
+from tests.git_repo import git
+from tests.test_access import _access, _add, _edit, _env, _stub_with_push
 from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_ci_file import GLOBAL_KEYWORDS, _resolve
 from tests.test_delivery_attacks import DNS, TRAEFIK, Network
@@ -389,9 +390,9 @@ def test_a_merge_request_that_edits_the_access_gate_is_judged_by_the_gate_it_edi
     origin = tmp_path / "srv" / f"{platform}.git"
     origin.mkdir(parents=True)
     base = _merge_request_that_edits_the_gate(origin)
-    head = _git(origin, "rev-parse", "HEAD")
+    head = git(origin, "rev-parse", "HEAD")
     if name == "access":  # not merged: main is still the base
-        _git(origin, "reset", "--quiet", "--hard", base)
+        git(origin, "reset", "--quiet", "--hard", base)
     with _stub_with_push() as stub:
         stub.commit_merge_requests[head] = [{"iid": stub.mr_iid, "state": "merged", "sha": head}]  # merged fast-forward
         stub.pipeline_jobs[PIPELINE_ID] = [{"id": 50, "name": "render", "status": "success"}]
