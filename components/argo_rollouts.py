@@ -90,6 +90,9 @@ NAMESPACE_RULES = [
 class ArgoRollouts(ChartAddOn[AddOnArgs]):
     type_token = "platform:argo_rollouts:ArgoRollouts"
     sized_at = ("controller",)
+    # No webhook, no dashboard, and nothing scrapes its metrics (8090) or calls its health port (8080, the kubelet's
+    # probes come from the node): no other pod connects to it. Its analyses are its own outgoing calls.
+    own_pods_only = True
 
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         # Two replicas by default (leader election: a restart leaves one working). The chart's

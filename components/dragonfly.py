@@ -42,6 +42,7 @@ from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, S3Key, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
+from components.egress import Admit, from_anywhere, hold_namespace
 from components.backup_jobs import pod_spec
 from components.backups import WriterKey, restricted_container
 from components.harbor_preheat import PreheatPolicy
@@ -56,6 +57,9 @@ NAMESPACE = "dragonfly-system"
 RELEASE = "dragonfly"
 MANAGER = f"{RELEASE}-manager"  # the chart's manager Deployment and Service
 REST_PORT, GRPC_PORT = 8080, 65003  # the chart's defaults (manager.restPort, manager.grpcPort)
+SCHEDULER_PORT = 8002  # the chart's default (scheduler.config.server.port)
+# A seed peer's upload gRPC and piece server over TCP (the chart's seedClient.config upload.server.port, storage.server.tcpPort).
+SEED_UPLOAD_PORT, SEED_PIECE_PORT = 4000, 4005
 SCHEDULER_CLUSTER_ID = 1  # the scheduler cluster the manager seeds on its first start
 CONFIG_SECRET = "dragonfly-config"  # manager.yaml and scheduler.yaml
 CONFIG_DIR = "/etc/dragonfly-platform"
@@ -87,6 +91,24 @@ fi
 echo "the manager did not answer, or root's password is neither the seeded one nor the platform's" >&2
 exit 1
 """
+
+
+def tier(component: str) -> dict[str, str]:
+    """The labels of one of the chart's tiers' pods (manager, scheduler, seed-client)."""
+    return {"app": RELEASE, "component": component}
+
+
+# What dfdaemon on every node (the host's network) connects to, besides what Dragonfly's own pods reach in their
+# namespace: the manager's gRPC for its schedulers, the scheduler's to announce its host and peers, and a seed
+# peer's upload gRPC (`sync_pieces`) and piece server over TCP (`download.protocol: tcp`; client v1.4.0
+# dragonfly-client/src/resource/piece_collector.rs, piece_downloader.rs). None of them asks for a credential
+# (README, P2P distribution), and the nodes' addresses are not the pods' to tell apart on EKS: every pod without
+# an egress policy of its own reaches these four ports, and none of the tiers' others (metrics, health, QUIC).
+NODE_CLIENTS = (
+    from_anywhere("manager-grpc", tier("manager"), (GRPC_PORT,)),
+    from_anywhere("scheduler-grpc", tier("scheduler"), (SCHEDULER_PORT,)),
+    from_anywhere("seed-peer-pieces", tier("seed-client"), (SEED_UPLOAD_PORT, SEED_PIECE_PORT)),
+)
 
 
 class ArchiveKeys(ConfigModel):
@@ -139,43 +161,33 @@ class Dragonfly(pulumi.ComponentResource):
         trusted = [] if args.harbor_ca is None else [k8s.core.v1.ConfigMap(
             f"{name}-harbor-ca", metadata=metadata(HARBOR_CA, ns), data={"ca.crt": args.harbor_ca}, opts=k8s_opts,
         )]
+        # The manager's REST API lets anyone sign up, and a signed-up guest reads every personal access token
+        # (manager/router/router.go, rbac.go: guests read all): its own namespace and the ingress only
+        # (`kubectl port-forward` reaches the console); from anywhere, only what the nodes call. In-cluster
+        # stores (kubeconfig clusters): their operator, and the database the manager alone (the scheduler's is Redis).
+        held = hold_namespace(name, ns, [
+            Admit("manager-rest", tier("manager"), [k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": workload_ingress.NAMESPACE}),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload_ingress.POD_LABELS))], (REST_PORT,)),
+            *NODE_CLIENTS, *stores.admits,
+        ], pulumi.ResourceOptions(parent=self, provider=cluster.provider), stores.database_clients(RELEASE, [tier("manager")]))
         self.release = release(
             RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
-            version=args.settings.chart_version, depends_on=[secret, *trusted, *stores.ready],
+            version=args.settings.chart_version, depends_on=[secret, *trusted, *stores.ready, *held],
         )
         self._publish(name, cluster, ns, args.hostname)
         self._replace_seeded_root(name, ns, args.harbor_host, k8s_opts)
         # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
-        for tier in REPLICATED:
-            disruption_budget(f"{name}-{tier}", f"{RELEASE}-{tier}", ns, {"app": RELEASE, "component": tier}, k8s_opts)
+        for component in REPLICATED:
+            disruption_budget(f"{name}-{component}", f"{RELEASE}-{component}", ns, tier(component), k8s_opts)
         self.preheat = self._preheat_instance(name, cluster, args)
         args.inventory.register(*credentials(name, cluster.name))
         self.register_outputs({"manager": f"https://{args.hostname}"})
 
     def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str) -> None:
-        """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more;
-        in the cluster its REST port answers only its own namespace and that ingress."""
+        """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more
+        (in the cluster its REST port answers only its own namespace and that ingress)."""
         backend = {"service": {"name": MANAGER, "port": {"number": REST_PORT}}}
-        # The REST API lets anyone sign up, and a signed-up guest reads every personal access token
-        # (manager/router/router.go, rbac.go: guests read all). gRPC stays open: the peers on the
-        # nodes' network ask the manager for their schedulers. `kubectl port-forward` reaches the console.
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-manager-rest",
-            metadata=metadata(f"{MANAGER}-rest", ns),
-            spec={
-                "podSelector": {"matchLabels": {"app": RELEASE, "component": "manager"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": [
-                        {"podSelector": {}},
-                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": workload_ingress.NAMESPACE}},
-                         "podSelector": {"matchLabels": workload_ingress.POD_LABELS}},
-                    ], "ports": [{"protocol": "TCP", "port": REST_PORT}]},
-                    {"ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
-                ],
-            },
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns]),
-        )
         k8s.networking.v1.Ingress(
             f"{name}-preheat-api",
             metadata=metadata(MANAGER, ns),

@@ -68,6 +68,15 @@ class Admit:
     ports: Sequence[int]
 
 
+def from_anywhere(name: str, pods: dict[str, str], ports: Sequence[int]) -> Admit:
+    """An Admit of every source to `pods` on `ports` (an ingress rule whose `from` is empty): for clients on the
+    nodes' network (host-network daemons, the API server), which no pod or namespace selector names and which on
+    EKS share the pods' subnets, so no ipBlock tells them from pods. Every pod reaches those ports too."""
+    if not ports:
+        raise ValueError(f"{name}: admitting every source needs the ports it is for")
+    return Admit(name, pods, (), ports)
+
+
 def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Admit],
                    opts: pulumi.ResourceOptions, private: Sequence[Admit] = ()) -> list[k8s.networking.v1.NetworkPolicy]:
     """Every pod of `ns` takes connections from the namespace's own pods and, per `admits`, from

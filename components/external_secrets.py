@@ -26,6 +26,10 @@ CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 class ExternalSecrets(ChartAddOn[AddOnArgs]):
     type_token = "platform:external_secrets:ExternalSecrets"
     sized_at = ("", "webhook")
+    # The webhook's `webhook` container port (`webhook.port`'s default: `--port`, its Service's targetPort; external-secrets 2.9.0
+    # templates/webhook-deployment.yaml lines 73 and 107). The controller beside it, which holds every SecretStore's Vault session,
+    # takes no connection: nothing scrapes its metrics (the kubelet's probes come from the node).
+    webhook_port = 10250
 
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         return {

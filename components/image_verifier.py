@@ -30,6 +30,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
+from components.egress import hold_webhook
 from components.helm import metadata, namespace, release, sized
 from components.inventory import CredentialInventory, projected_token
 from components.service import WORKLOAD_CLUSTERS, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -38,6 +39,9 @@ from components.versions import LEASES_CLEANUP_IMAGE
 from policy.labels import SIGNATURE_POLICY_LABEL, managed_by
 
 NAMESPACE = "cosign-system"
+# The webhook's `https` container port (policy-controller 0.10.6 templates/webhook/deployment_webhook.yaml line 108), which
+# its Service `webhook` targets for the admission and CRD conversion webhooks; its metrics (9090) nobody scrapes.
+WEBHOOK_PORT = 8443
 POLICY_API_VERSION = "policy.sigstore.dev/v1beta1"
 CA_CONFIGMAP = ("platform-ca", "ca.crt")  # the registry's CA, where Harbor's certificate is the platform's own
 Mode = Literal["enforce", "warn"]
@@ -93,8 +97,9 @@ class ImageVerifier(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
         values = private_ca.apply(lambda private: _values(args, private))
+        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
-                               version=args.settings.chart_version, depends_on=[ca])
+                               version=args.settings.chart_version, depends_on=[ca, held])
         if args.inventory is not None:
             args.inventory.register(projected_token(
                 f"service-account token of the image verifier ({cluster.name})",

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ApiServer, ClusterHandle
 from components.backups import BackupStore
-from components.egress import hold_webhook
+from components.egress import hold_namespace, hold_webhook
 from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.helm import namespace, release, sized
 from components.inventory import CredentialInventory
@@ -199,6 +199,8 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
     sized_at: ClassVar[tuple[str, ...]] = ("",)  # where the settings' resources go (components.helm.sized)
     # An admission webhook's container port: its namespace then takes connections there only (egress.hold_webhook).
     webhook_port: ClassVar[int | None] = None
+    # No webhook, and no other pod needs to connect to it: its namespace takes its own pods only (egress.hold_namespace).
+    own_pods_only: ClassVar[bool] = False
     release: k8s.helm.v3.Release
 
     def __init__(
@@ -208,11 +210,17 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
         self.prepare(name, args)
         values = self.values(args)
         ns = namespace(service.namespace, cluster, self)
-        held = [hold_webhook(name, ns, self.webhook_port, pulumi.ResourceOptions(parent=self, provider=cluster.provider))] if self.webhook_port else []
+        held = self._hold(name, cluster, ns)
         self.release = service.release(
             cluster, self, args.settings, values, *self.sized_at, ns=ns, depends_on=[*args.after, *self.grants(name, cluster, ns), *held])
         self.extend(name, cluster, args)
         self.register_outputs(self.outputs())
+
+    def _hold(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[k8s.networking.v1.NetworkPolicy]:
+        opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        if self.webhook_port:
+            return [hold_webhook(name, ns, self.webhook_port, opts)]
+        return hold_namespace(name, ns, (), opts) if self.own_pods_only else []
 
     @abstractmethod
     def values(self, args: A) -> dict[str, Any]:

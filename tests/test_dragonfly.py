@@ -9,6 +9,7 @@ strings for filters and trigger), over TLS it verifies.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from components.tenant_registry import RELEASE_TAGS
 from platformctl.render import Render, read_stack_file
 from stacks.config import ConfigError, load_platform_config
 from tests.certs import Tls, server_context
+from tests.test_delivery_attacks import Network
 from tests.loopback import JsonHandler, LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,6 +374,29 @@ def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its
     assert not resources(plan, "PreheatInstance") and not resources(plan, "PreheatPolicy")
 
 
+def test_the_held_namespace_still_lets_the_operator_and_the_manager_reach_the_in_cluster_stores(kubeconfig_dragonfly: Render) -> None:
+    """On kubeconfig clusters the manager's PostgreSQL (CloudNativePG) and Valkey run in Dragonfly's namespace, which
+    the platform holds: CloudNativePG's operator still reaches each instance (8000, 5432; its docs, networking.md),
+    the manager and the scheduler their stores, and no pod of another namespace but the operator reaches the stores;
+    the database takes the manager alone, its one client (scheduler.yaml names Redis only)."""
+    checked = 0
+    for cluster in WORKLOAD:
+        network = Network(kubeconfig_dragonfly.plan, cluster)
+        present = {p.what: p for p in network.pods}
+        database, redis = present[f"{dragonfly.NAMESPACE}/Cluster/dragonfly-postgres"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-redis"]
+        operator = present["cnpg-system/Deployment/cnpg-cloudnative-pg"]
+        manager, scheduler = present[f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-scheduler"]
+        needed = [(operator, database, 8000), (operator, database, 5432), (manager, database, 5432), (manager, redis, 6379), (scheduler, redis, 6379)]
+        assert not [(c.what, s.what, port) for c, s, port in needed if not network.reaches(c, s, port)]
+        others = [(p.what, s.what, port) for p in network.pods if p.namespace != dragonfly.NAMESPACE and p != operator
+                  for s in (database, redis) for _, port, protocol in s.ports if network.reaches(p, s, port, protocol)]
+        assert not others, others
+        seed = present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-seed-client"]  # which fetches what peers and URLs send it
+        assert not network.reaches(seed, database, 5432) and not network.reaches(scheduler, database, 5432)
+        checked += 1
+    assert checked == 2
+
+
 @pytest.mark.parametrize("cluster", WORKLOAD)
 def test_where_harbors_certificate_is_the_platform_cas_dfdaemon_trusts_that_ca(kubeconfig_dragonfly: Render, cluster: str) -> None:
     plan = kubeconfig_dragonfly.plan
@@ -448,24 +473,16 @@ def test_a_job_replaces_the_seeded_root_password_with_a_generated_secret(prod: d
 
 @pytest.mark.parametrize("cluster", WORKLOAD)
 def test_the_managers_rest_api_answers_only_its_namespace_and_the_tenants_ingress(renders: dict[str, Render], cluster: str) -> None:
-    prod = renders["prod"].plan
-    policy = named(prod, f"{cluster}-dragonfly-manager-rest", "NetworkPolicy")
-    spec = policy["inputs"]["spec"]
-    assert policy["cluster"] == cluster and policy["inputs"]["metadata"]["namespace"] == dragonfly.NAMESPACE
-    assert spec["podSelector"] == {"matchLabels": {"app": "dragonfly", "component": "manager"}}
-    rest, grpc = spec["ingress"]
-    assert rest["ports"] == [{"protocol": "TCP", "port": dragonfly.REST_PORT}]
-    assert rest["from"] == [
-        {"podSelector": {}},
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps-ingress"}},
-         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}},
-    ]
-    assert grpc == {"ports": [{"protocol": "TCP", "port": dragonfly.GRPC_PORT}]}  # the peers on the nodes' network
-    # The selector is what the chart labels the manager's pods with.
-    release = next(r for r in resources(prod, "Release") if r["cluster"] == cluster and r["inputs"]["chart"] == "dragonfly")
-    objects = [yaml.safe_load(text) for text in renders["prod"].manifests[release["urn"]]]
-    manager = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == dragonfly.MANAGER)
-    assert spec["podSelector"]["matchLabels"].items() <= manager["spec"]["template"]["metadata"]["labels"].items()
+    """Its REST port (open sign-up) takes Dragonfly's own pods and Traefik, which routes the preheat paths; its gRPC
+    takes the nodes (an address outside the pod network), where dfdaemon asks it for schedulers. The policies'
+    selectors are what the chart labels the pods with: `Network` reads the labels from the real render."""
+    network = Network(renders["prod"].plan, cluster)
+    manager = network.pod(f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}")
+    reaching = {p.what for p in network.pods if p != manager and network.reaches(p, manager, dragonfly.REST_PORT)}
+    assert reaching == {"apps-ingress/Deployment/traefik", *(f"{dragonfly.NAMESPACE}/{what}" for what in (
+        "StatefulSet/dragonfly-scheduler", "StatefulSet/dragonfly-seed-client", f"Job/{cluster}-dragonfly-root-password"))}
+    node = ipaddress.ip_address("10.40.1.10")
+    assert network.takes(manager, node, dragonfly.GRPC_PORT) and not network.takes(manager, node, dragonfly.REST_PORT)
 
 
 class FakeManagerUsers(LoopbackServer):

@@ -194,18 +194,19 @@ def test_no_pod_borrows_a_seed_peers_place_before_the_managers_rest_api(prod: di
     """The manager's REST port (open sign-up; a guest reads every access token) admits Dragonfly's own
     namespace only. A seed peer's proxy, which the chart publishes on its Service, forwards any request
     to any host from there: every pod the manager refuses that reaches a seed peer would be let in
-    through it. The seed peers' proxy (and their profiling) answer the pod alone; their upload and
-    piece ports stay open, as the scheduler and the nodes need them."""
+    through it. The namespace's hold refuses them the proxy's port, and the seed peers' proxy (and their
+    profiling) answer the pod alone besides; their upload and piece ports stay open, as the scheduler and
+    the nodes need them (tests/test_workload_lateral_attacks.py)."""
     network = Network(prod, cluster)
     seed = network.pod(f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-seed-client")
     manager = network.pod(f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}")
     config = yaml.safe_load(_rendered(prod, cluster, "ConfigMap", "dragonfly-seed-client")["data"]["dfdaemon.yaml"])
     proxy_port = config["proxy"]["server"]["port"]
     assert network.reaches(seed, manager, dragonfly.REST_PORT)
-    refused = [p.what for p in network.pods if p.namespace != dragonfly.NAMESPACE
-               and network.reaches(p, seed, proxy_port) and not network.reaches(p, manager, dragonfly.REST_PORT)]
+    refused = [p for p in network.pods if p.namespace != dragonfly.NAMESPACE and not network.reaches(p, manager, dragonfly.REST_PORT)]
     assert refused  # the pods the proxy would let in
+    assert not [p.what for p in refused if network.reaches(p, seed, proxy_port)]
     for section in ("proxy", "stats"):
         address = ipaddress.ip_address(config[section]["server"].get("ip") or UNSET)
-        assert address.is_loopback, f"the seed peers' {section} answers {refused} at {address}"
+        assert address.is_loopback, f"the seed peers' {section} answers every pod of {dragonfly.NAMESPACE} at {address}"
     assert not ipaddress.ip_address(config["upload"]["server"].get("ip") or UNSET).is_loopback
