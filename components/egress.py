@@ -69,7 +69,7 @@ class Admit:
 
 
 def from_anywhere(name: str, pods: dict[str, str], ports: Sequence[int]) -> Admit:
-    """An Admit of every source to `pods` on `ports` (an ingress rule whose `from` is empty): for clients on the
+    """An Admit of every source to `pods` on `ports` (an ingress rule with no `from`): for clients on the
     nodes' network (host-network daemons, the API server), which no pod or namespace selector names and which on
     EKS share the pods' subnets, so no ipBlock tells them from pods. Every pod reaches those ports too."""
     if not ports:
@@ -102,7 +102,7 @@ def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Ad
     return [
         policy("own-namespace", public, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])),
         *(policy(a.name, k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods),
-                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers), ports=tcp(*a.ports) or None))
+                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None))
           for a in [*admits, *private]),
     ]
 
