@@ -16,8 +16,9 @@ from components.cluster import ClusterHandle
 from components.common import Backend, PlatformGroups
 from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
+from components.egress import Admit, hold_pods, pods
 from components.helm import metadata, namespace, release, sized, spread
-from components.ingress import HTTPS_PORT, NAMESPACE as INGRESS_NAMESPACE, SSH_PORT, LoadBalancerCidr, egress_to_platform, route
+from components.ingress import HTTPS_PORT, NAMESPACE as INGRESS_NAMESPACE, SSH_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
 from components.inventory import STATE, Credential, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -46,6 +47,22 @@ REDIS_PODS = {False: "argocd-redis", True: "argocd-redis-ha-haproxy"}
 REDIS_CLIENTS = [{"app.kubernetes.io/name": f"argocd-{tier}", "app.kubernetes.io/instance": "argocd"}
                  for tier in ("server", "repo-server", "application-controller")]
 REDIS_PORT = 6379
+SERVER_PORT = 8080  # argocd-server's container port (`server`): its API and UI, HTTPS and gRPC
+REPO_SERVER_PORT = 8081  # the repo-server's container port (`repo-server`)
+# Who calls the repo-server: the chart's own repo-server NetworkPolicy names these four
+# (templates/argocd-repo-server/networkpolicy.yaml).
+REPO_SERVER_CLIENTS = [{"app.kubernetes.io/name": f"argocd-{tier}", "app.kubernetes.io/instance": "argocd"}
+                       for tier in ("server", "application-controller", "notifications-controller", "applicationset-controller")]
+# Who connects to ArgoCD's pods: Traefik to argocd-server (argocd.<domain>: the UI, the API, GitLab's webhooks),
+# ArgoCD's tiers to the repo-server; Redis as the chart's own policies say (argocd-redis: the three of
+# REDIS_CLIENTS; redis-ha: its subchart's). Nobody else: not the metrics ports (the chart's policies admit every
+# namespace there; no Prometheus runs on the control plane), not the ApplicationSet controller's webhook (no
+# route) or the controllers.
+ADMITTED = [
+    Admit("argocd-server-from-ingress", {"app.kubernetes.io/name": SERVER, "app.kubernetes.io/instance": "argocd"},
+          [from_ingress_controller()], (SERVER_PORT,)),
+    Admit("argocd-repo-server-clients", REPO_SERVER_LABELS, pods(*REPO_SERVER_CLIENTS), (REPO_SERVER_PORT,)),
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +104,7 @@ class ArgoCd(pulumi.ComponentResource):
         transport = servers_transport(cluster.role, TRANSPORT, INGRESS_NAMESPACE, f"{SERVER}.{NAMESPACE}.svc", after_traefik)
         self.url = args.exposure.url
         egress = self._repo_server_egress(name, cluster, ns, args)
+        held = hold_pods(f"{name}-ingress", ns, ADMITTED, in_ns)
         values = argocd_values(args)
         plugin = args.credential_plugin
         plugin_files = [plugin.config_map(f"{name}-credential-plugin", cluster, ns, self)] if plugin else []
@@ -102,7 +120,7 @@ class ArgoCd(pulumi.ComponentResource):
             cluster,
             self,
             version=args.chart_version,
-            depends_on=[*secrets, *serving, transport, egress, *plugin_files],
+            depends_on=[*secrets, *serving, transport, egress, *held, *plugin_files],
         )
         route(name, NAMESPACE, args.exposure, {"/": Backend(SERVER, NAMESPACE, SERVER_HTTPS_PORT, transport=TRANSPORT)},
               pulumi.ResourceOptions.merge(after_traefik, pulumi.ResourceOptions(depends_on=[args.cert_manager, transport, *serving])))
@@ -195,7 +213,10 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, Any]:
         # chart's ClusterRoles (the controller's is cluster-admin; the server's reads every object).
         "createClusterRoles": False,
         # Spread over zones and nodes; the chart adds each component's own label selector.
-        "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread()},
+        # The chart's NetworkPolicies admit any pod to argocd-server and any namespace to the metrics ports:
+        # ADMITTED instead, and of the chart's only Redis's (which names its three clients).
+        "global": {"domain": args.exposure.hostname, "topologySpreadConstraints": spread(), "networkPolicy": {"create": False}},
+        "redis": {"networkPolicy": {"create": True}},
         "configs": {
             # No Application may name the control plane (in-cluster): ArgoCD holds no rights there.
             "cm": {"admin.enabled": False, "exec.enabled": False, "cluster.inClusterEnabled": False, "oidc.config": oidc_config,

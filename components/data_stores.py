@@ -40,7 +40,7 @@ from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
-from components.egress import Admit, hold_webhook, to_networks
+from components.egress import Admit, hold_webhook, pods, to_networks, to_pods
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -141,16 +141,34 @@ class ServiceStores:
     # Who else connects to them in the service's namespace: CloudNativePG's operator, to its instances.
     admits: tuple[Admit, ...] = ()
     database_pods: dict[str, str] | None = None  # the in-cluster PostgreSQL's instances' label; None: RDS
+    redis_pods: dict[str, str] | None = None  # the in-cluster Redis's label; None: ElastiCache
 
     def database_clients(self, service: str, clients: Sequence[dict[str, str]]) -> list[Admit]:
         """For hold_namespace's `private`: an in-cluster database takes the pods labelled `clients` on
         PostgreSQL's port and its own instances (replication) on any; none on RDS."""
         if self.database_pods is None:
             return []
-        peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=c)) for c in clients]
-        instances = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.database_pods))
-        return [Admit(f"{service}-postgres-clients", self.database_pods, peers, (self.postgres.port,)),
-                Admit(f"{service}-postgres-instances", self.database_pods, [instances], ())]
+        return [Admit(f"{service}-postgres-clients", self.database_pods, pods(*clients), (self.postgres.port,)),
+                Admit(f"{service}-postgres-instances", self.database_pods, pods(self.database_pods), ())]
+
+    def redis_clients(self, service: str, clients: Sequence[dict[str, str]]) -> list[Admit]:
+        """For hold_namespace's `private`: an in-cluster Redis (one Valkey) takes the pods labelled `clients`
+        on its port; none on ElastiCache."""
+        if self.redis_pods is None:
+            return []
+        return [Admit(f"{service}-redis-clients", self.redis_pods, pods(*clients), (self.redis.port,))]
+
+    def clients(self, service: str, database: Sequence[dict[str, str]], redis: Sequence[dict[str, str]]) -> list[Admit]:
+        """For hold_namespace's `private`: `database_clients` and `redis_clients`."""
+        return [*self.database_clients(service, database), *self.redis_clients(service, redis)]
+
+    def reach(self, postgres: bool) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+        """Egress for a client of Redis and, with `postgres`, of PostgreSQL: the in-cluster stores' pods, or
+        on EKS their networks on those ports alone."""
+        if self.networks:
+            return to_networks(self.networks, (self.postgres.port, self.redis.port) if postgres else (self.redis.port,))
+        return [*to_pods([self.redis_pods] if self.redis_pods else [], (self.redis.port,)),
+                *to_pods([self.database_pods] if postgres and self.database_pods else [], (self.postgres.port,))]
 
     def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
         """What a NetworkPolicy admits for the service's pods to reach these stores outside the cluster:
@@ -240,6 +258,11 @@ def operator_admit(service: str) -> Admit:
 def instance_labels(service: str) -> dict[str, str]:
     """The label CloudNativePG gives every instance of `service`'s Cluster."""
     return {"cnpg.io/cluster": f"{service}-postgres"}
+
+
+def redis_labels(service: str) -> dict[str, str]:
+    """The label of `service`'s Valkey pod (one of the two its StatefulSet selects)."""
+    return {"app.kubernetes.io/instance": f"{service}-redis"}
 
 
 def operator_values(args: DataStoresArgs) -> dict[str, Any]:
@@ -363,6 +386,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             networks=cluster.network.node_cidrs if shared.managed is not None and cluster.network is not None else (),
             admits=() if shared.managed is not None else (operator_admit(service),),
             database_pods=None if shared.managed is not None else instance_labels(service),
+            redis_pods=None if shared.managed is not None else redis_labels(service),
         )
         title = TITLES.get(service, service) + ("" if cluster.role == "control-plane" else f" on {cluster.name}")
         args.inventory.register(*service_credentials(name, service, title, args, managed=shared.managed is not None))
@@ -622,7 +646,7 @@ def valkey(
     sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
 ) -> list[pulumi.Resource]:
     """One Valkey with AUTH, its data on a volume; restarted (checksum) when its token changes."""
-    labels = {"app.kubernetes.io/name": "valkey", "app.kubernetes.io/instance": f"{service}-redis"}
+    labels = {"app.kubernetes.io/name": "valkey", **redis_labels(service)}
     service_obj = k8s.core.v1.Service(
         f"{name}-redis",
         metadata=metadata(f"{service}-redis", ns),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Sequence
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,6 +23,7 @@ INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoi
 # Never "the internet": pods, nodes, private endpoints, link-local (the metadata).
 PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 ANYWHERE = "0.0.0.0/0"
+HTTPS = 443
 
 
 def dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
@@ -121,3 +123,47 @@ def hold_webhook(resource: str, ns: k8s.core.v1.Namespace, port: int, opts: pulu
             ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=tcp(port))]),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
     )
+
+
+def _policy(resource: str, ns: k8s.core.v1.Namespace, name: str, spec: k8s.networking.v1.NetworkPolicySpecArgs,
+            opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    return k8s.networking.v1.NetworkPolicy(f"{resource}-{name}", metadata=metadata(name, ns), spec=spec,
+                                           opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])))
+
+
+def hold_pods(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Admit],
+              opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
+    """Every pod of `ns` takes connections only from the peers `admits` (or a chart's own policies) name:
+    one policy selecting them all with no ingress rule, and one per Admit (policies add up). Unlike
+    `hold_namespace`, the namespace's own pods are no exception. Kubelet probes come from the node (see
+    `hold_namespace`)."""
+    def ingress(selector: k8s.meta.v1.LabelSelectorArgs, rules: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        return k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=selector, policy_types=["Ingress"], ingress=rules)
+
+    return [
+        _policy(resource, ns, "admitted-peers-only", ingress(k8s.meta.v1.LabelSelectorArgs(), []), opts),
+        *(_policy(resource, ns, a.name, ingress(k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods), [
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None)]), opts) for a in admits),
+    ]
+
+
+def hold_egress(resource: str, ns: k8s.core.v1.Namespace, name: str, selected: dict[str, str],
+                rules: Sequence[k8s.networking.v1.NetworkPolicyEgressRuleArgs], opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """The pods labelled `selected` connect only where `rules` (none: nowhere) or other policies selecting them say."""
+    return _policy(resource, ns, name, k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selected), policy_types=["Egress"], egress=list(rules)), opts)
+
+
+def pods(*selectors: dict[str, str]) -> list[k8s.networking.v1.NetworkPolicyPeerArgs]:
+    """Peers: the pods labelled as each of `selectors`, in the policy's own namespace."""
+    return [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=s)) for s in selectors]
+
+
+def to_pods(selectors: Sequence[dict[str, str]], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """One rule: the pods of `selectors` (none: no rule), in the policy's namespace, on `ports`."""
+    return [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=pods(*selectors), ports=tcp(*ports))] if selectors else []
+
+
+def endpoint_ports(endpoints: Sequence[str]) -> tuple[int, ...]:
+    """HTTPS, and the ports of `endpoints` (URLs; without a port, HTTPS's)."""
+    return tuple(sorted({HTTPS, *(urlsplit(e).port or HTTPS for e in endpoints)}))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -42,7 +41,7 @@ from components.backups import BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
-from components.egress import Admit, dns, hold_namespace, internet, to_networks
+from components.egress import Admit, dns, endpoint_ports, hold_namespace, internet, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
@@ -113,6 +112,9 @@ INGRESS_ROUTED = [
 # toolbox and its backup CronJob, migrations) and gitlab-exporter (its configmap's database probes);
 # not Gitaly or gitlab-shell, which parse what anyone sends over Git and SSH.
 DATABASE_CLIENTS = [{"app": tier, "release": RELEASE} for tier in ("webservice", "sidekiq", "toolbox", "migrations", "gitlab-exporter")]
+# And Redis (off EKS a Valkey in the namespace): the same tiers, the only ones the chart hands the Redis
+# password (Secret gitlab-redis) and a resque.yml/redis configuration; not Gitaly, gitlab-shell or its Jobs.
+REDIS_CLIENTS = DATABASE_CLIENTS
 HOST_KEYS_SECRET = "gitlab-ssh-host-keys"  # keys `ssh_host_<type>_key` and `.pub`, as gitlab-shell reads them
 # Host key type -> (pulumi-tls algorithm, ECDSA curve). No RSA: OpenSSH and ArgoCD's Go SSH
 # client both speak ed25519 and ECDSA, and gitlab-shell serves the keys it is given.
@@ -224,7 +226,7 @@ class GitLab(pulumi.ComponentResource):
         buckets = self._object_storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
         egress = GitLabEgress(f"{name}-egress", cluster, GitLabEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
-        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.clients(NAMESPACE, DATABASE_CLIENTS, REDIS_CLIENTS))
         prerequisites += [*stores.ready, *egress.policies, *held]
         backup = self._backups(name, cluster, args, ns, k8s_opts, prerequisites, buckets)
 
@@ -724,7 +726,7 @@ def object_store_ports(args: GitLabArgs) -> tuple[int, ...]:
         endpoints.append(object_store(args).endpoint)
         if args.backups is not None and args.backups.settings.target is not None:
             endpoints.append(args.backups.settings.target.endpoint)
-    return tuple(sorted({HTTPS_PORT, *(urlsplit(e).port or HTTPS_PORT for e in endpoints)}))
+    return endpoint_ports(endpoints)
 
 
 # --- SSH host keys ----------------------------------------------------------------------

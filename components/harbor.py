@@ -23,9 +23,10 @@ from components.aws import bucket_name, bucket_role, irsa_credential, private_bu
 from components.cluster import ClusterHandle
 from components.common import Backend, ConfigModel
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
-from components.egress import Admit, hold_namespace
+from components.egress import Admit, dns, endpoint_ports, hold_egress, hold_namespace, internet, to_networks, to_pods
+from components.gitlab import SLICE as GITLAB
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import UNSERVED_CLASS, from_ingress_controller, route
+from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -33,14 +34,24 @@ from components.tenant_supply_chain import trivy_databases
 
 NAMESPACE = "harbor"
 HTTP_PORT = 8080  # core's and the portal's container port (the chart's internalTLS off)
+
+
+def tier(name: str) -> dict[str, str]:
+    """The chart's labels of one Harbor tier's pods."""
+    return {"app": "harbor", "component": name}
+
+
 # Traefik reaches core and the portal, where harbor.<domain>'s routes go (`route`, PATHS); nothing outside
 # the namespace reaches the database, Redis, the registry, the job service or Trivy.
-INGRESS_ROUTED = [Admit(f"harbor-{tier}-from-ingress", {"app": "harbor", "component": tier}, [from_ingress_controller()], (HTTP_PORT,))
-                  for tier in ("core", "portal")]
+INGRESS_ROUTED = [Admit(f"harbor-{name}-from-ingress", tier(name), [from_ingress_controller()], (HTTP_PORT,)) for name in ("core", "portal")]
 # Harbor's tiers that use PostgreSQL: core (the chart's core-cm.yaml POSTGRESQL_*) and the job service
 # (jobLoggers "database": job logs); not the registry, the portal or Trivy, which runs scanners over
 # tenants' images.
-DATABASE_CLIENTS = [{"app": "harbor", "component": tier} for tier in ("core", "jobservice")]
+DATABASE_CLIENTS = [tier(name) for name in ("core", "jobservice")]
+# And Redis: core (core-cm.yaml _REDIS_URL_CORE), the job service (its config.yml redis_url), the registry
+# (config.yml `redis`, its layer-info cache) and Trivy (Secret harbor-trivy redisURL: its job queue); not the portal.
+REDIS_CLIENTS = [tier(name) for name in ("core", "jobservice", "registry", "trivy")]
+REGISTRY_PORT, REGISTRY_CONTROLLER_PORT = 5000, 8080  # the registry pod's: the registry, registryctl
 RELEASE = "harbor"
 ADMIN_USER = "admin"
 REGISTRY_USER = "harbor_registry_user"  # the chart's registry.credentials.username default
@@ -120,6 +131,11 @@ class HarborArgs(StatefulServiceArgs):
     data_stores: DataStores  # PostgreSQL, Redis and (kubeconfig stacks) the object store, outside the chart
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
     replicas_elsewhere: tuple[ReplicaRegistry, ...] = ()  # registries every image is replicated to
+    # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's pods
+    # itself (an NLB on EKS): core reaches OpenUnison, Trivy its databases on harbor.<domain>, through it.
+    load_balancer_cidrs: Sequence[str] = ()
+    # Where platform:objectStore's address is when private (off EKS): the tiers that read blobs reach it there too.
+    object_store_cidrs: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,9 @@ class Harbor(pulumi.ComponentResource):
         self.admin_password, prerequisites = self._secrets(name, args, ns, k8s_opts)
         storage = self._storage(name, args, ns, k8s_opts, prerequisites)
         stores = args.data_stores.for_service(NAMESPACE, ns, self)
-        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.database_clients(NAMESPACE, DATABASE_CLIENTS))
-        prerequisites += [*stores.ready, *held]
+        held = hold_namespace(f"{name}-ingress", ns, [*INGRESS_ROUTED, *stores.admits], k8s_opts, stores.clients(NAMESPACE, DATABASE_CLIENTS, REDIS_CLIENTS))
+        egress = HarborEgress(f"{name}-egress", cluster, HarborEgressArgs.of(args, ns, stores), pulumi.ResourceOptions(parent=self))
+        prerequisites += [*stores.ready, *held, *egress.policies]
 
         self.release = release(
             RELEASE,
@@ -342,6 +359,76 @@ class Harbor(pulumi.ComponentResource):
         ))
 
 
+# --- where Harbor's pods connect ----------------------------------------------------------
+#
+# Each tier's configuration in the chart's render (harbor 1.19.1, tests/test_control_plane_isolation_attacks.py)
+# names what it calls; Harbor 2.15's source the rest:
+# * core: PostgreSQL and Redis (core-cm.yaml POSTGRESQL_*, _REDIS_URL_CORE), the registry and registryctl
+#   (REGISTRY_URL :5000, REGISTRY_CONTROLLER_URL :8080), the job service and Trivy (JOBSERVICE_URL,
+#   TRIVY_ADAPTER_URL), the portal (its health check, src/controller/health/checker.go); OpenUnison's public
+#   name (OIDC sign-in) through the ingress controller; the internet on HTTPS: the proxy caches' upstream
+#   registries (components/tenant_supply_chain.py PUBLIC_REGISTRIES, all https) and registry endpoints' pings.
+# * the job service: core, the registry and registryctl (jobservice-env CORE_URL, REGISTRY_URL,
+#   REGISTRY_CONTROLLER_URL: garbage collection), Trivy (scan jobs, src/pkg/scan/job.go), PostgreSQL (job
+#   logs) and Redis (its queue); the internet on HTTPS: replication targets, webhooks, Dragonfly's preheat API
+#   on the workload clusters' public ingress.
+# * the registry: Redis, and where it keeps images: S3 and STS's public endpoints (workload identity) on EKS,
+#   platform:objectStore's endpoint elsewhere (its port; `object_store_cidrs` where its address is private).
+#   It authenticates with htpasswd and verifies core's tokens with its certificate: it calls no tier.
+# * Trivy: Redis, core (the built-in scanner gets core's internal URL as the registry to pull from:
+#   UseInternalAddr, src/core/main.go; src/controller/scan/base_controller.go) and harbor.<domain> through the
+#   ingress controller, where its databases are (SCANNER_TRIVY_DB_REPOSITORY).
+# * core, the job service and Trivy also the object store as the registry does: the registry answers a blob
+#   read with a redirect to the store (storage.redirect on: distribution's registry/storage/blobserver.go
+#   ServeBlob), which they follow: artifact processing, replication, scans and Trivy's databases.
+# * the portal: nginx serving files: nothing, not even the DNS.
+# Every tier but the portal the cluster DNS. Refused: every other namespace's pods, the nodes, the API
+# server, the instance metadata, every private address but the stores' (EKS), the load balancer's and the
+# object store's networks, the internet but on HTTPS and the object store's port. The databases' and
+# Redis's pods hold no egress policy.
+
+
+@dataclass(frozen=True)
+class HarborEgressArgs:
+    namespace: k8s.core.v1.Namespace
+    stores: ServiceStores
+    load_balancer_cidrs: tuple[str, ...]
+    object_store_cidrs: tuple[str, ...]
+    object_store_ports: tuple[int, ...]  # HTTPS and platform:objectStore's port off EKS
+
+    @staticmethod
+    def of(args: HarborArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> HarborEgressArgs:
+        store = args.data_stores.args.object_store if args.aws is None else None
+        return HarborEgressArgs(
+            namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
+            object_store_cidrs=tuple(args.object_store_cidrs), object_store_ports=endpoint_ports([store.endpoint] if store else []),
+        )
+
+
+class HarborEgress(pulumi.ComponentResource):
+    """Where each Harbor tier's pods may connect: one NetworkPolicy per tier. The release waits for them."""
+
+    policies: list[k8s.networking.v1.NetworkPolicy]
+
+    def __init__(self, name: str, cluster: ClusterHandle, args: HarborEgressArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:harbor:HarborEgress", name, None, opts)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        stores, public_names = args.stores, egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs)
+        registry = to_pods([tier("registry")], (REGISTRY_PORT, REGISTRY_CONTROLLER_PORT))
+        # The object store (and the internet on HTTPS): its ports on public addresses, and on its private networks.
+        objects = [internet(args.object_store_ports), *to_networks(args.object_store_cidrs, args.object_store_ports)]
+        needs = {
+            "core": [*public_names, *to_pods([tier(t) for t in ("jobservice", "trivy", "portal")], (HTTP_PORT,)), *registry,
+                     *stores.reach(postgres=True), *objects],
+            "jobservice": [dns(), *to_pods([tier(t) for t in ("core", "trivy")], (HTTP_PORT,)), *registry, *stores.reach(postgres=True), *objects],
+            "registry": [dns(), *stores.reach(postgres=False), *objects],
+            "trivy": [*public_names, *to_pods([tier("core")], (HTTP_PORT,)), *stores.reach(postgres=False), *objects],
+            "portal": [],
+        }
+        self.policies = [hold_egress(name, args.namespace, f"{RELEASE}-{t}-egress", tier(t), rules, in_ns) for t, rules in needs.items()]
+        self.register_outputs({})
+
+
 def harbor_values(args: HarborArgs, s3: dict[str, Any], stores: ServiceStores) -> dict[str, Any]:
     """The chart values: every generated secret by reference, none by value; replicated stateless tiers."""
     exposure = args.exposure
@@ -478,6 +565,9 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
     return Harbor("harbor", parts.cluster, HarborArgs.extend(
         parts.stateful(SLICE, settings), depends_on=[parts.ingress.release], data_stores=parts.require(DATA_STORES),
         replicas_elsewhere=replica_registries(settings.options["replication"]),
+        load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
+        # The one setting of platform:objectStore's private networks, which GitLab's Rails tiers reach too.
+        object_store_cidrs=tuple(parts.service_settings(GITLAB.key).options["object_store_cidrs"]),
     ))
 
 
@@ -504,5 +594,5 @@ SLICE: ServiceSlice[Harbor] = ServiceSlice(
     redirect_uris=lambda host: (redirect_uri(host),),
     tenant=tenant,
     # Second registries every image is pushed to (another Harbor, e.g. in a second region, or ECR).
-    options={"replication": (list[ReplicationTarget], [])},
+    options={"replication": (list[ReplicationTarget], []), "load_balancer_cidrs": (list[LoadBalancerCidr], [])},
 )

@@ -15,6 +15,7 @@ import json
 import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -1062,6 +1063,7 @@ def _job_node_rules(config: PlatformConfig) -> list[str]:
 LOAD_BALANCER_CLIENTS = {
     "argocd": "ArgoCD's repo-server reaches GitLab and Harbor",
     "gitlab": "GitLab's Rails pods reach OpenUnison and ArgoCD's webhook",
+    "harbor": "Harbor's core reaches OpenUnison, and Trivy its databases on harbor.<domain>,",
 }
 
 
@@ -1075,6 +1077,25 @@ def _load_balancer_rules(config: PlatformConfig) -> list[str]:
             "allowed: the networks the NLB's addresses are in, such as the control plane's VPC ['10.40.0.0/16']"
             for key, why in LOAD_BALANCER_CLIENTS.items()
             if (settings := config.services.settings(key)).enabled and not settings.options["load_balancer_cidrs"]]
+
+
+def _object_store_network_rules(config: PlatformConfig) -> list[str]:
+    """Harbor's registry (and whoever reads its blobs) and GitLab's Rails tiers reach platform:objectStore on
+    public addresses, or on the networks of the one setting services.gitlab.objectStoreCidrs: an endpoint at a
+    private address outside them would be unreachable. (A host name's address is not known at preview.)"""
+    if config.object_store is None or not any(config.services.settings(key).enabled for key in ("gitlab", "harbor")):
+        return []
+    host = urlsplit(config.object_store.endpoint).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    networks = [ipaddress.ip_network(c) for c in config.services.settings("gitlab").options["object_store_cidrs"]]
+    if not address.is_private or any(address in n for n in networks):
+        return []
+    return [f"{NAMESPACE}:services.gitlab.objectStoreCidrs: platform:objectStore's endpoint {host} is a private address, which "
+            "Harbor's and GitLab's pods reach only on these networks (Harbor reads this setting too); allowed: networks "
+            f"holding it, such as ['{host}/32']"]
 
 
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
@@ -1394,6 +1415,7 @@ def load_platform_config(
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
     problems += _load_balancer_rules(config)
+    problems += _object_store_network_rules(config)
     problems += _tenant_backup_rules(config)
     problems += _writer_key_rules(config)
     if problems:

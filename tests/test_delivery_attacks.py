@@ -240,11 +240,12 @@ def test_the_application_controller_still_reaches_the_workload_api_servers_and_o
     assert network.reaches(controller, network.pod(TRAEFIK), 8443)
 
 
-@pytest.mark.parametrize("service", ["argocd", "gitlab"])
+@pytest.mark.parametrize("service", ["argocd", "gitlab", "harbor"])
 @pytest.mark.parametrize("value", [None, [], ["10.40.0.0/33"]])
 def test_an_eks_control_plane_without_the_load_balancers_networks_is_refused_naming_the_key(tmp_path: Path, service: str, value: Any) -> None:
-    """Without them the repo-server would reach nothing on EKS, and GitLab's Rails pods neither OpenUnison
-    (no sign-in) nor ArgoCD's webhook: refused before anything is registered."""
+    """Without them the repo-server would reach nothing on EKS, GitLab's Rails pods neither OpenUnison
+    (no sign-in) nor ArgoCD's webhook, Harbor's core not OpenUnison and Trivy not its databases: refused
+    before anything is registered."""
     def mutate(doc: dict[str, Any]) -> None:
         settings = doc["config"]["platform:services"][service]
         settings.pop("loadBalancerCidrs")

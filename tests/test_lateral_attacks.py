@@ -70,7 +70,7 @@ GITLAB_DATABASE_CLIENTS = (WEBSERVICE, "gitlab/Deployment/gitlab-sidekiq", "gitl
 NAMED_CLIENTS = {HARBOR_POSTGRES: (HARBOR_CORE, HARBOR_JOBSERVICE), GITLAB_POSTGRES: GITLAB_DATABASE_CLIENTS}
 # (source prefix, jewel, port, why)
 ALLOWED = (
-    ("", "argocd/Deployment/argocd-server", 8080, "ArgoCD's API and UI: what argocd.<domain> serves anyone through Traefik, behind its own sign-in"),
+    (TRAEFIK, "argocd/Deployment/argocd-server", 8080, "ArgoCD's API and UI: what argocd.<domain> serves anyone through Traefik, behind its own sign-in"),
     (REPO_SERVER, ARGOCD_REDIS[0], 6379, "the repo-server caches rendered manifests in ArgoCD's Redis (argo-cd chart's own redis NetworkPolicy)"),
     (REPO_SERVER, ARGOCD_REDIS[1], 6379, "the same, through redis-ha's HAProxy when replicated"),
     (TRAEFIK, HARBOR_CORE, 8080, "harbor.<domain>'s /api/, /service/, /v2/, /c/ route to core (the platform's IngressRoute, through an ExternalName Service)"),
@@ -126,8 +126,8 @@ NEEDED = (
     (HARBOR_CORE, HARBOR_POSTGRES, 5432), (HARBOR_CORE, HARBOR_REDIS, 6379), (HARBOR_CORE, HARBOR_REGISTRY, 5000),
     (HARBOR_CORE, HARBOR_REGISTRY, 8080), (HARBOR_CORE, HARBOR_JOBSERVICE, 8080), (HARBOR_CORE, HARBOR_TRIVY, 8080),
     (HARBOR_JOBSERVICE, HARBOR_CORE, 8080), (HARBOR_JOBSERVICE, HARBOR_POSTGRES, 5432), (HARBOR_JOBSERVICE, HARBOR_REDIS, 6379),
-    (HARBOR_JOBSERVICE, HARBOR_TRIVY, 8080), (HARBOR_REGISTRY, HARBOR_REDIS, 6379), (HARBOR_REGISTRY, HARBOR_CORE, 8080),
-    (HARBOR_TRIVY, HARBOR_REDIS, 6379), (HARBOR_POSTGRES, HARBOR_POSTGRES, 5432),
+    (HARBOR_JOBSERVICE, HARBOR_TRIVY, 8080), (HARBOR_REGISTRY, HARBOR_REDIS, 6379), (HARBOR_CORE, PORTAL, 8080),
+    (HARBOR_TRIVY, HARBOR_REDIS, 6379), (HARBOR_TRIVY, HARBOR_CORE, 8080), (HARBOR_POSTGRES, HARBOR_POSTGRES, 5432),
     # GitLab's tiers (tests/test_gitlab_attacks.py test_gitlab_still_reaches_its_own_pods_and_stores).
     *((tier, store, port) for tier in (WEBSERVICE, SIDEKIQ) for store, port in ((GITLAB_POSTGRES, 5432), (GITLAB_REDIS, 6379), (GITALY, 8075))),
     (SHELL, WEBSERVICE, 8181), (SHELL, GITALY, 8075), (GITALY, WEBSERVICE, 8181), (GITLAB_POSTGRES, GITLAB_POSTGRES, 5432),
