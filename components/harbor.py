@@ -26,6 +26,7 @@ from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStor
 from components.egress import Admit, dns, endpoint_ports, hold_egress, hold_namespace, internet, to_networks, to_pods
 from components.gitlab import SLICE as GITLAB
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
+from components.metallb import SLICE as METALLB, pool_networks
 from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -136,6 +137,9 @@ class HarborArgs(StatefulServiceArgs):
     load_balancer_cidrs: Sequence[str] = ()
     # Where platform:objectStore's address is when private (off EKS): the tiers that read blobs reach it there too.
     object_store_cidrs: Sequence[str] = ()
+    # Where the workload clusters' Dragonfly managers are when private (kubeconfig stacks: their MetalLB pools):
+    # the job service reaches their preheat API there on HTTPS.
+    preheat_cidrs: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -371,7 +375,7 @@ class Harbor(pulumi.ComponentResource):
 # * the job service: core, the registry and registryctl (jobservice-env CORE_URL, REGISTRY_URL,
 #   REGISTRY_CONTROLLER_URL: garbage collection), Trivy (scan jobs, src/pkg/scan/job.go), PostgreSQL (job
 #   logs) and Redis (its queue); the internet on HTTPS: replication targets, webhooks, Dragonfly's preheat API
-#   on the workload clusters' public ingress.
+#   on the workload clusters' ingress (on kubeconfig stacks their MetalLB pools: `preheat_cidrs`).
 # * the registry: Redis, and where it keeps images: S3 and STS's public endpoints (workload identity) on EKS,
 #   platform:objectStore's endpoint elsewhere (its port; `object_store_cidrs` where its address is private).
 #   It authenticates with htpasswd and verifies core's tokens with its certificate: it calls no tier.
@@ -395,6 +399,7 @@ class HarborEgressArgs:
     load_balancer_cidrs: tuple[str, ...]
     object_store_cidrs: tuple[str, ...]
     object_store_ports: tuple[int, ...]  # HTTPS and platform:objectStore's port off EKS
+    preheat_cidrs: tuple[str, ...]
 
     @staticmethod
     def of(args: HarborArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> HarborEgressArgs:
@@ -402,6 +407,7 @@ class HarborEgressArgs:
         return HarborEgressArgs(
             namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
             object_store_cidrs=tuple(args.object_store_cidrs), object_store_ports=endpoint_ports([store.endpoint] if store else []),
+            preheat_cidrs=tuple(args.preheat_cidrs),
         )
 
 
@@ -420,7 +426,8 @@ class HarborEgress(pulumi.ComponentResource):
         needs = {
             "core": [*public_names, *to_pods([tier(t) for t in ("jobservice", "trivy", "portal")], (HTTP_PORT,)), *registry,
                      *stores.reach(postgres=True), *objects],
-            "jobservice": [dns(), *to_pods([tier(t) for t in ("core", "trivy")], (HTTP_PORT,)), *registry, *stores.reach(postgres=True), *objects],
+            "jobservice": [dns(), *to_pods([tier(t) for t in ("core", "trivy")], (HTTP_PORT,)), *registry, *stores.reach(postgres=True), *objects,
+                           *to_networks(args.preheat_cidrs, [HTTPS_PORT])],
             "registry": [dns(), *stores.reach(postgres=False), *objects],
             "trivy": [*public_names, *to_pods([tier("core")], (HTTP_PORT,)), *stores.reach(postgres=False), *objects],
             "portal": [],
@@ -568,7 +575,17 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
         load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
         # The one setting of platform:objectStore's private networks, which GitLab's Rails tiers reach too.
         object_store_cidrs=tuple(parts.service_settings(GITLAB.key).options["object_store_cidrs"]),
+        preheat_cidrs=preheat_networks(parts),
     ))
+
+
+def preheat_networks(parts: ControlPlaneParts) -> tuple[str, ...]:
+    """With Dragonfly on (components/dragonfly.py, which imports this module: its key by name), the workload
+    clusters' MetalLB pools, where their ingress answers dragonfly.<cluster>.<domain>; EKS clusters have none."""
+    if not parts.service_settings("dragonfly").enabled:
+        return ()
+    pools = parts.service_settings(METALLB.key).options["addresses"]
+    return tuple(n for cluster, ranges in pools.items() if cluster != "controlPlane" for n in pool_networks(ranges))
 
 
 def tenant(parts: TenantParts) -> TenantRegistry | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
 import pulumi
 from pydantic import AfterValidator, Field
@@ -34,6 +34,11 @@ def _range(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, i
         return first, last
     network = ipaddress.ip_network(value, strict=True)
     return network[0], network[-1]
+
+
+def pool_networks(ranges: Sequence[str]) -> list[str]:
+    """The CIDRs that cover a pool's CIDRs and from-to ranges exactly."""
+    return [str(n) for value in ranges for n in ipaddress.summarize_address_range(*_range(value))]
 
 
 def _address_range(value: str) -> str:

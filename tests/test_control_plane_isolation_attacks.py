@@ -20,6 +20,7 @@ import pytest
 from platformctl.render import Render, read_stack_file, render_plan
 from stacks.config import load_platform_config
 from tests.test_config import DEV, _problems, _write
+from tests.test_dragonfly import ARCHIVE_KEYS
 from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
 from tests.test_gitlab_attacks import INTERNET
 
@@ -135,6 +136,23 @@ def test_an_object_store_at_a_private_address_outside_the_setting_is_refused_nam
     raw, secret_keys = read_stack_file(_write(tmp_path, DEV, lambda doc: mutate(doc) or doc["config"]["platform:services"].setdefault("gitlab", {}).update(
         objectStoreCidrs=["10.20.0.0/24"])))
     load_platform_config(raw, stack="dev", source="covered", secret_keys=secret_keys)  # its network named: accepted
+
+
+def test_with_dragonfly_on_kind_the_job_service_reaches_the_workload_clusters_pools_on_https_alone(tmp_path: Path) -> None:
+    """Harbor preheats through each workload cluster's dragonfly.<cluster>.<domain>, on its ingress: on a
+    kubeconfig stack a MetalLB address of that cluster's pool, a private one. The job service reaches those
+    pools on 443 (not the control plane's, not other ports), no other tier does; without Dragonfly, nobody."""
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["config"]["platform:services"]["dragonfly"] = {"enabled": True, "archiveKeys": ARCHIVE_KEYS}
+
+    network = Network(render_plan(_write(tmp_path, DEV, mutate), "dev"), "control-plane")
+    jobservice = _tier_pod("jobservice")
+    dev_pool, prod_pool, own_pool = (ipaddress.ip_address(a) for a in ("172.18.255.216", "172.18.255.247", "172.18.255.200"))
+    assert network.reaches(jobservice, dev_pool, 443) and network.reaches(jobservice, prod_pool, 443)
+    assert not any(network.reaches(jobservice, address, port) for address, port in ((dev_pool, 8200), (own_pool, 443), (prod_pool, 6443)))
+    assert not any(network.reaches(_tier_pod(t), dev_pool, 443) for t in ("core", "registry", "trivy", "portal"))
+    plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
+    assert not plain.reaches(jobservice, dev_pool, 443)
 
 
 def _tier_pod(tier: str) -> Pod:
