@@ -79,6 +79,7 @@ class BackupTarget:
     endpoint: str
     region: str
     bucket: str
+    networks: tuple[str, ...] = ()  # where the endpoint's address is when private (its pods' egress)
 
 
 @dataclass(frozen=True)

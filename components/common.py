@@ -179,6 +179,7 @@ class ObjectStoreTarget:
     bucket: str
     access_key_id: str
     secret_access_key: pulumi.Input[str]  # a Pulumi secret
+    networks: tuple[str, ...] = ()  # where the endpoint's address is when private (its pods' egress)
 
 
 def ipv4_network(value: str, example: str) -> ipaddress.IPv4Network:
@@ -187,3 +188,11 @@ def ipv4_network(value: str, example: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(value)
     except ValueError:
         raise ValueError(f"{value!r} is not valid; allowed: an IPv4 network in CIDR form such as {example!r}") from None
+
+
+def _ipv4_cidr(value: str) -> str:
+    ipv4_network(value, "10.40.0.0/16")
+    return value
+
+
+Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]  # config: an IPv4 network in CIDR form

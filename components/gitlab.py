@@ -37,7 +37,7 @@ import pulumiverse_time as time
 from components import yaml_text
 from components.cluster import ApiServer, ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
-from components.backups import BucketAccess
+from components.backups import BackupTarget, BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
@@ -163,9 +163,6 @@ class GitLabArgs(StatefulServiceArgs):
     # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's
     # pods itself (an NLB on EKS): the Rails tiers reach OpenUnison and ArgoCD by their public names.
     load_balancer_cidrs: Sequence[str] = ()
-    # Where platform:objectStore's and platform:backups.target's addresses are when private (off EKS);
-    # without them the Rails tiers reach those endpoints only on public addresses.
-    object_store_cidrs: Sequence[str] = ()
 
 
 class GitLab(pulumi.ComponentResource):
@@ -680,9 +677,10 @@ class GitLabEgressArgs:
 
     @staticmethod
     def of(args: GitLabArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> GitLabEgressArgs:
+        cidrs, ports = object_store_networks(args)
         return GitLabEgressArgs(
             namespace=ns, stores=stores, api_server=args.api_server, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
-            object_store_cidrs=tuple(args.object_store_cidrs), object_store_ports=object_store_ports(args),
+            object_store_cidrs=cidrs, object_store_ports=ports,
         )
 
 
@@ -719,14 +717,15 @@ class GitLabEgress(pulumi.ComponentResource):
         self.register_outputs({})
 
 
-def object_store_ports(args: GitLabArgs) -> tuple[int, ...]:
-    """HTTPS, and the ports of platform:objectStore's and the backups target's endpoints off EKS."""
-    endpoints = []
+def object_store_networks(args: GitLabArgs) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Where the Rails tiers reach the object stores: off EKS, platform:objectStore's and the backups target's
+    `networks` (where their addresses are private) and their endpoints' ports; on EKS, HTTPS alone."""
+    stores: list[ObjectStoreTarget | BackupTarget] = []
     if args.aws is None:
-        endpoints.append(object_store(args).endpoint)
+        stores.append(object_store(args))
         if args.backups is not None and args.backups.settings.target is not None:
-            endpoints.append(args.backups.settings.target.endpoint)
-    return endpoint_ports(endpoints)
+            stores.append(args.backups.settings.target)
+    return tuple(n for store in stores for n in store.networks), endpoint_ports([store.endpoint for store in stores])
 
 
 # --- SSH host keys ----------------------------------------------------------------------
@@ -1145,7 +1144,6 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
             # stacks/control_plane.py api_servers: the control plane's comes first.
             api_server=parts.settings.api_servers[0],
             load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
-            object_store_cidrs=tuple(settings.options["object_store_cidrs"]),
         ),
     )
 
@@ -1190,6 +1188,5 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     options={
         "rails_secret": (ExistingKeys | None, None),
         "load_balancer_cidrs": (list[LoadBalancerCidr], []),
-        "object_store_cidrs": (list[LoadBalancerCidr], []),
     },
 )

@@ -24,7 +24,6 @@ from components.cluster import ClusterHandle
 from components.common import Backend, ConfigModel
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.egress import Admit, dns, endpoint_ports, hold_egress, hold_namespace, internet, to_networks, to_pods
-from components.gitlab import SLICE as GITLAB
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.metallb import SLICE as METALLB, pool_networks
 from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
@@ -135,8 +134,6 @@ class HarborArgs(StatefulServiceArgs):
     # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's pods
     # itself (an NLB on EKS): core reaches OpenUnison, Trivy its databases on harbor.<domain>, through it.
     load_balancer_cidrs: Sequence[str] = ()
-    # Where platform:objectStore's address is when private (off EKS): the tiers that read blobs reach it there too.
-    object_store_cidrs: Sequence[str] = ()
     # Where the workload clusters' Dragonfly managers are when private (kubeconfig stacks: their MetalLB pools):
     # the job service reaches their preheat API there on HTTPS.
     preheat_cidrs: Sequence[str] = ()
@@ -377,7 +374,7 @@ class Harbor(pulumi.ComponentResource):
 #   logs) and Redis (its queue); the internet on HTTPS: replication targets, webhooks, Dragonfly's preheat API
 #   on the workload clusters' ingress (on kubeconfig stacks their MetalLB pools: `preheat_cidrs`).
 # * the registry: Redis, and where it keeps images: S3 and STS's public endpoints (workload identity) on EKS,
-#   platform:objectStore's endpoint elsewhere (its port; `object_store_cidrs` where its address is private).
+#   platform:objectStore's endpoint elsewhere (its port; its `networks` where its address is private).
 #   It authenticates with htpasswd and verifies core's tokens with its certificate: it calls no tier.
 # * Trivy: Redis, core (the built-in scanner gets core's internal URL as the registry to pull from:
 #   UseInternalAddr, src/core/main.go; src/controller/scan/base_controller.go) and harbor.<domain> through the
@@ -406,7 +403,7 @@ class HarborEgressArgs:
         store = args.data_stores.args.object_store if args.aws is None else None
         return HarborEgressArgs(
             namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
-            object_store_cidrs=tuple(args.object_store_cidrs), object_store_ports=endpoint_ports([store.endpoint] if store else []),
+            object_store_cidrs=store.networks if store else (), object_store_ports=endpoint_ports([store.endpoint] if store else []),
             preheat_cidrs=tuple(args.preheat_cidrs),
         )
 
@@ -574,7 +571,6 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
         replicas_elsewhere=replica_registries(settings.options["replication"]),
         load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
         # The one setting of platform:objectStore's private networks, which GitLab's Rails tiers reach too.
-        object_store_cidrs=tuple(parts.service_settings(GITLAB.key).options["object_store_cidrs"]),
         preheat_cidrs=preheat_networks(parts),
     ))
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from pydantic import AfterValidator
 
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
-from components.common import Backend, Exposure, TcpEntrypoint, ipv4_network
+from components.common import Backend, Exposure, Ipv4Cidr, TcpEntrypoint
 from components.egress import dns, tcp, to_networks
 from components.helm import bind, grant, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -287,12 +286,7 @@ def tcp_route(
     )
 
 
-def _cidr(value: str) -> str:
-    ipv4_network(value, "10.40.0.0/16")
-    return value
-
-
-LoadBalancerCidr = Annotated[str, AfterValidator(_cidr)]  # config: where the load balancer's addresses are
+LoadBalancerCidr = Ipv4Cidr  # config: where the load balancer's addresses are
 
 
 def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:

@@ -38,7 +38,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
-from components.common import ConfigModel, ObjectStoreTarget, S3Key, ipv4_network
+from components.common import ConfigModel, Ipv4Cidr, ObjectStoreTarget, S3Key, ipv4_network
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
@@ -399,6 +399,25 @@ class S3Bucket(Model):
     endpoint: HttpsUrl
     region: str = Field(default="us-east-1", min_length=1)
     bucket: Annotated[str, _check(re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), "an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-'")]
+    # Where the endpoint's address is when private: the pods that use the store and hold egress policies
+    # (GitLab's Rails tiers, Harbor's tiers that read blobs) reach it there, on its port; otherwise only on
+    # public addresses.
+    networks: list[Ipv4Cidr] = Field(default=[], validate_default=True)
+
+    @field_validator("networks")
+    @classmethod
+    def _private_endpoint_in_networks(cls, networks: list[str], info: ValidationInfo) -> list[str]:
+        """An endpoint at a private address outside `networks` would be unreachable. (A host name's address is not
+        known at preview.)"""
+        host = urlsplit(info.data.get("endpoint") or "").hostname or ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return networks
+        if address.is_private and not any(address in ipaddress.ip_network(n) for n in networks):
+            raise ValueError(f"the endpoint {host} is a private address, which the pods that use the store reach only "
+                             f"on these networks; allowed: networks holding it, such as ['{host}/32']")
+        return networks
 
 
 class DatabaseArchiveKeys(Model):
@@ -437,6 +456,7 @@ class ObjectStore(S3Bucket):
             bucket=self.bucket,
             access_key_id=self.access_key_id,
             secret_access_key=pulumi.Output.secret(self.secret_access_key.get_secret_value()),
+            networks=tuple(self.networks),
         )
 
 
@@ -627,7 +647,7 @@ class BackupsTarget(S3Bucket):
         return data
 
     def target(self) -> BackupTarget:
-        return BackupTarget(endpoint=self.endpoint, region=self.region, bucket=self.bucket)
+        return BackupTarget(endpoint=self.endpoint, region=self.region, bucket=self.bucket, networks=tuple(self.networks))
 
 
 class Backups(Model):
@@ -1079,25 +1099,6 @@ def _load_balancer_rules(config: PlatformConfig) -> list[str]:
             if (settings := config.services.settings(key)).enabled and not settings.options["load_balancer_cidrs"]]
 
 
-def _object_store_network_rules(config: PlatformConfig) -> list[str]:
-    """Harbor's registry (and whoever reads its blobs) and GitLab's Rails tiers reach platform:objectStore on
-    public addresses, or on the networks of the one setting services.gitlab.objectStoreCidrs: an endpoint at a
-    private address outside them would be unreachable. (A host name's address is not known at preview.)"""
-    if config.object_store is None or not any(config.services.settings(key).enabled for key in ("gitlab", "harbor")):
-        return []
-    host = urlsplit(config.object_store.endpoint).hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return []
-    networks = [ipaddress.ip_network(c) for c in config.services.settings("gitlab").options["object_store_cidrs"]]
-    if not address.is_private or any(address in n for n in networks):
-        return []
-    return [f"{NAMESPACE}:services.gitlab.objectStoreCidrs: platform:objectStore's endpoint {host} is a private address, which "
-            "Harbor's and GitLab's pods reach only on these networks (Harbor reads this setting too); allowed: networks "
-            f"holding it, such as ['{host}/32']"]
-
-
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
     """Dragonfly's manager keeps its stores on its own cluster: an EKS one in a VPC the program creates,
     a kubeconfig one backing up to platform:objectStore."""
@@ -1415,7 +1416,6 @@ def load_platform_config(
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
     problems += _load_balancer_rules(config)
-    problems += _object_store_network_rules(config)
     problems += _tenant_backup_rules(config)
     problems += _writer_key_rules(config)
     if problems:

@@ -102,13 +102,13 @@ def test_each_harbor_tier_reaches_only_what_its_configuration_names(charted: dic
 
 
 def test_a_private_object_store_is_reached_by_harbor_on_its_port_alone_through_the_one_setting(tmp_path: Path) -> None:
-    """A kubeconfig stack's MinIO on kind's docker network, on its own port: the one setting of its
-    networks (platform:services.gitlab.objectStoreCidrs, which GitLab's Rails tiers read too) admits it
-    for the tiers that read blobs, on the endpoint's port; not the API servers or kubelets beside it, not
-    the portal; without it, only public addresses."""
+    """A kubeconfig stack's MinIO on kind's docker network, on its own port: the store's own setting of its
+    networks (platform:objectStore.networks, which GitLab's Rails tiers read too) admits it for the tiers that
+    read blobs, on the endpoint's port; not the API servers or kubelets beside it, not the portal; without it,
+    only public addresses."""
     def mutate(doc: dict[str, Any]) -> None:
         doc["config"]["platform:objectStore"]["endpoint"] = "https://minio.kind.internal:9000"
-        doc["config"]["platform:services"].setdefault("gitlab", {})["objectStoreCidrs"] = ["172.18.0.0/16"]
+        doc["config"]["platform:objectStore"]["networks"] = ["172.18.0.0/16"]
 
     network = Network(render_plan(_write(tmp_path, DEV, mutate), "dev"), "control-plane")
     minio = ipaddress.ip_address("172.18.0.9")
@@ -121,20 +121,23 @@ def test_a_private_object_store_is_reached_by_harbor_on_its_port_alone_through_t
     assert not plain.reaches(registry, minio, 443) and plain.reaches(registry, INTERNET, 443)
 
 
+@pytest.mark.parametrize("key", ["platform:objectStore", "platform:backups.target"])
 @pytest.mark.parametrize("cidrs", [None, ["10.9.0.0/16"]])
-def test_an_object_store_at_a_private_address_outside_the_setting_is_refused_naming_the_key(tmp_path: Path, cidrs: Any) -> None:
-    """Without its network Harbor's registry could not store an image (nor GitLab an object): refused
-    before anything is registered, naming the one setting both read."""
-    def mutate(doc: dict[str, Any]) -> None:
-        doc["config"]["platform:objectStore"]["endpoint"] = "https://10.20.0.5:9000"
-        if cidrs is not None:
-            doc["config"]["platform:services"].setdefault("gitlab", {})["objectStoreCidrs"] = cidrs
+def test_an_object_store_at_a_private_address_outside_its_networks_is_refused_naming_the_key(tmp_path: Path, key: str, cidrs: Any) -> None:
+    """Without its network Harbor's registry could not store an image (nor GitLab an object or a backup): refused
+    before anything is registered, naming the store's own `networks`."""
+    def store(doc: dict[str, Any]) -> dict[str, Any]:
+        return doc["config"]["platform:objectStore"] if key == "platform:objectStore" else doc["config"]["platform:backups"]["target"]
+
+    def mutate(doc: dict[str, Any], networks: Any = cidrs) -> None:
+        store(doc)["endpoint"] = "https://10.20.0.5:9000"
+        if networks is not None:
+            store(doc)["networks"] = networks
 
     lines = _problems(_write(tmp_path, DEV, mutate), stack="dev")
-    assert any(": platform:services.gitlab.objectStoreCidrs: platform:objectStore's endpoint 10.20.0.5 is a private" in line
-               and "['10.20.0.5/32']" in line for line in lines), lines
-    raw, secret_keys = read_stack_file(_write(tmp_path, DEV, lambda doc: mutate(doc) or doc["config"]["platform:services"].setdefault("gitlab", {}).update(
-        objectStoreCidrs=["10.20.0.0/24"])))
+    assert any(f": {key}.networks: the endpoint 10.20.0.5 is a private address" in line and "['10.20.0.5/32']" in line
+               for line in lines), lines
+    raw, secret_keys = read_stack_file(_write(tmp_path, DEV, lambda doc: mutate(doc, ["10.20.0.0/24"])))
     load_platform_config(raw, stack="dev", source="covered", secret_keys=secret_keys)  # its network named: accepted
 
 

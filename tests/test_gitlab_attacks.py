@@ -333,12 +333,13 @@ def test_only_the_rails_tiers_reach_the_internet_and_only_on_https(charted: dict
 
 
 def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_path: Path) -> None:
-    """A kubeconfig stack's MinIO on kind's docker network, on its own port: `objectStoreCidrs` admits
-    that network for the Rails tiers on the endpoint's port (and HTTPS), not the API servers or kubelets
-    beside it; without it, only public addresses."""
+    """A kubeconfig stack's MinIO on kind's docker network, on its own port: platform:objectStore's `networks`
+    admits that network for the Rails tiers on the endpoint's port (and HTTPS), not the API servers or kubelets
+    beside it; without it, only public addresses. The backups target's `networks` is admitted the same way."""
     def mutate(doc: dict[str, Any]) -> None:
         doc["config"]["platform:objectStore"]["endpoint"] = "https://minio.kind.internal:9000"
-        doc["config"]["platform:services"].setdefault("gitlab", {})["objectStoreCidrs"] = ["172.18.0.0/16"]
+        doc["config"]["platform:objectStore"]["networks"] = ["172.18.0.0/16"]
+        doc["config"]["platform:backups"]["target"].update(endpoint="https://10.30.0.7:9443", networks=["10.30.0.0/24"])
 
     network = Network(render_plan(_write(tmp_path, DEV, mutate), "dev"), "control-plane")
     sidekiq = Pod("gitlab/sidekiq", "gitlab", {"release": "gitlab", "app": "sidekiq"}, ())
@@ -347,5 +348,8 @@ def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_p
     assert network.reaches(sidekiq, minio, 9000) and network.reaches(sidekiq, INTERNET, 9000)
     assert not any(network.reaches(sidekiq, minio, port) for port in (6443, 10250, 22))
     assert not network.reaches(gitaly, minio, 9000)
+    backups = ipaddress.ip_address("10.30.0.7")
+    assert network.reaches(sidekiq, backups, 9443) and not network.reaches(sidekiq, backups, 22)
+    assert not network.reaches(sidekiq, ipaddress.ip_address("10.31.0.7"), 9443)
     plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
     assert not plain.reaches(sidekiq, minio, 443) and plain.reaches(sidekiq, INTERNET, 443)
