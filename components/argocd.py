@@ -319,7 +319,6 @@ SLICE: ServiceSlice[ArgoCd] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "ArgoCD; tenant Applications there are held by the tenant constraint instead", webhook_exempt=False),
     chart="argo-cd",
     declare=declare,
-    routed_by_ingress=True,  # `route`: Traefik never watches ArgoCD's namespace
     redirect_uris=lambda host: (f"https://{host}/auth/callback",),
     tenant=tenant,
     options={"load_balancer_cidrs": (list[LoadBalancerCidr], [])},

@@ -46,7 +46,6 @@ class Exposure:
     """How a service is published: its hostname behind the platform's ingress, with a platform certificate."""
 
     hostname: str
-    ingress_class: str
     cluster_issuer: str  # cert-manager ClusterIssuer that signs the certificate
     ca_bundle: pulumi.Output[str]  # PEM bundle clients must trust for it (the platform CA)
 

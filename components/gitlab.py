@@ -1180,7 +1180,6 @@ SLICE: ServiceSlice[GitLab] = ServiceSlice(
     chart="gitlab",
     declare=declare,
     redirect_uris=lambda host: (redirect_uri(host),),
-    routed_by_ingress=True,  # `route`, `tcp_route`: Traefik never watches GitLab's namespace
     # For people's ~/.ssh/known_hosts: the keys to expect, also after each rotation.
     outputs=lambda gitlab: {"sshKnownHosts": gitlab.ssh_known_hosts},
     tenant=tenant,

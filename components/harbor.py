@@ -603,7 +603,6 @@ SLICE: ServiceSlice[Harbor] = ServiceSlice(
     namespace=PlatformNamespace(NAMESPACE, "Harbor, the registry the other constraints point at"),
     chart="harbor",
     declare=declare,
-    routed_by_ingress=True,  # `route`: Traefik never watches Harbor's namespace
     redirect_uris=lambda host: (redirect_uri(host),),
     tenant=tenant,
     # Second registries every image is pushed to (another Harbor, e.g. in a second region, or ECR).

@@ -1,9 +1,8 @@
 """The ingress controller (Traefik) and, on EKS, a Route 53 record per hostname.
 
-Traefik: maintained upstream, serves the Kubernetes Ingress API that the OpenUnison charts
-emit, so no chart needs a controller-specific route. GitLab's, Harbor's, ArgoCD's and Vault's
-routes are the platform's own, in Traefik's namespace (`route`, `tcp_route`): Traefik lists
-and watches every Secret of each namespace it watches, and never watches theirs.
+Traefik: maintained upstream. Every route it serves is the platform's own, in Traefik's namespace
+(`route`, `tcp_route`: GitLab's, Harbor's, ArgoCD's, Vault's and OpenUnison's): Traefik lists and
+watches every Secret of each namespace it watches, and watches no other.
 
 SSH (git over SSH to GitLab) goes through the same load balancer: a TCP entrypoint on port 22
 and an `IngressRouteTCP` per backend (`tcp_route`). One load balancer keeps one address per
@@ -80,14 +79,10 @@ class Route53Args:
 class IngressArgs:
     settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # set on EKS: records for every published hostname
-    # Where the Ingresses and routes it serves are, with their certificates and CAs: Traefik watches
-    # these and its own namespace only, and reads Secrets there only (`serve`).
-    namespaces: tuple[str, ...] = ()
 
 
-# What Traefik v3.6 reads in each namespace it watches: the chart's namespaced Role (`rbac.namespaced`,
-# templates/rbac/role.yaml), granted by the platform. The chart would create that Role in each watched
-# namespace on install, before the services' namespaces exist; its ClusterRole reads every Secret.
+# What Traefik v3.6 reads in the namespace it watches, its own: the chart's namespaced Role (`rbac.namespaced`,
+# templates/rbac/role.yaml), granted by the platform; the chart's ClusterRole reads every Secret.
 NAMESPACED_RULES = [
     rbac_rule([""], ["configmaps", "services"]),
     rbac_rule(["discovery.k8s.io"], ["endpointslices"], ("list", "watch")),
@@ -106,7 +101,6 @@ ACCOUNT = {"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE} 
 
 class Ingress(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
-    ingress_class: str = INGRESS_CLASS
     ssh: TcpEntrypoint
 
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
@@ -124,30 +118,31 @@ class Ingress(pulumi.ComponentResource):
             },
         }
         values = traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports)
-        watched = [NAMESPACE, *args.namespaces]
+        watched = [NAMESPACE]
         # ExternalName Services: the routes `route` and `tcp_route` declare in Traefik's namespace reach their
         # backends by name. The CRD provider's routes only: no account but the platform's creates those where
-        # Traefik watches, while OpenUnison's operator creates Ingresses and Services in its namespace. The
-        # tenants' Traefik (components/workload_ingress.py) keeps them refused.
+        # Traefik watches. The tenants' Traefik (components/workload_ingress.py) keeps them refused.
         values["providers"]["kubernetesIngress"]["namespaces"] = watched
         values["providers"]["kubernetesCRD"] = {"namespaces": watched, "allowExternalNameServices": True}
-        self._cluster, ns = cluster, namespace(SLICE.namespace, cluster, self)
+        ns = namespace(SLICE.namespace, cluster, self)
         child = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         reads = grant(f"{name}-cluster-scope", "traefik-cluster-scope", ACCOUNT, CLUSTER_SCOPE_RULES, child)
-        self._namespaced = k8s.rbac.v1.ClusterRole(
+        namespaced = k8s.rbac.v1.ClusterRole(
             f"{name}-namespaced", metadata={"name": "traefik-namespaced", "labels": managed_by()}, rules=NAMESPACED_RULES, opts=child)
+        serve = bind(f"{name}-{NAMESPACE}", ACCOUNT, namespaced, pulumi.ResourceOptions(
+            parent=self, provider=cluster.provider, depends_on=[ns]), NAMESPACE, binding="traefik")
         self.release = SLICE.release(
             cluster,
             self,
             args.settings,
             {
                 **values,
-                "rbac": {"enabled": False},  # granted above and by `serve`
+                "rbac": {"enabled": False},  # granted above
                 "topologySpreadConstraints": spread(POD_LABELS),
                 **({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}} if args.settings.replicas > 1 else {}),
             },
             ns=ns,
-            depends_on=[reads, *self.serve([NAMESPACE])],
+            depends_on=[reads, serve],
         )
         self.ssh = TcpEntrypoint(SSH_ENTRYPOINT, SSH_PORT, self.release)
         self._load_balancer: pulumi.Output[str] | None = None
@@ -160,14 +155,6 @@ class Ingress(pulumi.ComponentResource):
             )
             self._load_balancer = lb.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
         self.register_outputs({"ingressClass": INGRESS_CLASS})
-
-    def serve(self, namespaces: Sequence[str]) -> list[pulumi.Resource]:
-        """Let Traefik read what it serves in each of `namespaces`, once its service has declared it."""
-        return [
-            bind(f"{self._name}-{ns}", ACCOUNT, self._namespaced, pulumi.ResourceOptions(
-                parent=self, provider=self._cluster.provider, depends_on=[self._cluster.namespaces[ns]]), ns, binding="traefik")
-            for ns in namespaces
-        ]
 
     def publish(self, hostname: str) -> None:
         """Point `hostname` at the load balancer (EKS); kubeconfig clusters manage their own DNS."""
@@ -315,7 +302,7 @@ def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str])
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
     public = parts.public_dns
     route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
-    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53, parts.exposed_namespaces()))
+    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

@@ -3,8 +3,10 @@
 Three Tremolo charts, as OpenUnison's own tooling installs them: ``openunison-operator`` (CRDs
 and operator), ``orchestra`` (OpenUnison, configured from these values and the Secret
 ``orchestra-secrets-source``) and ``orchestra-login-portal`` (portal, chains, the ``k8sIdp``
-OIDC provider). The portal sits behind an Ingress of our own on the platform's ingress class,
-TLS ending there (the charts' routes hard-code nginx or skip certificate checks).
+OIDC provider). The portal sits behind a Traefik route of our own in Traefik's namespace, TLS ending
+there (the charts' routes hard-code nginx or skip certificate checks), so Traefik never watches
+OpenUnison's namespace, where the operator keeps the ID-token signing key; with replicas, through a
+cookie-sticky proxy in that namespace (components/sticky_proxy.py).
 
 Every relying party (GitLab, Harbor, ArgoCD, Vault) gets a ``Trust`` whose client secret is one
 ``RandomPassword``, rotated every 30 days, handed to both sides; the Trust carries a checksum of
@@ -31,12 +33,13 @@ import pulumiverse_time as time
 
 from components import yaml_text
 from components.cluster import ClusterHandle
-from components.common import Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
+from components.common import Backend, Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
-from components.ingress import TRAEFIK_API
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE, TRAEFIK_API, route
 from components.inventory import Credential, CredentialInventory, describe_seconds, external_secret, internal_secret, refreshed
 from components.oidc_sessions import REAP_EVERY_MINUTES, REAPER, SESSION_MAX_SECONDS, SessionLifetime, SessionLifetimeArgs
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
+from components.sticky_proxy import StickyProxy, StickyProxyArgs
 from components.tenancy import ROLES, tenant_group
 from policy.labels import managed_by
 
@@ -63,22 +66,18 @@ PORTAL_POD_LABELS = {"app": f"ouhtml-{PORTAL_RELEASE}"}  # the login portal's pa
 SERVICE = f"openunison-{ORCHESTRA_RELEASE}"
 SERVICE_HTTP_PORT = 80
 OPENUNISON_HTTP_PORT = 8080
-# With replicas: the same pods behind a Service whose Traefik annotations pin each browser to one
-# pod by cookie, as the chart's own Traefik mode does (orchestra templates/infrastructure/service.yaml):
-# a login's state lives in the pod that began it.
+# With replicas a login's state lives in the pod that began it (OpenUnison keeps sessions in each pod's memory:
+# open-unison-classes OpenUnisonServletFilter.postLoadConfiguration builds the local SessionManagerImpl, the only
+# store there is), so each browser is pinned to one pod by this cookie, as the chart's own Traefik mode does
+# (orchestra templates/infrastructure/service.yaml), by a proxy in OpenUnison's namespace (components/sticky_proxy.py).
 STICKY_SERVICE = "openunison-sticky"
-STICKY_ANNOTATIONS = {
-    "traefik.ingress.kubernetes.io/service.sticky.cookie": "true",
-    "traefik.ingress.kubernetes.io/service.sticky.cookie.name": "openunison-sticky",
-    "traefik.ingress.kubernetes.io/service.sticky.cookie.secure": "true",
-    "traefik.ingress.kubernetes.io/service.sticky.cookie.samesite": "none",
-    "traefik.ingress.kubernetes.io/service.sticky.cookie.httponly": "true",
-}
-# The Ingress certificate's Secret, the name the charts use for it.
-TLS_SECRET = "ou-tls-certificate"
+STICKY_COOKIE = "openunison-sticky"
+# The public route, in Traefik's namespace (components/ingress.py `route`), and its certificate there.
+ROUTE = "openunison"
+TLS_SECRET = f"{ROUTE}-tls"
 # OpenUnison (1.0.46 to upstream's newest) answers an authorize request it refuses (no state, an
 # unknown client, a redirect_uri its Trust does not list) with a redirect to that redirect_uri
-# (OpenIDConnectIdP.doGet): an open redirect. A Traefik route ahead of the Ingress's answers with
+# (OpenIDConnectIdP.doGet): an open redirect. A Traefik route ahead of ROUTE's answers with
 # noop@internal (418, no Location) any request with a redirect_uri value no client registered, or
 # with the parameter in any other spelling. Traefik's QueryRegexp matches when any value of the key
 # does (pkg/muxer/http/matcher.go), hence a pattern of every value but the registered ones;
@@ -87,7 +86,7 @@ TLS_SECRET = "ou-tls-certificate"
 # other spelling. A pair Go's query parser drops (a bad %-escape) OpenUnison's URLDecoder refuses.
 REDIRECT_FILTER = "openunison-unregistered-redirect"
 REDIRECT_PARAM = "redirect_uri"
-REDIRECT_FILTER_PRIORITY = 100_000  # above the Ingress's router (ranked by its rule's length)
+REDIRECT_FILTER_PRIORITY = 100_000  # above ROUTE's router (ranked by its rule's length)
 # The portal's public kubernetes client (templates/openunison/applications/k8sidp.yaml, with
 # K8S_URL the API server): its redirects to the API server and to kubectl's local listeners.
 KUBERNETES_REDIRECT_PATH = "/redirect_uri"
@@ -274,8 +273,8 @@ class OpenUnison(pulumi.ComponentResource):
     operator_release: k8s.helm.v3.Release
     orchestra_release: k8s.helm.v3.Release
     portal_release: k8s.helm.v3.Release
-    ingress: k8s.networking.v1.Ingress  # routes the issuer's public name to OpenUnison
-    discovery_ready: list[pulumi.Resource]  # the portal release (after orchestra, the issuer) and the ingress
+    route: k8s.apiextensions.CustomResource  # routes the issuer's public name to OpenUnison
+    discovery_ready: list[pulumi.Resource]  # the portal release (after orchestra, the issuer) and the route
 
     def __init__(self, name: str, cluster: ClusterHandle, args: OpenUnisonArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:openunison:OpenUnison", name, None, opts)
@@ -337,8 +336,8 @@ class OpenUnison(pulumi.ComponentResource):
         if args.replicas > 1:  # neither chart has one
             for pods, labels in ((f"openunison-{ORCHESTRA_RELEASE}", POD_LABELS), (f"ouhtml-{PORTAL_RELEASE}", PORTAL_POD_LABELS)):
                 disruption_budget(f"{cluster.role}-{pods}", pods, ns, labels, in_ns)
-        self.ingress = self._ingress(cluster, args, ns, in_ns)
-        self.discovery_ready = [self.portal_release, self.ingress]
+        self.route = self._route(cluster, args, ns)
+        self.discovery_ready = [self.portal_release, self.route]
 
         # Custom resources wait for the CRDs (operator) and, for Trusts, for the IdP they join.
         crd_ready = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[ns, self.operator_release]))
@@ -358,63 +357,21 @@ class OpenUnison(pulumi.ComponentResource):
             }
         )
 
-    def _ingress(
-        self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
-    ) -> k8s.networking.v1.Ingress:
-        """The portal's public name on the platform's ingress class, TLS ending there (the module docstring
-        says why), behind the redirect filter."""
-        backend, after = SERVICE, [self.orchestra_release, args.cert_manager]
+    def _route(self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace) -> k8s.apiextensions.CustomResource:
+        """The portal's public name: ROUTE in Traefik's namespace, TLS ending there (the module docstring says why),
+        to OpenUnison's HTTP port, through the sticky proxy with replicas, behind the redirect filter."""
+        backend = Backend(SERVICE, NAMESPACE, SERVICE_HTTP_PORT)
         if args.replicas > 1:
-            backend = STICKY_SERVICE
-            after.append(k8s.core.v1.Service(
-                f"{cluster.role}-{STICKY_SERVICE}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=STICKY_SERVICE, namespace=ns.metadata.name, labels=managed_by(), annotations=STICKY_ANNOTATIONS
-                ),
-                spec=k8s.core.v1.ServiceSpecArgs(selector=POD_LABELS, ports=[k8s.core.v1.ServicePortArgs(
-                    name="http", port=SERVICE_HTTP_PORT, target_port=OPENUNISON_HTTP_PORT,
-                )]),
-                opts=in_ns,
-            ))
-        self._redirect_filter(cluster, args, ns, in_ns)
-        # cert-manager's ingress-shim issues ou-tls-certificate from the annotation.
-        return k8s.networking.v1.Ingress(
-            f"{cluster.role}-openunison-ingress",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="openunison",
-                namespace=ns.metadata.name,
-                labels=managed_by(),
-                annotations={"cert-manager.io/cluster-issuer": args.exposure.cluster_issuer},
-            ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=args.exposure.ingress_class,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.exposure.hostname], secret_name=TLS_SECRET)],
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=args.exposure.hostname,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/",
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=backend,
-                                            port=k8s.networking.v1.ServiceBackendPortArgs(number=SERVICE_HTTP_PORT),
-                                        )
-                                    ),
-                                )
-                            ]
-                        ),
-                    )
-                ],
-            ),
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=after)),
-        )
+            backend = StickyProxy(f"{cluster.role}-{STICKY_SERVICE}", cluster, StickyProxyArgs(
+                STICKY_SERVICE, ns, NAMESPACE, POD_LABELS, OPENUNISON_HTTP_PORT, STICKY_COOKIE, args.replicas, moved_from=self,
+            ), pulumi.ResourceOptions(parent=self)).backend
+        after_traefik = pulumi.ResourceOptions(
+            parent=self, provider=cluster.provider, depends_on=[r for r in [args.ingress_controller] if r])
+        self._redirect_filter(cluster, args, after_traefik)
+        return route(f"{cluster.role}-openunison", ROUTE, args.exposure, {"/": backend}, pulumi.ResourceOptions.merge(
+            after_traefik, pulumi.ResourceOptions(depends_on=[self.orchestra_release, args.cert_manager])))
 
-    def _redirect_filter(
-        self, cluster: ClusterHandle, args: OpenUnisonArgs, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
-    ) -> None:
+    def _redirect_filter(self, cluster: ClusterHandle, args: OpenUnisonArgs, opts: pulumi.ResourceOptions) -> None:
         """The Traefik route that answers a request with an unregistered redirect_uri (see REDIRECT_FILTER) or to
         a path that redirects to another parameter (REDIRECTING_PATHS)."""
         registered = pulumi.Output.from_input(cluster.endpoint).apply(lambda url: sorted({
@@ -426,7 +383,7 @@ class OpenUnison(pulumi.ComponentResource):
             f"{cluster.role}-{REDIRECT_FILTER}",
             api_version=TRAEFIK_API,
             kind="IngressRoute",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=REDIRECT_FILTER, namespace=ns.metadata.name, labels=managed_by()),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=REDIRECT_FILTER, namespace=INGRESS_NAMESPACE, labels=managed_by()),
             spec={
                 "routes": [{
                     "kind": "Rule",
@@ -440,7 +397,7 @@ class OpenUnison(pulumi.ComponentResource):
                 )],
                 "tls": {"secretName": TLS_SECRET},
             },
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[r for r in [args.ingress_controller] if r])),
+            opts=opts,
         )
 
     def _source_secret(

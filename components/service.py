@@ -96,9 +96,6 @@ class ServiceSlice(Generic[C]):
     # What it declares for each tenant (None: nothing per tenant).
     tenant: Callable[[TenantParts], object] | None = None
     default_replicas: int = 1
-    # Its routes are declared in the ingress's own namespace (components/ingress.py `route`, `tcp_route`), so the
-    # ingress never watches its namespace, nor reads the Secrets there.
-    routed_by_ingress: bool = False
     # The OIDC redirect URIs it registers with OpenUnison, given its hostname; None: not a client.
     redirect_uris: Callable[[str], tuple[str, ...]] | None = None
     # Stack outputs beyond its URL.
@@ -328,7 +325,6 @@ class IngressController(Protocol):
     """The platform's ingress (components/ingress.py)."""
 
     release: pulumi.Resource
-    ingress_class: str
     ssh: TcpEntrypoint
 
     def publish(self, hostname: str) -> None: ...
@@ -411,7 +407,6 @@ class ControlPlaneParts:
         self.ingress.publish(hostname)
         return Exposure(
             hostname=hostname,
-            ingress_class=self.ingress.ingress_class,
             cluster_issuer=self.tls.issuer_name,
             ca_bundle=self.tls.ca_bundle,
         )
@@ -447,10 +442,3 @@ class ControlPlaneParts:
             if s.redirect_uris is not None and self.service_settings(s.key).enabled
         }
 
-    def exposed_namespaces(self) -> tuple[str, ...]:
-        """The namespaces of the services `expose` publishes: the identity provider's and every one people
-        sign in to, but those `routed_by_ingress`. Their Ingresses, routes and certificates are there, and only
-        there the ingress reads."""
-        clients = self.oidc_clients()
-        exposed = [self.foundation.identity, *(s for s in self.slices if s.key in clients)]
-        return tuple(dict.fromkeys(s.namespace.name for s in exposed if not s.routed_by_ingress))

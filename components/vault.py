@@ -688,5 +688,4 @@ SLICE: ServiceSlice[Vault] = ServiceSlice(
     # job's one-hour login at jwt-gitlab (role platform-deploy); the root token can be revoked.
     options={"provider_auth": (Literal["root", "pipeline"], "root")},
     tenant=tenant,
-    routed_by_ingress=True,  # `route`: Traefik never watches Vault's namespace
 )

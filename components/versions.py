@@ -234,6 +234,14 @@ PROM_LABEL_PROXY_IMAGE = Image(
     "sha256:28f81efb6574556011e7914851faaccce4a64b1b72a338aaaf3cc9d45e66fd96",
 )
 
+# OpenUnison's cookie-sticky proxy (components/sticky_proxy.py): HAProxy, the official image. Its digest was read
+# from a public repository that pins it in several acceptance scripts, not from the registry (offline); confirm on
+# every bump with `crane digest docker.io/library/haproxy:<tag>`.
+HAPROXY_IMAGE = Image(
+    "docker.io/library/haproxy", "3.2.23-alpine",
+    "sha256:0666a2c2f41d341084ed2da85392b48cdcd766adfa28231f31305724ed5c6ea5",
+)
+
 # The merge-request bot's job (components/merge_request_bot.py): the platform pipeline's own image
 # (.gitlab-ci.yml `default`; bookworm, not slim: it has git). Pin its digest there and here together
 # once resolved from the registry.

@@ -112,6 +112,4 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
             outputs["urls"][service.key] = component.url
         if component is not None and service.outputs is not None:
             outputs.update(service.outputs(component))
-    # Now that every exposed service has declared its namespace, the ingress may read what it serves there.
-    parts.ingress.serve(parts.exposed_namespaces())
     return ControlPlane(outputs, parts)

@@ -159,7 +159,7 @@ def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 def test_traefiks_grants_are_what_its_pinned_chart_grants_but_every_secret(charted: dict[str, Render]) -> None:
     """The platform's rules for Traefik are the pinned chart's own, rendered by the real Helm engine: its
-    namespaced Role (`rbac.namespaced`) in each watched namespace; of its ClusterRole, only what is cluster-scoped."""
+    namespaced Role (`rbac.namespaced`) in the namespace it watches; of its ClusterRole, only what is cluster-scoped."""
     from components.ingress import CLUSTER_SCOPE_RULES, NAMESPACED_RULES
     from platformctl.charts import verified
     from platformctl.helm_render import cluster_api_versions, render_release
@@ -168,7 +168,7 @@ def test_traefiks_grants_are_what_its_pinned_chart_grants_but_every_secret(chart
     release = release_of(charted["dev"], "traefik")
     inputs, version = release["inputs"], kubernetes_versions("dev")[CONTROL_PLANE]
     api_versions = cluster_api_versions(charted["dev"].plan, CONTROL_PLANE, version)
-    served = next(ns for ns in inputs["values"]["providers"]["kubernetesIngress"]["namespaces"] if ns != "traefik")  # a service's
+    [served] = inputs["values"]["providers"]["kubernetesIngress"]["namespaces"]  # its own: every route is there
 
     def chart_rules(kind: str, namespaced: bool) -> list[dict[str, Any]]:
         values = {**inputs["values"], "rbac": {"enabled": True, "namespaced": namespaced}}

@@ -355,18 +355,6 @@ def test_data_stores_need_a_standby() -> None:
     assert any("platform:services.dataStores" in p and "at least 2" in p for p in err.value.problems), err.value.problems
 
 
-def test_replicated_openunison_keeps_each_login_on_one_pod(prod: dict) -> None:
-    # A login's state lives in the pod that began it: Traefik pins the browser with a cookie.
-    from components.openunison import POD_LABELS, STICKY_SERVICE
-
-    (ingress,) = [r for r in resources(prod, "kubernetes:networking.k8s.io/v1:Ingress") if r["name"] == "control-plane-openunison-ingress"]
-    (path,) = ingress["inputs"]["spec"]["rules"][0]["http"]["paths"]
-    assert path["backend"]["service"]["name"] == STICKY_SERVICE
-    (service,) = [r for r in resources(prod, "kubernetes:core/v1:Service") if r["name"] == f"control-plane-{STICKY_SERVICE}"]
-    assert service["inputs"]["spec"]["selector"] == POD_LABELS and service["urn"] in ingress["dependsOn"]
-    assert service["inputs"]["metadata"]["annotations"]["traefik.ingress.kubernetes.io/service.sticky.cookie"] == "true"
-
-
 def test_managed_stores_need_the_control_planes_own_vpc() -> None:
     clusters = stack_config("prod")["clusters"]
     eks = {k: v for k, v in clusters["controlPlane"]["eks"].items() if k != "vpc"}

@@ -81,7 +81,6 @@ def _shared(service: str, eks: bool) -> dict[str, Any]:
         "cluster": cluster,
         "exposure": Exposure(
             hostname=f"{service}.{DOMAIN}",
-            ingress_class="nginx",
             cluster_issuer="platform-ca",
             ca_bundle=pulumi.Output.from_input(CA_PEM),
         ),

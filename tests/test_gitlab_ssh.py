@@ -253,7 +253,7 @@ class _Mocks(PlatformMocks):
 
 
 def _exposure(service: str) -> Exposure:
-    return Exposure(f"{service}.{DOMAIN}", "traefik", "platform-ca", pulumi.Output.from_input(CA_PEM))
+    return Exposure(f"{service}.{DOMAIN}", "platform-ca", pulumi.Output.from_input(CA_PEM))
 
 
 def _oidc(client: str) -> OidcClient:

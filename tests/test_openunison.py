@@ -99,7 +99,7 @@ def make_args(cert_manager: pulumi.Resource, **overrides: Any) -> OpenUnisonArgs
     args: dict[str, Any] = {
         "domain": DOMAIN,
         "exposure": Exposure(
-            hostname=HOST, ingress_class="traefik", cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
+            hostname=HOST, cluster_issuer="platform-ca", ca_bundle=pulumi.Output.from_input(CA_PEM)
         ),
         "ingress_namespace": "traefik",
         "groups": PlatformGroups(["platform-admins"], ["platform-approvers"]),
@@ -166,7 +166,7 @@ def releases(run: Run) -> dict[str, dict[str, Any]]:
 def test_every_object_validates(run: Run) -> None:
     objects = [r for r in run.resources if k8s_object(r)]
     custom = [r for r in objects if is_custom_resource(r["inputs"])]
-    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "Workflow", "IngressRoute"}
+    assert {r["inputs"]["kind"] for r in custom} == {"Trust", "Workflow", "IngressRoute", "Certificate"}
     for resource in objects:
         # Validated with secrets revealed: a redacted "[secret]" is not of the schema's type.
         if resource["inputs"]["kind"] == "IngressRoute":  # Traefik's, against the pinned chart's CRD
@@ -337,27 +337,35 @@ def test_trusts_the_platform_ca(run: Run) -> None:
 
 def test_public_roots_add_no_trusted_cert() -> None:
     """On EKS the platform certificates chain to public roots: the bundle is empty."""
-    exposure = Exposure(hostname=HOST, ingress_class="traefik", cluster_issuer="letsencrypt", ca_bundle=pulumi.Output.from_input(""))
+    exposure = Exposure(hostname=HOST, cluster_issuer="letsencrypt", ca_bundle=pulumi.Output.from_input(""))
     run = build("oidc", exposure=exposure)
     assert releases(run)["orchestra"]["inputs"]["values"]["trusted_certs"] == []
 
 
-def test_published_by_our_ingress_with_a_platform_certificate(run: Run) -> None:
+def test_published_by_our_route_in_traefiks_namespace_with_a_platform_certificate(run: Run) -> None:
     found = releases(run)
     network = found["orchestra"]["inputs"]["values"]["network"]
     # No chart route: its nginx Ingress hard-codes the class, its Traefik route skips verification.
     assert (network["ingress_type"], network["createIngressCertificate"]) == ("none", False)
     assert network["openunison_host"] == HOST
-    [ingress] = run.of_type("kubernetes:networking.k8s.io/v1:Ingress")
-    inputs = ingress["inputs"]
-    assert inputs["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "platform-ca"}
-    assert inputs["spec"]["ingressClassName"] == "traefik"
-    assert inputs["spec"]["tls"] == [{"hosts": [HOST], "secretName": "ou-tls-certificate"}]
-    [rule] = inputs["spec"]["rules"]
-    assert rule["host"] == HOST
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "openunison-orchestra", "port": {"number": 80}}
+    # No Ingress, nothing routed from OpenUnison's namespace: Traefik never watches it (tests/test_traefik_secret_attacks.py).
+    assert run.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
+    routes = {r["inputs"]["metadata"]["name"]: r for r in run.of_type("kubernetes:traefik.io/v1alpha1:IngressRoute")}
+    assert {r["inputs"]["metadata"]["namespace"] for r in routes.values()} == {"traefik"}
+    route = routes["openunison"]
+    assert route["inputs"]["spec"] == {
+        "routes": [{"kind": "Rule", "match": f"Host(`{HOST}`) && PathPrefix(`/`)", "services": [{"name": "openunison-orchestra", "port": 80}]}],
+        "tls": {"secretName": "openunison-tls"},
+    }
+    assert routes["openunison-unregistered-redirect"]["inputs"]["spec"]["tls"] == {"secretName": "openunison-tls"}
+    [certificate] = run.of_type("kubernetes:cert-manager.io/v1:Certificate")
+    assert certificate["inputs"]["metadata"]["namespace"] == "traefik"
+    assert certificate["inputs"]["spec"]["secretName"] == "openunison-tls" and certificate["inputs"]["spec"]["dnsNames"] == [HOST]
+    assert certificate["inputs"]["spec"]["issuerRef"]["name"] == "platform-ca"
+    [service] = [r for r in run.of_type("kubernetes:core/v1:Service") if r["inputs"]["metadata"]["namespace"] == "traefik"]
+    assert service["inputs"]["spec"]["externalName"] == "openunison-orchestra.openunison.svc.cluster.local"
     cert_manager = run.one("kubernetes:core/v1:Namespace", "control-plane-cert-manager")
-    assert {found["orchestra"]["urn"], cert_manager["urn"]} <= set(ingress["dependsOn"])
+    assert {found["orchestra"]["urn"], cert_manager["urn"]} <= set(route["dependsOn"])
     # The in-cluster HTTP hop is open to the ingress namespace only.
     policies = found["orchestra"]["inputs"]["values"]["network_policies"]
     assert policies == {"ingress": {"labels": {"kubernetes.io/metadata.name": "traefik"}}, "monitoring": {"enabled": False}}

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import re2  # Google's RE2: Go's regexp (Traefik's QueryRegexp) has its syntax and semantics
 
-from components.openunison import NAMESPACE, OPENUNISON_SERVICE_ACCOUNT, REDIRECT_FILTER, SERVICE, STICKY_SERVICE, unregistered_pattern
+from components.ingress import NAMESPACE as INGRESS_NAMESPACE
+from components.openunison import NAMESPACE, OPENUNISON_SERVICE_ACCOUNT, REDIRECT_FILTER, ROUTE, SERVICE, STICKY_SERVICE, unregistered_pattern
 from tests.validation import crd_errors
 from tests.test_openunison import traefik_ingress_route_crd
 from tests.test_openunison_groups import needs_node, run_task
@@ -75,8 +76,26 @@ def _matches(rule: str, url: str) -> bool:
 
 
 def route(plan: dict, url: str) -> str:
-    """Where Traefik sends `url`: the backend of the highest-priority router of the plan that matches it."""
-    return router(plan, url)[0]
+    """Where Traefik sends `url`: the backend of the highest-priority router of the plan that matches it (a Service
+    of Traefik's namespace as `<namespace>/<name>` of the Service its ExternalName names, `resolved`)."""
+    return resolved(plan, router(plan, url)[0])
+
+
+def external_names(plan: dict[str, Any]) -> dict[str, str]:
+    """The ExternalName Services in Traefik's namespace (the routes' backends there): name -> the name they point at."""
+    return {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"]["externalName"] for r in plan["resources"]
+            if r["type"] == "kubernetes:core/v1:Service" and (r["inputs"].get("spec") or {}).get("type") == "ExternalName"
+            and r["inputs"]["metadata"]["namespace"] == INGRESS_NAMESPACE}
+
+
+def resolved(plan: dict, service: str) -> str:
+    """`<namespace>/<name>` of the in-cluster Service that `service`, an IngressRoute's in Traefik's namespace, names
+    (`<name>.<namespace>.svc.cluster.local`); `service` itself if it is no ExternalName Service there."""
+    target = external_names(plan).get(service)
+    if target is None:
+        return service
+    name, namespace, *_ = target.split(".")
+    return f"{namespace}/{name}"
 
 
 MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
@@ -211,11 +230,11 @@ def test_the_pattern_is_the_complement_of_its_values(values: list[str]) -> None:
 def test_the_filter_is_a_valid_traefik_route_on_the_portal_certificate(charted: dict) -> None:
     crd = traefik_ingress_route_crd()
     for plan in (render.plan for render in charted.values()):
-        [ingress] = [r["inputs"] for r in plan["resources"] if r["type"] == "kubernetes:networking.k8s.io/v1:Ingress"
-                     and r["inputs"]["metadata"]["namespace"] == NAMESPACE]
-        [found] = [r for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute" and r["inputs"]["metadata"]["name"] == REDIRECT_FILTER]
+        routes = {r["inputs"]["metadata"]["name"]: r for r in plan["resources"] if r["inputs"].get("kind") == "IngressRoute"}
+        portal, found = routes[ROUTE], routes[REDIRECT_FILTER]
         assert crd_errors(found["inputs"], crd) == []
-        assert found["inputs"]["spec"]["tls"]["secretName"] == ingress["spec"]["tls"][0]["secretName"]
+        assert found["inputs"]["metadata"]["namespace"] == portal["inputs"]["metadata"]["namespace"] == INGRESS_NAMESPACE
+        assert found["inputs"]["spec"]["tls"] == portal["inputs"]["spec"]["tls"]
         assert [r["services"] for r in found["inputs"]["spec"]["routes"]] == [[{"kind": "TraefikService", "name": FILTERED}]] * 3
         traefik = [r["urn"] for r in plan["resources"] if r["type"] == RELEASE and r["inputs"]["chart"] == "traefik" and r["cluster"] == found["cluster"]]
         assert set(traefik) & set(found["dependsOn"])  # its CRD first
@@ -307,8 +326,8 @@ def test_openunison_hears_only_the_portal_host(charted: dict) -> None:
                           if f"{inputs['metadata']['namespace']}/{path['backend']['service']['name']}" in OPENUNISON]
             elif inputs.get("kind") == "IngressRoute":
                 for r in inputs["spec"]["routes"]:
-                    if {f"{inputs['metadata']['namespace']}/{s['name']}" for s in r["services"]} & OPENUNISON:
-                        hosts.append(None)  # none yet: a route of its own would need its Host checked here
+                    if {resolved(plan, s["name"]) for s in r["services"]} & OPENUNISON:
+                        hosts += re.findall(r"^Host\(`([^`]*)`\) && ", r["match"]) or [None]
         assert hosts == [host]
         services = [(o, r["inputs"]["namespace"]) for r in plan["resources"] if r["type"] == RELEASE
                     for o in r.get("rendered") or [] if o["kind"] == "Service"]

@@ -2,18 +2,19 @@
 internet, so whoever takes it over holds its token, and every Secret that token reads is theirs.
 Traefik's Ingress and CRD providers list and watch every Secret of each namespace they watch (Traefik
 v3.6.2 pkg/provider/kubernetes/ingress/client.go and crd/client.go: one informer factory per watched
-namespace, `Secrets().Informer()` in each), so the platform grants it Secrets there (components/ingress.py
-`serve`). In those namespaces only the TLS material of its own routes may be: the routes' certificates,
-the ServersTransports' CAs, the middlewares' secrets.
+namespace, `Secrets().Informer()` in each), so the platform grants it Secrets there (components/ingress.py,
+the `traefik` RoleBinding) and it watches its own namespace alone, where only the TLS material of its own
+routes may be: the routes' certificates, the ServersTransports' CAs, the middlewares' secrets.
 
 Every Secret the plan declares, every Secret the pinned charts' real Helm renders declare, every Secret
-cert-manager writes for a Certificate or an Ingress's `tls`, and the Secret Helm keeps each release in
-(its values inside) is judged by the cluster's RBAC objects as Kubernetes evaluates them
-(tests/cluster_readers.py `reads`).
+cert-manager writes for a Certificate or an Ingress's `tls`, the Secret Helm keeps each release in
+(its values inside), and the Secrets the OpenUnison operator writes at run time (`operator_secrets`) is
+judged by the cluster's RBAC objects as Kubernetes evaluates them (tests/cluster_readers.py `reads`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from platformctl.helm_render import RELEASE_TYPE
@@ -29,26 +30,63 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", 
 LEFT: dict[tuple[str, str], str] = {
     ("traefik", "sh.helm.release.v1.traefik.v1"): "Traefik's own release: its values hold no secret",
 }
-# Namespaces Traefik still watches although they hold more than its routes: why, and what is left to do. GitLab's,
-# Harbor's, ArgoCD's and Vault's routes are in Traefik's namespace (components/ingress.py `route`, `tcp_route`).
-LEFT_NAMESPACES: dict[str, str] = {
-    "openunison": (
-        "with replicas a login's state lives in the pod that began it, so Traefik pins each browser to one pod by "
-        "cookie (components/openunison.py STICKY_ANNOTATIONS): that needs the pods' EndpointSlices, which Traefik "
-        "reads only where it watches, while an ExternalName Service is a single server that kube-proxy spreads. "
-        "Traefik still reads orchestra-secrets-source, the OIDC clients' secrets and the releases' records there. To "
-        "do: OpenUnison's login state shared by its pods, then its Ingress and redirect filter through `route`"),
+# The OpenUnison operator the pinned openunison-operator chart runs (its values.yaml: openunison-kubernetes-operator
+# 1.0.8, built from OpenUnison/openunison-kubernetes-operator @ 7bf14ad, the last commit at 1.0.8) writes, for each
+# OpenUnison object, Secrets no render shows (src/main/java/com/tremolosecurity/openunison/secret/Generator.java).
+OPERATOR_WRITES = {
+    "dest": "the keystore (unisonKeyStore.p12: every key pair's private key, the static keys) and ou.env (its password, "
+            "every source-secret key: the upstream IdP's client secret or bind password); generateOpenUnisonSecret, "
+            "lines 149-190, Secret `spec.dest_secret`",
+    "static": "the static keys exported (session-unison, lastmile-oidc: the keys of sessions and of the last-mile "
+              "codes); generateStaticKeys, lines 209-353, Secret `<object>-static-keys<suffix>` (lines 219, 312)",
+    "pair": "the key pair's private key (tls.key) and certificate; processKeyPair, lines 446-458 (`tls_secret_name`, "
+            "else the key's name, in `target_namespace`, else the object's) and 556-582",
 }
+
+
+def operator_secrets(objects: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(namespace, name) -> (key pair or "", what it holds) of each Secret the OpenUnison operator writes for the
+    OpenUnison objects among `objects` (OPERATOR_WRITES)."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for o in objects:
+        if o["kind"] != "OpenUnison":
+            continue
+        ns, spec = o["metadata"]["namespace"], o["spec"]
+        env = {d["name"]: d.get("value") for d in spec.get("non_secret_data") or []}
+        found[(ns, spec["dest_secret"])] = ("", OPERATOR_WRITES["dest"])
+        found[(ns, f"{o['metadata']['name']}-static-keys{env.get('openunison.static-secret.suffix') or ''}")] = ("", OPERATOR_WRITES["static"])
+        for key in spec["key_store"]["key_pairs"]["keys"]:
+            where = (key.get("create_data") or {}).get("target_namespace") or ns
+            found[(where, key.get("tls_secret_name") or key["name"])] = (key["name"], OPERATOR_WRITES["pair"])
+    return found
+
+
+def signing_keys(objects: list[dict[str, Any]]) -> set[str]:
+    """The key pairs OpenUnison's identity providers sign ID tokens with: each OpenUnison Application's `jwtSigningKey`
+    (orchestra-login-portal templates/openunison/applications/k8sidp.yaml: k8sIdp's is unison-saml2-rp-sig)."""
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "jwtSigningKey" and isinstance(value, str):
+                    yield value
+                yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+    return {key for o in objects if o["kind"] == "Application" and o["apiVersion"].startswith("openunison.tremolo.io/")
+            for key in walk(o.get("spec"))}
 
 
 def secrets(plan: dict[str, Any]) -> set[tuple[str, str]]:
     """(namespace, name) of every Secret that will be on the control plane: the plan's, the renders', cert-manager's
-    (tests/test_helm_render.py `_available`, GitLab's shared-secrets Job's among them) and Helm's release records."""
+    (tests/test_helm_render.py `_available`, GitLab's shared-secrets Job's among them), Helm's release records and
+    the OpenUnison operator's."""
     found = {(ns, name) for cluster, ns, kind, name in _available(plan) if cluster == CONTROL_PLANE and kind == "Secret"}
     # Helm keeps each release, values and all, in a Secret of the release's namespace (storage driver `secret`).
     found |= {(r["inputs"]["namespace"], f"sh.helm.release.v1.{r['inputs']['name']}.v1") for r in plan["resources"]
               if r.get("cluster") == CONTROL_PLANE and r["type"] == RELEASE_TYPE}
-    return found | tls_secrets(list(cluster_objects(plan, CONTROL_PLANE)))
+    objects = list(cluster_objects(plan, CONTROL_PLANE))
+    return found | tls_secrets(objects) | set(operator_secrets(objects))
 
 
 def tls_secrets(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -86,7 +124,7 @@ def readable(result: Render) -> tuple[list[str], set[str]]:
     objects = list(cluster_objects(result.plan, CONTROL_PLANE))
     own = route_material(objects)
     found = sorted(f"{ns}/{name}" for ns, name in secrets(result.plan) - own
-                   if reads(held, ns, name) and (ns, name) not in LEFT and ns not in LEFT_NAMESPACES)
+                   if reads(held, ns, name) and (ns, name) not in LEFT)
     namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     return found, {ns for ns in namespaces if reads(held, ns, "any")}
 
@@ -99,16 +137,34 @@ def test_traefik_reads_no_secret_but_its_routes_tls(charted: dict[str, Render]) 
         f"{stack}: {secret}" for stack, names in found.items() for secret in names)
 
 
+def test_traefik_cannot_mint_openunison_tokens(charted: dict[str, Render]) -> None:
+    """Taken over, Traefik must not hold what OpenUnison signs its ID tokens with (the key pair each identity
+    provider names as its `jwtSigningKey`, and the keystore that holds it) nor any other key the operator writes:
+    with the signing key it mints a token, for any user and any groups, that kube-oidc-proxy, Vault, ArgoCD, GitLab
+    and Harbor take as OpenUnison's."""
+    found = []
+    for stack, result in charted.items():
+        held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
+        objects = list(cluster_objects(result.plan, CONTROL_PLANE))
+        written, signing = operator_secrets(objects), signing_keys(objects)
+        # The review sees the signing key among the operator's Secrets at all.
+        assert signing and signing <= {pair for pair, _ in written.values()}, stack
+        found += [f"{stack}: {ns}/{name}: {'ID-token signing key ' + pair + ': ' if pair in signing else ''}{what}"
+                  for (ns, name), (pair, what) in sorted(written.items()) if reads(held, ns, name)]
+    assert not found, "Traefik, taken over, reads the OpenUnison operator's Secrets:\n" + "\n".join(found)
+
+
 def test_traefik_reads_secrets_only_where_nothing_else_runs(charted: dict[str, Render]) -> None:
     """A chart's Jobs write Secrets no render shows (GitLab's shared-secrets Job: Gitaly's, gitlab-shell's and
-    workhorse's tokens): Traefik reads Secrets only in namespaces running nothing but Traefik (or LEFT_NAMESPACES)."""
+    workhorse's tokens), the OpenUnison operator others (`operator_secrets`): Traefik reads Secrets only in its own
+    namespace, where nothing else runs."""
     for stack, result in charted.items():
         _, where = readable(result)
         running = {o["metadata"]["namespace"] for o in cluster_objects(result.plan, CONTROL_PLANE)
                    if o["kind"] in WORKLOADS and o["metadata"]["namespace"] != "traefik"}
-        assert sorted(where & running - set(LEFT_NAMESPACES)) == [], f"{stack}: Traefik reads Secrets where these run"
+        assert sorted(where & running) == [], f"{stack}: Traefik reads Secrets where these run"
         assert "traefik" in where, stack  # the review sees Traefik's grants at all
-        assert where == {"traefik", *LEFT_NAMESPACES}, f"{stack}: Traefik reads Secrets in {sorted(where)}"
+        assert where == {"traefik"}, f"{stack}: Traefik reads Secrets in {sorted(where)}"
 
 
 def test_the_review_judges_a_secret_as_traefik_would_read_it(charted: dict[str, Render]) -> None:
@@ -127,10 +183,9 @@ def test_the_review_judges_a_secret_as_traefik_would_read_it(charted: dict[str, 
 
 
 def test_what_is_left_is_still_there(charted: dict[str, Render]) -> None:
-    """An entry of LEFT or LEFT_NAMESPACES that Traefik no longer reads on either stack is dropped, not kept."""
+    """An entry of LEFT that Traefik no longer reads on either stack is dropped, not kept."""
     for stack, result in charted.items():
         held = grants(result.plan, CONTROL_PLANE, "traefik", "traefik")
-        assert all(reads(held, ns, "any") for ns in LEFT_NAMESPACES), stack
         assert all(reads(held, *secret) and secret in secrets(result.plan) for secret in LEFT), stack
 
 
@@ -150,8 +205,7 @@ def test_only_the_platform_points_traefik_at_a_name(charted: dict[str, Render]) 
     account that makes a Traefik route where Traefik watches sends the internet to any name, and one that changes a
     Service in Traefik's namespace retargets a route. None may but those that already hold the whole control plane
     (test_controlplane_reader_attacks READERS: cert-manager's ACME solvers, the database operator) and RETARGETS. The Ingress
-    provider keeps refusing ExternalName Services: OpenUnison's operator makes Ingresses and Services in its
-    namespace, which Traefik watches."""
+    provider keeps refusing ExternalName Services, as the tenants' Traefik, which shares its values, must."""
     from tests.cluster_readers import accounts
     from tests.test_controlplane_reader_attacks import READERS, release_of
     from tests.test_daemonset_attacks import allows

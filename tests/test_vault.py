@@ -185,7 +185,7 @@ def render_vault(eks: bool, protect: bool) -> dict[str, Any]:
             role="control-plane", provider=provider, endpoint=pulumi.Output.from_input("https://cp:6443"),
             ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=eks,
         )
-        exposure = Exposure(HOST, "traefik", "platform-acme" if eks else "platform-ca",
+        exposure = Exposure(HOST, "platform-acme" if eks else "platform-ca",
                             pulumi.Output.from_input("" if eks else CA_PEM))
         return Vault("control-plane-vault", cluster, VaultArgs(
             exposure=exposure,

@@ -37,7 +37,7 @@ from tests.openbao import PlanVault
 from tests.test_config import DEV, _problems, _write
 from tests.test_delivery_attacks import TRAEFIK, Network
 from tests.test_openunison import traefik_ingress_route_crd
-from tests.test_sso_attacks import FILTERED, router
+from tests.test_sso_attacks import FILTERED, external_names, router
 from tests.validation import crd_errors
 from tests.test_vault_access import gitlab_id_token
 
@@ -337,13 +337,6 @@ BOOTSTRAP_CALLS = (
     "/v1/sys/unseal", "/v1/sys/rekey/init", "/v1/sys/rekey/update", "/v1/sys/rekey-recovery-key/init",
     "/v1/sys/generate-root/attempt", "/v1/sys/generate-root/update", "/v1/sys/generate-recovery-token/attempt",
 )
-
-
-def external_names(plan: dict[str, Any]) -> dict[str, str]:
-    """The ExternalName Services in Traefik's namespace (the routes' backends there): name -> the name they point at."""
-    return {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"]["externalName"] for r in plan["resources"]
-            if r["type"] == "kubernetes:core/v1:Service" and (r["inputs"].get("spec") or {}).get("type") == "ExternalName"
-            and r["inputs"]["metadata"]["namespace"] == INGRESS_NAMESPACE}
 
 
 def vault_host(plan: dict[str, Any]) -> str:

@@ -77,8 +77,8 @@ def test_the_oidc_mount_waits_for_openunison_to_serve_discovery(plan: dict) -> N
     by_urn = {r["urn"]: r for r in plan["resources"]}
     [mount] = [r for r in plan["resources"] if r["type"] == "vault:jwt/authBackend:AuthBackend" and r["inputs"]["path"] == "oidc"]
     waits_for = {by_urn[urn]["name"] for urn in mount["dependsOn"]}
-    # orchestra serves the issuer (and the portal release depends on it); the ingress routes to it.
-    assert {"control-plane-orchestra-login-portal", "control-plane-openunison-ingress"} <= waits_for
+    # orchestra serves the issuer (and the portal release depends on it); the route in Traefik's namespace reaches it.
+    assert {"control-plane-orchestra-login-portal", "control-plane-openunison-route"} <= waits_for
 
 
 # --- after bootstrap: no root token on any run -------------------------------------------------
