@@ -13,7 +13,7 @@
   (components/vault_init.py) creates and applies from `pulumi up` and keeps only as secrets
   in the Pulumi state. Both kinds are initialised by `VaultInit` (recovery keys on EKS).
 * Unseal keys go to one raft peer at a time, which the load-balanced public name cannot do:
-  `https://<vault host>/node/vault-<i>` reaches exactly peer i (all peers with Shamir, the
+  `https://<vault host>/node/vault-<i>/...` reaches exactly peer i (never `/node/vault-<i>0/...`) (all peers with Shamir, the
   first with auto-unseal, where it is needed only for init).
 * Vault leaves its bootstrap endpoints (`sys/init`, `sys/unseal`, `sys/rekey*`,
   `sys/generate-root*`, `sys/generate-recovery-token*`) unauthenticated: whoever calls `sys/init`
@@ -339,7 +339,10 @@ class Vault(pulumi.ComponentResource):
     ) -> k8s.apiextensions.CustomResource:
         """The public name to the active node, and `https://<host>/node/<peer>/...` to exactly one raft peer (init,
         unseal), behind the bootstrap credential. `after_traefik` depends on what the routes need."""
-        prefixes = [f"{NODE_PATH}/{peer}" for peer in peers]
+        # With the slash: Traefik's PathPrefix and stripPrefix compare characters (traefik v3.6.2 pkg/muxer/http/matcher.go
+        # pathPrefix; pkg/middlewares/stripprefix/strip_prefix.go ServeHTTP takes the first prefix that matches and
+        # restores a leading slash), so `/node/vault-1` would also take `/node/vault-10/...` and strip it to `/0/...`.
+        prefixes = [f"{NODE_PATH}/{peer}/" for peer in peers]
         strip = custom_resource(
             f"{role}-vault-node-prefix", "traefik.io/v1alpha1", "Middleware", NODE_PREFIX_MIDDLEWARE, INGRESS_NAMESPACE,
             {"stripPrefix": {"prefixes": prefixes}}, after_traefik,

@@ -162,7 +162,7 @@ ISSUER = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC123"
 
 
-def render_vault(eks: bool, protect: bool) -> dict[str, Any]:
+def render_vault(eks: bool, protect: bool, replicas: int = 3) -> dict[str, Any]:
     """Run a program holding one Vault under mocks; returns the records and the secrets it exposes.
 
     As the platform has it: a private CA on kubeconfig clusters, ACME with an empty bundle on EKS.
@@ -191,7 +191,7 @@ def render_vault(eks: bool, protect: bool) -> dict[str, Any]:
             exposure=exposure,
             oidc=OidcClient("vault", pulumi.Output.secret(f"{SECRET_MARK}oidc"), "https://k8sou.dev.platform.example.com/auth/idp/k8sIdp"),
             groups=PlatformGroups(cluster_admins=["platform-admins"], system_approvers=["platform-approvers"]),
-            cert_manager=cert_manager, ingress_controller=traefik, protect=protect, aws=identity,
+            cert_manager=cert_manager, ingress_controller=traefik, protect=protect, aws=identity, replicas=replicas,
         ))
 
     run = run_program(program)
@@ -341,11 +341,11 @@ def test_each_peer_the_program_must_reach_has_its_own_route(rendered: dict[str, 
     over_tls = {"port": 8200, "scheme": "https", "serversTransport": "vault"}  # re-encrypted, verified (the transport)
     assert [(r["match"], r["services"], r.get("middlewares")) for r in route["spec"]["routes"]] == [
         (f"Host(`{HOST}`) && PathPrefix(`/`)", [{"name": "vault-active", **over_tls}], None),  # only the unsealed leader
-        *((f"Host(`{HOST}`) && PathPrefix(`/node/{peer}`)", [{"name": f"{peer}-node", **over_tls}],
+        *((f"Host(`{HOST}`) && PathPrefix(`/node/{peer}/`)", [{"name": f"{peer}-node", **over_tls}],
            [{"name": "vault-bootstrap-auth"}, {"name": "vault-node-prefix"}]) for peer in reached),  # the credential first
     ]
     auth, strip = (m["inputs"] for m in all_of(records, "kubernetes:traefik.io/v1alpha1:Middleware"))
-    assert strip["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}" for peer in reached]}}
+    assert strip["spec"] == {"stripPrefix": {"prefixes": [f"/node/{peer}/" for peer in reached]}}
     assert auth["spec"] == {"basicAuth": {"secret": "vault-bootstrap-auth", "realm": "vault-bootstrap", "removeHeader": True}}
     assert {auth["metadata"]["namespace"], strip["metadata"]["namespace"]} == {"traefik"}  # the route's own namespace
     services = {(s["inputs"]["metadata"]["namespace"], s["inputs"]["metadata"]["name"]): s["inputs"] for s in all_of(records, "kubernetes:core/v1:Service")}

@@ -37,7 +37,8 @@ from tests.openbao import PlanVault
 from tests.test_config import DEV, _problems, _write
 from tests.test_delivery_attacks import TRAEFIK, Network
 from tests.test_openunison import traefik_ingress_route_crd
-from tests.test_sso_attacks import FILTERED, external_names, router
+from tests.test_sso_attacks import FILTERED, external_names, router, routing_path
+from tests.test_vault import HOST as VAULT_TEST_HOST, render_vault
 from tests.validation import crd_errors
 from tests.test_vault_access import gitlab_id_token
 
@@ -390,6 +391,44 @@ def test_the_node_routes_ask_for_the_bootstrap_credential_first(charted: dict[st
     assert result.fingerprints[init["urn"]]["route_password"] and init["inputs"]["route_password"] != ""
     [generated] = [r for r in plan["resources"] if r["type"] == "random:index/randomPassword:RandomPassword" and r["name"].endswith("vault-bootstrap-auth")]
     assert generated["inputs"]["length"] >= 32 and password
+
+
+def forwarded(plan: dict[str, Any], url: str) -> tuple[str, str]:
+    """The backend Traefik sends `url` to and the path it forwards: the plan's stripPrefix Middlewares applied in
+    the route's order, each stripping the first of its prefixes the path starts with, then a leading slash
+    (traefik v3.6.2 pkg/middlewares/stripprefix/strip_prefix.go ServeHTTP, ensureLeadingSlash)."""
+    backend, middlewares = router(plan, url)
+    path = routing_path(url)
+    strips = {f"{r['inputs']['metadata']['namespace']}-{r['inputs']['metadata']['name']}@kubernetescrd": r["inputs"]["spec"]["stripPrefix"]["prefixes"]
+              for r in plan["resources"] if r["inputs"].get("kind") == "Middleware" and "stripPrefix" in r["inputs"]["spec"]}
+    for prefix in (p for m in middlewares for p in next(([x] for x in strips.get(m, []) if path.startswith(x)), [])):
+        path = path[len(prefix):]
+        path = path if path.startswith("/") or not path else f"/{path}"
+    return backend, path
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_peers_route_takes_no_path_that_only_begins_with_its_name(charted: dict[str, Render], stack: str) -> None:
+    """Was open on `main`: `/node/vault-1` was a PathPrefix, so `/node/vault-10/...`, `/node/vault-1x/...` went to
+    vault-1 as `/0/...`, `/x/...`. Now a peer's route is `/node/vault-<i>/` and strips exactly that."""
+    plan = charted[stack].plan
+    [init] = [r for r in plan["resources"] if r["type"] == VaultInit.TYPE]
+    host = vault_host(plan)
+    for address in [init["inputs"]["init_address"], *init["inputs"]["unseal_addresses"]]:
+        peer = address.rsplit("/", 1)[1]
+        assert forwarded(plan, f"{address}/v1/sys/unseal") == (f"{peer}-node", "/v1/sys/unseal"), address
+        for look_alike in (f"{peer}0", f"{peer}x", f"{peer}-evil"):
+            backend, path = forwarded(plan, f"https://{host}/node/{look_alike}/v1/sys/unseal")
+            assert not backend.endswith("-node"), f"/node/{look_alike} reaches {backend} as {path}"
+
+
+def test_with_eleven_peers_or_more_each_peers_route_still_reaches_exactly_it() -> None:
+    """Was open on `main`: with 11 replicas, `/node/vault-10/v1/sys/unseal` reached vault-10 as
+    `/0/v1/sys/unseal` (the strip took `/node/vault-1`, listed first), so vault-10 was never unsealed."""
+    plan = {"resources": render_vault(eks=False, protect=False, replicas=12)["records"]}
+    for index in range(12):
+        url = f"https://{VAULT_TEST_HOST}/node/vault-{index}/v1/sys/unseal"
+        assert forwarded(plan, url) == (f"vault-{index}-node", "/v1/sys/unseal"), url
 
 
 def test_switching_to_the_pipelines_token_revokes_the_root_token(vault: PlanVault, loopback_tls: Any) -> None:
