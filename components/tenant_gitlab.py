@@ -19,7 +19,8 @@ old one is deleted). A project webhook tells ArgoCD about pushes, authenticated 
 platform's shared GitLab webhook secret.
 
 CI variables only say where things are (Harbor, Vault, the Vault role): jobs log in to Vault with their `id_tokens` and read their secrets there,
-so no secret is a CI variable.
+so no secret is a CI variable. Nobody sets pipeline variables of `app` or `ops`; in `ops-dev` only owners (the
+release trigger's IMAGE_TAG).
 Each project's CI/CD job token allowlist is on and names nobody else: only its own jobs' tokens work on it.
 
 Starter content (components/tenant_supply_chain.starter_files) is committed once to a new
@@ -57,6 +58,12 @@ MAIN = "main"
 ACCESS_LEVELS = {"owners": "owner", "developers": "developer", "ops": "developer"}
 MERGE_ACCESS_LEVEL = "maintainer"
 PUSH_ACCESS_LEVEL = "no one"
+# Who may set pipeline variables ("Run pipeline", a schedule's, the API's, a trigger job's), which reach the jobs
+# unreviewed: in `app`, whose jobs log in to Vault to push and sign, and in `ops`, nobody; `ops-dev` takes the
+# release pipeline's `IMAGE_TAG` from app's trigger job, which runs as whoever pushed the release tag (an owner).
+# GitLab 18 restricts every project, so this role alone decides (gitlab app/models/project_ci_cd_setting.rb
+# override_pipeline_variables_allowed?; lib/gitlab/background_migration/enable_restrict_user_defined_variables.rb).
+PIPELINE_VARIABLES_ROLE = {APP_PROJECT: "no_one_allowed", OPS_PROJECT: "no_one_allowed", OPS_DEV_PROJECT: "owner"}
 # Release tags (the starter pipeline's `v*.*.*`) are protected refs, which Vault's CI role requires to
 # push and sign; only those who merge may create them, so a developer never releases unreviewed code.
 RELEASE_TAGS = "v*"
@@ -192,6 +199,7 @@ class TenantRepositories(pulumi.ComponentResource):
                 forked_from_project_id=forked_from.id.apply(int) if forked_from else None,
                 # Ops projects: the bump job pushes a branch with its job token (GitLab >= 17.2).
                 ci_push_repository_for_job_token_allowed=True if path in OPS_ENVIRONMENTS else None,
+                ci_pipeline_variables_minimum_override_role=PIPELINE_VARIABLES_ROLE[path],
                 archive_on_destroy=True,
                 opts=pulumi.ResourceOptions.merge(on_gitlab, pulumi.ResourceOptions(protect=args.protect)),
             )

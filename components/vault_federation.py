@@ -54,7 +54,9 @@ DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: 
 # jobs on main (promote-image, played with any variables) are not platform-deploy.
 DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
 # Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
-# as its owner, who must be allowed on the protected ref); never a merge request's.
+# as its owner, who must be allowed on the protected ref); never a merge request's. Tenants' `app`
+# projects take no pipeline variables (components/tenant_gitlab.py PIPELINE_VARIABLES_ROLE), so their
+# "Run pipeline" and schedules run the protected ref's committed file as a push does (a release re-run, a rebuild).
 CI_PIPELINE_SOURCES = ("push", "web", "schedule")
 # platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
 # (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their

@@ -189,6 +189,9 @@ def tag_bump(p: Plan, tenant: str) -> list[str]:
     bump = _script(p.pipeline(tenant, "ops-dev").get("bump-image", {}))
     missing = _need(trigger.get("project") == f"{tenant}/ops-dev", f"a job triggering {tenant}/ops-dev")
     missing += _need(ops_dev and ops_dev["inputs"].get("ciPushRepositoryForJobTokenAllowed"), "ops-dev letting its job token push")
+    # The trigger passes IMAGE_TAG as a pipeline variable, as whoever pushed the release tag (an owner).
+    missing += _need(ops_dev and ops_dev["inputs"].get("ciPipelineVariablesMinimumOverrideRole") in ("owner", "maintainer", "developer"),
+                     "ops-dev taking the release trigger's IMAGE_TAG from an owner")
     missing += _need("dev/app.yaml" in bump and "merge_request.create" in bump, "a bump-image job opening a merge request")
     return missing
 

@@ -257,6 +257,41 @@ def test_a_merge_requests_code_gets_no_stored_credential() -> None:
         assert job["trigger"]["forward"] == {"yaml_variables": False, "pipeline_variables": False} and "variables" not in job, name
 
 
+# GitLab's access levels, and who may set pipeline variables ("Run pipeline", a schedule's, the API's, a trigger
+# job's) in a project: at least the project's `ci_pipeline_variables_minimum_override_role` (gitlab
+# app/models/project_ci_cd_setting.rb override_pipeline_variables_allowed?; GitLab 18 restricts every project, so
+# the role alone decides). Unset, it is the root group's default, which the program does not set: as Developers.
+ACCESS = {"developer": 30, "maintainer": 40, "owner": 50}
+
+
+def may_set_variables(project: dict[str, Any], access: str) -> bool:
+    role = project["inputs"].get("ciPipelineVariablesMinimumOverrideRole") or "developer"
+    return role != "no_one_allowed" and ACCESS[access] >= ACCESS[role]
+
+
+def test_no_tenant_member_sets_variables_of_a_pipeline_whose_jobs_log_in_to_vault(plan: dict) -> None:
+    """Was open on `main`: tenant projects left pipeline variables to GitLab's default (Developers and up), so
+    whoever starts a "Run pipeline" or owns a schedule on a protected ref of `app` (an owner) chose variables
+    (`IMAGE`, `BASH_ENV`, `CI_DEBUG_TRACE`) of the jobs that log in at the tenant's Vault CI role, push and sign:
+    an image signed that no commit built. Now nobody sets them in `app` and `ops`; `ops-dev` takes the release
+    pipeline's `IMAGE_TAG` from its trigger, which runs as the owner who pushed the tag."""
+    from components.tenant_gitlab import ACCESS_LEVELS
+
+    projects = {f"{r['name'].split('-repositories-')[0]}/{r['inputs']['path']}": r for r in plan["resources"]
+                if r["type"] == "gitlab:index/project:Project" and "-repositories-" in r["name"]}
+    logging_in = {path for r in plan["resources"] if r["type"] == "vault:jwt/authBackendRole:AuthBackendRole"
+                  and r["inputs"]["backend"] == "jwt-gitlab" for path in r["inputs"]["boundClaims"]["project_path"].split(",")}
+    tenant_paths = logging_in & set(projects)
+    assert tenant_paths and all(path.endswith("/app") for path in tenant_paths)
+    setters = {(path, role) for path in tenant_paths for role, access in ACCESS_LEVELS.items() if may_set_variables(projects[path], access)}
+    assert not setters, f"may set variables of jobs that log in to Vault: {sorted(setters)}"
+    for path, project in projects.items():
+        tenant, name = path.split("/")
+        # The golden path's bump: app's release tag (owners only) triggers ops-dev with IMAGE_TAG (tests/golden_path.py tag_bump).
+        allowed = {role for role, access in ACCESS_LEVELS.items() if may_set_variables(project, access)}
+        assert allowed == ({"owners"} if name == "ops-dev" else set()), (path, allowed)
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_bots_token_is_a_protected_hidden_variable_of_the_bot_project_alone(renders: dict[str, Render], stack: str) -> None:
     """Where the token is, and where it is not: a Pulumi secret in one protected, masked and hidden variable
