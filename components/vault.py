@@ -59,6 +59,7 @@ from components.ingress import NAMESPACE as INGRESS_NAMESPACE, route
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_gitlab import APP_PROJECT
 from components.tenant_secrets import TenantSecrets, TenantSecretsArgs
+from components.vault_federation import root_only
 from components.vault_init import VaultInit
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
@@ -105,17 +106,26 @@ BOOTSTRAP_AUTH = "vault-bootstrap-auth"  # the Secret and the Middleware
 BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the public route's routers (ranked by their rules' length)
 BOOTSTRAP_PATHS = ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/generate-recovery-token")
 
-# Full administration, for the platform's cluster admins (through OIDC only) and the deploy job's
-# login. It is everything root can do except the root-token-only operations (such as
-# generate-root's last step), and except tokens that outlive the login they are made from: no
-# orphan (`create-orphan`, `no_parent`), periodic or batch token, and none of a token role (which
-# can be orphan and periodic). Child tokens, revoked with their parent, remain: pulumi-vault makes
-# one of its token on every run with display_name, ttl, explicit_max_ttl and renewable
-# (terraform-provider-vault internal/provider/meta.go createChildToken). The vault CLI's
-# `token create` also sends type "service" and an empty period and entity_alias: those values
-# pass, no others (hvac's token.create, which always sends no_parent, is refused: use write).
+# Full administration, for the platform's cluster admins (through OIDC only) and the deploy jobs' logins
+# (platform-deploy, platform-deploy-scheduled), which run `pulumi up` with it (providerAuth pipeline). It is
+# everything root can do but what would let a login keep Vault past its hour or hide what it does; those are
+# root's, for break-glass (README, "When root is needed again"):
+# * tokens that outlive the login they are made from: no orphan (`create-orphan`, `no_parent`), periodic or
+#   batch token, and none of a token role (which can be orphan and periodic). Child tokens, revoked with their
+#   parent, remain: pulumi-vault makes one of its token on every run with display_name, ttl, explicit_max_ttl
+#   and renewable (terraform-provider-vault internal/provider/meta.go createChildToken). The vault CLI's
+#   `token create` also sends type "service" and an empty period and entity_alias: those values pass, no
+#   others (hvac's token.create, which always sends no_parent, is refused: use write);
+# * this policy itself. Vault lower-cases and trims a policy's name (`sys/policies/acl/PLATFORM-ADMIN` writes
+#   it), so the names the program writes are allowed rather than this one denied: `tenant-*` and the platform's
+#   own (tests/test_vault_attacks.py checks every policy of both plans against this list);
+# * enabling or disabling an auth method (userpass would issue tokens of any lifetime) and the token store's
+#   ceiling; the program tunes and configures the methods it declares;
+# * audit devices and the audited headers, raw storage, the plugin catalog, moving mounts;
+# * entities' own policies and internal groups, which would keep platform-admin for a person who leaves the
+#   admins' group (the program declares external groups only, whose members come from each sign-in).
 ADMIN_POLICY = """\
-# platform-admin: full administration of Vault, for the platform's cluster admins.
+# platform-admin: full administration of Vault, for the platform's cluster admins and the deploy jobs.
 path "*" {
   capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
 }
@@ -139,6 +149,41 @@ path "auth/token/create" {
 path "auth/token/create-orphan" { capabilities = ["deny"] }
 path "auth/token/create/*" { capabilities = ["deny"] }
 path "auth/token/roles/*" { capabilities = ["read", "list"] }
+# Policies the program writes; platform-admin (under any spelling) only root.
+path "sys/policies/acl/*" { capabilities = ["read", "list"] }
+path "sys/policy/*" { capabilities = ["read", "list"] }
+path "sys/policies/acl/tenant-*" { capabilities = ["create", "read", "update", "patch", "delete", "list"] }
+path "sys/policies/acl/platform-approver" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "sys/policies/acl/platform-raft-snapshot" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "sys/policies/acl/platform-promote-image" { capabilities = ["create", "read", "update", "patch", "delete"] }
+# Auth methods: tune those there are; enable or disable one, or tune the token store, only root.
+path "sys/auth/*" { capabilities = ["read", "list"] }
+path "sys/auth/+/tune" { capabilities = ["read", "update", "sudo"] }
+path "sys/mounts/auth/*" { capabilities = ["read", "list"] }
+path "sys/mounts/auth/+/tune" { capabilities = ["read", "update", "sudo"] }
+path "sys/auth/token/tune" { capabilities = ["read", "sudo"] }
+path "sys/mounts/auth/token/tune" { capabilities = ["read", "sudo"] }
+path "sys/remount*" { capabilities = ["deny"] }
+# What is audited, storage underneath the ACLs, server plugins: read only, or nothing.
+path "sys/audit" { capabilities = ["read", "sudo"] }
+path "sys/audit/*" { capabilities = ["deny"] }
+path "sys/config/auditing/*" { capabilities = ["read", "list", "sudo"] }
+path "sys/raw" { capabilities = ["deny"] }
+path "sys/raw/*" { capabilities = ["deny"] }
+path "sys/plugins/*" { capabilities = ["read", "list", "sudo"] }
+# Identities: no policy of an entity's own, external groups only (members from each sign-in); and their aliases.
+path "identity/entity*" { capabilities = ["read", "list"] }
+path "identity/group*" {
+  capabilities = ["create", "read", "update", "patch", "delete", "list"]
+  allowed_parameters = {
+    "type" = ["external"]
+    "*"    = []
+  }
+  denied_parameters = {
+    "member_entity_ids" = []
+    "member_group_ids"  = []
+  }
+}
 """
 
 # Read-only view of Vault's configuration, role bindings and identities, for system approvers:
@@ -387,10 +432,10 @@ class Vault(pulumi.ComponentResource):
             # stdout: the cluster's log pipeline collects it; no audit volume to fill up.
             options={"file_path": "stdout"},
             description="Audit log to the container's stdout",
-            opts=opts,
+            opts=root_only(opts),
         )
         policies = {
-            name: vault.Policy(f"{role}-vault-policy-{name}", name=name, policy=text, opts=opts)
+            name: vault.Policy(f"{role}-vault-policy-{name}", name=name, policy=text, opts=root_only(opts) if name == ADMIN_POLICY_NAME else opts)
             for name, text in ((ADMIN_POLICY_NAME, ADMIN_POLICY), (APPROVER_POLICY_NAME, APPROVER_POLICY))
         }
         oidc = self.oidc = vault.jwt.AuthBackend(
@@ -409,7 +454,7 @@ class Vault(pulumi.ComponentResource):
                 default_lease_ttl="1h", max_lease_ttl="1h", listing_visibility="unauth", token_type="default-service"
             ),
             # Vault refuses the configuration while the issuer's discovery document does not answer.
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(args.oidc_ready))),
+            opts=root_only(pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(args.oidc_ready)))),
         )
         vault.jwt.AuthBackendRole(
             f"{role}-vault-oidc-{OIDC_ROLE}",

@@ -76,6 +76,13 @@ _PROJECT_PATH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z
 _REF = re.compile(r"^[^\s*,]+$")
 
 
+def root_only(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+    """For what platform-admin, the pipeline's token, may change but not delete (components/vault.py ADMIN_POLICY:
+    auth methods, the audit device, that policy): a delete (a destroy, a removed mount) leaves it in Vault and
+    drops it from the state instead of failing, and root (break-glass) removes it if it must go."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True))
+
+
 def mount_path(cluster: ClusterHandle) -> str:
     return f"jwt-{cluster.name}" if cluster.is_eks else f"kubernetes-{cluster.name}"
 
@@ -148,7 +155,7 @@ class VaultFederation(pulumi.ComponentResource):
                 oidc_discovery_url=cluster.oidc_issuer_url,
                 bound_issuer=cluster.oidc_issuer_url,
                 tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="1h", max_lease_ttl="1h", token_type="default-service"),
-                opts=on_vault,
+                opts=root_only(on_vault),
             )
             ready: pulumi.Resource = mount
         else:
@@ -158,7 +165,7 @@ class VaultFederation(pulumi.ComponentResource):
                 path=path,
                 description=f"Service accounts of the {cluster.name} cluster (TokenReview with the client's token)",
                 tune=vault.AuthBackendTuneArgs(default_lease_ttl="1h", max_lease_ttl="1h", token_type="default-service"),
-                opts=on_vault,
+                opts=root_only(on_vault),
             )
             ready = vault.kubernetes.AuthBackendConfig(
                 f"{name}-{path}",
@@ -207,7 +214,7 @@ class VaultFederation(pulumi.ComponentResource):
             bound_issuer=args.gitlab_url,
             # Roles set each token's lifetime; the mount caps them all at the deploy job's hour.
             tune=vault.jwt.AuthBackendTuneArgs(default_lease_ttl="5m", max_lease_ttl="1h", token_type="default-service"),
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.gitlab_ready)),
+            opts=root_only(pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.gitlab_ready))),
         )
         return _Mount(path=GITLAB_PATH, jwt=True, ready=mount)
 

@@ -301,6 +301,137 @@ def test_an_admin_login_mints_no_token_that_outlives_it(vault: PlanVault) -> Non
         root.delete("auth/token/roles/keeper")
 
 
+def userpass_keeper(c: hvac.Client) -> dict[str, Any]:
+    """A login of one's own that outlives every OIDC sign-in: userpass, a periodic token with no max TTL."""
+    c.sys.enable_auth_method("userpass", path="keeper")
+    c.write_data("auth/keeper/users/keeper", data={"password": "keeper-password", "token_policies": ["platform-admin"], "token_period": "768h"})
+    auth = c.write_data("auth/keeper/login/keeper", data={"password": "keeper-password"})["auth"]
+    assert auth["lease_duration"] > 3600, auth
+    return auth
+
+
+# What a platform-admin login (a person's OIDC sign-in, the deploy job's or a schedule's) tries, to keep
+# Vault after its hour, or to hide what it does: each must be refused. A rewritten policy adds orphan tokens.
+ORPHANS = '\npath "auth/token/create-orphan" { capabilities = ["update", "sudo"] }\n'
+PERSISTING: dict[str, Callable[[hvac.Client, str], Any]] = {
+    "rewrite its own policy": lambda c, p: c.sys.create_or_update_policy("platform-admin", p + ORPHANS),
+    # Vault lower-cases and trims a policy's name: these paths write platform-admin too.
+    "rewrite its own policy, spelled PLATFORM-ADMIN": lambda c, p: c.write_data("sys/policies/acl/PLATFORM-ADMIN", data={"policy": p + ORPHANS}),
+    "rewrite its own policy, with a trailing space": lambda c, p: c.write_data("sys/policies/acl/platform-admin%20", data={"policy": p + ORPHANS}),
+    "rewrite its own policy at the old endpoint": lambda c, p: c.write_data("sys/policy/Platform-Admin", data={"policy": p + ORPHANS}),
+    "enable userpass and log in for a periodic token": lambda c, p: userpass_keeper(c),
+    "tune the token store's max TTL": lambda c, p: c.write_data("sys/auth/token/tune", data={"max_lease_ttl": "87600h"}),
+    "tune the token store at sys/mounts": lambda c, p: c.write_data("sys/mounts/auth/token/tune", data={"max_lease_ttl": "87600h"}),
+    "give an entity platform-admin": lambda c, p: c.write_data("identity/entity", data={"name": "keeper", "policies": ["platform-admin"]}),
+    "an internal group holding platform-admin": lambda c, p: c.write_data(
+        "identity/group", data={"name": "keeper", "type": "internal", "policies": ["platform-admin"]}),
+    "a second audit device": lambda c, p: c.sys.enable_audit_device("file", path="keeper", options={"file_path": "/dev/null"}),
+}
+# Asked of the server's ACL (sys/capabilities-self), not done: the session's server keeps its audit device.
+NOT_DONE = {"sys/audit/stdout": "delete", "sys/raw/sys/token/id": "update", "sys/plugins/catalog/auth/keeper": "update",
+            "sys/config/auditing/request-headers/x-keeper": "update"}
+
+
+def undo_persisting(root: hvac.Client, policy: str) -> None:
+    """What `PERSISTING` leaves on a server that let it."""
+    root.sys.create_or_update_policy("platform-admin", policy)
+    root.sys.delete_policy("tenant-keeper")
+    if "keeper/" in root.sys.list_auth_methods()["data"]:
+        root.sys.disable_auth_method("keeper")
+    if "keeper/" in root.sys.list_enabled_audit_devices()["data"]:
+        root.sys.disable_audit_device("keeper")
+    root.write_data("sys/auth/token/tune", data={"max_lease_ttl": "0"})
+    for kind in ("entity", "group"):
+        if root.read(f"identity/{kind}/name/keeper"):
+            root.delete(f"identity/{kind}/name/keeper")
+
+
+def test_an_admin_login_keeps_nothing_of_vault_past_its_hour_and_hides_nothing(vault: PlanVault) -> None:
+    """Was open on `main`: `platform-admin` (`path "*"` with sudo, held by people through OIDC and by the
+    deploy and scheduled pipeline jobs for an hour) could rewrite its own policy (under any spelling Vault
+    folds to its name), enable userpass and log in for a periodic token that never expires, raise the token
+    store's ceiling, give an entity or an internal group platform-admin (kept after the person leaves the
+    admins' group), add or remove audit devices, and register plugins. The next `pulumi up` reverted the
+    policy, never the rest. Now each is refused; the program's own writes still pass (the test below)."""
+    root = vault.client(vault.root_token)
+    policy = root.read("sys/policies/acl/platform-admin")["data"]["policy"]
+    try:
+        done = []
+        for what, persist in PERSISTING.items():
+            login = token_with(vault, "platform-admin")
+            if not refused(lambda: persist(login, policy)):
+                done.append(what)
+            undo_persisting(root, policy)
+        login = token_with(vault, "platform-admin")
+        # A tenant policy's name may be written; the path names the policy, not a `name` in the body.
+        login.write_data("sys/policies/acl/tenant-keeper", data={"name": "platform-admin", "policy": policy + ORPHANS})
+        assert root.read("sys/policies/acl/platform-admin")["data"]["policy"] == policy
+        capabilities = login.write_data("sys/capabilities-self", data={"paths": list(NOT_DONE)})["data"]
+        allowed = [f"{need} {path}" for path, need in NOT_DONE.items() if need in capabilities[path] or "root" in capabilities[path]]
+        assert not done and not allowed, f"platform-admin may {'; '.join(done + allowed)}"
+    finally:
+        undo_persisting(root, policy)
+
+
+WRITE = ("create", "update", "read", "delete")
+# Deleted from the state alone, with no call (terraform-provider-vault kubernetes_auth_backend_config.go
+# kubernetesAuthBackendConfigDelete).
+DELETED_WITHOUT_A_CALL = ("vault:kubernetes/authBackendConfig:AuthBackendConfig",)
+
+
+def provider_paths(resource: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The paths terraform-provider-vault reads and writes for one resource of the plan, and the capabilities it
+    needs on each to create, refresh, change and delete it (api/sys_mounts.go TuneMount: `sys/mounts/<path>/tune`,
+    the provider's auth mounts passing `auth/<path>`; sys_policy.go PutPolicy: `sys/policies/acl/<name>`).
+    The root-only ones (the admin policy, the audit device, enabling or disabling an auth method) are only read."""
+    kind, i = resource["type"], resource["inputs"]
+    auth = {"sys/auth": ("read",), f"sys/mounts/auth/{i.get('path')}/tune": ("read", "update")}
+    return {
+        "vault:index/policy:Policy": lambda: {f"sys/policies/acl/{i['name']}": ("read",) if i["name"] == "platform-admin" else WRITE},
+        "vault:index/audit:Audit": lambda: {"sys/audit": ("read", "sudo")},
+        "vault:index/authBackend:AuthBackend": lambda: auth,
+        "vault:jwt/authBackend:AuthBackend": lambda: {**auth, f"auth/{i['path']}/config": ("create", "update", "read")},
+        "vault:kubernetes/authBackendConfig:AuthBackendConfig": lambda: {f"auth/{i['backend']}/config": ("create", "update", "read")},
+        "vault:kubernetes/authBackendRole:AuthBackendRole": lambda: {f"auth/{i['backend']}/role/{i['roleName']}": WRITE},
+        "vault:jwt/authBackendRole:AuthBackendRole": lambda: {f"auth/{i['backend']}/role/{i['roleName']}": WRITE},
+        "vault:identity/group:Group": lambda: {"identity/group": ("create", "update"), "identity/group/id/x": ("read", "update", "delete")},
+        "vault:identity/groupAlias:GroupAlias": lambda: {"identity/group-alias": ("create", "update"),
+                                                         "identity/group-alias/id/x": ("read", "update", "delete")},
+        "vault:index/mount:Mount": lambda: {f"sys/mounts/{i['path']}": WRITE, f"sys/mounts/{i['path']}/tune": ("read", "update")},
+        "vault:transit/secretBackendKey:SecretBackendKey": lambda: {f"{i['backend']}/keys/{i['name']}": WRITE,
+                                                                    f"{i['backend']}/keys/{i['name']}/config": ("update",)},
+        "vault:generic/endpoint:Endpoint": lambda: {i["path"]: ("update",)},
+        "vault:kv/secretV2:SecretV2": lambda: {f"{i['mount']}/data/{i['name']}": WRITE, f"{i['mount']}/metadata/{i['name']}": ("read", "delete")},
+    }[kind]()
+
+
+def test_the_programs_own_up_passes_with_the_pipelines_token(vault: PlanVault, renders: dict[str, Render]) -> None:
+    """What `pulumi up` does with `providerAuth: pipeline` (pulumi-vault's child token of a platform-admin
+    login): every path of every Vault resource of both plans, with the capabilities it needs, in the real
+    server's view (sys/capabilities-self); what it may not delete, a delete leaves in Vault (retainOnDelete)
+    rather than failing a destroy; and the identity groups and aliases, whose parameters the policy checks,
+    written again as the provider writes them."""
+    root = vault.client(vault.root_token)
+    token = vault.client(terraform_child_token(token_with(vault, "platform-admin")))
+    missing = []
+    for stack, render in renders.items():
+        needs: dict[str, set[str]] = {}
+        for resource in (r for r in render.plan["resources"] if r["type"].startswith("vault:")):
+            paths = provider_paths(resource)
+            for path, capabilities in paths.items():
+                needs.setdefault(path, set()).update(capabilities)
+            deleted = (any("delete" in capabilities for capabilities in paths.values()) or resource["inputs"].get("disableDelete")
+                       or resource["type"] in DELETED_WITHOUT_A_CALL)
+            if not deleted and not resource["options"]["retainOnDelete"]:
+                missing.append(f"{stack}: {resource['name']} is deleted by root only but not retained on delete")
+        granted = token.write_data("sys/capabilities-self", data={"paths": sorted(needs)})["data"]
+        missing += [f"{stack}: {path} lacks {sorted(need - set(granted[path]))}" for path, need in needs.items() if not need <= set(granted[path])]
+    assert not missing, "\n".join(missing)
+    for applied in (a for a in vault.applied if a.type in ("vault:identity/group:Group", "vault:identity/groupAlias:GroupAlias")):
+        token.write_data(applied.path, data=applied.wrote)
+        assert root.read(applied.path)["data"]["name"] == applied.wrote["name"]
+
+
 DIAGNOSTICS = ("sys/pprof/goroutine", "sys/pprof/heap", "sys/pprof/profile?seconds=1", "sys/monitor?log_level=trace")
 
 

@@ -9,7 +9,7 @@ import hvac.exceptions
 import pytest
 import yaml
 
-from components.vault import APPROVER_POLICY_NAME
+from components.vault import ADMIN_POLICY_NAME, APPROVER_POLICY_NAME
 from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
 from platformctl.mocks import REDACTED
 from platformctl.render import render
@@ -122,8 +122,12 @@ def test_deploy_jobs_log_in_for_an_hour_at_most_and_root_can_be_revoked(
                 assert f"{name}/" in listed[f"sys/{section}"], applied.path
             else:
                 assert not applier.read_back(applied.name, applied.path, applied.wrote).mismatches(), applied.path
-        updated = applier.apply([r for r in renders["dev"].plan["resources"] if r["type"] in UPDATABLE])
+        # All but platform-admin itself, which only root rewrites (components/vault.py ADMIN_POLICY).
+        own = [r for r in renders["dev"].plan["resources"] if r["type"] in UPDATABLE and r["inputs"].get("name") == ADMIN_POLICY_NAME]
+        updated = applier.apply([r for r in renders["dev"].plan["resources"] if r["type"] in UPDATABLE and r not in own])
         assert updated and all(not a.mismatches() for a in updated)
+        with pytest.raises(hvac.exceptions.Forbidden):
+            applier.apply(own)
     finally:
         server.stop()
 
