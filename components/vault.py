@@ -83,6 +83,7 @@ TOKEN_TTL_SECONDS = 3600  # people's Vault tokens live at most an hour
 PROVIDER_CHILD_TOKEN_SECONDS = 1200  # terraform-provider-vault's max_lease_ttl_seconds default
 ADMIN_POLICY_NAME = "platform-admin"
 APPROVER_POLICY_NAME = "platform-approver"
+READER_POLICY_NAME = "platform-reader"
 
 # Ready while sealed or uninitialised: the release waits for readiness, and only after it is
 # ready can the program initialise and unseal Vault. People still reach only the unsealed
@@ -106,8 +107,32 @@ BOOTSTRAP_AUTH = "vault-bootstrap-auth"  # the Secret and the Middleware
 BOOTSTRAP_PATHS_PRIORITY = 100_000  # above the public route's routers (ranked by their rules' length)
 BOOTSTRAP_PATHS = ("/v1/sys/init", "/v1/sys/unseal", "/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/generate-recovery-token")
 
+# Child tokens only, for the provider's token of each run (pulumi-vault's) and a person's `vault token create`.
+CHILD_TOKENS_ONLY = """\
+# Child tokens only: nothing that outlives the login.
+path "auth/token/create" {
+  capabilities = ["create", "update"]
+  allowed_parameters = {
+    "display_name"      = []
+    "ttl"               = []
+    "explicit_max_ttl"  = []
+    "renewable"         = []
+    "policies"          = []
+    "meta"              = []
+    "num_uses"          = []
+    "no_default_policy" = []
+    "type"              = ["service"]
+    "period"            = ["", "0s"]
+    "entity_alias"      = [""]
+  }
+}
+path "auth/token/create-orphan" { capabilities = ["deny"] }
+path "auth/token/create/*" { capabilities = ["deny"] }
+path "auth/token/roles/*" { capabilities = ["read", "list"] }
+"""
+
 # Full administration, for the platform's cluster admins (through OIDC only) and the deploy jobs' logins
-# (platform-deploy, platform-deploy-scheduled), which run `pulumi up` with it (providerAuth pipeline). It is
+# (platform-deploy; platform-deploy-scheduled, rebuild-dev's), which run `pulumi up` with it (providerAuth pipeline). It is
 # everything root can do but what would let a login keep Vault past its hour or hide what it does; those are
 # root's, for break-glass (README, "When root is needed again"):
 # * tokens that outlive the login they are made from: no orphan (`create-orphan`, `no_parent`), periodic or
@@ -129,31 +154,13 @@ ADMIN_POLICY = """\
 path "*" {
   capabilities = ["create", "read", "update", "patch", "delete", "list", "sudo"]
 }
-# Child tokens only: nothing that outlives the login.
-path "auth/token/create" {
-  capabilities = ["create", "update"]
-  allowed_parameters = {
-    "display_name"      = []
-    "ttl"               = []
-    "explicit_max_ttl"  = []
-    "renewable"         = []
-    "policies"          = []
-    "meta"              = []
-    "num_uses"          = []
-    "no_default_policy" = []
-    "type"              = ["service"]
-    "period"            = ["", "0s"]
-    "entity_alias"      = [""]
-  }
-}
-path "auth/token/create-orphan" { capabilities = ["deny"] }
-path "auth/token/create/*" { capabilities = ["deny"] }
-path "auth/token/roles/*" { capabilities = ["read", "list"] }
+""" + CHILD_TOKENS_ONLY + """\
 # Policies the program writes; platform-admin (under any spelling) only root.
 path "sys/policies/acl/*" { capabilities = ["read", "list"] }
 path "sys/policy/*" { capabilities = ["read", "list"] }
 path "sys/policies/acl/tenant-*" { capabilities = ["create", "read", "update", "patch", "delete", "list"] }
 path "sys/policies/acl/platform-approver" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "sys/policies/acl/platform-reader" { capabilities = ["create", "read", "update", "patch", "delete"] }
 path "sys/policies/acl/platform-raft-snapshot" { capabilities = ["create", "read", "update", "patch", "delete"] }
 path "sys/policies/acl/platform-promote-image" { capabilities = ["create", "read", "update", "patch", "delete"] }
 # Auth methods: tune those there are; enable or disable one, or tune the token store, only root.
@@ -186,18 +193,11 @@ path "identity/group*" {
 }
 """
 
-# Read-only view of Vault's configuration, role bindings and identities, for system approvers:
-# enough to review what a change did, nothing that reads a secret or changes anything. Raft
-# snapshots are the whole (encrypted) data set and `sys/raw` is storage itself: both denied.
-# So are the server's diagnostics, which review nothing: profiling (`sys/pprof`, a CPU profile
-# or trace loads the server for as long as asked) and its live log stream (`sys/monitor`).
-# Secret engines' paths are not granted at all.
-APPROVER_POLICY = """\
-# platform-approver: read-only on configuration, roles and identities, for system approvers.
-path "sys/*" {
-  capabilities = ["read", "list"]
-}
-path "sys/raw/*" {
+# Neither reader of Vault below gets storage (raft snapshots are the whole encrypted data set, `sys/raw` is
+# storage itself) nor the server's diagnostics, which review nothing: profiling (`sys/pprof`, a CPU profile or
+# trace loads the server for as long as asked) and its live log stream (`sys/monitor`).
+NO_STORAGE_OR_DIAGNOSTICS = """\
+path "sys/raw*" {
   capabilities = ["deny"]
 }
 path "sys/storage/raft/snapshot*" {
@@ -209,6 +209,17 @@ path "sys/pprof*" {
 path "sys/monitor" {
   capabilities = ["deny"]
 }
+"""
+
+# Read-only view of Vault's configuration, role bindings and identities, for system approvers:
+# enough to review what a change did, nothing that reads a secret or changes anything; no storage
+# or diagnostics. Secret engines' paths are not granted at all.
+APPROVER_POLICY = """\
+# platform-approver: read-only on configuration, roles and identities, for system approvers.
+path "sys/*" {
+  capabilities = ["read", "list"]
+}
+""" + NO_STORAGE_OR_DIAGNOSTICS + """\
 path "identity/*" {
   capabilities = ["read", "list"]
 }
@@ -219,6 +230,20 @@ path "auth/+/role/*" {
   capabilities = ["read", "list"]
 }
 """
+
+
+# What `pulumi preview --refresh` reads of Vault, for the scheduled drift checks (components/vault_federation.py
+# DRIFT_ROLE), which run with the variables of the schedule's owner: every declared object and the audit device
+# (listing audit devices needs sudo), and pulumi-vault's child token; nothing written, no storage or diagnostics.
+READER_POLICY = """\
+# platform-reader: what a refresh reads, for the drift checks.
+path "*" {
+  capabilities = ["read", "list"]
+}
+path "sys/audit" {
+  capabilities = ["read", "sudo"]
+}
+""" + NO_STORAGE_OR_DIAGNOSTICS + CHILD_TOKENS_ONLY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -436,7 +461,7 @@ class Vault(pulumi.ComponentResource):
         )
         policies = {
             name: vault.Policy(f"{role}-vault-policy-{name}", name=name, policy=text, opts=root_only(opts) if name == ADMIN_POLICY_NAME else opts)
-            for name, text in ((ADMIN_POLICY_NAME, ADMIN_POLICY), (APPROVER_POLICY_NAME, APPROVER_POLICY))
+            for name, text in ((ADMIN_POLICY_NAME, ADMIN_POLICY), (APPROVER_POLICY_NAME, APPROVER_POLICY), (READER_POLICY_NAME, READER_POLICY))
         }
         oidc = self.oidc = vault.jwt.AuthBackend(
             f"{role}-vault-oidc",

@@ -60,11 +60,13 @@ DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
 CI_PIPELINE_SOURCES = ("push", "web", "schedule")
 # platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
 # (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their
-# own; and, at a role of their own, the schedules (their owner's variables) of the drift checks
-# (preview/<stack>) and of rebuild-dev (dev), never in prod.
+# own; and, at a role of their own, the schedule (its owner's variables) of rebuild-dev (dev), never in
+# prod. The drift checks' schedules (preview/<stack>) only preview: their role reads (platform-reader).
 DEPLOY_PIPELINE_SOURCES = ("push",)
 SCHEDULED_DEPLOY_ROLE = "platform-deploy-scheduled"
-SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev", "preview/dev", "preview/prod")
+SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev",)
+DRIFT_ROLE = "platform-drift"
+DRIFT_ENVIRONMENTS = ("preview/dev", "preview/prod")
 TOKEN_REVIEW_ROLE = "platform-vault-tokenreview"
 # Copied from a CI job's ID token into its Vault token's metadata, so the audit log names the job.
 CI_CLAIM_MAPPINGS = {claim: claim for claim in ("project_path", "ref", "pipeline_id", "job_id", "user_login")}

@@ -17,12 +17,14 @@ from components.cluster import ClusterHandle
 from components.gitlab import GitLab
 from components.inventory import CredentialInventory
 from components.image_promotion import DEFAULT_BRANCH
-from components.vault import ADMIN_POLICY_NAME, Vault
+from components.vault import ADMIN_POLICY_NAME, READER_POLICY_NAME, Vault
 from components.vault_federation import (
     CI_MAX_TOKEN_TTL,
     DEPLOY_ENVIRONMENTS,
     DEPLOY_PIPELINE_SOURCES,
     DEPLOY_ROLE,
+    DRIFT_ENVIRONMENTS,
+    DRIFT_ROLE,
     SCHEDULED_DEPLOY_ENVIRONMENTS,
     SCHEDULED_DEPLOY_ROLE,
     VaultFederation,
@@ -77,12 +79,14 @@ def build_vault_federation(
             # After bootstrap the program reaches Vault with this role's one-hour token
             # (platform:services.vault.providerAuth "pipeline"): the deploy jobs on main log in with
             # their id_token and hand the token to pulumi-vault as VAULT_TOKEN.
-            for role, sources, environments in (
-                (DEPLOY_ROLE, DEPLOY_PIPELINE_SOURCES, DEPLOY_ENVIRONMENTS),
-                (SCHEDULED_DEPLOY_ROLE, ("schedule",), SCHEDULED_DEPLOY_ENVIRONMENTS),  # .gitlab-ci.yml sets VAULT_ROLE
+            for role, sources, environments, policy in (
+                (DEPLOY_ROLE, DEPLOY_PIPELINE_SOURCES, DEPLOY_ENVIRONMENTS, ADMIN_POLICY_NAME),
+                # .gitlab-ci.yml sets VAULT_ROLE: rebuild-dev's destroy and up; the drift checks' previews.
+                (SCHEDULED_DEPLOY_ROLE, ("schedule",), SCHEDULED_DEPLOY_ENVIRONMENTS, ADMIN_POLICY_NAME),
+                (DRIFT_ROLE, ("schedule",), DRIFT_ENVIRONMENTS, READER_POLICY_NAME),
             ):
                 federation.bind_ci(
-                    role, [config.pipeline.project_path], [DEFAULT_BRANCH], [ADMIN_POLICY_NAME], federation,
+                    role, [config.pipeline.project_path], [DEFAULT_BRANCH], [policy], federation,
                     ttl=CI_MAX_TOKEN_TTL, environments=list(environments), pipeline_sources=sources,
                 )
     if gitlab is not None:

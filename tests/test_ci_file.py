@@ -316,16 +316,21 @@ def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(j
 
 
 def test_scheduled_jobs_log_in_at_the_scheduled_role_and_only_they_do(jobs: dict[str, dict[str, Any]]) -> None:
-    # platform-deploy takes push pipelines only; a schedule's job (drift, rebuild-dev) must name the
-    # role that takes schedules, in one of that role's environments.
-    from components.vault_federation import SCHEDULED_DEPLOY_ENVIRONMENTS, SCHEDULED_DEPLOY_ROLE
+    # platform-deploy takes push pipelines only; a schedule's job must name a role that takes schedules,
+    # in one of that role's environments: rebuild-dev (destroy, up) platform-deploy-scheduled, the drift
+    # checks (preview only) platform-drift.
+    from components.vault_federation import DRIFT_ENVIRONMENTS, DRIFT_ROLE, SCHEDULED_DEPLOY_ENVIRONMENTS, SCHEDULED_DEPLOY_ROLE
 
+    roles = {SCHEDULED_DEPLOY_ROLE: SCHEDULED_DEPLOY_ENVIRONMENTS, DRIFT_ROLE: DRIFT_ENVIRONMENTS}
     for name, job in jobs.items():
         if not any(".ci/vault-login.py" in line for line in _script(job)):
             continue
         scheduled = all('$CI_PIPELINE_SOURCE == "schedule"' in rule["if"] for rule in job["rules"])
-        assert (job.get("variables", {}).get("VAULT_ROLE") == SCHEDULED_DEPLOY_ROLE) == scheduled, name
-        assert not scheduled or job["environment"]["name"] in SCHEDULED_DEPLOY_ENVIRONMENTS, name
+        role = job.get("variables", {}).get("VAULT_ROLE")
+        assert (role in roles) == scheduled, name
+        assert not scheduled or job["environment"]["name"] in roles[role], name
+        writes = any(re.search(r"pulumi (up|destroy)\b", line) for line in _script(job))
+        assert not scheduled or (role == SCHEDULED_DEPLOY_ROLE) == writes, name
 
 
 def test_write_role_only_for_writes_and_only_on_protected_refs(jobs: dict[str, dict[str, Any]]) -> None:

