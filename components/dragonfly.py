@@ -133,6 +133,7 @@ class DragonflyArgs:
     hostname: str  # dragonfly.<cluster>.<domain>: the manager's open API, for Harbor
     stores: DataStoresArgs  # platform:services.dataStores, for the manager's own stores
     settings: ServiceSettings  # replicas, storage (each seed peer's cache), chart version, sizing
+    ingress: workload_ingress.WorkloadIngress  # the tenants' Traefik, which serves the preheat API
     preheat_token: pulumi.Output[str] | None = None  # a Pulumi secret; None: no preheat yet
     # PEM of the CA Harbor's certificate chains to when it is not public (the platform CA); None: system roots.
     harbor_ca: pulumi.Input[str] | None = None
@@ -166,16 +167,14 @@ class Dragonfly(pulumi.ComponentResource):
         # (`kubectl port-forward` reaches the console); from anywhere, only what the nodes call. In-cluster
         # stores (kubeconfig clusters): their operator, and the database the manager alone (the scheduler's is Redis).
         held = hold_namespace(name, ns, [
-            Admit("manager-rest", tier("manager"), [k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": workload_ingress.NAMESPACE}),
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=workload_ingress.POD_LABELS))], (REST_PORT,)),
+            Admit("manager-rest", tier("manager"), [workload_ingress.from_ingress_controller()], (REST_PORT,)),
             *NODE_CLIENTS, *stores.admits,
         ], pulumi.ResourceOptions(parent=self, provider=cluster.provider), stores.database_clients(RELEASE, [tier("manager")]))
         self.release = release(
             RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
             version=args.settings.chart_version, depends_on=[secret, *trusted, *stores.ready, *held],
         )
-        self._publish(name, cluster, ns, args.hostname)
+        self._publish(name, cluster, ns, args.hostname, args.ingress)
         self._replace_seeded_root(name, ns, args.harbor_host, k8s_opts)
         # The chart has no budgets: a drain keeps all but one manager, scheduler and seed peer serving.
         for component in REPLICATED:
@@ -184,10 +183,12 @@ class Dragonfly(pulumi.ComponentResource):
         args.inventory.register(*credentials(name, cluster.name))
         self.register_outputs({"manager": f"https://{args.hostname}"})
 
-    def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str) -> None:
+    def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str,
+                 ingress: workload_ingress.WorkloadIngress) -> None:
         """The manager's preheat API on the tenants' ingress (its wildcard certificate), nothing more
-        (in the cluster its REST port answers only its own namespace and that ingress)."""
+        (in the cluster its REST port answers only its own namespace and that ingress, whose egress reaches it)."""
         backend = {"service": {"name": MANAGER, "port": {"number": REST_PORT}}}
+        reached = ingress.route(RELEASE, NAMESPACE, tier("manager"), REST_PORT)
         k8s.networking.v1.Ingress(
             f"{name}-preheat-api",
             metadata=metadata(MANAGER, ns),
@@ -198,7 +199,7 @@ class Dragonfly(pulumi.ComponentResource):
                     {"path": path, "pathType": kind, "backend": backend} for path, kind in PREHEAT_PATHS
                 ]}}],
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release, reached]),
         )
 
     def _replace_seeded_root(self, name: str, ns: k8s.core.v1.Namespace, harbor_host: str, k8s_opts: pulumi.ResourceOptions) -> None:
@@ -456,11 +457,14 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         own_archive_key=None if cluster.is_eks else archive_key(cluster.name, settings.options["archive_keys"]),
     )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
+    ingress = parts.get(workload_ingress.SLICE)
+    assert ingress is not None, "stacks.config refuses dragonfly without workloadIngress"
     return Dragonfly(name, cluster, DragonflyArgs(
         harbor_host=f"harbor.{parts.domain}",
         hostname=f"{RELEASE}.{cluster.name}.{parts.domain}",
         stores=stores,
         settings=settings,
+        ingress=ingress,
         preheat_token=pulumi.Output.secret(token.get_secret_value()) if token is not None else None,
         harbor_provider=parts.harbor_provider,
         harbor_ca=parts.ca.cert_pem if parts.ca is not None else None,  # Harbor's certificate chains to the platform CA

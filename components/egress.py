@@ -37,6 +37,14 @@ def dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     )
 
 
+def pods_in(namespace: str, labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """The pods of `namespace` (by name) labelled `labels`, as a rule's peer."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace}),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+    )
+
+
 def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
     return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in ports]
 

@@ -160,6 +160,8 @@ class ClusterParts:
     harbor_provider: pulumi.ProviderResource | None = None
     # Workload clusters: the stack's backup store (platform:backups; None: unset), where Velero writes.
     backups: BackupStore | None = None
+    # Where its own pods reach its API server: the `kubernetes` Service's endpoint, as NetworkPolicy sees it.
+    api_server: ApiServer | None = None
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""

@@ -54,8 +54,7 @@ from components.tenant_roles import RULES, TENANT_ADMIN, TENANT_EDIT, VIEW, tena
 from components.tenant_secrets import PULL_SECRET
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import KUBE_OIDC_PROXY_IMAGE, VCLUSTER_KUBERNETES_TAGS
-from components.workload_ingress import NAMESPACE as INGRESS_NAMESPACE
-from components.workload_ingress import POD_LABELS as INGRESS_POD_LABELS
+from components.workload_ingress import from_ingress_controller
 from policy.gatekeeper import tenant_namespace_constraints
 from policy.labels import (
     ENVIRONMENT_LABEL,
@@ -413,10 +412,7 @@ class TenantNamespace(pulumi.ComponentResource):
         )
         same_namespace = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())]
         # From outside the namespace, only the workload ingress controller's pods (components/workload_ingress.py).
-        ingress_controller = [k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": INGRESS_NAMESPACE}),
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=INGRESS_POD_LABELS),
-        )]
+        ingress_controller = [from_ingress_controller()]
         default_deny = k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata=meta("tenant-default-deny"),

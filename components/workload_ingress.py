@@ -13,6 +13,16 @@ admits this controller's pods only (components/tenant.py).
 Plain HTTP only redirects to HTTPS. Traefik's Prometheus metrics carry the service label the
 canary analyses query (components/prometheus.py, components/tenant_rollout.py). On EKS the
 wildcard name gets a Route 53 record pointing at the load balancer.
+
+Traefik parses every request from the internet to every tenant, so its pods reach only what they
+serve (an egress NetworkPolicy): the cluster DNS, the cluster's API server (both its providers build
+their client with `rest.InClusterConfig()`, traefik v3.6.2 pkg/provider/kubernetes/ingress/client.go:65,
+crd/client.go:109), every pod of the tenant namespaces (an Ingress's backends are its Service's
+EndpointSlice addresses, the pods: ingress/kubernetes.go:633-658; ExternalName Services stay refused,
+:521), and each platform backend a route of theirs names (`route`). Nothing else on the pod network
+(Dragonfly's seed peers and scheduler take no credential), no node, no metadata, no internet: no
+plugin, tracer or forward-auth is configured, ACME is cert-manager's, and the version check
+(update.traefik.io, cmd/traefik/traefik.go:117) is off.
 """
 
 from __future__ import annotations
@@ -24,12 +34,13 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import tls
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
+from components.egress import dns, hold_egress, pods_in, tcp, to_networks
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
 from components.service import WORKLOAD_CLUSTERS, CertificateAuthority, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
-from policy.labels import managed_by
+from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
 
 NAMESPACE = "apps-ingress"
 RELEASE = "traefik"
@@ -37,6 +48,11 @@ INGRESS_CLASS = "apps"
 METRICS_PORT = "metrics"  # the chart's container port name for Prometheus metrics
 POD_LABELS = {"app.kubernetes.io/name": "traefik"}  # what the chart labels Traefik's pods with
 WILDCARD_SECRET = "wildcard-tls"
+
+
+def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Traefik's pods, as the peer of a backend's ingress rule (a tenant's namespace, a platform route's pods)."""
+    return pods_in(NAMESPACE, POD_LABELS)
 
 
 def wildcard(environment: str, domain: str) -> str:
@@ -48,6 +64,7 @@ class WorkloadIngressArgs:
     domain: str
     issuer: tls.PlatformTls  # cert-manager (and, with ACME, the platform issuer) on this cluster
     settings: ServiceSettings  # replicas, chart version, sizing
+    api_server: ApiServer  # the cluster's, as its pods reach it: what Traefik's providers watch
     route53: Route53Args | None = None  # EKS: a record for the wildcard name
     signer: CertificateAuthority | None = None  # without ACME: the platform root, which signs the wildcard
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
@@ -61,6 +78,14 @@ class WorkloadIngress(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: ClusterHandle, args: WorkloadIngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:workload_ingress:WorkloadIngress", name, None, opts)
         ns = namespace(SLICE.namespace, cluster, self)
+        self._name, self._ns, self._opts = name, ns, pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        egress = self._egress("egress", [
+            dns(),
+            *to_networks([args.api_server.cidr], [args.api_server.port]),
+            # Every tenant namespace (sandboxes and virtual clusters' host namespaces too), on any port a Service targets.
+            k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={TENANT_NAMESPACE_LABEL: "true"}))]),
+        ])
         self.hostname = wildcard(cluster.role, args.domain)
         if args.signer is not None:
             certificate: pulumi.Resource = tls.signed_tls_secret(
@@ -90,8 +115,11 @@ class WorkloadIngress(pulumi.ComponentResource):
                 **traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None),
                 # The service label of each request counter: what the canary analyses select on.
                 "metrics": {"prometheus": {"addServicesLabels": True}},
+                # No daily call to update.traefik.io: its egress holds no internet.
+                "global": {"checkNewVersion": False},
             },
             ns=ns,
+            depends_on=[egress],
         )
         # Traefik's default certificate: what it serves for every tenant host (CRDs come with the release).
         k8s.apiextensions.CustomResource(
@@ -105,6 +133,14 @@ class WorkloadIngress(pulumi.ComponentResource):
         if args.route53 is not None:
             self._record(name, cluster, args.route53)
         self.register_outputs({"hostname": self.hostname, "ingressClass": INGRESS_CLASS})
+
+    def route(self, name: str, namespace: str, pods: dict[str, str], port: int) -> k8s.networking.v1.NetworkPolicy:
+        """Traefik's pods reach `pods` of the platform's `namespace` on `port`: the backend of a route there
+        on this class (Traefik's egress holds every other platform pod). What the route waits for."""
+        return self._egress(f"to-{name}", [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[pods_in(namespace, pods)], ports=tcp(port))])
+
+    def _egress(self, name: str, rules: list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]) -> k8s.networking.v1.NetworkPolicy:
+        return hold_egress(self._name, self._ns, name, POD_LABELS, rules, self._opts)
 
     def _record(self, name: str, cluster: ClusterHandle, route53: Route53Args) -> None:
         """`*.<env>.<domain>` to the load balancer, read back after the release (during `up`, never by the program)."""
@@ -139,12 +175,13 @@ def wildcard_credential(name: str, cluster: str, hostname: str) -> Credential:
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngress | None:
     issuer = parts.get(tls.SLICE)
     assert issuer is not None, "stacks.config refuses workloadIngress without certManager"
+    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     aws_provider = parts.cluster.aws_provider
     route53 = Route53Args(parts.acme.hosted_zone_id, aws_provider) if parts.acme and aws_provider else None
     return WorkloadIngress(
         f"{parts.cluster.role}-workload-ingress",
         parts.cluster,
-        WorkloadIngressArgs(parts.domain, issuer, settings, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
+        WorkloadIngressArgs(parts.domain, issuer, settings, parts.api_server, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
     )
 
 

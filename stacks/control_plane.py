@@ -14,7 +14,7 @@ from components.common import LdapUpstream, OidcUpstream, PlatformGroups
 from components.inventory import CredentialInventory
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
 from stacks.backups import backup_store
-from stacks.config import Identity, PlatformConfig
+from stacks.config import ClusterSpec, Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
 
 ANYWHERE = "0.0.0.0/0"
@@ -45,22 +45,23 @@ def edge_settings(config: PlatformConfig) -> EdgeSettings:
 
 
 def api_servers(config: PlatformConfig) -> tuple[ApiServer, ...]:
-    """Where the pipeline's Pulumi jobs reach each cluster's API server: an EKS cluster's private
-    endpoint in its VPC (in existing subnets, anywhere) on 443 (a public endpoint is on the
-    internet); a kubeconfig server's address, or anywhere when it is a name, on its port."""
-    servers: list[ApiServer] = []
-    for spec in (config.clusters.control_plane, config.clusters.dev, config.clusters.prod):
-        if spec.eks is not None:
-            servers.append(ApiServer(spec.eks.vpc.cidr if spec.eks.vpc else ANYWHERE, 443))
-            continue
-        assert spec.kubeconfig is not None
-        url = urlsplit(spec.kubeconfig.server)
-        try:
-            cidr = str(ipaddress.ip_network(url.hostname or ""))
-        except ValueError:
-            cidr = ANYWHERE
-        servers.append(ApiServer(cidr, url.port or 443))
-    return tuple(dict.fromkeys(servers))
+    """Where the pipeline's Pulumi jobs reach each cluster's API server (`api_server`)."""
+    return tuple(dict.fromkeys(api_server(spec) for spec in (config.clusters.control_plane, config.clusters.dev, config.clusters.prod)))
+
+
+def api_server(spec: ClusterSpec) -> ApiServer:
+    """Where pods reach a cluster's API server: an EKS cluster's private endpoint in its VPC (in
+    existing subnets, anywhere) on 443 (a public endpoint is on the internet); a kubeconfig server's
+    address, or anywhere when it is a name, on its port."""
+    if spec.eks is not None:
+        return ApiServer(spec.eks.vpc.cidr if spec.eks.vpc else ANYWHERE, 443)
+    assert spec.kubeconfig is not None
+    url = urlsplit(spec.kubeconfig.server)
+    try:
+        cidr = str(ipaddress.ip_network(url.hostname or ""))
+    except ValueError:
+        cidr = ANYWHERE
+    return ApiServer(cidr, url.port or 443)
 
 
 def upstream_identity(identity: Identity) -> OidcUpstream | LdapUpstream:

@@ -34,7 +34,7 @@ from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.backups import backup_expectations, build_backup_jobs
-from stacks.control_plane import build_control_plane
+from stacks.control_plane import api_server, build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
@@ -98,6 +98,7 @@ def add_cluster_addons(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
+        api_server=api_server(getattr(config.clusters, next(f for f, name in CLUSTER_NAMES.items() if name == cluster.role))),
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)

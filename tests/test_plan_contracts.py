@@ -53,6 +53,8 @@ UNVENDORED_CHART_KEYS = {
         "service.annotations.*",
         # The workload clusters' Traefik (components/workload_ingress.py): request counters by service.
         "metrics.prometheus.addServicesLabels",
+        # Its version check off (no internet in its egress): traefik 37.4.0 values.yaml line 755, _podtemplate.tpl line 198.
+        "global.checkNewVersion",
         # The control plane's: the namespaces it watches, its RBAC granted by the platform (components/ingress.py).
         "providers.kubernetesIngress.namespaces",
         "providers.kubernetesCRD.namespaces",

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from components import dragonfly
+from components import dragonfly, workload_ingress
 from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_delivery_attacks import Network, Pod
@@ -111,8 +111,10 @@ def allowed(plan: dict[str, Any], cluster: str, network: Network) -> dict[tuple[
     }
 
 
-# (source prefix, jewel, port, why): what one source more reaches, beyond ALLOWED.
-NAMED = ((TRAEFIK, MANAGER, dragonfly.REST_PORT, "dragonfly.<cluster>.<domain>'s preheat paths route to the manager's REST API (Harbor's preheat)"),)
+# (source prefix, jewel, port, why): what one source more reaches, beyond ALLOWED. Traefik's: any pod of its namespace
+# (there, a pod with Traefik's labels is a Traefik pod: no one but the platform makes pods in it).
+NAMED = ((f"{workload_ingress.NAMESPACE}/", MANAGER, dragonfly.REST_PORT,
+          "dragonfly.<cluster>.<domain>'s preheat paths route to the manager's REST API (Harbor's preheat)"),)
 
 
 def _attackers(network: Network) -> list[Pod]:
