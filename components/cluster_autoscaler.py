@@ -51,6 +51,7 @@ class ClusterAutoscalerArgs(AddOnArgs):
 
 class ClusterAutoscaler(ChartAddOn[ClusterAutoscalerArgs]):
     type_token = "platform:cluster_autoscaler:ClusterAutoscaler"
+    own_pods_only = True  # it calls AWS and the API server; nothing calls it (nothing scrapes its metrics, 8085)
     role: aws.iam.Role
 
     def prepare(self, name: str, args: ClusterAutoscalerArgs) -> None:

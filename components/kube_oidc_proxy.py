@@ -37,6 +37,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.cluster import ClusterHandle
+from components.egress import from_anywhere, hold_namespace
 from components.helm import namespace
 from components.service import PlatformNamespace
 from components.inventory import CredentialInventory, program_certificate
@@ -270,6 +271,9 @@ class KubeOidcProxy(pulumi.ComponentResource):
         self.ca_data = certificate.ca_data
         objects = proxy_objects(args, certificate.checksum)
 
+        # Its client (the control plane's ArgoCD, components/federation.py) comes through the LoadBalancer, from outside the
+        # pod network: any address on the proxy's port (it checks every token), none on its health port.
+        held = hold_namespace(name, ns, [from_anywhere("proxy", objects.deployment["spec"]["selector"]["matchLabels"], (SECURE_PORT,))], on_cluster)
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TLS_SECRET, namespace=NAMESPACE, labels=objects.service_account["metadata"]["labels"]),
@@ -295,7 +299,7 @@ class KubeOidcProxy(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=objects.deployment["metadata"],
             spec=objects.deployment["spec"],
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[tls_secret, issuer_ca, account])),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[tls_secret, issuer_ca, account, *held])),
         )
         if objects.disruption_budget:
             k8s.policy.v1.PodDisruptionBudget(

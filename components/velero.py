@@ -49,6 +49,7 @@ from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, S3Key
+from components.egress import hold_namespace
 from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
@@ -144,7 +145,10 @@ class Velero(pulumi.ComponentResource):
             ready = self._csi_snapshots(name, ns, args.eks, k8s_opts)
         else:
             ready = self._file_system_backup(name, ns, k8s_opts)
-        self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=ready)
+        # The server and the node agents take their own namespace's connections only: they work through the API
+        # server, and nothing scrapes their metrics (8085).
+        held = hold_namespace(name, ns, (), pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=[*ready, *held])
         if self.node_agent:
             assert args.gatekeeper is not None, "stacks/config.py: services.velero.environments on kubeconfig clusters need Gatekeeper"
             NodeAgent(f"{name}-node-agent", cluster, ns, NodeAgentArgs(

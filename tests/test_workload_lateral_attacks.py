@@ -32,14 +32,15 @@ from typing import Any
 
 import yaml
 
-from components import dragonfly, workload_ingress
+from components import cluster_autoscaler, dragonfly, kube_oidc_proxy, metrics_server, velero, workload_ingress
 from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_delivery_attacks import Network, Pod
 from tests.test_gatekeeper_plan import selector_matches
 
 WORKLOAD = ("dev", "prod")
-HELD = ("external-secrets", "cosign-system", "argo-rollouts", dragonfly.NAMESPACE)
+HELD = ("external-secrets", "cosign-system", "argo-rollouts", dragonfly.NAMESPACE,
+        velero.NAMESPACE, cluster_autoscaler.NAMESPACE, kube_oidc_proxy.NAMESPACE, metrics_server.NAMESPACE)
 DF = dragonfly.NAMESPACE
 MANAGER, SCHEDULER, SEED = f"{DF}/Deployment/{dragonfly.MANAGER}", f"{DF}/StatefulSet/dragonfly-scheduler", f"{DF}/StatefulSet/dragonfly-seed-client"
 TRAEFIK = "apps-ingress/Deployment/traefik"
@@ -64,21 +65,46 @@ def webhook_ports(plan: dict[str, Any], cluster: str, network: Network) -> dict[
     """Each (pod, container port) the API server calls as a webhook (admission or CRD conversion) in the real
     render: the webhook's Service, its port (443 unless said) and the target port it names, by number or name."""
     objects = list(_rendered(plan, cluster))
-    services = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects if o["kind"] == "Service"}
     calls = [(w["name"], w["failurePolicy"], w["clientConfig"]["service"]) for o in objects if o["kind"].endswith("WebhookConfiguration")
              for w in o.get("webhooks") or [] if "service" in w["clientConfig"]]
     calls += [(o["metadata"]["name"], "conversion", o["spec"]["conversion"]["webhook"]["clientConfig"]["service"]) for o in objects
               if o["kind"] == "CustomResourceDefinition" and (o["spec"].get("conversion") or {}).get("strategy") == "Webhook"]
+    return _served(objects, network, calls)
+
+
+def api_service_ports(plan: dict[str, Any], cluster: str, network: Network) -> dict[tuple[str, int], list[str]]:
+    """Each (pod, container port) behind an aggregated APIService of the real render (metrics-server's
+    v1beta1.metrics.k8s.io): the API server proxies every request of that group there."""
+    objects = list(_rendered(plan, cluster))
+    return _served(objects, network, [(o["metadata"]["name"], "APIService", o["spec"]["service"]) for o in objects
+                                      if o["kind"] == "APIService" and o["spec"].get("service")])
+
+
+def load_balancer_ports(plan: dict[str, Any], cluster: str, network: Network) -> dict[tuple[str, int], list[str]]:
+    """Each (pod, container port) a LoadBalancer Service of the cluster (declared or rendered) sends its clients to:
+    they come through the nodes (MetalLB, an NLB), from outside the pod network."""
+    objects = [r["inputs"] for r in plan["resources"]  # declared (a Service read back, `get`, has no spec)
+               if r.get("cluster") == cluster and r["type"] == "kubernetes:core/v1:Service" and "spec" in r["inputs"]]
+    objects += list(_rendered(plan, cluster))
+    balancers = [o for o in objects if o["kind"] == "Service" and o["spec"].get("type") == "LoadBalancer"]
+    return _served(objects, network, [(f"Service {o['metadata']['namespace']}/{o['metadata']['name']}", "LoadBalancer",
+                                       {"namespace": o["metadata"]["namespace"], "name": o["metadata"]["name"], "port": p["port"]})
+                                      for o in balancers for p in o["spec"]["ports"]])
+
+
+def _served(objects: list[dict[str, Any]], network: Network, calls: list[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, int], list[str]]:
+    """(pod, container port) -> the calls (name, kind, Service reference) that reach it through their Service."""
+    services = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects if o["kind"] == "Service"}
     found: dict[tuple[str, int], list[str]] = {}
-    for name, failure, ref in calls:
+    for name, kind, ref in calls:
         service = services.get((ref["namespace"], ref["name"])) or services[(None, ref["name"])]
         [port] = [p for p in service["spec"]["ports"] if p["port"] == ref.get("port", 443)]
         pods = [p for p in network.pods if p.namespace == ref["namespace"] and selector_matches({"matchLabels": service["spec"]["selector"]}, p.labels)]
         assert pods, (name, ref)
         for pod in pods:
-            target = port.get("targetPort", port["port"])
-            [number] = [n for label, n, _ in pod.ports if target in (label, n)]
-            found.setdefault((pod.what, number), []).append(f"{name} ({failure})")
+            target = port.get("targetPort", port["port"])  # a number, or a container port's name
+            [number] = [target] if isinstance(target, int) else [n for label, n, _ in pod.ports if label == target]
+            found.setdefault((pod.what, number), []).append(f"{name} ({kind})")
     return found
 
 
@@ -107,6 +133,10 @@ def allowed(plan: dict[str, Any], cluster: str, network: Network) -> dict[tuple[
     return {
         **{key: f"an admission webhook ({', '.join(hooks)}): the API server's calls come from outside the pod network"
            for key, hooks in webhook_ports(plan, cluster, network).items()},
+        **{key: f"an aggregated API ({', '.join(calls)}): the API server's calls come from outside the pod network"
+           for key, calls in api_service_ports(plan, cluster, network).items()},
+        **{key: f"a load balancer's backend ({', '.join(calls)}): its clients come through the nodes"
+           for key, calls in load_balancer_ports(plan, cluster, network).items()},
         **{key: f"{why}: from every node's address, which on EKS share the pods' subnets" for key, why in dragonfly_node_ports(plan, cluster).items()},
     }
 
@@ -180,14 +210,35 @@ def test_the_api_server_still_reaches_every_webhook_and_nothing_else_there(chart
     for stack, cluster, plan, network in _clusters(charted):
         webhooks = webhook_ports(plan, cluster, network)
         assert {"external-secrets", "cosign-system"} <= {what.split("/")[0] for what, _ in webhooks}, webhooks
-        for address in OUTSIDE:
-            for (what, port), hooks in webhooks.items():
-                assert network.takes(network.pod(what), address, port), (stack, cluster, what, port, hooks)
-                checked += 1
-            others = [(what, n) for what in {w for w, _ in webhooks} for _, n, _ in network.pod(what).ports
-                      if (what, n) not in webhooks and network.takes(network.pod(what), address, n)]
-            assert not others, (stack, cluster, others)
+        checked += _outside_takes_only(network, webhooks, (stack, cluster))
     assert checked >= 16
+
+
+def _outside_takes_only(network: Network, served: dict[tuple[str, int], list[str]], where: tuple[str, str]) -> int:
+    """From each address OUTSIDE the pod network: every (pod, port) of `served` is open, no other port of those pods."""
+    checked = 0
+    for address in OUTSIDE:
+        for (what, port), calls in served.items():
+            assert network.takes(network.pod(what), address, port), (*where, what, port, calls)
+            checked += 1
+        others = [(what, n) for what in {w for w, _ in served} for _, n, _ in network.pod(what).ports
+                  if (what, n) not in served and network.takes(network.pod(what), address, n)]
+        assert not others, (*where, others)
+    return checked
+
+
+def test_the_aggregated_api_and_the_proxys_load_balancer_still_take_outside_clients(charted: dict[str, Render]) -> None:
+    """From an address outside the pod network, metrics-server's APIService port (the API server proxies
+    metrics.k8s.io there) and, on kubeconfig clusters, kube-oidc-proxy's LoadBalancer port (ArgoCD on the control
+    plane, through the nodes) are open; no other port of those pods (the proxy's health port) is."""
+    checked = 0
+    for stack, cluster, plan, network in _clusters(charted):
+        served = {**api_service_ports(plan, cluster, network),
+                  **{key: calls for key, calls in load_balancer_ports(plan, cluster, network).items() if key[0].split("/")[0] in HELD}}
+        expected = {metrics_server.NAMESPACE, *([kube_oidc_proxy.NAMESPACE] if stack == "dev" else [])}
+        assert {what.split("/")[0] for what, _ in served} == expected, served
+        checked += _outside_takes_only(network, served, (stack, cluster))
+    assert checked >= 12, checked
 
 
 def test_the_held_webhooks_fail_closed(charted: dict[str, Render]) -> None:
