@@ -144,6 +144,22 @@ def test_traefik_still_reaches_every_tenant_pod_and_every_route_it_serves(charte
     assert checked > 100, checked
 
 
+# Static options of Traefik that make it call out beyond its routes' backends (traefik v3.6.2 pkg/config/static):
+# plugins (downloaded from plugins.traefik.io), tracing and OTLP metrics or logs, the HTTP provider, Traefik Hub.
+CALLS_OUT = ("--experimental", "--tracing", "--metrics.otlp", "--log.otlp", "--accesslog.otlp", "--providers.http", "--hub")
+
+
+def test_traefik_calls_nothing_its_egress_does_not_name(charted: dict[str, Render]) -> None:
+    """The real render of the tenants' Traefik: no option that calls out, the version check off; and no Middleware
+    on these clusters in the plan has it call a forward-auth address (tenants cannot create Middlewares)."""
+    for stack, cluster, plan, _ in _clusters(charted):
+        [deployment] = [o for o, ns in _objects(plan, cluster) if o["kind"] == "Deployment" and ns == "apps-ingress"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert "--global.checkNewVersion=false" in container["args"], (stack, cluster)
+        assert not [a for a in container["args"] if a.lower().startswith(tuple(o.lower() for o in CALLS_OUT))], (stack, cluster, container["args"])
+        assert not [o for o, _ in _objects(plan, cluster) if o["kind"] == "Middleware" and "forwardAuth" in o["spec"]], (stack, cluster)
+
+
 def test_the_routes_are_read_from_the_plan(charted: dict[str, Render]) -> None:
     """`routes` finds Dragonfly's preheat Ingress on the prod stack (its manager's REST port), so a new Ingress or
     IngressRoute of class `apps` without an egress rule fails the first test."""
