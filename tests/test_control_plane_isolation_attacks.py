@@ -101,7 +101,7 @@ def test_each_harbor_tier_reaches_only_what_its_configuration_names(charted: dic
     assert not problems, f"{len(problems)} paths:\n" + "\n".join(problems)
 
 
-def test_a_private_object_store_is_reached_by_harbor_on_its_port_alone_through_the_one_setting(tmp_path: Path) -> None:
+def test_a_private_object_store_is_reached_by_harbor_on_its_port_alone_through_the_one_setting(tmp_path: Path, renders: dict[str, Render]) -> None:
     """A kubeconfig stack's MinIO on kind's docker network, on its own port: the store's own setting of its
     networks (platform:objectStore.networks, which GitLab's Rails tiers read too) admits it for the tiers that
     read blobs, on the endpoint's port; not the API servers or kubelets beside it, not the portal; without it,
@@ -116,7 +116,7 @@ def test_a_private_object_store_is_reached_by_harbor_on_its_port_alone_through_t
     assert all(network.reaches(pod, minio, 9000) and network.reaches(pod, INTERNET, 9000) for pod in readers)
     assert not any(network.reaches(pod, minio, port) for pod in readers for port in (6443, 10250, 22, 5432))
     assert not network.reaches(portal, minio, 9000)
-    plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
+    plain = Network(renders["dev"].plan, "control-plane")  # the stack file as it is: the session's render
     registry = _tier_pod("registry")
     assert not plain.reaches(registry, minio, 443) and plain.reaches(registry, INTERNET, 443)
 
@@ -141,7 +141,7 @@ def test_an_object_store_at_a_private_address_outside_its_networks_is_refused_na
     load_platform_config(raw, stack="dev", source="covered", secret_keys=secret_keys)  # its network named: accepted
 
 
-def test_with_dragonfly_on_kind_the_job_service_reaches_the_workload_clusters_pools_on_https_alone(tmp_path: Path) -> None:
+def test_with_dragonfly_on_kind_the_job_service_reaches_the_workload_clusters_pools_on_https_alone(tmp_path: Path, renders: dict[str, Render]) -> None:
     """Harbor preheats through each workload cluster's dragonfly.<cluster>.<domain>, on its ingress: on a
     kubeconfig stack a MetalLB address of that cluster's pool, a private one. The job service reaches those
     pools on 443 (not the control plane's, not other ports), no other tier does; without Dragonfly, nobody."""
@@ -154,7 +154,7 @@ def test_with_dragonfly_on_kind_the_job_service_reaches_the_workload_clusters_po
     assert network.reaches(jobservice, dev_pool, 443) and network.reaches(jobservice, prod_pool, 443)
     assert not any(network.reaches(jobservice, address, port) for address, port in ((dev_pool, 8200), (own_pool, 443), (prod_pool, 6443)))
     assert not any(network.reaches(_tier_pod(t), dev_pool, 443) for t in ("core", "registry", "trivy", "portal"))
-    plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
+    plain = Network(renders["dev"].plan, "control-plane")  # the stack file as it is: the session's render
     assert not plain.reaches(jobservice, dev_pool, 443)
 
 

@@ -332,7 +332,7 @@ def test_only_the_rails_tiers_reach_the_internet_and_only_on_https(charted: dict
         assert network.reaches(_pod(network, caller), *api), caller
 
 
-def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_path: Path) -> None:
+def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_path: Path, renders: dict[str, Render]) -> None:
     """A kubeconfig stack's MinIO on kind's docker network, on its own port: platform:objectStore's `networks`
     admits that network for the Rails tiers on the endpoint's port (and HTTPS), not the API servers or kubelets
     beside it; without it, only public addresses. The backups target's `networks` is admitted the same way."""
@@ -351,5 +351,5 @@ def test_an_object_store_on_a_private_network_is_reached_on_its_port_alone(tmp_p
     backups = ipaddress.ip_address("10.30.0.7")
     assert network.reaches(sidekiq, backups, 9443) and not network.reaches(sidekiq, backups, 22)
     assert not network.reaches(sidekiq, ipaddress.ip_address("10.31.0.7"), 9443)
-    plain = Network(render_plan(_write(tmp_path, DEV, lambda doc: None), "dev"), "control-plane")
+    plain = Network(renders["dev"].plan, "control-plane")  # the stack file as it is: the session's render
     assert not plain.reaches(sidekiq, minio, 443) and plain.reaches(sidekiq, INTERNET, 443)
