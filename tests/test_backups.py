@@ -193,9 +193,9 @@ def statements(plan: dict, name: str) -> list[dict]:
     return json.loads(by_name(plan, "aws:iam/rolePolicy:RolePolicy", name)["inputs"]["policy"])["Statement"]
 
 
-def test_each_backup_job_has_its_own_role_that_writes_only_its_prefix_and_deletes_no_version(plan: dict) -> None:
-    if plan["stack"] != "prod":
-        pytest.skip("IRSA: EKS only")
+def test_each_backup_job_has_its_own_role_that_writes_only_its_prefix_and_deletes_no_version(prod: dict) -> None:
+    """IRSA: the EKS stack's (prod) backup jobs."""
+    plan = prod
     bucket = "arn:aws:s3:::platform-example-com-backups"
     for service, account in (("vault", "vault:vault-snapshot"), ("gitlab", "gitlab:gitlab-toolbox"), ("harbor", "harbor:harbor-backup")):
         role = by_name(plan, "aws:iam/role:Role", f"backups-{service}")
