@@ -181,11 +181,12 @@ def pod_spec(
     main: k8s.core.v1.ContainerArgs,
     volumes: list[k8s.core.v1.VolumeArgs],
     user: int,
+    restart_policy: str = "Never",  # a Deployment's pods: "Always"
 ) -> k8s.core.v1.PodSpecArgs:
     return k8s.core.v1.PodSpecArgs(
         service_account_name=account,
         automount_service_account_token=False,  # only the projected tokens it needs
-        restart_policy="Never",
+        restart_policy=restart_policy,
         security_context=k8s.core.v1.PodSecurityContextArgs(
             run_as_non_root=True, run_as_user=user, run_as_group=user, fs_group=user,
             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),

@@ -53,10 +53,17 @@ class ClusterHandle:
     # The platform namespaces declared on it so far (components.helm.namespace), by name: what a
     # service grants in another's namespace waits for it.
     namespaces: dict[str, k8s.core.v1.Namespace] = field(default_factory=dict, compare=False, repr=False)
+    # The check that the CNI enforces NetworkPolicy (components/netpol_check.py), once declared.
+    netpol_check: pulumi.Resource | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.role
+
+    @property
+    def policies_enforced(self) -> list[pulumi.Resource]:
+        """What a namespace whose pods rely on NetworkPolicies waits for: the check that the CNI enforces them."""
+        return [self.netpol_check] if self.netpol_check is not None else []
 
     @property
     def aws_identity(self) -> AwsWorkloadIdentity | None:

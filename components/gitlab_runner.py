@@ -268,7 +268,7 @@ class GitLabRunner(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=args.namespace, labels={**managed_by(), TENANT_LABEL: args.tenant, **pod_security_admission(BUILD_POD_SECURITY)},
             ),
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=cluster.policies_enforced),
         )
         assert args.harbor_host is not None
         registries = [f"{args.harbor_host}/{args.tenant}/", f"{args.harbor_host}/{APPROVED_PROJECT}/"]

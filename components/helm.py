@@ -64,7 +64,7 @@ def namespace(
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=name, labels={**MANAGED_BY, **exempt, **(labels or {})}
         ),
-        opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider),
+        opts=pulumi.ResourceOptions(parent=parent, provider=cluster.provider, depends_on=cluster.policies_enforced),
     )
     return cluster.namespaces[name]
 

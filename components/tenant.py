@@ -334,7 +334,8 @@ class TenantNamespace(pulumi.ComponentResource):
         }
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         self.namespace = k8s.core.v1.Namespace(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels), opts=on_cluster
+            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=ns_name, labels=namespace_labels),
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=cluster.policies_enforced)),
         )
         inside = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[self.namespace]))
 

@@ -225,6 +225,9 @@ class KubeconfigSpec(Model):
     ca_data: Annotated[str, Field(max_length=65536), AfterValidator(_ca_data)]
     service_account_issuer: HttpsUrl | None = None
     kubernetes_version: KubernetesVersion = "1.33"
+    # The check at `pulumi up` that the cluster's CNI enforces NetworkPolicy (components/netpol_check.py). Off, nothing
+    # notices a CNI that ignores the platform's policies (README, Network).
+    network_policy_check: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> KubeconfigSpec:

@@ -21,7 +21,7 @@ from components.cluster import (
     ExistingClusterArgs,
     NodeGroupArgs,
 )
-from components import image_verifier
+from components import image_verifier, netpol_check
 from components.gitlab import SLICE as GITLAB
 from components.harbor import SLICE as HARBOR
 from components.vault import SLICE as VAULT
@@ -150,8 +150,11 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     clusters: dict[str, ClusterHandle] = {}
     for field, name in CLUSTER_NAMES.items():  # the control plane first: the others' private paths start there
         hub = clusters["control-plane"].network if clusters else None
-        handle = cluster_from_spec(name, getattr(config.clusters, field), bool(config.protect), reached_from=hub)
-        clusters[name] = replace(handle, local_charts=charts_dir)
+        spec = getattr(config.clusters, field)
+        handle = replace(cluster_from_spec(name, spec, bool(config.protect), reached_from=hub), local_charts=charts_dir)
+        # First on each cluster (EKS always): the check that its CNI enforces NetworkPolicy, which every namespace waits for.
+        checked = spec.kubeconfig is None or spec.kubeconfig.network_policy_check
+        clusters[name] = netpol_check.checked(handle) if checked else handle
     inventory.register(*cluster_credentials(clusters))
     addons = {"control-plane": add_cluster_addons(clusters["control-plane"], config, inventory)}
     plane = build_control_plane(clusters["control-plane"], config, inventory)

@@ -14,6 +14,7 @@ from components import image_verifier
 from components import gitlab_runner
 from components import argo_rollouts, metrics_server, prometheus, workload_ingress  # the golden path (issue 18)
 from components import dragonfly
+from components import netpol_check
 from components import velero
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
@@ -59,4 +60,5 @@ PLATFORM_NAMESPACES: tuple[PlatformNamespace, ...] = (
     *(service.namespace for service in SERVICES),
     kube_oidc_proxy.PLATFORM_NAMESPACE,
     gitlab_runner.PROTECTED_PLATFORM_NAMESPACE,
+    netpol_check.PLATFORM_NAMESPACE,
 )
