@@ -28,13 +28,15 @@ ReplicaSets and pods on the host that the virtual cluster never sees.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import yaml_text
+from components import prometheus_query, yaml_text
 from components.cluster import ClusterHandle
+from components.egress import Reach, pods_in, tcp
 from components.helm import READ, bind, chart_archive, grant, rbac_rule
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
@@ -99,6 +101,14 @@ class ArgoRollouts(ChartAddOn[AddOnArgs]):
         # defaults install the CRDs, keep them on uninstall and leave the dashboard off.
         # The chart's ClusterRole reads every Secret and writes in every namespace: `grants` places its rules instead (no provider's).
         return {"controller": {"replicas": args.settings.replicas, "createClusterRole": False}}
+
+    def egress(self, args: AddOnArgs) -> Sequence[Reach]:
+        """Beside its API server, the tenants' analyses: PlatformTenantAnalysis admits the job provider (its pods run in
+        the tenant's namespace) and the prometheus provider at the host's query proxies only (prometheus.analysis_provider),
+        no web, plugin or notification call; no plugin or notifier is configured (argo-rollouts v1.9.0
+        utils/plugin/downloader.go downloads only what its ConfigMap names)."""
+        return [Reach("analyses", {}, [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[pods_in(prometheus_query.PROXIES_NAMESPACE, prometheus_query.PROXY_LABELS)], ports=tcp(prometheus_query.PORT))])]
 
     def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[pulumi.Resource]:
         """CLUSTER_RULES cluster-wide and NAMESPACE_RULES in its own namespace, for the chart's service account;

@@ -22,8 +22,8 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
-from components.cluster import ClusterHandle
-from components.egress import hold_webhook
+from components.cluster import ApiServer, ClusterHandle
+from components.egress import HTTPS, INSTANCE_METADATA, Reach, hold_namespace_egress, hold_webhook, internet, tcp
 from components.helm import namespace
 from components.inventory import Credential, CredentialInventory, program_certificate
 from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -84,6 +84,7 @@ class AwsLoadBalancerControllerArgs:
     identity: AwsWorkloadIdentity  # the cluster's own OIDC provider
     inventory: CredentialInventory
     settings: ServiceSettings  # replicas, chart version, sizing
+    api_server: ApiServer  # the cluster's, as its pods reach it
     vpc_id: pulumi.Input[str] | None = None  # None: the controller asks the instance metadata
     subnet_ids: tuple[pulumi.Input[str], ...] = ()  # with vpc_id: the VPC's subnets, where its load balancers go
 
@@ -132,8 +133,9 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
         if args.vpc_id is not None:
             values["vpcId"] = args.vpc_id
         ns = namespace(SLICE.namespace, cluster, self)
-        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
-        self.release = SLICE.release(cluster, self, args.settings, values, "", ns=ns, depends_on=[held])
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, args.api_server, _egress(args), k8s_opts)]
+        self.release = SLICE.release(cluster, self, args.settings, values, "", ns=ns, depends_on=held)
         args.inventory.register(*credentials(name, cluster.role))
         self.register_outputs({"roleArn": self.role.arn, "release": self.release.status})
 
@@ -158,12 +160,22 @@ def credentials(name: str, cluster: str) -> list[Credential]:
     ]
 
 
+def _egress(args: AwsLoadBalancerControllerArgs) -> list[Reach]:
+    """Beside its API server: AWS's regional APIs (ELBv2, EC2, ACM, WAF, Shield, STS through its IRSA role) on HTTPS,
+    the internet (the VPCs have no interface endpoints); the instance metadata only where no VPC id is given (it then
+    asks the metadata for it)."""
+    metadata = [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=INSTANCE_METADATA))], ports=tcp(80))]
+    return [Reach("aws", {}, [internet([HTTPS]), *(metadata if args.vpc_id is None else [])])]
+
+
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalancerController | None:
     """On EKS only: other clusters get MetalLB or their own (components/metallb.py)."""
     if parts.eks is None:
         return None
     identity, cluster_name = parts.eks
     cluster = parts.cluster
+    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     return AwsLoadBalancerController(
         f"{cluster.role}-aws-load-balancer-controller",
         cluster,
@@ -172,6 +184,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalance
             identity=identity,
             inventory=parts.inventory,
             settings=settings,
+            api_server=parts.api_server,
             vpc_id=cluster.network.vpc_id if cluster.network else None,
             subnet_ids=(*cluster.network.private_subnet_ids, *cluster.network.public_subnet_ids) if cluster.network else (),
         ),

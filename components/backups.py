@@ -34,6 +34,7 @@ import pulumi_kubernetes as k8s
 
 from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, private_bucket, workload_role
 from components.cluster import ClusterHandle
+from components.egress import store_egress
 from components.helm import metadata, workload_service_account
 from components.inventory import STATE, Credential, CredentialInventory, external_secret
 from components.versions import AWS_CLI_IMAGE, AWS_CLI_TAG
@@ -188,15 +189,21 @@ class BackupStore(pulumi.ComponentResource):
         target = args.settings.target
         self.kms_key_arn = None
         self.endpoint = None
+        self.networks: tuple[str, ...] = ()
         if args.aws is not None:
             self.region = args.aws.region
             self.bucket, self.kms_key_arn = self._bucket(name, args, args.aws)
         elif target is not None:
-            self.region, self.endpoint = target.region, target.endpoint
+            self.region, self.endpoint, self.networks = target.region, target.endpoint, target.networks
             self.bucket = pulumi.Output.from_input(target.bucket)
         else:
             raise ValueError("platform:backups: a kubeconfig control plane needs backups.target (an S3-compatible bucket)")
         self.register_outputs({"bucket": self.bucket})
+
+    def egress(self) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+        """Where a writer's pods reach the store: the target's `networks` where its address is private, else the
+        internet on its port (S3 and STS on EKS: HTTPS)."""
+        return store_egress(self.endpoint, self.networks)
 
     def expect(self, writer: str, prefix: str, pattern: str, schedule: str, outcome: str | None = None) -> None:
         """Record that `writer` puts a key matching `pattern` under `prefix` of this store on `schedule`."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
+from components.egress import HTTPS, Reach, internet
 from components.inventory import Credential
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.versions import CLUSTER_AUTOSCALER_TAGS
@@ -57,6 +59,11 @@ class ClusterAutoscaler(ChartAddOn[ClusterAutoscalerArgs]):
     def prepare(self, name: str, args: ClusterAutoscalerArgs) -> None:
         self.role = workload_role(name, args.identity, NAMESPACE, SERVICE_ACCOUNT, args.cluster_name.apply(iam_policy), self)
 
+    def egress(self, args: ClusterAutoscalerArgs) -> Sequence[Reach]:
+        """Beside its API server, AWS's regional APIs (Auto Scaling, EC2, STS through its IRSA role) on HTTPS: the
+        internet (the VPCs have no interface endpoints)."""
+        return [Reach("aws", {}, [internet([HTTPS])])]
+
     def values(self, args: ClusterAutoscalerArgs) -> dict[str, Any]:
         return {
             "cloudProvider": "aws",
@@ -96,7 +103,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ClusterAutosca
     identity, cluster_name = parts.eks
     args = ClusterAutoscalerArgs(
         settings=settings, inventory=parts.inventory,
-        cluster_name=cluster_name, identity=identity, kubernetes_version=parts.cluster.kubernetes_version,
+        cluster_name=cluster_name, identity=identity, kubernetes_version=parts.cluster.kubernetes_version, api_server=parts.api_server,
     )
     return ClusterAutoscaler(f"{parts.cluster.role}-cluster-autoscaler", parts.cluster, SLICE, args)
 

@@ -40,9 +40,9 @@ from pydantic import SecretStr
 from components import data_stores, workload_ingress, yaml_text
 from components import harbor as harbor_service
 from components.cluster import ClusterHandle
-from components.common import ConfigModel, S3Key, checksum
+from components.common import ConfigModel, ObjectStoreTarget, S3Key, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
-from components.egress import Admit, from_anywhere, hold_namespace
+from components.egress import HTTPS, Admit, dns, from_anywhere, hold_egress, hold_namespace, networks_or_internet, store_egress, to_pods
 from components.backup_jobs import pod_spec
 from components.backups import WriterKey, restricted_container
 from components.harbor_preheat import PreheatPolicy
@@ -60,6 +60,7 @@ REST_PORT, GRPC_PORT = 8080, 65003  # the chart's defaults (manager.restPort, ma
 SCHEDULER_PORT = 8002  # the chart's default (scheduler.config.server.port)
 # A seed peer's upload gRPC and piece server over TCP (the chart's seedClient.config upload.server.port, storage.server.tcpPort).
 SEED_UPLOAD_PORT, SEED_PIECE_PORT = 4000, 4005
+ROOT_PASSWORD_JOB = "root-password"  # its pods' `component` label (`tier`): what their egress policy selects
 SCHEDULER_CLUSTER_ID = 1  # the scheduler cluster the manager seeds on its first start
 CONFIG_SECRET = "dragonfly-config"  # manager.yaml and scheduler.yaml
 CONFIG_DIR = "/etc/dragonfly-platform"
@@ -94,7 +95,7 @@ exit 1
 
 
 def tier(component: str) -> dict[str, str]:
-    """The labels of one of the chart's tiers' pods (manager, scheduler, seed-client)."""
+    """The labels of one of the chart's tiers' pods (manager, scheduler, seed-client), or of the root-password Job's."""
     return {"app": RELEASE, "component": component}
 
 
@@ -139,6 +140,8 @@ class DragonflyArgs:
     harbor_ca: pulumi.Input[str] | None = None
     harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
+    control_plane_ingress: tuple[str, ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
+    object_store: ObjectStoreTarget | None = None  # where Harbor keeps images off EKS (platform:objectStore)
 
 
 class Dragonfly(pulumi.ComponentResource):
@@ -170,6 +173,7 @@ class Dragonfly(pulumi.ComponentResource):
             Admit("manager-rest", tier("manager"), [workload_ingress.from_ingress_controller()], (REST_PORT,)),
             *NODE_CLIENTS, *stores.admits,
         ], pulumi.ResourceOptions(parent=self, provider=cluster.provider), stores.database_clients(RELEASE, [tier("manager")]))
+        held += self._egress(name, ns, args, stores, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         self.release = release(
             RELEASE, "dragonfly", ns, chart_values(args, checksum(config.apply(json.dumps))), cluster, self,
             version=args.settings.chart_version, depends_on=[secret, *trusted, *stores.ready, *held],
@@ -182,6 +186,28 @@ class Dragonfly(pulumi.ComponentResource):
         self.preheat = self._preheat_instance(name, cluster, args)
         args.inventory.register(*credentials(name, cluster.name))
         self.register_outputs({"manager": f"https://{args.hostname}"})
+
+    @staticmethod
+    def _egress(name: str, ns: k8s.core.v1.Namespace, args: DragonflyArgs, stores: ServiceStores,
+                opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Each tier connects to the DNS and what tests/test_workload_lateral_attacks.py NEEDED names, no further: the
+        scheduler and the seed peers to the manager's gRPC (their `manager.addr`); a seed peer to the scheduler
+        (announces) and to other seed peers (pieces, from the parent the scheduler names); the scheduler to a seed
+        peer's upload gRPC (it triggers its download); the manager to its stores and the scheduler to Redis (its job
+        queue); the manager to Harbor (a preheat resolves the image's manifest into layer URLs), a seed peer to Harbor
+        and to where Harbor redirects blob reads (its object store: S3 on EKS). The root-password Job to the
+        manager's REST. None reaches the nodes, the metadata or another namespace's pods."""
+        harbor = networks_or_internet(args.control_plane_ingress, [HTTPS])
+        blobs = store_egress(args.object_store.endpoint, args.object_store.networks) if args.object_store else []
+        manager = to_pods([tier("manager")], [GRPC_PORT])
+        tiers = {
+            "manager": [*stores.reach(postgres=True), *harbor],
+            "scheduler": [*stores.reach(postgres=False), *manager, *to_pods([tier("seed-client")], [SEED_UPLOAD_PORT])],
+            "seed-client": [*manager, *to_pods([tier("scheduler")], [SCHEDULER_PORT]),
+                            *to_pods([tier("seed-client")], [SEED_UPLOAD_PORT, SEED_PIECE_PORT]), *harbor, *blobs],
+            ROOT_PASSWORD_JOB: to_pods([tier("manager")], [REST_PORT]),
+        }
+        return [hold_egress(name, ns, f"egress-{component}", tier(component), [dns(), *rules], opts) for component, rules in tiers.items()]
 
     def _publish(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, hostname: str,
                  ingress: workload_ingress.WorkloadIngress) -> None:
@@ -232,7 +258,8 @@ class Dragonfly(pulumi.ComponentResource):
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=6,
                 active_deadline_seconds=1800,
-                template=k8s.core.v1.PodTemplateSpecArgs(spec=pod_spec("default", [], container, [], user=65534)),
+                template=k8s.core.v1.PodTemplateSpecArgs(metadata=k8s.meta.v1.ObjectMetaArgs(labels=tier(ROOT_PASSWORD_JOB)),
+                                                         spec=pod_spec("default", [], container, [], user=65534)),
             ),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, secret])),
         )
@@ -469,6 +496,8 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         harbor_provider=parts.harbor_provider,
         harbor_ca=parts.ca.cert_pem if parts.ca is not None else None,  # Harbor's certificate chains to the platform CA
         inventory=parts.inventory,
+        control_plane_ingress=parts.control_plane_ingress,
+        object_store=parts.object_store,
     ))
 
 

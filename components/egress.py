@@ -17,11 +17,14 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.cluster import ApiServer
 from components.helm import metadata
 
 INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
+# Where nodes' (and pods') addresses are: private ranges and CGNAT, never link-local.
+NODE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 # Never "the internet": pods, nodes, private endpoints, link-local (the metadata).
-PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
+PRIVATE_NETWORKS = (*NODE_NETWORKS, "169.254.0.0/16")
 ANYWHERE = "0.0.0.0/0"
 HTTPS = 443
 
@@ -66,6 +69,22 @@ def to_networks(cidrs: Sequence[str], ports: Sequence[int]) -> list[k8s.networki
 def internet(ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """Every public IPv4 address on `ports`."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=tcp(*ports))
+
+
+def networks_or_internet(networks: Sequence[str], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """An endpoint on `ports`: in `networks` where its address is private (a config names them), else on the internet."""
+    return to_networks(networks, ports) or [internet(ports)]
+
+
+def store_egress(endpoint: str | None, networks: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """An S3-compatible store's `endpoint` (None: AWS's S3 and STS, on HTTPS) as `networks_or_internet` reaches it."""
+    return networks_or_internet(networks, endpoint_ports([endpoint]) if endpoint else (HTTPS,))
+
+
+def internet_dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    """Every public IPv4 address on DNS (UDP and TCP 53): a zone's authoritative nameservers, asked directly."""
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)])
 
 
 @dataclass(frozen=True)
@@ -175,3 +194,29 @@ def to_pods(selectors: Sequence[dict[str, str]], ports: Sequence[int]) -> list[k
 def endpoint_ports(endpoints: Sequence[str]) -> tuple[int, ...]:
     """HTTPS, and the ports of `endpoints` (URLs; without a port, HTTPS's)."""
     return tuple(sorted({HTTPS, *(urlsplit(e).port or HTTPS for e in endpoints)}))
+
+
+def admit(resource: str, ns: k8s.core.v1.Namespace, a: Admit, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """One Admit more into a namespace `hold_pods` holds (policies add up): what a client's component declares."""
+    return _policy(resource, ns, a.name, k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods), policy_types=["Ingress"],
+        ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None)]), opts)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where the pods labelled `pods` (empty: every pod) of a namespace `hold_namespace_egress` holds connect besides."""
+
+    name: str  # the NetworkPolicy's is egress-<name>
+    pods: dict[str, str]
+    rules: Sequence[k8s.networking.v1.NetworkPolicyEgressRuleArgs]
+
+
+def hold_namespace_egress(resource: str, ns: k8s.core.v1.Namespace, api_server: ApiServer, reaches: Sequence[Reach],
+                          opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
+    """Every pod of `ns` connects to the cluster DNS and its cluster's API server (the `kubernetes` Service's endpoint,
+    as policies see it after kube-proxy's rewrite) only; the pods of each Reach also where it says (policies add up).
+    No pod there reaches the rest of the pod network (Dragonfly's node-facing ports take no credential), the nodes,
+    the instance metadata or the internet unless a Reach names it."""
+    return [hold_egress(resource, ns, "egress", {}, [dns(), *to_networks([api_server.cidr], [api_server.port])], opts),
+            *(hold_egress(resource, ns, f"egress-{r.name}", r.pods, r.rules, opts) for r in reaches)]

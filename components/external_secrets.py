@@ -7,6 +7,7 @@ ClusterRole reads every Secret of the cluster (external-secrets 2.9.0 templates/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -14,11 +15,13 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ClusterHandle
+from components.egress import HTTPS, Reach, networks_or_internet
 from components.inventory import cert_manager_certificate
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from policy.labels import managed_by
 
 NAMESPACE = "external-secrets"
+CONTROLLER_LABELS = {"app.kubernetes.io/name": "external-secrets"}  # the chart's controller pods (the webhook's name differs)
 WEBHOOK_ISSUER = "external-secrets-webhook"
 CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 
@@ -45,6 +48,13 @@ class ExternalSecrets(ChartAddOn[AddOnArgs]):
                 "duration": f"{CERTIFICATE_DAYS * 24}h",
             }}},
         }
+
+    def egress(self, args: AddOnArgs) -> Sequence[Reach]:
+        """Beside its API server, the controller reaches Vault, where every tenant's SecretStore points (the program's
+        vault.<domain>, components/tenant_secrets.py secret_store_spec): through the control plane's load balancer
+        on HTTPS. The webhook checks a store's fields and references only (external-secrets providers/v1/vault/validate.go
+        `ValidateStore`; the store's own check, `Validate`, calling Vault, is the controller's); no cert controller runs."""
+        return [Reach("vault", CONTROLLER_LABELS, networks_or_internet(args.control_plane_ingress, [HTTPS]))]
 
     def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
         k8s.apiextensions.CustomResource(

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterHandle
+from components.egress import Reach
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.gatekeeper import cluster_constraints, cluster_mutations, disruption_budget_mutation, sync_config, templates
 from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
@@ -32,6 +33,11 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
     # have the chart's own).
     sized_at = ("postInstall", "crds")
     webhook_port = 8443  # the controller manager's `webhook-server` container port (the chart's default `port`)
+
+    def egress(self, args: GatekeeperArgs) -> Sequence[Reach]:
+        """Its API server alone: the controller, the audit and the hook Jobs read and write objects there; no
+        external data provider is declared (the only outgoing calls Gatekeeper makes beside, pkg/externaldata)."""
+        return []
 
     def values(self, args: GatekeeperArgs) -> dict[str, Any]:
         return {
@@ -99,6 +105,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
             platform_namespaces=parts.platform_namespaces,
             settings=settings,
+            api_server=parts.api_server,
         ),
     )
 

@@ -29,8 +29,9 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import ClusterHandle
-from components.egress import hold_webhook
+from components.cluster import ApiServer, ClusterHandle
+from components.common import ObjectStoreTarget
+from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, networks_or_internet, store_egress
 from components.helm import metadata, namespace, release, sized
 from components.inventory import CredentialInventory, projected_token
 from components.service import WORKLOAD_CLUSTERS, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -43,6 +44,7 @@ NAMESPACE = "cosign-system"
 # its Service `webhook` targets for the admission and CRD conversion webhooks; its metrics (9090) nobody scrapes.
 WEBHOOK_PORT = 8443
 POLICY_API_VERSION = "policy.sigstore.dev/v1beta1"
+WEBHOOK_LABELS = {"control-plane": "policy-controller-webhook"}  # the chart's webhook pods (not its lease cleanup Job)
 CA_CONFIGMAP = ("platform-ca", "ca.crt")  # the registry's CA, where Harbor's certificate is the platform's own
 Mode = Literal["enforce", "warn"]
 
@@ -76,6 +78,9 @@ class ImageVerifierArgs:
     mode: Mode  # enforce: refuse; warn: admit and warn (dev, configurable)
     platform_namespaces: Sequence[PlatformNamespace]  # never checked, whatever their labels
     settings: ServiceSettings  # replicas, chart version, sizing
+    api_server: ApiServer  # its cluster's, as its pods reach it
+    control_plane_ingress: tuple[str, ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
+    object_store: ObjectStoreTarget | None = None  # where Harbor keeps images off EKS (platform:objectStore)
     ca_bundle: pulumi.Input[str] = ""  # what Harbor's certificate chains to; "" means public roots
     inventory: CredentialInventory | None = None
 
@@ -97,9 +102,16 @@ class ImageVerifier(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider),
         )
         values = private_ca.apply(lambda private: _values(args, private))
-        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        # Beside its API server (the pods' pull secrets, the policies): Harbor, where it reads each image's signature
+        # (harbor.<domain> through the control plane's load balancer), and the registry's store, where Harbor redirects
+        # blob reads (components/harbor.py: storage.redirect). No TUF root (`disable-tuf`), no transparency log, no Fulcio.
+        registry = [*networks_or_internet(args.control_plane_ingress, [HTTPS]),
+                    *(store_egress(args.object_store.endpoint, args.object_store.networks) if args.object_store else [])]
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts),
+                *hold_namespace_egress(name, ns, args.api_server, [Reach("registry", WEBHOOK_LABELS, registry)], k8s_opts)]
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
-                               version=args.settings.chart_version, depends_on=[ca, held])
+                               version=args.settings.chart_version, depends_on=[ca, *held])
         if args.inventory is not None:
             args.inventory.register(projected_token(
                 f"service-account token of the image verifier ({cluster.name})",
@@ -150,7 +162,8 @@ def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
 
 
 def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pulumi.Input[str],
-               platform_namespaces: Sequence[PlatformNamespace], inventory: CredentialInventory) -> ImageVerifier:
+               platform_namespaces: Sequence[PlatformNamespace], inventory: CredentialInventory, api_server: ApiServer,
+               control_plane_ingress: tuple[str, ...], object_store: ObjectStoreTarget | None) -> ImageVerifier:
     """The verifier on one workload cluster: enforcing on prod, on dev as `devMode` says."""
     return ImageVerifier(
         f"{cluster.role}-image-verifier",
@@ -159,6 +172,9 @@ def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pul
             mode="enforce" if cluster.role == "prod" else settings.options["dev_mode"],
             platform_namespaces=platform_namespaces,
             settings=settings,
+            api_server=api_server,
+            control_plane_ingress=control_plane_ingress,
+            object_store=object_store,
             ca_bundle=ca_bundle,
             inventory=inventory,
         ),

@@ -36,8 +36,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from components.cluster import ClusterHandle
-from components.egress import from_anywhere, hold_namespace
+from components.cluster import ApiServer, ClusterHandle
+from components.egress import Reach, endpoint_ports, from_anywhere, hold_namespace, hold_namespace_egress, networks_or_internet
 from components.helm import namespace
 from components.service import PlatformNamespace
 from components.inventory import CredentialInventory, program_certificate
@@ -72,6 +72,10 @@ class KubeOidcProxyArgs:
     load_balancer_source_ranges: list[str] = field(default_factory=list)  # e.g. the control plane's egress
     certificate_validity_hours: int = MAX_CERTIFICATE_VALIDITY_HOURS  # re-issued from half of it on
     image: str = KUBE_OIDC_PROXY_IMAGE.ref  # a tenant's virtual cluster pulls it through Harbor
+    # KubeOidcProxy: its cluster's API server and where the issuer's address is (the control plane's MetalLB pool; none:
+    # the internet), what its pods' egress holds to. A virtual cluster's proxy runs in the tenant's namespace, under its policies.
+    api_server: ApiServer | None = None
+    issuer_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.certificate_validity_hours <= MAX_CERTIFICATE_VALIDITY_HOURS:
@@ -274,6 +278,11 @@ class KubeOidcProxy(pulumi.ComponentResource):
         # Its client (the control plane's ArgoCD, components/federation.py) comes through the LoadBalancer, from outside the
         # pod network: any address on the proxy's port (it checks every token), none on its health port.
         held = hold_namespace(name, ns, [from_anywhere("proxy", objects.deployment["spec"]["selector"]["matchLabels"], (SECURE_PORT,))], on_cluster)
+        # It connects to its API server (impersonating the token's user) and to the issuer for its discovery document and
+        # keys (--oidc-issuer-url, through the control plane's load balancer); nothing else.
+        assert args.api_server is not None, f"{args.hostname}: the proxy's egress needs its cluster's API server"
+        held += hold_namespace_egress(name, ns, args.api_server, [
+            Reach("issuer", {}, networks_or_internet(args.issuer_networks, endpoint_ports([args.issuer_url])))], on_cluster)
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TLS_SECRET, namespace=NAMESPACE, labels=objects.service_account["metadata"]["labels"]),

@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
+from components.egress import Reach
 from components.inventory import internal_secret
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 
@@ -82,6 +83,11 @@ class MetalLb(ChartAddOn[MetalLbArgs]):
     sized_at = ("controller", "speaker")
     webhook_port = 9443  # the controller's `webhook-server` container port (the speakers run on the host's network)
 
+    def egress(self, args: MetalLbArgs) -> Sequence[Reach]:
+        """The controller's API server alone: it assigns Services' addresses there (the speakers, which answer ARP, run
+        on the hosts' network, where no policy applies)."""
+        return []
+
     def values(self, args: MetalLbArgs) -> dict[str, Any]:
         # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
         return {"frrk8s": {"enabled": False}}
@@ -112,7 +118,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None
         f"{parts.cluster.role}-metallb",
         parts.cluster,
         SLICE,
-        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings),
+        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings, api_server=parts.api_server),
     )
 
 

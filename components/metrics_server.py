@@ -10,19 +10,28 @@ signed by it (`serverTLSBootstrap`), as EKS has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from components import tls
 from components.cluster import ClusterHandle
+from components.egress import NODE_NETWORKS, Reach, to_networks
 from components.inventory import CERT_MANAGER_ROTATION, cert_manager_certificate
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 
 NAMESPACE = "metrics-server"
+KUBELET_PORT = 10250
 CERTIFICATE_DAYS = 90  # cert-manager renews at two thirds
 
 
 class MetricsServer(ChartAddOn[AddOnArgs]):
     type_token = "platform:metrics_server:MetricsServer"
+
+    def egress(self, args: AddOnArgs) -> Sequence[Reach]:
+        """Beside its API server, every node's kubelet on 10250 (`--kubelet-preferred-address-types=InternalIP,...` and
+        `--kubelet-use-node-status-port` in the real render): the nodes' private addresses, which on kubeconfig stacks
+        no config names (kind's docker network), on EKS the VPC's subnets, never the link-local metadata."""
+        return [Reach("kubelets", {}, to_networks(NODE_NETWORKS, [KUBELET_PORT]))]
 
     def values(self, args: AddOnArgs) -> dict[str, Any]:
         return {

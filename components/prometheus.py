@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -27,6 +28,7 @@ import pulumi_kubernetes as k8s
 from components import argo_rollouts, prometheus_query, workload_ingress
 from components.cluster import ClusterHandle
 from components.common import checksum
+from components.egress import Reach, pods, pods_in, tcp
 from components.inventory import projected_token
 from components.prometheus_query import QueryProxy, QueryProxyArgs
 from components.service import (
@@ -35,7 +37,7 @@ from components.service import (
 from components.tenancy import Isolation
 from policy.labels import VCLUSTER_MANAGED_BY_LABEL, VCLUSTER_NAMESPACE_LABEL
 
-NAMESPACE = "monitoring"
+NAMESPACE = prometheus_query.PROXIES_NAMESPACE
 RELEASE = "prometheus"
 # The chart's server Service (`<release>-server`, port 80): the query proxies' upstream.
 URL = f"http://{RELEASE}-server.{NAMESPACE}.svc.cluster.local"
@@ -85,12 +87,24 @@ def ingress_scrape_job(environment: str) -> dict[str, Any]:
 @dataclass(frozen=True, kw_only=True)
 class PrometheusArgs(AddOnArgs):
     environment: str  # whose tenant namespaces the cluster holds
+    ingress: workload_ingress.WorkloadIngress | None = None  # the tenants' Traefik it scrapes, which admits it
 
 
 class Prometheus(ChartAddOn[PrometheusArgs]):
     type_token = "platform:prometheus:Prometheus"
     sized_at = ("server",)
     url: str = URL
+
+    def egress(self, args: PrometheusArgs) -> Sequence[Reach]:
+        """Beside its API server (the scrape's pod discovery): the server scrapes Traefik's `metrics` port alone
+        (ingress_scrape_job, every chart job and subchart off), and the query proxies call the server."""
+        return [
+            Reach("scrape", SERVER_LABELS, [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=[workload_ingress.from_ingress_controller()],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=workload_ingress.METRICS_PORT)])]),
+            Reach("upstream", prometheus_query.PROXY_LABELS, [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                to=pods(SERVER_LABELS), ports=tcp(SERVER_PORT))]),
+        ]
 
     def values(self, args: PrometheusArgs) -> dict[str, Any]:
         scrape_configs = {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job(args.environment)}
@@ -112,6 +126,8 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
         }
 
     def extend(self, name: str, cluster: ClusterHandle, args: PrometheusArgs) -> None:
+        if args.ingress is not None:
+            args.ingress.admit_metrics("prometheus", pods_in(NAMESPACE, SERVER_LABELS))
         on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
         # The proxies' pods only: no controller, tenant or platform pod queries Prometheus directly.
         k8s.networking.v1.NetworkPolicy(f"{name}-server-ingress", metadata={"name": f"{RELEASE}-server", "namespace": NAMESPACE}, spec={
@@ -152,7 +168,8 @@ def analysis_provider(namespace: str, query: str) -> dict[str, Any]:
 def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
     """The add-on on a workload cluster, whose role is the environment of its tenant namespaces."""
     name = f"{parts.cluster.role}-{SLICE.key}"
-    return Prometheus(name, parts.cluster, SLICE, PrometheusArgs(settings=settings, inventory=parts.inventory, environment=parts.cluster.role))
+    return Prometheus(name, parts.cluster, SLICE, PrometheusArgs(settings=settings, inventory=parts.inventory, environment=parts.cluster.role,
+                                                                  api_server=parts.api_server, ingress=parts.get(workload_ingress.SLICE)))
 
 
 def virtual_cluster_proxies(parts: TenantParts) -> dict[str, QueryProxy]:

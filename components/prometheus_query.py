@@ -30,6 +30,7 @@ from components.cluster import ClusterHandle
 from components.versions import PROM_LABEL_PROXY_IMAGE
 
 NAME = "prometheus-query"
+PROXIES_NAMESPACE = "monitoring"  # where the host's proxies run: beside Prometheus (components/prometheus.py NAMESPACE)
 PORT = 8080
 HEADER = "X-Platform-Namespace"  # Go's canonical form: the proxy reads r.Header[CanonicalHeaderKey(name)]
 PROXY_LABELS = {"app.kubernetes.io/name": NAME}  # every proxy's pods: what Prometheus admits

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components.aws import AwsWorkloadIdentity
 from components.cluster import ApiServer, ClusterHandle
 from components.backups import BackupStore
-from components.egress import hold_namespace, hold_webhook
+from components.egress import Reach, hold_namespace, hold_namespace_egress, hold_webhook
 from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.helm import namespace, release, sized
 from components.inventory import CredentialInventory
@@ -117,7 +117,8 @@ class ServiceSlice(Generic[C]):
         before = [parts.get(service) for service in self.after]
         assert None not in before, f"stacks/config.py refuses {self.key} without {', '.join(s.key for s in self.after)}"
         after = [component.release for component in before]
-        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory, after=after))
+        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory, after=after, api_server=parts.api_server,
+                                                               control_plane_ingress=parts.control_plane_ingress))
 
     def release(
         self,
@@ -162,6 +163,10 @@ class ClusterParts:
     backups: BackupStore | None = None
     # Where its own pods reach its API server: the `kubernetes` Service's endpoint, as NetworkPolicy sees it.
     api_server: ApiServer | None = None
+    # Workload clusters: the networks of the control plane's load balancer (vault.<domain> and the other public names)
+    # where its address is on the stack's own network (kubeconfig stacks: its MetalLB pool); none: on the internet
+    # (EKS: the NLB the in-tree controller makes is internet-facing, components/ingress.py traefik_values).
+    control_plane_ingress: tuple[str, ...] = ()
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""
@@ -184,6 +189,8 @@ class AddOnArgs:
     settings: ServiceSettings  # replicas, chart version, sizing, its options
     inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
     after: Sequence[pulumi.Resource] = ()  # what its release waits for
+    api_server: ApiServer | None = None  # its cluster's, as its pods reach it (ClusterParts.api_server)
+    control_plane_ingress: tuple[str, ...] = ()  # ClusterParts.control_plane_ingress
 
 
 class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
@@ -209,17 +216,24 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
         self.prepare(name, args)
         values = self.values(args)
         ns = namespace(service.namespace, cluster, self)
-        held = self._hold(name, cluster, ns)
+        held = self._hold(name, cluster, ns, args)
         self.release = service.release(
             cluster, self, args.settings, values, *self.sized_at, ns=ns, depends_on=[*args.after, *self.grants(name, cluster, ns), *held])
         self.extend(name, cluster, args)
         self.register_outputs(self.outputs())
 
-    def _hold(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[k8s.networking.v1.NetworkPolicy]:
+    def _hold(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: A) -> list[k8s.networking.v1.NetworkPolicy]:
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        assert args.api_server is not None, f"{self.type_token}: its egress needs the cluster's API server (ClusterParts.api_server)"
+        held = hold_namespace_egress(name, ns, args.api_server, self.egress(args), opts)
         if self.webhook_port:
-            return [hold_webhook(name, ns, self.webhook_port, opts)]
-        return hold_namespace(name, ns, (), opts) if self.own_pods_only else []
+            return [*held, hold_webhook(name, ns, self.webhook_port, opts)]
+        return [*held, *hold_namespace(name, ns, (), opts)] if self.own_pods_only else held
+
+    @abstractmethod
+    def egress(self, args: A) -> Sequence[Reach]:
+        """Where its namespace's pods connect beyond the cluster DNS and its API server (egress.hold_namespace_egress),
+        each with the reason its service needs it."""
 
     @abstractmethod
     def values(self, args: A) -> dict[str, Any]:

@@ -23,9 +23,9 @@ import pulumiverse_time as time
 import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.common import rotated_key
-from components.egress import hold_webhook
+from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, internet, internet_dns
 from components.helm import namespace
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
@@ -39,6 +39,7 @@ from components.service import (
 )
 
 NAMESPACE = "cert-manager"
+CONTROLLER_LABELS = {"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"}  # the chart's controller pods
 WEBHOOK_PORT = 10250  # the webhook's `https` container port (the chart's `webhook.securePort`)
 SERVICE_ACCOUNT = "cert-manager"
 ACME_ACCOUNT_SECRET = "platform-acme-account"
@@ -66,6 +67,8 @@ class PlatformTlsArgs:
     cluster: str = "control-plane"  # where it runs, for the credential inventory
     # With ACME: the names under which this cert-manager may write challenge records (default: domain).
     challenge_domain: str | None = None
+    # Its cluster's API server, as its pods reach it: their egress is held to it (and with ACME, ACME's calls).
+    api_server: ApiServer | None = None
 
     @property
     def challenges_under(self) -> str:
@@ -91,9 +94,11 @@ class PlatformTls(pulumi.ComponentResource):
             values["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": role.arn}}
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
-        held = hold_webhook(name, ns, WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+        assert args.api_server is not None, "stacks hand cert-manager its cluster's API server"
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), *hold_namespace_egress(name, ns, args.api_server, _acme_egress() if args.acme else [], opts)]
         self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns,
-                                     depends_on=[held])
+                                     depends_on=held)
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
 
         if args.acme is not None:
@@ -257,6 +262,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
             settings=settings,
             acme=AcmeArgs(public.acme.email, public.acme.server, public.acme.hosted_zone_id, public.aws) if public else None,
             inventory=parts.inventory,
+            api_server=parts.settings.api_servers[0],  # stacks/control_plane.py api_servers: the control plane's first
         ),
     )
 
@@ -276,8 +282,18 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
             signer=parts.ca,
             cluster=parts.cluster.role,
             challenge_domain=cluster_domain(parts.cluster.role, parts.domain),
+            api_server=parts.api_server,
         ),
     )
+
+
+def _acme_egress() -> list[Reach]:
+    """With ACME, the controller also reaches the ACME server, Route 53 and STS (HTTPS on the internet: the challenge
+    records through its IRSA role) and, for DNS-01's self check, the zone's authoritative nameservers directly (UDP and
+    TCP 53: "cert-manager will use the recursive nameservers ... to query for the authoritative nameservers, which it
+    will then query directly", cert-manager.io/docs/configuration/acme/dns01 "Setting Nameservers for DNS01 Self Check").
+    The cainjector, the webhook and the startup check call the API server alone."""
+    return [Reach("acme", CONTROLLER_LABELS, [internet([HTTPS]), internet_dns()])]
 
 
 SLICE: ServiceSlice[PlatformTls] = ServiceSlice(

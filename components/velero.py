@@ -47,9 +47,9 @@ from pydantic import Field
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.common import ConfigModel, S3Key
-from components.egress import hold_namespace
+from components.egress import Reach, hold_namespace, hold_namespace_egress
 from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
 from components.helm import metadata, namespace, workload_service_account
 from components.inventory import Credential, CredentialInventory, STATE, external_secret, generated_password, projected_token
@@ -126,6 +126,7 @@ class VeleroArgs:
     store: BackupStore
     inventory: CredentialInventory
     harbor_host: str  # where the restore helper's image is pulled from (its `approved` project)
+    api_server: ApiServer  # the cluster's, as its pods reach it
     eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None = None  # the cluster's identity and EKS name
     gatekeeper: Gatekeeper | None = None  # the cluster's, which holds the pods the node agent creates
 
@@ -148,6 +149,11 @@ class Velero(pulumi.ComponentResource):
         # The server and the node agents take their own namespace's connections only: they work through the API
         # server, and nothing scrapes their metrics (8085).
         held = hold_namespace(name, ns, (), pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        # They connect to the API server and the backup store only (the server, the node agents, the CRD upgrade Job):
+        # the AWS plugin to S3 and STS, the node agents' Kopia to the same store; the EBS snapshots are the CSI
+        # driver's calls (kube-system), the restore helper's image the kubelet's pull.
+        held += hold_namespace_egress(name, ns, args.api_server, [Reach("backups", {}, args.store.egress())],
+                                      pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=[*ready, *held])
         if self.node_agent:
             assert args.gatekeeper is not None, "stacks/config.py: services.velero.environments on kubeconfig clusters need Gatekeeper"
@@ -380,9 +386,10 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
     if parts.backups is None:
         raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
                          "or services.velero.enabled: false")
+    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
-        settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}", eks=parts.eks,
-        gatekeeper=parts.get(GATEKEEPER)))
+        settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}",
+        api_server=parts.api_server, eks=parts.eks, gatekeeper=parts.get(GATEKEEPER)))
 
 
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:

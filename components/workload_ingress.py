@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ApiServer, ClusterHandle
-from components.egress import dns, hold_egress, pods_in, tcp, to_networks
+from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, tcp, to_networks
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
@@ -46,6 +46,8 @@ NAMESPACE = "apps-ingress"
 RELEASE = "traefik"
 INGRESS_CLASS = "apps"
 METRICS_PORT = "metrics"  # the chart's container port name for Prometheus metrics
+METRICS_CONTAINER_PORT = 9100  # its number (the chart's default ports.metrics.port)
+ENTRY_PORTS = (8000, 8443)  # the entry points' container ports (the chart's defaults ports.web.port, ports.websecure.port)
 POD_LABELS = {"app.kubernetes.io/name": "traefik"}  # what the chart labels Traefik's pods with
 WILDCARD_SECRET = "wildcard-tls"
 
@@ -86,6 +88,10 @@ class WorkloadIngress(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={TENANT_NAMESPACE_LABEL: "true"}))]),
         ])
+        # Its pods take the entry points from anywhere (the load balancer's clients come through the nodes); the metrics
+        # (per-tenant request counts) only from whom `admit_metrics` names; the ping and dashboard port (8080) nothing
+        # but the node's kubelet probes (which every CNI admits: egress.hold_namespace).
+        admitted = hold_pods(name, ns, [from_anywhere("entrypoints", POD_LABELS, ENTRY_PORTS)], self._opts)
         self.hostname = wildcard(cluster.role, args.domain)
         if args.signer is not None:
             certificate: pulumi.Resource = tls.signed_tls_secret(
@@ -119,7 +125,7 @@ class WorkloadIngress(pulumi.ComponentResource):
                 "global": {"checkNewVersion": False},
             },
             ns=ns,
-            depends_on=[egress],
+            depends_on=[egress, *admitted],
         )
         # Traefik's default certificate: what it serves for every tenant host (CRDs come with the release).
         k8s.apiextensions.CustomResource(
@@ -138,6 +144,10 @@ class WorkloadIngress(pulumi.ComponentResource):
         """Traefik's pods reach `pods` of the platform's `namespace` on `port`: the backend of a route there
         on this class (Traefik's egress holds every other platform pod). What the route waits for."""
         return self._egress(f"to-{name}", [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[pods_in(namespace, pods)], ports=tcp(port))])
+
+    def admit_metrics(self, name: str, peer: k8s.networking.v1.NetworkPolicyPeerArgs) -> k8s.networking.v1.NetworkPolicy:
+        """`peer` (Prometheus's server) connects to Traefik's metrics port: the only client of its per-tenant counts."""
+        return admit(self._name, self._ns, Admit(f"metrics-{name}", POD_LABELS, [peer], (METRICS_CONTAINER_PORT,)), self._opts)
 
     def _egress(self, name: str, rules: list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]) -> k8s.networking.v1.NetworkPolicy:
         return hold_egress(self._name, self._ns, name, POD_LABELS, rules, self._opts)

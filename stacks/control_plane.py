@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pulumi
 
-from components import openunison
+from components import metallb, openunison
 from components.cluster import ApiServer, ClusterHandle
 from components.common import LdapUpstream, OidcUpstream, PlatformGroups
 from components.inventory import CredentialInventory
@@ -62,6 +62,13 @@ def api_server(spec: ClusterSpec) -> ApiServer:
     except ValueError:
         cidr = ANYWHERE
     return ApiServer(cidr, url.port or 443)
+
+
+def control_plane_ingress(config: PlatformConfig) -> tuple[str, ...]:
+    """Where the workload clusters' pods reach the control plane's load balancer (its public names): its MetalLB pool
+    (kubeconfig stacks, on the hosts' network); none where it has none (EKS: the internet-facing NLB)."""
+    settings = config.services.settings(metallb.SLICE.key)
+    return tuple(metallb.pool_networks(settings.options["addresses"].get("controlPlane", []))) if settings.enabled else ()
 
 
 def upstream_identity(identity: Identity) -> OidcUpstream | LdapUpstream:

@@ -34,7 +34,7 @@ from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.backups import backup_expectations, build_backup_jobs
-from stacks.control_plane import api_server, build_control_plane
+from stacks.control_plane import api_server, build_control_plane, control_plane_ingress
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
@@ -99,6 +99,7 @@ def add_cluster_addons(
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
         api_server=api_server(getattr(config.clusters, next(f for f, name in CLUSTER_NAMES.items() if name == cluster.role))),
+        control_plane_ingress=control_plane_ingress(config),
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
@@ -115,7 +116,8 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
         return
     for name in image_verifier.SLICE.clusters:
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
-            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory
+            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory, api_server(getattr(config.clusters, name)),
+            control_plane_ingress(config), config.object_store.target() if config.object_store else None,
         )
 
 

@@ -483,14 +483,17 @@ PROMETHEUS_AUTHENTICATION = {
 def test_a_tenants_analysis_cannot_send_the_rollouts_controller_elsewhere_through_prometheus_authentication(
         renders: dict[str, Render], kind: str, attack: str) -> None:
     """The address and header are the platform's proxy's, as PlatformTenantAnalysis requires, but the
-    authentication sends the host's Argo Rollouts controller, which no egress policy holds, to an
-    address of the tenant's choosing first. The real OPA engine must refuse it."""
+    authentication sends the host's Argo Rollouts controller to an address of the tenant's choosing first.
+    Its egress policy (components/argo_rollouts.py `egress`) refuses both addresses now; the real OPA engine
+    must refuse the analysis too (the policy names the query proxies, not who the controller calls for a token)."""
     from components import prometheus
     from tests.test_gatekeeper_plan import admission
 
     plan = renders["prod"].plan
     controller = Network(plan, "prod")
-    assert controller.reaches(controller.pod("argo-rollouts/Deployment/argo-rollouts"), controller.pod("dragonfly-system/Deployment/dragonfly-manager"), 65003)
+    rollouts = controller.pod("argo-rollouts/Deployment/argo-rollouts")
+    assert not controller.reaches(rollouts, controller.pod("dragonfly-system/Deployment/dragonfly-manager"), 65003)
+    assert not controller.reaches(rollouts, ipaddress.ip_address("169.254.169.254"), 80)
     provider = {"prometheus": {**prometheus.analysis_provider("payments-prod", "up"), "authentication": PROMETHEUS_AUTHENTICATION[attack]}}
     obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": "probe", "namespace": "payments-prod"},
            "spec": {"metrics": [{"name": "m", "provider": provider, "successCondition": "true"}]}}

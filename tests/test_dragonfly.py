@@ -473,14 +473,14 @@ def test_a_job_replaces_the_seeded_root_password_with_a_generated_secret(prod: d
 
 @pytest.mark.parametrize("cluster", WORKLOAD)
 def test_the_managers_rest_api_answers_only_its_namespace_and_the_tenants_ingress(renders: dict[str, Render], cluster: str) -> None:
-    """Its REST port (open sign-up) takes Dragonfly's own pods and Traefik, which routes the preheat paths; its gRPC
+    """Its REST port (open sign-up) takes Dragonfly's own pods and Traefik, which routes the preheat paths, and of
+    Dragonfly's pods only the root-password Job's egress reaches it (the tiers call its gRPC); its gRPC
     takes the nodes (an address outside the pod network), where dfdaemon asks it for schedulers. The policies'
     selectors are what the chart labels the pods with: `Network` reads the labels from the real render."""
     network = Network(renders["prod"].plan, cluster)
     manager = network.pod(f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}")
     reaching = {p.what for p in network.pods if p != manager and network.reaches(p, manager, dragonfly.REST_PORT)}
-    assert reaching == {"apps-ingress/Deployment/traefik", *(f"{dragonfly.NAMESPACE}/{what}" for what in (
-        "StatefulSet/dragonfly-scheduler", "StatefulSet/dragonfly-seed-client", f"Job/{cluster}-dragonfly-root-password"))}
+    assert reaching == {"apps-ingress/Deployment/traefik", f"{dragonfly.NAMESPACE}/Job/{cluster}-dragonfly-root-password"}
     node = ipaddress.ip_address("10.40.1.10")
     assert network.takes(manager, node, dragonfly.GRPC_PORT) and not network.takes(manager, node, dragonfly.REST_PORT)
 

@@ -33,7 +33,8 @@ from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_delivery_attacks import DNS, IMDS, Network, Pod, _subnet_address
 from tests.test_gatekeeper_plan import selector_matches
-from tests.test_workload_lateral_attacks import TRAEFIK, _attackers, _clusters
+from components import prometheus, workload_ingress
+from tests.test_workload_lateral_attacks import OUTSIDE, TRAEFIK, _attackers, _clusters
 
 INGRESS_CLASS = "apps"
 ROUTE_KINDS = ("IngressRoute", "IngressRouteTCP")
@@ -167,3 +168,34 @@ def test_the_routes_are_read_from_the_plan(charted: dict[str, Render]) -> None:
     manager = ("dragonfly-system/Deployment/dragonfly-manager", 8080)
     assert all(list(r) == [manager] for (stack, _), r in found.items() if stack == "prod"), found
     assert all(not r for (stack, _), r in found.items() if stack == "dev"), found
+
+
+PROMETHEUS_SERVER = "monitoring/Deployment/prometheus-server"
+
+
+def test_traefiks_metrics_take_prometheus_alone_and_its_ping_port_nobody(charted: dict[str, Render]) -> None:
+    """Traefik's ingress side, its ports read from the real render: its metrics (`metrics`: request counts per tenant
+    Service, tenant data) take Prometheus's server alone; its ping and dashboard port (`traefik`) no pod and no outside
+    address (the kubelet's probes come from the node, which CNIs admit); its entry points (`web`, `websecure`) every
+    pod and every outside address (the load balancer's clients). Before: any pod of the cluster read every tenant's
+    request counts. (Whether a source's own egress lets it out is the other tests' matter: here Traefik's policies.)"""
+    problems, checked = [], 0
+    for stack, cluster, _, network in _clusters(charted):
+        traefik = network.pod(TRAEFIK)
+        ports = {name: number for name, number, _ in traefik.ports}
+        entry = {ports["web"], ports["websecure"]}
+        sources = [p for p in [*network.pods, *_attackers(network)] if p.what != TRAEFIK]
+        assert PROMETHEUS_SERVER in {p.what for p in sources}
+        for source in sources:
+            # A pod of `monitoring` with the server's labels is the server: no one but the platform makes pods there.
+            server = source.namespace == prometheus.NAMESPACE and prometheus.SERVER_LABELS.items() <= source.labels.items()
+            allowed = entry | ({ports[workload_ingress.METRICS_PORT]} if server else set())
+            for number in ports.values():
+                checked += 1
+                if network._admitted("Ingress", traefik, source, number, "TCP", traefik) != (number in allowed):
+                    problems.append(f"{stack}/{cluster}: {source.what} -> {number}: {'open' if number not in allowed else 'refused'}")
+        for address in OUTSIDE:
+            problems += [f"{stack}/{cluster}: {address} -> {n}: {'open' if n not in entry else 'refused'}"
+                         for n in ports.values() if network.takes(traefik, address, n) != (n in entry)]
+    assert checked > 100, checked
+    assert not problems, f"{len(problems)} wrong:\n" + "\n".join(problems[:40])
