@@ -66,9 +66,13 @@ def api_server(spec: ClusterSpec) -> ApiServer:
 
 def control_plane_ingress(config: PlatformConfig) -> tuple[str, ...]:
     """Where the workload clusters' pods reach the control plane's load balancer (its public names): its MetalLB pool
-    (kubeconfig stacks, on the hosts' network); none where it has none (EKS: the internet-facing NLB)."""
+    (kubeconfig stacks, on the hosts' network); none on EKS (the internet, where its NLB is); anywhere but the metadata
+    on a kubeconfig control plane without a pool (cloud-provider-kind's or a cloud's address, which no config names)."""
     settings = config.services.settings(metallb.SLICE.key)
-    return tuple(metallb.pool_networks(settings.options["addresses"].get("controlPlane", []))) if settings.enabled else ()
+    pool = settings.options["addresses"].get("controlPlane", []) if settings.enabled else []
+    if pool:
+        return tuple(metallb.pool_networks(pool))
+    return () if config.clusters.control_plane.eks is not None else (ANYWHERE,)
 
 
 def upstream_identity(identity: Identity) -> OidcUpstream | LdapUpstream:

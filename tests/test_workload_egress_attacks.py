@@ -18,11 +18,16 @@ tests/test_workload_ingress_attacks.py derives it from the plan), and each one's
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 from components import argo_rollouts, dragonfly, external_secrets, image_verifier, kube_oidc_proxy, metrics_server, netpol_check, prometheus, prometheus_query, tls, velero
 from platformctl.render import Render
+from platformctl.render import read_stack_file
 from policy.labels import TENANT_NAMESPACE_LABEL
+from stacks.config import load_platform_config
+from stacks.control_plane import control_plane_ingress
+from tests.test_config import DEV, ROOT, _write
 from tests.test_delivery_attacks import DNS, IMDS, Network, Pod, _subnet_address
 from tests.test_workload_ingress_attacks import _api_server
 from tests.test_workload_lateral_attacks import NEEDED as DRAGONFLY_FLOWS, _clusters, dragonfly_node_ports
@@ -150,3 +155,17 @@ def test_the_held_pods_still_reach_the_dns_their_api_server_and_their_service(ch
             checked += len(flows)
     assert not broken, "\n".join(broken)
     assert checked > 50, checked
+
+
+def test_the_control_plane_load_balancers_networks_come_from_the_config(tmp_path: Path) -> None:
+    """Where the egress policies reach Vault, Harbor and the issuer: the control plane's MetalLB pool (the dev stack's
+    172.18.255.200-215), the internet on EKS (none), and anywhere but the metadata on a kubeconfig control plane without
+    a pool (cloud-provider-kind's address on the hosts' network, which "the internet" would refuse)."""
+    def load(path: Path, stack: str) -> Any:
+        raw, secret_keys = read_stack_file(path)
+        return load_platform_config(raw, stack=stack, source=str(path), secret_keys=secret_keys)
+
+    assert control_plane_ingress(load(ROOT / "Pulumi.dev.yaml", "dev")) == ("172.18.255.200/29", "172.18.255.208/29")
+    assert control_plane_ingress(load(ROOT / "Pulumi.prod.yaml", "prod")) == ()
+    no_pool = _write(tmp_path, DEV, lambda doc: doc["config"]["platform:services"]["metallb"]["addresses"].pop("controlPlane"))
+    assert control_plane_ingress(load(no_pool, "dev")) == ("0.0.0.0/0",)
