@@ -40,7 +40,7 @@ from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
-from components.egress import Admit, hold_webhook, pods, to_networks, to_pods
+from components.egress import Admit, hold_webhook, pods, pods_in, to_networks, to_pods
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -248,10 +248,7 @@ def operator_admit(service: str) -> Admit:
     """The operator reaches every instance of a Cluster on the instance manager's port (8000) and
     PostgreSQL's (CloudNativePG's docs, networking.md: "ensure the operator can reach every cluster pod
     on ports 8000 and 5432"); instances carry `cnpg.io/cluster: <Cluster>`."""
-    operator = k8s.networking.v1.NetworkPolicyPeerArgs(
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": "cloudnative-pg"}),
-    )
+    operator = pods_in(NAMESPACE, {"app.kubernetes.io/name": "cloudnative-pg"})
     return Admit(f"{service}-postgres-operator", instance_labels(service), [operator], (INSTANCE_MANAGER_PORT, POSTGRES_PORT))
 
 

@@ -31,13 +31,11 @@ HTTPS = 443
 
 def dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """The cluster DNS: kube-system's CoreDNS (label `k8s-app: kube-dns`, on kind, k3s and EKS alike)."""
-    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": "kube-system"}),
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-        )],
-        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)],
-    )
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[pods_in("kube-system", {"k8s-app": "kube-dns"})], ports=_dns_ports())
+
+
+def _dns_ports() -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+    return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)]
 
 
 def pods_in(namespace: str, labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -66,6 +64,11 @@ def to_networks(cidrs: Sequence[str], ports: Sequence[int]) -> list[k8s.networki
     return [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[address_block(c) for c in cidrs], ports=tcp(*ports))]
 
 
+def to_api_server(api_server: ApiServer) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """A cluster's API server as its pods reach it (the `kubernetes` Service's endpoint, after kube-proxy's rewrite)."""
+    return to_networks([api_server.cidr], [api_server.port])
+
+
 def internet(ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """Every public IPv4 address on `ports`."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=tcp(*ports))
@@ -84,7 +87,7 @@ def store_egress(endpoint: str | None, networks: Sequence[str]) -> list[k8s.netw
 def internet_dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """Every public IPv4 address on DNS (UDP and TCP 53): a zone's authoritative nameservers, asked directly."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)])
+        to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=_dns_ports())
 
 
 @dataclass(frozen=True)
@@ -115,24 +118,13 @@ def hold_namespace(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Ad
     allows the node's IP whatever a policy says, its PR #65; Calico and Cilium likewise.)"""
     if any(len(a.pods) != 1 for a in private):
         raise ValueError("a private Admit names its pods by one label")
-
-    def policy(name: str, pods: k8s.meta.v1.LabelSelectorArgs, rule: k8s.networking.v1.NetworkPolicyIngressRuleArgs) -> k8s.networking.v1.NetworkPolicy:
-        return k8s.networking.v1.NetworkPolicy(
-            f"{resource}-{name}",
-            metadata=metadata(name, ns),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=pods, policy_types=["Ingress"], ingress=[rule]),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
-        )
-
     own = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
     public = k8s.meta.v1.LabelSelectorArgs(match_expressions=[
         k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="NotIn", values=[value])
         for key, value in dict.fromkeys((k, v) for a in private for k, v in a.pods.items())] or None)
     return [
-        policy("own-namespace", public, k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])),
-        *(policy(a.name, k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods),
-                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None))
-          for a in [*admits, *private]),
+        _policy(resource, ns, "own-namespace", _ingress(public, [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[own])]), opts),
+        *(admit(resource, ns, a, opts) for a in [*admits, *private]),
     ]
 
 
@@ -142,14 +134,8 @@ def hold_webhook(resource: str, ns: k8s.core.v1.Namespace, port: int, opts: pulu
     kubeconfig clusters: the host's), which no pod or namespace selector names. Any pod still reaches
     that port (AdmissionReview over TLS: it answers what a review would decide); none the metrics,
     health or other ports. Kubelet probes come from the node (see `hold_namespace`)."""
-    return k8s.networking.v1.NetworkPolicy(
-        f"{resource}-webhook-only",
-        metadata=metadata("webhook-only", ns),
-        spec=k8s.networking.v1.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress"],
-            ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=tcp(port))]),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])),
-    )
+    return _policy(resource, ns, "webhook-only", _ingress(
+        k8s.meta.v1.LabelSelectorArgs(), [k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=tcp(port))]), opts)
 
 
 def _policy(resource: str, ns: k8s.core.v1.Namespace, name: str, spec: k8s.networking.v1.NetworkPolicySpecArgs,
@@ -158,19 +144,20 @@ def _policy(resource: str, ns: k8s.core.v1.Namespace, name: str, spec: k8s.netwo
                                            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ns])))
 
 
+def _ingress(selector: k8s.meta.v1.LabelSelectorArgs,
+             rules: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    return k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=selector, policy_types=["Ingress"], ingress=rules)
+
+
 def hold_pods(resource: str, ns: k8s.core.v1.Namespace, admits: Sequence[Admit],
               opts: pulumi.ResourceOptions) -> list[k8s.networking.v1.NetworkPolicy]:
     """Every pod of `ns` takes connections only from the peers `admits` (or a chart's own policies) name:
     one policy selecting them all with no ingress rule, and one per Admit (policies add up). Unlike
     `hold_namespace`, the namespace's own pods are no exception. Kubelet probes come from the node (see
     `hold_namespace`)."""
-    def ingress(selector: k8s.meta.v1.LabelSelectorArgs, rules: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]) -> k8s.networking.v1.NetworkPolicySpecArgs:
-        return k8s.networking.v1.NetworkPolicySpecArgs(pod_selector=selector, policy_types=["Ingress"], ingress=rules)
-
     return [
-        _policy(resource, ns, "admitted-peers-only", ingress(k8s.meta.v1.LabelSelectorArgs(), []), opts),
-        *(_policy(resource, ns, a.name, ingress(k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods), [
-            k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None)]), opts) for a in admits),
+        _policy(resource, ns, "admitted-peers-only", _ingress(k8s.meta.v1.LabelSelectorArgs(), []), opts),
+        *(admit(resource, ns, a, opts) for a in admits),
     ]
 
 
@@ -197,10 +184,10 @@ def endpoint_ports(endpoints: Sequence[str]) -> tuple[int, ...]:
 
 
 def admit(resource: str, ns: k8s.core.v1.Namespace, a: Admit, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
-    """One Admit more into a namespace `hold_pods` holds (policies add up): what a client's component declares."""
-    return _policy(resource, ns, a.name, k8s.networking.v1.NetworkPolicySpecArgs(
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods), policy_types=["Ingress"],
-        ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None)]), opts)
+    """The policy of one Admit (policies add up): `hold_namespace`'s and `hold_pods`'s, and one more into a namespace
+    `hold_pods` holds, which a client's component declares."""
+    return _policy(resource, ns, a.name, _ingress(k8s.meta.v1.LabelSelectorArgs(match_labels=a.pods), [
+        k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(a.peers) or None, ports=tcp(*a.ports) or None)]), opts)
 
 
 @dataclass(frozen=True)
@@ -218,5 +205,5 @@ def hold_namespace_egress(resource: str, ns: k8s.core.v1.Namespace, api_server: 
     as policies see it after kube-proxy's rewrite) only; the pods of each Reach also where it says (policies add up).
     No pod there reaches the rest of the pod network (Dragonfly's node-facing ports take no credential), the nodes,
     the instance metadata or the internet unless a Reach names it."""
-    return [hold_egress(resource, ns, "egress", {}, [dns(), *to_networks([api_server.cidr], [api_server.port])], opts),
+    return [hold_egress(resource, ns, "egress", {}, [dns(), *to_api_server(api_server)], opts),
             *(hold_egress(resource, ns, f"egress-{r.name}", r.pods, r.rules, opts) for r in reaches)]

@@ -41,7 +41,7 @@ from components.backups import BackupTarget, BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
-from components.egress import Admit, dns, endpoint_ports, hold_namespace, internet, to_networks
+from components.egress import Admit, dns, endpoint_ports, hold_namespace, internet, to_api_server, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
@@ -712,7 +712,7 @@ class GitLabEgress(pulumi.ComponentResource):
                 match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key="app", operator="In", values=list(RAILS_TIERS))],
             ), [*egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs), internet(ports), *to_networks(args.object_store_cidrs, ports)]),
             policy("-jobs", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE, "app": CHART_JOBS}),
-                   to_networks([args.api_server.cidr], [args.api_server.port])),
+                   to_api_server(args.api_server)),
         ]
         self.register_outputs({})
 
@@ -845,7 +845,7 @@ class AdminToken(pulumi.ComponentResource):
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": BOT_LABEL}),
                 policy_types=["Egress"],
-                egress=[dns(), *to_networks([args.api_server.cidr], [args.api_server.port])],
+                egress=[dns(), *to_api_server(args.api_server)],
             ),
             opts=k8s_opts,
         )

@@ -49,7 +49,7 @@ from pydantic import Field
 
 from components import gatekeeper
 from components.cluster import ApiServer, ClusterHandle, Taint
-from components.egress import internet, to_networks
+from components.egress import internet, to_api_server
 from components.common import ConfigModel
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
@@ -315,7 +315,7 @@ class GitLabRunner(pulumi.ComponentResource):
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app": release_name}),
                 policy_types=["Ingress", "Egress"],
-                egress=[*egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs), *to_networks([api.cidr], [api.port])],
+                egress=[*egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs), *to_api_server(api)],
             ),
             opts=in_ns,
         )
@@ -325,7 +325,7 @@ def pipeline_egress(api_servers: Sequence[ApiServer]) -> list[k8s.networking.v1.
     """The platform pipeline's jobs beyond the platform's public names: the internet on INTERNET_PORTS
     (no private range, so no pod, node or private endpoint) and each cluster's API server on its port
     only (where its address is a name, any address on that port), never the instance metadata."""
-    return [internet(INTERNET_PORTS), *(rule for s in api_servers for rule in to_networks([s.cidr], [s.port]))]
+    return [internet(INTERNET_PORTS), *(rule for s in api_servers for rule in to_api_server(s))]
 
 
 def _toml(value: Any) -> str:

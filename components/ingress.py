@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 from components.backend_tls import custom_resource
 from components.cluster import ClusterHandle
 from components.common import Backend, Exposure, Ipv4Cidr, TcpEntrypoint
-from components.egress import dns, tcp, to_networks
+from components.egress import dns, pods_in, tcp, to_networks
 from components.helm import bind, grant, namespace, rbac_rule, spread
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import managed_by
@@ -278,10 +278,7 @@ LoadBalancerCidr = Ipv4Cidr  # config: where the load balancer's addresses are
 
 def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:
     """Traefik's pods, as an ingress rule's peer: what routes the public names to a service's pods."""
-    return k8s.networking.v1.NetworkPolicyPeerArgs(
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=POD_LABELS),
-    )
+    return pods_in(NAMESPACE, POD_LABELS)
 
 
 def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:

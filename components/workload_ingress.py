@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ApiServer, ClusterHandle
-from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, tcp, to_networks
+from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, tcp, to_api_server
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
@@ -83,7 +83,7 @@ class WorkloadIngress(pulumi.ComponentResource):
         self._name, self._ns, self._opts = name, ns, pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         egress = self._egress("egress", [
             dns(),
-            *to_networks([args.api_server.cidr], [args.api_server.port]),
+            *to_api_server(args.api_server),
             # Every tenant namespace (sandboxes and virtual clusters' host namespaces too), on any port a Service targets.
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={TENANT_NAMESPACE_LABEL: "true"}))]),
