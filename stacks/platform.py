@@ -46,6 +46,11 @@ from stacks.vault_federation import build_vault_federation
 CLUSTER_NAMES = {"control_plane": "control-plane", "dev": "dev", "prod": "prod"}
 
 
+def spec_of(config: PlatformConfig, role: str) -> ClusterSpec:
+    """The stack config's spec of the cluster named `role` (CLUSTER_NAMES)."""
+    return getattr(config.clusters, next(field for field, name in CLUSTER_NAMES.items() if name == role))
+
+
 def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None) -> ClusterHandle:
     """`reached_from`: the control plane's VPC, when it peers with this cluster's (EKS both)."""
     if spec.kubeconfig is not None:
@@ -98,7 +103,7 @@ def add_cluster_addons(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
-        api_server=api_server(getattr(config.clusters, next(f for f, name in CLUSTER_NAMES.items() if name == cluster.role))),
+        api_server=api_server(spec_of(config, cluster.role)),
         control_plane_ingress=control_plane_ingress(config),
     )
     for service in CLUSTER_ADDONS:
@@ -116,7 +121,7 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
         return
     for name in image_verifier.SLICE.clusters:
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
-            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory, api_server(getattr(config.clusters, name)),
+            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory, api_server(spec_of(config, name)),
             control_plane_ingress(config), config.object_store.target() if config.object_store else None,
         )
 
