@@ -200,6 +200,12 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
      pod(container(livenessProbe={"grpc": {"port": 9090}}, readinessProbe={"tcpSocket": {"port": 8080}}),
          container("sidecar", livenessProbe={"exec": {"command": ["true"]}}), initContainers=[init_container()]), None, {}),
     ("platformrequiredprobes", "pod-update-is-immutable", pod(container(livenessProbe=None)), None, {"operation": "UPDATE"}),
+    # Run to completion: a migration Job, a CronJob, Argo Rollouts' job analysis, a one-shot Pod.
+    ("platformrequiredprobes", "job-without-probes", workload("Job", pod_spec(container(livenessProbe=None, readinessProbe=None))), None, {}),
+    ("platformrequiredprobes", "cronjob-without-probes",
+     workload("CronJob", pod_spec(container(livenessProbe=None, readinessProbe=None))), None, {}),
+    ("platformrequiredprobes", "one-shot-pod-without-probes",
+     pod(container(livenessProbe=None, readinessProbe=None), restartPolicy="OnFailure"), None, {}),
     ("platformpodsecurity", "plain", workload("StatefulSet", pod_spec()), None, {}),
     ("platformpodsecurity", "explicitly-unprivileged",
      pod(container(securityContext={"privileged": False, "allowPrivilegeEscalation": False}), hostNetwork=False, hostPID=False,
@@ -308,6 +314,8 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
       "resources.limits.cpu, resources.limits.memory" % IMAGE]),
     ("platformrequiredprobes", "no-readiness", pod(container(readinessProbe=None)), None, {},
      ["container <app> (image <%s>) has no readinessProbe" % IMAGE]),
+    ("platformrequiredprobes", "restarted-pod-without-liveness", pod(container(livenessProbe=None), restartPolicy="Always"), None, {},
+     ["container <app> (image <%s>) has no livenessProbe" % IMAGE]),
     ("platformrequiredprobes", "probe-without-handler-and-missing",
      workload("ReplicaSet", pod_spec(container(livenessProbe={"initialDelaySeconds": 5}, readinessProbe=None))), None, {},
      ["has no livenessProbe", "has no readinessProbe"]),
@@ -749,7 +757,10 @@ def test_pod_policies_read_every_workload_kind(template: str, kind: str) -> None
     bad = container(image="nginx", resources=None, livenessProbe=None, securityContext={"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
                     imagePullPolicy=None)
     assert check(template, workload(kind, pod_spec()), TENANT_REGISTRIES) == []
-    assert check(template, workload(kind, pod_spec(bad, terminationGracePeriodSeconds=86400)), TENANT_REGISTRIES) != []
+    found = check(template, workload(kind, pod_spec(bad, terminationGracePeriodSeconds=86400)), TENANT_REGISTRIES)
+    # A Job's and a CronJob's pods run to completion (restartPolicy Never): no probe is required of them.
+    run_to_completion = template == "platformrequiredprobes" and kind in ("Job", "CronJob")
+    assert (found == []) == run_to_completion, found
 
 
 # --- tenant ArgoCD scope ------------------------------------------------------------------------
