@@ -18,7 +18,8 @@ from components.federation import CredentialPlugin
 from components.gitlab import SLICE as GITLAB
 from components.egress import Admit, hold_pods, pods
 from components.helm import metadata, namespace, release, sized, spread
-from components.ingress import HTTPS_PORT, NAMESPACE as INGRESS_NAMESPACE, SSH_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
+from components.ingress import (HTTPS_PORT, NAMESPACE as INGRESS_NAMESPACE, SSH_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller,
+                                load_balancer_networks, route)
 from components.inventory import STATE, Credential, generated_password, refreshed
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceArgs, ServiceSettings, ServiceSlice, TenantParts
 from components.tenancy import ENVIRONMENTS
@@ -73,8 +74,8 @@ class ArgoCdArgs(ServiceArgs):
     # known_hosts lines of the Git servers ArgoCD reads over SSH (the platform GitLab's host keys).
     ssh_known_hosts: pulumi.Input[str] | None = None
     # Where the repo-server reaches the platform's load balancer when the cluster does not hand its
-    # address to the ingress controller's pods (EKS NLBs): its listeners there only.
-    load_balancer_cidrs: tuple[str, ...] = ()
+    # address to the ingress controller's pods (ingress.load_balancer_networks): its listeners there only.
+    load_balancer_cidrs: tuple[pulumi.Input[str], ...] = ()
 
 
 def rbac_policy(groups: PlatformGroups) -> str:
@@ -295,7 +296,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> ArgoCd:
             credential_plugin=CredentialPlugin(parts.identity.portal_url.rstrip("/"), parts.tls.ca_bundle),
             # and reads the tenants' repositories over SSH, trusting GitLab's own host keys.
             ssh_known_hosts=gitlab.ssh_known_hosts if gitlab is not None else None,
-            load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
+            load_balancer_cidrs=load_balancer_networks(parts, settings),
         ),
     )
 

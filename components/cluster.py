@@ -47,6 +47,8 @@ class ClusterHandle:
     region: str | None = None
     eks_cluster_name: pulumi.Output[str] | None = None  # the aws.eks.Cluster's name (EKS only)
     network: VpcNetwork | None = None  # EKS in a VPC the program created
+    # EKS: the subnets internet-facing load balancers go in (its VPC's public ones, or the configured existing ones).
+    public_subnet_ids: tuple[pulumi.Input[str], ...] = ()
     # Air-gapped: Helm releases install from <local_charts>/<chart>/<version> (verified chart
     # sources, platformctl.charts) instead of their repositories.
     local_charts: str | None = None
@@ -71,6 +73,11 @@ class ClusterHandle:
         if not (self.aws_provider and self.oidc_provider_arn and self.oidc_issuer_url and self.region):
             return None
         return AwsWorkloadIdentity(self.aws_provider, self.oidc_provider_arn, self.oidc_issuer_url, self.region)
+
+
+def aws_tags(role: str) -> dict[str, str]:
+    """The tags of every AWS resource of the cluster named `role`."""
+    return {CLUSTER_LABEL: role, **MANAGED_BY}
 
 
 def kubernetes_provider_name(role: str) -> str:
@@ -392,7 +399,7 @@ class EksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:cluster:EksCluster", name, None, opts)
-        tags = {CLUSTER_LABEL: args.role, **MANAGED_BY}
+        tags = aws_tags(args.role)
         aws_provider = aws.Provider(f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
 
@@ -461,6 +468,7 @@ class EksCluster(pulumi.ComponentResource):
             region=args.region,
             eks_cluster_name=cluster.name,
             network=network,
+            public_subnet_ids=tuple(public_ids),
         )
         self.register_outputs({"endpoint": cluster.endpoint, "oidcIssuerUrl": issuer})
 

@@ -42,7 +42,7 @@ from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, ObjectStoreTarget, S3Key, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
-from components.egress import HTTPS, Admit, dns, from_anywhere, hold_egress, hold_namespace, networks_or_internet, store_egress, to_pods
+from components.egress import HTTPS, Admit, dns, from_anywhere, hold_egress, hold_namespace, networks_or_internet, registry_blobs, to_pods
 from components.backup_jobs import pod_spec
 from components.backups import WriterKey, restricted_container
 from components.harbor_preheat import PreheatPolicy
@@ -140,7 +140,7 @@ class DragonflyArgs:
     harbor_ca: pulumi.Input[str] | None = None
     harbor_provider: pulumi.ProviderResource | None = None  # the control plane's Harbor, which preheats
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
-    control_plane_ingress: tuple[str, ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
     object_store: ObjectStoreTarget | None = None  # where Harbor keeps images off EKS (platform:objectStore)
 
 
@@ -198,7 +198,7 @@ class Dragonfly(pulumi.ComponentResource):
         and to where Harbor redirects blob reads (its object store: S3 on EKS). The root-password Job to the
         manager's REST. None reaches the nodes, the metadata or another namespace's pods."""
         harbor = networks_or_internet(args.control_plane_ingress, [HTTPS])
-        blobs = store_egress(args.object_store.endpoint, args.object_store.networks) if args.object_store else []
+        blobs = registry_blobs(args.object_store)
         manager = to_pods([tier("manager")], [GRPC_PORT])
         tiers = {
             "manager": [*stores.reach(postgres=True), *harbor],

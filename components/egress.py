@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import ApiServer
+from components.common import ObjectStoreTarget
 from components.helm import metadata
 
 INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoint (EC2: the node role's credentials)
@@ -50,14 +51,18 @@ def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
     return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in ports]
 
 
-def address_block(cidr: str, private: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyPeerArgs:
-    """`cidr` less `private` and the instance metadata, where it holds them."""
+def address_block(cidr: pulumi.Input[str], private: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """`cidr` less `private` and the instance metadata, where it holds them. An Output (an address the program
+    allocates, such as the control plane's NLB's: components/ingress.py `Ingress.addresses`, one public /32 each,
+    which holds neither) goes as it is: it is never read at declaration time."""
+    if not isinstance(cidr, str):
+        return k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
     network = ipaddress.ip_network(cidr)
     excepted = [e for e in (*private, INSTANCE_METADATA) if network.supernet_of(ipaddress.IPv4Network(e))] if network.version == 4 else []
     return k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr, except_=excepted or None))
 
 
-def to_networks(cidrs: Sequence[str], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+def to_networks(cidrs: Sequence[pulumi.Input[str]], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """One rule: `cidrs` (none: no rule) on `ports`."""
     if not cidrs:
         return []
@@ -74,14 +79,22 @@ def internet(ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleA
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[address_block(ANYWHERE, PRIVATE_NETWORKS)], ports=tcp(*ports))
 
 
-def networks_or_internet(networks: Sequence[str], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
-    """An endpoint on `ports`: in `networks` where its address is private (a config names them), else on the internet."""
+def networks_or_internet(networks: Sequence[pulumi.Input[str]], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """An endpoint on `ports`: in `networks` where they are known (a config names them, or the program allocates the
+    addresses), else on the internet."""
     return to_networks(networks, ports) or [internet(ports)]
 
 
 def store_egress(endpoint: str | None, networks: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """An S3-compatible store's `endpoint` (None: AWS's S3 and STS, on HTTPS) as `networks_or_internet` reaches it."""
     return networks_or_internet(networks, endpoint_ports([endpoint]) if endpoint else (HTTPS,))
+
+
+def registry_blobs(store: ObjectStoreTarget | None) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """Where Harbor's registry redirects a blob read (components/harbor.py: storage.redirect), which its clients follow:
+    platform:objectStore (`store`), else S3 on the internet (an EKS control plane's Harbor; stacks/config.py requires
+    the store for a kubeconfig control plane's)."""
+    return store_egress(store.endpoint, store.networks) if store else store_egress(None, ())
 
 
 def internet_dns() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:

@@ -43,7 +43,7 @@ from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DA
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
 from components.egress import Admit, dns, endpoint_ports, hold_namespace, internet, to_api_server, to_networks
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
-from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route, tcp_route
+from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, load_balancer_networks, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
 from components.oidc_sessions import SESSION_MAX_SECONDS
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
@@ -161,8 +161,8 @@ class GitLabArgs(StatefulServiceArgs):
     # The control plane's API server, which the chart's shared-secrets Job and the admin token's Job call.
     api_server: ApiServer
     # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's
-    # pods itself (an NLB on EKS): the Rails tiers reach OpenUnison and ArgoCD by their public names.
-    load_balancer_cidrs: Sequence[str] = ()
+    # pods itself (ingress.load_balancer_networks): the Rails tiers reach OpenUnison and ArgoCD by their public names.
+    load_balancer_cidrs: Sequence[pulumi.Input[str]] = ()
 
 
 class GitLab(pulumi.ComponentResource):
@@ -671,7 +671,7 @@ class GitLabEgressArgs:
     namespace: k8s.core.v1.Namespace
     stores: ServiceStores
     api_server: ApiServer
-    load_balancer_cidrs: tuple[str, ...]
+    load_balancer_cidrs: tuple[pulumi.Input[str], ...]
     object_store_cidrs: tuple[str, ...]
     object_store_ports: tuple[int, ...]  # HTTPS and the object stores' own ports
 
@@ -1143,7 +1143,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
             webhook_hosts=tuple(f"{key}.{parts.settings.domain}" for key in WEBHOOK_SERVICES if parts.service_settings(key).enabled),
             # stacks/control_plane.py api_servers: the control plane's comes first.
             api_server=parts.settings.api_servers[0],
-            load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
+            load_balancer_cidrs=load_balancer_networks(parts, settings),
         ),
     )
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import pulumi
@@ -165,10 +165,15 @@ class RunnerSettings:
     # False: a node runs one tenant runner's jobs at a time (an escaped build finds no other's job there).
     share_job_nodes: bool = False
     # Where job pods reach the platform's load balancer when the cluster does not short-circuit
-    # its address to the ingress controller's pods (EKS NLBs: the VPC's CIDR). Empty: pods only.
-    load_balancer_cidrs: tuple[str, ...] = ()
+    # its address to the ingress controller's pods: `loadBalancerCidrs`, and its own addresses where the
+    # program owns them (`reaching`: the control plane's NLB on EKS). Empty: pods only.
+    load_balancer_cidrs: tuple[pulumi.Input[str], ...] = ()
     chart_version: str | None = None
     resources: dict[str, Any] = field(default_factory=dict, hash=False)  # the runner manager's container
+
+    def reaching(self, addresses: Sequence[pulumi.Input[str]]) -> RunnerSettings:
+        """These settings, with the load balancer's own `addresses` (components/ingress.py `Ingress.addresses`)."""
+        return replace(self, load_balancer_cidrs=(*self.load_balancer_cidrs, *addresses))
 
 
 @dataclass(frozen=True)
@@ -513,7 +518,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunn
     if platform_gitlab is None or project_id is None:
         return None
     path = parts.settings.pipeline_project
-    runners = settings_of(settings)
+    runners = settings_of(settings).reaching(parts.ingress.addresses)
 
     def runner(name: str, owner: str, namespace: PlatformNamespace, tag: str | None, nodes: JobNodes | None) -> GitLabRunner:
         description = _described(f"project {path}", tag)
@@ -559,6 +564,7 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
     repositories = parts.get(GITLAB_SLICE)  # the tenant's group (GitLab's half)
     if settings is None or platform.gitlab is None or platform.harbor is None or repositories is None:
         return None
+    settings = settings.reaching(platform.ingress_addresses)
     group = repositories.group
     # Both runners' group and policies in force: one each per tenant.
     group_id = group.id.apply(int)

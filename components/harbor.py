@@ -26,7 +26,7 @@ from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStor
 from components.egress import Admit, dns, endpoint_ports, hold_egress, hold_namespace, internet, to_networks, to_pods
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.metallb import SLICE as METALLB, pool_networks
-from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, route
+from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, load_balancer_networks, route
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, program_certificate
 from components.service import ControlPlaneParts, PlatformNamespace, ServiceSettings, ServiceSlice, StatefulServiceArgs, TenantParts
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
@@ -132,8 +132,8 @@ class HarborArgs(StatefulServiceArgs):
     depends_on: Sequence[pulumi.Resource] = ()  # e.g. the ingress controller
     replicas_elsewhere: tuple[ReplicaRegistry, ...] = ()  # registries every image is replicated to
     # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's pods
-    # itself (an NLB on EKS): core reaches OpenUnison, Trivy its databases on harbor.<domain>, through it.
-    load_balancer_cidrs: Sequence[str] = ()
+    # itself (ingress.load_balancer_networks): core reaches OpenUnison, Trivy its databases on harbor.<domain>, through it.
+    load_balancer_cidrs: Sequence[pulumi.Input[str]] = ()
     # Where the workload clusters' Dragonfly managers are when private (kubeconfig stacks: their MetalLB pools):
     # the job service reaches their preheat API there on HTTPS.
     preheat_cidrs: Sequence[str] = ()
@@ -393,7 +393,7 @@ class Harbor(pulumi.ComponentResource):
 class HarborEgressArgs:
     namespace: k8s.core.v1.Namespace
     stores: ServiceStores
-    load_balancer_cidrs: tuple[str, ...]
+    load_balancer_cidrs: tuple[pulumi.Input[str], ...]
     object_store_cidrs: tuple[str, ...]
     object_store_ports: tuple[int, ...]  # HTTPS and platform:objectStore's port off EKS
     preheat_cidrs: tuple[str, ...]
@@ -569,7 +569,7 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Harbor:
     return Harbor("harbor", parts.cluster, HarborArgs.extend(
         parts.stateful(SLICE, settings), depends_on=[parts.ingress.release], data_stores=parts.require(DATA_STORES),
         replicas_elsewhere=replica_registries(settings.options["replication"]),
-        load_balancer_cidrs=tuple(settings.options["load_balancer_cidrs"]),
+        load_balancer_cidrs=load_balancer_networks(parts, settings),
         # The one setting of platform:objectStore's private networks, which GitLab's Rails tiers reach too.
         preheat_cidrs=preheat_networks(parts),
     ))

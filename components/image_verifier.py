@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster import ApiServer, ClusterHandle
 from components.common import ObjectStoreTarget
-from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, networks_or_internet, store_egress
+from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, networks_or_internet, registry_blobs
 from components.helm import metadata, namespace, release, sized
 from components.inventory import CredentialInventory, projected_token
 from components.service import WORKLOAD_CLUSTERS, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
@@ -79,7 +79,7 @@ class ImageVerifierArgs:
     platform_namespaces: Sequence[PlatformNamespace]  # never checked, whatever their labels
     settings: ServiceSettings  # replicas, chart version, sizing
     api_server: ApiServer  # its cluster's, as its pods reach it
-    control_plane_ingress: tuple[str, ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
     object_store: ObjectStoreTarget | None = None  # where Harbor keeps images off EKS (platform:objectStore)
     ca_bundle: pulumi.Input[str] = ""  # what Harbor's certificate chains to; "" means public roots
     inventory: CredentialInventory | None = None
@@ -106,8 +106,7 @@ class ImageVerifier(pulumi.ComponentResource):
         # Beside its API server (the pods' pull secrets, the policies): Harbor, where it reads each image's signature
         # (harbor.<domain> through the control plane's load balancer), and the registry's store, where Harbor redirects
         # blob reads (components/harbor.py: storage.redirect). No TUF root (`disable-tuf`), no transparency log, no Fulcio.
-        registry = [*networks_or_internet(args.control_plane_ingress, [HTTPS]),
-                    *(store_egress(args.object_store.endpoint, args.object_store.networks) if args.object_store else [])]
+        registry = [*networks_or_internet(args.control_plane_ingress, [HTTPS]), *registry_blobs(args.object_store)]
         held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts),
                 *hold_namespace_egress(name, ns, args.api_server, [Reach("registry", WEBHOOK_LABELS, registry)], k8s_opts)]
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
@@ -163,7 +162,7 @@ def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
 
 def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pulumi.Input[str],
                platform_namespaces: Sequence[PlatformNamespace], inventory: CredentialInventory, api_server: ApiServer,
-               control_plane_ingress: tuple[str, ...], object_store: ObjectStoreTarget | None) -> ImageVerifier:
+               control_plane_ingress: tuple[pulumi.Input[str], ...], object_store: ObjectStoreTarget | None) -> ImageVerifier:
     """The verifier on one workload cluster: enforcing on prod, on dev as `devMode` says."""
     return ImageVerifier(
         f"{cluster.role}-image-verifier",

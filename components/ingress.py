@@ -24,7 +24,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.backend_tls import custom_resource
-from components.cluster import ClusterHandle
+from components.cluster import ClusterHandle, aws_tags
 from components.common import Backend, Exposure, Ipv4Cidr, TcpEntrypoint
 from components.egress import dns, pods_in, tcp, to_networks
 from components.helm import bind, grant, namespace, rbac_rule, spread
@@ -52,13 +52,47 @@ HTTP_REDIRECT = {"asDefault": True, "redirections": {"entryPoint": {"to": "webse
 READ_TIMEOUT = "1800s"
 
 
-def traefik_values(settings: ServiceSettings, ingress_class: str, nlb: bool, ports: dict[str, Any] | None = None) -> dict[str, Any]:
+# The AWS Load Balancer Controller's class (v3.5.0 pkg/config/service_config.go:7). A Service naming it is the
+# controller's alone (pkg/service/service_utils.go:54-58); the cloud controller (EKS's) leaves a Service with any
+# class alone (k8s.io/cloud-provider controllers/service/controller.go `wantsLoadBalancer`).
+NLB_CLASS = "service.k8s.aws/nlb"
+_NLB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-"  # the suffixes: pkg/annotations/constants.go:86-116
+
+
+@dataclass(frozen=True)
+class Nlb:
+    """An internet-facing NLB of the AWS Load Balancer Controller for Traefik's Service, pinned whatever runs: left to
+    defaults, the controller's webhook claims the Service (webhooks/core/service_mutator.go:46-51, on by default: chart
+    values.yaml:485) and makes it `internal` (its default scheme, pkg/config/controller_config.go:179), and without the
+    controller EKS's cloud controller makes it internet-facing. `subnets` with `allocations`, the same count in the
+    same order (the controller refuses another: pkg/service/model_build_load_balancer.go:330-336): where it goes and
+    the EIP each subnet's address is. None: the controller picks the cluster's public subnets (kubernetes.io/role/elb)
+    and AWS the addresses."""
+
+    subnets: Sequence[pulumi.Input[str]] = ()
+    allocations: Sequence[pulumi.Input[str]] = ()
+
+    def service(self) -> dict[str, Any]:
+        """The chart's `service` values (37.4.0: `loadBalancerClass` is templates/_service.tpl:25-26)."""
+        annotations: dict[str, pulumi.Input[str]] = {
+            # `external` (pkg/service/model_builder.go:31) is the controller's own type (service_utils.go:72-74), not the in-tree `nlb`;
+            # IP targets: the NLB sends to Traefik's pods, not through a node port.
+            f"{_NLB_ANNOTATION}type": "external",
+            f"{_NLB_ANNOTATION}nlb-target-type": "ip",
+            f"{_NLB_ANNOTATION}scheme": "internet-facing",  # model_build_load_balancer.go:256-268
+        }
+        if self.subnets:
+            # String lists, comma-separated (model_build_load_balancer.go:329 and 438; docs/guide/service/annotations.md).
+            annotations[f"{_NLB_ANNOTATION}subnets"] = pulumi.Output.all(*self.subnets).apply(",".join)
+            annotations[f"{_NLB_ANNOTATION}eip-allocations"] = pulumi.Output.all(*self.allocations).apply(",".join)
+        return {"type": "LoadBalancer", "loadBalancerClass": NLB_CLASS, "annotations": annotations}
+
+
+def traefik_values(settings: ServiceSettings, ingress_class: str, nlb: Nlb | None, ports: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the platform's and the tenants' Traefik share: the default IngressClass `ingress_class`,
-    HTTPS with plain HTTP redirected to it (and `ports` besides), a LoadBalancer Service (an NLB where
-    `nlb`), the settings' replicas and sizing."""
-    service: dict[str, Any] = {"type": "LoadBalancer"}
-    if nlb:
-        service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    HTTPS with plain HTTP redirected to it (and `ports` besides), a LoadBalancer Service (EKS: `nlb`),
+    the settings' replicas and sizing."""
+    service: dict[str, Any] = nlb.service() if nlb is not None else {"type": "LoadBalancer"}
     return {
         "deployment": {"replicas": settings.replicas},
         "ingressClass": {"enabled": True, "isDefaultClass": True, "name": ingress_class},
@@ -102,10 +136,14 @@ ACCOUNT = {"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE} 
 class Ingress(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     ssh: TcpEntrypoint
+    # Where its load balancer is, as /32 CIDRs, when the program owns the addresses (EKS: the NLB's EIPs; else none).
+    addresses: tuple[pulumi.Output[str], ...]
 
     def __init__(self, name: str, cluster: ClusterHandle, args: IngressArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ingress:Ingress", name, None, opts)
         self._name, self._args = name, args
+        self.addresses = ()
+        nlb = self._nlb(name, cluster) if cluster.is_eks else None
         ports = {
             # Traefik 3 cuts a request whose body takes longer than 60 s to read: large Harbor
             # pushes and GitLab uploads take longer. 30 minutes bounds a stalled client.
@@ -117,7 +155,7 @@ class Ingress(pulumi.ComponentResource):
                 "protocol": "TCP",
             },
         }
-        values = traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None, ports=ports)
+        values = traefik_values(args.settings, INGRESS_CLASS, nlb, ports=ports)
         watched = [NAMESPACE]
         # ExternalName Services: the routes `route` and `tcp_route` declare in Traefik's namespace reach their
         # backends by name. The CRD provider's routes only: no account but the platform's creates those where
@@ -154,7 +192,17 @@ class Ingress(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release]),
             )
             self._load_balancer = lb.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
-        self.register_outputs({"ingressClass": INGRESS_CLASS})
+        self.register_outputs({"ingressClass": INGRESS_CLASS, "addresses": list(self.addresses)})
+
+    def _nlb(self, name: str, cluster: ClusterHandle) -> Nlb:
+        """The NLB in the cluster's public subnets, at an EIP of the program's in each: addresses that outlive the NLB,
+        which every client's egress policy names (`addresses`)."""
+        assert cluster.public_subnet_ids and cluster.aws_provider, "stacks/config.py: an EKS control plane has public subnets"
+        on_aws = pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider)
+        eips = [aws.ec2.Eip(f"{name}-nlb-{index}", domain="vpc", tags={**aws_tags(cluster.role), "Name": f"{cluster.role}-ingress-{index}"},
+                            opts=on_aws) for index in range(len(cluster.public_subnet_ids))]
+        self.addresses = tuple(eip.public_ip.apply(lambda ip: f"{ip}/32") for eip in eips)
+        return Nlb(cluster.public_subnet_ids, tuple(eip.allocation_id for eip in eips))
 
     def publish(self, hostname: str) -> None:
         """Point `hostname` at the load balancer (EKS); kubeconfig clusters manage their own DNS."""
@@ -273,7 +321,7 @@ def tcp_route(
     )
 
 
-LoadBalancerCidr = Ipv4Cidr  # config: where the load balancer's addresses are
+LoadBalancerCidr = Ipv4Cidr  # config: where the load balancer's addresses are, where the program does not own them
 
 
 def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:
@@ -281,19 +329,26 @@ def from_ingress_controller() -> k8s.networking.v1.NetworkPolicyPeerArgs:
     return pods_in(NAMESPACE, POD_LABELS)
 
 
-def egress_to_platform(ports: Sequence[int], load_balancer_cidrs: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+def egress_to_platform(ports: Sequence[int], load_balancer: Sequence[pulumi.Input[str]]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """Egress rules for pods that reach the platform's services by their public names on the load
     balancer's `ports` (LISTENERS): the cluster DNS, Traefik's pods, where the cluster hands the load
-    balancer's address straight to them (kube-proxy does for MetalLB's), and `load_balancer_cidrs`,
-    where it does not (an NLB on EKS, whose addresses are not known at preview)."""
+    balancer's address straight to them (kube-proxy does for MetalLB's), and `load_balancer`, where it
+    does not (`load_balancer_networks`: an NLB on EKS, whose public addresses the pods connect to)."""
     traefik = k8s.networking.v1.NetworkPolicyPeerArgs(
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": NAMESPACE}),
     )
     return [
         dns(),
         k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[traefik], ports=tcp(*(LISTENERS[p] for p in ports))),
-        *to_networks(load_balancer_cidrs, ports),
+        *to_networks(load_balancer, ports),
     ]
+
+
+def load_balancer_networks(parts: ControlPlaneParts, settings: ServiceSettings) -> tuple[pulumi.Input[str], ...]:
+    """Where a control-plane service's pods reach the load balancer beside Traefik's pods (`egress_to_platform`): its
+    own addresses (EKS: the NLB's EIPs) and the service's `loadBalancerCidrs` (a kubeconfig cluster whose load
+    balancer's address is not handed to Traefik's pods, such as a cloud's)."""
+    return (*settings.options["load_balancer_cidrs"], *parts.ingress.addresses)
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:

@@ -72,10 +72,11 @@ class KubeOidcProxyArgs:
     load_balancer_source_ranges: list[str] = field(default_factory=list)  # e.g. the control plane's egress
     certificate_validity_hours: int = MAX_CERTIFICATE_VALIDITY_HOURS  # re-issued from half of it on
     image: str = KUBE_OIDC_PROXY_IMAGE.ref  # a tenant's virtual cluster pulls it through Harbor
-    # KubeOidcProxy: its cluster's API server and where the issuer's address is (the control plane's MetalLB pool; none:
-    # the internet), what its pods' egress holds to. A virtual cluster's proxy runs in the tenant's namespace, under its policies.
+    # KubeOidcProxy: its cluster's API server and where the issuer's address is (stacks/control_plane.py control_plane_ingress:
+    # the control plane's NLB's addresses or MetalLB pool; none: the internet), what its pods' egress holds to. A virtual
+    # cluster's proxy runs in the tenant's namespace, under its policies.
     api_server: ApiServer | None = None
-    issuer_networks: tuple[str, ...] = ()
+    issuer_networks: tuple[pulumi.Input[str], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.certificate_validity_hours <= MAX_CERTIFICATE_VALIDITY_HOURS:

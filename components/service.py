@@ -163,10 +163,9 @@ class ClusterParts:
     backups: BackupStore | None = None
     # Where its own pods reach its API server: the `kubernetes` Service's endpoint, as NetworkPolicy sees it.
     api_server: ApiServer | None = None
-    # Workload clusters: the networks of the control plane's load balancer (vault.<domain> and the other public names)
-    # where its address is on the stack's own network (kubeconfig stacks: its MetalLB pool); none: on the internet
-    # (EKS: the NLB the in-tree controller makes is internet-facing, components/ingress.py traefik_values).
-    control_plane_ingress: tuple[str, ...] = ()
+    # Workload clusters: where the control plane's load balancer is (vault.<domain> and the other public names):
+    # stacks/control_plane.py control_plane_ingress (EKS: its NLB's addresses; kubeconfig stacks: its MetalLB pool).
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = ()
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""
@@ -190,7 +189,7 @@ class AddOnArgs:
     inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
     after: Sequence[pulumi.Resource] = ()  # what its release waits for
     api_server: ApiServer | None = None  # its cluster's, as its pods reach it (ClusterParts.api_server)
-    control_plane_ingress: tuple[str, ...] = ()  # ClusterParts.control_plane_ingress
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = ()  # ClusterParts.control_plane_ingress
 
 
 class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
@@ -342,6 +341,7 @@ class IngressController(Protocol):
 
     release: pulumi.Resource
     ssh: TcpEntrypoint
+    addresses: Sequence[pulumi.Output[str]]  # its load balancer's, as /32 CIDRs, where the program owns them (EKS)
 
     def publish(self, hostname: str) -> None: ...
 

@@ -243,6 +243,9 @@ class TenantPlatform:
     ca_bundle: pulumi.Output[str]  # PEM the platform's endpoints are signed by; "" means public roots
     issuer_url: str  # OpenUnison, trusted by virtual clusters
     kubernetes_client_id: str
+    # The control plane's load balancer's own addresses (EKS: its NLB's EIPs, components/ingress.py), which
+    # the pods that reach the platform's public names connect to.
+    ingress_addresses: tuple[pulumi.Output[str], ...] = ()
     vault: VaultTenancy | None = None
     gitlab: GitLabTenancy | None = None
     harbor: HarborTenancy | None = None

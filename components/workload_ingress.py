@@ -37,7 +37,7 @@ from components import tls
 from components.cluster import ApiServer, ClusterHandle
 from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, tcp, to_api_server
 from components.helm import namespace
-from components.ingress import TRAEFIK_API, Route53Args, traefik_values
+from components.ingress import TRAEFIK_API, Nlb, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
 from components.service import WORKLOAD_CLUSTERS, CertificateAuthority, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
@@ -118,7 +118,9 @@ class WorkloadIngress(pulumi.ComponentResource):
             self,
             args.settings,
             {
-                **traefik_values(args.settings, INGRESS_CLASS, nlb=args.route53 is not None),
+                # EKS: internet-facing, in the public subnets the controller picks, at AWS's addresses (the tenants' users
+                # reach it by the wildcard name, which follows the NLB's).
+                **traefik_values(args.settings, INGRESS_CLASS, Nlb() if cluster.is_eks else None),
                 # The service label of each request counter: what the canary analyses select on.
                 "metrics": {"prometheus": {"addServicesLabels": True}},
                 # No daily call to update.traefik.io: its egress holds no internet.

@@ -87,6 +87,10 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
     elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         group = inputs.get("replicationGroupId", name)
         out["primaryEndpointAddress"] = f"master.{group}.{_digest(args.name, length=6)}.euw1.cache.amazonaws.com"
+    elif args.typ == "aws:ec2/eip:Eip":
+        # An Elastic IP in TEST-NET-2 (RFC 5737: documentation only, never routed, yet public to a NetworkPolicy's
+        # ipBlock): the prod stack's publicCidrs and the tests' "any public address" are TEST-NET-3, 203.0.113.0/24.
+        out.update(allocationId=f"eipalloc-{_digest(args.name, length=17)}", publicIp=f"198.51.100.{int(_digest('eip', args.name), 16) % 254 + 1}")
     elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
         out["latestVersion"] = 1  # EC2 numbers a template's versions from 1
     elif args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":

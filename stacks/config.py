@@ -1082,24 +1082,15 @@ def _job_node_rules(config: PlatformConfig) -> list[str]:
     return problems
 
 
-# Services whose egress policy names the load balancer's networks, and what they reach through it.
-LOAD_BALANCER_CLIENTS = {
-    "argocd": "ArgoCD's repo-server reaches GitLab and Harbor",
-    "gitlab": "GitLab's Rails pods reach OpenUnison and ArgoCD's webhook",
-    "harbor": "Harbor's core reaches OpenUnison, and Trivy its databases on harbor.<domain>,",
-}
-
-
-def _load_balancer_rules(config: PlatformConfig) -> list[str]:
-    """ArgoCD's repo-server and GitLab's Rails pods reach the platform's public names through the load
-    balancer only: on EKS the NLB's addresses are not known at preview, so the config names where they are."""
-    if config.clusters.control_plane.eks is None:
+def _ingress_subnet_rules(config: PlatformConfig) -> list[str]:
+    """The control plane's ingress on EKS is an internet-facing NLB at an EIP of the program's in each public subnet
+    (components/ingress.py): existing subnets need public ones."""
+    eks = config.clusters.control_plane.eks
+    if eks is None or eks.subnets is None or eks.subnets.public:
         return []
-    return [f"{NAMESPACE}:services.{key}.loadBalancerCidrs: required when clusters.controlPlane is EKS ({why} "
-            "through the NLB, whose addresses are not known at preview); "
-            "allowed: the networks the NLB's addresses are in, such as the control plane's VPC ['10.40.0.0/16']"
-            for key, why in LOAD_BALANCER_CLIENTS.items()
-            if (settings := config.services.settings(key)).enabled and not settings.options["load_balancer_cidrs"]]
+    return [f"{NAMESPACE}:clusters.controlPlane.eks.subnets.public: required when clusters.controlPlane is EKS (its ingress "
+            "is an internet-facing NLB, with an Elastic IP in each public subnet); allowed: the ids of public subnets "
+            "(routed to an internet gateway) of the cluster's VPC, one per availability zone, such as ['subnet-0abc12345def67890']"]
 
 
 def _p2p_store_rules(config: PlatformConfig) -> list[str]:
@@ -1418,7 +1409,7 @@ def load_platform_config(
     problems += _restore_rules(config)
     problems += _p2p_store_rules(config)
     problems += _job_node_rules(config)
-    problems += _load_balancer_rules(config)
+    problems += _ingress_subnet_rules(config)
     problems += _tenant_backup_rules(config)
     problems += _writer_key_rules(config)
     if problems:

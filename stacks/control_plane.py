@@ -12,7 +12,7 @@ from components import metallb, openunison
 from components.cluster import ApiServer, ClusterHandle
 from components.common import LdapUpstream, OidcUpstream, PlatformGroups
 from components.inventory import CredentialInventory
-from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings
+from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings, IngressController
 from stacks.backups import backup_store
 from stacks.config import ClusterSpec, Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
@@ -64,15 +64,16 @@ def api_server(spec: ClusterSpec) -> ApiServer:
     return ApiServer(cidr, url.port or 443)
 
 
-def control_plane_ingress(config: PlatformConfig) -> tuple[str, ...]:
-    """Where the workload clusters' pods reach the control plane's load balancer (its public names): its MetalLB pool
-    (kubeconfig stacks, on the hosts' network); none on EKS (the internet, where its NLB is); anywhere but the metadata
-    on a kubeconfig control plane without a pool (cloud-provider-kind's or a cloud's address, which no config names)."""
+def control_plane_ingress(config: PlatformConfig, ingress: IngressController) -> tuple[pulumi.Input[str], ...]:
+    """Where the workload clusters' pods reach the control plane's load balancer (its public names), given its declared
+    `ingress`: on EKS its NLB's addresses (the EIPs the program owns, components/ingress.py); its MetalLB pool
+    (kubeconfig stacks, on the hosts' network); anywhere but the metadata on a kubeconfig control plane without a pool
+    (cloud-provider-kind's or a cloud's address, which no config names)."""
+    if config.clusters.control_plane.eks is not None:
+        return tuple(ingress.addresses)
     settings = config.services.settings(metallb.SLICE.key)
     pool = settings.options["addresses"].get("controlPlane", []) if settings.enabled else []
-    if pool:
-        return tuple(metallb.pool_networks(pool))
-    return () if config.clusters.control_plane.eks is not None else (ANYWHERE,)
+    return tuple(metallb.pool_networks(pool)) if pool else (ANYWHERE,)
 
 
 def upstream_identity(identity: Identity) -> OidcUpstream | LdapUpstream:

@@ -144,7 +144,7 @@ def build_federation(
                     issuer_ca_bundle=openunison.ca_bundle,
                     inventory=inventory,
                     api_server=api_server(getattr(config.clusters, name)),
-                    issuer_networks=control_plane_ingress(config),
+                    issuer_networks=control_plane_ingress(config, control_plane.parts.ingress),
                 ),
             )
             trust.append(proxy)

@@ -97,14 +97,16 @@ def add_cluster_addons(
     cluster: ClusterHandle, config: PlatformConfig, inventory: CredentialInventory,
     acme: AcmeSettings | None = None, ca: CertificateAuthority | None = None,
     harbor_provider: pulumi.ProviderResource | None = None, backups: BackupStore | None = None,
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = (),
 ) -> dict[str, Any]:
-    """The add-on slices enabled for this cluster, in registry order: slice key -> component."""
+    """The add-on slices enabled for this cluster, in registry order: slice key -> component. `control_plane_ingress`:
+    a workload cluster's (ClusterParts.control_plane_ingress)."""
     parts = ClusterParts(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
         api_server=api_server(spec_of(config, cluster.role)),
-        control_plane_ingress=control_plane_ingress(config),
+        control_plane_ingress=control_plane_ingress,
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
@@ -113,7 +115,8 @@ def add_cluster_addons(
     return parts.declared
 
 
-def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory) -> None:
+def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory,
+                        control_plane_ingress: tuple[pulumi.Input[str], ...]) -> None:
     """The image verifier on each workload cluster, as one of its add-ons: declared once the
     control plane exists, whose CA it must trust to read signatures from Harbor."""
     settings = config.services.settings(image_verifier.SLICE.key)
@@ -122,7 +125,7 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
     for name in image_verifier.SLICE.clusters:
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
             platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory, api_server(spec_of(config, name)),
-            control_plane_ingress(config), config.object_store.target() if config.object_store else None,
+            control_plane_ingress, config.object_store.target() if config.object_store else None,
         )
 
 
@@ -167,10 +170,11 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     plane = build_control_plane(clusters["control-plane"], config, inventory)
     # The workload clusters' add-ons after the control plane: their certificates chain to its CA.
     issuer, harbor = plane.parts.get(tls.SLICE), plane.parts.get(HARBOR)
+    ingress = control_plane_ingress(config, plane.parts.ingress)
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
             clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
-            harbor.provider if harbor else None, plane.parts.backups,
+            harbor.provider if harbor else None, plane.parts.backups, ingress,
         )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
@@ -179,7 +183,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory, backups=backups)
     build_backup_jobs(clusters["control-plane"], backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
-    add_image_verifiers(config, platform, inventory)
+    add_image_verifiers(config, platform, inventory, ingress)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(platform, config)
     build_merge_request_bot(config, plane, inventory)

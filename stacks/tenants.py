@@ -83,6 +83,7 @@ def tenant_platform(
         domain=config.domain,
         clusters=clusters,
         ca_bundle=plane.parts.tls.ca_bundle,
+        ingress_addresses=tuple(plane.parts.ingress.addresses),
         issuer_url=identity.issuer_url,
         kubernetes_client_id=identity.kubernetes_client_id,
         vault=vault_part,

@@ -21,7 +21,7 @@ from platformctl.render import Render, read_stack_file, render_plan
 from stacks.config import load_platform_config
 from tests.test_config import DEV, _problems, _write
 from tests.test_dragonfly import ARCHIVE_KEYS
-from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address
+from tests.test_delivery_attacks import DNS, IMDS, TRAEFIK, Network, Pod, _subnet_address, nlb_cidrs
 from tests.test_gitlab_attacks import INTERNET
 
 CORE, JOBSERVICE, REGISTRY = "harbor/Deployment/harbor-core", "harbor/Deployment/harbor-jobservice", "harbor/Deployment/harbor-registry"
@@ -74,8 +74,10 @@ def _outside(plan: dict[str, Any], stack: str) -> dict[str, tuple[Any, int, set[
         stores = _stores_address(plan, stack)
         tiers |= {"RDS (Harbor's database)": (stores, 5432, {CORE, JOBSERVICE}),
                   "ElastiCache (Harbor's Redis)": (stores, 6379, {CORE, JOBSERVICE, REGISTRY, TRIVY}),
-                  # The NLB in the VPC (platform:services.harbor.loadBalancerCidrs): OpenUnison, harbor.<domain>.
-                  "the load balancer on HTTPS": (stores, 443, {CORE, TRIVY}),
+                  # The NLB is internet-facing, at the program's EIPs (components/ingress.py): OpenUnison, harbor.<domain>
+                  # for core and Trivy (the others reach it as they reach the internet on HTTPS); nothing in the VPC on 443.
+                  "the load balancer on HTTPS": (ipaddress.ip_address(nlb_cidrs(plan)[0].removesuffix("/32")), 443, {CORE, JOBSERVICE, REGISTRY, TRIVY}),
+                  "the VPC on HTTPS": (stores, 443, set()),
                   "a node's kubelet": (stores, 10250, set())}
     return tiers
 

@@ -21,6 +21,7 @@ from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_config import PROD, _problems, _write
 from tests.test_gatekeeper_plan import selector_matches
 from tests.test_gitlab_rails_secret import rendered
+from tests.test_network import Plan
 
 NETWORK_POLICY = "NetworkPolicy"
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -185,6 +186,21 @@ def _subnet_address(plan: dict[str, Any], subnet: str, host: int = 10) -> Any:
     return ipaddress.ip_network(cidr)[host]
 
 
+def nlb_eips(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The EIPs the control plane's Ingress component holds: its NLB's addresses (EKS; none elsewhere)."""
+    return [r for r in plan["resources"] if r["type"] == "aws:ec2/eip:Eip" and r["parent"].endswith("platform:ingress:Ingress::ingress")]
+
+
+def nlb_addresses(plan: dict[str, Any]) -> list[Any]:
+    """Their public addresses, as the mock provider gives them (platformctl/mocks.py)."""
+    return [ipaddress.ip_address(Plan.output(e, "publicIp")) for e in nlb_eips(plan)]
+
+
+def nlb_cidrs(plan: dict[str, Any]) -> list[str]:
+    """The same, as a policy's ipBlocks name them."""
+    return [f"{a}/32" for a in nlb_addresses(plan)]
+
+
 # Addresses outside the cluster a Helm dependency or remote base may name, on either stack.
 OUTSIDE = {
     "the node's instance metadata": (IMDS, 80),
@@ -197,17 +213,19 @@ OUTSIDE = {
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_repo_server_reaches_nothing_outside_the_cluster_but_the_load_balancer(renders: dict[str, Render], stack: str) -> None:
     """Outside the cluster: no metadata service, no node port or kubelet, no workload API server, no
-    internet (tenants' charts come from Harbor). On EKS the NLB's addresses are not known at preview,
-    so the repo-server reaches the control plane's VPC on the NLB's listeners (443, 22) only: not
-    RDS, ElastiCache or Vault's listeners there, nor the workload VPCs."""
+    internet (tenants' charts come from Harbor). On EKS the repo-server reaches the control plane's
+    internet-facing NLB at its addresses (the program's EIPs) on its listeners (443, 22) only: nothing in
+    the control plane's VPC (RDS, ElastiCache, Vault's listeners, the API endpoint), nor the workload VPCs."""
     plan = renders[stack].plan
     network = Network(plan, "control-plane")
     repo_server = network.pod(REPO_SERVER)
     refused = dict(OUTSIDE)
     if stack == "prod":
-        nlb = _subnet_address(plan, "control-plane-private-eu-west-1a")
-        assert network.reaches(repo_server, nlb, 443) and network.reaches(repo_server, nlb, 22)
-        refused |= {f"{port} in the control plane's VPC": (nlb, port) for port in (5432, 6379, 8200, 8201, 10250)}
+        addresses = nlb_addresses(plan)
+        assert addresses and all(network.reaches(repo_server, a, p) for a in addresses for p in (443, 22))
+        refused |= {f"{port} on the NLB": (addresses[0], port) for port in (80, 8443, 2222)}
+        vpc = _subnet_address(plan, "control-plane-private-eu-west-1a")
+        refused |= {f"{port} in the control plane's VPC": (vpc, port) for port in (22, 443, 5432, 6379, 8200, 8201, 10250)}
         refused |= {f"{w}'s API endpoint": (_subnet_address(plan, f"{w}-private-eu-west-1a"), 443) for w in ("dev", "prod")}
     reached = [what for what, (address, port) in refused.items() if network.reaches(repo_server, address, port)]
     assert not reached, reached
@@ -240,21 +258,16 @@ def test_the_application_controller_still_reaches_the_workload_api_servers_and_o
     assert network.reaches(controller, network.pod(TRAEFIK), 8443)
 
 
-@pytest.mark.parametrize("service", ["argocd", "gitlab", "harbor"])
-@pytest.mark.parametrize("value", [None, [], ["10.40.0.0/33"]])
-def test_an_eks_control_plane_without_the_load_balancers_networks_is_refused_naming_the_key(tmp_path: Path, service: str, value: Any) -> None:
-    """Without them the repo-server would reach nothing on EKS, GitLab's Rails pods neither OpenUnison
-    (no sign-in) nor ArgoCD's webhook, Harbor's core not OpenUnison and Trivy not its databases: refused
-    before anything is registered."""
+@pytest.mark.parametrize("service", ["argocd", "gitlab", "harbor"])  # gitlabRunner: tests/test_gitlab_runner.py
+def test_a_bad_load_balancer_network_is_refused_naming_the_key(tmp_path: Path, service: str) -> None:
+    """`loadBalancerCidrs` is optional (on EKS the clients reach the NLB at the program's own addresses:
+    tests/test_nlb_attacks.py), but a network that is not one is refused before anything is registered."""
     def mutate(doc: dict[str, Any]) -> None:
-        settings = doc["config"]["platform:services"][service]
-        settings.pop("loadBalancerCidrs")
-        if value is not None:
-            settings["loadBalancerCidrs"] = value
+        doc["config"]["platform:services"][service]["loadBalancerCidrs"] = ["10.40.0.0/33"]
 
     lines = _problems(_write(tmp_path, PROD, mutate), stack="prod")
-    key = f"platform:services.{service}.loadBalancerCidrs"
-    assert any(key in line and ("required when clusters.controlPlane is EKS" in line or "allowed: an IPv4 network" in line) for line in lines), lines
+    key = f"platform:services.{service}.loadBalancerCidrs[0]"
+    assert any(key in line and "allowed: an IPv4 network" in line for line in lines), lines
 
 
 # --- CI jobs on the control plane -------------------------------------------------------------------

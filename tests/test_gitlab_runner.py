@@ -36,6 +36,7 @@ from tests.opa import evaluate, review
 from tests.test_ci_attacks import _takes
 from tests.test_config import _problems, _write, setting
 from tests.test_gatekeeper_plan import gatekeeper_verdicts
+from tests.test_delivery_attacks import nlb_cidrs
 from policy.gatekeeper import templates
 
 RUNNER = "gitlab:index/userRunner:UserRunner"
@@ -152,7 +153,8 @@ def test_job_pods_reach_dns_and_the_ingress_controller_only(plan: dict) -> None:
                       for rule in policy["egress"] for peer in rule["to"] if "namespaceSelector" in peer]
         assert namespaces == ["kube-system", "traefik"]
         cidrs = [peer["ipBlock"]["cidr"] for rule in policy["egress"] for peer in rule["to"] if "ipBlock" in peer]
-        assert cidrs == (["10.40.0.0/16"] if plan["stack"] == "prod" else [])
+        # The control plane's NLB's own addresses on EKS (the only public names' addresses there): nothing else outside.
+        assert cidrs == nlb_cidrs(plan) and bool(cidrs) == (plan["stack"] == "prod")
 
 
 def test_every_runner_token_is_in_the_inventory_with_its_lifetime(plan: dict) -> None:

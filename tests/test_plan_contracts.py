@@ -51,6 +51,9 @@ UNVENDORED_CHART_KEYS = {
         "ports.ssh.protocol",
         "service.type",
         "service.annotations.*",
+        # EKS: the AWS Load Balancer Controller's class (components/ingress.py `Nlb`): traefik 37.4.0 values.yaml
+        # line 995 (commented), templates/_service.tpl lines 25-26.
+        "service.loadBalancerClass",
         # The workload clusters' Traefik (components/workload_ingress.py): request counters by service.
         "metrics.prometheus.addServicesLabels",
         # Its version check off (no internet in its egress): traefik 37.4.0 values.yaml line 755, _podtemplate.tpl line 198.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from components import argo_rollouts, dragonfly, external_secrets, image_verifier, kube_oidc_proxy, metrics_server, netpol_check, prometheus, prometheus_query, tls, velero
@@ -28,11 +29,11 @@ from policy.labels import TENANT_NAMESPACE_LABEL
 from stacks.config import load_platform_config
 from stacks.control_plane import control_plane_ingress
 from tests.test_config import DEV, ROOT, _write
-from tests.test_delivery_attacks import DNS, IMDS, Network, Pod, _subnet_address
+from tests.test_delivery_attacks import DNS, IMDS, Network, Pod, _subnet_address, nlb_addresses
 from tests.test_workload_ingress_attacks import _api_server
 from tests.test_workload_lateral_attacks import NEEDED as DRAGONFLY_FLOWS, _clusters, dragonfly_node_ports
 
-INTERNET = ipaddress.ip_address("203.0.113.7")  # a public address: an ACME server, S3, STS, the control plane's NLB
+INTERNET = ipaddress.ip_address("203.0.113.7")  # a public address: an ACME server, S3, STS (not the control plane's NLB's)
 # kind's docker network (Pulumi.dev.yaml): the control plane's MetalLB pool, where vault.<domain> resolves.
 CONTROL_PLANE_LB_DEV = ipaddress.ip_address("172.18.255.201")
 ESO_CONTROLLER = f"{external_secrets.NAMESPACE}/Deployment/external-secrets"
@@ -60,7 +61,6 @@ def _probes(plan: dict[str, Any], stack: str, cluster: str) -> dict[str, tuple[A
 
 # (stack, source namespace or pod) -> the probes it needs, and why.
 OUTSIDE_NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("prod", ESO_CONTROLLER): (("the internet on HTTPS", "vault.<domain> is the control plane's internet-facing NLB (components/ingress.py traefik_values)"),),
     ("prod", f"{tls.NAMESPACE}/Deployment/cert-manager"): (("the internet on HTTPS", "ACME (Let's Encrypt), Route 53 and STS: DNS-01 with the cluster's IRSA role"),),
     ("prod", velero.NAMESPACE): (("the internet on HTTPS", "S3 and STS: the backups bucket through its IRSA role"),),
     ("dev", velero.NAMESPACE): (("the internet on HTTPS", "platform:backups.target, https://s3.backups.example.com (no networks: public)"),),
@@ -68,9 +68,9 @@ OUTSIDE_NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("prod", "aws-load-balancer-controller"): (("the internet on HTTPS", "the ELBv2, EC2 and WAF APIs, STS"),),
     ("prod", metrics_server.NAMESPACE): (("a node's kubelet", "it reads every node's /metrics/resource on 10250"),),
     ("dev", metrics_server.NAMESPACE): (("a node's kubelet", "it reads every node's /metrics/resource on 10250"),),
-    ("prod", VERIFIER): (("the internet on HTTPS", "signatures from harbor.<domain> (the NLB) and the blobs Harbor redirects to S3"),),
-    ("prod", DF_MANAGER): (("the internet on HTTPS", "a preheat resolves the image's manifest on harbor.<domain> (the NLB)"),),
-    ("prod", DF_SEED): (("the internet on HTTPS", "a seed peer downloads from harbor.<domain> (the NLB) and the blobs Harbor redirects to S3"),),
+    # harbor.<domain> is the control plane's NLB, at its own addresses (NEEDED below); S3 has none that stay put.
+    ("prod", VERIFIER): (("the internet on HTTPS", "the signatures' blobs Harbor redirects to S3 (components/egress.py registry_blobs)"),),
+    ("prod", DF_SEED): (("the internet on HTTPS", "the layers Harbor redirects to S3 (components/egress.py registry_blobs)"),),
     ("dev", VERIFIER): (("the internet on HTTPS", "the blobs Harbor redirects to platform:objectStore (https://minio.dev..., no networks)"),),
     # components/tenant.py _virtual_cluster_traffic: 443 and 6443 anywhere, for the host's API server and the issuer.
     ("prod", VCLUSTER): (("the internet on HTTPS", "the issuer (OpenUnison) through the control plane's NLB"),
@@ -148,7 +148,8 @@ def test_the_held_pods_still_reach_the_dns_their_api_server_and_their_service(ch
             probes = _probes(plan, stack, cluster)
             flows += [(name, *probes[name], "TCP") for name in _needs(stack, pod)]
             if pod.what in (ESO_CONTROLLER, VERIFIER, OIDC_PROXY, DF_MANAGER, DF_SEED):  # Vault, Harbor, OpenUnison's issuer
-                flows.append(("the control plane's load balancer", CONTROL_PLANE_LB_DEV if stack == "dev" else INTERNET, 443, "TCP"))
+                lbs = [CONTROL_PLANE_LB_DEV] if stack == "dev" else nlb_addresses(plan)
+                flows += [(f"the control plane's load balancer at {lb}", lb, 443, "TCP") for lb in lbs]
             flows += [(target, network.pod(target), port, "TCP") for source, target, port in NEEDED if source == pod.what]
             broken += [f"{stack}/{cluster}: {pod.what} -> {name}" for name, target, port, protocol in flows
                        if not network.reaches(pod, target, port, protocol)]
@@ -157,15 +158,17 @@ def test_the_held_pods_still_reach_the_dns_their_api_server_and_their_service(ch
     assert checked > 50, checked
 
 
-def test_the_control_plane_load_balancers_networks_come_from_the_config(tmp_path: Path) -> None:
-    """Where the egress policies reach Vault, Harbor and the issuer: the control plane's MetalLB pool (the dev stack's
-    172.18.255.200-215), the internet on EKS (none), and anywhere but the metadata on a kubeconfig control plane without
-    a pool (cloud-provider-kind's address on the hosts' network, which "the internet" would refuse)."""
+def test_the_control_plane_load_balancers_networks_come_from_its_ingress_or_the_config(tmp_path: Path) -> None:
+    """Where the egress policies reach Vault, Harbor and the issuer: on EKS the control plane's NLB's own addresses (its
+    Ingress's EIPs), the control plane's MetalLB pool (the dev stack's 172.18.255.200-215), and anywhere but the metadata
+    on a kubeconfig control plane without a pool (cloud-provider-kind's address on the hosts' network, which "the
+    internet" would refuse)."""
     def load(path: Path, stack: str) -> Any:
         raw, secret_keys = read_stack_file(path)
         return load_platform_config(raw, stack=stack, source=str(path), secret_keys=secret_keys)
 
-    assert control_plane_ingress(load(ROOT / "Pulumi.dev.yaml", "dev")) == ("172.18.255.200/29", "172.18.255.208/29")
-    assert control_plane_ingress(load(ROOT / "Pulumi.prod.yaml", "prod")) == ()
+    ingress = SimpleNamespace(addresses=("198.51.100.1/32", "198.51.100.2/32"))  # Ingress.addresses: Outputs in the program
+    assert control_plane_ingress(load(ROOT / "Pulumi.dev.yaml", "dev"), ingress) == ("172.18.255.200/29", "172.18.255.208/29")
+    assert control_plane_ingress(load(ROOT / "Pulumi.prod.yaml", "prod"), ingress) == ingress.addresses
     no_pool = _write(tmp_path, DEV, lambda doc: doc["config"]["platform:services"]["metallb"]["addresses"].pop("controlPlane"))
-    assert control_plane_ingress(load(no_pool, "dev")) == ("0.0.0.0/0",)
+    assert control_plane_ingress(load(no_pool, "dev"), ingress) == ("0.0.0.0/0",)
