@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from components import dragonfly, external_secrets, image_verifier
-from platformctl.render import Render, read_stack_file
+from components import dragonfly, external_secrets, image_verifier, kube_oidc_proxy
+from platformctl.render import Render, read_stack_file, render
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 from stacks.config import load_platform_config
-from tests.test_config import PROD, _problems, _write
+from tests.test_config import DEV, PROD, _problems, _write
 from tests.test_delivery_attacks import REPO_SERVER, Network, Pod, _subnet_address, nlb_addresses, nlb_eips
 from tests.test_network import Plan
 
@@ -164,3 +164,28 @@ def test_an_eks_control_plane_without_public_subnets_is_refused_naming_the_key(t
     lines = _problems(_write(tmp_path, PROD, existing), stack="prod")
     assert any(": platform:clusters.controlPlane.eks.subnets.public: required when clusters.controlPlane is EKS" in line
                and "allowed:" in line for line in lines), lines
+
+
+def _mixed(doc: dict[str, Any]) -> None:
+    """The prod stack with kubeconfig workload clusters (the dev stack's): their kube-oidc-proxy trusts the issuer."""
+    config = DEV["config"]
+    for cluster in ("dev", "prod"):
+        doc["config"]["platform:clusters"][cluster] = config["platform:clusters"][cluster]
+    doc["config"]["platform:objectStore"] = {k: v for k, v in config["platform:objectStore"].items() if k != "archiveKeys"}
+    services = doc["config"]["platform:services"]
+    services["metallb"] = {**config["platform:services"]["metallb"],
+                           "addresses": {k: v for k, v in config["platform:services"]["metallb"]["addresses"].items() if k != "controlPlane"}}
+    services["velero"] = services["dragonfly"] = {"enabled": False}  # both need a store of the workload clusters' kind
+
+
+def test_a_kubeconfig_workload_clusters_proxy_reaches_the_issuer_at_the_nlbs_addresses_only(tmp_path: Path) -> None:
+    """An EKS control plane with kubeconfig workload clusters: each one's kube-oidc-proxy fetches the issuer's keys
+    (openunison.<domain>, the NLB) at the NLB's addresses, not from any host of the internet on 443 (a taken-over
+    proxy holds the impersonation rights of its cluster)."""
+    plan = render(_write(tmp_path, PROD, _mixed), "prod").plan
+    addresses = nlb_addresses(plan)
+    for cluster in ("dev", "prod"):
+        network = Network(plan, cluster)
+        proxy = network.pod(f"{kube_oidc_proxy.NAMESPACE}/Deployment/kube-oidc-proxy")
+        assert not network.reaches(proxy, INTERNET, 443), f"{cluster}: kube-oidc-proxy reaches the internet ({INTERNET}) on 443"
+        assert len(addresses) == 3 and all(network.reaches(proxy, a, 443) for a in addresses), cluster
