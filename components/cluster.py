@@ -9,6 +9,7 @@ import ipaddress
 import json
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
@@ -22,13 +23,32 @@ from components.versions import EKS_ADDONS
 from policy.labels import CLUSTER_LABEL, MANAGED_BY
 
 
+ANYWHERE = "0.0.0.0/0"
+
+
 @dataclass(frozen=True)
 class ApiServer:
-    """Where a cluster's API server listens, as pods on the control plane reach it: a network
-    ("0.0.0.0/0" when the address is a name, unknown at preview) and a port."""
+    """Where a cluster's API server listens, as pods reach it (the `kubernetes` Service's endpoint, after
+    kube-proxy's rewrite): a network ("0.0.0.0/0" when the address is a name, unknown at preview) and a port."""
 
     cidr: str
     port: int
+
+    @staticmethod
+    def of_eks(vpc_cidr: str | None) -> ApiServer:
+        """An EKS cluster's private endpoint: in its VPC (in existing subnets, anywhere) on 443 (a public
+        endpoint is on the internet)."""
+        return ApiServer(vpc_cidr or ANYWHERE, 443)
+
+    @staticmethod
+    def of_server(server: str) -> ApiServer:
+        """A kubeconfig server's: its address, or anywhere when it is a name, on its port."""
+        url = urlsplit(server)
+        try:
+            cidr = str(ipaddress.ip_network(url.hostname or ""))
+        except ValueError:
+            cidr = ANYWHERE
+        return ApiServer(cidr, url.port or 443)
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class ClusterHandle:
     endpoint: pulumi.Output[str]  # API server URL reachable from the control plane
     ca_data: pulumi.Output[str]  # base64 PEM bundle of the API server's CA
     kubernetes_version: str
+    api_server: ApiServer  # where its own pods reach its API server, as NetworkPolicy sees it
     oidc_issuer_url: pulumi.Output[str] | None = None  # service-account issuer, where known
     is_eks: bool = False
     aws_provider: aws.Provider | None = None
@@ -166,6 +187,7 @@ class ExistingCluster(pulumi.ComponentResource):
             endpoint=pulumi.Output.from_input(args.server),
             ca_data=pulumi.Output.from_input(args.ca_data),
             kubernetes_version=args.kubernetes_version,
+            api_server=ApiServer.of_server(args.server),
             oidc_issuer_url=(
                 pulumi.Output.from_input(args.service_account_issuer) if args.service_account_issuer else None
             ),
@@ -461,6 +483,7 @@ class EksCluster(pulumi.ComponentResource):
             endpoint=cluster.endpoint,
             ca_data=ca_data,
             kubernetes_version=args.kubernetes_version,
+            api_server=ApiServer.of_eks(args.vpc_cidr),
             oidc_issuer_url=issuer,
             is_eks=True,
             aws_provider=aws_provider,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import ApiServer
+from components.cluster import ANYWHERE, ApiServer
 from components.common import ObjectStoreTarget
 from components.helm import metadata
 
@@ -26,7 +26,6 @@ INSTANCE_METADATA = "169.254.169.254/32"  # the cloud's instance metadata endpoi
 NODE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 # Never "the internet": pods, nodes, private endpoints, link-local (the metadata).
 PRIVATE_NETWORKS = (*NODE_NETWORKS, "169.254.0.0/16")
-ANYWHERE = "0.0.0.0/0"
 HTTPS = 443
 
 

@@ -246,6 +246,9 @@ class TenantPlatform:
     # The control plane's load balancer's own addresses (EKS: its NLB's EIPs, components/ingress.py), which
     # the pods that reach the platform's public names connect to.
     ingress_addresses: tuple[pulumi.Output[str], ...] = ()
+    # Where the workload clusters' pods reach that load balancer (stacks/control_plane.py control_plane_ingress):
+    # the virtual clusters' issuer.
+    control_plane_ingress: tuple[pulumi.Input[str], ...] = ()
     vault: VaultTenancy | None = None
     gitlab: GitLabTenancy | None = None
     harbor: HarborTenancy | None = None

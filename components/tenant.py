@@ -30,7 +30,7 @@ from components.federation import (
     federated_namespace_binding,
     target_name,
 )
-from components.egress import dns
+from components.egress import dns, endpoint_ports, networks_or_internet, tcp, to_api_server
 from components.helm import release
 from components.inventory import CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
@@ -132,6 +132,7 @@ class VirtualClusterArgs:
     federation: FederationTenancy | None = None  # None: no ArgoCD, no proxy
     inventory: CredentialInventory | None = None  # where the proxy's certificate is registered
     chart_version: str | None = None
+    issuer_networks: tuple[pulumi.Input[str], ...] = ()  # where its pods reach the issuer (TenantPlatform.control_plane_ingress)
 
     @property
     def proxy_hostname(self) -> str:
@@ -458,7 +459,7 @@ class TenantNamespace(pulumi.ComponentResource):
             data={"ca.crt": virtual.ca_bundle},
             opts=inside,
         )
-        traffic = self._virtual_cluster_traffic(name, ns_name, virtual.federation is not None, inside)
+        traffic = self._virtual_cluster_traffic(name, ns_name, cluster, virtual, inside)
         proxy_manifests: pulumi.Output[list[dict]] = pulumi.Output.from_input([])
         secret_mappings: dict[str, str] = {}
         depends_on: list[pulumi.Resource] = [config_map, *traffic, *holds]
@@ -504,24 +505,24 @@ class TenantNamespace(pulumi.ComponentResource):
         )
 
     def _virtual_cluster_traffic(
-        self, name: str, ns_name: str, federated: bool, inside: pulumi.ResourceOptions
+        self, name: str, ns_name: str, cluster: ClusterHandle, virtual: VirtualClusterArgs, inside: pulumi.ResourceOptions
     ) -> list[k8s.networking.v1.NetworkPolicy]:
-        """What the default-deny policy must let through for the virtual cluster itself: its
-        control plane talks to the host API server and to the issuer, and serves people on its
-        LoadBalancer; the kube-oidc-proxy serves ArgoCD and fetches the issuer's keys."""
+        """What the default-deny policy must let through for the virtual cluster itself: its control plane
+        (syncer and virtual API server) calls the host's API server and fetches the issuer's keys, and serves
+        people on its LoadBalancer; the kube-oidc-proxy serves ArgoCD and fetches the issuer's keys. Nothing
+        else outside the namespace: a tenant, admin of its virtual cluster, points webhooks and APIServices
+        there at any address, which the virtual API server then calls."""
         anywhere = [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0"))]
-
-        def tcp(*ports: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
-            return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in ports]
+        issuer = networks_or_internet(virtual.issuer_networks, endpoint_ports([virtual.issuer_url]))
 
         # The chart's control-plane pods (8443 is the virtual API server's port): never a pod the
         # virtual cluster synced, whatever labels its owner gave it.
         not_synced = [k8s.meta.v1.LabelSelectorRequirementArgs(key=VCLUSTER_MANAGED_BY_LABEL, operator="DoesNotExist")]
-        parts = [("control-plane", {"app": "vcluster", "release": ns_name}, not_synced, 8443, (443, 6443))]
-        if federated:  # the proxy's pods as the virtual cluster syncs them to the host; tenants
+        parts = [("control-plane", {"app": "vcluster", "release": ns_name}, not_synced, 8443, [*to_api_server(cluster.api_server), *issuer])]
+        if virtual.federation is not None:  # the proxy's pods as the virtual cluster syncs them to the host; tenants
             # cannot create pods in its virtual namespace (their roles bind in their own only)
             parts.append(
-                ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, (443,))
+                ("federation-proxy", {VCLUSTER_NAMESPACE_LABEL: PROXY_NAMESPACE, VCLUSTER_MANAGED_BY_LABEL: ns_name}, None, PROXY_PORT, issuer)
             )
         # Argo Rollouts inside (components/argo_rollouts.py) asks the host's Prometheus for its
         # analyses, through this virtual cluster's own proxy (never Prometheus itself).
@@ -551,11 +552,11 @@ class TenantNamespace(pulumi.ComponentResource):
                     pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector, match_expressions=expressions),
                     policy_types=["Ingress", "Egress"],
                     ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=anywhere, ports=tcp(ingress_port))],
-                    egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=anywhere, ports=tcp(*egress_ports))],
+                    egress=egress,
                 ),
                 opts=inside,
             )
-            for suffix, selector, expressions, ingress_port, egress_ports in parts
+            for suffix, selector, expressions, ingress_port, egress in parts
         )]
 
 
@@ -651,6 +652,7 @@ def virtual_cluster_args(platform: TenantPlatform, tenant: str, environment: str
         registry_host=f"harbor.{platform.domain}",
         federation=platform.federation,
         inventory=platform.inventory,
+        issuer_networks=platform.control_plane_ingress,
     )
 
 

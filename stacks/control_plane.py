@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pulumi
 
 from components import metallb, openunison
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ANYWHERE, ApiServer, ClusterHandle
 from components.common import LdapUpstream, OidcUpstream, PlatformGroups
 from components.inventory import CredentialInventory
 from components.service import AcmeSettings, ControlPlaneParts, EdgeSettings, IngressController
 from stacks.backups import backup_store
 from stacks.config import ClusterSpec, Identity, PlatformConfig
 from stacks.services import CONTROL_PLANE, FOUNDATION
-
-ANYWHERE = "0.0.0.0/0"
 
 
 @dataclass(frozen=True)
@@ -50,18 +46,11 @@ def api_servers(config: PlatformConfig) -> tuple[ApiServer, ...]:
 
 
 def api_server(spec: ClusterSpec) -> ApiServer:
-    """Where pods reach a cluster's API server: an EKS cluster's private endpoint in its VPC (in
-    existing subnets, anywhere) on 443 (a public endpoint is on the internet); a kubeconfig server's
-    address, or anywhere when it is a name, on its port."""
+    """Where pods reach a cluster's API server, from its spec (as its ClusterHandle has it)."""
     if spec.eks is not None:
-        return ApiServer(spec.eks.vpc.cidr if spec.eks.vpc else ANYWHERE, 443)
+        return ApiServer.of_eks(spec.eks.vpc.cidr if spec.eks.vpc else None)
     assert spec.kubeconfig is not None
-    url = urlsplit(spec.kubeconfig.server)
-    try:
-        cidr = str(ipaddress.ip_network(url.hostname or ""))
-    except ValueError:
-        cidr = ANYWHERE
-    return ApiServer(cidr, url.port or 443)
+    return ApiServer.of_server(spec.kubeconfig.server)
 
 
 def control_plane_ingress(config: PlatformConfig, ingress: IngressController) -> tuple[pulumi.Input[str], ...]:

@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.federation import (
     CONTROLLER_USERNAME,
     EXEC_API_VERSION,
@@ -174,7 +174,8 @@ def test_the_eks_trust_names_its_cluster_issuer_and_audience() -> None:
                                   opts=pulumi.ResourceOptions(provider=provider))
         handle = ClusterHandle(
             role="dev", provider=k8s.Provider("dev-k8s", kubeconfig="{}"), endpoint=cluster.endpoint,
-            ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=True, aws_provider=provider,
+            ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", api_server=ApiServer.of_eks("10.41.0.0/16"),
+            is_eks=True, aws_provider=provider,
         )
         EksOidcTrust("dev-oidc-trust", handle, EksOidcTrustArgs(cluster.name, "https://k8sou.example.test/auth/idp/remotek8s", "federation-dev"))
 

@@ -14,7 +14,7 @@ import yaml
 from components import aws_load_balancer_controller as lbc
 from components import metallb
 from components.aws import web_identity_trust
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.inventory import CredentialInventory
 from components.service import ClusterParts, ServiceSettings
 from platformctl.render import Render, read_stack_file
@@ -150,7 +150,8 @@ def test_the_speakers_host_network_and_net_raw_are_exempt_in_one_place(charted: 
 
 
 def _parts(is_eks: bool) -> ClusterParts:
-    handle = ClusterHandle(role="dev", provider=None, endpoint=None, ca_data=None, kubernetes_version="1.33", is_eks=is_eks)  # type: ignore[arg-type]
+    handle = ClusterHandle(role="dev", provider=None, endpoint=None, ca_data=None, kubernetes_version="1.33",
+                           api_server=ApiServer("10.0.0.1/32", 6443), is_eks=is_eks)  # type: ignore[arg-type]
     return ClusterParts(handle, "example.com", False, PLATFORM_NAMESPACES, CredentialInventory())
 
 

@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
 from components.vault import CA_FILE, TOKEN_TTL_SECONDS, Vault, VaultArgs
@@ -183,7 +183,7 @@ def render_vault(eks: bool, protect: bool, replicas: int = 3) -> dict[str, Any]:
             )
         cluster = ClusterHandle(
             role="control-plane", provider=provider, endpoint=pulumi.Output.from_input("https://cp:6443"),
-            ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", is_eks=eks,
+            ca_data=pulumi.Output.from_input("bW9jaw=="), kubernetes_version="1.33", api_server=ApiServer.of_server("https://cp:6443"), is_eks=eks,
         )
         exposure = Exposure(HOST, "platform-acme" if eks else "platform-ca",
                             pulumi.Output.from_input("" if eks else CA_PEM))

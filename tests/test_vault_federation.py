@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from components.ci_identity import DATA_READS, pipeline_trust_policy
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.inventory import CredentialInventory
 from components.tenancy import WorkloadBinder
 from components.vault_federation import (
@@ -175,7 +175,7 @@ def run(program: Callable[[VaultFederation, pulumi.Resource], None], gitlab: boo
                 role=name, provider=k8s.Provider(f"{name}-k8s", kubeconfig="{}"),
                 endpoint=pulumi.Output.from_input(f"https://{name}:6443"),
                 ca_data=pulumi.Output.from_input(base64.b64encode(b"PEM").decode()),
-                kubernetes_version="1.33", is_eks=eks,
+                kubernetes_version="1.33", api_server=ApiServer.of_server(f"https://{name}:6443"), is_eks=eks,
                 oidc_issuer_url=pulumi.Output.from_input(EKS_ISSUER) if eks else None,
             )
 

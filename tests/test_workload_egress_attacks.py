@@ -25,6 +25,7 @@ from typing import Any
 from components import argo_rollouts, dragonfly, external_secrets, image_verifier, kube_oidc_proxy, metrics_server, netpol_check, prometheus, prometheus_query, tls, velero
 from platformctl.render import Render
 from platformctl.render import read_stack_file
+from components.tenant import VCLUSTER_NAMESPACE_LABEL
 from policy.labels import TENANT_NAMESPACE_LABEL
 from stacks.config import load_platform_config
 from stacks.control_plane import control_plane_ingress
@@ -72,11 +73,6 @@ OUTSIDE_NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("prod", VERIFIER): (("the internet on HTTPS", "the signatures' blobs Harbor redirects to S3 (components/egress.py registry_blobs)"),),
     ("prod", DF_SEED): (("the internet on HTTPS", "the layers Harbor redirects to S3 (components/egress.py registry_blobs)"),),
     ("dev", VERIFIER): (("the internet on HTTPS", "the blobs Harbor redirects to platform:objectStore (https://minio.dev..., no networks)"),),
-    # components/tenant.py _virtual_cluster_traffic: 443 and 6443 anywhere, for the host's API server and the issuer.
-    ("prod", VCLUSTER): (("the internet on HTTPS", "the issuer (OpenUnison) through the control plane's NLB"),
-                         ("control-plane's VPC", "anywhere on 443 (not narrowed to its API server yet)"),
-                         ("dev's VPC", "anywhere on 443 (not narrowed yet)"), ("prod's VPC", "anywhere on 443 (not narrowed yet)")),
-    ("dev", VCLUSTER): (("the internet on HTTPS", "anywhere on 443 (not narrowed to the control plane's MetalLB pool yet)"),),
 }
 # Platform namespaces whose pods are not held by an egress policy yet, and why.
 LEFT: dict[str, str] = {}
@@ -156,6 +152,27 @@ def test_the_held_pods_still_reach_the_dns_their_api_server_and_their_service(ch
             checked += len(flows)
     assert not broken, "\n".join(broken)
     assert checked > 50, checked
+
+
+def test_a_virtual_clusters_control_plane_and_proxy_still_reach_their_api_server_and_the_issuer(charted: dict[str, Render]) -> None:
+    """The virtual API server's syncer calls the host's API server, and it and the federation proxy inside fetch the
+    issuer's keys (OpenUnison, through the control plane's load balancer): those, and nothing outside
+    (test_no_pod_reaches_dragonflys_node_ports_the_metadata_or_the_nodes_unless_it_needs_them)."""
+    broken, checked = [], 0
+    for stack, cluster, plan, network in _clusters(charted):
+        lbs = [CONTROL_PLANE_LB_DEV] if stack == "dev" else nlb_addresses(plan)
+        for pod in network.pods:
+            if pod.labels.get("app") == "vcluster":
+                flows = [("the API server", *_api_server(plan, stack, cluster))]
+            elif pod.labels.get(VCLUSTER_NAMESPACE_LABEL) == kube_oidc_proxy.NAMESPACE:
+                flows = []
+            else:
+                continue
+            flows += [(f"the issuer at {lb}", lb, 443) for lb in lbs]
+            broken += [f"{stack}/{cluster}: {pod.what} -> {name}" for name, target, port in flows if not network.reaches(pod, target, port)]
+            checked += len(flows)
+    assert not broken, "\n".join(broken)
+    assert checked >= 8, checked
 
 
 def test_the_control_plane_load_balancers_networks_come_from_its_ingress_or_the_config(tmp_path: Path) -> None:
