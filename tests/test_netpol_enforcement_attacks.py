@@ -157,8 +157,8 @@ def test_each_cluster_is_checked_again_when_it_is_a_new_cluster(renders: dict[st
 
 def test_the_checks_pods_pass_the_platforms_constraints_in_real_opa(renders: dict[str, Render]) -> None:
     """Held to the constraints as if the namespace were a tenant's, its pods break only the registry rule, the one
-    exemption (netpol_check.PLATFORM_NAMESPACE's reason: busybox from Docker Hub before Harbor exists), and the
-    tenants' probes rule on the one-shot Job."""
+    exemption (netpol_check.PLATFORM_NAMESPACE's reason: busybox from Docker Hub before Harbor exists). The one-shot
+    Job's client needs no probe (the tenants' probes rule holds pods that restart when they stop)."""
     plan = copy.deepcopy(renders["dev"].plan)
     for r in declared(plan):
         obj = r["inputs"]
@@ -174,10 +174,8 @@ def test_the_checks_pods_pass_the_platforms_constraints_in_real_opa(renders: dic
             kinds, failures = admission(plan, cluster, obj)
             assert {"PlatformAllowedRegistries", "PlatformDisallowedTags", "PlatformContainerResources",
                     "PlatformPodSecurity", "PlatformPodRestricted"} <= set(kinds), (cluster, key, kinds)
-            # The registry (the exemption), and on the Job the tenants' rule that long-running pods have probes (a
-            # one-shot client has nothing to probe): nothing else, restricted pod security included.
-            expected = {"PlatformAllowedRegistries"} | ({"PlatformRequiredProbes"} if key.startswith("Job/") else set())
-            assert {f.split(":", 1)[0] for f in failures} == expected, (cluster, key, failures)
+            # The registry (the exemption): nothing else, restricted pod security included.
+            assert {f.split(":", 1)[0] for f in failures} == {"PlatformAllowedRegistries"}, (cluster, key, failures)
             assert all("docker.io/library/busybox" in f for f in failures if f.startswith("PlatformAllowedRegistries:")), failures
             # Not vacuous: the pod security constraints do read these pods.
             loose = copy.deepcopy(obj)
