@@ -36,7 +36,7 @@ import pulumi_kubernetes as k8s
 
 from components import prometheus_query, yaml_text
 from components.cluster import ClusterHandle
-from components.egress import Reach, pods_in, tcp
+from components.egress import Reach, to_pods_in
 from components.helm import READ, bind, chart_archive, grant, rbac_rule
 from components.inventory import Credential, projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
@@ -107,8 +107,7 @@ class ArgoRollouts(ChartAddOn[AddOnArgs]):
         the tenant's namespace) and the prometheus provider at the host's query proxies only (prometheus.analysis_provider),
         no web, plugin or notification call; no plugin or notifier is configured (argo-rollouts v1.9.0
         utils/plugin/downloader.go downloads only what its ConfigMap names)."""
-        return [Reach("analyses", {}, [k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-            to=[pods_in(prometheus_query.PROXIES_NAMESPACE, prometheus_query.PROXY_LABELS)], ports=tcp(prometheus_query.PORT))])]
+        return [Reach("analyses", {}, [to_pods_in(prometheus_query.PROXIES_NAMESPACE, prometheus_query.PROXY_LABELS, [prometheus_query.PORT])])]
 
     def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> list[pulumi.Resource]:
         """CLUSTER_RULES cluster-wide and NAMESPACE_RULES in its own namespace, for the chart's service account;

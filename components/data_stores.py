@@ -38,9 +38,12 @@ from pydantic import AfterValidator, Field
 
 from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
-from components.cluster import ClusterHandle
+from components.cluster import ApiServer, ClusterHandle
 from components.common import ConfigModel, checksum
-from components.egress import Admit, hold_webhook, pods, pods_in, to_networks, to_pods
+from components.egress import (
+    Admit, dns, hold_egress, hold_namespace_egress, hold_webhook, pods, pods_in, store_egress, to_api_server, to_networks, to_pods,
+    to_pods_in,
+)
 from components.network import VpcNetwork
 from components.helm import metadata, namespace, release
 from components.inventory import DAY, Credential, CredentialInventory, external_secret, internal_secret, projected_token
@@ -62,6 +65,7 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 OPERATOR_WEBHOOK_PORT = 9443  # the operator's `webhook-server` container port
 INSTANCE_MANAGER_PORT = 8000  # CloudNativePG's instance manager: the operator reads each instance's status there
+OPERATOR_LABELS = {"app.kubernetes.io/name": "cloudnative-pg"}  # the chart's operator pod
 PASSWORD_KEY = "password"  # in the PostgreSQL Secret (kubernetes.io/basic-auth); Harbor requires this key
 REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # in the Redis Secret; Harbor requires this key
 VALKEY_CONFIG_KEY = "valkey.conf"
@@ -200,6 +204,7 @@ class DataStoresArgs:
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
     backups: BackupStore | None = None  # kubeconfig stacks: where the archives' expectations are recorded
     own_archive_key: OwnArchiveKey | None = None  # a kubeconfig workload cluster's (archive_key)
+    api_server: ApiServer | None = None  # kubeconfig stacks: its cluster's, as the operator and the instances reach it
 
     def restore_of(self, service: str) -> Restore | None:
         """What `service`'s database is restored from; None: it starts empty."""
@@ -212,10 +217,11 @@ class DataStores(pulumi.ComponentResource):
     cluster: ClusterHandle
     args: DataStoresArgs
     operator: k8s.helm.v3.Release | None
+    namespace: k8s.core.v1.Namespace | None  # the operator's (kubeconfig stacks)
 
     def __init__(self, name: str, cluster: ClusterHandle, args: DataStoresArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:data_stores:DataStores", name, None, opts)
-        self.cluster, self.args, self.operator = cluster, args, None
+        self.cluster, self.args, self.operator, self.namespace = cluster, args, None, None
         self.managed: AwsShared | None = None  # on EKS
         # Kubeconfig clusters: service -> the folder its CloudNativePG cluster archives to (a restore's source).
         self.archives: dict[str, pulumi.Output[str]] = {}
@@ -226,12 +232,15 @@ class DataStores(pulumi.ComponentResource):
         else:
             if args.object_store is None:
                 raise ValueError("data stores on a kubeconfig cluster back up to an object store: set platform:objectStore")
-            ns = namespace(SLICE.namespace, cluster, self)
-            held = hold_webhook(name, ns, OPERATOR_WEBHOOK_PORT, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+            assert args.api_server is not None, "the stores' pods reach their cluster's API server (DataStoresArgs.api_server)"
+            ns = self.namespace = namespace(SLICE.namespace, cluster, self)
+            k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
+            # The operator connects to its API server and (ServiceDataStores: one policy per Cluster) to its instances.
+            held = [hold_webhook(name, ns, OPERATOR_WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, args.api_server, (), k8s_opts)]
             # Protected with the data: its chart owns the CRDs, and uninstalling it deletes every Cluster.
             self.operator = release(
                 RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.settings.chart_version,
-                protect=args.protect, depends_on=[held],
+                protect=args.protect, depends_on=held,
             )
             args.inventory.register(*operator_credentials(cluster.name))
         self.register_outputs({})
@@ -245,11 +254,26 @@ class DataStores(pulumi.ComponentResource):
 
 
 def operator_admit(service: str) -> Admit:
-    """The operator reaches every instance of a Cluster on the instance manager's port (8000) and
-    PostgreSQL's (CloudNativePG's docs, networking.md: "ensure the operator can reach every cluster pod
-    on ports 8000 and 5432"); instances carry `cnpg.io/cluster: <Cluster>`."""
-    operator = pods_in(NAMESPACE, {"app.kubernetes.io/name": "cloudnative-pg"})
-    return Admit(f"{service}-postgres-operator", instance_labels(service), [operator], (INSTANCE_MANAGER_PORT, POSTGRES_PORT))
+    """The operator reaches every instance of a Cluster on the instance manager's port (8000) alone; instances carry
+    `cnpg.io/cluster: <Cluster>`. Its docs (networking.md) name 5432 too, but in v1.30.0 (the chart's appVersion) the
+    operator opens no PostgreSQL connection: no SQL client in internal/controller or pkg/reconciler; what it asks an
+    instance goes through remote.InstanceClient to url.StatusPort (pkg/management/postgres/webserver/client/remote/
+    instance.go:213, 271, 320, 402; backup.go:62-102)."""
+    return Admit(f"{service}-postgres-operator", instance_labels(service), [pods_in(NAMESPACE, OPERATOR_LABELS)], (INSTANCE_MANAGER_PORT,))
+
+
+def instance_egress(service: str, args: DataStoresArgs) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """Where the instances of `service`'s Cluster and its bootstrap Jobs (initdb, join, full-recovery: labelled with the
+    Cluster too, pkg/specs/jobs.go:359-362) connect, per cloudnative-pg v1.30.0: the DNS (the -rw Service, the object
+    store's name); the API server (the instance manager watches its Cluster and Secrets); the Cluster's other instances
+    on PostgreSQL's port (streaming replication, a joining replica's pg_basebackup and pg_rewind, to the primary) and
+    the instance manager's (the primary's liveness isolation check calls each peer's /failsafe,
+    pkg/management/postgres/webserver/probes/pinger.go:86); the object store WAL and base backups go to (barman-cloud,
+    `store_egress`: its `networks`, else the internet on its port). Nothing else: no metadata, node, other namespace."""
+    assert args.api_server is not None and args.object_store is not None
+    store = args.object_store
+    return [dns(), *to_api_server(args.api_server), *to_pods([instance_labels(service)], (POSTGRES_PORT, INSTANCE_MANAGER_PORT)),
+            *store_egress(store.endpoint, store.networks)]
 
 
 def instance_labels(service: str) -> dict[str, str]:
@@ -361,11 +385,9 @@ class ServiceDataStores(pulumi.ComponentResource):
             host, redis_host = postgres.address, redis.primary_endpoint_address
             ssl_mode, tls = "require", True  # RDS forces TLS (rds.force_ssl); ElastiCache encrypts in transit
         else:
-            assert shared.operator is not None and args.object_store is not None
+            assert args.object_store is not None
             backup = _backup_secret(name, service, ns, archive_key(args, name, service), k8s_opts)
-            cluster_resources, shared.archives[service] = _in_cluster(
-                name, service, ns, args, shared.operator, [db_secret, backup], redis_secret, sum_, k8s_opts
-            )
+            cluster_resources, shared.archives[service] = _in_cluster(name, service, ns, shared, [db_secret, backup], redis_secret, sum_, k8s_opts)
             if args.backups is not None:
                 args.backups.expectations += archive_expectations(service, ns, args.object_store, shared.archives[service])
             ready += cluster_resources
@@ -511,11 +533,17 @@ def _backup_secret(
 
 
 def _in_cluster(
-    name: str, service: str, ns: k8s.core.v1.Namespace, args: DataStoresArgs, operator: pulumi.Resource,
+    name: str, service: str, ns: k8s.core.v1.Namespace, shared: DataStores,
     secrets: list[pulumi.Resource], redis_secret: k8s.core.v1.Secret, sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
 ) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
-    """A CloudNativePG Cluster with backups to the object store, and a Valkey of one; and where the Cluster archives."""
-    after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[operator, *secrets]))
+    """A CloudNativePG Cluster with backups to the object store, and a Valkey of one; and where the Cluster archives.
+    Its instances connect where `instance_egress` says, and the operator to them on the instance manager's port."""
+    args = shared.args
+    assert shared.operator is not None and shared.namespace is not None
+    held = [hold_egress(name, ns, f"egress-{service}-postgres", instance_labels(service), instance_egress(service, args), opts),
+            hold_egress(name, shared.namespace, f"egress-to-{service}-postgres", OPERATOR_LABELS,
+                        [to_pods_in(ns.metadata.name, instance_labels(service), [INSTANCE_MANAGER_PORT])], opts)]
+    after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[shared.operator, *secrets, *held]))
     # CloudNativePG archives only into an empty folder, and the object store keeps the folders of a
     # destroyed stack: an id generated with the stack's state names a new folder on each rebuild.
     life = random.RandomId(f"{name}-archive", byte_length=4, opts=pulumi.ResourceOptions(parent=opts.parent))
@@ -642,8 +670,10 @@ def valkey(
     name: str, service: str, ns: k8s.core.v1.Namespace, args: DataStoresArgs, secret: k8s.core.v1.Secret,
     sum_: pulumi.Output[str], opts: pulumi.ResourceOptions,
 ) -> list[pulumi.Resource]:
-    """One Valkey with AUTH, its data on a volume; restarted (checksum) when its token changes."""
+    """One Valkey with AUTH, its data on a volume; restarted (checksum) when its token changes. It connects nowhere: no
+    replica or cluster bus, `valkey-server <config>` in place of the image's entrypoint, probes from the kubelet."""
     labels = {"app.kubernetes.io/name": "valkey", **redis_labels(service)}
+    held = hold_egress(name, ns, f"egress-{service}-redis", redis_labels(service), [], opts)
     service_obj = k8s.core.v1.Service(
         f"{name}-redis",
         metadata=metadata(f"{service}-redis", ns),
@@ -701,7 +731,7 @@ def valkey(
                 ),
             )],
         ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, service_obj])),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, service_obj, held])),
     )
     return [statefulset]
 
@@ -770,6 +800,7 @@ def operator_credentials(cluster: str) -> list[Credential]:
 def stores_args(
     settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
     backup_prefix: str = "postgres", backups: BackupStore | None = None, own_archive_key: OwnArchiveKey | None = None,
+    api_server: ApiServer | None = None,
 ) -> DataStoresArgs:
     """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
@@ -785,12 +816,15 @@ def stores_args(
         restore=options["restore"],
         backups=backups,
         own_archive_key=own_archive_key,
+        api_server=api_server,
     )
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
+    # stacks/control_plane.py api_servers: the control plane's comes first.
     return DataStores("data-stores", parts.cluster, stores_args(
-        settings, parts.settings.protect, parts.settings.object_store, parts.inventory, backups=parts.backups))
+        settings, parts.settings.protect, parts.settings.object_store, parts.inventory, backups=parts.backups,
+        api_server=parts.settings.api_servers[0]))
 
 
 SLICE: ServiceSlice[DataStores] = ServiceSlice(

@@ -38,7 +38,7 @@ def _dns_ports() -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
     return [k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)]
 
 
-def pods_in(namespace: str, labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+def pods_in(namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
     """The pods of `namespace` (by name) labelled `labels`, as a rule's peer."""
     return k8s.networking.v1.NetworkPolicyPeerArgs(
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace}),
@@ -188,6 +188,11 @@ def pods(*selectors: dict[str, str]) -> list[k8s.networking.v1.NetworkPolicyPeer
 def to_pods(selectors: Sequence[dict[str, str]], ports: Sequence[int]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """One rule: the pods of `selectors` (none: no rule), in the policy's namespace, on `ports`."""
     return [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=pods(*selectors), ports=tcp(*ports))] if selectors else []
+
+
+def to_pods_in(namespace: pulumi.Input[str], labels: dict[str, str], ports: Sequence[int]) -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    """One rule: the pods of another namespace (`pods_in`) on `ports`."""
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[pods_in(namespace, labels)], ports=tcp(*ports))
 
 
 def endpoint_ports(endpoints: Sequence[str]) -> tuple[int, ...]:

@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 
 from components import tls
 from components.cluster import ApiServer, ClusterHandle
-from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, tcp, to_api_server
+from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, to_api_server, to_pods_in
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Nlb, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
@@ -145,7 +145,7 @@ class WorkloadIngress(pulumi.ComponentResource):
     def route(self, name: str, namespace: str, pods: dict[str, str], port: int) -> k8s.networking.v1.NetworkPolicy:
         """Traefik's pods reach `pods` of the platform's `namespace` on `port`: the backend of a route there
         on this class (Traefik's egress holds every other platform pod). What the route waits for."""
-        return self._egress(f"to-{name}", [k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[pods_in(namespace, pods)], ports=tcp(port))])
+        return self._egress(f"to-{name}", [to_pods_in(namespace, pods, [port])])
 
     def admit_metrics(self, name: str, peer: k8s.networking.v1.NetworkPolicyPeerArgs) -> k8s.networking.v1.NetworkPolicy:
         """`peer` (Prometheus's server) connects to Traefik's metrics port: the only client of its per-tenant counts."""

@@ -73,9 +73,11 @@ class Network:
                 namespace = namespace_of(o, ns)
                 self.pods.append(Pod(f"{namespace}/{o['kind']}/{o['metadata']['name']}", namespace, (template.get("metadata") or {}).get("labels") or {}, ports))
             elif o.get("kind") == "Cluster" and o.get("apiVersion", "").startswith("postgresql.cnpg.io/"):
-                # CloudNativePG's instances: labelled with their Cluster's name, PostgreSQL on 5432.
+                # CloudNativePG's instances (one pod for them all): labelled with their Cluster's name and role, PostgreSQL
+                # on 5432, the exporter on 9187, the instance manager's status on 8000 (v1.30.0 pkg/specs/pods.go:262-277, 546-548).
                 self.pods.append(Pod(f"{namespace_of(o, ns)}/Cluster/{o['metadata']['name']}", namespace_of(o, ns),
-                                     {"cnpg.io/cluster": o["metadata"]["name"]}, (("postgresql", 5432, "TCP"),)))
+                                     {"cnpg.io/cluster": o["metadata"]["name"], "cnpg.io/podRole": "instance"},
+                                     (("postgresql", 5432, "TCP"), ("metrics", 9187, "TCP"), ("status", 8000, "TCP"))))
 
     def pod(self, what: str) -> Pod:
         [found] = [p for p in self.pods if p.what == what]

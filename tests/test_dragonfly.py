@@ -376,7 +376,8 @@ def test_on_kubeconfig_clusters_the_manager_gets_cloudnativepg_and_valkey_on_its
 
 def test_the_held_namespace_still_lets_the_operator_and_the_manager_reach_the_in_cluster_stores(kubeconfig_dragonfly: Render) -> None:
     """On kubeconfig clusters the manager's PostgreSQL (CloudNativePG) and Valkey run in Dragonfly's namespace, which
-    the platform holds: CloudNativePG's operator still reaches each instance (8000, 5432; its docs, networking.md),
+    the platform holds: CloudNativePG's operator still reaches each instance's manager (8000), never PostgreSQL (it opens
+    no SQL connection: data_stores.operator_admit),
     the manager and the scheduler their stores, and no pod of another namespace but the operator reaches the stores;
     the database takes the manager alone, its one client (scheduler.yaml names Redis only)."""
     checked = 0
@@ -386,8 +387,9 @@ def test_the_held_namespace_still_lets_the_operator_and_the_manager_reach_the_in
         database, redis = present[f"{dragonfly.NAMESPACE}/Cluster/dragonfly-postgres"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-redis"]
         operator = present["cnpg-system/Deployment/cnpg-cloudnative-pg"]
         manager, scheduler = present[f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-scheduler"]
-        needed = [(operator, database, 8000), (operator, database, 5432), (manager, database, 5432), (manager, redis, 6379), (scheduler, redis, 6379)]
+        needed = [(operator, database, 8000), (manager, database, 5432), (manager, redis, 6379), (scheduler, redis, 6379)]
         assert not [(c.what, s.what, port) for c, s, port in needed if not network.reaches(c, s, port)]
+        assert not network.reaches(operator, database, 5432)
         others = [(p.what, s.what, port) for p in network.pods if p.namespace != dragonfly.NAMESPACE and p != operator
                   for s in (database, redis) for _, port, protocol in s.ports if network.reaches(p, s, port, protocol)]
         assert not others, others

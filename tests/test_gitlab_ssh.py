@@ -278,6 +278,7 @@ def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) 
                 data_stores=DataStores("data-stores", cluster, DataStoresArgs(
                     protect=False, settings=ServiceSettings(replicas=3, storage="10Gi"), backup_retention_days=7,
                     instance_class="db.m7g.large", node_type="cache.m7g.large", object_store=OBJECT_STORE, inventory=inventory,
+                    api_server=API_SERVER,
                 )),
             ),
         )

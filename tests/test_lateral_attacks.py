@@ -133,8 +133,8 @@ NEEDED = (
     (SHELL, WEBSERVICE, 8181), (SHELL, GITALY, 8075), (GITALY, WEBSERVICE, 8181), (GITLAB_POSTGRES, GITLAB_POSTGRES, 5432),
     *((client, GITLAB_POSTGRES, 5432) for client in ("gitlab/Deployment/gitlab-toolbox", "gitlab/CronJob/gitlab-toolbox-backup",
                                                      "gitlab/Deployment/gitlab-gitlab-exporter")),
-    # CloudNativePG's operator: each instance's manager (8000) and PostgreSQL (its docs, networking.md).
-    *((CNPG, cluster, port) for cluster in (HARBOR_POSTGRES, GITLAB_POSTGRES) for port in (8000, 5432)),
+    # CloudNativePG's operator: each instance's manager (8000; never PostgreSQL: data_stores.operator_admit).
+    *((CNPG, cluster, 8000) for cluster in (HARBOR_POSTGRES, GITLAB_POSTGRES)),
 )
 
 
