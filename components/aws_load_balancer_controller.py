@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.egress import HTTPS, INSTANCE_METADATA, Reach, hold_namespace_egress, hold_webhook, internet, tcp
 from components.helm import namespace
 from components.inventory import Credential, CredentialInventory, program_certificate
@@ -84,7 +84,6 @@ class AwsLoadBalancerControllerArgs:
     identity: AwsWorkloadIdentity  # the cluster's own OIDC provider
     inventory: CredentialInventory
     settings: ServiceSettings  # replicas, chart version, sizing
-    api_server: ApiServer  # the cluster's, as its pods reach it
     vpc_id: pulumi.Input[str] | None = None  # None: the controller asks the instance metadata
     subnet_ids: tuple[pulumi.Input[str], ...] = ()  # with vpc_id: the VPC's subnets, where its load balancers go
 
@@ -134,7 +133,7 @@ class AwsLoadBalancerController(pulumi.ComponentResource):
             values["vpcId"] = args.vpc_id
         ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, args.api_server, _egress(args), k8s_opts)]
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, cluster.api_server, _egress(args), k8s_opts)]
         self.release = SLICE.release(cluster, self, args.settings, values, "", ns=ns, depends_on=held)
         args.inventory.register(*credentials(name, cluster.role))
         self.register_outputs({"roleArn": self.role.arn, "release": self.release.status})
@@ -175,7 +174,6 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalance
         return None
     identity, cluster_name = parts.eks
     cluster = parts.cluster
-    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     return AwsLoadBalancerController(
         f"{cluster.role}-aws-load-balancer-controller",
         cluster,
@@ -184,7 +182,6 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> AwsLoadBalance
             identity=identity,
             inventory=parts.inventory,
             settings=settings,
-            api_server=parts.api_server,
             vpc_id=cluster.network.vpc_id if cluster.network else None,
             subnet_ids=(*cluster.network.private_subnet_ids, *cluster.network.public_subnet_ids) if cluster.network else (),
         ),

@@ -103,7 +103,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> ClusterAutosca
     identity, cluster_name = parts.eks
     args = ClusterAutoscalerArgs(
         settings=settings, inventory=parts.inventory,
-        cluster_name=cluster_name, identity=identity, kubernetes_version=parts.cluster.kubernetes_version, api_server=parts.api_server,
+        cluster_name=cluster_name, identity=identity, kubernetes_version=parts.cluster.kubernetes_version,
     )
     return ClusterAutoscaler(f"{parts.cluster.role}-cluster-autoscaler", parts.cluster, SLICE, args)
 

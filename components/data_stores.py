@@ -38,7 +38,7 @@ from pydantic import AfterValidator, Field
 
 from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.common import ConfigModel, checksum
 from components.egress import (
     Admit, dns, hold_egress, hold_namespace_egress, hold_webhook, pods, pods_in, store_egress, to_api_server, to_networks, to_pods,
@@ -204,7 +204,6 @@ class DataStoresArgs:
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
     backups: BackupStore | None = None  # kubeconfig stacks: where the archives' expectations are recorded
     own_archive_key: OwnArchiveKey | None = None  # a kubeconfig workload cluster's (archive_key)
-    api_server: ApiServer | None = None  # kubeconfig stacks: its cluster's, as the operator and the instances reach it
 
     def restore_of(self, service: str) -> Restore | None:
         """What `service`'s database is restored from; None: it starts empty."""
@@ -232,11 +231,10 @@ class DataStores(pulumi.ComponentResource):
         else:
             if args.object_store is None:
                 raise ValueError("data stores on a kubeconfig cluster back up to an object store: set platform:objectStore")
-            assert args.api_server is not None, "the stores' pods reach their cluster's API server (DataStoresArgs.api_server)"
             ns = self.namespace = namespace(SLICE.namespace, cluster, self)
             k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
             # The operator connects to its API server and (ServiceDataStores: one policy per Cluster) to its instances.
-            held = [hold_webhook(name, ns, OPERATOR_WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, args.api_server, (), k8s_opts)]
+            held = [hold_webhook(name, ns, OPERATOR_WEBHOOK_PORT, k8s_opts), *hold_namespace_egress(name, ns, cluster.api_server, (), k8s_opts)]
             # Protected with the data: its chart owns the CRDs, and uninstalling it deletes every Cluster.
             self.operator = release(
                 RELEASE, "cloudnative-pg", ns, operator_values(args), cluster, self, version=args.settings.chart_version,
@@ -262,7 +260,7 @@ def operator_admit(service: str) -> Admit:
     return Admit(f"{service}-postgres-operator", instance_labels(service), [pods_in(NAMESPACE, OPERATOR_LABELS)], (INSTANCE_MANAGER_PORT,))
 
 
-def instance_egress(service: str, args: DataStoresArgs) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+def instance_egress(service: str, cluster: ClusterHandle, args: DataStoresArgs) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
     """Where the instances of `service`'s Cluster and its bootstrap Jobs (initdb, join, full-recovery: labelled with the
     Cluster too, pkg/specs/jobs.go:359-362) connect, per cloudnative-pg v1.30.0: the DNS (the -rw Service, the object
     store's name); the API server (the instance manager watches its Cluster and Secrets); the Cluster's other instances
@@ -270,9 +268,9 @@ def instance_egress(service: str, args: DataStoresArgs) -> list[k8s.networking.v
     the instance manager's (the primary's liveness isolation check calls each peer's /failsafe,
     pkg/management/postgres/webserver/probes/pinger.go:86); the object store WAL and base backups go to (barman-cloud,
     `store_egress`: its `networks`, else the internet on its port). Nothing else: no metadata, node, other namespace."""
-    assert args.api_server is not None and args.object_store is not None
+    assert args.object_store is not None
     store = args.object_store
-    return [dns(), *to_api_server(args.api_server), *to_pods([instance_labels(service)], (POSTGRES_PORT, INSTANCE_MANAGER_PORT)),
+    return [dns(), *to_api_server(cluster.api_server), *to_pods([instance_labels(service)], (POSTGRES_PORT, INSTANCE_MANAGER_PORT)),
             *store_egress(store.endpoint, store.networks)]
 
 
@@ -540,7 +538,7 @@ def _in_cluster(
     Its instances connect where `instance_egress` says, and the operator to them on the instance manager's port."""
     args = shared.args
     assert shared.operator is not None and shared.namespace is not None
-    held = [hold_egress(name, ns, f"egress-{service}-postgres", instance_labels(service), instance_egress(service, args), opts),
+    held = [hold_egress(name, ns, f"egress-{service}-postgres", instance_labels(service), instance_egress(service, shared.cluster, args), opts),
             hold_egress(name, shared.namespace, f"egress-to-{service}-postgres", OPERATOR_LABELS,
                         [to_pods_in(ns.metadata.name, instance_labels(service), [INSTANCE_MANAGER_PORT])], opts)]
     after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[shared.operator, *secrets, *held]))
@@ -800,7 +798,6 @@ def operator_credentials(cluster: str) -> list[Credential]:
 def stores_args(
     settings: ServiceSettings, protect: bool, object_store: ObjectStoreTarget | None, inventory: CredentialInventory,
     backup_prefix: str = "postgres", backups: BackupStore | None = None, own_archive_key: OwnArchiveKey | None = None,
-    api_server: ApiServer | None = None,
 ) -> DataStoresArgs:
     """The stores' Args from `platform:services.dataStores`, on whichever cluster they run."""
     options = settings.options
@@ -816,15 +813,12 @@ def stores_args(
         restore=options["restore"],
         backups=backups,
         own_archive_key=own_archive_key,
-        api_server=api_server,
     )
 
 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> DataStores:
-    # stacks/control_plane.py api_servers: the control plane's comes first.
     return DataStores("data-stores", parts.cluster, stores_args(
-        settings, parts.settings.protect, parts.settings.object_store, parts.inventory, backups=parts.backups,
-        api_server=parts.settings.api_servers[0]))
+        settings, parts.settings.protect, parts.settings.object_store, parts.inventory, backups=parts.backups))
 
 
 SLICE: ServiceSlice[DataStores] = ServiceSlice(

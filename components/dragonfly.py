@@ -482,7 +482,6 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
         backup_prefix=f"postgres/{cluster.name}",  # each cluster's manager database apart from the others
         backups=parts.backups,
         own_archive_key=None if cluster.is_eks else archive_key(cluster.name, settings.options["archive_keys"]),
-        api_server=parts.api_server,
     )
     token = getattr(settings.options["preheat_tokens"], cluster.name)
     ingress = parts.get(workload_ingress.SLICE)

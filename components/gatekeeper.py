@@ -105,7 +105,6 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
             platform_namespaces=parts.platform_namespaces,
             settings=settings,
-            api_server=parts.api_server,
         ),
     )
 

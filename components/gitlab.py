@@ -35,7 +35,7 @@ import pulumi_random as random
 import pulumiverse_time as time
 
 from components import yaml_text
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.backups import BackupTarget, BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
@@ -158,8 +158,6 @@ class GitLabArgs(StatefulServiceArgs):
     # Hostnames behind the platform's ingress that project webhooks call (ArgoCD's, for the tenants'
     # ops projects): GitLab refuses hooks to local addresses, which a kubeconfig cluster's load balancer has.
     webhook_hosts: Sequence[str] = ()
-    # The control plane's API server, which the chart's shared-secrets Job and the admin token's Job call.
-    api_server: ApiServer
     # Where the ingress load balancer's addresses are when the cluster does not hand them to Traefik's
     # pods itself (ingress.load_balancer_networks): the Rails tiers reach OpenUnison and ArgoCD by their public names.
     load_balancer_cidrs: Sequence[pulumi.Input[str]] = ()
@@ -169,7 +167,6 @@ class GitLab(pulumi.ComponentResource):
     url: str
     ssh_host: str  # gitlab.<domain>, as in git@gitlab.<domain>:<group>/<project>.git
     ssh_known_hosts: pulumi.Output[str] | None  # known_hosts lines of gitlab-shell's host keys (public); None without SSH
-    api_server: ApiServer  # its cluster's, as its pods (and its runners' managers) reach it
     oidc_redirect_uri: str
     release: k8s.helm.v3.Release
     root_password: pulumi.Output[str]  # a Pulumi secret; not exported
@@ -183,7 +180,7 @@ class GitLab(pulumi.ComponentResource):
             # Clone URLs, known_hosts lines and the load balancer must all name one port.
             raise ValueError(f"GitLab advertises SSH on port {SHELL_PORT}; the ingress SSH entrypoint uses {args.ssh.port}")
         args.inventory.register(*credentials(name, args))
-        self.url, self.ssh_host, self.api_server = args.exposure.url, args.exposure.hostname, args.api_server
+        self.url, self.ssh_host = args.exposure.url, args.exposure.hostname
         self.oidc_redirect_uri = redirect_uri(args.exposure.hostname)
         ns = namespace(SLICE.namespace, cluster, self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
@@ -244,7 +241,7 @@ class GitLab(pulumi.ComponentResource):
         token = AdminToken(
             f"{name}-admin-token",
             cluster,
-            AdminTokenArgs(ns, self.release, f"{BOT_USERNAME}@{_parent_domain(args.exposure.hostname)}", args.api_server),
+            AdminTokenArgs(ns, self.release, f"{BOT_USERNAME}@{_parent_domain(args.exposure.hostname)}"),
             pulumi.ResourceOptions(parent=self),
         )
         self.admin_token = token.value
@@ -670,7 +667,6 @@ CHART_JOBS = "gitlab"  # the `app` label of the chart's own Jobs
 class GitLabEgressArgs:
     namespace: k8s.core.v1.Namespace
     stores: ServiceStores
-    api_server: ApiServer
     load_balancer_cidrs: tuple[pulumi.Input[str], ...]
     object_store_cidrs: tuple[str, ...]
     object_store_ports: tuple[int, ...]  # HTTPS and the object stores' own ports
@@ -679,7 +675,7 @@ class GitLabEgressArgs:
     def of(args: GitLabArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> GitLabEgressArgs:
         cidrs, ports = object_store_networks(args)
         return GitLabEgressArgs(
-            namespace=ns, stores=stores, api_server=args.api_server, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
+            namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
             object_store_cidrs=cidrs, object_store_ports=ports,
         )
 
@@ -712,7 +708,7 @@ class GitLabEgress(pulumi.ComponentResource):
                 match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key="app", operator="In", values=list(RAILS_TIERS))],
             ), [*egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs), internet(ports), *to_networks(args.object_store_cidrs, ports)]),
             policy("-jobs", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE, "app": CHART_JOBS}),
-                   to_api_server(args.api_server)),
+                   to_api_server(cluster.api_server)),  # the chart's shared-secrets Job
         ]
         self.register_outputs({})
 
@@ -810,7 +806,6 @@ class AdminTokenArgs:
     namespace: k8s.core.v1.Namespace
     release: k8s.helm.v3.Release  # the GitLab release whose toolbox runs the script
     email: str
-    api_server: ApiServer  # the only address its pods reach, beside the cluster DNS
 
 
 class AdminToken(pulumi.ComponentResource):
@@ -838,14 +833,14 @@ class AdminToken(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         binding = self._runner_access(name, ns, k8s_opts)
-        # Its pods talk to the API server alone (kubectl exec into the toolbox, patch its Secret).
+        # Its pods talk to their API server alone (kubectl exec into the toolbox, patch its Secret).
         egress = k8s.networking.v1.NetworkPolicy(
             f"{name}-egress",
             metadata=metadata(f"{BOT_LABEL}-egress", ns),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": BOT_LABEL}),
                 policy_types=["Egress"],
-                egress=[dns(), *to_api_server(args.api_server)],
+                egress=[dns(), *to_api_server(cluster.api_server)],
             ),
             opts=k8s_opts,
         )
@@ -1141,8 +1136,6 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> GitLab:
             data_stores=parts.require(DATA_STORES), rails_secret=imported_rails_secret(settings),
             platform_group=parts.settings.pipeline_project.split("/", 1)[0],
             webhook_hosts=tuple(f"{key}.{parts.settings.domain}" for key in WEBHOOK_SERVICES if parts.service_settings(key).enabled),
-            # stacks/control_plane.py api_servers: the control plane's comes first.
-            api_server=parts.settings.api_servers[0],
             load_balancer_cidrs=load_balancer_networks(parts, settings),
         ),
     )

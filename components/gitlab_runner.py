@@ -197,7 +197,6 @@ class GitLabRunnerArgs:
     settings: RunnerSettings
     ca_bundle: pulumi.Input[str]  # PEM the platform's endpoints are signed by; "" means public roots
     inventory: CredentialInventory | None
-    api_server: ApiServer  # the control plane's, where the manager makes its jobs' pods
     # Tenants: images from Harbor only (the runner's own, the helper and the jobs'), rootless builds;
     # None: the platform's runner, which pulls the runner images from their registry (it promotes them).
     harbor_host: str | None = None
@@ -254,7 +253,7 @@ class GitLabRunner(pulumi.ComponentResource):
         # created: the first jobs wait for everything that holds them.
         # gitlab-runner-<owner>: a tenant's name never starts with "platform-" (stacks/config.py), so none is the platform's.
         release_name = RELEASE if args.owner == "platform" else f"{RELEASE}-{args.owner}"
-        holds = [self._job_traffic(name, ns, args, in_ns), self._manager_traffic(name, ns, args, release_name, in_ns), *constraints]
+        holds = [self._job_traffic(name, ns, args, in_ns), self._manager_traffic(name, ns, args, release_name, cluster, in_ns), *constraints]
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
             version=args.settings.chart_version, depends_on=[token, ca, *holds],
@@ -307,20 +306,20 @@ class GitLabRunner(pulumi.ComponentResource):
 
 
     def _manager_traffic(
-        self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, release_name: str, in_ns: pulumi.ResourceOptions
+        self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, release_name: str, cluster: ClusterHandle,
+        in_ns: pulumi.ResourceOptions,
     ) -> k8s.networking.v1.NetworkPolicy:
         """The manager (the chart's Deployment, label `app: <release>`) runs no job's code but parses what
         GitLab sends and holds the runner's token: out, DNS and GitLab's public name (the ingress
         controller), and the API server, where the Kubernetes executor makes, attaches to and deletes its
         jobs' pods. Nothing in: it listens only for its metrics, which nothing scrapes."""
-        api = args.api_server
         return k8s.networking.v1.NetworkPolicy(
             f"{name}-manager",
             metadata=metadata("runner-manager", ns),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app": release_name}),
                 policy_types=["Ingress", "Egress"],
-                egress=[*egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs), *to_api_server(api)],
+                egress=[*egress_to_platform([HTTPS_PORT], args.settings.load_balancer_cidrs), *to_api_server(cluster.api_server)],
             ),
             opts=in_ns,
         )
@@ -535,7 +534,6 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformRunn
             depends_on=(platform_gitlab.release,),
             api_servers=parts.settings.api_servers,
             job_nodes=nodes,
-            api_server=platform_gitlab.api_server,
         ))
 
     return PlatformRunners(
@@ -590,7 +588,6 @@ def tenant(parts: TenantParts) -> TenantRunners | None:
                 admission=admission,
                 depends_on=(group,),
                 job_nodes=nodes,
-                api_server=platform.gitlab.api_server,
             ),
             parts.opts,
         )

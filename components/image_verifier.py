@@ -29,7 +29,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.common import ObjectStoreTarget
 from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, networks_or_internet, registry_blobs
 from components.helm import metadata, namespace, release, sized
@@ -78,7 +78,6 @@ class ImageVerifierArgs:
     mode: Mode  # enforce: refuse; warn: admit and warn (dev, configurable)
     platform_namespaces: Sequence[PlatformNamespace]  # never checked, whatever their labels
     settings: ServiceSettings  # replicas, chart version, sizing
-    api_server: ApiServer  # its cluster's, as its pods reach it
     control_plane_ingress: tuple[pulumi.Input[str], ...] = ()  # where harbor.<domain> is (ClusterParts.control_plane_ingress)
     object_store: ObjectStoreTarget | None = None  # where Harbor keeps images off EKS (platform:objectStore)
     ca_bundle: pulumi.Input[str] = ""  # what Harbor's certificate chains to; "" means public roots
@@ -108,7 +107,7 @@ class ImageVerifier(pulumi.ComponentResource):
         # blob reads (components/harbor.py: storage.redirect). No TUF root (`disable-tuf`), no transparency log, no Fulcio.
         registry = [*networks_or_internet(args.control_plane_ingress, [HTTPS]), *registry_blobs(args.object_store)]
         held = [hold_webhook(name, ns, WEBHOOK_PORT, k8s_opts),
-                *hold_namespace_egress(name, ns, args.api_server, [Reach("registry", WEBHOOK_LABELS, registry)], k8s_opts)]
+                *hold_namespace_egress(name, ns, cluster.api_server, [Reach("registry", WEBHOOK_LABELS, registry)], k8s_opts)]
         self.release = release("policy-controller", "policy-controller", ns, values, cluster, self,
                                version=args.settings.chart_version, depends_on=[ca, *held])
         if args.inventory is not None:
@@ -161,7 +160,7 @@ def _values(args: ImageVerifierArgs, private_ca: bool) -> dict[str, Any]:
 
 
 def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pulumi.Input[str],
-               platform_namespaces: Sequence[PlatformNamespace], inventory: CredentialInventory, api_server: ApiServer,
+               platform_namespaces: Sequence[PlatformNamespace], inventory: CredentialInventory,
                control_plane_ingress: tuple[pulumi.Input[str], ...], object_store: ObjectStoreTarget | None) -> ImageVerifier:
     """The verifier on one workload cluster: enforcing on prod, on dev as `devMode` says."""
     return ImageVerifier(
@@ -171,7 +170,6 @@ def declare_on(cluster: ClusterHandle, settings: ServiceSettings, ca_bundle: pul
             mode="enforce" if cluster.role == "prod" else settings.options["dev_mode"],
             platform_namespaces=platform_namespaces,
             settings=settings,
-            api_server=api_server,
             control_plane_ingress=control_plane_ingress,
             object_store=object_store,
             ca_bundle=ca_bundle,

@@ -36,7 +36,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.egress import Reach, endpoint_ports, from_anywhere, hold_namespace, hold_namespace_egress, networks_or_internet
 from components.helm import namespace
 from components.service import PlatformNamespace
@@ -72,10 +72,9 @@ class KubeOidcProxyArgs:
     load_balancer_source_ranges: list[str] = field(default_factory=list)  # e.g. the control plane's egress
     certificate_validity_hours: int = MAX_CERTIFICATE_VALIDITY_HOURS  # re-issued from half of it on
     image: str = KUBE_OIDC_PROXY_IMAGE.ref  # a tenant's virtual cluster pulls it through Harbor
-    # KubeOidcProxy: its cluster's API server and where the issuer's address is (stacks/control_plane.py control_plane_ingress:
+    # KubeOidcProxy: where the issuer's address is (stacks/control_plane.py control_plane_ingress:
     # the control plane's NLB's addresses or MetalLB pool; none: the internet), what its pods' egress holds to. A virtual
     # cluster's proxy runs in the tenant's namespace, under its policies.
-    api_server: ApiServer | None = None
     issuer_networks: tuple[pulumi.Input[str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -281,8 +280,7 @@ class KubeOidcProxy(pulumi.ComponentResource):
         held = hold_namespace(name, ns, [from_anywhere("proxy", objects.deployment["spec"]["selector"]["matchLabels"], (SECURE_PORT,))], on_cluster)
         # It connects to its API server (impersonating the token's user) and to the issuer for its discovery document and
         # keys (--oidc-issuer-url, through the control plane's load balancer); nothing else.
-        assert args.api_server is not None, f"{args.hostname}: the proxy's egress needs its cluster's API server"
-        held += hold_namespace_egress(name, ns, args.api_server, [
+        held += hold_namespace_egress(name, ns, cluster.api_server, [
             Reach("issuer", {}, networks_or_internet(args.issuer_networks, endpoint_ports([args.issuer_url])))], on_cluster)
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",

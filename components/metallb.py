@@ -118,7 +118,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> MetalLb | None
         f"{parts.cluster.role}-metallb",
         parts.cluster,
         SLICE,
-        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings, api_server=parts.api_server),
+        MetalLbArgs(addresses=list(addresses), inventory=parts.inventory, settings=settings),
     )
 
 

@@ -169,7 +169,7 @@ def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Prometheus:
     """The add-on on a workload cluster, whose role is the environment of its tenant namespaces."""
     name = f"{parts.cluster.role}-{SLICE.key}"
     return Prometheus(name, parts.cluster, SLICE, PrometheusArgs(settings=settings, inventory=parts.inventory, environment=parts.cluster.role,
-                                                                  api_server=parts.api_server, ingress=parts.get(workload_ingress.SLICE)))
+                                                                  ingress=parts.get(workload_ingress.SLICE)))
 
 
 def virtual_cluster_proxies(parts: TenantParts) -> dict[str, QueryProxy]:

@@ -117,7 +117,7 @@ class ServiceSlice(Generic[C]):
         before = [parts.get(service) for service in self.after]
         assert None not in before, f"stacks/config.py refuses {self.key} without {', '.join(s.key for s in self.after)}"
         after = [component.release for component in before]
-        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory, after=after, api_server=parts.api_server,
+        return self.addon(name, parts.cluster, self, AddOnArgs(settings=settings, inventory=parts.inventory, after=after,
                                                                control_plane_ingress=parts.control_plane_ingress))
 
     def release(
@@ -161,8 +161,6 @@ class ClusterParts:
     harbor_provider: pulumi.ProviderResource | None = None
     # Workload clusters: the stack's backup store (platform:backups; None: unset), where Velero writes.
     backups: BackupStore | None = None
-    # Where its own pods reach its API server: the `kubernetes` Service's endpoint, as NetworkPolicy sees it.
-    api_server: ApiServer | None = None
     # Workload clusters: where the control plane's load balancer is (vault.<domain> and the other public names):
     # stacks/control_plane.py control_plane_ingress (EKS: its NLB's addresses; kubeconfig stacks: its MetalLB pool).
     control_plane_ingress: tuple[pulumi.Input[str], ...] = ()
@@ -188,7 +186,6 @@ class AddOnArgs:
     settings: ServiceSettings  # replicas, chart version, sizing, its options
     inventory: CredentialInventory = field(default_factory=CredentialInventory)  # where its credentials go
     after: Sequence[pulumi.Resource] = ()  # what its release waits for
-    api_server: ApiServer | None = None  # its cluster's, as its pods reach it (ClusterParts.api_server)
     control_plane_ingress: tuple[pulumi.Input[str], ...] = ()  # ClusterParts.control_plane_ingress
 
 
@@ -223,8 +220,7 @@ class ChartAddOn(pulumi.ComponentResource, Generic[A], metaclass=ABCMeta):
 
     def _hold(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace, args: A) -> list[k8s.networking.v1.NetworkPolicy]:
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        assert args.api_server is not None, f"{self.type_token}: its egress needs the cluster's API server (ClusterParts.api_server)"
-        held = hold_namespace_egress(name, ns, args.api_server, self.egress(args), opts)
+        held = hold_namespace_egress(name, ns, cluster.api_server, self.egress(args), opts)
         if self.webhook_port:
             return [*held, hold_webhook(name, ns, self.webhook_port, opts)]
         return [*held, *hold_namespace(name, ns, (), opts)] if self.own_pods_only else held

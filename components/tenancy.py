@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence
 import pulumi
 import pulumi_vault as vault
 
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.federation import RemoteCluster
 from components.inventory import CredentialInventory
 from components.signing import KeyRotation
@@ -212,7 +212,6 @@ class GitLabTenancy:
     provider: pulumi.ProviderResource
     url: str  # https://gitlab.<domain>
     ssh_host: str  # gitlab.<domain>
-    api_server: ApiServer  # the API server of GitLab's cluster (the control plane), as its pods reach it
     users: dict[str, pulumi.Resource] = field(default_factory=dict)  # user id -> gitlab.User
 
 

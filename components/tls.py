@@ -23,7 +23,7 @@ import pulumiverse_time as time
 import pulumi_tls as tls
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.common import rotated_key
 from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, internet, internet_dns
 from components.helm import namespace
@@ -67,8 +67,6 @@ class PlatformTlsArgs:
     cluster: str = "control-plane"  # where it runs, for the credential inventory
     # With ACME: the names under which this cert-manager may write challenge records (default: domain).
     challenge_domain: str | None = None
-    # Its cluster's API server, as its pods reach it: their egress is held to it (and with ACME, ACME's calls).
-    api_server: ApiServer | None = None
 
     @property
     def challenges_under(self) -> str:
@@ -95,8 +93,8 @@ class PlatformTls(pulumi.ComponentResource):
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        assert args.api_server is not None, "stacks hand cert-manager its cluster's API server"
-        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), *hold_namespace_egress(name, ns, args.api_server, _acme_egress() if args.acme else [], opts)]
+        # Its pods' egress: their API server (and with ACME, ACME's calls).
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), *hold_namespace_egress(name, ns, cluster.api_server, _acme_egress() if args.acme else [], opts)]
         self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns,
                                      depends_on=held)
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])
@@ -262,7 +260,6 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
             settings=settings,
             acme=AcmeArgs(public.acme.email, public.acme.server, public.acme.hosted_zone_id, public.aws) if public else None,
             inventory=parts.inventory,
-            api_server=parts.settings.api_servers[0],  # stacks/control_plane.py api_servers: the control plane's first
         ),
     )
 
@@ -282,7 +279,6 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
             signer=parts.ca,
             cluster=parts.cluster.role,
             challenge_domain=cluster_domain(parts.cluster.role, parts.domain),
-            api_server=parts.api_server,
         ),
     )
 

@@ -47,7 +47,7 @@ from pydantic import Field
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.common import ConfigModel, S3Key
 from components.egress import Reach, hold_namespace, hold_namespace_egress
 from components.gatekeeper import SLICE as GATEKEEPER, Gatekeeper
@@ -126,7 +126,6 @@ class VeleroArgs:
     store: BackupStore
     inventory: CredentialInventory
     harbor_host: str  # where the restore helper's image is pulled from (its `approved` project)
-    api_server: ApiServer  # the cluster's, as its pods reach it
     eks: tuple[AwsWorkloadIdentity, pulumi.Output[str]] | None = None  # the cluster's identity and EKS name
     gatekeeper: Gatekeeper | None = None  # the cluster's, which holds the pods the node agent creates
 
@@ -152,7 +151,7 @@ class Velero(pulumi.ComponentResource):
         # They connect to the API server and the backup store only (the server, the node agents, the CRD upgrade Job):
         # the AWS plugin to S3 and STS, the node agents' Kopia to the same store; the EBS snapshots are the CSI
         # driver's calls (kube-system), the restore helper's image the kubelet's pull.
-        held += hold_namespace_egress(name, ns, args.api_server, [Reach("backups", {}, args.store.egress())],
+        held += hold_namespace_egress(name, ns, cluster.api_server, [Reach("backups", {}, args.store.egress())],
                                       pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         self.release = SLICE.release(cluster, self, args.settings, self.values(), "", ns=ns, depends_on=[*ready, *held])
         if self.node_agent:
@@ -386,10 +385,9 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Velero:
     if parts.backups is None:
         raise ValueError("platform:services.velero: the tenants' backups go to the backup store; set platform:backups "
                          "or services.velero.enabled: false")
-    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     return Velero(f"{parts.cluster.role}-velero", parts.cluster, VeleroArgs(
         settings=settings, store=parts.backups, inventory=parts.inventory, harbor_host=f"harbor.{parts.domain}",
-        api_server=parts.api_server, eks=parts.eks, gatekeeper=parts.get(GATEKEEPER)))
+        eks=parts.eks, gatekeeper=parts.get(GATEKEEPER)))
 
 
 def tenant(parts: TenantParts) -> list[k8s.apiextensions.CustomResource]:

@@ -34,7 +34,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import tls
-from components.cluster import ApiServer, ClusterHandle
+from components.cluster import ClusterHandle
 from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, to_api_server, to_pods_in
 from components.helm import namespace
 from components.ingress import TRAEFIK_API, Nlb, Route53Args, traefik_values
@@ -66,7 +66,6 @@ class WorkloadIngressArgs:
     domain: str
     issuer: tls.PlatformTls  # cert-manager (and, with ACME, the platform issuer) on this cluster
     settings: ServiceSettings  # replicas, chart version, sizing
-    api_server: ApiServer  # the cluster's, as its pods reach it: what Traefik's providers watch
     route53: Route53Args | None = None  # EKS: a record for the wildcard name
     signer: CertificateAuthority | None = None  # without ACME: the platform root, which signs the wildcard
     inventory: CredentialInventory = field(default_factory=CredentialInventory)
@@ -83,7 +82,7 @@ class WorkloadIngress(pulumi.ComponentResource):
         self._name, self._ns, self._opts = name, ns, pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         egress = self._egress("egress", [
             dns(),
-            *to_api_server(args.api_server),
+            *to_api_server(cluster.api_server),  # what Traefik's providers watch
             # Every tenant namespace (sandboxes and virtual clusters' host namespaces too), on any port a Service targets.
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[k8s.networking.v1.NetworkPolicyPeerArgs(
                 namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={TENANT_NAMESPACE_LABEL: "true"}))]),
@@ -187,13 +186,12 @@ def wildcard_credential(name: str, cluster: str, hostname: str) -> Credential:
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngress | None:
     issuer = parts.get(tls.SLICE)
     assert issuer is not None, "stacks.config refuses workloadIngress without certManager"
-    assert parts.api_server is not None, "stacks/platform.py hands the add-ons their cluster's API server"
     aws_provider = parts.cluster.aws_provider
     route53 = Route53Args(parts.acme.hosted_zone_id, aws_provider) if parts.acme and aws_provider else None
     return WorkloadIngress(
         f"{parts.cluster.role}-workload-ingress",
         parts.cluster,
-        WorkloadIngressArgs(parts.domain, issuer, settings, parts.api_server, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
+        WorkloadIngressArgs(parts.domain, issuer, settings, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
     )
 
 

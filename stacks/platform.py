@@ -34,7 +34,7 @@ from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.backups import backup_expectations, build_backup_jobs
-from stacks.control_plane import api_server, build_control_plane, control_plane_ingress
+from stacks.control_plane import build_control_plane, control_plane_ingress
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
@@ -105,7 +105,6 @@ def add_cluster_addons(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
-        api_server=api_server(spec_of(config, cluster.role)),
         control_plane_ingress=control_plane_ingress,
     )
     for service in CLUSTER_ADDONS:
@@ -124,7 +123,7 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
         return
     for name in image_verifier.SLICE.clusters:
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
-            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory, api_server(spec_of(config, name)),
+            platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory,
             control_plane_ingress, config.object_store.target() if config.object_store else None,
         )
 

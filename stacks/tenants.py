@@ -72,7 +72,7 @@ def tenant_platform(
         platform_users = PlatformUsers(
             "platform-users", PlatformUsersArgs(users, config.identity.email_domain, gitlab.provider)
         )
-        gitlab_part = GitLabTenancy(gitlab.provider, gitlab.url, gitlab.ssh_host, gitlab.api_server, dict(platform_users.users))
+        gitlab_part = GitLabTenancy(gitlab.provider, gitlab.url, gitlab.ssh_host, dict(platform_users.users))
     argocd_part = None
     if argocd is not None:
         argocd_part = ArgoTenancy(

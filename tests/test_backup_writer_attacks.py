@@ -181,14 +181,14 @@ def test_on_the_object_stores_endpoint_the_registry_copy_and_backup_utility_hold
     stays with the object store's key; no holder has two of them."""
     from components import gitlab as gitlab_component
     from tests.test_backups import _target_store, harbor_with_backups
-    from tests.test_gitlab_harbor import API_SERVER, OBJECT_STORE, _shared, run
+    from tests.test_gitlab_harbor import OBJECT_STORE, _shared, run
 
     endpoint = OBJECT_STORE.endpoint
 
     def gitlab() -> None:
         s = _shared("gitlab", False)
         gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
-            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"], api_server=API_SERVER,
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
             data_stores=s["data_stores"], backups=_target_store(endpoint),
         ))
 

@@ -145,12 +145,12 @@ def test_off_eks_gitlab_backs_up_its_objects_only_when_the_target_shares_the_obj
     endpoint: str, skipped: tuple[str, ...],
 ) -> None:
     from components import gitlab as gitlab_component
-    from tests.test_gitlab_harbor import API_SERVER, _shared, run, values_of
+    from tests.test_gitlab_harbor import _shared, run, values_of
 
     def build() -> None:
         s = _shared("gitlab", False)
         gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
-            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"], api_server=API_SERVER,
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
             data_stores=s["data_stores"], backups=_target_store(endpoint),
         ))
 

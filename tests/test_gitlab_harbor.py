@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from components import gitlab as gitlab_component
-from components.cluster import ApiServer
 from components import harbor as harbor_component
 from components.aws import AwsWorkloadIdentity
 from components.common import Exposure, OidcClient, PlatformGroups
@@ -44,7 +43,6 @@ DOMAIN = "platform.example.com"
 ISSUER = f"https://login.{DOMAIN}/auth/idp/k8sIdp"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nplatform-ca\n-----END CERTIFICATE-----\n"
 OIDC_SECRET = f"{SECRET_MARK}oidc-client-secret"
-API_SERVER = ApiServer("0.0.0.0/0", 6443)  # the control plane's, as a kubeconfig stack names it by host name
 OBJECT_STORE = ObjectStoreTarget(
     endpoint="https://minio.example.com", region="us-east-1", bucket="platform", access_key_id="platform",
     secret_access_key=pulumi.Output.secret(f"{SECRET_MARK}object-store-key"),
@@ -92,7 +90,7 @@ def _shared(service: str, eks: bool) -> dict[str, Any]:
         # checked on the prod plan, tests/test_data_stores.py).
         "data_stores": DataStores("data-stores", cluster, DataStoresArgs(
             protect=False, settings=ServiceSettings(replicas=3, storage="10Gi"), backup_retention_days=7, instance_class="db.m7g.large",
-            node_type="cache.m7g.large", object_store=OBJECT_STORE, api_server=API_SERVER,
+            node_type="cache.m7g.large", object_store=OBJECT_STORE,
         )),
     }
 
@@ -104,7 +102,7 @@ def gitlab_plan(eks: bool, protect: bool) -> list[dict[str, Any]]:
             "control-plane-gitlab",
             s["cluster"],
             gitlab_component.GitLabArgs(
-                exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"], api_server=API_SERVER,
+                exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
                 protect=protect, replicas=2, storage="80Gi", aws=s["aws"], data_stores=s["data_stores"],
             ),
         )

@@ -20,7 +20,7 @@ from platformctl.mocks import SECRET_MARK
 from platformctl.render import read_stack_file
 from stacks.config import load_platform_config
 from tests.test_config import DEV, PROD, _problems, _write
-from tests.test_gitlab_harbor import API_SERVER, _shared, all_of, cached_plan, generated_by, k8s_object, one, run, string_data, values_of
+from tests.test_gitlab_harbor import _shared, all_of, cached_plan, generated_by, k8s_object, one, run, string_data, values_of
 
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 
@@ -75,7 +75,7 @@ def test_existing_keys_are_used_as_they_are_and_nothing_is_generated() -> None:
     def build() -> None:
         s = _shared("gitlab", False)
         gitlab_component.GitLab("control-plane-gitlab", s["cluster"], gitlab_component.GitLabArgs(
-            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"], api_server=API_SERVER,
+            exposure=s["exposure"], oidc=s["oidc"], groups=s["groups"], cert_manager=s["cert_manager"],
             protect=True, data_stores=s["data_stores"], rails_secret=existing,
         ))
 

@@ -31,7 +31,7 @@ from components.service import ServiceSettings
 from platformctl.mocks import SECRET_MARK, PlatformMocks, is_redacted
 from policy.inventory import MAX_LIFETIME_SECONDS
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
-from tests.test_gitlab_harbor import API_SERVER, OBJECT_STORE
+from tests.test_gitlab_harbor import OBJECT_STORE
 
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 ROTATING = "time:index/rotating:Rotating"
@@ -272,13 +272,12 @@ def run_components(generation: str, ssh_port: int = ingress_component.SSH_PORT) 
             "gitlab",
             cluster,
             gitlab_component.GitLabArgs(
-                exposure=_exposure("gitlab"), oidc=_oidc("gitlab"), groups=groups, cert_manager=cert_manager, api_server=API_SERVER,
+                exposure=_exposure("gitlab"), oidc=_oidc("gitlab"), groups=groups, cert_manager=cert_manager,
                 ssh=ingress_component.TcpEntrypoint(ingress_component.SSH_ENTRYPOINT, ssh_port, traefik),
                 inventory=inventory,
                 data_stores=DataStores("data-stores", cluster, DataStoresArgs(
                     protect=False, settings=ServiceSettings(replicas=3, storage="10Gi"), backup_retention_days=7,
                     instance_class="db.m7g.large", node_type="cache.m7g.large", object_store=OBJECT_STORE, inventory=inventory,
-                    api_server=API_SERVER,
                 )),
             ),
         )

@@ -37,7 +37,6 @@ from components.tenant_registry import TenantRegistry, TenantRegistryArgs, stora
 from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, _digest, is_redacted
 from policy.pack.checks import check_harbor_robot_expires, check_no_insecure_tls, check_no_plain_secrets
 from tests.mock_program import ProgramRun, control_plane_cluster, run_program
-from tests.test_gitlab_harbor import API_SERVER
 
 DOMAIN = "platform.example.com"
 EMAIL_DOMAIN = "example.com"
@@ -196,7 +195,7 @@ def platform_program() -> tuple[dict[str, TenantRepositories], dict[str, TenantR
         kubernetes_client_id="kubernetes",
         vault=VaultTenancy(provider=vault_provider, url=f"https://vault.{DOMAIN}", kv_mount=kv, federation=_NoFederation()),
         gitlab=GitLabTenancy(
-            provider=gitlab_provider, url=f"https://gitlab.{DOMAIN}", ssh_host=f"gitlab.{DOMAIN}", api_server=API_SERVER,
+            provider=gitlab_provider, url=f"https://gitlab.{DOMAIN}", ssh_host=f"gitlab.{DOMAIN}",
             users=dict(users.users),
         ),
         harbor=HarborTenancy(provider=harbor_provider, host=f"harbor.{DOMAIN}"),
