@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -263,39 +264,55 @@ def _admin_access(name: str, cluster: aws.eks.Cluster, principal_arns: list[str]
         )
 
 
+def zone_share(total: int, zones: int, index: int) -> int:
+    """Zone `index`'s share of a group's `total` nodes over its `zones`: as even as whole nodes allow, the
+    remainder to the first zones (sizes are the group's totals; config.py keeps maxSize >= the zones)."""
+    return total // zones + (index < total % zones)
+
+
 def _node_groups(
     name: str,
     args: EksClusterArgs,
     cluster: aws.eks.Cluster,
     node_role: aws.iam.Role,
-    private_ids: list[str] | pulumi.Output[list[str]],
+    private_ids: Sequence[pulumi.Input[str]],
     cni: aws.eks.Addon,
     tags: dict[str, str],
     child: pulumi.ResourceOptions,
 ) -> list[aws.eks.NodeGroup]:
-    return [
-        aws.eks.NodeGroup(
-            f"{name}-{group.name}",
-            cluster_name=cluster.name,
-            node_role_arn=node_role.arn,
-            subnet_ids=list(private_ids),
-            instance_types=group.instance_types,
-            launch_template=_launch_template(f"{name}-{group.name}", group.disk_size_gib, tags, child),
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=group.min_size, max_size=group.max_size, desired_size=group.desired_size
-            ),
-            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            labels=group.labels or None,
-            taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_EFFECTS[t.effect]) for t in group.taints] or None,
-            tags=tags,
-            # The Cluster Autoscaler (components/cluster_autoscaler.py) owns the running size once the group exists.
-            # After the VPC CNI: a node whose aws-node has no AWS rights never becomes Ready.
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"], depends_on=[cni])
-            ),
-        )
-        for group in args.node_groups
-    ]
+    """Each configured group as one managed node group per zone (private subnet), alike but for the zone.
+
+    An EBS volume attaches in its zone only, and the Cluster Autoscaler simulates a group's new node in one zone,
+    the first of its Auto Scaling group's (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_manager.go
+    getAsgTemplate, `asg.AvailabilityZones[0]`): a group over every zone never grows for a pod held to another zone
+    by its volume. Upstream's answer (cloudprovider/aws/README.md, "Common Notes and Gotchas"): a group per zone,
+    kept balanced by --balance-similar-node-groups (components/cluster_autoscaler.py)."""
+    # A new VPC's zones, in the order of its private subnets; existing subnets by their ids (a zone each, as a rule).
+    places = args.availability_zones if args.vpc_cidr else args.private_subnet_ids
+    groups = []
+    for group in args.node_groups:
+        template = _launch_template(f"{name}-{group.name}", group.disk_size_gib, tags, child)
+        for index, (place, subnet) in enumerate(zip(places, private_ids, strict=True)):
+            size = [zone_share(total, len(places), index) for total in (group.min_size, group.max_size, group.desired_size)]
+            groups.append(aws.eks.NodeGroup(
+                f"{name}-{group.name}-{place}",
+                cluster_name=cluster.name,
+                node_role_arn=node_role.arn,
+                subnet_ids=[subnet],
+                instance_types=group.instance_types,
+                launch_template=template,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=size[0], max_size=size[1], desired_size=size[2]),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                labels=group.labels or None,
+                taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value or None, effect=_EKS_EFFECTS[t.effect]) for t in group.taints] or None,
+                tags=tags,
+                # The Cluster Autoscaler (components/cluster_autoscaler.py) owns the running size once the group exists.
+                # After the VPC CNI: a node whose aws-node has no AWS rights never becomes Ready.
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"], depends_on=[cni])
+                ),
+            ))
+    return groups
 
 
 def _launch_template(
@@ -500,7 +517,7 @@ class EksCluster(pulumi.ComponentResource):
         name: str,
         args: EksClusterArgs,
         cluster: aws.eks.Cluster,
-        private_ids: list[str] | pulumi.Output[list[str]],
+        private_ids: Sequence[pulumi.Input[str]],
         identity: AwsWorkloadIdentity,
         tags: dict[str, str],
         child: pulumi.ResourceOptions,

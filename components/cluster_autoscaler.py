@@ -75,7 +75,7 @@ class ClusterAutoscaler(ChartAddOn[ClusterAutoscalerArgs]):
             "image": {"tag": CLUSTER_AUTOSCALER_TAGS[args.kubernetes_version]},
             "rbac": {"serviceAccount": {"name": SERVICE_ACCOUNT, "annotations": {"eks.amazonaws.com/role-arn": self.role.arn}}},
             "extraArgs": {
-                "balance-similar-node-groups": True,  # spread a grown group's nodes over the zones' groups alike
+                "balance-similar-node-groups": True,  # a configured group is a node group per zone (cluster.py): grown alike
                 "expander": "least-waste",
                 # Scratch space (emptyDir) does not pin a node: the platform's pods keep none that matters.
                 "skip-nodes-with-local-storage": False,

@@ -194,6 +194,11 @@ class EksSpec(Model):
     endpoint_access: EndpointAccess = EndpointAccess()
     admin_principal_arns: list[IamArn] = Field(min_length=1)
 
+    @property
+    def availability_zones(self) -> list[str]:
+        """A new VPC's zones: those configured, else the region's a, b and c."""
+        return list(self.vpc.availability_zones or [f"{self.region}{zone}" for zone in "abc"]) if self.vpc else []
+
     @model_validator(mode="after")
     def _network(self) -> EksSpec:
         _exactly_one(self, "vpc", "subnets", " (a new VPC, or existing subnet ids)")
@@ -785,9 +790,9 @@ class PlatformConfig(Model):
 
     def collisions(self) -> list[str]:
         """What no single key shows: colliding names, overlapping networks, private paths, pools on EKS,
-        unpinned vCluster versions; a line each."""
+        node groups smaller than their zones, unpinned vCluster versions; a line each."""
         return [*_name_collisions(self), *_network_overlaps(self), *_private_paths(self), *_pools_on_eks(self),
-                *self.virtual_cluster_versions()]
+                *_zone_groups(self), *self.virtual_cluster_versions()]
 
 
 # Names a tenant may not take: Harbor's own and the platform's projects (`approved`, the
@@ -957,6 +962,21 @@ def _private_paths(config: PlatformConfig) -> list[str]:
                 "and EKS publishes the private addresses under the endpoint's name only when public access is off; "
                 "allowed behind an EKS control plane: private: true, public: false"
             )
+    return problems
+
+
+def _zone_groups(config: PlatformConfig) -> list[str]:
+    """Each node group is one per zone (components/cluster.py `_node_groups`), each of at most maxSize's share
+    and at least one node: a maxSize below the zones would be raised unasked."""
+    problems = []
+    for key, spec in _eks_clusters(config):
+        zones = len(spec.availability_zones) if spec.vpc else len(spec.subnets.private if spec.subnets else [])
+        for i, group in enumerate(spec.node_groups):
+            if group.max_size < zones:
+                problems.append(
+                    f"{NAMESPACE}:clusters.{key}.eks.nodeGroups[{i}].maxSize: {group.max_size} is below the cluster's {zones} "
+                    f"zones; the group has a node group in each zone, of at least one node; allowed: {zones} or more"
+                )
     return problems
 
 

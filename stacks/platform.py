@@ -79,9 +79,7 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
             node_groups=[NodeGroupArgs(**group.model_dump(exclude={"taints"}), taints=list(group.taints)) for group in eks.node_groups],
             admin_principal_arns=list(eks.admin_principal_arns),
             vpc_cidr=eks.vpc.cidr if eks.vpc else None,
-            availability_zones=(
-                list(eks.vpc.availability_zones or [f"{eks.region}{zone}" for zone in "abc"]) if eks.vpc else []
-            ),
+            availability_zones=eks.availability_zones,
             private_subnet_ids=list(eks.subnets.private) if eks.subnets else [],
             public_subnet_ids=list(eks.subnets.public) if eks.subnets else [],
             endpoint_public=eks.endpoint_access.public,

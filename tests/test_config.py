@@ -254,6 +254,12 @@ BAD_CONFIGS = [
         "reason": "the legacy reports read the shared drive", "volumeTypes": ["nfs"],
         "nfsExports": [{"server": "nfs://nas.example.com", "path": "/exports/payments"}]}),
      "platform:tenants[0].podSecurityException.nfsExports[0].server", "DNS name or an IPv4 address"),
+    # A node group per zone (tests/test_eks_zones.py), each of at least one node: fewer than the zones would be raised unasked.
+    ("node group maxSize below its zones", PROD, setting(C, "controlPlane", "eks", "nodeGroups", 4, "maxSize", value=2),
+     "platform:clusters.controlPlane.eks.nodeGroups[4].maxSize", "2 is below the cluster's 3 zones"),
+    ("node group maxSize below its configured zones", PROD, lambda d: (_set(d["config"], [C, "prod", "eks", "nodeGroups", 0, "maxSize"], 3),
+     _set(d["config"], [C, "prod", "eks", "vpc", "availabilityZones"], ["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"])),
+     "platform:clusters.prod.eks.nodeGroups[0].maxSize", "allowed: 4 or more"),
 ]
 
 PROD_ONLY = [

@@ -41,6 +41,7 @@ from policy.gatekeeper import templates
 
 RUNNER = "gitlab:index/userRunner:UserRunner"
 GROUP = "gitlab:index/group:Group"
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")  # Pulumi.prod.yaml's control plane: the region's a, b and c
 SECRET = "kubernetes:core/v1:Secret"
 
 
@@ -382,9 +383,13 @@ def test_tenants_ci_jobs_run_on_nodes_of_their_own_that_nothing_else_tolerates(r
     plan = renders["prod"].plan
     job_nodes = PROD["config"]["platform:services"]["gitlabRunner"]["jobNodes"]
     [taint] = job_nodes["taints"]
-    [group] = [r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"] == "control-plane-ci"]
-    assert group["inputs"]["taints"] == [{"key": taint["key"], "value": taint["value"], "effect": "NO_SCHEDULE"}]
-    assert job_nodes["nodeSelector"].items() <= group["inputs"]["labels"].items()
+    # The `ci` group: a node group in each zone (tests/test_eks_zones.py).
+    ci = {f"control-plane-ci-{zone}" for zone in ZONES}
+    groups = [r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"] in ci]
+    assert len(groups) == len(ci)
+    for group in groups:
+        assert group["inputs"]["taints"] == [{"key": taint["key"], "value": taint["value"], "effect": "NO_SCHEDULE"}]
+        assert job_nodes["nodeSelector"].items() <= group["inputs"]["labels"].items()
     for tenant in tenants(plan):
         entry = config_toml(runner_release(plan, tenant_namespace(tenant)))["kubernetes"]
         assert entry["node_selector"] == job_nodes["nodeSelector"], tenant
@@ -397,10 +402,10 @@ def test_tenants_ci_jobs_run_on_nodes_of_their_own_that_nothing_else_tolerates(r
         assert platform["node_selector"] == runner_options[key]["nodeSelector"] != job_nodes["nodeSelector"]
     # Only the CI groups are tainted, so the platform's services have nodes; nothing else tolerates the tenants' taint.
     assert sorted(r["name"] for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("taints")) == [
-        "control-plane-ci", "control-plane-ci-release", "control-plane-deploy", "control-plane-platform-ci"]
+        f"control-plane-{group}-{zone}" for group in ("ci", "ci-release", "deploy", "platform-ci") for zone in ZONES]
     tolerating = {r["name"] for r in plan["resources"] if taint["key"] in json.dumps(r["inputs"])}
     runners = {runner_release(plan, tenant_namespace(t))["name"] for t in tenants(plan)}
-    assert tolerating == runners | {"control-plane-ci"}
+    assert tolerating == runners | ci
 
 
 def _ci_nodes(groups: list[dict[str, Any]]) -> Callable[[dict], None]:

@@ -86,10 +86,12 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
         "control-plane-oidc", "dev-oidc", "platform-pipeline-gitlab", "prod-oidc"
     ]
     groups = of_type(plan, "aws:eks/nodeGroup:NodeGroup")
-    assert sorted(g["name"] for g in groups) == ["control-plane-ci", "control-plane-ci-release", "control-plane-deploy", "control-plane-platform-ci",
-                                                 "control-plane-system", "dev-general", "prod-general"]
-    system = next(g for g in groups if g["name"] == "control-plane-system")
-    assert system["inputs"]["scalingConfig"] == {"desiredSize": 3, "maxSize": 6, "minSize": 3}
+    # A node group per configured group and zone (tests/test_eks_zones.py), its share of the configured sizes.
+    zones = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+    configured = [f"control-plane-{g}" for g in ("ci", "ci-release", "deploy", "platform-ci", "system")] + ["dev-general", "prod-general"]
+    assert sorted(g["name"] for g in groups) == [f"{group}-{zone}" for group in configured for zone in zones]
+    system = [g["inputs"]["scalingConfig"] for g in groups if g["name"].startswith("control-plane-system-")]
+    assert system == [{"desiredSize": 1, "maxSize": 2, "minSize": 1}] * 3  # 3, 6 and 3 over three zones
     admin = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     assert len(admin) == 3 and all(a["inputs"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy") for a in admin)
     # Each cluster's Kubernetes provider is bound to that cluster (its kubeconfig is built from it).
