@@ -21,7 +21,8 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   snapshots, no bypassing the backup bucket's Object Lock, no unlocking the Recycle Bin rule, and on a
   protected stack no deleting, disabling, re-policying or re-tagging the KMS keys the history is
   encrypted with (tagged HISTORY_TAG) (no run of the program needs to), so a mistaken or hijacked
-  deploy cannot take the history.
+  deploy cannot take the history. On each EKS cluster an access entry with EKS's cluster-admin
+  policy: the clusters take Kubernetes rights from access entries alone (authenticationMode API).
 * backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
   tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
   to read Velero's velero-backup.json files (a backup's Backup object and how it ended, no data),
@@ -43,6 +44,7 @@ import pulumi_aws as aws
 
 from components.aws import HISTORY_TAG, STS_AUDIENCE, web_identity_trust
 from components.backups import VELERO_OUTCOMES, BackupStore
+from components.cluster import cluster_admin
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
 
@@ -121,6 +123,8 @@ class PipelineIdentityArgs:
     backups: BackupStore | None = None
     # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
     depends_on: Sequence[pulumi.Resource] = ()
+    # The EKS clusters the deploy role administers (`pulumi up` reaches their API servers as it): (role, cluster name, its AWS provider).
+    clusters: Sequence[tuple[str, pulumi.Input[str], pulumi.ProviderResource]] = ()
 
 
 def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
@@ -177,6 +181,10 @@ class PipelineIdentity(pulumi.ComponentResource):
         keep_backups["Statement"].append({"Sid": "KeepHistoryKeys", "Effect": "Deny", "Action": list(HISTORY_KEY_CHANGES), "Resource": "*",
                                           "Condition": {"StringEquals": {f"aws:ResourceTag/{HISTORY_TAG}": "true"}}})
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
+        # Kubernetes rights come from access entries only: AdministratorAccess alone leaves every call of `pulumi up` to
+        # the clusters Unauthorized. None for the preview role, which any branch assumes: a refresh reads every Secret.
+        for role_name, cluster_name, cluster_provider in args.clusters:
+            cluster_admin(f"{name}-deploy-{role_name}", cluster_name, deploy.arn, pulumi.ResourceOptions(parent=self, provider=cluster_provider))
         self.preview_role_arn = preview.arn
         self.deploy_role_arn = deploy.arn
         self.backup_watch_role_arn = None
@@ -192,7 +200,8 @@ class PipelineIdentity(pulumi.ComponentResource):
             ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
              "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
             ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
-             "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys",
+             "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys; "
+             "cluster-admin on the EKS clusters (access entries)",
              f"{name}-deploy"),
         ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
                "(the backups schedule's platformctl backups check)",

@@ -248,20 +248,30 @@ _CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 
 
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def cluster_admin(
+    name: str, cluster_name: pulumi.Input[str], principal_arn: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> aws.eks.AccessPolicyAssociation:
+    """`principal_arn` as cluster admin of an EKS cluster: an access entry with EKS's cluster-admin policy. The clusters
+    authenticate from access entries alone (authenticationMode API), and no IAM policy gives Kubernetes rights.
+    `opts`: parent and that cluster's AWS provider."""
+    entry = aws.eks.AccessEntry(name, cluster_name=cluster_name, principal_arn=principal_arn, type="STANDARD", opts=opts)
+    return aws.eks.AccessPolicyAssociation(
+        name,
+        cluster_name=cluster_name,
+        principal_arn=entry.principal_arn,
+        policy_arn=CLUSTER_ADMIN_POLICY,
+        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+        opts=opts,
+    )
+
+
 def _admin_access(name: str, cluster: aws.eks.Cluster, principal_arns: list[str], child: pulumi.ResourceOptions) -> None:
     """Cluster-admin access entries for the configured principals (no creator admin)."""
     for index, arn in enumerate(principal_arns):
-        entry = aws.eks.AccessEntry(
-            f"{name}-admin-{index}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
-        )
-        aws.eks.AccessPolicyAssociation(
-            f"{name}-admin-{index}",
-            cluster_name=cluster.name,
-            principal_arn=entry.principal_arn,
-            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-            opts=child,
-        )
+        cluster_admin(f"{name}-admin-{index}", cluster.name, arn, child)
 
 
 def zone_share(total: int, zones: int, index: int) -> int:

@@ -103,6 +103,8 @@ def build_vault_federation(
                 inventory=inventory,
                 backups=backups,
                 depends_on=[gitlab.release],
+                clusters=tuple((role, cluster.eks_cluster_name, cluster.aws_provider) for role, cluster in clusters.items()
+                               if cluster.eks_cluster_name is not None and cluster.aws_provider is not None),
             ),
         )
     return IdentityFederation(inventory, federation, pipeline)

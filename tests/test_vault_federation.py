@@ -144,6 +144,35 @@ def test_the_pipeline_roles_exist_on_eks_only_and_are_exported(plan: dict) -> No
     assert ":role/platform-pipeline-deploy" in plan["outputs"]["deployRoleArn"]
 
 
+def test_the_deploy_role_administers_every_eks_cluster_through_an_access_entry(renders: dict) -> None:
+    """The deploy jobs' `pulumi up` reaches each cluster's API server as the deploy role (the kubeconfig's exec runs
+    `aws eks get-token` with the job's AWS session). The clusters authenticate from access entries alone
+    (authenticationMode API, no creator admin: components/cluster.py), and AWS's AdministratorAccess gives no
+    Kubernetes right: without an entry every Kubernetes call of the deploy is Unauthorized."""
+    plan = renders["prod"].plan
+    clusters = of_type(plan["resources"], "aws:eks/cluster:Cluster")
+    assert sorted(c["name"] for c in clusters) == ["control-plane", "dev", "prod"]
+    assert {json.dumps(c["inputs"]["accessConfig"], sort_keys=True) for c in clusters} == {
+        json.dumps({"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}, sort_keys=True)}
+    deploy = plan["outputs"]["deployRoleArn"]
+    entries = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["inputs"]["principalArn"] == deploy]
+    policies = [r for r in of_type(plan["resources"], "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+                if r["inputs"]["principalArn"] == deploy]
+    # One entry on each cluster (its auto-name, as the configured admins' entries have it, through its own provider),
+    # with EKS's cluster-admin policy.
+    admins = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["name"] in {f"{c['name']}-admin-0" for c in clusters}]
+    each_cluster = sorted((a["inputs"]["clusterName"], a["provider"]) for a in admins)
+    assert len(each_cluster) == 3
+    assert sorted((e["inputs"]["clusterName"], e["provider"]) for e in entries) == each_cluster, [e["name"] for e in entries]
+    assert sorted((p["inputs"]["clusterName"], p["provider"]) for p in policies) == each_cluster
+    assert {e["inputs"]["type"] for e in entries} == {"STANDARD"}
+    assert all(p["inputs"]["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+               and p["inputs"]["accessScope"] == {"type": "cluster"} for p in policies)
+    # The preview role (any branch may assume it) gets none: the Kubernetes reads a refresh needs include every Secret.
+    preview = plan["outputs"]["previewRoleArn"]
+    assert not [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["inputs"]["principalArn"] == preview]
+
+
 def test_ci_file_asks_for_the_audience_the_roles_trust() -> None:
     ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
     assert ci[".pulumi"]["id_tokens"]["AWS_ID_TOKEN"]["aud"] == "sts.amazonaws.com"
