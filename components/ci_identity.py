@@ -2,14 +2,20 @@
 and the Pulumi Cloud tokens its jobs get the same way (every stack; set up by hand, README).
 
 The platform's GitLab becomes an IAM OIDC identity provider (audience `sts.amazonaws.com`,
-what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
+what `.gitlab-ci.yml` asks for), and these roles trust it for one project path:
 
 * preview (`PREVIEW_ROLE_ARN`): any branch's pipeline of the project, merge requests included
   (`sub` like `project_path:<path>:ref_type:branch:ref:*`). AWS ReadOnlyAccess, minus the
   reads that return stored data rather than describe infrastructure (S3 objects such as
   registry images and CI artifacts, secret and parameter values, KMS decryption, log contents
   such as the clusters' audit logs): whoever can push a branch can assume it, and `pulumi
-  preview` needs none of that data.
+  preview` needs none of that data. No access entry on any EKS cluster: a refresh reads every
+  Secret there, so a merge request's preview sees no EKS cluster's objects.
+* plan (`PLAN_ROLE_ARN`): main's previews whose plans the deploys apply, and the drift checks.
+  Trusted exactly as deploy (below), allowed what preview is in AWS (a refresh of the program's
+  AWS resources describes them: its S3 reads are the buckets' configuration, never an object),
+  and on each EKS cluster an access entry with EKS's AmazonEKSAdminViewPolicy: get, list and
+  watch on every resource, Secrets and Helm's release Secrets included, and no write.
 * deploy (`DEPLOY_ROLE_ARN`): only pipelines of the deploy branch (`sub` exactly
   `project_path:<path>:ref_type:branch:ref:main`). AWS cannot test GitLab's `ref_protected`
   claim (an IAM condition only sees `aud` and `sub` of a generic OIDC provider), so this is
@@ -30,7 +36,7 @@ what `.gitlab-ci.yml` asks for), and two roles trust it for one project path:
   and their times, the newest Velero backup's phase, and each instance's latest restorable time.
 
 Sessions last an hour (`max_session_duration`); the AWS SDK in the job assumes the role with
-the job's ID token, and nothing is stored. Tags and refs other than branches get neither role.
+the job's ID token, and nothing is stored. Tags and refs other than branches get none of them.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import pulumi_aws as aws
 
 from components.aws import HISTORY_TAG, STS_AUDIENCE, web_identity_trust
 from components.backups import VELERO_OUTCOMES, BackupStore
-from components.cluster import cluster_admin
+from components.cluster import ADMIN_VIEW_POLICY, CLUSTER_ADMIN_POLICY, cluster_access
 from components.inventory import Credential, CredentialInventory
 from policy.labels import managed_by
 
@@ -123,7 +129,8 @@ class PipelineIdentityArgs:
     backups: BackupStore | None = None
     # IAM reads the issuer's certificate when the provider is created: GitLab must answer.
     depends_on: Sequence[pulumi.Resource] = ()
-    # The EKS clusters the deploy role administers (`pulumi up` reaches their API servers as it): (role, cluster name, its AWS provider).
+    # The EKS clusters the deploy role administers and the plan role reads (`pulumi up` and `preview --refresh` reach
+    # their API servers as them): (role, cluster name, its AWS provider).
     clusters: Sequence[tuple[str, pulumi.Input[str], pulumi.ProviderResource]] = ()
 
 
@@ -141,8 +148,41 @@ def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
     ]}
 
 
+def _register_sessions(name: str, args: PipelineIdentityArgs) -> None:
+    """Each role's AWS sessions in the credential inventory: who holds them, what they may do, an hour each."""
+    for what, holder, scope, resource in (
+        ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
+         "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
+        ("AWS sessions of the plan role", f"CI jobs of {args.project_path} on {args.deploy_branch} (plan-* and the drift schedules)",
+         "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents); "
+         "AmazonEKSAdminViewPolicy on the EKS clusters (access entries: reads every object, Secrets included, writes nothing)",
+         f"{name}-plan"),
+        ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
+         "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys; "
+         "cluster-admin on the EKS clusters (access entries)",
+         f"{name}-deploy"),
+    ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
+           "(the backups schedule's platformctl backups check)",
+           f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3) and "
+           "rds:DescribeDBInstances, nothing else",
+           f"{name}-backup-watch"),) if args.backups is not None else ()):
+        args.inventory.register(
+            Credential(
+                what=what,
+                category="federated",
+                issuer=f"AWS STS, trusting {args.gitlab_url} (ID tokens with aud {AUDIENCE})",
+                holder=holder,
+                scope=scope,
+                lifetime_seconds=SESSION_SECONDS,
+                rotation="each job assumes the role with its own ID token",
+                resources=(resource,),
+            )
+        )
+
+
 class PipelineIdentity(pulumi.ComponentResource):
     preview_role_arn: pulumi.Output[str]
+    plan_role_arn: pulumi.Output[str]
     deploy_role_arn: pulumi.Output[str]
     backup_watch_role_arn: pulumi.Output[str] | None
 
@@ -173,19 +213,36 @@ class PipelineIdentity(pulumi.ComponentResource):
                 aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=created.name, policy_arn=policy_arn, opts=on_aws)
             return created
 
-        preview = role("preview", f"pulumi preview from any branch of {args.project_path}", None, READ_ONLY_POLICY)
-        no_data = deny_policy("DescribeDoNotRead", DATA_READS)
-        aws.iam.RolePolicy(f"{name}-preview-no-data", role=preview.name, policy=json.dumps(no_data), opts=on_aws)
+        def reader(suffix: str, description: str, branch: str | None) -> aws.iam.Role:
+            """ReadOnlyAccess minus the data reads. A refresh of the program's AWS resources needs none: their reads
+            describe (its S3 reads are the buckets' configuration, s3:GetBucket*, s3:Get*Configuration, s3:ListBucket:
+            terraform-provider-aws internal/service/s3/bucket.go resourceBucketRead), and it has no data source."""
+            created = role(suffix, description, branch, READ_ONLY_POLICY)
+            no_data = deny_policy("DescribeDoNotRead", DATA_READS)
+            aws.iam.RolePolicy(f"{name}-{suffix}-no-data", role=created.name, policy=json.dumps(no_data), opts=on_aws)
+            return created
+
+        preview = reader("preview", f"pulumi preview from any branch of {args.project_path}", None)
         deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
         keep_backups = deny_policy("KeepBackups", BACKUP_DELETIONS)
         keep_backups["Statement"].append({"Sid": "KeepHistoryKeys", "Effect": "Deny", "Action": list(HISTORY_KEY_CHANGES), "Resource": "*",
                                           "Condition": {"StringEquals": {f"aws:ResourceTag/{HISTORY_TAG}": "true"}}})
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
+        plan = reader("plan", f"pulumi preview --refresh (plans, drift checks) from {args.deploy_branch} of {args.project_path}",
+                      args.deploy_branch)
         # Kubernetes rights come from access entries only: AdministratorAccess alone leaves every call of `pulumi up` to
-        # the clusters Unauthorized. None for the preview role, which any branch assumes: a refresh reads every Secret.
+        # the clusters Unauthorized, ReadOnlyAccess every read of a refresh. The plan role reads and writes nothing:
+        # pulumi-kubernetes v4 previews from its inputs' diff and, when the server refuses its server-side dry run as
+        # Forbidden, previews client-side (provider/pkg/provider/provider.go Create and Update, pulumi-kubernetes#2419
+        # and #2522; a Helm Release installs or upgrades only outside a preview, helm_release.go); the discovery and
+        # OpenAPI it reads first are every authenticated user's (Kubernetes' system:discovery binding). None for the
+        # preview role, which any branch assumes: a refresh reads every Secret.
         for role_name, cluster_name, cluster_provider in args.clusters:
-            cluster_admin(f"{name}-deploy-{role_name}", cluster_name, deploy.arn, pulumi.ResourceOptions(parent=self, provider=cluster_provider))
+            on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster_provider)
+            cluster_access(f"{name}-deploy-{role_name}", cluster_name, deploy.arn, CLUSTER_ADMIN_POLICY, on_cluster)
+            cluster_access(f"{name}-plan-{role_name}", cluster_name, plan.arn, ADMIN_VIEW_POLICY, on_cluster)
         self.preview_role_arn = preview.arn
+        self.plan_role_arn = plan.arn
         self.deploy_role_arn = deploy.arn
         self.backup_watch_role_arn = None
         if args.backups is not None:
@@ -196,31 +253,8 @@ class PipelineIdentity(pulumi.ComponentResource):
                 store.bucket, store.kms_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], store.region))))
             self.backup_watch_role_arn = watch.arn
 
-        for what, holder, scope, resource in (
-            ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
-             "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
-            ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
-             "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys; "
-             "cluster-admin on the EKS clusters (access entries)",
-             f"{name}-deploy"),
-        ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
-               "(the backups schedule's platformctl backups check)",
-               f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3) and "
-               "rds:DescribeDBInstances, nothing else",
-               f"{name}-backup-watch"),) if args.backups is not None else ()):
-            args.inventory.register(
-                Credential(
-                    what=what,
-                    category="federated",
-                    issuer=f"AWS STS, trusting {args.gitlab_url} (ID tokens with aud {AUDIENCE})",
-                    holder=holder,
-                    scope=scope,
-                    lifetime_seconds=SESSION_SECONDS,
-                    rotation="each job assumes the role with its own ID token",
-                    resources=(resource,),
-                )
-            )
-        self.register_outputs({"previewRoleArn": self.preview_role_arn, "deployRoleArn": self.deploy_role_arn,
+        _register_sessions(name, args)
+        self.register_outputs({"previewRoleArn": self.preview_role_arn, "planRoleArn": self.plan_role_arn, "deployRoleArn": self.deploy_role_arn,
                                "backupWatchRoleArn": self.backup_watch_role_arn})
 
 

@@ -248,21 +248,24 @@ _CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 
 
+# EKS's access policies (EKS user guide, access-policy-permissions): cluster admin is every verb on every resource and
+# non-resource URL; admin view is get, list and watch on every resource, Secrets included, and no write.
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+ADMIN_VIEW_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
 
 
-def cluster_admin(
-    name: str, cluster_name: pulumi.Input[str], principal_arn: pulumi.Input[str], opts: pulumi.ResourceOptions
+def cluster_access(
+    name: str, cluster_name: pulumi.Input[str], principal_arn: pulumi.Input[str], policy_arn: str, opts: pulumi.ResourceOptions
 ) -> aws.eks.AccessPolicyAssociation:
-    """`principal_arn` as cluster admin of an EKS cluster: an access entry with EKS's cluster-admin policy. The clusters
-    authenticate from access entries alone (authenticationMode API), and no IAM policy gives Kubernetes rights.
+    """`principal_arn`'s Kubernetes rights on an EKS cluster: an access entry with EKS's `policy_arn`, cluster-wide. The
+    clusters authenticate from access entries alone (authenticationMode API), and no IAM policy gives Kubernetes rights.
     `opts`: parent and that cluster's AWS provider."""
     entry = aws.eks.AccessEntry(name, cluster_name=cluster_name, principal_arn=principal_arn, type="STANDARD", opts=opts)
     return aws.eks.AccessPolicyAssociation(
         name,
         cluster_name=cluster_name,
         principal_arn=entry.principal_arn,
-        policy_arn=CLUSTER_ADMIN_POLICY,
+        policy_arn=policy_arn,
         access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
         opts=opts,
     )
@@ -271,7 +274,7 @@ def cluster_admin(
 def _admin_access(name: str, cluster: aws.eks.Cluster, principal_arns: list[str], child: pulumi.ResourceOptions) -> None:
     """Cluster-admin access entries for the configured principals (no creator admin)."""
     for index, arn in enumerate(principal_arns):
-        cluster_admin(f"{name}-admin-{index}", cluster.name, arn, child)
+        cluster_access(f"{name}-admin-{index}", cluster.name, arn, CLUSTER_ADMIN_POLICY, child)
 
 
 def zone_share(total: int, zones: int, index: int) -> int:

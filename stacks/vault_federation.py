@@ -43,8 +43,9 @@ class IdentityFederation:
         """`credentials` (read now: call this after the tenants), and the CI role ARNs on EKS."""
         outputs: dict[str, pulumi.Input[object]] = {"credentials": self.inventory.entries()}
         if self.pipeline is not None:
-            # .gitlab-ci.yml: PREVIEW_ROLE_ARN and DEPLOY_ROLE_ARN (protected variable).
+            # .gitlab-ci.yml: PREVIEW_ROLE_ARN, and PLAN_ROLE_ARN and DEPLOY_ROLE_ARN (protected variables).
             outputs["previewRoleArn"] = self.pipeline.preview_role_arn
+            outputs["planRoleArn"] = self.pipeline.plan_role_arn
             outputs["deployRoleArn"] = self.pipeline.deploy_role_arn
             if self.pipeline.backup_watch_role_arn is not None:  # BACKUP_WATCH_ROLE_ARN (protected variable)
                 outputs["backupWatchRoleArn"] = self.pipeline.backup_watch_role_arn

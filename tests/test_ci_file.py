@@ -234,7 +234,7 @@ def test_aws_access_only_through_id_tokens(jobs: dict[str, dict[str, Any]]) -> N
         variables = job.get("variables", {})
         # The backups schedule only reads the stack's outputs and lists the bucket: the watch role, no Vault.
         watch = variables.get("AWS_ROLE_ARN") == "$BACKUP_WATCH_ROLE_ARN"
-        assert watch or variables.get("AWS_ROLE_ARN") in ("$PREVIEW_ROLE_ARN", "$DEPLOY_ROLE_ARN"), name
+        assert watch or variables.get("AWS_ROLE_ARN") in ("$PREVIEW_ROLE_ARN", "$PLAN_ROLE_ARN", "$DEPLOY_ROLE_ARN"), name
         assert not watch or not any(re.search(r"pulumi (up|preview|destroy|refresh)\b|vault-login", l) for l in _script(job)), name
         assert variables.get("AWS_WEB_IDENTITY_TOKEN_FILE"), name
         # AWS's token, Vault's for the provider's one-hour login (.ci/vault-login.py; not the backups jobs'), and Pulumi Cloud's.
@@ -343,6 +343,60 @@ def test_write_role_only_for_writes_and_only_on_protected_refs(jobs: dict[str, d
                 assert PROTECTED_ONLY.search(rule["if"]) and "merge_request_event" not in rule["if"], name
             assert job.get("interruptible") is False, f"{name}: a running update must not be cancelled"
             assert job.get("resource_group"), f"{name}: concurrent updates of one stack"
+
+
+def test_plan_role_only_for_mains_previews_and_the_drift_checks(jobs: dict[str, dict[str, Any]]) -> None:
+    """The plan role reads every object of the EKS clusters, Secrets included (AmazonEKSAdminViewPolicy), and only
+    main's ID tokens may assume it: only the jobs that save the deploys' plans and the drift checks name it, on
+    protected refs and the protected runner, never on a merge request, whose branch's code the job runs."""
+    planners = {name for name, job in jobs.items() if job.get("variables", {}).get("AWS_ROLE_ARN") == "$PLAN_ROLE_ARN"}
+    assert planners == {"plan-dev", "plan-prod", "drift-dev", "drift-prod"}
+    for name in planners:
+        job = jobs[name]
+        assert all(re.match(r"pulumi preview --refresh ", line) for line in job["script"]), name  # reads, never writes
+        for rule in job["rules"]:
+            assert PROTECTED_ONLY.search(rule["if"]) and "merge_request_event" not in rule["if"], name
+        assert job["tags"] == ["platform-protected"], name
+    # A merge request's previews keep the preview role (no access entry: they see no EKS cluster's objects).
+    for name, job in jobs.items():
+        if "merge_request_event" in str(job.get("rules")) and "AWS_ROLE_ARN" in job.get("variables", {}):
+            assert job["variables"]["AWS_ROLE_ARN"] == "$PREVIEW_ROLE_ARN", name
+    # The header lists it with the other variables, protected.
+    assert re.search(r"^#   PLAN_ROLE_ARN +protected: ", CI_FILE.read_text(), re.M)
+
+
+def test_the_jobs_that_refresh_a_stack_on_main_reach_its_eks_clusters(renders: dict, jobs: dict[str, dict[str, Any]]) -> None:
+    """The clusters take Kubernetes identities from EKS access entries alone (authenticationMode API): every job that
+    runs `pulumi preview`, `up` or `destroy` on main or a schedule (the plans the deploys apply, the deploys, the drift
+    checks, rebuild-dev) assumes a role (its variable, as the stack output of that name) with an entry on every EKS
+    cluster, through that cluster's provider; else each of its Kubernetes reads is Unauthorized and the job fails.
+    A merge request's previews assume the preview role, which has none."""
+    plan = renders["prod"].plan
+    outputs = plan["outputs"]
+    entries = [r for r in plan["resources"] if r["type"] == "aws:eks/accessEntry:AccessEntry"]
+    reach: dict[str, set[str]] = {}
+    for entry in entries:
+        reach.setdefault(entry["inputs"]["principalArn"], set()).add(entry["inputs"]["clusterName"])
+    # Each cluster's name (auto-named), from its configured admin's entry.
+    clusters = {e["inputs"]["clusterName"] for e in entries if e["name"] in {f"{r['name']}-admin-0" for r in plan["resources"]
+                                                                           if r["type"] == "aws:eks/cluster:Cluster"}}
+    assert len(clusters) == 3
+
+    def output(variable: str) -> str:  # $PLAN_ROLE_ARN -> planRoleArn
+        first, *rest = variable.removeprefix("$").lower().split("_")
+        return first + "".join(word.title() for word in rest)
+
+    reached = set()
+    for name, job in jobs.items():
+        if not any(re.search(r"\bpulumi (preview|up|destroy)\b", line) for line in _script(job)):
+            continue
+        role = outputs[output(job["variables"]["AWS_ROLE_ARN"])]
+        if all("merge_request_event" in rule["if"] for rule in job["rules"]):
+            assert role == outputs["previewRoleArn"] and role not in reach, name
+            continue
+        assert reach.get(role) == set(clusters), f"{name}: {job['variables']['AWS_ROLE_ARN']} reaches {sorted(reach.get(role, ()))}"
+        reached.add(name)
+    assert reached == {"plan-dev", "plan-prod", "deploy-dev", "deploy-prod", "drift-dev", "drift-prod", "rebuild-dev"}
 
 
 def test_no_secrets_in_the_file(ci: dict[str, Any]) -> None:

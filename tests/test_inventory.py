@@ -65,6 +65,9 @@ def test_long_lived_material_is_classified_for_what_it_is(plan: dict) -> None:
     if eks:
         assert entries["AWS sessions of the deploy role"]["lifetimeSeconds"] == 3600
         assert entries["AWS sessions of the preview role"]["resources"] == ["platform-pipeline-preview"]
+        plan_role = entries["AWS sessions of the plan role"]  # main's plans and drift checks: they read the clusters' Secrets
+        assert plan_role["resources"] == ["platform-pipeline-plan"] and plan_role["lifetimeSeconds"] == 3600
+        assert "on main" in plan_role["holder"] and "AmazonEKSAdminViewPolicy" in plan_role["scope"]
 
 
 def _resource_named(plan: dict, name: str) -> dict:

@@ -92,11 +92,13 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
     assert sorted(g["name"] for g in groups) == [f"{group}-{zone}" for group in configured for zone in zones]
     system = [g["inputs"]["scalingConfig"] for g in groups if g["name"].startswith("control-plane-system-")]
     assert system == [{"desiredSize": 1, "maxSize": 2, "minSize": 1}] * 3  # 3, 6 and 3 over three zones
-    # Cluster admins: the configured principal and the pipeline's deploy role (tests/test_vault_federation.py), on each cluster.
-    admin = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert len(admin) == 6 and all(a["inputs"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy") for a in admin)
-    assert sorted(a["inputs"]["principalArn"] for a in admin) == sorted(
-        ["arn:aws:iam::123456789012:role/platform-admin", plan["outputs"]["deployRoleArn"]] * 3)
+    # Cluster admins: the configured principal and the pipeline's deploy role; readers: the pipeline's plan role
+    # (tests/test_vault_federation.py), on each cluster.
+    access = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert sorted((a["inputs"]["principalArn"], a["inputs"]["policyArn"].rsplit("/", 1)[1]) for a in access) == sorted(
+        [("arn:aws:iam::123456789012:role/platform-admin", "AmazonEKSClusterAdminPolicy"),
+         (plan["outputs"]["deployRoleArn"], "AmazonEKSClusterAdminPolicy"),
+         (plan["outputs"]["planRoleArn"], "AmazonEKSAdminViewPolicy")] * 3)
     # Each cluster's Kubernetes provider is bound to that cluster (its kubeconfig is built from it).
     providers = {p["cluster"]: p for p in of_type(plan, "pulumi:providers:kubernetes")}
     assert sorted(providers) == ["control-plane", "dev", "prod"]

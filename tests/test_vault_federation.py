@@ -112,7 +112,7 @@ def test_the_pipeline_roles_exist_on_eks_only_and_are_exported(plan: dict) -> No
                  if r["name"] == "platform-pipeline-gitlab"]
     if not plan["outputs"]["clusters"]["control-plane"]["eks"]:
         assert not providers
-        assert "previewRoleArn" not in plan["outputs"] and "deployRoleArn" not in plan["outputs"]
+        assert not {"previewRoleArn", "deployRoleArn", "planRoleArn"} & set(plan["outputs"])
         return
     domain = stack_config(plan["stack"])["platform:domain"]
     assert [p["inputs"]["url"] for p in providers] == [f"https://gitlab.{domain}"]
@@ -129,6 +129,11 @@ def test_the_pipeline_roles_exist_on_eks_only_and_are_exported(plan: dict) -> No
             "StringEquals": {f"gitlab.{domain}:aud": "sts.amazonaws.com",
                              f"gitlab.{domain}:sub": f"project_path:{path}:ref_type:branch:ref:main"},
         },
+        # main's plans and the drift checks: it reads every Secret of the clusters, so main's jobs alone, as deploy.
+        "platform-pipeline-plan": {
+            "StringEquals": {f"gitlab.{domain}:aud": "sts.amazonaws.com",
+                             f"gitlab.{domain}:sub": f"project_path:{path}:ref_type:branch:ref:main"},
+        },
     }
     for name, condition in expected.items():
         trust = json.loads(roles[name]["inputs"]["assumeRolePolicy"])
@@ -138,10 +143,45 @@ def test_the_pipeline_roles_exist_on_eks_only_and_are_exported(plan: dict) -> No
     attachments = {r["name"]: r["inputs"]["policyArn"] for r in of_type(plan["resources"], "aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
     assert attachments["platform-pipeline-preview"] == "arn:aws:iam::aws:policy/ReadOnlyAccess"
     assert attachments["platform-pipeline-deploy"] == "arn:aws:iam::aws:policy/AdministratorAccess"
-    deny = json.loads(by_name(plan["resources"], "aws:iam/rolePolicy:RolePolicy")["platform-pipeline-preview-no-data"]["inputs"]["policy"])
-    assert deny["Statement"][0]["Effect"] == "Deny" and set(deny["Statement"][0]["Action"]) == set(DATA_READS)
+    assert attachments["platform-pipeline-plan"] == "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    policies = by_name(plan["resources"], "aws:iam/rolePolicy:RolePolicy")
+    for reader in ("preview", "plan"):  # a refresh of the program's AWS resources describes them and reads no data
+        deny = json.loads(policies[f"platform-pipeline-{reader}-no-data"]["inputs"]["policy"])
+        assert deny["Statement"][0]["Effect"] == "Deny" and set(deny["Statement"][0]["Action"]) == set(DATA_READS), reader
     assert ":role/platform-pipeline-preview" in plan["outputs"]["previewRoleArn"]  # auto-named: a suffix follows
     assert ":role/platform-pipeline-deploy" in plan["outputs"]["deployRoleArn"]
+    assert ":role/platform-pipeline-plan" in plan["outputs"]["planRoleArn"]  # PLAN_ROLE_ARN
+
+
+def _access(plan: dict, principal: str) -> tuple[list[dict], list[dict]]:
+    """The access entries of `principal` and their policy associations."""
+    entries = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["inputs"]["principalArn"] == principal]
+    policies = [r for r in of_type(plan["resources"], "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+                if r["inputs"]["principalArn"] == principal]
+    return entries, policies
+
+
+def _each_eks_cluster(plan: dict) -> list[tuple[str, str]]:
+    """(cluster name, its AWS provider) of each EKS cluster, from the configured admins' entries (their auto-names)."""
+    clusters = of_type(plan["resources"], "aws:eks/cluster:Cluster")
+    assert sorted(c["name"] for c in clusters) == ["control-plane", "dev", "prod"]
+    assert {json.dumps(c["inputs"]["accessConfig"], sort_keys=True) for c in clusters} == {
+        json.dumps({"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}, sort_keys=True)}
+    admins = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["name"] in {f"{c['name']}-admin-0" for c in clusters}]
+    each_cluster = sorted((a["inputs"]["clusterName"], a["provider"]) for a in admins)
+    assert len(each_cluster) == 3
+    return each_cluster
+
+
+def _entry_on_each_cluster(plan: dict, principal: str, policy_arn: str) -> None:
+    """One STANDARD entry of `principal` on each EKS cluster (through that cluster's provider), with `policy_arn`, cluster-wide."""
+    each_cluster = _each_eks_cluster(plan)
+    entries, policies = _access(plan, principal)
+    assert sorted((e["inputs"]["clusterName"], e["provider"]) for e in entries) == each_cluster, [e["name"] for e in entries]
+    assert sorted((p["inputs"]["clusterName"], p["provider"]) for p in policies) == each_cluster
+    assert {e["inputs"]["type"] for e in entries} == {"STANDARD"}
+    assert all(p["inputs"]["policyArn"] == policy_arn and p["inputs"]["accessScope"] == {"type": "cluster"} for p in policies), [
+        p["inputs"]["policyArn"] for p in policies]
 
 
 def test_the_deploy_role_administers_every_eks_cluster_through_an_access_entry(renders: dict) -> None:
@@ -150,27 +190,31 @@ def test_the_deploy_role_administers_every_eks_cluster_through_an_access_entry(r
     (authenticationMode API, no creator admin: components/cluster.py), and AWS's AdministratorAccess gives no
     Kubernetes right: without an entry every Kubernetes call of the deploy is Unauthorized."""
     plan = renders["prod"].plan
-    clusters = of_type(plan["resources"], "aws:eks/cluster:Cluster")
-    assert sorted(c["name"] for c in clusters) == ["control-plane", "dev", "prod"]
-    assert {json.dumps(c["inputs"]["accessConfig"], sort_keys=True) for c in clusters} == {
-        json.dumps({"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}, sort_keys=True)}
-    deploy = plan["outputs"]["deployRoleArn"]
-    entries = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["inputs"]["principalArn"] == deploy]
-    policies = [r for r in of_type(plan["resources"], "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-                if r["inputs"]["principalArn"] == deploy]
-    # One entry on each cluster (its auto-name, as the configured admins' entries have it, through its own provider),
-    # with EKS's cluster-admin policy.
-    admins = [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["name"] in {f"{c['name']}-admin-0" for c in clusters}]
-    each_cluster = sorted((a["inputs"]["clusterName"], a["provider"]) for a in admins)
-    assert len(each_cluster) == 3
-    assert sorted((e["inputs"]["clusterName"], e["provider"]) for e in entries) == each_cluster, [e["name"] for e in entries]
-    assert sorted((p["inputs"]["clusterName"], p["provider"]) for p in policies) == each_cluster
-    assert {e["inputs"]["type"] for e in entries} == {"STANDARD"}
-    assert all(p["inputs"]["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-               and p["inputs"]["accessScope"] == {"type": "cluster"} for p in policies)
+    _entry_on_each_cluster(plan, plan["outputs"]["deployRoleArn"], "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
     # The preview role (any branch may assume it) gets none: the Kubernetes reads a refresh needs include every Secret.
-    preview = plan["outputs"]["previewRoleArn"]
-    assert not [r for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry") if r["inputs"]["principalArn"] == preview]
+    assert _access(plan, plan["outputs"]["previewRoleArn"]) == ([], [])
+
+
+def test_the_plan_role_reads_every_eks_cluster_and_only_main_may_assume_it(renders: dict) -> None:
+    """main's `plan-*` jobs (whose plans the deploys apply) and the `drift-*` schedules run `pulumi preview --refresh`:
+    the refresh reads every object the stack declares, Secrets and Helm's release Secrets included. As the preview
+    role (no entry) every such read on an EKS cluster is Unauthorized, so `plan-prod`, and with it `deploy-prod`, and
+    `drift-prod` fail. The plan role reads the clusters with EKS's AmazonEKSAdminViewPolicy (get, list, watch on every
+    resource, Secrets included; no write: EKS user guide, access-policy-permissions) and, reading Secrets, is trusted
+    exactly as the deploy role: main's ID tokens only."""
+    plan = renders["prod"].plan
+    outputs = plan["outputs"]
+    _entry_on_each_cluster(plan, outputs["planRoleArn"], "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy")
+    roles = {r["name"]: r for r in of_type(plan["resources"], IAM_ROLE)}
+    trust = {name: json.loads(roles[name]["inputs"]["assumeRolePolicy"]) for name in ("platform-pipeline-plan", "platform-pipeline-deploy")}
+    assert trust["platform-pipeline-plan"] == trust["platform-pipeline-deploy"]
+    [condition] = [s["Condition"] for s in trust["platform-pipeline-plan"]["Statement"]]
+    assert "StringLike" not in condition and any(
+        key.endswith(":sub") and value.endswith(":ref_type:branch:ref:main") for key, value in condition["StringEquals"].items())
+    # Only a role main alone may assume has any entry: none the preview role, which any branch assumes.
+    principals = {r["inputs"]["principalArn"] for r in of_type(plan["resources"], "aws:eks/accessEntry:AccessEntry")}
+    assert outputs["previewRoleArn"] not in principals
+    assert {outputs["planRoleArn"], outputs["deployRoleArn"]} <= principals
 
 
 def test_ci_file_asks_for_the_audience_the_roles_trust() -> None:
