@@ -51,7 +51,7 @@ from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credentia
 from components.backend_tls import BackendTlsArgs, custom_resource, internal_certificate, internal_credentials, servers_transport
 from components.cluster import ClusterHandle
 from components.common import Backend, Exposure, PlatformGroups
-from components.helm import namespace, release, sized
+from components.helm import namespace, release, sized, spread_affinity
 from components.inventory import STATE, Credential, cert_manager_certificate, vault_token
 from components.external_secrets import SLICE as EXTERNAL_SECRETS
 from components.gitlab import SLICE as GITLAB
@@ -76,6 +76,8 @@ TLS_DIR = "/vault/userconfig/vault-tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"  # the internal CA, for raft retry_join and the vault CLI in the pods
 API_PORT = 8200
 CLUSTER_PORT = 8201  # raft and request forwarding between peers
+# The chart's labels on the server pods.
+SERVER_LABELS = {"app.kubernetes.io/name": RELEASE, "app.kubernetes.io/instance": RELEASE, "component": "server"}
 NODE_PATH = "/node"  # https://<host>/node/vault-<i>: one raft peer
 OIDC_PATH = "oidc"
 OIDC_ROLE = "platform"
@@ -295,6 +297,11 @@ class Vault(pulumi.ComponentResource):
             server["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": unseal_role.arn}}
         else:
             config = raft_config(args.replicas, kms=None)
+            # The chart requires one peer per node (vault 0.34.1 values.yaml:688, `server.affinity`), but a
+            # kubeconfig cluster's nodes are not the program's (kind makes one): the release waits for every
+            # peer (atomic; helm v3.20.2 pkg/kube/ready.go:424, StatefulSet ready only with all replicas) and
+            # vault-init unseals each, so a peer left Pending failed the first `up`. Prefer apart, allow together.
+            server["affinity"] = spread_affinity(SERVER_LABELS)
         self.release = release(
             RELEASE,
             "vault",
@@ -425,12 +432,7 @@ class Vault(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{peer}-node", namespace=NAMESPACE),
                 spec=k8s.core.v1.ServiceSpecArgs(
                     type="ClusterIP",
-                    selector={
-                        "app.kubernetes.io/name": RELEASE,
-                        "app.kubernetes.io/instance": RELEASE,
-                        "component": "server",
-                        "statefulset.kubernetes.io/pod-name": peer,
-                    },
+                    selector={**SERVER_LABELS, "statefulset.kubernetes.io/pod-name": peer},
                     ports=[k8s.core.v1.ServicePortArgs(name="https", port=API_PORT, target_port=API_PORT)],
                     publish_not_ready_addresses=True,  # a sealed peer is exactly the one to reach
                 ),

@@ -1,0 +1,81 @@
+"""The dev stack's first `pulumi up` on kind clusters as README leaves them: one node each.
+
+`kind create cluster` makes one node (the control plane, untainted); README names no other
+shape, and the dev stack sets no placement for that reason (README: Kubeconfig clusters). A
+replicated platform workload whose pods refuse to share a node (required pod anti-affinity on
+`kubernetes.io/hostname` against its own pods) keeps all but one replica Pending there, for good.
+Judged on what the clusters receive: the real Helm engine's objects and the directly declared ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from platformctl.helm_render import RELEASE_TYPE
+from platformctl.render import Render
+
+HOSTNAME = "kubernetes.io/hostname"
+REPLICATED = {"Deployment", "StatefulSet"}
+
+
+def workloads(plan: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(cluster, object) for every Deployment and StatefulSet the plan sends a cluster."""
+    for resource in plan["resources"]:
+        if resource["type"] == RELEASE_TYPE:
+            objects = resource.get("rendered") or []
+        elif resource["type"].startswith("kubernetes:apps/v1:"):
+            objects = [{"kind": resource["type"].rsplit(":", 1)[1], **resource["inputs"]}]
+        else:
+            continue
+        for obj in objects:
+            if obj.get("kind") in REPLICATED:
+                yield resource["cluster"], obj
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector matches these labels (matchLabels and the In/Exists expressions charts use)."""
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator in ("NotIn", "DoesNotExist") and (labels.get(key) in values if operator == "NotIn" else key in labels):
+            return False
+    return True
+
+
+def one_per_node(obj: dict[str, Any]) -> bool:
+    """Whether the scheduler puts at most one of this workload's pods on a node."""
+    template = obj["spec"]["template"]
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    anti = ((template.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    return any(
+        term.get("topologyKey") == HOSTNAME and selects(term.get("labelSelector") or {}, labels)
+        for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    )
+
+
+def stranded(plan: dict[str, Any]) -> list[str]:
+    """Workloads of more than one replica that a one-node cluster cannot run whole."""
+    return sorted(
+        f"{cluster}: {obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']} "
+        f"({obj['spec'].get('replicas', 1)} replicas, one per node)"
+        for cluster, obj in workloads(plan)
+        if (obj["spec"].get("replicas") or 1) > 1 and one_per_node(obj)
+    )
+
+
+def test_every_platform_workload_of_the_dev_stack_runs_whole_on_a_one_node_kind_cluster(charted: dict[str, Render]) -> None:
+    # On main: Vault's chart default (values.yaml `server.affinity`, required anti-affinity on the
+    # hostname) kept vault-1 and vault-2 Pending; the release waits for all three (atomic, 15 minutes)
+    # and vault-init unseals every peer on a kubeconfig cluster, so the first `up` failed.
+    assert stranded(charted["dev"].plan) == []
+
+
+def test_the_check_sees_a_workload_that_needs_a_node_per_replica(charted: dict[str, Render]) -> None:
+    # EKS keeps the chart's rule for Vault's raft peers: the Cluster Autoscaler adds the nodes.
+    assert "control-plane: StatefulSet vault/vault (3 replicas, one per node)" in stranded(charted["prod"].plan)
