@@ -63,7 +63,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
-        platform_namespaces = [n.name for n in args.platform_namespaces]
+        platform_namespaces = self.platform_namespaces = [n.name for n in args.platform_namespaces]
+        self.tenant_namespace_selector = args.tenant_namespace_selector
         constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces)
         policies = [
             _custom_resource(
@@ -92,6 +93,12 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         """Another service's Constraint on this cluster (`opts`: its parent and provider), after its template."""
         return _custom_resource(name, constraint, pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])))
+
+
+    def mutate(self, name: str, mutation: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        """Another service's mutator on this cluster (`opts`: its parent and provider), after the release, whose
+        CRDs mutators are; `tenant_namespace_selector` and `platform_namespaces` say where the tenants are."""
+        return _custom_resource(name, mutation, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.release])))
 
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
