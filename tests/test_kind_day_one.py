@@ -9,11 +9,14 @@ Judged on what the clusters receive: the real Helm engine's objects and the dire
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
+
 from platformctl.helm_render import RELEASE_TYPE
-from platformctl.render import Render
+from platformctl.render import ROOT, Render
 
 HOSTNAME = "kubernetes.io/hostname"
 REPLICATED = {"Deployment", "StatefulSet"}
@@ -116,3 +119,15 @@ def test_the_volumes_velero_copies_file_by_file_are_local_not_host_path(charted:
     assert [f"{c}: {ns}" for c, ns in copied if not local_claims(plan, c, namespaces[(c, ns)])] == []
     # The platform's own namespaces keep the class's choice: their stores are backed up by other means.
     assert not local_claims(plan, "prod", namespaces[("prod", "velero")])
+
+
+def test_the_kind_cluster_config_readme_names_lets_containerd_read_harbors_ca() -> None:
+    # kind's containerd sets no config_path (kind images/base/files/etc/containerd/config.toml), so the CA that
+    # README's day-one step writes to /etc/containerd/certs.d/harbor.<domain>/ was never read: every pull from
+    # Harbor, whose certificate chains to the platform's own root, failed. On main README named no kind config.
+    config = yaml.safe_load((ROOT / "docs" / "kind-cluster.yaml").read_text())
+    assert config["kind"] == "Cluster" and not config.get("networking", {}).get("disableDefaultCNI")  # kindnet enforces
+    patches = [tomllib.loads(patch) for patch in config["containerdConfigPatches"]]
+    assert any(p["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["config_path"] == "/etc/containerd/certs.d" for p in patches)
+    readme = (ROOT / "README.md").read_text()
+    assert "--config docs/kind-cluster.yaml" in readme and "/etc/containerd/certs.d/harbor.<domain>/ca.crt" in readme
