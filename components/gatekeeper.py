@@ -12,7 +12,9 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.egress import Reach
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
-from policy.gatekeeper import cluster_constraints, cluster_mutations, disruption_budget_mutation, sync_config, templates
+from policy.gatekeeper import (
+    cluster_constraints, cluster_mutations, disruption_budget_mutation, local_volume_mutation, sync_config, templates,
+)
 from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
 
 NAMESPACE = "gatekeeper-system"
@@ -25,6 +27,10 @@ class GatekeeperArgs(AddOnArgs):
     # The platform's own namespaces: outside the tenant constraints, and skipped by the webhook
     # where each says so (stacks/services.py derives them from the slices).
     platform_namespaces: Sequence[PlatformNamespace]
+    # Tenants' claims ask local-path-provisioner for `local` volumes, which Velero's node agent can copy (its default,
+    # hostPath, it skips): on kubeconfig clusters, whether or not their namespaces are backed up yet, so that a
+    # volume made before `velero.environments` names them is not left out when it does.
+    local_volumes: bool = False
 
 
 class Gatekeeper(ChartAddOn[GatekeeperArgs]):
@@ -63,8 +69,7 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
                 f"{cluster.role}-{template['metadata']['name']}", template, child
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
-        platform_namespaces = self.platform_namespaces = [n.name for n in args.platform_namespaces]
-        self.tenant_namespace_selector = args.tenant_namespace_selector
+        platform_namespaces = [n.name for n in args.platform_namespaces]
         constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces)
         policies = [
             _custom_resource(
@@ -76,7 +81,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         ]
         # Mutators are CRDs of the release itself.
         mutations = [*cluster_mutations(args.tenant_namespace_selector, platform_namespaces),
-                     disruption_budget_mutation(args.tenant_namespace_selector, platform_namespaces)]
+                     disruption_budget_mutation(args.tenant_namespace_selector, platform_namespaces),
+                     *([local_volume_mutation(args.tenant_namespace_selector, platform_namespaces)] if args.local_volumes else [])]
         policies += [_custom_resource(f"{cluster.role}-{m['metadata']['name']}", m, child) for m in mutations]
         # What Gatekeeper replicates for the templates that compare an object with others.
         policies.append(_custom_resource(f"{cluster.role}-gatekeeper-sync", sync_config(NAMESPACE), child))
@@ -95,11 +101,6 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
             opts, pulumi.ResourceOptions(depends_on=[self.templates[constraint["kind"]]])))
 
 
-    def mutate(self, name: str, mutation: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
-        """Another service's mutator on this cluster (`opts`: its parent and provider), after the release, whose
-        CRDs mutators are; `tenant_namespace_selector` and `platform_namespaces` say where the tenants are."""
-        return _custom_resource(name, mutation, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.release])))
-
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
     """Every cluster's policy: images from the platform's Harbor only, the tenant constraints."""
@@ -111,6 +112,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
             allowed_registries=[f"harbor.{parts.domain}"],
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
             platform_namespaces=parts.platform_namespaces,
+            local_volumes=not parts.cluster.is_eks,
             settings=settings,
         ),
     )

@@ -26,7 +26,7 @@ from components.gatekeeper import Gatekeeper
 from components.helm import grant, metadata
 from components.inventory import Credential, projected_token
 from components.versions import VELERO_IMAGE, VELERO_TAG
-from policy.gatekeeper import local_volume_mutation, node_agent_constraint
+from policy.gatekeeper import node_agent_constraint
 from policy.labels import managed_by
 
 DAEMONSET = "node-agent"  # the name Velero looks its DaemonSet up by (pkg/nodeagent/node_agent.go)
@@ -103,9 +103,6 @@ class NodeAgent(pulumi.ComponentResource):
                     grant(name, ACCOUNT, subject, namespace_rules(args.repository_secret), child, namespace)]
         confined = args.gatekeeper.enforce(f"{name}-pods", node_agent_constraint(
             namespace, ACCOUNT, [IMAGE], [POD_VOLUMES, PLUGINS], [args.credentials_secret]), child)
-        # kind's (and k3s's) default class makes hostPath volumes, which the agent cannot copy: tenants' claims ask for local ones.
-        args.gatekeeper.mutate(f"{name}-local-volumes", local_volume_mutation(
-            args.gatekeeper.tenant_namespace_selector, args.gatekeeper.platform_namespaces), child)
         # The agent may create pods only once the Constraint on them is in force.
         self.daemonset = k8s.apps.v1.DaemonSet(
             name, metadata=k8s.meta.v1.ObjectMetaArgs(name=DAEMONSET, namespace=namespace, labels=managed_by()),

@@ -204,7 +204,7 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
 
 def local_volume_mutation(tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]) -> dict[str, Any]:
     """An AssignMetadata mutator annotating every PersistentVolumeClaim in a tenant namespace `volumeType: local`,
-    for clusters whose tenant volumes Velero copies file by file. local-path-provisioner (kind's default class,
+    for kubeconfig clusters, where Velero copies tenant volumes file by file. local-path-provisioner (kind's default class,
     k3s's) makes hostPath volumes unless the class or the claim says `local` (rancher/local-path-provisioner
     v0.0.34 provisioner.go:52, 442-449), and Velero's file-system backup skips hostPath volumes (v1.18.1
     pkg/podvolume/backupper.go:339-347) but copies local ones. Other provisioners ignore the annotation; a claim
