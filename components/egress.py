@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -82,6 +82,23 @@ def networks_or_internet(networks: Sequence[pulumi.Input[str]], ports: Sequence[
     """An endpoint on `ports`: in `networks` where they are known (a config names them, or the program allocates the
     addresses), else on the internet."""
     return to_networks(networks, ports) or [internet(ports)]
+
+
+class S3Store(Protocol):
+    """An S3-compatible store as its clients' egress sees it (ObjectStoreTarget, backups.BackupTarget)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def networks(self) -> tuple[str, ...]: ...
+
+
+def object_stores(stores: Sequence[S3Store]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:
+    """S3-compatible `stores` for pods that reach the internet on HTTPS anyway (GitLab's Rails tiers, Harbor's): the
+    stores' ports (HTTPS, and each endpoint's own) on public addresses, and on the stores' private `networks`."""
+    ports = endpoint_ports([store.endpoint for store in stores])
+    return [internet(ports), *to_networks([n for store in stores for n in store.networks], ports)]
 
 
 def store_egress(endpoint: str | None, networks: Sequence[str]) -> list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]:

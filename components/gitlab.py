@@ -41,7 +41,7 @@ from components.backups import BackupTarget, BucketAccess
 from components.common import Backend, ObjectStoreTarget, OidcClient, PlatformGroups, TcpEntrypoint, checksum, rotated_key
 from components.data_stores import PASSWORD_KEY, REDIS_PASSWORD_KEY, SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
 from components.gitlab_rails_secret import SECRET_NAME as RAILS_SECRET, ExistingKeys, RailsSecret, RailsSecretArgs
-from components.egress import Admit, dns, endpoint_ports, hold_namespace, internet, to_api_server, to_networks
+from components.egress import Admit, dns, hold_namespace, object_stores, to_api_server
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform, from_ingress_controller, load_balancer_networks, route, tcp_route
 from components.inventory import HOUR, STATE, Credential, CredentialInventory, generated_password, issued_token, refreshed
@@ -668,15 +668,12 @@ class GitLabEgressArgs:
     namespace: k8s.core.v1.Namespace
     stores: ServiceStores
     load_balancer_cidrs: tuple[pulumi.Input[str], ...]
-    object_store_cidrs: tuple[str, ...]
-    object_store_ports: tuple[int, ...]  # HTTPS and the object stores' own ports
+    object_stores: tuple[ObjectStoreTarget | BackupTarget, ...]  # where the Rails tiers reach object stores off EKS
 
     @staticmethod
     def of(args: GitLabArgs, ns: k8s.core.v1.Namespace, stores: ServiceStores) -> GitLabEgressArgs:
-        cidrs, ports = object_store_networks(args)
         return GitLabEgressArgs(
-            namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
-            object_store_cidrs=cidrs, object_store_ports=ports,
+            namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs), object_stores=reached_stores(args),
         )
 
 
@@ -699,29 +696,26 @@ class GitLabEgress(pulumi.ComponentResource):
                 opts=in_ns,
             )
 
-        ports = args.object_store_ports
         self.policies = [
             policy("", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE}),
                    [dns(), k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[own_pods]), *args.stores.egress()]),
             policy("-rails", k8s.meta.v1.LabelSelectorArgs(
                 match_labels={"release": RELEASE},
                 match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key="app", operator="In", values=list(RAILS_TIERS))],
-            ), [*egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs), internet(ports), *to_networks(args.object_store_cidrs, ports)]),
+            ), [*egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs), *object_stores(args.object_stores)]),
             policy("-jobs", k8s.meta.v1.LabelSelectorArgs(match_labels={"release": RELEASE, "app": CHART_JOBS}),
                    to_api_server(cluster.api_server)),  # the chart's shared-secrets Job
         ]
         self.register_outputs({})
 
 
-def object_store_networks(args: GitLabArgs) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Where the Rails tiers reach the object stores: off EKS, platform:objectStore's and the backups target's
-    `networks` (where their addresses are private) and their endpoints' ports; on EKS, HTTPS alone."""
-    stores: list[ObjectStoreTarget | BackupTarget] = []
+def reached_stores(args: GitLabArgs) -> tuple[ObjectStoreTarget | BackupTarget, ...]:
+    """The object stores the Rails tiers reach by their endpoints: off EKS, platform:objectStore and the backups
+    target; on EKS none (S3, on HTTPS)."""
     if args.aws is None:
-        stores.append(object_store(args))
-        if args.backups is not None and args.backups.settings.target is not None:
-            stores.append(args.backups.settings.target)
-    return tuple(n for store in stores for n in store.networks), endpoint_ports([store.endpoint for store in stores])
+        target = args.backups.settings.target if args.backups is not None else None
+        return (object_store(args), *([target] if target is not None else []))
+    return ()
 
 
 # --- SSH host keys ----------------------------------------------------------------------

@@ -21,9 +21,9 @@ from pydantic import Field, SecretStr
 
 from components.aws import bucket_name, bucket_role, irsa_credential, private_bucket
 from components.cluster import ClusterHandle
-from components.common import Backend, ConfigModel
+from components.common import Backend, ConfigModel, ObjectStoreTarget
 from components.data_stores import SLICE as DATA_STORES, DataStores, ServiceStores, object_store_credential
-from components.egress import Admit, dns, endpoint_ports, hold_egress, hold_namespace, internet, to_networks, to_pods
+from components.egress import Admit, dns, hold_egress, hold_namespace, object_stores, to_networks, to_pods
 from components.helm import metadata, namespace, release, spread, workload_service_account, sized
 from components.metallb import SLICE as METALLB, pool_networks
 from components.ingress import HTTPS_PORT, UNSERVED_CLASS, LoadBalancerCidr, egress_to_platform, from_ingress_controller, load_balancer_networks, route
@@ -386,7 +386,7 @@ class Harbor(pulumi.ComponentResource):
 # Every tier but the portal the cluster DNS. Refused: every other namespace's pods, the nodes, the API
 # server, the instance metadata, every private address but the stores' (EKS), the load balancer's and the
 # object store's networks, the internet but on HTTPS and the object store's port. The databases' and
-# Redis's pods hold no egress policy.
+# Redis's pods hold their own (components/data_stores.py).
 
 
 @dataclass(frozen=True)
@@ -394,8 +394,7 @@ class HarborEgressArgs:
     namespace: k8s.core.v1.Namespace
     stores: ServiceStores
     load_balancer_cidrs: tuple[pulumi.Input[str], ...]
-    object_store_cidrs: tuple[str, ...]
-    object_store_ports: tuple[int, ...]  # HTTPS and platform:objectStore's port off EKS
+    object_stores: tuple[ObjectStoreTarget, ...]  # platform:objectStore off EKS (on EKS none: S3, on HTTPS)
     preheat_cidrs: tuple[str, ...]
 
     @staticmethod
@@ -403,7 +402,7 @@ class HarborEgressArgs:
         store = args.data_stores.args.object_store if args.aws is None else None
         return HarborEgressArgs(
             namespace=ns, stores=stores, load_balancer_cidrs=tuple(args.load_balancer_cidrs),
-            object_store_cidrs=store.networks if store else (), object_store_ports=endpoint_ports([store.endpoint] if store else []),
+            object_stores=(store,) if store else (),
             preheat_cidrs=tuple(args.preheat_cidrs),
         )
 
@@ -419,7 +418,7 @@ class HarborEgress(pulumi.ComponentResource):
         stores, public_names = args.stores, egress_to_platform([HTTPS_PORT], args.load_balancer_cidrs)
         registry = to_pods([tier("registry")], (REGISTRY_PORT, REGISTRY_CONTROLLER_PORT))
         # The object store (and the internet on HTTPS): its ports on public addresses, and on its private networks.
-        objects = [internet(args.object_store_ports), *to_networks(args.object_store_cidrs, args.object_store_ports)]
+        objects = object_stores(args.object_stores)
         needs = {
             "core": [*public_names, *to_pods([tier(t) for t in ("jobservice", "trivy", "portal")], (HTTP_PORT,)), *registry,
                      *stores.reach(postgres=True), *objects],
