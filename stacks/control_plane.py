@@ -23,6 +23,8 @@ class ControlPlane:
 
     outputs: dict[str, pulumi.Input[object]]
     parts: ControlPlaneParts
+    # Where the workload clusters' pods reach its load balancer (`control_plane_ingress`): Vault, Harbor, the issuer.
+    ingress_networks: tuple[pulumi.Input[str], ...]
 
 
 def edge_settings(config: PlatformConfig) -> EdgeSettings:
@@ -114,4 +116,4 @@ def build_control_plane(cluster: ClusterHandle, config: PlatformConfig, inventor
             outputs["urls"][service.key] = component.url
         if component is not None and service.outputs is not None:
             outputs.update(service.outputs(component))
-    return ControlPlane(outputs, parts)
+    return ControlPlane(outputs, parts, control_plane_ingress(config, parts.ingress))

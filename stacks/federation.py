@@ -41,7 +41,7 @@ from components.kube_oidc_proxy import KubeOidcProxy, KubeOidcProxyArgs
 from components.argocd import SLICE as ARGOCD
 from components.service import WORKLOAD_CLUSTERS
 from stacks.config import PlatformConfig
-from stacks.control_plane import ControlPlane, control_plane_ingress
+from stacks.control_plane import ControlPlane
 
 
 def proxy_hostname(cluster: str, domain: str) -> str:
@@ -143,7 +143,7 @@ def build_federation(
                     impersonable_users=[FEDERATED_USER],
                     issuer_ca_bundle=openunison.ca_bundle,
                     inventory=inventory,
-                    issuer_networks=control_plane_ingress(config, control_plane.parts.ingress),
+                    issuer_networks=control_plane.ingress_networks,
                 ),
             )
             trust.append(proxy)

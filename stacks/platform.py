@@ -34,7 +34,7 @@ from components.tenancy import TenantPlatform
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig
 from stacks.backups import backup_expectations, build_backup_jobs
-from stacks.control_plane import build_control_plane, control_plane_ingress
+from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
 from stacks.tenants import build_tenants, tenant_platform
 from stacks.federation import build_federation
@@ -112,8 +112,7 @@ def add_cluster_addons(
     return parts.declared
 
 
-def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory,
-                        control_plane_ingress: tuple[pulumi.Input[str], ...]) -> None:
+def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory) -> None:
     """The image verifier on each workload cluster, as one of its add-ons: declared once the
     control plane exists, whose CA it must trust to read signatures from Harbor."""
     settings = config.services.settings(image_verifier.SLICE.key)
@@ -122,7 +121,7 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
     for name in image_verifier.SLICE.clusters:
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
             platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory,
-            control_plane_ingress, config.object_store.target() if config.object_store else None,
+            platform.control_plane_ingress, config.object_store.target() if config.object_store else None,
         )
 
 
@@ -167,11 +166,10 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     plane = build_control_plane(clusters["control-plane"], config, inventory)
     # The workload clusters' add-ons after the control plane: their certificates chain to its CA.
     issuer, harbor = plane.parts.get(tls.SLICE), plane.parts.get(HARBOR)
-    ingress = control_plane_ingress(config, plane.parts.ingress)
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
             clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
-            harbor.provider if harbor else None, plane.parts.backups, ingress,
+            harbor.provider if harbor else None, plane.parts.backups, plane.ingress_networks,
         )
     control_plane = plane.outputs
     argocd_federation = build_federation(clusters, config, plane, inventory)
@@ -180,7 +178,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     federation = build_vault_federation(config, clusters, vault, plane.parts.get(GITLAB), inventory=inventory, backups=backups)
     build_backup_jobs(clusters["control-plane"], backups, vault, harbor, federation.vault)
     platform = tenant_platform(config, clusters, plane, federation.vault, addons, federation.inventory, argocd_federation)
-    add_image_verifiers(config, platform, inventory, ingress)
+    add_image_verifiers(config, platform, inventory)
     build_public_images(config, platform)  # the quarantine and the promoter (stacks/promotion.py)
     build_tenants(platform, config)
     build_merge_request_bot(config, plane, inventory)

@@ -41,7 +41,7 @@ from components.vault import SLICE as VAULT
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
 from stacks.config import PodSecurityException as PodSecurityExceptionConfig
-from stacks.control_plane import ControlPlane, control_plane_ingress
+from stacks.control_plane import ControlPlane
 from stacks.federation import ClusterFederation
 from stacks.services import SERVICES
 
@@ -84,7 +84,7 @@ def tenant_platform(
         clusters=clusters,
         ca_bundle=plane.parts.tls.ca_bundle,
         ingress_addresses=tuple(plane.parts.ingress.addresses),
-        control_plane_ingress=control_plane_ingress(config, plane.parts.ingress),
+        control_plane_ingress=plane.ingress_networks,
         issuer_url=identity.issuer_url,
         kubernetes_client_id=identity.kubernetes_client_id,
         vault=vault_part,
