@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Print a Vault token for this CI job: a login at auth/$VAULT_AUTH_PATH as $VAULT_ROLE with the
 job's id_token ($VAULT_ID_TOKEN, audience $VAULT_ADDR); $VAULT_CACERT, if set, is the CA bundle.
+With `--identity-token ROLE`: instead, an identity token of Vault's role ROLE, issued to $VAULT_TOKEN
+(a merge request's reviewed preview exchanges it for its AWS session: components/ci_identity.py).
 
 The Pulumi jobs (.gitlab-ci.yml `.pulumi`) export the token as VAULT_TOKEN for pulumi-vault
 (platform:services.vault.providerAuth "pipeline"). Standard library only. Exit 1 and print
@@ -27,11 +29,20 @@ def login(address: str, auth_path: str, role: str, id_token: str, cafile: str | 
         return json.load(response)["auth"]["client_token"]
 
 
-def main() -> int:
+def identity_token(address: str, token: str, role: str, cafile: str | None = None) -> str:
+    request = urllib.request.Request(f"{address.rstrip('/')}/v1/identity/oidc/token/{role}", headers={"X-Vault-Token": token})
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cafile or None), timeout=30) as response:
+        return json.load(response)["data"]["token"]
+
+
+def main(argv: list[str]) -> int:
     env = os.environ
     try:
-        token = login(env["VAULT_ADDR"], env.get("VAULT_AUTH_PATH", "jwt-gitlab"), env.get("VAULT_ROLE", "platform-deploy"),
-                      env["VAULT_ID_TOKEN"], env.get("VAULT_CACERT"))
+        if argv[:1] == ["--identity-token"] and len(argv) == 2:
+            token = identity_token(env["VAULT_ADDR"], env["VAULT_TOKEN"], argv[1], env.get("VAULT_CACERT"))
+        else:
+            token = login(env["VAULT_ADDR"], env.get("VAULT_AUTH_PATH", "jwt-gitlab"), env.get("VAULT_ROLE", "platform-deploy"),
+                          env["VAULT_ID_TOKEN"], env.get("VAULT_CACERT"))
     except (KeyError, OSError, ValueError) as err:  # a missing variable, a refusal (HTTPError), no answer
         print(f"vault-login: no Vault token: {err}", file=sys.stderr)
         return 1
@@ -40,4 +51,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

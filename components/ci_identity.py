@@ -29,6 +29,13 @@ what `.gitlab-ci.yml` asks for), and these roles trust it for one project path:
   encrypted with (tagged HISTORY_TAG) (no run of the program needs to), so a mistaken or hijacked
   deploy cannot take the history. On each EKS cluster an access entry with EKS's cluster-admin
   policy: the clusters take Kubernetes rights from access entries alone (authenticationMode API).
+* reviewed preview (`REVIEWED_PREVIEW_ROLE_ARN`, with Vault): the merge requests' previews once a maintainer has
+  read the change and started them in the protected environments preview/<stack>. AWS cannot test that (nor any
+  claim but `aud` and `sub`), so this role trusts Vault instead, as a second OIDC issuer: Vault's platform-preview
+  login takes only those jobs (`environment_protected`), and only its token may have an identity token issued for
+  the role's audience (components/vault_federation.py `identity_tokens`). Allowed what plan is (AWS reads, and the
+  EKS clusters' objects through AmazonEKSAdminViewPolicy access entries): such a job already reads the stacks'
+  decrypted state, Vault's root token included, so this grants it nothing more, and the preview sees the clusters.
 * backup watch (`BACKUP_WATCH_ROLE_ARN`, with a backup bucket): the same `sub` as deploy (IAM cannot
   tell main's schedules from its other pipelines), allowed `s3:ListBucket` on the backup bucket and
   to read Velero's velero-backup.json files (a backup's Backup object and how it ended, no data),
@@ -52,6 +59,7 @@ from components.aws import HISTORY_TAG, STS_AUDIENCE, web_identity_trust
 from components.backups import VELERO_OUTCOMES, BackupStore
 from components.cluster import ADMIN_VIEW_POLICY, CLUSTER_ADMIN_POLICY, cluster_access
 from components.inventory import Credential, CredentialInventory
+from components.vault_federation import IdentityTokens
 from policy.labels import managed_by
 
 AUDIENCE = STS_AUDIENCE
@@ -132,6 +140,8 @@ class PipelineIdentityArgs:
     # The EKS clusters the deploy role administers and the plan role reads (`pulumi up` and `preview --refresh` reach
     # their API servers as them): (role, cluster name, its AWS provider).
     clusters: Sequence[tuple[str, pulumi.Input[str], pulumi.ProviderResource]] = ()
+    # Vault's identity tokens for reviewed merge requests' previews (None: no Vault, no reviewed-preview role).
+    reviewed_previews: IdentityTokens | None = None
 
 
 def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
@@ -150,32 +160,35 @@ def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
 
 def _register_sessions(name: str, args: PipelineIdentityArgs) -> None:
     """Each role's AWS sessions in the credential inventory: who holds them, what they may do, an hour each."""
-    for what, holder, scope, resource in (
-        ("AWS sessions of the preview role", f"CI jobs of {args.project_path} on any branch",
-         "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)", f"{name}-preview"),
-        ("AWS sessions of the plan role", f"CI jobs of {args.project_path} on {args.deploy_branch} (plan-* and the drift schedules)",
-         "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents); "
-         "AmazonEKSAdminViewPolicy on the EKS clusters (access entries: reads every object, Secrets included, writes nothing)",
-         f"{name}-plan"),
-        ("AWS sessions of the deploy role", f"CI jobs of {args.project_path} on {args.deploy_branch}",
+    no_data = "ReadOnlyAccess without data reads (S3 objects, secret values, KMS decrypt, log contents)"
+    viewer = f"{no_data}; AmazonEKSAdminViewPolicy on the EKS clusters (access entries: reads every object, Secrets included, writes nothing)"
+    gitlab = (f"{args.gitlab_url} (ID tokens with aud {AUDIENCE})", "ID token")
+    rows = [
+        ("preview", f"CI jobs of {args.project_path} on any branch", no_data, gitlab),
+        ("plan", f"CI jobs of {args.project_path} on {args.deploy_branch} (plan-* and the drift schedules)", viewer, gitlab),
+        ("deploy", f"CI jobs of {args.project_path} on {args.deploy_branch}",
          "AdministratorAccess, minus deleting backups and snapshots, lifting their locks or deleting or disabling their keys; "
-         "cluster-admin on the EKS clusters (access entries)",
-         f"{name}-deploy"),
-    ) + ((("AWS sessions of the backup watch role", f"CI jobs of {args.project_path} on {args.deploy_branch} "
-           "(the backups schedule's platformctl backups check)",
-           f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through S3) and "
-           "rds:DescribeDBInstances, nothing else",
-           f"{name}-backup-watch"),) if args.backups is not None else ()):
+         "cluster-admin on the EKS clusters (access entries)", gitlab),
+    ]
+    if args.backups is not None:
+        rows.append(("backup-watch", f"CI jobs of {args.project_path} on {args.deploy_branch} (the backups schedule's platformctl "
+                     "backups check)", f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through "
+                     "S3) and rds:DescribeDBInstances, nothing else", gitlab))
+    if args.reviewed_previews is not None:
+        rows.append(("reviewed-preview", f"merge-request jobs of {args.project_path} a maintainer started in the protected environments "
+                     "preview/dev and preview/prod (Vault's platform-preview login)", viewer,
+                     (f"Vault ({args.reviewed_previews.issuer_url}, identity tokens of the platform-preview role)", "Vault identity token")))
+    for suffix, holder, scope, (trusted, token) in rows:
         args.inventory.register(
             Credential(
-                what=what,
+                what=f"AWS sessions of the {suffix.replace('-', ' ')} role",
                 category="federated",
-                issuer=f"AWS STS, trusting {args.gitlab_url} (ID tokens with aud {AUDIENCE})",
+                issuer=f"AWS STS, trusting {trusted}",
                 holder=holder,
                 scope=scope,
                 lifetime_seconds=SESSION_SECONDS,
-                rotation="each job assumes the role with its own ID token",
-                resources=(resource,),
+                rotation=f"each job assumes the role with its own {token}",
+                resources=(f"{name}-{suffix}",),
             )
         )
 
@@ -185,6 +198,7 @@ class PipelineIdentity(pulumi.ComponentResource):
     plan_role_arn: pulumi.Output[str]
     deploy_role_arn: pulumi.Output[str]
     backup_watch_role_arn: pulumi.Output[str] | None
+    reviewed_preview_role_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: PipelineIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:ci_identity:PipelineIdentity", name, None, opts)
@@ -198,38 +212,41 @@ class PipelineIdentity(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
         )
 
-        def role(suffix: str, description: str, branch: str | None, policy_arn: str | None) -> aws.iam.Role:
-            created = aws.iam.Role(
-                f"{name}-{suffix}",
-                description=description,
-                assume_role_policy=provider.arn.apply(
-                    lambda arn: json.dumps(pipeline_trust_policy(arn, args.gitlab_url, args.project_path, branch))
-                ),
-                max_session_duration=SESSION_SECONDS,
-                tags=tags,
-                opts=on_aws,
-            )
+        def gitlab_trust(branch: str | None) -> pulumi.Output[str]:
+            return provider.arn.apply(lambda arn: json.dumps(pipeline_trust_policy(arn, args.gitlab_url, args.project_path, branch)))
+
+        def role(suffix: str, description: str, trust: pulumi.Input[str], policy_arn: str | None) -> aws.iam.Role:
+            created = aws.iam.Role(f"{name}-{suffix}", description=description, assume_role_policy=trust,
+                                   max_session_duration=SESSION_SECONDS, tags=tags, opts=on_aws)
             if policy_arn is not None:
                 aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=created.name, policy_arn=policy_arn, opts=on_aws)
             return created
 
-        def reader(suffix: str, description: str, branch: str | None) -> aws.iam.Role:
+        def reader(suffix: str, description: str, trust: pulumi.Input[str]) -> aws.iam.Role:
             """ReadOnlyAccess minus the data reads. A refresh of the program's AWS resources needs none: their reads
             describe (its S3 reads are the buckets' configuration, s3:GetBucket*, s3:Get*Configuration, s3:ListBucket:
             terraform-provider-aws internal/service/s3/bucket.go resourceBucketRead), and it has no data source."""
-            created = role(suffix, description, branch, READ_ONLY_POLICY)
+            created = role(suffix, description, trust, READ_ONLY_POLICY)
             no_data = deny_policy("DescribeDoNotRead", DATA_READS)
             aws.iam.RolePolicy(f"{name}-{suffix}-no-data", role=created.name, policy=json.dumps(no_data), opts=on_aws)
             return created
 
-        preview = reader("preview", f"pulumi preview from any branch of {args.project_path}", None)
-        deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", args.deploy_branch, ADMIN_POLICY)
+        preview = reader("preview", f"pulumi preview from any branch of {args.project_path}", gitlab_trust(None))
+        deploy = role("deploy", f"pulumi up from {args.deploy_branch} of {args.project_path}", gitlab_trust(args.deploy_branch),
+                      ADMIN_POLICY)
         keep_backups = deny_policy("KeepBackups", BACKUP_DELETIONS)
         keep_backups["Statement"].append({"Sid": "KeepHistoryKeys", "Effect": "Deny", "Action": list(HISTORY_KEY_CHANGES), "Resource": "*",
                                           "Condition": {"StringEquals": {f"aws:ResourceTag/{HISTORY_TAG}": "true"}}})
         aws.iam.RolePolicy(f"{name}-deploy-keep-backups", role=deploy.name, policy=json.dumps(keep_backups), opts=on_aws)
         plan = reader("plan", f"pulumi preview --refresh (plans, drift checks) from {args.deploy_branch} of {args.project_path}",
-                      args.deploy_branch)
+                      gitlab_trust(args.deploy_branch))
+        readers = [("plan", plan)]
+        self.reviewed_preview_role_arn = None
+        if args.reviewed_previews is not None:
+            reviewed = reader("reviewed-preview", f"pulumi preview --refresh of merge requests of {args.project_path} a maintainer "
+                              "started (Vault's platform-preview identity tokens)", self._vault_trust(name, args.reviewed_previews, on_aws))
+            readers.append(("reviewed-preview", reviewed))
+            self.reviewed_preview_role_arn = reviewed.arn
         # Kubernetes rights come from access entries only: AdministratorAccess alone leaves every call of `pulumi up` to
         # the clusters Unauthorized, ReadOnlyAccess every read of a refresh. The plan role reads and writes nothing:
         # pulumi-kubernetes v4 previews from its inputs' diff and, when the server refuses its server-side dry run as
@@ -240,14 +257,15 @@ class PipelineIdentity(pulumi.ComponentResource):
         for role_name, cluster_name, cluster_provider in args.clusters:
             on_cluster = pulumi.ResourceOptions(parent=self, provider=cluster_provider)
             cluster_access(f"{name}-deploy-{role_name}", cluster_name, deploy.arn, CLUSTER_ADMIN_POLICY, on_cluster)
-            cluster_access(f"{name}-plan-{role_name}", cluster_name, plan.arn, ADMIN_VIEW_POLICY, on_cluster)
+            for suffix, viewer in readers:
+                cluster_access(f"{name}-{suffix}-{role_name}", cluster_name, viewer.arn, ADMIN_VIEW_POLICY, on_cluster)
         self.preview_role_arn = preview.arn
         self.plan_role_arn = plan.arn
         self.deploy_role_arn = deploy.arn
         self.backup_watch_role_arn = None
         if args.backups is not None:
             watch = role("backup-watch", f"platformctl backups check from {args.deploy_branch} of {args.project_path}",
-                         args.deploy_branch, None)
+                         gitlab_trust(args.deploy_branch), None)
             store = args.backups
             aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.all(
                 store.bucket, store.kms_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], store.region))))
@@ -255,7 +273,14 @@ class PipelineIdentity(pulumi.ComponentResource):
 
         _register_sessions(name, args)
         self.register_outputs({"previewRoleArn": self.preview_role_arn, "planRoleArn": self.plan_role_arn, "deployRoleArn": self.deploy_role_arn,
-                               "backupWatchRoleArn": self.backup_watch_role_arn})
+                               "reviewedPreviewRoleArn": self.reviewed_preview_role_arn, "backupWatchRoleArn": self.backup_watch_role_arn})
+
+    def _vault_trust(self, name: str, tokens: IdentityTokens, on_aws: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """Vault as an IAM OIDC provider: tokens of its issuer with the role's audience (its client id) alone."""
+        vault_issuer = aws.iam.OpenIdConnectProvider(f"{name}-vault", url=tokens.issuer_url, client_id_lists=[tokens.audience],
+                                                     tags=managed_by(), opts=on_aws)
+        return pulumi.Output.all(vault_issuer.arn, tokens.audience).apply(
+            lambda a: json.dumps(web_identity_trust(a[0], tokens.issuer_url, {"aud": a[1]})))
 
 
 def pulumi_cloud_credential(project_path: str, gitlab_url: str) -> Credential:

@@ -165,6 +165,7 @@ path "sys/policies/acl/platform-approver" { capabilities = ["create", "read", "u
 path "sys/policies/acl/platform-reader" { capabilities = ["create", "read", "update", "patch", "delete"] }
 path "sys/policies/acl/platform-raft-snapshot" { capabilities = ["create", "read", "update", "patch", "delete"] }
 path "sys/policies/acl/platform-promote-image" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "sys/policies/acl/platform-preview-token" { capabilities = ["create", "read", "update", "patch", "delete"] }
 # Auth methods: tune those there are; enable or disable one, or tune the token store, only root.
 path "sys/auth/*" { capabilities = ["read", "list"] }
 path "sys/auth/+/tune" { capabilities = ["read", "update", "sudo"] }
@@ -238,12 +239,17 @@ path "auth/+/role/*" {
 # DRIFT_ROLE), which run with the variables of the schedule's owner: every declared object and the audit device
 # (listing audit devices needs sudo), and pulumi-vault's child token; nothing written, no storage or diagnostics.
 READER_POLICY = """\
-# platform-reader: what a refresh reads, for the drift checks.
+# platform-reader: what a refresh reads, for the drift checks and the merge requests' previews.
 path "*" {
   capabilities = ["read", "list"]
 }
 path "sys/audit" {
   capabilities = ["read", "sudo"]
+}
+# Reading here issues an identity token, which a cloud may trust (VaultFederation.identity_tokens): only the
+# policies of those tokens' own roles may.
+path "identity/oidc/token/*" {
+  capabilities = ["deny"]
 }
 """ + NO_STORAGE_OR_DIAGNOSTICS + CHILD_TOKENS_ONLY
 

@@ -49,6 +49,7 @@ WORKLOAD_TOKEN_TTL = 900
 WORKLOAD_TOKEN_MAX_TTL = 3600  # one hour at most
 CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
 CI_MAX_TOKEN_TTL = 3600  # the mount's ceiling: the deploy job's `pulumi up` (DEPLOY_ROLE)
+DAY_SECONDS = 86400  # an identity-token key's rotation, and how long its last public key still verifies
 DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: the program's own Vault access
 # The GitLab environments of those jobs (.gitlab-ci.yml): deploys, and previews and drift checks. Other
 # jobs on main (promote-image, played with any variables) are not platform-deploy.
@@ -58,6 +59,10 @@ DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
 # projects take no pipeline variables (components/tenant_gitlab.py PIPELINE_VARIABLES_ROLE), so their
 # "Run pipeline" and schedules run the protected ref's committed file as a push does (a release re-run, a rebuild).
 CI_PIPELINE_SOURCES = ("push", "web", "schedule")
+# A merge request's pipeline runs its branch's code, so a role takes it only in protected environments, where a
+# maintainer who read the change starts the job (`environment_protected`), never on `ref_protected`: GitLab marks a
+# merge-request pipeline protected when its source and target branches are, whoever wrote the change.
+REVIEWED_PIPELINE_SOURCES = ("merge_request_event",)
 # platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
 # (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their
 # own; and, at a role of their own, the schedule (its owner's variables) of rebuild-dev (dev), never in
@@ -66,7 +71,11 @@ DEPLOY_PIPELINE_SOURCES = ("push",)
 SCHEDULED_DEPLOY_ROLE = "platform-deploy-scheduled"
 SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev",)
 DRIFT_ROLE = "platform-drift"
-DRIFT_ENVIRONMENTS = ("preview/dev", "preview/prod")
+PREVIEW_ENVIRONMENTS = ("preview/dev", "preview/prod")  # protected: maintainers only (README)
+DRIFT_ENVIRONMENTS = PREVIEW_ENVIRONMENTS
+# Merge requests' previews, once a maintainer plays them (.gitlab-ci.yml `.preview`): what a refresh reads, as the
+# drift checks, and on EKS the identity token the reviewed-preview AWS role trusts (AWS cannot test the environment).
+PREVIEW_ROLE = "platform-preview"
 TOKEN_REVIEW_ROLE = "platform-vault-tokenreview"
 # Copied from a CI job's ID token into its Vault token's metadata, so the audit log names the job.
 CI_CLAIM_MAPPINGS = {claim: claim for claim in ("project_path", "ref", "pipeline_id", "job_id", "user_login")}
@@ -110,6 +119,15 @@ class _Mount:
     path: str
     jwt: bool  # True: JWT auth (EKS); False: Kubernetes auth
     ready: pulumi.Resource  # what a role waits for: the mount, or its configuration
+
+
+@dataclass(frozen=True)
+class IdentityTokens:
+    """Identity tokens Vault issues for one role (`VaultFederation.identity_tokens`)."""
+
+    issuer_url: str  # the tokens' `iss`: https://vault.<domain>/v1/identity/oidc
+    audience: pulumi.Output[str]  # their `aud`: the role's client id
+    policy: str  # the Vault policy that may have one issued
 
 
 @dataclass(frozen=True)
@@ -309,8 +327,10 @@ class VaultFederation(pulumi.ComponentResource):
         branch names the job must run on; None: any protected branch or tag. `environments`: the
         jobs' GitLab environments, which set apart two jobs of one branch (the deploy jobs from a
         job anyone may play with variables of their own); None: any job. `pipeline_sources`: some
-        of CI_PIPELINE_SOURCES. Tokens last `ttl` seconds (five minutes unless a job must outlast
-        that, at most an hour). Raises ValueError on `*`, commas or empty lists, or without GitLab.
+        of CI_PIPELINE_SOURCES, or REVIEWED_PIPELINE_SOURCES alone: merge-request pipelines of any
+        branch, in the protected `environments` only (`environment_protected`; no `refs`). Tokens
+        last `ttl` seconds (five minutes unless a job must outlast that, at most an hour). Raises
+        ValueError on `*`, commas or empty lists, or without GitLab.
         """
         if self._gitlab is None:
             raise ValueError(f"role {resource_name}: GitLab is not enabled, so Vault has no CI mount")
@@ -318,9 +338,15 @@ class VaultFederation(pulumi.ComponentResource):
         paths = _checked(f"role {role_name}: project paths", project_paths, _PROJECT_PATH, "GitLab project paths 'group/project'")
         if not 0 < ttl <= CI_MAX_TOKEN_TTL:
             raise ValueError(f"role {role_name}: token lifetime {ttl}s; allowed 1 to {CI_MAX_TOKEN_TTL} seconds")
-        if not pipeline_sources or not set(pipeline_sources) <= set(CI_PIPELINE_SOURCES):
-            raise ValueError(f"role {role_name}: pipeline sources {list(pipeline_sources)}; allowed some of {', '.join(CI_PIPELINE_SOURCES)}")
-        claims = {"project_path": ",".join(paths), "ref_protected": "true", "pipeline_source": ",".join(pipeline_sources)}
+        reviewed = tuple(pipeline_sources) == REVIEWED_PIPELINE_SOURCES
+        if not reviewed and (not pipeline_sources or not set(pipeline_sources) <= set(CI_PIPELINE_SOURCES)):
+            raise ValueError(f"role {role_name}: pipeline sources {list(pipeline_sources)}; allowed some of "
+                             f"{', '.join(CI_PIPELINE_SOURCES)}, or {REVIEWED_PIPELINE_SOURCES[0]} alone")
+        if reviewed and (environments is None or refs is not None):
+            raise ValueError(f"role {role_name}: merge-request pipelines only in protected environments, of any branch "
+                             "(give environments, no refs)")
+        guard = {"environment_protected": "true"} if reviewed else {"ref_protected": "true"}
+        claims = {"project_path": ",".join(paths), **guard, "pipeline_source": ",".join(pipeline_sources)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
             # A tag named like a protected branch must not pass for it.
@@ -348,8 +374,9 @@ class VaultFederation(pulumi.ComponentResource):
                 f"Vault tokens of CI role {role_name}",
                 login=f"auth/{GITLAB_PATH}",
                 holder=f"CI jobs of {', '.join(pipeline_sources)} pipelines of {', '.join(paths)} on "
-                + (f"protected {', '.join(refs)}" if refs else "protected branches and tags")
-                + (f" in the environments {', '.join(environments)}" if environments else ""),
+                + (f"protected {', '.join(refs)}" if refs else "any branch" if reviewed else "protected branches and tags")
+                + (f" in the {'protected ' if reviewed else ''}environments {', '.join(environments)}" if environments else "")
+                + (", once a maintainer starts the job" if reviewed else ""),
                 scope=f"Vault policies {', '.join(policies)}",
                 seconds=ttl,
                 rotation="each job logs in with its own ID token",
@@ -359,6 +386,30 @@ class VaultFederation(pulumi.ComponentResource):
         return role
 
     # --- helpers ----------------------------------------------------------------------
+
+    def identity_tokens(self, role_name: str, ttl: int, parent: pulumi.Resource) -> IdentityTokens:
+        """Vault as an OIDC issuer (its identity tokens) of tokens for `role_name` alone: a key of its own that signs
+        for that role's client id only, the tokens living `ttl` seconds, and a policy that may have one issued.
+
+        Why: a cloud's STS can trust this issuer and audience where it cannot test what Vault's login did (the
+        merge request's protected environment). The issuer's discovery and keys are public (Vault serves them
+        unauthenticated), as STS must fetch them."""
+        on_vault = pulumi.ResourceOptions(parent=parent, provider=self.provider)
+        vault.identity.Oidc(f"{role_name}-issuer", issuer=self.ci_audience, opts=on_vault)
+        key = vault.identity.OidcKey(f"{role_name}-key", name=role_name, algorithm="RS256", rotation_period=DAY_SECONDS,
+                                     verification_ttl=DAY_SECONDS, opts=on_vault)
+        role = vault.identity.OidcRole(f"{role_name}-tokens", name=role_name, key=key.name, ttl=ttl, opts=on_vault)
+        vault.identity.OidcKeyAllowedClientID(f"{role_name}-key-client", key_name=key.name, allowed_client_id=role.client_id,
+                                               opts=on_vault)
+        policy = f"{role_name}-token"  # a login role may name it before it exists: Vault reads it at each login
+        vault.Policy(policy, name=policy, opts=on_vault,
+                 policy=f'path "identity/oidc/token/{role_name}" {{\n  capabilities = ["read"]\n}}\n')
+        self._inventory.register(Credential(
+            what=f"Vault identity tokens of {role_name}", category="federated", issuer=f"Vault ({self.ci_audience}/v1/identity/oidc)",
+            holder=f"Vault logins with the policy {policy}", scope="an audience of their own: what trusts it and nothing else",
+            lifetime_seconds=ttl, rotation="a new token for each job", resources=(f"{role_name}-tokens",),
+        ))
+        return IdentityTokens(f"{self.ci_audience}/v1/identity/oidc", role.client_id, policy)
 
     def _mount(self, cluster: str) -> _Mount:
         if cluster not in self._mounts:

@@ -195,6 +195,9 @@ class PlatformMocks(Mocks):
             # The mount accessor Vault assigns; group aliases bind to it.
             outputs = {**args.inputs, "accessor": f"auth_{args.inputs.get('type', 'jwt')}_{_digest(args.name)}"}
             return f"{args.name}-{_digest(args.typ, args.name)}", outputs
+        if args.typ == "vault:identity/oidcRole:OidcRole":
+            # The client id Vault generates for the role: its tokens' audience.
+            return f"{args.name}-{_digest(args.typ, args.name)}", {**args.inputs, "clientId": f"client-{_digest(args.name, length=22)}"}
         if args.typ == "vault:generic/endpoint:Endpoint" and str(args.inputs.get("path", "")).endswith("/rotate"):
             return str(args.inputs["path"]), _transit_answer(args)
         if args.typ == "time:index/rotating:Rotating":

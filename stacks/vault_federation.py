@@ -25,12 +25,18 @@ from components.vault_federation import (
     DEPLOY_ROLE,
     DRIFT_ENVIRONMENTS,
     DRIFT_ROLE,
+    PREVIEW_ENVIRONMENTS,
+    PREVIEW_ROLE,
+    REVIEWED_PIPELINE_SOURCES,
     SCHEDULED_DEPLOY_ENVIRONMENTS,
     SCHEDULED_DEPLOY_ROLE,
     VaultFederation,
     VaultFederationArgs,
 )
 from stacks.config import PlatformConfig
+
+# The identity token a reviewed preview exchanges once, at its start, for an AWS session of an hour.
+PREVIEW_TOKEN_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class IdentityFederation:
             outputs["previewRoleArn"] = self.pipeline.preview_role_arn
             outputs["planRoleArn"] = self.pipeline.plan_role_arn
             outputs["deployRoleArn"] = self.pipeline.deploy_role_arn
+            if self.pipeline.reviewed_preview_role_arn is not None:  # REVIEWED_PREVIEW_ROLE_ARN (per environment)
+                outputs["reviewedPreviewRoleArn"] = self.pipeline.reviewed_preview_role_arn
             if self.pipeline.backup_watch_role_arn is not None:  # BACKUP_WATCH_ROLE_ARN (protected variable)
                 outputs["backupWatchRoleArn"] = self.pipeline.backup_watch_role_arn
         return outputs
@@ -90,10 +98,20 @@ def build_vault_federation(
                     role, [config.pipeline.project_path], [DEFAULT_BRANCH], [policy], federation,
                     ttl=CI_MAX_TOKEN_TTL, environments=list(environments), pipeline_sources=sources,
                 )
+    identity = clusters["control-plane"].aws_identity
+    if gitlab is not None and federation is not None:
+        # Merge requests' previews a maintainer started: what a refresh reads, as the drift checks; on EKS also the
+        # identity token the reviewed-preview AWS role trusts (components/ci_identity.py).
+        reviewed = federation.identity_tokens(PREVIEW_ROLE, PREVIEW_TOKEN_SECONDS, federation) if identity is not None else None
+        federation.bind_ci(
+            PREVIEW_ROLE, [config.pipeline.project_path], None, [READER_POLICY_NAME, *([reviewed.policy] if reviewed else [])],
+            federation, ttl=CI_MAX_TOKEN_TTL, environments=list(PREVIEW_ENVIRONMENTS), pipeline_sources=REVIEWED_PIPELINE_SOURCES,
+        )
+    else:
+        reviewed = None
     if gitlab is not None:
         inventory.register(pulumi_cloud_credential(config.pipeline.project_path, gitlab.url))
     pipeline = None
-    identity = clusters["control-plane"].aws_identity
     if gitlab is not None and identity is not None:
         pipeline = PipelineIdentity(
             "platform-pipeline",
@@ -106,6 +124,7 @@ def build_vault_federation(
                 depends_on=[gitlab.release],
                 clusters=tuple((role, cluster.eks_cluster_name, cluster.aws_provider) for role, cluster in clusters.items()
                                if cluster.eks_cluster_name is not None and cluster.aws_provider is not None),
+                reviewed_previews=reviewed,
             ),
         )
     return IdentityFederation(inventory, federation, pipeline)

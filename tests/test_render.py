@@ -81,9 +81,9 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
         assert len(cluster["inputs"]["vpcConfig"]["subnetIds"]) == 6  # 3 private + 3 public
     assert len(of_type(plan, "aws:ec2/vpc:Vpc")) == 3
     assert len(of_type(plan, "aws:ec2/subnet:Subnet")) == 18
-    # One per cluster for workload identity, and GitLab's for this repository's pipeline.
+    # One per cluster for workload identity, GitLab's for this repository's pipeline, and Vault's for its reviewed previews.
     assert sorted(p["name"] for p in of_type(plan, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == [
-        "control-plane-oidc", "dev-oidc", "platform-pipeline-gitlab", "prod-oidc"
+        "control-plane-oidc", "dev-oidc", "platform-pipeline-gitlab", "platform-pipeline-vault", "prod-oidc"
     ]
     groups = of_type(plan, "aws:eks/nodeGroup:NodeGroup")
     # A node group per configured group and zone (tests/test_eks_zones.py), its share of the configured sizes.
@@ -93,12 +93,13 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
     system = [g["inputs"]["scalingConfig"] for g in groups if g["name"].startswith("control-plane-system-")]
     assert system == [{"desiredSize": 1, "maxSize": 2, "minSize": 1}] * 3  # 3, 6 and 3 over three zones
     # Cluster admins: the configured principal and the pipeline's deploy role; readers: the pipeline's plan role
-    # (tests/test_vault_federation.py), on each cluster.
+    # (tests/test_vault_federation.py) and reviewed-preview role (tests/test_reviewed_previews.py), on each cluster.
     access = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     assert sorted((a["inputs"]["principalArn"], a["inputs"]["policyArn"].rsplit("/", 1)[1]) for a in access) == sorted(
         [("arn:aws:iam::123456789012:role/platform-admin", "AmazonEKSClusterAdminPolicy"),
          (plan["outputs"]["deployRoleArn"], "AmazonEKSClusterAdminPolicy"),
-         (plan["outputs"]["planRoleArn"], "AmazonEKSAdminViewPolicy")] * 3)
+         (plan["outputs"]["planRoleArn"], "AmazonEKSAdminViewPolicy"),
+         (plan["outputs"]["reviewedPreviewRoleArn"], "AmazonEKSAdminViewPolicy")] * 3)
     # Each cluster's Kubernetes provider is bound to that cluster (its kubeconfig is built from it).
     providers = {p["cluster"]: p for p in of_type(plan, "pulumi:providers:kubernetes")}
     assert sorted(providers) == ["control-plane", "dev", "prod"]

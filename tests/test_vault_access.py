@@ -25,17 +25,19 @@ ENVIRONMENTS = ("dev", "prod")
 
 
 def audience(vault: Any) -> str:
-    [role] = [a for a in vault.applied if a.path == f"auth/{GITLAB_PATH}/role/checkout-ci"]
-    return role.wrote["bound_audiences"][0]
+    """The Vault URL, which every CI role binds."""
+    [url] = {a.wrote["bound_audiences"][0] for a in vault.applied if a.path.startswith(f"auth/{GITLAB_PATH}/role/")}
+    return url
 
 
 def gitlab_id_token(vault: Any, project_path: str, ref: str, ref_type: str, protected: bool,
-                    source: str = "push", environment: str | None = None) -> str:
+                    source: str = "push", environment: str | None = None, environment_protected: bool = True) -> str:
     """An id_token as GitLab issues it to a job (claims as documented for GitLab 17/18); `environment`:
     the job's environment, whose claims GitLab adds only for a job that has one."""
     namespace = project_path.rsplit("/", 1)[0]
     job_environment = {} if environment is None else {
-        "environment": environment, "environment_protected": "true", "deployment_tier": "other", "environment_action": "start",
+        "environment": environment, "environment_protected": str(environment_protected).lower(), "deployment_tier": "other",
+        "environment_action": "start",
     }
     return vault.identity.sign(GITLAB_PATH, {**job_environment, 
         "sub": f"project_path:{project_path}:ref_type:{ref_type}:ref:{ref}",

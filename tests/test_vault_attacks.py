@@ -31,7 +31,8 @@ from components.tenant_secrets import ci_policy, read_policy, write_policy
 from components.tenant_supply_chain import sign_policy
 from components.ingress import NAMESPACE as INGRESS_NAMESPACE
 from components.vault import API_PORT, BOOTSTRAP_AUTH, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
-from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH
+from components.vault import READER_POLICY_NAME
+from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH, PREVIEW_ENVIRONMENTS, PREVIEW_ROLE
 from components.vault_init import VaultInit, VaultInitProvider
 from platformctl.mocks import PlatformMocks
 from platformctl.render import Render
@@ -102,7 +103,14 @@ def test_every_login_role_binds_exact_values_never_a_pattern(plan: dict[str, Any
             assert inputs["boundClaimsType"] == "string", name
             claims = inputs["boundClaims"]
             if inputs["backend"] == GITLAB_PATH:
-                assert claims["ref_protected"] == "true" and "merge_request_event" not in claims["pipeline_source"], name
+                if "merge_request_event" in claims["pipeline_source"]:
+                    # A merge request runs its branch's code: only where a maintainer starts the job (the protected
+                    # preview environments), never on `ref_protected` (true for a protected branch's merge request), and reads only.
+                    assert claims["pipeline_source"] == "merge_request_event" and "ref_protected" not in claims, name
+                    assert claims["environment_protected"] == "true" and set(claims["environment"].split(",")) <= set(PREVIEW_ENVIRONMENTS), name
+                    assert set(inputs["tokenPolicies"]) <= {READER_POLICY_NAME, f"{PREVIEW_ROLE}-token"}, name
+                else:
+                    assert claims["ref_protected"] == "true", name
                 assert "/" in claims["project_path"], name
             else:
                 assert set(claims) == {"sub"}, name
@@ -412,6 +420,9 @@ WRITE = ("create", "update", "read", "delete")
 # Deleted from the state alone, with no call (terraform-provider-vault kubernetes_auth_backend_config.go
 # kubernetesAuthBackendConfigDelete).
 DELETED_WITHOUT_A_CALL = ("vault:kubernetes/authBackendConfig:AuthBackendConfig",)
+# Deleted by a write: the issuer reset to the default (identity_oidc.go identityOidcDelete), the client id taken off
+# the key's list (identity_oidc_key_allowed_client_id.go identityOidcKeyAllowedClientIdDelete).
+DELETED_BY_AN_UPDATE = ("vault:identity/oidc:Oidc", "vault:identity/oidcKeyAllowedClientID:OidcKeyAllowedClientID")
 
 
 def provider_paths(resource: dict[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -437,6 +448,10 @@ def provider_paths(resource: dict[str, Any]) -> dict[str, tuple[str, ...]]:
                                                                     f"{i['backend']}/keys/{i['name']}/config": ("update",)},
         "vault:generic/endpoint:Endpoint": lambda: {i["path"]: ("update",)},
         "vault:kv/secretV2:SecretV2": lambda: {f"{i['mount']}/data/{i['name']}": WRITE, f"{i['mount']}/metadata/{i['name']}": ("read", "delete")},
+        "vault:identity/oidc:Oidc": lambda: {"identity/oidc/config": ("read", "update")},
+        "vault:identity/oidcKey:OidcKey": lambda: {f"identity/oidc/key/{i['name']}": WRITE},
+        "vault:identity/oidcRole:OidcRole": lambda: {f"identity/oidc/role/{i['name']}": WRITE},
+        "vault:identity/oidcKeyAllowedClientID:OidcKeyAllowedClientID": lambda: {f"identity/oidc/key/{i['keyName']}": ("read", "update")},
     }[kind]()
 
 
@@ -457,7 +472,7 @@ def test_the_programs_own_up_passes_with_the_pipelines_token(vault: PlanVault, r
             for path, capabilities in paths.items():
                 needs.setdefault(path, set()).update(capabilities)
             deleted = (any("delete" in capabilities for capabilities in paths.values()) or resource["inputs"].get("disableDelete")
-                       or resource["type"] in DELETED_WITHOUT_A_CALL)
+                       or resource["type"] in DELETED_WITHOUT_A_CALL + DELETED_BY_AN_UPDATE)
             if not deleted and not resource["options"]["retainOnDelete"]:
                 missing.append(f"{stack}: {resource['name']} is deleted by root only but not retained on delete")
         granted = token.write_data("sys/capabilities-self", data={"paths": sorted(needs)})["data"]

@@ -366,6 +366,12 @@ def test_every_bound_role_passes_the_policy_pack_and_the_inventory(bound: dict[s
         (lambda f, t: f.bind_ci("r", ["g/p"], ["*"], ["p"], t), "'*' is not allowed"),
         (lambda f, t: f.bind_ci("r", ["g/p"], [], ["p"], t), "at least one"),
         (lambda f, t: f.bind_ci("r", ["g/p"], ["main,dev"], ["p"], t), "'main,dev' is not allowed"),
+        # A merge request's pipeline runs its branch's code: only in protected environments, never beside other sources.
+        (lambda f, t: f.bind_ci("r", ["g/p"], None, ["p"], t, pipeline_sources=("merge_request_event",)), "only in protected environments"),
+        (lambda f, t: f.bind_ci("r", ["g/p"], ["main"], ["p"], t, environments=["preview/dev"], pipeline_sources=("merge_request_event",)),
+         "only in protected environments"),
+        (lambda f, t: f.bind_ci("r", ["g/p"], None, ["p"], t, environments=["preview/dev"], pipeline_sources=("push", "merge_request_event")),
+         "merge_request_event alone"),
     ],
 )
 def test_wildcards_empty_lists_and_unknown_clusters_are_refused(call: Callable, message: str) -> None:

@@ -111,6 +111,8 @@ class VaultApplier:
         )
         if "accessor" in outputs:
             self.real[outputs["accessor"]] = applied.read["accessor"]
+        if "clientId" in outputs:  # an identity token role's: its tokens' audience
+            self.real[outputs["clientId"]] = applied.read["client_id"]
         if mock_id is not None and "id" in applied.read:
             self.real[mock_id] = applied.read["id"]
 
@@ -219,6 +221,24 @@ class VaultApplier:
         answer = (self.client.write_data(i["path"], data=body) or {}).get("data") or {}
         return Applied("", name, i["path"], {}, {f: answer[f] for f in i.get("write_fields") or [] if f in answer})
 
+    def oidc_config(self, name: str, i: dict[str, Any]) -> Applied:
+        return self.write_read(name, "identity/oidc/config", {"issuer": i["issuer"]})
+
+    def oidc_key(self, name: str, i: dict[str, Any]) -> Applied:
+        return self.write_read(name, f"identity/oidc/key/{i['name']}", {k: v for k, v in i.items() if k != "name"})
+
+    def oidc_role(self, name: str, i: dict[str, Any]) -> Applied:
+        return self.write_read(name, f"identity/oidc/role/{i['name']}", {k: v for k, v in i.items() if k != "name"})
+
+    def oidc_key_client(self, name: str, i: dict[str, Any]) -> Applied:
+        """As terraform-provider-vault's identity_oidc_key_allowed_client_id: the key's list, read, with this id added."""
+        path = f"identity/oidc/key/{i['key_name']}"
+        allowed = sorted({*(self.client.read(path)["data"].get("allowed_client_ids") or []), i["allowed_client_id"]})
+        self.client.write_data(path, data={"allowed_client_ids": allowed})
+        read = self.client.read(path)["data"]
+        return Applied("", name, path, {"allowed_client_id": i["allowed_client_id"]},
+                       {"allowed_client_id": i["allowed_client_id"] if i["allowed_client_id"] in read["allowed_client_ids"] else None})
+
     def kv_secret(self, name: str, i: dict[str, Any]) -> Applied:
         data = json.loads(i["data_json"]) if i["data_json"] != PLACEHOLDER else {"value": PLACEHOLDER}
         self.client.write_data(f"{i['mount']}/data/{i['name']}", data={"data": data})
@@ -239,5 +259,9 @@ WRITERS: dict[str, Callable[[VaultApplier, str, dict[str, Any]], Applied]] = {
     "vault:identity/groupAlias:GroupAlias": VaultApplier.group_alias,
     "vault:transit/secretBackendKey:SecretBackendKey": VaultApplier.transit_key,
     "vault:kv/secretV2:SecretV2": VaultApplier.kv_secret,
+    "vault:identity/oidc:Oidc": VaultApplier.oidc_config,
+    "vault:identity/oidcKey:OidcKey": VaultApplier.oidc_key,
+    "vault:identity/oidcRole:OidcRole": VaultApplier.oidc_role,
+    "vault:identity/oidcKeyAllowedClientID:OidcKeyAllowedClientID": VaultApplier.oidc_key_client,
     "vault:generic/endpoint:Endpoint": VaultApplier.endpoint,
 }
