@@ -214,6 +214,15 @@ path "sys/monitor" {
 }
 """
 
+# Reading identity/oidc/token/<role> issues an identity token, which a cloud may trust (VaultFederation.identity_tokens:
+# the reviewed previews' AWS role): the readers below deny it; only that role's own token policy grants it (its exact
+# path wins over this glob).
+NO_IDENTITY_TOKENS = """\
+path "identity/oidc/token/*" {
+  capabilities = ["deny"]
+}
+"""
+
 # Read-only view of Vault's configuration, role bindings and identities, for system approvers:
 # enough to review what a change did, nothing that reads a secret or changes anything; no storage
 # or diagnostics. Secret engines' paths are not granted at all.
@@ -232,7 +241,7 @@ path "auth/+/config" {
 path "auth/+/role/*" {
   capabilities = ["read", "list"]
 }
-"""
+""" + NO_IDENTITY_TOKENS
 
 
 # What `pulumi preview --refresh` reads of Vault, for the scheduled drift checks (components/vault_federation.py
@@ -246,12 +255,7 @@ path "*" {
 path "sys/audit" {
   capabilities = ["read", "sudo"]
 }
-# Reading here issues an identity token, which a cloud may trust (VaultFederation.identity_tokens): only the
-# policies of those tokens' own roles may.
-path "identity/oidc/token/*" {
-  capabilities = ["deny"]
-}
-""" + NO_STORAGE_OR_DIAGNOSTICS + CHILD_TOKENS_ONLY
+""" + NO_IDENTITY_TOKENS + NO_STORAGE_OR_DIAGNOSTICS + CHILD_TOKENS_ONLY
 
 
 @dataclass(frozen=True, kw_only=True)

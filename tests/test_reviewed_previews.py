@@ -117,6 +117,21 @@ def test_the_drift_checks_login_has_no_token_issued_for_the_aws_role(prod_vault:
         prod_vault.client(auth["client_token"]).read(TOKEN_ROLE)
 
 
+def test_no_policy_of_the_plan_but_the_admins_and_the_token_policy_may_have_one_issued(prod_vault: Any, renders: dict) -> None:
+    """Every policy the prod plan writes (tenants', approvers', readers', the snapshot's, the promoter's...), as a
+    token of that policy alone asks the real server: only platform-admin (all of Vault, break-glass and the deploy
+    jobs) and platform-preview-token may read identity/oidc/token/platform-preview."""
+    names = {r["inputs"]["name"] for r in renders["prod"].plan["resources"] if r["type"] == "vault:index/policy:Policy"}
+    root = prod_vault.client(prod_vault.root_token)
+    may = set()
+    for name in sorted(names):
+        token = root.auth.token.create(policies=["default", name], ttl="5m")["auth"]["client_token"]
+        capabilities = prod_vault.client(token).write_data("sys/capabilities-self", data={"paths": [TOKEN_ROLE]})["data"][TOKEN_ROLE]
+        if "read" in capabilities or "root" in capabilities:
+            may.add(name)
+    assert len(names) > 5 and may == {"platform-admin", f"{PREVIEW_ROLE}-token"}
+
+
 def test_the_reviewed_preview_role_reads_every_eks_cluster_and_is_output(renders: dict) -> None:
     plan = renders["prod"].plan
     arn = plan["outputs"]["reviewedPreviewRoleArn"]
