@@ -10,7 +10,7 @@ what `.gitlab-ci.yml` asks for), and these roles trust it for one project path:
   registry images and CI artifacts, secret and parameter values, KMS decryption, log contents
   such as the clusters' audit logs): whoever can push a branch can assume it, and `pulumi
   preview` needs none of that data. No access entry on any EKS cluster: a refresh reads every
-  Secret there, so a merge request's preview sees no EKS cluster's objects.
+  Secret there (a merge request's preview a maintainer started reads them as reviewed preview, below).
 * plan (`PLAN_ROLE_ARN`): main's previews whose plans the deploys apply, and the drift checks.
   Trusted exactly as deploy (below), allowed what preview is in AWS (a refresh of the program's
   AWS resources describes them: its S3 reads are the buckets' configuration, never an object),
