@@ -12,7 +12,8 @@ so the scrape derives `service_namespace` from that name: the longest prefix tha
 of the cluster's environment (`<tenant>-<env>`) followed by a Service and port. One rule, whatever
 the tenants (adding one changes nothing here). Longest, so that tenant `pay-dev-x`'s Services are
 never `pay`'s (`pay-dev-x-dev-app-80`); a Service whose own name holds `-<env>-` is attributed to
-the longer name, where Traefik's names are ambiguous anyway (that is `pay`'s `x-dev-app` too).
+the longer name, which is no tenant's: the stack config refuses a namespace that is another's and a
+`-` more, whose Services Traefik would confuse (`pay`'s `x-dev-app` is `pay-dev-x`'s `app`).
 """
 
 from __future__ import annotations

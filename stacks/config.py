@@ -868,7 +868,28 @@ def _name_collisions(config: PlatformConfig) -> list[str]:
     for namespace, where in namespaces.items():
         if namespace in {n.name for n in PLATFORM_NAMESPACES}:
             problems.append(f"{where}: the namespace {namespace!r} is the platform's; allowed: another name")
+    # Tenants' namespaces only: a sandbox serves no host (its PlatformTenantIngressHosts allows none).
+    tenant_namespaces = {namespace_name(t.name, e): f"{NAMESPACE}:tenants[{i}].name"
+                         for i, t in enumerate(config.tenants) for e in ("dev", "prod")}
+    for namespace, where in tenant_namespaces.items():
+        problems += _extended_namespace(namespace, where, tenant_namespaces)
     return problems
+
+
+def _extended_namespace(namespace: str, where: str, namespaces: Mapping[str, str]) -> list[str]:
+    """A tenant's namespace that is another's and a '-' more: the tenants' Traefik names an
+    Ingress's backend `<namespace>-<service>-<port>` and keeps one server list per name (traefik v3.6.2
+    pkg/provider/kubernetes/ingress/kubernetes.go:354-355, the later replaces the earlier), so the
+    shorter's Service `<rest>-<s>` would be the longer's `<s>`: both hosts served by one tenant's pods,
+    and one tenant's traffic counted as the other's in the canary analyses (components/prometheus.py)."""
+    parts = namespace.split("-")
+    return [
+        f"{where}: its namespace {namespace!r} begins with {prefix!r} ({namespaces[prefix]}) and a '-', on the same cluster, "
+        f"so Traefik would take that namespace's Service '{namespace[len(prefix) + 1:]}-<name>' for this one's '<name>'; "
+        f"allowed: a name whose namespaces do not begin with another tenant's namespace and a '-'"
+        # Both end in their environment (namespace_name): the same one, the same cluster.
+        for prefix in ("-".join(parts[:i]) for i in range(1, len(parts)) if parts[i - 1] == parts[-1]) if prefix in namespaces
+    ]
 
 
 def previous_tenants(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

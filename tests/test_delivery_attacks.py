@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from platformctl.render import Render
+from platformctl.render import Render, read_stack_file, render_plan
 from policy.labels import TENANT_NAMESPACE_LABEL
-from tests.test_config import PROD, _problems, _write
+from stacks.config import ConfigError, load_platform_config
+from tests.test_config import DEV, PROD, _problems, _write
 from tests.test_gatekeeper_plan import selector_matches
 from tests.test_gitlab_rails_secret import rendered
 from tests.test_network import Plan
@@ -548,3 +549,76 @@ def test_a_tenants_ingress_cannot_have_the_aws_load_balancer_controller_build_it
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert refused_by_gatekeeper or "--disable-ingress-class-annotation=true" in args, (controller["cluster"], args)
         assert not [o for o in objects if o["kind"] == "IngressClass"], controller["cluster"]
+
+
+# --- Traefik's names for an Ingress's backends ----------------------------------------------------
+
+def traefik_service(namespace: str, service: str, port: int | str) -> str:
+    """The name the tenants' Traefik gives an Ingress backend, and keeps one server list under:
+    traefik v3.6.2 pkg/provider/kubernetes/ingress/kubernetes.go:354-355
+    (`conf.HTTP.Services[provider.Normalize(ns + "-" + svc + "-" + port)] = service`: a second
+    backend of the same name replaces the first, and every router naming it routes there);
+    Normalize (pkg/provider/configuration.go:509) leaves DNS labels as they are."""
+    return f"{namespace}-{service}-{port}"
+
+
+def shared_traefik_services(plan: dict[str, Any]) -> list[str]:
+    """For each pair of tenant namespaces on one cluster where one is the other's and a '-' more:
+    the Traefik service that the shorter's Service `<rest>-app` and the longer's `app` both are."""
+    namespaces: dict[str, set[str]] = {}
+    for r in plan["resources"]:
+        metadata = r["inputs"].get("metadata") or {}
+        if (r["type"] == "kubernetes:core/v1:Namespace" and (metadata.get("labels") or {}).get(TENANT_NAMESPACE_LABEL) == "true"
+                and not metadata["name"].startswith("sandbox-")):  # a sandbox serves no host (PlatformTenantIngressHosts)
+            namespaces.setdefault(r["cluster"], set()).add(metadata["name"])
+    shared = []
+    for cluster, names in sorted(namespaces.items()):
+        for attacker in sorted(names):
+            for victim in sorted(names):
+                if victim.startswith(f"{attacker}-"):
+                    rest = victim[len(attacker) + 1:]
+                    ours, theirs = traefik_service(attacker, f"{rest}-app", 80), traefik_service(victim, "app", 80)
+                    assert ours == theirs
+                    shared.append(f"{cluster}: {attacker}'s Service {rest}-<s> is {victim}'s <s> (s=app, port 80: {ours})")
+    return shared
+
+
+# (case, mutation, the key the refusal names)
+EXTENDED_NAMESPACES = [
+    ("a tenant named <payments>-dev-<x>", lambda d: d["config"]["platform:tenants"].append({"name": "payments-dev-web", "owners": ["zoe"]}),
+     "platform:tenants[3].name"),
+    ("a tenant named <payments>-prod", lambda d: d["config"]["platform:tenants"].append({"name": "payments-prod", "owners": ["zoe"]}),
+     "platform:tenants[3].name"),
+    ("a virtual-cluster tenant named <checkout>-dev-<x>",
+     lambda d: d["config"]["platform:tenants"].append({"name": "checkout-dev-web", "owners": ["zoe"], "isolation": "vcluster"}),
+     "platform:tenants[3].name"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "key"), EXTENDED_NAMESPACES, ids=[c[0] for c in EXTENDED_NAMESPACES])
+def test_a_tenants_service_cannot_take_another_tenants_traffic_through_traefiks_names(
+        tmp_path: Path, case: str, mutate: Any, key: str) -> None:
+    """`payments` commits to its ops repository a Service `web-dev-app` and an Ingress for its own
+    host (both within its AppProject, its ArgoCD user's rights and PlatformTenantIngressHosts). In
+    Traefik's configuration that backend is `payments-dev-web-dev-app-80`, which is also tenant
+    `payments-dev-web`'s Service `app`: one backend replaces the other, so both hosts are served
+    by one tenant's pods, whichever Traefik listed last (its users' requests, cookies and tokens
+    go to the other tenant). The platform must never hold two such tenant namespaces on a cluster
+    (a sandbox serves no host): the stack file is refused, naming the tenant whose namespace extends
+    another's."""
+    path = _write(tmp_path, DEV, mutate)
+    raw, secret_keys = read_stack_file(path)
+    try:
+        load_platform_config(raw, stack="dev", source=str(path), secret_keys=secret_keys)
+    except ConfigError as err:
+        problems = err.problems
+    else:
+        problems = []
+    shared = [] if problems else shared_traefik_services(render_plan(path, "dev"))
+    assert not shared, shared
+    assert any(line.startswith(f"{key}: ") and "Traefik" in line and "allowed:" in line for line in problems), problems
+
+
+def test_the_stacks_tenant_namespaces_share_no_traefik_service(renders: dict[str, Render]) -> None:
+    for stack in ("dev", "prod"):
+        assert shared_traefik_services(renders[stack].plan) == [], stack
