@@ -622,3 +622,82 @@ def test_a_tenants_service_cannot_take_another_tenants_traffic_through_traefiks_
 def test_the_stacks_tenant_namespaces_share_no_traefik_service(renders: dict[str, Render]) -> None:
     for stack in ("dev", "prod"):
         assert shared_traefik_services(renders[stack].plan) == [], stack
+
+
+# --- Traefik's rule for an Ingress's path ---------------------------------------------------------
+
+PATH_MATCHER = "traefik.ingress.kubernetes.io/router.pathmatcher"
+
+
+def traefik_rules(ingress: dict[str, Any]) -> list[str]:
+    """The rule of each router the tenants' Traefik v3.6.2 builds for `ingress` (default rule syntax
+    v3): pkg/provider/kubernetes/ingress/kubernetes.go:675-712 writes the host and the path into
+    backquoted strings as they are, `Host(`<host>`) && <matcher>(`<path>`)`, the matcher being
+    PathPrefix, Path for pathType Exact, or the router.pathmatcher annotation for
+    ImplementationSpecific. A router's priority is its rule's length (pkg/server/router/router.go:143)."""
+    matcher = (ingress["metadata"].get("annotations") or {}).get(PATH_MATCHER, "PathPrefix")
+    return [f"Host(`{rule['host']}`) && " + {"Exact": "Path", "Prefix": "PathPrefix"}.get(path["pathType"], matcher) + f"(`{path['path']}`)"
+            for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+
+
+def tenant_ingress(namespace: str, host: str, path: str, path_type: str = "Prefix", matcher: str | None = None) -> dict[str, Any]:
+    annotations = {"traefik.ingress.kubernetes.io/router.entrypoints": "websecure", **({PATH_MATCHER: matcher} if matcher else {})}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "app", "namespace": namespace, "annotations": annotations},
+            "spec": {"ingressClassName": "apps", "rules": [{"host": host, "http": {"paths": [
+                {"path": path, "pathType": path_type, "backend": {"service": {"name": "app", "port": {"number": 80}}}}]}}]}}
+
+
+def _ingress_hosts(plan: dict[str, Any], namespace: str) -> list[str]:
+    [hosts] = [r["inputs"]["spec"]["parameters"]["hosts"] for r in plan["resources"]
+               if r["inputs"].get("kind") == "PlatformTenantIngressHosts" and r["inputs"]["metadata"]["name"] == f"{namespace}-ingress-hosts"]
+    return hosts
+
+
+# (case, path, pathType, router.pathmatcher): each puts rule syntax where Traefik expects a path.
+RULE_INJECTIONS = [
+    ("a Prefix path closing its string", "/`) || Host(`{victim}`) || PathPrefix(`/", "Prefix", None),
+    ("an Exact path closing its string", "/x`) || Host(`{victim}`) && Path(`/", "Exact", None),
+    ("an ImplementationSpecific path closing its string", "/`) || HostRegexp(`.+`) && PathPrefix(`/", "ImplementationSpecific", None),
+    ("a path matcher that is a rule", "/", "ImplementationSpecific", "PathPrefix(`/`) || Host(`{victim}`) && PathPrefix"),
+]
+
+
+@pytest.mark.parametrize("namespace", ["payments-dev", "catalog-dev"])  # a namespace tenant; a virtual cluster's host copy
+@pytest.mark.parametrize(("case", "path", "path_type", "matcher"), RULE_INJECTIONS, ids=[c[0] for c in RULE_INJECTIONS])
+def test_a_tenants_ingress_path_cannot_make_traefik_route_another_tenants_host_to_it(
+        renders: dict[str, Render], namespace: str, case: str, path: str, path_type: str, matcher: str | None) -> None:
+    """`payments` commits an Ingress for its own host (PlatformTenantIngressHosts admits the host) whose
+    path, or router.pathmatcher annotation, holds rule syntax. The API server takes such a path: it
+    asks only that Prefix and Exact paths be absolute without `//`, `/./`, `/../`, `%2f` and that
+    ImplementationSpecific ones start with `/` (kubernetes pkg/apis/networking/validation/validation.go
+    validateHTTPIngressPath). Traefik v3.6.2 pastes it into the router's rule unquoted, so the router
+    also matches `checkout`'s host (or every host), at a higher priority than `checkout`'s own router
+    (a longer rule): `checkout`'s users' requests, cookies and tokens go to `payments`' pods, over the
+    environment's wildcard certificate, which covers both. (Traefik quotes paths and allows only Path
+    and PathPrefix as matchers since v3.6.18, f9d9b72380 "Avoid ingress path matcher injection"; the
+    pinned chart 37.4.0 runs v3.6.2.) Gatekeeper must refuse the Ingress, in a virtual cluster's host
+    namespace too, where its syncer writes the tenant's Ingress."""
+    from tests.test_gatekeeper_plan import admission
+
+    plan = renders["dev"].plan
+    [own] = _ingress_hosts(plan, namespace)
+    victim = _ingress_hosts(plan, "checkout-dev" if namespace != "checkout-dev" else "payments-dev")[0]
+    ingress = tenant_ingress(namespace, own, path.format(victim=victim), path_type, matcher and matcher.format(victim=victim))
+    [rule] = traefik_rules(ingress)
+    assert " || Host" in rule, rule  # a disjunction: it matches without `payments`' host
+    _, failures = admission(plan, "dev", ingress)
+    assert any(f.startswith("PlatformTenantIngressHosts: ") for f in failures), f"admitted; Traefik's router for it: {rule}"
+
+
+@pytest.mark.parametrize(("path", "path_type", "matcher"), [
+    ("/", "Prefix", None), ("/api/v1.2/items_~-x", "Prefix", None), ("/a%20b/c:d@e;f=g,h+i*j!k$l&m'n(o)", "Exact", None),
+    ("/healthz", "ImplementationSpecific", "Path"), ("/static", "ImplementationSpecific", "PathPrefix"), ("", "ImplementationSpecific", None),
+])
+def test_a_tenants_ordinary_ingress_paths_are_still_admitted(renders: dict[str, Render], path: str, path_type: str, matcher: str | None) -> None:
+    """Any path of RFC 3986's characters, and the two matchers Traefik itself allows, still serve."""
+    from tests.test_gatekeeper_plan import admission
+
+    plan = renders["dev"].plan
+    [own] = _ingress_hosts(plan, "payments-dev")
+    assert admission(plan, "dev", tenant_ingress("payments-dev", own, path, path_type, matcher))[1] == []
