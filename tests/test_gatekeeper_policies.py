@@ -249,10 +249,6 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
      TENANT_REGISTRIES, {}),
     ("platformnoclusteradminbinding", "clusterrole-admin", role_binding("ClusterRole", "admin", GROUP), None, {}),
     ("platformtenantingresshosts", "own-host-with-tls", ingress({"host": TENANT_HOST}, tls_hosts=[TENANT_HOST]), HOSTS, {}),
-    ("platformtenantingresshosts", "route-on-own-host-and-path",
-     ingress_route(f"Host(`{TENANT_HOST}`) && PathPrefix(`/api`)", tls={"domains": [{"main": TENANT_HOST}]}), HOSTS, {}),
-    ("platformtenantingresshosts", "legacy-api-group-route", ingress_route(f"Host(`{TENANT_HOST}`)", api="traefik.containo.us/v1alpha1"),
-     HOSTS, {}),
     ("platformtenantingresshosts", "own-host-with-traefik-annotations", annotated(ingress({"host": TENANT_HOST}, tls_hosts=[TENANT_HOST]), {
         "traefik.ingress.kubernetes.io/router.entrypoints": "websecure", "traefik.ingress.kubernetes.io/router.tls": "true"}), HOSTS, {}),
     ("platformnoclusteradminbinding", "namespaced-role-named-cluster-admin", role_binding("Role", "cluster-admin", SERVICE_ACCOUNT),
@@ -268,11 +264,16 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
       "Ingress <web> must not serve the host <*.dev.example.com>", "Ingress <web> must not set a defaultBackend"]),
     ("platformtenantingresshosts", "platform-host-in-a-sandbox-without-hosts", ingress({"host": "vault.example.com"}), {"hosts": []}, {},
      ["must not serve the host <vault.example.com>"]),
-    ("platformtenantingresshosts", "route-takeovers",
-     ingress_route("PathPrefix(`/`)", f"Host(`{TENANT_HOST}`) || Host(`gitlab.example.com`)", f"!Host(`{TENANT_HOST}`)",
-                   "HostRegexp(`.+`)", f"Host(`{TENANT_HOST}`, `argocd.example.com`)"), HOSTS, {},
-     ["route <PathPrefix(`/`)>", "|| Host(`gitlab.example.com`)> must match", "route <!Host(", "route <HostRegexp(",
-      "must not serve the host <gitlab.example.com>", "must not serve the host <argocd.example.com>"]),
+    # No IngressRoute at all: Traefik parses `match` (matchers in any case: pkg/rules/parser.go), which a text check cannot
+    # hold to a host. Each of these passed the former check of Host(`...`) conjunctions (helper redargo, the real OPA engine).
+    *(("platformtenantingresshosts", f"route-{index}", route, HOSTS, {}, ["IngressRoute <web> is not allowed in a tenant namespace"])
+      for index, route in enumerate([
+          ingress_route(f"Host(`{TENANT_HOST}`) && PathPrefix(`/api`)", tls={"domains": [{"main": TENANT_HOST}]}),
+          ingress_route(f"Host(`{TENANT_HOST}`)", api="traefik.containo.us/v1alpha1"),
+          ingress_route('Host("gitlab.example.com")'),
+          ingress_route("host(`gitlab.example.com`) && PathRegexp(`^/(.*|Host())`)"),
+          ingress_route("PathPrefix(`/`)", f"Host(`{TENANT_HOST}`) || Host(`gitlab.example.com`)", "HostRegexp(`.+`)"),
+      ])),
     ("platformtenantingresshosts", "no-parameters-serve-nothing", ingress({"host": TENANT_HOST}), None, {},
      [f"must not serve the host <{TENANT_HOST}>"]),
     ("platformtenantingresshosts", "own-host-asking-cert-manager-for-a-certificate",
@@ -533,8 +534,6 @@ ADVERSARIAL: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[st
      ["livenessProbe.httpGet.host <169.254.169.254>", "lifecycle.preStop.tcpSocket.host <10.96.0.1>"]),
     ("platformtenantingresshosts", "ingress-naming-a-tls-secret", ingress({"host": TENANT_HOST}, tls=[{"hosts": [TENANT_HOST], "secretName": "mine"}]),
      HOSTS, {}, ["Ingress <web> must not name the TLS Secret <mine>"]),
-    ("platformtenantingresshosts", "route-naming-a-tls-secret", ingress_route(f"Host(`{TENANT_HOST}`)", tls={"secretName": "mine"}),
-     HOSTS, {}, ["IngressRoute <web> must not name the TLS Secret <mine>"]),
     ("platformtenantobjects", "disruption-budgets-spelling-zero-and-all-otherwise",
      namespaced("policy/v1", "PodDisruptionBudget", spec={"maxUnavailable": "00%", "minAvailable": "0100%", "selector": {}}), OBJECTS, {},
      ["maxUnavailable 0 blocks node drains", "minAvailable 100% blocks node drains"]),

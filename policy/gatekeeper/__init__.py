@@ -271,7 +271,7 @@ def tenant_namespace_constraints(
     """The Constraints of one tenant namespace: images only from `registries` (its own Harbor
     project and `approved`), pulled Always; RoleBindings only for `users`, `groups`, the
     namespace's own service accounts and `controllers` (the platform's, each {namespace, name,
-    clusterRole}: its account, to that ClusterRole only); Ingresses and IngressRoutes only for `hosts` (none: no host);
+    clusterRole}: its account, to that ClusterRole only); Ingresses only for `hosts` (none: no host), no IngressRoute;
     no externalIPs, NodePorts, service-account-token Secrets, Helm release Secrets from a virtual
     cluster's syncer or claims of a volume by name;
     Argo Rollouts analyses by Job or by the Prometheus at `prometheus_addresses` only, sending
