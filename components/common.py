@@ -16,6 +16,18 @@ from pydantic.alias_generators import to_camel
 
 
 
+# A Kubernetes quantity: a number and an optional suffix (decimal SI, binary, or `m` for thousandths).
+QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(value: str) -> float | None:
+    """What a Kubernetes quantity stands for (bytes, cores), or None where `value` is not one."""
+    match = QUANTITY.match(value)
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] if match else None
+
+
 class ConfigModel(BaseModel):
     """A mapping of stack config: camelCase keys, as Pulumi config writes them; unknown keys are errors."""
 

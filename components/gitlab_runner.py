@@ -23,7 +23,8 @@ pulumi-gitlab manages, so the rotation is the lifetime.
   pods reach DNS and the ingress controller (GitLab, Harbor, Vault) only, images come from the
   tenant's own Harbor project and `approved` only, pulled Always. Jobs cannot change the
   namespace, service account, pod labels, annotations, node selector or tolerations (no overwrite
-  allowed), and a node runs one runner's jobs at a time (`shareJobNodes`).
+  allowed), and a node runs one runner's jobs at a time (`shareJobNodes`). A job pod holds at most
+  JOB_SERVICES services' worth of memory and local disk, whatever its `services:` (a LimitRange).
 * Where jobs run (JobNodes): each runner kind's jobs (tenants' any refs' and protected refs', the
   platform's merge requests' and its deploys') on nodes of their own, which no platform service
   tolerates (stacks/config.py checks this on EKS).
@@ -50,7 +51,7 @@ from pydantic import Field
 from components import gatekeeper
 from components.cluster import ApiServer, ClusterHandle, Taint
 from components.egress import internet, to_api_server
-from components.common import ConfigModel
+from components.common import ConfigModel, quantity
 from components.gitlab import SLICE as GITLAB_SLICE
 from components.helm import metadata, namespace, release
 from components.ingress import HTTPS_PORT, LoadBalancerCidr, egress_to_platform
@@ -81,6 +82,8 @@ MAXIMUM_TIMEOUT = 3 * 3600  # a job runs 3 hours at most, whatever the project s
 # CI node runs another tenant's jobs, or while the Cluster Autoscaler adds one.
 POD_START_TIMEOUT = 1800
 MANAGER_CPU_LIMIT = "500m"  # the runner itself (sizing sets no CPU limit; the tenant constraints want one)
+# Its local disk (logs; config.toml is in memory): the namespace's LimitRange refuses a pod without a limit.
+MANAGER_DISK = {"requests": "100Mi", "limits": "1Gi"}
 
 # Job containers: requests and limits (the platform's constraints require them on every container).
 # Local disk too: past its limit the kubelet evicts that job, not its neighbours on a full node (a
@@ -92,6 +95,11 @@ HELPER_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "ephemeral
 SERVICE_RESOURCES = {"cpu_request": "100m", "memory_request": "128Mi", "ephemeral_storage_request": "100Mi",
                      "cpu_limit": "1", "memory_limit": "1Gi", "ephemeral_storage_limit": "2Gi"}
 JOB_USER = 1000  # the buildah image's `build` user, with its subordinate id ranges in /etc/subuid
+# A job's `services:`: the Kubernetes executor makes a container of each at SERVICE_RESOURCES and caps
+# their number nowhere (Runner 18.9 executors/kubernetes/kubernetes.go preparePodServices; `services_limit`
+# is the Docker executor's, common/config.go), so the per-container limits bound a pod only with this: a
+# job pod may hold this many services' worth (job_pod_ceiling), by its namespace's LimitRange.
+JOB_SERVICES = 4
 
 # What a tenant job's build container needs beyond Pod Security `restricted`, and why; nothing
 # else in any job pod departs from `restricted`. Rootless buildah (and any rootless builder) runs
@@ -129,6 +137,14 @@ EXECUTOR_RULES = [
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
 ]
+
+
+def job_pod_ceiling() -> dict[str, str]:
+    """The memory and local disk a job pod's containers may hold together (a LimitRange `Pod` max): the
+    build, the helper and JOB_SERVICES services at their limits."""
+    sizes = (BUILD_RESOURCES, HELPER_RESOURCES, *[SERVICE_RESOURCES] * JOB_SERVICES)
+    return {resource: f"{sum(quantity(size[f'{key}_limit']) or 0 for size in sizes) / 2**20:g}Mi"
+            for resource, key in (("memory", "memory"), ("ephemeral-storage", "ephemeral_storage"))}
 
 
 def tenant_namespace(tenant: str) -> str:
@@ -253,7 +269,8 @@ class GitLabRunner(pulumi.ComponentResource):
         # created: the first jobs wait for everything that holds them.
         # gitlab-runner-<owner>: a tenant's name never starts with "platform-" (stacks/config.py), so none is the platform's.
         release_name = RELEASE if args.owner == "platform" else f"{RELEASE}-{args.owner}"
-        holds = [self._job_traffic(name, ns, args, in_ns), self._manager_traffic(name, ns, args, release_name, cluster, in_ns), *constraints]
+        holds = [self._job_traffic(name, ns, args, in_ns), self._manager_traffic(name, ns, args, release_name, cluster, in_ns),
+                 self._job_ceiling(name, ns, in_ns), *constraints]
         self.release = release(
             release_name, "gitlab-runner", ns, chart_values(args, self.runner.id), cluster, self,
             version=args.settings.chart_version, depends_on=[token, ca, *holds],
@@ -304,6 +321,17 @@ class GitLabRunner(pulumi.ComponentResource):
             opts=in_ns,
         )
 
+
+    def _job_ceiling(self, name: str, ns: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions) -> k8s.core.v1.LimitRange:
+        """A job pod holds at most job_pod_ceiling()'s memory and local disk, whatever its `services:`: past
+        a node's, the kubelet's evictions and the kernel's OOM killer would take what shares the node (the
+        platform's services where jobs have no nodes of their own, other tenants' jobs with shareJobNodes)."""
+        return k8s.core.v1.LimitRange(
+            f"{name}-job-ceiling",
+            metadata=metadata("runner-job-ceiling", ns),
+            spec=k8s.core.v1.LimitRangeSpecArgs(limits=[k8s.core.v1.LimitRangeItemArgs(type="Pod", max=job_pod_ceiling())]),
+            opts=in_ns,
+        )
 
     def _manager_traffic(
         self, name: str, ns: k8s.core.v1.Namespace, args: GitLabRunnerArgs, release_name: str, cluster: ClusterHandle,
@@ -464,7 +492,8 @@ def chart_values(args: GitLabRunnerArgs, runner_id: pulumi.Input[str]) -> dict[s
             "registry": args.harbor_host, "image": f"{APPROVED_PROJECT}/{GITLAB_RUNNER_IMAGE}", "tag": f"alpine-v{GITLAB_RUNNER_TAG}",
         }
     resources = args.settings.resources or {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-    values["resources"] = {**resources, "limits": {"cpu": MANAGER_CPU_LIMIT, **resources.get("limits", {})}}
+    values["resources"] = {kind: {**({"cpu": MANAGER_CPU_LIMIT} if kind == "limits" else {}), "ephemeral-storage": MANAGER_DISK[kind],
+                                  **resources.get(kind, {})} for kind in ("requests", "limits")}
     return values
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -35,6 +34,7 @@ import pulumi
 import pulumi_vault as vault
 import pulumiverse_harbor as harbor
 
+from components import common
 from components.harbor_robots import expiring_robot, project_permission, robot_credential
 from components.tenancy import TenantPlatform, harbor_pull_path, tenant_group
 
@@ -53,20 +53,14 @@ RETENTION_SCHEDULE = "Daily"
 # Robot short name -> what it may do on the project's repositories.
 ROBOT_ACTIONS = {"push": ("push", "pull"), "pull": ("pull",)}
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_FACTORS = {
-    None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}
 
 
 def storage_gib(quantity: str) -> int:
     """A Kubernetes quantity as whole GiB, rounded up: the unit of Harbor's `storage_quota`
     (the provider multiplies it by 2^30). "100Gi" -> 100, "100G" -> 94, "1Ti" -> 1024."""
-    match = _QUANTITY.match(quantity)
-    if not match:
+    size = common.quantity(quantity)
+    if size is None:
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
-    size = float(match.group(1)) * _FACTORS[match.group(2)]
     return max(1, math.ceil(size / 2**30))
 
 

@@ -38,7 +38,7 @@ from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
 from components.cluster import Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
-from components.common import ConfigModel, Ipv4Cidr, ObjectStoreTarget, S3Key, ipv4_network
+from components.common import QUANTITY, ConfigModel, Ipv4Cidr, ObjectStoreTarget, S3Key, ipv4_network, quantity
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
@@ -48,7 +48,6 @@ from stacks.services import PLATFORM_NAMESPACES, SERVICES
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
-_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 # Also a GitLab username: no '@', and not ending in '.' or '.git'.
 _USER_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$")
 _K8S_VERSION = re.compile(r"^1\.(2[89]|3[0-9])$")
@@ -104,7 +103,7 @@ TenantName = Annotated[str, _check(
     "alphanumeric): the Helm release gitlab-runner-<tenant>-protected must fit Helm's 53",
 )]
 DnsName = Annotated[str, _check(_DNS_NAME, "a lower-case DNS name with at least two labels, e.g. 'platform.example.com'")]
-Quantity = Annotated[str, _check(_QUANTITY, "a Kubernetes quantity such as '8', '500m', '16Gi'")]
+Quantity = Annotated[str, _check(QUANTITY, "a Kubernetes quantity such as '8', '500m', '16Gi'")]
 UserId = Annotated[str, _check(_USER_ID, "a user id of the identity source that is also a GitLab username: letters, digits, '.', '_', '-', not ending in '.'")]
 KubernetesVersion = Annotated[str, _check(_K8S_VERSION, "a supported minor version '1.28' to '1.39', as a string")]
 Region = Annotated[str, _check(_REGION, "an AWS region such as 'eu-west-1'")]
@@ -479,16 +478,8 @@ class Charts(Model):
 # --- tenants --------------------------------------------------------------------------
 
 
-_QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 # Harbor keeps a project's storage quota in bytes as an int64.
 HARBOR_MAX_BYTES = 2**63 - 1
-
-
-def quantity(value: str) -> float | None:
-    """What a Kubernetes quantity stands for (bytes, cores), or None where `value` is not one."""
-    match = _QUANTITY.match(value)
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""] if match else None
 
 
 def _positive(value: str) -> str:

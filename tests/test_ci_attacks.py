@@ -340,8 +340,9 @@ def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict
     """A runner picks up jobs as soon as its release runs. On a control plane built anew, jobs that
     start before their namespace's NetworkPolicy reach every in-cluster endpoint, and a tenant's
     before Gatekeeper and the namespace's constraints run images from anywhere, once: admission is
-    checked when a pod is created. So each runner's release waits for its job NetworkPolicy and, in a
-    tenant's runner namespace, the control plane's Gatekeeper and that namespace's constraints."""
+    checked when a pod is created. So each runner's release waits for its job NetworkPolicy, the
+    LimitRange that bounds its job pods and, in a tenant's runner namespace, the control plane's
+    Gatekeeper and that namespace's constraints."""
     resources = [r for r in plan["resources"] if r["cluster"] == "control-plane"]
     gatekeeper = {r["urn"] for r in resources if r["inputs"].get("apiVersion", "").startswith(("constraints.gatekeeper.sh/", "mutations.gatekeeper.sh/"))}
     runners = [r for r in resources if r["type"] == RELEASE_TYPE and r["inputs"]["chart"] == "gitlab-runner"]
@@ -349,7 +350,8 @@ def test_a_runner_takes_no_job_before_the_policies_that_hold_its_jobs(plan: dict
     assert len(runners) > 2
     for runner in runners:
         namespace = runner["inputs"]["namespace"]
-        holds = {r["urn"] for r in resources if r["inputs"].get("kind") == "NetworkPolicy" and r["inputs"]["metadata"].get("namespace") == namespace}
+        holds = {r["urn"] for r in resources if r["inputs"].get("kind") in ("NetworkPolicy", "LimitRange")
+                 and r["inputs"]["metadata"].get("namespace") == namespace}
         assert holds, runner["name"]
         if namespace not in (NAMESPACE, PROTECTED_NAMESPACE):  # the platform's runners' namespaces are exempt from Gatekeeper
             holds |= {r["urn"] for r in resources

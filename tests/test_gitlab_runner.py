@@ -18,6 +18,7 @@ from components.gitlab_runner import (
     BUILD_EXCEPTIONS,
     CA_SECRET,
     JOB_LABEL,
+    JOB_SERVICES,
     NAMESPACE,
     PROTECTED_NAMESPACE,
     PROTECTED_TAG,
@@ -38,6 +39,7 @@ from tests.test_config import _problems, _write, setting
 from tests.test_gatekeeper_plan import gatekeeper_verdicts
 from tests.test_delivery_attacks import nlb_cidrs
 from policy.gatekeeper import templates
+from stacks.config import quantity
 
 RUNNER = "gitlab:index/userRunner:UserRunner"
 GROUP = "gitlab:index/group:Group"
@@ -229,9 +231,11 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, Any]:
-    """The pod a job gets: build and helper containers, the init-permissions container, the pod
-    security context, labels, resources and placement of config.toml, then its pod_spec patches."""
+def job_pod(entry: dict[str, Any], build_image: str | None = None, services: int = 0) -> dict[str, Any]:
+    """The pod a job gets: build and helper containers, one container per entry of the job's
+    `services:` (`svc-<n>`, at the service resources: Runner 18.9 executors/kubernetes/kubernetes.go
+    preparePodServices), the init-permissions container, the pod security context, labels, resources
+    and placement of config.toml, then its pod_spec patches."""
     k = entry["kubernetes"]
     helper_image = k.get("helper_image", "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.9.0")
 
@@ -248,7 +252,8 @@ def job_pod(entry: dict[str, Any], build_image: str | None = None) -> dict[str, 
         "securityContext": _context(k["pod_security_context"]),
         "automountServiceAccountToken": k["automount_service_account_token"],
         "containers": [container("build", build_image or k["image"], "", "build_container_security_context"),
-                       container("helper", helper_image, "helper_", "helper_container_security_context")],
+                       container("helper", helper_image, "helper_", "helper_container_security_context"),
+                       *(container(f"svc-{n}", k["image"], "service_", "service_container_security_context") for n in range(services))],
         "initContainers": [container("init-permissions", helper_image, "helper_", "init_permissions_container_security_context")],
         "volumes": [{"name": "repo", "emptyDir": {}}, {"name": "scripts", "emptyDir": {}}, {"name": "logs", "emptyDir": {}}],
     }
@@ -279,6 +284,64 @@ def test_a_job_cannot_fill_its_nodes_disk(plan: dict) -> None:
         for prefix in ("", "helper_", "service_"):
             assert k[f"{prefix}ephemeral_storage_request"] and k[f"{prefix}ephemeral_storage_limit"], (release["name"], prefix)
         assert not [key for key in k if key.endswith("_overwrite_max_allowed")], release["name"]
+
+
+# Kubernetes' LimitRanger on a pod's creation (plugin/pkg/admission/limitranger/admission.go, 1.33:
+# PodValidateLimitFunc, podLimits, maxConstraint): a `type: Pod` max bounds the sum of the containers'
+# limits (or the largest init container's, when more), and refuses a pod that sets no limit of a
+# bounded resource.
+def limit_range_refusals(spec: dict[str, Any], limit_ranges: list[dict[str, Any]]) -> list[str]:
+    refusals = []
+    for item in (i for r in limit_ranges for i in r["spec"]["limits"] if i["type"] == "Pod"):
+        for resource, most in item.get("max", {}).items():
+            def limit(container: dict[str, Any]) -> float | None:
+                value = container.get("resources", {}).get("limits", {}).get(resource)
+                return None if value is None else quantity(value)
+            sums = [limit(c) for c in spec["containers"]]
+            inits = [limit(c) for c in spec.get("initContainers", [])]
+            if None in sums + inits:
+                refusals.append(f"maximum {resource} usage per Pod is {most}.  No limit is specified")
+                continue
+            total = max(sum(sums), *inits) if inits else sum(sums)
+            if total > quantity(most):
+                refusals.append(f"maximum {resource} usage per Pod is {most}, but limit is {total / 2**30:.1f}Gi")
+    return refusals
+
+
+def pod_totals(spec: dict[str, Any]) -> str:
+    """What a pod's containers may hold together, at their limits: local disk and memory."""
+    return ", ".join(f"{sum(quantity(c['resources']['limits'][r]) for c in spec['containers']) / 2**30:g}Gi of {r}"
+                     for r in ("ephemeral-storage", "memory"))
+
+
+ATTACK_SERVICES = 40  # `services:` entries of the attacker's job
+
+
+def test_a_job_cannot_outgrow_its_pod_by_listing_services(plan: dict) -> None:
+    """Every container of a job pod has limits, which no job may raise, but a job lists as many
+    `services:` as it likes and the Kubernetes executor makes a container of each at the service
+    limits, with no cap of its own (Runner 18.9: preparePodServices; `services_limit` is the Docker
+    executor's, common/config.go). Forty services make a pod that may write 102Gi to its node's disk
+    and take 44Gi of its memory while it requests 6Gi: past the node's disk or memory, the kubelet's
+    evictions and the kernel's OOM killer take whatever shares the node (on kubeconfig clusters, the
+    platform's services; with shareJobNodes, other tenants' jobs), and no container ever passed its own
+    limit. Each runner namespace's LimitRange bounds a job pod at JOB_SERVICES services' worth; the
+    runner manager, the namespace's one other pod, passes it too."""
+    problems = []
+    releases = [r for r in by_type(plan, RELEASE_TYPE) if r["inputs"]["chart"] == "gitlab-runner"]
+    assert len(releases) > 2
+    for release in releases:
+        entry = config_toml(release)
+        namespace = entry["kubernetes"]["namespace"]
+        ranges = [r["inputs"] for r in by_type(plan, "kubernetes:core/v1:LimitRange") if r["inputs"]["metadata"].get("namespace") == namespace]
+        attack = job_pod(entry, services=ATTACK_SERVICES)["spec"]
+        if not limit_range_refusals(attack, ranges):
+            problems.append(f"{namespace}: a job with {ATTACK_SERVICES} services is admitted ({pod_totals(attack)})")
+        ordinary = job_pod(entry, services=JOB_SERVICES)["spec"]
+        problems += [f"{namespace}: a job with {JOB_SERVICES} services is refused: {why}" for why in limit_range_refusals(ordinary, ranges)]
+        manager = rendered(release, "Deployment")["spec"]["template"]["spec"]
+        problems += [f"{namespace}: the runner manager is refused: {why}" for why in limit_range_refusals(manager, ranges)]
+    assert not problems, "\n".join(problems)
 
 
 def _with_pod(plan: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:

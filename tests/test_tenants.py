@@ -131,7 +131,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
     expected.update(once)
     # GitLab Runner: two group runners (any ref; protected refs) and, for each on the control plane,
     # its namespace with its own image and binding constraints (and no ingress hosts), the job
-    # and manager traffic policies, token and CA Secrets, rotation and chart.
+    # and manager traffic policies, the job pods' ceiling, token and CA Secrets, rotation and chart.
     expected.update({kind: 2 for kind in (
         "gitlab:index/userRunner:UserRunner",
         "kubernetes:core/v1:Namespace",
@@ -141,6 +141,7 @@ def expected_types(tenant: TenantConfig) -> Counter:
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantObjects",
         "kubernetes:constraints.gatekeeper.sh/v1beta1:PlatformTenantAnalysis",
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "kubernetes:core/v1:LimitRange",
         "time:index/rotating:Rotating",
         "kubernetes:helm.sh/v3:Release",
     )})
