@@ -144,6 +144,10 @@ class TenantRepositories(pulumi.ComponentResource):
             visibility_level="private",
             default_branch=MAIN,
             request_access_enabled=False,  # members come from the stack config only
+            # GitLab's default lets Developers create projects here, which the group's runners would serve with none of
+            # the settings below (the developer a Maintainer there): only the tenant's owners create projects or subgroups.
+            project_creation_level="maintainer",
+            subgroup_creation_level="owner",
             opts=kept,
         )
         group_id = self.group.id.apply(int)

@@ -32,7 +32,7 @@ from components.tenancy import (
     VaultTenancy,
     harbor_pull_path,
 )
-from components.tenant_gitlab import TenantRepositories, TenantRepositoriesArgs, expires_after
+from components.tenant_gitlab import ACCESS_LEVELS, TenantRepositories, TenantRepositoriesArgs, expires_after
 from components.tenant_registry import TenantRegistry, TenantRegistryArgs, storage_gib
 from platformctl.mocks import REDACTED, SECRET_MARK, PlatformMocks, _digest, is_redacted
 from policy.pack.checks import check_harbor_robot_expires, check_no_insecure_tls, check_no_plain_secrets
@@ -279,6 +279,11 @@ def test_group_and_projects(plan: Run) -> None:
         assert group["inputs"]["path"] == tenant and group["inputs"]["name"] == tenant
         assert group["inputs"]["visibilityLevel"] == "private"
         assert group["inputs"]["requestAccessEnabled"] is False
+        # Only the tenant's owners (GitLab Owner) create projects and subgroups: GitLab's default lets Developers create a
+        # project, which the group's runners serve, where the developer is a Maintainer and protects what branch they like,
+        # with none of the settings the program puts on the tenant's projects (job-token allowlist, branch protection).
+        assert ACCESS_LEVELS["developers"] == ACCESS_LEVELS["ops"] == "developer" and ACCESS_LEVELS["owners"] == "owner"
+        assert (group["inputs"]["projectCreationLevel"], group["inputs"]["subgroupCreationLevel"]) == ("maintainer", "owner")
         projects = _projects(plan, tenant)
         assert set(projects) == {"app", "ops", "ops-dev"}
         for path, project in projects.items():
