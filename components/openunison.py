@@ -33,6 +33,7 @@ import pulumiverse_time as time
 
 from components import yaml_text
 from components.cluster import ClusterHandle
+from components.federation import USERNAME_PREFIX as FEDERATED_USERNAME_PREFIX
 from components.common import Backend, Exposure, LdapUpstream, OidcClient, OidcUpstream, PlatformGroups, checksum
 from components.helm import disruption_budget, namespace, release, sized, spread_affinity
 from components.ingress import NAMESPACE as INGRESS_NAMESPACE, TRAEFIK_API, route
@@ -597,12 +598,19 @@ class OpenUnison(pulumi.ComponentResource):
         )
 
 
+# User names a person's id may not start with (without regard to case): a virtual cluster's API server takes
+# the token's sub as the user name as it is, and these name others there: Kubernetes' own users
+# (system:kube-controller-manager, system:serviceaccount:...) and the federation's (openunison:platform-argocd,
+# whom each virtual cluster's kube-oidc-proxy impersonates for ArgoCD and whom it lets deploy).
+RESERVED_USER_PREFIXES = ("system:", FEDERATED_USERNAME_PREFIX)
+
 # The local-groups task (local_groups_script); braces doubled for str.format.
 _LOCAL_GROUPS_JS = """// Local groups from the platform's stack config (components/openunison.py).
 var GlobalEntries = Java.type("com.tremolosecurity.server.GlobalEntries");
 var SELECTOR = "{selector}";
 var NAMESPACE = "{namespace}";
 var PLATFORM_GROUPS = {platform_groups};
+var RESERVED_PREFIXES = {reserved_prefixes};
 
 function init(task, params) {{
 }}
@@ -670,10 +678,11 @@ function fold(name) {{
 function doTask(user, request) {{
   var uid = user.getAttribs().get("uid");
   var id = uid == null ? null : String(uid.getValues().get(0));
-  // Kubernetes' own users (system:kube-controller-manager, system:serviceaccount:...): a virtual
-  // cluster's API server takes the token's sub, this id, as the user name as it is.
-  if (id !== null && fold(id).indexOf("system:") === 0) {{
-    throw "login refused: the user id " + id + " is a Kubernetes system: name";
+  // Another's user name (RESERVED_USER_PREFIXES): a virtual cluster's API server takes the token's sub,
+  // this id, as the user name as it is.
+  var reserved = id === null ? [] : RESERVED_PREFIXES.filter(function (prefix) {{ return fold(id).indexOf(prefix) === 0; }});
+  if (reserved.length > 0) {{
+    throw "login refused: the user id " + id + " is in " + reserved[0] + ", user names the clusters reserve for others";
   }}
   var earlier = id ? earlierSpelling(id) : null;
   if (earlier !== null && earlier !== id) {{
@@ -734,8 +743,8 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     Reads every ConfigMap labelled LOCAL_GROUPS_LABEL in OpenUnison's namespace through the
     `k8s` target (OpenUnison's own service account); each key is a group, each value the
     member ids one per line. A failure to read them fails the login: the groups it would
-    have removed must never pass through from upstream. So does a user id in Kubernetes'
-    reserved `system:` names, and another spelling of an id that GitLab would take for it (it finds
+    have removed must never pass through from upstream. So does a user id in RESERVED_USER_PREFIXES
+    (Kubernetes' `system:` names, the federation's `openunison:`), and another spelling of an id that GitLab would take for it (it finds
     a sign-in's account by identity without regard to case): a member's (folded as below), or the
     one that signed in under the same User object before (OpenUnison's own record, which names it
     by lower case). Upstream groups are compared as Vault compares group aliases (without regard
@@ -743,7 +752,8 @@ def local_groups_script(platform_groups: Sequence[str]) -> str:
     `platform_groups` (the platform's own upstream groups: only their exact spelling passes);
     `system:` groups never pass (a virtual cluster's API server takes the groups claim as it is)."""
     return _LOCAL_GROUPS_JS.format(
-        selector=LOCAL_GROUPS_LABEL, namespace=NAMESPACE, platform_groups=json.dumps(sorted(platform_groups), ensure_ascii=True)
+        selector=LOCAL_GROUPS_LABEL, namespace=NAMESPACE, platform_groups=json.dumps(sorted(platform_groups), ensure_ascii=True),
+        reserved_prefixes=json.dumps(RESERVED_USER_PREFIXES, ensure_ascii=True),
     )
 
 

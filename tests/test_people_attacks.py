@@ -27,6 +27,7 @@ from tests.certs import Tls, make_ca, server_context
 from tests.loopback import JsonHandler, LoopbackServer
 from tests.test_openunison_groups import needs_node, run_task
 from tests.test_tenant_attacks import signed_in
+from tests.test_tenant_roles import allows
 from tests.test_vault_access import gitlab_id_token
 
 PLATFORM_POLICIES = {ADMIN_POLICY_NAME, APPROVER_POLICY_NAME}
@@ -173,6 +174,45 @@ def test_a_user_id_in_kubernetes_system_names_gets_no_token(renders: dict, tmp_p
     assert state["error"] and "system" in state["error"], state
     assert login(tmp_path, plan, "systems-team", ["staff"]) == ["staff"]  # a name that merely starts so passes
 
+
+
+def virtual_cluster_grants(plan: dict) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(host namespace, user, rules) for every User a tenant's virtual cluster binds, in the manifests it
+    applies itself at start, with the rules of the role each binding names there (none for Kubernetes' own
+    roles, `view`, which it does not declare)."""
+    found = []
+    for r in plan["resources"]:
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "vcluster":
+            documents = list(yaml.safe_load_all(r["inputs"]["values"]["experimental"]["deploy"]["vcluster"]["manifests"]))
+            roles = {(d["kind"], d["metadata"]["name"]): d["rules"] for d in documents if d["kind"] in ("ClusterRole", "Role")}
+            found += [(r["inputs"]["namespace"], s["name"], roles.get((d["roleRef"]["kind"], d["roleRef"]["name"]), []))
+                      for d in documents if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                      for s in d["subjects"] if s["kind"] == "User"]
+    return found
+
+
+@needs_node
+def test_a_person_cannot_sign_in_as_the_user_a_virtual_clusters_proxy_acts_as(plan: dict, tmp_path: Path) -> None:
+    """mallory names herself `openunison:platform-argocd` at a self-service source. Each tenant's virtual
+    cluster binds that user, the one its kube-oidc-proxy impersonates for ArgoCD's federation tokens, to
+    deploy in the tenant's namespace and read the rest; and its API server takes a person's `sub` from a
+    `kubernetes` client token as the user name as it is. So her token would deploy into every
+    virtual-cluster tenant, with their service accounts (their Vault role, their pull secret). The JIT
+    refuses a login under any user name a virtual cluster binds that is no tenant member's."""
+    flags = vcluster_api_server_flags(plan)
+    assert flags and all({"--oidc-username-claim=sub", "--oidc-username-prefix=-"} <= set(f) for f in flags), flags
+    members = {m for config_map in local_groups(plan) for ids in config_map["data"].values() for m in ids.split("\n") if m}
+    grants = virtual_cluster_grants(plan)
+    platform_users = {user for _, user, _ in grants if user not in members}
+    # What the name would be worth: writing workloads in a tenant's namespace of every virtual cluster.
+    deploys = {namespace for namespace, user, rules in grants if user in platform_users and allows(rules, "create", "apps", "deployments")}
+    assert platform_users and deploys == {r["inputs"]["namespace"] for r in plan["resources"]
+                                          if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "vcluster"}, grants
+    answer = {"kind": "ConfigMapList", "items": local_groups(plan)}
+    let_in = [user for user in sorted(platform_users)
+              if run_task(tmp_path, jit_script(plan), uid=user, groups=["staff"], answer=answer)["error"] is None]
+    assert not let_in, f"signed in as {let_in}: every virtual cluster's API server takes them for the user its proxy acts as"
+    assert login(tmp_path, plan, "platform-argocd", ["staff"]) == ["staff"]  # the bare subject is nobody's user name there
 
 # --- a sign-in that outlives the person's groups -------------------------------------------------------
 
