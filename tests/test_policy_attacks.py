@@ -17,6 +17,15 @@ Middlewares are not tenant kinds; the providers keep allowCrossNamespace and Ext
 services off); a claim by volume name (also through ephemeral volumes and StatefulSet claim
 templates: the claim itself is checked); service-account-token Secrets; nodeName, hostPath, host
 namespaces, system priority classes; Namespace labels (tenants read Namespaces only).
+The API server as a proxy (the tenant roles' `services/proxy`, `pods/proxy`, `pods/portforward`): it
+connects only to a pod of the request's namespace, at an IP of that pod's status (kubernetes
+pkg/registry/core/service/storage/storage.go ResourceLocation and isValidAddress: Endpoints only, so never
+an ExternalName's name; pkg/registry/core/pod/strategy.go ResourceLocation, which also refuses addresses
+that are not global unicast, the instance metadata's), and no tenant identity writes Endpoints or a Pod's
+status (below). kube-oidc-proxy forwards a client's `Impersonate-*` headers only after a
+SubjectAccessReview of the token's own user (TremoloSecurity/kube-oidc-proxy d534f69b
+pkg/proxy/handlers.go:121-124) and passes no token it could not verify (`--token-passthrough` unset,
+handlers.go:69-72); its own role impersonates the federated user and `system:authenticated` only.
 """
 
 from __future__ import annotations
