@@ -345,7 +345,10 @@ class VaultFederation(pulumi.ComponentResource):
         if reviewed and (environments is None or refs is not None):
             raise ValueError(f"role {role_name}: merge-request pipelines only in protected environments, of any branch "
                              "(give environments, no refs)")
-        guard = {"environment_protected": "true"} if reviewed else {"ref_protected": "true"}
+        # `environment_action` start: GitLab lets only the environment's deployers run such a job (ee ProcessBuildService);
+        # its access/verify/prepare actions, which create no deployment, are where GitLab has considered letting Developers run
+        # jobs in a protected environment (gitlab-org/gitlab#437142).
+        guard = {"environment_protected": "true", "environment_action": "start"} if reviewed else {"ref_protected": "true"}
         claims = {"project_path": ",".join(paths), **guard, "pipeline_source": ",".join(pipeline_sources)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))

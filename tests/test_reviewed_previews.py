@@ -33,9 +33,10 @@ ADMIN_VIEW = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
 
 
 def job_token(vault: Any, *, source: str = "merge_request_event", environment: str | None = "preview/prod",
-              protected_environment: bool = True, project: str = PROJECT, ref: str = "feature/x", ref_protected: bool = False) -> str:
+              protected_environment: bool = True, project: str = PROJECT, ref: str = "feature/x", ref_protected: bool = False,
+              action: str = "start") -> str:
     """An ID token of a job of this repository: by default a merge request's preview-prod, which a maintainer started."""
-    return gitlab_id_token(vault, project, ref, "branch", ref_protected, source, environment, protected_environment)
+    return gitlab_id_token(vault, project, ref, "branch", ref_protected, source, environment, protected_environment, action)
 
 
 def login(vault: Any, token: str) -> dict[str, Any] | None:
@@ -62,6 +63,9 @@ REFUSED = {
     "a feature branch's push": dict(source="push"),
     "a protected branch's push (main's jobs have roles of their own)": dict(source="push", ref="main", ref_protected=True),
     "another project": dict(project="platform/platform-bootstrap-fork"),
+    # No deployment: where GitLab has considered letting Developers run jobs in a protected environment (gitlab#437142).
+    "an access job": dict(action="access"),
+    "a verify job": dict(action="verify"),
 }
 
 

@@ -31,13 +31,14 @@ def audience(vault: Any) -> str:
 
 
 def gitlab_id_token(vault: Any, project_path: str, ref: str, ref_type: str, protected: bool,
-                    source: str = "push", environment: str | None = None, environment_protected: bool = True) -> str:
+                    source: str = "push", environment: str | None = None, environment_protected: bool = True,
+                    environment_action: str = "start") -> str:
     """An id_token as GitLab issues it to a job (claims as documented for GitLab 17/18); `environment`:
     the job's environment, whose claims GitLab adds only for a job that has one."""
     namespace = project_path.rsplit("/", 1)[0]
     job_environment = {} if environment is None else {
         "environment": environment, "environment_protected": str(environment_protected).lower(), "deployment_tier": "other",
-        "environment_action": "start",
+        "environment_action": environment_action,
     }
     return vault.identity.sign(GITLAB_PATH, {**job_environment, 
         "sub": f"project_path:{project_path}:ref_type:{ref_type}:ref:{ref}",

@@ -108,6 +108,7 @@ def test_every_login_role_binds_exact_values_never_a_pattern(plan: dict[str, Any
                     # preview environments), never on `ref_protected` (true for a protected branch's merge request), and reads only.
                     assert claims["pipeline_source"] == "merge_request_event" and "ref_protected" not in claims, name
                     assert claims["environment_protected"] == "true" and set(claims["environment"].split(",")) <= set(PREVIEW_ENVIRONMENTS), name
+                    assert claims["environment_action"] == "start", name  # a deployment: only the environment's deployers run it
                     assert set(inputs["tokenPolicies"]) <= {READER_POLICY_NAME, f"{PREVIEW_ROLE}-token"}, name
                 else:
                     assert claims["ref_protected"] == "true", name
