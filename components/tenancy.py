@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Protocol, Sequence
 
@@ -141,11 +141,22 @@ class SupplyChainPolicy:
     pulled_within_days: int = 30  # retention: and whatever was pulled in this many days ("deployed")
     key_rotation: KeyRotation = KeyRotation()  # the cosign keys' rotation and trusted versions
 
+    def _active(self, today: date) -> dict[str, date]:
+        return {cve: day for cve, expires in self.cve_allowlist if (day := date.fromisoformat(expires)) >= today}
+
     def active_cves(self, today: date) -> list[str]:
-        """The allowlisted CVEs not yet expired on `today`. Harbor's project allowlist has one
-        expiry for the whole list, so expiry is enforced here, per entry: each `pulumi up`
-        (the robots' rotation runs one at least every 15 days) drops what has expired."""
-        return sorted(cve for cve, expires in self.cve_allowlist if date.fromisoformat(expires) >= today)
+        """The allowlisted CVEs not yet expired on `today`: each `pulumi up` drops what has expired."""
+        return sorted(self._active(today))
+
+    def allowlist_expiry(self, today: date) -> int | None:
+        """When Harbor itself stops honouring the active CVEs (seconds since the epoch): the end, in
+        UTC, of the earliest one's last day; None when none is active. Harbor's allowlist has one
+        expiry for all its entries, so the later ones lapse with it (refused, never admitted) until
+        the next `pulumi up` sets the list again without the expired one."""
+        ends = self._active(today).values()
+        if not ends:
+            return None
+        return int(datetime.combine(min(ends) + timedelta(days=1), time(), tzinfo=timezone.utc).timestamp())
 
 
 class WorkloadBinder(Protocol):

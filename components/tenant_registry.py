@@ -10,8 +10,9 @@ Two robot accounts, the one static credential Kubernetes forces on us:
   (`components.tenancy.harbor_pull_path`) into each tenant namespace as the image-pull secret.
 Supply-chain policy (`TenantPlatform.supply_chain`, stack config `platform:supplyChain`):
 * pulls of images with a vulnerability at or above `severity` are refused (`deployment_security`),
-  except for allowlisted CVEs; Harbor's allowlist has one expiry for all entries, so each entry's
-  own expiry is applied at deploy time (`SupplyChainPolicy.active_cves`);
+  except for the platform's accepted CVEs: the project has no list of its own, so Harbor judges it
+  with its system allowlist, which the program keeps with an expiry Harbor enforces itself
+  (components/tenant_supply_chain.CveExceptions);
 * release tags `v*.*.*` are immutable (never re-pushed, never removed by retention);
 * retention keeps the last `keepLast` pushed artifacts of each repository and everything pulled
   in the last 30 days (a pull is our proxy for "deployed"); the rest is removed daily;
@@ -28,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import date
 
 import pulumi
 import pulumi_vault as vault
@@ -108,7 +108,10 @@ class TenantRegistry(pulumi.ComponentResource):
             storage_quota=args.storage_gb,
             vulnerability_scanning=True,  # scan on push
             deployment_security=policy.severity,
-            cve_allowlists=policy.active_cves(date.today()),
+            # None of its own: pulumiverse-harbor then sets reuse_sys_cve_allowlist (terraform-provider-harbor
+            # client/project.go:47-54), so Harbor judges pulls with its system list (CveExceptions), whose expiry
+            # it enforces; a project's own list has no expiry the provider can set.
+            cve_allowlists=[],
             enable_content_trust_cosign=True,  # only cosign-signed images are served
             force_destroy=False,  # Harbor refuses to delete a project that still holds images
             # Offboarding leaves the project and its images in Harbor (export or delete them by hand).

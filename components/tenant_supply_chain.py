@@ -1,5 +1,7 @@
 """Software supply chain: public images in quarantine, tenants' signing keys, starter content.
 
+* Accepted CVEs (`CveExceptions`, platform level): Harbor's system CVE allowlist, the only one its
+  pull gate reads (no project has its own), with the earliest entry's expiry, which Harbor enforces.
 * Quarantine (`PublicImageQuarantine`, platform level): one Harbor proxy-cache project per
   public registry (`proxy-docker-io`, ...). Caches are private and scanned: no tenant robot can
   pull from them. Images the platform team has vetted are copied into the public-read
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pulumi
@@ -95,6 +98,36 @@ class PublicImageQuarantine(pulumi.ComponentResource):
             opts=on_harbor,
         )
         self.register_outputs({"proxies": [proxy_project_name(h) for h in args.registries], "approved": APPROVED_PROJECT})
+
+
+@dataclass(frozen=True)
+class CveExceptionsArgs:
+    policy: SupplyChainPolicy  # its cve_allowlist: the accepted CVEs, each until a day
+
+
+class CveExceptions(pulumi.ComponentResource):
+    """Harbor's system CVE allowlist, as the program keeps it: the platform's accepted CVEs.
+
+    No Harbor project has a list of its own (the provider then makes each reuse this one), so this is
+    the one list Harbor's pull gate skips CVEs by, for every tenant, `approved` and the caches, and
+    no one edits it unseen in Harbor's UI (a refresh restores it). It carries an expiry Harbor enforces
+    itself (`SupplyChainPolicy.allowlist_expiry`): an exception ends on its day even if no `pulumi up`
+    runs then. Promotion's gate (.ci/promote-image.py) counts every vulnerability, allowlisted or not.
+    """
+
+    allowlist: harbor.ConfigSecurity
+
+    def __init__(self, name: str, provider: pulumi.ProviderResource, args: CveExceptionsArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:harbor:CveExceptions", name, None, opts)
+        today = date.today()
+        self.allowlist = harbor.ConfigSecurity(
+            name,
+            cve_allowlists=args.policy.active_cves(today),
+            expires_at=args.policy.allowlist_expiry(today),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        self.register_outputs({"cves": self.allowlist.cve_allowlists, "expiresAt": self.allowlist.expires_at})
 
 
 # --- starter content ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from components.tenancy import Severity
 from components.tenant_registry import RELEASE_TAGS
 from components.tenant_supply_chain import PROTECTED_PUSH_RULE, RELEASE_TAG_RULE, trivy_severities
 from platformctl.helm_render import RELEASE_TYPE
+from platformctl.render import render
 from policy.labels import SIGNATURE_POLICY_LABEL
+from tests.conftest import ROOT
 from tests.test_ci_attacks import RUNNER, _takes
 from tests.test_image_promotion import load_script
 from tests.test_policy_attacks import waits_for
@@ -245,3 +248,60 @@ def test_a_platform_image_dressed_as_a_build_attestation_is_scanned_before_promo
     unjudged = [c["digest"] for c in children if containerd_may_run(c) and c["digest"] not in scanned]
     assert not unjudged, f"children a node may run that promotion never waits a scan for: {unjudged}"
     assert children[3]["digest"] not in scanned  # nothing to scan in a genuine attestation
+
+
+# --- Harbor's severity gate: whose CVE exceptions it honours, and until when ---------------------------
+
+PROJECT = "harbor:index/project:Project"
+SYSTEM_ALLOWLIST = "harbor:index/configSecurity:ConfigSecurity"
+ACCEPTED_CVE = "CVE-2024-3094"
+
+
+def harbor_honours(plan: dict, project: str, cve: str, at: datetime) -> bool:
+    """Whether Harbor's pull gate skips `cve` in `project` at `at`, from what the plan sets, as the
+    provider and Harbor read it. pulumiverse-harbor (terraform-provider-harbor client/project.go:47-54)
+    sends a project's non-empty list with reuse_sys_cve_allowlist "false" and an empty one as "true",
+    and has no expiry for a project's list; Harbor v2.15.1 judges a project that reuses with the system
+    list (src/controller/project/controller.go:307-321), and ignores an allowlist from its expires_at on,
+    never when it has none (src/pkg/allowlist/models/cve_allowlist.go:52-57, src/controller/scan/
+    base_controller.go:829)."""
+    [own] = [r["inputs"].get("cveAllowlists") or [] for r in plan["resources"] if r["type"] == PROJECT and r["inputs"]["name"] == project]
+    if own:
+        return cve in own  # no expiry: honoured until a `pulumi up` takes it out
+    [system] = [r["inputs"] for r in plan["resources"] if r["type"] == SYSTEM_ALLOWLIST]
+    expires_at = system.get("expiresAt")
+    return cve in system["cveAllowlists"] and (expires_at is None or at.timestamp() < expires_at)
+
+
+def test_every_project_that_takes_harbors_system_allowlist_takes_the_programs(plan: dict) -> None:
+    """A project with no CVE list of its own (`approved`, the proxy caches, every tenant while the
+    config accepts no CVE) is judged with Harbor's system allowlist (harbor_honours). Unless the
+    program declares it, that list is whatever a Harbor admin once typed in the UI, with no expiry,
+    applied to every tenant's prod pulls and shown by no preview or drift check."""
+    reusing = [r["inputs"]["name"] for r in plan["resources"] if r["type"] == PROJECT and not r["inputs"].get("cveAllowlists")]
+    assert reusing, "no project takes Harbor's system allowlist"
+    declared = [r["inputs"] for r in plan["resources"] if r["type"] == SYSTEM_ALLOWLIST]
+    assert len(declared) == 1, f"Harbor's system CVE allowlist is not the program's, yet {', '.join(reusing)} are judged by it"
+    assert declared[0]["cveAllowlists"] == [] and declared[0].get("expiresAt") is None  # the stacks accept no CVE
+
+
+def test_a_cve_exception_ends_in_harbor_on_its_expiry_day_without_a_pulumi_up(tmp_path: Path) -> None:
+    """A tenant's owner gets CVE-2024-3094 accepted until a date to ship a release. From the day
+    after, Harbor must refuse to pull that release again (a restart, a rollout, a new node), whether
+    or not anyone has run `pulumi up` since: prod's deploy is a person's manual job (.gitlab-ci.yml),
+    and the drift schedule only reports the change."""
+    expires = date.today() + timedelta(days=30)
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    supply_chain = document["config"].setdefault("platform:supplyChain", {})
+    supply_chain["cveAllowlist"] = [{"id": ACCEPTED_CVE, "expires": expires.isoformat()}]
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    plan = render(tmp_path / "Pulumi.dev.yaml", "dev").plan
+    last_second = datetime.combine(expires, datetime.max.time(), tzinfo=timezone.utc).replace(microsecond=0)
+    tenants = [r["inputs"]["name"] for r in plan["resources"] if r["type"] == PROJECT and "registryId" not in r["inputs"]
+               and r["inputs"]["name"] != "approved"]
+    assert len(tenants) >= 2
+    for project in tenants:
+        assert harbor_honours(plan, project, ACCEPTED_CVE, last_second), f"{project}: the exception ends before its day is out"
+        after = last_second + timedelta(seconds=1)
+        assert not harbor_honours(plan, project, ACCEPTED_CVE, after), (
+            f"{project}: Harbor still honours {ACCEPTED_CVE} at {after.isoformat()}, after its exception expired on {expires}")

@@ -108,6 +108,10 @@ def test_allowlist_entries_need_an_expiry_and_expired_ones_are_dropped() -> None
     assert policy.active_cves(date(2026, 3, 1)) == ["CVE-2024-0001", "CVE-2024-0002"]  # the expiry day still counts
     assert policy.active_cves(date(2026, 3, 2)) == ["CVE-2024-0002"]
     assert policy.active_cves(date(2026, 6, 2)) == []
+    # Harbor ends the list at the first second after the earliest active entry's day (UTC): 2026-03-02T00:00:00Z.
+    assert policy.allowlist_expiry(date(2026, 3, 1)) == 1772409600
+    assert policy.allowlist_expiry(date(2026, 3, 2)) == 1780358400  # 2026-06-02T00:00:00Z, once the first is dropped
+    assert policy.allowlist_expiry(date(2026, 6, 2)) is None
 
 
 def test_supply_chain_defaults_are_the_documented_ones() -> None:
