@@ -109,8 +109,8 @@ class CveExceptions(pulumi.ComponentResource):
     """Harbor's system CVE allowlist, as the program keeps it: the platform's accepted CVEs.
 
     No Harbor project has a list of its own (the provider then makes each reuse this one), so this is
-    the one list Harbor's pull gate skips CVEs by, for every tenant, `approved` and the caches, and
-    no one edits it unseen in Harbor's UI (a refresh restores it). It carries an expiry Harbor enforces
+    the one list Harbor's pull gate skips CVEs by, for every tenant, `approved` and the caches; an edit
+    in Harbor's UI is drift (the drift schedule reports it, `pulumi up --refresh` undoes it). It carries an expiry Harbor enforces
     itself (`SupplyChainPolicy.allowlist_expiry`): an exception ends on its day even if no `pulumi up`
     runs then. Promotion's gate (.ci/promote-image.py) counts every vulnerability, allowlisted or not.
     """
