@@ -51,6 +51,12 @@ class Severity(StrEnum):
     HIGH = "high"
     CRITICAL = "critical"
 
+    @property
+    def harbor_gate(self) -> str:
+        """A Harbor project's `deployment_security`: "" for NONE, as pulumiverse-harbor turns the pull gate on
+        for any other value (terraform-provider-harbor client/project.go ProjectBody), "none" included."""
+        return "" if self is Severity.NONE else self.value
+
     def and_above(self) -> list[Severity]:
         """This severity and every higher one; nothing for NONE (the gate refuses nothing)."""
         scale = list(Severity)

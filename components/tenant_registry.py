@@ -107,7 +107,7 @@ class TenantRegistry(pulumi.ComponentResource):
             public=False,
             storage_quota=args.storage_gb,
             vulnerability_scanning=True,  # scan on push
-            deployment_security=policy.severity,
+            deployment_security=policy.severity.harbor_gate,
             # None of its own: pulumiverse-harbor then sets reuse_sys_cve_allowlist (terraform-provider-harbor
             # client/project.go:47-54), so Harbor judges pulls with its system list (CveExceptions), whose expiry
             # it enforces; a project's own list has no expiry the provider can set.

@@ -84,7 +84,7 @@ class PublicImageQuarantine(pulumi.ComponentResource):
                 registry_id=registry.registry_id,
                 public=False,  # quarantine: only the platform team and promotion pull from it
                 vulnerability_scanning=True,
-                deployment_security=args.policy.severity,
+                deployment_security=args.policy.severity.harbor_gate,
                 opts=pulumi.ResourceOptions.merge(on_harbor, pulumi.ResourceOptions(depends_on=[registry])),
             )
         # Vetted public images: readable by everyone (they are public images), pushed only by promotion.
@@ -93,7 +93,7 @@ class PublicImageQuarantine(pulumi.ComponentResource):
             name=APPROVED_PROJECT,
             public=True,
             vulnerability_scanning=True,
-            deployment_security=args.policy.severity,
+            deployment_security=args.policy.severity.harbor_gate,
             force_destroy=False,
             opts=on_harbor,
         )

@@ -305,3 +305,16 @@ def test_a_cve_exception_ends_in_harbor_on_its_expiry_day_without_a_pulumi_up(tm
         after = last_second + timedelta(seconds=1)
         assert not harbor_honours(plan, project, ACCEPTED_CVE, after), (
             f"{project}: Harbor still honours {ACCEPTED_CVE} at {after.isoformat()}, after its exception expired on {expires}")
+
+
+def test_severity_none_leaves_harbors_pull_gate_off(tmp_path: Path) -> None:
+    """'none' gates nothing (README, Scanning gate; allowed on dev only). pulumiverse-harbor turns the gate on
+    for any non-empty deployment_security (terraform-provider-harbor client/project.go ProjectBody: prevent_vul
+    "true" with that severity), so sending "none" made Harbor refuse every image with a finding, and every image
+    not yet scanned, on a stack that asked for no gate: the platform's own images in `approved` included."""
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"].setdefault("platform:supplyChain", {})["severity"] = "none"
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    plan = render(tmp_path / "Pulumi.dev.yaml", "dev").plan
+    gated = {r["inputs"]["name"]: r["inputs"].get("deploymentSecurity") for r in plan["resources"] if r["type"] == PROJECT}
+    assert len(gated) >= 5 and {name: gate for name, gate in gated.items() if gate} == {}
