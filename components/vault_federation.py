@@ -94,6 +94,13 @@ def root_only(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True))
 
 
+def stack_environments(environments: Sequence[str], stack: str) -> list[str]:
+    """Those of `environments` that are `stack`'s: .gitlab-ci.yml names each Pulumi job's environment after the stack it
+    runs (`dev`, `preview/dev`: `--stack dev`). Each stack has a Vault of its own, and a job picks its ID token's audience
+    itself, so a stack's Vault takes jobs of its own environments only: never a dev job's login to prod's Vault."""
+    return [environment for environment in environments if environment.rpartition("/")[2] == stack]
+
+
 def mount_path(cluster: ClusterHandle) -> str:
     return f"jwt-{cluster.name}" if cluster.is_eks else f"kubernetes-{cluster.name}"
 
