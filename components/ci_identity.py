@@ -175,8 +175,8 @@ def _register_sessions(name: str, args: PipelineIdentityArgs) -> None:
                      "backups check)", f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through "
                      "S3) and rds:DescribeDBInstances, nothing else", gitlab))
     if args.reviewed_previews is not None:
-        rows.append(("reviewed-preview", f"merge-request jobs of {args.project_path} a maintainer started in the protected environments "
-                     "preview/dev and preview/prod (Vault's platform-preview login)", viewer,
+        rows.append(("reviewed-preview", f"merge-request jobs of {args.project_path} a maintainer started in the protected environment "
+                     "preview/<stack> of this stack (Vault's platform-preview login)", viewer,
                      (f"Vault ({args.reviewed_previews.issuer_url}, identity tokens of the platform-preview role)", "Vault identity token")))
     for suffix, holder, scope, (trusted, token) in rows:
         args.inventory.register(
@@ -290,8 +290,8 @@ def pulumi_cloud_credential(project_path: str, gitlab_url: str) -> Credential:
         category="federated",
         issuer=f"Pulumi Cloud, trusting {gitlab_url} as an OIDC issuer (ID tokens with aud urn:pulumi:org:<org>)",
         holder=f"the Pulumi jobs of {project_path}",
-        scope="platform-preview: read the stacks (main, and merge requests a maintainer runs in the protected "
-              "environments preview/dev and preview/prod); platform-deploy: write them (main)",
+        scope="platform-preview-<stack>: read that stack (main, and merge requests a maintainer runs in the protected "
+              "environment preview/<stack>); platform-deploy: write them (main)",
         lifetime_seconds=PULUMI_TOKEN_SECONDS,
         lifetime="two hours (rebuild-dev: four)",
         rotation="each job exchanges its own ID token",

@@ -533,7 +533,7 @@ def test_the_backups_schedule_checks_both_stacks_on_main_with_list_only_identiti
                                        "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
         assert job["tags"] == ["platform-protected"] and "environment" not in job and "when" not in job
         assert job["variables"]["AWS_ROLE_ARN"] == "$BACKUP_WATCH_ROLE_ARN"
-        assert job["variables"]["PULUMI_TEAM"] == "platform-preview"  # reads the stack's outputs and config
+        assert job["variables"]["PULUMI_TEAM"] == f"platform-preview-{stack}"  # reads the stack's outputs and config
         # Only the tokens it uses: AWS's (the watch role) and Pulumi Cloud's. Not Vault's: an ID token for Vault's
         # audience is what the deploy jobs log in to Vault with, and no line of this job needs it.
         assert job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}, "PULUMI_ID_TOKEN": {"aud": "urn:pulumi:org:$PULUMI_ORG"}}

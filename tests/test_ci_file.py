@@ -258,7 +258,8 @@ def test_pulumi_cloud_only_through_id_tokens_a_team_per_job_kind(ci: dict[str, A
                           '--oidc-team "$PULUMI_TEAM" --oidc-expiration "$PULUMI_LOGIN_EXPIRATION"'], name
         variables = job["variables"]
         writes = any(re.search(r"pulumi (up|destroy)\b", l) for l in _script(job))
-        assert variables["PULUMI_TEAM"] == ("platform-deploy" if writes else "platform-preview"), name
+        [stack] = set(re.findall(r"--stack (\w+)", " ".join(_script(job))))
+        assert variables["PULUMI_TEAM"] == ("platform-deploy" if writes else f"platform-preview-{stack}"), name
         hours = int(variables["PULUMI_LOGIN_EXPIRATION"].removesuffix("h"))
         timeout = int(str(job.get("timeout", "1h")).removesuffix("h"))
         assert timeout < hours <= 4, f"{name}: its Pulumi token must outlast the job, and not by much"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import yaml
 from components.vault import READER_POLICY_NAME
 from components.vault_federation import GITLAB_PATH, PREVIEW_ROLE
 from tests.conftest import ROOT
-from tests.test_ci_file import GLOBAL_KEYWORDS, _resolve
+from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, _resolve
 from tests.test_vault_access import gitlab_id_token
 from tests.test_vault_federation import IAM_ROLE, _entry_on_each_cluster, of_type
 
@@ -203,3 +204,28 @@ def test_the_jobs_step_assumes_the_reviewed_role_only_with_a_token_vault_issued(
             assert shown == ["arn:aws:iam::123456789012:role/preview", "/tmp/aws-web-identity-token"]
     finally:
         Path("/tmp/vault-identity-token").unlink(missing_ok=True)
+
+
+def pulumi_cloud_policies() -> dict[str, dict[str, str]]:
+    """README's Pulumi Cloud authorization policies, which an operator sets by hand: team -> its row (column -> cell)."""
+    text = (ROOT / "README.md").read_text().split("**Pulumi Cloud without a stored token.**", 1)[1]
+    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.split("\n\n", 2)[1].splitlines()
+             if line.startswith("|") and not line.startswith("|---")]
+    return {row[0].strip("`"): dict(zip(table[0], row)) for row in table[1:]}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_merge_requests_preview_reads_its_own_stacks_state_alone(stack: str) -> None:
+    """A maintainer plays preview-dev for a change of dev alone. Was open: every Pulumi job that does not write logged in as
+    platform-preview, which README's Pulumi Cloud policy let read both stacks from either preview environment, so that job
+    read prod's state (its Vault recovery keys and bootstrap credential, every generated password). Now each preview's team
+    reads its own stack alone, and a merge request's job has it only in its own stack's environment."""
+    other = {"dev": "prod", "prod": "dev"}[stack]
+    job = _resolve(yaml.safe_load(CI_FILE.read_text()), f"preview-{stack}")
+    assert f"--stack {stack}" in " ".join(job["script"])
+    team = job["variables"]["PULUMI_TEAM"]
+    row = pulumi_cloud_policies().get(team, {})
+    stacks = set(re.findall(r"`(\w+)`", row.get("stacks", "")))
+    assert team == f"platform-preview-{stack}" and stacks == {stack}, f"preview-{stack} logs in to Pulumi Cloud as {team}: {row}"
+    claims = row["claims the policy requires"]
+    assert f"`environment` = `preview/{stack}`" in claims and f"preview/{other}" not in claims, claims
