@@ -51,9 +51,12 @@ CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
 CI_MAX_TOKEN_TTL = 3600  # the mount's ceiling: the deploy job's `pulumi up` (DEPLOY_ROLE)
 DAY_SECONDS = 86400  # an identity-token key's rotation, and how long its last public key still verifies
 DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: the program's own Vault access
-# The GitLab environments of those jobs (.gitlab-ci.yml): deploys, and previews and drift checks. Other
+# Main's plans and the drift schedules (.gitlab-ci.yml `plan-*`, `drift-*`): protected, maintainers only, no approvals.
+# Not preview/<stack>, which merge requests' jobs alone use, so that it can require a deployment approval of each (README).
+PLAN_ENVIRONMENTS = ("plan/dev", "plan/prod")
+# The GitLab environments of those jobs (.gitlab-ci.yml): deploys, and main's plans. Other
 # jobs on main (promote-image, played with any variables) are not platform-deploy.
-DEPLOY_ENVIRONMENTS = ("dev", "prod", "preview/dev", "preview/prod")
+DEPLOY_ENVIRONMENTS = ("dev", "prod", *PLAN_ENVIRONMENTS)
 # Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
 # as its owner, who must be allowed on the protected ref); never a merge request's. Tenants' `app`
 # projects take no pipeline variables (components/tenant_gitlab.py PIPELINE_VARIABLES_ROLE), so their
@@ -66,13 +69,13 @@ REVIEWED_PIPELINE_SOURCES = ("merge_request_event",)
 # platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
 # (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their
 # own; and, at a role of their own, the schedule (its owner's variables) of rebuild-dev (dev), never in
-# prod. The drift checks' schedules (preview/<stack>) only preview: their role reads (platform-reader).
+# prod. The drift checks' schedules (plan/<stack>) only preview: their role reads (platform-reader).
 DEPLOY_PIPELINE_SOURCES = ("push",)
 SCHEDULED_DEPLOY_ROLE = "platform-deploy-scheduled"
 SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev",)
 DRIFT_ROLE = "platform-drift"
-PREVIEW_ENVIRONMENTS = ("preview/dev", "preview/prod")  # protected: maintainers only (README)
-DRIFT_ENVIRONMENTS = PREVIEW_ENVIRONMENTS
+PREVIEW_ENVIRONMENTS = ("preview/dev", "preview/prod")  # merge requests' only; protected: maintainers, 1 approval (README)
+DRIFT_ENVIRONMENTS = PLAN_ENVIRONMENTS
 # Merge requests' previews, once a maintainer plays them (.gitlab-ci.yml `.preview`): what a refresh reads, as the
 # drift checks, and on EKS the identity token the reviewed-preview AWS role trusts (AWS cannot test the environment).
 PREVIEW_ROLE = "platform-preview"
@@ -96,7 +99,7 @@ def root_only(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
 
 def stack_environments(environments: Sequence[str], stack: str) -> list[str]:
     """Those of `environments` that are `stack`'s: .gitlab-ci.yml names each Pulumi job's environment after the stack it
-    runs (`dev`, `preview/dev`: `--stack dev`). Each stack has a Vault of its own, and a job picks its ID token's audience
+    runs (`dev`, `plan/dev`, `preview/dev`: `--stack dev`). Each stack has a Vault of its own, and a job picks its ID token's audience
     itself, so a stack's Vault takes jobs of its own environments only: never a dev job's login to prod's Vault."""
     return [environment for environment in environments if environment.rpartition("/")[2] == stack]
 

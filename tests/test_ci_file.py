@@ -305,14 +305,14 @@ def test_the_bot_may_read_the_previews_text_and_only_developers_an_update_plan(j
 
 
 def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(jobs: dict[str, dict[str, Any]]) -> None:
-    # Vault's platform-deploy role (platform-admin) binds these environments: every job that logs in
-    # as it has one, and no other job on main has one (promote-image, played with any variables).
-    from components.vault_federation import DEPLOY_ENVIRONMENTS
+    # Vault's platform-deploy role (platform-admin) binds these environments, platform-preview the merge requests':
+    # every job that logs in has one, and no other job on main has one (promote-image, played with any variables).
+    from components.vault_federation import DEPLOY_ENVIRONMENTS, PREVIEW_ENVIRONMENTS
 
     for name, job in jobs.items():
         logs_in = any(".ci/vault-login.py" in line for line in _script(job))
         environment = job.get("environment", {}).get("name")
-        assert (environment in DEPLOY_ENVIRONMENTS) == logs_in, f"{name}: environment {environment!r}"
+        assert (environment in DEPLOY_ENVIRONMENTS + PREVIEW_ENVIRONMENTS) == logs_in, f"{name}: environment {environment!r}"
     assert "environment" not in jobs["promote-image"]
 
 

@@ -120,7 +120,7 @@ def test_the_identity_token_names_the_issuer_and_audience_the_aws_role_trusts(pr
 def test_the_drift_checks_login_has_no_token_issued_for_the_aws_role(prod_vault: Any) -> None:
     """platform-reader reads everything a refresh reads, but reading identity/oidc/token/* issues a token: the drift
     checks' login may not (components/vault.py READER_POLICY); only the token policy of the role may."""
-    auth = prod_vault.login(GITLAB_PATH, "platform-drift", job_token(prod_vault, source="schedule", ref="main", ref_protected=True))
+    auth = prod_vault.login(GITLAB_PATH, "platform-drift", job_token(prod_vault, source="schedule", environment="plan/prod", ref="main", ref_protected=True))
     assert READER_POLICY_NAME in auth["token_policies"]
     with pytest.raises(hvac.exceptions.Forbidden):
         prod_vault.client(auth["client_token"]).read(TOKEN_ROLE)
@@ -187,7 +187,7 @@ def _exchange_step() -> str:
 def test_the_jobs_step_assumes_the_reviewed_role_only_with_a_token_vault_issued(prod_vault: Any, login_as: str, exchanged: bool) -> None:
     """The CI step itself, in bash, against the real server: with the preview login it points the AWS SDK at Vault's
     identity token and REVIEWED_PREVIEW_ROLE_ARN; with a login that may not have one issued, the job keeps its own."""
-    token = job_token(prod_vault) if login_as == PREVIEW_ROLE else job_token(prod_vault, source="schedule", ref="main", ref_protected=True)
+    token = job_token(prod_vault) if login_as == PREVIEW_ROLE else job_token(prod_vault, source="schedule", environment="plan/prod", ref="main", ref_protected=True)
     vault_token = prod_vault.login(GITLAB_PATH, login_as, token)["client_token"]
     env = {"PATH": "/usr/bin:/bin", "VAULT_ADDR": prod_vault.server.url, "VAULT_CACERT": prod_vault.server.ca_file, "VAULT_TOKEN": vault_token,
            "VAULT_IDENTITY_ROLE": PREVIEW_ROLE, "REVIEWED_PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/reviewed",

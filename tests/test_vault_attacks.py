@@ -178,20 +178,21 @@ def test_platform_admin_logins_take_only_the_pipelines_the_platform_runs(vault: 
     the runner's choosing) and scheduled pipelines (the schedule owner's variables) in all four deploy
     environments. Now `platform-deploy` takes push pipelines only (merged code: plans, deploys, the
     manual prod job); scheduled pipelines log in at `platform-deploy-scheduled` only in rebuild-dev's
-    environment (dev), and at `platform-drift` (platform-reader) in the drift checks' (preview/dev), never prod;
-    web nowhere. (This is dev's Vault: it takes none of prod's environments, the test below.)"""
-    environments = ("dev", "prod", "preview/dev", "preview/prod")
+    environment (dev), and at `platform-drift` (platform-reader) in the drift checks' (plan/dev), never prod;
+    web nowhere; none in the merge requests' preview/*. (This is dev's Vault: it takes none of prod's environments, the
+    test below.)"""
+    environments = ("dev", "prod", "plan/dev", "plan/prod", "preview/dev", "preview/prod")
     admitted = {(role, source, env) for role in (DEPLOY_ROLE, "platform-deploy-scheduled", "platform-drift")
                 for source in ("push", "web", "schedule") for env in environments if deploy_login(vault, role, source, env)}
-    assert admitted == {(DEPLOY_ROLE, "push", env) for env in ("dev", "preview/dev")} | {("platform-deploy-scheduled", "schedule", "dev")} | {
-        ("platform-drift", "schedule", "preview/dev")}
+    assert admitted == {(DEPLOY_ROLE, "push", env) for env in ("dev", "plan/dev")} | {("platform-deploy-scheduled", "schedule", "dev")} | {
+        ("platform-drift", "schedule", "plan/dev")}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_a_job_in_one_stacks_environments_gets_nothing_of_the_other_stacks_vault(plan_vaults: Callable[[str], PlanVault],
                                                                                  stack: str) -> None:
-    """Each stack runs a Vault of its own, and each job's environment names its stack (.gitlab-ci.yml: dev and preview/dev
-    run `--stack dev`, prod and preview/prod `--stack prod`). A job picks its ID token's audience and VAULT_ADDR itself
+    """Each stack runs a Vault of its own, and each job's environment names its stack (.gitlab-ci.yml: dev, plan/dev and
+    preview/dev run `--stack dev`, prod, plan/prod and preview/prod `--stack prod`). A job picks its ID token's audience and VAULT_ADDR itself
     (its branch's file, or the variables of a schedule's owner). Was open: every CI role of either Vault bound all four
     environments, so deploy-dev (every push to main, no prod approver) and rebuild-dev (its schedule's owner's variables,
     "platform-admin in dev") logged in to prod's Vault as platform-admin, and a merge request's preview-dev, which a
@@ -201,7 +202,7 @@ def test_a_job_in_one_stacks_environments_gets_nothing_of_the_other_stacks_vault
     vault = plan_vaults(stack)
     other = {"dev": "prod", "prod": "dev"}[stack]
     admitted = {(role, source, environment) for role in (DEPLOY_ROLE, "platform-deploy-scheduled", "platform-drift")
-                for source in ("push", "schedule") for environment in (other, f"preview/{other}")
+                for source in ("push", "schedule") for environment in (other, f"plan/{other}", f"preview/{other}")
                 if deploy_login(vault, role, source, environment)}
     for environment in (other, f"preview/{other}"):  # a merge request's job a maintainer started there
         token = gitlab_id_token(vault, DEPLOY_PROJECT, "feature/x", "branch", False, source="merge_request_event", environment=environment)
@@ -223,7 +224,7 @@ def test_a_schedule_that_only_reads_gets_a_token_that_only_reads(vault: PlanVaul
     assert set(readers) == {"drift-dev", "drift-prod"}
     root = vault.client(vault.root_token)
     policy = root.read("sys/policies/acl/platform-admin")["data"]["policy"]
-    for name, job in ((name, job) for name, job in readers.items() if job["environment"]["name"] == "preview/dev"):  # dev's Vault
+    for name, job in ((name, job) for name, job in readers.items() if job["environment"]["name"] == "plan/dev"):  # dev's Vault
         token = gitlab_id_token(vault, DEPLOY_PROJECT, "main", "branch", True, source="schedule", environment=job["environment"]["name"])
         login = vault.login(GITLAB_PATH, job["variables"]["VAULT_ROLE"], token)
         client = vault.client(terraform_child_token(vault.client(login["client_token"])))  # pulumi-vault's, as a preview makes it
