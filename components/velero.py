@@ -26,8 +26,10 @@ backup exactly when its lock ends; the lifecycle rule of `velero/` then removes 
 never expires current ones (a kopia repository keeps using old blobs). On kubeconfig stacks each
 workload cluster's Velero holds a key of its own (`options.target_keys`), which the target's
 administrator confines to that cluster's prefix (`target_policy`), never the control plane's backup
-key: the node agents run on every workload node, where tenants' code runs, and a node taken over
-there must not reach the control plane's backups or the other cluster's.
+key; its node agents another (`options.node_agent_keys`), confined to the cluster's kopia repositories
+(`node_agent_policy`). The node agents run on every workload node, where tenants' code runs: a node taken
+over there must reach neither the control plane's backups, nor the other cluster's, nor the Backup
+objects and tarballs of its own cluster (every tenant's Secrets, and what a restore applies as cluster-admin).
 
 Tenants get no rights in `velero.io` (components/tenant_roles.py); a restore is a platform
 administrator's (README: Tenants' volumes).
@@ -44,6 +46,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
@@ -64,6 +67,7 @@ NAMESPACE = "velero"
 SERVICE_ACCOUNT = "velero-server"  # the chart's server account for release `velero`
 LOCATION = "default"  # the BackupStorageLocation every Schedule writes to
 CREDENTIALS_SECRET = "velero-s3"  # kubeconfig stacks: the target's key as an AWS credentials file
+NODE_AGENT_SECRET = "velero-node-agent-s3"  # kubeconfig stacks: the node agents' own key, to the kopia repositories only
 CREDENTIALS_KEY = "cloud"  # where the chart's mount expects it
 REPOSITORY_SECRET = "velero-repo-credentials"  # Velero reads kopia's repository password from this Secret
 REPOSITORY_KEY = "repository-password"
@@ -90,7 +94,20 @@ def target_policy(bucket: str, cluster: str) -> dict[str, Any]:
     """What Velero's object-store plugin needs under its prefix (upstream's velero-plugin-for-aws README,
     minus the EC2 snapshot rights: the CSI driver takes the snapshots): on a kubeconfig stack, the policy
     the target's administrator gives the cluster's key (README: Tenants' volumes)."""
-    own = prefix(cluster)
+    return _prefix_policy(bucket, prefix(cluster))
+
+
+def node_agent_policy(bucket: str, cluster: str) -> dict[str, Any]:
+    """The node agents' key on a kubeconfig stack: the cluster's kopia repositories, `<prefix>/kopia/<namespace>/`
+    (vmware-tanzu/velero pkg/repository/provider/unified_repo.go getStorageVariables: path.Join(prefix,
+    udmrepo.StoreOptionPrefixName, repoName)), which is all a volume's copy reads and writes. Never the Backup
+    objects and tarballs beside them: a node taken over would read every tenant's Secrets there, or plant objects the
+    next restore applies as Velero's cluster-admin."""
+    return _prefix_policy(bucket, f"{prefix(cluster)}/kopia")
+
+
+def _prefix_policy(bucket: str, own: str) -> dict[str, Any]:
+    """Read, write and delete objects under `own`/ of `bucket` and list them; nothing else."""
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
                                        "s3:ListMultipartUploadParts"],
@@ -109,7 +126,8 @@ def bucket_policy(bucket: str, kms_key_arn: str, cluster: str) -> dict[str, Any]
 
 class TargetKeys(ConfigModel):
     """`platform:services.velero.targetKeys` (kubeconfig stacks): each workload cluster's own key to
-    platform:backups.target, which its administrator confines to `velero/<cluster>/` (target_policy)."""
+    platform:backups.target, which its administrator confines to `velero/<cluster>/` (target_policy); and
+    `nodeAgentKeys`: the node agents' own, confined to `velero/<cluster>/kopia/` (node_agent_policy)."""
 
     dev: S3Key | None = None
     prod: S3Key | None = None
@@ -157,7 +175,7 @@ class Velero(pulumi.ComponentResource):
         if self.node_agent:
             assert args.gatekeeper is not None, "stacks/config.py: services.velero.environments on kubeconfig clusters need Gatekeeper"
             NodeAgent(f"{name}-node-agent", cluster, ns, NodeAgentArgs(
-                namespace=NAMESPACE, resources=args.settings.resources, credentials_secret=CREDENTIALS_SECRET,
+                namespace=NAMESPACE, resources=args.settings.resources, credentials_secret=NODE_AGENT_SECRET,
                 repository_secret=REPOSITORY_SECRET, gatekeeper=args.gatekeeper,
             ), after=[self.release], opts=pulumi.ResourceOptions(parent=self))
         self.location = k8s.apiextensions.CustomResource(
@@ -209,10 +227,11 @@ class Velero(pulumi.ComponentResource):
         # CRD upgrade job's account, which would hand that job the role's environment too.
         return [workload_service_account(name, SERVICE_ACCOUNT, ns, role.arn, opts)]
 
-    def _credentials_file(self) -> pulumi.Output[str]:
-        """Kubeconfig clusters: the cluster's own key to the target (stacks/config.py requires it), a Pulumi secret."""
-        key: S3Key | None = getattr(self.args.settings.options["target_keys"], self.cluster.name)
-        assert key is not None, f"stacks/config.py: platform:services.velero.targetKeys.{self.cluster.name} is required"
+    def _credentials_file(self, option: str = "target_keys") -> pulumi.Output[str]:
+        """Kubeconfig clusters: the cluster's own key to the target, Velero's (`target_keys`) or its node agents'
+        (`node_agent_keys`), which stacks/config.py requires; a Pulumi secret."""
+        key: S3Key | None = getattr(self.args.settings.options[option], self.cluster.name)
+        assert key is not None, f"stacks/config.py: platform:services.velero.{to_camel(option)}.{self.cluster.name} is required"
         return pulumi.Output.secret(key.secret_access_key.get_secret_value()).apply(
             lambda secret: credentials_file(key.access_key_id, secret))
 
@@ -221,6 +240,11 @@ class Velero(pulumi.ComponentResource):
         built-in one), and the restore helper's image."""
         keys = k8s.core.v1.Secret(f"{name}-s3", metadata=metadata(CREDENTIALS_SECRET, ns), type="Opaque",
                                   string_data={CREDENTIALS_KEY: self._credentials_file()}, opts=opts)
+        # The node agents run on every node tenants' code runs on: they get a key of their own, to the kopia
+        # repositories only (node_agent_policy), never the server's.
+        agents = [k8s.core.v1.Secret(f"{name}-node-agent-s3", metadata=metadata(NODE_AGENT_SECRET, ns), type="Opaque",
+                                     string_data={CREDENTIALS_KEY: self._credentials_file("node_agent_keys")}, opts=opts)
+                  ] if self.node_agent else []
         password = random.RandomPassword(f"{name}-repository-password", length=40, special=False,
                                          opts=pulumi.ResourceOptions(parent=self))
         repository = k8s.core.v1.Secret(f"{name}-repository", metadata=metadata(REPOSITORY_SECRET, ns), type="Opaque",
@@ -234,7 +258,7 @@ class Velero(pulumi.ComponentResource):
             data={"image": approved(self.args.harbor_host, f"{VELERO_IMAGE}:{VELERO_TAG}")},
             opts=opts,
         )
-        return [keys, repository, helper]
+        return [keys, *agents, repository, helper]
 
     def values(self) -> dict[str, Any]:
         settings, eks = self.args.settings, not self.file_system
@@ -330,18 +354,27 @@ class Velero(pulumi.ComponentResource):
                 "no other prefix, never an object version or its retention",
             ), what=f"AWS sessions of Velero on {cluster} (IRSA)")]
         target = self.args.store.settings.target
-        assert target is not None
-        return [external_secret(
-            f"{cluster}'s own access key to the backup target, held by Velero there",
-            issuer=f"the administrator of {target.endpoint}",
-            holder=f"Secret {NAMESPACE}/{CREDENTIALS_SECRET} on {cluster} (Velero, and its node agents where they run), and {STATE}",
-            scope=f"what the target's administrator grants it on bucket {target.bucket}: read, write and delete under "
-                  f"{prefix(cluster)}/ (velero.target_policy), nothing else",
-            lifetime="set by the target's administrator",
-            rotation=f"issue a new key, `pulumi config set --secret --path platform:services.velero.targetKeys.{cluster}.secretAccessKey` "
-                     "(and its accessKeyId), `pulumi up`, then restart Velero and its node agents",
-            resources=(f"{name}-s3",),
-        ), generated_password(
+
+        def key(what: str, secret: str, holder: str, under: str, option: str, restart: str) -> Credential:
+            """A key of the cluster's to the target (kubeconfig stacks), which its administrator confines to `under`."""
+            assert target is not None
+            return external_secret(
+                what, issuer=f"the administrator of {target.endpoint}",
+                holder=f"Secret {NAMESPACE}/{secret} on {cluster} ({holder}), and {STATE}",
+                scope=f"what the target's administrator grants it on bucket {target.bucket}: read, write and delete under "
+                      f"{under}, nothing else",
+                lifetime="set by the target's administrator",
+                rotation=f"issue a new key, `pulumi config set --secret --path platform:services.velero.{option}.{cluster}.secretAccessKey` "
+                         f"(and its accessKeyId), `pulumi up`, then restart {restart}",
+                resources=(f"{name}-{secret.removeprefix('velero-')}",),
+            )
+
+        agent = [key(f"{cluster}'s node agents' own access key to the backup target", NODE_AGENT_SECRET,
+                     "mounted by the node agent on every node and the pods it starts there",
+                     f"{prefix(cluster)}/kopia/ (velero.node_agent_policy)", "nodeAgentKeys", "the node agents")] if self.node_agent else []
+        return [key(f"{cluster}'s own access key to the backup target, held by Velero there", CREDENTIALS_SECRET,
+                    "Velero's server and the repository maintenance Jobs it starts", f"{prefix(cluster)}/ (velero.target_policy)",
+                    "targetKeys", "Velero"), *agent, generated_password(
             f"Velero's kopia repository password on {cluster}",
             holder=f"Secret {NAMESPACE}/{REPOSITORY_SECRET} on {cluster}, and {STATE}",
             scope="decrypts every file-system backup of this cluster's tenant volumes",
@@ -423,5 +456,7 @@ SLICE: ServiceSlice[Velero] = ServiceSlice(
         "environments": (list[Literal["dev", "prod"]], ["prod"]),
         # Kubeconfig stacks: each workload cluster's own key to platform:backups.target (TargetKeys).
         "target_keys": (TargetKeys, TargetKeys()),
+        # Kubeconfig stacks: the node agents' own key on each cluster they run on, to its kopia repositories only.
+        "node_agent_keys": (TargetKeys, TargetKeys()),
     },
 )

@@ -31,7 +31,7 @@ from pydantic import (
 )
 import pulumi
 from cryptography import x509
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
@@ -1161,12 +1161,12 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
 
 def _writing_keys(config: PlatformConfig) -> dict[str, str]:
     """Config key -> access key id of every key the stack holds that writes to a store: the object
-    store's, the backup writers' (Dragonfly's archives' included) and each cluster's Velero key, in that order."""
+    store's, the backup writers' (Dragonfly's archives' included) and each cluster's Velero and node agents' keys, in that order."""
     keys = {f"{NAMESPACE}:objectStore": config.object_store.access_key_id} if config.object_store else {}
     keys |= {writer_key_path(writer): key.access_key_id for writer, key in (writer_keys(config) | archive_keys(config)).items()}
-    velero = config.services.settings("velero").options["target_keys"]
-    return keys | {f"{NAMESPACE}:services.velero.targetKeys.{cluster}": key.access_key_id
-                   for cluster in ("dev", "prod") if (key := getattr(velero, cluster)) is not None}
+    velero = config.services.settings("velero").options
+    return keys | {f"{NAMESPACE}:services.velero.{option}.{cluster}": key.access_key_id for option in ("targetKeys", "nodeAgentKeys")
+                   for cluster in ("dev", "prod") if (key := getattr(velero[to_snake(option)], cluster)) is not None}
 
 
 def writer_keys(config: PlatformConfig) -> dict[str, S3Key]:
@@ -1281,23 +1281,29 @@ def _node_agent_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
 
 
 def _velero_key_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
-    """Kubeconfig stacks: each workload cluster's Velero has a key of its own to the backup target, never
-    one the stack holds for another store or cluster (its node agents run on every node tenants' code runs on)."""
-    keys, where = config.services.settings("velero").options["target_keys"], f"{NAMESPACE}:services.velero.targetKeys"
-    if on_eks:
-        return [f"{where}: Velero on EKS reaches the bucket through IRSA; allowed: unset"] if keys.dev or keys.prod else []
+    """Kubeconfig stacks: each workload cluster's Velero has a key of its own to the backup target, and its node
+    agents (where `environments` runs them) another, never one the stack holds for another store, cluster or for
+    the other of the two: the node agents run on every node tenants' code runs on."""
+    velero = config.services.settings("velero").options
+    needed = {"targetKeys": (("dev", "prod"), "velero/{cluster}/"),
+              "nodeAgentKeys": (tuple(velero["environments"]), "velero/{cluster}/kopia/, its node agents' alone")}
     problems, writing = [], list(_writing_keys(config).items())
-    for cluster in ("dev", "prod"):
-        key = getattr(keys, cluster)
-        if key is None:
-            problems.append(
-                f"{where}.{cluster}: required on kubeconfig stacks; allowed: a mapping with accessKeyId and secretAccessKey, a key of "
-                f"{cluster}'s own that the target's administrator confines to velero/{cluster}/ (README: Tenants' volumes)")
+    for option, (clusters, confined) in needed.items():
+        keys, where = velero[to_snake(option)], f"{NAMESPACE}:services.velero.{option}"
+        if on_eks:
+            problems += [f"{where}: Velero on EKS reaches the bucket through IRSA; allowed: unset"] if keys.dev or keys.prod else []
             continue
-        # Reported once, on the later of two keys (the stores' come first).
-        earlier = [path for path, key_id in writing[:writing.index((f"{where}.{cluster}", key.access_key_id))] if key_id == key.access_key_id]
-        if earlier:
-            problems.append(f"{where}.{cluster}.accessKeyId: the key of {earlier[0]}; allowed: a key of {cluster}'s own")
+        for cluster in clusters:
+            key = getattr(keys, cluster)
+            if key is None:
+                problems.append(
+                    f"{where}.{cluster}: required on kubeconfig stacks; allowed: a mapping with accessKeyId and secretAccessKey, a key of "
+                    f"{cluster}'s own that the target's administrator confines to {confined.format(cluster=cluster)} (README: Tenants' volumes)")
+                continue
+            # Reported once, on the later of two keys (the stores' come first).
+            earlier = [path for path, key_id in writing[:writing.index((f"{where}.{cluster}", key.access_key_id))] if key_id == key.access_key_id]
+            if earlier:
+                problems.append(f"{where}.{cluster}.accessKeyId: the key of {earlier[0]}; allowed: a key of {cluster}'s own")
     return problems
 
 
@@ -1324,6 +1330,7 @@ SECRET_FIELDS = {
     "backups": ("target.writerKeys.{vault,gitlab,harbor}.secretAccessKey", "target.watchKey.secretAccessKey"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
                  "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey",
+                 "velero.nodeAgentKeys.dev.secretAccessKey", "velero.nodeAgentKeys.prod.secretAccessKey",
                  "dragonfly.archiveKeys.dev.secretAccessKey", "dragonfly.archiveKeys.prod.secretAccessKey"),
 }
 

@@ -80,6 +80,8 @@ def holders(config: dict[str, Any]) -> dict[str, tuple[str, Callable[[str, str],
         "harbor-data-backup-store": ("Harbor's database archives", barman),
         "dev-velero-s3": ("Velero on dev", lambda i, s: {"cloud": credentials_file(i, s)}),
         "prod-velero-s3": ("Velero on prod", lambda i, s: {"cloud": credentials_file(i, s)}),
+        # On every node of prod, where tenants' code runs: never Velero's own key (tests/test_tenant_backups.py).
+        "prod-velero-node-agent-s3": ("Velero's node agents on prod", lambda i, s: {"cloud": credentials_file(i, s)}),
         # The live data's key, which every GitLab pod and Harbor's registry hold: never a backup writer's.
         "gitlab-object-storage": ("GitLab's pods (live objects)", lambda i, s: {"connection": s3_connection(live(i), s)}),
         "harbor-registry-storage": ("Harbor's registry (live images)", lambda i, s: {

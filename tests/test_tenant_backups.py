@@ -9,6 +9,7 @@ tenant's roles, as the plan binds them, against every kind Velero serves.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 from pathlib import Path
@@ -124,6 +125,8 @@ def test_the_dev_namespaces_are_backed_up_too_when_the_stack_names_dev(tmp_path:
     (the dev stack, values only: no chart is rendered)."""
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["platform:services"]["velero"]["environments"] = ["dev", "prod"]
+    document["config"]["platform:services"]["velero"]["nodeAgentKeys"]["dev"] = {
+        "accessKeyId": "velero-dev-node-agent", "secretAccessKey": {"secure": "v1:placeholder-velero-dev-node-agent"}}
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
     plan = render(tmp_path / "Pulumi.dev.yaml", "dev").plan
     tenants = {t["name"] for t in document["config"]["platform:tenants"]}
@@ -264,11 +267,12 @@ def test_kubeconfig_clusters_copy_volumes_with_the_node_agent_and_a_generated_re
     for agent in agents:
         volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
         assert volumes["host-pods"]["hostPath"]["path"] == "/var/lib/kubelet/pods"
-        assert volumes["cloud-credentials"]["secret"]["secretName"] == velero.CREDENTIALS_SECRET
+        assert volumes["cloud-credentials"]["secret"]["secretName"] == velero.NODE_AGENT_SECRET
         assert agent["spec"]["template"]["spec"]["containers"][0]["resources"] == server_resources(release)
     secrets = {s["inputs"]["metadata"]["name"]: s for s in of_kind(plan, "Secret", cluster) if s["inputs"]["metadata"]["namespace"] == velero.NAMESPACE}
-    assert set(secrets) == {velero.CREDENTIALS_SECRET, velero.REPOSITORY_SECRET}
-    assert secrets[velero.CREDENTIALS_SECRET]["inputs"]["stringData"] == {velero.CREDENTIALS_KEY: "[secret]"}
+    assert set(secrets) == {velero.CREDENTIALS_SECRET, velero.REPOSITORY_SECRET, *[velero.NODE_AGENT_SECRET] * len(agents)}
+    for credentials in {velero.CREDENTIALS_SECRET, velero.NODE_AGENT_SECRET} & set(secrets):
+        assert secrets[credentials]["inputs"]["stringData"] == {velero.CREDENTIALS_KEY: "[secret]"}
     assert secrets[velero.REPOSITORY_SECRET]["inputs"]["stringData"] == {velero.REPOSITORY_KEY: "[secret]"}
     assert any(d.endswith(f"::{cluster}-velero-repository-password") for d in secrets[velero.REPOSITORY_SECRET]["dependsOn"])
     # Velero and its agents start with both in place (else kopia would use Velero's built-in password).
@@ -310,6 +314,9 @@ def test_the_readme_gives_the_targets_administrator_each_clusters_policy() -> No
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- velero target policy -->\n```json\n", 1)[1].split("```", 1)[0]
     assert json.loads(block) == velero.target_policy(bucket, "dev")
+    # and `nodeAgentKeys.<cluster>`, the kopia repositories only.
+    block = readme.split("<!-- velero node agent policy -->\n```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == velero.node_agent_policy(bucket, "prod")
 
 
 def restored_pod(plan: dict[str, Any], cluster: str, helper_image: str) -> dict[str, Any]:
@@ -486,13 +493,14 @@ def test_velero_on_a_workload_cluster_of_another_kind_than_the_control_plane_is_
     load_platform_config(raw, stack="prod", source="Pulumi.prod.yaml", secret_keys=secrets)  # the one reason
 
 
+DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
+AGENT_KEY = {"accessKeyId": "velero-prod-node-agent", "secretAccessKey": "x"}
+
+
 def _dev_velero(**changes: Any) -> dict[str, Any]:
     velero_options = copy.deepcopy(stack_config("dev")["platform:services"]["velero"])
-    velero_options.update(changes)
+    velero_options.update({"nodeAgentKeys": {"prod": AGENT_KEY}, **changes})
     return velero_options
-
-
-DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
 
 
 @pytest.mark.parametrize(("stack", "velero_options", "key", "words"), [
@@ -507,8 +515,62 @@ DEV_KEY = {"accessKeyId": "velero-dev", "secretAccessKey": "x"}
     ("dev", _dev_velero(targetKeys={"dev": {**DEV_KEY, "accessKeyId": "platform-dev"}, "prod": {**DEV_KEY, "accessKeyId": "p"}}),
      "platform:services.velero.targetKeys.dev.accessKeyId", "the key of platform:objectStore"),
     ("prod", {"targetKeys": {"dev": DEV_KEY}}, "platform:services.velero.targetKeys", "through IRSA; allowed: unset"),
+    # The node agents' key, on every node of the clusters `environments` names: their own, never Velero's.
+    ("dev", _dev_velero(targetKeys={"dev": DEV_KEY, "prod": {**DEV_KEY, "accessKeyId": "velero-prod"}}, nodeAgentKeys={}),
+     "platform:services.velero.nodeAgentKeys.prod", "confines to velero/prod/kopia/"),
+    ("dev", _dev_velero(targetKeys={"dev": DEV_KEY, "prod": {**DEV_KEY, "accessKeyId": "velero-prod"}},
+                        nodeAgentKeys={"prod": {**AGENT_KEY, "accessKeyId": "velero-prod"}}),
+     "platform:services.velero.nodeAgentKeys.prod.accessKeyId", "the key of platform:services.velero.targetKeys.prod"),
+    ("prod", {"nodeAgentKeys": {"prod": AGENT_KEY}}, "platform:services.velero.nodeAgentKeys", "through IRSA; allowed: unset"),
 ])
 def test_bad_velero_options_are_refused_naming_the_key(stack: str, velero_options: dict[str, Any], key: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _config_with(stack, **{"platform:services": {"velero": velero_options}})
     assert [line for line in str(caught.value).splitlines() if (f": {key}:" in line or f": {key}[" in line) and words in line], str(caught.value)
+
+
+def _s3_allows(policy: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether an Allow statement of `policy` (no Deny in these) covers `action` on `resource` (IAM's `*` wildcard
+    within the ARN; the prefix condition on ListBucket is not needed here: only object actions are asked)."""
+    return any(statement["Effect"] == "Allow" and action in statement["Action"]
+               and fnmatch.fnmatchcase(resource, statement["Resource"].replace("[", "[[]"))
+               for statement in policy["Statement"])
+
+
+def test_a_node_taken_over_reads_no_other_tenants_backup_and_plants_no_restore(renders: dict[str, Render]) -> None:
+    """Attack: a tenant escapes to a kubeconfig workload node and reads the credentials file Velero's node agent mounts
+    there. With the cluster's Velero key (confined to velero/<cluster>/, all of it) it reads every tenant's Backup tarball
+    (their Secrets included, tenants it never shared a node with), rewrites one, which the next restore applies with
+    Velero's cluster-admin (a ClusterRoleBinding of its own), or deletes them. The node agent only copies volumes into
+    the kopia repositories, `<prefix>/kopia/<namespace>/` (vmware-tanzu/velero pkg/repository/provider/unified_repo.go
+    getStorageVariables: path.Join(prefix, udmrepo.StoreOptionPrefixName, repoName)), so the key on the nodes must reach
+    nothing else: the Backup objects, their tarballs and the restores' results are the server's alone."""
+    raw, _ = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    bucket = json.loads(raw["platform:backups"])["target"]["bucket"]
+    options = json.loads(raw["platform:services"])["velero"]
+
+    def fingerprint(key: dict[str, str]) -> str:
+        value = {velero.CREDENTIALS_KEY: velero.credentials_file(key["accessKeyId"], key["secretAccessKey"])}
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+    policies = {fingerprint(key): velero.target_policy(bucket, cluster) for cluster, key in options["targetKeys"].items()}
+    policies |= {fingerprint(key): velero.node_agent_policy(bucket, cluster)
+                 for cluster, key in options.get("nodeAgentKeys", {}).items()}
+    plan, fingerprints = renders["dev"].plan, renders["dev"].fingerprints
+    agents = [r for r in of_kind(plan, "DaemonSet") if r["inputs"]["metadata"]["name"] == velero_node_agent.DAEMONSET]
+    assert [r["cluster"] for r in agents] == ["prod"], "the dev stack backs up prod's tenant volumes with the node agent"
+    for agent in agents:
+        cluster, spec = agent["cluster"], agent["inputs"]["spec"]["template"]["spec"]
+        mounted = next(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v)
+        secret = next(r for r in of_kind(plan, "Secret", cluster) if (r["inputs"]["metadata"]["name"], r["inputs"]["metadata"]["namespace"])
+                      == (mounted, velero.NAMESPACE))
+        policy = policies[fingerprints[secret["urn"]]["stringData"]]
+        root = f"arn:aws:s3:::{bucket}/{velero.prefix(cluster)}"
+        reached = [f"{action} {key}" for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+                   for key in ("backups/shop-prod-20261207040000/shop-prod-20261207040000.tar.gz",
+                               "backups/shop-prod-20261207040000/velero-backup.json", "restores/shop-prod-1/restore-shop-prod-1-results.gz")
+                   if _s3_allows(policy, action, f"{root}/{key}")]
+        print(f"{cluster}: the key in Secret {velero.NAMESPACE}/{mounted}, on every node, reaches: {reached}")
+        assert not reached, f"a node of {cluster} taken over reaches the server's objects: {reached}"
+        # What it needs still: its namespace's kopia repository.
+        assert _s3_allows(policy, "s3:PutObject", f"{root}/kopia/shop-prod/p0123456789abcdef")
