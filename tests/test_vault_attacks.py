@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -323,6 +325,77 @@ def test_a_tenants_token_makes_no_token_and_changes_nothing_of_vault(vault: Plan
     assert not allowed, f"the {holder}'s token may make {', '.join(allowed)}"
     if ceiling is not None:
         assert 0 < client.auth.token.renew_self(increment=30 * 24 * 3600)["auth"]["lease_duration"] <= ceiling
+
+
+def raw_request(vault: PlanVault, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    """One request with its path exactly as written: Go's HTTP client (External Secrets', cosign's) sends a
+    `remoteRef.key` or key name as it is, where `requests` (urllib3) would have cleaned dot segments first."""
+    host, port = vault.server.url.removeprefix("https://").split(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=vault.server.ca_file),
+                                             timeout=10)
+    try:
+        connection.request(method, path, body=None if body is None else json.dumps(body), headers={"X-Vault-Token": token})
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Location") or ""
+    finally:
+        connection.close()
+
+
+# holder -> (a path under what its token may reach, the other tenant's thing it aims at, method, body)
+DOT_SEGMENT_AIMS: dict[str, tuple[str, str, str, dict[str, Any] | None]] = {
+    "workload": ("tenants/data/checkout/dev", "tenants/data/payments/dev/app", "GET", None),
+    "owner": ("tenants/data/checkout/dev", "tenants/data/payments/dev/app", "POST", {"data": {"password": "forged"}}),
+    "CI job": ("transit/sign/checkout-cosign", "transit/sign/payments-cosign/sha2-256", "POST",
+               {"input": base64.b64encode(b"digest").decode()}),
+}
+
+
+@pytest.mark.parametrize("holder", DOT_SEGMENT_AIMS)
+def test_a_path_climbing_out_of_a_tenants_own_reaches_only_what_its_clean_path_may(vault: PlanVault, holder: str) -> None:
+    """`remoteRef.key: dev/../../payments/dev/app` in a tenant's ExternalSecret, or a key name with `..`
+    in a CI job's cosign call: Vault (Go's ServeMux, as OpenBao serves `/v1/`) answers a path with dot
+    segments by a redirect to its clean path, where the policy of that path decides (403), and
+    refuses encoded ones; the policies' paths are exact, so no clean path of the other tenant's matches."""
+    client, _ = tenant_token(vault, holder)
+    own, aim, method, body = DOT_SEGMENT_AIMS[holder]
+    depth = own.count("/") - 1  # climb to the mount, then down to the other tenant's
+    climb = "/".join([".."] * depth)
+    status, location = raw_request(vault, client.token, method, f"/v1/{own}/{climb}/{aim.split('/', 2)[2]}", body)
+    assert (status, location) == (307, f"/v1/{aim}")
+    assert raw_request(vault, client.token, method, location, body)[0] == 403
+    encoded = climb.replace("..", "%2e%2e")
+    assert raw_request(vault, client.token, method, f"/v1/{own}/{encoded}/{aim.split('/', 2)[2]}", body)[0] == 400
+
+
+# KV v2's paths beside data/ and metadata/ of the other tenant's secret, and what each one does to it.
+KV_SIDE_PATHS = {
+    ("GET", "tenants/subkeys/payments/dev/app"): None,  # its keys, without values
+    ("POST", "tenants/delete/payments/dev/app"): {"versions": [1]},  # soft-delete versions
+    ("POST", "tenants/undelete/payments/dev/app"): {"versions": [1]},
+    ("POST", "tenants/destroy/payments/dev/app"): {"versions": [1]},  # destroy versions for good
+    ("DELETE", "tenants/metadata/payments/dev/app"): None,  # every version and its metadata
+    ("POST", "tenants/metadata/payments/dev/app"): {"max_versions": 1},  # and the next write drops the rest
+    ("GET", "tenants/metadata/payments/dev/app"): None,
+    ("LIST", "tenants/metadata/payments/dev"): None,
+    ("LIST", "tenants/metadata/payments"): None,
+    ("LIST", "tenants/metadata"): None,  # the tenants' names
+    ("GET", "tenants/config"): None,
+    ("POST", "tenants/config"): {"max_versions": 1},
+}
+
+
+@pytest.mark.parametrize("holder", ["CI job", "workload", "owner"])
+def test_kv_v2s_other_paths_give_no_tenant_anything_of_anothers(vault: PlanVault, holder: str) -> None:
+    """Beside reading and writing `data/`: a tenant's token neither learns the other's keys (`subkeys/`),
+    names or versions (`metadata/`), nor deletes, restores or destroys its versions, nor changes how many
+    the mount keeps; and `sys/capabilities-self` answers `deny` for the other's paths, nothing more."""
+    client, _ = tenant_token(vault, holder)
+    granted = {f"{method} {path}": status for (method, path), body in KV_SIDE_PATHS.items()
+               if (status := raw_request(vault, client.token, method, f"/v1/{path}", body)[0]) != 403}
+    assert not granted, f"the {holder}'s token: {granted}"
+    capabilities = client.write_data("sys/capabilities-self", data={"paths": [path for _, path in KV_SIDE_PATHS]})["data"]
+    assert {tuple(c) for c in capabilities.values()} == {("deny",)}
 
 
 def terraform_child_token(client: hvac.Client) -> str:
