@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.cluster import ClusterHandle
 from components.egress import Reach
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.tenant_secrets import SECRETS_SERVICE_ACCOUNT
 from policy.gatekeeper import (
     cluster_constraints, cluster_mutations, disruption_budget_mutation, local_volume_mutation, sync_config, templates,
 )
@@ -70,7 +71,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
             )
         # A constraint's kind is a CRD its template creates: each waits for its template.
         platform_namespaces = [n.name for n in args.platform_namespaces]
-        constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces)
+        constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces,
+                                          [SECRETS_SERVICE_ACCOUNT])
         policies = [
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",

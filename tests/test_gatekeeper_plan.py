@@ -436,6 +436,8 @@ def _attempts(harbor: str, tenant: str, namespace: str) -> dict[str, dict[str, A
         "pinned-to-a-node": _pod(namespace, own, nodeName="control-plane-1"),
         "system-priority": _pod(namespace, own, priorityClassName="system-cluster-critical"),
         "tolerating-everything": _pod(namespace, own, tolerations=[{"operator": "Exists"}]),
+        # External Secrets' account: its token logs in to Vault and may review any token of the cluster.
+        "as-the-vault-account": _pod(namespace, own, serviceAccountName="vault-secrets", automountServiceAccountToken=True),
         "external-ips": {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": namespace},
                          "spec": {"externalIPs": ["10.96.0.10"], "ports": [{"port": 53}]}},
         "vault-hostname": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},

@@ -179,6 +179,8 @@ def ingress_route(*matches: str, api: str = "traefik.io/v1alpha1", **spec: Any) 
 # --- every template: allowed and disallowed cases -----------------------------------------------
 
 # (template, id, object, parameters, review options)
+PLATFORM_ACCOUNTS = {"serviceAccounts": ["vault-secrets"]}  # PlatformPodSecurity's, as components/gatekeeper.py sets it
+
 ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, Any]]] = [
     ("platformallowedregistries", "harbor-image", pod(), REGISTRIES, {}),
     ("platformallowedregistries", "prefix-with-slash-and-digest", pod(container(image=f"{HARBOR}/team-a/web@{DIGEST}")),
@@ -226,6 +228,7 @@ ALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str, A
                                       "seccomp.security.alpha.kubernetes.io/pod": "runtime/default"}},
          "spec": pod_spec()}}},
      None, {}),
+    ("platformpodsecurity", "own-service-account", workload("Deployment", pod_spec(serviceAccountName="web")), PLATFORM_ACCOUNTS, {}),
     ("platformpodrestricted", "restricted-containers", workload("ReplicationController", pod_spec(initContainers=[init_container()])),
      None, {}),
     ("platformpodrestricted", "pod-level-defaults-and-net-bind-service",
@@ -324,6 +327,13 @@ DISALLOWED: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, dict[str
      workload("CronJob", pod_spec(container(securityContext={"privileged": True}),
                                   initContainers=[init_container(securityContext={"privileged": True})])), None, {},
      ["container <app> (image <%s>) must not run privileged" % IMAGE, "initContainer <migrate>"]),
+    # A pod running as External Secrets' account gets its token: Vault's login for the namespace, and TokenReviews.
+    ("platformpodsecurity", "pod-as-the-external-secrets-account",
+     pod(serviceAccountName="vault-secrets", automountServiceAccountToken=True), PLATFORM_ACCOUNTS, {},
+     ["Pod <web> must not run as the service account <vault-secrets>; it is the platform's"]),
+    ("platformpodsecurity", "cronjob-as-the-account-by-its-deprecated-field",
+     workload("CronJob", pod_spec(serviceAccount="vault-secrets")), PLATFORM_ACCOUNTS, {},
+     ["CronJob <web> must not run as the service account <vault-secrets>"]),
     ("platformpodsecurity", "host-namespaces", pod(hostNetwork=True, hostPID=True, hostIPC=True), None, {},
      ["Pod <web> must not share the host namespace: hostNetwork is true", "hostPID is true", "hostIPC is true"]),
     ("platformpodsecurity", "host-path-volume",

@@ -114,7 +114,8 @@ def _constraint(
 
 
 def cluster_constraints(
-    allowed_registries: list[str], tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]
+    allowed_registries: list[str], tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str],
+    platform_service_accounts: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The Constraints every cluster gets.
 
@@ -123,6 +124,7 @@ def cluster_constraints(
     {"matchLabels": {"platform.io/tenant-namespace": "true"}}.
     `platform_namespaces`: the platform's own namespaces, outside every constraint here (their
     charts pull from upstream registries, and some legitimately need host access).
+    `platform_service_accounts`: the platform's accounts in tenant namespaces, which no tenant pod may run as.
     """
     if not allowed_registries:
         raise ValueError("allowed_registries must name at least one registry")
@@ -154,7 +156,7 @@ def cluster_constraints(
         _constraint("PlatformDisallowedTags", "platform-disallowed-tags", everywhere),
         _constraint("PlatformContainerResources", "platform-container-resources", everywhere),
         _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),
-        _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods),
+        _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods, {"serviceAccounts": list(platform_service_accounts)}),
         _constraint("PlatformPodRestricted", "platform-pod-restricted", restricted_pods),
         _constraint("PlatformPodDisruption", "platform-pod-disruption", tenant_pods,
                     {"maxTerminationGracePeriodSeconds": MAX_TERMINATION_GRACE_SECONDS}),
