@@ -18,21 +18,20 @@ import sys
 import urllib.request
 
 
+def _vault(address: str, path: str, cafile: str | None, **request: object) -> dict:
+    """Vault's JSON answer at /v1/`path` of `address` (`request`: urllib Request's data, headers, method)."""
+    with urllib.request.urlopen(urllib.request.Request(f"{address.rstrip('/')}/v1/{path}", **request),
+                                context=ssl.create_default_context(cafile=cafile or None), timeout=30) as response:
+        return json.load(response)
+
+
 def login(address: str, auth_path: str, role: str, id_token: str, cafile: str | None = None) -> str:
-    request = urllib.request.Request(
-        f"{address.rstrip('/')}/v1/auth/{auth_path}/login",
-        data=json.dumps({"role": role, "jwt": id_token}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cafile or None), timeout=30) as response:
-        return json.load(response)["auth"]["client_token"]
+    return _vault(address, f"auth/{auth_path}/login", cafile, data=json.dumps({"role": role, "jwt": id_token}).encode(),
+                  headers={"Content-Type": "application/json"}, method="POST")["auth"]["client_token"]
 
 
 def identity_token(address: str, token: str, role: str, cafile: str | None = None) -> str:
-    request = urllib.request.Request(f"{address.rstrip('/')}/v1/identity/oidc/token/{role}", headers={"X-Vault-Token": token})
-    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cafile or None), timeout=30) as response:
-        return json.load(response)["data"]["token"]
+    return _vault(address, f"identity/oidc/token/{role}", cafile, headers={"X-Vault-Token": token})["data"]["token"]
 
 
 def main(argv: list[str]) -> int:

@@ -408,6 +408,7 @@ class VaultFederation(pulumi.ComponentResource):
         merge request's protected environment). The issuer's discovery and keys are public (Vault serves them
         unauthenticated), as STS must fetch them."""
         on_vault = pulumi.ResourceOptions(parent=parent, provider=self.provider)
+        issuer_url = f"{self.ci_audience}/v1/identity/oidc"  # Vault's: the `issuer` set below and its API path
         vault.identity.Oidc(f"{role_name}-issuer", issuer=self.ci_audience, opts=on_vault)
         key = vault.identity.OidcKey(f"{role_name}-key", name=role_name, algorithm="RS256", rotation_period=DAY_SECONDS,
                                      verification_ttl=DAY_SECONDS, opts=on_vault)
@@ -416,13 +417,13 @@ class VaultFederation(pulumi.ComponentResource):
                                                opts=on_vault)
         policy = f"{role_name}-token"  # a login role may name it before it exists: Vault reads it at each login
         vault.Policy(policy, name=policy, opts=on_vault,
-                 policy=f'path "identity/oidc/token/{role_name}" {{\n  capabilities = ["read"]\n}}\n')
+                     policy=f'path "identity/oidc/token/{role_name}" {{\n  capabilities = ["read"]\n}}\n')
         self._inventory.register(Credential(
-            what=f"Vault identity tokens of {role_name}", category="federated", issuer=f"Vault ({self.ci_audience}/v1/identity/oidc)",
+            what=f"Vault identity tokens of {role_name}", category="federated", issuer=f"Vault ({issuer_url})",
             holder=f"Vault logins with the policy {policy}", scope="an audience of their own: what trusts it and nothing else",
             lifetime_seconds=ttl, rotation="a new token for each job", resources=(f"{role_name}-tokens",),
         ))
-        return IdentityTokens(f"{self.ci_audience}/v1/identity/oidc", role.client_id, policy)
+        return IdentityTokens(issuer_url, role.client_id, policy)
 
     def _mount(self, cluster: str) -> _Mount:
         if cluster not in self._mounts:

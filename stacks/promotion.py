@@ -1,4 +1,5 @@
-"""Composition of public images: the quarantine (proxy caches, `approved`) and their promotion.
+"""Composition of Harbor's platform-wide supply chain: the accepted CVEs, the quarantine (proxy caches,
+`approved`) and the promotion of public images.
 
 stacks/platform.py calls `build_public_images` once, after `tenant_platform` (it takes the
 Harbor and Vault parts and the inventory from the `TenantPlatform`) and before the stack
@@ -16,15 +17,18 @@ from components.image_promotion import ImagePromotion, ImagePromotionArgs
 from components.tenancy import TenantPlatform
 from components import image_verifier
 from components.image_verifier import project_images
-from components.tenant_supply_chain import APPROVED_PROJECT, PublicImageQuarantine, PublicImageQuarantineArgs
+from components.tenant_supply_chain import (
+    APPROVED_PROJECT, CveExceptions, CveExceptionsArgs, PublicImageQuarantine, PublicImageQuarantineArgs,
+)
 from stacks.config import PlatformConfig
 
 
 def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> None:
-    """Declare the quarantine (with Harbor) and, when Vault and GitLab are on, the promoter
-    (without them nothing could use the robot)."""
+    """Declare, with Harbor, the accepted CVEs (every project's pull gate skips these, and only these) and the
+    quarantine and, when Vault and GitLab are on, the promoter (without them nothing could use the robot)."""
     if platform.harbor is None:
         return
+    CveExceptions("cve-exceptions", platform.harbor.provider, CveExceptionsArgs(platform.supply_chain))
     quarantine = PublicImageQuarantine(
         "public-images",
         platform.harbor.provider,

@@ -37,7 +37,6 @@ from components.tenancy import (
 )
 from components.tenant import Sandbox, Tenant
 from components.tenant_roles import TenantRoles
-from components.tenant_supply_chain import CveExceptions, CveExceptionsArgs
 from components.vault import SLICE as VAULT
 from components.vault_federation import VaultFederation
 from stacks.config import PlatformConfig
@@ -67,8 +66,6 @@ def tenant_platform(
         key_rotation=KeyRotation(config.supply_chain.signing_keys.rotation_days, config.supply_chain.signing_keys.trusted_versions),
     )
     gitlab, argocd, harbor = plane.parts.get(GITLAB), plane.parts.get(ARGOCD), plane.parts.get(HARBOR)
-    if harbor is not None:  # every Harbor project's pull gate skips these CVEs, and only these
-        CveExceptions("cve-exceptions", harbor.provider, CveExceptionsArgs(supply_chain))
     identity = plane.parts.require(OPENUNISON)
     gitlab_part = None
     if gitlab is not None:
