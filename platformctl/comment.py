@@ -21,7 +21,7 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
-from platformctl.markdown import fence
+from platformctl.markdown import fence, inert
 
 MARKER = "<!-- platform-bootstrap:preview -->"
 # GitLab rejects notes longer than this many characters (Note validation).
@@ -160,7 +160,7 @@ def build_note(
     found += kinds
     blocks: list[_Block] = []
     for label, text, code in [("Summary", summary, False)] + [(name, out, True) for name, out in previews]:
-        masked, kinds = mask_secrets(text)
+        masked, kinds = mask_secrets(inert(text))  # a branch writes these: nothing in them may act as the bot
         masked_label, label_kinds = mask_secrets(" ".join(label.split()))
         found += kinds + label_kinds
         blocks.append(_block(masked_label, masked, code))

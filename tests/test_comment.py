@@ -6,6 +6,7 @@ tests/gitlab_stub.py on 127.0.0.1: python-gitlab itself is never mocked.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,52 @@ def test_preview_label_cannot_inject_html() -> None:
 def test_fence_is_longer_than_backticks_inside_the_preview() -> None:
     body = build_note("s", [("p", "before\n````\nafter")], 10_000)
     assert "`````text\nbefore\n````\nafter\n`````" in body
+
+
+# GitLab's quick-action extractor (gitlabhq lib/gitlab/quick_actions/extractor.rb, `commands_regex`; Ruby's
+# /m is Python's DOTALL, its ^ and $ always match at lines), for any command name. It deletes every "\r"
+# first (`perform_regex`), then runs, as the note's author (the bot), each command found outside what it
+# takes for a code block, an HTML block or a >>> quote: a line of exactly ``` ends such a code block,
+# whatever fence opened it.
+QUICK_ACTIONS = re.compile(
+    r"""
+      (?P<code> ^```  .+?  \n```$ )
+    | (?P<html> ^<[^>]+?>\n  .+?  \n</[^>]+?>$ )
+    | (?P<quote> ^>>>  .+?  \n>>>$ )
+    | (?: ^/ (?P<cmd>\w+) (?: [ ] (?P<arg>[^\n]*) )? (?:\s*\n|$) )
+    """,
+    re.MULTILINE | re.DOTALL | re.VERBOSE | re.IGNORECASE,
+)
+
+
+def quick_actions(note: str) -> list[str]:
+    return [m["cmd"] for m in QUICK_ACTIONS.finditer(note.replace("\r", "")) if m["cmd"]]
+
+
+def test_the_extractor_finds_what_gitlab_runs() -> None:
+    """The transcription above, on GitLab's own examples: a command line runs, one in a code block does not."""
+    assert quick_actions("hello\n/labels ~foo ~\"bar baz\"\nworld") == ["labels"]
+    assert quick_actions("```\n/close\n```") == [] and quick_actions(">>>\n/close\n>>>") == []
+
+
+# A branch writes its own render summary and preview (the upstream pipeline's artifacts): the bot posts them.
+BRANCH_WRITTEN = [
+    ("summary", "/approve\n/merge", []),
+    ("summary, after a carriage return", "ok\n\r/label ~deploy", []),
+    ("preview, inside the fence", "", [("preview-dev.txt", "+ ns\n/merge\n")]),
+    ("preview, closing GitLab's idea of the fence", "", [("preview-dev.txt", "+ ns\n```\n/approve\n/unlabel ~hold\n```")]),
+    # The marker opens what the extractor takes for an HTML block, up to the first line that is a closing tag.
+    ("folded preview, after a closing tag", "", [("preview-prod.txt", "+ cm\n" * FOLD_LINES + "</pre>\n/assign_reviewer @me\n")]),
+]
+
+
+@pytest.mark.parametrize(("summary", "previews"), [case[1:] for case in BRANCH_WRITTEN], ids=[c[0] for c in BRANCH_WRITTEN])
+def test_nothing_a_branch_writes_runs_as_a_quick_action_of_the_bot(summary: str, previews: list[tuple[str, str]]) -> None:
+    body = build_note(summary, previews, 100_000)
+    assert quick_actions(body) == []
+    for command in ("approve", "merge", "label ~deploy", "unlabel ~hold", "assign_reviewer @me"):
+        if command in summary + "".join(text for _, text in previews):
+            assert f" /{command}" in body  # still shown, one space in
 
 
 def test_oversized_preview_is_cut_with_notice_and_note_stays_under_the_limit() -> None:
