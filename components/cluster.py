@@ -9,6 +9,7 @@ import ipaddress
 import json
 from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -225,6 +226,13 @@ class NodeGroupArgs:
     taints: list[Taint] = field(default_factory=list)  # only pods that tolerate them run there
 
 
+class NatGateways(StrEnum):
+    """How a new VPC's private subnets reach the internet. A NAT gateway lives in one zone."""
+
+    PER_ZONE = "perZone"  # one in each zone: a zone's outage takes its own zone's egress only
+    SINGLE = "single"  # one for the VPC, a third of the hourly cost: every zone loses egress with its zone
+
+
 @dataclass(frozen=True)
 class EksClusterArgs:
     role: str
@@ -234,6 +242,7 @@ class EksClusterArgs:
     admin_principal_arns: list[str]
     vpc_cidr: str | None = None  # a new VPC, or
     availability_zones: list[str] = field(default_factory=list)
+    nat_gateways: NatGateways = NatGateways.PER_ZONE
     private_subnet_ids: list[str] = field(default_factory=list)  # existing subnets
     public_subnet_ids: list[str] = field(default_factory=list)
     endpoint_public: bool = False
@@ -559,7 +568,7 @@ class EksCluster(pulumi.ComponentResource):
         return role
 
     def _network(self, name: str, args: EksClusterArgs, tags: dict[str, str], opts: pulumi.ResourceOptions) -> _Vpc:
-        """A VPC with one public and one private subnet per availability zone."""
+        """A VPC with one public and one private subnet per availability zone, and NAT gateways as `nat_gateways` says."""
         assert args.vpc_cidr is not None
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -579,26 +588,29 @@ class EksCluster(pulumi.ComponentResource):
         # Two subnets per zone, carved from the VPC in order: public ones first.
         zones = args.availability_zones
         blocks = list(ipaddress.ip_network(args.vpc_cidr).subnets(new_prefix=_subnet_prefix(args.vpc_cidr, 2 * len(zones))))
-        public_ids, private_ids = [], []
-        nat = None
+        public_ids, private_ids, private_routes, egress = [], [], [], []
+        protect = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=args.protect))
         for index, zone in enumerate(zones):
             public = _subnet(name, "public", zone, str(blocks[index]), vpc, public_routes, tags, opts)
             public_ids.append(public.id)
-            if nat is None:
-                # One NAT gateway keeps cost down; private subnets in every zone route through it.
-                eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=opts)
-                nat = aws.ec2.NatGateway(
-                    f"{name}-nat", allocation_id=eip.id, subnet_id=public.id, tags=tags, opts=opts
+            if index == 0 or args.nat_gateways is NatGateways.PER_ZONE:
+                # The first zone's keep the names of a single gateway's, so a VPC that had one keeps it, its
+                # address and its table when it moves to one per zone.
+                suffix = f"-{zone}" if index else ""
+                eip = aws.ec2.Eip(f"{name}-nat{suffix}", domain="vpc", tags=tags, opts=protect)  # what partners allow in
+                nat = aws.ec2.NatGateway(f"{name}-nat{suffix}", allocation_id=eip.id, subnet_id=public.id, tags=tags, opts=opts)
+                table = aws.ec2.RouteTable(f"{name}-private{suffix}", vpc_id=vpc.id, tags=tags, opts=opts)
+                aws.ec2.Route(
+                    f"{name}-private-default{suffix}", route_table_id=table.id, destination_cidr_block="0.0.0.0/0",
+                    nat_gateway_id=nat.id, opts=opts,
                 )
-        private_routes = aws.ec2.RouteTable(f"{name}-private", vpc_id=vpc.id, tags=tags, opts=opts)
-        aws.ec2.Route(
-            f"{name}-private-default", route_table_id=private_routes.id, destination_cidr_block="0.0.0.0/0",
-            nat_gateway_id=nat.id, opts=opts,
-        )
+                private_routes.append(table)
+                egress.append(eip.public_ip)
         private_cidrs = [str(block) for block in blocks[len(zones):2 * len(zones)]]
-        for zone, cidr in zip(zones, private_cidrs):
-            private_ids.append(_subnet(name, "private", zone, cidr, vpc, private_routes, tags, opts).id)
-        return _Vpc(vpc, private_ids, public_ids, public_routes, private_routes, tuple(private_cidrs))
+        for index, (zone, cidr) in enumerate(zip(zones, private_cidrs)):
+            table = private_routes[min(index, len(private_routes) - 1)]  # its own zone's, or the single one
+            private_ids.append(_subnet(name, "private", zone, cidr, vpc, table, tags, opts).id)
+        return _Vpc(vpc, private_ids, public_ids, public_routes, tuple(private_routes), tuple(private_cidrs), tuple(egress))
 
 
 def _subnet(
@@ -628,8 +640,9 @@ class _Vpc:
     private_ids: list[pulumi.Output[str]]
     public_ids: list[pulumi.Output[str]]
     public_routes: aws.ec2.RouteTable
-    private_routes: aws.ec2.RouteTable
+    private_routes: tuple[aws.ec2.RouteTable, ...]  # one per NAT gateway
     private_cidrs: tuple[str, ...]
+    egress_addresses: tuple[pulumi.Output[str], ...]
 
     def complete(self, args: EksClusterArgs, provider: aws.Provider, cluster: aws.eks.Cluster) -> VpcNetwork:
         """The network with the security group EKS created for the cluster."""
@@ -639,12 +652,13 @@ class _Vpc:
             cidr=args.vpc_cidr,
             region=args.region,
             provider=provider,
-            route_tables=(self.public_routes, self.private_routes),
-            node_route_table=self.private_routes,
+            route_tables=(self.public_routes, *self.private_routes),
+            node_route_tables=self.private_routes,
             node_cidrs=self.private_cidrs,
             cluster_security_group_id=cluster.vpc_config.cluster_security_group_id,
             private_subnet_ids=tuple(self.private_ids),
             public_subnet_ids=tuple(self.public_ids),
+            egress_addresses=self.egress_addresses,
         )
 
 

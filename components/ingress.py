@@ -113,6 +113,7 @@ class Route53Args:
 class IngressArgs:
     settings: ServiceSettings  # replicas, chart version, sizing
     route53: Route53Args | None = None  # set on EKS: records for every published hostname
+    protect: bool = False  # its NLB's addresses: in every client's egress policy and in partners' allowlists
 
 
 # What Traefik v3.6 reads in the namespace it watches, its own: the chart's namespaced Role (`rbac.namespaced`,
@@ -198,7 +199,7 @@ class Ingress(pulumi.ComponentResource):
         """The NLB in the cluster's public subnets, at an EIP of the program's in each: addresses that outlive the NLB,
         which every client's egress policy names (`addresses`)."""
         assert cluster.public_subnet_ids and cluster.aws_provider, "stacks/config.py: an EKS control plane has public subnets"
-        on_aws = pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider)
+        on_aws = pulumi.ResourceOptions(parent=self, provider=cluster.aws_provider, protect=self._args.protect)
         eips = [aws.ec2.Eip(f"{name}-nlb-{index}", domain="vpc", tags={**aws_tags(cluster.role), "Name": f"{cluster.role}-ingress-{index}"},
                             opts=on_aws) for index in range(len(cluster.public_subnet_ids))]
         self.addresses = tuple(eip.public_ip.apply(lambda ip: f"{ip}/32") for eip in eips)
@@ -354,7 +355,7 @@ def load_balancer_networks(parts: ControlPlaneParts, settings: ServiceSettings) 
 def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> Ingress:
     public = parts.public_dns
     route53 = Route53Args(public.acme.hosted_zone_id, public.aws.provider) if public else None
-    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53))
+    return Ingress("ingress", parts.cluster, IngressArgs(settings, route53, parts.settings.protect))
 
 
 SLICE: ServiceSlice[Ingress] = ServiceSlice(

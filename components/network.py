@@ -32,12 +32,13 @@ class VpcNetwork:
     region: str
     provider: aws.Provider
     route_tables: tuple[aws.ec2.RouteTable, ...]  # every table of its subnets (the API endpoint's ENIs may sit in any)
-    node_route_table: aws.ec2.RouteTable  # the private subnets', where the nodes run
+    node_route_tables: tuple[aws.ec2.RouteTable, ...]  # the private subnets', where the nodes run
     node_cidrs: tuple[str, ...]  # the private subnets
     # EKS's cluster security group: on the API endpoint's ENIs and on every managed node.
     cluster_security_group_id: pulumi.Output[str]
     private_subnet_ids: tuple[pulumi.Output[str], ...] = ()  # where the nodes, RDS and ElastiCache run
     public_subnet_ids: tuple[pulumi.Output[str], ...] = ()  # where internet-facing load balancers run
+    egress_addresses: tuple[pulumi.Output[str], ...] = ()  # its NAT gateways' public addresses: what others allow in
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ class ApiConnection(pulumi.ComponentResource):
             )
         after = pulumi.ResourceOptions(parent=self, depends_on=[accepted])
         self.ready = [
-            self._route(f"{name}-forward", source.node_route_table, target.cidr, source.provider, after),
+            # The first keeps its name from when there was one table: AWS refuses a second route to a CIDR in a table.
+            *(
+                self._route(f"{name}-forward{f'-{index}' if index else ''}", table, target.cidr, source.provider, after)
+                for index, table in enumerate(source.node_route_tables)
+            ),
             *(
                 self._route(f"{name}-return-{index}", table, source.cidr, target.provider, after)
                 for index, table in enumerate(target.route_tables)

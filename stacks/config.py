@@ -36,7 +36,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
 from components.tenant_supply_chain import PUBLIC_REGISTRIES
-from components.cluster import Taint
+from components.cluster import NatGateways, Taint
 from components.backups import WRITER_GRANTS, BackupTarget, writer_key_path
 from components.common import QUANTITY, ConfigModel, Ipv4Cidr, ObjectStoreTarget, S3Key, ipv4_network, quantity
 from components.data_stores import SERVER_NAME
@@ -161,6 +161,7 @@ class NewVpc(Model):
     cidr: Cidr
     # Empty means the region's zones a, b and c.
     availability_zones: list[Annotated[str, _check(re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$"), "a zone such as 'eu-west-1a'")]] = Field(default=[], max_length=6)
+    nat_gateways: Annotated[NatGateways, Strict(False)] = NatGateways.PER_ZONE
 
 
 class EndpointAccess(Model):

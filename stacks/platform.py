@@ -19,6 +19,7 @@ from components.cluster import (
     EksClusterArgs,
     ExistingCluster,
     ExistingClusterArgs,
+    NatGateways,
     NodeGroupArgs,
 )
 from components import image_verifier, netpol_check
@@ -80,6 +81,7 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
             admin_principal_arns=list(eks.admin_principal_arns),
             vpc_cidr=eks.vpc.cidr if eks.vpc else None,
             availability_zones=eks.availability_zones,
+            nat_gateways=eks.vpc.nat_gateways if eks.vpc else NatGateways.PER_ZONE,
             private_subnet_ids=list(eks.subnets.private) if eks.subnets else [],
             public_subnet_ids=list(eks.subnets.public) if eks.subnets else [],
             endpoint_public=eks.endpoint_access.public,
@@ -187,7 +189,9 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
         **federation.outputs(),  # last: tenants register their credentials first
         **backup_expectations(backups),  # after the tenants: their Velero schedules
         "clusters": {
-            name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks}
+            name: {"endpoint": handle.endpoint, "oidcIssuerUrl": handle.oidc_issuer_url, "eks": handle.is_eks,
+                   # Where its nodes' traffic to the internet comes from, for partners' allowlists.
+                   **({"egressAddresses": list(handle.network.egress_addresses)} if handle.network else {})}
             for name, handle in clusters.items()
         },
     }

@@ -80,6 +80,8 @@ BAD_CONFIGS = [
     ("EKS bad subnet id", PROD, lambda d: (_delete(d["config"], [C, "dev", "eks", "vpc"]), _set(
      d["config"], [C, "dev", "eks", "subnets"], {"private": ["sn-1", "subnet-0123456789abcdef1"]})),
      "platform:clusters.dev.eks.subnets.private[0]", "subnet id"),
+    ("EKS NAT gateways neither per zone nor single", PROD, setting(C, "dev", "eks", "vpc", "natGateways", value="two"),
+     "platform:clusters.dev.eks.vpc.natGateways", "'perZone' or 'single'"),
     ("EKS bad CIDR", PROD, setting(C, "dev", "eks", "vpc", "cidr", value="10.0.0.0/33"),
      "platform:clusters.dev.eks.vpc.cidr", "CIDR"),
     ("EKS unpinned Kubernetes version", PROD, setting(C, "prod", "eks", "kubernetesVersion", value="1.20"),

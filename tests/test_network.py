@@ -218,7 +218,7 @@ def test_dev_and_prod_never_reach_each_other(prod: Plan) -> None:
         if "vpcPeeringConnectionId" not in route["inputs"]:
             assert route["inputs"]["destinationCidrBlock"] == "0.0.0.0/0"  # the gateways' default routes
             continue
-        owner = prod.by_id[route["inputs"]["routeTableId"]]["name"].rsplit("-", 1)[0]  # <cluster>-public / -private
+        owner = prod.by_urn[prod.by_id[route["inputs"]["routeTableId"]]["parent"]]["name"]  # the cluster whose table it is
         peering = prod.by_id[route["inputs"]["vpcPeeringConnectionId"]]["name"].removeprefix("control-plane-to-")
         expected = cidrs[peering] if owner == "control-plane" else cidrs["control-plane"]
         assert owner in ("control-plane", peering) and route["inputs"]["destinationCidrBlock"] == expected, route["name"]
@@ -230,7 +230,8 @@ def test_every_workload_resource_waits_for_the_path(prod: Plan, workload: str) -
     run from the control plane's network, nothing talks to the private endpoint before the path exists."""
     connection = prod.one("platform:network:ApiConnection", f"control-plane-to-{workload}")
     path = [r for r in prod.resources if r["parent"] == connection["urn"] and r["type"] in (ROUTE, RULE)]
-    assert {r["type"] for r in path} == {ROUTE, RULE} and len(path) == 4  # out, back (public, private), the rule
+    # Out from each of the control plane's 3 zones, back to its public table and each of its 3 zones', the rule.
+    assert {r["type"] for r in path} == {ROUTE, RULE} and len(path) == 3 + 4 + 1
     peering = prod.one(PEERING, f"control-plane-to-{workload}")
     assert all(peering["urn"] in r["dependsOn"] for r in path)
     provider = prod.one("pulumi:providers:kubernetes", f"{workload}-k8s")
@@ -263,7 +264,8 @@ def test_across_regions_the_peer_accepts_and_the_rule_names_the_node_subnets() -
     assert sorted(r["inputs"]["cidrIpv4"] for r in rules) == ["10.40.128.0/18", "10.40.192.0/18"]  # the private subnets
     assert all((r["inputs"]["fromPort"], r["inputs"]["toPort"], r["inputs"]["ipProtocol"]) == (443, 443, "tcp") for r in rules)
     peered_routes = [r for r in plan.of_type(ROUTE) if "vpcPeeringConnectionId" in r["inputs"]]
-    assert len(peered_routes) == 3 and all(accepter["urn"] in r["dependsOn"] for r in [*rules, *peered_routes])
+    # Out from each zone; back to the public table and each zone's.
+    assert len(peered_routes) == 2 + 3 and all(accepter["urn"] in r["dependsOn"] for r in [*rules, *peered_routes])
 
 
 def test_kubeconfig_clusters_get_no_network_of_the_programs(renders: dict[str, Render]) -> None:
