@@ -63,7 +63,10 @@ def read_policy(tenant: str, environment: str) -> str:
 def write_policy(tenant: str, environments: list[str]) -> str:
     """Owners keep each environment's secrets; what the program writes (robots, keys) stays its own."""
     every = ("create", "read", "update", "patch", "delete")
-    return _kv_policy({f"{environment_path(tenant, e)}/*": every for e in environments})
+    # And the tenant's folder, listed (`vault kv list tenants/<tenant>`, the UI's folder view): the names of
+    # its environments' folders and of the program's keys there. Exactly that path: a list request ends in "/".
+    folder = f'path "{KV_MOUNT}/metadata/{tenant}/" {{ capabilities = ["list"] }}\n'
+    return _kv_policy({f"{environment_path(tenant, e)}/*": every for e in environments}) + folder
 
 
 def ci_policy(tenant: str) -> str:

@@ -289,6 +289,23 @@ def test_a_tenant_whose_name_prefixes_anothers_reaches_nothing_of_it(vault: Plan
             root.sys.delete_policy(f"probe-{name}")
 
 
+def test_owners_browse_their_own_folder_and_no_one_elses(vault: PlanVault) -> None:
+    """`vault kv list tenants/pay` (and the UI's folder view) shows pay's owners their environments' folders;
+    not the mount's list of tenants, nor a tenant whose name starts with theirs."""
+    root = vault.client(vault.root_token)
+    root.write_data("tenants/data/pay/dev/app", data={"data": {"k": "v"}})
+    root.sys.create_or_update_policy("probe-pay-owners", write_policy("pay", ["dev", "prod"]))
+    try:
+        owner = token_with(vault, "probe-pay-owners")
+        assert "dev/" in owner.list("tenants/metadata/pay")["data"]["keys"]
+        assert "dev/" in owner.list("tenants/metadata/pay/")["data"]["keys"]
+        for other in ("tenants/metadata", "tenants/metadata/", "tenants/metadata/payments", "tenants/metadata/pay-x"):
+            assert refused(lambda: owner.list(other)), other
+    finally:
+        root.sys.delete_policy("probe-pay-owners")
+        root.delete("tenants/metadata/pay/dev/app")
+
+
 # --- 2. Policies and tokens: what one token can turn into ----------------------------------------
 
 
