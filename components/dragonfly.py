@@ -1,9 +1,10 @@
 """Dragonfly on a workload cluster: tenants' images pulled peer to peer, and preheated by Harbor.
 
 The dragonfly chart's manager, scheduler and seed peers, and its client (dfdaemon) on every node
-as containerd's mirror for Harbor's host (dfinit writes containerd's `hosts.toml`), so a layer a
-node pulls comes from the seed peers and Harbor serves it once per cluster; dfdaemon answers its own
-node alone, and the nodes share nothing with each other (`node_daemon_config`). The chart's
+as containerd's mirror for Harbor's host (dfinit writes containerd's `hosts.toml`), so a layer of the
+public-read `approved` project a node pulls comes from the seed peers and Harbor serves it once per
+cluster; a tenant project's layers go to Harbor on every pull, never into a cache (`approved_blobs`);
+dfdaemon answers its own node alone, and the nodes share nothing with each other (`node_daemon_config`). The chart's
 Bitnami MySQL and Redis stay off: the manager keeps its state in the platform's data stores
 (components/data_stores.py: RDS and ElastiCache in the cluster's VPC on EKS, CloudNativePG and
 Valkey elsewhere), PostgreSQL through the manager's `database.type: postgres`, which the chart's
@@ -17,8 +18,8 @@ manager is published at `dragonfly.<cluster>.<domain>` on the tenants' ingress w
 paths Harbor calls (`/healthy`, `/oapi/v1/jobs`); the console stays inside the cluster. The open
 API takes a personal access token the manager issues (scope `job`), which only a signed-in admin
 can create once the manager runs: `platform:services.dragonfly.preheatTokens.<cluster>` hands it
-to Harbor's preheat instance for that cluster (README, P2P distribution). Each tenant project
-gets a preheat policy per instance (`tenant`, components/harbor_preheat.py).
+to Harbor's preheat instance for that cluster (README, P2P distribution). The `approved` project
+gets a preheat policy per instance (`preheat_approved`, components/harbor_preheat.py).
 
 The manager seeds its console's `root` with the password `dragonfly`; a Job replaces it with a
 generated one at once (`_replace_seeded_root`), kept in Secret `dragonfly-root-password`.
@@ -38,7 +39,6 @@ import pulumiverse_harbor as harbor
 from pydantic import SecretStr
 
 from components import data_stores, workload_ingress, yaml_text
-from components import harbor as harbor_service
 from components.cluster import ClusterHandle
 from components.common import ConfigModel, ObjectStoreTarget, S3Key, checksum
 from components.data_stores import DataStoresArgs, OwnArchiveKey, ServiceStores
@@ -48,8 +48,8 @@ from components.backups import WriterKey, restricted_container
 from components.harbor_preheat import PreheatPolicy
 from components.helm import disruption_budget, metadata, namespace, release, sized
 from components.inventory import STATE, Credential, CredentialInventory, external_secret, generated_password, internal_secret, projected_token
-from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice, TenantParts
-from components.tenant_registry import RELEASE_TAGS
+from components.service import ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from components.tenancy import TenantPlatform
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import BUSYBOX_IMAGE, DRAGONFLY_TAGS
 
@@ -362,14 +362,15 @@ def node_daemon_config(args: DragonflyArgs) -> dict[str, Any]:
     mirror at 127.0.0.1 (dfinit's `proxy.addr`), the probes use the unix socket. The nodes share no
     pieces (`disableShared`: the scheduler never makes them a parent); the seed peers, which tenants'
     NetworkPolicies keep out, serve the cluster. A task is keyed by its blob's URL, repository
-    included, not by its digest alone (the client's default), and only Harbor's blobs go peer to peer.
+    included, not by its digest alone (the client's default), and only the `approved` project's blobs
+    go peer to peer (`approved_blobs`).
     """
     mirror = {
         "addr": f"https://{args.harbor_host}", "enableTaskIDBasedBlobDigest": False,
         "cert": SYSTEM_ROOTS if args.harbor_ca is None else f"{HARBOR_CA_DIR}/ca.crt",
     }
     return {
-        "proxy": {**answers_its_host(), "registryMirror": mirror, "rules": [{"regex": harbor_blobs(args.harbor_host)}]},
+        "proxy": {**answers_its_host(), "registryMirror": mirror, "rules": [{"regex": approved_blobs(args.harbor_host)}]},
         "upload": {**answers_its_host(), "disableShared": True},
         **{listener: answers_its_host() for listener in ("storage", "health", "metrics", "stats")},
     }
@@ -380,9 +381,16 @@ def answers_its_host() -> dict[str, Any]:
     return {"server": {"ip": LOOPBACK}}
 
 
-def harbor_blobs(harbor_host: str) -> str:
-    """The proxy rule's regex (Rust's `regex`, matched against the URL without its query): Harbor's blobs by sha256."""
-    return f"^https://{re.escape(harbor_host)}/v2/.+/blobs/sha256:[0-9a-f]{{64}}$"
+def approved_blobs(harbor_host: str) -> str:
+    """The proxy rule's regex (Rust's `regex`, matched against the parsed URL without its query, dot segments
+    resolved: proxy/mod.rs `find_matching_rule`): blobs by sha256 of the public-read `approved` project only.
+
+    What goes peer to peer stays on the node as a task keyed by its URL, and dfdaemon serves a task it holds
+    to any request for that URL without asking Harbor (resource/task.rs `download_started`, client v1.4.0),
+    credential or none; containerd on the node makes such a request for whoever's image names the URL in a
+    layer's `urls`, which Harbor's registry accepts (tests/test_p2p_attacks.py). So a tenant project's
+    blobs, private, are forwarded to Harbor with the puller's credentials on every pull instead."""
+    return f"^https://{re.escape(harbor_host)}/v2/{APPROVED_PROJECT}/.+/blobs/sha256:[0-9a-f]{{64}}$"
 
 
 def harbor_ca_values(pem: pulumi.Input[str]) -> dict[str, Any]:
@@ -512,29 +520,28 @@ def archive_key(cluster: str, keys: ArchiveKeys) -> OwnArchiveKey:
     )
 
 
-def tenant(parts: TenantParts) -> list[PreheatPolicy]:
-    """A preheat policy on the tenant's project per cluster whose Dragonfly has a preheat instance."""
-    platform = parts.platform
+def preheat_approved(platform: TenantPlatform, project: pulumi.Resource) -> list[PreheatPolicy]:
+    """A preheat policy on the `approved` project per cluster whose Dragonfly has a preheat instance: what goes peer
+    to peer (`approved_blobs`), so a promoted image is on that cluster's seed peers before a node asks for it."""
     if platform.harbor is None or platform.harbor.admin_password is None:
         return []
-    project = parts.get(harbor_service.SLICE)  # the tenant's project, which the policy belongs to
     policies = []
     for cluster in SLICE.clusters:
-        dragonfly: Dragonfly | None = parts.addon(cluster, SLICE)
+        dragonfly: Dragonfly | None = platform.addons.get(cluster, {}).get(SLICE.key)
         instance = dragonfly.preheat if dragonfly is not None else None
         if instance is None:
             continue
         policies.append(PreheatPolicy(
-            f"{parts.name}-preheat-{cluster}",
+            f"{APPROVED_PROJECT}-preheat-{cluster}",
             harbor_url=f"https://{platform.harbor.host}",
             ca_bundle=platform.ca_bundle,
             username=platform.harbor.admin_user,
             password=platform.harbor.admin_password,
-            project=parts.name,
+            project=APPROVED_PROJECT,
             instance=instance.name,
             name=f"p2p-{cluster}",
-            tags=RELEASE_TAGS,
-            opts=pulumi.ResourceOptions.merge(parts.opts, pulumi.ResourceOptions(depends_on=[instance, *([project] if project else [])])),
+            tags="**",  # promotion pushes upstream tags (v1.4.0, 1.36.1, 3.21): every one
+            opts=pulumi.ResourceOptions(parent=dragonfly, depends_on=[instance, project]),
         ))
     return policies
 
@@ -551,7 +558,6 @@ SLICE: ServiceSlice[Dragonfly] = ServiceSlice(
     default_replicas=3,
     on_cluster=on_cluster,
     clusters=("dev", "prod"),
-    tenant=tenant,
     options={
         # Each workload cluster's manager token for Harbor's preheat; unset: P2P pulls without preheat.
         "preheat_tokens": (PreheatTokens, PreheatTokens()),

@@ -10,9 +10,9 @@ CA bundle it is given (empty: the system roots; nothing turns verification off).
 The policy preheats on Harbor's events (`event_based`: a push, a finished scan) the artifacts whose
 tag matches `tags`; Harbor sends each to the instance's Dragonfly. Signed and scanned come from the
 project, not the policy: Harbor's enforcer replaces a policy's signature and vulnerability filters
-with the project's own settings (goharbor/harbor `overrideSecuritySettings`), so a tenant project's
-severity gate (`deployment_security`) filters what is preheated, and its cosign rule refuses the
-pull of an unsigned artifact to Dragonfly as to anyone.
+with the project's own settings (goharbor/harbor `overrideSecuritySettings`), so the project's
+severity gate (`deployment_security`) filters what is preheated. The platform's one such project is
+`approved` (components/dragonfly.py `preheat_approved`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Composition of Harbor's platform-wide supply chain: the accepted CVEs, the quarantine (proxy caches,
-`approved`) and the promotion of public images.
+`approved`, which Dragonfly's preheat policies watch) and the promotion of public images.
 
 stacks/platform.py calls `build_public_images` once, after `tenant_platform` (it takes the
 Harbor and Vault parts and the inventory from the `TenantPlatform`) and before the stack
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from components.image_promotion import ImagePromotion, ImagePromotionArgs
 from components.tenancy import TenantPlatform
-from components import image_verifier
+from components import dragonfly, image_verifier
 from components.image_verifier import project_images
 from components.tenant_supply_chain import (
     APPROVED_PROJECT, CveExceptions, CveExceptionsArgs, PublicImageQuarantine, PublicImageQuarantineArgs,
@@ -34,6 +34,7 @@ def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> Non
         platform.harbor.provider,
         PublicImageQuarantineArgs(list(config.supply_chain.public_registries), platform.supply_chain),
     )
+    dragonfly.preheat_approved(platform, quarantine.approved)  # what goes peer to peer: approved's blobs
     if platform.vault is not None and platform.gitlab is not None and quarantine.proxies:
         promotion = ImagePromotion(
             "image-promotion",

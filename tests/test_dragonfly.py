@@ -117,21 +117,22 @@ def test_harbor_reaches_only_the_preheat_api_of_each_manager(prod: dict[str, Any
     assert instance["provider"].endswith("::harbor-harbor")
 
 
-def test_every_tenant_project_gets_a_preheat_policy_per_cluster(prod: dict[str, Any]) -> None:
+def test_the_approved_project_gets_a_preheat_policy_per_cluster_and_no_tenant_project_one(prod: dict[str, Any]) -> None:
+    """Preheat warms what goes peer to peer, the `approved` project's blobs (dragonfly.approved_blobs); a tenant
+    project's never do (tests/test_p2p_attacks.py), so a policy there would only fill the seed peers."""
     policies = {r["name"]: r for r in resources(prod, "PreheatPolicy")}
-    names = tenants("prod")
-    assert set(policies) == {f"{t}-preheat-{c}" for t in names for c in WORKLOAD}
-    for tenant in names:
-        [project] = [r for r in resources(prod, "harbor:index/project:Project") if r["inputs"]["name"] == tenant]
-        for cluster in WORKLOAD:
-            policy = policies[f"{tenant}-preheat-{cluster}"]
-            inputs = policy["inputs"]
-            assert (inputs["project"], inputs["instance"], inputs["tags"], inputs["password"]) == (
-                tenant, f"dragonfly-{cluster}", RELEASE_TAGS, "[secret]"
-            )
-            assert inputs["harbor_url"] == "https://harbor.platform.example.com"
-            assert named(prod, f"{cluster}-dragonfly-preheat")["urn"] in policy["dependsOn"]
-            assert project["urn"] in policy["dependsOn"]
+    assert set(policies) == {f"approved-preheat-{c}" for c in WORKLOAD}
+    assert not {r["inputs"]["project"] for r in policies.values()} & set(tenants("prod"))
+    [project] = [r for r in resources(prod, "harbor:index/project:Project") if r["inputs"]["name"] == "approved"]
+    for cluster in WORKLOAD:
+        policy = policies[f"approved-preheat-{cluster}"]
+        inputs = policy["inputs"]
+        assert (inputs["project"], inputs["instance"], inputs["tags"], inputs["password"]) == (
+            "approved", f"dragonfly-{cluster}", "**", "[secret]"
+        )
+        assert inputs["harbor_url"] == "https://harbor.platform.example.com"
+        assert named(prod, f"{cluster}-dragonfly-preheat")["urn"] in policy["dependsOn"]
+        assert project["urn"] in policy["dependsOn"]
 
 
 def test_dragonflys_credentials_are_in_the_inventory(prod: dict[str, Any]) -> None:

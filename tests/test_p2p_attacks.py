@@ -133,9 +133,19 @@ def test_no_tenant_pod_reaches_the_seed_peers_scheduler_or_managers_ports(prod: 
 
 def _goes_peer_to_peer(plan: dict[str, Any], cluster: str, url: str) -> bool:
     """Whether dfdaemon's proxy takes `url` as a P2P task: the first rule whose regex (Rust's `regex`,
-    unanchored) matches the URL without its query and fragment (proxy/mod.rs `find_matching_rule`)."""
+    unanchored) matches the URL without its query and fragment, as the `url` crate parsed it: dot
+    segments, `%2e` spelled too, resolved (proxy/mod.rs `find_matching_rule`; WHATWG URL path parsing)."""
     rules = dfdaemon_config(plan, cluster)["proxy"].get("rules") or []
-    bare = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, _, rest = url.split("#", 1)[0].split("?", 1)[0].partition("://")
+    authority, _, path = rest.partition("/")
+    segments: list[str] = []
+    for segment in path.split("/"):
+        dots = segment.lower().replace("%2e", ".")
+        if dots == "..":
+            segments = segments[:-1]
+        elif dots != ".":
+            segments.append(segment)
+    bare = f"{scheme}://{authority}/" + "/".join(segments)
     return any(re.search(rule["regex"], bare) for rule in rules)
 
 
@@ -148,17 +158,79 @@ def test_a_cached_layer_is_served_only_under_the_repository_it_was_pulled_from(p
     Authorization header is no part of it: the layer `payments` pulled is served from the cache, and
     Harbor, which would refuse that repository the blob, is never asked. Keyed by the URL (the client's
     default), a task is its repository's, and a miss goes to Harbor with the puller's credentials.
-    (The pod's own request was the way in, test_a_tenant_pod_reaches_no_dfdaemon_listener_on_its_node;
-    containerd asks for a blob only under a repository whose manifest Harbor gave the puller, and the
-    registry refuses a pushed manifest that names a blob its repository lacks.)"""
+    (The pod's own request was the way in, test_a_tenant_pod_reaches_no_dfdaemon_listener_on_its_node.
+    A hit is not: the URL itself can be asked for by anyone's image, through a layer's `urls`, which is
+    why a tenant project's blobs never go peer to peer:
+    test_a_tenant_cannot_claim_a_layer_a_nodes_dfdaemon_cached_for_another_tenant.)"""
     mirror = dfdaemon_config(prod, cluster)["proxy"]["registryMirror"]
     assert mirror["addr"] == f"https://{HARBOR}"
     assert mirror.get("enableTaskIDBasedBlobDigest", False) is False
 
 
+def _mirror_upstream(plan: dict[str, Any], cluster: str, path_and_query: str) -> str:
+    """The URL dfdaemon's proxy turns a request without a host (a mirror request) into: the
+    `X-Dragonfly-Registry` header's address (dfinit's hosts.toml sends it; a layer URL does not),
+    else the `ns` query's (https:// unless it names a scheme), else `registryMirror.addr`, then the
+    request's path and query (proxy/mod.rs `make_registry_mirror_request`, query.rs `get_ns_from_query`)."""
+    query = dict(pair.split("=", 1) for pair in path_and_query.partition("?")[2].split("&") if "=" in pair)
+    ns = query.get("ns")
+    upstream = (ns if "://" in ns else f"https://{ns}") if ns else dfdaemon_config(plan, cluster)["proxy"]["registryMirror"]["addr"]
+    return f"{upstream}{path_and_query}"
+
+
+@pytest.mark.parametrize("ns", [f"?ns={HARBOR}", ""])
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_a_tenant_cannot_claim_a_layer_a_nodes_dfdaemon_cached_for_another_tenant(prod: dict[str, Any], cluster: str, ns: str) -> None:
+    """Tenant `catalog` knows a layer of `payments`' private image (its digest, size and diff id) and wants
+    its bytes. Its CI pushes to its own project a manifest whose layer is that digest with
+    `urls: ["http://127.0.0.1:4001/v2/payments/app/blobs/<digest>?ns=harbor..."]`, signs it, and runs it
+    on a node where a `payments` pod has pulled the image:
+
+    1. Harbor stores the manifest without the blob: its registry runs with validation off (harbor-helm
+       v1.19.1 templates/registry/registry-cm.yaml `validation: disabled: true`), so distribution
+       v2.8.3 sets no URL allow-list (registry/handlers/app.go:224-232) and, for a layer that names
+       URLs, neither checks them nor asks whether the repository has the blob
+       (registry/storage/ocimanifesthandler.go:87-101);
+    2. containerd fetches a layer from its `urls` before the registry, with http.DefaultClient from the
+       node's network and no credential (containerd v1.7 remotes/docker/fetcher.go:55, v2.1
+       core/remotes/docker/fetcher.go:234-263), so its request reaches dfdaemon's loopback proxy, which
+       takes it for a mirror request of Harbor (the `ns` query, or its own `registryMirror.addr`);
+    3. dfdaemon keys the task by that URL, `ns` filtered out (dfdaemon_download.rs `download_task`,
+       query_params.rs `containerd_filtered_query_params`): the very task `payments`' pull left on the
+       node, and a task it holds is served as it is, without the HEAD that would have shown Harbor the
+       request's (missing) credential (resource/task.rs `download_started`: `prepare_download_task`
+       reused; dragonfly-client-storage metadata.rs:536-547). Cached 30 days by default (gc taskTTL).
+
+    containerd checks the digest, which matches: `payments`' layer is unpacked into `catalog`'s
+    container. Only what every tenant may read anyway may go peer to peer: the `approved` project's
+    blobs (public-read), never a tenant project's, whose pulls dfdaemon forwards to Harbor each time."""
+    registry = yaml.safe_load(_harbor_registry_config(prod))
+    assert registry["validation"]["disabled"] is True  # step 1: why the manifest is accepted
+    dfinit = yaml.safe_load(_rendered(prod, cluster, "ConfigMap", "dragonfly-dfinit")["data"]["dfinit.yaml"])
+    assert ipaddress.ip_address(dfinit["proxy"]["addr"].split("//")[1].rsplit(":", 1)[0]).is_loopback  # step 2
+    claimed = _mirror_upstream(prod, cluster, f"/v2/payments/app/blobs/{BLOB}{ns}")
+    assert claimed.split("?")[0] == f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}"  # the URL payments' pull used
+    assert not _goes_peer_to_peer(prod, cluster, claimed), (
+        f"dfdaemon serves {claimed} from the node's cache to a request with no credential: another tenant's private layer")
+
+
+def _harbor_registry_config(plan: dict[str, Any]) -> str:
+    """config.yml of Harbor's registry as the chart renders it (the real Helm engine on the pinned chart)."""
+    release = named(plan, "control-plane-harbor", "Release")
+    [config_map] = [o for o in release["rendered"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "harbor-registry"]
+    return config_map["data"]["config.yml"]
+
+
 @pytest.mark.parametrize(("url", "p2p"), [
-    (f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}", True),  # containerd's layer request (its `ns=` query aside)
-    (f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}?ns={HARBOR}", True),
+    (f"https://{HARBOR}/v2/approved/docker.io/library/busybox/blobs/{BLOB}", True),  # containerd's layer request
+    (f"https://{HARBOR}/v2/approved/docker.io/library/busybox/blobs/{BLOB}?ns={HARBOR}", True),  # its `ns=` query aside
+    # A tenant project's layer: to Harbor, with the puller's credentials, every time
+    # (test_a_tenant_cannot_claim_a_layer_a_nodes_dfdaemon_cached_for_another_tenant).
+    (f"https://{HARBOR}/v2/payments/app/blobs/{BLOB}", False),
+    (f"https://{HARBOR}/v2/payments/approved/blobs/{BLOB}", False),
+    (f"https://{HARBOR}/v2/approved/x/../../payments/app/blobs/{BLOB}", False),  # what the proxy matches: /v2/payments/...
+    (f"https://{HARBOR}/v2/approved/%2e%2e/payments/app/blobs/{BLOB}", False),
+    (f"https://{HARBOR}/v2/approved%2F..%2Fpayments/app/blobs/{BLOB}", False),
     (f"https://{HARBOR}/v2/payments/app/manifests/v1.0.0", False),  # by tag: Harbor answers, to the puller's credentials
     (f"https://{HARBOR}/v2/payments/app/manifests/{BLOB}", False),
     (f"https://registry.example.org/v2/payments/app/blobs/{BLOB}", False),  # another registry's "blob"
@@ -167,10 +239,11 @@ def test_a_cached_layer_is_served_only_under_the_repository_it_was_pulled_from(p
     (f"https://registry.example.org/?/v2/x/blobs/{BLOB}", False),
 ])
 @pytest.mark.parametrize("cluster", WORKLOAD)
-def test_only_harbors_blobs_go_peer_to_peer(prod: dict[str, Any], cluster: str, url: str, p2p: bool) -> None:
-    """What the proxy makes a P2P task is cached on the seed peers and served to every node that asks
-    for the same task: Harbor's blobs by digest, which containerd checks, and nothing else. A
-    manifest fetched by tag, or another host's content, is never a cluster-wide cache entry."""
+def test_only_approved_blobs_go_peer_to_peer(prod: dict[str, Any], cluster: str, url: str, p2p: bool) -> None:
+    """What the proxy makes a P2P task is cached on the seed peers and the node and served to every
+    request for the same task: the public-read `approved` project's blobs by digest, which containerd
+    checks, and nothing else. A tenant's layer, a manifest fetched by tag, or another host's content is
+    never a cache entry."""
     assert _goes_peer_to_peer(prod, cluster, url) is p2p
 
 

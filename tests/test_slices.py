@@ -61,8 +61,8 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
         "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero",
         "external_secrets"}  # the tenants' stores are there; none on the control plane
     assert {s.key for s in SERVICES if s.tenant is not None} == {
-        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "dragonfly", "velero",
-        "prometheus"}  # a query proxy per virtual-cluster tenant environment
+        "argocd", "vault", "gitlab", "harbor", "openunison", "image_verifier", "gitlab_runner", "velero",
+        "prometheus"}  # a query proxy per virtual-cluster tenant environment (Dragonfly's preheat: `approved`'s, not a tenant's)
 
 
 def test_a_chart_add_on_is_its_release_on_each_cluster_it_names(plan: dict) -> None:
