@@ -214,6 +214,17 @@ def test_a_tenant_cannot_claim_a_layer_a_nodes_dfdaemon_cached_for_another_tenan
         f"dfdaemon serves {claimed} from the node's cache to a request with no credential: another tenant's private layer")
 
 
+@pytest.mark.parametrize("cluster", WORKLOAD)
+def test_every_project_whose_layers_go_peer_to_peer_is_readable_by_every_tenant(prod: dict[str, Any], cluster: str) -> None:
+    """A layer that goes peer to peer is served to any request for its URL once cached (above): the
+    projects the proxy rule names must be ones Harbor serves to anyone, or the cache would hand out
+    what Harbor refuses. Each Harbor project of the plan, tried against the rule with a blob URL."""
+    projects = {r["inputs"]["name"]: r["inputs"].get("public", False) for r in prod["resources"] if r["type"] == "harbor:index/project:Project"}
+    shared = {name for name in projects if _goes_peer_to_peer(prod, cluster, f"https://{HARBOR}/v2/{name}/some/image/blobs/{BLOB}")}
+    assert shared == {dragonfly.APPROVED_PROJECT}  # P2P still carries the platform's images
+    assert {name: projects[name] for name in shared} == {name: True for name in shared}
+
+
 def _harbor_registry_config(plan: dict[str, Any]) -> str:
     """config.yml of Harbor's registry as the chart renders it (the real Helm engine on the pinned chart)."""
     release = named(plan, "control-plane-harbor", "Release")
