@@ -1,4 +1,4 @@
-"""Dragonfly on a workload cluster: tenants' images pulled peer to peer, and preheated by Harbor.
+"""Dragonfly on a workload cluster: the platform's public images pulled peer to peer, and preheated by Harbor.
 
 The dragonfly chart's manager, scheduler and seed peers, and its client (dfdaemon) on every node
 as containerd's mirror for Harbor's host (dfinit writes containerd's `hosts.toml`), so a layer of the
