@@ -15,7 +15,9 @@ digest, e.g. `docker.io/library/nginx:1.27.3`):
    vulnerability at or above the severity gate of the `approved` project
    (platform:supplyChain.severity; "none" gates nothing, like the tenants' trivy step);
 4. push exactly those bytes to `approved/<registry>/<repository>` (APPROVED_PREFIX replaces
-   `<registry>` when set: `vcluster` for the images virtual clusters pull), digests preserved;
+   `<registry>` when set: `vcluster` for the images virtual clusters pull), digests preserved. A tag
+   `approved` already has never moves (Harbor holds it immutable): on the same bytes nothing is pushed
+   and step 5 signs them again; on other bytes the image is refused before its scan is awaited;
 5. sign the pushed digest with the platform's promotion key in Vault transit (SIGN_WITH, its name; the
    same Vault role, which only protected main gets) and push the signature where cosign and
    the clusters' image verifier look for it (`<repository>:sha256-<digest>.sig`).
@@ -334,13 +336,22 @@ class HarborApi:
             raise PromotionError(f"project {APPROVED_PROJECT} has no severity gate; run `pulumi up` (platform:supplyChain.severity)")
         return metadata["severity"]
 
-    def scan_overview(self, repository: str, digest: str) -> Mapping[str, Any] | None:
-        """The artifact's scan overview in the cache; None while the cache has not stored it."""
+    def artifact(self, repository: str, reference: str, query: str = "", headers: Mapping[str, str] | None = None) -> Any:
+        """An artifact of `repository` (`<project>/<name>`) by digest or tag; None when there is none."""
         project, _, name = repository.partition("/")
         encoded = urllib.parse.quote(urllib.parse.quote(name, safe=""), safe="")  # Harbor wants `/` as %252F
-        artifact = self.get(f"projects/{project}/repositories/{encoded}/artifacts/{digest}?with_scan_overview=true",
-                            f"artifact {repository}@{digest}", {"X-Accept-Vulnerabilities": ", ".join(REPORT_TYPES)}, missing_ok=True)
+        return self.get(f"projects/{project}/repositories/{encoded}/artifacts/{reference}{query}", f"artifact {repository}@{reference}",
+                        headers, missing_ok=True)
+
+    def scan_overview(self, repository: str, digest: str) -> Mapping[str, Any] | None:
+        """The artifact's scan overview in the cache; None while the cache has not stored it."""
+        artifact = self.artifact(repository, digest, "?with_scan_overview=true", {"X-Accept-Vulnerabilities": ", ".join(REPORT_TYPES)})
         return None if artifact is None else (artifact.get("scan_overview") or {})
+
+    def tagged(self, repository: str, tag: str) -> str | None:
+        """The digest `tag` names in `repository`; None when it names nothing yet."""
+        artifact = self.artifact(repository, tag)
+        return None if artifact is None else artifact["digest"]
 
 
 # --- skopeo and OCI layouts -------------------------------------------------------------------
@@ -486,10 +497,11 @@ class Promoter:
         top, manifests = layout_manifests(layout)
         if ref.digest and top != ref.digest:
             raise PromotionError(f"{ref}: the cache served {top}, not the digest asked for")
+        promoted = self._promoted(ref, top)
         refused = await_scans(self.harbor, ref, manifests, threshold, self.timeout, self.sleep)
         if refused:
             raise PromotionError(f"{ref} refused: " + "; ".join(refused))
-        target = self._push(ref, layout, top, workdir)
+        target = f"{self.harbor.host}/{ref.target}" if promoted else self._push(ref, layout, top, workdir)
         payload = simple_signing_payload(target, top)
         signature = signature_layout(workdir / "signature", payload, self.vault.sign(self.signing_key, payload))
         self.skopeo.copy(f"oci:{signature}:sig", f"docker://{target}:{top.replace(':', '-')}.sig")
@@ -510,6 +522,18 @@ class Promoter:
         print(f"{ref}: pulling through {ref.source}")
         self.skopeo.copy(f"docker://{self.harbor.host}/{ref.source}{'@' if ref.digest else ':'}{ref.reference}", f"oci:{layout}:promote")
         return layout
+
+    def _promoted(self, ref: ImageRef, top: str) -> bool:
+        """Whether `approved` already has `ref`'s tag on `top` (a re-promotion: re-signed, not pushed again; Harbor
+        refuses any push to an immutable tag, components/tenant_supply_chain.py). A tag on other bytes is refused."""
+        held = self.harbor.tagged(ref.target, ref.tag) if ref.tag else None
+        if held is not None and held != top:
+            raise PromotionError(f"{ref}: {ref.target}:{ref.tag} names {held}, promoted before; the cache now serves {top} "
+                                 "under that tag. A promoted tag never moves: compare the two; a genuine upstream rebuild has a tag "
+                                 "of its own: promote that one")
+        if held is not None:
+            print(f"{ref}: {ref.target}:{ref.tag} already names {top}: signing it again")
+        return held is not None
 
     def _push(self, ref: ImageRef, layout: Path, top: str, workdir: Path) -> str:
         """The same bytes into `approved`, checked by digest; returns the target repository."""

@@ -10,7 +10,8 @@ promotion key.
 
 What it needs, and nothing long-lived:
 * the Harbor system robot `robot$promoter`: pull and artifact read (the scan results) on the
-  proxy caches, push and pull on `approved`, nothing else. It expires after 30 days and is
+  proxy caches, push, pull and artifact read (which digest a tag names: a promoted tag never moves)
+  on `approved`, nothing else. It expires after 30 days and is
   re-created past half its life (components.harbor_robots.expiring_robot, as tenants' robots are);
 * its credentials in Vault, written the way tenants' robots are (`VaultTenancy.write`), at
   `PROMOTER_SECRET_PATH`, a path no tenant can be named after;
@@ -45,7 +46,10 @@ VAULT_POLICY = "platform-promote-image"
 DEFAULT_BRANCH = "main"  # the protected branch whose jobs may promote (ci_identity's deploy branch too)
 
 SOURCE_ACCESSES = (("pull", "repository"), ("read", "artifact"))  # the image and its scan results
-TARGET_ACCESSES = (("push", "repository"), ("pull", "repository"))
+# ...and which digest a tag of `approved` already names (a promoted tag never moves). Robots get no public-project
+# reads: only their own accesses (Harbor v2.15.1 src/common/security/robot/context.go:101-117; artifact read:
+# src/server/v2.0/handler/artifact.go:127).
+TARGET_ACCESSES = (("push", "repository"), ("pull", "repository"), ("read", "artifact"))
 
 
 def promoter_data_path() -> str:
@@ -112,7 +116,7 @@ class ImagePromotion(pulumi.ComponentResource):
                 holder=f"Vault ({KV_MOUNT}/{PROMOTER_SECRET_PATH}); the promote-image job of {args.pipeline_project} on {args.branch}",
                 scope=(
                     f"pull and read artifacts (scan results) on {', '.join(sorted(map(proxy_project_name, args.proxies)))}; "
-                    f"push and pull on {APPROVED_PROJECT}"
+                    f"push, pull and read artifacts on {APPROVED_PROJECT}"
                 ),
                 resource_name=f"{name}-{ROBOT_NAME}",
             ))

@@ -6,7 +6,8 @@
   public registry (`proxy-docker-io`, ...). Caches are private and scanned: no tenant robot can
   pull from them. Images the platform team has vetted are copied into the public-read
   `approved` project and signed with the platform's promotion key (the `promote-image` job of
-  this repository's pipeline), where tenants' builds and workloads take them from.
+  this repository's pipeline), where tenants' builds and workloads take them from. Its tags are
+  immutable (but Trivy's databases and cosign's signatures): a promoted tag never moves.
 * Signing: each tenant has an ECDSA P-256 key `<tenant>-cosign` in Vault's `transit` mount,
   never exportable, rotated by `pulumi up` (components/signing.py). `sign_policy()` lets the
   tenant's CI role sign with that key and read its public half, nothing else (attached in
@@ -43,11 +44,20 @@ PUBLIC_REGISTRIES: dict[str, tuple[str, str]] = {
     "mcr.microsoft.com": ("docker-registry", "https://mcr.microsoft.com"),
 }
 APPROVED_PROJECT = "approved"
+SIGNATURE_TAGS = "sha256-*.sig"  # cosign's signature tags (Harbor's own pattern: src/server/middleware/cosign/cosign.go:43)
 
 
 def proxy_project_name(host: str) -> str:
     """`docker.io` -> `proxy-docker-io`."""
     return "proxy-" + host.replace(".", "-")
+
+
+def database_repositories() -> str:
+    """Trivy's databases in `approved`, as one Harbor (doublestar) pattern: `ghcr.io/aquasecurity/{trivy-db,trivy-java-db}`."""
+    folders, names = zip(*(database.rpartition(":")[0].rsplit("/", 1) for database in TRIVY_DATABASES))
+    if len(set(folders)) != 1:
+        raise ValueError(f"TRIVY_DATABASES must share one repository folder for the immutability rule: {TRIVY_DATABASES}")
+    return f"{folders[0]}/{{{','.join(names)}}}"
 
 
 def sign_policy(tenant: str) -> str:
@@ -66,6 +76,7 @@ class PublicImageQuarantine(pulumi.ComponentResource):
 
     proxies: dict[str, harbor.Project]  # host -> its proxy-cache project
     approved: harbor.Project
+    immutable_promotions: harbor.ImmutableTagRule  # every tag of `approved` but Trivy's databases and signatures
 
     def __init__(self, name: str, provider: pulumi.ProviderResource, args: PublicImageQuarantineArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -95,6 +106,17 @@ class PublicImageQuarantine(pulumi.ComponentResource):
             vulnerability_scanning=True,
             deployment_security=args.policy.severity.harbor_gate,
             force_destroy=False,
+            opts=on_harbor,
+        )
+        # A promoted tag names the bytes that were scanned and signed, for good: runners, Velero and virtual
+        # clusters pull these by tag, most where no verifier looks. Harbor refuses any push to such a tag,
+        # whoever pushes (v2.15.1 src/server/middleware/immutable/pushmf.go:69-75). Two things must move:
+        # Trivy's databases (the daily schedule) and cosign's `sha256-<digest>.sig` (a re-signature).
+        self.immutable_promotions = harbor.ImmutableTagRule(
+            f"{name}-{APPROVED_PROJECT}-immutable",
+            project_id=self.approved.id,
+            repo_excluding=database_repositories(),
+            tag_excluding=SIGNATURE_TAGS,
             opts=on_harbor,
         )
         self.register_outputs({"proxies": [proxy_project_name(h) for h in args.registries], "approved": APPROVED_PROJECT})

@@ -3,7 +3,8 @@ distribution registry) behind Harbor's REST API as far as promotion reads it (th
 project's severity gate, artifacts' scan overviews), on one HTTPS origin as Harbor serves both.
 
 `/v2/` is forwarded to the registry; a manifest pulled from a `proxy-*` repository counts as
-cached, and its scan reports "Running" once, then `counts(digest)`. Needs `docker-registry`
+cached, and its scan reports "Running" once, then `counts(digest)`; every manifest pushed is recorded
+(`pushed`), and `approved`'s artifacts answer by tag or digest with their digest. Needs `docker-registry`
 and `skopeo` on PATH (Debian packages; .ci/install installs them for the tests).
 """
 
@@ -13,6 +14,7 @@ import http.client
 import json
 import re
 import shutil
+import urllib.parse
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,6 +68,7 @@ class FakeHarbor(LoopbackServer):
         self.tls, self.registry, self.counts, self.severity = tls, registry, counts, severity
         self.cached: set[str] = set()  # digests pulled through a proxy cache
         self.scans: dict[str, int] = {}
+        self.pushed: list[str] = []  # `<repository>:<reference>` of every manifest PUT
 
     def tls_context(self):
         return server_context(self.tls)
@@ -114,12 +117,16 @@ class FakeHarbor(LoopbackServer):
                 data = response.read()
                 if match and self.command == "GET" and response.status == 200:
                     self.state.cached.add(response.getheader("Docker-Content-Digest", ""))
+                if (pushed := re.match(r"^/v2/(.+)/manifests/(.+)$", self.path)) and self.command == "PUT":
+                    self.state.pushed.append(f"{pushed.group(1)}:{pushed.group(2)}")
                 self._reply(response.status, data, dict(response.getheaders()))
 
             def _api(self) -> None:
                 path = self.path.removeprefix("/api/v2.0/")
                 if path == "projects/approved":
                     return self._json(200, {"name": "approved", "metadata": {"prevent_vul": "true", "severity": self.state.severity}})
+                if approved := re.match(r"^projects/approved/repositories/([^/?]+)/artifacts/([^/?]+)", path):
+                    return self._approved(urllib.parse.unquote(urllib.parse.unquote(approved.group(1))), approved.group(2))
                 match = re.match(r"^projects/proxy-[^/]+/repositories/[^/]+/artifacts/(sha256:[0-9a-f]+)\?", path)
                 if not match or match.group(1) not in self.state.cached:
                     return self._json(404, {"errors": [{"code": "NOT_FOUND"}]})
@@ -128,6 +135,18 @@ class FakeHarbor(LoopbackServer):
                 report = {"scan_status": "Running"} if self.state.scans[digest] == 1 else {
                     "scan_status": "Success", "summary": {"summary": self.state.counts(digest)}}
                 self._json(200, {"scan_overview": {"application/vnd.security.vulnerability.report; version=1.1": report}})
+
+            def _approved(self, repository: str, reference: str) -> None:
+                """An artifact of `approved`, as far as Harbor's answer names it: its digest."""
+                registry = http.client.HTTPConnection("127.0.0.1", self.state.registry.port, timeout=60)
+                registry.request("HEAD", f"/v2/approved/{repository}/manifests/{reference}", headers={"Accept": ", ".join((
+                    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json"))})
+                response = registry.getresponse()
+                response.read()
+                if response.status != 200:
+                    return self._json(404, {"errors": [{"code": "NOT_FOUND"}]})
+                self._json(200, {"digest": response.getheader("Docker-Content-Digest")})
 
             def _json(self, status: int, document: Any) -> None:
                 self._reply(status, json.dumps(document).encode(), {"Content-Type": "application/json"})

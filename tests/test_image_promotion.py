@@ -115,8 +115,8 @@ def test_one_system_robot_with_pull_on_the_caches_and_push_only_on_approved(plan
     assert set(permissions) == caches | {APPROVED_PROJECT}  # no wildcard, no tenant project
     for name, permission in permissions.items():
         assert permission["kind"] == "project"
-        expected = {("push", "repository"), ("pull", "repository")} if name == APPROVED_PROJECT else {
-            ("pull", "repository"), ("read", "artifact")}  # the image, and its scan results
+        expected = {("push", "repository"), ("pull", "repository"), ("read", "artifact")} if name == APPROVED_PROJECT else {
+            ("pull", "repository"), ("read", "artifact")}  # the image, and its scan results (in approved: which digest a tag names)
         assert _accesses(permission) == expected, name
     # No other robot may push to `approved`.
     for other in of_type(plan, ROBOT):
@@ -405,8 +405,9 @@ def _tar_gz(name: str) -> bytes:
     return raw.getvalue()
 
 
-def _upstream_layout(directory: Path) -> dict[str, str]:
-    """An OCI layout of a multi-platform image with a build attestation, as upstream publishes one."""
+def _upstream_layout(directory: Path, build: str = "") -> dict[str, str]:
+    """An OCI layout of a multi-platform image with a build attestation, as upstream publishes one
+    (`build`: other bytes under the same names, as a rebuilt tag)."""
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -417,7 +418,7 @@ def _upstream_layout(directory: Path) -> dict[str, str]:
 
     children, digests = [], {}
     for platform in ("amd64", "arm64", "attestation"):
-        layer = put(_tar_gz(platform), "application/vnd.oci.image.layer.v1.tar+gzip")
+        layer = put(_tar_gz(platform + build), "application/vnd.oci.image.layer.v1.tar+gzip")
         config = put(json.dumps({"architecture": platform, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode(),
                      "application/vnd.oci.image.config.v1+json")
         manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -552,6 +553,13 @@ def _database_layout(directory: Path) -> str:
     return manifest["digest"]
 
 
+def _upstream(site: Any, layout: Path, repository: str) -> None:
+    """`layout` is what the proxy cache now serves as `repository` (`proxy-<registry>/...:<tag>`)."""
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", f"oci:{layout}:{repository.rsplit(':', 1)[1]}",
+                    f"docker://{site.harbor.host}/{repository}"], check=True, env={**os.environ, "SSL_CERT_FILE": site.ca_file},
+                   capture_output=True)
+
+
 def test_trivys_database_is_copied_unscanned_and_an_image_is_no_database(
         promotion_site: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     site = promotion_site
@@ -592,3 +600,36 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
 
 def _no_wait(seconds: float) -> None:
     pass
+
+
+def test_a_re_promotion_never_moves_a_promoted_tag(promotion_site: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """Upstream re-points `moved:1.0.0` to a rebuild (no CVE Harbor knows) after the platform promoted it;
+    the platform team re-runs promote-image with the same IMAGE to re-sign, as the README says after a key
+    rotation. The tag in `approved` kept its first bytes, and the run says why; the same bytes re-promoted
+    are re-signed without a push over their tag (Harbor refuses any push to an existing immutable tag, even
+    of the bytes it holds: src/server/middleware/immutable/pushmf.go:69-75)."""
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    first, rebuilt = _upstream_layout(tmp_path / "first"), _upstream_layout(tmp_path / "rebuilt", build="-rebuilt")
+    cached, repository = "proxy-docker-io/library/moved:1.0.0", "approved/docker.io/library/moved"
+    environ = _environ(site, IMAGE="docker.io/moved:1.0.0")
+    _upstream(site, tmp_path / "first", cached)
+    assert load_script().main(environ, sleep=_no_wait) == 0
+    capsys.readouterr()
+
+    _upstream(site, tmp_path / "rebuilt", cached)
+    assert load_script().main(environ, sleep=_no_wait) == 1
+    refused = capsys.readouterr().err
+    assert f"{repository}:1.0.0 names {first['index']}" in refused and rebuilt["index"] in refused
+    top, _ = _registry_blob(site, repository, "1.0.0")
+    assert {m["digest"] for m in top["manifests"]} == {first[p] for p in ("amd64", "arm64", "attestation")}
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        _registry_blob(site, repository, f"{rebuilt['index'].replace(':', '-')}.sig")
+
+    _upstream(site, tmp_path / "first", cached)
+    site.harbor.pushed.clear()
+    assert load_script().main(environ, sleep=_no_wait) == 0
+    assert f"promoted: {site.harbor.host}/{repository}:1.0.0@{first['index']}" in capsys.readouterr().out
+    assert site.harbor.pushed == [f"{repository}:{first['index'].replace(':', '-')}.sig"]  # the signature only
+

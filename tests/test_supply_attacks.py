@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ import yaml
 
 from components.tenancy import Severity
 from components.tenant_registry import RELEASE_TAGS
-from components.tenant_supply_chain import PROTECTED_PUSH_RULE, RELEASE_TAG_RULE, trivy_severities
+from components.tenant_supply_chain import (
+    BUILDAH_IMAGE, GIT_IMAGE, PROTECTED_PUSH_RULE, RELEASE_TAG_RULE, TRIVY_IMAGE, trivy_severities,
+)
+from components.versions import TRIVY_DATABASES
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import render
 from policy.labels import SIGNATURE_POLICY_LABEL
@@ -74,7 +78,7 @@ def test_no_tenant_member_can_write_to_the_project_prod_trusts_around_its_protec
 def test_release_tags_stay_immutable_for_every_tenant(plan: dict) -> None:
     """The other half of the above: with people reading only, the immutability rule (which only a
     maintainer or project admin could remove) holds every release tag to its first push."""
-    rules = [r["inputs"] for r in plan["resources"] if r["type"] == IMMUTABLE_RULE]
+    rules = [r["inputs"] for r in plan["resources"] if r["type"] == IMMUTABLE_RULE and r["inputs"] not in project_rules(plan, "approved")]
     assert rules and all((r["repoMatching"], r["tagMatching"]) == ("**", RELEASE_TAGS) for r in rules)
     assert len(rules) == len([g for g in member_groups(plan) if g.endswith("-owners")])
 
@@ -318,3 +322,101 @@ def test_severity_none_leaves_harbors_pull_gate_off(tmp_path: Path) -> None:
     plan = render(tmp_path / "Pulumi.dev.yaml", "dev").plan
     gated = {r["inputs"]["name"]: r["inputs"].get("deploymentSecurity") for r in plan["resources"] if r["type"] == PROJECT}
     assert len(gated) >= 5 and {name: gate for name, gate in gated.items() if gate} == {}
+
+
+# --- `approved`: a promoted tag names the bytes that were scanned and signed, for good -------------
+
+APPROVED_REFERENCE = re.compile(r"harbor\.[a-z0-9.-]+/approved/([a-z0-9][a-z0-9._/-]*[a-z0-9]):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})")
+
+
+def doublestar(pattern: str, name: str) -> bool:
+    """bmatcuk/doublestar v1.3.4's Match (Harbor v2.15.1's go.mod; src/lib/selector/selectors/doublestar/
+    selector.go:164-168), for the syntax the program uses: a whole `**` component matches any number of
+    components (doublestar.go:292-305), `*` any run of non-`/` characters, `?` one, `{a,b}` either
+    (doublestar.go:195-215, 621-650); any other syntax fails the test rather than be guessed."""
+    if any(c in pattern for c in "[\\") or re.search(r"\{[^}]*[/{]", pattern):
+        raise AssertionError(f"doublestar syntax not ported here: {pattern!r}")
+
+    def component(p: str) -> str:
+        out, i = "", 0
+        while i < len(p):
+            if p[i] == "{":
+                end = p.index("}", i)
+                out += "(?:" + "|".join(component(alt) for alt in p[i + 1:end].split(",")) + ")"
+                i = end + 1
+            else:
+                out += {"*": "[^/]*", "?": "[^/]"}.get(p[i], re.escape(p[i]))
+                i += 1
+        return out
+
+    def components(parts: list[str], names: list[str]) -> bool:
+        if not parts:
+            return not names
+        if parts[0] == "**":  # the last: whatever remains; else tried against each remainder
+            return len(parts) == 1 or any(components(parts[1:], names[i:]) for i in range(len(names)))
+        return bool(names) and re.fullmatch(component(parts[0]), names[0]) is not None and components(parts[1:], names[1:])
+
+    return components(pattern.split("/"), name.split("/"))
+
+
+def immutable(rules: list[dict[str, Any]], repository: str, tag: str) -> bool:
+    """Whether Harbor refuses to point `repository:tag` (within its project) at other bytes. pulumiverse-harbor
+    sends one repository and one tag selector per rule, `*Excluding` over `*Matching` (terraform-provider-harbor
+    client/immutable_tag_rule.go:24-53); Harbor makes a tag immutable when any enabled rule selects both
+    (src/pkg/immutable/match/rule/match.go:40-86, by the repository without its project:
+    src/controller/tag/controller.go:227-232), and then refuses a push to it (src/server/middleware/
+    immutable/pushmf.go:69-75, on every manifest PUT: src/server/registry/route.go:79) and any move
+    of it (src/controller/tag/controller.go:97-101), whoever asks: robots, admins, replication."""
+    def selects(rule: dict[str, Any], kind: str, value: str) -> bool:
+        if rule.get(f"{kind}Excluding"):
+            return not doublestar(rule[f"{kind}Excluding"], value)
+        assert rule.get(f"{kind}Matching"), f"a rule without a {kind} pattern: {rule}"
+        return doublestar(rule[f"{kind}Matching"], value)
+    return any(not r.get("disabled") and selects(r, "repo", repository) and selects(r, "tag", tag) for r in rules)
+
+
+def project_rules(plan: dict, project: str) -> list[dict[str, Any]]:
+    """The immutability rules of one Harbor project (each depends on the project whose id it takes)."""
+    [urn] = [r["urn"] for r in plan["resources"] if r["type"] == PROJECT and r["inputs"]["name"] == project]
+    return [r["inputs"] for r in plan["resources"] if r["type"] == IMMUTABLE_RULE and urn in r["dependsOn"]]
+
+
+def approved_tags(result: Any) -> set[tuple[str, str]]:
+    """Every `<harbor>/approved/<repository>:<tag>` in a stack's plan and its charts' renders: what the
+    platform's pods, runners, virtual clusters, pipelines and scanners take from `approved` by tag."""
+    texts = [json.dumps(result.plan), *(text for texts in result.manifests.values() for text in texts)]
+    return {match for text in texts for match in APPROVED_REFERENCE.findall(text)}
+
+
+def test_a_promoted_tag_never_moves_to_other_bytes(charted: dict[str, Any]) -> None:
+    """Upstream re-points `quay.io/buildah/stable:v1.38.1` (a compromised release account, or a registry
+    that rebuilds tags), and the platform team re-runs promote-image with the same IMAGE, as the README
+    says to re-sign. The new bytes have no CVE Harbor knows, so the scan gate passes, and the promotion key
+    signs them: the verifier admits them. Or a Harbor admin pushes over the tag by hand. Every runner's job
+    (the release jobs that hold the tenants' push robots and Vault tokens), the runner itself and its helper,
+    Velero's restore helper and the virtual clusters take these by tag, most in platform namespaces the
+    verifier never checks: they run what nobody promoted on their next pull. A tag in `approved` stays on
+    the bytes it was promoted with: Harbor refuses any push that would move it."""
+    script = load_script()
+    for stack, result in charted.items():
+        rules = project_rules(result.plan, "approved")
+        databases = {tuple(d.rsplit(":", 1)) for d in TRIVY_DATABASES}
+        taken = approved_tags(result) - databases
+        tools = {(script.parse_image(i).target.removeprefix("approved/"), script.parse_image(i).tag)
+                 for i in (BUILDAH_IMAGE, TRIVY_IMAGE, GIT_IMAGE, "docker.io/library/nginx:1.27.3")}
+        assert {t for t in tools if "nginx" not in t[0]} <= taken, f"{stack}: the starter tool images are not found in the plan"
+        movable = sorted(f"approved/{repository}:{tag}" for repository, tag in taken | tools if not immutable(rules, repository, tag))
+        assert not movable, f"{stack}: Harbor lets a push move these tags to other bytes: {', '.join(movable)}"
+
+
+def test_what_must_move_in_approved_still_moves(plan: dict) -> None:
+    """The other half: Trivy's databases are republished under their schema tag (the daily schedule moves
+    it), and a re-signature replaces `sha256-<digest>.sig` (a key rotation's `re-sign what runs longer`).
+    Were these immutable, the scanners would judge with a database frozen on its first day."""
+    rules = project_rules(plan, "approved")
+    assert rules, "the approved project has no immutability rule"
+    for database in TRIVY_DATABASES:
+        repository, tag = database.rsplit(":", 1)
+        assert not immutable(rules, repository, tag), f"{database} can never be refreshed"
+    for repository in ("quay.io/buildah/stable", "vcluster/loft-sh/vcluster-oss"):
+        assert not immutable(rules, repository, f"sha256-{'a' * 64}.sig"), f"{repository}: no re-signature possible"
