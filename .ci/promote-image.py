@@ -25,7 +25,8 @@ digest, e.g. `docker.io/library/nginx:1.27.3`):
 Trivy's vulnerability databases (DATABASE, e.g. `ghcr.io/aquasecurity/trivy-db:2`; the scheduled
 `promote-trivy-db` job) take steps 1, 2 and 4 only: they are data, not images, so Harbor does not
 scan them and no pod runs them (nothing to sign for the image verifier). Only an artifact of
-Trivy's database media types from Trivy's own repositories passes that way; anything else is refused.
+Trivy's database media types from Trivy's own repositories passes that way; anything else is refused,
+and so is a database past its own NextUpdate (upstream signs none: its age is what can be checked).
 
 TLS: HTTPS only, certificates always verified against the system roots, plus the runner's CA
 file (CI_SERVER_TLS_CA_FILE, the platform CA on private-CA stacks) when it is set; skopeo gets
@@ -42,12 +43,14 @@ import re
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -422,6 +425,21 @@ def database_digest(layout: Path, ref: ImageRef) -> str:
     return top["digest"]
 
 
+def database_fresh_until(layout: Path, ref: ImageRef) -> datetime:
+    """The NextUpdate of the Trivy database in an OCI layout (its layer's metadata.json, beside the database:
+    aquasecurity/trivy-db Makefile db-compress, trivy-java-db Makefile): when upstream's next build replaces it."""
+    _, document = _top(layout)
+    [layer] = document["layers"]
+    with tarfile.open(layout / "blobs" / "sha256" / layer["digest"].removeprefix("sha256:"), "r:gz") as archive:
+        try:
+            member = archive.extractfile("metadata.json")
+        except KeyError:
+            member = None
+        if member is None:
+            raise PromotionError(f"{ref}: the database has no metadata.json")
+        return datetime.fromisoformat(json.load(member)["NextUpdate"])
+
+
 def signature_layout(directory: Path, payload: bytes, signature: bytes) -> Path:
     """An OCI layout holding cosign's signature image for one payload (simple signing, key-based)."""
     blobs = directory / "blobs" / "sha256"
@@ -514,6 +532,13 @@ class Promoter:
             raise PromotionError(f"{ref}: name a Trivy database by its schema tag only, e.g. ghcr.io/aquasecurity/trivy-db:2")
         layout = self._pull(ref, workdir)
         top = database_digest(layout, ref)
+        # Unsigned upstream (aquasecurity/trivy-db .github/workflows/cron.yml pushes it with oras), so its age is
+        # what can be checked: Harbor's cache serves its old copy while ghcr.io is unreachable or rate-limits it.
+        fresh_until = database_fresh_until(layout, ref)
+        if fresh_until <= datetime.now(timezone.utc):
+            raise PromotionError(f"{ref}: the cache serves {top}, past its NextUpdate {fresh_until.isoformat()}: is ghcr.io "
+                                 f"unreachable from Harbor (Administration > Registries)? Nothing promoted; the scanners keep the copy in "
+                                 f"{APPROVED_PROJECT}")
         return f"{self._push(ref, layout, top, workdir)}:{ref.tag}@{top}"
 
     def _pull(self, ref: ImageRef, workdir: Path) -> Path:

@@ -18,6 +18,7 @@ import sys
 import tarfile
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -395,13 +396,13 @@ def test_image_names_refused(text: str) -> None:
 # --- the script for real: skopeo, a real registry behind Harbor's API, OpenBao -----------------------
 
 
-def _tar_gz(name: str) -> bytes:
+def _tar_gz(name: str, files: dict[str, bytes] | None = None) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as archive:
-        data = f"file of {name}\n".encode()
-        info = tarfile.TarInfo(f"{name}.txt")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
+        for path, data in (files or {f"{name}.txt": f"file of {name}\n".encode()}).items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return raw.getvalue()
 
 
@@ -533,8 +534,13 @@ def test_only_protected_main_gets_the_robot_and_the_key(promotion_site: Any, mon
         assert "Vault login as platform-promote-image" in capsys.readouterr().err
 
 
-def _database_layout(directory: Path) -> str:
-    """An OCI layout shaped as Trivy publishes its database (aquasecurity/trivy-db); its manifest digest."""
+def _database_layout(directory: Path, built: datetime | None = None) -> str:
+    """An OCI layout shaped as Trivy publishes its database (aquasecurity/trivy-db), built at `built` (an
+    hour ago): db.tar.gz holds trivy.db and metadata.json, NextUpdate a day after UpdatedAt (trivy-db
+    Makefile:93 and :104, pkg/vulndb/db.go:88-91); its manifest digest."""
+    built = built or datetime.now(timezone.utc) - timedelta(hours=1)
+    metadata = {"Version": 2, "NextUpdate": (built + timedelta(hours=24)).isoformat().replace("+00:00", "Z"),
+                "UpdatedAt": built.isoformat().replace("+00:00", "Z"), "DownloadedAt": "0001-01-01T00:00:00Z"}
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -545,7 +551,8 @@ def _database_layout(directory: Path) -> str:
 
     manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                                "config": put(b"{}", "application/vnd.aquasec.trivy.config.v1+json"),
-                               "layers": [put(_tar_gz("trivy.db"), "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")]}).encode(),
+                               "layers": [put(_tar_gz("db", {"trivy.db": b"bolt", "metadata.json": json.dumps(metadata).encode()}),
+                                              "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")]}).encode(),
                    "application/vnd.oci.image.manifest.v1+json")
     (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
@@ -633,3 +640,28 @@ def test_a_re_promotion_never_moves_a_promoted_tag(promotion_site: Any, monkeypa
     assert f"promoted: {site.harbor.host}/{repository}:1.0.0@{first['index']}" in capsys.readouterr().out
     assert site.harbor.pushed == [f"{repository}:{first['index'].replace(':', '-')}.sig"]  # the signature only
 
+
+def test_a_stale_trivy_database_is_never_promoted(promotion_site: Any, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """Nobody signs Trivy's databases (aquasecurity/trivy-db .github/workflows/cron.yml:117-119 pushes them with
+    oras, no signature; its PR #230 to sign them is open), so nothing the platform holds can tell a tampered
+    one from the real one; what it can tell is age. Whoever holds the network between Harbor and ghcr.io drops
+    its connections, or ghcr.io rate-limits the cache: Harbor's proxy then serves its old copy of `trivy-db:2`
+    (an unhealthy registry: src/server/middleware/repoproxy/proxy.go:222-225, 299-311; rate-limited:
+    src/controller/proxy/controller.go:184-187), the daily schedule re-promotes it green, and every scanner
+    of the platform judges new images without any CVE published since: the severity gates pass them. A
+    database past its own NextUpdate (upstream rebuilds every 6 hours, cron.yml:5) is refused, loudly."""
+    site = promotion_site
+    monkeypatch.setenv("CI_SERVER_TLS_CA_FILE", site.ca_file)
+    environ = {**_environ(site), "IMAGE": "", "DATABASE": "ghcr.io/aquasecurity/trivy-db:2"}
+    stale = _database_layout(tmp_path / "stale", built=datetime.now(timezone.utc) - timedelta(days=9))
+    _upstream(site, tmp_path / "stale", "proxy-ghcr-io/aquasecurity/trivy-db:2")
+    site.harbor.pushed.clear()
+    assert load_script().main(environ, sleep=_no_wait) == 1
+    refused = capsys.readouterr()
+    assert f"{stale}" in refused.err and "NextUpdate" in refused.err and "copying" not in refused.out
+    assert site.harbor.pushed == []
+    fresh = _database_layout(tmp_path / "fresh")
+    _upstream(site, tmp_path / "fresh", "proxy-ghcr-io/aquasecurity/trivy-db:2")
+    assert load_script().main(environ, sleep=_no_wait) == 0
+    assert f"promoted: {site.harbor.host}/approved/ghcr.io/aquasecurity/trivy-db:2@{fresh}" in capsys.readouterr().out
