@@ -4,8 +4,8 @@
 Run by the manual `promote-image` job of .gitlab-ci.yml, on protected main only. The registry
 work is skopeo's (Debian's package, pinned in the job); this script keeps the platform's own
 decisions: which images may be promoted, the scan gate, and the signature with the platform's
-promotion key. For each image in IMAGE (whitespace-separated, registry named, a tag and/or a
-digest, e.g. `docker.io/library/nginx:1.27.3`):
+promotion key. For each image in IMAGE (whitespace-separated, registry named, a tag and optionally
+the digest it must name, e.g. `docker.io/library/nginx:1.27.3`):
 
 1. log in to Vault with the job's ID token (VAULT_ID_TOKEN; role VAULT_ROLE at
    auth/VAULT_AUTH_PATH) and read the Harbor promoter robot at PROMOTER_VAULT_PATH;
@@ -103,7 +103,7 @@ class PromotionError(Exception):
 class ImageRef:
     registry: str  # docker.io
     repository: str  # library/nginx
-    tag: str | None
+    tag: str
     digest: str | None
     prefix: str | None = None  # the first segment under `approved`; None: the registry host
 
@@ -120,12 +120,10 @@ class ImageRef:
     @property
     def reference(self) -> str:
         """What to ask the cache for: the digest when given (the tag only labels it)."""
-        return self.digest or self.tag or ""
+        return self.digest or self.tag
 
     def __str__(self) -> str:
-        return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "") + (
-            f"@{self.digest}" if self.digest else ""
-        )
+        return f"{self.registry}/{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
 
 
 def proxy_project_name(host: str) -> str:
@@ -133,7 +131,7 @@ def proxy_project_name(host: str) -> str:
 
 
 def parse_image(text: str, prefix: str | None = None) -> ImageRef:
-    """`docker.io/library/nginx:1.27.3`, `ghcr.io/o/r@sha256:...` or both; never `latest`.
+    """`docker.io/library/nginx:1.27.3` or `ghcr.io/o/r:1.0@sha256:...`; never `latest`, never a digest alone.
 
     The registry must be named (no silent Docker Hub default); Docker Hub's official images get
     their `library/` prefix, as the proxy cache needs it.
@@ -148,12 +146,15 @@ def parse_image(text: str, prefix: str | None = None) -> ImageRef:
         raise PromotionError(f"{text!r}: name the registry and repository, e.g. docker.io/library/nginx:1.27.3")
     if not _PATH.match(rest):
         raise PromotionError(f"{text!r}: {rest!r} is not a repository path (lower-case, '/'-separated)")
-    if tag is not None and not _TAG.match(tag):
+    if tag is None:
+        # Pushed untagged, it would be deleted with its signature by Harbor's weekly garbage collection
+        # (delete_untagged: v2.15.1 src/jobservice/job/impl/gc/garbage_collection.go:544-585).
+        raise PromotionError(f"{text!r}: give its tag (and the digest it must name, if you pin one): an image "
+                             "promoted untagged is deleted by Harbor's weekly garbage collection")
+    if not _TAG.match(tag):
         raise PromotionError(f"{text!r}: {tag!r} is not a tag")
     if digest and not _DIGEST.match(digest):
         raise PromotionError(f"{text!r}: {digest!r} is not a sha256 digest")
-    if tag is None and not digest:
-        raise PromotionError(f"{text!r}: give a tag or a digest; nothing is promoted by default")
     if tag == "latest":
         raise PromotionError(f"{text!r}: `latest` is never promoted (clusters refuse it): give the version")
     if prefix is not None and not _PREFIX.match(prefix):
@@ -524,11 +525,11 @@ class Promoter:
         signature = signature_layout(workdir / "signature", payload, self.vault.sign(self.signing_key, payload))
         self.skopeo.copy(f"oci:{signature}:sig", f"docker://{target}:{top.replace(':', '-')}.sig")
         print(f"{ref}: signed with {self.signing_key}")
-        return f"{target}" + (f":{ref.tag}" if ref.tag else "") + f"@{top}"
+        return f"{target}:{ref.tag}@{top}"
 
     def promote_database(self, ref: ImageRef, workdir: Path) -> str:
         """Promote one Trivy database under its tag (the schema version Trivy asks for); no scan, no signature."""
-        if not ref.tag or ref.digest:
+        if ref.digest:
             raise PromotionError(f"{ref}: name a Trivy database by its schema tag only, e.g. ghcr.io/aquasecurity/trivy-db:2")
         layout = self._pull(ref, workdir)
         top = database_digest(layout, ref)
@@ -551,7 +552,7 @@ class Promoter:
     def _promoted(self, ref: ImageRef, top: str) -> bool:
         """Whether `approved` already has `ref`'s tag on `top` (a re-promotion: re-signed, not pushed again; Harbor
         refuses any push to an immutable tag, components/tenant_supply_chain.py). A tag on other bytes is refused."""
-        held = self.harbor.tagged(ref.target, ref.tag) if ref.tag else None
+        held = self.harbor.tagged(ref.target, ref.tag)
         if held is not None and held != top:
             raise PromotionError(f"{ref}: {ref.target}:{ref.tag} names {held}, promoted before; the cache now serves {top} "
                                  "under that tag. A promoted tag never moves: compare the two; a genuine upstream rebuild has a tag "
@@ -565,7 +566,7 @@ class Promoter:
         target = f"{self.harbor.host}/{ref.target}"
         print(f"{ref}: copying {top} to {ref.target}")
         pushed = workdir / "digest"
-        self.skopeo.copy(f"oci:{layout}:promote", f"docker://{target}" + (f":{ref.tag}" if ref.tag else f"@{top}"), pushed)
+        self.skopeo.copy(f"oci:{layout}:promote", f"docker://{target}:{ref.tag}", pushed)
         if pushed.read_text().strip() != top:
             raise PromotionError(f"push of {target}: Harbor stored {pushed.read_text().strip()}, not {top}")
         return target

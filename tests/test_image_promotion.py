@@ -351,8 +351,6 @@ def test_an_unknown_gate_or_severity_is_an_error() -> None:
     ("quay.io/buildah/stable:v1.38.1", "proxy-quay-io/buildah/stable", "approved/quay.io/buildah/stable", "v1.38.1"),
     ("ghcr.io/sigstore/cosign/cosign:v2.4.1-dev", "proxy-ghcr-io/sigstore/cosign/cosign",
      "approved/ghcr.io/sigstore/cosign/cosign", "v2.4.1-dev"),
-    ("registry.k8s.io/pause@sha256:" + "a" * 64, "proxy-registry-k8s-io/pause", "approved/registry.k8s.io/pause",
-     "sha256:" + "a" * 64),
     ("registry.k8s.io/pause:3.10@sha256:" + "b" * 64, "proxy-registry-k8s-io/pause", "approved/registry.k8s.io/pause",
      "sha256:" + "b" * 64),  # the digest is what is copied; the tag labels it
 ])
@@ -383,6 +381,7 @@ def test_promoting_a_starter_tool_image_puts_it_where_the_starter_pipeline_pulls
 @pytest.mark.parametrize("text", [
     "nginx:1.27.3",  # which registry?
     "docker.io/library/nginx",  # no tag, no digest
+    "registry.k8s.io/pause@sha256:" + "a" * 64,  # untagged: garbage-collected within a week
     "docker.io/library/nginx:latest",
     "docker.io/library/NGINX:1",
     "docker.io/library/nginx@sha256:short",
@@ -665,3 +664,19 @@ def test_a_stale_trivy_database_is_never_promoted(promotion_site: Any, monkeypat
     _upstream(site, tmp_path / "fresh", "proxy-ghcr-io/aquasecurity/trivy-db:2")
     assert load_script().main(environ, sleep=_no_wait) == 0
     assert f"promoted: {site.harbor.host}/approved/ghcr.io/aquasecurity/trivy-db:2@{fresh}" in capsys.readouterr().out
+
+
+def test_an_image_promoted_without_a_tag_is_refused_before_garbage_collection_deletes_it(plan: dict) -> None:
+    """Harbor's weekly garbage collection deletes every untagged artifact of every project (delete_untagged: Harbor
+    v2.15.1 src/jobservice/job/impl/gc/garbage_collection.go:544-585), and its signature with it (a hard
+    accessory: src/pkg/accessory/model/cosign/cosign.go:29, src/controller/artifact/controller.go:382-397).
+    An image promoted by digest alone was pushed untagged: whatever pinned it (a chart value, a vcluster
+    image) ran until the next Sunday, then no new node could pull it. Promotion takes a tag, and the
+    digest it must name when one is pinned."""
+    [gc] = of_type(plan, "harbor:index/garbageCollection:GarbageCollection")
+    assert gc["inputs"]["deleteUntagged"] is True
+    script = load_script()
+    with pytest.raises(script.PromotionError, match="garbage collection"):
+        script.parse_image("registry.k8s.io/pause@sha256:" + "a" * 64)
+    ref = script.parse_image("registry.k8s.io/pause:3.10@sha256:" + "a" * 64)
+    assert (ref.tag, ref.reference) == ("3.10", "sha256:" + "a" * 64)
