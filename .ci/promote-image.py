@@ -82,6 +82,9 @@ _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9
 _PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# cosign's signature tags, the one tag shape `approved` leaves movable (components/tenant_supply_chain.py
+# SIGNATURE_TAGS, `sha256-*.sig` in Harbor's doublestar; tests/test_supply_attacks.py judges both alike).
+_SIGNATURE_TAG = re.compile(r"^sha256-[^/]*\.sig$")
 # Trivy's database artifacts (aquasecurity/trivy-db, trivy-java-db): the only ones promoted without a scan.
 TRIVY_DB_CONFIG = "application/vnd.aquasec.trivy.config.v1+json"
 TRIVY_DB_LAYERS = ("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip", "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip")
@@ -153,6 +156,9 @@ def parse_image(text: str, prefix: str | None = None) -> ImageRef:
                              "promoted untagged is deleted by Harbor's weekly garbage collection")
     if not _TAG.match(tag):
         raise PromotionError(f"{text!r}: {tag!r} is not a tag")
+    if _SIGNATURE_TAG.match(tag):
+        raise PromotionError(f"{text!r}: {tag!r} is cosign's signature tag, not an image's: in {APPROVED_PROJECT} it names "
+                             "the platform's signature, and stays movable for re-signing")
     if digest and not _DIGEST.match(digest):
         raise PromotionError(f"{text!r}: {digest!r} is not a sha256 digest")
     if tag == "latest":

@@ -420,3 +420,21 @@ def test_what_must_move_in_approved_still_moves(plan: dict) -> None:
         assert not immutable(rules, repository, tag), f"{database} can never be refreshed"
     for repository in ("quay.io/buildah/stable", "vcluster/loft-sh/vcluster-oss"):
         assert not immutable(rules, repository, f"sha256-{'a' * 64}.sig"), f"{repository}: no re-signature possible"
+
+
+def test_no_image_is_promoted_under_a_tag_left_movable_for_signatures(plan: dict) -> None:
+    """The one tag shape `approved` leaves movable is cosign's signature tag. Upstream publishes its own
+    cosign signature of an image as `<repo>:sha256-<digest>.sig` (cosign's images do), and the platform team
+    promotes that name: the promoted artifact sits under a tag any later promotion may move, and it replaces
+    the platform's signature of `<digest>` in that repository, so the verifier refuses the image it signed.
+    promote-image refuses such a tag as an image's; Harbor's rule and the script judge the same tags."""
+    script = load_script()
+    [rule] = project_rules(plan, "approved")
+    for tag in (f"sha256-{'a' * 64}.sig", "sha256-x.sig", "v1.38.1", "sha256-a.att", "1.0.sig"):
+        movable = not immutable([rule], "ghcr.io/sigstore/cosign/cosign", tag)
+        try:
+            script.parse_image(f"ghcr.io/sigstore/cosign/cosign:{tag}")
+            promoted = True
+        except script.PromotionError:
+            promoted = False
+        assert not (movable and promoted), f"promote-image takes {tag!r}, a tag Harbor leaves movable in approved"
