@@ -131,7 +131,7 @@ class PreheatTokens(ConfigModel):
 @dataclass(frozen=True)
 class DragonflyArgs:
     harbor_host: str  # harbor.<domain>: the registry the nodes mirror, and where the images come from
-    hostname: str  # dragonfly.<cluster>.<domain>: the manager's open API, for Harbor
+    hostname: str  # dragonfly.<cluster>.<appsDomain>: the manager's open API, for Harbor (under the tenants' wildcard)
     stores: DataStoresArgs  # platform:services.dataStores, for the manager's own stores
     settings: ServiceSettings  # replicas, storage (each seed peer's cache), chart version, sizing
     ingress: workload_ingress.WorkloadIngress  # the tenants' Traefik, which serves the preheat API
@@ -496,7 +496,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Dragonfly:
     assert ingress is not None, "stacks.config refuses dragonfly without workloadIngress"
     return Dragonfly(name, cluster, DragonflyArgs(
         harbor_host=f"harbor.{parts.domain}",
-        hostname=f"{RELEASE}.{cluster.name}.{parts.domain}",
+        hostname=f"{RELEASE}.{cluster.name}.{parts.served_domain}",  # on the tenants' ingress, under its wildcard
         stores=stores,
         settings=settings,
         ingress=ingress,

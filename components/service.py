@@ -164,6 +164,16 @@ class ClusterParts:
     # Workload clusters: where the control plane's load balancer is (vault.<domain> and the other public names):
     # stacks/control_plane.py control_plane_ingress (EKS: its NLB's addresses; kubeconfig stacks: its MetalLB pool).
     control_plane_ingress: tuple[pulumi.Input[str], ...] = ()
+    # Workload clusters: the domain their ingress serves, `<tenant>.<env>.<apps_domain>` (platform:appsDomain, another
+    # site than `domain`'s so that tenants' cookies never reach the platform; `domain` on stacks without it). `acme`
+    # there is that domain's zone.
+    apps_domain: str | None = None
+
+    @property
+    def served_domain(self) -> str:
+        """`apps_domain`, which every workload cluster's parts name."""
+        assert self.apps_domain is not None, "stacks.platform names the apps' domain for every workload cluster"
+        return self.apps_domain
 
     def get(self, service: ServiceSlice[Any]) -> Any | None:
         """What `service` declared on this cluster (earlier in the registry), or None."""

@@ -255,6 +255,7 @@ class ArgoTenancy:
 @dataclass(frozen=True)
 class TenantPlatform:
     domain: str
+    apps_domain: str  # where tenants' apps are served, `<tenant>.<env>.<apps_domain>` (stacks: PlatformConfig.tenant_domain)
     clusters: dict[str, ClusterHandle]  # control-plane, dev, prod
     ca_bundle: pulumi.Output[str]  # PEM the platform's endpoints are signed by; "" means public roots
     issuer_url: str  # OpenUnison, trusted by virtual clusters

@@ -599,7 +599,7 @@ class Tenant(pulumi.ComponentResource):
                 child,
                 federated=platform.federation is not None,
                 policy=namespace_policy(
-                    platform, environment, [tenant, APPROVED_PROJECT], (tenant_hostname(tenant, environment, platform.domain),)
+                    platform, environment, [tenant, APPROVED_PROJECT], (tenant_hostname(tenant, environment, platform.apps_domain),)
                 ),
                 rollouts=rollouts_on(platform, environment),
             )

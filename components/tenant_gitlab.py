@@ -218,7 +218,7 @@ class TenantRepositories(pulumi.ComponentResource):
             "VAULT_AUTH_PATH": args.vault_ci_auth_path,
             "VAULT_ROLE": args.vault_ci_role or ci_role(tenant),
         }
-        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.domain, args.virtual,
+        starter = starter_files(tenant, harbor.host, args.platform.supply_chain.severity, args.platform.apps_domain, args.virtual,
                                 args.ops_layout)
         for project_name, resource in projects.items():
             _starter_then_protected(f"{name}-{project_name}", resource, starter[project_name], project_name == APP_PROJECT, on_gitlab)

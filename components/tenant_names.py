@@ -18,11 +18,12 @@ def sandbox_name(user: str) -> str:
     return f"sandbox-{slug}"
 
 
-def tenant_hostname(tenant: str, environment: str, domain: str) -> str:
+def tenant_hostname(tenant: str, environment: str, apps_domain: str) -> str:
     """The one hostname a tenant's apps serve in an environment, under that environment's wildcard
-    certificate `*.<env>.<domain>` (a wildcard covers one label, so deeper names would need a
-    certificate per tenant). Apps of a tenant share it by path."""
-    return f"{tenant}.{environment}.{domain}"
+    certificate `*.<env>.<apps_domain>` (a wildcard covers one label, so deeper names would need a
+    certificate per tenant). Apps of a tenant share it by path. `apps_domain`: platform:appsDomain, a
+    site other than the platform's, where a tenant's cookies cannot reach the platform's hosts."""
+    return f"{tenant}.{environment}.{apps_domain}"
 
 
 def virtual_host_name(name: str, virtual_namespace: str, virtual_cluster: str) -> str:

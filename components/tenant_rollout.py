@@ -115,10 +115,10 @@ def container(host: str, tenant: str) -> dict[str, Any]:
     }
 
 
-def ingress(tenant: str, environment: str, domain: str, labels: dict[str, str]) -> dict[str, Any]:
+def ingress(tenant: str, environment: str, apps_domain: str, labels: dict[str, str]) -> dict[str, Any]:
     """The tenant's hostname on the environment's ingress controller, HTTPS only, served with the
     controller's wildcard certificate (no secretName: the tenant never holds the key)."""
-    host = tenant_hostname(tenant, environment, domain)
+    host = tenant_hostname(tenant, environment, apps_domain)
     backend = {"service": {"name": APP, "port": {"number": SERVICE_PORT}}}
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -135,7 +135,7 @@ def ingress(tenant: str, environment: str, domain: str, labels: dict[str, str]) 
     }
 
 
-def ops_manifests(tenant: str, host: str, environment: str, domain: str, virtual: bool = False) -> list[dict[str, Any]]:
+def ops_manifests(tenant: str, host: str, environment: str, apps_domain: str, virtual: bool = False) -> list[dict[str, Any]]:
     """The app in `environment`: Rollout, Services, Ingress, HPA, PDB (and in prod its analysis).
     No namespace: ArgoCD deploys them to the tenant's (`virtual`: inside its virtual cluster)."""
     labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": tenant}
@@ -159,7 +159,7 @@ def ops_manifests(tenant: str, host: str, environment: str, domain: str, virtual
             "metadata": {"name": name, "labels": labels},
             "spec": {"selector": labels, "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}]},
         } for name in services),
-        ingress(tenant, environment, domain, labels),
+        ingress(tenant, environment, apps_domain, labels),
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",

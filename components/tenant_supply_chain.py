@@ -359,7 +359,7 @@ def ops_pipeline(host: str, manifests: list[str]) -> dict[str, Any]:
 
 
 def starter_files(
-    tenant: str, host: str, severity: Severity, domain: str, virtual: bool = False, layout: OpsLayout = OpsLayout.ENVIRONMENTS,
+    tenant: str, host: str, severity: Severity, apps_domain: str, virtual: bool = False, layout: OpsLayout = OpsLayout.ENVIRONMENTS,
 ) -> dict[str, dict[str, str]]:
     """Project -> file path -> content: what a new tenant's projects start with (`virtual`: isolation
     vcluster). The ops projects by `layout`: `dev/` and `prod/`; `root`, one `app.yaml` each, at the
@@ -367,7 +367,7 @@ def starter_files(
     app = {".gitlab-ci.yml": yaml_text.dump(app_pipeline(tenant, host, severity), sort_keys=False)}
 
     def manifests(environment: str) -> str:
-        return yaml_text.dump_all(ops_manifests(tenant, host, environment, domain, virtual), sort_keys=False)
+        return yaml_text.dump_all(ops_manifests(tenant, host, environment, apps_domain, virtual), sort_keys=False)
 
     def pipeline(paths: list[str]) -> str:
         return yaml_text.dump(ops_pipeline(host, paths), sort_keys=False)

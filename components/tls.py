@@ -238,7 +238,7 @@ def credentials(name: str, args: PlatformTlsArgs) -> list[Credential]:
         )]
     route53 = irsa_credential(
         f"{name}-route53", f"{NAMESPACE}/{SERVICE_ACCOUNT}", args.cluster,
-        f"ACME challenge TXT records under {args.challenges_under} in the platform's hosted zone",
+        f"ACME challenge TXT records under {args.challenges_under} in its hosted zone",
     )
     return [issued, replace(route53, what=f"{route53.what}{on}"), external_secret(
         f"ACME account key{on}",
@@ -266,19 +266,20 @@ def declare(parts: ControlPlaneParts, settings: ServiceSettings) -> PlatformTls:
 
 def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> PlatformTls:
     """cert-manager and the platform issuer on a workload cluster: ACME DNS-01 through its own
-    IAM role on EKS with platform:dns, else cert-manager alone (the program signs the cluster's wildcard)."""
+    IAM role on EKS with platform:dns (in the zone of the domain it serves, platform:appsDomain's), else
+    cert-manager alone (the program signs the cluster's wildcard)."""
     identity, acme = parts.cluster.aws_identity, parts.acme
     return PlatformTls(
         f"{parts.cluster.role}-platform-tls",
         parts.cluster,
         PlatformTlsArgs(
-            domain=parts.domain,
+            domain=parts.served_domain,
             settings=settings,
             acme=AcmeArgs(acme.email, acme.server, acme.hosted_zone_id, identity) if acme and identity else None,
             inventory=parts.inventory,
             signer=parts.ca,
             cluster=parts.cluster.role,
-            challenge_domain=cluster_domain(parts.cluster.role, parts.domain),
+            challenge_domain=cluster_domain(parts.cluster.role, parts.served_domain),
         ),
     )
 

@@ -1,8 +1,9 @@
 """The tenants' ingress on a workload cluster: Traefik (the chart the control plane pins) and a
 wildcard certificate for the environment.
 
-Tenants publish `<tenant>.<env>.<domain>` (components/tenant_names.py): one certificate
-`*.<env>.<domain>` per environment is Traefik's default certificate, so a tenant's Ingress names
+Tenants publish `<tenant>.<env>.<apps domain>` (components/tenant_names.py; platform:appsDomain, another
+site than the platform's, README: Tenants' hosts and cookies): one certificate `*.<env>.<apps domain>` per
+environment is Traefik's default certificate, so a tenant's Ingress names
 its host and `tls` without a secret and never holds the key. On EKS the cluster's cert-manager
 gets it by ACME DNS-01; on kubeconfig stacks the program signs it with the platform root
 (components/tls.py `signed_tls_secret`), so no CA key is on this cluster, where this Traefik
@@ -154,7 +155,8 @@ class WorkloadIngress(pulumi.ComponentResource):
         return hold_egress(self._name, self._ns, name, POD_LABELS, rules, self._opts)
 
     def _record(self, name: str, cluster: ClusterHandle, route53: Route53Args) -> None:
-        """`*.<env>.<domain>` to the load balancer, read back after the release (during `up`, never by the program)."""
+        """`*.<env>.<apps domain>` to the load balancer (in that domain's zone), read back after the release (during `up`,
+        never by the program)."""
         lb = k8s.core.v1.Service.get(
             f"{name}-lb",
             f"{NAMESPACE}/{RELEASE}",
@@ -191,7 +193,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> WorkloadIngres
     return WorkloadIngress(
         f"{parts.cluster.role}-workload-ingress",
         parts.cluster,
-        WorkloadIngressArgs(parts.domain, issuer, settings, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
+        WorkloadIngressArgs(parts.served_domain, issuer, settings, route53, None if issuer.issuer_name else parts.ca, parts.inventory),
     )
 
 

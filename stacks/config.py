@@ -32,6 +32,7 @@ from pydantic import (
 import pulumi
 from cryptography import x509
 from pydantic.alias_generators import to_camel, to_snake
+from publicsuffixlist import PublicSuffixList
 
 from components.tenancy import ROLES, Isolation, OpsLayout, Severity
 from components.tenant_names import namespace_name, sandbox_name
@@ -596,10 +597,16 @@ class Offboarding(Model):
 # --- DNS and public certificates (EKS) ------------------------------------------------
 
 
+HostedZoneId = Annotated[str, _check(re.compile(r"^Z[A-Z0-9]{6,31}$"), "a Route 53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")]
+
+
 class Dns(Model):
     """Route 53 zone for the platform's hostnames and ACME DNS-01 (needed when the control plane is EKS)."""
 
-    hosted_zone_id: Annotated[str, _check(re.compile(r"^Z[A-Z0-9]{6,31}$"), "a Route 53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")]
+    hosted_zone_id: HostedZoneId
+    # The zone of platform:appsDomain (another site's, so another zone): the workload clusters' wildcard records and
+    # their DNS-01 challenges. Required with platform:appsDomain.
+    apps_hosted_zone_id: HostedZoneId | None = None
     acme_email: Annotated[str, _check(re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"), "an e-mail address for the ACME account")]
     acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
 
@@ -744,6 +751,9 @@ class SupplyChain(Model):
 
 class PlatformConfig(Model):
     domain: DnsName
+    # Where tenants' apps are served (`<tenant>.<env>.<appsDomain>`): a site of its own, so that no cookie a tenant's app
+    # sets reaches the platform's hosts (`_apps_domain_rules`). Unset: under `domain`, as before, with a warning.
+    apps_domain: DnsName | None = None
     clusters: Clusters
     identity: Identity
     dns: Dns | None = None
@@ -756,6 +766,11 @@ class PlatformConfig(Model):
     charts: Charts = Charts()
     object_store: ObjectStore | None = None
     backups: Backups | None = None
+
+    @property
+    def tenant_domain(self) -> str:
+        """The domain under which tenants' apps are served: `<tenant>.<env>.<tenant_domain>`."""
+        return self.apps_domain or self.domain
 
     def virtual_cluster_versions(self) -> list[str]:
         """Workload clusters whose Kubernetes has no pinned vCluster image, when a tenant needs one."""
@@ -797,9 +812,9 @@ RESERVED_TENANT_NAMES = frozenset({
     "slash-command-logo", "snippets", "unsubscribes", "uploads", "users", "v2", "abuse-reports", "invites",
     "notification-settings", "ci", "toolbox", "-",
     # The platform's own name in each environment's subdomain, beside the tenants' hosts
-    # <tenant>.<env>.<domain>: the management proxy oumgmt-proxy.<cluster>.<domain>.
+    # <tenant>.<env>.<domain> where platform:appsDomain is unset: the management proxy oumgmt-proxy.<cluster>.<domain>.
     "oumgmt-proxy",
-    # Dragonfly's manager, for Harbor's preheat: dragonfly.<cluster>.<domain>.
+    # Dragonfly's manager, for Harbor's preheat, beside them on their ingress: dragonfly.<cluster>.<appsDomain>.
     "dragonfly",
 })
 RESERVED_TENANT_PREFIXES = ("proxy-", "sandbox-", "kube-", "platform-")
@@ -882,6 +897,34 @@ def _extended_namespace(namespace: str, where: str, namespaces: Mapping[str, str
         # Both end in their environment (namespace_name): the same one, the same cluster.
         for prefix in ("-".join(parts[:i]) for i in range(1, len(parts)) if parts[i - 1] == parts[-1]) if prefix in namespaces
     ]
+
+
+PUBLIC_SUFFIXES = PublicSuffixList()  # the Public Suffix List the pinned package ships: no fetch
+
+
+def _apps_domain_rules(config: PlatformConfig) -> list[str]:
+    """platform:appsDomain must be a site other than platform:domain's: browsers let a page set cookies for any parent
+    of its host that is no public suffix (RFC 6265 5.3 step 5, the Public Suffix List), and send them to every host
+    below it, so within one registrable domain a tenant's app reaches the platform's (tests/test_cookie_attacks.py)."""
+    apps, dns = config.apps_domain, config.dns
+    problems = []
+    if apps is not None:
+        site, platform_site = PUBLIC_SUFFIXES.privatesuffix(apps), PUBLIC_SUFFIXES.privatesuffix(config.domain)
+        if site is None or site == platform_site:
+            what = "is a public suffix" if site is None else f"is under {site}, platform:domain's registrable domain too"
+            problems.append(
+                f"{NAMESPACE}:appsDomain: {apps!r} {what}; allowed: a DNS name whose registrable domain (by the Public "
+                f"Suffix List) differs from {platform_site!r}, e.g. 'apps.example.net'; a tenant's app could otherwise set "
+                "cookies every platform service receives"
+            )
+    if dns is not None and apps is not None and dns.apps_hosted_zone_id is None:
+        problems.append(f"{NAMESPACE}:dns.appsHostedZoneId: required with platform:appsDomain and platform:dns; allowed: the "
+                        "Route 53 hosted zone id of appsDomain's zone, where the workload clusters' wildcard records and ACME "
+                        "challenges go")
+    if dns is not None and apps is None and dns.apps_hosted_zone_id is not None:
+        problems.append(f"{NAMESPACE}:dns.appsHostedZoneId: set without platform:appsDomain; allowed: unset, or set "
+                        "platform:appsDomain too")
+    return problems
 
 
 def previous_tenants(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -1445,6 +1488,7 @@ def load_platform_config(
         problems += offboarding_problems(config, previous_tenants(previous), previous_offboarding(previous))
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
+    problems += _apps_domain_rules(config)
     problems += _data_store_rules(config)
     problems += _restore_rules(config)
     problems += _p2p_store_rules(config)

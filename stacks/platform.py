@@ -105,7 +105,7 @@ def add_cluster_addons(
         cluster, config.domain, bool(config.protect), PLATFORM_NAMESPACES, inventory, acme=acme, ca=ca,
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
-        control_plane_ingress=control_plane_ingress,
+        control_plane_ingress=control_plane_ingress, apps_domain=config.tenant_domain,
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
@@ -124,6 +124,24 @@ def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, invent
         platform.addons.setdefault(name, {})[image_verifier.SLICE.key] = image_verifier.declare_on(
             platform.clusters[name], settings, platform.ca_bundle, PLATFORM_NAMESPACES, inventory,
             platform.control_plane_ingress, config.object_store.target() if config.object_store else None,
+        )
+
+
+def apps_acme(config: PlatformConfig, acme: AcmeSettings | None) -> AcmeSettings | None:
+    """The workload clusters' ACME settings: the control plane's, in platform:appsDomain's own zone
+    (platform:dns.appsHostedZoneId) where the tenants' apps have a domain of their own."""
+    zone = config.dns.apps_hosted_zone_id if config.dns is not None else None
+    return replace(acme, hosted_zone_id=zone) if acme is not None and zone is not None else acme
+
+
+def warn_shared_site(config: PlatformConfig) -> None:
+    """Without platform:appsDomain the tenants' apps stay under platform:domain, as stacks made before it had them."""
+    if config.apps_domain is None:
+        pulumi.log.warn(
+            f"platform:appsDomain is unset: tenants' apps are served at <tenant>.<env>.{config.domain}, inside the platform's "
+            "own site, so any tenant's app can set cookies for it that browsers send to GitLab, Harbor, ArgoCD, Vault and "
+            "OpenUnison (a cookie bomb locks their users out; a tossed session cookie signs them in as the tenant). Set "
+            "platform:appsDomain to a domain of another registrable domain (README: Tenants' hosts and cookies)."
         )
 
 
@@ -154,6 +172,7 @@ def local_charts(config: PlatformConfig, project_dir: Path) -> str | None:
 
 def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dict[str, pulumi.Input[object]]:
     """Declare the whole platform; returns the stack outputs. `charts_dir`: see `local_charts`."""
+    warn_shared_site(config)
     inventory = CredentialInventory()  # one per run: every part registers what it creates
     clusters: dict[str, ClusterHandle] = {}
     for field, name in CLUSTER_NAMES.items():  # the control plane first: the others' private paths start there
@@ -170,7 +189,7 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     issuer, harbor = plane.parts.get(tls.SLICE), plane.parts.get(HARBOR)
     for name in WORKLOAD_CLUSTERS:
         addons[name] = add_cluster_addons(
-            clusters[name], config, inventory, plane.parts.settings.acme, issuer.authority if issuer else None,
+            clusters[name], config, inventory, apps_acme(config, plane.parts.settings.acme), issuer.authority if issuer else None,
             harbor.provider if harbor else None, plane.parts.backups, plane.ingress_networks,
         )
     control_plane = plane.outputs

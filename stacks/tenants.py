@@ -81,6 +81,7 @@ def tenant_platform(
         )
     return TenantPlatform(
         domain=config.domain,
+        apps_domain=config.tenant_domain,
         clusters=clusters,
         ca_bundle=plane.parts.tls.ca_bundle,
         ingress_addresses=tuple(plane.parts.ingress.addresses),

@@ -66,6 +66,13 @@ class Plan:
     def domain(self, tenant: str) -> str:
         return (self.variable(tenant, "app", "HARBOR_REGISTRY") or "harbor.").removeprefix("harbor.")
 
+    def app_host(self, tenant: str) -> str:
+        """The host the tenant's prod Ingress (its starter `prod/app.yaml`) serves: `<tenant>.prod.<appsDomain>`, under
+        platform:appsDomain, which the plan names nowhere else ("" without one)."""
+        ingress = next((d for d in self.documents(tenant, "ops", "prod/app.yaml") if d["kind"] == "Ingress"), {})
+        hosts = [r.get("host", "") for r in ingress.get("spec", {}).get("rules", [])]
+        return hosts[0] if hosts and hosts[0].startswith(f"{tenant}.prod.") else ""
+
 
 def _need(condition: object, what: str) -> list[str]:
     return [] if condition else [what]
@@ -324,10 +331,9 @@ def _ingress_namespaces(p: Plan, cluster: str) -> set[str]:
 
 
 def ingress_tls(p: Plan, tenant: str) -> list[str]:
-    host = f"{tenant}.prod.{p.domain(tenant)}"
-    ingress = next((d for d in p.documents(tenant, "ops", "prod/app.yaml") if d["kind"] == "Ingress"), {})
+    host = p.app_host(tenant)
     namespaces = _ingress_namespaces(p, "prod")
-    wildcard = f"*.prod.{p.domain(tenant)}"
+    wildcard = f"*.{host.split('.', 1)[-1]}"
     # cert-manager's (ACME), or a Secret the program signs (pulumi-tls, kubeconfig stacks: components/tls.py).
     certificates = {c["spec"]["secretName"] for c in p.objects("prod", "Certificate") if wildcard in c["spec"]["dnsNames"]}
     requests = {r["urn"] for r in p.of_type("tls:index/certRequest:CertRequest") if wildcard in r["inputs"].get("dnsNames", [])}
@@ -344,7 +350,7 @@ def ingress_tls(p: Plan, tenant: str) -> list[str]:
         for rule in policy["spec"].get("ingress") or [] for peer in rule.get("from") or []
     )
     missing = _need(namespaces, "an ingress controller on prod")
-    missing += _need([r for r in ingress.get("spec", {}).get("rules", []) if r.get("host") == host], f"an Ingress for {host}")
+    missing += _need(host, f"an Ingress for {tenant}.prod.<appsDomain>")
     missing += _need(stores, f"a wildcard certificate {wildcard} served by default")
     missing += _need(hosts and host in hosts[0], f"a Gatekeeper rule letting {tenant}-prod serve {host}")
     missing += _need(admitted, f"{tenant}-prod's NetworkPolicy admitting the ingress controller")
@@ -361,7 +367,8 @@ def users(p: Plan, tenant: str) -> list[str]:
     eks = (p.plan["outputs"].get("clusters") or {}).get("prod", {}).get("eks")
     missing = _need(services, "a LoadBalancer Service of the prod ingress controller")
     if eks:
-        missing += _need([r for r in records if r["inputs"]["name"] == f"*.prod.{p.domain(tenant)}"], "a DNS record *.prod")
+        wildcard = f"*.{p.app_host(tenant).split('.', 1)[-1]}"
+        missing += _need([r for r in records if r["inputs"]["name"] == wildcard], f"a DNS record {wildcard}")
     return missing
 
 

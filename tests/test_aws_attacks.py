@@ -17,6 +17,8 @@ from tests.test_eks_storage import named
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 MANAGED_POLICIES = Path(__file__).parent / "fixtures" / "aws-managed-policies"  # AWS's documents (UPSTREAM.md)
 DOMAIN = "platform.example.com"  # Pulumi.prod.yaml platform:domain
+APPS_DOMAIN = "apps.example.net"  # Pulumi.prod.yaml platform:appsDomain: the tenants' apps, in a zone of its own
+PLATFORM_ZONE, APPS_ZONE = "Z0123456789ABCDEFGHIJ", "Z9876543210ABCDEFGHIJ"  # Pulumi.prod.yaml platform:dns
 
 
 def _of_type(plan: dict[str, Any], type_: str) -> list[dict[str, Any]]:
@@ -65,7 +67,8 @@ def _record_change(name: str, type_: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(("policy_name", "own"), [
-    ("platform-tls-route53", DOMAIN), ("dev-platform-tls-route53", f"dev.{DOMAIN}"), ("prod-platform-tls-route53", f"prod.{DOMAIN}"),
+    ("platform-tls-route53", DOMAIN), ("dev-platform-tls-route53", f"dev.{APPS_DOMAIN}"),
+    ("prod-platform-tls-route53", f"prod.{APPS_DOMAIN}"),
 ])
 def test_cert_manager_writes_only_its_own_acme_challenges(prod: dict[str, Any], policy_name: str, own: str) -> None:
     """cert-manager on the prod workload cluster (tenants' pods share its nodes; it acts on every
@@ -85,6 +88,10 @@ def test_cert_manager_writes_only_its_own_acme_challenges(prod: dict[str, Any], 
     if own != DOMAIN:  # a workload cluster's cert-manager proves none of the control plane's names
         for service in ("gitlab", "vault", "k8sou", "harbor", "argocd"):
             assert not _allows(policy, change, _record_change(f"_acme-challenge.{service}.{DOMAIN}", "TXT")), service
+        # and writes in the tenants' apps' zone alone (platform:dns.appsHostedZoneId), never the platform's.
+        own_change = _record_change(f"_acme-challenge.{own}", "TXT")
+        assert _allows(policy, change, own_change, f"arn:aws:route53:::hostedzone/{APPS_ZONE}")
+        assert not _allows(policy, change, own_change, f"arn:aws:route53:::hostedzone/{PLATFORM_ZONE}")
 
 
 # --- IRSA: which pods can turn their service-account token into AWS credentials ---------------------

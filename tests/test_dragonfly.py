@@ -106,13 +106,13 @@ def test_every_node_mirrors_harbor_through_dfdaemon(prod: dict[str, Any], cluste
 def test_harbor_reaches_only_the_preheat_api_of_each_manager(prod: dict[str, Any], cluster: str) -> None:
     ingress = named(prod, f"{cluster}-dragonfly-preheat-api", "Ingress")
     [rule] = ingress["inputs"]["spec"]["rules"]
-    assert rule["host"] == f"dragonfly.{cluster}.platform.example.com"
+    assert rule["host"] == f"dragonfly.{cluster}.apps.example.net"
     assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [("/healthy", "Exact"), ("/oapi/v1/jobs", "Prefix")]
     assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {dragonfly.MANAGER}
     instance = named(prod, f"{cluster}-dragonfly-preheat", "PreheatInstance")
     inputs = instance["inputs"]
     assert (inputs["vendor"], inputs["endpoint"], inputs["authMode"], inputs["token"], inputs["insecure"]) == (
-        "dragonfly", f"https://dragonfly.{cluster}.platform.example.com", "OAUTH", "[secret]", False
+        "dragonfly", f"https://dragonfly.{cluster}.apps.example.net", "OAUTH", "[secret]", False
     )
     assert instance["provider"].endswith("::harbor-harbor")
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import yaml
 
+from platformctl.render import ROOT
 from policy.gatekeeper import INGRESS_KINDS, POD_KINDS, TENANT_OBJECT_KINDS, cluster_constraints, templates, tenant_argo_constraint
 from stacks.services import PLATFORM_NAMESPACES as SLICE_NAMESPACES
 from tests.opa import evaluate, review
@@ -459,17 +461,21 @@ def test_what_a_tenant_might_try_is_denied_in_its_namespace(renders: dict) -> No
     assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/{tenant}/web:1.0.0")).failed == []
     assert _verdicts_with(plan, cluster, _pod(namespace, f"{harbor}/approved/nginx:1.27")).failed == []
     domain = harbor.removeprefix("harbor.")
-    own_host = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},
-                "spec": {"rules": [{"host": f"{tenant}.{cluster}.{domain}"}]}}
-    assert _verdicts_with(plan, cluster, own_host).failed == []
+    apps_domain = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["platform:appsDomain"]
+
+    def serving(host: str) -> dict[str, Any]:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": namespace},
+                "spec": {"rules": [{"host": host}]}}
+
+    assert _verdicts_with(plan, cluster, serving(f"{tenant}.{cluster}.{apps_domain}")).failed == []
+    # Its host of old, under the platform's own site (tests/test_cookie_attacks.py): refused.
+    assert _verdicts_with(plan, cluster, serving(f"{tenant}.{cluster}.{domain}")).failed
     for attempt, obj in _attempts(harbor, tenant, namespace).items():
         assert _verdicts_with(plan, cluster, obj).failed, f"{attempt} was admitted in {namespace}"
 
 
 def test_a_pod_security_exception_relaxes_restricted_only_where_and_as_far_as_it_says(tmp_path) -> None:
-    import yaml
-
-    from platformctl.render import ROOT, render
+    from platformctl.render import render
 
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     tenant = next(t for t in document["config"]["platform:tenants"] if t.get("isolation", "namespace") == "namespace")

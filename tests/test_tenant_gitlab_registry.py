@@ -189,6 +189,7 @@ def platform_program() -> tuple[dict[str, TenantRepositories], dict[str, TenantR
     )
     platform = TenantPlatform(
         domain=DOMAIN,
+        apps_domain="apps.example.net",
         clusters={"control-plane": cluster},
         ca_bundle=pulumi.Output.from_input(CA_PEM),
         issuer_url=f"https://k8sou.{DOMAIN}/auth/idp/k8sIdp",
@@ -604,7 +605,7 @@ def test_policy_pack_rules_pass(plan: Run) -> None:
 def test_components_refuse_a_platform_without_the_services() -> None:
     def program() -> tuple[dict, dict]:
         bare = TenantPlatform(
-            domain=DOMAIN, clusters={}, ca_bundle=pulumi.Output.from_input(""), issuer_url="https://x", kubernetes_client_id="k"
+            domain=DOMAIN, apps_domain="apps.example.net", clusters={}, ca_bundle=pulumi.Output.from_input(""), issuer_url="https://x", kubernetes_client_id="k"
         )
         TenantRegistry("t-registry", TenantRegistryArgs("t", 10, bare))
         return {}, {}
