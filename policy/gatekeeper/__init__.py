@@ -11,7 +11,7 @@ The scopes:
   node and no `cluster-admin` RoleBinding in tenant namespaces;
 * per tenant namespace, on its cluster: images from its own Harbor project and `approved` only,
   pulled Always, RoleBindings only for the tenant's own subjects, ingress hostnames only of the
-  tenant's own (`<tenant>.<env>.<domain>`), Services, Secrets and claims that cannot reach
+  tenant's own (`<tenant>.<env>.<appsDomain>`), Services, Secrets and claims that cannot reach
   beyond the namespace, and analyses that measure only with a Job or the platform's Prometheus;
 * one tenant constraint per tenant, where ArgoCD runs: its Applications and ApplicationSets stay
   within its own AppProjects, namespaces and clusters.
