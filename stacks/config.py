@@ -914,8 +914,8 @@ def _apps_domain_rules(config: PlatformConfig) -> list[str]:
             what = "is a public suffix" if site is None else f"is under {site}, platform:domain's registrable domain too"
             problems.append(
                 f"{NAMESPACE}:appsDomain: {apps!r} {what}; allowed: a DNS name whose registrable domain (by the Public "
-                f"Suffix List) differs from {platform_site!r}, e.g. 'apps.example.net'; a tenant's app could otherwise set "
-                "cookies every platform service receives"
+                f"Suffix List) differs from {platform_site!r}, such as a domain registered for the tenants' apps alone; a "
+                "tenant's app could otherwise set cookies that every platform service receives"
             )
     if dns is not None and apps is not None and dns.apps_hosted_zone_id is None:
         problems.append(f"{NAMESPACE}:dns.appsHostedZoneId: required with platform:appsDomain and platform:dns; allowed: the "

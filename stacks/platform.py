@@ -141,7 +141,8 @@ def warn_shared_site(config: PlatformConfig) -> None:
             f"platform:appsDomain is unset: tenants' apps are served at <tenant>.<env>.{config.domain}, inside the platform's "
             "own site, so any tenant's app can set cookies for it that browsers send to GitLab, Harbor, ArgoCD, Vault and "
             "OpenUnison (a cookie bomb locks their users out; a tossed session cookie signs them in as the tenant). Set "
-            "platform:appsDomain to a domain of another registrable domain (README: Tenants' hosts and cookies)."
+            "platform:appsDomain to a domain whose registrable domain differs from platform:domain's (README: Tenants' hosts "
+            "and cookies)."
         )
 
 

@@ -83,9 +83,14 @@ def test_eks_uses_acme_through_route53_with_workload_identity(renders: dict) -> 
     plan = renders["prod"].plan
     issuers = by_type(plan, "kubernetes:cert-manager.io/v1:ClusterIssuer")
     assert sorted(i["cluster"] for i in issuers) == ["control-plane", "dev", "prod"]
-    for issuer in issuers:  # each cluster's cert-manager with its own Route 53 role
-        solver = issuer["inputs"]["spec"]["acme"]["solvers"][0]["dns01"]["route53"]
-        assert solver == {"hostedZoneID": "Z0123456789ABCDEFGHIJ", "region": "eu-west-1"}
+    # Each cluster's cert-manager with its own Route 53 role: the control plane's in platform:dns's zone, the workload
+    # clusters' (the tenants' wildcards) in platform:appsDomain's (Pulumi.prod.yaml platform:dns.appsHostedZoneId).
+    zones = {"control-plane": ("Z0123456789ABCDEFGHIJ", "platform.example.com")}
+    for issuer in issuers:
+        [solver] = issuer["inputs"]["spec"]["acme"]["solvers"]
+        zone, names = zones.get(issuer["cluster"], ("Z9876543210ABCDEFGHIJ", "apps.example.net"))
+        assert solver["dns01"]["route53"] == {"hostedZoneID": zone, "region": "eu-west-1"}
+        assert solver["selector"] == {"dnsZones": [names]}
     assert not [k for k in by_type(plan, "tls:index/privateKey:PrivateKey") if k["name"] == "platform-tls-ca"]
     role = next(r for r in by_type(plan, "aws:iam/role:Role") if r["name"] == "platform-tls-route53")
     assert "system:serviceaccount:cert-manager:cert-manager" in role["inputs"]["assumeRolePolicy"]
