@@ -16,7 +16,9 @@ What it needs, and nothing long-lived:
 * its credentials in Vault, written the way tenants' robots are (`VaultTenancy.write`), at
   `PROMOTER_SECRET_PATH`, a path no tenant can be named after;
 * a policy reading that one path, bound to a `jwt-gitlab` role for this repository's jobs on
-  the default branch only; tokens live five minutes (VaultFederation.bind_ci);
+  the default branch in the stack's own protected environment `promote/<stack>` only (the promote-image
+  and promote-trivy-db jobs of that stack, started by its deployers: no other job on main, and no other
+  stack's); tokens live five minutes (VaultFederation.bind_ci);
 * the platform's promotion key `platform-cosign` in Vault transit (components/signing.py), which
   the same policy lets the job sign with: the image verifiers admit images of `approved` only
   with its signature (stacks/promotion.py).
@@ -69,6 +71,7 @@ class ImagePromotionArgs:
     registry_host: str  # harbor.<domain>
     vault: VaultTenancy  # where the credentials go; its federation binds the CI role
     pipeline_project: str  # this repository in the platform's GitLab (platform:pipeline.projectPath)
+    environment: str  # the promote jobs' protected GitLab environment (StackEnvironments.promote)
     branch: str = DEFAULT_BRANCH
     inventory: CredentialInventory | None = None
     key_rotation: KeyRotation = KeyRotation()  # of the promotion key
@@ -109,11 +112,12 @@ class ImagePromotion(pulumi.ComponentResource):
             policy=promote_policy(),
             opts=pulumi.ResourceOptions(parent=self, provider=args.vault.provider, depends_on=[self.signing.key]),
         )
-        self.role = args.vault.federation.bind_ci(VAULT_ROLE, [args.pipeline_project], [args.branch], [VAULT_POLICY], self)
+        self.role = args.vault.federation.bind_ci(VAULT_ROLE, [args.pipeline_project], [args.branch], [VAULT_POLICY], self,
+                                                  environments=[args.environment], protected_environments=True)
         if args.inventory is not None:
             args.inventory.register(robot_credential(
                 f"Harbor system robot {ROBOT_NAME}",
-                holder=f"Vault ({KV_MOUNT}/{PROMOTER_SECRET_PATH}); the promote-image job of {args.pipeline_project} on {args.branch}",
+                holder=f"Vault ({KV_MOUNT}/{PROMOTER_SECRET_PATH}); the promote jobs of {args.pipeline_project} on {args.branch} in {args.environment}",
                 scope=(
                     f"pull and read artifacts (scan results) on {', '.join(sorted(map(proxy_project_name, args.proxies)))}; "
                     f"push, pull and read artifacts on {APPROVED_PROJECT}"
@@ -121,7 +125,7 @@ class ImagePromotion(pulumi.ComponentResource):
                 resource_name=f"{name}-{ROBOT_NAME}",
             ))
             args.inventory.register(signing_key_credential(
-                PLATFORM_KEY, f"Vault; the promote-image job of {args.pipeline_project} on protected {args.branch} signs with it",
+                PLATFORM_KEY, f"Vault; the promote-image job of {args.pipeline_project} on protected {args.branch} in {args.environment} signs with it",
                 f"cosign signatures that admit images of the Harbor project {APPROVED_PROJECT} in every tenant namespace",
                 args.key_rotation, f"{name}-cosign",
             ))

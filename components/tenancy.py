@@ -176,6 +176,7 @@ class WorkloadBinder(Protocol):
     def bind_ci(
         self, resource_name: str, project_paths: list[str], refs: list[str] | None, policies: list[str],
         parent: pulumi.Resource, ttl: int = ..., environments: list[str] | None = ..., pipeline_sources: Sequence[str] = ...,
+        protected_environments: bool = ...,
     ) -> pulumi.CustomResource: ...
 
     def auth_path(self, cluster: str) -> str: ...

@@ -51,12 +51,6 @@ CI_TOKEN_TTL = 300  # a job logs in, reads, and is done
 CI_MAX_TOKEN_TTL = 3600  # the mount's ceiling: the deploy job's `pulumi up` (DEPLOY_ROLE)
 DAY_SECONDS = 86400  # an identity-token key's rotation, and how long its last public key still verifies
 DEPLOY_ROLE = "platform-deploy"  # the platform pipeline's Pulumi jobs on main: the program's own Vault access
-# Main's plans and the drift schedules (.gitlab-ci.yml `plan-*`, `drift-*`): protected, maintainers only, no approvals.
-# Not preview/<stack>, which merge requests' jobs alone use, so that it can require a deployment approval of each (README).
-PLAN_ENVIRONMENTS = ("plan/dev", "plan/prod")
-# The GitLab environments of those jobs (.gitlab-ci.yml): deploys, and main's plans. Other
-# jobs on main (promote-image, played with any variables) are not platform-deploy.
-DEPLOY_ENVIRONMENTS = ("dev", "prod", *PLAN_ENVIRONMENTS)
 # Pipelines a CI role accepts: a push (branch or tag), "Run pipeline" or a schedule (which runs
 # as its owner, who must be allowed on the protected ref); never a merge request's. Tenants' `app`
 # projects take no pipeline variables (components/tenant_gitlab.py PIPELINE_VARIABLES_ROLE), so their
@@ -68,14 +62,12 @@ CI_PIPELINE_SOURCES = ("push", "web", "schedule")
 REVIEWED_PIPELINE_SOURCES = ("merge_request_event",)
 # platform-admin logins take only the pipelines the platform runs: the merged code's push pipelines
 # (plans, deploys, the manual prod job), never "Run pipeline", whose runner sets variables of their
-# own; and, at a role of their own, the schedule (its owner's variables) of rebuild-dev (dev), never in
-# prod. The drift checks' schedules (plan/<stack>) only preview: their role reads (platform-reader).
+# own; and, at a role of their own, the schedule (its owner's variables) of rebuild-dev, in a stack that
+# platform:pipeline.rebuildSchedule says is rebuilt (dev), never in prod. The drift checks' schedules only
+# preview: their role reads (platform-reader).
 DEPLOY_PIPELINE_SOURCES = ("push",)
 SCHEDULED_DEPLOY_ROLE = "platform-deploy-scheduled"
-SCHEDULED_DEPLOY_ENVIRONMENTS = ("dev",)
 DRIFT_ROLE = "platform-drift"
-PREVIEW_ENVIRONMENTS = ("preview/dev", "preview/prod")  # merge requests' only; protected: maintainers, 1 approval (README)
-DRIFT_ENVIRONMENTS = PLAN_ENVIRONMENTS
 # Merge requests' previews, once a maintainer plays them (.gitlab-ci.yml `.preview`): what a refresh reads, as the
 # drift checks, and on EKS the identity token the reviewed-preview AWS role trusts (AWS cannot test the environment).
 PREVIEW_ROLE = "platform-preview"
@@ -97,11 +89,36 @@ def root_only(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True))
 
 
-def stack_environments(environments: Sequence[str], stack: str) -> list[str]:
-    """Those of `environments` that are `stack`'s: .gitlab-ci.yml names each Pulumi job's environment after the stack it
-    runs (`dev`, `plan/dev`, `preview/dev`: `--stack dev`). Each stack has a Vault of its own, and a job picks its ID token's audience
-    itself, so a stack's Vault takes jobs of its own environments only: never a dev job's login to prod's Vault."""
-    return [environment for environment in environments if environment.rpartition("/")[2] == stack]
+@dataclass(frozen=True)
+class StackEnvironments:
+    """The GitLab environments of one stack's jobs in the platform pipeline, made from the stack's name, whatever it is:
+    .gitlab-ci.yml runs each job that reaches a stack's Vault in an environment named after that stack (`--stack <stack>`),
+    and a new stack's jobs are dev's with its name (README, Adding a stack). Each stack has a Vault of its own and a job
+    picks its ID token's audience (`VAULT_ADDR`) itself, so each Vault's CI roles bind its own stack's environments alone:
+    no dev job logs in to prod's Vault, and no stack's Vault is left without roles for its jobs."""
+
+    stack: str
+
+    @property
+    def deploy(self) -> str:
+        """deploy-<stack>, and the rebuild schedule's job of a rebuilt stack (rebuild-dev)."""
+        return self.stack
+
+    @property
+    def plan(self) -> str:
+        """Main's plan-<stack> and the drift-<stack> schedules: protected, maintainers only, no approvals. Not the
+        merge requests' preview/<stack>, so that one can require a deployment approval of each (README)."""
+        return f"plan/{self.stack}"
+
+    @property
+    def preview(self) -> str:
+        """Merge requests' preview-<stack> alone: protected, maintainers only, one approval (README)."""
+        return f"preview/{self.stack}"
+
+    @property
+    def promote(self) -> str:
+        """promote-image-<stack> and the promote-trivy-db-<stack> schedule: protected, its promoters only."""
+        return f"promote/{self.stack}"
 
 
 def mount_path(cluster: ClusterHandle) -> str:
@@ -328,6 +345,7 @@ class VaultFederation(pulumi.ComponentResource):
         ttl: int = CI_TOKEN_TTL,
         environments: list[str] | None = None,
         pipeline_sources: Sequence[str] = CI_PIPELINE_SOURCES,
+        protected_environments: bool = False,
     ) -> pulumi.CustomResource:
         """A role named `resource_name` on `jwt-gitlab` for CI jobs of exactly these projects.
 
@@ -338,9 +356,12 @@ class VaultFederation(pulumi.ComponentResource):
         jobs' GitLab environments, which set apart two jobs of one branch (the deploy jobs from a
         job anyone may play with variables of their own); None: any job. `pipeline_sources`: some
         of CI_PIPELINE_SOURCES, or REVIEWED_PIPELINE_SOURCES alone: merge-request pipelines of any
-        branch, in the protected `environments` only (`environment_protected`; no `refs`). Tokens
-        last `ttl` seconds (five minutes unless a job must outlast that, at most an hour). Raises
-        ValueError on `*`, commas or empty lists, or without GitLab.
+        branch, in the protected `environments` only (`environment_protected`; no `refs`).
+        `protected_environments`: also on protected refs, only jobs that GitLab runs in `environments`
+        as protected environments, started as deployments, so only those environments' deployers run
+        them (always so for merge-request pipelines). Tokens last `ttl` seconds (five minutes unless a
+        job must outlast that, at most an hour). Raises ValueError on `*`, commas or empty lists, or
+        without GitLab.
         """
         if self._gitlab is None:
             raise ValueError(f"role {resource_name}: GitLab is not enabled, so Vault has no CI mount")
@@ -348,17 +369,8 @@ class VaultFederation(pulumi.ComponentResource):
         paths = _checked(f"role {role_name}: project paths", project_paths, _PROJECT_PATH, "GitLab project paths 'group/project'")
         if not 0 < ttl <= CI_MAX_TOKEN_TTL:
             raise ValueError(f"role {role_name}: token lifetime {ttl}s; allowed 1 to {CI_MAX_TOKEN_TTL} seconds")
-        reviewed = tuple(pipeline_sources) == REVIEWED_PIPELINE_SOURCES
-        if not reviewed and (not pipeline_sources or not set(pipeline_sources) <= set(CI_PIPELINE_SOURCES)):
-            raise ValueError(f"role {role_name}: pipeline sources {list(pipeline_sources)}; allowed some of "
-                             f"{', '.join(CI_PIPELINE_SOURCES)}, or {REVIEWED_PIPELINE_SOURCES[0]} alone")
-        if reviewed and (environments is None or refs is not None):
-            raise ValueError(f"role {role_name}: merge-request pipelines only in protected environments, of any branch "
-                             "(give environments, no refs)")
-        # `environment_action` start: GitLab lets only the environment's deployers run such a job (ee ProcessBuildService);
-        # its access/verify/prepare actions, which create no deployment, are where GitLab has considered letting Developers run
-        # jobs in a protected environment (gitlab-org/gitlab#437142).
-        guard = {"environment_protected": "true", "environment_action": "start"} if reviewed else {"ref_protected": "true"}
+        guard = _ci_guard(role_name, refs, environments, pipeline_sources, protected_environments)
+        reviewed, deployers_only = "ref_protected" not in guard, "environment_protected" in guard
         claims = {"project_path": ",".join(paths), **guard, "pipeline_source": ",".join(pipeline_sources)}
         if refs is not None:
             claims["ref"] = ",".join(_checked(f"role {role_name}: refs", refs, _REF, "branch names"))
@@ -388,8 +400,8 @@ class VaultFederation(pulumi.ComponentResource):
                 login=f"auth/{GITLAB_PATH}",
                 holder=f"CI jobs of {', '.join(pipeline_sources)} pipelines of {', '.join(paths)} on "
                 + (f"protected {', '.join(refs)}" if refs else "any branch" if reviewed else "protected branches and tags")
-                + (f" in the {'protected ' if reviewed else ''}environments {', '.join(environments)}" if environments else "")
-                + (", once a maintainer starts the job" if reviewed else ""),
+                + (f" in the {'protected ' if deployers_only else ''}environments {', '.join(environments)}" if environments else "")
+                + (", once a maintainer starts the job" if reviewed else ", started by their deployers" if deployers_only else ""),
                 scope=f"Vault policies {', '.join(policies)}",
                 seconds=ttl,
                 rotation="each job logs in with its own ID token",
@@ -444,6 +456,28 @@ class VaultFederation(pulumi.ComponentResource):
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account, namespace=namespace)],
             opts=pulumi.ResourceOptions(parent=parent, provider=handle.provider, depends_on=[self._review_roles[cluster]]),
         )
+
+
+def _ci_guard(role_name: str, refs: list[str] | None, environments: list[str] | None, pipeline_sources: Sequence[str],
+              protected_environments: bool) -> dict[str, str]:
+    """The claims that say who started a CI role's job (VaultFederation.bind_ci): a protected ref (`ref_protected`), and
+    where the environments must be protected ones, or for a merge request's pipeline instead, their deployers."""
+    reviewed = tuple(pipeline_sources) == REVIEWED_PIPELINE_SOURCES
+    if not reviewed and (not pipeline_sources or not set(pipeline_sources) <= set(CI_PIPELINE_SOURCES)):
+        raise ValueError(f"role {role_name}: pipeline sources {list(pipeline_sources)}; allowed some of "
+                         f"{', '.join(CI_PIPELINE_SOURCES)}, or {REVIEWED_PIPELINE_SOURCES[0]} alone")
+    if reviewed and (environments is None or refs is not None):
+        raise ValueError(f"role {role_name}: merge-request pipelines only in protected environments, of any branch "
+                         "(give environments, no refs)")
+    if protected_environments and environments is None:
+        raise ValueError(f"role {role_name}: protected environments, but none named (give environments)")
+    guard = {} if reviewed else {"ref_protected": "true"}
+    if reviewed or protected_environments:
+        # `environment_action` start: GitLab lets only the environment's deployers run such a job (ee ProcessBuildService);
+        # its access/verify/prepare actions, which create no deployment, are where GitLab has considered letting Developers run
+        # jobs in a protected environment (gitlab-org/gitlab#437142).
+        guard |= {"environment_protected": "true", "environment_action": "start"}
+    return guard
 
 
 def _policies(role_name: str, policies: list[str]) -> list[str]:

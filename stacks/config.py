@@ -683,6 +683,9 @@ class Pipeline(Model):
     """This repository in the platform's GitLab: on EKS its pipelines get the preview and deploy roles."""
 
     project_path: GitLabProjectPath = "platform/platform-bootstrap"
+    # The pipeline destroys and rebuilds this stack on a schedule (.gitlab-ci.yml rebuild-dev): its Vault then lets that
+    # schedule's job, in the stack's own environment, log in as platform-admin (platform-deploy-scheduled). Dev's only.
+    rebuild_schedule: bool = False
 
 
 # --- software supply chain -------------------------------------------------------------
@@ -1484,6 +1487,9 @@ def load_platform_config(
             )
     problems += config.collisions() + _stack_rules(config, stack)
     problems += _backup_rules(config, stack)
+    if config.pipeline.rebuild_schedule and (config.protect if config.protect is not None else stack == "prod"):
+        problems.append(f"{NAMESPACE}:pipeline.rebuildSchedule: stack {stack} is protected (platform:protect), so no schedule may "
+                        "destroy it nor log in to its Vault as platform-admin; allowed: false")
     if previous is not None:
         problems += offboarding_problems(config, previous_tenants(previous), previous_offboarding(previous))
     if config.clusters.control_plane.eks is not None and config.dns is None:

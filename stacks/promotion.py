@@ -13,6 +13,8 @@ exist yet, which would break every rebuild of the dev stack.
 
 from __future__ import annotations
 
+import pulumi
+
 from components.image_promotion import ImagePromotion, ImagePromotionArgs
 from components.tenancy import TenantPlatform
 from components import dragonfly, image_verifier
@@ -20,6 +22,7 @@ from components.image_verifier import project_images
 from components.tenant_supply_chain import (
     APPROVED_PROJECT, CveExceptions, CveExceptionsArgs, PublicImageQuarantine, PublicImageQuarantineArgs,
 )
+from components.vault_federation import StackEnvironments
 from stacks.config import PlatformConfig
 
 
@@ -45,6 +48,7 @@ def build_public_images(config: PlatformConfig, platform: TenantPlatform) -> Non
                 registry_host=platform.harbor.host,
                 vault=platform.vault,
                 pipeline_project=config.pipeline.project_path,
+                environment=StackEnvironments(pulumi.get_stack()).promote,  # this stack's promote-image-<stack> alone
                 inventory=platform.inventory,
                 key_rotation=platform.supply_chain.key_rotation,
             ),

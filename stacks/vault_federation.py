@@ -20,19 +20,15 @@ from components.image_promotion import DEFAULT_BRANCH
 from components.vault import ADMIN_POLICY_NAME, READER_POLICY_NAME, Vault
 from components.vault_federation import (
     CI_MAX_TOKEN_TTL,
-    DEPLOY_ENVIRONMENTS,
     DEPLOY_PIPELINE_SOURCES,
     DEPLOY_ROLE,
-    DRIFT_ENVIRONMENTS,
     DRIFT_ROLE,
-    PREVIEW_ENVIRONMENTS,
     PREVIEW_ROLE,
     REVIEWED_PIPELINE_SOURCES,
-    SCHEDULED_DEPLOY_ENVIRONMENTS,
     SCHEDULED_DEPLOY_ROLE,
+    StackEnvironments,
     VaultFederation,
     VaultFederationArgs,
-    stack_environments,
 )
 from stacks.config import PlatformConfig
 
@@ -71,7 +67,7 @@ def build_vault_federation(
 ) -> IdentityFederation:
     """Declare it all. Pass `inventory` when code built earlier registered credentials in it."""
     inventory = inventory if inventory is not None else CredentialInventory()
-    stack = pulumi.get_stack()  # this stack's Vault takes only its own environments' jobs (stack_environments)
+    environments = StackEnvironments(pulumi.get_stack())  # this stack's Vault takes only its own environments' jobs
     federation = None
     if vault is not None:
         federation = VaultFederation(
@@ -90,27 +86,25 @@ def build_vault_federation(
             # After bootstrap the program reaches Vault with this role's one-hour token
             # (platform:services.vault.providerAuth "pipeline"): the deploy jobs on main log in with
             # their id_token and hand the token to pulumi-vault as VAULT_TOKEN.
-            for role, sources, environments, policy in (
-                (DEPLOY_ROLE, DEPLOY_PIPELINE_SOURCES, stack_environments(DEPLOY_ENVIRONMENTS, stack), ADMIN_POLICY_NAME),
-                # .gitlab-ci.yml sets VAULT_ROLE: rebuild-dev's destroy and up (dev's Vault alone); the drift checks' previews.
-                (SCHEDULED_DEPLOY_ROLE, ("schedule",), stack_environments(SCHEDULED_DEPLOY_ENVIRONMENTS, stack), ADMIN_POLICY_NAME),
-                (DRIFT_ROLE, ("schedule",), stack_environments(DRIFT_ENVIRONMENTS, stack), READER_POLICY_NAME),
+            for role, sources, bound, policy in (
+                (DEPLOY_ROLE, DEPLOY_PIPELINE_SOURCES, [environments.deploy, environments.plan], ADMIN_POLICY_NAME),
+                # .gitlab-ci.yml sets VAULT_ROLE: rebuild-dev's destroy and up (a rebuilt stack's Vault alone); the drift checks' previews.
+                *([(SCHEDULED_DEPLOY_ROLE, ("schedule",), [environments.deploy], ADMIN_POLICY_NAME)] if config.pipeline.rebuild_schedule else []),
+                (DRIFT_ROLE, ("schedule",), [environments.plan], READER_POLICY_NAME),
             ):
-                if environments:  # no job of this stack runs there: no role
-                    federation.bind_ci(
-                        role, [config.pipeline.project_path], [DEFAULT_BRANCH], [policy], federation,
-                        ttl=CI_MAX_TOKEN_TTL, environments=environments, pipeline_sources=sources,
-                    )
+                federation.bind_ci(
+                    role, [config.pipeline.project_path], [DEFAULT_BRANCH], [policy], federation,
+                    ttl=CI_MAX_TOKEN_TTL, environments=bound, pipeline_sources=sources,
+                )
     identity = clusters["control-plane"].aws_identity
-    previews = stack_environments(PREVIEW_ENVIRONMENTS, stack)
     reviewed = None
-    if gitlab is not None and federation is not None and previews:
+    if gitlab is not None and federation is not None:
         # Merge requests' previews a maintainer started: what a refresh reads, as the drift checks; on EKS also the
         # identity token the reviewed-preview AWS role trusts (components/ci_identity.py).
         reviewed = federation.identity_tokens(PREVIEW_ROLE, PREVIEW_TOKEN_SECONDS, federation) if identity is not None else None
         federation.bind_ci(
             PREVIEW_ROLE, [config.pipeline.project_path], None, [READER_POLICY_NAME, *([reviewed.policy] if reviewed else [])],
-            federation, ttl=CI_MAX_TOKEN_TTL, environments=previews, pipeline_sources=REVIEWED_PIPELINE_SOURCES,
+            federation, ttl=CI_MAX_TOKEN_TTL, environments=[environments.preview], pipeline_sources=REVIEWED_PIPELINE_SOURCES,
         )
     if gitlab is not None:
         inventory.register(pulumi_cloud_credential(config.pipeline.project_path, gitlab.url))

@@ -151,7 +151,7 @@ def build_and_push(p: Plan, tenant: str) -> list[str]:
 
 def _trivy_databases(p: Plan, tenant: str) -> list[str]:
     """The scan job reads Trivy's databases from Harbor's `approved` (its jobs reach nothing else),
-    where the promoter robot copies them from the ghcr.io proxy cache (.gitlab-ci.yml promote-trivy-db)."""
+    where the promoter robot copies them from the ghcr.io proxy cache (.gitlab-ci.yml promote-trivy-db-<stack>)."""
     host = p.variable(tenant, "app", "HARBOR_REGISTRY")
     variables = p.pipeline(tenant, "app").get("scan", {}).get("variables") or {}
     read = [variables.get(key, "") for key in ("TRIVY_DB_REPOSITORY", "TRIVY_JAVA_DB_REPOSITORY")]

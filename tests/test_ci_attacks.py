@@ -118,7 +118,7 @@ def test_no_runner_that_runs_a_merge_requests_code_runs_a_deploy(plan: dict) -> 
     runners = {r["name"]: r["inputs"] for r in plan["resources"] if r["type"] == RUNNER and r["inputs"]["runnerType"] == "project_type"}
     # Trigger jobs run on no runner (GitLab itself starts the bot's pipeline, whose job is the protected runner's).
     merge_requests, protected = ({n: j for n, j in jobs.items() if "trigger" not in j} for jobs in _pipeline_jobs())
-    assert {"deploy-dev", "deploy-prod", "rebuild-dev", "promote-image"} <= set(protected)
+    assert {"deploy-dev", "deploy-prod", "rebuild-dev", "promote-image-dev", "promote-image-prod"} <= set(protected)
     for name, job in {**merge_requests, **protected}.items():  # nothing is left without a runner
         assert any(_takes(r, job, name in protected) for r in runners.values()), f"{name}: no runner takes it"
     shared = {(runner, name) for runner, r in runners.items() for name, job in protected.items()

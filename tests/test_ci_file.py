@@ -304,25 +304,45 @@ def test_the_bot_may_read_the_previews_text_and_only_developers_an_update_plan(j
         assert jobs[name]["artifacts"]["access"] == "developer" and "merge_request_event" not in str(jobs[name]["rules"]), name
 
 
-def test_only_the_pulumi_jobs_are_in_the_environments_vaults_deploy_role_binds(jobs: dict[str, dict[str, Any]]) -> None:
-    # Vault's platform-deploy role (platform-admin) binds these environments, platform-preview the merge requests':
-    # every job that logs in has one, and no other job on main has one (promote-image, played with any variables).
-    from components.vault_federation import DEPLOY_ENVIRONMENTS, PREVIEW_ENVIRONMENTS
+def test_each_job_that_reaches_a_stacks_vault_runs_in_that_stacks_environments(jobs: dict[str, dict[str, Any]]) -> None:
+    """Each stack's Vault binds its CI roles to the environments made from its name (StackEnvironments): the Pulumi jobs
+    log in in <stack>, plan/<stack> or preview/<stack> and run `--stack <stack>`; the promote jobs (played with any
+    variables) in promote/<stack> alone, which no Pulumi role takes, and are named after it. No other job has those
+    environments, and no job that logs in lacks one."""
+    from components.image_promotion import VAULT_ROLE as PROMOTE_ROLE
+    from components.vault_federation import StackEnvironments
+    from tests.conftest import STACKS
 
+    pulumi_environments = {getattr(StackEnvironments(stack), kind): stack for stack in STACKS for kind in ("deploy", "plan", "preview")}
+    promote_environments = {StackEnvironments(stack).promote: stack for stack in STACKS}
+    promoters = set()
     for name, job in jobs.items():
         logs_in = any(".ci/vault-login.py" in line for line in _script(job))
+        promotes = any(".ci/promote-image.py" in line for line in _script(job))
         environment = job.get("environment", {}).get("name")
-        assert (environment in DEPLOY_ENVIRONMENTS + PREVIEW_ENVIRONMENTS) == logs_in, f"{name}: environment {environment!r}"
-    assert "environment" not in jobs["promote-image"]
+        assert (environment in pulumi_environments) == logs_in, f"{name}: environment {environment!r}"
+        assert (environment in promote_environments) == promotes, f"{name}: environment {environment!r}"
+        if logs_in:
+            assert set(re.findall(r"--stack (\S+)", " ".join(_script(job)))) == {pulumi_environments[environment]}, name
+        if promotes:
+            assert name.endswith(f"-{promote_environments[environment]}") and job["variables"]["VAULT_ROLE"] == PROMOTE_ROLE, name
+            promoters.add(name)
+    assert promoters == {f"{job}-{stack}" for job in ("promote-image", "promote-trivy-db") for stack in STACKS}
 
 
 def test_scheduled_jobs_log_in_at_the_scheduled_role_and_only_they_do(jobs: dict[str, dict[str, Any]]) -> None:
     # platform-deploy takes push pipelines only; a schedule's job must name a role that takes schedules,
-    # in one of that role's environments: rebuild-dev (destroy, up) platform-deploy-scheduled, the drift
-    # checks (preview only) platform-drift.
-    from components.vault_federation import DRIFT_ENVIRONMENTS, DRIFT_ROLE, SCHEDULED_DEPLOY_ENVIRONMENTS, SCHEDULED_DEPLOY_ROLE
+    # in one of that role's environments: rebuild-dev (destroy, up) platform-deploy-scheduled in its stack's own
+    # environment, in a stack whose file says it is rebuilt (platform:pipeline.rebuildSchedule), the drift checks
+    # (preview only) platform-drift in plan/<stack>.
+    from components.vault_federation import DRIFT_ROLE, SCHEDULED_DEPLOY_ROLE, StackEnvironments
+    from tests.conftest import STACKS
 
-    roles = {SCHEDULED_DEPLOY_ROLE: SCHEDULED_DEPLOY_ENVIRONMENTS, DRIFT_ROLE: DRIFT_ENVIRONMENTS}
+    rebuilt = {stack for stack in STACKS if (yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+                                            .get("platform:pipeline", {}).get("rebuildSchedule"))}
+    assert rebuilt == {"dev"}
+    roles = {SCHEDULED_DEPLOY_ROLE: {StackEnvironments(stack).deploy for stack in rebuilt},
+             DRIFT_ROLE: {StackEnvironments(stack).plan for stack in STACKS}}
     for name, job in jobs.items():
         if not any(".ci/vault-login.py" in line for line in _script(job)):
             continue

@@ -270,6 +270,9 @@ BAD_CONFIGS = [
     ("node group maxSize below its configured zones", PROD, lambda d: (_set(d["config"], [C, "prod", "eks", "nodeGroups", 0, "maxSize"], 3),
      _set(d["config"], [C, "prod", "eks", "vpc", "availabilityZones"], ["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"])),
      "platform:clusters.prod.eks.nodeGroups[0].maxSize", "allowed: 4 or more"),
+    # A schedule that destroys the stack and logs in to its Vault as platform-admin: never where the stack is protected (prod).
+    ("rebuild schedule of a protected stack", DEV, setting("platform:protect", value=True), "platform:pipeline.rebuildSchedule",
+     "is protected"),
 ]
 
 PROD_ONLY = [
@@ -424,6 +427,7 @@ def test_dates_stay_text_and_merge_keys_still_work() -> None:
 def test_protect_defaults_to_true_only_in_prod() -> None:
     raw, secrets = read_stack_file(ROOT / "Pulumi.dev.yaml")
     raw.pop("platform:protect", None)
+    raw.pop("platform:pipeline", None)  # dev's rebuild schedule, which a protected stack refuses
     assert load_platform_config(raw, stack="prod", source="x", secret_keys=secrets).protect is True
     assert load_platform_config(raw, stack="dev", source="x", secret_keys=secrets).protect is False
 

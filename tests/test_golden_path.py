@@ -154,7 +154,7 @@ def test_every_trivy_reads_the_promoted_databases(whole: dict) -> None:
     assert env["SCANNER_TRIVY_SKIP_UPDATE"] == "false"  # it keeps downloading: from Harbor
     # The schedule promotes exactly these.
     ci = yaml.safe_load((Path(__file__).parent.parent / ".gitlab-ci.yml").read_text())
-    assert ci["promote-trivy-db"]["variables"]["DATABASE"].split() == list(TRIVY_DATABASES)
+    assert ci[".promote-trivy-db"]["variables"]["DATABASE"].split() == list(TRIVY_DATABASES)  # promote-trivy-db-<stack>
 
 
 # --- a vCluster tenant: Argo Rollouts inside its virtual clusters ---------------------------------------

@@ -1,5 +1,5 @@
 """Promotion of public images into `approved` (issue #9): the promoter robot, its Vault path,
-policy and CI role on both stacks' plans; the `promote-image` job; and .ci/promote-image.py
+policy and CI role on both stacks' plans; the `promote-image-<stack>` jobs; and .ci/promote-image.py
 itself, run against a fake Harbor and Vault."""
 
 from __future__ import annotations
@@ -50,21 +50,23 @@ from components.tenant_supply_chain import (
     proxy_project_name,
 )
 from components.signing import PLATFORM_KEY
-from components.vault_federation import CI_TOKEN_TTL, GITLAB_PATH
+from components.vault_federation import CI_TOKEN_TTL, GITLAB_PATH, StackEnvironments
 from components.tenant import virtual_cluster_registry
 from components.versions import PROMOTE_IMAGE, SKOPEO_DEBIAN_VERSION, TRIVY_DATABASES
 from platformctl.render import read_stack_file
 from policy.pack.checks import check_harbor_robot_expires
 from stacks.config import Tenant, load_platform_config
+from tests.conftest import STACKS
 from tests.harbor_fake import FakeHarbor, Registry, tools_missing
 from tests.mock_program import run_program
 from tests.test_signing_real import fed_to_verifier, rotation_of, verified
+from tests.test_ci_file import _resolve
 from tests.test_vault_real import pipeline_id_token
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_FILE = ROOT / ".gitlab-ci.yml"
 SCRIPT = ROOT / ".ci" / "promote-image.py"
-JOB = "promote-image"
+JOB = "promote-image"  # promote-image-<stack>, one per stack
 
 ROBOT = "harbor:index/robotAccount:RobotAccount"
 PROJECT = "harbor:index/project:Project"
@@ -192,13 +194,15 @@ def test_only_the_promotion_policy_reads_the_robot(plan: dict) -> None:
     assert signers == {VAULT_POLICY}  # no tenant signs as the platform
 
 
-def test_the_ci_role_binds_this_repository_on_the_default_branch_for_five_minutes(plan: dict) -> None:
+def test_the_ci_role_binds_this_repository_on_the_default_branch_in_the_stacks_promote_environment_for_five_minutes(
+        plan: dict) -> None:
     role = named(plan, JWT_ROLE, VAULT_ROLE)["inputs"]
     config = config_of(plan)
     assert role["backend"] == GITLAB_PATH and role["roleName"] == VAULT_ROLE
     assert role["boundClaims"] == {
         "project_path": config.pipeline.project_path, "ref": DEFAULT_BRANCH, "ref_type": "branch", "ref_protected": "true",
-        "pipeline_source": "push,web,schedule",
+        "pipeline_source": "push,web,schedule", "environment": StackEnvironments(plan["stack"]).promote,
+        "environment_protected": "true", "environment_action": "start",  # started by the protected environment's deployers
     }
     assert role["boundClaimsType"] == "string"  # exact values, no globs
     assert role["boundAudiences"] == [f"https://vault.{config.domain}"]
@@ -225,10 +229,12 @@ def ci() -> dict[str, Any]:
     return yaml.safe_load(CI_FILE.read_text())
 
 
-@pytest.fixture(scope="module")
-def job(ci: dict[str, Any]) -> dict[str, Any]:
-    assert "extends" not in ci[JOB]  # what is checked below is the whole job
-    return ci[JOB]
+@pytest.fixture(scope="module", params=STACKS)
+def job(ci: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Each stack's job, as GitLab resolves it (`extends`), in its stack's promote environment."""
+    job = _resolve(ci, f"{JOB}-{request.param}")
+    assert job["environment"] == {"name": StackEnvironments(request.param).promote, "deployment_tier": "other"}
+    return job
 
 
 def test_the_job_is_manual_and_runs_on_the_default_branch_only(ci: dict[str, Any], job: dict[str, Any]) -> None:
@@ -259,9 +265,11 @@ def test_the_job_reaches_vault_with_its_id_token_only(ci: dict[str, Any], job: d
     assert "secrets" not in job and "services" not in job  # no CI secret, no Docker daemon
 
 
-def test_trivys_databases_are_promoted_daily_by_the_same_job_on_main(ci: dict[str, Any]) -> None:
-    job = ci["promote-trivy-db"]
-    assert job["extends"] == JOB and set(job) == {"extends", "rules", "allow_failure", "variables"}
+@pytest.mark.parametrize("stack", STACKS)
+def test_trivys_databases_are_promoted_daily_by_the_same_job_on_main(ci: dict[str, Any], stack: str) -> None:
+    assert ci[f"promote-trivy-db-{stack}"] == {"extends": [f"{JOB}-{stack}", ".promote-trivy-db"]}  # its environment too
+    job = ci[".promote-trivy-db"]
+    assert set(job) == {"rules", "allow_failure", "variables"}
     [rule] = job["rules"]
     assert {'$CI_PIPELINE_SOURCE == "schedule"', '$SCHEDULE_TASK == "trivy-db"', "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"} == set(
         rule["if"].split(" && ")) and "when" not in rule
@@ -462,7 +470,8 @@ def promotion_site(tmp_path_factory: pytest.TempPathFactory, loopback_tls, plan_
 
 def _environ(site: Any, **extra: str) -> dict[str, str]:
     return {"IMAGE": "docker.io/demo:1.0.0", "VAULT_ADDR": site.vault.server.url, "VAULT_AUTH_PATH": GITLAB_PATH,
-            "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault, source="web", environment=None), "PROMOTER_VAULT_PATH": promoter_data_path(),
+            "VAULT_ROLE": VAULT_ROLE, "VAULT_ID_TOKEN": pipeline_id_token(site.vault, source="web", environment="promote/dev"),
+            "PROMOTER_VAULT_PATH": promoter_data_path(),
             "SIGN_WITH": PLATFORM_KEY, **extra}
 
 

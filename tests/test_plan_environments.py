@@ -57,7 +57,7 @@ def test_no_job_of_main_or_a_schedule_shares_an_environment_with_merge_requests(
 def test_mains_plans_and_the_drift_checks_run_in_their_stacks_plan_environment(prefix: str, stack: str) -> None:
     job = _jobs()[f"{prefix}-{stack}"]
     assert job["environment"]["name"] == f"plan/{stack}"
-    assert set(re.findall(r"--stack (\w+)", " ".join(_script(job)))) == {stack}  # stack_environments: the name ends in the stack
+    assert set(re.findall(r"--stack (\w+)", " ".join(_script(job)))) == {stack}  # StackEnvironments: the environment is made from the stack
     assert not any(_merge_request_rule(rule) for rule in job["rules"])
 
 
@@ -113,12 +113,12 @@ def test_platform_preview_still_takes_a_merge_requests_job_in_preview_alone(plan
 
 
 def test_vault_addr_is_documented_for_every_environment_whose_jobs_log_in_to_vault() -> None:
-    """VAULT_ADDR is the audience of the Vault ID token (`.pulumi`), scoped per environment to that stack's Vault: a job in
-    an environment the documented scope leaves out gets an empty audience and no Vault token (plan-* would fail)."""
+    """VAULT_ADDR is the audience of the Vault ID token (`.pulumi`, `.promote-image`), scoped per environment to that stack's
+    Vault: a job in an environment the documented scope leaves out gets an empty audience and no Vault token (plan-* would fail)."""
     from tests.conftest import ROOT
 
-    logging_in = {job["environment"]["name"] for job in _jobs().values()
-                  if "environment" in job and any(".ci/vault-login.py" in line for line in _script(job))}
+    logging_in = {job["environment"]["name"] for job in _jobs().values() if "VAULT_ID_TOKEN" in job.get("id_tokens", {})}
+    assert all("environment" in job for job in _jobs().values() if "VAULT_ID_TOKEN" in job.get("id_tokens", {}))
     readme = " ".join((ROOT / "README.md").read_text().split())
     [scope] = re.findall(r"scope that variable to the environments (.*?): each stack's Vault", readme)
     header = " ".join(line.lstrip("# ") for line in CI_FILE.read_text().splitlines() if line.startswith("#"))

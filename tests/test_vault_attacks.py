@@ -34,7 +34,7 @@ from components.tenant_supply_chain import sign_policy
 from components.ingress import NAMESPACE as INGRESS_NAMESPACE
 from components.vault import API_PORT, BOOTSTRAP_AUTH, CLUSTER_PORT, NAMESPACE as VAULT_NAMESPACE
 from components.vault import READER_POLICY_NAME
-from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH, PREVIEW_ENVIRONMENTS, PREVIEW_ROLE
+from components.vault_federation import DEPLOY_ROLE, GITLAB_PATH, PREVIEW_ROLE, StackEnvironments
 from components.vault_init import VaultInit, VaultInitProvider
 from platformctl.mocks import PlatformMocks
 from platformctl.render import Render
@@ -109,7 +109,8 @@ def test_every_login_role_binds_exact_values_never_a_pattern(plan: dict[str, Any
                     # A merge request runs its branch's code: only where a maintainer starts the job (the protected
                     # preview environments), never on `ref_protected` (true for a protected branch's merge request), and reads only.
                     assert claims["pipeline_source"] == "merge_request_event" and "ref_protected" not in claims, name
-                    assert claims["environment_protected"] == "true" and set(claims["environment"].split(",")) <= set(PREVIEW_ENVIRONMENTS), name
+                    preview = StackEnvironments(plan["stack"]).preview
+                    assert claims["environment_protected"] == "true" and claims["environment"] == preview, name
                     assert claims["environment_action"] == "start", name  # a deployment: only the environment's deployers run it
                     assert set(inputs["tokenPolicies"]) <= {READER_POLICY_NAME, f"{PREVIEW_ROLE}-token"}, name
                 else:

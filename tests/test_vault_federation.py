@@ -372,6 +372,8 @@ def test_every_bound_role_passes_the_policy_pack_and_the_inventory(bound: dict[s
          "only in protected environments"),
         (lambda f, t: f.bind_ci("r", ["g/p"], None, ["p"], t, environments=["preview/dev"], pipeline_sources=("push", "merge_request_event")),
          "merge_request_event alone"),
+        # Deployers of protected environments: which ones must be said, or the role would take any job.
+        (lambda f, t: f.bind_ci("r", ["g/p"], ["main"], ["p"], t, protected_environments=True), "protected environments, but none named"),
     ],
 )
 def test_wildcards_empty_lists_and_unknown_clusters_are_refused(call: Callable, message: str) -> None:
