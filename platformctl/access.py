@@ -12,8 +12,10 @@ never covers content pushed after it.
 Removing a user from a role needs nobody's approval. What widens the platform's trust needs
 a system approver, through the platform project's approval rule `system-approvers` (its
 eligible approvers are the members of `identity.systemApprovers`): a new tenant, a change of
-`identity.clusterAdmins` or `identity.systemApprovers`, and a tenant's pod security exception
-(which its owners approve as well). A change of `identity.clusterAdmins` also needs a cluster
+a setting of TRUST_SETTINGS (`identity.clusterAdmins`, `identity.systemApprovers`, the identity
+source `identity.oidc` or `identity.ldap`, `identity.emailDomain`, `pipeline.projectPath`), and a
+tenant's pod security exception (which its owners approve as well). A change of `identity.clusterAdmins`,
+of the identity source or of `pipeline.projectPath` (whose jobs deploy) also needs a cluster
 admin other than the merge request's author (approval rule `cluster-admins`). A rule only
 says who may approve: as for owners, an approval counts while it stands after the last push.
 Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
@@ -56,12 +58,29 @@ EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
 # The platform project's approval rules (GitLab merge request approval rules, by name).
 SYSTEM_RULE = "system-approvers"
 CLUSTER_ADMIN_RULE = "cluster-admins"
+# Settings outside the tenants that say who may do what (a change needs a system approver), and whether a
+# change also needs a cluster admin other than the author: it decides who is one, or who deploys.
+TRUST_SETTINGS = (
+    ("identity.clusterAdmins", True),  # the groups that are cluster-admin everywhere
+    ("identity.systemApprovers", False),  # who approves these changes
+    # The identity source: who a person is (its user claim) and which groups they are in, clusterAdmins' too.
+    ("identity.oidc", True),
+    ("identity.ldap", True),
+    ("identity.emailDomain", False),  # every GitLab account's confirmed address (components/platform_users.py): its mail
+    # Whose jobs on main log in to Vault as platform-admin (platform-deploy) and assume the AWS deploy role,
+    # and whose pipelines the merge-request bot serves (stacks/vault_federation.py, components/ci_identity.py).
+    ("pipeline.projectPath", True),
+)
+# The stack files' keys this check reads (`platform:<key>`).
+READ_KEYS = ("tenants", *dict.fromkeys(path.split(".")[0] for path, _ in TRUST_SETTINGS))
 # What decides this check's verdict: a change to them widens what later merge requests may do
 # unapproved. The bot runs the check from the gate's commit (components/merge_request_bot.py): these
-# are all the files its process imports from there (tests/test_bot_attacks.py measures it), and the
-# bot's check and job, which pick the gate's commit and run it.
+# are all the files its process imports from there (tests/test_bot_attacks.py measures it), the
+# bot's check and job, which pick the gate's commit and run it, and requirements.txt, from which the job
+# installs the gate's venv as it is at the gate's commit (every package there runs in the gate's process).
 GATE_FILES = ("platformctl/__init__.py", "platformctl/__main__.py", "platformctl/access.py", "platformctl/gitlab_api.py",
-              "platformctl/stack_file.py", "platformctl/mrbot.py", "components/merge-request-bot.gitlab-ci.yml")
+              "platformctl/stack_file.py", "platformctl/mrbot.py", "components/merge-request-bot.gitlab-ci.yml",
+              "requirements.txt")
 GATE_PACKAGE = "platformctl"
 GATE_MODULES = {path.removeprefix(f"{GATE_PACKAGE}/").removesuffix(".py") for path in GATE_FILES if path.startswith(f"{GATE_PACKAGE}/")}
 IMPORTABLE = tuple(importlib.machinery.all_suffixes())  # .py, .pyc, extension modules
@@ -119,7 +138,7 @@ def members(raw: dict[str, str], source: str) -> Members:
     """Who holds which role, read from a stack's `platform:tenants` alone (as `parse_stack_file`
     hands it over): the base may not fit the head's config model, since a merge request that
     changes the model changes the stack files too."""
-    tenants = json.loads(raw.get(f"{NAMESPACE}:tenants", "[]"))
+    tenants = _loaded(raw, "tenants") if f"{NAMESPACE}:tenants" in raw else []
     found: Members = {}
     for index, tenant in enumerate(tenants if isinstance(tenants, list) else [None]):
         roles = [tenant.get(role, []) for role in ROLES] if isinstance(tenant, dict) else []
@@ -166,9 +185,8 @@ def compare(
     into.system += [SystemChange(stack, f"adds tenant {name}") for name in new]
     into.system += [SystemChange(stack, f"renames tenant {old} to {name}") for name, old in sorted(renamed.items())]
     into.system += [SystemChange(stack, f"grants tenant {name} a pod security exception ({level})") for name, level in exceptions.items()]
-    for key, cluster_admins in (("clusterAdmins", True), ("systemApprovers", False)):
-        if base_raw is not None and _identity_groups(base_raw, key) != _identity_groups(head_raw, key):
-            into.system.append(SystemChange(stack, f"changes identity.{key}", cluster_admins))
+    into.system += [SystemChange(stack, f"changes {path}", cluster_admins) for path, cluster_admins in TRUST_SETTINGS
+                    if base_raw is not None and _setting(base_raw, path) != _setting(head_raw, path)]
 
 
 def _loaded(raw: dict[str, str], key: str) -> Any:
@@ -196,10 +214,22 @@ def _allowances(exception: dict[str, Any]) -> str:
     return f"{', '.join(map(str, exception.get('environments', ['dev', 'prod'])))}: {'; '.join([*listed, *flags]) or 'nothing'}"
 
 
-def _identity_groups(raw: dict[str, str], key: str) -> Any:
-    identity = _loaded(raw, "identity")
-    groups = identity.get(key) if isinstance(identity, dict) else None
-    return sorted(map(str, groups)) if isinstance(groups, list) else groups
+def _setting(raw: dict[str, str], path: str) -> Any:
+    """The value at `path` (`identity.oidc`: key `platform:identity`, then its `oidc`), read leniently (None where
+    absent), with lists in a canonical order: the groups and scopes they hold mean the same in any order."""
+    key, *inside = path.split(".")
+    value = _loaded(raw, key)
+    for name in inside:
+        value = value.get(name) if isinstance(value, dict) else None
+    return _unordered(value)
+
+
+def _unordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _unordered(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return sorted((_unordered(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
+    return value
 
 
 def _renamed(raw: dict[str, str]) -> dict[str, str]:
@@ -217,12 +247,20 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _read(
-    text: str, stack: str, source: str, validate: bool, previous: dict[str, str] | None = None
+    text: str, stack: str, source: str, validate: bool, previous: dict[str, str] | None = None, head: bool = False
 ) -> tuple[Members, dict[str, str]]:
     """The members in a stack file's text, and its config; with `validate`, the whole file must be
-    valid, and a tenant of `previous` (the base's config) may leave only with an offboarding entry."""
+    valid, and a tenant of `previous` (the base's config) may leave only with an offboarding entry.
+    The `head`'s keys this check reads may not be secrets as a whole: Pulumi hands the program their
+    decrypted value, which the program parses (stacks/config.py `_parse`), and this check sees a placeholder."""
     try:
         raw, secret_keys = parse_stack_file(text, source)
+        hidden = [key for key in READ_KEYS if head and f"{NAMESPACE}:{key}" in secret_keys
+                  and not any(s.startswith((f"{NAMESPACE}:{key}.", f"{NAMESPACE}:{key}[")) for s in secret_keys)]
+        if hidden:
+            raise gitlab_api.UsageError("; ".join(
+                f"{source}: {NAMESPACE}:{key} is a secret as a whole, which the access check cannot read; allowed: secret "
+                f"values inside it (pulumi config set --secret --path '{NAMESPACE}:{key}.<path>')" for key in hidden))
         if validate:
             from stacks.config import load_platform_config  # the whole program: not the gate's (GATE_FILES)
 
@@ -260,7 +298,7 @@ def load_changes(base_ref: str, stacks: Iterable[str], project: Path, validate: 
         base, base_raw = None, None
         if shown.returncode == 0:
             base, base_raw = _read(shown.stdout, stack, f"{name} at {base_sha[:12]}", validate=False)
-        head, head_raw = _read(head_text, stack, name, validate=validate, previous=base_raw)
+        head, head_raw = _read(head_text, stack, name, validate=validate, previous=base_raw, head=True)
         compare(stack, base, head, changes, base_raw, head_raw)
     edited = _git(project, "diff", "--no-renames", "--name-only", "-z", base_sha)
     if edited.returncode != 0:  # a gate that cannot tell fails closed
