@@ -16,7 +16,7 @@ a setting of TRUST_SETTINGS (`identity.clusterAdmins`, `identity.systemApprovers
 source `identity.oidc` or `identity.ldap`, `identity.emailDomain`, `pipeline.projectPath`), and a
 tenant's pod security exception (which its owners approve as well). A change of `identity.clusterAdmins`,
 of the identity source or of `pipeline.projectPath` (whose jobs deploy) also needs a cluster
-admin other than the merge request's author (approval rule `cluster-admins`). A rule only
+admin other than the merge request's author and that system approver (approval rule `cluster-admins`). A rule only
 says who may approve: as for owners, an approval counts while it stands after the last push.
 Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
 (the stack file is validated against its base, as `platformctl render` does); renaming one
@@ -59,7 +59,7 @@ EXIT_OK, EXIT_UNAPPROVED, EXIT_ERROR = 0, 1, 2
 SYSTEM_RULE = "system-approvers"
 CLUSTER_ADMIN_RULE = "cluster-admins"
 # Settings outside the tenants that say who may do what (a change needs a system approver), and whether a
-# change also needs a cluster admin other than the author: it decides who is one, or who deploys.
+# change also needs a cluster admin other than the author and the system approver: it decides who is one, or who deploys.
 TRUST_SETTINGS = (
     ("identity.clusterAdmins", True),  # the groups that are cluster-admin everywhere
     ("identity.systemApprovers", False),  # who approves these changes
@@ -380,8 +380,10 @@ def _system_status(change: SystemChange, approvals: Approvals | None) -> tuple[s
     system = sorted(rules.get(SYSTEM_RULE, set()) & standing)
     admins = sorted(rules.get(CLUSTER_ADMIN_RULE, set()) & standing - {approvals.author.lower() if approvals else ""})
     missing = [] if system else [f"a system approver (rule {SYSTEM_RULE})"]
-    if change.cluster_admins and not admins:
-        missing.append(f"a cluster admin other than the author (rule {CLUSTER_ADMIN_RULE})")
+    # Two people besides the author: GitLab counts one approval in every rule its user is eligible for
+    # (ee/app/models/approval_wrapped_rule.rb `approved_approvers`), and the author need not have pushed the change.
+    if change.cluster_admins and not any(admin != approver for admin in admins for approver in system or [""]):
+        missing.append(f"a cluster admin other than the author and the system approver (rule {CLUSTER_ADMIN_RULE})")
     if missing:
         return f"❌ waiting for {' and '.join(missing)}", False
     return f"✅ approved by {', '.join(sorted({*system, *(admins if change.cluster_admins else [])}))}", True

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gitlab_stub import client_env, run_in_process
-from platformctl.access import Changes, Members, SystemChange, compare
+from platformctl.access import CLUSTER_ADMIN_RULE, SYSTEM_RULE, Approvals, Changes, Members, SystemChange, compare, report
 from platformctl.render import Render
 from tests.git_repo import git
 from tests.test_access import _access, _changes, _document, _edit, _members, _stub_with_push
@@ -168,3 +168,25 @@ def test_a_base_whose_tenants_are_a_secret_is_an_error_not_a_crash(repo: Path) -
     result = _access(repo, client_env(None), "--no-validate")
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "platform:tenants[0] is not a tenant with a name and role lists" in result.stderr, result.stderr
+
+
+# --- who approves ------------------------------------------------------------------------------------
+
+
+def test_a_second_cluster_admin_is_a_second_person(tmp_path: Path) -> None:
+    """Was open on `main`: a change of clusterAdmins (or, now, of the identity source or of who deploys) needs a
+    system approver and "a cluster admin other than the author". Mallory, in both groups, pushes the change
+    onto Bob's open merge request (a Developer may push to another's branch) and approves it once: GitLab counts
+    one approval in every rule its user is eligible for (ee/app/models/approval_wrapped_rule.rb
+    `approved_approvers`: the rule's approvers among the merge request's approvals), and Bob is the author.
+    One person sufficed. The cluster admin must be someone other than the author and the system approver."""
+    changes = _changes(tmp_path, lambda doc: _identity(doc)["clusterAdmins"].append("mallorys-friends"))
+    mallory = {SYSTEM_RULE: {"mallory"}, CLUSTER_ADMIN_RULE: {"mallory"}}
+    text, approved = report(changes, Approvals({"mallory"}, mallory, author="bob"), "merge request !7")
+    assert not approved, text
+    assert "waiting for a cluster admin other than the author and the system approver (rule cluster-admins)" in text
+    # A second person in either role completes it.
+    for rules in ({SYSTEM_RULE: {"mallory", "sam"}, CLUSTER_ADMIN_RULE: {"mallory"}},
+                  {SYSTEM_RULE: {"mallory"}, CLUSTER_ADMIN_RULE: {"mallory", "kim"}}):
+        text, approved = report(changes, Approvals({"mallory", "sam", "kim"}, rules, author="bob"), "merge request !7")
+        assert approved, text
