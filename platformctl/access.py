@@ -208,8 +208,11 @@ def _tenant_settings(raw: dict[str, str]) -> dict[str, tuple[Any, Any]]:
 
 
 def _allowances(exception: dict[str, Any]) -> str:
-    """What a pod security exception allows, where: `dev, prod: capabilities CHOWN; runAsRoot`."""
+    """What a pod security exception allows, where: `dev, prod: capabilities CHOWN; runAsRoot`; every key but its reason
+    (tests/test_access_attacks.py holds it to stacks/config.py's PodSecurityException)."""
+    exports = [f"{e.get('server')}:{e.get('path')}" for e in exception.get("nfsExports") or [] if isinstance(e, dict)]
     listed = [f"{key} {', '.join(map(str, exception[key]))}" for key in ("capabilities", "volumeTypes") if exception.get(key)]
+    listed += [f"nfsExports {', '.join(exports)}"] if exports else []
     flags = [key for key in ("privilegeEscalation", "runAsRoot") if exception.get(key) is True]
     return f"{', '.join(map(str, exception.get('environments', ['dev', 'prod'])))}: {'; '.join([*listed, *flags]) or 'nothing'}"
 

@@ -10,8 +10,10 @@ request into the default branch, or a pipeline of the default branch. Anything e
 by the API or a schedule, triggered from another project, from another branch) is refused, exit 2.
 
 It runs from the platform project's default branch (reviewed code) and writes, into `--out`:
-`upstream.env` (what the bot's next steps read: the upstream's commit, the gate's commit, the merge
-request) and, for a merge request, the files its `render` and `preview-*` jobs left as artifacts.
+`upstream.env` (what the bot's next steps read: the upstream's commit, the gate's commit, the commit the
+check compares with, the merge request) and, for a merge request, the files its `render` and `preview-*` jobs
+left as artifacts. On the default branch the check compares with the last commit whose own check passed there
+(`last_checked`), not merely the one before the push.
 It fetches the upstream's commit into the clone it runs in (by its id: GitLab's Gitaly serves any
 commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
 job must still find it), and checks the gate's commit (the merge request's diff base, or on the
@@ -28,7 +30,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,6 +48,8 @@ NOTE_FILES = {
     "preview-dev": ("build/preview-dev.txt",),
     "preview-prod": ("build/preview-prod.txt",),
 }
+# The platform project's job that has the bot check each push to the default branch (.gitlab-ci.yml).
+CHECK_JOB = "access-main"
 # An artifact is cut here: the note keeps less (platformctl/comment.py NOTE_LIMIT).
 ARTIFACT_LIMIT = 2_000_000
 WITHHELD = "withheld.md"  # what the note could not show, and why
@@ -79,6 +83,7 @@ class Upstream:
     gate_ref: str  # the commit whose access check judges it
     default_branch: str
     mr_iid: int | None  # None: a pipeline of the default branch
+    base_ref: str = ""  # the commit it is compared with: the gate's, or on the default branch last_checked's
 
 
 def upstream_of(pipeline: Mapping[str, Any] | None, platform: str) -> Upstream:
@@ -150,6 +155,27 @@ def fetch(upstream: Upstream) -> None:
                       f"onto {upstream.default_branch}")
 
 
+def last_checked(project: Any, upstream: Upstream) -> str:
+    """What a push to the default branch is compared with: the newest commit of that branch, before it, whose own
+    push pipeline passed the access check (its CHECK_JOB succeeded, a retry after an approval included). Not the
+    commit before the push: once a change failed its check (deploy-dev waits for it), the next push, anyone's, would
+    pass and deploy both. Until the check has passed once on the branch (a new bot), the commit before the push."""
+    checked = False
+    for pipeline in project.pipelines.list(ref=upstream.default_branch, source="push", order_by="id", sort="desc", iterator=True):
+        if pipeline.id >= upstream.pipeline_id:
+            continue
+        bridges = [b for b in project.pipelines.get(pipeline.id, lazy=True).bridges.list(get_all=True) if b.name == CHECK_JOB]
+        passed = any(bridge.status == "success" for bridge in bridges)
+        checked |= passed
+        ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", pipeline.sha, upstream.sha], capture_output=True, check=False)
+        if passed and ancestor.returncode == 0:
+            return str(pipeline.sha)
+    if checked:  # it passed on commits main no longer holds (history rewritten): nothing to compare with
+        raise Refused(f"no commit of {upstream.default_branch} before {upstream.sha[:12]} passed the access check "
+                      f"({CHECK_JOB}): revert what came since the last that did, or ask an administrator")
+    return upstream.gate_ref
+
+
 def download_note_files(project: Any, pipeline_id: int, out: Path) -> list[str]:
     """The note's files the upstream's jobs left (the latest run of each job); returns their names.
     A file the token may not read (`artifacts:access: developer`: the token is a Reporter's) is named in
@@ -192,10 +218,14 @@ def run(args: argparse.Namespace) -> int:
         fetch(upstream)
         args.out.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
+        platform = gitlab_api.connect(where).projects.get(args.platform_project, lazy=True)
         if upstream.mr_iid is not None:
             step = f"read the artifacts of pipeline {upstream.pipeline_id} of {args.platform_project}"
-            files = download_note_files(gitlab_api.connect(where).projects.get(args.platform_project, lazy=True),
-                                        upstream.pipeline_id, args.out)
+            files = download_note_files(platform, upstream.pipeline_id, args.out)
+            upstream = replace(upstream, base_ref=upstream.gate_ref)
+        else:
+            step = f"read the pipelines of {args.platform_project}'s {upstream.default_branch}"
+            upstream = replace(upstream, base_ref=last_checked(platform, upstream))
     except gitlab_api.UsageError as err:
         print(f"platformctl mrbot: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
@@ -204,10 +234,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"platformctl mrbot: refused: {gitlab_api.failure(err, step, where)}", file=sys.stderr)
         return EXIT_REFUSED
     (args.out / "upstream.env").write_text(
-        f"UPSTREAM_SHA={upstream.sha}\nGATE_REF={upstream.gate_ref}\nMR_IID={upstream.mr_iid or ''}\n")
+        f"UPSTREAM_SHA={upstream.sha}\nGATE_REF={upstream.gate_ref}\nBASE_REF={upstream.base_ref}\nMR_IID={upstream.mr_iid or ''}\n")
     target = f"merge request !{upstream.mr_iid}" if upstream.mr_iid else f"{upstream.default_branch} at {upstream.sha[:12]}"
     print(f"platformctl mrbot: pipeline {upstream.pipeline_id} of {args.platform_project}, for {target}; "
-          f"gate {upstream.gate_ref[:12]}; note files: {', '.join(files) or 'none'}")
+          f"gate {upstream.gate_ref[:12]}, compared with {upstream.base_ref[:12]}; note files: {', '.join(files) or 'none'}")
     return EXIT_OK
 
 

@@ -51,6 +51,8 @@ class GitLabStub(LoopbackServer):
     # GraphQL `project(fullPath).pipeline(iid)`: (project path, iid) -> the Pipeline object it answers.
     pipelines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     pipeline_jobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # this project's pipeline id -> jobs
+    # This project's pipelines, newest first, each with its trigger jobs (`bridges`: name and status).
+    branch_pipelines: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (job id, path) -> content
     forbidden_jobs: set[int] = field(default_factory=set)  # jobs whose artifacts are for Developers (`access: developer`)
 
@@ -194,6 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, project)
         if route[2:4] == ["repository", "commits"] and route[5:] == ["merge_requests"] and method == "GET":
             return self._send(200, st.commit_merge_requests.get(route[4], []))
+        if route[2:] == ["pipelines"] and method == "GET":  # filtered as GitLab does by ref and source
+            listed = [{k: v for k, v in p.items() if k != "bridges"} for p in st.branch_pipelines
+                      if all(p.get(key) == query[key] for key in ("ref", "source") if key in query)]
+            return self._send(200, listed)
+        if route[2:3] == ["pipelines"] and route[4:] == ["bridges"] and method == "GET":
+            return self._send(200, next((p["bridges"] for p in st.branch_pipelines if p["id"] == int(route[3])), []))
         if route[2:3] == ["pipelines"] and route[4:] == ["jobs"] and method == "GET":
             return self._send(200, st.pipeline_jobs.get(int(route[3]), []))
         if route[2:3] == ["jobs"] and route[4:5] == ["artifacts"] and method == "GET" and int(route[3]) in st.forbidden_jobs:

@@ -190,3 +190,108 @@ def test_a_second_cluster_admin_is_a_second_person(tmp_path: Path) -> None:
                   {SYSTEM_RULE: {"mallory"}, CLUSTER_ADMIN_RULE: {"mallory", "kim"}}):
         text, approved = report(changes, Approvals({"mallory", "sam", "kim"}, rules, author="bob"), "merge request !7")
         assert approved, text
+
+
+# --- access-main: what reached main since the check last passed there --------------------------------
+
+
+def _main_after_an_unchecked_grant(tmp_path: Path, passed_at: str, status: str = "failed"):
+    """Main with a grant that failed its check, then an unrelated push; the bot's job for that push's `access-main`,
+    with main's earlier pipelines as GitLab lists them: the grant's (its access-main `status`), and one that passed
+    at `passed_at` ("checked": before the grant; "elsewhere": a commit main no longer holds)."""
+    from tests.test_bot_attacks import PLATFORM, _grant, run_bot_job, served_origin
+
+    srv, origin, checked = served_origin(tmp_path)
+    _grant(origin)
+    granted = _commit(origin, "add mallory (merged while the check failed)")
+    (origin / "docs" / "unrelated.md").parent.mkdir(exist_ok=True)
+    (origin / "docs" / "unrelated.md").write_text("an unrelated change\n")
+    later = _commit(origin, "an unrelated change")
+    with _stub_with_push() as stub:
+        stub.commit_merge_requests[later] = [{"iid": stub.mr_iid, "state": "merged", "merge_commit_sha": later}]
+        stub.branch_pipelines[:] = [  # main's push pipelines, newest first, and how their access-main ended
+            {"id": 400, "sha": "f" * 40, "ref": "main", "source": "push", "bridges": [{"name": "access-main", "status": "success"}]},
+            {"id": 302, "sha": granted, "ref": "main", "source": "push", "bridges": [{"name": "access-main", "status": status}]},
+            {"id": 301, "sha": checked if passed_at == "checked" else "e" * 40, "ref": "main", "source": "push",
+             "bridges": [{"name": "access-main", "status": "success"}]},
+        ]
+        return run_bot_job(tmp_path, srv, PLATFORM, "access-main", granted, later, stub)
+
+
+def test_on_main_a_later_push_does_not_carry_an_unchecked_grant_to_the_deploy(tmp_path: Path) -> None:
+    """Was open on `main`: `access-main` compared each push with the commit before it. A grant that reached
+    main unapproved (merged while its check failed, or pushed) failed its own `access-main`, so deploy-dev did not
+    run; the next push, anyone's unrelated change, was compared with that commit, passed, and deploy-dev applied
+    the program at its head, grant included (the plan is made from the stacks' state, which never had it). The
+    bot now compares with the newest commit of main whose own push pipeline passed `access-main`."""
+    done = _main_after_an_unchecked_grant(tmp_path, "checked")  # pipeline 400 is newer than this one (321): not before it
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "| dev | payments | mallory → developers | alice | ❌ waiting for an owner's approval |" in done.stdout, done.stdout
+
+
+def test_on_main_a_check_passed_after_an_approval_is_the_next_base(tmp_path: Path) -> None:
+    """The grant's own access-main retried once it was approved: the next push is compared with the grant's commit."""
+    done = _main_after_an_unchecked_grant(tmp_path, "checked", status="success")
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "nothing for owners to approve" in done.stdout
+
+
+def test_on_main_a_check_that_passed_only_on_commits_main_no_longer_holds_is_refused(tmp_path: Path) -> None:
+    done = _main_after_an_unchecked_grant(tmp_path, "elsewhere")
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "no commit of main before" in done.stderr and "passed the access check (access-main)" in done.stderr
+
+
+# --- a pod security exception: every allowance it holds ----------------------------------------------
+
+
+NAS = "nas.corp.example.com"
+
+
+def _nfs_exception(path: str) -> dict[str, Any]:
+    return {"reason": "the reports job reads the finance share", "environments": ["prod"], "volumeTypes": ["nfs"],
+            "nfsExports": [{"server": NAS, "path": path}]}
+
+
+def test_widening_a_pod_security_exceptions_nfs_exports_needs_its_approvals(tmp_path: Path) -> None:
+    """Was open on `main`: the gate described an exception by its environments, capabilities, volume types and
+    flags, not by its NFS exports, so moving `nfsExports` from the tenant's own export to the share's root (every
+    other team's directories on it) read as the same exception: nothing to approve. The real Gatekeeper template
+    (OPA) shows what that widening admits."""
+    from platformctl.render import read_stack_file
+    from stacks.config import load_platform_config
+    from stacks.tenants import pod_security_exception
+    from tests.opa import violations
+    from tests.test_gatekeeper_policies import TEMPLATES, pod_spec, workload
+
+    def stack(path: str) -> tuple[Members, dict[str, str], Any]:
+        doc = _document("dev")
+        next(t for t in doc["config"]["platform:tenants"] if t["name"] == "payments")["podSecurityException"] = _nfs_exception(path)
+        found, raw = _members(doc, tmp_path)
+        secret_keys = read_stack_file(tmp_path / "Pulumi.dev.yaml")[1]
+        return found, raw, load_platform_config(raw, stack="dev", source="Pulumi.dev.yaml", secret_keys=secret_keys)
+
+    (base, base_raw, base_config), (head, head_raw, head_config) = stack("/exports/payments"), stack("/exports")
+    mount = workload("StatefulSet", pod_spec(volumes=[{"name": "share", "nfs": {"server": NAS, "path": "/exports/checkout"}}]))
+    for config, admitted in ((base_config, False), (head_config, True)):
+        [payments] = [t for t in config.tenants if t.name == "payments"]
+        parameters = pod_security_exception(payments.pod_security_exception).parameters()
+        assert (violations(TEMPLATES["platformpodrestricted"], mount, parameters) == []) is admitted
+    changes = Changes()
+    compare("dev", base, head, changes, base_raw, head_raw)
+    widened = f"prod: volumeTypes nfs; nfsExports {NAS}:/exports"
+    assert changes.system == [SystemChange("dev", f"grants tenant payments a pod security exception ({widened})")]
+    assert [(r.tenant, r.owners, r.exception) for r in changes.requests] == [("payments", ("alice",), widened)]
+
+
+def test_every_allowance_of_a_pod_security_exception_is_in_what_the_gate_compares() -> None:
+    """Each key of the exception's model but its reason, changed alone, changes what the owners and a system approver approve."""
+    from platformctl.access import _allowances
+    from stacks.config import PodSecurityException
+
+    base = {**_nfs_exception("/exports/payments"), "capabilities": ["CHOWN"]}
+    changed = {"environments": ["dev", "prod"], "capabilities": ["CHOWN", "SETUID"], "privilegeEscalation": True,
+               "runAsRoot": True, "volumeTypes": ["nfs", "hostPath"], "nfsExports": [{"server": NAS, "path": "/exports"}]}
+    keys = {field.alias for name, field in PodSecurityException.model_fields.items()} - {"reason"}
+    assert keys == set(changed)
+    assert [key for key in sorted(keys) if _allowances({**base, key: changed[key]}) == _allowances(base)] == []

@@ -48,6 +48,14 @@ def _origin(path: Path) -> str:
     return git(path, "rev-parse", "HEAD")
 
 
+def served_origin(tmp_path: Path) -> tuple[Path, Path, str]:
+    """The platform project as the bot's job clones it: (the server's directory, the repository, main's commit)."""
+    srv = tmp_path / "srv"
+    origin = srv / f"{PLATFORM}.git"
+    origin.mkdir(parents=True)
+    return srv, origin, _origin(origin)
+
+
 def _grant(path: Path, user: str = "mallory") -> None:
     stack = yaml.safe_load((path / "Pulumi.dev.yaml").read_text())
     [payments] = [t for t in stack["config"]["platform:tenants"] if t["name"] == "payments"]
@@ -294,10 +302,7 @@ def test_the_branchs_render_cannot_forge_or_hide_the_bots_report_in_the_note(tmp
     and the bot's access report into one Markdown summary. With the branch's text first, a render that
     ends in an unclosed HTML comment hid the bot's report, and one with a report of its own stood in its
     place for the owners who approve: the bot's report must come first."""
-    srv = tmp_path / "srv"
-    origin = srv / f"{PLATFORM}.git"
-    origin.mkdir(parents=True)
-    base = _origin(origin)
+    srv, origin, base = served_origin(tmp_path)
     _grant(origin)
     head = _commit(origin, "add mallory")
     git(origin, "reset", "--quiet", "--hard", base)

@@ -167,7 +167,7 @@ def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_an
     with _stub(_merge_request_pipeline(clone)) as stub:
         result = _run(stub, clone["work"], out)
     assert result.returncode == 0, result.stderr
-    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nMR_IID=7\n"
+    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nBASE_REF={clone['base']}\nMR_IID=7\n"
     assert (out / "diff-dev.md").read_text() == "### Plan diff: dev\n"  # the latest run of render, not the retried one
     assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env"]
     assert git(clone["work"], "cat-file", "-t", clone["head"]) == "commit"  # for the access check's worktree
@@ -181,7 +181,9 @@ def test_a_pipeline_of_the_default_branch_is_checked_against_the_commit_before_i
     with _stub(pipeline) as stub:
         result = _run(stub, clone["work"], out)
     assert result.returncode == 0, result.stderr
-    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nMR_IID=\n"
+    # No earlier pipeline of main passed access-main (a new bot): compared with the commit before the push.
+    assert (out / "upstream.env").read_text() == (
+        f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nBASE_REF={clone['base']}\nMR_IID=\n")
     assert [p.name for p in out.iterdir()] == ["upstream.env"]  # no note on main
 
 
