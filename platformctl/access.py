@@ -2,7 +2,7 @@
 
 A tenant's members are stack config, so asking for access is a merge request that adds a
 user to a role of a tenant in `platform:tenants`. This command compares each stack file at
-a base commit (the merge base, or on `main` the commit before the push) with the working
+a base commit (the merge base, or on `main` its last commit whose check passed) with the working
 tree (run it in the project directory) and lists every grant: a user who gains a role in a
 tenant that exists at the base. Each tenant's grants need the approval of one of its owners
 at the base, given on the merge request after its last push (GitLab's "approved this merge
@@ -13,9 +13,9 @@ Removing a user from a role needs nobody's approval. What widens the platform's 
 a system approver, through the platform project's approval rule `system-approvers` (its
 eligible approvers are the members of `identity.systemApprovers`): a new tenant, a change of
 a setting of TRUST_SETTINGS (`identity.clusterAdmins`, `identity.systemApprovers`, the identity
-source `identity.oidc` or `identity.ldap`, `identity.emailDomain`, `pipeline.projectPath`), and a
-tenant's pod security exception (which its owners approve as well). A change of `identity.clusterAdmins`,
-of the identity source or of `pipeline.projectPath` (whose jobs deploy) also needs a cluster
+source `identity.oidc` or `identity.ldap`, `identity.emailDomain`, `pipeline.projectPath`,
+`services.gitlabRunner.platformProjectId`), and a tenant's pod security exception (which its owners approve
+as well). A change of `identity.clusterAdmins`, of the identity source or of whose jobs deploy also needs a cluster
 admin other than the merge request's author and that system approver (approval rule `cluster-admins`). A rule only
 says who may approve: as for owners, an approval counts while it stands after the last push.
 Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
@@ -70,6 +70,8 @@ TRUST_SETTINGS = (
     # Whose jobs on main log in to Vault as platform-admin (platform-deploy) and assume the AWS deploy role,
     # and whose pipelines the merge-request bot serves (stacks/vault_federation.py, components/ci_identity.py).
     ("pipeline.projectPath", True),
+    # Whose jobs the platform's runner for protected refs takes: on the deploy jobs' nodes, in their namespace.
+    ("services.gitlabRunner.platformProjectId", True),
 )
 # The stack files' keys this check reads (`platform:<key>`).
 READ_KEYS = ("tenants", *dict.fromkeys(path.split(".")[0] for path, _ in TRUST_SETTINGS))

@@ -10,15 +10,15 @@ request into the default branch, or a pipeline of the default branch. Anything e
 by the API or a schedule, triggered from another project, from another branch) is refused, exit 2.
 
 It runs from the platform project's default branch (reviewed code) and writes, into `--out`:
-`upstream.env` (what the bot's next steps read: the upstream's commit, the gate's commit, the commit the
-check compares with, the merge request) and, for a merge request, the files its `render` and `preview-*` jobs
-left as artifacts. On the default branch the check compares with the last commit whose own check passed there
-(`last_checked`), not merely the one before the push.
+`upstream.env` (what the bot's next steps read: the upstream's commit, the gate's commit, the merge
+request) and, for a merge request, the files its `render` and `preview-*` jobs left as artifacts. On the
+default branch the gate is the last commit whose own check passed there (`last_checked`), not merely the one
+before the push; a schedule's pipeline there (rebuild-dev's) is checked the same way.
 It fetches the upstream's commit into the clone it runs in (by its id: GitLab's Gitaly serves any
 commit it has; a pipeline's own ref, refs/pipelines/<id>, is gone once it completes, and a retried
 job must still find it), and checks the gate's commit (the merge request's diff base, or on the
-default branch the commit before the push) is one of the default branch's: the access check runs
-from there. A merge request's base, which its author picks, must hold the default branch's check
+default branch its last checked commit, an ancestor of the upstream's) is one of the default branch's:
+the access check runs from there. A merge request's base, which its author picks, must hold the default branch's check
 (no gate file changed since). An artifact the token may not read (`access: developer`) is named in
 WITHHELD instead.
 """
@@ -83,7 +83,7 @@ class Upstream:
     gate_ref: str  # the commit whose access check judges it
     default_branch: str
     mr_iid: int | None  # None: a pipeline of the default branch
-    base_ref: str = ""  # the commit it is compared with: the gate's, or on the default branch last_checked's
+    scheduled: bool = False  # a schedule's pipeline of the default branch (rebuild-dev's), which no push started
 
 
 def upstream_of(pipeline: Mapping[str, Any] | None, platform: str) -> Upstream:
@@ -111,6 +111,8 @@ def upstream_of(pipeline: Mapping[str, Any] | None, platform: str) -> Upstream:
         return Upstream(pipeline_id, sha, str((mr.get("diffRefs") or {}).get("baseSha")), default, int(mr["iid"]))
     if source == "push" and upstream.get("ref") == default:
         return Upstream(pipeline_id, sha, str(upstream.get("beforeSha")), default, None)
+    if source == "schedule" and upstream.get("ref") == default:  # its gate is last_checked's: no push, no commit before it
+        return Upstream(pipeline_id, sha, sha, default, None, scheduled=True)
     raise Refused(f"the upstream is a {source!r} pipeline of {upstream.get('ref')!r}: the bot serves merge requests "
                   f"into {default!r} and that branch's own pipelines")
 
@@ -144,7 +146,7 @@ def fetch(upstream: Upstream) -> None:
     if ancestor.returncode != 0:
         raise Refused(f"the gate's commit {upstream.gate_ref[:12]} is not on {upstream.default_branch}: its code is not reviewed")
     if upstream.mr_iid is None:
-        return  # the commit before the push: the check as it was until this push
+        return  # last_checked picks the gate, an ancestor of the upstream's commit
     # A merge request's diff base is any commit of the default branch its author starts from: its check
     # may be one since fixed. The check there must be the default branch's.
     changed = _git("diff", "--no-renames", "--name-only", "-z", upstream.gate_ref, "refs/upstream/default")
@@ -156,10 +158,11 @@ def fetch(upstream: Upstream) -> None:
 
 
 def last_checked(project: Any, upstream: Upstream) -> str:
-    """What a push to the default branch is compared with: the newest commit of that branch, before it, whose own
-    push pipeline passed the access check (its CHECK_JOB succeeded, a retry after an approval included). Not the
-    commit before the push: once a change failed its check (deploy-dev waits for it), the next push, anyone's, would
-    pass and deploy both. Until the check has passed once on the branch (a new bot), the commit before the push."""
+    """The gate of a pipeline of the default branch, its code and what it is compared with: the newest commit of
+    that branch, before it, whose own push pipeline passed the access check (its CHECK_JOB succeeded, a retry after
+    an approval included). Not the commit before the push: once a change failed its check (deploy-dev waits for it),
+    the next push, anyone's, would pass and deploy both, judged by the check as that change left it. Until the check
+    has passed once on the branch (a new bot), a push's commit before it; a schedule's is refused."""
     checked = False
     for pipeline in project.pipelines.list(ref=upstream.default_branch, source="push", order_by="id", sort="desc", iterator=True):
         if pipeline.id >= upstream.pipeline_id:
@@ -170,7 +173,7 @@ def last_checked(project: Any, upstream: Upstream) -> str:
         ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", pipeline.sha, upstream.sha], capture_output=True, check=False)
         if passed and ancestor.returncode == 0:
             return str(pipeline.sha)
-    if checked:  # it passed on commits main no longer holds (history rewritten): nothing to compare with
+    if checked or upstream.scheduled:  # passed only on commits the branch no longer holds (history rewritten), or never
         raise Refused(f"no commit of {upstream.default_branch} before {upstream.sha[:12]} passed the access check "
                       f"({CHECK_JOB}): revert what came since the last that did, or ask an administrator")
     return upstream.gate_ref
@@ -222,10 +225,9 @@ def run(args: argparse.Namespace) -> int:
         if upstream.mr_iid is not None:
             step = f"read the artifacts of pipeline {upstream.pipeline_id} of {args.platform_project}"
             files = download_note_files(platform, upstream.pipeline_id, args.out)
-            upstream = replace(upstream, base_ref=upstream.gate_ref)
         else:
             step = f"read the pipelines of {args.platform_project}'s {upstream.default_branch}"
-            upstream = replace(upstream, base_ref=last_checked(platform, upstream))
+            upstream = replace(upstream, gate_ref=last_checked(platform, upstream))
     except gitlab_api.UsageError as err:
         print(f"platformctl mrbot: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
@@ -234,10 +236,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"platformctl mrbot: refused: {gitlab_api.failure(err, step, where)}", file=sys.stderr)
         return EXIT_REFUSED
     (args.out / "upstream.env").write_text(
-        f"UPSTREAM_SHA={upstream.sha}\nGATE_REF={upstream.gate_ref}\nBASE_REF={upstream.base_ref}\nMR_IID={upstream.mr_iid or ''}\n")
+        f"UPSTREAM_SHA={upstream.sha}\nGATE_REF={upstream.gate_ref}\nMR_IID={upstream.mr_iid or ''}\n")
     target = f"merge request !{upstream.mr_iid}" if upstream.mr_iid else f"{upstream.default_branch} at {upstream.sha[:12]}"
     print(f"platformctl mrbot: pipeline {upstream.pipeline_id} of {args.platform_project}, for {target}; "
-          f"gate {upstream.gate_ref[:12]}, compared with {upstream.base_ref[:12]}; note files: {', '.join(files) or 'none'}")
+          f"gate {upstream.gate_ref[:12]}; note files: {', '.join(files) or 'none'}")
     return EXIT_OK
 
 

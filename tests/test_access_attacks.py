@@ -40,6 +40,9 @@ TRUST_EDITS: dict[str, tuple[Callable[[dict[str, Any]], Any], SystemChange]] = {
     # the merge-request bot serves this project's pipelines.
     "pipeline-project": (lambda doc: doc["config"].update({"platform:pipeline": {"projectPath": AUTHORS_PROJECT}}),
                          SystemChange("dev", "changes pipeline.projectPath", cluster_admins=True)),
+    # The platform's runner for protected refs (the deploy jobs' nodes and namespace) takes this project's jobs.
+    "runner-project": (lambda doc: doc["config"]["platform:services"]["gitlabRunner"].update(platformProjectId=4242),
+                       SystemChange("dev", "changes services.gitlabRunner.platformProjectId", cluster_admins=True)),
     # The identity source vouches for who a person is and which groups they are in: identity.clusterAdmins' too.
     "oidc-issuer": (lambda doc: _identity(doc)["oidc"].update(issuer="https://login.attacker.example/realms/any"),
                     SystemChange("dev", "changes identity.oidc", cluster_admins=True)),
@@ -86,7 +89,8 @@ def test_the_same_trust_settings_in_another_order_need_no_approval(tmp_path: Pat
 def test_the_trust_settings_are_what_the_plan_trusts(renders: dict[str, Render]) -> None:
     """Why those keys are access (the dev plan, as rendered): the Vault login that holds platform-admin binds
     the project `pipeline.projectPath` names, OpenUnison signs in whomever `identity.oidc`'s issuer vouches
-    for, and every GitLab account's confirmed address is at `identity.emailDomain`."""
+    for, every GitLab account's confirmed address is at `identity.emailDomain`, and the runner for protected
+    refs (the deploys') takes the jobs of the project `platformProjectId` names."""
     plan, doc = renders["dev"].plan["resources"], _document("dev")["config"]
     [deploy] = [r["inputs"] for r in plan if r["type"] == "vault:jwt/authBackendRole:AuthBackendRole" and r["name"] == "platform-deploy"]
     assert "platform-admin" in deploy["tokenPolicies"]
@@ -96,6 +100,8 @@ def test_the_trust_settings_are_what_the_plan_trusts(renders: dict[str, Render])
     assert issuers == {doc["platform:identity"]["oidc"]["issuer"]}
     emails = {r["inputs"]["email"].partition("@")[2] for r in plan if r["type"] == "gitlab:index/user:User"}
     assert emails == {doc["platform:identity"]["emailDomain"]}
+    [runner] = [r["inputs"] for r in plan if r["type"] == "gitlab:index/userRunner:UserRunner" and r["inputs"].get("tagLists") == ["platform-protected"]]
+    assert (runner["projectId"], runner["accessLevel"]) == (doc["platform:services"]["gitlabRunner"]["platformProjectId"], "ref_protected")
 
 
 # --- what the gate's process runs: its dependencies -----------------------------------------------
@@ -195,14 +201,21 @@ def test_a_second_cluster_admin_is_a_second_person(tmp_path: Path) -> None:
 # --- access-main: what reached main since the check last passed there --------------------------------
 
 
-def _main_after_an_unchecked_grant(tmp_path: Path, passed_at: str, status: str = "failed"):
-    """Main with a grant that failed its check, then an unrelated push; the bot's job for that push's `access-main`,
-    with main's earlier pipelines as GitLab lists them: the grant's (its access-main `status`), and one that passed
-    at `passed_at` ("checked": before the grant; "elsewhere": a commit main no longer holds)."""
+# An access check that passes whatever it finds.
+LENIENT_GATE = ("    return EXIT_OK if approved else EXIT_UNAPPROVED\n", "    return EXIT_OK\n")
+
+
+def _main_after_an_unchecked_grant(tmp_path: Path, passed_at: str, status: str = "failed", gate_edit: bool = False):
+    """Main with a grant that failed its check (with `gate_edit`, and an edit of the check), then an unrelated push;
+    the bot's job for that push's `access-main`, with main's earlier pipelines as GitLab lists them: the grant's (its
+    access-main `status`), and one that passed at `passed_at` ("checked": before the grant; "elsewhere": a commit
+    main no longer holds)."""
     from tests.test_bot_attacks import PLATFORM, _grant, run_bot_job, served_origin
 
     srv, origin, checked = served_origin(tmp_path)
     _grant(origin)
+    if gate_edit:
+        (origin / "platformctl/access.py").write_text((origin / "platformctl/access.py").read_text().replace(*LENIENT_GATE))
     granted = _commit(origin, "add mallory (merged while the check failed)")
     (origin / "docs" / "unrelated.md").parent.mkdir(exist_ok=True)
     (origin / "docs" / "unrelated.md").write_text("an unrelated change\n")
@@ -227,6 +240,16 @@ def test_on_main_a_later_push_does_not_carry_an_unchecked_grant_to_the_deploy(tm
     done = _main_after_an_unchecked_grant(tmp_path, "checked")  # pipeline 400 is newer than this one (321): not before it
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr[-2000:])
     assert "| dev | payments | mallory → developers | alice | ❌ waiting for an owner's approval |" in done.stdout, done.stdout
+
+
+def test_on_main_an_unchecked_edit_of_the_check_does_not_judge_the_next_push(tmp_path: Path) -> None:
+    """Was open, also with the comparison above: the bot ran the check's code as it was before the push. An edit
+    of the check merged unapproved (its own access-main failed) was the code that judged the next push, and the
+    edit passes everything. The check's code is now the last checked commit's as well."""
+    done = _main_after_an_unchecked_grant(tmp_path, "checked", gate_edit=True)
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert "| all | changes the access check (platformctl/access.py) | ❌ waiting for a system approver" in done.stdout, done.stdout
+    assert "| dev | payments | mallory → developers | alice | ❌ waiting for an owner's approval |" in done.stdout
 
 
 def test_on_main_a_check_passed_after_an_approval_is_the_next_base(tmp_path: Path) -> None:
@@ -295,3 +318,28 @@ def test_every_allowance_of_a_pod_security_exception_is_in_what_the_gate_compare
     keys = {field.alias for name, field in PodSecurityException.model_fields.items()} - {"reason"}
     assert keys == set(changed)
     assert [key for key in sorted(keys) if _allowances({**base, key: changed[key]}) == _allowances(base)] == []
+
+
+# --- deploys: none without the check ----------------------------------------------------------------
+
+
+def test_every_job_that_writes_a_stack_waits_for_the_access_check() -> None:
+    """Was open on `main`: `rebuild-dev` (the schedule's `pulumi destroy` and `pulumi up` of dev) deployed main's
+    head without `access-main`, which runs in push pipelines only: a grant that reached main unapproved, which
+    deploy-dev holds back, was applied to dev by the next rebuild. Every job that writes a stack must need the
+    check (itself or through a job it needs), and the check must run in each pipeline the job runs in."""
+    from tests.test_ci_file import CI_FILE, GLOBAL_KEYWORDS, _resolve, _script
+
+    document = yaml.safe_load(CI_FILE.read_text())
+    found = {name: _resolve(document, name) for name in document if name not in GLOBAL_KEYWORDS and not name.startswith(".")}
+    check_rules = {rule["if"] for rule in found["access-main"]["rules"]}
+
+    def needed(name: str) -> set[str]:
+        direct = {n if isinstance(n, str) else n["job"] for n in found[name].get("needs", [])}
+        return direct.union(*(needed(n) for n in direct))
+
+    writers = [name for name, job in found.items() if any(re.search(r"\bpulumi (up|destroy)\b", line) for line in _script(job))]
+    assert sorted(writers) == ["deploy-dev", "deploy-prod", "rebuild-dev"]
+    unchecked = {name: sorted({r["if"] for r in found[name]["rules"]} - check_rules) for name in writers
+                 if "access-main" not in needed(name) or {r["if"] for r in found[name]["rules"]} - check_rules}
+    assert unchecked == {}

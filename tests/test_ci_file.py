@@ -452,7 +452,7 @@ def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs
     bot = _script(yaml.safe_load(bot_pipeline("platform/platform-bootstrap"))["bot"])
     (line,) = [line for line in bot if "platformctl access" in line]
     assert 'cd build/head && PYTHONPATH="$PWD/../gate"' in line and "-P -m platformctl access --no-validate" in line
-    assert '--base-ref "$BASE_REF" "${which[@]}"' in line and line.endswith("|| rc=$?") and bot[-1].startswith('exit "$rc"')
+    assert '--base-ref "$GATE_REF" "${which[@]}"' in line and line.endswith("|| rc=$?") and bot[-1].startswith('exit "$rc"')
     assert 'which=(--mr-iid "$MR_IID"); else which=(--commit "$UPSTREAM_SHA")' in "\n".join(bot)
     assert [line for line in bot if "pip install" in line][1].endswith("-r build/gate/requirements.txt")
     assert bot.index('git worktree add --quiet --detach build/gate "$GATE_REF"') > next(

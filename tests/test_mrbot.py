@@ -133,6 +133,11 @@ REFUSED = {
     # The platform project's pipeline of a feature branch (its .gitlab-ci.yml is the branch's).
     "branch pipeline": (lambda c: _merge_request_pipeline(c, source="push", ref="feature", mergeRequest=None),
                         "the upstream is a 'push' pipeline of 'feature'"),
+    "branch schedule": (lambda c: _merge_request_pipeline(c, source="schedule", ref="feature", mergeRequest=None),
+                        "the upstream is a 'schedule' pipeline of 'feature'"),
+    # A schedule of main (rebuild-dev's) before the check ever passed there: no commit to compare with.
+    "schedule never checked": (lambda c: _merge_request_pipeline(c, source="schedule", ref="main", sha=c["main"], mergeRequest=None),
+                               "passed the access check (access-main)"),
     # A merge request into a branch of the author's, whose commit would be the gate's code.
     "merge request into another branch": (
         lambda c: _merge_request_pipeline(c, mergeRequest={"iid": "7", "targetBranch": "feature", "project": {"fullPath": PLATFORM},
@@ -167,7 +172,7 @@ def test_a_merge_request_pipeline_of_the_platform_project_gets_its_note_files_an
     with _stub(_merge_request_pipeline(clone)) as stub:
         result = _run(stub, clone["work"], out)
     assert result.returncode == 0, result.stderr
-    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nBASE_REF={clone['base']}\nMR_IID=7\n"
+    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['head']}\nGATE_REF={clone['base']}\nMR_IID=7\n"
     assert (out / "diff-dev.md").read_text() == "### Plan diff: dev\n"  # the latest run of render, not the retried one
     assert sorted(p.name for p in out.iterdir()) == ["diff-dev.md", "diff-prod.md", "upstream.env"]
     assert git(clone["work"], "cat-file", "-t", clone["head"]) == "commit"  # for the access check's worktree
@@ -183,8 +188,21 @@ def test_a_pipeline_of_the_default_branch_is_checked_against_the_commit_before_i
     assert result.returncode == 0, result.stderr
     # No earlier pipeline of main passed access-main (a new bot): compared with the commit before the push.
     assert (out / "upstream.env").read_text() == (
-        f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nBASE_REF={clone['base']}\nMR_IID=\n")
+        f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nMR_IID=\n")
     assert [p.name for p in out.iterdir()] == ["upstream.env"]  # no note on main
+
+
+def test_a_schedule_of_the_default_branch_is_checked_against_its_last_checked_commit(
+        clone: dict[str, Any], tmp_path: Path) -> None:
+    """rebuild-dev's schedule: main's head, judged and compared as a push after main's last commit whose check passed."""
+    pipeline = _merge_request_pipeline(clone, source="schedule", ref="main", sha=clone["main"], mergeRequest=None)
+    out = tmp_path / "out"
+    with _stub(pipeline) as stub:
+        stub.branch_pipelines[:] = [{"id": 300, "sha": clone["base"], "ref": "main", "source": "push",
+                                     "bridges": [{"name": "access-main", "status": "success"}]}]
+        result = _run(stub, clone["work"], out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "upstream.env").read_text() == f"UPSTREAM_SHA={clone['main']}\nGATE_REF={clone['base']}\nMR_IID=\n"
 
 
 def test_a_token_gitlab_refuses_is_a_refusal_that_names_the_variable(clone: dict[str, Any], tmp_path: Path) -> None:
