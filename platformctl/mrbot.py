@@ -168,10 +168,11 @@ def last_checked(project: Any, upstream: Upstream) -> str:
         if pipeline.id >= upstream.pipeline_id:
             continue
         bridges = [b for b in project.pipelines.get(pipeline.id, lazy=True).bridges.list(get_all=True) if b.name == CHECK_JOB]
-        passed = any(bridge.status == "success" for bridge in bridges)
-        checked |= passed
+        if not any(bridge.status == "success" for bridge in bridges):
+            continue
+        checked = True
         ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", pipeline.sha, upstream.sha], capture_output=True, check=False)
-        if passed and ancestor.returncode == 0:
+        if ancestor.returncode == 0:
             return str(pipeline.sha)
     if checked or upstream.scheduled:  # passed only on commits the branch no longer holds (history rewritten), or never
         raise Refused(f"no commit of {upstream.default_branch} before {upstream.sha[:12]} passed the access check "
