@@ -172,7 +172,7 @@ def compare(
         settings_before[name] = settings_before.pop(old, (None, None))
     exceptions = {
         name: level for name, (_, level) in settings_after.items()
-        if level and name in before and settings_before.get(name, (None, None))[1] != level
+        if level and settings_before.get(name, (None, None))[1] != level  # a new tenant's too: its approver reads it
     }
     for name in sorted(head.keys() & before.keys()):
         held = before[name]

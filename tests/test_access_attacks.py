@@ -343,3 +343,16 @@ def test_every_job_that_writes_a_stack_waits_for_the_access_check() -> None:
     unchecked = {name: sorted({r["if"] for r in found[name]["rules"]} - check_rules) for name in writers
                  if "access-main" not in needed(name) or {r["if"] for r in found[name]["rules"]} - check_rules}
     assert unchecked == {}
+
+
+def test_a_new_tenants_pod_security_exception_is_shown_to_the_system_approver(tmp_path: Path) -> None:
+    """Was open on `main`: an exception is listed for a tenant that exists at the base only; a new tenant that
+    comes with one (root, host paths' volume types) read "adds tenant ledger" and nothing more, so the system
+    approver approved an exception the report never named."""
+    exception = {"reason": "the agent needs root to read the node's logs", "runAsRoot": True, "volumeTypes": ["nfs"],
+                 "nfsExports": [{"server": NAS, "path": "/"}]}
+    changes = _changes(tmp_path, lambda doc: doc["config"]["platform:tenants"].append(
+        {"name": "ledger", "owners": ["zoe"], "podSecurityException": exception}))
+    assert changes.system == [SystemChange("dev", "adds tenant ledger"), SystemChange(
+        "dev", f"grants tenant ledger a pod security exception (dev, prod: volumeTypes nfs; nfsExports {NAS}:/; runAsRoot)")]
+    assert changes.requests == []  # its owners are the change's own: the system approver's alone
