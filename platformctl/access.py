@@ -19,8 +19,10 @@ as well). A change of `identity.clusterAdmins`, of the identity source or of who
 admin other than the merge request's author and that system approver (approval rule `cluster-admins`). A rule only
 says who may approve: as for owners, an approval counts while it stands after the last push.
 Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
-(the stack file is validated against its base, as `platformctl render` does); renaming one
-(`renamedFrom`) needs a system approver.
+(checked here against the base whether or not the head is validated: stack_file.offboarding_problems)
+and one of the tenant's owners at the base; removing an offboarded tenant's entry (which frees its name,
+and with it what offboarding kept, for a new tenant) and renaming a tenant (`renamedFrom`) need a system
+approver.
 
 The pipeline runs this check's code as it is at the base (`--no-validate`, .gitlab-ci.yml), so a
 merge request that edits the check is judged by the check it edits; such an edit (GATE_FILES)
@@ -46,7 +48,9 @@ import gitlab
 import requests
 
 from platformctl import gitlab_api
-from platformctl.stack_file import NAMESPACE, ConfigError, RenderError, parse_stack_file, read_stack_text
+from platformctl.stack_file import (
+    NAMESPACE, ConfigError, RenderError, loaded, offboarding_entries, offboarding_problems, parse_stack_file, read_stack_text,
+)
 
 ROLES = ("owners", "ops", "developers")
 DEFAULT_STACKS = ("dev", "prod")
@@ -104,6 +108,7 @@ class Request:
     owners: tuple[str, ...]  # at the base: a merge request cannot name its own approvers
     grants: tuple[Grant, ...]
     exception: str | None = None  # what a pod security exception the change grants or changes allows
+    offboarding: str | None = None  # what the change does to the whole tenant: removes it, switches its isolation
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Changes:
     new_tenants: list[str] = field(default_factory=list)  # "<stack>/<tenant>"
     removed_tenants: list[str] = field(default_factory=list)
     system: list[SystemChange] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # "<stack>: <problem>": no approval makes these pass
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ def members(raw: dict[str, str], source: str) -> Members:
     """Who holds which role, read from a stack's `platform:tenants` alone (as `parse_stack_file`
     hands it over): the base may not fit the head's config model, since a merge request that
     changes the model changes the stack files too."""
-    tenants = _loaded(raw, "tenants") if f"{NAMESPACE}:tenants" in raw else []
+    tenants = loaded(raw, "tenants") if f"{NAMESPACE}:tenants" in raw else []
     found: Members = {}
     for index, tenant in enumerate(tenants if isinstance(tenants, list) else [None]):
         roles = [tenant.get(role, []) for role in ROLES] if isinstance(tenant, dict) else []
@@ -157,8 +163,10 @@ def compare(
     base_raw: dict[str, str] | None = None, head_raw: dict[str, str] | None = None,
 ) -> None:
     """Add the grants, new, renamed and removed tenants between two memberships of `stack`, and
-    with the stack files' config (`*_raw`) what needs a system approver. (A removal or isolation
-    switch without an offboarding entry is refused when the head is validated against the base.)"""
+    with the stack files' config (`*_raw`) what needs a system approver and what is refused outright.
+    Removing a tenant or switching its isolation (its namespaces and their volumes go) is its owners'
+    to approve, as a grant is; it also needs an offboarding entry, which the gate checks itself
+    (stack_file.offboarding_problems), since it runs its own code without validating the head."""
     before = dict(base or {})
     renamed = {new: old for new, old in _renamed(head_raw or {}).items()
                if new in head and new not in before and old in before and old not in head}
@@ -174,16 +182,28 @@ def compare(
         name: level for name, (_, level) in settings_after.items()
         if level and settings_before.get(name, (None, None))[1] != level  # a new tenant's too: its approver reads it
     }
-    for name in sorted(head.keys() & before.keys()):
+    for name in sorted(before.keys()):
         held = before[name]
+        owners = tuple(sorted(user for user, role in held.items() if role == "owners"))
+        if name not in head:
+            into.requests.append(Request(stack, name, owners, (), offboarding="removes the tenant"))
+            continue
         grants = tuple(
             Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role
         )
-        if grants or name in exceptions:
-            owners = tuple(sorted(user for user, role in held.items() if role == "owners"))
-            into.requests.append(Request(stack, name, owners, grants, exceptions.get(name)))
+        isolation = (settings_before.get(name, (None, None))[0], settings_after.get(name, (None, None))[0])
+        switch = f"switches isolation {isolation[0]} → {isolation[1]}" if base_raw is not None and isolation[0] != isolation[1] else None
+        if grants or name in exceptions or switch:
+            into.requests.append(Request(stack, name, owners, grants, exceptions.get(name), switch))
     if head_raw is None:
         return
+    if base_raw is not None:
+        into.refused += [f"{stack}: {problem}" for problem in offboarding_problems(base_raw, head_raw)]
+        # The entry is what keeps an offboarded tenant's name (and what offboarding kept) from its next holder.
+        kept = {tenant for tenant, _ in offboarding_entries(head_raw)}
+        into.system += [SystemChange(stack, f"releases the name of offboarded tenant {tenant} (removes its platform:offboarding "
+                                            "entry: a new tenant by that name gets what offboarding kept)")
+                        for tenant in sorted({tenant for tenant, _ in offboarding_entries(base_raw)} - kept - set(base or {}))]
     into.system += [SystemChange(stack, f"adds tenant {name}") for name in new]
     into.system += [SystemChange(stack, f"renames tenant {old} to {name}") for name, old in sorted(renamed.items())]
     into.system += [SystemChange(stack, f"grants tenant {name} a pod security exception ({level})") for name, level in exceptions.items()]
@@ -191,16 +211,9 @@ def compare(
                     if base_raw is not None and _setting(base_raw, path) != _setting(head_raw, path)]
 
 
-def _loaded(raw: dict[str, str], key: str) -> Any:
-    try:
-        return json.loads(raw.get(f"{NAMESPACE}:{key}", "null"))
-    except ValueError:
-        return None
-
-
 def _tenant_settings(raw: dict[str, str]) -> dict[str, tuple[Any, Any]]:
     """Tenant -> (isolation, what its pod security exception allows or None), read leniently (the base may be old)."""
-    tenants = _loaded(raw, "tenants")
+    tenants = loaded(raw, "tenants")
     found = {}
     for tenant in tenants if isinstance(tenants, list) else []:
         if isinstance(tenant, dict) and isinstance(tenant.get("name"), str):
@@ -223,7 +236,7 @@ def _setting(raw: dict[str, str], path: str) -> Any:
     """The value at `path` (`identity.oidc`: key `platform:identity`, then its `oidc`), read leniently (None where
     absent), with lists in a canonical order: the groups and scopes they hold mean the same in any order."""
     key, *inside = path.split(".")
-    value = _loaded(raw, key)
+    value = loaded(raw, key)
     for name in inside:
         value = value.get(name) if isinstance(value, dict) else None
     return _unordered(value)
@@ -239,7 +252,7 @@ def _unordered(value: Any) -> Any:
 
 def _renamed(raw: dict[str, str]) -> dict[str, str]:
     """Tenant -> the name it is renamed from (`renamedFrom`)."""
-    tenants = _loaded(raw, "tenants")
+    tenants = loaded(raw, "tenants")
     return {t["name"]: t["renamedFrom"] for t in tenants if isinstance(t, dict) and isinstance(t.get("name"), str)
             and isinstance(t.get("renamedFrom"), str)} if isinstance(tenants, list) else {}
 
@@ -417,7 +430,7 @@ def report(changes: Changes, approvals: Approvals | set[str] | None, where: str)
             by = sorted(u for u in request.owners if approvers and u.lower() in approvers)
             approved_all &= bool(by)
             status = f"✅ approved by {', '.join(by)}" if by else "❌ waiting for an owner's approval"
-            grants = "; ".join([*(_grant_text(g) for g in request.grants),
+            grants = "; ".join([*([request.offboarding] if request.offboarding else []), *(_grant_text(g) for g in request.grants),
                                 *([f"pod security exception → {request.exception}"] if request.exception else [])])
             lines.append(f"| {request.stack} | {request.tenant} | {grants} | {', '.join(request.owners)} | {status} |")
     if changes.system:
@@ -426,6 +439,10 @@ def report(changes: Changes, approvals: Approvals | set[str] | None, where: str)
             status, approved = _system_status(change, approvals)
             approved_all &= approved
             lines.append(f"| {change.stack} | {change.what} | {status} |")
+    if changes.refused:
+        approved_all = False
+        lines += ["", "Refused, whoever approves (fix the stack file):", "", "| stack | problem |", "|---|---|"]
+        lines += [f"| {stack} | {problem} |" for stack, _, problem in (line.partition(": ") for line in changes.refused)]
     if changes.removed_tenants:
         lines += ["", f"Removed tenants (offboarded as their platform:offboarding entries say): {', '.join(changes.removed_tenants)}."]
     return "\n".join(lines) + "\n", approved_all

@@ -172,3 +172,85 @@ def _replace_secure(value: Any, path: str) -> tuple[Any, set[str]]:
         items_list = [_replace_secure(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return [v for v, _ in items_list], set().union(*(s for _, s in items_list))
     return value, set()
+
+
+# --- tenants leaving, read leniently ------------------------------------------------------------
+# The rules below are the program's (stacks/config.py load_platform_config) and the gate's
+# (platformctl/access.py), one copy: the gate runs them with its own code on main's pushes, where the
+# plan jobs compare only with the commit before the push (.gitlab-ci.yml `.plan`), so a tenant removed
+# without an entry in one push would otherwise leave with the next.
+
+OFFBOARDING_HINT = "allowed: a new entry {tenant: <name>, reason: <why>} in platform:offboarding (README: offboarding)"
+
+
+def parse_value(value: Any) -> Any:
+    """Pulumi hands config values over as strings; objects and lists are JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def loaded(raw: dict[str, Any], key: str) -> Any:
+    """`platform:<key>`, parsed (None where absent)."""
+    return parse_value(raw.get(f"{NAMESPACE}:{key}"))
+
+
+def stack_tenants(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of `platform:tenants` that have a name, in order, read leniently (a base need not fit today's model)."""
+    tenants = loaded(raw, "tenants")
+    return [t for t in (tenants if isinstance(tenants, list) else []) if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+
+def offboarding_entries(raw: dict[str, Any]) -> set[tuple[str, str]]:
+    """(tenant, reason) of each `platform:offboarding` entry, read leniently."""
+    entries = loaded(raw, "offboarding")
+    return {(str(e.get("tenant")), str(e.get("reason"))) for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)}
+
+
+def offboarding_problems(previous: dict[str, Any], raw: dict[str, Any]) -> list[str]:
+    """What a stack's config (`raw`) does to the tenants of its config at the change's base (`previous`)
+    without saying so: a tenant removed, or switched to another isolation, without a `platform:offboarding`
+    entry naming it that is new (or reworded) since then (an entry left from an earlier change never
+    covers a later one); a tenant listed there that takes over another's resources by gaining a
+    `renamedFrom`; and a new tenant by an offboarded tenant's name (an entry at the base or now): what
+    offboarding keeps is named after the tenant alone (Vault KV `tenants/<name>/*`, the transit key
+    `<name>-cosign` that every cluster trusts for its images, which OpenBao hands back when a key of
+    that name is created again, the Harbor project and GitLab group `<name>`, the Velero backups of
+    `<name>-prod`), so it would be the new tenant's (tests/test_offboard_attacks.py)."""
+    before = {t["name"]: t for t in stack_tenants(previous)}
+    entries = offboarding_entries(raw)
+    offboarded = {tenant for tenant, reason in entries - offboarding_entries(previous)}
+    retired = {tenant for tenant, _ in entries | offboarding_entries(previous)}
+    tenants = stack_tenants(raw)
+    now = {t["name"]: t for t in tenants}
+    renamed = {t["renamedFrom"]: t for t in tenants if isinstance(t.get("renamedFrom"), str) and t["name"] not in before}
+    problems = [
+        f"{NAMESPACE}:tenants[{i}].renamedFrom: tenant {t['name']!r} already exists, so it cannot be renamed from "
+        f"{t['renamedFrom']!r}; allowed: renamedFrom on the entry that replaces the former one under a new name"
+        for i, t in enumerate(tenants)
+        if t["name"] in before and t.get("renamedFrom") and t.get("renamedFrom") != before[t["name"]].get("renamedFrom")
+    ]
+    problems += [
+        f"{NAMESPACE}:tenants[{i}].name: {t['name']!r} is an offboarded tenant's name ({NAMESPACE}:offboarding), and what "
+        f"offboarding kept goes by it: Vault KV tenants/{t['name']}/*, the signing key {t['name']}-cosign that every cluster "
+        f"trusts for its images, the Harbor project and GitLab group {t['name']}, the backups of {t['name']}-prod; allowed: "
+        f"another name, or first a change that removes its {NAMESPACE}:offboarding entry once that data is deleted "
+        "(a system approver approves it; README: offboarding)"
+        for i, t in enumerate(tenants) if t["name"] not in before and t["name"] in retired
+    ]
+    for name, entry in sorted(before.items()):
+        if name in offboarded:
+            continue
+        isolation, tenant = str(entry.get("isolation", "namespace")), now.get(name, renamed.get(name))
+        if tenant is None:
+            problems.append(f"{NAMESPACE}:tenants: tenant {name!r} is removed without a {NAMESPACE}:offboarding entry; {OFFBOARDING_HINT}")
+        elif str(tenant.get("isolation", "namespace")) != isolation:
+            problems.append(
+                f"{NAMESPACE}:tenants: tenant {tenant['name']!r} switches isolation from {isolation} to "
+                f"{tenant.get('isolation', 'namespace')}, which replaces its namespaces or virtual clusters, without a "
+                f"{NAMESPACE}:offboarding entry for {name!r}; {OFFBOARDING_HINT}"
+            )
+    return problems

@@ -43,7 +43,7 @@ from components.common import QUANTITY, ConfigModel, Ipv4Cidr, ObjectStoreTarget
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
-from platformctl.stack_file import NAMESPACE, ConfigError
+from platformctl.stack_file import NAMESPACE, ConfigError, offboarding_problems, parse_value as _parse
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
 from stacks.services import PLATFORM_NAMESPACES, SERVICES
 
@@ -588,7 +588,7 @@ class Offboarding(Model):
     """A tenant leaving `platform:tenants`, or switching its isolation: the change that says so
     on purpose. Its GitLab group stays and its projects are archived, its Harbor project and
     Vault signing key are left in place (README: offboarding); `platformctl access` refuses a
-    removal or switch without one."""
+    removal or switch without one, and a new tenant may not take the name while the entry stands."""
 
     tenant: DnsLabel
     reason: str = Field(min_length=10, max_length=500)
@@ -927,51 +927,6 @@ def _apps_domain_rules(config: PlatformConfig) -> list[str]:
     if dns is not None and apps is None and dns.apps_hosted_zone_id is not None:
         problems.append(f"{NAMESPACE}:dns.appsHostedZoneId: set without platform:appsDomain; allowed: unset, or set "
                         "platform:appsDomain too")
-    return problems
-
-
-def previous_tenants(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Tenant -> its entry in a stack's config as it was (a base commit's stack file), read
-    leniently: the base need not fit today's config model."""
-    tenants = _parse(raw.get(f"{NAMESPACE}:tenants", "[]"))
-    return {t["name"]: t for t in (tenants if isinstance(tenants, list) else []) if isinstance(t, dict) and isinstance(t.get("name"), str)}
-
-
-def previous_offboarding(raw: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """(tenant, reason) of each offboarding entry in a stack's config as it was, read leniently."""
-    entries = _parse(raw.get(f"{NAMESPACE}:offboarding", "[]"))
-    return {(str(e.get("tenant")), str(e.get("reason"))) for e in (entries if isinstance(entries, list) else []) if isinstance(e, dict)}
-
-
-def offboarding_problems(
-    config: PlatformConfig, previous: Mapping[str, Mapping[str, Any]], previous_entries: set[tuple[str, str]]
-) -> list[str]:
-    """Tenants of the `previous` config (tenant -> entry) that this one removes, or switches to
-    another isolation, without a `platform:offboarding` entry naming them that is new (or
-    reworded) since then: an entry left from an earlier change never covers a later one. And a
-    tenant listed there may not take over another's resources by gaining a `renamedFrom`."""
-    offboarded = {e.tenant for e in config.offboarding if (e.tenant, e.reason) not in previous_entries}
-    now = {t.name: t for t in config.tenants}
-    renamed = {t.renamed_from: t for t in config.tenants if t.renamed_from and t.name not in previous}
-    hint = "allowed: a new entry {tenant: <name>, reason: <why>} in platform:offboarding (README: offboarding)"
-    problems = [
-        f"{NAMESPACE}:tenants[{i}].renamedFrom: tenant {t.name!r} already exists, so it cannot be renamed from "
-        f"{t.renamed_from!r}; allowed: renamedFrom on the entry that replaces the former one under a new name"
-        for i, t in enumerate(config.tenants)
-        if t.name in previous and t.renamed_from and t.renamed_from != previous[t.name].get("renamedFrom")
-    ]
-    for name, entry in sorted(previous.items()):
-        isolation = str(entry.get("isolation", Isolation.NAMESPACE.value))
-        if name in offboarded:
-            continue
-        tenant = now.get(name, renamed.get(name))
-        if tenant is None:
-            problems.append(f"{NAMESPACE}:tenants: tenant {name!r} is removed without a {NAMESPACE}:offboarding entry; {hint}")
-        elif tenant.isolation != isolation:
-            problems.append(
-                f"{NAMESPACE}:tenants: tenant {tenant.name!r} switches isolation from {isolation} to {tenant.isolation.value}, "
-                f"which replaces its namespaces or virtual clusters, without a {NAMESPACE}:offboarding entry for {name!r}; {hint}"
-            )
     return problems
 
 
@@ -1434,16 +1389,6 @@ def _describe(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _parse(value: Any) -> Any:
-    """Pulumi hands config values over as strings; objects and lists are JSON."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
 def load_platform_config(
     raw: Mapping[str, Any], *, stack: str, source: str, secret_keys: set[str],
     previous: Mapping[str, Any] | None = None,
@@ -1491,7 +1436,7 @@ def load_platform_config(
         problems.append(f"{NAMESPACE}:pipeline.rebuildSchedule: stack {stack} is protected (platform:protect), so no schedule may "
                         "destroy it nor log in to its Vault as platform-admin; allowed: false")
     if previous is not None:
-        problems += offboarding_problems(config, previous_tenants(previous), previous_offboarding(previous))
+        problems += offboarding_problems(dict(previous), dict(raw))
     if config.clusters.control_plane.eks is not None and config.dns is None:
         problems.append(f"{NAMESPACE}:dns: required when clusters.controlPlane is EKS; allowed: a mapping with hostedZoneId and acmeEmail")
     problems += _apps_domain_rules(config)

@@ -154,16 +154,16 @@ def test_a_new_tenant_needs_a_system_approver_and_a_removal_an_offboarding_entry
         "{tenant: <name>, reason: <why>} in platform:offboarding (README: offboarding)"]
     assert _offboarding_problems(tmp_path, lambda doc: (edit(doc), _offboard("catalog")(doc))) == []
     changes = _changes(tmp_path, lambda doc: (edit(doc), _offboard("catalog")(doc)))
-    assert changes.requests == []
+    assert changes.requests == [Request("dev", "catalog", ("erin",), (), offboarding="removes the tenant")]  # its owners'
     assert changes.new_tenants == ["dev/ledger"] and changes.removed_tenants == ["dev/catalog"]
     assert changes.system == [SystemChange("dev", "adds tenant ledger")]
     text, approved = report(changes, None, "their merge request")
     assert not approved and "| dev | adds tenant ledger | ❌ waiting for a system approver (rule system-approvers) |" in text
     assert "Removed tenants (offboarded as their platform:offboarding entries say): dev/catalog." in text
-    text, approved = report(changes, Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")
+    text, approved = report(changes, Approvals({"sam", "erin"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")
     assert approved and "| dev | adds tenant ledger | ✅ approved by sam |" in text
     # An approval that no longer stands (withdrawn, or older than the last push) does not count.
-    assert not report(changes, Approvals(set(), {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
+    assert not report(changes, Approvals({"erin"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
 
 
 def test_switching_isolation_needs_an_offboarding_entry(tmp_path: Path) -> None:
@@ -452,7 +452,8 @@ def test_removing_a_tenant_without_an_offboarding_entry_is_an_error(repo: Path) 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "platform:tenants: tenant 'catalog' is removed without a platform:offboarding entry" in result.stderr
     _edit(repo, "prod", _offboard("catalog"))
-    assert _access(repo, _env(None)).returncode == 0
+    result = _access(repo, _env(None))  # valid now, and its owner approves it (tests/test_offboard_attacks.py)
+    assert result.returncode == 1 and "| prod | catalog | removes the tenant | erin | ❌ waiting" in result.stdout
 
 
 def test_an_unreachable_gitlab_is_exit_2(repo: Path) -> None:
