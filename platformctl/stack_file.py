@@ -215,7 +215,8 @@ def offboarding_problems(previous: dict[str, Any], raw: dict[str, Any]) -> list[
     without saying so: a tenant removed, or switched to another isolation, without a `platform:offboarding`
     entry naming it that is new (or reworded) since then (an entry left from an earlier change never
     covers a later one); a tenant listed there that takes over another's resources by gaining a
-    `renamedFrom`; and a new tenant by an offboarded tenant's name (an entry at the base or now): what
+    `renamedFrom`; a former name (`renamedFrom`) whose record goes without an offboarding entry taking
+    over; and a new tenant by an offboarded or former tenant's name (at the base or now): what
     offboarding keeps is named after the tenant alone (Vault KV `tenants/<name>/*`, the transit key
     `<name>-cosign` that every cluster trusts for its images, which OpenBao hands back when a key of
     that name is created again, the Harbor project and GitLab group `<name>`, the Velero backups of
@@ -223,8 +224,12 @@ def offboarding_problems(previous: dict[str, Any], raw: dict[str, Any]) -> list[
     before = {t["name"]: t for t in stack_tenants(previous)}
     entries = offboarding_entries(raw)
     offboarded = {tenant for tenant, reason in entries - offboarding_entries(previous)}
-    retired = {tenant for tenant, _ in entries | offboarding_entries(previous)}
     tenants = stack_tenants(raw)
+    # A rename leaves what went by the former name too (README: renaming a tenant); its `renamedFrom` is
+    # the name's record until an offboarding entry takes over (a second rename, or dropping it, ends it).
+    former = {name: {t["renamedFrom"] for t in found if isinstance(t.get("renamedFrom"), str)}
+              for name, found in (("before", before.values()), ("now", tenants))}
+    retired = {tenant for tenant, _ in entries | offboarding_entries(previous)} | former["before"] | former["now"]
     now = {t["name"]: t for t in tenants}
     renamed = {t["renamedFrom"]: t for t in tenants if isinstance(t.get("renamedFrom"), str) and t["name"] not in before}
     problems = [
@@ -240,6 +245,12 @@ def offboarding_problems(previous: dict[str, Any], raw: dict[str, Any]) -> list[
         f"another name, or first a change that removes its {NAMESPACE}:offboarding entry once that data is deleted "
         "(a system approver approves it; README: offboarding)"
         for i, t in enumerate(tenants) if t["name"] not in before and t["name"] in retired
+    ]
+    problems += [
+        f"{NAMESPACE}:tenants: the former tenant name {name!r} (renamedFrom) loses its record, which keeps it, and what the "
+        f"rename left under it, from a new tenant; allowed: an entry {{tenant: {name}, reason: <why>}} in "
+        f"{NAMESPACE}:offboarding, kept (README: renaming a tenant)"
+        for name in sorted(former["before"] - former["now"] - {tenant for tenant, _ in entries})
     ]
     for name, entry in sorted(before.items()):
         if name in offboarded:

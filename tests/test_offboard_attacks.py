@@ -188,3 +188,30 @@ def test_the_gate_refuses_a_removal_without_an_offboarding_entry_itself(tmp_path
     git(repo, "commit", "--quiet", "-am", "removed without an entry")  # the next push compares with this one
     result = run_in_process(["access", "--base-ref", "HEAD~1", "--stack", "dev", "--no-validate"], repo, {"PYTHONPATH": str(ROOT)})
     assert result.returncode == 1 and "removed without a platform:offboarding entry" in result.stdout
+
+
+def test_a_renamed_tenants_former_name_stays_retired(tmp_path: Path) -> None:
+    """A rename leaves what went by the former name (its Harbor project and images, its signing key, its
+    KV data: README, renaming a tenant), and `renamedFrom` was its only record: dropped, or replaced by a
+    second rename, the former name was free for a new tenant, which got all of that."""
+    base = copy.deepcopy(_document())
+    _tenant(base, "payments").update(name="billing", renamedFrom="payments")
+    dropped = copy.deepcopy(base)
+    del _tenant(dropped, "billing")["renamedFrom"]
+    [problem] = _problems(base, dropped, tmp_path)
+    assert problem.startswith("platform:tenants: the former tenant name 'payments' (renamedFrom) loses its record"), problem
+    assert "allowed: an entry {tenant: payments, reason: <why>} in platform:offboarding" in problem
+    renamed_again = copy.deepcopy(base)
+    _tenant(renamed_again, "billing").update(name="ledger", renamedFrom="billing")
+    assert any("'payments' (renamedFrom) loses its record" in p for p in _problems(base, renamed_again, tmp_path))
+    # Recorded as an offboarding entry, it stays retired: a new tenant may not take it, in this change or later.
+    dropped["config"]["platform:offboarding"].append({"tenant": "payments", "reason": "renamed billing (JIRA-8)"})
+    assert _problems(base, dropped, tmp_path) == []
+    assert any("'payments' is an offboarded tenant's name" in p for p in _problems(base, _readded_as(dropped, "payments"), tmp_path))
+    assert any("which is a tenant too" in p for p in _problems(base, _readded_as(base, "payments"), tmp_path))  # as before
+
+
+def _readded_as(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    doc["config"]["platform:tenants"].append({"name": name, "owners": ["mallory"]})
+    return doc
