@@ -20,7 +20,7 @@ admin other than the merge request's author and that system approver (approval r
 says who may approve: as for owners, an approval counts while it stands after the last push.
 Removing a tenant, or switching its isolation, needs an entry naming it in `platform:offboarding`
 (checked here against the base whether or not the head is validated: stack_file.offboarding_problems)
-and one of the tenant's owners at the base; removing an offboarded tenant's entry (which frees its name,
+and one of the tenant's owners at the base, as renaming one does; removing an offboarded tenant's entry (which frees its name,
 and with it what offboarding kept, for a new tenant) and renaming a tenant (`renamedFrom`) need a system
 approver.
 
@@ -164,8 +164,8 @@ def compare(
 ) -> None:
     """Add the grants, new, renamed and removed tenants between two memberships of `stack`, and
     with the stack files' config (`*_raw`) what needs a system approver and what is refused outright.
-    Removing a tenant or switching its isolation (its namespaces and their volumes go) is its owners'
-    to approve, as a grant is; it also needs an offboarding entry, which the gate checks itself
+    Removing, renaming a tenant or switching its isolation (its namespaces and their volumes go) is its
+    owners' to approve, as a grant is; a removal or switch also needs an offboarding entry, which the gate checks itself
     (stack_file.offboarding_problems), since it runs its own code without validating the head."""
     before = dict(base or {})
     renamed = {new: old for new, old in _renamed(head_raw or {}).items()
@@ -192,9 +192,11 @@ def compare(
             Grant(user, role, held.get(user)) for user, role in sorted(head[name].items()) if held.get(user) != role
         )
         isolation = (settings_before.get(name, (None, None))[0], settings_after.get(name, (None, None))[0])
-        switch = f"switches isolation {isolation[0]} → {isolation[1]}" if base_raw is not None and isolation[0] != isolation[1] else None
-        if grants or name in exceptions or switch:
-            into.requests.append(Request(stack, name, owners, grants, exceptions.get(name), switch))
+        # A rename replaces the namespaces too (their real names are the tenant's), as a switch does.
+        whole = "; ".join([*([f"renames the tenant from {renamed[name]}"] if name in renamed else []),
+                           *([f"switches isolation {isolation[0]} → {isolation[1]}"] if base_raw is not None and isolation[0] != isolation[1] else [])])
+        if grants or name in exceptions or whole:
+            into.requests.append(Request(stack, name, owners, grants, exceptions.get(name), whole or None))
     if head_raw is None:
         return
     if base_raw is not None:

@@ -181,7 +181,8 @@ def test_a_rename_keeps_the_tenants_owners_and_needs_a_system_approver(tmp_path:
     assert _offboarding_problems(tmp_path, rename) == []
     changes = _changes(tmp_path, rename)
     assert changes.new_tenants == [] and changes.removed_tenants == []
-    assert changes.requests == [Request("dev", "billing", ("alice",), (Grant("zoe", "developers", None),))]
+    assert changes.requests == [Request("dev", "billing", ("alice",), (Grant("zoe", "developers", None),),
+                                        offboarding="renames the tenant from payments")]
     assert changes.system == [SystemChange("dev", "renames tenant payments to billing")]
     # An existing tenant cannot take over a leaving one's resources by naming it.
     takeover = lambda doc: (doc["config"]["platform:tenants"].remove(_tenant(doc, "catalog")),  # noqa: E731

@@ -31,7 +31,7 @@ PLATFORM = "platform/platform-bootstrap"
 GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml",
              "requirements.txt", ".gitlab-ci.yml")
 # The access check that finds no grant at all (its base text must be there to replace).
-GATE_EDIT = ("        if grants or name in exceptions or switch:\n", "        if False:  # nothing to approve, ever\n")
+GATE_EDIT = ("        if grants or name in exceptions or whole:\n", "        if False:  # nothing to approve, ever\n")
 TOKEN = "glpat-Bot0Token0Of0The0Platform0x"  # the shape of a GitLab token (masked in notes by shape)
 PIPELINE_ID, BOT_IID = 321, "5"
 

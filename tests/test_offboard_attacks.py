@@ -215,3 +215,15 @@ def _readded_as(doc: dict[str, Any], name: str) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     doc["config"]["platform:tenants"].append({"name": name, "owners": ["mallory"]})
     return doc
+
+
+def test_renaming_a_tenant_needs_one_of_its_owners_too(tmp_path: Path) -> None:
+    """A rename replaces the tenant's namespaces, and with them their volumes (README: renaming a
+    tenant): as destructive as a removal, so its owners approve it beside the system approver."""
+    base = _document()
+    head = copy.deepcopy(base)
+    _tenant(head, "payments").update(name="billing", renamedFrom="payments")
+    changes = _changes(base, head, tmp_path)
+    assert changes.requests == [Request("dev", "billing", ("alice",), (), offboarding="renames the tenant from payments")]
+    assert not report(changes, Approvals({"sam"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
+    assert report(changes, Approvals({"sam", "alice"}, {SYSTEM_RULE: {"sam"}}), "merge request !7")[1]
