@@ -28,7 +28,7 @@ The pipeline runs this check's code as it is at the base (`--no-validate`, .gitl
 merge request that edits the check is judged by the check it edits; such an edit (GATE_FILES)
 needs a system approver too.
 
-Exit codes: 0 nothing to approve or all approved; 1 approvals missing; 2 error.
+Exit codes: 0 nothing to approve or all approved; 1 approvals missing or a change refused (listed in the report); 2 error.
 """
 
 from __future__ import annotations
