@@ -52,6 +52,7 @@ from components.service import ClusterParts, PlatformNamespace, ServiceSettings,
 from components.tenancy import TenantPlatform
 from components.tenant_supply_chain import APPROVED_PROJECT, approved
 from components.versions import BUSYBOX_IMAGE, DRAGONFLY_TAGS
+from policy.labels import TENANT_NODES_TOLERATION
 
 NAMESPACE = "dragonfly-system"
 RELEASE = "dragonfly"
@@ -342,6 +343,8 @@ def chart_values(args: DragonflyArgs, config_checksum: pulumi.Output[str]) -> di
             },
             "config": node_daemon_config(args),
             "metrics": {"enable": False},  # its Service: nothing scrapes it, and the port answers the node alone
+            # Every node pulls Harbor's images through it: tenants' dedicated nodes too (the chart sets no toleration).
+            "tolerations": [dict(TENANT_NODES_TOLERATION)],
             **trust,
         },
     }

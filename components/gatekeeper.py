@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -15,6 +15,7 @@ from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformName
 from components.tenant_secrets import SECRETS_SERVICE_ACCOUNT
 from policy.gatekeeper import (
     cluster_constraints, cluster_mutations, disruption_budget_mutation, local_volume_mutation, sync_config, templates,
+    tenant_node_mutations,
 )
 from policy.labels import TENANT_NAMESPACE_LABEL, managed_by
 
@@ -32,6 +33,9 @@ class GatekeeperArgs(AddOnArgs):
     # hostPath, it skips): on kubeconfig clusters, whether or not their namespaces are backed up yet, so that a
     # volume made before `velero.environments` names them is not left out when it does.
     local_volumes: bool = False
+    # Tenant namespace -> its tenant, for tenants with nodes of their own (`platform:tenants[].dedicatedNodes`): their
+    # pods are placed there (mutators) and must be; no other pod tolerates or selects those nodes (PlatformPodSecurity).
+    dedicated_namespaces: Mapping[str, str] = field(default_factory=dict)
 
 
 class Gatekeeper(ChartAddOn[GatekeeperArgs]):
@@ -72,7 +76,7 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         # A constraint's kind is a CRD its template creates: each waits for its template.
         platform_namespaces = [n.name for n in args.platform_namespaces]
         constraints = cluster_constraints(args.allowed_registries, args.tenant_namespace_selector, platform_namespaces,
-                                          [SECRETS_SERVICE_ACCOUNT])
+                                          [SECRETS_SERVICE_ACCOUNT], args.dedicated_namespaces)
         policies = [
             _custom_resource(
                 f"{cluster.role}-{constraint['metadata']['name']}",
@@ -84,7 +88,8 @@ class Gatekeeper(ChartAddOn[GatekeeperArgs]):
         # Mutators are CRDs of the release itself.
         mutations = [*cluster_mutations(args.tenant_namespace_selector, platform_namespaces),
                      disruption_budget_mutation(args.tenant_namespace_selector, platform_namespaces),
-                     *([local_volume_mutation(args.tenant_namespace_selector, platform_namespaces)] if args.local_volumes else [])]
+                     *([local_volume_mutation(args.tenant_namespace_selector, platform_namespaces)] if args.local_volumes else []),
+                     *(m for ns, tenant in sorted(args.dedicated_namespaces.items()) for m in tenant_node_mutations(ns, tenant))]
         policies += [_custom_resource(f"{cluster.role}-{m['metadata']['name']}", m, child) for m in mutations]
         # What Gatekeeper replicates for the templates that compare an object with others.
         policies.append(_custom_resource(f"{cluster.role}-gatekeeper-sync", sync_config(NAMESPACE), child))
@@ -115,6 +120,7 @@ def on_cluster(parts: ClusterParts, settings: ServiceSettings) -> Gatekeeper:
             tenant_namespace_selector={"matchLabels": {TENANT_NAMESPACE_LABEL: "true"}},
             platform_namespaces=parts.platform_namespaces,
             local_volumes=not parts.cluster.is_eks,
+            dedicated_namespaces=parts.dedicated_namespaces,
             settings=settings,
         ),
     )

@@ -20,6 +20,7 @@ from components.cluster import ClusterHandle
 from components.egress import Reach
 from components.inventory import internal_secret
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
+from policy.labels import TENANT_NODES_TOLERATION
 
 NAMESPACE = "metallb-system"
 API = "metallb.io/v1beta1"
@@ -89,8 +90,9 @@ class MetalLb(ChartAddOn[MetalLbArgs]):
         return []
 
     def values(self, args: MetalLbArgs) -> dict[str, Any]:
-        # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set.
-        return {"frrk8s": {"enabled": False}}
+        # L2 only: no BGP, so neither FRR in the speaker nor the frr-k8s daemon set. The speakers run on every node,
+        # tenants' dedicated ones too.
+        return {"frrk8s": {"enabled": False}, "speaker": {"tolerations": [dict(TENANT_NODES_TOLERATION)]}}
 
     def extend(self, name: str, cluster: ClusterHandle, args: MetalLbArgs) -> None:
         # The pool and its announcement need the chart's CRDs and its validating webhook.

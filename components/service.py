@@ -168,6 +168,8 @@ class ClusterParts:
     # site than `domain`'s so that tenants' cookies never reach the platform; `domain` on stacks without it). `acme`
     # there is that domain's zone.
     apps_domain: str | None = None
+    # Workload clusters: tenant namespace -> its tenant, for tenants with nodes of their own (platform:tenants[].dedicatedNodes).
+    dedicated_namespaces: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def served_domain(self) -> str:

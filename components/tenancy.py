@@ -117,6 +117,9 @@ class TenantArgs:
     pod_security_exception: PodSecurityException | None = None  # granted in stack config
     renamed_from: str | None = None  # the tenant's former name, whose resources it keeps
     ops_layout: OpsLayout = OpsLayout.ENVIRONMENTS
+    # Nodes of its own on the workload clusters (platform:tenants[].dedicatedNodes): its virtual clusters' control planes
+    # are placed there as its other pods are (components/gatekeeper.py places and holds those).
+    dedicated_nodes: bool = False
 
 
 def tenant_group(tenant: str, role: str) -> str:

@@ -65,6 +65,7 @@ from policy.labels import (
     VCLUSTER_MANAGED_BY_LABEL,
     VCLUSTER_NAMESPACE_LABEL,
     pod_security_admission,
+    tenant_node_toleration,
 )
 
 # Role -> the ClusterRole it is bound to, per environment (components/tenant_roles.py).
@@ -273,6 +274,10 @@ def virtual_cluster_values(
             "addVolumes": [{"name": "platform-ca", "configMap": {"name": "platform-ca"}}],
             "addVolumeMounts": [{"name": "platform-ca", "mountPath": "/etc/platform-ca", "readOnly": True}],
         }
+    if tenant.dedicated_nodes:
+        # Placed by the chart, not only by Gatekeeper's mutation (whose webhook fails open, and the constraint then refuses it).
+        control_plane["statefulSet"]["scheduling"] = {"nodeSelector": {TENANT_LABEL: tenant.name},
+                                                      "tolerations": [tenant_node_toleration(tenant.name)]}
     host_namespace = namespace_name(tenant.name, environment)
     return {
         "controlPlane": control_plane,

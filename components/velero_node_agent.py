@@ -27,7 +27,7 @@ from components.helm import grant, metadata
 from components.inventory import Credential, projected_token
 from components.versions import VELERO_IMAGE, VELERO_TAG
 from policy.gatekeeper import node_agent_constraint
-from policy.labels import managed_by
+from policy.labels import TENANT_NODES_TOLERATION, managed_by
 
 DAEMONSET = "node-agent"  # the name Velero looks its DaemonSet up by (pkg/nodeagent/node_agent.go)
 ACCOUNT = "velero-node-agent"
@@ -128,6 +128,8 @@ def daemonset_spec(resources: dict[str, Any], credentials_secret: str) -> dict[s
                 "serviceAccountName": ACCOUNT,
                 "securityContext": {"runAsUser": 0},  # reads every volume's files as their owners wrote them
                 "terminationGracePeriodSeconds": 3600,
+                # On every node whose volumes it copies: tenants' dedicated nodes too.
+                "tolerations": [dict(TENANT_NODES_TOLERATION)],
                 "containers": [{
                     "name": DAEMONSET, "image": IMAGE, "imagePullPolicy": "IfNotPresent",
                     "command": ["/velero"], "args": ["node-agent", "server"], "env": env,

@@ -1,9 +1,18 @@
 """The labels and tags the platform puts on what it creates, and its policies match on: defined once."""
 
 MANAGED_BY = {"platform.io/managed-by": "platform-bootstrap"}
+# Also the label and taint of a tenant's dedicated nodes (`platform.io/tenant=<tenant>:NoSchedule`,
+# platform:tenants[].dedicatedNodes), which only that tenant's pods and the platform's DaemonSets tolerate.
 TENANT_LABEL = "platform.io/tenant"
 ENVIRONMENT_LABEL = "platform.io/environment"
 CLUSTER_LABEL = "platform.io/cluster"
+# What a platform DaemonSet that must run on every node carries to run on tenants' dedicated nodes too.
+TENANT_NODES_TOLERATION = {"key": TENANT_LABEL, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def tenant_node_toleration(tenant: str) -> dict[str, str]:
+    """What a pod of `tenant` carries to run on its dedicated nodes (with the node selector `TENANT_LABEL: tenant`)."""
+    return {"key": TENANT_LABEL, "operator": "Equal", "value": tenant, "effect": "NoSchedule"}
 # On every tenant namespace: what Gatekeeper's tenant-scoped constraints select.
 TENANT_NAMESPACE_LABEL = "platform.io/tenant-namespace"
 # A tenant namespace's Pod Security level: "restricted", or "baseline" where its tenant has an

@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -136,21 +136,36 @@ Model = ConfigModel  # stack YAML: camelCase keys, as Pulumi config writes them;
 # --- clusters -------------------------------------------------------------------------
 
 
-class NodeGroup(Model):
-    name: DnsLabel
+class NodeSizes(Model):
+    """An EKS node group's instances and sizes (totals over the cluster's zones)."""
+
     instance_types: list[str] = Field(min_length=1)
     min_size: int = Field(ge=0, le=1000)
     max_size: int = Field(ge=1, le=1000)
     desired_size: int = Field(ge=0, le=1000)
     disk_size_gib: int = Field(default=50, ge=20, le=16384)
-    labels: dict[str, str] = {}
-    taints: list[Taint] = []  # e.g. a group for CI jobs only (services.gitlabRunner.jobNodes)
 
     @model_validator(mode="after")
-    def _sizes(self) -> NodeGroup:
+    def _sizes(self) -> Self:
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError("sizes must satisfy minSize <= desiredSize <= maxSize")
         return self
+
+
+class NodeGroup(NodeSizes):
+    name: DnsLabel
+    labels: dict[str, str] = {}
+    taints: list[Taint] = []  # e.g. a group for CI jobs only (services.gitlabRunner.jobNodes)
+
+
+class DedicatedNodes(NodeSizes):
+    """A tenant's nodes of its own on the dev and prod clusters (README: Tenants). On EKS, a node group `tenant-<tenant>`
+    of these sizes on each; kubeconfig clusters ignore them (the operator taints and labels nodes), so all may be unset."""
+
+    instance_types: list[str] = []  # required on EKS (PlatformConfig checks it)
+    min_size: int = Field(default=1, ge=0, le=1000)
+    max_size: int = Field(default=3, ge=1, le=1000)
+    desired_size: int = Field(default=1, ge=0, le=1000)
 
 
 class ExistingSubnets(Model):
@@ -566,6 +581,9 @@ class Tenant(Model):
     isolation: Annotated[Isolation, Strict(False)] = Isolation.NAMESPACE
     quota: Quota = Quota()
     pod_security_exception: PodSecurityException | None = None
+    # Nodes no other tenant's pod lands on: containerd reuses a node's unpacked layers by the chain id an image's config
+    # claims (README: P2P distribution, containerd's own store), so images that must stay private need them.
+    dedicated_nodes: DedicatedNodes | None = None
     # The tenant's name before a rename: its resources keep their state (Pulumi aliases), and
     # those whose real names derive from the tenant's name are replaced (README: renaming a tenant).
     renamed_from: DnsLabel | None = None
@@ -979,9 +997,15 @@ def _private_paths(config: PlatformConfig) -> list[str]:
     return problems
 
 
+def dedicated_group_name(tenant: str) -> str:
+    """The node group of a tenant with nodes of its own, on each EKS workload cluster."""
+    return f"tenant-{tenant}"
+
+
 def _zone_groups(config: PlatformConfig) -> list[str]:
     """Each node group is one per zone (components/cluster.py `_node_groups`), each of at most maxSize's share
-    and at least one node: a maxSize below the zones would be raised unasked."""
+    and at least one node: a maxSize below the zones would be raised unasked. The workload clusters' include each
+    dedicated tenant's group (`tenant-<tenant>`, stacks/platform.py `dedicated_node_groups`)."""
     problems = []
     for key, spec in _eks_clusters(config):
         zones = len(spec.availability_zones) if spec.vpc else len(spec.subnets.private if spec.subnets else [])
@@ -991,6 +1015,21 @@ def _zone_groups(config: PlatformConfig) -> list[str]:
                     f"{NAMESPACE}:clusters.{key}.eks.nodeGroups[{i}].maxSize: {group.max_size} is below the cluster's {zones} "
                     f"zones; the group has a node group in each zone, of at least one node; allowed: {zones} or more"
                 )
+        if key == "controlPlane":
+            continue
+        for i, tenant in enumerate(config.tenants):
+            nodes, where = tenant.dedicated_nodes, f"{NAMESPACE}:tenants[{i}].dedicatedNodes"
+            if nodes is None:
+                continue
+            if not nodes.instance_types:
+                problems.append(f"{where}.instanceTypes: empty; clusters.{key} is EKS, where the tenant gets a node group of "
+                                "its own; allowed: one or more instance types such as m7i.large")
+            if nodes.max_size < zones:
+                problems.append(f"{where}.maxSize: {nodes.max_size} is below clusters.{key}'s {zones} zones; the tenant's group "
+                                f"has a node group in each zone, of at least one node; allowed: {zones} or more")
+            if (name := dedicated_group_name(tenant.name)) in {g.name for g in spec.node_groups}:
+                problems.append(f"{NAMESPACE}:clusters.{key}.eks.nodeGroups: the name {name} is that of the group of "
+                                f"tenants[{i}].dedicatedNodes; allowed: another name")
     return problems
 
 

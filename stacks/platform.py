@@ -6,6 +6,7 @@ components receive typed Args.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from components.cluster import (
     ExistingClusterArgs,
     NatGateways,
     NodeGroupArgs,
+    Taint,
 )
 from components import image_verifier, netpol_check
 from components.gitlab import SLICE as GITLAB
@@ -32,8 +34,10 @@ from components import tls
 from components.network import VpcNetwork
 from components.service import WORKLOAD_CLUSTERS, AcmeSettings, CertificateAuthority, ClusterParts
 from components.tenancy import TenantPlatform
+from components.tenant_names import namespace_name
+from policy.labels import TENANT_LABEL
 from platformctl.charts import ChartError, pinned_charts, verified
-from stacks.config import ClusterSpec, ConfigError, PlatformConfig
+from stacks.config import ClusterSpec, ConfigError, PlatformConfig, dedicated_group_name
 from stacks.backups import backup_expectations, build_backup_jobs
 from stacks.control_plane import build_control_plane
 from stacks.promotion import build_public_images
@@ -52,8 +56,28 @@ def spec_of(config: PlatformConfig, role: str) -> ClusterSpec:
     return getattr(config.clusters, next(field for field, name in CLUSTER_NAMES.items() if name == role))
 
 
-def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None) -> ClusterHandle:
-    """`reached_from`: the control plane's VPC, when it peers with this cluster's (EKS both)."""
+def dedicated_namespaces(config: PlatformConfig, role: str) -> dict[str, str]:
+    """A workload cluster's namespaces of tenants with nodes of their own -> their tenant (none on the control plane)."""
+    if role not in WORKLOAD_CLUSTERS:
+        return {}
+    return {namespace_name(t.name, role): t.name for t in config.tenants if t.dedicated_nodes is not None}
+
+
+def dedicated_node_groups(config: PlatformConfig) -> list[NodeGroupArgs]:
+    """A workload cluster's group for each tenant with nodes of its own, `tenant-<tenant>`: tainted and labelled
+    `platform.io/tenant=<tenant>`, which only that tenant's pods tolerate and select (components/gatekeeper.py)."""
+    return [
+        NodeGroupArgs(name=dedicated_group_name(t.name), **nodes.model_dump(), labels={TENANT_LABEL: t.name},
+                      taints=[Taint(key=TENANT_LABEL, value=t.name, effect="NoSchedule")])
+        for t in config.tenants if (nodes := t.dedicated_nodes) is not None
+    ]
+
+
+def cluster_from_spec(
+    role: str, spec: ClusterSpec, protect: bool, reached_from: VpcNetwork | None = None, tenant_groups: Sequence[NodeGroupArgs] = (),
+) -> ClusterHandle:
+    """`reached_from`: the control plane's VPC, when it peers with this cluster's (EKS both). `tenant_groups`: the node
+    groups of tenants with nodes of their own, on EKS (a kubeconfig cluster's nodes are the operator's)."""
     if spec.kubeconfig is not None:
         kc = spec.kubeconfig
         return ExistingCluster(
@@ -77,7 +101,8 @@ def cluster_from_spec(role: str, spec: ClusterSpec, protect: bool, reached_from:
             role=role,
             region=eks.region,
             kubernetes_version=eks.kubernetes_version,
-            node_groups=[NodeGroupArgs(**group.model_dump(exclude={"taints"}), taints=list(group.taints)) for group in eks.node_groups],
+            node_groups=[*(NodeGroupArgs(**group.model_dump(exclude={"taints"}), taints=list(group.taints)) for group in eks.node_groups),
+                         *tenant_groups],
             admin_principal_arns=list(eks.admin_principal_arns),
             vpc_cidr=eks.vpc.cidr if eks.vpc else None,
             availability_zones=eks.availability_zones,
@@ -106,6 +131,7 @@ def add_cluster_addons(
         service_settings=config.services.settings, object_store=config.object_store.target() if config.object_store else None,
         harbor_provider=harbor_provider, backups=backups,
         control_plane_ingress=control_plane_ingress, apps_domain=config.tenant_domain,
+        dedicated_namespaces=dedicated_namespaces(config, cluster.role),
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
@@ -179,7 +205,9 @@ def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dic
     for field, name in CLUSTER_NAMES.items():  # the control plane first: the others' private paths start there
         hub = clusters["control-plane"].network if clusters else None
         spec = getattr(config.clusters, field)
-        handle = replace(cluster_from_spec(name, spec, bool(config.protect), reached_from=hub), local_charts=charts_dir)
+        tenant_groups = dedicated_node_groups(config) if name in WORKLOAD_CLUSTERS else []
+        handle = replace(cluster_from_spec(name, spec, bool(config.protect), reached_from=hub, tenant_groups=tenant_groups),
+                         local_charts=charts_dir)
         # First on each cluster (EKS always): the check that its CNI enforces NetworkPolicy, which every namespace waits for.
         checked = spec.kubeconfig is None or spec.kubeconfig.network_policy_check
         clusters[name] = netpol_check.checked(handle) if checked else handle

@@ -154,6 +154,7 @@ def build_tenants(platform: TenantPlatform, config: PlatformConfig) -> None:
                 pod_security_exception=pod_security_exception(tenant.pod_security_exception),
                 renamed_from=tenant.renamed_from,
                 ops_layout=tenant.ops_layout,
+                dedicated_nodes=tenant.dedicated_nodes is not None,
             ),
             platform,
         )

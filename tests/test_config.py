@@ -127,7 +127,7 @@ BAD_CONFIGS = [
     ("tenant without owners", DEV, deleting(T, 1, "owners"), "platform:tenants[1].owners", "required"),
     ("tenant owners empty", DEV, setting(T, 1, "owners", value=[]), "platform:tenants[1].owners", "at least 1"),
     ("tenant unknown role key", DEV, setting(T, 0, "admins", value=["zoe"]), "platform:tenants[0].admins",
-     "allowed: developers, isolation, name, ops, opsLayout, owners, podSecurityException, quota"),
+     "allowed: dedicatedNodes, developers, isolation, name, ops, opsLayout, owners, podSecurityException, quota"),
     ("tenant isolation unknown", DEV, setting(T, 0, "isolation", value="cluster"), "platform:tenants[0].isolation",
      "'namespace' or 'vcluster'"),
     ("duplicate tenant names", DEV, setting(T, 1, "name", value="payments"), "platform:tenants", "repeated: payments"),

@@ -173,6 +173,34 @@ def admission(plan: dict[str, Any], cluster: str, obj: dict[str, Any], operation
     return [c["kind"] for c in selected], failures
 
 
+def assigned(plan: dict[str, Any], cluster: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` as the node placement mutators the plan declares on `cluster` leave it (dedicated tenant nodes): a map key
+    (`spec.nodeSelector."<key>"`) and a list item by its key (`spec.tolerations[key: "<key>"]`, which replaces it). The
+    other mutators (pull Always, budgets, volumes) are left out."""
+    namespace = cluster_views(plan)[cluster].namespaces[obj["metadata"]["namespace"]]
+    obj = copy.deepcopy(obj)
+    for mutator in (r["inputs"] for r in declared(plan) if r["cluster"] == cluster and r["inputs"]["kind"] == "Assign"):
+        spec = mutator["spec"]
+        if not any(obj["kind"] in a["kinds"] for a in spec["applyTo"]) or not matches(spec["match"], obj, namespace):
+            continue
+        location, value = spec["location"], spec["parameters"]["assign"]["value"]
+        if ".nodeSelector." in location:
+            path, key = location.split(".nodeSelector.")
+            node = obj
+            for part in path.split("."):
+                node = node.setdefault(part, {})
+            node.setdefault("nodeSelector", {})[key.strip('"')] = value
+        elif ".tolerations[" in location:
+            path, selector = location.split(".tolerations[")
+            field, wanted = (s.strip().strip('"') for s in selector.rstrip("]").split(":", 1))
+            node = obj
+            for part in path.split("."):
+                node = node.setdefault(part, {})
+            kept = [t for t in node.get("tolerations") or [] if t.get(field) != wanted]
+            node["tolerations"] = [*kept, value]
+    return obj
+
+
 def webhook_exempt(view: ClusterView, namespace: str) -> bool:
     labels = view.namespaces.get(namespace, {}).get("metadata", {}).get("labels", {})
     return namespace in view.exempt_flags and IGNORE_LABEL in labels

@@ -25,7 +25,7 @@ from platformctl.charts import chart_path
 from platformctl.helm_render import builtin_api_versions, render_release
 from components.tenancy import ENVIRONMENTS
 from tests.golden_path import HOPS, RELEASE, Plan, walk
-from tests.test_gatekeeper_plan import admission
+from tests.test_gatekeeper_plan import admission, assigned
 from tests.test_helm_render import kubernetes_versions
 from tests.validation import crd_errors, is_custom_resource, kubernetes_errors
 
@@ -228,6 +228,8 @@ def test_argo_rollouts_inside_a_virtual_cluster_renders_and_passes_the_hosts_con
     pod = {"apiVersion": "v1", "kind": "Pod", "spec": deployment["spec"]["template"]["spec"],
            "metadata": {**deployment["spec"]["template"]["metadata"], "name": "argo-rollouts", "namespace": f"{VIRTUAL_TENANT}-{environment}"}}
     namespace = pod["metadata"]["namespace"]
+    # Placed on the tenant's own nodes where it has them (Pulumi.prod.yaml's catalog), by the host's mutators.
+    pod = assigned(plan, environment, pod)
     selected, failures = admission(plan, environment, pod, user=f"system:serviceaccount:{namespace}:vc-{namespace}")  # its syncer
     assert failures == []
     assert {"PlatformAllowedRegistries", "PlatformPodRestricted", "PlatformRequiredProbes", "PlatformPodDisruption"} <= set(selected)

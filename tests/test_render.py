@@ -89,7 +89,9 @@ def test_prod_stack_builds_three_eks_clusters(renders: dict[str, Render]) -> Non
     # A node group per configured group and zone (tests/test_eks_zones.py), its share of the configured sizes.
     zones = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
     configured = [f"control-plane-{g}" for g in ("ci", "ci-release", "deploy", "platform-ci", "system")] + ["dev-general", "prod-general"]
-    assert sorted(g["name"] for g in groups) == [f"{group}-{zone}" for group in configured for zone in zones]
+    # And on each workload cluster the group of the tenant with nodes of its own (catalog's dedicatedNodes).
+    configured += ["dev-tenant-catalog", "prod-tenant-catalog"]
+    assert sorted(g["name"] for g in groups) == sorted(f"{group}-{zone}" for group in configured for zone in zones)
     system = [g["inputs"]["scalingConfig"] for g in groups if g["name"].startswith("control-plane-system-")]
     assert system == [{"desiredSize": 1, "maxSize": 2, "minSize": 1}] * 3  # 3, 6 and 3 over three zones
     # Cluster admins: the configured principal and the pipeline's deploy role; readers: the pipeline's plan role

@@ -25,12 +25,12 @@ import copy
 import re
 from functools import cache
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL
+from policy.labels import ENVIRONMENT_LABEL, POD_SECURITY_LABEL, TENANT_LABEL, tenant_node_toleration
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -115,7 +115,7 @@ def _constraint(
 
 def cluster_constraints(
     allowed_registries: list[str], tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str],
-    platform_service_accounts: Sequence[str] = (),
+    platform_service_accounts: Sequence[str] = (), dedicated_namespaces: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The Constraints every cluster gets.
 
@@ -125,6 +125,8 @@ def cluster_constraints(
     `platform_namespaces`: the platform's own namespaces, outside every constraint here (their
     charts pull from upstream registries, and some legitimately need host access).
     `platform_service_accounts`: the platform's accounts in tenant namespaces, which no tenant pod may run as.
+    `dedicated_namespaces`: tenant namespace -> its tenant, for tenants with nodes of their own (tainted and
+    labelled `TENANT_LABEL=<tenant>`): their pods must select and tolerate those nodes, and no other pod may.
     """
     if not allowed_registries:
         raise ValueError("allowed_registries must name at least one registry")
@@ -156,7 +158,9 @@ def cluster_constraints(
         _constraint("PlatformDisallowedTags", "platform-disallowed-tags", everywhere),
         _constraint("PlatformContainerResources", "platform-container-resources", everywhere),
         _constraint("PlatformRequiredProbes", "platform-required-probes", tenant_pods),
-        _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods, {"serviceAccounts": list(platform_service_accounts)}),
+        _constraint("PlatformPodSecurity", "platform-pod-security", tenant_pods, {
+            "serviceAccounts": list(platform_service_accounts), "tenantNodeKey": TENANT_LABEL,
+            "dedicatedNamespaces": dict(sorted((dedicated_namespaces or {}).items()))}),
         _constraint("PlatformPodRestricted", "platform-pod-restricted", restricted_pods),
         _constraint("PlatformPodDisruption", "platform-pod-disruption", tenant_pods,
                     {"maxTerminationGracePeriodSeconds": MAX_TERMINATION_GRACE_SECONDS}),
@@ -202,6 +206,32 @@ def cluster_mutations(tenant_namespace_selector: dict[str, Any], platform_namesp
                 },
             })
     return mutations
+
+
+def tenant_node_mutations(namespace: str, tenant: str) -> list[dict[str, Any]]:
+    """Assign mutators placing every Pod and workload template of `namespace` on the nodes of `tenant`, tainted and
+    labelled `TENANT_LABEL=<tenant>`: the node selector and the toleration, replacing any toleration of that key. The
+    webhook fails open, so PlatformPodSecurity (`dedicatedNamespaces`) refuses a pod without them. A quoted path
+    element may hold `.` and `/` (gatekeeper pkg/mutation/path/token/scanner.go `readString`)."""
+    if not _DNS_LABEL.match(namespace) or not _DNS_LABEL.match(tenant):
+        raise ValueError(f"{namespace}/{tenant} is not a namespace and tenant name")
+    placements = (("node-selector", "nodeSelector.\"{key}\"", tenant),
+                  ("toleration", 'tolerations[key: "{key}"]', tenant_node_toleration(tenant)))
+    return [
+        {
+            "apiVersion": MUTATIONS_API_VERSION,
+            "kind": "Assign",
+            "metadata": {"name": f"{namespace}-{kinds[0].lower()}-tenant-{what}"},
+            "spec": {
+                "applyTo": [{"groups": [group], "kinds": list(kinds), "versions": [version]}],
+                "match": {"scope": "Namespaced", "kinds": [{"apiGroups": [group], "kinds": list(kinds)}], "namespaces": [namespace]},
+                "location": f"{path}.{field.format(key=TENANT_LABEL)}",
+                "parameters": {"assign": {"value": copy.deepcopy(value)}},
+            },
+        }
+        for group, version, kinds, path in _POD_SPEC_LOCATIONS
+        for what, field, value in placements
+    ]
 
 
 def local_volume_mutation(tenant_namespace_selector: dict[str, Any], platform_namespaces: Sequence[str]) -> dict[str, Any]:
