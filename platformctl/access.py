@@ -50,6 +50,7 @@ import requests
 from platformctl import gitlab_api
 from platformctl.stack_file import (
     NAMESPACE, ConfigError, RenderError, loaded, offboarding_entries, offboarding_problems, parse_stack_file, read_stack_text,
+    stack_tenants,
 )
 
 ROLES = ("owners", "ops", "developers")
@@ -215,12 +216,10 @@ def compare(
 
 def _tenant_settings(raw: dict[str, str]) -> dict[str, tuple[Any, Any]]:
     """Tenant -> (isolation, what its pod security exception allows or None), read leniently (the base may be old)."""
-    tenants = loaded(raw, "tenants")
     found = {}
-    for tenant in tenants if isinstance(tenants, list) else []:
-        if isinstance(tenant, dict) and isinstance(tenant.get("name"), str):
-            exception = tenant.get("podSecurityException")
-            found[tenant["name"]] = (tenant.get("isolation", "namespace"), _allowances(exception) if isinstance(exception, dict) else None)
+    for tenant in stack_tenants(raw):
+        exception = tenant.get("podSecurityException")
+        found[tenant["name"]] = (tenant.get("isolation", "namespace"), _allowances(exception) if isinstance(exception, dict) else None)
     return found
 
 
@@ -254,9 +253,7 @@ def _unordered(value: Any) -> Any:
 
 def _renamed(raw: dict[str, str]) -> dict[str, str]:
     """Tenant -> the name it is renamed from (`renamedFrom`)."""
-    tenants = loaded(raw, "tenants")
-    return {t["name"]: t["renamedFrom"] for t in tenants if isinstance(t, dict) and isinstance(t.get("name"), str)
-            and isinstance(t.get("renamedFrom"), str)} if isinstance(tenants, list) else {}
+    return {t["name"]: t["renamedFrom"] for t in stack_tenants(raw) if isinstance(t.get("renamedFrom"), str)}
 
 
 # --- stack files -------------------------------------------------------------------------
