@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import ipaddress
 import json
@@ -920,7 +921,10 @@ def _extended_namespace(namespace: str, where: str, namespaces: Mapping[str, str
     ]
 
 
-PUBLIC_SUFFIXES = PublicSuffixList()  # the Public Suffix List the pinned package ships: no fetch
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List the pinned package ships (no fetch), parsed once and only where an appsDomain is checked."""
+    return PublicSuffixList()
 
 
 def _apps_domain_rules(config: PlatformConfig) -> list[str]:
@@ -930,7 +934,7 @@ def _apps_domain_rules(config: PlatformConfig) -> list[str]:
     apps, dns = config.apps_domain, config.dns
     problems = []
     if apps is not None:
-        site, platform_site = PUBLIC_SUFFIXES.privatesuffix(apps), PUBLIC_SUFFIXES.privatesuffix(config.domain)
+        site, platform_site = public_suffixes().privatesuffix(apps), public_suffixes().privatesuffix(config.domain)
         if site is None or site == platform_site:
             what = "is a public suffix" if site is None else f"is under {site}, platform:domain's registrable domain too"
             problems.append(
@@ -1458,6 +1462,8 @@ def load_platform_config(
                 line = f"{_key_path(loc)}: unknown key; allowed: {', '.join(allowed)}"
             problems.append(line)
         raise ConfigError(source, problems) from None
+    if config.protect is None:
+        config = config.model_copy(update={"protect": stack == "prod"})
 
     # Each secret value must itself be secret: per leaf where the stack file says which leaves
     # are (`platform:identity.oidc.clientSecret`), per key where only the runtime's key secrecy is known.
@@ -1471,7 +1477,7 @@ def load_platform_config(
             )
     problems += config.collisions() + _stack_rules(config, stack)
     problems += _backup_rules(config, stack)
-    if config.pipeline.rebuild_schedule and (config.protect if config.protect is not None else stack == "prod"):
+    if config.pipeline.rebuild_schedule and config.protect:
         problems.append(f"{NAMESPACE}:pipeline.rebuildSchedule: stack {stack} is protected (platform:protect), so no schedule may "
                         "destroy it nor log in to its Vault as platform-admin; allowed: false")
     if previous is not None:
@@ -1488,6 +1494,4 @@ def load_platform_config(
     problems += _writer_key_rules(config)
     if problems:
         raise ConfigError(source, problems)
-    if config.protect is None:
-        config = config.model_copy(update={"protect": stack == "prod"})
     return config
