@@ -107,7 +107,9 @@ def test_the_trust_settings_are_what_the_plan_trusts(renders: dict[str, Render])
 # --- what the gate's process runs: its dependencies -----------------------------------------------
 
 
-PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
+# A locked requirement (.ci/lock): an exact pin, perhaps an environment marker (no path or URL in it), each
+# file's hash on a line of its own.
+PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+( ; [^\\@/:]+)?|--hash=sha256:[0-9a-f]{64})( \\)?$")
 
 
 def test_a_merge_request_that_changes_the_gates_dependencies_needs_a_system_approver(tmp_path: Path) -> None:
@@ -136,7 +138,7 @@ def test_a_merge_request_that_changes_the_gates_dependencies_needs_a_system_appr
 
 def test_the_gates_requirements_name_no_other_file() -> None:
     """pip reads what requirements.txt includes (`-r`, `-c`), a local path or a URL it names: each would be
-    the gate's too without being a gate file. So requirements.txt holds exact pins and comments only."""
+    the gate's too without being a gate file. So requirements.txt holds exact pins, their hashes and comments only."""
     root = Path(__file__).resolve().parent.parent
     lines = [line.split("#", 1)[0].strip() for line in (root / "requirements.txt").read_text().splitlines()]
     assert [line for line in lines if line and not PINNED.match(line)] == []

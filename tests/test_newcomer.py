@@ -38,19 +38,28 @@ def test_readme_links_only_to_files_in_the_repository() -> None:
     assert links and not [target for target in links if not (ROOT / target).exists()]
 
 
-def test_every_test_only_pin_stays_out_of_the_render_set() -> None:
-    def pins(name: str) -> set[str]:
-        return {line.split("==")[0].lower() for line in (ROOT / name).read_text().splitlines() if "==" in line and not line.startswith("#")}
+def pinned(name: str) -> dict[str, str]:
+    """A requirements file's pins: normalized name to `name==version` (markers and hashes left out)."""
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        requirement = line.split(";")[0].split(" --hash")[0].strip(" \\")
+        if "==" in requirement and not line.lstrip().startswith("#"):
+            project, version = requirement.split("==")
+            found[re.sub(r"[-_.]+", "-", project.split("[")[0]).lower()] = version
+    return found
 
-    render, tests = pins("requirements.txt"), pins("requirements-test.txt") | pins("requirements-opa.txt")
+
+def pins(name: str) -> set[str]:
+    return set(pinned(name))
+
+
+def test_every_test_only_pin_stays_out_of_the_render_set() -> None:
+    render, tests = pins("requirements.in"), pins("requirements-test.in") | pins("requirements-opa.txt")
     assert {"pytest", "hypothesis", "opa-golib-python-bindings"} <= tests and not render & tests
 
 
 def test_the_render_set_pins_every_package_the_program_and_platformctl_import() -> None:
     # ./quickstart installs requirements.txt alone: an import only the test set provides breaks it.
-    def pins(name: str) -> set[str]:
-        return {line.split("==")[0].lower().replace("_", "-") for line in (ROOT / name).read_text().splitlines() if "==" in line and not line.startswith("#")}
-
     distributions = importlib.metadata.packages_distributions()
     sources = [ROOT / "__main__.py", *(p for d in ("components", "stacks", "platformctl", "policy") for p in (ROOT / d).rglob("*.py"))]
     imported = {
@@ -80,8 +89,54 @@ def installed_with(pinned: set[str]) -> set[str]:
         found.add(name)
         for requirement in requirements:
             if "extra ==" not in requirement:
-                pending.append(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-"))
+                pending.append(re.sub(r"[-_.]+", "-", re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]).lower())
     return found
+
+
+LOCKS = {"requirements.txt": "requirements.in", "requirements-test.txt": "requirements-test.in"}
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_no_dependency_floats_into_an_install(lock: str) -> None:
+    """The attack: a new release of a package the pins only depend on (grpcio, semver, protobuf's
+    users...) is on PyPI, and the next deploy job, which holds the deploy role, Vault's deploy token
+    and Pulumi Cloud's, installs it. A lock pins every package pip installs for it, at one version."""
+    locked = pins(lock) | (pins("requirements.txt") if lock != "requirements.txt" else set())
+    assert installed_with(locked) - locked == set()
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_every_locked_package_names_the_hashes_of_its_files(lock: str) -> None:
+    # pip then installs those bytes or nothing: not a file re-uploaded under a new platform tag, nor
+    # what a poisoned pip cache holds for that version.
+    entries = re.split(r"\n(?=[A-Za-z])", (ROOT / lock).read_text().split("\n", 2)[2])
+    assert len(entries) == len(pinned(lock)) > 40
+    unhashed = [entry.split()[0] for entry in entries if not re.search(r"--hash=sha256:[0-9a-f]{64}", entry)]
+    assert unhashed == []
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_a_lock_keeps_the_exact_versions_its_input_pins(lock: str) -> None:
+    wanted, locked = pinned(LOCKS[lock]), pinned(lock)
+    assert {name: version for name, version in wanted.items() if locked.get(name) != version} == {}
+
+
+def test_the_test_lock_takes_the_program_locks_versions() -> None:
+    program, tests = pinned("requirements.txt"), pinned("requirements-test.txt")
+    assert {name for name in program.keys() & tests.keys() if program[name] != tests[name]} == set()
+
+
+def test_every_pip_install_requires_hashes() -> None:
+    """Also where pip is not run by .ci/install: the pipeline's jobs and the merge-request bot."""
+    from components.merge_request_bot import CI_TEMPLATE
+
+    installs = [
+        line for path in (INSTALL, ROOT / ".gitlab-ci.yml", CI_TEMPLATE)
+        for line in path.read_text().splitlines() if re.search(r"pip\S*\)? install\b", line) and "-r" in line or "pip=(" in line
+    ]
+    # The gate's own lock alone goes without the flag: a gate commit from before the lock has no hashes.
+    unchecked = [line.strip() for line in installs if "--require-hashes" not in line and "build/gate/" not in line]
+    assert len(installs) == 5 and unchecked == []
 
 
 @pytest.fixture()
