@@ -29,6 +29,11 @@ class AwsWorkloadIdentity:
     region: str
 
 
+def service_trust(service: str) -> dict[str, Any]:
+    """A trust policy that lets an AWS service (`ec2.amazonaws.com`, `s3.amazonaws.com`) assume the role."""
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+
+
 def web_identity_trust(
     provider_arn: str, issuer_url: str, equals: dict[str, str], like: dict[str, str] | None = None
 ) -> dict[str, Any]:

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import json
 from urllib.parse import urlparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, private_bucket, workload_role
+from components.aws import AwsWorkloadIdentity, history_key_tags, irsa_credential, private_bucket, service_trust, workload_role
 from components.cluster import ClusterHandle
 from components.egress import store_egress
 from components.helm import metadata, workload_service_account
@@ -93,6 +93,18 @@ class BackupSettings:
     target: BackupTarget | None = None
     # Kubeconfig stacks: writer (WRITER_GRANTS) -> its own key; stacks/config.py requires one per writer the stack declares.
     writer_keys: Mapping[str, WriterKey] = field(default_factory=dict, hash=False)
+    copy_region: str | None = None  # EKS: where S3 and RDS keep a copy of every backup
+
+
+@dataclass(frozen=True)
+class BackupCopy:
+    """EKS: the copy of every backup in `region` (`platform:backups.copyRegion`): a bucket locked like the stack's, which
+    S3 replicates the whole backup bucket into, under a key of that region, which also encrypts RDS's replicated backups."""
+
+    provider: pulumi.ProviderResource
+    region: str
+    bucket: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,7 @@ class BackupStoreArgs:
     aws: AwsWorkloadIdentity | None  # the control plane's, on EKS
     protect: bool
     inventory: CredentialInventory
+    copy_bucket_name: str | None = None  # EKS with settings.copy_region: the copy's bucket
 
 
 @dataclass(frozen=True)
@@ -129,8 +142,10 @@ class BackupExpectation:
     with `outcome` "velero", the newest is a Velero backup's velero-backup.json, whose phase must be Completed."""
 
     writer: pulumi.Input[str]  # "<kind> <namespace>/<name>" of what writes it
-    store: str  # "backups" (platform:backups), "objectStore" (platform:objectStore) or "rds" (an RDS instance's own)
-    bucket: pulumi.Input[str]  # "rds": the instance's identifier
+    # "backups" (platform:backups), "objectStore" (platform:objectStore), "rds" (an RDS instance's own), "backups-copy" and
+    # "rds-copy" (their copies in platform:backups.copyRegion)
+    store: str
+    bucket: pulumi.Input[str]  # "rds", "rds-copy": the instance's identifier
     endpoint: str | None  # an S3-compatible store's; None: AWS
     region: str
     prefix: pulumi.Input[str]
@@ -177,6 +192,7 @@ class BackupStore(pulumi.ComponentResource):
     region: str
     endpoint: str | None  # an S3-compatible target's; None: AWS
     kms_key_arn: pulumi.Output[str] | None  # EKS only
+    copy: BackupCopy | None  # EKS with platform:backups.copyRegion
     settings: BackupSettings
 
     def __init__(self, name: str, args: BackupStoreArgs, opts: pulumi.ResourceOptions | None = None):
@@ -187,12 +203,15 @@ class BackupStore(pulumi.ComponentResource):
         # Every backup of the stack, this store's and the databases' own archives: `backupExpectations`.
         self.expectations: list[BackupExpectation] = []
         target = args.settings.target
-        self.kms_key_arn = None
+        self.kms_key_arn, self.copy = None, None
         self.endpoint = None
         self.networks: tuple[str, ...] = ()
         if args.aws is not None:
             self.region = args.aws.region
-            self.bucket, self.kms_key_arn = self._bucket(name, args, args.aws)
+            self.bucket, self.kms_key_arn = self._bucket(name, args.bucket_name, args, args.aws)
+            if args.settings.copy_region is not None:
+                assert args.copy_bucket_name is not None, "stacks/backups.py names the copy's bucket"
+                self.copy = self._copy(name, args.settings.copy_region, args.copy_bucket_name, args, args.aws)
         elif target is not None:
             self.region, self.endpoint, self.networks = target.region, target.endpoint, target.networks
             self.bucket = pulumi.Output.from_input(target.bucket)
@@ -206,9 +225,33 @@ class BackupStore(pulumi.ComponentResource):
         return store_egress(self.endpoint, self.networks)
 
     def expect(self, writer: str, prefix: str, pattern: str, schedule: str, outcome: str | None = None) -> None:
-        """Record that `writer` puts a key matching `pattern` under `prefix` of this store on `schedule`."""
+        """Record that `writer` puts a key matching `pattern` under `prefix` of this store on `schedule` (and that S3
+        copies it to the copy region, where it is held to the same schedule)."""
         self.expectations.append(
             BackupExpectation(writer, "backups", self.bucket, self.endpoint, self.region, prefix, pattern, schedule, outcome))
+        if self.copy is not None:
+            self.expectations.append(
+                BackupExpectation(writer, "backups-copy", self.copy.bucket, None, self.copy.region, prefix, pattern, schedule, outcome))
+
+    def database(self, name: str, instance: aws.rds.Instance, region: str, retention_days: int, parent: pulumi.Resource,
+                 protect: bool) -> None:
+        """An RDS instance's automated backups, its only point-in-time history: held to RDS's 5-minute archiving of the
+        transaction log (its LatestRestorableTime; none while they are off), and with a copy region, replicated there
+        under the copy's key and held to the same."""
+        every_5_minutes = "*/5 * * * *"
+        self.expectations.append(BackupExpectation(
+            f"DBInstance {name}", "rds", instance.identifier, None, region, "", "", every_5_minutes))
+        if self.copy is None:
+            return
+        aws.rds.InstanceAutomatedBackupsReplication(
+            f"{name}-copy",
+            source_db_instance_arn=instance.arn,
+            kms_key_id=self.copy.kms_key_arn,  # the instances are encrypted: a key of the copy's region
+            retention_period=retention_days,
+            opts=pulumi.ResourceOptions(parent=parent, provider=self.copy.provider, protect=protect),
+        )
+        self.expectations.append(BackupExpectation(
+            f"DBInstance {name}", "rds-copy", instance.identifier, None, self.copy.region, "", "", every_5_minutes))
 
     def writer_key(self, writer: str, holder: str, secret: str) -> WriterKey:
         """Kubeconfig stacks: `writer`'s own key, registered in the inventory as `holder` keeps it in the Secret named
@@ -230,8 +273,11 @@ class BackupStore(pulumi.ComponentResource):
             lambda secret: s3cmd_config(target.region, host, host, (key.access_key_id, secret))
         )
 
-    def _bucket(self, name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """The bucket: KMS-encrypted, versioned, locked for the retention, expiring after it."""
+    def _bucket(
+        self, name: str, bucket_name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """A bucket in `identity`'s region: KMS-encrypted with a key of its own, versioned, locked for the retention,
+        expiring after it."""
         days, opts = args.settings.retention_days, pulumi.ResourceOptions(parent=self, provider=identity.provider)
         key = aws.kms.Key(
             name,
@@ -242,7 +288,7 @@ class BackupStore(pulumi.ComponentResource):
             # Losing the key loses every backup.
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=args.protect)),
         )
-        bucket = private_bucket(name, args.bucket_name, identity, args.protect, self, kms_key_arn=key.arn, object_lock=True)
+        bucket = private_bucket(name, bucket_name, identity, args.protect, self, kms_key_arn=key.arn, object_lock=True)
         aws.s3.BucketObjectLockConfiguration(
             name,
             bucket=bucket.bucket,
@@ -256,6 +302,41 @@ class BackupStore(pulumi.ComponentResource):
         )
         aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.bucket, rules=lifecycle_rules(days), opts=opts)
         return bucket.bucket, key.arn
+
+    def _copy(self, name: str, region: str, bucket_name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity) -> BackupCopy:
+        """The copy region's bucket, locked and kept as long as the stack's, and S3's replication of the whole backup
+        bucket into it. Deletions arrive as delete markers: the copy's versions stay, locked, and expire as the
+        source's do. S3 replicates what is written from now on (README: S3 Batch Replication copies what was there)."""
+        provider = aws.Provider(f"{name}-copy", region=region, opts=pulumi.ResourceOptions(parent=self))
+        bucket, key_arn = self._bucket(f"{name}-copy", bucket_name, args, replace(identity, provider=provider, region=region))
+        opts = pulumi.ResourceOptions(parent=self, provider=identity.provider)
+        role = aws.iam.Role(f"{name}-replication", assume_role_policy=json.dumps(service_trust("s3.amazonaws.com")),
+                            tags=MANAGED_BY, opts=opts)
+        policy = pulumi.Output.all(self.bucket, self.kms_key_arn, bucket, key_arn).apply(
+            lambda a: json.dumps(replication_policy(a[0], a[1], identity.region, a[2], a[3], region)))
+        aws.iam.RolePolicy(f"{name}-replication", role=role.name, policy=policy, opts=opts)
+        aws.s3.BucketReplicationConfig(
+            name,
+            bucket=self.bucket,
+            role=role.arn,
+            rules=[aws.s3.BucketReplicationConfigRuleArgs(
+                id="copy-region",
+                status="Enabled",
+                filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=""),  # the whole bucket
+                delete_marker_replication=aws.s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(status="Enabled"),
+                # Every object is encrypted with the stack's key: S3 replicates none of them unless told to.
+                source_selection_criteria=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaArgs(
+                    sse_kms_encrypted_objects=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaSseKmsEncryptedObjectsArgs(
+                        status="Enabled")),
+                destination=aws.s3.BucketReplicationConfigRuleDestinationArgs(
+                    bucket=bucket.apply(lambda b: f"arn:aws:s3:::{b}"),
+                    encryption_configuration=aws.s3.BucketReplicationConfigRuleDestinationEncryptionConfigurationArgs(
+                        replica_kms_key_id=key_arn)),
+            )],
+            # Both buckets are versioned from their creation (Object Lock turns versioning on), as replication needs.
+            opts=opts,
+        )
+        return BackupCopy(provider, region, bucket, key_arn)
 
     def writer(
         self,
@@ -325,6 +406,22 @@ def lifecycle_rules(days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleAr
     # Velero (components/velero.py) deletes its own backups when their ttl ends, and its kopia repositories
     # keep using old blobs: only what it deleted (noncurrent versions) expires here.
     return [rule("vault", expiration=expiry), rule("gitlab", expiration=expiry), rule("harbor"), rule("velero")]
+
+
+def replication_policy(source: str, source_key: str, source_region: str, copy: str, copy_key: str, copy_region: str) -> dict[str, Any]:
+    """S3's replication role (AWS: S3 User Guide, "Setting up permissions for live replication", with Object Lock and
+    SSE-KMS): read the source's object versions with their locks, decrypt them through S3 there, encrypt them through
+    S3 in the copy's region, and write them into the copy. Nothing that deletes a version or lifts a lock."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"], "Resource": f"arn:aws:s3:::{source}"},
+        {"Effect": "Allow", "Action": ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging",
+                                       "s3:GetObjectRetention", "s3:GetObjectLegalHold"], "Resource": f"arn:aws:s3:::{source}/*"},
+        {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"], "Resource": f"arn:aws:s3:::{copy}/*"},
+        {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": source_key,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{source_region}.amazonaws.com"}}},
+        {"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": copy_key,
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{copy_region}.amazonaws.com"}}},
+    ]}
 
 
 def writer_policy(

@@ -144,17 +144,26 @@ class PipelineIdentityArgs:
     reviewed_previews: IdentityTokens | None = None
 
 
-def watch_policy(bucket: str, key_arn: str, region: str) -> dict[str, Any]:
+def watch_policy(bucket: str, key_arn: str, region: str, copy: tuple[str, str, str] | None = None) -> dict[str, Any]:
     """The backup watch role's: list the bucket's keys (and their times), read how each Velero backup ended
     (its velero-backup.json, decrypted only through S3 and so only where S3 lets the role read), and describe the
-    RDS instances (their automated backups' latest restorable time); nothing else."""
+    RDS instances (their automated backups' latest restorable time); nothing else. With `copy` (its bucket, key and
+    region), the same of the copy, whose RDS backups are described as replicated automated backups."""
+    stores = [(bucket, key_arn, region), *([copy] if copy else [])]
+
+    def each(form: str) -> str | list[str]:
+        found = [form.format(bucket=b, key=k, region=r) for b, k, r in stores]
+        return found[0] if len(found) == 1 else found
+
+    databases = ["rds:DescribeDBInstances", *(["rds:DescribeDBInstanceAutomatedBackups"] if copy else [])]
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
-        {"Sid": "ReadVeleroOutcomes", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/{VELERO_OUTCOMES}"},
-        {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
+        {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": each("arn:aws:s3:::{bucket}")},
+        {"Sid": "ReadVeleroOutcomes", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": each("arn:aws:s3:::{bucket}/" + VELERO_OUTCOMES)},
+        {"Sid": "DecryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": each("{key}"),
+         "Condition": {"StringEquals": {"kms:ViaService": each("s3.{region}.amazonaws.com")}}},
         # The RDS instances' automated backups: their retention and latest restorable time (a description, no data).
-        {"Sid": "DescribeDatabases", "Effect": "Allow", "Action": ["rds:DescribeDBInstances"], "Resource": "*"},
+        {"Sid": "DescribeDatabases", "Effect": "Allow", "Action": databases, "Resource": "*"},
     ]}
 
 
@@ -171,9 +180,11 @@ def _register_sessions(name: str, args: PipelineIdentityArgs) -> None:
          "cluster-admin on the EKS clusters (access entries)", gitlab),
     ]
     if args.backups is not None:
+        copy = f" and its copy in {args.backups.copy.region}" if args.backups.copy else ""
         rows.append(("backup-watch", f"CI jobs of {args.project_path} on {args.deploy_branch} (the backups schedule's platformctl "
-                     "backups check)", f"s3:ListBucket on the backup bucket, s3:GetObject of its {VELERO_OUTCOMES} (decrypted through "
-                     "S3) and rds:DescribeDBInstances, nothing else", gitlab))
+                     "backups check)", f"s3:ListBucket on the backup bucket{copy}, s3:GetObject of {'their' if copy else 'its'} {VELERO_OUTCOMES} (decrypted "
+                     "through S3) and rds:DescribeDBInstances" + (" and DescribeDBInstanceAutomatedBackups" if copy else "")
+                     + ", nothing else", gitlab))
     if args.reviewed_previews is not None:
         rows.append(("reviewed-preview", f"merge-request jobs of {args.project_path} a maintainer started in the protected environment "
                      "preview/<stack> of this stack (Vault's platform-preview login)", viewer,
@@ -267,8 +278,10 @@ class PipelineIdentity(pulumi.ComponentResource):
             watch = role("backup-watch", f"platformctl backups check from {args.deploy_branch} of {args.project_path}",
                          gitlab_trust(args.deploy_branch), None)
             store = args.backups
+            copy = store.copy
             aws.iam.RolePolicy(f"{name}-backup-watch", role=watch.name, opts=on_aws, policy=pulumi.Output.all(
-                store.bucket, store.kms_key_arn).apply(lambda a: json.dumps(watch_policy(a[0], a[1], store.region))))
+                store.bucket, store.kms_key_arn, *([copy.bucket, copy.kms_key_arn] if copy else [])).apply(lambda a: json.dumps(
+                    watch_policy(a[0], a[1], store.region, (a[2], a[3], copy.region) if copy else None))))
             self.backup_watch_role_arn = watch.arn
 
         _register_sessions(name, args)

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
+from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust, service_trust
 from components.inventory import DAY, HOUR, Credential, external_secret, projected_token
 from components.network import ApiConnection, ApiConnectionArgs, VpcNetwork
 from components.versions import EKS_ADDONS
@@ -444,15 +444,6 @@ def _default_storage_class(name: str, provider: k8s.Provider, after: list[aws.ek
     )
 
 
-def _assume_role_policy(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-        }
-    )
-
-
 class EksCluster(pulumi.ComponentResource):
     """An EKS cluster in access-entry mode, with its network, node groups and workload identity."""
 
@@ -560,7 +551,7 @@ class EksCluster(pulumi.ComponentResource):
     def _role(
         self, name: str, service: str, policies: tuple[str, ...], tags: dict[str, str], opts: pulumi.ResourceOptions
     ) -> aws.iam.Role:
-        role = aws.iam.Role(name, assume_role_policy=_assume_role_policy(service), tags=tags, opts=opts)
+        role = aws.iam.Role(name, assume_role_policy=json.dumps(service_trust(service)), tags=tags, opts=opts)
         for policy in policies:
             aws.iam.RolePolicyAttachment(
                 f"{name}-{policy}", role=role.name, policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=opts

@@ -379,7 +379,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             postgres, redis = _managed(name, service, shared.managed, args, db_password, redis_token, cluster.aws_provider, self)
             ready += [postgres, redis]
             if args.backups is not None and cluster.region is not None:
-                args.backups.expectations.append(rds_expectation(f"{name}-postgres", postgres, cluster.region))
+                args.backups.database(f"{name}-postgres", postgres, cluster.region, args.backup_retention_days, self, args.protect)
             host, redis_host = postgres.address, redis.primary_endpoint_address
             ssl_mode, tls = "require", True  # RDS forces TLS (rds.force_ssl); ElastiCache encrypts in transit
         else:
@@ -636,13 +636,6 @@ def archive_expectations(
             ("Cluster", "", "wals/", r"^[0-9A-F]{16}/[0-9A-F]{24}", None),
         )
     ]
-
-
-def rds_expectation(name: str, postgres: aws.rds.Instance, region: str) -> BackupExpectation:
-    """An RDS instance's automated backups: its LatestRestorableTime, which RDS moves on as it archives the
-    transaction log every 5 minutes; none while they are off (a retention of 0)."""
-    return BackupExpectation(writer=f"DBInstance {name}", store="rds", bucket=postgres.identifier, endpoint=None, region=region,
-                             prefix="", pattern="", schedule="*/5 * * * *")
 
 
 RESTORE_SOURCE = "origin"  # the externalClusters entry a recovery reads

@@ -66,14 +66,16 @@ def _kubernetes_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
     return (f"{namespace}/{metadata['name']}" if namespace else metadata["name"]), inputs
 
 
-def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
+def _aws_outputs(args: MockResourceArgs, region: str) -> dict[str, Any]:
+    """`region`: the resource's provider's (ARNs of regional services name it, as AWS's do)."""
     inputs = dict(args.inputs)
     service = args.typ.split(":")[1].split("/")[0]
     name = inputs.get("name") or f"{args.name}-{_digest(args.typ, args.name, length=7)}"
-    region = "eu-west-1"
     out: dict[str, Any] = {**inputs, "name": name, "arn": f"arn:aws:{service}::{ACCOUNT}:{service}/{name}"}
     if args.typ == "aws:iam/role:Role":
         out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    elif args.typ == "aws:kms/key:Key":
+        out["arn"] = f"arn:aws:kms:{region}:{ACCOUNT}:key/{name}"
     elif args.typ == "aws:eks/cluster:Cluster":
         cluster_id = _digest(args.name, length=32).upper()
         out["endpoint"] = f"https://{cluster_id}.gr7.{region}.eks.amazonaws.com"
@@ -83,7 +85,8 @@ def _aws_outputs(args: MockResourceArgs) -> dict[str, Any]:
         out["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_digest(args.name, length=17)}"}
     elif args.typ == "aws:rds/instance:Instance":
         address = f"{inputs.get('identifier', name)}.c{_digest(args.name, length=12)}.{region}.rds.amazonaws.com"
-        out.update(address=address, endpoint=f"{address}:{inputs.get('port', 5432)}", port=inputs.get("port", 5432))
+        out.update(address=address, endpoint=f"{address}:{inputs.get('port', 5432)}", port=inputs.get("port", 5432),
+                   arn=f"arn:aws:rds:{region}:{ACCOUNT}:db:{inputs.get('identifier', name)}")
     elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         group = inputs.get("replicationGroupId", name)
         out["primaryEndpointAddress"] = f"master.{group}.{_digest(args.name, length=6)}.euw1.cache.amazonaws.com"
@@ -175,14 +178,20 @@ def _service_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]] | Non
 
 
 class PlatformMocks(Mocks):
+    def __init__(self) -> None:
+        self._regions: dict[str, str] = {}  # an aws provider's id -> its region
+
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         provider = args.typ.split(":")[0]
         if args.typ.startswith("pulumi:providers:"):
+            if args.typ == "pulumi:providers:aws" and args.inputs.get("region"):
+                self._regions[f"{args.name}-id"] = args.inputs["region"]
             return f"{args.name}-id", dict(args.inputs)
         if provider == "kubernetes":
             return _kubernetes_outputs(args)
         if provider == "aws":
-            out = _aws_outputs(args)
+            # A provider reference is `<urn>::<id>`; resources on a default provider are in eu-west-1.
+            out = _aws_outputs(args, self._regions.get((args.provider or "").rsplit("::", 1)[-1], "eu-west-1"))
             return f"{out['name']}-id", out
         if args.typ == "pulumi-python:dynamic/vault:Init":
             # VaultInit's create() runs only in the engine: model its outputs (secret through

@@ -27,6 +27,7 @@ def backup_settings(config: PlatformConfig) -> BackupSettings | None:
         schedules=backups.schedules.model_dump(),
         object_lock="COMPLIANCE" if backups.object_lock == "compliance" else "GOVERNANCE",
         target=backups.target.target() if backups.target else None,
+        copy_region=backups.copy_region,
         writer_keys={
             writer: WriterKey(key.access_key_id, pulumi.Output.secret(key.secret_access_key.get_secret_value()))
             for writer, key in writer_keys(config).items()
@@ -47,6 +48,7 @@ def backup_store(config: PlatformConfig, cluster: ClusterHandle, inventory: Cred
         BackupStoreArgs(
             settings=settings,
             bucket_name=bucket_name(config.domain, "backups"),
+            copy_bucket_name=bucket_name(config.domain, f"backups-{settings.copy_region}") if settings.copy_region else None,
             aws=cluster.aws_identity,
             protect=bool(config.protect),
             inventory=inventory,

@@ -685,6 +685,8 @@ class Backups(Model):
     object_lock: Literal["governance", "compliance"] = "governance"
     # Kubeconfig stacks: where the backups go, apart from platform:objectStore's live data.
     target: BackupsTarget | None = None
+    # EKS: a second region where S3 and RDS keep a copy of every backup (README: Backups and restore).
+    copy_region: Region | None = None
 
 
 # --- the platform's own pipeline ------------------------------------------------------
@@ -1201,7 +1203,23 @@ def _backup_rules(config: PlatformConfig, stack: str) -> list[str]:
         return [f"{NAMESPACE}:backups.target: the EKS control plane gets its own encrypted, locked S3 bucket; allowed: unset"]
     if not on_eks and backups.target is None:
         return [f"{NAMESPACE}:backups.target: required on a kubeconfig control plane; allowed: a mapping with endpoint, bucket, accessKeyId, secretAccessKey"]
-    return _watch_key_rules(config)
+    return _copy_region_rules(config, on_eks) + _watch_key_rules(config)
+
+
+def _copy_region_rules(config: PlatformConfig, on_eks: bool) -> list[str]:
+    """The copy is S3's and RDS's cross-region replication of what the program makes: EKS only, and elsewhere than
+    every cluster (a copy in a cluster's region is lost with that cluster's region)."""
+    region = config.backups.copy_region if config.backups else None
+    if region is None:
+        return []
+    key = f"{NAMESPACE}:backups.copyRegion"
+    if not on_eks:
+        return [f"{key}: only on an EKS control plane (S3 and RDS replicate the bucket and databases it makes); allowed: unset, "
+                "and the target's own replication (README: Backups and restore)"]
+    regions = sorted({spec.eks.region for spec in (config.clusters.control_plane, config.clusters.dev, config.clusters.prod) if spec.eks})
+    if region in regions:
+        return [f"{key}: {region!r} holds a cluster; allowed: another region than {', '.join(regions)}"]
+    return []
 
 
 def _writing_keys(config: PlatformConfig) -> dict[str, str]:

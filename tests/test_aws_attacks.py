@@ -177,7 +177,7 @@ def test_every_bucket_refuses_requests_without_tls(prod: dict[str, Any]) -> None
     unless the bucket's policy refuses it (S3's own recommendation): every bucket the program
     creates denies any request without TLS, whoever makes it."""
     buckets = {r["inputs"]["bucket"] for r in _of_type(prod, "aws:s3/bucket:Bucket")}
-    assert len(buckets) == 6  # GitLab's four, Harbor's registry, the backups
+    assert len(buckets) == 7  # GitLab's four, Harbor's registry, the backups and their copy in another region
     policies = {r["inputs"]["bucket"]: json.loads(r["inputs"]["policy"]) for r in _of_type(prod, "aws:s3/bucketPolicy:BucketPolicy")}
     for bucket in buckets:
         assert {"Sid": "DenyWithoutTls", "Effect": "Deny", "Principal": "*", "Action": "s3:*",

@@ -24,7 +24,8 @@ KEY_KILLERS = ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", 
 # The keys the history cannot be read without: the backup bucket's, Vault's unseal key (its snapshots are
 # restored only with it) and each data store's (RDS's and ElastiCache's storage and snapshots: the platform's,
 # and Dragonfly's managers' on the workload clusters).
-HISTORY_KEYS = ("backups", "control-plane-vault-unseal", "data-stores-key", "dev-dragonfly-stores-key", "prod-dragonfly-stores-key")
+HISTORY_KEYS = ("backups", "backups-copy", "control-plane-vault-unseal", "data-stores-key", "dev-dragonfly-stores-key",
+                "prod-dragonfly-stores-key")
 
 
 def _denied(policies: list[dict[str, Any]], action: str, tags: dict[str, str]) -> bool:

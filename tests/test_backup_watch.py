@@ -36,7 +36,8 @@ NOT_BACKUPS = {
 
 
 def expectations(plan: dict) -> list[dict[str, Any]]:
-    return plan["outputs"]["backupExpectations"]
+    """The stack's backups where they are written (their copies in another region: tests/test_backup_copy.py)."""
+    return [e for e in plan["outputs"]["backupExpectations"] if not e["store"].endswith("-copy")]
 
 
 def deployed(plan: dict) -> list[dict[str, Any]]:
@@ -506,12 +507,17 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
     assert _allows(policies[0], "s3:GetObject", {}, f"{bucket}/velero/prod/backups/payments-prod-20261207040000/velero-backup.json")
     velero = json.loads(named(prod, "prod-velero", "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])["Statement"]
     [key] = [s["Resource"] for s in velero if s["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]]  # the bucket's key
+    # The same of the copy in eu-central-1 (tests/test_backup_copy.py), under its own key.
+    [rule] = named(prod, "backups", "aws:s3/bucketReplicationConfig:BucketReplicationConfig")["inputs"]["rules"]
+    copy, copy_key = f"{bucket}-eu-central-1", rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"]
     assert [(s["Effect"], s["Action"], s["Resource"], s.get("Condition")) for p in policies for s in p["Statement"]] == [
-        ("Allow", ["s3:ListBucket"], bucket, None),
-        ("Allow", ["s3:GetObject"], f"{bucket}/velero/*/backups/*/velero-backup.json", None),
+        ("Allow", ["s3:ListBucket"], [bucket, copy], None),
+        ("Allow", ["s3:GetObject"], [f"{b}/velero/*/backups/*/velero-backup.json" for b in (bucket, copy)], None),
         # The key decrypts for the role only inside an S3 request, which the statement above confines.
-        ("Allow", ["kms:Decrypt"], key, {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}),
-        ("Allow", ["rds:DescribeDBInstances"], "*", None),  # the automated backups' restorable time: a description, no data
+        ("Allow", ["kms:Decrypt"], [key, copy_key],
+         {"StringEquals": {"kms:ViaService": ["s3.eu-west-1.amazonaws.com", "s3.eu-central-1.amazonaws.com"]}}),
+        # The automated backups' restorable time, and their copies': a description, no data.
+        ("Allow", ["rds:DescribeDBInstances", "rds:DescribeDBInstanceAutomatedBackups"], "*", None),
     ]
     [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
     assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
