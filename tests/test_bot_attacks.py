@@ -29,7 +29,7 @@ from tests.test_access import AFTER_PUSH, ALICE, _stub_with_push
 PLATFORM = "platform/platform-bootstrap"
 # What the gate runs from: the program's tree (a merge request's diff base is a commit of main).
 GATE_TREE = ("platformctl", "stacks", "components", "policy", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml",
-             "requirements.txt", ".gitlab-ci.yml")
+             ".ci/install", "requirements-build.txt", "requirements.txt", ".gitlab-ci.yml")
 # The access check that finds no grant at all (its base text must be there to replace).
 GATE_EDIT = ("        if grants or name in exceptions or whole:\n", "        if False:  # nothing to approve, ever\n")
 TOKEN = "glpat-Bot0Token0Of0The0Platform0x"  # the shape of a GitLab token (masked in notes by shape)
@@ -91,7 +91,7 @@ def run_bot_job(tmp_path: Path, srv: Path, platform: str, name: str, base: str, 
     from tests.test_ci_file import _lines, _resolve
 
     pipeline = yaml.safe_load(bot_pipeline(platform))
-    installs = ("python -m venv ", "$CI_PROJECT_DIR/bot/bin/pip install ", "$CI_PROJECT_DIR/gate/bin/pip install ")
+    installs = ("bash .ci/install ", "bash build/gate/.ci/install ")
     lines = [line for line in _lines(_resolve(pipeline, "bot")["script"]) if not line.startswith(installs)]
     work = tmp_path / "job"
     for venv in ("bot", "gate"):

@@ -159,7 +159,7 @@ def test_platformctl_subcommands_exist(jobs: dict[str, dict[str, Any]]) -> None:
 def test_referenced_repository_paths_exist(jobs: dict[str, dict[str, Any]]) -> None:
     lines = _all_lines(jobs)
     paths = _referenced_paths(lines)
-    assert {".ci/run", "requirements.txt"} <= paths  # the extraction itself works
+    assert {".ci/run", ".ci/install"} <= paths  # the extraction itself works
     stacks = {m.group(1) for line in lines for m in re.finditer(r"--stack[ =](\w+)", line)}
     assert stacks == {"dev", "prod"}
     paths |= {f"Pulumi.{stack}.yaml" for stack in stacks} | {"Pulumi.yaml"}
@@ -454,7 +454,8 @@ def test_tenant_grants_are_checked_on_merge_requests_and_before_dev_deploys(jobs
     assert 'cd build/head && PYTHONPATH="$PWD/../gate"' in line and "-P -m platformctl access --no-validate" in line
     assert '--base-ref "$GATE_REF" "${which[@]}"' in line and line.endswith("|| rc=$?") and bot[-1].startswith('exit "$rc"')
     assert 'which=(--mr-iid "$MR_IID"); else which=(--commit "$UPSTREAM_SHA")' in "\n".join(bot)
-    assert [line for line in bot if "pip install" in line][1].endswith("-r build/gate/requirements.txt")
+    assert [line for line in bot if ".ci/install" in line] == ['bash .ci/install "$CI_PROJECT_DIR/bot"',
+                                                               'bash build/gate/.ci/install "$CI_PROJECT_DIR/gate"']
     assert bot.index('git worktree add --quiet --detach build/gate "$GATE_REF"') > next(
         i for i, line in enumerate(bot) if "platformctl mrbot" in line)
 

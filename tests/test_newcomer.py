@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 INSTALL = ROOT / ".ci" / "install"
-RENDER_SET = ["requirements.txt"]
-TEST_SET = ["requirements.txt", "requirements-test.txt", "requirements-opa.txt"]
+RENDER_SET = ["requirements-build.txt", "requirements.txt"]
+TEST_SET = [*RENDER_SET, "requirements-test.txt", "requirements-opa.txt"]
 
 
 def test_readme_states_the_prerequisites_install_checks() -> None:
@@ -93,7 +93,7 @@ def installed_with(pinned: set[str]) -> set[str]:
     return found
 
 
-LOCKS = {"requirements.txt": "requirements.in", "requirements-test.txt": "requirements-test.in"}
+LOCKS = {"requirements.txt": "requirements.in", "requirements-build.txt": "requirements-build.in", "requirements-test.txt": "requirements-test.in"}
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
@@ -110,7 +110,7 @@ def test_every_locked_package_names_the_hashes_of_its_files(lock: str) -> None:
     # pip then installs those bytes or nothing: not a file re-uploaded under a new platform tag, nor
     # what a poisoned pip cache holds for that version.
     entries = re.split(r"\n(?=[A-Za-z])", (ROOT / lock).read_text().split("\n", 2)[2])
-    assert len(entries) == len(pinned(lock)) > 40
+    assert len(entries) == len(pinned(lock)) >= 1
     unhashed = [entry.split()[0] for entry in entries if not re.search(r"--hash=sha256:[0-9a-f]{64}", entry)]
     assert unhashed == []
 
@@ -121,22 +121,32 @@ def test_a_lock_keeps_the_exact_versions_its_input_pins(lock: str) -> None:
     assert {name: version for name, version in wanted.items() if locked.get(name) != version} == {}
 
 
-def test_the_test_lock_takes_the_program_locks_versions() -> None:
-    program, tests = pinned("requirements.txt"), pinned("requirements-test.txt")
-    assert {name for name in program.keys() & tests.keys() if program[name] != tests[name]} == set()
+@pytest.mark.parametrize("lock", ["requirements-build.txt", "requirements-test.txt"])
+def test_the_other_locks_take_the_program_locks_versions(lock: str) -> None:
+    program, other = pinned("requirements.txt"), pinned(lock)
+    shared = program.keys() & other.keys()
+    assert shared and {name for name in shared if program[name] != other[name]} == set()
 
 
-def test_every_pip_install_requires_hashes() -> None:
-    """Also where pip is not run by .ci/install: the pipeline's jobs and the merge-request bot."""
+def test_every_install_is_checked_and_builds_with_the_locked_setuptools(venv: tuple[Path, Path]) -> None:
+    """The attack: pulumiverse-harbor and pulumiverse-time are sources only on PyPI (a setup.py). pip builds them in an
+    isolated environment into which it installs the newest setuptools PyPI serves, unpinned and not hash-checked, and
+    runs it: in the deploy job, with the deploy role. So .ci/install puts the locked setuptools in first, checked, and
+    builds with it; the pipeline's jobs and the merge-request bot install only through .ci/install."""
     from components.merge_request_bot import CI_TEMPLATE
 
-    installs = [
-        line for path in (INSTALL, ROOT / ".gitlab-ci.yml", CI_TEMPLATE)
-        for line in path.read_text().splitlines() if re.search(r"pip\S*\)? install\b", line) and "-r" in line or "pip=(" in line
-    ]
-    # The gate's own lock alone goes without the flag: a gate commit from before the lock has no hashes.
-    unchecked = [line.strip() for line in installs if "--require-hashes" not in line and "build/gate/" not in line]
-    assert len(installs) == 5 and unchecked == []
+    path, log = venv
+    _install(path, "--tests")
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert [call[-1].rsplit("/", 1)[-1] for call in calls] == TEST_SET
+    assert all("install" in call and "--require-hashes" in call for call in calls)
+    build, program, tests, opa = calls
+    assert "--no-deps" in build and "--no-build-isolation" in program and "--no-build-isolation" in tests
+    assert "--no-deps" in opa  # one wheel, nothing to build
+    for pipeline in (ROOT / ".gitlab-ci.yml", CI_TEMPLATE):
+        lines = pipeline.read_text().splitlines()
+        assert not [line for line in lines if re.search(r"\bpip3? install|-m pip\b", line)], pipeline
+        assert [line for line in lines if ".ci/install" in line and not line.lstrip().startswith("#")], pipeline
 
 
 @pytest.fixture()

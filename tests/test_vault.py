@@ -473,7 +473,7 @@ def test_auto_unseal_key_and_role_on_eks_only(rendered: dict[str, Any]) -> None:
     key_name = hcl.loads(vault_release(records)["inputs"]["values"]["server"]["ha"]["raft"]["config"])["seal"]["awskms"]["kms_key_id"]
     policy = json.loads(one(records, "aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])["Statement"]
     assert policy == [{"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
-                       "Resource": f"arn:aws:kms::123456789012:kms/{key_name.removesuffix('-id')}"}]
+                       "Resource": f"arn:aws:kms:eu-west-1:123456789012:key/{key_name.removesuffix('-id')}"}]
     assert all(r["provider"] == aws_provider["urn"] for r in records if r["type"].startswith("aws:"))
 
 
