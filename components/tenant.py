@@ -293,7 +293,10 @@ def virtual_cluster_values(
             # A Service with a selector gets its host Endpoints from the host's controller; the tenant's
             # own Endpoints (a Service without one) would point the host's ingress controller at any
             # address, another tenant's pods included (CVE-2021-25740): as in namespaces, none.
-            "toHost": {"ingresses": {"enabled": True}, "endpoints": {"enabled": False}, "endpointSlices": {"enabled": False}},
+            # Pods' tokens in host Secrets, not in host pods' annotations, which host identities that read no Secret
+            # read (translator.go:618-660; SYNCED_TOKEN_SECONDS, tests/test_vcluster_attacks.py).
+            "toHost": {"ingresses": {"enabled": True}, "endpoints": {"enabled": False}, "endpointSlices": {"enabled": False},
+                       "pods": {"useSecretsForSATokens": True}},
             "fromHost": {
                 "secrets": {
                     "enabled": True,

@@ -88,22 +88,36 @@ def names(subject: dict[str, Any], where: str | None, namespace: str, account: s
         "system:authenticated", "system:serviceaccounts", f"system:serviceaccounts:{namespace}")
 
 
-def grants(plan: dict[str, Any], cluster: str, namespace: str, account: str) -> list[Grant]:
-    """What the bindings on `cluster` grant service account `namespace/account`."""
+def bindings(plan: dict[str, Any], cluster: str) -> Iterator[tuple[dict[str, Any], Grant | None]]:
+    """Each RoleBinding and ClusterRoleBinding on `cluster`, with what it grants its subjects (None: it binds a role
+    the plan does not define, which only its reader may call an error: a tenant's `view` binding in its own namespace)."""
     objects = list(cluster_objects(plan, cluster))
     roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o.get("rules") or []
              for o in objects if o["kind"] in ("Role", "ClusterRole")}
-    found = []
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        where = binding["metadata"].get("namespace")
+        ref = binding["roleRef"]
+        key = (ref["kind"], where if ref["kind"] == "Role" else None, ref["name"])
+        rules = roles[key] if key in roles else BUILT_IN.get(ref["name"])
+        yield binding, None if rules is None else Grant(where, tuple(rules))
+
+
+def undefined(cluster: str, binding: dict[str, Any]) -> AssertionError:
+    ref = binding["roleRef"]
+    return AssertionError(f"{cluster} {binding['kind']} {binding['metadata']['name']}: binds {ref['kind']} {ref['name']}, "
+                          "which the plan does not define")
+
+
+def grants(plan: dict[str, Any], cluster: str, namespace: str, account: str) -> list[Grant]:
+    """What the bindings on `cluster` grant service account `namespace/account`."""
+    found = []
+    for binding, grant in bindings(plan, cluster):
         where = binding["metadata"].get("namespace")
         if not any(names(subject, where, namespace, account) for subject in binding.get("subjects") or []):
             continue
-        ref = binding["roleRef"]
-        key = (ref["kind"], where if ref["kind"] == "Role" else None, ref["name"])
-        if key not in roles and ref["name"] not in BUILT_IN:
-            raise AssertionError(f"{cluster} {binding['kind']} {binding['metadata']['name']}: binds {ref['kind']} {ref['name']}, "
-                                 "which the plan does not define")
-        found.append(Grant(where, tuple(roles.get(key, BUILT_IN.get(ref["name"], [])))))
+        if grant is None:
+            raise undefined(cluster, binding)
+        found.append(grant)
     return found
 
 

@@ -6,16 +6,22 @@ plane's pod, one syncer bug away from the virtual API A administers). The goal: 
 anything outside A's host namespace. What those accounts may do is read here from the real Helm
 render of each vcluster release and every RBAC object declared on its host cluster (the plan's own
 and every release's), evaluated as Kubernetes does (tests/test_daemonset_attacks.py `grants`).
+
+Then the attacker is a host identity that reads the host copies of the virtual cluster's objects (the
+last part): what the syncer copies there must not hand it the virtual cluster's credentials.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
+
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
-from tests.test_daemonset_attacks import Grant, allows, grants
+from tests.test_daemonset_attacks import Grant, allows, bindings, grants, undefined
 from tests.test_gatekeeper_plan import admission
 
 READ = ("get", "list", "watch")
@@ -148,3 +154,107 @@ def test_a_virtual_cluster_cannot_point_its_host_services_at_other_tenants_pods(
         for rule in offending(grant, WRITE, group, resource)
     ]
     assert not writes, "\n".join(writes)
+
+
+# --- the tokens of the virtual cluster's pods, on the host -------------------------------------------
+# For each projected service-account token of a virtual pod the syncer asks the virtual API server for
+# a token (vcluster v0.36.1 pkg/controllers/resources/pods/translate/translator.go:577-611: the virtual
+# API server's audiences unless the volume names one, 10 years, bound to the virtual pod) and hands it
+# to the host pod one of two ways (lines 618-660): in an annotation `vcluster.loft.sh/token-<random>` of
+# the host pod, which a downwardAPI item mounts (`sync.toHost.pods.useSecretsForSATokens: false`, the
+# chart's default), or in a host Secret `<pod>-sa-token` (its host name) the volume mounts instead
+# (pkg/controllers/resources/pods/token/sa_token_secret.go:26-97). Whoever reads the one holds the
+# virtual cluster's service accounts: the tenant's apps', its Argo Rollouts controller's, and the
+# kube-oidc-proxy's, which impersonates ArgoCD's federated user inside.
+TOKEN_STORES = {False: "pods", True: "secrets"}
+
+
+def synced_config(stack: str, result: Render, release: dict[str, Any]) -> dict[str, Any]:
+    """The configuration the syncer reads (the chart's Secret `vc-config-<release>`, all of `.Values`), as
+    the real Helm engine renders it from the pinned chart and the plan's values, unredacted."""
+    from platformctl.charts import verified
+    from platformctl.helm_render import cluster_api_versions, render_manifests
+    from tests.test_helm_render import kubernetes_versions
+
+    inputs, cluster = release["inputs"], release["cluster"]
+    version = kubernetes_versions(stack)[cluster]
+    chart = verified(inputs["chart"], inputs["version"])
+    assert chart is not None, "the vcluster chart is fetched (charted)"
+    manifests = render_manifests(chart, inputs["values"], name=inputs["name"], namespace=inputs["namespace"], kubernetes_version=version,
+                                 api_versions=cluster_api_versions(result.plan, cluster, version))
+    [secret] = [yaml.safe_load(text) for template, text in manifests.items() if template.endswith("/config-secret.yaml")]
+    assert secret["metadata"]["name"] == f"vc-config-{inputs['name']}"
+    return yaml.safe_load(base64.b64decode(secret["data"]["config.yaml"]))
+
+
+def readers(plan: dict[str, Any], cluster: str, namespace: str, resource: str) -> dict[str, set[str]]:
+    """Every subject on `cluster` (account, user or group) that may get, list or watch core `resource` in
+    `namespace`, with the bindings that let it. A rule limited to `resourceNames` reads only what it names,
+    never the objects the syncer names after the tenant's pods."""
+    found: dict[str, set[str]] = {}
+    for binding, grant in bindings(plan, cluster):
+        where = binding["metadata"].get("namespace")
+        if where not in (None, namespace):
+            continue
+        if grant is None:
+            raise undefined(cluster, binding)
+        unnamed = Grant(grant.namespace, tuple(rule for rule in grant.rules if not rule.get("resourceNames")))
+        if not any(allows(unnamed, verb, "", resource, namespace) for verb in READ):
+            continue
+        for subject in binding.get("subjects") or []:
+            who = subject["name"] if subject["kind"] != "ServiceAccount" else f"{subject.get('namespace', where)}/{subject['name']}"
+            found.setdefault(f"{subject['kind']} {who}", set()).add(f"{binding['kind']} {binding['metadata']['name']}")
+    return found
+
+
+def test_no_host_reader_of_a_virtual_clusters_objects_holds_its_service_account_tokens(charted: dict[str, Render]) -> None:
+    """An attacker's test. The attacker holds a host identity that may read pods in a virtual cluster's host
+    namespace but not its Secrets: ArgoCD's federated user (whose one-minute tokens the application controller
+    gets, and which by design reads no Secret), the host's Argo Rollouts controller (which runs the tenants'
+    analyses), metrics-server, Prometheus, Velero's node agent. Reading the host copies of the virtual pods, it
+    would hold their tokens, valid 10 years against the virtual API server on its LoadBalancer. Whoever reads the
+    namespace's Secrets reads the tenant's credentials there anyway (the syncer, and the accounts
+    tests/test_workload_reader_attacks.py READERS judges); nobody else may read where the tokens are. (On EKS the
+    access entries add the cluster admins and the pipeline's plan roles, which read every Secret too.)"""
+    leaks, checked = [], 0
+    for stack, result, release in virtual_clusters(charted):
+        cluster, namespace = release["cluster"], release["inputs"]["namespace"]
+        store = TOKEN_STORES[synced_config(stack, result, release)["sync"]["toHost"]["pods"]["useSecretsForSATokens"]]
+        holders, secret_readers = (readers(result.plan, cluster, namespace, r) for r in (store, "secrets"))
+        assert f"ServiceAccount {namespace}/{syncer(release)}" in holders, (stack, namespace, sorted(holders))
+        leaks += [f"{stack} {cluster} {namespace}: {who} reads {store} ({', '.join(sorted(via))}), so the tokens there"
+                  for who, via in sorted(holders.items()) if who not in secret_readers]
+        checked += 1
+    assert checked >= 4
+    assert not leaks, "a host reader holds the virtual clusters' service-account tokens:\n" + "\n".join(leaks)
+
+
+def test_the_review_sees_who_reads_a_virtual_clusters_host_pods(charted: dict[str, Render]) -> None:
+    """What keeps the attack above able to fail: with the tokens in pod annotations, these read them."""
+    for stack, result, release in virtual_clusters(charted):
+        cluster, namespace = release["cluster"], release["inputs"]["namespace"]
+        pods, secrets = (set(readers(result.plan, cluster, namespace, r)) for r in ("pods", "secrets"))
+        assert {"User openunison:platform-argocd", "ServiceAccount argo-rollouts/argo-rollouts",
+                "ServiceAccount metrics-server/metrics-server", "ServiceAccount monitoring/prometheus-server"} <= pods - secrets, (stack, namespace)
+
+
+def test_a_virtual_clusters_syncer_keeps_its_pods_tokens_in_host_secrets_the_host_admits(charted: dict[str, Render]) -> None:
+    """The syncer may write the token Secrets (it deletes and creates one per pod, then makes the pod its owner:
+    sa_token_secret.go:58-131), and Gatekeeper (the real OPA engine) admits the Secret as the syncer creates it."""
+    from components.tenant_names import virtual_host_name
+
+    checked = 0
+    for stack, result, release in virtual_clusters(charted):
+        cluster, namespace, name = release["cluster"], release["inputs"]["namespace"], release["inputs"]["name"]
+        held = grants(result.plan, cluster, namespace, syncer(release))
+        missing = [verb for verb in ("get", "create", "delete", "update") if not any(allows(g, verb, "", "secrets", namespace) for g in held)]
+        assert not missing, (stack, namespace, missing)
+        tenant = namespace.rsplit("-", 1)[0]
+        token_secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": {"name": virtual_host_name("web-7d9f8-x2x4q-sa-token", tenant, name), "namespace": namespace,
+                                     "annotations": {"vcluster.loft.sh/skip-backsync": "true"}},
+                        "stringData": {"kube-api-access-x7k2p": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}}
+        kinds, failures = admission(result.plan, cluster, token_secret, user=f"system:serviceaccount:{namespace}:{syncer(release)}")
+        assert kinds and not failures, (stack, namespace, kinds, failures)
+        checked += 1
+    assert checked >= 4
