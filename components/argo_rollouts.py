@@ -38,7 +38,7 @@ from components import prometheus_query, yaml_text
 from components.cluster import ClusterHandle
 from components.egress import Reach, to_pods_in
 from components.helm import READ, bind, chart_archive, grant, rbac_rule
-from components.inventory import Credential, projected_token
+from components.inventory import projected_token
 from components.service import WORKLOAD_CLUSTERS, AddOnArgs, ChartAddOn, PlatformNamespace, ServiceSlice
 from components.versions import CHARTS
 from policy.labels import managed_by
@@ -125,9 +125,11 @@ class ArgoRollouts(ChartAddOn[AddOnArgs]):
         return bind(name, ACCOUNT, self._tenant_role, opts, namespace, binding="argo-rollouts")
 
     def extend(self, name: str, cluster: ClusterHandle, args: AddOnArgs) -> None:
-        args.inventory.register(controller_credential(
-            f"on {cluster.name}",
+        # Inside a virtual cluster its syncer mints the controller's token (components/tenant.py `virtual_cluster_tokens`).
+        args.inventory.register(projected_token(
+            f"service-account token of Argo Rollouts on {cluster.name}",
             f"the {cluster.name} cluster's API server (projected service-account token)",
+            f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) on {cluster.name}",
             "the chart's ClusterRole's rules: reads Rollouts, their ReplicaSets, pods, Services, Ingresses and analyses' Jobs in every "
             f"namespace; changes them in the tenants' and sandboxes' namespaces only ({TENANT_ROLE}); Secrets, ConfigMaps and "
             f"its Lease in {NAMESPACE} only",
@@ -160,29 +162,6 @@ def virtual_cluster_deploy(registry: str, local_charts: str | None = None) -> di
     if local_charts is not None:
         entry["bundle"] = base64.b64encode(chart_archive(f"{local_charts}/{chart.chart}/{chart.version}")).decode()
     return entry
-
-
-def controller_credential(
-    where: str, issuer: str, scope: str, *, runs: str | None = None, resources: tuple[str, ...] = ()
-) -> Credential:
-    """The controller's projected service-account token `where` (on a cluster, or inside a virtual
-    cluster on it); `runs`: where the holder runs, if said shorter than `where`."""
-    return projected_token(
-        f"service-account token of Argo Rollouts {where}", issuer,
-        f"the Argo Rollouts controller ({NAMESPACE}/argo-rollouts) {runs or where}", scope, resources=resources,
-    )
-
-
-def virtual_cluster_credential(virtual_cluster: str, cluster: str, release_resource: str) -> Credential:
-    """The controller's own token inside a virtual cluster (`release_resource`: the vcluster release)."""
-    return controller_credential(
-        f"inside the virtual cluster {virtual_cluster} on {cluster}",
-        f"the virtual cluster {virtual_cluster}'s API server (projected service-account token)",
-        "the chart's ClusterRole inside that virtual cluster only (Rollouts, their ReplicaSets, Services and analyses); "
-        "nothing on the host",
-        runs=f"inside {virtual_cluster}",
-        resources=(release_resource,),
-    )
 
 
 SLICE: ServiceSlice[ArgoRollouts] = ServiceSlice(

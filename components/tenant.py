@@ -32,7 +32,7 @@ from components.federation import (
 )
 from components.egress import dns, endpoint_ports, networks_or_internet, tcp, to_api_server
 from components.helm import release
-from components.inventory import CredentialInventory
+from components.inventory import DAY, Credential, CredentialInventory
 from components.kube_oidc_proxy import NAMESPACE as PROXY_NAMESPACE
 from components.kube_oidc_proxy import SECURE_PORT as PROXY_PORT
 from components.kube_oidc_proxy import KubeOidcProxyArgs, VirtualClusterProxy
@@ -223,6 +223,32 @@ def virtual_cluster_registry(registry_host: str) -> str:
 # the host namespace, which the syncer's namespaced cache (pkg/setup/controller_context.go:120,
 # pkg/config/parse.go:134) and Role already serve.
 VCLUSTER_CLUSTER_RULES = [{"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}]
+
+# What the syncer asks the virtual API server for, for each projected service-account token of a virtual
+# pod, whatever the volume says (vcluster v0.36.1 pods/translate/translator.go:596; loft-sh/vcluster#969,
+# open): nothing refreshes it, and it dies with the virtual pod it is bound to (lines 599-605).
+SYNCED_TOKEN_SECONDS = 10 * 365 * DAY
+
+
+def virtual_cluster_tokens(virtual_cluster: str, cluster: str, release_resource: str) -> Credential:
+    """The service-account tokens of the pods inside a virtual cluster (`release_resource`: its release)."""
+    return Credential(
+        what=f"service-account tokens inside the virtual cluster {virtual_cluster} on {cluster}",
+        # vCluster's code sets the lifetime; no value of the chart changes it.
+        category="external",
+        issuer=f"the virtual cluster {virtual_cluster}'s API server, on its syncer's TokenRequest when it syncs the pod to the host",
+        holder=(f"each pod of the virtual cluster (its CoreDNS, kube-oidc-proxy and Argo Rollouts controller, the tenant's workloads), "
+                f"from a host Secret `<pod>-sa-token-x-<namespace>-x-{virtual_cluster}` in {virtual_cluster} on {cluster} "
+                "(useSecretsForSATokens), which only the syncer and the accounts that read every Secret read"),
+        scope=("each account's rights inside the virtual cluster only (the kube-oidc-proxy's: impersonate ArgoCD's federated user; "
+               "Argo Rollouts': the chart's ClusterRole), for the virtual API server's audiences unless the pod's volume names "
+               "another; nothing on the host"),
+        lifetime_seconds=SYNCED_TOKEN_SECONDS,
+        lifetime="10 years (the syncer's request, which no setting changes), or until its virtual pod is deleted (bound to it)",
+        rotation="none while the pod runs (neither the syncer nor the kubelet refreshes it); a new pod gets a new token",
+        resources=(release_resource,),
+    )
+
 
 # Pod Security `restricted` for the virtual cluster's own pods (the chart runs them as root by default).
 RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 12345, "runAsGroup": 12345, "fsGroup": 12345,
@@ -495,7 +521,7 @@ class TenantNamespace(pulumi.ComponentResource):
             depends_on.append(self.proxy.tls_secret)
         documents = virtual_cluster_documents(tenant, environment, federated=virtual.federation is not None)
         if virtual.inventory is not None:
-            virtual.inventory.register(argo_rollouts.virtual_cluster_credential(ns_name, cluster.name, f"{cluster.role}-{ns_name}"))
+            virtual.inventory.register(virtual_cluster_tokens(ns_name, cluster.name, f"{cluster.role}-{ns_name}"))
         return release(
             ns_name,
             "vcluster",

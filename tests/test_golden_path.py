@@ -433,8 +433,10 @@ def test_new_credentials_are_in_the_inventory(plan: dict) -> None:
         assert issuer["rotation"]
         if eks:  # cert-manager's own IAM role on each cluster, for Route 53
             assert any(c["holder"] == f"service account cert-manager/cert-manager on {cluster}" for c in credentials)
-        # The controller inside a vCluster tenant's virtual cluster, named by the release that makes it.
-        inside = entries[f"service-account token of Argo Rollouts inside the virtual cluster {VIRTUAL_TENANT}-{cluster} on {cluster}"]
-        assert inside["lifetimeSeconds"] == 3600 and "nothing on the host" in inside["scope"]
+        # The controller inside a vCluster tenant's virtual cluster, and every other pod there: the syncer mints their
+        # tokens for 10 years, bound to the pod (components/tenant.py SYNCED_TOKEN_SECONDS), named by the release that makes it.
+        inside = entries[f"service-account tokens inside the virtual cluster {VIRTUAL_TENANT}-{cluster} on {cluster}"]
+        assert inside["lifetimeSeconds"] == 10 * 365 * 86400 and "until its virtual pod is deleted" in inside["lifetime"]
+        assert "Argo Rollouts" in inside["holder"] and "nothing on the host" in inside["scope"]
         [release] = inside["resources"]
         assert _named(plan, RELEASE, release)["inputs"]["namespace"] == f"{VIRTUAL_TENANT}-{cluster}"
