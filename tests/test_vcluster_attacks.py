@@ -258,3 +258,22 @@ def test_a_virtual_clusters_syncer_keeps_its_pods_tokens_in_host_secrets_the_hos
         assert kinds and not failures, (stack, namespace, kinds, failures)
         checked += 1
     assert checked >= 4
+
+
+def test_who_reads_a_virtual_clusters_token_secrets_already_owns_it(charted: dict[str, Render]) -> None:
+    """In the host namespace the Secrets (the tokens' among them) are read only by the syncer and the accounts that
+    read every tenant's Secrets, each for its reason (tests/test_workload_reader_attacks.py READERS). Those already
+    own the virtual cluster: vCluster keeps its PKI in the host Secret `<release>-certs` (the admin kubeconfig, its
+    CAs' keys and the service-account signing key: vcluster v0.36.1 pkg/certs/ensure.go:122-200, 316-317,
+    constants.go:144-185), and no option keeps it elsewhere but standalone mode (ensure.go:84-100). So the tokens
+    there reach no one new; a new reader of Secrets in these namespaces fails here."""
+    from tests.cluster_readers import CLUSTER_ADMIN, READS_SECRETS
+    from tests.test_workload_reader_attacks import READERS
+
+    allowed = {f"ServiceAccount {namespace}/{account}" for (namespace, account), (powers, _) in READERS.items()
+               if powers & {READS_SECRETS, CLUSTER_ADMIN}}
+    for stack, result, release in virtual_clusters(charted):
+        cluster, namespace = release["cluster"], release["inputs"]["namespace"]
+        found = set(readers(result.plan, cluster, namespace, "secrets"))
+        assert f"ServiceAccount {namespace}/{syncer(release)}" in found, (stack, namespace)
+        assert not (others := found - allowed - {f"ServiceAccount {namespace}/{syncer(release)}"}), (stack, namespace, sorted(others))

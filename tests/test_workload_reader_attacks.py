@@ -27,7 +27,8 @@ WORKLOAD_CLUSTERS = ("dev", "prod")
 # The accounts that must keep a power cluster-wide on a workload cluster, with why no chart option takes it away.
 READERS: Readers = {
     # As on the control plane: the Certificates' Secrets, the webhook's CA, the audit of PlatformTenantObjects. No
-    # workload cluster keeps a CA key (test_no_workload_cluster_keeps_a_ca_key), so none reads one.
+    # workload cluster keeps a CA key the plan declares (test_no_workload_cluster_keeps_a_ca_key), so none reads one;
+    # a virtual cluster's own PKI Secret, which these read, is its alone (tests/test_vcluster_attacks.py).
     **{key: (CONTROL_PLANE_READERS[key][0] - {READS_CA_KEY}, CONTROL_PLANE_READERS[key][1]) for key in (
         ("cert-manager", "cert-manager"), ("cert-manager", "cert-manager-cainjector"), ("gatekeeper-system", "gatekeeper-admin"))},
     ("velero", "velero-server"): (frozenset({CLUSTER_ADMIN, READS_SECRETS, EXECS}), (
