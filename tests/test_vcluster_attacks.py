@@ -22,7 +22,7 @@ import yaml
 from platformctl.helm_render import RELEASE_TYPE
 from platformctl.render import Render
 from tests.test_daemonset_attacks import Grant, allows, bindings, grants, undefined
-from tests.test_gatekeeper_plan import admission
+from tests.test_gatekeeper_plan import admission, assigned
 
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete", "deletecollection", "bind", "escalate", "impersonate", "*")
@@ -240,8 +240,10 @@ def test_the_review_sees_who_reads_a_virtual_clusters_host_pods(charted: dict[st
 
 def test_a_virtual_clusters_syncer_keeps_its_pods_tokens_in_host_secrets_the_host_admits(charted: dict[str, Render]) -> None:
     """The syncer may write the token Secrets (it deletes and creates one per pod, then makes the pod its owner:
-    sa_token_secret.go:58-131), and Gatekeeper (the real OPA engine) admits the Secret as the syncer creates it."""
+    sa_token_secret.go:58-131), and Gatekeeper (the real OPA engine) admits the Secret as the syncer creates it and the
+    host pod that mounts it, as it admits one that mounts the annotation."""
     from components.tenant_names import virtual_host_name
+    from tests.golden_path import Plan
 
     checked = 0
     for stack, result, release in virtual_clusters(charted):
@@ -254,8 +256,17 @@ def test_a_virtual_clusters_syncer_keeps_its_pods_tokens_in_host_secrets_the_hos
                         "metadata": {"name": virtual_host_name("web-7d9f8-x2x4q-sa-token", tenant, name), "namespace": namespace,
                                      "annotations": {"vcluster.loft.sh/skip-backsync": "true"}},
                         "stringData": {"kube-api-access-x7k2p": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}}
-        kinds, failures = admission(result.plan, cluster, token_secret, user=f"system:serviceaccount:{namespace}:{syncer(release)}")
+        user = f"system:serviceaccount:{namespace}:{syncer(release)}"
+        kinds, failures = admission(result.plan, cluster, token_secret, user=user)
         assert kinds and not failures, (stack, namespace, kinds, failures)
+        # The host pod mounting it (translator.go:618-634) meets the host's pod constraints as the annotation's would.
+        image = f"{Plan(result.plan).variable(tenant, 'app', 'HARBOR_REGISTRY')}/{tenant}/web:1.0.0"
+        pods = [host_pod(image, namespace, virtual_host_name("web-7d9f8-x2x4q", tenant, name), source) for source in (
+            {"secret": {"name": token_secret["metadata"]["name"], "items": [{"key": "kube-api-access-x7k2p", "path": "token", "mode": 0o644}]}},
+            {"downwardAPI": {"items": [{"path": "token", "mode": 0o644,
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations['vcluster.loft.sh/token-abcdefgh']"}}]}})]
+        in_secret, in_annotation = (admission(result.plan, cluster, assigned(result.plan, cluster, pod), user=user) for pod in pods)
+        assert "PlatformPodRestricted" in in_secret[0] and in_secret[1] == in_annotation[1] == [], (stack, namespace, in_secret, in_annotation)
         checked += 1
     assert checked >= 4
 
@@ -277,3 +288,17 @@ def test_who_reads_a_virtual_clusters_token_secrets_already_owns_it(charted: dic
         found = set(readers(result.plan, cluster, namespace, "secrets"))
         assert f"ServiceAccount {namespace}/{syncer(release)}" in found, (stack, namespace)
         assert not (others := found - allowed - {f"ServiceAccount {namespace}/{syncer(release)}"}), (stack, namespace, sorted(others))
+
+
+def host_pod(image: str, namespace: str, name: str, token_source: dict[str, Any]) -> dict[str, Any]:
+    """A virtual pod's host copy as the host admits pods, its token mounted from `token_source`."""
+    probe = {"httpGet": {"path": "/healthz", "port": 8080}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "web", "image": image, "imagePullPolicy": "Always", "livenessProbe": probe, "readinessProbe": probe,
+                        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+                        "volumeMounts": [{"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                                          "readOnly": True}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+        "volumes": [{"name": "kube-api-access-x7k2p", "projected": {"sources": [token_source]}}]}}
