@@ -98,8 +98,9 @@ class BackupSettings:
 
 @dataclass(frozen=True)
 class BackupCopy:
-    """EKS: the copy of every backup in `region` (`platform:backups.copyRegion`): a bucket locked like the stack's, which
-    S3 replicates the whole backup bucket into, under a key of that region, which also encrypts RDS's replicated backups."""
+    """EKS: the copy of the bucket's backups and the databases' in `region` (`platform:backups.copyRegion`): a bucket locked
+    like the stack's, which S3 replicates the whole backup bucket into, under a key of that region, which also encrypts
+    RDS's replicated backups. Velero's EBS snapshots of the tenants' volumes stay in their region (README)."""
 
     provider: pulumi.ProviderResource
     region: str

@@ -1,4 +1,5 @@
-"""A region's bad day takes no backup with it: on EKS every backup has a copy in `platform:backups.copyRegion`.
+"""A region's bad day takes no backup of the bucket or the databases with it: on EKS each has a copy in
+`platform:backups.copyRegion` (the tenants' volumes, EBS snapshots, stay in their region: README).
 
 The backup bucket, its KMS key and the RDS instances' automated backups all live in the stack's region: a
 region-wide outage (or a lost key there) takes the live data and its every backup at once. With a copy region,
