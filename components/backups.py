@@ -61,6 +61,13 @@ CREDENTIALS_SECRET = "platform-backup-s3"  # kubeconfig stacks: AWS_ACCESS_KEY_I
 ABORT_UPLOADS_DAYS = 7  # multipart uploads a failed job left behind
 VELERO_OUTCOMES = "velero/*/backups/*/velero-backup.json"  # each Velero backup's Backup object: how it ended, no data
 BARMAN_OUTCOMES = "postgres/*/base/*/backup.info"  # each CloudNativePG base backup's status, LSNs and times: no data
+# The tag the EBS CSI driver puts on every volume it creates (AWS's AmazonEBSCSIDriverPolicy requires it of CreateVolume).
+EBS_CSI_VOLUME_TAG = ("ebs.csi.aws.com/cluster", "true")
+# What Data Lifecycle Manager's copies need of the copy region's key (AWS: DLM User Guide, "Permissions for cross-Region
+# copy of encrypted snapshots").
+COPY_KEY_USE = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant")
+VOLUME_COPY_TIME = "01:30"  # UTC, when DLM snapshots the volumes (it starts within the hour)
+VOLUME_COPY_TAG = "platform.io/backup-copy"  # on the copies: the policy's name
 # What a writer needs to put an object, in one part or in many: both its EKS role and its key elsewhere.
 PUT = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 
@@ -100,7 +107,7 @@ class BackupSettings:
 class BackupCopy:
     """EKS: the copy of the bucket's backups and the databases' in `region` (`platform:backups.copyRegion`): a bucket locked
     like the stack's, which S3 replicates the whole backup bucket into, under a key of that region, which also encrypts
-    RDS's replicated backups. Velero's EBS snapshots of the tenants' volumes stay in their region (README)."""
+    RDS's replicated backups and the volumes' daily snapshot copies (copy_volumes)."""
 
     provider: pulumi.ProviderResource
     region: str
@@ -143,13 +150,13 @@ class BackupExpectation:
     with `outcome` "velero", the newest is a Velero backup's velero-backup.json, whose phase must be Completed."""
 
     writer: pulumi.Input[str]  # "<kind> <namespace>/<name>" of what writes it
-    # "backups" (platform:backups), "objectStore" (platform:objectStore), "rds" (an RDS instance's own), "backups-copy" and
-    # "rds-copy" (their copies in platform:backups.copyRegion)
+    # "backups" (platform:backups), "objectStore" (platform:objectStore), "rds" (an RDS instance's own), "backups-copy",
+    # "rds-copy" and "ebs-copy" (their copies and the volumes' in platform:backups.copyRegion)
     store: str
-    bucket: pulumi.Input[str]  # "rds", "rds-copy": the instance's identifier
+    bucket: pulumi.Input[str]  # "rds", "rds-copy": the instance's identifier; "ebs-copy": the copies' tag's value
     endpoint: str | None  # an S3-compatible store's; None: AWS
     region: str
-    prefix: pulumi.Input[str]
+    prefix: pulumi.Input[str]  # "ebs-copy": the tag's key
     pattern: str
     schedule: str
     outcome: str | None = None
@@ -203,6 +210,7 @@ class BackupStore(pulumi.ComponentResource):
         self._name = name
         # Every backup of the stack, this store's and the databases' own archives: `backupExpectations`.
         self.expectations: list[BackupExpectation] = []
+        self._copied_regions: set[str] = set()  # the regions whose EBS volumes are copied (copy_volumes)
         target = args.settings.target
         self.kms_key_arn, self.copy = None, None
         self.endpoint = None
@@ -273,6 +281,50 @@ class BackupStore(pulumi.ComponentResource):
         return pulumi.Output.secret(key.secret_access_key).apply(
             lambda secret: s3cmd_config(target.region, host, host, (key.access_key_id, secret))
         )
+
+    def copy_volumes(self, region: str, provider: pulumi.ProviderResource) -> None:
+        """EKS with a copy region: the EBS CSI driver's volumes of `region` (every volume it made there: the tenants', the
+        platform's), snapshotted daily by Data Lifecycle Manager and copied to the copy region under its key, kept the
+        retention there. Velero's snapshots of them stay in their region; these copies are what a restore in the copy
+        region starts the volumes from (README). One policy per region, however many clusters are there."""
+        if self.copy is None or region in self._copied_regions:
+            return
+        self._copied_regions.add(region)
+        name, days = f"{self._name}-volumes-{region}", self.settings.retention_days
+        opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        role = aws.iam.Role(name, assume_role_policy=json.dumps(service_trust("dlm.amazonaws.com")), tags=MANAGED_BY, opts=opts)
+        aws.iam.RolePolicy(name, role=role.name, opts=opts,
+                           policy=self.copy.kms_key_arn.apply(lambda key: json.dumps(volume_copy_policy(name, key))))
+        key, value = EBS_CSI_VOLUME_TAG
+        aws.dlm.LifecyclePolicy(
+            name,
+            description=f"EBS CSI volumes of {region}: daily snapshots, copied to {self.copy.region}",
+            execution_role_arn=role.arn,
+            state="ENABLED",
+            policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
+                resource_types=["VOLUME"],
+                target_tags={key: value},
+                schedules=[aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
+                    name="copy-region",
+                    create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
+                        interval=24, interval_unit="HOURS", times=VOLUME_COPY_TIME),
+                    # The copies are the point: the region's own snapshot goes after two days (Velero keeps its own).
+                    retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleRetainRuleArgs(interval=2, interval_unit="DAYS"),
+                    copy_tags=True,
+                    tags_to_add={VOLUME_COPY_TAG: name},  # what the backups check finds the copies by
+                    cross_region_copy_rules=[aws.dlm.LifecyclePolicyPolicyDetailsScheduleCrossRegionCopyRuleArgs(
+                        target=self.copy.region, encrypted=True, cmk_arn=self.copy.kms_key_arn, copy_tags=True,
+                        retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCrossRegionCopyRuleRetainRuleArgs(
+                            interval=days, interval_unit="DAYS"),
+                    )],
+                )],
+            ),
+            tags=MANAGED_BY,
+            opts=opts,
+        )
+        hour, minute = VOLUME_COPY_TIME.split(":")
+        self.expectations.append(BackupExpectation(
+            f"LifecyclePolicy {name}", "ebs-copy", name, None, self.copy.region, VOLUME_COPY_TAG, "", f"{int(minute)} {int(hour)} * * *"))
 
     def _bucket(
         self, name: str, bucket_name: str, args: BackupStoreArgs, identity: AwsWorkloadIdentity
@@ -422,6 +474,21 @@ def replication_policy(source: str, source_key: str, source_region: str, copy: s
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{source_region}.amazonaws.com"}}},
         {"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": copy_key,
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{copy_region}.amazonaws.com"}}},
+    ]}
+
+
+def volume_copy_policy(name: str, copy_key: str) -> dict[str, Any]:
+    """Data Lifecycle Manager's role for policy `name`: AWSDataLifecycleManagerServiceRole's snapshot actions (v9), but
+    deleting only the snapshots that carry the policy's tag, which its own do: the managed policy may delete any snapshot
+    of the account, Velero's and the final ones included. No fast snapshot restore, no archive tier, no EventBridge rule."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CopySnapshot", "ec2:DescribeInstances", "ec2:DescribeVolumes",
+            "ec2:DescribeSnapshots", "ec2:DescribeSnapshotAttribute", "ec2:DescribeAvailabilityZones"]},
+        {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "arn:aws:ec2:*::snapshot/*"},
+        {"Effect": "Allow", "Action": ["ec2:DeleteSnapshot"], "Resource": "*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{VOLUME_COPY_TAG}": name}}},
+        {"Effect": "Allow", "Action": list(COPY_KEY_USE), "Resource": copy_key},
     ]}
 
 

@@ -155,7 +155,8 @@ def watch_policy(bucket: str, key_arn: str, region: str, copy: tuple[str, str, s
         found = [form.format(bucket=b, key=k, region=r) for b, k, r in stores]
         return found[0] if len(found) == 1 else found
 
-    databases = ["rds:DescribeDBInstances", *(["rds:DescribeDBInstanceAutomatedBackups"] if copy else [])]
+    # With a copy: the replicated automated backups and the volumes' snapshot copies, described.
+    databases = ["rds:DescribeDBInstances", *(["rds:DescribeDBInstanceAutomatedBackups", "ec2:DescribeSnapshots"] if copy else [])]
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ListBackups", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": each("arn:aws:s3:::{bucket}")},
         {"Sid": "ReadVeleroOutcomes", "Effect": "Allow", "Action": ["s3:GetObject"],
@@ -183,7 +184,7 @@ def _register_sessions(name: str, args: PipelineIdentityArgs) -> None:
         copy = f" and its copy in {args.backups.copy.region}" if args.backups.copy else ""
         rows.append(("backup-watch", f"CI jobs of {args.project_path} on {args.deploy_branch} (the backups schedule's platformctl "
                      "backups check)", f"s3:ListBucket on the backup bucket{copy}, s3:GetObject of {'their' if copy else 'its'} {VELERO_OUTCOMES} (decrypted "
-                     "through S3) and rds:DescribeDBInstances" + (" and DescribeDBInstanceAutomatedBackups" if copy else "")
+                     "through S3) and rds:DescribeDBInstances" + (", DescribeDBInstanceAutomatedBackups and ec2:DescribeSnapshots" if copy else "")
                      + ", nothing else", gitlab))
     if args.reviewed_previews is not None:
         rows.append(("reviewed-preview", f"merge-request jobs of {args.project_path} a maintainer started in the protected environment "

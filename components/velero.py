@@ -223,6 +223,7 @@ class Velero(pulumi.ComponentResource):
         )
         snapshot_class(name, pulumi.ResourceOptions(parent=self, provider=self.cluster.provider, depends_on=[addon]))
         recycle_bin(name, pulumi.ResourceOptions(parent=self, provider=identity.provider))
+        self.args.store.copy_volumes(identity.region, identity.provider)
         # The program's account, not the chart's: the chart copies its account's annotations onto its
         # CRD upgrade job's account, which would hand that job the role's environment too.
         return [workload_service_account(name, SERVICE_ACCOUNT, ns, role.arn, opts)]

@@ -9,7 +9,9 @@ velero-backup.json, the one object the check reads: the backup's `status.phase` 
 still uploads a Failed backup, and a PartiallyFailed one lacks objects or volumes). An RDS instance's
 automated backups (store "rds", `bucket` its identifier) count as one object dated its LatestRestorableTime,
 and as none while they are off; their copy in the copy region (store "rds-copy") as one dated the latest time
-its replicated backups restore to. The S3 copy (store "backups-copy") is listed as any bucket.
+its replicated backups restore to. The S3 copy (store "backups-copy") is listed as any bucket; the EBS volumes'
+copies (store "ebs-copy": `prefix` the key of the tag they carry, `bucket` its value) count as their completed
+snapshots there.
 
 Credentials: an expectation's store (`backups`, `objectStore`) names the AWS profile used for it when one
 of that name is configured (kubeconfig stacks: each store's list-only watch key, written by the CI job);
@@ -52,8 +54,10 @@ OUTCOMES = {None: None, "velero": "Completed", "barman": "DONE"}
 # Velero's phases of a backup still finishing its plugin operations (CSI snapshots); each ends Completed or
 # PartiallyFailed within the backup's itemOperationTimeout (4 h by default), inside MARGIN.
 FINISHING = ("WaitingForPluginOperations", "Finalizing")
-# An RDS instance's automated backups, and their replicas in the copy region: what is missing when there are none.
-DATABASES = {"rds": "automated backups are off (backup retention 0)", "rds-copy": "no replicated automated backups"}
+# The stores that are no bucket: an RDS instance's automated backups, their replicas and the EBS volumes' copies in the
+# copy region, and what is missing when there are none.
+NOT_BUCKETS = {"rds": "automated backups are off (backup retention 0)", "rds-copy": "no replicated automated backups",
+               "ebs-copy": "no completed snapshot copies"}
 
 
 class CheckError(Exception):
@@ -74,7 +78,7 @@ class Expectation:
 
     @property
     def where(self) -> str:
-        return f"{self.store}:{self.bucket}" if self.store in DATABASES else f"s3://{self.bucket}/{self.prefix}"
+        return f"{self.store}:{self.bucket}" if self.store in NOT_BUCKETS else f"s3://{self.bucket}/{self.prefix}"
 
     @property
     def max_age(self) -> timedelta:
@@ -156,8 +160,9 @@ def store_client(expected: Expectation, profiles: Iterable[str]) -> Any:
     """A client of the expectation's store: with the AWS profile named after the store if there is one (which
     then wins over the environment's web identity), else the default chain."""
     session = boto3.Session(profile_name=expected.store if expected.store in profiles else None, region_name=expected.region)
-    if expected.store in DATABASES:
-        return session.client("rds", config=Config(retries={"mode": "standard"}))
+    if expected.store in NOT_BUCKETS:
+        service = "ec2" if expected.store == "ebs-copy" else "rds"
+        return session.client(service, config=Config(retries={"mode": "standard"}))
     style = Config(s3={"addressing_style": "path"} if expected.endpoint else {}, retries={"mode": "standard"})
     return session.client("s3", endpoint_url=expected.endpoint, config=style)
 
@@ -185,6 +190,11 @@ class Stores:
             found = self._client(expected).describe_db_instance_automated_backups(DBInstanceIdentifier=expected.bucket)
             return [{"Key": expected.bucket, "LastModified": backup["RestoreWindow"]["LatestTime"]}
                     for backup in found["DBInstanceAutomatedBackups"] if "LatestTime" in backup.get("RestoreWindow", {})]
+        if expected.store == "ebs-copy":
+            pages = self._client(expected).get_paginator("describe_snapshots").paginate(
+                OwnerIds=["self"], Filters=[{"Name": f"tag:{expected.prefix}", "Values": [expected.bucket]},
+                                            {"Name": "status", "Values": ["completed"]}])
+            return [{"Key": s["SnapshotId"], "LastModified": s["StartTime"]} for page in pages for s in page["Snapshots"]]
         return self._objects(expected)
 
     def _objects(self, expected: Expectation) -> Iterable[dict[str, Any]]:
@@ -204,7 +214,7 @@ def judge(expected: Expectation, lister: Lister, reader: Reader, now: datetime) 
     except (BotoCoreError, ClientError) as err:
         return False, f"UNREADABLE {expected.where} ({expected.writer}): {err}"
     if latest is None:
-        what = DATABASES.get(expected.store, f"no object matches {expected.pattern}")
+        what = NOT_BUCKETS.get(expected.store, f"no object matches {expected.pattern}")
         return False, f"MISSING {expected.where} ({expected.writer}): {what}; {allowed}"
     when, age = latest["LastModified"], now - latest["LastModified"]
     if -age > SKEW:

@@ -1,11 +1,11 @@
-"""A region's bad day takes no backup of the bucket or the databases with it: on EKS each has a copy in
-`platform:backups.copyRegion` (the tenants' volumes, EBS snapshots, stay in their region: README).
+"""A region's bad day takes no backup with it: on EKS each has a copy in `platform:backups.copyRegion`.
 
 The backup bucket, its KMS key and the RDS instances' automated backups all live in the stack's region: a
 region-wide outage (or a lost key there) takes the live data and its every backup at once. With a copy region,
 S3 replicates the whole bucket into a bucket of the same locks and lifecycle under a key of that region, RDS
 replicates each instance's automated backups there, `platformctl backups check` holds the copies to the same
-schedules, and the watch role may list them.
+schedules, and the watch role may list them. Velero's EBS snapshots of the tenants' volumes, which no bucket holds,
+have daily copies of their own (Data Lifecycle Manager).
 """
 
 from __future__ import annotations
@@ -45,10 +45,63 @@ def test_every_prod_backup_has_a_copy_in_another_region(prod: dict) -> None:
     """The attack is the weather: on `main` every expectation of the prod stack was in eu-west-1 alone."""
     regions: dict[tuple[str, str], set[str]] = {}
     for entry in prod["outputs"]["backupExpectations"]:
-        regions.setdefault((entry["writer"], entry["prefix"]), set()).add(entry["region"])
+        if entry["store"] != "ebs-copy":  # the volumes' copies: a writer of the copy region alone (below)
+            regions.setdefault((entry["writer"], entry["prefix"]), set()).add(entry["region"])
     assert len(regions) >= 9 and {where: found for where, found in regions.items() if found != {SOURCE, COPY}} == {}
     stores = {(e["store"], e["region"]) for e in prod["outputs"]["backupExpectations"]}
-    assert stores == {("backups", SOURCE), ("backups-copy", COPY), ("rds", SOURCE), ("rds-copy", COPY)}
+    assert stores == {("backups", SOURCE), ("backups-copy", COPY), ("rds", SOURCE), ("rds-copy", COPY), ("ebs-copy", COPY)}
+
+
+def test_the_volumes_of_each_cluster_region_are_snapshotted_daily_and_copied(prod: dict) -> None:
+    """Velero's backups of the tenants' volumes are EBS snapshots, which S3's replication does not carry: Data Lifecycle
+    Manager snapshots every EBS CSI volume of the clusters' region each day and copies it under the copy's key."""
+    [policy] = [r for r in prod["resources"] if r["type"] == "aws:dlm/lifecyclePolicy:LifecyclePolicy"]  # both clusters: one region
+    assert policy["name"] == f"backups-volumes-{SOURCE}" and provider_region(prod, policy) == SOURCE
+    details = policy["inputs"]["policyDetails"]
+    assert details["resourceTypes"] == ["VOLUME"] and details["targetTags"] == {"ebs.csi.aws.com/cluster": "true"}
+    [schedule] = details["schedules"]
+    assert schedule["createRule"] == {"interval": 24, "intervalUnit": "HOURS", "times": "01:30"}
+    [copy] = schedule["crossRegionCopyRules"]
+    assert copy["target"] == COPY and copy["encrypted"] is True and copy["copyTags"] is True
+    assert copy["cmkArn"].startswith(f"arn:aws:kms:{COPY}:") and copy["retainRule"] == {"interval": 35, "intervalUnit": "DAYS"}
+    assert schedule["tagsToAdd"] == {"platform.io/backup-copy": policy["name"]} and schedule["copyTags"] is True
+    role = one(prod, "aws:iam/role:Role", policy["name"])
+    assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "dlm.amazonaws.com"}
+    granted = json.loads(one(prod, "aws:iam/rolePolicy:RolePolicy", policy["name"])["inputs"]["policy"])["Statement"]
+    assert not [r for r in prod["resources"] if r["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+                and r["inputs"]["role"].startswith(policy["name"])]  # AWS's managed policy deletes any snapshot
+    [delete] = [s for s in granted if "ec2:DeleteSnapshot" in s["Action"]]
+    assert delete == {"Effect": "Allow", "Action": ["ec2:DeleteSnapshot"], "Resource": "*",
+                      "Condition": {"StringEquals": {"aws:ResourceTag/platform.io/backup-copy": policy["name"]}}}
+    [key] = [s for s in granted if s["Resource"] == copy["cmkArn"]]
+    assert not [a for a in key["Action"] if not a.startswith("kms:")]
+    assert not [s for s in granted if any(a.startswith("kms:") for a in s["Action"]) and s["Resource"] != copy["cmkArn"]]
+    [entry] = [e for e in prod["outputs"]["backupExpectations"] if e["store"] == "ebs-copy"]
+    assert (entry["bucket"], entry["prefix"], entry["region"], entry["schedule"]) == (
+        policy["name"], "platform.io/backup-copy", COPY, "30 1 * * *")
+
+
+def test_a_volume_copy_that_stopped_fails_the_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """moto's EC2: the copies are the completed snapshots of the copy region that carry the policy's tag."""
+    from moto import mock_aws
+
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    expected = backups.Expectation(f"LifecyclePolicy backups-volumes-{SOURCE}", "ebs-copy", f"backups-volumes-{SOURCE}", None, COPY,
+                                   "platform.io/backup-copy", "", "30 1 * * *")
+    with mock_aws():
+        stores, now = backups.Stores(), datetime.now(timezone.utc)
+        ok, line = backups.judge(expected, stores.list, stores.read, now)
+        assert not ok and line == (f"MISSING ebs-copy:{expected.bucket} ({expected.writer}): no completed snapshot copies; "
+                                   "allowed 31.0 h (schedule '30 1 * * *')")
+        ec2 = boto3.client("ec2", region_name=COPY)
+        volume = ec2.create_volume(AvailabilityZone=f"{COPY}a", Size=1)["VolumeId"]
+        for value, fresh in (("another-policy", False), (expected.bucket, True)):  # another policy's copy counts for nothing
+            ec2.create_snapshot(VolumeId=volume, TagSpecifications=[
+                {"ResourceType": "snapshot", "Tags": [{"Key": "platform.io/backup-copy", "Value": value}]}])
+            assert backups.judge(expected, stores.list, stores.read, now + timedelta(hours=1))[0] is fresh
+        ok, line = backups.judge(expected, stores.list, stores.read, now + timedelta(hours=40))
+        assert not ok and line.startswith(f"STALE ebs-copy:{expected.bucket} ({expected.writer}): newest "), line
 
 
 def test_the_copy_bucket_is_locked_encrypted_in_its_region_and_kept_as_long(prod: dict) -> None:

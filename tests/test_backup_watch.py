@@ -517,7 +517,7 @@ def test_the_watch_role_lists_the_backup_bucket_and_does_nothing_else(prod: dict
         ("Allow", ["kms:Decrypt"], [key, copy_key],
          {"StringEquals": {"kms:ViaService": ["s3.eu-west-1.amazonaws.com", "s3.eu-central-1.amazonaws.com"]}}),
         # The automated backups' restorable time, and their copies': a description, no data.
-        ("Allow", ["rds:DescribeDBInstances", "rds:DescribeDBInstanceAutomatedBackups"], "*", None),
+        ("Allow", ["rds:DescribeDBInstances", "rds:DescribeDBInstanceAutomatedBackups", "ec2:DescribeSnapshots"], "*", None),
     ]
     [entry] = [c for c in prod["outputs"]["credentials"] if c["resources"] == ["platform-pipeline-backup-watch"]]
     assert entry["category"] == "federated" and entry["lifetimeSeconds"] == 3600
