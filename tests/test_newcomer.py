@@ -93,7 +93,8 @@ def installed_with(pinned: set[str]) -> set[str]:
     return found
 
 
-LOCKS = {"requirements.txt": "requirements.in", "requirements-build.txt": "requirements-build.in", "requirements-test.txt": "requirements-test.in"}
+LOCKS = {"requirements.txt": "requirements.in", "requirements-build.txt": "requirements-build.in", "requirements-test.txt": "requirements-test.in",
+         ".ci/uv.txt": ".ci/uv.in"}
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
@@ -143,6 +144,8 @@ def test_every_install_is_checked_and_builds_with_the_locked_setuptools(venv: tu
     build, program, tests, opa = calls
     assert "--no-deps" in build and "--no-build-isolation" in program and "--no-build-isolation" in tests
     assert "--no-deps" in opa  # one wheel, nothing to build
+    # The lock tool too: .ci/lock installs uv from its own lock.
+    assert '"$tool/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r .ci/uv.txt' in (ROOT / ".ci" / "lock").read_text()
     for pipeline in (ROOT / ".gitlab-ci.yml", CI_TEMPLATE):
         lines = pipeline.read_text().splitlines()
         assert not [line for line in lines if re.search(r"\bpip3? install|-m pip\b", line)], pipeline
