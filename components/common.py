@@ -193,6 +193,18 @@ class ObjectStoreTarget:
     networks: tuple[str, ...] = ()  # where the endpoint's address is when private (its pods' egress)
 
 
+@dataclass(frozen=True)
+class AlertRoutes:
+    """Where one cluster's Alertmanager sends (platform:alerting, components/alerting.py), its URLs Pulumi secrets."""
+
+    receiver: pulumi.Input[str] | None = None  # every alert but the Watchdog; None: they reach nobody
+    receiver_kind: str = "webhook"  # webhook (Alertmanager's JSON) or slack (an incoming webhook)
+    heartbeat: pulumi.Input[str] | None = None  # this cluster's dead man's switch, which the Watchdog calls
+    # The longest a workload cluster's Velero Schedules may go without a successful backup (their cron's longest gap
+    # and a margin, as `platformctl backups check` allows); None: Velero is off.
+    backup_max_age_seconds: int | None = None
+
+
 def ipv4_network(value: str, example: str) -> ipaddress.IPv4Network:
     """`value` as an IPv4 network in CIDR form (no host bits set), or a config error naming what is allowed."""
     try:

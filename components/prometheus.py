@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import argo_rollouts, prometheus_query, workload_ingress
+from components import argo_rollouts, prometheus_chart, prometheus_query, workload_ingress
 from components.cluster import ClusterHandle
 from components.common import checksum
 from components.egress import Reach, pods, pods_in, tcp
@@ -49,13 +49,6 @@ SERVER_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/comp
 QUERY_URL = f"http://{prometheus_query.NAME}.{NAMESPACE}.svc.cluster.local"
 SERVICE_NAMESPACE_LABEL = "service_namespace"  # the label the proxies enforce
 SCRAPE_JOB = "ingress"
-# The chart's default scrape jobs, all off: only the ingress controller's metrics are needed.
-CHART_JOBS = (
-    "kubernetes-api-servers", "kubernetes-nodes", "kubernetes-nodes-cadvisor", "kubernetes-service-endpoints",
-    "kubernetes-service-endpoints-slow", "prometheus-pushgateway", "kubernetes-services", "kubernetes-pods",
-    "kubernetes-pods-slow",
-)
-SUBCHARTS = ("alertmanager", "kube-state-metrics", "prometheus-node-exporter", "prometheus-pushgateway")
 RETENTION = "15d"
 CONFIG_CHECKSUM = "platform.io/scrape-config-checksum"  # a new scrape config restarts the server
 
@@ -108,10 +101,9 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
         ]
 
     def values(self, args: PrometheusArgs) -> dict[str, Any]:
-        scrape_configs = {**{job: {"enabled": False} for job in CHART_JOBS}, SCRAPE_JOB: ingress_scrape_job(args.environment)}
-        return {
-            **{chart: {"enabled": False} for chart in SUBCHARTS},
-            "server": {
+        # Only the ingress controller's metrics are needed (prometheus_chart: every chart job and subchart off).
+        scrape_configs = prometheus_chart.scrape_configs({SCRAPE_JOB: ingress_scrape_job(args.environment)})
+        return prometheus_chart.server_only(scrape_configs, {
                 "retention": RETENTION,
                 "persistentVolume": {"size": args.settings.storage},
                 # No lifecycle API (the chart's web.enable-lifecycle): every Argo Rollouts controller
@@ -121,10 +113,7 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
                 # config-reload sidecar either: a change of the scrape config restarts the server.
                 "extraFlags": [],
                 "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps(scrape_configs, sort_keys=True))},
-            },
-            "configmapReload": {"prometheus": {"enabled": False}},
-            "scrapeConfigs": scrape_configs,
-        }
+        })
 
     def extend(self, name: str, cluster: ClusterHandle, args: PrometheusArgs) -> None:
         if args.ingress is not None:

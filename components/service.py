@@ -22,7 +22,7 @@ from components.aws import AwsWorkloadIdentity
 from components.cluster import ApiServer, ClusterHandle
 from components.backups import BackupStore
 from components.egress import Reach, hold_namespace, hold_namespace_egress, hold_webhook
-from components.common import Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
+from components.common import AlertRoutes, Exposure, LdapUpstream, ObjectStoreTarget, OidcClient, OidcUpstream, PlatformGroups, PlatformNamespace, TcpEntrypoint
 from components.helm import namespace, release, sized
 from components.inventory import CredentialInventory
 from components.tenancy import TenantArgs, TenantMembers, TenantPlatform
@@ -170,6 +170,8 @@ class ClusterParts:
     apps_domain: str | None = None
     # Workload clusters: tenant namespace -> its tenant, for tenants with nodes of their own (platform:tenants[].dedicatedNodes).
     dedicated_namespaces: Mapping[str, str] = field(default_factory=dict)
+    # Where this cluster's alerts go (platform:alerting; components/alerting.py).
+    alert_routes: AlertRoutes = field(default_factory=AlertRoutes)
 
     @property
     def served_domain(self) -> str:

@@ -25,7 +25,8 @@ import pulumi_tls as tls
 from components.aws import AwsWorkloadIdentity, irsa_credential, service_account_trust
 from components.cluster import ClusterHandle
 from components.common import rotated_key
-from components.egress import HTTPS, Reach, hold_namespace_egress, hold_webhook, internet, internet_dns
+from components import alerting
+from components.egress import HTTPS, Reach, admit, hold_namespace_egress, hold_webhook, internet, internet_dns
 from components.helm import namespace
 from components.inventory import STATE, Credential, CredentialInventory, cert_manager_certificate, external_secret, program_certificate
 from components.service import (
@@ -93,8 +94,10 @@ class PlatformTls(pulumi.ComponentResource):
             # The projected web-identity token must be readable by the controller's user.
             values["securityContext"] = {"runAsNonRoot": True, "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}}
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
-        # Its pods' egress: their API server (and with ACME, ACME's calls).
-        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), *hold_namespace_egress(name, ns, cluster.api_server, _acme_egress() if args.acme else [], opts)]
+        # Its pods' egress: their API server (and with ACME, ACME's calls). Inbound, the webhook's port from anywhere
+        # and the controller's metrics port from the platform Prometheus alone (the certificate alerts).
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), admit(name, ns, alerting.scrape_admit(alerting.CERT_MANAGER), opts),
+                *hold_namespace_egress(name, ns, cluster.api_server, _acme_egress() if args.acme else [], opts)]
         self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns,
                                      depends_on=held)
         after_crds = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[self.release])

@@ -48,6 +48,7 @@ import pulumi_random as random
 from pydantic import Field
 from pydantic.alias_generators import to_camel
 
+from components import alerting
 from components.aws import AwsWorkloadIdentity, irsa_credential, workload_role
 from components.backups import BackupStore
 from components.cluster import ClusterHandle
@@ -163,9 +164,9 @@ class Velero(pulumi.ComponentResource):
             ready = self._csi_snapshots(name, ns, args.eks, k8s_opts)
         else:
             ready = self._file_system_backup(name, ns, k8s_opts)
-        # The server and the node agents take their own namespace's connections only: they work through the API
-        # server, and nothing scrapes their metrics (8085).
-        held = hold_namespace(name, ns, (), pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        # The server and the node agents take their own namespace's connections only (they work through the API
+        # server), and the platform Prometheus the server's metrics port (8085), for the backup alerts.
+        held = hold_namespace(name, ns, [alerting.scrape_admit(alerting.VELERO)], pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         # They connect to the API server and the backup store only (the server, the node agents, the CRD upgrade Job):
         # the AWS plugin to S3 and STS, the node agents' Kopia to the same store; the EBS snapshots are the CSI
         # driver's calls (kube-system), the restore helper's image the kubelet's pull.

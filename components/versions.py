@@ -62,6 +62,9 @@ CHARTS: dict[str, Chart] = {
     "argo-rollouts": Chart("argo-rollouts", "https://argoproj.github.io/argo-helm", "2.41.0"),
     "metrics-server": Chart("metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1"),
     "prometheus": Chart("prometheus", "https://prometheus-community.github.io/helm-charts", "29.27.0"),
+    # The platform's alerting on every cluster (components/alerting.py): Alertmanager v0.34.0 and kube-state-metrics 2.20.0.
+    "alertmanager": Chart("alertmanager", "https://prometheus-community.github.io/helm-charts", "1.42.0"),
+    "kube-state-metrics": Chart("kube-state-metrics", "https://prometheus-community.github.io/helm-charts", "8.4.0"),
     # Dragonfly 2.5.0 (client 1.4.0): P2P image distribution on the workload clusters (components/dragonfly.py).
     "dragonfly": Chart("dragonfly", "https://dragonflyoss.github.io/helm-charts", "1.7.4"),
     # Velero 1.18.1: the tenants' volumes backed up on the workload clusters (components/velero.py).

@@ -44,7 +44,7 @@ from components.common import QUANTITY, ConfigModel, Ipv4Cidr, ObjectStoreTarget
 from components.data_stores import SERVER_NAME
 from components.service import ServiceSettings, ServiceSlice
 from components.versions import EKS_ADDONS, VCLUSTER_KUBERNETES_TAGS
-from platformctl.stack_file import NAMESPACE, ConfigError, offboarding_problems, parse_value as _parse
+from platformctl.stack_file import NAMESPACE, PLACEHOLDER, ConfigError, offboarding_problems, parse_value as _parse
 from policy.gatekeeper import EXCEPTION_CAPABILITIES, EXCEPTION_VOLUME_TYPES
 from stacks.services import PLATFORM_NAMESPACES, SERVICES
 
@@ -689,6 +689,50 @@ class Backups(Model):
     copy_region: Region | None = None
 
 
+# --- alerting -------------------------------------------------------------------------
+
+
+def _https_url(value: SecretStr) -> SecretStr:
+    """A receiver's URL: HTTPS on 443, what Alertmanager's egress allows (components/alerting.py). The message never
+    quotes the value: it is a secret."""
+    if value.get_secret_value().startswith(PLACEHOLDER):
+        return value  # a `secure:` value read offline (platformctl/stack_file.py): Pulumi checks the real one
+    url = urlsplit(value.get_secret_value())
+    try:
+        port = url.port or 443
+    except ValueError:
+        port = 0
+    if url.scheme != "https" or not url.hostname or port != 443:
+        raise ValueError("not an https:// URL on port 443 (Alertmanager connects out on HTTPS 443 alone); "
+                         "allowed: https://<host>/<path>, set with `pulumi config set --secret --path`")
+    return value
+
+
+HttpsUrl = Annotated[SecretStr, AfterValidator(_https_url)]
+
+
+class AlertReceiver(Model):
+    """Where every alert but the Watchdog goes: a webhook that takes Alertmanager's JSON, or a Slack incoming webhook."""
+
+    url: HttpsUrl
+    kind: Literal["webhook", "slack"] = "webhook"
+
+
+class Heartbeats(Model):
+    """Each cluster's dead man's switch (a healthchecks.io-style check URL): its Watchdog calls it every 5 minutes."""
+
+    control_plane: HttpsUrl | None = None
+    dev: HttpsUrl | None = None
+    prod: HttpsUrl | None = None
+
+
+class Alerting(Model):
+    """platform:alerting: where the platform's alerts go (README: Alerts). Unset: they fire in Alertmanager alone."""
+
+    receiver: AlertReceiver | None = None
+    heartbeats: Heartbeats = Heartbeats()
+
+
 # --- the platform's own pipeline ------------------------------------------------------
 
 GitLabProjectPath = Annotated[
@@ -790,6 +834,7 @@ class PlatformConfig(Model):
     charts: Charts = Charts()
     object_store: ObjectStore | None = None
     backups: Backups | None = None
+    alerting: Alerting = Alerting()
 
     @property
     def tenant_domain(self) -> str:
@@ -1391,6 +1436,7 @@ SECRET_FIELDS = {
     "identity": ("oidc.clientSecret", "ldap.bindPassword"),
     "objectStore": ("secretAccessKey", "watchKey.secretAccessKey", "archiveKeys.{gitlab,harbor}.secretAccessKey"),
     "backups": ("target.writerKeys.{vault,gitlab,harbor}.secretAccessKey", "target.watchKey.secretAccessKey"),
+    "alerting": ("receiver.url", "heartbeats.{controlPlane,dev,prod}"),
     "services": ("harbor.replication[].accessSecret", "gitlab.railsSecret.*", "dragonfly.preheatTokens.dev", "dragonfly.preheatTokens.prod",
                  "velero.targetKeys.dev.secretAccessKey", "velero.targetKeys.prod.secretAccessKey",
                  "velero.nodeAgentKeys.dev.secretAccessKey", "velero.nodeAgentKeys.prod.secretAccessKey",

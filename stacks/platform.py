@@ -24,7 +24,8 @@ from components.cluster import (
     NodeGroupArgs,
     Taint,
 )
-from components import image_verifier, netpol_check
+from components import alerting, image_verifier, netpol_check, velero
+from components.common import AlertRoutes
 from components.gitlab import SLICE as GITLAB
 from components.harbor import SLICE as HARBOR
 from components.vault import SLICE as VAULT
@@ -36,6 +37,7 @@ from components.service import WORKLOAD_CLUSTERS, AcmeSettings, CertificateAutho
 from components.tenancy import TenantPlatform
 from components.tenant_names import namespace_name
 from policy.labels import TENANT_LABEL
+from platformctl.backups import MARGIN as BACKUP_MARGIN, longest_interval
 from platformctl.charts import ChartError, pinned_charts, verified
 from stacks.config import ClusterSpec, ConfigError, PlatformConfig, dedicated_group_name
 from stacks.backups import backup_expectations, build_backup_jobs
@@ -132,12 +134,40 @@ def add_cluster_addons(
         harbor_provider=harbor_provider, backups=backups,
         control_plane_ingress=control_plane_ingress, apps_domain=config.tenant_domain,
         dedicated_namespaces=dedicated_namespaces(config, cluster.role),
+        alert_routes=alert_routes(config, cluster.role),
     )
     for service in CLUSTER_ADDONS:
         settings = config.services.settings(service.key)
         if settings.enabled and cluster.role in service.clusters:
             parts.declared[service.key] = service.declare_on(parts, settings)
     return parts.declared
+
+
+def alert_routes(config: PlatformConfig, role: str) -> AlertRoutes:
+    """Where cluster `role`'s alerts go (platform:alerting), and on a workload cluster with Velero how old its Schedules'
+    last success may grow: their cron's longest gap and the margin `platformctl backups check` allows its stores."""
+    alerting, velero_settings = config.alerting, config.services.settings(velero.SLICE.key)
+    heartbeat = getattr(alerting.heartbeats, next(field for field, name in CLUSTER_NAMES.items() if name == role))
+    max_age = (longest_interval(velero_settings.options["schedule"]) + BACKUP_MARGIN
+               if velero_settings.enabled and role in velero.SLICE.clusters else None)
+    return AlertRoutes(
+        receiver=pulumi.Output.secret(alerting.receiver.url.get_secret_value()) if alerting.receiver else None,
+        receiver_kind=alerting.receiver.kind if alerting.receiver else "webhook",
+        heartbeat=pulumi.Output.secret(heartbeat.get_secret_value()) if heartbeat else None,
+        backup_max_age_seconds=int(max_age.total_seconds()) if max_age is not None else None,
+    )
+
+
+def warn_unrouted_alerts(config: PlatformConfig) -> None:
+    """Alerts without a receiver show in each cluster's Alertmanager and reach nobody."""
+    if not config.services.settings(alerting.SLICE.key).enabled:
+        return
+    if config.alerting.receiver is None:
+        pulumi.log.warn(
+            "platform:alerting.receiver is unset: the platform's alerts (a failing backup, a sealed Vault, a node NotReady, "
+            "an expiring certificate) evaluate and show in each cluster's Alertmanager but reach nobody. Set it with "
+            "`pulumi config set --secret --path platform:alerting.receiver.url https://...` (README: Alerts)."
+        )
 
 
 def add_image_verifiers(config: PlatformConfig, platform: TenantPlatform, inventory: CredentialInventory) -> None:
@@ -200,6 +230,7 @@ def local_charts(config: PlatformConfig, project_dir: Path) -> str | None:
 def build_platform(config: PlatformConfig, charts_dir: str | None = None) -> dict[str, pulumi.Input[object]]:
     """Declare the whole platform; returns the stack outputs. `charts_dir`: see `local_charts`."""
     warn_shared_site(config)
+    warn_unrouted_alerts(config)
     inventory = CredentialInventory()  # one per run: every part registers what it creates
     clusters: dict[str, ClusterHandle] = {}
     for field, name in CLUSTER_NAMES.items():  # the control plane first: the others' private paths start there

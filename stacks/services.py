@@ -16,6 +16,7 @@ from components import argo_rollouts, metrics_server, prometheus, workload_ingre
 from components import dragonfly
 from components import netpol_check
 from components import velero
+from components import alerting
 from components.service import Foundation, PlatformNamespace, ServiceSlice
 
 # Every platform service; the policies list their namespaces in this order.
@@ -41,6 +42,7 @@ SERVICES: tuple[ServiceSlice[Any], ...] = (
     prometheus.SLICE,
     dragonfly.SLICE,  # after workload_ingress: its manager's preheat API is published there
     velero.SLICE,  # the tenants' volumes backed up (its tenant half: each namespace's Schedule)
+    alerting.SLICE,  # the platform's alerts, on every cluster (after what it scrapes)
 )
 
 # What every exposed service stands on: certificates, ingress and sign-in.

@@ -453,10 +453,12 @@ def test_an_analysis_reaches_prometheus_only_with_its_own_namespace_in_the_one_h
 
 
 def _prometheus_flags(plan: dict[str, Any], cluster: str) -> list[str]:
-    [server] = [c for r in plan["resources"] if r.get("cluster") == cluster and r["type"] == "kubernetes:helm.sh/v3:Release"
-                and r["inputs"]["chart"] == "prometheus" for o in r.get("rendered") or [] if o["kind"] == "Deployment"
-                for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "prometheus-server"]
-    return server["args"]
+    """The flags of both Prometheus servers of the cluster: the canary one and the platform's alerting one."""
+    servers = [c for r in plan["resources"] if r.get("cluster") == cluster and r["type"] == "kubernetes:helm.sh/v3:Release"
+               and r["inputs"]["chart"] == "prometheus" for o in r.get("rendered") or [] if o["kind"] == "Deployment"
+               for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "prometheus-server"]
+    assert len(servers) == 2, servers
+    return [flag for server in servers for flag in server["args"]]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -23,7 +23,7 @@ VIRTUAL_CONTROLLER_LABELS = {"vcluster.loft.sh/namespace": "argo-rollouts"}
 
 def _scrape_job(plan: dict[str, Any], cluster: str) -> dict[str, Any]:
     [config] = [o["data"]["prometheus.yml"] for r in plan["resources"] if r["type"] == RELEASE and r.get("cluster") == cluster
-                and r["inputs"]["chart"] == "prometheus" for o in r["rendered"] if o["kind"] == "ConfigMap" and "prometheus.yml" in o.get("data", {})]
+                and r["inputs"]["chart"] == "prometheus" and r["inputs"]["name"] == prometheus.RELEASE for o in r["rendered"] if o["kind"] == "ConfigMap" and "prometheus.yml" in o.get("data", {})]
     [job] = [j for j in yaml.safe_load(config)["scrape_configs"] if j["job_name"] == prometheus.SCRAPE_JOB]
     return job
 

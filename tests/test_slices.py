@@ -51,11 +51,11 @@ def test_the_control_plane_declares_its_slices_and_the_rest_run_everywhere() -> 
     # The image verifier: a workload-cluster add-on declared once the control plane's CA exists.
     assert {s.key for s in SERVICES if s.declare is None} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "cluster_autoscaler", "metallb", "image_verifier",
-        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
+        "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero", "alerting"}
     # The runner's add-on on the control plane carries its settings to the tenants' runners.
     assert {s.key for s in SERVICES if s.is_add_on} == {
         "gatekeeper", "external_secrets", "aws_load_balancer_controller", "cluster_autoscaler", "metallb", "gitlab_runner",
-        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero"}
+        "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero", "alerting"}
     # The golden path's add-ons run where tenants do (cert-manager also on the control plane, as a service).
     assert {s.key for s in SERVICES if s.is_add_on and s.clusters == ("dev", "prod")} == {
         "cert_manager", "workload_ingress", "argo_rollouts", "metrics_server", "prometheus", "dragonfly", "velero",

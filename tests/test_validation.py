@@ -34,6 +34,7 @@ CHARTS = [
     "argo-rollouts", "metrics-server", "prometheus",  # the golden path (issue 18)
     "dragonfly",  # P2P distribution (issue 20)
     "velero",  # the tenants' volumes backed up
+    "alertmanager", "kube-state-metrics",  # the platform's alerts (with prometheus)
 ]
 
 

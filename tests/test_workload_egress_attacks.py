@@ -22,7 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from components import argo_rollouts, dragonfly, external_secrets, image_verifier, kube_oidc_proxy, metrics_server, netpol_check, prometheus, prometheus_query, tls, velero
+from components import alerting, argo_rollouts, dragonfly, external_secrets, image_verifier, kube_oidc_proxy, metrics_server, netpol_check, prometheus, prometheus_query, tls, velero
 from platformctl.render import Render
 from platformctl.render import read_stack_file
 from components.tenant import VCLUSTER_NAMESPACE_LABEL
@@ -44,6 +44,7 @@ DF_MANAGER, DF_SEED = f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}", f
 VCLUSTER = "a virtual cluster's control plane"  # the vcluster chart's pods (label app: vcluster) in a tenant's host namespace
 ROLLOUTS = f"{argo_rollouts.NAMESPACE}/Deployment/argo-rollouts"
 QUERY_PROXY = f"{prometheus.NAMESPACE}/Deployment/{prometheus_query.NAME}"
+ALERTMANAGER = f"{alerting.NAMESPACE}/StatefulSet/alertmanager"
 
 
 def _node(plan: dict[str, Any], stack: str, cluster: str) -> Any:
@@ -73,6 +74,8 @@ OUTSIDE_NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("prod", VERIFIER): (("the internet on HTTPS", "the signatures' blobs Harbor redirects to S3 (components/egress.py registry_blobs)"),),
     ("prod", DF_SEED): (("the internet on HTTPS", "the layers Harbor redirects to S3 (components/egress.py registry_blobs)"),),
     ("dev", VERIFIER): (("the internet on HTTPS", "the blobs Harbor redirects to platform:objectStore (https://minio.dev..., no networks)"),),
+    ("prod", ALERTMANAGER): (("the internet on HTTPS", "platform:alerting.receiver and the cluster's heartbeat (https:// on 443 only)"),),
+    ("dev", ALERTMANAGER): (("the internet on HTTPS", "platform:alerting.receiver (https:// on 443 only)"),),
 }
 # Platform namespaces whose pods are not held by an egress policy yet, and why.
 LEFT: dict[str, str] = {}

@@ -7,6 +7,8 @@ platform namespaces that trust their network:
 * External Secrets: the controller holds every SecretStore's Vault session; the webhook validates stores;
 * policy-controller (cosign-system): the webhook that admits tenants' images by signature;
 * Argo Rollouts: the controller that runs every tenant's Rollouts and analyses;
+* alerting: Alertmanager, whose API takes silences that mute every alert unauthenticated, and the platform Prometheus
+  (the platform's series); it takes its own pods' connections only, and its Prometheus alone reaches Velero's metrics;
 * Dragonfly: the manager, the scheduler and the seed peers, whose gRPC and piece servers take no credential
   (scheduler v2.5.0 scheduler/service/service_v2.go AnnouncePeer, AnnounceHost, DeleteTask: no authentication;
   client v1.4.0 dragonfly-client/src/grpc/dfdaemon_upload.rs `download_task` fetches any URL with any headers from
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from components import cluster_autoscaler, dragonfly, kube_oidc_proxy, metrics_server, velero, workload_ingress
+from components import alerting, cluster_autoscaler, dragonfly, kube_oidc_proxy, metrics_server, velero, workload_ingress
 from platformctl.render import Render
 from policy.labels import TENANT_NAMESPACE_LABEL
 from tests.test_delivery_attacks import Network, Pod
@@ -40,7 +42,7 @@ from tests.test_gatekeeper_plan import selector_matches
 
 WORKLOAD = ("dev", "prod")
 HELD = ("external-secrets", "cosign-system", "argo-rollouts", dragonfly.NAMESPACE,
-        velero.NAMESPACE, cluster_autoscaler.NAMESPACE, kube_oidc_proxy.NAMESPACE, metrics_server.NAMESPACE)
+        velero.NAMESPACE, cluster_autoscaler.NAMESPACE, kube_oidc_proxy.NAMESPACE, metrics_server.NAMESPACE, alerting.NAMESPACE)
 DF = dragonfly.NAMESPACE
 MANAGER, SCHEDULER, SEED = f"{DF}/Deployment/{dragonfly.MANAGER}", f"{DF}/StatefulSet/dragonfly-scheduler", f"{DF}/StatefulSet/dragonfly-seed-client"
 TRAEFIK = "apps-ingress/Deployment/traefik"
