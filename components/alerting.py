@@ -14,13 +14,14 @@ On each cluster: the prometheus-community chart's server (release `alerting-prom
 job and subchart off), its Alertmanager (chart `alertmanager`, its configuration a Secret built from
 Pulumi secrets, never the chart's ConfigMap) and kube-state-metrics (chart `kube-state-metrics`,
 its collectors cut to what the rules read). The scrapes: kube-state-metrics, Alertmanager, Velero's
-server (`velero` namespace, port 8085) and cert-manager's controller (`cert-manager`, 9402); those two
-namespaces admit this Prometheus on that port alone (`scrape_admit`, components/velero.py, tls.py).
+server (`velero` namespace, port 8085), cert-manager's controller (`cert-manager`, 9402) and CloudNativePG's
+instances (9187); those namespaces admit this Prometheus on that port alone (`scrape_admit`: components/velero.py,
+tls.py, data_stores.py).
 
 Left out, and why: Vault's own metrics (`vault_core_unsealed` needs its telemetry stanza and an
 unauthenticated /v1/sys/metrics, which Traefik would publish on vault.<domain>): the seal is read from
 the `vault-sealed` label Vault's Kubernetes service registration keeps on each pod instead. The
-CloudNativePG clusters' WAL archiving and kubelet volume stats (README: Alerts, what is not watched yet).
+kubelet volume stats (README: Alerts, what is not watched yet).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class Scraped:
                 *keep,
                 {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "action": "keep", "regex": self.port_name},
                 {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                # Not `namespace`: cert-manager's series carry their Certificate's.
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "kubernetes_namespace"},
             ],
         }
 
@@ -96,97 +99,131 @@ VELERO = Scraped("velero", "velero", {"app.kubernetes.io/name": "velero"}, "http
 # cert-manager's controller: its certificates' metrics (the chart's `http-metrics`, 9402).
 CERT_MANAGER = Scraped("cert-manager", "cert-manager", {"app.kubernetes.io/name": "cert-manager",
                                                         "app.kubernetes.io/component": "controller"}, "http-metrics", 9402)
-SCRAPED = (VELERO, CERT_MANAGER)
+# CloudNativePG's instances (components/data_stores.py, off EKS): each pod's exporter, container port `metrics` 9187
+# (cloudnative-pg/cloudnative-pg pkg/specs/pods.go:274-275, pkg/management/url/url.go:34), labelled
+# cnpg.io/podRole=instance (pkg/utils/labels_annotations.go:92, 349), in the namespaces of the services that keep a
+# database there: GitLab's and Harbor's on the control plane, Dragonfly's on the workload clusters (tests/test_alerting.py
+# checks these are every namespace a rendered Cluster is in).
+POSTGRES_INSTANCES = {"cnpg.io/podRole": "instance"}
+POSTGRES_PORT = 9187
+POSTGRES_NAMESPACES = ("gitlab", "harbor", "dragonfly-system")
+POSTGRES = tuple(Scraped(f"postgres-{ns}", ns, POSTGRES_INSTANCES, "metrics", POSTGRES_PORT) for ns in POSTGRES_NAMESPACES)
+SCRAPED = (VELERO, CERT_MANAGER, *POSTGRES)
 
 
-def scrape_admit(target: Scraped) -> Admit:
-    """What `target`'s namespace admits: this Prometheus' server, on the metrics port alone."""
-    return Admit(f"scraped-by-{NAMESPACE}", target.pods, [pods_in(NAMESPACE, PROMETHEUS_LABELS)], [target.port])
+def scrape_admit(pods: dict[str, str], port: int) -> Admit:
+    """What a scraped namespace admits: this Prometheus' server, to the pods labelled `pods` on their metrics `port` alone."""
+    return Admit(f"scraped-by-{NAMESPACE}", pods, [pods_in(NAMESPACE, PROMETHEUS_LABELS)], [port])
+
+
+def _rule(alert: str, expr: str, duration: str, severity: str, summary: str, runbook: str) -> dict[str, Any]:
+    return {"alert": alert, "expr": expr, "for": duration, "labels": {"severity": severity},
+            "annotations": {"summary": summary, "runbook": runbook}}
+
+
+WATCHDOG_RULES = [_rule(
+    WATCHDOG, "vector(1)", "1m", "none",
+    "Alerting works: this alert always fires, and its heartbeat receiver expects it every few minutes.",
+    "Nothing while it arrives. When the heartbeat service reports it missing, this cluster's Prometheus or "
+    "Alertmanager is down or cannot reach out: kubectl -n alerting get pods, and their logs.",
+)]
+# kubernetes/kube-state-metrics internal/store/node.go:509 (kube_node_status_condition), deployment.go:153
+# (kube_deployment_status_replicas_available), pod.go kube_pod_labels (labels as `label_<name>`, allowlisted).
+HEALTH_RULES = [
+    _rule("NodeNotReady", 'kube_node_status_condition{condition="Ready",status="true"} == 0', "10m", "critical",
+          "Node {{ $labels.node }} has not been Ready for 10 minutes.",
+          "kubectl describe node {{ $labels.node }}; on EKS the node group replaces an unhealthy instance, elsewhere "
+          "check the kubelet and container runtime on the host. Its pods are rescheduled after 5 minutes."),
+    _rule("GatekeeperWebhookDown",
+          'kube_deployment_status_replicas_available{namespace="gatekeeper-system",deployment="gatekeeper-controller-manager"} == 0',
+          "5m", "critical",
+          "Gatekeeper's admission webhook has no available replica: its policies are not enforced (failurePolicy Ignore) "
+          "or every admission fails.",
+          "kubectl -n gatekeeper-system get pods,events; kubectl -n gatekeeper-system logs deploy/gatekeeper-controller-manager."),
+    # hashicorp/vault serviceregistration/kubernetes/service_registration.go: labelSealed = "vault-sealed", set on
+    # each pod to "true"/"false" as its seal changes (the chart's `service_registration "kubernetes"`).
+    _rule("VaultSealed", 'kube_pod_labels{namespace="vault",label_vault_sealed="true"} == 1', "5m", "critical",
+          "Vault pod {{ $labels.pod }} is sealed: secrets, CI logins and External Secrets fail against it.",
+          "README, Vault's root token and Restore drill: Vault. Unseal it (`vault operator unseal` with the keys, or check "
+          "the KMS key on EKS); kubectl -n vault logs {{ $labels.pod }}."),
+    _rule("ScrapeTargetDown", "up == 0", "15m", "warning",
+          "Prometheus cannot scrape {{ $labels.job }} ({{ $labels.instance }}): the alerts built on it are blind.",
+          "kubectl -n alerting port-forward svc/alerting-prometheus-server 9090:80, then Status > Targets for the error; "
+          "a refused connection is a NetworkPolicy (components/alerting.py scrape_admit)."),
+    _rule("AlertmanagerNotificationsFailing", "rate(alertmanager_notifications_failed_total[15m]) > 0", "15m", "critical",
+          "Alertmanager fails to deliver to {{ $labels.integration }}: alerts reach nobody.",
+          "kubectl -n alerting logs statefulset/alertmanager; check platform:alerting.receiver (README: Alerts) and that "
+          "HTTPS out on 443 reaches it."),
+]
+# cert-manager internal/collectors/certificate_collector.go:30 (certmanager_certificate_ready_status, 1 for the current
+# condition), :33 (certmanager_certificate_expiration_timestamp_seconds).
+CERTIFICATE_RULES = [
+    _rule("CertificateNotReady", 'certmanager_certificate_ready_status{condition="False"} == 1', "30m", "warning",
+          "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not Ready.",
+          "kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}, then its CertificateRequest and "
+          "(ACME) Order and Challenge; kubectl -n cert-manager logs deploy/cert-manager."),
+    _rule("CertificateExpiringSoon", "certmanager_certificate_expiration_timestamp_seconds - time() < 7 * 86400", "1h",
+          "critical",
+          "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires in less than 7 days: it was not renewed.",
+          "As CertificateNotReady; cert-manager renews at two thirds of the lifetime, so this one has failed for weeks. "
+          "`cmctl renew -n {{ $labels.namespace }} {{ $labels.name }}` once the cause is fixed."),
+]
+# CloudNativePG: cnpg_collector_up (pkg/management/postgres/webserver/metricserver/pg_collector.go:45, 130-135) and
+# the chart's default monitoring queries (config/manager/default-monitoring.yaml: pg_stat_archiver, on the primary,
+# :164-200; pg_replication's lag, :110-124), exported as cnpg_<query>_<column>.
+DATABASE_RULES = [
+    _rule("PostgresWALArchivingFailing",
+          "cnpg_pg_stat_archiver_last_failed_time > cnpg_pg_stat_archiver_last_archived_time", "15m", "critical",
+          "PostgreSQL {{ $labels.kubernetes_namespace }}/{{ $labels.pod }} fails to archive WAL: no point-in-time "
+          "recovery past the last archived segment, and pg_wal fills up.",
+          "kubectl -n {{ $labels.kubernetes_namespace }} logs {{ $labels.pod }} | grep -i archive (barman-cloud-wal-archive: "
+          "the object store's key, endpoint or bucket); README: Restoring the databases."),
+    _rule("PostgresInstanceDown", "cnpg_collector_up == 0", "5m", "critical",
+          "PostgreSQL in {{ $labels.kubernetes_namespace }}/{{ $labels.pod }} is not up.",
+          "kubectl -n {{ $labels.kubernetes_namespace }} get cluster,pods; kubectl cnpg status <cluster>; its logs."),
+    _rule("PostgresReplicaLagging", "cnpg_pg_replication_lag > 300", "10m", "warning",
+          "PostgreSQL replica {{ $labels.kubernetes_namespace }}/{{ $labels.pod }} is over 5 minutes behind its primary.",
+          "kubectl cnpg status <cluster> -n {{ $labels.kubernetes_namespace }}: the replica's WAL receiver, its disk and "
+          "network; a failover to it would lose that much."),
+]
+
+
+def backup_rules(max_age: int) -> list[dict[str, Any]]:
+    """Velero's Schedules, held to `max_age` seconds since their last success."""
+    # vmware-tanzu/velero pkg/metrics/metrics.go:36-50: velero_backup_failure_total, _partial_failure_total,
+    # _attempt_total and _last_successful_timestamp, by `schedule` (one per tenant namespace: matched by pattern). The
+    # last success is a gauge only set by a success (InitSchedule, :505, zeroes the counters alone), so a Schedule
+    # that never succeeded since the server started has attempts and no timestamp.
+    hours = max_age // 3600
+    return [
+        _rule("VeleroBackupStale",
+              f'time() - velero_backup_last_successful_timestamp{{schedule!=""}} > {max_age}', "15m", "critical",
+              f"Velero Schedule {{{{ $labels.schedule }}}} has had no successful backup for over {hours} h (its schedule's "
+              "longest gap and a margin).",
+              "velero backup get --selector velero.io/schedule-name={{ $labels.schedule }}; velero backup describe <the "
+              "newest> --details; kubectl -n velero logs deploy/velero. README: Tenants' volumes."),
+        _rule("VeleroBackupNeverSucceeded",
+              'velero_backup_attempt_total{schedule!=""} unless on(schedule) velero_backup_last_successful_timestamp',
+              f"{hours}h", "critical",
+              f"Velero Schedule {{{{ $labels.schedule }}}} has not succeeded once in {hours} h.",
+              "As VeleroBackupStale: list its backups and read why they failed."),
+        _rule("VeleroBackupFailed",
+              'increase(velero_backup_failure_total{schedule!=""}[1h]) > 0 or increase(velero_backup_partial_failure_total{schedule!=""}[1h]) > 0',
+              "5m", "warning",
+              "A backup of Velero Schedule {{ $labels.schedule }} failed or partly failed in the last hour.",
+              "velero backup describe <the backup> --details and velero backup logs <the backup>: a volume the node "
+              "agent could not read, the store unreachable, or a snapshot that timed out."),
+    ]
 
 
 def rules(cluster: str, backup_max_age_seconds: int | None) -> list[dict[str, Any]]:
     """The platform's rule groups (Prometheus' rule file format), the same on every cluster: a rule whose series a
     cluster has not (Vault's on a workload cluster) stays silent there. Each alert is labelled with its `cluster`."""
-
-    def _rule(alert: str, expr: str, duration: str, severity: str, summary: str, runbook: str) -> dict[str, Any]:
-        return {"alert": alert, "expr": expr, "for": duration, "labels": {"severity": severity, "cluster": cluster},
-                "annotations": {"summary": summary, "runbook": runbook}}
-
-    watchdog = [_rule(
-        WATCHDOG, "vector(1)", "1m", "none",
-        "Alerting works: this alert always fires, and its heartbeat receiver expects it every few minutes.",
-        "Nothing while it arrives. When the heartbeat service reports it missing, this cluster's Prometheus or "
-        "Alertmanager is down or cannot reach out: kubectl -n alerting get pods, and their logs.",
-    )]
-    # kubernetes/kube-state-metrics internal/store/node.go:509 (kube_node_status_condition), deployment.go:153
-    # (kube_deployment_status_replicas_available), pod.go kube_pod_labels (labels as `label_<name>`, allowlisted).
-    health = [
-        _rule("NodeNotReady", 'kube_node_status_condition{condition="Ready",status="true"} == 0', "10m", "critical",
-              "Node {{ $labels.node }} has not been Ready for 10 minutes.",
-              "kubectl describe node {{ $labels.node }}; on EKS the node group replaces an unhealthy instance, elsewhere "
-              "check the kubelet and container runtime on the host. Its pods are rescheduled after 5 minutes."),
-        _rule("GatekeeperWebhookDown",
-              'kube_deployment_status_replicas_available{namespace="gatekeeper-system",deployment="gatekeeper-controller-manager"} == 0',
-              "5m", "critical",
-              "Gatekeeper's admission webhook has no available replica: its policies are not enforced (failurePolicy Ignore) "
-              "or every admission fails.",
-              "kubectl -n gatekeeper-system get pods,events; kubectl -n gatekeeper-system logs deploy/gatekeeper-controller-manager."),
-        # hashicorp/vault serviceregistration/kubernetes/service_registration.go: labelSealed = "vault-sealed", set on
-        # each pod to "true"/"false" as its seal changes (the chart's `service_registration "kubernetes"`).
-        _rule("VaultSealed", 'kube_pod_labels{namespace="vault",label_vault_sealed="true"} == 1', "5m", "critical",
-              "Vault pod {{ $labels.pod }} is sealed: secrets, CI logins and External Secrets fail against it.",
-              "README, Vault's root token and Restore drill: Vault. Unseal it (`vault operator unseal` with the keys, or check "
-              "the KMS key on EKS); kubectl -n vault logs {{ $labels.pod }}."),
-        _rule("ScrapeTargetDown", "up == 0", "15m", "warning",
-              "Prometheus cannot scrape {{ $labels.job }} ({{ $labels.instance }}): the alerts built on it are blind.",
-              "kubectl -n alerting port-forward svc/alerting-prometheus-server 9090:80, then Status > Targets for the error; "
-              "a refused connection is a NetworkPolicy (components/alerting.py scrape_admit)."),
-        _rule("AlertmanagerNotificationsFailing", "rate(alertmanager_notifications_failed_total[15m]) > 0", "15m", "critical",
-              "Alertmanager fails to deliver to {{ $labels.integration }}: alerts reach nobody.",
-              "kubectl -n alerting logs statefulset/alertmanager; check platform:alerting.receiver (README: Alerts) and that "
-              "HTTPS out on 443 reaches it."),
-    ]
-    # cert-manager internal/collectors/certificate_collector.go:30 (certmanager_certificate_ready_status, 1 for the current
-    # condition), :33 (certmanager_certificate_expiration_timestamp_seconds).
-    certificates = [
-        _rule("CertificateNotReady", 'certmanager_certificate_ready_status{condition="False"} == 1', "30m", "warning",
-              "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not Ready.",
-              "kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}, then its CertificateRequest and "
-              "(ACME) Order and Challenge; kubectl -n cert-manager logs deploy/cert-manager."),
-        _rule("CertificateExpiringSoon", "certmanager_certificate_expiration_timestamp_seconds - time() < 7 * 86400", "1h",
-              "critical",
-              "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires in less than 7 days: it was not renewed.",
-              "As CertificateNotReady; cert-manager renews at two thirds of the lifetime, so this one has failed for weeks. "
-              "`cmctl renew -n {{ $labels.namespace }} {{ $labels.name }}` once the cause is fixed."),
-    ]
-    groups = [{"name": "watchdog", "rules": watchdog}, {"name": "cluster", "rules": health},
-              {"name": "certificates", "rules": certificates}]
+    groups = {"watchdog": WATCHDOG_RULES, "cluster": HEALTH_RULES, "certificates": CERTIFICATE_RULES, "databases": DATABASE_RULES}
     if backup_max_age_seconds is not None:
-        # vmware-tanzu/velero pkg/metrics/metrics.go:36-50: velero_backup_failure_total, _partial_failure_total,
-        # _attempt_total and _last_successful_timestamp, by `schedule` (one per tenant namespace: matched by pattern). The
-        # last success is a gauge only set by a success (InitSchedule, :505, zeroes the counters alone), so a Schedule
-        # that never succeeded since the server started has attempts and no timestamp.
-        hours = backup_max_age_seconds // 3600
-        groups.append({"name": "backups", "rules": [
-            _rule("VeleroBackupStale",
-                  f'time() - velero_backup_last_successful_timestamp{{schedule!=""}} > {backup_max_age_seconds}', "15m", "critical",
-                  f"Velero Schedule {{{{ $labels.schedule }}}} has had no successful backup for over {hours} h (its schedule's "
-                  "longest gap and a margin).",
-                  "velero backup get --selector velero.io/schedule-name={{ $labels.schedule }}; velero backup describe <the "
-                  "newest> --details; kubectl -n velero logs deploy/velero. README: Tenants' volumes."),
-            _rule("VeleroBackupNeverSucceeded",
-                  'velero_backup_attempt_total{schedule!=""} unless on(schedule) velero_backup_last_successful_timestamp',
-                  f"{hours}h", "critical",
-                  f"Velero Schedule {{{{ $labels.schedule }}}} has not succeeded once in {hours} h.",
-                  "As VeleroBackupStale: list its backups and read why they failed."),
-            _rule("VeleroBackupFailed",
-                  'increase(velero_backup_failure_total{schedule!=""}[1h]) > 0 or increase(velero_backup_partial_failure_total{schedule!=""}[1h]) > 0',
-                  "5m", "warning",
-                  "A backup of Velero Schedule {{ $labels.schedule }} failed or partly failed in the last hour.",
-                  "velero backup describe <the backup> --details and velero backup logs <the backup>: a volume the node "
-                  "agent could not read, the store unreachable, or a snapshot that timed out."),
-        ]})
-    return groups
+        groups["backups"] = backup_rules(backup_max_age_seconds)
+    return [{"name": name, "rules": [{**r, "labels": {**r["labels"], "cluster": cluster}} for r in group]}
+            for name, group in groups.items()]
 
 
 def alertmanager_config(receiver: str | None, kind: str, heartbeat: str | None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import AfterValidator, Field
 
+from components import alerting
 from components.aws import history_key_tags
 from components.backups import BackupExpectation, BackupStore, WriterKey, writer_key_credential
 from components.cluster import ClusterHandle
@@ -401,7 +402,7 @@ class ServiceDataStores(pulumi.ComponentResource):
             checksum=sum_,
             ready=ready,
             networks=cluster.network.node_cidrs if shared.managed is not None and cluster.network is not None else (),
-            admits=() if shared.managed is not None else (operator_admit(service),),
+            admits=() if shared.managed is not None else (operator_admit(service), alerting.scrape_admit(alerting.POSTGRES_INSTANCES, alerting.POSTGRES_PORT)),
             database_pods=None if shared.managed is not None else instance_labels(service),
             redis_pods=None if shared.managed is not None else redis_labels(service),
         )

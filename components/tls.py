@@ -96,7 +96,7 @@ class PlatformTls(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         # Its pods' egress: their API server (and with ACME, ACME's calls). Inbound, the webhook's port from anywhere
         # and the controller's metrics port from the platform Prometheus alone (the certificate alerts).
-        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), admit(name, ns, alerting.scrape_admit(alerting.CERT_MANAGER), opts),
+        held = [hold_webhook(name, ns, WEBHOOK_PORT, opts), admit(name, ns, alerting.scrape_admit(alerting.CERT_MANAGER.pods, alerting.CERT_MANAGER.port), opts),
                 *hold_namespace_egress(name, ns, cluster.api_server, _acme_egress() if args.acme else [], opts)]
         self.release = SLICE.release(cluster, self, args.settings, values, "", "webhook", "cainjector", "startupapicheck", ns=ns,
                                      depends_on=held)

@@ -166,7 +166,7 @@ class Velero(pulumi.ComponentResource):
             ready = self._file_system_backup(name, ns, k8s_opts)
         # The server and the node agents take their own namespace's connections only (they work through the API
         # server), and the platform Prometheus the server's metrics port (8085), for the backup alerts.
-        held = hold_namespace(name, ns, [alerting.scrape_admit(alerting.VELERO)], pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        held = hold_namespace(name, ns, [alerting.scrape_admit(alerting.VELERO.pods, alerting.VELERO.port)], pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         # They connect to the API server and the backup store only (the server, the node agents, the CRD upgrade Job):
         # the AWS plugin to S3 and STS, the node agents' Kopia to the same store; the EBS snapshots are the CSI
         # driver's calls (kube-system), the restore helper's image the kubelet's pull.

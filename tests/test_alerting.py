@@ -52,54 +52,54 @@ def _annotations(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, str]
     return {k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), v) for k, v in rule["annotations"].items()}
 
 
-def cases(max_age: int | None) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]], str, str]]:
-    """Alert -> (failure series, healthy series, the interval, when to evaluate): promtool's input_series."""
-    hours = (max_age or 0) // 3600
+def _series(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"series": series, "values": v} for series, v in values.items()]
+
+
+def _case(failing: dict[str, str], healthy: dict[str, str], at: str) -> tuple[list[dict[str, str]], list[dict[str, str]], str]:
+    """(failure series, healthy series, when to evaluate), one sample a minute: series -> promtool's values."""
+    return _series(failing), _series(healthy), at
+
+
+def cases(max_age: int | None) -> dict[str, tuple[list[dict[str, str]], list[dict[str, str]], str]]:
+    """Alert -> (failure series, healthy series, when to evaluate): promtool's input_series, one sample a minute
+    (Prometheus looks back 5 minutes for a sample)."""
     late = f"{max_age // 60 + 45}m" if max_age else "0m"
-    samples = (max_age or 0) // 60 + 60  # one a minute: Prometheus looks back 5 minutes for a sample
+    samples = (max_age or 0) // 60 + 60
+    node = 'kube_node_status_condition{condition="Ready",status="true",node="node-1"}'
+    gatekeeper = 'kube_deployment_status_replicas_available{namespace="gatekeeper-system",deployment="gatekeeper-controller-manager"}'
+    vault = 'kube_pod_labels{namespace="vault",pod="vault-1",label_vault_sealed="%s"}'
+    up = 'up{job="velero",instance="10.0.0.7:8085"}'
+    notifications = 'alertmanager_notifications_failed_total{integration="webhook"}'
+    ready = 'certmanager_certificate_ready_status{name="wildcard",namespace="apps-ingress",condition="%s"}'
+    expiry = 'certmanager_certificate_expiration_timestamp_seconds{name="vault-tls",namespace="vault"}'
+    last_success = 'velero_backup_last_successful_timestamp{schedule="catalog-prod"}'
+    attempts = 'velero_backup_attempt_total{schedule="catalog-prod"}'
+    failures = 'velero_backup_%sfailure_total{schedule="catalog-prod"}'
+    archiver = 'cnpg_pg_stat_archiver_last_%s_time{kubernetes_namespace="harbor",pod="harbor-postgres-1"}'
+    collector = 'cnpg_collector_up{cluster="gitlab-postgres",kubernetes_namespace="gitlab",pod="gitlab-postgres-2"}'
+    lag = 'cnpg_pg_replication_lag{kubernetes_namespace="gitlab",pod="gitlab-postgres-2"}'
     return {
-        "Watchdog": ([], [], "1m", "2m"),
-        "NodeNotReady": ([{"series": 'kube_node_status_condition{condition="Ready",status="true",node="node-1"}', "values": "0x20"}],
-                         [{"series": 'kube_node_status_condition{condition="Ready",status="true",node="node-1"}', "values": "1x20"}],
-                         "1m", "15m"),
-        "GatekeeperWebhookDown": (
-            [{"series": 'kube_deployment_status_replicas_available{namespace="gatekeeper-system",deployment="gatekeeper-controller-manager"}', "values": "0x10"}],
-            [{"series": 'kube_deployment_status_replicas_available{namespace="gatekeeper-system",deployment="gatekeeper-controller-manager"}', "values": "3x10"}],
-            "1m", "10m"),
-        "VaultSealed": ([{"series": 'kube_pod_labels{namespace="vault",pod="vault-1",label_vault_sealed="true"}', "values": "1x10"}],
-                        [{"series": 'kube_pod_labels{namespace="vault",pod="vault-1",label_vault_sealed="false"}', "values": "1x10"}],
-                        "1m", "10m"),
-        "ScrapeTargetDown": ([{"series": 'up{job="velero",instance="10.0.0.7:8085"}', "values": "0x20"}],
-                             [{"series": 'up{job="velero",instance="10.0.0.7:8085"}', "values": "1x20"}], "1m", "20m"),
-        "AlertmanagerNotificationsFailing": (
-            [{"series": 'alertmanager_notifications_failed_total{integration="webhook"}', "values": "0+1x40"}],
-            [{"series": 'alertmanager_notifications_failed_total{integration="webhook"}', "values": "0x40"}], "1m", "35m"),
-        "CertificateNotReady": (
-            [{"series": 'certmanager_certificate_ready_status{name="wildcard",namespace="apps-ingress",condition="False"}', "values": "1x40"}],
-            [{"series": 'certmanager_certificate_ready_status{name="wildcard",namespace="apps-ingress",condition="False"}', "values": "0x40"},
-             {"series": 'certmanager_certificate_ready_status{name="wildcard",namespace="apps-ingress",condition="True"}', "values": "1x40"}],
-            "1m", "35m"),
+        "Watchdog": ([], [], "2m"),
+        "NodeNotReady": _case({node: "0x20"}, {node: "1x20"}, "15m"),
+        "GatekeeperWebhookDown": _case({gatekeeper: "0x10"}, {gatekeeper: "3x10"}, "10m"),
+        "VaultSealed": _case({vault % "true": "1x10"}, {vault % "false": "1x10"}, "10m"),
+        "ScrapeTargetDown": _case({up: "0x20"}, {up: "1x20"}, "20m"),
+        "AlertmanagerNotificationsFailing": _case({notifications: "0+1x40"}, {notifications: "0x40"}, "35m"),
+        "CertificateNotReady": _case({ready % "False": "1x40"}, {ready % "False": "0x40", ready % "True": "1x40"}, "35m"),
         # Evaluated at 90 minutes: one expiring 3 days after the epoch, one 30 days after.
-        "CertificateExpiringSoon": (
-            [{"series": 'certmanager_certificate_expiration_timestamp_seconds{name="vault-tls",namespace="vault"}', "values": f"{3 * 86400}x100"}],
-            [{"series": 'certmanager_certificate_expiration_timestamp_seconds{name="vault-tls",namespace="vault"}', "values": f"{30 * 86400}x100"}],
-            "1m", "90m"),
+        "CertificateExpiringSoon": _case({expiry: f"{3 * 86400}x100"}, {expiry: f"{30 * 86400}x100"}, "90m"),
         # A Schedule whose last success is the epoch, against one whose timestamp keeps up with the clock.
-        "VeleroBackupStale": (
-            [{"series": 'velero_backup_last_successful_timestamp{schedule="catalog-prod"}', "values": f"0x{samples}"}],
-            [{"series": 'velero_backup_last_successful_timestamp{schedule="catalog-prod"}', "values": f"0+60x{samples}"}],
-            "1m", late),
-        "VeleroBackupNeverSucceeded": (
-            [{"series": 'velero_backup_attempt_total{schedule="catalog-prod"}', "values": f"0+1x{samples}"}],
-            [{"series": 'velero_backup_attempt_total{schedule="catalog-prod"}', "values": f"0+1x{samples}"},
-             {"series": 'velero_backup_last_successful_timestamp{schedule="catalog-prod"}', "values": f"0+60x{samples}"}],
-            "1m", late if hours else "0m"),
-        "VeleroBackupFailed": (
-            [{"series": 'velero_backup_failure_total{schedule="catalog-prod"}', "values": "0 0 0 1x20"},
-             {"series": 'velero_backup_partial_failure_total{schedule="catalog-prod"}', "values": "0x23"}],
-            [{"series": 'velero_backup_failure_total{schedule="catalog-prod"}', "values": "0x23"},
-             {"series": 'velero_backup_partial_failure_total{schedule="catalog-prod"}', "values": "0x23"}],
-            "1m", "10m"),
+        "VeleroBackupStale": _case({last_success: f"0x{samples}"}, {last_success: f"0+60x{samples}"}, late),
+        "VeleroBackupNeverSucceeded": _case({attempts: f"0+1x{samples}"},
+                                            {attempts: f"0+1x{samples}", last_success: f"0+60x{samples}"}, late),
+        "VeleroBackupFailed": _case({failures % "": "0 0 0 1x20", failures % "partial_": "0x23"},
+                                    {failures % "": "0x23", failures % "partial_": "0x23"}, "10m"),
+        # A primary whose last failed archive is newer than its last archived segment, against the other way round.
+        "PostgresWALArchivingFailing": _case({archiver % "failed": "2000x30", archiver % "archived": "1000x30"},
+                                             {archiver % "failed": "1000x30", archiver % "archived": "2000x30"}, "20m"),
+        "PostgresInstanceDown": _case({collector: "0x10"}, {collector: "1x10"}, "10m"),
+        "PostgresReplicaLagging": _case({lag: "900x20"}, {lag: "2x20"}, "15m"),
     }
 
 
@@ -110,17 +110,17 @@ def _unit_tests(groups: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set
     known = cases(max_age)
     tests = []
     for alert in sorted(rules.keys() & known.keys()):
-        failing, healthy, interval, at = known[alert]
+        failing, healthy, at = known[alert]
         rule = rules[alert]
         series_labels = [_labels(s["series"]) for s in failing[:1]]
         labels = {**(series_labels[0] if series_labels else {}), **rule["labels"]}
         labels = {k: v for k, v in labels.items() if k != "__name__"}
         if alert == "VeleroBackupFailed":
             labels = {"schedule": "catalog-prod", **rule["labels"]}
-        tests.append({"interval": interval, "input_series": failing, "alert_rule_test": [
+        tests.append({"interval": "1m", "input_series": failing, "alert_rule_test": [
             {"eval_time": at, "alertname": alert, "exp_alerts": [{"exp_labels": labels, "exp_annotations": _annotations(rule, labels)}]}]})
         if alert != WATCHDOG:  # it always fires: no healthy state
-            tests.append({"interval": interval, "input_series": healthy, "alert_rule_test": [
+            tests.append({"interval": "1m", "input_series": healthy, "alert_rule_test": [
                 {"eval_time": at, "alertname": alert, "exp_alerts": []}]})
     return tests, rules.keys() - known.keys()
 
@@ -280,7 +280,9 @@ def test_the_platform_prometheus_reaches_each_metrics_port_it_scrapes_and_nothin
         for cluster in CLUSTERS:
             network = Network(result.plan, cluster)
             present = {p.what: p for p in network.pods}
-            scrapes = [(KSM, 8080), (ALERTMANAGER, 9093), (CERT_MANAGER, 9402), *([(VELERO, 8085)] if cluster in WORKLOAD else [])]
+            databases = [(p.what, 9187) for p in network.pods if p.labels.get("cnpg.io/podRole") == "instance"]
+            assert bool(databases) == (stack == "dev" and cluster == "control-plane"), (stack, cluster, databases)  # prod: RDS
+            scrapes = [(KSM, 8080), (ALERTMANAGER, 9093), (CERT_MANAGER, 9402), *([(VELERO, 8085)] if cluster in WORKLOAD else []), *databases]
             assert all(target in present for target, _ in scrapes), (stack, cluster, sorted(present))
             broken = [f"{target}:{port}" for target, port in scrapes if not network.reaches(present[PROMETHEUS], present[target], port)]
             internet = ipaddress.ip_address(PUBLIC)
@@ -290,8 +292,8 @@ def test_the_platform_prometheus_reaches_each_metrics_port_it_scrapes_and_nothin
             extra = [f"{source} -> {address}:{port}" for source in (PROMETHEUS, ALERTMANAGER)
                      for address, port in ((internet, 80), (IMDS, 80), *(([internet, 443],) if source == PROMETHEUS else ()))
                      if network.reaches(present[source], address, port)]
-            extra += [f"{PROMETHEUS} -> {target}:{n}" for target in (CERT_MANAGER, VELERO) if target in present
-                      for _, n, _ in present[target].ports if n not in (9402, 8085) and network.reaches(present[PROMETHEUS], present[target], n)]
+            extra += [f"{PROMETHEUS} -> {target}:{n}" for target in (CERT_MANAGER, VELERO, *(d for d, _ in databases)) if target in present
+                      for _, n, _ in present[target].ports if n not in (9402, 8085, 9187) and network.reaches(present[PROMETHEUS], present[target], n)]
             # A tenant's pod (any labels, even the Prometheus server's) and every other namespace's pods.
             tenant = next(ns for ns, labels in network.namespaces.items() if labels.get(TENANT_NAMESPACE_LABEL) == "true") if cluster in WORKLOAD else None
             strangers = [p for p in network.pods if p.namespace != "alerting"]
@@ -304,3 +306,12 @@ def test_the_platform_prometheus_reaches_each_metrics_port_it_scrapes_and_nothin
                         extra.append(f"{source.what} -> {target}:{port}")
             assert not extra, f"{stack}/{cluster}: connections no alert needs:\n" + "\n".join(sorted(set(extra)))
     assert checked > 500, checked
+
+
+def test_the_postgres_scrapes_cover_every_namespace_a_cloudnativepg_cluster_is_in(renders: dict[str, Render]) -> None:
+    from components import alerting, dragonfly
+
+    rendered = {r["inputs"]["metadata"]["namespace"] for result in renders.values() for r in result.plan["resources"]
+                if r["type"] == "kubernetes:postgresql.cnpg.io/v1:Cluster"}
+    assert rendered and rendered <= set(alerting.POSTGRES_NAMESPACES), rendered
+    assert dragonfly.NAMESPACE in alerting.POSTGRES_NAMESPACES  # its stores on kubeconfig workload clusters (off in these stacks)

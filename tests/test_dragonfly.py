@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import dragonfly
+from components import alerting, dragonfly
 from components.data_stores import Postgres, Redis, ServiceStores
 from components.harbor_preheat import PreheatPolicyProvider
 from components.tenant_registry import RELEASE_TAGS
@@ -388,11 +388,14 @@ def test_the_held_namespace_still_lets_the_operator_and_the_manager_reach_the_in
         database, redis = present[f"{dragonfly.NAMESPACE}/Cluster/dragonfly-postgres"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-redis"]
         operator = present["cnpg-system/Deployment/cnpg-cloudnative-pg"]
         manager, scheduler = present[f"{dragonfly.NAMESPACE}/Deployment/{dragonfly.MANAGER}"], present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-scheduler"]
-        needed = [(operator, database, 8000), (manager, database, 5432), (manager, redis, 6379), (scheduler, redis, 6379)]
+        scraper = present[f"{alerting.NAMESPACE}/Deployment/{alerting.PROMETHEUS_RELEASE}-server"]  # its exporter (WAL archiving alerts)
+        needed = [(operator, database, 8000), (manager, database, 5432), (manager, redis, 6379), (scheduler, redis, 6379),
+                  (scraper, database, alerting.POSTGRES_PORT)]
         assert not [(c.what, s.what, port) for c, s, port in needed if not network.reaches(c, s, port)]
         assert not network.reaches(operator, database, 5432)
         others = [(p.what, s.what, port) for p in network.pods if p.namespace != dragonfly.NAMESPACE and p != operator
-                  for s in (database, redis) for _, port, protocol in s.ports if network.reaches(p, s, port, protocol)]
+                  for s in (database, redis) for _, port, protocol in s.ports if network.reaches(p, s, port, protocol)
+                  and (p, s, port) != (scraper, database, alerting.POSTGRES_PORT)]
         assert not others, others
         seed = present[f"{dragonfly.NAMESPACE}/StatefulSet/dragonfly-seed-client"]  # which fetches what peers and URLs send it
         assert not network.reaches(seed, database, 5432) and not network.reaches(scheduler, database, 5432)
