@@ -38,7 +38,7 @@ from components import prometheus_chart
 from components.cluster import ClusterHandle
 from components.common import AlertRoutes, checksum
 from components.egress import HTTPS, Admit, Reach, internet, pods, pods_in, tcp
-from components.helm import metadata, release, sized
+from components.helm import grant, metadata, rbac_rule, release, sized
 from components.inventory import external_secret, projected_token
 from components.service import AddOnArgs, ChartAddOn, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
 from components.yaml_text import dump as yaml_dump
@@ -46,6 +46,7 @@ from components.yaml_text import dump as yaml_dump
 NAMESPACE = "alerting"
 PROMETHEUS_RELEASE = "alerting-prometheus"  # not `prometheus`: its cluster-wide RBAC would clash with the canary one's
 PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "server"}  # the chart's
+PROMETHEUS_ACCOUNT = f"{PROMETHEUS_RELEASE}-server"  # the chart's server account
 ALERTMANAGER_LABELS = {"app.kubernetes.io/name": "alertmanager"}
 ALERTMANAGER_PORT = 9093
 KSM_LABELS = {"app.kubernetes.io/name": "kube-state-metrics"}
@@ -289,10 +290,17 @@ class Alerting(ChartAddOn[AlertingArgs]):
         }
 
     def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> Sequence[pulumi.Resource]:
-        """No rights of its own (the charts' accounts); the configuration Secret, which the release mounts."""
+        """Prometheus' rights instead of the chart's ClusterRole (which reads every ConfigMap, Service, Endpoint, Ingress,
+        node and nodes/metrics of the cluster): pods to list and watch, what its pod discovery asks in the namespaces it
+        scrapes (a ClusterRole: gitlab's and harbor's namespaces come after it on the control plane). And the
+        configuration Secret, which Alertmanager's release mounts."""
         self._ns = ns
         opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[ns])
-        return [k8s.core.v1.Secret(f"{name}-config", metadata=metadata(CONFIG_SECRET, ns), string_data={CONFIG_FILE: self._config}, opts=opts)]
+        return [
+            grant(f"{name}-prometheus", PROMETHEUS_ACCOUNT, {"kind": "ServiceAccount", "name": PROMETHEUS_ACCOUNT, "namespace": NAMESPACE},
+                  [rbac_rule([""], ["pods"], ("list", "watch"))], opts),
+            k8s.core.v1.Secret(f"{name}-config", metadata=metadata(CONFIG_SECRET, ns), string_data={CONFIG_FILE: self._config}, opts=opts),
+        ]
 
     def extend(self, name: str, cluster: ClusterHandle, args: AlertingArgs) -> None:
         # After Alertmanager's release, which waits for the namespace's policies: Prometheus sends it what fires.
@@ -308,7 +316,7 @@ class Alerting(ChartAddOn[AlertingArgs]):
                 f"service-account token of the alerting Prometheus on {cluster.name}",
                 issuer=f"the {cluster.name} cluster's API server (projected service-account token)",
                 holder=f"Prometheus ({NAMESPACE}/{PROMETHEUS_RELEASE}-server) on {cluster.name}",
-                scope="list and watch pods, services and endpoints to find the pods it scrapes (the chart's ClusterRole)",
+                scope="list and watch pods, to find the pods it scrapes (the platform's ClusterRole instead of the chart's)",
                 resources=(f"{cluster.role}-{PROMETHEUS_RELEASE}",),
             ),
             projected_token(
@@ -354,7 +362,7 @@ def prometheus_values(cluster_name: str, storage: str, backup_max_age_seconds: i
         "alertmanagers": [{"static_configs": [{"targets": [f"alertmanager.{NAMESPACE}.svc:{ALERTMANAGER_PORT}"]}]}],
         "extraFlags": [],  # no lifecycle API, as the canary one
         "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps([scrape_configs, rule_groups], sort_keys=True))},
-    }) | {"serverFiles": {"alerting_rules.yml": rule_groups}}
+    }) | {"serverFiles": {"alerting_rules.yml": rule_groups}, "rbac": {"create": False}}  # its rights: Alerting.grants
 
 
 def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Alerting:

@@ -315,3 +315,25 @@ def test_the_postgres_scrapes_cover_every_namespace_a_cloudnativepg_cluster_is_i
                 if r["type"] == "kubernetes:postgresql.cnpg.io/v1:Cluster"}
     assert rendered and rendered <= set(alerting.POSTGRES_NAMESPACES), rendered
     assert dragonfly.NAMESPACE in alerting.POSTGRES_NAMESPACES  # its stores on kubeconfig workload clusters (off in these stacks)
+
+
+def test_the_alerting_accounts_read_only_what_their_scrapes_need(renders: dict[str, Render]) -> None:
+    """Who takes over the platform Prometheus (it parses every scraped exporter's answer) holds its token: pods to list
+    and watch, nothing else (the chart's ClusterRole read every ConfigMap, Service, Endpoint, Ingress and node);
+    kube-state-metrics its three collectors' resources; Alertmanager nothing."""
+    allowed = {"alerting-prometheus-server": {("", "pods", "list"), ("", "pods", "watch")},
+               "kube-state-metrics": {("apps", "deployments", v) for v in ("list", "watch")} | {("", r, v) for r in ("nodes", "pods") for v in ("list", "watch")},
+               "alertmanager": set()}
+    for stack, result in renders.items():
+        objects = [r["inputs"] for r in result.plan["resources"] if r["type"].startswith("kubernetes:rbac")]
+        objects += [o for r in result.plan["resources"] for o in r.get("rendered") or [] if o["kind"].endswith(("Role", "RoleBinding"))]
+        roles = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] in ("Role", "ClusterRole")}
+        held: dict[str, set[tuple[str, str, str]]] = {account: set() for account in allowed}
+        for binding in (o for o in objects if o["kind"].endswith("RoleBinding")):
+            accounts = [s["name"] for s in binding.get("subjects") or [] if s.get("namespace") == "alerting" and s["name"] in allowed]
+            role = roles.get((binding["roleRef"]["kind"], binding["roleRef"]["name"]))
+            for account in accounts:
+                assert role is not None, (stack, binding["metadata"]["name"])
+                held[account] |= {(g, r, v) for rule in role["rules"] for g in rule.get("apiGroups", ["(URL)"])
+                                  for r in rule.get("resources", rule.get("nonResourceURLs", [])) for v in rule["verbs"]}
+        assert held == allowed, (stack, {a: sorted(held[a] - allowed[a]) for a in allowed})
