@@ -113,7 +113,17 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
                 # config-reload sidecar either: a change of the scrape config restarts the server.
                 "extraFlags": [],
                 "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps(scrape_configs, sort_keys=True))},
-        })
+        }) | {"rbac": {"create": False}}  # its rights: Prometheus.grants
+
+    def prepare(self, name: str, args: PrometheusArgs) -> None:
+        self._ingress = args.ingress
+
+    def grants(self, name: str, cluster: ClusterHandle, ns: k8s.core.v1.Namespace) -> Sequence[pulumi.Resource]:
+        """The pods of Traefik's namespace to list and watch, what its one scrape discovers, instead of the chart's
+        ClusterRole (every ConfigMap, Service, Endpoint, Ingress, node and pod of the cluster)."""
+        if self._ingress is None:
+            return []
+        return [self._ingress.grant_discovery(RELEASE, {"kind": "ServiceAccount", "name": f"{RELEASE}-server", "namespace": NAMESPACE})]
 
     def extend(self, name: str, cluster: ClusterHandle, args: PrometheusArgs) -> None:
         if args.ingress is not None:
@@ -137,7 +147,8 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
             f"service-account token of Prometheus on {cluster.name}",
             issuer=f"the {cluster.name} cluster's API server (projected service-account token)",
             holder=f"Prometheus ({NAMESPACE}/{RELEASE}-server) on {cluster.name}",
-            scope="list and watch pods, services and endpoints to find the ingress controller's pods (the chart's ClusterRole)",
+            scope=f"list and watch the pods of {workload_ingress.NAMESPACE}, to find the ingress controller's (a Role there, not the "
+                  "chart's ClusterRole)",
             resources=(f"{cluster.role}-{RELEASE}",),
         ))
 

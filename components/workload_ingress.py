@@ -37,7 +37,7 @@ import pulumi_kubernetes as k8s
 from components import tls
 from components.cluster import ClusterHandle
 from components.egress import Admit, admit, dns, from_anywhere, hold_egress, hold_pods, pods_in, to_api_server, to_pods_in
-from components.helm import namespace
+from components.helm import grant, namespace, rbac_rule
 from components.ingress import TRAEFIK_API, Nlb, Route53Args, traefik_values
 from components.inventory import STATE, Credential, CredentialInventory, program_certificate
 from components.service import WORKLOAD_CLUSTERS, CertificateAuthority, ClusterParts, PlatformNamespace, ServiceSettings, ServiceSlice
@@ -150,6 +150,13 @@ class WorkloadIngress(pulumi.ComponentResource):
     def admit_metrics(self, name: str, peer: k8s.networking.v1.NetworkPolicyPeerArgs) -> k8s.networking.v1.NetworkPolicy:
         """`peer` (Prometheus's server) connects to Traefik's metrics port: the only client of its per-tenant counts."""
         return admit(self._name, self._ns, Admit(f"metrics-{name}", POD_LABELS, [peer], (METRICS_CONTAINER_PORT,)), self._opts)
+
+    def grant_discovery(self, name: str, account: dict[str, str]) -> pulumi.Resource:
+        """`account` (Prometheus's server) lists and watches the pods of Traefik's namespace, what its scrape discovers,
+        and nothing else: a Role here, not the chart's cluster-wide reads."""
+        opts = pulumi.ResourceOptions.merge(self._opts, pulumi.ResourceOptions(depends_on=[self._ns]))
+        return grant(f"{self._name}-{name}-discovery", f"{name}-discovery", account, [rbac_rule([""], ["pods"], ("list", "watch"))],
+                     opts, namespace=NAMESPACE)
 
     def _egress(self, name: str, rules: list[k8s.networking.v1.NetworkPolicyEgressRuleArgs]) -> k8s.networking.v1.NetworkPolicy:
         return hold_egress(self._name, self._ns, name, POD_LABELS, rules, self._opts)

@@ -211,8 +211,8 @@ def test_no_host_reader_of_a_virtual_clusters_objects_holds_its_service_account_
     """An attacker's test. The attacker holds a host identity that may read pods in a virtual cluster's host
     namespace but not its Secrets: ArgoCD's federated user (whose one-minute tokens the application controller
     gets, and which by design reads no Secret), the host's Argo Rollouts controller (which runs the tenants'
-    analyses), metrics-server, Prometheus, Velero's node agent. Reading the host copies of the virtual pods, it
-    would hold their tokens, valid 10 years against the virtual API server on its LoadBalancer. Whoever reads the
+    analyses), metrics-server, Velero's node agent (Prometheus did until it lost the chart's ClusterRole). Reading the
+    host copies of the virtual pods, it would hold their tokens, valid 10 years against the virtual API server on its LoadBalancer. Whoever reads the
     namespace's Secrets reads the tenant's credentials there anyway (the syncer, and the accounts
     tests/test_workload_reader_attacks.py READERS judges); nobody else may read where the tokens are. (On EKS the
     access entries add the cluster admins and the pipeline's plan roles, which read every Secret too.)"""
@@ -235,7 +235,7 @@ def test_the_review_sees_who_reads_a_virtual_clusters_host_pods(charted: dict[st
         cluster, namespace = release["cluster"], release["inputs"]["namespace"]
         pods, secrets = (set(readers(result.plan, cluster, namespace, r)) for r in ("pods", "secrets"))
         assert {"User openunison:platform-argocd", "ServiceAccount argo-rollouts/argo-rollouts",
-                "ServiceAccount metrics-server/metrics-server", "ServiceAccount monitoring/prometheus-server"} <= pods - secrets, (stack, namespace)
+                "ServiceAccount metrics-server/metrics-server"} <= pods - secrets, (stack, namespace)
 
 
 def test_a_virtual_clusters_syncer_keeps_its_pods_tokens_in_host_secrets_the_host_admits(charted: dict[str, Render]) -> None:

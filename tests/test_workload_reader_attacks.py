@@ -223,3 +223,19 @@ def test_external_secrets_webhook_has_its_certificate_from_cert_manager_not_the_
             assert webhooks and all(w["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
                                     == f"external-secrets/{certificate['metadata']['name']}" for w in webhooks)
             assert any("Release::" in d and "cert-manager" in d for d in release["dependsOn"]), (stack, cluster)
+
+
+def test_the_canary_prometheus_lists_the_ingress_controllers_pods_and_nothing_else(charted: dict[str, Render]) -> None:
+    """The canary Prometheus parses Traefik's metrics and answers every tenant's analyses (through the query proxies):
+    who takes it over holds its token. Its one scrape discovers the pods of Traefik's namespace; the chart's ClusterRole
+    let the token read every ConfigMap, Service, Endpoint(Slice), Ingress, node and pod (their specs, literal env values
+    included) of the cluster."""
+    from components import workload_ingress
+    from components.prometheus import NAMESPACE, RELEASE
+
+    for stack, result in charted.items():
+        for cluster in WORKLOAD_CLUSTERS:
+            held = grants(result.plan, cluster, NAMESPACE, f"{RELEASE}-server")
+            rights = {(g.namespace or "cluster-wide", group, resource, verb) for g in held for rule in g.rules
+                      for group in rule.get("apiGroups", ()) for resource in rule.get("resources", ()) for verb in rule.get("verbs", ())}
+            assert rights == {(workload_ingress.NAMESPACE, "", "pods", verb) for verb in ("list", "watch")}, (stack, cluster, sorted(rights))
