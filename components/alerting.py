@@ -362,7 +362,7 @@ def prometheus_values(cluster_name: str, storage: str, backup_max_age_seconds: i
         "alertmanagers": [{"static_configs": [{"targets": [f"alertmanager.{NAMESPACE}.svc:{ALERTMANAGER_PORT}"]}]}],
         "extraFlags": [],  # no lifecycle API, as the canary one
         "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps([scrape_configs, rule_groups], sort_keys=True))},
-    }) | {"serverFiles": {"alerting_rules.yml": rule_groups}, "rbac": {"create": False}}  # its rights: Alerting.grants
+    }) | {"serverFiles": {"alerting_rules.yml": rule_groups}}
 
 
 def declare_on(parts: ClusterParts, settings: ServiceSettings) -> Alerting:

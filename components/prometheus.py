@@ -113,7 +113,7 @@ class Prometheus(ChartAddOn[PrometheusArgs]):
                 # config-reload sidecar either: a change of the scrape config restarts the server.
                 "extraFlags": [],
                 "podAnnotations": {CONFIG_CHECKSUM: checksum(json.dumps(scrape_configs, sort_keys=True))},
-        }) | {"rbac": {"create": False}}  # its rights: Prometheus.grants
+        })
 
     def prepare(self, name: str, args: PrometheusArgs) -> None:
         self._ingress = args.ingress

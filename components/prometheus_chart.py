@@ -25,10 +25,13 @@ def scrape_configs(jobs: dict[str, Any]) -> dict[str, Any]:
 
 
 def server_only(scrapes: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
-    """The chart's values for its server alone with `server`'s settings, scraping `scrapes` (`scrape_configs`)."""
+    """The chart's values for its server alone with `server`'s settings, scraping `scrapes` (`scrape_configs`). Without
+    the chart's ClusterRole (every ConfigMap, Service, Endpoint, Ingress, node and pod of the cluster): the caller
+    grants what its scrapes discover (its add-on's `grants`)."""
     return {
         **{chart: {"enabled": False} for chart in SUBCHARTS},
         "server": server,
         "configmapReload": {"prometheus": {"enabled": False}},
         "scrapeConfigs": scrapes,
+        "rbac": {"create": False},
     }

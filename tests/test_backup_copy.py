@@ -21,24 +21,16 @@ from botocore.stub import Stubber
 
 from platformctl import backups
 from tests.test_backup_watch import put, run, s3, written  # noqa: F401 (s3: the fixture)
+from tests.test_backups import by_name
 from tests.test_config import DEV, PROD, _problems, _write, setting
 
 COPY = "eu-central-1"  # Pulumi.prod.yaml
 SOURCE = "eu-west-1"
 
 
-def one(plan: dict, type_: str, name: str) -> dict:
-    [found] = [r for r in plan["resources"] if r["type"] == type_ and r["name"] == name]
-    return found
-
-
 def provider_region(plan: dict, resource: dict) -> str:
-    return one_by_urn(plan, resource["provider"])["inputs"]["region"]
-
-
-def one_by_urn(plan: dict, urn: str) -> dict:
-    [found] = [r for r in plan["resources"] if r["urn"] == urn]
-    return found
+    [provider] = [r for r in plan["resources"] if r["urn"] == resource["provider"]]
+    return provider["inputs"]["region"]
 
 
 def test_every_prod_backup_has_a_copy_in_another_region(prod: dict) -> None:
@@ -65,9 +57,9 @@ def test_the_volumes_of_each_cluster_region_are_snapshotted_daily_and_copied(pro
     assert copy["target"] == COPY and copy["encrypted"] is True and copy["copyTags"] is True
     assert copy["cmkArn"].startswith(f"arn:aws:kms:{COPY}:") and copy["retainRule"] == {"interval": 35, "intervalUnit": "DAYS"}
     assert schedule["tagsToAdd"] == {"platform.io/backup-copy": policy["name"]} and schedule["copyTags"] is True
-    role = one(prod, "aws:iam/role:Role", policy["name"])
+    role = by_name(prod, "aws:iam/role:Role", policy["name"])
     assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "dlm.amazonaws.com"}
-    granted = json.loads(one(prod, "aws:iam/rolePolicy:RolePolicy", policy["name"])["inputs"]["policy"])["Statement"]
+    granted = json.loads(by_name(prod, "aws:iam/rolePolicy:RolePolicy", policy["name"])["inputs"]["policy"])["Statement"]
     assert not [r for r in prod["resources"] if r["type"] == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
                 and r["inputs"]["role"].startswith(policy["name"])]  # AWS's managed policy deletes any snapshot
     [delete] = [s for s in granted if "ec2:DeleteSnapshot" in s["Action"]]
@@ -105,24 +97,24 @@ def test_a_volume_copy_that_stopped_fails_the_check(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_copy_bucket_is_locked_encrypted_in_its_region_and_kept_as_long(prod: dict) -> None:
-    bucket = one(prod, "aws:s3/bucket:Bucket", "backups-copy")
+    bucket = by_name(prod, "aws:s3/bucket:Bucket", "backups-copy")
     assert bucket["inputs"]["bucket"] == f"platform-example-com-backups-{COPY}" and bucket["inputs"]["objectLockEnabled"] is True
     assert bucket["options"]["protect"] is True and provider_region(prod, bucket) == COPY
-    key = one(prod, "aws:kms/key:Key", "backups-copy")
+    key = by_name(prod, "aws:kms/key:Key", "backups-copy")
     assert key["options"]["protect"] is True and key["inputs"]["enableKeyRotation"] is True and provider_region(prod, key) == COPY
     assert key["inputs"]["tags"]["platform.io/keeps-history"] == "true"  # the deploy role may not delete or disable it
     for kind in ("bucketObjectLockConfiguration:BucketObjectLockConfiguration", "bucketLifecycleConfiguration:BucketLifecycleConfiguration",
                  "bucketPublicAccessBlock:BucketPublicAccessBlock", "bucketPolicy:BucketPolicy"):
-        source, copy = one(prod, f"aws:s3/{kind}", "backups"), one(prod, f"aws:s3/{kind}", "backups-copy")
+        source, copy = by_name(prod, f"aws:s3/{kind}", "backups"), by_name(prod, f"aws:s3/{kind}", "backups-copy")
         same = {k: v for k, v in source["inputs"].items() if k != "bucket"}
         assert {k: v for k, v in copy["inputs"].items() if k != "bucket"} == same or kind.startswith("bucketPolicy"), kind
         assert provider_region(prod, copy) == COPY
-    policy = json.loads(one(prod, "aws:s3/bucketPolicy:BucketPolicy", "backups-copy")["inputs"]["policy"])
+    policy = json.loads(by_name(prod, "aws:s3/bucketPolicy:BucketPolicy", "backups-copy")["inputs"]["policy"])
     assert f"platform-example-com-backups-{COPY}" in json.dumps(policy) and "aws:SecureTransport" in json.dumps(policy)
 
 
 def test_s3_replicates_the_whole_bucket_its_deletions_as_markers_and_its_encrypted_objects(prod: dict) -> None:
-    config = one(prod, "aws:s3/bucketReplicationConfig:BucketReplicationConfig", "backups")
+    config = by_name(prod, "aws:s3/bucketReplicationConfig:BucketReplicationConfig", "backups")
     assert provider_region(prod, config) == SOURCE
     [rule] = config["inputs"]["rules"]
     assert rule["status"] == "Enabled" and rule["filter"] == {"prefix": ""}
@@ -132,14 +124,14 @@ def test_s3_replicates_the_whole_bucket_its_deletions_as_markers_and_its_encrypt
     destination = rule["destination"]
     assert destination["bucket"] == f"arn:aws:s3:::platform-example-com-backups-{COPY}"
     assert destination["encryptionConfiguration"]["replicaKmsKeyId"].startswith(f"arn:aws:kms:{COPY}:")
-    role = one(prod, "aws:iam/role:Role", "backups-replication")
+    role = by_name(prod, "aws:iam/role:Role", "backups-replication")
     assert config["inputs"]["role"].startswith("arn:aws:iam::123456789012:role/backups-replication-")  # the mock's name for it
     assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
 
 def test_the_replication_role_reads_the_source_writes_the_copy_and_unlocks_nothing(prod: dict) -> None:
-    granted = json.loads(one(prod, "aws:iam/rolePolicy:RolePolicy", "backups-replication")["inputs"]["policy"])["Statement"]
+    granted = json.loads(by_name(prod, "aws:iam/rolePolicy:RolePolicy", "backups-replication")["inputs"]["policy"])["Statement"]
     source, copy = "arn:aws:s3:::platform-example-com-backups", f"arn:aws:s3:::platform-example-com-backups-{COPY}"
     actions = {(a, s["Resource"] if isinstance(s["Resource"], str) else tuple(s["Resource"])) for s in granted for a in s["Action"]}
     on_s3 = {(a, r) for a, r in actions if a.startswith("s3:")}
@@ -170,7 +162,7 @@ def test_each_rds_instance_replicates_its_automated_backups_to_the_copy_region(p
 
 
 def test_the_watch_role_lists_the_copies_too(prod: dict) -> None:
-    granted = json.loads(one(prod, "aws:iam/rolePolicy:RolePolicy", "platform-pipeline-backup-watch")["inputs"]["policy"])["Statement"]
+    granted = json.loads(by_name(prod, "aws:iam/rolePolicy:RolePolicy", "platform-pipeline-backup-watch")["inputs"]["policy"])["Statement"]
     text = json.dumps(granted)
     assert f'"arn:aws:s3:::platform-example-com-backups-{COPY}"' in text and f"s3.{COPY}.amazonaws.com" in text
     assert "rds:DescribeDBInstanceAutomatedBackups" in text
